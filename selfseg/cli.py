@@ -1,0 +1,137 @@
+"""`selfseg` command line: tag, resources, download. Failures print one line each and exit non-zero."""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .errors import SelfSegError
+
+_OVERRIDE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*=")
+
+
+def _resolve_config(name: "str | None") -> "str | None":
+    """A path, or a bare name found as configs/<name>.yaml under the working directory."""
+    if name is None or Path(name).exists():
+        return name
+    cand = Path("configs") / (name if name.endswith((".yaml", ".yml")) else f"{name}.yaml")
+    return str(cand) if cand.exists() else name
+
+
+def _split_overrides(args: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Positional args that look like key.sub=value and are not files are overrides."""
+    inputs, overrides = [], []
+    for a in args:
+        (overrides if _OVERRIDE.match(a) and not Path(a).exists() else inputs).append(a)
+    return inputs, overrides
+
+
+def cmd_tag(ns: argparse.Namespace) -> int:
+    from .io import expand_inputs
+    from .pipeline import SelfSeg, write_outputs
+
+    inputs, overrides = _split_overrides(ns.inputs)
+    seg = SelfSeg.from_config(_resolve_config(ns.config), overrides + (ns.set or []))
+    sources = expand_inputs(inputs)
+    if not sources:
+        print("selfseg: error: no input images given", file=sys.stderr)
+        return 2
+    if seg.meaningless:
+        print("NOTE: this config uses tiny random-init models built in code (no download); "
+              "the captions and nouns below are meaningless and only show that everything runs.")
+    out = Path(ns.out)
+    used: set[str] = set()
+    failed = 0
+    for item in seg.tag_many(sources, ns.batch_size):
+        if not item.ok:
+            failed += 1
+            print(f"error: {item.error}", file=sys.stderr)
+            continue
+        stem = Path(item.source).stem or "image"
+        base, i = stem, 1
+        while stem in used:  # same file name from two folders: keep both
+            stem, i = f"{base}_{i}", i + 1
+        used.add(stem)
+        try:
+            write_outputs(item, out, stem)
+        except OSError as exc:
+            failed += 1
+            print(f"error: {item.source}: could not write outputs ({exc})", file=sys.stderr)
+            continue
+        assert item.result is not None
+        print(f"{item.source}: {', '.join(item.result.tags) or '(no nouns found)'}")
+    total = len(sources)
+    print(f"{total - failed}/{total} images tagged; outputs in {out}/", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_resources(ns: argparse.Namespace) -> int:
+    from .resources import setup_resources
+
+    setup_resources(wordnet_dir=ns.wordnet_dir, spacy_pipeline=ns.spacy_pipeline, allow_apt=not ns.no_apt)
+    return 0
+
+
+def cmd_download(ns: argparse.Namespace) -> int:
+    from .config import TINY_MODEL, load_config
+    from .resources import download_checkpoints
+
+    configs = ns.config or [None]
+    ids, cache = [], None
+    for c in configs:
+        cfg = load_config(_resolve_config(c))
+        cache = cfg.model.cache_dir or cache
+        if cfg.tagger == "bcc" and cfg.model.blip != TINY_MODEL and cfg.model.blip not in ids:
+            ids.append(cfg.model.blip)
+    if not ids:
+        print("nothing to download: the configs use only models built in code")
+        return 0
+    failed = download_checkpoints(ids, cache_dir=cache)
+    if failed:
+        print(f"selfseg: error: {len(failed)} checkpoint(s) could not be downloaded: {', '.join(failed)}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="selfseg", description="Training-free, self-guided open-vocabulary "
+                                "segmentation.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("tag", help="find what is in images (BLIP-Cluster-Caption by default)")
+    t.add_argument("inputs", nargs="+", help="image files, folders or globs; key.sub=value overrides the config")
+    t.add_argument("--config", "-c", help="YAML config (path or name under configs/); default: paper settings")
+    t.add_argument("--out", "-o", default="out", help="output folder (default: out)")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, repeatable")
+    t.add_argument("--batch-size", type=int, help="images per batch (default: run.batch_size)")
+    t.set_defaults(func=cmd_tag)
+
+    r = sub.add_parser("resources", help="make WordNet and a spaCy English pipeline available")
+    r.add_argument("--wordnet-dir", help="copy WordNet from this database directory (e.g. /usr/share/wordnet)")
+    r.add_argument("--spacy-pipeline", default="auto", help="spaCy pipeline to check (default: auto)")
+    r.add_argument("--no-apt", action="store_true", help="never try apt-get for WordNet")
+    r.set_defaults(func=cmd_resources)
+
+    d = sub.add_parser("download", help="cache every checkpoint the configs use, for offline machines")
+    d.add_argument("--config", "-c", action="append", help="config(s) whose checkpoints to fetch (repeatable)")
+    d.set_defaults(func=cmd_download)
+    return p
+
+
+def main(argv: "Sequence[str] | None" = None) -> int:
+    ns = build_parser().parse_args(argv)
+    try:
+        return ns.func(ns)
+    except SelfSegError as exc:
+        print(f"selfseg: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("selfseg: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

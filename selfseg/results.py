@@ -1,0 +1,185 @@
+"""Typed results of the tagging stage, serialisable to JSON and back."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class ClusterMaps:
+    """Every map of the clustering chain, on the largest scale's (H, W) patch grid.
+
+    labels: (H, W) int64 final clusters, contiguous from 0. runs: one (H, W) map per k-means run, in
+    `run_keys` order ((scale index, k)), resized (nearest) to the grid, original label ids.
+    aligned: the runs relabelled to the reference run. votes: (m, H, W) vote distribution over the m
+    reference labels. crf: (H, W) argmax after the CRF. filtered: (H, W) after the mode filter, before
+    relabelling. timings: wall seconds per step.
+    """
+
+    labels: np.ndarray
+    runs: list[np.ndarray]
+    run_keys: list[tuple[int, int]]
+    reference: int
+    aligned: list[np.ndarray]
+    votes: np.ndarray
+    crf: np.ndarray
+    filtered: np.ndarray
+    filter_passes: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def n_clusters(self) -> int:
+        return int(self.labels.max()) + 1
+
+
+@dataclass
+class NounSupport:
+    """A noun and its provenance. support: captions (cluster x cycle) that produced it; cycles: distinct
+    caption cycles that produced it; clusters: ids of the clusters whose captions produced it."""
+
+    noun: str
+    support: int
+    cycles: int
+    clusters: list[int]
+
+
+@dataclass
+class ClusterCaptions:
+    """One final cluster: its size in patches, its caption per cycle, and the nouns of each caption."""
+
+    cluster: int
+    size: int
+    captions: list[str]
+    nouns: list[list[str]]
+
+
+@dataclass
+class TagResult:
+    """What a tagger found in one image.
+
+    nouns: ordered by support (most captions first). clusters: per BCC cluster, captions of all cycles.
+    cluster_grid: (h, w) int final cluster map on the patch grid (None for taggers without clusters).
+    image_size: (H, W) of the input image, upright. intermediates: every map of the clustering chain.
+    timings: wall seconds per stage for the batch this image ran in (`batch_size` images).
+    """
+
+    source: str
+    image_size: tuple[int, int]
+    nouns: list[NounSupport]
+    tagger: str
+    model: str = ""
+    clusters: list[ClusterCaptions] = field(default_factory=list)
+    cycles_run: int = 0
+    cluster_grid: Optional[np.ndarray] = None
+    intermediates: Optional[ClusterMaps] = None
+    timings: dict[str, float] = field(default_factory=dict)
+    batch_size: int = 1
+    meaningless: bool = False  # True when produced by tiny random-init models (smoke config)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def tags(self) -> list[str]:
+        return [n.noun for n in self.nouns]
+
+    @cached_property
+    def cluster_map(self) -> Optional[np.ndarray]:
+        """(H, W) cluster map upsampled (nearest) from the patch grid to the input image's size."""
+        if self.cluster_grid is None:
+            return None
+        return upsample_nearest(self.cluster_grid, self.image_size)
+
+    # ------------------------------------------------------------------------------------ serialisation
+    def to_dict(self, intermediates: bool = True) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "schema": SCHEMA_VERSION,
+            "source": self.source,
+            "image_size": list(self.image_size),
+            "tagger": self.tagger,
+            "model": self.model,
+            "meaningless": self.meaningless,
+            "tags": self.tags,
+            "nouns": [vars(n) for n in self.nouns],
+            "clusters": [vars(c) for c in self.clusters],
+            "cycles_run": self.cycles_run,
+            "cluster_grid": None if self.cluster_grid is None else self.cluster_grid.tolist(),
+            "timings": self.timings,
+            "batch_size": self.batch_size,
+            "notes": self.notes,
+        }
+        if intermediates and self.intermediates is not None:
+            m = self.intermediates
+            d["intermediates"] = {
+                "runs": [r.tolist() for r in m.runs], "run_keys": [list(k) for k in m.run_keys],
+                "reference": m.reference, "aligned": [a.tolist() for a in m.aligned],
+                "votes": np.round(m.votes, 6).tolist(), "crf": m.crf.tolist(), "filtered": m.filtered.tolist(),
+                "filter_passes": m.filter_passes, "timings": m.timings,
+            }
+        return d
+
+    def to_json(self, intermediates: bool = True) -> str:
+        return json.dumps(self.to_dict(intermediates))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TagResult":
+        if d.get("schema") != SCHEMA_VERSION:
+            raise ValueError(f"expected a selfseg tag result with schema {SCHEMA_VERSION}, got {d.get('schema')!r}")
+        grid = None if d["cluster_grid"] is None else np.asarray(d["cluster_grid"], dtype=np.int64)
+        inter = None
+        if d.get("intermediates"):
+            m = d["intermediates"]
+            arr = lambda x: np.asarray(x, dtype=np.int64)  # noqa: E731
+            inter = ClusterMaps(
+                labels=grid, runs=[arr(r) for r in m["runs"]], run_keys=[tuple(k) for k in m["run_keys"]],
+                reference=m["reference"], aligned=[arr(a) for a in m["aligned"]],
+                votes=np.asarray(m["votes"], dtype=np.float32), crf=arr(m["crf"]), filtered=arr(m["filtered"]),
+                filter_passes=m["filter_passes"], timings=m["timings"],
+            )
+        return cls(
+            source=d["source"], image_size=tuple(d["image_size"]), tagger=d["tagger"], model=d["model"],
+            nouns=[NounSupport(**n) for n in d["nouns"]], clusters=[ClusterCaptions(**c) for c in d["clusters"]],
+            cycles_run=d["cycles_run"], cluster_grid=grid, intermediates=inter, timings=d["timings"],
+            batch_size=d["batch_size"], meaningless=d["meaningless"], notes=d.get("notes", []),
+        )
+
+    @classmethod
+    def from_json(cls, text: "str | Path") -> "TagResult":
+        if isinstance(text, Path) or (isinstance(text, str) and not text.lstrip().startswith("{")):
+            text = Path(text).read_text(encoding="utf-8")
+        return cls.from_dict(json.loads(text))
+
+
+def upsample_nearest(grid: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour upsampling of an (h, w) label grid to (H, W); uint8 when labels fit."""
+    h, w = grid.shape
+    rows = (np.arange(size[0]) * h) // size[0]
+    cols = (np.arange(size[1]) * w) // size[1]
+    dtype = np.uint8 if grid.max(initial=0) < 256 else np.int32
+    return grid.astype(dtype)[rows[:, None], cols[None, :]]
+
+
+def rank_nouns(clusters: list[ClusterCaptions], min_support: int = 1) -> list[NounSupport]:
+    """Aggregate per-caption nouns into NounSupport, ordered by support, cycles, then first appearance."""
+    stats: dict[str, dict[str, Any]] = {}
+    n_cycles = max((len(c.captions) for c in clusters), default=0)
+    for cycle in range(n_cycles):
+        for c in clusters:
+            if cycle >= len(c.nouns):
+                continue
+            for noun in c.nouns[cycle]:
+                s = stats.setdefault(noun, {"support": 0, "cycles": set(), "clusters": set(), "order": len(stats)})
+                s["support"] += 1
+                s["cycles"].add(cycle)
+                s["clusters"].add(c.cluster)
+    ranked = sorted(stats.items(), key=lambda kv: (-kv[1]["support"], -len(kv[1]["cycles"]), kv[1]["order"]))
+    return [
+        NounSupport(noun=k, support=v["support"], cycles=len(v["cycles"]), clusters=sorted(v["clusters"]))
+        for k, v in ranked
+        if len(v["cycles"]) >= min_support
+    ]

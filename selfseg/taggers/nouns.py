@@ -1,0 +1,82 @@
+"""Captions -> object nouns: spaCy POS tags, singular lemmas, WordNet membership, stop-lists (Sect. 3.2)."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from ..config import NounsConfig
+from ..resources import load_spacy, load_wordnet
+
+_NOUN_TAGS = {"NN", "NNS"}
+
+
+class NounExtractor:
+    """Extract object nouns from captions.
+
+    Per caption: tokens spaCy tags NN/NNS -> singular lemma -> kept if WordNet has it as a noun -> minus
+    stop words, colour words and words shorter than `min_length`. With `compounds`, a run of adjacent nouns
+    whose joined form WordNet knows ("fire hydrant", "traffic lights") is kept whole instead of its parts.
+    Order is first appearance; duplicates within a caption are dropped.
+    """
+
+    def __init__(self, config: "NounsConfig | None" = None) -> None:
+        self.config = config or NounsConfig()
+        self._nlp: Any = None
+        self._wn: Any = None
+        self._drop = {w.lower() for w in self.config.stopwords} | {w.lower() for w in self.config.colours}
+
+    def _load(self) -> None:
+        if self._nlp is None:
+            self._nlp = load_spacy(self.config.spacy_pipeline)
+            self._wn = load_wordnet()
+
+    def _wordnet_noun(self, words: Sequence[str]) -> "str | None":
+        """The WordNet noun lemma for a (multi-)word, singularised; None when WordNet has no such noun."""
+        base = self._wn.morphy("_".join(words), self._wn.NOUN)
+        return base.replace("_", " ") if base else None
+
+    def _keep(self, noun: str) -> bool:
+        return len(noun) >= self.config.min_length and noun not in self._drop
+
+    def __call__(self, captions: Sequence[str]) -> list[list[str]]:
+        """One list of nouns per caption."""
+        self._load()
+        results = []
+        for doc in self._nlp.pipe([c.lower() for c in captions]):
+            nouns: list[str] = []
+            toks = list(doc)
+            i = 0
+            while i < len(toks):
+                if toks[i].tag_ not in _NOUN_TAGS:
+                    i += 1
+                    continue
+                j = i
+                while j + 1 < len(toks) and toks[j + 1].tag_ in _NOUN_TAGS:
+                    j += 1
+                run = [t.text for t in toks[i : j + 1]]
+                lemmas = [t.lemma_ if t.tag_ == "NNS" else t.text for t in toks[i : j + 1]]
+                last = j
+                # Small taggers mis-tag the head of a compound ("fire hydrant" -> NN RB): let the word after
+                # a noun run join a compound, but only one WordNet knows as a noun, and never a colour.
+                if (self.config.compounds and j + 1 < len(toks) and toks[j + 1].is_alpha
+                        and toks[j + 1].text not in self._drop):
+                    run.append(toks[j + 1].text)
+                    last = j + 1
+                k = i
+                while k <= j:
+                    found = None
+                    if self.config.compounds:
+                        # Longest compound starting at k that WordNet knows as one noun.
+                        for end in range(last, k, -1):
+                            found = self._wordnet_noun(run[k - i : end - i + 1])
+                            if found:
+                                k_next = end + 1
+                                break
+                    if not found:
+                        found = self._wordnet_noun([lemmas[k - i]]) or self._wordnet_noun([run[k - i]])
+                        k_next = k + 1
+                    if found and self._keep(found) and found not in nouns:
+                        nouns.append(found)
+                    k = k_next
+                i = j + 1
+            results.append(nouns)
+        return results
