@@ -223,13 +223,13 @@ def _deep_merge(a: dict, b: dict) -> dict:
 
 def _build(cls: type, data: Any, prefix: str) -> Any:
     if not isinstance(data, dict):
-        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = [k for k in data if k not in names]
     if unknown:
         where = prefix.rstrip(".") or "top level"
-        raise ConfigError(f"unknown config key {prefix}{unknown[0]!r} at {where}; valid keys: {', '.join(names)}")
+        raise ConfigError(f"unknown config key '{prefix}{unknown[0]}' at {where}; valid keys: {', '.join(names)}")
     kwargs = {}
     for name in names:
         if name in data:

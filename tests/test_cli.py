@@ -1,0 +1,77 @@
+"""End to end through the `selfseg` command and the Python API, smoke config (tiny random-init BLIP:
+captions are meaningless; these tests check files, shapes, failures and exit codes)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from selfseg.cli import main
+from selfseg.results import TagResult
+
+
+def test_tag_real_photos_with_a_bad_one_in_the_middle(repo, ade_images, tmp_path, capsys):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not really a jpeg")
+    out = tmp_path / "out"
+    args = ["tag", str(ade_images[0]), str(bad), str(tmp_path / "missing.png"), *map(str, ade_images[1:]),
+            "--config", str(repo / "configs" / "smoke.yaml"), "--out", str(out), "captioning.cycles=1"]
+    code = main(args)
+    cap = capsys.readouterr()
+    assert code == 1  # some inputs failed ...
+    assert "meaningless" in cap.out
+    errors = [line for line in cap.err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2 and "broken.jpg" in errors[0] and "missing.png" in errors[1]
+    for p in ade_images:  # ... and every good one was still done
+        r = TagResult.from_json((out / f"{p.stem}.json").read_text())
+        assert r.cycles_run == 1  # the override took effect
+        w, h = Image.open(p).size
+        assert r.image_size == (h, w) and r.cluster_map.shape == (h, w)
+        assert Image.open(out / f"{p.stem}.png").mode == "RGB"
+        assert f"{p}:" in cap.out
+    assert not list(out.glob(".*.tmp"))  # atomic writes leave no temporaries
+
+
+def test_python_api_matches_cli_shape(smoke_seg, ade_images):
+    r = smoke_seg.tag(str(ade_images[1]))
+    arr = np.asarray(Image.open(ade_images[1]))
+    r2 = smoke_seg.tag(arr)
+    assert r2.image_size == r.image_size == arr.shape[:2]
+    assert json.loads(r.to_json())["tags"] == r.tags
+
+
+def test_tag_many_yields_errors_in_place(smoke_seg, ade_images, tmp_path):
+    items = list(smoke_seg.tag_many([ade_images[0], tmp_path / "nope.jpg", ade_images[1]], batch_size=2))
+    assert [it.ok for it in items].count(False) == 1
+    assert {it.source for it in items if it.ok} == {str(ade_images[0]), str(ade_images[1])}
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--config", "{cfg}", "clustering.kz=3"], "unknown config key 'clustering.kz'"),
+        (["--config", "/no/such.yaml"], "no such file"),
+    ],
+)
+def test_config_errors_are_one_line(repo, ade_images, argv, message, capsys):
+    argv = [a.replace("{cfg}", str(repo / "configs" / "smoke.yaml")) for a in argv]
+    assert main(["tag", str(ade_images[0]), *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and err[0].startswith("selfseg: error:")
+
+
+def test_console_script_runs(repo, ade_images, tmp_path):
+    """`python -m selfseg` as a user runs it: exit 0 and the files on disk."""
+    proc = subprocess.run([sys.executable, "-m", "selfseg", "tag", str(ade_images[0]), "--config", "smoke",
+                           "--out", str(tmp_path)], cwd=repo, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / f"{ade_images[0].stem}.json").is_file()
+
+
+def test_import_is_cheap():
+    code = "import sys, selfseg; assert 'torch' not in sys.modules and 'spacy' not in sys.modules; print('ok')"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "ok"

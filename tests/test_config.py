@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import pytest
+
+from selfseg.config import Config, load_config
+from selfseg.errors import ConfigError
+
+
+def test_defaults_are_the_papers():
+    c = load_config()
+    assert c.clustering.scales == [384, 512] and c.clustering.ks == [2, 8]
+    assert (c.clustering.crf_weight, c.clustering.crf_theta, c.clustering.mode_filter_passes) == (6.0, 0.8, 8)
+    assert c.clustering.pos_dim == 256
+    p = c.captioning
+    assert (p.top_p, p.min_new_tokens, p.max_new_tokens, p.repetition_penalty, p.cycles) == (1.0, 4, 25, 100.0, 1)
+    assert c.model.blip == "Salesforce/blip-image-captioning-large"
+
+
+@pytest.mark.parametrize("name, cycles", [("bcc_voc", 1), ("bcc_ade20k", 10), ("bcc_cityscapes", 20), ("smoke", 2)])
+def test_shipped_configs_load(repo, name, cycles):
+    c = load_config(repo / "configs" / f"{name}.yaml")
+    assert c.captioning.cycles == cycles
+    assert c.clustering.ks == [2, 8]  # inherited from base.yaml
+
+
+def test_overrides_parse_yaml_values(repo):
+    c = load_config(repo / "configs" / "bcc_voc.yaml",
+                    ["captioning.cycles=5", "clustering.ks=[2, 3, 4]", "model.dtype=bfloat16", "model.blip=123"])
+    assert c.captioning.cycles == 5 and c.clustering.ks == [2, 3, 4]
+    assert c.model.dtype == "bfloat16" and c.model.blip == "123"
+
+
+@pytest.mark.parametrize(
+    "data, overrides, message",
+    [
+        ({"clustering": {"kz": [2]}}, [], "unknown config key 'clustering.kz'"),
+        ({"bogus": 1}, [], "valid keys: name, tagger"),
+        ({}, ["captioning.cycle=3"], "unknown config key 'captioning.cycle'"),
+        ({}, ["nope"], "expected key.sub=value"),
+        ({"captioning": {"cycles": "many"}}, [], "captioning.cycles: expected an integer"),
+        ({"captioning": {"cycles": 0}}, [], "captioning.cycles: expected an integer >= 1"),
+        ({"clustering": {"scales": [100]}}, [], "multiples of 16"),
+        ({"model": {"dtype": "int8"}}, [], "model.dtype"),
+        ({"clustering": 3}, [], "clustering: expected a mapping"),
+    ],
+)
+def test_bad_configs_name_the_problem(data, overrides, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        load_config(data, overrides)
+
+
+def test_unreadable_and_missing_files(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("captioning: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "missing.yaml")
+    bad.write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_base_chain_and_loop(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: b.yaml\ncaptioning: {cycles: 3}\n")
+    (tmp_path / "b.yaml").write_text("captioning: {cycles: 7, top_p: 0.9}\n")
+    c = load_config(tmp_path / "a.yaml")
+    assert c.captioning.cycles == 3 and c.captioning.top_p == 0.9
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ConfigError, match="loops"):
+        load_config(tmp_path / "a.yaml")
+
+
+def test_round_trip_through_dict():
+    c = load_config({"captioning": {"cycles": 4}})
+    assert load_config(c.to_dict()) == c
+    assert isinstance(load_config(c), Config)

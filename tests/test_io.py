@@ -1,0 +1,100 @@
+"""Bad and unusual inputs: each gives a clear ImageError or a correctly converted RGB image."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from selfseg.errors import ImageError
+from selfseg.io import expand_inputs, load_image
+
+
+def _save(path, img, **kw):
+    img.save(path, **kw)
+    return path
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p / "missing.jpg", "no such file"),
+        (lambda p: p, "is a directory"),
+        (lambda p: (p / "notes.txt").write_text("hello") and p / "notes.txt", "not an image"),
+        (lambda p: _save(p / "tiny.png", Image.new("RGB", (8, 8))), "smaller than one 16-px patch"),
+    ],
+)
+def test_unusable_inputs(tmp_path, make, message):
+    with pytest.raises(ImageError, match=message):
+        load_image(make(tmp_path))
+
+
+def test_truncated_jpeg(tmp_path):
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 300, 3), dtype=np.uint8)).save(buf, "JPEG")
+    p = tmp_path / "cut.jpg"
+    p.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    with pytest.raises(ImageError, match="corrupt or truncated"):
+        load_image(p)
+
+
+@pytest.mark.parametrize(
+    "img",
+    [
+        Image.new("L", (40, 30), 128),
+        Image.new("RGBA", (40, 30), (10, 20, 30, 0)),
+        Image.new("CMYK", (40, 30), (0, 255, 0, 0)),
+        Image.new("P", (40, 30), 3),
+        Image.fromarray(np.full((30, 40), 65535, dtype=np.uint16)),
+    ],
+    ids=["gray", "rgba", "cmyk", "palette", "16bit"],
+)
+def test_modes_become_rgb(tmp_path, img):
+    fmt = "JPEG" if img.mode == "CMYK" else "PNG"
+    p = _save(tmp_path / f"x.{fmt.lower()}", img, format=fmt)
+    out = load_image(p)
+    assert out.image.mode == "RGB" and out.size == (30, 40)
+    if img.mode == "RGBA":  # fully transparent -> composited over white
+        assert out.image.getpixel((0, 0)) == (255, 255, 255)
+    if img.mode.startswith("I"):  # 16-bit white stays white, not clipped noise
+        assert out.image.getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_exif_rotation_is_respected(tmp_path):
+    img = Image.new("RGB", (60, 20), (255, 0, 0))
+    img.paste((0, 0, 255), (0, 0, 10, 20))  # blue strip on the left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    p = _save(tmp_path / "rot.jpg", img, exif=exif, quality=95)
+    out = load_image(p)
+    assert out.size == (60, 20) and out.image.size == (20, 60)  # (H, W) upright; PIL size is (W, H)
+    r, g, b = out.image.getpixel((10, 3))  # the left strip is now on top
+    assert b > 200 and r < 60
+
+
+def test_huge_jpeg_is_reduced_while_decoding(tmp_path):
+    p = _save(tmp_path / "huge.jpg", Image.new("RGB", (8000, 6000), (90, 120, 30)), quality=50)
+    out = load_image(p, max_side=1024)
+    assert out.size == (6000, 8000)
+    assert max(out.image.size) == 1024
+
+
+def test_arrays_and_pil_inputs():
+    a = load_image(np.zeros((32, 48, 3), dtype=np.uint8))
+    assert a.size == (32, 48) and a.image.mode == "RGB"
+    f = load_image(np.ones((20, 20), dtype=np.float32))
+    assert f.image.getpixel((0, 0)) == (255, 255, 255)
+    with pytest.raises(ImageError, match="expected an"):
+        load_image(np.zeros((4, 20, 20, 3)))
+    with pytest.raises(ImageError, match="expected a path"):
+        load_image(12345)
+    assert load_image(Image.new("RGB", (50, 40))).size == (40, 50)
+
+
+def test_expand_inputs(tmp_path):
+    for n in ("b.jpg", "a.png", "skip.txt"):
+        (tmp_path / n).write_bytes(b"x")
+    assert expand_inputs([str(tmp_path)]) == [str(tmp_path / "a.png"), str(tmp_path / "b.jpg")]
+    assert expand_inputs([str(tmp_path / "*.jpg")]) == [str(tmp_path / "b.jpg")]
+    assert expand_inputs(["nothing/*.jpg", "missing.jpg"]) == ["nothing/*.jpg", "missing.jpg"]
