@@ -122,7 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: "Sequence[str] | None" = None) -> int:
-    ns = build_parser().parse_args(argv)
+    parser = build_parser()
+    # Inputs and key=value overrides may come after options ("tag a.jpg --config c.yaml x.y=1"), which
+    # argparse's plain positional handling refuses: gather the leftovers back into the inputs.
+    ns, extra = parser.parse_known_args(argv)
+    if extra:
+        if ns.command != "tag" or any(a.startswith("-") for a in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        ns.inputs += extra
     try:
         return ns.func(ns)
     except SelfSegError as exc:

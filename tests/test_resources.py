@@ -8,12 +8,15 @@ from selfseg.errors import ResourceMissingError
 from selfseg.resources import install_wordnet_from_dir
 
 
-def test_wordnet_from_a_local_database(tmp_path):
+def test_wordnet_from_a_local_database(tmp_path, monkeypatch):
     src = Path("/usr/share/wordnet")
     if not (src / "data.noun").is_file():
         pytest.skip(reason="no local WordNet database (Debian package wordnet-base) on this machine")
     dest = install_wordnet_from_dir(src, tmp_path)
+    import nltk
     from nltk.corpus.reader.wordnet import WordNetCorpusReader
+
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path)] + nltk.data.path)  # NLTK reads only its own paths
 
     wn = WordNetCorpusReader(str(dest), None)
     assert wn.morphy("hydrants", wn.NOUN) == "hydrant"

