@@ -11,39 +11,45 @@ the region map sampled (nearest) at 24x24 and at 32x32, independent noise per sc
 Metric: class-agnostic mIoU (cmIoU) as in Self-Seg: each ground-truth region takes the best IoU over
 predicted clusters, averaged over regions (over-segmentation and merging are both penalised).
 
-Compared, each averaged over 10 seeds (same seed for data, k-means and ensemble):
+Compared, each averaged over 20 seeds (same seed for the data, the k-means runs and the ensemble):
   ens{2,8}  ensemble_cluster with the paper's ks=[2, 8] (all other settings paper defaults)
   ens2..8   ensemble_cluster with ks=2..8 (the released code)
-  km8       one k-means run, k=8, on the 32x32 features + the same positional encoding
+  km8       one k-means run (same settings as the ensemble's runs), k=8, on the 32x32 features plus
+            the same 256-dim positional encoding
   kmR       the same with the oracle k=R
 
-Observed (torch CPU, one thread; "#cl" = mean number of final clusters of the ensembles):
+Observed mean cmIoU (torch CPU, one thread). "#cl": mean number of final clusters of the two
+ensembles. The last block repeats the cmIoU over 48 seeds (not run here; seeds 0..47, standard error
+0.01-0.03) to show that the 20-seed means used below are representative (within 0.06).
 
-  R  noise    ens{2,8}  ens2..8   km8    kmR   | #cl{2,8}  #cl2..8
-  2  low       0.954    0.529    0.311  1.000 |   2.1      7.0
-  2  medium    0.963    0.839    0.345  0.975 |   2.0      4.3
-  2  high      0.936    0.928    0.276  0.796 |   2.2      3.1
-  3  low       0.722    0.720    0.562  0.913 |   3.1      6.6
-  3  medium    0.811    0.890    0.544  0.777 |   3.0      4.3
-  3  high      0.694    0.751    0.323  0.469 |   3.0      3.5
-  5  low       0.572    0.731    0.725  0.782 |   4.2      6.3
-  5  medium    0.522    0.725    0.661  0.781 |   4.0      5.6
-  5  high      0.458    0.537    0.291  0.372 |   3.6      3.9
-  8  low       0.447    0.559    0.803  0.803 |   3.8      6.8
-  8  medium    0.372    0.560    0.761  0.761 |   3.6      6.4
-  8  high      0.286    0.341    0.203  0.203 |   3.2      5.1
+                    ---------- 20 seeds ---------   ---#cl----    ---------- 48 seeds ---------
+  R  noise     ens{2,8}  ens2..8   km8     kmR   | {2,8} 2..8  | ens{2,8}  ens2..8   km8    kmR
+  2  low         0.898    0.538   0.308   0.964  |  2.5   6.3  |  0.904    0.545   0.338  0.973
+  2  medium      0.980    0.801   0.363   0.967  |  2.0   3.5  |  0.951    0.829   0.366  0.947
+  2  high        0.895    0.881   0.295   0.721  |  2.2   2.9  |  0.876    0.873   0.290  0.728
+  3  low         0.618    0.671   0.475   0.853  |  3.6   5.8  |  0.647    0.705   0.492  0.889
+  3  medium      0.710    0.900   0.515   0.910  |  2.8   3.3  |  0.706    0.901   0.520  0.900
+  3  high        0.651    0.746   0.309   0.540  |  2.5   3.3  |  0.641    0.740   0.309  0.535
+  5  low         0.516    0.791   0.754   0.857  |  4.0   5.2  |  0.524    0.743   0.743  0.796
+  5  medium      0.514    0.791   0.735   0.799  |  3.6   4.6  |  0.560    0.790   0.724  0.795
+  5  high        0.407    0.535   0.271   0.337  |  2.9   3.7  |  0.416    0.529   0.262  0.329
+  8  low         0.388    0.563   0.813   0.813  |  4.4   5.8  |  0.417    0.575   0.809  0.809
+  8  medium      0.449    0.566   0.672   0.672  |  5.3   5.6  |  0.429    0.561   0.693  0.693
+  8  high        0.258    0.318   0.189   0.189  |  3.0   4.4  |  0.259    0.323   0.184  0.184
 
-What it says (asserted below):
-- The paper's {2, 8} ensemble is pulled towards 2 clusters: half its votes come from k=2 runs, and the
-  CRF resolves the 2-vs-2 ties towards the large k=2 segments. It is the best setting at R=2 and
-  merges regions as R grows (about 4 clusters at R=8, cmIoU well below a single k=8 run unless noise
-  is high).
-- The released 2..8 ensemble over-segments few regions when the features are clean (7 clusters for
-  R=2 at low noise: the consistent spatial splits of the k=3..8 runs win the vote) but is as good as
-  {2, 8} at R=2 once noise is high, and is at least as good as {2, 8} from R=3 on and clearly better
-  for R >= 5.
-- At high noise both ensembles beat a single k=8 run (and the oracle k=R) for every R; at low and
-  medium noise a single k=8 run beats both ensembles at R=8.
+What it says (each point asserted below, with margins that also hold in the 48-seed means):
+- Only at R=2 does the paper's {2, 8} serve better: its cmIoU is 0.90-0.98 there, and it beats
+  2..8 by 0.36 (low noise) and 0.18 (medium); at high noise the two tie. With only four runs, half
+  of them k=2, the vote pulls towards two clusters.
+- The same pull merges regions once there are more: {2, 8} keeps 3-5 clusters for 8 planted regions
+  and 3-4 for 5, and falls 0.2-0.4 below a single k=8 run at R=5 and R=8 (low and medium noise).
+- The released 2..8 over-segments two clean regions (6.3 clusters, cmIoU 0.54: the k=3..8 runs split
+  each region the same way and those splits win the vote) but from R=3 on it beats {2, 8} at every
+  noise level (by 0.05-0.28).
+- Ensembling pays off under noise: at high noise both ensembles beat a single k=8 run, and even the
+  oracle k=R run, for every R. At R=2 and 3 they also beat a single k=8 run at every noise level
+  (which over-segments). At R=8 with low or medium noise a single k=8 run beats both ensembles, and
+  with clean features the oracle k=R run beats both ensembles for every R.
 """
 from __future__ import annotations
 
@@ -58,23 +64,23 @@ SEP = 8.0
 GRID = 32
 NOISE = {"low": 1.0, "medium": 3.0, "high": 5.0}
 REGIONS = (2, 3, 5, 8)
-SEEDS = tuple(range(10))
+SEEDS = tuple(range(20))
 METHODS = ("ens{2,8}", "ens2..8", "km8", "kmR")
 
 # Observed mean cmIoU, (method, R, noise) -> value; see the module docstring.
 OBSERVED = {
-    ("ens{2,8}", 2, "low"): 0.954, ("ens2..8", 2, "low"): 0.529, ("km8", 2, "low"): 0.311, ("kmR", 2, "low"): 1.000,
-    ("ens{2,8}", 2, "medium"): 0.963, ("ens2..8", 2, "medium"): 0.839, ("km8", 2, "medium"): 0.345, ("kmR", 2, "medium"): 0.975,
-    ("ens{2,8}", 2, "high"): 0.936, ("ens2..8", 2, "high"): 0.928, ("km8", 2, "high"): 0.276, ("kmR", 2, "high"): 0.796,
-    ("ens{2,8}", 3, "low"): 0.722, ("ens2..8", 3, "low"): 0.720, ("km8", 3, "low"): 0.562, ("kmR", 3, "low"): 0.913,
-    ("ens{2,8}", 3, "medium"): 0.811, ("ens2..8", 3, "medium"): 0.890, ("km8", 3, "medium"): 0.544, ("kmR", 3, "medium"): 0.777,
-    ("ens{2,8}", 3, "high"): 0.694, ("ens2..8", 3, "high"): 0.751, ("km8", 3, "high"): 0.323, ("kmR", 3, "high"): 0.469,
-    ("ens{2,8}", 5, "low"): 0.572, ("ens2..8", 5, "low"): 0.731, ("km8", 5, "low"): 0.725, ("kmR", 5, "low"): 0.782,
-    ("ens{2,8}", 5, "medium"): 0.522, ("ens2..8", 5, "medium"): 0.725, ("km8", 5, "medium"): 0.661, ("kmR", 5, "medium"): 0.781,
-    ("ens{2,8}", 5, "high"): 0.458, ("ens2..8", 5, "high"): 0.537, ("km8", 5, "high"): 0.291, ("kmR", 5, "high"): 0.372,
-    ("ens{2,8}", 8, "low"): 0.447, ("ens2..8", 8, "low"): 0.559, ("km8", 8, "low"): 0.803, ("kmR", 8, "low"): 0.803,
-    ("ens{2,8}", 8, "medium"): 0.372, ("ens2..8", 8, "medium"): 0.560, ("km8", 8, "medium"): 0.761, ("kmR", 8, "medium"): 0.761,
-    ("ens{2,8}", 8, "high"): 0.286, ("ens2..8", 8, "high"): 0.341, ("km8", 8, "high"): 0.203, ("kmR", 8, "high"): 0.203,
+    ("ens{2,8}", 2, "low"): 0.898, ("ens2..8", 2, "low"): 0.538, ("km8", 2, "low"): 0.308, ("kmR", 2, "low"): 0.964,
+    ("ens{2,8}", 2, "medium"): 0.980, ("ens2..8", 2, "medium"): 0.801, ("km8", 2, "medium"): 0.363, ("kmR", 2, "medium"): 0.967,
+    ("ens{2,8}", 2, "high"): 0.895, ("ens2..8", 2, "high"): 0.881, ("km8", 2, "high"): 0.295, ("kmR", 2, "high"): 0.721,
+    ("ens{2,8}", 3, "low"): 0.618, ("ens2..8", 3, "low"): 0.671, ("km8", 3, "low"): 0.475, ("kmR", 3, "low"): 0.853,
+    ("ens{2,8}", 3, "medium"): 0.710, ("ens2..8", 3, "medium"): 0.900, ("km8", 3, "medium"): 0.515, ("kmR", 3, "medium"): 0.910,
+    ("ens{2,8}", 3, "high"): 0.651, ("ens2..8", 3, "high"): 0.746, ("km8", 3, "high"): 0.309, ("kmR", 3, "high"): 0.540,
+    ("ens{2,8}", 5, "low"): 0.516, ("ens2..8", 5, "low"): 0.791, ("km8", 5, "low"): 0.754, ("kmR", 5, "low"): 0.857,
+    ("ens{2,8}", 5, "medium"): 0.514, ("ens2..8", 5, "medium"): 0.791, ("km8", 5, "medium"): 0.735, ("kmR", 5, "medium"): 0.799,
+    ("ens{2,8}", 5, "high"): 0.407, ("ens2..8", 5, "high"): 0.535, ("km8", 5, "high"): 0.271, ("kmR", 5, "high"): 0.337,
+    ("ens{2,8}", 8, "low"): 0.388, ("ens2..8", 8, "low"): 0.563, ("km8", 8, "low"): 0.813, ("kmR", 8, "low"): 0.813,
+    ("ens{2,8}", 8, "medium"): 0.449, ("ens2..8", 8, "medium"): 0.566, ("km8", 8, "medium"): 0.672, ("kmR", 8, "medium"): 0.672,
+    ("ens{2,8}", 8, "high"): 0.258, ("ens2..8", 8, "high"): 0.318, ("km8", 8, "high"): 0.189, ("kmR", 8, "high"): 0.189,
 }
 TOL = 0.05
 
@@ -185,52 +191,64 @@ def test_observed_cmiou(table, key):
     assert mean[key] == pytest.approx(OBSERVED[key], abs=TOL)
 
 
-def test_paper_ks_best_for_two_regions(table):
-    # {2, 8} is the best setting at R=2 at every noise level (ties 2..8 at high noise).
+def test_paper_ks_better_only_for_two_regions(table):
     mean, _ = table
+    assert mean[("ens{2,8}", 2, "low")] > mean[("ens2..8", 2, "low")] + 0.25
+    assert mean[("ens{2,8}", 2, "medium")] > mean[("ens2..8", 2, "medium")] + 0.08
+    assert mean[("ens{2,8}", 2, "high")] == pytest.approx(mean[("ens2..8", 2, "high")], abs=0.05)
     for noise in NOISE:
-        assert mean[("ens{2,8}", 2, noise)] >= mean[("ens2..8", 2, noise)] - 0.02
-        assert mean[("ens{2,8}", 2, noise)] > mean[("km8", 2, noise)] + 0.5
-    assert mean[("ens{2,8}", 2, "low")] > mean[("ens2..8", 2, "low")] + 0.3
+        assert mean[("ens{2,8}", 2, noise)] > 0.85
 
 
-def test_released_ks_oversegments_clean_few_regions(table):
+def test_released_ks_oversegments_two_clean_regions(table):
     mean, ncl = table
-    assert ncl[("ens2..8", 2, "low")] >= 6
-    assert ncl[("ens{2,8}", 2, "low")] <= 2.5
-    # ... and the over-segmentation fades as noise makes the k=3..8 splits disagree.
-    assert mean[("ens2..8", 2, "high")] > mean[("ens2..8", 2, "low")] + 0.3
+    assert ncl[("ens2..8", 2, "low")] > 5
+    assert ncl[("ens{2,8}", 2, "low")] < 3
+    assert mean[("ens2..8", 2, "low")] < 0.6
+    # ... which fades once noise makes the k=3..8 runs split the regions differently.
+    assert mean[("ens2..8", 2, "high")] > mean[("ens2..8", 2, "low")] + 0.25
+
+
+def test_released_ks_better_from_three_regions(table):
+    mean, _ = table
+    for n_regions in (3, 5, 8):
+        for noise in NOISE:
+            assert mean[("ens2..8", n_regions, noise)] > mean[("ens{2,8}", n_regions, noise)] + 0.04
+    for noise in ("medium", "high"):
+        assert mean[("ens2..8", 3, noise)] > mean[("ens{2,8}", 3, noise)] + 0.08
 
 
 def test_paper_ks_merges_many_regions(table):
     mean, ncl = table
     for noise in NOISE:
-        assert ncl[("ens{2,8}", 8, noise)] < 5  # 8 planted regions, about 4 final clusters
-        assert mean[("ens2..8", 8, noise)] > mean[("ens{2,8}", 8, noise)] + 0.04
-    for noise in ("low", "medium"):
-        assert mean[("km8", 8, noise)] > mean[("ens{2,8}", 8, noise)] + 0.3
-
-
-def test_released_ks_better_from_five_regions(table):
-    mean, _ = table
+        assert ncl[("ens{2,8}", 8, noise)] < 6  # 8 planted regions
+        assert ncl[("ens{2,8}", 5, noise)] < 4.5  # 5 planted regions
     for n_regions in (5, 8):
-        for noise in NOISE:
-            assert mean[("ens2..8", n_regions, noise)] > mean[("ens{2,8}", n_regions, noise)] + 0.04
-    for n_regions in (3, 5, 8):
-        for noise in NOISE:
-            assert mean[("ens2..8", n_regions, noise)] >= mean[("ens{2,8}", n_regions, noise)] - 0.02
+        for noise in ("low", "medium"):
+            assert mean[("km8", n_regions, noise)] > mean[("ens{2,8}", n_regions, noise)] + 0.15
 
 
-def test_ensembles_beat_single_run_at_high_noise(table):
+def test_ensembles_beat_single_run_under_noise(table):
     mean, _ = table
     for n_regions in REGIONS:
         for ens in ("ens{2,8}", "ens2..8"):
-            assert mean[(ens, n_regions, "high")] > mean[("km8", n_regions, "high")] + 0.1
-            assert mean[(ens, n_regions, "high")] > mean[("kmR", n_regions, "high")]
+            assert mean[(ens, n_regions, "high")] > mean[("km8", n_regions, "high")] + 0.05
+            assert mean[(ens, n_regions, "high")] > mean[("kmR", n_regions, "high")] + 0.05
 
 
-def test_single_k8_beats_ensembles_at_eight_clean_regions(table):
+def test_ensembles_beat_single_k8_at_few_regions(table):
+    mean, _ = table
+    for n_regions in (2, 3):
+        for noise in NOISE:
+            for ens in ("ens{2,8}", "ens2..8"):
+                assert mean[(ens, n_regions, noise)] > mean[("km8", n_regions, noise)] + 0.1
+
+
+def test_single_run_beats_ensembles_with_many_clean_regions(table):
     mean, _ = table
     for noise in ("low", "medium"):
         for ens in ("ens{2,8}", "ens2..8"):
-            assert mean[("km8", 8, noise)] > mean[(ens, 8, noise)] + 0.1
+            assert mean[("km8", 8, noise)] > mean[(ens, 8, noise)] + 0.08
+    for n_regions in REGIONS:  # with clean features the oracle k beats both ensembles
+        for ens in ("ens{2,8}", "ens2..8"):
+            assert mean[("kmR", n_regions, "low")] > mean[(ens, n_regions, "low")] + 0.04

@@ -7,9 +7,12 @@ Grounding DINO and SAM2. The same BLIP checkpoints are published for transformer
 """
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
+from urllib.parse import urlparse
 
 import torch
 
@@ -17,6 +20,16 @@ from ..config import TINY_MODEL, ModelConfig
 from ..errors import ResourceMissingError
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the Hugging Face endpoint opens within `timeout` seconds."""
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 def resolve_device(name: str) -> torch.device:
@@ -64,19 +77,29 @@ class BlipCaptioner:
             return cls(model, processor, device, dtype, is_tiny=True, model_id=TINY_MODEL)
         from transformers import BlipForConditionalGeneration, BlipProcessor
 
-        kw = dict(cache_dir=cfg.cache_dir, local_files_only=cfg.local_files_only)
-        try:
-            processor = BlipProcessor.from_pretrained(cfg.blip, **kw)
-            model = BlipForConditionalGeneration.from_pretrained(cfg.blip, **kw)
+        def load(local_only: bool) -> tuple[Any, Any]:
+            kw = dict(cache_dir=cfg.cache_dir, local_files_only=local_only)
+            return (BlipForConditionalGeneration.from_pretrained(cfg.blip, **kw),
+                    BlipProcessor.from_pretrained(cfg.blip, **kw))
+
+        try:  # the cache (or a local folder) first: no network round trips when the files are here
+            model, processor = load(local_only=True)
         except (OSError, ValueError) as exc:
             if Path(cfg.blip).exists():
                 raise ResourceMissingError(f"BLIP checkpoint at {cfg.blip} could not be read: "
                                            f"{str(exc).splitlines()[0]}") from None
-            raise ResourceMissingError(
-                f"BLIP checkpoint {cfg.blip!r} is not in the local cache and could not be downloaded; run "
-                f"`selfseg download --config <your config>` on a machine that reaches the Hugging Face hub "
+            missing = ResourceMissingError(
+                f"BLIP checkpoint {cfg.blip!r} is not in the local cache and the Hugging Face hub is not "
+                f"reachable; run `selfseg download --config <your config>` on a machine that reaches the hub "
                 f"(or point HF_HOME / model.cache_dir at a cache that has it)"
-            ) from None
+            )
+            # One quick probe instead of the hub client's minutes of retries on a machine with no network.
+            if cfg.local_files_only or os.environ.get("HF_HUB_OFFLINE") == "1" or not hub_reachable():
+                raise missing from None
+            try:
+                model, processor = load(local_only=False)
+            except (OSError, ValueError):
+                raise missing from None
         return cls(model, processor, device, dtype, is_tiny=False, model_id=cfg.blip)
 
     # ------------------------------------------------------------------------------------------ encoder
