@@ -8,6 +8,7 @@ from selfseg.errors import ResourceMissingError
 from selfseg.resources import install_wordnet_from_dir
 
 
+@pytest.mark.filterwarnings("ignore:The multilingual functions")
 def test_wordnet_from_a_local_database(tmp_path, monkeypatch):
     src = Path("/usr/share/wordnet")
     if not (src / "data.noun").is_file():
