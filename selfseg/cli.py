@@ -41,13 +41,18 @@ def cmd_tag(ns: argparse.Namespace) -> int:
     if seg.meaningless:
         print("NOTE: this config uses tiny random-init models built in code (no download); "
               "the captions and nouns below are meaningless and only show that everything runs.")
+    from tqdm import tqdm
+
     out = Path(ns.out)
     used: set[str] = set()
     failed = 0
+    # Progress on stderr (images done, rate, ETA); per-image lines go through tqdm.write so they stay readable.
+    bar = tqdm(total=len(sources), unit="img", file=sys.stderr, disable=ns.quiet or None, leave=False)
     for item in seg.tag_many(sources, ns.batch_size):
+        bar.update(1)
         if not item.ok:
             failed += 1
-            print(f"error: {item.error}", file=sys.stderr)
+            tqdm.write(f"error: {item.error}", file=sys.stderr)
             continue
         stem = Path(item.source).stem or "image"
         base, i = stem, 1
@@ -58,10 +63,11 @@ def cmd_tag(ns: argparse.Namespace) -> int:
             write_outputs(item, out, stem)
         except OSError as exc:
             failed += 1
-            print(f"error: {item.source}: could not write outputs ({exc})", file=sys.stderr)
+            tqdm.write(f"error: {item.source}: could not write outputs ({exc})", file=sys.stderr)
             continue
         assert item.result is not None
-        print(f"{item.source}: {', '.join(item.result.tags) or '(no nouns found)'}")
+        tqdm.write(f"{item.source}: {', '.join(item.result.tags) or '(no nouns found)'}", file=sys.stdout)
+    bar.close()
     total = len(sources)
     print(f"{total - failed}/{total} images tagged; outputs in {out}/", file=sys.stderr)
     return 1 if failed else 0
@@ -107,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", "-o", default="out", help="output folder (default: out)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, repeatable")
     t.add_argument("--batch-size", type=int, help="images per batch (default: run.batch_size)")
+    t.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_tag)
 
     r = sub.add_parser("resources", help="make WordNet and a spaCy English pipeline available")
