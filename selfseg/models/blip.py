@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 from urllib.parse import urlparse
 
 import torch
 
-from ..config import TINY_MODEL, ModelConfig
+from ..config import TINY_MODEL, CaptioningConfig, ModelConfig
 from ..errors import ResourceMissingError
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -42,16 +41,6 @@ def resolve_device(name: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"model.device is {name!r} but CUDA is not available on this machine")
     return dev
-
-
-@dataclass
-class GenerationSettings:
-    prompt: str = "a picture of "
-    top_p: float = 1.0
-    top_k: int = 50
-    min_new_tokens: int = 4
-    max_new_tokens: int = 25
-    repetition_penalty: float = 100.0
 
 
 class BlipCaptioner:
@@ -113,6 +102,12 @@ class BlipCaptioner:
         return out.last_hidden_state
 
     # ------------------------------------------------------------------------------------------ decoder
+    def cross_attention_bytes(self, rows: int, tokens: int) -> int:
+        """Bytes the decoder's cross-attention cache takes for `rows` captions over `tokens` padded tokens:
+        keys and values, every layer, every row (generate keeps them for all decoding steps)."""
+        t = self.model.config.text_config
+        return rows * tokens * t.num_hidden_layers * 2 * t.hidden_size * torch.finfo(self.dtype).bits // 8
+
     def prompt_ids(self, prompt: str) -> torch.Tensor:
         """The captioning prompt as BLIP's generate() feeds it: [BOS] + prompt tokens, no [SEP]."""
         ids = self.processor.tokenizer(prompt, return_tensors="pt").input_ids
@@ -120,7 +115,7 @@ class BlipCaptioner:
         return ids[:, :-1]
 
     @torch.inference_mode()
-    def caption(self, token_sets: Sequence[torch.Tensor], settings: GenerationSettings, seed: int) -> list[str]:
+    def caption(self, token_sets: Sequence[torch.Tensor], settings: CaptioningConfig, seed: int) -> list[str]:
         """One sampled caption per token set, all in ONE generate call.
 
         token_sets: (n_i, D) encoder tokens each. Sets are right-padded to the longest and masked, so the

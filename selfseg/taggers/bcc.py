@@ -9,7 +9,7 @@ import torch
 from ..clustering.ensemble import ensemble_cluster
 from ..config import Config
 from ..io import LoadedImage
-from ..models.blip import BlipCaptioner, GenerationSettings
+from ..models.blip import BlipCaptioner
 from ..results import ClusterCaptions, ClusterMaps, TagResult, rank_nouns
 from .base import TAGGERS
 from .nouns import NounExtractor
@@ -25,10 +25,7 @@ class BCCTagger:
         self.nouns = NounExtractor(config.nouns)
         self.nouns._load()
         self.blip = captioner or BlipCaptioner.from_config(config.model)
-        p = config.captioning
-        self.gen = GenerationSettings(prompt=p.prompt, top_p=p.top_p, top_k=p.top_k,
-                                      min_new_tokens=p.min_new_tokens, max_new_tokens=p.max_new_tokens,
-                                      repetition_penalty=p.repetition_penalty)
+        self.gen = config.captioning
 
     def tag_batch(self, images: Sequence[LoadedImage]) -> list[TagResult]:
         if not images:
@@ -107,7 +104,9 @@ class BCCTagger:
             # Row order: image, then cycle, then cluster.
             rows = [(b, cyc, c) for b in active for cyc in range(n) for c in range(len(sets[b]))]
             t0 = time.perf_counter()
-            texts = self.blip.caption([sets[b][c] for b, _, c in rows], self.gen, seed=pc.seed + done)
+            texts: list[str] = []
+            for i, chunk in enumerate(self._chunks(rows, sets)):
+                texts += self.blip.caption([sets[b][c] for b, _, c in chunk], self.gen, seed=pc.seed + done + i)
             _sync(self.blip.device)
             timings["caption"] += time.perf_counter() - t0
             t0 = time.perf_counter()
@@ -136,6 +135,26 @@ class BCCTagger:
             active = still
             done += n
         return captions, nouns, cycles_run
+
+
+    def _chunks(self, rows: list[tuple[int, int, int]], sets: list[list[torch.Tensor]]):
+        """Split caption rows into generate calls whose cross-attention cache fits `max_cross_attention_gib`.
+
+        Under the budget (the usual case) everything is ONE call. Over it, consecutive rows (image by image,
+        cycle by cycle) are packed greedily, so an image's rows stay together whenever they fit.
+        """
+        budget = self.config.captioning.max_cross_attention_gib * 2**30
+        chunk: list[tuple[int, int, int]] = []
+        longest = 0
+        for row in rows:
+            n = int(sets[row[0]][row[2]].shape[0])
+            if chunk and budget > 0 and self.blip.cross_attention_bytes(len(chunk) + 1, max(longest, n)) > budget:
+                yield chunk
+                chunk, longest = [], 0
+            chunk.append(row)
+            longest = max(longest, n)
+        if chunk:
+            yield chunk
 
 
 def _sync(device: torch.device) -> None:

@@ -11,7 +11,7 @@ import torch
 from selfseg import SelfSeg
 from selfseg.config import load_config
 from selfseg.io import load_image
-from selfseg.models.blip import GenerationSettings
+from selfseg.config import CaptioningConfig
 from selfseg.taggers.bcc import BCCTagger
 
 
@@ -63,7 +63,7 @@ def test_padding_and_mask_isolate_each_token_set(tagger):
     """Greedy decoding (top_k=1) of a set alone equals its decoding inside a padded batch."""
     torch.manual_seed(0)
     sets = [torch.randn(n, 32) for n in (3, 40, 700)]
-    greedy = GenerationSettings(top_k=1, repetition_penalty=1.0)
+    greedy = CaptioningConfig(top_k=1, repetition_penalty=1.0)
     batched = tagger.blip.caption(sets, greedy, seed=0)
     alone = [tagger.blip.caption([s], greedy, seed=0)[0] for s in sets]
     assert batched == alone
@@ -86,6 +86,23 @@ def test_min_support_drops_rare_nouns(tagger, loaded):
     cfg = dataclasses.replace(tagger.config, nouns=dataclasses.replace(tagger.config.nouns, min_support=2))
     r = BCCTagger(cfg, captioner=tagger.blip).tag_batch(loaded[:1])[0]
     assert all(n.cycles >= 2 for n in r.nouns)
+
+
+def test_memory_budget_splits_calls_and_keeps_every_caption(tagger, loaded, monkeypatch):
+    budget = tagger.blip.cross_attention_bytes(1, 1024) * 5  # e.g. five rows over a whole image's tokens
+    t = _with(tagger, max_cross_attention_gib=budget / 2**30)
+    calls = []
+    real = t.blip.caption
+
+    def spy(sets, *args, **kwargs):
+        calls.append(t.blip.cross_attention_bytes(len(sets), max(s.shape[0] for s in sets)))
+        return real(sets, *args, **kwargs)
+
+    monkeypatch.setattr(t.blip, "caption", spy)
+    results = t.tag_batch(loaded)
+    assert len(calls) > 1 and all(c <= budget for c in calls)
+    for r in results:  # nothing lost: every cluster still has a caption per cycle
+        assert all(len(c.captions) == 2 for c in r.clusters)
 
 
 def test_released_token_slice_runs(tagger, loaded):
