@@ -1,6 +1,8 @@
 """Language resources (WordNet, spaCy) and checkpoint caching, with fixes named in every error."""
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
 import subprocess
@@ -127,12 +129,17 @@ def _install_wordnet(wordnet_dir: "str | None", nltk_dir: Path, allow_apt: bool,
 
     log("WordNet: trying the official NLTK download")
     try:
-        if nltk.download("wordnet", download_dir=str(nltk_dir), quiet=True, raise_on_error=True):
+        # NLTK prints its own multi-line error; we say it in one line below.
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            ok = nltk.download("wordnet", download_dir=str(nltk_dir), quiet=True, raise_on_error=True)
+        if ok:
             return
     except Exception as exc:  # the downloader raises many kinds of network errors
         log(f"WordNet: official download failed ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
     if not (DEBIAN_WORDNET / "data.noun").is_file() and allow_apt and shutil.which("apt-get") and os.geteuid() == 0:
         log("WordNet: installing Debian's wordnet-base (apt-get)")
+        # A new machine's package lists may be empty: refresh them first.
+        subprocess.run(["apt-get", "update", "-q"], check=False, stdout=subprocess.DEVNULL)
         subprocess.run(["apt-get", "install", "-y", "-q", "wordnet-base", "wordnet-sense-index"], check=False,
                        stdout=subprocess.DEVNULL)
     if (DEBIAN_WORDNET / "data.noun").is_file():

@@ -123,14 +123,22 @@ class BlipCaptioner:
         """
         if not token_sets:
             return []
-        longest = max(int(t.shape[0]) for t in token_sets)
-        dim = int(token_sets[0].shape[1])
-        enc = torch.zeros(len(token_sets), longest, dim, device=self.device, dtype=self.dtype)
-        mask = torch.zeros(len(token_sets), longest, device=self.device, dtype=torch.long)
-        for i, t in enumerate(token_sets):
+        # Rows repeat their token sets (one per caption cycle): encode each distinct set's cross-attention
+        # keys and values once and hand them to generate as a filled cache, instead of letting every row
+        # project the same tokens again (at ViT-L, 8 clusters x 20 cycles, that projection is several TFLOPs).
+        distinct: dict[int, int] = {}
+        row_set = torch.tensor([distinct.setdefault(id(t), len(distinct)) for t in token_sets], device=self.device)
+        uniq = list({id(t): t for t in token_sets}.values())
+        longest = max(int(t.shape[0]) for t in uniq)
+        dim = int(uniq[0].shape[1])
+        enc = torch.zeros(len(uniq), longest, dim, device=self.device, dtype=self.dtype)
+        mask = torch.zeros(len(uniq), longest, device=self.device, dtype=torch.long)
+        for i, t in enumerate(uniq):
             enc[i, : t.shape[0]] = t
             mask[i, : t.shape[0]] = 1
-        ids = self.prompt_ids(settings.prompt).to(self.device).repeat(len(token_sets), 1)
+        cache = self._cross_attention_cache(enc, row_set)
+        rows = len(token_sets)
+        ids = self.prompt_ids(settings.prompt).to(self.device).repeat(rows, 1)
         cfg = self.model.config.text_config
         devices = [self.device] if self.device.type == "cuda" else []
         # A private RNG stream: the same seed gives the same captions, and the caller's RNG is untouched.
@@ -139,8 +147,10 @@ class BlipCaptioner:
             out = self.model.text_decoder.generate(
                 input_ids=ids,
                 attention_mask=torch.ones_like(ids),
-                encoder_hidden_states=enc,
-                encoder_attention_mask=mask,
+                # Only its shape is read once the cache is filled: a broadcast view, no memory.
+                encoder_hidden_states=enc[:1, :1].expand(rows, longest, dim),
+                encoder_attention_mask=mask[row_set],
+                past_key_values=cache,
                 do_sample=True,
                 top_p=settings.top_p,
                 top_k=settings.top_k,
@@ -153,6 +163,21 @@ class BlipCaptioner:
         self.generate_calls += 1
         return [s.strip() for s in self.processor.tokenizer.batch_decode(out[:, ids.shape[1]:],
                                                                          skip_special_tokens=True)]
+
+
+    def _cross_attention_cache(self, enc: torch.Tensor, row_set: torch.Tensor) -> Any:
+        """An EncoderDecoderCache whose cross-attention part holds every layer's keys and values for each
+        row, projected once per distinct token set (enc: (sets, L, D); row_set: set index of each row)."""
+        from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+        cross = DynamicCache()
+        for i, layer in enumerate(self.model.text_decoder.bert.encoder.layer):
+            att = layer.crossattention.self
+            shape = (*enc.shape[:2], -1, att.attention_head_size)
+            k = att.key(enc).view(shape).transpose(1, 2)
+            v = att.value(enc).view(shape).transpose(1, 2)
+            cross.update(k[row_set], v[row_set], i)
+        return EncoderDecoderCache(DynamicCache(), cross)
 
 
 def build_tiny_blip(seed: int = 0) -> tuple[Any, Any]:
