@@ -130,8 +130,9 @@ def _install_wordnet(wordnet_dir: "str | None", nltk_dir: Path, allow_apt: bool,
     log("WordNet: trying the official NLTK download")
     try:
         # NLTK prints its own multi-line error; we say it in one line below.
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            ok = nltk.download("wordnet", download_dir=str(nltk_dir), quiet=True, raise_on_error=True)
+        with contextlib.redirect_stdout(io.StringIO()):
+            ok = nltk.download("wordnet", download_dir=str(nltk_dir), quiet=True, raise_on_error=True,
+                               print_error_to=io.StringIO())
         if ok:
             return
     except Exception as exc:  # the downloader raises many kinds of network errors
