@@ -356,7 +356,9 @@ def bench_captioning(cap: Any, sets: list[torch.Tensor], clusters: int, cycles: 
                      seed: int, recorder: GenerateRecorder, log: Callable[[str], None]) -> dict:
     device = cap.device
     found = len(sets)
-    sets = [sets[i % found] for i in range(clusters)]
+    # Distinct tensors: the captioner shares keys/values between rows holding the SAME tensor (cycles of one
+    # cluster), and K clusters must cost K projections even when fewer were found and are repeated here.
+    sets = [sets[i % found].clone() for i in range(clusters)]
     rows = sets * cycles  # cycle-major, like the tagger's row order within one image
     batched_t, loop_t = [], []
     batched_calls, loop_calls = [], []
