@@ -28,6 +28,20 @@ def _split_overrides(args: Sequence[str]) -> tuple[list[str], list[str]]:
     return inputs, overrides
 
 
+def _output_stems(sources: Sequence[str]) -> dict[str, str]:
+    """Output file stem per input, fixed by input order: the same name from two folders gets _1, _2."""
+    used: set[str] = set()
+    stems = {}
+    for src in sources:
+        base = Path(src).stem or "image"
+        stem, i = base, 1
+        while stem in used:
+            stem, i = f"{base}_{i}", i + 1
+        used.add(stem)
+        stems[src] = stem
+    return stems
+
+
 def cmd_tag(ns: argparse.Namespace) -> int:
     from .io import expand_inputs
     from .pipeline import SelfSeg, write_outputs
@@ -44,23 +58,22 @@ def cmd_tag(ns: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     out = Path(ns.out)
-    used: set[str] = set()
+    stems = _output_stems(sources)
+    todo = [s for s in sources if not (ns.resume and (out / f"{stems[s]}.json").is_file())]
+    if len(todo) < len(sources):
+        print(f"resuming: {len(sources) - len(todo)} of {len(sources)} images already have results in {out}/",
+              file=sys.stderr)
     failed = 0
     # Progress on stderr (images done, rate, ETA); per-image lines go through tqdm.write so they stay readable.
-    bar = tqdm(total=len(sources), unit="img", file=sys.stderr, disable=ns.quiet or None, leave=False)
-    for item in seg.tag_many(sources, ns.batch_size):
+    bar = tqdm(total=len(todo), unit="img", file=sys.stderr, disable=ns.quiet or None, leave=False)
+    for item in seg.tag_many(todo, ns.batch_size):
         bar.update(1)
         if not item.ok:
             failed += 1
             tqdm.write(f"error: {item.error}", file=sys.stderr)
             continue
-        stem = Path(item.source).stem or "image"
-        base, i = stem, 1
-        while stem in used:  # same file name from two folders: keep both
-            stem, i = f"{base}_{i}", i + 1
-        used.add(stem)
         try:
-            write_outputs(item, out, stem)
+            write_outputs(item, out, stems[item.source])
         except OSError as exc:
             failed += 1
             tqdm.write(f"error: {item.source}: could not write outputs ({exc})", file=sys.stderr)
@@ -114,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, repeatable")
     t.add_argument("--batch-size", type=int, help="images per batch (default: run.batch_size)")
     t.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    t.add_argument("--resume", action="store_true",
+                   help="skip images whose result JSON is already in --out (finish an interrupted run)")
     t.set_defaults(func=cmd_tag)
 
     r = sub.add_parser("resources", help="make WordNet and a spaCy English pipeline available")

@@ -106,3 +106,17 @@ def test_huge_image_costs_about_as_much_memory_as_a_small_one(tmp_path):
     # a draft decode at 1/4 scale. With models loaded (hundreds of MiB) that is well under 1.2x.
     full_decode_kib = 8000 * 6000 * 3 // 1024
     assert rss["huge"] - rss["small"] < 0.25 * full_decode_kib, rss
+
+
+def test_resume_skips_finished_images(repo, ade_images, tmp_path, capsys):
+    cfg = str(repo / "configs" / "smoke.yaml")
+    out = tmp_path / "out"
+    assert main(["tag", str(ade_images[0]), "--config", cfg, "--out", str(out), "-q"]) == 0
+    first = (out / f"{ade_images[0].stem}.json").read_text()
+    capsys.readouterr()
+    assert main(["tag", *map(str, ade_images), "--config", cfg, "--out", str(out), "--resume", "-q"]) == 0
+    cap = capsys.readouterr()
+    assert f"resuming: 1 of {len(ade_images)}" in cap.err
+    assert str(ade_images[0]) not in cap.out  # not tagged again ...
+    assert (out / f"{ade_images[0].stem}.json").read_text() == first  # ... and its result untouched
+    assert all((out / f"{p.stem}.json").is_file() for p in ade_images)

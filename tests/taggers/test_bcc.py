@@ -129,3 +129,16 @@ def test_missing_checkpoint_names_the_fix(monkeypatch):
     cfg = load_config({"model": {"blip": "Salesforce/blip-image-captioning-large", "local_files_only": True}})
     with pytest.raises(ResourceMissingError, match="selfseg download"):
         BlipCaptioner.from_config(cfg.model)
+
+
+def test_real_loading_code_on_a_saved_checkpoint(tmp_path, ade_images):
+    """`from_pretrained` (the path real checkpoints take) on a tiny random BLIP saved to disk."""
+    from selfseg.models.blip import build_tiny_blip
+
+    model, processor = build_tiny_blip()
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    seg = SelfSeg.from_config({"model": {"blip": str(tmp_path), "device": "cpu"}, "captioning": {"cycles": 1}})
+    r = seg.tag(ade_images[0])
+    assert r.model == str(tmp_path) and not r.meaningless  # loaded like a real checkpoint
+    assert len(r.clusters) == int(r.cluster_grid.max()) + 1 and all(len(c.captions) == 1 for c in r.clusters)
