@@ -11,7 +11,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import yaml
 
@@ -151,7 +151,16 @@ class Config:
                "a non-empty list of multiples of 16", c.scales)
         _check(all(k >= 1 for k in c.ks) and c.ks, "clustering.ks", "a non-empty list of integers >= 1", c.ks)
         _check(c.align_cost in ("iou", "mismatch"), "clustering.align_cost", "'iou' or 'mismatch'", c.align_cost)
-        _check(c.mode_filter_size % 2 == 1, "clustering.mode_filter_size", "an odd size", c.mode_filter_size)
+        _check(c.mode_filter_size >= 1 and c.mode_filter_size % 2 == 1, "clustering.mode_filter_size",
+               "an odd size >= 1", c.mode_filter_size)
+        _check(c.mode_filter_passes >= 0, "clustering.mode_filter_passes", "an integer >= 0", c.mode_filter_passes)
+        _check(c.crf_filter_size >= 1 and c.crf_filter_size % 2 == 1, "clustering.crf_filter_size",
+               "an odd size >= 1", c.crf_filter_size)
+        _check(c.crf_iters >= 0 and c.crf_theta > 0, "clustering.crf_iters / crf_theta",
+               "crf_iters >= 0 and crf_theta > 0", (c.crf_iters, c.crf_theta))
+        _check(c.kmeans_n_init >= 1 and c.kmeans_max_iter >= 1 and c.kmeans_tol >= 0,
+               "clustering.kmeans_n_init / kmeans_max_iter / kmeans_tol", "n_init >= 1, max_iter >= 1, tol >= 0",
+               (c.kmeans_n_init, c.kmeans_max_iter, c.kmeans_tol))
         _check(c.pos_dim >= 0 and c.pos_dim % 4 == 0, "clustering.pos_dim", "a multiple of 4 (0: none)",
                c.pos_dim)
         p = self.captioning
@@ -160,6 +169,8 @@ class Config:
         _check(0 < p.top_p <= 1, "captioning.top_p", "a value in (0, 1]", p.top_p)
         _check(p.max_cross_attention_gib >= 0, "captioning.max_cross_attention_gib", "a number >= 0 (0: no limit)",
                p.max_cross_attention_gib)
+        _check(p.repetition_penalty > 0, "captioning.repetition_penalty", "a number > 0 (1: none)",
+               p.repetition_penalty)
         _check(p.top_k >= 0, "captioning.top_k", "an integer >= 0 (0: off)", p.top_k)
         _check(0 <= p.min_new_tokens <= p.max_new_tokens, "captioning.min_new_tokens",
                "0 <= min_new_tokens <= max_new_tokens", (p.min_new_tokens, p.max_new_tokens))
@@ -169,6 +180,7 @@ class Config:
                "float32, float16 or bfloat16", self.model.dtype)
         _check(self.run.batch_size >= 1, "run.batch_size", "an integer >= 1", self.run.batch_size)
         _check(self.run.max_image_side >= 16, "run.max_image_side", "an integer >= 16", self.run.max_image_side)
+        _check(self.nouns.min_length >= 0, "nouns.min_length", "an integer >= 0", self.nouns.min_length)
         _check(self.nouns.min_support >= 1, "nouns.min_support", "an integer >= 1", self.nouns.min_support)
         return self
 
@@ -217,6 +229,8 @@ def _read_yaml_with_base(path: Path, seen: tuple) -> dict:
     base = data.pop("base", None)
     if base is None:
         return data
+    if not isinstance(base, str):
+        raise ConfigError(f"config {path}: 'base' expected a file name, got {base!r}")
     parent = _read_yaml_with_base((path.parent / base).resolve(), seen + (path,))
     return _deep_merge(parent, data)
 
@@ -274,6 +288,11 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-5" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         return float(value)
@@ -301,8 +320,8 @@ def _apply_override(cfg: Config, item: str) -> None:
             raise ConfigError(f"unknown config key {key.strip()!r} ({part!r} at {where}); valid keys: {', '.join(names)}")
         if depth == len(parts) - 1:
             tp = typing.get_type_hints(type(obj))[part]
-            if isinstance(value, (int, float)) and tp is str:
-                value = raw.strip()  # "model.blip=123" stays a string
+            if tp in (str, Optional[str]) and not isinstance(value, str) and not (value is None and tp != str):
+                value = raw.strip()  # "model.blip=123", "captioning.prompt=a photo of: x" stay strings
             setattr(obj, part, _coerce(tp, value, key.strip()))
         else:
             obj = getattr(obj, part)

@@ -32,9 +32,14 @@ def expand_inputs(items: Iterable[str]) -> list[str]:
     out: list[str] = []
     for item in items:
         p = Path(item)
-        if p.is_dir():
+        try:
+            is_dir, exists = p.is_dir(), p.exists()
+        except OSError:  # e.g. a name longer than the file system allows: load_image reports it
+            out.append(item)
+            continue
+        if is_dir:
             out += sorted(str(f) for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
-        elif not p.exists() and any(ch in item for ch in "*?["):
+        elif not exists and any(ch in item for ch in "*?["):
             out += sorted(glob.glob(item)) or [item]
         else:
             out.append(item)
@@ -47,9 +52,29 @@ def load_image(src: ImageInput, max_side: int = 1024) -> LoadedImage:
     JPEGs are decoded straight at reduced scale (PIL draft mode), so a huge photo never exists in memory
     at full size. Alpha is composited over white; 16-bit and float images are scaled to 8 bits.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image
 
     name = str(src) if isinstance(src, (str, os.PathLike)) else f"<{type(src).__name__}>"
+    try:
+        img, size = _open(src, name, max_side)
+        if min(size) < MIN_SIDE:
+            raise ImageError(f"{name}: image is {size[1]}x{size[0]} px, smaller than one {MIN_SIDE}-px patch")
+        img = _to_rgb(img)
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{name}: refused, too many pixels to decode safely ({exc})") from None
+    except (OSError, SyntaxError, ValueError, TypeError) as exc:  # whatever PIL or numpy raise on odd input
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ImageError(f"{name}: unreadable image ({why})") from None
+    if max(img.size) > max_side:
+        img.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
+    return LoadedImage(image=img, size=size, source=name)
+
+
+def _open(src: ImageInput, name: str, max_side: int) -> tuple[Any, tuple[int, int]]:
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
     if isinstance(src, (str, os.PathLike)):
         path = Path(src)
         if not path.exists():
@@ -64,26 +89,18 @@ def load_image(src: ImageInput, max_side: int = 1024) -> LoadedImage:
                 scale = max_side / max(size)
                 img.draft("RGB", (int(img.width * scale) + 1, int(img.height * scale) + 1))
             img.load()
-            img = ImageOps.exif_transpose(img)
+            return ImageOps.exif_transpose(img), size
         except UnidentifiedImageError:
             raise ImageError(f"{name}: not an image (unrecognised format)") from None
         except (OSError, SyntaxError, ValueError) as exc:
             raise ImageError(f"{name}: corrupt or truncated image ({exc})") from None
-    elif isinstance(src, Image.Image):
+    if isinstance(src, Image.Image):
         img = ImageOps.exif_transpose(src)
-        size = (img.height, img.width)
-    elif isinstance(src, np.ndarray) or hasattr(src, "__array__"):
+        return img, (img.height, img.width)
+    if isinstance(src, np.ndarray) or hasattr(src, "__array__"):
         img = _from_array(np.asarray(src), name)
-        size = (img.height, img.width)
-    else:
-        raise ImageError(f"{name}: expected a path, PIL image or array, got {type(src).__name__}")
-
-    if min(size) < MIN_SIDE:
-        raise ImageError(f"{name}: image is {size[1]}x{size[0]} px, smaller than one {MIN_SIDE}-px patch")
-    img = _to_rgb(img)
-    if max(img.size) > max_side:
-        img.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
-    return LoadedImage(image=img, size=size, source=name)
+        return img, (img.height, img.width)
+    raise ImageError(f"{name}: expected a path, PIL image or array, got {type(src).__name__}")
 
 
 def _upright_size(img: Any) -> tuple[int, int]:
@@ -104,11 +121,15 @@ def _from_array(a: np.ndarray, name: str) -> Any:
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
         raise ImageError(f"{name}: expected an (H, W), (H, W, 3) or (H, W, 4) array, got shape {a.shape}")
     if a.dtype != np.uint8:
+        if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
+            raise ImageError(f"{name}: expected a numeric array, got dtype {a.dtype}")
         a = _to_uint8(a.astype(np.float64), a.dtype)
     return Image.fromarray(a)
 
 
 def _to_uint8(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    if dtype == np.bool_:
+        return a.astype(np.uint8) * 255
     if np.issubdtype(dtype, np.floating):
         a = a * 255.0 if a.max(initial=0) <= 1.0 else a
     elif dtype == np.uint16 or a.max(initial=0) > 255:
@@ -119,8 +140,12 @@ def _to_uint8(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
 def _to_rgb(img: Any) -> Any:
     from PIL import Image
 
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+    if img.mode == "F":  # 32-bit float: [0, 1] or [0, 255] like a float array
+        img = Image.fromarray(_to_uint8(np.asarray(img, dtype=np.float64), np.dtype(np.float32)))
+    elif img.mode in ("I;16", "I;16B", "I;16L", "I"):
         img = Image.fromarray(_to_uint8(np.asarray(img, dtype=np.float64), np.dtype(np.uint16)))
+    elif img.mode == "1":
+        img = img.convert("L")
     if img.mode == "P":
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA"):

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, Sequence
 
 from .config import TINY_MODEL, Config, load_config
-from .errors import SelfSegError
+from .errors import ConfigError, SelfSegError
 from .io import ImageInput, LoadedImage, load_image
 from .results import TagResult
 
@@ -64,6 +64,9 @@ class SelfSeg:
     def tag_many(self, images: Iterable[ImageInput], batch_size: "int | None" = None) -> Iterator[BatchItem]:
         """Tag images in batches; a bad image yields a BatchItem with `error` and the others go on."""
         size = batch_size or self.config.run.batch_size
+        if size < 1:
+            raise ConfigError(f"batch_size: expected an integer >= 1, got {size}")
+        self.tagger  # built once, up front: a config or resource problem stops here with one message
         pending: list[LoadedImage] = []
         for src in images:
             try:
@@ -102,8 +105,9 @@ def write_outputs(item: BatchItem, out_dir: Path, stem: str) -> tuple[Path, Path
     image = item.loaded.image
     out_dir.mkdir(parents=True, exist_ok=True)
     js, png = out_dir / f"{stem}.json", out_dir / f"{stem}.png"
-    _atomic_write(js, lambda f: f.write(item.result.to_json().encode("utf-8")))
+    # PNG first: `--resume` looks for the JSON, so the JSON must be the last file to appear.
     _atomic_write(png, lambda f: overlay(image, item.result).save(f, format="PNG"))
+    _atomic_write(js, lambda f: f.write(item.result.to_json().encode("utf-8")))
     return js, png
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Callable, Generic, TypeVar
 
+from .errors import ConfigError
+
 T = TypeVar("T")
 
 
@@ -27,7 +29,7 @@ class Registry(Generic[T]):
         try:
             factory = self._factories[name]
         except KeyError:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown {self.kind} {name!r}; expected one of: {', '.join(self.names())}"
             ) from None
         return factory(*args, **kwargs)

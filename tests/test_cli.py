@@ -56,6 +56,8 @@ def test_tag_many_yields_errors_in_place(smoke_seg, ade_images, tmp_path):
     [
         (["--config", "{cfg}", "clustering.kz=3"], "unknown config key 'clustering.kz'"),
         (["--config", "/no/such.yaml"], "no such file"),
+        (["--config", "{cfg}", "tagger=foo"], "unknown tagger 'foo'"),
+        (["--config", "{cfg}", "model.device=bogus"], "model.device"),
     ],
 )
 def test_config_errors_are_one_line(repo, ade_images, argv, message, capsys):

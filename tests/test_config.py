@@ -75,3 +75,33 @@ def test_round_trip_through_dict():
     c = load_config({"captioning": {"cycles": 4}})
     assert load_config(c.to_dict()) == c
     assert isinstance(load_config(c), Config)
+
+
+@pytest.mark.parametrize(
+    "overrides, check",
+    [
+        (["clustering.kmeans_tol=1e-5"], lambda c: c.clustering.kmeans_tol == 1e-5),
+        (["captioning.prompt=a photo of: x"], lambda c: c.captioning.prompt == "a photo of: x"),
+        (["name=2024-01-01"], lambda c: c.name == "2024-01-01"),
+        (["model.cache_dir=123"], lambda c: c.model.cache_dir == "123"),
+        (["model.cache_dir=null"], lambda c: c.model.cache_dir is None),
+    ],
+)
+def test_override_values_keep_their_field_types(overrides, check):
+    assert check(load_config({}, overrides))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{"clustering": {"kmeans_n_init": 0}}, {"clustering": {"mode_filter_size": -1}},
+     {"clustering": {"crf_filter_size": 4}}, {"captioning": {"repetition_penalty": 0}}, {"base": 5}],
+)
+def test_more_invalid_values(data, tmp_path):
+    import yaml
+
+    if "base" in data:
+        p = tmp_path / "c.yaml"
+        p.write_text(yaml.safe_dump(data))
+        data = p
+    with pytest.raises(ConfigError):
+        load_config(data)

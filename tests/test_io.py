@@ -98,3 +98,21 @@ def test_expand_inputs(tmp_path):
     assert expand_inputs([str(tmp_path)]) == [str(tmp_path / "a.png"), str(tmp_path / "b.jpg")]
     assert expand_inputs([str(tmp_path / "*.jpg")]) == [str(tmp_path / "b.jpg")]
     assert expand_inputs(["nothing/*.jpg", "missing.jpg"]) == ["nothing/*.jpg", "missing.jpg"]
+
+
+def test_more_bad_inputs_are_one_line_errors(tmp_path, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # a "decompression bomb" without 180 MP of test data
+    p = _save(tmp_path / "bomb.png", Image.new("RGB", (100, 100)))
+    with pytest.raises(ImageError, match="too many pixels"):
+        load_image(p)
+    with pytest.raises(ImageError):
+        load_image("x" * 300 + ".jpg")  # longer than a file name may be
+    assert expand_inputs(["x" * 300 + ".jpg"]) == ["x" * 300 + ".jpg"]
+    with pytest.raises(ImageError, match="numeric array"):
+        load_image(np.array([["a"] * 20] * 20))
+
+
+def test_float_and_bool_images_keep_their_brightness(tmp_path):
+    assert load_image(Image.fromarray(np.ones((20, 20), dtype=np.float32), mode="F")).image.getpixel((0, 0)) == (
+        255, 255, 255)
+    assert load_image(np.ones((20, 20), dtype=bool)).image.getpixel((0, 0)) == (255, 255, 255)

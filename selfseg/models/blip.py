@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 import torch
 
 from ..config import TINY_MODEL, CaptioningConfig, ModelConfig
-from ..errors import ResourceMissingError
+from ..errors import ConfigError, ResourceMissingError
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -37,9 +37,9 @@ def resolve_device(name: str) -> torch.device:
     try:
         dev = torch.device(name)
     except RuntimeError:
-        raise ValueError(f"model.device: expected 'auto', 'cpu' or 'cuda[:N]', got {name!r}") from None
+        raise ConfigError(f"model.device: expected 'auto', 'cpu' or 'cuda[:N]', got {name!r}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"model.device is {name!r} but CUDA is not available on this machine")
+        raise ConfigError(f"model.device is {name!r} but CUDA is not available on this machine")
     return dev
 
 
@@ -140,7 +140,8 @@ class BlipCaptioner:
         rows = len(token_sets)
         ids = self.prompt_ids(settings.prompt).to(self.device).repeat(rows, 1)
         cfg = self.model.config.text_config
-        devices = [self.device] if self.device.type == "cuda" else []
+        # manual_seed seeds every GPU, so every GPU's state is saved and restored.
+        devices = list(range(torch.cuda.device_count())) if self.device.type == "cuda" else []
         # A private RNG stream: the same seed gives the same captions, and the caller's RNG is untouched.
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
@@ -177,7 +178,11 @@ class BlipCaptioner:
             k = att.key(enc).view(shape).transpose(1, 2)
             v = att.value(enc).view(shape).transpose(1, 2)
             cross.update(k[row_set], v[row_set], i)
-        return EncoderDecoderCache(DynamicCache(), cross)
+        cache = EncoderDecoderCache(DynamicCache(), cross)
+        if not all(cache.is_updated.values()):
+            # The decoder would otherwise attend to the shape-only encoder view passed to generate().
+            raise RuntimeError("transformers did not accept the filled cross-attention cache; please report this")
+        return cache
 
 
 def build_tiny_blip(seed: int = 0) -> tuple[Any, Any]:

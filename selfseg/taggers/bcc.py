@@ -96,7 +96,7 @@ class BCCTagger:
         seen: list[set[str]] = [set() for _ in sets]
         quiet = [0] * len(sets)
         active = list(range(len(sets)))
-        done = 0
+        done = calls = 0
         timings.setdefault("caption", 0.0)
         timings.setdefault("nouns", 0.0)
         while active and done < total:
@@ -105,8 +105,10 @@ class BCCTagger:
             rows = [(b, cyc, c) for b in active for cyc in range(n) for c in range(len(sets[b]))]
             t0 = time.perf_counter()
             texts: list[str] = []
-            for i, chunk in enumerate(self._chunks(rows, sets)):
-                texts += self.blip.caption([sets[b][c] for b, _, c in chunk], self.gen, seed=pc.seed + done + i)
+            for chunk in self._chunks(rows, sets):
+                # One seed per generate call of this run: blocks and chunks never replay each other's draws.
+                texts += self.blip.caption([sets[b][c] for b, _, c in chunk], self.gen, seed=pc.seed + calls)
+                calls += 1
             _sync(self.blip.device)
             timings["caption"] += time.perf_counter() - t0
             t0 = time.perf_counter()

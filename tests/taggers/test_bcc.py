@@ -105,6 +105,14 @@ def test_memory_budget_splits_calls_and_keeps_every_caption(tagger, loaded, monk
         assert all(len(c.captions) == 2 for c in r.clusters)
 
 
+def test_split_adaptive_cycles_never_replay_a_cycle(tagger, loaded):
+    """Adaptive blocks split into several calls by a tiny memory budget: every call draws fresh samples."""
+    t = _with(tagger, cycles=4, adaptive_cycles=2, max_cross_attention_gib=1e-9)
+    r = t.tag_batch(loaded[:1])[0]
+    for c in r.clusters:
+        assert len(set(c.captions)) == len(c.captions)
+
+
 def test_released_token_slice_runs(tagger, loaded):
     r = _with(tagger, token_slice="released").tag_batch(loaded[:1])[0]
     assert len(r.clusters) == int(r.cluster_grid.max()) + 1
@@ -117,7 +125,9 @@ def test_vocabulary_tagger(ade_images):
 
 
 def test_unknown_tagger_lists_registered():
-    with pytest.raises(ValueError, match="expected one of: bcc, vocabulary"):
+    from selfseg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="expected one of: bcc, vocabulary"):
         SelfSeg.from_config({"tagger": "nope"}).tagger
 
 
