@@ -1,0 +1,79 @@
+"""Rules between the locator and the mask model, and from instances to a semantic map.
+
+Each rule is a plain function on arrays so it can be checked on hand-built cases with known answers.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .detections import Detections
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N, M) IoU of xyxy boxes a (N, 4) and b (M, 4); 0 where a union is empty."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(-1)
+    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(-1)
+    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(-1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Indices kept by greedy non-maximum suppression, highest score first (class-agnostic).
+
+    A box is dropped when its IoU with an already kept box is strictly above `iou_threshold`.
+    Ties in score keep the earlier box.
+    """
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    iou = box_iou(boxes, boxes)
+    keep: list[int] = []
+    for i in order:
+        if all(iou[i, j] <= iou_threshold for j in keep):
+            keep.append(int(i))
+    return np.asarray(keep, dtype=np.int64)
+
+
+def filter_detections(
+    det: Detections,
+    image_size: tuple[int, int],
+    *,
+    nms_iou: float = 0.5,
+    max_area_fraction: float = 0.95,
+    max_detections: int = 100,
+) -> Detections:
+    """Drop boxes covering nearly the whole image, then class-agnostic NMS, then keep the top scores.
+
+    image_size: (H, W). A box whose area is more than `max_area_fraction` of the image is dropped
+    (Grounding DINO often returns the whole frame for scene words); 1.0 keeps every box.
+    """
+    if len(det) == 0:
+        return det
+    h, w = image_size
+    wh = np.clip(det.boxes[:, 2:] - det.boxes[:, :2], 0, None)
+    frac = wh.prod(1) / float(h * w)
+    det = det[frac <= max_area_fraction]
+    if len(det) == 0:
+        return det
+    keep = nms(det.boxes, det.scores, nms_iou)[:max_detections]
+    return det[keep]
+
+
+def paint_semantic(masks: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W) int32 semantic map from instance masks: 0 = unlabelled, class_ids are 1-based.
+
+    Instances are painted in ascending score order, so where masks overlap the most confident wins;
+    equal scores: the later instance wins.
+    """
+    out = np.zeros(size, dtype=np.int32)
+    for i in np.argsort(np.asarray(scores), kind="stable"):
+        out[masks[i]] = class_ids[i]
+    return out
+
+
+def paint_instances(masks: np.ndarray, scores: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W) int32 segment-id map (0 = none, instance i -> i + 1), same overlap rule as paint_semantic."""
+    return paint_semantic(masks, scores, np.arange(1, len(masks) + 1), size)
