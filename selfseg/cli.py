@@ -102,7 +102,7 @@ def cmd_download(ns: argparse.Namespace) -> int:
     for c in configs:
         cfg = load_config(_resolve_config(c))
         cache = cfg.model.cache_dir or cache
-        if cfg.tagger == "bcc" and cfg.model.blip != TINY_MODEL and cfg.model.blip not in ids:
+        if cfg.tagger in ("bcc", "caption") and cfg.model.blip != TINY_MODEL and cfg.model.blip not in ids:
             ids.append(cfg.model.blip)
     if not ids:
         print("nothing to download: the configs use only models built in code")

@@ -132,7 +132,8 @@ class RunConfig:
 class Config:
     # Free-form name, echoed in results.
     name: str = "bcc"
-    # Tagger from the registry: "bcc" (BLIP-Cluster-Caption) or "vocabulary" (the user's own words).
+    # Tagger from the registry: "bcc" (BLIP-Cluster-Caption), "caption" (nouns of whole-image BLIP
+    # captions, the paper's baseline) or "vocabulary" (the user's own words).
     tagger: str = "bcc"
     # Words for the "vocabulary" tagger.
     vocabulary: list[str] = field(default_factory=list)

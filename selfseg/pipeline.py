@@ -47,7 +47,7 @@ class SelfSeg:
     @property
     def meaningless(self) -> bool:
         """True when the configured models are tiny random-init ones (smoke config)."""
-        return self.config.tagger == "bcc" and self.config.model.blip == TINY_MODEL
+        return self.config.tagger in ("bcc", "caption") and self.config.model.blip == TINY_MODEL
 
     @property
     def tagger(self) -> Any:

@@ -22,6 +22,6 @@ TAGGERS: Registry[Tagger] = Registry("tagger")
 
 
 def build_tagger(config: Config) -> Tagger:
-    from . import bcc, vocabulary  # noqa: F401  (importing registers them)
+    from . import bcc, caption, vocabulary  # noqa: F401  (importing registers them)
 
     return TAGGERS.create(config.tagger, config)

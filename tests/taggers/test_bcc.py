@@ -127,7 +127,7 @@ def test_vocabulary_tagger(ade_images):
 def test_unknown_tagger_lists_registered():
     from selfseg.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="expected one of: bcc, vocabulary"):
+    with pytest.raises(ConfigError, match="expected one of: bcc, caption, vocabulary"):
         SelfSeg.from_config({"tagger": "nope"}).tagger
 
 
@@ -152,3 +152,18 @@ def test_real_loading_code_on_a_saved_checkpoint(tmp_path, ade_images):
     r = seg.tag(ade_images[0])
     assert r.model == str(tmp_path) and not r.meaningless  # loaded like a real checkpoint
     assert len(r.clusters) == int(r.cluster_grid.max()) + 1 and all(len(c.captions) == 1 for c in r.clusters)
+
+
+def test_whole_image_caption_tagger(smoke_config, tagger, loaded):
+    from selfseg.taggers.caption import CaptionTagger
+
+    cfg = dataclasses.replace(smoke_config, tagger="caption",
+                              captioning=dataclasses.replace(smoke_config.captioning, cycles=3))
+    t = CaptionTagger(cfg, captioner=tagger.blip)
+    before = t.blip.generate_calls
+    results = t.tag_batch(loaded)
+    assert t.blip.generate_calls - before == 1  # all images x cycles in one call
+    for r in results:
+        assert r.tagger == "caption" and r.cluster_grid is None and r.cycles_run == 3
+        assert len(r.clusters) == 1 and len(r.clusters[0].captions) == 3
+        assert set(r.tags) == {n for ns in r.clusters[0].nouns for n in ns}
