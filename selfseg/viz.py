@@ -49,3 +49,28 @@ def overlay(image: Any, result: TagResult, alpha: float = 0.5) -> Any:
         draw.rectangle(draw.textbbox((x, y), text), fill=(0, 0, 0))
         draw.text((x, y), text, fill=(255, 255, 255))
     return out
+
+
+def draw_segmentation(image: Any, seg: Any, alpha: float = 0.5) -> Any:
+    """RGB PIL image at the segmentation's size: class colours blended in, each visible instance's label
+    written at its mask's centre."""
+    from PIL import Image, ImageDraw
+
+    h, w = seg.image_size
+    img = image.convert("RGB")
+    if img.size != (w, h):
+        img = img.resize((w, h), Image.Resampling.BILINEAR)
+    sem = seg.semantic
+    colours = np.zeros((len(seg.classes) + 1, 3), dtype=np.uint8)
+    colours[1:] = palette(len(seg.classes))
+    base = np.asarray(img, dtype=np.float32)
+    painted = np.where(sem[..., None] > 0, base * (1 - alpha) + colours[sem] * alpha, base).astype(np.uint8)
+    out = Image.fromarray(painted)
+    draw = ImageDraw.Draw(out)
+    ids, info = seg.panoptic
+    for seg_info in info:
+        ys, xs = np.nonzero(ids == seg_info["id"])
+        x, y = int(np.median(xs)), int(np.median(ys))
+        draw.rectangle(draw.textbbox((x, y), seg_info["label"]), fill=(0, 0, 0))
+        draw.text((x, y), seg_info["label"], fill=(255, 255, 255))
+    return out

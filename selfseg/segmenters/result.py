@@ -1,0 +1,158 @@
+"""Typed segmentation result: instances, semantic map, panoptic view, and the formats people use."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from ..results import TagResult
+from .postprocess import paint_instances, paint_semantic
+
+
+def encode_rle(mask: np.ndarray) -> dict[str, Any]:
+    """COCO run-length encoding of one (H, W) bool mask, counts as a UTF-8 string (JSON-ready)."""
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def decode_rle(rle: dict[str, Any]) -> np.ndarray:
+    from pycocotools import mask as mask_utils
+
+    return mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")}).astype(bool)
+
+
+@dataclass
+class Segmentation:
+    """Named masks for one image.
+
+    masks: (N, H, W) bool instance masks at the image's size. boxes: (N, 4) float32 xyxy pixels.
+    scores: (N,) detector scores; mask_scores: (N,) mask-model scores (predicted IoU; 1.0 where the
+    segmenter has none). labels: N class names, each one of `classes`. classes: the vocabulary the image
+    was segmented with; class i is id i + 1 in `semantic` (0 = unlabelled). tags: the tagger's result
+    (None in `given` vocabulary mode). merges: tag clean-up notes. segmenter: registry name.
+    """
+
+    image_size: tuple[int, int]
+    masks: np.ndarray
+    boxes: np.ndarray
+    scores: np.ndarray
+    mask_scores: np.ndarray
+    labels: list[str]
+    classes: list[str]
+    segmenter: str
+    source: str = ""
+    tags: Optional[TagResult] = None
+    merges: list[dict[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        h, w = self.image_size
+        n = len(self.labels)
+        self.masks = np.asarray(self.masks, dtype=bool).reshape(n, h, w)
+        self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(n, 4)
+        self.scores = np.asarray(self.scores, dtype=np.float32).reshape(n)
+        self.mask_scores = np.asarray(self.mask_scores, dtype=np.float32).reshape(n)
+        unknown = sorted(set(self.labels) - set(self.classes))
+        if unknown:
+            raise ValueError(f"expected every label to be one of the classes, got {unknown}")
+
+    @property
+    def class_ids(self) -> np.ndarray:
+        """(N,) 1-based class id of each instance (index into `classes` + 1)."""
+        index = {c: i + 1 for i, c in enumerate(self.classes)}
+        return np.asarray([index[lab] for lab in self.labels], dtype=np.int32)
+
+    @cached_property
+    def semantic(self) -> np.ndarray:
+        """(H, W) int32 label map, 0 = unlabelled; most confident instance wins overlaps."""
+        return paint_semantic(self.masks, self._order_scores, self.class_ids, self.image_size)
+
+    @cached_property
+    def panoptic(self) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        """(segment-id map (H, W) int32, 0 = none, instance i -> i + 1; segment info per visible id)."""
+        ids = paint_instances(self.masks, self._order_scores, self.image_size)
+        areas = np.bincount(ids.ravel(), minlength=len(self.labels) + 1)
+        info = [{"id": i + 1, "label": self.labels[i], "category_id": int(self.class_ids[i]),
+                 "score": float(self.scores[i]), "area": int(areas[i + 1])}
+                for i in range(len(self.labels)) if areas[i + 1] > 0]
+        return ids, info
+
+    @property
+    def _order_scores(self) -> np.ndarray:
+        # Detector score times mask score orders overlaps: a confident box with a poor mask yields.
+        return self.scores * self.mask_scores
+
+    # --------------------------------------------------------------------------------------- exports
+    def instances(self) -> list[dict[str, Any]]:
+        """One JSON-ready record per instance: label, box xyxy, scores, area, COCO RLE mask."""
+        return [
+            {"label": self.labels[i], "class_id": int(self.class_ids[i]), "box_xyxy": [float(v) for v in self.boxes[i]],
+             "score": float(self.scores[i]), "mask_score": float(self.mask_scores[i]),
+             "area": int(self.masks[i].sum()), "mask_rle": encode_rle(self.masks[i])}
+            for i in range(len(self.labels))
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "source": self.source, "image_size": list(self.image_size), "segmenter": self.segmenter,
+            "classes": self.classes, "instances": self.instances(), "merges": self.merges, "notes": self.notes,
+            "timings": self.timings,
+        }
+        if self.tags is not None:
+            d["tags"] = self.tags.to_dict(intermediates=False)
+        return d
+
+    def to_coco(self, image_id: int = 1) -> dict[str, Any]:
+        """A COCO-style results dict: images, categories (1-based ids) and annotations with RLE masks."""
+        h, w = self.image_size
+        anns = []
+        for i, inst in enumerate(self.instances()):
+            x1, y1, x2, y2 = inst["box_xyxy"]
+            anns.append({"id": i + 1, "image_id": image_id, "category_id": inst["class_id"],
+                         "bbox": [x1, y1, x2 - x1, y2 - y1], "area": inst["area"], "score": inst["score"],
+                         "segmentation": inst["mask_rle"], "iscrowd": 0})
+        return {"images": [{"id": image_id, "file_name": Path(self.source).name, "height": h, "width": w}],
+                "categories": [{"id": i + 1, "name": c} for i, c in enumerate(self.classes)],
+                "annotations": anns}
+
+    def to_supervision(self) -> Any:
+        """`supervision.Detections` (needs `pip install supervision`)."""
+        try:
+            import supervision as sv
+        except ImportError:
+            raise ImportError("to_supervision() needs the supervision package: pip install supervision") from None
+        return sv.Detections(xyxy=self.boxes.astype(np.float32), mask=self.masks, confidence=self.scores,
+                             class_id=self.class_ids - 1, data={"class_name": np.asarray(self.labels)})
+
+    def save(self, out_dir: "str | Path", stem: str, image: Any = None) -> dict[str, Path]:
+        """Write <stem>_labels.png (palette, 0 = unlabelled), <stem>.json and, given the image,
+        <stem>_overlay.png with label names. Each file appears whole (written to a temp name, renamed)."""
+        from PIL import Image
+
+        from ..pipeline import _atomic_write
+        from ..viz import draw_segmentation, palette
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {"labels": out / f"{stem}_labels.png", "json": out / f"{stem}.json"}
+        sem = self.semantic
+        if len(self.classes) < 256:
+            lab = Image.fromarray(sem.astype(np.uint8), mode="P")
+            pal = np.zeros((256, 3), dtype=np.uint8)
+            pal[1: len(self.classes) + 1] = palette(len(self.classes))
+            lab.putpalette(pal.ravel().tolist())
+        else:  # more classes than a palette holds: 16-bit grey levels, same ids
+            lab = Image.fromarray(sem.astype(np.uint16))
+        _atomic_write(paths["labels"], lambda f: lab.save(f, format="PNG"))
+        if image is not None:
+            paths["overlay"] = out / f"{stem}_overlay.png"
+            _atomic_write(paths["overlay"], lambda f: draw_segmentation(image, self).save(f, format="PNG"))
+        _atomic_write(paths["json"], lambda f: f.write(json.dumps(self.to_dict()).encode("utf-8")))
+        return paths

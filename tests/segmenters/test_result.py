@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from selfseg.segmenters.result import Segmentation, decode_rle
+
+
+def _seg():
+    masks = np.zeros((3, 20, 30), dtype=bool)
+    masks[0, :10, :15] = True       # dog, score .9 * .5 = .45
+    masks[1, 5:, 10:] = True        # grass, score .8 * 1.0 = .8: wins the overlap
+    masks[2, 15:, :5] = True        # dog again
+    return Segmentation(
+        image_size=(20, 30), masks=masks, boxes=[[0, 0, 15, 10], [10, 5, 30, 20], [0, 15, 5, 20]],
+        scores=[0.9, 0.8, 0.3], mask_scores=[0.5, 1.0, 0.9], labels=["dog", "grass", "dog"],
+        classes=["dog", "grass", "sky"], segmenter="test", source="/x/photo.jpg",
+    )
+
+
+def test_semantic_and_panoptic_views():
+    s = _seg()
+    assert s.class_ids.tolist() == [1, 2, 1]
+    assert s.semantic[7, 12] == 2 and s.semantic[2, 2] == 1 and s.semantic[0, 29] == 0
+    ids, info = s.panoptic
+    assert ids[7, 12] == 2 and ids[16, 1] == 3
+    assert [i["label"] for i in info] == ["dog", "grass", "dog"]
+    assert sum(i["area"] for i in info) == int((ids > 0).sum())
+
+
+def test_labels_must_be_classes():
+    with pytest.raises(ValueError, match="one of the classes"):
+        Segmentation((2, 2), np.zeros((1, 2, 2)), [[0, 0, 1, 1]], [1], [1], ["cat"], ["dog"], "test")
+
+
+def test_save_files_open_and_rle_decodes(tmp_path):
+    s = _seg()
+    paths = s.save(tmp_path, "photo", image=Image.new("RGB", (60, 40), (50, 100, 150)))
+    lab = Image.open(paths["labels"])
+    assert lab.mode == "P" and lab.size == (30, 20)
+    assert np.array_equal(np.asarray(lab), s.semantic)
+    assert Image.open(paths["overlay"]).size == (30, 20)
+    d = json.loads(paths["json"].read_text())
+    assert d["classes"] == ["dog", "grass", "sky"] and len(d["instances"]) == 3
+    for inst, m in zip(d["instances"], s.masks):
+        assert np.array_equal(decode_rle(inst["mask_rle"]), m) and inst["area"] == int(m.sum())
+        assert inst["label"] in d["classes"]
+
+
+def test_to_coco_and_empty():
+    coco = _seg().to_coco(image_id=7)
+    assert coco["images"][0] == {"id": 7, "file_name": "photo.jpg", "height": 20, "width": 30}
+    assert [c["id"] for c in coco["categories"]] == [1, 2, 3]
+    assert coco["annotations"][0]["bbox"] == [0.0, 0.0, 15.0, 10.0]
+    empty = Segmentation((4, 5), np.zeros((0, 4, 5)), np.zeros((0, 4)), [], [], [], ["dog"], "test")
+    assert empty.semantic.shape == (4, 5) and not empty.semantic.any() and empty.to_coco()["annotations"] == []
