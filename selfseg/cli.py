@@ -86,6 +86,53 @@ def cmd_tag(ns: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_segment(ns: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .io import expand_inputs
+    from .pipeline import SelfSeg
+
+    inputs, overrides = _split_overrides(ns.inputs)
+    seg = SelfSeg.from_config(_resolve_config(ns.config), overrides + (ns.set or []))
+    sources = expand_inputs(inputs)
+    if not sources:
+        print("selfseg: error: no input images given", file=sys.stderr)
+        return 2
+    if seg.meaningless or _uses_tiny(seg.config):
+        print("NOTE: this config uses tiny random-init models built in code (no download); the masks and "
+              "labels below are meaningless and only show that everything runs.")
+    out = Path(ns.out)
+    stems = _output_stems(sources)
+    todo = [s for s in sources if not (ns.resume and (out / f"{stems[s]}.json").is_file())]
+    failed = 0
+    bar = tqdm(total=len(todo), unit="img", file=sys.stderr, disable=ns.quiet or None, leave=False)
+    for item in seg.segment_many(todo, ns.batch_size):
+        bar.update(1)
+        if not item.ok:
+            failed += 1
+            tqdm.write(f"error: {item.error}", file=sys.stderr)
+            continue
+        try:
+            item.result.save(out, stems[item.source], image=item.loaded.image, original_size=item.loaded.size)
+        except OSError as exc:
+            failed += 1
+            tqdm.write(f"error: {item.source}: could not write outputs ({exc})", file=sys.stderr)
+            continue
+        r = item.result
+        found = ", ".join(dict.fromkeys(r.labels)) or "(nothing segmented: " + "; ".join(r.notes) + ")"
+        tqdm.write(f"{item.source}: {len(r.labels)} instances: {found}", file=sys.stdout)
+    bar.close()
+    print(f"{len(sources) - failed}/{len(sources)} images segmented; outputs in {out}/", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _uses_tiny(cfg) -> bool:
+    from .config import TINY_MODEL
+
+    s = cfg.segment
+    return TINY_MODEL in (s.grounded_sam2.detector, s.grounded_sam2.sam, s.clipseg.model)
+
+
 def cmd_resources(ns: argparse.Namespace) -> int:
     from .resources import setup_resources
 
@@ -131,6 +178,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip images whose result JSON is already in --out (finish an interrupted run)")
     t.set_defaults(func=cmd_tag)
 
+    s = sub.add_parser("segment", help="find what is in images and segment it (tags -> boxes -> masks)")
+    s.add_argument("inputs", nargs="+", help="image files, folders or globs; key.sub=value overrides the config")
+    s.add_argument("--config", "-c", help="YAML config (path or name under configs/)")
+    s.add_argument("--out", "-o", default="out", help="output folder (default: out)")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, repeatable")
+    s.add_argument("--batch-size", type=int, help="images per tagging batch (default: run.batch_size)")
+    s.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    s.add_argument("--resume", action="store_true", help="skip images whose result JSON is already in --out")
+    s.set_defaults(func=cmd_segment)
+
     r = sub.add_parser("resources", help="make WordNet and a spaCy English pipeline available")
     r.add_argument("--wordnet-dir", help="copy WordNet from this database directory (e.g. /usr/share/wordnet)")
     r.add_argument("--spacy-pipeline", default="auto", help="spaCy pipeline to check (default: auto)")
@@ -149,7 +206,7 @@ def main(argv: "Sequence[str] | None" = None) -> int:
     # argparse's plain positional handling refuses: gather the leftovers back into the inputs.
     ns, extra = parser.parse_known_args(argv)
     if extra:
-        if ns.command != "tag" or any(a.startswith("-") for a in extra):
+        if ns.command not in ("tag", "segment") or any(a.startswith("-") for a in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         ns.inputs += extra
     try:

@@ -129,6 +129,49 @@ class RunConfig:
 
 
 @dataclass
+class GroundedSam2Config:
+    # Grounding DINO checkpoint (boxes per tag); "IDEA-Research/grounding-dino-tiny" is lighter.
+    # "tiny-random" builds a tiny random-init model in code (outputs meaningless).
+    detector: str = "IDEA-Research/grounding-dino-base"
+    # SAM2 checkpoint (box -> mask); smaller: facebook/sam2.1-hiera-{base-plus,small,tiny}.
+    sam: str = "facebook/sam2.1-hiera-large"
+    # Grounding DINO's box confidence and per-token text thresholds.
+    box_threshold: float = 0.35
+    text_threshold: float = 0.25
+    # Class-agnostic NMS: a box overlapping a better one by more than this IoU is dropped.
+    nms_iou: float = 0.5
+    # Boxes covering more than this fraction of the image are dropped (scene words grab the whole frame).
+    max_box_area: float = 0.95
+    # Keep at most this many boxes per image, best first.
+    max_detections: int = 100
+
+
+@dataclass
+class ClipSegConfig:
+    # CLIPSeg checkpoint; "tiny-random" builds a tiny random-init model in code.
+    model: str = "CIDAS/clipseg-rd64-refined"
+    # Pixels whose best class probability is below this stay unlabelled.
+    threshold: float = 0.4
+    # Connected components smaller than this many pixels are not reported as instances.
+    min_area: int = 16
+
+
+@dataclass
+class SegmentConfig:
+    # Segmenter from the registry: "grounded_sam2", "clipseg" or "bcc_clusters".
+    segmenter: str = "grounded_sam2"
+    # Where the class names come from: "self" (the tagger), "given" (the `vocabulary` list, no tagger run)
+    # or "union" (both).
+    vocabulary: str = "self"
+    # Tag clean-up before locating (self-found tags only): fold WordNet synonyms together, and drop a tag
+    # when a more specific one is present (animal / dog keeps dog). The result lists every merge.
+    merge_synonyms: bool = True
+    merge_hypernyms: bool = True
+    grounded_sam2: GroundedSam2Config = field(default_factory=GroundedSam2Config)
+    clipseg: ClipSegConfig = field(default_factory=ClipSegConfig)
+
+
+@dataclass
 class Config:
     # Free-form name, echoed in results.
     name: str = "bcc"
@@ -142,6 +185,7 @@ class Config:
     captioning: CaptioningConfig = field(default_factory=CaptioningConfig)
     nouns: NounsConfig = field(default_factory=NounsConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -181,6 +225,15 @@ class Config:
                "float32, float16 or bfloat16", self.model.dtype)
         _check(self.run.batch_size >= 1, "run.batch_size", "an integer >= 1", self.run.batch_size)
         _check(self.run.max_image_side >= 16, "run.max_image_side", "an integer >= 16", self.run.max_image_side)
+        sg = self.segment
+        _check(sg.vocabulary in ("self", "given", "union"), "segment.vocabulary", "'self', 'given' or 'union'",
+               sg.vocabulary)
+        _check(sg.vocabulary != "given" or any(w.strip() for w in self.vocabulary), "vocabulary",
+               "a non-empty list when segment.vocabulary is 'given'", self.vocabulary)
+        _check(0 < sg.grounded_sam2.max_box_area <= 1, "segment.grounded_sam2.max_box_area", "a fraction in (0, 1]",
+               sg.grounded_sam2.max_box_area)
+        _check(sg.grounded_sam2.max_detections >= 0, "segment.grounded_sam2.max_detections", "an integer >= 0",
+               sg.grounded_sam2.max_detections)
         _check(self.nouns.min_length >= 0, "nouns.min_length", "an integer >= 0", self.nouns.min_length)
         _check(self.nouns.min_support >= 1, "nouns.min_support", "an integer >= 1", self.nouns.min_support)
         return self

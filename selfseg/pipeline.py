@@ -18,7 +18,7 @@ class BatchItem:
     """One input of a batch run: its result, or the one-line reason it failed."""
 
     source: str
-    result: Optional[TagResult] = None
+    result: Optional[Any] = None  # TagResult from tag_many, Segmentation from segment_many
     error: Optional[str] = None
     loaded: Optional[LoadedImage] = None  # the image as the models saw it (for overlays)
 
@@ -38,6 +38,7 @@ class SelfSeg:
     def __init__(self, config: Config) -> None:
         self.config = config
         self._tagger: Any = None
+        self._segmenter: Any = None
 
     @classmethod
     def from_config(cls, source: "str | Path | dict | Config | None" = None,
@@ -56,6 +57,63 @@ class SelfSeg:
 
             self._tagger = build_tagger(self.config)
         return self._tagger
+
+    @property
+    def segmenter(self) -> Any:
+        if self._segmenter is None:
+            from .segmenters.base import build_segmenter
+
+            self._segmenter = build_segmenter(self.config)
+        return self._segmenter
+
+    def segment(self, image: ImageInput) -> Any:
+        """Tag (unless the vocabulary is "given") and segment one image -> `Segmentation`."""
+        loaded = load_image(image, self.config.run.max_image_side)
+        tags = self.tagger.tag_batch([loaded])[0] if self.config.segment.vocabulary != "given" else None
+        return self._segment_one(loaded, tags)
+
+    def segment_many(self, images: Iterable[ImageInput], batch_size: "int | None" = None) -> Iterator[BatchItem]:
+        """Like `tag_many`, with `BatchItem.result` a `Segmentation`. Tagging is batched; models load once."""
+        self.segmenter  # noqa: B018  (fail fast on a bad segmenter config, before any image)
+        if self.config.segment.vocabulary == "given":
+            stream: Iterator[BatchItem] = (self._load_item(src) for src in images)
+        else:
+            stream = self.tag_many(images, batch_size)
+        for item in stream:
+            if not item.ok:
+                yield item
+                continue
+            assert item.loaded is not None
+            try:
+                seg = self._segment_one(item.loaded, item.result)
+            except SelfSegError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one bad image must not stop the batch
+                yield BatchItem(source=item.source, error=f"{type(exc).__name__}: {exc}".splitlines()[0])
+                continue
+            yield BatchItem(source=item.source, result=seg, loaded=item.loaded)
+
+    def _load_item(self, src: ImageInput) -> BatchItem:
+        try:
+            loaded = load_image(src, self.config.run.max_image_side)
+        except SelfSegError as exc:
+            return BatchItem(source=str(src), error=str(exc))
+        return BatchItem(source=loaded.source, loaded=loaded)
+
+    def _segment_one(self, loaded: LoadedImage, tags: "TagResult | None") -> Any:
+        from .taggers.cleanup import clean_tags
+
+        sc = self.config.segment
+        own = tags.tags if tags is not None else []
+        merges = []
+        if own and (sc.merge_synonyms or sc.merge_hypernyms):
+            own, found = clean_tags(own, synonyms=sc.merge_synonyms, hypernyms=sc.merge_hypernyms)
+            merges = [vars(m) for m in found]
+        given = [w.strip() for w in self.config.vocabulary if w.strip()] if sc.vocabulary != "self" else []
+        classes = list(dict.fromkeys(own + given))
+        seg = self.segmenter.segment(loaded, classes, tags)
+        seg.merges = merges
+        return seg
 
     def tag(self, image: ImageInput) -> TagResult:
         """Tag one image (path, PIL image or array). Raises ImageError for an unusable image."""

@@ -1,11 +1,15 @@
 """The BCC cluster map itself as a segmentation (the paper's low-resolution intermediate, for ablations)."""
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
 import numpy as np
 
+from ..config import Config
+from ..io import LoadedImage
 from ..results import TagResult
+from .base import SEGMENTERS, empty_segmentation
 from .result import Segmentation
 
 
@@ -47,3 +51,27 @@ def segment_from_clusters(tags: TagResult) -> Segmentation:
         scores=scores, mask_scores=np.ones(len(labels)), labels=labels, classes=classes,
         segmenter="bcc_clusters", source=tags.source, tags=tags,
     )
+
+
+@SEGMENTERS.register("bcc_clusters")
+class BccClustersSegmenter:
+    """The BCC cluster map, upsampled to the loaded image, each cluster named by its top noun. Needs the
+    `bcc` tagger's result (vocabulary "self" or "union"); `classes` beyond the cluster names are unused."""
+
+    name = "bcc_clusters"
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    def segment(self, image: LoadedImage, classes: list[str], tags: "TagResult | None") -> Segmentation:
+        if tags is None or tags.cluster_grid is None:
+            from ..errors import ConfigError
+
+            raise ConfigError("segmenter 'bcc_clusters' needs the bcc tagger's clusters: use tagger: bcc with "
+                              "segment.vocabulary self or union")
+        h, w = image.image.height, image.image.width
+        seg = segment_from_clusters(dataclasses.replace(tags, image_size=(h, w)))  # map at the loaded size
+        if not seg.labels:
+            return empty_segmentation(image, classes, self.name, "no cluster produced a noun", tags)
+        seg.tags = tags
+        return seg

@@ -131,9 +131,14 @@ class Segmentation:
         return sv.Detections(xyxy=self.boxes.astype(np.float32), mask=self.masks, confidence=self.scores,
                              class_id=self.class_ids - 1, data={"class_name": np.asarray(self.labels)})
 
-    def save(self, out_dir: "str | Path", stem: str, image: Any = None) -> dict[str, Path]:
-        """Write <stem>_labels.png (palette, 0 = unlabelled), <stem>.json and, given the image,
-        <stem>_overlay.png with label names. Each file appears whole (written to a temp name, renamed)."""
+    def save(self, out_dir: "str | Path", stem: str, image: Any = None,
+             original_size: "tuple[int, int] | None" = None) -> dict[str, Path]:
+        """Write <stem>_labels.png (palette, 0 = unlabelled), <stem>_overlay.png (given the image) and
+        <stem>.json, the JSON last (so `--resume` never sees a half-written result).
+
+        original_size: (H, W) of the input photo when the models saw a reduced copy (run.max_image_side):
+        the label map is then upsampled (nearest) to it; masks in the JSON stay at `image_size`.
+        """
         from PIL import Image
 
         from ..pipeline import _atomic_write
@@ -143,6 +148,10 @@ class Segmentation:
         out.mkdir(parents=True, exist_ok=True)
         paths = {"labels": out / f"{stem}_labels.png", "json": out / f"{stem}.json"}
         sem = self.semantic
+        if original_size is not None and tuple(original_size) != tuple(self.image_size):
+            from ..results import upsample_nearest
+
+            sem = upsample_nearest(sem, tuple(original_size)).astype(np.int32)
         if len(self.classes) < 256:
             lab = Image.fromarray(sem.astype(np.uint8), mode="P")
             pal = np.zeros((256, 3), dtype=np.uint8)
@@ -154,5 +163,7 @@ class Segmentation:
         if image is not None:
             paths["overlay"] = out / f"{stem}_overlay.png"
             _atomic_write(paths["overlay"], lambda f: draw_segmentation(image, self).save(f, format="PNG"))
-        _atomic_write(paths["json"], lambda f: f.write(json.dumps(self.to_dict()).encode("utf-8")))
+        d = self.to_dict()
+        d["label_map_size"] = list(sem.shape)
+        _atomic_write(paths["json"], lambda f: f.write(json.dumps(d).encode("utf-8")))
         return paths

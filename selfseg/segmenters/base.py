@@ -1,0 +1,39 @@
+"""The segmenter protocol and registry: (image, class names) -> Segmentation."""
+from __future__ import annotations
+
+from typing import Optional, Protocol
+
+from ..config import Config
+from ..io import LoadedImage
+from ..registry import Registry
+from ..results import TagResult
+from .result import Segmentation
+
+
+class Segmenter(Protocol):
+    name: str
+
+    def segment(self, image: LoadedImage, classes: list[str], tags: Optional[TagResult]) -> Segmentation:
+        """Masks for `classes` in `image` (at the loaded image's size); every label is one of `classes`."""
+        ...
+
+
+#: Factories take the whole Config and read their own block (config.segment.<name>).
+SEGMENTERS: Registry[Segmenter] = Registry("segmenter")
+
+
+def build_segmenter(config: Config) -> Segmenter:
+    from . import bcc_clusters, clipseg, grounded_sam2  # noqa: F401  (importing registers them)
+
+    return SEGMENTERS.create(config.segment.segmenter, config)
+
+
+def empty_segmentation(image: LoadedImage, classes: list[str], segmenter: str, note: str,
+                       tags: Optional[TagResult] = None) -> Segmentation:
+    """A valid all-unlabelled result with a note saying why (no tags, no boxes, ...)."""
+    import numpy as np
+
+    h, w = image.image.height, image.image.width
+    return Segmentation(image_size=(h, w), masks=np.zeros((0, h, w), bool), boxes=np.zeros((0, 4)),
+                        scores=np.zeros(0), mask_scores=np.zeros(0), labels=[], classes=list(classes),
+                        segmenter=segmenter, source=image.source, tags=tags, notes=[note])

@@ -1,0 +1,74 @@
+"""CLIPSeg: one dense probability map per tag; instances are connected components per class."""
+from __future__ import annotations
+
+import time
+from typing import Any, Optional
+
+import numpy as np
+
+from ..config import TINY_MODEL, Config
+from ..io import LoadedImage
+from ..models.blip import _DTYPES, resolve_device
+from ..results import TagResult
+from .base import SEGMENTERS, empty_segmentation
+from .result import Segmentation
+
+
+def dense_to_instances(probs: np.ndarray, threshold: float, min_area: int = 1):
+    """(T, H, W) class probabilities -> (masks, boxes, scores, class indices) of connected components.
+
+    Each pixel takes its most probable class; below `threshold` it stays unlabelled. Every 8-connected
+    component of one class is an instance (CLIPSeg has no notion of instances: two touching dogs are one),
+    scored by its mean probability. Components under `min_area` pixels are dropped.
+    """
+    from scipy import ndimage
+
+    t, h, w = probs.shape
+    if t == 0:
+        return np.zeros((0, h, w), bool), np.zeros((0, 4)), np.zeros(0), np.zeros(0, int)
+    best = probs.argmax(0)
+    conf = probs.max(0)
+    masks, boxes, scores, classes = [], [], [], []
+    for c in range(t):
+        region = (best == c) & (conf >= threshold)
+        lab, n = ndimage.label(region, structure=np.ones((3, 3)))
+        for i, sl in enumerate(ndimage.find_objects(lab), start=1):
+            m = lab == i
+            if m.sum() < min_area:
+                continue
+            masks.append(m)
+            boxes.append([sl[1].start, sl[0].start, sl[1].stop, sl[0].stop])
+            scores.append(float(probs[c][m].mean()))
+            classes.append(c)
+    return (np.asarray(masks, bool).reshape(len(masks), h, w), np.asarray(boxes, float).reshape(-1, 4),
+            np.asarray(scores), np.asarray(classes, int))
+
+
+@SEGMENTERS.register("clipseg")
+class ClipSegSegmenter:
+    name = "clipseg"
+
+    def __init__(self, config: Config, model: Any = None) -> None:
+        from ..models.clipseg import ClipSegDenseSegmenter
+
+        self.cfg = config.segment.clipseg
+        device, dtype = resolve_device(config.model.device), _DTYPES[config.model.dtype]
+        self.model = model or (ClipSegDenseSegmenter.tiny().to(device) if self.cfg.model == TINY_MODEL else
+                               ClipSegDenseSegmenter.from_pretrained(
+                                   self.cfg.model, device=device, dtype=dtype, cache_dir=config.model.cache_dir,
+                                   local_files_only=config.model.local_files_only))
+
+    def segment(self, image: LoadedImage, classes: list[str], tags: Optional[TagResult]) -> Segmentation:
+        if not classes:
+            return empty_segmentation(image, classes, self.name, "no tags: nothing to segment", tags)
+        h, w = image.image.height, image.image.width
+        t0 = time.perf_counter()
+        probs = self.model.logits(image.image, classes)  # ONE batched forward for all tags
+        masks, boxes, scores, cls = dense_to_instances(probs, self.cfg.threshold, self.cfg.min_area)
+        seg = Segmentation(image_size=(h, w), masks=masks, boxes=boxes, scores=scores,
+                           mask_scores=np.ones(len(cls)), labels=[classes[c] for c in cls], classes=list(classes),
+                           segmenter=self.name, source=image.source, tags=tags,
+                           timings={"segment": time.perf_counter() - t0})
+        if not seg.labels:
+            seg.notes.append("no pixel above the background threshold")
+        return seg
