@@ -1,0 +1,90 @@
+"""segment(): vocabulary modes, clean-up merges and empty results, through the bcc_clusters segmenter
+(tiny random BLIP: names are meaningless, the bookkeeping is what is checked)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from selfseg import SelfSeg
+from selfseg.cli import main
+from selfseg.errors import ConfigError
+from selfseg.io import load_image
+from selfseg.segmenters.base import SEGMENTERS, empty_segmentation
+
+
+@pytest.fixture(scope="module")
+def seg_pipeline(smoke_seg):
+    cfg = dataclasses.replace(smoke_seg.config, segment=dataclasses.replace(smoke_seg.config.segment,
+                                                                            segmenter="bcc_clusters"))
+    s = SelfSeg(cfg)
+    s._tagger = smoke_seg.tagger  # share the loaded tiny BLIP
+    return s
+
+
+def test_self_vocabulary_with_merges(seg_pipeline, ade_images):
+    seg = seg_pipeline.segment(ade_images[0])
+    h, w = load_image(ade_images[0]).image.size[::-1]
+    assert seg.semantic.shape == (h, w) and seg.tags is not None
+    assert set(seg.labels) <= set(seg.classes)
+    for m in seg.merges:
+        assert m["reason"] in ("synonym", "hypernym") and m["dropped"] in seg.tags.tags
+
+
+def test_given_vocabulary_skips_the_tagger(smoke_seg, ade_images):
+    class Spy:
+        name = "spy"
+
+        def __init__(self):
+            self.classes = None
+
+        def segment(self, image, classes, tags):
+            self.classes, self.tags = classes, tags
+            return empty_segmentation(image, classes, "spy", "spy")
+
+    for mode, expect_tags in (("given", False), ("union", True)):
+        cfg = dataclasses.replace(smoke_seg.config, vocabulary=["quokka", "narwhal"],
+                                  segment=dataclasses.replace(smoke_seg.config.segment, vocabulary=mode))
+        s = SelfSeg(cfg)
+        s._tagger, s._segmenter = smoke_seg.tagger, Spy()
+        s.segment(ade_images[0])
+        assert (s._segmenter.tags is not None) == expect_tags
+        assert s._segmenter.classes[-2:] == ["quokka", "narwhal"]
+        if mode == "given":
+            assert s._segmenter.classes == ["quokka", "narwhal"]
+
+
+def test_zero_tags_give_a_valid_empty_result(ade_images, tmp_path):
+    loaded = load_image(ade_images[0])
+    seg = empty_segmentation(loaded, [], "grounded_sam2", "no tags: nothing to locate")
+    paths = seg.save(tmp_path, "x", image=loaded.image, original_size=loaded.size)
+    assert not np.asarray(Image.open(paths["labels"])).any()
+    assert Image.open(paths["labels"]).size == loaded.size[::-1]
+    assert json.loads(paths["json"].read_text())["notes"] == ["no tags: nothing to locate"]
+
+
+def test_config_errors():
+    with pytest.raises(ConfigError, match="expected one of: bcc_clusters, clipseg, grounded_sam2"):
+        SelfSeg.from_config({"segment": {"segmenter": "nope"}}).segmenter
+    with pytest.raises(ConfigError, match="non-empty list"):
+        SelfSeg.from_config({"segment": {"vocabulary": "given"}})
+    assert "bcc_clusters" in SEGMENTERS
+
+
+def test_cli_segment_bcc_clusters(repo, ade_images, tmp_path, capsys):
+    out = tmp_path / "out"
+    bad = tmp_path / "bad.png"
+    bad.write_text("nope")
+    code = main(["segment", str(ade_images[0]), str(bad), "--config", str(repo / "configs" / "smoke.yaml"),
+                 "--out", str(out), "segment.segmenter=bcc_clusters", "-q"])
+    cap = capsys.readouterr()
+    assert code == 1 and "bad.png" in cap.err and "meaningless" in cap.out
+    stem = ade_images[0].stem
+    lab = Image.open(out / f"{stem}_labels.png")
+    assert lab.size == Image.open(ade_images[0]).size  # the photo's own size
+    d = json.loads((out / f"{stem}.json").read_text())
+    assert d["label_map_size"] == [lab.size[1], lab.size[0]] and d["segmenter"] == "bcc_clusters"
+    assert all(inst["label"] in d["classes"] for inst in d["instances"])
