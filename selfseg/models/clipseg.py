@@ -1,0 +1,146 @@
+"""CLIPSeg through transformers: one dense probability map per tag (tags -> dense maps).
+
+CLIPSeg conditions a small decoder on a text embedding; its stock forward wants one copy of the image per
+prompt and so runs the CLIP ViT once per tag. Here the image is encoded ONCE and its activations are
+broadcast (expand, no copy) to every tag: one vision pass, one text pass over all tags, one decoder pass
+over all tags. The tests check this equals the stock forward on a repeated image.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..config import TINY_MODEL
+from .blip import resolve_device
+from .sam2 import load_checkpoint, resolve_dtype
+
+DEFAULT_CLIPSEG = "CIDAS/clipseg-rd64-refined"
+
+
+class ClipSegDenseSegmenter:
+    """CLIPSeg (transformers `CLIPSegForImageSegmentation` + `CLIPSegProcessor`): tags -> (T, H, W) maps."""
+
+    def __init__(self, model: Any, processor: Any, device: torch.device, dtype: torch.dtype, is_tiny: bool,
+                 model_id: str) -> None:
+        self.model = model.to(device=device, dtype=dtype).eval()
+        self.processor = processor
+        self.device = device
+        self.dtype = dtype
+        self.is_tiny = is_tiny
+        self.model_id = model_id
+        self.forward_calls = 0  # batched passes (each: 1 vision + 1 text + 1 decoder forward); tests read it
+
+    # ------------------------------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(cls, model_id: str = DEFAULT_CLIPSEG, device: str | torch.device = "auto",
+                        dtype: str | torch.dtype = "float32", cache_dir: str | None = None,
+                        local_files_only: bool = False) -> ClipSegDenseSegmenter:
+        """Load a CLIPSeg checkpoint (hub id or local folder); "tiny-random" builds the tiny twin (see `tiny`)."""
+        dev = device if isinstance(device, torch.device) else resolve_device(device)
+        dt = resolve_dtype(dtype)
+        if model_id == TINY_MODEL:
+            return cls.tiny(device=dev, dtype=dt)
+        from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
+
+        def load(local_only: bool) -> tuple[Any, Any]:
+            kw = dict(cache_dir=cache_dir, local_files_only=local_only)
+            return (CLIPSegForImageSegmentation.from_pretrained(model_id, **kw),
+                    CLIPSegProcessor.from_pretrained(model_id, **kw))
+
+        model, processor = load_checkpoint("CLIPSeg", model_id, load, local_files_only)
+        return cls(model, processor, dev, dt, is_tiny=False, model_id=model_id)
+
+    @classmethod
+    def tiny(cls, seed: int = 0, device: str | torch.device = "cpu",
+             dtype: str | torch.dtype = "float32") -> ClipSegDenseSegmenter:
+        """A tiny random-init CLIPSeg built in code (no download): 64-px input, 64x64 logits.
+        For tests and install checks; its maps carry no meaning."""
+        model, processor = build_tiny_clipseg(seed)
+        dev = device if isinstance(device, torch.device) else resolve_device(device)
+        return cls(model, processor, dev, resolve_dtype(dtype), is_tiny=True, model_id=TINY_MODEL)
+
+    # ------------------------------------------------------------------------------------------ maps
+    @torch.inference_mode()
+    def logits(self, image: Image.Image, tags: Sequence[str]) -> np.ndarray:
+        """(T, H, W) float32 sigmoid probabilities, one map per tag, at the image's own size.
+
+        Despite the name these are probabilities, not raw logits: the decoder's logits are upsampled
+        (bilinear) from the model's square input to (H, W) and then passed through a sigmoid. Tags are
+        used verbatim (no prompt template). Zero tags: a (0, H, W) array, no model call.
+        """
+        image = image if image.mode == "RGB" else image.convert("RGB")
+        h, w = image.height, image.width
+        tags = [str(t) for t in tags]
+        if not tags:
+            return np.zeros((0, h, w), dtype=np.float32)
+        m = self.model
+        pixels = self.processor.image_processor(image, return_tensors="pt")["pixel_values"]
+        text = self.processor.tokenizer(tags, padding=True, truncation=True,
+                                        max_length=m.config.text_config.max_position_embeddings,
+                                        return_tensors="pt")
+        # The three halves of CLIPSegForImageSegmentation.forward, with the image encoded once.
+        vision = m.clip.get_image_features(pixel_values=pixels.to(self.device, self.dtype),
+                                           interpolate_pos_encoding=True, output_hidden_states=True)
+        # hidden_states[0] is the embedding output, hence +1 (as the stock forward indexes them).
+        activations = [vision.hidden_states[i + 1].expand(len(tags), -1, -1) for i in m.extract_layers]
+        conditional = m.clip.get_text_features(input_ids=text["input_ids"].to(self.device),
+                                               attention_mask=text["attention_mask"].to(self.device)).pooler_output
+        logits = m.decoder(activations, conditional).logits  # (T, side, side)
+        self.forward_calls += 1
+        # The processor squashed the image to a square; bilinear upsampling straight to (h, w) undoes it.
+        # Logits are interpolated before the sigmoid so boundaries stay as sharp as the model made them.
+        full = F.interpolate(logits[:, None].float(), size=(h, w), mode="bilinear", align_corners=False)
+        return torch.sigmoid(full[:, 0]).cpu().numpy().astype(np.float32, copy=False)
+
+
+def tiny_clip_tokenizer(model_max_length: int = 32) -> Any:
+    """A real `CLIPTokenizer` (CLIP's byte-level BPE, lower-casing, <|startoftext|> ... <|endoftext|>)
+    with a tiny vocabulary built in memory: the 256 byte symbols, each also with CLIP's end-of-word
+    marker "</w>", and no merges, so every word is spelled out byte by byte. Nothing is downloaded."""
+    from tokenizers.pre_tokenizers import ByteLevel
+    from transformers import CLIPTokenizer
+
+    symbols = sorted(ByteLevel.alphabet())  # the byte -> printable-character table CLIP's BPE uses
+    vocab = {s: i for i, s in enumerate(symbols)}
+    vocab.update({s + "</w>": len(symbols) + i for i, s in enumerate(symbols)})
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=model_max_length)
+
+
+def build_tiny_clipseg(seed: int = 0) -> tuple[Any, Any]:
+    """A tiny random-init `CLIPSegForImageSegmentation` (2-layer 32-wide CLIP towers, 16-px patches on a
+    64-px input, the rd64-refined "complex" transposed-convolution head) and a `CLIPSegProcessor` with a
+    real CLIP tokenizer (see `tiny_clip_tokenizer`). Outputs carry no meaning."""
+    from transformers import (
+        CLIPSegConfig,
+        CLIPSegForImageSegmentation,
+        CLIPSegProcessor,
+        ViTImageProcessor,
+    )
+
+    tokenizer = tiny_clip_tokenizer(model_max_length=32)
+    eos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    config = CLIPSegConfig(
+        # eos_token_id must be the tokenizer's: the text tower pools at the first end-of-text token.
+        text_config=dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                         num_attention_heads=4, max_position_embeddings=32, pad_token_id=eos,
+                         bos_token_id=tokenizer.convert_tokens_to_ids("<|startoftext|>"), eos_token_id=eos),
+        vision_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                           image_size=64, patch_size=16),
+        projection_dim=32, extract_layers=[0, 1], reduce_dim=16, decoder_num_attention_heads=2,
+        decoder_intermediate_size=32, use_complex_transposed_convolution=True,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = CLIPSegForImageSegmentation(config)
+    # CLIPSeg's preprocessing (squash to a square, bilinear, ImageNet mean/std) at 64 px instead of 352.
+    # Only the tiny twin uses these; real checkpoints bring their own processor config.
+    image_processor = ViTImageProcessor(size={"height": 64, "width": 64}, resample=2,
+                                        image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])
+    return model, CLIPSegProcessor(image_processor=image_processor, tokenizer=tokenizer)

@@ -1,0 +1,199 @@
+"""SAM 2 through transformers: masks for boxes (the "segment" half of tags -> boxes -> masks).
+
+One image and all its boxes go to the model together: the Hiera image encoder (nearly all of SAM 2's
+cost) runs once, and the N box prompts share its embedding in ONE mask-decoder call, as in SAM 2's own
+`SAM2ImagePredictor.predict(box=(N, 4))`. transformers' `Sam2Processor` cannot pad box lists across images
+("boxes cannot be padded due to model limitations"), so one image per call is also the natural batch.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..config import TINY_MODEL
+from ..errors import ConfigError, ResourceMissingError
+from .blip import hub_reachable, resolve_device
+
+DEFAULT_SAM2 = "facebook/sam2.1-hiera-large"
+# Same architecture family, smaller Hiera backbones; any of them can be passed as model_id.
+SAM2_CHECKPOINTS = (
+    "facebook/sam2.1-hiera-tiny",
+    "facebook/sam2.1-hiera-small",
+    "facebook/sam2.1-hiera-base-plus",
+    "facebook/sam2.1-hiera-large",
+)
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+class BoxMasks(NamedTuple):
+    """What `Sam2BoxSegmenter.segment` returns; unpacks as `masks, scores = ...`.
+
+    masks: (N, H, W) bool, one mask per box, at the image's own size.
+    scores: (N,) float32, SAM 2's predicted IoU of each mask with its object (in [0, 1]).
+    """
+
+    masks: np.ndarray
+    scores: np.ndarray
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in _DTYPES:
+        raise ConfigError(f"model.dtype: expected one of {sorted(_DTYPES)}, got {dtype!r}")
+    return _DTYPES[dtype]
+
+
+def load_checkpoint(what: str, model_id: str, load: Any, local_files_only: bool) -> Any:
+    """`load(local_only)` from the cache first, then (if allowed and the hub answers) from the hub; a
+    missing checkpoint becomes one ResourceMissingError line naming `selfseg download`."""
+    try:  # the cache (or a local folder) first: no network round trips when the files are here
+        return load(True)
+    except (OSError, ValueError) as exc:
+        if Path(model_id).exists():
+            raise ResourceMissingError(f"{what} checkpoint at {model_id} could not be read: "
+                                       f"{str(exc).splitlines()[0]}") from None
+        missing = ResourceMissingError(
+            f"{what} checkpoint {model_id!r} is not in the local cache and the Hugging Face hub is not "
+            f"reachable; run `selfseg download --config <your config>` on a machine that reaches the hub "
+            f"(or point HF_HOME / model.cache_dir at a cache that has it)"
+        )
+        # One quick probe instead of the hub client's minutes of retries on a machine with no network.
+        if local_files_only or os.environ.get("HF_HUB_OFFLINE") == "1" or not hub_reachable():
+            raise missing from None
+        try:
+            return load(False)
+        except (OSError, ValueError):
+            raise missing from None
+
+
+class Sam2BoxSegmenter:
+    """SAM 2 (transformers `Sam2Model` + `Sam2Processor`) prompted with boxes: one mask per box."""
+
+    def __init__(self, model: Any, processor: Any, device: torch.device, dtype: torch.dtype, is_tiny: bool,
+                 model_id: str, mask_threshold: float = 0.0) -> None:
+        self.model = model.to(device=device, dtype=dtype).eval()
+        self.processor = processor
+        self.device = device
+        self.dtype = dtype
+        self.is_tiny = is_tiny
+        self.model_id = model_id
+        self.mask_threshold = mask_threshold  # on mask logits; 0.0 is SAM 2's own threshold
+        # How many image-encoder and mask-decoder calls ran (tests and benchmarks read them).
+        self.encoder_calls = 0
+        self.decoder_calls = 0
+
+    # ------------------------------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(cls, model_id: str = DEFAULT_SAM2, device: str | torch.device = "auto",
+                        dtype: str | torch.dtype = "float32", cache_dir: str | None = None,
+                        local_files_only: bool = False) -> Sam2BoxSegmenter:
+        """Load a SAM 2 checkpoint (hub id or local folder with config.json + weights + processor_config.json).
+
+        "tiny-random" builds the tiny random-init twin instead (see `tiny`).
+        """
+        dev = device if isinstance(device, torch.device) else resolve_device(device)
+        dt = resolve_dtype(dtype)
+        if model_id == TINY_MODEL:
+            return cls.tiny(device=dev, dtype=dt)
+        from transformers import Sam2Model, Sam2Processor
+
+        def load(local_only: bool) -> tuple[Any, Any]:
+            kw = dict(cache_dir=cache_dir, local_files_only=local_only)
+            return Sam2Model.from_pretrained(model_id, **kw), Sam2Processor.from_pretrained(model_id, **kw)
+
+        model, processor = load_checkpoint("SAM 2", model_id, load, local_files_only)
+        return cls(model, processor, dev, dt, is_tiny=False, model_id=model_id)
+
+    @classmethod
+    def tiny(cls, seed: int = 0, device: str | torch.device = "cpu",
+             dtype: str | torch.dtype = "float32") -> Sam2BoxSegmenter:
+        """A tiny random-init SAM 2 built in code (no download): 128-px input, 32x32 mask logits.
+        For tests and install checks; its masks and scores carry no meaning."""
+        model, processor = build_tiny_sam2(seed)
+        dev = device if isinstance(device, torch.device) else resolve_device(device)
+        return cls(model, processor, dev, resolve_dtype(dtype), is_tiny=True, model_id=TINY_MODEL)
+
+    # ------------------------------------------------------------------------------------------ segment
+    @torch.inference_mode()
+    def segment(self, image: Image.Image, boxes: np.ndarray, *,
+                max_boxes_per_call: int | None = None) -> BoxMasks:
+        """One mask per box for one image.
+
+        boxes: (N, 4) xyxy in pixels of `image`. The image is encoded once; all N boxes go to ONE
+        mask-decoder call (single-mask output, multimask_output=False), unless `max_boxes_per_call` caps
+        the decoder's batch: each box costs the decoder a copy of the image embedding and the high-res
+        features (about 40 MiB per box in float32, measured on CPU), so hundreds of boxes may need chunks.
+        Zero boxes: empty arrays, no model call.
+        """
+        image = image if image.mode == "RGB" else image.convert("RGB")
+        h, w = image.height, image.width
+        boxes = np.asarray(boxes, dtype=np.float32)
+        if boxes.size == 0:
+            return BoxMasks(np.zeros((0, h, w), dtype=bool), np.zeros(0, dtype=np.float32))
+        if boxes.ndim != 2 or boxes.shape[1] != 4:
+            raise ValueError(f"boxes: expected an (N, 4) xyxy array, got shape {boxes.shape}")
+        if not np.isfinite(boxes).all():
+            raise ValueError("boxes: every coordinate must be finite")
+
+        # The processor squashes the image to its square input (1024 px for the checkpoints; SAM 2 does not
+        # pad) and scales the box coordinates by the same factors; its input is [image][box][x1 y1 x2 y2].
+        inputs = self.processor(images=image, input_boxes=boxes[None], return_tensors="pt")
+        pixels = inputs["pixel_values"].to(self.device, self.dtype)
+        input_boxes = inputs["input_boxes"].to(self.device)
+        embeddings = self.model.get_image_embeddings(pixels)
+        self.encoder_calls += 1
+
+        step = len(boxes) if not max_boxes_per_call else max(1, int(max_boxes_per_call))
+        masks, scores = [], []
+        for start in range(0, len(boxes), step):
+            out = self.model(image_embeddings=embeddings, input_boxes=input_boxes[:, start:start + step],
+                             multimask_output=False)
+            self.decoder_calls += 1
+            # pred_masks: (1, n, 1, 4 * embedding side, same) logits over the squashed square image;
+            # bilinear upsampling straight to (h, w) undoes the squash (the processor's post-processing).
+            full = self.processor.post_process_masks(out.pred_masks.float(), [[h, w]],
+                                                     mask_threshold=self.mask_threshold, binarize=True)[0]
+            masks.append(full[:, 0].cpu().numpy())
+            scores.append(out.iou_scores[0, :, 0].float().cpu().numpy())
+        return BoxMasks(np.concatenate(masks).astype(bool, copy=False),
+                        np.concatenate(scores).astype(np.float32, copy=False))
+
+
+def build_tiny_sam2(seed: int = 0) -> tuple[Any, Any]:
+    """A tiny random-init `Sam2Model` (Hiera backbone of 5 blocks, 12..96 channels, 128-px input) and its
+    processor, built in code. Sizes follow transformers' own SAM 2 model tests. Outputs carry no meaning."""
+    from transformers import (
+        Sam2Config,
+        Sam2HieraDetConfig,
+        Sam2ImageProcessor,
+        Sam2MaskDecoderConfig,
+        Sam2Model,
+        Sam2Processor,
+        Sam2PromptEncoderConfig,
+        Sam2VisionConfig,
+    )
+
+    side = 128
+    backbone = Sam2HieraDetConfig(hidden_size=12, image_size=side, blocks_per_stage=[1, 1, 2, 1],
+                                  embed_dim_per_stage=[12, 24, 48, 96], num_attention_heads_per_stage=[1, 2, 4, 8],
+                                  global_attention_blocks=[3])
+    # Stride 4, then three 2x poolings: 32, 16, 8 px feature maps; the FPN width must equal the prompt
+    # encoder's and mask decoder's hidden size (32).
+    vision = Sam2VisionConfig(backbone_config=backbone, backbone_channel_list=[96, 48, 24, 12],
+                              backbone_feature_sizes=[[32, 32], [16, 16], [8, 8]], fpn_hidden_size=32)
+    prompt = Sam2PromptEncoderConfig(hidden_size=32, image_size=side, patch_size=16, mask_input_channels=8)
+    decoder = Sam2MaskDecoderConfig(hidden_size=32, mlp_dim=64, num_attention_heads=4, iou_head_hidden_dim=32)
+    config = Sam2Config(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = Sam2Model(config)
+    processor = Sam2Processor(Sam2ImageProcessor(size={"height": side, "width": side},
+                                                 mask_size={"height": side // 4, "width": side // 4}))
+    return model, processor

@@ -1,0 +1,137 @@
+"""ClipSegDenseSegmenter with the tiny random-init CLIPSeg built in code (and a real CLIP tokenizer with a
+tiny byte-level vocabulary). Its maps are meaningless; these tests check shapes, dtypes, batching (image
+encoded once, all tags in one text and one decoder pass), agreement with transformers' stock forward, and
+checkpoint loading / error messages."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from selfseg.config import TINY_MODEL
+from selfseg.errors import ResourceMissingError
+from selfseg.models.clipseg import DEFAULT_CLIPSEG, ClipSegDenseSegmenter
+
+H, W = 90, 150  # not square: the processor squashes, the maps must come back at (H, W)
+TAGS = ["cat", "traffic light", "sky", "a very long description of a fire hydrant beside a road"]
+
+
+@pytest.fixture(scope="module")
+def seg() -> ClipSegDenseSegmenter:
+    return ClipSegDenseSegmenter.tiny(seed=0)
+
+
+@pytest.fixture(scope="module")
+def image() -> Image.Image:
+    return Image.fromarray(np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8))
+
+
+@contextmanager
+def spy(**modules):
+    """Record (args, kwargs, output) of every forward call of the named modules."""
+    calls = {name: [] for name in modules}
+    handles = [m.register_forward_hook(lambda _m, a, kw, o, n=name: calls[n].append((a, kw, o)), with_kwargs=True)
+               for name, m in modules.items()]
+    try:
+        yield calls
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _parts(seg):
+    m = seg.model
+    return dict(vision=m.clip.vision_model, text=m.clip.text_model, decoder=m.decoder)
+
+
+def test_shapes_dtype_range(seg, image):
+    maps = seg.logits(image, TAGS)
+    assert maps.shape == (len(TAGS), H, W) and maps.dtype == np.float32
+    assert np.all((maps >= 0) & (maps <= 1))  # sigmoid probabilities
+
+
+def test_one_vision_one_text_one_decoder_pass(seg, image):
+    before = seg.forward_calls
+    with spy(**_parts(seg)) as calls:
+        seg.logits(image, TAGS)
+    assert {k: len(v) for k, v in calls.items()} == {"vision": 1, "text": 1, "decoder": 1}
+    assert seg.forward_calls - before == 1
+    assert calls["vision"][0][1]["pixel_values"].shape[0] == 1  # the image is encoded once, not per tag
+    assert calls["text"][0][1]["input_ids"].shape[0] == len(TAGS)
+    assert calls["decoder"][0][2].logits.shape[0] == len(TAGS)
+
+
+def test_matches_the_stock_forward_on_a_repeated_image(seg, image):
+    """Our split forward (vision once, activations broadcast) gives the logits of transformers' own
+    CLIPSegForImageSegmentation.forward with the image repeated once per tag."""
+    # (the processor does not truncate by default; the long tag would overflow the text positions)
+    inputs = seg.processor(text=TAGS, images=[image] * len(TAGS), padding=True, truncation=True,
+                           max_length=seg.model.config.text_config.max_position_embeddings, return_tensors="pt")
+    with torch.inference_mode():
+        ref = seg.model(**inputs).logits
+    with spy(decoder=seg.model.decoder) as calls:
+        maps = seg.logits(image, TAGS)
+    ours = calls["decoder"][0][2].logits
+    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-3)  # random weights: logits in the hundreds
+    expected = torch.sigmoid(F.interpolate(ref[:, None], size=(H, W), mode="bilinear", align_corners=False))[:, 0]
+    np.testing.assert_allclose(maps, expected.numpy(), atol=1e-4)
+
+
+def test_a_tags_map_does_not_depend_on_the_other_tags(seg, image):
+    """Padding to the longest tag must not leak: the text tower pools at each tag's own end token."""
+    alone = seg.logits(image, ["sky"])
+    together = seg.logits(image, TAGS)
+    assert alone.shape == (1, H, W)
+    np.testing.assert_allclose(alone[0], together[TAGS.index("sky")], atol=1e-4)
+
+
+def test_zero_tags_no_model_call(seg, image):
+    with spy(**_parts(seg)) as calls:
+        maps = seg.logits(image, [])
+    assert maps.shape == (0, H, W) and maps.dtype == np.float32
+    assert all(not v for v in calls.values())
+
+
+def test_tiny_tokenizer_is_a_real_clip_tokenizer(seg):
+    from transformers import CLIPTokenizer
+
+    tok = seg.processor.tokenizer
+    assert isinstance(tok, CLIPTokenizer)
+    ids = tok("A cat").input_ids  # lower-cased, spelled byte by byte (no merges), end-of-word marker
+    assert tok.convert_ids_to_tokens(ids) == ["<|startoftext|>", "a</w>", "c", "a", "t</w>", "<|endoftext|>"]
+    long = tok([TAGS[-1]], truncation=True, max_length=seg.model.config.text_config.max_position_embeddings)
+    assert long.input_ids[0][-1] == seg.model.config.text_config.eos_token_id  # truncation keeps the pooled token
+
+
+def test_missing_checkpoint_names_the_download_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # as on an air-gapped machine: no hub probe, no retries
+    with pytest.raises(ResourceMissingError) as err:
+        ClipSegDenseSegmenter.from_pretrained(DEFAULT_CLIPSEG, device="cpu", cache_dir=str(tmp_path))
+    msg = str(err.value)
+    assert "selfseg download" in msg and DEFAULT_CLIPSEG in msg and "\n" not in msg
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    with pytest.raises(ResourceMissingError, match="selfseg download"):
+        ClipSegDenseSegmenter.from_pretrained(DEFAULT_CLIPSEG, device="cpu", cache_dir=str(tmp_path),
+                                              local_files_only=True)
+
+
+def test_from_pretrained_loads_a_saved_checkpoint(seg, image, tmp_path):
+    seg.model.save_pretrained(tmp_path)
+    seg.processor.save_pretrained(tmp_path)  # image processor + tokenizer files
+    loaded = ClipSegDenseSegmenter.from_pretrained(str(tmp_path), device="cpu", dtype="float32",
+                                                   local_files_only=True)
+    assert not loaded.is_tiny and loaded.model_id == str(tmp_path)
+    assert loaded.processor.tokenizer("a cat").input_ids == seg.processor.tokenizer("a cat").input_ids
+    np.testing.assert_array_equal(loaded.logits(image, TAGS), seg.logits(image, TAGS))
+
+
+def test_tiny_sentinel_and_seed():
+    tiny = ClipSegDenseSegmenter.from_pretrained(TINY_MODEL, device="cpu")
+    assert tiny.is_tiny and tiny.model_id == TINY_MODEL
+    flat = lambda s: torch.cat([p.flatten() for p in s.model.parameters()])
+    assert torch.equal(flat(tiny), flat(ClipSegDenseSegmenter.tiny(seed=0)))
+    assert not torch.equal(flat(tiny), flat(ClipSegDenseSegmenter.tiny(seed=1)))

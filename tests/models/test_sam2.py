@@ -1,0 +1,158 @@
+"""Sam2BoxSegmenter with the tiny random-init SAM 2 built in code. Its masks and scores are meaningless;
+these tests check shapes, dtypes, box coordinates, batching (image encoded once, all boxes in one decoder
+call), agreement with transformers' documented SAM 2 recipe, and checkpoint loading / error messages."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from selfseg.config import TINY_MODEL
+from selfseg.errors import ResourceMissingError
+from selfseg.models.sam2 import DEFAULT_SAM2, BoxMasks, Sam2BoxSegmenter
+
+H, W = 90, 150  # deliberately not square: the processor squashes, the masks must come back at (H, W)
+BOXES = np.array([[10, 10, 50, 60], [0, 0, 149, 89], [30, 20, 100, 80], [60, 5, 140, 85], [5, 40, 70, 88]],
+                 dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def seg() -> Sam2BoxSegmenter:
+    return Sam2BoxSegmenter.tiny(seed=0)
+
+
+@pytest.fixture(scope="module")
+def image() -> Image.Image:
+    return Image.fromarray(np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8))
+
+
+@contextmanager
+def spy(**modules):
+    """Record (args, kwargs) of every forward call of the named modules."""
+    calls = {name: [] for name in modules}
+    handles = [m.register_forward_hook(lambda _m, a, kw, _o, n=name: calls[n].append((a, kw)), with_kwargs=True)
+               for name, m in modules.items()]
+    try:
+        yield calls
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def test_shapes_and_dtypes(seg, image):
+    out = seg.segment(image, BOXES)
+    assert isinstance(out, BoxMasks)
+    masks, scores = out  # unpacks as a pair
+    assert masks.shape == (len(BOXES), H, W) and masks.dtype == np.bool_
+    assert scores.shape == (len(BOXES),) and scores.dtype == np.float32
+    assert np.all((scores >= 0) & (scores <= 1))  # SAM 2's IoU head ends in a sigmoid
+
+
+def test_image_encoded_once_and_all_boxes_in_one_decoder_call(seg, image):
+    m = seg.model
+    before = (seg.encoder_calls, seg.decoder_calls)
+    with spy(encoder=m.vision_encoder, decoder=m.mask_decoder, prompt=m.prompt_encoder) as calls:
+        seg.segment(image, BOXES)
+    assert len(calls["encoder"]) == 1 and len(calls["decoder"]) == 1
+    assert (seg.encoder_calls - before[0], seg.decoder_calls - before[1]) == (1, 1)
+    (pixels,), _ = calls["encoder"][0]
+    assert pixels.shape[0] == 1  # one image
+    _, kw = calls["decoder"][0]
+    assert kw["sparse_prompt_embeddings"].shape[:2] == (1, len(BOXES))  # one image, N box prompts
+    assert kw["multimask_output"] is False
+
+
+def test_boxes_reach_the_model_scaled_to_its_square_input(seg, image):
+    """xyxy pixels of the (W x H) image -> xyxy pixels of the model's (S x S) input: x * S/W, y * S/H."""
+    side = seg.processor.target_size
+    with spy(prompt=seg.model.prompt_encoder) as calls:
+        seg.segment(image, BOXES)
+    _, kw = calls["prompt"][0]
+    expected = BOXES * np.array([side / W, side / H, side / W, side / H], dtype=np.float32)
+    np.testing.assert_allclose(kw["input_boxes"][0].numpy(), expected, rtol=1e-6)
+    assert kw["input_points"] is None  # boxes alone, no padding point prompts
+
+
+def test_batched_boxes_equal_one_box_at_a_time(seg, image):
+    batched = seg.segment(image, BOXES)
+    with spy(encoder=seg.model.vision_encoder, decoder=seg.model.mask_decoder) as calls:
+        chunked = seg.segment(image, BOXES, max_boxes_per_call=2)
+    assert len(calls["encoder"]) == 1 and len(calls["decoder"]) == 3  # embedding still computed once
+    singles = [seg.segment(image, b[None]) for b in BOXES]
+    for other in (chunked, BoxMasks(np.concatenate([s.masks for s in singles]),
+                                    np.concatenate([s.scores for s in singles]))):
+        np.testing.assert_allclose(other.scores, batched.scores, rtol=1e-5, atol=1e-6)
+        assert (other.masks != batched.masks).mean() < 1e-3  # a float-noise pixel on a boundary at most
+
+
+def test_matches_transformers_recipe(seg, image):
+    """Same result as the documented processor -> Sam2Model(pixel_values, input_boxes) -> post_process_masks."""
+    inputs = seg.processor(images=image, input_boxes=BOXES[None].tolist(), return_tensors="pt")
+    with torch.inference_mode():
+        out = seg.model(pixel_values=inputs["pixel_values"], input_boxes=inputs["input_boxes"],
+                        multimask_output=False)
+    ref = seg.processor.post_process_masks(out.pred_masks, inputs["original_sizes"])[0][:, 0].numpy()
+    ours = seg.segment(image, BOXES)
+    np.testing.assert_allclose(ours.scores, out.iou_scores[0, :, 0].numpy(), rtol=1e-5, atol=1e-6)
+    assert (ours.masks != ref).mean() < 1e-3
+
+
+@pytest.mark.parametrize("boxes", [np.zeros((0, 4), np.float32), [], np.zeros(0)])
+def test_zero_boxes_no_model_call(seg, image, boxes):
+    with spy(encoder=seg.model.vision_encoder, decoder=seg.model.mask_decoder) as calls:
+        masks, scores = seg.segment(image, boxes)
+    assert masks.shape == (0, H, W) and masks.dtype == np.bool_
+    assert scores.shape == (0,) and scores.dtype == np.float32
+    assert calls == {"encoder": [], "decoder": []}
+
+
+def test_bad_boxes(seg, image):
+    with pytest.raises(ValueError, match=r"\(N, 4\)"):
+        seg.segment(image, np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="finite"):
+        seg.segment(image, np.array([[0, 0, np.nan, 5]]))
+
+
+def test_non_rgb_image(seg):
+    gray = Image.new("L", (W, H), 128)
+    assert seg.segment(gray, BOXES[:2]).masks.shape == (2, H, W)
+
+
+def test_missing_checkpoint_names_the_download_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # as on an air-gapped machine: no hub probe, no retries
+    with pytest.raises(ResourceMissingError) as err:
+        Sam2BoxSegmenter.from_pretrained(DEFAULT_SAM2, device="cpu", cache_dir=str(tmp_path))
+    msg = str(err.value)
+    assert "selfseg download" in msg and DEFAULT_SAM2 in msg and "\n" not in msg
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    with pytest.raises(ResourceMissingError, match="selfseg download"):
+        Sam2BoxSegmenter.from_pretrained(DEFAULT_SAM2, device="cpu", cache_dir=str(tmp_path),
+                                         local_files_only=True)
+
+
+def test_unreadable_local_folder(tmp_path):
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(ResourceMissingError, match="could not be read"):
+        Sam2BoxSegmenter.from_pretrained(str(tmp_path), device="cpu", local_files_only=True)
+
+
+def test_from_pretrained_loads_a_saved_checkpoint(seg, image, tmp_path):
+    seg.model.save_pretrained(tmp_path)
+    seg.processor.save_pretrained(tmp_path)
+    loaded = Sam2BoxSegmenter.from_pretrained(str(tmp_path), device="cpu", dtype="float32", local_files_only=True)
+    assert not loaded.is_tiny and loaded.model_id == str(tmp_path)
+    assert loaded.processor.target_size == seg.processor.target_size
+    a, b = seg.segment(image, BOXES), loaded.segment(image, BOXES)
+    np.testing.assert_array_equal(a.masks, b.masks)
+    np.testing.assert_array_equal(a.scores, b.scores)
+
+
+def test_tiny_sentinel_and_seed():
+    tiny = Sam2BoxSegmenter.from_pretrained(TINY_MODEL, device="cpu")
+    assert tiny.is_tiny and tiny.model_id == TINY_MODEL
+    flat = lambda s: torch.cat([p.flatten() for p in s.model.parameters()])
+    assert torch.equal(flat(tiny), flat(Sam2BoxSegmenter.tiny(seed=0)))
+    assert not torch.equal(flat(tiny), flat(Sam2BoxSegmenter.tiny(seed=1)))
