@@ -6,9 +6,9 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..config import TINY_MODEL, Config
+from ..config import Config
 from ..io import LoadedImage
-from ..models.blip import _DTYPES, resolve_device
+from ..models.blip import resolve_device
 from ..results import TagResult
 from .base import SEGMENTERS, empty_segmentation
 from .result import Segmentation
@@ -52,11 +52,9 @@ class ClipSegSegmenter:
         from ..models.clipseg import ClipSegDenseSegmenter
 
         self.cfg = config.segment.clipseg
-        device, dtype = resolve_device(config.model.device), _DTYPES[config.model.dtype]
-        self.model = model or (ClipSegDenseSegmenter.tiny().to(device) if self.cfg.model == TINY_MODEL else
-                               ClipSegDenseSegmenter.from_pretrained(
-                                   self.cfg.model, device=device, dtype=dtype, cache_dir=config.model.cache_dir,
-                                   local_files_only=config.model.local_files_only))
+        self.model = model or ClipSegDenseSegmenter.from_pretrained(
+            self.cfg.model, device=resolve_device(config.model.device), dtype=config.model.dtype,
+            cache_dir=config.model.cache_dir, local_files_only=config.model.local_files_only)
 
     def segment(self, image: LoadedImage, classes: list[str], tags: Optional[TagResult]) -> Segmentation:
         if not classes:

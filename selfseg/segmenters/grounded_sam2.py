@@ -4,9 +4,9 @@ from __future__ import annotations
 import time
 from typing import Any, Optional
 
-from ..config import TINY_MODEL, Config
+from ..config import Config
 from ..io import LoadedImage
-from ..models.blip import _DTYPES, resolve_device
+from ..models.blip import resolve_device
 from ..results import TagResult
 from .base import SEGMENTERS, empty_segmentation
 from .postprocess import filter_detections
@@ -23,13 +23,11 @@ class GroundedSam2Segmenter:
 
         self.config = config
         self.cfg = config.segment.grounded_sam2
-        device, dtype = resolve_device(config.model.device), _DTYPES[config.model.dtype]
-        kw = dict(device=device, dtype=dtype, cache_dir=config.model.cache_dir,
-                  local_files_only=config.model.local_files_only)
-        self.locator = locator or (GroundingDinoLocator.tiny().to(device) if self.cfg.detector == TINY_MODEL
-                                   else GroundingDinoLocator.from_pretrained(self.cfg.detector, **kw))
-        self.sam = sam or (Sam2BoxSegmenter.tiny().to(device) if self.cfg.sam == TINY_MODEL
-                           else Sam2BoxSegmenter.from_pretrained(self.cfg.sam, **kw))
+        # "tiny-random" ids build tiny random-init models in code (outputs meaningless), like model.blip.
+        kw = dict(device=resolve_device(config.model.device), dtype=config.model.dtype,
+                  cache_dir=config.model.cache_dir, local_files_only=config.model.local_files_only)
+        self.locator = locator or GroundingDinoLocator.from_pretrained(self.cfg.detector, **kw)
+        self.sam = sam or Sam2BoxSegmenter.from_pretrained(self.cfg.sam, **kw)
 
     def segment(self, image: LoadedImage, classes: list[str], tags: Optional[TagResult]) -> Segmentation:
         if not classes:

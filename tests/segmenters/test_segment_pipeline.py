@@ -88,3 +88,27 @@ def test_cli_segment_bcc_clusters(repo, ade_images, tmp_path, capsys):
     d = json.loads((out / f"{stem}.json").read_text())
     assert d["label_map_size"] == [lab.size[1], lab.size[0]] and d["segmenter"] == "bcc_clusters"
     assert all(inst["label"] in d["classes"] for inst in d["instances"])
+
+
+@pytest.mark.parametrize("segmenter", ["grounded_sam2", "clipseg"])
+def test_model_segmenters_end_to_end(repo, ade_images, tmp_path, segmenter, capsys):
+    """CLI with tiny random Grounding DINO + SAM2 / CLIPSeg: files open, RLE decodes to the recorded masks,
+    every label is a class, the label map has the photo's size."""
+    from selfseg.segmenters.result import decode_rle
+
+    out = tmp_path / segmenter
+    assert main(["segment", str(ade_images[0]), "--config", str(repo / "configs" / "smoke.yaml"), "--out",
+                 str(out), f"segment.segmenter={segmenter}", "-q"]) == 0
+    stem = ade_images[0].stem
+    d = json.loads((out / f"{stem}.json").read_text())
+    assert d["segmenter"] == segmenter and d["instances"], d["notes"]
+    w, h = Image.open(ade_images[0]).size
+    assert Image.open(out / f"{stem}_labels.png").size == (w, h)
+    assert Image.open(out / f"{stem}_overlay.png").mode == "RGB"
+    for inst in d["instances"][:50]:
+        m = decode_rle(inst["mask_rle"])
+        assert inst["label"] in d["classes"] and int(m.sum()) == inst["area"]
+        x1, y1, x2, y2 = inst["box_xyxy"]
+        assert x1 <= x2 and y1 <= y2
+    if segmenter == "grounded_sam2":
+        assert d["timings"]["locate_passes"] >= 1 and all(0 <= i["mask_score"] <= 1 for i in d["instances"])

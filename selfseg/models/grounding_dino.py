@@ -1,0 +1,453 @@
+"""Grounding DINO through transformers: tags -> boxes.
+
+`GroundingDinoLocator.detect(image, tags)` prompts Grounding DINO with the tags ("dog . traffic light . ...")
+and returns `Detections` whose labels are always exactly one of the tags. Three things the stock
+transformers recipe (processor(text=...) -> model -> post_process_grounded_object_detection) does not do:
+
+- **Any number of tags.** The text encoder reads at most `config.max_text_len` (256) tokens. Longer inputs are
+  not truncated gracefully: GroundingDinoModel cuts the text to 256 tokens, but the detection head then masks
+  its 256 logits with the uncut attention mask and crashes on the shape mismatch. So the tags are packed into
+  prompt chunks of at most 256 tokens each (fewest chunks possible, no tag split across chunks), and all
+  chunks of an image run as rows of one batched forward over an image preprocessed once.
+- **Labels are tags, never phrases.** The stock post-processing labels a box with the decoded tokens whose
+  probability exceeds `text_threshold`: that can merge tags ("dog cat"), cut one ("hydrant") or be empty. Here
+  each box is scored against each tag of its chunk on the tag's own token span, and takes the best tag.
+- **The image backbone runs once per image**, not once per chunk (see `_shared_backbone`).
+
+Weights come from `from_pretrained` (the Hugging Face cache first, the hub only when needed, a one-line
+`ResourceMissingError` when neither has them) or from `tiny()`, a tiny random-init model built in code for
+tests and install checks, whose boxes, scores and labels are meaningless.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence, Union
+
+import numpy as np
+import torch
+
+from ..config import TINY_MODEL
+from ..errors import ResourceMissingError
+from ..segmenters.detections import Detections
+from .blip import hub_reachable, resolve_device
+
+#: The locator's default checkpoint: Swin-B backbone, the stronger of the two released in transformers format.
+DEFAULT_MODEL = "IDEA-Research/grounding-dino-base"
+#: The Swin-T checkpoint: about half the compute of -base, somewhat weaker boxes.
+TINY_CHECKPOINT = "IDEA-Research/grounding-dino-tiny"
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+# ------------------------------------------------------------------------------------------------ packing
+def pack_greedy(weights: Sequence[int], capacity: int) -> list[range]:
+    """Split items 0..n-1, in order, into the fewest contiguous chunks whose weights sum to <= capacity.
+
+    Greedy (close a chunk only when the next item does not fit) is optimal for contiguous chunks.
+    Exchange argument: let g_k and o_k be the index one past the last item of the k-th chunk of the greedy
+    packing and of any valid packing. g_1 >= o_1 since greedy's first chunk is the longest prefix that fits.
+    If g_k >= o_k, the optimum's chunk k+1 holds items o_k..o_{k+1}-1 and fits; greedy's chunk k+1 starts at
+    g_k >= o_k, so the items g_k..o_{k+1}-1 are a subset of it and fit too (weights are >= 0), and greedy,
+    taking every item that fits, reaches g_{k+1} >= o_{k+1}. By induction greedy has placed every item once
+    the optimum has, so it uses no more chunks. Every weight must be <= capacity (callers truncate first).
+    """
+    chunks: list[range] = []
+    start, used = 0, 0
+    for i, w in enumerate(weights):
+        if w > capacity:
+            raise ValueError(f"item {i} weighs {w}, more than the capacity {capacity}")
+        if used + w > capacity:
+            chunks.append(range(start, i))
+            start, used = i, 0
+        used += w
+    if start < len(weights):
+        chunks.append(range(start, len(weights)))
+    return chunks
+
+
+@dataclass(frozen=True)
+class PromptChunk:
+    """One row of the text batch: `[CLS] tag . tag . ... [SEP]` as token ids.
+
+    tags: indices into the locator's cleaned tag list; spans: [start, end) token positions of each tag's own
+    tokens in input_ids (the " ." after it excluded).
+    """
+
+    tags: tuple[int, ...]
+    spans: tuple[tuple[int, int], ...]
+    input_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class PromptPlan:
+    """Tags as prompted (cleaned, deduplicated), where they came from, and their chunks."""
+
+    tags: list[str]           # cleaned prompt text of each kept tag ("traffic light")
+    labels: list[str]         # the caller's spelling of each kept tag (first of its duplicates)
+    chunks: list[PromptChunk]
+    notes: list[str]
+
+
+# ------------------------------------------------------------------------------------------------ locator
+class GroundingDinoLocator:
+    """Open-vocabulary boxes for a list of tags, from a transformers `GroundingDinoForObjectDetection`.
+
+    max_chunks_per_forward: prompt chunks (rows) per batched forward. All chunks of an image share one
+    preprocessed image and, by default, one backbone pass; rows cost memory in the text-image fusion layers
+    (with -base at 800x1333 px, roughly a few hundred MB per row in float32), so rows are batched up to this
+    bound: 8 rows is about 1000 short tags in one call. None: every chunk in one call.
+    share_backbone: run the image backbone (Swin) once per forward and broadcast its features to every row,
+    instead of once per row. The rows hold the same image, so results are the same up to float rounding.
+    """
+
+    def __init__(self, model: Any, processor: Any, device: Union[str, torch.device] = "cpu",
+                 dtype: Union[torch.dtype, str] = torch.float32, model_id: str = DEFAULT_MODEL,
+                 is_tiny: bool = False, max_chunks_per_forward: Union[int, None] = 8,
+                 share_backbone: bool = True) -> None:
+        dtype = _DTYPES[dtype] if isinstance(dtype, str) else dtype
+        device = resolve_device(str(device))
+        self.model = model.to(device=device, dtype=dtype).eval()
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.image_processor = processor.image_processor
+        self.device, self.dtype = device, dtype
+        self.model_id, self.is_tiny = model_id, is_tiny
+        if max_chunks_per_forward is not None and max_chunks_per_forward < 1:
+            raise ValueError(f"max_chunks_per_forward must be >= 1 or None, got {max_chunks_per_forward}")
+        self.max_chunks_per_forward = max_chunks_per_forward
+        self.share_backbone = share_backbone
+        self.forward_calls = 0  # batched model calls so far (tests and benchmarks read it)
+        self.max_text_len = int(model.config.max_text_len)
+
+        tok = self.tokenizer
+        self._cls, self._sep, self._pad = tok.cls_token_id, tok.sep_token_id, tok.pad_token_id
+        self._dot = tok.convert_tokens_to_ids(".")
+        # The model splits its text into phrases at these ids (hard-coded in transformers as bert-base-uncased's
+        # [CLS] [SEP] . ?). Our prompt must use the same ids, or every tag would attend to every other tag.
+        self._delimiters = {int(i) for i in model.model.special_tokens.tolist()}
+        # Their text ('.', '?'), removed from tags: a tag "st. bernard" would otherwise be two phrases.
+        self._delimiter_marks = [t for t in tok.convert_ids_to_tokens(sorted(self._delimiters))
+                                 if t not in (tok.cls_token, tok.sep_token)]
+        missing = {self._cls, self._sep, self._dot} - self._delimiters
+        if missing:
+            raise ValueError(f"the tokenizer's [CLS]/[SEP]/'.' ids {sorted(missing)} are not among the model's "
+                             f"phrase delimiters {sorted(self._delimiters)}; tokenizer and model do not match")
+
+    # ------------------------------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(cls, model_id: str = DEFAULT_MODEL, device: Union[str, torch.device] = "cpu",
+                        dtype: Union[torch.dtype, str] = torch.float32, cache_dir: Union[str, None] = None,
+                        local_files_only: bool = False, **kwargs: Any) -> "GroundingDinoLocator":
+        """Load a checkpoint: a Hugging Face id (DEFAULT_MODEL, TINY_CHECKPOINT, ...) or a local folder
+        written by save_pretrained. "tiny-random" builds the tiny random-init model (see `tiny`).
+
+        The local cache is tried first, so a cached checkpoint costs no network round trip; a missing one
+        raises ResourceMissingError naming `selfseg download`. kwargs go to the constructor.
+        """
+        if model_id == TINY_MODEL:
+            return cls.tiny(device=device, dtype=dtype, **kwargs)
+        from transformers import AutoProcessor, GroundingDinoForObjectDetection
+
+        torch_dtype = _DTYPES[dtype] if isinstance(dtype, str) else dtype
+
+        def load(local_only: bool) -> tuple[Any, Any]:
+            kw = dict(cache_dir=cache_dir, local_files_only=local_only)
+            return (GroundingDinoForObjectDetection.from_pretrained(model_id, dtype=torch_dtype, **kw),
+                    AutoProcessor.from_pretrained(model_id, **kw))
+
+        try:  # the cache (or a local folder) first: no network round trips when the files are here
+            model, processor = load(local_only=True)
+        except (OSError, ValueError) as exc:
+            if Path(model_id).exists():
+                raise ResourceMissingError(f"Grounding DINO checkpoint at {model_id} could not be read: "
+                                           f"{str(exc).splitlines()[0]}") from None
+            missing = ResourceMissingError(
+                f"Grounding DINO checkpoint {model_id!r} is not in the local cache and the Hugging Face hub is "
+                f"not reachable; run `selfseg download --config <your config>` on a machine that reaches the "
+                f"hub (or point HF_HOME / cache_dir at a cache that has it)"
+            )
+            offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+            # One quick probe instead of the hub client's minutes of retries on a machine with no network.
+            if local_files_only or offline or not hub_reachable():
+                raise missing from None
+            try:
+                model, processor = load(local_only=False)
+            except (OSError, ValueError):
+                raise missing from None
+        return cls(model, processor, device, torch_dtype, model_id=model_id, **kwargs)
+
+    @classmethod
+    def tiny(cls, seed: int = 0, device: Union[str, torch.device] = "cpu",
+             dtype: Union[torch.dtype, str] = torch.float32, **kwargs: Any) -> "GroundingDinoLocator":
+        """A tiny random-init Grounding DINO with a real processor, built in code (no download).
+
+        For tests and install checks only: its boxes, scores and labels are meaningless. Everything the
+        locator relies on is real: the 256-token text limit, the BERT WordPiece tokenizer (multi-token
+        words included), phrase delimiters at bert-base-uncased's ids, the image processor's resizing.
+        """
+        model, processor = build_tiny_grounding_dino(seed)
+        return cls(model, processor, device, dtype, model_id=TINY_MODEL, is_tiny=True, **kwargs)
+
+    # ------------------------------------------------------------------------------------------ prompt
+    def plan(self, tags: Sequence[str]) -> PromptPlan:
+        """Clean, deduplicate, tokenize and pack the tags into prompt chunks (no model call).
+
+        A tag is lower-cased, the characters the model reads as phrase delimiters ('.', '?') are replaced by
+        spaces (they would split it in two phrases), and its whitespace is collapsed; tags equal after that
+        are prompted once (the label is the first spelling). A tag that alone exceeds one prompt is truncated to its
+        first tokens, with a warning and a note.
+        """
+        notes: list[str] = []
+        cleaned: list[str] = []
+        labels: list[str] = []
+        seen: dict[str, int] = {}
+        blank = duplicates = 0
+        split = 0
+        for tag in tags:
+            text = str(tag).lower()
+            for mark in self._delimiter_marks:
+                text = text.replace(mark, " ")
+            split += text != str(tag).lower()
+            text = " ".join(text.split())
+            if not text:
+                blank += 1
+            elif text in seen:
+                duplicates += 1
+            else:
+                seen[text] = len(cleaned)
+                cleaned.append(text)
+                labels.append(str(tag))
+        if split:
+            notes.append(f"{split} tag(s) held {' or '.join(map(repr, self._delimiter_marks))}, which split phrases "
+                         f"for Grounding DINO; prompted without them")
+        if blank:
+            notes.append(f"{blank} blank tag(s) skipped")
+        if duplicates:
+            notes.append(f"{duplicates} duplicate tag(s) prompted once")
+
+        # One tokenizer call for all tags. Counting each tag on its own is exact because BERT's
+        # pre-tokenizer splits at whitespace and punctuation: "a . b ." tokenizes as a, ., b, . and the
+        # prompt ids below are built by concatenation, so the counts are the ids the model sees.
+        ids_per_tag = self.tokenizer(cleaned, add_special_tokens=False)["input_ids"] if cleaned else []
+        capacity = self.max_text_len - 2          # [CLS] and [SEP]
+        longest = capacity - 1                    # a tag alone still needs its " ."
+        kept_tags, kept_labels, kept_ids = [], [], []
+        for text, label, ids in zip(cleaned, labels, ids_per_tag):
+            ids = [int(i) for i in ids]
+            # Safety net: the text no longer holds the delimiter characters, but a tokenizer could still map
+            # something else onto a delimiter id.
+            clean = [i for i in ids if i not in self._delimiters]
+            if len(clean) < len(ids):
+                notes.append(f"tag {label!r}: tokens that split phrases for Grounding DINO dropped from its prompt")
+            if not clean:
+                notes.append(f"tag {label!r} has no tokens left; skipped")
+                continue
+            if len(clean) > longest:
+                msg = (f"tag {label[:60]!r}{'...' if len(label) > 60 else ''} is {len(clean)} tokens, more than "
+                       f"one Grounding DINO prompt holds ({longest} + ' .'); truncated to its first {longest}")
+                warnings.warn(msg, stacklevel=2)
+                notes.append(msg)
+                clean = clean[:longest]
+            kept_tags.append(text)
+            kept_labels.append(label)
+            kept_ids.append(clean)
+
+        chunks = []
+        for rng in pack_greedy([len(ids) + 1 for ids in kept_ids], capacity):
+            row, spans = [self._cls], []
+            for t in rng:
+                spans.append((len(row), len(row) + len(kept_ids[t])))
+                row += kept_ids[t] + [self._dot]
+            row.append(self._sep)
+            chunks.append(PromptChunk(tuple(rng), tuple(spans), tuple(row)))
+        return PromptPlan(kept_tags, kept_labels, chunks, notes)
+
+    # ------------------------------------------------------------------------------------------ detect
+    @torch.inference_mode()
+    def detect(self, image: Any, tags: Sequence[str], box_threshold: float = 0.35,
+               text_threshold: float = 0.25) -> Detections:
+        """Boxes of the tags in one image, most confident first.
+
+        Label rule: each of Grounding DINO's query boxes in a chunk's forward is scored against every tag of
+        that chunk by the MAX sigmoid probability over the tag's own tokens (the " ." and [CLS]/[SEP] never
+        count); the box takes the best tag (ties: the earlier tag) and that tag's score. Max, as in
+        Grounding DINO's own box score (a max over tokens), so a one-word tag and a three-word tag are judged
+        alike, and a box that lights up only "hydrant" of "fire hydrant" still counts as a fire hydrant.
+        A box is kept when that score exceeds box_threshold and text_threshold: the second is Grounding DINO's
+        rule for a token to join the box's phrase, i.e. the chosen tag must have at least one such token
+        (implied whenever text_threshold <= box_threshold, as with the defaults).
+
+        Boxes: xyxy pixels of `image`, clipped to it. Every chunk is its own query set, so one object may be
+        boxed once per chunk (under the same or another tag); no cross-chunk suppression is done here.
+        passes: the number of prompt chunks (text rows); `forward_calls` counts batched model calls.
+        """
+        plan = self.plan(tags)
+        notes = list(plan.notes)
+        if self.is_tiny:
+            notes.append("tiny random-init Grounding DINO: boxes, scores and labels are meaningless")
+        if not plan.chunks:
+            out = Detections.empty()
+            out.notes = notes
+            return out
+
+        from PIL import Image
+
+        if not isinstance(image, Image.Image):
+            raise TypeError(f"detect expects a PIL image, got {type(image).__name__}")
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        width, height = image.size
+        # The image is preprocessed once; every row of every forward views the same tensor.
+        pix = self.image_processor(images=image, return_tensors="pt")
+        pixel_values = pix["pixel_values"].to(self.device, self.dtype)
+        pixel_mask = pix["pixel_mask"].to(self.device) if "pixel_mask" in pix else None
+
+        step = self.max_chunks_per_forward or len(plan.chunks)
+        all_boxes, all_scores, all_labels = [], [], []
+        for first in range(0, len(plan.chunks), step):
+            chunks = plan.chunks[first:first + step]
+            logits, boxes = self._forward(pixel_values, pixel_mask, chunks)
+            for r, chunk in enumerate(chunks):
+                scores, best = _tag_scores(logits[r], chunk)
+                keep = (scores > box_threshold) & (scores > text_threshold)
+                all_boxes.append(boxes[r][keep])
+                all_scores.append(scores[keep])
+                all_labels += [plan.labels[chunk.tags[j]] for j in best[keep].tolist()]
+
+        boxes = torch.cat(all_boxes).float()
+        scores = torch.cat(all_scores).float()
+        cx, cy, w, h = boxes.unbind(-1)
+        xyxy = torch.stack([(cx - w / 2) * width, (cy - h / 2) * height,
+                            (cx + w / 2) * width, (cy + h / 2) * height], -1)
+        xyxy[:, 0::2] = xyxy[:, 0::2].clamp(0, width)
+        xyxy[:, 1::2] = xyxy[:, 1::2].clamp(0, height)
+        order = torch.argsort(scores, descending=True, stable=True).tolist()
+        return Detections(xyxy[order].cpu().numpy(), scores[order].cpu().numpy(),
+                          [all_labels[i] for i in order], passes=len(plan.chunks), notes=notes)
+
+    def _forward(self, pixel_values: torch.Tensor, pixel_mask: Union[torch.Tensor, None],
+                 chunks: Sequence[PromptChunk]) -> tuple[torch.Tensor, torch.Tensor]:
+        """One batched forward: the chunks right-padded to the longest, the image repeated (as a view).
+
+        Padding is safe: the text encoder attends only within a phrase (its mask is built from the delimiter
+        ids, so a padding token sees only itself and no real token sees it) and the fusion layers and logits
+        mask padding by attention_mask. Returns (rows, queries, longest) logits and (rows, queries, 4)
+        cxcywh boxes, both relative to the image.
+        """
+        rows, longest = len(chunks), max(len(c.input_ids) for c in chunks)
+        assert longest <= self.max_text_len, "a chunk exceeds the text limit; packing is broken"
+        ids = torch.full((rows, longest), self._pad, dtype=torch.long)
+        mask = torch.zeros((rows, longest), dtype=torch.long)
+        for r, c in enumerate(chunks):
+            ids[r, : len(c.input_ids)] = torch.tensor(c.input_ids)
+            mask[r, : len(c.input_ids)] = 1
+        inputs = dict(
+            input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+            token_type_ids=torch.zeros_like(ids).to(self.device),
+            pixel_values=pixel_values.expand(rows, *pixel_values.shape[1:]),
+        )
+        if pixel_mask is not None:
+            inputs["pixel_mask"] = pixel_mask.expand(rows, *pixel_mask.shape[1:])
+        with self._shared_backbone(rows):
+            out = self.model(**inputs)
+        self.forward_calls += 1
+        return out.logits[:, :, :longest].float().sigmoid(), out.pred_boxes.float()
+
+    @contextmanager
+    def _shared_backbone(self, rows: int) -> Iterator[None]:
+        """Within the block, the model's image backbone sees only the first row and its features are
+        broadcast (expanded views, no copies) to all `rows`: every row holds the same image, and the backbone
+        (Swin-B at 800x1333 px) is a large share of a forward that would otherwise run once per chunk."""
+        if not self.share_backbone or rows == 1:
+            yield
+            return
+        backbone = self.model.model.backbone
+
+        def first_row(module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+            return tuple(a[:1] if torch.is_tensor(a) else a for a in args), \
+                {k: v[:1] if torch.is_tensor(v) else v for k, v in kwargs.items()}
+
+        def broadcast(module: Any, args: tuple, kwargs: dict, output: Any) -> Any:
+            try:
+                maps, pos = output
+                return ([(f.expand(rows, *f.shape[1:]), m.expand(rows, *m.shape[1:])) for f, m in maps],
+                        [p.expand(rows, *p.shape[1:]) for p in pos])
+            except (TypeError, ValueError):
+                raise RuntimeError("transformers changed Grounding DINO's backbone outputs; construct the "
+                                   "locator with share_backbone=False and please report this") from None
+
+        handles = [backbone.register_forward_pre_hook(first_row, with_kwargs=True),
+                   backbone.register_forward_hook(broadcast, with_kwargs=True)]
+        try:
+            yield
+        finally:
+            for h in handles:
+                h.remove()
+
+
+def _tag_scores(probs: torch.Tensor, chunk: PromptChunk) -> tuple[torch.Tensor, torch.Tensor]:
+    """(queries,) best tag score and (queries,) index of that tag within the chunk, from (queries, tokens)
+    sigmoid probabilities: a tag's score is the max over its own token span."""
+    positions = torch.cat([torch.arange(s, e) for s, e in chunk.spans]).to(probs.device)
+    owner = torch.cat([torch.full((e - s,), j) for j, (s, e) in enumerate(chunk.spans)]).to(probs.device)
+    per_tag = probs.new_full((probs.shape[0], len(chunk.spans)), -1.0)
+    per_tag.scatter_reduce_(1, owner.expand(probs.shape[0], -1), probs[:, positions], reduce="amax")
+    return per_tag.max(dim=1)  # torch.max returns the first maximal index: ties go to the earlier tag
+
+
+# ------------------------------------------------------------------------------------------------ tiny model
+def _tiny_vocab() -> dict[str, int]:
+    """A WordPiece vocabulary laid out like bert-base-uncased where it matters: [PAD] 0, [UNK] 100, [CLS] 101,
+    [SEP] 102, [MASK] 103, ASCII punctuation and digits from 999 ('.' = 1012, '?' = 1029). transformers
+    hard-codes those four delimiter ids in GroundingDinoModel (a non-persistent buffer, reset on every load),
+    so a tokenizer with other ids would silently make every tag attend to every other.
+    Then single letters and ##letters (any unknown word becomes several pieces, as real long words do) and
+    selfseg's short English word list (tiny_vocab.txt)."""
+    tokens = ["[PAD]"] + [f"[unused{i}]" for i in range(99)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tokens += [f"[unused{i}]" for i in range(99, 99 + 999 - len(tokens))]
+    tokens += [chr(c) for c in range(ord("!"), ord("~") + 1) if not chr(c).isupper()]
+    tokens += [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz0123456789"]
+    words = Path(__file__).with_name("tiny_vocab.txt").read_text(encoding="utf-8").split("\n")
+    vocab = {t: i for i, t in enumerate(tokens)}
+    for w in words:
+        if w and not (w.startswith("[") and w.endswith("]")):
+            vocab.setdefault(w, len(vocab))
+    assert (vocab["[CLS]"], vocab["[SEP]"], vocab["."], vocab["?"]) == (101, 102, 1012, 1029)
+    return vocab
+
+
+def build_tiny_grounding_dino(seed: int = 0) -> tuple[Any, Any]:
+    """A tiny random-init GroundingDinoForObjectDetection and a real GroundingDinoProcessor, built in code.
+
+    Sizes follow transformers' own tiny test config (Swin with embed_dim 8 and one block per stage, BERT text
+    encoder), except what the locator depends on: max_text_len stays 256 (the real limit) and the BERT
+    position table covers it; d_model is 32 because the input projections use GroupNorm(32, d_model);
+    decoder_layers must be >= 2. 20 queries and a 64-96 px image keep a forward well under a second on a CPU.
+    Outputs are meaningless.
+    """
+    from transformers import (BertTokenizer, GroundingDinoConfig, GroundingDinoForObjectDetection,
+                              GroundingDinoImageProcessor, GroundingDinoProcessor, SwinConfig)
+
+    vocab = _tiny_vocab()
+    tokenizer = BertTokenizer(vocab, do_lower_case=True)
+    config = GroundingDinoConfig(
+        backbone_config=SwinConfig(window_size=7, embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
+                                   image_size=64, out_indices=[2, 3, 4]),
+        text_config=dict(model_type="bert", vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1,
+                         num_attention_heads=2, intermediate_size=16, max_position_embeddings=256),
+        d_model=32, encoder_layers=1, decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=2,
+        encoder_ffn_dim=32, decoder_ffn_dim=32, num_queries=20, encoder_n_points=2, decoder_n_points=2,
+        max_text_len=256,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = GroundingDinoForObjectDetection(config)
+    processor = GroundingDinoProcessor(
+        image_processor=GroundingDinoImageProcessor(size={"shortest_edge": 64, "longest_edge": 96}),
+        tokenizer=tokenizer,
+    )
+    return model.eval(), processor
