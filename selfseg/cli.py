@@ -149,8 +149,11 @@ def cmd_download(ns: argparse.Namespace) -> int:
     for c in configs:
         cfg = load_config(_resolve_config(c))
         cache = cfg.model.cache_dir or cache
-        if cfg.tagger in ("bcc", "caption") and cfg.model.blip != TINY_MODEL and cfg.model.blip not in ids:
-            ids.append(cfg.model.blip)
+        wanted = [cfg.model.blip] if cfg.tagger in ("bcc", "caption") else []
+        seg = cfg.segment
+        wanted += {"grounded_sam2": [seg.grounded_sam2.detector, seg.grounded_sam2.sam],
+                   "clipseg": [seg.clipseg.model]}.get(seg.segmenter, [])
+        ids += [m for m in wanted if m != TINY_MODEL and m not in ids]
     if not ids:
         print("nothing to download: the configs use only models built in code")
         return 0

@@ -66,10 +66,12 @@ class SelfSeg:
             self._segmenter = build_segmenter(self.config)
         return self._segmenter
 
-    def segment(self, image: ImageInput) -> Any:
-        """Tag (unless the vocabulary is "given") and segment one image -> `Segmentation`."""
+    def segment(self, image: ImageInput, tags: "TagResult | None" = None) -> Any:
+        """Tag (unless the vocabulary is "given", or `tags` from an earlier `tag()` call are passed) and
+        segment one image -> `Segmentation`."""
         loaded = load_image(image, self.config.run.max_image_side)
-        tags = self.tagger.tag_batch([loaded])[0] if self.config.segment.vocabulary != "given" else None
+        if tags is None and self.config.segment.vocabulary != "given":
+            tags = self.tagger.tag_batch([loaded])[0]
         return self._segment_one(loaded, tags)
 
     def segment_many(self, images: Iterable[ImageInput], batch_size: "int | None" = None) -> Iterator[BatchItem]:

@@ -87,7 +87,9 @@ def test_download_command(repo, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # as on an air-gapped machine: fails fast, names the model
     assert main(["download", "--config", "bcc_voc"]) == 1
     cap = capsys.readouterr()
-    assert "Salesforce/blip-image-captioning-large" in cap.err
+    for model in ("Salesforce/blip-image-captioning-large", "IDEA-Research/grounding-dino-base",
+                  "facebook/sam2.1-hiera-large"):  # the tagger's and the segmenter's checkpoints
+        assert model in cap.err
 
 
 def test_huge_image_costs_about_as_much_memory_as_a_small_one(tmp_path):
@@ -122,3 +124,28 @@ def test_resume_skips_finished_images(repo, ade_images, tmp_path, capsys):
     assert str(ade_images[0]) not in cap.out  # not tagged again ...
     assert (out / f"{ade_images[0].stem}.json").read_text() == first  # ... and its result untouched
     assert all((out / f"{p.stem}.json").is_file() for p in ade_images)
+
+
+def test_quickstart_script_runs_with_the_smoke_config(repo, tmp_path):
+    proc = subprocess.run([sys.executable, str(repo / "examples" / "quickstart.py"),
+                           str(repo / "configs" / "smoke.yaml"), str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "instances" in proc.stdout
+    for suffix in (".json", "_labels.png", "_overlay.png", "_coco.json"):
+        assert (tmp_path / f"ADE_val_00000001{suffix}").is_file()
+
+
+def test_quickstart_notebook_cells_run(repo, tmp_path, monkeypatch):
+    """Every code cell of examples/quickstart.ipynb, in order, in one namespace (no Jupyter needed)."""
+    import json as _json
+
+    nb = _json.loads((repo / "examples" / "quickstart.ipynb").read_text())
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("QUICKSTART_OUT", str(tmp_path))
+    ns: dict = {}
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            exec(compile("".join(cell["source"]), "quickstart.ipynb", "exec"), ns)
+    assert ns["result"].semantic.shape == ns["loaded"].image.size[::-1]
+    assert all(p.is_file() for p in ns["paths"].values())
