@@ -112,3 +112,35 @@ def test_model_segmenters_end_to_end(repo, ade_images, tmp_path, segmenter, caps
         assert x1 <= x2 and y1 <= y2
     if segmenter == "grounded_sam2":
         assert d["timings"]["locate_passes"] >= 1 and all(0 <= i["mask_score"] <= 1 for i in d["instances"])
+
+
+def test_zero_boxes_give_an_empty_result_with_a_note(repo, ade_images):
+    s = SelfSeg.from_config(repo / "configs" / "smoke.yaml",
+                            ["segment.grounded_sam2.box_threshold=1.01", "captioning.cycles=1"])
+    seg = s.segment(ade_images[0])
+    assert seg.labels == [] and not seg.semantic.any() and seg.classes
+    assert any("no boxes" in n for n in seg.notes)
+
+
+def test_json_has_the_documented_shape(repo, ade_images, tmp_path):
+    s = SelfSeg.from_config(repo / "configs" / "smoke.yaml", ["captioning.cycles=1"])
+    loaded = load_image(ade_images[0])
+    d = json.loads(s.segment(ade_images[0]).save(tmp_path, "x", original_size=loaded.size)["json"].read_text())
+    assert {"source", "image_size", "label_map_size", "segmenter", "classes", "instances", "merges", "notes",
+            "timings", "tags"} <= set(d)
+    for inst in d["instances"]:
+        assert set(inst) == {"label", "class_id", "box_xyxy", "score", "mask_score", "area", "mask_rle"}
+        assert set(inst["mask_rle"]) == {"size", "counts"} and inst["mask_rle"]["size"] == d["image_size"]
+        assert d["classes"][inst["class_id"] - 1] == inst["label"]
+    assert {"tags", "nouns", "clusters"} <= set(d["tags"])
+
+
+def test_supervision_conversion_or_a_clear_import_error():
+    seg = empty_segmentation(load_image(np.zeros((20, 20, 3), np.uint8)), ["dog"], "t", "n")
+    try:
+        import supervision  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="pip install supervision"):
+            seg.to_supervision()
+    else:
+        assert len(seg.to_supervision()) == 0
