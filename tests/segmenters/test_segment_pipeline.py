@@ -135,12 +135,23 @@ def test_json_has_the_documented_shape(repo, ade_images, tmp_path):
     assert {"tags", "nouns", "clusters"} <= set(d["tags"])
 
 
-def test_supervision_conversion_or_a_clear_import_error():
-    seg = empty_segmentation(load_image(np.zeros((20, 20, 3), np.uint8)), ["dog"], "t", "n")
+def test_supervision_conversion_or_a_clear_import_error(monkeypatch):
+    from selfseg.segmenters.result import Segmentation
+
+    m = np.zeros((2, 10, 10), bool)
+    m[0, :5] = True
+    m[1, 5:] = True
+    seg = Segmentation((10, 10), m, [[0, 0, 10, 5], [0, 5, 10, 10]], [0.9, 0.5], [1, 1], ["cat", "dog"],
+                       ["dog", "cat"], "t")
     try:
         import supervision  # noqa: F401
     except ImportError:
         with pytest.raises(ImportError, match="pip install supervision"):
             seg.to_supervision()
-    else:
-        assert len(seg.to_supervision()) == 0
+        return
+    d = seg.to_supervision()
+    assert len(d) == 2 and d.class_id.tolist() == [1, 0] and d.data["class_name"].tolist() == ["cat", "dog"]
+    assert np.array_equal(d.mask, m) and d.confidence.tolist() == pytest.approx([0.9, 0.5])
+    monkeypatch.setitem(__import__("sys").modules, "supervision", None)  # as if not installed
+    with pytest.raises(ImportError, match="pip install supervision"):
+        seg.to_supervision()
