@@ -142,9 +142,10 @@ def build_full_blip(size: str, seed: int = 0) -> tuple[Any, Any, str]:
 
 
 def build_captioner(size: str, cfg: Any) -> tuple[Any, dict]:
-    from selfseg.models.blip import _DTYPES, BlipCaptioner, build_tiny_blip, resolve_device
+    from selfseg.models.blip import BlipCaptioner, build_tiny_blip
+    from selfseg.models.loading import resolve_device, resolve_dtype
 
-    device, dtype = resolve_device(cfg.model.device), _DTYPES[cfg.model.dtype]
+    device, dtype = resolve_device(cfg.model.device), resolve_dtype(cfg.model.dtype)
     t0 = time.perf_counter()
     if size == "tiny":
         model, processor = build_tiny_blip()

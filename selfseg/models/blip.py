@@ -7,40 +7,13 @@ Grounding DINO and SAM2. The same BLIP checkpoints are published for transformer
 """
 from __future__ import annotations
 
-import os
-import socket
 from pathlib import Path
 from typing import Any, Sequence
-from urllib.parse import urlparse
 
 import torch
 
 from ..config import TINY_MODEL, CaptioningConfig, ModelConfig
-from ..errors import ConfigError, ResourceMissingError
-
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether a TCP connection to the Hugging Face endpoint opens within `timeout` seconds."""
-    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"model.device: expected 'auto', 'cpu' or 'cuda[:N]', got {name!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"model.device is {name!r} but CUDA is not available on this machine")
-    return dev
+from .loading import load_checkpoint, resolve_device, resolve_dtype
 
 
 class BlipCaptioner:
@@ -60,7 +33,7 @@ class BlipCaptioner:
     # ------------------------------------------------------------------------------------------ loading
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> "BlipCaptioner":
-        device, dtype = resolve_device(cfg.device), _DTYPES[cfg.dtype]
+        device, dtype = resolve_device(cfg.device), resolve_dtype(cfg.dtype)
         if cfg.blip == TINY_MODEL:
             model, processor = build_tiny_blip()
             return cls(model, processor, device, dtype, is_tiny=True, model_id=TINY_MODEL)
@@ -71,24 +44,7 @@ class BlipCaptioner:
             return (BlipForConditionalGeneration.from_pretrained(cfg.blip, **kw),
                     BlipProcessor.from_pretrained(cfg.blip, **kw))
 
-        try:  # the cache (or a local folder) first: no network round trips when the files are here
-            model, processor = load(local_only=True)
-        except (OSError, ValueError) as exc:
-            if Path(cfg.blip).exists():
-                raise ResourceMissingError(f"BLIP checkpoint at {cfg.blip} could not be read: "
-                                           f"{str(exc).splitlines()[0]}") from None
-            missing = ResourceMissingError(
-                f"BLIP checkpoint {cfg.blip!r} is not in the local cache and the Hugging Face hub is not "
-                f"reachable; run `selfseg download --config <your config>` on a machine that reaches the hub "
-                f"(or point HF_HOME / model.cache_dir at a cache that has it)"
-            )
-            # One quick probe instead of the hub client's minutes of retries on a machine with no network.
-            if cfg.local_files_only or os.environ.get("HF_HUB_OFFLINE") == "1" or not hub_reachable():
-                raise missing from None
-            try:
-                model, processor = load(local_only=False)
-            except (OSError, ValueError):
-                raise missing from None
+        model, processor = load_checkpoint("BLIP", cfg.blip, load, cfg.local_files_only)
         return cls(model, processor, device, dtype, is_tiny=False, model_id=cfg.blip)
 
     # ------------------------------------------------------------------------------------------ encoder

@@ -16,8 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..config import TINY_MODEL
-from .blip import resolve_device
-from .sam2 import load_checkpoint, resolve_dtype
+from .loading import load_checkpoint, resolve_device, resolve_dtype
 
 DEFAULT_CLIPSEG = "CIDAS/clipseg-rd64-refined"
 

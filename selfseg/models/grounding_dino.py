@@ -21,27 +21,23 @@ tests and install checks, whose boxes, scores and labels are meaningless.
 """
 from __future__ import annotations
 
-import os
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence, Union
 
-import numpy as np
 import torch
 
 from ..config import TINY_MODEL
-from ..errors import ResourceMissingError
 from ..segmenters.detections import Detections
-from .blip import hub_reachable, resolve_device
+from .loading import load_checkpoint, resolve_device, resolve_dtype
 
 #: The locator's default checkpoint: Swin-B backbone, the stronger of the two released in transformers format.
 DEFAULT_MODEL = "IDEA-Research/grounding-dino-base"
 #: The Swin-T checkpoint: about half the compute of -base, somewhat weaker boxes.
 TINY_CHECKPOINT = "IDEA-Research/grounding-dino-tiny"
 
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 # ------------------------------------------------------------------------------------------------ packing
@@ -111,7 +107,7 @@ class GroundingDinoLocator:
                  dtype: Union[torch.dtype, str] = torch.float32, model_id: str = DEFAULT_MODEL,
                  is_tiny: bool = False, max_chunks_per_forward: Union[int, None] = 4,
                  share_backbone: bool = True) -> None:
-        dtype = _DTYPES[dtype] if isinstance(dtype, str) else dtype
+        dtype = resolve_dtype(dtype)
         device = resolve_device(str(device))
         self.model = model.to(device=device, dtype=dtype).eval()
         self.processor = processor
@@ -155,32 +151,15 @@ class GroundingDinoLocator:
             return cls.tiny(device=device, dtype=dtype, **kwargs)
         from transformers import AutoProcessor, GroundingDinoForObjectDetection
 
-        torch_dtype = _DTYPES[dtype] if isinstance(dtype, str) else dtype
+        torch_dtype = resolve_dtype(dtype)
 
         def load(local_only: bool) -> tuple[Any, Any]:
             kw = dict(cache_dir=cache_dir, local_files_only=local_only)
             return (GroundingDinoForObjectDetection.from_pretrained(model_id, dtype=torch_dtype, **kw),
                     AutoProcessor.from_pretrained(model_id, **kw))
 
-        try:  # the cache (or a local folder) first: no network round trips when the files are here
-            model, processor = load(local_only=True)
-        except (OSError, ValueError) as exc:
-            if Path(model_id).exists():
-                raise ResourceMissingError(f"Grounding DINO checkpoint at {model_id} could not be read: "
-                                           f"{str(exc).splitlines()[0]}") from None
-            missing = ResourceMissingError(
-                f"Grounding DINO checkpoint {model_id!r} is not in the local cache and the Hugging Face hub is "
-                f"not reachable; run `selfseg download --config <your config>` on a machine that reaches the "
-                f"hub (or point HF_HOME / cache_dir at a cache that has it)"
-            )
-            offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
-            # One quick probe instead of the hub client's minutes of retries on a machine with no network.
-            if local_files_only or offline or not hub_reachable():
-                raise missing from None
-            try:
-                model, processor = load(local_only=False)
-            except (OSError, ValueError):
-                raise missing from None
+        model, processor = load_checkpoint("Grounding DINO", model_id, lambda local: load(local_only=local),
+                                           local_files_only)
         return cls(model, processor, device, torch_dtype, model_id=model_id, **kwargs)
 
     @classmethod

@@ -7,8 +7,6 @@ cost) runs once, and the N box prompts share its embedding in ONE mask-decoder c
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -16,8 +14,7 @@ import torch
 from PIL import Image
 
 from ..config import TINY_MODEL
-from ..errors import ConfigError, ResourceMissingError
-from .blip import hub_reachable, resolve_device
+from .loading import load_checkpoint, resolve_device, resolve_dtype
 
 DEFAULT_SAM2 = "facebook/sam2.1-hiera-large"
 # Same architecture family, smaller Hiera backbones; any of them can be passed as model_id.
@@ -28,9 +25,6 @@ SAM2_CHECKPOINTS = (
     "facebook/sam2.1-hiera-large",
 )
 
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
 class BoxMasks(NamedTuple):
     """What `Sam2BoxSegmenter.segment` returns; unpacks as `masks, scores = ...`.
 
@@ -40,37 +34,6 @@ class BoxMasks(NamedTuple):
 
     masks: np.ndarray
     scores: np.ndarray
-
-
-def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype not in _DTYPES:
-        raise ConfigError(f"model.dtype: expected one of {sorted(_DTYPES)}, got {dtype!r}")
-    return _DTYPES[dtype]
-
-
-def load_checkpoint(what: str, model_id: str, load: Any, local_files_only: bool) -> Any:
-    """`load(local_only)` from the cache first, then (if allowed and the hub answers) from the hub; a
-    missing checkpoint becomes one ResourceMissingError line naming `selfseg download`."""
-    try:  # the cache (or a local folder) first: no network round trips when the files are here
-        return load(True)
-    except (OSError, ValueError) as exc:
-        if Path(model_id).exists():
-            raise ResourceMissingError(f"{what} checkpoint at {model_id} could not be read: "
-                                       f"{str(exc).splitlines()[0]}") from None
-        missing = ResourceMissingError(
-            f"{what} checkpoint {model_id!r} is not in the local cache and the Hugging Face hub is not "
-            f"reachable; run `selfseg download --config <your config>` on a machine that reaches the hub "
-            f"(or point HF_HOME / model.cache_dir at a cache that has it)"
-        )
-        # One quick probe instead of the hub client's minutes of retries on a machine with no network.
-        if local_files_only or os.environ.get("HF_HUB_OFFLINE") == "1" or not hub_reachable():
-            raise missing from None
-        try:
-            return load(False)
-        except (OSError, ValueError):
-            raise missing from None
 
 
 class Sam2BoxSegmenter:

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..config import Config
 from ..io import LoadedImage
-from ..models.blip import resolve_device
+from ..models.loading import resolve_device
 from ..results import TagResult
 from .base import SEGMENTERS, empty_segmentation
 from .result import Segmentation

@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 from ..config import Config
 from ..io import LoadedImage
-from ..models.blip import resolve_device
+from ..models.loading import resolve_device
 from ..results import TagResult
 from .base import SEGMENTERS, empty_segmentation
 from .postprocess import filter_detections

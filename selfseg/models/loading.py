@@ -1,0 +1,72 @@
+"""What every model wrapper shares: device and dtype settings, and loading a checkpoint cache-first with
+one clear error when it is missing (no minutes of hub retries on an offline machine)."""
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any, Callable, Union
+from urllib.parse import urlparse
+
+import torch
+
+from ..errors import ConfigError, ResourceMissingError
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def resolve_device(name: Union[str, torch.device]) -> torch.device:
+    """"auto" -> CUDA when available, else CPU; any torch device string otherwise (checked)."""
+    if isinstance(name, torch.device):
+        return name
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"model.device: expected 'auto', 'cpu' or 'cuda[:N]', got {name!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"model.device is {name!r} but CUDA is not available on this machine")
+    return dev
+
+
+def resolve_dtype(dtype: Union[str, torch.dtype]) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ConfigError(f"model.dtype: expected one of {sorted(DTYPES)}, got {dtype!r}")
+    return DTYPES[dtype]
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the Hugging Face endpoint opens within `timeout` seconds."""
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def load_checkpoint(what: str, model_id: str, load: Callable[[bool], Any], local_files_only: bool) -> Any:
+    """`load(local_only)` from the cache (or a local folder) first, then, if allowed and the hub answers,
+    from the hub. A missing checkpoint becomes one ResourceMissingError line naming `selfseg download`."""
+    try:
+        return load(True)
+    except (OSError, ValueError) as exc:
+        if Path(model_id).exists():
+            raise ResourceMissingError(f"{what} checkpoint at {model_id} could not be read: "
+                                       f"{str(exc).splitlines()[0]}") from None
+        missing = ResourceMissingError(
+            f"{what} checkpoint {model_id!r} is not in the local cache and the Hugging Face hub is not "
+            f"reachable; run `selfseg download --config <your config>` on a machine that reaches the hub "
+            f"(or point HF_HOME / model.cache_dir at a cache that has it)"
+        )
+        offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+        # One quick probe instead of the hub client's minutes of retries on a machine with no network.
+        if local_files_only or offline or not hub_reachable():
+            raise missing from None
+        try:
+            return load(False)
+        except (OSError, ValueError):
+            raise missing from None
