@@ -42,7 +42,11 @@ def _output_stems(sources: Sequence[str]) -> dict[str, str]:
     return stems
 
 
-def cmd_tag(ns: argparse.Namespace) -> int:
+def _run_images(ns: argparse.Namespace, segment: bool) -> int:
+    """`tag` and `segment`: expand inputs, skip finished ones (--resume), run in batches, write each
+    result as it arrives, one line per image or failure, progress on stderr."""
+    from tqdm import tqdm
+
     from .io import expand_inputs
     from .pipeline import SelfSeg, write_outputs
 
@@ -52,11 +56,9 @@ def cmd_tag(ns: argparse.Namespace) -> int:
     if not sources:
         print("selfseg: error: no input images given", file=sys.stderr)
         return 2
-    if seg.meaningless:
-        print("NOTE: this config uses tiny random-init models built in code (no download); "
-              "the captions and nouns below are meaningless and only show that everything runs.")
-    from tqdm import tqdm
-
+    if seg.meaningless or (segment and _uses_tiny(seg.config)):
+        print("NOTE: this config uses tiny random-init models built in code (no download); the outputs "
+              "below are meaningless and only show that everything runs.")
     out = Path(ns.out)
     stems = _output_stems(sources)
     todo = [s for s in sources if not (ns.resume and (out / f"{stems[s]}.json").is_file())]
@@ -66,64 +68,40 @@ def cmd_tag(ns: argparse.Namespace) -> int:
     failed = 0
     # Progress on stderr (images done, rate, ETA); per-image lines go through tqdm.write so they stay readable.
     bar = tqdm(total=len(todo), unit="img", file=sys.stderr, disable=ns.quiet or None, leave=False)
-    for item in seg.tag_many(todo, ns.batch_size):
+    items = seg.segment_many(todo, ns.batch_size) if segment else seg.tag_many(todo, ns.batch_size)
+    for item in items:
         bar.update(1)
         if not item.ok:
             failed += 1
             tqdm.write(f"error: {item.error}", file=sys.stderr)
             continue
+        r = item.result
         try:
-            write_outputs(item, out, stems[item.source])
+            if segment:
+                r.save(out, stems[item.source], image=item.loaded.image, original_size=item.loaded.size)
+            else:
+                write_outputs(item, out, stems[item.source])
         except OSError as exc:
             failed += 1
             tqdm.write(f"error: {item.source}: could not write outputs ({exc})", file=sys.stderr)
             continue
-        assert item.result is not None
-        tqdm.write(f"{item.source}: {', '.join(item.result.tags) or '(no nouns found)'}", file=sys.stdout)
+        if segment:
+            found = ", ".join(dict.fromkeys(r.labels)) or "(nothing segmented: " + "; ".join(r.notes) + ")"
+            tqdm.write(f"{item.source}: {len(r.labels)} instances: {found}", file=sys.stdout)
+        else:
+            tqdm.write(f"{item.source}: {', '.join(r.tags) or '(no nouns found)'}", file=sys.stdout)
     bar.close()
-    total = len(sources)
-    print(f"{total - failed}/{total} images tagged; outputs in {out}/", file=sys.stderr)
+    done = "segmented" if segment else "tagged"
+    print(f"{len(sources) - failed}/{len(sources)} images {done}; outputs in {out}/", file=sys.stderr)
     return 1 if failed else 0
+
+
+def cmd_tag(ns: argparse.Namespace) -> int:
+    return _run_images(ns, segment=False)
 
 
 def cmd_segment(ns: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from .io import expand_inputs
-    from .pipeline import SelfSeg
-
-    inputs, overrides = _split_overrides(ns.inputs)
-    seg = SelfSeg.from_config(_resolve_config(ns.config), overrides + (ns.set or []))
-    sources = expand_inputs(inputs)
-    if not sources:
-        print("selfseg: error: no input images given", file=sys.stderr)
-        return 2
-    if seg.meaningless or _uses_tiny(seg.config):
-        print("NOTE: this config uses tiny random-init models built in code (no download); the masks and "
-              "labels below are meaningless and only show that everything runs.")
-    out = Path(ns.out)
-    stems = _output_stems(sources)
-    todo = [s for s in sources if not (ns.resume and (out / f"{stems[s]}.json").is_file())]
-    failed = 0
-    bar = tqdm(total=len(todo), unit="img", file=sys.stderr, disable=ns.quiet or None, leave=False)
-    for item in seg.segment_many(todo, ns.batch_size):
-        bar.update(1)
-        if not item.ok:
-            failed += 1
-            tqdm.write(f"error: {item.error}", file=sys.stderr)
-            continue
-        try:
-            item.result.save(out, stems[item.source], image=item.loaded.image, original_size=item.loaded.size)
-        except OSError as exc:
-            failed += 1
-            tqdm.write(f"error: {item.source}: could not write outputs ({exc})", file=sys.stderr)
-            continue
-        r = item.result
-        found = ", ".join(dict.fromkeys(r.labels)) or "(nothing segmented: " + "; ".join(r.notes) + ")"
-        tqdm.write(f"{item.source}: {len(r.labels)} instances: {found}", file=sys.stdout)
-    bar.close()
-    print(f"{len(sources) - failed}/{len(sources)} images segmented; outputs in {out}/", file=sys.stderr)
-    return 1 if failed else 0
+    return _run_images(ns, segment=True)
 
 
 def _uses_tiny(cfg) -> bool:
@@ -165,31 +143,32 @@ def cmd_download(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="selfseg", description="Training-free, self-guided open-vocabulary "
                                 "segmentation.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("tag", help="find what is in images (BLIP-Cluster-Caption by default)")
-    t.add_argument("inputs", nargs="+", help="image files, folders or globs; key.sub=value overrides the config")
-    t.add_argument("--config", "-c", help="YAML config (path or name under configs/); default: paper settings")
-    t.add_argument("--out", "-o", default="out", help="output folder (default: out)")
-    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, repeatable")
-    t.add_argument("--batch-size", type=int, help="images per batch (default: run.batch_size)")
-    t.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    t.add_argument("--resume", action="store_true",
-                   help="skip images whose result JSON is already in --out (finish an interrupted run)")
-    t.set_defaults(func=cmd_tag)
-
-    s = sub.add_parser("segment", help="find what is in images and segment it (tags -> boxes -> masks)")
-    s.add_argument("inputs", nargs="+", help="image files, folders or globs; key.sub=value overrides the config")
-    s.add_argument("--config", "-c", help="YAML config (path or name under configs/)")
-    s.add_argument("--out", "-o", default="out", help="output folder (default: out)")
-    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, repeatable")
-    s.add_argument("--batch-size", type=int, help="images per tagging batch (default: run.batch_size)")
-    s.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    s.add_argument("--resume", action="store_true", help="skip images whose result JSON is already in --out")
-    s.set_defaults(func=cmd_segment)
+    for name, helptext, func in (
+        ("tag", "find what is in images (BLIP-Cluster-Caption by default)", cmd_tag),
+        ("segment", "find what is in images and segment it (tags -> boxes -> masks)", cmd_segment),
+    ):
+        t = sub.add_parser(name, help=helptext)
+        t.add_argument("inputs", nargs="+", help="image files, folders or globs; key.sub=value overrides the config")
+        t.add_argument("--config", "-c", help="YAML config (path or name under configs/); default: paper settings")
+        t.add_argument("--out", "-o", default="out", help="output folder (default: out)")
+        t.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, repeatable")
+        t.add_argument("--batch-size", type=_positive_int, help="images per batch (default: run.batch_size)")
+        t.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+        t.add_argument("--resume", action="store_true",
+                       help="skip images whose result JSON is already in --out (finish an interrupted run)")
+        t.set_defaults(func=func)
 
     r = sub.add_parser("resources", help="make WordNet and a spaCy English pipeline available")
     r.add_argument("--wordnet-dir", help="copy WordNet from this database directory (e.g. /usr/share/wordnet)")
