@@ -131,10 +131,10 @@ class Segmentation:
         return sv.Detections(xyxy=self.boxes.astype(np.float32), mask=self.masks, confidence=self.scores,
                              class_id=self.class_ids - 1, data={"class_name": np.asarray(self.labels)})
 
-    def save(self, out_dir: "str | Path", stem: str, image: Any = None,
+    def save(self, out_dir: "str | Path", stem: "str | None" = None, image: Any = None,
              original_size: "tuple[int, int] | None" = None) -> dict[str, Path]:
         """Write <stem>_labels.png (palette, 0 = unlabelled), <stem>_overlay.png (given the image) and
-        <stem>.json, the JSON last (so `--resume` never sees a half-written result).
+        <stem>.json (stem: the source file's name by default), the JSON last (so `--resume` never sees a half-written result).
 
         original_size: (H, W) of the input photo when the models saw a reduced copy (run.max_image_side):
         the label map is then upsampled (nearest) to it; masks in the JSON stay at `image_size`.
@@ -144,6 +144,7 @@ class Segmentation:
         from ..pipeline import _atomic_write
         from ..viz import draw_segmentation, palette
 
+        stem = stem or Path(self.source).stem or "image"
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = {"labels": out / f"{stem}_labels.png", "json": out / f"{stem}.json"}

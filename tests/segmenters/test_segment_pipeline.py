@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -155,3 +156,24 @@ def test_supervision_conversion_or_a_clear_import_error(monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "supervision", None)  # as if not installed
     with pytest.raises(ImportError, match="pip install supervision"):
         seg.to_supervision()
+
+
+@pytest.mark.parametrize("mode", ["given", "union"])
+def test_cli_vocabulary_modes_with_grounded_sam2(repo, ade_images, tmp_path, mode):
+    out = tmp_path / mode
+    assert main(["segment", str(ade_images[1]), "--config", str(repo / "configs" / "smoke.yaml"), "--out", str(out),
+                 f"segment.vocabulary={mode}", "vocabulary=[quokka, narwhal]", "captioning.cycles=1", "-q"]) == 0
+    d = json.loads((out / f"{ade_images[1].stem}.json").read_text())
+    if mode == "given":
+        assert d["classes"] == ["quokka", "narwhal"] and "tags" not in d  # no tagger run
+    else:
+        assert d["classes"][-2:] == ["quokka", "narwhal"] and len(d["classes"]) > 2 and d["tags"]["tags"]
+    assert all(i["label"] in d["classes"] for i in d["instances"])
+
+
+def test_save_names_files_after_the_source_by_default(tmp_path):
+    from selfseg.segmenters.result import Segmentation
+
+    s = Segmentation((4, 4), np.zeros((0, 4, 4)), np.zeros((0, 4)), [], [], [], ["dog"], "t",
+                     source="/photos/beach day.jpg")
+    assert s.save(tmp_path)["json"].name == "beach day.json"
