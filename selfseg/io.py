@@ -89,7 +89,10 @@ def _open(src: ImageInput, name: str, max_side: int) -> tuple[Any, tuple[int, in
                 scale = max_side / max(size)
                 img.draft("RGB", (int(img.width * scale) + 1, int(img.height * scale) + 1))
             img.load()
-            return ImageOps.exif_transpose(img), size
+            # exif_transpose copies even an upright image: only call it when there is something to undo
+            # (one full-size copy of a huge PNG is 144 MB).
+            upright = (img.height, img.width) == size and img.getexif().get(0x0112, 1) in (1, None)
+            return (img if upright else ImageOps.exif_transpose(img)), size
         except UnidentifiedImageError:
             raise ImageError(f"{name}: not an image (unrecognised format)") from None
         except (OSError, SyntaxError, ValueError) as exc:
