@@ -61,7 +61,11 @@ def _run_images(ns: argparse.Namespace, segment: bool) -> int:
               "below are meaningless and only show that everything runs.")
     out = Path(ns.out)
     stems = _output_stems(sources)
-    todo = [s for s in sources if not (ns.resume and (out / f"{stems[s]}.json").is_file())]
+    def finished(src: str) -> bool:  # a `tag` run's JSON in the same folder does not count for `segment`
+        done = (out / f"{stems[src]}.json").is_file()
+        return done and (not segment or (out / f"{stems[src]}_labels.png").is_file())
+
+    todo = [s for s in sources if not (ns.resume and finished(s))]
     if len(todo) < len(sources):
         print(f"resuming: {len(sources) - len(todo)} of {len(sources)} images already have results in {out}/",
               file=sys.stderr)

@@ -154,6 +154,8 @@ class ClipSegConfig:
     threshold: float = 0.4
     # Connected components smaller than this many pixels are not reported as instances.
     min_area: int = 16
+    # Report at most this many instances per image, largest first (noisy maps fragment into thousands).
+    max_instances: int = 100
 
 
 @dataclass
@@ -230,6 +232,12 @@ class Config:
                sg.vocabulary)
         _check(sg.vocabulary != "given" or any(w.strip() for w in self.vocabulary), "vocabulary",
                "a non-empty list when segment.vocabulary is 'given'", self.vocabulary)
+        g2, cs = sg.grounded_sam2, sg.clipseg
+        _check(0 <= g2.box_threshold <= 1 and 0 <= g2.text_threshold <= 1 and 0 <= g2.nms_iou <= 1,
+               "segment.grounded_sam2 thresholds", "box_threshold, text_threshold and nms_iou in [0, 1]",
+               (g2.box_threshold, g2.text_threshold, g2.nms_iou))
+        _check(0 <= cs.threshold <= 1 and cs.min_area >= 0 and cs.max_instances >= 0, "segment.clipseg",
+               "threshold in [0, 1], min_area >= 0, max_instances >= 0", (cs.threshold, cs.min_area, cs.max_instances))
         _check(0 < sg.grounded_sam2.max_box_area <= 1, "segment.grounded_sam2.max_box_area", "a fraction in (0, 1]",
                sg.grounded_sam2.max_box_area)
         _check(sg.grounded_sam2.max_detections >= 0, "segment.grounded_sam2.max_detections", "an integer >= 0",

@@ -1,6 +1,7 @@
 """The user-facing pipeline: built once from a config, models loaded once, images in, typed results out."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from dataclasses import dataclass
@@ -91,7 +92,8 @@ class SelfSeg:
             except SelfSegError:
                 raise
             except Exception as exc:  # noqa: BLE001 - one bad image must not stop the batch
-                yield BatchItem(source=item.source, error=f"{type(exc).__name__}: {exc}".splitlines()[0])
+                yield BatchItem(source=item.source,
+                                error=f"{item.source}: {type(exc).__name__}: {exc}".splitlines()[0])
                 continue
             yield BatchItem(source=item.source, result=seg, loaded=item.loaded)
 
@@ -106,15 +108,30 @@ class SelfSeg:
         from .taggers.cleanup import clean_tags
 
         sc = self.config.segment
+        if tags is not None and not isinstance(tags, TagResult):
+            raise TypeError(f"tags: expected a TagResult from SelfSeg.tag(), got {type(tags).__name__}; "
+                            f"for your own words use segment.vocabulary: given and vocabulary: [...]")
+        if sc.vocabulary == "given":
+            tags = None  # the user's words only, even if tags were passed in
         own = tags.tags if tags is not None else []
         merges = []
-        if own and (sc.merge_synonyms or sc.merge_hypernyms):
+        # Clean only what a model found: the user's own words (vocabulary tagger or list) are kept as given.
+        if own and tags.tagger != "vocabulary" and (sc.merge_synonyms or sc.merge_hypernyms):
             own, found = clean_tags(own, synonyms=sc.merge_synonyms, hypernyms=sc.merge_hypernyms)
             merges = [vars(m) for m in found]
         given = [w.strip() for w in self.config.vocabulary if w.strip()] if sc.vocabulary != "self" else []
-        classes = list(dict.fromkeys(own + given))
+        seen: dict[str, str] = {}
+        for w in own + given:  # "Dog" and "dog" are one class; the first spelling wins
+            seen.setdefault(w.casefold(), w)
+        classes = list(seen.values())
         seg = self.segmenter.segment(loaded, classes, tags)
+        if merges and any(lab not in classes for lab in seg.classes):
+            # bcc_clusters names clusters with their own nouns: fold merged names into the kept ones.
+            kept = {m["dropped"]: m["kept"] for m in merges}
+            seg = dataclasses.replace(seg, labels=[kept.get(x, x) for x in seg.labels],
+                                      classes=list(dict.fromkeys(kept.get(x, x) for x in seg.classes)))
         seg.merges = merges
+        seg.original_size = loaded.size
         return seg
 
     def tag(self, image: ImageInput) -> TagResult:
@@ -150,7 +167,8 @@ class SelfSeg:
                 for im in batch:
                     yield from self._run([im])
                 return
-            yield BatchItem(source=batch[0].source, error=f"{type(exc).__name__}: {exc}".splitlines()[0])
+            yield BatchItem(source=batch[0].source,
+                            error=f"{batch[0].source}: {type(exc).__name__}: {exc}".splitlines()[0])
             return
         for im, res in zip(batch, results):
             yield BatchItem(source=im.source, result=res, loaded=im)

@@ -432,7 +432,7 @@ def build_tiny_grounding_dino(seed: int = 0) -> tuple[Any, Any]:
         torch.manual_seed(seed)
         model = GroundingDinoForObjectDetection(config)
     processor = GroundingDinoProcessor(
-        image_processor=GroundingDinoImageProcessor(size={"shortest_edge": 64, "longest_edge": 96}),
+        image_processor=GroundingDinoImageProcessor(size={"shortest_edge": 128, "longest_edge": 192}),
         tokenizer=tokenizer,
     )
     return model.eval(), processor

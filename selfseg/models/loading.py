@@ -68,5 +68,8 @@ def load_checkpoint(what: str, model_id: str, load: Callable[[bool], Any], local
             raise missing from None
         try:
             return load(False)
-        except (OSError, ValueError):
-            raise missing from None
+        except (OSError, ValueError) as exc:
+            raise ResourceMissingError(
+                f"{what} checkpoint {model_id!r} could not be loaded from the Hugging Face hub "
+                f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); check the model id"
+            ) from None

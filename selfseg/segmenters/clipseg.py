@@ -14,12 +14,13 @@ from .base import SEGMENTERS, empty_segmentation
 from .result import Segmentation
 
 
-def dense_to_instances(probs: np.ndarray, threshold: float, min_area: int = 1):
+def dense_to_instances(probs: np.ndarray, threshold: float, min_area: int = 1, max_instances: int = 100):
     """(T, H, W) class probabilities -> (masks, boxes, scores, class indices) of connected components.
 
     Each pixel takes its most probable class; below `threshold` it stays unlabelled. Every 8-connected
     component of one class is an instance (CLIPSeg has no notion of instances: two touching dogs are one),
-    scored by its mean probability. Components under `min_area` pixels are dropped.
+    scored by its mean probability. Components under `min_area` pixels are dropped, and only the
+    `max_instances` largest are kept (a noisy map can fragment into thousands of specks).
     """
     from scipy import ndimage
 
@@ -28,20 +29,25 @@ def dense_to_instances(probs: np.ndarray, threshold: float, min_area: int = 1):
         return np.zeros((0, h, w), bool), np.zeros((0, 4)), np.zeros(0), np.zeros(0, int)
     best = probs.argmax(0)
     conf = probs.max(0)
-    masks, boxes, scores, classes = [], [], [], []
+    found = []  # (area, class, component id, slice, label image)
     for c in range(t):
         region = (best == c) & (conf >= threshold)
-        lab, n = ndimage.label(region, structure=np.ones((3, 3)))
+        lab, _ = ndimage.label(region, structure=np.ones((3, 3)))
+        areas = np.bincount(lab.ravel())
         for i, sl in enumerate(ndimage.find_objects(lab), start=1):
-            m = lab == i
-            if m.sum() < min_area:
-                continue
-            masks.append(m)
-            boxes.append([sl[1].start, sl[0].start, sl[1].stop, sl[0].stop])
-            scores.append(float(probs[c][m].mean()))
-            classes.append(c)
-    return (np.asarray(masks, bool).reshape(len(masks), h, w), np.asarray(boxes, float).reshape(-1, 4),
-            np.asarray(scores), np.asarray(classes, int))
+            if sl is not None and areas[i] >= min_area:
+                found.append((int(areas[i]), c, i, sl, lab))
+    found.sort(key=lambda f: -f[0])
+    found = found[:max_instances]
+    masks = np.zeros((len(found), h, w), dtype=bool)
+    boxes, scores, classes = [], [], []
+    for k, (_, c, i, sl, lab) in enumerate(found):
+        local = lab[sl] == i  # compare inside the component's box only, not the whole frame
+        masks[k][sl] = local
+        boxes.append([sl[1].start, sl[0].start, sl[1].stop, sl[0].stop])
+        scores.append(float(probs[c][sl][local].mean()))
+        classes.append(c)
+    return masks, np.asarray(boxes, float).reshape(-1, 4), np.asarray(scores), np.asarray(classes, int)
 
 
 @SEGMENTERS.register("clipseg")
@@ -62,7 +68,8 @@ class ClipSegSegmenter:
         h, w = image.image.height, image.image.width
         t0 = time.perf_counter()
         probs = self.model.logits(image.image, classes)  # ONE batched forward for all tags
-        masks, boxes, scores, cls = dense_to_instances(probs, self.cfg.threshold, self.cfg.min_area)
+        masks, boxes, scores, cls = dense_to_instances(probs, self.cfg.threshold, self.cfg.min_area,
+                                                       self.cfg.max_instances)
         seg = Segmentation(image_size=(h, w), masks=masks, boxes=boxes, scores=scores,
                            mask_scores=np.ones(len(cls)), labels=[classes[c] for c in cls], classes=list(classes),
                            segmenter=self.name, source=image.source, tags=tags,

@@ -51,11 +51,17 @@ class Segmentation:
     merges: list[dict[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    # (H, W) of the input photo when the models saw a reduced copy (run.max_image_side); None: same size.
+    original_size: Optional[tuple[int, int]] = None
 
     def __post_init__(self) -> None:
         h, w = self.image_size
         n = len(self.labels)
-        self.masks = np.asarray(self.masks, dtype=bool).reshape(n, h, w)
+        self.masks = np.asarray(self.masks, dtype=bool)
+        if self.masks.size == 0:
+            self.masks = self.masks.reshape(n, h, w)
+        if self.masks.shape != (n, h, w):
+            raise ValueError(f"expected masks of shape {(n, h, w)} (N, H, W), got {self.masks.shape}")
         self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(n, 4)
         self.scores = np.asarray(self.scores, dtype=np.float32).reshape(n)
         self.mask_scores = np.asarray(self.mask_scores, dtype=np.float32).reshape(n)
@@ -110,7 +116,10 @@ class Segmentation:
         return d
 
     def to_coco(self, image_id: int = 1) -> dict[str, Any]:
-        """A COCO-style results dict: images, categories (1-based ids) and annotations with RLE masks."""
+        """A COCO-style results dict: images, categories (1-based ids) and annotations with RLE masks.
+
+        Coordinates, masks, height and width are those of the analysed image (`image_size`); when the photo
+        was reduced (`original_size`), scale boxes by original / image_size to map them back."""
         h, w = self.image_size
         anns = []
         for i, inst in enumerate(self.instances()):
@@ -145,6 +154,7 @@ class Segmentation:
         from ..viz import draw_segmentation, palette
 
         stem = stem or Path(self.source).stem or "image"
+        original_size = original_size or self.original_size
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = {"labels": out / f"{stem}_labels.png", "json": out / f"{stem}.json"}

@@ -33,6 +33,7 @@ def test_self_vocabulary_with_merges(seg_pipeline, ade_images):
     assert set(seg.labels) <= set(seg.classes)
     for m in seg.merges:
         assert m["reason"] in ("synonym", "hypernym") and m["dropped"] in seg.tags.tags
+    assert not set(seg.labels) & {m["dropped"] for m in seg.merges}  # cluster names folded into kept tags
 
 
 def test_given_vocabulary_skips_the_tagger(smoke_seg, ade_images):
@@ -117,7 +118,7 @@ def test_model_segmenters_end_to_end(repo, ade_images, tmp_path, segmenter, caps
 
 def test_zero_boxes_give_an_empty_result_with_a_note(repo, ade_images):
     s = SelfSeg.from_config(repo / "configs" / "smoke.yaml",
-                            ["segment.grounded_sam2.box_threshold=1.01", "captioning.cycles=1"])
+                            ["segment.grounded_sam2.box_threshold=1.0", "captioning.cycles=1"])
     seg = s.segment(ade_images[0])
     assert seg.labels == [] and not seg.semantic.any() and seg.classes
     assert any("no boxes" in n for n in seg.notes)
@@ -177,3 +178,56 @@ def test_save_names_files_after_the_source_by_default(tmp_path):
     s = Segmentation((4, 4), np.zeros((0, 4, 4)), np.zeros((0, 4)), [], [], [], ["dog"], "t",
                      source="/photos/beach day.jpg")
     assert s.save(tmp_path)["json"].name == "beach day.json"
+
+
+def test_review_cases_vocabulary_words_are_never_cleaned(smoke_seg, ade_images):
+    class Spy:
+        name = "spy"
+
+        def segment(self, image, classes, tags):
+            self.classes = classes
+            return empty_segmentation(image, classes, "spy", "spy")
+
+    cfg = dataclasses.replace(smoke_seg.config, tagger="vocabulary",
+                              vocabulary=["animal", "dog", "car", "automobile", "Dog"])
+    s = SelfSeg(cfg)
+    s._segmenter = Spy()
+    seg = s.segment(ade_images[0])
+    assert s._segmenter.classes == ["animal", "dog", "car", "automobile"]  # as given, "Dog" folded into "dog"
+    assert seg.merges == [] and seg.original_size == load_image(ade_images[0]).size
+    # given mode ignores tags passed in; a plain list is refused with a clear message
+    cfg = dataclasses.replace(smoke_seg.config, vocabulary=["quokka"],
+                              segment=dataclasses.replace(smoke_seg.config.segment, vocabulary="given"))
+    s = SelfSeg(cfg)
+    s._segmenter = Spy()
+    s.segment(ade_images[0], tags=smoke_seg.tag(ade_images[0]))
+    assert s._segmenter.classes == ["quokka"]
+    with pytest.raises(TypeError, match="expected a TagResult"):
+        s.segment(ade_images[0], tags=["dog"])
+
+
+def test_square_and_thin_photos_through_the_smoke_config(repo, tmp_path):
+    for size in ((300, 300), (2000, 40)):
+        p = tmp_path / f"{size[0]}x{size[1]}.jpg"
+        Image.effect_noise(size, 60).convert("RGB").save(p)
+    assert main(["segment", str(tmp_path), "--config", str(repo / "configs" / "smoke.yaml"), "--out",
+                 str(tmp_path / "out"), "captioning.cycles=1", "-q"]) == 0
+
+
+def test_masks_of_the_wrong_shape_are_refused():
+    from selfseg.segmenters.result import Segmentation
+
+    with pytest.raises(ValueError, match="expected masks of shape"):
+        Segmentation((2, 3), np.zeros((1, 3, 2), bool), [[0, 0, 1, 1]], [1], [1], ["a"], ["a"], "t")
+
+
+def test_clipseg_components_are_capped_largest_first():
+    from selfseg.segmenters.clipseg import dense_to_instances
+
+    probs = np.zeros((2, 10, 10), np.float32)
+    probs[0, :5, :5] = 0.9       # 25 px
+    probs[0, 8:, 8:] = 0.9       # 4 px
+    probs[1, 6:8, :3] = 0.8      # 6 px
+    masks, boxes, scores, cls = dense_to_instances(probs, 0.5, min_area=1, max_instances=2)
+    assert cls.tolist() == [0, 1] and [int(m.sum()) for m in masks] == [25, 6]
+    assert boxes[1].tolist() == [0, 6, 3, 8] and scores[0] == pytest.approx(0.9)
