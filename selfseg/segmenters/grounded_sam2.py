@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import time
+
+import numpy as np
 from typing import Any, Optional
 
 from ..config import Config
@@ -11,6 +13,26 @@ from ..results import TagResult
 from .base import SEGMENTERS, empty_segmentation
 from .postprocess import filter_detections
 from .result import Segmentation
+
+
+MAX_ASPECT = 4.0
+
+
+def _pad_to_aspect(img: Any, max_aspect: float = MAX_ASPECT) -> Any:
+    """Pad a very thin image (black, right or below) to at most `max_aspect`: 1.
+
+    Grounding DINO resizes so the long side fits 1333 px; a 2000x16 strip then leaves the encoder fewer
+    feature tokens than its 900 queries and the model raises. Padding keeps every pixel where it was, so
+    boxes need only clipping to the original size.
+    """
+    from PIL import Image
+
+    w, h = img.size
+    if max(w, h) <= max_aspect * min(w, h):
+        return img
+    canvas = Image.new("RGB", (max(w, int(h / max_aspect) + 1), max(h, int(w / max_aspect) + 1)))
+    canvas.paste(img, (0, 0))
+    return canvas
 
 
 @SEGMENTERS.register("grounded_sam2")
@@ -34,8 +56,9 @@ class GroundedSam2Segmenter:
             return empty_segmentation(image, classes, self.name, "no tags: nothing to locate", tags)
         h, w = image.image.height, image.image.width
         t0 = time.perf_counter()
-        det = self.locator.detect(image.image, classes, box_threshold=self.cfg.box_threshold,
+        det = self.locator.detect(_pad_to_aspect(image.image), classes, box_threshold=self.cfg.box_threshold,
                                   text_threshold=self.cfg.text_threshold)
+        det.boxes = np.clip(det.boxes, 0, [w, h, w, h]).astype(np.float32)  # padding lies right / below
         t_locate = time.perf_counter() - t0
         notes = list(det.notes)
         det = filter_detections(det, (h, w), nms_iou=self.cfg.nms_iou, max_area_fraction=self.cfg.max_box_area,
