@@ -16,3 +16,7 @@ class ImageError(SelfSegError, ValueError):
 
 class ResourceMissingError(SelfSegError, RuntimeError):
     """A model checkpoint or language resource is not available; the message names the fixing command."""
+
+
+class DatasetError(SelfSegError, ValueError):
+    """A dataset root does not hold the layout its loader expects, or a label/prediction file is unusable."""

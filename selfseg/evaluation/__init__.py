@@ -1,0 +1,9 @@
+"""Evaluation: benchmark datasets, metrics (mIoU, cmIoU, tag precision/recall), label mappers that turn
+free-form nouns into dataset classes, and whole benchmark runs.
+
+    datasets.py   VOC / ADE20K-150 / ADE20K-847 / Cityscapes / folder loaders and class lists
+    metrics.py    confusion-matrix mIoU (detectron2 or mmseg convention), cmIoU, tag P/R, LAC area
+    mappers/      lexical (WordNet levels), embedding (sentence-transformers), llm (LOVE)
+    evaluate.py   score a folder of label-map PNGs
+    benchmark.py  pipeline -> predictions -> mapping -> scores, resumable and torchrun-sharded
+"""

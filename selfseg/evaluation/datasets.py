@@ -1,0 +1,331 @@
+"""Benchmark datasets in their standard on-disk layouts: class lists, samples, ground truth read as the
+dataset's conventions say.
+
+Every loader yields ground truth as an (H, W) int32 array of evaluation class indices 0..N-1, with
+`IGNORE` (-1) where the dataset says "do not score" (VOC boundaries, ADE "other", Cityscapes void classes).
+Prediction files for `selfseg evaluate` use the same indices, with the dataset's `ignore_value`
+(255, or 65535 for ADE20K-847) meaning "no class predicted here".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from ..errors import DatasetError
+from ..registry import Registry
+
+#: Ground-truth pixels not scored; prediction pixels with no class.
+IGNORE = -1
+_CLASS_DIR = Path(__file__).parent / "classes"
+_IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image and its ground truth. `id` is the image's file stem; prediction files are `<id>.png`."""
+
+    id: str
+    image: Path
+    label: Path
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    """One evaluation class: its name (the first listed) and every name the dataset gives it."""
+
+    index: int
+    names: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return self.names[0]
+
+
+def read_class_file(path: "str | Path") -> list[ClassInfo]:
+    """One class per line, names ';'-separated (first = the class's name); '#' lines are comments."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"class-names file {path}: no such file (expected one class per line)")
+    out: list[ClassInfo] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        names = tuple(n.strip() for n in line.split(";") if n.strip())
+        out.append(ClassInfo(index=len(out), names=names))
+    if not out:
+        raise DatasetError(f"class-names file {path}: expected one class per line, got no classes")
+    return out
+
+
+@dataclass
+class DatasetSpec:
+    """How one benchmark is laid out and read. `find(root, split)` lists samples (raising DatasetError
+    with `layout` when the root is wrong); `read_label(path)` returns int32 indices with IGNORE."""
+
+    name: str
+    title: str
+    class_file: str
+    layout: str
+    ignore_value: int
+    find: Callable[[Path, str], list[Sample]]
+    read_label: Callable[[Path], np.ndarray]
+    # Index of a class that means "none of the others" and is scored (VOC's background): pixels a
+    # segmenter leaves unlabelled, and nouns mapped to nothing, count as this class. None: no such class.
+    background: Optional[int] = None
+    # The Self-Seg paper's LOVE prompt either lists the classes or relies on the LLM knowing the dataset.
+    llm_lists_classes: bool = True
+    # Name used in the knowledge-style LOVE prompt ("the ADE20K dataset").
+    llm_name: str = ""
+
+
+DATASETS: Registry[DatasetSpec] = Registry("dataset")
+
+
+@dataclass
+class Dataset:
+    """A dataset found on disk: spec + root + split + its samples, in sorted id order."""
+
+    spec: DatasetSpec
+    root: Path
+    split: str
+    classes: list[ClassInfo]
+    samples: list[Sample] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def class_names(self) -> list[str]:
+        return [c.name for c in self.classes]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def read_label(self, sample: Sample) -> np.ndarray:
+        gt = self.spec.read_label(sample.label)
+        bad = (gt != IGNORE) & ((gt < 0) | (gt >= self.num_classes))
+        if bad.any():
+            raise DatasetError(f"{sample.label}: expected class values 0..{self.num_classes - 1} (or ignore), "
+                               f"got {int(gt[bad][0])}")
+        return gt
+
+    @cached_property
+    def _by_id(self) -> dict[str, Sample]:
+        return {s.id: s for s in self.samples}
+
+    def sample(self, sample_id: str) -> Sample:
+        return self._by_id[sample_id]
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    _register_builtin()
+    return DATASETS.create(name)
+
+
+def load_dataset(name: str, root: "str | Path", split: str = "val", classes: "str | Path | None" = None) -> Dataset:
+    """Find a dataset under `root`. `classes` (a class-names file) overrides the shipped list; the
+    `folder` dataset reads `<root>/classes.txt` by default."""
+    spec = dataset_spec(name)
+    if name == "folder" and classes is None:
+        classes = Path(root) / "classes.txt"
+    class_list = read_class_file(classes or (_CLASS_DIR / spec.class_file))
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DatasetError(f"{spec.title}: root {root} is not a directory; expected layout:\n{spec.layout}")
+    samples = spec.find(root, split)
+    if not samples:
+        raise DatasetError(f"{spec.title}: no images found under {root} for split {split!r}; expected layout:\n"
+                           f"{spec.layout}")
+    return Dataset(spec=spec, root=root, split=split, classes=class_list, samples=samples)
+
+
+def class_list(name: str) -> list[ClassInfo]:
+    """The shipped class list of a dataset (no data needed)."""
+    spec = dataset_spec(name)
+    if not spec.class_file:
+        raise DatasetError(f"dataset {name!r} has no shipped class list; give a class-names file")
+    return read_class_file(_CLASS_DIR / spec.class_file)
+
+
+# ------------------------------------------------------------------------------------------------ readers
+
+
+def _open_array(path: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            # Palette PNGs (VOC) hold class indices: np.asarray of mode "P" gives the indices, not colours.
+            if im.mode not in ("P", "L", "I", "I;16", "I;16B", "I;16L", "F"):
+                raise DatasetError(f"{path}: expected a single-channel label image (palette, grey or 16-bit), "
+                                   f"got mode {im.mode}")
+            arr = np.asarray(im)
+    except (OSError, UnidentifiedImageError) as exc:
+        raise DatasetError(f"{path}: cannot read label image ({exc})") from None
+    return arr
+
+
+def _plain_reader(ignore_value: int) -> Callable[[Path], np.ndarray]:
+    def read(path: Path) -> np.ndarray:
+        a = _open_array(path).astype(np.int32)
+        a[a == ignore_value] = IGNORE
+        return a
+
+    return read
+
+
+def _read_ade150(path: Path) -> np.ndarray:
+    # 0 = "other" (not scored); 1..150 -> 0..149, the "reduce zero label" convention.
+    return _open_array(path).astype(np.int32) - 1
+
+
+# cityscapesScripts labels.py: labelId -> trainId for the 19 evaluated classes; every other id is ignored.
+CITYSCAPES_TRAIN_IDS = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11,
+                        25: 12, 26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
+_CITYSCAPES_LUT = np.full(256, IGNORE, dtype=np.int32)
+for _id, _train in CITYSCAPES_TRAIN_IDS.items():
+    _CITYSCAPES_LUT[_id] = _train
+
+
+def _read_cityscapes(path: Path) -> np.ndarray:
+    a = _open_array(path)
+    if a.dtype != np.uint8:
+        raise DatasetError(f"{path}: expected an 8-bit gtFine labelIds PNG, got {a.dtype}")
+    return _CITYSCAPES_LUT[a]
+
+
+# ------------------------------------------------------------------------------------------------ finders
+
+
+def _first_dir(candidates: list[Path]) -> "Path | None":
+    return next((c for c in candidates if c.is_dir()), None)
+
+
+def _pair(images: Path, labels: Path, label_ext: str, image_exts=(".jpg",)) -> list[Sample]:
+    """Images in a folder paired with same-stem label files; an image without one is an error."""
+    out, missing = [], []
+    for img in sorted(p for p in images.iterdir() if p.suffix.lower() in image_exts):
+        lab = labels / f"{img.stem}{label_ext}"
+        (out.append(Sample(img.stem, img, lab)) if lab.is_file() else missing.append(lab))
+    if missing:
+        raise DatasetError(f"{len(missing)} image(s) in {images} have no label file, e.g. {missing[0]}")
+    return out
+
+
+VOC_LAYOUT = """  <root>/                       (VOC2012, or a folder holding VOCdevkit/VOC2012)
+    JPEGImages/<id>.jpg
+    SegmentationClass/<id>.png   (palette indices 0..20, 255 = boundary)
+    ImageSets/Segmentation/<split>.txt"""
+
+
+def _find_voc(root: Path, split: str) -> list[Sample]:
+    base = _first_dir([root / "VOCdevkit" / "VOC2012", root / "VOC2012", root])
+    ids_file = base / "ImageSets" / "Segmentation" / f"{split}.txt" if base else None
+    if base is None or not (base / "JPEGImages").is_dir() or not ids_file.is_file():
+        raise DatasetError(f"Pascal VOC 2012: {root} does not look like VOC2012 (need JPEGImages/ and "
+                           f"ImageSets/Segmentation/{split}.txt); expected layout:\n{VOC_LAYOUT}")
+    out, missing = [], []
+    for line in ids_file.read_text().split():
+        img, lab = base / "JPEGImages" / f"{line}.jpg", base / "SegmentationClass" / f"{line}.png"
+        (out.append(Sample(line, img, lab)) if img.is_file() and lab.is_file() else missing.append(line))
+    if missing:
+        raise DatasetError(f"Pascal VOC 2012: {len(missing)} id(s) of {ids_file.name} lack an image or a "
+                           f"SegmentationClass PNG, e.g. {missing[0]!r}")
+    return out
+
+
+ADE_LAYOUT = """  <root>/                       (ADEChallengeData2016, or a folder holding it)
+    images/validation/<id>.jpg      (split "train": images/training/)
+    annotations/validation/<id>.png (uint8: 0 = other, 1..150 = classes)
+  or a flat sample: <root>/images/<id>.jpg + <root>/annotations/<id>.png"""
+
+_ADE_SPLITS = {"val": "validation", "validation": "validation", "train": "training", "training": "training"}
+
+
+def _find_ade150(root: Path, split: str) -> list[Sample]:
+    sub = _ADE_SPLITS.get(split, split)
+    for base in (root / "ADEChallengeData2016", root):
+        if (base / "images" / sub).is_dir() and (base / "annotations" / sub).is_dir():
+            return _pair(base / "images" / sub, base / "annotations" / sub, ".png")
+    if (root / "images").is_dir() and (root / "annotations").is_dir():  # a flat sample folder
+        return _pair(root / "images", root / "annotations", ".png")
+    raise DatasetError(f"ADE20K-150: no images/{sub}/ and annotations/{sub}/ under {root}; expected layout:\n"
+                       f"{ADE_LAYOUT}")
+
+
+ADE_FULL_LAYOUT = """  <root>/                       (ADE20K_2021_17_01 prepared for detectron2, or a folder holding it)
+    images_detectron2/validation/<id>.jpg
+    annotations_detectron2/validation/<id>.tif  (uint16: 0..846, 65535 = ignored)"""
+
+
+def _find_ade847(root: Path, split: str) -> list[Sample]:
+    sub = _ADE_SPLITS.get(split, split)
+    for base in (root / "ADE20K_2021_17_01", root):
+        imgs, anns = base / "images_detectron2" / sub, base / "annotations_detectron2" / sub
+        if imgs.is_dir() and anns.is_dir():
+            return _pair(imgs, anns, ".tif")
+    raise DatasetError(f"ADE20K-847: no images_detectron2/{sub}/ and annotations_detectron2/{sub}/ under "
+                       f"{root}; expected layout:\n{ADE_FULL_LAYOUT}")
+
+
+CITYSCAPES_LAYOUT = """  <root>/
+    leftImg8bit/val/<city>/<city>_<seq>_<frame>_leftImg8bit.png
+    gtFine/val/<city>/<city>_<seq>_<frame>_gtFine_labelIds.png"""
+
+
+def _find_cityscapes(root: Path, split: str) -> list[Sample]:
+    imgs, gts = root / "leftImg8bit" / split, root / "gtFine" / split
+    if not imgs.is_dir() or not gts.is_dir():
+        raise DatasetError(f"Cityscapes: no leftImg8bit/{split}/ and gtFine/{split}/ under {root}; expected "
+                           f"layout:\n{CITYSCAPES_LAYOUT}")
+    out, missing = [], []
+    for img in sorted(imgs.glob("*/*_leftImg8bit.png")):
+        frame = img.name[: -len("_leftImg8bit.png")]
+        lab = gts / img.parent.name / f"{frame}_gtFine_labelIds.png"
+        (out.append(Sample(img.stem, img, lab)) if lab.is_file() else missing.append(lab))
+    if missing:
+        raise DatasetError(f"Cityscapes: {len(missing)} image(s) have no gtFine labelIds PNG, e.g. {missing[0]}")
+    return out
+
+
+FOLDER_LAYOUT = """  <root>/
+    classes.txt          (one class per line, index = line number; ';' separates synonyms)
+    images/<id>.<jpg|png|...>
+    masks/<id>.png       (class indices; 255 = ignored)"""
+
+
+def _find_folder(root: Path, split: str) -> list[Sample]:
+    imgs = root / split / "images" if (root / split / "images").is_dir() else root / "images"
+    masks = imgs.parent / "masks"
+    if not imgs.is_dir() or not masks.is_dir():
+        raise DatasetError(f"folder dataset: no images/ and masks/ under {root}; expected layout:\n{FOLDER_LAYOUT}")
+    return _pair(imgs, masks, ".png", image_exts=_IMAGE_EXTS)
+
+
+_registered = False
+
+
+def _register_builtin() -> None:
+    global _registered
+    if _registered:
+        return
+    _registered = True
+    for spec in (
+        DatasetSpec("voc", "Pascal VOC 2012", "voc.txt", VOC_LAYOUT, 255, _find_voc, _plain_reader(255),
+                    background=0),
+        DatasetSpec("ade20k", "ADE20K-150", "ade20k_150.txt", ADE_LAYOUT, 255, _find_ade150, _read_ade150,
+                    llm_lists_classes=False, llm_name="ADE20K"),
+        DatasetSpec("ade20k-full", "ADE20K-847", "ade20k_847.txt", ADE_FULL_LAYOUT, 65535, _find_ade847,
+                    _plain_reader(65535), llm_lists_classes=False, llm_name="ADE20K-847"),
+        DatasetSpec("cityscapes", "Cityscapes", "cityscapes.txt", CITYSCAPES_LAYOUT, 255, _find_cityscapes,
+                    _read_cityscapes),
+        DatasetSpec("folder", "folder dataset", "", FOLDER_LAYOUT, 255, _find_folder, _plain_reader(255)),
+    ):
+        DATASETS.register(spec.name)(lambda spec=spec: spec)

@@ -1,0 +1,247 @@
+"""Segmentation metrics computed the way the field computes them.
+
+- `SemSegEvaluator`: one dataset-level confusion matrix (detectron2's `SemSegEvaluator` design: reset /
+  process / evaluate, ignore pixels in an extra bin), then per-class IoU, mIoU, pixel and mean accuracy
+  under either convention:
+    * "detectron2" (default): a class with no ground-truth pixel in the whole set is left out of mIoU and
+      mean accuracy, even when it was predicted.
+    * "mmseg" (mmsegmentation): a class is left out only when it is neither in the ground truth nor
+      predicted; predicted-but-absent classes count IoU 0.
+  Predictions may say "no class" (IGNORE) at a pixel: that pixel is a miss for its ground-truth class and
+  a false positive for none.
+- `ClassAgnosticIoU`: the Self-Seg paper's cmIoU (Sect. 4.1): every ground-truth segment is matched to the
+  predicted segment of highest IoU in its image; cmIoU is the mean of those IoUs over all ground-truth
+  segments of the dataset. A segment is, by default, all pixels of one label in one image (a ground-truth
+  class region; a predicted label region, whatever its name); with `segments="components"` each 8-connected
+  component of a label is its own segment. Ground-truth ignore pixels belong to no segment on either side.
+- `TagMetrics`: per-image precision / recall of the mapped tags against the classes present.
+- `lexical_alignment_area`: area under the Lexical Alignment Curve (metric over the lexical levels).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Optional, Sequence
+
+import numpy as np
+
+from .datasets import IGNORE
+
+CONVENTIONS = ("detectron2", "mmseg")
+
+
+def _check_pair(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    pred, gt = np.asarray(pred), np.asarray(gt)
+    if pred.shape != gt.shape:
+        raise ValueError(f"expected a prediction of the ground truth's shape {gt.shape}, got {pred.shape}")
+    for name, a in (("prediction", pred), ("ground truth", gt)):
+        bad = (a != IGNORE) & ((a < 0) | (a >= num_classes))
+        if bad.any():
+            raise ValueError(f"expected {name} values in 0..{num_classes - 1} or {IGNORE}, got {int(a[bad][0])}")
+    return pred, gt
+
+
+@dataclass
+class SemSegScores:
+    """Dataset-level scores. IoU / accuracy values are fractions in [0, 1]; None for a class left out."""
+
+    convention: str
+    class_names: list[str]
+    iou: list[Optional[float]]
+    accuracy: list[Optional[float]]
+    miou: float
+    mean_accuracy: float
+    pixel_accuracy: float
+    fw_iou: float
+    gt_pixels: list[int]
+    pred_pixels: list[int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "convention": self.convention, "mIoU": self.miou, "mAcc": self.mean_accuracy,
+            "pixel_accuracy": self.pixel_accuracy, "fwIoU": self.fw_iou,
+            "per_class": {n: {"iou": i, "accuracy": a, "gt_pixels": g, "pred_pixels": p} for n, i, a, g, p in
+                          zip(self.class_names, self.iou, self.accuracy, self.gt_pixels, self.pred_pixels)},
+        }
+
+
+class SemSegEvaluator:
+    """Accumulate a (N+1) x (N+1) confusion matrix over a dataset: rows = prediction (row N: no class),
+    columns = ground truth (column N: ignored)."""
+
+    def __init__(self, class_names: Sequence[str]) -> None:
+        self.class_names = list(class_names)
+        self.n = len(self.class_names)
+        self.reset()
+
+    def reset(self) -> None:
+        self.conf = np.zeros((self.n + 1, self.n + 1), dtype=np.int64)
+
+    def process(self, pred: np.ndarray, gt: np.ndarray) -> None:
+        """Add one image: (H, W) int arrays of class indices, IGNORE where none / not scored."""
+        pred, gt = _check_pair(pred, gt, self.n)
+        p = np.where(pred == IGNORE, self.n, pred).astype(np.int64).ravel()
+        g = np.where(gt == IGNORE, self.n, gt).astype(np.int64).ravel()
+        self.conf += np.bincount(p * (self.n + 1) + g, minlength=(self.n + 1) ** 2).reshape(self.n + 1, self.n + 1)
+
+    def merge(self, other: "SemSegEvaluator") -> None:
+        self.conf += other.conf
+
+    def evaluate(self, convention: str = "detectron2") -> SemSegScores:
+        if convention not in CONVENTIONS:
+            raise ValueError(f"convention: expected one of {CONVENTIONS}, got {convention!r}")
+        n = self.n
+        scored = self.conf[:, :n]  # ignored ground truth never counts
+        tp = np.diag(scored[:n]).astype(np.float64)
+        pos_gt = scored.sum(axis=0).astype(np.float64)  # includes pixels predicted as "no class"
+        pos_pred = scored[:n].sum(axis=1).astype(np.float64)
+        union = pos_gt + pos_pred - tp
+        with np.errstate(divide="ignore", invalid="ignore"):
+            iou_all = tp / union
+            acc_all = tp / pos_gt
+        if convention == "detectron2":
+            iou_ok = pos_gt > 0
+        else:
+            iou_ok = union > 0
+        acc_ok = pos_gt > 0
+        iou = np.where(iou_ok, iou_all, np.nan)
+        acc = np.where(acc_ok, acc_all, np.nan)
+        total = pos_gt.sum()
+        miou = float(np.nanmean(iou)) if iou_ok.any() else float("nan")
+        macc = float(np.nanmean(acc)) if acc_ok.any() else float("nan")
+        pacc = float(tp.sum() / total) if total > 0 else float("nan")
+        fw = float(np.nansum(np.where(iou_ok, iou_all, 0) * pos_gt) / total) if total > 0 else float("nan")
+        as_list = lambda a: [None if np.isnan(v) else float(v) for v in a]  # noqa: E731
+        return SemSegScores(convention=convention, class_names=self.class_names, iou=as_list(iou),
+                            accuracy=as_list(acc), miou=miou, mean_accuracy=macc, pixel_accuracy=pacc,
+                            fw_iou=fw, gt_pixels=[int(v) for v in pos_gt], pred_pixels=[int(v) for v in pos_pred])
+
+
+def _segments(labels: np.ndarray, valid: np.ndarray, components: bool) -> tuple[np.ndarray, int]:
+    """Dense segment ids 0..S-1 over the valid pixels (-1 elsewhere) and S."""
+    out = np.full(labels.shape, -1, dtype=np.int64)
+    if not valid.any():
+        return out, 0
+    values, inverse = np.unique(labels[valid], return_inverse=True)
+    if not components:
+        out[valid] = inverse.ravel()
+        return out, len(values)
+    from scipy import ndimage
+
+    nxt = 0
+    eight = np.ones((3, 3), dtype=bool)
+    for v in values:
+        comp, k = ndimage.label(valid & (labels == v), structure=eight)
+        sel = comp > 0
+        out[sel] = comp[sel] - 1 + nxt
+        nxt += k
+    return out, nxt
+
+
+class ClassAgnosticIoU:
+    """cmIoU: mean over all ground-truth segments of the dataset of their best IoU with a predicted segment.
+
+    The prediction may use any labels (open-vocabulary ids, BCC cluster ids, or mapped classes): only which
+    pixels share a label matters. Every distinct predicted value is a segment, "unlabelled" included.
+    """
+
+    def __init__(self, segments: str = "class") -> None:
+        if segments not in ("class", "components"):
+            raise ValueError(f"segments: expected 'class' or 'components', got {segments!r}")
+        self.components = segments == "components"
+        self.best: list[float] = []
+
+    def reset(self) -> None:
+        self.best = []
+
+    def process(self, pred: np.ndarray, gt: np.ndarray) -> list[float]:
+        """Add one image; returns the best IoU of each of its ground-truth segments."""
+        pred, gt = np.asarray(pred), np.asarray(gt)
+        if pred.shape != gt.shape:
+            raise ValueError(f"expected a prediction of the ground truth's shape {gt.shape}, got {pred.shape}")
+        valid = gt != IGNORE
+        g, ng = _segments(gt, valid, self.components)
+        p, npred = _segments(pred, valid, self.components)
+        if ng == 0:
+            return []
+        gv, pv = g[valid], p[valid]
+        inter = np.bincount(gv * npred + pv, minlength=ng * npred).reshape(ng, npred)
+        union = np.bincount(gv, minlength=ng)[:, None] + np.bincount(pv, minlength=npred)[None, :] - inter
+        best = (inter / union).max(axis=1)
+        self.best.extend(float(b) for b in best)
+        return [float(b) for b in best]
+
+    def merge(self, other: "ClassAgnosticIoU") -> None:
+        self.best.extend(other.best)
+
+    @property
+    def segments(self) -> int:
+        return len(self.best)
+
+    def evaluate(self) -> float:
+        return float(np.mean(self.best)) if self.best else float("nan")
+
+
+@dataclass
+class TagScores:
+    """Macro (mean over images where defined) and micro (pooled counts) precision / recall / F1."""
+
+    precision: float
+    recall: float
+    micro_precision: float
+    micro_recall: float
+    micro_f1: float
+    images: int
+    true_positives: int = 0
+    predicted: int = 0
+    present: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class TagMetrics:
+    """Per-image precision and recall of the set of classes the tags map to vs the classes present.
+
+    `exclude` (e.g. VOC's background) is removed from both sides: it is not something a tagger names.
+    Precision is undefined for an image with no mapped tag and recall for an image with no class
+    present; those images are left out of the macro mean (the micro numbers pool all images).
+    """
+
+    exclude: set[int] = field(default_factory=set)
+    per_image: list[tuple[float, float]] = field(default_factory=list)
+    tp: int = 0
+    npred: int = 0
+    ngt: int = 0
+
+    def process(self, predicted: Iterable[int], present: Iterable[int]) -> tuple[float, float]:
+        t = {int(c) for c in predicted if c is not None and c != IGNORE} - self.exclude
+        g = {int(c) for c in present if c != IGNORE} - self.exclude
+        hit = len(t & g)
+        prec = hit / len(t) if t else float("nan")
+        rec = hit / len(g) if g else float("nan")
+        self.per_image.append((prec, rec))
+        self.tp, self.npred, self.ngt = self.tp + hit, self.npred + len(t), self.ngt + len(g)
+        return prec, rec
+
+    def evaluate(self) -> TagScores:
+        arr = np.asarray(self.per_image, dtype=np.float64).reshape(-1, 2)
+        mean = lambda col: float(np.nanmean(col)) if np.isfinite(col).any() else float("nan")  # noqa: E731
+        mp = self.tp / self.npred if self.npred else float("nan")
+        mr = self.tp / self.ngt if self.ngt else float("nan")
+        f1 = 2 * mp * mr / (mp + mr) if self.npred and self.ngt and (mp + mr) > 0 else float("nan")
+        return TagScores(precision=mean(arr[:, 0]), recall=mean(arr[:, 1]), micro_precision=mp, micro_recall=mr,
+                         micro_f1=f1, images=len(self.per_image), true_positives=self.tp, predicted=self.npred,
+                         present=self.ngt)
+
+
+def lexical_alignment_area(values: Sequence[float]) -> float:
+    """Area under the Lexical Alignment Curve: the metric at each lexical level (exact, synonym, hyponym,
+    meronym), levels evenly spaced on [0, 1], trapezoid rule. It lies between the first and the last value;
+    for the usual 4 levels it is (v0/2 + v1 + v2 + v3/2) / 3. One level: that value."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        raise ValueError("expected at least one level's value, got none")
+    if v.size == 1:
+        return float(v[0])
+    return float(((v[:-1] + v[1:]) / 2).sum() / (v.size - 1))
