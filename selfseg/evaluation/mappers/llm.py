@@ -1,0 +1,160 @@
+"""LOVE: the Self-Seg paper's LLM-based open-vocabulary evaluator (App. A of ../shared/papers/002).
+
+An LLM is asked, noun by noun, which dataset class the noun is "exclusively most similar to", with the
+paper's prompt templates: for VOC and Cityscapes the prompt lists the classes; for ADE20K it relies on the
+LLM knowing the dataset. The reply is parsed as the paper's Algorithm 1:
+  * the quoted names in the reply ('...', "...", curly quotes), intersected with the vocabulary (any name
+    the dataset lists for a class, case-insensitive); the first one, in reply order, wins;
+  * a noun that already is a class name maps to itself (and the LLM is not asked);
+  * a reply with no quoted class name, or 'background', maps to background: VOC's background class, or
+    none for datasets without one.
+Decoding is greedy (the released code sampled at temperature 1.0 without a seed, so its mappings change
+from run to run). Replies are cached in a JSON file keyed by (model, prompt template, class list): a rerun
+never calls the model for a noun it has seen. The paper's ADE20K template lacks the noun in its first
+sentence (a typo; the released code has it): selfseg puts it there.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from ..datasets import ClassInfo
+from .base import MAPPERS, ClassIndex, HeadNouns, LabelMatch, normalize
+
+DEFAULT_LLM = "meta-llama/Llama-2-7b-chat-hf"
+
+LIST_TEMPLATE = (
+    "To which class in the list {classes} is {noun} exclusively most similar to? If {noun} is not similar to "
+    "any class in the list or if the term describes stuff instead of things, answer with 'background'. Reply "
+    "in single quotation marks with the class name that is part of the list {classes} and do not link it to "
+    "any other class name which is not part of the given list or 'background'."
+)
+KNOWLEDGE_TEMPLATE = (
+    "To which class in the {dataset} dataset is {noun} exclusively most similar to? If {noun} is not similar "
+    "to any class in {dataset} or if the term describes stuff instead of things, answer with 'background'. "
+    "Reply in single quotation marks with the class name that is part of {dataset} and do not link it to any "
+    "other class name which is not part of the given list or 'background'."
+)
+BACKGROUND = "background"
+_QUOTED = re.compile(r"'([^'\n]+)'|\"([^\"\n]+)\"|\u2018([^\u2019\n]+)\u2019|\u201c([^\u201d\n]+)\u201d")
+
+
+def parse_reply(reply: str, index: ClassIndex) -> tuple[Optional[int], bool]:
+    """(class index or None, True when the reply named a class or 'background' in quotes)."""
+    for m in _QUOTED.finditer(reply or ""):
+        name = normalize(next(g for g in m.groups() if g is not None))
+        if name == BACKGROUND and BACKGROUND not in index.by_name:
+            return None, True
+        if name in index.by_name:
+            return index.by_name[name], True
+    return None, False
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("SELFSEG_CACHE") or os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "selfseg" / "love"
+
+
+class LLMMapper:
+    name = "llm"
+
+    def __init__(self, classes: Sequence[ClassInfo], background: Optional[int] = None,
+                 model: str = DEFAULT_LLM, template: "str | None" = None, list_classes: bool = True,
+                 dataset_name: str = "", batch_size: int = 8, max_new_tokens: int = 64,
+                 cache: "str | Path | None" = None, device: str = "auto", dtype: str = "auto",
+                 spacy_pipeline: str = "auto", llm: Any = None) -> None:
+        self.classes = list(classes)
+        self.background = background
+        self.index = ClassIndex(self.classes)
+        self.model_id = model
+        self.template = template or (LIST_TEMPLATE if list_classes else KNOWLEDGE_TEMPLATE)
+        self.dataset_name = dataset_name
+        self.batch_size = batch_size
+        self.max_new_tokens = max_new_tokens
+        self.device, self.dtype = device, dtype
+        self._llm = llm
+        self.heads = HeadNouns(spacy_pipeline)
+        listing = "[" + ", ".join(f"'{c.name}'" for c in self.classes) + "]"
+        self._fill = {"classes": listing, "dataset": dataset_name}
+        key = json.dumps([model, self.template, listing, dataset_name])
+        self.key = hashlib.sha256(key.encode()).hexdigest()[:16]
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{dataset_name or 'custom'}-{model}")
+        self.cache_path = Path(cache) if cache else default_cache_dir() / f"{slug}-{self.key}.json"
+        self.replies: dict[str, str] = self._read_cache()
+        self.asked = 0  # nouns sent to the LLM by this mapper (cache misses)
+
+    # -------------------------------------------------------------------------------------------- cache
+    def _read_cache(self) -> dict[str, str]:
+        if not self.cache_path.is_file():
+            return {}
+        try:
+            data = json.loads(self.cache_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}  # an unreadable cache costs LLM calls, never a wrong mapping
+        entry = data.get(self.key, {}) if isinstance(data, dict) else {}
+        replies = entry.get("replies", {}) if isinstance(entry, dict) else {}
+        return {str(k): str(v) for k, v in replies.items()}
+
+    def _write_cache(self) -> None:
+        from ...pipeline import _atomic_write
+
+        data: dict[str, Any] = {}
+        if self.cache_path.is_file():
+            try:
+                data = json.loads(self.cache_path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                data = {}
+        data[self.key] = {"model": self.model_id, "template": self.template, "dataset": self.dataset_name,
+                          "replies": self.replies}
+        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(self.cache_path, lambda f: f.write(json.dumps(data, indent=1, sort_keys=True).encode()))
+
+    # ---------------------------------------------------------------------------------------------- LLM
+    @property
+    def llm(self) -> Any:
+        if self._llm is None:
+            from ...models.llm import ChatLM
+
+            self._llm = ChatLM(self.model_id, device=self.device, dtype=self.dtype, batch_size=self.batch_size,
+                               max_new_tokens=self.max_new_tokens)
+        return self._llm
+
+    def prompt(self, noun: str) -> str:
+        return self.template.format(noun=noun, **self._fill)
+
+    def map(self, descriptions: Sequence[str]) -> list[LabelMatch]:
+        descriptions = list(descriptions)
+        nouns = self.heads(descriptions)
+        texts = [" ".join(d.split()) for d in descriptions]
+        own = [self.index.by_name.get(normalize(t), self.index.by_name.get(n)) for t, n in zip(texts, nouns)]
+        todo = list(dict.fromkeys(t for t, o in zip(texts, own) if o is None and t not in self.replies))
+        for start in range(0, len(todo), self.batch_size * 8):
+            chunk = todo[start : start + self.batch_size * 8]
+            for t, r in zip(chunk, self.llm.reply([self.prompt(t) for t in chunk])):
+                self.replies[t] = r
+            self.asked += len(chunk)
+            self._write_cache()  # after every chunk: an interrupted mapping keeps what it paid for
+        out = []
+        for d, t, n, o in zip(descriptions, texts, nouns, own):
+            if o is not None:
+                out.append(LabelMatch(description=d, noun=n, cls=self.index.name(o), index=o))
+                continue
+            idx, _ = parse_reply(self.replies.get(t, ""), self.index)
+            if idx is None and self.background is not None:
+                idx = self.background
+            out.append(LabelMatch(description=d, noun=n, cls=self.index.name(idx), index=idx,
+                                  reply=self.replies.get(t)))
+        return out
+
+
+@MAPPERS.register("llm")
+def _make(classes: Sequence[ClassInfo], background: Optional[int] = None, model: "str | None" = None,
+          **kwargs: Any) -> LLMMapper:
+    allowed = {"template", "list_classes", "dataset_name", "batch_size", "max_new_tokens", "cache", "device",
+               "dtype", "spacy_pipeline", "llm"}
+    return LLMMapper(classes, background=background, model=model or DEFAULT_LLM,
+                     **{k: v for k, v in kwargs.items() if k in allowed})

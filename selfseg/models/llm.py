@@ -1,0 +1,100 @@
+"""A chat causal LM through transformers: batched, deterministic (greedy) replies to single-turn prompts.
+
+Used by the LOVE label mapper (and any stage that needs a text-only LLM). "tiny-random" builds a tiny
+random-init Llama and a real WordPiece tokenizer in code: its replies are meaningless noise, for testing
+the plumbing only.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from ..config import TINY_MODEL
+from .loading import load_checkpoint, resolve_device, resolve_dtype
+
+# A minimal Llama-2-style template for the tiny model (real chat checkpoints ship their own).
+_TINY_TEMPLATE = "{% for m in messages %}[INST] {{ m['content'] }} [/INST]{% endfor %}"
+
+
+def build_tiny_causal_lm(seed: int = 0) -> tuple[Any, Any]:
+    """Tiny random-init LlamaForCausalLM + BERT WordPiece tokenizer (selfseg's short English vocabulary)."""
+    from transformers import BertTokenizer, LlamaConfig, LlamaForCausalLM
+
+    vocab = Path(__file__).with_name("tiny_vocab.txt")
+    tokenizer = BertTokenizer(str(vocab), do_lower_case=True, padding_side="left")
+    tokenizer.chat_template = _TINY_TEMPLATE
+    words = vocab.read_text(encoding="utf-8").split("\n")
+    ids = {w: i for i, w in enumerate(words)}
+    config = LlamaConfig(vocab_size=len(words), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                         pad_token_id=ids["[PAD]"], bos_token_id=ids["[CLS]"], eos_token_id=ids["[SEP]"])
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+    return model, tokenizer
+
+
+class ChatLM:
+    """Greedy replies from a chat causal LM, `batch_size` prompts per generate call.
+
+    dtype "auto": bfloat16 on a GPU, float32 on a CPU (a 7B model in float32 needs ~28 GB of RAM).
+    """
+
+    def __init__(self, model_id: str, device: str = "auto", dtype: str = "auto", batch_size: int = 8,
+                 max_new_tokens: int = 64, cache_dir: "str | None" = None, local_files_only: bool = False) -> None:
+        self.model_id = model_id
+        self.device = resolve_device(device)
+        self.dtype = (torch.bfloat16 if self.device.type == "cuda" else torch.float32) if dtype == "auto" \
+            else resolve_dtype(dtype)
+        self.batch_size = batch_size
+        self.max_new_tokens = max_new_tokens
+        self.is_tiny = model_id == TINY_MODEL
+        self.generate_calls = 0
+        if self.is_tiny:
+            self.model, self.tokenizer = build_tiny_causal_lm()
+        else:
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            def load(local: bool) -> tuple[Any, Any]:
+                tok = AutoTokenizer.from_pretrained(model_id, cache_dir=cache_dir, local_files_only=local)
+                mdl = AutoModelForCausalLM.from_pretrained(model_id, cache_dir=cache_dir, local_files_only=local,
+                                                           dtype=self.dtype)
+                return mdl, tok
+
+            self.model, self.tokenizer = load_checkpoint("causal LM", model_id, load, local_files_only)
+            if not getattr(self.model.config, "is_decoder", True) and not hasattr(self.model, "generate"):
+                raise ValueError(f"{model_id!r}: expected a causal (decoder-only) language model")
+        # Decoder-only batching pads on the left, so every row's reply starts at the same position.
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model.to(self.device, dtype=self.dtype).eval()
+
+    def _format(self, prompt: str) -> str:
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                                      add_generation_prompt=True)
+        return prompt
+
+    @torch.inference_mode()
+    def reply(self, prompts: Sequence[str]) -> list[str]:
+        """One greedy reply per prompt, in order. Prompts are grouped by length to waste little padding."""
+        texts = [self._format(p) for p in prompts]
+        templated = bool(getattr(self.tokenizer, "chat_template", None))
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out: list[str] = [""] * len(texts)
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            # A chat template already wrote the special tokens (BOS etc.); do not add them twice.
+            enc = self.tokenizer([texts[i] for i in rows], return_tensors="pt", padding=True,
+                                 add_special_tokens=not templated).to(self.device)
+            enc.pop("token_type_ids", None)  # BERT-style tokenizers add them; causal LMs take none
+            gen = self.model.generate(**enc, do_sample=False, max_new_tokens=self.max_new_tokens,
+                                      pad_token_id=self.tokenizer.pad_token_id)
+            self.generate_calls += 1
+            replies = self.tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            for i, r in zip(rows, replies):
+                out[i] = r.strip()
+        return out
