@@ -1,4 +1,4 @@
-"""`selfseg` command line: tag, resources, download. Failures print one line each and exit non-zero."""
+"""`selfseg` command line: tag, segment, map-labels, evaluate, benchmark, resources, download. Failures print one line each and exit non-zero."""
 from __future__ import annotations
 
 import argparse
@@ -147,6 +147,73 @@ def cmd_download(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_map_labels(ns: argparse.Namespace) -> int:
+    """One description per input line -> one JSON object per output line."""
+    import json
+
+    from .evaluation.mappers import build_mapper
+
+    opts: dict = {"device": ns.device}
+    if ns.method == "lexical":
+        opts["level"] = ns.level
+    elif ns.method == "embedding":
+        opts.update(model=ns.model, threshold=ns.threshold)
+    else:
+        opts.update(model=ns.model, batch_size=ns.batch_size, cache=ns.cache)
+    if ns.file == "-":
+        text = sys.stdin.read()
+    else:
+        try:
+            text = Path(ns.file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"selfseg: error: cannot read {ns.file}: {exc}", file=sys.stderr)
+            return 2
+    lines = [ln.strip() for ln in text.splitlines()]
+    lines = [ln for ln in lines if ln]
+    mapper = build_mapper(ns.method, ns.dataset, **opts)
+    for m in mapper.map(lines) if lines else []:
+        print(json.dumps(m.to_dict()))
+    return 0
+
+
+def cmd_evaluate(ns: argparse.Namespace) -> int:
+    import json
+
+    from .evaluation.datasets import load_dataset
+    from .evaluation.evaluate import score_label_maps
+    from .pipeline import _atomic_write
+
+    dataset = load_dataset(ns.dataset, ns.root, ns.split, classes=ns.classes)
+    samples = dataset.samples[: ns.limit] if ns.limit else dataset.samples
+    report = score_label_maps(dataset, ns.predictions, convention=ns.convention,
+                              cmiou_segments=ns.cmiou_segments, samples=samples)
+    print(report.table())
+    out = Path(ns.out) if ns.out else Path(ns.predictions) / "scores.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(out, lambda f: f.write(json.dumps(report.to_dict(), indent=1).encode("utf-8")))
+    print(f"scores written to {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_benchmark(ns: argparse.Namespace) -> int:
+    from .config import load_config
+    from .evaluation.benchmark import out_dir, run_benchmark
+
+    inputs, overrides = _split_overrides(ns.overrides)
+    if inputs:
+        print(f"selfseg: error: expected key.sub=value overrides after the config, got {inputs[0]!r}",
+              file=sys.stderr)
+        return 2
+    cfg = load_config(_resolve_config(ns.config), overrides + (ns.set or []))
+    report = run_benchmark(cfg, out=ns.out, limit=ns.limit, fresh=ns.fresh, quiet=ns.quiet)
+    if report is None:  # a torchrun rank other than 0: rank 0 reports
+        return 0
+    print(report.table(per_class=False))
+    run = out_dir(cfg, ns.out)
+    print(f"results in {run}/results.json and {run}/results.md", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -183,6 +250,43 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("download", help="cache every checkpoint the configs use, for offline machines")
     d.add_argument("--config", "-c", action="append", help="config(s) whose checkpoints to fetch (repeatable)")
     d.set_defaults(func=cmd_download)
+    datasets = ["voc", "ade20k", "ade20k-full", "cityscapes", "folder"]
+    m = sub.add_parser("map-labels", help="map free-form descriptions (one per line) to a dataset's classes")
+    m.add_argument("file", help="text file with one description per line, or - for stdin")
+    m.add_argument("--dataset", "-d", required=True, choices=datasets[:-1])
+    m.add_argument("--method", "-m", default="lexical", choices=["lexical", "embedding", "llm"])
+    m.add_argument("--level", default="meronym", choices=["exact", "synonym", "hyponym", "meronym"],
+                   help="lexical: highest level accepted (cumulative; default meronym)")
+    m.add_argument("--model", help="embedding: sentence-transformers model; llm: causal LM id")
+    m.add_argument("--threshold", type=float, default=0.5, help="embedding: cosine below which -> null")
+    m.add_argument("--batch-size", type=_positive_int, default=8, help="llm: prompts per generate call")
+    m.add_argument("--cache", help="llm: reply cache JSON (default under ~/.cache/selfseg/love)")
+    m.add_argument("--device", default="auto", help="embedding / llm: torch device (default auto)")
+    m.set_defaults(func=cmd_map_labels)
+
+    e = sub.add_parser("evaluate", help="score label-map PNGs (dataset class indices) against a dataset")
+    e.add_argument("--dataset", "-d", required=True, choices=datasets)
+    e.add_argument("--root", "-r", required=True, help="dataset root in its standard layout")
+    e.add_argument("--predictions", "-p", required=True, help="folder of <image stem>.png label maps")
+    e.add_argument("--split", default="val")
+    e.add_argument("--classes", help="class-names file (folder datasets; overrides a shipped list)")
+    e.add_argument("--convention", default="detectron2", choices=["detectron2", "mmseg"],
+                   help="mIoU convention (default detectron2)")
+    e.add_argument("--cmiou-segments", default="class", choices=["class", "components"])
+    e.add_argument("--limit", type=_positive_int, help="score only the first N images")
+    e.add_argument("--out", "-o", help="JSON output (default: <predictions>/scores.json)")
+    e.set_defaults(func=cmd_evaluate)
+
+    b = sub.add_parser("benchmark", help="run the pipeline over a dataset, map nouns, score (resumable; "
+                                         "torchrun-shardable)")
+    b.add_argument("config", help="benchmark YAML (path or name under configs/, e.g. benchmarks/voc)")
+    b.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
+    b.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, repeatable")
+    b.add_argument("--limit", type=int, help="only the first N images (default: evaluation.limit)")
+    b.add_argument("--out", "-o", help="run folder (default: evaluation.out)")
+    b.add_argument("--fresh", action="store_true", help="discard earlier predictions in the run folder")
+    b.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    b.set_defaults(func=cmd_benchmark)
     return p
 
 
@@ -192,9 +296,12 @@ def main(argv: "Sequence[str] | None" = None) -> int:
     # argparse's plain positional handling refuses: gather the leftovers back into the inputs.
     ns, extra = parser.parse_known_args(argv)
     if extra:
-        if ns.command not in ("tag", "segment") or any(a.startswith("-") for a in extra):
+        if ns.command not in ("tag", "segment", "benchmark") or any(a.startswith("-") for a in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        ns.inputs += extra
+        if ns.command == "benchmark":
+            ns.overrides += extra
+        else:
+            ns.inputs += extra
     try:
         return ns.func(ns)
     except SelfSegError as exc:

@@ -174,6 +174,44 @@ class SegmentConfig:
 
 
 @dataclass
+class EvaluationConfig:
+    # Benchmark dataset: "voc", "ade20k" (150 classes), "ade20k-full" (847), "cityscapes" or "folder".
+    dataset: str = "voc"
+    # Dataset root in the dataset's standard layout (a wrong root prints the expected layout).
+    root: str = "data/VOCdevkit/VOC2012"
+    split: str = "val"
+    # A class-names file (one class per line, ';' between synonyms): required for "folder", optional otherwise.
+    classes: Union[str, None] = None
+    # Free-form noun -> dataset class: "llm" (LOVE, the Self-Seg paper), "lexical" (WordNet levels, the
+    # open-ended benchmarking protocol) or "embedding" (sentence-transformers cosine).
+    mapper: str = "llm"
+    # Lexical mapping: the highest level accepted (exact, synonym, hyponym, meronym; cumulative).
+    lexical_level: str = "meronym"
+    # Lexical mapping aware of the ground truth: a noun related to a pixel's true class counts as that class.
+    gt_aware: bool = False
+    # LOVE: any transformers chat causal LM ("tiny-random": a tiny random-init model, meaningless replies).
+    llm_model: str = "meta-llama/Llama-2-7b-chat-hf"
+    llm_batch_size: int = 8
+    llm_max_new_tokens: int = 64
+    # A custom prompt template with {noun} and {classes} or {dataset}; None: the paper's template per dataset.
+    llm_prompt: Union[str, None] = None
+    # Reply cache (JSON); None: <out>/love_cache.json. Reruns never ask the LLM about a noun twice.
+    llm_cache: Union[str, None] = None
+    embedding_model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    # Cosine similarity below which a noun maps to no class (0: always the nearest class, as OPAL compares).
+    embedding_threshold: float = 0.5
+    # mIoU convention: "detectron2" (classes absent from the ground truth are left out) or "mmseg"
+    # (predicted-but-absent classes count IoU 0).
+    miou_convention: str = "detectron2"
+    # cmIoU segments: "class" (all pixels of one label in an image) or "components" (8-connected pieces).
+    cmiou_segments: str = "class"
+    # Output folder of `selfseg benchmark` ("{name}" is replaced by the config's name).
+    out: str = "runs/{name}"
+    # Evaluate only the first N images of the split (0: all).
+    limit: int = 0
+
+
+@dataclass
 class Config:
     # Free-form name, echoed in results.
     name: str = "bcc"
@@ -188,6 +226,7 @@ class Config:
     nouns: NounsConfig = field(default_factory=NounsConfig)
     run: RunConfig = field(default_factory=RunConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -242,6 +281,24 @@ class Config:
                sg.grounded_sam2.max_box_area)
         _check(sg.grounded_sam2.max_detections >= 0, "segment.grounded_sam2.max_detections", "an integer >= 0",
                sg.grounded_sam2.max_detections)
+        ev = self.evaluation
+        _check(ev.dataset in ("voc", "ade20k", "ade20k-full", "cityscapes", "folder"), "evaluation.dataset",
+               "voc, ade20k, ade20k-full, cityscapes or folder", ev.dataset)
+        _check(ev.mapper in ("llm", "lexical", "embedding"), "evaluation.mapper", "llm, lexical or embedding",
+               ev.mapper)
+        _check(ev.lexical_level in ("exact", "synonym", "hyponym", "meronym"), "evaluation.lexical_level",
+               "exact, synonym, hyponym or meronym", ev.lexical_level)
+        _check(ev.miou_convention in ("detectron2", "mmseg"), "evaluation.miou_convention",
+               "'detectron2' or 'mmseg'", ev.miou_convention)
+        _check(ev.cmiou_segments in ("class", "components"), "evaluation.cmiou_segments",
+               "'class' or 'components'", ev.cmiou_segments)
+        _check(ev.limit >= 0 and ev.llm_batch_size >= 1 and ev.llm_max_new_tokens >= 1,
+               "evaluation.limit / llm_batch_size / llm_max_new_tokens", "limit >= 0, the others >= 1",
+               (ev.limit, ev.llm_batch_size, ev.llm_max_new_tokens))
+        _check(-1 <= ev.embedding_threshold <= 1, "evaluation.embedding_threshold", "a cosine in [-1, 1]",
+               ev.embedding_threshold)
+        _check(ev.llm_prompt is None or "{noun}" in ev.llm_prompt, "evaluation.llm_prompt",
+               "a template containing {noun}", ev.llm_prompt)
         _check(self.nouns.min_length >= 0, "nouns.min_length", "an integer >= 0", self.nouns.min_length)
         _check(self.nouns.min_support >= 1, "nouns.min_support", "an integer >= 1", self.nouns.min_support)
         return self
