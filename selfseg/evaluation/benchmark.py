@@ -117,6 +117,8 @@ def _prepare(run: Path, config: Config, fresh: bool) -> None:
             raise ConfigError(f"{run}/ holds predictions from a different config ({diff}); use --fresh to "
                               f"discard them, or another --out")
     pred.mkdir(parents=True, exist_ok=True)
+    for stale in pred.glob(".*.tmp"):  # a write cut short by a killed run; never read, safe to drop
+        stale.unlink(missing_ok=True)
     from ..pipeline import _atomic_write
 
     _atomic_write(meta, lambda f: f.write(json.dumps({"predictions_from": fp}, indent=1).encode()))
@@ -152,9 +154,12 @@ def _predict(config: Config, dataset: Dataset, samples: list[Sample], pred_dir: 
                disable=quiet or dist.rank != 0 or None, desc=f"rank {dist.rank}" if dist.active else None)
     for batch in todo:
         t0 = time.perf_counter()
-        items = list(seg.segment_many([str(s.image) for s in batch], batch_size=len(batch)))
+        # Items come back in completion order (an unreadable image is reported before its batch runs):
+        # match them to samples by source, never by position.
+        by_source = {it.source: it for it in seg.segment_many([str(s.image) for s in batch], len(batch))}
         each = (time.perf_counter() - t0) / len(batch)
-        for s, item in zip(batch, items):
+        for s in batch:
+            item = by_source[str(s.image)]
             err = pred_dir / f"{s.id}.error.txt"
             if item.ok:
                 item.result.timings["benchmark_seconds"] = each

@@ -133,12 +133,12 @@ def load_dataset(name: str, root: "str | Path", split: str = "val", classes: "st
     """Find a dataset under `root`. `classes` (a class-names file) overrides the shipped list; the
     `folder` dataset reads `<root>/classes.txt` by default."""
     spec = dataset_spec(name)
-    if name == "folder" and classes is None:
-        classes = Path(root) / "classes.txt"
-    class_list = read_class_file(classes or (_CLASS_DIR / spec.class_file))
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DatasetError(f"{spec.title}: root {root} is not a directory; expected layout:\n{spec.layout}")
+    if name == "folder" and classes is None:
+        classes = root / "classes.txt"
+    class_list = read_class_file(Path(classes).expanduser() if classes else _CLASS_DIR / spec.class_file)
     samples = spec.find(root, split)
     if not samples:
         raise DatasetError(f"{spec.title}: no images found under {root} for split {split!r}; expected layout:\n"

@@ -55,12 +55,21 @@ class SemSegScores:
     gt_pixels: list[int]
     pred_pixels: list[int]
 
+    def keys(self) -> list[str]:
+        """Unique per-class keys: the class name, with " (index)" where names repeat (ADE20K-847 has
+        three classes named "bag")."""
+        seen: dict[str, int] = {}
+        for n in self.class_names:
+            seen[n] = seen.get(n, 0) + 1
+        return [n if seen[n] == 1 else f"{n} ({i})" for i, n in enumerate(self.class_names)]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "convention": self.convention, "mIoU": self.miou, "mAcc": self.mean_accuracy,
             "pixel_accuracy": self.pixel_accuracy, "fwIoU": self.fw_iou,
-            "per_class": {n: {"iou": i, "accuracy": a, "gt_pixels": g, "pred_pixels": p} for n, i, a, g, p in
-                          zip(self.class_names, self.iou, self.accuracy, self.gt_pixels, self.pred_pixels)},
+            "per_class": {k: {"index": j, "iou": i, "accuracy": a, "gt_pixels": g, "pred_pixels": p}
+                          for j, (k, i, a, g, p) in enumerate(zip(self.keys(), self.iou, self.accuracy,
+                                                                  self.gt_pixels, self.pred_pixels))},
         }
 
 

