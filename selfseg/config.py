@@ -198,7 +198,7 @@ class EvaluationConfig:
     # Reply cache (JSON); None: <out>/love_cache.json. Reruns never ask the LLM about a noun twice.
     llm_cache: Union[str, None] = None
     embedding_model: str = "sentence-transformers/all-MiniLM-L6-v2"
-    # Cosine similarity below which a noun maps to no class (0: always the nearest class, as OPAL compares).
+    # Cosine similarity below which a noun maps to no class (-1: always the nearest class, OPAL's forced choice).
     embedding_threshold: float = 0.5
     # mIoU convention: "detectron2" (classes absent from the ground truth are left out) or "mmseg"
     # (predicted-but-absent classes count IoU 0).
