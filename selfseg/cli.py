@@ -214,6 +214,13 @@ def cmd_benchmark(ns: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -282,7 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("config", help="benchmark YAML (path or name under configs/, e.g. benchmarks/voc)")
     b.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
     b.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, repeatable")
-    b.add_argument("--limit", type=int, help="only the first N images (default: evaluation.limit)")
+    b.add_argument("--limit", type=_non_negative_int, help="only the first N images (0: all; default: "
+                                                             "evaluation.limit)")
     b.add_argument("--out", "-o", help="run folder (default: evaluation.out)")
     b.add_argument("--fresh", action="store_true", help="discard earlier predictions in the run folder")
     b.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
@@ -307,6 +315,9 @@ def main(argv: "Sequence[str] | None" = None) -> int:
     except SelfSegError as exc:
         print(f"selfseg: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # an unwritable output folder, a full disk: say so in one line
+        print(f"selfseg: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("selfseg: interrupted", file=sys.stderr)
         return 130

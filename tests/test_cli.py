@@ -149,3 +149,11 @@ def test_quickstart_notebook_cells_run(repo, tmp_path, monkeypatch):
             exec(compile("".join(cell["source"]), "quickstart.ipynb", "exec"), ns)
     assert ns["result"].semantic.shape == ns["loaded"].image.size[::-1]
     assert all(p.is_file() for p in ns["paths"].values())
+
+
+def test_benchmark_rejects_a_negative_limit(capsys):
+    from selfseg.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["benchmark", "benchmarks/smoke", "--limit", "-1"])
+    assert exc.value.code == 2 and "expected an integer >= 0" in capsys.readouterr().err

@@ -14,7 +14,7 @@ predictions and recomputes the others whole, so an interrupted run ends with the
 same numbers, as an uninterrupted one. Scores are always computed afresh from the files: nothing is
 counted twice.
 
-Scale-out: under `torchrun --nproc-per-node N -m selfseg benchmark ...`, rank r takes batches r, r+N, ...
+Scale-out: under `torchrun --standalone --nproc-per-node N -m selfseg benchmark ...`, rank r takes batches r, r+N, ...
 (gloo on CPU, nccl on GPU, each rank on its own GPU); after a barrier rank 0 maps and scores.
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ from .evaluate import EvaluationReport, pct, score_open_vocabulary
 # Settings that change scores but not predictions: changing them re-scores without re-running the models.
 _EVAL_ONLY = {"mapper", "lexical_level", "gt_aware", "llm_model", "llm_batch_size", "llm_max_new_tokens",
               "llm_prompt", "llm_cache", "embedding_model", "embedding_threshold", "miou_convention",
-              "cmiou_segments", "out", "limit", "root"}
+              "cmiou_segments", "out", "limit", "classes"}
 
 
 @dataclass
@@ -89,6 +89,8 @@ def prediction_fingerprint(config: Config) -> dict[str, Any]:
     d = config.to_dict()
     d.pop("name", None)
     d["evaluation"] = {k: v for k, v in d["evaluation"].items() if k not in _EVAL_ONLY}
+    # Same image names under another root are other images: the resolved root is part of the identity.
+    d["evaluation"]["root"] = str(Path(config.evaluation.root).expanduser().resolve())
     d.pop("model", None)
     d["model"] = {k: v for k, v in config.to_dict()["model"].items() if k not in ("device", "cache_dir",
                                                                                    "local_files_only")}
@@ -111,7 +113,11 @@ def _prepare(run: Path, config: Config, fresh: bool) -> None:
     if fresh and pred.exists():
         shutil.rmtree(pred)
     if meta.is_file() and pred.exists() and any(pred.iterdir()):
-        old = json.loads(meta.read_text(encoding="utf-8")).get("predictions_from")
+        try:
+            old = json.loads(meta.read_text(encoding="utf-8")).get("predictions_from")
+        except (OSError, ValueError, AttributeError):
+            raise ConfigError(f"{meta} is unreadable, so the predictions beside it cannot be trusted; use "
+                              f"--fresh to discard them") from None
         if old != fp:
             diff = _first_difference(old, fp)
             raise ConfigError(f"{run}/ holds predictions from a different config ({diff}); use --fresh to "
@@ -163,7 +169,9 @@ def _predict(config: Config, dataset: Dataset, samples: list[Sample], pred_dir: 
             err = pred_dir / f"{s.id}.error.txt"
             if item.ok:
                 item.result.timings["benchmark_seconds"] = each
-                item.result.save(pred_dir, s.id, original_size=item.loaded.size)
+                # Annotations follow the file's stored pixels; the models saw the photo upright.
+                item.result.save(pred_dir, s.id, original_size=item.loaded.size,
+                                 exif_orientation=_exif_orientation(s.image))
                 err.unlink(missing_ok=True)
             else:
                 failed += 1
@@ -175,7 +183,17 @@ def _predict(config: Config, dataset: Dataset, samples: list[Sample], pred_dir: 
     return ran, failed
 
 
-def build_mapper_from_config(config: Config, run: Path) -> Any:
+def _exif_orientation(path: Path) -> int:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return int(im.getexif().get(0x0112, 1) or 1)
+    except (OSError, ValueError, TypeError):
+        return 1
+
+
+def build_mapper_from_config(config: Config, run: Path, classes: Any = None) -> Any:
     from .mappers import build_mapper
 
     ev = config.evaluation
@@ -188,8 +206,7 @@ def build_mapper_from_config(config: Config, run: Path) -> Any:
         opts.update(model=ev.llm_model, batch_size=ev.llm_batch_size, max_new_tokens=ev.llm_max_new_tokens,
                     template=ev.llm_prompt, cache=ev.llm_cache or run / "love_cache.json",
                     spacy_pipeline=config.nouns.spacy_pipeline)
-    classes = None
-    if ev.classes:
+    if classes is None and ev.classes:
         from .datasets import read_class_file
 
         classes = read_class_file(ev.classes)
@@ -215,6 +232,8 @@ def run_benchmark(config: Config, out: "str | Path | None" = None, limit: "int |
                 _prepare(run, config, fresh)
             except SelfSegError as exc:
                 problem = str(exc)
+            except OSError as exc:  # e.g. --out under a file, or a read-only disk: one line, every rank stops
+                problem = f"cannot use {run}/ as the run folder: {exc.strerror or exc}"
         problem = next((p for p in dist.gather(problem) if p), None)
         if problem:
             raise ConfigError(problem) if dist.rank == 0 else SystemExit(2)
@@ -226,7 +245,7 @@ def run_benchmark(config: Config, out: "str | Path | None" = None, limit: "int |
             return None
         from tqdm import tqdm
 
-        mapper = build_mapper_from_config(config, run)
+        mapper = build_mapper_from_config(config, run, classes=dataset.classes)
         from .mappers.lexical import LEVELS
 
         with tqdm(total=len(samples), unit="img", file=sys.stderr, leave=False, disable=quiet or None,

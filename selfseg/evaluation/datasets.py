@@ -8,6 +8,7 @@ Prediction files for `selfseg evaluate` use the same indices, with the dataset's
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -139,6 +140,10 @@ def load_dataset(name: str, root: "str | Path", split: str = "val", classes: "st
     if name == "folder" and classes is None:
         classes = root / "classes.txt"
     class_list = read_class_file(Path(classes).expanduser() if classes else _CLASS_DIR / spec.class_file)
+    if name == "folder" and len(class_list) > 255:
+        # 255 is a class index here: 16-bit masks, 65535 = ignored (as ADE20K-847 does).
+        spec = dataclasses.replace(spec, ignore_value=65535, read_label=_plain_reader(65535),
+                                   layout=spec.layout.replace("255 = ignored", "65535 = ignored (> 255 classes)"))
     samples = spec.find(root, split)
     if not samples:
         raise DatasetError(f"{spec.title}: no images found under {root} for split {split!r}; expected layout:\n"

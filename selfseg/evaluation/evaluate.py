@@ -154,9 +154,10 @@ def score_label_maps(dataset: Dataset, pred_dir: "str | Path", convention: str =
 
 @dataclass
 class RawPrediction:
-    """selfseg's own output for one image: label map ids into `classes` (0 = unlabelled)."""
+    """selfseg's own output for one image: the label map's path (ids into `classes`, 0 = unlabelled),
+    read only when scored so a whole dataset's maps are never in memory at once."""
 
-    labels: Optional[np.ndarray]
+    labels_path: Optional[Path]
     classes: list[str]
     seconds: Optional[float] = None
     error: Optional[str] = None
@@ -168,8 +169,11 @@ def read_raw_prediction(pred_dir: Path, sample_id: str) -> RawPrediction:
         err = pred_dir / f"{sample_id}.error.txt"
         return RawPrediction(None, [], error=err.read_text(encoding="utf-8").strip() if err.is_file()
                              else "no prediction")
-    meta = json.loads(js.read_text(encoding="utf-8"))
-    return RawPrediction(read_label_map(png), list(meta.get("classes", [])),
+    try:
+        meta = json.loads(js.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return RawPrediction(None, [], error=f"unreadable prediction JSON ({exc})")
+    return RawPrediction(png, list(meta.get("classes", [])),
                          seconds=meta.get("timings", {}).get("benchmark_seconds"))
 
 
@@ -216,16 +220,16 @@ def score_open_vocabulary(dataset: Dataset, samples: Sequence[Sample], pred_dir:
     for s in samples:
         gt = dataset.read_label(s)
         raw = raws[s.id]
-        if raw.labels is not None and raw.labels.shape != gt.shape:
-            raw = RawPrediction(None, [], error=f"label map {raw.labels.shape[::-1]} (W, H) does not match the "
+        labels = read_label_map(raw.labels_path) if raw.labels_path is not None else None
+        if labels is not None and labels.shape != gt.shape:
+            raw = RawPrediction(None, [], error=f"label map {labels.shape[::-1]} (W, H) does not match the "
                                                  f"ground truth {gt.shape[::-1]}")
-        if raw.labels is None:
+            labels = None
+        if labels is None:
             failed.append(f"{s.id}: {raw.error}")
             labels = np.zeros(gt.shape, dtype=np.int32)
-        else:
-            labels = raw.labels
-            if raw.seconds is not None:
-                seconds.append(raw.seconds)
+        elif raw.seconds is not None:
+            seconds.append(raw.seconds)
         if labels.size and labels.max() > len(raw.classes):
             raise DatasetError(f"{pred_dir / (s.id + '_labels.png')}: label {int(labels.max())} but the JSON lists "
                                f"only {len(raw.classes)} classes")

@@ -125,8 +125,11 @@ class SemSegEvaluator:
                             fw_iou=fw, gt_pixels=[int(v) for v in pos_gt], pred_pixels=[int(v) for v in pos_pred])
 
 
-def _segments(labels: np.ndarray, valid: np.ndarray, components: bool) -> tuple[np.ndarray, int]:
-    """Dense segment ids 0..S-1 over the valid pixels (-1 elsewhere) and S."""
+def _segments(labels: np.ndarray, valid: np.ndarray, components: bool,
+              connect_through_invalid: bool = False) -> tuple[np.ndarray, int]:
+    """Dense segment ids 0..S-1 over the valid pixels (-1 elsewhere) and S. With
+    `connect_through_invalid`, components are found on the whole map and then cut to the valid pixels
+    (a predicted blob crossing an ignored ground-truth band stays one segment)."""
     out = np.full(labels.shape, -1, dtype=np.int64)
     if not valid.any():
         return out, 0
@@ -139,10 +142,12 @@ def _segments(labels: np.ndarray, valid: np.ndarray, components: bool) -> tuple[
     nxt = 0
     eight = np.ones((3, 3), dtype=bool)
     for v in values:
-        comp, k = ndimage.label(valid & (labels == v), structure=eight)
-        sel = comp > 0
-        out[sel] = comp[sel] - 1 + nxt
-        nxt += k
+        region = labels == v if connect_through_invalid else valid & (labels == v)
+        comp, _ = ndimage.label(region, structure=eight)
+        sel = valid & (labels == v)
+        used, dense = np.unique(comp[sel], return_inverse=True)  # components that touch a valid pixel
+        out[sel] = dense.ravel() + nxt
+        nxt += len(used)
     return out, nxt
 
 
@@ -169,7 +174,7 @@ class ClassAgnosticIoU:
             raise ValueError(f"expected a prediction of the ground truth's shape {gt.shape}, got {pred.shape}")
         valid = gt != IGNORE
         g, ng = _segments(gt, valid, self.components)
-        p, npred = _segments(pred, valid, self.components)
+        p, npred = _segments(pred, valid, self.components, connect_through_invalid=True)
         if ng == 0:
             return []
         gv, pv = g[valid], p[valid]

@@ -27,6 +27,15 @@ def decode_rle(rle: dict[str, Any]) -> np.ndarray:
     return mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")}).astype(bool)
 
 
+def _undo_exif() -> dict[int, Any]:
+    from PIL import Image
+
+    t = Image.Transpose
+    # The inverse of what ImageOps.exif_transpose applies for each EXIF orientation (6 and 8 swap).
+    return {2: t.FLIP_LEFT_RIGHT, 3: t.ROTATE_180, 4: t.FLIP_TOP_BOTTOM, 5: t.TRANSPOSE, 6: t.ROTATE_90,
+            7: t.TRANSVERSE, 8: t.ROTATE_270}
+
+
 @dataclass
 class Segmentation:
     """Named masks for one image.
@@ -141,12 +150,14 @@ class Segmentation:
                              class_id=self.class_ids - 1, data={"class_name": np.asarray(self.labels)})
 
     def save(self, out_dir: "str | Path", stem: "str | None" = None, image: Any = None,
-             original_size: "tuple[int, int] | None" = None) -> dict[str, Path]:
+             original_size: "tuple[int, int] | None" = None, exif_orientation: int = 1) -> dict[str, Path]:
         """Write <stem>_labels.png (palette, 0 = unlabelled), <stem>_overlay.png (given the image) and
         <stem>.json (stem: the source file's name by default), the JSON last (so `--resume` never sees a half-written result).
 
         original_size: (H, W) of the input photo when the models saw a reduced copy (run.max_image_side):
         the label map is then upsampled (nearest) to it; masks in the JSON stay at `image_size`.
+        exif_orientation: the source file's EXIF orientation (images are analysed upright); the label map is
+        turned back to the file's stored pixel order, the one dataset annotations use. 1: as analysed.
         """
         from PIL import Image
 
@@ -170,6 +181,9 @@ class Segmentation:
             lab.putpalette(pal.ravel().tolist())
         else:  # more classes than a palette holds: 16-bit grey levels, same ids
             lab = Image.fromarray(sem.astype(np.uint16))
+        undo = _undo_exif().get(exif_orientation)
+        if undo is not None:
+            lab = lab.transpose(undo)
         _atomic_write(paths["labels"], lambda f: lab.save(f, format="PNG"))
         if image is not None:
             paths["overlay"] = out / f"{stem}_overlay.png"

@@ -184,3 +184,25 @@ def test_llm_mapper_benchmark_caches_replies(voc_root, baseline, tmp_path):
     again = run_benchmark(cfg, out=out, quiet=True)
     assert again.extra["llm_asked"] == 0 and again.mapping == first.mapping
     assert again.lexical_alignment is None
+
+
+def test_folder_dataset_with_an_exif_rotated_photo(tmp_path):
+    # A phone photo stored sideways with EXIF orientation 6: annotations follow the stored pixels, the
+    # models see it upright. The label map must come back in the stored orientation. The folder's own
+    # classes.txt is used for the mapping too (no evaluation.classes needed).
+    root = tmp_path / "phone"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    (root / "classes.txt").write_text("background\nperson\n")
+    photo = Image.open(sorted((REPO / "examples" / "ade20k_sample" / "images").glob("*.jpg"))[0]).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo.save(root / "images" / "p.jpg", exif=exif.tobytes())
+    w, h = photo.size
+    Image.fromarray(np.zeros((h, w), np.uint8)).save(root / "masks" / "p.png")
+    cfg = load_config(REPO / "configs" / "benchmarks" / "smoke.yaml",
+                      ["evaluation.dataset=folder", f"evaluation.root={root}", "evaluation.mapper=lexical"])
+    report = run_benchmark(cfg, out=tmp_path / "run", quiet=True)
+    assert report.failed == []
+    stored = np.asarray(Image.open(tmp_path / "run" / "predictions" / "p_labels.png"))
+    assert stored.shape == (h, w)

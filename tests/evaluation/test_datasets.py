@@ -467,3 +467,15 @@ def test_ade150_class_list_matches_object_info():
     # Same words in the same order; the CSV also turns the spaces inside names into ';'.
     words = lambda names: [w for n in names for w in n.split()]  # noqa: E731
     assert [words(c.names) for c in class_list("ade20k")] == [r["Name"].split(";") for r in rows]
+
+
+def test_folder_dataset_with_more_than_255_classes_uses_16_bit_ignore(tmp_path):
+    root = tmp_path / "big"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    (root / "classes.txt").write_text("\n".join(f"c{i}" for i in range(300)) + "\n")
+    Image.new("RGB", (2, 1)).save(root / "images" / "a.png")
+    Image.fromarray(np.array([[255, 65535]], dtype=np.uint16)).save(root / "masks" / "a.png")
+    ds = load_dataset("folder", root)
+    assert ds.spec.ignore_value == 65535
+    assert ds.read_label(ds.samples[0]).tolist() == [[255, -1]]  # 255 is a class here

@@ -42,6 +42,8 @@ def city_lex():
     ("sedan", "hyponym", ("car", "hyponym")),
     ("woman", "hyponym", ("person", "hyponym")),
     ("jet", "hyponym", ("aeroplane", "hyponym")),
+    # a further listed name widens the class: "cattle" makes a bull a kind of cow (not a heavyset man)
+    ("bull", "hyponym", ("cow", "hyponym")),
     # meronym: a part of the class (parts of a wheeled vehicle are parts of a bicycle, a car, ...)
     ("wheel", "hyponym", (None, None)),
     ("wheel", "meronym", ("bicycle", "meronym")),
@@ -157,6 +159,9 @@ CITY = ClassIndex(class_list("cityscapes"))
     ("dog", VOC, (None, False)),  # not quoted: Algorithm 1 skips it -> background
     ("'unicorn' is not in the list", VOC, (None, False)),
     ("", VOC, (None, False)),
+    # an apostrophe inside a word opens no quote (Llama-2-chat: "Sure! I'd be happy to help.")
+    ("Sure! I'd be happy to help. 'puppy' is most similar to 'dog'.", VOC, (12, True)),
+    ("It's most similar to 'dog'.", VOC, (12, True)),
 ])
 def test_parse_reply(reply, index, expected):
     assert parse_reply(reply, index) == expected
@@ -220,5 +225,21 @@ def test_love_with_a_tiny_random_causal_lm_batches_generate_calls(tmp_path):
     assert [r.cls for r in out if r.reply is None] == ["vegetation", "sidewalk"]
     assert m.asked == 8 and m.llm.generate_calls == 2  # 8 prompts, 4 per generate call
     assert all(r.cls is None or r.cls in {c.name for c in class_list("cityscapes")} for r in out)
-    again = LLMMapper(class_list("cityscapes"), model="tiny-random", cache=tmp_path / "c.json", device="cpu")
+    again = LLMMapper(class_list("cityscapes"), model="tiny-random", max_new_tokens=8, cache=tmp_path / "c.json",
+                      device="cpu")
     assert [r.cls for r in again.map(nouns)] == [r.cls for r in out] and again._llm is None
+
+
+@pytest.mark.parametrize("template", ["Map {thing}", "Reply as {\"class\": name} for {noun}", "no placeholder"])
+def test_love_template_with_unknown_fields_is_a_config_error(template):
+    from selfseg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="llm_prompt"):
+        build_mapper("llm", "voc", llm=ScriptedLLM({}), template=template)
+
+
+def test_love_cache_entry_depends_on_reply_length(tmp_path):
+    # replies cut short by a small max_new_tokens must not be reused when the limit is raised
+    a = build_mapper("llm", "voc", llm=ScriptedLLM({}), cache=tmp_path / "c.json", max_new_tokens=4)
+    b = build_mapper("llm", "voc", llm=ScriptedLLM({}), cache=tmp_path / "c.json", max_new_tokens=64)
+    assert a.key != b.key

@@ -183,3 +183,12 @@ def test_lexical_alignment_area(values, area):
 def test_lexical_alignment_area_needs_values():
     with pytest.raises(ValueError, match="at least one"):
         lexical_alignment_area([])
+
+
+def test_cmiou_components_do_not_split_a_prediction_at_ignored_ground_truth():
+    # Two objects separated by a void band (VOC's boundaries); one predicted blob covers both. The void
+    # band must not cut the prediction into two segments that each match perfectly.
+    gt = np.array([[0, X, X, 1]])
+    pred = np.array([[5, 5, 5, 5]])
+    assert ClassAgnosticIoU("components").process(pred, gt) == pytest.approx([0.5, 0.5])
+    assert ClassAgnosticIoU("class").process(pred, gt) == pytest.approx([0.5, 0.5])

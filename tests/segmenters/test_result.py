@@ -57,3 +57,24 @@ def test_to_coco_and_empty():
     assert coco["annotations"][0]["bbox"] == [0.0, 0.0, 15.0, 10.0]
     empty = Segmentation((4, 5), np.zeros((0, 4, 5)), np.zeros((0, 4)), [], [], [], ["dog"], "test")
     assert empty.semantic.shape == (4, 5) and not empty.semantic.any() and empty.to_coco()["annotations"] == []
+
+
+@pytest.mark.parametrize("orientation, shape", [(1, (2, 3)), (3, (2, 3)), (6, (3, 2)), (8, (3, 2))])
+def test_save_turns_the_label_map_back_to_the_files_stored_orientation(tmp_path, orientation, shape):
+    from PIL import Image, ImageOps
+
+    from selfseg.segmenters.result import Segmentation
+
+    m = np.zeros((1, 2, 3), bool)
+    m[0, 0, 0] = True  # top-left of the upright image
+    seg = Segmentation(image_size=(2, 3), masks=m, boxes=[[0, 0, 1, 1]], scores=[1.0], mask_scores=[1.0],
+                       labels=["cat"], classes=["cat"], segmenter="test")
+    seg.save(tmp_path, "x", exif_orientation=orientation)
+    stored = Image.open(tmp_path / "x_labels.png")
+    assert np.asarray(stored).shape == shape
+    # turning the stored map upright again, as exif_transpose does for the photo, gives the analysed map
+    exif = stored.getexif()
+    exif[0x0112] = orientation
+    stored.info["exif"] = exif.tobytes()
+    upright = np.asarray(ImageOps.exif_transpose(stored))
+    assert (upright == seg.semantic).all()

@@ -14,7 +14,8 @@ shipped synonym lists, so mapping is reproducible and offline.
 
 Senses. A class's synsets are the physical senses of its name that share the first physical sense's
 lexicographer file ("table" is furniture, not a data table; "chair" not a chairperson); a class name
-WordNet lacks ("potted plant") falls back to its first listed name WordNet knows. A prediction keeps its
+WordNet lacks ("potted plant") falls back to its first listed name WordNet knows; further listed names
+add their senses in the same file ("cattle" for cow). A prediction keeps its
 physical, non-proper-name senses that WordNet's tagged corpus has seen (all physical ones if it saw none),
 so "plant" can be flora or a factory, but "grass" is never an informer; the strongest relation decides.
 
@@ -116,15 +117,23 @@ class LexicalMapper:
         return counted or physical
 
     def _class_senses(self, c: ClassInfo) -> list[Any]:
+        """The class's synsets: the physical senses of its first name WordNet knows that share the first
+        physical sense's lexicographer file; then, from each further listed name that is not just another
+        lemma of a chosen synset, its senses in that same file ("cattle" widens "cow"; ADE20K's
+        "car;auto;...;machine" lists lemmas of one synset, so "machine" adds no mechanical devices)."""
+        chosen: list[Any] = []
+        lexname = None
         for name in c.names:
             senses = self._senses(name)
             if not senses:
                 continue
             physical = [s for s in senses if s.lexname() in _PHYSICAL and not s.instance_hypernyms()]
-            if not physical:
-                return senses[:1]
-            return [s for s in physical if s.lexname() == physical[0].lexname()]
-        return []
+            if lexname is None:
+                chosen = [s for s in physical if s.lexname() == physical[0].lexname()] if physical else senses[:1]
+                lexname = chosen[0].lexname()
+            elif not set(senses) & set(chosen):
+                chosen += [s for s in physical if s.lexname() == lexname and s not in chosen]
+        return chosen
 
     def _build(self) -> None:
         if self._built:

@@ -19,9 +19,11 @@ import hashlib
 import json
 import os
 import re
+import string
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from ...errors import ConfigError, SelfSegError
 from ..datasets import ClassInfo
 from .base import MAPPERS, ClassIndex, HeadNouns, LabelMatch, normalize
 
@@ -40,7 +42,9 @@ KNOWLEDGE_TEMPLATE = (
     "other class name which is not part of the given list or 'background'."
 )
 BACKGROUND = "background"
-_QUOTED = re.compile(r"'([^'\n]+)'|\"([^\"\n]+)\"|\u2018([^\u2019\n]+)\u2019|\u201c([^\u201d\n]+)\u201d")
+# A quote inside a word ("I'd", "it's") opens nothing: Llama-2-chat starts most replies with "I'd be happy".
+_QUOTED = re.compile(r"(?<![A-Za-z])'([^'\n]+?)'(?![A-Za-z])|\"([^\"\n]+)\"|\u2018([^\u2019\n]+)\u2019"
+                     r"|\u201c([^\u201d\n]+)\u201d")
 
 
 def parse_reply(reply: str, index: ClassIndex) -> tuple[Optional[int], bool]:
@@ -52,6 +56,19 @@ def parse_reply(reply: str, index: ClassIndex) -> tuple[Optional[int], bool]:
         if name in index.by_name:
             return index.by_name[name], True
     return None, False
+
+
+def _check_template(template: str) -> None:
+    """Only {noun}, {classes} and {dataset} may be filled in; literal braces must be doubled."""
+    try:
+        fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    except ValueError as exc:
+        raise ConfigError(f"evaluation.llm_prompt: not a valid template ({exc}); write literal braces as {{{{ }}}}") \
+            from None
+    unknown = fields - {"noun", "classes", "dataset"}
+    if "noun" not in fields or unknown:
+        raise ConfigError(f"evaluation.llm_prompt: expected a template with {{noun}} and optionally {{classes}} "
+                          f"or {{dataset}} (literal braces doubled), got fields {sorted(fields)}")
 
 
 def default_cache_dir() -> Path:
@@ -80,7 +97,8 @@ class LLMMapper:
         self.heads = HeadNouns(spacy_pipeline)
         listing = "[" + ", ".join(f"'{c.name}'" for c in self.classes) + "]"
         self._fill = {"classes": listing, "dataset": dataset_name}
-        key = json.dumps([model, self.template, listing, dataset_name])
+        _check_template(self.template)
+        key = json.dumps([model, self.template, listing, dataset_name, max_new_tokens])
         self.key = hashlib.sha256(key.encode()).hexdigest()[:16]
         slug = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{dataset_name or 'custom'}-{model}")
         self.cache_path = Path(cache) if cache else default_cache_dir() / f"{slug}-{self.key}.json"
@@ -110,8 +128,12 @@ class LLMMapper:
                 data = {}
         data[self.key] = {"model": self.model_id, "template": self.template, "dataset": self.dataset_name,
                           "replies": self.replies}
-        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.cache_path, lambda f: f.write(json.dumps(data, indent=1, sort_keys=True).encode()))
+        try:
+            self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_write(self.cache_path, lambda f: f.write(json.dumps(data, indent=1, sort_keys=True).encode()))
+        except OSError as exc:
+            raise SelfSegError(f"LLM reply cache {self.cache_path} cannot be written ({exc.strerror or exc}); "
+                               f"set another cache path") from None
 
     # ---------------------------------------------------------------------------------------------- LLM
     @property
