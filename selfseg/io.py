@@ -106,14 +106,18 @@ def _open(src: ImageInput, name: str, max_side: int) -> tuple[Any, tuple[int, in
     raise ImageError(f"{name}: expected a path, PIL image or array, got {type(src).__name__}")
 
 
+def exif_orientation(img: Any) -> int:
+    """The EXIF orientation tag (1..8) of an open PIL image, read from the header; 1 when absent."""
+    try:
+        return int(img.getexif().get(0x0112, 1) or 1)
+    except Exception:  # a malformed EXIF block must not make a good image unreadable
+        return 1
+
+
 def _upright_size(img: Any) -> tuple[int, int]:
     """(H, W) after the EXIF rotation is applied, read from the header without decoding pixels."""
-    try:
-        orientation = img.getexif().get(0x0112, 1)
-    except Exception:  # a malformed EXIF block must not make a good image unreadable
-        orientation = 1
     w, h = img.size
-    return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
+    return (w, h) if exif_orientation(img) in (5, 6, 7, 8) else (h, w)
 
 
 def _from_array(a: np.ndarray, name: str) -> Any:

@@ -186,10 +186,12 @@ def _predict(config: Config, dataset: Dataset, samples: list[Sample], pred_dir: 
 def _exif_orientation(path: Path) -> int:
     from PIL import Image
 
+    from ..io import exif_orientation
+
     try:
         with Image.open(path) as im:
-            return int(im.getexif().get(0x0112, 1) or 1)
-    except (OSError, ValueError, TypeError):
+            return exif_orientation(im)
+    except OSError:  # the image loaded a moment ago; if it cannot be reopened, keep the map as analysed
         return 1
 
 

@@ -162,13 +162,14 @@ def class_list(name: str) -> list[ClassInfo]:
 # ------------------------------------------------------------------------------------------------ readers
 
 
-def _open_array(path: Path) -> np.ndarray:
+def read_label_image(path: Path) -> np.ndarray:
+    """A single-channel label image (palette, 8- or 16-bit PNG/TIFF) as stored; DatasetError otherwise."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
             # Palette PNGs (VOC) hold class indices: np.asarray of mode "P" gives the indices, not colours.
-            if im.mode not in ("P", "L", "I", "I;16", "I;16B", "I;16L", "F"):
+            if im.mode not in ("P", "L", "I", "I;16", "I;16B", "I;16L"):
                 raise DatasetError(f"{path}: expected a single-channel label image (palette, grey or 16-bit), "
                                    f"got mode {im.mode}")
             arr = np.asarray(im)
@@ -179,7 +180,7 @@ def _open_array(path: Path) -> np.ndarray:
 
 def _plain_reader(ignore_value: int) -> Callable[[Path], np.ndarray]:
     def read(path: Path) -> np.ndarray:
-        a = _open_array(path).astype(np.int32)
+        a = read_label_image(path).astype(np.int32)
         a[a == ignore_value] = IGNORE
         return a
 
@@ -188,7 +189,7 @@ def _plain_reader(ignore_value: int) -> Callable[[Path], np.ndarray]:
 
 def _read_ade150(path: Path) -> np.ndarray:
     # 0 = "other" (not scored); 1..150 -> 0..149, the "reduce zero label" convention.
-    return _open_array(path).astype(np.int32) - 1
+    return read_label_image(path).astype(np.int32) - 1
 
 
 # cityscapesScripts labels.py: labelId -> trainId for the 19 evaluated classes; every other id is ignored.
@@ -200,7 +201,7 @@ for _id, _train in CITYSCAPES_TRAIN_IDS.items():
 
 
 def _read_cityscapes(path: Path) -> np.ndarray:
-    a = _open_array(path)
+    a = read_label_image(path)
     if a.dtype != np.uint8:
         raise DatasetError(f"{path}: expected an 8-bit gtFine labelIds PNG, got {a.dtype}")
     return _CITYSCAPES_LUT[a]

@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from ..errors import DatasetError
-from .datasets import IGNORE, Dataset, Sample
+from .datasets import IGNORE, Dataset, Sample, read_label_image
 from .metrics import ClassAgnosticIoU, SemSegEvaluator, SemSegScores, TagMetrics, TagScores, lexical_alignment_area
 
 
@@ -93,15 +93,7 @@ def _finite(obj: Any) -> Any:
 
 def read_label_map(path: Path) -> np.ndarray:
     """A PNG/TIFF of integer labels (palette, 8- or 16-bit) as int32."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            if im.mode not in ("P", "L", "I", "I;16", "I;16B", "I;16L"):
-                raise DatasetError(f"{path}: expected a single-channel label map, got mode {im.mode}")
-            return np.asarray(im).astype(np.int32)
-    except (OSError, UnidentifiedImageError) as exc:
-        raise DatasetError(f"{path}: cannot read label map ({exc})") from None
+    return read_label_image(path).astype(np.int32)
 
 
 # ------------------------------------------------------------------------------ evaluation-index maps

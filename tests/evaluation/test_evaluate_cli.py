@@ -243,7 +243,7 @@ def test_missing_prediction_file(tmp_path, capsys, ade_gt):
 @pytest.mark.parametrize("label,make,needle", [
     ("wrong-size", lambda g: np.zeros((g.shape[0], g.shape[1] + 1)), "expected a label map of the ground truth's size"),
     ("out-of-range", lambda g: np.full(g.shape, 150), "expected class indices 0..149 or 255 (no class), got 150"),
-    ("rgb", lambda g: np.zeros((*g.shape, 3)), "single-channel label map, got mode RGB"),
+    ("rgb", lambda g: np.zeros((*g.shape, 3)), "single-channel label image (palette, grey or 16-bit), got mode RGB"),
 ], ids=["wrong-size", "out-of-range", "rgb"])
 def test_unusable_prediction_file(tmp_path, capsys, ade_gt, label, make, needle):
     pred = write_preds(tmp_path / "pred", ade_gt)
