@@ -1,8 +1,8 @@
-"""A chat causal LM through transformers: batched, deterministic (greedy) replies to single-turn prompts.
+"""A chat causal LM through transformers: batched, deterministic (greedy) replies to conversations.
 
-Used by the LOVE label mapper (and any stage that needs a text-only LLM). "tiny-random" builds a tiny
-random-init Llama and a real WordPiece tokenizer in code: its replies are meaningless noise, for testing
-the plumbing only.
+Used by the LOVE label mapper, the describe_extract tagger's keyword extractor and generic prompt
+enrichment. "tiny-random" builds a tiny random-init Llama and a real WordPiece tokenizer in code: its
+replies are meaningless noise, for testing the plumbing only.
 """
 from __future__ import annotations
 
@@ -11,8 +11,12 @@ from typing import Any, Sequence
 
 import torch
 
+from ..cache import ReplyCache
 from ..config import TINY_MODEL
+from .chat import ChatModelBase, ChatRequest, SharedWeights
 from .loading import load_checkpoint, resolve_device, resolve_dtype
+
+_SHARED = SharedWeights()
 
 # A minimal Llama-2-style template for the tiny model (real chat checkpoints ship their own).
 _TINY_TEMPLATE = "{% for m in messages %}[INST] {{ m['content'] }} [/INST]{% endfor %}"
@@ -36,65 +40,74 @@ def build_tiny_causal_lm(seed: int = 0) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-class ChatLM:
-    """Greedy replies from a chat causal LM, `batch_size` prompts per generate call.
+class ChatLM(ChatModelBase):
+    """Greedy replies from a chat causal LM, `batch_size` conversations per generate call.
 
     dtype "auto": bfloat16 on a GPU, float32 on a CPU (a 7B model in float32 needs ~28 GB of RAM).
+    cache: an optional `ReplyCache`; a cached conversation is never sent to the model again.
     """
 
     def __init__(self, model_id: str, device: str = "auto", dtype: str = "auto", batch_size: int = 8,
-                 max_new_tokens: int = 64, cache_dir: "str | None" = None, local_files_only: bool = False) -> None:
+                 max_new_tokens: int = 64, cache_dir: "str | None" = None, local_files_only: bool = False,
+                 cache: "ReplyCache | None" = None, setting: str = "evaluation.llm_model") -> None:
+        super().__init__()
         self.model_id = model_id
         self.device = resolve_device(device)
         self.dtype = (torch.bfloat16 if self.device.type == "cuda" else torch.float32) if dtype == "auto" \
             else resolve_dtype(dtype)
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
+        self.cache = cache
         self.is_tiny = model_id == TINY_MODEL
-        self.generate_calls = 0
-        if self.is_tiny:
-            self.model, self.tokenizer = build_tiny_causal_lm()
-        else:
-            from transformers import AutoModelForCausalLM, AutoTokenizer
 
-            def load(local: bool) -> tuple[Any, Any]:
-                tok = AutoTokenizer.from_pretrained(model_id, cache_dir=cache_dir, local_files_only=local)
-                mdl = AutoModelForCausalLM.from_pretrained(model_id, cache_dir=cache_dir, local_files_only=local,
-                                                           dtype=self.dtype)
-                return mdl, tok
+        def load() -> tuple[Any, Any]:
+            if self.is_tiny:
+                model, tokenizer = build_tiny_causal_lm()
+            else:
+                from transformers import AutoModelForCausalLM, AutoTokenizer
 
-            self.model, self.tokenizer = load_checkpoint("causal LM", model_id, load, local_files_only)
-            if not getattr(self.model.config, "is_decoder", True) and not hasattr(self.model, "generate"):
-                raise ValueError(f"{model_id!r}: expected a causal (decoder-only) language model")
+                from .vlm import check_model_type
+
+                check_model_type(model_id, "causal-lm", setting, cache_dir, local_files_only)
+
+                def load_ckpt(local: bool) -> tuple[Any, Any]:
+                    tok = AutoTokenizer.from_pretrained(model_id, cache_dir=cache_dir, local_files_only=local)
+                    mdl = AutoModelForCausalLM.from_pretrained(model_id, cache_dir=cache_dir,
+                                                               local_files_only=local, dtype=self.dtype)
+                    return mdl, tok
+
+                model, tokenizer = load_checkpoint("causal LM", model_id, load_ckpt, local_files_only)
+            return model.to(self.device, dtype=self.dtype).eval(), tokenizer
+
+        held = _SHARED.get((model_id, str(self.device), str(self.dtype)), load)
+        self._held = held  # keeps the shared weights alive as long as this wrapper
+        self.model, self.tokenizer = held.model, held.processor
         # Decoder-only batching pads on the left, so every row's reply starts at the same position.
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model.to(self.device, dtype=self.dtype).eval()
 
-    def _format(self, prompt: str) -> str:
+    def _format(self, request: ChatRequest) -> str:
         if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                                      add_generation_prompt=True)
-        return prompt
+            return self.tokenizer.apply_chat_template([{"role": r, "content": t} for r, t in request.turns],
+                                                      tokenize=False, add_generation_prompt=True)
+        # No template (a base LM): the conversation as plain text, the last user turn last.
+        return "\n\n".join(t for _, t in request.turns)
 
     @torch.inference_mode()
-    def reply(self, prompts: Sequence[str]) -> list[str]:
-        """One greedy reply per prompt, in order. Prompts are grouped by length to waste little padding."""
-        texts = [self._format(p) for p in prompts]
+    def _generate(self, requests: Sequence[ChatRequest]) -> list[str]:
+        if any(r.image is not None for r in requests):
+            raise ValueError(f"{self.model_id!r} is a text-only language model; it cannot be shown an image")
+        texts = [self._format(r) for r in requests]
         templated = bool(getattr(self.tokenizer, "chat_template", None))
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out: list[str] = [""] * len(texts)
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start : start + self.batch_size]
-            # A chat template already wrote the special tokens (BOS etc.); do not add them twice.
-            enc = self.tokenizer([texts[i] for i in rows], return_tensors="pt", padding=True,
-                                 add_special_tokens=not templated).to(self.device)
-            enc.pop("token_type_ids", None)  # BERT-style tokenizers add them; causal LMs take none
-            gen = self.model.generate(**enc, do_sample=False, max_new_tokens=self.max_new_tokens,
-                                      pad_token_id=self.tokenizer.pad_token_id)
-            self.generate_calls += 1
-            replies = self.tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-            for i, r in zip(rows, replies):
-                out[i] = r.strip()
-        return out
+        # A chat template already wrote the special tokens (BOS etc.); do not add them twice.
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True,
+                             add_special_tokens=not templated).to(self.device)
+        enc.pop("token_type_ids", None)  # BERT-style tokenizers add them; causal LMs take none
+        gen = self.model.generate(**enc, do_sample=False, max_new_tokens=self.max_new_tokens,
+                                  pad_token_id=self.tokenizer.pad_token_id)
+        return self.tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+
+    def reply(self, prompts: Sequence[str]) -> list[str]:
+        """One greedy reply per single-turn prompt, in order."""
+        return [r.text for r in self.chat([ChatRequest.ask(p) for p in prompts])]

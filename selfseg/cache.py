@@ -1,0 +1,84 @@
+"""A persistent cache of model replies, keyed by everything that decides the reply.
+
+Generation here is greedy (deterministic), so a reply is a pure function of (model, image, conversation,
+generation settings): a rerun over the same images never calls the model again. The store is one SQLite
+file, which several processes (torchrun ranks, parallel CLI runs) can share safely; a JSON file would need
+locking and be rewritten whole on every insert.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from .errors import ConfigError
+
+#: Where replies go unless a config says otherwise (`vlm.cache`; null turns caching off).
+DEFAULT_CACHE = "~/.cache/selfseg/replies.sqlite"
+
+
+def image_digest(image: Any) -> str:
+    """sha256 of a PIL image's mode, size and pixels: the same picture gives the same digest whatever file
+    (or format, or EXIF orientation already applied) it came from."""
+    h = hashlib.sha256()
+    h.update(f"{image.mode}|{image.size[0]}x{image.size[1]}|".encode())
+    h.update(image.tobytes())
+    return h.hexdigest()
+
+
+def reply_key(**parts: Any) -> str:
+    """A stable key for a reply: sha256 of the parts as canonical JSON (sorted keys)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+class ReplyCache:
+    """`get(key)` / `put(key, reply)` on an SQLite file; `hits` and `misses` count lookups."""
+
+    def __init__(self, path: Union[str, Path]) -> None:
+        self.path = Path(path).expanduser()
+        self.hits = 0
+        self.misses = 0
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # timeout: wait for another process's write instead of failing with "database is locked".
+            self._db = sqlite3.connect(str(self.path), timeout=60, check_same_thread=False)
+            self._db.execute("CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, reply TEXT NOT NULL)")
+            self._db.commit()
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"reply cache {self.path}: cannot be opened ({exc}); set vlm.cache to a writable "
+                              f"file, or null to turn caching off") from None
+
+    @classmethod
+    def open(cls, path: Optional[Union[str, Path]]) -> "Optional[ReplyCache]":
+        """None (caching off) for a None or empty path."""
+        return cls(path) if path else None
+
+    def get(self, key: str) -> Optional[str]:
+        with self._lock:
+            row = self._db.execute("SELECT reply FROM replies WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return row[0]
+
+    def put(self, key: str, reply: str) -> None:
+        with self._lock:
+            try:
+                self._db.execute("INSERT OR REPLACE INTO replies (key, reply) VALUES (?, ?)", (key, reply))
+                self._db.commit()
+            except sqlite3.Error as exc:
+                raise ConfigError(f"reply cache {self.path}: cannot be written ({exc}); set vlm.cache to a "
+                                  f"writable file, or null to turn caching off") from None
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM replies").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

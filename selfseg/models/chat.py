@@ -1,0 +1,117 @@
+"""What the chat-model wrappers share: requests, replies, batching by length, and the reply cache.
+
+A request is a short conversation (user / assistant turns, optionally with one image on the first user
+turn); a reply is the model's next assistant turn. Decoding is greedy, so a reply is a pure function of
+(model, image, turns, max_new_tokens): with a `ReplyCache`, a rerun never calls the model again.
+"""
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence
+
+from ..cache import ReplyCache, image_digest, reply_key
+
+
+@dataclass
+class ChatRequest:
+    """turns: (role, text) pairs, roles alternating "user" / "assistant", first and last "user".
+    image: a PIL image shown with the first user turn (None: a text-only request)."""
+
+    turns: list[tuple[str, str]]
+    image: Any = None
+
+    @classmethod
+    def ask(cls, prompt: str, image: Any = None) -> "ChatRequest":
+        return cls([("user", prompt)], image)
+
+    def then(self, reply: str, prompt: str) -> "ChatRequest":
+        """This conversation with the model's `reply` and a follow-up `prompt` appended."""
+        return ChatRequest(self.turns + [("assistant", reply), ("user", prompt)], self.image)
+
+
+@dataclass
+class ChatReply:
+    text: str
+    cached: bool = False
+
+
+@dataclass
+class ChatStats:
+    generate_calls: int = 0
+    rows: int = 0
+    cached: int = 0
+    rows_per_call: list[int] = field(default_factory=list)
+
+
+class ChatModelBase:
+    """Subclasses set model_id, batch_size, max_new_tokens, cache and implement `_generate(requests)`:
+    greedy replies to at most `batch_size` requests in ONE generate call."""
+
+    model_id: str
+    batch_size: int
+    max_new_tokens: int
+    cache: Optional[ReplyCache]
+    is_tiny: bool = False
+
+    def __init__(self) -> None:
+        self.stats = ChatStats()
+
+    @property
+    def generate_calls(self) -> int:
+        return self.stats.generate_calls
+
+    def _generate(self, requests: Sequence[ChatRequest]) -> list[str]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def chat(self, requests: Sequence[ChatRequest]) -> list[ChatReply]:
+        """One reply per request, in order. Cached replies are served from the cache; the rest run in
+        generate calls of `batch_size` rows, grouped by length so little padding is wasted."""
+        out: list[Optional[ChatReply]] = [None] * len(requests)
+        keys: list[Optional[str]] = [None] * len(requests)
+        if self.cache is not None:
+            digests: dict[int, str] = {}
+            for i, r in enumerate(requests):
+                img = None
+                if r.image is not None:
+                    img = digests.setdefault(id(r.image), image_digest(r.image))
+                keys[i] = reply_key(model=self.model_id, image=img, turns=[list(t) for t in r.turns],
+                                    max_new_tokens=self.max_new_tokens, decoding="greedy")
+                hit = self.cache.get(keys[i])
+                if hit is not None:
+                    out[i] = ChatReply(hit, cached=True)
+                    self.stats.cached += 1
+        todo = [i for i in range(len(requests)) if out[i] is None]
+        todo.sort(key=lambda i: (requests[i].image is None, sum(len(t) for _, t in requests[i].turns)))
+        for start in range(0, len(todo), self.batch_size):
+            rows = todo[start:start + self.batch_size]
+            texts = self._generate([requests[i] for i in rows])
+            self.stats.generate_calls += 1
+            self.stats.rows += len(rows)
+            self.stats.rows_per_call.append(len(rows))
+            for i, text in zip(rows, texts):
+                out[i] = ChatReply(text.strip())
+                if self.cache is not None and keys[i] is not None:
+                    self.cache.put(keys[i], out[i].text)
+        return [r for r in out if r is not None]
+
+
+class SharedWeights:
+    """Loaded (model, processor) pairs shared by every wrapper in the process with the same key, so a VLM
+    used by a tagger and by prompt enrichment is loaded once. Weakly held: dropped with their last user."""
+
+    def __init__(self) -> None:
+        self._items: "weakref.WeakValueDictionary[tuple, _Holder]" = weakref.WeakValueDictionary()
+
+    def get(self, key: tuple, load: Callable[[], tuple[Any, Any]]) -> "_Holder":
+        holder = self._items.get(key)
+        if holder is None:
+            holder = _Holder(*load())
+            self._items[key] = holder
+        return holder
+
+
+class _Holder:
+    def __init__(self, model: Any, processor: Any) -> None:
+        self.model = model
+        self.processor = processor

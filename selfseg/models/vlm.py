@@ -1,0 +1,190 @@
+"""A vision-language chat model through transformers (image-text-to-text): batched, greedy replies.
+
+Any checkpoint that `AutoModelForImageTextToText` loads and whose processor has a chat template works
+(Qwen2.5-VL, LLaVA, LLaVA-OneVision, Idefics3, Gemma 3, ...). Requests of one generate call are left-padded
+rows, each with its own image, so a batch of images is one call. "tiny-random" builds a tiny random-init
+Qwen2.5-VL (same classes, same processor as the real checkpoints) in code: its replies are meaningless
+noise, for testing the plumbing only.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import torch
+
+from ..cache import ReplyCache
+from ..config import TINY_MODEL
+from ..errors import ConfigError
+from .chat import ChatModelBase, ChatRequest, SharedWeights
+from .loading import load_checkpoint, resolve_device, resolve_dtype
+
+#: Default tagging VLM. Qwen2.5-VL is what TALOS uses for direct tagging; 3B runs on a laptop (about 8 GB
+#: in bfloat16), "Qwen/Qwen2.5-VL-7B-Instruct" is stronger.
+DEFAULT_VLM = "Qwen/Qwen2.5-VL-3B-Instruct"
+
+_SHARED = SharedWeights()
+
+_TINY_SPECIALS = ["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
+                  "<|video_pad|>"]
+# A ChatML template like Qwen's (the real checkpoints ship their own): an image entry becomes the vision
+# placeholder the processor expands to one token per merged patch.
+_TINY_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}"
+    "{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def build_tiny_vlm(seed: int = 0) -> tuple[Any, Any]:
+    """Tiny random-init Qwen2_5_VLForConditionalGeneration + a real Qwen2_5_VLProcessor (image processor
+    capped at 16 merged patches; selfseg's short English WordPiece vocabulary plus Qwen's special tokens)."""
+    from transformers import (BertTokenizer, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration,
+                              Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor)
+
+    tok = BertTokenizer(str(Path(__file__).with_name("tiny_vocab.txt")), do_lower_case=True, padding_side="left")
+    tok.add_special_tokens({"additional_special_tokens": _TINY_SPECIALS})
+    ids = dict(zip(_TINY_SPECIALS, tok.convert_tokens_to_ids(_TINY_SPECIALS)))
+    # 28 px = one merged 2x2 block of 14-px patches: 4..16 blocks per image keeps every forward tiny.
+    images = Qwen2VLImageProcessor(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16)
+    processor = Qwen2_5_VLProcessor(image_processor=images, tokenizer=tok, video_processor=Qwen2VLVideoProcessor(),
+                                    chat_template=_TINY_TEMPLATE)
+    config = Qwen2_5_VLConfig(
+        text_config=dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+                         rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 1, 1]},
+                         pad_token_id=tok.pad_token_id, bos_token_id=tok.cls_token_id,
+                         eos_token_id=ids["<|im_end|>"]),
+        vision_config=dict(depth=2, hidden_size=32, intermediate_size=32, out_hidden_size=32, num_heads=4,
+                           patch_size=14, spatial_merge_size=2, temporal_patch_size=2, fullatt_block_indexes=[1],
+                           window_size=56),
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = Qwen2_5_VLForConditionalGeneration(config)
+    return model, processor
+
+
+def check_model_type(model_id: str, kind: str, setting: str, cache_dir: Optional[str],
+                     local_files_only: bool) -> None:
+    """Read only the checkpoint's config and raise one clear ConfigError when it is not `kind`
+    ("image-text-to-text" or "causal-lm"): before gigabytes of the wrong weights are loaded."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES)
+
+    what_ckpt = "vision-language model" if kind == "image-text-to-text" else "causal LM"
+    cfg = load_checkpoint(what_ckpt, model_id,
+                          lambda local: AutoConfig.from_pretrained(model_id, cache_dir=cache_dir,
+                                                                   local_files_only=local),
+                          local_files_only)
+    known = MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES if kind == "image-text-to-text" else \
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    if cfg.model_type not in known:
+        example = DEFAULT_VLM if kind == "image-text-to-text" else "Qwen/Qwen2.5-7B-Instruct"
+        what = ("an image-text-to-text (vision-language chat) model" if kind == "image-text-to-text"
+                else "a causal (decoder-only) chat language model")
+        raise ConfigError(f"{setting}: {model_id!r} is a {cfg.model_type!r} model; expected {what} such as "
+                          f"{example!r}")
+
+
+class VisionChat(ChatModelBase):
+    """Greedy replies of an image-text-to-text chat model, `batch_size` conversations per generate call.
+
+    dtype "auto": bfloat16 on a GPU, float32 on a CPU.
+    """
+
+    def __init__(self, model_id: str, device: str = "auto", dtype: str = "auto", batch_size: int = 4,
+                 max_new_tokens: int = 256, cache: Optional[ReplyCache] = None, cache_dir: Optional[str] = None,
+                 local_files_only: bool = False, setting: str = "vlm.model") -> None:
+        super().__init__()
+        self.model_id = model_id
+        self.device = resolve_device(device)
+        self.dtype = (torch.bfloat16 if self.device.type == "cuda" else torch.float32) if dtype == "auto" \
+            else resolve_dtype(dtype)
+        self.batch_size = batch_size
+        self.max_new_tokens = max_new_tokens
+        self.cache = cache
+        self.is_tiny = model_id == TINY_MODEL
+
+        def load() -> tuple[Any, Any]:
+            if self.is_tiny:
+                model, processor = build_tiny_vlm()
+            else:
+                from transformers import AutoModelForImageTextToText, AutoProcessor
+
+                check_model_type(model_id, "image-text-to-text", setting, cache_dir, local_files_only)
+
+                def load_ckpt(local: bool) -> tuple[Any, Any]:
+                    proc = AutoProcessor.from_pretrained(model_id, cache_dir=cache_dir, local_files_only=local)
+                    mdl = AutoModelForImageTextToText.from_pretrained(model_id, cache_dir=cache_dir,
+                                                                      local_files_only=local, dtype=self.dtype)
+                    return mdl, proc
+
+                model, processor = load_checkpoint("vision-language model", model_id, load_ckpt, local_files_only)
+            if getattr(processor, "chat_template", None) is None:
+                raise ConfigError(f"{setting}: {model_id!r} has no chat template; expected an instruct / chat "
+                                  f"checkpoint")
+            return model.to(self.device, dtype=self.dtype).eval(), processor
+
+        held = _SHARED.get((model_id, str(self.device), str(self.dtype)), load)
+        self._held = held  # keeps the shared weights alive as long as this wrapper
+        self.model, self.processor = held.model, held.processor
+        tok = getattr(self.processor, "tokenizer", self.processor)
+        # Decoder-only batching pads on the left, so every row's reply starts at the same position.
+        tok.padding_side = "left"
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        self.tokenizer = tok
+
+    def _messages(self, request: ChatRequest) -> list[dict]:
+        msgs = []
+        for n, (role, text) in enumerate(request.turns):
+            content: list[dict] = []
+            if n == 0 and request.image is not None:
+                content.append({"type": "image"})
+            content.append({"type": "text", "text": text})
+            msgs.append({"role": role, "content": content})
+        return msgs
+
+    @torch.inference_mode()
+    def _generate(self, requests: Sequence[ChatRequest]) -> list[str]:
+        texts = [self.processor.apply_chat_template(self._messages(r), tokenize=False, add_generation_prompt=True)
+                 for r in requests]
+        images = [r.image if r.image.mode == "RGB" else r.image.convert("RGB")
+                  for r in requests if r.image is not None]
+        # The chat template already wrote the special tokens (BOS etc.); do not add them twice.
+        enc = self.processor(text=texts, images=images or None, padding=True, return_tensors="pt",
+                             add_special_tokens=False)
+        enc.pop("token_type_ids", None)  # BERT-style tokenizers (the tiny model) add them; the LM takes none
+        enc = enc.to(self.device)
+        if "pixel_values" in enc:
+            enc["pixel_values"] = enc["pixel_values"].to(self.dtype)
+        gen = self.model.generate(**enc, do_sample=False, max_new_tokens=self.max_new_tokens,
+                                  pad_token_id=self.tokenizer.pad_token_id)
+        return self.tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+# ------------------------------------------------------------------------------------------ from a config
+
+def vision_chat_from_config(config: Any) -> VisionChat:
+    """The VLM of `config.vlm` (weights shared with every other user of the same model in the process)."""
+    v, m = config.vlm, config.model
+    return VisionChat(v.model, device=m.device, dtype=v.dtype, batch_size=v.batch_size,
+                      max_new_tokens=v.max_new_tokens, cache=ReplyCache.open(v.cache), cache_dir=m.cache_dir,
+                      local_files_only=m.local_files_only, setting="vlm.model")
+
+
+def text_chat_from_config(config: Any) -> ChatModelBase:
+    """The text-only chat model of `config.vlm.llm`; the VLM itself (asked without an image) when unset."""
+    v, m = config.vlm, config.model
+    if not v.llm:
+        return vision_chat_from_config(config)
+    from .llm import ChatLM
+
+    return ChatLM(v.llm, device=m.device, dtype=v.dtype, batch_size=v.batch_size, max_new_tokens=v.max_new_tokens,
+                  cache_dir=m.cache_dir, local_files_only=m.local_files_only, cache=ReplyCache.open(v.cache),
+                  setting="vlm.llm")

@@ -1,0 +1,109 @@
+"""The image-text-to-text chat wrapper with a tiny random-init Qwen2.5-VL built in code (replies are
+meaningless noise): batching, determinism, the reply cache, the real from-a-folder loading path, and the
+errors for checkpoints of the wrong kind."""
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+from selfseg.cache import ReplyCache, image_digest
+from selfseg.errors import ConfigError
+from selfseg.models.chat import ChatRequest
+from selfseg.models.llm import ChatLM
+from selfseg.models.vlm import VisionChat, build_tiny_vlm
+
+
+@pytest.fixture(scope="module")
+def photos(ade_images):
+    return [Image.open(p).convert("RGB") for p in ade_images[:2]]
+
+
+def test_batched_greedy_replies_are_deterministic(photos):
+    chat = VisionChat("tiny-random", device="cpu", batch_size=4, max_new_tokens=6)
+    reqs = [ChatRequest.ask("list the objects", im) for im in photos] + [ChatRequest.ask("hello")]
+    first = chat.chat(reqs)
+    assert chat.generate_calls == 1 and len(first) == 3  # images and a text-only row in ONE call
+    assert all(isinstance(r.text, str) and not r.cached for r in first)
+    again = chat.chat(reqs)
+    assert [r.text for r in again] == [r.text for r in first]  # greedy: same input, same reply
+    # A row's reply does not depend on its batch neighbours (left padding, per-row images).
+    alone = chat.chat([reqs[1]])
+    assert alone[0].text == first[1].text
+
+
+def test_multi_turn_conversation_runs(photos):
+    chat = VisionChat("tiny-random", device="cpu", max_new_tokens=4)
+    req = ChatRequest.ask("list the objects", photos[0])
+    follow = req.then("[\"dog\"]", "check your list")
+    assert follow.turns[1] == ("assistant", '["dog"]') and follow.image is photos[0]
+    assert len(chat.chat([follow])) == 1
+
+
+def test_cache_serves_reruns_and_keys_on_pixels(photos, tmp_path):
+    cache = ReplyCache(tmp_path / "c.sqlite")
+    chat = VisionChat("tiny-random", device="cpu", max_new_tokens=4, cache=cache)
+    reqs = [ChatRequest.ask("list the objects", im) for im in photos]
+    first = chat.chat(reqs)
+    calls = chat.generate_calls
+    # The same pixels in a new PIL object hit the cache; another prompt or image does not.
+    copy = [ChatRequest.ask("list the objects", im.copy()) for im in photos]
+    assert [r.text for r in chat.chat(copy)] == [r.text for r in first] and chat.generate_calls == calls
+    assert cache.hits == 2
+    chat.chat([ChatRequest.ask("list the animals", photos[0])])
+    assert chat.generate_calls == calls + 1
+    assert image_digest(photos[0]) != image_digest(photos[0].transpose(Image.FLIP_LEFT_RIGHT))
+
+
+def test_unwritable_cache_is_a_one_line_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigError, match="reply cache .* cannot be opened"):
+        ReplyCache(blocker / "sub" / "c.sqlite")
+
+
+def test_loads_a_saved_checkpoint_through_the_auto_classes(tmp_path, photos):
+    """The real loading path (AutoConfig check, AutoProcessor, AutoModelForImageTextToText) on a folder."""
+    model, processor = build_tiny_vlm(seed=1)
+    model.save_pretrained(tmp_path / "vlm")
+    processor.save_pretrained(tmp_path / "vlm")
+    chat = VisionChat(str(tmp_path / "vlm"), device="cpu", max_new_tokens=4)
+    assert type(chat.model).__name__ == "Qwen2_5_VLForConditionalGeneration"
+    assert len(chat.chat([ChatRequest.ask("list the objects", photos[0])])) == 1
+
+
+def test_wrong_kind_of_checkpoint_names_what_was_expected(tmp_path):
+    from transformers import CLIPSegConfig
+
+    CLIPSegConfig().save_pretrained(tmp_path / "clipseg")
+    with pytest.raises(ConfigError, match=r"vlm.model: .* is a 'clipseg' model; expected an image-text-to-text"):
+        VisionChat(str(tmp_path / "clipseg"), device="cpu")
+    model, processor = build_tiny_vlm()
+    model.config.save_pretrained(tmp_path / "qwen-vl")
+    with pytest.raises(ConfigError, match=r"vlm.llm: .* is a 'qwen2_5_vl' model; expected a causal"):
+        ChatLM(str(tmp_path / "qwen-vl"), device="cpu", setting="vlm.llm")
+
+
+def test_checkpoint_without_chat_template_is_refused(tmp_path):
+    model, processor = build_tiny_vlm(seed=2)
+    processor.chat_template = None
+    processor.tokenizer.chat_template = None
+    model.save_pretrained(tmp_path / "nochat")
+    processor.save_pretrained(tmp_path / "nochat")
+    with pytest.raises(ConfigError, match="no chat template"):
+        VisionChat(str(tmp_path / "nochat"), device="cpu")
+
+
+def test_text_only_lm_refuses_images(photos):
+    lm = ChatLM("tiny-random", device="cpu", max_new_tokens=2)
+    assert len(lm.chat([ChatRequest.ask("a", None).then("b", "c")])) == 1  # multi-turn, text only
+    with pytest.raises(ValueError, match="text-only"):
+        lm.chat([ChatRequest.ask("what is this", photos[0])])
+
+
+def test_missing_checkpoint_offline_names_the_download_command(monkeypatch, tmp_path):
+    from selfseg.errors import ResourceMissingError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ResourceMissingError, match=r"vision-language model checkpoint 'someone/no-such-vlm' .*"
+                                                   r"selfseg download"):
+        VisionChat("someone/no-such-vlm", device="cpu", cache_dir=str(tmp_path))
