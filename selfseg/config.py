@@ -159,6 +159,39 @@ class ClipSegConfig:
 
 
 @dataclass
+class VlmConfig:
+    # Image-text-to-text chat model (transformers' AutoModelForImageTextToText) of the "vlm" and
+    # "describe_extract" taggers and of image-specific prompt enrichment. Qwen2.5-VL is TALOS's tagger;
+    # "Qwen/Qwen2.5-VL-7B-Instruct" is stronger, 3B fits a laptop. "tiny-random": a tiny random-init model.
+    model: str = "Qwen/Qwen2.5-VL-3B-Instruct"
+    # Text-only chat LM (AutoModelForCausalLM) that extracts keywords from descriptions (describe_extract)
+    # and writes generic tag descriptions (segment.enrich: generic). None: the VLM itself, without an image
+    # (TALOS's same-model option; one model in memory). TALOS used DeepSeek-R1; its <think> blocks are skipped.
+    llm: Union[str, None] = None
+    # "auto": bfloat16 on a GPU, float32 on a CPU; or float32 / float16 / bfloat16.
+    dtype: str = "auto"
+    # Conversations per generate call (each row holds its own image).
+    batch_size: int = 4
+    max_new_tokens: int = 256
+    # Scene context added to the prompts ("an indoor kitchen", "a street seen from a car").
+    context: str = ""
+    # Ask for at most this many tags, most prominent first, and keep at most this many (0: no limit).
+    max_tags: int = 0
+    # Self-reflection rounds: the model sees its previous answer and may revise it (0: off). For
+    # describe_extract the extractor reflects on its keyword list.
+    reflection_rounds: int = 0
+    # Prompt templates; None: the built-in ones (see selfseg/taggers/vlm.py). {context} and {limit} are
+    # filled with a sentence each (or nothing); the extract prompt also takes {description}.
+    tag_prompt: Union[str, None] = None
+    describe_prompt: Union[str, None] = None
+    extract_prompt: Union[str, None] = None
+    reflection_prompt: Union[str, None] = None
+    # Reply cache (SQLite): replies are keyed by (model, image pixels, conversation, max_new_tokens), so a
+    # rerun never asks the model again. None: no cache.
+    cache: Union[str, None] = "~/.cache/selfseg/replies.sqlite"
+
+
+@dataclass
 class SegmentConfig:
     # Segmenter from the registry: "grounded_sam2", "clipseg" or "bcc_clusters".
     segmenter: str = "grounded_sam2"
@@ -169,6 +202,15 @@ class SegmentConfig:
     # when a more specific one is present (animal / dog keeps dog). The result lists every merge.
     merge_synonyms: bool = True
     merge_hypernyms: bool = True
+    # Prompt enrichment (grounded_sam2, clipseg): "none"; "generic" (vlm.llm writes a short visual
+    # description per tag, once per tag for all images); "image" (the VLM sees the image and describes
+    # each tag as it looks there, OpenSeg-R style). The segmenter is prompted with "tag, description";
+    # every label stays the plain tag.
+    enrich: str = "none"
+    # Longest description asked for, in words.
+    enrich_max_words: int = 12
+    # Template; None: the built-in one. generic: {tag} and {max_words}; image: {tags} and {max_words}.
+    enrich_prompt: Union[str, None] = None
     grounded_sam2: GroundedSam2Config = field(default_factory=GroundedSam2Config)
     clipseg: ClipSegConfig = field(default_factory=ClipSegConfig)
 
@@ -216,11 +258,15 @@ class Config:
     # Free-form name, echoed in results.
     name: str = "bcc"
     # Tagger from the registry: "bcc" (BLIP-Cluster-Caption), "caption" (nouns of whole-image BLIP
-    # captions, the paper's baseline) or "vocabulary" (the user's own words).
+    # captions, the paper's baseline), "vlm" (a vision-language model lists the tags), "describe_extract"
+    # (the VLM describes, an LLM extracts the tags), "vocabulary" (the user's own words) or "union".
     tagger: str = "bcc"
     # Words for the "vocabulary" tagger.
     vocabulary: list[str] = field(default_factory=list)
+    # Taggers the "union" tagger runs on every batch; each tag records which of them found it.
+    union: list[str] = field(default_factory=lambda: ["bcc", "vlm"])
     model: ModelConfig = field(default_factory=ModelConfig)
+    vlm: VlmConfig = field(default_factory=VlmConfig)
     clustering: ClusteringConfig = field(default_factory=ClusteringConfig)
     captioning: CaptioningConfig = field(default_factory=CaptioningConfig)
     nouns: NounsConfig = field(default_factory=NounsConfig)
@@ -281,6 +327,23 @@ class Config:
                sg.grounded_sam2.max_box_area)
         _check(sg.grounded_sam2.max_detections >= 0, "segment.grounded_sam2.max_detections", "an integer >= 0",
                sg.grounded_sam2.max_detections)
+        _check(sg.enrich in ("none", "generic", "image"), "segment.enrich", "'none', 'generic' or 'image'",
+               sg.enrich)
+        _check(sg.enrich == "none" or sg.segmenter in ("grounded_sam2", "clipseg"), "segment.enrich",
+               "'none' with segmenter " + repr(sg.segmenter) + " (only grounded_sam2 and clipseg take phrases)",
+               sg.enrich)
+        _check(sg.enrich_max_words >= 1, "segment.enrich_max_words", "an integer >= 1", sg.enrich_max_words)
+        v = self.vlm
+        _check(v.dtype in ("auto", "float32", "float16", "bfloat16"), "vlm.dtype",
+               "auto, float32, float16 or bfloat16", v.dtype)
+        _check(v.batch_size >= 1 and v.max_new_tokens >= 1, "vlm.batch_size / vlm.max_new_tokens",
+               "integers >= 1", (v.batch_size, v.max_new_tokens))
+        _check(v.max_tags >= 0 and v.reflection_rounds >= 0, "vlm.max_tags / vlm.reflection_rounds",
+               "integers >= 0", (v.max_tags, v.reflection_rounds))
+        _check(v.extract_prompt is None or "{description}" in v.extract_prompt, "vlm.extract_prompt",
+               "a template containing {description}", v.extract_prompt)
+        _check(bool(self.union) and "union" not in self.union and len(set(self.union)) == len(self.union),
+               "union", "a non-empty list of distinct tagger names other than 'union'", self.union)
         ev = self.evaluation
         _check(ev.dataset in ("voc", "ade20k", "ade20k-full", "cityscapes", "folder"), "evaluation.dataset",
                "voc, ade20k, ade20k-full, cityscapes or folder", ev.dataset)

@@ -42,12 +42,15 @@ class ClusterMaps:
 @dataclass
 class NounSupport:
     """A noun and its provenance. support: captions (cluster x cycle) that produced it; cycles: distinct
-    caption cycles that produced it; clusters: ids of the clusters whose captions produced it."""
+    caption cycles that produced it; clusters: ids of the clusters whose captions produced it. For the
+    chat-model taggers support and cycles count the answers (first and reflections) that listed it.
+    found_by: the taggers that found it (set by the "union" tagger; empty otherwise)."""
 
     noun: str
     support: int
     cycles: int
     clusters: list[int]
+    found_by: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -68,6 +71,7 @@ class TagResult:
     cluster_grid: (h, w) int final cluster map on the patch grid (None for taggers without clusters).
     image_size: (H, W) of the input image, upright. intermediates: every map of the clustering chain.
     timings: wall seconds per stage for the batch this image ran in (`batch_size` images).
+    replies: the chat-model taggers' transcript. parts: the "union" tagger's per-tagger results.
     """
 
     source: str
@@ -83,6 +87,10 @@ class TagResult:
     batch_size: int = 1
     meaningless: bool = False  # True when produced by tiny random-init models (smoke config)
     notes: list[str] = field(default_factory=list)
+    # Chat-model taggers: every model turn, in order ({"step", "model", "reply", "cached"}).
+    replies: list[dict[str, Any]] = field(default_factory=list)
+    # "union": each part's own result, by tagger name.
+    parts: dict[str, "TagResult"] = field(default_factory=dict)
 
     @property
     def tags(self) -> list[str]:
@@ -112,6 +120,8 @@ class TagResult:
             "timings": self.timings,
             "batch_size": self.batch_size,
             "notes": self.notes,
+            "replies": self.replies,
+            "parts": {k: v.to_dict(intermediates=False) for k, v in self.parts.items()},
         }
         if intermediates and self.intermediates is not None:
             m = self.intermediates
@@ -146,6 +156,7 @@ class TagResult:
             nouns=[NounSupport(**n) for n in d["nouns"]], clusters=[ClusterCaptions(**c) for c in d["clusters"]],
             cycles_run=d["cycles_run"], cluster_grid=grid, intermediates=inter, timings=d["timings"],
             batch_size=d["batch_size"], meaningless=d["meaningless"], notes=d.get("notes", []),
+            replies=d.get("replies", []), parts={k: cls.from_dict(v) for k, v in d.get("parts", {}).items()},
         )
 
     @classmethod

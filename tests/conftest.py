@@ -35,3 +35,29 @@ def smoke_seg(smoke_config):
     from selfseg import SelfSeg
 
     return SelfSeg(smoke_config)
+
+
+class ScriptedChat:
+    """A chat model whose replies are scripted (`respond(request) -> str`), run through selfseg's real
+    batching and caching (`ChatModelBase.chat`). For testing parsers and conversation flows: the replies
+    are the test's, not a model's."""
+
+    def __new__(cls, respond, batch_size: int = 4, cache=None, model_id: str = "scripted"):
+        from selfseg.models.chat import ChatModelBase
+
+        class _Scripted(ChatModelBase):
+            def __init__(self) -> None:
+                super().__init__()
+                self.model_id, self.batch_size, self.max_new_tokens = model_id, batch_size, 64
+                self.cache, self.requests = cache, []
+
+            def _generate(self, requests):
+                self.requests += list(requests)
+                return [respond(r) for r in requests]
+
+        return _Scripted()
+
+
+@pytest.fixture
+def scripted_chat():
+    return ScriptedChat

@@ -22,6 +22,10 @@ TAGGERS: Registry[Tagger] = Registry("tagger")
 
 
 def build_tagger(config: Config) -> Tagger:
-    from . import bcc, caption, vocabulary  # noqa: F401  (importing registers them)
+    return build_tagger_named(config.tagger, config)
 
-    return TAGGERS.create(config.tagger, config)
+
+def build_tagger_named(name: str, config: Config) -> Tagger:
+    from . import bcc, caption, union, vlm, vocabulary  # noqa: F401  (importing registers them)
+
+    return TAGGERS.create(name, config)

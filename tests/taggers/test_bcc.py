@@ -127,7 +127,7 @@ def test_vocabulary_tagger(ade_images):
 def test_unknown_tagger_lists_registered():
     from selfseg.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="expected one of: bcc, caption, vocabulary"):
+    with pytest.raises(ConfigError, match="expected one of: bcc, caption, describe_extract, union, vlm, vocabulary"):
         SelfSeg.from_config({"tagger": "nope"}).tagger
 
 

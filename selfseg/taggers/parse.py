@@ -1,0 +1,228 @@
+"""Reading tag lists (and tag -> description objects) out of free-form model replies.
+
+Chat models asked for "a JSON list only" still wrap it in code fences, put prose before or after it,
+think aloud first (<think>...</think>), use Python quotes, answer with objects ({"name": ...}) or mix in
+numbers. The rules, in order:
+
+1. Drop reasoning blocks (<think>...</think>); a reply cut off inside one has no answer.
+2. Look inside ```code fences``` first, then in the whole reply.
+3. The first JSON value that starts at a '[' or '{' and parses wins: a list, or an object holding a list
+   (under "tags", "objects", ... or as its only list). Curly quotes are straightened first; a
+   Python-literal list ('dog', 'cat') is accepted too.
+4. No JSON at all: a bulleted or numbered list, one item per line, is read instead (noted).
+5. Items: strings are kept; objects give their "name" / "label" / "object" / "tag" string; anything else
+   (numbers, null, nested lists) is dropped and counted in a note.
+
+Then every tag is normalised: lower-cased, articles and surrounding punctuation stripped, whitespace
+collapsed, the last word singularised when WordNet knows its singular ("traffic lights" -> "traffic
+light", "shoes" -> "shoe"; "jeans" stays), duplicates dropped (first wins). Nothing here raises: a reply with no list gives no tags and a
+note saying why.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Optional
+
+_THINK = re.compile(r"<think>.*?</think>", re.S | re.I)
+_FENCE = re.compile(r"```[a-zA-Z0-9_-]*\s*\n?(.*?)```", re.S)
+_BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+(.+?)\s*$")
+_QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'"})
+_LIST_KEYS = ("tags", "objects", "labels", "names", "items", "classes", "nouns", "keywords", "list")
+_NAME_KEYS = ("name", "label", "object", "tag", "class", "noun", "keyword")
+_ARTICLES = ("a ", "an ", "the ", "some ")
+# Plural nouns that name one object ("jeans" is one garment): never singularised.
+_PLURALIA_TANTUM = frozenset("""
+binoculars clothes earphones glasses goggles goods headphones jeans leggings overalls pajamas pants pliers
+people pyjamas scissors shorts stairs sunglasses tights tongs trousers tweezers
+""".split())
+
+
+@dataclass
+class ParsedTags:
+    tags: list[str]
+    notes: list[str] = field(default_factory=list)
+    ok: bool = True  # False: nothing list-like was found in the reply
+
+
+def _strip_reasoning(text: str) -> tuple[str, Optional[str]]:
+    text = _THINK.sub(" ", text)
+    low = text.lower()
+    if "<think>" in low:  # opened, never closed: the reply ran out of tokens while reasoning
+        return text[: low.index("<think>")], "the reply ended inside <think>; raise max_new_tokens"
+    if "</think>" in low:  # some chat templates open the block themselves: only the closing tag is generated
+        text = text[low.rindex("</think>") + len("</think>"):]
+    return text, None
+
+
+def _json_values(text: str) -> Iterable[Any]:
+    """Every JSON (or Python-literal) value that starts at a '[' or '{' of `text`, in order."""
+    decoder = json.JSONDecoder()
+    for m in re.finditer(r"[\[{]", text):
+        try:
+            yield decoder.raw_decode(text, m.start())[0]
+            continue
+        except ValueError:
+            pass
+        end = _matching_bracket(text, m.start())
+        if end is not None:
+            try:
+                yield ast.literal_eval(text[m.start():end + 1])
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                pass
+
+
+def _matching_bracket(text: str, start: int) -> Optional[int]:
+    pairs = {"[": "]", "{": "}"}
+    stack, quote = [], None
+    for i in range(start, len(text)):
+        ch = text[i]
+        if quote:
+            if ch == "\\":
+                continue
+            if ch == quote:
+                quote = None
+        elif ch in "\"'":
+            # An apostrophe inside a word ("people's") does not open a quote.
+            if ch == "'" and i > 0 and text[i - 1].isalnum() and i + 1 < len(text) and text[i + 1].isalnum():
+                continue
+            quote = ch
+        elif ch in pairs:
+            stack.append(pairs[ch])
+        elif ch in ")]}":
+            if not stack or stack.pop() != ch:
+                return None
+            if not stack:
+                return i
+    return None
+
+
+def _list_in(value: Any) -> Optional[list]:
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict):
+        for k in _LIST_KEYS:
+            for key, v in value.items():
+                if isinstance(key, str) and key.lower() == k and isinstance(v, list):
+                    return v
+        lists = [v for v in value.values() if isinstance(v, list)]
+        if len(lists) == 1:
+            return lists[0]
+    return None
+
+
+def _item_name(item: Any) -> Optional[str]:
+    if isinstance(item, str):
+        return item
+    if isinstance(item, dict):
+        for k in _NAME_KEYS:
+            for key, v in item.items():
+                if isinstance(key, str) and key.lower() == k and isinstance(v, str):
+                    return v
+    return None
+
+
+def find_list(reply: str) -> tuple[Optional[list], list[str]]:
+    """The raw list in a reply (None when there is none) and notes on how it was found."""
+    text, note = _strip_reasoning(str(reply).translate(_QUOTES))
+    notes = [note] if note else []
+    for part in [*(m.group(1) for m in _FENCE.finditer(text)), text]:
+        for value in _json_values(part):
+            found = _list_in(value)
+            if found is not None:
+                return found, notes
+    bullets = [m.group(1) for line in text.splitlines() if (m := _BULLET.match(line))]
+    if bullets:
+        return bullets, notes + ["no JSON list in the reply; read its bulleted lines instead"]
+    return None, notes
+
+
+def find_object(reply: str) -> tuple[Optional[dict], list[str]]:
+    """The first JSON object in a reply (None when there is none) and notes."""
+    text, note = _strip_reasoning(str(reply).translate(_QUOTES))
+    notes = [note] if note else []
+    for part in [*(m.group(1) for m in _FENCE.finditer(text)), text]:
+        for value in _json_values(part):
+            if isinstance(value, dict):
+                return value, notes
+    return None, notes
+
+
+class TagNormaliser:
+    """Lower-case, strip articles and punctuation, singularise the head word, drop stop words."""
+
+    def __init__(self, stopwords: Iterable[str] = ()) -> None:
+        self.stopwords = {w.lower() for w in stopwords}
+        self._wn: Any = None
+
+    def singular(self, words: list[str]) -> list[str]:
+        if self._wn is None:
+            from ..resources import load_wordnet
+
+            self._wn = load_wordnet()
+        if len(words) > 1:  # a compound WordNet knows: "traffic lights" -> "traffic light"
+            whole = self._wn.morphy("_".join(words), self._wn.NOUN)
+            if whole:
+                return whole.split("_")
+        return words[:-1] + [self._singular_word(words[-1])]
+
+    def _singular_word(self, word: str) -> str:
+        if word in _PLURALIA_TANTUM:
+            return word
+        wn = self._wn
+        # Every base form WordNet's morphology allows, the word itself first when it is a lemma.
+        forms = wn._morphy(word, wn.NOUN) if hasattr(wn, "_morphy") else [wn.morphy(word, wn.NOUN) or word]
+        others = [f for f in forms if f != word]
+        if not others:
+            return word
+        if word in forms:
+            # Both are nouns ("shoes" / "shoe", "species" / "specie"): keep the plural only when it is the
+            # commoner word in WordNet's sense-tagged corpus.
+            def count(w: str) -> int:
+                return sum(lem.count() for syn in wn.synsets(w, wn.NOUN) for lem in syn.lemmas()
+                           if lem.name().lower() == w)
+            if count(word) >= count(others[0]):
+                return word
+        return others[0]
+
+    def __call__(self, raw: str) -> Optional[str]:
+        text = " ".join(str(raw).lower().split())
+        text = text.strip(" \t\"'`.,;:!?*()[]{}<>")
+        for art in _ARTICLES:
+            if text.startswith(art):
+                text = text[len(art):]
+        text = text.strip(" \t\"'`.,;:!?*")
+        if not text or len(text) > 60 or not any(c.isalpha() for c in text):
+            return None
+        words = text.split()
+        if all(w.isalpha() or "-" in w for w in words):
+            words = self.singular(words)
+        tag = " ".join(words)
+        return None if tag in self.stopwords else tag
+
+
+def parse_tags(reply: str, normalise: "TagNormaliser | None" = None, max_tags: int = 0) -> ParsedTags:
+    """Tags from one reply, normalised and deduplicated, at most `max_tags` (0: all)."""
+    normalise = normalise or TagNormaliser()
+    found, notes = find_list(reply)
+    if found is None:
+        snippet = " ".join(str(reply).split())[:80]
+        return ParsedTags([], notes + [f"no parsable list in the reply: {snippet!r}"], ok=False)
+    tags: list[str] = []
+    wrong = 0
+    for item in found:
+        name = _item_name(item)
+        if name is None:
+            wrong += 1
+            continue
+        tag = normalise(name)
+        if tag and tag not in tags:
+            tags.append(tag)
+    if wrong:
+        notes.append(f"{wrong} list item(s) that were not names dropped")
+    if max_tags and len(tags) > max_tags:
+        notes.append(f"{len(tags) - max_tags} tag(s) beyond max_tags={max_tags} dropped")
+        tags = tags[:max_tags]
+    return ParsedTags(tags, notes)

@@ -1,0 +1,63 @@
+"""Reading tag lists out of chat-model replies: scripted replies of the shapes real models produce."""
+from __future__ import annotations
+
+import pytest
+
+from selfseg.taggers.parse import TagNormaliser, find_object, parse_tags
+
+
+@pytest.mark.parametrize("reply, tags", [
+    ('["dog", "grass", "fence"]', ["dog", "grass", "fence"]),
+    # code fence with prose around it (Qwen, LLaVA)
+    ('Sure! Here is the list:\n```json\n["cat", "sofa"]\n```\nLet me know if you need more.', ["cat", "sofa"]),
+    # trailing text after the list, and a leading sentence with brackets that are not JSON
+    ('The image [a kitchen] shows: ["sink", "oven"] and nothing else.', ["sink", "oven"]),
+    # reasoning models think first (DeepSeek-R1); a list inside the reasoning is not the answer
+    ('<think>maybe ["wolf"]? no, a dog.</think>\n["dog", "tree"]', ["dog", "tree"]),
+    ('["dog"]</think>', []),  # template opened <think>; only the answer after </think> counts
+    ('reasoning...</think>["bus", "road"]', ["bus", "road"]),
+    # Python quotes, curly quotes
+    ("['bus', 'road']", ["bus", "road"]),
+    ("[\u201cboat\u201d, \u201cwater\u201d]", ["boat", "water"]),
+    # an object holding the list, objects as items
+    ('{"objects": ["boat", "water"]}', ["boat", "water"]),
+    ('[{"name": "Person", "count": 2}, {"label": "bicycle"}]', ["person", "bicycle"]),
+    # normalisation: case, articles, plurals, compounds, pluralia tantum, duplicates, stop words
+    ('["A Dog", "the dogs", "traffic lights", "shoes", "jeans", "mice", "background", "  sky  "]',
+     ["dog", "traffic light", "shoe", "jeans", "mouse", "sky"]),
+    # no JSON: a bulleted / numbered list is read
+    ("Objects:\n- dog\n* cat\n1. red apples\n2) tree", ["dog", "cat", "red apple", "tree"]),
+])
+def test_lists_are_recovered(reply, tags):
+    got = parse_tags(reply, TagNormaliser(["background"]))
+    assert got.tags == tags
+
+
+def test_wrong_item_types_are_dropped_with_a_note():
+    got = parse_tags('["dog", 3, null, ["x"], true, {"size": 2}, "cat"]')
+    assert got.ok and got.tags == ["dog", "cat"]
+    assert any("5 list item(s) that were not names dropped" in n for n in got.notes)
+
+
+@pytest.mark.parametrize("reply", ["", "I cannot help with that.", "dog, cat and a tree", "[unclosed", "{}"])
+def test_no_list_gives_no_tags_and_a_note(reply):
+    got = parse_tags(reply)
+    assert got.tags == [] and not got.ok
+    assert any("no parsable list" in n for n in got.notes)
+
+
+def test_reply_cut_off_while_thinking_says_so():
+    got = parse_tags('<think>Let me look. There is ["dog"')
+    assert got.tags == [] and any("raise max_new_tokens" in n for n in got.notes)
+
+
+def test_bullets_are_noted_and_max_tags_cuts():
+    got = parse_tags("- dog\n- cat\n- tree", max_tags=2)
+    assert got.tags == ["dog", "cat"]
+    assert any("bulleted" in n for n in got.notes) and any("max_tags=2" in n for n in got.notes)
+
+
+def test_find_object_for_descriptions():
+    obj, _ = find_object('Here you go:\n```json\n{"dog": "small brown dog", "grass": "green lawn"}\n```')
+    assert obj == {"dog": "small brown dog", "grass": "green lawn"}
+    assert find_object("no object here")[0] is None
