@@ -40,6 +40,7 @@ class SelfSeg:
         self.config = config
         self._tagger: Any = None
         self._segmenter: Any = None
+        self._enricher: Any = None
 
     @classmethod
     def from_config(cls, source: "str | Path | dict | Config | None" = None,
@@ -48,8 +49,13 @@ class SelfSeg:
 
     @property
     def meaningless(self) -> bool:
-        """True when the configured models are tiny random-init ones (smoke config)."""
-        return self.config.tagger in ("bcc", "caption") and self.config.model.blip == TINY_MODEL
+        """True when the configured tagger uses tiny random-init models (smoke configs)."""
+        c = self.config
+        tiny = {"bcc": c.model.blip == TINY_MODEL, "caption": c.model.blip == TINY_MODEL,
+                "vlm": c.vlm.model == TINY_MODEL,
+                "describe_extract": TINY_MODEL in (c.vlm.model, c.vlm.llm)}
+        names = c.union if c.tagger == "union" else [c.tagger]
+        return any(tiny.get(n, False) for n in names)
 
     @property
     def tagger(self) -> Any:
@@ -67,28 +73,63 @@ class SelfSeg:
             self._segmenter = build_segmenter(self.config)
         return self._segmenter
 
+    @property
+    def enricher(self) -> Any:
+        """The prompt enricher (segment.enrich), or None when prompts are the plain tags."""
+        if self._enricher is None and self.config.segment.enrich != "none":
+            from .segmenters.enrich import PromptEnricher
+
+            self._enricher = PromptEnricher(self.config)
+        return self._enricher
+
     def segment(self, image: ImageInput, tags: "TagResult | None" = None) -> Any:
         """Tag (unless the vocabulary is "given", or `tags` from an earlier `tag()` call are passed) and
         segment one image -> `Segmentation`."""
         loaded = load_image(image, self.config.run.max_image_side)
         if tags is None and self.config.segment.vocabulary != "given":
             tags = self.tagger.tag_batch([loaded])[0]
-        return self._segment_one(loaded, tags)
+        item = BatchItem(source=loaded.source, result=tags, loaded=loaded)
+        planned = [self._plan(loaded, tags)]
+        return self._segment_one(loaded, planned[0], self._enrich([item], planned)[0])
 
     def segment_many(self, images: Iterable[ImageInput], batch_size: "int | None" = None) -> Iterator[BatchItem]:
-        """Like `tag_many`, with `BatchItem.result` a `Segmentation`. Tagging is batched; models load once."""
+        """Like `tag_many`, with `BatchItem.result` a `Segmentation`. Tagging (and prompt enrichment) is
+        batched; models load once."""
         self.segmenter  # noqa: B018  (fail fast on a bad segmenter config, before any image)
+        self.enricher  # noqa: B018
+        size = batch_size or self.config.run.batch_size
         if self.config.segment.vocabulary == "given":
             stream: Iterator[BatchItem] = (self._load_item(src) for src in images)
         else:
             stream = self.tag_many(images, batch_size)
+        pending: list[BatchItem] = []  # kept in input order, failures included
         for item in stream:
+            pending.append(item)
+            if sum(i.ok for i in pending) == size:
+                yield from self._segment_batch(pending)
+                pending = []
+        if pending:
+            yield from self._segment_batch(pending)
+
+    def _segment_batch(self, items: Sequence[BatchItem]) -> Iterator[BatchItem]:
+        ok = [i for i in items if i.ok]
+        planned: dict[int, Any] = {}
+        for item in ok:
+            try:
+                planned[id(item)] = self._plan(item.loaded, item.result)
+            except SelfSegError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one bad image must not stop the batch
+                item.error = f"{item.source}: {type(exc).__name__}: {exc}".splitlines()[0]
+        ok = [i for i in ok if i.ok]
+        enriched = dict(zip(map(id, ok), self._enrich(ok, [planned[id(i)] for i in ok])))
+        for item in items:
             if not item.ok:
-                yield item
+                yield BatchItem(source=item.source, error=item.error)
                 continue
             assert item.loaded is not None
             try:
-                seg = self._segment_one(item.loaded, item.result)
+                seg = self._segment_one(item.loaded, planned[id(item)], enriched[id(item)])
             except SelfSegError:
                 raise
             except Exception as exc:  # noqa: BLE001 - one bad image must not stop the batch
@@ -97,6 +138,21 @@ class SelfSeg:
                 continue
             yield BatchItem(source=item.source, result=seg, loaded=item.loaded)
 
+    def _enrich(self, items: Sequence[BatchItem], planned: Sequence[Any]) -> list[Any]:
+        """Per item: its Enrichment (None without segment.enrich). One batched model pass for the batch; a
+        failed pass leaves the plain tags as prompts, with a note, rather than losing the batch."""
+        if self.enricher is None or not items:
+            return [None] * len(items)
+        from .segmenters.enrich import Enrichment
+
+        try:
+            return self.enricher([i.loaded for i in items], [p.classes for p in planned])
+        except SelfSegError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            note = f"enrich: failed ({type(exc).__name__}: {exc}".splitlines()[0] + "); prompted with the plain tags"
+            return [Enrichment(notes=[note]) for _ in items]
+
     def _load_item(self, src: ImageInput) -> BatchItem:
         try:
             loaded = load_image(src, self.config.run.max_image_side)
@@ -104,7 +160,8 @@ class SelfSeg:
             return BatchItem(source=str(src), error=str(exc))
         return BatchItem(source=loaded.source, loaded=loaded)
 
-    def _segment_one(self, loaded: LoadedImage, tags: "TagResult | None") -> Any:
+    def _plan(self, loaded: LoadedImage, tags: "TagResult | None") -> "_Planned":
+        """The class list an image is segmented with: cleaned self-found tags and/or the user's words."""
         from .taggers.cleanup import clean_tags
 
         sc = self.config.segment
@@ -123,8 +180,14 @@ class SelfSeg:
         seen: dict[str, str] = {}
         for w in own + given:  # "Dog" and "dog" are one class; the first spelling wins
             seen.setdefault(w.casefold(), w)
-        classes = list(seen.values())
-        seg = self.segmenter.segment(loaded, classes, tags)
+        return _Planned(classes=list(seen.values()), merges=merges, tags=tags)
+
+    def _segment_one(self, loaded: LoadedImage, planned: "_Planned", enrichment: Any = None) -> Any:
+        classes, merges, tags = planned.classes, planned.merges, planned.tags
+        prompts = enrichment.prompts if enrichment is not None else {}
+        # prompts only when there are some: segmenters written before enrichment take three arguments.
+        seg = (self.segmenter.segment(loaded, classes, tags, prompts=prompts) if prompts
+               else self.segmenter.segment(loaded, classes, tags))
         if merges and any(lab not in classes for lab in seg.classes):
             # bcc_clusters names clusters with their own nouns: fold merged names into the kept ones.
             kept = {m["dropped"]: m["kept"] for m in merges}
@@ -132,6 +195,9 @@ class SelfSeg:
                                       classes=list(dict.fromkeys(kept.get(x, x) for x in seg.classes)))
         seg.merges = merges
         seg.original_size = loaded.size
+        if enrichment is not None:
+            seg.prompts = {c: p for c, p in prompts.items() if c in classes}
+            seg.notes = list(enrichment.notes) + seg.notes
         return seg
 
     def tag(self, image: ImageInput) -> TagResult:
@@ -172,6 +238,13 @@ class SelfSeg:
             return
         for im, res in zip(batch, results):
             yield BatchItem(source=im.source, result=res, loaded=im)
+
+
+@dataclass
+class _Planned:
+    classes: list[str]
+    merges: list[dict[str, str]]
+    tags: Optional[TagResult]
 
 
 def write_outputs(item: BatchItem, out_dir: Path, stem: str) -> tuple[Path, Path]:

@@ -83,7 +83,7 @@ class PromptChunk:
 class PromptPlan:
     """Tags as prompted (cleaned, deduplicated), where they came from, and their chunks."""
 
-    tags: list[str]           # cleaned prompt text of each kept tag ("traffic light")
+    tags: list[str]           # cleaned prompt text of each kept tag ("traffic light"), or of its phrase
     labels: list[str]         # the caller's spelling of each kept tag (first of its duplicates)
     chunks: list[PromptChunk]
     notes: list[str]
@@ -175,28 +175,40 @@ class GroundingDinoLocator:
         return cls(model, processor, device, dtype, model_id=TINY_MODEL, is_tiny=True, **kwargs)
 
     # ------------------------------------------------------------------------------------------ prompt
-    def plan(self, tags: Sequence[str]) -> PromptPlan:
+    def plan(self, tags: Sequence[str], phrases: "Sequence[str] | None" = None) -> PromptPlan:
         """Clean, deduplicate, tokenize and pack the tags into prompt chunks (no model call).
 
         A tag is lower-cased, the characters the model reads as phrase delimiters ('.', '?') are replaced by
         spaces (they would split it in two phrases), and its whitespace is collapsed; tags equal after that
         are prompted once (the label is the first spelling). A tag that alone exceeds one prompt is truncated
         to its first tokens, with a warning and a note. A single string is one tag.
+
+        phrases: optional text to prompt for each tag instead of the tag (prompt enrichment: "dog, small
+        brown dog"), cleaned the same way. The label stays the tag, and when the phrase starts with the tag
+        the box is scored on the tag's own tokens only: the description shapes the text features, but a
+        description that mentions grass cannot make a box of grass a "dog".
         """
         if isinstance(tags, str):  # one tag, not its characters
             tags = [tags]
+        if phrases is not None and len(phrases) != len(tags):
+            raise ValueError(f"expected one phrase per tag, got {len(phrases)} phrases for {len(tags)} tags")
         notes: list[str] = []
         cleaned: list[str] = []
+        prompted: list[str] = []
         labels: list[str] = []
         seen: dict[str, int] = {}
         blank = duplicates = 0
         split = 0
-        for tag in tags:
-            text = str(tag).lower()
+
+        def clean(raw: str) -> str:
+            text = str(raw).lower()
             for mark in self._delimiter_marks:
                 text = text.replace(mark, " ")
-            split += text != str(tag).lower()
-            text = " ".join(text.split())
+            return " ".join(text.split())
+
+        for n, tag in enumerate(tags):
+            text = clean(tag)
+            split += any(m in str(tag) for m in self._delimiter_marks)
             if not text:
                 blank += 1
             elif text in seen:
@@ -204,6 +216,7 @@ class GroundingDinoLocator:
             else:
                 seen[text] = len(cleaned)
                 cleaned.append(text)
+                prompted.append((clean(phrases[n]) or text) if phrases is not None else text)
                 labels.append(str(tag))
         if split:
             notes.append(f"{split} tag(s) held {' or '.join(map(repr, self._delimiter_marks))}, which split phrases "
@@ -216,35 +229,43 @@ class GroundingDinoLocator:
         # One tokenizer call for all tags. Counting each tag on its own is exact because BERT's
         # pre-tokenizer splits at whitespace and punctuation: "a . b ." tokenizes as a, ., b, . and the
         # prompt ids below are built by concatenation, so the counts are the ids the model sees.
-        ids_per_tag = self.tokenizer(cleaned, add_special_tokens=False)["input_ids"] if cleaned else []
+        ids_per_tag = self.tokenizer(prompted, add_special_tokens=False)["input_ids"] if prompted else []
+        # Scored span: the tag's own tokens when the phrase starts with the tag (same pre-tokenization).
+        span_len = [None] * len(prompted)
+        if phrases is not None and prompted:
+            own = self.tokenizer(cleaned, add_special_tokens=False)["input_ids"]
+            span_len = [len(o) if p.startswith(c) and list(i[:len(o)]) == list(o) else None
+                        for p, c, i, o in zip(prompted, cleaned, ids_per_tag, own)]
         capacity = self.max_text_len - 2          # [CLS] and [SEP]
         longest = capacity - 1                    # a tag alone still needs its " ."
-        kept_tags, kept_labels, kept_ids = [], [], []
-        for text, label, ids in zip(cleaned, labels, ids_per_tag):
+        kept_tags, kept_labels, kept_ids, kept_spans = [], [], [], []
+        for text, label, ids, own_len in zip(prompted, labels, ids_per_tag, span_len):
             ids = [int(i) for i in ids]
             # Safety net: the text no longer holds the delimiter characters, but a tokenizer could still map
             # something else onto a delimiter id.
-            clean = [i for i in ids if i not in self._delimiters]
-            if len(clean) < len(ids):
+            clean_ids = [i for i in ids if i not in self._delimiters]
+            if len(clean_ids) < len(ids):
                 notes.append(f"tag {label!r}: tokens that split phrases for Grounding DINO dropped from its prompt")
-            if not clean:
+                own_len = None
+            if not clean_ids:
                 notes.append(f"tag {label!r} has no tokens left; skipped")
                 continue
-            if len(clean) > longest:
-                msg = (f"tag {label[:60]!r}{'...' if len(label) > 60 else ''} is {len(clean)} tokens, more than "
+            if len(clean_ids) > longest:
+                msg = (f"tag {label[:60]!r}{'...' if len(label) > 60 else ''} is {len(clean_ids)} tokens, more than "
                        f"one Grounding DINO prompt holds ({longest} + ' .'); truncated to its first {longest}")
                 warnings.warn(msg, stacklevel=2)
                 notes.append(msg)
-                clean = clean[:longest]
+                clean_ids = clean_ids[:longest]
             kept_tags.append(text)
             kept_labels.append(label)
-            kept_ids.append(clean)
+            kept_ids.append(clean_ids)
+            kept_spans.append(min(own_len or len(clean_ids), len(clean_ids)))
 
         chunks = []
         for rng in pack_greedy([len(ids) + 1 for ids in kept_ids], capacity):
             row, spans = [self._cls], []
             for t in rng:
-                spans.append((len(row), len(row) + len(kept_ids[t])))
+                spans.append((len(row), len(row) + kept_spans[t]))
                 row += kept_ids[t] + [self._dot]
             row.append(self._sep)
             chunks.append(PromptChunk(tuple(rng), tuple(spans), tuple(row)))
@@ -253,7 +274,7 @@ class GroundingDinoLocator:
     # ------------------------------------------------------------------------------------------ detect
     @torch.inference_mode()
     def detect(self, image: Any, tags: Sequence[str], box_threshold: float = 0.35,
-               text_threshold: float = 0.25) -> Detections:
+               text_threshold: float = 0.25, phrases: "Sequence[str] | None" = None) -> Detections:
         """Boxes of the tags in one image, most confident first.
 
         Label rule: each of Grounding DINO's query boxes in a chunk's forward is scored against every tag of
@@ -268,8 +289,9 @@ class GroundingDinoLocator:
         Boxes: xyxy pixels of `image`, clipped to it. Every chunk is its own query set, so one object may be
         boxed once per chunk (under the same or another tag); no cross-chunk suppression is done here.
         passes: the number of prompt chunks (text rows); `forward_calls` counts batched model calls.
+        phrases: optional prompt text per tag (see `plan`); labels are still the tags.
         """
-        plan = self.plan(tags)
+        plan = self.plan(tags, phrases)
         notes = list(plan.notes)
         if self.is_tiny:
             notes.append("tiny random-init Grounding DINO: boxes, scores and labels are meaningless")

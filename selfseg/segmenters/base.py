@@ -13,8 +13,11 @@ from .result import Segmentation
 class Segmenter(Protocol):
     name: str
 
-    def segment(self, image: LoadedImage, classes: list[str], tags: Optional[TagResult]) -> Segmentation:
-        """Masks for `classes` in `image` (at the loaded image's size); every label is one of `classes`."""
+    def segment(self, image: LoadedImage, classes: list[str], tags: Optional[TagResult],
+                prompts: Optional[dict[str, str]] = None) -> Segmentation:
+        """Masks for `classes` in `image` (at the loaded image's size); every label is one of `classes`.
+        prompts: optional phrase per class to prompt with instead of the class name (prompt enrichment);
+        segmenters that read no text ignore it."""
         ...
 
 

@@ -62,12 +62,14 @@ class ClipSegSegmenter:
             self.cfg.model, device=resolve_device(config.model.device), dtype=config.model.dtype,
             cache_dir=config.model.cache_dir, local_files_only=config.model.local_files_only)
 
-    def segment(self, image: LoadedImage, classes: list[str], tags: Optional[TagResult]) -> Segmentation:
+    def segment(self, image: LoadedImage, classes: list[str], tags: Optional[TagResult],
+                prompts: Optional[dict[str, str]] = None) -> Segmentation:
         if not classes:
             return empty_segmentation(image, classes, self.name, "no tags: nothing to segment", tags)
         h, w = image.image.height, image.image.width
         t0 = time.perf_counter()
-        probs = self.model.logits(image.image, classes)  # ONE batched forward for all tags
+        # ONE batched forward for all tags; an enriched phrase replaces the tag as text, never as label.
+        probs = self.model.logits(image.image, [prompts.get(c, c) for c in classes] if prompts else classes)
         masks, boxes, scores, cls = dense_to_instances(probs, self.cfg.threshold, self.cfg.min_area,
                                                        self.cfg.max_instances)
         seg = Segmentation(image_size=(h, w), masks=masks, boxes=boxes, scores=scores,

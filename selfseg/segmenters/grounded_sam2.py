@@ -51,13 +51,15 @@ class GroundedSam2Segmenter:
         self.locator = locator or GroundingDinoLocator.from_pretrained(self.cfg.detector, **kw)
         self.sam = sam or Sam2BoxSegmenter.from_pretrained(self.cfg.sam, **kw)
 
-    def segment(self, image: LoadedImage, classes: list[str], tags: Optional[TagResult]) -> Segmentation:
+    def segment(self, image: LoadedImage, classes: list[str], tags: Optional[TagResult],
+                prompts: Optional[dict[str, str]] = None) -> Segmentation:
         if not classes:
             return empty_segmentation(image, classes, self.name, "no tags: nothing to locate", tags)
         h, w = image.image.height, image.image.width
         t0 = time.perf_counter()
         det = self.locator.detect(_pad_to_aspect(image.image), classes, box_threshold=self.cfg.box_threshold,
-                                  text_threshold=self.cfg.text_threshold)
+                                  text_threshold=self.cfg.text_threshold,
+                                phrases=[prompts.get(c, c) for c in classes] if prompts else None)
         det.boxes = np.clip(det.boxes, 0, [w, h, w, h]).astype(np.float32)  # padding lies right / below
         t_locate = time.perf_counter() - t0
         notes = list(det.notes)

@@ -62,6 +62,8 @@ class Segmentation:
     timings: dict[str, float] = field(default_factory=dict)
     # (H, W) of the input photo when the models saw a reduced copy (run.max_image_side); None: same size.
     original_size: Optional[tuple[int, int]] = None
+    # Prompt enrichment: the phrase each class was prompted with (classes prompted as themselves absent).
+    prompts: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         h, w = self.image_size
@@ -120,6 +122,8 @@ class Segmentation:
             "classes": self.classes, "instances": self.instances(), "merges": self.merges, "notes": self.notes,
             "timings": self.timings,
         }
+        if self.prompts:
+            d["prompts"] = self.prompts
         if self.tags is not None:
             d["tags"] = self.tags.to_dict(intermediates=False)
         return d

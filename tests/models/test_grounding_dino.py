@@ -305,3 +305,28 @@ def test_from_pretrained_loads_a_saved_checkpoint(loc, image, tmp_path):
     np.testing.assert_allclose(a.scores, b.scores, atol=1e-6)
     np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-4)
     assert not any("meaningless" in n for n in b.notes)
+
+
+def test_enriched_phrases_are_prompted_but_scored_on_the_tag_and_labelled_as_it(loc, image):
+    tags = ["dog", "fire hydrant", "cat"]
+    phrases = ["dog, small brown dog lying down", "fire hydrant, short red metal post. with outlets", "cat"]
+    plan = loc.plan(tags, phrases)
+    assert plan.labels == tags
+    assert plan.tags[1] == "fire hydrant, short red metal post with outlets"  # '.' would split the phrase
+    [chunk] = plan.chunks
+    tok = loc.tokenizer
+    for t, (s, e) in zip(tags, chunk.spans):
+        # The scored span is exactly the tag's own tokens at the start of its phrase.
+        assert list(chunk.input_ids[s:e]) == tok(t, add_special_tokens=False)["input_ids"]
+    assert plan.tags[0] in tok.decode(chunk.input_ids)  # the description itself is in the prompt
+    det = loc.detect(image, tags, box_threshold=0.0, text_threshold=0.0, phrases=phrases)
+    assert set(det.labels) <= set(tags) and len(det) > 0
+    with pytest.raises(ValueError, match="one phrase per tag"):
+        loc.plan(tags, phrases[:2])
+
+
+def test_phrase_not_starting_with_its_tag_is_scored_whole(loc):
+    plan = loc.plan(["dog"], ["a brown puppy"])
+    [chunk] = plan.chunks
+    (s, e), = chunk.spans
+    assert e - s == len(loc.tokenizer("a brown puppy", add_special_tokens=False)["input_ids"])
