@@ -1,0 +1,150 @@
+"""The benchmark harnesses run end to end on the tiny random models and write the JSON they promise.
+
+No timing assertions (timings flake; benchmarks measure, tests check structure and counts). Each harness
+runs as a subprocess, the way users run it (`python benchmarks/<script>.py ...`), with the checkout on
+PYTHONPATH so it works without `pip install -e .`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "benchmarks"
+
+
+def run_bench(script: str, args: list[str], tmp_path: Path) -> dict:
+    out = tmp_path / f"{Path(script).stem}.json"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    proc = subprocess.run([sys.executable, str(BENCH / script), *args, "--json", str(out), "--quiet"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"{script} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert "RANDOM" in proc.stdout  # the table says the weights are random
+    return json.loads(out.read_text(encoding="utf-8"))
+
+
+def finite_nonneg(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x) and x >= 0
+
+
+def test_bench_bcc_tiny(tmp_path):
+    rep = run_bench("bench_bcc.py", ["--config", "configs/smoke.yaml", "--size", "tiny", "--images", "1",
+                                     "--warmup", "0", "--repeats", "1"], tmp_path)
+    assert rep["random_weights"] is True
+    assert rep["model"]["size"] == "tiny"
+    assert rep["model"]["params_vision"] > 0 and rep["model"]["params_text_decoder"] > 0
+    assert {"cpu_count", "torch", "transformers", "device_name"} <= set(rep["machine"])
+
+    tg = rep["tagger"]
+    assert tg["images"] == 1 and tg["batches"] == 1
+    med = tg["median_seconds_per_batch"]
+    scales = rep["settings"]["scales"]
+    expected = {f"encode_{s}" for s in scales} | {"kmeans", "align", "crf", "filter", "caption", "nouns",
+                                                  "other", "total"}
+    assert expected <= set(med), f"missing stages: {expected - set(med)}"
+    assert all(finite_nonneg(v) for v in med.values())
+    assert med["total"] > 0 and tg["images_per_second"] > 0
+    assert 0 <= tg["share_outside_model_forwards"] <= 1
+    assert len(tg["clusters_per_image"]) == 1 and tg["clusters_per_image"][0] > 0
+    gen = tg["caption_generation"]
+    assert gen["generate_calls"] >= 1 and gen["rows"] > 0
+
+    cb = rep["caption_baseline"]
+    assert cb["rows"] == cb["clusters"] * cb["cycles"] > 0
+    assert cb["batched_generation"]["generate_calls"] == cb["repeats"] == 1      # one call for all rows
+    assert cb["batched_generation"]["rows"] == cb["rows"]
+    assert cb["per_cluster_generation"]["generate_calls"] == cb["rows"]          # one call per row
+    assert cb["batched_median"] > 0 and cb["per_cluster_median"] > 0
+    assert cb["speedup_per_cluster_over_batched"] > 0
+    assert rep["memory"]["peak_rss_mib_after_tagger"] > 0
+
+
+def test_bench_segment_tiny(tmp_path):
+    rep = run_bench("bench_segment.py", ["--size", "tiny", "--images", "1", "--warmup", "0", "--tags", "20",
+                                         "--boxes", "3", "--chunk-check", "voc,ade150,ade847"], tmp_path)
+    assert rep["random_weights"] is True and "meaningless" in rep["note"]
+    m = rep["model"]
+    assert m["size"] == "tiny" and m["gdino"]["params"] > 0 and m["sam2"]["params"] > 0
+    assert m["gdino"]["max_text_len"] == 256
+    assert {"cpu_count", "torch", "transformers", "device_name"} <= set(rep["machine"])
+    assert len(rep["settings"]["tags"]) == 20
+
+    st = rep["stages"]
+    assert st["images"] == 1 and st["tags"] == 20
+    med = st["median_seconds_per_image"]
+    assert set(med) == {"locate", "filter", "segment", "total"}
+    assert all(finite_nonneg(v) for v in med.values()) and med["total"] > 0
+    assert st["images_per_second"] > 0
+    (img,) = st["per_image"]
+    assert img["locate_forward_rows"] == img["locate_passes"] == 1               # 20 short tags: one chunk
+    assert img["locate_forward_calls"] == 1
+    assert img["boxes_segmented"] == 3 == img["boxes_from_detector"] + img["boxes_synthetic"]
+    assert img["segment_encoder_calls"] == 1                                     # image encoded once
+    assert img["masks_shape"] == [3, *img["image_size"]]
+
+    ck = {r["name"]: r for r in rep["chunking"]}
+    assert set(ck) == {"voc", "ade150", "ade847"}
+    assert ck["voc"]["tags"] == 20 and ck["ade150"]["tags"] == 150 and ck["ade847"]["tags"] == 847
+    for r in ck.values():
+        assert r["chunks"] > 0
+        assert r["chunks"] == r["min_chunks_contiguous"] >= r["lower_bound_chunks"]   # fewest possible
+        assert r["longest_chunk_tokens"] <= r["max_text_len"]
+        assert r["forward_rows"] == r["chunks"] == r["passes"]                         # rows = chunks, not tags
+        assert r["forward_calls"] == r["expected_forward_calls"] == math.ceil(r["chunks"] / 4)
+        assert r["chunks_equal_minimum"] and r["rows_equal_chunks"] and r["calls_as_expected"]
+        assert sum(r["chunk_tags"]) == r["tags_prompted"]
+    assert ck["ade847"]["chunks"] > 1 and ck["ade847"]["forward_rows"] < ck["ade847"]["tags"]
+
+    gb = rep["gdino_baseline"]
+    assert gb["tags"] == 20
+    assert gb["per_tag_forward"]["calls"] == 20 and gb["chunked_forward"]["rows"] == 1
+    assert gb["chunked_median"] > 0 and gb["per_tag_median"] > 0 and gb["speedup_per_tag_over_chunked"] > 0
+
+    sb = rep["sam2_baseline"]
+    assert sb["boxes"] == 3
+    assert sb["calls"]["batched"]["encoder_calls"] == 1 and sb["calls"]["batched"]["decoder_calls"] == 1
+    assert sb["calls"]["per_box_call"]["encoder_calls"] == 3 and sb["calls"]["per_box_call"]["decoder_calls"] == 3
+    assert sb["calls"]["per_box_decoder"]["encoder_calls"] == 1
+    assert sb["calls"]["per_box_decoder"]["decoder_calls"] == 3
+    assert all(v > 0 for v in sb["median"].values())
+    assert rep["memory"]["peak_rss_mib_end"] > 0
+
+
+def test_independent_minimum_matches_the_locators_packing():
+    """The benchmark's own minimum (a dynamic programme) agrees with selfseg's greedy packing, and the
+    lower bound and first-fit-decreasing bracket it."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_segment
+    finally:
+        sys.path.remove(str(BENCH))
+    from selfseg.models.grounding_dino import pack_greedy
+
+    rng = random.Random(0)
+    for _ in range(300):
+        cap = rng.randint(3, 40)
+        weights = [rng.randint(1, cap) for _ in range(rng.randint(0, 60))]
+        dp = bench_segment.min_contiguous_chunks(weights, cap)
+        assert dp == len(pack_greedy(weights, cap))
+        bound = math.ceil(sum(weights) / cap)
+        assert bound <= dp and bound <= bench_segment.first_fit_decreasing(weights, cap)
+    assert bench_segment.min_contiguous_chunks([], 10) == 0
+    assert bench_segment.min_contiguous_chunks([5, 6, 5, 4], 10) == 3      # 5 | 6 | 5 4
+    assert bench_segment.first_fit_decreasing([5, 6, 5, 4], 10) == 2       # 6 4 | 5 5 when reordering is allowed
+
+
+@pytest.mark.parametrize("text,expected", [("voc", [("voc", 20)]), ("5,ade150", [("ade847[:5]", 5), ("ade150", 150)])])
+def test_chunk_check_specs(text, expected):
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_segment
+    finally:
+        sys.path.remove(str(BENCH))
+    assert [(n, len(t)) for n, t in bench_segment.chunk_check_specs(text)] == expected
