@@ -131,8 +131,15 @@ def cmd_download(ns: argparse.Namespace) -> int:
     for c in configs:
         cfg = load_config(_resolve_config(c))
         cache = cfg.model.cache_dir or cache
-        wanted = [cfg.model.blip] if cfg.tagger in ("bcc", "caption") else []
+        taggers = cfg.union if cfg.tagger == "union" else [cfg.tagger]
+        wanted = [cfg.model.blip] if {"bcc", "caption"} & set(taggers) else []
         seg = cfg.segment
+        if {"vlm", "describe_extract"} & set(taggers) or seg.enrich == "image":
+            wanted.append(cfg.vlm.model)
+        if cfg.vlm.llm and ("describe_extract" in taggers or seg.enrich == "generic"):
+            wanted.append(cfg.vlm.llm)
+        elif "describe_extract" in taggers or seg.enrich == "generic":
+            wanted.append(cfg.vlm.model)  # the VLM extracts / describes when vlm.llm is unset
         wanted += {"grounded_sam2": [seg.grounded_sam2.detector, seg.grounded_sam2.sam],
                    "clipseg": [seg.clipseg.model]}.get(seg.segmenter, [])
         ids += [m for m in wanted if m != TINY_MODEL and m not in ids]

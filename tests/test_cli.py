@@ -157,3 +157,28 @@ def test_benchmark_rejects_a_negative_limit(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["benchmark", "benchmarks/smoke", "--limit", "-1"])
     assert exc.value.code == 2 and "expected an integer >= 0" in capsys.readouterr().err
+
+
+def test_download_lists_the_chat_models_a_config_uses(repo, capsys, monkeypatch):
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["download", "--config", "describe_extract"]) == 1
+    err = capsys.readouterr().err
+    assert "Qwen/Qwen2.5-VL-3B-Instruct" in err and "Qwen/Qwen2.5-7B-Instruct" in err
+    assert "blip" not in err
+    assert main(["download", "--config", "union_bcc_vlm"]) == 1
+    err = capsys.readouterr().err
+    assert "Salesforce/blip-image-captioning-large" in err and "Qwen/Qwen2.5-VL-3B-Instruct" in err
+
+
+def test_tag_command_with_the_tiny_vlm(repo, tmp_path, capsys, ade_images):
+    """`selfseg tag` with tagger=vlm on the smoke config (tiny random-init Qwen2.5-VL: replies are noise)."""
+    out = tmp_path / "out"
+    assert main(["tag", str(ade_images[0]), "--config", str(repo / "configs" / "smoke.yaml"), "--out", str(out),
+                 "tagger=vlm", "vlm.max_new_tokens=8"]) == 0
+    assert "meaningless" in capsys.readouterr().out
+    [js] = out.glob("*.json")
+    import json
+
+    d = json.loads(js.read_text())
+    assert d["tagger"] == "vlm" and d["replies"][0]["step"] == "tags"

@@ -56,6 +56,8 @@ class EvaluationReport:
                 ("pixel accuracy", pct(s.pixel_accuracy)), ("cmIoU", pct(self.cmiou))]
         if self.tags is not None:
             rows += [("tag precision", pct(self.tags.precision)), ("tag recall", pct(self.tags.recall))]
+        for who, t in self.extra.get("tags_by_tagger", {}).items():
+            rows += [(f"tag precision / recall, {who} alone", f"{pct(t['precision'])} / {pct(t['recall'])}")]
         if self.lexical_alignment is not None:
             rows.append(("lexical alignment (area)", pct(self.lexical_alignment["area"])))
         if self.failed:
@@ -153,6 +155,9 @@ class RawPrediction:
     classes: list[str]
     seconds: Optional[float] = None
     error: Optional[str] = None
+    # "union" tagger: class -> the taggers whose tags gave it (directly, or merged into it by the clean-up).
+    found_by: dict[str, list[str]] = field(default_factory=dict)
+    parts: list[str] = field(default_factory=list)  # the union's taggers
 
 
 def read_raw_prediction(pred_dir: Path, sample_id: str) -> RawPrediction:
@@ -166,7 +171,24 @@ def read_raw_prediction(pred_dir: Path, sample_id: str) -> RawPrediction:
     except (OSError, ValueError) as exc:
         return RawPrediction(None, [], error=f"unreadable prediction JSON ({exc})")
     return RawPrediction(png, list(meta.get("classes", [])),
-                         seconds=meta.get("timings", {}).get("benchmark_seconds"))
+                         seconds=meta.get("timings", {}).get("benchmark_seconds"), found_by=_found_by(meta),
+                         parts=list((meta.get("tags") or {}).get("parts") or {}))
+
+
+def _found_by(meta: dict[str, Any]) -> dict[str, list[str]]:
+    """class -> taggers that found it, from a union prediction's tags and merges ({} for other taggers)."""
+    tags = meta.get("tags") or {}
+    if tags.get("tagger") != "union":
+        return {}
+    kept = {m.get("dropped"): m.get("kept") for m in meta.get("merges", [])}
+    out: dict[str, list[str]] = {}
+    for n in tags.get("nouns", []):
+        cls = kept.get(n["noun"], n["noun"])
+        for who in n.get("found_by", []):
+            out.setdefault(cls, [])
+            if who not in out[cls]:
+                out[cls].append(who)
+    return out
 
 
 def score_open_vocabulary(dataset: Dataset, samples: Sequence[Sample], pred_dir: "str | Path", mapper: Any,
@@ -207,7 +229,11 @@ def score_open_vocabulary(dataset: Dataset, samples: Sequence[Sample], pred_dir:
     n = dataset.num_classes
     evaluators = {level: SemSegEvaluator(dataset.class_names) for level in levels}
     agnostic = ClassAgnosticIoU(cmiou_segments)
-    tags = TagMetrics(exclude={dataset.spec.background} if dataset.spec.background is not None else set())
+    exclude = {dataset.spec.background} if dataset.spec.background is not None else set()
+    tags = TagMetrics(exclude=exclude)
+    # A union tagger's parts, scored on the classes each one found: who found what, in numbers.
+    parts = list(dict.fromkeys(p for r in raws.values() for p in r.parts))
+    part_tags = {p: TagMetrics(exclude=exclude) for p in parts}
     failed, seconds = [], []
     for s in samples:
         gt = dataset.read_label(s)
@@ -238,7 +264,10 @@ def score_open_vocabulary(dataset: Dataset, samples: Sequence[Sample], pred_dir:
             evaluators[level].process(pred, gt)
         agnostic.process(labels, gt)
         own = own_level if lexical else None
-        tags.process([lut_by_level[own][c] for c in raw.classes], np.unique(gt).tolist())
+        present = np.unique(gt).tolist()
+        tags.process([lut_by_level[own][c] for c in raw.classes], present)
+        for p, metric in part_tags.items():
+            metric.process([lut_by_level[own][c] for c in raw.classes if p in raw.found_by.get(c, [])], present)
         if progress:
             progress(1)
 
@@ -252,6 +281,8 @@ def score_open_vocabulary(dataset: Dataset, samples: Sequence[Sample], pred_dir:
         report.lexical_alignment = {"levels": list(levels), "mIoU": [curve[lv] for lv in levels],
                                     "area": lexical_alignment_area([curve[lv] for lv in levels]),
                                     "gt_aware": gt_aware}
+    if part_tags:
+        report.extra["tags_by_tagger"] = {p: m.evaluate().to_dict() for p, m in part_tags.items()}
     report.extra["seconds_per_image"] = float(np.median(seconds)) if seconds else None
     report.extra["compute_seconds"] = float(np.sum(seconds)) if seconds else None
     return report

@@ -206,3 +206,21 @@ def test_folder_dataset_with_an_exif_rotated_photo(tmp_path):
     assert report.failed == []
     stored = np.asarray(Image.open(tmp_path / "run" / "predictions" / "p_labels.png"))
     assert stored.shape == (h, w)
+
+
+def test_union_benchmark_scores_each_tagger_alone(voc_root, tmp_path):
+    """union of the user's words and the tiny random-init VLM (its replies are noise, so it finds nothing):
+    results.json scores each tagger's own tags; the vocabulary's 'person' is right in every image."""
+    cfg = _config(voc_root, "tagger=union", "union=[vocabulary, vlm]", "vocabulary=[person, dog]",
+                  "segment.segmenter=clipseg", "evaluation.mapper=lexical", "vlm.max_new_tokens=4",
+                  f"evaluation.out={tmp_path / 'run'}")
+    run_benchmark(cfg)
+    res = json.loads((tmp_path / "run" / "results.json").read_text())
+    by = res["tags_by_tagger"]
+    assert set(by) == {"vocabulary", "vlm"}
+    assert by["vocabulary"]["micro_recall"] == 0.5  # person found, chair missed, in all 5 images
+    assert by["vlm"]["predicted"] == 0
+    pred = json.loads(next((tmp_path / "run" / "predictions").glob("*.json")).read_text())
+    assert {n["noun"]: n["found_by"] for n in pred["tags"]["nouns"]} == {"person": ["vocabulary"],
+                                                                         "dog": ["vocabulary"]}
+    assert "tag precision / recall, vocabulary alone" in (tmp_path / "run" / "results.md").read_text()

@@ -102,3 +102,19 @@ def test_tiny_models_end_to_end_without_scripting(repo, ade_images):
     [item] = list(seg.segment_many(ade_images[:1]))
     assert item.ok and set(item.result.labels) <= {"dog", "sky"}
     assert any(n.startswith("enrich:") for n in item.result.notes)
+
+
+def test_failed_enrichment_falls_back_to_plain_tags(repo, ade_images, monkeypatch):
+    seg = SelfSeg.from_config(repo / "configs" / "smoke.yaml",
+                              ["tagger=vocabulary", "vocabulary=[dog]", "segment.segmenter=clipseg",
+                               "segment.enrich=generic"])
+
+    def boom(self, reqs):
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(type(seg.enricher.chat), "_generate", boom)
+    items = list(seg.segment_many(ade_images[:2], batch_size=2))
+    assert all(i.ok for i in items)  # the batch is not lost
+    for i in items:
+        assert i.result.prompts == {} and any("enrich: failed (RuntimeError: CUDA out of memory" in n
+                                              for n in i.result.notes)

@@ -149,3 +149,18 @@ def test_tiny_describe_extract_with_the_vlm_as_extractor(repo, ade_images):
     [item] = list(seg.tag_many(ade_images[:1]))
     assert item.ok and item.result.tagger == "describe_extract" and item.result.meaningless
     assert seg.tagger.vision is not None and seg.tagger.extractor.model is seg.tagger.vision.model  # shared weights
+
+
+def test_tiny_describe_extract_with_a_separate_causal_lm(repo, ade_images):
+    """Tiny random-init Qwen2.5-VL describes, a tiny random-init Llama extracts (both reply with noise):
+    the text LM gets the description as text, one batched call per step."""
+    seg = SelfSeg.from_config(repo / "configs" / "smoke.yaml", ["tagger=describe_extract", "vlm.llm=tiny-random",
+                                                                "vlm.max_new_tokens=6", "vlm.reflection_rounds=1"])
+    items = list(seg.tag_many(ade_images[:2], batch_size=2))
+    assert all(i.ok for i in items)
+    t = seg.tagger
+    assert type(t.extractor).__name__ == "ChatLM" and t.vision.generate_calls == 1
+    assert t.extractor.generate_calls == 2  # extract + one reflection round, both images per call
+    r = items[0].result
+    assert [x["step"] for x in r.replies] == ["describe", "extract", "reflection 1"]
+    assert r.model == "tiny-random" and r.meaningless
