@@ -11,6 +11,7 @@ import hashlib
 import json
 import sqlite3
 import threading
+import warnings
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -41,6 +42,7 @@ class ReplyCache:
         self.path = Path(path).expanduser()
         self.hits = 0
         self.misses = 0
+        self.broken: Optional[str] = None  # set when the file failed after opening: caching is then off
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,9 +59,22 @@ class ReplyCache:
         """None (caching off) for a None or empty path."""
         return cls(path) if path else None
 
+    def _fail(self, exc: Exception) -> None:
+        # A locked or broken file (NFS home directories) must not cost the replies already generated:
+        # warn once and go on without the cache.
+        if self.broken is None:
+            self.broken = f"{type(exc).__name__}: {exc}"
+            warnings.warn(f"reply cache {self.path}: {self.broken}; going on without it", stacklevel=3)
+
     def get(self, key: str) -> Optional[str]:
-        with self._lock:
-            row = self._db.execute("SELECT reply FROM replies WHERE key = ?", (key,)).fetchone()
+        if self.broken:
+            return None
+        try:
+            with self._lock:
+                row = self._db.execute("SELECT reply FROM replies WHERE key = ?", (key,)).fetchone()
+        except sqlite3.Error as exc:
+            self._fail(exc)
+            return None
         if row is None:
             self.misses += 1
             return None
@@ -67,13 +82,14 @@ class ReplyCache:
         return row[0]
 
     def put(self, key: str, reply: str) -> None:
-        with self._lock:
-            try:
+        if self.broken:
+            return
+        try:
+            with self._lock:
                 self._db.execute("INSERT OR REPLACE INTO replies (key, reply) VALUES (?, ?)", (key, reply))
                 self._db.commit()
-            except sqlite3.Error as exc:
-                raise ConfigError(f"reply cache {self.path}: cannot be written ({exc}); set vlm.cache to a "
-                                  f"writable file, or null to turn caching off") from None
+        except sqlite3.Error as exc:
+            self._fail(exc)
 
     def __len__(self) -> int:
         with self._lock:

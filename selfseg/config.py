@@ -186,7 +186,7 @@ class VlmConfig:
     describe_prompt: Union[str, None] = None
     extract_prompt: Union[str, None] = None
     reflection_prompt: Union[str, None] = None
-    # Reply cache (SQLite): replies are keyed by (model, image pixels, conversation, max_new_tokens), so a
+    # Reply cache (SQLite): replies are keyed by (model, dtype, image pixels, conversation, max_new_tokens), so a
     # rerun never asks the model again. None: no cache.
     cache: Union[str, None] = "~/.cache/selfseg/replies.sqlite"
 
@@ -209,6 +209,8 @@ class SegmentConfig:
     enrich: str = "none"
     # Longest description asked for, in words.
     enrich_max_words: int = 12
+    # Longest enrichment reply, in tokens ("image" describes every tag of an image in one reply).
+    enrich_max_new_tokens: int = 1024
     # Template; None: the built-in one. generic: {tag} and {max_words}; image: {tags} and {max_words}.
     enrich_prompt: Union[str, None] = None
     grounded_sam2: GroundedSam2Config = field(default_factory=GroundedSam2Config)
@@ -332,7 +334,9 @@ class Config:
         _check(sg.enrich == "none" or sg.segmenter in ("grounded_sam2", "clipseg"), "segment.enrich",
                "'none' with segmenter " + repr(sg.segmenter) + " (only grounded_sam2 and clipseg take phrases)",
                sg.enrich)
-        _check(sg.enrich_max_words >= 1, "segment.enrich_max_words", "an integer >= 1", sg.enrich_max_words)
+        _check(sg.enrich_max_words >= 1 and sg.enrich_max_new_tokens >= 1,
+               "segment.enrich_max_words / enrich_max_new_tokens", "integers >= 1",
+               (sg.enrich_max_words, sg.enrich_max_new_tokens))
         v = self.vlm
         _check(v.dtype in ("auto", "float32", "float16", "bfloat16"), "vlm.dtype",
                "auto, float32, float16 or bfloat16", v.dtype)

@@ -150,8 +150,10 @@ class SelfSeg:
         except SelfSegError:
             raise
         except Exception as exc:  # noqa: BLE001
+            if len(items) > 1:  # one image the model cannot take must not cost the others their prompts
+                return [self._enrich([i], [p])[0] for i, p in zip(items, planned)]
             note = f"enrich: failed ({type(exc).__name__}: {exc}".splitlines()[0] + "); prompted with the plain tags"
-            return [Enrichment(notes=[note]) for _ in items]
+            return [Enrichment(notes=[note])]
 
     def _load_item(self, src: ImageInput) -> BatchItem:
         try:
@@ -191,8 +193,16 @@ class SelfSeg:
         if merges and any(lab not in classes for lab in seg.classes):
             # bcc_clusters names clusters with their own nouns: fold merged names into the kept ones.
             kept = {m["dropped"]: m["kept"] for m in merges}
-            seg = dataclasses.replace(seg, labels=[kept.get(x, x) for x in seg.labels],
-                                      classes=list(dict.fromkeys(kept.get(x, x) for x in seg.classes)))
+
+            def final(x: str) -> str:  # follow chains: couch -> sofa (synonym), sofa -> loveseat (hypernym)
+                seen = {x}
+                while x in kept and kept[x] not in seen:
+                    x = kept[x]
+                    seen.add(x)
+                return x
+
+            seg = dataclasses.replace(seg, labels=[final(x) for x in seg.labels],
+                                      classes=list(dict.fromkeys(final(x) for x in seg.classes)))
         seg.merges = merges
         seg.original_size = loaded.size
         if enrichment is not None:

@@ -183,7 +183,10 @@ def _found_by(meta: dict[str, Any]) -> dict[str, list[str]]:
     kept = {m.get("dropped"): m.get("kept") for m in meta.get("merges", [])}
     out: dict[str, list[str]] = {}
     for n in tags.get("nouns", []):
-        cls = kept.get(n["noun"], n["noun"])
+        cls, seen = n["noun"], {n["noun"]}
+        while cls in kept and kept[cls] not in seen:  # chains: couch -> sofa -> loveseat
+            cls = kept[cls]
+            seen.add(cls)
         for who in n.get("found_by", []):
             out.setdefault(cls, [])
             if who not in out[cls]:

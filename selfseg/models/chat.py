@@ -53,6 +53,7 @@ class ChatModelBase:
     max_new_tokens: int
     cache: Optional[ReplyCache]
     is_tiny: bool = False
+    dtype: Any = None  # part of the cache key: float16 and bfloat16 may answer differently
 
     def __init__(self) -> None:
         self.stats = ChatStats()
@@ -74,18 +75,25 @@ class ChatModelBase:
             for i, r in enumerate(requests):
                 img = None
                 if r.image is not None:
-                    img = digests.setdefault(id(r.image), image_digest(r.image))
+                    if id(r.image) not in digests:  # one hash per picture, however many rows show it
+                        digests[id(r.image)] = image_digest(r.image)
+                    img = digests[id(r.image)]
                 keys[i] = reply_key(model=self.model_id, image=img, turns=[list(t) for t in r.turns],
-                                    max_new_tokens=self.max_new_tokens, decoding="greedy")
+                                    max_new_tokens=self.max_new_tokens, dtype=str(self.dtype), decoding="greedy")
                 hit = self.cache.get(keys[i])
                 if hit is not None:
                     out[i] = ChatReply(hit, cached=True)
                     self.stats.cached += 1
         todo = [i for i in range(len(requests)) if out[i] is None]
-        todo.sort(key=lambda i: (requests[i].image is None, sum(len(t) for _, t in requests[i].turns)))
+        # Similar lengths share a call (less padding); for VLM rows the image's token count dominates.
+        todo.sort(key=lambda i: (requests[i].image is None,
+                                 requests[i].image.size[0] * requests[i].image.size[1] if requests[i].image else 0,
+                                 sum(len(t) for _, t in requests[i].turns)))
         for start in range(0, len(todo), self.batch_size):
             rows = todo[start:start + self.batch_size]
             texts = self._generate([requests[i] for i in rows])
+            if len(texts) != len(rows):  # never let replies slide onto the wrong request
+                raise RuntimeError(f"{self.model_id}: {len(texts)} replies for {len(rows)} requests")
             self.stats.generate_calls += 1
             self.stats.rows += len(rows)
             self.stats.rows_per_call.append(len(rows))

@@ -98,11 +98,13 @@ class ChatLM(ChatModelBase):
     def _generate(self, requests: Sequence[ChatRequest]) -> list[str]:
         if any(r.image is not None for r in requests):
             raise ValueError(f"{self.model_id!r} is a text-only language model; it cannot be shown an image")
+        from .vlm import needs_special_tokens
+
         texts = [self._format(r) for r in requests]
         templated = bool(getattr(self.tokenizer, "chat_template", None))
-        # A chat template already wrote the special tokens (BOS etc.); do not add them twice.
-        enc = self.tokenizer(texts, return_tensors="pt", padding=True,
-                             add_special_tokens=not templated).to(self.device)
+        # A chat template usually wrote BOS itself; add it only where it did not (never twice).
+        add = needs_special_tokens(self.tokenizer, texts) if templated else True
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=add).to(self.device)
         enc.pop("token_type_ids", None)  # BERT-style tokenizers add them; causal LMs take none
         gen = self.model.generate(**enc, do_sample=False, max_new_tokens=self.max_new_tokens,
                                   pad_token_id=self.tokenizer.pad_token_id)

@@ -91,6 +91,14 @@ def check_model_type(model_id: str, kind: str, setting: str, cache_dir: Optional
                           f"{example!r}")
 
 
+def needs_special_tokens(tokenizer: Any, texts: Sequence[str]) -> bool:
+    """Whether the tokenizer should add its special tokens to chat-templated texts: only when the
+    tokenizer has a BOS token that the template did not write (LLaVA-1.5's template starts with "USER:",
+    Llama-2's with "<s>"; adding it twice, or never, both hurt the answers)."""
+    bos = getattr(tokenizer, "bos_token", None)
+    return bool(bos) and not all(t.startswith(bos) for t in texts)
+
+
 class VisionChat(ChatModelBase):
     """Greedy replies of an image-text-to-text chat model, `batch_size` conversations per generate call.
 
@@ -156,9 +164,8 @@ class VisionChat(ChatModelBase):
                  for r in requests]
         images = [r.image if r.image.mode == "RGB" else r.image.convert("RGB")
                   for r in requests if r.image is not None]
-        # The chat template already wrote the special tokens (BOS etc.); do not add them twice.
         enc = self.processor(text=texts, images=images or None, padding=True, return_tensors="pt",
-                             add_special_tokens=False)
+                             add_special_tokens=needs_special_tokens(self.tokenizer, texts))
         enc.pop("token_type_ids", None)  # BERT-style tokenizers (the tiny model) add them; the LM takes none
         enc = enc.to(self.device)
         if "pixel_values" in enc:

@@ -22,7 +22,7 @@ from typing import Any, Optional, Sequence
 from ..config import Config
 from ..io import LoadedImage
 from ..models.chat import ChatModelBase, ChatRequest
-from ..taggers.parse import find_object
+from ..taggers.parse import TagNormaliser, _json_values, _strip_reasoning, find_object
 from ..taggers.vlm import fill
 
 GENERIC_PROMPT = (
@@ -34,7 +34,6 @@ IMAGE_PROMPT = (
     "here (colour, shape, texture), without naming the other things. Reply with a JSON object that maps each "
     'name to its description, for example {{"dog": "small brown short-haired dog"}}. No other text.'
 )
-_THINK = re.compile(r"<think>.*?(</think>|$)", re.S | re.I)
 
 
 @dataclass
@@ -53,9 +52,9 @@ def clean_description(text: Any, tag: str, max_words: int) -> str:
     blocks, quotes, a leading "tag:" and the characters Grounding DINO reads as phrase ends are removed."""
     if not isinstance(text, str):
         return ""
-    text = _THINK.sub(" ", text)
+    text, _ = _strip_reasoning(text)
     line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
-    line = line.strip(" \"'`*")
+    line = line.replace("**", "").replace("__", "").strip(" \"'`*#-")
     if line.lower().startswith(tag.lower() + ":"):
         line = line[len(tag) + 1:]
     words = line.replace(".", " ").replace("?", " ").replace(";", ",").split()[:max_words]
@@ -75,7 +74,10 @@ class PromptEnricher:
             from ..models import vlm
 
             chat = vlm.text_chat_from_config(config) if self.mode == "generic" else vlm.vision_chat_from_config(config)
+            # One reply describes every tag of an image: it needs more room than a tag list.
+            chat.max_new_tokens = sc.enrich_max_new_tokens
         self.chat = chat
+        self._names = TagNormaliser()
 
     def __call__(self, images: Sequence[LoadedImage], classes: Sequence[Sequence[str]]) -> list[Enrichment]:
         """One Enrichment per image (`classes[i]` are image i's tags); ONE batched chat pass for the batch."""
@@ -100,6 +102,26 @@ class PromptEnricher:
             out.append(e)
         return out
 
+    def _descriptions(self, text: str) -> tuple[Optional[dict], list[str]]:
+        """tag -> description from a reply: a JSON object, or a list of {"name", "description"} objects."""
+        obj, notes = find_object(text)
+        if obj is not None and not any(isinstance(v, str) for v in obj.values()):
+            obj = None  # {"objects": [...]}: not a mapping of descriptions
+        if obj is None:
+            stripped, _ = _strip_reasoning(str(text))
+            for value in _json_values(stripped):
+                if isinstance(value, list) and all(isinstance(x, dict) for x in value):
+                    pairs = {}
+                    for x in value:
+                        name = next((x[k] for k in ("name", "tag", "label", "object") if isinstance(x.get(k), str)), None)
+                        desc = next((x[k] for k in ("description", "desc", "looks", "appearance")
+                                     if isinstance(x.get(k), str)), None)
+                        if name and desc:
+                            pairs[name] = desc
+                    if pairs:
+                        return pairs, notes
+        return obj, notes
+
     def _image(self, images: Sequence[LoadedImage], classes: Sequence[Sequence[str]]) -> list[Enrichment]:
         rows = [i for i, cs in enumerate(classes) if cs]
         replies = self.chat.chat([ChatRequest.ask(fill(self.template, "segment.enrich_prompt",
@@ -107,16 +129,21 @@ class PromptEnricher:
                                                   images[i].image) for i in rows])
         out = [Enrichment() for _ in classes]
         for i, reply in zip(rows, replies):
-            obj, notes = find_object(reply.text)
+            obj, notes = self._descriptions(reply.text)
             e = out[i]
             e.notes += [f"enrich: {n}" for n in notes]
             if obj is None:
-                e.notes.append("enrich: no JSON object in the reply; every tag prompted as itself")
+                e.notes.append("enrich: no JSON object in the reply; every tag prompted as itself (if it was "
+                               "cut off, raise segment.enrich_max_new_tokens)")
                 continue
-            by_key = {str(k).strip().casefold(): v for k, v in obj.items()}
+            # Keys match tags case-insensitively and in singular form ("Dogs" -> dog).
+            by_key: dict[str, Any] = {}
+            for k, v in obj.items():
+                by_key.setdefault(str(k).strip().casefold(), v)
+                by_key.setdefault(self._names(str(k)) or "", v)
             missing = []
             for t in classes[i]:
-                d = clean_description(by_key.get(t.casefold()), t, self.max_words)
+                d = clean_description(by_key.get(t.casefold(), by_key.get(self._names(t) or t)), t, self.max_words)
                 if d:
                     e.prompts[t] = self._phrase(t, d)
                 else:
@@ -124,3 +151,23 @@ class PromptEnricher:
             if missing:
                 e.notes.append(f"enrich: no description for {', '.join(missing)}; prompted with the plain tag")
         return out
+
+    def _descriptions(self, text: str) -> tuple[Optional[dict], list[str]]:
+        """tag -> description from a reply: a JSON object, or a list of {"name", "description"} objects."""
+        obj, notes = find_object(text)
+        if obj is not None and not any(isinstance(v, str) for v in obj.values()):
+            obj = None  # {"objects": [...]}: not a mapping of descriptions
+        if obj is None:
+            stripped, _ = _strip_reasoning(str(text))
+            for value in _json_values(stripped):
+                if isinstance(value, list) and all(isinstance(x, dict) for x in value):
+                    pairs = {}
+                    for x in value:
+                        name = next((x[k] for k in ("name", "tag", "label", "object") if isinstance(x.get(k), str)), None)
+                        desc = next((x[k] for k in ("description", "desc", "looks", "appearance")
+                                     if isinstance(x.get(k), str)), None)
+                        if name and desc:
+                            pairs[name] = desc
+                    if pairs:
+                        return pairs, notes
+        return obj, notes

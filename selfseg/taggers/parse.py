@@ -4,19 +4,22 @@ Chat models asked for "a JSON list only" still wrap it in code fences, put prose
 think aloud first (<think>...</think>), use Python quotes, answer with objects ({"name": ...}) or mix in
 numbers. The rules, in order:
 
-1. Drop reasoning blocks (<think>...</think>); a reply cut off inside one has no answer.
+1. Drop reasoning blocks (<think>...</think>); a reply cut off inside one has no answer. Read at most
+   32k characters.
 2. Look inside ```code fences``` first, then in the whole reply.
-3. The first JSON value that starts at a '[' or '{' and parses wins: a list, or an object holding a list
-   (under "tags", "objects", ... or as its only list). Curly quotes are straightened first; a
+3. The first JSON value (starting at a '[' or '{') that parses AND holds a name wins, so "[]" or a
+   citation "[1]" before the answer is skipped. Nested lists are flattened, an object contributes every
+   list it holds ({"objects": [...], "background": [...]}). Curly quotes are straightened first; a
    Python-literal list ('dog', 'cat') is accepted too.
-4. No JSON at all: a bulleted or numbered list, one item per line, is read instead (noted).
-5. Items: strings are kept; objects give their "name" / "label" / "object" / "tag" string; anything else
-   (numbers, null, nested lists) is dropped and counted in a note.
+4. A list cut off by max_new_tokens keeps its complete quoted items (noted).
+5. No JSON at all: a bulleted or numbered list, one item per line, is read instead (noted).
+6. Items: strings are kept; objects give their "name" / "label" / "object" / "tag" string; anything else
+   (numbers, null) is dropped and counted in a note; placeholders ("none", "N/A") are dropped.
 
 Then every tag is normalised: lower-cased, articles and surrounding punctuation stripped, whitespace
 collapsed, the last word singularised when WordNet knows its singular ("traffic lights" -> "traffic
-light", "shoes" -> "shoe"; "jeans" stays), duplicates dropped (first wins). Nothing here raises: a reply with no list gives no tags and a
-note saying why.
+light", "shoes" -> "shoe"; "jeans" stays), duplicates dropped (first wins); counts ("2 dogs", "dog (2)") are removed. Nothing here raises: a reply
+with no list, or a list with no names, gives no tags, `ok=False` and a note saying why.
 """
 from __future__ import annotations
 
@@ -33,10 +36,15 @@ _QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": 
 _LIST_KEYS = ("tags", "objects", "labels", "names", "items", "classes", "nouns", "keywords", "list")
 _NAME_KEYS = ("name", "label", "object", "tag", "class", "noun", "keyword")
 _ARTICLES = ("a ", "an ", "the ", "some ")
+_MAX_REPLY = 32_000  # characters read of one reply (a runaway generation is not parsed to its end)
+# Placeholders models write for "nothing": never tags.
+_NULL_WORDS = frozenset({"none", "null", "nil", "n/a", "na", "nothing", "unknown", "other", "others", "etc",
+                         "no objects", "not applicable", "empty"})
 # Plural nouns that name one object ("jeans" is one garment): never singularised.
 _PLURALIA_TANTUM = frozenset("""
-binoculars clothes earphones glasses goggles goods headphones jeans leggings overalls pajamas pants pliers
-people pyjamas scissors shorts stairs sunglasses tights tongs trousers tweezers
+barracks bellows binoculars braces clothes earphones falls glasses goggles goods headphones jeans leggings
+overalls pajamas pants pliers people pyjamas rapids scissors shorts spectacles stairs sunglasses suspenders
+tights tongs trousers trunks tweezers
 """.split())
 
 
@@ -58,20 +66,28 @@ def _strip_reasoning(text: str) -> tuple[str, Optional[str]]:
 
 
 def _json_values(text: str) -> Iterable[Any]:
-    """Every JSON (or Python-literal) value that starts at a '[' or '{' of `text`, in order."""
+    """Every JSON (or Python-literal) value that starts at a '[' or '{' of `text`, in order, outermost
+    first (a value's inner brackets are not tried again)."""
     decoder = json.JSONDecoder()
+    skip_to = 0
     for m in re.finditer(r"[\[{]", text):
-        try:
-            yield decoder.raw_decode(text, m.start())[0]
+        if m.start() < skip_to:
             continue
-        except ValueError:
+        try:
+            value, end = decoder.raw_decode(text, m.start())
+            skip_to = end
+            yield value
+            continue
+        except (ValueError, RecursionError):
             pass
         end = _matching_bracket(text, m.start())
-        if end is not None:
+        if end is not None and end - m.start() < 20_000:
             try:
-                yield ast.literal_eval(text[m.start():end + 1])
+                value = ast.literal_eval(text[m.start():end + 1])
             except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-                pass
+                continue
+            skip_to = end + 1
+            yield value
 
 
 def _matching_bracket(text: str, start: int) -> Optional[int]:
@@ -91,6 +107,8 @@ def _matching_bracket(text: str, start: int) -> Optional[int]:
             quote = ch
         elif ch in pairs:
             stack.append(pairs[ch])
+            if len(stack) > 32:  # no tag list nests this deep
+                return None
         elif ch in ")]}":
             if not stack or stack.pop() != ch:
                 return None
@@ -99,17 +117,23 @@ def _matching_bracket(text: str, start: int) -> Optional[int]:
     return None
 
 
-def _list_in(value: Any) -> Optional[list]:
+def _names_in(value: Any, depth: int = 0) -> Optional[list]:
+    """The name-like items of a parsed value, flattened: a list's items (nested lists joined), or every
+    list an object holds ("objects" and "background" both count). None when the value holds no list."""
+    if depth > 4:
+        return None
     if isinstance(value, list):
-        return value
+        out: list = []
+        for item in value:
+            inner = _names_in(item, depth + 1) if isinstance(item, list) else None
+            out += inner if inner is not None else [item]
+        return out
     if isinstance(value, dict):
-        for k in _LIST_KEYS:
-            for key, v in value.items():
-                if isinstance(key, str) and key.lower() == k and isinstance(v, list):
-                    return v
-        lists = [v for v in value.values() if isinstance(v, list)]
-        if len(lists) == 1:
-            return lists[0]
+        if _item_name(value) is not None:  # {"name": "dog"} alone is one item
+            return [value]
+        lists = [_names_in(v, depth + 1) for v in value.values() if isinstance(v, (list, dict))]
+        lists = [x for x in lists if x is not None]
+        return [i for x in lists for i in x] if lists else None
     return None
 
 
@@ -124,24 +148,41 @@ def _item_name(item: Any) -> Optional[str]:
     return None
 
 
+def _truncated_items(text: str) -> list[str]:
+    """The complete quoted items of a list that was cut off before its ']' (max_new_tokens reached)."""
+    start = text.find("[")
+    if start < 0 or _matching_bracket(text, start) is not None:
+        return []
+    return re.findall(r'"([^"\\\n]{1,80})"\s*,', text[start:])
+
+
 def find_list(reply: str) -> tuple[Optional[list], list[str]]:
-    """The raw list in a reply (None when there is none) and notes on how it was found."""
-    text, note = _strip_reasoning(str(reply).translate(_QUOTES))
+    """The raw items of the first list in a reply that holds at least one name (None when there is none)
+    and notes on how it was found."""
+    text, note = _strip_reasoning(str(reply)[:_MAX_REPLY].translate(_QUOTES))
     notes = [note] if note else []
+    empty = None
     for part in [*(m.group(1) for m in _FENCE.finditer(text)), text]:
         for value in _json_values(part):
-            found = _list_in(value)
-            if found is not None:
+            found = _names_in(value)
+            if found is None:
+                continue
+            if any(_item_name(i) is not None and _item_name(i).strip().lower() not in _NULL_WORDS for i in found):
                 return found, notes
+            empty = found if empty is None else empty
+    cut = _truncated_items(text)
+    if cut:
+        return cut, notes + [f"the reply was cut off inside its list; kept its {len(cut)} complete item(s) "
+                             f"(raise vlm.max_new_tokens)"]
     bullets = [m.group(1) for line in text.splitlines() if (m := _BULLET.match(line))]
     if bullets:
         return bullets, notes + ["no JSON list in the reply; read its bulleted lines instead"]
-    return None, notes
+    return empty, notes
 
 
 def find_object(reply: str) -> tuple[Optional[dict], list[str]]:
     """The first JSON object in a reply (None when there is none) and notes."""
-    text, note = _strip_reasoning(str(reply).translate(_QUOTES))
+    text, note = _strip_reasoning(str(reply)[:_MAX_REPLY].translate(_QUOTES))
     notes = [note] if note else []
     for part in [*(m.group(1) for m in _FENCE.finditer(text)), text]:
         for value in _json_values(part):
@@ -177,30 +218,35 @@ class TagNormaliser:
         others = [f for f in forms if f != word]
         if not others:
             return word
-        if word in forms:
-            # Both are nouns ("shoes" / "shoe", "species" / "specie"): keep the plural only when it is the
-            # commoner word in WordNet's sense-tagged corpus.
-            def count(w: str) -> int:
-                return sum(lem.count() for syn in wn.synsets(w, wn.NOUN) for lem in syn.lemmas()
-                           if lem.name().lower() == w)
-            if count(word) >= count(others[0]):
-                return word
-        return others[0]
+
+        def count(w: str) -> int:  # how often WordNet's sense-tagged corpus saw the word as a noun
+            return sum(lem.count() for syn in wn.synsets(w, wn.NOUN) for lem in syn.lemmas()
+                       if lem.name().lower() == w)
+
+        # Several base forms ("lenses": lens / lense): the commonest.
+        best = max(others, key=count)
+        # Both are nouns ("shoes" / "shoe", "species" / "specie"): keep the plural when it is the commoner.
+        if word in forms and count(word) >= count(best):
+            return word
+        return best
 
     def __call__(self, raw: str) -> Optional[str]:
         text = " ".join(str(raw).lower().split())
+        text = re.sub(r"\s*\([^)]*\)?\s*$", "", text)     # "dog (2)", "cup (partly hidden"
+        text = re.sub(r"^(\d+|x\d+)\s+", "", text)          # "2 dogs"
+        text = re.sub(r"\s+(x\s*\d+|\d+)$", "", text)       # "dog x2", "dog 2"
         text = text.strip(" \t\"'`.,;:!?*()[]{}<>")
         for art in _ARTICLES:
             if text.startswith(art):
                 text = text[len(art):]
         text = text.strip(" \t\"'`.,;:!?*")
-        if not text or len(text) > 60 or not any(c.isalpha() for c in text):
+        if len(text) < 2 or len(text) > 60 or not any(c.isalpha() for c in text):
             return None
         words = text.split()
         if all(w.isalpha() or "-" in w for w in words):
             words = self.singular(words)
         tag = " ".join(words)
-        return None if tag in self.stopwords else tag
+        return None if tag in self.stopwords or text in _NULL_WORDS or tag in _NULL_WORDS else tag
 
 
 def parse_tags(reply: str, normalise: "TagNormaliser | None" = None, max_tags: int = 0) -> ParsedTags:
@@ -222,6 +268,8 @@ def parse_tags(reply: str, normalise: "TagNormaliser | None" = None, max_tags: i
             tags.append(tag)
     if wrong:
         notes.append(f"{wrong} list item(s) that were not names dropped")
+    if not tags:  # "[]", or only placeholders / stop words: no answer to build on
+        return ParsedTags([], notes + ["the reply's list holds no names"], ok=False)
     if max_tags and len(tags) > max_tags:
         notes.append(f"{len(tags) - max_tags} tag(s) beyond max_tags={max_tags} dropped")
         tags = tags[:max_tags]

@@ -189,13 +189,15 @@ class DescribeExtractTagger(_ChatTagger):
             if not d.text.strip():
                 log.notes.append("describe: the description is empty")
         t0 = time.perf_counter()
-        requests = [ChatRequest.ask(fill(self.extract, "vlm.extract_prompt", description=d.text, **s))
-                    for d in descriptions]
+        # An empty description has nothing to extract: asking anyway invites made-up tags.
+        rows = [i for i, d in enumerate(descriptions) if d.text.strip()]
+        requests = [ChatRequest.ask(fill(self.extract, "vlm.extract_prompt", description=descriptions[i].text, **s))
+                    for i in rows]
         replies = self.extractor.chat(requests)
         timings["extract"] = time.perf_counter() - t0
-        for log, reply in zip(logs, replies):
-            log.record("extract", self.extractor.model_id, reply, self._parse(reply.text))
-        self._reflect(self.extractor, requests, replies, logs, timings)
+        for i, reply in zip(rows, replies):
+            logs[i].record("extract", self.extractor.model_id, reply, self._parse(reply.text))
+        self._reflect(self.extractor, requests, replies, [logs[i] for i in rows], timings)
         model = self.vision.model_id if self.extractor.model_id == self.vision.model_id else \
             f"{self.vision.model_id} + {self.extractor.model_id}"
         return self._results(images, logs, model, timings, self.vision.is_tiny or self.extractor.is_tiny)

@@ -107,3 +107,12 @@ def test_missing_checkpoint_offline_names_the_download_command(monkeypatch, tmp_
     with pytest.raises(ResourceMissingError, match=r"vision-language model checkpoint 'someone/no-such-vlm' .*"
                                                    r"selfseg download"):
         VisionChat("someone/no-such-vlm", device="cpu", cache_dir=str(tmp_path))
+
+
+def test_a_cache_that_breaks_mid_run_is_dropped_not_fatal(photos, tmp_path):
+    cache = ReplyCache(tmp_path / "c.sqlite")
+    chat = VisionChat("tiny-random", device="cpu", max_new_tokens=2, cache=cache)
+    cache._db.close()  # as if the file became unusable (locked NFS home, deleted, ...)
+    with pytest.warns(UserWarning, match="going on without it"):
+        replies = chat.chat([ChatRequest.ask("list the objects", photos[0])])
+    assert len(replies) == 1 and cache.broken

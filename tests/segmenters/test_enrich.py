@@ -118,3 +118,13 @@ def test_failed_enrichment_falls_back_to_plain_tags(repo, ade_images, monkeypatc
     for i in items:
         assert i.result.prompts == {} and any("enrich: failed (RuntimeError: CUDA out of memory" in n
                                               for n in i.result.notes)
+
+
+@pytest.mark.parametrize("reply", [
+    '[{"name": "Dogs", "description": "small brown dog"}, {"name": "sky", "description": "**clear** blue"}]',
+    '<think>the dog is brown</think>{"dogs": "small brown dog", "Sky": "clear blue"}',
+])
+def test_image_descriptions_in_other_shapes(repo, loaded, scripted_chat, reply):
+    e = PromptEnricher(_cfg(repo, "segment.enrich=image"), chat=scripted_chat(lambda r: reply))
+    [out] = e(loaded[:1], [["dog", "sky"]])
+    assert out.prompts["dog"] == "dog, small brown dog" and out.prompts["sky"].startswith("sky, clear blue")

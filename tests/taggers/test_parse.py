@@ -27,6 +27,15 @@ from selfseg.taggers.parse import TagNormaliser, find_object, parse_tags
      ["dog", "traffic light", "shoe", "jeans", "mouse", "sky"]),
     # no JSON: a bulleted / numbered list is read
     ("Objects:\n- dog\n* cat\n1. red apples\n2) tree", ["dog", "cat", "red apple", "tree"]),
+    # an empty list or a citation before the answer is skipped; nested lists flattened; every list of an object
+    ('[]\n["dog"]', ["dog"]),
+    ("The answer (see [1]) is ['dog']", ["dog"]),
+    ('[["dog", "cat"], ["tree"]]', ["dog", "cat", "tree"]),
+    ('{"objects": ["dog"], "background": ["grass", "sky"]}', ["dog", "grass", "sky"]),
+    # placeholders and counts
+    ('["dog", "None", "null", "N/A", "2 cats", "cup (2)", "bird x3"]', ["dog", "cat", "cup", "bird"]),
+    # plural choice: the commonest base form; plural-only nouns kept
+    ('["lenses", "spectacles", "falls", "braces"]', ["lens", "spectacles", "falls", "braces"]),
 ])
 def test_lists_are_recovered(reply, tags):
     got = parse_tags(reply, TagNormaliser(["background"]))
@@ -34,16 +43,28 @@ def test_lists_are_recovered(reply, tags):
 
 
 def test_wrong_item_types_are_dropped_with_a_note():
-    got = parse_tags('["dog", 3, null, ["x"], true, {"size": 2}, "cat"]')
-    assert got.ok and got.tags == ["dog", "cat"]
-    assert any("5 list item(s) that were not names dropped" in n for n in got.notes)
+    got = parse_tags('["dog", 3, null, ["tree"], true, {"size": 2}, "cat"]')
+    assert got.ok and got.tags == ["dog", "tree", "cat"]  # nested lists are flattened
+    assert any("4 list item(s) that were not names dropped" in n for n in got.notes)
 
 
-@pytest.mark.parametrize("reply", ["", "I cannot help with that.", "dog, cat and a tree", "[unclosed", "{}"])
+@pytest.mark.parametrize("reply", ["", "I cannot help with that.", "dog, cat and a tree", "[unclosed", "{}",
+                                   "[" * 5000, "{" * 5000, '"word {x ' * 3000])
 def test_no_list_gives_no_tags_and_a_note(reply):
-    got = parse_tags(reply)
+    got = parse_tags(reply)  # never raises, even on pathological nesting
     assert got.tags == [] and not got.ok
     assert any("no parsable list" in n for n in got.notes)
+
+
+@pytest.mark.parametrize("reply", ["[]", '["None", "N/A"]', '["background"]'])
+def test_a_list_without_names_is_not_an_answer(reply):
+    got = parse_tags(reply, TagNormaliser(["background"]))
+    assert got.tags == [] and not got.ok and any("holds no names" in n for n in got.notes)
+
+
+def test_a_list_cut_off_by_max_new_tokens_keeps_its_complete_items():
+    got = parse_tags('```json\n["dog", "cat", "buil')
+    assert got.ok and got.tags == ["dog", "cat"] and any("cut off" in n for n in got.notes)
 
 
 def test_reply_cut_off_while_thinking_says_so():

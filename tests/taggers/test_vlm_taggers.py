@@ -31,8 +31,10 @@ def test_vlm_tagger_one_batched_call_and_typed_result(repo, loaded, scripted_cha
     t = VLMTagger(_cfg(repo, "tagger=vlm", "vlm.context=a park", "vlm.max_tags=5"), chat=chat)
     results = t.tag_batch(loaded)
     assert chat.generate_calls == 1 and len(chat.requests) == len(loaded)  # all images in one call
+    # Rows run grouped by size, but each image is asked exactly once.
+    assert sorted(map(id, (q.image for q in chat.requests))) == sorted(id(im.image) for im in loaded)
     req = chat.requests[0]
-    assert req.image is loaded[0].image and "Context: a park." in req.turns[0][1] and "at most 5" in req.turns[0][1]
+    assert "Context: a park." in req.turns[0][1] and "at most 5" in req.turns[0][1]
     r = results[0]
     assert r.tags == ["dog", "grass"] and r.tagger == "vlm" and r.model == "scripted"
     assert r.nouns[0].support == 1 and r.cycles_run == 1
@@ -66,6 +68,23 @@ def test_unparsable_reflection_keeps_the_previous_answer(repo, loaded, scripted_
     assert r.tags == ["dog"]
     assert any("reflection 1: kept the previous answer" in n for n in r.notes)
     assert any("reflection 2: no parsable list" in n for n in r.notes)
+
+
+def test_empty_description_is_not_sent_to_the_extractor(repo, loaded, scripted_chat):
+    vision = scripted_chat(lambda req: "" if req.image is loaded[0].image else "A dog on grass.")
+    extractor = scripted_chat(lambda req: '["person", "car"]')
+    t = DescribeExtractTagger(_cfg(repo, "tagger=describe_extract"), vision=vision, extractor=extractor)
+    empty, described = t.tag_batch(loaded)
+    assert len(extractor.requests) == 1 and "A dog on grass." in extractor.requests[0].turns[0][1]
+    assert empty.tags == [] and any("description is empty" in n for n in empty.notes)
+    assert described.tags == ["person", "car"]
+
+
+def test_replies_are_matched_to_their_own_images(repo, loaded, scripted_chat):
+    """Rows are reordered for batching (by image size); each result must still get its own image's reply."""
+    chat = scripted_chat(lambda req: f'["thing{req.image.size[0]}"]')
+    results = VLMTagger(_cfg(repo, "tagger=vlm"), chat=chat).tag_batch(loaded)
+    assert [r.tags for r in results] == [[f"thing{im.image.size[0]}"] for im in loaded]
 
 
 def test_no_list_at_all_gives_empty_tags_and_a_warning_not_an_error(repo, loaded, scripted_chat):
@@ -164,3 +183,14 @@ def test_tiny_describe_extract_with_a_separate_causal_lm(repo, ade_images):
     r = items[0].result
     assert [x["step"] for x in r.replies] == ["describe", "extract", "reflection 1"]
     assert r.model == "tiny-random" and r.meaningless
+
+
+def test_union_credit_follows_chained_merges():
+    """bcc found couch, vlm found sofa and loveseat; clean-up merged couch -> sofa -> loveseat."""
+    from selfseg.evaluation.evaluate import _found_by
+
+    meta = {"tags": {"tagger": "union", "nouns": [{"noun": "couch", "found_by": ["bcc"]},
+                                                  {"noun": "sofa", "found_by": ["vlm"]},
+                                                  {"noun": "loveseat", "found_by": ["vlm"]}]},
+            "merges": [{"kept": "sofa", "dropped": "couch"}, {"kept": "loveseat", "dropped": "sofa"}]}
+    assert _found_by(meta) == {"loveseat": ["bcc", "vlm"]}
