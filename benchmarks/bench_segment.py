@@ -86,8 +86,9 @@ GDINO_BASE = dict(
 # image_size 1024); prompt encoder and mask decoder at their defaults (width 256). Input 1024x1024 px, mask
 # logits 256x256.
 SAM2_LARGE = dict(
-    backbone=dict(hidden_size=144, embed_dim_per_stage=[144, 288, 576, 1152], num_attention_heads_per_stage=[2, 4, 8, 16],
-                  blocks_per_stage=[2, 6, 36, 4], global_attention_blocks=[23, 33, 43],
+    backbone=dict(hidden_size=144, embed_dim_per_stage=[144, 288, 576, 1152],
+                  num_attention_heads_per_stage=[2, 4, 8, 16], blocks_per_stage=[2, 6, 36, 4],
+                  global_attention_blocks=[23, 33, 43],
                   window_positional_embedding_background_size=[7, 7], window_size_per_stage=[8, 4, 16, 8],
                   image_size=1024),
     vision=dict(backbone_channel_list=[1152, 576, 288, 144], fpn_hidden_size=256),
@@ -200,7 +201,8 @@ def build_models(size: str, device: str, dtype: str, max_chunks_per_forward: Opt
     else:
         log("  Grounding DINO (grounding-dino-base architecture) ...")
         model, processor, vocab = build_full_grounding_dino()
-        loc = GroundingDinoLocator(model, processor, dev, dt, model_id=f"{MODEL_IDS['gdino']} architecture, RANDOM weights",
+        loc = GroundingDinoLocator(model, processor, dev, dt,
+                                   model_id=f"{MODEL_IDS['gdino']} architecture, RANDOM weights",
                                    max_chunks_per_forward=max_chunks_per_forward)
         log("  SAM 2 (sam2.1-hiera-large architecture) ...")
         smodel, sproc = build_full_sam2()
@@ -374,14 +376,16 @@ def run_image(loc: Any, sam: Any, image: Any, tags: list[str], n_boxes: int, thr
 
 
 def bench_stages(loc: Any, sam: Any, images: list[Any], tags: list[str], n_boxes: int, thresholds: Any,
-                 seed: int, gcount: ForwardCounter, enc: EncoderTimer, log: Callable[[str], None]) -> tuple[dict, np.ndarray]:
+                 seed: int, gcount: ForwardCounter, enc: EncoderTimer,
+                 log: Callable[[str], None]) -> tuple[dict, np.ndarray]:
     per: list[dict] = []
     for i, im in enumerate(images):
         r = run_image(loc, sam, im, tags, n_boxes, thresholds, seed + i, gcount, enc)
         per.append(r)
         t = r["timings"]
         log(f"  image {i + 1}/{len(images)} {Path(im.source).name}: locate {t['locate']:.2f} s "
-            f"({r['locate_forward_rows']} rows in {r['locate_forward_calls']} forward(s)), segment {t['segment']:.2f} s "
+            f"({r['locate_forward_rows']} rows in {r['locate_forward_calls']} forward(s)), "
+            f"segment {t['segment']:.2f} s "
             f"({r['boxes_from_detector']} detector + {r['boxes_synthetic']} synthetic boxes; detector kept "
             f"{r['detections_kept']} of {r['detections_raw']})")
     first_boxes = per[0].pop("_boxes")
