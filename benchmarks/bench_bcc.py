@@ -40,6 +40,11 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+try:  # run from a checkout without `pip install -e .`: use the checkout's package
+    import selfseg  # noqa: F401
+except ImportError:
+    sys.path.insert(0, str(REPO))
+
 DEFAULT_IMAGE_DIRS = [REPO / "examples" / "images", Path("/work/shared/data/ade20k_sample/images")]
 
 # Salesforce/blip-image-captioning-{large,base}: config.json values that fix shapes and FLOPs.

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
 
 CHILD = """
 import sys
@@ -26,7 +29,10 @@ print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')]
 
 
 def peak_kib(config: str, image: Path) -> int:
-    out = subprocess.run([sys.executable, "-c", CHILD, config, str(image)], capture_output=True, text=True)
+    # The checkout first on the child's path, so the script also runs without `pip install -e .`.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    out = subprocess.run([sys.executable, "-c", CHILD, config, str(image)], capture_output=True, text=True,
+                         env=env)
     if out.returncode:
         raise SystemExit(out.stderr.strip().splitlines()[-1])
     return int(out.stdout.strip().splitlines()[-1])

@@ -71,7 +71,9 @@ class GroundedSam2Segmenter:
             seg.timings = {"locate": t_locate}
             return seg
         t0 = time.perf_counter()
-        masks, mask_scores = self.sam.segment(image.image, det.boxes)  # ONE batched call for all boxes
+        # The image is encoded once; the boxes are decoded in batches of boxes_per_call (memory bound).
+        masks, mask_scores = self.sam.segment(image.image, det.boxes,
+                                              max_boxes_per_call=self.cfg.boxes_per_call or None)
         t_segment = time.perf_counter() - t0
         return Segmentation(image_size=(h, w), masks=masks, boxes=det.boxes, scores=det.scores,
                             mask_scores=mask_scores, labels=det.labels, classes=list(classes),

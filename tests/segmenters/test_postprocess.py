@@ -32,6 +32,30 @@ def test_nms_cases(boxes, scores, thr, kept):
     assert nms(np.array(boxes).reshape(-1, 4), np.array(scores), thr).tolist() == kept
 
 
+def _nms_by_matrix(boxes, scores, thr):
+    """The textbook form: full IoU matrix, each box checked against every box kept before it."""
+    iou = box_iou(boxes, boxes)
+    keep = []
+    for i in np.argsort(-scores, kind="stable"):
+        if all(iou[i, j] <= thr for j in keep):
+            keep.append(int(i))
+    return keep
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_nms_equals_matrix_form_and_max_keep_is_a_prefix(seed):
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(0, 200, size=(400, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(1, 60, size=(400, 2))], 1)
+    boxes[1::7] = boxes[::7][: len(boxes[1::7])]                     # exact duplicates
+    scores = np.round(rng.uniform(size=400), 2)                      # many ties
+    for thr in (0.0, 0.3, 0.5, 0.9):
+        full = _nms_by_matrix(boxes, scores, thr)
+        assert nms(boxes, scores, thr).tolist() == full
+        assert nms(boxes, scores, thr, max_keep=5).tolist() == full[:5]
+    assert nms(boxes, scores, 0.5, max_keep=0).tolist() == []
+
+
 def test_whole_image_boxes_nms_and_max_detections():
     det = Detections(
         boxes=[[0, 0, 100, 100], [0, 0, 99, 97], [10, 10, 40, 40], [12, 12, 41, 41], [60, 60, 90, 90], [5, 60, 20, 80]],

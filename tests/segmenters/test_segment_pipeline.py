@@ -231,3 +231,31 @@ def test_clipseg_components_are_capped_largest_first():
     masks, boxes, scores, cls = dense_to_instances(probs, 0.5, min_area=1, max_instances=2)
     assert cls.tolist() == [0, 1] and [int(m.sum()) for m in masks] == [25, 6]
     assert boxes[1].tolist() == [0, 6, 3, 8] and scores[0] == pytest.approx(0.9)
+
+
+def test_sam2_decodes_boxes_per_call_at_a_time_with_the_same_masks(repo, ade_images):
+    """boxes_per_call bounds the decoder's batch (memory); the image is still encoded once and the masks
+    do not change (tiny random models: the masks are meaningless, their equality is the point)."""
+    import math
+
+    results = {}
+    for per_call in (0, 3):
+        s = SelfSeg.from_config(repo / "configs" / "smoke.yaml",
+                                ["segment.vocabulary=given", "vocabulary=[dog, grass, sky, tree, car]",
+                                 f"segment.grounded_sam2.boxes_per_call={per_call}"])
+        sam = s.segmenter.sam
+        seg = s.segment(ade_images[0])
+        n = len(seg.boxes)
+        assert n > 3, seg.notes  # threshold 0 in smoke.yaml: a random detector keeps its boxes
+        assert sam.encoder_calls == 1
+        assert sam.decoder_calls == (1 if per_call == 0 else math.ceil(n / per_call))
+        results[per_call] = seg
+    a, b = results[0], results[3]
+    np.testing.assert_array_equal(a.boxes, b.boxes)
+    np.testing.assert_allclose(a.mask_scores, b.mask_scores, rtol=1e-5, atol=1e-6)
+    assert (a.masks != b.masks).mean() < 1e-3
+
+
+def test_boxes_per_call_must_not_be_negative(repo):
+    with pytest.raises(ConfigError, match="boxes_per_call"):
+        SelfSeg.from_config(repo / "configs" / "smoke.yaml", ["segment.grounded_sam2.boxes_per_call=-1"])
