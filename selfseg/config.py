@@ -145,7 +145,7 @@ class GroundedSam2Config:
     # Keep at most this many boxes per image, best first.
     max_detections: int = 100
     # SAM2 decodes at most this many boxes per mask-decoder call (the image is encoded once either way;
-    # masks are identical). Each box costs the decoder a copy of the image features, about 40 MiB in
+    # the batch size changes float rounding only). Each box costs the decoder a copy of the image features, about 40 MiB in
     # float32: 100 boxes in one call peaked at 6.9 GB RSS on CPU. 0: all boxes in one call.
     boxes_per_call: int = 32
 
@@ -160,6 +160,9 @@ class ClipSegConfig:
     min_area: int = 16
     # Report at most this many instances per image, largest first (noisy maps fragment into thousands).
     max_instances: int = 100
+    # Tags decoded and upsampled per decoder call (the image and the tags are encoded once either way).
+    # Memory grows with it: 847 tags at once on a 1024-px image peaked at 8 GB RSS. 0: all at once.
+    tags_per_call: int = 32
 
 
 @dataclass
@@ -327,8 +330,9 @@ class Config:
         _check(0 <= g2.box_threshold <= 1 and 0 <= g2.text_threshold <= 1 and 0 <= g2.nms_iou <= 1,
                "segment.grounded_sam2 thresholds", "box_threshold, text_threshold and nms_iou in [0, 1]",
                (g2.box_threshold, g2.text_threshold, g2.nms_iou))
-        _check(0 <= cs.threshold <= 1 and cs.min_area >= 0 and cs.max_instances >= 0, "segment.clipseg",
-               "threshold in [0, 1], min_area >= 0, max_instances >= 0", (cs.threshold, cs.min_area, cs.max_instances))
+        _check(0 <= cs.threshold <= 1 and cs.min_area >= 0 and cs.max_instances >= 0 and cs.tags_per_call >= 0,
+               "segment.clipseg", "threshold in [0, 1], min_area >= 0, max_instances >= 0, tags_per_call >= 0",
+               (cs.threshold, cs.min_area, cs.max_instances, cs.tags_per_call))
         _check(0 < sg.grounded_sam2.max_box_area <= 1, "segment.grounded_sam2.max_box_area", "a fraction in (0, 1]",
                sg.grounded_sam2.max_box_area)
         _check(sg.grounded_sam2.max_detections >= 0, "segment.grounded_sam2.max_detections", "an integer >= 0",

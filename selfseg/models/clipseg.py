@@ -32,7 +32,8 @@ class ClipSegDenseSegmenter:
         self.dtype = dtype
         self.is_tiny = is_tiny
         self.model_id = model_id
-        self.forward_calls = 0  # batched passes (each: 1 vision + 1 text + 1 decoder forward); tests read it
+        self.forward_calls = 0  # image + tags encodings (each: 1 vision + 1 text forward); tests read it
+        self.decoder_calls = 0  # decoder forwards (one per chunk of tags)
 
     # ------------------------------------------------------------------------------------------ loading
     @classmethod
@@ -64,19 +65,8 @@ class ClipSegDenseSegmenter:
         return cls(model, processor, dev, resolve_dtype(dtype), is_tiny=True, model_id=TINY_MODEL)
 
     # ------------------------------------------------------------------------------------------ maps
-    @torch.inference_mode()
-    def logits(self, image: Image.Image, tags: Sequence[str]) -> np.ndarray:
-        """(T, H, W) float32 sigmoid probabilities, one map per tag, at the image's own size.
-
-        Despite the name these are probabilities, not raw logits: the decoder's logits are upsampled
-        (bilinear) from the model's square input to (H, W) and then passed through a sigmoid. Tags are
-        used verbatim (no prompt template). Zero tags: a (0, H, W) array, no model call.
-        """
-        image = image if image.mode == "RGB" else image.convert("RGB")
-        h, w = image.height, image.width
-        tags = [str(t) for t in tags]
-        if not tags:
-            return np.zeros((0, h, w), dtype=np.float32)
+    def _encode(self, image: Image.Image, tags: list[str]) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The image's decoder activations (batch 1) and every tag's conditional embedding (T, D)."""
         m = self.model
         pixels = self.processor.image_processor(image, return_tensors="pt")["pixel_values"]
         text = self.processor.tokenizer(tags, padding=True, truncation=True,
@@ -86,15 +76,71 @@ class ClipSegDenseSegmenter:
         vision = m.clip.get_image_features(pixel_values=pixels.to(self.device, self.dtype),
                                            interpolate_pos_encoding=True, output_hidden_states=True)
         # hidden_states[0] is the embedding output, hence +1 (as the stock forward indexes them).
-        activations = [vision.hidden_states[i + 1].expand(len(tags), -1, -1) for i in m.extract_layers]
+        activations = [vision.hidden_states[i + 1] for i in m.extract_layers]
         conditional = m.clip.get_text_features(input_ids=text["input_ids"].to(self.device),
                                                attention_mask=text["attention_mask"].to(self.device)).pooler_output
-        logits = m.decoder(activations, conditional).logits  # (T, side, side)
         self.forward_calls += 1
-        # The processor squashed the image to a square; bilinear upsampling straight to (h, w) undoes it.
-        # Logits are interpolated before the sigmoid so boundaries stay as sharp as the model made them.
-        full = F.interpolate(logits[:, None].float(), size=(h, w), mode="bilinear", align_corners=False)
-        return torch.sigmoid(full[:, 0]).cpu().numpy().astype(np.float32, copy=False)
+        return activations, conditional
+
+    def _chunks(self, image: Image.Image, tags: list[str], tags_per_call: int):
+        """Yield (first tag index, (t, H, W) probabilities on the device) for tags_per_call tags at a time.
+
+        The decoder's and the full-size maps' memory grow with the number of tags (847 ADE-full names at
+        1024 px: several GB); chunks bound it while the vision and text towers still run once.
+        """
+        h, w = image.height, image.width
+        activations, conditional = self._encode(image, tags)
+        step = len(tags) if tags_per_call <= 0 else tags_per_call
+        for start in range(0, len(tags), step):
+            cond = conditional[start:start + step]
+            # expand: the image's activations are broadcast to every tag, never copied per tag.
+            logits = self.model.decoder([a.expand(len(cond), -1, -1) for a in activations], cond).logits
+            self.decoder_calls += 1
+            logits = logits.reshape(len(cond), *logits.shape[-2:])  # (t, side, side), also for t == 1
+            # The processor squashed the image to a square; bilinear upsampling straight to (h, w) undoes
+            # it. Logits are interpolated before the sigmoid so boundaries stay as sharp as the model made them.
+            full = F.interpolate(logits[:, None].float(), size=(h, w), mode="bilinear", align_corners=False)
+            yield start, torch.sigmoid(full[:, 0])
+
+    @torch.inference_mode()
+    def logits(self, image: Image.Image, tags: Sequence[str], *, tags_per_call: int = 0) -> np.ndarray:
+        """(T, H, W) float32 sigmoid probabilities, one map per tag, at the image's own size.
+
+        Despite the name these are probabilities, not raw logits: the decoder's logits are upsampled
+        (bilinear) from the model's square input to (H, W) and then passed through a sigmoid. Tags are
+        used verbatim (no prompt template). Zero tags: a (0, H, W) array, no model call. The result
+        holds T full-size maps; `best` gives what segmentation needs in memory that does not grow with T.
+        """
+        image = image if image.mode == "RGB" else image.convert("RGB")
+        tags = [str(t) for t in tags]
+        if not tags:
+            return np.zeros((0, image.height, image.width), dtype=np.float32)
+        return np.concatenate([p.cpu().numpy().astype(np.float32, copy=False)
+                               for _, p in self._chunks(image, tags, tags_per_call)])
+
+    @torch.inference_mode()
+    def best(self, image: Image.Image, tags: Sequence[str], *,
+             tags_per_call: int = 32) -> tuple[np.ndarray, np.ndarray]:
+        """Per pixel, the most probable tag and its probability: ((H, W) int64, (H, W) float32).
+
+        Equal to `logits(...).argmax(0)` and `.max(0)` (ties: the first tag), computed tags_per_call maps
+        at a time, so memory holds one chunk of maps rather than all T. Zero tags: a ValueError.
+        """
+        image = image if image.mode == "RGB" else image.convert("RGB")
+        tags = [str(t) for t in tags]
+        if not tags:
+            raise ValueError("best: no tags")
+        best = conf = None
+        for start, probs in self._chunks(image, tags, tags_per_call):
+            c_conf, c_best = probs.max(0)
+            c_best = c_best + start
+            if best is None:
+                best, conf = c_best, c_conf
+            else:
+                better = c_conf > conf  # strictly: an earlier tag keeps a tie, as argmax does
+                best = torch.where(better, c_best, best)
+                conf = torch.where(better, c_conf, conf)
+        return best.cpu().numpy().astype(np.int64, copy=False), conf.cpu().numpy().astype(np.float32, copy=False)
 
 
 def tiny_clip_tokenizer(model_max_length: int = 32) -> Any:

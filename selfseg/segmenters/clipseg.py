@@ -22,22 +22,33 @@ def dense_to_instances(probs: np.ndarray, threshold: float, min_area: int = 1, m
     scored by its mean probability. Components under `min_area` pixels are dropped, and only the
     `max_instances` largest are kept (a noisy map can fragment into thousands of specks).
     """
-    from scipy import ndimage
-
     t, h, w = probs.shape
     if t == 0:
         return np.zeros((0, h, w), bool), np.zeros((0, 4)), np.zeros(0), np.zeros(0, int)
-    best = probs.argmax(0)
-    conf = probs.max(0)
+    return best_to_instances(probs.argmax(0), probs.max(0), threshold, min_area, max_instances)
+
+
+def best_to_instances(best: np.ndarray, conf: np.ndarray, threshold: float, min_area: int = 1,
+                      max_instances: int = 100):
+    """`dense_to_instances` from each pixel's best class and its probability ((H, W) each).
+
+    Inside a component every pixel's best class is the component's class, so its mean probability there
+    is the mean of `conf`: the T maps themselves are not needed. Only classes that win some pixel above
+    the threshold are labelled (one pass each), not all T.
+    """
+    from scipy import ndimage
+
+    h, w = best.shape
     found = []  # (area, class, component id, slice, label image)
-    for c in range(t):
-        region = (best == c) & (conf >= threshold)
+    above = conf >= threshold
+    for c in np.unique(best[above]):
+        region = (best == c) & above
         lab, _ = ndimage.label(region, structure=np.ones((3, 3)))
         areas = np.bincount(lab.ravel())
         for i, sl in enumerate(ndimage.find_objects(lab), start=1):
             if sl is not None and areas[i] >= min_area:
-                found.append((int(areas[i]), c, i, sl, lab))
-    found.sort(key=lambda f: -f[0])
+                found.append((int(areas[i]), int(c), i, sl, lab))
+    found.sort(key=lambda f: -f[0])  # stable: equal areas stay in class order, then component order
     found = found[:max_instances]
     masks = np.zeros((len(found), h, w), dtype=bool)
     boxes, scores, classes = [], [], []
@@ -45,7 +56,7 @@ def dense_to_instances(probs: np.ndarray, threshold: float, min_area: int = 1, m
         local = lab[sl] == i  # compare inside the component's box only, not the whole frame
         masks[k][sl] = local
         boxes.append([sl[1].start, sl[0].start, sl[1].stop, sl[0].stop])
-        scores.append(float(probs[c][sl][local].mean()))
+        scores.append(float(conf[sl][local].mean()))
         classes.append(c)
     return masks, np.asarray(boxes, float).reshape(-1, 4), np.asarray(scores), np.asarray(classes, int)
 
@@ -68,10 +79,13 @@ class ClipSegSegmenter:
             return empty_segmentation(image, classes, self.name, "no tags: nothing to segment", tags)
         h, w = image.image.height, image.image.width
         t0 = time.perf_counter()
-        # ONE batched forward for all tags; an enriched phrase replaces the tag as text, never as label.
-        probs = self.model.logits(image.image, [prompts.get(c, c) for c in classes] if prompts else classes)
-        masks, boxes, scores, cls = dense_to_instances(probs, self.cfg.threshold, self.cfg.min_area,
-                                                       self.cfg.max_instances)
+        # The image and all tags are encoded once; the decoder and the full-size maps go tags_per_call
+        # at a time and only each pixel's best tag is kept. An enriched phrase replaces the tag as text,
+        # never as label.
+        best, conf = self.model.best(image.image, [prompts.get(c, c) for c in classes] if prompts else classes,
+                                     tags_per_call=self.cfg.tags_per_call)
+        masks, boxes, scores, cls = best_to_instances(best, conf, self.cfg.threshold, self.cfg.min_area,
+                                                      self.cfg.max_instances)
         seg = Segmentation(image_size=(h, w), masks=masks, boxes=boxes, scores=scores,
                            mask_scores=np.ones(len(cls)), labels=[classes[c] for c in cls], classes=list(classes),
                            segmenter=self.name, source=image.source, tags=tags,

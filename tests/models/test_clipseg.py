@@ -135,3 +135,30 @@ def test_tiny_sentinel_and_seed():
     flat = lambda s: torch.cat([p.flatten() for p in s.model.parameters()])
     assert torch.equal(flat(tiny), flat(ClipSegDenseSegmenter.tiny(seed=0)))
     assert not torch.equal(flat(tiny), flat(ClipSegDenseSegmenter.tiny(seed=1)))
+
+
+MANY = ["cat", "dog", "sky", "road", "tree", "grass", "fire hydrant"]
+
+
+def test_best_equals_argmax_and_max_of_the_maps_chunk_by_chunk(seg, image):
+    """best() keeps only each pixel's best tag, tags_per_call maps at a time; it must equal the argmax and
+    max over the same T maps, ties included (the tiny model's logits saturate the sigmoid: many exact ties)."""
+    maps = seg.logits(image, MANY, tags_per_call=2)  # the same chunks: the same float arithmetic
+    before = seg.forward_calls
+    with spy(**_parts(seg)) as calls:
+        best, conf = seg.best(image, MANY, tags_per_call=2)
+    assert {k: len(v) for k, v in calls.items()} == {"vision": 1, "text": 1, "decoder": 4}  # ceil(7 / 2)
+    assert seg.forward_calls - before == 1
+    assert best.shape == conf.shape == (H, W) and best.dtype == np.int64 and conf.dtype == np.float32
+    assert (maps == maps.max(0)).sum(0).max() > 1, "no ties: the tie rule is untested"
+    np.testing.assert_array_equal(best, maps.argmax(0))
+    np.testing.assert_array_equal(conf, maps.max(0))
+    # Against one decoder call for all tags: the decoder's batch size changes float rounding only.
+    whole = seg.logits(image, MANY)
+    np.testing.assert_allclose(maps, whole, rtol=1e-3, atol=1e-5)
+    assert (seg.best(image, MANY, tags_per_call=0)[0] != best).mean() < 1e-3
+
+
+def test_best_without_tags_is_an_error(seg, image):
+    with pytest.raises(ValueError, match="no tags"):
+        seg.best(image, [])

@@ -259,3 +259,17 @@ def test_sam2_decodes_boxes_per_call_at_a_time_with_the_same_masks(repo, ade_ima
 def test_boxes_per_call_must_not_be_negative(repo):
     with pytest.raises(ConfigError, match="boxes_per_call"):
         SelfSeg.from_config(repo / "configs" / "smoke.yaml", ["segment.grounded_sam2.boxes_per_call=-1"])
+
+
+def test_instances_from_best_equal_those_from_all_maps():
+    from selfseg.segmenters.clipseg import best_to_instances, dense_to_instances
+
+    rng = np.random.default_rng(0)
+    probs = rng.uniform(size=(6, 40, 50)).astype(np.float32)
+    probs[2, 5:20, 5:30] = 0.99           # a solid region of class 2
+    probs[4, 25:35, 10:45] = 0.97          # and of class 4
+    a = dense_to_instances(probs, 0.6, min_area=3, max_instances=20)
+    b = best_to_instances(probs.argmax(0), probs.max(0), 0.6, min_area=3, max_instances=20)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    assert {2, 4} <= set(a[3].tolist())
