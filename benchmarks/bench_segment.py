@@ -9,8 +9,8 @@ Four measurements in one run, on the same models and photos:
 
 1. Stages over N photos (the sample photos, cycled) after --warmup untimed ones, done the way
    `GroundedSam2Segmenter.segment` does them: `locate` (`GroundingDinoLocator.detect` with T tags),
-   `filter` (area filter + NMS + top-k, `filter_detections`), `segment` (`Sam2BoxSegmenter.segment`, ONE
-   call for all boxes of the image). The MEDIAN seconds per image of each stage, the share of model
+   `filter` (area filter + NMS + top-k, `filter_detections`), `segment` (`Sam2BoxSegmenter.segment`: the image
+   encoded once, the boxes decoded `boxes_per_call` (32) per call, as the pipeline does). The MEDIAN seconds per image of each stage, the share of model
    forwards in each, images/s, peak RSS and (on CUDA) peak allocated GPU memory. SAM 2 gets exactly
    --boxes B boxes per image: the detector's kept boxes first, then synthetic ones when it kept fewer
    (random weights often keep none, or up to `max_detections`); the output says how many were synthetic.
@@ -359,7 +359,7 @@ def run_image(loc: Any, sam: Any, image: Any, tags: list[str], n_boxes: int, thr
         boxes = np.concatenate([boxes, synthetic_boxes(n_boxes - real, w, h, seed)]).astype(np.float32)
     sync(sam.device)
     t0 = time.perf_counter()
-    masks, _ = sam.segment(img, boxes)
+    masks, _ = sam.segment(img, boxes, max_boxes_per_call=thresholds.boxes_per_call or None)  # as the pipeline
     sync(sam.device)
     t_segment = time.perf_counter() - t0
     e = enc.take()
