@@ -179,6 +179,9 @@ class VlmConfig:
     dtype: str = "auto"
     # Conversations per generate call (each row holds its own image).
     batch_size: int = 4
+    # Text-only conversations per generate call (describe_extract's extraction, generic enrichment): rows
+    # without an image are short, so more of them fit in one call.
+    text_batch_size: int = 16
     max_new_tokens: int = 256
     # Scene context added to the prompts ("an indoor kitchen", "a street seen from a car").
     context: str = ""
@@ -350,8 +353,9 @@ class Config:
         v = self.vlm
         _check(v.dtype in ("auto", "float32", "float16", "bfloat16"), "vlm.dtype",
                "auto, float32, float16 or bfloat16", v.dtype)
-        _check(v.batch_size >= 1 and v.max_new_tokens >= 1, "vlm.batch_size / vlm.max_new_tokens",
-               "integers >= 1", (v.batch_size, v.max_new_tokens))
+        _check(v.batch_size >= 1 and v.text_batch_size >= 1 and v.max_new_tokens >= 1,
+               "vlm.batch_size / vlm.text_batch_size / vlm.max_new_tokens", "integers >= 1",
+               (v.batch_size, v.text_batch_size, v.max_new_tokens))
         _check(v.max_tags >= 0 and v.reflection_rounds >= 0, "vlm.max_tags / vlm.reflection_rounds",
                "integers >= 0", (v.max_tags, v.reflection_rounds))
         _check(v.extract_prompt is None or "{description}" in v.extract_prompt, "vlm.extract_prompt",

@@ -46,10 +46,12 @@ class ChatStats:
 
 class ChatModelBase:
     """Subclasses set model_id, batch_size, max_new_tokens, cache and implement `_generate(requests)`:
-    greedy replies to at most `batch_size` requests in ONE generate call."""
+    greedy replies to at most `batch_size` requests in ONE generate call (`text_batch_size` for requests
+    without an image, when set: they are far shorter than rows carrying an image's tokens)."""
 
     model_id: str
     batch_size: int
+    text_batch_size: Optional[int] = None
     max_new_tokens: int
     cache: Optional[ReplyCache]
     is_tiny: bool = False
@@ -67,7 +69,8 @@ class ChatModelBase:
 
     def chat(self, requests: Sequence[ChatRequest]) -> list[ChatReply]:
         """One reply per request, in order. Cached replies are served from the cache; the rest run in
-        generate calls of `batch_size` rows, grouped by length so little padding is wasted."""
+        generate calls of `batch_size` rows (`text_batch_size` without an image), grouped by length so
+        little padding is wasted; rows with and without an image never share a call."""
         out: list[Optional[ChatReply]] = [None] * len(requests)
         keys: list[Optional[str]] = [None] * len(requests)
         if self.cache is not None:
@@ -89,8 +92,12 @@ class ChatModelBase:
         todo.sort(key=lambda i: (requests[i].image is None,
                                  requests[i].image.size[0] * requests[i].image.size[1] if requests[i].image else 0,
                                  sum(len(t) for _, t in requests[i].turns)))
-        for start in range(0, len(todo), self.batch_size):
-            rows = todo[start:start + self.batch_size]
+        with_image = [i for i in todo if requests[i].image is not None]
+        text_only = [i for i in todo if requests[i].image is None]
+        batches = [with_image[s:s + self.batch_size] for s in range(0, len(with_image), self.batch_size)]
+        step = self.text_batch_size or self.batch_size
+        batches += [text_only[s:s + step] for s in range(0, len(text_only), step)]
+        for rows in batches:
             texts = self._generate([requests[i] for i in rows])
             if len(texts) != len(rows):  # never let replies slide onto the wrong request
                 raise RuntimeError(f"{self.model_id}: {len(texts)} replies for {len(rows)} requests")

@@ -107,13 +107,15 @@ class VisionChat(ChatModelBase):
 
     def __init__(self, model_id: str, device: str = "auto", dtype: str = "auto", batch_size: int = 4,
                  max_new_tokens: int = 256, cache: Optional[ReplyCache] = None, cache_dir: Optional[str] = None,
-                 local_files_only: bool = False, setting: str = "vlm.model") -> None:
+                 local_files_only: bool = False, setting: str = "vlm.model",
+                 text_batch_size: Optional[int] = None) -> None:
         super().__init__()
         self.model_id = model_id
         self.device = resolve_device(device)
         self.dtype = (torch.bfloat16 if self.device.type == "cuda" else torch.float32) if dtype == "auto" \
             else resolve_dtype(dtype)
         self.batch_size = batch_size
+        self.text_batch_size = text_batch_size
         self.max_new_tokens = max_new_tokens
         self.cache = cache
         self.is_tiny = model_id == TINY_MODEL
@@ -181,7 +183,7 @@ def vision_chat_from_config(config: Any) -> VisionChat:
     """The VLM of `config.vlm` (weights shared with every other user of the same model in the process)."""
     v, m = config.vlm, config.model
     return VisionChat(v.model, device=m.device, dtype=v.dtype, batch_size=v.batch_size,
-                      max_new_tokens=v.max_new_tokens, cache=ReplyCache.open(v.cache), cache_dir=m.cache_dir,
+                      text_batch_size=v.text_batch_size, max_new_tokens=v.max_new_tokens, cache=ReplyCache.open(v.cache), cache_dir=m.cache_dir,
                       local_files_only=m.local_files_only, setting="vlm.model")
 
 
@@ -192,6 +194,6 @@ def text_chat_from_config(config: Any) -> ChatModelBase:
         return vision_chat_from_config(config)
     from .llm import ChatLM
 
-    return ChatLM(v.llm, device=m.device, dtype=v.dtype, batch_size=v.batch_size, max_new_tokens=v.max_new_tokens,
+    return ChatLM(v.llm, device=m.device, dtype=v.dtype, batch_size=v.text_batch_size, max_new_tokens=v.max_new_tokens,
                   cache_dir=m.cache_dir, local_files_only=m.local_files_only, cache=ReplyCache.open(v.cache),
                   setting="vlm.llm")

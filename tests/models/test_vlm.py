@@ -22,13 +22,42 @@ def test_batched_greedy_replies_are_deterministic(photos):
     chat = VisionChat("tiny-random", device="cpu", batch_size=4, max_new_tokens=6)
     reqs = [ChatRequest.ask("list the objects", im) for im in photos] + [ChatRequest.ask("hello")]
     first = chat.chat(reqs)
-    assert chat.generate_calls == 1 and len(first) == 3  # images and a text-only row in ONE call
+    # the two image rows in ONE call; the text-only row in its own (never padded to image length)
+    assert chat.generate_calls == 2 and chat.stats.rows_per_call == [2, 1] and len(first) == 3
     assert all(isinstance(r.text, str) and not r.cached for r in first)
     again = chat.chat(reqs)
     assert [r.text for r in again] == [r.text for r in first]  # greedy: same input, same reply
     # A row's reply does not depend on its batch neighbours (left padding, per-row images).
     alone = chat.chat([reqs[1]])
     assert alone[0].text == first[1].text
+
+
+def test_rows_with_and_without_images_batch_separately():
+    """batch_size rows per call with an image, text_batch_size without; replies stay on their requests."""
+    from selfseg.models.chat import ChatModelBase
+
+    class Echo(ChatModelBase):
+        model_id, batch_size, text_batch_size, max_new_tokens, cache = "echo", 2, 8, 4, None
+
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def _generate(self, requests):
+            self.calls.append(["img" if r.image is not None else "txt" for r in requests])
+            return [r.turns[-1][1] for r in requests]
+
+    img = Image.new("RGB", (8, 8))
+    reqs = [ChatRequest.ask(f"q{i}", img if i % 5 == 0 else None) for i in range(25)]  # 5 images, 20 texts
+    chat = Echo()
+    replies = chat.chat(reqs)
+    assert [r.text for r in replies] == [f"q{i}" for i in range(25)]
+    assert [len(c) for c in chat.calls] == [2, 2, 1, 8, 8, 4]
+    assert all(len(set(c)) == 1 for c in chat.calls)  # never mixed
+    chat.text_batch_size = None  # unset: batch_size for every row
+    chat.calls.clear()
+    chat.chat(reqs)
+    assert [len(c) for c in chat.calls] == [2, 2, 1] + [2] * 10
 
 
 def test_multi_turn_conversation_runs(photos):
