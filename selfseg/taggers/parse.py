@@ -8,7 +8,9 @@ numbers. The rules, in order:
    32k characters.
 2. Look inside ```code fences``` first, then in the whole reply.
 3. The first JSON value (starting at a '[' or '{') that parses AND holds a name wins, so "[]" or a
-   citation "[1]" before the answer is skipped. Nested lists are flattened, an object contributes every
+   citation "[1]" before the answer is skipped. Except: a list labelled as an earlier answer ("Previous
+   list: [...]") is skipped, and several lists each behind a label ("Objects: [...] Background: [...]")
+   are joined (noted). Nested lists are flattened, an object contributes every
    list it holds ({"objects": [...], "background": [...]}). Curly quotes are straightened first; a
    Python-literal list ('dog', 'cat') is accepted too.
 4. A list cut off by max_new_tokens keeps its complete quoted items (noted).
@@ -32,6 +34,12 @@ from typing import Any, Iterable, Optional
 _THINK = re.compile(r"<think>.*?</think>", re.S | re.I)
 _FENCE = re.compile(r"```[a-zA-Z0-9_-]*\s*\n?(.*?)```", re.S)
 _BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+(.+?)\s*$")
+# "Objects:" / "**Background**:" / "2. Stuff:" right before a list (a fence opener may sit between).
+_LABEL = re.compile(r"(?:^|[\n.!?;])[ \t>#*_\-]*(?:\d+[.)][ \t]*)?([A-Za-z][\w '/&-]{0,48}?)[ \t*_]*:[ \t*_]*"
+                    r"(?:\n[ \t]*)?(?:```[\w-]*)?\s*$")
+# Labels of a list the model quotes from an earlier turn before its new answer.
+# ("old" or "before" would also catch "an old car: [...]"; these words rarely describe a scene.)
+_EARLIER = re.compile(r"\b(?:previous|original|initial|earlier|prior|(?:first|last) (?:answer|list))\b", re.I)
 _QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'"})
 _LIST_KEYS = ("tags", "objects", "labels", "names", "items", "classes", "nouns", "keywords", "list")
 _NAME_KEYS = ("name", "label", "object", "tag", "class", "noun", "keyword")
@@ -68,6 +76,12 @@ def _strip_reasoning(text: str) -> tuple[str, Optional[str]]:
 def _json_values(text: str) -> Iterable[Any]:
     """Every JSON (or Python-literal) value that starts at a '[' or '{' of `text`, in order, outermost
     first (a value's inner brackets are not tried again)."""
+    for _, value in _json_values_at(text):
+        yield value
+
+
+def _json_values_at(text: str) -> Iterable[tuple[int, Any]]:
+    """`_json_values` with the offset where each value starts."""
     decoder = json.JSONDecoder()
     skip_to = 0
     for m in re.finditer(r"[\[{]", text):
@@ -76,7 +90,7 @@ def _json_values(text: str) -> Iterable[Any]:
         try:
             value, end = decoder.raw_decode(text, m.start())
             skip_to = end
-            yield value
+            yield m.start(), value
             continue
         except (ValueError, RecursionError):
             pass
@@ -87,7 +101,7 @@ def _json_values(text: str) -> Iterable[Any]:
             except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
                 continue
             skip_to = end + 1
-            yield value
+            yield m.start(), value
 
 
 def _matching_bracket(text: str, start: int) -> Optional[int]:
@@ -156,18 +170,54 @@ def _truncated_items(text: str) -> list[str]:
     return re.findall(r'"([^"\\\n]{1,80})"\s*,', text[start:])
 
 
+def _has_name(items: list) -> bool:
+    return any(_item_name(i) is not None and _item_name(i).strip().lower() not in _NULL_WORDS for i in items)
+
+
+def _lead_in(text: str, start: int) -> tuple[str, Optional[str]]:
+    """(the words before the value starting at `start`, back to the line or sentence start; the "Label:"
+    that introduces it, or None): "Objects: [...]", "**Background:**" and a fence on the next line."""
+    before = text[max(0, start - 120):start]
+    m = _LABEL.search(before)
+    lead = re.split(r"[\n.!?;]\s", before.rstrip())[-1] if before.strip() else ""
+    return lead, (m.group(1).strip() if m else None)
+
+
+def _labelled_lists(text: str) -> tuple[Optional[list], Optional[str]]:
+    """Rule 3's exceptions, for replies with several name lists:
+    - a list introduced as the earlier answer ("Previous list:", "My original answer was") is skipped, so
+      a reflection reply that quotes its old list before the revised one gives the revised one;
+    - two or more lists left, each behind a label ("Objects: [...] Background: [...]"), are joined.
+    Returns (items, note), or (None, None) when rule 3 applies as it is."""
+    found = [(*_lead_in(text, start), items) for start, value in _json_values_at(text)
+             if (items := _names_in(value)) is not None and _has_name(items)]
+    if len(found) < 2:
+        return None, None
+    current = [(lab, items) for lead, lab, items in found if not _EARLIER.search(lead)]
+    if len(current) >= 2 and all(lab for lab, _ in current):
+        names = ", ".join(lab for lab, _ in current)
+        return [i for _, items in current for i in items], f"joined {len(current)} labelled lists ({names})"
+    if current and len(current) < len(found):
+        skipped = "; ".join(lead.strip() for lead, _, _ in found if _EARLIER.search(lead))
+        return current[0][1], f"skipped the list(s) introduced as an earlier answer ({skipped})"
+    return None, None
+
+
 def find_list(reply: str) -> tuple[Optional[list], list[str]]:
     """The raw items of the first list in a reply that holds at least one name (None when there is none)
     and notes on how it was found."""
     text, note = _strip_reasoning(str(reply)[:_MAX_REPLY].translate(_QUOTES))
     notes = [note] if note else []
+    items, how = _labelled_lists(text)
+    if items is not None:
+        return items, notes + [how]
     empty = None
     for part in [*(m.group(1) for m in _FENCE.finditer(text)), text]:
         for value in _json_values(part):
             found = _names_in(value)
             if found is None:
                 continue
-            if any(_item_name(i) is not None and _item_name(i).strip().lower() not in _NULL_WORDS for i in found):
+            if _has_name(found):
                 return found, notes
             empty = found if empty is None else empty
     cut = _truncated_items(text)

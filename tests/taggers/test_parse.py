@@ -36,6 +36,17 @@ from selfseg.taggers.parse import TagNormaliser, find_object, parse_tags
     ('["dog", "None", "null", "N/A", "2 cats", "cup (2)", "bird x3"]', ["dog", "cat", "cup", "bird"]),
     # plural choice: the commonest base form; plural-only nouns kept
     ('["lenses", "spectacles", "falls", "braces"]', ["lens", "spectacles", "falls", "braces"]),
+    # several lists, each behind a label: joined (plain, markdown bold, numbered, each in its own fence)
+    ('Objects: ["dog", "ball"]\nBackground: ["grass", "sky"]', ["dog", "ball", "grass", "sky"]),
+    ('**Objects:** ["dog"]\n**Background:** ["grass"]', ["dog", "grass"]),
+    ('1. Things: ["car"]\n2. Stuff: ["road", "sky"]', ["car", "road", "sky"]),
+    ('Objects:\n```json\n["dog", "ball"]\n```\nBackground:\n```json\n["grass"]\n```', ["dog", "ball", "grass"]),
+    # a reflection reply quoting its earlier answer first: the revised list, not the old one
+    ('Previous list: ["dog", "cat"]. Revised list: ["dog", "cat", "sofa"]', ["dog", "cat", "sofa"]),
+    ('My original answer was ["dog"].\nUpdated: ["dog", "leash"]', ["dog", "leash"]),
+    # unlabelled second list: the first wins (rule 3); one labelled list: as it is
+    ('["dog"] and also ["cat"]', ["dog"]),
+    ('Here are the objects: ["dog", "ball"]', ["dog", "ball"]),
 ])
 def test_lists_are_recovered(reply, tags):
     got = parse_tags(reply, TagNormaliser(["background"]))
@@ -82,3 +93,10 @@ def test_find_object_for_descriptions():
     obj, _ = find_object('Here you go:\n```json\n{"dog": "small brown dog", "grass": "green lawn"}\n```')
     assert obj == {"dog": "small brown dog", "grass": "green lawn"}
     assert find_object("no object here")[0] is None
+
+
+def test_joined_and_skipped_lists_are_noted():
+    joined = parse_tags('Objects: ["dog"]\nBackground: ["grass"]')
+    assert any("joined 2 labelled lists (Objects, Background)" in n for n in joined.notes)
+    skipped = parse_tags('Previous list: ["dog"]. Revised list: ["cat"]')
+    assert skipped.tags == ["cat"] and any("earlier answer (Previous list:" in n for n in skipped.notes)
