@@ -273,3 +273,23 @@ def test_instances_from_best_equal_those_from_all_maps():
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
     assert {2, 4} <= set(a[3].tolist())
+
+
+@pytest.mark.parametrize("segmenter", ["grounded_sam2", "clipseg", "bcc_clusters"])
+def test_reduced_precision_runs_end_to_end(repo, ade_images, segmenter):
+    """model.dtype=bfloat16 (the GPU setting) through tagging and segmenting, here on the CPU: every model
+    really holds bfloat16 weights and the numpy stages get float32 they can use (tiny random models)."""
+    import torch
+
+    s = SelfSeg.from_config(repo / "configs" / "smoke.yaml",
+                            ["model.dtype=bfloat16", f"segment.segmenter={segmenter}", "captioning.cycles=1"])
+    seg = s.segment(ade_images[0])
+    h, w = load_image(ade_images[0]).image.size[::-1]
+    assert seg.semantic.shape == (h, w) and set(seg.labels) <= set(seg.classes) and seg.tags.tags
+    assert next(s.tagger.blip.model.parameters()).dtype == torch.bfloat16
+    if segmenter == "grounded_sam2":
+        assert next(s.segmenter.locator.model.parameters()).dtype == torch.bfloat16
+        assert next(s.segmenter.sam.model.parameters()).dtype == torch.bfloat16
+        assert seg.masks.dtype == bool and np.isfinite(seg.mask_scores).all()
+    if segmenter == "clipseg":
+        assert next(s.segmenter.model.model.parameters()).dtype == torch.bfloat16
