@@ -148,3 +148,20 @@ def test_chunk_check_specs(text, expected):
     finally:
         sys.path.remove(str(BENCH))
     assert [(n, len(t)) for n, t in bench_segment.chunk_check_specs(text)] == expected
+
+
+@pytest.mark.parametrize("command", ["tag", "segment"])
+def test_bench_memory_child_measures_a_peak(tmp_path, command):
+    """The memory harness's child process (tag, or the whole `selfseg segment` command) runs and reports
+    its peak RSS; the 8000x6000 cases themselves are left to the benchmark run."""
+    from PIL import Image
+
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_memory
+    finally:
+        sys.path.remove(str(BENCH))
+    img = tmp_path / "small.jpg"
+    Image.effect_noise((96, 64), 64).convert("RGB").save(img)
+    kib = bench_memory.peak_kib(str(REPO / "configs" / "smoke.yaml"), img, command)
+    assert kib > 50 * 1024  # torch alone is more than 50 MiB; a parse slip would give nonsense

@@ -177,9 +177,10 @@ class Segmentation:
         if original_size is not None and tuple(original_size) != tuple(self.image_size):
             from ..results import upsample_nearest
 
-            sem = upsample_nearest(sem, tuple(original_size)).astype(np.int32)
+            # upsample_nearest keeps uint8 where labels fit: an int32 copy of a 48-megapixel map is 192 MB.
+            sem = upsample_nearest(sem, tuple(original_size))
         if len(self.classes) < 256:
-            lab = Image.fromarray(sem.astype(np.uint8), mode="P")
+            lab = Image.fromarray(sem.astype(np.uint8, copy=False), mode="P")
             pal = np.zeros((256, 3), dtype=np.uint8)
             pal[1: len(self.classes) + 1] = palette(len(self.classes))
             lab.putpalette(pal.ravel().tolist())
