@@ -5,7 +5,7 @@
         [--chunk-check voc,ade150,ade847] [--baseline-tags K] [--repeats R] [--device D] [--dtype DT]
         [--json FILE]
 
-Four measurements in one run, on the same models and photos:
+Five measurements in one run, on the same models and photos:
 
 1. Stages over N photos (the sample photos, cycled) after --warmup untimed ones, done the way
    `GroundedSam2Segmenter.segment` does them: `locate` (`GroundingDinoLocator.detect` with T tags),
@@ -24,6 +24,8 @@ Four measurements in one run, on the same models and photos:
    batched `detect` on the same image and tags. Both times and their ratio.
 4. SAM 2, baseline: one `segment` call per box (the image encoded again for every box) and one decoder
    call per box (image encoded once, `max_boxes_per_call=1`), vs ONE batched call. Times and ratios.
+5. Filter scaling (--filter-scaling): `filter_detections` on N random boxes vs the plain NMS (full IoU
+   matrix, no early stop): seconds, traced memory, ratio, and whether both keep the same boxes.
 
 No weights are downloaded. `--size full` builds, with RANDOM weights, the architectures of
 IDEA-Research/grounding-dino-base (Swin-B, BERT-base, 900 queries, 6+6 layers, 800x1333 px input) and
@@ -577,6 +579,61 @@ def bench_sam_baseline(sam: Any, image: Any, boxes: np.ndarray, repeats: int, en
 
 # ----------------------------------------------------------------------------------------------- output
 
+def nms_by_matrix(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """The plain way to do greedy NMS: the full N x N IoU matrix, each box checked against every box kept
+    before it, no early stop (what selfseg did before; its result is the reference)."""
+    from selfseg.segmenters.postprocess import box_iou
+
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    iou = box_iou(boxes, boxes)
+    keep: list[int] = []
+    for i in order:
+        if all(iou[i, j] <= iou_threshold for j in keep):
+            keep.append(int(i))
+    return np.asarray(keep, dtype=np.int64)
+
+
+def bench_filter_scaling(counts: list[int], thresholds: Any, repeats: int, seed: int,
+                         log: Callable[[str], None]) -> list[dict]:
+    """filter_detections (area filter + NMS + top max_detections) on N random boxes, against the plain
+    matrix NMS + top-k: seconds (median) and peak traced numpy memory. N is what a large vocabulary gives:
+    900 queries per prompt chunk, so ADE-847's 9 chunks can reach 8,100 raw boxes."""
+    import tracemalloc
+
+    from selfseg.segmenters.detections import Detections
+    from selfseg.segmenters.postprocess import filter_detections
+
+    rows = []
+    h, w = 768, 1024
+    for n in counts:
+        rng = np.random.default_rng(seed)
+        xy = rng.uniform(0, [w, h], size=(n, 2))
+        boxes = np.concatenate([xy, np.minimum(xy + rng.uniform(8, 400, size=(n, 2)), [w, h])], 1)
+        det = Detections(boxes=boxes.astype(np.float32), scores=rng.uniform(0.35, 1, size=n).astype(np.float32),
+                         labels=[f"t{i % 50}" for i in range(n)])
+        out = {}
+        for name, fn in (
+                ("selfseg", lambda: filter_detections(det, (h, w), nms_iou=thresholds.nms_iou,
+                                                      max_area_fraction=1.0,
+                                                      max_detections=thresholds.max_detections).boxes),
+                ("matrix", lambda: det.boxes[nms_by_matrix(det.boxes, det.scores,
+                                                           thresholds.nms_iou)[:thresholds.max_detections]])):
+            times, peak, kept = [], 0, None
+            for _ in range(max(1, repeats)):
+                tracemalloc.start()
+                t0 = time.perf_counter()
+                kept = fn()
+                times.append(time.perf_counter() - t0)
+                peak = max(peak, tracemalloc.get_traced_memory()[1])
+                tracemalloc.stop()
+            out[name] = dict(seconds=median(times), peak_traced_mib=peak / 2**20, kept=len(kept), boxes=kept)
+        same = np.array_equal(out["selfseg"].pop("boxes"), out["matrix"].pop("boxes"))
+        rows.append(dict(boxes=n, selfseg=out["selfseg"], matrix=out["matrix"], same_result=bool(same),
+                         speedup=out["matrix"]["seconds"] / max(out["selfseg"]["seconds"], 1e-9)))
+        log(f"  filter on {n} boxes: {out['selfseg']['seconds']:.3f} s vs matrix {out['matrix']['seconds']:.3f} s")
+    return rows
+
+
 def _m(x: Optional[float]) -> str:
     return "n/a" if x is None else f"{x / 1e6:.1f}M"
 
@@ -675,6 +732,17 @@ def print_report(rep: dict) -> None:
             print(f"  {label:<52}{md[key]:>9.3f}{enc_s:>11.3f}{md[key] - enc_s:>9.3f}{ratio:>8}")
         print("  encoder s: SAM 2's image encoder (last repeat); rest: prompt encoder, mask decoder, mask "
               "post-processing")
+    fs = rep.get("filter_scaling")
+    if fs:
+        print("-" * 78)
+        print(f"filter (NMS + top {rep['settings']['max_detections']}) on N random boxes, median; "
+              "plain: full IoU matrix, no early stop")
+        print(f"  {'boxes':>7}{'selfseg s':>11}{'MiB':>8}{'plain s':>10}{'MiB':>8}{'ratio':>8}  same result")
+        for r in fs:
+            a, b = r["selfseg"], r["matrix"]
+            print(f"  {r['boxes']:>7}{a['seconds']:>11.3f}{a['peak_traced_mib']:>8.1f}{b['seconds']:>10.3f}"
+                  f"{b['peak_traced_mib']:>8.1f}{r['speedup']:>7.1f}x  {'yes' if r['same_result'] else 'NO'}")
+        print("  MiB: peak numpy memory traced during the call (tracemalloc)")
     mem = rep["memory"]
     print("-" * 78)
     print(f"peak RSS at the end: {fmt_mib(mem.get('peak_rss_mib_end'))} (after build: "
@@ -709,6 +777,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--repeats", type=int, default=1, help="repeats of each baseline (median)")
     ap.add_argument("--max-chunks-per-forward", type=int, default=4,
                     help="the locator's rows per batched forward (its default: 4); 0: all chunks in one forward")
+    ap.add_argument("--filter-scaling", default="900,3600",
+                    help="box counts for the filter (NMS) scaling check vs the plain matrix NMS; '' skips it "
+                         "(9000 boxes: the plain way needs ~5 GB)")
     ap.add_argument("--device", default="auto", help="cpu, cuda, auto (default)")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
@@ -803,6 +874,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         report["chunking"] = chunk_check(loc, base_image, specs, not args.chunk_plan_only, thresholds, gcount, log)
         report["memory"]["peak_rss_mib_after_chunking"] = peak_rss_mib()
         report["memory"]["cuda_max_allocated_mib_chunking"] = cuda_peak_mib(device)
+
+    counts = [int(c) for c in args.filter_scaling.split(",") if c.strip()]
+    if counts:
+        log(f"filter scaling: {counts} random boxes, selfseg vs plain matrix NMS")
+        report["filter_scaling"] = bench_filter_scaling(counts, thresholds, args.repeats, args.seed, log)
 
     report["memory"]["peak_rss_mib_end"] = peak_rss_mib()
     report["memory"]["rss_now_mib"] = rss_now_mib()

@@ -68,7 +68,8 @@ def test_bench_bcc_tiny(tmp_path):
 
 def test_bench_segment_tiny(tmp_path):
     rep = run_bench("bench_segment.py", ["--size", "tiny", "--images", "1", "--warmup", "0", "--tags", "20",
-                                         "--boxes", "3", "--chunk-check", "voc,ade150,ade847"], tmp_path)
+                                         "--boxes", "3", "--chunk-check", "voc,ade150,ade847",
+                                         "--filter-scaling", "50,400"], tmp_path)
     assert rep["random_weights"] is True and "meaningless" in rep["note"]
     m = rep["model"]
     assert m["size"] == "tiny" and m["gdino"]["params"] > 0 and m["sam2"]["params"] > 0
@@ -115,6 +116,24 @@ def test_bench_segment_tiny(tmp_path):
     assert sb["calls"]["per_box_decoder"]["decoder_calls"] == 3
     assert all(v > 0 for v in sb["median"].values())
     assert rep["memory"]["peak_rss_mib_end"] > 0
+
+    fs = {r["boxes"]: r for r in rep["filter_scaling"]}
+    assert set(fs) == {50, 400}
+    for r in fs.values():
+        assert r["same_result"] is True                          # the faster NMS keeps exactly the same boxes
+        assert 0 < r["selfseg"]["kept"] == r["matrix"]["kept"] <= rep["settings"]["max_detections"]
+        assert finite_nonneg(r["selfseg"]["seconds"]) and finite_nonneg(r["matrix"]["seconds"])
+
+
+def test_bench_clipseg_tiny(tmp_path):
+    rep = run_bench("bench_clipseg.py", ["--size", "tiny", "--tags", "7", "--per-call", "3,0", "--side", "96"],
+                    tmp_path)
+    assert rep["random_weights"] is True and {"cpu_count", "device_name"} <= set(rep["machine"])
+    rows = {r["tags_per_call"]: r for r in rep["rows"]}
+    assert set(rows) == {3, 0} and all(r["tags"] == 7 for r in rows.values())
+    assert rows[3]["decoder_calls"] == 3 and rows[0]["decoder_calls"] == 1     # ceil(7 / 3) chunks vs one
+    for r in rows.values():
+        assert r["seconds"] > 0 and finite_nonneg(r["working_mib"]) and r["peak_rss_mib"] > 0
 
 
 def test_independent_minimum_matches_the_locators_packing():

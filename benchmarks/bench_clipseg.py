@@ -1,0 +1,151 @@
+#!/usr/bin/env python
+"""Benchmark harness for the clipseg segmenter: time and peak memory against the vocabulary size.
+
+    python benchmarks/bench_clipseg.py [--size full|tiny] [--tags 20,150,847] [--per-call 32,0]
+        [--side 1024] [--repeats 1] [--device D] [--dtype DT] [--json FILE]
+
+For each number of tags T and each `segment.clipseg.tags_per_call` P, ONE fresh process builds the model,
+then runs `ClipSegSegmenter.segment` (image and tags encoded once; decoder and full-size maps P tags at a
+time, only each pixel's best tag kept; P = 0: all T at once, the plain way) on a --side px photo after one
+untimed warm-up call. It reports the median seconds, the peak RSS above the RSS after loading (the
+segmenter's own working memory), the peak CUDA memory on a GPU, and the decoder calls. A fresh process
+per case, because a process's peak RSS never goes down.
+
+`--size full` builds the architecture of CIDAS/clipseg-rd64-refined (CLIP ViT-B/16 at 352 px, CLIP text
+tower, reduce_dim 64 decoder with the "refined" transposed convolutions) with RANDOM weights: timings and
+memory are representative, maps meaningless. `--size tiny` uses selfseg's tiny random CLIPSeg (for tests).
+Tags are synthetic words ("class17"); their token counts are those of short class names.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+
+CHILD = r"""
+import json, statistics, sys, time
+import numpy as np, torch
+from PIL import Image
+from selfseg.config import Config
+from selfseg.io import load_image
+from selfseg.models.clipseg import ClipSegDenseSegmenter, tiny_clip_tokenizer
+from selfseg.models.loading import resolve_device, resolve_dtype
+from selfseg.segmenters.clipseg import ClipSegSegmenter
+
+size, n_tags, per_call, side, repeats, device, dtype = sys.argv[1:8]
+n_tags, per_call, side, repeats = int(n_tags), int(per_call), int(side), int(repeats)
+dev, dt = resolve_device(device), resolve_dtype(dtype)
+
+def rss_mib():
+    return int([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmRSS')][0]) / 1024
+
+def peak_mib():
+    return int([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0]) / 1024
+
+if size == "tiny":
+    model = ClipSegDenseSegmenter.tiny(device=dev, dtype=dt)
+else:
+    # CIDAS/clipseg-rd64-refined: transformers' CLIPSeg defaults (ViT-B, CLIP text tower, extract_layers
+    # 3/6/9, reduce_dim 64, 4 decoder heads) with 16-px patches and the refined transposed convolutions;
+    # the processor feeds 352 px (position embeddings interpolated from 224, as the checkpoint does).
+    from transformers import CLIPSegConfig, CLIPSegForImageSegmentation, CLIPSegProcessor, ViTImageProcessor
+    cfg = CLIPSegConfig(vision_config=dict(patch_size=16, image_size=224), extract_layers=[3, 6, 9],
+                        reduce_dim=64, use_complex_transposed_convolution=True)
+    torch.manual_seed(0)
+    net = CLIPSegForImageSegmentation(cfg)
+    proc = CLIPSegProcessor(image_processor=ViTImageProcessor(size={"height": 352, "width": 352}, resample=2,
+                            image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]),
+                            tokenizer=tiny_clip_tokenizer(77))
+    model = ClipSegDenseSegmenter(net, proc, dev, dt, is_tiny=False, model_id="random CIDAS/clipseg-rd64-refined")
+config = Config()
+config.segment.clipseg.tags_per_call = per_call
+seg = ClipSegSegmenter(config, model=model)
+rng = np.random.default_rng(0)
+photo = Image.fromarray(rng.integers(0, 256, (side * 3 // 4, side, 3), dtype=np.uint8))
+image = load_image(photo, max_side=side)
+tags = [f"class{i}" for i in range(n_tags)]
+seg.segment(image, tags[:2], None)  # warm-up (allocator, kernels); small so it sets no memory peak
+base = rss_mib()
+if dev.type == "cuda":
+    torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats(dev)
+times = []
+calls0 = model.decoder_calls
+for _ in range(repeats):
+    t0 = time.perf_counter()
+    out = seg.segment(image, tags, None)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    times.append(time.perf_counter() - t0)
+print(json.dumps(dict(
+    tags=n_tags, tags_per_call=per_call, seconds=statistics.median(times), rss_after_load_mib=base,
+    peak_rss_mib=peak_mib(), working_mib=peak_mib() - base,
+    cuda_peak_mib=torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None,
+    decoder_calls=(model.decoder_calls - calls0) // repeats, instances=len(out.labels),
+    params_m=sum(p.numel() for p in model.model.parameters()) / 1e6, device=str(dev), dtype=str(dt),
+)))
+"""
+
+
+def run_case(size: str, tags: int, per_call: int, side: int, repeats: int, device: str, dtype: str) -> dict:
+    # The checkout first on the child's path, so the script also runs without `pip install -e .`.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    proc = subprocess.run([sys.executable, "-c", CHILD, size, str(tags), str(per_call), str(side), str(repeats),
+                           device, dtype], capture_output=True, text=True, env=env)
+    if proc.returncode:
+        raise SystemExit(f"case T={tags} P={per_call} failed: {proc.stderr.strip().splitlines()[-1]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", choices=["full", "tiny"], default="full")
+    ap.add_argument("--tags", default="20,150,847", help="comma-separated vocabulary sizes (VOC, ADE-150, ADE-847)")
+    ap.add_argument("--per-call", default="32,0", help="tags_per_call values; 0 = all tags at once (the plain way)")
+    ap.add_argument("--side", type=int, default=1024, help="photo width in px (4:3), the loader's max side")
+    ap.add_argument("--repeats", type=int, default=1, help="timed calls per case (median)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    ap.add_argument("--json", default=None, help="write the report here")
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    sizes = [int(t) for t in args.tags.split(",") if t.strip()]
+    per_calls = [int(p) for p in args.per_call.split(",") if p.strip()]
+    rows = []
+    for t in sizes:
+        for p in per_calls:
+            rows.append(run_case(args.size, t, p, args.side, args.repeats, args.device, args.dtype))
+            if not args.quiet:
+                print(f"  done T={t} P={p}", file=sys.stderr, flush=True)
+    sys.path.insert(0, str(HERE))
+    from bench_bcc import machine_info  # also puts the checkout on sys.path when selfseg is not installed
+
+    import selfseg.models.loading as loading
+    report = dict(size=args.size, random_weights=True, side=args.side, repeats=args.repeats,
+                  machine=machine_info(loading.resolve_device(args.device)), rows=rows)
+    print(f"clipseg segmenter, {args.size} architecture with RANDOM weights ({rows[0]['params_m']:.1f}M params), "
+          f"{args.side}x{args.side * 3 // 4} photo, {rows[0]['device']}, {rows[0]['dtype']}")
+    print(f"{'tags':>6} {'per call':>9} {'decoder calls':>14} {'seconds':>9} {'working MiB':>12} {'peak RSS MiB':>13}"
+          + (" cuda peak MiB" if rows[0]["cuda_peak_mib"] is not None else ""))
+    for r in rows:
+        per = "all" if r["tags_per_call"] == 0 else str(r["tags_per_call"])
+        line = (f"{r['tags']:>6} {per:>9} {r['decoder_calls']:>14} {r['seconds']:>9.2f} {r['working_mib']:>12.0f} "
+                f"{r['peak_rss_mib']:>13.0f}")
+        if r["cuda_peak_mib"] is not None:
+            line += f" {r['cuda_peak_mib']:>13.0f}"
+        print(line)
+    print("working MiB: peak RSS above the RSS after the model was built and warmed up.")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
