@@ -9,11 +9,12 @@ Five measurements in one run, on the same models and photos:
 
 1. Stages over N photos (the sample photos, cycled) after --warmup untimed ones, done the way
    `GroundedSam2Segmenter.segment` does them: `locate` (`GroundingDinoLocator.detect` with T tags),
-   `filter` (area filter + NMS + top-k, `filter_detections`), `segment` (`Sam2BoxSegmenter.segment`: the image
-   encoded once, the boxes decoded `boxes_per_call` (32) per call, as the pipeline does). The MEDIAN seconds per image of each stage, the share of model
-   forwards in each, images/s, peak RSS and (on CUDA) peak allocated GPU memory. SAM 2 gets exactly
-   --boxes B boxes per image: the detector's kept boxes first, then synthetic ones when it kept fewer
-   (random weights often keep none, or up to `max_detections`); the output says how many were synthetic.
+   `filter` (area filter + NMS + top-k, `filter_detections`), `segment` (`Sam2BoxSegmenter.segment`: the
+   image encoded once, the boxes decoded `boxes_per_call` (32) per call, as the pipeline does). The MEDIAN
+   seconds per image of each stage, the share of model forwards in each, images/s, peak RSS and (on CUDA)
+   peak allocated GPU memory. SAM 2 gets exactly --boxes B boxes per image: the detector's kept boxes
+   first, then synthetic ones when it kept fewer (random weights often keep none, or up to
+   `max_detections`); the output says how many were synthetic.
 2. Chunking: for each tag list of --chunk-check, the prompt chunks of `locator.plan(tags)`, the fewest
    <= 256-token chunks possible (computed here independently: an exact dynamic programme over contiguous
    packings, the lower bound ceil(tokens / capacity), and first-fit-decreasing over any order), and the
@@ -875,13 +876,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         report["memory"]["peak_rss_mib_after_chunking"] = peak_rss_mib()
         report["memory"]["cuda_max_allocated_mib_chunking"] = cuda_peak_mib(device)
 
-    counts = [int(c) for c in args.filter_scaling.split(",") if c.strip()]
-    if counts:
-        log(f"filter scaling: {counts} random boxes, selfseg vs plain matrix NMS")
-        report["filter_scaling"] = bench_filter_scaling(counts, thresholds, args.repeats, args.seed, log)
-
     report["memory"]["peak_rss_mib_end"] = peak_rss_mib()
     report["memory"]["rss_now_mib"] = rss_now_mib()
+    counts = [int(c) for c in args.filter_scaling.split(",") if c.strip()]
+    if counts:  # last, after the memory figures: the plain matrix NMS allocates GBs of its own
+        log(f"filter scaling: {counts} random boxes, selfseg vs plain matrix NMS")
+        report["filter_scaling"] = bench_filter_scaling(counts, thresholds, args.repeats, args.seed, log)
     if hasattr(os, "getloadavg"):
         report["load_average"] = dict(start=load_start, end=list(os.getloadavg()))
 

@@ -145,8 +145,9 @@ class GroundedSam2Config:
     # Keep at most this many boxes per image, best first.
     max_detections: int = 100
     # SAM2 decodes at most this many boxes per mask-decoder call (the image is encoded once either way;
-    # the batch size changes float rounding only). Each box costs the decoder a copy of the image features, about 40 MiB in
-    # float32: 100 boxes in one call peaked at 6.9 GB RSS on CPU. 0: all boxes in one call.
+    # the batch size changes float rounding only). Each box costs the decoder a copy of the image
+    # features, 30-40 MiB in float32: 100 boxes in one call peaked at 6.9 GB RSS on CPU, 4.2 GB at 32
+    # per call. 0: all boxes in one call.
     boxes_per_call: int = 32
 
 

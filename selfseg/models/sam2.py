@@ -92,7 +92,7 @@ class Sam2BoxSegmenter:
         boxes: (N, 4) xyxy in pixels of `image`. The image is encoded once; all N boxes go to ONE
         mask-decoder call (single-mask output, multimask_output=False), unless `max_boxes_per_call` caps
         the decoder's batch: each box costs the decoder a copy of the image embedding and the high-res
-        features (about 40 MiB per box in float32, measured on CPU), so hundreds of boxes may need chunks.
+        features (30-40 MiB per box in float32, measured on CPU), so hundreds of boxes may need chunks.
         Zero boxes: empty arrays, no model call.
         """
         image = image if image.mode == "RGB" else image.convert("RGB")

@@ -183,8 +183,9 @@ def vision_chat_from_config(config: Any) -> VisionChat:
     """The VLM of `config.vlm` (weights shared with every other user of the same model in the process)."""
     v, m = config.vlm, config.model
     return VisionChat(v.model, device=m.device, dtype=v.dtype, batch_size=v.batch_size,
-                      text_batch_size=v.text_batch_size, max_new_tokens=v.max_new_tokens, cache=ReplyCache.open(v.cache), cache_dir=m.cache_dir,
-                      local_files_only=m.local_files_only, setting="vlm.model")
+                      text_batch_size=v.text_batch_size, max_new_tokens=v.max_new_tokens,
+                      cache=ReplyCache.open(v.cache), cache_dir=m.cache_dir, local_files_only=m.local_files_only,
+                      setting="vlm.model")
 
 
 def text_chat_from_config(config: Any) -> ChatModelBase:

@@ -8,9 +8,11 @@ numbers. The rules, in order:
    32k characters.
 2. Look inside ```code fences``` first, then in the whole reply.
 3. The first JSON value (starting at a '[' or '{') that parses AND holds a name wins, so "[]" or a
-   citation "[1]" before the answer is skipped. Except: a list labelled as an earlier answer ("Previous
-   list: [...]") is skipped, and several lists each behind a label ("Objects: [...] Background: [...]")
-   are joined (noted). Nested lists are flattened, an object contributes every
+   citation "[1]" before the answer is skipped. When a reply holds several lists with names (noted):
+   a list introduced as an earlier answer ("Previous list:", "My original answer was"), an example or
+   format, or removed / not-visible items is skipped; a list introduced as the final, revised, corrected
+   or updated one wins; otherwise lists each behind a label ("Objects: [...] Background: [...]"), all in
+   code fences or none, are joined. Nested lists are flattened, an object contributes every
    list it holds ({"objects": [...], "background": [...]}). Curly quotes are straightened first; a
    Python-literal list ('dog', 'cat') is accepted too.
 4. A list cut off by max_new_tokens keeps its complete quoted items (noted).
@@ -37,9 +39,16 @@ _BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+(.+?)\s*$")
 # "Objects:" / "**Background**:" / "2. Stuff:" right before a list (a fence opener may sit between).
 _LABEL = re.compile(r"(?:^|[\n.!?;])[ \t>#*_\-]*(?:\d+[.)][ \t]*)?([A-Za-z][\w '/&-]{0,48}?)[ \t*_]*:[ \t*_]*"
                     r"(?:\n[ \t]*)?(?:```[\w-]*)?\s*$")
-# Labels of a list the model quotes from an earlier turn before its new answer.
-# ("old" or "before" would also catch "an old car: [...]"; these words rarely describe a scene.)
-_EARLIER = re.compile(r"\b(?:previous|original|initial|earlier|prior|(?:first|last) (?:answer|list))\b", re.I)
+# What introduces a list that is not the answer: the earlier answer quoted before the revised one (a
+# reflection reply), the prompt's example or format echoed back, or items the model removed. (Bare "old"
+# or "before" would also catch "an old car: [...]"; these phrases rarely describe a scene.)
+_SKIPPED_LEAD = re.compile(
+    r"\b(?:previous|original|initial|earlier|prior|draft|(?:first|last|old) (?:answer|list|version)|"
+    r"examples?|e\.g|for instance|format|template|removed?|remove[sd]?|deleted?|dropped|excluded?|"
+    r"not (?:visible|present|in the (?:image|picture|photo)))\b", re.I)
+# What introduces the answer itself when a reply holds several lists.
+_FINAL_LEAD = re.compile(r"\b(?:final|revised|corrected|updated|amended|refined|improved|new (?:list|answer))\b",
+                         re.I)
 _QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'"})
 _LIST_KEYS = ("tags", "objects", "labels", "names", "items", "classes", "nouns", "keywords", "list")
 _NAME_KEYS = ("name", "label", "object", "tag", "class", "noun", "keyword")
@@ -76,12 +85,12 @@ def _strip_reasoning(text: str) -> tuple[str, Optional[str]]:
 def _json_values(text: str) -> Iterable[Any]:
     """Every JSON (or Python-literal) value that starts at a '[' or '{' of `text`, in order, outermost
     first (a value's inner brackets are not tried again)."""
-    for _, value in _json_values_at(text):
+    for _, _, value in _json_values_at(text):
         yield value
 
 
-def _json_values_at(text: str) -> Iterable[tuple[int, Any]]:
-    """`_json_values` with the offset where each value starts."""
+def _json_values_at(text: str) -> Iterable[tuple[int, int, Any]]:
+    """`_json_values` with the offsets where each value starts and ends (exclusive)."""
     decoder = json.JSONDecoder()
     skip_to = 0
     for m in re.finditer(r"[\[{]", text):
@@ -90,7 +99,7 @@ def _json_values_at(text: str) -> Iterable[tuple[int, Any]]:
         try:
             value, end = decoder.raw_decode(text, m.start())
             skip_to = end
-            yield m.start(), value
+            yield m.start(), end, value
             continue
         except (ValueError, RecursionError):
             pass
@@ -101,7 +110,7 @@ def _json_values_at(text: str) -> Iterable[tuple[int, Any]]:
             except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
                 continue
             skip_to = end + 1
-            yield m.start(), value
+            yield m.start(), end + 1, value
 
 
 def _matching_bracket(text: str, start: int) -> Optional[int]:
@@ -174,32 +183,49 @@ def _has_name(items: list) -> bool:
     return any(_item_name(i) is not None and _item_name(i).strip().lower() not in _NULL_WORDS for i in items)
 
 
-def _lead_in(text: str, start: int) -> tuple[str, Optional[str]]:
-    """(the words before the value starting at `start`, back to the line or sentence start; the "Label:"
-    that introduces it, or None): "Objects: [...]", "**Background:**" and a fence on the next line."""
-    before = text[max(0, start - 120):start]
+def _lead_in(text: str, start: int, floor: int) -> tuple[str, Optional[str]]:
+    """(what introduces the value starting at `start`: its "Label:" or else the words back to the line or
+    sentence start; that label, or None). Never reaches back past `floor`, the end of the previous list.
+    "Objects: [...]", "**Background:**", a fence on the next line and "2. Stuff:" are labels."""
+    before = text[max(floor, start - 120):start]
     m = _LABEL.search(before)
-    lead = re.split(r"[\n.!?;]\s", before.rstrip())[-1] if before.strip() else ""
-    return lead, (m.group(1).strip() if m else None)
+    if m:
+        return m.group(1).strip(), m.group(1).strip()
+    segments = [seg.strip(" \t`*_#>-") for seg in re.split(r"\n|[.!?;]\s", before)]
+    segments = [seg for seg in segments if seg and not re.fullmatch(r"(?:json|python|text)?", seg, re.I)]
+    return (segments[-1] if segments else ""), None
 
 
 def _labelled_lists(text: str) -> tuple[Optional[list], Optional[str]]:
-    """Rule 3's exceptions, for replies with several name lists:
-    - a list introduced as the earlier answer ("Previous list:", "My original answer was") is skipped, so
-      a reflection reply that quotes its old list before the revised one gives the revised one;
-    - two or more lists left, each behind a label ("Objects: [...] Background: [...]"), are joined.
-    Returns (items, note), or (None, None) when rule 3 applies as it is."""
-    found = [(*_lead_in(text, start), items) for start, value in _json_values_at(text)
-             if (items := _names_in(value)) is not None and _has_name(items)]
+    """Rule 3's exceptions, for replies with several name lists (see the module docstring):
+    lists introduced as an earlier answer, an example, a format or removed items are skipped; a list
+    introduced as the final / revised / corrected one wins; otherwise two or more lists, each behind a
+    label and either all or none in code fences, are joined. Returns (items, note), or (None, None) when
+    rule 3 applies as it is."""
+    fences = [m.span() for m in _FENCE.finditer(text)]
+    found, floor = [], 0
+    for start, end, value in _json_values_at(text):
+        items = _names_in(value)
+        if items is not None and _has_name(items):
+            lead, label = _lead_in(text, start, floor)
+            fenced = any(a <= start < b for a, b in fences)
+            found.append((lead, label, fenced, items))
+            floor = end
     if len(found) < 2:
         return None, None
-    current = [(lab, items) for lead, lab, items in found if not _EARLIER.search(lead)]
-    if len(current) >= 2 and all(lab for lab, _ in current):
-        names = ", ".join(lab for lab, _ in current)
-        return [i for _, items in current for i in items], f"joined {len(current)} labelled lists ({names})"
-    if current and len(current) < len(found):
-        skipped = "; ".join(lead.strip() for lead, _, _ in found if _EARLIER.search(lead))
-        return current[0][1], f"skipped the list(s) introduced as an earlier answer ({skipped})"
+    kept = [f for f in found if not _SKIPPED_LEAD.search(f[0])]
+    skipped = [f[0] for f in found if _SKIPPED_LEAD.search(f[0])]
+    final = [f for f in kept if _FINAL_LEAD.search(f[0])]
+    if final:
+        return final[-1][3], f"took the list introduced as {final[-1][0]!r}" + (
+            f", skipped {len(skipped)} introduced as an earlier answer, example or removed items" if skipped else "")
+    if len(kept) >= 2 and all(f[1] for f in kept) and len({f[2] for f in kept}) == 1:
+        labels = [f[1] for f in kept]
+        shown = ", ".join(labels[:5]) + (f", ... ({len(labels) - 5} more)" if len(labels) > 5 else "")
+        return [i for f in kept for i in f[3]], f"joined {len(kept)} labelled lists ({shown})"
+    if kept and skipped:
+        shown = "; ".join(repr(x) for x in skipped[:3]) + (" ..." if len(skipped) > 3 else "")
+        return kept[0][3], f"skipped the list(s) introduced as an earlier answer, example or removed items ({shown})"
     return None, None
 
 

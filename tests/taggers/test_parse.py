@@ -41,9 +41,21 @@ from selfseg.taggers.parse import TagNormaliser, find_object, parse_tags
     ('**Objects:** ["dog"]\n**Background:** ["grass"]', ["dog", "grass"]),
     ('1. Things: ["car"]\n2. Stuff: ["road", "sky"]', ["car", "road", "sky"]),
     ('Objects:\n```json\n["dog", "ball"]\n```\nBackground:\n```json\n["grass"]\n```', ["dog", "ball", "grass"]),
-    # a reflection reply quoting its earlier answer first: the revised list, not the old one
+    # a reflection reply quoting its earlier answer first: the revised list, not the old one, on one line,
+    # on the next line, or each in a fence; "removed" items are not tags
     ('Previous list: ["dog", "cat"]. Revised list: ["dog", "cat", "sofa"]', ["dog", "cat", "sofa"]),
+    ('Previous list: ["dog", "lamp"]\nRevised list: ["dog"]', ["dog"]),
+    ('Original list:\n```json\n["dog", "lamp"]\n```\nRevised list:\n```json\n["dog"]\n```', ["dog"]),
     ('My original answer was ["dog"].\nUpdated: ["dog", "leash"]', ["dog", "leash"]),
+    ('Removed: ["lamp"]\nCorrected list: ["dog", "sofa"]', ["dog", "sofa"]),
+    ('Here is the list: ["dog", "lamp"]\nCorrected list: ["dog"]', ["dog"]),
+    ('Draft: ["dog", "lamp"]\nFinal: ["dog"]', ["dog"]),
+    # the prompt's example or format echoed back is not the answer; nor is what is "not visible"
+    ('Format: ["object1", "object2"]\n\nAnswer:\n```json\n["dog", "cat"]\n```', ["dog", "cat"]),
+    ('For example: ["dog", "grass", "fence"]\nMy list:\n```\n["cat", "sofa"]\n```', ["cat", "sofa"]),
+    ('Visible: ["dog"]\nNot visible: ["cat"]', ["dog"]),
+    # a label's lead-in never reaches back past the previous list
+    ('Objects: ["dog"]\nprevious: ignore\nBackground: ["sky"]', ["dog", "sky"]),
     # unlabelled second list: the first wins (rule 3); one labelled list: as it is
     ('["dog"] and also ["cat"]', ["dog"]),
     ('Here are the objects: ["dog", "ball"]', ["dog", "ball"]),
@@ -98,5 +110,9 @@ def test_find_object_for_descriptions():
 def test_joined_and_skipped_lists_are_noted():
     joined = parse_tags('Objects: ["dog"]\nBackground: ["grass"]')
     assert any("joined 2 labelled lists (Objects, Background)" in n for n in joined.notes)
-    skipped = parse_tags('Previous list: ["dog"]. Revised list: ["cat"]')
-    assert skipped.tags == ["cat"] and any("earlier answer (Previous list:" in n for n in skipped.notes)
+    final = parse_tags('Previous list: ["dog"]. Revised list: ["cat"]')
+    assert final.tags == ["cat"] and any("introduced as 'Revised list'" in n for n in final.notes)
+    skipped = parse_tags('For example: ["dog"]\nAnswer: ```["cat"]```')
+    assert skipped.tags == ["cat"] and any("('For example')" in n for n in skipped.notes)
+    many = parse_tags("\n".join(f"Group{i}: [\"thing{i}\"]" for i in range(40)))
+    assert len(many.tags) == 40 and len(many.notes[0]) < 200  # the note names a few labels, not all
