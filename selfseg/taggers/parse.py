@@ -28,6 +28,7 @@ with no list, or a list with no names, gives no tags, `ok=False` and a note sayi
 from __future__ import annotations
 
 import ast
+import itertools
 import json
 import re
 from dataclasses import dataclass, field
@@ -196,15 +197,15 @@ def _lead_in(text: str, start: int, floor: int) -> tuple[str, Optional[str]]:
     return (segments[-1] if segments else ""), None
 
 
-def _labelled_lists(text: str) -> tuple[Optional[list], Optional[str]]:
+def _labelled_lists(text: str, values: list[tuple[int, int, Any]]) -> tuple[Optional[list], Optional[str]]:
     """Rule 3's exceptions, for replies with several name lists (see the module docstring):
     lists introduced as an earlier answer, an example, a format or removed items are skipped; a list
     introduced as the final / revised / corrected one wins; otherwise two or more lists, each behind a
     label and either all or none in code fences, are joined. Returns (items, note), or (None, None) when
-    rule 3 applies as it is."""
+    rule 3 applies as it is. `values`: `_json_values_at(text)`, parsed once by the caller."""
     fences = [m.span() for m in _FENCE.finditer(text)]
     found, floor = [], 0
-    for start, end, value in _json_values_at(text):
+    for start, end, value in values:
         items = _names_in(value)
         if items is not None and _has_name(items):
             lead, label = _lead_in(text, start, floor)
@@ -234,12 +235,14 @@ def find_list(reply: str) -> tuple[Optional[list], list[str]]:
     and notes on how it was found."""
     text, note = _strip_reasoning(str(reply)[:_MAX_REPLY].translate(_QUOTES))
     notes = [note] if note else []
-    items, how = _labelled_lists(text)
+    whole = list(_json_values_at(text))  # the whole reply is parsed once, for both uses below
+    items, how = _labelled_lists(text, whole)
     if items is not None:
         return items, notes + [how]
     empty = None
-    for part in [*(m.group(1) for m in _FENCE.finditer(text)), text]:
-        for value in _json_values(part):
+    fenced = (_json_values(m.group(1)) for m in _FENCE.finditer(text))  # lazily: the first answer stops it
+    for values in itertools.chain(fenced, [[v for _, _, v in whole]]):
+        for value in values:
             found = _names_in(value)
             if found is None:
                 continue
