@@ -60,6 +60,11 @@ class Dist:
         import torch.distributed as dist
 
         cuda = torch.cuda.is_available() and config.model.device in ("auto", "cuda")
+        if cuda and self.local_rank >= torch.cuda.device_count():
+            # nccl needs one GPU per rank; torch would fail deep inside set_device or the first collective.
+            n = torch.cuda.device_count()
+            raise ConfigError(f"torchrun started more ranks on this machine than it has CUDA devices ({n}): "
+                              f"use --nproc-per-node {n}, or model.device=cpu to shard over CPU processes")
         if cuda:
             torch.cuda.set_device(self.local_rank)
             config.model.device = f"cuda:{self.local_rank}"

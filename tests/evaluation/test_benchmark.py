@@ -224,3 +224,17 @@ def test_union_benchmark_scores_each_tagger_alone(voc_root, tmp_path):
     assert {n["noun"]: n["found_by"] for n in pred["tags"]["nouns"]} == {"person": ["vocabulary"],
                                                                          "dog": ["vocabulary"]}
     assert "tag precision / recall, vocabulary alone" in (tmp_path / "run" / "results.md").read_text()
+
+
+def test_more_ranks_than_gpus_is_a_clear_error(monkeypatch):
+    """torchrun with 2 ranks on a 1-GPU machine: one line naming the fix, before torch's set_device fails."""
+    import torch
+
+    from selfseg.evaluation.benchmark import Dist
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda *_: pytest.fail("set_device must not be reached"))
+    config = load_config(REPO / "configs" / "smoke.yaml", ["model.device=auto"])
+    with pytest.raises(ConfigError, match="--nproc-per-node 1"):
+        Dist(rank=1, world=2, local_rank=1, active=True).init(config)
