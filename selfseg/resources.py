@@ -171,9 +171,10 @@ def download_checkpoints(model_ids: list[str], cache_dir: "str | None" = None,
     """Fetch every checkpoint into the Hugging Face cache; returns the ids that failed."""
     from huggingface_hub import snapshot_download
 
-    from .models.loading import hub_reachable
+    from .models.loading import hub_offline, hub_reachable
 
-    if os.environ.get("HF_HUB_OFFLINE") != "1" and not hub_reachable():
+    # Offline, snapshot_download only checks the cache, which is what the user asked for.
+    if not hub_offline() and not hub_reachable():
         log("the Hugging Face hub is not reachable from this machine; run this where it is, then copy the cache")
         return list(model_ids)
     failed = []

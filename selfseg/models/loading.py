@@ -38,8 +38,16 @@ def resolve_dtype(dtype: Union[str, torch.dtype]) -> torch.dtype:
     return DTYPES[dtype]
 
 
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE is set: the user has said there is no hub, so never probe for one."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
 def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether a TCP connection to the Hugging Face endpoint opens within `timeout` seconds."""
+    """Whether a TCP connection to the Hugging Face endpoint opens within `timeout` seconds (never tried,
+    and False, under HF_HUB_OFFLINE: a probe on a machine with no network can wait on DNS for seconds)."""
+    if hub_offline():
+        return False
     host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
     try:
         socket.create_connection((host, 443), timeout=timeout).close()
@@ -62,9 +70,8 @@ def load_checkpoint(what: str, model_id: str, load: Callable[[bool], Any], local
             f"reachable; run `selfseg download --config <your config>` on a machine that reaches the hub "
             f"(or point HF_HOME / model.cache_dir at a cache that has it)"
         )
-        offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
         # One quick probe instead of the hub client's minutes of retries on a machine with no network.
-        if local_files_only or offline or not hub_reachable():
+        if local_files_only or not hub_reachable():
             raise missing from None
         try:
             return load(False)

