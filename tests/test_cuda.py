@@ -38,6 +38,16 @@ pytestmark = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def exact_float32():
+    """Comparisons with the CPU need true float32 on the GPU: cuDNN convolutions (BLIP's patch embedding, the
+    CRF's Gaussian filter) default to TF32 there, which rounds inputs to 10 mantissa bits."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 def same_partition(a, b) -> bool:
     """Two label arrays split the points the same way (labels may be renamed)."""
     a, b = np.asarray(a).ravel(), np.asarray(b).ravel()
