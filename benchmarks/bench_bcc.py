@@ -13,7 +13,10 @@ Two measurements in one run, on the same model:
    peak allocated GPU memory.
 2. Captioning, batched vs the released code's way: the token sets of one image's final clusters,
    replicated to K clusters x C cycles, captioned (a) in ONE `captioner.caption(sets * C)` generate call
-   and (b) one `caption([s])` call per cluster per cycle. Median of --repeats runs each, and the ratio.
+   and (b) one stock `text_decoder.generate` call per cluster per cycle (transformers' own path, the
+   cluster's tokens as encoder states). Median of --repeats runs each, and the ratio. For (a) also: its FLOP
+   count from the architecture against this machine's measured matmul throughput, and its peak RSS over
+   the tagger's.
 
 No BLIP weights are downloaded. `--size large` / `--size base` build the full-size architecture of
 Salesforce/blip-image-captioning-large / -base with RANDOM weights (same shapes and FLOPs), so the
@@ -23,6 +26,7 @@ caveat: caption lengths). `--size tiny` uses selfseg's tiny random model for a q
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import itertools
 import json
@@ -366,6 +370,44 @@ def bench_tagger(tagger: Any, images: list[Any], batch_size: int, recorder: Gene
     ), first_image_sets(last_results, sets_rec)
 
 
+def matmul_gflops(device: torch.device, dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+    """The machine's measured dense matmul throughput (median of `repeats` n x n products): the bound the
+    batched caption call is compared with."""
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    torch.matmul(a, b)
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        t0 = time.perf_counter()
+        torch.matmul(a, b)
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return 2 * n ** 3 / median(times) / 1e9
+
+
+def caption_call_flops(cap: Any, sets: Sequence[torch.Tensor], rows: int, prompt_tokens: int, steps: int) -> float:
+    """FLOPs (2 x MACs) of one batched caption call, from the architecture: each distinct set's cross-attention
+    key/value projections once, then for every row and every decoded position the decoder layers
+    (self-attention projections and scores, cross-attention query/output and scores over the row's group of
+    sets, feed-forward) and the LM head. `steps`: generated tokens (every row runs every step)."""
+    from selfseg.models.blip import GROUP_TOKENS
+
+    t = cap.model.config.text_config
+    h, inter, layers, vocab = t.hidden_size, t.intermediate_size, t.num_hidden_layers, t.vocab_size
+    enc = t.encoder_hidden_size
+    distinct = {id(s): int(s.shape[0]) for s in sets}
+    group = max(GROUP_TOKENS, max(distinct.values()))  # keys a row's cross-attention scores span (at most)
+    kv = sum(distinct.values()) * layers * 2 * enc * h
+    per_token_fixed = layers * (4 * h * h + 2 * h * h + 2 * h * inter + 2 * h * group) + h * h + h * vocab
+    # generate's first forward runs the P prompt positions, each later one a single position; `steps`
+    # forwards in all (the last token generated needs no forward). Self-attention spans the positions so far.
+    macs = kv + rows * prompt_tokens * (per_token_fixed + layers * 2 * h * prompt_tokens)
+    for length in range(prompt_tokens + 1, prompt_tokens + steps):
+        macs += rows * (per_token_fixed + layers * 2 * h * length)
+    return 2.0 * macs
+
+
 def bench_captioning(cap: Any, sets: list[torch.Tensor], clusters: int, cycles: int, gen: Any, repeats: int,
                      seed: int, recorder: GenerateRecorder, log: Callable[[str], None]) -> dict:
     device = cap.device
@@ -374,8 +416,16 @@ def bench_captioning(cap: Any, sets: list[torch.Tensor], clusters: int, cycles: 
     # cluster), and K clusters must cost K projections even when fewer were found and are repeated here.
     sets = [sets[i % found].clone() for i in range(clusters)]
     rows = sets * cycles  # cycle-major, like the tagger's row order within one image
+    sampling = gen.sampling()
+    ids = cap.prompt_ids(gen.prompt).to(device)
+    lo, hi = sampling.new_token_limits(int(ids.shape[1]))
+    tcfg = cap.model.config.text_config
+    stock_kwargs = dict(do_sample=True, top_p=sampling.top_p, top_k=sampling.top_k,
+                        repetition_penalty=sampling.repetition_penalty, min_new_tokens=lo, max_new_tokens=hi,
+                        eos_token_id=tcfg.sep_token_id, pad_token_id=tcfg.pad_token_id)
     batched_t, loop_t = [], []
     batched_calls, loop_calls = [], []
+    # Batched repeats first, so the peak RSS read after them is the batched call's (ru_maxrss only grows).
     for r in range(repeats):
         sync(device)
         t0 = time.perf_counter()
@@ -384,26 +434,43 @@ def bench_captioning(cap: Any, sets: list[torch.Tensor], clusters: int, cycles: 
         batched_t.append(time.perf_counter() - t0)
         batched_calls += recorder.take()
         log(f"  repeat {r + 1}/{repeats}: batched ({len(rows)} rows, 1 call) {batched_t[-1]:.2f} s")
-
+    peak_after_batched = peak_rss_mib()
+    cuda_after_batched = cuda_peak_mib(device)
+    for r in range(repeats):
+        # The released code's way: one stock generate call per cluster per cycle, on the stock model path
+        # (the cluster's tokens as the encoder states, an all-ones mask: nothing padded, nothing patched).
         sync(device)
         t0 = time.perf_counter()
         i = 0
-        for cyc in range(cycles):
-            for s in sets:
-                cap.caption([s], gen, seed=seed + r * len(rows) + i)
-                i += 1
+        with torch.inference_mode():
+            for cyc in range(cycles):
+                for s in sets:
+                    torch.manual_seed(seed + r * len(rows) + i)
+                    enc = s[None].to(device=device, dtype=cap.dtype)
+                    cap.model.text_decoder.generate(
+                        input_ids=ids, attention_mask=torch.ones_like(ids), encoder_hidden_states=enc,
+                        encoder_attention_mask=torch.ones(enc.shape[:2], dtype=torch.long, device=device),
+                        **stock_kwargs)
+                    i += 1
         sync(device)
         loop_t.append(time.perf_counter() - t0)
         loop_calls += recorder.take()
-        log(f"  repeat {r + 1}/{repeats}: per-cluster ({len(rows)} calls) {loop_t[-1]:.2f} s")
+        log(f"  repeat {r + 1}/{repeats}: per-cluster stock ({len(rows)} calls) {loop_t[-1]:.2f} s")
     b, l = median(batched_t), median(loop_t)
+    bound = matmul_gflops(device, cap.dtype)
+    steps = [c["steps"] for c in batched_calls]
+    flops = caption_call_flops(cap, rows, len(rows), int(ids.shape[1]), int(median(steps)) if steps else 0)
+    achieved = flops / b / 1e9 if b > 0 else float("nan")
     return dict(
         clusters_found=found, clusters=clusters, cycles=cycles, rows=len(rows),
         set_sizes=[int(s.shape[0]) for s in sets], token_dim=int(sets[0].shape[1]),
-        max_new_tokens=gen.max_new_tokens, min_new_tokens=gen.min_new_tokens, repeats=repeats,
+        max_new_tokens=hi, min_new_tokens=lo, repeats=repeats,
         batched_seconds=batched_t, per_cluster_seconds=loop_t,
         batched_median=b, per_cluster_median=l, speedup_per_cluster_over_batched=l / b if b > 0 else float("nan"),
         batched_generation=gen_stats(batched_calls), per_cluster_generation=gen_stats(loop_calls),
+        batched_call_gflop=flops / 1e9, batched_call_gflops=achieved, matmul_bound_gflops=bound,
+        share_of_matmul_bound=achieved / bound if bound > 0 else float("nan"),
+        peak_rss_mib_after_batched=peak_after_batched, cuda_max_allocated_mib_batched=cuda_after_batched,
     )
 
 
@@ -458,11 +525,17 @@ def print_report(rep: dict) -> None:
         print(f"  (a) batched, 1 generate call:           {cb['batched_median']:9.3f} s   "
               f"mean generated tokens {bg['mean_generated_tokens']:.1f}, decode steps/call "
               f"{bg['decode_steps'] / max(1, bg['generate_calls']):.1f}")
-        print(f"  (b) released: 1 call per cluster/cycle: {cb['per_cluster_median']:9.3f} s   "
+        print(f"  (b) stock: 1 generate per cluster/cycle: {cb['per_cluster_median']:9.3f} s   "
               f"mean generated tokens {pg['mean_generated_tokens']:.1f}, "
               f"{pg['generate_calls'] // max(1, cb['repeats'])} calls")
         print(f"  ratio (b)/(a): {cb['speedup_per_cluster_over_batched']:.2f}x   (min over repeats: "
               f"{min(cb['batched_seconds']):.3f} s vs {min(cb['per_cluster_seconds']):.3f} s)")
+        print(f"  batched call: {cb['batched_call_gflop']:.1f} GFLOP (architecture count) at "
+              f"{cb['batched_call_gflops']:.1f} GFLOP/s = {100 * cb['share_of_matmul_bound']:.0f}% of this "
+              f"machine's measured matmul throughput ({cb['matmul_bound_gflops']:.1f} GFLOP/s)")
+        above = cb["peak_rss_mib_after_batched"] - rep["memory"]["peak_rss_mib_after_tagger"]
+        print(f"  peak RSS after the batched calls: {fmt_mib(cb['peak_rss_mib_after_batched'])} "
+              f"({above:+,.0f} MiB over the tagger's peak)")
         print(f"  peak RSS after captioning: {fmt_mib(rep['memory']['peak_rss_mib_after_captioning'])}"
               f"   CUDA max allocated: {fmt_mib(rep['memory'].get('cuda_max_allocated_mib_captioning'))}")
         if bg["mean_generated_tokens"] >= cb["max_new_tokens"] - 0.5 and cb["min_new_tokens"] < cb["max_new_tokens"]:
@@ -502,7 +575,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="repeats of the captioning comparison (median)")
     ap.add_argument("--no-caption-baseline", action="store_true", help="skip the captioning comparison")
     ap.add_argument("--gen-tokens", type=int, default=None,
-                    help="force min_new_tokens = max_new_tokens = N (emulate a real model's caption length)")
+                    help="force exactly N new tokens per caption (emulate a real model's caption length)")
     ap.add_argument("--device", default=None, help="override model.device (cpu, cuda, auto)")
     ap.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"],
                     help="override model.dtype")
@@ -532,8 +605,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.batch_size:
         overrides.append(f"run.batch_size={args.batch_size}")
     if args.gen_tokens:
-        overrides += [f"captioning.min_new_tokens={args.gen_tokens}",
-                      f"captioning.max_new_tokens={args.gen_tokens}"]
+        overrides += [f"captioning.min_length={args.gen_tokens}", f"captioning.max_length={args.gen_tokens}",
+                      "captioning.length_counts_prompt=false"]
     cfg = load_config(args.config, overrides)
     cfg.model.blip = "tiny-random" if args.size == "tiny" else f"{MODEL_IDS[args.size]} (random weights)"
 
@@ -554,7 +627,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         config=args.config, args=vars(args), model=model_info, machine=machine_info(device),
         settings=dict(batch_size=bs, scales=cfg.clustering.scales, ks=cfg.clustering.ks,
                       cycles=cfg.captioning.cycles, adaptive_cycles=cfg.captioning.adaptive_cycles,
-                      min_new_tokens=cfg.captioning.min_new_tokens, max_new_tokens=cfg.captioning.max_new_tokens,
+                      profile=cfg.captioning.profile,
+                      sampling=dataclasses.asdict(cfg.captioning.sampling()),
+                      max_new_tokens=cfg.captioning.sampling().new_token_limits(
+                          int(cap.prompt_ids(cfg.captioning.prompt).shape[1]))[1],
                       token_slice=cfg.captioning.token_slice),
         images=[str(p) for p in paths], memory=dict(peak_rss_mib_after_build=peak_rss_mib()),
         random_weights=True,

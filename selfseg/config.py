@@ -63,6 +63,40 @@ class ClusteringConfig:
     mode_filter_passes: int = 8
 
 
+#: Caption sampling profiles; a CaptioningConfig field left at None takes its profile's value.
+#: "released": what the authors' released code effectively ran, the run behind the published numbers. It
+#: called LAVIS `generate_from_encoder(use_nucleus_sampling=True, top_p=1, repetition_penalty=100,
+#: min_length=4, max_length=25)`, whose nucleus branch passes repetition_penalty=1.1 to generate (the 100 is
+#: never used) and whose lengths count the 4 prompt tokens "[DEC] a picture of" (so: no minimum, at most 21
+#: new tokens); top-k was transformers 4's generate default, 50.
+#: "paper": the values Sect. 4.1 states, read as new tokens: 4..25 new tokens, repetition penalty 100 (with
+#: transformers' penalty, which also counts the prompt's tokens, this all but bans "a", "picture", "of" and
+#: every word already said).
+CAPTION_PROFILES: dict[str, dict[str, Any]] = {
+    "released": dict(top_p=1.0, top_k=50, repetition_penalty=1.1, min_length=4, max_length=25,
+                     length_counts_prompt=True),
+    "paper": dict(top_p=1.0, top_k=50, repetition_penalty=100.0, min_length=4, max_length=25,
+                  length_counts_prompt=False),
+}
+
+
+@dataclass(frozen=True)
+class CaptionSampling:
+    """Resolved caption sampling settings (a profile with its overrides applied)."""
+    top_p: float
+    top_k: int
+    repetition_penalty: float
+    min_length: int
+    max_length: int
+    length_counts_prompt: bool
+
+    def new_token_limits(self, prompt_tokens: int) -> tuple[int, int]:
+        """(min_new_tokens, max_new_tokens) for a prompt of `prompt_tokens` tokens (BOS included)."""
+        if not self.length_counts_prompt:
+            return self.min_length, self.max_length
+        return max(0, self.min_length - prompt_tokens), max(0, self.max_length - prompt_tokens)
+
+
 @dataclass
 class CaptioningConfig:
     # BLIP's captioning prompt; captions are returned without it.
@@ -71,22 +105,44 @@ class CaptioningConfig:
     cycles: int = 1
     # Beyond the paper: stop early once this many consecutive cycles add no new noun (0: off).
     adaptive_cycles: int = 0
-    top_p: float = 1.0
-    # transformers' default top-k (50) stays on, as it did in the released code (LAVIS on transformers 4).
-    top_k: int = 50
-    min_new_tokens: int = 4
-    max_new_tokens: int = 25
-    repetition_penalty: float = 100.0
+    # Sampling profile, "released" or "paper" (see CAPTION_PROFILES); the fields below, when set, override it.
+    profile: str = "released"
+    top_p: Optional[float] = None
+    # 0 turns top-k off.
+    top_k: Optional[int] = None
+    # transformers' repetition penalty: every token already in the sequence, the prompt's included.
+    repetition_penalty: Optional[float] = None
+    # Caption length limits in tokens; with length_counts_prompt they count the prompt's tokens too (as
+    # LAVIS did), without it only the new tokens.
+    min_length: Optional[int] = None
+    max_length: Optional[int] = None
+    length_counts_prompt: Optional[bool] = None
     # Which encoder tokens a cluster's caption sees. "patches": the cluster's own patch tokens.
     # "released": the released code's slice [:, :-1], which keeps CLS as patch 0 and drops the last patch.
     token_slice: str = "patches"
-    # Memory budget (GiB) for the text decoder's cross-attention cache of one generate call: keys and values
-    # of every padded encoder token, every layer, every row. All rows of a batch go to ONE call while they
-    # fit; beyond it, calls are split (rows kept in order). 0: no limit. At ViT-L, 8 clusters x 20 cycles
-    # of one image need about 6.6 GiB in float32.
+    # Memory budget (GiB) of one caption call's attention state: the cross-attention keys and values of
+    # every distinct token set (projected once per set, every layer) plus each row's self-attention cache.
+    # All rows of a batch go to ONE call while they fit; beyond it, calls are split (rows kept in order).
+    # 0: no limit. At ViT-L, 8 images x 1024 patches take about 0.6 GiB in float32.
     max_cross_attention_gib: float = 8.0
     # Seed of the sampling; the same seed and the same image batch give the same captions.
     seed: int = 0
+
+    def sampling(self) -> CaptionSampling:
+        """The profile's values with this config's overrides (checked: one ConfigError line on a bad one)."""
+        if self.profile not in CAPTION_PROFILES:
+            raise ConfigError(f"captioning.profile: expected one of {', '.join(CAPTION_PROFILES)}, "
+                              f"got {self.profile!r}")
+        values = {k: (v if getattr(self, k) is None else getattr(self, k))
+                  for k, v in CAPTION_PROFILES[self.profile].items()}
+        s = CaptionSampling(**values)
+        _check(0 < s.top_p <= 1, "captioning.top_p", "a value in (0, 1]", s.top_p)
+        _check(s.top_k >= 0, "captioning.top_k", "an integer >= 0 (0: off)", s.top_k)
+        _check(s.repetition_penalty > 0, "captioning.repetition_penalty", "a number > 0 (1: none)",
+               s.repetition_penalty)
+        _check(0 <= s.min_length <= s.max_length and s.max_length >= 1, "captioning.min_length / max_length",
+               "0 <= min_length <= max_length, max_length >= 1", (s.min_length, s.max_length))
+        return s
 
 
 @dataclass
@@ -311,14 +367,9 @@ class Config:
         p = self.captioning
         _check(p.cycles >= 1, "captioning.cycles", "an integer >= 1", p.cycles)
         _check(p.adaptive_cycles >= 0, "captioning.adaptive_cycles", "an integer >= 0", p.adaptive_cycles)
-        _check(0 < p.top_p <= 1, "captioning.top_p", "a value in (0, 1]", p.top_p)
         _check(p.max_cross_attention_gib >= 0, "captioning.max_cross_attention_gib", "a number >= 0 (0: no limit)",
                p.max_cross_attention_gib)
-        _check(p.repetition_penalty > 0, "captioning.repetition_penalty", "a number > 0 (1: none)",
-               p.repetition_penalty)
-        _check(p.top_k >= 0, "captioning.top_k", "an integer >= 0 (0: off)", p.top_k)
-        _check(0 <= p.min_new_tokens <= p.max_new_tokens, "captioning.min_new_tokens",
-               "0 <= min_new_tokens <= max_new_tokens", (p.min_new_tokens, p.max_new_tokens))
+        p.sampling()
         _check(p.token_slice in ("patches", "released"), "captioning.token_slice", "'patches' or 'released'",
                p.token_slice)
         _check(self.model.dtype in ("float32", "float16", "bfloat16"), "model.dtype",

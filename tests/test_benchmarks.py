@@ -64,6 +64,33 @@ def test_bench_bcc_tiny(tmp_path):
     assert cb["batched_median"] > 0 and cb["per_cluster_median"] > 0
     assert cb["speedup_per_cluster_over_batched"] > 0
     assert rep["memory"]["peak_rss_mib_after_tagger"] > 0
+    # the batched call against the machine's bound: an architecture FLOP count and a measured matmul rate
+    assert cb["batched_call_gflop"] > 0 and cb["matmul_bound_gflops"] > 0
+    assert 0 < cb["share_of_matmul_bound"] < 1.5
+    assert cb["peak_rss_mib_after_batched"] >= rep["memory"]["peak_rss_mib_after_tagger"]
+    assert rep["settings"]["sampling"]["repetition_penalty"] == 1.1  # the released profile by default
+
+
+def test_caption_flop_count_matches_a_hand_count():
+    """bench_bcc's FLOP count on a one-layer decoder small enough to count by hand."""
+    import importlib.util
+    import types
+
+    spec = importlib.util.spec_from_file_location("bench_bcc", REPO / "benchmarks" / "bench_bcc.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    cfg = types.SimpleNamespace(hidden_size=2, intermediate_size=3, num_hidden_layers=1, vocab_size=5,
+                                encoder_hidden_size=4)
+    cap = types.SimpleNamespace(model=types.SimpleNamespace(config=types.SimpleNamespace(text_config=cfg)))
+    import torch
+    from selfseg.models.blip import GROUP_TOKENS
+    s = torch.zeros(10, 4)
+    rows, prompt, steps = 3, 2, 3
+    kv = 10 * 1 * 2 * 4 * 2                                                  # one set's keys and values
+    fixed = (4 * 4 + 2 * 4 + 2 * 2 * 3 + 2 * 2 * GROUP_TOKENS) + 4 + 2 * 5   # per position, without self-attn
+    positions = [(prompt, prompt)] * prompt + [(1, 3), (1, 4)]               # (tokens, self-attention span)
+    macs = kv + sum(rows * (fixed + 2 * 2 * span) for _, span in positions)
+    assert bench.caption_call_flops(cap, [s, s, s], rows, prompt, steps) == 2 * macs
 
 
 def test_bench_segment_tiny(tmp_path):

@@ -11,9 +11,26 @@ def test_defaults_are_the_papers():
     assert c.clustering.scales == [384, 512] and c.clustering.ks == [2, 8]
     assert (c.clustering.crf_weight, c.clustering.crf_theta, c.clustering.mode_filter_passes) == (6.0, 0.8, 8)
     assert c.clustering.pos_dim == 256
-    p = c.captioning
-    assert (p.top_p, p.min_new_tokens, p.max_new_tokens, p.repetition_penalty, p.cycles) == (1.0, 4, 25, 100.0, 1)
+    assert c.captioning.cycles == 1 and c.captioning.profile == "released"
     assert c.model.blip == "Salesforce/blip-image-captioning-large"
+
+
+def test_caption_profiles_resolve_and_every_field_overrides():
+    from selfseg.config import CaptioningConfig
+
+    released = load_config().captioning.sampling()
+    # The released code's effective sampling: LAVIS passes 1.1; 4..25 tokens counting the 4 prompt tokens.
+    assert (released.repetition_penalty, released.top_p, released.top_k) == (1.1, 1.0, 50)
+    assert released.new_token_limits(4) == (0, 21)
+    paper = load_config({}, ["captioning.profile=paper"]).captioning.sampling()
+    assert (paper.repetition_penalty, paper.new_token_limits(4)) == (100.0, (4, 25))
+    mixed = CaptioningConfig(profile="paper", repetition_penalty=2.0, max_length=30, length_counts_prompt=True,
+                             top_k=0).sampling()
+    assert (mixed.repetition_penalty, mixed.top_k, mixed.new_token_limits(4)) == (2.0, 0, (0, 26))
+    with pytest.raises(ConfigError, match="captioning.profile: expected one of released, paper, got 'lavis'"):
+        load_config({"captioning": {"profile": "lavis"}})
+    with pytest.raises(ConfigError, match="unknown config key 'captioning.min_new_tokens'"):
+        load_config({"captioning": {"min_new_tokens": 4}})
 
 
 @pytest.mark.parametrize("name, cycles", [("bcc_voc", 1), ("bcc_ade20k", 10), ("bcc_cityscapes", 20), ("smoke", 2)])
@@ -94,7 +111,8 @@ def test_override_values_keep_their_field_types(overrides, check):
 @pytest.mark.parametrize(
     "data",
     [{"clustering": {"kmeans_n_init": 0}}, {"clustering": {"mode_filter_size": -1}},
-     {"clustering": {"crf_filter_size": 4}}, {"captioning": {"repetition_penalty": 0}}, {"base": 5}],
+     {"clustering": {"crf_filter_size": 4}}, {"captioning": {"repetition_penalty": 0}},
+     {"captioning": {"min_length": 9, "max_length": 5}}, {"captioning": {"top_k": -1}}, {"base": 5}],
 )
 def test_more_invalid_values(data, tmp_path):
     import yaml

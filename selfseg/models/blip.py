@@ -7,8 +7,10 @@ Grounding DINO and SAM2. The same BLIP checkpoints are published for transformer
 """
 from __future__ import annotations
 
+import math
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 
@@ -58,11 +60,14 @@ class BlipCaptioner:
         return out.last_hidden_state
 
     # ------------------------------------------------------------------------------------------ decoder
-    def cross_attention_bytes(self, rows: int, tokens: int) -> int:
-        """Bytes the decoder's cross-attention cache takes for `rows` captions over `tokens` padded tokens:
-        keys and values, every layer, every row (generate keeps them for all decoding steps)."""
+    def attention_state_bytes(self, distinct_tokens: int, rows: int, prompt: str = "a picture of ",
+                              max_new_tokens: int = 25) -> int:
+        """Bytes one caption call keeps for attention: each distinct set's cross-attention keys and values
+        (every layer, projected once per set) plus every row's self-attention cache."""
         t = self.model.config.text_config
-        return rows * tokens * t.num_hidden_layers * 2 * t.hidden_size * torch.finfo(self.dtype).bits // 8
+        per_token = t.num_hidden_layers * 2 * t.hidden_size * torch.finfo(self.dtype).bits // 8
+        steps = int(self.prompt_ids(prompt).shape[1]) + max_new_tokens
+        return (distinct_tokens + rows * steps) * per_token
 
     def prompt_ids(self, prompt: str) -> torch.Tensor:
         """The captioning prompt as BLIP's generate() feeds it: [BOS] + prompt tokens, no [SEP]."""
@@ -74,78 +79,179 @@ class BlipCaptioner:
     def caption(self, token_sets: Sequence[torch.Tensor], settings: CaptioningConfig, seed: int) -> list[str]:
         """One sampled caption per token set, all in ONE generate call.
 
-        token_sets: (n_i, D) encoder tokens each. Sets are right-padded to the longest and masked, so the
-        text decoder's cross-attention sees exactly each set's tokens.
+        token_sets: (n_i, D) encoder tokens each; a row repeated for several caption cycles passes the same
+        tensor object again, so its keys and values are projected once. Each caption attends to exactly its
+        own set's tokens. A set with no tokens gets the empty caption; non-finite tokens are a ValueError.
         """
-        if not token_sets:
-            return []
-        # Rows repeat their token sets (one per caption cycle): encode each distinct set's cross-attention
-        # keys and values once and hand them to generate as a filled cache, instead of letting every row
-        # project the same tokens again (at ViT-L, 8 clusters x 20 cycles, that projection is several TFLOPs).
-        distinct: dict[int, int] = {}
-        row_set = torch.tensor([distinct.setdefault(id(t), len(distinct)) for t in token_sets], device=self.device)
-        uniq = list({id(t): t for t in token_sets}.values())
-        longest = max(int(t.shape[0]) for t in uniq)
-        dim = int(uniq[0].shape[1])
-        enc = torch.zeros(len(uniq), longest, dim, device=self.device, dtype=self.dtype)
-        mask = torch.zeros(len(uniq), longest, device=self.device, dtype=torch.long)
-        for i, t in enumerate(uniq):
-            enc[i, : t.shape[0]] = t
-            mask[i, : t.shape[0]] = 1
-        cache = self._cross_attention_cache(enc, row_set)
+        live = [i for i, t in enumerate(token_sets) if int(t.shape[0]) > 0]
+        texts = [""] * len(token_sets)
+        if not live:
+            return texts
+        ids = self.prompt_ids(settings.prompt)
+        out = self.generate([token_sets[i] for i in live], settings, seed)
+        decoded = self.processor.tokenizer.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
+        for i, text in zip(live, decoded):
+            texts[i] = text.strip()
+        return texts
+
+    @torch.inference_mode()
+    def generate(self, token_sets: Sequence[torch.Tensor], settings: CaptioningConfig, seed: int,
+                 **generate_kwargs: Any) -> Any:
+        """BLIP's text decoder over `token_sets` (each non-empty), one row per set, in ONE generate call:
+        the prompt ids + generated ids, or transformers' output object when `generate_kwargs` ask for one
+        (`return_dict_in_generate=True, output_logits=True`; `do_sample=False` for greedy decoding)."""
+        sampling = settings.sampling()
+        sets, row_set = _distinct(token_sets)
+        for i, t in enumerate(sets):
+            if t.ndim != 2 or int(t.shape[0]) == 0:
+                raise ValueError(f"token set {i}: expected a non-empty (tokens, dim) tensor, got shape "
+                                 f"{tuple(t.shape)}")
+            if not bool(torch.isfinite(t).all()):
+                raise ValueError(f"token set {i}: expected finite encoder tokens, got NaN or inf (a float16 "
+                                 f"overflow in the vision model? try model.dtype=bfloat16 or float32)")
         rows = len(token_sets)
         ids = self.prompt_ids(settings.prompt).to(self.device).repeat(rows, 1)
+        min_new, max_new = sampling.new_token_limits(int(ids.shape[1]))
         cfg = self.model.config.text_config
+        kwargs: dict[str, Any] = dict(
+            do_sample=True, top_p=sampling.top_p, top_k=sampling.top_k, min_new_tokens=min_new,
+            max_new_tokens=max_new, repetition_penalty=sampling.repetition_penalty,
+            eos_token_id=cfg.sep_token_id, pad_token_id=cfg.pad_token_id,
+        )
+        kwargs.update(generate_kwargs)
+        if not kwargs["do_sample"]:
+            for k in ("top_p", "top_k"):
+                kwargs.pop(k)
+        dim = int(sets[0].shape[1])
         # manual_seed seeds every GPU, so every GPU's state is saved and restored.
         devices = list(range(torch.cuda.device_count())) if self.device.type == "cuda" else []
-        # A private RNG stream: the same seed gives the same captions, and the caller's RNG is untouched.
-        with torch.random.fork_rng(devices=devices):
+        with _per_set_cross_attention(self.model.text_decoder, sets, row_set, self.device, self.dtype), \
+                torch.random.fork_rng(devices=devices):
+            # A private RNG stream: the same seed gives the same captions, and the caller's RNG is untouched.
             torch.manual_seed(seed)
             out = self.model.text_decoder.generate(
                 input_ids=ids,
                 attention_mask=torch.ones_like(ids),
-                # Only its shape is read once the cache is filled: a broadcast view, no memory.
-                encoder_hidden_states=enc[:1, :1].expand(rows, longest, dim),
-                encoder_attention_mask=mask[row_set],
-                past_key_values=cache,
-                do_sample=True,
-                top_p=settings.top_p,
-                top_k=settings.top_k,
-                min_new_tokens=settings.min_new_tokens,
-                max_new_tokens=settings.max_new_tokens,
-                repetition_penalty=settings.repetition_penalty,
-                eos_token_id=cfg.sep_token_id,
-                pad_token_id=cfg.pad_token_id,
+                # The decoder layers call their cross-attention only when this is given; the per-set
+                # attention installed above reads its own keys and values, so a broadcast stub suffices.
+                encoder_hidden_states=torch.zeros(1, 1, dim, device=self.device, dtype=self.dtype).expand(rows, 1, dim),
+                **kwargs,
             )
         self.generate_calls += 1
-        return [s.strip() for s in self.processor.tokenizer.batch_decode(out[:, ids.shape[1]:],
-                                                                         skip_special_tokens=True)]
+        return out
 
 
-    def _cross_attention_cache(self, enc: torch.Tensor, row_set: torch.Tensor) -> Any:
-        """An EncoderDecoderCache whose cross-attention part holds every layer's keys and values for each
-        row, projected once per distinct token set (enc: (sets, L, D); row_set: set index of each row)."""
-        from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+def _distinct(token_sets: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[int]]:
+    """The distinct tensors of `token_sets` (by identity, in first-seen order) and each row's index into them."""
+    index: dict[int, int] = {}
+    sets: list[torch.Tensor] = []
+    row_set = []
+    for t in token_sets:
+        if id(t) not in index:
+            index[id(t)] = len(sets)
+            sets.append(t)
+        row_set.append(index[id(t)])
+    return sets, row_set
 
-        cross = DynamicCache()
-        for i, layer in enumerate(self.model.text_decoder.bert.encoder.layer):
-            att = layer.crossattention.self
-            shape = (*enc.shape[:2], -1, att.attention_head_size)
-            k = att.key(enc).view(shape).transpose(1, 2)
-            v = att.value(enc).view(shape).transpose(1, 2)
-            cross.update(k[row_set], v[row_set], i)
-        cache = EncoderDecoderCache(DynamicCache(), cross)
-        if not all(cache.is_updated.values()):
-            # The decoder would otherwise attend to the shape-only encoder view passed to generate().
-            raise RuntimeError("transformers did not accept the filled cross-attention cache; please report this")
-        return cache
+
+#: Token sets are packed into groups of about this many tokens (or the longest set, if longer) that share one
+#: key/value tensor, so small sets cost no padding; a row still attends only to its own set inside its group.
+#: Its attention then spans the group: at BLIP-large sizes, 1,024 tokens cost a decoder layer ~1.6M MACs per
+#: generated token against ~7M for its projections and feed-forward, so larger groups would start to show.
+GROUP_TOKENS = 1024
+
+
+class _SetCrossAttention(torch.nn.Module):
+    """Stands in for one decoder layer's cross-attention core (BlipTextSelfAttention) during a caption call:
+    keys and values of every token set projected once (packed in groups, see GROUP_TOKENS), and each row
+    attending to its own set's tokens only. Replaces transformers' computation entirely, so it neither needs
+    nor is affected by how a given transformers release passes (or drops) `encoder_attention_mask`."""
+
+    def __init__(self, base: Any, enc: torch.Tensor, bias: torch.Tensor, row_group: torch.Tensor,
+                 row_slot: torch.Tensor) -> None:
+        super().__init__()
+        self.base = base
+        g, length, _ = enc.shape
+        self.heads, self.head_dim = base.num_attention_heads, base.attention_head_size
+        shape = (g, length, self.heads, self.head_dim)
+        self.keys = base.key(enc).view(shape).transpose(1, 2)    # (G, H, L, d)
+        self.values = base.value(enc).view(shape).transpose(1, 2)
+        self.bias, self.row_group, self.row_slot = bias, row_group, row_slot  # bias: (G, R, L)
+
+    def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, None]:
+        rows, q, _ = hidden_states.shape
+        g, slots, length = self.bias.shape
+        h, d = self.heads, self.head_dim
+        query = self.base.query(hidden_states).view(rows, q, h, d)
+        # Rows laid out by group: one batched matmul per group against that group's keys, no per-row copies.
+        grid = query.new_zeros(g, slots, q, h, d)
+        grid[self.row_group, self.row_slot] = query
+        grid = grid.permute(0, 3, 1, 2, 4).reshape(g, h, slots * q, d)
+        scores = torch.matmul(grid, self.keys.transpose(-1, -2)) / math.sqrt(d)
+        scores = scores.view(g, h, slots, q, length) + self.bias[:, None, :, None, :]
+        probs = torch.softmax(scores, dim=-1).view(g, h, slots * q, length)
+        context = torch.matmul(probs, self.values).view(g, h, slots, q, d)
+        context = context.permute(0, 2, 3, 1, 4)[self.row_group, self.row_slot]
+        return context.reshape(rows, q, h * d), None
+
+
+@contextmanager
+def _per_set_cross_attention(decoder: Any, sets: Sequence[torch.Tensor], row_set: Sequence[int],
+                             device: torch.device, dtype: torch.dtype) -> Iterator[None]:
+    """Swap every decoder layer's cross-attention core for a `_SetCrossAttention` over `sets` for the
+    duration of one generate call (row r reads sets[row_set[r]])."""
+    capacity = max(GROUP_TOKENS, max(int(t.shape[0]) for t in sets))
+    groups: list[list[int]] = []
+    used = capacity
+    for i, t in enumerate(sets):
+        if used + int(t.shape[0]) > capacity:
+            groups.append([])
+            used = 0
+        groups[-1].append(i)
+        used += int(t.shape[0])
+    length = max(sum(int(sets[i].shape[0]) for i in grp) for grp in groups)
+    enc = torch.zeros(len(groups), length, int(sets[0].shape[1]), device=device, dtype=dtype)
+    span: dict[int, tuple[int, int, int]] = {}
+    for gi, grp in enumerate(groups):
+        at = 0
+        for i in grp:
+            n = int(sets[i].shape[0])
+            enc[gi, at:at + n] = sets[i].to(device=device, dtype=dtype)
+            span[i] = (gi, at, at + n)
+            at += n
+    slot_of: list[int] = []
+    filled = [0] * len(groups)
+    for s in row_set:
+        gi = span[s][0]
+        slot_of.append(filled[gi])
+        filled[gi] += 1
+    allowed = torch.ones(len(groups), max(filled), length, dtype=torch.bool)  # unused slots: any key, no NaN
+    for r, s in enumerate(row_set):
+        gi, a, b = span[s]
+        allowed[gi, slot_of[r]] = False
+        allowed[gi, slot_of[r], a:b] = True
+    bias = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, float("-inf")).to(device)
+    row_group = torch.tensor([span[s][0] for s in row_set], device=device)
+    row_slot = torch.tensor(slot_of, device=device)
+    layers = decoder.bert.encoder.layer
+    originals = [layer.crossattention.self for layer in layers]
+    try:
+        for layer, base in zip(layers, originals):
+            layer.crossattention.self = _SetCrossAttention(base, enc, bias, row_group, row_slot)
+        del enc
+        yield
+    finally:
+        for layer, base in zip(layers, originals):
+            layer.crossattention.self = base
 
 
 def build_tiny_blip(seed: int = 0) -> tuple[Any, Any]:
     """A tiny random-init BLIP captioner and a real BERT WordPiece tokenizer, built in code (no download).
 
     The tokenizer's vocabulary is a short list of English words shipped with selfseg, so its (random)
-    captions are real words and exercise the noun extractor. The outputs carry no meaning.
+    captions are real words and exercise the noun extractor. The outputs carry no meaning, but they depend on
+    the image and on which tokens each caption sees (see `make_input_sensitive`), so tests of batching,
+    masking and caching can tell a right wiring from a wrong one.
     """
     from transformers import (BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor,
                               BlipProcessor)
@@ -156,7 +262,10 @@ def build_tiny_blip(seed: int = 0) -> tuple[Any, Any]:
     tok = {w: i for i, w in enumerate(words)}
     config = BlipConfig(
         vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                           image_size=384, patch_size=16),
+                           image_size=384, patch_size=16,
+                           # BlipVisionConfig's default (1e-10) leaves the patch embedding at ~0 and every token
+                           # the same; the published checkpoints' configs say 0.02.
+                           initializer_range=0.02),
         text_config=dict(vocab_size=len(words), hidden_size=32, encoder_hidden_size=32, intermediate_size=64,
                          num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=64,
                          bos_token_id=tok["[DEC]"], pad_token_id=tok["[PAD]"], sep_token_id=tok["[SEP]"],
@@ -165,6 +274,23 @@ def build_tiny_blip(seed: int = 0) -> tuple[Any, Any]:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = BlipForConditionalGeneration(config)
+        make_input_sensitive(model)
     processor = BlipProcessor(image_processor=BlipImageProcessor(size={"height": 384, "width": 384}),
                               tokenizer=tokenizer)
     return model, processor
+
+
+def make_input_sensitive(model: Any, std: float = 0.3) -> None:
+    """Re-draw the text decoder's cross-attention projections (from the current RNG) with a large std.
+
+    With the stock init (std 0.02) a tiny random BLIP's captions barely depend on the encoder tokens: greedy
+    captions come out the same for any image, so no test could see a token set reach the wrong caption.
+    Large query/key/value weights give sharp attention over the tokens and large outputs, so a different
+    token set changes the logits by whole units.
+    """
+    with torch.no_grad():
+        for layer in model.text_decoder.bert.encoder.layer:
+            att = layer.crossattention.self
+            for lin in (att.query, att.key, att.value):
+                lin.weight.normal_(0.0, std)
+            layer.crossattention.output.dense.weight.normal_(0.0, std)

