@@ -210,9 +210,12 @@ def build_mapper_from_config(config: Config, run: Path, classes: Any = None) -> 
     elif ev.mapper == "embedding":
         opts.update(model=ev.embedding_model, threshold=ev.embedding_threshold)
     else:
+        # The LLM is loaded like every other checkpoint (model.cache_dir / local_files_only) and in the
+        # chat models' dtype (vlm.dtype: "auto" is bfloat16 on a GPU, where a 7B model in float32 needs 28 GB).
         opts.update(model=ev.llm_model, batch_size=ev.llm_batch_size, max_new_tokens=ev.llm_max_new_tokens,
                     template=ev.llm_prompt, cache=ev.llm_cache or run / "love_cache.json",
-                    spacy_pipeline=config.nouns.spacy_pipeline)
+                    spacy_pipeline=config.nouns.spacy_pipeline, dtype=config.vlm.dtype,
+                    cache_dir=config.model.cache_dir, local_files_only=config.model.local_files_only)
     if classes is None and ev.classes:
         from .datasets import read_class_file
 

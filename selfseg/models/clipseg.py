@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..config import TINY_MODEL
-from .loading import load_checkpoint, resolve_device, resolve_dtype
+from .loading import load_checkpoint, resolve_device, resolve_dtype, spread_weights
 
 DEFAULT_CLIPSEG = "CIDAS/clipseg-rd64-refined"
 
@@ -161,7 +161,12 @@ def tiny_clip_tokenizer(model_max_length: int = 32) -> Any:
 def build_tiny_clipseg(seed: int = 0) -> tuple[Any, Any]:
     """A tiny random-init `CLIPSegForImageSegmentation` (2-layer 32-wide CLIP towers, 16-px patches on a
     64-px input, the rd64-refined "complex" transposed-convolution head) and a `CLIPSegProcessor` with a
-    real CLIP tokenizer (see `tiny_clip_tokenizer`). Outputs carry no meaning."""
+    real CLIP tokenizer (see `tiny_clip_tokenizer`). Outputs carry no meaning.
+
+    The weights are re-drawn at unit scale from `seed` (see `spread_weights`): with transformers' init
+    the logits are in the hundreds, so every map saturates the sigmoid and float32 rounding alone is
+    ~1e-4 in the logits; at unit scale the logits are O(1), another image or tag moves them by tenths,
+    and a row that sees other rows' inputs shows far above the rounding."""
     from transformers import (
         CLIPSegConfig,
         CLIPSegForImageSegmentation,
@@ -184,6 +189,7 @@ def build_tiny_clipseg(seed: int = 0) -> tuple[Any, Any]:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = CLIPSegForImageSegmentation(config)
+    spread_weights(model, seed, head_gain=1.0, gain=1.0)
     # CLIPSeg's preprocessing (squash to a square, bilinear, ImageNet mean/std) at 64 px instead of 352.
     # Only the tiny twin uses these; real checkpoints bring their own processor config.
     image_processor = ViTImageProcessor(size={"height": 64, "width": 64}, resample=2,

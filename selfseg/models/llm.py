@@ -14,7 +14,7 @@ import torch
 from ..cache import ReplyCache
 from ..config import TINY_MODEL
 from .chat import ChatModelBase, ChatRequest, SharedWeights
-from .loading import load_checkpoint, resolve_device, resolve_dtype
+from .loading import load_checkpoint, resolve_device, resolve_dtype, spread_weights
 
 _SHARED = SharedWeights()
 
@@ -23,7 +23,10 @@ _TINY_TEMPLATE = "{% for m in messages %}[INST] {{ m['content'] }} [/INST]{% end
 
 
 def build_tiny_causal_lm(seed: int = 0) -> tuple[Any, Any]:
-    """Tiny random-init LlamaForCausalLM + BERT WordPiece tokenizer (selfseg's short English vocabulary)."""
+    """Tiny random-init LlamaForCausalLM + BERT WordPiece tokenizer (selfseg's short English vocabulary).
+
+    The weights are re-drawn at unit scale from `seed` (see `spread_weights`) so that another prompt
+    changes the logits and the greedy reply; the replies are still meaningless."""
     from transformers import BertTokenizer, LlamaConfig, LlamaForCausalLM
 
     vocab = Path(__file__).with_name("tiny_vocab.txt")
@@ -37,7 +40,7 @@ def build_tiny_causal_lm(seed: int = 0) -> tuple[Any, Any]:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
-    return model, tokenizer
+    return spread_weights(model, seed), tokenizer
 
 
 class ChatLM(ChatModelBase):
@@ -95,7 +98,9 @@ class ChatLM(ChatModelBase):
         return "\n\n".join(t for _, t in request.turns)
 
     @torch.inference_mode()
-    def _generate(self, requests: Sequence[ChatRequest]) -> list[str]:
+    def generate_batch(self, requests: Sequence[ChatRequest], **generate_kwargs: Any) -> tuple[int, Any]:
+        """ONE greedy generate call for `requests` as left-padded rows: (prompt length, generate's output).
+        Extra keywords go to generate (tests ask for output_logits to compare rows step by step)."""
         if any(r.image is not None for r in requests):
             raise ValueError(f"{self.model_id!r} is a text-only language model; it cannot be shown an image")
         from .vlm import needs_special_tokens
@@ -106,9 +111,13 @@ class ChatLM(ChatModelBase):
         add = needs_special_tokens(self.tokenizer, texts) if templated else True
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=add).to(self.device)
         enc.pop("token_type_ids", None)  # BERT-style tokenizers add them; causal LMs take none
-        gen = self.model.generate(**enc, do_sample=False, max_new_tokens=self.max_new_tokens,
-                                  pad_token_id=self.tokenizer.pad_token_id)
-        return self.tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        out = self.model.generate(**enc, do_sample=False, max_new_tokens=self.max_new_tokens,
+                                  pad_token_id=self.tokenizer.pad_token_id, **generate_kwargs)
+        return enc["input_ids"].shape[1], out
+
+    def _generate(self, requests: Sequence[ChatRequest]) -> list[str]:
+        start, out = self.generate_batch(requests)
+        return self.tokenizer.batch_decode(out[:, start:], skip_special_tokens=True)
 
     def reply(self, prompts: Sequence[str]) -> list[str]:
         """One greedy reply per single-turn prompt, in order."""

@@ -1,5 +1,6 @@
-"""What every model wrapper shares: device and dtype settings, and loading a checkpoint cache-first with
-one clear error when it is missing (no minutes of hub retries on an offline machine)."""
+"""What every model wrapper shares: device and dtype settings, loading a checkpoint cache-first with one
+clear error when it is missing (no minutes of hub retries on an offline machine), and the weight re-draw
+that makes tiny random test models depend on their inputs."""
 from __future__ import annotations
 
 import os
@@ -80,3 +81,30 @@ def load_checkpoint(what: str, model_id: str, load: Callable[[bool], Any], local
                 f"{what} checkpoint {model_id!r} could not be loaded from the Hugging Face hub "
                 f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); check the model id"
             ) from None
+
+
+def spread_weights(model: Any, seed: int, head_gain: float = 4.0, gain: float = 2.0) -> Any:
+    """Re-draw every weight matrix of `model` (linear, convolution, embedding) deterministically from
+    `seed`: embeddings N(0, 1), the output head N(0, head_gain^2 / fan_in), every other matrix
+    N(0, gain^2 / fan_in); vectors (biases, norms) are kept. Returns the model.
+
+    transformers' default init (std 0.02) leaves a tiny random model nearly blind to its input: attention
+    is uniform and the residual stream is the current token's embedding, so another image or prompt moves
+    the logits by ~1e-2 and greedy replies rarely change. With unit-scale activations attention is peaked
+    and every input token reaches the logits; gain 2 lets the layers outweigh the token's own embedding
+    (with tied embeddings the reply otherwise repeats its last token), and the wider head keeps the greedy
+    choice far from ties, so float rounding cannot flip it. The outputs are still meaningless.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    head_weight = id(head.weight) if head is not None else None
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() < 2:
+                continue
+            fan_in = p[0].numel()
+            std = 1.0 if id(p) in embeddings and id(p) != head_weight else \
+                (head_gain if id(p) == head_weight else gain) / fan_in ** 0.5
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float32).to(p.dtype) * std)
+    return model

@@ -17,7 +17,7 @@ from ..cache import ReplyCache
 from ..config import TINY_MODEL
 from ..errors import ConfigError
 from .chat import ChatModelBase, ChatRequest, SharedWeights
-from .loading import load_checkpoint, resolve_device, resolve_dtype
+from .loading import load_checkpoint, resolve_device, resolve_dtype, spread_weights
 
 #: Default tagging VLM. Qwen2.5-VL is what TALOS uses for direct tagging; 3B runs on a laptop (about 8 GB
 #: in bfloat16), "Qwen/Qwen2.5-VL-7B-Instruct" is stronger.
@@ -40,7 +40,11 @@ _TINY_TEMPLATE = (
 
 def build_tiny_vlm(seed: int = 0) -> tuple[Any, Any]:
     """Tiny random-init Qwen2_5_VLForConditionalGeneration + a real Qwen2_5_VLProcessor (image processor
-    capped at 16 merged patches; selfseg's short English WordPiece vocabulary plus Qwen's special tokens)."""
+    capped at 16 merged patches; selfseg's short English WordPiece vocabulary plus Qwen's special tokens).
+
+    The weights are re-drawn at unit scale from `seed` (see `spread_weights`) so that another image or
+    another prompt changes the logits and the greedy reply: tests of batching and caching would otherwise
+    pass whatever reached the model. The replies are still meaningless."""
     from transformers import (BertTokenizer, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration,
                               Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor)
 
@@ -65,7 +69,7 @@ def build_tiny_vlm(seed: int = 0) -> tuple[Any, Any]:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = Qwen2_5_VLForConditionalGeneration(config)
-    return model, processor
+    return spread_weights(model, seed), processor
 
 
 def check_model_type(model_id: str, kind: str, setting: str, cache_dir: Optional[str],
@@ -161,7 +165,9 @@ class VisionChat(ChatModelBase):
         return msgs
 
     @torch.inference_mode()
-    def _generate(self, requests: Sequence[ChatRequest]) -> list[str]:
+    def generate_batch(self, requests: Sequence[ChatRequest], **generate_kwargs: Any) -> tuple[int, Any]:
+        """ONE greedy generate call for `requests` as left-padded rows: (prompt length, generate's output).
+        Extra keywords go to generate (tests ask for output_logits to compare rows step by step)."""
         texts = [self.processor.apply_chat_template(self._messages(r), tokenize=False, add_generation_prompt=True)
                  for r in requests]
         images = [r.image if r.image.mode == "RGB" else r.image.convert("RGB")
@@ -172,9 +178,13 @@ class VisionChat(ChatModelBase):
         enc = enc.to(self.device)
         if "pixel_values" in enc:
             enc["pixel_values"] = enc["pixel_values"].to(self.dtype)
-        gen = self.model.generate(**enc, do_sample=False, max_new_tokens=self.max_new_tokens,
-                                  pad_token_id=self.tokenizer.pad_token_id)
-        return self.tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        out = self.model.generate(**enc, do_sample=False, max_new_tokens=self.max_new_tokens,
+                                  pad_token_id=self.tokenizer.pad_token_id, **generate_kwargs)
+        return enc["input_ids"].shape[1], out
+
+    def _generate(self, requests: Sequence[ChatRequest]) -> list[str]:
+        start, out = self.generate_batch(requests)
+        return self.tokenizer.batch_decode(out[:, start:], skip_special_tokens=True)
 
 
 # ------------------------------------------------------------------------------------------ from a config

@@ -263,3 +263,51 @@ def test_love_cache_entry_depends_on_reply_length(tmp_path):
     a = build_mapper("llm", "voc", llm=ScriptedLLM({}), cache=tmp_path / "c.json", max_new_tokens=4)
     b = build_mapper("llm", "voc", llm=ScriptedLLM({}), cache=tmp_path / "c.json", max_new_tokens=64)
     assert a.key != b.key
+
+
+def test_love_decodes_512_new_tokens_by_default(tmp_path):
+    # the released LAVE/LOVE code decoded 512 new tokens; Llama-2-chat's preamble can push the class past 64
+    m = build_mapper("llm", "voc", llm=ScriptedLLM({}), cache=tmp_path / "c.json")
+    assert m.max_new_tokens == 512
+
+
+def test_love_model_gets_local_files_only_and_cache_dir(tmp_path, monkeypatch):
+    """The mapper's LLM is loaded with the model settings every other checkpoint gets: local_files_only
+    gives the one-line missing-checkpoint error at once (no hub probe), and a cache_dir is searched."""
+    from selfseg.errors import ResourceMissingError
+
+    import selfseg.models.loading as loading
+
+    monkeypatch.setattr(loading, "hub_reachable", lambda *a, **k: pytest.fail("local_files_only: no hub probe"))
+    m = build_mapper("llm", "voc", model="someone/no-such-llm", cache=tmp_path / "c.json", device="cpu",
+                     cache_dir=str(tmp_path / "hf"), local_files_only=True)
+    with pytest.raises(ResourceMissingError) as err:
+        m.map(["puppy"])
+    assert "selfseg download" in str(err.value) and "someone/no-such-llm" in str(err.value)
+    assert "\n" not in str(err.value)
+
+    # A checkpoint in the hub cache layout under cache_dir loads with local_files_only (as offline).
+    from selfseg.models.llm import build_tiny_causal_lm
+
+    model, tok = build_tiny_causal_lm(seed=5)
+    snap = tmp_path / "hf" / "models--someone--tiny-llm" / "snapshots" / ("0" * 40)
+    model.save_pretrained(snap)
+    tok.save_pretrained(snap)
+    (snap.parents[1] / "refs").mkdir()
+    (snap.parents[1] / "refs" / "main").write_text("0" * 40)
+    m = build_mapper("llm", "voc", model="someone/tiny-llm", cache=tmp_path / "d.json", device="cpu",
+                     dtype="float32", cache_dir=str(tmp_path / "hf"), local_files_only=True, max_new_tokens=4)
+    assert len(m.map(["puppy", "kitten"])) == 2 and m.asked == 2
+    assert m.llm.model_id == "someone/tiny-llm" and not m.llm.is_tiny
+
+
+def test_benchmark_builds_love_with_the_config_model_settings(tmp_path):
+    from selfseg.config import load_config
+    from selfseg.evaluation.benchmark import build_mapper_from_config
+
+    cfg = load_config(None, [f"model.cache_dir={tmp_path / 'hf'}", "model.local_files_only=true",
+                             "model.device=cpu", "vlm.dtype=float32", "evaluation.mapper=llm",
+                             "evaluation.dataset=voc"])
+    m = build_mapper_from_config(cfg, tmp_path)
+    assert (m.cache_dir, m.local_files_only, m.device, m.dtype) == (str(tmp_path / "hf"), True, "cpu", "float32")
+    assert m.max_new_tokens == cfg.evaluation.llm_max_new_tokens

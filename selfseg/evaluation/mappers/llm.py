@@ -81,8 +81,9 @@ class LLMMapper:
 
     def __init__(self, classes: Sequence[ClassInfo], background: Optional[int] = None,
                  model: str = DEFAULT_LLM, template: "str | None" = None, list_classes: bool = True,
-                 dataset_name: str = "", batch_size: int = 8, max_new_tokens: int = 64,
+                 dataset_name: str = "", batch_size: int = 8, max_new_tokens: int = 512,
                  cache: "str | Path | None" = None, device: str = "auto", dtype: str = "auto",
+                 cache_dir: "str | None" = None, local_files_only: bool = False,
                  spacy_pipeline: str = "auto", llm: Any = None) -> None:
         self.classes = list(classes)
         self.background = background
@@ -93,6 +94,7 @@ class LLMMapper:
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
         self.device, self.dtype = device, dtype
+        self.cache_dir, self.local_files_only = cache_dir, local_files_only
         self._llm = llm
         self.heads = HeadNouns(spacy_pipeline)
         listing = "[" + ", ".join(f"'{c.name}'" for c in self.classes) + "]"
@@ -142,7 +144,8 @@ class LLMMapper:
             from ...models.llm import ChatLM
 
             self._llm = ChatLM(self.model_id, device=self.device, dtype=self.dtype, batch_size=self.batch_size,
-                               max_new_tokens=self.max_new_tokens)
+                               max_new_tokens=self.max_new_tokens, cache_dir=self.cache_dir,
+                               local_files_only=self.local_files_only)
         return self._llm
 
     def prompt(self, noun: str) -> str:
@@ -177,6 +180,6 @@ class LLMMapper:
 def _make(classes: Sequence[ClassInfo], background: Optional[int] = None, model: "str | None" = None,
           **kwargs: Any) -> LLMMapper:
     allowed = {"template", "list_classes", "dataset_name", "batch_size", "max_new_tokens", "cache", "device",
-               "dtype", "spacy_pipeline", "llm"}
+               "dtype", "cache_dir", "local_files_only", "spacy_pipeline", "llm"}
     return LLMMapper(classes, background=background, model=model or DEFAULT_LLM,
                      **{k: v for k, v in kwargs.items() if k in allowed})

@@ -1,0 +1,300 @@
+"""The chat models' fidelity on input-sensitive weights: a different image or prompt changes the reply
+(so the other checks can fail), a row batched with left padding equals the same request run alone (greedy
+reply and every step's logits), and selfseg's reply equals transformers' stock chat path (chat template ->
+generate -> decode) on models built from the default checkpoints' published configurations
+(tests/fixtures/qwen2.5-vl-3b-instruct, tests/fixtures/llama-2-7b-chat; see tests/fixtures/README.md).
+Weights are random: the replies are meaningless, only their equality is tested."""
+from __future__ import annotations
+
+import json
+import string
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from selfseg.models.chat import ChatRequest
+from selfseg.models.loading import spread_weights
+from selfseg.models.llm import ChatLM
+from selfseg.models.vlm import VisionChat
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+STEPS = 8
+
+
+def _photo(seed: int, h: int, w: int) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8))
+
+
+def _step_logits(chat, requests):
+    """Per request: (greedy reply token ids, (steps, vocab) float32 logits), from ONE generate call."""
+    start, out = chat.generate_batch(requests, output_logits=True, return_dict_in_generate=True)
+    logits = torch.stack(out.logits, 1).float()  # (rows, steps, vocab)
+    rows = []
+    for i in range(len(requests)):
+        ids = out.sequences[i, start:].tolist()
+        eos = chat.model.generation_config.eos_token_id
+        eos = set(eos if isinstance(eos, list) else [eos])
+        n = next((k + 1 for k, t in enumerate(ids) if t in eos), len(ids))  # steps up to and with EOS
+        rows.append((ids[:n], logits[i, :n]))
+    return rows
+
+
+def _assert_rows_equal_alone(chat, requests):
+    batched = _step_logits(chat, requests)
+    worst = 0.0
+    for req, (ids, logits) in zip(requests, batched):
+        (alone_ids, alone_logits), = _step_logits(chat, [req])
+        assert ids == alone_ids, f"reply of {req.turns[-1][1]!r} changed when batched"
+        worst = max(worst, (logits - alone_logits).abs().max().item())
+    assert worst < 1e-4, f"expected batched logits within 1e-4 of the row alone, got {worst:.2e}"
+    return worst
+
+
+# ------------------------------------------------------------------------ the tiny models (tiny-random)
+
+
+@pytest.fixture(scope="module")
+def vlm():
+    return VisionChat("tiny-random", device="cpu", dtype="float32", batch_size=8, max_new_tokens=STEPS)
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return ChatLM("tiny-random", device="cpu", dtype="float32", batch_size=8, max_new_tokens=STEPS)
+
+
+def _first_logits(chat, request):
+    (_, logits), = _step_logits(chat, [request])
+    return logits[0]
+
+
+def test_tiny_vlm_depends_on_the_image_and_the_prompt(vlm):
+    a, b = _photo(1, 90, 150), _photo(2, 90, 150)
+    base = ChatRequest.ask("list the objects in the picture", a)
+    other_image = ChatRequest.ask("list the objects in the picture", b)
+    other_prompt = ChatRequest.ask("name the animals near the road", a)
+    assert vlm.tokenizer.tokenize(base.turns[0][1]) != vlm.tokenizer.tokenize(other_prompt.turns[0][1])
+    x = _first_logits(vlm, base)
+    assert (x - _first_logits(vlm, other_image)).abs().max() > 0.1  # float noise is ~1e-6
+    assert (x - _first_logits(vlm, other_prompt)).abs().max() > 0.1
+    replies = [r.text for r in vlm.chat([base, other_image, other_prompt])]
+    assert len(set(replies)) == 3, replies
+
+
+def test_tiny_lm_depends_on_the_prompt(lm):
+    a, b = ChatRequest.ask("a cat on the road"), ChatRequest.ask("the sky above a tree")
+    assert (_first_logits(lm, a) - _first_logits(lm, b)).abs().max() > 0.1
+    ra, rb = lm.reply(["a cat on the road", "the sky above a tree"])
+    assert ra != rb
+
+
+def test_tiny_weights_follow_the_seed():
+    from selfseg.models.llm import build_tiny_causal_lm
+
+    flat = lambda m: torch.cat([p.flatten() for p in m.parameters()])
+    assert torch.equal(flat(build_tiny_causal_lm(3)[0]), flat(build_tiny_causal_lm(3)[0]))
+    assert not torch.equal(flat(build_tiny_causal_lm(3)[0]), flat(build_tiny_causal_lm(4)[0]))
+
+
+def test_vlm_rows_with_images_equal_each_row_alone(vlm):
+    # different image sizes (4 to 16 merged patches) and prompts of very different lengths
+    reqs = [ChatRequest.ask("list the objects", _photo(3, 56, 56)),
+            ChatRequest.ask("describe every object you can see in the picture, the people, the animals, the "
+                            "buildings, the sky, the road, the trees and the water, one by one", _photo(4, 112, 112)),
+            ChatRequest.ask("a dog", _photo(5, 60, 110)).then("a cat on the road", "and the sky")]
+    _assert_rows_equal_alone(vlm, reqs)
+
+
+def test_vlm_text_only_rows_equal_each_row_alone(vlm):
+    reqs = [ChatRequest.ask("a dog"),
+            ChatRequest.ask("describe the road, the trees, the sky, the people, the cars and the buildings of "
+                            "a city street seen from a car window in the rain at night"),
+            ChatRequest.ask("the sky").then("a tree", "and the grass")]
+    _assert_rows_equal_alone(vlm, reqs)
+
+
+def test_lm_rows_equal_each_row_alone(lm):
+    reqs = [ChatRequest.ask("dog"),
+            ChatRequest.ask("a photo of a street with a car, a bus, a person on a bicycle, a traffic light, a "
+                            "building, the sky, some trees and the road itself, seen from above"),
+            ChatRequest.ask("the sky").then("a tree", "and the grass")]
+    _assert_rows_equal_alone(lm, reqs)
+
+
+# ------------------------------------------------- the default checkpoints' configurations, same weights
+
+
+def _fixture(name: str, file: str) -> dict:
+    return json.loads((FIXTURES / name / file).read_text(encoding="utf-8"))
+
+
+def _shrink(n: int, factor: int) -> int:
+    return max(1, n // factor)
+
+
+def _byte_level_vocab() -> dict:
+    from tokenizers.pre_tokenizers import ByteLevel
+
+    return {s: i for i, s in enumerate(sorted(ByteLevel.alphabet()))}
+
+
+@pytest.fixture(scope="module")
+def qwen_dir(tmp_path_factory):
+    """Qwen2.5-VL-3B-Instruct's published processor, tokenizer settings, chat format and generation config,
+    with a shrunk random model (2 text layers of 64, 4 vision blocks of 64) and a byte-level vocabulary of
+    256 symbols plus Qwen's special tokens (so token ids differ from the real ones)."""
+    from transformers import (GenerationConfig, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration,
+                              Qwen2_5_VLProcessor, Qwen2Tokenizer, Qwen2VLImageProcessor, Qwen2VLVideoProcessor)
+
+    name = "qwen2.5-vl-3b-instruct"
+    cfg, tcfg = _fixture(name, "config.json"), _fixture(name, "tokenizer_config.json")
+    pcfg, gcfg = _fixture(name, "preprocessor_config.json"), _fixture(name, "generation_config.json")
+    tok = Qwen2Tokenizer(vocab=_byte_level_vocab(), merges=[], bos_token=tcfg["bos_token"],
+                         eos_token=tcfg["eos_token"], pad_token=tcfg["pad_token"], unk_token=tcfg["unk_token"],
+                         errors=tcfg["errors"], model_max_length=tcfg["model_max_length"],
+                         clean_up_tokenization_spaces=tcfg["clean_up_tokenization_spaces"])
+    tok.add_special_tokens({"additional_special_tokens": tcfg["special_tokens"]})
+    tok.chat_template = tcfg["chat_template"]
+    ids = {t: tok.convert_tokens_to_ids(t) for t in tcfg["special_tokens"]}
+    image_processor = Qwen2VLImageProcessor(**{k: pcfg[k] for k in ("min_pixels", "max_pixels", "patch_size",
+                                                                    "temporal_patch_size", "merge_size",
+                                                                    "image_mean", "image_std")})
+    processor = Qwen2_5_VLProcessor(image_processor=image_processor, tokenizer=tok,
+                                    video_processor=Qwen2VLVideoProcessor(), chat_template=tcfg["chat_template"])
+    v, f = cfg["vision_config"], 32  # hidden sizes / 32, layers / 8 (vision) and / 18 (text)
+    hidden, heads = _shrink(cfg["hidden_size"], f), 4
+    head_dim = hidden // heads
+    section = [s * (head_dim // 2) // sum(cfg["rope_scaling"]["mrope_section"])
+               for s in cfg["rope_scaling"]["mrope_section"]]  # [16, 24, 24] of 64 -> [2, 3, 3] of 8
+    depth = v["depth"] // 8
+    config = Qwen2_5_VLConfig(
+        text_config=dict(vocab_size=len(tok), hidden_size=hidden, intermediate_size=_shrink(cfg["intermediate_size"], f),
+                         num_hidden_layers=cfg["num_hidden_layers"] // 18, num_attention_heads=heads,
+                         num_key_value_heads=heads * cfg["num_key_value_heads"] // cfg["num_attention_heads"] or 1,
+                         hidden_act=cfg["hidden_act"], rms_norm_eps=cfg["rms_norm_eps"],
+                         max_position_embeddings=cfg["max_position_embeddings"],
+                         sliding_window=cfg["sliding_window"], use_sliding_window=cfg["use_sliding_window"],
+                         rope_parameters={"rope_type": "default", "rope_theta": cfg["rope_theta"],
+                                          "mrope_section": section},
+                         bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
+                         pad_token_id=ids["<|endoftext|>"], tie_word_embeddings=cfg["tie_word_embeddings"]),
+        vision_config=dict(depth=depth, hidden_size=_shrink(v["hidden_size"], 20), num_heads=heads,
+                           intermediate_size=_shrink(v["intermediate_size"], 20), out_hidden_size=hidden,
+                           hidden_act=v["hidden_act"], patch_size=v["patch_size"],
+                           spatial_merge_size=v["spatial_merge_size"], temporal_patch_size=v["temporal_patch_size"],
+                           tokens_per_second=v["tokens_per_second"], window_size=v["window_size"],
+                           # every 8th block attends globally: blocks 7, 15, 23, 31 of 32 -> block 3 of 4
+                           fullatt_block_indexes=[i // 8 for i in v["fullatt_block_indexes"] if i // 8 < depth]),
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=cfg["tie_word_embeddings"])
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = spread_weights(Qwen2_5_VLForConditionalGeneration(config), seed=0)
+    model.generation_config = GenerationConfig(
+        bos_token_id=ids["<|endoftext|>"], eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
+        pad_token_id=ids["<|endoftext|>"], **{k: gcfg[k] for k in ("do_sample", "repetition_penalty",
+                                                                    "temperature", "top_k", "top_p")})
+    out = tmp_path_factory.mktemp("qwen2.5-vl")
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def llama_dir(tmp_path_factory):
+    """Llama-2-7b-chat's published tokenizer settings, chat format and generation config, with a shrunk
+    random model (2 layers of 64) and a real LlamaTokenizer over a tiny vocabulary (<unk> <s> </s>, the 256
+    byte-fallback pieces, then "▁" and the printable ASCII characters)."""
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, LlamaTokenizer
+
+    name = "llama-2-7b-chat"
+    cfg, tcfg, gcfg = (_fixture(name, f) for f in ("config.json", "tokenizer_config.json", "generation_config.json"))
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}  # the real ids of Llama's three special tokens
+    vocab.update({f"<0x{b:02X}>": 3 + b for b in range(256)})
+    for c in ["\u2581"] + list(string.ascii_letters + string.digits + string.punctuation):
+        vocab.setdefault(c, len(vocab))
+    tok = LlamaTokenizer(vocab=vocab, merges=[], **{k: tcfg[k] for k in (
+        "add_bos_token", "add_eos_token", "legacy", "bos_token", "eos_token", "unk_token", "pad_token",
+        "padding_side", "clean_up_tokenization_spaces", "model_max_length")})
+    tok.chat_template = tcfg["chat_template"]
+    f = 64
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=cfg["hidden_size"] // f,
+                         intermediate_size=cfg["intermediate_size"] // f, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=4,  # 32 / 32: plain multi-head attention
+                         **{k: cfg[k] for k in ("hidden_act", "rms_norm_eps", "max_position_embeddings",
+                                                "bos_token_id", "eos_token_id", "tie_word_embeddings",
+                                                "attention_bias", "mlp_bias")},
+                         rope_parameters={"rope_type": "default", "rope_theta": cfg["rope_theta"]})
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = spread_weights(LlamaForCausalLM(config), seed=1)
+    model.generation_config = GenerationConfig(**gcfg)
+    out = tmp_path_factory.mktemp("llama-2-chat")
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def _with_image(messages, image):
+    """selfseg's messages with the picture itself in the image entry, as the stock processor takes it."""
+    return [{**m, "content": [{**c, "image": image} if c["type"] == "image" else c for c in m["content"]]}
+            for m in messages]
+
+
+def _stock_reply(model, processor, messages, max_new_tokens):
+    inputs = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True,
+                                           return_tensors="pt")
+    out = model.generate(**inputs, do_sample=False, max_new_tokens=max_new_tokens)
+    return processor.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)[0].strip()
+
+
+def test_vlm_replies_equal_the_stock_chat_path_on_qwen25_vl_settings(qwen_dir, ade_images):
+    from transformers import AutoProcessor
+
+    chat = VisionChat(str(qwen_dir), device="cpu", dtype="float32", batch_size=4, max_new_tokens=STEPS)
+    stock = AutoProcessor.from_pretrained(qwen_dir)  # untouched: selfseg's copy is set to left padding
+    assert type(stock.image_processor).__name__.startswith("Qwen2VLImageProcessor")
+    size = stock.image_processor.size  # min_pixels / max_pixels, as transformers stores them
+    assert (size["shortest_edge"], size["longest_edge"]) == (3136, 12845056)
+    photos = [Image.open(p).convert("RGB") for p in ade_images[:2]]
+    photos = [photos[0].resize((320, 240)), photos[1].resize((200, 300))]  # two sizes: different token counts
+    reqs = [ChatRequest.ask("List the objects in this image.", photos[0]),
+            ChatRequest.ask("List the objects in this image.", photos[1]),
+            ChatRequest.ask("Describe it.", photos[0]),
+            ChatRequest.ask("What is a car?"),
+            ChatRequest.ask("A dog.").then("Yes.", "And a cat, two birds and a horse in the field?")]
+    ours = [r.text for r in chat.chat(reqs)]
+    assert chat.stats.rows_per_call == [3, 2]  # batched: left-padded rows of different lengths
+    with torch.inference_mode():
+        ref = [_stock_reply(chat.model, stock, _with_image(chat._messages(r), r.image), STEPS) for r in reqs]
+    assert ours == ref
+    assert len(set(ref[:3])) == 3, ref  # another image or prompt -> another reply: the equality is not vacuous
+    # The stock template put Qwen's default system turn first; selfseg's prompt went through the same one.
+    text = stock.apply_chat_template(chat._messages(reqs[3]), tokenize=False, add_generation_prompt=True)
+    assert text.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n")
+
+
+def test_lm_replies_equal_the_stock_chat_path_on_llama2_chat_settings(llama_dir):
+    from transformers import AutoTokenizer
+
+    lm = ChatLM(str(llama_dir), device="cpu", dtype="float32", batch_size=4, max_new_tokens=STEPS)
+    stock = AutoTokenizer.from_pretrained(llama_dir)
+    assert stock.padding_side == "right" and stock.pad_token is None  # as published; selfseg pads left itself
+    reqs = [ChatRequest.ask("To which class is 'puppy' most similar?"),
+            ChatRequest.ask("To which class in the list ['dog', 'cat', 'car', 'bus', 'person', 'sofa'] is "
+                            "'kitten' exclusively most similar to?"),
+            ChatRequest.ask("Hi.").then("Hello.", "Name a bird.")]
+    ours = [r.text for r in lm.chat(reqs)]
+    assert lm.stats.rows_per_call == [3]
+    with torch.inference_mode():
+        ref = [_stock_reply(lm.model, stock, [{"role": r, "content": t} for r, t in q.turns], STEPS) for q in reqs]
+    assert ours == ref
+    assert len(set(ref)) == 3, ref
+    # Llama-2's template writes <s> itself: no second BOS from the tokenizer
+    ids = stock.apply_chat_template([{"role": "user", "content": "Hi."}], tokenize=True)
+    ids = ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
+    assert ids[:2] != [1, 1] and ids[0] == 1
