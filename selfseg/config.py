@@ -303,7 +303,9 @@ class EvaluationConfig:
     # LOVE: any transformers chat causal LM ("tiny-random": a tiny random-init model, meaningless replies).
     llm_model: str = "meta-llama/Llama-2-7b-chat-hf"
     llm_batch_size: int = 8
-    llm_max_new_tokens: int = 64
+    # Longest LOVE reply, in new tokens: 512 as the released LAVE code decoded; a chat model's preamble can
+    # push the quoted class name far into the reply.
+    llm_max_new_tokens: int = 512
     # A custom prompt template with {noun} and {classes} or {dataset}; None: the paper's template per dataset.
     llm_prompt: Union[str, None] = None
     # Reply cache (JSON); None: <out>/love_cache.json. Reruns never ask the LLM about a noun twice.

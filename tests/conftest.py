@@ -1,11 +1,51 @@
 from __future__ import annotations
 
+import sys
+import warnings
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data" / "ade20k_sample"
+
+
+_DEPRECATIONS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+_LIBRARIES = {"transformers": {"transformers", "torch"}, "torch": {"torch"}}
+
+
+def _deprecated_by_selfseg_call(frame) -> bool:
+    """Whether a warning emitted in `frame` (by transformers or torch) comes from a call selfseg made: the
+    first frame up the stack outside the emitting library (transformers' own calls pass through torch's
+    nn.Module) and the standard library is selfseg's."""
+    top = frame.f_globals.get("__name__", "").split(".")[0]
+    skip = _LIBRARIES.get(top)
+    if skip is None:
+        return False
+    f = frame.f_back
+    while f is not None:
+        name = f.f_globals.get("__name__", "").split(".")[0]
+        if name not in skip and name not in sys.stdlib_module_names:
+            return name == "selfseg"
+        f = f.f_back
+    return False
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _deprecations_from_selfseg_calls_are_errors():
+    """A keyword or API that transformers or torch deprecates, used by selfseg, fails the suite before a
+    release removes it. Deprecations inside those libraries, or raised from test code, stay warnings."""
+    real = warnings.warn
+
+    def warn(message, category=None, stacklevel=1, source=None, **kwargs):
+        cat = type(message) if isinstance(message, Warning) else (category or UserWarning)
+        if issubclass(cat, _DEPRECATIONS) and _deprecated_by_selfseg_call(sys._getframe(1)):
+            raise message if isinstance(message, Warning) else cat(message)
+        return real(message, category, stacklevel + 1, source, **kwargs)
+
+    warnings.warn = warn
+    yield
+    warnings.warn = real
 
 
 @pytest.fixture(scope="session")
