@@ -386,25 +386,25 @@ def matmul_gflops(device: torch.device, dtype: torch.dtype, n: int = 2048, repea
     return 2 * n ** 3 / median(times) / 1e9
 
 
-def caption_call_flops(cap: Any, sets: Sequence[torch.Tensor], rows: int, prompt_tokens: int, steps: int) -> float:
-    """FLOPs (2 x MACs) of one batched caption call, from the architecture: each distinct set's cross-attention
-    key/value projections once, then for every row and every decoded position the decoder layers
-    (self-attention projections and scores, cross-attention query/output and scores over the row's group of
-    sets, feed-forward) and the LM head. `steps`: generated tokens (every row runs every step)."""
-    from selfseg.models.blip import GROUP_TOKENS
-
+def caption_call_flops(cap: Any, rows: Sequence[torch.Tensor], prompt_tokens: int, steps: int) -> float:
+    """FLOPs (2 x MACs) one batched caption call needs, from the architecture: each distinct set's
+    cross-attention key/value projections once, then for every row (its token set) and every decoded
+    position the decoder layers (self-attention projections and scores, cross-attention query/output and
+    scores over the row's own set, feed-forward) and the LM head. Work spent on padding is not counted.
+    `steps`: generated tokens (every row runs every step)."""
     t = cap.model.config.text_config
     h, inter, layers, vocab = t.hidden_size, t.intermediate_size, t.num_hidden_layers, t.vocab_size
     enc = t.encoder_hidden_size
-    distinct = {id(s): int(s.shape[0]) for s in sets}
-    group = max(GROUP_TOKENS, max(distinct.values()))  # keys a row's cross-attention scores span (at most)
+    distinct = {id(s): int(s.shape[0]) for s in rows}
     kv = sum(distinct.values()) * layers * 2 * enc * h
-    per_token_fixed = layers * (4 * h * h + 2 * h * h + 2 * h * inter + 2 * h * group) + h * h + h * vocab
+    own = sum(int(s.shape[0]) for s in rows)  # cross-attention keys, summed over rows
+    per_position = len(rows) * (layers * (4 * h * h + 2 * h * h + 2 * h * inter) + h * h + h * vocab) \
+        + layers * 2 * h * own
     # generate's first forward runs the P prompt positions, each later one a single position; `steps`
     # forwards in all (the last token generated needs no forward). Self-attention spans the positions so far.
-    macs = kv + rows * prompt_tokens * (per_token_fixed + layers * 2 * h * prompt_tokens)
+    macs = kv + prompt_tokens * (per_position + len(rows) * layers * 2 * h * prompt_tokens)
     for length in range(prompt_tokens + 1, prompt_tokens + steps):
-        macs += rows * (per_token_fixed + layers * 2 * h * length)
+        macs += per_position + len(rows) * layers * 2 * h * length
     return 2.0 * macs
 
 
@@ -459,7 +459,7 @@ def bench_captioning(cap: Any, sets: list[torch.Tensor], clusters: int, cycles: 
     b, l = median(batched_t), median(loop_t)
     bound = matmul_gflops(device, cap.dtype)
     steps = [c["steps"] for c in batched_calls]
-    flops = caption_call_flops(cap, rows, len(rows), int(ids.shape[1]), int(median(steps)) if steps else 0)
+    flops = caption_call_flops(cap, rows, int(ids.shape[1]), int(median(steps)) if steps else 0)
     achieved = flops / b / 1e9 if b > 0 else float("nan")
     return dict(
         clusters_found=found, clusters=clusters, cycles=cycles, rows=len(rows),

@@ -83,14 +83,14 @@ def test_caption_flop_count_matches_a_hand_count():
                                 encoder_hidden_size=4)
     cap = types.SimpleNamespace(model=types.SimpleNamespace(config=types.SimpleNamespace(text_config=cfg)))
     import torch
-    from selfseg.models.blip import GROUP_TOKENS
-    s = torch.zeros(10, 4)
-    rows, prompt, steps = 3, 2, 3
-    kv = 10 * 1 * 2 * 4 * 2                                                  # one set's keys and values
-    fixed = (4 * 4 + 2 * 4 + 2 * 2 * 3 + 2 * 2 * GROUP_TOKENS) + 4 + 2 * 5   # per position, without self-attn
-    positions = [(prompt, prompt)] * prompt + [(1, 3), (1, 4)]               # (tokens, self-attention span)
-    macs = kv + sum(rows * (fixed + 2 * 2 * span) for _, span in positions)
-    assert bench.caption_call_flops(cap, [s, s, s], rows, prompt, steps) == 2 * macs
+    a, b = torch.zeros(10, 4), torch.zeros(6, 4)
+    rows, prompt, steps = [a, b, a], 2, 3
+    kv = (10 + 6) * 1 * 2 * 4 * 2                                  # each distinct set's keys and values, once
+    fixed = (4 * 4 + 2 * 4 + 2 * 2 * 3) + 4 + 2 * 5                # a row's projections, FFN and LM head
+    cross = 2 * 2 * (10 + 6 + 10)                                  # scores + values over each row's own set
+    positions = [prompt] * prompt + [3, 4]                         # self-attention span of each position
+    macs = kv + sum(3 * (fixed + 2 * 2 * span) + cross for span in positions)
+    assert bench.caption_call_flops(cap, rows, prompt, steps) == 2 * macs
 
 
 def test_bench_segment_tiny(tmp_path):

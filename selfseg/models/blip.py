@@ -7,12 +7,12 @@ Grounding DINO and SAM2. The same BLIP checkpoints are published for transformer
 """
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import torch
+import torch.nn.functional as F
 
 from ..config import TINY_MODEL, CaptioningConfig, ModelConfig
 from .loading import load_checkpoint, resolve_device, resolve_dtype
@@ -154,18 +154,15 @@ def _distinct(token_sets: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], l
     return sets, row_set
 
 
-#: Token sets are packed into groups of about this many tokens (or the longest set, if longer) that share one
-#: key/value tensor, so small sets cost no padding; a row still attends only to its own set inside its group.
-#: Its attention then spans the group: at BLIP-large sizes, 1,024 tokens cost a decoder layer ~1.6M MACs per
-#: generated token against ~7M for its projections and feed-forward, so larger groups would start to show.
-GROUP_TOKENS = 1024
-
-
 class _SetCrossAttention(torch.nn.Module):
     """Stands in for one decoder layer's cross-attention core (BlipTextSelfAttention) during a caption call:
-    keys and values of every token set projected once (packed in groups, see GROUP_TOKENS), and each row
-    attending to its own set's tokens only. Replaces transformers' computation entirely, so it neither needs
-    nor is affected by how a given transformers release passes (or drops) `encoder_attention_mask`."""
+    keys and values of every token set projected once, and each row attending to its own set's tokens only.
+    Replaces transformers' computation entirely, so it neither needs nor is affected by how a given
+    transformers release passes (or drops) `encoder_attention_mask`.
+
+    Sets are packed in order into groups no longer than the longest set, and a group's sets share one key
+    and value tensor: short sets cost no padding of their own, and a row's attention spans at most the
+    longest set, as it would if every set were padded to it."""
 
     def __init__(self, base: Any, enc: torch.Tensor, bias: torch.Tensor, row_group: torch.Tensor,
                  row_slot: torch.Tensor) -> None:
@@ -187,11 +184,9 @@ class _SetCrossAttention(torch.nn.Module):
         grid = query.new_zeros(g, slots, q, h, d)
         grid[self.row_group, self.row_slot] = query
         grid = grid.permute(0, 3, 1, 2, 4).reshape(g, h, slots * q, d)
-        scores = torch.matmul(grid, self.keys.transpose(-1, -2)) / math.sqrt(d)
-        scores = scores.view(g, h, slots, q, length) + self.bias[:, None, :, None, :]
-        probs = torch.softmax(scores, dim=-1).view(g, h, slots * q, length)
-        context = torch.matmul(probs, self.values).view(g, h, slots, q, d)
-        context = context.permute(0, 2, 3, 1, 4)[self.row_group, self.row_slot]
+        mask = self.bias[:, None, :, None, :].expand(g, 1, slots, q, length).reshape(g, 1, slots * q, length)
+        context = F.scaled_dot_product_attention(grid, self.keys, self.values, attn_mask=mask)
+        context = context.view(g, h, slots, q, d).permute(0, 2, 3, 1, 4)[self.row_group, self.row_slot]
         return context.reshape(rows, q, h * d), None
 
 
@@ -200,7 +195,7 @@ def _per_set_cross_attention(decoder: Any, sets: Sequence[torch.Tensor], row_set
                              device: torch.device, dtype: torch.dtype) -> Iterator[None]:
     """Swap every decoder layer's cross-attention core for a `_SetCrossAttention` over `sets` for the
     duration of one generate call (row r reads sets[row_set[r]])."""
-    capacity = max(GROUP_TOKENS, max(int(t.shape[0]) for t in sets))
+    capacity = max(int(t.shape[0]) for t in sets)
     groups: list[list[int]] = []
     used = capacity
     for i, t in enumerate(sets):
