@@ -245,7 +245,7 @@ def build_tiny_blip(seed: int = 0) -> tuple[Any, Any]:
 
     The tokenizer's vocabulary is a short list of English words shipped with selfseg, so its (random)
     captions are real words and exercise the noun extractor. The outputs carry no meaning, but they depend on
-    the image and on which tokens each caption sees (see `make_input_sensitive`), so tests of batching,
+    the image and on which tokens each caption sees (see `sharpen_cross_attention`), so tests of batching,
     masking and caching can tell a right wiring from a wrong one.
     """
     from transformers import (BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor,
@@ -269,13 +269,13 @@ def build_tiny_blip(seed: int = 0) -> tuple[Any, Any]:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = BlipForConditionalGeneration(config)
-        make_input_sensitive(model)
+        sharpen_cross_attention(model)
     processor = BlipProcessor(image_processor=BlipImageProcessor(size={"height": 384, "width": 384}),
                               tokenizer=tokenizer)
     return model, processor
 
 
-def make_input_sensitive(model: Any, std: float = 0.3) -> None:
+def sharpen_cross_attention(model: Any, std: float = 0.3) -> None:
     """Re-draw the text decoder's cross-attention projections (from the current RNG) with a large std.
 
     With the stock init (std 0.02) a tiny random BLIP's captions barely depend on the encoder tokens: greedy

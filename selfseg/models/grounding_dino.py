@@ -31,7 +31,7 @@ import torch
 
 from ..config import TINY_MODEL
 from ..segmenters.detections import Detections
-from .loading import load_checkpoint, resolve_device, resolve_dtype
+from .loading import load_checkpoint, redraw_weights, resolve_device, resolve_dtype
 
 #: The locator's default checkpoint: Swin-B backbone, the stronger of the two released in transformers format.
 DEFAULT_MODEL = "IDEA-Research/grounding-dino-base"
@@ -127,7 +127,7 @@ class GroundingDinoLocator:
         self._dot = tok.convert_tokens_to_ids(".")
         # The model splits its text into phrases at these ids (hard-coded in transformers as bert-base-uncased's
         # [CLS] [SEP] . ?). Our prompt must use the same ids, or every tag would attend to every other tag.
-        self._delimiters = {int(i) for i in model.model.special_tokens.tolist()}
+        self._delimiters = _phrase_delimiters(model)
         # Their text ('.', '?'), removed from tags: a tag "st. bernard" would otherwise be two phrases.
         self._delimiter_marks = [t for t in tok.convert_ids_to_tokens(sorted(self._delimiters))
                                  if t not in (tok.cls_token, tok.sep_token)]
@@ -167,9 +167,10 @@ class GroundingDinoLocator:
              dtype: Union[torch.dtype, str] = torch.float32, **kwargs: Any) -> "GroundingDinoLocator":
         """A tiny random-init Grounding DINO with a real processor, built in code (no download).
 
-        For tests and install checks only: its boxes, scores and labels are meaningless. Everything the
-        locator relies on is real: the 256-token text limit, the BERT WordPiece tokenizer (multi-token
-        words included), phrase delimiters at bert-base-uncased's ids, the image processor's resizing.
+        For tests and install checks only: its boxes, scores and labels change with the image and the tags
+        but are meaningless. Everything the locator relies on is real: the 256-token text limit, the BERT
+        WordPiece tokenizer (multi-token words included), phrase delimiters at bert-base-uncased's ids, the
+        image processor's resizing.
         """
         model, processor = build_tiny_grounding_dino(seed)
         return cls(model, processor, device, dtype, model_id=TINY_MODEL, is_tiny=True, **kwargs)
@@ -396,6 +397,21 @@ class GroundingDinoLocator:
                 h.remove()
 
 
+def _phrase_delimiters(model: Any) -> set[int]:
+    """The token ids at which the model splits its text into phrases. transformers 5.23 made them a buffer
+    of the model (`special_tokens`); earlier 5.x releases read a module constant, so the locator still runs
+    there (Grounding DINO in float16/bfloat16 needs 5.17 or later)."""
+    ids = getattr(getattr(model, "model", None), "special_tokens", None)
+    if ids is None:
+        from transformers.models.grounding_dino import modeling_grounding_dino
+
+        ids = getattr(modeling_grounding_dino, "SPECIAL_TOKENS", None)
+        if ids is None:
+            raise RuntimeError("expected Grounding DINO's phrase delimiter ids (model.model.special_tokens or "
+                               "SPECIAL_TOKENS in transformers), got neither; this transformers is not supported")
+    return {int(i) for i in (ids.tolist() if torch.is_tensor(ids) else ids)}
+
+
 def _tag_scores(probs: torch.Tensor, chunk: PromptChunk) -> tuple[torch.Tensor, torch.Tensor]:
     """(queries,) best tag score and (queries,) index of that tag within the chunk, from (queries, tokens)
     sigmoid probabilities: a tag's score is the max over its own token span."""
@@ -434,7 +450,11 @@ def build_tiny_grounding_dino(seed: int = 0) -> tuple[Any, Any]:
     encoder), except what the locator depends on: max_text_len stays 256 (the real limit) and the BERT
     position table covers it; d_model is 32 because the input projections use GroupNorm(32, d_model);
     decoder_layers must be >= 2. 20 queries and a 64-96 px image keep a forward well under a second on a CPU.
-    Outputs are meaningless.
+
+    The weights are then re-drawn by `redraw_weights` (deterministic in `seed`): with transformers' own
+    init the boxes are exactly the encoder's grid proposals and the text-image fusion is scaled by 1e-4, so
+    images and prompts could reach the outputs only through the top-k query choice. Outputs stay meaningless:
+    they depend on the image and the prompt, but in no learned way.
     """
     from transformers import (BertTokenizer, GroundingDinoConfig, GroundingDinoForObjectDetection,
                               GroundingDinoImageProcessor, GroundingDinoProcessor, SwinConfig)
@@ -453,6 +473,7 @@ def build_tiny_grounding_dino(seed: int = 0) -> tuple[Any, Any]:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = GroundingDinoForObjectDetection(config)
+    redraw_weights(model, seed)
     processor = GroundingDinoProcessor(
         image_processor=GroundingDinoImageProcessor(size={"shortest_edge": 128, "longest_edge": 192}),
         tokenizer=tokenizer,

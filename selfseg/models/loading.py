@@ -108,3 +108,39 @@ def spread_weights(model: Any, seed: int, head_gain: float = 4.0, gain: float = 
                 (head_gain if id(p) == head_weight else gain) / fan_in ** 0.5
             p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float32).to(p.dtype) * std)
     return model
+
+
+def redraw_weights(model: Any, seed: int, gains: "dict[str, float] | None" = None) -> Any:
+    """Re-draw a random-init model's weights so that its outputs follow its inputs (in place; returns it).
+
+    Random-init checkpoints are built to start training, not to carry a signal: weights of std 0.02 shrink
+    activations ~10x per layer at tiny widths, heads start at zero, layer scales at 1e-4. A test of batching,
+    masking or row isolation on such a model passes whatever the code does, because no input reaches the
+    output. Here every Linear / Conv weight is drawn from N(0, (gain / sqrt(fan_in))^2), which keeps
+    activations at about unit scale through the depth; biases, norms and embeddings are kept. Layer-scale
+    parameters named `vision_param` / `text_param` (Grounding DINO's fusion) are set to 1 so the fused
+    modality is not scaled away. `gains` maps a substring of a module's qualified name to its gain (the last
+    match wins; default 1): larger query/key gains make attention depend on content instead of averaging it.
+    Deterministic in `seed`, independent of torch's global RNG. The outputs stay meaningless.
+    """
+    generator = torch.Generator().manual_seed(int(seed))
+    gains = gains or {}
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, torch.nn.ConvTranspose2d):
+                fan_in = module.weight.shape[0] * module.weight[0, 0].numel()
+            elif isinstance(module, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d)):
+                fan_in = module.weight[0].numel()
+            else:
+                continue
+            gain = 1.0
+            for key, value in gains.items():
+                if key in name:
+                    gain = value
+            weight = module.weight
+            weight.copy_(torch.randn(weight.shape, generator=generator, dtype=torch.float32).to(weight.dtype)
+                         * (gain / fan_in ** 0.5))
+        for name, param in model.named_parameters():
+            if name.rsplit(".", 1)[-1] in ("vision_param", "text_param"):
+                param.fill_(1.0)
+    return model

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from selfseg.config import CaptioningConfig
-from selfseg.models.blip import BlipCaptioner, build_tiny_blip, make_input_sensitive
+from selfseg.models.blip import BlipCaptioner, build_tiny_blip, sharpen_cross_attention
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "blip-image-captioning-large"
 # top_k=1 makes caption() greedy too (it samples); generate(**LOGITS) turns sampling off.
@@ -235,7 +235,7 @@ def blip_large_shrunk(tmp_path_factory):
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = BlipForConditionalGeneration(config).eval()
-        make_input_sensitive(model)
+        sharpen_cross_attention(model)
     return model, processor
 
 

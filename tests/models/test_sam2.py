@@ -19,6 +19,16 @@ BOXES = np.array([[10, 10, 50, 60], [0, 0, 149, 89], [30, 20, 100, 80], [60, 5, 
                  dtype=np.float32)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """The tiny model's ops are far too small to gain from intra-op threads; on a busy 2-core machine
+    spinning OpenMP threads slow them down many times over."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def seg() -> Sam2BoxSegmenter:
     return Sam2BoxSegmenter.tiny(seed=0)
@@ -156,3 +166,43 @@ def test_tiny_sentinel_and_seed():
     flat = lambda s: torch.cat([p.flatten() for p in s.model.parameters()])
     assert torch.equal(flat(tiny), flat(Sam2BoxSegmenter.tiny(seed=0)))
     assert not torch.equal(flat(tiny), flat(Sam2BoxSegmenter.tiny(seed=1)))
+
+
+def _decoder_outputs(seg, image, boxes, **kw):
+    """(mask logits, IoU scores) of every Sam2Model call made by one segment()."""
+    calls = []
+    handle = seg.model.register_forward_hook(
+        lambda _m, _a, out: calls.append((out.pred_masks.detach().clone(), out.iou_scores.detach().clone())))
+    try:
+        seg.segment(image, boxes, **kw)
+    finally:
+        handle.remove()
+    return torch.cat([c[0] for c in calls], 1), torch.cat([c[1] for c in calls], 1)
+
+
+def test_tiny_model_outputs_follow_the_image_and_the_box(seg, image):
+    """The tiny model's weights are re-drawn so that its outputs depend on its inputs; with transformers'
+    init its mask logits were ~1e-4 and its IoU scores 0.5001 for any image or box."""
+    other_image = Image.fromarray(np.random.default_rng(1).integers(0, 256, (H, W, 3), dtype=np.uint8))
+    logits, scores = _decoder_outputs(seg, image, BOXES)
+    again = _decoder_outputs(seg, image, BOXES)
+    assert torch.equal(logits, again[0]) and torch.equal(scores, again[1])   # the float noise floor is 0
+    other_logits, other_scores = _decoder_outputs(seg, other_image, BOXES)
+    assert (logits - other_logits).abs().max() > 1.0                          # another image
+    assert (scores - other_scores).abs().max() > 1e-3
+    assert min((logits[0, i] - logits[0, j]).abs().max() for i in range(5) for j in range(i)) > 1.0  # boxes
+    assert float(scores.max() - scores.min()) > 0.01
+    masks = seg.segment(image, BOXES).masks
+    assert min((masks[i] != masks[j]).mean() for i in range(5) for j in range(i)) > 0.02
+
+
+def test_boxes_per_call_rows_equal_each_box_alone_in_logits(seg, image):
+    """A box's float32 mask logits and IoU score are those of the box decoded alone (within 1e-4), whether
+    it shares the decoder call with all other boxes or with one."""
+    logits, scores = _decoder_outputs(seg, image, BOXES)
+    chunked = _decoder_outputs(seg, image, BOXES, max_boxes_per_call=2)
+    alone = [_decoder_outputs(seg, image, b[None]) for b in BOXES]
+    alone = (torch.cat([a[0] for a in alone], 1), torch.cat([a[1] for a in alone], 1))
+    for other in (chunked, alone):
+        assert (other[0] - logits).abs().max() < 1e-4
+        assert (other[1] - scores).abs().max() < 1e-4
