@@ -390,7 +390,8 @@ def caption_call_flops(cap: Any, rows: Sequence[torch.Tensor], prompt_tokens: in
     """FLOPs (2 x MACs) one batched caption call needs, from the architecture: each distinct set's
     cross-attention key/value projections once, then for every row (its token set) and every decoded
     position the decoder layers (self-attention projections and scores, cross-attention query/output and
-    scores over the row's own set, feed-forward) and the LM head. Work spent on padding is not counted.
+    scores over the row's own set, feed-forward), and the LM head once per forward (transformers' generate
+    computes logits for the last position only). Work spent on padding is not counted.
     `steps`: generated tokens (every row runs every step)."""
     t = cap.model.config.text_config
     h, inter, layers, vocab = t.hidden_size, t.intermediate_size, t.num_hidden_layers, t.vocab_size
@@ -398,13 +399,13 @@ def caption_call_flops(cap: Any, rows: Sequence[torch.Tensor], prompt_tokens: in
     distinct = {id(s): int(s.shape[0]) for s in rows}
     kv = sum(distinct.values()) * layers * 2 * enc * h
     own = sum(int(s.shape[0]) for s in rows)  # cross-attention keys, summed over rows
-    per_position = len(rows) * (layers * (4 * h * h + 2 * h * h + 2 * h * inter) + h * h + h * vocab) \
-        + layers * 2 * h * own
+    per_position = len(rows) * layers * (4 * h * h + 2 * h * h + 2 * h * inter) + layers * 2 * h * own
+    head = len(rows) * (h * h + h * vocab)  # generate keeps the logits of each forward's last position only
     # generate's first forward runs the P prompt positions, each later one a single position; `steps`
     # forwards in all (the last token generated needs no forward). Self-attention spans the positions so far.
-    macs = kv + prompt_tokens * (per_position + len(rows) * layers * 2 * h * prompt_tokens)
+    macs = kv + prompt_tokens * (per_position + len(rows) * layers * 2 * h * prompt_tokens) + head
     for length in range(prompt_tokens + 1, prompt_tokens + steps):
-        macs += per_position + len(rows) * layers * 2 * h * length
+        macs += per_position + len(rows) * layers * 2 * h * length + head
     return 2.0 * macs
 
 

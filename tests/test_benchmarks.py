@@ -86,10 +86,11 @@ def test_caption_flop_count_matches_a_hand_count():
     a, b = torch.zeros(10, 4), torch.zeros(6, 4)
     rows, prompt, steps = [a, b, a], 2, 3
     kv = (10 + 6) * 1 * 2 * 4 * 2                                  # each distinct set's keys and values, once
-    fixed = (4 * 4 + 2 * 4 + 2 * 2 * 3) + 4 + 2 * 5                # a row's projections, FFN and LM head
+    layer = 4 * 4 + 2 * 4 + 2 * 2 * 3                              # a row's projections and FFN, per position
+    head = 4 + 2 * 5                                               # LM head: once per forward (last position)
     cross = 2 * 2 * (10 + 6 + 10)                                  # scores + values over each row's own set
-    positions = [prompt] * prompt + [3, 4]                         # self-attention span of each position
-    macs = kv + sum(3 * (fixed + 2 * 2 * span) + cross for span in positions)
+    forwards = [(prompt, prompt)] + [(1, 3), (1, 4)]               # (positions, self-attention span)
+    macs = kv + sum(n * (3 * (layer + 2 * 2 * span) + cross) + 3 * head for n, span in forwards)
     assert bench.caption_call_flops(cap, rows, prompt, steps) == 2 * macs
 
 

@@ -7,14 +7,17 @@ Grounding DINO and SAM2. The same BLIP checkpoints are published for transformer
 """
 from __future__ import annotations
 
+import itertools
+import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from ..config import TINY_MODEL, CaptioningConfig, ModelConfig
+from ..errors import ConfigError
 from .loading import load_checkpoint, resolve_device, resolve_dtype
 
 
@@ -31,6 +34,7 @@ class BlipCaptioner:
         self.model_id = model_id
         self.patch_size = int(model.config.vision_config.patch_size)
         self.generate_calls = 0  # how many batched generate calls ran (tests and benchmarks read it)
+        self._lock = threading.Lock()
 
     # ------------------------------------------------------------------------------------------ loading
     @classmethod
@@ -75,6 +79,15 @@ class BlipCaptioner:
         ids[:, 0] = self.model.config.text_config.bos_token_id
         return ids[:, :-1]
 
+    def new_token_limits(self, settings: CaptioningConfig) -> tuple[int, int]:
+        """(min_new_tokens, max_new_tokens) of a caption call with these settings and their prompt."""
+        prompt_tokens = int(self.prompt_ids(settings.prompt).shape[1])
+        lo, hi = settings.sampling().new_token_limits(prompt_tokens)
+        if hi < 1:
+            raise ConfigError(f"captioning.max_length: expected room for new tokens after the {prompt_tokens}-token "
+                              f"prompt, got max_length {settings.sampling().max_length} counting the prompt")
+        return lo, hi
+
     @torch.inference_mode()
     def caption(self, token_sets: Sequence[torch.Tensor], settings: CaptioningConfig, seed: int) -> list[str]:
         """One sampled caption per token set, all in ONE generate call.
@@ -83,6 +96,7 @@ class BlipCaptioner:
         tensor object again, so its keys and values are projected once. Each caption attends to exactly its
         own set's tokens. A set with no tokens gets the empty caption; non-finite tokens are a ValueError.
         """
+        _check_sets(token_sets, allow_empty=True)
         live = [i for i, t in enumerate(token_sets) if int(t.shape[0]) > 0]
         texts = [""] * len(token_sets)
         if not live:
@@ -99,19 +113,17 @@ class BlipCaptioner:
                  **generate_kwargs: Any) -> Any:
         """BLIP's text decoder over `token_sets` (each non-empty), one row per set, in ONE generate call:
         the prompt ids + generated ids, or transformers' output object when `generate_kwargs` ask for one
-        (`return_dict_in_generate=True, output_logits=True`; `do_sample=False` for greedy decoding)."""
+        (`return_dict_in_generate=True, output_logits=True`; `do_sample=False` for greedy decoding).
+        Cross-attention weights are not returned (`output_attentions` gives none for it)."""
+        _check_sets(token_sets, allow_empty=False)
+        for key in ("num_beams", "num_return_sequences"):
+            if generate_kwargs.get(key, 1) != 1:
+                raise ValueError(f"{key}: expected 1 (one row per token set), got {generate_kwargs[key]!r}")
         sampling = settings.sampling()
         sets, row_set = _distinct(token_sets)
-        for i, t in enumerate(sets):
-            if t.ndim != 2 or int(t.shape[0]) == 0:
-                raise ValueError(f"token set {i}: expected a non-empty (tokens, dim) tensor, got shape "
-                                 f"{tuple(t.shape)}")
-            if not bool(torch.isfinite(t).all()):
-                raise ValueError(f"token set {i}: expected finite encoder tokens, got NaN or inf (a float16 "
-                                 f"overflow in the vision model? try model.dtype=bfloat16 or float32)")
         rows = len(token_sets)
         ids = self.prompt_ids(settings.prompt).to(self.device).repeat(rows, 1)
-        min_new, max_new = sampling.new_token_limits(int(ids.shape[1]))
+        min_new, max_new = self.new_token_limits(settings)
         cfg = self.model.config.text_config
         kwargs: dict[str, Any] = dict(
             do_sample=True, top_p=sampling.top_p, top_k=sampling.top_k, min_new_tokens=min_new,
@@ -125,7 +137,8 @@ class BlipCaptioner:
         dim = int(sets[0].shape[1])
         # manual_seed seeds every GPU, so every GPU's state is saved and restored.
         devices = list(range(torch.cuda.device_count())) if self.device.type == "cuda" else []
-        with _per_set_cross_attention(self.model.text_decoder, sets, row_set, self.device, self.dtype), \
+        # One call at a time per model: the swap below and the seeding are shared state.
+        with self._lock, _per_set_cross_attention(self.model.text_decoder, sets, row_set, self.device, self.dtype), \
                 torch.random.fork_rng(devices=devices):
             # A private RNG stream: the same seed gives the same captions, and the caller's RNG is untouched.
             torch.manual_seed(seed)
@@ -141,6 +154,21 @@ class BlipCaptioner:
         return out
 
 
+def _check_sets(token_sets: Sequence[torch.Tensor], allow_empty: bool) -> None:
+    """One ValueError naming the first bad row (its index in `token_sets`): not (tokens, dim), empty where
+    not allowed, or holding NaN/inf. Each distinct tensor is checked once."""
+    seen: set[int] = set()
+    for r, t in enumerate(token_sets):
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        if t.ndim != 2 or (int(t.shape[0]) == 0 and not allow_empty):
+            raise ValueError(f"token set {r}: expected a non-empty (tokens, dim) tensor, got shape {tuple(t.shape)}")
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"token set {r}: expected finite encoder tokens, got NaN or inf (a float16 overflow "
+                             f"in the vision model? try model.dtype=bfloat16 or float32)")
+
+
 def _distinct(token_sets: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[int]]:
     """The distinct tensors of `token_sets` (by identity, in first-seen order) and each row's index into them."""
     index: dict[int, int] = {}
@@ -154,39 +182,62 @@ def _distinct(token_sets: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], l
     return sets, row_set
 
 
+def pack_sets(sizes: Sequence[int]) -> list[list[int]]:
+    """Set indices packed into groups whose total size is at most the largest set (first fit, largest
+    first), so a row attends to at most that many keys and short sets share one key/value tensor."""
+    capacity = max(sizes)
+    groups: list[list[int]] = []
+    room: list[int] = []
+    for i in sorted(range(len(sizes)), key=lambda i: -sizes[i]):
+        g = next((g for g, free in enumerate(room) if free >= sizes[i]), None)
+        if g is None:
+            groups.append([])
+            room.append(capacity)
+            g = len(groups) - 1
+        groups[g].append(i)
+        room[g] -= sizes[i]
+    return groups
+
+
+class _Group(NamedTuple):
+    keys: torch.Tensor     # (1, H, L, d): the group's sets' keys, end to end
+    values: torch.Tensor   # (1, H, L, d)
+    rows: torch.Tensor     # (R,) the batch rows that read this group
+    bias: "torch.Tensor | None"  # (R, L): 0 on each row's own set, -inf elsewhere; None when one set fills it
+
+
 class _SetCrossAttention(torch.nn.Module):
     """Stands in for one decoder layer's cross-attention core (BlipTextSelfAttention) during a caption call:
     keys and values of every token set projected once, and each row attending to its own set's tokens only.
     Replaces transformers' computation entirely, so it neither needs nor is affected by how a given
     transformers release passes (or drops) `encoder_attention_mask`.
 
-    Sets are packed in order into groups no longer than the longest set, and a group's sets share one key
-    and value tensor: short sets cost no padding of their own, and a row's attention spans at most the
-    longest set, as it would if every set were padded to it."""
+    Sets are packed into groups (`pack_sets`) that share one key/value tensor, and each group's rows run as
+    one fused attention call over the group's keys, masked to their own set: no padding per set, no per-row
+    copies of keys or values, and a row spans at most the largest set's worth of keys."""
 
-    def __init__(self, base: Any, enc: torch.Tensor, bias: torch.Tensor, row_group: torch.Tensor,
-                 row_slot: torch.Tensor) -> None:
+    def __init__(self, base: Any, groups: Sequence[tuple[torch.Tensor, torch.Tensor, "torch.Tensor | None"]]):
         super().__init__()
         self.base = base
-        g, length, _ = enc.shape
         self.heads, self.head_dim = base.num_attention_heads, base.attention_head_size
-        shape = (g, length, self.heads, self.head_dim)
-        self.keys = base.key(enc).view(shape).transpose(1, 2)    # (G, H, L, d)
-        self.values = base.value(enc).view(shape).transpose(1, 2)
-        self.bias, self.row_group, self.row_slot = bias, row_group, row_slot  # bias: (G, R, L)
+        self.groups = []
+        for enc, rows, bias in groups:  # enc: (L, D) encoder tokens of the group
+            shape = (1, enc.shape[0], self.heads, self.head_dim)
+            self.groups.append(_Group(base.key(enc).view(shape).transpose(1, 2),
+                                      base.value(enc).view(shape).transpose(1, 2), rows, bias))
 
     def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, None]:
         rows, q, _ = hidden_states.shape
-        g, slots, length = self.bias.shape
         h, d = self.heads, self.head_dim
         query = self.base.query(hidden_states).view(rows, q, h, d)
-        # Rows laid out by group: one batched matmul per group against that group's keys, no per-row copies.
-        grid = query.new_zeros(g, slots, q, h, d)
-        grid[self.row_group, self.row_slot] = query
-        grid = grid.permute(0, 3, 1, 2, 4).reshape(g, h, slots * q, d)
-        mask = self.bias[:, None, :, None, :].expand(g, 1, slots, q, length).reshape(g, 1, slots * q, length)
-        context = F.scaled_dot_product_attention(grid, self.keys, self.values, attn_mask=mask)
-        context = context.view(g, h, slots, q, d).permute(0, 2, 3, 1, 4)[self.row_group, self.row_slot]
+        context = torch.empty_like(query)
+        for g in self.groups:
+            n, length = int(g.rows.shape[0]), int(g.keys.shape[2])
+            grid = query.index_select(0, g.rows).permute(2, 0, 1, 3).reshape(1, h, n * q, d)
+            mask = None if g.bias is None else \
+                g.bias[:, None, :].expand(n, q, length).reshape(1, 1, n * q, length)
+            out = F.scaled_dot_product_attention(grid, g.keys, g.values, attn_mask=mask)
+            context.index_copy_(0, g.rows, out.view(h, n, q, d).permute(1, 2, 0, 3))
         return context.reshape(rows, q, h * d), None
 
 
@@ -195,45 +246,27 @@ def _per_set_cross_attention(decoder: Any, sets: Sequence[torch.Tensor], row_set
                              device: torch.device, dtype: torch.dtype) -> Iterator[None]:
     """Swap every decoder layer's cross-attention core for a `_SetCrossAttention` over `sets` for the
     duration of one generate call (row r reads sets[row_set[r]])."""
-    capacity = max(int(t.shape[0]) for t in sets)
-    groups: list[list[int]] = []
-    used = capacity
-    for i, t in enumerate(sets):
-        if used + int(t.shape[0]) > capacity:
-            groups.append([])
-            used = 0
-        groups[-1].append(i)
-        used += int(t.shape[0])
-    length = max(sum(int(sets[i].shape[0]) for i in grp) for grp in groups)
-    enc = torch.zeros(len(groups), length, int(sets[0].shape[1]), device=device, dtype=dtype)
-    span: dict[int, tuple[int, int, int]] = {}
-    for gi, grp in enumerate(groups):
-        at = 0
-        for i in grp:
-            n = int(sets[i].shape[0])
-            enc[gi, at:at + n] = sets[i].to(device=device, dtype=dtype)
-            span[i] = (gi, at, at + n)
-            at += n
-    slot_of: list[int] = []
-    filled = [0] * len(groups)
-    for s in row_set:
-        gi = span[s][0]
-        slot_of.append(filled[gi])
-        filled[gi] += 1
-    allowed = torch.ones(len(groups), max(filled), length, dtype=torch.bool)  # unused slots: any key, no NaN
-    for r, s in enumerate(row_set):
-        gi, a, b = span[s]
-        allowed[gi, slot_of[r]] = False
-        allowed[gi, slot_of[r], a:b] = True
-    bias = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, float("-inf")).to(device)
-    row_group = torch.tensor([span[s][0] for s in row_set], device=device)
-    row_slot = torch.tensor(slot_of, device=device)
     layers = decoder.bert.encoder.layer
     originals = [layer.crossattention.self for layer in layers]
+    if any(isinstance(m, _SetCrossAttention) for m in originals):
+        raise RuntimeError("BLIP's decoder is already in a caption call; one call at a time per model")
+    groups = []
+    for members in pack_sets([int(t.shape[0]) for t in sets]):
+        enc = torch.cat([sets[i] for i in members]).to(device=device, dtype=dtype)
+        starts = dict(zip(members, itertools.accumulate([0] + [int(sets[i].shape[0]) for i in members])))
+        rows = [r for r, s in enumerate(row_set) if s in starts]
+        bias = None
+        if len(members) > 1:
+            bias = torch.full((len(rows), enc.shape[0]), float("-inf"), dtype=dtype)
+            for k, r in enumerate(rows):
+                a = starts[row_set[r]]
+                bias[k, a:a + int(sets[row_set[r]].shape[0])] = 0
+            bias = bias.to(device)
+        groups.append((enc, torch.tensor(rows, device=device), bias))
     try:
         for layer, base in zip(layers, originals):
-            layer.crossattention.self = _SetCrossAttention(base, enc, bias, row_group, row_slot)
-        del enc
+            layer.crossattention.self = _SetCrossAttention(base, groups)
+        del groups
         yield
     finally:
         for layer, base in zip(layers, originals):

@@ -398,18 +398,13 @@ class GroundingDinoLocator:
 
 
 def _phrase_delimiters(model: Any) -> set[int]:
-    """The token ids at which the model splits its text into phrases. transformers 5.23 made them a buffer
-    of the model (`special_tokens`); earlier 5.x releases read a module constant, so the locator still runs
-    there (Grounding DINO in float16/bfloat16 needs 5.17 or later)."""
+    """The token ids at which the model splits its text into phrases (a buffer of the model since
+    transformers 5.23, selfseg's floor)."""
     ids = getattr(getattr(model, "model", None), "special_tokens", None)
     if ids is None:
-        from transformers.models.grounding_dino import modeling_grounding_dino
-
-        ids = getattr(modeling_grounding_dino, "SPECIAL_TOKENS", None)
-        if ids is None:
-            raise RuntimeError("expected Grounding DINO's phrase delimiter ids (model.model.special_tokens or "
-                               "SPECIAL_TOKENS in transformers), got neither; this transformers is not supported")
-    return {int(i) for i in (ids.tolist() if torch.is_tensor(ids) else ids)}
+        raise RuntimeError("expected Grounding DINO's phrase delimiter ids in model.model.special_tokens "
+                           "(transformers >= 5.23), got none; upgrade transformers")
+    return {int(i) for i in ids.tolist()}
 
 
 def _tag_scores(probs: torch.Tensor, chunk: PromptChunk) -> tuple[torch.Tensor, torch.Tensor]:

@@ -147,7 +147,7 @@ class BCCTagger:
         """
         pc = self.config.captioning
         budget = pc.max_cross_attention_gib * 2**30
-        max_new = pc.sampling().max_length
+        max_new = self.blip.new_token_limits(pc)[1]
 
         def cost(tokens: int, n_rows: int) -> int:
             return self.blip.attention_state_bytes(tokens, n_rows, pc.prompt, max_new)

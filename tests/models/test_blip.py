@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from selfseg.config import CaptioningConfig
-from selfseg.models.blip import BlipCaptioner, build_tiny_blip, sharpen_cross_attention
+from selfseg.models.blip import BlipCaptioner, build_tiny_blip, pack_sets, sharpen_cross_attention
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "blip-image-captioning-large"
 # top_k=1 makes caption() greedy too (it samples); generate(**LOGITS) turns sampling off.
@@ -35,7 +35,7 @@ def tiny():
 @pytest.fixture(scope="module")
 def sets():
     g = torch.Generator().manual_seed(0)
-    return [torch.randn(n, 32, generator=g) for n in (3, 40, 700)]
+    return [torch.randn(n, 32, generator=g) for n in (3, 40, 700, 300)]
 
 
 def _max_logit_diff(a, b, row_a=0, row_b=0):
@@ -67,7 +67,7 @@ def honoured_mask(monkeypatch):
 def _stock_padded(cap, token_sets, settings, seed, **kwargs):
     """The stock way to batch sets: right-pad, pass the mask, let transformers' decoder do the rest."""
     longest = max(t.shape[0] for t in token_sets)
-    enc = torch.zeros(len(token_sets), longest, token_sets[0].shape[1])
+    enc = torch.zeros(len(token_sets), longest, token_sets[0].shape[1], dtype=token_sets[0].dtype)
     mask = torch.zeros(len(token_sets), longest, dtype=torch.long)
     for i, t in enumerate(token_sets):
         enc[i, : t.shape[0]], mask[i, : t.shape[0]] = t, 1
@@ -119,8 +119,10 @@ def test_two_photos_give_two_greedy_captions_through_the_public_api(ade_images):
 def test_a_row_sees_exactly_its_own_token_set(tiny, sets, transformers_mask, request):
     if transformers_mask == "honoured":
         request.getfixturevalue("honoured_mask")
-    # Rows repeat sets (caption cycles) and mix a 3-token set with a 700-token one.
-    rows = [sets[0], sets[2], sets[1], sets[0], sets[2]]
+    # Rows repeat sets (caption cycles) and mix a 3-token set with a 700-token one; the 3-, 40- and 300-token
+    # sets share one key/value tensor (a group), so a mask error would show.
+    rows = [sets[0], sets[2], sets[1], sets[0], sets[3], sets[2], sets[3]]
+    assert sorted(map(sorted, pack_sets([3, 700, 40, 300]))) == [[0, 2, 3], [1]]
     batched = tiny.generate(rows, GREEDY, 0, **LOGITS)
     for r, t in enumerate(rows):
         alone = tiny.generate([t], GREEDY, 0, **LOGITS)
@@ -156,6 +158,25 @@ def test_sampled_captions_equal_the_correctly_masked_stock_batch(tiny, sets, hon
     assert torch.equal(ours, stock)
 
 
+def test_pack_sets_fills_groups_up_to_the_largest_set():
+    sizes = [5, 700, 300, 300, 120, 90, 3, 699]
+    groups = pack_sets(sizes)
+    assert sorted(i for g in groups for i in g) == list(range(len(sizes)))
+    assert all(sum(sizes[i] for i in g) <= 700 for g in groups)
+    # first fit, largest first: 120 finds no room after 300 + 300, and 90, 5, 3 fill the gap the 300s left
+    assert groups == [[1], [7], [2, 3, 5, 0, 6], [4]]
+
+
+def test_bfloat16_per_set_attention_matches_the_stock_decoder(sets):
+    model, processor = build_tiny_blip()
+    cap = BlipCaptioner(model, processor, torch.device("cpu"), torch.bfloat16, is_tiny=True, model_id="test")
+    for t in sets[:2]:
+        ours = cap.generate([t], GREEDY, 0, **LOGITS)
+        stock = _stock_padded(cap, [t.to(torch.bfloat16)], GREEDY, 0, **LOGITS)
+        assert _same_tokens(ours, stock)
+        assert _max_logit_diff(ours, stock) < 0.05  # bfloat16 keeps 8 bits of mantissa
+
+
 # ------------------------------------------------------------------------------------------- bad input
 
 def test_empty_and_non_finite_token_sets(tiny, sets):
@@ -171,6 +192,26 @@ def test_empty_and_non_finite_token_sets(tiny, sets):
     bad[3, 5] = float("inf")
     with pytest.raises(ValueError, match="expected finite encoder tokens"):
         tiny.caption([bad], GREEDY, 0)
+    with pytest.raises(ValueError, match="token set 2: expected finite"):  # the caller's row, empties counted
+        tiny.caption([empty, sets[0], bad], GREEDY, 0)
+
+
+def test_calls_that_cannot_give_one_row_per_set_are_refused(tiny, sets):
+    from selfseg.errors import ConfigError
+    from selfseg.models.blip import _per_set_cross_attention
+
+    with pytest.raises(ValueError, match="num_beams: expected 1"):
+        tiny.generate([sets[0]], GREEDY, 0, num_beams=3)
+    with pytest.raises(ConfigError, match="captioning.max_length: expected room for new tokens after the 4-token"):
+        tiny.caption([sets[0]], CaptioningConfig(max_length=4), 0)
+    # The swap is undone after the call, and a nested swap (a second caption call inside one) is refused.
+    decoder = tiny.model.text_decoder
+    with _per_set_cross_attention(decoder, [sets[0]], [0], tiny.device, tiny.dtype):
+        with pytest.raises(RuntimeError, match="one call at a time"):
+            with _per_set_cross_attention(decoder, [sets[0]], [0], tiny.device, tiny.dtype):
+                pass
+    assert all(type(layer.crossattention.self).__name__ == "BlipTextSelfAttention"
+               for layer in decoder.bert.encoder.layer)
 
 
 # -------------------------------------------------------------------------------------- caption profiles

@@ -181,7 +181,13 @@ def test_gdino_one_chunk_prompt_equals_the_stock_recipe(gdino):
         if len(lit) == 1 and -1 not in lit and stock["text_labels"][s] == TAGS[lit.pop()]:
             assert det.labels[d] == stock["text_labels"][s]
             labelled += 1
-    assert equal_score >= 3 and labelled >= 3, (equal_score, labelled)
+    assert equal_score >= 3, equal_score
+    # Labels are comparable only where the stock phrase is a whole tag (all of its tokens, and only its, over
+    # text_threshold). With this random model that happens for many boxes under transformers 5.24; under
+    # 5.17 its text features differ and the lit tokens are partial tags ("##nt"), so there is nothing to
+    # compare, and only boxes and scores are checked.
+    if any(label in TAGS for label in stock["text_labels"]):
+        assert labelled >= 3, labelled
 
 
 def test_gdino_outputs_follow_image_and_prompt(gdino):

@@ -79,7 +79,7 @@ def test_min_support_drops_rare_nouns(tagger, loaded):
 
 def test_memory_budget_splits_calls_and_keeps_every_caption(tagger, loaded, monkeypatch):
     pc = tagger.config.captioning
-    max_new = pc.sampling().max_length
+    max_new = tagger.blip.new_token_limits(pc)[1]
     budget = tagger.blip.attention_state_bytes(1024, 5, pc.prompt, max_new)  # about one image's sets, 5 rows
     t = _with(tagger, max_cross_attention_gib=budget / 2**30)
     calls = []
