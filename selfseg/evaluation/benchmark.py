@@ -82,11 +82,16 @@ class Dist:
         dist.all_gather_object(out, obj)
         return out
 
-    def close(self) -> None:
+    def close(self, together: bool = False) -> None:
+        """Leave the process group. `together` (every rank finished its part): wait for all ranks first. A rank
+        that tore gloo down while rank 0 was still scoring sometimes aborted at exit ("terminate called without
+        an active exception"). After a failure no rank waits: the others may never arrive."""
         if self.active:
             import torch.distributed as dist
 
             if dist.is_initialized():
+                if together:
+                    dist.barrier()
                 dist.destroy_process_group()
 
 
@@ -229,6 +234,7 @@ def run_benchmark(config: Config, out: "str | Path | None" = None, limit: "int |
     Returns the report on rank 0, None on the other ranks."""
     dist = Dist.from_env()
     dist.init(config)
+    finished = False
     try:
         ev = config.evaluation
         dataset = load_dataset(ev.dataset, ev.root, ev.split, classes=ev.classes)
@@ -252,6 +258,7 @@ def run_benchmark(config: Config, out: "str | Path | None" = None, limit: "int |
         wall = time.perf_counter() - t0
         counts = dist.gather((ran, failed, wall))
         if dist.rank != 0:
+            finished = True
             return None
         from tqdm import tqdm
 
@@ -276,9 +283,10 @@ def run_benchmark(config: Config, out: "str | Path | None" = None, limit: "int |
         if ev.mapper == "llm":
             report.extra["llm_asked"] = getattr(mapper, "asked", None)
         write_results(run, report)
+        finished = True
         return report
     finally:
-        dist.close()
+        dist.close(together=finished)
 
 
 def write_results(run: Path, report: EvaluationReport) -> None:
