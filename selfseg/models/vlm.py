@@ -182,10 +182,6 @@ class VisionChat(ChatModelBase):
                                   pad_token_id=self.tokenizer.pad_token_id, **generate_kwargs)
         return enc["input_ids"].shape[1], out
 
-    def _generate(self, requests: Sequence[ChatRequest]) -> list[str]:
-        start, out = self.generate_batch(requests)
-        return self.tokenizer.batch_decode(out[:, start:], skip_special_tokens=True)
-
 
 # ------------------------------------------------------------------------------------------ from a config
 

