@@ -166,7 +166,8 @@ def cmd_map_labels(ns: argparse.Namespace) -> int:
     elif ns.method == "embedding":
         opts.update(model=ns.model, threshold=ns.threshold)
     else:
-        opts.update(model=ns.model, batch_size=ns.batch_size, cache=ns.cache)
+        opts.update(model=ns.model, batch_size=ns.batch_size, cache=ns.cache, dtype=ns.dtype,
+                    max_new_tokens=ns.max_new_tokens, cache_dir=ns.cache_dir, local_files_only=ns.local_files_only)
     if ns.file == "-":
         text = sys.stdin.read()
     else:
@@ -276,6 +277,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--batch-size", type=_positive_int, default=8, help="llm: prompts per generate call")
     m.add_argument("--cache", help="llm: reply cache JSON (default under ~/.cache/selfseg/love)")
     m.add_argument("--device", default="auto", help="embedding / llm: torch device (default auto)")
+    m.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"],
+                   help="llm: weights' dtype (auto: bfloat16 on a GPU, float32 on the CPU)")
+    m.add_argument("--max-new-tokens", type=_positive_int, default=512,
+                   help="llm: longest reply (default 512, as the released LAVE code)")
+    m.add_argument("--cache-dir", help="llm: Hugging Face cache directory (default: HF_HOME)")
+    m.add_argument("--local-files-only", action="store_true", help="llm: never touch the network")
     m.set_defaults(func=cmd_map_labels)
 
     e = sub.add_parser("evaluate", help="score label-map PNGs (dataset class indices) against a dataset")

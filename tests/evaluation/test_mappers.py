@@ -311,3 +311,19 @@ def test_benchmark_builds_love_with_the_config_model_settings(tmp_path):
     m = build_mapper_from_config(cfg, tmp_path)
     assert (m.cache_dir, m.local_files_only, m.device, m.dtype) == (str(tmp_path / "hf"), True, "cpu", "float32")
     assert m.max_new_tokens == cfg.evaluation.llm_max_new_tokens
+
+
+def test_map_labels_cli_builds_the_llm_with_the_model_settings(tmp_path, monkeypatch, capsys):
+    """--local-files-only and --cache-dir reach the LOVE model: an uncached checkpoint is one line naming
+    `selfseg download`, and the hub is never asked."""
+    from selfseg.cli import main
+    from selfseg.models import loading
+
+    monkeypatch.setattr(loading, "hub_reachable", lambda *a, **k: pytest.fail("the hub was probed"))
+    words = tmp_path / "words.txt"
+    words.write_text("a wooden barrel\n", encoding="utf-8")  # not a class name, so the LLM is asked
+    code = main(["map-labels", "--dataset", "cityscapes", "--method", "llm", "--model", "nobody/not-cached-llm",
+                 "--local-files-only", "--cache-dir", str(tmp_path / "hf"), "--cache", str(tmp_path / "c.json"),
+                 "--max-new-tokens", "16", str(words)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "selfseg download" in err[0] and "nobody/not-cached-llm" in err[0]

@@ -11,8 +11,8 @@ METHODS = ("lexical", "embedding", "llm")
 
 def build_mapper(method: str, dataset: str, classes: Any = None, **options: Any) -> Any:
     """A mapper for a dataset's classes (the shipped list unless `classes` is given). Options go to the
-    mapper that uses them: level (lexical); model, threshold (embedding); model, batch_size, cache, template
-    (llm); device (embedding, llm)."""
+    mapper that uses them: level (lexical); model, threshold (embedding); model, batch_size, cache, template,
+    dtype, max_new_tokens, cache_dir, local_files_only (llm); device (embedding, llm)."""
     from ..datasets import class_list, dataset_spec
     from . import embedding, lexical, llm  # noqa: F401  (registration)
 
