@@ -327,3 +327,11 @@ def test_map_labels_cli_builds_the_llm_with_the_model_settings(tmp_path, monkeyp
                  "--max-new-tokens", "16", str(words)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "selfseg download" in err[0] and "nobody/not-cached-llm" in err[0]
+
+
+def test_love_cache_key_holds_the_dtype(tmp_path):
+    # bfloat16 and float32 replies may differ: they must not answer for each other.
+    a = LLMMapper(class_list("cityscapes"), model="m", dtype="float32", device="cpu")
+    b = LLMMapper(class_list("cityscapes"), model="m", dtype="bfloat16", device="cpu")
+    auto = LLMMapper(class_list("cityscapes"), model="m", dtype="auto", device="cpu")  # float32 on a CPU
+    assert a.key != b.key and auto.key == a.key

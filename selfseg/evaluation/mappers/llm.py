@@ -9,9 +9,9 @@ LLM knowing the dataset. The reply is parsed as the paper's Algorithm 1:
   * a reply with no quoted class name, or 'background', maps to background: VOC's background class, or
     none for datasets without one.
 Decoding is greedy (the released code sampled at temperature 1.0 without a seed, so its mappings change
-from run to run). Replies are cached in a JSON file keyed by (model, prompt template, class list): a rerun
-never calls the model for a noun it has seen. The paper's ADE20K template lacks the noun in its first
-sentence (a typo; the released code has it): selfseg puts it there.
+from run to run). Replies are cached in a JSON file keyed by (model, prompt template, class list, reply
+length, dtype): a rerun never calls the model for a noun it has seen. The paper's ADE20K template lacks the
+noun in its first sentence (a typo; the released code has it): selfseg puts it there.
 """
 from __future__ import annotations
 
@@ -100,7 +100,8 @@ class LLMMapper:
         listing = "[" + ", ".join(f"'{c.name}'" for c in self.classes) + "]"
         self._fill = {"classes": listing, "dataset": dataset_name}
         _check_template(self.template)
-        key = json.dumps([model, self.template, listing, dataset_name, max_new_tokens])
+        # float32 and bfloat16 may answer differently: the key holds the dtype the model will run in.
+        key = json.dumps([model, self.template, listing, dataset_name, max_new_tokens, _effective_dtype(device, dtype)])
         self.key = hashlib.sha256(key.encode()).hexdigest()[:16]
         slug = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{dataset_name or 'custom'}-{model}")
         self.cache_path = Path(cache) if cache else default_cache_dir() / f"{slug}-{self.key}.json"
@@ -174,6 +175,15 @@ class LLMMapper:
             out.append(LabelMatch(description=d, noun=n, cls=self.index.name(idx), index=idx,
                                   reply=self.replies.get(t)))
         return out
+
+
+def _effective_dtype(device: str, dtype: str) -> str:
+    """The dtype ChatLM will load the model in ("auto": bfloat16 on a GPU, float32 on a CPU)."""
+    if dtype != "auto":
+        return dtype
+    from ...models.loading import resolve_device
+
+    return "bfloat16" if resolve_device(device).type == "cuda" else "float32"
 
 
 @MAPPERS.register("llm")
