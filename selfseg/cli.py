@@ -42,6 +42,23 @@ def _output_stems(sources: Sequence[str]) -> dict[str, str]:
     return stems
 
 
+def _output_overwrites_input(sources: Sequence[str], stems: dict[str, str], out: Path, segment: bool) -> "str | None":
+    """A message when an output file this run would write is one of its inputs (`tag photos/x.png --out
+    photos` would replace the photo with its cluster map), else None. Checked before any work."""
+    suffixes = ("_labels.png", "_overlay.png", ".json") if segment else (".png", ".json")
+    try:
+        inputs = {Path(s).resolve(): s for s in sources}
+        for src in sources:
+            for suffix in suffixes:
+                target = (out / f"{stems[src]}{suffix}").resolve()
+                if target in inputs:
+                    return (f"the output {target.name} in {out}/ would overwrite the input {inputs[target]}; "
+                            f"choose another --out")
+    except (OSError, RuntimeError):  # e.g. a symlink loop: the image loader reports that input on its own
+        return None
+    return None
+
+
 def _run_images(ns: argparse.Namespace, segment: bool) -> int:
     """`tag` and `segment`: expand inputs, skip finished ones (--resume), run in batches, write each
     result as it arrives, one line per image or failure, progress on stderr."""
@@ -61,6 +78,10 @@ def _run_images(ns: argparse.Namespace, segment: bool) -> int:
               "below are meaningless and only show that everything runs.")
     out = Path(ns.out)
     stems = _output_stems(sources)
+    clash = _output_overwrites_input(sources, stems, out, segment)
+    if clash:
+        print(f"selfseg: error: {clash}", file=sys.stderr)
+        return 2
     def finished(src: str) -> bool:  # a `tag` run's JSON in the same folder does not count for `segment`
         done = (out / f"{stems[src]}.json").is_file()
         return done and (not segment or (out / f"{stems[src]}_labels.png").is_file())
@@ -168,19 +189,29 @@ def cmd_map_labels(ns: argparse.Namespace) -> int:
     else:
         opts.update(model=ns.model, batch_size=ns.batch_size, cache=ns.cache, dtype=ns.dtype,
                     max_new_tokens=ns.max_new_tokens, cache_dir=ns.cache_dir, local_files_only=ns.local_files_only)
+    # One output row per input line, so rows pair with lines: invalid bytes are replaced (not fatal), and an
+    # empty line gets a row of its own with a note instead of disappearing.
     if ns.file == "-":
-        text = sys.stdin.read()
+        data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read()
     else:
         try:
-            text = Path(ns.file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            print(f"selfseg: error: cannot read {ns.file}: {exc}", file=sys.stderr)
+            data = Path(ns.file).read_bytes()
+        except OSError as exc:
+            print(f"selfseg: error: cannot read {ns.file}: {exc.strerror or exc}", file=sys.stderr)
             return 2
+    text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
     lines = [ln.strip() for ln in text.splitlines()]
-    lines = [ln for ln in lines if ln]
+    filled = [ln for ln in lines if ln]
     mapper = build_mapper(ns.method, ns.dataset, **opts)
-    for m in mapper.map(lines) if lines else []:
-        print(json.dumps(m.to_dict()))
+    matches = iter(mapper.map(filled) if filled else [])
+    for line in lines:
+        if not line:
+            print(json.dumps({"description": "", "noun": None, "class": None, "note": "empty line"}))
+            continue
+        row = next(matches).to_dict()
+        if "\ufffd" in line:
+            row["note"] = "the line was not valid UTF-8; undecodable bytes were replaced"
+        print(json.dumps(row))
     return 0
 
 

@@ -77,10 +77,7 @@ def _open(src: ImageInput, name: str, max_side: int) -> tuple[Any, tuple[int, in
 
     if isinstance(src, (str, os.PathLike)):
         path = Path(src)
-        if not path.exists():
-            raise ImageError(f"{name}: no such file")
-        if path.is_dir():
-            raise ImageError(f"{name}: is a directory, expected an image file")
+        _check_regular_file(path, name)
         try:
             img = Image.open(path)
             size = _upright_size(img)
@@ -104,6 +101,29 @@ def _open(src: ImageInput, name: str, max_side: int) -> tuple[Any, tuple[int, in
         img = _from_array(np.asarray(src), name)
         return img, (img.height, img.width)
     raise ImageError(f"{name}: expected a path, PIL image or array, got {type(src).__name__}")
+
+
+def _check_regular_file(path: Path, name: str) -> None:
+    """One ImageError line for a path that is not a readable regular file, decided from its metadata alone:
+    opening a FIFO, socket or device for reading can block forever and take the batch with it."""
+    import errno
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ImageError(f"{name}: symbolic link loop") from None
+        if exc.errno == errno.ENOENT:
+            raise ImageError(f"{name}: no such file") from None
+        raise ImageError(f"{name}: cannot read ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(mode):
+        raise ImageError(f"{name}: is a directory, expected an image file")
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        raise ImageError(f"{name}: is {kind}, not a regular file; refused without reading it")
+    if not os.access(path, os.R_OK):
+        raise ImageError(f"{name}: permission denied")
 
 
 def exif_orientation(img: Any) -> int:

@@ -182,3 +182,23 @@ def test_tag_command_with_the_tiny_vlm(repo, tmp_path, capsys, ade_images):
 
     d = json.loads(js.read_text())
     assert d["tagger"] == "vlm" and d["replies"][0]["step"] == "tags"
+
+
+@pytest.mark.parametrize("command, output", [("tag", "{stem}.png"), ("segment", "{stem}_labels.png")])
+def test_an_output_that_would_overwrite_an_input_is_refused_before_any_work(tmp_path, repo, capsys, command,
+                                                                            output):
+    from PIL import Image
+
+    from selfseg.cli import main
+
+    photo = tmp_path / output.format(stem="photo")
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(photo)
+    before = photo.read_bytes()
+    src = tmp_path / "photo.jpg" if command == "segment" else photo
+    if command == "segment":  # photo.jpg's labels would land on photo_labels.png, itself an input
+        Image.new("RGB", (64, 48), (10, 30, 200)).save(src)
+    inputs = [str(src), str(photo)] if command == "segment" else [str(photo)]
+    code = main([command, *inputs, "--config", str(repo / "configs" / "smoke.yaml"), "--out", str(tmp_path), "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "would overwrite the input" in err[0]
+    assert photo.read_bytes() == before and not list(tmp_path.glob("*.json"))

@@ -30,6 +30,46 @@ def test_unusable_inputs(tmp_path, make, message):
         load_image(make(tmp_path))
 
 
+def _fifo(p):
+    import os
+
+    os.mkfifo(p / "x.jpg")
+    return p / "x.jpg"
+
+
+def _loop(p):
+    (p / "a.jpg").symlink_to(p / "b.jpg")
+    (p / "b.jpg").symlink_to(p / "a.jpg")
+    return p / "a.jpg"
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (_fifo, "is a FIFO, not a regular file; refused without reading it"),
+        (_loop, "symbolic link loop"),
+    ],
+)
+def test_special_files_are_refused_from_their_metadata(tmp_path, make, message):
+    with pytest.raises(ImageError, match=message):
+        load_image(make(tmp_path))
+
+
+def test_a_fifo_among_the_inputs_does_not_hang_the_batch(tmp_path, ade_images, repo):
+    """A FIFO opened for reading blocks until a writer comes: the run must refuse it and finish the rest."""
+    import os
+    import subprocess
+    import sys
+
+    os.mkfifo(tmp_path / "x.jpg")
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "selfseg", "tag", str(ade_images[0]), str(tmp_path / "x.jpg"),
+                        "--config", str(repo / "configs" / "smoke.yaml"), "--out", str(out), "-q"],
+                       capture_output=True, text=True, timeout=300, cwd=repo)
+    assert r.returncode == 1 and "is a FIFO" in r.stderr
+    assert (out / f"{ade_images[0].stem}.json").is_file()
+
+
 def test_truncated_jpeg(tmp_path):
     buf = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 300, 3), dtype=np.uint8)).save(buf, "JPEG")

@@ -112,9 +112,23 @@ def test_map_labels_cli_reads_stdin_and_writes_json_lines(monkeypatch, capsys):
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert rows == [
         {"description": "a sedan parked outside", "noun": "sedan", "class": "car"},
+        {"description": "", "noun": None, "class": None, "note": "empty line"},  # rows pair with lines
         {"description": "wheels", "noun": "wheel", "class": None},  # a part: only at the meronym level
         {"description": "sky", "noun": "sky", "class": "sky"},
     ]
+
+
+def test_map_labels_cli_keeps_a_row_for_every_line_even_undecodable_ones(tmp_path, capsys):
+    from selfseg.cli import main
+
+    f = tmp_path / "lines.txt"
+    f.write_bytes(b"sky\n\n\ncaf\xe9 terrace\n   \nroad\n")  # latin-1 byte, blank and space-only lines
+    assert main(["map-labels", "--dataset", "cityscapes", "--method", "lexical", str(f)]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 6
+    assert [r["class"] for r in rows] == ["sky", None, None, None, None, "road"]
+    assert rows[3]["description"] == "caf\ufffd terrace" and "not valid UTF-8" in rows[3]["note"]
+    assert all(rows[i].get("note") == "empty line" for i in (1, 2, 4))
 
 
 def test_map_labels_cli_missing_file_is_one_line(capsys, tmp_path):
