@@ -144,7 +144,7 @@ def cmd_resources(ns: argparse.Namespace) -> int:
 
 
 def cmd_download(ns: argparse.Namespace) -> int:
-    from .config import TINY_MODEL, load_config
+    from .config import TINY_MODEL, declared_sections, load_config
     from .resources import download_checkpoints
 
     configs = ns.config or [None]
@@ -163,6 +163,11 @@ def cmd_download(ns: argparse.Namespace) -> int:
             wanted.append(cfg.vlm.model)  # the VLM extracts / describes when vlm.llm is unset
         wanted += {"grounded_sam2": [seg.grounded_sam2.detector, seg.grounded_sam2.sam],
                    "clipseg": [seg.clipseg.model]}.get(seg.segmenter, [])
+        # A benchmark config (one that sets its evaluation section) also needs its label mapper's model; a
+        # config only for tagging and segmenting does not pull a 7B LLM it never uses.
+        ev = cfg.evaluation
+        if "evaluation" in declared_sections(_resolve_config(c)):
+            wanted += {"llm": [ev.llm_model], "embedding": [ev.embedding_model]}.get(ev.mapper, [])
         ids += [m for m in wanted if m != TINY_MODEL and m not in ids]
     if not ids:
         print("nothing to download: the configs use only models built in code")

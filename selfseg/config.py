@@ -466,6 +466,11 @@ def load_config(source: "str | Path | dict | Config | None" = None, overrides: "
     return cfg.validate()
 
 
+def declared_sections(source: "str | Path | None") -> set[str]:
+    """The top-level keys a config file (with its `base:` chain) sets itself; empty for the defaults."""
+    return set(_read_yaml_with_base(Path(source), seen=())) if source is not None else set()
+
+
 def _read_yaml_with_base(path: Path, seen: tuple) -> dict:
     if path in seen:
         raise ConfigError(f"config {path}: 'base' chain loops back to itself")

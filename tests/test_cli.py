@@ -171,6 +171,17 @@ def test_download_lists_the_chat_models_a_config_uses(repo, capsys, monkeypatch)
     assert "Salesforce/blip-image-captioning-large" in err and "Qwen/Qwen2.5-VL-3B-Instruct" in err
 
 
+def test_download_fetches_a_benchmark_configs_label_mapper(repo, capsys, monkeypatch):
+    """The LOVE model's missing-checkpoint message says `selfseg download --config ...`: for a benchmark
+    config that must fetch it; a config that only tags and segments must not pull the 7B LLM."""
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["download", "--config", "configs/benchmarks/voc.yaml"]) == 1
+    assert "meta-llama/Llama-2-7b-chat-hf" in capsys.readouterr().err
+    assert main(["download", "--config", "bcc_voc"]) == 1
+    assert "Llama" not in capsys.readouterr().err
+
+
 def test_tag_command_with_the_tiny_vlm(repo, tmp_path, capsys, ade_images):
     """`selfseg tag` with tagger=vlm on the smoke config (tiny random-init Qwen2.5-VL: replies are noise)."""
     out = tmp_path / "out"
