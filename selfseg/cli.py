@@ -117,7 +117,9 @@ def _run_images(ns: argparse.Namespace, segment: bool) -> int:
             tqdm.write(f"{item.source}: {', '.join(r.tags) or '(no nouns found)'}", file=sys.stdout)
     bar.close()
     done = "segmented" if segment else "tagged"
-    print(f"{len(sources) - failed}/{len(sources)} images {done}; outputs in {out}/", file=sys.stderr)
+    written = len(todo) - failed
+    where = f"; outputs in {out}/" if written or len(todo) < len(sources) else "; nothing written"
+    print(f"{len(sources) - failed}/{len(sources)} images {done}{where}", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -176,7 +178,7 @@ def cmd_download(ns: argparse.Namespace) -> int:
     if failed:
         print(f"selfseg: error: {len(failed)} checkpoint(s) could not be downloaded: {', '.join(failed)}",
               file=sys.stderr)
-        return 1
+        return 2  # a resource problem, as for every other command
     return 0
 
 

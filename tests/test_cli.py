@@ -85,7 +85,7 @@ def test_download_command(repo, capsys, monkeypatch):
     assert main(["download", "--config", "smoke"]) == 0
     assert "nothing to download" in capsys.readouterr().out
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # as on an air-gapped machine: fails fast, names the model
-    assert main(["download", "--config", "bcc_voc"]) == 1
+    assert main(["download", "--config", "bcc_voc"]) == 2  # a resource problem, like every other command
     cap = capsys.readouterr()
     for model in ("Salesforce/blip-image-captioning-large", "IDEA-Research/grounding-dino-base",
                   "facebook/sam2.1-hiera-large"):  # the tagger's and the segmenter's checkpoints
@@ -162,11 +162,11 @@ def test_benchmark_rejects_a_negative_limit(capsys):
 def test_download_lists_the_chat_models_a_config_uses(repo, capsys, monkeypatch):
     monkeypatch.chdir(repo)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert main(["download", "--config", "describe_extract"]) == 1
+    assert main(["download", "--config", "describe_extract"]) == 2
     err = capsys.readouterr().err
     assert "Qwen/Qwen2.5-VL-3B-Instruct" in err and "Qwen/Qwen2.5-7B-Instruct" in err
     assert "blip" not in err
-    assert main(["download", "--config", "union_bcc_vlm"]) == 1
+    assert main(["download", "--config", "union_bcc_vlm"]) == 2
     err = capsys.readouterr().err
     assert "Salesforce/blip-image-captioning-large" in err and "Qwen/Qwen2.5-VL-3B-Instruct" in err
 
@@ -176,9 +176,9 @@ def test_download_fetches_a_benchmark_configs_label_mapper(repo, capsys, monkeyp
     config that must fetch it; a config that only tags and segments must not pull the 7B LLM."""
     monkeypatch.chdir(repo)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert main(["download", "--config", "configs/benchmarks/voc.yaml"]) == 1
+    assert main(["download", "--config", "configs/benchmarks/voc.yaml"]) == 2
     assert "meta-llama/Llama-2-7b-chat-hf" in capsys.readouterr().err
-    assert main(["download", "--config", "bcc_voc"]) == 1
+    assert main(["download", "--config", "bcc_voc"]) == 2
     assert "Llama" not in capsys.readouterr().err
 
 
@@ -213,3 +213,10 @@ def test_an_output_that_would_overwrite_an_input_is_refused_before_any_work(tmp_
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "would overwrite the input" in err[0]
     assert photo.read_bytes() == before and not list(tmp_path.glob("*.json"))
+
+
+def test_a_run_that_wrote_nothing_does_not_point_at_outputs(tmp_path, repo, capsys):
+    code = main(["tag", str(tmp_path / "missing.jpg"), "--config", str(repo / "configs" / "smoke.yaml"),
+                 "--out", str(tmp_path / "o"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 1 and "0/1 images tagged; nothing written" in err and "outputs in" not in err
