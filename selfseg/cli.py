@@ -82,9 +82,17 @@ def _run_images(ns: argparse.Namespace, segment: bool) -> int:
     if clash:
         print(f"selfseg: error: {clash}", file=sys.stderr)
         return 2
-    def finished(src: str) -> bool:  # a `tag` run's JSON in the same folder does not count for `segment`
-        done = (out / f"{stems[src]}.json").is_file()
-        return done and (not segment or (out / f"{stems[src]}_labels.png").is_file())
+    def finished(src: str) -> bool:
+        """Done only when its JSON parses, names this very input (another input with the same stem is not
+        this one), and the image file written before it exists (a `tag` JSON does not count for `segment`)."""
+        import json
+
+        try:
+            record = json.loads((out / f"{stems[src]}.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # missing, unreadable, or cut short
+            return False
+        image = out / (f"{stems[src]}_labels.png" if segment else f"{stems[src]}.png")
+        return isinstance(record, dict) and record.get("source") == src and image.is_file()
 
     todo = [s for s in sources if not (ns.resume and finished(s))]
     if len(todo) < len(sources):

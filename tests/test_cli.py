@@ -126,6 +126,22 @@ def test_resume_skips_finished_images(repo, ade_images, tmp_path, capsys):
     assert all((out / f"{p.stem}.json").is_file() for p in ade_images)
 
 
+def test_resume_redoes_a_truncated_result_or_another_inputs_result(repo, ade_images, tmp_path, capsys):
+    cfg = str(repo / "configs" / "smoke.yaml")
+    out = tmp_path / "out"
+    a, b = ade_images[0], ade_images[1]
+    assert main(["tag", str(a), str(b), "--config", cfg, "--out", str(out), "-q"]) == 0
+    js_a = out / f"{a.stem}.json"
+    js_a.write_text(js_a.read_text()[:100])  # a result cut short
+    js_b = out / f"{b.stem}.json"
+    js_b.write_text(json.dumps({**json.loads(js_b.read_text()), "source": "elsewhere/" + b.name}))  # not b's
+    capsys.readouterr()
+    assert main(["tag", str(a), str(b), "--config", cfg, "--out", str(out), "--resume", "-q"]) == 0
+    cap = capsys.readouterr()
+    assert "resuming" not in cap.err and str(a) in cap.out and str(b) in cap.out  # both done again
+    assert json.loads(js_a.read_text())["source"] == str(a) and json.loads(js_b.read_text())["source"] == str(b)
+
+
 def test_quickstart_script_runs_with_the_smoke_config(repo, tmp_path):
     proc = subprocess.run([sys.executable, str(repo / "examples" / "quickstart.py"),
                            str(repo / "configs" / "smoke.yaml"), str(tmp_path)],
