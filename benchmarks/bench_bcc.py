@@ -49,7 +49,8 @@ try:  # run from a checkout without `pip install -e .`: use the checkout's packa
 except ImportError:
     sys.path.insert(0, str(REPO))
 
-DEFAULT_IMAGE_DIRS = [REPO / "examples" / "images", Path("/work/shared/data/ade20k_sample/images")]
+# More photos: --image-dir (repeatable), e.g. a folder of ADE20K validation images.
+DEFAULT_IMAGE_DIRS = [REPO / "examples" / "images"]
 
 # Salesforce/blip-image-captioning-{large,base}: config.json values that fix shapes and FLOPs.
 # Vision: ViT-L/16 (large) or ViT-B/16 (base) at 384 px. Text decoder: BERT-base with cross-attention

@@ -19,7 +19,7 @@ Five measurements in one run, on the same models and photos:
    <= 256-token chunks possible (computed here independently: an exact dynamic programme over contiguous
    packings, the lower bound ceil(tokens / capacity), and first-fit-decreasing over any order), and the
    model forwards `detect` actually ran (rows and batched calls, counted by a hook on the model).
-   Target (issue 5): forward rows for T tags = the minimum number of chunks, not T.
+   Target: forward rows for T tags = the minimum number of chunks, not T.
 3. Grounding DINO, baseline: the stock transformers recipe, one `processor(images, text="tag.")` ->
    `model(...)` -> `post_process_grounded_object_detection` per tag (the naive way), vs selfseg's chunked,
    batched `detect` on the same image and tags. Both times and their ratio.

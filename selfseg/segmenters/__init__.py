@@ -1,1 +1,1 @@
-"""Locate and segment: tags -> boxes -> masks, or tags -> dense maps (work in progress, see issue 3)."""
+"""Locate and segment: tags -> boxes -> masks, or tags -> dense maps."""

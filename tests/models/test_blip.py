@@ -144,7 +144,7 @@ def test_the_stock_padded_batch_leaks_padding_on_this_transformers(tiny, sets):
     padded = _stock_padded(tiny, [sets[0], sets[2]], GREEDY, 0, **LOGITS)
     diff = _max_logit_diff(alone, padded)
     if diff < 1e-4:
-        pytest.skip("this transformers release honours encoder_attention_mask in BLIP's text decoder")
+        pytest.skip(reason="this transformers release honours encoder_attention_mask in BLIP's text decoder")
     assert diff > 1e-2
 
 

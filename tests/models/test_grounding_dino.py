@@ -251,7 +251,7 @@ def test_half_precision_forward_through_the_locator(image, dtype):
         det = half.detect(image, ["dog", "cat", "fire hydrant"], 0.0, 0.0)
     except RuntimeError as err:
         if dtype == torch.float16 and "not implemented for 'Half'" in str(err):
-            pytest.skip(f"this CPU build of torch has no float16 kernel for an op Grounding DINO uses: {err}")
+            pytest.skip(reason=f"this CPU build of torch has no float16 kernel for an op Grounding DINO uses: {err}")
         raise
     full = GroundingDinoLocator.tiny(seed=0).detect(image, ["dog", "cat", "fire hydrant"], 0.0, 0.0)
     assert len(det) == len(full) == half.model.config.num_queries

@@ -2,7 +2,7 @@
 threshold.
 
 Cosine similarity between the description and every name the dataset lists for a class; a class scores
-its best name. The open-ended benchmarking paper (../shared/papers/001, Sect. 4) found such mappings
+its best name. The open-ended benchmarking paper (OPAL, Sect. 4) found such mappings
 disagree with people about 38% of the time on Cityscapes, even on some exact matches; selfseg offers it
 for comparison next to the lexical and LLM mappers, not as the default.
 """

@@ -1,5 +1,5 @@
 """Lexical mapping of nouns to dataset classes, by the levels of the open-ended benchmarking protocol
-(OPAL, ../shared/papers/001): exact -> synonym -> hyponym -> meronym, cumulative.
+(OPAL): exact -> synonym -> hyponym -> meronym, cumulative.
 
 At level L a prediction may map to a class it relates to by any level up to L:
 - exact: the singular head noun is the class's name;

@@ -1,4 +1,4 @@
-"""LOVE: the Self-Seg paper's LLM-based open-vocabulary evaluator (App. A of ../shared/papers/002).
+"""LOVE: the Self-Seg paper's LLM-based open-vocabulary evaluator (its App. A).
 
 An LLM is asked, noun by noun, which dataset class the noun is "exclusively most similar to", with the
 paper's prompt templates: for VOC and Cityscapes the prompt lists the classes; for ADE20K it relies on the
