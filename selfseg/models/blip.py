@@ -64,14 +64,17 @@ class BlipCaptioner:
         return out.last_hidden_state
 
     # ------------------------------------------------------------------------------------------ decoder
-    def attention_state_bytes(self, distinct_tokens: int, rows: int, prompt: str = "a picture of ",
-                              max_new_tokens: int = 25) -> int:
+    def attention_state_bytes(self, distinct_tokens: int, rows: int, positions: int) -> int:
         """Bytes one caption call keeps for attention: each distinct set's cross-attention keys and values
-        (every layer, projected once per set) plus every row's self-attention cache."""
+        (every layer, projected once per set) plus every row's self-attention cache over `positions`
+        (prompt + new tokens, see `caption_positions`)."""
         t = self.model.config.text_config
         per_token = t.num_hidden_layers * 2 * t.hidden_size * torch.finfo(self.dtype).bits // 8
-        steps = int(self.prompt_ids(prompt).shape[1]) + max_new_tokens
-        return (distinct_tokens + rows * steps) * per_token
+        return (distinct_tokens + rows * positions) * per_token
+
+    def caption_positions(self, settings: CaptioningConfig) -> int:
+        """Longest caption sequence of these settings: the prompt's tokens plus the most new tokens."""
+        return int(self.prompt_ids(settings.prompt).shape[1]) + self.new_token_limits(settings)[1]
 
     def prompt_ids(self, prompt: str) -> torch.Tensor:
         """The captioning prompt as BLIP's generate() feeds it: [BOS] + prompt tokens, no [SEP]."""
@@ -82,10 +85,11 @@ class BlipCaptioner:
     def new_token_limits(self, settings: CaptioningConfig) -> tuple[int, int]:
         """(min_new_tokens, max_new_tokens) of a caption call with these settings and their prompt."""
         prompt_tokens = int(self.prompt_ids(settings.prompt).shape[1])
-        lo, hi = settings.sampling().new_token_limits(prompt_tokens)
+        sampling = settings.sampling()
+        lo, hi = sampling.new_token_limits(prompt_tokens)
         if hi < 1:
             raise ConfigError(f"captioning.max_length: expected room for new tokens after the {prompt_tokens}-token "
-                              f"prompt, got max_length {settings.sampling().max_length} counting the prompt")
+                              f"prompt, got max_length {sampling.max_length} counting the prompt")
         return lo, hi
 
     @torch.inference_mode()
@@ -102,7 +106,7 @@ class BlipCaptioner:
         if not live:
             return texts
         ids = self.prompt_ids(settings.prompt)
-        out = self.generate([token_sets[i] for i in live], settings, seed)
+        out = self._generate([token_sets[i] for i in live], settings, seed, {})
         decoded = self.processor.tokenizer.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
         for i, text in zip(live, decoded):
             texts[i] = text.strip()
@@ -116,6 +120,10 @@ class BlipCaptioner:
         (`return_dict_in_generate=True, output_logits=True`; `do_sample=False` for greedy decoding).
         Cross-attention weights are not returned (`output_attentions` gives none for it)."""
         _check_sets(token_sets, allow_empty=False)
+        return self._generate(token_sets, settings, seed, generate_kwargs)
+
+    def _generate(self, token_sets: Sequence[torch.Tensor], settings: CaptioningConfig, seed: int,
+                  generate_kwargs: dict[str, Any]) -> Any:
         for key in ("num_beams", "num_return_sequences"):
             if generate_kwargs.get(key, 1) != 1:
                 raise ValueError(f"{key}: expected 1 (one row per token set), got {generate_kwargs[key]!r}")

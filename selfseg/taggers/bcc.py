@@ -147,10 +147,10 @@ class BCCTagger:
         """
         pc = self.config.captioning
         budget = pc.max_cross_attention_gib * 2**30
-        max_new = self.blip.new_token_limits(pc)[1]
+        positions = self.blip.caption_positions(pc)
 
         def cost(tokens: int, n_rows: int) -> int:
-            return self.blip.attention_state_bytes(tokens, n_rows, pc.prompt, max_new)
+            return self.blip.attention_state_bytes(tokens, n_rows, positions)
 
         chunk: list[tuple[int, int, int]] = []
         seen: set[tuple[int, int]] = set()

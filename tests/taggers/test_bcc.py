@@ -79,15 +79,15 @@ def test_min_support_drops_rare_nouns(tagger, loaded):
 
 def test_memory_budget_splits_calls_and_keeps_every_caption(tagger, loaded, monkeypatch):
     pc = tagger.config.captioning
-    max_new = tagger.blip.new_token_limits(pc)[1]
-    budget = tagger.blip.attention_state_bytes(1024, 5, pc.prompt, max_new)  # about one image's sets, 5 rows
+    positions = tagger.blip.caption_positions(pc)
+    budget = tagger.blip.attention_state_bytes(1024, 5, positions)  # about one image's sets, 5 rows
     t = _with(tagger, max_cross_attention_gib=budget / 2**30)
     calls = []
     real = t.blip.caption
 
     def spy(sets, *args, **kwargs):
         distinct = {id(s): int(s.shape[0]) for s in sets}
-        calls.append(t.blip.attention_state_bytes(sum(distinct.values()), len(sets), pc.prompt, max_new))
+        calls.append(t.blip.attention_state_bytes(sum(distinct.values()), len(sets), positions))
         return real(sets, *args, **kwargs)
 
     monkeypatch.setattr(t.blip, "caption", spy)
