@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from ..config import TINY_MODEL, CaptioningConfig, ModelConfig
 from ..errors import ConfigError
+from ..streams import stream_uniforms
 from .loading import load_checkpoint, resolve_device, resolve_dtype
 
 
@@ -93,20 +94,25 @@ class BlipCaptioner:
         return lo, hi
 
     @torch.inference_mode()
-    def caption(self, token_sets: Sequence[torch.Tensor], settings: CaptioningConfig, seed: int) -> list[str]:
+    def caption(self, token_sets: Sequence[torch.Tensor], settings: CaptioningConfig, seed: int,
+                streams: "Sequence[Sequence[int]] | None" = None) -> list[str]:
         """One sampled caption per token set, all in ONE generate call.
 
         token_sets: (n_i, D) encoder tokens each; a row repeated for several caption cycles passes the same
         tensor object again, so its keys and values are projected once. Each caption attends to exactly its
         own set's tokens. A set with no tokens gets the empty caption; non-finite tokens are a ValueError.
+        streams: per row, the name of its random stream (non-negative ints, e.g. image key, cycle, cluster);
+        a row's caption then depends on the seed, its name and its tokens only, not on the other rows.
+        Default: the row's index in this call.
         """
         _check_sets(token_sets, allow_empty=True)
+        names = _stream_names(streams, len(token_sets))
         live = [i for i, t in enumerate(token_sets) if int(t.shape[0]) > 0]
         texts = [""] * len(token_sets)
         if not live:
             return texts
         ids = self.prompt_ids(settings.prompt)
-        out = self._generate([token_sets[i] for i in live], settings, seed, {})
+        out = self._generate([token_sets[i] for i in live], settings, seed, {}, [names[i] for i in live])
         decoded = self.processor.tokenizer.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
         for i, text in zip(live, decoded):
             texts[i] = text.strip()
@@ -114,16 +120,35 @@ class BlipCaptioner:
 
     @torch.inference_mode()
     def generate(self, token_sets: Sequence[torch.Tensor], settings: CaptioningConfig, seed: int,
-                 **generate_kwargs: Any) -> Any:
+                 streams: "Sequence[Sequence[int]] | None" = None, **generate_kwargs: Any) -> Any:
         """BLIP's text decoder over `token_sets` (each non-empty), one row per set, in ONE generate call:
         the prompt ids + generated ids, or transformers' output object when `generate_kwargs` ask for one
         (`return_dict_in_generate=True, output_logits=True`; `do_sample=False` for greedy decoding).
         Cross-attention weights are not returned (`output_attentions` gives none for it)."""
         _check_sets(token_sets, allow_empty=False)
-        return self._generate(token_sets, settings, seed, generate_kwargs)
+        return self._generate(token_sets, settings, seed, generate_kwargs, _stream_names(streams, len(token_sets)))
+
+    def sampling_processors(self, settings: CaptioningConfig, seed: int, streams: Sequence[Sequence[int]],
+                            prompt_length: int) -> list[Any]:
+        """The logits processors that sample one token per row from its own stream, for a generate call with
+        `do_sample=False`: transformers' top-k and top-p warpers (in the order its sampling applies them),
+        then `StreamSampler`. Passed to the stock decoder, they reproduce `caption` exactly (tests do)."""
+        from transformers.generation import TopKLogitsWarper, TopPLogitsWarper
+
+        sampling = settings.sampling()
+        warpers: list[Any] = []
+        if sampling.top_k:
+            warpers.append(TopKLogitsWarper(top_k=sampling.top_k))
+        if sampling.top_p < 1.0:
+            warpers.append(TopPLogitsWarper(top_p=sampling.top_p))
+        steps = self.new_token_limits(settings)[1]
+        # MPS has no float64: the pick is made on the CPU there.
+        where = self.device if self.device.type != "mps" else torch.device("cpu")
+        draws = torch.as_tensor(stream_uniforms(seed, streams, steps), device=where)
+        return warpers + [StreamSampler(draws, prompt_length)]
 
     def _generate(self, token_sets: Sequence[torch.Tensor], settings: CaptioningConfig, seed: int,
-                  generate_kwargs: dict[str, Any]) -> Any:
+                  generate_kwargs: dict[str, Any], streams: Sequence[Sequence[int]]) -> Any:
         for key in ("num_beams", "num_return_sequences"):
             if generate_kwargs.get(key, 1) != 1:
                 raise ValueError(f"{key}: expected 1 (one row per token set), got {generate_kwargs[key]!r}")
@@ -134,22 +159,22 @@ class BlipCaptioner:
         min_new, max_new = self.new_token_limits(settings)
         cfg = self.model.config.text_config
         kwargs: dict[str, Any] = dict(
-            do_sample=True, top_p=sampling.top_p, top_k=sampling.top_k, min_new_tokens=min_new,
-            max_new_tokens=max_new, repetition_penalty=sampling.repetition_penalty,
-            eos_token_id=cfg.sep_token_id, pad_token_id=cfg.pad_token_id,
+            do_sample=True, min_new_tokens=min_new, max_new_tokens=max_new,
+            repetition_penalty=sampling.repetition_penalty, eos_token_id=cfg.sep_token_id,
+            pad_token_id=cfg.pad_token_id,
         )
         kwargs.update(generate_kwargs)
-        if not kwargs["do_sample"]:
-            for k in ("top_p", "top_k"):
-                kwargs.pop(k)
+        if kwargs.pop("do_sample"):
+            # Sampling without torch's global generator: each row draws from its own stream (see
+            # StreamSampler), picked by processors after the stock ones; generate then takes that pick greedily.
+            own = self.sampling_processors(settings, seed, streams, int(ids.shape[1]))
+            from transformers.generation import LogitsProcessorList
+
+            kwargs["logits_processor"] = LogitsProcessorList(list(kwargs.get("logits_processor") or []) + own)
+        kwargs["do_sample"] = False
         dim = int(sets[0].shape[1])
-        # manual_seed seeds every GPU, so every GPU's state is saved and restored.
-        devices = list(range(torch.cuda.device_count())) if self.device.type == "cuda" else []
-        # One call at a time per model: the swap below and the seeding are shared state.
-        with self._lock, _per_set_cross_attention(self.model.text_decoder, sets, row_set, self.device, self.dtype), \
-                torch.random.fork_rng(devices=devices):
-            # A private RNG stream: the same seed gives the same captions, and the caller's RNG is untouched.
-            torch.manual_seed(seed)
+        # One call at a time per model: the cross-attention swap below is shared state.
+        with self._lock, _per_set_cross_attention(self.model.text_decoder, sets, row_set, self.device, self.dtype):
             out = self.model.text_decoder.generate(
                 input_ids=ids,
                 attention_mask=torch.ones_like(ids),
@@ -160,6 +185,38 @@ class BlipCaptioner:
             )
         self.generate_calls += 1
         return out
+
+
+class StreamSampler:
+    """A logits processor that samples each row's next token by inverse CDF from the row's own pre-drawn
+    uniforms (`draws[row, step]`), and returns scores that keep only that token.
+
+    Last in the processor list, after transformers' own penalties and warpers, it draws from the very
+    distribution `generate(do_sample=True)` draws from, but torch's global generator, whose draws for a row
+    depend on every other row in the batch, is never used.
+    """
+
+    def __init__(self, draws: torch.Tensor, prompt_length: int) -> None:
+        self.draws = draws  # (rows, max new tokens) float64 in [0, 1)
+        self.prompt_length = prompt_length
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        step = min(int(input_ids.shape[1]) - self.prompt_length, self.draws.shape[1] - 1)
+        # float64: the cumulative sum of 30k probabilities keeps its resolution, so a pick does not move
+        # with the float noise of a different batch layout except at a boundary.
+        cdf = torch.softmax(scores.to(self.draws.device, torch.float64), dim=-1).cumsum(-1)
+        u = self.draws[:, step : step + 1] * cdf[:, -1:]
+        pick = torch.searchsorted(cdf, u, right=True).clamp_(max=scores.shape[-1] - 1)
+        return torch.full_like(scores, float("-inf")).scatter_(1, pick.to(scores.device), 0.0)
+
+
+def _stream_names(streams: "Sequence[Sequence[int]] | None", rows: int) -> list[tuple[int, ...]]:
+    if streams is None:
+        return [(i,) for i in range(rows)]
+    names = [tuple(int(x) for x in s) for s in streams]
+    if len(names) != rows:
+        raise ValueError(f"streams: expected one name per token set ({rows}), got {len(names)}")
+    return names
 
 
 def _check_sets(token_sets: Sequence[torch.Tensor], allow_empty: bool) -> None:

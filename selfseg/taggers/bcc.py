@@ -11,6 +11,7 @@ from ..config import Config
 from ..io import LoadedImage
 from ..models.blip import BlipCaptioner
 from ..results import ClusterCaptions, ClusterMaps, TagResult, rank_nouns
+from ..streams import image_key
 from .base import TAGGERS
 from .nouns import NounExtractor
 
@@ -62,7 +63,8 @@ class BCCTagger:
             sets.append([body[b, torch.nonzero(flat == c).flatten()] for c in range(m.n_clusters)])
         del tokens_by_scale, top_tokens
 
-        captions, nouns, cycles_run = self._caption_cycles(sets, timings)
+        keys = [image_key(im.image) for im in images]
+        captions, nouns, cycles_run = self._caption_cycles(sets, keys, timings)
 
         results = []
         for b, (im, m) in enumerate(zip(images, maps)):
@@ -79,9 +81,12 @@ class BCCTagger:
             ))
         return results
 
-    def _caption_cycles(self, sets: list[list[torch.Tensor]], timings: dict[str, float]):
+    def _caption_cycles(self, sets: list[list[torch.Tensor]], keys: list[int], timings: dict[str, float]):
         """Sample captions for every (image, cluster) `cycles` times; returns captions[b][c][cycle],
         nouns[b][c][cycle] and cycles run per image.
+
+        Each caption draws from its own random stream, named by the seed, the image's pixels (`keys`), the
+        cycle and the cluster: an image gets the same captions whatever else is in its batch or call.
 
         Without adaptive cycles, all images x clusters x cycles go to ONE generate call. With
         `adaptive_cycles = N`, cycles run in blocks of N (each block one call over the still-active
@@ -96,7 +101,7 @@ class BCCTagger:
         seen: list[set[str]] = [set() for _ in sets]
         quiet = [0] * len(sets)
         active = list(range(len(sets)))
-        done = calls = 0
+        done = 0
         timings.setdefault("caption", 0.0)
         timings.setdefault("nouns", 0.0)
         while active and done < total:
@@ -106,9 +111,8 @@ class BCCTagger:
             t0 = time.perf_counter()
             texts: list[str] = []
             for chunk in self._chunks(rows, sets):
-                # One seed per generate call of this run: blocks and chunks never replay each other's draws.
-                texts += self.blip.caption([sets[b][c] for b, _, c in chunk], self.gen, seed=pc.seed + calls)
-                calls += 1
+                texts += self.blip.caption([sets[b][c] for b, _, c in chunk], self.gen, seed=pc.seed,
+                                           streams=[(keys[b], done + cyc, c) for b, cyc, c in chunk])
             _sync(self.blip.device)
             timings["caption"] += time.perf_counter() - t0
             t0 = time.perf_counter()

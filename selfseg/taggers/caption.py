@@ -8,6 +8,7 @@ from ..config import Config
 from ..io import LoadedImage
 from ..models.blip import BlipCaptioner
 from ..results import ClusterCaptions, TagResult, rank_nouns
+from ..streams import image_key
 from .base import TAGGERS
 from .nouns import NounExtractor
 
@@ -38,7 +39,10 @@ class CaptionTagger:
         t0 = time.perf_counter()
         # Row order: cycle, then image. Rows of one image share its tensor, so the captioner projects its
         # keys and values once.
-        texts = self.blip.caption([s for _ in range(pc.cycles) for s in sets], pc, seed=pc.seed)
+        # Each caption draws from its own stream (the image's pixels, the cycle): batch neighbours change nothing.
+        keys = [image_key(im.image) for im in images]
+        texts = self.blip.caption([s for _ in range(pc.cycles) for s in sets], pc, seed=pc.seed,
+                                  streams=[(keys[b], cyc) for cyc in range(pc.cycles) for b in range(len(images))])
         timings["caption"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         found = self.nouns(texts)

@@ -11,11 +11,14 @@ import json
 from pathlib import Path
 
 import pytest
+import numpy as np
 import torch
 from PIL import Image
+from transformers.generation import LogitsProcessorList, TopKLogitsWarper, TopPLogitsWarper
 
 from selfseg.config import CaptioningConfig
-from selfseg.models.blip import BlipCaptioner, build_tiny_blip, pack_sets, sharpen_cross_attention
+from selfseg.models.blip import BlipCaptioner, StreamSampler, build_tiny_blip, pack_sets, sharpen_cross_attention
+from selfseg.streams import stream_uniforms
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "blip-image-captioning-large"
 # top_k=1 makes caption() greedy too (it samples); generate(**LOGITS) turns sampling off.
@@ -64,8 +67,9 @@ def honoured_mask(monkeypatch):
     monkeypatch.setattr(mbt.BlipTextAttention, "forward", forward)
 
 
-def _stock_padded(cap, token_sets, settings, seed, **kwargs):
-    """The stock way to batch sets: right-pad, pass the mask, let transformers' decoder do the rest."""
+def _stock_padded(cap, token_sets, settings, seed, streams=None, **kwargs):
+    """The stock way to batch sets: right-pad, pass the mask, let transformers' decoder do the rest. Sampling
+    uses selfseg's per-row streams (the processors `caption` appends), so that draws can be compared."""
     longest = max(t.shape[0] for t in token_sets)
     enc = torch.zeros(len(token_sets), longest, token_sets[0].shape[1], dtype=token_sets[0].dtype)
     mask = torch.zeros(len(token_sets), longest, dtype=torch.long)
@@ -75,15 +79,15 @@ def _stock_padded(cap, token_sets, settings, seed, **kwargs):
     s = settings.sampling()
     lo, hi = s.new_token_limits(ids.shape[1])
     cfg = cap.model.config.text_config
-    gen = dict(do_sample=True, top_p=s.top_p, top_k=s.top_k, repetition_penalty=s.repetition_penalty,
-               min_new_tokens=lo, max_new_tokens=hi, eos_token_id=cfg.sep_token_id, pad_token_id=cfg.pad_token_id)
+    gen = dict(do_sample=True, repetition_penalty=s.repetition_penalty, min_new_tokens=lo, max_new_tokens=hi,
+               eos_token_id=cfg.sep_token_id, pad_token_id=cfg.pad_token_id)
     gen.update(kwargs)
-    if not gen["do_sample"]:
-        gen.pop("top_p"), gen.pop("top_k")
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        return cap.model.text_decoder.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                                               encoder_hidden_states=enc, encoder_attention_mask=mask, **gen)
+    if gen.pop("do_sample"):
+        names = streams or [(i,) for i in range(len(token_sets))]
+        gen["logits_processor"] = LogitsProcessorList(cap.sampling_processors(settings, seed, names, ids.shape[1]))
+    return cap.model.text_decoder.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                           encoder_hidden_states=enc, encoder_attention_mask=mask,
+                                           do_sample=False, **gen)
 
 
 # ---------------------------------------------------------------------------------------- input-sensitive
@@ -158,6 +162,47 @@ def test_sampled_captions_equal_the_correctly_masked_stock_batch(tiny, sets, hon
     assert torch.equal(ours, stock)
 
 
+def test_a_caption_depends_on_its_stream_and_tokens_not_on_its_neighbours(tiny, sets):
+    """Per-row streams: the same (set, stream name) gives the same caption in any batch, at any position."""
+    settings = CaptioningConfig()
+    names = {i: (99, 7, i) for i in range(4)}
+    together = tiny.caption(sets, settings, 3, streams=[names[i] for i in range(4)])
+    for order in ([2], [3, 1], [1, 3, 0, 2], [2, 2, 0]):
+        got = tiny.caption([sets[i] for i in order], settings, 3, streams=[names[i] for i in order])
+        assert got == [together[i] for i in order]
+    # Not vacuous: another stream name or another seed draws another caption for the same tokens.
+    assert tiny.caption([sets[2]], settings, 3, streams=[(99, 8, 2)]) != [together[2]]
+    assert tiny.caption([sets[2]], settings, 4, streams=[names[2]]) != [together[2]]
+
+
+def test_stream_sampler_draws_from_the_distribution_it_is_given():
+    """Inverse-CDF sampling from uniforms: frequencies follow softmax(scores); a -inf token is never drawn."""
+    probs = torch.tensor([0.5, 0.3, 0.0, 0.15, 0.05])
+    scores = probs.log().expand(40000, 5).clone()
+    draws = torch.as_tensor(stream_uniforms(0, [(i,) for i in range(40000)], 1))
+    out = StreamSampler(draws, prompt_length=3)(torch.zeros(40000, 3, dtype=torch.long), scores)
+    assert torch.isfinite(out).sum(1).eq(1).all()  # exactly one token kept per row
+    picks = out.argmax(1)
+    freq = torch.bincount(picks, minlength=5).double() / 40000
+    assert freq[2] == 0
+    assert float((freq - probs.double()).abs().max()) < 0.01  # 4 standard errors at n = 40000
+    # A row's pick is a function of its own draw and scores: shuffling the rows shuffles the picks.
+    perm = torch.randperm(40000, generator=torch.Generator().manual_seed(1))
+    again = StreamSampler(draws[perm], 3)(torch.zeros(40000, 3, dtype=torch.long), scores[perm]).argmax(1)
+    assert torch.equal(again, picks[perm])
+
+
+def test_stream_uniforms_are_named_and_stable():
+    a = stream_uniforms(0, [(1, 2, 3), (1, 2, 4)], 3)
+    assert np.array_equal(a, stream_uniforms(0, [(1, 2, 3), (1, 2, 4)], 3))
+    assert not np.array_equal(a[0], a[1]) and not np.array_equal(a, stream_uniforms(1, [(1, 2, 3), (1, 2, 4)], 3))
+    # numpy guarantees SeedSequence + PCG64 streams across releases; pinned so that a change is noticed.
+    assert np.allclose(a[0], [0.6014845214281602, 0.5486316869276056, 0.8307327466820285], rtol=0, atol=1e-15)
+    assert stream_uniforms(-1, [(2**127,)], 1).shape == (1, 1)  # any seed, 128-bit image keys
+    with pytest.raises(ValueError, match="non-negative"):
+        stream_uniforms(0, [(-1,)], 1)
+
+
 def test_pack_sets_fills_groups_up_to_the_largest_set():
     sizes = [5, 700, 300, 300, 120, 90, 3, 699]
     groups = pack_sets(sizes)
@@ -227,12 +272,21 @@ def test_profiles_reach_generate(tiny, sets, monkeypatch):
     monkeypatch.setattr(tiny.model.text_decoder, "generate", spy)
     tiny.caption([sets[0]], CaptioningConfig(), 0)
     tiny.caption([sets[0]], CaptioningConfig(profile="paper"), 0)
-    tiny.caption([sets[0]], CaptioningConfig(profile="paper", top_k=0, repetition_penalty=3.0), 0)
-    pick = [{k: kw[k] for k in ("top_p", "top_k", "repetition_penalty", "min_new_tokens", "max_new_tokens")}
+    tiny.caption([sets[0]], CaptioningConfig(profile="paper", top_k=0, top_p=0.9, repetition_penalty=3.0), 0)
+
+    def warpers(kw):
+        return [(type(p).__name__, getattr(p, "top_k", None) or getattr(p, "top_p", None))
+                for p in kw["logits_processor"] if isinstance(p, (TopKLogitsWarper, TopPLogitsWarper))]
+
+    pick = [{k: kw[k] for k in ("do_sample", "repetition_penalty", "min_new_tokens", "max_new_tokens")}
             for kw in seen]
-    assert pick[0] == dict(top_p=1.0, top_k=50, repetition_penalty=1.1, min_new_tokens=0, max_new_tokens=21)
-    assert pick[1] == dict(top_p=1.0, top_k=50, repetition_penalty=100.0, min_new_tokens=4, max_new_tokens=25)
-    assert pick[2]["top_k"] == 0 and pick[2]["repetition_penalty"] == 3.0
+    assert pick[0] == dict(do_sample=False, repetition_penalty=1.1, min_new_tokens=0, max_new_tokens=21)
+    assert pick[1] == dict(do_sample=False, repetition_penalty=100.0, min_new_tokens=4, max_new_tokens=25)
+    assert pick[2]["repetition_penalty"] == 3.0
+    # top_p 1.0 filters nothing, so (as in transformers' own sampling) no top-p warper is added
+    assert warpers(seen[0]) == warpers(seen[1]) == [("TopKLogitsWarper", 50)]
+    assert warpers(seen[2]) == [("TopPLogitsWarper", 0.9)]
+    assert all(isinstance(kw["logits_processor"][-1], StreamSampler) for kw in seen)
 
 
 # ------------------------------------------------------------------- the default checkpoint's own settings
@@ -304,12 +358,14 @@ def test_whole_image_caption_equals_blip_generate(blip_large_shrunk, photos):
         assert _max_logit_diff(ours, stock) < 1e-4 and _same_tokens(ours, stock)
         outs.append(ours.sequences)
         # Sampling with the released profile, and LAVIS's lengths given to transformers as they were
-        # (max_length / min_length count the prompt): the same text for the same seed.
-        with torch.inference_mode(), torch.random.fork_rng():
-            torch.manual_seed(11)
+        # (max_length / min_length count the prompt), drawing from the same per-row stream: the same text.
+        released = CaptioningConfig()
+        n_prompt = cap.prompt_ids(prompt).shape[1]
+        with torch.inference_mode():
             sampled = model.generate(pixel_values=inputs.pixel_values[b:b + 1],
-                                     input_ids=inputs.input_ids[b:b + 1].clone(), do_sample=True, top_p=1.0, top_k=50,
-                                     repetition_penalty=1.1, min_length=4, max_length=25)
-        text = processor.tokenizer.decode(sampled[0, cap.prompt_ids(prompt).shape[1]:], skip_special_tokens=True)
-        assert cap.caption([tokens[b]], CaptioningConfig(), 11) == [text.strip()]
+                                     input_ids=inputs.input_ids[b:b + 1].clone(), do_sample=False,
+                                     repetition_penalty=1.1, min_length=4, max_length=25,
+                                     logits_processor=cap.sampling_processors(released, 11, [(3, b)], n_prompt))
+        text = processor.tokenizer.decode(sampled[0, n_prompt:], skip_special_tokens=True)
+        assert cap.caption([tokens[b]], released, 11, streams=[(3, b)]) == [text.strip()]
     assert not torch.equal(outs[0], outs[1])  # two photos, two captions: the equality above is not vacuous
