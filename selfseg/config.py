@@ -2,11 +2,13 @@
 
 Every number of the algorithm is a field here; defaults are the Self-Seg paper's values (Sect. 4.1).
 A YAML file may name a `base:` file (relative to itself) and override a few fields, so each benchmark
-config reads as "the paper's settings, except ...".
+config reads as "the paper's settings, except ...". Input paths a file sets (dataset root, class list,
+caches) are relative to that file too; `key=value` overrides and dicts are relative to the working directory.
 """
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -125,7 +127,8 @@ class CaptioningConfig:
     # All rows of a batch go to ONE call while they fit; beyond it, calls are split (rows kept in order).
     # 0: no limit. At ViT-L, 8 images x 1024 patches take about 0.6 GiB in float32.
     max_cross_attention_gib: float = 8.0
-    # Seed of the sampling; the same seed and the same image batch give the same captions.
+    # Seed of k-means and of the caption sampling: the same seed and the same image give the same result,
+    # whatever the image's batch, shard, order or name (each caption draws from its own stream).
     seed: int = 0
 
     def sampling(self) -> CaptionSampling:
@@ -486,12 +489,47 @@ def _read_yaml_with_base(path: Path, seen: tuple) -> dict:
     if not isinstance(data, dict):
         raise ConfigError(f"config {path}: expected a mapping at the top level, got {type(data).__name__}")
     base = data.pop("base", None)
+    data = _anchor_paths(data, path.parent)
     if base is None:
         return data
     if not isinstance(base, str):
         raise ConfigError(f"config {path}: 'base' expected a file name, got {base!r}")
     parent = _read_yaml_with_base((path.parent / base).resolve(), seen + (path,))
     return _deep_merge(parent, data)
+
+
+#: Fields naming a file or folder the run reads. A relative value set in a config file is relative to that
+#: file's folder, so a config works from any working directory. Output folders (evaluation.out) are not here:
+#: like --out, they stay relative to the working directory.
+PATH_FIELDS = ("model.cache_dir", "vlm.cache", "evaluation.root", "evaluation.classes", "evaluation.llm_cache")
+#: Fields holding a Hugging Face id or a local checkpoint folder. "org/name" is an id, so only a value that
+#: starts with "./", "../" or "~" is taken for a path (and anchored like PATH_FIELDS).
+CHECKPOINT_FIELDS = ("model.blip", "segment.grounded_sam2.detector", "segment.grounded_sam2.sam",
+                     "segment.clipseg.model", "vlm.model", "vlm.llm", "evaluation.llm_model",
+                     "evaluation.embedding_model")
+
+
+def _anchor_paths(data: dict, folder: Path) -> dict:
+    """`data` (one YAML file's mapping) with its relative path values joined to `folder` and `~` expanded.
+    Anything else (null, a wrong type, a missing section) is left for validation to report."""
+    out = dict(data)
+    for key in PATH_FIELDS + CHECKPOINT_FIELDS:
+        *sections, name = key.split(".")
+        node = out
+        for sec in sections:
+            if not isinstance(node.get(sec), dict):
+                break
+            node[sec] = dict(node[sec])  # copied on the way down: the caller's mapping stays as it was
+            node = node[sec]
+        else:
+            value = node.get(name)
+            if not isinstance(value, str) or not value.strip():
+                continue
+            if key in CHECKPOINT_FIELDS and not value.startswith(("./", "../", "~")):
+                continue
+            p = Path(os.path.expanduser(value))  # unlike Path.expanduser, never raises for "~nobody"
+            node[name] = str(p if p.is_absolute() else (folder / p).resolve())
+    return out
 
 
 def _deep_merge(a: dict, b: dict) -> dict:

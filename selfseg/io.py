@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import glob
 import os
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Union
 
@@ -24,6 +25,8 @@ class LoadedImage:
     image: Any
     size: tuple[int, int]
     source: str
+    # What the models will not see and the result should say: frames left out, an oversized image.
+    notes: list[str] = field(default_factory=list)
 
 
 def expand_inputs(items: Iterable[str]) -> list[str]:
@@ -55,24 +58,50 @@ def load_image(src: ImageInput, max_side: int = 1024) -> LoadedImage:
     from PIL import Image
 
     name = str(src) if isinstance(src, (str, os.PathLike)) else f"<{type(src).__name__}>"
-    try:
-        img, size = _open(src, name, max_side)
-        if min(size) < MIN_SIDE:
-            raise ImageError(f"{name}: image is {size[1]}x{size[0]} px, smaller than one {MIN_SIDE}-px patch")
-        img = _to_rgb(img)
-    except ImageError:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise ImageError(f"{name}: refused, too many pixels to decode safely ({exc})") from None
-    except (OSError, SyntaxError, ValueError, TypeError) as exc:  # whatever PIL or numpy raise on odd input
-        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ImageError(f"{name}: unreadable image ({why})") from None
+    short = Path(name).name if isinstance(src, (str, os.PathLike)) else name
+    notes: list[str] = []
+    # PIL warns about an image between MAX_IMAGE_PIXELS and twice that; the warning is about this one image,
+    # so it belongs in its result, not in a run's stderr (where it would not say which image).
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", Image.DecompressionBombWarning)
+        try:
+            img, size, frames = _open(src, name, max_side)
+            if min(size) < MIN_SIDE:
+                raise ImageError(f"{name}: image is {size[1]}x{size[0]} px, smaller than one {MIN_SIDE}-px patch")
+            img = _to_rgb(img)
+        except ImageError:
+            raise
+        except Image.DecompressionBombError as exc:
+            raise ImageError(f"{name}: refused, too many pixels to decode safely ({exc})") from None
+        except (OSError, SyntaxError, ValueError, TypeError) as exc:  # whatever PIL or numpy raise on odd input
+            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ImageError(f"{name}: unreadable image ({why})") from None
+    bombs = [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
+    for w in caught:  # not ours to handle: passed on as they came
+        if not issubclass(w.category, Image.DecompressionBombWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    if frames > 1:
+        notes.append(f"{short}: {frames} frames; the first frame was used")
+    if bombs:
+        notes.append(f"{short}: {size[0] * size[1]} pixels, more than PIL's limit of {Image.MAX_IMAGE_PIXELS} "
+                     f"against decompression bombs; loaded anyway")
     if max(img.size) > max_side:
         img.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
-    return LoadedImage(image=img, size=size, source=name)
+    return LoadedImage(image=img, size=size, source=name, notes=notes)
 
 
-def _open(src: ImageInput, name: str, max_side: int) -> tuple[Any, tuple[int, int]]:
+def _frames(img: Any) -> int:
+    """Frames (animation) or pages (TIFF) of an open image; 1 when it cannot tell. Only the first is used."""
+    if getattr(img, "format", None) == "MPO":  # a camera JPEG's extra frames are previews of the same photo
+        return 1
+    try:
+        return max(1, int(getattr(img, "n_frames", 1)))
+    except Exception:  # a damaged later frame must not make the first one unreadable
+        return 1
+
+
+def _open(src: ImageInput, name: str, max_side: int) -> tuple[Any, tuple[int, int], int]:
+    """(image, upright (H, W), frames in the file)."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     if isinstance(src, (str, os.PathLike)):
@@ -81,6 +110,7 @@ def _open(src: ImageInput, name: str, max_side: int) -> tuple[Any, tuple[int, in
         try:
             img = Image.open(path)
             size = _upright_size(img)
+            frames = _frames(img)  # before load(): counting seeks through the file, then back to frame 0
             if img.format == "JPEG" and max(size) > max_side:
                 # draft() picks the largest 1/2, 1/4 or 1/8 scale that still covers the request.
                 scale = max_side / max(size)
@@ -89,17 +119,18 @@ def _open(src: ImageInput, name: str, max_side: int) -> tuple[Any, tuple[int, in
             # exif_transpose copies even an upright image: only call it when there is something to undo
             # (one full-size copy of a huge PNG is 144 MB).
             upright = (img.height, img.width) == size and img.getexif().get(0x0112, 1) in (1, None)
-            return (img if upright else ImageOps.exif_transpose(img)), size
+            return (img if upright else ImageOps.exif_transpose(img)), size, frames
         except UnidentifiedImageError:
             raise ImageError(f"{name}: not an image (unrecognised format)") from None
         except (OSError, SyntaxError, ValueError) as exc:
             raise ImageError(f"{name}: corrupt or truncated image ({exc})") from None
     if isinstance(src, Image.Image):
+        frames = _frames(src)
         img = ImageOps.exif_transpose(src)
-        return img, (img.height, img.width)
+        return img, (img.height, img.width), frames
     if isinstance(src, np.ndarray) or hasattr(src, "__array__"):
         img = _from_array(np.asarray(src), name)
-        return img, (img.height, img.width)
+        return img, (img.height, img.width), 1
     raise ImageError(f"{name}: expected a path, PIL image or array, got {type(src).__name__}")
 
 

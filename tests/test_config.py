@@ -123,3 +123,67 @@ def test_more_invalid_values(data, tmp_path):
         data = p
     with pytest.raises(ConfigError):
         load_config(data)
+
+
+def test_a_shipped_benchmark_config_finds_its_dataset_from_any_directory(repo, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    c = load_config(repo / "configs" / "benchmarks" / "smoke.yaml")
+    assert c.evaluation.root == str((repo / "examples" / "ade20k_sample").resolve())
+    assert c.evaluation.out == "runs/{name}"  # outputs stay relative to the working directory
+    assert c.vlm.cache is None  # null is not a path
+
+
+def test_shipped_configs_point_where_they_did_from_the_repository(repo, monkeypatch):
+    monkeypatch.chdir(repo)
+    for name, root in [("voc", "data/VOCdevkit/VOC2012"), ("ade20k", "data/ADEChallengeData2016"),
+                       ("ade20k_full", "data/ADE20K_2021_17_01"), ("cityscapes", "data/cityscapes"),
+                       ("smoke", "examples/ade20k_sample")]:
+        c = load_config(f"configs/benchmarks/{name}.yaml")
+        assert c.evaluation.root == str((repo / root).resolve()), name
+
+
+def test_input_paths_are_relative_to_the_file_that_set_them(tmp_path, monkeypatch):
+    import os
+
+    (tmp_path / "configs" / "shared").mkdir(parents=True)
+    (tmp_path / "configs" / "shared" / "base.yaml").write_text(
+        "model: {cache_dir: hf, blip: ./ckpt/blip}\n"
+        "vlm: {cache: replies.sqlite, model: Qwen/Qwen2.5-VL-3B-Instruct, llm: ~/models/llm}\n"
+        "evaluation: {classes: names.txt, llm_cache: '~/love.json'}\n")
+    (tmp_path / "configs" / "run.yaml").write_text(
+        "base: shared/base.yaml\nevaluation: {root: ../data/set, out: 'runs/{name}'}\n"
+        "segment: {grounded_sam2: {detector: /abs/gdino, sam: ../sam}}\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    c = load_config(tmp_path / "configs" / "run.yaml")
+    shared = tmp_path / "configs" / "shared"
+    assert c.evaluation.root == str(tmp_path / "data" / "set")  # this file's folder
+    assert c.evaluation.classes == str(shared / "names.txt")  # the base file's folder
+    assert c.model.cache_dir == str(shared / "hf") and c.vlm.cache == str(shared / "replies.sqlite")
+    assert c.model.blip == str(shared / "ckpt" / "blip")  # "./": a local checkpoint
+    assert c.segment.grounded_sam2.sam == str(tmp_path / "sam")
+    assert c.vlm.model == "Qwen/Qwen2.5-VL-3B-Instruct"  # a hub id is not a path
+    assert c.segment.grounded_sam2.detector == "/abs/gdino"
+    assert c.vlm.llm == os.path.expanduser("~/models/llm")
+    assert c.evaluation.llm_cache == os.path.expanduser("~/love.json")
+    assert c.evaluation.out == "runs/{name}"
+
+
+def test_paths_from_overrides_and_dicts_stay_relative_to_the_working_directory(tmp_path):
+    (tmp_path / "c.yaml").write_text("evaluation: {root: data}\n")
+    c = load_config(tmp_path / "c.yaml", ["evaluation.classes=names.txt", "evaluation.root=mine"])
+    assert c.evaluation.root == "mine" and c.evaluation.classes == "names.txt"
+    d = load_config({"evaluation": {"root": "data", "classes": "names.txt"}, "model": {"cache_dir": "hf"}})
+    assert (d.evaluation.root, d.evaluation.classes, d.model.cache_dir) == ("data", "names.txt", "hf")
+
+
+@pytest.mark.parametrize("value", ["null", "''", "3", "[a, b]"])
+def test_odd_path_values_are_left_to_validation(tmp_path, value):
+    (tmp_path / "c.yaml").write_text(f"evaluation: {{classes: {value}}}\nvlm: {{cache: {value}}}\n")
+    if value in ("3", "[a, b]"):
+        with pytest.raises(ConfigError, match="expected"):
+            load_config(tmp_path / "c.yaml")
+    else:
+        c = load_config(tmp_path / "c.yaml")
+        assert c.evaluation.classes in (None, "") and c.vlm.cache in (None, "")

@@ -156,3 +156,54 @@ def test_float_and_bool_images_keep_their_brightness(tmp_path):
     assert load_image(Image.fromarray(np.ones((20, 20), dtype=np.float32), mode="F")).image.getpixel((0, 0)) == (
         255, 255, 255)
     assert load_image(np.ones((20, 20), dtype=bool)).image.getpixel((0, 0)) == (255, 255, 255)
+
+
+def _frames(n: int) -> list:
+    return [Image.new("RGB", (40, 30), (60 * i, 0, 0)) for i in range(n)]
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".tif", ".png", ".webp"])
+def test_a_multi_frame_image_uses_its_first_frame_and_says_so(tmp_path, suffix):
+    first, *rest = _frames(3)
+    p = _save(tmp_path / f"anim{suffix}", first, save_all=True, append_images=rest)
+    out = load_image(p)
+    assert out.notes == [f"anim{suffix}: 3 frames; the first frame was used"]
+    assert out.image.getpixel((0, 0))[0] < 10  # frame 0 (black), not a later, redder one
+    with Image.open(p) as opened:  # an open PIL image is noted too
+        assert load_image(opened).notes == [f"<{type(opened).__name__}>: 3 frames; the first frame was used"]
+
+
+def test_a_single_frame_image_has_no_notes(tmp_path):
+    assert load_image(_save(tmp_path / "one.gif", _frames(1)[0])).notes == []
+    assert load_image(_save(tmp_path / "one.png", _frames(1)[0])).notes == []
+
+
+def test_a_decompression_bomb_warning_becomes_a_note_of_that_image(tmp_path, monkeypatch):
+    import warnings
+
+    # Between PIL's limit and twice it, PIL only warns: 100x100 px against a limit of 6000.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 6000)
+    p = _save(tmp_path / "big.png", Image.new("RGB", (100, 100)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing may reach the run's stderr
+        out = load_image(p)
+    assert out.size == (100, 100)
+    assert out.notes == ["big.png: 10000 pixels, more than PIL's limit of 6000 against decompression bombs; "
+                         "loaded anyway"]
+    assert load_image(p).notes == out.notes  # every image gets its own note, not only the first
+
+
+def test_other_warnings_while_loading_still_reach_the_caller(tmp_path, monkeypatch):
+    import warnings
+
+    import selfseg.io as sio
+
+    real = sio._to_rgb
+
+    def noisy(img):
+        warnings.warn("something about the conversion", UserWarning)
+        return real(img)
+
+    monkeypatch.setattr(sio, "_to_rgb", noisy)
+    with pytest.warns(UserWarning, match="something about the conversion"):
+        load_image(_save(tmp_path / "x.png", Image.new("RGB", (40, 30))))

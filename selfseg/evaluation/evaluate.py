@@ -115,6 +115,9 @@ def score_label_maps(dataset: Dataset, pred_dir: "str | Path", convention: str =
     pred_dir = Path(pred_dir)
     samples = list(samples if samples is not None else dataset.samples)
     if not pred_dir.is_dir():
+        if pred_dir.exists():
+            raise DatasetError(f"predictions {pred_dir} is not a folder (expected a folder of <image stem>.png "
+                               f"label maps)")
         raise DatasetError(f"predictions folder {pred_dir} does not exist")
     missing = [s.id for s in samples if find_prediction(pred_dir, s) is None]
     if missing:

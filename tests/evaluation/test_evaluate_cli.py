@@ -292,3 +292,32 @@ def test_bad_arguments_are_usage_errors(tmp_path, capsys, args):
         main(["evaluate", *base, *args])
     assert exc.value.code == 2
     assert "selfseg evaluate: error:" in capsys.readouterr().err
+
+
+def test_predictions_that_are_a_file_are_not_a_folder(tmp_path, capsys):
+    pred = tmp_path / "preds.txt"
+    pred.write_text("not a folder")
+    code, out, err = evaluate(capsys, "-d", "ade20k", "-r", ADE_SAMPLE, "-p", pred)
+    assert code == 2 and out == ""
+    line = one_error_line(err)
+    assert "is not a folder" in line and str(pred) in line and "does not exist" not in line
+
+
+@pytest.mark.parametrize("target", ["afile.txt/x.json", "afile.txt/deeper/x.json", "pred"])
+def test_an_unwritable_out_is_refused_before_scoring(tmp_path, capsys, ade_gt, target):
+    pred = write_preds(tmp_path / "pred", ade_gt)
+    (tmp_path / "afile.txt").write_text("a file, not a folder")
+    code, out, err = evaluate(capsys, "-d", "ade20k", "-r", ADE_SAMPLE, "-p", pred, "--out", tmp_path / target)
+    assert code == 2 and out == ""  # no score table before the failure
+    line = one_error_line(err)
+    assert str(tmp_path / target) in line
+    assert ("afile.txt is not a folder" in line) if target != "pred" else ("is a folder" in line)
+    assert not (pred / "scores.json").exists()
+
+
+def test_out_in_folders_still_to_be_made_is_written(tmp_path, capsys, ade_gt):
+    pred = write_preds(tmp_path / "pred", ade_gt)
+    target = tmp_path / "new" / "deeper" / "scores.json"
+    code, out, _ = evaluate(capsys, "-d", "ade20k", "-r", ADE_SAMPLE, "-p", pred, "--out", target)
+    assert code == 0 and "mIoU" in out
+    assert json.loads(target.read_text())["images"] == 3
