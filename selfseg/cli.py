@@ -4,8 +4,9 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from .errors import SelfSegError
 
@@ -24,35 +25,34 @@ def _split_overrides(args: Sequence[str]) -> tuple[list[str], list[str]]:
     """Positional args that look like key.sub=value and are not files are overrides."""
     inputs, overrides = [], []
     for a in args:
-        (overrides if _OVERRIDE.match(a) and not Path(a).exists() else inputs).append(a)
+        (overrides if _OVERRIDE.match(a) and not _exists(a) else inputs).append(a)
     return inputs, overrides
 
 
-def _output_stems(sources: Sequence[str]) -> dict[str, str]:
-    """Output file stem per input, fixed by input order: the same name from two folders gets _1, _2."""
-    used: set[str] = set()
-    stems = {}
-    for src in sources:
-        base = Path(src).stem or "image"
-        stem, i = base, 1
-        while stem in used:
-            stem, i = f"{base}_{i}", i + 1
-        used.add(stem)
-        stems[src] = stem
-    return stems
+def _exists(name: str) -> bool:
+    try:
+        return Path(name).exists()
+    except OSError:  # e.g. a long vocabulary override: longer than any file name can be, so not a file
+        return False
 
 
-def _output_overwrites_input(sources: Sequence[str], stems: dict[str, str], out: Path, segment: bool) -> "str | None":
+def _outputs_of(name, segment: bool) -> tuple[str, ...]:
+    """The file names one input's results take, JSON last."""
+    return ((f"{name.name}_labels.png", f"{name.name}_overlay.png") if segment else (f"{name.name}.png",)) + \
+        (f"{name.name}.json",)
+
+
+def _output_overwrites_input(sources: Sequence[str], names: dict, out: Path, segment: bool) -> "str | None":
     """A message when an output file this run would write is one of its inputs (`tag photos/x.png --out
     photos` would replace the photo with its cluster map), else None. Checked before any work."""
-    suffixes = ("_labels.png", "_overlay.png", ".json") if segment else (".png", ".json")
     try:
         inputs = {Path(s).resolve(): s for s in sources}
         for src in sources:
-            for suffix in suffixes:
-                target = (out / f"{stems[src]}{suffix}").resolve()
+            folder = names[src].folder(out)
+            for file in _outputs_of(names[src], segment):
+                target = (folder / file).resolve()
                 if target in inputs:
-                    return (f"the output {target.name} in {out}/ would overwrite the input {inputs[target]}; "
+                    return (f"the output {target.name} in {folder}/ would overwrite the input {inputs[target]}; "
                             f"choose another --out")
     except (OSError, RuntimeError):  # e.g. a symlink loop: the image loader reports that input on its own
         return None
@@ -66,10 +66,18 @@ def _run_images(ns: argparse.Namespace, segment: bool) -> int:
 
     from .io import expand_inputs
     from .pipeline import SelfSeg, write_outputs
+    from .runs import LOG, RunFolder, output_names, own_outputs, run_settings
 
     inputs, overrides = _split_overrides(ns.inputs)
     seg = SelfSeg.from_config(_resolve_config(ns.config), overrides + (ns.set or []))
-    sources = expand_inputs(inputs)
+    expanded = list(dict.fromkeys(expand_inputs(inputs)))  # a path given twice is one input
+    # A folder or glob never yields what selfseg wrote there (logged in an outputs log); a file named
+    # on the command line is taken as given.
+    skipped = own_outputs(s for s in expanded if s not in inputs)
+    sources = [s for s in expanded if s not in skipped]
+    if skipped:
+        print(f"note: {len(skipped)} file(s) that selfseg wrote (named in a {LOG}) are not taken as inputs",
+              file=sys.stderr)
     if not sources:
         print("selfseg: error: no input images given", file=sys.stderr)
         return 2
@@ -77,24 +85,15 @@ def _run_images(ns: argparse.Namespace, segment: bool) -> int:
         print("NOTE: this config uses tiny random-init models built in code (no download); the outputs "
               "below are meaningless and only show that everything runs.")
     out = Path(ns.out)
-    stems = _output_stems(sources)
-    clash = _output_overwrites_input(sources, stems, out, segment)
+    names = output_names(sources)
+    clash = _output_overwrites_input(sources, names, out, segment)
     if clash:
         print(f"selfseg: error: {clash}", file=sys.stderr)
         return 2
-    def finished(src: str) -> bool:
-        """Done only when its JSON parses, names this very input (another input with the same stem is not
-        this one), and the image file written before it exists (a `tag` JSON does not count for `segment`)."""
-        import json
-
-        try:
-            record = json.loads((out / f"{stems[src]}.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):  # missing, unreadable, or cut short
-            return False
-        image = out / (f"{stems[src]}_labels.png" if segment else f"{stems[src]}.png")
-        return isinstance(record, dict) and record.get("source") == src and image.is_file()
-
-    todo = [s for s in sources if not (ns.resume and finished(s))]
+    folder = RunFolder(out, run_settings(seg.config, "segment" if segment else "tag"))
+    folder.start(resume=ns.resume, fresh=ns.fresh)
+    done = folder.done(names.values()) if ns.resume else set()
+    todo = [s for s in sources if names[s].key not in done]
     if len(todo) < len(sources):
         print(f"resuming: {len(sources) - len(todo)} of {len(sources)} images already have results in {out}/",
               file=sys.stderr)
@@ -108,12 +107,16 @@ def _run_images(ns: argparse.Namespace, segment: bool) -> int:
             failed += 1
             tqdm.write(f"error: {item.error}", file=sys.stderr)
             continue
-        r = item.result
+        r, name = item.result, names[item.source]
+        where, extra = name.folder(out), {"key": name.key}
         try:
             if segment:
-                r.save(out, stems[item.source], image=item.loaded.image, original_size=item.loaded.size)
+                paths = r.save(where, name.name, image=item.loaded.image, original_size=item.loaded.size,
+                               extra=extra)
+                files = [paths["json"]] + [p for k, p in paths.items() if k != "json"]
             else:
-                write_outputs(item, out, stems[item.source])
+                files = list(write_outputs(item, where, name.name, extra=extra))
+            folder.record(name, item.source, files)
         except OSError as exc:
             failed += 1
             tqdm.write(f"error: {item.source}: could not write outputs ({exc})", file=sys.stderr)
@@ -124,10 +127,10 @@ def _run_images(ns: argparse.Namespace, segment: bool) -> int:
         else:
             tqdm.write(f"{item.source}: {', '.join(r.tags) or '(no nouns found)'}", file=sys.stdout)
     bar.close()
-    done = "segmented" if segment else "tagged"
+    verb = "segmented" if segment else "tagged"
     written = len(todo) - failed
-    where = f"; outputs in {out}/" if written or len(todo) < len(sources) else "; nothing written"
-    print(f"{len(sources) - failed}/{len(sources)} images {done}{where}", file=sys.stderr)
+    where_ = f"; outputs in {out}/" if written or len(todo) < len(sources) else "; nothing written"
+    print(f"{len(sources) - failed}/{len(sources)} images {verb}{where_}", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -237,16 +240,41 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
     from .evaluation.evaluate import score_label_maps
     from .pipeline import _atomic_write
 
+    out = Path(ns.out) if ns.out else Path(ns.predictions) / "scores.json"
+    # Checked before scoring, which can take minutes: a table followed by a failure to save it is wasted work.
+    # Without --out the target lies in the predictions folder, which scoring checks with its own message.
+    problem = _unwritable_file(out) if ns.out or Path(ns.predictions).is_dir() else None
+    if problem:
+        print(f"selfseg: error: cannot write the scores to {out}: {problem}", file=sys.stderr)
+        return 2
     dataset = load_dataset(ns.dataset, ns.root, ns.split, classes=ns.classes)
     samples = dataset.samples[: ns.limit] if ns.limit else dataset.samples
     report = score_label_maps(dataset, ns.predictions, convention=ns.convention,
                               cmiou_segments=ns.cmiou_segments, samples=samples)
     print(report.table())
-    out = Path(ns.out) if ns.out else Path(ns.predictions) / "scores.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(out, lambda f: f.write(json.dumps(report.to_dict(), indent=1).encode("utf-8")))
     print(f"scores written to {out}", file=sys.stderr)
     return 0
+
+
+def _unwritable_file(path: Path) -> "str | None":
+    """Why a file could not be written at `path` (its folder created as needed), or None. Decided from the
+    existing part of the path alone: nothing is created."""
+    import os
+
+    if path.is_dir():
+        return "it is a folder; expected a file name"
+    parent = path.parent
+    while not parent.exists():
+        if parent.is_symlink():  # a dangling link: mkdir would fail on it
+            return f"{parent} is a broken symbolic link"
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{parent} is not a folder"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"the folder {parent} is not writable"
+    return None
 
 
 def cmd_benchmark(ns: argparse.Namespace) -> int:
@@ -299,7 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument("--batch-size", type=_positive_int, help="images per batch (default: run.batch_size)")
         t.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
         t.add_argument("--resume", action="store_true",
-                       help="skip images whose result JSON is already in --out (finish an interrupted run)")
+                       help="keep results an interrupted run with the same settings finished in --out")
+        t.add_argument("--fresh", action="store_true",
+                       help="first delete every file earlier runs wrote in --out (their outputs log says which)")
         t.set_defaults(func=func)
 
     r = sub.add_parser("resources", help="make WordNet and a spaCy English pipeline available")
@@ -358,6 +388,35 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@contextmanager
+def _warnings_as_lines() -> Iterator[None]:
+    """While a command runs, a Python warning that reaches the user is one `warning: <message>` line on stderr,
+    once per distinct message, instead of a file:line report with source code. Warnings about one image
+    are notes in its result; what remains is about the run (a reply cache gone bad, ...)."""
+    import warnings
+
+    shown: set[str] = set()
+    previous = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = str(message).strip()
+        text = text.splitlines()[0] if text else category.__name__
+        if text in shown:
+            return
+        shown.add(text)
+        tqdm = sys.modules.get("tqdm")  # a progress bar on stderr: print above it, not through it
+        if tqdm is not None:
+            tqdm.tqdm.write(f"warning: {text}", file=sys.stderr)
+        else:
+            print(f"warning: {text}", file=sys.stderr)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
+
+
 def main(argv: "Sequence[str] | None" = None) -> int:
     parser = build_parser()
     # Inputs and key=value overrides may come after options ("tag a.jpg --config c.yaml x.y=1"), which
@@ -371,7 +430,8 @@ def main(argv: "Sequence[str] | None" = None) -> int:
         else:
             ns.inputs += extra
     try:
-        return ns.func(ns)
+        with _warnings_as_lines():
+            return ns.func(ns)
     except SelfSegError as exc:
         print(f"selfseg: error: {exc}", file=sys.stderr)
         return 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, Sequence
@@ -87,7 +88,7 @@ class SelfSeg:
         segment one image -> `Segmentation`."""
         loaded = load_image(image, self.config.run.max_image_side)
         if tags is None and self.config.segment.vocabulary != "given":
-            tags = self.tagger.tag_batch([loaded])[0]
+            tags = _with_image_notes(self.tagger.tag_batch([loaded])[0], loaded)
         item = BatchItem(source=loaded.source, result=tags, loaded=loaded)
         planned = [self._plan(loaded, tags)]
         return self._segment_one(loaded, planned[0], self._enrich([item], planned)[0])
@@ -208,11 +209,12 @@ class SelfSeg:
         if enrichment is not None:
             seg.prompts = {c: p for c, p in prompts.items() if c in classes}
             seg.notes = list(enrichment.notes) + seg.notes
-        return seg
+        return _with_image_notes(seg, loaded)
 
     def tag(self, image: ImageInput) -> TagResult:
         """Tag one image (path, PIL image or array). Raises ImageError for an unusable image."""
-        return self.tagger.tag_batch([load_image(image, self.config.run.max_image_side)])[0]
+        loaded = load_image(image, self.config.run.max_image_side)
+        return _with_image_notes(self.tagger.tag_batch([loaded])[0], loaded)
 
     def tag_many(self, images: Iterable[ImageInput], batch_size: "int | None" = None) -> Iterator[BatchItem]:
         """Tag images in batches; a bad image yields a BatchItem with `error` and the others go on."""
@@ -247,7 +249,16 @@ class SelfSeg:
                             error=f"{batch[0].source}: {type(exc).__name__}: {exc}".splitlines()[0])
             return
         for im, res in zip(batch, results):
-            yield BatchItem(source=im.source, result=res, loaded=im)
+            yield BatchItem(source=im.source, result=_with_image_notes(res, im), loaded=im)
+
+
+def _with_image_notes(result: Any, loaded: LoadedImage) -> Any:
+    """`result` with what loading its image noted (frames left out, ...) first among its notes. Taggers and
+    segmenters do not copy them, so they are added here, once: a note the result already holds (a
+    TagResult passed back in to segment) is not repeated."""
+    if loaded.notes:
+        result.notes = list(loaded.notes) + [n for n in result.notes if n not in loaded.notes]
+    return result
 
 
 @dataclass
@@ -257,8 +268,11 @@ class _Planned:
     tags: Optional[TagResult]
 
 
-def write_outputs(item: BatchItem, out_dir: Path, stem: str) -> tuple[Path, Path]:
-    """Write <stem>.json and <stem>.png (overlay) atomically; returns their paths."""
+def write_outputs(item: BatchItem, out_dir: Path, stem: str, extra: "dict[str, Any] | None" = None) -> tuple[Path, Path]:
+    """Write <stem>.png (overlay) and <stem>.json atomically; returns their paths. The JSON names the
+    files written beside it (`files`) and carries `extra` (e.g. the run's key for the input)."""
+    import json
+
     from .viz import overlay
 
     if item.result is None or item.loaded is None:
@@ -268,8 +282,29 @@ def write_outputs(item: BatchItem, out_dir: Path, stem: str) -> tuple[Path, Path
     js, png = out_dir / f"{stem}.json", out_dir / f"{stem}.png"
     # PNG first: `--resume` looks for the JSON, so the JSON must be the last file to appear.
     _atomic_write(png, lambda f: overlay(image, item.result).save(f, format="PNG"))
-    _atomic_write(js, lambda f: f.write(item.result.to_json().encode("utf-8")))
+    record = {**item.result.to_dict(), **(extra or {}), "files": [png.name]}
+    _atomic_write(js, lambda f: f.write(json.dumps(record).encode("utf-8")))
     return js, png
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+def _umask() -> int:
+    """The process umask, without changing it where the kernel reports it (Linux). Elsewhere it can only
+    be read by setting it: done under a lock, with a restrictive stand-in, so that a file another thread
+    creates in between is never more open than intended."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -277,6 +312,8 @@ def _atomic_write(path: Path, write) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+        # mkstemp creates 0600 files; an output should get the permissions any new file of the user gets.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -134,7 +134,7 @@ def test_resume_redoes_a_truncated_result_or_another_inputs_result(repo, ade_ima
     js_a = out / f"{a.stem}.json"
     js_a.write_text(js_a.read_text()[:100])  # a result cut short
     js_b = out / f"{b.stem}.json"
-    js_b.write_text(json.dumps({**json.loads(js_b.read_text()), "source": "elsewhere/" + b.name}))  # not b's
+    js_b.write_text(json.dumps({**json.loads(js_b.read_text()), "key": "elsewhere/" + b.name}))  # not b's
     capsys.readouterr()
     assert main(["tag", str(a), str(b), "--config", cfg, "--out", str(out), "--resume", "-q"]) == 0
     cap = capsys.readouterr()
@@ -204,7 +204,7 @@ def test_tag_command_with_the_tiny_vlm(repo, tmp_path, capsys, ade_images):
     assert main(["tag", str(ade_images[0]), "--config", str(repo / "configs" / "smoke.yaml"), "--out", str(out),
                  "tagger=vlm", "vlm.max_new_tokens=8"]) == 0
     assert "meaningless" in capsys.readouterr().out
-    [js] = out.glob("*.json")
+    js = out / f"{ade_images[0].stem}.json"
     import json
 
     d = json.loads(js.read_text())
@@ -236,3 +236,98 @@ def test_a_run_that_wrote_nothing_does_not_point_at_outputs(tmp_path, repo, caps
                  "--out", str(tmp_path / "o"), "-q"])
     err = capsys.readouterr().err
     assert code == 1 and "0/1 images tagged; nothing written" in err and "outputs in" not in err
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+@pytest.mark.parametrize("proc", [True, False], ids=["proc-status", "set-and-restore"])
+def test_outputs_honour_the_umask(tmp_path, monkeypatch, umask, mode, proc):
+    import os
+
+    from selfseg import pipeline
+
+    if not proc:  # a system without /proc: the umask is read by setting and restoring it
+        real_open = open
+
+        def no_proc(file, *a, **kw):
+            if str(file).startswith("/proc/"):
+                raise FileNotFoundError(file)
+            return real_open(file, *a, **kw)
+
+        monkeypatch.setattr("builtins.open", no_proc)
+    old = os.umask(umask)
+    try:
+        pipeline._atomic_write(tmp_path / "out.json", lambda f: f.write(b"{}"))
+        assert os.umask(umask) == umask  # reading it left it as it was
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out.json").stat().st_mode & 0o777 == mode
+    assert (tmp_path / "out.json").read_bytes() == b"{}"
+
+
+def test_tag_and_segment_outputs_are_readable_under_a_usual_umask(repo, ade_images, tmp_path, capsys):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        for command in ("tag", "segment"):
+            assert main([command, str(ade_images[0]), "--config", str(repo / "configs" / "smoke.yaml"),
+                         "--out", str(tmp_path / command), "-q", "captioning.cycles=1"]) == 0
+    finally:
+        os.umask(old)
+    stem = ade_images[0].stem
+    wanted = {("tag", f"{stem}.json"), ("tag", f"{stem}.png"), ("segment", f"{stem}.json"),
+              ("segment", f"{stem}_labels.png"), ("segment", f"{stem}_overlay.png")}
+    files = [f for f in tmp_path.rglob("*") if f.is_file()]
+    assert wanted <= {(f.relative_to(tmp_path).parts[0], f.name) for f in files}
+    assert {f.stat().st_mode & 0o777 for f in files} == {0o644}
+
+
+def _gif(path: Path, frames: int = 3) -> Path:
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)) for _ in range(frames)]
+    images[0].save(path, save_all=True, append_images=images[1:])
+    return path
+
+
+def test_a_multi_frame_image_is_noted_in_the_python_results(repo, tmp_path):
+    from selfseg import SelfSeg
+
+    gif = _gif(tmp_path / "anim.gif")
+    note = "anim.gif: 3 frames; the first frame was used"
+    seg = SelfSeg.from_config(repo / "configs" / "smoke.yaml", ["captioning.cycles=1"])
+    assert seg.tag(gif).notes[0] == note
+    [item] = seg.tag_many([gif])
+    assert item.result.notes.count(note) == 1 and item.result.notes[0] == note
+    s = seg.segment(gif)
+    assert s.notes.count(note) == 1 and s.notes[0] == note and s.tags.notes.count(note) == 1
+    again = seg.segment(gif, tags=s.tags)  # tags from an earlier call already hold the note: said once
+    assert again.notes.count(note) == 1 and again.tags.notes.count(note) == 1
+    given = SelfSeg.from_config(repo / "configs" / "smoke.yaml", ["segment.vocabulary=given", "vocabulary=[cat]"])
+    [item] = given.segment_many([gif])
+    assert item.result.notes[0] == note
+
+
+@pytest.mark.parametrize("command", ["tag", "segment"])
+def test_a_multi_frame_image_is_noted_in_the_json(repo, tmp_path, capsys, command):
+    gif = _gif(tmp_path / "anim.gif")
+    out = tmp_path / "out"
+    assert main([command, str(gif), "--config", str(repo / "configs" / "smoke.yaml"), "--out", str(out), "-q",
+                 "captioning.cycles=1"]) == 0
+    d = json.loads((out / "anim.json").read_text())
+    assert d["notes"][0] == "anim.gif: 3 frames; the first frame was used"
+    if command == "segment":
+        assert d["tags"]["notes"][0] == d["notes"][0] and d["notes"].count(d["notes"][0]) == 1
+    assert "Warning" not in capsys.readouterr().err
+
+
+def test_the_smoke_benchmark_runs_from_any_directory(repo, tmp_path, monkeypatch, capsys):
+    """The config names its dataset relative to itself, so an absolute config path works from anywhere."""
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "run"
+    code = main(["benchmark", str(repo / "configs" / "benchmarks" / "smoke.yaml"), "--out", str(out), "-q"])
+    cap = capsys.readouterr()
+    assert code == 0, cap.err
+    results = json.loads((out / "results.json").read_text())
+    assert results["images"] == 3 and results["failed"] == []
+    assert results["config"]["evaluation"]["root"] == str((repo / "examples" / "ade20k_sample").resolve())
+    assert not (tmp_path / "runs").exists()  # --out given: nothing under the default run folder

@@ -154,9 +154,11 @@ class Segmentation:
                              class_id=self.class_ids - 1, data={"class_name": np.asarray(self.labels)})
 
     def save(self, out_dir: "str | Path", stem: "str | None" = None, image: Any = None,
-             original_size: "tuple[int, int] | None" = None, exif_orientation: int = 1) -> dict[str, Path]:
+             original_size: "tuple[int, int] | None" = None, exif_orientation: int = 1,
+             extra: "dict[str, Any] | None" = None) -> dict[str, Path]:
         """Write <stem>_labels.png (palette, 0 = unlabelled), <stem>_overlay.png (given the image) and
         <stem>.json (stem: the source file's name by default), the JSON last (so `--resume` never sees a half-written result).
+        The JSON names the files written beside it (`files`) and carries `extra` (e.g. the run's key).
 
         original_size: (H, W) of the input photo when the models saw a reduced copy (run.max_image_side):
         the label map is then upsampled (nearest) to it; masks in the JSON stay at `image_size`.
@@ -195,5 +197,7 @@ class Segmentation:
             _atomic_write(paths["overlay"], lambda f: draw_segmentation(image, self).save(f, format="PNG"))
         d = self.to_dict()
         d["label_map_size"] = list(sem.shape)
+        d.update(extra or {})
+        d["files"] = [p.name for k, p in paths.items() if k != "json"]
         _atomic_write(paths["json"], lambda f: f.write(json.dumps(d).encode("utf-8")))
         return paths

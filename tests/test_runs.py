@@ -1,0 +1,204 @@
+"""Output folders: names keyed by the input, run manifests, resume, and results independent of batching.
+
+The smoke config's tiny random models make every caption and mask noise, but noise that depends on the
+image (tests/models/test_blip.py shows it): equal results below mean equal computations, and the checks that
+results differ between images keep the equalities from being vacuous.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageOps
+
+from selfseg.cli import main
+from selfseg.runs import LOG, MANIFEST, OutputName, RunFolder, output_names, own_outputs, read_log
+
+
+def _names(*paths):
+    return {p: (n.key, n.stem) for p, n in output_names(list(paths)).items()}
+
+
+def test_keys_are_paths_under_the_common_folder_and_stems_never_clash(tmp_path):
+    a, b = str(tmp_path / "a" / "photo.png"), str(tmp_path / "b" / "photo.jpg")
+    assert _names(a, b) == {a: ("a/photo.png", "a/photo"), b: ("b/photo.jpg", "b/photo")}
+    assert _names(a) == {a: ("photo.png", "photo")}
+    # A stem no other input shares keeps its flat name, wherever the inputs come from.
+    x = str(tmp_path / "c" / "d" / "other.png")
+    assert _names(a, b, x)[x] == ("c/d/other.png", "other")
+    # Same folder, same stem: both keep their extension, whatever their order.
+    c, d = str(tmp_path / "x" / "photo.png"), str(tmp_path / "x" / "photo.jpg")
+    assert _names(c, d) == _names(d, c) == {c: ("photo.png", "photo.png"), d: ("photo.jpg", "photo.jpg")}
+    # Case only (one file on a case-insensitive disk): a digest of the key keeps them apart.
+    e, f = str(tmp_path / "y" / "Photo.png"), str(tmp_path / "y" / "photo.png")
+    stems = {n.stem for n in output_names([e, f]).values()}
+    assert len({s.casefold() for s in stems}) == 2 and all(s.startswith(("Photo.png-", "photo.png-")) for s in stems)
+    # `photo.png` beside an input whose own stem is `photo.png`
+    g, h, i = (str(tmp_path / "z" / n) for n in ("photo.png", "photo.jpg", "photo.png.tif"))
+    assert len({n.stem.casefold() for n in output_names([g, h, i]).values()}) == 3
+    # Relative inputs: keys relative to their common folder too.
+    assert {n.key for n in output_names(["q/r/one.png", "q/two.png"]).values()} == {"r/one.png", "two.png"}
+    assert {n.stem for n in output_names(["q/r/one.png", "q/one.jpg"]).values()} == {"r/one", "one"}
+
+
+def test_outputs_log_names_own_files_and_skips_a_cut_line(tmp_path):
+    out = tmp_path / "o"
+    folder = RunFolder(out, {"config": {"a": 1}})
+    folder.start(resume=False, fresh=False)
+    (out / "x.json").write_text(json.dumps({"key": "x.png"}))
+    (out / "x.png").write_bytes(b"")
+    folder.record(OutputName("x.png", "x"), "in/x.png", [out / "x.json", out / "x.png"])
+    with open(out / LOG, "a") as f:
+        f.write('{"key": "cut sho')  # a write a kill interrupted
+    assert [e["key"] for e in read_log(out)] == ["x.png"]
+    assert own_outputs([str(out / "x.png"), str(out / "y.png")]) == {str(out / "x.png")}
+    assert folder.done([OutputName("x.png", "x")]) == {"x.png"}
+    (out / "x.png").unlink()
+    assert folder.done([OutputName("x.png", "x")]) == set()  # a file it names is missing
+
+
+# --------------------------------------------------------------------------------------------- the CLI
+
+@pytest.fixture(scope="module")
+def six(tmp_path_factory, ade_images):
+    """Six distinct photos: the three ADE20K images and a mirrored crop of each."""
+    d = tmp_path_factory.mktemp("six")
+    paths = []
+    for i, p in enumerate(ade_images):
+        im = Image.open(p).convert("RGB")
+        im.thumbnail((256, 256))
+        im.save(d / f"p{i}a.png")
+        ImageOps.mirror(im).crop((0, 0, im.width * 3 // 4, im.height * 3 // 4)).save(d / f"p{i}b.png")
+        paths += [d / f"p{i}a.png", d / f"p{i}b.png"]
+    return paths
+
+
+SMOKE = str(Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml")
+
+
+def _segment(paths, out, *extra):
+    return main(["segment", *map(str, paths), "--config", SMOKE, "--out", str(out), "-q", *extra])
+
+
+def _strip(d):
+    """A result without what describes the run rather than the image (wall times, batch size)."""
+    if isinstance(d, dict):
+        return {k: _strip(v) for k, v in d.items() if k not in ("timings", "batch_size")}
+    if isinstance(d, list):
+        return [_strip(v) for v in d]
+    return d
+
+
+def _results(out):
+    """Every result in a folder: the JSON without run details, and the bytes of every image file."""
+    res = {}
+    for e in read_log(out):
+        res[e["key"]] = (_strip(json.loads((out / e["json"]).read_text())),
+                         {f: (out / f).read_bytes() for f in e["files"] if f.endswith(".png")})
+    return res
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(six, tmp_path_factory):
+    out = tmp_path_factory.mktemp("whole") / "out"
+    assert _segment(six, out, "--batch-size", "2") == 0
+    return out, _results(out)
+
+
+def test_results_do_not_depend_on_batch_size_or_order(six, tmp_path):
+    """The tagging stage is where images share model calls (BLIP encodes and captions a batch at once);
+    segmenting is per image. Batch sizes 1, 2, 4 and 6, three orders: the same results."""
+    runs = {}
+    for size, order in (("2", six), ("1", six), ("6", six[::-1]), ("4", [six[i] for i in (3, 0, 5, 1, 4, 2)])):
+        out = tmp_path / f"bs{size}"
+        assert main(["tag", *map(str, order), "--config", SMOKE, "--out", str(out), "-q", "--batch-size", size]) == 0
+        runs[size] = _results(out)
+    want = runs.pop("2")
+    # Not vacuous: the six photos give six different captions.
+    assert len(want) == 6 and len({json.dumps(j["clusters"]) for j, _ in want.values()}) == 6
+    for size, got in runs.items():
+        assert got == want, f"batch size {size}"
+
+
+def test_a_run_killed_at_any_point_resumes_to_the_uninterrupted_result(six, uninterrupted, tmp_path):
+    """A kill after k of 6 images leaves k logged results, maybe the next image's label PNG without its JSON,
+    and a temporary file of a write in flight. --resume (another batch size) finishes the same results."""
+    whole, want = uninterrupted
+    assert len({json.dumps(j["instances"]) for j, _ in want.values()}) == 6  # six photos, six results
+    entries = read_log(whole)
+    for k in range(6):
+        out = tmp_path / f"killed_after_{k}"
+        out.mkdir()
+        shutil.copy(whole / MANIFEST, out / MANIFEST)
+        for e in entries[:k]:
+            for f in e["files"]:
+                shutil.copy(whole / f, out / f)
+            with open(out / LOG, "a") as log:
+                log.write(json.dumps(e) + "\n")
+        nxt = entries[k]
+        (out / nxt["files"][1]).write_bytes(b"half a PNG")  # label map written, JSON not yet
+        (out / f".{nxt['json']}.x1y2.tmp").write_text("{")
+        assert _segment(six, out, "--resume", "--batch-size", "4") == 0
+        assert _results(out) == want, f"killed after {k}"
+        assert not list(out.glob(".*.tmp"))
+
+
+def test_same_stem_in_two_folders_gives_two_results_and_resume_keeps_both(repo, ade_images, tmp_path, capsys):
+    a, b = tmp_path / "a" / "photo.png", tmp_path / "b" / "photo.jpg"
+    for p, src in ((a, ade_images[0]), (b, ade_images[1])):
+        p.parent.mkdir()
+        Image.open(src).convert("RGB").save(p)
+    out = tmp_path / "out"
+    assert _segment([a, b], out) == 0
+    ja, jb = json.loads((out / "a" / "photo.json").read_text()), json.loads((out / "b" / "photo.json").read_text())
+    assert (ja["key"], ja["source"], jb["key"], jb["source"]) == ("a/photo.png", str(a), "b/photo.jpg", str(b))
+    assert ja["instances"] != jb["instances"]
+    capsys.readouterr()
+    assert _segment([a, b], out, "--resume") == 0
+    assert "resuming: 2 of 2" in capsys.readouterr().err
+    (out / "a" / "photo_overlay.png").unlink()  # a file its JSON names is gone: only that input is redone
+    assert _segment([a, b], out, "--resume") == 0
+    cap = capsys.readouterr()
+    assert "resuming: 1 of 2" in cap.err and str(a) in cap.out and str(b) not in cap.out
+
+
+def test_resume_with_other_settings_is_refused_and_fresh_starts_over(repo, ade_images, tmp_path, capsys):
+    out = tmp_path / "out"
+    one = ade_images[:1]
+    assert _segment(one, out) == 0
+    capsys.readouterr()
+    assert _segment(one, out, "--resume", "segment.segmenter=clipseg") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"selfseg: error: {out}/ holds a run with other settings (segment.segmenter: "
+                       f'"grounded_sam2" -> "clipseg"); --resume only continues the same run: drop --resume to '
+                       f"overwrite, or use --fresh to start over")
+    # The batch size cannot change a result, so it is not part of the run's identity.
+    assert _segment(one, out, "--resume", "--batch-size", "3") == 0
+    assert "resuming: 1 of 1" in capsys.readouterr().err
+    assert _segment(one, out, "--resume", "--fresh") == 2
+    assert "expected one of them" in capsys.readouterr().err
+    stale = out / f"{ade_images[0].stem}_overlay.png"
+    assert _segment(one, out, "--fresh", "segment.segmenter=clipseg") == 0
+    assert [e["run"] for e in read_log(out)] == [json.loads((out / MANIFEST).read_text())["run"]]
+    assert stale.is_file()  # written again by this run, after --fresh deleted the earlier one
+    assert json.loads((out / f"{ade_images[0].stem}.json").read_text())["segmenter"] == "clipseg"
+
+
+def test_own_outputs_in_an_input_folder_are_not_inputs(repo, ade_images, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for p in ade_images[:2]:
+        Image.open(p).convert("RGB").save(photos / f"{p.stem}.png")
+    assert _segment([photos], photos) == 0
+    assert main(["tag", str(photos), "--config", SMOKE, "--out", str(photos), "-q"]) == 2
+    # tag's overlay would be <stem>.png, the input itself: refused before any work ...
+    assert "would overwrite the input" in capsys.readouterr().err
+    capsys.readouterr()
+    assert _segment([photos], photos) == 0  # ... and segment run again takes only the two photos
+    cap = capsys.readouterr()
+    assert "note: 4 file(s) that selfseg wrote" in cap.err and "2/2 images segmented" in cap.err
+    assert sorted(p.name for p in photos.glob("*_labels*")) == sorted(f"{p.stem}_labels.png" for p in ade_images[:2])
+    # A file named on the command line is an input even if selfseg wrote it.
+    assert _segment([photos / f"{ade_images[0].stem}_overlay.png"], tmp_path / "o2") == 0
