@@ -44,28 +44,35 @@ def _outputs_of(name, segment: bool) -> tuple[str, ...]:
 
 def _output_overwrites_input(sources: Sequence[str], names: dict, out: Path, segment: bool) -> "str | None":
     """A message when an output file this run would write is one of its inputs (`tag photos/x.png --out
-    photos` would replace the photo with its cluster map), else None. Checked before any work."""
-    try:
-        inputs = {Path(s).resolve(): s for s in sources}
-        for src in sources:
-            folder = names[src].folder(out)
-            for file in _outputs_of(names[src], segment):
-                target = (folder / file).resolve()
-                if target in inputs:
-                    return (f"the output {target.name} in {folder}/ would overwrite the input {inputs[target]}; "
-                            f"choose another --out")
-    except (OSError, RuntimeError):  # e.g. a symlink loop: the image loader reports that input on its own
-        return None
+    photos` would replace the photo with its cluster map), else None. Checked before any work, by file
+    identity (device and inode), so that `X.png` for the input `X.PNG` is caught on a case-insensitive disk."""
+    import os
+
+    inputs = {}
+    for s in sources:
+        try:
+            st = os.stat(s)
+            inputs[(st.st_dev, st.st_ino)] = s
+        except OSError:  # missing, a symlink loop, ...: the image loader reports that input on its own
+            continue
+    for src in sources:
+        folder = names[src].folder(out)
+        for file in _outputs_of(names[src], segment):
+            try:
+                st = os.stat(folder / file)
+            except OSError:  # nothing there yet (or unreachable): nothing to overwrite
+                continue
+            if (st.st_dev, st.st_ino) in inputs:
+                return (f"the output {file} in {folder}/ would overwrite the input {inputs[(st.st_dev, st.st_ino)]}; "
+                        f"choose another --out")
     return None
 
 
 def _run_images(ns: argparse.Namespace, segment: bool) -> int:
     """`tag` and `segment`: expand inputs, skip finished ones (--resume), run in batches, write each
     result as it arrives, one line per image or failure, progress on stderr."""
-    from tqdm import tqdm
-
     from .io import expand_inputs
-    from .pipeline import SelfSeg, write_outputs
+    from .pipeline import SelfSeg
     from .runs import LOG, RunFolder, output_names, own_outputs, run_settings
 
     inputs, overrides = _split_overrides(ns.inputs)
@@ -92,8 +99,21 @@ def _run_images(ns: argparse.Namespace, segment: bool) -> int:
         return 2
     folder = RunFolder(out, run_settings(seg.config, "segment" if segment else "tag"))
     folder.start(resume=ns.resume, fresh=ns.fresh)
-    done = folder.done(names.values()) if ns.resume else set()
-    todo = [s for s in sources if names[s].key not in done]
+    try:
+        return _run_todo(ns, seg, sources, names, folder, out, segment)
+    finally:
+        folder.close()
+
+
+def _run_todo(ns: argparse.Namespace, seg, sources: list[str], names: dict, folder, out: Path, segment: bool) -> int:
+    """The work of `_run_images` once the output folder is checked: each input's files are logged as about
+    to be written, written (JSON last), then logged as done."""
+    from tqdm import tqdm
+
+    from .pipeline import write_outputs
+
+    done = folder.done(sources) if ns.resume else set()
+    todo = [s for s in sources if s not in done]
     if len(todo) < len(sources):
         print(f"resuming: {len(sources) - len(todo)} of {len(sources)} images already have results in {out}/",
               file=sys.stderr)
@@ -110,6 +130,8 @@ def _run_images(ns: argparse.Namespace, segment: bool) -> int:
         r, name = item.result, names[item.source]
         where, extra = name.folder(out), {"key": name.key}
         try:
+            planned = [where / f for f in _outputs_of(name, segment)]
+            folder.begin(name, item.source, planned[-1:] + planned[:-1])
             if segment:
                 paths = r.save(where, name.name, image=item.loaded.image, original_size=item.loaded.size,
                                extra=extra)

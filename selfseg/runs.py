@@ -4,11 +4,14 @@ when an earlier run's result can be kept.
 An output folder holds, besides the results:
 
     selfseg-run.json        the latest run's settings (what changes results), command and selfseg version
-    selfseg-outputs.jsonl   one line per finished input, appended after its files are in place:
-                            {"key", "source", "json", "files", "run"}; `run` is the settings fingerprint
+    selfseg-outputs.jsonl   two lines per input: its files as they are about to be written ("writing"), and
+                            again once they are in place ("done"): {"key", "source", "path", "stat",
+                            "json", "files", "run", "state"}; `run` is the settings fingerprint, `path` and
+                            `stat` the input file's resolved path, size and modification time
 
 An input's key is its path relative to the inputs' common folder (`a/photo.png`, `b/photo.jpg`): it is
-recorded with the results, and resuming matches on it. Output names: `<stem>.json` etc. for an input whose
+recorded with the results. Resuming matches an input by the file itself (resolved path, size, modification
+time), so another run's `photo.jpg` from another folder, or a photo replaced since, is never taken as done. Output names: `<stem>.json` etc. for an input whose
 stem is its own; inputs sharing a stem mirror their folders (`a/photo.json`, `b/photo.json`), and inputs of
 one folder sharing a stem keep their extension (`photo.png.json`, `photo.jpg.json`); if even that clashes
 (`Photo.png` and `photo.png` on a case-insensitive disk) a digest of the key is appended. Files named in an outputs log are selfseg's own and are never taken as
@@ -19,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Sequence
@@ -27,17 +31,21 @@ from .errors import ConfigError
 
 MANIFEST = "selfseg-run.json"
 LOG = "selfseg-outputs.jsonl"
+LOCK = ".selfseg-run.lock"
 MANIFEST_VERSION = 1
+_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 
-# Settings that cannot change a result: where models come from, how many images or rows share a call
-# (every result is independent of its batch neighbours), where reply caches live. Everything else is
-# part of a run's identity.
-_NEUTRAL = {
+# Settings that cannot change a result beyond float rounding: where models come from, how many images,
+# rows, boxes or tags share a call (results do not depend on their neighbours), where reply caches live.
+# Everything else is part of a run's identity. The device is left out, but what it decides is not: an
+# "auto" chat-model dtype is recorded as it resolves.
+_NEUTRAL: dict[str, Any] = {
     "name": None, "evaluation": None,
     "run": {"batch_size"},
     "model": {"device", "cache_dir", "local_files_only"},
     "captioning": {"max_cross_attention_gib"},
     "vlm": {"batch_size", "text_batch_size", "cache"},
+    "segment": {"grounded_sam2": {"boxes_per_call"}, "clipseg": {"tags_per_call"}},
 }
 
 
@@ -96,15 +104,25 @@ def output_names(sources: Sequence[str]) -> dict[str, OutputName]:
 
 
 def run_settings(config: Any, command: str) -> dict[str, Any]:
-    """What a run's results depend on: the config without result-neutral fields, the command, selfseg's version."""
+    """What a run's results depend on: the config without result-neutral fields (and, for `tag`, without the
+    segmenting section), the chat models' dtype as it resolves on this machine, the command, selfseg's
+    version."""
     from . import __version__
+    from .models.loading import resolve_device
 
     d = config.to_dict()
     for section, fields in _NEUTRAL.items():
         if fields is None:
             d.pop(section, None)
+        elif isinstance(fields, dict):
+            d[section] = {k: ({f: x for f, x in v.items() if f not in fields[k]} if k in fields else v)
+                          for k, v in d[section].items()}
         else:
             d[section] = {k: v for k, v in d[section].items() if k not in fields}
+    if command == "tag":
+        d.pop("segment", None)
+    if d["vlm"]["dtype"] == "auto":  # bfloat16 on a GPU, float32 on a CPU: not the same results
+        d["vlm"]["dtype"] = "bfloat16" if resolve_device(config.model.device).type == "cuda" else "float32"
     return {"command": command, "selfseg": __version__, "config": d}
 
 
@@ -123,12 +141,18 @@ def differences(old: Any, new: Any, path: str = "") -> list[str]:
 
 
 class RunFolder:
-    """One output folder, for one run: its manifest, its outputs log, and which inputs are already done."""
+    """One output folder, for one run: its manifest, its outputs log, and which inputs are already done.
+
+    While a run works in a folder it holds a shared lock on `.selfseg-run.lock` there (where the system
+    has file locks): clean-up of an earlier run's temporary files happens only when no other run holds it,
+    so it never removes a file another run is still writing.
+    """
 
     def __init__(self, out: "str | Path", settings: dict[str, Any]) -> None:
         self.out = Path(out)
         self.settings = settings
         self.run = fingerprint(settings)
+        self._lock_fd: "int | None" = None
 
     def start(self, resume: bool, fresh: bool) -> None:
         """Check the folder against this run and write its manifest, before any work.
@@ -148,54 +172,68 @@ class RunFolder:
             shown = "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")
             raise ConfigError(f"{self.out}/ holds a run with other settings ({shown}); --resume only continues "
                               f"the same run: drop --resume to overwrite, or use --fresh to start over")
-        if fresh:
-            for entry in self._entries():
-                for rel in entry["files"]:
-                    self._inside(rel).unlink(missing_ok=True)
-            (self.out / LOG).unlink(missing_ok=True)
-        if resume or fresh:
-            self._drop_temporaries()
         self.out.mkdir(parents=True, exist_ok=True)
+        alone = self._lock()
+        if fresh:
+            for entry in read_log(self.out):
+                for rel in entry["files"]:
+                    self._delete(rel)
+            (self.out / LOG).unlink(missing_ok=True)
+        if (resume or fresh) and alone:
+            self._drop_temporaries()
         from .pipeline import _atomic_write
 
         record = {"selfseg_run": MANIFEST_VERSION, "run": self.run, "settings": self.settings}
         _atomic_write(self.out / MANIFEST, lambda f: f.write(json.dumps(record, indent=1).encode("utf-8")))
 
-    def done(self, names: Iterable[OutputName]) -> set[str]:
-        """Keys of inputs whose result from this very run is complete: logged under this run's fingerprint,
-        its JSON parses and names that key, and every file it lists exists."""
-        latest = {e["key"]: e for e in self._entries()}
+    def done(self, sources: Iterable[str]) -> set[str]:
+        """Those of `sources` whose result from this very run is complete: the latest finished log entry for
+        that file (same resolved path, same size and modification time) is of this run's settings, its JSON
+        parses and carries the entry's key, and every file the entry and the JSON name exists."""
+        latest = {e["path"]: e for e in read_log(self.out) if e.get("state") == "done" and "path" in e}
         finished = set()
-        for name in names:
-            entry = latest.get(name.key)
-            if entry is None or entry.get("run") != self.run:
+        for src in sources:
+            ident = _identity(src)
+            entry = latest.get(ident[0]) if ident else None
+            if entry is None or entry.get("run") != self.run or entry.get("stat") != ident[1]:
                 continue
             try:
-                record = json.loads(self._inside(entry["json"]).read_text(encoding="utf-8"))
-            except (OSError, ValueError, ConfigError):
+                js = self._inside(entry["json"])
+                record = json.loads(js.read_text(encoding="utf-8"))
+                if not (isinstance(record, dict) and record.get("key") == entry["key"]):
+                    continue
+                named = [self._inside(rel) for rel in entry["files"]] + [js.parent / f for f in record.get("files", [])]
+            except (OSError, ValueError, TypeError, ConfigError):
                 continue
-            if not (isinstance(record, dict) and record.get("key") == name.key):
-                continue
-            folder = self._inside(entry["json"]).parent
-            if all(self._inside(rel).is_file() for rel in entry["files"]) and \
-                    all((folder / f).is_file() for f in record.get("files", [])):
-                finished.add(name.key)
+            if all(p.is_file() for p in named):
+                finished.add(src)
         return finished
 
-    def record(self, name: OutputName, source: str, files: Sequence[Path]) -> None:
-        """Log one finished input; called after all its files are in place, the JSON (files[0]) last written.
+    def begin(self, name: OutputName, source: str, files: Sequence[Path]) -> None:
+        """Log, before writing them, the files one input is about to get (JSON first): a run killed
+        mid-write leaves no unlogged output that a later run could take for an input."""
+        self._append(name, source, files, "writing")
 
-        One `write` of one short line on a file opened for appending: concurrent runs on one folder never
-        interleave within a line, and a line cut by a kill is skipped when read."""
+    def record(self, name: OutputName, source: str, files: Sequence[Path]) -> None:
+        """Log one finished input; called after all its files are in place, the JSON (files[0]) last."""
+        self._append(name, source, files, "done")
+
+    # ---------------------------------------------------------------------------------------- helpers
+    def _append(self, name: OutputName, source: str, files: Sequence[Path], state: str) -> None:
+        # One `write` of one short line on a file opened for appending: concurrent runs never interleave
+        # within a line. The leading newline ends a line a crash may have cut, so that it cannot swallow
+        # this one; empty lines are skipped when read.
+        ident = _identity(source)
         rel = [p.relative_to(self.out).as_posix() for p in files]
-        line = json.dumps({"key": name.key, "source": source, "json": rel[0], "files": rel, "run": self.run})
+        line = json.dumps({"key": name.key, "source": source, "path": ident[0] if ident else None,
+                           "stat": ident[1] if ident else None, "json": rel[0], "files": rel, "run": self.run,
+                           "state": state})
         fd = os.open(self.out / LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         try:
-            os.write(fd, (line + "\n").encode("utf-8"))
+            os.write(fd, ("\n" + line + "\n").encode("utf-8"))
         finally:
             os.close(fd)
 
-    # ---------------------------------------------------------------------------------------- helpers
     def _manifest(self) -> "dict[str, Any] | None":
         try:
             d = json.loads((self.out / MANIFEST).read_text(encoding="utf-8"))
@@ -205,23 +243,65 @@ class RunFolder:
             return {}  # unreadable: matches no run, so --resume refuses and a plain run rewrites it
         return d if isinstance(d, dict) else {}
 
-    def _entries(self) -> list[dict[str, Any]]:
-        return read_log(self.out)
-
     def _inside(self, rel: str) -> Path:
-        """A logged path, refused when it would leave the output folder (a hand-edited log)."""
-        p = self.out / rel
-        if PurePosixPath(rel).is_absolute() or ".." in PurePosixPath(rel).parts:
-            raise ConfigError(f"{self.out / LOG}: names {rel!r}, outside the folder")
-        return p
+        """A logged path, refused when it would leave the output folder (a hand-edited log, a symlinked
+        folder inside the output folder that points elsewhere)."""
+        p = PurePosixPath(rel)
+        if not rel or p.is_absolute() or ".." in p.parts or rel in (".", "./"):
+            raise ConfigError(f"{self.out / LOG}: names {rel!r}, not a file inside the folder")
+        full = self.out / p
+        root = self.out.resolve()
+        if full.parent.resolve() != root and root not in full.parent.resolve().parents:
+            raise ConfigError(f"{self.out / LOG}: names {rel!r}, which lies outside the folder")
+        return full
+
+    def _delete(self, rel: str) -> None:
+        """Remove one logged output; what is not a file inside the folder is left alone."""
+        try:
+            p = self._inside(rel)
+            if p.is_symlink() or p.is_file():
+                p.unlink()
+        except (OSError, ConfigError):
+            pass
+
+    def _lock(self) -> bool:
+        """Hold a shared lock on the folder for this run; True when no other run held it at the start."""
+        try:
+            import fcntl
+        except ImportError:  # no file locks here: assume alone, as runs on one folder are rare
+            return True
+        try:
+            self._lock_fd = os.open(self.out / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            alone = True
+        except OSError:
+            alone = False
+        fcntl.flock(self._lock_fd, fcntl.LOCK_SH)  # from exclusive to shared: other runs may join now
+        return alone
+
+    def close(self) -> None:
+        """Release the folder's lock (also released when the process ends)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def _drop_temporaries(self) -> None:
-        if not self.out.is_dir():
-            return
         for root, _, files in os.walk(self.out):
             for f in files:
-                if f.startswith(".") and f.endswith(".tmp"):  # _atomic_write's names; never read
+                if _TEMPORARY.match(f):  # _atomic_write's names (`.<name>.<8 chars>.tmp`); never read
                     Path(root, f).unlink(missing_ok=True)
+
+
+def _identity(source: str) -> "tuple[str, list[int]] | None":
+    """(resolved path, [size, modification time in ns]) of an input file: a replaced photo is another input."""
+    try:
+        st = os.stat(source)
+        return os.path.realpath(source), [st.st_size, st.st_mtime_ns]
+    except (OSError, ValueError):
+        return None
 
 
 def read_log(folder: Path) -> list[dict[str, Any]]:
@@ -244,17 +324,17 @@ def read_log(folder: Path) -> list[dict[str, Any]]:
 
 def own_outputs(paths: Iterable[str]) -> set[str]:
     """Those of `paths` that an outputs log in their folder or any folder above names as selfseg's output."""
-    logged: dict[Path, set[Path]] = {}
+    logged: dict[Path, frozenset[Path]] = {}  # per folder: every file the logs in it and above it name
 
-    def files_logged_above(folder: Path) -> set[Path]:
-        found: set[Path] = set()
-        for d in (folder, *folder.parents):
-            if d not in logged:
-                # d is resolved already and logged names never hold "..": normpath, no system calls.
-                logged[d] = {Path(os.path.normpath(d / f)) for e in read_log(d) for f in e["files"]} \
-                    if (d / LOG).is_file() else set()
-            found |= logged[d]
-        return found
+    def files_logged_above(folder: Path) -> frozenset[Path]:
+        if folder not in logged:
+            here: set[Path] = set()
+            if (folder / LOG).is_file():
+                # folder is resolved and logged names never hold "..": normpath, no system calls.
+                here = {Path(os.path.normpath(folder / f)) for e in read_log(folder) for f in e["files"]}
+            above = files_logged_above(folder.parent) if folder.parent != folder else frozenset()
+            logged[folder] = frozenset(here | above) if here else above
+        return logged[folder]
 
     out = set()
     for p in paths:

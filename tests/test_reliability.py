@@ -190,7 +190,23 @@ def _only_the_photo_again(run: Run) -> None:
     assert not list((run.tmp / "photos").glob("*_labels_labels.png"))
 
 
+def _output_name_is_the_input_on_this_disk(tmp: Path) -> list[str]:
+    """On a case-insensitive disk `X.png` (tag's overlay for `X.PNG`) is the photo itself; a link stands in
+    for that here: the check must go by file identity, not by name."""
+    photos = tmp / "photos"
+    photos.mkdir()
+    Image.open(good(tmp)).save(photos / "X.PNG", format="PNG")
+    os.symlink(photos / "X.PNG", photos / "X.png")
+    return tag(tmp, str(photos / "X.PNG"), out=str(photos))
+
+
+def _photo_kept(run: Run) -> None:
+    one_error_line("would overwrite the input")(run)
+    assert Image.open(run.tmp / "photos" / "X.PNG").size == Image.open(run.tmp / "good.png").size
+
+
 OUTPUTS = [
+    Case("an output that is the input under another name", _output_name_is_the_input_on_this_disk, 2, _photo_kept),
     Case("tag output would overwrite the input photo",
          lambda tmp: tag(tmp, _photo_in(tmp / "photos"), out=str(tmp / "photos")), 2, _input_untouched),
     Case("segment twice into the input folder", _twice_into_the_input_folder, 0, _only_the_photo_again),
@@ -272,7 +288,12 @@ def _results(out: Path) -> dict:
         return [strip(v) for v in d] if isinstance(d, list) else d
 
     return {e["key"]: (strip(json.loads((out / e["json"]).read_text())),
-                       [(out / f).read_bytes() for f in e["files"] if f.endswith(".png")]) for e in read_log(out)}
+                       [(out / f).read_bytes() for f in e["files"] if f.endswith(".png")])
+            for e in read_log(out) if e["state"] == "done"}
+
+
+def _finished(out: Path) -> int:
+    return sum(e["state"] == "done" for e in read_log(out))
 
 
 def _killed_then_resumed(tmp: Path) -> list[str]:
@@ -283,12 +304,12 @@ def _killed_then_resumed(tmp: Path) -> list[str]:
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp)
     try:
         deadline = time.monotonic() + 300
-        while not read_log(tmp / "out") and proc.poll() is None and time.monotonic() < deadline:
+        while not _finished(tmp / "out") and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    (tmp / "killed_after").write_text(str(len(read_log(tmp / "out"))))
+    (tmp / "killed_after").write_text(str(_finished(tmp / "out")))
     return segment(tmp, *photos, extra=("--resume", "--batch-size", "2"))
 
 
@@ -299,7 +320,22 @@ def _same_as_uninterrupted(run: Run) -> None:
     assert _results(run.tmp / "out") == _results(run.tmp / "whole")
 
 
+def _same_name_from_another_folder(tmp: Path) -> list[str]:
+    for folder, src in (("a", PHOTO), ("b", sorted((ADE / "images").glob("*.jpg"))[1])):
+        (tmp / folder).mkdir()
+        Image.open(src).convert("RGB").resize((96, 96)).save(tmp / folder / "photo.png")
+    assert main(tag(tmp, str(tmp / "a" / "photo.png"))) == 0
+    return tag(tmp, str(tmp / "b" / "photo.png"), extra=("--resume",))
+
+
+def _other_photo_done(run: Run) -> None:
+    assert "resuming" not in run.err
+    assert json.loads((run.tmp / "out" / "photo.json").read_text())["source"] == str(run.tmp / "b" / "photo.png")
+
+
 RESUME = [
+    Case("resume after a same-named photo from another folder", _same_name_from_another_folder, 0,
+         _other_photo_done),
     Case("resume with other settings", _resume_other_settings, 2,
          one_error_line('segment.segmenter: "grounded_sam2" -> "clipseg"')),
     Case("resume and fresh together", lambda tmp: tag(tmp, good(tmp), extra=("--resume", "--fresh")), 2,
@@ -325,8 +361,8 @@ def _two_writers(tmp: Path) -> list[str]:
 
 def _folder_whole(run: Run) -> None:
     assert "resuming: 3 of 3" in run.err  # every result complete and of this run: nothing torn
-    assert sorted(e["key"] for e in read_log(run.tmp / "out")) == ["p0.png", "p0.png", "p1.png", "p1.png",
-                                                                   "p2.png", "p2.png"]
+    done = [e["key"] for e in read_log(run.tmp / "out") if e["state"] == "done"]
+    assert sorted(done) == ["p0.png", "p0.png", "p1.png", "p1.png", "p2.png", "p2.png"]
 
 
 CONCURRENCY = [Case("two runs writing one folder at once", _two_writers, 0, _folder_whole)]

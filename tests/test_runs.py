@@ -17,6 +17,9 @@ from selfseg.cli import main
 from selfseg.runs import LOG, MANIFEST, OutputName, RunFolder, output_names, own_outputs, read_log
 
 
+SMOKE = str(Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml")
+
+
 def _names(*paths):
     return {p: (n.key, n.stem) for p, n in output_names(list(paths)).items()}
 
@@ -43,23 +46,87 @@ def test_keys_are_paths_under_the_common_folder_and_stems_never_clash(tmp_path):
     assert {n.stem for n in output_names(["q/r/one.png", "q/one.jpg"]).values()} == {"r/one", "one"}
 
 
-def test_outputs_log_names_own_files_and_skips_a_cut_line(tmp_path):
+def _one_logged_output(tmp_path):
+    src = tmp_path / "in" / "x.png"
+    src.parent.mkdir()
+    Image.new("RGB", (32, 32)).save(src)
     out = tmp_path / "o"
     folder = RunFolder(out, {"config": {"a": 1}})
     folder.start(resume=False, fresh=False)
+    name = OutputName("x.png", "x")
     (out / "x.json").write_text(json.dumps({"key": "x.png"}))
     (out / "x.png").write_bytes(b"")
-    folder.record(OutputName("x.png", "x"), "in/x.png", [out / "x.json", out / "x.png"])
+    folder.record(name, str(src), [out / "x.json", out / "x.png"])
+    return folder, src, out
+
+
+def test_outputs_log_names_own_files_and_skips_a_cut_line(tmp_path):
+    folder, src, out = _one_logged_output(tmp_path)
     with open(out / LOG, "a") as f:
-        f.write('{"key": "cut sho')  # a write a kill interrupted
-    assert [e["key"] for e in read_log(out)] == ["x.png"]
-    assert own_outputs([str(out / "x.png"), str(out / "y.png")]) == {str(out / "x.png")}
-    assert folder.done([OutputName("x.png", "x")]) == {"x.png"}
+        f.write('{"key": "cut sho')  # a write a kill interrupted: the next line must survive it
+    folder.begin(OutputName("y.png", "y"), str(src), [out / "y.json", out / "y.png"])
+    assert [(e["key"], e["state"]) for e in read_log(out)] == [("x.png", "done"), ("y.png", "writing")]
+    # Files about to be written are selfseg's too, so a run killed mid-write leaves no new "input".
+    assert own_outputs([str(out / "x.png"), str(out / "y.png"), str(out / "z.png")]) == {str(out / "x.png"),
+                                                                                         str(out / "y.png")}
+    assert folder.done([str(src)]) == {str(src)}
     (out / "x.png").unlink()
-    assert folder.done([OutputName("x.png", "x")]) == set()  # a file it names is missing
+    assert folder.done([str(src)]) == set()  # a file it names is missing
 
 
-# --------------------------------------------------------------------------------------------- the CLI
+def test_a_result_is_done_only_for_the_very_same_input_file(tmp_path):
+    folder, src, out = _one_logged_output(tmp_path)
+    other = tmp_path / "elsewhere" / "x.png"  # same name, same key in a run of its own: another photo
+    other.parent.mkdir()
+    shutil.copy(src, other)
+    assert folder.done([str(src), str(other)]) == {str(src)}
+    Image.new("RGB", (40, 32)).save(src)  # the photo replaced since: another input
+    assert folder.done([str(src)]) == set()
+
+
+def test_fresh_deletes_only_logged_files_inside_the_folder(tmp_path):
+    folder, src, out = _one_logged_output(tmp_path)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "keep.png").write_bytes(b"precious")
+    (out / "a").symlink_to(photos)  # a folder inside the output folder that points out of it
+    with open(out / LOG, "a") as f:
+        for rel in ("a/keep.png", "", ".", "../photos/keep.png", "/etc/hostname"):
+            f.write(json.dumps({"key": "k", "json": rel or "x.json", "files": [rel]}) + "\n")
+    RunFolder(out, {"config": {"a": 2}}).start(resume=False, fresh=True)
+    assert (photos / "keep.png").read_bytes() == b"precious"
+    assert not (out / "x.json").exists() and not (out / LOG).exists() and (out / "a").is_symlink()
+
+
+def test_temporaries_are_cleaned_only_when_no_other_run_holds_the_folder(tmp_path):
+    out = tmp_path / "o"
+    first = RunFolder(out, {"config": {}})
+    first.start(resume=False, fresh=False)  # still working
+    tmp = out / ".x.json.ab12cd_9.tmp"
+    tmp.write_text("{")
+    mine = out / ".notes.txt.tmp"  # not a name selfseg's writes use
+    mine.write_text("user's")
+    second = RunFolder(out, {"config": {}})
+    second.start(resume=True, fresh=False)
+    assert tmp.exists()
+    first.close(), second.close()
+    RunFolder(out, {"config": {}}).start(resume=True, fresh=False)
+    assert not tmp.exists() and mine.exists()
+
+
+def test_settings_leave_out_what_cannot_change_a_result():
+    from selfseg.config import load_config
+    from selfseg.runs import run_settings
+
+    base = run_settings(load_config(SMOKE), "segment")
+    same = run_settings(load_config(SMOKE, ["run.batch_size=9", "segment.grounded_sam2.boxes_per_call=2",
+                                            "captioning.max_cross_attention_gib=1", "model.cache_dir=/x"]),
+                        "segment")
+    assert same == base
+    assert run_settings(load_config(SMOKE, ["captioning.cycles=3"]), "segment") != base
+    assert run_settings(load_config(SMOKE, ["segment.segmenter=clipseg"]), "tag") == run_settings(load_config(SMOKE), "tag")
+    assert base["config"]["vlm"]["dtype"] in ("float32", "bfloat16")  # "auto" as it resolves here
+
 
 @pytest.fixture(scope="module")
 def six(tmp_path_factory, ade_images):
@@ -73,9 +140,6 @@ def six(tmp_path_factory, ade_images):
         ImageOps.mirror(im).crop((0, 0, im.width * 3 // 4, im.height * 3 // 4)).save(d / f"p{i}b.png")
         paths += [d / f"p{i}a.png", d / f"p{i}b.png"]
     return paths
-
-
-SMOKE = str(Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml")
 
 
 def _segment(paths, out, *extra):
@@ -95,6 +159,8 @@ def _results(out):
     """Every result in a folder: the JSON without run details, and the bytes of every image file."""
     res = {}
     for e in read_log(out):
+        if e["state"] != "done":
+            continue
         res[e["key"]] = (_strip(json.loads((out / e["json"]).read_text())),
                          {f: (out / f).read_bytes() for f in e["files"] if f.endswith(".png")})
     return res
@@ -127,7 +193,7 @@ def test_a_run_killed_at_any_point_resumes_to_the_uninterrupted_result(six, unin
     and a temporary file of a write in flight. --resume (another batch size) finishes the same results."""
     whole, want = uninterrupted
     assert len({json.dumps(j["instances"]) for j, _ in want.values()}) == 6  # six photos, six results
-    entries = read_log(whole)
+    entries = [e for e in read_log(whole) if e["state"] == "done"]
     for k in range(6):
         out = tmp_path / f"killed_after_{k}"
         out.mkdir()
@@ -136,10 +202,12 @@ def test_a_run_killed_at_any_point_resumes_to_the_uninterrupted_result(six, unin
             for f in e["files"]:
                 shutil.copy(whole / f, out / f)
             with open(out / LOG, "a") as log:
-                log.write(json.dumps(e) + "\n")
+                log.write(json.dumps({**e, "state": "writing"}) + "\n" + json.dumps(e) + "\n")
         nxt = entries[k]
+        with open(out / LOG, "a") as log:
+            log.write(json.dumps({**nxt, "state": "writing"}) + "\n")
         (out / nxt["files"][1]).write_bytes(b"half a PNG")  # label map written, JSON not yet
-        (out / f".{nxt['json']}.x1y2.tmp").write_text("{")
+        (out / f".{nxt['json']}.x1y2z3_4.tmp").write_text("{")
         assert _segment(six, out, "--resume", "--batch-size", "4") == 0
         assert _results(out) == want, f"killed after {k}"
         assert not list(out.glob(".*.tmp"))
@@ -181,7 +249,7 @@ def test_resume_with_other_settings_is_refused_and_fresh_starts_over(repo, ade_i
     assert "expected one of them" in capsys.readouterr().err
     stale = out / f"{ade_images[0].stem}_overlay.png"
     assert _segment(one, out, "--fresh", "segment.segmenter=clipseg") == 0
-    assert [e["run"] for e in read_log(out)] == [json.loads((out / MANIFEST).read_text())["run"]]
+    assert {e["run"] for e in read_log(out)} == {json.loads((out / MANIFEST).read_text())["run"]}
     assert stale.is_file()  # written again by this run, after --fresh deleted the earlier one
     assert json.loads((out / f"{ade_images[0].stem}.json").read_text())["segmenter"] == "clipseg"
 

@@ -124,12 +124,14 @@ class BlipCaptioner:
         """BLIP's text decoder over `token_sets` (each non-empty), one row per set, in ONE generate call:
         the prompt ids + generated ids, or transformers' output object when `generate_kwargs` ask for one
         (`return_dict_in_generate=True, output_logits=True`; `do_sample=False` for greedy decoding).
-        Cross-attention weights are not returned (`output_attentions` gives none for it)."""
+        Cross-attention weights are not returned (`output_attentions` gives none for it). When sampling,
+        `output_scores` holds the sampler's pick (0 for the drawn token, -inf elsewhere); `output_logits` the
+        model's own logits."""
         _check_sets(token_sets, allow_empty=False)
         return self._generate(token_sets, settings, seed, generate_kwargs, _stream_names(streams, len(token_sets)))
 
     def sampling_processors(self, settings: CaptioningConfig, seed: int, streams: Sequence[Sequence[int]],
-                            prompt_length: int) -> list[Any]:
+                            prompt_length: int, max_new_tokens: "int | None" = None) -> list[Any]:
         """The logits processors that sample one token per row from its own stream, for a generate call with
         `do_sample=False`: transformers' top-k and top-p warpers (in the order its sampling applies them),
         then `StreamSampler`. Passed to the stock decoder, they reproduce `caption` exactly (tests do)."""
@@ -141,7 +143,7 @@ class BlipCaptioner:
             warpers.append(TopKLogitsWarper(top_k=sampling.top_k))
         if sampling.top_p < 1.0:
             warpers.append(TopPLogitsWarper(top_p=sampling.top_p))
-        steps = self.new_token_limits(settings)[1]
+        steps = max_new_tokens or self.new_token_limits(settings)[1]
         # MPS has no float64: the pick is made on the CPU there.
         where = self.device if self.device.type != "mps" else torch.device("cpu")
         draws = torch.as_tensor(stream_uniforms(seed, streams, steps), device=where)
@@ -164,10 +166,15 @@ class BlipCaptioner:
             pad_token_id=cfg.pad_token_id,
         )
         kwargs.update(generate_kwargs)
+        if kwargs["do_sample"]:
+            overridden = sorted({"top_k", "top_p", "temperature", "min_p", "typical_p"} & set(generate_kwargs))
+            if overridden:
+                raise ValueError(f"{', '.join(overridden)}: set them in CaptioningConfig; sampling draws from the "
+                                 f"settings' warpers, which generate(**kwargs) would not reach")
         if kwargs.pop("do_sample"):
             # Sampling without torch's global generator: each row draws from its own stream (see
             # StreamSampler), picked by processors after the stock ones; generate then takes that pick greedily.
-            own = self.sampling_processors(settings, seed, streams, int(ids.shape[1]))
+            own = self.sampling_processors(settings, seed, streams, int(ids.shape[1]), kwargs["max_new_tokens"])
             from transformers.generation import LogitsProcessorList
 
             kwargs["logits_processor"] = LogitsProcessorList(list(kwargs.get("logits_processor") or []) + own)
@@ -202,11 +209,27 @@ class StreamSampler:
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         step = min(int(input_ids.shape[1]) - self.prompt_length, self.draws.shape[1] - 1)
-        # float64: the cumulative sum of 30k probabilities keeps its resolution, so a pick does not move
-        # with the float noise of a different batch layout except at a boundary.
-        cdf = torch.softmax(scores.to(self.draws.device, torch.float64), dim=-1).cumsum(-1)
+        x = scores.to(self.draws.device)
+        # After top-k, most of the vocabulary is -inf: sample among the candidates only, kept in vocabulary
+        # order. Unnormalised weights exp(x - max) in float64: a token with weight 0 adds exactly nothing to
+        # the running sum, so the pick is the same as over the whole vocabulary, whatever the other rows.
+        # (torch.topk ranks NaN above every number, so a NaN is among the candidates and caught below.)
+        kept = int((x > float("-inf")).sum(-1).max())
+        idx = None
+        if 0 < kept < x.shape[-1] // 4:
+            x, idx = x.topk(kept, dim=-1)
+            idx, order = idx.sort(dim=-1)
+            x = x.gather(-1, order)
+        x = x.to(torch.float64)
+        top = x.max(dim=-1, keepdim=True).values
+        if not bool(torch.isfinite(top).all()):  # NaN, +inf, or nothing left to draw: multinomial refuses these too
+            raise ValueError("caption sampling: the decoder's scores hold NaN or inf, or exclude every token "
+                             "(a float16 overflow?)")
+        cdf = (x - top).exp_().cumsum_(-1)
         u = self.draws[:, step : step + 1] * cdf[:, -1:]
-        pick = torch.searchsorted(cdf, u, right=True).clamp_(max=scores.shape[-1] - 1)
+        pick = torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.shape[-1] - 1)
+        if idx is not None:
+            pick = idx.gather(-1, pick)
         return torch.full_like(scores, float("-inf")).scatter_(1, pick.to(scores.device), 0.0)
 
 

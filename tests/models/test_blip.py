@@ -192,15 +192,54 @@ def test_stream_sampler_draws_from_the_distribution_it_is_given():
     assert torch.equal(again, picks[perm])
 
 
+def test_stream_sampler_picks_as_over_the_whole_vocabulary_whatever_the_other_rows_keep():
+    """With top-k / top-p most tokens are -inf and the sampler draws among the rest; the pick must equal
+    inverse-CDF sampling over the whole vocabulary, and a row's pick must not depend on how many tokens
+    the other rows of the call keep."""
+    g = torch.Generator().manual_seed(3)
+    scores = torch.randn(64, 3000, generator=g) * 3
+    ids = torch.zeros(64, 2, dtype=torch.long)
+    keep = [5, 50, 3000, 1] * 16  # top-k per row (3000: nothing removed)
+    warped = torch.stack([TopKLogitsWarper(k)(ids[:1], scores[i:i + 1])[0] for i, k in enumerate(keep)])
+    draws = torch.as_tensor(stream_uniforms(0, [(i,) for i in range(64)], 1))
+    x = warped.double()
+    cdf = (x - x.max(-1, keepdim=True).values).exp().cumsum(-1)
+    whole = torch.searchsorted(cdf, draws * cdf[:, -1:], right=True).flatten()
+    assert torch.equal(StreamSampler(draws, 2)(ids, warped).argmax(1), whole)
+    few = [i for i, k in enumerate(keep) if k <= 50]  # a call where every row keeps few tokens
+    alone = StreamSampler(draws[few], 2)(ids[few], warped[few]).argmax(1)
+    assert torch.equal(alone, whole[few])
+    assert len(set(whole.tolist())) > 20  # not one token for everything
+
+
 def test_stream_uniforms_are_named_and_stable():
     a = stream_uniforms(0, [(1, 2, 3), (1, 2, 4)], 3)
     assert np.array_equal(a, stream_uniforms(0, [(1, 2, 3), (1, 2, 4)], 3))
     assert not np.array_equal(a[0], a[1]) and not np.array_equal(a, stream_uniforms(1, [(1, 2, 3), (1, 2, 4)], 3))
     # numpy guarantees SeedSequence + PCG64 streams across releases; pinned so that a change is noticed.
-    assert np.allclose(a[0], [0.6014845214281602, 0.5486316869276056, 0.8307327466820285], rtol=0, atol=1e-15)
-    assert stream_uniforms(-1, [(2**127,)], 1).shape == (1, 1)  # any seed, 128-bit image keys
-    with pytest.raises(ValueError, match="non-negative"):
+    assert np.allclose(a[0], [0.7604040391247131, 0.4853480527521521, 0.6678559955717843], rtol=0, atol=1e-15)
+    assert stream_uniforms(-1, [(2**128 - 1,)], 1).shape == (1, 1)  # signed seeds, 128-bit image keys
+    # Distinct names are distinct streams, also where numpy's own packing of ints would merge them.
+    for x, y in (((0, (5,)), (5 << 32, (0,))), ((0, (0,)), (0, (0, 0))), ((-1, (0,)), (2**64 - 1, (0,)))):
+        assert not np.array_equal(stream_uniforms(x[0], [x[1]], 4), stream_uniforms(y[0], [y[1]], 4))
+    with pytest.raises(ValueError, match=r"\[0, 2\*\*128\)"):
         stream_uniforms(0, [(-1,)], 1)
+    with pytest.raises(ValueError, match="64-bit"):
+        stream_uniforms(2**64, [(1,)], 1)
+
+
+def test_non_finite_scores_are_refused_not_sampled():
+    draws = torch.as_tensor(stream_uniforms(0, [(0,), (1,)], 1))
+    for bad in (float("nan"), float("inf")):
+        scores = torch.zeros(2, 5)
+        scores[1, 2] = bad
+        with pytest.raises(ValueError, match="NaN or inf"):
+            StreamSampler(draws, 3)(torch.zeros(2, 3, dtype=torch.long), scores)
+
+
+def test_sampling_flags_given_to_generate_are_refused(tiny, sets):
+    with pytest.raises(ValueError, match="top_k: set them in CaptioningConfig"):
+        tiny.generate([sets[0]], CaptioningConfig(), 0, top_k=5)
 
 
 def test_pack_sets_fills_groups_up_to_the_largest_set():
