@@ -9,7 +9,6 @@ Two kinds of prediction folders:
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,28 +168,28 @@ def read_raw_prediction(pred_dir: Path, sample_id: str) -> RawPrediction:
         err = pred_dir / f"{sample_id}.error.txt"
         return RawPrediction(None, [], error=err.read_text(encoding="utf-8").strip() if err.is_file()
                              else "no prediction")
+    from ..segmenters.result import Segmentation
+
     try:
-        meta = json.loads(js.read_text(encoding="utf-8"))
+        seg = Segmentation.from_json(js)
     except (OSError, ValueError) as exc:
-        return RawPrediction(None, [], error=f"unreadable prediction JSON ({exc})")
-    return RawPrediction(png, list(meta.get("classes", [])),
-                         seconds=meta.get("timings", {}).get("benchmark_seconds"), found_by=_found_by(meta),
-                         parts=list((meta.get("tags") or {}).get("parts") or {}))
+        return RawPrediction(None, [], error=f"unreadable prediction JSON ({exc})".splitlines()[0])
+    return RawPrediction(png, list(seg.classes), seconds=seg.timings.get("benchmark_seconds"),
+                         found_by=_found_by(seg), parts=list(seg.tags.parts) if seg.tags is not None else [])
 
 
-def _found_by(meta: dict[str, Any]) -> dict[str, list[str]]:
+def _found_by(seg: Any) -> dict[str, list[str]]:
     """class -> taggers that found it, from a union prediction's tags and merges ({} for other taggers)."""
-    tags = meta.get("tags") or {}
-    if tags.get("tagger") != "union":
+    if seg.tags is None or seg.tags.tagger != "union":
         return {}
-    kept = {m.get("dropped"): m.get("kept") for m in meta.get("merges", [])}
+    kept = {m.get("dropped"): m.get("kept") for m in seg.merges}
     out: dict[str, list[str]] = {}
-    for n in tags.get("nouns", []):
-        cls, seen = n["noun"], {n["noun"]}
+    for n in seg.tags.nouns:
+        cls, seen = n.noun, {n.noun}
         while cls in kept and kept[cls] not in seen:  # chains: couch -> sofa -> loveseat
             cls = kept[cls]
             seen.add(cls)
-        for who in n.get("found_by", []):
+        for who in n.found_by:
             out.setdefault(cls, [])
             if who not in out[cls]:
                 out[cls].append(who)

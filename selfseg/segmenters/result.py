@@ -12,6 +12,10 @@ import numpy as np
 from ..results import TagResult
 from .postprocess import paint_instances, paint_semantic
 
+# The JSON layout of a Segmentation; from_dict also reads the layout written before it carried a version
+# (the same fields, no "schema" key), so earlier benchmark runs stay readable.
+SCHEMA_VERSION = 1
+
 
 def encode_rle(mask: np.ndarray) -> dict[str, Any]:
     """COCO run-length encoding of one (H, W) bool mask, counts as a UTF-8 string (JSON-ready)."""
@@ -118,15 +122,51 @@ class Segmentation:
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
-            "source": self.source, "image_size": list(self.image_size), "segmenter": self.segmenter,
+            "schema": SCHEMA_VERSION, "source": self.source, "image_size": list(self.image_size),
+            "segmenter": self.segmenter,
             "classes": self.classes, "instances": self.instances(), "merges": self.merges, "notes": self.notes,
             "timings": self.timings,
         }
         if self.prompts:
             d["prompts"] = self.prompts
+        if self.original_size is not None:
+            d["original_size"] = list(self.original_size)
         if self.tags is not None:
             d["tags"] = self.tags.to_dict(intermediates=False)
         return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Segmentation":
+        """The Segmentation a `to_dict` / `save` JSON describes (masks decoded from their RLE). ValueError with
+        one line for anything else: another schema, a missing field, a mask of the wrong size."""
+        if not isinstance(d, dict):
+            raise ValueError(f"expected a selfseg segmentation (a JSON object), got {type(d).__name__}")
+        if d.get("schema", SCHEMA_VERSION) != SCHEMA_VERSION:
+            raise ValueError(f"expected a selfseg segmentation with schema {SCHEMA_VERSION}, got {d.get('schema')!r}")
+        try:
+            h, w = (int(v) for v in d["image_size"])
+            inst = d["instances"]
+            masks = np.stack([decode_rle(i["mask_rle"]) for i in inst]) if inst else np.zeros((0, h, w), bool)
+            tags = TagResult.from_dict(d["tags"]) if d.get("tags") else None
+            return cls(
+                image_size=(h, w), masks=masks, boxes=[i["box_xyxy"] for i in inst],
+                scores=[i["score"] for i in inst], mask_scores=[i.get("mask_score", 1.0) for i in inst],
+                labels=[i["label"] for i in inst], classes=list(d["classes"]), segmenter=d["segmenter"],
+                source=d.get("source", ""), tags=tags, merges=list(d.get("merges", [])),
+                notes=list(d.get("notes", [])), timings=dict(d.get("timings", {})),
+                original_size=tuple(d["original_size"]) if d.get("original_size") else None,
+                prompts=dict(d.get("prompts", {})),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"expected a selfseg segmentation, missing or malformed field {exc}") from None
+
+    @classmethod
+    def from_json(cls, source: "str | Path") -> "Segmentation":
+        """From JSON text or a file (a `<stem>.json` that `save` or `selfseg segment` wrote)."""
+        text = source
+        if isinstance(source, Path) or not str(source).lstrip().startswith("{"):
+            text = Path(source).read_text(encoding="utf-8")
+        return cls.from_dict(json.loads(text))
 
     def to_coco(self, image_id: int = 1) -> dict[str, Any]:
         """A COCO-style results dict: images, categories (1-based ids) and annotations with RLE masks.

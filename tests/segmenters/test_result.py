@@ -78,3 +78,31 @@ def test_save_turns_the_label_map_back_to_the_files_stored_orientation(tmp_path,
     stored.info["exif"] = exif.tobytes()
     upright = np.asarray(ImageOps.exif_transpose(stored))
     assert (upright == seg.semantic).all()
+
+
+def test_a_saved_segmentation_reads_back_equal(tmp_path, smoke_seg, ade_images):
+    """save -> from_json gives the same masks, boxes, scores, labels, classes and tags; the JSON carries
+    its schema version; the layout written before the version field is still read."""
+    s = smoke_seg.segment(str(ade_images[0]))
+    assert len(s.labels) > 0 and s.tags is not None  # the round trip below has something to carry
+    paths = s.save(tmp_path, "x", original_size=(s.image_size[0] * 2, s.image_size[1] * 2))
+    d = json.loads(paths["json"].read_text())
+    assert d["schema"] == 1
+    back = Segmentation.from_json(paths["json"])
+    assert np.array_equal(back.masks, s.masks) and np.allclose(back.boxes, s.boxes)
+    assert np.allclose(back.scores, s.scores) and np.allclose(back.mask_scores, s.mask_scores)
+    assert (back.labels, back.classes, back.segmenter, back.source) == (s.labels, s.classes, s.segmenter, s.source)
+    assert back.tags.to_dict(intermediates=False) == s.tags.to_dict(intermediates=False)
+    assert np.array_equal(back.semantic, s.semantic)
+    d.pop("schema")
+    assert Segmentation.from_dict(d).labels == s.labels  # the unversioned layout
+
+
+@pytest.mark.parametrize("d, message", [
+    ({"schema": 2}, "schema 1, got 2"),
+    ({"schema": 1, "image_size": [4, 4]}, "missing or malformed field 'instances'"),
+    ([], "a JSON object"),
+])
+def test_what_is_not_a_segmentation_is_one_value_error(d, message):
+    with pytest.raises(ValueError, match=message):
+        Segmentation.from_dict(d)
