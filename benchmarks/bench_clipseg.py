@@ -24,8 +24,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -110,7 +110,7 @@ def run_case(size: str, tags: int, per_call: int, side: int, repeats: int, devic
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", choices=["full", "tiny"], default="full")
     ap.add_argument("--tags", default="20,150,847", help="comma-separated vocabulary sizes (VOC, ADE-150, ADE-847)")

@@ -43,8 +43,9 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,8 +59,20 @@ try:  # run from a checkout without `pip install -e .`: use the checkout's packa
 except ImportError:
     sys.path.insert(0, str(REPO))
 
-from bench_bcc import (DEFAULT_IMAGE_DIRS, _installed_bert_vocab, cuda_peak_mib, cuda_reset,  # noqa: E402
-                       fmt_mib, image_paths, jsonable, machine_info, median, peak_rss_mib, rss_now_mib, sync)
+from bench_bcc import (  # noqa: E402
+    DEFAULT_IMAGE_DIRS,
+    _installed_bert_vocab,
+    cuda_peak_mib,
+    cuda_reset,
+    fmt_mib,
+    image_paths,
+    jsonable,
+    machine_info,
+    median,
+    peak_rss_mib,
+    rss_now_mib,
+    sync,
+)
 
 CLASS_DIR = REPO / "selfseg" / "evaluation" / "classes"
 TAG_LISTS = {"voc": "voc.txt", "ade150": "ade20k_150.txt", "ade847": "ade20k_847.txt", "cityscapes": "cityscapes.txt"}
@@ -133,8 +146,13 @@ def _bert_tokenizer() -> tuple[Any, str]:
 def build_full_grounding_dino(seed: int = 0) -> tuple[Any, Any, str]:
     """GroundingDinoForObjectDetection with the architecture of IDEA-Research/grounding-dino-base, RANDOM weights,
     and a GroundingDinoProcessor with the checkpoint's preprocessing (800 / 1333 px) and a BERT tokenizer."""
-    from transformers import (GroundingDinoConfig, GroundingDinoForObjectDetection, GroundingDinoImageProcessor,
-                              GroundingDinoProcessor, SwinConfig)
+    from transformers import (
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        GroundingDinoImageProcessor,
+        GroundingDinoProcessor,
+        SwinConfig,
+    )
 
     tokenizer, vocab_source = _bert_tokenizer()
     config = GroundingDinoConfig(backbone_config=SwinConfig(**GDINO_BASE["backbone"]),
@@ -148,8 +166,13 @@ def build_full_grounding_dino(seed: int = 0) -> tuple[Any, Any, str]:
 
 
 def _sam2_config(video: bool = False) -> Any:
-    from transformers import (Sam2Config, Sam2HieraDetConfig, Sam2MaskDecoderConfig, Sam2PromptEncoderConfig,
-                              Sam2VisionConfig)
+    from transformers import (
+        Sam2Config,
+        Sam2HieraDetConfig,
+        Sam2MaskDecoderConfig,
+        Sam2PromptEncoderConfig,
+        Sam2VisionConfig,
+    )
 
     vision = Sam2VisionConfig(backbone_config=Sam2HieraDetConfig(**SAM2_LARGE["backbone"]), **SAM2_LARGE["vision"])
     kw = dict(enable_temporal_pos_encoding_for_object_pointers=True, enable_occlusion_spatial_embedding=True)  # 2.1
@@ -173,7 +196,7 @@ def build_full_sam2(seed: int = 0) -> tuple[Any, Any]:
     return model.eval(), processor
 
 
-def sam2_checkpoint_params() -> Optional[int]:
+def sam2_checkpoint_params() -> int | None:
     """Parameters of the whole sam2.1-hiera-large checkpoint (Sam2VideoModel), counted on the meta device."""
     try:
         from transformers import Sam2VideoModel
@@ -188,7 +211,7 @@ def n_params(module: Any) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def build_models(size: str, device: str, dtype: str, max_chunks_per_forward: Optional[int],
+def build_models(size: str, device: str, dtype: str, max_chunks_per_forward: int | None,
                  log: Callable[[str], None]) -> tuple[Any, Any, dict]:
     from selfseg.models.grounding_dino import GroundingDinoLocator
     from selfseg.models.loading import resolve_device, resolve_dtype
@@ -582,7 +605,7 @@ def bench_sam_baseline(sam: Any, image: Any, boxes: np.ndarray, repeats: int, en
 
 def nms_by_matrix(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
     """The plain way to do greedy NMS: the full N x N IoU matrix, each box checked against every box kept
-    before it, no early stop (what selfseg did before; its result is the reference)."""
+    before it, no early stop: the reference filter_detections' result is checked against."""
     from selfseg.segmenters.postprocess import box_iou
 
     order = np.argsort(-np.asarray(scores), kind="stable")
@@ -614,11 +637,11 @@ def bench_filter_scaling(counts: list[int], thresholds: Any, repeats: int, seed:
                          labels=[f"t{i % 50}" for i in range(n)])
         out = {}
         for name, fn in (
-                ("selfseg", lambda: filter_detections(det, (h, w), nms_iou=thresholds.nms_iou,
-                                                      max_area_fraction=1.0,
-                                                      max_detections=thresholds.max_detections).boxes),
-                ("matrix", lambda: det.boxes[nms_by_matrix(det.boxes, det.scores,
-                                                           thresholds.nms_iou)[:thresholds.max_detections]])):
+                ("selfseg", lambda det=det: filter_detections(det, (h, w), nms_iou=thresholds.nms_iou,
+                                                              max_area_fraction=1.0,
+                                                              max_detections=thresholds.max_detections).boxes),
+                ("matrix", lambda det=det: det.boxes[nms_by_matrix(det.boxes, det.scores,
+                                                                   thresholds.nms_iou)[:thresholds.max_detections]])):
             times, peak, kept = [], 0, None
             for _ in range(max(1, repeats)):
                 tracemalloc.start()
@@ -635,7 +658,7 @@ def bench_filter_scaling(counts: list[int], thresholds: Any, repeats: int, seed:
     return rows
 
 
-def _m(x: Optional[float]) -> str:
+def _m(x: float | None) -> str:
     return "n/a" if x is None else f"{x / 1e6:.1f}M"
 
 
@@ -753,7 +776,7 @@ def print_report(rep: dict) -> None:
 
 # ------------------------------------------------------------------------------------------------- main
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", choices=["full", "tiny"], default="full",

@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import warnings
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 from .errors import ConfigError
 
@@ -38,11 +38,11 @@ def reply_key(**parts: Any) -> str:
 class ReplyCache:
     """`get(key)` / `put(key, reply)` on an SQLite file; `hits` and `misses` count lookups."""
 
-    def __init__(self, path: Union[str, Path]) -> None:
+    def __init__(self, path: str | Path) -> None:
         self.path = Path(path).expanduser()
         self.hits = 0
         self.misses = 0
-        self.broken: Optional[str] = None  # set when the file failed after opening: caching is then off
+        self.broken: str | None = None  # set when the file failed after opening: caching is then off
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -55,7 +55,7 @@ class ReplyCache:
                               f"file, or null to turn caching off") from None
 
     @classmethod
-    def open(cls, path: Optional[Union[str, Path]]) -> "Optional[ReplyCache]":
+    def open(cls, path: str | Path | None) -> ReplyCache | None:
         """None (caching off) for a None or empty path."""
         return cls(path) if path else None
 
@@ -66,7 +66,7 @@ class ReplyCache:
             self.broken = f"{type(exc).__name__}: {exc}"
             warnings.warn(f"reply cache {self.path}: {self.broken}; going on without it", stacklevel=3)
 
-    def get(self, key: str) -> Optional[str]:
+    def get(self, key: str) -> str | None:
         if self.broken:
             return None
         try:

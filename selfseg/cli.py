@@ -1,19 +1,21 @@
-"""`selfseg` command line: tag, segment, map-labels, evaluate, benchmark, resources, download. Failures print one line each and exit non-zero."""
+"""`selfseg` command line: tag, segment, map-labels, evaluate, benchmark, resources, download.
+
+Failures print one line each and exit non-zero."""
 from __future__ import annotations
 
 import argparse
 import re
 import sys
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from .errors import SelfSegError
 
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*=")
 
 
-def _resolve_config(name: "str | None") -> "str | None":
+def _resolve_config(name: str | None) -> str | None:
     """A path, or a bare name found as configs/<name>.yaml under the working directory."""
     if name is None or Path(name).exists():
         return name
@@ -42,7 +44,7 @@ def _outputs_of(name, segment: bool) -> tuple[str, ...]:
         (f"{name.name}.json",)
 
 
-def _output_overwrites_input(sources: Sequence[str], names: dict, out: Path, segment: bool) -> "str | None":
+def _output_overwrites_input(sources: Sequence[str], names: dict, out: Path, segment: bool) -> str | None:
     """A message when an output file this run would write is one of its inputs (`tag photos/x.png --out
     photos` would replace the photo with its cluster map), else None. Checked before any work, by file
     identity (device and inode), so that `X.png` for the input `X.PNG` is caught on a case-insensitive disk."""
@@ -280,7 +282,7 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _unwritable_file(path: Path) -> "str | None":
+def _unwritable_file(path: Path) -> str | None:
     """Why a file could not be written at `path` (its folder created as needed), or None. Decided from the
     existing part of the path alone: nothing is created."""
     import os
@@ -439,7 +441,7 @@ def _warnings_as_lines() -> Iterator[None]:
         warnings.showwarning = previous
 
 
-def main(argv: "Sequence[str] | None" = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     # Inputs and key=value overrides may come after options ("tag a.jpg --config c.yaml x.y=1"), which
     # argparse's plain positional handling refuses: gather the leftovers back into the inputs.

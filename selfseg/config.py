@@ -13,7 +13,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 import yaml
 
@@ -35,7 +35,7 @@ class ModelConfig:
     # float32 everywhere; float16 / bfloat16 halve memory and speed up the forwards on a GPU.
     dtype: str = "float32"
     # Hugging Face cache directory (None: the library default, HF_HOME).
-    cache_dir: Union[str, None] = None
+    cache_dir: str | None = None
     # Never touch the network; only use checkpoints already in the cache.
     local_files_only: bool = False
 
@@ -109,16 +109,16 @@ class CaptioningConfig:
     adaptive_cycles: int = 0
     # Sampling profile, "released" or "paper" (see CAPTION_PROFILES); the fields below, when set, override it.
     profile: str = "released"
-    top_p: Optional[float] = None
+    top_p: float | None = None
     # 0 turns top-k off.
-    top_k: Optional[int] = None
+    top_k: int | None = None
     # transformers' repetition penalty: every token already in the sequence, the prompt's included.
-    repetition_penalty: Optional[float] = None
+    repetition_penalty: float | None = None
     # Caption length limits in tokens; with length_counts_prompt they count the prompt's tokens too (as
     # LAVIS did), without it only the new tokens.
-    min_length: Optional[int] = None
-    max_length: Optional[int] = None
-    length_counts_prompt: Optional[bool] = None
+    min_length: int | None = None
+    max_length: int | None = None
+    length_counts_prompt: bool | None = None
     # Which encoder tokens a cluster's caption sees. "patches": the cluster's own patch tokens.
     # "released": the released code's slice [:, :-1], which keeps CLS as patch 0 and drops the last patch.
     token_slice: str = "patches"
@@ -234,7 +234,7 @@ class VlmConfig:
     # Text-only chat LM (AutoModelForCausalLM) that extracts keywords from descriptions (describe_extract)
     # and writes generic tag descriptions (segment.enrich: generic). None: the VLM itself, without an image
     # (TALOS's same-model option; one model in memory). TALOS used DeepSeek-R1; its <think> blocks are skipped.
-    llm: Union[str, None] = None
+    llm: str | None = None
     # "auto": bfloat16 on a GPU, float32 on a CPU; or float32 / float16 / bfloat16.
     dtype: str = "auto"
     # Conversations per generate call (each row holds its own image).
@@ -252,13 +252,13 @@ class VlmConfig:
     reflection_rounds: int = 0
     # Prompt templates; None: the built-in ones (see selfseg/taggers/vlm.py). {context} and {limit} are
     # filled with a sentence each (or nothing); the extract prompt also takes {description}.
-    tag_prompt: Union[str, None] = None
-    describe_prompt: Union[str, None] = None
-    extract_prompt: Union[str, None] = None
-    reflection_prompt: Union[str, None] = None
+    tag_prompt: str | None = None
+    describe_prompt: str | None = None
+    extract_prompt: str | None = None
+    reflection_prompt: str | None = None
     # Reply cache (SQLite): replies are keyed by (model, dtype, image pixels, conversation, max_new_tokens), so a
     # rerun never asks the model again. None: no cache.
-    cache: Union[str, None] = "~/.cache/selfseg/replies.sqlite"
+    cache: str | None = "~/.cache/selfseg/replies.sqlite"
 
 
 @dataclass
@@ -282,7 +282,7 @@ class SegmentConfig:
     # Longest enrichment reply, in tokens ("image" describes every tag of an image in one reply).
     enrich_max_new_tokens: int = 1024
     # Template; None: the built-in one. generic: {tag} and {max_words}; image: {tags} and {max_words}.
-    enrich_prompt: Union[str, None] = None
+    enrich_prompt: str | None = None
     grounded_sam2: GroundedSam2Config = field(default_factory=GroundedSam2Config)
     clipseg: ClipSegConfig = field(default_factory=ClipSegConfig)
 
@@ -295,7 +295,7 @@ class EvaluationConfig:
     root: str = "data/VOCdevkit/VOC2012"
     split: str = "val"
     # A class-names file (one class per line, ';' between synonyms): required for "folder", optional otherwise.
-    classes: Union[str, None] = None
+    classes: str | None = None
     # Free-form noun -> dataset class: "llm" (LOVE, the Self-Seg paper), "lexical" (WordNet levels, the
     # open-ended benchmarking protocol) or "embedding" (sentence-transformers cosine).
     mapper: str = "llm"
@@ -310,9 +310,9 @@ class EvaluationConfig:
     # push the quoted class name far into the reply.
     llm_max_new_tokens: int = 512
     # A custom prompt template with {noun} and {classes} or {dataset}; None: the paper's template per dataset.
-    llm_prompt: Union[str, None] = None
+    llm_prompt: str | None = None
     # Reply cache (JSON); None: <out>/love_cache.json. Reruns never ask the LLM about a noun twice.
-    llm_cache: Union[str, None] = None
+    llm_cache: str | None = None
     embedding_model: str = "sentence-transformers/all-MiniLM-L6-v2"
     # Cosine similarity below which a noun maps to no class (-1: always the nearest class, OPAL's forced choice).
     embedding_threshold: float = 0.5
@@ -351,7 +351,7 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def validate(self) -> "Config":
+    def validate(self) -> Config:
         c = self.clustering
         _check(all(s >= 16 and s % 16 == 0 for s in c.scales) and c.scales, "clustering.scales",
                "a non-empty list of multiples of 16", c.scales)
@@ -450,7 +450,7 @@ def _check(ok: Any, key: str, expected: str, got: Any) -> None:
 # ---------------------------------------------------------------------------------------------- loading
 
 
-def load_config(source: "str | Path | dict | Config | None" = None, overrides: "list[str] | None" = None) -> Config:
+def load_config(source: str | Path | dict | Config | None = None, overrides: list[str] | None = None) -> Config:
     """Build a validated `Config` from a YAML path, a dict or nothing (defaults), then apply overrides.
 
     `overrides` are strings "section.field=value"; the value is parsed as YAML ("[384, 512]", "true", "3").
@@ -469,7 +469,7 @@ def load_config(source: "str | Path | dict | Config | None" = None, overrides: "
     return cfg.validate()
 
 
-def declared_sections(source: "str | Path | None") -> set[str]:
+def declared_sections(source: str | Path | None) -> set[str]:
     """The top-level keys a config file (with its `base:` chain) sets itself; empty for the defaults."""
     return set(_read_yaml_with_base(Path(source), seen=())) if source is not None else set()
 
@@ -614,10 +614,11 @@ def _apply_override(cfg: Config, item: str) -> None:
         names = [f.name for f in dataclasses.fields(obj)]
         if part not in names:
             where = ".".join(parts[:depth]) or "top level"
-            raise ConfigError(f"unknown config key {key.strip()!r} ({part!r} at {where}); valid keys: {', '.join(names)}")
+            raise ConfigError(f"unknown config key {key.strip()!r} ({part!r} at {where}); "
+                              f"valid keys: {', '.join(names)}")
         if depth == len(parts) - 1:
             tp = typing.get_type_hints(type(obj))[part]
-            if tp in (str, Optional[str]) and not isinstance(value, str) and not (value is None and tp != str):
+            if tp in (str, str | None) and not isinstance(value, str) and not (value is None and tp is not str):
                 value = raw.strip()  # "model.blip=123", "captioning.prompt=a photo of: x" stay strings
             setattr(obj, part, _coerce(tp, value, key.strip()))
         else:

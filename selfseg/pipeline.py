@@ -5,9 +5,10 @@ import dataclasses
 import os
 import tempfile
 import threading
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional, Sequence
+from typing import Any
 
 from .config import TINY_MODEL, Config, load_config
 from .errors import ConfigError, SelfSegError
@@ -20,9 +21,9 @@ class BatchItem:
     """One input of a batch run: its result, or the one-line reason it failed."""
 
     source: str
-    result: Optional[Any] = None  # TagResult from tag_many, Segmentation from segment_many
-    error: Optional[str] = None
-    loaded: Optional[LoadedImage] = None  # the image as the models saw it (for overlays)
+    result: Any | None = None  # TagResult from tag_many, Segmentation from segment_many
+    error: str | None = None
+    loaded: LoadedImage | None = None  # the image as the models saw it (for overlays)
 
     @property
     def ok(self) -> bool:
@@ -30,11 +31,13 @@ class BatchItem:
 
 
 class SelfSeg:
-    """Self-guided segmentation pipeline. Today: the tagging stage.
+    """Self-guided segmentation pipeline: tag an image (what is in it?), then segment what was found or
+    the user's own words. Stages are built from the config on first use; models load once.
 
     >>> seg = SelfSeg.from_config("configs/bcc_voc.yaml")
     >>> result = seg.tag("photo.jpg")
     >>> result.tags, result.cluster_map.shape
+    >>> seg.segment("photo.jpg", tags=result).labels
     """
 
     def __init__(self, config: Config) -> None:
@@ -44,8 +47,8 @@ class SelfSeg:
         self._enricher: Any = None
 
     @classmethod
-    def from_config(cls, source: "str | Path | dict | Config | None" = None,
-                    overrides: "list[str] | None" = None) -> "SelfSeg":
+    def from_config(cls, source: str | Path | dict | Config | None = None,
+                    overrides: list[str] | None = None) -> SelfSeg:
         return cls(load_config(source, overrides))
 
     @property
@@ -83,7 +86,7 @@ class SelfSeg:
             self._enricher = PromptEnricher(self.config)
         return self._enricher
 
-    def segment(self, image: ImageInput, tags: "TagResult | None" = None) -> Any:
+    def segment(self, image: ImageInput, tags: TagResult | None = None) -> Any:
         """Tag (unless the vocabulary is "given", or `tags` from an earlier `tag()` call are passed) and
         segment one image -> `Segmentation`."""
         loaded = load_image(image, self.config.run.max_image_side)
@@ -93,11 +96,12 @@ class SelfSeg:
         planned = [self._plan(loaded, tags)]
         return self._segment_one(loaded, planned[0], self._enrich([item], planned)[0])
 
-    def segment_many(self, images: Iterable[ImageInput], batch_size: "int | None" = None) -> Iterator[BatchItem]:
+    def segment_many(self, images: Iterable[ImageInput], batch_size: int | None = None) -> Iterator[BatchItem]:
         """Like `tag_many`, with `BatchItem.result` a `Segmentation`. Tagging (and prompt enrichment) is
         batched; models load once."""
-        self.segmenter  # noqa: B018  (fail fast on a bad segmenter config, before any image)
-        self.enricher  # noqa: B018
+        # Built up front, so a bad segmenter or enricher config fails before any image is read.
+        _ = self.segmenter
+        _ = self.enricher
         size = batch_size or self.config.run.batch_size
         if self.config.segment.vocabulary == "given":
             stream: Iterator[BatchItem] = (self._load_item(src) for src in images)
@@ -120,7 +124,7 @@ class SelfSeg:
                 planned[id(item)] = self._plan(item.loaded, item.result)
             except SelfSegError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - one bad image must not stop the batch
+            except Exception as exc:  # one bad image must not stop the batch
                 item.error = f"{item.source}: {type(exc).__name__}: {exc}".splitlines()[0]
         ok = [i for i in ok if i.ok]
         enriched = dict(zip(map(id, ok), self._enrich(ok, [planned[id(i)] for i in ok])))
@@ -133,7 +137,7 @@ class SelfSeg:
                 seg = self._segment_one(item.loaded, planned[id(item)], enriched[id(item)])
             except SelfSegError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - one bad image must not stop the batch
+            except Exception as exc:  # one bad image must not stop the batch
                 yield BatchItem(source=item.source,
                                 error=f"{item.source}: {type(exc).__name__}: {exc}".splitlines()[0])
                 continue
@@ -150,7 +154,7 @@ class SelfSeg:
             return self.enricher([i.loaded for i in items], [p.classes for p in planned])
         except SelfSegError:
             raise
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             if len(items) > 1:  # one image the model cannot take must not cost the others their prompts
                 return [self._enrich([i], [p])[0] for i, p in zip(items, planned)]
             note = f"enrich: failed ({type(exc).__name__}: {exc}".splitlines()[0] + "); prompted with the plain tags"
@@ -163,7 +167,7 @@ class SelfSeg:
             return BatchItem(source=str(src), error=str(exc))
         return BatchItem(source=loaded.source, loaded=loaded)
 
-    def _plan(self, loaded: LoadedImage, tags: "TagResult | None") -> "_Planned":
+    def _plan(self, loaded: LoadedImage, tags: TagResult | None) -> _Planned:
         """The class list an image is segmented with: cleaned self-found tags and/or the user's words."""
         from .taggers.cleanup import clean_tags
 
@@ -185,7 +189,7 @@ class SelfSeg:
             seen.setdefault(w.casefold(), w)
         return _Planned(classes=list(seen.values()), merges=merges, tags=tags)
 
-    def _segment_one(self, loaded: LoadedImage, planned: "_Planned", enrichment: Any = None) -> Any:
+    def _segment_one(self, loaded: LoadedImage, planned: _Planned, enrichment: Any = None) -> Any:
         classes, merges, tags = planned.classes, planned.merges, planned.tags
         prompts = enrichment.prompts if enrichment is not None else {}
         # prompts only when there are some: segmenters written before enrichment take three arguments.
@@ -216,12 +220,12 @@ class SelfSeg:
         loaded = load_image(image, self.config.run.max_image_side)
         return _with_image_notes(self.tagger.tag_batch([loaded])[0], loaded)
 
-    def tag_many(self, images: Iterable[ImageInput], batch_size: "int | None" = None) -> Iterator[BatchItem]:
+    def tag_many(self, images: Iterable[ImageInput], batch_size: int | None = None) -> Iterator[BatchItem]:
         """Tag images in batches; a bad image yields a BatchItem with `error` and the others go on."""
         size = batch_size or self.config.run.batch_size
         if size < 1:
             raise ConfigError(f"batch_size: expected an integer >= 1, got {size}")
-        self.tagger  # built once, up front: a config or resource problem stops here with one message
+        _ = self.tagger  # built once, up front: a config or resource problem stops here with one message
         pending: list[LoadedImage] = []
         for src in images:
             try:
@@ -240,7 +244,7 @@ class SelfSeg:
             results = self.tagger.tag_batch(batch)
         except SelfSegError:
             raise  # configuration / resource problems affect every image: stop with the message
-        except Exception as exc:  # noqa: BLE001 - a failed batch must not lose the rest of the run
+        except Exception as exc:  # a failed batch must not lose the rest of the run
             if len(batch) > 1:  # retry one by one so a single bad input does not take its batch down
                 for im in batch:
                     yield from self._run([im])
@@ -265,10 +269,10 @@ def _with_image_notes(result: Any, loaded: LoadedImage) -> Any:
 class _Planned:
     classes: list[str]
     merges: list[dict[str, str]]
-    tags: Optional[TagResult]
+    tags: TagResult | None
 
 
-def write_outputs(item: BatchItem, out_dir: Path, stem: str, extra: "dict[str, Any] | None" = None) -> tuple[Path, Path]:
+def write_outputs(item: BatchItem, out_dir: Path, stem: str, extra: dict[str, Any] | None = None) -> tuple[Path, Path]:
     """Write <stem>.png (overlay) and <stem>.json atomically; returns their paths. The JSON names the
     files written beside it (`files`) and carries `extra` (e.g. the run's key for the input)."""
     import json

@@ -1,7 +1,8 @@
-"""A tiny name -> factory registry, one per pipeline stage (taggers today; locators and segmenters next)."""
+"""A tiny name -> factory registry, one per pluggable kind (taggers, segmenters, datasets, label mappers)."""
 from __future__ import annotations
 
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from .errors import ConfigError
 

@@ -7,8 +7,9 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .errors import ResourceMissingError
 
@@ -102,7 +103,7 @@ def install_wordnet_from_dir(src: Path, nltk_dir: Path) -> Path:
     return dest
 
 
-def setup_resources(wordnet_dir: "str | None" = None, spacy_pipeline: str = "auto", allow_apt: bool = True,
+def setup_resources(wordnet_dir: str | None = None, spacy_pipeline: str = "auto", allow_apt: bool = True,
                     log: Callable[[str], None] = print) -> None:
     """Make WordNet and a spaCy English pipeline available, trying each source in turn."""
     nltk_dir = default_nltk_dir()
@@ -120,7 +121,7 @@ def setup_resources(wordnet_dir: "str | None" = None, spacy_pipeline: str = "aut
         log(f"spaCy: using {resolve_spacy(spacy_pipeline)}")
 
 
-def _install_wordnet(wordnet_dir: "str | None", nltk_dir: Path, allow_apt: bool, log: Callable[[str], None]) -> None:
+def _install_wordnet(wordnet_dir: str | None, nltk_dir: Path, allow_apt: bool, log: Callable[[str], None]) -> None:
     if wordnet_dir:
         log(f"WordNet: copying the database in {wordnet_dir}")
         install_wordnet_from_dir(Path(wordnet_dir), nltk_dir)
@@ -166,7 +167,7 @@ def _install_spacy(log: Callable[[str], None]) -> None:
 # ------------------------------------------------------------------------------------------ checkpoints
 
 
-def download_checkpoints(model_ids: list[str], cache_dir: "str | None" = None,
+def download_checkpoints(model_ids: list[str], cache_dir: str | None = None,
                          log: Callable[[str], None] = print) -> list[str]:
     """Fetch every checkpoint into the Hugging Face cache; returns the ids that failed."""
     from huggingface_hub import snapshot_download

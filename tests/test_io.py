@@ -201,7 +201,7 @@ def test_other_warnings_while_loading_still_reach_the_caller(tmp_path, monkeypat
     real = sio._to_rgb
 
     def noisy(img):
-        warnings.warn("something about the conversion", UserWarning)
+        warnings.warn("something about the conversion", UserWarning, stacklevel=1)
         return real(img)
 
     monkeypatch.setattr(sio, "_to_rgb", noisy)

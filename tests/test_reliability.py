@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from PIL import Image
 
 from selfseg.cli import main
-from selfseg.runs import LOG, read_log
+from selfseg.runs import read_log
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = str(REPO / "configs" / "smoke.yaml")
@@ -62,11 +61,11 @@ def good(tmp: Path) -> str:
     return str(p)
 
 
-def tag(tmp: Path, *inputs: str, out: "str | None" = None, extra: tuple = ()) -> list[str]:
+def tag(tmp: Path, *inputs: str, out: str | None = None, extra: tuple = ()) -> list[str]:
     return ["tag", *inputs, "--config", SMOKE, "--out", out or str(tmp / "out"), "-q", *FAST, *extra]
 
 
-def segment(tmp: Path, *inputs: str, out: "str | None" = None, extra: tuple = ()) -> list[str]:
+def segment(tmp: Path, *inputs: str, out: str | None = None, extra: tuple = ()) -> list[str]:
     return ["segment", *inputs, "--config", SMOKE, "--out", out or str(tmp / "out"), "-q", *FAST, *extra]
 
 
@@ -403,8 +402,9 @@ OTHER_COMMANDS = [
     Case("map-labels with empty lines and a bad byte", _labels_file, 0, _one_row_per_line),
     Case("evaluate with a file as the predictions folder", _predictions_file, 2, one_error_line("not a folder")),
     Case("evaluate --out under a regular file", _scores_under_a_file, 2, _nothing_scored),
-    Case("download that cannot reach the hub", lambda tmp: ["download", "--config", str(REPO / "configs" / "bcc_voc.yaml")],
-         2, one_error_line("could not be downloaded"), env={"HF_HUB_OFFLINE": "1"}),
+    Case("download that cannot reach the hub",
+         lambda tmp: ["download", "--config", str(REPO / "configs" / "bcc_voc.yaml")], 2,
+         one_error_line("could not be downloaded"), env={"HF_HUB_OFFLINE": "1"}),
 ]
 
 CASES = INPUTS + OUTPUTS + CONFIGS + RESUME + CONCURRENCY + OTHER_COMMANDS

@@ -62,9 +62,9 @@ def test_a_warning_during_a_command_is_one_line_per_message(monkeypatch, capsys)
 
     def noisy(ns):
         for _ in range(3):  # the same message from three places is still said once
-            warnings.warn("the disk is nearly full", UserWarning)
+            warnings.warn("the disk is nearly full", UserWarning, stacklevel=1)
             warnings.warn_explicit("the disk is nearly full", UserWarning, "elsewhere.py", 7)
-        warnings.warn("first line of a long story\nsecond line\nthird", RuntimeWarning)
+        warnings.warn("first line of a long story\nsecond line\nthird", RuntimeWarning, stacklevel=1)
         return 0
 
     before = warnings.showwarning

@@ -409,7 +409,7 @@ def cmd_install(args: argparse.Namespace) -> int:
         others = [p for p in sys.path if p and Path(p).resolve() != target.resolve()]
         provided = installed([str(target), *others])
         need, why_needed = {}, {}
-        for dist, req, why in unmet(provided, roots, env):
+        for dist, req, _ in unmet(provided, roots, env):
             name = canonicalize_name(req.name)
             if name in fallback and satisfies(fallback[name][1].version, req):
                 need[name] = fallback[name][0]
@@ -611,7 +611,8 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("closure", help="check the kit's wheel set (here)")
     p.add_argument("--build", default=str(REPO / ".gpu-build"))

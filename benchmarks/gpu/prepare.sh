@@ -19,7 +19,8 @@
 # wheels changed. The wheel set is checked against the GPU machine's package list
 # (benchmarks/gpu/device_packages.txt) by kit.py closure. Fails with a message naming what is missing.
 # Env: PYTHON (default python3; needs pip and packaging), NLTK_SRC (a folder holding corpora/wordnet;
-# default: the first NLTK_DATA entry, else ~/nltk_data), ADE_SAMPLE (default: ../shared/data/ade20k_sample beside the repository).
+# default: the first NLTK_DATA entry, else ~/nltk_data), ADE_SAMPLE (a folder of ADE20K validation photos in
+# images/; default: examples/ade20k_sample).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 HERE=benchmarks/gpu
@@ -122,9 +123,9 @@ print(f"bert vocab from {p}")
 EOF
 fi
 
-# The benchmarks run on examples/images plus, where ADE_SAMPLE points at one, a folder of ADE20K validation
-# photos (run.sh passes it with --image-dir); the GPU machine gets the repo only, so the kit brings that folder.
-ADE=${ADE_SAMPLE:-$(cd "$(dirname "$0")/../.." && pwd)/../shared/data/ade20k_sample}
+# The benchmarks run on examples/images plus the ADE20K validation photos of ADE_SAMPLE, which the kit carries
+# and run.sh passes with --image-dir.
+ADE=${ADE_SAMPLE:-$PWD/examples/ade20k_sample}
 if [ -d "$ADE/images" ]; then
     mkdir -p "$KIT/ade20k_sample/images"
     cp -f "$ADE"/images/*.jpg "$KIT/ade20k_sample/images/"

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,7 +34,7 @@ def _as_tensor(f: Any, device: Any) -> torch.Tensor:
 
 def ensemble_cluster(
     features: Sequence[Any],
-    config: "ClusteringConfig | None" = None,
+    config: ClusteringConfig | None = None,
     *,
     seed: int = 0,
     device: Any = None,

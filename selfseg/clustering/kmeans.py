@@ -57,7 +57,7 @@ def kmeans(
     max_iter: int = 300,
     tol: float = 1e-4,
     seed: int = 0,
-    init: "torch.Tensor | None" = None,
+    init: torch.Tensor | None = None,
 ) -> KMeansResult:
     """Cluster the rows of `x` (n, d) into `k` groups. `init` (k, d) fixes the starting centres."""
     if x.ndim != 2:
@@ -69,12 +69,13 @@ def kmeans(
     x_sq = (x * x).sum(1)
     abs_tol = float(x.var(0, unbiased=False).mean()) * tol
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    best: "KMeansResult | None" = None
+    best: KMeansResult | None = None
     for _ in range(1 if init is not None else n_init):
         c = init.to(x).clone() if init is not None else kmeans_plusplus(x, k, generator, x_sq)
         labels = torch.full((n,), -1, dtype=torch.long, device=x.device)
         n_iter = 0
-        for n_iter in range(1, max_iter + 1):
+        while n_iter < max_iter:
+            n_iter += 1
             new_labels = _sq_dists(x, c, x_sq).argmin(1)
             new_c = _m_step(x, new_labels, k, c, x_sq)
             shift = float(((new_c - c) ** 2).sum())

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from ..config import Config
 from ..errors import ConfigError, SelfSegError
@@ -48,7 +48,7 @@ class Dist:
     active: bool = False
 
     @classmethod
-    def from_env(cls) -> "Dist":
+    def from_env(cls) -> Dist:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         return cls(rank=int(os.environ.get("RANK", "0")), world=world,
                    local_rank=int(os.environ.get("LOCAL_RANK", "0")), active=world > 1)
@@ -107,7 +107,7 @@ def prediction_fingerprint(config: Config) -> dict[str, Any]:
     return d
 
 
-def out_dir(config: Config, out: "str | Path | None" = None) -> Path:
+def out_dir(config: Config, out: str | Path | None = None) -> Path:
     return Path(out or config.evaluation.out.replace("{name}", config.name))
 
 
@@ -228,8 +228,8 @@ def build_mapper_from_config(config: Config, run: Path, classes: Any = None) -> 
     return build_mapper(ev.mapper, ev.dataset, classes=classes, **opts)
 
 
-def run_benchmark(config: Config, out: "str | Path | None" = None, limit: "int | None" = None,
-                  fresh: bool = False, quiet: bool = False) -> Optional[EvaluationReport]:
+def run_benchmark(config: Config, out: str | Path | None = None, limit: int | None = None,
+                  fresh: bool = False, quiet: bool = False) -> EvaluationReport | None:
     """Predict (resumably, sharded over torchrun ranks), then on rank 0 map, score and write results.
     Returns the report on rank 0, None on the other ranks."""
     dist = Dist.from_env()

@@ -9,10 +9,10 @@ Prediction files for `selfseg evaluate` use the same indices, with the dataset's
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 
@@ -46,7 +46,7 @@ class ClassInfo:
         return self.names[0]
 
 
-def read_class_file(path: "str | Path") -> list[ClassInfo]:
+def read_class_file(path: str | Path) -> list[ClassInfo]:
     """One class per line, names ';'-separated (first = the class's name); '#' lines are comments."""
     path = Path(path)
     if not path.is_file():
@@ -77,7 +77,7 @@ class DatasetSpec:
     read_label: Callable[[Path], np.ndarray]
     # Index of a class that means "none of the others" and is scored (VOC's background): pixels a
     # segmenter leaves unlabelled, and nouns mapped to nothing, count as this class. None: no such class.
-    background: Optional[int] = None
+    background: int | None = None
     # The Self-Seg paper's LOVE prompt either lists the classes or relies on the LLM knowing the dataset.
     llm_lists_classes: bool = True
     # Name used in the knowledge-style LOVE prompt ("the ADE20K dataset").
@@ -130,7 +130,7 @@ def dataset_spec(name: str) -> DatasetSpec:
     return DATASETS.create(name)
 
 
-def load_dataset(name: str, root: "str | Path", split: str = "val", classes: "str | Path | None" = None) -> Dataset:
+def load_dataset(name: str, root: str | Path, split: str = "val", classes: str | Path | None = None) -> Dataset:
     """Find a dataset under `root`. `classes` (a class-names file) overrides the shipped list; the
     `folder` dataset reads `<root>/classes.txt` by default."""
     spec = dataset_spec(name)
@@ -210,7 +210,7 @@ def _read_cityscapes(path: Path) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------ finders
 
 
-def _first_dir(candidates: list[Path]) -> "Path | None":
+def _first_dir(candidates: list[Path]) -> Path | None:
     return next((c for c in candidates if c.is_dir()), None)
 
 

@@ -10,9 +10,10 @@ Two kinds of prediction folders:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -31,10 +32,10 @@ class EvaluationReport:
     semseg: SemSegScores
     cmiou: float
     cmiou_segments: int
-    tags: Optional[TagScores] = None
+    tags: TagScores | None = None
     failed: list[str] = field(default_factory=list)
-    mapping: dict[str, Optional[str]] = field(default_factory=dict)
-    lexical_alignment: Optional[dict[str, Any]] = None
+    mapping: dict[str, str | None] = field(default_factory=dict)
+    lexical_alignment: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -77,7 +78,7 @@ class EvaluationReport:
         return "\n".join(lines)
 
 
-def pct(v: Optional[float]) -> str:
+def pct(v: float | None) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}"
 
 
@@ -100,16 +101,16 @@ def read_label_map(path: Path) -> np.ndarray:
 # ------------------------------------------------------------------------------ evaluation-index maps
 
 
-def find_prediction(pred_dir: Path, sample: Sample) -> Optional[Path]:
+def find_prediction(pred_dir: Path, sample: Sample) -> Path | None:
     for name in (f"{sample.id}.png", f"{sample.id}.tif", f"{sample.id}.tiff"):
         if (pred_dir / name).is_file():
             return pred_dir / name
     return None
 
 
-def score_label_maps(dataset: Dataset, pred_dir: "str | Path", convention: str = "detectron2",
-                     cmiou_segments: str = "class", samples: "Sequence[Sample] | None" = None,
-                     progress: Optional[Callable[[int], None]] = None) -> EvaluationReport:
+def score_label_maps(dataset: Dataset, pred_dir: str | Path, convention: str = "detectron2",
+                     cmiou_segments: str = "class", samples: Sequence[Sample] | None = None,
+                     progress: Callable[[int], None] | None = None) -> EvaluationReport:
     """Score `<id>.png` label maps in the dataset's class indices (ignore value = no class)."""
     pred_dir = Path(pred_dir)
     samples = list(samples if samples is not None else dataset.samples)
@@ -153,10 +154,10 @@ class RawPrediction:
     """selfseg's own output for one image: the label map's path (ids into `classes`, 0 = unlabelled),
     read only when scored so a whole dataset's maps are never in memory at once."""
 
-    labels_path: Optional[Path]
+    labels_path: Path | None
     classes: list[str]
-    seconds: Optional[float] = None
-    error: Optional[str] = None
+    seconds: float | None = None
+    error: str | None = None
     # "union" tagger: class -> the taggers whose tags gave it (directly, or merged into it by the clean-up).
     found_by: dict[str, list[str]] = field(default_factory=dict)
     parts: list[str] = field(default_factory=list)  # the union's taggers
@@ -196,10 +197,10 @@ def _found_by(seg: Any) -> dict[str, list[str]]:
     return out
 
 
-def score_open_vocabulary(dataset: Dataset, samples: Sequence[Sample], pred_dir: "str | Path", mapper: Any,
+def score_open_vocabulary(dataset: Dataset, samples: Sequence[Sample], pred_dir: str | Path, mapper: Any,
                           convention: str = "detectron2", cmiou_segments: str = "class", gt_aware: bool = False,
-                          levels: "Sequence[str] | None" = None,
-                          progress: Optional[Callable[[int], None]] = None) -> EvaluationReport:
+                          levels: Sequence[str] | None = None,
+                          progress: Callable[[int], None] | None = None) -> EvaluationReport:
     """Map every predicted name to a class with `mapper`, then score.
 
     Unlabelled pixels and names mapped to nothing become the dataset's background class where it has one
@@ -222,7 +223,7 @@ def score_open_vocabulary(dataset: Dataset, samples: Sequence[Sample], pred_dir:
     # Per level: name -> class index (or none) and, for ground-truth-aware scoring, related classes.
     lut_by_level: dict[Any, dict[str, int]] = {}
     related_by_level: dict[Any, dict[str, set[int]]] = {}
-    mapping: dict[str, Optional[str]] = {}
+    mapping: dict[str, str | None] = {}
     for level in levels:
         matches = mapper.map(names, level) if lexical else mapper.map(names)
         lut_by_level[level] = {n: (m.index if m.index is not None else none_value) for n, m in zip(names, matches)}

@@ -19,8 +19,9 @@
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -46,8 +47,8 @@ class SemSegScores:
 
     convention: str
     class_names: list[str]
-    iou: list[Optional[float]]
-    accuracy: list[Optional[float]]
+    iou: list[float | None]
+    accuracy: list[float | None]
     miou: float
     mean_accuracy: float
     pixel_accuracy: float
@@ -92,7 +93,7 @@ class SemSegEvaluator:
         g = np.where(gt == IGNORE, self.n, gt).astype(np.int64).ravel()
         self.conf += np.bincount(p * (self.n + 1) + g, minlength=(self.n + 1) ** 2).reshape(self.n + 1, self.n + 1)
 
-    def merge(self, other: "SemSegEvaluator") -> None:
+    def merge(self, other: SemSegEvaluator) -> None:
         self.conf += other.conf
 
     def evaluate(self, convention: str = "detectron2") -> SemSegScores:
@@ -119,7 +120,7 @@ class SemSegEvaluator:
         macc = float(np.nanmean(acc)) if acc_ok.any() else float("nan")
         pacc = float(tp.sum() / total) if total > 0 else float("nan")
         fw = float(np.nansum(np.where(iou_ok, iou_all, 0) * pos_gt) / total) if total > 0 else float("nan")
-        as_list = lambda a: [None if np.isnan(v) else float(v) for v in a]  # noqa: E731
+        as_list = lambda a: [None if np.isnan(v) else float(v) for v in a]
         return SemSegScores(convention=convention, class_names=self.class_names, iou=as_list(iou),
                             accuracy=as_list(acc), miou=miou, mean_accuracy=macc, pixel_accuracy=pacc,
                             fw_iou=fw, gt_pixels=[int(v) for v in pos_gt], pred_pixels=[int(v) for v in pos_pred])
@@ -184,7 +185,7 @@ class ClassAgnosticIoU:
         self.best.extend(float(b) for b in best)
         return [float(b) for b in best]
 
-    def merge(self, other: "ClassAgnosticIoU") -> None:
+    def merge(self, other: ClassAgnosticIoU) -> None:
         self.best.extend(other.best)
 
     @property
@@ -240,7 +241,7 @@ class TagMetrics:
 
     def evaluate(self) -> TagScores:
         arr = np.asarray(self.per_image, dtype=np.float64).reshape(-1, 2)
-        mean = lambda col: float(np.nanmean(col)) if np.isfinite(col).any() else float("nan")  # noqa: E731
+        mean = lambda col: float(np.nanmean(col)) if np.isfinite(col).any() else float("nan")
         mp = self.tp / self.npred if self.npred else float("nan")
         mr = self.tp / self.ngt if self.ngt else float("nan")
         f1 = 2 * mp * mr / (mp + mr) if self.npred and self.ngt and (mp + mr) > 0 else float("nan")

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +40,7 @@ class BlipCaptioner:
 
     # ------------------------------------------------------------------------------------------ loading
     @classmethod
-    def from_config(cls, cfg: ModelConfig) -> "BlipCaptioner":
+    def from_config(cls, cfg: ModelConfig) -> BlipCaptioner:
         device, dtype = resolve_device(cfg.device), resolve_dtype(cfg.dtype)
         if cfg.blip == TINY_MODEL:
             model, processor = build_tiny_blip()
@@ -95,7 +96,7 @@ class BlipCaptioner:
 
     @torch.inference_mode()
     def caption(self, token_sets: Sequence[torch.Tensor], settings: CaptioningConfig, seed: int,
-                streams: "Sequence[Sequence[int]] | None" = None) -> list[str]:
+                streams: Sequence[Sequence[int]] | None = None) -> list[str]:
         """One sampled caption per token set, all in ONE generate call.
 
         token_sets: (n_i, D) encoder tokens each; a row repeated for several caption cycles passes the same
@@ -120,7 +121,7 @@ class BlipCaptioner:
 
     @torch.inference_mode()
     def generate(self, token_sets: Sequence[torch.Tensor], settings: CaptioningConfig, seed: int,
-                 streams: "Sequence[Sequence[int]] | None" = None, **generate_kwargs: Any) -> Any:
+                 streams: Sequence[Sequence[int]] | None = None, **generate_kwargs: Any) -> Any:
         """BLIP's text decoder over `token_sets` (each non-empty), one row per set, in ONE generate call:
         the prompt ids + generated ids, or transformers' output object when `generate_kwargs` ask for one
         (`return_dict_in_generate=True, output_logits=True`; `do_sample=False` for greedy decoding).
@@ -131,7 +132,7 @@ class BlipCaptioner:
         return self._generate(token_sets, settings, seed, generate_kwargs, _stream_names(streams, len(token_sets)))
 
     def sampling_processors(self, settings: CaptioningConfig, seed: int, streams: Sequence[Sequence[int]],
-                            prompt_length: int, max_new_tokens: "int | None" = None) -> list[Any]:
+                            prompt_length: int, max_new_tokens: int | None = None) -> list[Any]:
         """The logits processors that sample one token per row from its own stream, for a generate call with
         `do_sample=False`: transformers' top-k and top-p warpers (in the order its sampling applies them),
         then `StreamSampler`. Passed to the stock decoder, they reproduce `caption` exactly (tests do)."""
@@ -233,7 +234,7 @@ class StreamSampler:
         return torch.full_like(scores, float("-inf")).scatter_(1, pick.to(scores.device), 0.0)
 
 
-def _stream_names(streams: "Sequence[Sequence[int]] | None", rows: int) -> list[tuple[int, ...]]:
+def _stream_names(streams: Sequence[Sequence[int]] | None, rows: int) -> list[tuple[int, ...]]:
     if streams is None:
         return [(i,) for i in range(rows)]
     names = [tuple(int(x) for x in s) for s in streams]
@@ -291,7 +292,7 @@ class _Group(NamedTuple):
     keys: torch.Tensor     # (1, H, L, d): the group's sets' keys, end to end
     values: torch.Tensor   # (1, H, L, d)
     rows: torch.Tensor     # (R,) the batch rows that read this group
-    bias: "torch.Tensor | None"  # (R, L): 0 on each row's own set, -inf elsewhere; None when one set fills it
+    bias: torch.Tensor | None  # (R, L): 0 on each row's own set, -inf elsewhere; None when one set fills it
 
 
 class _SetCrossAttention(torch.nn.Module):
@@ -304,7 +305,7 @@ class _SetCrossAttention(torch.nn.Module):
     one fused attention call over the group's keys, masked to their own set: no padding per set, no per-row
     copies of keys or values, and a row spans at most the largest set's worth of keys."""
 
-    def __init__(self, base: Any, groups: Sequence[tuple[torch.Tensor, torch.Tensor, "torch.Tensor | None"]]):
+    def __init__(self, base: Any, groups: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]):
         super().__init__()
         self.base = base
         self.heads, self.head_dim = base.num_attention_heads, base.attention_head_size
@@ -369,8 +370,7 @@ def build_tiny_blip(seed: int = 0) -> tuple[Any, Any]:
     the image and on which tokens each caption sees (see `sharpen_cross_attention`), so tests of batching,
     masking and caching can tell a right wiring from a wrong one.
     """
-    from transformers import (BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor,
-                              BlipProcessor)
+    from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
 
     vocab = Path(__file__).with_name("tiny_vocab.txt")
     tokenizer = BertTokenizer(str(vocab), do_lower_case=True, bos_token="[DEC]")

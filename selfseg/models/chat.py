@@ -7,8 +7,9 @@ turn); a reply is the model's next assistant turn. Decoding is greedy, so a repl
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 from ..cache import ReplyCache, image_digest, reply_key
 
@@ -22,10 +23,10 @@ class ChatRequest:
     image: Any = None
 
     @classmethod
-    def ask(cls, prompt: str, image: Any = None) -> "ChatRequest":
+    def ask(cls, prompt: str, image: Any = None) -> ChatRequest:
         return cls([("user", prompt)], image)
 
-    def then(self, reply: str, prompt: str) -> "ChatRequest":
+    def then(self, reply: str, prompt: str) -> ChatRequest:
         """This conversation with the model's `reply` and a follow-up `prompt` appended."""
         return ChatRequest(self.turns + [("assistant", reply), ("user", prompt)], self.image)
 
@@ -52,9 +53,9 @@ class ChatModelBase:
 
     model_id: str
     batch_size: int
-    text_batch_size: Optional[int] = None
+    text_batch_size: int | None = None
     max_new_tokens: int
-    cache: Optional[ReplyCache]
+    cache: ReplyCache | None
     is_tiny: bool = False
     dtype: Any = None  # part of the cache key: float16 and bfloat16 may answer differently
     tokenizer: Any = None
@@ -77,8 +78,8 @@ class ChatModelBase:
         """One reply per request, in order. Cached replies are served from the cache; the rest run in
         generate calls of `batch_size` rows (`text_batch_size` without an image), grouped by length so
         little padding is wasted; rows with and without an image never share a call."""
-        out: list[Optional[ChatReply]] = [None] * len(requests)
-        keys: list[Optional[str]] = [None] * len(requests)
+        out: list[ChatReply | None] = [None] * len(requests)
+        keys: list[str | None] = [None] * len(requests)
         if self.cache is not None:
             digests: dict[int, str] = {}
             for i, r in enumerate(requests):
@@ -122,9 +123,9 @@ class SharedWeights:
     used by a tagger and by prompt enrichment is loaded once. Weakly held: dropped with their last user."""
 
     def __init__(self) -> None:
-        self._items: "weakref.WeakValueDictionary[tuple, _Holder]" = weakref.WeakValueDictionary()
+        self._items: weakref.WeakValueDictionary[tuple, _Holder] = weakref.WeakValueDictionary()
 
-    def get(self, key: tuple, load: Callable[[], tuple[Any, Any]]) -> "_Holder":
+    def get(self, key: tuple, load: Callable[[], tuple[Any, Any]]) -> _Holder:
         holder = self._items.get(key)
         if holder is None:
             holder = _Holder(*load())

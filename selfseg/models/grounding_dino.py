@@ -21,10 +21,11 @@ tests and install checks, whose boxes, scores and labels are meaningless.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence, Union
+from typing import Any
 
 import torch
 
@@ -102,9 +103,9 @@ class GroundingDinoLocator:
     for -base at 800x1333 px the backbone is about a third of a one-row forward (6.6 of 20 s on 2 CPU cores).
     """
 
-    def __init__(self, model: Any, processor: Any, device: Union[str, torch.device] = "cpu",
-                 dtype: Union[torch.dtype, str] = torch.float32, model_id: str = DEFAULT_MODEL,
-                 is_tiny: bool = False, max_chunks_per_forward: Union[int, None] = 4,
+    def __init__(self, model: Any, processor: Any, device: str | torch.device = "cpu",
+                 dtype: torch.dtype | str = torch.float32, model_id: str = DEFAULT_MODEL,
+                 is_tiny: bool = False, max_chunks_per_forward: int | None = 4,
                  share_backbone: bool = True) -> None:
         dtype = resolve_dtype(dtype)
         device = resolve_device(str(device))
@@ -137,9 +138,9 @@ class GroundingDinoLocator:
 
     # ------------------------------------------------------------------------------------------ loading
     @classmethod
-    def from_pretrained(cls, model_id: str = DEFAULT_MODEL, device: Union[str, torch.device] = "cpu",
-                        dtype: Union[torch.dtype, str] = torch.float32, cache_dir: Union[str, None] = None,
-                        local_files_only: bool = False, **kwargs: Any) -> "GroundingDinoLocator":
+    def from_pretrained(cls, model_id: str = DEFAULT_MODEL, device: str | torch.device = "cpu",
+                        dtype: torch.dtype | str = torch.float32, cache_dir: str | None = None,
+                        local_files_only: bool = False, **kwargs: Any) -> GroundingDinoLocator:
         """Load a checkpoint: a Hugging Face id (DEFAULT_MODEL, TINY_CHECKPOINT, ...) or a local folder
         written by save_pretrained. "tiny-random" builds the tiny random-init model (see `tiny`).
 
@@ -162,8 +163,8 @@ class GroundingDinoLocator:
         return cls(model, processor, device, torch_dtype, model_id=model_id, **kwargs)
 
     @classmethod
-    def tiny(cls, seed: int = 0, device: Union[str, torch.device] = "cpu",
-             dtype: Union[torch.dtype, str] = torch.float32, **kwargs: Any) -> "GroundingDinoLocator":
+    def tiny(cls, seed: int = 0, device: str | torch.device = "cpu",
+             dtype: torch.dtype | str = torch.float32, **kwargs: Any) -> GroundingDinoLocator:
         """A tiny random-init Grounding DINO with a real processor, built in code (no download).
 
         For tests and install checks only: its boxes, scores and labels change with the image and the tags
@@ -175,7 +176,7 @@ class GroundingDinoLocator:
         return cls(model, processor, device, dtype, model_id=TINY_MODEL, is_tiny=True, **kwargs)
 
     # ------------------------------------------------------------------------------------------ prompt
-    def plan(self, tags: Sequence[str], phrases: "Sequence[str] | None" = None) -> PromptPlan:
+    def plan(self, tags: Sequence[str], phrases: Sequence[str] | None = None) -> PromptPlan:
         """Clean, deduplicate, tokenize and pack the tags into prompt chunks (no model call).
 
         A tag is lower-cased, the characters the model reads as phrase delimiters ('.', '?') are replaced by
@@ -273,7 +274,7 @@ class GroundingDinoLocator:
     # ------------------------------------------------------------------------------------------ detect
     @torch.inference_mode()
     def detect(self, image: Any, tags: Sequence[str], box_threshold: float = 0.35,
-               text_threshold: float = 0.25, phrases: "Sequence[str] | None" = None) -> Detections:
+               text_threshold: float = 0.25, phrases: Sequence[str] | None = None) -> Detections:
         """Boxes of the tags in one image, most confident first.
 
         Label rule: each of Grounding DINO's query boxes in a chunk's forward is scored against every tag of
@@ -334,7 +335,7 @@ class GroundingDinoLocator:
         return Detections(xyxy[order].cpu().numpy(), scores[order].cpu().numpy(),
                           [all_labels[i] for i in order], passes=len(plan.chunks), notes=notes)
 
-    def _forward(self, pixel_values: torch.Tensor, pixel_mask: Union[torch.Tensor, None],
+    def _forward(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None,
                  chunks: Sequence[PromptChunk]) -> tuple[torch.Tensor, torch.Tensor]:
         """One batched forward: the chunks right-padded to the longest, the image repeated (as a view).
 
@@ -449,8 +450,14 @@ def build_tiny_grounding_dino(seed: int = 0) -> tuple[Any, Any]:
     images and prompts could reach the outputs only through the top-k query choice. Outputs stay meaningless:
     they depend on the image and the prompt, but in no learned way.
     """
-    from transformers import (BertTokenizer, GroundingDinoConfig, GroundingDinoForObjectDetection,
-                              GroundingDinoImageProcessor, GroundingDinoProcessor, SwinConfig)
+    from transformers import (
+        BertTokenizer,
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        GroundingDinoImageProcessor,
+        GroundingDinoProcessor,
+        SwinConfig,
+    )
 
     vocab = _tiny_vocab()
     tokenizer = BertTokenizer(vocab, do_lower_case=True)

@@ -6,8 +6,9 @@ replies are meaningless noise, for testing the plumbing only.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -51,8 +52,8 @@ class ChatLM(ChatModelBase):
     """
 
     def __init__(self, model_id: str, device: str = "auto", dtype: str = "auto", batch_size: int = 8,
-                 max_new_tokens: int = 64, cache_dir: "str | None" = None, local_files_only: bool = False,
-                 cache: "ReplyCache | None" = None, setting: str = "evaluation.llm_model") -> None:
+                 max_new_tokens: int = 64, cache_dir: str | None = None, local_files_only: bool = False,
+                 cache: ReplyCache | None = None, setting: str = "evaluation.llm_model") -> None:
         super().__init__()
         self.model_id = model_id
         self.device = resolve_device(device)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any
 from urllib.parse import urlparse
 
 import torch
@@ -16,7 +17,7 @@ from ..errors import ConfigError, ResourceMissingError
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-def resolve_device(name: Union[str, torch.device]) -> torch.device:
+def resolve_device(name: str | torch.device) -> torch.device:
     """"auto" -> CUDA when available, else CPU; any torch device string otherwise (checked)."""
     if isinstance(name, torch.device):
         return name
@@ -31,7 +32,7 @@ def resolve_device(name: Union[str, torch.device]) -> torch.device:
     return dev
 
 
-def resolve_dtype(dtype: Union[str, torch.dtype]) -> torch.dtype:
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype not in DTYPES:
@@ -110,7 +111,7 @@ def spread_weights(model: Any, seed: int, head_gain: float = 4.0, gain: float = 
     return model
 
 
-def redraw_weights(model: Any, seed: int, gains: "dict[str, float] | None" = None) -> Any:
+def redraw_weights(model: Any, seed: int, gains: dict[str, float] | None = None) -> Any:
     """Re-draw a random-init model's weights so that its outputs follow its inputs (in place; returns it).
 
     Random-init checkpoints are built to start training, not to carry a signal: weights of std 0.02 shrink

@@ -8,8 +8,9 @@ noise, for testing the plumbing only.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import torch
 
@@ -45,8 +46,14 @@ def build_tiny_vlm(seed: int = 0) -> tuple[Any, Any]:
     The weights are re-drawn at unit scale from `seed` (see `spread_weights`) so that another image or
     another prompt changes the logits and the greedy reply: tests of batching and caching would otherwise
     pass whatever reached the model. The replies are still meaningless."""
-    from transformers import (BertTokenizer, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration,
-                              Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor)
+    from transformers import (
+        BertTokenizer,
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLProcessor,
+        Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+    )
 
     tok = BertTokenizer(str(Path(__file__).with_name("tiny_vocab.txt")), do_lower_case=True, padding_side="left")
     tok.add_special_tokens({"additional_special_tokens": _TINY_SPECIALS})
@@ -72,13 +79,15 @@ def build_tiny_vlm(seed: int = 0) -> tuple[Any, Any]:
     return spread_weights(model, seed), processor
 
 
-def check_model_type(model_id: str, kind: str, setting: str, cache_dir: Optional[str],
+def check_model_type(model_id: str, kind: str, setting: str, cache_dir: str | None,
                      local_files_only: bool) -> None:
     """Read only the checkpoint's config and raise one clear ConfigError when it is not `kind`
     ("image-text-to-text" or "causal-lm"): before gigabytes of the wrong weights are loaded."""
     from transformers import AutoConfig
-    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
-                                                        MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES)
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES,
+    )
 
     what_ckpt = "vision-language model" if kind == "image-text-to-text" else "causal LM"
     cfg = load_checkpoint(what_ckpt, model_id,
@@ -110,9 +119,9 @@ class VisionChat(ChatModelBase):
     """
 
     def __init__(self, model_id: str, device: str = "auto", dtype: str = "auto", batch_size: int = 4,
-                 max_new_tokens: int = 256, cache: Optional[ReplyCache] = None, cache_dir: Optional[str] = None,
+                 max_new_tokens: int = 256, cache: ReplyCache | None = None, cache_dir: str | None = None,
                  local_files_only: bool = False, setting: str = "vlm.model",
-                 text_batch_size: Optional[int] = None) -> None:
+                 text_batch_size: int | None = None) -> None:
         super().__init__()
         self.model_id = model_id
         self.device = resolve_device(device)

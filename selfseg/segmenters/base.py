@@ -1,7 +1,7 @@
 """The segmenter protocol and registry: (image, class names) -> Segmentation."""
 from __future__ import annotations
 
-from typing import Optional, Protocol
+from typing import Protocol
 
 from ..config import Config
 from ..io import LoadedImage
@@ -13,8 +13,8 @@ from .result import Segmentation
 class Segmenter(Protocol):
     name: str
 
-    def segment(self, image: LoadedImage, classes: list[str], tags: Optional[TagResult],
-                prompts: Optional[dict[str, str]] = None) -> Segmentation:
+    def segment(self, image: LoadedImage, classes: list[str], tags: TagResult | None,
+                prompts: dict[str, str] | None = None) -> Segmentation:
         """Masks for `classes` in `image` (at the loaded image's size); every label is one of `classes`.
         prompts: optional phrase per class to prompt with instead of the class name (prompt enrichment);
         segmenters that read no text ignore it."""
@@ -32,7 +32,7 @@ def build_segmenter(config: Config) -> Segmenter:
 
 
 def empty_segmentation(image: LoadedImage, classes: list[str], segmenter: str, note: str,
-                       tags: Optional[TagResult] = None) -> Segmentation:
+                       tags: TagResult | None = None) -> Segmentation:
     """A valid all-unlabelled result with a note saying why (no tags, no boxes, ...)."""
     import numpy as np
 

@@ -63,8 +63,8 @@ class BccClustersSegmenter:
     def __init__(self, config: Config) -> None:
         self.config = config
 
-    def segment(self, image: LoadedImage, classes: list[str], tags: "TagResult | None",
-                prompts: "dict[str, str] | None" = None) -> Segmentation:
+    def segment(self, image: LoadedImage, classes: list[str], tags: TagResult | None,
+                prompts: dict[str, str] | None = None) -> Segmentation:
         if tags is None or tags.cluster_grid is None:
             from ..errors import ConfigError
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -73,8 +73,8 @@ class ClipSegSegmenter:
             self.cfg.model, device=resolve_device(config.model.device), dtype=config.model.dtype,
             cache_dir=config.model.cache_dir, local_files_only=config.model.local_files_only)
 
-    def segment(self, image: LoadedImage, classes: list[str], tags: Optional[TagResult],
-                prompts: Optional[dict[str, str]] = None) -> Segmentation:
+    def segment(self, image: LoadedImage, classes: list[str], tags: TagResult | None,
+                prompts: dict[str, str] | None = None) -> Segmentation:
         if not classes:
             return empty_segmentation(image, classes, self.name, "no tags: nothing to segment", tags)
         h, w = image.image.height, image.image.width

@@ -32,13 +32,13 @@ class Detections:
                              f"{len(self.labels)}")
 
     @classmethod
-    def empty(cls, passes: int = 0) -> "Detections":
+    def empty(cls, passes: int = 0) -> Detections:
         return cls(np.zeros((0, 4)), np.zeros(0), [], passes)
 
     def __len__(self) -> int:
         return len(self.boxes)
 
-    def __getitem__(self, index) -> "Detections":
+    def __getitem__(self, index) -> Detections:
         """Boolean mask or integer index array -> a new Detections."""
         idx = np.arange(len(self))[index]
         idx = np.atleast_1d(idx)

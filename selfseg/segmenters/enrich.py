@@ -15,9 +15,9 @@ model did not describe is prompted as itself, with a note.
 """
 from __future__ import annotations
 
-import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from ..config import Config
 from ..io import LoadedImage
@@ -62,7 +62,7 @@ def clean_description(text: Any, tag: str, max_words: int) -> str:
 
 
 class PromptEnricher:
-    def __init__(self, config: Config, chat: Optional[ChatModelBase] = None) -> None:
+    def __init__(self, config: Config, chat: ChatModelBase | None = None) -> None:
         sc = config.segment
         self.mode = sc.enrich
         self.max_words = sc.enrich_max_words
@@ -102,26 +102,6 @@ class PromptEnricher:
             out.append(e)
         return out
 
-    def _descriptions(self, text: str) -> tuple[Optional[dict], list[str]]:
-        """tag -> description from a reply: a JSON object, or a list of {"name", "description"} objects."""
-        obj, notes = find_object(text)
-        if obj is not None and not any(isinstance(v, str) for v in obj.values()):
-            obj = None  # {"objects": [...]}: not a mapping of descriptions
-        if obj is None:
-            stripped, _ = _strip_reasoning(str(text))
-            for value in _json_values(stripped):
-                if isinstance(value, list) and all(isinstance(x, dict) for x in value):
-                    pairs = {}
-                    for x in value:
-                        name = next((x[k] for k in ("name", "tag", "label", "object") if isinstance(x.get(k), str)), None)
-                        desc = next((x[k] for k in ("description", "desc", "looks", "appearance")
-                                     if isinstance(x.get(k), str)), None)
-                        if name and desc:
-                            pairs[name] = desc
-                    if pairs:
-                        return pairs, notes
-        return obj, notes
-
     def _image(self, images: Sequence[LoadedImage], classes: Sequence[Sequence[str]]) -> list[Enrichment]:
         rows = [i for i, cs in enumerate(classes) if cs]
         replies = self.chat.chat([ChatRequest.ask(fill(self.template, "segment.enrich_prompt",
@@ -152,7 +132,7 @@ class PromptEnricher:
                 e.notes.append(f"enrich: no description for {', '.join(missing)}; prompted with the plain tag")
         return out
 
-    def _descriptions(self, text: str) -> tuple[Optional[dict], list[str]]:
+    def _descriptions(self, text: str) -> tuple[dict | None, list[str]]:
         """tag -> description from a reply: a JSON object, or a list of {"name", "description"} objects."""
         obj, notes = find_object(text)
         if obj is not None and not any(isinstance(v, str) for v in obj.values()):
@@ -163,7 +143,8 @@ class PromptEnricher:
                 if isinstance(value, list) and all(isinstance(x, dict) for x in value):
                     pairs = {}
                     for x in value:
-                        name = next((x[k] for k in ("name", "tag", "label", "object") if isinstance(x.get(k), str)), None)
+                        name = next((x[k] for k in ("name", "tag", "label", "object")
+                                     if isinstance(x.get(k), str)), None)
                         desc = next((x[k] for k in ("description", "desc", "looks", "appearance")
                                      if isinstance(x.get(k), str)), None)
                         if name and desc:

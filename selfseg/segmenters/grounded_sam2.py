@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
-from typing import Any, Optional
 
 from ..config import Config
 from ..io import LoadedImage
@@ -13,7 +13,6 @@ from ..results import TagResult
 from .base import SEGMENTERS, empty_segmentation
 from .postprocess import filter_detections
 from .result import Segmentation
-
 
 MAX_ASPECT = 4.0
 
@@ -51,8 +50,8 @@ class GroundedSam2Segmenter:
         self.locator = locator or GroundingDinoLocator.from_pretrained(self.cfg.detector, **kw)
         self.sam = sam or Sam2BoxSegmenter.from_pretrained(self.cfg.sam, **kw)
 
-    def segment(self, image: LoadedImage, classes: list[str], tags: Optional[TagResult],
-                prompts: Optional[dict[str, str]] = None) -> Segmentation:
+    def segment(self, image: LoadedImage, classes: list[str], tags: TagResult | None,
+                prompts: dict[str, str] | None = None) -> Segmentation:
         if not classes:
             return empty_segmentation(image, classes, self.name, "no tags: nothing to locate", tags)
         h, w = image.image.height, image.image.width

@@ -5,7 +5,7 @@ import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -60,12 +60,12 @@ class Segmentation:
     classes: list[str]
     segmenter: str
     source: str = ""
-    tags: Optional[TagResult] = None
+    tags: TagResult | None = None
     merges: list[dict[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     # (H, W) of the input photo when the models saw a reduced copy (run.max_image_side); None: same size.
-    original_size: Optional[tuple[int, int]] = None
+    original_size: tuple[int, int] | None = None
     # Prompt enrichment: the phrase each class was prompted with (classes prompted as themselves absent).
     prompts: dict[str, str] = field(default_factory=dict)
 
@@ -136,7 +136,7 @@ class Segmentation:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Segmentation":
+    def from_dict(cls, d: dict[str, Any]) -> Segmentation:
         """The Segmentation a `to_dict` / `save` JSON describes (masks decoded from their RLE). ValueError with
         one line for anything else: another schema, a missing field, a mask of the wrong size."""
         if not isinstance(d, dict):
@@ -161,7 +161,7 @@ class Segmentation:
             raise ValueError(f"expected a selfseg segmentation, missing or malformed field {exc}") from None
 
     @classmethod
-    def from_json(cls, source: "str | Path") -> "Segmentation":
+    def from_json(cls, source: str | Path) -> Segmentation:
         """From JSON text or a file (a `<stem>.json` that `save` or `selfseg segment` wrote)."""
         text = source
         if isinstance(source, Path) or not str(source).lstrip().startswith("{"):
@@ -193,11 +193,12 @@ class Segmentation:
         return sv.Detections(xyxy=self.boxes.astype(np.float32), mask=self.masks, confidence=self.scores,
                              class_id=self.class_ids - 1, data={"class_name": np.asarray(self.labels)})
 
-    def save(self, out_dir: "str | Path", stem: "str | None" = None, image: Any = None,
-             original_size: "tuple[int, int] | None" = None, exif_orientation: int = 1,
-             extra: "dict[str, Any] | None" = None) -> dict[str, Path]:
+    def save(self, out_dir: str | Path, stem: str | None = None, image: Any = None,
+             original_size: tuple[int, int] | None = None, exif_orientation: int = 1,
+             extra: dict[str, Any] | None = None) -> dict[str, Path]:
         """Write <stem>_labels.png (palette, 0 = unlabelled), <stem>_overlay.png (given the image) and
-        <stem>.json (stem: the source file's name by default), the JSON last (so `--resume` never sees a half-written result).
+        <stem>.json (stem: the source file's name by default), the JSON last (so `--resume` never sees a
+        half-written result).
         The JSON names the files written beside it (`files`) and carries `extra` (e.g. the run's key).
 
         original_size: (H, W) of the input photo when the models saw a reduced copy (run.max_image_side):

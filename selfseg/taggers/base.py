@@ -1,7 +1,8 @@
 """The tagger protocol and registry: "what is in these images?" -> TagResult per image."""
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 from ..config import Config
 from ..io import LoadedImage

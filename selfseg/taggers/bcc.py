@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -20,7 +20,7 @@ from .nouns import NounExtractor
 class BCCTagger:
     name = "bcc"
 
-    def __init__(self, config: Config, captioner: "BlipCaptioner | None" = None) -> None:
+    def __init__(self, config: Config, captioner: BlipCaptioner | None = None) -> None:
         self.config = config
         # Language resources first: a missing WordNet should fail before minutes of model loading.
         self.nouns = NounExtractor(config.nouns)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..config import Config
 from ..io import LoadedImage
@@ -21,7 +21,7 @@ class CaptionTagger:
 
     name = "caption"
 
-    def __init__(self, config: Config, captioner: "BlipCaptioner | None" = None) -> None:
+    def __init__(self, config: Config, captioner: BlipCaptioner | None = None) -> None:
         self.config = config
         self.nouns = NounExtractor(config.nouns)
         self.nouns._load()

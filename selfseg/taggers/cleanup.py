@@ -1,8 +1,9 @@
 """Tag clean-up before locating: merge WordNet synonyms; keep the specific tag over its hypernym."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from ..resources import load_wordnet
 

@@ -1,7 +1,8 @@
 """Captions -> object nouns: spaCy POS tags, singular lemmas, WordNet membership, stop-lists (Sect. 3.2)."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ..config import NounsConfig
 from ..resources import load_spacy, load_wordnet
@@ -18,7 +19,7 @@ class NounExtractor:
     Order is first appearance; duplicates within a caption are dropped.
     """
 
-    def __init__(self, config: "NounsConfig | None" = None) -> None:
+    def __init__(self, config: NounsConfig | None = None) -> None:
         self.config = config or NounsConfig()
         self._nlp: Any = None
         self._wn: Any = None
@@ -29,7 +30,7 @@ class NounExtractor:
             self._nlp = load_spacy(self.config.spacy_pipeline)
             self._wn = load_wordnet()
 
-    def _wordnet_noun(self, words: Sequence[str]) -> "str | None":
+    def _wordnet_noun(self, words: Sequence[str]) -> str | None:
         """The WordNet noun lemma for a (multi-)word, singularised; None when WordNet has no such noun."""
         base = self._wn.morphy("_".join(words), self._wn.NOUN)
         return base.replace("_", " ") if base else None

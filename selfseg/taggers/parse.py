@@ -22,8 +22,9 @@ numbers. The rules, in order:
 
 Then every tag is normalised: lower-cased, articles and surrounding punctuation stripped, whitespace
 collapsed, the last word singularised when WordNet knows its singular ("traffic lights" -> "traffic
-light", "shoes" -> "shoe"; "jeans" stays), duplicates dropped (first wins); counts ("2 dogs", "dog (2)") are removed. Nothing here raises: a reply
-with no list, or a list with no names, gives no tags, `ok=False` and a note saying why.
+light", "shoes" -> "shoe"; "jeans" stays), duplicates dropped (first wins); counts ("2 dogs", "dog (2)")
+are removed. Nothing here raises: a reply with no list, or a list with no names, gives no tags,
+`ok=False` and a note saying why.
 """
 from __future__ import annotations
 
@@ -31,8 +32,9 @@ import ast
 import itertools
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional
+from typing import Any
 
 _THINK = re.compile(r"<think>.*?</think>", re.S | re.I)
 _FENCE = re.compile(r"```[a-zA-Z0-9_-]*\s*\n?(.*?)```", re.S)
@@ -73,7 +75,7 @@ class ParsedTags:
     ok: bool = True  # False: nothing list-like was found in the reply
 
 
-def _strip_reasoning(text: str) -> tuple[str, Optional[str]]:
+def _strip_reasoning(text: str) -> tuple[str, str | None]:
     text = _THINK.sub(" ", text)
     low = text.lower()
     if "<think>" in low:  # opened, never closed: the reply ran out of tokens while reasoning
@@ -114,7 +116,7 @@ def _json_values_at(text: str) -> Iterable[tuple[int, int, Any]]:
             yield m.start(), end + 1, value
 
 
-def _matching_bracket(text: str, start: int) -> Optional[int]:
+def _matching_bracket(text: str, start: int) -> int | None:
     pairs = {"[": "]", "{": "}"}
     stack, quote = [], None
     for i in range(start, len(text)):
@@ -141,7 +143,7 @@ def _matching_bracket(text: str, start: int) -> Optional[int]:
     return None
 
 
-def _names_in(value: Any, depth: int = 0) -> Optional[list]:
+def _names_in(value: Any, depth: int = 0) -> list | None:
     """The name-like items of a parsed value, flattened: a list's items (nested lists joined), or every
     list an object holds ("objects" and "background" both count). None when the value holds no list."""
     if depth > 4:
@@ -161,7 +163,7 @@ def _names_in(value: Any, depth: int = 0) -> Optional[list]:
     return None
 
 
-def _item_name(item: Any) -> Optional[str]:
+def _item_name(item: Any) -> str | None:
     if isinstance(item, str):
         return item
     if isinstance(item, dict):
@@ -184,7 +186,7 @@ def _has_name(items: list) -> bool:
     return any(_item_name(i) is not None and _item_name(i).strip().lower() not in _NULL_WORDS for i in items)
 
 
-def _lead_in(text: str, start: int, floor: int) -> tuple[str, Optional[str]]:
+def _lead_in(text: str, start: int, floor: int) -> tuple[str, str | None]:
     """(what introduces the value starting at `start`: its "Label:" or else the words back to the line or
     sentence start; that label, or None). Never reaches back past `floor`, the end of the previous list.
     "Objects: [...]", "**Background:**", a fence on the next line and "2. Stuff:" are labels."""
@@ -197,7 +199,7 @@ def _lead_in(text: str, start: int, floor: int) -> tuple[str, Optional[str]]:
     return (segments[-1] if segments else ""), None
 
 
-def _labelled_lists(text: str, values: list[tuple[int, int, Any]]) -> tuple[Optional[list], Optional[str]]:
+def _labelled_lists(text: str, values: list[tuple[int, int, Any]]) -> tuple[list | None, str | None]:
     """Rule 3's exceptions, for replies with several name lists (see the module docstring):
     lists introduced as an earlier answer, an example, a format or removed items are skipped; a list
     introduced as the final / revised / corrected one wins; otherwise two or more lists, each behind a
@@ -230,7 +232,7 @@ def _labelled_lists(text: str, values: list[tuple[int, int, Any]]) -> tuple[Opti
     return None, None
 
 
-def find_list(reply: str) -> tuple[Optional[list], list[str]]:
+def find_list(reply: str) -> tuple[list | None, list[str]]:
     """The raw items of the first list in a reply that holds at least one name (None when there is none)
     and notes on how it was found."""
     text, note = _strip_reasoning(str(reply)[:_MAX_REPLY].translate(_QUOTES))
@@ -259,7 +261,7 @@ def find_list(reply: str) -> tuple[Optional[list], list[str]]:
     return empty, notes
 
 
-def find_object(reply: str) -> tuple[Optional[dict], list[str]]:
+def find_object(reply: str) -> tuple[dict | None, list[str]]:
     """The first JSON object in a reply (None when there is none) and notes."""
     text, note = _strip_reasoning(str(reply)[:_MAX_REPLY].translate(_QUOTES))
     notes = [note] if note else []
@@ -309,7 +311,7 @@ class TagNormaliser:
             return word
         return best
 
-    def __call__(self, raw: str) -> Optional[str]:
+    def __call__(self, raw: str) -> str | None:
         text = " ".join(str(raw).lower().split())
         text = re.sub(r"\s*\([^)]*\)?\s*$", "", text)     # "dog (2)", "cup (partly hidden"
         text = re.sub(r"^(\d+|x\d+)\s+", "", text)          # "2 dogs"
@@ -328,7 +330,7 @@ class TagNormaliser:
         return None if tag in self.stopwords or text in _NULL_WORDS or tag in _NULL_WORDS else tag
 
 
-def parse_tags(reply: str, normalise: "TagNormaliser | None" = None, max_tags: int = 0) -> ParsedTags:
+def parse_tags(reply: str, normalise: TagNormaliser | None = None, max_tags: int = 0) -> ParsedTags:
     """Tags from one reply, normalised and deduplicated, at most `max_tags` (0: all)."""
     normalise = normalise or TagNormaliser()
     found, notes = find_list(reply)

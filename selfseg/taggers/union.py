@@ -8,7 +8,8 @@ one, is the union's cluster map, so `segment.segmenter: bcc_clusters` still work
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ..config import Config
 from ..io import LoadedImage
@@ -53,7 +54,7 @@ def merge_results(parts: dict[str, TagResult]) -> TagResult:
 class UnionTagger:
     name = "union"
 
-    def __init__(self, config: Config, taggers: "dict[str, Any] | None" = None) -> None:
+    def __init__(self, config: Config, taggers: dict[str, Any] | None = None) -> None:
         from .base import build_tagger_named
 
         self.taggers = taggers or {name: build_tagger_named(name, config) for name in config.union}

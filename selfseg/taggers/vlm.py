@@ -13,7 +13,8 @@ keeps the full transcript in `TagResult.replies`.
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ..config import Config
 from ..errors import ConfigError
@@ -73,7 +74,7 @@ class _Transcript:
         self.tags: list[str] = []
         self.notes: list[str] = []
 
-    def record(self, step: str, model: str, reply: Any, parsed: "ParsedTags | None" = None) -> None:
+    def record(self, step: str, model: str, reply: Any, parsed: ParsedTags | None = None) -> None:
         self.replies.append({"step": step, "model": model, "reply": reply.text, "cached": reply.cached})
         if parsed is None:
             return
@@ -134,7 +135,7 @@ class VLMTagger(_ChatTagger):
 
     name = "vlm"
 
-    def __init__(self, config: Config, chat: "ChatModelBase | None" = None) -> None:
+    def __init__(self, config: Config, chat: ChatModelBase | None = None) -> None:
         super().__init__(config)
         self.prompt = fill(config.vlm.tag_prompt or TAG_PROMPT, "vlm.tag_prompt", **_sentences(config))
         if chat is None:
@@ -164,8 +165,8 @@ class DescribeExtractTagger(_ChatTagger):
 
     name = "describe_extract"
 
-    def __init__(self, config: Config, vision: "ChatModelBase | None" = None,
-                 extractor: "ChatModelBase | None" = None) -> None:
+    def __init__(self, config: Config, vision: ChatModelBase | None = None,
+                 extractor: ChatModelBase | None = None) -> None:
         super().__init__(config)
         s = _sentences(config)
         self.describe = fill(config.vlm.describe_prompt or DESCRIBE_PROMPT, "vlm.describe_prompt", **s)

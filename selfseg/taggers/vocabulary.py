@@ -1,7 +1,7 @@
 """The user's own vocabulary as tags: classic open-vocabulary segmentation, no model run."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..config import Config
 from ..errors import ConfigError

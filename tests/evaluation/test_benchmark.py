@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from selfseg.config import load_config
-from selfseg.evaluation.benchmark import run_benchmark
 from selfseg.errors import ConfigError
+from selfseg.evaluation.benchmark import run_benchmark
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -82,7 +82,8 @@ def _cli(root: Path, out: Path) -> list[str]:
 
 def test_benchmark_writes_predictions_and_results(baseline):
     preds = sorted(p.name for p in (baseline / "predictions").iterdir())
-    assert len([p for p in preds if p.endswith("_labels.png")]) == 5 and len([p for p in preds if p.endswith(".json")]) == 5
+    assert len([p for p in preds if p.endswith("_labels.png")]) == 5
+    assert len([p for p in preds if p.endswith(".json")]) == 5
     d = json.loads((baseline / "results.json").read_text())
     assert d["dataset"] == "voc" and d["images"] == 5 and d["failed"] == []
     assert 0 <= d["mIoU"] <= 1 and 0 <= d["cmIoU"] <= 1 and d["cmIoU_segments"] == 15  # 3 gt segments x 5

@@ -80,7 +80,8 @@ def test_ade_sample_no_class_predicted(tmp_path, capsys, ade_gt):
     assert all(c["pred_pixels"] == 0 for c in js["per_class"].values())
     # cmIoU: "no class" is one predicted segment covering every scored pixel, so each ground-truth
     # segment's best IoU is its size over the image's scored pixels.
-    best = [int((g == v).sum()) / int((g != IGNORE).sum()) for g in ade_gt.values() for v in np.unique(g) if v != IGNORE]
+    best = [int((g == v).sum()) / int((g != IGNORE).sum())
+            for g in ade_gt.values() for v in np.unique(g) if v != IGNORE]
     assert js["cmIoU"] == pytest.approx(np.mean(best)) and js["cmIoU_segments"] == len(best)
     assert "mIoU (detectron2)" in out and " 0.00" in out
 

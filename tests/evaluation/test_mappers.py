@@ -288,9 +288,8 @@ def test_love_decodes_512_new_tokens_by_default(tmp_path):
 def test_love_model_gets_local_files_only_and_cache_dir(tmp_path, monkeypatch):
     """The mapper's LLM is loaded with the model settings every other checkpoint gets: local_files_only
     gives the one-line missing-checkpoint error at once (no hub probe), and a cache_dir is searched."""
-    from selfseg.errors import ResourceMissingError
-
     import selfseg.models.loading as loading
+    from selfseg.errors import ResourceMissingError
 
     monkeypatch.setattr(loading, "hub_reachable", lambda *a, **k: pytest.fail("local_files_only: no hub probe"))
     m = build_mapper("llm", "voc", model="someone/no-such-llm", cache=tmp_path / "c.json", device="cpu",

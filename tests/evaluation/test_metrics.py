@@ -7,8 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from selfseg.evaluation.metrics import (ClassAgnosticIoU, SemSegEvaluator, TagMetrics,
-                                        lexical_alignment_area)
+from selfseg.evaluation.metrics import ClassAgnosticIoU, SemSegEvaluator, TagMetrics, lexical_alignment_area
 
 X = -1  # ignore / no class
 

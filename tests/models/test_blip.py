@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 from transformers.generation import LogitsProcessorList, TopKLogitsWarper, TopPLogitsWarper
@@ -391,9 +391,10 @@ def test_whole_image_caption_equals_blip_generate(blip_large_shrunk, photos):
     for b in range(2):
         ours = cap.generate([tokens[b]], GREEDY, 0, **LOGITS)
         with torch.inference_mode():
-            stock = model.generate(pixel_values=inputs.pixel_values[b:b + 1], input_ids=inputs.input_ids[b:b + 1].clone(),
-                                   do_sample=False, min_new_tokens=0, max_new_tokens=12, repetition_penalty=1.0,
-                                   output_logits=True, return_dict_in_generate=True)
+            stock = model.generate(pixel_values=inputs.pixel_values[b:b + 1],
+                                   input_ids=inputs.input_ids[b:b + 1].clone(), do_sample=False, min_new_tokens=0,
+                                   max_new_tokens=12, repetition_penalty=1.0, output_logits=True,
+                                   return_dict_in_generate=True)
         assert _max_logit_diff(ours, stock) < 1e-4 and _same_tokens(ours, stock)
         outs.append(ours.sequences)
         # Sampling with the released profile, and LAVIS's lengths given to transformers as they were

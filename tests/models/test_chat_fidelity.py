@@ -16,8 +16,8 @@ import torch
 from PIL import Image
 
 from selfseg.models.chat import ChatRequest
-from selfseg.models.loading import spread_weights
 from selfseg.models.llm import ChatLM
+from selfseg.models.loading import spread_weights
 from selfseg.models.vlm import VisionChat
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -146,8 +146,15 @@ def qwen_dir(tmp_path_factory):
     """Qwen2.5-VL-3B-Instruct's published processor, tokenizer settings, chat format and generation config,
     with a shrunk random model (2 text layers of 64, 4 vision blocks of 64) and a byte-level vocabulary of
     256 symbols plus Qwen's special tokens (so token ids differ from the real ones)."""
-    from transformers import (GenerationConfig, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration,
-                              Qwen2_5_VLProcessor, Qwen2Tokenizer, Qwen2VLImageProcessor, Qwen2VLVideoProcessor)
+    from transformers import (
+        GenerationConfig,
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLProcessor,
+        Qwen2Tokenizer,
+        Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+    )
 
     name = "qwen2.5-vl-3b-instruct"
     cfg, tcfg = _fixture(name, "config.json"), _fixture(name, "tokenizer_config.json")
@@ -171,7 +178,8 @@ def qwen_dir(tmp_path_factory):
                for s in cfg["rope_scaling"]["mrope_section"]]  # [16, 24, 24] of 64 -> [2, 3, 3] of 8
     depth = v["depth"] // 8
     config = Qwen2_5_VLConfig(
-        text_config=dict(vocab_size=len(tok), hidden_size=hidden, intermediate_size=_shrink(cfg["intermediate_size"], f),
+        text_config=dict(vocab_size=len(tok), hidden_size=hidden,
+                         intermediate_size=_shrink(cfg["intermediate_size"], f),
                          num_hidden_layers=cfg["num_hidden_layers"] // 18, num_attention_heads=heads,
                          num_key_value_heads=heads * cfg["num_key_value_heads"] // cfg["num_attention_heads"] or 1,
                          hidden_act=cfg["hidden_act"], rms_norm_eps=cfg["rms_norm_eps"],

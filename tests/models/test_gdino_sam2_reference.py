@@ -51,8 +51,13 @@ def _photo(seed: int, size=(240, 320)) -> Image.Image:
 
 # ------------------------------------------------------------------------------------------ Grounding DINO
 def _gdino(name: str, vocab: Path, seed: int = 0):
-    from transformers import (BertTokenizer, GroundingDinoConfig, GroundingDinoForObjectDetection,
-                              GroundingDinoImageProcessor, GroundingDinoProcessor)
+    from transformers import (
+        BertTokenizer,
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        GroundingDinoImageProcessor,
+        GroundingDinoProcessor,
+    )
 
     cfg = {k: v for k, v in _fixture(name, "config.json").items() if k not in ("architectures", "model_type")}
     # Shrink: one block per Swin stage at 16 channels (window size kept), 1 encoder and 2 decoder layers,

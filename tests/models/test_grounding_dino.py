@@ -15,8 +15,7 @@ import torch
 from PIL import Image
 
 from selfseg.errors import ResourceMissingError
-from selfseg.models.grounding_dino import (DEFAULT_MODEL, GroundingDinoLocator, PromptChunk, _tag_scores,
-                                           pack_greedy)
+from selfseg.models.grounding_dino import DEFAULT_MODEL, GroundingDinoLocator, PromptChunk, _tag_scores, pack_greedy
 
 LIMIT = 256
 

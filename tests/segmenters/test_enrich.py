@@ -26,7 +26,8 @@ def test_generic_descriptions_are_asked_once_per_tag_for_the_batch(repo, loaded,
     out = e(loaded, [["dog", "grass"], ["dog"]])
     assert len(chat.requests) == 2 and chat.generate_calls == 1  # "dog" asked once, one call
     assert all(r.image is None for r in chat.requests) and "dog" in chat.requests[0].turns[0][1]
-    assert out[0].prompts == {"dog": "dog, Four-legged furry animal Has a", "grass": "grass, Four-legged furry animal Has a"}
+    assert out[0].prompts == {"dog": "dog, Four-legged furry animal Has a",
+                              "grass": "grass, Four-legged furry animal Has a"}
     assert out[1].phrase("dog") == out[0].phrase("dog") and out[1].phrase("cat") == "cat"
 
 
@@ -41,7 +42,8 @@ def test_image_descriptions_come_from_one_json_reply_per_image(repo, loaded, scr
     assert len(chat.requests) == 1  # an image with no tags asks nothing
     assert out[0].prompts == {"dog": "dog, small brown dog on a lawn"}
     assert any("no description for grass" in n for n in out[0].notes)
-    bad = PromptEnricher(_cfg(repo, "segment.enrich=image"), chat=scripted_chat(lambda r: "Sure!"))(loaded[:1], [["dog"]])
+    bad = PromptEnricher(_cfg(repo, "segment.enrich=image"), chat=scripted_chat(lambda r: "Sure!"))
+    bad = bad(loaded[:1], [["dog"]])
     assert bad[0].prompts == {} and any("no JSON object" in n for n in bad[0].notes)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -70,7 +69,7 @@ def test_zero_tags_give_a_valid_empty_result(ade_images, tmp_path):
 
 def test_config_errors():
     with pytest.raises(ConfigError, match="expected one of: bcc_clusters, clipseg, grounded_sam2"):
-        SelfSeg.from_config({"segment": {"segmenter": "nope"}}).segmenter
+        _ = SelfSeg.from_config({"segment": {"segmenter": "nope"}}).segmenter
     with pytest.raises(ConfigError, match="non-empty list"):
         SelfSeg.from_config({"segment": {"vocabulary": "given"}})
     assert "bcc_clusters" in SEGMENTERS

@@ -6,7 +6,6 @@ import dataclasses
 
 import numpy as np
 import pytest
-import torch
 
 from selfseg import SelfSeg
 from selfseg.config import load_config
@@ -120,7 +119,7 @@ def test_unknown_tagger_lists_registered():
     from selfseg.errors import ConfigError
 
     with pytest.raises(ConfigError, match="expected one of: bcc, caption, describe_extract, union, vlm, vocabulary"):
-        SelfSeg.from_config({"tagger": "nope"}).tagger
+        _ = SelfSeg.from_config({"tagger": "nope"}).tagger
 
 
 def test_missing_checkpoint_names_the_fix(monkeypatch):

@@ -187,10 +187,17 @@ def test_tiny_describe_extract_with_a_separate_causal_lm(repo, ade_images):
 
 def test_union_credit_follows_chained_merges():
     """bcc found couch, vlm found sofa and loveseat; clean-up merged couch -> sofa -> loveseat."""
+    import numpy as np
+
+    from selfseg import NounSupport, Segmentation, TagResult
     from selfseg.evaluation.evaluate import _found_by
 
-    meta = {"tags": {"tagger": "union", "nouns": [{"noun": "couch", "found_by": ["bcc"]},
-                                                  {"noun": "sofa", "found_by": ["vlm"]},
-                                                  {"noun": "loveseat", "found_by": ["vlm"]}]},
-            "merges": [{"kept": "sofa", "dropped": "couch"}, {"kept": "loveseat", "dropped": "sofa"}]}
-    assert _found_by(meta) == {"loveseat": ["bcc", "vlm"]}
+    nouns = [NounSupport(noun=n, support=1, cycles=1, clusters=[], found_by=[who])
+             for n, who in (("couch", "bcc"), ("sofa", "vlm"), ("loveseat", "vlm"))]
+    tags = TagResult(source="x", image_size=(4, 4), nouns=nouns, tagger="union")
+    seg = Segmentation(image_size=(4, 4), masks=np.zeros((0, 4, 4), bool), boxes=[], scores=[], mask_scores=[],
+                       labels=[], classes=["loveseat"], segmenter="test", tags=tags,
+                       merges=[{"kept": "sofa", "dropped": "couch"}, {"kept": "loveseat", "dropped": "sofa"}])
+    assert _found_by(seg) == {"loveseat": ["bcc", "vlm"]}
+    # read back from its JSON, as the benchmark reads predictions
+    assert _found_by(Segmentation.from_dict(seg.to_dict())) == {"loveseat": ["bcc", "vlm"]}

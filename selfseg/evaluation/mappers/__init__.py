@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import MAPPERS, LabelMatch, LabelMapper
+from .base import MAPPERS, LabelMapper, LabelMatch
 
 METHODS = ("lexical", "embedding", "llm")
 

@@ -5,8 +5,9 @@ Every mapper has `map(descriptions) -> list[LabelMatch]`, one match per descript
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional, Protocol, Sequence
+from typing import Any, Protocol
 
 from ...registry import Registry
 from ..datasets import ClassInfo
@@ -21,11 +22,11 @@ class LabelMatch:
 
     description: str
     noun: str
-    cls: Optional[str]
-    index: Optional[int]
-    level: Optional[str] = None
-    score: Optional[float] = None
-    reply: Optional[str] = None
+    cls: str | None
+    index: int | None
+    level: str | None = None
+    score: float | None = None
+    reply: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"description": self.description, "noun": self.noun, "class": self.cls}
@@ -62,7 +63,7 @@ class ClassIndex:
             for n in c.names:
                 self.by_name.setdefault(normalize(n), c.index)
 
-    def name(self, index: Optional[int]) -> Optional[str]:
+    def name(self, index: int | None) -> str | None:
         return None if index is None else self.classes[index].name
 
 
@@ -79,7 +80,7 @@ class HeadNouns:
         self._nlp: Any = None
         self._wn: Any = None
 
-    def _wordnet_noun(self, words: Sequence[str]) -> Optional[str]:
+    def _wordnet_noun(self, words: Sequence[str]) -> str | None:
         if self._wn is None:
             from ...resources import load_wordnet
 
@@ -89,7 +90,7 @@ class HeadNouns:
 
     def __call__(self, descriptions: Sequence[str]) -> list[str]:
         texts = [normalize(d) for d in descriptions]
-        out: list[Optional[str]] = [self._wordnet_noun(t.split()) if t else "" for t in texts]
+        out: list[str | None] = [self._wordnet_noun(t.split()) if t else "" for t in texts]
         todo = [i for i, o in enumerate(out) if o is None]
         if todo:
             if self._nlp is None:

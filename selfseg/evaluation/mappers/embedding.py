@@ -8,7 +8,8 @@ for comparison next to the lexical and LLM mappers, not as the default.
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ...errors import ResourceMissingError
 from ..datasets import ClassInfo
@@ -31,7 +32,7 @@ def resolve_embedding_model(name: str) -> str:
         from huggingface_hub import try_to_load_from_cache
 
         cached = try_to_load_from_cache(DEFAULT_MODEL, "config.json")
-    except Exception:  # noqa: BLE001 - no cache is the same as not cached
+    except Exception:
         cached = None
     if isinstance(cached, str) or hub_reachable():
         return DEFAULT_MODEL
@@ -46,7 +47,7 @@ def resolve_embedding_model(name: str) -> str:
 class EmbeddingMapper:
     name = "embedding"
 
-    def __init__(self, classes: Sequence[ClassInfo], background: Optional[int] = None,
+    def __init__(self, classes: Sequence[ClassInfo], background: int | None = None,
                  model: str = DEFAULT_MODEL, threshold: float = 0.5, device: str = "auto",
                  batch_size: int = 256) -> None:
         self.classes = [c for c in classes if c.index != background]
@@ -110,7 +111,7 @@ class EmbeddingMapper:
 
 
 @MAPPERS.register("embedding")
-def _make(classes: Sequence[ClassInfo], background: Optional[int] = None, model: "str | None" = None,
+def _make(classes: Sequence[ClassInfo], background: int | None = None, model: str | None = None,
           threshold: float = 0.5, device: str = "auto", **_: Any) -> EmbeddingMapper:
     return EmbeddingMapper(classes, background=background, model=model or DEFAULT_MODEL, threshold=threshold,
                            device=device)

@@ -26,8 +26,9 @@ prefer the ground-truth class whenever the prediction relates to it at all up to
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any
 
 from ...errors import ConfigError
 from ..datasets import ClassInfo
@@ -78,7 +79,7 @@ def _whole(s: Any) -> list[Any]:
 class LexicalMapper:
     name = "lexical"
 
-    def __init__(self, classes: Sequence[ClassInfo], level: str = "meronym", background: Optional[int] = None,
+    def __init__(self, classes: Sequence[ClassInfo], level: str = "meronym", background: int | None = None,
                  spacy_pipeline: str = "auto", wordnet: Any = None) -> None:
         self.classes = list(classes)
         self.level = level
@@ -183,12 +184,12 @@ class LexicalMapper:
         self._cache[key] = rel
         return rel
 
-    def related(self, noun: str, level: "str | None" = None) -> set[int]:
+    def related(self, noun: str, level: str | None = None) -> set[int]:
         """Classes the noun relates to at `level` or below (the ground-truth-aware protocol's test)."""
         rank = self.rank if level is None else level_rank(level)
         return {c for c, r in self.relations(noun).items() if r.level <= rank}
 
-    def best(self, noun: str, level: "str | None" = None) -> tuple[Optional[int], Optional[str]]:
+    def best(self, noun: str, level: str | None = None) -> tuple[int | None, str | None]:
         rank = self.rank if level is None else level_rank(level)
         cands = [(r, c) for c, r in self.relations(noun).items() if r.level <= rank]
         if not cands:
@@ -196,7 +197,7 @@ class LexicalMapper:
         r, c = min(cands)
         return c, LEVELS[r.level]
 
-    def map(self, descriptions: Sequence[str], level: "str | None" = None) -> list[LabelMatch]:
+    def map(self, descriptions: Sequence[str], level: str | None = None) -> list[LabelMatch]:
         nouns = self.heads(descriptions)
         out = []
         for d, n in zip(descriptions, nouns):
@@ -209,6 +210,6 @@ class LexicalMapper:
 
 
 @MAPPERS.register("lexical")
-def _make(classes: Sequence[ClassInfo], background: Optional[int] = None, level: str = "meronym",
+def _make(classes: Sequence[ClassInfo], background: int | None = None, level: str = "meronym",
           spacy_pipeline: str = "auto", **_: Any) -> LexicalMapper:
     return LexicalMapper(classes, level=level, background=background, spacy_pipeline=spacy_pipeline)

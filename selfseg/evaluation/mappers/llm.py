@@ -20,8 +20,9 @@ import json
 import os
 import re
 import string
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from ...errors import ConfigError, SelfSegError
 from ..datasets import ClassInfo
@@ -47,7 +48,7 @@ _QUOTED = re.compile(r"(?<![A-Za-z])'([^'\n]+?)'(?![A-Za-z])|\"([^\"\n]+)\"|\u20
                      r"|\u201c([^\u201d\n]+)\u201d")
 
 
-def parse_reply(reply: str, index: ClassIndex) -> tuple[Optional[int], bool]:
+def parse_reply(reply: str, index: ClassIndex) -> tuple[int | None, bool]:
     """(class index or None, True when the reply named a class or 'background' in quotes)."""
     for m in _QUOTED.finditer(reply or ""):
         name = normalize(next(g for g in m.groups() if g is not None))
@@ -79,11 +80,11 @@ def default_cache_dir() -> Path:
 class LLMMapper:
     name = "llm"
 
-    def __init__(self, classes: Sequence[ClassInfo], background: Optional[int] = None,
-                 model: str = DEFAULT_LLM, template: "str | None" = None, list_classes: bool = True,
+    def __init__(self, classes: Sequence[ClassInfo], background: int | None = None,
+                 model: str = DEFAULT_LLM, template: str | None = None, list_classes: bool = True,
                  dataset_name: str = "", batch_size: int = 8, max_new_tokens: int = 512,
-                 cache: "str | Path | None" = None, device: str = "auto", dtype: str = "auto",
-                 cache_dir: "str | None" = None, local_files_only: bool = False,
+                 cache: str | Path | None = None, device: str = "auto", dtype: str = "auto",
+                 cache_dir: str | None = None, local_files_only: bool = False,
                  spacy_pipeline: str = "auto", llm: Any = None) -> None:
         self.classes = list(classes)
         self.background = background
@@ -187,7 +188,7 @@ def _effective_dtype(device: str, dtype: str) -> str:
 
 
 @MAPPERS.register("llm")
-def _make(classes: Sequence[ClassInfo], background: Optional[int] = None, model: "str | None" = None,
+def _make(classes: Sequence[ClassInfo], background: int | None = None, model: str | None = None,
           **kwargs: Any) -> LLMMapper:
     allowed = {"template", "list_classes", "dataset_name", "batch_size", "max_new_tokens", "cache", "device",
                "dtype", "cache_dir", "local_files_only", "spacy_pipeline", "llm"}
