@@ -262,7 +262,7 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
 
     from .evaluation.datasets import load_dataset
     from .evaluation.evaluate import score_label_maps
-    from .pipeline import _atomic_write
+    from .io import atomic_write
 
     out = Path(ns.out) if ns.out else Path(ns.predictions) / "scores.json"
     # Checked before scoring, which can take minutes: a table followed by a failure to save it is wasted work.
@@ -277,7 +277,7 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
                               cmiou_segments=ns.cmiou_segments, samples=samples)
     print(report.table())
     out.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out, lambda f: f.write(json.dumps(report.to_dict(), indent=1).encode("utf-8")))
+    atomic_write(out, lambda f: f.write(json.dumps(report.to_dict(), indent=1).encode("utf-8")))
     print(f"scores written to {out}", file=sys.stderr)
     return 0
 

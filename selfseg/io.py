@@ -1,10 +1,13 @@
-"""Image input: any path, PIL image or array -> an upright RGB PIL image of bounded size, or ImageError."""
+"""Files in and out: image input (any path, PIL image or array -> an upright RGB PIL image of bounded size,
+or ImageError), input expansion, and atomic writes of outputs."""
 from __future__ import annotations
 
 import glob
 import os
+import tempfile
+import threading
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -212,3 +215,39 @@ def _to_rgb(img: Any) -> Any:
         bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(bg, rgba).convert("RGB")
     return img.convert("RGB") if img.mode != "RGB" else img
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+def _umask() -> int:
+    """The process umask, without changing it where the kernel reports it (Linux). Elsewhere it can only
+    be read by setting it: done under a lock, with a restrictive stand-in, so that a file another thread
+    creates in between is never more open than intended."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
+
+
+def atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
+    """Write a file whole or not at all: `write(f)` fills a temporary file beside `path` (named
+    `.<name>.<8 chars>.tmp`), which then replaces `path` in one rename. A reader never sees half a file, and
+    a killed writer leaves only the temporary file, which nothing reads."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        # mkstemp creates 0600 files; an output should get the permissions any new file of the user gets.
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

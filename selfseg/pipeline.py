@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +9,7 @@ from typing import Any
 
 from .config import TINY_MODEL, Config, load_config
 from .errors import ConfigError, SelfSegError
-from .io import ImageInput, LoadedImage, load_image
+from .io import ImageInput, LoadedImage, atomic_write, load_image
 from .results import TagResult
 
 
@@ -285,40 +282,7 @@ def write_outputs(item: BatchItem, out_dir: Path, stem: str, extra: dict[str, An
     out_dir.mkdir(parents=True, exist_ok=True)
     js, png = out_dir / f"{stem}.json", out_dir / f"{stem}.png"
     # PNG first: `--resume` looks for the JSON, so the JSON must be the last file to appear.
-    _atomic_write(png, lambda f: overlay(image, item.result).save(f, format="PNG"))
+    atomic_write(png, lambda f: overlay(image, item.result).save(f, format="PNG"))
     record = {**item.result.to_dict(), **(extra or {}), "files": [png.name]}
-    _atomic_write(js, lambda f: f.write(json.dumps(record).encode("utf-8")))
+    atomic_write(js, lambda f: f.write(json.dumps(record).encode("utf-8")))
     return js, png
-
-
-_UMASK_LOCK = threading.Lock()
-
-
-def _umask() -> int:
-    """The process umask, without changing it where the kernel reports it (Linux). Elsewhere it can only
-    be read by setting it: done under a lock, with a restrictive stand-in, so that a file another thread
-    creates in between is never more open than intended."""
-    try:
-        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    with _UMASK_LOCK:
-        mask = os.umask(0o077)
-        os.umask(mask)
-    return mask
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        # mkstemp creates 0600 files; an output should get the permissions any new file of the user gets.
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -5,11 +5,13 @@ import contextlib
 import io
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from .errors import ResourceMissingError
 
@@ -172,7 +174,6 @@ def download_checkpoints(model_ids: list[str], cache_dir: str | None = None,
     """Fetch every checkpoint into the Hugging Face cache; returns the ids that failed."""
     from huggingface_hub import snapshot_download
 
-    from .models.loading import hub_offline, hub_reachable
 
     # Offline, snapshot_download only checks the cache, which is what the user asked for.
     if not hub_offline() and not hub_reachable():
@@ -188,3 +189,21 @@ def download_checkpoints(model_ids: list[str], cache_dir: str | None = None,
             log(f"{mid}: FAILED ({first})")
             failed.append(mid)
     return failed
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE is set: the user has said there is no hub, so never probe for one."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the Hugging Face endpoint opens within `timeout` seconds (never tried,
+    and False, under HF_HUB_OFFLINE: a probe on a machine with no network can wait on DNS for seconds)."""
+    if hub_offline():
+        return False
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False

@@ -184,10 +184,10 @@ class RunFolder:
             (self.out / LOG).unlink(missing_ok=True)
         if (resume or fresh) and alone:
             self._drop_temporaries()
-        from .pipeline import _atomic_write
+        from .io import atomic_write
 
         record = {"selfseg_run": MANIFEST_VERSION, "run": self.run, "settings": self.settings}
-        _atomic_write(self.out / MANIFEST, lambda f: f.write(json.dumps(record, indent=1).encode("utf-8")))
+        atomic_write(self.out / MANIFEST, lambda f: f.write(json.dumps(record, indent=1).encode("utf-8")))
 
     def done(self, sources: Iterable[str]) -> set[str]:
         """Those of `sources` whose result from this very run is complete: the latest finished log entry for
@@ -294,7 +294,7 @@ class RunFolder:
     def _drop_temporaries(self) -> None:
         for root, _, files in os.walk(self.out):
             for f in files:
-                if _TEMPORARY.match(f):  # _atomic_write's names (`.<name>.<8 chars>.tmp`); never read
+                if _TEMPORARY.match(f):  # atomic_write's names (`.<name>.<8 chars>.tmp`); never read
                     Path(root, f).unlink(missing_ok=True)
 
 

@@ -243,7 +243,7 @@ def test_a_run_that_wrote_nothing_does_not_point_at_outputs(tmp_path, repo, caps
 def test_outputs_honour_the_umask(tmp_path, monkeypatch, umask, mode, proc):
     import os
 
-    from selfseg import pipeline
+    from selfseg import io as selfseg_io
 
     if not proc:  # a system without /proc: the umask is read by setting and restoring it
         real_open = open
@@ -256,7 +256,7 @@ def test_outputs_honour_the_umask(tmp_path, monkeypatch, umask, mode, proc):
         monkeypatch.setattr("builtins.open", no_proc)
     old = os.umask(umask)
     try:
-        pipeline._atomic_write(tmp_path / "out.json", lambda f: f.write(b"{}"))
+        selfseg_io.atomic_write(tmp_path / "out.json", lambda f: f.write(b"{}"))
         assert os.umask(umask) == umask  # reading it left it as it was
     finally:
         os.umask(old)

@@ -40,16 +40,8 @@ KNOWN = {
     ("selfseg.models.vlm", "selfseg.config"),
     # Detections and the locator's prompt planning live in segmenters/ while the model file uses them
     ("selfseg.models.grounding_dino", "selfseg.segmenters.detections"),
-    # the atomic writer is a private helper of the pipeline module, which sits above some of its users
-    ("selfseg.segmenters.result", "selfseg.pipeline"),
-    ("selfseg.cli", "selfseg.pipeline"),
-    ("selfseg.runs", "selfseg.pipeline"),
-    ("selfseg.evaluation.benchmark", "selfseg.pipeline"),
-    ("selfseg.evaluation.mappers.llm", "selfseg.pipeline"),
     # prompt enrichment parses replies with the chat taggers' private helpers
     ("selfseg.segmenters.enrich", "selfseg.taggers.parse"),
-    # resource set-up asks the model loader whether the hub is reachable
-    ("selfseg.resources", "selfseg.models.loading"),
 }
 
 
@@ -59,8 +51,7 @@ KNOWN_CYCLES = [
     ("selfseg.models.llm", "selfseg.models.vlm"),
     # build_tagger / build_segmenter import the implementations that import their registries back
     ("selfseg.taggers.",),
-    # segmenters.result writes through the pipeline's atomic writer; the pipeline builds segmenters
-    ("selfseg.pipeline", "selfseg.segmenters."),
+    ("selfseg.segmenters.",),
 ]
 
 

@@ -135,9 +135,9 @@ def _prepare(run: Path, config: Config, fresh: bool) -> None:
     pred.mkdir(parents=True, exist_ok=True)
     for stale in pred.glob(".*.tmp"):  # a write cut short by a killed run; never read, safe to drop
         stale.unlink(missing_ok=True)
-    from ..pipeline import _atomic_write
+    from ..io import atomic_write
 
-    _atomic_write(meta, lambda f: f.write(json.dumps({"predictions_from": fp}, indent=1).encode()))
+    atomic_write(meta, lambda f: f.write(json.dumps({"predictions_from": fp}, indent=1).encode()))
 
 
 def _first_difference(a: Any, b: Any, path: str = "") -> str:
@@ -153,7 +153,8 @@ def _predict(config: Config, dataset: Dataset, samples: list[Sample], pred_dir: 
     """Run the pipeline over this rank's batches; returns (images run, images failed)."""
     from tqdm import tqdm
 
-    from ..pipeline import SelfSeg, _atomic_write
+    from ..io import atomic_write
+    from ..pipeline import SelfSeg
 
     size = config.run.batch_size
     batches = [samples[i : i + size] for i in range(0, len(samples), size)]
@@ -185,7 +186,7 @@ def _predict(config: Config, dataset: Dataset, samples: list[Sample], pred_dir: 
                 err.unlink(missing_ok=True)
             else:
                 failed += 1
-                _atomic_write(err, lambda f, e=item.error: f.write(e.encode("utf-8")))
+                atomic_write(err, lambda f, e=item.error: f.write(e.encode("utf-8")))
                 tqdm.write(f"error: {item.error}", file=sys.stderr)
             ran += 1
         bar.update(len(batch))
@@ -290,11 +291,11 @@ def run_benchmark(config: Config, out: str | Path | None = None, limit: int | No
 
 
 def write_results(run: Path, report: EvaluationReport) -> None:
-    from ..pipeline import _atomic_write
+    from ..io import atomic_write
 
     d = report.to_dict()
-    _atomic_write(run / "results.json", lambda f: f.write(json.dumps(d, indent=1).encode("utf-8")))
-    _atomic_write(run / "results.md", lambda f: f.write(results_markdown(report).encode("utf-8")))
+    atomic_write(run / "results.json", lambda f: f.write(json.dumps(d, indent=1).encode("utf-8")))
+    atomic_write(run / "results.md", lambda f: f.write(results_markdown(report).encode("utf-8")))
 
 
 def results_markdown(report: EvaluationReport) -> str:

@@ -3,16 +3,14 @@ clear error when it is missing (no minutes of hub retries on an offline machine)
 that makes tiny random test models depend on their inputs."""
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import torch
 
 from ..errors import ConfigError, ResourceMissingError
+from ..resources import hub_reachable
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -38,24 +36,6 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     if dtype not in DTYPES:
         raise ConfigError(f"model.dtype: expected one of {sorted(DTYPES)}, got {dtype!r}")
     return DTYPES[dtype]
-
-
-def hub_offline() -> bool:
-    """HF_HUB_OFFLINE is set: the user has said there is no hub, so never probe for one."""
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether a TCP connection to the Hugging Face endpoint opens within `timeout` seconds (never tried,
-    and False, under HF_HUB_OFFLINE: a probe on a machine with no network can wait on DNS for seconds)."""
-    if hub_offline():
-        return False
-    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
 
 
 def load_checkpoint(what: str, model_id: str, load: Callable[[bool], Any], local_files_only: bool) -> Any:

@@ -208,7 +208,7 @@ class Segmentation:
         """
         from PIL import Image
 
-        from ..pipeline import _atomic_write
+        from ..io import atomic_write
         from ..viz import draw_segmentation, palette
 
         stem = stem or Path(self.source).stem or "image"
@@ -232,13 +232,13 @@ class Segmentation:
         undo = _undo_exif().get(exif_orientation)
         if undo is not None:
             lab = lab.transpose(undo)
-        _atomic_write(paths["labels"], lambda f: lab.save(f, format="PNG"))
+        atomic_write(paths["labels"], lambda f: lab.save(f, format="PNG"))
         if image is not None:
             paths["overlay"] = out / f"{stem}_overlay.png"
-            _atomic_write(paths["overlay"], lambda f: draw_segmentation(image, self).save(f, format="PNG"))
+            atomic_write(paths["overlay"], lambda f: draw_segmentation(image, self).save(f, format="PNG"))
         d = self.to_dict()
         d["label_map_size"] = list(sem.shape)
         d.update(extra or {})
         d["files"] = [p.name for k, p in paths.items() if k != "json"]
-        _atomic_write(paths["json"], lambda f: f.write(json.dumps(d).encode("utf-8")))
+        atomic_write(paths["json"], lambda f: f.write(json.dumps(d).encode("utf-8")))
         return paths

@@ -122,7 +122,7 @@ class LLMMapper:
         return {str(k): str(v) for k, v in replies.items()}
 
     def _write_cache(self) -> None:
-        from ...pipeline import _atomic_write
+        from ...io import atomic_write
 
         data: dict[str, Any] = {}
         if self.cache_path.is_file():
@@ -134,7 +134,7 @@ class LLMMapper:
                           "replies": self.replies}
         try:
             self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_write(self.cache_path, lambda f: f.write(json.dumps(data, indent=1, sort_keys=True).encode()))
+            atomic_write(self.cache_path, lambda f: f.write(json.dumps(data, indent=1, sort_keys=True).encode()))
         except OSError as exc:
             raise SelfSegError(f"LLM reply cache {self.cache_path} cannot be written ({exc.strerror or exc}); "
                                f"set another cache path") from None
