@@ -61,7 +61,7 @@ class SelfSeg:
     @property
     def tagger(self) -> Any:
         if self._tagger is None:
-            from .taggers.base import build_tagger
+            from .taggers import build_tagger
 
             self._tagger = build_tagger(self.config)
         return self._tagger
@@ -69,7 +69,7 @@ class SelfSeg:
     @property
     def segmenter(self) -> Any:
         if self._segmenter is None:
-            from .segmenters.base import build_segmenter
+            from .segmenters import build_segmenter
 
             self._segmenter = build_segmenter(self.config)
         return self._segmenter
@@ -189,9 +189,7 @@ class SelfSeg:
     def _segment_one(self, loaded: LoadedImage, planned: _Planned, enrichment: Any = None) -> Any:
         classes, merges, tags = planned.classes, planned.merges, planned.tags
         prompts = enrichment.prompts if enrichment is not None else {}
-        # prompts only when there are some: segmenters written before enrichment take three arguments.
-        seg = (self.segmenter.segment(loaded, classes, tags, prompts=prompts) if prompts
-               else self.segmenter.segment(loaded, classes, tags))
+        seg = self.segmenter.segment(loaded, classes, tags, prompts=prompts)
         if merges and any(lab not in classes for lab in seg.classes):
             # bcc_clusters names clusters with their own nouns: fold merged names into the kept ones.
             kept = {m["dropped"]: m["kept"] for m in merges}

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..cache import ReplyCache, image_digest, reply_key
+from ..errors import ConfigError
+from .loading import load_checkpoint
 
 
 @dataclass
@@ -137,3 +139,36 @@ class _Holder:
     def __init__(self, model: Any, processor: Any) -> None:
         self.model = model
         self.processor = processor
+
+
+def check_model_type(model_id: str, kind: str, setting: str, cache_dir: str | None,
+                     local_files_only: bool) -> None:
+    """Read only the checkpoint's config and raise one clear ConfigError when it is not `kind`
+    ("image-text-to-text" or "causal-lm"): before gigabytes of the wrong weights are loaded."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES,
+    )
+
+    what_ckpt = "vision-language model" if kind == "image-text-to-text" else "causal LM"
+    cfg = load_checkpoint(what_ckpt, model_id,
+                          lambda local: AutoConfig.from_pretrained(model_id, cache_dir=cache_dir,
+                                                                   local_files_only=local),
+                          local_files_only)
+    known = MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES if kind == "image-text-to-text" else \
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    if cfg.model_type not in known:
+        example = "Qwen/Qwen2.5-VL-3B-Instruct" if kind == "image-text-to-text" else "Qwen/Qwen2.5-7B-Instruct"
+        what = ("an image-text-to-text (vision-language chat) model" if kind == "image-text-to-text"
+                else "a causal (decoder-only) chat language model")
+        raise ConfigError(f"{setting}: {model_id!r} is a {cfg.model_type!r} model; expected {what} such as "
+                          f"{example!r}")
+
+
+def needs_special_tokens(tokenizer: Any, texts: Sequence[str]) -> bool:
+    """Whether the tokenizer should add its special tokens to chat-templated texts: only when the
+    tokenizer has a BOS token that the template did not write (LLaVA-1.5's template starts with "USER:",
+    Llama-2's with "<s>"; adding it twice, or never, both hurt the answers)."""
+    bos = getattr(tokenizer, "bos_token", None)
+    return bool(bos) and not all(t.startswith(bos) for t in texts)

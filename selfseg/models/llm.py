@@ -14,7 +14,7 @@ import torch
 
 from ..cache import ReplyCache
 from ..config import TINY_MODEL
-from .chat import ChatModelBase, ChatRequest, SharedWeights
+from .chat import ChatModelBase, ChatRequest, SharedWeights, check_model_type, needs_special_tokens
 from .loading import load_checkpoint, resolve_device, resolve_dtype, spread_weights
 
 _SHARED = SharedWeights()
@@ -70,8 +70,6 @@ class ChatLM(ChatModelBase):
             else:
                 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-                from .vlm import check_model_type
-
                 check_model_type(model_id, "causal-lm", setting, cache_dir, local_files_only)
 
                 def load_ckpt(local: bool) -> tuple[Any, Any]:
@@ -104,8 +102,6 @@ class ChatLM(ChatModelBase):
         Extra keywords go to generate (tests ask for output_logits to compare rows step by step)."""
         if any(r.image is not None for r in requests):
             raise ValueError(f"{self.model_id!r} is a text-only language model; it cannot be shown an image")
-        from .vlm import needs_special_tokens
-
         texts = [self._format(r) for r in requests]
         templated = bool(getattr(self.tokenizer, "chat_template", None))
         # A chat template usually wrote BOS itself; add it only where it did not (never twice).

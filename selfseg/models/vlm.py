@@ -17,7 +17,7 @@ import torch
 from ..cache import ReplyCache
 from ..config import TINY_MODEL
 from ..errors import ConfigError
-from .chat import ChatModelBase, ChatRequest, SharedWeights
+from .chat import ChatModelBase, ChatRequest, SharedWeights, check_model_type, needs_special_tokens
 from .loading import load_checkpoint, resolve_device, resolve_dtype, spread_weights
 
 #: Default tagging VLM. Qwen2.5-VL is what TALOS uses for direct tagging; 3B runs on a laptop (about 8 GB
@@ -77,39 +77,6 @@ def build_tiny_vlm(seed: int = 0) -> tuple[Any, Any]:
         torch.manual_seed(seed)
         model = Qwen2_5_VLForConditionalGeneration(config)
     return spread_weights(model, seed), processor
-
-
-def check_model_type(model_id: str, kind: str, setting: str, cache_dir: str | None,
-                     local_files_only: bool) -> None:
-    """Read only the checkpoint's config and raise one clear ConfigError when it is not `kind`
-    ("image-text-to-text" or "causal-lm"): before gigabytes of the wrong weights are loaded."""
-    from transformers import AutoConfig
-    from transformers.models.auto.modeling_auto import (
-        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
-        MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES,
-    )
-
-    what_ckpt = "vision-language model" if kind == "image-text-to-text" else "causal LM"
-    cfg = load_checkpoint(what_ckpt, model_id,
-                          lambda local: AutoConfig.from_pretrained(model_id, cache_dir=cache_dir,
-                                                                   local_files_only=local),
-                          local_files_only)
-    known = MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES if kind == "image-text-to-text" else \
-        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-    if cfg.model_type not in known:
-        example = DEFAULT_VLM if kind == "image-text-to-text" else "Qwen/Qwen2.5-7B-Instruct"
-        what = ("an image-text-to-text (vision-language chat) model" if kind == "image-text-to-text"
-                else "a causal (decoder-only) chat language model")
-        raise ConfigError(f"{setting}: {model_id!r} is a {cfg.model_type!r} model; expected {what} such as "
-                          f"{example!r}")
-
-
-def needs_special_tokens(tokenizer: Any, texts: Sequence[str]) -> bool:
-    """Whether the tokenizer should add its special tokens to chat-templated texts: only when the
-    tokenizer has a BOS token that the template did not write (LLaVA-1.5's template starts with "USER:",
-    Llama-2's with "<s>"; adding it twice, or never, both hurt the answers)."""
-    bos = getattr(tokenizer, "bos_token", None)
-    return bool(bos) and not all(t.startswith(bos) for t in texts)
 
 
 class VisionChat(ChatModelBase):

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ..config import Config
 from ..io import LoadedImage
 from ..registry import Registry
 from ..results import TagResult
@@ -21,14 +20,9 @@ class Segmenter(Protocol):
         ...
 
 
-#: Factories take the whole Config and read their own block (config.segment.<name>).
+#: Factories take the whole Config and read their own block (config.segment.<name>). Implementations
+#: register here; `selfseg.segmenters.build_segmenter` imports them.
 SEGMENTERS: Registry[Segmenter] = Registry("segmenter")
-
-
-def build_segmenter(config: Config) -> Segmenter:
-    from . import bcc_clusters, clipseg, grounded_sam2  # noqa: F401  (importing registers them)
-
-    return SEGMENTERS.create(config.segment.segmenter, config)
 
 
 def empty_segmentation(image: LoadedImage, classes: list[str], segmenter: str, note: str,

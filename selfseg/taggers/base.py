@@ -4,7 +4,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from ..config import Config
 from ..io import LoadedImage
 from ..registry import Registry
 from ..results import TagResult
@@ -18,15 +17,6 @@ class Tagger(Protocol):
         ...
 
 
-#: Factories take the whole Config; each reads its own sections.
+#: Factories take the whole Config; each reads its own sections. Implementations register here and
+#: import nothing else of this package's base; `selfseg.taggers.build_tagger` imports them.
 TAGGERS: Registry[Tagger] = Registry("tagger")
-
-
-def build_tagger(config: Config) -> Tagger:
-    return build_tagger_named(config.tagger, config)
-
-
-def build_tagger_named(name: str, config: Config) -> Tagger:
-    from . import bcc, caption, union, vlm, vocabulary  # noqa: F401  (importing registers them)
-
-    return TAGGERS.create(name, config)

@@ -55,7 +55,7 @@ class UnionTagger:
     name = "union"
 
     def __init__(self, config: Config, taggers: dict[str, Any] | None = None) -> None:
-        from .base import build_tagger_named
+        from . import build_tagger_named
 
         self.taggers = taggers or {name: build_tagger_named(name, config) for name in config.union}
 

@@ -42,7 +42,7 @@ def test_given_vocabulary_skips_the_tagger(smoke_seg, ade_images):
         def __init__(self):
             self.classes = None
 
-        def segment(self, image, classes, tags):
+        def segment(self, image, classes, tags, prompts=None):
             self.classes, self.tags = classes, tags
             return empty_segmentation(image, classes, "spy", "spy")
 
@@ -183,7 +183,7 @@ def test_review_cases_vocabulary_words_are_never_cleaned(smoke_seg, ade_images):
     class Spy:
         name = "spy"
 
-        def segment(self, image, classes, tags):
+        def segment(self, image, classes, tags, prompts=None):
             self.classes = classes
             return empty_segmentation(image, classes, "spy", "spy")
 
