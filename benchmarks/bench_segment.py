@@ -624,7 +624,7 @@ def bench_filter_scaling(counts: list[int], thresholds: Any, repeats: int, seed:
     900 queries per prompt chunk, so ADE-847's 9 chunks can reach 8,100 raw boxes."""
     import tracemalloc
 
-    from selfseg.segmenters.detections import Detections
+    from selfseg.detections import Detections
     from selfseg.segmenters.postprocess import filter_detections
 
     rows = []

@@ -23,7 +23,7 @@ _LAZY = {
     "ClusterCaptions": "selfseg.results",
     "ClusterMaps": "selfseg.results",
     "Segmentation": "selfseg.segmenters.result",
-    "Detections": "selfseg.segmenters.detections",
+    "Detections": "selfseg.detections",
     # the clustering chain on any features
     "ensemble_cluster": "selfseg.clustering",
     # errors

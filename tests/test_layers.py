@@ -1,6 +1,7 @@
 """The layer contract, checked over the import graph (imports inside functions included).
 
-    0 bottom    errors, registry, io (files, images, atomic writes), streams, results, cache, resources
+    0 bottom    errors, registry, io (files, images, atomic writes), streams, results, detections, cache,
+                resources
     1 models    one file per model family: forward passes only
     2 config    the application's settings
     3 stages    clustering, taggers, segmenters (tag -> locate -> segment)
@@ -21,7 +22,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "selfseg"
 
 LAYERS = [
     ("bottom", ["selfseg.errors", "selfseg.registry", "selfseg.io", "selfseg.streams", "selfseg.results",
-                "selfseg.cache", "selfseg.resources"]),
+                "selfseg.detections", "selfseg.cache", "selfseg.resources"]),
     ("models", ["selfseg.models"]),
     ("config", ["selfseg.config"]),
     ("stages", ["selfseg.clustering", "selfseg.taggers", "selfseg.segmenters", "selfseg.viz"]),
@@ -38,8 +39,6 @@ KNOWN = {
     ("selfseg.models.llm", "selfseg.config"),
     ("selfseg.models.sam2", "selfseg.config"),
     ("selfseg.models.vlm", "selfseg.config"),
-    # Detections and the locator's prompt planning live in segmenters/ while the model file uses them
-    ("selfseg.models.grounding_dino", "selfseg.segmenters.detections"),
     # prompt enrichment parses replies with the chat taggers' private helpers
     ("selfseg.segmenters.enrich", "selfseg.taggers.parse"),
 }

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from ..config import TINY_MODEL
-from ..segmenters.detections import Detections
+from ..detections import Detections
 from .loading import load_checkpoint, redraw_weights, resolve_device, resolve_dtype
 
 #: The locator's default checkpoint: Swin-B backbone, the stronger of the two released in transformers format.

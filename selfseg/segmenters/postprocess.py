@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .detections import Detections
+from ..detections import Detections
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from selfseg.segmenters.detections import Detections
+from selfseg.detections import Detections
 from selfseg.segmenters.postprocess import box_iou, filter_detections, nms, paint_instances, paint_semantic
 
 
