@@ -39,8 +39,6 @@ KNOWN = {
     ("selfseg.models.llm", "selfseg.config"),
     ("selfseg.models.sam2", "selfseg.config"),
     ("selfseg.models.vlm", "selfseg.config"),
-    # prompt enrichment parses replies with the chat taggers' private helpers
-    ("selfseg.segmenters.enrich", "selfseg.taggers.parse"),
 }
 
 

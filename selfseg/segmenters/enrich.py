@@ -22,7 +22,7 @@ from typing import Any
 from ..config import Config
 from ..io import LoadedImage
 from ..models.chat import ChatModelBase, ChatRequest
-from ..taggers.parse import TagNormaliser, _json_values, _strip_reasoning, find_object
+from ..taggers.parse import TagNormaliser, find_object, json_values, strip_reasoning
 from ..taggers.vlm import fill
 
 GENERIC_PROMPT = (
@@ -52,7 +52,7 @@ def clean_description(text: Any, tag: str, max_words: int) -> str:
     blocks, quotes, a leading "tag:" and the characters Grounding DINO reads as phrase ends are removed."""
     if not isinstance(text, str):
         return ""
-    text, _ = _strip_reasoning(text)
+    text, _ = strip_reasoning(text)
     line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
     line = line.replace("**", "").replace("__", "").strip(" \"'`*#-")
     if line.lower().startswith(tag.lower() + ":"):
@@ -138,8 +138,8 @@ class PromptEnricher:
         if obj is not None and not any(isinstance(v, str) for v in obj.values()):
             obj = None  # {"objects": [...]}: not a mapping of descriptions
         if obj is None:
-            stripped, _ = _strip_reasoning(str(text))
-            for value in _json_values(stripped):
+            stripped, _ = strip_reasoning(str(text))
+            for value in json_values(stripped):
                 if isinstance(value, list) and all(isinstance(x, dict) for x in value):
                     pairs = {}
                     for x in value:

@@ -75,7 +75,8 @@ class ParsedTags:
     ok: bool = True  # False: nothing list-like was found in the reply
 
 
-def _strip_reasoning(text: str) -> tuple[str, str | None]:
+def strip_reasoning(text: str) -> tuple[str, str | None]:
+    """A reply without its <think> block, and a note when the block never closed (the reply ran out)."""
     text = _THINK.sub(" ", text)
     low = text.lower()
     if "<think>" in low:  # opened, never closed: the reply ran out of tokens while reasoning
@@ -85,7 +86,7 @@ def _strip_reasoning(text: str) -> tuple[str, str | None]:
     return text, None
 
 
-def _json_values(text: str) -> Iterable[Any]:
+def json_values(text: str) -> Iterable[Any]:
     """Every JSON (or Python-literal) value that starts at a '[' or '{' of `text`, in order, outermost
     first (a value's inner brackets are not tried again)."""
     for _, _, value in _json_values_at(text):
@@ -93,7 +94,7 @@ def _json_values(text: str) -> Iterable[Any]:
 
 
 def _json_values_at(text: str) -> Iterable[tuple[int, int, Any]]:
-    """`_json_values` with the offsets where each value starts and ends (exclusive)."""
+    """`json_values` with the offsets where each value starts and ends (exclusive)."""
     decoder = json.JSONDecoder()
     skip_to = 0
     for m in re.finditer(r"[\[{]", text):
@@ -235,14 +236,14 @@ def _labelled_lists(text: str, values: list[tuple[int, int, Any]]) -> tuple[list
 def find_list(reply: str) -> tuple[list | None, list[str]]:
     """The raw items of the first list in a reply that holds at least one name (None when there is none)
     and notes on how it was found."""
-    text, note = _strip_reasoning(str(reply)[:_MAX_REPLY].translate(_QUOTES))
+    text, note = strip_reasoning(str(reply)[:_MAX_REPLY].translate(_QUOTES))
     notes = [note] if note else []
     whole = list(_json_values_at(text))  # the whole reply is parsed once, for both uses below
     items, how = _labelled_lists(text, whole)
     if items is not None:
         return items, notes + [how]
     empty = None
-    fenced = (_json_values(m.group(1)) for m in _FENCE.finditer(text))  # lazily: the first answer stops it
+    fenced = (json_values(m.group(1)) for m in _FENCE.finditer(text))  # lazily: the first answer stops it
     for values in itertools.chain(fenced, [[v for _, _, v in whole]]):
         for value in values:
             found = _names_in(value)
@@ -263,10 +264,10 @@ def find_list(reply: str) -> tuple[list | None, list[str]]:
 
 def find_object(reply: str) -> tuple[dict | None, list[str]]:
     """The first JSON object in a reply (None when there is none) and notes."""
-    text, note = _strip_reasoning(str(reply)[:_MAX_REPLY].translate(_QUOTES))
+    text, note = strip_reasoning(str(reply)[:_MAX_REPLY].translate(_QUOTES))
     notes = [note] if note else []
     for part in [*(m.group(1) for m in _FENCE.finditer(text)), text]:
-        for value in _json_values(part):
+        for value in json_values(part):
             if isinstance(value, dict):
                 return value, notes
     return None, notes
