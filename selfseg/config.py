@@ -19,9 +19,12 @@ import yaml
 
 from .errors import ConfigError
 
+# Defined with the model wrappers, which must not depend on this module; re-exported for config users.
+from .models.spec import TINY_MODEL as TINY_MODEL
+from .models.spec import CaptionSampling as CaptionSampling
+from .models.spec import ModelSpec
+
 PAPER_MODEL = "Salesforce/blip-image-captioning-large"
-#: Model id that builds a tiny random-init BLIP in code (no download); outputs are meaningless.
-TINY_MODEL = "tiny-random"
 
 
 @dataclass
@@ -38,6 +41,12 @@ class ModelConfig:
     cache_dir: str | None = None
     # Never touch the network; only use checkpoints already in the cache.
     local_files_only: bool = False
+
+    def spec(self, model_id: str, dtype: str | None = None) -> ModelSpec:
+        """The spec a model wrapper loads `model_id` from: this section's device, cache and offline
+        settings, and its dtype unless another is given (the chat models have their own)."""
+        return ModelSpec(id=model_id, device=self.device, dtype=dtype or self.dtype, cache_dir=self.cache_dir,
+                         local_files_only=self.local_files_only)
 
 
 @dataclass
@@ -80,23 +89,6 @@ CAPTION_PROFILES: dict[str, dict[str, Any]] = {
     "paper": dict(top_p=1.0, top_k=50, repetition_penalty=100.0, min_length=4, max_length=25,
                   length_counts_prompt=False),
 }
-
-
-@dataclass(frozen=True)
-class CaptionSampling:
-    """Resolved caption sampling settings (a profile with its overrides applied)."""
-    top_p: float
-    top_k: int
-    repetition_penalty: float
-    min_length: int
-    max_length: int
-    length_counts_prompt: bool
-
-    def new_token_limits(self, prompt_tokens: int) -> tuple[int, int]:
-        """(min_new_tokens, max_new_tokens) for a prompt of `prompt_tokens` tokens (BOS included)."""
-        if not self.length_counts_prompt:
-            return self.min_length, self.max_length
-        return max(0, self.min_length - prompt_tokens), max(0, self.max_length - prompt_tokens)
 
 
 @dataclass

@@ -30,16 +30,8 @@ LAYERS = [
              "selfseg"]),
 ]
 
-# Edges that break the contract today, each with what removes it.
-KNOWN = {
-    # model wrappers read the application config instead of a model spec of their own
-    ("selfseg.models.blip", "selfseg.config"),
-    ("selfseg.models.clipseg", "selfseg.config"),
-    ("selfseg.models.grounding_dino", "selfseg.config"),
-    ("selfseg.models.llm", "selfseg.config"),
-    ("selfseg.models.sam2", "selfseg.config"),
-    ("selfseg.models.vlm", "selfseg.config"),
-}
+# Edges that break the contract today (none left: keep it that way).
+KNOWN: set[tuple[str, str]] = set()
 
 
 # Import cycles today, as the module prefixes each may span (none left: keep it that way).

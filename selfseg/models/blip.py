@@ -12,15 +12,23 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import torch
 import torch.nn.functional as F
 
-from ..config import TINY_MODEL, CaptioningConfig, ModelConfig
 from ..errors import ConfigError
 from ..streams import stream_uniforms
 from .loading import load_checkpoint, resolve_device, resolve_dtype
+from .spec import TINY_MODEL, CaptionSampling, ModelSpec
+
+
+class CaptionSettings(Protocol):
+    """What a caption call reads from its settings (`selfseg.config.CaptioningConfig` is one)."""
+
+    prompt: str
+
+    def sampling(self) -> CaptionSampling: ...
 
 
 class BlipCaptioner:
@@ -40,20 +48,20 @@ class BlipCaptioner:
 
     # ------------------------------------------------------------------------------------------ loading
     @classmethod
-    def from_config(cls, cfg: ModelConfig) -> BlipCaptioner:
-        device, dtype = resolve_device(cfg.device), resolve_dtype(cfg.dtype)
-        if cfg.blip == TINY_MODEL:
+    def from_spec(cls, spec: ModelSpec) -> BlipCaptioner:
+        device, dtype = resolve_device(spec.device), resolve_dtype(spec.dtype)
+        if spec.is_tiny:
             model, processor = build_tiny_blip()
             return cls(model, processor, device, dtype, is_tiny=True, model_id=TINY_MODEL)
         from transformers import BlipForConditionalGeneration, BlipProcessor
 
         def load(local_only: bool) -> tuple[Any, Any]:
-            kw = dict(cache_dir=cfg.cache_dir, local_files_only=local_only)
-            return (BlipForConditionalGeneration.from_pretrained(cfg.blip, **kw),
-                    BlipProcessor.from_pretrained(cfg.blip, **kw))
+            kw = spec.pretrained_kwargs(local_only)
+            return (BlipForConditionalGeneration.from_pretrained(spec.id, **kw),
+                    BlipProcessor.from_pretrained(spec.id, **kw))
 
-        model, processor = load_checkpoint("BLIP", cfg.blip, load, cfg.local_files_only)
-        return cls(model, processor, device, dtype, is_tiny=False, model_id=cfg.blip)
+        model, processor = load_checkpoint("BLIP", spec.id, load, spec.local_files_only)
+        return cls(model, processor, device, dtype, is_tiny=False, model_id=spec.id)
 
     # ------------------------------------------------------------------------------------------ encoder
     @torch.inference_mode()
@@ -74,7 +82,7 @@ class BlipCaptioner:
         per_token = t.num_hidden_layers * 2 * t.hidden_size * torch.finfo(self.dtype).bits // 8
         return (distinct_tokens + rows * positions) * per_token
 
-    def caption_positions(self, settings: CaptioningConfig) -> int:
+    def caption_positions(self, settings: CaptionSettings) -> int:
         """Longest caption sequence of these settings: the prompt's tokens plus the most new tokens."""
         return int(self.prompt_ids(settings.prompt).shape[1]) + self.new_token_limits(settings)[1]
 
@@ -84,7 +92,7 @@ class BlipCaptioner:
         ids[:, 0] = self.model.config.text_config.bos_token_id
         return ids[:, :-1]
 
-    def new_token_limits(self, settings: CaptioningConfig) -> tuple[int, int]:
+    def new_token_limits(self, settings: CaptionSettings) -> tuple[int, int]:
         """(min_new_tokens, max_new_tokens) of a caption call with these settings and their prompt."""
         prompt_tokens = int(self.prompt_ids(settings.prompt).shape[1])
         sampling = settings.sampling()
@@ -95,7 +103,7 @@ class BlipCaptioner:
         return lo, hi
 
     @torch.inference_mode()
-    def caption(self, token_sets: Sequence[torch.Tensor], settings: CaptioningConfig, seed: int,
+    def caption(self, token_sets: Sequence[torch.Tensor], settings: CaptionSettings, seed: int,
                 streams: Sequence[Sequence[int]] | None = None) -> list[str]:
         """One sampled caption per token set, all in ONE generate call.
 
@@ -120,7 +128,7 @@ class BlipCaptioner:
         return texts
 
     @torch.inference_mode()
-    def generate(self, token_sets: Sequence[torch.Tensor], settings: CaptioningConfig, seed: int,
+    def generate(self, token_sets: Sequence[torch.Tensor], settings: CaptionSettings, seed: int,
                  streams: Sequence[Sequence[int]] | None = None, **generate_kwargs: Any) -> Any:
         """BLIP's text decoder over `token_sets` (each non-empty), one row per set, in ONE generate call:
         the prompt ids + generated ids, or transformers' output object when `generate_kwargs` ask for one
@@ -131,7 +139,7 @@ class BlipCaptioner:
         _check_sets(token_sets, allow_empty=False)
         return self._generate(token_sets, settings, seed, generate_kwargs, _stream_names(streams, len(token_sets)))
 
-    def sampling_processors(self, settings: CaptioningConfig, seed: int, streams: Sequence[Sequence[int]],
+    def sampling_processors(self, settings: CaptionSettings, seed: int, streams: Sequence[Sequence[int]],
                             prompt_length: int, max_new_tokens: int | None = None) -> list[Any]:
         """The logits processors that sample one token per row from its own stream, for a generate call with
         `do_sample=False`: transformers' top-k and top-p warpers (in the order its sampling applies them),
@@ -150,7 +158,7 @@ class BlipCaptioner:
         draws = torch.as_tensor(stream_uniforms(seed, streams, steps), device=where)
         return warpers + [StreamSampler(draws, prompt_length)]
 
-    def _generate(self, token_sets: Sequence[torch.Tensor], settings: CaptioningConfig, seed: int,
+    def _generate(self, token_sets: Sequence[torch.Tensor], settings: CaptionSettings, seed: int,
                   generate_kwargs: dict[str, Any], streams: Sequence[Sequence[int]]) -> Any:
         for key in ("num_beams", "num_return_sequences"):
             if generate_kwargs.get(key, 1) != 1:
@@ -170,8 +178,8 @@ class BlipCaptioner:
         if kwargs["do_sample"]:
             overridden = sorted({"top_k", "top_p", "temperature", "min_p", "typical_p"} & set(generate_kwargs))
             if overridden:
-                raise ValueError(f"{', '.join(overridden)}: set them in CaptioningConfig; sampling draws from the "
-                                 f"settings' warpers, which generate(**kwargs) would not reach")
+                raise ValueError(f"{', '.join(overridden)}: set them in the caption settings (captioning.*); "
+                                 f"sampling draws from the settings' warpers, which generate(**kwargs) would not reach")
         if kwargs.pop("do_sample"):
             # Sampling without torch's global generator: each row draws from its own stream (see
             # StreamSampler), picked by processors after the stock ones; generate then takes that pick greedily.

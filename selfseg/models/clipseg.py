@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..config import TINY_MODEL
 from .loading import load_checkpoint, resolve_device, resolve_dtype, spread_weights
+from .spec import TINY_MODEL
 
 DEFAULT_CLIPSEG = "CIDAS/clipseg-rd64-refined"
 

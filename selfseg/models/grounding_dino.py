@@ -29,9 +29,9 @@ from typing import Any
 
 import torch
 
-from ..config import TINY_MODEL
 from ..detections import Detections
 from .loading import load_checkpoint, redraw_weights, resolve_device, resolve_dtype
+from .spec import TINY_MODEL
 
 #: The locator's default checkpoint: Swin-B backbone, the stronger of the two released in transformers format.
 DEFAULT_MODEL = "IDEA-Research/grounding-dino-base"

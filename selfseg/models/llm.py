@@ -13,9 +13,9 @@ from typing import Any
 import torch
 
 from ..cache import ReplyCache
-from ..config import TINY_MODEL
 from .chat import ChatModelBase, ChatRequest, SharedWeights, check_model_type, needs_special_tokens
 from .loading import load_checkpoint, resolve_device, resolve_dtype, spread_weights
+from .spec import TINY_MODEL
 
 _SHARED = SharedWeights()
 

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..config import TINY_MODEL
 from .loading import load_checkpoint, redraw_weights, resolve_device, resolve_dtype
+from .spec import TINY_MODEL
 
 DEFAULT_SAM2 = "facebook/sam2.1-hiera-large"
 # Same architecture family, smaller Hiera backbones; any of them can be passed as model_id.

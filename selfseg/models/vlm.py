@@ -15,10 +15,10 @@ from typing import Any
 import torch
 
 from ..cache import ReplyCache
-from ..config import TINY_MODEL
 from ..errors import ConfigError
 from .chat import ChatModelBase, ChatRequest, SharedWeights, check_model_type, needs_special_tokens
 from .loading import load_checkpoint, resolve_device, resolve_dtype, spread_weights
+from .spec import TINY_MODEL
 
 #: Default tagging VLM. Qwen2.5-VL is what TALOS uses for direct tagging; 3B runs on a laptop (about 8 GB
 #: in bfloat16), "Qwen/Qwen2.5-VL-7B-Instruct" is stronger.

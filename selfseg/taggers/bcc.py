@@ -25,7 +25,7 @@ class BCCTagger:
         # Language resources first: a missing WordNet should fail before minutes of model loading.
         self.nouns = NounExtractor(config.nouns)
         self.nouns._load()
-        self.blip = captioner or BlipCaptioner.from_config(config.model)
+        self.blip = captioner or BlipCaptioner.from_spec(config.model.spec(config.model.blip))
         self.gen = config.captioning
 
     def tag_batch(self, images: Sequence[LoadedImage]) -> list[TagResult]:

@@ -25,7 +25,7 @@ class CaptionTagger:
         self.config = config
         self.nouns = NounExtractor(config.nouns)
         self.nouns._load()
-        self.blip = captioner or BlipCaptioner.from_config(config.model)
+        self.blip = captioner or BlipCaptioner.from_spec(config.model.spec(config.model.blip))
 
     def tag_batch(self, images: Sequence[LoadedImage]) -> list[TagResult]:
         if not images:

@@ -238,7 +238,7 @@ def test_non_finite_scores_are_refused_not_sampled():
 
 
 def test_sampling_flags_given_to_generate_are_refused(tiny, sets):
-    with pytest.raises(ValueError, match="top_k: set them in CaptioningConfig"):
+    with pytest.raises(ValueError, match=r"top_k: set them in the caption settings"):
         tiny.generate([sets[0]], CaptioningConfig(), 0, top_k=5)
 
 

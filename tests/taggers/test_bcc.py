@@ -129,7 +129,7 @@ def test_missing_checkpoint_names_the_fix(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     cfg = load_config({"model": {"blip": "Salesforce/blip-image-captioning-large", "local_files_only": True}})
     with pytest.raises(ResourceMissingError, match="selfseg download"):
-        BlipCaptioner.from_config(cfg.model)
+        BlipCaptioner.from_spec(cfg.model.spec(cfg.model.blip))
 
 
 def test_real_loading_code_on_a_saved_checkpoint(tmp_path, ade_images):
