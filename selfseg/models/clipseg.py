@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .loading import load_checkpoint, resolve_device, resolve_dtype, spread_weights
-from .spec import TINY_MODEL
+from .spec import TINY_MODEL, ModelSpec
 
 DEFAULT_CLIPSEG = "CIDAS/clipseg-rd64-refined"
 
@@ -39,21 +39,24 @@ class ClipSegDenseSegmenter:
     @classmethod
     def from_pretrained(cls, model_id: str = DEFAULT_CLIPSEG, device: str | torch.device = "auto",
                         dtype: str | torch.dtype = "float32", cache_dir: str | None = None,
-                        local_files_only: bool = False) -> ClipSegDenseSegmenter:
+                        local_files_only: bool = False, revision: str | None = None) -> ClipSegDenseSegmenter:
         """Load a CLIPSeg checkpoint (hub id or local folder); "tiny-random" builds the tiny twin (see `tiny`)."""
-        dev = device if isinstance(device, torch.device) else resolve_device(device)
-        dt = resolve_dtype(dtype)
-        if model_id == TINY_MODEL:
+        return cls.from_spec(ModelSpec(model_id, device, dtype, cache_dir, local_files_only, revision))
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec) -> ClipSegDenseSegmenter:
+        dev, dt = resolve_device(spec.device), resolve_dtype(spec.dtype)
+        if spec.is_tiny:
             return cls.tiny(device=dev, dtype=dt)
         from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 
         def load(local_only: bool) -> tuple[Any, Any]:
-            kw = dict(cache_dir=cache_dir, local_files_only=local_only)
-            return (CLIPSegForImageSegmentation.from_pretrained(model_id, **kw),
-                    CLIPSegProcessor.from_pretrained(model_id, **kw))
+            kw = spec.pretrained_kwargs(local_only)
+            return (CLIPSegForImageSegmentation.from_pretrained(spec.id, **kw),
+                    CLIPSegProcessor.from_pretrained(spec.id, **kw))
 
-        model, processor = load_checkpoint("CLIPSeg", model_id, load, local_files_only)
-        return cls(model, processor, dev, dt, is_tiny=False, model_id=model_id)
+        model, processor = load_checkpoint("CLIPSeg", spec.id, load, spec.local_files_only)
+        return cls(model, processor, dev, dt, is_tiny=False, model_id=spec.id)
 
     @classmethod
     def tiny(cls, seed: int = 0, device: str | torch.device = "cpu",

@@ -31,7 +31,7 @@ import torch
 
 from ..detections import Detections
 from .loading import load_checkpoint, redraw_weights, resolve_device, resolve_dtype
-from .spec import TINY_MODEL
+from .spec import TINY_MODEL, ModelSpec
 
 #: The locator's default checkpoint: Swin-B backbone, the stronger of the two released in transformers format.
 DEFAULT_MODEL = "IDEA-Research/grounding-dino-base"
@@ -138,29 +138,32 @@ class GroundingDinoLocator:
 
     # ------------------------------------------------------------------------------------------ loading
     @classmethod
-    def from_pretrained(cls, model_id: str = DEFAULT_MODEL, device: str | torch.device = "cpu",
-                        dtype: torch.dtype | str = torch.float32, cache_dir: str | None = None,
-                        local_files_only: bool = False, **kwargs: Any) -> GroundingDinoLocator:
+    def from_pretrained(cls, model_id: str = DEFAULT_MODEL, device: str | torch.device = "auto",
+                        dtype: torch.dtype | str = "float32", cache_dir: str | None = None,
+                        local_files_only: bool = False, revision: str | None = None,
+                        **kwargs: Any) -> GroundingDinoLocator:
         """Load a checkpoint: a Hugging Face id (DEFAULT_MODEL, TINY_CHECKPOINT, ...) or a local folder
         written by save_pretrained. "tiny-random" builds the tiny random-init model (see `tiny`).
 
         The local cache is tried first, so a cached checkpoint costs no network round trip; a missing one
         raises ResourceMissingError naming `selfseg download`. kwargs go to the constructor.
         """
-        if model_id == TINY_MODEL:
-            return cls.tiny(device=device, dtype=dtype, **kwargs)
+        return cls.from_spec(ModelSpec(model_id, device, dtype, cache_dir, local_files_only, revision), **kwargs)
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec, **kwargs: Any) -> GroundingDinoLocator:
+        device, torch_dtype = resolve_device(spec.device), resolve_dtype(spec.dtype)
+        if spec.is_tiny:
+            return cls.tiny(device=device, dtype=torch_dtype, **kwargs)
         from transformers import AutoProcessor, GroundingDinoForObjectDetection
 
-        torch_dtype = resolve_dtype(dtype)
-
         def load(local_only: bool) -> tuple[Any, Any]:
-            kw = dict(cache_dir=cache_dir, local_files_only=local_only)
-            return (GroundingDinoForObjectDetection.from_pretrained(model_id, dtype=torch_dtype, **kw),
-                    AutoProcessor.from_pretrained(model_id, **kw))
+            kw = spec.pretrained_kwargs(local_only)
+            return (GroundingDinoForObjectDetection.from_pretrained(spec.id, dtype=torch_dtype, **kw),
+                    AutoProcessor.from_pretrained(spec.id, **kw))
 
-        model, processor = load_checkpoint("Grounding DINO", model_id, lambda local: load(local_only=local),
-                                           local_files_only)
-        return cls(model, processor, device, torch_dtype, model_id=model_id, **kwargs)
+        model, processor = load_checkpoint("Grounding DINO", spec.id, load, spec.local_files_only)
+        return cls(model, processor, device, torch_dtype, model_id=spec.id, **kwargs)
 
     @classmethod
     def tiny(cls, seed: int = 0, device: str | torch.device = "cpu",

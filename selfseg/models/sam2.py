@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from .loading import load_checkpoint, redraw_weights, resolve_device, resolve_dtype
-from .spec import TINY_MODEL
+from .spec import TINY_MODEL, ModelSpec
 
 DEFAULT_SAM2 = "facebook/sam2.1-hiera-large"
 # Same architecture family, smaller Hiera backbones; any of them can be passed as model_id.
@@ -56,23 +56,26 @@ class Sam2BoxSegmenter:
     @classmethod
     def from_pretrained(cls, model_id: str = DEFAULT_SAM2, device: str | torch.device = "auto",
                         dtype: str | torch.dtype = "float32", cache_dir: str | None = None,
-                        local_files_only: bool = False) -> Sam2BoxSegmenter:
+                        local_files_only: bool = False, revision: str | None = None) -> Sam2BoxSegmenter:
         """Load a SAM 2 checkpoint (hub id or local folder with config.json + weights + processor_config.json).
 
         "tiny-random" builds the tiny random-init twin instead (see `tiny`).
         """
-        dev = device if isinstance(device, torch.device) else resolve_device(device)
-        dt = resolve_dtype(dtype)
-        if model_id == TINY_MODEL:
+        return cls.from_spec(ModelSpec(model_id, device, dtype, cache_dir, local_files_only, revision))
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec) -> Sam2BoxSegmenter:
+        dev, dt = resolve_device(spec.device), resolve_dtype(spec.dtype)
+        if spec.is_tiny:
             return cls.tiny(device=dev, dtype=dt)
         from transformers import Sam2Model, Sam2Processor
 
         def load(local_only: bool) -> tuple[Any, Any]:
-            kw = dict(cache_dir=cache_dir, local_files_only=local_only)
-            return Sam2Model.from_pretrained(model_id, **kw), Sam2Processor.from_pretrained(model_id, **kw)
+            kw = spec.pretrained_kwargs(local_only)
+            return Sam2Model.from_pretrained(spec.id, **kw), Sam2Processor.from_pretrained(spec.id, **kw)
 
-        model, processor = load_checkpoint("SAM 2", model_id, load, local_files_only)
-        return cls(model, processor, dev, dt, is_tiny=False, model_id=model_id)
+        model, processor = load_checkpoint("SAM 2", spec.id, load, spec.local_files_only)
+        return cls(model, processor, dev, dt, is_tiny=False, model_id=spec.id)
 
     @classmethod
     def tiny(cls, seed: int = 0, device: str | torch.device = "cpu",

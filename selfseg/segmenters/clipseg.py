@@ -8,7 +8,6 @@ import numpy as np
 
 from ..config import Config
 from ..io import LoadedImage
-from ..models.loading import resolve_device
 from ..results import TagResult
 from .base import SEGMENTERS, empty_segmentation
 from .result import Segmentation
@@ -69,9 +68,7 @@ class ClipSegSegmenter:
         from ..models.clipseg import ClipSegDenseSegmenter
 
         self.cfg = config.segment.clipseg
-        self.model = model or ClipSegDenseSegmenter.from_pretrained(
-            self.cfg.model, device=resolve_device(config.model.device), dtype=config.model.dtype,
-            cache_dir=config.model.cache_dir, local_files_only=config.model.local_files_only)
+        self.model = model or ClipSegDenseSegmenter.from_spec(config.model.spec(self.cfg.model))
 
     def segment(self, image: LoadedImage, classes: list[str], tags: TagResult | None,
                 prompts: dict[str, str] | None = None) -> Segmentation:

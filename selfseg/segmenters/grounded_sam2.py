@@ -8,7 +8,6 @@ import numpy as np
 
 from ..config import Config
 from ..io import LoadedImage
-from ..models.loading import resolve_device
 from ..results import TagResult
 from .base import SEGMENTERS, empty_segmentation
 from .postprocess import filter_detections
@@ -45,10 +44,8 @@ class GroundedSam2Segmenter:
         self.config = config
         self.cfg = config.segment.grounded_sam2
         # "tiny-random" ids build tiny random-init models in code (outputs meaningless), like model.blip.
-        kw = dict(device=resolve_device(config.model.device), dtype=config.model.dtype,
-                  cache_dir=config.model.cache_dir, local_files_only=config.model.local_files_only)
-        self.locator = locator or GroundingDinoLocator.from_pretrained(self.cfg.detector, **kw)
-        self.sam = sam or Sam2BoxSegmenter.from_pretrained(self.cfg.sam, **kw)
+        self.locator = locator or GroundingDinoLocator.from_spec(config.model.spec(self.cfg.detector))
+        self.sam = sam or Sam2BoxSegmenter.from_spec(config.model.spec(self.cfg.sam))
 
     def segment(self, image: LoadedImage, classes: list[str], tags: TagResult | None,
                 prompts: dict[str, str] | None = None) -> Segmentation:

@@ -1,0 +1,53 @@
+"""One model spec reaches every model family's `from_pretrained` the same way (id, revision, cache,
+offline): checked by catching the loader's call, so no checkpoint is needed."""
+from __future__ import annotations
+
+import pytest
+
+from selfseg.config import load_config
+from selfseg.models.spec import TINY_MODEL, ModelSpec
+
+
+class Called(Exception):
+    pass
+
+
+def _catch(monkeypatch, cls_path):
+    import importlib
+
+    module, name = cls_path.rsplit(".", 1)
+    seen = {}
+
+    def fake(model_id, **kwargs):
+        seen.update(kwargs, model_id=model_id)
+        raise Called
+
+    monkeypatch.setattr(getattr(importlib.import_module(module), name), "from_pretrained", fake)
+    return seen
+
+
+@pytest.mark.parametrize("wrapper, loads", [
+    ("selfseg.models.blip.BlipCaptioner", "transformers.BlipForConditionalGeneration"),
+    ("selfseg.models.sam2.Sam2BoxSegmenter", "transformers.Sam2Model"),
+    ("selfseg.models.clipseg.ClipSegDenseSegmenter", "transformers.CLIPSegForImageSegmentation"),
+    ("selfseg.models.grounding_dino.GroundingDinoLocator", "transformers.GroundingDinoForObjectDetection"),
+])
+def test_a_spec_reaches_from_pretrained(monkeypatch, tmp_path, wrapper, loads):
+    import importlib
+
+    module, name = wrapper.rsplit(".", 1)
+    cls = getattr(importlib.import_module(module), name)
+    seen = _catch(monkeypatch, loads)
+    spec = ModelSpec("org/model", device="cpu", cache_dir=str(tmp_path), local_files_only=False, revision="v1.2")
+    monkeypatch.setattr("selfseg.models.loading.hub_reachable", lambda *a, **k: True)
+    with pytest.raises(Called):
+        cls.from_spec(spec)
+    assert seen["model_id"] == "org/model" and seen["revision"] == "v1.2" and seen["cache_dir"] == str(tmp_path)
+
+
+def test_the_config_builds_specs_and_tiny_ids_build_in_code():
+    cfg = load_config(None, ["model.device=cpu", "model.cache_dir=/c", "model.local_files_only=true"])
+    spec = cfg.model.spec(cfg.segment.grounded_sam2.sam)
+    assert spec == ModelSpec(cfg.segment.grounded_sam2.sam, "cpu", "float32", "/c", True)
+    assert not spec.is_tiny and ModelSpec(TINY_MODEL).is_tiny
+    assert spec.pretrained_kwargs(True) == {"cache_dir": "/c", "local_files_only": True}  # no revision: none sent
