@@ -14,6 +14,7 @@ from typing import Any
 from ..cache import ReplyCache, image_digest, reply_key
 from ..errors import ConfigError
 from .loading import load_checkpoint
+from .spec import ModelSpec
 
 
 @dataclass
@@ -60,6 +61,13 @@ class ChatModelBase:
     cache: ReplyCache | None
     is_tiny: bool = False
     dtype: Any = None  # part of the cache key: float16 and bfloat16 may answer differently
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec, **options: Any) -> ChatModelBase:
+        """The chat model of `spec` (its id, revision, device, dtype, cache and offline settings); `options`
+        are the wrapper's own (batch sizes, max_new_tokens, the reply cache, the setting named in errors)."""
+        return cls(spec.id, device=spec.device, dtype=spec.dtype, cache_dir=spec.cache_dir,
+                   local_files_only=spec.local_files_only, revision=spec.revision, **options)
     tokenizer: Any = None
 
     def __init__(self) -> None:
@@ -141,8 +149,7 @@ class _Holder:
         self.processor = processor
 
 
-def check_model_type(model_id: str, kind: str, setting: str, cache_dir: str | None,
-                     local_files_only: bool) -> None:
+def check_model_type(spec: ModelSpec, kind: str, setting: str) -> None:
     """Read only the checkpoint's config and raise one clear ConfigError when it is not `kind`
     ("image-text-to-text" or "causal-lm"): before gigabytes of the wrong weights are loaded."""
     from transformers import AutoConfig
@@ -152,10 +159,10 @@ def check_model_type(model_id: str, kind: str, setting: str, cache_dir: str | No
     )
 
     what_ckpt = "vision-language model" if kind == "image-text-to-text" else "causal LM"
+    model_id = spec.id
     cfg = load_checkpoint(what_ckpt, model_id,
-                          lambda local: AutoConfig.from_pretrained(model_id, cache_dir=cache_dir,
-                                                                   local_files_only=local),
-                          local_files_only)
+                          lambda local: AutoConfig.from_pretrained(model_id, **spec.pretrained_kwargs(local)),
+                          spec.local_files_only)
     known = MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES if kind == "image-text-to-text" else \
         MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
     if cfg.model_type not in known:

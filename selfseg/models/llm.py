@@ -15,7 +15,7 @@ import torch
 from ..cache import ReplyCache
 from .chat import ChatModelBase, ChatRequest, SharedWeights, check_model_type, needs_special_tokens
 from .loading import load_checkpoint, resolve_device, resolve_dtype, spread_weights
-from .spec import TINY_MODEL
+from .spec import TINY_MODEL, ModelSpec
 
 _SHARED = SharedWeights()
 
@@ -53,9 +53,11 @@ class ChatLM(ChatModelBase):
 
     def __init__(self, model_id: str, device: str = "auto", dtype: str = "auto", batch_size: int = 8,
                  max_new_tokens: int = 64, cache_dir: str | None = None, local_files_only: bool = False,
-                 cache: ReplyCache | None = None, setting: str = "evaluation.llm_model") -> None:
+                 cache: ReplyCache | None = None, setting: str = "evaluation.llm_model",
+                 revision: str | None = None) -> None:
         super().__init__()
         self.model_id = model_id
+        spec = ModelSpec(model_id, device, dtype, cache_dir, local_files_only, revision)
         self.device = resolve_device(device)
         self.dtype = (torch.bfloat16 if self.device.type == "cuda" else torch.float32) if dtype == "auto" \
             else resolve_dtype(dtype)
@@ -70,18 +72,18 @@ class ChatLM(ChatModelBase):
             else:
                 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-                check_model_type(model_id, "causal-lm", setting, cache_dir, local_files_only)
+                check_model_type(spec, "causal-lm", setting)
 
                 def load_ckpt(local: bool) -> tuple[Any, Any]:
-                    tok = AutoTokenizer.from_pretrained(model_id, cache_dir=cache_dir, local_files_only=local)
-                    mdl = AutoModelForCausalLM.from_pretrained(model_id, cache_dir=cache_dir,
-                                                               local_files_only=local, dtype=self.dtype)
+                    tok = AutoTokenizer.from_pretrained(model_id, **spec.pretrained_kwargs(local))
+                    mdl = AutoModelForCausalLM.from_pretrained(model_id, dtype=self.dtype,
+                                                               **spec.pretrained_kwargs(local))
                     return mdl, tok
 
                 model, tokenizer = load_checkpoint("causal LM", model_id, load_ckpt, local_files_only)
             return model.to(self.device, dtype=self.dtype).eval(), tokenizer
 
-        held = _SHARED.get((model_id, str(self.device), str(self.dtype)), load)
+        held = _SHARED.get((model_id, revision, str(self.device), str(self.dtype)), load)
         self._held = held  # keeps the shared weights alive as long as this wrapper
         self.model, self.tokenizer = held.model, held.processor
         # Decoder-only batching pads on the left, so every row's reply starts at the same position.

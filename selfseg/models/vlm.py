@@ -18,7 +18,7 @@ from ..cache import ReplyCache
 from ..errors import ConfigError
 from .chat import ChatModelBase, ChatRequest, SharedWeights, check_model_type, needs_special_tokens
 from .loading import load_checkpoint, resolve_device, resolve_dtype, spread_weights
-from .spec import TINY_MODEL
+from .spec import TINY_MODEL, ModelSpec
 
 #: Default tagging VLM. Qwen2.5-VL is what TALOS uses for direct tagging; 3B runs on a laptop (about 8 GB
 #: in bfloat16), "Qwen/Qwen2.5-VL-7B-Instruct" is stronger.
@@ -88,9 +88,10 @@ class VisionChat(ChatModelBase):
     def __init__(self, model_id: str, device: str = "auto", dtype: str = "auto", batch_size: int = 4,
                  max_new_tokens: int = 256, cache: ReplyCache | None = None, cache_dir: str | None = None,
                  local_files_only: bool = False, setting: str = "vlm.model",
-                 text_batch_size: int | None = None) -> None:
+                 text_batch_size: int | None = None, revision: str | None = None) -> None:
         super().__init__()
         self.model_id = model_id
+        spec = ModelSpec(model_id, device, dtype, cache_dir, local_files_only, revision)
         self.device = resolve_device(device)
         self.dtype = (torch.bfloat16 if self.device.type == "cuda" else torch.float32) if dtype == "auto" \
             else resolve_dtype(dtype)
@@ -106,12 +107,12 @@ class VisionChat(ChatModelBase):
             else:
                 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-                check_model_type(model_id, "image-text-to-text", setting, cache_dir, local_files_only)
+                check_model_type(spec, "image-text-to-text", setting)
 
                 def load_ckpt(local: bool) -> tuple[Any, Any]:
-                    proc = AutoProcessor.from_pretrained(model_id, cache_dir=cache_dir, local_files_only=local)
-                    mdl = AutoModelForImageTextToText.from_pretrained(model_id, cache_dir=cache_dir,
-                                                                      local_files_only=local, dtype=self.dtype)
+                    proc = AutoProcessor.from_pretrained(model_id, **spec.pretrained_kwargs(local))
+                    mdl = AutoModelForImageTextToText.from_pretrained(model_id, dtype=self.dtype,
+                                                                      **spec.pretrained_kwargs(local))
                     return mdl, proc
 
                 model, processor = load_checkpoint("vision-language model", model_id, load_ckpt, local_files_only)
@@ -120,7 +121,7 @@ class VisionChat(ChatModelBase):
                                   f"checkpoint")
             return model.to(self.device, dtype=self.dtype).eval(), processor
 
-        held = _SHARED.get((model_id, str(self.device), str(self.dtype)), load)
+        held = _SHARED.get((model_id, revision, str(self.device), str(self.dtype)), load)
         self._held = held  # keeps the shared weights alive as long as this wrapper
         self.model, self.processor = held.model, held.processor
         tok = getattr(self.processor, "tokenizer", self.processor)
@@ -164,10 +165,9 @@ class VisionChat(ChatModelBase):
 def vision_chat_from_config(config: Any) -> VisionChat:
     """The VLM of `config.vlm` (weights shared with every other user of the same model in the process)."""
     v, m = config.vlm, config.model
-    return VisionChat(v.model, device=m.device, dtype=v.dtype, batch_size=v.batch_size,
-                      text_batch_size=v.text_batch_size, max_new_tokens=v.max_new_tokens,
-                      cache=ReplyCache.open(v.cache), cache_dir=m.cache_dir, local_files_only=m.local_files_only,
-                      setting="vlm.model")
+    return VisionChat.from_spec(m.spec(v.model, v.dtype), batch_size=v.batch_size,
+                                text_batch_size=v.text_batch_size, max_new_tokens=v.max_new_tokens,
+                                cache=ReplyCache.open(v.cache), setting="vlm.model")
 
 
 def text_chat_from_config(config: Any) -> ChatModelBase:
@@ -177,6 +177,5 @@ def text_chat_from_config(config: Any) -> ChatModelBase:
         return vision_chat_from_config(config)
     from .llm import ChatLM
 
-    return ChatLM(v.llm, device=m.device, dtype=v.dtype, batch_size=v.text_batch_size, max_new_tokens=v.max_new_tokens,
-                  cache_dir=m.cache_dir, local_files_only=m.local_files_only, cache=ReplyCache.open(v.cache),
-                  setting="vlm.llm")
+    return ChatLM.from_spec(m.spec(v.llm, v.dtype), batch_size=v.text_batch_size,
+                            max_new_tokens=v.max_new_tokens, cache=ReplyCache.open(v.cache), setting="vlm.llm")

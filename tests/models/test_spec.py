@@ -45,6 +45,22 @@ def test_a_spec_reaches_from_pretrained(monkeypatch, tmp_path, wrapper, loads):
     assert seen["model_id"] == "org/model" and seen["revision"] == "v1.2" and seen["cache_dir"] == str(tmp_path)
 
 
+@pytest.mark.parametrize("wrapper", ["selfseg.models.vlm.VisionChat", "selfseg.models.llm.ChatLM"])
+def test_a_spec_reaches_the_chat_models_checkpoint_check(monkeypatch, tmp_path, wrapper):
+    """The chat models read the checkpoint's config first (to refuse the wrong kind of model early)."""
+    import importlib
+
+    module, name = wrapper.rsplit(".", 1)
+    cls = getattr(importlib.import_module(module), name)
+    seen = _catch(monkeypatch, "transformers.AutoConfig")
+    spec = ModelSpec("org/chat", device="cpu", dtype="auto", cache_dir=str(tmp_path), revision="abc123")
+    with pytest.raises(Called):
+        cls.from_spec(spec, max_new_tokens=4)
+    assert (seen["model_id"], seen["revision"], seen["cache_dir"]) == ("org/chat", "abc123", str(tmp_path))
+    tiny = cls.from_spec(ModelSpec(TINY_MODEL, device="cpu"), max_new_tokens=2)
+    assert tiny.is_tiny and tiny.max_new_tokens == 2
+
+
 def test_the_config_builds_specs_and_tiny_ids_build_in_code():
     cfg = load_config(None, ["model.device=cpu", "model.cache_dir=/c", "model.local_files_only=true"])
     spec = cfg.model.spec(cfg.segment.grounded_sam2.sam)

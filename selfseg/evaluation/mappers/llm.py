@@ -144,10 +144,10 @@ class LLMMapper:
     def llm(self) -> Any:
         if self._llm is None:
             from ...models.llm import ChatLM
+            from ...models.spec import ModelSpec
 
-            self._llm = ChatLM(self.model_id, device=self.device, dtype=self.dtype, batch_size=self.batch_size,
-                               max_new_tokens=self.max_new_tokens, cache_dir=self.cache_dir,
-                               local_files_only=self.local_files_only)
+            spec = ModelSpec(self.model_id, self.device, self.dtype, self.cache_dir, self.local_files_only)
+            self._llm = ChatLM.from_spec(spec, batch_size=self.batch_size, max_new_tokens=self.max_new_tokens)
         return self._llm
 
     def prompt(self, noun: str) -> str:
