@@ -160,8 +160,9 @@ def build_full_blip(size: str, seed: int = 0) -> tuple[Any, Any, str]:
 
 
 def build_captioner(size: str, cfg: Any) -> tuple[Any, dict]:
-    from selfseg.models.blip import BlipCaptioner, build_tiny_blip
+    from selfseg.models.blip import BlipCaptioner
     from selfseg.models.loading import resolve_device, resolve_dtype
+    from selfseg.models.tiny import build_tiny_blip
 
     device, dtype = resolve_device(cfg.model.device), resolve_dtype(cfg.model.dtype)
     t0 = time.perf_counter()

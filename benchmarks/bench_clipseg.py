@@ -36,7 +36,8 @@ import numpy as np, torch
 from PIL import Image
 from selfseg.config import Config
 from selfseg.io import load_image
-from selfseg.models.clipseg import ClipSegDenseSegmenter, tiny_clip_tokenizer
+from selfseg.models.clipseg import ClipSegDenseSegmenter
+from selfseg.models.tiny import tiny_clip_tokenizer
 from selfseg.models.loading import resolve_device, resolve_dtype
 from selfseg.segmenters.clipseg import ClipSegSegmenter
 

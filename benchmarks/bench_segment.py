@@ -133,9 +133,9 @@ def _bert_tokenizer() -> tuple[Any, str]:
     real = _installed_bert_vocab()
     if real is not None:
         return BertTokenizer(str(real), do_lower_case=True), f"bert-base-uncased vocab from {real}"
-    from selfseg.models.grounding_dino import _tiny_vocab
+    from selfseg.models.tiny import tiny_vocab
 
-    vocab = _tiny_vocab()
+    vocab = tiny_vocab()
     for i in range(len(vocab), 30522):
         vocab[f"[filler{i}]"] = i
     return (BertTokenizer(vocab, do_lower_case=True),

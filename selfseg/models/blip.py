@@ -11,7 +11,6 @@ import itertools
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 import torch
@@ -21,6 +20,7 @@ from ..errors import ConfigError
 from ..streams import stream_uniforms
 from .loading import load_checkpoint, resolve_device, resolve_dtype
 from .spec import TINY_MODEL, CaptionSampling, ModelSpec
+from .tiny import build_tiny_blip
 
 
 class CaptionSettings(Protocol):
@@ -368,53 +368,3 @@ def _per_set_cross_attention(decoder: Any, sets: Sequence[torch.Tensor], row_set
     finally:
         for layer, base in zip(layers, originals):
             layer.crossattention.self = base
-
-
-def build_tiny_blip(seed: int = 0) -> tuple[Any, Any]:
-    """A tiny random-init BLIP captioner and a real BERT WordPiece tokenizer, built in code (no download).
-
-    The tokenizer's vocabulary is a short list of English words shipped with selfseg, so its (random)
-    captions are real words and exercise the noun extractor. The outputs carry no meaning, but they depend on
-    the image and on which tokens each caption sees (see `sharpen_cross_attention`), so tests of batching,
-    masking and caching can tell a right wiring from a wrong one.
-    """
-    from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
-
-    vocab = Path(__file__).with_name("tiny_vocab.txt")
-    tokenizer = BertTokenizer(str(vocab), do_lower_case=True, bos_token="[DEC]")
-    words = vocab.read_text(encoding="utf-8").split("\n")
-    tok = {w: i for i, w in enumerate(words)}
-    config = BlipConfig(
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                           image_size=384, patch_size=16,
-                           # BlipVisionConfig's default (1e-10) leaves the patch embedding at ~0 and every token
-                           # the same; the published checkpoints' configs say 0.02.
-                           initializer_range=0.02),
-        text_config=dict(vocab_size=len(words), hidden_size=32, encoder_hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=64,
-                         bos_token_id=tok["[DEC]"], pad_token_id=tok["[PAD]"], sep_token_id=tok["[SEP]"],
-                         eos_token_id=tok["[SEP]"]),
-    )
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = BlipForConditionalGeneration(config)
-        sharpen_cross_attention(model)
-    processor = BlipProcessor(image_processor=BlipImageProcessor(size={"height": 384, "width": 384}),
-                              tokenizer=tokenizer)
-    return model, processor
-
-
-def sharpen_cross_attention(model: Any, std: float = 0.3) -> None:
-    """Re-draw the text decoder's cross-attention projections (from the current RNG) with a large std.
-
-    With the stock init (std 0.02) a tiny random BLIP's captions barely depend on the encoder tokens: greedy
-    captions come out the same for any image, so no test could see a token set reach the wrong caption.
-    Large query/key/value weights give sharp attention over the tokens and large outputs, so a different
-    token set changes the logits by whole units.
-    """
-    with torch.no_grad():
-        for layer in model.text_decoder.bert.encoder.layer:
-            att = layer.crossattention.self
-            for lin in (att.query, att.key, att.value):
-                lin.weight.normal_(0.0, std)
-            layer.crossattention.output.dense.weight.normal_(0.0, std)

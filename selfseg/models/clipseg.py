@@ -15,8 +15,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .loading import load_checkpoint, resolve_device, resolve_dtype, spread_weights
+from .loading import load_checkpoint, resolve_device, resolve_dtype
 from .spec import TINY_MODEL, ModelSpec
+from .tiny import build_tiny_clipseg
 
 DEFAULT_CLIPSEG = "CIDAS/clipseg-rd64-refined"
 
@@ -144,57 +145,3 @@ class ClipSegDenseSegmenter:
                 best = torch.where(better, c_best, best)
                 conf = torch.where(better, c_conf, conf)
         return best.cpu().numpy().astype(np.int64, copy=False), conf.cpu().numpy().astype(np.float32, copy=False)
-
-
-def tiny_clip_tokenizer(model_max_length: int = 32) -> Any:
-    """A real `CLIPTokenizer` (CLIP's byte-level BPE, lower-casing, <|startoftext|> ... <|endoftext|>)
-    with a tiny vocabulary built in memory: the 256 byte symbols, each also with CLIP's end-of-word
-    marker "</w>", and no merges, so every word is spelled out byte by byte. Nothing is downloaded."""
-    from tokenizers.pre_tokenizers import ByteLevel
-    from transformers import CLIPTokenizer
-
-    symbols = sorted(ByteLevel.alphabet())  # the byte -> printable-character table CLIP's BPE uses
-    vocab = {s: i for i, s in enumerate(symbols)}
-    vocab.update({s + "</w>": len(symbols) + i for i, s in enumerate(symbols)})
-    vocab["<|startoftext|>"] = len(vocab)
-    vocab["<|endoftext|>"] = len(vocab)
-    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=model_max_length)
-
-
-def build_tiny_clipseg(seed: int = 0) -> tuple[Any, Any]:
-    """A tiny random-init `CLIPSegForImageSegmentation` (2-layer 32-wide CLIP towers, 16-px patches on a
-    64-px input, the rd64-refined "complex" transposed-convolution head) and a `CLIPSegProcessor` with a
-    real CLIP tokenizer (see `tiny_clip_tokenizer`). Outputs carry no meaning.
-
-    The weights are re-drawn at unit scale from `seed` (see `spread_weights`): with transformers' init
-    the logits are in the hundreds, so every map saturates the sigmoid and float32 rounding alone is
-    ~1e-4 in the logits; at unit scale the logits are O(1), another image or tag moves them by tenths,
-    and a row that sees other rows' inputs shows far above the rounding."""
-    from transformers import (
-        CLIPSegConfig,
-        CLIPSegForImageSegmentation,
-        CLIPSegProcessor,
-        ViTImageProcessor,
-    )
-
-    tokenizer = tiny_clip_tokenizer(model_max_length=32)
-    eos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
-    config = CLIPSegConfig(
-        # eos_token_id must be the tokenizer's: the text tower pools at the first end-of-text token.
-        text_config=dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-                         num_attention_heads=4, max_position_embeddings=32, pad_token_id=eos,
-                         bos_token_id=tokenizer.convert_tokens_to_ids("<|startoftext|>"), eos_token_id=eos),
-        vision_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
-                           image_size=64, patch_size=16),
-        projection_dim=32, extract_layers=[0, 1], reduce_dim=16, decoder_num_attention_heads=2,
-        decoder_intermediate_size=32, use_complex_transposed_convolution=True,
-    )
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = CLIPSegForImageSegmentation(config)
-    spread_weights(model, seed, head_gain=1.0, gain=1.0)
-    # CLIPSeg's preprocessing (squash to a square, bilinear, ImageNet mean/std) at 64 px instead of 352.
-    # Only the tiny twin uses these; real checkpoints bring their own processor config.
-    image_processor = ViTImageProcessor(size={"height": 64, "width": 64}, resample=2,
-                                        image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])
-    return model, CLIPSegProcessor(image_processor=image_processor, tokenizer=tokenizer)

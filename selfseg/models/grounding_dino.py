@@ -24,20 +24,19 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..detections import Detections
-from .loading import load_checkpoint, redraw_weights, resolve_device, resolve_dtype
+from .loading import load_checkpoint, resolve_device, resolve_dtype
 from .spec import TINY_MODEL, ModelSpec
+from .tiny import build_tiny_grounding_dino
 
 #: The locator's default checkpoint: Swin-B backbone, the stronger of the two released in transformers format.
 DEFAULT_MODEL = "IDEA-Research/grounding-dino-base"
 #: The Swin-T checkpoint: about half the compute of -base, somewhat weaker boxes.
 TINY_CHECKPOINT = "IDEA-Research/grounding-dino-tiny"
-
 
 
 # ------------------------------------------------------------------------------------------------ packing
@@ -417,68 +416,3 @@ def _tag_scores(probs: torch.Tensor, chunk: PromptChunk) -> tuple[torch.Tensor, 
     per_tag = probs.new_full((probs.shape[0], len(chunk.spans)), -1.0)
     per_tag.scatter_reduce_(1, owner.expand(probs.shape[0], -1), probs[:, positions], reduce="amax")
     return per_tag.max(dim=1)  # torch.max returns the first maximal index: ties go to the earlier tag
-
-
-# ------------------------------------------------------------------------------------------------ tiny model
-def _tiny_vocab() -> dict[str, int]:
-    """A WordPiece vocabulary laid out like bert-base-uncased where it matters: [PAD] 0, [UNK] 100, [CLS] 101,
-    [SEP] 102, [MASK] 103, ASCII punctuation and digits from 999 ('.' = 1012, '?' = 1029). transformers
-    hard-codes those four delimiter ids in GroundingDinoModel (a non-persistent buffer, reset on every load),
-    so a tokenizer with other ids would silently make every tag attend to every other.
-    Then single letters and ##letters (any unknown word becomes several pieces, as real long words do) and
-    selfseg's short English word list (tiny_vocab.txt)."""
-    tokens = ["[PAD]"] + [f"[unused{i}]" for i in range(99)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tokens += [f"[unused{i}]" for i in range(99, 99 + 999 - len(tokens))]
-    tokens += [chr(c) for c in range(ord("!"), ord("~") + 1) if not chr(c).isupper()]
-    tokens += [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz0123456789"]
-    words = Path(__file__).with_name("tiny_vocab.txt").read_text(encoding="utf-8").split("\n")
-    vocab = {t: i for i, t in enumerate(tokens)}
-    for w in words:
-        if w and not (w.startswith("[") and w.endswith("]")):
-            vocab.setdefault(w, len(vocab))
-    assert (vocab["[CLS]"], vocab["[SEP]"], vocab["."], vocab["?"]) == (101, 102, 1012, 1029)
-    return vocab
-
-
-def build_tiny_grounding_dino(seed: int = 0) -> tuple[Any, Any]:
-    """A tiny random-init GroundingDinoForObjectDetection and a real GroundingDinoProcessor, built in code.
-
-    Sizes follow transformers' own tiny test config (Swin with embed_dim 8 and one block per stage, BERT text
-    encoder), except what the locator depends on: max_text_len stays 256 (the real limit) and the BERT
-    position table covers it; d_model is 32 because the input projections use GroupNorm(32, d_model);
-    decoder_layers must be >= 2. 20 queries and a 64-96 px image keep a forward well under a second on a CPU.
-
-    The weights are then re-drawn by `redraw_weights` (deterministic in `seed`): with transformers' own
-    init the boxes are exactly the encoder's grid proposals and the text-image fusion is scaled by 1e-4, so
-    images and prompts could reach the outputs only through the top-k query choice. Outputs stay meaningless:
-    they depend on the image and the prompt, but in no learned way.
-    """
-    from transformers import (
-        BertTokenizer,
-        GroundingDinoConfig,
-        GroundingDinoForObjectDetection,
-        GroundingDinoImageProcessor,
-        GroundingDinoProcessor,
-        SwinConfig,
-    )
-
-    vocab = _tiny_vocab()
-    tokenizer = BertTokenizer(vocab, do_lower_case=True)
-    config = GroundingDinoConfig(
-        backbone_config=SwinConfig(window_size=7, embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
-                                   image_size=64, out_indices=[2, 3, 4]),
-        text_config=dict(model_type="bert", vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1,
-                         num_attention_heads=2, intermediate_size=16, max_position_embeddings=256),
-        d_model=32, encoder_layers=1, decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=2,
-        encoder_ffn_dim=32, decoder_ffn_dim=32, num_queries=20, encoder_n_points=2, decoder_n_points=2,
-        max_text_len=256,
-    )
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = GroundingDinoForObjectDetection(config)
-    redraw_weights(model, seed)
-    processor = GroundingDinoProcessor(
-        image_processor=GroundingDinoImageProcessor(size={"shortest_edge": 128, "longest_edge": 192}),
-        tokenizer=tokenizer,
-    )
-    return model.eval(), processor

@@ -7,41 +7,17 @@ replies are meaningless noise, for testing the plumbing only.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..cache import ReplyCache
 from .chat import ChatModelBase, ChatRequest, SharedWeights, check_model_type, needs_special_tokens
-from .loading import load_checkpoint, resolve_device, resolve_dtype, spread_weights
+from .loading import load_checkpoint, resolve_device, resolve_dtype
 from .spec import TINY_MODEL, ModelSpec
+from .tiny import build_tiny_causal_lm
 
 _SHARED = SharedWeights()
-
-# A minimal Llama-2-style template for the tiny model (real chat checkpoints ship their own).
-_TINY_TEMPLATE = "{% for m in messages %}[INST] {{ m['content'] }} [/INST]{% endfor %}"
-
-
-def build_tiny_causal_lm(seed: int = 0) -> tuple[Any, Any]:
-    """Tiny random-init LlamaForCausalLM + BERT WordPiece tokenizer (selfseg's short English vocabulary).
-
-    The weights are re-drawn at unit scale from `seed` (see `spread_weights`) so that another prompt
-    changes the logits and the greedy reply; the replies are still meaningless."""
-    from transformers import BertTokenizer, LlamaConfig, LlamaForCausalLM
-
-    vocab = Path(__file__).with_name("tiny_vocab.txt")
-    tokenizer = BertTokenizer(str(vocab), do_lower_case=True, padding_side="left")
-    tokenizer.chat_template = _TINY_TEMPLATE
-    words = vocab.read_text(encoding="utf-8").split("\n")
-    ids = {w: i for i, w in enumerate(words)}
-    config = LlamaConfig(vocab_size=len(words), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                         pad_token_id=ids["[PAD]"], bos_token_id=ids["[CLS]"], eos_token_id=ids["[SEP]"])
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = LlamaForCausalLM(config)
-    return spread_weights(model, seed), tokenizer
 
 
 class ChatLM(ChatModelBase):

@@ -13,8 +13,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .loading import load_checkpoint, redraw_weights, resolve_device, resolve_dtype
+from .loading import load_checkpoint, resolve_device, resolve_dtype
 from .spec import TINY_MODEL, ModelSpec
+from .tiny import build_tiny_sam2
 
 DEFAULT_SAM2 = "facebook/sam2.1-hiera-large"
 # Same architecture family, smaller Hiera backbones; any of them can be passed as model_id.
@@ -131,48 +132,3 @@ class Sam2BoxSegmenter:
             scores.append(out.iou_scores[0, :, 0].float().cpu().numpy())
         return BoxMasks(np.concatenate(masks).astype(bool, copy=False),
                         np.concatenate(scores).astype(np.float32, copy=False))
-
-
-#: Gains for `redraw_weights` on SAM 2: with unit gain everywhere the masks follow the image and the
-#: box, but the IoU token's attention over the image stays nearly uniform and its score barely moves
-#: (0.58 +- 0.003 across boxes); sharper query/key projections and a stronger IoU head make the scores move
-#: with the box too (about 0.88-0.98 for the test boxes).
-TINY_SAM2_GAINS = {"q_proj": 3.0, "k_proj": 3.0, "attn.qkv": 3.0, "iou_prediction_head": 2.0}
-
-
-def build_tiny_sam2(seed: int = 0) -> tuple[Any, Any]:
-    """A tiny random-init `Sam2Model` (Hiera backbone of 5 blocks, 12..96 channels, 128-px input) and its
-    processor, built in code. Sizes follow transformers' own SAM 2 model tests.
-
-    The weights are then re-drawn by `redraw_weights` (deterministic in `seed`): with transformers' own
-    init (std 0.02 at these widths) the mask logits are ~1e-4 and the IoU scores 0.5001 whatever the image
-    or the box. Outputs still carry no meaning: they depend on the image and the box, in no learned way."""
-    from transformers import (
-        Sam2Config,
-        Sam2HieraDetConfig,
-        Sam2ImageProcessor,
-        Sam2MaskDecoderConfig,
-        Sam2Model,
-        Sam2Processor,
-        Sam2PromptEncoderConfig,
-        Sam2VisionConfig,
-    )
-
-    side = 128
-    backbone = Sam2HieraDetConfig(hidden_size=12, image_size=side, blocks_per_stage=[1, 1, 2, 1],
-                                  embed_dim_per_stage=[12, 24, 48, 96], num_attention_heads_per_stage=[1, 2, 4, 8],
-                                  global_attention_blocks=[3])
-    # Stride 4, then three 2x poolings: 32, 16, 8 px feature maps; the FPN width must equal the prompt
-    # encoder's and mask decoder's hidden size (32).
-    vision = Sam2VisionConfig(backbone_config=backbone, backbone_channel_list=[96, 48, 24, 12],
-                              backbone_feature_sizes=[[32, 32], [16, 16], [8, 8]], fpn_hidden_size=32)
-    prompt = Sam2PromptEncoderConfig(hidden_size=32, image_size=side, patch_size=16, mask_input_channels=8)
-    decoder = Sam2MaskDecoderConfig(hidden_size=32, mlp_dim=64, num_attention_heads=4, iou_head_hidden_dim=32)
-    config = Sam2Config(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = Sam2Model(config)
-    redraw_weights(model, seed, TINY_SAM2_GAINS)
-    processor = Sam2Processor(Sam2ImageProcessor(size={"height": side, "width": side},
-                                                 mask_size={"height": side // 4, "width": side // 4}))
-    return model, processor

@@ -9,7 +9,6 @@ noise, for testing the plumbing only.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -17,66 +16,15 @@ import torch
 from ..cache import ReplyCache
 from ..errors import ConfigError
 from .chat import ChatModelBase, ChatRequest, SharedWeights, check_model_type, needs_special_tokens
-from .loading import load_checkpoint, resolve_device, resolve_dtype, spread_weights
+from .loading import load_checkpoint, resolve_device, resolve_dtype
 from .spec import TINY_MODEL, ModelSpec
+from .tiny import build_tiny_vlm
 
 #: Default tagging VLM. Qwen2.5-VL is what TALOS uses for direct tagging; 3B runs on a laptop (about 8 GB
 #: in bfloat16), "Qwen/Qwen2.5-VL-7B-Instruct" is stronger.
 DEFAULT_VLM = "Qwen/Qwen2.5-VL-3B-Instruct"
 
 _SHARED = SharedWeights()
-
-_TINY_SPECIALS = ["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
-                  "<|video_pad|>"]
-# A ChatML template like Qwen's (the real checkpoints ship their own): an image entry becomes the vision
-# placeholder the processor expands to one token per merged patch.
-_TINY_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
-    "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}"
-    "{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
-
-def build_tiny_vlm(seed: int = 0) -> tuple[Any, Any]:
-    """Tiny random-init Qwen2_5_VLForConditionalGeneration + a real Qwen2_5_VLProcessor (image processor
-    capped at 16 merged patches; selfseg's short English WordPiece vocabulary plus Qwen's special tokens).
-
-    The weights are re-drawn at unit scale from `seed` (see `spread_weights`) so that another image or
-    another prompt changes the logits and the greedy reply: tests of batching and caching would otherwise
-    pass whatever reached the model. The replies are still meaningless."""
-    from transformers import (
-        BertTokenizer,
-        Qwen2_5_VLConfig,
-        Qwen2_5_VLForConditionalGeneration,
-        Qwen2_5_VLProcessor,
-        Qwen2VLImageProcessor,
-        Qwen2VLVideoProcessor,
-    )
-
-    tok = BertTokenizer(str(Path(__file__).with_name("tiny_vocab.txt")), do_lower_case=True, padding_side="left")
-    tok.add_special_tokens({"additional_special_tokens": _TINY_SPECIALS})
-    ids = dict(zip(_TINY_SPECIALS, tok.convert_tokens_to_ids(_TINY_SPECIALS)))
-    # 28 px = one merged 2x2 block of 14-px patches: 4..16 blocks per image keeps every forward tiny.
-    images = Qwen2VLImageProcessor(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16)
-    processor = Qwen2_5_VLProcessor(image_processor=images, tokenizer=tok, video_processor=Qwen2VLVideoProcessor(),
-                                    chat_template=_TINY_TEMPLATE)
-    config = Qwen2_5_VLConfig(
-        text_config=dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-                         rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 1, 1]},
-                         pad_token_id=tok.pad_token_id, bos_token_id=tok.cls_token_id,
-                         eos_token_id=ids["<|im_end|>"]),
-        vision_config=dict(depth=2, hidden_size=32, intermediate_size=32, out_hidden_size=32, num_heads=4,
-                           patch_size=14, spatial_merge_size=2, temporal_patch_size=2, fullatt_block_indexes=[1],
-                           window_size=56),
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = Qwen2_5_VLForConditionalGeneration(config)
-    return spread_weights(model, seed), processor
 
 
 class VisionChat(ChatModelBase):

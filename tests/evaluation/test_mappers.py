@@ -300,7 +300,7 @@ def test_love_model_gets_local_files_only_and_cache_dir(tmp_path, monkeypatch):
     assert "\n" not in str(err.value)
 
     # A checkpoint in the hub cache layout under cache_dir loads with local_files_only (as offline).
-    from selfseg.models.llm import build_tiny_causal_lm
+    from selfseg.models.tiny import build_tiny_causal_lm
 
     model, tok = build_tiny_causal_lm(seed=5)
     snap = tmp_path / "hf" / "models--someone--tiny-llm" / "snapshots" / ("0" * 40)

@@ -17,7 +17,8 @@ from PIL import Image
 from transformers.generation import LogitsProcessorList, TopKLogitsWarper, TopPLogitsWarper
 
 from selfseg.config import CaptioningConfig
-from selfseg.models.blip import BlipCaptioner, StreamSampler, build_tiny_blip, pack_sets, sharpen_cross_attention
+from selfseg.models.blip import BlipCaptioner, StreamSampler, pack_sets
+from selfseg.models.tiny import build_tiny_blip, sharpen_cross_attention
 from selfseg.streams import stream_uniforms
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "blip-image-captioning-large"

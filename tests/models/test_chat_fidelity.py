@@ -92,7 +92,7 @@ def test_tiny_lm_depends_on_the_prompt(lm):
 
 
 def test_tiny_weights_follow_the_seed():
-    from selfseg.models.llm import build_tiny_causal_lm
+    from selfseg.models.tiny import build_tiny_causal_lm
 
     flat = lambda m: torch.cat([p.flatten() for p in m.parameters()])
     assert torch.equal(flat(build_tiny_causal_lm(3)[0]), flat(build_tiny_causal_lm(3)[0]))

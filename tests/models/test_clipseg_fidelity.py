@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from selfseg.models.clipseg import ClipSegDenseSegmenter, tiny_clip_tokenizer
+from selfseg.models.clipseg import ClipSegDenseSegmenter
 from selfseg.models.loading import spread_weights
+from selfseg.models.tiny import tiny_clip_tokenizer
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "clipseg-rd64-refined"
 TAGS = ["cat", "traffic light", "sky", "a fire hydrant beside the road", "dog"]

@@ -23,7 +23,8 @@ from PIL import Image
 
 from selfseg.models.grounding_dino import GroundingDinoLocator
 from selfseg.models.loading import redraw_weights
-from selfseg.models.sam2 import TINY_SAM2_GAINS, Sam2BoxSegmenter
+from selfseg.models.sam2 import Sam2BoxSegmenter
+from selfseg.models.tiny import TINY_SAM2_GAINS
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 

@@ -10,7 +10,8 @@ from selfseg.cache import ReplyCache, image_digest
 from selfseg.errors import ConfigError
 from selfseg.models.chat import ChatRequest
 from selfseg.models.llm import ChatLM
-from selfseg.models.vlm import VisionChat, build_tiny_vlm
+from selfseg.models.tiny import build_tiny_vlm
+from selfseg.models.vlm import VisionChat
 
 
 @pytest.fixture(scope="module")

@@ -134,7 +134,7 @@ def test_missing_checkpoint_names_the_fix(monkeypatch):
 
 def test_real_loading_code_on_a_saved_checkpoint(tmp_path, ade_images):
     """`from_pretrained` (the path real checkpoints take) on a tiny random BLIP saved to disk."""
-    from selfseg.models.blip import build_tiny_blip
+    from selfseg.models.tiny import build_tiny_blip
 
     model, processor = build_tiny_blip()
     model.save_pretrained(tmp_path)
