@@ -365,19 +365,26 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("download", help="cache every checkpoint the configs use, for offline machines")
     d.add_argument("--config", "-c", action="append", help="config(s) whose checkpoints to fetch (repeatable)")
     d.set_defaults(func=cmd_download)
-    datasets = ["voc", "ade20k", "ade20k-full", "cityscapes", "folder"]
+    # Names come from the modules that own them (a registry or the module's own tuple), never from a copy.
+    from .evaluation.datasets import dataset_names
+    from .evaluation.mappers import METHODS
+    from .evaluation.mappers.lexical import LEVELS
+    from .evaluation.metrics import CMIOU_SEGMENTS, CONVENTIONS
+    from .models.spec import DTYPE_NAMES
+
+    datasets = dataset_names()
     m = sub.add_parser("map-labels", help="map free-form descriptions (one per line) to a dataset's classes")
     m.add_argument("file", help="text file with one description per line, or - for stdin")
-    m.add_argument("--dataset", "-d", required=True, choices=datasets[:-1])
-    m.add_argument("--method", "-m", default="lexical", choices=["lexical", "embedding", "llm"])
-    m.add_argument("--level", default="meronym", choices=["exact", "synonym", "hyponym", "meronym"],
+    m.add_argument("--dataset", "-d", required=True, choices=[d for d in datasets if d != "folder"])
+    m.add_argument("--method", "-m", default="lexical", choices=list(METHODS))
+    m.add_argument("--level", default="meronym", choices=list(LEVELS),
                    help="lexical: highest level accepted (cumulative; default meronym)")
     m.add_argument("--model", help="embedding: sentence-transformers model; llm: causal LM id")
     m.add_argument("--threshold", type=float, default=0.5, help="embedding: cosine below which -> null")
     m.add_argument("--batch-size", type=_positive_int, default=8, help="llm: prompts per generate call")
     m.add_argument("--cache", help="llm: reply cache JSON (default under ~/.cache/selfseg/love)")
     m.add_argument("--device", default="auto", help="embedding / llm: torch device (default auto)")
-    m.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"],
+    m.add_argument("--dtype", default="auto", choices=["auto", *DTYPE_NAMES],
                    help="llm: weights' dtype (auto: bfloat16 on a GPU, float32 on the CPU)")
     m.add_argument("--max-new-tokens", type=_positive_int, default=512,
                    help="llm: longest reply (default 512, as the released LAVE code)")
@@ -391,9 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--predictions", "-p", required=True, help="folder of <image stem>.png label maps")
     e.add_argument("--split", default="val")
     e.add_argument("--classes", help="class-names file (folder datasets; overrides a shipped list)")
-    e.add_argument("--convention", default="detectron2", choices=["detectron2", "mmseg"],
+    e.add_argument("--convention", default="detectron2", choices=list(CONVENTIONS),
                    help="mIoU convention (default detectron2)")
-    e.add_argument("--cmiou-segments", default="class", choices=["class", "components"])
+    e.add_argument("--cmiou-segments", default="class", choices=list(CMIOU_SEGMENTS))
     e.add_argument("--limit", type=_positive_int, help="score only the first N images")
     e.add_argument("--out", "-o", help="JSON output (default: <predictions>/scores.json)")
     e.set_defaults(func=cmd_evaluate)

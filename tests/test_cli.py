@@ -331,3 +331,26 @@ def test_the_smoke_benchmark_runs_from_any_directory(repo, tmp_path, monkeypatch
     assert results["images"] == 3 and results["failed"] == []
     assert results["config"]["evaluation"]["root"] == str((repo / "examples" / "ade20k_sample").resolve())
     assert not (tmp_path / "runs").exists()  # --out given: nothing under the default run folder
+
+
+def test_command_line_choices_come_from_the_modules_that_own_the_names():
+    """A dataset registered, a mapper method, a lexical level or a metric convention added where it lives
+    reaches the command line without a second list to update."""
+    from selfseg.cli import build_parser
+    from selfseg.evaluation.datasets import dataset_names
+    from selfseg.evaluation.mappers import METHODS
+    from selfseg.evaluation.mappers.lexical import LEVELS
+    from selfseg.evaluation.metrics import CMIOU_SEGMENTS, CONVENTIONS
+
+    parser = build_parser()
+    subs = next(a for a in parser._actions if a.dest == "command").choices
+
+    def choices(command, dest):
+        return list(next(a for a in subs[command]._actions if a.dest == dest).choices)
+
+    assert choices("evaluate", "dataset") == dataset_names() and "voc" in dataset_names()
+    assert choices("map-labels", "dataset") == [d for d in dataset_names() if d != "folder"]
+    assert choices("map-labels", "method") == list(METHODS)
+    assert choices("map-labels", "level") == list(LEVELS)
+    assert choices("evaluate", "convention") == list(CONVENTIONS)
+    assert choices("evaluate", "cmiou_segments") == list(CMIOU_SEGMENTS)

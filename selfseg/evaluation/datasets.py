@@ -130,6 +130,12 @@ def dataset_spec(name: str) -> DatasetSpec:
     return DATASETS.create(name)
 
 
+def dataset_names() -> list[str]:
+    """Every registered dataset's name (the shipped ones and any registered since)."""
+    _register_builtin()
+    return DATASETS.names()
+
+
 def load_dataset(name: str, root: str | Path, split: str = "val", classes: str | Path | None = None) -> Dataset:
     """Find a dataset under `root`. `classes` (a class-names file) overrides the shipped list; the
     `folder` dataset reads `<root>/classes.txt` by default."""

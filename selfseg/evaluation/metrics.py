@@ -28,6 +28,8 @@ import numpy as np
 from .datasets import IGNORE
 
 CONVENTIONS = ("detectron2", "mmseg")
+# cmIoU segments: every predicted / true class region, or each 8-connected component of one.
+CMIOU_SEGMENTS = ("class", "components")
 
 
 def _check_pair(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -160,8 +162,8 @@ class ClassAgnosticIoU:
     """
 
     def __init__(self, segments: str = "class") -> None:
-        if segments not in ("class", "components"):
-            raise ValueError(f"segments: expected 'class' or 'components', got {segments!r}")
+        if segments not in CMIOU_SEGMENTS:
+            raise ValueError(f"segments: expected one of {CMIOU_SEGMENTS}, got {segments!r}")
         self.components = segments == "components"
         self.best: list[float] = []
 

@@ -11,8 +11,9 @@ import torch
 
 from ..errors import ConfigError, ResourceMissingError
 from ..resources import hub_reachable
+from .spec import DTYPE_NAMES
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
 
 
 def resolve_device(name: str | torch.device) -> torch.device:

@@ -9,6 +9,9 @@ from dataclasses import dataclass
 #: meaningless, but depend on the inputs (tests use them to check wiring).
 TINY_MODEL = "tiny-random"
 
+#: The weight dtypes a spec may name (the torch dtypes of the same names).
+DTYPE_NAMES = ("float32", "float16", "bfloat16")
+
 
 @dataclass(frozen=True)
 class ModelSpec:
