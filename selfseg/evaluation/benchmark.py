@@ -8,10 +8,10 @@ Layout of a run folder:
     love_cache.json          LLM replies (llm mapper)
     results.json, results.md the scores
 
-Resuming: images are cut into fixed batches in dataset order (batch composition decides the caption
-sampling, so it must not depend on what already ran). A rerun skips every batch whose images all have
-predictions and recomputes the others whole, so an interrupted run ends with the same files, hence the
-same numbers, as an uninterrupted one. Scores are always computed afresh from the files: nothing is
+Resuming: images are cut into fixed batches in dataset order, which decide the ranks' shares. A rerun
+runs only the images without a prediction; an image's result does not depend on its batch neighbours
+(each caption draws from its own random stream), so an interrupted run ends with the same files, hence
+the same numbers, as an uninterrupted one. Scores are always computed afresh from the files: nothing is
 counted twice.
 
 Scale-out: under `torchrun --standalone --nproc-per-node N -m selfseg benchmark ...`, rank r takes batches r, r+N, ...
@@ -159,7 +159,9 @@ def _predict(config: Config, dataset: Dataset, samples: list[Sample], pred_dir: 
     size = config.run.batch_size
     batches = [samples[i : i + size] for i in range(0, len(samples), size)]
     mine = [b for k, b in enumerate(batches) if k % dist.world == dist.rank]
-    todo = [b for b in mine if not all(_done(pred_dir, s) for s in b)]
+    # Per image, not per batch: an image's result does not depend on its batch neighbours (per-image random
+    # streams), so a resumed batch runs only the images it lacks and still gives the uninterrupted numbers.
+    todo = [left for left in ([s for s in b if not _done(pred_dir, s)] for b in mine) if left]
     skipped = sum(len(b) for b in mine) - sum(len(b) for b in todo)
     if skipped and dist.rank == 0:
         print(f"resuming: {skipped} images already have predictions in {pred_dir}/", file=sys.stderr)
