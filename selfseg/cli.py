@@ -39,9 +39,9 @@ def _exists(name: str) -> bool:
 
 
 def _outputs_of(name, segment: bool) -> tuple[str, ...]:
-    """The file names one input's results take, JSON last."""
-    return ((f"{name.name}_labels.png", f"{name.name}_overlay.png") if segment else (f"{name.name}.png",)) + \
-        (f"{name.name}.json",)
+    """The file names one input's results take, JSON first (the outputs log's order)."""
+    return (f"{name.name}.json",) + \
+        ((f"{name.name}_labels.png", f"{name.name}_overlay.png") if segment else (f"{name.name}.png",))
 
 
 def _output_overwrites_input(sources: Sequence[str], names: dict, out: Path, segment: bool) -> str | None:
@@ -132,8 +132,7 @@ def _run_todo(ns: argparse.Namespace, seg, sources: list[str], names: dict, fold
         r, name = item.result, names[item.source]
         where, extra = name.folder(out), {"key": name.key}
         try:
-            planned = [where / f for f in _outputs_of(name, segment)]
-            folder.begin(name, item.source, planned[-1:] + planned[:-1])
+            folder.begin(name, item.source, [where / f for f in _outputs_of(name, segment)])
             if segment:
                 paths = r.save(where, name.name, image=item.loaded.image, original_size=item.loaded.size,
                                extra=extra)

@@ -78,8 +78,7 @@ def output_names(sources: Sequence[str]) -> dict[str, OutputName]:
         root = os.path.commonpath(list(parents))
     except ValueError:  # no common folder (another drive): the key is then the whole path
         root = ""
-    keys = {s: PurePosixPath(Path(os.path.relpath(a, root) if root else a).as_posix()).as_posix()
-            for s, a in absolute.items()}
+    keys = {s: Path(os.path.relpath(a, root) if root else a).as_posix() for s, a in absolute.items()}
     # An input whose stem no other input shares keeps the flat name it always had (`out/photo.json`). Inputs
     # that share a stem mirror their folders under the output folder (`out/a/photo.json`, `out/b/photo.json`),
     # and where they share a folder too they keep their extension (`photo.png.json`, `photo.jpg.json`).
@@ -100,9 +99,10 @@ def output_names(sources: Sequence[str]) -> dict[str, OutputName]:
     folded: dict[str, list[str]] = {}
     for key, stem in stems.items():
         folded.setdefault(stem.casefold(), []).append(key)
-    for clash in (keys for keys in folded.values() if len(keys) > 1):
-        for key in clash:
-            stems[key] += "-" + hashlib.blake2b(key.encode(), digest_size=4).hexdigest()
+    for group in folded.values():
+        if len(group) > 1:
+            for key in group:
+                stems[key] += "-" + hashlib.blake2b(key.encode(), digest_size=4).hexdigest()
     return {s: OutputName(key=k, stem=stems[k].removeprefix("./")) for s, k in keys.items()}
 
 

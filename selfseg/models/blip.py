@@ -175,12 +175,11 @@ class BlipCaptioner:
             pad_token_id=cfg.pad_token_id,
         )
         kwargs.update(generate_kwargs)
-        if kwargs["do_sample"]:
+        if kwargs.pop("do_sample"):
             overridden = sorted({"top_k", "top_p", "temperature", "min_p", "typical_p"} & set(generate_kwargs))
             if overridden:
                 raise ValueError(f"{', '.join(overridden)}: set them in the caption settings (captioning.*); "
                                  f"sampling draws from the settings' warpers, which generate(**kwargs) would not reach")
-        if kwargs.pop("do_sample"):
             # Sampling without torch's global generator: each row draws from its own stream (see
             # StreamSampler), picked by processors after the stock ones; generate then takes that pick greedily.
             own = self.sampling_processors(settings, seed, streams, int(ids.shape[1]), kwargs["max_new_tokens"])
