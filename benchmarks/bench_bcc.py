@@ -599,7 +599,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from selfseg.config import load_config
     from selfseg.io import load_image
-    from selfseg.taggers.bcc import BCCTagger
+    from selfseg.tag.bcc import BCCTagger
 
     overrides = list(args.set)
     if args.device:

@@ -39,7 +39,7 @@ from selfseg.io import load_image
 from selfseg.models.clipseg import ClipSegDenseSegmenter
 from selfseg.models.tiny import tiny_clip_tokenizer
 from selfseg.models.loading import resolve_device, resolve_dtype
-from selfseg.segmenters.clipseg import ClipSegSegmenter
+from selfseg.segment.clipseg import ClipSegSegmenter
 
 size, n_tags, per_call, side, repeats, device, dtype = sys.argv[1:8]
 n_tags, per_call, side, repeats = int(n_tags), int(per_call), int(side), int(repeats)

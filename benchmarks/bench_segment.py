@@ -74,7 +74,7 @@ from bench_bcc import (  # noqa: E402
     sync,
 )
 
-CLASS_DIR = REPO / "selfseg" / "evaluation" / "classes"
+CLASS_DIR = REPO / "selfseg" / "evaluate" / "classes"
 TAG_LISTS = {"voc": "voc.txt", "ade150": "ade20k_150.txt", "ade847": "ade20k_847.txt", "cityscapes": "cityscapes.txt"}
 
 # IDEA-Research/grounding-dino-base. Source: transformers' convert script
@@ -321,7 +321,7 @@ class EncoderTimer:
 
 def read_tag_list(name: str) -> list[str]:
     """First name of every class of a shipped class list (VOC without 'background')."""
-    from selfseg.evaluation.datasets import read_class_file
+    from selfseg.evaluate.datasets import read_class_file
 
     names = [c.name for c in read_class_file(CLASS_DIR / TAG_LISTS[name])]
     return [n for n in names if n != "background"]
@@ -356,8 +356,8 @@ def synthetic_boxes(n: int, width: int, height: int, seed: int) -> np.ndarray:
 def run_image(loc: Any, sam: Any, image: Any, tags: list[str], n_boxes: int, thresholds: Any, seed: int,
               gcount: ForwardCounter, enc: EncoderTimer) -> dict:
     """locate -> filter -> segment on one LoadedImage, as GroundedSam2Segmenter.segment does them."""
-    from selfseg.segmenters.grounded_sam2 import _pad_to_aspect
-    from selfseg.segmenters.postprocess import filter_detections
+    from selfseg.locate.boxes import filter_detections
+    from selfseg.segment.grounded_sam2 import _pad_to_aspect
 
     img = image.image
     w, h = img.size
@@ -466,7 +466,7 @@ def first_fit_decreasing(weights: Sequence[int], capacity: int) -> int:
 
 def chunk_check(loc: Any, image: Any, specs: list[tuple[str, list[str]]], run: bool, thresholds: Any,
                 gcount: ForwardCounter, log: Callable[[str], None]) -> list[dict]:
-    from selfseg.segmenters.postprocess import filter_detections
+    from selfseg.locate.boxes import filter_detections
 
     out = []
     cap = loc.max_text_len - 2  # [CLS] and [SEP]
@@ -606,7 +606,7 @@ def bench_sam_baseline(sam: Any, image: Any, boxes: np.ndarray, repeats: int, en
 def nms_by_matrix(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
     """The plain way to do greedy NMS: the full N x N IoU matrix, each box checked against every box kept
     before it, no early stop: the reference filter_detections' result is checked against."""
-    from selfseg.segmenters.postprocess import box_iou
+    from selfseg.locate.boxes import box_iou
 
     order = np.argsort(-np.asarray(scores), kind="stable")
     iou = box_iou(boxes, boxes)
@@ -624,8 +624,8 @@ def bench_filter_scaling(counts: list[int], thresholds: Any, repeats: int, seed:
     900 queries per prompt chunk, so ADE-847's 9 chunks can reach 8,100 raw boxes."""
     import tracemalloc
 
-    from selfseg.detections import Detections
-    from selfseg.segmenters.postprocess import filter_detections
+    from selfseg.locate.boxes import filter_detections
+    from selfseg.locate.result import Detections
 
     rows = []
     h, w = 768, 1024

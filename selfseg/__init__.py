@@ -18,14 +18,14 @@ _LAZY = {
     "load_config": "selfseg.config",
     "load_image": "selfseg.io",
     # results
-    "TagResult": "selfseg.results",
-    "NounSupport": "selfseg.results",
-    "ClusterCaptions": "selfseg.results",
-    "ClusterMaps": "selfseg.results",
-    "Segmentation": "selfseg.segmenters.result",
-    "Detections": "selfseg.detections",
+    "TagResult": "selfseg.tag.result",
+    "NounSupport": "selfseg.tag.result",
+    "ClusterCaptions": "selfseg.tag.result",
+    "ClusterMaps": "selfseg.tag.result",
+    "Segmentation": "selfseg.segment.result",
+    "Detections": "selfseg.locate.result",
     # the clustering chain on any features
-    "ensemble_cluster": "selfseg.clustering",
+    "ensemble_cluster": "selfseg.tag.clustering",
     # errors
     "SelfSegError": "selfseg.errors",
     "ConfigError": "selfseg.errors",
@@ -45,7 +45,7 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value  # later lookups skip this function
         return value
     if name == "clustering":
-        return importlib.import_module("selfseg.clustering")
+        return importlib.import_module("selfseg.tag.clustering")
     raise AttributeError(f"module 'selfseg' has no attribute {name!r}")
 
 

@@ -220,7 +220,7 @@ def cmd_map_labels(ns: argparse.Namespace) -> int:
     """One description per input line -> one JSON object per output line."""
     import json
 
-    from .evaluation.mappers import build_mapper
+    from .evaluate.mappers import build_mapper
 
     opts: dict = {"device": ns.device}
     if ns.method == "lexical":
@@ -259,8 +259,8 @@ def cmd_map_labels(ns: argparse.Namespace) -> int:
 def cmd_evaluate(ns: argparse.Namespace) -> int:
     import json
 
-    from .evaluation.datasets import load_dataset
-    from .evaluation.evaluate import score_label_maps
+    from .evaluate.datasets import load_dataset
+    from .evaluate.score import score_label_maps
     from .io import atomic_write
 
     out = Path(ns.out) if ns.out else Path(ns.predictions) / "scores.json"
@@ -302,7 +302,7 @@ def _unwritable_file(path: Path) -> str | None:
 
 def cmd_benchmark(ns: argparse.Namespace) -> int:
     from .config import load_config
-    from .evaluation.benchmark import out_dir, run_benchmark
+    from .evaluate.benchmark import out_dir, run_benchmark
 
     inputs, overrides = _split_overrides(ns.overrides)
     if inputs:
@@ -365,10 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--config", "-c", action="append", help="config(s) whose checkpoints to fetch (repeatable)")
     d.set_defaults(func=cmd_download)
     # Names come from the modules that own them (a registry or the module's own tuple), never from a copy.
-    from .evaluation.datasets import dataset_names
-    from .evaluation.mappers import METHODS
-    from .evaluation.mappers.lexical import LEVELS
-    from .evaluation.metrics import CMIOU_SEGMENTS, CONVENTIONS
+    from .evaluate.datasets import dataset_names
+    from .evaluate.mappers import METHODS
+    from .evaluate.mappers.lexical import LEVELS
+    from .evaluate.metrics import CMIOU_SEGMENTS, CONVENTIONS
     from .models.spec import DTYPE_NAMES
 
     datasets = dataset_names()

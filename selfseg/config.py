@@ -242,7 +242,7 @@ class VlmConfig:
     # Self-reflection rounds: the model sees its previous answer and may revise it (0: off). For
     # describe_extract the extractor reflects on its keyword list.
     reflection_rounds: int = 0
-    # Prompt templates; None: the built-in ones (see selfseg/taggers/vlm.py). {context} and {limit} are
+    # Prompt templates; None: the built-in ones (see selfseg/tag/vlm.py). {context} and {limit} are
     # filled with a sentence each (or nothing); the extract prompt also takes {description}.
     tag_prompt: str | None = None
     describe_prompt: str | None = None

@@ -10,7 +10,7 @@ from typing import Any
 from .config import TINY_MODEL, Config, load_config
 from .errors import ConfigError, SelfSegError
 from .io import ImageInput, LoadedImage, atomic_write, load_image
-from .results import TagResult
+from .tag.result import TagResult
 
 
 @dataclass
@@ -61,7 +61,7 @@ class SelfSeg:
     @property
     def tagger(self) -> Any:
         if self._tagger is None:
-            from .taggers import build_tagger
+            from .tag import build_tagger
 
             self._tagger = build_tagger(self.config)
         return self._tagger
@@ -69,7 +69,7 @@ class SelfSeg:
     @property
     def segmenter(self) -> Any:
         if self._segmenter is None:
-            from .segmenters import build_segmenter
+            from .segment import build_segmenter
 
             self._segmenter = build_segmenter(self.config)
         return self._segmenter
@@ -78,7 +78,7 @@ class SelfSeg:
     def enricher(self) -> Any:
         """The prompt enricher (segment.enrich), or None when prompts are the plain tags."""
         if self._enricher is None and self.config.segment.enrich != "none":
-            from .segmenters.enrich import PromptEnricher
+            from .segment.enrich import PromptEnricher
 
             self._enricher = PromptEnricher(self.config)
         return self._enricher
@@ -145,7 +145,7 @@ class SelfSeg:
         failed pass leaves the plain tags as prompts, with a note, rather than losing the batch."""
         if self.enricher is None or not items:
             return [None] * len(items)
-        from .segmenters.enrich import Enrichment
+        from .segment.enrich import Enrichment
 
         try:
             return self.enricher([i.loaded for i in items], [p.classes for p in planned])
@@ -166,7 +166,7 @@ class SelfSeg:
 
     def _plan(self, loaded: LoadedImage, tags: TagResult | None) -> _Planned:
         """The class list an image is segmented with: cleaned self-found tags and/or the user's words."""
-        from .taggers.cleanup import clean_tags
+        from .tag.cleanup import clean_tags
 
         sc = self.config.segment
         if tags is not None and not isinstance(tags, TagResult):

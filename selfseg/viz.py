@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from .results import TagResult, upsample_nearest
+from .tag.result import TagResult, upsample_nearest
 
 
 def palette(n: int) -> np.ndarray:

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from selfseg.cli import main
-from selfseg.results import TagResult
+from selfseg.tag.result import TagResult
 
 
 def test_tag_real_photos_with_a_bad_one_in_the_middle(repo, ade_images, tmp_path, capsys):
@@ -337,10 +337,10 @@ def test_command_line_choices_come_from_the_modules_that_own_the_names():
     """A dataset registered, a mapper method, a lexical level or a metric convention added where it lives
     reaches the command line without a second list to update."""
     from selfseg.cli import build_parser
-    from selfseg.evaluation.datasets import dataset_names
-    from selfseg.evaluation.mappers import METHODS
-    from selfseg.evaluation.mappers.lexical import LEVELS
-    from selfseg.evaluation.metrics import CMIOU_SEGMENTS, CONVENTIONS
+    from selfseg.evaluate.datasets import dataset_names
+    from selfseg.evaluate.mappers import METHODS
+    from selfseg.evaluate.mappers.lexical import LEVELS
+    from selfseg.evaluate.metrics import CMIOU_SEGMENTS, CONVENTIONS
 
     parser = build_parser()
     subs = next(a for a in parser._actions if a.dest == "command").choices

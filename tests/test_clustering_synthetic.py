@@ -57,7 +57,7 @@ import numpy as np
 import pytest
 import torch
 
-from selfseg.clustering import ensemble_cluster, kmeans, sincos_2d
+from selfseg.tag.clustering import ensemble_cluster, kmeans, sincos_2d
 
 D = 64
 SEP = 8.0

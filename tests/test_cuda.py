@@ -22,11 +22,11 @@ import pytest
 import torch
 
 from selfseg import SelfSeg
-from selfseg.clustering.crf import crf_mean_field
-from selfseg.clustering.ensemble import ensemble_cluster
-from selfseg.clustering.filters import mode_filter
-from selfseg.clustering.kmeans import kmeans
 from selfseg.io import load_image
+from selfseg.tag.clustering.crf import crf_mean_field
+from selfseg.tag.clustering.ensemble import ensemble_cluster
+from selfseg.tag.clustering.filters import mode_filter
+from selfseg.tag.clustering.kmeans import kmeans
 
 DEVICE = os.environ.get("SELFSEG_TEST_DEVICE", "cuda")
 ON_CUDA = DEVICE.startswith("cuda")

@@ -1,11 +1,11 @@
 """The layer contract, checked over the import graph (imports inside functions included).
 
-    0 bottom    errors, registry, io (files, images, atomic writes), streams, results, detections, cache,
-                resources
+    0 bottom    errors, registry, io (files, images, atomic writes), streams, cache, resources, viz, and each
+                stage's result types (tag/result.py, locate/result.py, segment/result.py)
     1 models    one file per model family: forward passes only
     2 config    the application's settings
-    3 stages    clustering, taggers, segmenters (tag -> locate -> segment)
-    4 top       pipeline, runs, evaluation, cli
+    3 stages    tag (with its clustering), locate, segment
+    4 top       pipeline, runs, evaluate, cli
 
 A module imports only from its own layer or below, never another package's private names, and no two
 modules import each other, however indirectly. KNOWN and KNOWN_CYCLES list what breaks this today: the
@@ -21,12 +21,13 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "selfseg"
 
 LAYERS = [
-    ("bottom", ["selfseg.errors", "selfseg.registry", "selfseg.io", "selfseg.streams", "selfseg.results",
-                "selfseg.detections", "selfseg.cache", "selfseg.resources"]),
+    ("bottom", ["selfseg.errors", "selfseg.registry", "selfseg.io", "selfseg.streams", "selfseg.cache",
+                "selfseg.resources", "selfseg.viz", "selfseg.tag.result", "selfseg.locate.result",
+                "selfseg.segment.result"]),
     ("models", ["selfseg.models"]),
     ("config", ["selfseg.config"]),
-    ("stages", ["selfseg.clustering", "selfseg.taggers", "selfseg.segmenters", "selfseg.viz"]),
-    ("top", ["selfseg.pipeline", "selfseg.runs", "selfseg.evaluation", "selfseg.cli", "selfseg.__main__",
+    ("stages", ["selfseg.tag", "selfseg.locate", "selfseg.segment"]),
+    ("top", ["selfseg.pipeline", "selfseg.runs", "selfseg.evaluate", "selfseg.cli", "selfseg.__main__",
              "selfseg"]),
 ]
 
@@ -86,7 +87,7 @@ def _graph() -> dict[str, list[tuple[str, list[str]]]]:
 
 
 def _shares_private_names(a: str, b: str) -> bool:
-    """Modules of one subpackage (selfseg.taggers.*) may share private helpers; nothing else may."""
+    """Modules of one subpackage (selfseg.tag.*) may share private helpers; nothing else may."""
     pa, pb = a.rsplit(".", 1)[0], b.rsplit(".", 1)[0]
     return a == b or (pa == pb and pa != "selfseg")
 
@@ -158,10 +159,10 @@ def test_no_import_cycles():
     assert not gone, f"cycles fixed (remove from KNOWN_CYCLES): {[KNOWN_CYCLES[i] for i in sorted(gone)]}"
 
 
-@pytest.mark.parametrize("module", ["selfseg.io", "selfseg.errors", "selfseg.results"])
+@pytest.mark.parametrize("module", ["selfseg.io", "selfseg.errors", "selfseg.tag.result"])
 def test_the_checker_sees_imports_inside_functions(module):
     """Not vacuous: the graph holds function-level imports (models.blip imports transformers lazily, and
     the pipeline imports taggers inside functions)."""
     graph = _graph()
-    assert ("selfseg.taggers", ["build_tagger"]) in graph["selfseg.pipeline"]
+    assert ("selfseg.tag", ["build_tagger"]) in graph["selfseg.pipeline"]
     assert module in graph

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from selfseg.results import ClusterCaptions, TagResult, rank_nouns, upsample_nearest
+from selfseg.tag.result import ClusterCaptions, TagResult, rank_nouns, upsample_nearest
 
 
 def test_rank_nouns_counts_and_orders():

@@ -553,7 +553,7 @@ def cmd_env(args: argparse.Namespace) -> int:
         return f"{len(syn)} noun synsets of 'dog' ({syn[0].name()}: {syn[0].definition()[:40]}...), from {root}"
 
     def nouns():
-        from selfseg.taggers.nouns import NounExtractor
+        from selfseg.tag.nouns import NounExtractor
 
         got = NounExtractor()(["a man riding a horse on a sandy beach next to the traffic lights"])[0]
         assert "horse" in got, got

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from ..detections import Detections
+from ..locate.result import Detections
 from .loading import load_checkpoint, resolve_device, resolve_dtype
 from .spec import TINY_MODEL, ModelSpec
 from .tiny import build_tiny_grounding_dino

@@ -1,0 +1,335 @@
+"""`selfseg benchmark`: run the pipeline over a dataset, map the nouns, score, report.
+
+Layout of a run folder:
+    run.json                 what produced the predictions (config minus evaluation-only settings)
+    predictions/<id>.json    per image: classes, tags, instances (written last: its presence = done)
+    predictions/<id>_labels.png   open-vocabulary label map at the image's size
+    predictions/<id>.error.txt    the one-line reason an image failed (it is retried on a rerun)
+    love_cache.json          LLM replies (llm mapper)
+    results.json, results.md the scores
+
+Resuming: images are cut into fixed batches in dataset order, which decide the ranks' shares. A rerun
+runs only the images without a prediction; an image's result does not depend on its batch neighbours
+(each caption draws from its own random stream), so an interrupted run ends with the same files, hence
+the same numbers, as an uninterrupted one. Scores are always computed afresh from the files: nothing is
+counted twice.
+
+Scale-out: under `torchrun --standalone --nproc-per-node N -m selfseg benchmark ...`, rank r takes batches r, r+N, ...
+(gloo on CPU, nccl on GPU, each rank on its own GPU); after a barrier rank 0 maps and scores.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from ..config import Config
+from ..errors import ConfigError, SelfSegError
+from .datasets import Dataset, Sample, load_dataset
+from .score import EvaluationReport, pct, score_open_vocabulary
+
+# Settings that change scores but not predictions: changing them re-scores without re-running the models.
+_EVAL_ONLY = {"mapper", "lexical_level", "gt_aware", "llm_model", "llm_batch_size", "llm_max_new_tokens",
+              "llm_prompt", "llm_cache", "embedding_model", "embedding_threshold", "miou_convention",
+              "cmiou_segments", "out", "limit", "classes"}
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    active: bool = False
+
+    @classmethod
+    def from_env(cls) -> Dist:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        return cls(rank=int(os.environ.get("RANK", "0")), world=world,
+                   local_rank=int(os.environ.get("LOCAL_RANK", "0")), active=world > 1)
+
+    def init(self, config: Config) -> None:
+        if not self.active:
+            return
+        import torch
+        import torch.distributed as dist
+
+        cuda = torch.cuda.is_available() and config.model.device in ("auto", "cuda")
+        if cuda and self.local_rank >= torch.cuda.device_count():
+            # nccl needs one GPU per rank; torch would fail deep inside set_device or the first collective.
+            n = torch.cuda.device_count()
+            raise ConfigError(f"torchrun started more ranks on this machine than it has CUDA devices ({n}): "
+                              f"use --nproc-per-node {n}, or model.device=cpu to shard over CPU processes")
+        if cuda:
+            torch.cuda.set_device(self.local_rank)
+            config.model.device = f"cuda:{self.local_rank}"
+        if not dist.is_initialized():
+            # A barrier waits for the slowest shard: allow a long benchmark, not the 30-minute default.
+            dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(hours=24))
+
+    def gather(self, obj: Any) -> list[Any]:
+        """All ranks' objects (also a barrier)."""
+        if not self.active:
+            return [obj]
+        import torch.distributed as dist
+
+        out: list[Any] = [None] * self.world
+        dist.all_gather_object(out, obj)
+        return out
+
+    def close(self, together: bool = False) -> None:
+        """Leave the process group. `together` (every rank finished its part): wait for all ranks first. A rank
+        that tore gloo down while rank 0 was still scoring sometimes aborted at exit ("terminate called without
+        an active exception"). After a failure no rank waits: the others may never arrive."""
+        if self.active:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                if together:
+                    dist.barrier()
+                dist.destroy_process_group()
+
+
+def prediction_fingerprint(config: Config) -> dict[str, Any]:
+    d = config.to_dict()
+    d.pop("name", None)
+    d["evaluation"] = {k: v for k, v in d["evaluation"].items() if k not in _EVAL_ONLY}
+    # Same image names under another root are other images: the resolved root is part of the identity.
+    d["evaluation"]["root"] = str(Path(config.evaluation.root).expanduser().resolve())
+    d.pop("model", None)
+    d["model"] = {k: v for k, v in config.to_dict()["model"].items() if k not in ("device", "cache_dir",
+                                                                                   "local_files_only")}
+    return d
+
+
+def out_dir(config: Config, out: str | Path | None = None) -> Path:
+    return Path(out or config.evaluation.out.replace("{name}", config.name))
+
+
+def _done(pred_dir: Path, s: Sample) -> bool:
+    return (pred_dir / f"{s.id}.json").is_file() and (pred_dir / f"{s.id}_labels.png").is_file()
+
+
+def _prepare(run: Path, config: Config, fresh: bool) -> None:
+    """Rank 0: create the run folder; refuse predictions made by a different config."""
+    pred = run / "predictions"
+    meta = run / "run.json"
+    fp = prediction_fingerprint(config)
+    if fresh and pred.exists():
+        shutil.rmtree(pred)
+    if meta.is_file() and pred.exists() and any(pred.iterdir()):
+        try:
+            old = json.loads(meta.read_text(encoding="utf-8")).get("predictions_from")
+        except (OSError, ValueError, AttributeError):
+            raise ConfigError(f"{meta} is unreadable, so the predictions beside it cannot be trusted; use "
+                              f"--fresh to discard them") from None
+        if old != fp:
+            diff = _first_difference(old, fp)
+            raise ConfigError(f"{run}/ holds predictions from a different config ({diff}); use --fresh to "
+                              f"discard them, or another --out")
+    pred.mkdir(parents=True, exist_ok=True)
+    for stale in pred.glob(".*.tmp"):  # a write cut short by a killed run; never read, safe to drop
+        stale.unlink(missing_ok=True)
+    from ..io import atomic_write
+
+    atomic_write(meta, lambda f: f.write(json.dumps({"predictions_from": fp}, indent=1).encode()))
+
+
+def _first_difference(a: Any, b: Any, path: str = "") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            if a.get(k) != b.get(k):
+                return _first_difference(a.get(k), b.get(k), f"{path}.{k}" if path else k)
+    return f"{path or 'config'}: {a!r} then, {b!r} now"
+
+
+def _predict(config: Config, dataset: Dataset, samples: list[Sample], pred_dir: Path, dist: Dist,
+             quiet: bool) -> tuple[int, int]:
+    """Run the pipeline over this rank's batches; returns (images run, images failed)."""
+    from tqdm import tqdm
+
+    from ..io import atomic_write
+    from ..pipeline import SelfSeg
+
+    size = config.run.batch_size
+    batches = [samples[i : i + size] for i in range(0, len(samples), size)]
+    mine = [b for k, b in enumerate(batches) if k % dist.world == dist.rank]
+    # Per image, not per batch: an image's result does not depend on its batch neighbours (per-image random
+    # streams), so a resumed batch runs only the images it lacks and still gives the uninterrupted numbers.
+    todo = [left for left in ([s for s in b if not _done(pred_dir, s)] for b in mine) if left]
+    skipped = sum(len(b) for b in mine) - sum(len(b) for b in todo)
+    if skipped and dist.rank == 0:
+        print(f"resuming: {skipped} images already have predictions in {pred_dir}/", file=sys.stderr)
+    if not todo:
+        return 0, 0
+    seg = SelfSeg(config)
+    ran = failed = 0
+    bar = tqdm(total=sum(len(b) for b in todo), unit="img", file=sys.stderr, leave=False,
+               disable=quiet or dist.rank != 0 or None, desc=f"rank {dist.rank}" if dist.active else None)
+    for batch in todo:
+        t0 = time.perf_counter()
+        # Items come back in completion order (an unreadable image is reported before its batch runs):
+        # match them to samples by source, never by position.
+        by_source = {it.source: it for it in seg.segment_many([str(s.image) for s in batch], len(batch))}
+        each = (time.perf_counter() - t0) / len(batch)
+        for s in batch:
+            item = by_source[str(s.image)]
+            err = pred_dir / f"{s.id}.error.txt"
+            if item.ok:
+                item.result.timings["benchmark_seconds"] = each
+                # Annotations follow the file's stored pixels; the models saw the photo upright.
+                item.result.save(pred_dir, s.id, original_size=item.loaded.size,
+                                 exif_orientation=_exif_orientation(s.image))
+                err.unlink(missing_ok=True)
+            else:
+                failed += 1
+                atomic_write(err, lambda f, e=item.error: f.write(e.encode("utf-8")))
+                tqdm.write(f"error: {item.error}", file=sys.stderr)
+            ran += 1
+        bar.update(len(batch))
+    bar.close()
+    return ran, failed
+
+
+def _exif_orientation(path: Path) -> int:
+    from PIL import Image
+
+    from ..io import exif_orientation
+
+    try:
+        with Image.open(path) as im:
+            return exif_orientation(im)
+    except OSError:  # the image loaded a moment ago; if it cannot be reopened, keep the map as analysed
+        return 1
+
+
+def build_mapper_from_config(config: Config, run: Path, classes: Any = None) -> Any:
+    from .mappers import build_mapper
+
+    ev = config.evaluation
+    opts: dict[str, Any] = {"device": config.model.device}
+    if ev.mapper == "lexical":
+        opts.update(level=ev.lexical_level, spacy_pipeline=config.nouns.spacy_pipeline)
+    elif ev.mapper == "embedding":
+        opts.update(model=ev.embedding_model, threshold=ev.embedding_threshold)
+    else:
+        # The LLM is loaded like every other checkpoint (model.cache_dir / local_files_only) and in the
+        # chat models' dtype (vlm.dtype: "auto" is bfloat16 on a GPU, where a 7B model in float32 needs 28 GB).
+        opts.update(model=ev.llm_model, batch_size=ev.llm_batch_size, max_new_tokens=ev.llm_max_new_tokens,
+                    template=ev.llm_prompt, cache=ev.llm_cache or run / "love_cache.json",
+                    spacy_pipeline=config.nouns.spacy_pipeline, dtype=config.vlm.dtype,
+                    cache_dir=config.model.cache_dir, local_files_only=config.model.local_files_only)
+    if classes is None and ev.classes:
+        from .datasets import read_class_file
+
+        classes = read_class_file(ev.classes)
+    return build_mapper(ev.mapper, ev.dataset, classes=classes, **opts)
+
+
+def run_benchmark(config: Config, out: str | Path | None = None, limit: int | None = None,
+                  fresh: bool = False, quiet: bool = False) -> EvaluationReport | None:
+    """Predict (resumably, sharded over torchrun ranks), then on rank 0 map, score and write results.
+    Returns the report on rank 0, None on the other ranks."""
+    dist = Dist.from_env()
+    dist.init(config)
+    finished = False
+    try:
+        ev = config.evaluation
+        dataset = load_dataset(ev.dataset, ev.root, ev.split, classes=ev.classes)
+        n = limit if limit is not None else ev.limit
+        samples = dataset.samples[:n] if n else list(dataset.samples)
+        run = out_dir(config, out)
+        pred_dir = run / "predictions"
+        problem = None
+        if dist.rank == 0:
+            try:
+                _prepare(run, config, fresh)
+            except SelfSegError as exc:
+                problem = str(exc)
+            except OSError as exc:  # e.g. --out under a file, or a read-only disk: one line, every rank stops
+                problem = f"cannot use {run}/ as the run folder: {exc.strerror or exc}"
+        problem = next((p for p in dist.gather(problem) if p), None)
+        if problem:
+            raise ConfigError(problem) if dist.rank == 0 else SystemExit(2)
+        t0 = time.perf_counter()
+        ran, failed = _predict(config, dataset, samples, pred_dir, dist, quiet)
+        wall = time.perf_counter() - t0
+        counts = dist.gather((ran, failed, wall))
+        if dist.rank != 0:
+            finished = True
+            return None
+        from tqdm import tqdm
+
+        mapper = build_mapper_from_config(config, run, classes=dataset.classes)
+        from .mappers.lexical import LEVELS
+
+        with tqdm(total=len(samples), unit="img", file=sys.stderr, leave=False, disable=quiet or None,
+                  desc="scoring") as bar:
+            report = score_open_vocabulary(dataset, samples, pred_dir, mapper, convention=ev.miou_convention,
+                                           cmiou_segments=ev.cmiou_segments, gt_aware=ev.gt_aware,
+                                           levels=LEVELS if ev.mapper == "lexical" else None,
+                                           progress=bar.update)
+        ran_all = sum(c[0] for c in counts)
+        report.extra.update({
+            "config_name": config.name, "mapper": ev.mapper, "processes": dist.world,
+            "images_run_now": ran_all, "images_resumed": len(samples) - ran_all,
+            "wall_seconds_now": max(c[2] for c in counts),
+            "images_per_second": (1.0 / report.extra["seconds_per_image"]) if report.extra.get("seconds_per_image")
+            else None,
+            "config": config.to_dict(),
+        })
+        if ev.mapper == "llm":
+            report.extra["llm_asked"] = getattr(mapper, "asked", None)
+        write_results(run, report)
+        finished = True
+        return report
+    finally:
+        dist.close(together=finished)
+
+
+def write_results(run: Path, report: EvaluationReport) -> None:
+    from ..io import atomic_write
+
+    d = report.to_dict()
+    atomic_write(run / "results.json", lambda f: f.write(json.dumps(d, indent=1).encode("utf-8")))
+    atomic_write(run / "results.md", lambda f: f.write(results_markdown(report).encode("utf-8")))
+
+
+def results_markdown(report: EvaluationReport) -> str:
+    import yaml
+
+    x = report.extra
+    lines = [f"# {x.get('config_name', 'benchmark')}: {report.dataset} {report.split}", "",
+             "| metric | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in report.summary_rows()]
+    if report.tags is not None:
+        t = report.tags
+        lines.append(f"| tag precision / recall (micro) | {pct(t.micro_precision)} / {pct(t.micro_recall)} |")
+    if x.get("images_per_second"):
+        lines.append(f"| images/s per process (median image) | {x['images_per_second']:.3f} |")
+    lines.append(f"| label mapper | {x.get('mapper', '?')} |")
+    if "tiny-random" in json.dumps(x.get("config", {})):
+        lines += ["", "**This run used tiny random-init models built in code: the numbers are meaningless; "
+                  "they only show that the benchmark runs end to end.**"]
+    lines += ["", "Percent. mIoU convention: " + report.semseg.convention + "; failed images are scored as "
+              "predicting nothing."]
+    la = report.lexical_alignment
+    if la:
+        lines += ["", "## Lexical alignment curve" + (" (ground-truth aware)" if la["gt_aware"] else ""), "",
+                  "| level | mIoU |", "|---|---|"]
+        lines += [f"| {lv} | {pct(v)} |" for lv, v in zip(la["levels"], la["mIoU"])]
+        lines.append(f"| area | {pct(la['area'])} |")
+    lines += ["", "## Per class", "", "| class | IoU | accuracy |", "|---|---|---|"]
+    s = report.semseg
+    lines += [f"| {n} | {pct(i)} | {pct(a)} |" for n, i, a in zip(s.class_names, s.iou, s.accuracy) if i is not None]
+    if report.failed:
+        lines += ["", "## Failed images", ""] + [f"- {f}" for f in report.failed]
+    if "config" in x:
+        lines += ["", "## Config", "", "```yaml", yaml.safe_dump(x["config"], sort_keys=False).rstrip(), "```"]
+    return "\n".join(lines) + "\n"
+

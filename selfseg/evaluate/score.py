@@ -1,0 +1,294 @@
+"""Scoring folders of predictions against a dataset.
+
+Two kinds of prediction folders:
+- *evaluation-index* label maps (`score_label_maps`, the `selfseg evaluate` command): `<id>.png` holding the
+  dataset's class indices, the dataset's ignore value (255; 65535 for ADE20K-847) meaning "no class";
+- *open-vocabulary* predictions (`score_open_vocabulary`, used by `selfseg benchmark`): selfseg's own
+  `<id>_labels.png` (0 = unlabelled, i = the i-th name of `classes` in `<id>.json`); their names are mapped
+  to dataset classes first, then scored. cmIoU is computed on the unmapped label map: it is class-agnostic.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DatasetError
+from .datasets import IGNORE, Dataset, Sample, read_label_image
+from .metrics import ClassAgnosticIoU, SemSegEvaluator, SemSegScores, TagMetrics, TagScores, lexical_alignment_area
+
+
+@dataclass
+class EvaluationReport:
+    """Everything a benchmark run measured. Fractions in [0, 1]; tables print percent."""
+
+    dataset: str
+    split: str
+    images: int
+    semseg: SemSegScores
+    cmiou: float
+    cmiou_segments: int
+    tags: TagScores | None = None
+    failed: list[str] = field(default_factory=list)
+    mapping: dict[str, str | None] = field(default_factory=dict)
+    lexical_alignment: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"dataset": self.dataset, "split": self.split, "images": self.images, **self.semseg.to_dict(),
+             "cmIoU": self.cmiou, "cmIoU_segments": self.cmiou_segments, "failed": self.failed}
+        if self.tags is not None:
+            d["tags"] = self.tags.to_dict()
+        if self.lexical_alignment is not None:
+            d["lexical_alignment"] = self.lexical_alignment
+        if self.mapping:
+            d["mapping"] = self.mapping
+        d.update(self.extra)
+        return _finite(d)
+
+    def summary_rows(self) -> list[tuple[str, str]]:
+        s = self.semseg
+        rows = [("images", str(self.images)), (f"mIoU ({s.convention})", pct(s.miou)), ("mAcc", pct(s.mean_accuracy)),
+                ("pixel accuracy", pct(s.pixel_accuracy)), ("cmIoU", pct(self.cmiou))]
+        if self.tags is not None:
+            rows += [("tag precision", pct(self.tags.precision)), ("tag recall", pct(self.tags.recall))]
+        for who, t in self.extra.get("tags_by_tagger", {}).items():
+            rows += [(f"tag precision / recall, {who} alone", f"{pct(t['precision'])} / {pct(t['recall'])}")]
+        if self.lexical_alignment is not None:
+            rows.append(("lexical alignment (area)", pct(self.lexical_alignment["area"])))
+        if self.failed:
+            rows.append(("failed images (scored as no prediction)", str(len(self.failed))))
+        return rows
+
+    def table(self, per_class: bool = True) -> str:
+        """A plain-text table: the summary, then per-class IoU of every scored class."""
+        lines = [f"{self.dataset} {self.split}"]
+        width = max(len(k) for k, _ in self.summary_rows())
+        lines += [f"  {k:<{width}}  {v:>7}" for k, v in self.summary_rows()]
+        if per_class:
+            scored = [(n, i) for n, i in zip(self.semseg.class_names, self.semseg.iou) if i is not None]
+            if scored:
+                w = max(len(n) for n, _ in scored)
+                lines.append(f"  {'class':<{w}}  {'IoU':>7}")
+                lines += [f"  {n:<{w}}  {pct(i):>7}" for n, i in scored]
+        return "\n".join(lines)
+
+
+def pct(v: float | None) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}"
+
+
+def _finite(obj: Any) -> Any:
+    """NaN -> None, so the JSON is standard (json.dumps writes NaN, which other parsers reject)."""
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def read_label_map(path: Path) -> np.ndarray:
+    """A PNG/TIFF of integer labels (palette, 8- or 16-bit) as int32."""
+    return read_label_image(path).astype(np.int32)
+
+
+# ------------------------------------------------------------------------------ evaluation-index maps
+
+
+def find_prediction(pred_dir: Path, sample: Sample) -> Path | None:
+    for name in (f"{sample.id}.png", f"{sample.id}.tif", f"{sample.id}.tiff"):
+        if (pred_dir / name).is_file():
+            return pred_dir / name
+    return None
+
+
+def score_label_maps(dataset: Dataset, pred_dir: str | Path, convention: str = "detectron2",
+                     cmiou_segments: str = "class", samples: Sequence[Sample] | None = None,
+                     progress: Callable[[int], None] | None = None) -> EvaluationReport:
+    """Score `<id>.png` label maps in the dataset's class indices (ignore value = no class)."""
+    pred_dir = Path(pred_dir)
+    samples = list(samples if samples is not None else dataset.samples)
+    if not pred_dir.is_dir():
+        if pred_dir.exists():
+            raise DatasetError(f"predictions {pred_dir} is not a folder (expected a folder of <image stem>.png "
+                               f"label maps)")
+        raise DatasetError(f"predictions folder {pred_dir} does not exist")
+    missing = [s.id for s in samples if find_prediction(pred_dir, s) is None]
+    if missing:
+        raise DatasetError(f"{len(missing)} of {len(samples)} images have no prediction in {pred_dir} "
+                           f"(expected <image stem>.png), e.g. {missing[0]}.png")
+    semseg = SemSegEvaluator(dataset.class_names)
+    agnostic = ClassAgnosticIoU(cmiou_segments)
+    for s in samples:
+        gt = dataset.read_label(s)
+        path = find_prediction(pred_dir, s)
+        pred = read_label_map(path)
+        if pred.shape != gt.shape:
+            raise DatasetError(f"{path}: expected a label map of the ground truth's size {gt.shape[::-1]} (W, H), "
+                               f"got {pred.shape[::-1]}")
+        pred = np.where(pred == dataset.spec.ignore_value, IGNORE, pred)
+        bad = (pred != IGNORE) & ((pred < 0) | (pred >= dataset.num_classes))
+        if bad.any():
+            raise DatasetError(f"{path}: expected class indices 0..{dataset.num_classes - 1} or "
+                               f"{dataset.spec.ignore_value} (no class), got {int(pred[bad][0])}")
+        semseg.process(pred, gt)
+        agnostic.process(pred, gt)
+        if progress:
+            progress(1)
+    return EvaluationReport(dataset=dataset.name, split=dataset.split, images=len(samples),
+                            semseg=semseg.evaluate(convention), cmiou=agnostic.evaluate(),
+                            cmiou_segments=agnostic.segments)
+
+
+# ------------------------------------------------------------------------------ open-vocabulary maps
+
+
+@dataclass
+class RawPrediction:
+    """selfseg's own output for one image: the label map's path (ids into `classes`, 0 = unlabelled),
+    read only when scored so a whole dataset's maps are never in memory at once."""
+
+    labels_path: Path | None
+    classes: list[str]
+    seconds: float | None = None
+    error: str | None = None
+    # "union" tagger: class -> the taggers whose tags gave it (directly, or merged into it by the clean-up).
+    found_by: dict[str, list[str]] = field(default_factory=dict)
+    parts: list[str] = field(default_factory=list)  # the union's taggers
+
+
+def read_raw_prediction(pred_dir: Path, sample_id: str) -> RawPrediction:
+    js, png = pred_dir / f"{sample_id}.json", pred_dir / f"{sample_id}_labels.png"
+    if not (js.is_file() and png.is_file()):
+        err = pred_dir / f"{sample_id}.error.txt"
+        return RawPrediction(None, [], error=err.read_text(encoding="utf-8").strip() if err.is_file()
+                             else "no prediction")
+    from ..segment.result import Segmentation
+
+    try:
+        seg = Segmentation.from_json(js)
+    except (OSError, ValueError) as exc:
+        return RawPrediction(None, [], error=f"unreadable prediction JSON ({exc})".splitlines()[0])
+    return RawPrediction(png, list(seg.classes), seconds=seg.timings.get("benchmark_seconds"),
+                         found_by=_found_by(seg), parts=list(seg.tags.parts) if seg.tags is not None else [])
+
+
+def _found_by(seg: Any) -> dict[str, list[str]]:
+    """class -> taggers that found it, from a union prediction's tags and merges ({} for other taggers)."""
+    if seg.tags is None or seg.tags.tagger != "union":
+        return {}
+    kept = {m.get("dropped"): m.get("kept") for m in seg.merges}
+    out: dict[str, list[str]] = {}
+    for n in seg.tags.nouns:
+        cls, seen = n.noun, {n.noun}
+        while cls in kept and kept[cls] not in seen:  # chains: couch -> sofa -> loveseat
+            cls = kept[cls]
+            seen.add(cls)
+        for who in n.found_by:
+            out.setdefault(cls, [])
+            if who not in out[cls]:
+                out[cls].append(who)
+    return out
+
+
+def score_open_vocabulary(dataset: Dataset, samples: Sequence[Sample], pred_dir: str | Path, mapper: Any,
+                          convention: str = "detectron2", cmiou_segments: str = "class", gt_aware: bool = False,
+                          levels: Sequence[str] | None = None,
+                          progress: Callable[[int], None] | None = None) -> EvaluationReport:
+    """Map every predicted name to a class with `mapper`, then score.
+
+    Unlabelled pixels and names mapped to nothing become the dataset's background class where it has one
+    (VOC), else "no class" (a miss for the true class, a false positive for none). An image with no
+    prediction (it failed) is scored as predicting nothing and listed in `failed`.
+    With a lexical mapper, `levels` adds the Lexical Alignment Curve: mIoU at each level and its area;
+    the reported scores are those at the mapper's own level. `gt_aware` (lexical only): a name related to a
+    pixel's ground-truth class at the level counts as that class.
+    """
+    pred_dir = Path(pred_dir)
+    raws = {s.id: read_raw_prediction(pred_dir, s.id) for s in samples}
+    names = list(dict.fromkeys(n for r in raws.values() for n in r.classes))
+    none_value = dataset.spec.background if dataset.spec.background is not None else IGNORE
+    lexical = getattr(mapper, "name", "") == "lexical"
+    own_level = getattr(mapper, "level", None)
+    levels = list(levels or ([own_level] if lexical else [None]))
+    if lexical and own_level not in levels:
+        levels.append(own_level)
+
+    # Per level: name -> class index (or none) and, for ground-truth-aware scoring, related classes.
+    lut_by_level: dict[Any, dict[str, int]] = {}
+    related_by_level: dict[Any, dict[str, set[int]]] = {}
+    mapping: dict[str, str | None] = {}
+    for level in levels:
+        matches = mapper.map(names, level) if lexical else mapper.map(names)
+        lut_by_level[level] = {n: (m.index if m.index is not None else none_value) for n, m in zip(names, matches)}
+        if lexical and gt_aware:
+            related_by_level[level] = {n: mapper.related(m.noun, level) for n, m in zip(names, matches)}
+        if level == (own_level if lexical else None):
+            mapping = {n: m.cls for n, m in zip(names, matches)}
+
+    n = dataset.num_classes
+    evaluators = {level: SemSegEvaluator(dataset.class_names) for level in levels}
+    agnostic = ClassAgnosticIoU(cmiou_segments)
+    exclude = {dataset.spec.background} if dataset.spec.background is not None else set()
+    tags = TagMetrics(exclude=exclude)
+    # A union tagger's parts, scored on the classes each one found: who found what, in numbers.
+    parts = list(dict.fromkeys(p for r in raws.values() for p in r.parts))
+    part_tags = {p: TagMetrics(exclude=exclude) for p in parts}
+    failed, seconds = [], []
+    for s in samples:
+        gt = dataset.read_label(s)
+        raw = raws[s.id]
+        labels = read_label_map(raw.labels_path) if raw.labels_path is not None else None
+        if labels is not None and labels.shape != gt.shape:
+            raw = RawPrediction(None, [], error=f"label map {labels.shape[::-1]} (W, H) does not match the "
+                                                 f"ground truth {gt.shape[::-1]}")
+            labels = None
+        if labels is None:
+            failed.append(f"{s.id}: {raw.error}")
+            labels = np.zeros(gt.shape, dtype=np.int32)
+        elif raw.seconds is not None:
+            seconds.append(raw.seconds)
+        if labels.size and labels.max() > len(raw.classes):
+            raise DatasetError(f"{pred_dir / (s.id + '_labels.png')}: label {int(labels.max())} but the JSON lists "
+                               f"only {len(raw.classes)} classes")
+        gt_safe = np.where(gt == IGNORE, 0, gt)
+        for level in levels:
+            lut = np.asarray([none_value] + [lut_by_level[level][c] for c in raw.classes], dtype=np.int32)
+            pred = lut[labels]
+            if level in related_by_level:
+                rel = np.zeros((len(raw.classes) + 1, n), dtype=bool)
+                for i, c in enumerate(raw.classes):
+                    rel[i + 1, sorted(related_by_level[level][c])] = True
+                hit = rel[labels, gt_safe] & (gt != IGNORE)
+                pred = np.where(hit, gt, pred)
+            evaluators[level].process(pred, gt)
+        agnostic.process(labels, gt)
+        own = own_level if lexical else None
+        present = np.unique(gt).tolist()
+        tags.process([lut_by_level[own][c] for c in raw.classes], present)
+        for p, metric in part_tags.items():
+            metric.process([lut_by_level[own][c] for c in raw.classes if p in raw.found_by.get(c, [])], present)
+        if progress:
+            progress(1)
+
+    main = own_level if lexical else None
+    report = EvaluationReport(dataset=dataset.name, split=dataset.split, images=len(samples),
+                              semseg=evaluators[main].evaluate(convention), cmiou=agnostic.evaluate(),
+                              cmiou_segments=agnostic.segments, tags=tags.evaluate(), failed=failed,
+                              mapping=mapping)
+    if lexical and len(levels) > 1:
+        curve = {lv: evaluators[lv].evaluate(convention).miou for lv in levels}
+        report.lexical_alignment = {"levels": list(levels), "mIoU": [curve[lv] for lv in levels],
+                                    "area": lexical_alignment_area([curve[lv] for lv in levels]),
+                                    "gt_aware": gt_aware}
+    if part_tags:
+        report.extra["tags_by_tagger"] = {p: m.evaluate().to_dict() for p, m in part_tags.items()}
+    report.extra["seconds_per_image"] = float(np.median(seconds)) if seconds else None
+    report.extra["compute_seconds"] = float(np.sum(seconds)) if seconds else None
+    return report

@@ -1,0 +1,1 @@
+"""Locate: class names (or phrases) -> boxes per image."""

@@ -1,0 +1,154 @@
+"""Prompt enrichment: a short visual description per tag, for segmenters that read phrases.
+
+Grounding DINO and CLIPSeg are prompted with text; "fire hydrant, short red metal post with side
+outlets" can find what the bare tag misses (OpenSeg-R's description prompts). Two modes
+(`segment.enrich`):
+
+- "generic": a text-only chat LM (`vlm.llm`, or the VLM without an image) describes each tag once; the
+  description is the same for every image, so a batch asks only about tags it has not seen (cache).
+- "image": the VLM sees the image and describes every tag as it looks there, in ONE reply per image
+  (a JSON object tag -> description); the images of a batch are one batched pass.
+
+The segmenter is prompted with "tag, description", but every label it returns is the plain tag, and
+Grounding DINO still scores a box on the tag's own tokens (see `GroundingDinoLocator.plan`). A tag the
+model did not describe is prompted as itself, with a note.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import Config
+from ..io import LoadedImage
+from ..models.chat import ChatModelBase, ChatRequest
+from ..tag.parse import TagNormaliser, find_object, json_values, strip_reasoning
+from ..tag.vlm import fill
+
+GENERIC_PROMPT = (
+    "In at most {max_words} words, describe what a {tag} looks like in a photo: its shape, parts, colour or "
+    "texture. Do not name other objects. Reply with the description only."
+)
+IMAGE_PROMPT = (
+    "These things are in this image: {tags}. For each one, describe in at most {max_words} words how it looks "
+    "here (colour, shape, texture), without naming the other things. Reply with a JSON object that maps each "
+    'name to its description, for example {{"dog": "small brown short-haired dog"}}. No other text.'
+)
+
+
+@dataclass
+class Enrichment:
+    """One image's prompts: tag -> phrase (tags without a description are absent) and notes."""
+
+    prompts: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def phrase(self, tag: str) -> str:
+        return self.prompts.get(tag, tag)
+
+
+def clean_description(text: Any, tag: str, max_words: int) -> str:
+    """A reply -> a one-line description of at most `max_words` words ("" when there is none): reasoning
+    blocks, quotes, a leading "tag:" and the characters Grounding DINO reads as phrase ends are removed."""
+    if not isinstance(text, str):
+        return ""
+    text, _ = strip_reasoning(text)
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    line = line.replace("**", "").replace("__", "").strip(" \"'`*#-")
+    if line.lower().startswith(tag.lower() + ":"):
+        line = line[len(tag) + 1:]
+    words = line.replace(".", " ").replace("?", " ").replace(";", ",").split()[:max_words]
+    return " ".join(words).strip(" ,:-")
+
+
+class PromptEnricher:
+    def __init__(self, config: Config, chat: ChatModelBase | None = None) -> None:
+        sc = config.segment
+        self.mode = sc.enrich
+        self.max_words = sc.enrich_max_words
+        self.template = sc.enrich_prompt or (GENERIC_PROMPT if self.mode == "generic" else IMAGE_PROMPT)
+        # Fail on a bad template now, not after the tagger ran.
+        probe = {"tag": "dog"} if self.mode == "generic" else {"tags": "dog"}
+        fill(self.template, "segment.enrich_prompt", max_words=str(self.max_words), **probe)
+        if chat is None:
+            from ..models import vlm
+
+            chat = vlm.text_chat_from_config(config) if self.mode == "generic" else vlm.vision_chat_from_config(config)
+            # One reply describes every tag of an image: it needs more room than a tag list.
+            chat.max_new_tokens = sc.enrich_max_new_tokens
+        self.chat = chat
+        self._names = TagNormaliser()
+
+    def __call__(self, images: Sequence[LoadedImage], classes: Sequence[Sequence[str]]) -> list[Enrichment]:
+        """One Enrichment per image (`classes[i]` are image i's tags); ONE batched chat pass for the batch."""
+        if self.mode == "generic":
+            return self._generic(classes)
+        return self._image(images, classes)
+
+    def _phrase(self, tag: str, description: str) -> str:
+        return f"{tag}, {description}" if description else tag
+
+    def _generic(self, classes: Sequence[Sequence[str]]) -> list[Enrichment]:
+        tags = list(dict.fromkeys(t for cs in classes for t in cs))  # each tag asked once per batch
+        replies = self.chat.chat([ChatRequest.ask(fill(self.template, "segment.enrich_prompt", tag=t,
+                                                       max_words=str(self.max_words))) for t in tags])
+        desc = {t: clean_description(r.text, t, self.max_words) for t, r in zip(tags, replies)}
+        out = []
+        for cs in classes:
+            e = Enrichment({t: self._phrase(t, desc[t]) for t in cs if desc[t]})
+            missing = [t for t in cs if not desc[t]]
+            if missing:
+                e.notes.append(f"enrich: no description for {', '.join(missing)}; prompted with the plain tag")
+            out.append(e)
+        return out
+
+    def _image(self, images: Sequence[LoadedImage], classes: Sequence[Sequence[str]]) -> list[Enrichment]:
+        rows = [i for i, cs in enumerate(classes) if cs]
+        replies = self.chat.chat([ChatRequest.ask(fill(self.template, "segment.enrich_prompt",
+                                                       tags=", ".join(classes[i]), max_words=str(self.max_words)),
+                                                  images[i].image) for i in rows])
+        out = [Enrichment() for _ in classes]
+        for i, reply in zip(rows, replies):
+            obj, notes = self._descriptions(reply.text)
+            e = out[i]
+            e.notes += [f"enrich: {n}" for n in notes]
+            if obj is None:
+                e.notes.append("enrich: no JSON object in the reply; every tag prompted as itself (if it was "
+                               "cut off, raise segment.enrich_max_new_tokens)")
+                continue
+            # Keys match tags case-insensitively and in singular form ("Dogs" -> dog).
+            by_key: dict[str, Any] = {}
+            for k, v in obj.items():
+                by_key.setdefault(str(k).strip().casefold(), v)
+                by_key.setdefault(self._names(str(k)) or "", v)
+            missing = []
+            for t in classes[i]:
+                d = clean_description(by_key.get(t.casefold(), by_key.get(self._names(t) or t)), t, self.max_words)
+                if d:
+                    e.prompts[t] = self._phrase(t, d)
+                else:
+                    missing.append(t)
+            if missing:
+                e.notes.append(f"enrich: no description for {', '.join(missing)}; prompted with the plain tag")
+        return out
+
+    def _descriptions(self, text: str) -> tuple[dict | None, list[str]]:
+        """tag -> description from a reply: a JSON object, or a list of {"name", "description"} objects."""
+        obj, notes = find_object(text)
+        if obj is not None and not any(isinstance(v, str) for v in obj.values()):
+            obj = None  # {"objects": [...]}: not a mapping of descriptions
+        if obj is None:
+            stripped, _ = strip_reasoning(str(text))
+            for value in json_values(stripped):
+                if isinstance(value, list) and all(isinstance(x, dict) for x in value):
+                    pairs = {}
+                    for x in value:
+                        name = next((x[k] for k in ("name", "tag", "label", "object")
+                                     if isinstance(x.get(k), str)), None)
+                        desc = next((x[k] for k in ("description", "desc", "looks", "appearance")
+                                     if isinstance(x.get(k), str)), None)
+                        if name and desc:
+                            pairs[name] = desc
+                    if pairs:
+                        return pairs, notes
+        return obj, notes

@@ -1,0 +1,260 @@
+"""Typed segmentation result: instances, semantic map, panoptic view, and the formats people use."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..tag.result import TagResult
+
+# The JSON layout of a Segmentation; from_dict also reads the layout written before it carried a version
+# (the same fields, no "schema" key), so earlier benchmark runs stay readable.
+SCHEMA_VERSION = 1
+
+
+def paint_semantic(masks: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W) int32 semantic map from instance masks: 0 = unlabelled, class_ids are 1-based.
+
+    Instances are painted in ascending score order, so where masks overlap the most confident wins;
+    equal scores: the later instance wins.
+    """
+    out = np.zeros(size, dtype=np.int32)
+    for i in np.argsort(np.asarray(scores), kind="stable"):
+        out[masks[i]] = class_ids[i]
+    return out
+
+
+def paint_instances(masks: np.ndarray, scores: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W) int32 segment-id map (0 = none, instance i -> i + 1), same overlap rule as paint_semantic."""
+    return paint_semantic(masks, scores, np.arange(1, len(masks) + 1), size)
+
+
+def encode_rle(mask: np.ndarray) -> dict[str, Any]:
+    """COCO run-length encoding of one (H, W) bool mask, counts as a UTF-8 string (JSON-ready)."""
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def decode_rle(rle: dict[str, Any]) -> np.ndarray:
+    from pycocotools import mask as mask_utils
+
+    return mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")}).astype(bool)
+
+
+def _undo_exif() -> dict[int, Any]:
+    from PIL import Image
+
+    t = Image.Transpose
+    # The inverse of what ImageOps.exif_transpose applies for each EXIF orientation (6 and 8 swap).
+    return {2: t.FLIP_LEFT_RIGHT, 3: t.ROTATE_180, 4: t.FLIP_TOP_BOTTOM, 5: t.TRANSPOSE, 6: t.ROTATE_90,
+            7: t.TRANSVERSE, 8: t.ROTATE_270}
+
+
+@dataclass
+class Segmentation:
+    """Named masks for one image.
+
+    masks: (N, H, W) bool instance masks at the image's size. boxes: (N, 4) float32 xyxy pixels.
+    scores: (N,) detector scores; mask_scores: (N,) mask-model scores (predicted IoU; 1.0 where the
+    segmenter has none). labels: N class names, each one of `classes`. classes: the vocabulary the image
+    was segmented with; class i is id i + 1 in `semantic` (0 = unlabelled). tags: the tagger's result
+    (None in `given` vocabulary mode). merges: tag clean-up notes. segmenter: registry name.
+    """
+
+    image_size: tuple[int, int]
+    masks: np.ndarray
+    boxes: np.ndarray
+    scores: np.ndarray
+    mask_scores: np.ndarray
+    labels: list[str]
+    classes: list[str]
+    segmenter: str
+    source: str = ""
+    tags: TagResult | None = None
+    merges: list[dict[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    # (H, W) of the input photo when the models saw a reduced copy (run.max_image_side); None: same size.
+    original_size: tuple[int, int] | None = None
+    # Prompt enrichment: the phrase each class was prompted with (classes prompted as themselves absent).
+    prompts: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        h, w = self.image_size
+        n = len(self.labels)
+        self.masks = np.asarray(self.masks, dtype=bool)
+        if self.masks.size == 0:
+            self.masks = self.masks.reshape(n, h, w)
+        if self.masks.shape != (n, h, w):
+            raise ValueError(f"expected masks of shape {(n, h, w)} (N, H, W), got {self.masks.shape}")
+        self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(n, 4)
+        self.scores = np.asarray(self.scores, dtype=np.float32).reshape(n)
+        self.mask_scores = np.asarray(self.mask_scores, dtype=np.float32).reshape(n)
+        unknown = sorted(set(self.labels) - set(self.classes))
+        if unknown:
+            raise ValueError(f"expected every label to be one of the classes, got {unknown}")
+
+    @property
+    def class_ids(self) -> np.ndarray:
+        """(N,) 1-based class id of each instance (index into `classes` + 1)."""
+        index = {c: i + 1 for i, c in enumerate(self.classes)}
+        return np.asarray([index[lab] for lab in self.labels], dtype=np.int32)
+
+    @cached_property
+    def semantic(self) -> np.ndarray:
+        """(H, W) int32 label map, 0 = unlabelled; most confident instance wins overlaps."""
+        return paint_semantic(self.masks, self._order_scores, self.class_ids, self.image_size)
+
+    @cached_property
+    def panoptic(self) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        """(segment-id map (H, W) int32, 0 = none, instance i -> i + 1; segment info per visible id)."""
+        ids = paint_instances(self.masks, self._order_scores, self.image_size)
+        areas = np.bincount(ids.ravel(), minlength=len(self.labels) + 1)
+        info = [{"id": i + 1, "label": self.labels[i], "category_id": int(self.class_ids[i]),
+                 "score": float(self.scores[i]), "area": int(areas[i + 1])}
+                for i in range(len(self.labels)) if areas[i + 1] > 0]
+        return ids, info
+
+    @property
+    def _order_scores(self) -> np.ndarray:
+        # Detector score times mask score orders overlaps: a confident box with a poor mask yields.
+        return self.scores * self.mask_scores
+
+    # --------------------------------------------------------------------------------------- exports
+    def instances(self) -> list[dict[str, Any]]:
+        """One JSON-ready record per instance: label, box xyxy, scores, area, COCO RLE mask."""
+        return [
+            {"label": self.labels[i], "class_id": int(self.class_ids[i]), "box_xyxy": [float(v) for v in self.boxes[i]],
+             "score": float(self.scores[i]), "mask_score": float(self.mask_scores[i]),
+             "area": int(self.masks[i].sum()), "mask_rle": encode_rle(self.masks[i])}
+            for i in range(len(self.labels))
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "schema": SCHEMA_VERSION, "source": self.source, "image_size": list(self.image_size),
+            "segmenter": self.segmenter,
+            "classes": self.classes, "instances": self.instances(), "merges": self.merges, "notes": self.notes,
+            "timings": self.timings,
+        }
+        if self.prompts:
+            d["prompts"] = self.prompts
+        if self.original_size is not None:
+            d["original_size"] = list(self.original_size)
+        if self.tags is not None:
+            d["tags"] = self.tags.to_dict(intermediates=False)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Segmentation:
+        """The Segmentation a `to_dict` / `save` JSON describes (masks decoded from their RLE). ValueError with
+        one line for anything else: another schema, a missing field, a mask of the wrong size."""
+        if not isinstance(d, dict):
+            raise ValueError(f"expected a selfseg segmentation (a JSON object), got {type(d).__name__}")
+        if d.get("schema", SCHEMA_VERSION) != SCHEMA_VERSION:
+            raise ValueError(f"expected a selfseg segmentation with schema {SCHEMA_VERSION}, got {d.get('schema')!r}")
+        try:
+            h, w = (int(v) for v in d["image_size"])
+            inst = d["instances"]
+            masks = np.stack([decode_rle(i["mask_rle"]) for i in inst]) if inst else np.zeros((0, h, w), bool)
+            tags = TagResult.from_dict(d["tags"]) if d.get("tags") else None
+            return cls(
+                image_size=(h, w), masks=masks, boxes=[i["box_xyxy"] for i in inst],
+                scores=[i["score"] for i in inst], mask_scores=[i.get("mask_score", 1.0) for i in inst],
+                labels=[i["label"] for i in inst], classes=list(d["classes"]), segmenter=d["segmenter"],
+                source=d.get("source", ""), tags=tags, merges=list(d.get("merges", [])),
+                notes=list(d.get("notes", [])), timings=dict(d.get("timings", {})),
+                original_size=tuple(d["original_size"]) if d.get("original_size") else None,
+                prompts=dict(d.get("prompts", {})),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"expected a selfseg segmentation, missing or malformed field {exc}") from None
+
+    @classmethod
+    def from_json(cls, source: str | Path) -> Segmentation:
+        """From JSON text or a file (a `<stem>.json` that `save` or `selfseg segment` wrote)."""
+        text = source
+        if isinstance(source, Path) or not str(source).lstrip().startswith("{"):
+            text = Path(source).read_text(encoding="utf-8")
+        return cls.from_dict(json.loads(text))
+
+    def to_coco(self, image_id: int = 1) -> dict[str, Any]:
+        """A COCO-style results dict: images, categories (1-based ids) and annotations with RLE masks.
+
+        Coordinates, masks, height and width are those of the analysed image (`image_size`); when the photo
+        was reduced (`original_size`), scale boxes by original / image_size to map them back."""
+        h, w = self.image_size
+        anns = []
+        for i, inst in enumerate(self.instances()):
+            x1, y1, x2, y2 = inst["box_xyxy"]
+            anns.append({"id": i + 1, "image_id": image_id, "category_id": inst["class_id"],
+                         "bbox": [x1, y1, x2 - x1, y2 - y1], "area": inst["area"], "score": inst["score"],
+                         "segmentation": inst["mask_rle"], "iscrowd": 0})
+        return {"images": [{"id": image_id, "file_name": Path(self.source).name, "height": h, "width": w}],
+                "categories": [{"id": i + 1, "name": c} for i, c in enumerate(self.classes)],
+                "annotations": anns}
+
+    def to_supervision(self) -> Any:
+        """`supervision.Detections` (needs `pip install supervision`)."""
+        try:
+            import supervision as sv
+        except ImportError:
+            raise ImportError("to_supervision() needs the supervision package: pip install supervision") from None
+        return sv.Detections(xyxy=self.boxes.astype(np.float32), mask=self.masks, confidence=self.scores,
+                             class_id=self.class_ids - 1, data={"class_name": np.asarray(self.labels)})
+
+    def save(self, out_dir: str | Path, stem: str | None = None, image: Any = None,
+             original_size: tuple[int, int] | None = None, exif_orientation: int = 1,
+             extra: dict[str, Any] | None = None) -> dict[str, Path]:
+        """Write <stem>_labels.png (palette, 0 = unlabelled), <stem>_overlay.png (given the image) and
+        <stem>.json (stem: the source file's name by default), the JSON last (so `--resume` never sees a
+        half-written result).
+        The JSON names the files written beside it (`files`) and carries `extra` (e.g. the run's key).
+
+        original_size: (H, W) of the input photo when the models saw a reduced copy (run.max_image_side):
+        the label map is then upsampled (nearest) to it; masks in the JSON stay at `image_size`.
+        exif_orientation: the source file's EXIF orientation (images are analysed upright); the label map is
+        turned back to the file's stored pixel order, the one dataset annotations use. 1: as analysed.
+        """
+        from PIL import Image
+
+        from ..io import atomic_write
+        from ..viz import draw_segmentation, palette
+
+        stem = stem or Path(self.source).stem or "image"
+        original_size = original_size or self.original_size
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {"labels": out / f"{stem}_labels.png", "json": out / f"{stem}.json"}
+        sem = self.semantic
+        if original_size is not None and tuple(original_size) != tuple(self.image_size):
+            from ..tag.result import upsample_nearest
+
+            # upsample_nearest keeps uint8 where labels fit: an int32 copy of a 48-megapixel map is 192 MB.
+            sem = upsample_nearest(sem, tuple(original_size))
+        if len(self.classes) < 256:
+            lab = Image.fromarray(sem.astype(np.uint8, copy=False), mode="P")
+            pal = np.zeros((256, 3), dtype=np.uint8)
+            pal[1: len(self.classes) + 1] = palette(len(self.classes))
+            lab.putpalette(pal.ravel().tolist())
+        else:  # more classes than a palette holds: 16-bit grey levels, same ids
+            lab = Image.fromarray(sem.astype(np.uint16))
+        undo = _undo_exif().get(exif_orientation)
+        if undo is not None:
+            lab = lab.transpose(undo)
+        atomic_write(paths["labels"], lambda f: lab.save(f, format="PNG"))
+        if image is not None:
+            paths["overlay"] = out / f"{stem}_overlay.png"
+            atomic_write(paths["overlay"], lambda f: draw_segmentation(image, self).save(f, format="PNG"))
+        d = self.to_dict()
+        d["label_map_size"] = list(sem.shape)
+        d.update(extra or {})
+        d["files"] = [p.name for k, p in paths.items() if k != "json"]
+        atomic_write(paths["json"], lambda f: f.write(json.dumps(d).encode("utf-8")))
+        return paths

@@ -1,0 +1,66 @@
+"""Several taggers on the same images, their tags merged with provenance: who found what.
+
+`tagger: union` with `union: [bcc, vlm]` runs every listed tagger on each batch (each batches its own model
+calls) and merges their tags. Each merged `NounSupport.found_by` names the taggers that found the tag, in
+the `union` order; tags found by more taggers come first, then in order of first appearance. Each part's
+own result stays available in `TagResult.parts` (and in the JSON), and the BCC cluster map, if a part has
+one, is the union's cluster map, so `segment.segmenter: bcc_clusters` still works.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..config import Config
+from ..io import LoadedImage
+from .base import TAGGERS
+from .result import NounSupport, TagResult
+
+
+def merge_results(parts: dict[str, TagResult]) -> TagResult:
+    """One image's part results -> the union's result (see the module docstring for the rules)."""
+    first = next(iter(parts.values()))
+    merged: dict[str, dict[str, Any]] = {}
+    for name, res in parts.items():
+        for n in res.nouns:
+            key = n.noun.casefold()  # "Dog" and "dog" are one tag; the first spelling wins
+            m = merged.setdefault(key, {"noun": n.noun, "support": 0, "cycles": 0, "clusters": set(),
+                                        "found_by": [], "order": len(merged)})
+            m["support"] += n.support
+            m["cycles"] = max(m["cycles"], n.cycles)
+            m["clusters"].update(n.clusters)
+            if name not in m["found_by"]:
+                m["found_by"].append(name)
+    ranked = sorted(merged.values(), key=lambda m: (-len(m["found_by"]), m["order"]))
+    nouns = [NounSupport(noun=m["noun"], support=m["support"], cycles=m["cycles"], clusters=sorted(m["clusters"]),
+                         found_by=m["found_by"]) for m in ranked]
+    with_grid = next((r for r in parts.values() if r.cluster_grid is not None), None)
+    return TagResult(
+        source=first.source, image_size=first.image_size, tagger="union", nouns=nouns,
+        model="; ".join(f"{k}: {r.model}" for k, r in parts.items() if r.model),
+        clusters=with_grid.clusters if with_grid else [],
+        cycles_run=max(r.cycles_run for r in parts.values()),
+        cluster_grid=with_grid.cluster_grid if with_grid else None,
+        intermediates=with_grid.intermediates if with_grid else None,
+        timings={f"{k}/{stage}": t for k, r in parts.items() for stage, t in r.timings.items()},
+        batch_size=first.batch_size, meaningless=any(r.meaningless for r in parts.values()),
+        notes=[f"{k}: {note}" for k, r in parts.items() for note in r.notes],
+        replies=[dict(rep, tagger=k) for k, r in parts.items() for rep in r.replies],
+        parts=dict(parts),
+    )
+
+
+@TAGGERS.register("union")
+class UnionTagger:
+    name = "union"
+
+    def __init__(self, config: Config, taggers: dict[str, Any] | None = None) -> None:
+        from . import build_tagger_named
+
+        self.taggers = taggers or {name: build_tagger_named(name, config) for name in config.union}
+
+    def tag_batch(self, images: Sequence[LoadedImage]) -> list[TagResult]:
+        if not images:
+            return []
+        per_tagger = {name: t.tag_batch(images) for name, t in self.taggers.items()}
+        return [merge_results({name: res[i] for name, res in per_tagger.items()}) for i in range(len(images))]

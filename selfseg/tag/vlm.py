@@ -1,0 +1,204 @@
+"""Vision-language taggers (TALOS, Sect. 2.1): ask a VLM for the tags, or have it describe the image and
+an LLM extract the tags; either with optional self-reflection rounds.
+
+- "vlm": the VLM sees the image and answers with a JSON list of singular object names.
+- "describe_extract": the VLM writes a free description; a text-only chat LM (`vlm.llm`, or the VLM
+  itself without the image) extracts the JSON list from it.
+
+Every model call covers the whole batch (one conversation per image, `vlm.batch_size` rows per generate
+call), decoding is greedy, and replies are cached per (model, image, conversation): a rerun asks nothing.
+A reply with no parsable list gives no tags and a note in `TagResult.notes`, never an error. Each result
+keeps the full transcript in `TagResult.replies`.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from ..config import Config
+from ..errors import ConfigError
+from ..io import LoadedImage
+from ..models.chat import ChatModelBase, ChatRequest
+from .base import TAGGERS
+from .parse import ParsedTags, TagNormaliser, parse_tags
+from .result import NounSupport, TagResult
+
+TAG_PROMPT = (
+    "List every kind of object and region you can see in this image, including the background "
+    "(sky, wall, floor, road, grass, water).{context} Reply with a JSON list of names only, for example "
+    '["dog", "grass", "fence"]. Use short, generic, singular names: "shoe", not "pair of shoes"; "sofa", '
+    'not "big red sofa". Name each kind of thing once.{limit} No other text.'
+)
+DESCRIBE_PROMPT = (
+    "Describe this image in detail.{context} Mention every object, animal and person you can see and the "
+    "regions around them: sky, walls, floor, ground, road, vegetation, water."
+)
+EXTRACT_PROMPT = (
+    "Here is a description of a photo:\n\n{description}\n\nList the things the description says are "
+    'visible in the photo. Reply with a JSON list of names only, for example ["dog", "grass", "fence"]. Use '
+    'short, generic, singular names: "shoe", not "pair of shoes"; "sofa", not "big red sofa". Name each kind '
+    "of thing once.{limit} No other text."
+)
+REFLECTION_PROMPT = (
+    "Check your list. Remove anything that is not really there, add visible objects or regions you missed, "
+    "and make every name short, generic and singular.{limit} Reply with the corrected JSON list only."
+)
+
+
+def fill(template: str, setting: str, **values: str) -> str:
+    """`template` with its {fields} filled; a field the template may not use, or a stray brace, is one
+    ConfigError naming the setting (write literal braces as {{ and }})."""
+    try:
+        return template.format(**values)
+    except (KeyError, IndexError, ValueError) as exc:
+        allowed = ", ".join("{" + k + "}" for k in values)
+        raise ConfigError(f"{setting}: cannot fill the template ({type(exc).__name__}: {exc}); it may use "
+                          f"{allowed}, and literal braces must be doubled") from None
+
+
+def _sentences(config: Config) -> dict[str, str]:
+    v = config.vlm
+    return {
+        "context": f" Context: {v.context.strip()}." if v.context.strip() else "",
+        "limit": f" Give at most {v.max_tags} names, the most prominent first." if v.max_tags else "",
+    }
+
+
+class _Transcript:
+    """One image's conversation with the models: replies, parsed answers, notes."""
+
+    def __init__(self) -> None:
+        self.replies: list[dict[str, Any]] = []
+        self.answers: list[list[str]] = []  # every parsable answer, in order
+        self.tags: list[str] = []
+        self.notes: list[str] = []
+
+    def record(self, step: str, model: str, reply: Any, parsed: ParsedTags | None = None) -> None:
+        self.replies.append({"step": step, "model": model, "reply": reply.text, "cached": reply.cached})
+        if parsed is None:
+            return
+        self.notes += [f"{step}: {n}" for n in parsed.notes]
+        if parsed.ok:
+            self.answers.append(parsed.tags)
+            self.tags = parsed.tags
+        elif self.answers:
+            self.notes.append(f"{step}: kept the previous answer")
+
+    def nouns(self) -> list[NounSupport]:
+        # support / cycles: how many of the answers (first one and every reflection) listed the tag.
+        return [NounSupport(noun=t, support=sum(t in a for a in self.answers),
+                            cycles=sum(t in a for a in self.answers), clusters=[]) for t in self.tags]
+
+
+class _ChatTagger:
+    name = ""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.normalise = TagNormaliser(config.nouns.stopwords)
+        s = _sentences(config)
+        self.reflection = fill(config.vlm.reflection_prompt or REFLECTION_PROMPT, "vlm.reflection_prompt",
+                               limit=s["limit"], context=s["context"])
+
+    def _parse(self, text: str) -> ParsedTags:
+        return parse_tags(text, self.normalise, self.config.vlm.max_tags)
+
+    def _reflect(self, chat: ChatModelBase, requests: list[ChatRequest], replies: list[Any],
+                 logs: list[_Transcript], timings: dict[str, float]) -> None:
+        """`vlm.reflection_rounds` rounds, each ONE batched pass over every image's conversation so far."""
+        for r in range(1, self.config.vlm.reflection_rounds + 1):
+            t0 = time.perf_counter()
+            requests = [q.then(a.text, self.reflection) for q, a in zip(requests, replies)]
+            replies = chat.chat(requests)
+            timings[f"reflection_{r}"] = time.perf_counter() - t0
+            for log, reply in zip(logs, replies):
+                log.record(f"reflection {r}", chat.model_id, reply, self._parse(reply.text))
+
+    def _results(self, images: Sequence[LoadedImage], logs: list[_Transcript], model: str,
+                 timings: dict[str, float], meaningless: bool) -> list[TagResult]:
+        out = []
+        for im, log in zip(images, logs):
+            notes = list(log.notes)
+            if meaningless:
+                notes.append("tiny random-init model: its replies are meaningless noise")
+            out.append(TagResult(source=im.source, image_size=im.size, tagger=self.name, model=model,
+                                 nouns=log.nouns(), cycles_run=len(log.answers), timings=dict(timings),
+                                 batch_size=len(images), meaningless=meaningless, notes=notes,
+                                 replies=log.replies))
+        return out
+
+
+@TAGGERS.register("vlm")
+class VLMTagger(_ChatTagger):
+    """The VLM lists the tags of each image as JSON; optional self-reflection rounds."""
+
+    name = "vlm"
+
+    def __init__(self, config: Config, chat: ChatModelBase | None = None) -> None:
+        super().__init__(config)
+        self.prompt = fill(config.vlm.tag_prompt or TAG_PROMPT, "vlm.tag_prompt", **_sentences(config))
+        if chat is None:
+            from ..models.vlm import vision_chat_from_config
+
+            chat = vision_chat_from_config(config)
+        self.chat = chat
+
+    def tag_batch(self, images: Sequence[LoadedImage]) -> list[TagResult]:
+        if not images:
+            return []
+        t0 = time.perf_counter()
+        requests = [ChatRequest.ask(self.prompt, im.image) for im in images]
+        replies = self.chat.chat(requests)
+        timings = {"tags": time.perf_counter() - t0}
+        logs = [_Transcript() for _ in images]
+        for log, reply in zip(logs, replies):
+            log.record("tags", self.chat.model_id, reply, self._parse(reply.text))
+        self._reflect(self.chat, requests, replies, logs, timings)
+        return self._results(images, logs, self.chat.model_id, timings, self.chat.is_tiny)
+
+
+@TAGGERS.register("describe_extract")
+class DescribeExtractTagger(_ChatTagger):
+    """The VLM describes each image; a text-only chat LM extracts the tags from the description as JSON;
+    optional self-reflection rounds of the extractor."""
+
+    name = "describe_extract"
+
+    def __init__(self, config: Config, vision: ChatModelBase | None = None,
+                 extractor: ChatModelBase | None = None) -> None:
+        super().__init__(config)
+        s = _sentences(config)
+        self.describe = fill(config.vlm.describe_prompt or DESCRIBE_PROMPT, "vlm.describe_prompt", **s)
+        self.extract = config.vlm.extract_prompt or EXTRACT_PROMPT
+        fill(self.extract, "vlm.extract_prompt", description="", **s)  # fail now, not after the VLM ran
+        from ..models import vlm as _vlm
+
+        self.vision = vision or _vlm.vision_chat_from_config(config)
+        self.extractor = extractor or _vlm.text_chat_from_config(config)
+
+    def tag_batch(self, images: Sequence[LoadedImage]) -> list[TagResult]:
+        if not images:
+            return []
+        s = _sentences(self.config)
+        t0 = time.perf_counter()
+        descriptions = self.vision.chat([ChatRequest.ask(self.describe, im.image) for im in images])
+        timings = {"describe": time.perf_counter() - t0}
+        logs = [_Transcript() for _ in images]
+        for log, d in zip(logs, descriptions):
+            log.record("describe", self.vision.model_id, d)
+            if not d.text.strip():
+                log.notes.append("describe: the description is empty")
+        t0 = time.perf_counter()
+        # An empty description has nothing to extract: asking anyway invites made-up tags.
+        rows = [i for i, d in enumerate(descriptions) if d.text.strip()]
+        requests = [ChatRequest.ask(fill(self.extract, "vlm.extract_prompt", description=descriptions[i].text, **s))
+                    for i in rows]
+        replies = self.extractor.chat(requests)
+        timings["extract"] = time.perf_counter() - t0
+        for i, reply in zip(rows, replies):
+            logs[i].record("extract", self.extractor.model_id, reply, self._parse(reply.text))
+        self._reflect(self.extractor, requests, replies, [logs[i] for i in rows], timings)
+        model = self.vision.model_id if self.extractor.model_id == self.vision.model_id else \
+            f"{self.vision.model_id} + {self.extractor.model_id}"
+        return self._results(images, logs, model, timings, self.vision.is_tiny or self.extractor.is_tiny)

@@ -1,0 +1,28 @@
+"""The user's own vocabulary as tags: classic open-vocabulary segmentation, no model run."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..config import Config
+from ..errors import ConfigError
+from ..io import LoadedImage
+from .base import TAGGERS
+from .result import NounSupport, TagResult
+
+
+@TAGGERS.register("vocabulary")
+class VocabularyTagger:
+    name = "vocabulary"
+
+    def __init__(self, config: Config) -> None:
+        words = [w.strip() for w in config.vocabulary if w.strip()]
+        if not words:
+            raise ConfigError("tagger 'vocabulary': expected a non-empty `vocabulary` list, got none")
+        self.words = list(dict.fromkeys(words))  # deduplicated, order kept
+
+    def tag_batch(self, images: Sequence[LoadedImage]) -> list[TagResult]:
+        return [
+            TagResult(source=im.source, image_size=im.size, tagger=self.name,
+                      nouns=[NounSupport(noun=w, support=0, cycles=0, clusters=[]) for w in self.words])
+            for im in images
+        ]

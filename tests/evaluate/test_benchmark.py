@@ -1,0 +1,242 @@
+"""`selfseg benchmark` end to end with the tiny random-init models (scores are meaningless; these tests check
+the run: files, resume after a killed run, sharding over 2 torchrun processes, failures, config guard)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from selfseg.config import load_config
+from selfseg.errors import ConfigError
+from selfseg.evaluate.benchmark import run_benchmark
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+SCORES = ("mIoU", "mAcc", "pixel_accuracy", "cmIoU", "cmIoU_segments", "per_class", "tags", "mapping",
+          "lexical_alignment", "failed", "images")
+
+
+@pytest.fixture(scope="module")
+def voc_root(tmp_path_factory) -> Path:
+    """A Pascal VOC 2012 tree in its real layout: 5 real photos (ADE samples, some mirrored), palette
+    ground truth with background, two classes and the 255 boundary."""
+    root = tmp_path_factory.mktemp("voc") / "VOCdevkit" / "VOC2012"
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (root / sub).mkdir(parents=True)
+    photos = sorted((REPO / "examples" / "ade20k_sample" / "images").glob("*.jpg"))
+    ids = []
+    for k in range(5):
+        im = Image.open(photos[k % len(photos)]).convert("RGB")
+        if k >= len(photos):
+            im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        sid = f"2007_00{k:04d}"
+        im.save(root / "JPEGImages" / f"{sid}.jpg")
+        w, h = im.size
+        gt = np.zeros((h, w), np.uint8)
+        gt[h // 3 :, : w // 2] = 15  # person
+        gt[: h // 4, w // 2 :] = 9  # chair
+        gt[h // 3, :] = 255  # boundary
+        lab = Image.fromarray(gt, mode="P")
+        lab.putpalette([0, 0, 0] * 256)
+        lab.save(root / "SegmentationClass" / f"{sid}.png")
+        ids.append(sid)
+    (root / "ImageSets" / "Segmentation" / "val.txt").write_text("\n".join(ids) + "\n")
+    return root
+
+
+def _config(root: Path, *extra: str):
+    return load_config(REPO / "configs" / "benchmarks" / "smoke.yaml",
+                       ["evaluation.dataset=voc", f"evaluation.root={root}", "run.batch_size=2", *extra])
+
+
+def _scores(run: Path) -> dict:
+    d = json.loads((run / "results.json").read_text())
+    return {k: d.get(k) for k in SCORES}
+
+
+@pytest.fixture(scope="module")
+def baseline(voc_root, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("baseline")
+    report = run_benchmark(_config(voc_root), out=out, quiet=True)
+    assert report is not None and report.images == 5
+    return out
+
+
+def _env() -> dict:
+    # One thread per process: two ranks on a 2-core machine must not oversubscribe it.
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _cli(root: Path, out: Path) -> list[str]:
+    return ["-m", "selfseg", "benchmark", str(REPO / "configs" / "benchmarks" / "smoke.yaml"),
+            "evaluation.dataset=voc", f"evaluation.root={root}", "run.batch_size=2", "--out", str(out), "-q"]
+
+
+def test_benchmark_writes_predictions_and_results(baseline):
+    preds = sorted(p.name for p in (baseline / "predictions").iterdir())
+    assert len([p for p in preds if p.endswith("_labels.png")]) == 5
+    assert len([p for p in preds if p.endswith(".json")]) == 5
+    d = json.loads((baseline / "results.json").read_text())
+    assert d["dataset"] == "voc" and d["images"] == 5 and d["failed"] == []
+    assert 0 <= d["mIoU"] <= 1 and 0 <= d["cmIoU"] <= 1 and d["cmIoU_segments"] == 15  # 3 gt segments x 5
+    assert set(d["per_class"]) >= {"background", "person", "chair"}
+    assert d["lexical_alignment"]["levels"] == ["exact", "synonym", "hyponym", "meronym"]
+    assert d["images_per_second"] > 0 and d["processes"] == 1 and d["images_run_now"] == 5
+    assert d["config"]["evaluation"]["dataset"] == "voc"
+    md = (baseline / "results.md").read_text()
+    assert "| mIoU (detectron2) |" in md and "meaningless" in md and "## Config" in md
+
+
+def test_rerun_skips_finished_images_and_gives_the_same_numbers(voc_root, baseline, tmp_path):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(baseline, out)
+    # Lose one image's prediction (as a crash between images would): only that image is recomputed, in a
+    # batch of its own, and the numbers are those of the uninterrupted run.
+    (out / "predictions" / "2007_000003.json").unlink()
+    report = run_benchmark(_config(voc_root), out=out, quiet=True)
+    assert report.extra["images_run_now"] == 1 and report.extra["images_resumed"] == 4
+    assert _scores(out) == _scores(baseline)
+    again = run_benchmark(_config(voc_root), out=out, quiet=True)  # nothing left to run: same numbers
+    assert again.extra["images_run_now"] == 0 and _scores(out) == _scores(baseline)
+
+
+def test_killed_run_resumes_to_the_uninterrupted_numbers(voc_root, baseline, tmp_path):
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, *_cli(voc_root, out)], cwd=REPO, env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if list((out / "predictions").glob("*.json")) if (out / "predictions").is_dir() else []:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # no clean-up, no atexit: as a lost machine would
+    proc.wait()
+    done_before = len(list((out / "predictions").glob("*.json")))
+    assert done_before >= 1
+    r = subprocess.run([sys.executable, *_cli(voc_root, out)], cwd=REPO, env=_env(), capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert _scores(out) == _scores(baseline)
+    # a write the kill cut short leaves only a hidden temporary file, removed by the rerun
+    assert not list((out / "predictions").glob(".*.tmp"))
+    d = json.loads((out / "results.json").read_text())
+    assert d["images_run_now"] + d["images_resumed"] == 5 and d["images_resumed"] >= done_before - 1
+
+
+def test_two_torchrun_processes_equal_one(voc_root, baseline, tmp_path):
+    out = tmp_path / "dist"
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                        *_cli(voc_root, out)], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[:1500] + "\n...\n" + r.stderr[-1500:]  # the ranks' own lines come first
+    d = json.loads((out / "results.json").read_text())
+    assert d["processes"] == 2
+    assert _scores(out) == _scores(baseline)
+
+
+def test_failed_image_is_scored_as_nothing_listed_and_retried(voc_root, tmp_path):
+    import shutil
+
+    root = tmp_path / "VOC2012"
+    shutil.copytree(voc_root, root)
+    bad = root / "JPEGImages" / "2007_000001.jpg"
+    good = bad.read_bytes()
+    bad.write_bytes(b"not a jpeg")
+    report = run_benchmark(_config(root), out=tmp_path / "run", quiet=True)
+    assert len(report.failed) == 1 and report.failed[0].startswith("2007_000001:")
+    assert (tmp_path / "run" / "predictions" / "2007_000001.error.txt").is_file()
+    assert report.images == 5  # still scored: as predicting nothing, not dropped
+    bad.write_bytes(good)
+    report = run_benchmark(_config(root), out=tmp_path / "run", quiet=True)
+    assert report.failed == [] and not (tmp_path / "run" / "predictions" / "2007_000001.error.txt").exists()
+
+
+def test_predictions_from_another_config_are_refused(voc_root, baseline, tmp_path):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(baseline, out)
+    with pytest.raises(ConfigError, match="captioning.cycles: 2 then, 3 now"):
+        run_benchmark(_config(voc_root, "captioning.cycles=3"), out=out, quiet=True)
+    # evaluation-only settings re-score the same predictions without running the models
+    report = run_benchmark(_config(voc_root, "evaluation.miou_convention=mmseg",
+                                   "evaluation.lexical_level=hyponym"), out=out, quiet=True)
+    assert report.extra["images_run_now"] == 0 and report.semseg.convention == "mmseg"
+
+
+def test_llm_mapper_benchmark_caches_replies(voc_root, baseline, tmp_path):
+    import shutil
+
+    out = tmp_path / "llm"
+    shutil.copytree(baseline, out)
+    cfg = _config(voc_root, "evaluation.mapper=llm", "evaluation.llm_model=tiny-random",
+                  "evaluation.llm_max_new_tokens=4")
+    first = run_benchmark(cfg, out=out, quiet=True)
+    assert first.extra["llm_asked"] > 0 and (out / "love_cache.json").is_file()
+    assert set(first.mapping.values()) <= {c for c in first.semseg.class_names}
+    again = run_benchmark(cfg, out=out, quiet=True)
+    assert again.extra["llm_asked"] == 0 and again.mapping == first.mapping
+    assert again.lexical_alignment is None
+
+
+def test_folder_dataset_with_an_exif_rotated_photo(tmp_path):
+    # A phone photo stored sideways with EXIF orientation 6: annotations follow the stored pixels, the
+    # models see it upright. The label map must come back in the stored orientation. The folder's own
+    # classes.txt is used for the mapping too (no evaluation.classes needed).
+    root = tmp_path / "phone"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    (root / "classes.txt").write_text("background\nperson\n")
+    photo = Image.open(sorted((REPO / "examples" / "ade20k_sample" / "images").glob("*.jpg"))[0]).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo.save(root / "images" / "p.jpg", exif=exif.tobytes())
+    w, h = photo.size
+    Image.fromarray(np.zeros((h, w), np.uint8)).save(root / "masks" / "p.png")
+    cfg = load_config(REPO / "configs" / "benchmarks" / "smoke.yaml",
+                      ["evaluation.dataset=folder", f"evaluation.root={root}", "evaluation.mapper=lexical"])
+    report = run_benchmark(cfg, out=tmp_path / "run", quiet=True)
+    assert report.failed == []
+    stored = np.asarray(Image.open(tmp_path / "run" / "predictions" / "p_labels.png"))
+    assert stored.shape == (h, w)
+
+
+def test_union_benchmark_scores_each_tagger_alone(voc_root, tmp_path):
+    """union of the user's words and the tiny random-init VLM (its replies are noise, so it finds nothing):
+    results.json scores each tagger's own tags; the vocabulary's 'person' is right in every image."""
+    cfg = _config(voc_root, "tagger=union", "union=[vocabulary, vlm]", "vocabulary=[person, dog]",
+                  "segment.segmenter=clipseg", "evaluation.mapper=lexical", "vlm.max_new_tokens=4",
+                  f"evaluation.out={tmp_path / 'run'}")
+    run_benchmark(cfg)
+    res = json.loads((tmp_path / "run" / "results.json").read_text())
+    by = res["tags_by_tagger"]
+    assert set(by) == {"vocabulary", "vlm"}
+    assert by["vocabulary"]["micro_recall"] == 0.5  # person found, chair missed, in all 5 images
+    assert by["vlm"]["predicted"] == 0
+    pred = json.loads(next((tmp_path / "run" / "predictions").glob("*.json")).read_text())
+    assert {n["noun"]: n["found_by"] for n in pred["tags"]["nouns"]} == {"person": ["vocabulary"],
+                                                                         "dog": ["vocabulary"]}
+    assert "tag precision / recall, vocabulary alone" in (tmp_path / "run" / "results.md").read_text()
+
+
+def test_more_ranks_than_gpus_is_a_clear_error(monkeypatch):
+    """torchrun with 2 ranks on a 1-GPU machine: one line naming the fix, before torch's set_device fails."""
+    import torch
+
+    from selfseg.evaluate.benchmark import Dist
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda *_: pytest.fail("set_device must not be reached"))
+    config = load_config(REPO / "configs" / "smoke.yaml", ["model.device=auto"])
+    with pytest.raises(ConfigError, match="--nproc-per-node 1"):
+        Dist(rank=1, world=2, local_rank=1, active=True).init(config)

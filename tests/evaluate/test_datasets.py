@@ -1,0 +1,480 @@
+"""Dataset loaders on small trees written in each benchmark's real on-disk layout (and on the real ADE20K
+sample the repository ships): which samples are found, in what order, how ground truth is decoded, and
+what a wrong root or a broken file says."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from selfseg.errors import ConfigError, DatasetError
+from selfseg.evaluate.datasets import (
+    ADE_FULL_LAYOUT,
+    ADE_LAYOUT,
+    CITYSCAPES_LAYOUT,
+    CITYSCAPES_TRAIN_IDS,
+    FOLDER_LAYOUT,
+    IGNORE,
+    VOC_LAYOUT,
+    class_list,
+    load_dataset,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+ADE_SAMPLE = REPO / "examples" / "ade20k_sample"
+OBJECT_INFO = ADE_SAMPLE / "objectInfo150.csv"  # ADE20K's own table of its 150 classes
+
+
+# ------------------------------------------------------------------------------------------------ writers
+
+
+def write_image(path: Path, w: int = 4, h: int = 3) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rgb = (np.arange(h * w * 3).reshape(h, w, 3) % 251).astype(np.uint8)
+    Image.fromarray(rgb, "RGB").save(path)
+    return path
+
+
+def write_palette_png(path: Path, arr) -> Path:
+    """A VOC-style SegmentationClass PNG: mode 'P', pixel = palette index = class (255 = boundary)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im = Image.fromarray(np.asarray(arr, dtype=np.uint8), "P")
+    palette = [(i * 37) % 256 for i in range(256 * 3)]
+    palette[255 * 3: 256 * 3] = [224, 224, 192]  # VOC's boundary colour
+    im.putpalette(palette)
+    im.save(path)
+    return path
+
+
+def write_grey_png(path: Path, arr) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(arr, dtype=np.uint8), "L").save(path)
+    return path
+
+
+def write_uint16_tif(path: Path, arr) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(arr).astype(np.uint16)).save(path)
+    return path
+
+
+VOC_LABELS = {  # id -> SegmentationClass values (3 x 4), 255 = boundary
+    "2007_000033": [[0, 0, 255, 1], [15, 15, 255, 1], [20, 20, 255, 0]],
+    "2007_000032": [[0, 0, 0, 0], [255, 255, 255, 255], [7, 7, 7, 7]],
+    "2008_000001": [[3, 3, 3, 3], [3, 3, 3, 3], [3, 3, 3, 3]],
+}
+
+
+def make_voc(tmp: Path, val=("2007_000033", "2007_000032"), train=("2008_000001",), labels=VOC_LABELS) -> Path:
+    """tmp/VOCdevkit/VOC2012 in the official layout; returns the VOC2012 folder."""
+    base = tmp / "VOCdevkit" / "VOC2012"
+    for sid, lab in labels.items():
+        write_image(base / "JPEGImages" / f"{sid}.jpg")
+        write_palette_png(base / "SegmentationClass" / f"{sid}.png", lab)
+    sets = base / "ImageSets" / "Segmentation"
+    sets.mkdir(parents=True, exist_ok=True)
+    (sets / "val.txt").write_text("".join(f"{i}\n" for i in val))
+    (sets / "train.txt").write_text("".join(f"{i}\n" for i in train))
+    return base
+
+
+def make_ade150(tmp: Path, labels: dict, sub: str = "validation") -> Path:
+    base = tmp / "ADEChallengeData2016"
+    for sid, lab in labels.items():
+        write_image(base / "images" / sub / f"{sid}.jpg")
+        write_grey_png(base / "annotations" / sub / f"{sid}.png", lab)
+    return base
+
+
+def make_ade847(tmp: Path, labels: dict) -> Path:
+    base = tmp / "ADE20K_2021_17_01"
+    for sid, lab in labels.items():
+        write_image(base / "images_detectron2" / "validation" / f"{sid}.jpg")
+        write_uint16_tif(base / "annotations_detectron2" / "validation" / f"{sid}.tif", lab)
+    return base
+
+
+def make_cityscapes(tmp: Path, frames: dict, split: str = "val") -> Path:
+    """frames: '<city>_<seq>_<frame>' -> labelIds array."""
+    for frame, lab in frames.items():
+        city = frame.split("_")[0]
+        write_image(tmp / "leftImg8bit" / split / city / f"{frame}_leftImg8bit.png")
+        write_grey_png(tmp / "gtFine" / split / city / f"{frame}_gtFine_labelIds.png", lab)
+    return tmp
+
+
+def make_folder(root: Path, labels: dict, classes: str = "# my classes\nsky\ngrass;lawn\ncow\n",
+                image_ext: str = ".png") -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "classes.txt").write_text(classes)
+    for sid, lab in labels.items():
+        write_image(root / "images" / f"{sid}{image_ext}")
+        write_grey_png(root / "masks" / f"{sid}.png", lab)
+    return root
+
+
+# ------------------------------------------------------------------------------------------------ VOC
+
+
+@pytest.mark.parametrize("root_of", [
+    pytest.param(lambda tmp, base: tmp, id="parent-of-VOCdevkit"),
+    pytest.param(lambda tmp, base: tmp / "VOCdevkit", id="VOCdevkit"),
+    pytest.param(lambda tmp, base: base, id="VOC2012-itself"),
+])
+def test_voc_roots_ids_in_val_txt_order_and_boundary_ignored(tmp_path, root_of):
+    base = make_voc(tmp_path)
+    ds = load_dataset("voc", root_of(tmp_path, base))
+    assert ds.name == "voc" and ds.split == "val" and ds.num_classes == 21
+    # val.txt lists 000033 before 000032: that order is kept (not re-sorted); train ids are not included.
+    assert [s.id for s in ds.samples] == ["2007_000033", "2007_000032"]
+    for s in ds.samples:
+        assert s.image == base / "JPEGImages" / f"{s.id}.jpg"
+        assert s.label == base / "SegmentationClass" / f"{s.id}.png"
+        raw = np.asarray(VOC_LABELS[s.id])
+        gt = ds.read_label(s)
+        assert gt.dtype == np.int32 and gt.shape == (3, 4)
+        np.testing.assert_array_equal(gt, np.where(raw == 255, IGNORE, raw))
+    # the palette PNG really is mode P (so this exercises index, not colour, decoding)
+    assert Image.open(ds.samples[0].label).mode == "P"
+
+
+def test_voc_split_reads_its_own_list(tmp_path):
+    make_voc(tmp_path)
+    ds = load_dataset("voc", tmp_path, split="train")
+    assert [s.id for s in ds.samples] == ["2008_000001"]
+    np.testing.assert_array_equal(ds.read_label(ds.samples[0]), np.full((3, 4), 3))
+
+
+# ------------------------------------------------------------------------------------------------ ADE20K-150
+
+
+ADE_LABELS = {
+    "ADE_val_00000002": [[0, 1, 2, 3], [150, 150, 0, 0], [10, 20, 30, 40]],
+    "ADE_val_00000001": [[1, 1, 1, 1], [0, 0, 0, 0], [149, 149, 149, 149]],
+}
+
+
+@pytest.mark.parametrize("use_parent", [True, False], ids=["parent-of-ADEChallengeData2016", "ADEChallengeData2016"])
+@pytest.mark.parametrize("split", ["val", "validation"])
+def test_ade150_reduce_zero_label(tmp_path, use_parent, split):
+    base = make_ade150(tmp_path, ADE_LABELS)
+    ds = load_dataset("ade20k", tmp_path if use_parent else base, split=split)
+    assert [s.id for s in ds.samples] == ["ADE_val_00000001", "ADE_val_00000002"]  # sorted
+    assert ds.num_classes == 150
+    for s in ds.samples:
+        assert s.image.parent == base / "images" / "validation"
+        raw = np.asarray(ADE_LABELS[s.id])
+        gt = ds.read_label(s)
+        assert gt.dtype == np.int32
+        # 0 ("other") -> ignore; 1..150 -> 0..149
+        np.testing.assert_array_equal(gt, np.where(raw == 0, IGNORE, raw - 1))
+    assert ds.read_label(ds.sample("ADE_val_00000002"))[1, 0] == 149
+
+
+def test_ade150_train_split_uses_training_folders(tmp_path):
+    make_ade150(tmp_path, ADE_LABELS)
+    make_ade150(tmp_path, {"ADE_train_00000009": [[5, 5, 5, 5]] * 3}, sub="training")
+    assert [s.id for s in load_dataset("ade20k", tmp_path, split="train").samples] == ["ADE_train_00000009"]
+
+
+def test_ade150_real_flat_sample():
+    ds = load_dataset("ade20k", ADE_SAMPLE)
+    assert [s.id for s in ds.samples] == [f"ADE_val_0000000{i}" for i in (1, 2, 3)]
+    seen_ignore = False
+    for s in ds.samples:
+        gt = ds.read_label(s)
+        with Image.open(s.image) as im:
+            w, h = im.size
+        assert gt.shape == (h, w)
+        assert gt.min() >= IGNORE and gt.max() <= 149
+        raw = np.asarray(Image.open(s.label)).astype(np.int32)
+        np.testing.assert_array_equal(gt, raw - 1)
+        seen_ignore |= bool((gt == IGNORE).any())
+    assert seen_ignore  # the sample does contain "other" pixels
+
+
+# ------------------------------------------------------------------------------------------------ ADE20K-847
+
+
+ADE847_LABELS = {"ADE_val_00000001": [[0, 1, 65535, 846], [255, 256, 65535, 500], [846, 846, 0, 0]]}
+
+
+@pytest.mark.parametrize("use_parent", [True, False], ids=["parent", "ADE20K_2021_17_01"])
+def test_ade847_uint16_tif(tmp_path, use_parent):
+    base = make_ade847(tmp_path, ADE847_LABELS)
+    ds = load_dataset("ade20k-full", tmp_path if use_parent else base)
+    assert [s.id for s in ds.samples] == ["ADE_val_00000001"]
+    assert ds.samples[0].label.suffix == ".tif"
+    assert Image.open(ds.samples[0].label).mode.startswith("I;16")
+    raw = np.asarray(ADE847_LABELS["ADE_val_00000001"])
+    gt = ds.read_label(ds.samples[0])
+    np.testing.assert_array_equal(gt, np.where(raw == 65535, IGNORE, raw))
+    assert ds.num_classes == 847 and gt.max() == 846
+
+
+# ------------------------------------------------------------------------------------------------ Cityscapes
+
+# cityscapesScripts labels.py, written out independently of the code under test: labelId -> trainId.
+OFFICIAL_TRAIN_IDS = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11,
+                      25: 12, 26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
+
+
+def test_cityscapes_every_label_id_mapped(tmp_path):
+    ids = np.arange(34, dtype=np.uint8).reshape(2, 17)  # every labelId 0..33 once
+    frames = {"aachen_000000_000019": ids, "frankfurt_000001_000042": np.full((2, 17), 26, np.uint8)}
+    make_cityscapes(tmp_path, frames)
+    ds = load_dataset("cityscapes", tmp_path)
+    assert ds.num_classes == 19
+    # the id is the image stem (prediction files are <id>.png)
+    assert [s.id for s in ds.samples] == ["aachen_000000_000019_leftImg8bit", "frankfurt_000001_000042_leftImg8bit"]
+    s = ds.samples[0]
+    assert s.label == tmp_path / "gtFine" / "val" / "aachen" / "aachen_000000_000019_gtFine_labelIds.png"
+    gt = ds.read_label(s)
+    expected = np.array([OFFICIAL_TRAIN_IDS.get(i, IGNORE) for i in range(34)]).reshape(2, 17)
+    np.testing.assert_array_equal(gt, expected)
+    assert sorted(gt[gt != IGNORE].tolist()) == list(range(19))
+    np.testing.assert_array_equal(ds.read_label(ds.samples[1]), np.full((2, 17), 13))  # car
+    assert CITYSCAPES_TRAIN_IDS == OFFICIAL_TRAIN_IDS
+
+
+def test_cityscapes_out_of_table_ids_are_ignored(tmp_path):
+    # ids above 33 (e.g. 255 in some exports) are not evaluation classes: ignored, never an error
+    make_cityscapes(tmp_path, {"bonn_000000_000001": [[34, 100, 255, 7]]})
+    ds = load_dataset("cityscapes", tmp_path)
+    np.testing.assert_array_equal(ds.read_label(ds.samples[0]), [[IGNORE, IGNORE, IGNORE, 0]])
+
+
+# ------------------------------------------------------------------------------------------------ folder
+
+
+def test_folder_dataset(tmp_path):
+    root = make_folder(tmp_path / "ds", {"b": [[0, 1, 2, 255]], "a": [[2, 2, 255, 0]]})
+    ds = load_dataset("folder", root)
+    assert ds.class_names == ["sky", "grass", "cow"]  # comment skipped, first synonym is the name
+    assert ds.classes[1].names == ("grass", "lawn")
+    assert [s.id for s in ds.samples] == ["a", "b"]
+    np.testing.assert_array_equal(ds.read_label(ds.sample("b")), [[0, 1, 2, IGNORE]])
+    np.testing.assert_array_equal(ds.read_label(ds.sample("a")), [[2, 2, IGNORE, 0]])
+
+
+def test_folder_dataset_split_subfolder_jpg_and_classes_override(tmp_path):
+    root = tmp_path / "ds"
+    make_folder(root / "val", {"x": [[0, 1]]}, image_ext=".jpg")
+    (root / "classes.txt").write_text("sky\ngrass\ncow\n")
+    other = tmp_path / "names.txt"
+    other.write_text("background\nthing\n")
+    ds = load_dataset("folder", root, split="val", classes=other)
+    assert ds.class_names == ["background", "thing"]
+    assert [s.id for s in ds.samples] == ["x"] and ds.samples[0].image.suffix == ".jpg"
+    assert ds.samples[0].label == root / "val" / "masks" / "x.png"
+
+
+def test_folder_dataset_root_with_tilde(tmp_path, monkeypatch):
+    make_folder(tmp_path / "ds", {"a": [[0]]})
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert [s.id for s in load_dataset("folder", "~/ds").samples] == ["a"]
+
+
+# ------------------------------------------------------------------------------------------------ errors
+
+
+@pytest.mark.parametrize("name,layout,in_layout,in_message", [
+    ("voc", VOC_LAYOUT, "JPEGImages", "need JPEGImages/ and ImageSets/Segmentation/val.txt"),
+    ("ade20k", ADE_LAYOUT, "annotations/validation", "no images/validation/ and annotations/validation/"),
+    ("ade20k-full", ADE_FULL_LAYOUT, "annotations_detectron2/validation",
+     "no images_detectron2/validation/ and annotations_detectron2/validation/"),
+    ("cityscapes", CITYSCAPES_LAYOUT, "gtFine/val", "no leftImg8bit/val/ and gtFine/val/"),
+], ids=["voc", "ade20k", "ade20k-full", "cityscapes"])
+@pytest.mark.parametrize("missing", [False, True], ids=["empty-root", "nonexistent-root"])
+def test_wrong_root_names_the_layout(tmp_path, name, layout, in_layout, in_message, missing):
+    root = tmp_path / "nope" if missing else tmp_path
+    with pytest.raises(DatasetError) as exc:
+        load_dataset(name, root)
+    msg = str(exc.value)
+    assert in_layout in layout
+    assert layout in msg and str(root) in msg and msg.endswith(layout)
+    # a root that is not there says so; an existing one says which piece is missing
+    assert ("not a directory" in msg) == missing
+    assert (in_message in msg) == (not missing)
+
+
+def test_folder_root_without_images_names_the_layout(tmp_path):
+    (tmp_path / "classes.txt").write_text("a\nb\n")
+    with pytest.raises(DatasetError, match="images/ and masks/") as exc:
+        load_dataset("folder", tmp_path)
+    assert FOLDER_LAYOUT in str(exc.value)
+
+
+def test_folder_nonexistent_root_names_the_layout(tmp_path):
+    with pytest.raises(DatasetError) as exc:
+        load_dataset("folder", tmp_path / "nope")
+    assert "not a directory" in str(exc.value) and FOLDER_LAYOUT in str(exc.value)
+
+
+def test_folder_without_classes_file(tmp_path):
+    make_folder(tmp_path, {"a": [[0]]})
+    (tmp_path / "classes.txt").unlink()
+    with pytest.raises(DatasetError, match="classes.txt"):
+        load_dataset("folder", tmp_path)
+
+
+def test_voc_missing_list_or_pieces(tmp_path):
+    base = make_voc(tmp_path)
+    with pytest.raises(DatasetError, match=r"ImageSets/Segmentation/test\.txt") as exc:
+        load_dataset("voc", tmp_path, split="test")
+    assert VOC_LAYOUT in str(exc.value)
+    (base / "SegmentationClass" / "2007_000032.png").unlink()
+    (base / "JPEGImages" / "2007_000033.jpg").unlink()
+    with pytest.raises(DatasetError, match=r"2 id\(s\) of val\.txt lack an image or a SegmentationClass PNG"):
+        load_dataset("voc", tmp_path)
+
+
+def test_empty_id_list_is_an_error(tmp_path):
+    make_voc(tmp_path, val=())
+    with pytest.raises(DatasetError, match="no images found") as exc:
+        load_dataset("voc", tmp_path)
+    assert VOC_LAYOUT in str(exc.value)
+
+
+@pytest.mark.parametrize("name,build,drop", [
+    ("ade20k", lambda t: make_ade150(t, {**ADE_LABELS, "ADE_val_00000003": [[1]]}),
+     lambda b: [b / "annotations" / "validation" / "ADE_val_00000003.png",
+                b / "annotations" / "validation" / "ADE_val_00000001.png"]),
+    ("ade20k-full", lambda t: make_ade847(t, {"a": [[1]], "b": [[2]]}),
+     lambda b: [b / "annotations_detectron2" / "validation" / "b.tif"]),
+    ("cityscapes", lambda t: make_cityscapes(t, {"aachen_000000_000001": [[7]], "ulm_000000_000002": [[7]]}),
+     lambda b: [b / "gtFine" / "val" / "ulm" / "ulm_000000_000002_gtFine_labelIds.png"]),
+    ("folder", lambda t: make_folder(t, {"a": [[0]], "b": [[1]], "c": [[1]]}), lambda b: [b / "masks" / "c.png"]),
+])
+def test_image_without_label_file(tmp_path, name, build, drop):
+    root = build(tmp_path)
+    gone = drop(root)
+    for p in gone:
+        p.unlink()
+    with pytest.raises(DatasetError) as exc:
+        load_dataset(name, root)
+    msg = str(exc.value)
+    assert f"{len(gone)} image(s)" in msg
+    assert any(p.name in msg for p in gone)
+
+
+@pytest.mark.parametrize("name,build,bad_value", [
+    ("voc", lambda t: make_voc(t, val=("x",), train=(), labels={"x": [[0, 21]]}), 21),
+    ("voc", lambda t: make_voc(t, val=("x",), train=(), labels={"x": [[0, 254]]}), 254),
+    # ADE-150 annotation 151 -> class 150, one past the end
+    ("ade20k", lambda t: make_ade150(t, {"x": [[1, 151]]}), 150),
+    ("ade20k-full", lambda t: make_ade847(t, {"x": [[0, 847]]}), 847),
+    ("folder", lambda t: make_folder(t / "ds", {"x": [[0, 3]]}), 3),
+])
+def test_label_value_out_of_range(tmp_path, name, build, bad_value):
+    ds = load_dataset(name, build(tmp_path))
+    with pytest.raises(DatasetError, match=rf"expected class values 0\.\.{ds.num_classes - 1} .*got {bad_value}$"):
+        ds.read_label(ds.samples[0])
+
+
+@pytest.mark.parametrize("name,build,label_of", [
+    ("voc", lambda t: make_voc(t, val=("x",), train=(), labels={"x": [[0]]}),
+     lambda r: r / "SegmentationClass" / "x.png"),
+    ("ade20k", lambda t: make_ade150(t, {"x": [[1]]}), lambda r: r / "annotations" / "validation" / "x.png"),
+    ("cityscapes", lambda t: make_cityscapes(t, {"ulm_000000_000002": [[7]]}),
+     lambda r: r / "gtFine" / "val" / "ulm" / "ulm_000000_000002_gtFine_labelIds.png"),
+    ("folder", lambda t: make_folder(t / "ds", {"x": [[0]]}), lambda r: r / "masks" / "x.png"),
+])
+def test_rgb_label_image_is_refused(tmp_path, name, build, label_of):
+    root = build(tmp_path)
+    Image.fromarray(np.zeros((3, 4, 3), np.uint8), "RGB").save(label_of(root))
+    ds = load_dataset(name, root)
+    with pytest.raises(DatasetError, match="single-channel.*got mode RGB"):
+        ds.read_label(ds.samples[0])
+
+
+def test_unreadable_label_file(tmp_path):
+    root = make_folder(tmp_path / "ds", {"x": [[0]]})
+    (root / "masks" / "x.png").write_bytes(b"not a png")
+    ds = load_dataset("folder", root)
+    with pytest.raises(DatasetError, match="cannot read label image"):
+        ds.read_label(ds.samples[0])
+
+
+def test_cityscapes_16bit_label_is_refused(tmp_path):
+    make_cityscapes(tmp_path, {"ulm_000000_000002": [[7]]})
+    lab = tmp_path / "gtFine" / "val" / "ulm" / "ulm_000000_000002_gtFine_labelIds.png"
+    Image.fromarray(np.array([[7, 8]], np.uint16)).save(lab)
+    ds = load_dataset("cityscapes", tmp_path)
+    with pytest.raises(DatasetError, match="8-bit"):
+        ds.read_label(ds.samples[0])
+
+
+def test_unknown_dataset_name(tmp_path):
+    with pytest.raises(ConfigError, match="unknown dataset 'coco'.*ade20k.*voc"):
+        load_dataset("coco", tmp_path)
+
+
+# ------------------------------------------------------------------------------------------------ class lists
+
+
+@pytest.mark.parametrize("name,count,checks", [
+    ("voc", 21, {0: "background", 1: "aeroplane", 15: "person", 20: "tv monitor"}),
+    ("cityscapes", 19, {0: "road", 11: "person", 13: "car", 18: "bicycle"}),
+    ("ade20k", 150, {0: "wall", 2: "sky", 149: "flag"}),
+    ("ade20k-full", 847, {0: "wall", 1: "building", 2: "sky", 846: "adding machine"}),
+])
+def test_class_lists(name, count, checks):
+    classes = class_list(name)
+    assert len(classes) == count
+    assert [c.index for c in classes] == list(range(count))
+    for i, n in checks.items():
+        assert classes[i].name == n
+    assert all(c.names and all(c.names) for c in classes)
+
+
+@pytest.mark.parametrize("name", ["voc", "cityscapes"])
+def test_class_names_unique(name):
+    names = [c.name for c in class_list(name)]
+    assert len(set(names)) == len(names)
+
+
+def test_ade150_class_names_unique_and_multiword_names_restored():
+    classes = class_list("ade20k")
+    names = [c.name for c in classes]
+    assert len(set(names)) == len(names) == 150
+    # the CSV copy writes "screen;door;screen" for "screen door, screen": the shipped list has the real names
+    assert classes[58].names == ("screen door", "screen") and classes[141].name == "crt screen"
+
+
+def test_ade847_repeated_names_get_unique_score_keys():
+    from selfseg.evaluate.metrics import SemSegEvaluator
+
+    names = [c.name for c in class_list("ade20k-full")]
+    assert names.count("bag") == 3  # the dataset's own list repeats some names
+    keys = SemSegEvaluator(names).evaluate().keys()
+    assert len(set(keys)) == 847 and "bag (114)" in keys and "wall" in keys
+
+
+def test_folder_has_no_shipped_class_list():
+    with pytest.raises(DatasetError, match="no shipped class list"):
+        class_list("folder")
+
+
+def test_ade150_class_list_matches_object_info():
+    with OBJECT_INFO.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["Idx"]) for r in rows] == list(range(1, 151))
+    # Same words in the same order; the CSV also turns the spaces inside names into ';'.
+    words = lambda names: [w for n in names for w in n.split()]
+    assert [words(c.names) for c in class_list("ade20k")] == [r["Name"].split(";") for r in rows]
+
+
+def test_folder_dataset_with_more_than_255_classes_uses_16_bit_ignore(tmp_path):
+    root = tmp_path / "big"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    (root / "classes.txt").write_text("\n".join(f"c{i}" for i in range(300)) + "\n")
+    Image.new("RGB", (2, 1)).save(root / "images" / "a.png")
+    Image.fromarray(np.array([[255, 65535]], dtype=np.uint16)).save(root / "masks" / "a.png")
+    ds = load_dataset("folder", root)
+    assert ds.spec.ignore_value == 65535
+    assert ds.read_label(ds.samples[0]).tolist() == [[255, -1]]  # 255 is a class here

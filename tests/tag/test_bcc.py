@@ -1,0 +1,160 @@
+"""BCC tagger plumbing with the tiny random-init BLIP (smoke config). Captions are meaningless noise;
+these tests check shapes, batching, seeding and bookkeeping, never caption quality."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from selfseg import SelfSeg
+from selfseg.config import load_config
+from selfseg.io import load_image
+from selfseg.tag.bcc import BCCTagger
+
+
+@pytest.fixture(scope="module")
+def tagger(smoke_seg):
+    return smoke_seg.tagger
+
+
+@pytest.fixture(scope="module")
+def loaded(ade_images):
+    return [load_image(p) for p in ade_images]
+
+
+def _with(tagger, **captioning):
+    cfg = dataclasses.replace(tagger.config, captioning=dataclasses.replace(tagger.config.captioning, **captioning))
+    return BCCTagger(cfg, captioner=tagger.blip)
+
+
+def test_one_generate_call_per_image_batch(tagger, loaded):
+    before = tagger.blip.generate_calls
+    results = tagger.tag_batch(loaded)
+    assert tagger.blip.generate_calls - before == 1
+    for im, r in zip(loaded, results):
+        n = int(r.cluster_grid.max()) + 1
+        assert r.cluster_grid.shape == (32, 32)
+        assert sorted(np.unique(r.cluster_grid)) == list(range(n))  # contiguous labels
+        assert r.cluster_map.shape == im.size
+        assert len(r.clusters) == n and all(len(c.captions) == 2 for c in r.clusters)  # smoke: 2 cycles
+        assert sum(c.size for c in r.clusters) == 32 * 32
+        assert r.cycles_run == 2 and r.batch_size == len(loaded) and r.meaningless
+        assert {"encode_384", "encode_512", "kmeans", "align", "crf", "filter", "caption", "nouns"} <= set(r.timings)
+        assert len(r.intermediates.runs) == 4  # 2 scales x 2 ks
+        # every ranked noun comes from some caption and its counts add up
+        for ns in r.nouns:
+            produced = sum(ns.noun in cn for c in r.clusters for cn in c.nouns)
+            assert ns.support == produced and 1 <= ns.cycles <= 2
+        assert [n.support for n in r.nouns] == sorted((n.support for n in r.nouns), reverse=True)
+
+
+def test_same_seed_same_captions(tagger, loaded):
+    a = tagger.tag_batch(loaded[:1])[0]
+    b = tagger.tag_batch(loaded[:1])[0]
+    assert [c.captions for c in a.clusters] == [c.captions for c in b.clusters]
+    c = _with(tagger, seed=123).tag_batch(loaded[:1])[0]
+    assert [x.captions for x in c.clusters] != [x.captions for x in a.clusters]
+
+
+def test_adaptive_cycles_stop_early_and_record_it(tagger, loaded):
+    t = _with(tagger, cycles=40, adaptive_cycles=1)
+    before = t.blip.generate_calls
+    r = t.tag_batch(loaded[:1])[0]
+    assert r.cycles_run >= 1 and r.cycles_run < 40
+    assert all(len(c.captions) == r.cycles_run for c in r.clusters)
+    # the last cycle found nothing new, so stopping there was the rule
+    seen_before = {n for c in r.clusters for cn in c.nouns[: r.cycles_run - 1] for n in cn}
+    last = {n for c in r.clusters for n in c.nouns[r.cycles_run - 1]}
+    assert last <= seen_before
+    assert t.blip.generate_calls - before == r.cycles_run  # blocks of 1 cycle
+
+
+def test_min_support_drops_rare_nouns(tagger, loaded):
+    cfg = dataclasses.replace(tagger.config, nouns=dataclasses.replace(tagger.config.nouns, min_support=2))
+    r = BCCTagger(cfg, captioner=tagger.blip).tag_batch(loaded[:1])[0]
+    assert all(n.cycles >= 2 for n in r.nouns)
+
+
+def test_memory_budget_splits_calls_and_keeps_every_caption(tagger, loaded, monkeypatch):
+    pc = tagger.config.captioning
+    positions = tagger.blip.caption_positions(pc)
+    budget = tagger.blip.attention_state_bytes(1024, 5, positions)  # about one image's sets, 5 rows
+    t = _with(tagger, max_cross_attention_gib=budget / 2**30)
+    calls = []
+    real = t.blip.caption
+
+    def spy(sets, *args, **kwargs):
+        distinct = {id(s): int(s.shape[0]) for s in sets}
+        calls.append(t.blip.attention_state_bytes(sum(distinct.values()), len(sets), positions))
+        return real(sets, *args, **kwargs)
+
+    monkeypatch.setattr(t.blip, "caption", spy)
+    results = t.tag_batch(loaded)
+    assert len(calls) > 1 and all(c <= budget for c in calls)
+    for r in results:  # nothing lost: every cluster still has a caption per cycle
+        assert all(len(c.captions) == 2 for c in r.clusters)
+
+
+def test_split_adaptive_cycles_never_replay_a_cycle(tagger, loaded):
+    """Adaptive blocks split into several calls by a tiny memory budget: every call draws fresh samples."""
+    t = _with(tagger, cycles=4, adaptive_cycles=2, max_cross_attention_gib=1e-9)
+    r = t.tag_batch(loaded[:1])[0]
+    for c in r.clusters:
+        assert len(set(c.captions)) == len(c.captions)
+
+
+def test_released_token_slice_runs(tagger, loaded):
+    r = _with(tagger, token_slice="released").tag_batch(loaded[:1])[0]
+    assert len(r.clusters) == int(r.cluster_grid.max()) + 1
+
+
+def test_vocabulary_tagger(ade_images):
+    seg = SelfSeg.from_config({"tagger": "vocabulary", "vocabulary": ["dog", "cat", "dog", " "]})
+    r = seg.tag(ade_images[0])
+    assert r.tags == ["dog", "cat"] and r.cluster_grid is None and r.cluster_map is None
+
+
+def test_unknown_tagger_lists_registered():
+    from selfseg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="expected one of: bcc, caption, describe_extract, union, vlm, vocabulary"):
+        _ = SelfSeg.from_config({"tagger": "nope"}).tagger
+
+
+def test_missing_checkpoint_names_the_fix(monkeypatch):
+    from selfseg.errors import ResourceMissingError
+    from selfseg.models.blip import BlipCaptioner
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg = load_config({"model": {"blip": "Salesforce/blip-image-captioning-large", "local_files_only": True}})
+    with pytest.raises(ResourceMissingError, match="selfseg download"):
+        BlipCaptioner.from_spec(cfg.model.spec(cfg.model.blip))
+
+
+def test_real_loading_code_on_a_saved_checkpoint(tmp_path, ade_images):
+    """`from_pretrained` (the path real checkpoints take) on a tiny random BLIP saved to disk."""
+    from selfseg.models.tiny import build_tiny_blip
+
+    model, processor = build_tiny_blip()
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    seg = SelfSeg.from_config({"model": {"blip": str(tmp_path), "device": "cpu"}, "captioning": {"cycles": 1}})
+    r = seg.tag(ade_images[0])
+    assert r.model == str(tmp_path) and not r.meaningless  # loaded like a real checkpoint
+    assert len(r.clusters) == int(r.cluster_grid.max()) + 1 and all(len(c.captions) == 1 for c in r.clusters)
+
+
+def test_whole_image_caption_tagger(smoke_config, tagger, loaded):
+    from selfseg.tag.caption import CaptionTagger
+
+    cfg = dataclasses.replace(smoke_config, tagger="caption",
+                              captioning=dataclasses.replace(smoke_config.captioning, cycles=3))
+    t = CaptionTagger(cfg, captioner=tagger.blip)
+    before = t.blip.generate_calls
+    results = t.tag_batch(loaded)
+    assert t.blip.generate_calls - before == 1  # all images x cycles in one call
+    for r in results:
+        assert r.tagger == "caption" and r.cluster_grid is None and r.cycles_run == 3
+        assert len(r.clusters) == 1 and len(r.clusters[0].captions) == 3
+        assert set(r.tags) == {n for ns in r.clusters[0].nouns for n in ns}
