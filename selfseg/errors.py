@@ -20,3 +20,10 @@ class ResourceMissingError(SelfSegError, RuntimeError):
 
 class DatasetError(SelfSegError, ValueError):
     """A dataset root does not hold the layout its loader expects, or a label/prediction file is unusable."""
+
+
+def check(ok: object, key: str, expected: str, got: object) -> None:
+    """Raise `ConfigError("key: expected ..., got ...")` unless `ok`. Config blocks call it from
+    `__post_init__` with their own field names; the config loader puts the block's place in front."""
+    if not ok:
+        raise ConfigError(f"{key}: expected {expected}, got {got!r}")

@@ -32,6 +32,7 @@ from typing import Any
 from ..config import Config
 from ..errors import ConfigError, SelfSegError
 from .datasets import Dataset, Sample, load_dataset
+from .mappers.base import require_relations
 from .score import EvaluationReport, pct, score_open_vocabulary
 
 # Settings that change scores but not predictions: changing them re-scores without re-running the models.
@@ -246,9 +247,15 @@ def run_benchmark(config: Config, out: str | Path | None = None, limit: int | No
         run = out_dir(config, out)
         pred_dir = run / "predictions"
         problem = None
+        mapper = None
         if dist.rank == 0:
             try:
                 _prepare(run, config, fresh)
+                # Built before predicting, so a mapper that cannot score as configured stops the run now
+                # rather than after every image has been predicted.
+                mapper = build_mapper_from_config(config, run, classes=dataset.classes)
+                if ev.gt_aware:
+                    require_relations(mapper)
             except SelfSegError as exc:
                 problem = str(exc)
             except OSError as exc:  # e.g. --out under a file, or a read-only disk: one line, every rank stops
@@ -265,15 +272,11 @@ def run_benchmark(config: Config, out: str | Path | None = None, limit: int | No
             return None
         from tqdm import tqdm
 
-        mapper = build_mapper_from_config(config, run, classes=dataset.classes)
-        from .mappers.lexical import LEVELS
-
         with tqdm(total=len(samples), unit="img", file=sys.stderr, leave=False, disable=quiet or None,
                   desc="scoring") as bar:
             report = score_open_vocabulary(dataset, samples, pred_dir, mapper, convention=ev.miou_convention,
                                            cmiou_segments=ev.cmiou_segments, gt_aware=ev.gt_aware,
-                                           levels=LEVELS if ev.mapper == "lexical" else None,
-                                           progress=bar.update)
+                                           levels=mapper.levels, progress=bar.update)
         ran_all = sum(c[0] for c in counts)
         report.extra.update({
             "config_name": config.name, "mapper": ev.mapper, "processes": dist.world,

@@ -1,5 +1,10 @@
 """Segmentation metrics computed the way the field computes them.
 
+Every metric follows `Metric` (detectron2's dataset-evaluator shape): `reset()`, `process(image)` once per
+image, `evaluate()` for the dataset's result; settings such as the mIoU convention are given to the
+constructor. All read the same per-image record, `ImageEval`, each the fields it needs, so `MetricSet` can
+drive several named metrics over one pass and return their results by name.
+
 - `SemSegEvaluator`: one dataset-level confusion matrix (detectron2's `SemSegEvaluator` design: reset /
   process / evaluate, ignore pixels in an extra bin), then per-class IoU, mIoU, pixel and mean accuracy
   under either convention:
@@ -19,9 +24,9 @@
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -30,6 +35,92 @@ from .datasets import IGNORE
 CONVENTIONS = ("detectron2", "mmseg")
 # cmIoU segments: every predicted / true class region, or each 8-connected component of one.
 CMIOU_SEGMENTS = ("class", "components")
+
+
+@dataclass(frozen=True, eq=False)
+class ImageEval:
+    """One image as the metrics see it; each metric reads the fields it needs and refuses a record that
+    lacks one.
+
+    gt: (H, W) ground-truth class indices, IGNORE where not scored.
+    pred: (H, W) predicted class indices, IGNORE for "no class" (mIoU).
+    segments: (H, W) the prediction's regions under any ids (cmIoU); None: `pred`. Open-vocabulary
+      predictions give their unmapped label map here, since cmIoU must not depend on the label mapping.
+    predicted: the classes the image's tags map to; None or IGNORE is no class (tag metrics).
+    present: the classes in the ground truth, IGNORE allowed (tag metrics); None: those of `gt`.
+    """
+
+    gt: np.ndarray | None = None
+    pred: np.ndarray | None = None
+    segments: np.ndarray | None = None
+    predicted: Sequence[int | None] = ()
+    present: Sequence[int] | None = None
+
+    def classes_present(self) -> Sequence[int]:
+        if self.present is not None:
+            return self.present
+        if self.gt is None:
+            raise ValueError("expected ImageEval.present or ImageEval.gt to tell the classes present, got neither")
+        return np.unique(self.gt).tolist()
+
+
+def _need(image: ImageEval, name: str, metric: object) -> Any:
+    value = getattr(image, name)
+    if value is None:
+        raise ValueError(f"{type(metric).__name__} needs ImageEval.{name}, got None")
+    return value
+
+
+@runtime_checkable
+class Metric(Protocol):
+    """A dataset-level metric: `reset` forgets every image, `process` adds one, `evaluate` gives the result
+    over the images added since the last reset (and may be called again)."""
+
+    def reset(self) -> None: ...
+
+    def process(self, image: ImageEval) -> Any: ...
+
+    def evaluate(self) -> Any: ...
+
+
+class MetricSet:
+    """Named metrics driven as one: `reset` / `process` / `evaluate` reach each in turn, in the order given,
+    and `process` / `evaluate` return {name: that metric's answer}. A MetricSet is itself a `Metric`, so
+    sets nest."""
+
+    def __init__(self, metrics: Mapping[str, Metric] | None = None, **named: Metric) -> None:
+        self.metrics: dict[str, Metric] = {}
+        for name, metric in {**(metrics or {}), **named}.items():
+            self.add(name, metric)
+
+    def add(self, name: str, metric: Metric) -> None:
+        if name in self.metrics:
+            raise ValueError(f"metric {name!r} is already in the set")
+        if not isinstance(metric, Metric):
+            raise TypeError(f"metric {name!r}: expected reset / process / evaluate, got {type(metric).__name__}")
+        self.metrics[name] = metric
+
+    def __getitem__(self, name: str) -> Metric:
+        return self.metrics[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.metrics
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.metrics)
+
+    def __len__(self) -> int:
+        return len(self.metrics)
+
+    def reset(self) -> None:
+        for m in self.metrics.values():
+            m.reset()
+
+    def process(self, image: ImageEval) -> dict[str, Any]:
+        return {name: m.process(image) for name, m in self.metrics.items()}
+
+    def evaluate(self) -> dict[str, Any]:
+        return {name: m.evaluate() for name, m in self.metrics.items()}
 
 
 def _check_pair(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -78,19 +169,23 @@ class SemSegScores:
 
 class SemSegEvaluator:
     """Accumulate a (N+1) x (N+1) confusion matrix over a dataset: rows = prediction (row N: no class),
-    columns = ground truth (column N: ignored)."""
+    columns = ground truth (column N: ignored). Reads `pred` and `gt`; `convention` decides which classes
+    mIoU and mean accuracy leave out."""
 
-    def __init__(self, class_names: Sequence[str]) -> None:
+    def __init__(self, class_names: Sequence[str], convention: str = "detectron2") -> None:
+        if convention not in CONVENTIONS:
+            raise ValueError(f"convention: expected one of {CONVENTIONS}, got {convention!r}")
         self.class_names = list(class_names)
         self.n = len(self.class_names)
+        self.convention = convention
         self.reset()
 
     def reset(self) -> None:
         self.conf = np.zeros((self.n + 1, self.n + 1), dtype=np.int64)
 
-    def process(self, pred: np.ndarray, gt: np.ndarray) -> None:
+    def process(self, image: ImageEval) -> None:
         """Add one image: (H, W) int arrays of class indices, IGNORE where none / not scored."""
-        pred, gt = _check_pair(pred, gt, self.n)
+        pred, gt = _check_pair(_need(image, "pred", self), _need(image, "gt", self), self.n)
         p = np.where(pred == IGNORE, self.n, pred).astype(np.int64).ravel()
         g = np.where(gt == IGNORE, self.n, gt).astype(np.int64).ravel()
         self.conf += np.bincount(p * (self.n + 1) + g, minlength=(self.n + 1) ** 2).reshape(self.n + 1, self.n + 1)
@@ -98,10 +193,8 @@ class SemSegEvaluator:
     def merge(self, other: SemSegEvaluator) -> None:
         self.conf += other.conf
 
-    def evaluate(self, convention: str = "detectron2") -> SemSegScores:
-        if convention not in CONVENTIONS:
-            raise ValueError(f"convention: expected one of {CONVENTIONS}, got {convention!r}")
-        n = self.n
+    def evaluate(self) -> SemSegScores:
+        convention, n = self.convention, self.n
         scored = self.conf[:, :n]  # ignored ground truth never counts
         tp = np.diag(scored[:n]).astype(np.float64)
         pos_gt = scored.sum(axis=0).astype(np.float64)  # includes pixels predicted as "no class"
@@ -159,6 +252,7 @@ class ClassAgnosticIoU:
 
     The prediction may use any labels (open-vocabulary ids, BCC cluster ids, or mapped classes): only which
     pixels share a label matters. Every distinct predicted value is a segment, "unlabelled" included.
+    Reads `segments` (else `pred`) and `gt`.
     """
 
     def __init__(self, segments: str = "class") -> None:
@@ -170,9 +264,10 @@ class ClassAgnosticIoU:
     def reset(self) -> None:
         self.best = []
 
-    def process(self, pred: np.ndarray, gt: np.ndarray) -> list[float]:
+    def process(self, image: ImageEval) -> list[float]:
         """Add one image; returns the best IoU of each of its ground-truth segments."""
-        pred, gt = np.asarray(pred), np.asarray(gt)
+        pred = image.segments if image.segments is not None else _need(image, "pred", self)
+        pred, gt = np.asarray(pred), np.asarray(_need(image, "gt", self))
         if pred.shape != gt.shape:
             raise ValueError(f"expected a prediction of the ground truth's shape {gt.shape}, got {pred.shape}")
         valid = gt != IGNORE
@@ -223,6 +318,7 @@ class TagMetrics:
     `exclude` (e.g. VOC's background) is removed from both sides: it is not something a tagger names.
     Precision is undefined for an image with no mapped tag and recall for an image with no class
     present; those images are left out of the macro mean (the micro numbers pool all images).
+    Reads `predicted` and the classes present (`present`, else those of `gt`).
     """
 
     exclude: set[int] = field(default_factory=set)
@@ -231,9 +327,13 @@ class TagMetrics:
     npred: int = 0
     ngt: int = 0
 
-    def process(self, predicted: Iterable[int], present: Iterable[int]) -> tuple[float, float]:
-        t = {int(c) for c in predicted if c is not None and c != IGNORE} - self.exclude
-        g = {int(c) for c in present if c != IGNORE} - self.exclude
+    def reset(self) -> None:
+        self.per_image, self.tp, self.npred, self.ngt = [], 0, 0, 0
+
+    def process(self, image: ImageEval) -> tuple[float, float]:
+        """Add one image; returns its precision and recall (NaN where undefined)."""
+        t = {int(c) for c in image.predicted if c is not None and c != IGNORE} - self.exclude
+        g = {int(c) for c in image.classes_present() if c != IGNORE} - self.exclude
         hit = len(t & g)
         prec = hit / len(t) if t else float("nan")
         rec = hit / len(g) if g else float("nan")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,17 @@ import numpy as np
 
 from ..errors import DatasetError
 from .datasets import IGNORE, Dataset, Sample, read_label_image
-from .metrics import ClassAgnosticIoU, SemSegEvaluator, SemSegScores, TagMetrics, TagScores, lexical_alignment_area
+from .mappers.base import LabelMapper, require_relations
+from .metrics import (
+    ClassAgnosticIoU,
+    ImageEval,
+    MetricSet,
+    SemSegEvaluator,
+    SemSegScores,
+    TagMetrics,
+    TagScores,
+    lexical_alignment_area,
+)
 
 
 @dataclass
@@ -123,8 +133,8 @@ def score_label_maps(dataset: Dataset, pred_dir: str | Path, convention: str = "
     if missing:
         raise DatasetError(f"{len(missing)} of {len(samples)} images have no prediction in {pred_dir} "
                            f"(expected <image stem>.png), e.g. {missing[0]}.png")
-    semseg = SemSegEvaluator(dataset.class_names)
-    agnostic = ClassAgnosticIoU(cmiou_segments)
+    metrics = MetricSet(semseg=SemSegEvaluator(dataset.class_names, convention),
+                        cmiou=ClassAgnosticIoU(cmiou_segments))
     for s in samples:
         gt = dataset.read_label(s)
         path = find_prediction(pred_dir, s)
@@ -137,13 +147,12 @@ def score_label_maps(dataset: Dataset, pred_dir: str | Path, convention: str = "
         if bad.any():
             raise DatasetError(f"{path}: expected class indices 0..{dataset.num_classes - 1} or "
                                f"{dataset.spec.ignore_value} (no class), got {int(pred[bad][0])}")
-        semseg.process(pred, gt)
-        agnostic.process(pred, gt)
+        metrics.process(ImageEval(gt=gt, pred=pred))
         if progress:
             progress(1)
+    result = metrics.evaluate()
     return EvaluationReport(dataset=dataset.name, split=dataset.split, images=len(samples),
-                            semseg=semseg.evaluate(convention), cmiou=agnostic.evaluate(),
-                            cmiou_segments=agnostic.segments)
+                            semseg=result["semseg"], cmiou=result["cmiou"], cmiou_segments=metrics["cmiou"].segments)
 
 
 # ------------------------------------------------------------------------------ open-vocabulary maps
@@ -197,7 +206,7 @@ def _found_by(seg: Any) -> dict[str, list[str]]:
     return out
 
 
-def score_open_vocabulary(dataset: Dataset, samples: Sequence[Sample], pred_dir: str | Path, mapper: Any,
+def score_open_vocabulary(dataset: Dataset, samples: Sequence[Sample], pred_dir: str | Path, mapper: LabelMapper,
                           convention: str = "detectron2", cmiou_segments: str = "class", gt_aware: bool = False,
                           levels: Sequence[str] | None = None,
                           progress: Callable[[int], None] | None = None) -> EvaluationReport:
@@ -206,40 +215,43 @@ def score_open_vocabulary(dataset: Dataset, samples: Sequence[Sample], pred_dir:
     Unlabelled pixels and names mapped to nothing become the dataset's background class where it has one
     (VOC), else "no class" (a miss for the true class, a false positive for none). An image with no
     prediction (it failed) is scored as predicting nothing and listed in `failed`.
-    With a lexical mapper, `levels` adds the Lexical Alignment Curve: mIoU at each level and its area;
-    the reported scores are those at the mapper's own level. `gt_aware` (lexical only): a name related to a
-    pixel's ground-truth class at the level counts as that class.
+    `levels` (some of the mapper's levels) adds the Lexical Alignment Curve: mIoU at each level and its area;
+    the reported scores are those at the mapper's own level. `gt_aware` (a mapper that relates nouns to
+    classes; ConfigError otherwise): a name related to a pixel's ground-truth class at the level counts as
+    that class.
     """
+    if gt_aware:
+        require_relations(mapper)
     pred_dir = Path(pred_dir)
     raws = {s.id: read_raw_prediction(pred_dir, s.id) for s in samples}
     names = list(dict.fromkeys(n for r in raws.values() for n in r.classes))
     none_value = dataset.spec.background if dataset.spec.background is not None else IGNORE
-    lexical = getattr(mapper, "name", "") == "lexical"
-    own_level = getattr(mapper, "level", None)
-    levels = list(levels or ([own_level] if lexical else [None]))
-    if lexical and own_level not in levels:
-        levels.append(own_level)
+    own = mapper.level
+    levels = list(levels or [own])
+    if own not in levels:
+        levels.append(own)
 
     # Per level: name -> class index (or none) and, for ground-truth-aware scoring, related classes.
-    lut_by_level: dict[Any, dict[str, int]] = {}
-    related_by_level: dict[Any, dict[str, set[int]]] = {}
+    lut_by_level: dict[str | None, dict[str, int]] = {}
+    related_by_level: dict[str | None, dict[str, set[int]]] = {}
     mapping: dict[str, str | None] = {}
     for level in levels:
-        matches = mapper.map(names, level) if lexical else mapper.map(names)
+        matches = mapper.map(names, level)
         lut_by_level[level] = {n: (m.index if m.index is not None else none_value) for n, m in zip(names, matches)}
-        if lexical and gt_aware:
+        if gt_aware:
             related_by_level[level] = {n: mapper.related(m.noun, level) for n, m in zip(names, matches)}
-        if level == (own_level if lexical else None):
+        if level == own:
             mapping = {n: m.cls for n, m in zip(names, matches)}
 
     n = dataset.num_classes
-    evaluators = {level: SemSegEvaluator(dataset.class_names) for level in levels}
-    agnostic = ClassAgnosticIoU(cmiou_segments)
+    # mIoU at every level; cmIoU (label-map based, the same at every level) and tags at the mapper's own.
+    by_level = {level: MetricSet(semseg=SemSegEvaluator(dataset.class_names, convention)) for level in levels}
     exclude = {dataset.spec.background} if dataset.spec.background is not None else set()
-    tags = TagMetrics(exclude=exclude)
+    by_level[own].add("cmiou", ClassAgnosticIoU(cmiou_segments))
+    by_level[own].add("tags", TagMetrics(exclude=exclude))
     # A union tagger's parts, scored on the classes each one found: who found what, in numbers.
     parts = list(dict.fromkeys(p for r in raws.values() for p in r.parts))
-    part_tags = {p: TagMetrics(exclude=exclude) for p in parts}
+    part_tags = MetricSet({p: TagMetrics(exclude=exclude) for p in parts})
     failed, seconds = [], []
     for s in samples:
         gt = dataset.read_label(s)
@@ -258,6 +270,7 @@ def score_open_vocabulary(dataset: Dataset, samples: Sequence[Sample], pred_dir:
             raise DatasetError(f"{pred_dir / (s.id + '_labels.png')}: label {int(labels.max())} but the JSON lists "
                                f"only {len(raw.classes)} classes")
         gt_safe = np.where(gt == IGNORE, 0, gt)
+        present = np.unique(gt).tolist()
         for level in levels:
             lut = np.asarray([none_value] + [lut_by_level[level][c] for c in raw.classes], dtype=np.int32)
             pred = lut[labels]
@@ -267,28 +280,27 @@ def score_open_vocabulary(dataset: Dataset, samples: Sequence[Sample], pred_dir:
                     rel[i + 1, sorted(related_by_level[level][c])] = True
                 hit = rel[labels, gt_safe] & (gt != IGNORE)
                 pred = np.where(hit, gt, pred)
-            evaluators[level].process(pred, gt)
-        agnostic.process(labels, gt)
-        own = own_level if lexical else None
-        present = np.unique(gt).tolist()
-        tags.process([lut_by_level[own][c] for c in raw.classes], present)
-        for p, metric in part_tags.items():
-            metric.process([lut_by_level[own][c] for c in raw.classes if p in raw.found_by.get(c, [])], present)
+            image = ImageEval(gt=gt, pred=pred, segments=labels, present=present,
+                              predicted=[lut_by_level[level][c] for c in raw.classes])
+            by_level[level].process(image)
+            if level == own:
+                for p in parts:
+                    found = [lut_by_level[own][c] for c in raw.classes if p in raw.found_by.get(c, [])]
+                    part_tags[p].process(replace(image, predicted=found))
         if progress:
             progress(1)
 
-    main = own_level if lexical else None
-    report = EvaluationReport(dataset=dataset.name, split=dataset.split, images=len(samples),
-                              semseg=evaluators[main].evaluate(convention), cmiou=agnostic.evaluate(),
-                              cmiou_segments=agnostic.segments, tags=tags.evaluate(), failed=failed,
-                              mapping=mapping)
-    if lexical and len(levels) > 1:
-        curve = {lv: evaluators[lv].evaluate(convention).miou for lv in levels}
-        report.lexical_alignment = {"levels": list(levels), "mIoU": [curve[lv] for lv in levels],
-                                    "area": lexical_alignment_area([curve[lv] for lv in levels]),
+    results = {level: m.evaluate() for level, m in by_level.items()}
+    main = results[own]
+    report = EvaluationReport(dataset=dataset.name, split=dataset.split, images=len(samples), semseg=main["semseg"],
+                              cmiou=main["cmiou"], cmiou_segments=by_level[own]["cmiou"].segments, tags=main["tags"],
+                              failed=failed, mapping=mapping)
+    if len(levels) > 1:
+        curve = [results[lv]["semseg"].miou for lv in levels]
+        report.lexical_alignment = {"levels": list(levels), "mIoU": curve, "area": lexical_alignment_area(curve),
                                     "gt_aware": gt_aware}
-    if part_tags:
-        report.extra["tags_by_tagger"] = {p: m.evaluate().to_dict() for p, m in part_tags.items()}
+    if parts:
+        report.extra["tags_by_tagger"] = {p: t.to_dict() for p, t in part_tags.evaluate().items()}
     report.extra["seconds_per_image"] = float(np.median(seconds)) if seconds else None
     report.extra["compute_seconds"] = float(np.sum(seconds)) if seconds else None
     return report

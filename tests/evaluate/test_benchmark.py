@@ -240,3 +240,11 @@ def test_more_ranks_than_gpus_is_a_clear_error(monkeypatch):
     config = load_config(REPO / "configs" / "smoke.yaml", ["model.device=auto"])
     with pytest.raises(ConfigError, match="--nproc-per-node 1"):
         Dist(rank=1, world=2, local_rank=1, active=True).init(config)
+
+
+def test_ground_truth_aware_with_a_mapper_without_relations_stops_before_predicting(voc_root, tmp_path):
+    cfg = _config(voc_root, "evaluation.mapper=llm", "evaluation.llm_model=tiny-random", "evaluation.gt_aware=true")
+    with pytest.raises(ConfigError, match="gt_aware: .* the llm mapper does not") as err:
+        run_benchmark(cfg, out=tmp_path / "run", quiet=True)
+    assert "\n" not in str(err.value)
+    assert not list((tmp_path / "run" / "predictions").glob("*.json"))

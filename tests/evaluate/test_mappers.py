@@ -348,3 +348,51 @@ def test_love_cache_key_holds_the_dtype(tmp_path):
     b = LLMMapper(class_list("cityscapes"), model="m", dtype="bfloat16", device="cpu")
     auto = LLMMapper(class_list("cityscapes"), model="m", dtype="auto", device="cpu")  # float32 on a CPU
     assert a.key != b.key and auto.key == a.key
+
+
+# ----------------------------------------------------------------------------------- mapper protocol
+
+
+@pytest.fixture
+def levelless(tmp_path):
+    """The LLM and embedding mappers, neither of which loads a model before it maps."""
+    return [build_mapper("llm", "voc", llm=ScriptedLLM({}), cache=tmp_path / "c.json"),
+            build_mapper("embedding", "voc")]
+
+
+def test_mappers_state_their_levels_through_the_protocol(voc_lex, levelless):
+    from selfseg.evaluate.mappers import LabelMapper
+    from selfseg.evaluate.mappers.lexical import LEVELS
+
+    for m in (voc_lex, *levelless):
+        assert isinstance(m, LabelMapper), m.name
+    assert voc_lex.levels == LEVELS == ("exact", "synonym", "hyponym", "meronym")
+    assert voc_lex.level == "meronym" and voc_lex.relates
+    assert LexicalMapper(class_list("voc"), level="synonym").level == "synonym"
+    for m in levelless:
+        assert (m.levels, m.level, m.relates) == ((), None, False), m.name
+    # no level: the mapper's own
+    nouns = ["puppy", "wheel", "automobile"]
+    assert [m.cls for m in voc_lex.map(nouns)] == [m.cls for m in voc_lex.map(nouns, "meronym")]
+    assert [m.cls for m in voc_lex.map(nouns, "exact")] == [None, None, None]
+
+
+def test_a_mapper_without_relations_refuses_ground_truth_aware_use_in_one_line(voc_lex, levelless):
+    from selfseg.errors import ConfigError
+    from selfseg.evaluate.mappers import require_relations
+
+    require_relations(voc_lex)
+    for m in levelless:
+        for call, arg in ((require_relations, m), (m.related, "dog")):
+            with pytest.raises(ConfigError, match=f"gt_aware: .* the {m.name} mapper does not") as err:
+                call(arg)
+            assert "\n" not in str(err.value)
+        with pytest.raises(ConfigError, match=f"the {m.name} label mapper has no levels; got level 'exact'"):
+            m.map(["dog"], "exact")
+
+
+def test_lexical_mapper_refuses_a_level_it_lacks(voc_lex):
+    from selfseg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="lexical level: expected one of exact, synonym, hyponym, meronym"):
+        voc_lex.map(["dog"], "holonym")

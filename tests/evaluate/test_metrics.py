@@ -1,22 +1,36 @@
 """Hand-computed metric cases: ignore pixels, classes absent from the ground truth, both mIoU
-conventions, "no class" predictions, cmIoU, tag precision/recall, lexical alignment area."""
+conventions, "no class" predictions, cmIoU, tag precision/recall, lexical alignment area; the shared
+metric protocol and its composition."""
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
 import pytest
 
-from selfseg.evaluate.metrics import ClassAgnosticIoU, SemSegEvaluator, TagMetrics, lexical_alignment_area
+from selfseg.evaluate.metrics import (
+    ClassAgnosticIoU,
+    ImageEval,
+    Metric,
+    MetricSet,
+    SemSegEvaluator,
+    TagMetrics,
+    lexical_alignment_area,
+)
 
 X = -1  # ignore / no class
 
 
+def img(pred, gt) -> ImageEval:
+    return ImageEval(gt=np.asarray(gt), pred=np.asarray(pred))
+
+
 def scores(pred, gt, n=3, convention="detectron2"):
-    ev = SemSegEvaluator([f"c{i}" for i in range(n)])
+    ev = SemSegEvaluator([f"c{i}" for i in range(n)], convention)
     for p, g in zip(pred, gt):
-        ev.process(np.asarray(p), np.asarray(g))
-    return ev.evaluate(convention)
+        ev.process(img(p, g))
+    return ev.evaluate()
 
 
 def test_perfect_prediction_is_100_percent():
@@ -85,8 +99,8 @@ def test_merge_equals_one_pass():
     one = SemSegEvaluator(["a", "b", "c"])
     parts = [SemSegEvaluator(["a", "b", "c"]) for _ in range(2)]
     for k, (p, g) in enumerate(imgs):
-        one.process(p, g)
-        parts[k % 2].process(p, g)
+        one.process(img(p, g))
+        parts[k % 2].process(img(p, g))
     parts[0].merge(parts[1])
     assert (one.conf == parts[0].conf).all()
 
@@ -98,7 +112,7 @@ def test_merge_equals_one_pass():
 ])
 def test_bad_inputs_say_what_was_expected(pred, gt, match):
     with pytest.raises(ValueError, match=match):
-        SemSegEvaluator(["a", "b", "c"]).process(pred, gt)
+        SemSegEvaluator(["a", "b", "c"]).process(img(pred, gt))
 
 
 def test_empty_dataset_gives_nan_not_a_crash():
@@ -121,7 +135,7 @@ def test_cmiou_hand_computed_with_ignore():
     gt = np.array([[0, 0, 1, 1], [0, 0, 1, X], [2, 2, 2, 2]])
     pred = np.array([[7, 7, 7, 1], [7, 7, 1, 5], [9, 9, 9, 3]])
     m = ClassAgnosticIoU()
-    best = m.process(pred, gt)
+    best = m.process(img(pred, gt))
     # seg 0 (4 px) vs 7 (5 px valid): inter 4, union 5 -> 0.8
     # seg 1 (3 px) vs 1 (2 px): inter 2, union 3 -> 2/3; vs 7: inter 1, union 7
     # seg 2 (4 px) vs 9 (3 px): 3/4; the ignored pixel (pred 5) is in no segment
@@ -131,9 +145,9 @@ def test_cmiou_hand_computed_with_ignore():
 
 def test_cmiou_mean_over_all_segments_of_the_dataset_not_per_image():
     m = ClassAgnosticIoU()
-    m.process(np.zeros((2, 2), int), np.zeros((2, 2), int))  # 1 segment, IoU 1
+    m.process(img(np.zeros((2, 2), int), np.zeros((2, 2), int)))  # 1 segment, IoU 1
     gt = np.array([[0, 1, 2]])
-    m.process(np.zeros((1, 3), int), gt)  # 3 segments, IoU 1/3 each
+    m.process(img(np.zeros((1, 3), int), gt))  # 3 segments, IoU 1/3 each
     assert m.segments == 4
     assert m.evaluate() == pytest.approx((1 + 3 * (1 / 3)) / 4)  # per-image mean would be (1 + 1/3) / 2
 
@@ -141,13 +155,13 @@ def test_cmiou_mean_over_all_segments_of_the_dataset_not_per_image():
 def test_cmiou_component_segments_split_disconnected_regions():
     gt = np.array([[0, 1, 0]])  # class 0 in two pieces
     pred = np.array([[4, 5, 6]])
-    assert ClassAgnosticIoU("class").process(pred, gt) == pytest.approx([0.5, 1.0])
-    assert ClassAgnosticIoU("components").process(pred, gt) == pytest.approx([1.0, 1.0, 1.0])
+    assert ClassAgnosticIoU("class").process(img(pred, gt)) == pytest.approx([0.5, 1.0])
+    assert ClassAgnosticIoU("components").process(img(pred, gt)) == pytest.approx([1.0, 1.0, 1.0])
 
 
 def test_cmiou_image_fully_ignored_adds_no_segment():
     m = ClassAgnosticIoU()
-    assert m.process(np.zeros((2, 2), int), np.full((2, 2), X)) == []
+    assert m.process(img(np.zeros((2, 2), int), np.full((2, 2), X))) == []
     assert m.segments == 0 and math.isnan(m.evaluate())
 
 
@@ -156,8 +170,8 @@ def test_cmiou_image_fully_ignored_adds_no_segment():
 
 def test_tag_precision_recall_macro_and_micro():
     t = TagMetrics(exclude={0})  # 0 = background: not something a tagger names
-    assert t.process([1, 2, None], [0, 1, 3, X]) == (0.5, 0.5)  # {1,2} vs {1,3}
-    p, r = t.process([], [0, 4])  # no tag: precision undefined, recall 0
+    assert t.process(ImageEval(predicted=[1, 2, None], present=[0, 1, 3, X])) == (0.5, 0.5)  # {1,2} vs {1,3}
+    p, r = t.process(ImageEval(predicted=[], present=[0, 4]))  # no tag: precision undefined, recall 0
     assert math.isnan(p) and r == 0.0
     s = t.evaluate()
     assert s.precision == 0.5  # mean over the image where it is defined
@@ -189,5 +203,117 @@ def test_cmiou_components_do_not_split_a_prediction_at_ignored_ground_truth():
     # band must not cut the prediction into two segments that each match perfectly.
     gt = np.array([[0, X, X, 1]])
     pred = np.array([[5, 5, 5, 5]])
-    assert ClassAgnosticIoU("components").process(pred, gt) == pytest.approx([0.5, 0.5])
-    assert ClassAgnosticIoU("class").process(pred, gt) == pytest.approx([0.5, 0.5])
+    assert ClassAgnosticIoU("components").process(img(pred, gt)) == pytest.approx([0.5, 0.5])
+    assert ClassAgnosticIoU("class").process(img(pred, gt)) == pytest.approx([0.5, 0.5])
+
+
+# ------------------------------------------------------------------------------ protocol and composition
+
+# Classes a, b, c. Hand-computed over both images:
+#   mIoU: a tp 2, gt 3, pred 2 -> 2/3; b tp 2, gt 2, pred 3 -> 2/3; c tp 1, gt 2, pred 1 -> 1/2.
+#   cmIoU: image 1 segments 1/2 and 2/3; image 2 (its ignored pixel in no segment) 1/2 and 1 -> 2/3 over 4.
+#   tags: image 1 {a, b} vs {a, b}: 1, 1; image 2 {c, b} vs {a, c}: 1/2, 1/2 -> 3/4 macro and micro.
+HAND = [
+    (np.array([[0, 0, 1, 1]]), np.array([[0, 1, 1, 1]]), [0, 1]),
+    (np.array([[2, 2, X, 0]]), np.array([[2, X, 2, 0]]), [2, 1]),
+]
+
+
+def hand_images() -> list[ImageEval]:
+    return [ImageEval(gt=g, pred=p, predicted=t) for g, p, t in HAND]
+
+
+def fresh_metrics() -> dict:
+    return {"semseg": SemSegEvaluator(["a", "b", "c"]), "cmiou": ClassAgnosticIoU(), "tags": TagMetrics()}
+
+
+def test_every_metric_follows_the_protocol():
+    for m in [*fresh_metrics().values(), MetricSet(fresh_metrics())]:
+        assert isinstance(m, Metric), type(m).__name__
+        assert list(inspect.signature(m.process).parameters) == ["image"]
+        assert list(inspect.signature(m.evaluate).parameters) == []  # settings belong to the constructor
+    assert not isinstance(object(), Metric)
+
+
+def test_metric_set_gives_the_numbers_of_the_metrics_run_one_by_one():
+    alone = fresh_metrics()
+    for image in hand_images():
+        for m in alone.values():
+            m.process(image)
+    together = MetricSet(fresh_metrics())
+    for image in hand_images():
+        together.process(image)
+    got = together.evaluate()
+    assert list(got) == ["semseg", "cmiou", "tags"]
+    assert got["semseg"].to_dict() == alone["semseg"].evaluate().to_dict()
+    assert got["cmiou"] == alone["cmiou"].evaluate()
+    assert together["cmiou"].segments == alone["cmiou"].segments == 4
+    assert got["tags"].to_dict() == alone["tags"].evaluate().to_dict()
+    s, t = got["semseg"], got["tags"]
+    assert s.iou == pytest.approx([2 / 3, 2 / 3, 1 / 2]) and s.miou == pytest.approx(11 / 18)
+    assert s.pixel_accuracy == pytest.approx(5 / 7)
+    assert got["cmiou"] == pytest.approx(2 / 3)
+    assert (t.precision, t.recall, t.micro_precision, t.micro_recall) == pytest.approx((0.75, 0.75, 0.75, 0.75))
+
+
+def test_metric_set_process_returns_each_metrics_answer_for_the_image():
+    out = MetricSet(fresh_metrics()).process(hand_images()[0])
+    assert out["semseg"] is None and out["cmiou"] == pytest.approx([0.5, 2 / 3]) and out["tags"] == (1.0, 1.0)
+
+
+def test_reset_forgets_every_image():
+    metrics = MetricSet(fresh_metrics())
+    for image in hand_images():
+        metrics.process(image)
+    before = metrics.evaluate()
+    metrics.process(hand_images()[0])
+    metrics.reset()
+    empty = metrics.evaluate()
+    assert math.isnan(empty["semseg"].miou) and sum(empty["semseg"].gt_pixels) == 0
+    assert math.isnan(empty["cmiou"]) and metrics["cmiou"].segments == 0
+    assert empty["tags"].images == 0 and empty["tags"].predicted == 0 and math.isnan(empty["tags"].precision)
+    for image in hand_images():
+        metrics.process(image)
+    after = metrics.evaluate()
+    assert after["semseg"].to_dict() == before["semseg"].to_dict()
+    assert after["cmiou"] == before["cmiou"] and after["tags"].to_dict() == before["tags"].to_dict()
+
+
+def test_metric_sets_nest():
+    outer = MetricSet(inner=MetricSet(tags=TagMetrics()), cmiou=ClassAgnosticIoU())
+    for image in hand_images():
+        outer.process(image)
+    got = outer.evaluate()
+    assert got["inner"]["tags"].precision == 0.75 and got["cmiou"] == pytest.approx(2 / 3)
+
+
+def test_metric_set_refuses_a_non_metric_and_a_name_twice():
+    with pytest.raises(TypeError, match="'f1'"):
+        MetricSet(f1=lambda image: 0)
+    metrics = MetricSet(tags=TagMetrics())
+    with pytest.raises(ValueError, match="'tags' is already"):
+        metrics.add("tags", TagMetrics())
+
+
+def test_convention_is_a_constructor_setting():
+    with pytest.raises(ValueError, match="convention"):
+        SemSegEvaluator(["a"], "coco")
+    assert SemSegEvaluator(["a"], "mmseg").evaluate().convention == "mmseg"
+    assert SemSegEvaluator(["a"]).evaluate().convention == "detectron2"
+
+
+def test_a_metric_names_the_field_its_image_lacks():
+    with pytest.raises(ValueError, match=r"SemSegEvaluator needs ImageEval\.pred"):
+        SemSegEvaluator(["a"]).process(ImageEval(gt=np.zeros((1, 1), int)))
+    with pytest.raises(ValueError, match=r"ClassAgnosticIoU needs ImageEval\.gt"):
+        ClassAgnosticIoU().process(ImageEval(pred=np.zeros((1, 1), int)))
+    with pytest.raises(ValueError, match="present or ImageEval.gt"):
+        TagMetrics().process(ImageEval(predicted=[0]))
+
+
+def test_cmiou_reads_the_segments_and_tags_default_to_the_ground_truths_classes():
+    # cmIoU scores the unmapped regions, not the mapped prediction (which merged them into one class).
+    image = ImageEval(gt=np.array([[0, 0, 1, 1]]), pred=np.zeros((1, 4), int), segments=np.array([[5, 5, 9, 9]]),
+                      predicted=[1])
+    assert ClassAgnosticIoU().process(image) == [1.0, 1.0]
+    assert TagMetrics().process(image) == (1.0, 0.5)  # present: {0, 1}, those of the ground truth

@@ -1,14 +1,18 @@
 """Label mappers: a free-form noun or description -> one dataset class, or none.
 
-Every mapper has `map(descriptions) -> list[LabelMatch]`, one match per description, in order.
+Every mapper follows `LabelMapper`: `map(descriptions, level=None) -> list[LabelMatch]`, one match per
+description, in order; the levels it can map at (none for most); and whether it can list every class a noun
+relates to, which ground-truth-aware scoring needs. `MapperWithoutLevels` gives a mapper with one way of
+mapping (no levels, no relations) that part of the protocol.
 """
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
+from ...errors import ConfigError
 from ...registry import Registry
 from ..datasets import ClassInfo
 
@@ -32,10 +36,56 @@ class LabelMatch:
         return {"description": self.description, "noun": self.noun, "class": self.cls}
 
 
+@runtime_checkable
 class LabelMapper(Protocol):
-    name: str
+    """name: the registry name. levels: the levels the mapper can map at, weakest relation first (each
+    accepts what the ones before it do); () for a mapper with one way of mapping. level: its own level, the
+    one `map` uses when given none (None without levels). relates: True when `related` lists every class a
+    noun relates to at a level, so a scorer may credit a noun with whichever related class the ground truth
+    holds; a mapper without relations refuses `related` with a ConfigError."""
 
-    def map(self, descriptions: Sequence[str]) -> list[LabelMatch]: ...
+    name: str
+    levels: tuple[str, ...]
+    level: str | None
+    relates: bool
+
+    def map(self, descriptions: Sequence[str], level: str | None = None) -> list[LabelMatch]: ...
+
+    def related(self, noun: str, level: str | None = None) -> set[int]: ...
+
+
+def _no_relations(mapper: LabelMapper) -> ConfigError:
+    return ConfigError(f"gt_aware: ground-truth-aware scoring needs a label mapper that relates nouns to classes, "
+                       f"and the {mapper.name} mapper does not; turn gt_aware off or use the lexical mapper")
+
+
+def require_relations(mapper: LabelMapper) -> None:
+    """Refuse ground-truth-aware scoring with a mapper that cannot say which classes a noun relates to."""
+    if not mapper.relates:
+        raise _no_relations(mapper)
+
+
+def check_level(mapper: LabelMapper, level: str | None) -> str | None:
+    """The level to map at: the mapper's own for None, else `level`, which must be one of its levels."""
+    if level is None:
+        return mapper.level
+    if level not in mapper.levels:
+        if not mapper.levels:
+            raise ConfigError(f"the {mapper.name} label mapper has no levels; got level {level!r}")
+        raise ConfigError(f"{mapper.name} level: expected one of {', '.join(mapper.levels)}, got {level!r}")
+    return level
+
+
+class MapperWithoutLevels:
+    """The levels and relations part of `LabelMapper` for a mapper with one way of mapping."""
+
+    name: str = ""
+    levels: tuple[str, ...] = ()
+    level: str | None = None
+    relates: bool = False
+
+    def related(self, noun: str, level: str | None = None) -> set[int]:
+        raise _no_relations(self)
 
 
 MAPPERS: Registry[Any] = Registry("label mapper")

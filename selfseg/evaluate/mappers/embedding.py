@@ -13,7 +13,7 @@ from typing import Any
 
 from ...errors import ResourceMissingError
 from ..datasets import ClassInfo
-from .base import MAPPERS, LabelMatch
+from .base import MAPPERS, LabelMatch, MapperWithoutLevels, check_level
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _MINILM = {"all-MiniLM-L6-v2", DEFAULT_MODEL}
@@ -44,7 +44,7 @@ def resolve_embedding_model(name: str) -> str:
         return DEFAULT_MODEL
 
 
-class EmbeddingMapper:
+class EmbeddingMapper(MapperWithoutLevels):
     name = "embedding"
 
     def __init__(self, classes: Sequence[ClassInfo], background: int | None = None,
@@ -87,7 +87,8 @@ class EmbeddingMapper:
         return self._model.encode(list(texts), batch_size=self.batch_size, convert_to_tensor=True,
                                   normalize_embeddings=True, show_progress_bar=False)
 
-    def map(self, descriptions: Sequence[str]) -> list[LabelMatch]:
+    def map(self, descriptions: Sequence[str], level: str | None = None) -> list[LabelMatch]:
+        check_level(self, level)
         if not descriptions:
             return []
         import torch
@@ -110,7 +111,9 @@ class EmbeddingMapper:
         return next(c.name for c in self.classes if c.index == index)
 
 
-@MAPPERS.register("embedding")
+# Built per dataset by `build_mapper` (the classes are the dataset's); in a config file its settings are the
+# `evaluation` section's embedding_* fields.
+@MAPPERS.register("embedding", section="evaluation", checkpoints=lambda ev, models: [ev.embedding_model])
 def _make(classes: Sequence[ClassInfo], background: int | None = None, model: str | None = None,
           threshold: float = 0.5, device: str = "auto", **_: Any) -> EmbeddingMapper:
     return EmbeddingMapper(classes, background=background, model=model or DEFAULT_MODEL, threshold=threshold,

@@ -78,6 +78,8 @@ def _whole(s: Any) -> list[Any]:
 
 class LexicalMapper:
     name = "lexical"
+    levels = LEVELS
+    relates = True
 
     def __init__(self, classes: Sequence[ClassInfo], level: str = "meronym", background: int | None = None,
                  spacy_pipeline: str = "auto", wordnet: Any = None) -> None:
@@ -209,7 +211,9 @@ class LexicalMapper:
         return self.heads(list(descriptions))
 
 
-@MAPPERS.register("lexical")
+# Built per dataset by `build_mapper`; in a config file its settings are the `evaluation` section's
+# lexical_level and gt_aware (WordNet, no checkpoint).
+@MAPPERS.register("lexical", section="evaluation")
 def _make(classes: Sequence[ClassInfo], background: int | None = None, level: str = "meronym",
           spacy_pipeline: str = "auto", **_: Any) -> LexicalMapper:
     return LexicalMapper(classes, level=level, background=background, spacy_pipeline=spacy_pipeline)

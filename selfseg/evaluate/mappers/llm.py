@@ -26,7 +26,7 @@ from typing import Any
 
 from ...errors import ConfigError, SelfSegError
 from ..datasets import ClassInfo
-from .base import MAPPERS, ClassIndex, HeadNouns, LabelMatch, normalize
+from .base import MAPPERS, ClassIndex, HeadNouns, LabelMatch, MapperWithoutLevels, check_level, normalize
 
 DEFAULT_LLM = "meta-llama/Llama-2-7b-chat-hf"
 
@@ -77,7 +77,7 @@ def default_cache_dir() -> Path:
     return Path(base) / "selfseg" / "love"
 
 
-class LLMMapper:
+class LLMMapper(MapperWithoutLevels):
     name = "llm"
 
     def __init__(self, classes: Sequence[ClassInfo], background: int | None = None,
@@ -153,7 +153,8 @@ class LLMMapper:
     def prompt(self, noun: str) -> str:
         return self.template.format(noun=noun, **self._fill)
 
-    def map(self, descriptions: Sequence[str]) -> list[LabelMatch]:
+    def map(self, descriptions: Sequence[str], level: str | None = None) -> list[LabelMatch]:
+        check_level(self, level)
         descriptions = list(descriptions)
         nouns = self.heads(descriptions)
         texts = [" ".join(d.split()) for d in descriptions]
@@ -187,7 +188,9 @@ def _effective_dtype(device: str, dtype: str) -> str:
     return "bfloat16" if resolve_device(device).type == "cuda" else "float32"
 
 
-@MAPPERS.register("llm")
+# Built per dataset by `build_mapper` (the classes are the dataset's); in a config file its settings are the
+# `evaluation` section's llm_* fields.
+@MAPPERS.register("llm", section="evaluation", checkpoints=lambda ev, models: [ev.llm_model])
 def _make(classes: Sequence[ClassInfo], background: int | None = None, model: str | None = None,
           **kwargs: Any) -> LLMMapper:
     allowed = {"template", "list_classes", "dataset_name", "batch_size", "max_new_tokens", "cache", "device",

@@ -1,0 +1,120 @@
+"""Open-vocabulary scoring through the label-mapper protocol alone: a mapper's levels give the Lexical
+Alignment Curve, its relations the ground-truth-aware variant, whatever the mapper is called; hand-computed
+on a one-image folder dataset."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from selfseg.errors import ConfigError
+from selfseg.evaluate.datasets import load_dataset
+from selfseg.evaluate.mappers import LabelMapper, build_mapper
+from selfseg.evaluate.mappers.base import LabelMatch, MapperWithoutLevels, check_level
+from selfseg.evaluate.score import score_open_vocabulary
+
+CLASSES = ["sky", "grass", "cow"]
+# Ground truth sky grass grass cow; the prediction names its four regions:
+NAMES = ["sky", "lawn", "field", "calf"]
+STRICT = {"sky": 0}
+LOOSE = {"sky": 0, "lawn": 1, "calf": 2}  # "field" maps to nothing, but relates to sky and grass
+RELATED = {"strict": {"sky": {0}}, "loose": {"sky": {0}, "lawn": {1}, "calf": {2}, "field": {0, 1}}}
+
+
+def _matches(descriptions, table):
+    return [LabelMatch(d, d, CLASSES[table[d]] if d in table else None, table.get(d)) for d in descriptions]
+
+
+class TwoLevels:
+    """A mapper unknown to the registry, with levels of its own."""
+
+    name = "two-levels"
+    levels = ("strict", "loose")
+    relates = True
+
+    def __init__(self, level: str = "loose") -> None:
+        self.level = level
+
+    def map(self, descriptions, level=None):
+        return _matches(descriptions, LOOSE if check_level(self, level) == "loose" else STRICT)
+
+    def related(self, noun, level=None):
+        return RELATED[check_level(self, level)].get(noun, set())
+
+
+class OneWay(MapperWithoutLevels):
+    name = "one-way"
+
+    def map(self, descriptions, level=None):
+        check_level(self, level)
+        return _matches(descriptions, LOOSE)
+
+
+@pytest.fixture
+def scored(tmp_path) -> tuple:
+    root = tmp_path / "ds"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    (root / "classes.txt").write_text("\n".join(CLASSES) + "\n")
+    Image.fromarray(np.zeros((1, 4, 3), np.uint8)).save(root / "images" / "a.png")
+    Image.fromarray(np.array([[0, 1, 1, 2]], np.uint8)).save(root / "masks" / "a.png")
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    Image.fromarray(np.array([[1, 2, 3, 4]], np.uint8)).save(pred / "a_labels.png")
+    (pred / "a.json").write_text(json.dumps({"image_size": [1, 4], "instances": [], "classes": NAMES,
+                                             "segmenter": "stub"}))
+    ds = load_dataset("folder", root)
+    return ds, pred
+
+
+def score(scored, mapper, **kw):
+    ds, pred = scored
+    return score_open_vocabulary(ds, ds.samples, pred, mapper, **kw)
+
+
+def test_stub_mappers_follow_the_protocol():
+    assert isinstance(TwoLevels(), LabelMapper) and isinstance(OneWay(), LabelMapper)
+
+
+@pytest.mark.parametrize("gt_aware, curve", [
+    # strict: sky only -> sky 1, grass 0, cow 0. loose: sky, lawn, calf -> 1, 1/2, 1. Ground-truth aware at
+    # loose, "field" relates to the grass under it -> grass 1.
+    (False, [1 / 3, 5 / 6]),
+    (True, [1 / 3, 1.0]),
+])
+def test_levels_and_relations_come_from_the_protocol(scored, gt_aware, curve):
+    r = score(scored, TwoLevels(), levels=TwoLevels.levels, gt_aware=gt_aware)
+    la = r.lexical_alignment
+    assert la["levels"] == ["strict", "loose"] and la["mIoU"] == pytest.approx(curve)
+    assert la["area"] == pytest.approx(sum(curve) / 2) and la["gt_aware"] is gt_aware
+    assert r.semseg.miou == pytest.approx(curve[1])  # the mapper's own level
+    assert r.mapping == {"sky": "sky", "lawn": "grass", "field": None, "calf": "cow"}
+    assert r.cmiou == pytest.approx((1 + 1 / 2 + 1) / 3) and r.cmiou_segments == 3  # unmapped regions
+    assert (r.tags.precision, r.tags.recall) == (1.0, 1.0)
+
+
+def test_own_level_is_scored_and_added_to_the_levels_asked_for(scored):
+    strict = TwoLevels("strict")
+    r = score(scored, strict)
+    assert r.lexical_alignment is None and r.semseg.miou == pytest.approx(1 / 3)
+    assert (r.tags.precision, r.tags.recall) == (1.0, pytest.approx(1 / 3))
+    r = score(scored, strict, levels=["loose"])
+    assert r.lexical_alignment["levels"] == ["loose", "strict"] and r.semseg.miou == pytest.approx(1 / 3)
+
+
+def test_a_mapper_without_levels_scores_at_its_one_way(scored):
+    r = score(scored, OneWay())
+    assert r.lexical_alignment is None and r.semseg.miou == pytest.approx(5 / 6)
+    assert r.to_dict()["mIoU"] == score(scored, TwoLevels()).to_dict()["mIoU"]
+    with pytest.raises(ConfigError, match="the one-way label mapper has no levels"):
+        score(scored, OneWay(), levels=["loose"])
+
+
+def test_ground_truth_aware_scoring_with_a_mapper_without_relations_is_one_clear_error(scored, tmp_path):
+    llm = build_mapper("llm", "voc", cache=tmp_path / "c.json")  # refused before any LLM is needed
+    for mapper in (OneWay(), llm):
+        with pytest.raises(ConfigError, match=f"gt_aware: .* the {mapper.name} mapper does not") as err:
+            score(scored, mapper, gt_aware=True)
+        assert "\n" not in str(err.value)
