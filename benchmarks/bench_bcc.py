@@ -599,7 +599,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from selfseg.config import load_config
     from selfseg.io import load_image
-    from selfseg.tag.bcc import BCCTagger
+    from selfseg.tag import build_tagger
 
     overrides = list(args.set)
     if args.device:
@@ -619,7 +619,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log(f"  built in {model_info['build_seconds']:.1f} s: {model_info['model_id']}; vocab: {model_info['vocab']}")
     gen_rec = GenerateRecorder(cap)
     set_rec = CaptionSetRecorder(cap)
-    tagger = BCCTagger(cfg, captioner=cap)
+    tagger = build_tagger(cfg, "bcc", captioner=cap)
     device = cap.device
 
     paths = image_paths([Path(p) for p in args.image_dir] if args.image_dir else DEFAULT_IMAGE_DIRS)

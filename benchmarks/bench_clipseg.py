@@ -40,6 +40,7 @@ from selfseg.models.clipseg import ClipSegDenseSegmenter
 from selfseg.models.tiny import tiny_clip_tokenizer
 from selfseg.models.loading import resolve_device, resolve_dtype
 from selfseg.segment.clipseg import ClipSegSegmenter
+from selfseg.segment.base import SegmentPlan
 
 size, n_tags, per_call, side, repeats, device, dtype = sys.argv[1:8]
 n_tags, per_call, side, repeats = int(n_tags), int(per_call), int(side), int(repeats)
@@ -68,12 +69,12 @@ else:
     model = ClipSegDenseSegmenter(net, proc, dev, dt, is_tiny=False, model_id="random CIDAS/clipseg-rd64-refined")
 config = Config()
 config.segment.clipseg.tags_per_call = per_call
-seg = ClipSegSegmenter(config, model=model)
+seg = ClipSegSegmenter(config.segment.clipseg, config.model, model=model)
 rng = np.random.default_rng(0)
 photo = Image.fromarray(rng.integers(0, 256, (side * 3 // 4, side, 3), dtype=np.uint8))
 image = load_image(photo, max_side=side)
 tags = [f"class{i}" for i in range(n_tags)]
-seg.segment(image, tags[:2], None)  # warm-up (allocator, kernels)
+seg.segment(image, SegmentPlan(tags[:2]))  # warm-up (allocator, kernels)
 base = rss_mib()
 try:  # reset the peak (VmHWM) to the current RSS, so building the model cannot be the peak reported
     with open('/proc/self/clear_refs', 'w') as f:
@@ -87,7 +88,7 @@ times = []
 calls0 = model.decoder_calls
 for _ in range(repeats):
     t0 = time.perf_counter()
-    out = seg.segment(image, tags, None)
+    out = seg.segment(image, SegmentPlan(tags))
     if dev.type == "cuda":
         torch.cuda.synchronize()
     times.append(time.perf_counter() - t0)

@@ -8,9 +8,10 @@
 Five measurements in one run, on the same models and photos:
 
 1. Stages over N photos (the sample photos, cycled) after --warmup untimed ones, done the way
-   `GroundedSam2Segmenter.segment` does them: `locate` (`GroundingDinoLocator.detect` with T tags),
-   `filter` (area filter + NMS + top-k, `filter_detections`), `segment` (`Sam2BoxSegmenter.segment`: the
-   image encoded once, the boxes decoded `boxes_per_call` (32) per call, as the pipeline does). The MEDIAN
+   `GroundingDinoLocator.locate` and `GroundedSam2Segmenter.segment` do them: `locate`
+   (`GroundingDinoLocator.detect` with T tags, boxes clipped), `filter` (area filter + NMS + top-k,
+   `filter_detections`), `segment` (`Sam2BoxSegmenter.segment`: the image encoded once, the boxes decoded
+   `boxes_per_call` (32) per call, as the pipeline does). The MEDIAN
    seconds per image of each stage, the share of model forwards in each, images/s, peak RSS and (on CUDA)
    peak allocated GPU memory. SAM 2 gets exactly --boxes B boxes per image: the detector's kept boxes
    first, then synthetic ones when it kept fewer (random weights often keep none, or up to
@@ -213,7 +214,8 @@ def n_params(module: Any) -> int:
 
 def build_models(size: str, device: str, dtype: str, max_chunks_per_forward: int | None,
                  log: Callable[[str], None]) -> tuple[Any, Any, dict]:
-    from selfseg.models.grounding_dino import GroundingDinoLocator
+    from selfseg.locate.grounding_dino import GroundingDinoLocator
+    from selfseg.models.grounding_dino import GroundingDino
     from selfseg.models.loading import resolve_device, resolve_dtype
     from selfseg.models.sam2 import Sam2BoxSegmenter
 
@@ -227,17 +229,17 @@ def build_models(size: str, device: str, dtype: str, max_chunks_per_forward: int
     else:
         log("  Grounding DINO (grounding-dino-base architecture) ...")
         model, processor, vocab = build_full_grounding_dino()
-        loc = GroundingDinoLocator(model, processor, dev, dt,
-                                   model_id=f"{MODEL_IDS['gdino']} architecture, RANDOM weights",
-                                   max_chunks_per_forward=max_chunks_per_forward)
+        detector = GroundingDino(model, processor, dev, dt,
+                                 model_id=f"{MODEL_IDS['gdino']} architecture, RANDOM weights")
+        loc = GroundingDinoLocator(detector, max_chunks_per_forward=max_chunks_per_forward)
         log("  SAM 2 (sam2.1-hiera-large architecture) ...")
         smodel, sproc = build_full_sam2()
         sam = Sam2BoxSegmenter(smodel, sproc, dev, dt, is_tiny=False,
                                model_id=f"{MODEL_IDS['sam2']} architecture, RANDOM weights")
-        ids = dict(gdino=loc.model_id, sam2=sam.model_id)
+        ids = dict(gdino=loc.detector.model_id, sam2=sam.model_id)
     build_s = time.perf_counter() - t0
-    gm, sm = loc.model, sam.model
-    ip, sp = loc.image_processor, sam.processor.image_processor
+    gm, sm = loc.detector.model, sam.model
+    ip, sp = loc.detector.image_processor, sam.processor.image_processor
     info = dict(
         size=size, random_weights=True, device=str(dev), dtype=dtype, build_seconds=build_s, vocab=vocab,
         gdino=dict(model_id=ids["gdino"], params=n_params(gm), params_backbone=n_params(gm.model.backbone),
@@ -245,7 +247,7 @@ def build_models(size: str, device: str, dtype: str, max_chunks_per_forward: int
                    max_text_len=int(gm.config.max_text_len), num_queries=int(gm.config.num_queries),
                    d_model=int(gm.config.d_model), encoder_layers=int(gm.config.encoder_layers),
                    decoder_layers=int(gm.config.decoder_layers), image_size=dict(ip.size),
-                   max_chunks_per_forward=loc.max_chunks_per_forward, share_backbone=loc.share_backbone),
+                   max_chunks_per_forward=loc.max_chunks_per_forward, share_backbone=loc.detector.share_backbone),
         sam2=dict(model_id=ids["sam2"], params=n_params(sm), params_vision_encoder=n_params(sm.vision_encoder),
                   image_size=dict(sp.size), mask_size=dict(sp.mask_size)),
     )
@@ -355,18 +357,19 @@ def synthetic_boxes(n: int, width: int, height: int, seed: int) -> np.ndarray:
 
 def run_image(loc: Any, sam: Any, image: Any, tags: list[str], n_boxes: int, thresholds: Any, seed: int,
               gcount: ForwardCounter, enc: EncoderTimer) -> dict:
-    """locate -> filter -> segment on one LoadedImage, as GroundedSam2Segmenter.segment does them."""
+    """locate -> filter -> segment on one LoadedImage, as GroundingDinoLocator.locate and
+    GroundedSam2Segmenter.segment do them."""
     from selfseg.locate.boxes import filter_detections
-    from selfseg.segment.grounded_sam2 import _pad_to_aspect
+    from selfseg.locate.grounding_dino import pad_to_aspect
 
     img = image.image
     w, h = img.size
-    dev = loc.device
+    dev = loc.detector.device
     gcount.take()
     enc.take()
     sync(dev)
     t0 = time.perf_counter()
-    det = loc.detect(_pad_to_aspect(img), tags, box_threshold=thresholds.box_threshold,
+    det = loc.detect(pad_to_aspect(img), tags, box_threshold=thresholds.box_threshold,
                      text_threshold=thresholds.text_threshold)
     det.boxes = np.clip(det.boxes, 0, [w, h, w, h]).astype(np.float32)
     sync(dev)
@@ -469,11 +472,11 @@ def chunk_check(loc: Any, image: Any, specs: list[tuple[str, list[str]]], run: b
     from selfseg.locate.boxes import filter_detections
 
     out = []
-    cap = loc.max_text_len - 2  # [CLS] and [SEP]
+    cap = loc.detector.max_text_len - 2  # [CLS] and [SEP]
     step = loc.max_chunks_per_forward
     for name, tags in specs:
         plan = loc.plan(tags)
-        ids = loc.tokenizer(plan.tags, add_special_tokens=False)["input_ids"] if plan.tags else []
+        ids = loc.detector.tokenizer(plan.tags, add_special_tokens=False)["input_ids"] if plan.tags else []
         weights = [len(t) + 1 for t in ids]  # a tag's tokens and its " ."
         total = sum(weights)
         row = dict(
@@ -482,18 +485,18 @@ def chunk_check(loc: Any, image: Any, specs: list[tuple[str, list[str]]], run: b
             lower_bound_chunks=math.ceil(total / cap) if total else 0,
             ffd_chunks_any_order=first_fit_decreasing(weights, cap),
             longest_chunk_tokens=max((len(c.input_ids) for c in plan.chunks), default=0),
-            max_text_len=loc.max_text_len, chunk_tags=[len(c.tags) for c in plan.chunks],
+            max_text_len=loc.detector.max_text_len, chunk_tags=[len(c.tags) for c in plan.chunks],
             expected_forward_calls=(math.ceil(len(plan.chunks) / step) if step else min(1, len(plan.chunks))),
         )
         row["chunks_equal_minimum"] = row["chunks"] == row["min_chunks_contiguous"]
-        row["chunks_fit"] = row["longest_chunk_tokens"] <= loc.max_text_len
+        row["chunks_fit"] = row["longest_chunk_tokens"] <= loc.detector.max_text_len
         if run:
             gcount.take()
-            sync(loc.device)
+            sync(loc.detector.device)
             t0 = time.perf_counter()
             det = loc.detect(image.image, tags, box_threshold=thresholds.box_threshold,
                              text_threshold=thresholds.text_threshold)
-            sync(loc.device)
+            sync(loc.detector.device)
             row["detect_seconds"] = time.perf_counter() - t0
             g = gcount.take()
             row.update(forward_rows=g["rows"], forward_calls=g["calls"], passes=det.passes,
@@ -519,13 +522,14 @@ def chunk_check(loc: Any, image: Any, specs: list[tuple[str, list[str]]], run: b
 def naive_detect(loc: Any, image: Any, tags: list[str], thresholds: Any) -> int:
     """The stock transformers recipe, one tag at a time: processor(image, "tag.") -> model -> post-processing.
     Returns the number of boxes (meaningless with random weights; computed so the work is the same)."""
-    proc, model = loc.processor, loc.model
+    gd = loc.detector
+    proc, model = gd.processor, gd.model
     w, h = image.size
     n = 0
     with torch.inference_mode():
         for tag in tags:
             inputs = proc(images=image, text=f"{tag}.", return_tensors="pt")
-            inputs = {k: (v.to(loc.device, loc.dtype) if k == "pixel_values" else v.to(loc.device))
+            inputs = {k: (v.to(gd.device, gd.dtype) if k == "pixel_values" else v.to(gd.device))
                       for k, v in inputs.items() if torch.is_tensor(v)}
             out = model(**inputs)
             res = proc.post_process_grounded_object_detection(
@@ -542,18 +546,18 @@ def bench_gdino_baseline(loc: Any, image: Any, tags: list[str], repeats: int, th
     chunked, naive, cinfo, ninfo = [], [], {}, {}
     for r in range(repeats):
         gcount.take()
-        sync(loc.device)
+        sync(loc.detector.device)
         t0 = time.perf_counter()
         det = loc.detect(img, tags, box_threshold=thresholds.box_threshold, text_threshold=thresholds.text_threshold)
-        sync(loc.device)
+        sync(loc.detector.device)
         chunked.append(time.perf_counter() - t0)
         cinfo = dict(gcount.take(), passes=det.passes)
         log(f"  repeat {r + 1}/{repeats}: selfseg chunked {chunked[-1]:.2f} s ({cinfo['rows']} rows, "
             f"{cinfo['calls']} forward(s))")
-        sync(loc.device)
+        sync(loc.detector.device)
         t0 = time.perf_counter()
         naive_detect(loc, img, plan_tags, thresholds)
-        sync(loc.device)
+        sync(loc.detector.device)
         naive.append(time.perf_counter() - t0)
         ninfo = gcount.take()
         log(f"  repeat {r + 1}/{repeats}: one forward per tag {naive[-1]:.2f} s ({ninfo['calls']} forwards)")
@@ -834,8 +838,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     loc, sam, model_info = build_models(args.size, args.device, args.dtype, args.max_chunks_per_forward or None, log)
     log(f"  built in {model_info['build_seconds']:.1f} s: Grounding DINO {model_info['gdino']['params'] / 1e6:.1f}M, "
         f"SAM 2 {model_info['sam2']['params'] / 1e6:.1f}M params; vocab: {model_info['vocab']}")
-    device = loc.device
-    gcount = ForwardCounter(loc.model, device)
+    device = loc.detector.device
+    gcount = ForwardCounter(loc.detector.model, device)
     enc = EncoderTimer(sam)
 
     paths = image_paths([Path(p) for p in args.image_dir] if args.image_dir else DEFAULT_IMAGE_DIRS)

@@ -73,6 +73,7 @@ def _output_overwrites_input(sources: Sequence[str], names: dict, out: Path, seg
 def _run_images(ns: argparse.Namespace, segment: bool) -> int:
     """`tag` and `segment`: expand inputs, skip finished ones (--resume), run in batches, write each
     result as it arrives, one line per image or failure, progress on stderr."""
+    from .config import uses_tiny
     from .io import expand_inputs
     from .pipeline import SelfSeg
     from .runs import LOG, RunFolder, output_names, own_outputs, run_settings
@@ -90,7 +91,7 @@ def _run_images(ns: argparse.Namespace, segment: bool) -> int:
     if not sources:
         print("selfseg: error: no input images given", file=sys.stderr)
         return 2
-    if seg.meaningless or (segment and _uses_tiny(seg.config)):
+    if uses_tiny(seg.config, segment=segment):
         print("NOTE: this config uses tiny random-init models built in code (no download); the outputs "
               "below are meaningless and only show that everything runs.")
     out = Path(ns.out)
@@ -165,13 +166,6 @@ def cmd_segment(ns: argparse.Namespace) -> int:
     return _run_images(ns, segment=True)
 
 
-def _uses_tiny(cfg) -> bool:
-    from .config import TINY_MODEL
-
-    s = cfg.segment
-    return TINY_MODEL in (s.grounded_sam2.detector, s.grounded_sam2.sam, s.clipseg.model)
-
-
 def cmd_resources(ns: argparse.Namespace) -> int:
     from .resources import setup_resources
 
@@ -180,7 +174,7 @@ def cmd_resources(ns: argparse.Namespace) -> int:
 
 
 def cmd_download(ns: argparse.Namespace) -> int:
-    from .config import TINY_MODEL, declared_sections, load_config
+    from .config import TINY_MODEL, checkpoints, declared_sections, load_config
     from .resources import download_checkpoints
 
     configs = ns.config or [None]
@@ -188,22 +182,9 @@ def cmd_download(ns: argparse.Namespace) -> int:
     for c in configs:
         cfg = load_config(_resolve_config(c))
         cache = cfg.model.cache_dir or cache
-        taggers = cfg.union if cfg.tagger == "union" else [cfg.tagger]
-        wanted = [cfg.model.blip] if {"bcc", "caption"} & set(taggers) else []
-        seg = cfg.segment
-        if {"vlm", "describe_extract"} & set(taggers) or seg.enrich == "image":
-            wanted.append(cfg.vlm.model)
-        if cfg.vlm.llm and ("describe_extract" in taggers or seg.enrich == "generic"):
-            wanted.append(cfg.vlm.llm)
-        elif "describe_extract" in taggers or seg.enrich == "generic":
-            wanted.append(cfg.vlm.model)  # the VLM extracts / describes when vlm.llm is unset
-        wanted += {"grounded_sam2": [seg.grounded_sam2.detector, seg.grounded_sam2.sam],
-                   "clipseg": [seg.clipseg.model]}.get(seg.segmenter, [])
         # A benchmark config (one that sets its evaluation section) also needs its label mapper's model; a
         # config only for tagging and segmenting does not pull a 7B LLM it never uses.
-        ev = cfg.evaluation
-        if "evaluation" in declared_sections(_resolve_config(c)):
-            wanted += {"llm": [ev.llm_model], "embedding": [ev.embedding_model]}.get(ev.mapper, [])
+        wanted = checkpoints(cfg, segment=True, evaluate="evaluation" in declared_sections(_resolve_config(c)))
         ids += [m for m in wanted if m != TINY_MODEL and m not in ids]
     if not ids:
         print("nothing to download: the configs use only models built in code")

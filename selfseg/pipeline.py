@@ -5,12 +5,17 @@ import dataclasses
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .config import TINY_MODEL, Config, load_config
+from .config import Config, load_config, uses_tiny
 from .errors import ConfigError, SelfSegError
 from .io import ImageInput, LoadedImage, atomic_write, load_image
 from .tag.result import TagResult
+
+if TYPE_CHECKING:
+    from .segment.base import Segmenter, SegmentPlan
+    from .segment.result import Segmentation
+    from .tag.base import Tagger
 
 
 @dataclass
@@ -18,7 +23,7 @@ class BatchItem:
     """One input of a batch run: its result, or the one-line reason it failed."""
 
     source: str
-    result: Any | None = None  # TagResult from tag_many, Segmentation from segment_many
+    result: TagResult | Segmentation | None = None  # TagResult from tag_many, Segmentation from segment_many
     error: str | None = None
     loaded: LoadedImage | None = None  # the image as the models saw it (for overlays)
 
@@ -39,8 +44,8 @@ class SelfSeg:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self._tagger: Any = None
-        self._segmenter: Any = None
+        self._tagger: Tagger | None = None
+        self._segmenter: Segmenter | None = None
         self._enricher: Any = None
 
     @classmethod
@@ -51,15 +56,10 @@ class SelfSeg:
     @property
     def meaningless(self) -> bool:
         """True when the configured tagger uses tiny random-init models (smoke configs)."""
-        c = self.config
-        tiny = {"bcc": c.model.blip == TINY_MODEL, "caption": c.model.blip == TINY_MODEL,
-                "vlm": c.vlm.model == TINY_MODEL,
-                "describe_extract": TINY_MODEL in (c.vlm.model, c.vlm.llm)}
-        names = c.union if c.tagger == "union" else [c.tagger]
-        return any(tiny.get(n, False) for n in names)
+        return uses_tiny(self.config)
 
     @property
-    def tagger(self) -> Any:
+    def tagger(self) -> Tagger:
         if self._tagger is None:
             from .tag import build_tagger
 
@@ -67,7 +67,7 @@ class SelfSeg:
         return self._tagger
 
     @property
-    def segmenter(self) -> Any:
+    def segmenter(self) -> Segmenter:
         if self._segmenter is None:
             from .segment import build_segmenter
 
@@ -80,10 +80,11 @@ class SelfSeg:
         if self._enricher is None and self.config.segment.enrich != "none":
             from .segment.enrich import PromptEnricher
 
-            self._enricher = PromptEnricher(self.config)
+            c = self.config
+            self._enricher = PromptEnricher(c.segment, c.vlm, c.model)
         return self._enricher
 
-    def segment(self, image: ImageInput, tags: TagResult | None = None) -> Any:
+    def segment(self, image: ImageInput, tags: TagResult | None = None) -> Segmentation:
         """Tag (unless the vocabulary is "given", or `tags` from an earlier `tag()` call are passed) and
         segment one image -> `Segmentation`."""
         loaded = load_image(image, self.config.run.max_image_side)
@@ -115,7 +116,7 @@ class SelfSeg:
 
     def _segment_batch(self, items: Sequence[BatchItem]) -> Iterator[BatchItem]:
         ok = [i for i in items if i.ok]
-        planned: dict[int, Any] = {}
+        planned: dict[int, SegmentPlan] = {}
         for item in ok:
             try:
                 planned[id(item)] = self._plan(item.loaded, item.result)
@@ -140,7 +141,7 @@ class SelfSeg:
                 continue
             yield BatchItem(source=item.source, result=seg, loaded=item.loaded)
 
-    def _enrich(self, items: Sequence[BatchItem], planned: Sequence[Any]) -> list[Any]:
+    def _enrich(self, items: Sequence[BatchItem], planned: Sequence[SegmentPlan]) -> list[Any]:
         """Per item: its Enrichment (None without segment.enrich). One batched model pass for the batch; a
         failed pass leaves the plain tags as prompts, with a note, rather than losing the batch."""
         if self.enricher is None or not items:
@@ -164,8 +165,9 @@ class SelfSeg:
             return BatchItem(source=str(src), error=str(exc))
         return BatchItem(source=loaded.source, loaded=loaded)
 
-    def _plan(self, loaded: LoadedImage, tags: TagResult | None) -> _Planned:
+    def _plan(self, loaded: LoadedImage, tags: TagResult | None) -> SegmentPlan:
         """The class list an image is segmented with: cleaned self-found tags and/or the user's words."""
+        from .segment.base import SegmentPlan
         from .tag.cleanup import clean_tags
 
         sc = self.config.segment
@@ -184,15 +186,24 @@ class SelfSeg:
         seen: dict[str, str] = {}
         for w in own + given:  # "Dog" and "dog" are one class; the first spelling wins
             seen.setdefault(w.casefold(), w)
-        return _Planned(classes=list(seen.values()), merges=merges, tags=tags)
+        return SegmentPlan(classes=list(seen.values()), merges=merges, tags=tags)
 
-    def _segment_one(self, loaded: LoadedImage, planned: _Planned, enrichment: Any = None) -> Any:
-        classes, merges, tags = planned.classes, planned.merges, planned.tags
-        prompts = enrichment.prompts if enrichment is not None else {}
-        seg = self.segmenter.segment(loaded, classes, tags, prompts=prompts)
-        if merges and any(lab not in classes for lab in seg.classes):
+    def _segment_one(self, loaded: LoadedImage, plan: SegmentPlan, enrichment: Any = None) -> Segmentation:
+        """Run the segmenter on one plan and assemble its `Segmentation`: the only place one is made."""
+        from .segment.result import Instances, Segmentation
+
+        if enrichment is not None:
+            plan = dataclasses.replace(plan, prompts={c: p for c, p in enrichment.prompts.items()
+                                                      if c in plan.classes})
+        found = self.segmenter.segment(loaded, plan)
+        if not isinstance(found, Instances):
+            raise TypeError(f"segmenter {self.segmenter.name!r}: expected Instances from segment(), "
+                            f"got {type(found).__name__}")
+        labels = found.labels
+        classes = list(plan.classes) if found.classes is None else list(found.classes)
+        if plan.merges and any(c not in plan.classes for c in classes):
             # bcc_clusters names clusters with their own nouns: fold merged names into the kept ones.
-            kept = {m["dropped"]: m["kept"] for m in merges}
+            kept = {m["dropped"]: m["kept"] for m in plan.merges}
 
             def final(x: str) -> str:  # follow chains: couch -> sofa (synonym), sofa -> loveseat (hypernym)
                 seen = {x}
@@ -201,13 +212,15 @@ class SelfSeg:
                     seen.add(x)
                 return x
 
-            seg = dataclasses.replace(seg, labels=[final(x) for x in seg.labels],
-                                      classes=list(dict.fromkeys(final(x) for x in seg.classes)))
-        seg.merges = merges
-        seg.original_size = loaded.size
-        if enrichment is not None:
-            seg.prompts = {c: p for c, p in prompts.items() if c in classes}
-            seg.notes = list(enrichment.notes) + seg.notes
+            labels = [final(x) for x in labels]
+            classes = list(dict.fromkeys(final(x) for x in classes))
+        notes = (list(enrichment.notes) if enrichment is not None else []) + list(found.notes)
+        h, w = loaded.image.height, loaded.image.width
+        seg = Segmentation(image_size=(h, w), masks=found.masks, boxes=found.boxes, scores=found.scores,
+                           mask_scores=found.mask_scores, labels=labels, classes=classes,
+                           segmenter=self.segmenter.name, source=loaded.source, tags=plan.tags,
+                           merges=plan.merges, notes=notes, timings=dict(found.timings),
+                           original_size=loaded.size, prompts=plan.prompts if enrichment is not None else {})
         return _with_image_notes(seg, loaded)
 
     def tag(self, image: ImageInput) -> TagResult:
@@ -258,13 +271,6 @@ def _with_image_notes(result: Any, loaded: LoadedImage) -> Any:
     if loaded.notes:
         result.notes = list(loaded.notes) + [n for n in result.notes if n not in loaded.notes]
     return result
-
-
-@dataclass
-class _Planned:
-    classes: list[str]
-    merges: list[dict[str, str]]
-    tags: TagResult | None
 
 
 def write_outputs(item: BatchItem, out_dir: Path, stem: str, extra: dict[str, Any] | None = None) -> tuple[Path, Path]:

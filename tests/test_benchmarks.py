@@ -172,7 +172,7 @@ def test_independent_minimum_matches_the_locators_packing():
         import bench_segment
     finally:
         sys.path.remove(str(BENCH))
-    from selfseg.models.grounding_dino import pack_greedy
+    from selfseg.locate.grounding_dino import pack_greedy
 
     rng = random.Random(0)
     for _ in range(300):

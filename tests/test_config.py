@@ -187,3 +187,107 @@ def test_odd_path_values_are_left_to_validation(tmp_path, value):
     else:
         c = load_config(tmp_path / "c.yaml")
         assert c.evaluation.classes in (None, "") and c.vlm.cache in (None, "")
+
+
+def test_readme_config_table_is_generated_from_the_blocks(repo):
+    from selfseg.config import README_MARKERS, config_table
+
+    start, end = README_MARKERS
+    readme = (repo / "README.md").read_text(encoding="utf-8")
+    assert start in readme and end in readme
+    table = readme.split(start, 1)[1].split(end, 1)[0]
+    assert table.strip() == config_table().strip(), "stale README config table: run python -m selfseg.config README.md"
+
+
+def test_every_config_field_is_documented_where_its_block_is_defined():
+    import dataclasses
+
+    from selfseg.config import field_notes, sections
+
+    missing = [f"{name}.{f.name}" for name, cls in sections() for f in dataclasses.fields(cls)
+               if not dataclasses.is_dataclass(f.type) and not field_notes(cls).get(f.name)
+               and f.name not in {s.rsplit(".", 1)[-1] for s, _ in sections() if s}]
+    assert not missing, f"fields without a comment above them: {missing}"
+
+
+def test_field_notes_read_the_comment_lines_above_each_field():
+    from selfseg.config import field_notes
+    from selfseg.segment.grounded_sam2 import GroundedSam2Config
+
+    notes = field_notes(GroundedSam2Config)
+    assert notes["nms_iou"] == "Class-agnostic NMS: a box overlapping a better one by more than this IoU is dropped."
+    assert notes["detector"].startswith("Grounding DINO checkpoint") and "tiny-random" in notes["detector"]
+
+
+def test_each_block_is_defined_by_its_component_and_validates_itself():
+    from selfseg.segment.clipseg import ClipSegConfig
+    from selfseg.tag.clustering.ensemble import ClusteringConfig
+
+    with pytest.raises(ConfigError, match=r"^threshold / min_area / max_instances / tags_per_call: expected"):
+        ClipSegConfig(threshold=2.0)
+    with pytest.raises(ConfigError, match=r"^ks: expected a non-empty list"):
+        ClusteringConfig(ks=[])
+    # the loader says where the block sits, for files and for overrides alike
+    with pytest.raises(ConfigError, match=r"^segment\.clipseg\.threshold / min_area"):
+        load_config({"segment": {"clipseg": {"threshold": 2.0}}})
+    with pytest.raises(ConfigError, match=r"^segment\.grounded_sam2\.max_box_area: expected a fraction in \(0, 1\]"):
+        load_config({}, ["segment.grounded_sam2.max_box_area=0"])
+    with pytest.raises(ConfigError, match=r"^captioning\.top_p: expected a value in \(0, 1\]"):
+        load_config({}, ["captioning.top_p=2"])
+
+
+def test_names_come_from_the_registries():
+    with pytest.raises(ConfigError, match="unknown tagger 'nope'; expected one of: bcc, caption, describe_extract, "
+                                          "union, vlm, vocabulary"):
+        load_config({"tagger": "nope"})
+    with pytest.raises(ConfigError, match="unknown tagger 'clip'"):
+        load_config({"tagger": "union", "union": ["bcc", "clip"]})
+    with pytest.raises(ConfigError, match="unknown segmenter 'sam'; expected one of: bcc_clusters, clipseg, "
+                                          "grounded_sam2"):
+        load_config({"segment": {"segmenter": "sam"}})
+    with pytest.raises(ConfigError, match="evaluation.mapper: expected embedding, lexical or llm, got 'wordnet'"):
+        load_config({"evaluation": {"mapper": "wordnet"}})
+
+
+def test_a_component_block_is_read_from_its_sections():
+    from selfseg.segment import segmenters
+    from selfseg.tag import taggers
+
+    c = load_config({"captioning": {"cycles": 3}, "vocabulary": ["dog"]})
+    bcc = taggers().component("bcc").block(c)
+    assert bcc.captioning is c.captioning and bcc.clustering is c.clustering and bcc.nouns is c.nouns
+    assert taggers().component("vocabulary").block(c).vocabulary == ["dog"]
+    assert segmenters().component("clipseg").block(c) is c.segment.clipseg
+    assert segmenters().component("bcc_clusters").block(c) is None
+
+
+@pytest.mark.parametrize("data, segment, evaluate, expected", [
+    ({}, False, False, ["Salesforce/blip-image-captioning-large"]),
+    ({}, True, False, ["Salesforce/blip-image-captioning-large", "IDEA-Research/grounding-dino-base",
+                       "facebook/sam2.1-hiera-large"]),
+    ({"tagger": "union", "union": ["vlm", "bcc"]}, False, False,
+     ["Qwen/Qwen2.5-VL-3B-Instruct", "Salesforce/blip-image-captioning-large"]),
+    ({"tagger": "describe_extract", "vlm": {"llm": "org/lm"}}, False, False, ["Qwen/Qwen2.5-VL-3B-Instruct", "org/lm"]),
+    ({"tagger": "describe_extract"}, False, False, ["Qwen/Qwen2.5-VL-3B-Instruct"]),
+    ({"tagger": "vocabulary", "vocabulary": ["a"], "segment": {"segmenter": "clipseg", "enrich": "generic"},
+      "vlm": {"llm": "org/lm"}}, True, False, ["CIDAS/clipseg-rd64-refined", "org/lm"]),
+    ({"tagger": "vocabulary", "vocabulary": ["a"], "segment": {"segmenter": "bcc_clusters"},
+      "evaluation": {"mapper": "embedding"}}, True, True, ["sentence-transformers/all-MiniLM-L6-v2"]),
+    ({"tagger": "vocabulary", "vocabulary": ["a"], "evaluation": {"mapper": "lexical"}}, False, True, []),
+])
+def test_checkpoints_are_what_the_chosen_components_declare(data, segment, evaluate, expected):
+    from selfseg.config import checkpoints
+
+    assert checkpoints(load_config(data), segment=segment, evaluate=evaluate) == expected
+
+
+def test_tiny_models_are_found_through_the_declarations(repo):
+    from selfseg.config import uses_tiny
+
+    smoke = load_config(repo / "configs" / "smoke.yaml")
+    assert uses_tiny(smoke) and uses_tiny(smoke, segment=True)
+    real = load_config({"segment": {"clipseg": {"model": "tiny-random"}, "segmenter": "clipseg"}})
+    assert not uses_tiny(real) and uses_tiny(real, segment=True)
+    # a given vocabulary runs no tagger: a tiny BLIP then makes nothing meaningless
+    given = load_config({"model": {"blip": "tiny-random"}, "vocabulary": ["dog"], "segment": {"vocabulary": "given"}})
+    assert uses_tiny(given) and not uses_tiny(given, segment=True)

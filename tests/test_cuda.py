@@ -157,9 +157,10 @@ def test_segmenters_on_device(photo, segmenter, dtype):
     assert set(seg.labels) <= set(seg.classes) and seg.tags.tags
     assert seg.masks.dtype == bool and seg.masks.shape[1:] == (h, w)
     assert np.isfinite(seg.mask_scores).all()
-    models = {"grounded_sam2": ["locator", "sam"], "clipseg": ["model"], "bcc_clusters": []}[segmenter]
-    for name in models:
-        p = next(getattr(s.segmenter, name).model.parameters())
+    wrappers = {"grounded_sam2": lambda m: [m.locator.detector, m.sam], "clipseg": lambda m: [m.model],
+                "bcc_clusters": lambda m: []}[segmenter](s.segmenter)
+    for wrapper in wrappers:
+        p = next(wrapper.model.parameters())
         assert p.device.type == torch.device(DEVICE).type and str(p.dtype) == f"torch.{dtype}"
 
 

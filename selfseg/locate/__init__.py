@@ -1,1 +1,6 @@
-"""Locate: class names (or phrases) -> boxes per image."""
+"""Locate: class names (or phrases) -> boxes per image. Chosen by name from `LOCATORS`."""
+from __future__ import annotations
+
+from .base import LOCATORS, Locator
+
+__all__ = ["LOCATORS", "Locator"]

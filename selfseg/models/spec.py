@@ -1,9 +1,10 @@
-"""What a model wrapper is given: which checkpoint and where it runs. Free of torch and of the application's
-config, so that the config can build specs and the wrappers can read them without either depending on
-the other's internals."""
+"""What a model wrapper is given: which checkpoint and where it runs (`ModelSpec`), and the config file's
+shared `model` section every component factory receives (`ModelConfig`). Free of torch."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from ..errors import check
 
 #: Model id that builds a tiny random-init twin of a model family in code (no download); outputs are
 #: meaningless, but depend on the inputs (tests use them to check wiring).
@@ -11,6 +12,9 @@ TINY_MODEL = "tiny-random"
 
 #: The weight dtypes a spec may name (the torch dtypes of the same names).
 DTYPE_NAMES = ("float32", "float16", "bfloat16")
+
+#: The captioner of the Self-Seg paper: BLIP ViT-L fine-tuned for COCO captions.
+PAPER_MODEL = "Salesforce/blip-image-captioning-large"
 
 
 @dataclass(frozen=True)
@@ -55,3 +59,30 @@ class CaptionSampling:
         if not self.length_counts_prompt:
             return self.min_length, self.max_length
         return max(0, self.min_length - prompt_tokens), max(0, self.max_length - prompt_tokens)
+
+
+@dataclass
+class ModelConfig:
+    """The config file's `model` section: where every model runs, and the BLIP captioner's checkpoint."""
+
+    # Hugging Face id or local path of a BLIP captioning checkpoint. The paper uses the ViT-L COCO captioner;
+    # the authors' released code uses "Salesforce/blip-image-captioning-base". "tiny-random" builds a
+    # tiny random-init model in code for tests and install checks (its captions are noise).
+    blip: str = PAPER_MODEL
+    # "auto" picks CUDA when available, else CPU; or any torch device string ("cuda:1", "cpu").
+    device: str = "auto"
+    # float32 everywhere; float16 / bfloat16 halve memory and speed up the forwards on a GPU.
+    dtype: str = "float32"
+    # Hugging Face cache directory (None: the library default, HF_HOME).
+    cache_dir: str | None = None
+    # Never touch the network; only use checkpoints already in the cache.
+    local_files_only: bool = False
+
+    def __post_init__(self) -> None:
+        check(self.dtype in DTYPE_NAMES, "dtype", ", ".join(DTYPE_NAMES), self.dtype)
+
+    def spec(self, model_id: str, dtype: str | None = None) -> ModelSpec:
+        """The spec a model wrapper loads `model_id` from: this section's device, cache and offline
+        settings, and its dtype unless another is given (the chat models have their own)."""
+        return ModelSpec(id=model_id, device=self.device, dtype=dtype or self.dtype, cache_dir=self.cache_dir,
+                         local_files_only=self.local_files_only)

@@ -110,19 +110,18 @@ class VisionChat(ChatModelBase):
 
 # ------------------------------------------------------------------------------------------ from a config
 
-def vision_chat_from_config(config: Any) -> VisionChat:
-    """The VLM of `config.vlm` (weights shared with every other user of the same model in the process)."""
-    v, m = config.vlm, config.model
+def vision_chat(v: Any, m: Any) -> VisionChat:
+    """The VLM of a `vlm` config section `v` on the shared model section `m` (weights shared with every
+    other user of the same model in the process)."""
     return VisionChat.from_spec(m.spec(v.model, v.dtype), batch_size=v.batch_size,
                                 text_batch_size=v.text_batch_size, max_new_tokens=v.max_new_tokens,
                                 cache=ReplyCache.open(v.cache), setting="vlm.model")
 
 
-def text_chat_from_config(config: Any) -> ChatModelBase:
-    """The text-only chat model of `config.vlm.llm`; the VLM itself (asked without an image) when unset."""
-    v, m = config.vlm, config.model
+def text_chat(v: Any, m: Any) -> ChatModelBase:
+    """The text-only chat model of a `vlm` section's `llm`; the VLM itself (asked without an image) when unset."""
     if not v.llm:
-        return vision_chat_from_config(config)
+        return vision_chat(v, m)
     from .llm import ChatLM
 
     return ChatLM.from_spec(m.spec(v.llm, v.dtype), batch_size=v.text_batch_size,

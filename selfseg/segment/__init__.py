@@ -1,18 +1,23 @@
-"""Locate and segment: tags -> boxes -> masks, or tags -> dense maps."""
+"""Segment: (image, plan) -> masks per class: boxes -> masks, dense maps, or the BCC clusters themselves."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
-if TYPE_CHECKING:
-    from ..config import Config
-    from .base import Segmenter
+from ..registry import Registry
+from .base import SEGMENTERS, Segmenter, SegmentPlan
 
-__all__ = ["build_segmenter"]
+__all__ = ["SEGMENTERS", "SegmentPlan", "Segmenter", "build_segmenter", "segmenters"]
 
 
-def build_segmenter(config: Config) -> Segmenter:
+def segmenters() -> Registry[Segmenter]:
+    """The segmenter registry, every built-in segmenter registered."""
     # Imported here, not at the top: `import selfseg.segment` stays free of the model libraries.
     from . import bcc_clusters, clipseg, grounded_sam2  # noqa: F401  (importing registers them)
-    from .base import SEGMENTERS
 
-    return SEGMENTERS.create(config.segment.segmenter, config)
+    return SEGMENTERS
+
+
+def build_segmenter(config: Any, name: str | None = None, **kwargs: Any) -> Segmenter:
+    """The segmenter `name` (default: segment.segmenter) from its own block and the shared model section of
+    `config` (a whole `selfseg.config.Config`)."""
+    return segmenters().build(name or config.segment.segmenter, config, **kwargs)

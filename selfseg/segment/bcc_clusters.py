@@ -1,16 +1,16 @@
 """The BCC cluster map itself as a segmentation (the paper's low-resolution intermediate, for ablations)."""
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
+from typing import Any
 
 import numpy as np
 
-from ..config import Config
+from ..errors import ConfigError
 from ..io import LoadedImage
-from ..tag.result import TagResult
-from .base import SEGMENTERS, empty_segmentation
-from .result import Segmentation
+from ..tag.result import TagResult, upsample_nearest
+from .base import SEGMENTERS, SegmentPlan
+from .result import Instances
 
 
 def cluster_names(tags: TagResult) -> dict[int, str]:
@@ -25,15 +25,15 @@ def cluster_names(tags: TagResult) -> dict[int, str]:
     return names
 
 
-def segment_from_clusters(tags: TagResult) -> Segmentation:
-    """One instance per named cluster: its upsampled patch mask, box, and score = the share of the
-    cluster's captions that produced its name (mask score 1.0: there is no mask model)."""
-    h, w = tags.image_size
+def cluster_instances(tags: TagResult, size: tuple[int, int] | None = None) -> Instances:
+    """One instance per named cluster: its patch mask upsampled to `size` (default: the tagged image's),
+    its box, and score = the share of the cluster's captions that produced its name (mask score 1.0: there is
+    no mask model). `classes` are the cluster names, in cluster order."""
     if tags.cluster_grid is None:
         raise ValueError(f"expected a result with a cluster map (tagger 'bcc'), got tagger {tags.tagger!r}")
+    h, w = size or tags.image_size
     names = cluster_names(tags)
-    cmap = tags.cluster_map
-    classes = list(dict.fromkeys(names[c] for c in sorted(names)))
+    cmap = upsample_nearest(tags.cluster_grid, (h, w))
     masks, boxes, scores, labels = [], [], [], []
     for c in tags.clusters:
         if c.cluster not in names:
@@ -46,33 +46,29 @@ def segment_from_clusters(tags: TagResult) -> Segmentation:
         boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
         scores.append(sum(names[c.cluster] in ns for ns in c.nouns) / max(len(c.nouns), 1))
         labels.append(names[c.cluster])
-    return Segmentation(
-        image_size=(h, w), masks=np.asarray(masks, dtype=bool).reshape(len(labels), h, w), boxes=boxes,
-        scores=scores, mask_scores=np.ones(len(labels)), labels=labels, classes=classes,
-        segmenter="bcc_clusters", source=tags.source, tags=tags,
-    )
+    return Instances(masks=np.asarray(masks, dtype=bool).reshape(len(labels), h, w), boxes=boxes, scores=scores,
+                     mask_scores=np.ones(len(labels)), labels=labels,
+                     classes=list(dict.fromkeys(names[c] for c in sorted(names))))
 
 
 @SEGMENTERS.register("bcc_clusters")
 class BccClustersSegmenter:
     """The BCC cluster map, upsampled to the loaded image, each cluster named by its top noun. Needs the
-    `bcc` tagger's result (vocabulary "self" or "union"); `classes` beyond the cluster names are unused."""
+    `bcc` tagger's result (vocabulary "self" or "union"); the plan's classes beyond the cluster names are
+    unused."""
 
     name = "bcc_clusters"
 
-    def __init__(self, config: Config) -> None:
-        self.config = config
+    def __init__(self, config: None = None, models: Any = None) -> None:
+        pass
 
-    def segment(self, image: LoadedImage, classes: list[str], tags: TagResult | None,
-                prompts: dict[str, str] | None = None) -> Segmentation:
+    def segment(self, image: LoadedImage, plan: SegmentPlan) -> Instances:
+        tags = plan.tags
         if tags is None or tags.cluster_grid is None:
-            from ..errors import ConfigError
-
             raise ConfigError("segmenter 'bcc_clusters' needs the bcc tagger's clusters: use tagger: bcc with "
                               "segment.vocabulary self or union")
-        h, w = image.image.height, image.image.width
-        seg = segment_from_clusters(dataclasses.replace(tags, image_size=(h, w)))  # map at the loaded size
-        if not seg.labels:
-            return empty_segmentation(image, classes, self.name, "no cluster produced a noun", tags)
-        seg.tags = tags
-        return seg
+        size = (image.image.height, image.image.width)
+        out = cluster_instances(tags, size)  # the map at the loaded image's size
+        if not out.labels:
+            return Instances.empty(size, "no cluster produced a noun")
+        return out

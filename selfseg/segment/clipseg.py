@@ -2,15 +2,37 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..config import Config
+from ..errors import check
 from ..io import LoadedImage
-from ..tag.result import TagResult
-from .base import SEGMENTERS, empty_segmentation
-from .result import Segmentation
+from ..models.spec import ModelConfig
+from .base import SEGMENTERS, SegmentPlan
+from .result import Instances
+
+
+@dataclass
+class ClipSegConfig:
+    # CLIPSeg checkpoint; "tiny-random" builds a tiny random-init model in code.
+    model: str = "CIDAS/clipseg-rd64-refined"
+    # Pixels whose best class probability is below this stay unlabelled.
+    threshold: float = 0.4
+    # Connected components smaller than this many pixels are not reported as instances.
+    min_area: int = 16
+    # Report at most this many instances per image, largest first (noisy maps fragment into thousands).
+    max_instances: int = 100
+    # Tags decoded and upsampled per decoder call (the image and the tags are encoded once either way).
+    # Memory grows with it: 847 tags at once on a 1024-px image peaked at 8 GB RSS. 0: all at once.
+    tags_per_call: int = 32
+
+    def __post_init__(self) -> None:
+        check(0 <= self.threshold <= 1 and self.min_area >= 0 and self.max_instances >= 0 and self.tags_per_call >= 0,
+              "threshold / min_area / max_instances / tags_per_call",
+              "threshold in [0, 1], min_area >= 0, max_instances >= 0, tags_per_call >= 0",
+              (self.threshold, self.min_area, self.max_instances, self.tags_per_call))
 
 
 def dense_to_instances(probs: np.ndarray, threshold: float, min_area: int = 1, max_instances: int = 100):
@@ -60,33 +82,31 @@ def best_to_instances(best: np.ndarray, conf: np.ndarray, threshold: float, min_
     return masks, np.asarray(boxes, float).reshape(-1, 4), np.asarray(scores), np.asarray(classes, int)
 
 
-@SEGMENTERS.register("clipseg")
+@SEGMENTERS.register("clipseg", config=ClipSegConfig, section="segment.clipseg",
+                     checkpoints=lambda block, models: [block.model], takes_prompts=True)
 class ClipSegSegmenter:
     name = "clipseg"
 
-    def __init__(self, config: Config, model: Any = None) -> None:
+    def __init__(self, config: ClipSegConfig, models: ModelConfig, model: Any = None) -> None:
         from ..models.clipseg import ClipSegDenseSegmenter
 
-        self.cfg = config.segment.clipseg
-        self.model = model or ClipSegDenseSegmenter.from_spec(config.model.spec(self.cfg.model))
+        self.cfg = config
+        self.model = model or ClipSegDenseSegmenter.from_spec(models.spec(config.model))
 
-    def segment(self, image: LoadedImage, classes: list[str], tags: TagResult | None,
-                prompts: dict[str, str] | None = None) -> Segmentation:
+    def segment(self, image: LoadedImage, plan: SegmentPlan) -> Instances:
+        classes = plan.classes
         if not classes:
-            return empty_segmentation(image, classes, self.name, "no tags: nothing to segment", tags)
-        h, w = image.image.height, image.image.width
+            return Instances.empty((image.image.height, image.image.width), "no tags: nothing to segment")
         t0 = time.perf_counter()
         # The image and all tags are encoded once; the decoder and the full-size maps go tags_per_call
         # at a time and only each pixel's best tag is kept. An enriched phrase replaces the tag as text,
         # never as label.
-        best, conf = self.model.best(image.image, [prompts.get(c, c) for c in classes] if prompts else classes,
+        best, conf = self.model.best(image.image, [plan.prompts.get(c, c) for c in classes],
                                      tags_per_call=self.cfg.tags_per_call)
         masks, boxes, scores, cls = best_to_instances(best, conf, self.cfg.threshold, self.cfg.min_area,
                                                       self.cfg.max_instances)
-        seg = Segmentation(image_size=(h, w), masks=masks, boxes=boxes, scores=scores,
-                           mask_scores=np.ones(len(cls)), labels=[classes[c] for c in cls], classes=list(classes),
-                           segmenter=self.name, source=image.source, tags=tags,
-                           timings={"segment": time.perf_counter() - t0})
-        if not seg.labels:
-            seg.notes.append("no pixel above the background threshold")
-        return seg
+        out = Instances(masks=masks, boxes=boxes, scores=scores, mask_scores=np.ones(len(cls)),
+                        labels=[classes[c] for c in cls], timings={"segment": time.perf_counter() - t0})
+        if not out.labels:
+            out.notes.append("no pixel above the background threshold")
+        return out

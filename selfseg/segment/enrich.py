@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import Config
 from ..io import LoadedImage
 from ..models.chat import ChatModelBase, ChatRequest
 from ..tag.parse import TagNormaliser, find_object, json_values, strip_reasoning
@@ -62,8 +61,11 @@ def clean_description(text: Any, tag: str, max_words: int) -> str:
 
 
 class PromptEnricher:
-    def __init__(self, config: Config, chat: ChatModelBase | None = None) -> None:
-        sc = config.segment
+    """segment: the config file's `segment` section (enrich, enrich_max_words, ...); vlm: its `vlm` section (the
+    chat models); models: the shared `model` section."""
+
+    def __init__(self, segment: Any, vlm: Any, models: Any, chat: ChatModelBase | None = None) -> None:
+        sc = segment
         self.mode = sc.enrich
         self.max_words = sc.enrich_max_words
         self.template = sc.enrich_prompt or (GENERIC_PROMPT if self.mode == "generic" else IMAGE_PROMPT)
@@ -71,9 +73,10 @@ class PromptEnricher:
         probe = {"tag": "dog"} if self.mode == "generic" else {"tags": "dog"}
         fill(self.template, "segment.enrich_prompt", max_words=str(self.max_words), **probe)
         if chat is None:
-            from ..models import vlm
+            from ..models import vlm as chat_models
 
-            chat = vlm.text_chat_from_config(config) if self.mode == "generic" else vlm.vision_chat_from_config(config)
+            chat = (chat_models.text_chat(vlm, models) if self.mode == "generic"
+                    else chat_models.vision_chat(vlm, models))
             # One reply describes every tag of an image: it needs more room than a tag list.
             chat.max_new_tokens = sc.enrich_max_new_tokens
         self.chat = chat
@@ -152,3 +155,12 @@ class PromptEnricher:
                     if pairs:
                         return pairs, notes
         return obj, notes
+
+
+def enrich_checkpoints(segment: Any, vlm: Any) -> list[str]:
+    """The chat checkpoints prompt enrichment loads under these `segment` and `vlm` sections."""
+    if segment.enrich == "image":
+        return [vlm.model]
+    if segment.enrich == "generic":
+        return [vlm.llm or vlm.model]
+    return []

@@ -57,6 +57,46 @@ def _undo_exif() -> dict[int, Any]:
 
 
 @dataclass
+class Instances:
+    """What a segmenter returns for one image: masks and their names, nothing about the run around them.
+
+    masks: (N, H, W) bool at the image's size; boxes: (N, 4) xyxy pixels; scores: (N,) locator or map
+    confidence; mask_scores: (N,) mask-model scores (1.0 where there is no mask model); labels: N names.
+    classes: the names the segmenter itself chose (None: the plan's classes, the usual case; the BCC cluster
+    segmenter names clusters with their own nouns). The pipeline turns this into a `Segmentation`.
+    """
+
+    masks: np.ndarray
+    boxes: np.ndarray
+    scores: np.ndarray
+    mask_scores: np.ndarray
+    labels: list[str]
+    classes: list[str] | None = None
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.labels)
+        self.labels = list(self.labels)
+        self.masks = np.asarray(self.masks, dtype=bool)
+        if self.masks.ndim != 3 or len(self.masks) != n:
+            raise ValueError(f"expected masks of shape ({n}, H, W), got {self.masks.shape}")
+        self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(n, 4)
+        self.scores = np.asarray(self.scores, dtype=np.float32).reshape(n)
+        self.mask_scores = np.asarray(self.mask_scores, dtype=np.float32).reshape(n)
+
+    @classmethod
+    def empty(cls, image_size: tuple[int, int], note: str, **timings: Any) -> Instances:
+        """No instance, with the one-line reason (no tags, no boxes, ...)."""
+        h, w = image_size
+        return cls(np.zeros((0, h, w), bool), np.zeros((0, 4)), np.zeros(0), np.zeros(0), [], notes=[note],
+                   timings=dict(timings))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
 class Segmentation:
     """Named masks for one image.
 

@@ -1,22 +1,23 @@
-"""Taggers: "what is in this image?" -> nouns with provenance. Chosen by name (`tagger:` in the config)."""
+"""Tag: "what is in this image?" -> nouns with provenance. Chosen by name (`tagger:` in the config)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
+from ..registry import Registry
 from .base import TAGGERS, Tagger
 
-if TYPE_CHECKING:
-    from ..config import Config
-
-__all__ = ["TAGGERS", "Tagger", "build_tagger", "build_tagger_named"]
+__all__ = ["TAGGERS", "Tagger", "build_tagger", "taggers"]
 
 
-def build_tagger(config: Config) -> Tagger:
-    return build_tagger_named(config.tagger, config)
-
-
-def build_tagger_named(name: str, config: Config) -> Tagger:
+def taggers() -> Registry[Tagger]:
+    """The tagger registry, every built-in tagger registered."""
     # Imported here, not at the top: each implementation loads its models' libraries when first built.
     from . import bcc, caption, union, vlm, vocabulary  # noqa: F401  (importing registers them)
 
-    return TAGGERS.create(name, config)
+    return TAGGERS
+
+
+def build_tagger(config: Any, name: str | None = None, **kwargs: Any) -> Tagger:
+    """The tagger `name` (default: the config's `tagger`) from its own block and the shared model section of
+    `config` (a whole `selfseg.config.Config`: the stages never import it, the registry reads the block)."""
+    return taggers().build(name or config.tagger, config, **kwargs)

@@ -6,26 +6,27 @@ from collections.abc import Sequence
 
 import torch
 
-from ..config import Config
 from ..io import LoadedImage
 from ..models.blip import BlipCaptioner
+from ..models.spec import ModelConfig
 from ..streams import image_key
 from .base import TAGGERS
+from .caption import BlipTaggerConfig, blip_checkpoints
 from .clustering.ensemble import ensemble_cluster
 from .nouns import NounExtractor
 from .result import ClusterCaptions, ClusterMaps, TagResult, rank_nouns
 
 
-@TAGGERS.register("bcc")
+@TAGGERS.register("bcc", config=BlipTaggerConfig, checkpoints=blip_checkpoints)
 class BCCTagger:
     name = "bcc"
 
-    def __init__(self, config: Config, captioner: BlipCaptioner | None = None) -> None:
-        self.config = config
+    def __init__(self, config: BlipTaggerConfig, models: ModelConfig, captioner: BlipCaptioner | None = None) -> None:
+        self.config, self.models = config, models
         # Language resources first: a missing WordNet should fail before minutes of model loading.
         self.nouns = NounExtractor(config.nouns)
         self.nouns._load()
-        self.blip = captioner or BlipCaptioner.from_spec(config.model.spec(config.model.blip))
+        self.blip = captioner or BlipCaptioner.from_spec(models.spec(models.blip))
         self.gen = config.captioning
 
     def tag_batch(self, images: Sequence[LoadedImage]) -> list[TagResult]:

@@ -3,17 +3,112 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from ..config import Config
+from ..errors import ConfigError, check
 from ..io import LoadedImage
 from ..models.blip import BlipCaptioner
+from ..models.spec import CaptionSampling, ModelConfig
 from ..streams import image_key
 from .base import TAGGERS
-from .nouns import NounExtractor
+from .clustering.ensemble import ClusteringConfig
+from .nouns import NounExtractor, NounsConfig
 from .result import ClusterCaptions, TagResult, rank_nouns
 
+#: Caption sampling profiles; a CaptioningConfig field left at None takes its profile's value.
+#: "released": what the authors' released code effectively ran, the run behind the published numbers. It
+#: called LAVIS `generate_from_encoder(use_nucleus_sampling=True, top_p=1, repetition_penalty=100,
+#: min_length=4, max_length=25)`, whose nucleus branch passes repetition_penalty=1.1 to generate (the 100 is
+#: never used) and whose lengths count the 4 prompt tokens "[DEC] a picture of" (so: no minimum, at most 21
+#: new tokens); top-k was transformers 4's generate default, 50.
+#: "paper": the values Sect. 4.1 states, read as new tokens: 4..25 new tokens, repetition penalty 100 (with
+#: transformers' penalty, which also counts the prompt's tokens, this all but bans "a", "picture", "of" and
+#: every word already said).
+CAPTION_PROFILES: dict[str, dict[str, Any]] = {
+    "released": dict(top_p=1.0, top_k=50, repetition_penalty=1.1, min_length=4, max_length=25,
+                     length_counts_prompt=True),
+    "paper": dict(top_p=1.0, top_k=50, repetition_penalty=100.0, min_length=4, max_length=25,
+                  length_counts_prompt=False),
+}
 
-@TAGGERS.register("caption")
+
+@dataclass
+class CaptioningConfig:
+    # BLIP's captioning prompt; captions are returned without it.
+    prompt: str = "a picture of "
+    # Caption samples per cluster (paper: VOC 1, ADE20K 10, Cityscapes 20).
+    cycles: int = 1
+    # Beyond the paper: stop early once this many consecutive cycles add no new noun (0: off).
+    adaptive_cycles: int = 0
+    # Sampling profile, "released" or "paper" (see CAPTION_PROFILES and the README's *How BCC runs here*); the
+    # fields below, when set, override it.
+    profile: str = "released"
+    # Nucleus sampling threshold (profiles: 1.0).
+    top_p: float | None = None
+    # Top-k; 0 turns it off (profiles: 50, transformers 4's generate default, as the released code ran).
+    top_k: int | None = None
+    # transformers' repetition penalty over every token already in the sequence, the prompt's included
+    # (released 1.1, paper 100).
+    repetition_penalty: float | None = None
+    # Shortest caption in tokens (profiles: 4).
+    min_length: int | None = None
+    # Longest caption in tokens (profiles: 25).
+    max_length: int | None = None
+    # Whether min/max_length count the prompt's tokens, as LAVIS did (released: true; paper: false, new tokens
+    # only).
+    length_counts_prompt: bool | None = None
+    # Which encoder tokens a cluster's caption sees. "patches": the cluster's own patch tokens.
+    # "released": the released code's slice [:, :-1], which keeps CLS as patch 0 and drops the last patch.
+    token_slice: str = "patches"
+    # Memory budget (GiB) of one caption call's attention state: the cross-attention keys and values of
+    # every distinct token set (projected once per set, every layer) plus each row's self-attention cache.
+    # All rows of a batch go to ONE call while they fit; beyond it, calls are split (rows kept in order).
+    # 0: no limit. At ViT-L, 8 images x 1024 patches take about 0.6 GiB in float32.
+    max_cross_attention_gib: float = 8.0
+    # Seed of k-means and of the caption sampling: the same seed and the same image give the same result,
+    # whatever the image's batch, shard, order or name (each caption draws from its own stream).
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check(self.cycles >= 1, "cycles", "an integer >= 1", self.cycles)
+        check(self.adaptive_cycles >= 0, "adaptive_cycles", "an integer >= 0", self.adaptive_cycles)
+        check(self.max_cross_attention_gib >= 0, "max_cross_attention_gib", "a number >= 0 (0: no limit)",
+              self.max_cross_attention_gib)
+        check(self.token_slice in ("patches", "released"), "token_slice", "'patches' or 'released'", self.token_slice)
+        self.sampling()
+
+    def sampling(self) -> CaptionSampling:
+        """The profile's values with this config's overrides (checked: one ConfigError line on a bad one)."""
+        if self.profile not in CAPTION_PROFILES:
+            raise ConfigError(f"profile: expected one of {', '.join(CAPTION_PROFILES)}, got {self.profile!r}")
+        values = {k: (v if getattr(self, k) is None else getattr(self, k))
+                  for k, v in CAPTION_PROFILES[self.profile].items()}
+        s = CaptionSampling(**values)
+        check(0 < s.top_p <= 1, "top_p", "a value in (0, 1]", s.top_p)
+        check(s.top_k >= 0, "top_k", "an integer >= 0 (0: off)", s.top_k)
+        check(s.repetition_penalty > 0, "repetition_penalty", "a number > 0 (1: none)",
+               s.repetition_penalty)
+        check(0 <= s.min_length <= s.max_length and s.max_length >= 1, "min_length / max_length",
+               "0 <= min_length <= max_length, max_length >= 1", (s.min_length, s.max_length))
+        return s
+
+
+@dataclass
+class BlipTaggerConfig:
+    """The settings of the taggers that caption with BLIP (bcc, caption): the config file's `clustering`,
+    `captioning` and `nouns` sections; the BLIP checkpoint is the shared `model.blip`."""
+
+    clustering: ClusteringConfig
+    captioning: CaptioningConfig
+    nouns: NounsConfig
+
+
+def blip_checkpoints(block: BlipTaggerConfig, models: ModelConfig) -> list[str]:
+    return [models.blip]
+
+
+@TAGGERS.register("caption", config=BlipTaggerConfig, checkpoints=blip_checkpoints)
 class CaptionTagger:
     """`captioning.cycles` sampled captions of each whole image (all encoder tokens, CLS included, as
     BLIP's own generate does), at the largest of `clustering.scales`; ONE generate call per image batch.
@@ -21,11 +116,11 @@ class CaptionTagger:
 
     name = "caption"
 
-    def __init__(self, config: Config, captioner: BlipCaptioner | None = None) -> None:
-        self.config = config
+    def __init__(self, config: BlipTaggerConfig, models: ModelConfig, captioner: BlipCaptioner | None = None) -> None:
+        self.config, self.models = config, models
         self.nouns = NounExtractor(config.nouns)
         self.nouns._load()
-        self.blip = captioner or BlipCaptioner.from_spec(config.model.spec(config.model.blip))
+        self.blip = captioner or BlipCaptioner.from_spec(models.spec(models.blip))
 
     def tag_batch(self, images: Sequence[LoadedImage]) -> list[TagResult]:
         if not images:

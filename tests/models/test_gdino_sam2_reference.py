@@ -21,7 +21,8 @@ import pytest
 import torch
 from PIL import Image
 
-from selfseg.models.grounding_dino import GroundingDinoLocator
+from selfseg.locate.grounding_dino import GroundingDinoLocator
+from selfseg.models.grounding_dino import GroundingDino
 from selfseg.models.loading import redraw_weights
 from selfseg.models.sam2 import Sam2BoxSegmenter
 from selfseg.models.tiny import TINY_SAM2_GAINS
@@ -83,7 +84,7 @@ def _gdino(name: str, vocab: Path, seed: int = 0):
 @pytest.fixture(scope="module", params=["grounding_dino_base", "grounding_dino_tiny"])
 def gdino(request, bert_vocab):
     model, processor = _gdino(request.param, bert_vocab)
-    return GroundingDinoLocator(model, processor, is_tiny=True)
+    return GroundingDinoLocator(GroundingDino(model, processor, is_tiny=True))
 
 
 TAGS = ["dog", "cat", "fire hydrant", "sofa", "traffic light", "kite"]
@@ -92,10 +93,10 @@ T_BOX, T_TEXT = 0.3, 0.3
 
 def _stock(loc: GroundingDinoLocator, image: Image.Image, tags: list[str]):
     """transformers' documented recipe: processor(images, text) -> model -> post_process_grounded_object_detection."""
-    proc = loc.processor
+    proc = loc.detector.processor
     inputs = proc(images=image, text=[list(tags)], return_tensors="pt")
     with torch.inference_mode():
-        out = loc.model(**inputs)
+        out = loc.detector.model(**inputs)
     res = proc.post_process_grounded_object_detection(out, input_ids=inputs["input_ids"], threshold=T_BOX,
                                                       text_threshold=T_TEXT,
                                                       target_sizes=[(image.height, image.width)])[0]
@@ -112,11 +113,12 @@ def _match(boxes_a: np.ndarray, boxes_b: np.ndarray, atol: float) -> list[int]:
 
 
 def test_gdino_fixture_keeps_the_published_processing(gdino):
-    ip, cfg = gdino.image_processor, gdino.model.config
+    ip, cfg = gdino.detector.image_processor, gdino.detector.model.config
     assert ip.size["shortest_edge"] == 800 and ip.size["longest_edge"] == 1333
     assert list(ip.image_mean) == [0.485, 0.456, 0.406] and list(ip.image_std) == [0.229, 0.224, 0.225]
     assert cfg.max_text_len == 256 and cfg.num_queries == 900 and cfg.num_feature_levels == 4
-    assert len(gdino.tokenizer) == 30522 and gdino.tokenizer.tokenize("hydrant")  # the real WordPiece vocab
+    tok = gdino.detector.tokenizer
+    assert len(tok) == 30522 and tok.tokenize("hydrant")  # the real WordPiece vocab
 
 
 def test_gdino_one_chunk_prompt_equals_the_stock_recipe(gdino):
@@ -127,17 +129,17 @@ def test_gdino_one_chunk_prompt_equals_the_stock_recipe(gdino):
     assert list(chunk.input_ids) == inputs["input_ids"][0].tolist()
 
     seen = {}
-    original = gdino.model.forward
+    original = gdino.detector.model.forward
 
     def spy(*args, **kwargs):
         seen.update({k: kwargs[k] for k in ("pixel_values", "pixel_mask", "input_ids", "attention_mask")})
         return original(*args, **kwargs)
 
-    gdino.model.forward = spy
+    gdino.detector.model.forward = spy
     try:
         det = gdino.detect(image, TAGS, box_threshold=T_BOX, text_threshold=T_TEXT)
     finally:
-        del gdino.model.forward
+        del gdino.detector.model.forward
     for key in seen:  # the model sees exactly the stock inputs
         assert torch.equal(seen[key], inputs[key]), key
 
@@ -199,12 +201,13 @@ def test_gdino_chunked_prompt_equals_the_stock_recipe_per_chunk(gdino):
     unchunked prompt: Grounding DINO's fusion layers and query selection read all of a prompt's tokens, so a
     tag's boxes depend on the tags prompted with it (that is the model, not the chunking)."""
     image = _photo(3)
-    chunked = GroundingDinoLocator(gdino.model, gdino.processor, is_tiny=True, max_chunks_per_forward=2)
-    chunked.max_text_len = 8
+    chunked = GroundingDinoLocator(GroundingDino(gdino.detector.model, gdino.detector.processor, is_tiny=True),
+                                   max_chunks_per_forward=2)
+    chunked.detector.max_text_len = 8
     plan = chunked.plan(TAGS)
     assert len(plan.chunks) >= 3
     det = chunked.detect(image, TAGS, box_threshold=T_BOX, text_threshold=T_TEXT)
-    assert chunked.forward_calls == -(-len(plan.chunks) // 2)        # chunks really ran as rows together
+    assert chunked.detector.forward_calls == -(-len(plan.chunks) // 2)        # chunks really ran as rows together
 
     w, h = image.size
     expected_boxes, expected_scores = [], []

@@ -30,7 +30,8 @@ def _catch(monkeypatch, cls_path):
     ("selfseg.models.blip.BlipCaptioner", "transformers.BlipForConditionalGeneration"),
     ("selfseg.models.sam2.Sam2BoxSegmenter", "transformers.Sam2Model"),
     ("selfseg.models.clipseg.ClipSegDenseSegmenter", "transformers.CLIPSegForImageSegmentation"),
-    ("selfseg.models.grounding_dino.GroundingDinoLocator", "transformers.GroundingDinoForObjectDetection"),
+    ("selfseg.models.grounding_dino.GroundingDino", "transformers.GroundingDinoForObjectDetection"),
+    ("selfseg.locate.grounding_dino.GroundingDinoLocator", "transformers.GroundingDinoForObjectDetection"),
 ])
 def test_a_spec_reaches_from_pretrained(monkeypatch, tmp_path, wrapper, loads):
     import importlib

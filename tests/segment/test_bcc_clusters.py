@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from selfseg.segment.bcc_clusters import cluster_names, segment_from_clusters
+from selfseg.segment.bcc_clusters import cluster_instances, cluster_names
+from selfseg.segment.result import Segmentation
 from selfseg.tag.result import ClusterCaptions, TagResult, rank_nouns
 
 
@@ -24,8 +25,18 @@ def test_each_cluster_named_by_its_own_most_frequent_noun():
 
 
 def test_cluster_segmentation():
-    seg = segment_from_clusters(_tags())
-    assert seg.classes == ["dog", "grass"] and seg.labels == ["dog", "grass"]
+    found = cluster_instances(_tags())
+    assert found.classes == ["dog", "grass"] and found.labels == ["dog", "grass"]
+    seg = Segmentation((8, 12), found.masks, found.boxes, found.scores, found.mask_scores, found.labels,
+                       found.classes, "bcc_clusters")
     assert seg.semantic.shape == (8, 12)
     assert (seg.semantic[:6, :6] == 1).all() and (seg.semantic[:6, 6:] == 2).all() and (seg.semantic[6:] == 0).all()
     assert seg.boxes[0].tolist() == [0, 0, 6, 6] and seg.scores.tolist() == [1.0, 1.0]
+
+
+def test_cluster_instances_at_another_size():
+    """The loaded image may be larger than the tagged grid: masks follow the size asked for."""
+    found = cluster_instances(_tags(), (16, 24))
+    assert found.masks.shape == (2, 16, 24)
+    assert found.masks[0, :12, :12].all() and not found.masks[0, 12:].any() and not found.masks[0, :, 12:].any()
+    assert found.boxes[1].tolist() == [12, 0, 24, 12]

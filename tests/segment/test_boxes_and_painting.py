@@ -98,15 +98,3 @@ def test_detections_indexing():
     d = Detections([[0, 0, 1, 1], [1, 1, 2, 2]], [0.1, 0.2], ["a", "b"], passes=2)
     assert d[np.array([False, True])].labels == ["b"] and d[np.array([1])].passes == 2
     assert len(d[np.zeros(2, bool)]) == 0 and d.boxes.dtype == np.float32
-
-
-@pytest.mark.parametrize("size, padded", [((2000, 16), (2000, 501)), ((16, 2000), (501, 2000)),
-                                          ((400, 300), (400, 300))])
-def test_thin_images_are_padded_for_the_detector(size, padded):
-    from PIL import Image
-
-    from selfseg.segment.grounded_sam2 import _pad_to_aspect
-
-    img = Image.new("RGB", size, (200, 10, 10))
-    out = _pad_to_aspect(img)
-    assert out.size == padded and out.getpixel((0, 0)) == (200, 10, 10)

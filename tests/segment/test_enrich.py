@@ -16,13 +16,17 @@ def loaded(ade_images):
     return [load_image(p) for p in ade_images[:2]]
 
 
+def _sections(cfg):
+    return cfg.segment, cfg.vlm, cfg.model
+
+
 def _cfg(repo, *overrides):
     return load_config(repo / "configs" / "smoke.yaml", list(overrides))
 
 
 def test_generic_descriptions_are_asked_once_per_tag_for_the_batch(repo, loaded, scripted_chat):
     chat = scripted_chat(lambda r: "  Four-legged furry animal. Has a tail and floppy ears, usually brown  ")
-    e = PromptEnricher(_cfg(repo, "segment.enrich=generic", "segment.enrich_max_words=5"), chat=chat)
+    e = PromptEnricher(*_sections(_cfg(repo, "segment.enrich=generic", "segment.enrich_max_words=5")), chat=chat)
     out = e(loaded, [["dog", "grass"], ["dog"]])
     assert len(chat.requests) == 2 and chat.generate_calls == 1  # "dog" asked once, one call
     assert all(r.image is None for r in chat.requests) and "dog" in chat.requests[0].turns[0][1]
@@ -37,12 +41,12 @@ def test_image_descriptions_come_from_one_json_reply_per_image(repo, loaded, scr
         return '```json\n{"Dog": "small brown dog on a lawn", "grass": 3}\n```'
 
     chat = scripted_chat(respond)
-    e = PromptEnricher(_cfg(repo, "segment.enrich=image"), chat=chat)
+    e = PromptEnricher(*_sections(_cfg(repo, "segment.enrich=image")), chat=chat)
     out = e(loaded, [["dog", "grass"], []])
     assert len(chat.requests) == 1  # an image with no tags asks nothing
     assert out[0].prompts == {"dog": "dog, small brown dog on a lawn"}
     assert any("no description for grass" in n for n in out[0].notes)
-    bad = PromptEnricher(_cfg(repo, "segment.enrich=image"), chat=scripted_chat(lambda r: "Sure!"))
+    bad = PromptEnricher(*_sections(_cfg(repo, "segment.enrich=image")), chat=scripted_chat(lambda r: "Sure!"))
     bad = bad(loaded[:1], [["dog"]])
     assert bad[0].prompts == {} and any("no JSON object" in n for n in bad[0].notes)
 
@@ -56,10 +60,11 @@ def test_clean_description():
 def test_enrich_config_checks(repo):
     with pytest.raises(ConfigError, match="segment.enrich"):
         _cfg(repo, "segment.enrich=always")
-    with pytest.raises(ConfigError, match="only grounded_sam2 and clipseg take phrases"):
+    with pytest.raises(ConfigError, match="only clipseg and grounded_sam2 take phrases"):
         _cfg(repo, "segment.enrich=generic", "segment.segmenter=bcc_clusters")
     with pytest.raises(ConfigError, match="segment.enrich_prompt"):
-        PromptEnricher(_cfg(repo, "segment.enrich=generic", "segment.enrich_prompt=describe {thing}"), chat=object())
+        cfg = _cfg(repo, "segment.enrich=generic", "segment.enrich_prompt=describe {thing}")
+        PromptEnricher(*_sections(cfg), chat=object())
 
 
 @pytest.mark.parametrize("segmenter, mode", [("grounded_sam2", "image"), ("clipseg", "generic")])
@@ -79,9 +84,9 @@ def test_pipeline_prompts_with_phrases_and_labels_with_tags(repo, ade_images, se
     seen = []
     real = seg.segmenter.segment
 
-    def spy(image, classes, tags, prompts=None):
-        seen.append(prompts)
-        return real(image, classes, tags, prompts=prompts)
+    def spy(image, plan):
+        seen.append(plan.prompts)
+        return real(image, plan)
 
     monkeypatch.setattr(seg.segmenter, "segment", spy)
     items = list(seg.segment_many(ade_images[:2], batch_size=2))
@@ -127,6 +132,6 @@ def test_failed_enrichment_falls_back_to_plain_tags(repo, ade_images, monkeypatc
     '<think>the dog is brown</think>{"dogs": "small brown dog", "Sky": "clear blue"}',
 ])
 def test_image_descriptions_in_other_shapes(repo, loaded, scripted_chat, reply):
-    e = PromptEnricher(_cfg(repo, "segment.enrich=image"), chat=scripted_chat(lambda r: reply))
+    e = PromptEnricher(*_sections(_cfg(repo, "segment.enrich=image")), chat=scripted_chat(lambda r: reply))
     [out] = e(loaded[:1], [["dog", "sky"]])
     assert out.prompts["dog"] == "dog, small brown dog" and out.prompts["sky"].startswith("sky, clear blue")

@@ -13,7 +13,8 @@ from selfseg import SelfSeg
 from selfseg.cli import main
 from selfseg.errors import ConfigError
 from selfseg.io import load_image
-from selfseg.segment.base import SEGMENTERS, empty_segmentation
+from selfseg.segment.base import SEGMENTERS
+from selfseg.segment.result import Instances, Segmentation
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +43,9 @@ def test_given_vocabulary_skips_the_tagger(smoke_seg, ade_images):
         def __init__(self):
             self.classes = None
 
-        def segment(self, image, classes, tags, prompts=None):
-            self.classes, self.tags = classes, tags
-            return empty_segmentation(image, classes, "spy", "spy")
+        def segment(self, image, plan):
+            self.classes, self.tags = plan.classes, plan.tags
+            return Instances.empty((image.image.height, image.image.width), "spy")
 
     for mode, expect_tags in (("given", False), ("union", True)):
         cfg = dataclasses.replace(smoke_seg.config, vocabulary=["quokka", "narwhal"],
@@ -60,7 +61,9 @@ def test_given_vocabulary_skips_the_tagger(smoke_seg, ade_images):
 
 def test_zero_tags_give_a_valid_empty_result(ade_images, tmp_path):
     loaded = load_image(ade_images[0])
-    seg = empty_segmentation(loaded, [], "grounded_sam2", "no tags: nothing to locate")
+    found = Instances.empty((loaded.image.height, loaded.image.width), "no tags: nothing to locate")
+    seg = Segmentation(loaded.size, found.masks, found.boxes, found.scores, found.mask_scores, found.labels, [],
+                       "grounded_sam2", notes=found.notes)
     paths = seg.save(tmp_path, "x", image=loaded.image, original_size=loaded.size)
     assert not np.asarray(Image.open(paths["labels"])).any()
     assert Image.open(paths["labels"]).size == loaded.size[::-1]
@@ -183,9 +186,9 @@ def test_review_cases_vocabulary_words_are_never_cleaned(smoke_seg, ade_images):
     class Spy:
         name = "spy"
 
-        def segment(self, image, classes, tags, prompts=None):
-            self.classes = classes
-            return empty_segmentation(image, classes, "spy", "spy")
+        def segment(self, image, plan):
+            self.classes = plan.classes
+            return Instances.empty((image.image.height, image.image.width), "spy")
 
     cfg = dataclasses.replace(smoke_seg.config, tagger="vocabulary",
                               vocabulary=["animal", "dog", "car", "automobile", "Dog"])
@@ -287,7 +290,7 @@ def test_reduced_precision_runs_end_to_end(repo, ade_images, segmenter):
     assert seg.semantic.shape == (h, w) and set(seg.labels) <= set(seg.classes) and seg.tags.tags
     assert next(s.tagger.blip.model.parameters()).dtype == torch.bfloat16
     if segmenter == "grounded_sam2":
-        assert next(s.segmenter.locator.model.parameters()).dtype == torch.bfloat16
+        assert next(s.segmenter.locator.detector.model.parameters()).dtype == torch.bfloat16
         assert next(s.segmenter.sam.model.parameters()).dtype == torch.bfloat16
         assert seg.masks.dtype == bool and np.isfinite(seg.mask_scores).all()
     if segmenter == "clipseg":

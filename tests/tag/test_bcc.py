@@ -10,6 +10,7 @@ import pytest
 from selfseg import SelfSeg
 from selfseg.config import load_config
 from selfseg.io import load_image
+from selfseg.tag import build_tagger
 from selfseg.tag.bcc import BCCTagger
 
 
@@ -25,7 +26,7 @@ def loaded(ade_images):
 
 def _with(tagger, **captioning):
     cfg = dataclasses.replace(tagger.config, captioning=dataclasses.replace(tagger.config.captioning, **captioning))
-    return BCCTagger(cfg, captioner=tagger.blip)
+    return BCCTagger(cfg, tagger.models, captioner=tagger.blip)
 
 
 def test_one_generate_call_per_image_batch(tagger, loaded):
@@ -72,7 +73,7 @@ def test_adaptive_cycles_stop_early_and_record_it(tagger, loaded):
 
 def test_min_support_drops_rare_nouns(tagger, loaded):
     cfg = dataclasses.replace(tagger.config, nouns=dataclasses.replace(tagger.config.nouns, min_support=2))
-    r = BCCTagger(cfg, captioner=tagger.blip).tag_batch(loaded[:1])[0]
+    r = BCCTagger(cfg, tagger.models, captioner=tagger.blip).tag_batch(loaded[:1])[0]
     assert all(n.cycles >= 2 for n in r.nouns)
 
 
@@ -146,11 +147,10 @@ def test_real_loading_code_on_a_saved_checkpoint(tmp_path, ade_images):
 
 
 def test_whole_image_caption_tagger(smoke_config, tagger, loaded):
-    from selfseg.tag.caption import CaptionTagger
 
     cfg = dataclasses.replace(smoke_config, tagger="caption",
                               captioning=dataclasses.replace(smoke_config.captioning, cycles=3))
-    t = CaptionTagger(cfg, captioner=tagger.blip)
+    t = build_tagger(cfg, "caption", captioner=tagger.blip)
     before = t.blip.generate_calls
     results = t.tag_batch(loaded)
     assert t.blip.generate_calls - before == 1  # all images x cycles in one call

@@ -11,10 +11,8 @@ from selfseg.cache import ReplyCache
 from selfseg.config import load_config
 from selfseg.errors import ConfigError
 from selfseg.io import load_image
+from selfseg.tag import build_tagger
 from selfseg.tag.result import TagResult
-from selfseg.tag.union import UnionTagger
-from selfseg.tag.vlm import DescribeExtractTagger, VLMTagger
-from selfseg.tag.vocabulary import VocabularyTagger
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +26,7 @@ def _cfg(repo, *overrides):
 
 def test_vlm_tagger_one_batched_call_and_typed_result(repo, loaded, scripted_chat):
     chat = scripted_chat(lambda r: '```json\n["Dogs", "grass", 7]\n```')
-    t = VLMTagger(_cfg(repo, "tagger=vlm", "vlm.context=a park", "vlm.max_tags=5"), chat=chat)
+    t = build_tagger(_cfg(repo, "tagger=vlm", "vlm.context=a park", "vlm.max_tags=5"), "vlm", chat=chat)
     results = t.tag_batch(loaded)
     assert chat.generate_calls == 1 and len(chat.requests) == len(loaded)  # all images in one call
     # Rows run grouped by size, but each image is asked exactly once.
@@ -54,7 +52,7 @@ def test_self_reflection_sees_the_first_answer_and_may_revise(repo, loaded, scri
         return 'Looking again, there is no wolf: ["dog", "bench"]'
 
     chat = scripted_chat(respond)
-    t = VLMTagger(_cfg(repo, "tagger=vlm", "vlm.reflection_rounds=1"), chat=chat)
+    t = build_tagger(_cfg(repo, "tagger=vlm", "vlm.reflection_rounds=1"), "vlm", chat=chat)
     r = t.tag_batch(loaded)[0]
     assert chat.generate_calls == 2  # one batched pass per round, not one per image
     assert r.tags == ["dog", "bench"] and r.cycles_run == 2
@@ -64,7 +62,7 @@ def test_self_reflection_sees_the_first_answer_and_may_revise(repo, loaded, scri
 
 def test_unparsable_reflection_keeps_the_previous_answer(repo, loaded, scripted_chat):
     chat = scripted_chat(lambda req: '["dog"]' if len(req.turns) == 1 else "I am not sure.")
-    r = VLMTagger(_cfg(repo, "tagger=vlm", "vlm.reflection_rounds=2"), chat=chat).tag_batch(loaded)[0]
+    r = build_tagger(_cfg(repo, "tagger=vlm", "vlm.reflection_rounds=2"), "vlm", chat=chat).tag_batch(loaded)[0]
     assert r.tags == ["dog"]
     assert any("reflection 1: kept the previous answer" in n for n in r.notes)
     assert any("reflection 2: no parsable list" in n for n in r.notes)
@@ -73,7 +71,7 @@ def test_unparsable_reflection_keeps_the_previous_answer(repo, loaded, scripted_
 def test_empty_description_is_not_sent_to_the_extractor(repo, loaded, scripted_chat):
     vision = scripted_chat(lambda req: "" if req.image is loaded[0].image else "A dog on grass.")
     extractor = scripted_chat(lambda req: '["person", "car"]')
-    t = DescribeExtractTagger(_cfg(repo, "tagger=describe_extract"), vision=vision, extractor=extractor)
+    t = build_tagger(_cfg(repo, "tagger=describe_extract"), "describe_extract", vision=vision, extractor=extractor)
     empty, described = t.tag_batch(loaded)
     assert len(extractor.requests) == 1 and "A dog on grass." in extractor.requests[0].turns[0][1]
     assert empty.tags == [] and any("description is empty" in n for n in empty.notes)
@@ -83,12 +81,13 @@ def test_empty_description_is_not_sent_to_the_extractor(repo, loaded, scripted_c
 def test_replies_are_matched_to_their_own_images(repo, loaded, scripted_chat):
     """Rows are reordered for batching (by image size); each result must still get its own image's reply."""
     chat = scripted_chat(lambda req: f'["thing{req.image.size[0]}"]')
-    results = VLMTagger(_cfg(repo, "tagger=vlm"), chat=chat).tag_batch(loaded)
+    results = build_tagger(_cfg(repo, "tagger=vlm"), "vlm", chat=chat).tag_batch(loaded)
     assert [r.tags for r in results] == [[f"thing{im.image.size[0]}"] for im in loaded]
 
 
 def test_no_list_at_all_gives_empty_tags_and_a_warning_not_an_error(repo, loaded, scripted_chat):
-    r = VLMTagger(_cfg(repo, "tagger=vlm"), chat=scripted_chat(lambda req: "A lovely photo!")).tag_batch(loaded)[0]
+    tagger = build_tagger(_cfg(repo, "tagger=vlm"), "vlm", chat=scripted_chat(lambda req: "A lovely photo!"))
+    r = tagger.tag_batch(loaded)[0]
     assert r.tags == [] and any("no parsable list" in n for n in r.notes)
 
 
@@ -102,7 +101,7 @@ def test_describe_extract_passes_the_description_to_the_extractor(repo, loaded, 
         return '<think>dog, grass, bench</think>["dog", "grass", "bench"]'
 
     extractor = scripted_chat(extract, model_id="llm-y")
-    t = DescribeExtractTagger(_cfg(repo, "tagger=describe_extract", "vlm.reflection_rounds=1"),
+    t = build_tagger(_cfg(repo, "tagger=describe_extract", "vlm.reflection_rounds=1"), "describe_extract",
                               vision=vision, extractor=extractor)
     r = t.tag_batch(loaded)[0]
     assert "A brown dog lies on green grass" in seen[0].turns[0][1]
@@ -113,15 +112,15 @@ def test_describe_extract_passes_the_description_to_the_extractor(repo, loaded, 
 
 def test_bad_templates_are_one_line_config_errors(repo, scripted_chat):
     with pytest.raises(ConfigError, match="vlm.tag_prompt"):
-        VLMTagger(_cfg(repo, "tagger=vlm", 'vlm.tag_prompt=List {objects} as JSON'), chat=scripted_chat(str))
+        build_tagger(_cfg(repo, "tagger=vlm", 'vlm.tag_prompt=List {objects} as JSON'), "vlm", chat=scripted_chat(str))
     with pytest.raises(ConfigError, match="vlm.extract_prompt"):
         load_config(_cfg(repo, "vlm.extract_prompt=no placeholder here"))
 
 
 def test_union_records_who_found_each_tag(repo, loaded, scripted_chat):
     cfg = _cfg(repo, "tagger=union", "union=[vocabulary, vlm]", "vocabulary=[dog, Sky]")
-    vlm = VLMTagger(cfg, chat=scripted_chat(lambda r: '["sky", "tree"]'))
-    union = UnionTagger(cfg, taggers={"vocabulary": VocabularyTagger(cfg), "vlm": vlm})
+    vlm = build_tagger(cfg, "vlm", chat=scripted_chat(lambda r: '["sky", "tree"]'))
+    union = build_tagger(cfg, "union", parts={"vocabulary": build_tagger(cfg, "vocabulary"), "vlm": vlm})
     r = union.tag_batch(loaded)[0]
     assert r.tagger == "union"
     # found by both first, then in order of first appearance; "Sky" and "sky" are one tag
@@ -135,7 +134,7 @@ def test_union_records_who_found_each_tag(repo, loaded, scripted_chat):
 def test_union_of_bcc_and_tiny_vlm_keeps_the_cluster_map(smoke_seg, loaded, repo):
     """Tiny random-init BLIP and Qwen2.5-VL: tags are noise; the merge and the cluster map are checked."""
     cfg = _cfg(repo, "tagger=union", "union=[bcc, vlm]")
-    union = UnionTagger(cfg, taggers={"bcc": smoke_seg.tagger, "vlm": VLMTagger(cfg)})
+    union = build_tagger(cfg, "union", parts={"bcc": smoke_seg.tagger, "vlm": build_tagger(cfg, "vlm")})
     r = union.tag_batch(loaded[:1])[0]
     bcc = r.parts["bcc"]
     assert r.cluster_grid is not None and (r.cluster_grid == bcc.cluster_grid).all()
