@@ -424,21 +424,25 @@ def _apply_override(data: dict, item: str) -> dict:
 
 def field_notes(cls: type) -> dict[str, str]:
     """Each field of a config block with the `#` comment lines right above it, joined: the one text that
-    documents a setting, read by the README's table."""
+    documents a setting, read by the README's table. A block made of other blocks (dataclass bases) has their
+    fields' notes too."""
     import inspect
 
     notes: dict[str, str] = {}
-    lines: list[str] = []
-    for line in inspect.getsource(cls).splitlines()[1:]:
-        text = line.strip()
-        name = text.split(":")[0]
-        if line.startswith("    #"):
-            lines.append(text[1:].strip())
-        elif line.startswith("    ") and not line.startswith("     ") and ":" in text and name.isidentifier():
-            notes[name] = " ".join(lines)
-            lines = []
-        elif not line.startswith("     "):
-            lines = []  # a docstring, a method or a blank line: a comment above it documents no field
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        lines: list[str] = []
+        for line in inspect.getsource(klass).splitlines()[1:]:
+            text = line.strip()
+            name = text.split(":")[0]
+            if line.startswith("    #"):
+                lines.append(text[1:].strip())
+            elif line.startswith("    ") and not line.startswith("     ") and ":" in text and name.isidentifier():
+                notes[name] = " ".join(lines)
+                lines = []
+            elif not line.startswith("     "):
+                lines = []  # a docstring, a method or a blank line: a comment above it documents no field
     return notes
 
 
@@ -466,7 +470,8 @@ def config_table() -> str:
     """The README's reference of every config field (markdown), generated from the blocks' dataclasses and
     their comments, then which module defines each section and which components read it."""
     from .evaluate.mappers import mappers
-    from .segment import segmenters
+    from .locate import locators
+    from .segment import mask_models, segmenters
     from .tag import taggers
 
     rows = ["| field | default | meaning |", "|---|---|---|"]
@@ -478,7 +483,7 @@ def config_table() -> str:
             key = f"{name}.{f.name}" if name else f.name
             rows.append(f"| `{key}` | `{_default_text(cls, f)}` | {notes.get(f.name, '').replace('|', '/')} |")
     readers: dict[str, list[str]] = {}
-    for registry in (taggers(), segmenters(), mappers()):
+    for registry in (taggers(), locators(), segmenters(), mask_models(), mappers()):
         for comp_name in registry.names():
             comp = registry.component(comp_name)
             places = [comp.section] if comp.section else [f.name for f in dataclasses.fields(comp.config)] \

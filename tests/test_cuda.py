@@ -157,7 +157,7 @@ def test_segmenters_on_device(photo, segmenter, dtype):
     assert set(seg.labels) <= set(seg.classes) and seg.tags.tags
     assert seg.masks.dtype == bool and seg.masks.shape[1:] == (h, w)
     assert np.isfinite(seg.mask_scores).all()
-    wrappers = {"grounded_sam2": lambda m: [m.locator.detector, m.sam], "clipseg": lambda m: [m.model],
+    wrappers = {"grounded_sam2": lambda m: [m.locator.detector, m.masker.sam], "clipseg": lambda m: [m.model],
                 "bcc_clusters": lambda m: []}[segmenter](s.segmenter)
     for wrapper in wrappers:
         p = next(wrapper.model.parameters())

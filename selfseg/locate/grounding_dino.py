@@ -28,9 +28,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..errors import check
 from ..io import LoadedImage
 from ..models.grounding_dino import DEFAULT_MODEL, GroundingDino
-from ..models.spec import ModelSpec
+from ..models.spec import ModelConfig, ModelSpec
 from .base import LOCATORS
 from .boxes import filter_detections
 from .result import Detections
@@ -114,7 +115,32 @@ def pad_to_aspect(img: Any, max_aspect: float = MAX_ASPECT) -> Any:
 
 
 # ------------------------------------------------------------------------------------------------ locator
-@LOCATORS.register("grounding_dino")
+@dataclass
+class GroundingDinoConfig:
+    """The Grounding DINO locator's settings (in a config file: the `segment.grounded_sam2` section)."""
+
+    # Grounding DINO checkpoint (boxes per tag); "IDEA-Research/grounding-dino-tiny" is lighter.
+    # "tiny-random" builds a tiny random-init model in code (outputs meaningless).
+    detector: str = DEFAULT_MODEL
+    # Grounding DINO's box confidence threshold: a box's best class must score above it.
+    box_threshold: float = 0.35
+    # Grounding DINO's per-token text threshold: the chosen class needs a token scoring above it.
+    text_threshold: float = 0.25
+    # Class-agnostic NMS: a box overlapping a better one by more than this IoU is dropped.
+    nms_iou: float = 0.5
+    # Boxes covering more than this fraction of the image are dropped (scene words grab the whole frame).
+    max_box_area: float = 0.95
+    # Keep at most this many boxes per image, best first.
+    max_detections: int = 100
+
+    def __post_init__(self) -> None:
+        check(all(0 <= t <= 1 for t in (self.box_threshold, self.text_threshold, self.nms_iou)),
+              "box_threshold / text_threshold / nms_iou", "values in [0, 1]",
+              (self.box_threshold, self.text_threshold, self.nms_iou))
+        check(0 < self.max_box_area <= 1, "max_box_area", "a fraction in (0, 1]", self.max_box_area)
+        check(self.max_detections >= 0, "max_detections", "an integer >= 0", self.max_detections)
+
+
 class GroundingDinoLocator:
     """Open-vocabulary boxes for a list of tags, from a `GroundingDino`.
 
@@ -349,3 +375,12 @@ class GroundingDinoLocator:
         det.boxes = np.clip(det.boxes, 0, [w, h, w, h]).astype(np.float32)  # padding lies right / below
         return filter_detections(det, (h, w), nms_iou=self.nms_iou, max_area_fraction=self.max_box_area,
                                  max_detections=self.max_detections)
+
+
+@LOCATORS.register("grounding_dino", config=GroundingDinoConfig, section="segment.grounded_sam2",
+                   checkpoints=lambda block, models: [block.detector])
+def grounding_dino(config: GroundingDinoConfig, models: ModelConfig) -> GroundingDinoLocator:
+    """The locator of a config block, on the shared model section's device and dtype."""
+    return GroundingDinoLocator.from_spec(
+        models.spec(config.detector), box_threshold=config.box_threshold, text_threshold=config.text_threshold,
+        nms_iou=config.nms_iou, max_box_area=config.max_box_area, max_detections=config.max_detections)

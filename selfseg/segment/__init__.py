@@ -4,9 +4,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..registry import Registry
-from .base import SEGMENTERS, Segmenter, SegmentPlan
+from .base import MASK_MODELS, SEGMENTERS, MaskModel, Segmenter, SegmentPlan
 
-__all__ = ["SEGMENTERS", "SegmentPlan", "Segmenter", "build_segmenter", "segmenters"]
+__all__ = ["MASK_MODELS", "SEGMENTERS", "MaskModel", "SegmentPlan", "Segmenter", "build_segmenter", "mask_models",
+           "segmenters"]
 
 
 def segmenters() -> Registry[Segmenter]:
@@ -15,6 +16,13 @@ def segmenters() -> Registry[Segmenter]:
     from . import bcc_clusters, clipseg, grounded_sam2  # noqa: F401  (importing registers them)
 
     return SEGMENTERS
+
+
+def mask_models() -> Registry[MaskModel]:
+    """The mask model registry (box -> mask), every built-in one registered."""
+    from . import sam2  # noqa: F401  (importing registers it)
+
+    return MASK_MODELS
 
 
 def build_segmenter(config: Any, name: str | None = None, **kwargs: Any) -> Segmenter:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..io import LoadedImage
 from ..registry import Registry
@@ -35,6 +35,18 @@ class Segmenter(Protocol):
         ...
 
 
-#: Factories take the whole Config and read their own block (config.segment.<name>). Implementations
-#: register here; `selfseg.segment.build_segmenter` imports them.
+#: Factories take their own config block and the shared model section (`Registry.build`). Implementations
+#: register here; `selfseg.segment.segmenters()` imports them.
 SEGMENTERS: Registry[Segmenter] = Registry("segmenter")
+
+
+class MaskModel(Protocol):
+    name: str
+
+    def masks(self, image: LoadedImage, boxes: Any) -> tuple[Any, Any]:
+        """(masks (N, H, W) bool at the loaded image's size, scores (N,)) for N xyxy boxes of `image`."""
+        ...
+
+
+#: Box -> mask models, the second half of locate-then-segment.
+MASK_MODELS: Registry[MaskModel] = Registry("mask model")

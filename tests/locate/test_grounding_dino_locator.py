@@ -19,6 +19,7 @@ from selfseg.io import load_image
 from selfseg.locate import LOCATORS
 from selfseg.locate.boxes import filter_detections
 from selfseg.locate.grounding_dino import (
+    GroundingDinoConfig,
     GroundingDinoLocator,
     PromptChunk,
     pack_greedy,
@@ -27,7 +28,7 @@ from selfseg.locate.grounding_dino import (
 )
 from selfseg.locate.result import Detections
 from selfseg.models.grounding_dino import GroundingDino
-from selfseg.models.spec import TINY_MODEL, ModelSpec
+from selfseg.models.spec import TINY_MODEL, ModelConfig, ModelSpec
 
 LIMIT = 256
 
@@ -354,7 +355,12 @@ def test_from_spec_passes_the_stage_settings_and_the_class_is_registered():
             made.max_chunks_per_forward) == (0.1, 0.2, 0.3, 0.4, 5, None)
     assert not GroundingDinoLocator.from_spec(spec, share_backbone=False).detector.share_backbone
     assert "grounding_dino" in LOCATORS and GroundingDinoLocator.name == "grounding_dino"
-    assert isinstance(LOCATORS.create("grounding_dino", made.detector), GroundingDinoLocator)
+    # the registered factory builds the locator from its own config block and the shared model section
+    block = GroundingDinoConfig(detector=TINY_MODEL, box_threshold=0.1, nms_iou=0.3, max_detections=5)
+    built = LOCATORS.create("grounding_dino", block, ModelConfig(device="cpu"))
+    assert isinstance(built, GroundingDinoLocator) and built.is_tiny
+    assert (built.box_threshold, built.text_threshold, built.nms_iou, built.max_detections) == (0.1, 0.25, 0.3, 5)
+    assert LOCATORS.component("grounding_dino").checkpoints(block, ModelConfig()) == [TINY_MODEL]
 
 
 # --------------------------------------------------------------------------------------------- locate

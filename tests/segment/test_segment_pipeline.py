@@ -245,7 +245,7 @@ def test_sam2_decodes_boxes_per_call_at_a_time_with_the_same_masks(repo, ade_ima
         s = SelfSeg.from_config(repo / "configs" / "smoke.yaml",
                                 ["segment.vocabulary=given", "vocabulary=[dog, grass, sky, tree, car]",
                                  f"segment.grounded_sam2.boxes_per_call={per_call}"])
-        sam = s.segmenter.sam
+        sam = s.segmenter.masker.sam
         seg = s.segment(ade_images[0])
         n = len(seg.boxes)
         assert n > 3, seg.notes  # threshold 0 in smoke.yaml: a random detector keeps its boxes
@@ -291,7 +291,7 @@ def test_reduced_precision_runs_end_to_end(repo, ade_images, segmenter):
     assert next(s.tagger.blip.model.parameters()).dtype == torch.bfloat16
     if segmenter == "grounded_sam2":
         assert next(s.segmenter.locator.detector.model.parameters()).dtype == torch.bfloat16
-        assert next(s.segmenter.sam.model.parameters()).dtype == torch.bfloat16
+        assert next(s.segmenter.masker.sam.model.parameters()).dtype == torch.bfloat16
         assert seg.masks.dtype == bool and np.isfinite(seg.mask_scores).all()
     if segmenter == "clipseg":
         assert next(s.segmenter.model.model.parameters()).dtype == torch.bfloat16
