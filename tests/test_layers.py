@@ -1,7 +1,7 @@
 """The layer contract, checked over the import graph (imports inside functions included).
 
     0 bottom    errors, registry, io (files, images, atomic writes), streams, cache, resources, viz, and each
-                stage's result types (tag/result.py, locate/result.py, segment/result.py)
+                stage's result types (tag/, locate/, segment/, evaluate/result.py)
     1 models    one file per model family: forward passes and loading only
     2 stages    tag (with its clustering), locate, segment; each component defines its own config block
     3 top       config (assembles the blocks into one file layout), pipeline, runs, evaluate, cli
@@ -22,7 +22,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "selfseg"
 LAYERS = [
     ("bottom", ["selfseg.errors", "selfseg.registry", "selfseg.io", "selfseg.streams", "selfseg.cache",
                 "selfseg.resources", "selfseg.viz", "selfseg.tag.result", "selfseg.locate.result",
-                "selfseg.segment.result"]),
+                "selfseg.segment.result", "selfseg.evaluate.result"]),
     ("models", ["selfseg.models"]),
     ("stages", ["selfseg.tag", "selfseg.locate", "selfseg.segment"]),
     ("top", ["selfseg.config", "selfseg.pipeline", "selfseg.runs", "selfseg.evaluate", "selfseg.cli",

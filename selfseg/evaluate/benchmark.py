@@ -33,7 +33,8 @@ from ..config import Config
 from ..errors import ConfigError, SelfSegError
 from .datasets import Dataset, Sample, load_dataset
 from .mappers.base import require_relations
-from .score import EvaluationReport, pct, score_open_vocabulary
+from .result import EvaluationReport, pct
+from .score import score_open_vocabulary
 
 # Settings that change scores but not predictions: changing them re-scores without re-running the models.
 _EVAL_ONLY = {"mapper", "lexical_level", "gt_aware", "llm_model", "llm_batch_size", "llm_max_new_tokens",

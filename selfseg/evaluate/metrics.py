@@ -31,6 +31,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from .datasets import IGNORE
+from .result import SemSegScores, TagScores
 
 CONVENTIONS = ("detectron2", "mmseg")
 # cmIoU segments: every predicted / true class region, or each 8-connected component of one.
@@ -132,39 +133,6 @@ def _check_pair(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> tuple[np.
         if bad.any():
             raise ValueError(f"expected {name} values in 0..{num_classes - 1} or {IGNORE}, got {int(a[bad][0])}")
     return pred, gt
-
-
-@dataclass
-class SemSegScores:
-    """Dataset-level scores. IoU / accuracy values are fractions in [0, 1]; None for a class left out."""
-
-    convention: str
-    class_names: list[str]
-    iou: list[float | None]
-    accuracy: list[float | None]
-    miou: float
-    mean_accuracy: float
-    pixel_accuracy: float
-    fw_iou: float
-    gt_pixels: list[int]
-    pred_pixels: list[int]
-
-    def keys(self) -> list[str]:
-        """Unique per-class keys: the class name, with " (index)" where names repeat (ADE20K-847 has
-        three classes named "bag")."""
-        seen: dict[str, int] = {}
-        for n in self.class_names:
-            seen[n] = seen.get(n, 0) + 1
-        return [n if seen[n] == 1 else f"{n} ({i})" for i, n in enumerate(self.class_names)]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "convention": self.convention, "mIoU": self.miou, "mAcc": self.mean_accuracy,
-            "pixel_accuracy": self.pixel_accuracy, "fwIoU": self.fw_iou,
-            "per_class": {k: {"index": j, "iou": i, "accuracy": a, "gt_pixels": g, "pred_pixels": p}
-                          for j, (k, i, a, g, p) in enumerate(zip(self.keys(), self.iou, self.accuracy,
-                                                                  self.gt_pixels, self.pred_pixels))},
-        }
 
 
 class SemSegEvaluator:
@@ -291,24 +259,6 @@ class ClassAgnosticIoU:
 
     def evaluate(self) -> float:
         return float(np.mean(self.best)) if self.best else float("nan")
-
-
-@dataclass
-class TagScores:
-    """Macro (mean over images where defined) and micro (pooled counts) precision / recall / F1."""
-
-    precision: float
-    recall: float
-    micro_precision: float
-    micro_recall: float
-    micro_f1: float
-    images: int
-    true_positives: int = 0
-    predicted: int = 0
-    present: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 @dataclass

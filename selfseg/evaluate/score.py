@@ -9,7 +9,6 @@ Two kinds of prediction folders:
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,82 +24,10 @@ from .metrics import (
     ImageEval,
     MetricSet,
     SemSegEvaluator,
-    SemSegScores,
     TagMetrics,
-    TagScores,
     lexical_alignment_area,
 )
-
-
-@dataclass
-class EvaluationReport:
-    """Everything a benchmark run measured. Fractions in [0, 1]; tables print percent."""
-
-    dataset: str
-    split: str
-    images: int
-    semseg: SemSegScores
-    cmiou: float
-    cmiou_segments: int
-    tags: TagScores | None = None
-    failed: list[str] = field(default_factory=list)
-    mapping: dict[str, str | None] = field(default_factory=dict)
-    lexical_alignment: dict[str, Any] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = {"dataset": self.dataset, "split": self.split, "images": self.images, **self.semseg.to_dict(),
-             "cmIoU": self.cmiou, "cmIoU_segments": self.cmiou_segments, "failed": self.failed}
-        if self.tags is not None:
-            d["tags"] = self.tags.to_dict()
-        if self.lexical_alignment is not None:
-            d["lexical_alignment"] = self.lexical_alignment
-        if self.mapping:
-            d["mapping"] = self.mapping
-        d.update(self.extra)
-        return _finite(d)
-
-    def summary_rows(self) -> list[tuple[str, str]]:
-        s = self.semseg
-        rows = [("images", str(self.images)), (f"mIoU ({s.convention})", pct(s.miou)), ("mAcc", pct(s.mean_accuracy)),
-                ("pixel accuracy", pct(s.pixel_accuracy)), ("cmIoU", pct(self.cmiou))]
-        if self.tags is not None:
-            rows += [("tag precision", pct(self.tags.precision)), ("tag recall", pct(self.tags.recall))]
-        for who, t in self.extra.get("tags_by_tagger", {}).items():
-            rows += [(f"tag precision / recall, {who} alone", f"{pct(t['precision'])} / {pct(t['recall'])}")]
-        if self.lexical_alignment is not None:
-            rows.append(("lexical alignment (area)", pct(self.lexical_alignment["area"])))
-        if self.failed:
-            rows.append(("failed images (scored as no prediction)", str(len(self.failed))))
-        return rows
-
-    def table(self, per_class: bool = True) -> str:
-        """A plain-text table: the summary, then per-class IoU of every scored class."""
-        lines = [f"{self.dataset} {self.split}"]
-        width = max(len(k) for k, _ in self.summary_rows())
-        lines += [f"  {k:<{width}}  {v:>7}" for k, v in self.summary_rows()]
-        if per_class:
-            scored = [(n, i) for n, i in zip(self.semseg.class_names, self.semseg.iou) if i is not None]
-            if scored:
-                w = max(len(n) for n, _ in scored)
-                lines.append(f"  {'class':<{w}}  {'IoU':>7}")
-                lines += [f"  {n:<{w}}  {pct(i):>7}" for n, i in scored]
-        return "\n".join(lines)
-
-
-def pct(v: float | None) -> str:
-    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}"
-
-
-def _finite(obj: Any) -> Any:
-    """NaN -> None, so the JSON is standard (json.dumps writes NaN, which other parsers reject)."""
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
+from .result import EvaluationReport
 
 
 def read_label_map(path: Path) -> np.ndarray:

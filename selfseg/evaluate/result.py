@@ -1,0 +1,128 @@
+"""What evaluation reports: dataset-level segmentation scores, tag scores, and a benchmark run's report."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class SemSegScores:
+    """Dataset-level scores. IoU / accuracy values are fractions in [0, 1]; None for a class left out."""
+
+    convention: str
+    class_names: list[str]
+    iou: list[float | None]
+    accuracy: list[float | None]
+    miou: float
+    mean_accuracy: float
+    pixel_accuracy: float
+    fw_iou: float
+    gt_pixels: list[int]
+    pred_pixels: list[int]
+
+    def keys(self) -> list[str]:
+        """Unique per-class keys: the class name, with " (index)" where names repeat (ADE20K-847 has
+        three classes named "bag")."""
+        seen: dict[str, int] = {}
+        for n in self.class_names:
+            seen[n] = seen.get(n, 0) + 1
+        return [n if seen[n] == 1 else f"{n} ({i})" for i, n in enumerate(self.class_names)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "convention": self.convention, "mIoU": self.miou, "mAcc": self.mean_accuracy,
+            "pixel_accuracy": self.pixel_accuracy, "fwIoU": self.fw_iou,
+            "per_class": {k: {"index": j, "iou": i, "accuracy": a, "gt_pixels": g, "pred_pixels": p}
+                          for j, (k, i, a, g, p) in enumerate(zip(self.keys(), self.iou, self.accuracy,
+                                                                  self.gt_pixels, self.pred_pixels))},
+        }
+
+
+@dataclass
+class TagScores:
+    """Macro (mean over images where defined) and micro (pooled counts) precision / recall / F1."""
+
+    precision: float
+    recall: float
+    micro_precision: float
+    micro_recall: float
+    micro_f1: float
+    images: int
+    true_positives: int = 0
+    predicted: int = 0
+    present: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class EvaluationReport:
+    """Everything a benchmark run measured. Fractions in [0, 1]; tables print percent."""
+
+    dataset: str
+    split: str
+    images: int
+    semseg: SemSegScores
+    cmiou: float
+    cmiou_segments: int
+    tags: TagScores | None = None
+    failed: list[str] = field(default_factory=list)
+    mapping: dict[str, str | None] = field(default_factory=dict)
+    lexical_alignment: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"dataset": self.dataset, "split": self.split, "images": self.images, **self.semseg.to_dict(),
+             "cmIoU": self.cmiou, "cmIoU_segments": self.cmiou_segments, "failed": self.failed}
+        if self.tags is not None:
+            d["tags"] = self.tags.to_dict()
+        if self.lexical_alignment is not None:
+            d["lexical_alignment"] = self.lexical_alignment
+        if self.mapping:
+            d["mapping"] = self.mapping
+        d.update(self.extra)
+        return _finite(d)
+
+    def summary_rows(self) -> list[tuple[str, str]]:
+        s = self.semseg
+        rows = [("images", str(self.images)), (f"mIoU ({s.convention})", pct(s.miou)), ("mAcc", pct(s.mean_accuracy)),
+                ("pixel accuracy", pct(s.pixel_accuracy)), ("cmIoU", pct(self.cmiou))]
+        if self.tags is not None:
+            rows += [("tag precision", pct(self.tags.precision)), ("tag recall", pct(self.tags.recall))]
+        for who, t in self.extra.get("tags_by_tagger", {}).items():
+            rows += [(f"tag precision / recall, {who} alone", f"{pct(t['precision'])} / {pct(t['recall'])}")]
+        if self.lexical_alignment is not None:
+            rows.append(("lexical alignment (area)", pct(self.lexical_alignment["area"])))
+        if self.failed:
+            rows.append(("failed images (scored as no prediction)", str(len(self.failed))))
+        return rows
+
+    def table(self, per_class: bool = True) -> str:
+        """A plain-text table: the summary, then per-class IoU of every scored class."""
+        lines = [f"{self.dataset} {self.split}"]
+        width = max(len(k) for k, _ in self.summary_rows())
+        lines += [f"  {k:<{width}}  {v:>7}" for k, v in self.summary_rows()]
+        if per_class:
+            scored = [(n, i) for n, i in zip(self.semseg.class_names, self.semseg.iou) if i is not None]
+            if scored:
+                w = max(len(n) for n, _ in scored)
+                lines.append(f"  {'class':<{w}}  {'IoU':>7}")
+                lines += [f"  {n:<{w}}  {pct(i):>7}" for n, i in scored]
+        return "\n".join(lines)
+
+
+def pct(v: float | None) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}"
+
+
+def _finite(obj: Any) -> Any:
+    """NaN -> None, so the JSON is standard (json.dumps writes NaN, which other parsers reject)."""
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
