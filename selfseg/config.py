@@ -1,6 +1,8 @@
 """Typed configuration: YAML files -> nested dataclasses, with `key.sub=value` overrides.
 
-Every number of the algorithm is a field here; defaults are the Self-Seg paper's values (Sect. 4.1).
+Every number of the algorithm is a field of some section; defaults are the Self-Seg paper's values (Sect.
+4.1). Each component's section is defined where the component is registered; the sections of the pipeline
+itself (run, segment, evaluation) are defined here, and this module assembles them all into one layout.
 A YAML file may name a `base:` file (relative to itself) and override a few fields, so each benchmark
 config reads as "the paper's settings, except ...". Input paths a file sets (dataset root, class list,
 caches) are relative to that file too; `key=value` overrides and dicts are relative to the working directory.
@@ -17,10 +19,11 @@ from typing import Any, Union
 
 import yaml
 
-from .errors import ConfigError, check
+from .errors import ConfigError, check, choices
+from .io import atomic_write
 
-# Each section is defined by the component that owns it (the shared model section with the model specs);
-# this module assembles them into one file layout and re-exports them for config users.
+# The components' sections, re-exported for config users (the shared model section is the model specs').
+from .models.spec import DTYPE_NAMES as DTYPE_NAMES
 from .models.spec import PAPER_MODEL as PAPER_MODEL
 from .models.spec import TINY_MODEL as TINY_MODEL
 from .models.spec import CaptionSampling as CaptionSampling
@@ -29,7 +32,7 @@ from .segment.clipseg import ClipSegConfig as ClipSegConfig
 from .segment.grounded_sam2 import GroundedSam2Config as GroundedSam2Config
 from .tag.caption import CAPTION_PROFILES as CAPTION_PROFILES
 from .tag.caption import CaptioningConfig as CaptioningConfig
-from .tag.clustering.ensemble import ClusteringConfig as ClusteringConfig
+from .tag.clustering.config import ClusteringConfig as ClusteringConfig
 from .tag.nouns import NounsConfig as NounsConfig
 from .tag.vlm import VlmConfig as VlmConfig
 
@@ -78,8 +81,8 @@ class SegmentConfig:
     clipseg: ClipSegConfig = field(default_factory=ClipSegConfig)
 
     def __post_init__(self) -> None:
-        check(self.vocabulary in VOCABULARY_MODES, "vocabulary", _choices(VOCABULARY_MODES), self.vocabulary)
-        check(self.enrich in ENRICH_MODES, "enrich", _choices(ENRICH_MODES), self.enrich)
+        check(self.vocabulary in VOCABULARY_MODES, "vocabulary", choices(VOCABULARY_MODES), self.vocabulary)
+        check(self.enrich in ENRICH_MODES, "enrich", choices(ENRICH_MODES), self.enrich)
         check(self.enrich_max_words >= 1 and self.enrich_max_new_tokens >= 1,
               "enrich_max_words / enrich_max_new_tokens", "integers >= 1",
               (self.enrich_max_words, self.enrich_max_new_tokens))
@@ -133,11 +136,11 @@ class EvaluationConfig:
         from .evaluate.mappers.lexical import LEVELS
         from .evaluate.metrics import CMIOU_SEGMENTS, CONVENTIONS
 
-        check(self.dataset in dataset_names(), "dataset", _choices(dataset_names()), self.dataset)
-        check(self.mapper in METHODS, "mapper", _choices(METHODS), self.mapper)
-        check(self.lexical_level in LEVELS, "lexical_level", _choices(LEVELS), self.lexical_level)
-        check(self.miou_convention in CONVENTIONS, "miou_convention", _choices(CONVENTIONS), self.miou_convention)
-        check(self.cmiou_segments in CMIOU_SEGMENTS, "cmiou_segments", _choices(CMIOU_SEGMENTS), self.cmiou_segments)
+        check(self.dataset in dataset_names(), "dataset", choices(dataset_names()), self.dataset)
+        check(self.mapper in METHODS, "mapper", choices(METHODS), self.mapper)
+        check(self.lexical_level in LEVELS, "lexical_level", choices(LEVELS), self.lexical_level)
+        check(self.miou_convention in CONVENTIONS, "miou_convention", choices(CONVENTIONS), self.miou_convention)
+        check(self.cmiou_segments in CMIOU_SEGMENTS, "cmiou_segments", choices(CMIOU_SEGMENTS), self.cmiou_segments)
         check(self.limit >= 0 and self.llm_batch_size >= 1 and self.llm_max_new_tokens >= 1,
               "limit / llm_batch_size / llm_max_new_tokens", "limit >= 0, the others >= 1",
               (self.limit, self.llm_batch_size, self.llm_max_new_tokens))
@@ -172,12 +175,14 @@ class Config:
         return dataclasses.asdict(self)
 
     def validate(self) -> Config:
-        """Checks across sections; each section checked its own fields when it was built. Names come from
-        the registries: the tagger, the union's taggers and the segmenter must be registered, and every
-        component's block is assembled once, so blocks made of several sections check themselves too."""
+        """Every check: each section's own (again, so a config changed after loading is checked as it is now),
+        then across sections. Names come from the registries: the tagger, the union's taggers and the
+        segmenter must be registered, and every component's block is assembled once, so blocks made of
+        several sections check themselves too."""
         from .segment import segmenters
         from .tag import taggers
 
+        _check_blocks(self, "")
         for registry, chosen in ((taggers(), [self.tagger, *self.union]), (segmenters(), [self.segment.segmenter])):
             for name in chosen:
                 registry.component(name)
@@ -188,8 +193,23 @@ class Config:
               "a non-empty list when segment.vocabulary is 'given'", self.vocabulary)
         prompted = [n for n in segmenters().names() if segmenters().component(n).takes_prompts]
         check(sg.enrich == "none" or sg.segmenter in prompted, "segment.enrich",
-              f"'none' with segmenter {sg.segmenter!r} (only {' and '.join(prompted)} take phrases)", sg.enrich)
+              f"'none' with segmenter {sg.segmenter!r} (segmenters that take phrases: {', '.join(prompted)})",
+              sg.enrich)
         return self
+
+
+def _check_blocks(block: Any, prefix: str) -> None:
+    """Run the `__post_init__` checks of `block` and of every block inside it, naming each block's place."""
+    for f in dataclasses.fields(block):
+        value = getattr(block, f.name)
+        if dataclasses.is_dataclass(value):
+            _check_blocks(value, f"{prefix}{f.name}.")
+    post_init = getattr(block, "__post_init__", None)
+    if post_init is not None:
+        try:
+            post_init()
+        except ConfigError as exc:
+            raise ConfigError(f"{prefix}{exc}") from None
 
 
 def checkpoints(config: Config, *, tag: bool = True, segment: bool = False, evaluate: bool = False) -> list[str]:
@@ -217,11 +237,6 @@ def uses_tiny(config: Config, *, segment: bool = False) -> bool:
     outputs are meaningless."""
     tag = not (segment and config.segment.vocabulary == "given")
     return TINY_MODEL in checkpoints(config, tag=tag, segment=segment)
-
-
-def _choices(names: Any) -> str:
-    names = [str(n) for n in names]
-    return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -317,8 +332,6 @@ def _deep_merge(a: dict, b: dict) -> dict:
 
 
 def _build(cls: type, data: Any, prefix: str) -> Any:
-    if dataclasses.is_dataclass(data) and isinstance(data, cls):
-        return data  # a section object given as such (a dict holding a built section)
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
@@ -446,7 +459,7 @@ def field_notes(cls: type) -> dict[str, str]:
     return notes
 
 
-def sections(cls: type = None, prefix: str = "") -> list[tuple[str, type]]:  # type: ignore[assignment]
+def sections(cls: type | None = None, prefix: str = "") -> list[tuple[str, type]]:
     """(dotted section name, block dataclass) of every section of the file layout, the top level as ""."""
     cls = cls or Config
     out = [(prefix.rstrip("."), cls)]
@@ -461,9 +474,25 @@ def _default_text(cls: type, f: dataclasses.Field) -> str:
     value = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
     if isinstance(value, list) and len(value) > 8:
         return f"{len(value)} words (see {cls.__module__.replace('.', '/')}.py)"
-    if isinstance(value, list):
-        return "[" + ", ".join(str(v) for v in value) + "]"
-    return str(value)
+    return yaml.safe_dump(value, default_flow_style=True, width=1000).strip().removesuffix("...").strip()
+
+
+def _named_fields() -> dict[str, list[str]]:
+    """Fields whose value names a registered component or a fixed choice -> the valid names, from the
+    registries and the modules that own the choices (so the table can never miss a new component)."""
+    from .evaluate.datasets import dataset_names
+    from .evaluate.mappers import METHODS
+    from .evaluate.mappers.lexical import LEVELS
+    from .evaluate.metrics import CMIOU_SEGMENTS, CONVENTIONS
+    from .segment import segmenters
+    from .tag import taggers
+
+    return {"tagger": taggers().names(), "union": [n for n in taggers().names() if n != "union"],
+            "segment.segmenter": segmenters().names(), "segment.vocabulary": list(VOCABULARY_MODES),
+            "segment.enrich": list(ENRICH_MODES), "evaluation.dataset": dataset_names(),
+            "evaluation.mapper": list(METHODS), "evaluation.lexical_level": list(LEVELS),
+            "evaluation.miou_convention": list(CONVENTIONS), "evaluation.cmiou_segments": list(CMIOU_SEGMENTS),
+            "model.dtype": list(DTYPE_NAMES), "vlm.dtype": ["auto", *DTYPE_NAMES]}
 
 
 def config_table() -> str:
@@ -474,6 +503,7 @@ def config_table() -> str:
     from .segment import mask_models, segmenters
     from .tag import taggers
 
+    named = _named_fields()
     rows = ["| field | default | meaning |", "|---|---|---|"]
     for name, cls in sections():
         notes, hints = field_notes(cls), typing.get_type_hints(cls)
@@ -481,7 +511,10 @@ def config_table() -> str:
             if dataclasses.is_dataclass(hints[f.name]):
                 continue
             key = f"{name}.{f.name}" if name else f.name
-            rows.append(f"| `{key}` | `{_default_text(cls, f)}` | {notes.get(f.name, '').replace('|', '/')} |")
+            note = notes.get(f.name, "").replace("|", "/")
+            if key in named:
+                note += f" Valid: {', '.join(named[key])}."
+            rows.append(f"| `{key}` | `{_default_text(cls, f)}` | {note} |")
     readers: dict[str, list[str]] = {}
     for registry in (taggers(), locators(), segmenters(), mask_models(), mappers()):
         for comp_name in registry.names():
@@ -518,7 +551,7 @@ def write_readme_table(path: str | Path) -> bool:
     _, tail = rest.split(end, 1)
     new = f"{head}{start}\n{config_table()}{end}{tail}"
     if new != text:
-        p.write_text(new, encoding="utf-8")
+        atomic_write(p, lambda f: f.write(new.encode("utf-8")))
     return new != text
 
 

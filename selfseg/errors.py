@@ -22,6 +22,12 @@ class DatasetError(SelfSegError, ValueError):
     """A dataset root does not hold the layout its loader expects, or a label/prediction file is unusable."""
 
 
+def choices(names: object) -> str:
+    """'a, b or c': the valid names in an error message."""
+    names = [str(n) for n in names]  # type: ignore[union-attr]
+    return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else "".join(names)
+
+
 def check(ok: object, key: str, expected: str, got: object) -> None:
     """Raise `ConfigError("key: expected ..., got ...")` unless `ok`. Config blocks call it from
     `__post_init__` with their own field names; the config loader puts the block's place in front."""

@@ -196,9 +196,9 @@ class SelfSeg:
             plan = dataclasses.replace(plan, prompts={c: p for c, p in enrichment.prompts.items()
                                                       if c in plan.classes})
         found = self.segmenter.segment(loaded, plan)
-        if not isinstance(found, Instances):
-            raise TypeError(f"segmenter {self.segmenter.name!r}: expected Instances from segment(), "
-                            f"got {type(found).__name__}")
+        if not isinstance(found, Instances):  # a wrong segmenter, not a bad image: stop the run once
+            raise SelfSegError(f"segmenter {self.segmenter.name!r}: expected Instances from segment(), "
+                               f"got {type(found).__name__}")
         labels = found.labels
         classes = list(plan.classes) if found.classes is None else list(found.classes)
         if plan.merges and any(c not in plan.classes for c in classes):

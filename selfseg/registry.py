@@ -97,8 +97,8 @@ class Registry(Generic[T]):
         parts built first and passed as `parts={name: component}`."""
         comp = self.component(name)
         block = comp.block(config)
-        if comp.parts:
-            kwargs.setdefault("parts", {n: self.build(n, config) for n in comp.parts(block)})
+        if comp.parts and "parts" not in kwargs:  # parts given by the caller are used, not built again
+            kwargs["parts"] = {n: self.build(n, config) for n in comp.parts(block)}
         return comp.factory(block, config.model, **kwargs)
 
     def __contains__(self, name: object) -> bool:

@@ -221,7 +221,7 @@ def test_field_notes_read_the_comment_lines_above_each_field():
 
 def test_each_block_is_defined_by_its_component_and_validates_itself():
     from selfseg.segment.clipseg import ClipSegConfig
-    from selfseg.tag.clustering.ensemble import ClusteringConfig
+    from selfseg.tag.clustering.config import ClusteringConfig
 
     with pytest.raises(ConfigError, match=r"^threshold / min_area / max_instances / tags_per_call: expected"):
         ClipSegConfig(threshold=2.0)

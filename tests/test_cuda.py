@@ -26,7 +26,7 @@ from selfseg.io import load_image
 from selfseg.tag.clustering.crf import crf_mean_field
 from selfseg.tag.clustering.ensemble import ensemble_cluster
 from selfseg.tag.clustering.filters import mode_filter
-from selfseg.tag.clustering.kmeans import kmeans
+from selfseg.tag.clustering.lloyd import kmeans
 
 DEVICE = os.environ.get("SELFSEG_TEST_DEVICE", "cuda")
 ON_CUDA = DEVICE.startswith("cuda")

@@ -164,3 +164,68 @@ def test_the_checker_sees_imports_inside_functions(module):
     graph = _graph()
     assert ("selfseg.tag", ["build_tagger"]) in graph["selfseg.pipeline"]
     assert module in graph
+
+
+def _loaded_at_import(path: Path) -> list[str]:
+    """The selfseg modules a module's own import runs: its imports outside functions and outside
+    `if TYPE_CHECKING:` blocks (class bodies run at import, so they count)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    me = _module_name(path)
+    package = me if path.name == "__init__.py" else me.rsplit(".", 1)[0]
+    found: list[str] = []
+
+    def visit(nodes):
+        for node in nodes:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                visit(node.orelse)
+                continue
+            if isinstance(node, ast.Import):
+                found.extend(a.name for a in node.names if a.name.startswith("selfseg"))
+            elif isinstance(node, ast.ImportFrom):
+                base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+                target = ".".join(base + ([node.module] if node.module else [])) if node.level else node.module or ""
+                if target.startswith("selfseg"):
+                    subs = [f"{target}.{a.name}" for a in node.names
+                            if (PACKAGE.parent / f"{target}.{a.name}".replace(".", "/")).exists()
+                            or (PACKAGE.parent / (f"{target}.{a.name}".replace(".", "/") + ".py")).exists()]
+                    found.extend(subs or [target])
+            for field in ("body", "orelse", "finalbody", "handlers"):
+                if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and hasattr(node, field):
+                    visit(getattr(node, field))
+
+    visit(tree.body)
+    return found
+
+
+def test_bottom_modules_run_only_bottom_modules_when_imported():
+    """A stage's result.py sits in the stage's folder but in the bottom layer: importing it runs its package's
+    `__init__` too, so that must stay free of the stage (lazy names), and so on up."""
+    paths = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    direct = {m: _loaded_at_import(p) for m, p in paths.items()}
+
+    def closure(module: str) -> set[str]:
+        seen, todo = set(), [module]
+        while todo:
+            m = todo.pop()
+            parts = m.split(".")
+            for i in range(1, len(parts) + 1):  # importing a.b.c runs a, a.b and a.b.c
+                name = ".".join(parts[:i])
+                if name in paths and name not in seen:
+                    seen.add(name)
+                    todo.extend(direct[name])
+        return seen
+
+    bottom = 0
+    bad = {}
+    for m in paths:
+        if _layer(m) == 0:
+            bottom += 1
+            # A package's __init__ is only its import-time imports, which the closure follows: it does not count
+            # itself, so a stage package whose names load lazily does not pull its stage in.
+            above = sorted(x for x in closure(m) if _layer(x) > 0 and paths[x].name != "__init__.py")
+            if above:
+                bad[m] = above
+    assert bottom >= len(LAYERS[0][1])  # not vacuous: every bottom module was looked at
+    assert not bad, f"bottom modules that run upper-layer modules when imported: {bad}"

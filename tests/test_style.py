@@ -48,6 +48,18 @@ def test_import_selfseg_loads_no_heavy_dependency():
     assert json.loads(out.stdout) == []
 
 
+def test_reading_and_checking_configs_loads_no_heavy_dependency():
+    """Loading a config validates it against every registry, so it imports every component module: they keep
+    torch, transformers and spaCy for when a component is built or run (numpy and PIL may load)."""
+    heavy = tuple(m for m in HEAVY if m not in ("numpy", "PIL"))
+    code = ("import json, sys; from selfseg.config import checkpoints, config_table, load_config; "
+            "c = load_config('configs/union_bcc_vlm.yaml'); checkpoints(c, segment=True, evaluate=True); "
+            f"config_table(); print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))")
+    out = _python(code)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == []
+
+
 def test_every_public_name_resolves():
     code = ("import json, selfseg; names = {n: getattr(selfseg, n).__name__ for n in selfseg.__all__ "
             "if n != '__version__'}; print(json.dumps(names))")

@@ -47,14 +47,14 @@ class ImageEval:
     pred: (H, W) predicted class indices, IGNORE for "no class" (mIoU).
     segments: (H, W) the prediction's regions under any ids (cmIoU); None: `pred`. Open-vocabulary
       predictions give their unmapped label map here, since cmIoU must not depend on the label mapping.
-    predicted: the classes the image's tags map to; None or IGNORE is no class (tag metrics).
+    predicted: the classes the image's tags map to, an entry None or IGNORE meaning no class (tag metrics).
     present: the classes in the ground truth, IGNORE allowed (tag metrics); None: those of `gt`.
     """
 
     gt: np.ndarray | None = None
     pred: np.ndarray | None = None
     segments: np.ndarray | None = None
-    predicted: Sequence[int | None] = ()
+    predicted: Sequence[int | None] | None = None
     present: Sequence[int] | None = None
 
     def classes_present(self) -> Sequence[int]:
@@ -282,7 +282,7 @@ class TagMetrics:
 
     def process(self, image: ImageEval) -> tuple[float, float]:
         """Add one image; returns its precision and recall (NaN where undefined)."""
-        t = {int(c) for c in image.predicted if c is not None and c != IGNORE} - self.exclude
+        t = {int(c) for c in _need(image, "predicted", self) if c is not None and c != IGNORE} - self.exclude
         g = {int(c) for c in image.classes_present() if c != IGNORE} - self.exclude
         hit = len(t & g)
         prec = hit / len(t) if t else float("nan")

@@ -20,21 +20,27 @@ does not do:
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image
 
 from ..errors import check
 from ..io import LoadedImage
-from ..models.grounding_dino import DEFAULT_MODEL, GroundingDino
 from ..models.spec import ModelConfig, ModelSpec
 from .base import LOCATORS
 from .boxes import filter_detections
 from .result import Detections
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..models.grounding_dino import GroundingDino
+
+# torch and the model load when a locator is built or run, not when its settings are read.
 
 #: Thinnest image shape given to the model (long side : short side); thinner images are padded to it.
 MAX_ASPECT = 4.0
@@ -89,9 +95,23 @@ class PromptPlan:
     notes: list[str]
 
 
+def _inference_mode(method: Callable) -> Callable:
+    """torch.inference_mode around `method`, with torch imported only when it runs."""
+    @functools.wraps(method)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        import torch
+
+        with torch.inference_mode():
+            return method(*args, **kwargs)
+
+    return run
+
+
 def tag_scores(probs: torch.Tensor, chunk: PromptChunk) -> tuple[torch.Tensor, torch.Tensor]:
     """(queries,) best tag score and (queries,) index of that tag within the chunk, from (queries, tokens)
     sigmoid probabilities: a tag's score is the max over its own token span."""
+    import torch
+
     positions = torch.cat([torch.arange(s, e) for s, e in chunk.spans]).to(probs.device)
     owner = torch.cat([torch.full((e - s,), j) for j, (s, e) in enumerate(chunk.spans)]).to(probs.device)
     per_tag = probs.new_full((probs.shape[0], len(chunk.spans)), -1.0)
@@ -121,7 +141,7 @@ class GroundingDinoConfig:
 
     # Grounding DINO checkpoint (boxes per tag); "IDEA-Research/grounding-dino-tiny" is lighter.
     # "tiny-random" builds a tiny random-init model in code (outputs meaningless).
-    detector: str = DEFAULT_MODEL
+    detector: str = "IDEA-Research/grounding-dino-base"
     # Grounding DINO's box confidence threshold: a box's best class must score above it.
     box_threshold: float = 0.35
     # Grounding DINO's per-token text threshold: the chosen class needs a token scoring above it.
@@ -173,22 +193,29 @@ class GroundingDinoLocator:
     @classmethod
     def from_spec(cls, spec: ModelSpec, share_backbone: bool = True, **kwargs: Any) -> GroundingDinoLocator:
         """The detector of `spec` ("tiny-random": the tiny random-init model); kwargs go to the constructor."""
+        from ..models.grounding_dino import GroundingDino
+
         return cls(GroundingDino.from_spec(spec, share_backbone=share_backbone), **kwargs)
 
     @classmethod
-    def from_pretrained(cls, model_id: str = DEFAULT_MODEL, device: str | torch.device = "auto",
+    def from_pretrained(cls, model_id: str | None = None, device: str | torch.device = "auto",
                         dtype: torch.dtype | str = "float32", cache_dir: str | None = None,
                         local_files_only: bool = False, revision: str | None = None,
                         share_backbone: bool = True, **kwargs: Any) -> GroundingDinoLocator:
-        """A checkpoint (see `GroundingDino.from_pretrained`); kwargs go to the constructor."""
+        """A checkpoint (see `GroundingDino.from_pretrained`; None: its default); kwargs go to the constructor."""
+        from ..models.grounding_dino import DEFAULT_MODEL
+
+        model_id = model_id or DEFAULT_MODEL
         spec = ModelSpec(model_id, device, dtype, cache_dir, local_files_only, revision)
         return cls.from_spec(spec, share_backbone=share_backbone, **kwargs)
 
     @classmethod
-    def tiny(cls, seed: int = 0, device: str | torch.device = "cpu", dtype: torch.dtype | str = torch.float32,
+    def tiny(cls, seed: int = 0, device: str | torch.device = "cpu", dtype: torch.dtype | str = "float32",
              share_backbone: bool = True, **kwargs: Any) -> GroundingDinoLocator:
         """Over the tiny random-init Grounding DINO (`GroundingDino.tiny`): boxes, scores and labels change
         with the image and the tags but are meaningless. kwargs go to the constructor."""
+        from ..models.grounding_dino import GroundingDino
+
         return cls(GroundingDino.tiny(seed, device, dtype, share_backbone=share_backbone), **kwargs)
 
     # ------------------------------------------------------------------------------------------ prompt
@@ -289,7 +316,7 @@ class GroundingDinoLocator:
         return PromptPlan(kept_tags, kept_labels, chunks, notes)
 
     # ------------------------------------------------------------------------------------------ detect
-    @torch.inference_mode()
+    @_inference_mode
     def detect(self, image: Any, tags: Sequence[str], box_threshold: float = 0.35,
                text_threshold: float = 0.25, phrases: Sequence[str] | None = None) -> Detections:
         """Boxes of the tags in one PIL image, most confident first (raw: no area filter, no NMS).
@@ -308,6 +335,8 @@ class GroundingDinoLocator:
         passes: the number of prompt chunks (text rows); the detector's `forward_calls` counts batched calls.
         phrases: optional prompt text per tag (see `plan`); labels are still the tags.
         """
+        import torch
+
         plan = self.plan(tags, phrases)
         notes = list(plan.notes)
         if self.is_tiny:

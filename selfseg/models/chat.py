@@ -13,7 +13,6 @@ from typing import Any
 
 from ..cache import ReplyCache, image_digest, reply_key
 from ..errors import ConfigError
-from .loading import load_checkpoint
 from .spec import ModelSpec
 
 
@@ -157,6 +156,8 @@ def check_model_type(spec: ModelSpec, kind: str, setting: str) -> None:
         MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
         MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES,
     )
+
+    from .loading import load_checkpoint  # torch: only when a chat model is checked, not when imported
 
     what_ckpt = "vision-language model" if kind == "image-text-to-text" else "causal LM"
     model_id = spec.id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import check
+from ..errors import check, choices
 
 #: Model id that builds a tiny random-init twin of a model family in code (no download); outputs are
 #: meaningless, but depend on the inputs (tests use them to check wiring).
@@ -79,7 +79,7 @@ class ModelConfig:
     local_files_only: bool = False
 
     def __post_init__(self) -> None:
-        check(self.dtype in DTYPE_NAMES, "dtype", ", ".join(DTYPE_NAMES), self.dtype)
+        check(self.dtype in DTYPE_NAMES, "dtype", choices(DTYPE_NAMES), self.dtype)
 
     def spec(self, model_id: str, dtype: str | None = None) -> ModelSpec:
         """The spec a model wrapper loads `model_id` from: this section's device, cache and offline

@@ -1,18 +1,30 @@
 """Tag: "what is in this image?" -> nouns with provenance. Chosen by name (`tagger:` in the config)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..registry import Registry
-from .base import TAGGERS, Tagger
+if TYPE_CHECKING:
+    from ..registry import Registry
+    from .base import Tagger
 
 __all__ = ["TAGGERS", "Tagger", "build_tagger", "taggers"]
+
+
+def __getattr__(name: str) -> Any:
+    # The registry and protocol load on first use: importing this package (as `selfseg.tag.result` does) runs
+    # nothing of the stage.
+    if name in ("TAGGERS", "Tagger"):
+        from . import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def taggers() -> Registry[Tagger]:
     """The tagger registry, every built-in tagger registered."""
     # Imported here, not at the top: each implementation loads its models' libraries when first built.
     from . import bcc, caption, union, vlm, vocabulary  # noqa: F401  (importing registers them)
+    from .base import TAGGERS
 
     return TAGGERS
 

@@ -17,6 +17,6 @@ class Tagger(Protocol):
         ...
 
 
-#: Factories take the whole Config; each reads its own sections. Implementations register here and
-#: import nothing else of this package's base; `selfseg.tag.build_tagger` imports them.
+#: Factories take their own config block and the shared model section (`Registry.build`). Implementations
+#: register here; `selfseg.tag.taggers()` imports them.
 TAGGERS: Registry[Tagger] = Registry("tagger")

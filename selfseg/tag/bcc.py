@@ -3,18 +3,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..io import LoadedImage
-from ..models.blip import BlipCaptioner
 from ..models.spec import ModelConfig
 from ..streams import image_key
 from .base import TAGGERS
 from .caption import BlipTaggerConfig, blip_checkpoints
-from .clustering.ensemble import ensemble_cluster
 from .nouns import NounExtractor
 from .result import ClusterCaptions, ClusterMaps, TagResult, rank_nouns
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..models.blip import BlipCaptioner
 
 
 @TAGGERS.register("bcc", config=BlipTaggerConfig, checkpoints=blip_checkpoints)
@@ -22,6 +24,7 @@ class BCCTagger:
     name = "bcc"
 
     def __init__(self, config: BlipTaggerConfig, models: ModelConfig, captioner: BlipCaptioner | None = None) -> None:
+        from ..models.blip import BlipCaptioner
         self.config, self.models = config, models
         # Language resources first: a missing WordNet should fail before minutes of model loading.
         self.nouns = NounExtractor(config.nouns)
@@ -30,6 +33,9 @@ class BCCTagger:
         self.gen = config.captioning
 
     def tag_batch(self, images: Sequence[LoadedImage]) -> list[TagResult]:
+        import torch
+
+        from .clustering.ensemble import ensemble_cluster
         if not images:
             return []
         cc, pc = self.config.clustering, self.config.captioning
@@ -175,5 +181,6 @@ class BCCTagger:
 
 def _sync(device: torch.device) -> None:
     # Honest stage timings on a GPU: wait for the queued kernels before reading the clock.
+    import torch
     if device.type == "cuda":
         torch.cuda.synchronize(device)

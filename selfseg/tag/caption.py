@@ -4,17 +4,19 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, check
 from ..io import LoadedImage
-from ..models.blip import BlipCaptioner
 from ..models.spec import CaptionSampling, ModelConfig
 from ..streams import image_key
 from .base import TAGGERS
-from .clustering.ensemble import ClusteringConfig
+from .clustering.config import ClusteringConfig
 from .nouns import NounExtractor, NounsConfig
 from .result import ClusterCaptions, TagResult, rank_nouns
+
+if TYPE_CHECKING:
+    from ..models.blip import BlipCaptioner
 
 #: Caption sampling profiles; a CaptioningConfig field left at None takes its profile's value.
 #: "released": what the authors' released code effectively ran, the run behind the published numbers. It
@@ -117,6 +119,7 @@ class CaptionTagger:
     name = "caption"
 
     def __init__(self, config: BlipTaggerConfig, models: ModelConfig, captioner: BlipCaptioner | None = None) -> None:
+        from ..models.blip import BlipCaptioner
         self.config, self.models = config, models
         self.nouns = NounExtractor(config.nouns)
         self.nouns._load()

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConfigError, check
+from ..errors import ConfigError, check, choices
 from ..io import LoadedImage
 from ..models.chat import ChatModelBase, ChatRequest
 from ..models.spec import DTYPE_NAMES, ModelConfig
@@ -67,7 +67,7 @@ class VlmConfig:
     cache: str | None = "~/.cache/selfseg/replies.sqlite"
 
     def __post_init__(self) -> None:
-        check(self.dtype in ("auto",) + DTYPE_NAMES, "dtype", "auto, " + ", ".join(DTYPE_NAMES), self.dtype)
+        check(self.dtype in ("auto",) + DTYPE_NAMES, "dtype", choices(("auto",) + DTYPE_NAMES), self.dtype)
         check(self.batch_size >= 1 and self.text_batch_size >= 1 and self.max_new_tokens >= 1,
               "batch_size / text_batch_size / max_new_tokens", "integers >= 1",
               (self.batch_size, self.text_batch_size, self.max_new_tokens))

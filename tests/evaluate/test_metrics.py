@@ -309,6 +309,8 @@ def test_a_metric_names_the_field_its_image_lacks():
         ClassAgnosticIoU().process(ImageEval(pred=np.zeros((1, 1), int)))
     with pytest.raises(ValueError, match="present or ImageEval.gt"):
         TagMetrics().process(ImageEval(predicted=[0]))
+    with pytest.raises(ValueError, match=r"TagMetrics needs ImageEval\.predicted"):
+        TagMetrics().process(ImageEval(present=[0]))
 
 
 def test_cmiou_reads_the_segments_and_tags_default_to_the_ground_truths_classes():

@@ -60,7 +60,7 @@ def test_clean_description():
 def test_enrich_config_checks(repo):
     with pytest.raises(ConfigError, match="segment.enrich"):
         _cfg(repo, "segment.enrich=always")
-    with pytest.raises(ConfigError, match="only clipseg and grounded_sam2 take phrases"):
+    with pytest.raises(ConfigError, match="segmenters that take phrases: clipseg, grounded_sam2"):
         _cfg(repo, "segment.enrich=generic", "segment.segmenter=bcc_clusters")
     with pytest.raises(ConfigError, match="segment.enrich_prompt"):
         cfg = _cfg(repo, "segment.enrich=generic", "segment.enrich_prompt=describe {thing}")

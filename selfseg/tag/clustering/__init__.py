@@ -1,11 +1,24 @@
-"""The BCC clustering chain: k-means ensemble -> Hungarian alignment -> votes -> CRF -> mode filter."""
-from .align import align_runs, contiguous, match_cost, vote_distribution
-from .crf import crf_mean_field
-from .ensemble import ClusterMaps, ensemble_cluster, sincos_2d
-from .filters import mode_filter, mode_filter_once
-from .kmeans import KMeansResult, kmeans
+"""The BCC clustering chain: k-means ensemble -> Hungarian alignment -> votes -> CRF -> mode filter.
 
-__all__ = [
-    "ClusterMaps", "KMeansResult", "align_runs", "contiguous", "crf_mean_field", "ensemble_cluster", "kmeans",
-    "match_cost", "mode_filter", "mode_filter_once", "sincos_2d", "vote_distribution",
-]
+The names below load (with torch) on first use, so reading the chain's settings (`config.py`) does not.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+_LAZY = {
+    "align_runs": "align", "contiguous": "align", "match_cost": "align", "vote_distribution": "align",
+    "crf_mean_field": "crf", "ClusterMaps": "ensemble", "ensemble_cluster": "ensemble", "sincos_2d": "ensemble",
+    "mode_filter": "filters", "mode_filter_once": "filters", "KMeansResult": "lloyd", "kmeans": "lloyd",
+    "ClusteringConfig": "config",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

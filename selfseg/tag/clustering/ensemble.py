@@ -4,67 +4,18 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...errors import check
 from ..result import ClusterMaps
 from .align import align_runs, contiguous, vote_distribution
+from .config import ClusteringConfig
 from .crf import crf_mean_field
 from .filters import mode_filter
-from .kmeans import kmeans
-
-
-@dataclass
-class ClusteringConfig:
-    # Square input sizes the BLIP encoder sees; 16-px patches give 24x24 and 32x32 grids.
-    scales: list[int] = field(default_factory=lambda: [384, 512])
-    # k of every k-means run, each run at every scale. The paper: {2, 8}; the released code: 2..8.
-    ks: list[int] = field(default_factory=lambda: [2, 8])
-    # Dimensions of the 2-D sin-cos positional encoding concatenated to each patch feature (0: none).
-    pos_dim: int = 256
-    # k-means++ restarts per run; the lowest inertia wins (sklearn's default for k-means++ is 1).
-    kmeans_n_init: int = 1
-    # Lloyd iterations at most per run.
-    kmeans_max_iter: int = 300
-    # Stop when the centre shift is below this times the mean feature variance (sklearn's rule).
-    kmeans_tol: float = 1e-4
-    # Cost for the Hungarian alignment of runs: "iou" (the paper, Eq. 10) or "mismatch" (released code:
-    # number of patches on which two clusters disagree).
-    align_cost: str = "iou"
-    # Smoothness weight of the mean-field CRF (Gaussian spatial kernel, Potts compatibility, crfseg semantics).
-    crf_weight: float = 6.0
-    # Bandwidth (in patches) of the Gaussian smoothness kernel.
-    crf_theta: float = 0.8
-    # Mean-field iterations (crfseg's default).
-    crf_iters: int = 5
-    # Taps of the separable Gaussian filter (crfseg's default).
-    crf_filter_size: int = 11
-    # Window of the majority (mode) filter (odd).
-    mode_filter_size: int = 3
-    # Mode-filter passes at most (0: off); it stops earlier at a fixed point.
-    mode_filter_passes: int = 8
-
-    def __post_init__(self) -> None:
-        check(bool(self.scales) and all(s >= 16 and s % 16 == 0 for s in self.scales), "scales",
-              "a non-empty list of multiples of 16", self.scales)
-        check(bool(self.ks) and all(k >= 1 for k in self.ks), "ks", "a non-empty list of integers >= 1", self.ks)
-        check(self.align_cost in ("iou", "mismatch"), "align_cost", "'iou' or 'mismatch'", self.align_cost)
-        check(self.mode_filter_size >= 1 and self.mode_filter_size % 2 == 1, "mode_filter_size", "an odd size >= 1",
-              self.mode_filter_size)
-        check(self.mode_filter_passes >= 0, "mode_filter_passes", "an integer >= 0", self.mode_filter_passes)
-        check(self.crf_filter_size >= 1 and self.crf_filter_size % 2 == 1, "crf_filter_size", "an odd size >= 1",
-              self.crf_filter_size)
-        check(self.crf_iters >= 0 and self.crf_theta > 0, "crf_iters / crf_theta", "crf_iters >= 0 and crf_theta > 0",
-              (self.crf_iters, self.crf_theta))
-        check(self.kmeans_n_init >= 1 and self.kmeans_max_iter >= 1 and self.kmeans_tol >= 0,
-              "kmeans_n_init / kmeans_max_iter / kmeans_tol", "n_init >= 1, max_iter >= 1, tol >= 0",
-              (self.kmeans_n_init, self.kmeans_max_iter, self.kmeans_tol))
-        check(self.pos_dim >= 0 and self.pos_dim % 4 == 0, "pos_dim", "a multiple of 4 (0: none)", self.pos_dim)
+from .lloyd import kmeans
 
 
 def sincos_2d(h: int, w: int, dim: int, device: Any = "cpu") -> torch.Tensor:
