@@ -199,11 +199,15 @@ class Config:
 
 
 def _check_blocks(block: Any, prefix: str) -> None:
-    """Run the `__post_init__` checks of `block` and of every block inside it, naming each block's place."""
+    """Check the types of `block`'s fields and run its `__post_init__` checks, and those of every block
+    inside it, naming each block's place."""
+    hints = typing.get_type_hints(type(block))
     for f in dataclasses.fields(block):
         value = getattr(block, f.name)
         if dataclasses.is_dataclass(value):
             _check_blocks(value, f"{prefix}{f.name}.")
+        else:
+            _coerce(hints[f.name], value, prefix + f.name)  # a value set after loading may have any type
     post_init = getattr(block, "__post_init__", None)
     if post_init is not None:
         try:
@@ -423,8 +427,6 @@ def _apply_override(data: dict, item: str) -> dict:
         if not dataclasses.is_dataclass(tp):
             raise ConfigError(f"override {key!r}: {part!r} is not a section")
         child = node.get(part)
-        if dataclasses.is_dataclass(child):
-            child = dataclasses.asdict(child)
         if child is not None and not isinstance(child, dict):
             raise ConfigError(f"{'.'.join(parts[:depth + 1])}: expected a mapping, got {child!r}")
         node[part] = dict(child or {})  # copied: the caller's mapping stays as it was
@@ -486,13 +488,17 @@ def _named_fields() -> dict[str, list[str]]:
     from .evaluate.metrics import CMIOU_SEGMENTS, CONVENTIONS
     from .segment import segmenters
     from .tag import taggers
+    from .tag.caption import TOKEN_SLICES
+    from .tag.clustering.config import ALIGN_COSTS
+    from .tag.vlm import VLM_DTYPES
 
     return {"tagger": taggers().names(), "union": [n for n in taggers().names() if n != "union"],
             "segment.segmenter": segmenters().names(), "segment.vocabulary": list(VOCABULARY_MODES),
             "segment.enrich": list(ENRICH_MODES), "evaluation.dataset": dataset_names(),
             "evaluation.mapper": list(METHODS), "evaluation.lexical_level": list(LEVELS),
             "evaluation.miou_convention": list(CONVENTIONS), "evaluation.cmiou_segments": list(CMIOU_SEGMENTS),
-            "model.dtype": list(DTYPE_NAMES), "vlm.dtype": ["auto", *DTYPE_NAMES]}
+            "model.dtype": list(DTYPE_NAMES), "vlm.dtype": list(VLM_DTYPES), "clustering.align_cost": list(ALIGN_COSTS),
+            "captioning.profile": list(CAPTION_PROFILES), "captioning.token_slice": list(TOKEN_SLICES)}
 
 
 def config_table() -> str:
@@ -532,7 +538,10 @@ def config_table() -> str:
     for name, cls in sections():
         if name:
             who = ", ".join(readers.get(name, []))
-            rows.append(f"| `{name}` | `{cls.__module__.replace('.', '/')}.py` | {who} |")
+            # the modules that declare the section's fields (a composed block's bases)
+            where = dict.fromkeys(k.__module__.replace(".", "/") + ".py" for k in reversed(cls.__mro__)
+                                  if dataclasses.is_dataclass(k) and k.__dict__.get("__annotations__"))
+            rows.append(f"| `{name}` | {', '.join(f'`{w}`' for w in where)} | {who} |")
     return "\n".join(rows) + "\n"
 
 

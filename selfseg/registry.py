@@ -1,4 +1,5 @@
-"""Name -> component registries, one per pluggable kind (taggers, locators, segmenters, datasets, label mappers).
+"""Name -> component registries, one per pluggable kind (taggers, locators, mask models, segmenters, datasets,
+label mappers).
 
 A component is one file and one registration. The registration says everything the rest of selfseg needs to
 know without building it: its factory, its own config block (a dataclass that validates itself), where that

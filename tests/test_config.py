@@ -27,7 +27,7 @@ def test_caption_profiles_resolve_and_every_field_overrides():
     mixed = CaptioningConfig(profile="paper", repetition_penalty=2.0, max_length=30, length_counts_prompt=True,
                              top_k=0).sampling()
     assert (mixed.repetition_penalty, mixed.top_k, mixed.new_token_limits(4)) == (2.0, 0, (0, 26))
-    with pytest.raises(ConfigError, match="captioning.profile: expected one of released, paper, got 'lavis'"):
+    with pytest.raises(ConfigError, match="captioning.profile: expected released or paper, got 'lavis'"):
         load_config({"captioning": {"profile": "lavis"}})
     with pytest.raises(ConfigError, match="unknown config key 'captioning.min_new_tokens'"):
         load_config({"captioning": {"min_new_tokens": 4}})
@@ -291,3 +291,45 @@ def test_tiny_models_are_found_through_the_declarations(repo):
     # a given vocabulary runs no tagger: a tiny BLIP then makes nothing meaningless
     given = load_config({"model": {"blip": "tiny-random"}, "vocabulary": ["dog"], "segment": {"vocabulary": "given"}})
     assert uses_tiny(given) and not uses_tiny(given, segment=True)
+
+
+def test_validate_checks_a_config_changed_after_loading():
+    c = load_config({})
+    c.run.batch_size = 0
+    with pytest.raises(ConfigError, match=r"^run\.batch_size: expected an integer >= 1, got 0"):
+        c.validate()
+    c = load_config({})
+    c.segment.grounded_sam2.nms_iou = None
+    with pytest.raises(ConfigError, match=r"^segment\.grounded_sam2\.nms_iou: expected a number, got None"):
+        c.validate()
+
+
+def test_a_section_object_inside_a_mapping_is_refused_on_every_path():
+    from selfseg.config import ModelConfig
+
+    for overrides in ([], ["model.dtype=float16"]):
+        with pytest.raises(ConfigError, match="model: expected a mapping"):
+            load_config({"model": ModelConfig()}, overrides)
+
+
+def test_registry_build_uses_the_parts_it_is_given_and_builds_the_others():
+    from dataclasses import dataclass
+
+    from selfseg.registry import Registry
+
+    built = []
+
+    @dataclass
+    class Block:
+        parts: list
+
+    reg: Registry = Registry("thing")
+    reg.register("leaf")(lambda block, models: built.append("leaf") or "leaf-made")
+    reg.register("whole", config=Block, parts=lambda b: b.parts)(lambda block, models, parts: parts)
+
+    class Whole:
+        parts = ["leaf"]
+        model = None
+
+    assert reg.build("whole", Whole()) == {"leaf": "leaf-made"} and built == ["leaf"]
+    assert reg.build("whole", Whole(), parts={"leaf": "given"}) == {"leaf": "given"} and built == ["leaf"]

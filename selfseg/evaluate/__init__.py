@@ -6,4 +6,5 @@ free-form nouns into dataset classes, and whole benchmark runs.
     mappers/      lexical (WordNet levels), embedding (sentence-transformers), llm (LOVE)
     score.py      score folders of predictions (label maps in dataset classes, or open-vocabulary ones)
     benchmark.py  pipeline -> predictions -> mapping -> scores, resumable and torchrun-sharded
+    result.py     what they report: SemSegScores, TagScores, EvaluationReport
 """

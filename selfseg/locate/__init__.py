@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..registry import Registry
-    from .base import Locator
+    from .base import LOCATORS, Locator
 
 __all__ = ["LOCATORS", "Locator", "locators"]
 
@@ -18,6 +18,10 @@ def __getattr__(name: str) -> Any:
 
         return getattr(base, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 def locators() -> Registry[Locator]:

@@ -20,6 +20,6 @@ class Locator(Protocol):
         ...
 
 
-#: Implementations register their class, which is its own factory (`LOCATORS.create(name, detector, ...)`);
-#: a locator registers when its module is imported.
+#: Factories take their own config block and the shared model section (`Registry.build`); a locator registers
+#: when its module is imported, and `selfseg.locate.locators()` imports them.
 LOCATORS: Registry[Locator] = Registry("locator")

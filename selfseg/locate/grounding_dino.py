@@ -135,7 +135,7 @@ def pad_to_aspect(img: Any, max_aspect: float = MAX_ASPECT) -> Any:
 
 
 # ------------------------------------------------------------------------------------------------ locator
-@dataclass
+@dataclass(kw_only=True)  # keyword-only: its fields sit beside the mask model's in one section
 class GroundingDinoConfig:
     """The Grounding DINO locator's settings (in a config file: the `segment.grounded_sam2` section)."""
 
@@ -205,7 +205,7 @@ class GroundingDinoLocator:
         """A checkpoint (see `GroundingDino.from_pretrained`; None: its default); kwargs go to the constructor."""
         from ..models.grounding_dino import DEFAULT_MODEL
 
-        model_id = model_id or DEFAULT_MODEL
+        model_id = DEFAULT_MODEL if model_id is None else model_id
         spec = ModelSpec(model_id, device, dtype, cache_dir, local_files_only, revision)
         return cls.from_spec(spec, share_backbone=share_backbone, **kwargs)
 

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..registry import Registry
-    from .base import MaskModel, Segmenter, SegmentPlan
+    from .base import MASK_MODELS, SEGMENTERS, MaskModel, Segmenter, SegmentPlan
 
 __all__ = ["MASK_MODELS", "SEGMENTERS", "MaskModel", "SegmentPlan", "Segmenter", "build_segmenter",
            "mask_models", "segmenters"]
@@ -19,6 +19,10 @@ def __getattr__(name: str) -> Any:
 
         return getattr(base, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 def segmenters() -> Registry[Segmenter]:

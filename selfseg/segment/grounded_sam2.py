@@ -13,7 +13,7 @@ from .result import Instances
 from .sam2 import Sam2Config
 
 
-@dataclass
+@dataclass(kw_only=True)
 class GroundedSam2Config(Sam2Config, GroundingDinoConfig):
     """The `segment.grounded_sam2` section: the locator's settings and the mask model's, side by side."""
 
@@ -37,7 +37,6 @@ class GroundedSam2Segmenter:
 
     def __init__(self, config: GroundedSam2Config, models: ModelConfig, locator: Locator | None = None,
                  masker: MaskModel | None = None) -> None:
-        # "tiny-random" ids build tiny random-init models in code (outputs meaningless), like model.blip.
         self.locator = locator or LOCATORS.create("grounding_dino", config, models)
         self.masker = masker or MASK_MODELS.create("sam2", config, models)
 

@@ -10,7 +10,7 @@ from ..models.spec import ModelConfig
 from .base import MASK_MODELS
 
 
-@dataclass
+@dataclass(kw_only=True)  # keyword-only: its fields sit beside the locator's in one section
 class Sam2Config:
     """The SAM 2 mask model's settings (in a config file: the `segment.grounded_sam2` section)."""
 

@@ -24,18 +24,22 @@ class BCCTagger:
     name = "bcc"
 
     def __init__(self, config: BlipTaggerConfig, models: ModelConfig, captioner: BlipCaptioner | None = None) -> None:
-        from ..models.blip import BlipCaptioner
         self.config, self.models = config, models
         # Language resources first: a missing WordNet should fail before minutes of model loading.
         self.nouns = NounExtractor(config.nouns)
         self.nouns._load()
-        self.blip = captioner or BlipCaptioner.from_spec(models.spec(models.blip))
+        if captioner is None:
+            from ..models.blip import BlipCaptioner  # torch and transformers: when a model is built
+
+            captioner = BlipCaptioner.from_spec(models.spec(models.blip))
+        self.blip = captioner
         self.gen = config.captioning
 
     def tag_batch(self, images: Sequence[LoadedImage]) -> list[TagResult]:
-        import torch
+        import torch  # torch and the clustering chain load with the first batch, not with the config
 
         from .clustering.ensemble import ensemble_cluster
+
         if not images:
             return []
         cc, pc = self.config.clustering, self.config.captioning
@@ -182,5 +186,6 @@ class BCCTagger:
 def _sync(device: torch.device) -> None:
     # Honest stage timings on a GPU: wait for the queued kernels before reading the clock.
     import torch
+
     if device.type == "cuda":
         torch.cuda.synchronize(device)

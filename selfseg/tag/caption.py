@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError, check
+from ..errors import ConfigError, check, choices
 from ..io import LoadedImage
 from ..models.spec import CaptionSampling, ModelConfig
 from ..streams import image_key
@@ -17,6 +17,9 @@ from .result import ClusterCaptions, TagResult, rank_nouns
 
 if TYPE_CHECKING:
     from ..models.blip import BlipCaptioner
+
+#: Which encoder tokens a cluster's caption sees (captioning.token_slice).
+TOKEN_SLICES = ("patches", "released")
 
 #: Caption sampling profiles; a CaptioningConfig field left at None takes its profile's value.
 #: "released": what the authors' released code effectively ran, the run behind the published numbers. It
@@ -77,13 +80,13 @@ class CaptioningConfig:
         check(self.adaptive_cycles >= 0, "adaptive_cycles", "an integer >= 0", self.adaptive_cycles)
         check(self.max_cross_attention_gib >= 0, "max_cross_attention_gib", "a number >= 0 (0: no limit)",
               self.max_cross_attention_gib)
-        check(self.token_slice in ("patches", "released"), "token_slice", "'patches' or 'released'", self.token_slice)
+        check(self.token_slice in TOKEN_SLICES, "token_slice", choices(TOKEN_SLICES), self.token_slice)
         self.sampling()
 
     def sampling(self) -> CaptionSampling:
         """The profile's values with this config's overrides (checked: one ConfigError line on a bad one)."""
         if self.profile not in CAPTION_PROFILES:
-            raise ConfigError(f"profile: expected one of {', '.join(CAPTION_PROFILES)}, got {self.profile!r}")
+            raise ConfigError(f"profile: expected {choices(CAPTION_PROFILES)}, got {self.profile!r}")
         values = {k: (v if getattr(self, k) is None else getattr(self, k))
                   for k, v in CAPTION_PROFILES[self.profile].items()}
         s = CaptionSampling(**values)
@@ -119,11 +122,14 @@ class CaptionTagger:
     name = "caption"
 
     def __init__(self, config: BlipTaggerConfig, models: ModelConfig, captioner: BlipCaptioner | None = None) -> None:
-        from ..models.blip import BlipCaptioner
         self.config, self.models = config, models
         self.nouns = NounExtractor(config.nouns)
         self.nouns._load()
-        self.blip = captioner or BlipCaptioner.from_spec(models.spec(models.blip))
+        if captioner is None:
+            from ..models.blip import BlipCaptioner  # torch and transformers: when a model is built
+
+            captioner = BlipCaptioner.from_spec(models.spec(models.blip))
+        self.blip = captioner
 
     def tag_batch(self, images: Sequence[LoadedImage]) -> list[TagResult]:
         if not images:

@@ -26,6 +26,9 @@ from .nouns import NounsConfig
 from .parse import ParsedTags, TagNormaliser, parse_tags
 from .result import NounSupport, TagResult
 
+#: The chat models' dtypes (vlm.dtype): "auto" is bfloat16 on a GPU, float32 on a CPU.
+VLM_DTYPES = ("auto", *DTYPE_NAMES)
+
 
 @dataclass
 class VlmConfig:
@@ -67,7 +70,7 @@ class VlmConfig:
     cache: str | None = "~/.cache/selfseg/replies.sqlite"
 
     def __post_init__(self) -> None:
-        check(self.dtype in ("auto",) + DTYPE_NAMES, "dtype", choices(("auto",) + DTYPE_NAMES), self.dtype)
+        check(self.dtype in VLM_DTYPES, "dtype", choices(VLM_DTYPES), self.dtype)
         check(self.batch_size >= 1 and self.text_batch_size >= 1 and self.max_new_tokens >= 1,
               "batch_size / text_batch_size / max_new_tokens", "integers >= 1",
               (self.batch_size, self.text_batch_size, self.max_new_tokens))

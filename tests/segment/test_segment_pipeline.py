@@ -295,3 +295,18 @@ def test_reduced_precision_runs_end_to_end(repo, ade_images, segmenter):
         assert seg.masks.dtype == bool and np.isfinite(seg.mask_scores).all()
     if segmenter == "clipseg":
         assert next(s.segmenter.model.model.parameters()).dtype == torch.bfloat16
+
+
+def test_a_segmenter_that_returns_no_instances_stops_the_run_once(smoke_seg, ade_images):
+    from selfseg.errors import SelfSegError
+
+    class Old:
+        name = "old"
+
+        def segment(self, image, plan):
+            return {"masks": []}
+
+    s = SelfSeg(dataclasses.replace(smoke_seg.config, tagger="vocabulary", vocabulary=["dog"]))
+    s._segmenter = Old()
+    with pytest.raises(SelfSegError, match="segmenter 'old': expected Instances from segment"):
+        list(s.segment_many(ade_images[:2]))

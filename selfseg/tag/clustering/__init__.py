@@ -8,7 +8,8 @@ from typing import Any
 
 _LAZY = {
     "align_runs": "align", "contiguous": "align", "match_cost": "align", "vote_distribution": "align",
-    "crf_mean_field": "crf", "ClusterMaps": "ensemble", "ensemble_cluster": "ensemble", "sincos_2d": "ensemble",
+    "crf_mean_field": "crf", "ensemble_cluster": "ensemble", "sincos_2d": "ensemble",
+    "ClusterMaps": "selfseg.tag.result",
     "mode_filter": "filters", "mode_filter_once": "filters", "KMeansResult": "lloyd", "kmeans": "lloyd",
     "ClusteringConfig": "config",
 }
@@ -20,5 +21,10 @@ def __getattr__(name: str) -> Any:
     import importlib
 
     if name in _LAZY:
-        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        where = _LAZY[name]
+        return getattr(importlib.import_module(where if "." in where else f"{__name__}.{where}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

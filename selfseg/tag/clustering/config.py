@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ...errors import check
+from ...errors import check, choices
+
+#: Costs of the Hungarian alignment of k-means runs (clustering.align_cost).
+ALIGN_COSTS = ("iou", "mismatch")
 
 
 @dataclass
@@ -40,7 +43,7 @@ class ClusteringConfig:
         check(bool(self.scales) and all(s >= 16 and s % 16 == 0 for s in self.scales), "scales",
               "a non-empty list of multiples of 16", self.scales)
         check(bool(self.ks) and all(k >= 1 for k in self.ks), "ks", "a non-empty list of integers >= 1", self.ks)
-        check(self.align_cost in ("iou", "mismatch"), "align_cost", "'iou' or 'mismatch'", self.align_cost)
+        check(self.align_cost in ALIGN_COSTS, "align_cost", choices(ALIGN_COSTS), self.align_cost)
         check(self.mode_filter_size >= 1 and self.mode_filter_size % 2 == 1, "mode_filter_size", "an odd size >= 1",
               self.mode_filter_size)
         check(self.mode_filter_passes >= 0, "mode_filter_passes", "an integer >= 0", self.mode_filter_passes)
