@@ -20,9 +20,13 @@ from typing import Any, Union
 import yaml
 
 from .errors import ConfigError, check, choices
-from .io import atomic_write
 
 # The components' sections, re-exported for config users (the shared model section is the model specs').
+from .evaluate.datasets import DatasetConfig as DatasetConfig
+from .evaluate.mappers.embedding import EmbeddingMapperConfig as EmbeddingMapperConfig
+from .evaluate.mappers.lexical import LexicalMapperConfig as LexicalMapperConfig
+from .evaluate.mappers.llm import LlmMapperConfig as LlmMapperConfig
+from .io import atomic_write
 from .models.spec import DTYPE_NAMES as DTYPE_NAMES
 from .models.spec import PAPER_MODEL as PAPER_MODEL
 from .models.spec import TINY_MODEL as TINY_MODEL
@@ -88,38 +92,14 @@ class SegmentConfig:
               (self.enrich_max_words, self.enrich_max_new_tokens))
 
 
-@dataclass
-class EvaluationConfig:
-    # Benchmark dataset: "voc", "ade20k" (150 classes), "ade20k-full" (847), "cityscapes" or "folder".
-    dataset: str = "voc"
-    # Dataset root in the dataset's standard layout (a wrong root prints the expected layout).
-    root: str = "data/VOCdevkit/VOC2012"
-    # Split to evaluate.
-    split: str = "val"
-    # A class-names file (one class per line, ';' between synonyms): required for "folder", optional otherwise.
-    classes: str | None = None
+@dataclass(kw_only=True)
+class EvaluationConfig(EmbeddingMapperConfig, LlmMapperConfig, LexicalMapperConfig, DatasetConfig):
+    """The `evaluation` section: the dataset's and every label mapper's settings side by side, and the
+    benchmark's own."""
+
     # Free-form noun -> dataset class: "llm" (LOVE, the Self-Seg paper), "lexical" (WordNet levels, the
     # open-ended benchmarking protocol) or "embedding" (sentence-transformers cosine).
     mapper: str = "llm"
-    # Lexical mapping: the highest level accepted (exact, synonym, hyponym, meronym; cumulative).
-    lexical_level: str = "meronym"
-    # Lexical mapping aware of the ground truth: a noun related to a pixel's true class counts as that class.
-    gt_aware: bool = False
-    # LOVE: any transformers chat causal LM ("tiny-random": a tiny random-init model, meaningless replies).
-    llm_model: str = "meta-llama/Llama-2-7b-chat-hf"
-    # Prompts per generate call.
-    llm_batch_size: int = 8
-    # Longest LOVE reply, in new tokens: 512 as the released LAVE code decoded; a chat model's preamble can
-    # push the quoted class name far into the reply.
-    llm_max_new_tokens: int = 512
-    # A custom prompt template with {noun} and {classes} or {dataset}; None: the paper's template per dataset.
-    llm_prompt: str | None = None
-    # Reply cache (JSON); None: <out>/love_cache.json. Reruns never ask the LLM about a noun twice.
-    llm_cache: str | None = None
-    # Sentence-embedding model of the embedding mapper.
-    embedding_model: str = "sentence-transformers/all-MiniLM-L6-v2"
-    # Cosine similarity below which a noun maps to no class (-1: always the nearest class, OPAL's forced choice).
-    embedding_threshold: float = 0.5
     # mIoU convention: "detectron2" (classes absent from the ground truth are left out) or "mmseg"
     # (predicted-but-absent classes count IoU 0).
     miou_convention: str = "detectron2"
@@ -131,23 +111,15 @@ class EvaluationConfig:
     limit: int = 0
 
     def __post_init__(self) -> None:
-        from .evaluate.datasets import dataset_names
         from .evaluate.mappers import METHODS
-        from .evaluate.mappers.lexical import LEVELS
         from .evaluate.metrics import CMIOU_SEGMENTS, CONVENTIONS
 
-        check(self.dataset in dataset_names(), "dataset", choices(dataset_names()), self.dataset)
+        for block in (DatasetConfig, LexicalMapperConfig, LlmMapperConfig, EmbeddingMapperConfig):
+            block.__post_init__(self)
         check(self.mapper in METHODS, "mapper", choices(METHODS), self.mapper)
-        check(self.lexical_level in LEVELS, "lexical_level", choices(LEVELS), self.lexical_level)
         check(self.miou_convention in CONVENTIONS, "miou_convention", choices(CONVENTIONS), self.miou_convention)
         check(self.cmiou_segments in CMIOU_SEGMENTS, "cmiou_segments", choices(CMIOU_SEGMENTS), self.cmiou_segments)
-        check(self.limit >= 0 and self.llm_batch_size >= 1 and self.llm_max_new_tokens >= 1,
-              "limit / llm_batch_size / llm_max_new_tokens", "limit >= 0, the others >= 1",
-              (self.limit, self.llm_batch_size, self.llm_max_new_tokens))
-        check(-1 <= self.embedding_threshold <= 1, "embedding_threshold", "a cosine in [-1, 1]",
-              self.embedding_threshold)
-        check(self.llm_prompt is None or "{noun}" in self.llm_prompt, "llm_prompt", "a template containing {noun}",
-              self.llm_prompt)
+        check(self.limit >= 0, "limit", "an integer >= 0 (0: all)", self.limit)
 
 
 @dataclass
@@ -504,11 +476,13 @@ def _named_fields() -> dict[str, list[str]]:
 def config_table() -> str:
     """The README's reference of every config field (markdown), generated from the blocks' dataclasses and
     their comments, then which module defines each section and which components read it."""
+    from .evaluate.datasets import DATASETS, dataset_names
     from .evaluate.mappers import mappers
     from .locate import locators
     from .segment import mask_models, segmenters
     from .tag import taggers
 
+    dataset_names()  # registers the shipped datasets
     named = _named_fields()
     rows = ["| field | default | meaning |", "|---|---|---|"]
     for name, cls in sections():
@@ -522,7 +496,7 @@ def config_table() -> str:
                 note += f" Valid: {', '.join(named[key])}."
             rows.append(f"| `{key}` | `{_default_text(cls, f)}` | {note} |")
     readers: dict[str, list[str]] = {}
-    for registry in (taggers(), locators(), segmenters(), mask_models(), mappers()):
+    for registry in (taggers(), locators(), segmenters(), mask_models(), mappers(), DATASETS):
         for comp_name in registry.names():
             comp = registry.component(comp_name)
             places = [comp.section] if comp.section else [f.name for f in dataclasses.fields(comp.config)] \

@@ -333,3 +333,23 @@ def test_registry_build_uses_the_parts_it_is_given_and_builds_the_others():
 
     assert reg.build("whole", Whole()) == {"leaf": "leaf-made"} and built == ["leaf"]
     assert reg.build("whole", Whole(), parts={"leaf": "given"}) == {"leaf": "given"} and built == ["leaf"]
+
+
+def test_label_mappers_and_datasets_declare_their_blocks_in_the_evaluation_section():
+    from selfseg.config import EvaluationConfig
+    from selfseg.evaluate.datasets import DATASETS, DatasetConfig, dataset_names
+    from selfseg.evaluate.mappers import mappers
+    from selfseg.evaluate.mappers.lexical import LexicalMapperConfig
+
+    c = load_config({"evaluation": {"mapper": "lexical", "lexical_level": "synonym"}})
+    for name in mappers().names():
+        comp = mappers().component(name)
+        assert comp.section == "evaluation" and isinstance(comp.block(c), comp.config)
+    dataset_names()
+    assert all(DATASETS.component(n).config is DatasetConfig for n in DATASETS.names())
+    assert mappers().component("lexical").block(c).lexical_level == "synonym"
+    assert issubclass(EvaluationConfig, (LexicalMapperConfig, DatasetConfig))
+    with pytest.raises(ConfigError, match=r"^lexical_level: expected exact, synonym, hyponym or meronym"):
+        LexicalMapperConfig(lexical_level="hypernym")
+    with pytest.raises(ConfigError, match=r"^evaluation\.embedding_threshold: expected a cosine in \[-1, 1\]"):
+        load_config({}, ["evaluation.embedding_threshold=2"])

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DatasetError
+from ..errors import DatasetError, check, choices
 from ..registry import Registry
 
 #: Ground-truth pixels not scored; prediction pixels with no class.
@@ -85,6 +85,23 @@ class DatasetSpec:
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
+
+
+@dataclass(kw_only=True)  # keyword-only: its fields sit beside the label mapper's in the evaluation section
+class DatasetConfig:
+    """Which dataset a benchmark reads, and where (in a config file: the `evaluation` section)."""
+
+    # Benchmark dataset: "voc", "ade20k" (150 classes), "ade20k-full" (847), "cityscapes" or "folder".
+    dataset: str = "voc"
+    # Dataset root in the dataset's standard layout (a wrong root prints the expected layout).
+    root: str = "data/VOCdevkit/VOC2012"
+    # Split to evaluate.
+    split: str = "val"
+    # A class-names file (one class per line, ';' between synonyms): required for "folder", optional otherwise.
+    classes: str | None = None
+
+    def __post_init__(self) -> None:
+        check(self.dataset in dataset_names(), "dataset", choices(dataset_names()), self.dataset)
 
 
 @dataclass
@@ -340,4 +357,5 @@ def _register_builtin() -> None:
                     _read_cityscapes),
         DatasetSpec("folder", "folder dataset", "", FOLDER_LAYOUT, 255, _find_folder, _plain_reader(255)),
     ):
-        DATASETS.register(spec.name)(lambda spec=spec: spec)
+        # A dataset's spec is fixed; what varies (root, split, class file) is the DatasetConfig block.
+        DATASETS.register(spec.name, config=DatasetConfig, section="evaluation")(lambda spec=spec: spec)

@@ -9,9 +9,10 @@ for comparison next to the lexical and LLM mappers, not as the default.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from ...errors import ResourceMissingError
+from ...errors import ResourceMissingError, check
 from ..datasets import ClassInfo
 from .base import MAPPERS, LabelMatch, MapperWithoutLevels, check_level
 
@@ -111,9 +112,24 @@ class EmbeddingMapper(MapperWithoutLevels):
         return next(c.name for c in self.classes if c.index == index)
 
 
+@dataclass(kw_only=True)  # keyword-only: its fields sit beside the other mappers' in the evaluation section
+class EmbeddingMapperConfig:
+    """The embedding mapper's settings (in a config file: the `evaluation` section)."""
+
+    # Sentence-embedding model of the embedding mapper.
+    embedding_model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    # Cosine similarity below which a noun maps to no class (-1: always the nearest class, OPAL's forced choice).
+    embedding_threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        check(-1 <= self.embedding_threshold <= 1, "embedding_threshold", "a cosine in [-1, 1]",
+              self.embedding_threshold)
+
+
 # Built per dataset by `build_mapper` (the classes are the dataset's); in a config file its settings are the
 # `evaluation` section's embedding_* fields.
-@MAPPERS.register("embedding", section="evaluation", checkpoints=lambda ev, models: [ev.embedding_model])
+@MAPPERS.register("embedding", config=EmbeddingMapperConfig, section="evaluation",
+                  checkpoints=lambda ev, models: [ev.embedding_model])
 def _make(classes: Sequence[ClassInfo], background: int | None = None, model: str | None = None,
           threshold: float = 0.5, device: str = "auto", **_: Any) -> EmbeddingMapper:
     return EmbeddingMapper(classes, background=background, model=model or DEFAULT_MODEL, threshold=threshold,

@@ -30,7 +30,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ...errors import ConfigError
+from ...errors import ConfigError, check, choices
 from ..datasets import ClassInfo
 from .base import MAPPERS, ClassIndex, HeadNouns, LabelMatch, normalize
 
@@ -211,9 +211,22 @@ class LexicalMapper:
         return self.heads(list(descriptions))
 
 
+@dataclass(kw_only=True)  # keyword-only: its fields sit beside the other mappers' in the evaluation section
+class LexicalMapperConfig:
+    """The lexical mapper's settings (in a config file: the `evaluation` section)."""
+
+    # Lexical mapping: the highest level accepted (exact, synonym, hyponym, meronym; cumulative).
+    lexical_level: str = "meronym"
+    # Lexical mapping aware of the ground truth: a noun related to a pixel's true class counts as that class.
+    gt_aware: bool = False
+
+    def __post_init__(self) -> None:
+        check(self.lexical_level in LEVELS, "lexical_level", choices(LEVELS), self.lexical_level)
+
+
 # Built per dataset by `build_mapper`; in a config file its settings are the `evaluation` section's
 # lexical_level and gt_aware (WordNet, no checkpoint).
-@MAPPERS.register("lexical", section="evaluation")
+@MAPPERS.register("lexical", config=LexicalMapperConfig, section="evaluation")
 def _make(classes: Sequence[ClassInfo], background: int | None = None, level: str = "meronym",
           spacy_pipeline: str = "auto", **_: Any) -> LexicalMapper:
     return LexicalMapper(classes, level=level, background=background, spacy_pipeline=spacy_pipeline)

@@ -21,10 +21,11 @@ import os
 import re
 import string
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...errors import ConfigError, SelfSegError
+from ...errors import ConfigError, SelfSegError, check
 from ..datasets import ClassInfo
 from .base import MAPPERS, ClassIndex, HeadNouns, LabelMatch, MapperWithoutLevels, check_level, normalize
 
@@ -188,9 +189,33 @@ def _effective_dtype(device: str, dtype: str) -> str:
     return "bfloat16" if resolve_device(device).type == "cuda" else "float32"
 
 
+@dataclass(kw_only=True)  # keyword-only: its fields sit beside the other mappers' in the evaluation section
+class LlmMapperConfig:
+    """The LLM (LOVE) mapper's settings (in a config file: the `evaluation` section)."""
+
+    # LOVE: any transformers chat causal LM ("tiny-random": a tiny random-init model, meaningless replies).
+    llm_model: str = "meta-llama/Llama-2-7b-chat-hf"
+    # Prompts per generate call.
+    llm_batch_size: int = 8
+    # Longest LOVE reply, in new tokens: 512 as the released LAVE code decoded; a chat model's preamble can
+    # push the quoted class name far into the reply.
+    llm_max_new_tokens: int = 512
+    # A custom prompt template with {noun} and {classes} or {dataset}; None: the paper's template per dataset.
+    llm_prompt: str | None = None
+    # Reply cache (JSON); None: <out>/love_cache.json. Reruns never ask the LLM about a noun twice.
+    llm_cache: str | None = None
+
+    def __post_init__(self) -> None:
+        check(self.llm_batch_size >= 1 and self.llm_max_new_tokens >= 1, "llm_batch_size / llm_max_new_tokens",
+              "integers >= 1", (self.llm_batch_size, self.llm_max_new_tokens))
+        check(self.llm_prompt is None or "{noun}" in self.llm_prompt, "llm_prompt", "a template containing {noun}",
+              self.llm_prompt)
+
+
 # Built per dataset by `build_mapper` (the classes are the dataset's); in a config file its settings are the
 # `evaluation` section's llm_* fields.
-@MAPPERS.register("llm", section="evaluation", checkpoints=lambda ev, models: [ev.llm_model])
+@MAPPERS.register("llm", config=LlmMapperConfig, section="evaluation",
+                  checkpoints=lambda ev, models: [ev.llm_model])
 def _make(classes: Sequence[ClassInfo], background: int | None = None, model: str | None = None,
           **kwargs: Any) -> LLMMapper:
     allowed = {"template", "list_classes", "dataset_name", "batch_size", "max_new_tokens", "cache", "device",
