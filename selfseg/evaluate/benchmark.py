@@ -211,26 +211,18 @@ def _exif_orientation(path: Path) -> int:
 
 
 def build_mapper_from_config(config: Config, run: Path, classes: Any = None) -> Any:
-    from .mappers import build_mapper
+    from .mappers import build_mapper_from_block
 
     ev = config.evaluation
-    opts: dict[str, Any] = {"device": config.model.device}
-    if ev.mapper == "lexical":
-        opts.update(level=ev.lexical_level, spacy_pipeline=config.nouns.spacy_pipeline)
-    elif ev.mapper == "embedding":
-        opts.update(model=ev.embedding_model, threshold=ev.embedding_threshold)
-    else:
-        # The LLM is loaded like every other checkpoint (model.cache_dir / local_files_only) and in the
-        # chat models' dtype (vlm.dtype: "auto" is bfloat16 on a GPU, where a 7B model in float32 needs 28 GB).
-        opts.update(model=ev.llm_model, batch_size=ev.llm_batch_size, max_new_tokens=ev.llm_max_new_tokens,
-                    template=ev.llm_prompt, cache=ev.llm_cache or run / "love_cache.json",
-                    spacy_pipeline=config.nouns.spacy_pipeline, dtype=config.vlm.dtype,
-                    cache_dir=config.model.cache_dir, local_files_only=config.model.local_files_only)
     if classes is None and ev.classes:
         from .datasets import read_class_file
 
         classes = read_class_file(ev.classes)
-    return build_mapper(ev.mapper, ev.dataset, classes=classes, **opts)
+    # The evaluation section is every mapper's block. What the run adds: the reply cache beside the run, the
+    # spaCy pipeline of the nouns, and the chat models' dtype (vlm.dtype: "auto" is bfloat16 on a GPU, where
+    # a 7B model in float32 needs 28 GB).
+    return build_mapper_from_block(ev.mapper, ev, config.model, ev.dataset, classes, cache=run / "love_cache.json",
+                                   spacy_pipeline=config.nouns.spacy_pipeline, dtype=config.vlm.dtype)
 
 
 def run_benchmark(config: Config, out: str | Path | None = None, limit: int | None = None,

@@ -396,3 +396,24 @@ def test_lexical_mapper_refuses_a_level_it_lacks(voc_lex):
 
     with pytest.raises(ConfigError, match="lexical level: expected one of exact, synonym, hyponym, meronym"):
         voc_lex.map(["dog"], "holonym")
+
+
+def test_registered_factories_take_their_block_and_the_model_section():
+    from selfseg.evaluate.mappers import mappers
+    from selfseg.evaluate.mappers.embedding import EmbeddingMapperConfig
+    from selfseg.evaluate.mappers.lexical import LexicalMapperConfig
+    from selfseg.evaluate.mappers.llm import LlmMapperConfig
+    from selfseg.models.spec import ModelConfig
+
+    classes = class_list("voc")
+    emb = mappers().component("embedding").factory(EmbeddingMapperConfig(embedding_threshold=0.6),
+                                                    ModelConfig(device="cpu"), classes=classes, background=0)
+    assert emb.threshold == 0.6 and emb.device == "cpu" and emb.model_name == "sentence-transformers/all-MiniLM-L6-v2"
+    lex = mappers().component("lexical").factory(LexicalMapperConfig(lexical_level="synonym"), ModelConfig(),
+                                                  classes=classes)
+    assert lex.level == "synonym"
+    block = LlmMapperConfig(llm_model="org/lm", llm_batch_size=3, llm_max_new_tokens=9, llm_cache="/x/c.json")
+    love = mappers().component("llm").factory(block, ModelConfig(device="cpu", cache_dir="/hf", local_files_only=True),
+                                              classes=classes, cache="/run/other.json", llm=ScriptedLLM({}))
+    assert (love.model_id, love.batch_size, love.max_new_tokens, str(love.cache_path)) == ("org/lm", 3, 9, "/x/c.json")
+    assert (love.device, love.cache_dir, love.local_files_only) == ("cpu", "/hf", True)

@@ -18,18 +18,44 @@ def mappers() -> Registry[LabelMapper]:
 
 
 def build_mapper(method: str, dataset: str, classes: Any = None, **options: Any) -> LabelMapper:
-    """A mapper for a dataset's classes (the shipped list unless `classes` is given). Options go to the
-    mapper that uses them: level (lexical); model, threshold (embedding); model, batch_size, cache, template,
-    dtype, max_new_tokens, cache_dir, local_files_only (llm); device (embedding, llm)."""
+    """A mapper for a dataset's classes (the shipped list unless `classes` is given), from keyword options
+    (the `map-labels` flags): level (lexical); model, threshold (embedding); model, batch_size, template,
+    max_new_tokens (llm) fill the mapper's config block; device, cache_dir, local_files_only the model
+    section; cache, dtype, spacy_pipeline, llm go to the factory as they are."""
+    from ...models.spec import ModelConfig
+    from .embedding import EmbeddingMapperConfig
+    from .lexical import LexicalMapperConfig
+    from .llm import LlmMapperConfig
+
+    fields = {"lexical": (LexicalMapperConfig, {"level": "lexical_level"}),
+              "embedding": (EmbeddingMapperConfig, {"model": "embedding_model", "threshold": "embedding_threshold"}),
+              "llm": (LlmMapperConfig, {"model": "llm_model", "batch_size": "llm_batch_size",
+                                        "max_new_tokens": "llm_max_new_tokens", "template": "llm_prompt"})}
+    mappers().component(method)  # an unknown method: the registry's one-line error
+    block_cls, names = fields[method]
+    block = block_cls(**{names[k]: options.pop(k) for k in list(options) if k in names and options[k] is not None})
+    model_keys = {k: options.pop(k) for k in ("device", "cache_dir", "local_files_only") if k in options}
+    models = ModelConfig(**{k: v for k, v in model_keys.items() if v is not None})
+    for k in ("level", "model", "threshold", "batch_size", "max_new_tokens", "template"):
+        options.pop(k, None)  # options of another mapper (the CLI passes every flag)
+    return build_mapper_from_block(method, block, models, dataset, classes, **options)
+
+
+def build_mapper_from_block(method: str, block: Any, models: Any, dataset: str, classes: Any = None,
+                            **run: Any) -> LabelMapper:
+    """The registered factory of `method`: its block (or a whole evaluation section, which is every mapper's
+    block), the shared model section, the dataset it maps into (its classes, background and prompt names)
+    and what the run adds (cache, dtype, spacy_pipeline, llm)."""
     from ..datasets import class_list, dataset_spec
 
     spec = dataset_spec(dataset)
     if classes is None:
         classes = class_list(dataset)
     if method == "llm":
-        options.setdefault("list_classes", spec.llm_lists_classes)
-        options.setdefault("dataset_name", spec.llm_name or spec.title)
-    return MAPPERS.create(method, classes, background=spec.background, **options)
+        run.setdefault("list_classes", spec.llm_lists_classes)
+        run.setdefault("dataset_name", spec.llm_name or spec.title)
+    return mappers().component(method).factory(block, models, classes=classes, background=spec.background, **run)
 
 
-__all__ = ["MAPPERS", "METHODS", "LabelMatch", "LabelMapper", "build_mapper", "mappers", "require_relations"]
+__all__ = ["MAPPERS", "METHODS", "LabelMatch", "LabelMapper", "build_mapper", "build_mapper_from_block", "mappers",
+           "require_relations"]

@@ -126,11 +126,10 @@ class EmbeddingMapperConfig:
               self.embedding_threshold)
 
 
-# Built per dataset by `build_mapper` (the classes are the dataset's); in a config file its settings are the
-# `evaluation` section's embedding_* fields.
 @MAPPERS.register("embedding", config=EmbeddingMapperConfig, section="evaluation",
                   checkpoints=lambda ev, models: [ev.embedding_model])
-def _make(classes: Sequence[ClassInfo], background: int | None = None, model: str | None = None,
-          threshold: float = 0.5, device: str = "auto", **_: Any) -> EmbeddingMapper:
-    return EmbeddingMapper(classes, background=background, model=model or DEFAULT_MODEL, threshold=threshold,
-                           device=device)
+def embedding(config: EmbeddingMapperConfig, models: Any, *, classes: Sequence[ClassInfo],
+              background: int | None = None, **_: Any) -> EmbeddingMapper:
+    """The mapper of a config block into a dataset's classes, on the shared model section's device."""
+    return EmbeddingMapper(classes, background=background, model=config.embedding_model,
+                           threshold=config.embedding_threshold, device=models.device)

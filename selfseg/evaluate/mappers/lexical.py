@@ -224,9 +224,8 @@ class LexicalMapperConfig:
         check(self.lexical_level in LEVELS, "lexical_level", choices(LEVELS), self.lexical_level)
 
 
-# Built per dataset by `build_mapper`; in a config file its settings are the `evaluation` section's
-# lexical_level and gt_aware (WordNet, no checkpoint).
 @MAPPERS.register("lexical", config=LexicalMapperConfig, section="evaluation")
-def _make(classes: Sequence[ClassInfo], background: int | None = None, level: str = "meronym",
-          spacy_pipeline: str = "auto", **_: Any) -> LexicalMapper:
-    return LexicalMapper(classes, level=level, background=background, spacy_pipeline=spacy_pipeline)
+def lexical(config: LexicalMapperConfig, models: Any, *, classes: Sequence[ClassInfo], background: int | None = None,
+            spacy_pipeline: str = "auto", **_: Any) -> LexicalMapper:
+    """The mapper of a config block into a dataset's classes (WordNet: no checkpoint, no device)."""
+    return LexicalMapper(classes, level=config.lexical_level, background=background, spacy_pipeline=spacy_pipeline)

@@ -212,13 +212,16 @@ class LlmMapperConfig:
               self.llm_prompt)
 
 
-# Built per dataset by `build_mapper` (the classes are the dataset's); in a config file its settings are the
-# `evaluation` section's llm_* fields.
 @MAPPERS.register("llm", config=LlmMapperConfig, section="evaluation",
                   checkpoints=lambda ev, models: [ev.llm_model])
-def _make(classes: Sequence[ClassInfo], background: int | None = None, model: str | None = None,
-          **kwargs: Any) -> LLMMapper:
-    allowed = {"template", "list_classes", "dataset_name", "batch_size", "max_new_tokens", "cache", "device",
-               "dtype", "cache_dir", "local_files_only", "spacy_pipeline", "llm"}
-    return LLMMapper(classes, background=background, model=model or DEFAULT_LLM,
-                     **{k: v for k, v in kwargs.items() if k in allowed})
+def llm(config: LlmMapperConfig, models: Any, *, classes: Sequence[ClassInfo], background: int | None = None,
+        list_classes: bool = True, dataset_name: str = "", cache: str | Path | None = None, dtype: str = "auto",
+        spacy_pipeline: str = "auto", llm: Any = None, **_: Any) -> LLMMapper:
+    """The mapper of a config block into a dataset's classes. The LLM loads like every checkpoint (the shared
+    model section's device, cache and offline settings) in the chat models' dtype; cache: the reply cache
+    when the block names none; llm: a chat model to use instead (tests)."""
+    return LLMMapper(classes, background=background, model=config.llm_model, template=config.llm_prompt,
+                     list_classes=list_classes, dataset_name=dataset_name, batch_size=config.llm_batch_size,
+                     max_new_tokens=config.llm_max_new_tokens, cache=config.llm_cache or cache, device=models.device,
+                     dtype=dtype, cache_dir=models.cache_dir, local_files_only=models.local_files_only,
+                     spacy_pipeline=spacy_pipeline, llm=llm)
