@@ -476,13 +476,12 @@ def _named_fields() -> dict[str, list[str]]:
 def config_table() -> str:
     """The README's reference of every config field (markdown), generated from the blocks' dataclasses and
     their comments, then which module defines each section and which components read it."""
-    from .evaluate.datasets import DATASETS, dataset_names
+    from .evaluate.datasets import datasets
     from .evaluate.mappers import mappers
     from .locate import locators
     from .segment import mask_models, segmenters
     from .tag import taggers
 
-    dataset_names()  # registers the shipped datasets
     named = _named_fields()
     rows = ["| field | default | meaning |", "|---|---|---|"]
     for name, cls in sections():
@@ -496,7 +495,7 @@ def config_table() -> str:
                 note += f" Valid: {', '.join(named[key])}."
             rows.append(f"| `{key}` | `{_default_text(cls, f)}` | {note} |")
     readers: dict[str, list[str]] = {}
-    for registry in (taggers(), locators(), segmenters(), mask_models(), mappers(), DATASETS):
+    for registry in (taggers(), locators(), segmenters(), mask_models(), mappers(), datasets()):
         for comp_name in registry.names():
             comp = registry.component(comp_name)
             places = [comp.section] if comp.section else [f.name for f in dataclasses.fields(comp.config)] \

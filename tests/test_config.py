@@ -337,7 +337,7 @@ def test_registry_build_uses_the_parts_it_is_given_and_builds_the_others():
 
 def test_label_mappers_and_datasets_declare_their_blocks_in_the_evaluation_section():
     from selfseg.config import EvaluationConfig
-    from selfseg.evaluate.datasets import DATASETS, DatasetConfig, dataset_names
+    from selfseg.evaluate.datasets import DatasetConfig, datasets
     from selfseg.evaluate.mappers import mappers
     from selfseg.evaluate.mappers.lexical import LexicalMapperConfig
 
@@ -345,11 +345,19 @@ def test_label_mappers_and_datasets_declare_their_blocks_in_the_evaluation_secti
     for name in mappers().names():
         comp = mappers().component(name)
         assert comp.section == "evaluation" and isinstance(comp.block(c), comp.config)
-    dataset_names()
-    assert all(DATASETS.component(n).config is DatasetConfig for n in DATASETS.names())
+    assert all(datasets().component(n).config is DatasetConfig for n in datasets().names())
     assert mappers().component("lexical").block(c).lexical_level == "synonym"
     assert issubclass(EvaluationConfig, (LexicalMapperConfig, DatasetConfig))
     with pytest.raises(ConfigError, match=r"^lexical_level: expected exact, synonym, hyponym or meronym"):
         LexicalMapperConfig(lexical_level="hypernym")
     with pytest.raises(ConfigError, match=r"^evaluation\.embedding_threshold: expected a cosine in \[-1, 1\]"):
         load_config({}, ["evaluation.embedding_threshold=2"])
+
+
+def test_a_dataset_is_built_from_its_block(repo):
+    from selfseg.evaluate.datasets import datasets
+
+    c = load_config(repo / "configs" / "benchmarks" / "smoke.yaml")
+    ds = datasets().build(c.evaluation.dataset, c)
+    assert ds.name == c.evaluation.dataset and ds.split == c.evaluation.split and len(ds.samples) >= 1
+    assert str(ds.root) == c.evaluation.root

@@ -31,7 +31,7 @@ from typing import Any
 
 from ..config import Config
 from ..errors import ConfigError, SelfSegError
-from .datasets import Dataset, Sample, load_dataset
+from .datasets import Dataset, Sample, datasets
 from .mappers.base import require_relations
 from .result import EvaluationReport, pct
 from .score import score_open_vocabulary
@@ -234,7 +234,7 @@ def run_benchmark(config: Config, out: str | Path | None = None, limit: int | No
     finished = False
     try:
         ev = config.evaluation
-        dataset = load_dataset(ev.dataset, ev.root, ev.split, classes=ev.classes)
+        dataset = datasets().build(ev.dataset, config)  # the evaluation section is its block
         n = limit if limit is not None else ev.limit
         samples = dataset.samples[:n] if n else list(dataset.samples)
         run = out_dir(config, out)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -84,7 +85,10 @@ class DatasetSpec:
     llm_name: str = ""
 
 
-DATASETS: Registry[DatasetSpec] = Registry("dataset")
+#: Each dataset's factory loads it from its config block (`DATASETS.build(name, config)`); its spec (layout,
+#: readers) is `dataset_spec(name)`. `register_dataset` adds both.
+DATASETS: Registry[Dataset] = Registry("dataset")
+_SPECS: dict[str, DatasetSpec] = {}
 
 
 @dataclass(kw_only=True)  # keyword-only: its fields sit beside the label mapper's in the evaluation section
@@ -144,7 +148,25 @@ class Dataset:
 
 def dataset_spec(name: str) -> DatasetSpec:
     _register_builtin()
-    return DATASETS.create(name)
+    DATASETS.component(name)  # an unknown name: the registry's one-line error listing the valid ones
+    return _SPECS[name]
+
+
+def register_dataset(spec: DatasetSpec) -> None:
+    """Register a dataset: its spec, and a factory that loads it from its config block (the `evaluation`
+    section's dataset, root, split and classes)."""
+    DATASETS.register(spec.name, config=DatasetConfig, section="evaluation")(_load_from_block)
+    _SPECS[spec.name] = spec
+
+
+def _load_from_block(config: DatasetConfig, models: Any = None) -> Dataset:
+    return load_dataset(config.dataset, config.root, config.split, classes=config.classes)
+
+
+def datasets() -> Registry[Dataset]:
+    """The dataset registry, every shipped dataset registered."""
+    _register_builtin()
+    return DATASETS
 
 
 def dataset_names() -> list[str]:
@@ -357,5 +379,4 @@ def _register_builtin() -> None:
                     _read_cityscapes),
         DatasetSpec("folder", "folder dataset", "", FOLDER_LAYOUT, 255, _find_folder, _plain_reader(255)),
     ):
-        # A dataset's spec is fixed; what varies (root, split, class file) is the DatasetConfig block.
-        DATASETS.register(spec.name, config=DatasetConfig, section="evaluation")(lambda spec=spec: spec)
+        register_dataset(spec)
