@@ -114,9 +114,10 @@ class EvaluationConfig(EmbeddingMapperConfig, LlmMapperConfig, LexicalMapperConf
         from .evaluate.mappers import METHODS
         from .evaluate.metrics import CMIOU_SEGMENTS, CONVENTIONS
 
-        for block in (DatasetConfig, LexicalMapperConfig, LlmMapperConfig, EmbeddingMapperConfig):
-            block.__post_init__(self)
         check(self.mapper in METHODS, "mapper", choices(METHODS), self.mapper)
+        for block in reversed(type(self).__mro__[1:]):  # every block this section is made of checks itself
+            if "__post_init__" in block.__dict__:
+                block.__post_init__(self)
         check(self.miou_convention in CONVENTIONS, "miou_convention", choices(CONVENTIONS), self.miou_convention)
         check(self.cmiou_segments in CMIOU_SEGMENTS, "cmiou_segments", choices(CMIOU_SEGMENTS), self.cmiou_segments)
         check(self.limit >= 0, "limit", "an integer >= 0 (0: all)", self.limit)

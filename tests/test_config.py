@@ -355,9 +355,13 @@ def test_label_mappers_and_datasets_declare_their_blocks_in_the_evaluation_secti
 
 
 def test_a_dataset_is_built_from_its_block(repo):
+    from selfseg.errors import DatasetError
     from selfseg.evaluate.datasets import datasets
 
     c = load_config(repo / "configs" / "benchmarks" / "smoke.yaml")
     ds = datasets().build(c.evaluation.dataset, c)
     assert ds.name == c.evaluation.dataset and ds.split == c.evaluation.split and len(ds.samples) >= 1
     assert str(ds.root) == c.evaluation.root
+    # each registered dataset loads itself: another name reads its own layout under the block's root
+    with pytest.raises(DatasetError, match="Cityscapes"):
+        datasets().build("cityscapes", c)

@@ -234,7 +234,7 @@ def run_benchmark(config: Config, out: str | Path | None = None, limit: int | No
     finished = False
     try:
         ev = config.evaluation
-        dataset = datasets().build(ev.dataset, config)  # the evaluation section is its block
+        dataset = datasets().build(ev.dataset, config)
         n = limit if limit is not None else ev.limit
         samples = dataset.samples[:n] if n else list(dataset.samples)
         run = out_dir(config, out)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DatasetError, check, choices
+from ..errors import ConfigError, DatasetError, check, choices
 from ..registry import Registry
 
 #: Ground-truth pixels not scored; prediction pixels with no class.
@@ -85,7 +85,7 @@ class DatasetSpec:
     llm_name: str = ""
 
 
-#: Each dataset's factory loads it from its config block (`DATASETS.build(name, config)`); its spec (layout,
+#: Each dataset's factory loads it from its config block (`datasets().build(name, config)`); its spec (layout,
 #: readers) is `dataset_spec(name)`. `register_dataset` adds both.
 DATASETS: Registry[Dataset] = Registry("dataset")
 _SPECS: dict[str, DatasetSpec] = {}
@@ -149,18 +149,19 @@ class Dataset:
 def dataset_spec(name: str) -> DatasetSpec:
     _register_builtin()
     DATASETS.component(name)  # an unknown name: the registry's one-line error listing the valid ones
+    if name not in _SPECS:
+        raise ConfigError(f"dataset {name!r} has no spec: register datasets with register_dataset")
     return _SPECS[name]
 
 
 def register_dataset(spec: DatasetSpec) -> None:
     """Register a dataset: its spec, and a factory that loads it from its config block (the `evaluation`
     section's dataset, root, split and classes)."""
-    DATASETS.register(spec.name, config=DatasetConfig, section="evaluation")(_load_from_block)
+    def load(config: DatasetConfig, models: Any = None) -> Dataset:
+        return load_dataset(spec.name, config.root, config.split, classes=config.classes)
+
+    DATASETS.register(spec.name, config=DatasetConfig, section="evaluation")(load)
     _SPECS[spec.name] = spec
-
-
-def _load_from_block(config: DatasetConfig, models: Any = None) -> Dataset:
-    return load_dataset(config.dataset, config.root, config.split, classes=config.classes)
 
 
 def datasets() -> Registry[Dataset]:

@@ -266,10 +266,13 @@ def test_love_with_a_tiny_random_causal_lm_batches_generate_calls(tmp_path):
 
 @pytest.mark.parametrize("template", ["Map {thing}", "Reply as {\"class\": name} for {noun}", "no placeholder"])
 def test_love_template_with_unknown_fields_is_a_config_error(template):
+    from selfseg.config import load_config
     from selfseg.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="llm_prompt"):
+    with pytest.raises(ConfigError, match="^template: "):  # the option's name, as the caller gave it
         build_mapper("llm", "voc", llm=ScriptedLLM({}), template=template)
+    with pytest.raises(ConfigError, match=r"^evaluation\.llm_prompt: "):  # in a config, checked at load
+        load_config({"evaluation": {"llm_prompt": template}})
 
 
 def test_love_cache_entry_depends_on_reply_length(tmp_path):
@@ -398,7 +401,7 @@ def test_lexical_mapper_refuses_a_level_it_lacks(voc_lex):
         voc_lex.map(["dog"], "holonym")
 
 
-def test_registered_factories_take_their_block_and_the_model_section():
+def test_registered_factories_take_their_block_and_the_model_section(tmp_path):
     from selfseg.evaluate.mappers import mappers
     from selfseg.evaluate.mappers.embedding import EmbeddingMapperConfig
     from selfseg.evaluate.mappers.lexical import LexicalMapperConfig
@@ -412,8 +415,32 @@ def test_registered_factories_take_their_block_and_the_model_section():
     lex = mappers().component("lexical").factory(LexicalMapperConfig(lexical_level="synonym"), ModelConfig(),
                                                   classes=classes)
     assert lex.level == "synonym"
-    block = LlmMapperConfig(llm_model="org/lm", llm_batch_size=3, llm_max_new_tokens=9, llm_cache="/x/c.json")
-    love = mappers().component("llm").factory(block, ModelConfig(device="cpu", cache_dir="/hf", local_files_only=True),
-                                              classes=classes, cache="/run/other.json", llm=ScriptedLLM({}))
-    assert (love.model_id, love.batch_size, love.max_new_tokens, str(love.cache_path)) == ("org/lm", 3, 9, "/x/c.json")
-    assert (love.device, love.cache_dir, love.local_files_only) == ("cpu", "/hf", True)
+    own, run, hf = tmp_path / "own.json", tmp_path / "run.json", str(tmp_path / "hf")
+    block = LlmMapperConfig(llm_model="org/lm", llm_batch_size=3, llm_max_new_tokens=9, llm_cache=str(own))
+    models = ModelConfig(device="cpu", cache_dir=hf, local_files_only=True)
+    love = mappers().component("llm").factory(block, models, classes=classes, cache=run, llm=ScriptedLLM({}))
+    assert (love.model_id, love.batch_size, love.max_new_tokens, love.cache_path) == ("org/lm", 3, 9, own)
+    assert (love.device, love.cache_dir, love.local_files_only) == ("cpu", hf, True)
+    block.llm_cache = None  # the block names no cache: the run's
+    assert mappers().component("llm").factory(block, models, classes=classes, cache=run,
+                                              llm=ScriptedLLM({})).cache_path == run
+
+
+def test_build_mapper_names_the_option_and_builds_any_registered_mapper():
+    from selfseg.errors import ConfigError
+    from selfseg.evaluate.mappers import MAPPERS, mappers
+
+    with pytest.raises(ConfigError, match=r"^threshold: expected a cosine in \[-1, 1\], got 2"):
+        build_mapper("embedding", "voc", threshold=2.0)
+    with pytest.raises(ConfigError, match=r"^template: expected a template with \{noun\}"):
+        build_mapper("llm", "voc", template="Map {thing}", llm=ScriptedLLM({}))
+    assert build_mapper("llm", "voc", template="", llm=ScriptedLLM({})).template.startswith("To which class")
+
+    @MAPPERS.register("echo-test")
+    def echo(block, models, *, classes, background=None, **run):
+        return ("echo", block, len(classes), background, run)
+
+    try:
+        assert build_mapper("echo-test", "voc", extra=1) == ("echo", None, 21, 0, {"extra": 1})
+    finally:
+        mappers()._components.pop("echo-test")

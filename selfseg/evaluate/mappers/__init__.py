@@ -21,7 +21,9 @@ def build_mapper(method: str, dataset: str, classes: Any = None, **options: Any)
     """A mapper for a dataset's classes (the shipped list unless `classes` is given), from keyword options
     (the `map-labels` flags): level (lexical); model, threshold (embedding); model, batch_size, template,
     max_new_tokens (llm) fill the mapper's config block; device, cache_dir, local_files_only the model
-    section; cache, dtype, spacy_pipeline, llm go to the factory as they are."""
+    section; cache, dtype, spacy_pipeline, llm go to the factory as they are. An option left None (or an
+    empty template) takes the block's default."""
+    from ...errors import ConfigError
     from ...models.spec import ModelConfig
     from .embedding import EmbeddingMapperConfig
     from .lexical import LexicalMapperConfig
@@ -31,9 +33,16 @@ def build_mapper(method: str, dataset: str, classes: Any = None, **options: Any)
               "embedding": (EmbeddingMapperConfig, {"model": "embedding_model", "threshold": "embedding_threshold"}),
               "llm": (LlmMapperConfig, {"model": "llm_model", "batch_size": "llm_batch_size",
                                         "max_new_tokens": "llm_max_new_tokens", "template": "llm_prompt"})}
-    mappers().component(method)  # an unknown method: the registry's one-line error
-    block_cls, names = fields[method]
-    block = block_cls(**{names[k]: options.pop(k) for k in list(options) if k in names and options[k] is not None})
+    comp = mappers().component(method)  # an unknown method: the registry's one-line error
+    block_cls, names = fields.get(method, (comp.config, {}))
+    given = {names[k]: options.pop(k) for k in list(options) if k in names and options[k] not in (None, "")}
+    try:
+        block = block_cls(**given) if block_cls is not None else None
+    except ConfigError as exc:  # name the option the caller gave, not the config field behind it
+        message = str(exc)
+        for option, name in names.items():
+            message = message.replace(name, option)
+        raise ConfigError(message) from None
     model_keys = {k: options.pop(k) for k in ("device", "cache_dir", "local_files_only") if k in options}
     models = ModelConfig(**{k: v for k, v in model_keys.items() if v is not None})
     for k in ("level", "model", "threshold", "batch_size", "max_new_tokens", "template"):

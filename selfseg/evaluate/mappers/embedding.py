@@ -117,13 +117,14 @@ class EmbeddingMapperConfig:
     """The embedding mapper's settings (in a config file: the `evaluation` section)."""
 
     # Sentence-embedding model of the embedding mapper.
-    embedding_model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    embedding_model: str = DEFAULT_MODEL
     # Cosine similarity below which a noun maps to no class (-1: always the nearest class, OPAL's forced choice).
     embedding_threshold: float = 0.5
 
     def __post_init__(self) -> None:
         check(-1 <= self.embedding_threshold <= 1, "embedding_threshold", "a cosine in [-1, 1]",
               self.embedding_threshold)
+        check(bool(self.embedding_model.strip()), "embedding_model", "a model id or folder", self.embedding_model)
 
 
 @MAPPERS.register("embedding", config=EmbeddingMapperConfig, section="evaluation",

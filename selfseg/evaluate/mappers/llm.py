@@ -60,16 +60,15 @@ def parse_reply(reply: str, index: ClassIndex) -> tuple[int | None, bool]:
     return None, False
 
 
-def _check_template(template: str) -> None:
+def _check_template(template: str, key: str = "llm_prompt") -> None:
     """Only {noun}, {classes} and {dataset} may be filled in; literal braces must be doubled."""
     try:
         fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
     except ValueError as exc:
-        raise ConfigError(f"evaluation.llm_prompt: not a valid template ({exc}); write literal braces as {{{{ }}}}") \
-            from None
+        raise ConfigError(f"{key}: not a valid template ({exc}); write literal braces as {{{{ }}}}") from None
     unknown = fields - {"noun", "classes", "dataset"}
     if "noun" not in fields or unknown:
-        raise ConfigError(f"evaluation.llm_prompt: expected a template with {{noun}} and optionally {{classes}} "
+        raise ConfigError(f"{key}: expected a template with {{noun}} and optionally {{classes}} "
                           f"or {{dataset}} (literal braces doubled), got fields {sorted(fields)}")
 
 
@@ -194,7 +193,7 @@ class LlmMapperConfig:
     """The LLM (LOVE) mapper's settings (in a config file: the `evaluation` section)."""
 
     # LOVE: any transformers chat causal LM ("tiny-random": a tiny random-init model, meaningless replies).
-    llm_model: str = "meta-llama/Llama-2-7b-chat-hf"
+    llm_model: str = DEFAULT_LLM
     # Prompts per generate call.
     llm_batch_size: int = 8
     # Longest LOVE reply, in new tokens: 512 as the released LAVE code decoded; a chat model's preamble can
@@ -208,8 +207,9 @@ class LlmMapperConfig:
     def __post_init__(self) -> None:
         check(self.llm_batch_size >= 1 and self.llm_max_new_tokens >= 1, "llm_batch_size / llm_max_new_tokens",
               "integers >= 1", (self.llm_batch_size, self.llm_max_new_tokens))
-        check(self.llm_prompt is None or "{noun}" in self.llm_prompt, "llm_prompt", "a template containing {noun}",
-              self.llm_prompt)
+        check(bool(self.llm_model.strip()), "llm_model", "a model id or folder", self.llm_model)
+        if self.llm_prompt is not None:
+            _check_template(self.llm_prompt)
 
 
 @MAPPERS.register("llm", config=LlmMapperConfig, section="evaluation",
