@@ -47,6 +47,18 @@ def _deprecations_from_selfseg_calls_are_errors():
     warnings.warn = real
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """For a module of tiny-model tests: their ops are far too small to gain from intra-op threads, and on a
+    busy 2-core machine torch's spinning OpenMP threads made such forwards up to 50x slower (0.06 s -> 3 s)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO

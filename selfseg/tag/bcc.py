@@ -9,7 +9,7 @@ from ..io import LoadedImage
 from ..models.spec import ModelConfig
 from ..streams import image_key
 from .base import TAGGERS
-from .caption import BlipTaggerConfig, blip_checkpoints
+from .caption import BlipTaggerConfig, blip_checkpoints, load_captioner
 from .nouns import NounExtractor
 from .result import ClusterCaptions, ClusterMaps, TagResult, rank_nouns
 
@@ -28,11 +28,7 @@ class BCCTagger:
         # Language resources first: a missing WordNet should fail before minutes of model loading.
         self.nouns = NounExtractor(config.nouns)
         self.nouns._load()
-        if captioner is None:
-            from ..models.blip import BlipCaptioner  # torch and transformers: when a model is built
-
-            captioner = BlipCaptioner.from_spec(models.spec(models.blip))
-        self.blip = captioner
+        self.blip = captioner or load_captioner(models)
         self.gen = config.captioning
 
     def tag_batch(self, images: Sequence[LoadedImage]) -> list[TagResult]:

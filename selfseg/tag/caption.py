@@ -113,6 +113,13 @@ def blip_checkpoints(block: BlipTaggerConfig, models: ModelConfig) -> list[str]:
     return [models.blip]
 
 
+def load_captioner(models: ModelConfig) -> BlipCaptioner:
+    """The BLIP captioner of the shared model section (torch and transformers load here, not at import)."""
+    from ..models.blip import BlipCaptioner
+
+    return BlipCaptioner.from_spec(models.spec(models.blip))
+
+
 @TAGGERS.register("caption", config=BlipTaggerConfig, checkpoints=blip_checkpoints)
 class CaptionTagger:
     """`captioning.cycles` sampled captions of each whole image (all encoder tokens, CLS included, as
@@ -125,11 +132,7 @@ class CaptionTagger:
         self.config, self.models = config, models
         self.nouns = NounExtractor(config.nouns)
         self.nouns._load()
-        if captioner is None:
-            from ..models.blip import BlipCaptioner  # torch and transformers: when a model is built
-
-            captioner = BlipCaptioner.from_spec(models.spec(models.blip))
-        self.blip = captioner
+        self.blip = captioner or load_captioner(models)
 
     def tag_batch(self, images: Sequence[LoadedImage]) -> list[TagResult]:
         if not images:

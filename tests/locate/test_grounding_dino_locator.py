@@ -33,14 +33,8 @@ from selfseg.models.spec import TINY_MODEL, ModelConfig, ModelSpec
 LIMIT = 256
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The tiny model's ops are far too small to gain from intra-op threads, and on a busy 2-core machine
-    torch's spinning OpenMP threads made these forwards up to 50x slower (0.06 s -> 3 s each)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny models: one intra-op thread (see the one_thread fixture in conftest.py).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -30,14 +30,8 @@ from selfseg.models.tiny import TINY_SAM2_GAINS
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Small ops gain nothing from intra-op threads on a shared 2-core machine, and spinning OpenMP threads
-    slow them down many times over."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny models: one intra-op thread (see the one_thread fixture in conftest.py).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _fixture(name: str, file: str) -> dict:

@@ -19,14 +19,8 @@ BOXES = np.array([[10, 10, 50, 60], [0, 0, 149, 89], [30, 20, 100, 80], [60, 5, 
                  dtype=np.float32)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The tiny model's ops are far too small to gain from intra-op threads; on a busy 2-core machine
-    spinning OpenMP threads slow them down many times over."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny models: one intra-op thread (see the one_thread fixture in conftest.py).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
