@@ -58,14 +58,16 @@ def resolve_spacy(name: str) -> str:
     raise ResourceMissingError(f"no English spaCy pipeline is installed ({', '.join(SPACY_CANDIDATES)}); {FIX}")
 
 
-def load_spacy(name: str = "auto") -> Any:
-    """A tagger-only spaCy pipeline (parser and NER disabled: we need POS tags and lemmas only)."""
+def load_spacy(name: str = "auto", parse: bool = False) -> Any:
+    """A spaCy pipeline without NER: POS tags and lemmas, and the dependency parse only when `parse` (the
+    parser is most of the pipeline's time)."""
     resolved = resolve_spacy(name)
-    if resolved not in _spacy_cache:
+    key = f"{resolved}+parser" if parse else resolved
+    if key not in _spacy_cache:
         import spacy
 
-        _spacy_cache[resolved] = spacy.load(resolved, disable=["parser", "ner"])
-    return _spacy_cache[resolved]
+        _spacy_cache[key] = spacy.load(resolved, disable=["ner"] if parse else ["parser", "ner"])
+    return _spacy_cache[key]
 
 
 # ---------------------------------------------------------------------------------------------- WordNet

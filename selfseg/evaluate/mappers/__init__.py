@@ -54,12 +54,18 @@ def build_mapper_from_block(method: str, block: Any, models: Any, dataset: str, 
                             **run: Any) -> LabelMapper:
     """The registered factory of `method`: its block (or a whole evaluation section, which is every mapper's
     block), the shared model section, the dataset it maps into (its classes, background and prompt names)
-    and what the run adds (cache, dtype, spacy_pipeline, llm)."""
+    and what the run adds (cache, dtype, spacy_pipeline, llm; the dataset's shipped lexicon as `lexicon`)."""
     from ..datasets import class_list, dataset_spec
 
+    from .lexicon import Lexicon, shipped_lexicon
+
     spec = dataset_spec(dataset)
-    if classes is None:
+    shipped = classes is None
+    if shipped:
         classes = class_list(dataset)
+    path = shipped_lexicon(spec.class_file)
+    if path is not None and "lexicon" not in run:  # over a user's class list, entries for absent classes drop
+        run["lexicon"] = Lexicon.load(path, classes, strict=shipped)
     if method == "llm":
         run.setdefault("list_classes", spec.llm_lists_classes)
         run.setdefault("dataset_name", spec.llm_name or spec.title)

@@ -22,7 +22,9 @@ class LabelMatch:
     """description: the input text. noun: what was looked up (the head noun for lexical and LLM mapping;
     the description itself for embeddings). cls / index: the class's name and index, None for none.
     level: the lexical level of the relation (lexical mapper). score: cosine similarity (embeddings).
-    reply: the LLM's raw reply (LLM mapper; None where the noun is a class name and no LLM was asked)."""
+    reply: the LLM's raw reply (LLM mapper; None where the noun is a class name and no LLM was asked).
+    rule: which rule decided (lexical: name, head, view, container, surface, part, whole, role, none; hybrid
+    adds embedding). reason: why a description maps to none, where a mapper can say."""
 
     description: str
     noun: str
@@ -31,9 +33,17 @@ class LabelMatch:
     level: str | None = None
     score: float | None = None
     reply: str | None = None
+    rule: str | None = None
+    reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"description": self.description, "noun": self.noun, "class": self.cls}
+        """The row `map-labels` prints: description, noun, class, and the level, rule, score and reason where
+        the mapper gives them."""
+        row: dict[str, Any] = {"description": self.description, "noun": self.noun, "class": self.cls}
+        for key in ("level", "rule", "score", "reason"):
+            if getattr(self, key) is not None:
+                row[key] = getattr(self, key)
+        return row
 
 
 @runtime_checkable

@@ -1,38 +1,60 @@
-"""Lexical mapping of nouns to dataset classes, by the levels of the open-ended benchmarking protocol
-(OPAL): exact -> synonym -> hyponym -> meronym, cumulative.
+"""Lexical mapping of free-form descriptions to dataset classes, by the levels of the open-ended
+benchmarking protocol (OPAL): exact -> synonym -> hyponym -> meronym, cumulative.
 
-At level L a prediction may map to a class it relates to by any level up to L:
-- exact: the singular head noun is the class's name;
-- synonym: it is one of the names the dataset lists for the class, or shares a WordNet synset with it;
+At level L a description may map to a class its noun relates to by any level up to L:
+- exact: the singular noun is the class's name;
+- synonym: it is one of the names the dataset lists for the class or its lexicon gives it ("street" is road
+  in Cityscapes), or shares a WordNet synset with it;
 - hyponym: it is a kind of the class ("sedan" -> car): a class synset is among its WordNet hypernyms
-  (instance hypernyms included, any depth);
+  (instance hypernyms included, any depth); a person in a role the lexicon defines ("a man riding a bike")
+  is a kind of that role's class (rider);
 - meronym: it is a part, substance or member of the class ("wheel" -> bicycle): its WordNet holonyms (of
   the noun or of its direct hypernym, any depth) include a class synset or an ancestor of one, since
-  parts of a wheeled vehicle are parts of a bicycle.
+  parts of a wheeled vehicle are parts of a bicycle; or the description names the whole it belongs to
+  ("the mirror of a car").
 The paper builds its word lists with an LLM; selfseg derives the same relations from WordNet plus the
-shipped synonym lists, so mapping is reproducible and offline.
+shipped class and lexicon files, so mapping is reproducible, offline and explainable.
+
+Reading. A description is read (`reading.Reader`) into the phrase it is about and what hangs on it; the rules
+below run in this order, and each result names its rule:
+- view: "a picture of X" is about X;
+- container: "a row of X", "a group of X", "the side of X" are X (a measure, a collection or a region of
+  X, not an object of their own);
+- surface: a shadow, reflection or marking takes the class of the surface it lies on ("the shadow of a car
+  on the road" is road), and none when no surface is named;
+- part: a part attached to a whole ("the mirror of a car", "a man's shirt", "a light on a pole") is the
+  whole when the lexicon lists it as the whole's part, or when WordNet makes it a part of the whole's class
+  and it names no class itself at the exact or synonym level; a noun that maps to nothing, attached by "of"
+  or a possessive, takes its whole too (rule "whole");
+- role: a member of a class doing what a lexicon role says ("a person riding a bicycle") is the role's class;
+- collective: a group noun is its members ("people", "crowd", "a flock" -> person, sheep);
+- name: a class name or lexicon name, the longest run of words ending at the head first ("traffic light"
+  before "light"); head: the head noun's WordNet relations.
 
 Senses. A class's synsets are the physical senses of its name that share the first physical sense's
 lexicographer file ("table" is furniture, not a data table; "chair" not a chairperson); a class name
 WordNet lacks ("potted plant") falls back to its first listed name WordNet knows; further listed names
-add their senses in the same file ("cattle" for cow). A prediction keeps its
-physical, non-proper-name senses that WordNet's tagged corpus has seen (all physical ones if it saw none),
-so "plant" can be flora or a factory, but "grass" is never an informer; the strongest relation decides.
+add their senses in the same file ("cattle" for cow). A description's noun keeps its physical,
+non-proper-name senses that WordNet's tagged corpus has seen at least a fifth as often as its commonest
+one (so "light" is never a person, "leaves" never a page, "area" never a body region); all physical ones
+if the corpus saw none.
 
-Choice among related classes: the earliest level, then the prediction's most common sense, then the
-fewest WordNet hops, then the class order. The ground-truth-aware variant (`related`) lets an evaluator
-prefer the ground-truth class whenever the prediction relates to it at all up to L, as the protocol does.
+Choice among related classes: the earliest level, then the noun's most common sense, then the fewest
+WordNet hops, then the class order. The ground-truth-aware variant (`related`) lets an evaluator prefer the
+ground-truth class whenever the description's noun relates to it at all up to L, as the protocol does.
 """
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ...errors import ConfigError, check, choices
 from ..datasets import ClassInfo
-from .base import MAPPERS, ClassIndex, HeadNouns, LabelMatch, normalize
+from .base import MAPPERS, ClassIndex, LabelMatch, normalize
+from .lexicon import Lexicon
+from .reading import MAX_CHARS, Phrase, Reader
 
 LEVELS = ("exact", "synonym", "hyponym", "meronym")
 _PHYSICAL = {"noun.Tops", "noun.artifact", "noun.object", "noun.animal", "noun.plant", "noun.person",
@@ -68,6 +90,19 @@ def _bfs(start: Any, step, max_depth: int = 30) -> dict[Any, int]:
     return seen
 
 
+def _count(s: Any, word: str) -> int:
+    word = word.replace(" ", "_").lower()
+    return sum(lem.count() for lem in s.lemmas() if lem.name().lower() == word)
+
+
+def _common(senses: list[Any], word: str) -> list[Any]:
+    """The senses WordNet's tagged corpus saw at least a fifth as often as the word's commonest (all when
+    it saw none): a class "car" is an automobile, not a railway or elevator car."""
+    counts = [_count(s, word) for s in senses]
+    top = max(counts, default=0)
+    return [s for s, n in zip(senses, counts) if 5 * n >= top and (n > 0 or top == 0)]
+
+
 def _up(s: Any) -> list[Any]:
     return s.hypernyms() + s.instance_hypernyms()
 
@@ -76,22 +111,64 @@ def _whole(s: Any) -> list[Any]:
     return s.part_holonyms() + s.substance_holonyms() + s.member_holonyms()
 
 
+# Words whose "of" object is what the region is (see the module docstring); all are WordNet nouns of
+# measure, collection, arrangement or region ("row": an arrangement, "patch": a small area).
+VIEWS = frozenset({"picture", "photo", "photograph", "image", "view", "closeup", "close-up", "shot", "snapshot",
+                   "scene", "blur", "depiction"})
+CONTAINERS = frozenset({
+    "row", "line", "group", "bunch", "cluster", "pile", "stack", "heap", "patch", "area", "section", "strip",
+    "stretch", "expanse", "pair", "couple", "set", "collection", "number", "lot", "variety", "array", "series",
+    "mass", "clump", "piece", "portion", "bit", "layer", "fleet", "queue", "herd", "flock", "crowd", "team",
+    "family", "swarm", "bank", "field", "tuft", "mound", "wall", "sea", "column", "plot",
+    "sheet", "blanket", "carpet", "canopy", "grove", "stand", "hedge", "mix", "assortment", "kind", "type", "block",
+    # regions of a thing: the region is the thing in a semantic map
+    "side", "top", "bottom", "front", "back", "rear", "edge", "corner", "end", "part", "middle", "center",
+    "centre", "surface", "half", "interior", "exterior", "inside", "outside", "facade", "face", "detail", "rest",
+    "remainder", "shape", "outline", "silhouette", "base", "view"})
+# Things that lie on a surface without being one: they take the surface's class.
+SURFACE_EFFECTS = frozenset({"shadow", "shade", "reflection", "marking", "mark", "line", "stripe", "crack",
+                             "stain", "spot", "graffiti", "paint", "glare", "sunlight", "sunshine", "puddle",
+                             "pothole", "arrow", "writing", "text", "letter", "word", "lettering", "logo",
+                             "sticker", "dirt", "mud", "rust", "scratch", "dent", "smudge", "track", "raindrop",
+                             "droplet", "drop", "dust", "frost"})
+_SURFACE_PREPS = ("on", "in", "onto", "across", "along", "over", "upon", "at")
+# Group nouns WordNet gives no members for; their members' class is the group's ("crowd" of people).
+COLLECTIVES = {"crowd": "person", "audience": "person", "team": "person", "couple": "person", "family": "person",
+               "group": "person", "foliage": "leaf", "greenery": "plant", "traffic": "car"}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a description maps to: the class (None: none), the relation's level, the noun that decided,
+    the rule (see the module docstring), the classes that noun relates to up to the level (ground-truth-aware
+    scoring), and why a description maps to none."""
+
+    cls: int | None
+    level: str | None
+    noun: str
+    rule: str
+    related: frozenset[int] = frozenset()
+    reason: str | None = None
+
+
 class LexicalMapper:
     name = "lexical"
     levels = LEVELS
     relates = True
 
     def __init__(self, classes: Sequence[ClassInfo], level: str = "meronym", background: int | None = None,
-                 spacy_pipeline: str = "auto", wordnet: Any = None) -> None:
+                 spacy_pipeline: str = "auto", wordnet: Any = None, lexicon: Lexicon | None = None) -> None:
         self.classes = list(classes)
         self.level = level
         self.rank = level_rank(level)
         self.background = background
         self.index = ClassIndex(self.classes)
-        self.heads = HeadNouns(spacy_pipeline)
+        self.lexicon = lexicon or Lexicon()
+        self.reader = Reader(spacy_pipeline, wordnet)
         self._wn = wordnet
         self._built = False
         self._cache: dict[str, dict[int, Relation]] = {}
+        self._decided: dict[tuple[str, int], Decision] = {}
 
     # -------------------------------------------------------------------------------------------- setup
     @property
@@ -107,23 +184,34 @@ class LexicalMapper:
 
     def _noun_senses(self, noun: str) -> list[tuple[int, Any]]:
         """(sense rank, synset) of a predicted noun: its physical senses that are not proper names
-        ("Tree", an actor), and of those the ones seen in WordNet's tagged corpus when any were (so "grass"
-        is not an informer and "wheel" not a bicycle); no physical sense: the first sense."""
+        ("Tree", an actor), and of those the ones WordNet's tagged corpus has seen at least a fifth as often
+        as the commonest (so "grass" is not an informer, "light" not a person, "leaves" not pages); no
+        physical sense: the first sense."""
         senses = self._senses(noun) if noun else []
         physical = [(i, s) for i, s in enumerate(senses)
                     if s.lexname() in _PHYSICAL and not s.instance_hypernyms()]
         if not physical:
             return list(enumerate(senses[:1]))
-        word = noun.replace(" ", "_")
-        counted = [(i, s) for i, s in physical
-                   if sum(lem.count() for lem in s.lemmas() if lem.name().lower() == word) > 0]
-        return counted or physical
+        counts = [_count(s, noun) for _, s in physical]
+        top = max(counts)
+        if top == 0:
+            return physical
+        return [p for p, n in zip(physical, counts) if n > 0 and 5 * n >= top]
 
     def _class_senses(self, c: ClassInfo) -> list[Any]:
-        """The class's synsets: the physical senses of its first name WordNet knows that share the first
-        physical sense's lexicographer file; then, from each further listed name that is not just another
+        """The class's synsets: the physical synsets that hold two of its listed names, if any; else the
+        physical senses of its first name WordNet knows that share the first
+        physical sense's lexicographer file and that the tagged corpus saw at least a fifth as often as the
+        commonest of them; then, from each further listed name that is not just another
         lemma of a chosen synset, its senses in that same file ("cattle" widens "cow"; ADE20K's
         "car;auto;...;machine" lists lemmas of one synset, so "machine" adds no mechanical devices)."""
+        # A synset that holds two of the class's names is the sense the dataset means ("plant;flora": the
+        # organism, not the factory).
+        per_name = [set(self._senses(n)) for n in c.names]
+        shared = [s for s in dict.fromkeys(x for ss in per_name for x in ss)
+                  if sum(s in ss for ss in per_name) >= 2 and s.lexname() in _PHYSICAL]
+        if shared:
+            return shared
         chosen: list[Any] = []
         lexname = None
         for name in c.names:
@@ -133,6 +221,7 @@ class LexicalMapper:
             physical = [s for s in senses if s.lexname() in _PHYSICAL and not s.instance_hypernyms()]
             if lexname is None:
                 chosen = [s for s in physical if s.lexname() == physical[0].lexname()] if physical else senses[:1]
+                chosen = _common(chosen, name)
                 lexname = chosen[0].lexname()
             elif not set(senses) & set(chosen):
                 chosen += [s for s in physical if s.lexname() == lexname and s not in chosen]
@@ -145,6 +234,7 @@ class LexicalMapper:
         # (class, hops) for every ancestor of a class synset (meronym targets: parts are inherited).
         self._has: dict[Any, list[int]] = {}
         self._below: dict[Any, list[tuple[int, int]]] = {}
+        self._person = self.wn.synset("person.n.01")
         for c in self.classes:
             if c.index == self.background:
                 continue
@@ -156,7 +246,8 @@ class LexicalMapper:
 
     # ------------------------------------------------------------------------------------------- lookup
     def relations(self, noun: str) -> dict[int, Relation]:
-        """Every class the (singular) noun relates to at any level, with its strongest relation."""
+        """Every class a (singular) noun relates to at any level, with its strongest relation: the class
+        list's and the lexicon's names, then WordNet. A group noun relates as its members do."""
         key = normalize(noun)
         if key in self._cache:
             return self._cache[key]
@@ -169,46 +260,200 @@ class LexicalMapper:
 
         if key in self.index.by_primary:
             add(self.index.by_primary[key], Relation(0, 0, 0))
-        if key in self.index.by_name:  # the dataset's own synonym list outranks WordNet's senses
+        if key in self.index.by_name:  # the dataset's own names outrank WordNet's senses
             add(self.index.by_name[key], Relation(1, -1, 0))
+        if key in self.lexicon.names:
+            add(self.lexicon.names[key], Relation(1, -1, 0))
         for i, s in self._noun_senses(key):
-            for a, d in _bfs(s, _up).items():
-                for c in self._has.get(a, ()):
-                    add(c, Relation(1 if d == 0 else 2, i, d))
-            # Holonyms of the noun and of its direct hypernyms (a kind of wheel is still part of a vehicle).
-            starts = {s: 0, **{h: 1 for h in _up(s)}}
-            for start, d0 in starts.items():
-                for whole, d in _bfs(start, _whole).items():
-                    if d == 0:
-                        continue
-                    for c, dc in self._below.get(whole, ()):
-                        add(c, Relation(3, i, d0 + d + dc))
+            self._wordnet_relations(s, i, add)
+        if not rel:  # a group of members ("people", "a herd"): WordNet's member meronyms, else the list
+            members = [m for _, s in enumerate(self._senses(key)[:3]) for m in s.member_meronyms()]
+            for m in members:
+                for c, r in self.relations(m.lemmas()[0].name()).items():
+                    add(c, Relation(max(r.level, 1), r.sense, r.hops + 1))
+            if not rel and key in COLLECTIVES:
+                for c, r in self.relations(COLLECTIVES[key]).items():
+                    add(c, Relation(max(r.level, 1), r.sense, r.hops + 1))
         self._cache[key] = rel
         return rel
 
+    def _wordnet_relations(self, s: Any, i: int, add: Any) -> None:
+        up = _bfs(s, _up)
+        for a, d in up.items():
+            for c in self._has.get(a, ()):
+                add(c, Relation(1 if d == 0 else 2, i, d))
+        # WordNet files every noun denoting people under noun.person, though some ("driver", an operator)
+        # reach person only through "causal agent": they are kinds of person all the same.
+        if s.lexname() == "noun.person":
+            for c in self._has.get(self._person, ()):
+                add(c, Relation(2, i, max(up.values(), default=0) + 1))
+        # Holonyms of the noun and of its direct hypernyms (a kind of wheel is still part of a vehicle).
+        starts = {s: 0, **{h: 1 for h in _up(s)}}
+        for start, d0 in starts.items():
+            for whole, d in _bfs(start, _whole).items():
+                if d == 0:
+                    continue
+                for c, dc in self._below.get(whole, ()):
+                    add(c, Relation(3, i, d0 + d + dc))
+
+    def _is_colour(self, word: str) -> bool:
+        """Whether a word names a colour ("white" in "a white line"; WordNet also makes it a person)."""
+        colour = self.wn.synset("color.n.01")
+        return any(colour in _bfs(s, _up) for s in self._senses(word)[:3])
+
+    def _is_kind(self, noun: str, entries: frozenset[str]) -> bool:
+        """Whether a noun is one of the words, or a WordNet kind of one ("shirt" of "garment")."""
+        if noun in entries:
+            return True
+        targets = {s for e in entries for s in self._senses(e)}
+        return any(a in targets for _, s in self._noun_senses(noun) for a in _bfs(s, _up))
+
     def related(self, noun: str, level: str | None = None) -> set[int]:
-        """Classes the noun relates to at `level` or below (the ground-truth-aware protocol's test)."""
+        """Classes a noun or description relates to at `level` or below (the ground-truth-aware protocol's
+        test): those of the noun its reading decides by, or the class a part, role or surface rule chose."""
         rank = self.rank if level is None else level_rank(level)
-        return {c for c, r in self.relations(noun).items() if r.level <= rank}
+        return set(self.decide([noun], rank)[0].related)
 
     def best(self, noun: str, level: str | None = None) -> tuple[int | None, str | None]:
         rank = self.rank if level is None else level_rank(level)
-        cands = [(r, c) for c, r in self.relations(noun).items() if r.level <= rank]
+        return self._best(self.relations(noun), rank)
+
+    @staticmethod
+    def _best(rel: dict[int, Relation], rank: int) -> tuple[int | None, str | None]:
+        cands = [(r, c) for c, r in rel.items() if r.level <= rank]
         if not cands:
             return None, None
         r, c = min(cands)
         return c, LEVELS[r.level]
 
+    # ------------------------------------------------------------------------------------------ reading
     def map(self, descriptions: Sequence[str], level: str | None = None) -> list[LabelMatch]:
-        nouns = self.heads(descriptions)
+        rank = self.rank if level is None else level_rank(level)
+        return [LabelMatch(description=d, noun=x.noun, cls=self.index.name(x.cls), index=x.cls, level=x.level,
+                           rule=x.rule, reason=x.reason)
+                for d, x in zip(descriptions, self.decide(descriptions, rank))]
+
+    def decide(self, descriptions: Sequence[str], rank: int) -> list[Decision]:
+        phrases = self.reader(descriptions)
         out = []
-        for d, n in zip(descriptions, nouns):
-            c, lev = self.best(n, level)
-            out.append(LabelMatch(description=d, noun=n, cls=self.index.name(c), index=c, level=lev))
+        for d, p in zip(descriptions, phrases):
+            key = (normalize(d), rank)
+            if key not in self._decided:
+                self._decided[key] = self._decide_text(d, p, rank)
+            out.append(self._decided[key])
         return out
 
-    def head_nouns(self, descriptions: Iterable[str]) -> list[str]:
-        return self.heads(list(descriptions))
+    def _decide_text(self, text: str, p: Phrase | None, rank: int) -> Decision:
+        if p is None:
+            t = normalize(text)
+            why = ("the description is empty" if not t else
+                   f"the description is longer than {MAX_CHARS} characters" if len(t) > MAX_CHARS else
+                   "no English noun found")
+            return Decision(None, None, "", "none", reason=why)
+        found = self._phrase(p, rank, 0)
+        if found is not None:
+            return found
+        return Decision(None, None, p.head, "none", reason=f"no class relates to {p.head!r} up to {LEVELS[rank]}")
+
+    def _name(self, p: Phrase, rank: int) -> tuple[str, dict[int, Relation], str]:
+        """The noun a phrase names and its relations: the longest run of words ending at the head that maps
+        to a class up to `rank` ("traffic light" before "light"), else the head."""
+        for tail in p.tails():
+            # a compound is also written closed ("street light", "streetlight")
+            for noun in ([self.reader.noun(tail) or tail, self.reader.noun(tail.replace(" ", "")) or ""]
+                         if " " in tail else [tail]):
+                rel = self.relations(noun) if noun else {}
+                if self._best(rel, rank)[0] is not None:
+                    named = noun in self.index.by_name or noun in self.lexicon.names
+                    return noun, rel, "name" if named else "head"
+        return p.head, self.relations(p.head), "head"
+
+    def _relate(self, rel: dict[int, Relation], rank: int) -> frozenset[int]:
+        return frozenset(c for c, r in rel.items() if r.level <= rank)
+
+    def _phrase(self, p: Phrase, rank: int, depth: int) -> Decision | None:
+        """The decision for one phrase (the rules of the module docstring, in order), None for none."""
+        if depth > 4:
+            return None
+        noun, rel, rule = self._name(p, rank)
+        if noun in self.lexicon.unlabelled or any(t in self.lexicon.unlabelled for t in p.tails()):
+            return Decision(None, None, noun, "none", reason=f"the dataset leaves {noun!r} out of its classes")
+        c, lev = self._best(rel, rank)
+        wholes = p.attached_by("of")
+        exact_name = c is not None and lev in ("exact",) and " " in noun  # "traffic light" is not "light"
+        # view and container: the "of" object is the region
+        measure = p.head in VIEWS | CONTAINERS and rule != "name" and not exact_name
+        if p.head in VIEWS | CONTAINERS and wholes:  # even where the head is a class ("picture", "base")
+            inner = self._first(wholes, rank, depth)
+            if inner is not None:
+                return _as(inner, "view" if p.head in VIEWS else "container")
+        # surface effects take the surface's class (at the meronym level: they lie on it, not in it)
+        if p.head in SURFACE_EFFECTS and rule != "name" and rank >= 3:
+            surfaces = p.attached_by(*_SURFACE_PREPS) + [q for w in wholes for q in w.attached_by(*_SURFACE_PREPS)]
+            surfaces += [q for v in p.verbs for prep, q in v.objects if prep in _SURFACE_PREPS]
+            inner = self._first(surfaces, rank, depth)
+            if inner is not None:
+                return Decision(inner.cls, "meronym", inner.noun, "surface", frozenset({inner.cls}))
+            if c is None:
+                return Decision(None, None, p.head, "surface", reason=f"a {p.head} takes the class of the surface "
+                                "it lies on, and none is named")
+        # a container without an "of": a noun compound or adjective says what it holds ("a grassy area")
+        if measure and p.head not in VIEWS:
+            held = [w for w in (*p.words[:-1], *p.modifiers) if not self._is_colour(w)]
+            inner = self._first([Phrase(words=(w,)) for w in held], rank, depth)
+            if inner is not None:
+                return _as(inner, "container")
+        # parts attached to their whole; a noun compound names the whole too ("a car tire", "bicycle wheel")
+        part_holders = [(prep, w) for prep, w in p.attached if prep in ("of", "on", "in", "at")]
+        part_holders += [("compound", Phrase(words=(w,))) for w in p.words[:-1] if c is None or rule != "name"]
+        if rank >= 3:
+            for prep, w in part_holders:
+                whole = self._phrase(w, rank, depth + 1)
+                # a whole that is itself only a part of a class ("the floor of the living room": a room is
+                # part of a building) names where the part is, not what it belongs to
+                if whole is None or whole.cls is None or whole.level == "meronym":
+                    continue
+                listed = self.lexicon.parts.get(whole.cls)
+                if listed and self._is_kind(noun, listed) and not exact_name:
+                    return Decision(whole.cls, "meronym", whole.noun, "part", frozenset({whole.cls}))
+                r = rel.get(whole.cls)
+                if r is not None and r.level == 3 and (prep == "of" or lev in (None, "hyponym", "meronym")):
+                    return Decision(whole.cls, "meronym", whole.noun, "part", frozenset({whole.cls}))
+                if prep == "of" and lev == "meronym":  # a part of something, named with its whole
+                    return Decision(whole.cls, "meronym", whole.noun, "part", frozenset({whole.cls}))
+                if prep == "of" and c is None:
+                    return Decision(whole.cls, "meronym", whole.noun, "whole", frozenset({whole.cls}))
+        # roles: a member doing what makes it another class
+        if c is not None:
+            for role in self.lexicon.roles:
+                member = rel.get(role.members)
+                if rank >= 2 and member is not None and member.level <= 2 and self._plays(p, role, rank, depth):
+                    return Decision(role.cls, "hyponym", noun, "role", frozenset({role.cls}))
+            return Decision(c, lev, noun, rule, self._relate(rel, rank))
+        return None
+
+    def _first(self, phrases: Sequence[Phrase], rank: int, depth: int) -> Decision | None:
+        for q in phrases:
+            d = self._phrase(q, rank, depth + 1)
+            if d is not None and d.cls is not None:
+                return d
+        return None
+
+    def _plays(self, p: Phrase, role: Any, rank: int, depth: int) -> bool:
+        """Whether a phrase's verbs or prepositions put it on one of the role's vehicles."""
+        objects = [q for prep, q in p.attached if prep in role.preps]
+        objects += [q for v in p.verbs if v.lemma in role.verbs for _, q in v.objects]
+        for q in objects:
+            if q.head in role.vehicle_words or any(t in role.vehicle_words for t in q.tails()):
+                return True
+            d = self._phrase(q, rank, depth + 1)
+            if d is not None and d.cls in role.vehicles:
+                return True
+        return False
+
+
+def _as(d: Decision, rule: str, level: str | None = None) -> Decision:
+    return Decision(d.cls, level or d.level, d.noun, rule, d.related, d.reason)
 
 
 @dataclass(kw_only=True)  # keyword-only: its fields sit beside the other mappers' in the evaluation section
@@ -226,6 +471,8 @@ class LexicalMapperConfig:
 
 @MAPPERS.register("lexical", config=LexicalMapperConfig, section="evaluation")
 def lexical(config: LexicalMapperConfig, models: Any, *, classes: Sequence[ClassInfo], background: int | None = None,
-            spacy_pipeline: str = "auto", **_: Any) -> LexicalMapper:
-    """The mapper of a config block into a dataset's classes (WordNet: no checkpoint, no device)."""
-    return LexicalMapper(classes, level=config.lexical_level, background=background, spacy_pipeline=spacy_pipeline)
+            spacy_pipeline: str = "auto", lexicon: Lexicon | None = None, **_: Any) -> LexicalMapper:
+    """The mapper of a config block into a dataset's classes, with the dataset's lexicon (WordNet and spaCy:
+    no checkpoint, no device)."""
+    return LexicalMapper(classes, level=config.lexical_level, background=background, spacy_pipeline=spacy_pipeline,
+                         lexicon=lexicon)

@@ -1,0 +1,220 @@
+"""Reading a region description: which noun phrase it is about, and what that phrase is attached to.
+
+"the side mirror of a white car" is about a mirror attached (of) to a car; "a man riding a bicycle" is about a
+man whose verb is riding with a bicycle as its object; "there is a row of trees along the road" is about a row
+of trees. The lexical mapper decides the class from this structure; this module only reads.
+
+A `Phrase` is one noun with its compounds (head last), the phrases attached to it by a preposition or a
+possessive, and the verbs that modify it with their own attachments. spaCy's dependency parse gives the
+structure; WordNet's morphology gives singular nouns and verb bases (spaCy's lemmatiser turns "riding" into
+"rid"). A text that WordNet knows as one noun as a whole ("traffic light", "cars") skips the parse.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .base import normalize
+
+_NOUN_TAGS = ("NN", "NNS", "NNP", "NNPS")
+# "a close up of a car" parses "close" as an adjective-like head; one word reads as the view noun it is.
+_CLOSEUP = re.compile(r"\bclose[ -]up\b")
+# The preposition a possessive becomes: "a man's shirt" reads as "the shirt of a man".
+POSSESSIVE = "of"
+# Descriptions longer than this are not read (one row with a reason instead): region descriptions are a
+# sentence, and a parser's cost grows with the text.
+MAX_CHARS = 500
+
+
+@dataclass(frozen=True)
+class Verb:
+    """A verb that modifies a phrase ("riding" in "a man riding a bike"), its base form, and its objects:
+    (preposition or "obj", phrase)."""
+
+    lemma: str
+    objects: tuple[tuple[str, Phrase], ...] = ()
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """words: the noun's compounds and the noun, singular head last (("side", "mirror")). plural: the head was
+    written in the plural. attached: (preposition, phrase) pairs, a possessor as "of". verbs: verbs that
+    modify it, or the verb it is the subject of."""
+
+    words: tuple[str, ...]
+    plural: bool = False
+    # Nouns behind its adjectives ("grassy" -> "grass"), for heads that only measure ("a grassy area").
+    modifiers: tuple[str, ...] = ()
+    attached: tuple[tuple[str, Phrase], ...] = ()
+    verbs: tuple[Verb, ...] = ()
+
+    @property
+    def head(self) -> str:
+        return self.words[-1] if self.words else ""
+
+    def tails(self) -> list[str]:
+        """The phrase's word runs ending at the head, longest first: "white side mirror" -> "white side
+        mirror", "side mirror", "mirror"."""
+        return [" ".join(self.words[k:]) for k in range(len(self.words))]
+
+    def attached_by(self, *preps: str) -> list[Phrase]:
+        return [p for prep, p in self.attached if prep in preps]
+
+
+@dataclass
+class Reader:
+    """Reads descriptions into phrases, many at a time (spaCy's `pipe`); the same text is read once."""
+
+    spacy_pipeline: str = "auto"
+    wordnet: Any = None
+    _nlp: Any = field(default=None, repr=False)
+    _cache: dict[str, Phrase | None] = field(default_factory=dict, repr=False)
+
+    @property
+    def wn(self) -> Any:
+        if self.wordnet is None:
+            from ...resources import load_wordnet
+
+            self.wordnet = load_wordnet()
+        return self.wordnet
+
+    def noun(self, word: str) -> str | None:
+        """The singular WordNet noun of a word or phrase ("leaves" -> "leaf", "traffic lights" -> "traffic
+        light"), None when WordNet has no such noun."""
+        base = self.wn.morphy(word.replace(" ", "_"), self.wn.NOUN) if word else None
+        return base.replace("_", " ") if base else None
+
+    def frequency(self, word: str) -> int:
+        """How often WordNet's tagged corpus saw the word as a noun."""
+        base = self.noun(word)
+        if base is None:
+            return 0
+        key = base.replace(" ", "_")
+        return sum(lem.count() for s in self.wn.synsets(key, pos=self.wn.NOUN) for lem in s.lemmas()
+                   if lem.name().lower() == key)
+
+    def adjective_nouns(self, word: str) -> tuple[str, ...]:
+        """The nouns WordNet derives an adjective from ("grassy" -> "grass", "sandy" -> "sand")."""
+        out: dict[str, None] = {}
+        for s in self.wn.synsets(word, pos=self.wn.ADJ)[:2]:
+            for lem in s.lemmas():
+                if lem.name().lower() != word:
+                    continue
+                for d in lem.derivationally_related_forms() + lem.pertainyms():
+                    if d.synset().pos() == "n":
+                        out[d.name().lower().replace("_", " ")] = None
+        return tuple(out)
+
+    def verb(self, word: str) -> str:
+        return self.wn.morphy(word, self.wn.VERB) or word
+
+    def __call__(self, descriptions: Sequence[str]) -> list[Phrase | None]:
+        texts = [_CLOSEUP.sub("closeup", normalize(d)) for d in descriptions]
+        todo = []
+        for t in dict.fromkeys(texts):
+            if t in self._cache:
+                continue
+            whole = self.noun(t) if t and len(t) <= MAX_CHARS else None
+            if not t or len(t) > MAX_CHARS:
+                self._cache[t] = None
+            elif whole is not None:  # a noun as a whole: no parse needed
+                self._cache[t] = Phrase(words=(whole,), plural=whole != t)
+            else:
+                todo.append(t)
+        if todo:
+            if self._nlp is None:
+                from ...resources import load_spacy
+
+                self._nlp = load_spacy(self.spacy_pipeline, parse=True)
+            for t, doc in zip(todo, self._nlp.pipe(todo, batch_size=256)):
+                self._cache[t] = self._read(doc)
+        return [self._cache[t] for t in texts]
+
+    # ------------------------------------------------------------------------------------------ parsing
+    def _main(self, doc: Any) -> Any:
+        """The token the description is about: a noun root; for a verb root ("there is a car", "cars parked
+        on the street"), its attribute, subject or object; else the first noun; else the last word WordNet
+        knows as a noun."""
+        roots = [t for t in doc if t.dep_ == "ROOT"]
+        for root in roots:
+            if root.tag_ in _NOUN_TAGS:
+                # "a kid playing on the beach" parses the participle as the head noun and the kid as its
+                # modifier; a participle is a rarer noun than the noun before it ("a brick building" is not)
+                before = [c for c in root.lefts if c.dep_ in ("amod", "compound", "nsubj") and c.tag_ in _NOUN_TAGS]
+                if root.lower_.endswith("ing") and before and self.frequency(before[-1].lower_) > \
+                        self.frequency(root.lower_):
+                    return before[-1]
+                return root
+            for dep in ("attr", "nsubj", "nsubjpass", "dobj", "appos"):
+                for c in root.children:
+                    if c.dep_ == dep and c.tag_ in _NOUN_TAGS:
+                        return c
+        nouns = [t for t in doc if t.tag_ in _NOUN_TAGS]
+        if nouns:
+            return nouns[0]
+        known = [t for t in doc if t.is_alpha and self.noun(t.text)]
+        return known[-1] if known else None
+
+    def _read(self, doc: Any) -> Phrase | None:
+        token = self._main(doc)
+        return None if token is None else self._phrase(token, depth=0)
+
+    def _phrase(self, t: Any, depth: int) -> Phrase:
+        words = _compound_run(t)
+        plural = t.tag_ in ("NNS", "NNPS")
+        # A plural's lemma first: WordNet lists some plurals as nouns of their own ("marks", a currency).
+        head = (self.noun(t.lemma_) if plural else None) or self.noun(t.text) or t.text
+        words = tuple([*words, head])
+        modifiers = tuple(n for c in t.children if c.dep_ == "amod" for n in self.adjective_nouns(c.lower_))
+        if depth >= 4:  # descriptions nest a few phrases deep; deeper ones add nothing a class hangs on
+            return Phrase(words=words, plural=plural, modifiers=modifiers)
+        attached: list[tuple[str, Phrase]] = []
+        verbs: list[Verb] = []
+        for c in t.children:
+            if c.dep_ == "poss" and c.tag_ in _NOUN_TAGS:
+                attached.append((POSSESSIVE, self._phrase(c, depth + 1)))
+            elif c.dep_ == "prep":
+                attached += [(c.lower_, self._phrase(o, depth + 1)) for o in _objects(c)]
+            elif c.dep_ in ("acl", "relcl") and c.pos_ in ("VERB", "AUX"):
+                verbs.append(self._verb(c, depth))
+            elif c.dep_ == "conj" and c.tag_ in _NOUN_TAGS:
+                attached.append(("and", self._phrase(c, depth + 1)))
+        if t.dep_ in ("nsubj", "nsubjpass") and t.head.pos_ in ("VERB", "AUX") and t.head.i != t.i:
+            verbs.append(self._verb(t.head, depth, skip=t))
+        return Phrase(words=words, plural=plural, modifiers=modifiers, attached=tuple(attached), verbs=tuple(verbs))
+
+    def _verb(self, v: Any, depth: int, skip: Any = None) -> Verb:
+        objects: list[tuple[str, Phrase]] = []
+        for c in v.children:
+            if c is skip:
+                continue
+            if c.dep_ in ("dobj", "attr", "oprd") and c.tag_ in _NOUN_TAGS:
+                objects.append(("obj", self._phrase(c, depth + 1)))
+            elif c.dep_ == "prep":
+                objects += [(c.lower_, self._phrase(o, depth + 1)) for o in _objects(c)]
+        return Verb(lemma=self.verb(v.lower_), objects=tuple(objects))
+
+
+def _compound_run(t: Any) -> list[str]:
+    """The nouns and noun-like modifiers directly before the head ("side" in "side mirror", "traffic" in
+    "traffic sign"), nearest last; adjectives end the run unless spaCy parsed them as compounds."""
+    run: list[str] = []
+    k = t.i - 1
+    doc = t.doc
+    while k >= 0 and doc[k].head.i in (t.i, *(doc[j].i for j in range(k + 1, t.i))) and \
+            (doc[k].dep_ == "compound" or (doc[k].tag_ in _NOUN_TAGS and doc[k].dep_ in ("compound", "nmod"))):
+        run.insert(0, doc[k].lower_)
+        k -= 1
+    return run
+
+
+def _objects(prep: Any) -> list[Any]:
+    """The noun objects of a preposition ("on the road"), conjuncts included ("of cars and buses")."""
+    out = []
+    for o in prep.children:
+        if o.dep_ == "pobj" and o.tag_ in _NOUN_TAGS:
+            out.append(o)
+            out += [c for c in o.children if c.dep_ == "conj" and c.tag_ in _NOUN_TAGS]
+    return out
