@@ -208,11 +208,13 @@ def cmd_map_labels(ns: argparse.Namespace) -> int:
         opts["level"] = ns.level
     elif ns.method == "embedding":
         opts.update(model=ns.model, threshold=ns.threshold)
+    elif ns.method == "hybrid":
+        opts.update(level=ns.level, model=ns.model, threshold=ns.threshold)
     else:
         opts.update(model=ns.model, batch_size=ns.batch_size, cache=ns.cache, dtype=ns.dtype,
                     max_new_tokens=ns.max_new_tokens, cache_dir=ns.cache_dir, local_files_only=ns.local_files_only)
-    # One output row per input line, so rows pair with lines: invalid bytes are replaced (not fatal), and an
-    # empty line gets a row of its own with a note instead of disappearing.
+    # One output row per input line, in order, so rows pair with lines: a line that cannot be read as text
+    # (invalid UTF-8) or is empty gets a row with a null class and the reason, and never stops the others.
     if ns.file == "-":
         data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read()
     else:
@@ -221,19 +223,23 @@ def cmd_map_labels(ns: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"selfseg: error: cannot read {ns.file}: {exc.strerror or exc}", file=sys.stderr)
             return 2
-    text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
-    lines = [ln.strip() for ln in text.splitlines()]
-    filled = [ln for ln in lines if ln]
-    mapper = build_mapper(ns.method, ns.dataset, **opts)
-    matches = iter(mapper.map(filled) if filled else [])
-    for line in lines:
-        if not line:
-            print(json.dumps({"description": "", "noun": None, "class": None, "note": "empty line"}))
+    raw = data.splitlines() if isinstance(data, bytes) else [ln.encode("utf-8", "surrogatepass")
+                                                              for ln in data.splitlines()]
+    lines: list[tuple[str, str | None]] = []  # (text, reason it is not mapped)
+    for b in raw:
+        try:
+            text = b.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            lines.append((b.decode("utf-8", errors="replace").strip(), "the line is not valid UTF-8"))
             continue
-        row = next(matches).to_dict()
-        if "\ufffd" in line:
-            row["note"] = "the line was not valid UTF-8; undecodable bytes were replaced"
-        print(json.dumps(row))
+        lines.append((text, None if text else "empty line"))
+    todo = [t for t, why in lines if why is None]
+    mapper = build_mapper(ns.method, ns.dataset, **opts)
+    matches = iter(mapper.map(todo) if todo else [])
+    for text, why in lines:
+        row = next(matches).to_dict() if why is None else {"description": text, "noun": None, "class": None,
+                                                          "reason": why}
+        print(json.dumps(row, ensure_ascii=False))
     return 0
 
 
@@ -353,14 +359,18 @@ def build_parser() -> argparse.ArgumentParser:
     from .models.spec import DTYPE_NAMES
 
     datasets = dataset_names()
-    m = sub.add_parser("map-labels", help="map free-form descriptions (one per line) to a dataset's classes")
+    m = sub.add_parser("map-labels", help="map free-form descriptions (one per line) to a dataset's classes",
+                       description="One JSON row per input line: the class (or null), the level, the noun used, "
+                                   "the rule that decided, and a reason where the class is null.")
     m.add_argument("file", help="text file with one description per line, or - for stdin")
     m.add_argument("--dataset", "-d", required=True, choices=[d for d in datasets if d != "folder"])
     m.add_argument("--method", "-m", default="lexical", choices=list(METHODS))
     m.add_argument("--level", default="meronym", choices=list(LEVELS),
-                   help="lexical: highest level accepted (cumulative; default meronym)")
-    m.add_argument("--model", help="embedding: sentence-transformers model; llm: causal LM id")
-    m.add_argument("--threshold", type=float, default=0.5, help="embedding: cosine below which -> null")
+                   help="lexical / hybrid: highest level accepted (cumulative; default meronym)")
+    m.add_argument("--model", help="embedding / hybrid: sentence-transformers model; llm: causal LM id")
+    m.add_argument("--threshold", type=float,
+                   help="embedding: cosine below which -> null (default 0.5); hybrid: cosine from which the "
+                        "embedding fills a description nothing relates to (default 0.8)")
     m.add_argument("--batch-size", type=_positive_int, default=8, help="llm: prompts per generate call")
     m.add_argument("--cache", help="llm: reply cache JSON (default under ~/.cache/selfseg/love)")
     m.add_argument("--device", default="auto", help="embedding / llm: torch device (default auto)")

@@ -24,6 +24,7 @@ from .errors import ConfigError, check, choices
 # The components' sections, re-exported for config users (the shared model section is the model specs').
 from .evaluate.datasets import DatasetConfig as DatasetConfig
 from .evaluate.mappers.embedding import EmbeddingMapperConfig as EmbeddingMapperConfig
+from .evaluate.mappers.hybrid import HybridMapperConfig as HybridMapperConfig
 from .evaluate.mappers.lexical import LexicalMapperConfig as LexicalMapperConfig
 from .evaluate.mappers.llm import LlmMapperConfig as LlmMapperConfig
 from .io import atomic_write
@@ -93,13 +94,14 @@ class SegmentConfig:
 
 
 @dataclass(kw_only=True)
-class EvaluationConfig(EmbeddingMapperConfig, LlmMapperConfig, LexicalMapperConfig, DatasetConfig):
+class EvaluationConfig(HybridMapperConfig, EmbeddingMapperConfig, LlmMapperConfig, LexicalMapperConfig, DatasetConfig):
     """The `evaluation` section: the dataset's and every label mapper's settings side by side, and the
     benchmark's own."""
 
-    # Free-form noun -> dataset class: "llm" (LOVE, the Self-Seg paper), "lexical" (WordNet levels, the
-    # open-ended benchmarking protocol) or "embedding" (sentence-transformers cosine).
-    mapper: str = "llm"
+    # Free-form description -> dataset class: "lexical" (reads the description: WordNet levels of the open-ended
+    # benchmarking protocol plus the dataset's lexicon; offline), "llm" (LOVE, the Self-Seg paper), "embedding"
+    # (sentence-transformers cosine) or "hybrid" (lexical, then embedding where nothing relates).
+    mapper: str = "lexical"
     # mIoU convention: "detectron2" (classes absent from the ground truth are left out) or "mmseg"
     # (predicted-but-absent classes count IoU 0).
     miou_convention: str = "detectron2"

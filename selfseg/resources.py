@@ -58,15 +58,16 @@ def resolve_spacy(name: str) -> str:
     raise ResourceMissingError(f"no English spaCy pipeline is installed ({', '.join(SPACY_CANDIDATES)}); {FIX}")
 
 
-def load_spacy(name: str = "auto", parse: bool = False) -> Any:
-    """A spaCy pipeline without NER: POS tags and lemmas, and the dependency parse only when `parse` (the
-    parser is most of the pipeline's time)."""
+def load_spacy(name: str = "auto", parse: bool = False, lemmas: bool = True) -> Any:
+    """A spaCy pipeline without NER: POS tags, lemmas unless `lemmas` is off, and the dependency parse only
+    when `parse` (the parser is most of the pipeline's time)."""
     resolved = resolve_spacy(name)
-    key = f"{resolved}+parser" if parse else resolved
+    off = ["ner"] + ([] if parse else ["parser"]) + ([] if lemmas else ["attribute_ruler", "lemmatizer"])
+    key = f"{resolved}-{'-'.join(off)}"
     if key not in _spacy_cache:
         import spacy
 
-        _spacy_cache[key] = spacy.load(resolved, disable=["ner"] if parse else ["parser", "ner"])
+        _spacy_cache[key] = spacy.load(resolved, disable=off)
     return _spacy_cache[key]
 
 

@@ -131,3 +131,20 @@ class ScriptedChat:
 @pytest.fixture
 def scripted_chat():
     return ScriptedChat
+
+
+_REPORT = pytest.StashKey[list]()
+
+
+@pytest.fixture
+def report(request):
+    """report(title, text): a table the run's summary prints (label-mapping agreement per dataset and rule)."""
+    return lambda title, text: request.config.stash.setdefault(_REPORT, []).append(f"{title}\n{text}")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    tables = config.stash.get(_REPORT, [])
+    if tables:
+        terminalreporter.section("reported by the tests")
+        for t in tables:
+            terminalreporter.write_line(t)

@@ -166,7 +166,8 @@ def score_open_vocabulary(dataset: Dataset, samples: Sequence[Sample], pred_dir:
         matches = mapper.map(names, level)
         lut_by_level[level] = {n: (m.index if m.index is not None else none_value) for n, m in zip(names, matches)}
         if gt_aware:
-            related_by_level[level] = {n: mapper.related(m.noun, level) for n, m in zip(names, matches)}
+            # the name itself, not the noun a match used: a description's reading decides what it relates to
+            related_by_level[level] = {n: mapper.related(n, level) for n in names}
         if level == own:
             mapping = {n: m.cls for n, m in zip(names, matches)}
 

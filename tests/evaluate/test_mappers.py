@@ -111,10 +111,14 @@ def test_map_labels_cli_reads_stdin_and_writes_json_lines(monkeypatch, capsys):
     assert main(["map-labels", "--dataset", "cityscapes", "--method", "lexical", "--level", "hyponym", "-"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert rows == [
-        {"description": "a sedan parked outside", "noun": "sedan", "class": "car"},
-        {"description": "", "noun": None, "class": None, "note": "empty line"},  # rows pair with lines
-        {"description": "wheels", "noun": "wheel", "class": None},  # a part: only at the meronym level
-        {"description": "sky", "noun": "sky", "class": "sky"},
+        # the dataset's lexicon names a sedan a car; the row says which rule decided, at which level
+        {"description": "a sedan parked outside", "noun": "sedan", "class": "car", "level": "synonym",
+         "rule": "name"},
+        {"description": "", "noun": None, "class": None, "reason": "empty line"},  # rows pair with lines
+        # a part: only at the meronym level
+        {"description": "wheels", "noun": "wheel", "class": None, "rule": "none",
+         "reason": "no class relates to 'wheel' up to hyponym"},
+        {"description": "sky", "noun": "sky", "class": "sky", "level": "exact", "rule": "name"},
     ]
 
 
@@ -127,8 +131,8 @@ def test_map_labels_cli_keeps_a_row_for_every_line_even_undecodable_ones(tmp_pat
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(rows) == 6
     assert [r["class"] for r in rows] == ["sky", None, None, None, None, "road"]
-    assert rows[3]["description"] == "caf\ufffd terrace" and "not valid UTF-8" in rows[3]["note"]
-    assert all(rows[i].get("note") == "empty line" for i in (1, 2, 4))
+    assert rows[3]["description"] == "caf\ufffd terrace" and "not valid UTF-8" in rows[3]["reason"]
+    assert all(rows[i].get("reason") == "empty line" for i in (1, 2, 4))
 
 
 def test_map_labels_cli_missing_file_is_one_line(capsys, tmp_path):
@@ -441,6 +445,9 @@ def test_build_mapper_names_the_option_and_builds_any_registered_mapper():
         return ("echo", block, len(classes), background, run)
 
     try:
-        assert build_mapper("echo-test", "voc", extra=1) == ("echo", None, 21, 0, {"extra": 1})
+        name, block, n, background, run = build_mapper("echo-test", "voc", extra=1)
+        # every factory gets the dataset's shipped lexicon beside what the caller passed
+        assert (name, block, n, background) == ("echo", None, 21, 0)
+        assert run.pop("extra") == 1 and run.pop("lexicon").names["kitten"] == 8 and not run
     finally:
         mappers()._components.pop("echo-test")

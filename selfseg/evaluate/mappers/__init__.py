@@ -1,11 +1,12 @@
-"""Label mappers (free-form noun -> dataset class): `lexical` (WordNet levels), `embedding`
-(sentence-transformers cosine), `llm` (LOVE). Build one with `build_mapper`; each follows `LabelMapper`."""
+"""Label mappers (free-form description -> dataset class): `lexical` (reads the description; WordNet levels
+and the dataset's lexicon), `embedding` (sentence-transformers cosine), `hybrid` (lexical, then embedding
+where nothing relates), `llm` (LOVE). Build one with `build_mapper`; each follows `LabelMapper`."""
 from __future__ import annotations
 
 from typing import Any
 
 from ...registry import Registry
-from . import embedding, lexical, llm  # noqa: F401  (importing registers them; all three import light)
+from . import embedding, hybrid, lexical, llm  # noqa: F401  (importing registers them; all import light)
 from .base import MAPPERS, LabelMapper, LabelMatch, require_relations
 
 #: The registered mapping methods (the registry is the only list of them).
@@ -19,18 +20,22 @@ def mappers() -> Registry[LabelMapper]:
 
 def build_mapper(method: str, dataset: str, classes: Any = None, **options: Any) -> LabelMapper:
     """A mapper for a dataset's classes (the shipped list unless `classes` is given), from keyword options
-    (the `map-labels` flags): level (lexical); model, threshold (embedding); model, batch_size, template,
+    (the `map-labels` flags): level (lexical); model, threshold (embedding); level, model, threshold (hybrid);
+    model, batch_size, template,
     max_new_tokens (llm) fill the mapper's config block; device, cache_dir, local_files_only the model
     section; cache, dtype, spacy_pipeline, llm go to the factory as they are. An option left None (or an
     empty template) takes the block's default."""
     from ...errors import ConfigError
     from ...models.spec import ModelConfig
     from .embedding import EmbeddingMapperConfig
+    from .hybrid import HybridBlock
     from .lexical import LexicalMapperConfig
     from .llm import LlmMapperConfig
 
     fields = {"lexical": (LexicalMapperConfig, {"level": "lexical_level"}),
               "embedding": (EmbeddingMapperConfig, {"model": "embedding_model", "threshold": "embedding_threshold"}),
+              "hybrid": (HybridBlock, {"level": "lexical_level", "model": "embedding_model",
+                                       "threshold": "hybrid_threshold"}),
               "llm": (LlmMapperConfig, {"model": "llm_model", "batch_size": "llm_batch_size",
                                         "max_new_tokens": "llm_max_new_tokens", "template": "llm_prompt"})}
     comp = mappers().component(method)  # an unknown method: the registry's one-line error
@@ -56,7 +61,6 @@ def build_mapper_from_block(method: str, block: Any, models: Any, dataset: str, 
     block), the shared model section, the dataset it maps into (its classes, background and prompt names)
     and what the run adds (cache, dtype, spacy_pipeline, llm; the dataset's shipped lexicon as `lexicon`)."""
     from ..datasets import class_list, dataset_spec
-
     from .lexicon import Lexicon, shipped_lexicon
 
     spec = dataset_spec(dataset)

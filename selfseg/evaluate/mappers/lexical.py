@@ -353,6 +353,8 @@ class LexicalMapper:
         found = self._phrase(p, rank, 0)
         if found is not None:
             return found
+        if not self.reader.noun(p.head):
+            return Decision(None, None, p.head, "none", reason=f"no English noun found ({p.head!r} is not one)")
         return Decision(None, None, p.head, "none", reason=f"no class relates to {p.head!r} up to {LEVELS[rank]}")
 
     def _name(self, p: Phrase, rank: int) -> tuple[str, dict[int, Relation], str]:
@@ -376,8 +378,9 @@ class LexicalMapper:
         if depth > 4:
             return None
         noun, rel, rule = self._name(p, rank)
-        if noun in self.lexicon.unlabelled or any(t in self.lexicon.unlabelled for t in p.tails()):
-            return Decision(None, None, noun, "none", reason=f"the dataset leaves {noun!r} out of its classes")
+        left_out = next((t for t in (noun, *p.tails()) if t in self.lexicon.unlabelled), None)
+        if left_out is not None:
+            return Decision(None, None, left_out, "none", reason=f"the dataset leaves {left_out!r} out of its classes")
         c, lev = self._best(rel, rank)
         wholes = p.attached_by("of")
         exact_name = c is not None and lev in ("exact",) and " " in noun  # "traffic light" is not "light"

@@ -23,6 +23,15 @@ _NOUN_TAGS = ("NN", "NNS", "NNP", "NNPS")
 _CLOSEUP = re.compile(r"\bclose[ -]up\b")
 # The preposition a possessive becomes: "a man's shirt" reads as "the shirt of a man".
 POSSESSIVE = "of"
+# Words that mean a description has more structure than "[determiner] [modifiers] noun": anything else
+# is read without the parser (most tags and many short captions), which is where the time goes.
+_STRUCTURE = frozenset("""of on in at with by for from to into onto over under above below behind near next
+beside between among across along around through against upon atop astride inside outside beneath and or but
+is are was were be been being has have had there that which who whose while where when as than 's ' ,
+""".split())
+_DETERMINERS = frozenset("""a an the this that these those some many several few two three four five six
+seven eight nine ten its his her their our my your one""".split())
+
 # Descriptions longer than this are not read (one row with a reason instead): region descriptions are a
 # sentence, and a parser's cost grows with the text.
 MAX_CHARS = 500
@@ -71,6 +80,10 @@ class Reader:
     wordnet: Any = None
     _nlp: Any = field(default=None, repr=False)
     _cache: dict[str, Phrase | None] = field(default_factory=dict, repr=False)
+    # WordNet's answers per word, asked for again and again across descriptions
+    _nouns: dict[str, str | None] = field(default_factory=dict, repr=False)
+    _verbs: dict[str, bool] = field(default_factory=dict, repr=False)
+    _adjectives: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
 
     @property
     def wn(self) -> Any:
@@ -83,8 +96,10 @@ class Reader:
     def noun(self, word: str) -> str | None:
         """The singular WordNet noun of a word or phrase ("leaves" -> "leaf", "traffic lights" -> "traffic
         light"), None when WordNet has no such noun."""
-        base = self.wn.morphy(word.replace(" ", "_"), self.wn.NOUN) if word else None
-        return base.replace("_", " ") if base else None
+        if word not in self._nouns:
+            base = self.wn.morphy(word.replace(" ", "_"), self.wn.NOUN) if word else None
+            self._nouns[word] = base.replace("_", " ") if base else None
+        return self._nouns[word]
 
     def frequency(self, word: str) -> int:
         """How often WordNet's tagged corpus saw the word as a noun."""
@@ -97,6 +112,8 @@ class Reader:
 
     def adjective_nouns(self, word: str) -> tuple[str, ...]:
         """The nouns WordNet derives an adjective from ("grassy" -> "grass", "sandy" -> "sand")."""
+        if word in self._adjectives:
+            return self._adjectives[word]
         out: dict[str, None] = {}
         for s in self.wn.synsets(word, pos=self.wn.ADJ)[:2]:
             for lem in s.lemmas():
@@ -105,7 +122,17 @@ class Reader:
                 for d in lem.derivationally_related_forms() + lem.pertainyms():
                     if d.synset().pos() == "n":
                         out[d.name().lower().replace("_", " ")] = None
-        return tuple(out)
+        self._adjectives[word] = tuple(out)
+        return self._adjectives[word]
+
+    def singular(self, word: str) -> str | None:
+        """The singular of a word tagged plural: WordNet's base form that differs from the word, since WordNet
+        lists some plurals as nouns of their own ("marks", a currency; "glasses"; "men", a work force)."""
+        try:
+            forms = self.wn._morphy(word, self.wn.NOUN)  # every base form, not just the first
+        except AttributeError:  # an NLTK without it: the first base form
+            forms = [self.noun(word) or word]
+        return next((f.replace("_", " ") for f in forms if f != word), None) or self.noun(word)
 
     def verb(self, word: str) -> str:
         return self.wn.morphy(word, self.wn.VERB) or word
@@ -122,15 +149,47 @@ class Reader:
             elif whole is not None:  # a noun as a whole: no parse needed
                 self._cache[t] = Phrase(words=(whole,), plural=whole != t)
             else:
-                todo.append(t)
+                simple = self._simple(t)
+                if simple is None:
+                    todo.append(t)
+                else:
+                    self._cache[t] = simple
         if todo:
             if self._nlp is None:
                 from ...resources import load_spacy
 
-                self._nlp = load_spacy(self.spacy_pipeline, parse=True)
+                # tags and the parse only: WordNet gives singulars and verb bases (and spaCy's rule
+                # lemmatiser turns "riding" into "rid")
+                self._nlp = load_spacy(self.spacy_pipeline, parse=True, lemmas=False)
             for t, doc in zip(todo, self._nlp.pipe(todo, batch_size=256)):
                 self._cache[t] = self._read(doc)
         return [self._cache[t] for t in texts]
+
+    def _simple(self, text: str) -> Phrase | None:
+        """A description with no structure ("two red cars", "a large white building") read without the
+        parser: the trailing run of nouns is the phrase, the other words its modifiers. None for anything
+        else (a preposition, a verb form, a possessive, or a last word that is no noun)."""
+        words = [w for w in text.replace("'s", " 's").split() if w not in _DETERMINERS]
+        if not words or len(words) > 6 or any(w in _STRUCTURE or not w.isalpha() for w in words):
+            return None
+        if any(self._inflected_verb(w) for w in words[:-1]):  # "parked cars": the parser reads participles
+            return None
+        head = self.noun(words[-1])
+        if head is None:
+            return None
+        run: list[str] = []
+        k = len(words) - 2
+        while k >= 0 and self.noun(words[k]):
+            run.insert(0, words[k])
+            k -= 1
+        modifiers = tuple(n for w in words[:-1] for n in self.adjective_nouns(w))
+        return Phrase(words=(*run, head), plural=head != words[-1], modifiers=modifiers)
+
+    def _inflected_verb(self, word: str) -> bool:
+        if word not in self._verbs:
+            base = self.wn.morphy(word, self.wn.VERB)
+            self._verbs[word] = base is not None and base != word
+        return self._verbs[word]
 
     # ------------------------------------------------------------------------------------------ parsing
     def _main(self, doc: Any) -> Any:
@@ -164,8 +223,7 @@ class Reader:
     def _phrase(self, t: Any, depth: int) -> Phrase:
         words = _compound_run(t)
         plural = t.tag_ in ("NNS", "NNPS")
-        # A plural's lemma first: WordNet lists some plurals as nouns of their own ("marks", a currency).
-        head = (self.noun(t.lemma_) if plural else None) or self.noun(t.text) or t.text
+        head = (self.singular(t.lower_) if plural else None) or self.noun(t.lower_) or t.lower_
         words = tuple([*words, head])
         modifiers = tuple(n for c in t.children if c.dep_ == "amod" for n in self.adjective_nouns(c.lower_))
         if depth >= 4:  # descriptions nest a few phrases deep; deeper ones add nothing a class hangs on
@@ -177,11 +235,11 @@ class Reader:
                 attached.append((POSSESSIVE, self._phrase(c, depth + 1)))
             elif c.dep_ == "prep":
                 attached += [(c.lower_, self._phrase(o, depth + 1)) for o in _objects(c)]
-            elif c.dep_ in ("acl", "relcl") and c.pos_ in ("VERB", "AUX"):
+            elif c.dep_ in ("acl", "relcl") and c.tag_.startswith("VB"):
                 verbs.append(self._verb(c, depth))
             elif c.dep_ == "conj" and c.tag_ in _NOUN_TAGS:
                 attached.append(("and", self._phrase(c, depth + 1)))
-        if t.dep_ in ("nsubj", "nsubjpass") and t.head.pos_ in ("VERB", "AUX") and t.head.i != t.i:
+        if t.dep_ in ("nsubj", "nsubjpass") and t.head.tag_.startswith("VB") and t.head.i != t.i:
             verbs.append(self._verb(t.head, depth, skip=t))
         return Phrase(words=words, plural=plural, modifiers=modifiers, attached=tuple(attached), verbs=tuple(verbs))
 

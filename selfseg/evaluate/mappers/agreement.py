@@ -1,0 +1,71 @@
+"""How often a label mapper agrees with a labelled set of descriptions, overall and per group.
+
+A labelled set is a tab-separated file: style, description, label (a class's first name, or `-` for none),
+category; `#` lines are comments (the development set in the tests is one). Agreement is exact: the mapper's
+class, or its none, equals the label.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ...errors import DatasetError
+from .base import LabelMapper, LabelMatch
+
+NONE_LABEL = "-"
+
+
+@dataclass(frozen=True)
+class Labelled:
+    style: str
+    description: str
+    label: str | None
+    category: str
+
+
+def read_labelled(path: str | Path) -> list[Labelled]:
+    """The rows of a labelled set; a malformed row is an error naming its line."""
+    path = Path(path)
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        cols = line.split("\t")
+        if len(cols) != 4:
+            raise DatasetError(f"{path}:{n}: expected 4 tab-separated columns (style, description, label, "
+                               f"category), got {len(cols)}")
+        style, text, label, category = (c.strip() for c in cols)
+        rows.append(Labelled(style, text, None if label == NONE_LABEL else label, category))
+    return rows
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """Agreement overall and per group (per category, style and deciding rule), with the row counts."""
+
+    total: float
+    n: int
+    groups: dict[str, tuple[float, int]]
+    misses: list[tuple[Labelled, LabelMatch]]
+
+    def table(self) -> str:
+        lines = [f"{'all':24s} {self.total:6.1%} {self.n:5d}"]
+        lines += [f"{k:24s} {v:6.1%} {c:5d}" for k, (v, c) in sorted(self.groups.items())]
+        return "\n".join(lines)
+
+
+def agreement(mapper: LabelMapper, rows: Sequence[Labelled], level: str | None = None) -> Agreement:
+    matches = mapper.map([r.description for r in rows], level) if rows else []
+    hits: dict[str, list[bool]] = defaultdict(list)
+    misses = []
+    for r, m in zip(rows, matches):
+        ok = m.cls == r.label
+        for key in (f"category:{r.category}", f"style:{r.style}", f"rule:{m.rule or mapper.name}"):
+            hits[key].append(ok)
+        if not ok:
+            misses.append((r, m))
+    n = len(rows)
+    total = (n - len(misses)) / n if n else 0.0
+    return Agreement(total, n, {k: (sum(v) / len(v), len(v)) for k, v in hits.items()}, misses)

@@ -1,0 +1,165 @@
+"""The label mappers against the development set (tests/evaluate/mapping_dev: descriptions written and labelled
+by reading, before any mapper ran on them; RULES.md there says how), and the description-reading rules one by
+one. The suite's summary prints agreement per dataset, per category, per style and per deciding rule."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from selfseg.errors import DatasetError
+from selfseg.evaluate.datasets import class_list, dataset_spec
+from selfseg.evaluate.mappers import build_mapper
+from selfseg.evaluate.mappers.agreement import agreement, read_labelled
+from selfseg.evaluate.mappers.lexicon import Lexicon, shipped_lexicon
+
+DEV = Path(__file__).parent / "mapping_dev"
+DATASETS = {"voc": "voc", "ade20k_150": "ade20k", "cityscapes": "cityscapes"}
+# Single nouns (BCC tags, the `tag` rows) as the head-noun mapper that preceded description reading mapped
+# them on this set: description reading must not map them worse.
+TAG_FLOOR = {"voc": 0.85, "ade20k_150": 0.88, "cityscapes": 0.71}
+
+
+@pytest.fixture(scope="module")
+def lexical_mappers():
+    return {f: build_mapper("lexical", ds) for f, ds in DATASETS.items()}
+
+
+def test_the_development_set_is_large_spread_and_well_formed():
+    rows = {f: read_labelled(DEV / f"{f}.tsv") for f in DATASETS}
+    assert sum(map(len, rows.values())) >= 400 and all(len(r) >= 100 for r in rows.values())
+    for f, rs in rows.items():
+        names = {c.name for c in class_list(DATASETS[f])}
+        assert {r.style for r in rs} == {"tag", "caption", "region"}
+        assert all(r.label is None or r.label in names for r in rs), f
+        assert len({r.description for r in rs}) == len(rs), f"{f}: a description repeats"
+
+
+@pytest.mark.parametrize("name", list(DATASETS))
+def test_lexical_mapping_agrees_with_the_development_set(report, lexical_mappers, name):
+    rows = read_labelled(DEV / f"{name}.tsv")
+    result = agreement(lexical_mappers[name], rows)
+    report(f"lexical mapper on {name} ({result.n} descriptions)", result.table())
+    assert result.total >= 0.90, [(r.description, r.label, m.cls, m.rule) for r, m in result.misses]
+    assert result.groups["style:tag"][0] >= TAG_FLOOR[name]
+
+
+def test_lexical_beats_the_embedding_mapper_by_25_points_on_cityscapes(report, lexical_mappers):
+    pytest.importorskip("sentence_transformers")
+    rows = read_labelled(DEV / "cityscapes.tsv")
+    lexical = agreement(lexical_mappers["cityscapes"], rows).total
+    embedding = agreement(build_mapper("embedding", "cityscapes"), rows).total
+    forced = agreement(build_mapper("embedding", "cityscapes", threshold=-1), rows).total
+    hybrid = agreement(build_mapper("hybrid", "cityscapes"), rows).total
+    report("cityscapes side by side", f"lexical {lexical:.1%}  hybrid {hybrid:.1%}  "
+            f"embedding@0.5 {embedding:.1%}  embedding forced choice {forced:.1%}")
+    assert lexical - max(embedding, forced) >= 0.25
+    assert hybrid >= lexical - 0.01  # the embedding only fills what nothing relates to
+
+
+# -------------------------------------------------------------------------------------------- rules
+@pytest.mark.parametrize("text, cls, rule, noun", [
+    ("a picture of a traffic light", "traffic light", "view", "traffic light"),
+    ("a row of trees along the sidewalk", "vegetation", "container", "tree"),
+    ("a grassy area next to the road", "terrain", "container", "grass"),
+    ("the shadow of a car on the road", "road", "surface", "road"),
+    ("an arrow painted on the road", "road", "surface", "road"),
+    ("the side mirror of a white car", "car", "part", "car"),
+    ("the light on a pole", "pole", "part", "pole"),
+    ("a man's jacket", "person", "part", "man"),
+    ("the wheel of a bike", "bicycle", "part", "bike"),
+    ("leaves of a tree", "vegetation", "part", "tree"),
+    ("a man riding a bicycle down the street", "rider", "role", "man"),
+    ("a woman on a motorcycle", "rider", "role", "woman"),
+    ("a woman pushing a bicycle", "person", "name", "woman"),
+    ("a crowd of people", "person", "container", "people"),
+    ("people", "person", "name", "people"),
+    ("there is a car that is parked on the street", "car", "name", "car"),
+    ("a street sign", "traffic sign", "name", "street sign"),
+    ("a street with cars parked on both sides", "road", "name", "street"),
+    ("light", "traffic light", "name", "light"),
+    ("a sedan", "car", "name", "sedan"),
+    ("a guard rail along the road", None, "none", "guard rail"),
+    ("the shadow of a tree", None, "surface", "shadow"),
+    ("a dog", None, "none", "dog"),
+])
+def test_cityscapes_rules(lexical_mappers, text, cls, rule, noun):
+    (m,) = lexical_mappers["cityscapes"].map([text])
+    assert (m.cls, m.rule, m.noun) == (cls, rule, noun)
+    assert (m.reason is None) == (cls is not None)
+
+
+def test_levels_still_cut_the_rules(lexical_mappers):
+    m = lexical_mappers["cityscapes"]
+    # a part needs the meronym level; a role is a kind of its class (hyponym); a lexicon name is a synonym
+    assert [x.cls for x in m.map(["the mirror of a car"] * 1, "hyponym")] == [None]
+    assert m.map(["a man riding a bike"], "synonym")[0].cls == "person"
+    assert m.map(["a man riding a bike"], "hyponym")[0].cls == "rider"
+    assert m.map(["street"], "exact")[0].cls is None and m.map(["street"], "synonym")[0].cls == "road"
+
+
+def test_ground_truth_aware_relations_read_the_description(lexical_mappers):
+    m = lexical_mappers["cityscapes"]
+    names = {c.name: c.index for c in m.classes}
+    assert m.related("the wheel of a bike") == {names["bicycle"]}  # the description names the whole
+    assert {names["car"], names["bicycle"]} <= m.related("wheel")  # a bare part relates to every whole
+    assert m.related("wheel", "hyponym") == set()
+
+
+def test_rare_senses_do_not_win(lexical_mappers):
+    voc, city = lexical_mappers["voc"], lexical_mappers["cityscapes"]
+    assert city.map(["lights"])[0].cls == "traffic light"  # never person (a sense of light is a person)
+    assert voc.map(["the leaves of a potted plant"])[0].cls == "potted plant"
+    assert voc.map(["a large grassy area"])[0].cls is None  # "area" is not a body region of a person
+
+
+# ------------------------------------------------------------------------------------------ lexicons
+@pytest.mark.parametrize("dataset", ["voc", "ade20k", "ade20k-full", "cityscapes"])
+def test_every_shipped_lexicon_loads_strictly_against_its_class_list(dataset):
+    path = shipped_lexicon(dataset_spec(dataset).class_file)
+    assert path is not None
+    lex = Lexicon.load(path, class_list(dataset), strict=True)
+    assert lex.names or lex.parts
+    assert not (lex.unlabelled & set(lex.names))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("classes:\n  car:\n    names: [van]\n", "class 'car': expected names / parts lists and a 'why'"),
+    ("classes:\n  lorry:\n    names: [van]\n    why: x\n", "classes: expected a class of the list, got 'lorry'"),
+    ("roles:\n  - {class: rider, members: person, verbs: [ride], preps: [on], vehicles: [bicycle], why: x}\n",
+     r"roles\[0\].preps: expected a list of words \(quote on, yes, no\), got \[True\]"),
+    ("classes:\n  car:\n    names: [van]\n    why: x\n  truck:\n    names: [van]\n    why: y\n",
+     "name 'van': expected one class, got two"),
+    ("things: []\n", "expected a mapping with 'classes', 'none' and 'roles'"),
+])
+def test_a_malformed_lexicon_is_one_clear_error(tmp_path, text, message):
+    f = tmp_path / "x.lexicon.yaml"
+    f.write_text(text)
+    with pytest.raises(DatasetError, match=message):
+        Lexicon.load(f, class_list("cityscapes"))
+
+
+def test_a_lexicon_over_a_users_class_list_drops_entries_for_absent_classes():
+    classes = [c for c in class_list("cityscapes") if c.name in ("road", "car", "person")]
+    classes = [type(c)(index=i, names=c.names) for i, c in enumerate(classes)]
+    m = build_mapper("lexical", "cityscapes", classes=classes)
+    assert [x.cls for x in m.map(["street", "a van", "a sign"])] == ["road", "car", None]
+
+
+# ------------------------------------------------------------------------------------------ bad input
+def test_map_labels_gives_every_line_a_row_and_a_reason(tmp_path, capsys):
+    from selfseg.cli import main
+
+    lines = [b"a man riding a bike", b"", "\U0001F697\U0001F697".encode(), "ein rotes Auto".encode(),
+             b"car " * 2500, b"caf\xe9 on the road", b"the mirror of a car"]
+    f = tmp_path / "in.txt"
+    f.write_bytes(b"\n".join(lines) + b"\n")
+    assert main(["map-labels", "--dataset", "cityscapes", str(f)]) == 0  # lexical is the default method
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert len(rows) == len(lines)
+    assert [r["class"] for r in rows] == ["rider", None, None, None, None, None, "car"]
+    reasons = [r.get("reason", "") for r in rows]
+    assert reasons[1] == "empty line" and "no English noun" in reasons[2] and "no English noun" in reasons[3]
+    assert "longer than" in reasons[4] and "not valid UTF-8" in reasons[5]
+    assert rows[0]["rule"] == "role" and rows[6]["rule"] == "part"
