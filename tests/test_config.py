@@ -245,7 +245,8 @@ def test_names_come_from_the_registries():
     with pytest.raises(ConfigError, match="unknown segmenter 'sam'; expected one of: bcc_clusters, clipseg, "
                                           "grounded_sam2"):
         load_config({"segment": {"segmenter": "sam"}})
-    with pytest.raises(ConfigError, match="evaluation.mapper: expected embedding, hybrid, lexical or llm, got 'wordnet'"):
+    with pytest.raises(ConfigError,
+                       match="evaluation.mapper: expected embedding, hybrid, lexical or llm, got 'wordnet'"):
         load_config({"evaluation": {"mapper": "wordnet"}})
 
 

@@ -377,8 +377,9 @@ def _labels_file(tmp: Path) -> list[str]:
 def _one_row_per_line(run: Run) -> None:
     rows = [json.loads(line) for line in run.out.splitlines()]
     assert len(rows) == 6
-    assert [r["class"] for r in rows] == ["dog", None, rows[2]["class"], None, "car", "person"]
-    assert rows[1]["note"] == rows[3]["note"] == "empty line" and "UTF-8" in rows[2]["note"]
+    # a line that is not text maps to none with its reason, and the lines around it still map
+    assert [r["class"] for r in rows] == ["dog", None, None, None, "car", "person"]
+    assert rows[1]["reason"] == rows[3]["reason"] == "empty line" and "UTF-8" in rows[2]["reason"]
 
 
 def _predictions_file(tmp: Path) -> list[str]:

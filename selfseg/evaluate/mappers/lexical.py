@@ -126,11 +126,16 @@ CONTAINERS = frozenset({
     "centre", "surface", "half", "interior", "exterior", "inside", "outside", "facade", "face", "detail", "rest",
     "remainder", "shape", "outline", "silhouette", "base", "view"})
 # Things that lie on a surface without being one: they take the surface's class.
-SURFACE_EFFECTS = frozenset({"shadow", "shade", "reflection", "marking", "mark", "line", "stripe", "crack",
-                             "stain", "spot", "graffiti", "paint", "glare", "sunlight", "sunshine", "puddle",
-                             "pothole", "arrow", "writing", "text", "letter", "word", "lettering", "logo",
-                             "sticker", "dirt", "mud", "rust", "scratch", "dent", "smudge", "track", "raindrop",
-                             "droplet", "drop", "dust", "frost"})
+# Marks that belong to what they are on or of: "the stripes of a crossing" are on the crossing.
+SURFACE_MARKS = frozenset({"marking", "mark", "line", "stripe", "crack", "stain", "spot", "graffiti", "paint",
+                           "puddle", "pothole", "arrow", "writing", "text", "letter", "word", "lettering", "logo",
+                           "sticker", "dirt", "mud", "rust", "scratch", "dent", "smudge", "track", "raindrop",
+                           "droplet", "drop", "dust", "frost"})
+# Effects cast by one thing onto another: "the shadow of a car" is not the car, it lies on the road.
+SURFACE_CAST = frozenset({"shadow", "shade", "reflection", "glare", "sunlight", "sunshine", "light beam"})
+SURFACE_EFFECTS = SURFACE_MARKS | SURFACE_CAST
+# Nouns that name no kind of thing: a description about them maps to none.
+VAGUE = frozenset({"object", "thing", "something", "shape", "item", "stuff", "blob", "anything", "everything"})
 _SURFACE_PREPS = ("on", "in", "onto", "across", "along", "over", "upon", "at")
 # Group nouns WordNet gives no members for; their members' class is the group's ("crowd" of people).
 COLLECTIVES = {"crowd": "person", "audience": "person", "team": "person", "couple": "person", "family": "person",
@@ -267,7 +272,8 @@ class LexicalMapper:
         for i, s in self._noun_senses(key):
             self._wordnet_relations(s, i, add)
         if not rel:  # a group of members ("people", "a herd"): WordNet's member meronyms, else the list
-            members = [m for _, s in enumerate(self._senses(key)[:3]) for m in s.member_meronyms()]
+            groups = [s for s in _common(self._senses(key), key) if s.lexname() == "noun.group"]
+            members = [m for s in groups for m in s.member_meronyms()]
             for m in members:
                 for c, r in self.relations(m.lemmas()[0].name()).items():
                     add(c, Relation(max(r.level, 1), r.sense, r.hops + 1))
@@ -383,6 +389,8 @@ class LexicalMapper:
             return Decision(None, None, left_out, "none", reason=f"the dataset leaves {left_out!r} out of its classes")
         c, lev = self._best(rel, rank)
         wholes = p.attached_by("of")
+        if p.words == (p.head,) and p.head in VAGUE and not wholes:
+            return Decision(None, None, p.head, "none", reason=f"{p.head!r} names no kind of thing")
         exact_name = c is not None and lev in ("exact",) and " " in noun  # "traffic light" is not "light"
         # view and container: the "of" object is the region
         measure = p.head in VIEWS | CONTAINERS and rule != "name" and not exact_name
@@ -394,6 +402,8 @@ class LexicalMapper:
         if p.head in SURFACE_EFFECTS and rule != "name" and rank >= 3:
             surfaces = p.attached_by(*_SURFACE_PREPS) + [q for w in wholes for q in w.attached_by(*_SURFACE_PREPS)]
             surfaces += [q for v in p.verbs for prep, q in v.objects if prep in _SURFACE_PREPS]
+            if p.head in SURFACE_MARKS:
+                surfaces += wholes
             inner = self._first(surfaces, rank, depth)
             if inner is not None:
                 return Decision(inner.cls, "meronym", inner.noun, "surface", frozenset({inner.cls}))

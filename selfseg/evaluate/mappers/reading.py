@@ -11,6 +11,7 @@ structure; WordNet's morphology gives singular nouns and verb bases (spaCy's lem
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,12 @@ is are was were be been being has have had there that which who whose while wher
 """.split())
 _DETERMINERS = frozenset("""a an the this that these those some many several few two three four five six
 seven eight nine ten its his her their our my your one""".split())
+
+# Nouns about the picture, not what is in it: "the region shows a car" is about the car.
+META = frozenset({"region", "image", "picture", "photo", "photograph", "mask", "area", "segment", "crop", "scene",
+                  "view", "frame", "part", "portion", "section", "object"})
+_NOT_NOUN_TAGS = frozenset({"PRP", "PRP$", "DT", "PDT", "WDT", "WP", "WP$", "EX", "CC", "IN", "MD", "TO", "CD", "UH"})
+_PRONOUNS = frozenset({"it", "he", "she", "they", "this", "that", "these", "those"})
 
 # Descriptions longer than this are not read (one row with a reason instead): region descriptions are a
 # sentence, and a parser's cost grows with the text.
@@ -146,8 +153,8 @@ class Reader:
             whole = self.noun(t) if t and len(t) <= MAX_CHARS else None
             if not t or len(t) > MAX_CHARS:
                 self._cache[t] = None
-            elif whole is not None:  # a noun as a whole: no parse needed
-                self._cache[t] = Phrase(words=(whole,), plural=whole != t)
+            elif whole is not None:  # a noun as a whole ("traffic light", "road surface"): no parse needed
+                self._cache[t] = Phrase(words=tuple(whole.split()), plural=whole != t)
             else:
                 simple = self._simple(t)
                 if simple is None:
@@ -174,6 +181,8 @@ class Reader:
             return None
         if any(self._inflected_verb(w) for w in words[:-1]):  # "parked cars": the parser reads participles
             return None
+        if not all(self.noun(w) or self.wn.synsets(w, pos=self.wn.ADJ) for w in words):  # "without", "very"
+            return None
         head = self.noun(words[-1])
         if head is None:
             return None
@@ -192,33 +201,76 @@ class Reader:
         return self._verbs[word]
 
     # ------------------------------------------------------------------------------------------ parsing
+    def _is_noun(self, t: Any) -> bool:
+        """A noun token, or one the tagger missed that WordNet knows only as a noun ("lamppost" as an adverb,
+        "moped" as an adjective)."""
+        if t.tag_ in _NOUN_TAGS:
+            return True
+        if t.tag_ in _NOT_NOUN_TAGS:  # "it" is also a WordNet noun (information technology)
+            return False
+        return t.is_alpha and self.noun(t.lower_) is not None and not self.wn.synsets(t.lower_, pos=self.wn.VERB) \
+            and t.lower_ not in _DETERMINERS and t.lower_ not in _STRUCTURE
+
     def _main(self, doc: Any) -> Any:
-        """The token the description is about: a noun root; for a verb root ("there is a car", "cars parked
-        on the street"), its attribute, subject or object; else the first noun; else the last word WordNet
-        knows as a noun."""
-        roots = [t for t in doc if t.dep_ == "ROOT"]
-        for root in roots:
-            if root.tag_ in _NOUN_TAGS:
-                # "a kid playing on the beach" parses the participle as the head noun and the kid as its
-                # modifier; a participle is a rarer noun than the noun before it ("a brick building" is not)
-                before = [c for c in root.lefts if c.dep_ in ("amod", "compound", "nsubj") and c.tag_ in _NOUN_TAGS]
-                if root.lower_.endswith("ing") and before and self.frequency(before[-1].lower_) > \
-                        self.frequency(root.lower_):
-                    return before[-1]
-                return root
-            for dep in ("attr", "nsubj", "nsubjpass", "dobj", "appos"):
-                for c in root.children:
-                    if c.dep_ == dep and c.tag_ in _NOUN_TAGS:
-                        return c
-        nouns = [t for t in doc if t.tag_ in _NOUN_TAGS]
+        """The token the description is about (its first sentence's): a noun root; for a verb root ("there is a
+        car", "cars parked on the street", "the region shows a car"), its attribute or subject, a noun left
+        of it ("cyclist crossing the road"), or its object; else the first noun that is not a compound
+        modifier; else the last word WordNet knows as a noun. A meta noun ("the region", "the image")
+        gives way to what its verb shows."""
+        root = next((t for t in doc if t.dep_ == "ROOT"), None)
+        if root is None:
+            return None
+        if root.tag_ in _NOUN_TAGS:
+            # "a kid playing on the beach" parses the participle as the head noun and the kid as its modifier;
+            # a participle is a rarer noun than the noun before it ("a brick building" is not)
+            before = [c for c in root.lefts if c.dep_ in ("amod", "compound", "nsubj") and c.tag_ in _NOUN_TAGS]
+            if root.lower_.endswith("ing") and before and self.frequency(before[-1].lower_) > \
+                    self.frequency(root.lower_):
+                return before[-1]
+            # "a garbage truck collecting bins": the truck hangs off a participle that modifies the root
+            for c in root.lefts:
+                if c.tag_ == "VBG":
+                    subj = [g for g in c.lefts if g.dep_ in ("npadvmod", "nsubj") and g.tag_ in _NOUN_TAGS]
+                    if subj:
+                        return subj[-1]
+            return root
+        found = None
+        for dep in ("attr", "nsubj", "nsubjpass"):
+            found = found or next((c for c in root.children if c.dep_ == dep and self._is_noun(c)), None)
+        if found is not None and found.lower_ in META:
+            shown = next((c for c in root.children if c.dep_ in ("dobj", "attr") and self._is_noun(c)), None)
+            found = shown if shown is not None else found
+        if found is None:
+            left = [c for c in root.lefts if self._is_noun(c)]
+            found = left[-1] if left else None
+        if found is None:
+            for dep in ("dobj", "appos"):
+                found = found or next((c for c in root.children if c.dep_ == dep and self._is_noun(c)), None)
+        if found is None:
+            ccomp = [c for c in root.children if c.dep_ in ("ccomp", "xcomp")]
+            subj = [g for c in ccomp for g in c.children if g.dep_ in ("nsubj", "nsubjpass") and self._is_noun(g)]
+            found = subj[0] if subj else None
+        if found is not None:
+            return found
+        sent = root.sent
+        nouns = [t for t in sent if self._is_noun(t) and t.dep_ != "compound"] or [t for t in sent if self._is_noun(t)]
         if nouns:
             return nouns[0]
-        known = [t for t in doc if t.is_alpha and self.noun(t.text)]
+        known = [t for t in doc if t.is_alpha and self.noun(t.lower_)]
         return known[-1] if known else None
 
     def _read(self, doc: Any) -> Phrase | None:
         token = self._main(doc)
-        return None if token is None else self._phrase(token, depth=0)
+        if token is None:
+            return None
+        phrase = self._phrase(token, depth=0)
+        # "It is a person. He is riding a bicycle.": a later sentence about a pronoun goes on describing it
+        later = [s.root for s in doc.sents if s.start > token.sent.start and s.root.tag_.startswith("VB")
+                 and any(c.dep_ in ("nsubj", "nsubjpass") and c.lower_ in _PRONOUNS for c in s.root.children)]
+        if later:
+            extra = tuple(self._verb(v, 0, skip=next(c for c in v.children if c.lower_ in _PRONOUNS)) for v in later)
+            phrase = dataclasses.replace(phrase, verbs=phrase.verbs + extra)
+        return phrase
 
     def _phrase(self, t: Any, depth: int) -> Phrase:
         words = _compound_run(t)
@@ -239,7 +291,8 @@ class Reader:
                 verbs.append(self._verb(c, depth))
             elif c.dep_ == "conj" and c.tag_ in _NOUN_TAGS:
                 attached.append(("and", self._phrase(c, depth + 1)))
-        if t.dep_ in ("nsubj", "nsubjpass") and t.head.tag_.startswith("VB") and t.head.i != t.i:
+        if t.dep_ in ("nsubj", "nsubjpass", "compound", "npadvmod", "advmod") and t.head.tag_.startswith("VB") \
+                and t.head.i > t.i:  # the subject of a verb, or a noun the parser hung before it as a modifier
             verbs.append(self._verb(t.head, depth, skip=t))
         return Phrase(words=words, plural=plural, modifiers=modifiers, attached=tuple(attached), verbs=tuple(verbs))
 
@@ -269,10 +322,11 @@ def _compound_run(t: Any) -> list[str]:
 
 
 def _objects(prep: Any) -> list[Any]:
-    """The noun objects of a preposition ("on the road"), conjuncts included ("of cars and buses")."""
+    """The objects of a preposition ("on the road"), conjuncts included ("of cars and buses"): nouns, and
+    words the tagger read as something else ("a moped" as an adjective)."""
     out = []
     for o in prep.children:
-        if o.dep_ == "pobj" and o.tag_ in _NOUN_TAGS:
+        if o.dep_ == "pobj" and (o.tag_ in _NOUN_TAGS or o.tag_ in ("JJ", "RB", "VBG", "VBN")):
             out.append(o)
             out += [c for c in o.children if c.dep_ == "conj" and c.tag_ in _NOUN_TAGS]
     return out
