@@ -29,7 +29,7 @@ from selfseg.evaluate.mappers import build_mapper  # noqa: E402
 from selfseg.evaluate.mappers.agreement import agreement, read_labelled  # noqa: E402
 
 DEV = ROOT / "tests" / "evaluate" / "mapping_dev"
-DATASETS = {"voc": "voc", "ade20k_150": "ade20k", "cityscapes": "cityscapes"}
+DATASETS = {"voc": "voc", "ade20k_150": "ade20k", "cityscapes": "cityscapes", "cityscapes_regions": "cityscapes"}
 PREFIXES = ["a", "the", "one", "an old", "a small", "a large", "a distant", "a dark", "a bright", "a wet"]
 
 

@@ -93,6 +93,71 @@ def test_cityscapes_rules(lexical_mappers, text, cls, rule, noun):
     assert (m.reason is None) == (cls is not None)
 
 
+@pytest.mark.parametrize("dataset, text, cls", [
+    # a participle after a noun, read with or without the parser, is not the head
+    ("cityscapes", "a person walking", "person"),
+    ("cityscapes", "pedestrians crossing", "person"),
+    # an adjective WordNet also lists as a noun is not a compound ("white" is a person, "small" a body part)
+    ("cityscapes", "a white shirt", None),
+    ("voc", "a grey wall", None),
+    ("voc", "a small wall", None),
+    ("ade20k", "a green house", "house"),
+    # parts of parts reach the whole
+    ("cityscapes", "the tire of the wheel of the bicycle", "bicycle"),
+    ("cityscapes", "the window of the door of the car", "car"),
+    # near something is not part of it
+    ("cityscapes", "a car in front of a train", "car"),
+    ("cityscapes", "a wall in front of a building", "wall"),
+    # a name of its own keeps its class where it is attached ("a traffic signal on a pole")
+    ("cityscapes", "a traffic signal on a pole", "traffic light"),
+    ("cityscapes", "a street sign on a building", "traffic sign"),
+    # the rider role needs the vehicle under the person, not beside it
+    ("cityscapes", "a woman sitting beside her bicycle", "person"),
+    ("cityscapes", "a man leaning against a bicycle", "person"),
+    ("cityscapes", "a man balancing a bicycle on his shoulder", "person"),
+    ("cityscapes", "a man standing on a skateboard", "rider"),
+    # a part of what the dataset leaves out is left out too
+    ("cityscapes", "the wheels of a caravan", None),
+    ("cityscapes", "the trailer of a truck", None),
+    ("voc", "the screen of a laptop", None),
+    ("voc", "the wheel of a truck", None),
+    # a compound names the whole even where the head is a name of its own
+    ("cityscapes", "a car trunk", "car"),
+    ("cityscapes", "a bike light", "bicycle"),
+    ("ade20k", "the shade of a lamp", "lamp"),
+    # marks take what they are on, even when they name a class of their own ("mud" is terrain)
+    ("cityscapes", "mud on the car", "car"),
+    ("cityscapes", "white stripes of a pedestrian crossing", "road"),
+    ("cityscapes", "It is a shadow cast by a tree on the road.", "road"),
+    # region-model answers
+    ("cityscapes", "The region shows a person walking.", "person"),
+    ("cityscapes", "It is a person. He is riding a bicycle.", "rider"),
+    ("cityscapes", "It is a city bus stopped at the curb.", "bus"),
+    ("cityscapes", "Road surface", "road"),
+    ("cityscapes", "an old office building", "building"),
+    ("cityscapes", "a blurry shape", None),
+    ("cityscapes", "...", None),
+])
+def test_reading_cases(dataset, text, cls):
+    (m,) = build_mapper("lexical", dataset).map([text])
+    assert m.cls == cls, m
+
+
+def test_a_noun_that_is_its_own_member_maps_to_none_instead_of_recursing(tmp_path):
+    from selfseg.evaluate.datasets import read_class_file
+
+    (tmp_path / "classes.txt").write_text("road\ncar\n")
+    m = build_mapper("lexical", "folder", classes=read_class_file(tmp_path / "classes.txt"))
+    assert [x.cls for x in m.map(["a car", "an enemy", "a samurai", "the homeless"])] == ["car", None, None, None]
+
+
+def test_related_classes_are_cumulative_over_the_levels(lexical_mappers):
+    for name, mapper in lexical_mappers.items():
+        for r in read_labelled(DEV / f"{name}.tsv"):
+            sets = [mapper.related(r.description, level) for level in mapper.levels]
+            assert all(a <= b for a, b in zip(sets, sets[1:])), (name, r.description, sets)
+
+
 def test_levels_still_cut_the_rules(lexical_mappers):
     m = lexical_mappers["cityscapes"]
     # a part needs the meronym level; a role is a kind of its class (hyponym); a lexicon name is a synonym
@@ -128,6 +193,8 @@ def test_every_shipped_lexicon_loads_strictly_against_its_class_list(dataset):
 
 
 @pytest.mark.parametrize("text, message", [
+    ("classes:\n  road:\n    names: [pavement]\n    why: x\n",
+     "road.names: 'pavement' is a name of class 'sidewalk' in the class list"),
     ("classes:\n  car:\n    names: [van]\n", "class 'car': expected names / parts lists and a 'why'"),
     ("classes:\n  lorry:\n    names: [van]\n    why: x\n", "classes: expected a class of the list, got 'lorry'"),
     ("roles:\n  - {class: rider, members: person, verbs: [ride], preps: [on], vehicles: [bicycle], why: x}\n",
@@ -197,3 +264,15 @@ def test_alignment_curve_and_ground_truth_aware_scoring_read_descriptions(tmp_pa
     # at the meronym level every region is right once the ground truth picks among a bare part's wholes
     assert aware.lexical_alignment["mIoU"][-1] == pytest.approx(1.0)
     assert aware.semseg.miou >= plain.semseg.miou
+
+
+def test_the_hybrid_fills_gaps_only_at_the_loosest_level_and_keeps_deliberate_nones():
+    pytest.importorskip("sentence_transformers")
+    h = build_mapper("hybrid", "cityscapes", threshold=-1)  # every gap filled, to see where it may be
+    texts = ["a fixture hanging over the street", "a guard rail", "the shadow of a tree", "a car"]
+    loose = h.map(texts)
+    assert loose[0].rule == "embedding" and loose[0].cls is not None and loose[0].score is not None
+    assert [m.cls for m in loose[1:]] == [None, None, "car"] and loose[3].rule == "name"
+    strict = h.map(texts, "exact")
+    assert strict[0].cls is None and strict[0].rule == "none"
+    assert h.related(texts[0], "exact") == set() and h.related(texts[0]) == {loose[0].index}

@@ -45,7 +45,9 @@ class HybridMapper:
 
     def map(self, descriptions: Sequence[str], level: str | None = None) -> list[LabelMatch]:
         out = self.lexical.map(descriptions, level)
-        gaps = self._gaps(out)
+        rank = self.lexical.rank if level is None else level_rank(level)
+        # the embedding relates nothing by a lexical level: it fills gaps only at the loosest level
+        gaps = self._gaps(out) if rank == len(LEVELS) - 1 else []
         if gaps:  # one batched embedding call for every gap
             for i, e in zip(gaps, self.embedding.map([out[i].description for i in gaps])):
                 if e.score is not None and e.score >= self.threshold:

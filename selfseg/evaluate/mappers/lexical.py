@@ -134,6 +134,9 @@ SURFACE_MARKS = frozenset({"marking", "mark", "line", "stripe", "crack", "stain"
 # Effects cast by one thing onto another: "the shadow of a car" is not the car, it lies on the road.
 SURFACE_CAST = frozenset({"shadow", "shade", "reflection", "glare", "sunlight", "sunshine", "light beam"})
 SURFACE_EFFECTS = SURFACE_MARKS | SURFACE_CAST
+# What a preposition other than "of" points at when it says where, not what holds ("in front of a building").
+_SPATIAL = frozenset({"front", "back", "side", "left", "right", "middle", "center", "centre", "rear", "vicinity",
+                      "distance", "background", "foreground", "edge", "corner", "end", "direction", "area"})
 # Nouns that name no kind of thing: a description about them maps to none.
 VAGUE = frozenset({"object", "thing", "something", "shape", "item", "stuff", "blob", "anything", "everything"})
 _SURFACE_PREPS = ("on", "in", "onto", "across", "along", "over", "upon", "at")
@@ -258,6 +261,7 @@ class LexicalMapper:
             return self._cache[key]
         self._build()
         rel: dict[int, Relation] = {}
+        self._cache[key] = rel  # filled below; a noun that is its own member ("enemy") finds it and stops
 
         def add(c: int, r: Relation) -> None:
             if c != self.background and (c not in rel or r < rel[c]):
@@ -305,7 +309,7 @@ class LexicalMapper:
     def _is_colour(self, word: str) -> bool:
         """Whether a word names a colour ("white" in "a white line"; WordNet also makes it a person)."""
         colour = self.wn.synset("color.n.01")
-        return any(colour in _bfs(s, _up) for s in self._senses(word)[:3])
+        return any(colour in _bfs(s, _up) for s in self._senses(word))
 
     def _is_kind(self, noun: str, entries: frozenset[str]) -> bool:
         """Whether a noun is one of the words, or a WordNet kind of one ("shirt" of "garment")."""
@@ -318,7 +322,9 @@ class LexicalMapper:
         """Classes a noun or description relates to at `level` or below (the ground-truth-aware protocol's
         test): those of the noun its reading decides by, or the class a part, role or surface rule chose."""
         rank = self.rank if level is None else level_rank(level)
-        return set(self.decide([noun], rank)[0].related)
+        # every level up to `rank`: a rule that decides at a higher level ("a man riding a bike" is a rider
+        # from hyponym on) adds its class to what the lower levels related, so the levels stay cumulative
+        return set().union(*(self.decide([noun], r)[0].related for r in range(rank + 1)))
 
     def best(self, noun: str, level: str | None = None) -> tuple[int | None, str | None]:
         rank = self.rank if level is None else level_rank(level)
@@ -352,9 +358,8 @@ class LexicalMapper:
     def _decide_text(self, text: str, p: Phrase | None, rank: int) -> Decision:
         if p is None:
             t = normalize(text)
-            why = ("the description is empty" if not t else
-                   f"the description is longer than {MAX_CHARS} characters" if len(t) > MAX_CHARS else
-                   "no English noun found")
+            why = ("the description is longer than " f"{MAX_CHARS} characters" if len(text) > MAX_CHARS else
+                   "the description is empty" if not t else "no English noun found")
             return Decision(None, None, "", "none", reason=why)
         found = self._phrase(p, rank, 0)
         if found is not None:
@@ -381,27 +386,49 @@ class LexicalMapper:
 
     def _phrase(self, p: Phrase, rank: int, depth: int) -> Decision | None:
         """The decision for one phrase (the rules of the module docstring, in order), None for none."""
-        if depth > 4:
+        if depth > 6:  # descriptions nest a few phrases deep; the reader stops at four
             return None
         noun, rel, rule = self._name(p, rank)
+        c, lev = self._best(rel, rank)
+        wholes = p.attached_by("of")
+        named = c is not None and rule == "name" and lev in ("exact", "synonym")
+        # "traffic light", "street sign": a name of several words is not its last word attached to its first
+        compound_name = named and " " in noun
+        holders = [(prep, w) for prep, w in p.attached
+                   if prep == "of" or prep in ("on", "in", "at") and w.head not in _SPATIAL]
+        if not compound_name:
+            holders += [("compound", Phrase(words=(w,))) for w in p.words[:-1]]
         left_out = next((t for t in (noun, *p.tails()) if t in self.lexicon.unlabelled), None)
         if left_out is not None:
             return Decision(None, None, left_out, "none", reason=f"the dataset leaves {left_out!r} out of its classes")
-        c, lev = self._best(rel, rank)
-        wholes = p.attached_by("of")
+        decided: list[tuple[str, Decision | None]] = []
+        if rank >= 3 and holders:
+            decided = [(prep, self._phrase(w, rank, depth + 1)) for prep, w in holders]
+            for prep, whole in decided:
+                # a part of something the dataset leaves out is left out with it ("the wheel of a caravan")
+                if prep in ("of", "compound") and whole is not None and whole.cls is None and whole.rule == "none" \
+                        and (whole.reason or "").startswith("the dataset leaves"):
+                    return Decision(None, None, whole.noun, "part", reason=f"a part of {whole.noun!r}, which the "
+                                    "dataset leaves out of its classes")
+                if not _stands_for_whole(whole):
+                    continue
+                # the lexicon's parts decide first: "the light of a car", "a car trunk", "the shade of a lamp"
+                listed = self.lexicon.parts.get(whole.cls)
+                if listed and (noun in listed or not named and (p.head in listed or self._is_kind(noun, listed))):
+                    return Decision(whole.cls, "meronym", whole.noun, "part", frozenset({whole.cls}))
         if p.words == (p.head,) and p.head in VAGUE and not wholes:
             return Decision(None, None, p.head, "none", reason=f"{p.head!r} names no kind of thing")
-        exact_name = c is not None and lev in ("exact",) and " " in noun  # "traffic light" is not "light"
-        # view and container: the "of" object is the region
-        measure = p.head in VIEWS | CONTAINERS and rule != "name" and not exact_name
-        if p.head in VIEWS | CONTAINERS and wholes:  # even where the head is a class ("picture", "base")
+        # view and container: the "of" object is the region, even where the head is a class ("picture", "base")
+        if p.head in VIEWS | CONTAINERS and wholes:
             inner = self._first(wholes, rank, depth)
-            if inner is not None:
+            if _stands_for_whole(inner):
                 return _as(inner, "view" if p.head in VIEWS else "container")
         # surface effects take the surface's class (at the meronym level: they lie on it, not in it)
-        if p.head in SURFACE_EFFECTS and rule != "name" and rank >= 3:
+        if p.head in SURFACE_EFFECTS and rank >= 3 and not compound_name:
             surfaces = p.attached_by(*_SURFACE_PREPS) + [q for w in wholes for q in w.attached_by(*_SURFACE_PREPS)]
             surfaces += [q for v in p.verbs for prep, q in v.objects if prep in _SURFACE_PREPS]
+            # "a shadow cast by a tree on the road": the surface hangs on the verb's agent
+            surfaces += [r for v in p.verbs for _, q in v.objects for r in q.attached_by(*_SURFACE_PREPS)]
             if p.head in SURFACE_MARKS:
                 surfaces += wholes
             inner = self._first(surfaces, rank, depth)
@@ -411,31 +438,22 @@ class LexicalMapper:
                 return Decision(None, None, p.head, "surface", reason=f"a {p.head} takes the class of the surface "
                                 "it lies on, and none is named")
         # a container without an "of": a noun compound or adjective says what it holds ("a grassy area")
-        if measure and p.head not in VIEWS:
+        if p.head in CONTAINERS and not named:
             held = [w for w in (*p.words[:-1], *p.modifiers) if not self._is_colour(w)]
             inner = self._first([Phrase(words=(w,)) for w in held], rank, depth)
             if inner is not None:
                 return _as(inner, "container")
-        # parts attached to their whole; a noun compound names the whole too ("a car tire", "bicycle wheel")
-        part_holders = [(prep, w) for prep, w in p.attached if prep in ("of", "on", "in", "at")]
-        part_holders += [("compound", Phrase(words=(w,))) for w in p.words[:-1] if c is None or rule != "name"]
-        if rank >= 3:
-            for prep, w in part_holders:
-                whole = self._phrase(w, rank, depth + 1)
-                # a whole that is itself only a part of a class ("the floor of the living room": a room is
-                # part of a building) names where the part is, not what it belongs to
-                if whole is None or whole.cls is None or whole.level == "meronym":
-                    continue
-                listed = self.lexicon.parts.get(whole.cls)
-                if listed and self._is_kind(noun, listed) and not exact_name:
-                    return Decision(whole.cls, "meronym", whole.noun, "part", frozenset({whole.cls}))
-                r = rel.get(whole.cls)
-                if r is not None and r.level == 3 and (prep == "of" or lev in (None, "hyponym", "meronym")):
-                    return Decision(whole.cls, "meronym", whole.noun, "part", frozenset({whole.cls}))
-                if prep == "of" and lev == "meronym":  # a part of something, named with its whole
-                    return Decision(whole.cls, "meronym", whole.noun, "part", frozenset({whole.cls}))
-                if prep == "of" and c is None:
-                    return Decision(whole.cls, "meronym", whole.noun, "whole", frozenset({whole.cls}))
+        # parts attached to their whole by WordNet's part-whole relations; an unknown noun "of" a whole
+        for prep, whole in decided:
+            if not _stands_for_whole(whole):
+                continue
+            r = rel.get(whole.cls)
+            if r is not None and r.level == 3 and (prep == "of" or lev in (None, "hyponym", "meronym")):
+                return Decision(whole.cls, "meronym", whole.noun, "part", frozenset({whole.cls}))
+            if prep == "of" and lev == "meronym":  # a part of something, named with its whole
+                return Decision(whole.cls, "meronym", whole.noun, "part", frozenset({whole.cls}))
+            if prep == "of" and c is None:
+                return Decision(whole.cls, "meronym", whole.noun, "whole", frozenset({whole.cls}))
         # roles: a member doing what makes it another class
         if c is not None:
             for role in self.lexicon.roles:
@@ -453,9 +471,12 @@ class LexicalMapper:
         return None
 
     def _plays(self, p: Phrase, role: Any, rank: int, depth: int) -> bool:
-        """Whether a phrase's verbs or prepositions put it on one of the role's vehicles."""
+        """Whether a phrase is on one of the role's vehicles: attached to it by one of the role's prepositions
+        ("a man on a bike", "a man standing on a skateboard"), or the object of one of its verbs ("a woman
+        riding a motorcycle"); a verb's other prepositions ("sitting beside her bicycle") do not count."""
         objects = [q for prep, q in p.attached if prep in role.preps]
-        objects += [q for v in p.verbs if v.lemma in role.verbs for _, q in v.objects]
+        objects += [q for v in p.verbs for prep, q in v.objects
+                    if prep in role.preps or prep == "obj" and v.lemma in role.verbs]
         for q in objects:
             if q.head in role.vehicle_words or any(t in role.vehicle_words for t in q.tails()):
                 return True
@@ -463,6 +484,13 @@ class LexicalMapper:
             if d is not None and d.cls in role.vehicles:
                 return True
         return False
+
+
+def _stands_for_whole(d: Decision | None) -> bool:
+    """Whether a decision can stand for a whole: it has a class, and not only because its own noun is a
+    part of that class ("the floor of the living room": a room is part of a building, and names where the
+    floor is, not what it belongs to)."""
+    return d is not None and d.cls is not None and not (d.level == "meronym" and d.rule in ("head", "name"))
 
 
 def _as(d: Decision, rule: str, level: str | None = None) -> Decision:

@@ -69,6 +69,10 @@ class Lexicon:
             raise DatasetError(f"lexicon {path}: expected a mapping with 'classes', 'none' and 'roles', "
                                f"got {_keys(data)}")
         index = {normalize(c.name): c.index for c in classes}
+        listed: dict[str, int] = {}
+        for c in classes:
+            for n in c.names:
+                listed.setdefault(normalize(n), c.index)
         lex = cls(source=str(path))
 
         def find(name: Any, where: str) -> int | None:
@@ -85,6 +89,10 @@ class Lexicon:
             if i is None:
                 continue
             for key in sorted(_words(entry.get("names") or [], f"{name}.names", path)):
+                other = listed.get(key)
+                if other is not None and other != i:  # the class list's own names are not overridden
+                    raise DatasetError(f"lexicon {path}: {name}.names: {key!r} is a name of class "
+                                       f"{classes[other].name!r} in the class list; expected a word no other class has")
                 if key in lex.names and lex.names[key] != i:
                     raise DatasetError(f"lexicon {path}: name {key!r}: expected one class, got two "
                                        f"({classes[lex.names[key]].name!r} and {name!r})")

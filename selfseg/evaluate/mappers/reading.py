@@ -33,6 +33,9 @@ is are was were be been being has have had there that which who whose while wher
 _DETERMINERS = frozenset("""a an the this that these those some many several few two three four five six
 seven eight nine ten its his her their our my your one""".split())
 
+# Fewer sightings than this in WordNet's tagged corpus make an -ing word a participle before a noun's
+# ("playing" 12, "standing" 3), more a noun of its own ("painting" 27, "building" 52).
+_RARE_NOUN = 20
 # Nouns about the picture, not what is in it: "the region shows a car" is about the car.
 META = frozenset({"region", "image", "picture", "photo", "photograph", "mask", "area", "segment", "crop", "scene",
                   "view", "frame", "part", "portion", "section", "object"})
@@ -145,13 +148,14 @@ class Reader:
         return self.wn.morphy(word, self.wn.VERB) or word
 
     def __call__(self, descriptions: Sequence[str]) -> list[Phrase | None]:
-        texts = [_CLOSEUP.sub("closeup", normalize(d)) for d in descriptions]
+        # the length limit is the text's as given, before normalising shortens it
+        texts = [_CLOSEUP.sub("closeup", normalize(d)) if len(d) <= MAX_CHARS else d for d in descriptions]
         todo = []
         for t in dict.fromkeys(texts):
             if t in self._cache:
                 continue
             whole = self.noun(t) if t and len(t) <= MAX_CHARS else None
-            if not t or len(t) > MAX_CHARS:
+            if not t or len(t) > MAX_CHARS or not any(ch.isalpha() for ch in t):
                 self._cache[t] = None
             elif whole is not None:  # a noun as a whole ("traffic light", "road surface"): no parse needed
                 self._cache[t] = Phrase(words=tuple(whole.split()), plural=whole != t)
@@ -179,16 +183,20 @@ class Reader:
         words = [w for w in text.replace("'s", " 's").split() if w not in _DETERMINERS]
         if not words or len(words) > 6 or any(w in _STRUCTURE or not w.isalpha() for w in words):
             return None
-        if any(self._inflected_verb(w) for w in words[:-1]):  # "parked cars": the parser reads participles
+        # "parked cars", "a person walking": the parser reads participles
+        if any(self._inflected_verb(w) for w in words[:-1]) or len(words) > 1 and self._inflected_verb(words[-1]):
             return None
-        if not all(self.noun(w) or self.wn.synsets(w, pos=self.wn.ADJ) for w in words):  # "without", "very"
+        kinds = [(self.noun(w) is not None, bool(self.wn.synsets(w, pos=self.wn.ADJ))) for w in words[:-1]]
+        # a word neither noun nor adjective ("without", "very"), or both ("white", "small", "dark": a colour or a
+        # size, or WordNet's person and body senses), needs the parser to say which it is here
+        if any(noun == adjective for noun, adjective in kinds):
             return None
         head = self.noun(words[-1])
         if head is None:
             return None
         run: list[str] = []
         k = len(words) - 2
-        while k >= 0 and self.noun(words[k]):
+        while k >= 0 and kinds[k][0]:
             run.insert(0, words[k])
             k -= 1
         modifiers = tuple(n for w in words[:-1] for n in self.adjective_nouns(w))
@@ -221,11 +229,13 @@ class Reader:
         if root is None:
             return None
         if root.tag_ in _NOUN_TAGS:
-            # "a kid playing on the beach" parses the participle as the head noun and the kid as its modifier;
-            # a participle is a rarer noun than the noun before it ("a brick building" is not)
+            # "a kid playing on the beach" parses the participle as the head noun and the kid as its modifier:
+            # an -ing word WordNet's corpus rarely saw as a noun, after a commoner noun, is a participle
+            # ("an office building", "a wall painting" are nouns)
             before = [c for c in root.lefts if c.dep_ in ("amod", "compound", "nsubj") and c.tag_ in _NOUN_TAGS]
-            if root.lower_.endswith("ing") and before and self.frequency(before[-1].lower_) > \
-                    self.frequency(root.lower_):
+            seen = self.frequency(root.lower_)
+            if root.lower_.endswith("ing") and before and seen < _RARE_NOUN and \
+                    self.frequency(before[-1].lower_) > seen:
                 return before[-1]
             # "a garbage truck collecting bins": the truck hangs off a participle that modifies the root
             for c in root.lefts:
@@ -239,6 +249,9 @@ class Reader:
             found = found or next((c for c in root.children if c.dep_ == dep and self._is_noun(c)), None)
         if found is not None and found.lower_ in META:
             shown = next((c for c in root.children if c.dep_ in ("dobj", "attr") and self._is_noun(c)), None)
+            if shown is None:  # "the region shows a person walking": the person heads a clause of its own
+                shown = next((g for c in root.children if c.dep_ in ("ccomp", "xcomp") for g in c.children
+                              if g.dep_ in ("nsubj", "nsubjpass") and self._is_noun(g)), None)
             found = shown if shown is not None else found
         if found is None:
             left = [c for c in root.lefts if self._is_noun(c)]
@@ -285,7 +298,7 @@ class Reader:
         for c in t.children:
             if c.dep_ == "poss" and c.tag_ in _NOUN_TAGS:
                 attached.append((POSSESSIVE, self._phrase(c, depth + 1)))
-            elif c.dep_ == "prep":
+            elif c.dep_ in ("prep", "agent"):  # "agent": the by-phrase of a passive ("cast by a tree")
                 attached += [(c.lower_, self._phrase(o, depth + 1)) for o in _objects(c)]
             elif c.dep_ in ("acl", "relcl") and c.tag_.startswith("VB"):
                 verbs.append(self._verb(c, depth))
@@ -303,7 +316,7 @@ class Reader:
                 continue
             if c.dep_ in ("dobj", "attr", "oprd") and c.tag_ in _NOUN_TAGS:
                 objects.append(("obj", self._phrase(c, depth + 1)))
-            elif c.dep_ == "prep":
+            elif c.dep_ in ("prep", "agent"):  # "agent": the by-phrase of a passive ("cast by a tree")
                 objects += [(c.lower_, self._phrase(o, depth + 1)) for o in _objects(c)]
         return Verb(lemma=self.verb(v.lower_), objects=tuple(objects))
 
