@@ -64,9 +64,9 @@ class EmbeddingMapper(MapperWithoutLevels):
         if self._model is None:
             try:
                 from sentence_transformers import SentenceTransformer
-            except ImportError:
-                raise ImportError("the embedding label mapper needs sentence-transformers: "
-                                  "pip install sentence-transformers") from None
+            except ImportError:  # a one-line error from the command line, not a traceback
+                raise ResourceMissingError(f"the {self.name} label mapper needs sentence-transformers: "
+                                           "pip install sentence-transformers") from None
             from ...models.loading import resolve_device
 
             path = resolve_embedding_model(self.model_name)
