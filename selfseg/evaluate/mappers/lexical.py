@@ -48,6 +48,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from ...errors import ConfigError, check, choices
@@ -90,7 +91,9 @@ def _bfs(start: Any, step, max_depth: int = 30) -> dict[Any, int]:
     return seen
 
 
+@cache
 def _count(s: Any, word: str) -> int:
+    """How often WordNet's tagged corpus saw `word` in sense `s` (NLTK reads it from disk on every call)."""
     word = word.replace(" ", "_").lower()
     return sum(lem.count() for lem in s.lemmas() if lem.name().lower() == word)
 

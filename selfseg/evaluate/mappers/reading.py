@@ -94,6 +94,7 @@ class Reader:
     _nouns: dict[str, str | None] = field(default_factory=dict, repr=False)
     _verbs: dict[str, bool] = field(default_factory=dict, repr=False)
     _adjectives: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
+    _frequencies: dict[str, int] = field(default_factory=dict, repr=False)
 
     @property
     def wn(self) -> Any:
@@ -113,12 +114,12 @@ class Reader:
 
     def frequency(self, word: str) -> int:
         """How often WordNet's tagged corpus saw the word as a noun."""
-        base = self.noun(word)
-        if base is None:
-            return 0
-        key = base.replace(" ", "_")
-        return sum(lem.count() for s in self.wn.synsets(key, pos=self.wn.NOUN) for lem in s.lemmas()
-                   if lem.name().lower() == key)
+        if word not in self._frequencies:
+            base = self.noun(word)
+            key = base.replace(" ", "_") if base else ""
+            self._frequencies[word] = sum(lem.count() for s in (self.wn.synsets(key, pos=self.wn.NOUN) if key else ())
+                                          for lem in s.lemmas() if lem.name().lower() == key)
+        return self._frequencies[word]
 
     def adjective_nouns(self, word: str) -> tuple[str, ...]:
         """The nouns WordNet derives an adjective from ("grassy" -> "grass", "sandy" -> "sand")."""
