@@ -200,6 +200,7 @@ def cmd_download(ns: argparse.Namespace) -> int:
 def cmd_map_labels(ns: argparse.Namespace) -> int:
     """One description per input line -> one JSON object per output line."""
     import json
+    import re
 
     from .evaluate.mappers import build_mapper
 
@@ -223,8 +224,13 @@ def cmd_map_labels(ns: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"selfseg: error: cannot read {ns.file}: {exc.strerror or exc}", file=sys.stderr)
             return 2
-    raw = data.splitlines() if isinstance(data, bytes) else [ln.encode("utf-8", "surrogatepass")
-                                                              for ln in data.splitlines()]
+    if isinstance(data, str):  # a text stdin (no byte buffer): split it as bytes too, the same way
+        data = data.encode("utf-8", "surrogateescape")
+    data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark is not part of the first line
+    # lines end at \n, \r\n or \r only (str.splitlines would also split at form feeds and U+2028)
+    raw = re.split(rb"\r\n|\r|\n", data)
+    if raw and raw[-1] == b"":
+        raw.pop()
     lines: list[tuple[str, str | None]] = []  # (text, reason it is not mapped)
     for b in raw:
         try:
@@ -237,9 +243,10 @@ def cmd_map_labels(ns: argparse.Namespace) -> int:
     mapper = build_mapper(ns.method, ns.dataset, **opts)
     matches = iter(mapper.map(todo) if todo else [])
     for text, why in lines:
-        row = next(matches).to_dict() if why is None else {"description": text, "noun": None, "class": None,
-                                                          "reason": why}
-        print(json.dumps(row, ensure_ascii=False))
+        row = next(matches).to_dict() if why is None else {"description": text, "noun": "", "class": None,
+                                                          "rule": "none", "reason": why}
+        # ASCII JSON: any terminal encoding can print it, and no character inside a row ends a line
+        print(json.dumps(row))
     return 0
 
 

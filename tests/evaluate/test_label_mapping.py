@@ -17,9 +17,11 @@ from selfseg.evaluate.mappers.lexicon import Lexicon, shipped_lexicon
 DEV = Path(__file__).parent / "mapping_dev"
 # file -> dataset; cityscapes_regions imitates region-level multimodal models' answers (see RULES.md)
 DATASETS = {"voc": "voc", "ade20k_150": "ade20k", "cityscapes": "cityscapes", "cityscapes_regions": "cityscapes"}
-# Single nouns (BCC tags, the `tag` rows) as the head-noun mapper that preceded description reading mapped
-# them on this set: description reading must not map them worse.
-TAG_FLOOR = {"voc": 0.85, "ade20k_150": 0.88, "cityscapes": 0.71, "cityscapes_regions": 0.76}
+# Agreement floors, a point or two under today's figures (README), so a regression shows.
+FLOOR = {"voc": 0.97, "ade20k_150": 0.95, "cityscapes": 0.98, "cityscapes_regions": 0.98}
+# Single nouns (BCC tags, the `tag` rows) as a head-noun-only WordNet mapping maps them on this set (85, 88,
+# 71, 76%): reading whole descriptions must map them at least as well.
+TAG_BASELINE = {"voc": 0.85, "ade20k_150": 0.88, "cityscapes": 0.71, "cityscapes_regions": 0.76}
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +46,8 @@ def test_lexical_mapping_agrees_with_the_development_set(report, lexical_mappers
     rows = read_labelled(DEV / f"{name}.tsv")
     result = agreement(lexical_mappers[name], rows)
     report(f"lexical mapper on {name} ({result.n} descriptions)", result.table())
-    assert result.total >= 0.90, [(r.description, r.label, m.cls, m.rule) for r, m in result.misses]
-    assert result.groups["style:tag"][0] >= TAG_FLOOR[name]
+    assert result.total >= max(0.90, FLOOR[name]), [(r.description, r.label, m.cls, m.rule) for r, m in result.misses]
+    assert result.groups["style:tag"][0] >= max(TAG_BASELINE[name], 0.97)
 
 
 def test_lexical_beats_the_embedding_mapper_by_25_points_on_cityscapes(report, lexical_mappers):
@@ -75,15 +77,17 @@ def test_lexical_beats_the_embedding_mapper_by_25_points_on_cityscapes(report, l
     ("leaves of a tree", "vegetation", "part", "tree"),
     ("a man riding a bicycle down the street", "rider", "role", "man"),
     ("a woman on a motorcycle", "rider", "role", "woman"),
-    ("a woman pushing a bicycle", "person", "name", "woman"),
+    ("a woman pushing a bicycle", "person", "head", "woman"),
     ("a crowd of people", "person", "container", "people"),
-    ("people", "person", "name", "people"),
+    ("people", "person", "head", "people"),  # WordNet: a person is a member of people
     ("there is a car that is parked on the street", "car", "name", "car"),
     ("a street sign", "traffic sign", "name", "street sign"),
     ("a street with cars parked on both sides", "road", "name", "street"),
     ("light", "traffic light", "name", "light"),
     ("a sedan", "car", "name", "sedan"),
-    ("a guard rail along the road", None, "none", "guard rail"),
+    ("a guard rail along the road", None, "left out", "guard rail"),
+    ("the wheel of a caravan", None, "left out", "caravan"),
+    ("an object", None, "vague", "object"),
     ("the shadow of a tree", None, "surface", "shadow"),
     ("a dog", None, "none", "dog"),
 ])
@@ -118,7 +122,8 @@ def test_cityscapes_rules(lexical_mappers, text, cls, rule, noun):
     ("cityscapes", "a man standing on a skateboard", "rider"),
     # a part of what the dataset leaves out is left out too
     ("cityscapes", "the wheels of a caravan", None),
-    ("cityscapes", "the trailer of a truck", None),
+    ("cityscapes", "the trailer of a truck", "truck"),  # truck includes its trailers; a lone trailer does not
+    ("cityscapes", "a trailer", None),
     ("voc", "the screen of a laptop", None),
     ("voc", "the wheel of a truck", None),
     # a compound names the whole even where the head is a name of its own
@@ -162,7 +167,7 @@ def test_levels_still_cut_the_rules(lexical_mappers):
     m = lexical_mappers["cityscapes"]
     # a part needs the meronym level; a role is a kind of its class (hyponym); a lexicon name is a synonym
     assert [x.cls for x in m.map(["the mirror of a car"] * 1, "hyponym")] == [None]
-    assert m.map(["a man riding a bike"], "synonym")[0].cls == "person"
+    assert m.map(["a man riding a bike"], "synonym")[0].cls is None  # a man is a kind of person (hyponym)
     assert m.map(["a man riding a bike"], "hyponym")[0].cls == "rider"
     assert m.map(["street"], "exact")[0].cls is None and m.map(["street"], "synonym")[0].cls == "road"
 
@@ -187,9 +192,15 @@ def test_rare_senses_do_not_win(lexical_mappers):
 def test_every_shipped_lexicon_loads_strictly_against_its_class_list(dataset):
     path = shipped_lexicon(dataset_spec(dataset).class_file)
     assert path is not None
-    lex = Lexicon.load(path, class_list(dataset), strict=True)
-    assert lex.names or lex.parts
-    assert not (lex.unlabelled & set(lex.names))
+    classes = class_list(dataset)
+    lex = Lexicon.load(path, classes, strict=True)
+    assert lex.names and lex.parts
+    # every name the lexicon gives a class reaches it through the mapper, and every left-out word maps to none
+    mapper = build_mapper("lexical", dataset)
+    names = sorted(lex.names)
+    got = [m.cls for m in mapper.map(names)]
+    assert [n for n, g in zip(names, got) if g != classes[lex.names[n]].name] == []
+    assert [m.description for m in mapper.map(sorted(lex.unlabelled)) if m.cls is not None] == []
 
 
 @pytest.mark.parametrize("text, message", [
@@ -202,6 +213,13 @@ def test_every_shipped_lexicon_loads_strictly_against_its_class_list(dataset):
     ("classes:\n  car:\n    names: [van]\n    why: x\n  truck:\n    names: [van]\n    why: y\n",
      "name 'van': expected one class, got two"),
     ("things: []\n", "expected a mapping with 'classes', 'none' and 'roles'"),
+    ("classes: [car]\n", "classes: expected a mapping of class name -> entry, got list"),
+    ("roles:\n  class: rider\n", "roles: expected a list of roles, got dict"),
+    ("none:\n  names: [car]\n  why: x\n", "none: expected names no class has, got 'car'"),
+    ("none:\n  names: [bridge]\n", "none: expected a names list and a 'why'"),
+    ("classes: {car: [\n", "cannot read it"),
+    ("roles:\n  - {class: rider, members: person, verbs: [ride], preps: ['on'], vehicles: [bicycle], why: ''}\n",
+     r"roles\[0\]: expected keys"),
 ])
 def test_a_malformed_lexicon_is_one_clear_error(tmp_path, text, message):
     f = tmp_path / "x.lexicon.yaml"
@@ -276,3 +294,61 @@ def test_the_hybrid_fills_gaps_only_at_the_loosest_level_and_keeps_deliberate_no
     strict = h.map(texts, "exact")
     assert strict[0].cls is None and strict[0].rule == "none"
     assert h.related(texts[0], "exact") == set() and h.related(texts[0]) == {loose[0].index}
+
+
+def test_map_labels_reads_any_stdin_the_same_way_and_prints_ascii(monkeypatch, capsys):
+    import io
+    import subprocess
+    import sys
+
+    from selfseg.cli import main
+
+    text = "\ufeffcar\ncaf\u00e9 on the road\x0cstill one line\u2028same line\r\nlast\r"
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))  # a text stdin without a byte buffer
+    assert main(["map-labels", "--dataset", "cityscapes", "-"]) == 0
+    as_text = capsys.readouterr().out.splitlines()
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(text.encode()), encoding="utf-8"))
+    assert main(["map-labels", "--dataset", "cityscapes", "-"]) == 0
+    as_bytes = capsys.readouterr().out.splitlines()
+    assert as_text == as_bytes and len(as_text) == 3  # lines end at \n, \r\n, \r only
+    rows = [json.loads(x) for x in as_text]
+    assert rows[0]["description"] == "car" and rows[0]["class"] == "car"  # the byte-order mark is gone
+    # accents folded as WordNet spells them: a cafe is a building; the form feed and U+2028 are spaces
+    assert rows[1]["class"] == "building" and all(x.isascii() for x in as_text)
+    # an ASCII terminal prints every row
+    run = subprocess.run([sys.executable, "-m", "selfseg", "map-labels", "--dataset", "cityscapes", "-"],
+                         input=text.encode(), capture_output=True, env={**__import__("os").environ,
+                                                                       "PYTHONIOENCODING": "ascii"})
+    assert run.returncode == 0 and run.stdout.decode().splitlines() == as_text
+
+
+def test_the_readme_example_prints_what_the_readme_says(monkeypatch, capsys):
+    import io
+    import re
+
+    from selfseg.cli import main
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    found = re.search(r'echo "([^"]+)" \| selfseg map-labels --dataset (\S+) -\n# (\{.*\})', readme)
+    assert found, "the README's map-labels example"
+    text, dataset, row = found.groups()
+    monkeypatch.setattr("sys.stdin", io.StringIO(text + "\n"))
+    assert main(["map-labels", "--dataset", dataset, "-"]) == 0
+    assert json.loads(capsys.readouterr().out) == json.loads(row)
+
+
+def test_the_hybrid_default_threshold_has_the_best_mean_agreement_on_the_development_set():
+    pytest.importorskip("sentence_transformers")
+    from selfseg.evaluate.mappers.hybrid import HybridMapperConfig
+
+    grid = [x / 20 for x in range(4, 20)]
+    per_file = []
+    for name, dataset in DATASETS.items():
+        rows = read_labelled(DEV / f"{name}.tsv")
+        h = build_mapper("hybrid", dataset, threshold=-1)  # every gap filled, with its cosine
+        filled = h.map([r.description for r in rows])
+        per_file.append([sum((m.cls if m.rule != "embedding" or m.score >= t else None) == r.label
+                             for r, m in zip(rows, filled)) / len(rows) for t in grid])
+    mean = [sum(col) / len(col) for col in zip(*per_file)]
+    default = HybridMapperConfig().hybrid_threshold
+    assert mean[grid.index(default)] == pytest.approx(max(mean))

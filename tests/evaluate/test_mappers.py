@@ -114,7 +114,7 @@ def test_map_labels_cli_reads_stdin_and_writes_json_lines(monkeypatch, capsys):
         # the dataset's lexicon names a sedan a car; the row says which rule decided, at which level
         {"description": "a sedan parked outside", "noun": "sedan", "class": "car", "level": "synonym",
          "rule": "name"},
-        {"description": "", "noun": None, "class": None, "reason": "empty line"},  # rows pair with lines
+        {"description": "", "noun": "", "class": None, "rule": "none", "reason": "empty line"},  # a row per line
         # a part: only at the meronym level
         {"description": "wheels", "noun": "wheel", "class": None, "rule": "none",
          "reason": "no class relates to 'wheel' up to hyponym"},

@@ -15,24 +15,31 @@ At level L a description may map to a class its noun relates to by any level up 
 The paper builds its word lists with an LLM; selfseg derives the same relations from WordNet plus the
 shipped class and lexicon files, so mapping is reproducible, offline and explainable.
 
-Reading. A description is read (`reading.Reader`) into the phrase it is about and what hangs on it; the rules
-below run in this order, and each result names its rule:
+Reading. A description is read (`reading.Reader`) into the phrase it is about and what hangs on it (of,
+a possessive, on / in / at, a noun compound, the verbs). The rules run in this order; each result names its
+rule (`LabelMatch.rule`):
+- part (lexicon): a part attached to a whole the lexicon lists it for is the whole ("the light of a car",
+  "a car trunk", "the trailer of a truck"); a part of something the dataset leaves out is left out too;
+- left out: a noun the dataset's lexicon leaves out of its classes maps to none ("a guard rail");
+- vague: a noun that names no kind of thing ("an object", "a blurry shape") maps to none;
 - view: "a picture of X" is about X;
-- container: "a row of X", "a group of X", "the side of X" are X (a measure, a collection or a region of
-  X, not an object of their own);
-- surface: a shadow, reflection or marking takes the class of the surface it lies on ("the shadow of a car
-  on the road" is road), and none when no surface is named;
-- part: a part attached to a whole ("the mirror of a car", "a man's shirt", "a light on a pole") is the
-  whole when the lexicon lists it as the whole's part, or when WordNet makes it a part of the whole's class
-  and it names no class itself at the exact or synonym level; a noun that maps to nothing, attached by "of"
-  or a possessive, takes its whole too (rule "whole");
-- role: a member of a class doing what a lexicon role says ("a person riding a bicycle") is the role's class;
-- collective: a group noun is its members ("people", "crowd", "a flock" -> person, sheep);
+- container: "a row of X", "a group of X", "the side of X", and without "of" "a grassy area", are X (a
+  measure, a collection or a region of X, not an object of their own);
+- surface: a shadow or a mark takes the class of the surface it lies on ("the shadow of a car on the road" is
+  road; "the stripes of a crossing" are the crossing's); none when no surface is named;
+- part (WordNet): a noun WordNet makes a part of the attached whole's class is the whole when it names no
+  class itself at the exact or synonym level (or is attached by "of"); a noun that is only a part of
+  something, or maps to nothing, attached by "of" or a possessive takes its whole (rule "whole" for the
+  latter); a whole that is itself only part of a class ("the floor of the living room") does not count;
+- role: a member of a class on one of a lexicon role's vehicles ("a person riding a bicycle", "a man on a
+  bike") is the role's class;
 - name: a class name or lexicon name, the longest run of words ending at the head first ("traffic light"
-  before "light"); head: the head noun's WordNet relations.
+  before "light"); head: the head noun's WordNet relations. A group noun relates as its members do
+  ("people", "a herd"; WordNet's member meronyms); none of these: rule "none" with the reason.
 
-Senses. A class's synsets are the physical senses of its name that share the first physical sense's
-lexicographer file ("table" is furniture, not a data table; "chair" not a chairperson); a class name
+Senses. A class's synsets are the physical synsets that hold two of its listed names ("plant;flora": the
+organism), else the common physical senses of its name that share the first physical sense's lexicographer
+file ("table" is furniture, not a data table; "car" an automobile, not an elevator car); a class name
 WordNet lacks ("potted plant") falls back to its first listed name WordNet knows; further listed names
 add their senses in the same file ("cattle" for cow). A description's noun keeps its physical,
 non-proper-name senses that WordNet's tagged corpus has seen at least a fifth as often as its commonest
@@ -40,21 +47,22 @@ one (so "light" is never a person, "leaves" never a page, "area" never a body re
 if the corpus saw none.
 
 Choice among related classes: the earliest level, then the noun's most common sense, then the fewest
-WordNet hops, then the class order. The ground-truth-aware variant (`related`) lets an evaluator prefer the
-ground-truth class whenever the description's noun relates to it at all up to L, as the protocol does.
+WordNet hops, then the class order. The ground-truth-aware variant (`related`) lets an evaluator credit a
+description with the ground-truth class whenever the reading relates it to that class at any level up to L
+(the classes the deciding noun relates to, or the class a part, role or surface rule chose).
 """
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import lru_cache
 from typing import Any
 
 from ...errors import ConfigError, check, choices
 from ..datasets import ClassInfo
 from .base import MAPPERS, ClassIndex, LabelMatch, normalize
-from .lexicon import Lexicon
+from .lexicon import Lexicon, Role
 from .reading import MAX_CHARS, Phrase, Reader
 
 LEVELS = ("exact", "synonym", "hyponym", "meronym")
@@ -91,7 +99,7 @@ def _bfs(start: Any, step, max_depth: int = 30) -> dict[Any, int]:
     return seen
 
 
-@cache
+@lru_cache(maxsize=1 << 16)
 def _count(s: Any, word: str) -> int:
     """How often WordNet's tagged corpus saw `word` in sense `s` (NLTK reads it from disk on every call)."""
     word = word.replace(" ", "_").lower()
@@ -116,7 +124,7 @@ def _whole(s: Any) -> list[Any]:
 
 # Words whose "of" object is what the region is (see the module docstring); all are WordNet nouns of
 # measure, collection, arrangement or region ("row": an arrangement, "patch": a small area).
-VIEWS = frozenset({"picture", "photo", "photograph", "image", "view", "closeup", "close-up", "shot", "snapshot",
+VIEWS = frozenset({"picture", "photo", "photograph", "image", "view", "closeup", "shot", "snapshot",
                    "scene", "blur", "depiction"})
 CONTAINERS = frozenset({
     "row", "line", "group", "bunch", "cluster", "pile", "stack", "heap", "patch", "area", "section", "strip",
@@ -135,11 +143,15 @@ SURFACE_MARKS = frozenset({"marking", "mark", "line", "stripe", "crack", "stain"
                            "sticker", "dirt", "mud", "rust", "scratch", "dent", "smudge", "track", "raindrop",
                            "droplet", "drop", "dust", "frost"})
 # Effects cast by one thing onto another: "the shadow of a car" is not the car, it lies on the road.
-SURFACE_CAST = frozenset({"shadow", "shade", "reflection", "glare", "sunlight", "sunshine", "light beam"})
+SURFACE_CAST = frozenset({"shadow", "shade", "reflection", "glare", "sunlight", "sunshine"})
 SURFACE_EFFECTS = SURFACE_MARKS | SURFACE_CAST
 # What a preposition other than "of" points at when it says where, not what holds ("in front of a building").
 _SPATIAL = frozenset({"front", "back", "side", "left", "right", "middle", "center", "centre", "rear", "vicinity",
                       "distance", "background", "foreground", "edge", "corner", "end", "direction", "area"})
+# The rule of a none the dataset decides (a class it leaves out, or a part of one), not a gap in the lexicon.
+LEFT_OUT = "left out"
+#: Rules whose none is the mapper's answer: left out by the dataset, a vague noun, a mark on no named surface.
+DELIBERATE_NONE = (LEFT_OUT, "vague", "surface")
 # Nouns that name no kind of thing: a description about them maps to none.
 VAGUE = frozenset({"object", "thing", "something", "shape", "item", "stuff", "blob", "anything", "everything"})
 _SURFACE_PREPS = ("on", "in", "onto", "across", "along", "over", "upon", "at")
@@ -175,7 +187,8 @@ class LexicalMapper:
         self.background = background
         self.index = ClassIndex(self.classes)
         self.lexicon = lexicon or Lexicon()
-        self.reader = Reader(spacy_pipeline, wordnet)
+        self.reader = Reader(spacy_pipeline, wordnet,
+                             vocabulary=frozenset(self.index.by_name) | frozenset(self.lexicon.names))
         self._wn = wordnet
         self._built = False
         self._cache: dict[str, dict[int, Relation]] = {}
@@ -401,26 +414,26 @@ class LexicalMapper:
                    if prep == "of" or prep in ("on", "in", "at") and w.head not in _SPATIAL]
         if not compound_name:
             holders += [("compound", Phrase(words=(w,))) for w in p.words[:-1]]
-        left_out = next((t for t in (noun, *p.tails()) if t in self.lexicon.unlabelled), None)
-        if left_out is not None:
-            return Decision(None, None, left_out, "none", reason=f"the dataset leaves {left_out!r} out of its classes")
         decided: list[tuple[str, Decision | None]] = []
         if rank >= 3 and holders:
             decided = [(prep, self._phrase(w, rank, depth + 1)) for prep, w in holders]
             for prep, whole in decided:
                 # a part of something the dataset leaves out is left out with it ("the wheel of a caravan")
-                if prep in ("of", "compound") and whole is not None and whole.cls is None and whole.rule == "none" \
-                        and (whole.reason or "").startswith("the dataset leaves"):
-                    return Decision(None, None, whole.noun, "part", reason=f"a part of {whole.noun!r}, which the "
+                if prep in ("of", "compound") and whole is not None and whole.rule == LEFT_OUT:
+                    return Decision(None, None, whole.noun, LEFT_OUT, reason=f"a part of {whole.noun!r}, which the "
                                     "dataset leaves out of its classes")
                 if not _stands_for_whole(whole):
                     continue
-                # the lexicon's parts decide first: "the light of a car", "a car trunk", "the shade of a lamp"
+                # the lexicon's parts decide first: "the light of a car", "a car trunk", "the trailer of a truck"
                 listed = self.lexicon.parts.get(whole.cls)
                 if listed and (noun in listed or not named and (p.head in listed or self._is_kind(noun, listed))):
                     return Decision(whole.cls, "meronym", whole.noun, "part", frozenset({whole.cls}))
+        left_out = next((t for t in (noun, *p.tails()) if t in self.lexicon.unlabelled), None)
+        if left_out is not None:
+            return Decision(None, None, left_out, LEFT_OUT,
+                            reason=f"the dataset leaves {left_out!r} out of its classes")
         if p.words == (p.head,) and p.head in VAGUE and not wholes:
-            return Decision(None, None, p.head, "none", reason=f"{p.head!r} names no kind of thing")
+            return Decision(None, None, p.head, "vague", reason=f"{p.head!r} names no kind of thing")
         # view and container: the "of" object is the region, even where the head is a class ("picture", "base")
         if p.head in VIEWS | CONTAINERS and wholes:
             inner = self._first(wholes, rank, depth)
@@ -473,7 +486,7 @@ class LexicalMapper:
                 return d
         return None
 
-    def _plays(self, p: Phrase, role: Any, rank: int, depth: int) -> bool:
+    def _plays(self, p: Phrase, role: Role, rank: int, depth: int) -> bool:
         """Whether a phrase is on one of the role's vehicles: attached to it by one of the role's prepositions
         ("a man on a bike", "a man standing on a skateboard"), or the object of one of its verbs ("a woman
         riding a motorcycle"); a verb's other prepositions ("sitting beside her bicycle") do not count."""
@@ -496,8 +509,8 @@ def _stands_for_whole(d: Decision | None) -> bool:
     return d is not None and d.cls is not None and not (d.level == "meronym" and d.rule in ("head", "name"))
 
 
-def _as(d: Decision, rule: str, level: str | None = None) -> Decision:
-    return Decision(d.cls, level or d.level, d.noun, rule, d.related, d.reason)
+def _as(d: Decision, rule: str) -> Decision:
+    return Decision(d.cls, d.level, d.noun, rule, d.related, d.reason)
 
 
 @dataclass(kw_only=True)  # keyword-only: its fields sit beside the other mappers' in the evaluation section

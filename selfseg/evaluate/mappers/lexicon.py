@@ -1,22 +1,25 @@
-"""A dataset's lexicon: what its generic words mean in its scenes, which parts belong to which class, and
-which roles turn one class into another. Shipped beside the class list as `<classes>.lexicon.yaml`.
+"""A dataset's lexicon: what its generic words mean in its scenes, which parts belong to which class, what it
+leaves out of its classes, and which roles turn one class into another. Shipped beside the class list as
+`<classes>.lexicon.yaml`.
 
 ```yaml
 classes:
   traffic light:                  # a class's first name in the class list
-    names: [light, signal]        # words that name this class in the dataset's scenes (synonym level)
-    parts: [light, lamp]          # a part attached to this class ("the X of / on a <class>") is this class;
-                                  # an entry also covers its WordNet kinds ("garment": shirt, jacket, ...)
+    names: [light, signal]        # words that name this class in the dataset's scenes (synonym level); not
+                                  # names the class list already gives any class
+    parts: [lamp, lens]           # a part attached to this class ("the X of / on / in / at a <class>", or
+                                  # "<class> X") is this class; for a noun that names no class itself, an
+                                  # entry also covers its WordNet kinds ("garment": shirt, jacket, ...)
     why: "the dataset's own class definition that justifies the entries"
-none:                             # what the dataset names but leaves out of its classes
+none:                             # what the dataset names but leaves out of its classes (maps to none)
   names: [guard rail, bridge]
   why: "..."
 roles:
   - class: rider                  # a member of `members` ...
     members: person
-    verbs: [ride, sit]            # ... that does this (verb base forms) ...
-    preps: [on, astride]          # ... or is attached by this preposition ...
-    vehicles: [bicycle, motorcycle]   # ... to a phrase of one of these classes (or words) becomes `class`
+    verbs: [ride, sit]            # ... the object of one of these verbs (base forms) ...
+    preps: ["on", astride]        # ... or attached by one of these prepositions (quote on, yes, no, off) ...
+    vehicles: [bicycle, horse]    # ... to a phrase of one of these classes (or words) becomes `class`
     why: "..."
 ```
 Every entry carries a `why`: a dataset class definition or a WordNet relation, so a reviewer can check it.
@@ -48,11 +51,11 @@ class Lexicon:
     """names: word -> class index. parts: class index -> part words. unlabelled: words that name a region
     the dataset leaves out of its classes. roles: in file order."""
 
+
     names: dict[str, int] = field(default_factory=dict)
     unlabelled: frozenset[str] = frozenset()
     parts: dict[int, frozenset[str]] = field(default_factory=dict)
     roles: list[Role] = field(default_factory=list)
-    source: str = ""
 
     @classmethod
     def load(cls, path: str | Path, classes: Sequence[ClassInfo], strict: bool = True) -> Lexicon:
@@ -73,7 +76,7 @@ class Lexicon:
         for c in classes:
             for n in c.names:
                 listed.setdefault(normalize(n), c.index)
-        lex = cls(source=str(path))
+        lex = cls()
 
         def find(name: Any, where: str) -> int | None:
             i = index.get(normalize(str(name)))
@@ -81,7 +84,11 @@ class Lexicon:
                 raise DatasetError(f"lexicon {path}: {where}: expected a class of the list, got {name!r}")
             return i
 
-        for name, entry in (data.get("classes") or {}).items():
+        entries = data.get("classes") or {}
+        if not isinstance(entries, dict):
+            raise DatasetError(f"lexicon {path}: classes: expected a mapping of class name -> entry, got "
+                               f"{type(entries).__name__}")
+        for name, entry in entries.items():
             if not isinstance(entry, dict) or not entry.get("why") or set(entry) - {"names", "parts", "why"}:
                 raise DatasetError(f"lexicon {path}: class {name!r}: expected names / parts lists and a 'why', "
                                    f"got {_keys(entry)}")
@@ -90,9 +97,10 @@ class Lexicon:
                 continue
             for key in sorted(_words(entry.get("names") or [], f"{name}.names", path)):
                 other = listed.get(key)
-                if other is not None and other != i:  # the class list's own names are not overridden
+                if other is not None:  # the class list's own names are not overridden, nor repeated
                     raise DatasetError(f"lexicon {path}: {name}.names: {key!r} is a name of class "
-                                       f"{classes[other].name!r} in the class list; expected a word no other class has")
+                                       f"{classes[other].name!r} in the class list already; expected a word the "
+                                       "class list does not have")
                 if key in lex.names and lex.names[key] != i:
                     raise DatasetError(f"lexicon {path}: name {key!r}: expected one class, got two "
                                        f"({classes[lex.names[key]].name!r} and {name!r})")
@@ -103,12 +111,15 @@ class Lexicon:
         if not isinstance(none, dict) or set(none) != {"names", "why"} or not none["why"]:
             raise DatasetError(f"lexicon {path}: none: expected a names list and a 'why', got {_keys(none)}")
         lex.unlabelled = _words(none["names"] or [], "none.names", path)
-        clash = sorted(lex.unlabelled & set(lex.names))
+        clash = sorted(lex.unlabelled & (set(lex.names) | set(listed)))
         if clash:
             raise DatasetError(f"lexicon {path}: none: expected names no class has, got {clash[0]!r}")
-        for k, role in enumerate(data.get("roles") or ()):
+        roles = data.get("roles") or []
+        if not isinstance(roles, list):
+            raise DatasetError(f"lexicon {path}: roles: expected a list of roles, got {type(roles).__name__}")
+        for k, role in enumerate(roles):
             need = {"class", "members", "verbs", "preps", "vehicles", "why"}
-            if not isinstance(role, dict) or set(role) != need:
+            if not isinstance(role, dict) or set(role) != need or not role["why"]:
                 raise DatasetError(f"lexicon {path}: roles[{k}]: expected keys {sorted(need)}, got {_keys(role)}")
             target, members = find(role["class"], f"roles[{k}].class"), find(role["members"], f"roles[{k}].members")
             if target is None or members is None:

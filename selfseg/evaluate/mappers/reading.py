@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,6 +89,8 @@ class Reader:
 
     spacy_pipeline: str = "auto"
     wordnet: Any = None
+    # Nouns beyond WordNet's: the dataset's class and lexicon names ("streetlamp", "cycleway")
+    vocabulary: frozenset[str] = frozenset()
     _nlp: Any = field(default=None, repr=False)
     _cache: dict[str, Phrase | None] = field(default_factory=dict, repr=False)
     # WordNet's answers per word, asked for again and again across descriptions
@@ -109,6 +112,10 @@ class Reader:
         light"), None when WordNet has no such noun."""
         if word not in self._nouns:
             base = self.wn.morphy(word.replace(" ", "_"), self.wn.NOUN) if word else None
+            if base is None and word in self.vocabulary:
+                base = word
+            elif base is None and word.endswith("s") and word[:-1] in self.vocabulary:
+                base = word[:-1]
             self._nouns[word] = base.replace("_", " ") if base else None
         return self._nouns[word]
 
@@ -150,7 +157,7 @@ class Reader:
 
     def __call__(self, descriptions: Sequence[str]) -> list[Phrase | None]:
         # the length limit is the text's as given, before normalising shortens it
-        texts = [_CLOSEUP.sub("closeup", normalize(d)) if len(d) <= MAX_CHARS else d for d in descriptions]
+        texts = [_CLOSEUP.sub("closeup", _fold(normalize(d))) if len(d) <= MAX_CHARS else d for d in descriptions]
         todo = []
         for t in dict.fromkeys(texts):
             if t in self._cache:
@@ -333,6 +340,13 @@ def _compound_run(t: Any) -> list[str]:
         run.insert(0, doc[k].lower_)
         k -= 1
     return run
+
+
+def _fold(text: str) -> str:
+    """Accents off Latin letters ("café" -> "cafe", as WordNet spells it); other scripts stay as they are."""
+    if text.isascii():
+        return text
+    return "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
 
 
 def _objects(prep: Any) -> list[Any]:
