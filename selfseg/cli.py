@@ -206,11 +206,11 @@ def cmd_map_labels(ns: argparse.Namespace) -> int:
 
     opts: dict = {"device": ns.device}
     if ns.method == "lexical":
-        opts["level"] = ns.level
+        opts.update(level=ns.level, lexicon=ns.lexicon)
     elif ns.method == "embedding":
         opts.update(model=ns.model, threshold=ns.threshold)
     elif ns.method == "hybrid":
-        opts.update(level=ns.level, model=ns.model, threshold=ns.threshold)
+        opts.update(level=ns.level, model=ns.model, threshold=ns.threshold, lexicon=ns.lexicon)
     else:
         opts.update(model=ns.model, batch_size=ns.batch_size, cache=ns.cache, dtype=ns.dtype,
                     max_new_tokens=ns.max_new_tokens, cache_dir=ns.cache_dir, local_files_only=ns.local_files_only)
@@ -374,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--method", "-m", default="lexical", choices=list(METHODS))
     m.add_argument("--level", default="meronym", choices=list(LEVELS),
                    help="lexical / hybrid: highest level accepted (cumulative; default meronym)")
+    m.add_argument("--lexicon", help="lexical / hybrid: a lexicon file for the dataset's classes, in place of the "
+                                     "shipped one (format: selfseg/evaluate/mappers/lexicon.py)")
     m.add_argument("--model", help="embedding / hybrid: sentence-transformers model; llm: causal LM id")
     m.add_argument("--threshold", type=float,
                    help="embedding: cosine below which -> null (default 0.5); hybrid: cosine from which the "

@@ -37,7 +37,7 @@ from .result import EvaluationReport, pct
 from .score import score_open_vocabulary
 
 # Settings that change scores but not predictions: changing them re-scores without re-running the models.
-_EVAL_ONLY = {"mapper", "lexical_level", "gt_aware", "llm_model", "llm_batch_size", "llm_max_new_tokens",
+_EVAL_ONLY = {"mapper", "lexical_level", "lexicon", "gt_aware", "llm_model", "llm_batch_size", "llm_max_new_tokens",
               "llm_prompt", "llm_cache", "embedding_model", "embedding_threshold", "hybrid_threshold",
               "miou_convention", "cmiou_segments", "out", "limit", "classes"}
 

@@ -352,3 +352,30 @@ def test_the_hybrid_default_threshold_has_the_best_mean_agreement_on_the_develop
     mean = [sum(col) / len(col) for col in zip(*per_file)]
     default = HybridMapperConfig().hybrid_threshold
     assert mean[grid.index(default)] == pytest.approx(max(mean))
+
+
+def test_a_lexicon_of_ones_own_for_a_folder_dataset_and_for_map_labels(tmp_path, capsys):
+    from selfseg.cli import main
+    from selfseg.config import load_config
+    from selfseg.evaluate.benchmark import build_mapper_from_config
+    from selfseg.evaluate.datasets import read_class_file
+
+    (tmp_path / "classes.txt").write_text("road\nvehicle\nperson\n")
+    lexicon = tmp_path / "mine.lexicon.yaml"
+    lexicon.write_text("classes:\n  vehicle:\n    names: [lorry, tram]\n    parts: [wheel]\n    why: my classes\n"
+                       "  road:\n    names: [piste]\n    why: a piste is a road here\n"
+                       "none:\n  names: [tunnel]\n  why: not labelled\n")
+    config = load_config({"evaluation": {"dataset": "folder", "root": str(tmp_path), "classes": str(tmp_path /
+                                         "classes.txt"), "mapper": "lexical", "lexicon": str(lexicon)}})
+    mapper = build_mapper_from_config(config, tmp_path, classes=read_class_file(tmp_path / "classes.txt"))
+    got = mapper.map(["a lorry", "the wheel of a tram", "a snowy piste", "a tunnel", "a woman"])
+    assert [m.cls for m in got] == ["vehicle", "vehicle", "road", None, "person"]
+    # the command line takes one too, in place of the shipped lexicon
+    (tmp_path / "in.txt").write_text("a piste\nsign\n")
+    assert main(["map-labels", "--dataset", "cityscapes", "--lexicon", str(lexicon), str(tmp_path / "in.txt")]) == 2
+    assert "expected a class of the list, got 'vehicle'" in capsys.readouterr().err  # cityscapes has no vehicle
+    lexicon.write_text("classes:\n  road:\n    names: [piste]\n    why: a piste is a road here\n")
+    assert main(["map-labels", "--dataset", "cityscapes", "--lexicon", str(lexicon), str(tmp_path / "in.txt")]) == 0
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    # "sign" is a traffic sign only through the shipped lexicon, which this one replaces
+    assert [r["class"] for r in rows] == ["road", None]

@@ -20,8 +20,8 @@ def mappers() -> Registry[LabelMapper]:
 
 def build_mapper(method: str, dataset: str, classes: Any = None, **options: Any) -> LabelMapper:
     """A mapper for a dataset's classes (the shipped list unless `classes` is given), from keyword options
-    (the `map-labels` flags): level (lexical); model, threshold (embedding); level, model, threshold (hybrid);
-    model, batch_size, template,
+    (the `map-labels` flags): level, lexicon (lexical); model, threshold (embedding); level, model, threshold,
+    lexicon (hybrid); model, batch_size, template,
     max_new_tokens (llm) fill the mapper's config block; device, cache_dir, local_files_only the model
     section; cache, dtype, spacy_pipeline, llm go to the factory as they are. An option left None (or an
     empty template) takes the block's default."""
@@ -32,10 +32,10 @@ def build_mapper(method: str, dataset: str, classes: Any = None, **options: Any)
     from .lexical import LexicalMapperConfig
     from .llm import LlmMapperConfig
 
-    fields = {"lexical": (LexicalMapperConfig, {"level": "lexical_level"}),
+    fields = {"lexical": (LexicalMapperConfig, {"level": "lexical_level", "lexicon": "lexicon"}),
               "embedding": (EmbeddingMapperConfig, {"model": "embedding_model", "threshold": "embedding_threshold"}),
               "hybrid": (HybridBlock, {"level": "lexical_level", "model": "embedding_model",
-                                       "threshold": "hybrid_threshold"}),
+                                       "threshold": "hybrid_threshold", "lexicon": "lexicon"}),
               "llm": (LlmMapperConfig, {"model": "llm_model", "batch_size": "llm_batch_size",
                                         "max_new_tokens": "llm_max_new_tokens", "template": "llm_prompt"})}
     comp = mappers().component(method)  # an unknown method: the registry's one-line error
@@ -50,7 +50,7 @@ def build_mapper(method: str, dataset: str, classes: Any = None, **options: Any)
         raise ConfigError(message) from None
     model_keys = {k: options.pop(k) for k in ("device", "cache_dir", "local_files_only") if k in options}
     models = ModelConfig(**{k: v for k, v in model_keys.items() if v is not None})
-    for k in ("level", "model", "threshold", "batch_size", "max_new_tokens", "template"):
+    for k in ("level", "model", "threshold", "batch_size", "max_new_tokens", "template", "lexicon"):
         options.pop(k, None)  # options of another mapper (the CLI passes every flag)
     return build_mapper_from_block(method, block, models, dataset, classes, **options)
 

@@ -19,7 +19,7 @@ from ...errors import check
 from ..datasets import ClassInfo
 from .base import MAPPERS, LabelMatch
 from .embedding import EmbeddingMapper, EmbeddingMapperConfig
-from .lexical import DELIBERATE_NONE, LEVELS, LexicalMapper, LexicalMapperConfig, level_rank
+from .lexical import DELIBERATE_NONE, LEVELS, LexicalMapper, LexicalMapperConfig, chosen_lexicon, level_rank
 from .lexicon import Lexicon
 
 
@@ -88,7 +88,7 @@ def hybrid(config: HybridBlock, models: Any, *, classes: Sequence[ClassInfo], ba
            spacy_pipeline: str = "auto", lexicon: Lexicon | None = None, **_: Any) -> HybridMapper:
     """The lexical mapper with the dataset's lexicon, and the embedding mapper on the model section's device."""
     lexical = LexicalMapper(classes, level=config.lexical_level, background=background,
-                            spacy_pipeline=spacy_pipeline, lexicon=lexicon)
+                            spacy_pipeline=spacy_pipeline, lexicon=chosen_lexicon(config, classes, lexicon))
     embedding = EmbeddingMapper(classes, background=background, model=config.embedding_model,
                                 threshold=config.hybrid_threshold, device=models.device)
     return HybridMapper(lexical, embedding, config.hybrid_threshold)

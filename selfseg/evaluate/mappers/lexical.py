@@ -521,9 +521,23 @@ class LexicalMapperConfig:
     lexical_level: str = "meronym"
     # Lexical mapping aware of the ground truth: a noun related to a pixel's true class counts as that class.
     gt_aware: bool = False
+    # Lexical mapping: a lexicon file for the dataset's classes (names, parts, left-out words, roles; the format
+    # in selfseg/evaluate/mappers/lexicon.py), in place of the one shipped with the dataset (null: that one).
+    lexicon: str | None = None
 
     def __post_init__(self) -> None:
         check(self.lexical_level in LEVELS, "lexical_level", choices(LEVELS), self.lexical_level)
+        check(self.lexicon is None or (isinstance(self.lexicon, str) and bool(self.lexicon.strip())), "lexicon",
+              "a lexicon file's path or null", self.lexicon)
+
+
+def chosen_lexicon(config: LexicalMapperConfig, classes: Sequence[ClassInfo],
+                   shipped: Lexicon | None) -> Lexicon | None:
+    """The block's own lexicon file, read against the classes (every class it names must be one), or the
+    dataset's shipped lexicon."""
+    if config.lexicon:
+        return Lexicon.load(config.lexicon, classes, strict=True)
+    return shipped
 
 
 @MAPPERS.register("lexical", config=LexicalMapperConfig, section="evaluation")
@@ -532,4 +546,4 @@ def lexical(config: LexicalMapperConfig, models: Any, *, classes: Sequence[Class
     """The mapper of a config block into a dataset's classes, with the dataset's lexicon (WordNet and spaCy:
     no checkpoint, no device)."""
     return LexicalMapper(classes, level=config.lexical_level, background=background, spacy_pipeline=spacy_pipeline,
-                         lexicon=lexicon)
+                         lexicon=chosen_lexicon(config, classes, lexicon))
