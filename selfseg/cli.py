@@ -253,10 +253,16 @@ def cmd_map_labels(ns: argparse.Namespace) -> int:
 def cmd_evaluate(ns: argparse.Namespace) -> int:
     import json
 
-    from .evaluate.datasets import load_dataset
+    from .evaluate.datasets import dataset_names, load_dataset
     from .evaluate.score import score_label_maps
     from .io import atomic_write
 
+    if ns.task != "semantic":
+        return _evaluate_coco(ns)
+    if ns.dataset not in dataset_names():
+        print(f"selfseg: error: --task semantic: dataset: expected one of {', '.join(dataset_names())}, "
+              f"got {ns.dataset!r}", file=sys.stderr)
+        return 2
     out = Path(ns.out) if ns.out else Path(ns.predictions) / "scores.json"
     # Checked before scoring, which can take minutes: a table followed by a failure to save it is wasted work.
     # Without --out the target lies in the predictions folder, which scoring checks with its own message.
@@ -271,6 +277,44 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
     print(report.table())
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, lambda f: f.write(json.dumps(report.to_dict(), indent=1).encode("utf-8")))
+    print(f"scores written to {out}", file=sys.stderr)
+    return 0
+
+
+def _evaluate_coco(ns: argparse.Namespace) -> int:
+    """--task panoptic / instance: the COCO formats, scored as their references score them."""
+    import json
+
+    from .evaluate.annotations import ground_truth
+    from .io import atomic_write
+
+    pred = Path(ns.predictions)
+    default = (pred if pred.is_dir() else pred.parent) / f"{ns.task}_scores.json"
+    out = Path(ns.out) if ns.out else default
+    problem = _unwritable_file(out)
+    if problem:
+        print(f"selfseg: error: cannot write the scores to {out}: {problem}", file=sys.stderr)
+        return 2
+    gt_json, gt_pngs = ground_truth(ns.task, ns.dataset, ns.root, ns.split)
+    if ns.task == "panoptic":
+        from .evaluate.panoptic import pq_compute
+
+        if not (pred / "panoptic.json").is_file() or not (pred / "panoptic").is_dir():
+            print(f"selfseg: error: {pred}: expected a folder holding panoptic.json and panoptic/ (the PNGs)",
+                  file=sys.stderr)
+            return 2
+        scores = pq_compute(gt_json, gt_pngs, pred / "panoptic.json", pred / "panoptic")
+    else:
+        from .evaluate.instances import coco_instance_scores
+
+        if not pred.is_file():
+            print(f"selfseg: error: {pred}: expected a COCO results JSON file", file=sys.stderr)
+            return 2
+        scores = coco_instance_scores(gt_json, pred)
+    print(scores.table())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    row = {"task": ns.task, "dataset": ns.dataset, **scores.to_dict()}
+    atomic_write(out, lambda f: f.write(json.dumps(row, indent=1).encode("utf-8")))
     print(f"scores written to {out}", file=sys.stderr)
     return 0
 
@@ -391,10 +435,20 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--local-files-only", action="store_true", help="llm: never touch the network")
     m.set_defaults(func=cmd_map_labels)
 
-    e = sub.add_parser("evaluate", help="score label-map PNGs (dataset class indices) against a dataset")
-    e.add_argument("--dataset", "-d", required=True, choices=datasets)
+    from .evaluate.annotations import INSTANCES, PANOPTIC
+
+    e = sub.add_parser("evaluate", help="score predictions against a dataset: semantic label maps, COCO panoptic "
+                                        "PNGs + JSON, or COCO instance results")
+    e.add_argument("--task", default="semantic", choices=["semantic", "panoptic", "instance"],
+                   help="semantic: label-map PNGs (mIoU, cmIoU); panoptic: PQ / SQ / RQ; instance: mask and box "
+                        "AP (COCOeval)")
+    e.add_argument("--dataset", "-d", required=True, choices=[*datasets, *PANOPTIC, *INSTANCES],
+                   help=f"semantic: {', '.join(datasets)}; panoptic: {', '.join(PANOPTIC)}; "
+                        f"instance: {', '.join(INSTANCES)}")
     e.add_argument("--root", "-r", required=True, help="dataset root in its standard layout")
-    e.add_argument("--predictions", "-p", required=True, help="folder of <image stem>.png label maps")
+    e.add_argument("--predictions", "-p", required=True,
+                   help="semantic: folder of <image stem>.png label maps; panoptic: folder with panoptic.json "
+                        "and panoptic/*.png; instance: COCO results JSON file")
     e.add_argument("--split", default="val")
     e.add_argument("--classes", help="class-names file (folder datasets; overrides a shipped list)")
     e.add_argument("--convention", default="detectron2", choices=list(CONVENTIONS),

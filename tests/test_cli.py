@@ -348,7 +348,9 @@ def test_command_line_choices_come_from_the_modules_that_own_the_names():
     def choices(command, dest):
         return list(next(a for a in subs[command]._actions if a.dest == dest).choices)
 
-    assert choices("evaluate", "dataset") == dataset_names() and "voc" in dataset_names()
+    from selfseg.evaluate.annotations import INSTANCES, PANOPTIC
+
+    assert choices("evaluate", "dataset") == [*dataset_names(), *PANOPTIC, *INSTANCES] and "voc" in dataset_names()
     assert choices("map-labels", "dataset") == [d for d in dataset_names() if d != "folder"]
     assert choices("map-labels", "method") == list(METHODS)
     assert choices("map-labels", "level") == list(LEVELS)

@@ -40,6 +40,54 @@ class SemSegScores:
 
 
 @dataclass
+class PanopticScores:
+    """Panoptic quality: `all`, `things`, `stuff` each {"pq", "sq", "rq" in [0, 1], "n": categories counted};
+    per_class: category id -> its pq / sq / rq and tp / fp / fn (categories with any of them)."""
+
+    all: dict[str, float]
+    things: dict[str, float]
+    stuff: dict[str, float]
+    per_class: dict[int, dict[str, Any]]
+    images: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"units": "fractions in [0, 1]", "images": self.images,
+                **{f"{k}_{group}": v[k] for group, v in (("all", self.all), ("things", self.things),
+                                                        ("stuff", self.stuff)) for k in ("pq", "sq", "rq")},
+                "PQ": self.all["pq"], "SQ": self.all["sq"], "RQ": self.all["rq"],
+                "n": {"all": self.all["n"], "things": self.things["n"], "stuff": self.stuff["n"]},
+                "per_class": {str(k): v for k, v in self.per_class.items()}}
+
+    def table(self) -> str:
+        lines = [f"{'':8s} {'PQ':>6s} {'SQ':>6s} {'RQ':>6s} {'n':>4s}"]
+        for name, v in (("All", self.all), ("Things", self.things), ("Stuff", self.stuff)):
+            lines.append(f"{name:8s} {100 * v['pq']:6.1f} {100 * v['sq']:6.1f} {100 * v['rq']:6.1f} {v['n']:4d}")
+        return "\n".join(lines) + f"\n(percent; {self.images} images)"
+
+
+@dataclass
+class InstanceScores:
+    """COCOeval's twelve summary numbers per IoU type ("segm" mask AP, "bbox" box AP), fractions in [0, 1]
+    (-1 where COCOeval has nothing to average, as it prints)."""
+
+    stats: dict[str, dict[str, float]]
+    images: int
+    detections: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"units": "fractions in [0, 1]; -1 where COCOeval has no ground truth to average",
+                "images": self.images, "detections": self.detections, **self.stats}
+
+    def table(self) -> str:
+        keys = list(next(iter(self.stats.values()), {}))
+        lines = [f"{'':6s} " + " ".join(f"{k:>6s}" for k in keys)]
+        for kind, st in self.stats.items():
+            lines.append(f"{kind:6s} " + " ".join(f"{100 * st[k]:6.1f}" if st[k] >= 0 else f"{'-':>6s}"
+                                                 for k in keys))
+        return "\n".join(lines) + f"\n(percent; {self.images} images, {self.detections} detections)"
+
+
+@dataclass
 class TagScores:
     """Macro (mean over images where defined) and micro (pooled counts) precision / recall / F1."""
 

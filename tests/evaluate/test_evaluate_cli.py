@@ -285,7 +285,7 @@ def test_wrong_root(tmp_path, capsys, name, layout, needle):
     ["--convention", "pascal"],
     ["--limit", "0"],
     ["--cmiou-segments", "pixels"],
-    ["--dataset", "coco"],
+    ["--dataset", "kitti"],
 ], ids=["convention", "limit", "cmiou-segments", "dataset"])
 def test_bad_arguments_are_usage_errors(tmp_path, capsys, args):
     base = ["--dataset", "ade20k", "--root", str(ADE_SAMPLE), "--predictions", str(tmp_path)]

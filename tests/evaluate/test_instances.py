@@ -1,0 +1,110 @@
+"""Mask and box AP through pycocotools' COCOeval on hand-built COCO files with known answers, and the checks
+that keep bad results files from reaching it."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from pycocotools import mask as mask_utils
+
+from selfseg.errors import DatasetError
+from selfseg.evaluate.instances import STAT_NAMES, coco_instance_scores
+
+
+def rle(m: np.ndarray) -> dict:
+    r = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
+    return {"size": [int(x) for x in r["size"]], "counts": r["counts"].decode("ascii")}
+
+
+def square(y: int, x: int, s: int, shape=(64, 64)) -> np.ndarray:
+    m = np.zeros(shape, bool)
+    m[y:y + s, x:x + s] = True
+    return m
+
+
+def gt_file(tmp_path, masks: list[tuple[np.ndarray, int]]):
+    anns = []
+    for k, (m, cat) in enumerate(masks, 1):
+        box = mask_utils.toBbox(mask_utils.encode(np.asfortranarray(m.astype(np.uint8))))
+        anns.append({"id": k, "image_id": 1, "category_id": cat, "segmentation": rle(m), "iscrowd": 0,
+                     "area": float(m.sum()), "bbox": [float(v) for v in box]})
+    data = {"images": [{"id": 1, "height": 64, "width": 64, "file_name": "a.jpg"}], "annotations": anns,
+            "categories": [{"id": 1, "name": "car"}, {"id": 2, "name": "person"}]}
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_an_exact_detection_scores_ap_1_and_a_wrong_category_0(tmp_path):
+    gt = gt_file(tmp_path, [(square(4, 4, 10), 1), (square(20, 20, 40), 2)])  # small car (100 px), medium person
+    exact = [{"image_id": 1, "category_id": 1, "segmentation": rle(square(4, 4, 10)), "score": 0.9},
+             {"image_id": 1, "category_id": 2, "segmentation": rle(square(20, 20, 40)), "score": 0.8}]
+    s = coco_instance_scores(gt, exact)
+    for kind in ("segm", "bbox"):
+        st = s.stats[kind]
+        assert list(st) == list(STAT_NAMES)
+        assert st["AP"] == pytest.approx(1.0) and st["AP50"] == pytest.approx(1.0) and st["APs"] == pytest.approx(1.0)
+        assert st["APm"] == pytest.approx(1.0)
+        assert st["APl"] == -1  # no large ground truth (over 96^2 pixels): COCOeval has nothing to average
+    wrong = [{**exact[0], "category_id": 2}]
+    s = coco_instance_scores(gt, wrong)
+    assert s.stats["segm"]["AP"] == pytest.approx(0.0) and s.detections == 1
+
+
+def test_a_half_overlapping_mask_counts_at_iou_50_but_not_75(tmp_path):
+    gt = gt_file(tmp_path, [(square(0, 0, 20), 1)])
+    shifted = square(0, 0, 20)
+    shifted[:, :6] = False  # IoU 14/20 = 0.7
+    s = coco_instance_scores(gt, [{"image_id": 1, "category_id": 1, "segmentation": rle(shifted), "score": 1.0}])
+    assert s.stats["segm"]["AP50"] == pytest.approx(1.0) and s.stats["segm"]["AP75"] == pytest.approx(0.0)
+
+
+def test_an_empty_results_list_is_no_detection_at_all(tmp_path):
+    gt = gt_file(tmp_path, [(square(4, 4, 10), 1)])
+    results = tmp_path / "results.json"
+    results.write_text("[]")
+    s = coco_instance_scores(gt, results)
+    assert s.stats["segm"]["AP"] == pytest.approx(0.0) and s.detections == 0
+
+
+@pytest.mark.parametrize("result, message", [
+    ({"image_id": 7, "category_id": 1, "score": 1.0}, "image_id 7 is not in the ground truth"),
+    ({"image_id": 1, "category_id": 9, "score": 1.0}, "category_id 9 is not in the ground truth"),
+    ({"image_id": 1, "category_id": 1, "score": 1.0, "segmentation": rle(square(0, 0, 4, (8, 8)))},
+     r"mask size \[8, 8\] is not image 1's \[64, 64\]"),
+    ({"image_id": 1, "category_id": 1}, "expected image_id, category_id, segmentation"),
+])
+def test_bad_results_are_one_line_errors_naming_the_file(tmp_path, result, message):
+    gt = gt_file(tmp_path, [(square(4, 4, 10), 1)])
+    result = {"segmentation": rle(square(4, 4, 10)), **result}
+    if "score" not in result:
+        result.pop("segmentation")
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps([result]))
+    with pytest.raises(DatasetError, match=message) as err:
+        coco_instance_scores(gt, path)
+    assert "results.json" in str(err.value)
+
+
+def test_evaluate_task_instance_on_the_coco_layout(tmp_path, capsys):
+    from selfseg.cli import main
+
+    root = tmp_path / "coco"
+    (root / "annotations").mkdir(parents=True)
+    gt_file(tmp_path, [(square(4, 4, 10), 1)]).rename(root / "annotations" / "instances_val2017.json")
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps([{"image_id": 1, "category_id": 1, "segmentation": rle(square(4, 4, 10)),
+                                    "score": 0.5}]))
+    out = tmp_path / "scores.json"
+    assert main(["evaluate", "--task", "instance", "--dataset", "coco", "--root", str(root),
+                 "--predictions", str(results), "--out", str(out)]) == 0
+    assert "segm" in capsys.readouterr().out
+    written = json.loads(out.read_text())
+    assert written["segm"]["AP"] == pytest.approx(1.0) and written["bbox"]["AP"] == pytest.approx(1.0)
+    results.write_text(json.dumps([{"image_id": 5, "category_id": 1, "segmentation": rle(square(4, 4, 10)),
+                                    "score": 0.5}]))
+    assert main(["evaluate", "--task", "instance", "--dataset", "coco", "--root", str(root),
+                 "--predictions", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert "image_id 5 is not in the ground truth" in err and len(err.strip().splitlines()) == 1

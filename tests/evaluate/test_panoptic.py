@@ -1,0 +1,228 @@
+"""Panoptic quality against the COCO panoptic reference (`panopticapi`'s pq_compute, from the panopticapi-lite
+package) on the same files: hand-built cases with known PQ (void, crowd, a category with only false positives,
+an empty prediction) and the real ADE20K sample's class maps cut into connected components."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from selfseg.errors import DatasetError
+from selfseg.evaluate.panoptic import id2rgb, pq_compute, rgb2id
+
+CATEGORIES = [{"id": 1, "name": "car", "isthing": 1}, {"id": 2, "name": "road", "isthing": 0},
+              {"id": 3, "name": "person", "isthing": 1}]
+
+
+def write_pair(folder: Path, images: dict[str, tuple[np.ndarray, list[dict]]], categories=CATEGORIES,
+               with_area: bool = True) -> tuple[Path, Path]:
+    """A COCO panoptic JSON + PNG folder: image name -> (segment-id map, segments_info)."""
+    pngs = folder / "panoptic"
+    pngs.mkdir(parents=True, exist_ok=True)
+    annotations = []
+    for name, (ids, segments) in images.items():
+        Image.fromarray(id2rgb(ids)).save(pngs / f"{name}.png")
+        segs = [dict(s) for s in segments]
+        if with_area:
+            for s in segs:
+                s.setdefault("area", int((ids == s["id"]).sum()))
+                s.setdefault("iscrowd", 0)
+        annotations.append({"image_id": name, "file_name": f"{name}.png", "segments_info": segs})
+    path = folder / "panoptic.json"
+    path.write_text(json.dumps({"annotations": annotations, "categories": categories,
+                                "images": [{"id": n, "file_name": f"{n}.jpg"} for n in images]}))
+    return path, pngs
+
+
+def reference(gt: tuple[Path, Path], pred: tuple[Path, Path]) -> dict:
+    evaluation = pytest.importorskip("panopticapi.evaluation", reason="needs panopticapi-lite (test extra)")
+    return evaluation.pq_compute(str(gt[0]), str(pred[0]), gt_folder=str(gt[1]), pred_folder=str(pred[1]))
+
+
+def ours(gt, pred):
+    return pq_compute(gt[0], gt[1], pred[0], pred[1])
+
+
+def same_as_reference(scores, ref) -> None:
+    for group, mine in (("All", scores.all), ("Things", scores.things), ("Stuff", scores.stuff)):
+        for k in ("pq", "sq", "rq"):
+            assert mine[k] == pytest.approx(ref[group][k], abs=1e-6), (group, k)
+        assert mine["n"] == ref[group]["n"]
+    for cat, v in scores.per_class.items():
+        for k in ("pq", "sq", "rq"):
+            assert v[k] == pytest.approx(ref["per_class"][cat][k], abs=1e-6)
+
+
+def test_rgb_ids_round_trip():
+    ids = np.array([[0, 1, 255, 256], [65535, 65536, 16777215, 123456]], np.uint32)
+    assert (rgb2id(id2rgb(ids)) == ids).all()
+
+
+# A 4 x 6 image: a car (thing) on the left, road (stuff) on the right, a void column in the middle.
+GT_IDS = np.array([[1, 1, 0, 2, 2, 2]] * 4, np.uint32)
+GT_SEGS = [{"id": 1, "category_id": 1}, {"id": 2, "category_id": 2}]
+
+
+@pytest.mark.parametrize("name, pred_ids, pred_segs, expected", [
+    # exact: PQ 1 everywhere
+    ("exact", GT_IDS, [{"id": 1, "category_id": 1}, {"id": 2, "category_id": 2}], {"all": 1.0, "things": 1.0}),
+    # the car spills onto void: the void pixels leave the union, still IoU 1
+    ("void", np.array([[1, 1, 1, 2, 2, 2]] * 4, np.uint32), [{"id": 1, "category_id": 1},
+                                                             {"id": 2, "category_id": 2}], {"all": 1.0}),
+    # road covers 2 of 3 columns: IoU 2/3 > 0.5, matched; PQ stuff 2/3, things 1
+    ("partial", np.array([[1, 1, 0, 2, 2, 0]] * 4, np.uint32), [{"id": 1, "category_id": 1},
+                                                                {"id": 2, "category_id": 2}],
+     {"things": 1.0, "stuff": 2 / 3, "all": (1 + 2 / 3) / 2}),
+    # a person nowhere in the ground truth: a category with only a false positive counts with PQ 0
+    ("fp only", np.array([[1, 1, 0, 2, 2, 3]] * 4, np.uint32),
+     [{"id": 1, "category_id": 1}, {"id": 2, "category_id": 2}, {"id": 3, "category_id": 3}], None),
+    # nothing predicted: every ground-truth segment is a false negative
+    ("empty", np.zeros((4, 6), np.uint32), [], {"all": 0.0}),
+])
+def test_hand_built_cases_equal_the_reference(tmp_path, name, pred_ids, pred_segs, expected):
+    gt = write_pair(tmp_path / "gt", {"a": (GT_IDS, GT_SEGS)})
+    pred = write_pair(tmp_path / "pred", {"a": (pred_ids, pred_segs)}, with_area=False)
+    scores = ours(gt, pred)
+    same_as_reference(scores, reference(gt, pred))
+    for group, v in (expected or {}).items():
+        assert getattr(scores, group)["pq"] == pytest.approx(v)
+    if name == "fp only":
+        assert scores.per_class[3]["fp"] == 1 and scores.per_class[3]["pq"] == 0 and scores.things["n"] == 2
+
+
+def test_a_crowd_region_is_never_matched_and_hides_its_own_category(tmp_path):
+    # the right half is a crowd of people; a person predicted mostly on it is not a false positive
+    gt_ids = np.array([[1, 1, 9, 9, 9, 9]] * 3 + [[2] * 6], np.uint32)
+    gt = write_pair(tmp_path / "gt", {"a": (gt_ids, [{"id": 1, "category_id": 1}, {"id": 2, "category_id": 2},
+                                                     {"id": 9, "category_id": 3, "iscrowd": 1}])})
+    pred_ids = np.array([[1, 1, 5, 5, 5, 0]] * 3 + [[2] * 6], np.uint32)
+    pred = write_pair(tmp_path / "pred", {"a": (pred_ids, [{"id": 1, "category_id": 1}, {"id": 2, "category_id": 2},
+                                                           {"id": 5, "category_id": 3}])}, with_area=False)
+    scores = ours(gt, pred)
+    same_as_reference(scores, reference(gt, pred))
+    assert 3 not in scores.per_class and scores.all["n"] == 2  # the person category is not counted at all
+
+
+def test_no_category_counted_is_zero_with_n_zero_where_the_reference_divides_by_zero(tmp_path):
+    gt = write_pair(tmp_path / "gt", {"a": (np.zeros((2, 2), np.uint32), [])})
+    pred = write_pair(tmp_path / "pred", {"a": (np.zeros((2, 2), np.uint32), [])}, with_area=False)
+    scores = ours(gt, pred)
+    assert scores.all == {"pq": 0.0, "sq": 0.0, "rq": 0.0, "n": 0}
+
+
+def _components(labels: np.ndarray) -> tuple[np.ndarray, list[dict]]:
+    """Every class region of a label map cut into 4-connected components, one segment each."""
+    from scipy import ndimage
+
+    ids = np.zeros(labels.shape, np.uint32)
+    segments = []
+    for value in np.unique(labels):
+        if value == 0:  # ADE20K's "other": void
+            continue
+        comp, n = ndimage.label(labels == value)
+        for k in range(1, n + 1):
+            sid = len(segments) + 1
+            ids[comp == k] = sid
+            segments.append({"id": sid, "category_id": int(value)})
+    return ids, segments
+
+
+def test_the_real_ade20k_sample_cut_into_components_equals_the_reference(tmp_path):
+    root = Path(__file__).parents[3] / "shared" / "data" / "ade20k_sample"
+    files = sorted((root / "annotations").glob("*.png"))
+    if not files:
+        pytest.skip(reason="the ADE20K sample is not in ../shared/data")
+    rng = np.random.default_rng(0)
+    gt_images, pred_images = {}, {}
+    for f in files:
+        labels = np.asarray(Image.open(f))
+        ids, segments = _components(labels)
+        gt_images[f.stem] = (ids, segments)
+        # a prediction: the same components with some relabelled, some dropped, some grown into their neighbour
+        pred = ids.copy()
+        kept = []
+        for s in segments:
+            r = rng.random()
+            if r < 0.15:
+                pred[pred == s["id"]] = 0  # dropped: a false negative
+                continue
+            cat = s["category_id"] if r > 0.3 else int(rng.integers(1, 151))  # relabelled
+            kept.append({"id": s["id"], "category_id": cat})
+        pred = np.where(np.roll(pred, 3, axis=1) != 0, np.roll(pred, 3, axis=1), pred)  # shifted: IoU < 1
+        present = set(np.unique(pred).tolist())
+        pred_images[f.stem] = (pred, [s for s in kept if s["id"] in present])
+    categories = [{"id": i, "name": f"c{i}", "isthing": int(i % 3 == 0)} for i in range(1, 151)]
+    gt = write_pair(tmp_path / "gt", gt_images, categories)
+    pred = write_pair(tmp_path / "pred", pred_images, categories, with_area=False)
+    scores = ours(gt, pred)
+    same_as_reference(scores, reference(gt, pred))
+    assert 0 < scores.all["pq"] < 1 and scores.all["n"] >= 10
+
+
+@pytest.mark.parametrize("break_it, message", [
+    (lambda ids, segs: (ids, segs[:1]), "segment id 2 is in the PNG and not in its segments_info"),
+    (lambda ids, segs: (ids, segs + [{"id": 7, "category_id": 1}]), "segment id 7 is in segments_info and not"),
+    (lambda ids, segs: (ids, [{"id": 1, "category_id": 1}, {"id": 2, "category_id": 99}]),
+     "category_id 99, which the dataset does not have"),
+    (lambda ids, segs: (ids[:2], segs), r"expected a prediction of the ground truth's size"),
+])
+def test_bad_predictions_are_one_line_errors_naming_the_file(tmp_path, break_it, message):
+    gt = write_pair(tmp_path / "gt", {"a": (GT_IDS, GT_SEGS)})
+    ids, segs = break_it(GT_IDS.copy(), [dict(s) for s in GT_SEGS])
+    pred = write_pair(tmp_path / "pred", {"a": (ids, segs)}, with_area=False)
+    with pytest.raises(DatasetError, match=message) as err:
+        ours(gt, pred)
+    assert "a.png" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_missing_and_unknown_images_and_a_missing_png(tmp_path):
+    gt = write_pair(tmp_path / "gt", {"a": (GT_IDS, GT_SEGS), "b": (GT_IDS, GT_SEGS)})
+    pred = write_pair(tmp_path / "pred", {"a": (GT_IDS, GT_SEGS)}, with_area=False)
+    with pytest.raises(DatasetError, match="no prediction for image_id 'b'"):
+        ours(gt, pred)
+    pred = write_pair(tmp_path / "pred2", {"a": (GT_IDS, GT_SEGS), "b": (GT_IDS, GT_SEGS),
+                                           "z": (GT_IDS, GT_SEGS)}, with_area=False)
+    with pytest.raises(DatasetError, match="image_id 'z', which the ground truth lacks"):
+        ours(gt, pred)
+    (tmp_path / "pred2" / "panoptic" / "b.png").unlink()
+    data = json.loads(pred[0].read_text())
+    data["annotations"] = [a for a in data["annotations"] if a["image_id"] != "z"]
+    pred[0].write_text(json.dumps(data))
+    with pytest.raises(DatasetError, match=r"b\.png: no such PNG"):
+        ours(gt, pred)
+
+
+@pytest.mark.parametrize("dataset, gt_json, gt_pngs", [
+    ("coco-panoptic", "annotations/panoptic_val2017.json", "annotations/panoptic_val2017"),
+    ("ade20k-panoptic", "ade20k_panoptic_val.json", "ade20k_panoptic_val"),
+])
+def test_evaluate_task_panoptic_on_the_datasets_layouts(tmp_path, capsys, dataset, gt_json, gt_pngs):
+    from selfseg.cli import main
+
+    root = tmp_path / "root"
+    gt = write_pair(tmp_path / "staging", {"a": (GT_IDS, GT_SEGS)})
+    (root / gt_json).parent.mkdir(parents=True, exist_ok=True)
+    gt[0].rename(root / gt_json)
+    gt[1].rename(root / gt_pngs)
+    pred = write_pair(tmp_path / "pred", {"a": (np.array([[1, 1, 0, 2, 2, 0]] * 4, np.uint32), GT_SEGS)},
+                      with_area=False)
+    out = tmp_path / "scores.json"
+    assert main(["evaluate", "--task", "panoptic", "--dataset", dataset, "--root", str(root),
+                 "--predictions", str(pred[0].parent), "--out", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "PQ" in table and "Things" in table and "83.3" in table  # (1 + 2/3) / 2 in percent
+    written = json.loads(out.read_text())
+    assert written["task"] == "panoptic" and written["PQ"] == pytest.approx((1 + 2 / 3) / 2)
+    assert written["pq_things"] == pytest.approx(1.0) and written["units"].startswith("fractions")
+    # a wrong root prints the layout expected
+    assert main(["evaluate", "--task", "panoptic", "--dataset", dataset, "--root", str(tmp_path / "nope"),
+                 "--predictions", str(pred[0].parent)]) == 2
+    err = capsys.readouterr().err
+    assert "expected layout" in err and gt_json.split("/")[-1] in err
+    # a dataset of another task is named as such
+    assert main(["evaluate", "--task", "panoptic", "--dataset", "voc", "--root", str(root),
+                 "--predictions", str(pred[0].parent)]) == 2
+    assert "expected one of coco-panoptic or ade20k-panoptic" in capsys.readouterr().err
