@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -240,6 +241,55 @@ class Segmentation:
                 "categories": [{"id": i + 1, "name": c} for i, c in enumerate(self.classes)],
                 "annotations": anns}
 
+    def to_coco_results(self, image_id: Any,
+                        category_ids: Mapping[str, int | None] | None = None) -> list[dict[str, Any]]:
+        """The instances as COCO results (image_id, category_id, segmentation RLE, bbox xywh, score), the
+        input of `selfseg evaluate --task instance`. category_ids: label -> the dataset's category id (a
+        label mapped to None is left out); default: the label's 1-based index in `classes`."""
+        ids = category_ids if category_ids is not None else {c: i + 1 for i, c in enumerate(self.classes)}
+        out = []
+        for i, inst in enumerate(self.instances()):
+            cat = ids.get(self.labels[i])
+            if cat is None:
+                continue
+            x1, y1, x2, y2 = inst["box_xyxy"]
+            out.append({"image_id": image_id, "category_id": int(cat), "segmentation": inst["mask_rle"],
+                        "bbox": [x1, y1, x2 - x1, y2 - y1], "score": inst["score"]})
+        return out
+
+    def to_coco_panoptic(self, image_id: Any, file_name: str,
+                         category_ids: Mapping[str, int | None] | None = None,
+                         stuff: Iterable[int] = ()) -> tuple[np.ndarray, dict[str, Any]]:
+        """The panoptic view as COCO panoptic: the (H, W, 3) uint8 PNG (segment id = R + 256 G + 256^2 B) and its
+        annotation (image_id, file_name, segments_info). category_ids as in `to_coco_results`; a label mapped to
+        None leaves its pixels void (0). Segments of a `stuff` category merge into one per image, as the
+        format has one segment per stuff category."""
+        ids, info = self.panoptic
+        cats = category_ids if category_ids is not None else {c: i + 1 for i, c in enumerate(self.classes)}
+        stuff = set(stuff)
+        out = np.zeros(ids.shape, np.uint32)
+        segments: list[dict[str, Any]] = []
+        by_stuff: dict[int, dict[str, Any]] = {}
+        for s in info:
+            cat = cats.get(s["label"])
+            if cat is None:
+                continue
+            cat = int(cat)
+            if cat in stuff and cat in by_stuff:
+                seg = by_stuff[cat]
+            else:
+                seg = {"id": len(segments) + 1, "category_id": cat, "iscrowd": 0, "score": s["score"]}
+                segments.append(seg)
+                if cat in stuff:
+                    by_stuff[cat] = seg
+            out[ids == s["id"]] = seg["id"]
+        for seg in segments:
+            ys, xs = np.nonzero(out == seg["id"])
+            seg["area"] = int(len(ys))
+            seg["bbox"] = [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
+        rgb = np.stack([out % 256, out // 256 % 256, out // 65536 % 256], axis=-1).astype(np.uint8)
+        return rgb, {"image_id": image_id, "file_name": file_name, "segments_info": segments}
+
     def to_supervision(self) -> Any:
         """`supervision.Detections` (needs `pip install supervision`)."""
         try:
@@ -298,3 +348,23 @@ class Segmentation:
         d["files"] = [p.name for k, p in paths.items() if k != "json"]
         atomic_write(paths["json"], lambda f: f.write(json.dumps(d).encode("utf-8")))
         return paths
+
+
+def write_coco_panoptic(folder: str | Path, items: Iterable[tuple[Any, str, Segmentation]],
+                        category_ids: Mapping[str, int | None] | None = None, stuff: Iterable[int] = (),
+                        categories: list[dict[str, Any]] | None = None) -> Path:
+    """Write `<folder>/panoptic.json` and `<folder>/panoptic/<stem>.png` for (image_id, file stem, Segmentation)
+    items: the predictions `selfseg evaluate --task panoptic` reads. Returns the JSON's path."""
+    from PIL import Image
+
+    folder = Path(folder)
+    (folder / "panoptic").mkdir(parents=True, exist_ok=True)
+    annotations = []
+    stuff = set(stuff)
+    for image_id, stem, seg in items:
+        rgb, ann = seg.to_coco_panoptic(image_id, f"{stem}.png", category_ids, stuff)
+        Image.fromarray(rgb).save(folder / "panoptic" / f"{stem}.png")
+        annotations.append(ann)
+    path = folder / "panoptic.json"
+    path.write_text(json.dumps({"annotations": annotations, "categories": categories or []}), encoding="utf-8")
+    return path

@@ -226,3 +226,39 @@ def test_evaluate_task_panoptic_on_the_datasets_layouts(tmp_path, capsys, datase
     assert main(["evaluate", "--task", "panoptic", "--dataset", "voc", "--root", str(root),
                  "--predictions", str(pred[0].parent)]) == 2
     assert "expected one of coco-panoptic or ade20k-panoptic" in capsys.readouterr().err
+
+
+def test_a_segmentation_writes_what_the_evaluators_read(tmp_path):
+    """The pipeline's own output feeds `--task panoptic` and `--task instance` without glue code: scored
+    against ground truth made of the same masks, PQ and AP are 1; open-vocabulary labels go through a
+    label -> category mapping, unmapped ones leave void, and stuff merges to one segment per category."""
+    from selfseg.evaluate.instances import coco_instance_scores
+    from selfseg.segment.result import Segmentation, encode_rle, write_coco_panoptic
+
+    masks = np.zeros((4, 8, 8), bool)
+    masks[0, :4, :4] = True   # a sedan -> car (thing)
+    masks[1, 4:, :] = True    # street -> road (stuff)
+    masks[2, :4, 4:6] = True  # asphalt -> road too: merges with the street
+    masks[3, :4, 6:] = True   # a cloud -> nothing in this dataset: void
+    seg = Segmentation(image_size=(8, 8), masks=masks, boxes=[[0, 0, 4, 4], [0, 4, 8, 8], [4, 0, 6, 4], [6, 0, 8, 4]],
+                       scores=[0.9, 0.8, 0.7, 0.6], mask_scores=[1, 1, 1, 1],
+                       labels=["sedan", "street", "asphalt", "cloud"], classes=["sedan", "street", "asphalt", "cloud"],
+                       segmenter="test")
+    mapping = {"sedan": 1, "street": 2, "asphalt": 2, "cloud": None}
+    pred_json = write_coco_panoptic(tmp_path / "pred", [("a", "a", seg)], mapping, stuff=[2])
+    written = json.loads(pred_json.read_text())["annotations"][0]["segments_info"]
+    assert [(s["category_id"], s["area"]) for s in written] == [(1, 16), (2, 40)]
+    gt_ids = np.zeros((8, 8), np.uint32)
+    gt_ids[:4, :4] = 1
+    gt_ids[4:, :] = 2
+    gt_ids[:4, 4:6] = 2
+    gt = write_pair(tmp_path / "gt", {"a": (gt_ids, GT_SEGS)})
+    scores = pq_compute(gt[0], gt[1], pred_json, tmp_path / "pred" / "panoptic")
+    assert scores.all["pq"] == pytest.approx(1.0) and scores.all["n"] == 2
+    # instances: the COCO results of the same segmentation against ground truth of the same masks
+    gt_instances = {"images": [{"id": 1, "height": 8, "width": 8}], "categories": [{"id": 1, "name": "car"}],
+                    "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "area": 16.0,
+                                     "bbox": [0.0, 0.0, 4.0, 4.0], "segmentation": encode_rle(masks[0])}]}
+    results = seg.to_coco_results(1, {"sedan": 1})
+    assert len(results) == 1 and results[0]["category_id"] == 1
+    assert coco_instance_scores(gt_instances, results).stats["segm"]["AP"] == pytest.approx(1.0)
