@@ -295,22 +295,22 @@ def _evaluate_coco(ns: argparse.Namespace) -> int:
     if problem:
         print(f"selfseg: error: cannot write the scores to {out}: {problem}", file=sys.stderr)
         return 2
-    gt_json, gt_pngs = ground_truth(ns.task, ns.dataset, ns.root, ns.split)
+    gt = ground_truth(ns.task, ns.dataset, ns.root, ns.split)
     if ns.task == "panoptic":
-        from .evaluate.panoptic import pq_compute
+        from .evaluate.panoptic import pq_score
 
         if not (pred / "panoptic.json").is_file() or not (pred / "panoptic").is_dir():
             print(f"selfseg: error: {pred}: expected a folder holding panoptic.json and panoptic/ (the PNGs)",
                   file=sys.stderr)
             return 2
-        scores = pq_compute(gt_json, gt_pngs, pred / "panoptic.json", pred / "panoptic")
+        scores = pq_score(gt, pred / "panoptic.json", pred / "panoptic")
     else:
         from .evaluate.instances import coco_instance_scores
 
         if not pred.is_file():
             print(f"selfseg: error: {pred}: expected a COCO results JSON file", file=sys.stderr)
             return 2
-        scores = coco_instance_scores(gt_json, pred)
+        scores = coco_instance_scores(gt, pred)
     print(scores.table())
     out.parent.mkdir(parents=True, exist_ok=True)
     row = {"task": ns.task, "dataset": ns.dataset, **scores.to_dict()}
@@ -443,8 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="semantic: label-map PNGs (mIoU, cmIoU); panoptic: PQ / SQ / RQ; instance: mask and box "
                         "AP (COCOeval)")
     e.add_argument("--dataset", "-d", required=True, choices=[*datasets, *PANOPTIC, *INSTANCES],
-                   help=f"semantic: {', '.join(datasets)}; panoptic: {', '.join(PANOPTIC)}; "
-                        f"instance: {', '.join(INSTANCES)}")
+                   help=f"semantic: {', '.join(datasets)}; panoptic: {', '.join(PANOPTIC)}, cityscapes; "
+                        f"instance: {', '.join(INSTANCES)}, cityscapes")
     e.add_argument("--root", "-r", required=True, help="dataset root in its standard layout")
     e.add_argument("--predictions", "-p", required=True,
                    help="semantic: folder of <image stem>.png label maps; panoptic: folder with panoptic.json "

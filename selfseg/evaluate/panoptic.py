@@ -189,25 +189,53 @@ def read_id_png(path: Path) -> np.ndarray:
         raise DatasetError(f"{path}: cannot read it as an image ({exc})") from None
 
 
-def pq_compute(gt_json: str | Path, gt_folder: str | Path, pred_json: str | Path,
-               pred_folder: str | Path) -> PanopticScores:
-    """PQ of a prediction file pair against a ground-truth file pair, image by image in ground-truth order.
-    The categories are the ground truth's."""
-    gt, pred = read_panoptic_json(gt_json), read_panoptic_json(pred_json)
-    categories = {int(c["id"]): c for c in gt.get("categories") or []}
-    if not categories:
-        raise DatasetError(f"{gt_json}: expected the dataset's 'categories' (id, name, isthing)")
+@dataclass
+class PanopticGroundTruth:
+    """A dataset's panoptic ground truth: categories (id -> {"name", "isthing"}), image ids in order, and
+    `load(image_id) -> (segment-id map, segments_info)`. COCO panoptic files give one (`from_coco`);
+    datasets in other formats convert on the fly (Cityscapes' instanceIds)."""
+
+    categories: dict[int, dict[str, Any]]
+    image_ids: list[Any]
+    load: Any
+    where: str = "ground truth"
+
+    @classmethod
+    def from_coco(cls, json_path: str | Path, png_folder: str | Path) -> PanopticGroundTruth:
+        data = read_panoptic_json(json_path)
+        categories = {int(c["id"]): c for c in data.get("categories") or []}
+        if not categories:
+            raise DatasetError(f"{json_path}: expected the dataset's 'categories' (id, name, isthing)")
+        by_image = {a["image_id"]: a for a in data["annotations"]}
+
+        def load(image_id: Any) -> tuple[np.ndarray, list[dict[str, Any]]]:
+            a = by_image[image_id]
+            return read_id_png(Path(png_folder) / a["file_name"]), a["segments_info"]
+
+        return cls(categories, list(by_image), load, str(json_path))
+
+
+def pq_score(gt: PanopticGroundTruth, pred_json: str | Path, pred_folder: str | Path) -> PanopticScores:
+    """PQ of a prediction file pair against a ground truth, image by image in the ground truth's order."""
+    pred = read_panoptic_json(pred_json)
     by_image = {a["image_id"]: a for a in pred["annotations"]}
-    known = {a["image_id"] for a in gt["annotations"]}
+    known = set(gt.image_ids)
     unknown = [i for i in by_image if i not in known]
     if unknown:
         raise DatasetError(f"{pred_json}: a prediction for image_id {unknown[0]!r}, which the ground truth lacks")
-    metric = PanopticQuality(categories)
-    for g in gt["annotations"]:
-        p = by_image.get(g["image_id"])
+    metric = PanopticQuality(gt.categories)
+    for image_id in gt.image_ids:
+        p = by_image.get(image_id)
         if p is None:
-            raise DatasetError(f"{pred_json}: no prediction for image_id {g['image_id']!r}")
+            raise DatasetError(f"{pred_json}: no prediction for image_id {image_id!r}")
         png = Path(pred_folder) / p["file_name"]
-        metric.process(read_id_png(Path(gt_folder) / g["file_name"]), g["segments_info"], read_id_png(png),
-                       p["segments_info"], where=str(png))
+        gt_ids, gt_segments = gt.load(image_id)
+        metric.process(gt_ids, gt_segments, read_id_png(png), p["segments_info"], where=str(png))
     return metric.evaluate()
+
+
+def pq_compute(gt_json: str | Path, gt_folder: str | Path, pred_json: str | Path,
+               pred_folder: str | Path) -> PanopticScores:
+    """PQ of a prediction file pair against a ground-truth file pair (COCO panoptic both); the categories
+    are the ground truth's."""
+    return pq_score(PanopticGroundTruth.from_coco(gt_json, gt_folder), pred_json, pred_folder)

@@ -225,7 +225,7 @@ def test_evaluate_task_panoptic_on_the_datasets_layouts(tmp_path, capsys, datase
     # a dataset of another task is named as such
     assert main(["evaluate", "--task", "panoptic", "--dataset", "voc", "--root", str(root),
                  "--predictions", str(pred[0].parent)]) == 2
-    assert "expected one of coco-panoptic or ade20k-panoptic" in capsys.readouterr().err
+    assert "expected one of coco-panoptic, ade20k-panoptic or cityscapes" in capsys.readouterr().err
 
 
 def test_a_segmentation_writes_what_the_evaluators_read(tmp_path):
@@ -262,3 +262,70 @@ def test_a_segmentation_writes_what_the_evaluators_read(tmp_path):
     results = seg.to_coco_results(1, {"sedan": 1})
     assert len(results) == 1 and results[0]["category_id"] == 1
     assert coco_instance_scores(gt_instances, results).stats["segm"]["AP"] == pytest.approx(1.0)
+
+
+def _cityscapes_tree(root: Path) -> np.ndarray:
+    """gtFine/val/aachen/aachen_000000_000019_gtFine_instanceIds.png: road, sky, two cars, a group of cars
+    without instance ids (crowd), a person, and void (unlabeled 0, ego vehicle 1)."""
+    raw = np.full((8, 12), 7, np.int32)  # road
+    raw[0, :] = 23                       # sky
+    raw[1:3, 0:3] = 26001                # car 1
+    raw[1:3, 4:7] = 26002                # car 2
+    raw[4:6, 0:4] = 26                   # a car group: crowd
+    raw[4:7, 8:10] = 24000               # a person
+    raw[7, 10:] = 1                      # ego vehicle: outside the 19
+    raw[3, 11] = 0                       # unlabeled
+    folder = root / "gtFine" / "val" / "aachen"
+    folder.mkdir(parents=True)
+    Image.fromarray(raw.astype(np.uint16)).save(folder / "aachen_000000_000019_gtFine_instanceIds.png")
+    return raw
+
+
+def test_cityscapes_instance_ids_become_panoptic_segments_scored_as_the_reference(tmp_path, capsys):
+    from selfseg.cli import main
+    from selfseg.evaluate.annotations import cityscapes_panoptic
+    from selfseg.evaluate.panoptic import pq_score
+
+    raw = _cityscapes_tree(tmp_path / "cs")
+    gt = cityscapes_panoptic(tmp_path / "cs")
+    assert gt.image_ids == ["aachen_000000_000019"] and len(gt.categories) == 19
+    ids, segments = gt.load("aachen_000000_000019")
+    by_id = {s["id"]: s for s in segments}
+    assert by_id[26]["iscrowd"] == 1 and by_id[26001]["iscrowd"] == 0 and by_id[7]["iscrowd"] == 0
+    assert 1 not in by_id and (ids[raw == 1] == 0).all()  # the ego vehicle is void
+    # a prediction: road and sky exact, car 1 exact, car 2 missed, a person found, a spurious bus on the crowd
+    pred_ids = np.zeros(raw.shape, np.uint32)
+    pred_ids[raw == 7] = 1
+    pred_ids[raw == 23] = 2
+    pred_ids[raw == 26001] = 3
+    pred_ids[raw == 24000] = 4
+    pred_ids[4:6, 0:4] = 5
+    pred_segs = [{"id": 1, "category_id": 7}, {"id": 2, "category_id": 23}, {"id": 3, "category_id": 26},
+                 {"id": 4, "category_id": 24}, {"id": 5, "category_id": 28}]
+    pred = write_pair(tmp_path / "pred", {"aachen_000000_000019": (pred_ids, pred_segs)}, with_area=False)
+    scores = pq_score(gt, pred[0], pred[1])
+    # the same ground truth written as COCO panoptic files, scored by the reference
+    categories = list(gt.categories.values())
+    ref_gt = write_pair(tmp_path / "gt", {"aachen_000000_000019": (ids, segments)}, categories)
+    same_as_reference(scores, reference(ref_gt, pred))
+    assert scores.per_class[26]["tp"] == 1 and scores.per_class[26]["fn"] == 1 and scores.per_class[28]["fp"] == 1
+    out = tmp_path / "pq.json"
+    assert main(["evaluate", "--task", "panoptic", "--dataset", "cityscapes", "--root", str(tmp_path / "cs"),
+                 "--predictions", str(pred[0].parent), "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["PQ"] == pytest.approx(scores.all["pq"])
+
+
+def test_cityscapes_instances_for_coco_eval(tmp_path):
+    from selfseg.evaluate.annotations import cityscapes_instances
+    from selfseg.evaluate.instances import coco_instance_scores
+    from selfseg.segment.result import encode_rle
+
+    raw = _cityscapes_tree(tmp_path / "cs")
+    gt = cityscapes_instances(tmp_path / "cs")
+    assert {c["id"] for c in gt["categories"]} == {24, 25, 26, 27, 28, 31, 32, 33}
+    assert sorted((a["category_id"], a["iscrowd"]) for a in gt["annotations"]) == [(24, 0), (26, 0), (26, 0),
+                                                                                     (26, 1)]
+    results = [{"image_id": "aachen_000000_000019", "category_id": cat, "segmentation": encode_rle(raw == v),
+                "score": 0.9} for v, cat in ((26001, 26), (26002, 26), (24000, 24))]
+    stats = coco_instance_scores(gt, results).stats["segm"]
+    assert stats["AP"] == pytest.approx(1.0)
