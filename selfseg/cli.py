@@ -9,8 +9,12 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import SelfSegError
+
+if TYPE_CHECKING:
+    from .evaluate.result import InstanceScores, PanopticScores
 
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*=")
 
@@ -285,7 +289,6 @@ def _evaluate_coco(ns: argparse.Namespace) -> int:
     """--task panoptic / instance: the COCO formats, scored as their references score them."""
     import json
 
-    from .evaluate.annotations import ground_truth
     from .io import atomic_write
 
     pred = Path(ns.predictions)
@@ -295,6 +298,25 @@ def _evaluate_coco(ns: argparse.Namespace) -> int:
     if problem:
         print(f"selfseg: error: cannot write the scores to {out}: {problem}", file=sys.stderr)
         return 2
+    try:
+        scores = _score_coco(ns, pred)
+    except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError) as exc:
+        # what the checks before scoring did not foresee in a malformed file: one line, not a traceback
+        print(f"selfseg: error: {pred}: cannot score it ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return 2
+    if scores is None:
+        return 2
+    print(scores.table())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    row = {"task": ns.task, "dataset": ns.dataset, **scores.to_dict()}
+    atomic_write(out, lambda f: f.write(json.dumps(row, indent=1).encode("utf-8")))
+    print(f"scores written to {out}", file=sys.stderr)
+    return 0
+
+
+def _score_coco(ns: argparse.Namespace, pred: Path) -> PanopticScores | InstanceScores | None:
+    from .evaluate.annotations import ground_truth
+
     gt = ground_truth(ns.task, ns.dataset, ns.root, ns.split)
     if ns.task == "panoptic":
         from .evaluate.panoptic import pq_score
@@ -302,21 +324,16 @@ def _evaluate_coco(ns: argparse.Namespace) -> int:
         if not (pred / "panoptic.json").is_file() or not (pred / "panoptic").is_dir():
             print(f"selfseg: error: {pred}: expected a folder holding panoptic.json and panoptic/ (the PNGs)",
                   file=sys.stderr)
-            return 2
+            return None
         scores = pq_score(gt, pred / "panoptic.json", pred / "panoptic")
     else:
         from .evaluate.instances import coco_instance_scores
 
         if not pred.is_file():
             print(f"selfseg: error: {pred}: expected a COCO results JSON file", file=sys.stderr)
-            return 2
+            return None
         scores = coco_instance_scores(gt, pred)
-    print(scores.table())
-    out.parent.mkdir(parents=True, exist_ok=True)
-    row = {"task": ns.task, "dataset": ns.dataset, **scores.to_dict()}
-    atomic_write(out, lambda f: f.write(json.dumps(row, indent=1).encode("utf-8")))
-    print(f"scores written to {out}", file=sys.stderr)
-    return 0
+    return scores
 
 
 def _unwritable_file(path: Path) -> str | None:

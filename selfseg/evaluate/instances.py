@@ -2,7 +2,8 @@
 ("segm") and box AP ("bbox"), its twelve summary numbers under their usual names.
 
 Ground truth is a COCO instances JSON; predictions a COCO results list (image_id, category_id, segmentation
-as RLE, score; a bbox is derived from the mask where missing, as pycocotools' loadRes does). Checked before
+as RLE, score; a bbox is derived from the mask where missing). Mask AP ranks sizes by the mask's area: a
+result's box is dropped for it, as detectron2 does, since pycocotools' loadRes would take the box's area. Checked before
 COCOeval sees them, each a one-line error naming the file: an image or category the ground truth lacks, a
 mask whose size is not its image's, a missing field. An empty results list is scored by COCOeval as no
 detection at all (AP 0 where there is ground truth), where `loadRes` itself would fail on it.
@@ -34,8 +35,8 @@ def _read_json(path: str | Path, what: str) -> Any:
 def _check_results(results: Any, gt: dict[str, Any], where: str) -> list[dict[str, Any]]:
     if not isinstance(results, list):
         raise DatasetError(f"{where}: expected a COCO results list, got {type(results).__name__}")
-    images = {im["id"]: im for im in gt.get("images", [])}
-    categories = {c["id"] for c in gt.get("categories", [])}
+    images = {im["id"]: im for im in gt["images"]}
+    categories = {c["id"] for c in gt["categories"]}
     for k, r in enumerate(results):
         if not isinstance(r, dict) or not {"image_id", "category_id", "segmentation", "score"} <= set(r):
             raise DatasetError(f"{where}: result {k}: expected image_id, category_id, segmentation (RLE) and score")
@@ -44,12 +45,35 @@ def _check_results(results: Any, gt: dict[str, Any], where: str) -> list[dict[st
         if r["category_id"] not in categories:
             raise DatasetError(f"{where}: result {k}: category_id {r['category_id']!r} is not in the ground truth")
         seg, im = r["segmentation"], images[r["image_id"]]
-        if not isinstance(seg, dict) or "counts" not in seg or "size" not in seg:
-            raise DatasetError(f"{where}: result {k}: expected an RLE segmentation (size, counts)")
+        if not isinstance(seg, dict) or not isinstance(seg.get("counts"), (str, bytes)) or \
+                not isinstance(seg.get("size"), list) or len(seg["size"]) != 2:
+            raise DatasetError(f"{where}: result {k}: expected a compressed RLE segmentation (size [h, w], counts)")
+        if not isinstance(r["score"], (int, float)) or isinstance(r["score"], bool):
+            raise DatasetError(f"{where}: result {k}: expected a numeric score, got {r['score']!r}")
+        box = r.get("bbox")
+        if "bbox" in r and (not isinstance(box, list) or len(box) != 4 or
+                            not all(isinstance(v, (int, float)) for v in box)):
+            raise DatasetError(f"{where}: result {k}: expected bbox [x, y, w, h], got {box!r}")
         if list(seg["size"]) != [im.get("height"), im.get("width")]:
             raise DatasetError(f"{where}: result {k}: mask size {list(seg['size'])} is not image "
                                f"{r['image_id']!r}'s {[im.get('height'), im.get('width')]}")
     return results
+
+
+def _check_ground_truth(gt: Any, where: str) -> None:
+    """What COCOeval reads from the ground truth, present and of one kind, so it cannot fail deep inside."""
+    if not isinstance(gt, dict) or not all(isinstance(gt.get(k), list) for k in ("images", "annotations",
+                                                                                  "categories")):
+        raise DatasetError(f"{where}: expected a COCO instances JSON (images, annotations, categories lists)")
+    for what, need in (("images", ("id",)), ("categories", ("id",)),
+                       ("annotations", ("id", "image_id", "category_id", "segmentation", "area", "iscrowd"))):
+        for k, item in enumerate(gt[what]):
+            if not isinstance(item, dict) or any(f not in item for f in need):
+                raise DatasetError(f"{where}: {what}[{k}]: expected {', '.join(need)}")
+    kinds = {type(im["id"]) for im in gt["images"]}
+    if len(kinds) > 1:
+        mixed = " and ".join(sorted(t.__name__ for t in kinds))
+        raise DatasetError(f"{where}: image ids mix {mixed}; expected one kind")
 
 
 def coco_instance_scores(gt: str | Path | dict[str, Any], results: str | Path | list[dict[str, Any]],
@@ -61,8 +85,7 @@ def coco_instance_scores(gt: str | Path | dict[str, Any], results: str | Path | 
     gt_where = str(gt) if not isinstance(gt, dict) else "ground truth"
     res_where = str(results) if not isinstance(results, list) else "results"
     gt_data = gt if isinstance(gt, dict) else _read_json(gt, "COCO instances JSON")
-    if not isinstance(gt_data, dict) or not {"images", "annotations", "categories"} <= set(gt_data):
-        raise DatasetError(f"{gt_where}: expected a COCO instances JSON (images, annotations, categories)")
+    _check_ground_truth(gt_data, gt_where)
     res = _check_results(results if isinstance(results, list) else _read_json(results, "COCO results"),
                          gt_data, res_where)
     quiet = io.StringIO()  # pycocotools prints its progress and summary; the caller prints a table
@@ -73,7 +96,7 @@ def coco_instance_scores(gt: str | Path | dict[str, Any], results: str | Path | 
         stats: dict[str, dict[str, float]] = {}
         for iou_type in iou_types:
             if res:
-                coco_dt = coco_gt.loadRes([dict(r) for r in res])
+                coco_dt = coco_gt.loadRes(_for(iou_type, res))
             else:  # loadRes cannot take an empty list: an empty result set of the same images and categories
                 coco_dt = COCO()
                 coco_dt.dataset = {"images": gt_data["images"], "categories": gt_data["categories"],
@@ -85,3 +108,23 @@ def coco_instance_scores(gt: str | Path | dict[str, Any], results: str | Path | 
             ev.summarize()
             stats[iou_type] = {k: float(v) for k, v in zip(STAT_NAMES, ev.stats)}
     return InstanceScores(stats=stats, images=len(gt_data["images"]), detections=len(res))
+
+
+def _for(iou_type: str, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Results as COCOeval should see them. Mask AP: without boxes, so the size ranges (APs/m/l) use the
+    mask's area, not the box's (loadRes takes the box's when one is given, as detectron2 notes and avoids).
+    Box AP: every result with a box, computed from the mask where missing."""
+    from pycocotools import mask as mask_utils
+
+    out = []
+    for r in results:
+        r = dict(r)
+        if iou_type == "segm":
+            r.pop("bbox", None)
+        elif "bbox" not in r:
+            seg = dict(r["segmentation"])
+            if isinstance(seg["counts"], str):
+                seg["counts"] = seg["counts"].encode("ascii")
+            r["bbox"] = [float(v) for v in mask_utils.toBbox(seg)]
+        out.append(r)
+    return out

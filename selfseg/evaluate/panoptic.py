@@ -75,8 +75,8 @@ class PanopticQuality:
         if gt_ids.shape != pred_ids.shape:
             raise DatasetError(f"{where}: expected a prediction of the ground truth's size {gt_ids.shape[::-1]}, "
                                f"got {pred_ids.shape[::-1]}")
-        gt = {int(s["id"]): dict(s) for s in gt_segments}
-        pred = {int(s["id"]): dict(s) for s in pred_segments}
+        gt = _segments(gt_segments, f"{where} (ground truth)")
+        pred = _segments(pred_segments, where)
         if any("area" not in s for s in gt.values()):  # the JSON's area is used where it gives one
             ids, counts = np.unique(gt_ids, return_counts=True)
             counted = dict(zip(ids.tolist(), counts.tolist()))
@@ -107,6 +107,9 @@ class PanopticQuality:
             if cat != int(pred[p]["category_id"]):
                 continue
             union = pred[p]["area"] + gt[g]["area"] - n - overlap.get((VOID, p), 0)
+            if union <= 0:
+                raise DatasetError(f"{where}: ground-truth segment {g} has area {gt[g]['area']} in its JSON, fewer "
+                                   f"pixels than its PNG shows")
             iou = n / union
             if iou > 0.5:
                 st = self.stats.setdefault(cat, _Stat())
@@ -162,6 +165,20 @@ class PanopticQuality:
 
 
 # ---------------------------------------------------------------------------------------------- files
+def _segments(segments: Any, where: str) -> dict[int, dict[str, Any]]:
+    """segments_info as id -> segment, each checked: a dict with integer id and category_id."""
+    if not isinstance(segments, list):
+        raise DatasetError(f"{where}: expected segments_info to be a list, got {type(segments).__name__}")
+    out: dict[int, dict[str, Any]] = {}
+    for k, seg in enumerate(segments):
+        ok = isinstance(seg, dict) and all(isinstance(seg.get(f), int) and not isinstance(seg.get(f), bool)
+                                           for f in ("id", "category_id"))
+        if not ok:
+            raise DatasetError(f"{where}: segments_info[{k}]: expected integer id and category_id, got {seg!r}"[:300])
+        out[seg["id"]] = dict(seg)
+    return out
+
+
 def read_panoptic_json(path: str | Path) -> dict[str, Any]:
     """A COCO panoptic JSON (ground truth or predictions); a one-line error when it is not one."""
     path = Path(path)
@@ -171,9 +188,19 @@ def read_panoptic_json(path: str | Path) -> dict[str, Any]:
         raise DatasetError(f"{path}: cannot read it as JSON ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
         raise DatasetError(f"{path}: expected a COCO panoptic JSON with an 'annotations' list")
+    seen: set[Any] = set()
     for k, a in enumerate(data["annotations"]):
         if not isinstance(a, dict) or not {"image_id", "file_name", "segments_info"} <= set(a):
             raise DatasetError(f"{path}: annotations[{k}]: expected image_id, file_name and segments_info")
+        if not isinstance(a["image_id"], (int, str)) or not isinstance(a["file_name"], str):
+            raise DatasetError(f"{path}: annotations[{k}]: expected an int or str image_id and a str file_name")
+        if a["image_id"] in seen:
+            raise DatasetError(f"{path}: image_id {a['image_id']!r} has two annotations; expected one per image")
+        seen.add(a["image_id"])
+    categories = data.get("categories", [])
+    if not isinstance(categories, list) or not all(isinstance(c, dict) and isinstance(c.get("id"), int)
+                                                   for c in categories):
+        raise DatasetError(f"{path}: expected categories to be a list of objects with an integer id")
     return data
 
 
@@ -184,6 +211,9 @@ def read_id_png(path: Path) -> np.ndarray:
         raise DatasetError(f"{path}: no such PNG (named by its annotation's file_name)")
     try:
         with Image.open(path) as im:
+            if im.mode not in ("RGB", "RGBA"):  # a grey or palette PNG would read as other segment ids
+                raise DatasetError(f"{path}: expected an RGB PNG of segment ids (id = R + 256 G + 256^2 B), got "
+                                   f"mode {im.mode}")
             return rgb2id(np.asarray(im.convert("RGB")))
     except OSError as exc:
         raise DatasetError(f"{path}: cannot read it as an image ({exc})") from None

@@ -354,14 +354,21 @@ def write_coco_panoptic(folder: str | Path, items: Iterable[tuple[Any, str, Segm
                         category_ids: Mapping[str, int | None] | None = None, stuff: Iterable[int] = (),
                         categories: list[dict[str, Any]] | None = None) -> Path:
     """Write `<folder>/panoptic.json` and `<folder>/panoptic/<stem>.png` for (image_id, file stem, Segmentation)
-    items: the predictions `selfseg evaluate --task panoptic` reads. Returns the JSON's path."""
+    items: the predictions `selfseg evaluate --task panoptic` reads. stuff: category ids merged to one segment
+    per image (default: the `categories` with isthing 0). Masks are at the analysed size (`image_size`); a
+    segmentation of a reduced copy must be scored against ground truth of that size. Returns the JSON's path."""
     from PIL import Image
 
     folder = Path(folder)
     (folder / "panoptic").mkdir(parents=True, exist_ok=True)
     annotations = []
-    stuff = set(stuff)
+    # the categories say which are stuff when the caller does not
+    stuff = set(stuff) or {int(c["id"]) for c in categories or [] if not c.get("isthing", 1)}
+    stems: set[str] = set()
     for image_id, stem, seg in items:
+        if stem in stems:
+            raise ValueError(f"write_coco_panoptic: two images with the file stem {stem!r}; expected one each")
+        stems.add(stem)
         rgb, ann = seg.to_coco_panoptic(image_id, f"{stem}.png", category_ids, stuff)
         Image.fromarray(rgb).save(folder / "panoptic" / f"{stem}.png")
         annotations.append(ann)

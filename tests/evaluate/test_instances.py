@@ -108,3 +108,43 @@ def test_evaluate_task_instance_on_the_coco_layout(tmp_path, capsys):
                  "--predictions", str(results)]) == 2
     err = capsys.readouterr().err
     assert "image_id 5 is not in the ground truth" in err and len(err.strip().splitlines()) == 1
+
+
+def test_mask_ap_sizes_objects_by_their_mask_not_their_box(tmp_path):
+    # a 30 x 30 car found exactly, and a false positive whose mask is small but whose box is large: by mask
+    # area the false positive is small too (APs 0.5); by its box it would leave the small range (APs 1.0)
+    gt = gt_file(tmp_path, [(square(0, 0, 30), 1)])
+    fp = square(34, 20, 30) & ~square(35, 21, 28)  # a thin ring: 116 px inside a 30 x 30 box
+    results = [{"image_id": 1, "category_id": 1, "segmentation": rle(square(0, 0, 30)), "score": 0.5,
+                "bbox": [0.0, 0.0, 30.0, 30.0]},
+               {"image_id": 1, "category_id": 1, "segmentation": rle(fp), "score": 0.9,
+                "bbox": [10.0, 24.0, 40.0, 40.0]}]
+    st = coco_instance_scores(gt, results).stats
+    assert st["segm"]["APs"] == pytest.approx(st["segm"]["AP"])  # both objects are small: no size shift
+    # the same results with one box missing: box AP computes it from the mask instead of failing
+    results[0].pop("bbox")
+    assert coco_instance_scores(gt, results).stats["bbox"]["AP"] >= 0
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda r: r.update(score="high"), "expected a numeric score"),
+    (lambda r: r.update(bbox=None), r"expected bbox \[x, y, w, h\]"),
+    (lambda r: r["segmentation"].update(counts=5), "expected a compressed RLE segmentation"),
+])
+def test_malformed_result_fields_are_one_line_errors(tmp_path, change, message):
+    gt = gt_file(tmp_path, [(square(4, 4, 10), 1)])
+    result = {"image_id": 1, "category_id": 1, "segmentation": rle(square(4, 4, 10)), "score": 1.0}
+    change(result)
+    with pytest.raises(DatasetError, match=message):
+        coco_instance_scores(gt, [result])
+
+
+def test_malformed_ground_truth_is_one_line_error(tmp_path):
+    gt = json.loads(gt_file(tmp_path, [(square(4, 4, 10), 1)]).read_text())
+    del gt["annotations"][0]["iscrowd"]
+    with pytest.raises(DatasetError, match=r"annotations\[0\]: expected id, image_id, category_id"):
+        coco_instance_scores(gt, [])
+    gt = json.loads(gt_file(tmp_path, [(square(4, 4, 10), 1)]).read_text())
+    gt["images"].append({"id": "b", "height": 64, "width": 64})
+    with pytest.raises(DatasetError, match="image ids mix int and str"):
+        coco_instance_scores(gt, [])

@@ -329,3 +329,40 @@ def test_cityscapes_instances_for_coco_eval(tmp_path):
                 "score": 0.9} for v, cat in ((26001, 26), (26002, 26), (24000, 24))]
     stats = coco_instance_scores(gt, results).stats["segm"]
     assert stats["AP"] == pytest.approx(1.0)
+
+
+def test_malformed_panoptic_files_are_one_line_errors(tmp_path):
+    gt = write_pair(tmp_path / "gt", {"a": (GT_IDS, GT_SEGS)})
+    pred = write_pair(tmp_path / "pred", {"a": (GT_IDS, GT_SEGS)}, with_area=False)
+    data = json.loads(pred[0].read_text())
+    data["annotations"][0]["segments_info"][0]["category_id"] = "car"
+    pred[0].write_text(json.dumps(data))
+    with pytest.raises(DatasetError, match=r"segments_info\[0\]: expected integer id and category_id"):
+        ours(gt, pred)
+    # a grey PNG would read as other segment ids
+    Image.fromarray(GT_IDS.astype(np.uint8)).save(pred[1] / "a.png")
+    data["annotations"][0]["segments_info"][0]["category_id"] = 1
+    pred[0].write_text(json.dumps(data))
+    with pytest.raises(DatasetError, match="expected an RGB PNG of segment ids"):
+        ours(gt, pred)
+    # two ground-truth annotations of one image
+    gdata = json.loads(gt[0].read_text())
+    gdata["annotations"].append(dict(gdata["annotations"][0]))
+    gt[0].write_text(json.dumps(gdata))
+    with pytest.raises(DatasetError, match="image_id 'a' has two annotations"):
+        ours(gt, pred)
+
+
+def test_write_coco_panoptic_takes_stuff_from_the_categories_and_refuses_a_repeated_stem(tmp_path):
+    from selfseg.segment.result import Segmentation, write_coco_panoptic
+
+    masks = np.zeros((2, 4, 4), bool)
+    masks[0, :2] = True
+    masks[1, 2:] = True
+    seg = Segmentation(image_size=(4, 4), masks=masks, boxes=[[0, 0, 4, 2], [0, 2, 4, 4]], scores=[1, 1],
+                       mask_scores=[1, 1], labels=["road", "street"], classes=["road", "street"], segmenter="t")
+    path = write_coco_panoptic(tmp_path, [("a", "a", seg)], {"road": 2, "street": 2}, categories=CATEGORIES)
+    segments = json.loads(path.read_text())["annotations"][0]["segments_info"]
+    assert [(s["category_id"], s["area"]) for s in segments] == [(2, 16)]  # road is stuff: one segment
+    with pytest.raises(ValueError, match="two images with the file stem 'a'"):
+        write_coco_panoptic(tmp_path / "b", [("a", "a", seg), ("b", "a", seg)])
