@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from selfseg.evaluate.mappers import build_mapper  # noqa: E402
-from selfseg.evaluate.mappers.agreement import agreement, read_labelled  # noqa: E402
+from selfseg.evaluate.mappers.agreement import agreement, agreement_by_threshold, read_labelled  # noqa: E402
 
 DEV = ROOT / "tests" / "evaluate" / "mapping_dev"
 DATASETS = {"voc": "voc", "ade20k_150": "ade20k", "cityscapes": "cityscapes", "cityscapes_regions": "cityscapes"}
@@ -46,19 +46,14 @@ def side_by_side() -> dict:
 
 
 def sweep() -> dict:
+    grid = [x / 20 for x in range(4, 20)]
     curves = {}
     for f, ds in DATASETS.items():
         rows = read_labelled(DEV / f"{f}.tsv")
-        h = build_mapper("hybrid", ds, threshold=-1)
-        matches = h.map([r.description for r in rows])
-        curves[f] = [(r.label, m.cls, m.score, m.rule, h.lexical.map([r.description])[0].cls)
-                     for r, m in zip(rows, matches)]
-    out = {}
-    for t in [x / 20 for x in range(4, 20)]:
-        per = {f: statistics.fmean((m if rule == "embedding" and s >= t else lex) == label
-                                   for label, m, s, rule, lex in c) for f, c in curves.items()}
-        out[f"{t:.2f}"] = {**per, "mean": statistics.fmean(per.values())}
-    return out
+        filled = build_mapper("hybrid", ds, threshold=-1).map([r.description for r in rows])  # every gap filled
+        curves[f] = agreement_by_threshold(rows, filled, grid)
+    rows = {f"{t:.2f}": {f: c[k] for f, c in curves.items()} for k, t in enumerate(grid)}
+    return {t: {**row, "mean": statistics.fmean(row.values())} for t, row in rows.items()}
 
 
 def throughput(repeat: int) -> dict:

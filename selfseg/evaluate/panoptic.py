@@ -26,24 +26,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import DatasetError
+from ..segment.result import rgb2id
 from .result import PanopticScores
 
 VOID = 0
 _OFFSET = 256 * 256 * 256
-
-
-def rgb2id(rgb: np.ndarray) -> np.ndarray:
-    """Segment ids of a COCO panoptic PNG: R + 256 G + 256^2 B."""
-    rgb = np.asarray(rgb, dtype=np.uint32)
-    if rgb.ndim == 2:
-        return rgb
-    return rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]
-
-
-def id2rgb(ids: np.ndarray) -> np.ndarray:
-    """The COCO panoptic PNG colours of segment ids (the inverse of `rgb2id`)."""
-    ids = np.asarray(ids, dtype=np.uint32)
-    return np.stack([ids % 256, ids // 256 % 256, ids // (256 * 256) % 256], axis=-1).astype(np.uint8)
 
 
 @dataclass

@@ -34,6 +34,20 @@ def paint_instances(masks: np.ndarray, scores: np.ndarray, size: tuple[int, int]
     return paint_semantic(masks, scores, np.arange(1, len(masks) + 1), size)
 
 
+def rgb2id(rgb: np.ndarray) -> np.ndarray:
+    """Segment ids of a COCO panoptic PNG: R + 256 G + 256^2 B (a 2-D array is taken as ids already)."""
+    rgb = np.asarray(rgb, dtype=np.uint32)
+    if rgb.ndim == 2:
+        return rgb
+    return rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]
+
+
+def id2rgb(ids: np.ndarray) -> np.ndarray:
+    """The COCO panoptic PNG colours of segment ids (the inverse of `rgb2id`)."""
+    ids = np.asarray(ids, dtype=np.uint32)
+    return np.stack([ids % 256, ids // 256 % 256, ids // (256 * 256) % 256], axis=-1).astype(np.uint8)
+
+
 def encode_rle(mask: np.ndarray) -> dict[str, Any]:
     """COCO run-length encoding of one (H, W) bool mask, counts as a UTF-8 string (JSON-ready)."""
     from pycocotools import mask as mask_utils
@@ -287,8 +301,7 @@ class Segmentation:
             ys, xs = np.nonzero(out == seg["id"])
             seg["area"] = int(len(ys))
             seg["bbox"] = [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
-        rgb = np.stack([out % 256, out // 256 % 256, out // 65536 % 256], axis=-1).astype(np.uint8)
-        return rgb, {"image_id": image_id, "file_name": file_name, "segments_info": segments}
+        return id2rgb(out), {"image_id": image_id, "file_name": file_name, "segments_info": segments}
 
     def to_supervision(self) -> Any:
         """`supervision.Detections` (needs `pip install supervision`)."""

@@ -11,7 +11,7 @@ import pytest
 from selfseg.errors import DatasetError
 from selfseg.evaluate.datasets import class_list, dataset_spec
 from selfseg.evaluate.mappers import build_mapper
-from selfseg.evaluate.mappers.agreement import agreement, read_labelled
+from selfseg.evaluate.mappers.agreement import agreement, agreement_by_threshold, read_labelled
 from selfseg.evaluate.mappers.lexicon import Lexicon, shipped_lexicon
 
 DEV = Path(__file__).parent / "mapping_dev"
@@ -345,10 +345,8 @@ def test_the_hybrid_default_threshold_has_the_best_mean_agreement_on_the_develop
     per_file = []
     for name, dataset in DATASETS.items():
         rows = read_labelled(DEV / f"{name}.tsv")
-        h = build_mapper("hybrid", dataset, threshold=-1)  # every gap filled, with its cosine
-        filled = h.map([r.description for r in rows])
-        per_file.append([sum((m.cls if m.rule != "embedding" or m.score >= t else None) == r.label
-                             for r, m in zip(rows, filled)) / len(rows) for t in grid])
+        filled = build_mapper("hybrid", dataset, threshold=-1).map([r.description for r in rows])  # every gap
+        per_file.append(agreement_by_threshold(rows, filled, grid))
     mean = [sum(col) / len(col) for col in zip(*per_file)]
     default = HybridMapperConfig().hybrid_threshold
     assert mean[grid.index(default)] == pytest.approx(max(mean))

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from selfseg.errors import DatasetError
-from selfseg.evaluate.panoptic import id2rgb, pq_compute, rgb2id
+from selfseg.evaluate.panoptic import pq_compute
+from selfseg.segment.result import id2rgb, rgb2id
 
 CATEGORIES = [{"id": 1, "name": "car", "isthing": 1}, {"id": 2, "name": "road", "isthing": 0},
               {"id": 3, "name": "person", "isthing": 1}]

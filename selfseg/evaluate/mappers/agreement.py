@@ -56,6 +56,14 @@ class Agreement:
         return "\n".join(lines)
 
 
+def agreement_by_threshold(rows: Sequence[Labelled], filled: Sequence[LabelMatch],
+                           thresholds: Sequence[float]) -> list[float]:
+    """Agreement of a hybrid mapper at each threshold, from one run that filled every gap (threshold -1):
+    an embedding fill counts only where its cosine reaches the threshold, else the row stays none."""
+    return [sum((m.cls if m.rule != "embedding" or m.score >= t else None) == r.label
+                for r, m in zip(rows, filled)) / len(rows) for t in thresholds]
+
+
 def agreement(mapper: LabelMapper, rows: Sequence[Labelled], level: str | None = None) -> Agreement:
     matches = mapper.map([r.description for r in rows], level) if rows else []
     hits: dict[str, list[bool]] = defaultdict(list)

@@ -335,8 +335,9 @@ def _compound_run(t: Any) -> list[str]:
     run: list[str] = []
     k = t.i - 1
     doc = t.doc
-    while k >= 0 and doc[k].head.i in (t.i, *(doc[j].i for j in range(k + 1, t.i))) and \
-            (doc[k].dep_ == "compound" or (doc[k].tag_ in _NOUN_TAGS and doc[k].dep_ in ("compound", "nmod"))):
+    # each word hangs on the head or on a word of the run after it ("traffic light pole")
+    while k >= 0 and k < doc[k].head.i <= t.i and \
+            (doc[k].dep_ == "compound" or doc[k].dep_ == "nmod" and doc[k].tag_ in _NOUN_TAGS):
         run.insert(0, doc[k].lower_)
         k -= 1
     return run
