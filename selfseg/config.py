@@ -111,6 +111,10 @@ class EvaluationConfig(HybridMapperConfig, EmbeddingMapperConfig, LlmMapperConfi
     out: str = "runs/{name}"
     # Evaluate only the first N images of the split (0: all).
     limit: int = 0
+    # What to score the predictions as: "semantic" (mIoU, cmIoU; always scored), "panoptic" (PQ / SQ / RQ) and
+    # "instance" (mask and box AP, COCOeval); the last two need the dataset's panoptic / instance ground truth
+    # (ade20k, cityscapes).
+    tasks: list[str] = field(default_factory=lambda: ["semantic"])
 
     def __post_init__(self) -> None:
         from .evaluate.mappers import METHODS
@@ -123,6 +127,11 @@ class EvaluationConfig(HybridMapperConfig, EmbeddingMapperConfig, LlmMapperConfi
         check(self.miou_convention in CONVENTIONS, "miou_convention", choices(CONVENTIONS), self.miou_convention)
         check(self.cmiou_segments in CMIOU_SEGMENTS, "cmiou_segments", choices(CMIOU_SEGMENTS), self.cmiou_segments)
         check(self.limit >= 0, "limit", "an integer >= 0 (0: all)", self.limit)
+        from .evaluate.annotations import TASKS
+
+        check(isinstance(self.tasks, list) and bool(self.tasks) and all(t in TASKS for t in self.tasks)
+              and len(set(self.tasks)) == len(self.tasks), "tasks", f"a list of distinct tasks from {choices(TASKS)}",
+              self.tasks)
 
 
 @dataclass
@@ -457,6 +466,7 @@ def _default_text(cls: type, f: dataclasses.Field) -> str:
 def _named_fields() -> dict[str, list[str]]:
     """Fields whose value names a registered component or a fixed choice -> the valid names, from the
     registries and the modules that own the choices (so the table can never miss a new component)."""
+    from .evaluate.annotations import TASKS
     from .evaluate.datasets import dataset_names
     from .evaluate.mappers import METHODS
     from .evaluate.mappers.lexical import LEVELS
@@ -471,6 +481,7 @@ def _named_fields() -> dict[str, list[str]]:
             "segment.segmenter": segmenters().names(), "segment.vocabulary": list(VOCABULARY_MODES),
             "segment.enrich": list(ENRICH_MODES), "evaluation.dataset": dataset_names(),
             "evaluation.mapper": list(METHODS), "evaluation.lexical_level": list(LEVELS),
+            "evaluation.tasks": list(TASKS),
             "evaluation.miou_convention": list(CONVENTIONS), "evaluation.cmiou_segments": list(CMIOU_SEGMENTS),
             "model.dtype": list(DTYPE_NAMES), "vlm.dtype": list(VLM_DTYPES), "clustering.align_cost": list(ALIGN_COSTS),
             "captioning.profile": list(CAPTION_PROFILES), "captioning.token_slice": list(TOKEN_SLICES)}

@@ -329,6 +329,8 @@ def test_the_smoke_benchmark_runs_from_any_directory(repo, tmp_path, monkeypatch
     assert code == 0, cap.err
     results = json.loads((out / "results.json").read_text())
     assert results["images"] == 3 and results["failed"] == []
+    # all three tasks, against the sample's derived panoptic and instance ground truth
+    assert results["panoptic"]["images"] == 3 and "segm" in results["instance"]
     assert results["config"]["evaluation"]["root"] == str((repo / "examples" / "ade20k_sample").resolve())
     assert not (tmp_path / "runs").exists()  # --out given: nothing under the default run folder
 

@@ -4,7 +4,7 @@ as the semantic loaders do."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -130,13 +130,21 @@ def cityscapes_panoptic(root: str | Path, split: str = "val") -> Any:
                                str(Path(root) / "gtFine" / split))
 
 
-def cityscapes_instances(root: str | Path, split: str = "val") -> dict[str, Any]:
+def cityscapes_instances(root: str | Path, split: str = "val", stems: Any = None) -> dict[str, Any]:
     """The gtFine instances as a COCO instances dict (RLE masks; a thing class's pixels without an instance
-    as a crowd annotation, which COCOeval ignores matches to)."""
+    as a crowd annotation, which COCOeval ignores matches to). stems: only these images (default: all)."""
     from ..segment.result import encode_rle
 
     images, annotations = [], []
-    for stem, path in _cityscapes_files(Path(root), split).items():
+    files = _cityscapes_files(Path(root), split)
+    if stems is not None:
+        stems = list(stems)
+        missing = [st for st in stems if st not in files]
+        if missing:
+            raise DatasetError(f"cityscapes: no gtFine/{split}/<city>/{missing[0]}_gtFine_instanceIds.png under "
+                               f"{root}")
+        files = {st: files[st] for st in stems}
+    for stem, path in files.items():
         ids, segments = _cityscapes_segments(path)
         h, w = ids.shape
         images.append({"id": stem, "file_name": f"{stem}_leftImg8bit.png", "height": h, "width": w})
@@ -151,3 +159,103 @@ def cityscapes_instances(root: str | Path, split: str = "val") -> dict[str, Any]
                                          float(ys.max() - ys.min() + 1)]})
     categories = [c for c in cityscapes_categories().values() if c["isthing"]]
     return {"images": images, "annotations": annotations, "categories": categories}
+
+
+# ------------------------------------------------------------------------------------------ benchmark datasets
+#: What a benchmark run scores its predictions as (`evaluation.tasks`).
+TASKS = ("semantic", "panoptic", "instance")
+#: Benchmark datasets (`evaluation.dataset`) with panoptic and instance ground truth.
+TASK_DATASETS = ("ade20k", "cityscapes")
+
+
+@dataclass
+class TaskTruth:
+    """A benchmark dataset's panoptic and instance ground truth, found by its samples' ids.
+
+    panoptic / instances: the ground truth of the tasks asked for (None otherwise); image_ids: sample id ->
+    the ground truth's image id (panoptic) and instance_image_ids likewise (instance). panoptic_category /
+    instance_category: the dataset's class index -> the ground truth's category id (None: the class has no
+    category there, e.g. a stuff class in an instance ground truth)."""
+
+    panoptic: Any = None
+    instances: dict[str, Any] | None = None
+    image_ids: dict[str, Any] = field(default_factory=dict)
+    instance_image_ids: dict[str, Any] = field(default_factory=dict)
+    panoptic_category: list[int | None] = field(default_factory=list)
+    instance_category: list[int | None] = field(default_factory=list)
+
+
+def task_truth(dataset: Any, tasks: Any, samples: Any) -> TaskTruth:
+    """The ground truth of `tasks` ("panoptic", "instance") for these samples of a benchmark dataset. A
+    dataset without such ground truth, a root that lacks the files (the layout is printed) or a sample the
+    ground truth does not have: one-line DatasetError."""
+    tasks = [t for t in tasks if t in ("panoptic", "instance")]
+    truth = TaskTruth()
+    if not tasks:
+        return truth
+    if dataset.name not in TASK_DATASETS:
+        raise DatasetError(f"evaluation.tasks {', '.join(tasks)}: the {dataset.name} dataset has no panoptic or "
+                           f"instance ground truth here; expected one of {choices(TASK_DATASETS)}")
+    ids = [s.id for s in samples]
+    if dataset.name == "cityscapes":
+        from .datasets import CITYSCAPES_TRAIN_IDS
+
+        label_of = {train: label for label, train in CITYSCAPES_TRAIN_IDS.items()}
+        stems = {i: i[: -len("_leftImg8bit")] if i.endswith("_leftImg8bit") else i for i in ids}
+        if "panoptic" in tasks:
+            truth.panoptic = cityscapes_panoptic(dataset.root, dataset.split)
+            truth.image_ids = _find(stems, {st: st for st in truth.panoptic.image_ids}, truth.panoptic.where)
+            truth.panoptic_category = [label_of.get(c.index) for c in dataset.classes]
+        if "instance" in tasks:
+            truth.instances = cityscapes_instances(dataset.root, dataset.split, stems.values())
+            truth.instance_image_ids = dict(stems)
+            things = {c["id"] for c in truth.instances["categories"]}
+            truth.instance_category = [label_of.get(c.index) if label_of.get(c.index) in things else None
+                                       for c in dataset.classes]
+        return truth
+    # ADE20K: detectron2's prepared files beside the images (in ADEChallengeData2016/, or a flat sample folder)
+    root = next((b for b in (dataset.root / "ADEChallengeData2016", dataset.root) if b.is_dir()), dataset.root)
+    stems = {i: i for i in ids}
+    if "panoptic" in tasks:
+        gt = ground_truth("panoptic", "ade20k-panoptic", root, dataset.split)
+        truth.panoptic = gt
+        truth.image_ids = _find(stems, {gt.stems.get(i, str(i)): i for i in gt.image_ids}, gt.where)
+        truth.panoptic_category = _categories_of_classes(dataset.classes, gt.categories.values())
+    if "instance" in tasks:
+        from .instances import _read_json
+
+        path = ground_truth("instance", "ade20k-instances", root, dataset.split)
+        data = _read_json(path, "COCO instances JSON")
+        if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+            raise DatasetError(f"{path}: expected a COCO instances JSON (images, annotations, categories lists)")
+        by_stem = {Path(str(im.get("file_name", im.get("id")))).stem: im.get("id") for im in data["images"]
+                   if isinstance(im, dict)}
+        truth.instance_image_ids = _find(stems, by_stem, str(path))
+        keep = set(truth.instance_image_ids.values())
+        truth.instances = {**data, "images": [im for im in data["images"] if im.get("id") in keep],
+                           "annotations": [a for a in data.get("annotations") or []
+                                           if isinstance(a, dict) and a.get("image_id") in keep]}
+        truth.instance_category = _categories_of_classes(dataset.classes, data.get("categories") or [])
+    return truth
+
+
+def _find(stems: dict[str, str], known: dict[str, Any], where: str) -> dict[str, Any]:
+    """sample id -> ground-truth image id, every sample found."""
+    missing = [i for i, st in stems.items() if st not in known]
+    if missing:
+        raise DatasetError(f"{where}: no ground truth for image {missing[0]!r} ({len(missing)} of {len(stems)} "
+                           f"images missing)")
+    return {i: known[st] for i, st in stems.items()}
+
+
+def _categories_of_classes(classes: Any, categories: Any) -> list[int | None]:
+    """class index -> category id. Ids 0..n-1 for the n classes are the class indices (detectron2's ADE20K
+    panoptic files number them so); otherwise a category belongs to the class one of whose names is the
+    first of the category's comma-separated names."""
+    cats = [c for c in categories if isinstance(c, dict) and isinstance(c.get("id"), int)]
+    if sorted(c["id"] for c in cats) == list(range(len(classes))):
+        return [c.index for c in classes]
+    by_name: dict[str, int] = {}
+    for c in cats:
+        by_name.setdefault(str(c.get("name", "")).split(",")[0].strip().lower(), c["id"])
+    return [next((by_name[n.lower()] for n in c.names if n.lower() in by_name), None) for c in classes]

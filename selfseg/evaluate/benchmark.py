@@ -31,15 +31,17 @@ from typing import Any
 
 from ..config import Config
 from ..errors import ConfigError, SelfSegError
+from .annotations import task_truth
 from .datasets import Dataset, Sample, datasets
 from .mappers.base import require_relations
 from .result import EvaluationReport, pct
 from .score import score_open_vocabulary
+from .score_segments import score_segments
 
 # Settings that change scores but not predictions: changing them re-scores without re-running the models.
 _EVAL_ONLY = {"mapper", "lexical_level", "lexicon", "gt_aware", "llm_model", "llm_batch_size", "llm_max_new_tokens",
               "llm_prompt", "llm_cache", "embedding_model", "embedding_threshold", "hybrid_threshold",
-              "miou_convention", "cmiou_segments", "out", "limit", "classes"}
+              "miou_convention", "cmiou_segments", "out", "limit", "classes", "tasks"}
 
 
 @dataclass
@@ -240,15 +242,16 @@ def run_benchmark(config: Config, out: str | Path | None = None, limit: int | No
         run = out_dir(config, out)
         pred_dir = run / "predictions"
         problem = None
-        mapper = None
+        mapper = truth = None
         if dist.rank == 0:
             try:
                 _prepare(run, config, fresh)
-                # Built before predicting, so a mapper that cannot score as configured stops the run now
-                # rather than after every image has been predicted.
+                # Built before predicting, so a mapper that cannot score as configured, or ground truth that is
+                # not there, stops the run now rather than after every image has been predicted.
                 mapper = build_mapper_from_config(config, run, classes=dataset.classes)
                 if ev.gt_aware:
                     require_relations(mapper)
+                truth = task_truth(dataset, ev.tasks, samples)
             except SelfSegError as exc:
                 problem = str(exc)
             except OSError as exc:  # e.g. --out under a file, or a read-only disk: one line, every rank stops
@@ -270,6 +273,15 @@ def run_benchmark(config: Config, out: str | Path | None = None, limit: int | No
             report = score_open_vocabulary(dataset, samples, pred_dir, mapper, convention=ev.miou_convention,
                                            cmiou_segments=ev.cmiou_segments, gt_aware=ev.gt_aware,
                                            levels=mapper.levels, progress=bar.update)
+        others = [t for t in ev.tasks if t != "semantic"]
+        if others:
+            with tqdm(total=len(samples), unit="img", file=sys.stderr, leave=False, disable=quiet or None,
+                      desc=" + ".join(others)) as bar:
+                scored = score_segments(dataset, samples, pred_dir, mapper, truth, others, gt_aware=ev.gt_aware,
+                                        levels=mapper.levels, progress=bar.update)
+            report.panoptic, report.instance = scored.get("panoptic"), scored.get("instance")
+            if report.lexical_alignment is not None and "curve" in scored:
+                report.lexical_alignment.update({k: v for k, v in scored["curve"].items() if k != "levels"})
         ran_all = sum(c[0] for c in counts)
         report.extra.update({
             "config_name": config.name, "mapper": ev.mapper, "processes": dist.world,
@@ -316,10 +328,26 @@ def results_markdown(report: EvaluationReport) -> str:
               "predicting nothing."]
     la = report.lexical_alignment
     if la:
+        cols = ["mIoU"] + [k for k in ("PQ", "AP") if k in la]
+        areas = [la["area"]] + [la[f"{k}_area"] for k in cols[1:]]
         lines += ["", "## Lexical alignment curve" + (" (ground-truth aware)" if la["gt_aware"] else ""), "",
-                  "| level | mIoU |", "|---|---|"]
-        lines += [f"| {lv} | {pct(v)} |" for lv, v in zip(la["levels"], la["mIoU"])]
-        lines.append(f"| area | {pct(la['area'])} |")
+                  "| level | " + " | ".join("mask AP" if c == "AP" else c for c in cols) + " |",
+                  "|---|" + "---|" * len(cols)]
+        lines += [f"| {lv} | " + " | ".join(pct(la[c][k]) for c in cols) + " |" for k, lv in enumerate(la["levels"])]
+        lines.append("| area | " + " | ".join(pct(a) for a in areas) + " |")
+    if report.panoptic is not None:
+        p = report.panoptic
+        lines += ["", "## Panoptic", "", "| | PQ | SQ | RQ | categories |", "|---|---|---|---|---|"]
+        lines += [f"| {name} | {pct(v['pq'])} | {pct(v['sq'])} | {pct(v['rq'])} | {v['n']} |"
+                  for name, v in (("all", p.all), ("things", p.things), ("stuff", p.stuff))]
+    if report.instance is not None:
+        from .instances import STAT_NAMES
+
+        lines += ["", "## Instances (COCOeval)", "", "| | " + " | ".join(STAT_NAMES) + " |",
+                  "|---|" + "---|" * len(STAT_NAMES)]
+        lines += [f"| {'mask' if kind == 'segm' else 'box'} | " +
+                  " | ".join(pct(st[k]) if st[k] >= 0 else "-" for k in STAT_NAMES) + " |"
+                  for kind, st in report.instance.stats.items()]
     lines += ["", "## Per class", "", "| class | IoU | accuracy |", "|---|---|---|"]
     s = report.semseg
     lines += [f"| {n} | {pct(i)} | {pct(a)} |" for n, i, a in zip(s.class_names, s.iou, s.accuracy) if i is not None]

@@ -216,6 +216,8 @@ class PanopticGroundTruth:
     image_ids: list[Any]
     load: Any
     where: str = "ground truth"
+    # image id -> the stem of its PNG's name, by which a dataset's image is found in the ground truth
+    stems: dict[Any, str] = field(default_factory=dict)
 
     @classmethod
     def from_coco(cls, json_path: str | Path, png_folder: str | Path) -> PanopticGroundTruth:
@@ -229,7 +231,8 @@ class PanopticGroundTruth:
             a = by_image[image_id]
             return read_id_png(Path(png_folder) / a["file_name"]), a["segments_info"]
 
-        return cls(categories, list(by_image), load, str(json_path))
+        stems = {i: Path(a["file_name"]).stem for i, a in by_image.items()}
+        return cls(categories, list(by_image), load, str(json_path), stems)
 
 
 def pq_score(gt: PanopticGroundTruth, pred_json: str | Path, pred_folder: str | Path) -> PanopticScores:

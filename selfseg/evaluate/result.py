@@ -119,6 +119,9 @@ class EvaluationReport:
     failed: list[str] = field(default_factory=list)
     mapping: dict[str, str | None] = field(default_factory=dict)
     lexical_alignment: dict[str, Any] | None = None
+    # evaluation.tasks beyond semantic: the same predictions scored as panoptic segments and as instances
+    panoptic: PanopticScores | None = None
+    instance: InstanceScores | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -130,6 +133,10 @@ class EvaluationReport:
             d["lexical_alignment"] = self.lexical_alignment
         if self.mapping:
             d["mapping"] = self.mapping
+        if self.panoptic is not None:
+            d["panoptic"] = self.panoptic.to_dict()
+        if self.instance is not None:
+            d["instance"] = self.instance.to_dict()
         d.update(self.extra)
         return _finite(d)
 
@@ -141,8 +148,21 @@ class EvaluationReport:
             rows += [("tag precision", pct(self.tags.precision)), ("tag recall", pct(self.tags.recall))]
         for who, t in self.extra.get("tags_by_tagger", {}).items():
             rows += [(f"tag precision / recall, {who} alone", f"{pct(t['precision'])} / {pct(t['recall'])}")]
-        if self.lexical_alignment is not None:
-            rows.append(("lexical alignment (area)", pct(self.lexical_alignment["area"])))
+        if self.panoptic is not None:
+            p = self.panoptic
+            rows += [("PQ / SQ / RQ", f"{pct(p.all['pq'])} / {pct(p.all['sq'])} / {pct(p.all['rq'])}"),
+                     ("PQ things / stuff", f"{pct(p.things['pq'])} / {pct(p.stuff['pq'])}")]
+        if self.instance is not None:
+            for kind, what in (("segm", "mask"), ("bbox", "box")):
+                st = self.instance.stats.get(kind)
+                if st:
+                    rows.append((f"{what} AP / AP50 / AP75", " / ".join(pct(max(st[k], 0.0)) if st[k] >= 0 else "-"
+                                                                    for k in ("AP", "AP50", "AP75"))))
+        la = self.lexical_alignment
+        if la is not None:
+            rows.append(("lexical alignment (area)", pct(la["area"])))
+            rows += [(f"lexical alignment, {k} (area)", pct(la[f"{k}_area"])) for k in ("PQ", "AP")
+                     if f"{k}_area" in la]
         if self.failed:
             rows.append(("failed images (scored as no prediction)", str(len(self.failed))))
         return rows

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -46,6 +46,31 @@ def id2rgb(ids: np.ndarray) -> np.ndarray:
     """The COCO panoptic PNG colours of segment ids (the inverse of `rgb2id`)."""
     ids = np.asarray(ids, dtype=np.uint32)
     return np.stack([ids % 256, ids // 256 % 256, ids // (256 * 256) % 256], axis=-1).astype(np.uint8)
+
+
+def panoptic_segments(ids: np.ndarray, instance_ids: Sequence[int], categories: Sequence[int | None],
+                      stuff: Iterable[int] = ()) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """An instance-id map (0 = none) and each instance's category as COCO panoptic segment ids (uint32) and
+    segments_info (id, category_id, iscrowd 0, instances: the instance ids it covers). An instance without a
+    category (None) is void; the instances of one `stuff` category are one segment, as the format has one
+    segment per stuff category and image."""
+    stuff = set(stuff)
+    lut = np.zeros(max(int(ids.max(initial=0)), *instance_ids, 0) + 1, np.uint32)
+    segments: list[dict[str, Any]] = []
+    by_stuff: dict[int, dict[str, Any]] = {}
+    for i, cat in zip(instance_ids, categories):
+        if cat is None:
+            continue
+        cat = int(cat)
+        seg = by_stuff.get(cat) if cat in stuff else None
+        if seg is None:
+            seg = {"id": len(segments) + 1, "category_id": cat, "iscrowd": 0, "instances": []}
+            segments.append(seg)
+            if cat in stuff:
+                by_stuff[cat] = seg
+        seg["instances"].append(int(i))
+        lut[i] = seg["id"]
+    return lut[ids], segments
 
 
 def encode_rle(mask: np.ndarray) -> dict[str, Any]:
@@ -280,24 +305,10 @@ class Segmentation:
         format has one segment per stuff category."""
         ids, info = self.panoptic
         cats = category_ids if category_ids is not None else {c: i + 1 for i, c in enumerate(self.classes)}
-        stuff = set(stuff)
-        out = np.zeros(ids.shape, np.uint32)
-        segments: list[dict[str, Any]] = []
-        by_stuff: dict[int, dict[str, Any]] = {}
-        for s in info:
-            cat = cats.get(s["label"])
-            if cat is None:
-                continue
-            cat = int(cat)
-            if cat in stuff and cat in by_stuff:
-                seg = by_stuff[cat]
-            else:
-                seg = {"id": len(segments) + 1, "category_id": cat, "iscrowd": 0, "score": s["score"]}
-                segments.append(seg)
-                if cat in stuff:
-                    by_stuff[cat] = seg
-            out[ids == s["id"]] = seg["id"]
+        out, segments = panoptic_segments(ids, [s["id"] for s in info], [cats.get(s["label"]) for s in info], stuff)
+        score = {s["id"]: s["score"] for s in info}
         for seg in segments:
+            seg["score"] = score[seg.pop("instances")[0]]
             ys, xs = np.nonzero(out == seg["id"])
             seg["area"] = int(len(ys))
             seg["bbox"] = [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]

@@ -21,7 +21,8 @@ from selfseg.evaluate.benchmark import run_benchmark
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 SCORES = ("mIoU", "mAcc", "pixel_accuracy", "cmIoU", "cmIoU_segments", "per_class", "tags", "mapping",
-          "lexical_alignment", "failed", "images")
+          "lexical_alignment", "failed", "images", "panoptic", "instance")
+TASKS = "evaluation.tasks=[semantic,panoptic,instance]"
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +53,51 @@ def voc_root(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def cs_root(tmp_path_factory) -> Path:
+    """A Cityscapes tree in its real layout for all three tasks: 5 real photos (ADE samples, some mirrored) as
+    leftImg8bit, gtFine labelIds and instanceIds with road, sky, two cars, a crowd of cars, a person, void."""
+    root = tmp_path_factory.mktemp("cityscapes")
+    photos = sorted((REPO / "examples" / "ade20k_sample" / "images").glob("*.jpg"))
+    for sub in ("leftImg8bit", "gtFine"):
+        (root / sub / "val" / "aachen").mkdir(parents=True)
+    for k in range(5):
+        im = Image.open(photos[k % len(photos)]).convert("RGB").resize((128, 64))
+        if k >= len(photos):
+            im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        stem = f"aachen_{k:06d}_000019"
+        im.save(root / "leftImg8bit" / "val" / "aachen" / f"{stem}_leftImg8bit.png")
+        raw = np.full((64, 128), 7, np.int32)  # road
+        raw[:16] = 23                          # sky
+        raw[20:40, 10:40] = 26001              # two cars
+        raw[20:40, 50:90] = 26002
+        raw[44:56, :30] = 26                   # a crowd of cars
+        raw[30:60, 100:115] = 24000            # a person
+        raw[60:, 120:] = 1                     # ego vehicle: void
+        gt = root / "gtFine" / "val" / "aachen"
+        Image.fromarray(raw.astype(np.uint16)).save(gt / f"{stem}_gtFine_instanceIds.png")
+        Image.fromarray(np.where(raw >= 1000, raw // 1000, raw).astype(np.uint8)).save(
+            gt / f"{stem}_gtFine_labelIds.png")
+    return root
+
+
+def _cs_config(root: Path, *extra: str):
+    return _config(root, "evaluation.dataset=cityscapes", TASKS, *extra)
+
+
+@pytest.fixture(scope="module")
+def cs_baseline(cs_root, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("cs_baseline")
+    report = run_benchmark(_cs_config(cs_root), out=out, quiet=True)
+    assert report is not None and report.images == 5
+    return out
+
+
 def _config(root: Path, *extra: str):
+    """The smoke benchmark on another tree, scoring the semantic task only (VOC has no panoptic ground truth)."""
     return load_config(REPO / "configs" / "benchmarks" / "smoke.yaml",
-                       ["evaluation.dataset=voc", f"evaluation.root={root}", "run.batch_size=2", *extra])
+                       ["evaluation.dataset=voc", f"evaluation.root={root}", "run.batch_size=2",
+                        "evaluation.tasks=[semantic]", *extra])
 
 
 def _scores(run: Path) -> dict:
@@ -76,8 +119,10 @@ def _env() -> dict:
 
 
 def _cli(root: Path, out: Path) -> list[str]:
+    """The benchmark command on the Cityscapes tree, scoring all three tasks."""
     return ["-m", "selfseg", "benchmark", str(REPO / "configs" / "benchmarks" / "smoke.yaml"),
-            "evaluation.dataset=voc", f"evaluation.root={root}", "run.batch_size=2", "--out", str(out), "-q"]
+            "evaluation.dataset=cityscapes", f"evaluation.root={root}", "run.batch_size=2", TASKS, "--out", str(out),
+            "-q"]
 
 
 def test_benchmark_writes_predictions_and_results(baseline):
@@ -95,24 +140,53 @@ def test_benchmark_writes_predictions_and_results(baseline):
     assert "| mIoU (detectron2) |" in md and "meaningless" in md and "## Config" in md
 
 
-def test_rerun_skips_finished_images_and_gives_the_same_numbers(voc_root, baseline, tmp_path):
+def test_all_three_tasks_are_scored_and_reported(cs_baseline):
+    d = json.loads((cs_baseline / "results.json").read_text())
+    assert d["dataset"] == "cityscapes" and d["images"] == 5 and d["failed"] == []
+    assert set(d["panoptic"]) >= {"PQ", "SQ", "RQ", "pq_things", "pq_stuff", "per_class", "n"}
+    assert d["panoptic"]["images"] == 5 and 0 <= d["panoptic"]["PQ"] <= 1
+    assert set(d["instance"]["segm"]) >= {"AP", "AP50", "AP75", "APs", "APm", "APl"} and "bbox" in d["instance"]
+    la = d["lexical_alignment"]
+    assert len(la["PQ"]) == len(la["AP"]) == len(la["mIoU"]) == 4 and {"PQ_area", "AP_area"} <= set(la)
+    md = (cs_baseline / "results.md").read_text()
+    assert "## Panoptic" in md and "## Instances (COCOeval)" in md and "| level | mIoU | PQ | mask AP |" in md
+
+
+def test_adding_tasks_rescores_without_running_the_models(cs_root, cs_baseline, tmp_path):
+    import shutil
+
+    out = tmp_path / "semantic_only"
+    shutil.copytree(cs_baseline, out)
+    report = run_benchmark(_config(cs_root, "evaluation.dataset=cityscapes"), out=out, quiet=True)
+    assert report.extra["images_run_now"] == 0 and report.panoptic is None and report.instance is None
+    report = run_benchmark(_cs_config(cs_root), out=out, quiet=True)
+    assert report.extra["images_run_now"] == 0 and _scores(out) == _scores(cs_baseline)
+
+
+def test_a_dataset_without_panoptic_ground_truth_stops_before_predicting(voc_root, tmp_path):
+    with pytest.raises(ConfigError, match="the voc dataset has no panoptic or instance ground truth"):
+        run_benchmark(_config(voc_root, TASKS), out=tmp_path / "run", quiet=True)
+    assert not list((tmp_path / "run" / "predictions").glob("*.json"))
+
+
+def test_rerun_skips_finished_images_and_gives_the_same_numbers(cs_root, cs_baseline, tmp_path):
     import shutil
 
     out = tmp_path / "run"
-    shutil.copytree(baseline, out)
+    shutil.copytree(cs_baseline, out)
     # Lose one image's prediction (as a crash between images would): only that image is recomputed, in a
-    # batch of its own, and the numbers are those of the uninterrupted run.
-    (out / "predictions" / "2007_000003.json").unlink()
-    report = run_benchmark(_config(voc_root), out=out, quiet=True)
+    # batch of its own, and the numbers (all three tasks) are those of the uninterrupted run.
+    (out / "predictions" / "aachen_000003_000019_leftImg8bit.json").unlink()
+    report = run_benchmark(_cs_config(cs_root), out=out, quiet=True)
     assert report.extra["images_run_now"] == 1 and report.extra["images_resumed"] == 4
-    assert _scores(out) == _scores(baseline)
-    again = run_benchmark(_config(voc_root), out=out, quiet=True)  # nothing left to run: same numbers
-    assert again.extra["images_run_now"] == 0 and _scores(out) == _scores(baseline)
+    assert _scores(out) == _scores(cs_baseline)
+    again = run_benchmark(_cs_config(cs_root), out=out, quiet=True)  # nothing left to run: same numbers
+    assert again.extra["images_run_now"] == 0 and _scores(out) == _scores(cs_baseline)
 
 
-def test_killed_run_resumes_to_the_uninterrupted_numbers(voc_root, baseline, tmp_path):
+def test_killed_run_resumes_to_the_uninterrupted_numbers(cs_root, cs_baseline, tmp_path):
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, *_cli(voc_root, out)], cwd=REPO, env=_env(),
+    proc = subprocess.Popen([sys.executable, *_cli(cs_root, out)], cwd=REPO, env=_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
@@ -123,24 +197,24 @@ def test_killed_run_resumes_to_the_uninterrupted_numbers(voc_root, baseline, tmp
     proc.wait()
     done_before = len(list((out / "predictions").glob("*.json")))
     assert done_before >= 1
-    r = subprocess.run([sys.executable, *_cli(voc_root, out)], cwd=REPO, env=_env(), capture_output=True,
+    r = subprocess.run([sys.executable, *_cli(cs_root, out)], cwd=REPO, env=_env(), capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert _scores(out) == _scores(baseline)
+    assert _scores(out) == _scores(cs_baseline)
     # a write the kill cut short leaves only a hidden temporary file, removed by the rerun
     assert not list((out / "predictions").glob(".*.tmp"))
     d = json.loads((out / "results.json").read_text())
     assert d["images_run_now"] + d["images_resumed"] == 5 and d["images_resumed"] >= done_before - 1
 
 
-def test_two_torchrun_processes_equal_one(voc_root, baseline, tmp_path):
+def test_two_torchrun_processes_equal_one(cs_root, cs_baseline, tmp_path):
     out = tmp_path / "dist"
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                        *_cli(voc_root, out)], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+                        *_cli(cs_root, out)], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[:1500] + "\n...\n" + r.stderr[-1500:]  # the ranks' own lines come first
     d = json.loads((out / "results.json").read_text())
     assert d["processes"] == 2
-    assert _scores(out) == _scores(baseline)
+    assert _scores(out) == _scores(cs_baseline)
 
 
 def test_failed_image_is_scored_as_nothing_listed_and_retried(voc_root, tmp_path):
@@ -203,7 +277,8 @@ def test_folder_dataset_with_an_exif_rotated_photo(tmp_path):
     w, h = photo.size
     Image.fromarray(np.zeros((h, w), np.uint8)).save(root / "masks" / "p.png")
     cfg = load_config(REPO / "configs" / "benchmarks" / "smoke.yaml",
-                      ["evaluation.dataset=folder", f"evaluation.root={root}", "evaluation.mapper=lexical"])
+                      ["evaluation.dataset=folder", f"evaluation.root={root}", "evaluation.mapper=lexical",
+                       "evaluation.tasks=[semantic]"])
     report = run_benchmark(cfg, out=tmp_path / "run", quiet=True)
     assert report.failed == []
     stored = np.asarray(Image.open(tmp_path / "run" / "predictions" / "p_labels.png"))
