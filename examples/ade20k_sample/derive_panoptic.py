@@ -3,7 +3,8 @@ the layout detectron2's prepare_ade20k_pan_seg.py / prepare_ade20k_ins_seg.py le
 score all three tasks with files in the repository):
 
     ade20k_panoptic_val.json, ade20k_panoptic_val/*.png   COCO panoptic (150 categories, ids = class index)
-    ade20k_instance_val.json                              COCO instances (the 100 thing classes, RLE masks)
+    ade20k_instance_val.json                              COCO instances (the 100 thing classes, ids = class
+                                                          index as detectron2's files have them, RLE masks)
 
 DERIVED, NOT ADE20K's OWN INSTANCES: a stuff class is one segment per image; a thing class's instances are the
 8-connected pieces of its pixels, so touching objects of one class are one instance and an occluded object cut
@@ -38,7 +39,6 @@ def main() -> None:
     names = [c.name for c in class_list("ade20k")]
     pan_dir = HERE / "ade20k_panoptic_val"
     pan_dir.mkdir(exist_ok=True)
-    thing_ids = {k: n + 1 for n, k in enumerate(sorted(THINGS))}  # instance category ids 1..100, by name
     images, pan_anns, ins_anns = [], [], []
     for number, path in enumerate(sorted((HERE / "annotations").glob("*.png")), start=1):
         labels = np.asarray(Image.open(path)).astype(np.int64) - 1  # 0 = "other": -1, void
@@ -58,7 +58,7 @@ def main() -> None:
                                  "bbox": box})
                 if cls in THINGS:
                     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-                    ins_anns.append({"id": len(ins_anns) + 1, "image_id": number, "category_id": thing_ids[cls],
+                    ins_anns.append({"id": len(ins_anns) + 1, "image_id": number, "category_id": cls,
                                      "segmentation": {"size": [h, w], "counts": rle["counts"].decode("ascii")},
                                      "area": int(mask.sum()), "bbox": [float(v) for v in box], "iscrowd": 0})
         Image.fromarray(id2rgb(ids)).save(pan_dir / path.name)
@@ -68,7 +68,7 @@ def main() -> None:
     (HERE / "ade20k_panoptic_val.json").write_text(json.dumps(
         {"images": [{"id": a["image_id"], "file_name": f"{a['image_id']}.jpg"} for a in pan_anns],
          "annotations": pan_anns, "categories": pan_categories}, indent=None) + "\n")
-    ins_categories = [{"id": thing_ids[k], "name": names[k]} for k in sorted(THINGS)]
+    ins_categories = [{"id": k, "name": names[k]} for k in sorted(THINGS)]
     (HERE / "ade20k_instance_val.json").write_text(json.dumps(
         {"images": images, "annotations": ins_anns, "categories": ins_categories}) + "\n")
 

@@ -215,26 +215,28 @@ def task_truth(dataset: Any, tasks: Any, samples: Any) -> TaskTruth:
         return truth
     # ADE20K: detectron2's prepared files beside the images (in ADEChallengeData2016/, or a flat sample folder)
     root = next((b for b in (dataset.root / "ADEChallengeData2016", dataset.root) if b.is_dir()), dataset.root)
+    split = {"validation": "val", "training": "train"}.get(dataset.split, dataset.split)  # the files say val
     stems = {i: i for i in ids}
     if "panoptic" in tasks:
-        gt = ground_truth("panoptic", "ade20k-panoptic", root, dataset.split)
+        gt = ground_truth("panoptic", "ade20k-panoptic", root, split)
         truth.panoptic = gt
         truth.image_ids = _find(stems, {gt.stems.get(i, str(i)): i for i in gt.image_ids}, gt.where)
         truth.panoptic_category = _categories_of_classes(dataset.classes, gt.categories.values())
     if "instance" in tasks:
         from .instances import _read_json
 
-        path = ground_truth("instance", "ade20k-instances", root, dataset.split)
+        path = ground_truth("instance", "ade20k-instances", root, split)
         data = _read_json(path, "COCO instances JSON")
-        if not isinstance(data, dict) or not isinstance(data.get("images"), list):
-            raise DatasetError(f"{path}: expected a COCO instances JSON (images, annotations, categories lists)")
-        by_stem = {Path(str(im.get("file_name", im.get("id")))).stem: im.get("id") for im in data["images"]
-                   if isinstance(im, dict)}
+        if not isinstance(data, dict) or not all(isinstance(data.get(k), list) and
+                                                 all(isinstance(x, dict) for x in data[k])
+                                                 for k in ("images", "annotations", "categories")):
+            raise DatasetError(f"{path}: expected a COCO instances JSON (images, annotations, categories lists of "
+                               f"objects)")
+        by_stem = {Path(str(im.get("file_name", im.get("id")))).stem: im.get("id") for im in data["images"]}
         truth.instance_image_ids = _find(stems, by_stem, str(path))
         keep = set(truth.instance_image_ids.values())
         truth.instances = {**data, "images": [im for im in data["images"] if im.get("id") in keep],
-                           "annotations": [a for a in data.get("annotations") or []
-                                           if isinstance(a, dict) and a.get("image_id") in keep]}
+                           "annotations": [a for a in data["annotations"] if a.get("image_id") in keep]}
         truth.instance_category = _categories_of_classes(dataset.classes, data.get("categories") or [])
     return truth
 
@@ -249,13 +251,29 @@ def _find(stems: dict[str, str], known: dict[str, Any], where: str) -> dict[str,
 
 
 def _categories_of_classes(classes: Any, categories: Any) -> list[int | None]:
-    """class index -> category id. Ids 0..n-1 for the n classes are the class indices (detectron2's ADE20K
-    panoptic files number them so); otherwise a category belongs to the class one of whose names is the
-    first of the category's comma-separated names."""
+    """class index -> category id. detectron2's ADE20K files number categories by class index (the panoptic
+    file all 150, the instance file its 100 thing classes): ids below the class count whose first
+    comma-separated name is one of that class's names are taken as indices. Otherwise each category goes to
+    one class by name: a class's first name first, then its other names."""
     cats = [c for c in categories if isinstance(c, dict) and isinstance(c.get("id"), int)]
-    if sorted(c["id"] for c in cats) == list(range(len(classes))):
-        return [c.index for c in classes]
-    by_name: dict[str, int] = {}
-    for c in cats:
-        by_name.setdefault(str(c.get("name", "")).split(",")[0].strip().lower(), c["id"])
-    return [next((by_name[n.lower()] for n in c.names if n.lower() in by_name), None) for c in classes]
+
+    def first(c: dict[str, Any]) -> str:
+        return str(c.get("name", "")).split(",")[0].strip().lower()
+
+    by_index = {c["id"]: c for c in cats if 0 <= c["id"] < len(classes)}
+    if len(by_index) == len(cats) and all(first(c) in {n.lower() for n in classes[i].names}
+                                          for i, c in by_index.items()):
+        return [c.index if c.index in by_index else None for c in classes]
+    out: list[int | None] = [None] * len(classes)
+    taken: set[int] = set()
+    for names_of in (lambda c: c.names[:1], lambda c: c.names[1:]):  # first names win over synonyms
+        wanted = {}
+        for c in classes:
+            for n in names_of(c):
+                wanted.setdefault(n.lower(), c.index)
+        for cat in cats:
+            k = wanted.get(first(cat))
+            if k is not None and out[k] is None and cat["id"] not in taken:
+                out[k] = cat["id"]
+                taken.add(cat["id"])
+    return out

@@ -280,6 +280,8 @@ def run_benchmark(config: Config, out: str | Path | None = None, limit: int | No
                 scored = score_segments(dataset, samples, pred_dir, mapper, truth, others, gt_aware=ev.gt_aware,
                                         levels=mapper.levels, progress=bar.update)
             report.panoptic, report.instance = scored.get("panoptic"), scored.get("instance")
+            listed = {f.split(":")[0] for f in report.failed}
+            report.failed += [f for f in scored["failed"] if f.split(":")[0] not in listed]
             if report.lexical_alignment is not None and "curve" in scored:
                 report.lexical_alignment.update({k: v for k, v in scored["curve"].items() if k != "levels"})
         ran_all = sum(c[0] for c in counts)

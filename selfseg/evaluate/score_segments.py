@@ -11,7 +11,8 @@ the detector's score.
 
 Predictions are brought to the ground truth's frame the way the label map is: masks of a reduced copy are
 upsampled (nearest) to the photo's size and the photo's EXIF orientation is undone. An image without a
-prediction (it failed) predicts nothing.
+prediction (it failed) predicts nothing; so does one whose prediction cannot be read or is not of its ground
+truth's size, and it is listed as failed.
 """
 from __future__ import annotations
 
@@ -63,26 +64,56 @@ def _orientation(path: Path) -> int:
         return 1
 
 
-def _read(pred_dir: Path, sample: Sample) -> Any:
-    """The image's Segmentation, or None when it has none (failed, or never run)."""
+def _labels(pred_dir: Path, sample: Sample) -> list[str]:
+    """The instance labels of an image's prediction, read without decoding its masks ([] when unreadable)."""
+    import json
+
+    try:
+        d = json.loads((pred_dir / f"{sample.id}.json").read_text(encoding="utf-8"))
+        return [str(i["label"]) for i in d["instances"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def _read(pred_dir: Path, sample: Sample, size: tuple[int, int], orientation: int) -> tuple[Any, str | None]:
+    """The image's Segmentation, or (None, why) when it has none or one that does not fit its ground truth."""
     from ..segment.result import Segmentation
 
     path = pred_dir / f"{sample.id}.json"
     if not path.is_file():
-        return None
+        return None, None  # failed or never run: the semantic scores list it
     try:
-        return Segmentation.from_json(path)
-    except (OSError, ValueError):
-        return None
+        seg = Segmentation.from_json(path)
+    except (OSError, ValueError) as exc:
+        return None, f"{sample.id}: unreadable prediction JSON ({str(exc).splitlines()[0]})"
+    h, w = seg.original_size or seg.image_size
+    upright = (w, h) if orientation in (5, 6, 7, 8) else (h, w)
+    if upright != tuple(size):
+        return None, (f"{sample.id}: prediction of size {upright[::-1]} (W, H) does not match the ground truth "
+                      f"{tuple(size)[::-1]}")
+    return seg, None
 
 
 def _majority(gt: np.ndarray, mask: np.ndarray) -> int | None:
     """The ground-truth class covering most of a mask's labelled pixels (None: none labelled)."""
-    values = gt[mask]
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if not rows.size:
+        return None
+    window = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))  # a mask is small next to its image
+    values = gt[window][mask[window]]
     values = values[values != IGNORE]
     if not values.size:
         return None
     return int(np.bincount(values).argmax())
+
+
+def _majorities(gt: np.ndarray, ids: np.ndarray, n_classes: int) -> dict[int, int]:
+    """segment id -> the ground-truth class under most of its pixels, for every id of a segment map at once."""
+    keep = (ids > 0) & (gt != IGNORE)
+    top = int(ids.max(initial=0)) + 1
+    pairs = np.bincount(ids[keep].astype(np.int64) * n_classes + gt[keep], minlength=top * n_classes)
+    table = pairs.reshape(top, n_classes)
+    return {int(i): int(table[i].argmax()) for i in np.flatnonzero(table.sum(1))}
 
 
 def score_segments(dataset: Dataset, samples: Sequence[Sample], pred_dir: str | Path, mapper: LabelMapper,
@@ -91,7 +122,8 @@ def score_segments(dataset: Dataset, samples: Sequence[Sample], pred_dir: str | 
                    progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Panoptic and / or instance scores at the mapper's own level, and with more `levels` their Lexical
     Alignment Curves. Returns {"panoptic": PanopticScores, "instance": InstanceScores, "curve": {"levels",
-    "PQ", "PQ_area", "AP", "AP_area"}} for the tasks asked."""
+    "PQ", "PQ_area", "AP", "AP_area"}} for the tasks asked, and "failed": the images whose prediction could not
+    be used here (scored as predicting nothing), one line each."""
     from ..segment.result import encode_rle, panoptic_segments
     from .instances import coco_instance_scores
 
@@ -103,8 +135,8 @@ def score_segments(dataset: Dataset, samples: Sequence[Sample], pred_dir: str | 
     levels = list(levels or [own])
     if own not in levels:
         levels.append(own)
-    segs = {s.id: _read(pred_dir, s) for s in samples}
-    names = list(dict.fromkeys(lab for seg in segs.values() if seg is not None for lab in seg.labels))
+    # names first, masks one image at a time: a whole split's decoded masks would not fit in memory
+    names = list(dict.fromkeys(lab for s in samples for lab in _labels(pred_dir, s)))
     classes_at = {lv: {n: m.index for n, m in zip(names, mapper.map(names, lv))} for lv in levels}
     related_at = {lv: {n: mapper.related(n, lv) for n in names} for lv in levels} if gt_aware else {}
 
@@ -112,11 +144,14 @@ def score_segments(dataset: Dataset, samples: Sequence[Sample], pred_dir: str | 
     stuff = {c for c, info in truth.panoptic.categories.items() if not int(info.get("isthing", 0))} \
         if panoptic else set()
     results: dict[str | None, list[dict[str, Any]]] = {lv: [] for lv in levels}
+    failed: list[str] = []
     for s in samples:
-        seg = segs[s.id]
         gt = dataset.read_label(s)
         size = gt.shape
-        orientation = _orientation(s.image) if seg is not None else 1
+        orientation = _orientation(s.image)
+        seg, why = _read(pred_dir, s, size, orientation)
+        if why:
+            failed.append(why)
         if panoptic:
             gt_ids, gt_segments = truth.panoptic.load(truth.image_ids[s.id])
             if gt_ids.shape != size:
@@ -126,7 +161,7 @@ def score_segments(dataset: Dataset, samples: Sequence[Sample], pred_dir: str | 
                 ids, info = seg.panoptic
                 ids = _to_frame(ids, size, orientation)
                 visible = [(i["id"], i["label"], i["score"]) for i in info]
-                majority = {i: _majority(gt, ids == i) for i, _, _ in visible} if gt_aware else {}
+                majority = _majorities(gt, ids, dataset.num_classes) if gt_aware else {}
             else:
                 ids, visible, majority = np.zeros(size, np.int32), [], {}
             for lv in levels:
@@ -154,7 +189,7 @@ def score_segments(dataset: Dataset, samples: Sequence[Sample], pred_dir: str | 
         if progress:
             progress(1)
 
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"failed": failed}
     curve: dict[str, Any] = {"levels": list(levels)}
     if panoptic:
         scores = {lv: pq[lv].evaluate() for lv in levels}

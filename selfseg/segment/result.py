@@ -253,7 +253,7 @@ class Segmentation:
                 original_size=tuple(d["original_size"]) if d.get("original_size") else None,
                 prompts=dict(d.get("prompts", {})),
             )
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, AttributeError) as exc:  # AttributeError: an RLE whose counts is no string
             raise ValueError(f"expected a selfseg segmentation, missing or malformed field {exc}") from None
 
     @classmethod

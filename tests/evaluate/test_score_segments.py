@@ -277,3 +277,39 @@ def test_datasets_without_such_ground_truth_and_missing_files_are_one_line_error
         task_truth(dataset, ["panoptic"], dataset.samples)
     with pytest.raises(DatasetError, match="aachen_000001_000019_gtFine_instanceIds.png"):
         task_truth(dataset, ["instance"], dataset.samples)
+
+
+def test_an_unreadable_or_wrong_size_prediction_is_listed_and_predicts_nothing(tmp_path):
+    _, dataset, _ = _setup(tmp_path)
+    mapper = build_mapper("lexical", "cityscapes")
+    truth = task_truth(dataset, ["panoptic", "instance"], dataset.samples)
+    first, second = (tmp_path / "pred" / f"{st}_leftImg8bit.json" for st in STEMS)
+    d = json.loads(first.read_text())
+    d["instances"][0]["mask_rle"]["counts"] = 7  # not an RLE string
+    first.write_text(json.dumps(d))
+    d = json.loads(second.read_text())
+    d["image_size"] = [H, W + 1]  # masks of another image's size
+    d["instances"] = []
+    second.write_text(json.dumps(d))
+    out = score_segments(dataset, dataset.samples, tmp_path / "pred", mapper, truth, ["panoptic", "instance"])
+    assert [f.split(":")[0] for f in out["failed"]] == [f"{st}_leftImg8bit" for st in STEMS]
+    assert "unreadable prediction JSON" in out["failed"][0] and "does not match the ground truth" in out["failed"][1]
+    assert out["panoptic"].per_class[24]["fn"] == 2 and out["instance"].detections == 0
+
+
+def test_ade20k_categories_follow_detectron2s_numbering_and_otherwise_names():
+    """detectron2's ADE20K instance file numbers its 100 thing categories by class index: "screen" (130, a
+    crt screen's class is another) is not the stuff class "blind;screen", "counter" (45) not "buffet;counter".
+    Renumbered, the categories go by name, a class's first name before its synonyms."""
+    from selfseg.evaluate.annotations import _categories_of_classes
+    from selfseg.evaluate.datasets import class_list
+
+    classes = class_list("ade20k")
+    derived = json.loads((REPO / "examples" / "ade20k_sample" / "ade20k_instance_val.json").read_text())
+    by_index = _categories_of_classes(classes, derived["categories"])
+    renumbered = [{"id": 1000 + c["id"], "name": c["name"]} for c in derived["categories"]]
+    by_name = _categories_of_classes(classes, renumbered)
+    for mapping, offset in ((by_index, 0), (by_name, 1000)):
+        assert sum(m is not None for m in mapping) == 100
+        assert mapping[63] is None and mapping[99] is None  # blind;screen and buffet;counter are stuff
+        assert mapping[130] == 130 + offset and mapping[45] == 45 + offset and mapping[12] == 12 + offset
