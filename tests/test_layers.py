@@ -25,7 +25,7 @@ LAYERS = [
                 "selfseg.segment.result", "selfseg.evaluate.result"]),
     ("models", ["selfseg.models"]),
     ("stages", ["selfseg.tag", "selfseg.locate", "selfseg.segment"]),
-    ("top", ["selfseg.config", "selfseg.pipeline", "selfseg.runs", "selfseg.evaluate", "selfseg.cli",
+    ("top", ["selfseg.config", "selfseg.pipeline", "selfseg.runs", "selfseg.evaluate", "selfseg.label", "selfseg.cli",
              "selfseg.__main__", "selfseg"]),
 ]
 
