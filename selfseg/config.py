@@ -474,7 +474,7 @@ def _named_fields() -> dict[str, list[str]]:
     from .segment import segmenters
     from .tag import taggers
     from .tag.caption import TOKEN_SLICES
-    from .tag.clustering.config import ALIGN_COSTS
+    from .tag.clustering.config import ALIGN_COSTS, CONSENSUS_METHODS
     from .tag.vlm import VLM_DTYPES
 
     return {"tagger": taggers().names(), "union": [n for n in taggers().names() if n != "union"],
@@ -484,6 +484,7 @@ def _named_fields() -> dict[str, list[str]]:
             "evaluation.tasks": list(TASKS),
             "evaluation.miou_convention": list(CONVENTIONS), "evaluation.cmiou_segments": list(CMIOU_SEGMENTS),
             "model.dtype": list(DTYPE_NAMES), "vlm.dtype": list(VLM_DTYPES), "clustering.align_cost": list(ALIGN_COSTS),
+            "clustering.consensus": list(CONSENSUS_METHODS),
             "captioning.profile": list(CAPTION_PROFILES), "captioning.token_slice": list(TOKEN_SLICES)}
 
 

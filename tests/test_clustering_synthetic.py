@@ -164,8 +164,8 @@ def table():
                 for seed in SEEDS:
                     gt, feats = synthetic_features(n_regions, noise, seed)
                     maps = {
-                        "ens{2,8}": ensemble_cluster(feats, seed=seed, ks=[2, 8]).labels,
-                        "ens2..8": ensemble_cluster(feats, seed=seed, ks=list(range(2, 9))).labels,
+                        "ens{2,8}": ensemble_cluster(feats, seed=seed, ks=[2, 8], consensus="chain").labels,
+                        "ens2..8": ensemble_cluster(feats, seed=seed, ks=list(range(2, 9)), consensus="chain").labels,
                         "km8": single_kmeans(feats[1], 8, seed),
                         "kmR": single_kmeans(feats[1], n_regions, seed),
                     }

@@ -14,13 +14,24 @@ SCHEMA_VERSION = 1
 
 @dataclass
 class ClusterMaps:
-    """Every map of the clustering chain, on the largest scale's (H, W) patch grid.
+    """Every map of the clustering, on the largest scale's (H, W) patch grid.
 
     labels: (H, W) int64 final clusters, contiguous from 0. runs: one (H, W) map per k-means run, in
     `run_keys` order ((scale index, k)), resized (nearest) to the grid, original label ids.
-    aligned: the runs relabelled to the reference run. votes: (m, H, W) vote distribution over the m
-    reference labels. crf: (H, W) argmax after the CRF. filtered: (H, W) after the mode filter, before
-    relabelling. timings: wall seconds per step.
+    votes: (m, H, W) the distribution over m labels the CRF starts from. crf: (H, W) argmax after the CRF.
+    filtered: (H, W) after the mode filter, before relabelling. timings: wall seconds per step.
+
+    consensus "chain": reference is the index of the run the others are aligned to, aligned the runs
+    relabelled to it (Hungarian), votes each label's share of the runs. The consensus_* fields stay None.
+
+    consensus "coassoc": reference is -1 (no run is the reference). consensus_labels: (H, W) the cut of
+    the co-association tree, numbered in order of first patch; votes: each patch's mean co-association
+    with each of its clusters, normalised; aligned: each run with every cluster renamed to the consensus
+    cluster it overlaps most (splits and merges show). merge_heights: (H*W - 1,) the tree's average-linkage
+    heights (1 - co-association), ascending; lifetimes: (k_max,) how long each count 1..k_max of clusters
+    survives in them; the cut takes the longest. The co-association matrix itself, (H*W)^2 floats, is not
+    kept: `coassociation(runs)` rebuilds it from the runs. With features identical on every patch the
+    result is one cluster, and there are no runs.
     """
 
     labels: np.ndarray
@@ -33,6 +44,10 @@ class ClusterMaps:
     filtered: np.ndarray
     filter_passes: int
     timings: dict[str, float] = field(default_factory=dict)
+    consensus: str = "chain"
+    consensus_labels: np.ndarray | None = None
+    merge_heights: np.ndarray | None = None
+    lifetimes: np.ndarray | None = None
 
     @property
     def n_clusters(self) -> int:
@@ -129,8 +144,12 @@ class TagResult:
                 "runs": [r.tolist() for r in m.runs], "run_keys": [list(k) for k in m.run_keys],
                 "reference": m.reference, "aligned": [a.tolist() for a in m.aligned],
                 "votes": np.round(m.votes, 6).tolist(), "crf": m.crf.tolist(), "filtered": m.filtered.tolist(),
-                "filter_passes": m.filter_passes, "timings": m.timings,
+                "filter_passes": m.filter_passes, "timings": m.timings, "consensus": m.consensus,
             }
+            if m.consensus_labels is not None:
+                d["intermediates"].update(
+                    consensus_labels=m.consensus_labels.tolist(), merge_heights=np.round(m.merge_heights, 6).tolist(),
+                    lifetimes=np.round(m.lifetimes, 6).tolist())
         return d
 
     def to_json(self, intermediates: bool = True) -> str:
@@ -149,7 +168,10 @@ class TagResult:
                 labels=grid, runs=[arr(r) for r in m["runs"]], run_keys=[tuple(k) for k in m["run_keys"]],
                 reference=m["reference"], aligned=[arr(a) for a in m["aligned"]],
                 votes=np.asarray(m["votes"], dtype=np.float32), crf=arr(m["crf"]), filtered=arr(m["filtered"]),
-                filter_passes=m["filter_passes"], timings=m["timings"],
+                filter_passes=m["filter_passes"], timings=m["timings"], consensus=m.get("consensus", "chain"),
+                consensus_labels=arr(m["consensus_labels"]) if "consensus_labels" in m else None,
+                merge_heights=np.asarray(m["merge_heights"]) if "merge_heights" in m else None,
+                lifetimes=np.asarray(m["lifetimes"]) if "lifetimes" in m else None,
             )
         return cls(
             source=d["source"], image_size=tuple(d["image_size"]), tagger=d["tagger"], model=d["model"],

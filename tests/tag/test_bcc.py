@@ -42,12 +42,27 @@ def test_one_generate_call_per_image_batch(tagger, loaded):
         assert sum(c.size for c in r.clusters) == 32 * 32
         assert r.cycles_run == 2 and r.batch_size == len(loaded) and r.meaningless
         assert {"encode_384", "encode_512", "kmeans", "align", "crf", "filter", "caption", "nouns"} <= set(r.timings)
-        assert len(r.intermediates.runs) == 4  # 2 scales x 2 ks
+        cc = tagger.config.clustering
+        assert len(r.intermediates.runs) == 2 * len(cc.ks if cc.consensus == "chain" else cc.coassoc_ks)  # x 2 scales
         # every ranked noun comes from some caption and its counts add up
         for ns in r.nouns:
             produced = sum(ns.noun in cn for c in r.clusters for cn in c.nouns)
             assert ns.support == produced and 1 <= ns.cycles <= 2
         assert [n.support for n in r.nouns] == sorted((n.support for n in r.nouns), reverse=True)
+
+
+def test_the_coassociation_consensus_drives_the_tagger(tagger, loaded):
+    """The smoke config pins the paper's chain (configs/base.yaml); selfseg's default consensus runs through the
+    same tagger: its over-segmenting runs, no reference run, one caption set per consensus cluster."""
+    cfg = dataclasses.replace(tagger.config, clustering=dataclasses.replace(tagger.config.clustering,
+                                                                            consensus="coassoc"))
+    r = BCCTagger(cfg, tagger.models, captioner=tagger.blip).tag_batch(loaded[:1])[0]
+    maps = r.intermediates
+    assert maps.consensus == "coassoc" and maps.reference == -1
+    assert len(maps.runs) == max(cfg.clustering.coassoc_runs, 2 * len(cfg.clustering.coassoc_ks))
+    n = int(r.cluster_grid.max()) + 1
+    assert len(r.clusters) == n and sum(c.size for c in r.clusters) == 32 * 32
+    assert "consensus" in r.timings
 
 
 def test_same_seed_same_captions(tagger, loaded):

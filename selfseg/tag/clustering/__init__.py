@@ -1,4 +1,5 @@
-"""The BCC clustering chain: k-means ensemble -> Hungarian alignment -> votes -> CRF -> mode filter.
+"""BCC clustering: k-means ensemble -> one map (Hungarian alignment and votes, or a co-association
+consensus) -> CRF -> mode filter.
 
 The names below load (with torch) on first use, so reading the chain's settings (`config.py`) does not.
 """
@@ -12,6 +13,9 @@ _LAZY = {
     "ClusterMaps": "selfseg.tag.result",
     "mode_filter": "filters", "mode_filter_once": "filters", "KMeansResult": "lloyd", "kmeans": "lloyd",
     "ClusteringConfig": "config",
+    "Consensus": "consensus", "best_overlap": "consensus", "coassociation": "consensus",
+    "consensus_votes": "consensus", "lifetime_cut": "consensus",
+    "PlantedScene": "planted", "cmiou": "planted", "planted_scene": "planted",
 }
 
 __all__ = sorted(_LAZY)

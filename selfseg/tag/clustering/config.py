@@ -7,14 +7,27 @@ from ...errors import check, choices
 
 #: Costs of the Hungarian alignment of k-means runs (clustering.align_cost).
 ALIGN_COSTS = ("iou", "mismatch")
+#: How the k-means runs become one map before the CRF (clustering.consensus).
+CONSENSUS_METHODS = ("coassoc", "chain")
 
 
 @dataclass
 class ClusteringConfig:
     # Square input sizes the BLIP encoder sees; 16-px patches give 24x24 and 32x32 grids.
     scales: list[int] = field(default_factory=lambda: [384, 512])
-    # k of every k-means run, each run at every scale. The paper: {2, 8}; the released code: 2..8.
+    # How the k-means runs become one map: "coassoc" (the runs at coassoc_ks, cut where their co-association
+    # tree is most stable; finds the number of clusters) or "chain" (the paper: the runs at ks aligned to one
+    # reference run, then voted).
+    consensus: str = "coassoc"
+    # k of the k-means runs of consensus "chain", each run at every scale. The paper: {2, 8}; the released
+    # code: 2..8.
     ks: list[int] = field(default_factory=lambda: [2, 8])
+    # k of the over-segmenting k-means runs of consensus "coassoc", each at every scale (a k not below a
+    # scale's patch count is skipped there).
+    coassoc_ks: list[int] = field(default_factory=lambda: [16, 20, 24, 28, 32])
+    # Runs consensus "coassoc" needs at least: the coassoc_ks runs at every scale are repeated, each time with
+    # fresh seeds, until there are this many (fewer runs let chance splits of a region look like regions).
+    coassoc_runs: int = 10
     # Dimensions of the 2-D sin-cos positional encoding concatenated to each patch feature (0: none).
     pos_dim: int = 256
     # k-means++ restarts per run; the lowest inertia wins (sklearn's default for k-means++ is 1).
@@ -43,6 +56,10 @@ class ClusteringConfig:
         check(bool(self.scales) and all(s >= 16 and s % 16 == 0 for s in self.scales), "scales",
               "a non-empty list of multiples of 16", self.scales)
         check(bool(self.ks) and all(k >= 1 for k in self.ks), "ks", "a non-empty list of integers >= 1", self.ks)
+        check(self.consensus in CONSENSUS_METHODS, "consensus", choices(CONSENSUS_METHODS), self.consensus)
+        check(bool(self.coassoc_ks) and all(k >= 2 for k in self.coassoc_ks), "coassoc_ks",
+              "a non-empty list of integers >= 2", self.coassoc_ks)
+        check(self.coassoc_runs >= 1, "coassoc_runs", "an integer >= 1", self.coassoc_runs)
         check(self.align_cost in ALIGN_COSTS, "align_cost", choices(ALIGN_COSTS), self.align_cost)
         check(self.mode_filter_size >= 1 and self.mode_filter_size % 2 == 1, "mode_filter_size", "an odd size >= 1",
               self.mode_filter_size)

@@ -1,4 +1,4 @@
-"""The BCC clustering chain on any multi-scale patch features (BLIP, DINOv2, ...)."""
+"""BCC clustering on any multi-scale patch features (BLIP, DINOv2, ...): k-means runs -> one map -> CRF."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from ..result import ClusterMaps
 from .align import align_runs, contiguous, vote_distribution
 from .config import ClusteringConfig
+from .consensus import best_overlap, coassociation, consensus_votes, lifetime_cut
 from .crf import crf_mean_field
 from .filters import mode_filter
 from .lloyd import kmeans
@@ -29,7 +30,46 @@ def _as_tensor(f: Any, device: Any) -> torch.Tensor:
     t = f if isinstance(f, torch.Tensor) else torch.as_tensor(np.asarray(f))
     if t.ndim != 3:
         raise ValueError(f"expected each feature map as (h, w, d), got shape {tuple(t.shape)}")
-    return t.to(device=device if device is not None else t.device, dtype=torch.float32)
+    if t.numel() == 0:
+        raise ValueError(f"expected each feature map as a non-empty (h, w, d), got shape {tuple(t.shape)}")
+    t = t.to(device=device if device is not None else t.device, dtype=torch.float32)
+    # k-means on a NaN silently assigns garbage (every comparison with it is false), so refuse it here.
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError("expected finite patch features, got NaN or inf")
+    return t
+
+
+def _kmeans_runs(
+    feats: list[torch.Tensor], ks: Sequence[int], cfg: ClusteringConfig, seed: int, grid: tuple[int, int],
+    t: dict[str, float], independent: bool = False, first: int = 0,
+) -> tuple[list[torch.Tensor], list[tuple[int, int]]]:
+    """One k-means run per (scale, k), resized (nearest) to `grid`, each seeded with `seed`.
+
+    `independent`: run i draws its own seed from (seed, first + i), and runs whose k is not below the scale's patch
+    count are left out (every patch alone: no evidence of what belongs together). A shared seed makes the
+    k-means++ starts of neighbouring k share their first centres, so their splits agree by construction,
+    and agreement is what a consensus counts.
+    """
+    runs, keys = [], []
+    for si, f in enumerate(feats):
+        h, w, _ = f.shape
+        x = f.reshape(h * w, -1)
+        if cfg.pos_dim:
+            x = torch.cat([x, sincos_2d(h, w, cfg.pos_dim, f.device).reshape(h * w, -1)], 1)
+        for k in ks:
+            if independent and int(k) >= h * w:
+                continue
+            t0 = time.perf_counter()
+            run_seed = seed
+            if independent:
+                run_seed = int(np.random.SeedSequence([seed, first + len(runs)]).generate_state(1)[0])
+            res = kmeans(x, min(int(k), h * w), n_init=cfg.kmeans_n_init, max_iter=cfg.kmeans_max_iter,
+                         tol=cfg.kmeans_tol, seed=run_seed)
+            lab = res.labels.reshape(1, 1, h, w).float()
+            runs.append(F.interpolate(lab, size=grid, mode="nearest")[0, 0].long())
+            keys.append((si, int(k)))
+            t["kmeans"] += time.perf_counter() - t0
+    return runs, keys
 
 
 def ensemble_cluster(
@@ -45,6 +85,10 @@ def ensemble_cluster(
     features: list of (h, w, d) arrays or tensors, one per scale (d may differ between scales).
     config: clustering settings (paper defaults); any field may also be passed as a keyword, e.g.
     `ensemble_cluster(feats, ks=range(2, 9))`. Returns `ClusterMaps` on the largest grid.
+
+    `consensus` picks how the k-means runs become one map before the CRF: "chain" (the paper) aligns the
+    runs at `ks` to the run with the most clusters and votes; "coassoc" cuts the co-association of the
+    runs at `coassoc_ks` where its average-linkage tree is most stable (see `consensus.py`).
     """
     cfg = dataclasses.replace(config or ClusteringConfig(), **overrides)
     if not features:
@@ -52,20 +96,9 @@ def ensemble_cluster(
     feats = [_as_tensor(f, device) for f in features]
     grid = max((f.shape[0], f.shape[1]) for f in feats)
     t: dict[str, float] = {"kmeans": 0.0}
-    runs, keys = [], []
-    for si, f in enumerate(feats):
-        h, w, _ = f.shape
-        x = f.reshape(h * w, -1)
-        if cfg.pos_dim:
-            x = torch.cat([x, sincos_2d(h, w, cfg.pos_dim, f.device).reshape(h * w, -1)], 1)
-        for k in cfg.ks:
-            t0 = time.perf_counter()
-            res = kmeans(x, min(int(k), h * w), n_init=cfg.kmeans_n_init, max_iter=cfg.kmeans_max_iter,
-                         tol=cfg.kmeans_tol, seed=seed)
-            lab = res.labels.reshape(1, 1, h, w).float()
-            runs.append(F.interpolate(lab, size=grid, mode="nearest")[0, 0].long())
-            keys.append((si, int(k)))
-            t["kmeans"] += time.perf_counter() - t0
+    if cfg.consensus == "coassoc":
+        return _coassoc_cluster(feats, cfg, seed, grid, t)
+    runs, keys = _kmeans_runs(feats, cfg.ks, cfg, seed, grid, t)
 
     t0 = time.perf_counter()
     aligned, ref = align_runs(runs, cfg.align_cost)
@@ -73,6 +106,66 @@ def ensemble_cluster(
     votes = vote_distribution(aligned, n_labels)
     t["align"] = time.perf_counter() - t0
 
+    crf, filtered, labels, passes = _smooth(votes, cfg, t)
+    return ClusterMaps(
+        labels=_np(labels), runs=[_np(r) for r in runs], run_keys=keys, reference=ref,
+        aligned=[_np(a) for a in aligned], votes=_np(votes), crf=_np(crf), filtered=_np(filtered),
+        filter_passes=passes, timings=t,
+    )
+
+
+def _coassoc_cluster(
+    feats: list[torch.Tensor], cfg: ClusteringConfig, seed: int, grid: tuple[int, int], t: dict[str, float]
+) -> ClusterMaps:
+    if all(bool((f == f[:1, :1]).all()) for f in feats):
+        # No patch differs from another: the positional encoding alone would only cut the grid into tiles.
+        labels = torch.zeros(grid, dtype=torch.long, device=feats[0].device)
+        return _coassoc_maps(labels, [], [], [], labels[None].float(), np.zeros(0), np.ones(1), cfg, t)
+    runs: list[torch.Tensor] = []
+    keys: list[tuple[int, int]] = []
+    while len(runs) < cfg.coassoc_runs:
+        more, more_keys = _kmeans_runs(feats, cfg.coassoc_ks, cfg, seed, grid, t, independent=True, first=len(runs))
+        if not more:
+            break
+        runs += more
+        keys += more_keys
+    if not runs:
+        sizes = [f"{f.shape[0]}x{f.shape[1]}" for f in feats]
+        raise ValueError(f"expected more patches than the smallest of coassoc_ks={list(cfg.coassoc_ks)}, got "
+                         f"grids {', '.join(sizes)}: lower clustering.coassoc_ks or use consensus: chain")
+
+    t0 = time.perf_counter()
+    coassoc = coassociation(runs)
+    cons = lifetime_cut(coassoc, max(int(k) for _, k in keys))
+    votes = consensus_votes(coassoc, cons.labels).reshape((-1,) + grid)
+    t["consensus"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    aligned = [best_overlap(r, cons.labels).reshape(grid) for r in runs]
+    t["align"] = time.perf_counter() - t0
+    return _coassoc_maps(cons.labels.reshape(grid), runs, keys, aligned, votes, cons.heights, cons.lifetimes,
+                         cfg, t)
+
+
+def _coassoc_maps(
+    cut: torch.Tensor, runs: list[torch.Tensor], keys: list[tuple[int, int]], aligned: list[torch.Tensor],
+    votes: torch.Tensor, heights: np.ndarray, lifetimes: np.ndarray, cfg: ClusteringConfig, t: dict[str, float],
+) -> ClusterMaps:
+    t.setdefault("consensus", 0.0)
+    t.setdefault("align", 0.0)
+    crf, filtered, labels, passes = _smooth(votes, cfg, t)
+    return ClusterMaps(
+        labels=_np(labels), runs=[_np(r) for r in runs], run_keys=keys, reference=-1,
+        aligned=[_np(a) for a in aligned], votes=_np(votes), crf=_np(crf), filtered=_np(filtered),
+        filter_passes=passes, timings=t, consensus="coassoc", consensus_labels=_np(cut), merge_heights=heights,
+        lifetimes=lifetimes,
+    )
+
+
+def _smooth(
+    votes: torch.Tensor, cfg: ClusteringConfig, t: dict[str, float]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """CRF on the (m, H, W) votes, then the mode filter: (crf argmax, filtered, contiguous labels, passes)."""
     t0 = time.perf_counter()
     logits = crf_mean_field(votes[None], cfg.crf_weight, cfg.crf_theta, cfg.crf_iters, cfg.crf_filter_size)
     crf = logits[0].argmax(0)
@@ -85,12 +178,8 @@ def ensemble_cluster(
         filtered, passes = crf, 0
     labels = contiguous(filtered)
     t["filter"] = time.perf_counter() - t0
+    return crf, filtered, labels, passes
 
-    def np_(x: torch.Tensor) -> np.ndarray:
-        return x.detach().cpu().numpy()
 
-    return ClusterMaps(
-        labels=np_(labels), runs=[np_(r) for r in runs], run_keys=keys, reference=ref,
-        aligned=[np_(a) for a in aligned], votes=np_(votes), crf=np_(crf), filtered=np_(filtered),
-        filter_passes=passes, timings=t,
-    )
+def _np(x: torch.Tensor) -> np.ndarray:
+    return x.detach().cpu().numpy()

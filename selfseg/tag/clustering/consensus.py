@@ -1,0 +1,114 @@
+"""Evidence accumulation (Fred & Jain): k-means runs combined by how often they put two patches together.
+
+Every run votes on every pair of patches; the co-association matrix (the fraction of runs that share a
+cluster for each pair) is cut by average linkage where its merge heights jump the most (the longest
+"lifetime"), so the number of clusters comes from the runs' agreement, not from a fixed k. Runs that
+over-segment help here: where they split a region differs from run to run and averages out, while two
+regions they keep apart stay apart in every run.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .align import contiguous
+
+
+@dataclass
+class Consensus:
+    """labels: (n,) int64 consensus clusters 0..m-1, numbered in order of first patch. heights: (n - 1,)
+    float64 average-linkage merge heights (1 - co-association), ascending. lifetimes: (k_max,) the gap
+    each cluster count 1..k_max survives in the merge heights; the cut takes the longest."""
+
+    labels: torch.Tensor
+    heights: np.ndarray
+    lifetimes: np.ndarray
+
+    @property
+    def n_clusters(self) -> int:
+        return int(self.labels.max()) + 1
+
+
+def coassociation(runs: Sequence[torch.Tensor]) -> torch.Tensor:
+    """(n, n) float32 fraction of runs in which each pair of patches shares a cluster, on the runs' device.
+
+    Each entry is a count of runs over their number, so it is exact in float32 and the same on any device
+    and in any summation order.
+    """
+    if not runs:
+        raise ValueError("expected at least one labeling, got none")
+    n = runs[0].numel()
+    acc = torch.zeros(n, n, dtype=torch.float32, device=runs[0].device)
+    for run in runs:
+        if run.numel() != n:
+            raise ValueError(f"expected labelings of one grid, got {n} and {run.numel()} patches")
+        onehot = F.one_hot(contiguous(run).flatten()).float()
+        acc.addmm_(onehot, onehot.T)
+    return acc / len(runs)
+
+
+def lifetime_cut(coassoc: torch.Tensor, k_max: int) -> Consensus:
+    """Average-linkage tree of 1 - `coassoc`, cut at the cluster count (1..k_max) with the longest lifetime.
+
+    Distances lie in [0, 1], so one cluster lives from the last merge up to 1: when no pair of patches is
+    reliably apart, the answer is one cluster.
+    """
+    from scipy.cluster.hierarchy import linkage
+
+    n = coassoc.shape[0]
+    k_max = max(1, min(int(k_max), n))
+    if n == 1:
+        return Consensus(torch.zeros(1, dtype=torch.long, device=coassoc.device), np.zeros(0), np.ones(1))
+    dist = (1.0 - coassoc).clamp_(0.0, 1.0)
+    iu = torch.triu_indices(n, n, 1, device=coassoc.device)
+    # The tree is built on the CPU (scipy's nearest-neighbour chain); the condensed matrix is its only input.
+    condensed = dist[iu[0], iu[1]].double().cpu().numpy()
+    tree = linkage(condensed, method="average")
+    heights = tree[:, 2]
+    # k clusters exist between merge n - k - 1 and merge n - k (0-based); the bounds are 0 below, 1 above.
+    padded = np.concatenate([[0.0], heights, [1.0]])
+    ks = np.arange(1, k_max + 1)
+    lifetimes = padded[n - ks + 1] - padded[n - ks]
+    k = int(ks[np.argmax(lifetimes)])  # ties: the fewest clusters
+    return Consensus(_cut(tree, n, k).to(coassoc.device), heights, lifetimes)
+
+
+def _cut(tree: np.ndarray, n: int, k: int) -> torch.Tensor:
+    """Leaves' clusters after the first n - k merges, numbered in order of first leaf."""
+    parent = np.arange(2 * n - 1)
+    for i, (a, b) in enumerate(tree[: n - k, :2].astype(np.int64)):
+        parent[a] = parent[b] = n + i
+    # Merges only point upwards (to a later node), so resolving nodes from the top down finds roots.
+    for node in range(2 * n - 2, -1, -1):
+        parent[node] = parent[parent[node]]
+    _, first, inv = np.unique(parent[:n], return_index=True, return_inverse=True)
+    order = np.argsort(np.argsort(first))
+    return torch.as_tensor(order[inv], dtype=torch.long)
+
+
+def consensus_votes(coassoc: torch.Tensor, labels: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """(m, n) each patch's mean co-association with each consensus cluster, normalised over clusters.
+
+    The soft counterpart of `vote_distribution` for the CRF: a patch the runs often put with another
+    cluster's patches keeps some belief in it. `eps` keeps every label possible, as there.
+    """
+    onehot = F.one_hot(labels, int(labels.max()) + 1).float()
+    votes = (coassoc @ onehot) / onehot.sum(0)
+    votes = votes.T + eps
+    return votes / votes.sum(0, keepdim=True)
+
+
+def best_overlap(run: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """`run` relabelled so each of its clusters takes the consensus label it overlaps most (ties: lowest).
+
+    Many clusters may take one label (a run that split a consensus cluster) and a label may go unused
+    (a run that merged two): a run's view in the consensus's label names.
+    """
+    run = contiguous(run).flatten()
+    inter = torch.zeros(int(run.max()) + 1, int(labels.max()) + 1, dtype=torch.float32, device=run.device)
+    inter.index_put_((run, labels.flatten()), torch.ones_like(run, dtype=torch.float32), accumulate=True)
+    return inter.argmax(1)[run]
