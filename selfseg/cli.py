@@ -170,6 +170,30 @@ def cmd_segment(ns: argparse.Namespace) -> int:
     return _run_images(ns, segment=True)
 
 
+def cmd_label(ns: argparse.Namespace) -> int:
+    """A folder of images in, a training dataset out (selfseg/label/run.py)."""
+    from .config import load_config, uses_tiny
+    from .label.run import label_images
+
+    inputs, overrides = _split_overrides(ns.inputs)
+    flags = [f"label.formats=[{ns.format}]"] if ns.format else []
+    flags += [f"label.{k}={v}" for k, v in (("val_fraction", ns.val_fraction), ("seed", ns.seed)) if v is not None]
+    if ns.batch_size:
+        flags.append(f"run.batch_size={ns.batch_size}")
+    cfg = load_config(_resolve_config(ns.config), overrides + (ns.set or []) + flags)
+    if uses_tiny(cfg, segment=True):
+        print("NOTE: this config uses tiny random-init models built in code (no download); the dataset is "
+              "meaningless and only shows that everything runs.", file=sys.stderr)
+    summary = label_images(cfg, inputs, ns.out, ontology=ns.ontology, resume=ns.resume, quiet=ns.quiet)
+    if summary is None:  # a torchrun rank other than 0: rank 0 reports
+        return 0
+    print(f"{summary.labelled}/{summary.images} images labelled: {summary.instances} instances of "
+          f"{len(summary.classes)} classes; dataset in {summary.out}/ (review: {summary.out}/index.html)")
+    if summary.failed:
+        print(f"{len(summary.failed)} image(s) failed: listed in {summary.out}/failures.txt", file=sys.stderr)
+    return 1 if summary.failed else 0
+
+
 def cmd_resources(ns: argparse.Namespace) -> int:
     from .resources import setup_resources
 
@@ -410,6 +434,23 @@ def build_parser() -> argparse.ArgumentParser:
                        help="first delete every file earlier runs wrote in --out (their outputs log says which)")
         t.set_defaults(func=func)
 
+    lab = sub.add_parser("label", help="label a folder of images into a training dataset (COCO, YOLO, semantic) "
+                                       "with one self-discovered vocabulary (resumable; torchrun-shardable)")
+    lab.add_argument("inputs", nargs="+", help="image files, folders or globs; key.sub=value overrides the config")
+    lab.add_argument("--config", "-c", help="YAML config (path or name under configs/); default: paper settings")
+    lab.add_argument("--out", "-o", required=True, help="dataset folder")
+    lab.add_argument("--format", help="comma-separated formats: coco, yolo, semantic (default: label.formats)")
+    lab.add_argument("--ontology", help="YAML: a mapping class -> list of phrases, or a list of classes; the "
+                                        "nouns are mapped onto these classes")
+    lab.add_argument("--val-fraction", type=float, help="share of images in the val split (default 0.2)")
+    lab.add_argument("--seed", type=int, help="seed of the split (default 0)")
+    lab.add_argument("--resume", action="store_true",
+                     help="keep the predictions an interrupted run with the same settings made in --out")
+    lab.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, repeatable")
+    lab.add_argument("--batch-size", type=_positive_int, help="images per batch (default: run.batch_size)")
+    lab.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    lab.set_defaults(func=cmd_label)
+
     r = sub.add_parser("resources", help="make WordNet and a spaCy English pipeline available")
     r.add_argument("--wordnet-dir", help="copy WordNet from this database directory (e.g. /usr/share/wordnet)")
     r.add_argument("--spacy-pipeline", default="auto", help="spaCy pipeline to check (default: auto)")
@@ -524,7 +565,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # argparse's plain positional handling refuses: gather the leftovers back into the inputs.
     ns, extra = parser.parse_known_args(argv)
     if extra:
-        if ns.command not in ("tag", "segment", "benchmark") or any(a.startswith("-") for a in extra):
+        if ns.command not in ("tag", "segment", "label", "benchmark") or any(a.startswith("-") for a in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         if ns.command == "benchmark":
             ns.overrides += extra

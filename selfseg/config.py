@@ -28,6 +28,8 @@ from .evaluate.mappers.hybrid import HybridMapperConfig as HybridMapperConfig
 from .evaluate.mappers.lexical import LexicalMapperConfig as LexicalMapperConfig
 from .evaluate.mappers.llm import LlmMapperConfig as LlmMapperConfig
 from .io import atomic_write
+from .label.export import ExportConfig as ExportConfig
+from .label.vocabulary import VocabularyConfig as VocabularyConfig
 from .models.spec import DTYPE_NAMES as DTYPE_NAMES
 from .models.spec import PAPER_MODEL as PAPER_MODEL
 from .models.spec import TINY_MODEL as TINY_MODEL
@@ -135,6 +137,16 @@ class EvaluationConfig(HybridMapperConfig, EmbeddingMapperConfig, LlmMapperConfi
 
 
 @dataclass
+class LabelConfig(ExportConfig, VocabularyConfig):
+    """The `label` section (`selfseg label`): how the nouns of a folder of images become one class list
+    (VocabularyConfig) and how the segmentations become a training dataset (ExportConfig)."""
+
+    def __post_init__(self) -> None:
+        ExportConfig.__post_init__(self)
+        VocabularyConfig.__post_init__(self)
+
+
+@dataclass
 class Config:
     # Free-form name, echoed in results.
     name: str = "bcc"
@@ -154,6 +166,7 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    label: LabelConfig = field(default_factory=LabelConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -471,6 +484,9 @@ def _named_fields() -> dict[str, list[str]]:
     from .evaluate.mappers import METHODS
     from .evaluate.mappers.lexical import LEVELS
     from .evaluate.metrics import CMIOU_SEGMENTS, CONVENTIONS
+    from .label.export import FORMATS as EXPORT_FORMATS
+    from .label.export import IMAGE_MODES, NMS_MODES
+    from .label.vocabulary import RARE_RULES, UNMAPPED_RULES
     from .segment import segmenters
     from .tag import taggers
     from .tag.caption import TOKEN_SLICES
@@ -481,7 +497,9 @@ def _named_fields() -> dict[str, list[str]]:
             "segment.segmenter": segmenters().names(), "segment.vocabulary": list(VOCABULARY_MODES),
             "segment.enrich": list(ENRICH_MODES), "evaluation.dataset": dataset_names(),
             "evaluation.mapper": list(METHODS), "evaluation.lexical_level": list(LEVELS),
-            "evaluation.tasks": list(TASKS),
+            "evaluation.tasks": list(TASKS), "label.formats": list(EXPORT_FORMATS), "label.images": list(IMAGE_MODES),
+            "label.nms": list(NMS_MODES), "label.rare": list(RARE_RULES), "label.unmapped": list(UNMAPPED_RULES),
+            "label.mapper": list(METHODS), "label.mapper_level": list(LEVELS),
             "evaluation.miou_convention": list(CONVENTIONS), "evaluation.cmiou_segments": list(CMIOU_SEGMENTS),
             "model.dtype": list(DTYPE_NAMES), "vlm.dtype": list(VLM_DTYPES), "clustering.align_cost": list(ALIGN_COSTS),
             "clustering.consensus": list(CONSENSUS_METHODS),

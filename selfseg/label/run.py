@@ -1,0 +1,220 @@
+"""`selfseg label`: a folder of images in, a training dataset with one vocabulary out.
+
+Two stages, each restartable:
+
+1. **Predict.** The configured pipeline segments every image (batched, progress with ETA), writing each
+   result to `DIR/predictions/` as `selfseg segment` does (its outputs log decides what is done, so `--resume`
+   runs only the images without a result of the same settings). Under torchrun, rank r takes batches r, r+N, ...
+   An image that cannot be read or segmented goes to `DIR/failures.txt` and is left out.
+2. **Build.** On one process, from the prediction files alone: the nouns of every image (instances that pass
+   the score filters) make the dataset's vocabulary (`vocabulary.py`), then each image is exported in the
+   chosen formats (`export.py`) and drawn for the review page (`review.py`), one image at a time. The build
+   starts from an empty dataset every time, so an interrupted and resumed run ends with the same dataset as an
+   uninterrupted one.
+
+Layout of DIR: `predictions/`, `failures.txt`, `vocabulary.json`, `dataset.json`, `labels.jsonl`, the formats'
+files (export.py) and `index.html` + `review/`.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, DatasetError
+
+PREDICTIONS = "predictions"
+FAILURES = "failures.txt"
+
+
+@dataclass
+class LabelSummary:
+    """What a `label_images` run made: images given, labelled (in the dataset), failed (with reasons), the
+    classes, instances exported, and the dataset folder. On a torchrun rank other than 0: None."""
+
+    out: Path
+    images: int
+    labelled: int
+    failed: list[str] = field(default_factory=list)
+    classes: list[str] = field(default_factory=list)
+    instances: int = 0
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a folder")
+
+
+def label_images(config: Any, inputs: Sequence[str], out: str | Path, ontology: str | Path | None = None,
+                 resume: bool = False, quiet: bool = False) -> LabelSummary | None:
+    """Segment `inputs` (files, folders, globs) with `config` and build the dataset in `out`. Returns the
+    summary on rank 0 (None on other torchrun ranks). A bad --out or ontology: ConfigError before any work."""
+    from ..evaluate.benchmark import Dist
+    from ..io import expand_inputs
+    from ..runs import output_names, own_outputs
+    from .vocabulary import load_ontology
+
+    out = Path(out)
+    dist = Dist.from_env()
+    problem = None
+    sources: list[str] = []
+    classes = None
+    if dist.rank == 0:
+        try:
+            _check_out(out)
+            classes = load_ontology(ontology) if ontology else None
+            expanded = list(dict.fromkeys(expand_inputs(inputs)))
+            skipped = own_outputs(s for s in expanded if s not in inputs)
+            sources = [s for s in expanded if s not in skipped]
+            if not sources:
+                raise ConfigError("no input images given")
+        except ConfigError as exc:
+            problem = str(exc)
+    dist.init(config)
+    finished = False
+    try:
+        shared = dist.gather((problem, sources))[0]
+        if shared[0]:
+            raise ConfigError(shared[0]) if dist.rank == 0 else SystemExit(2)
+        sources = shared[1]
+        names = output_names(sources)
+        failed = _predict(config, sources, names, out / PREDICTIONS, dist, resume, quiet)
+        everyone = [f for part in dist.gather(failed) for f in part]
+        if dist.rank != 0:
+            finished = True
+            return None
+        summary = build_dataset(config, sources, names, out, classes, everyone, quiet,
+                                ontology_name=str(ontology) if ontology else None)
+        finished = True
+        return summary
+    finally:
+        dist.close(together=finished)
+
+
+def _predict(config: Any, sources: list[str], names: dict, pred: Path, dist: Any, resume: bool,
+             quiet: bool) -> list[str]:
+    """This rank's share of the images through the pipeline; returns its failures, one line each."""
+    from tqdm import tqdm
+
+    from ..pipeline import SelfSeg
+    from ..runs import RunFolder, run_settings
+
+    folder = RunFolder(pred, run_settings(config, "segment"))
+    if dist.rank == 0:
+        folder.start(resume=resume, fresh=False)
+    dist.gather(None)  # the folder and its manifest exist before any rank writes into it
+    size = config.run.batch_size
+    batches = [sources[i: i + size] for i in range(0, len(sources), size)]
+    mine = [s for k, b in enumerate(batches) if k % dist.world == dist.rank for s in b]
+    done = folder.done(mine) if resume else set()
+    todo = [s for s in mine if s not in done]
+    if done and dist.rank == 0:
+        print(f"resuming: {len(done)} of {len(mine)} images already have predictions in {pred}/", file=sys.stderr)
+    failed: list[str] = []
+    if not todo:
+        return failed
+    seg = SelfSeg(config)
+    bar = tqdm(total=len(todo), unit="img", file=sys.stderr, leave=False, disable=quiet or dist.rank != 0 or None,
+               desc="segmenting")
+    try:
+        for item in seg.segment_many(todo, size):
+            bar.update(1)
+            if not item.ok:
+                failed.append(item.error)
+                tqdm.write(f"error: {item.error}", file=sys.stderr)
+                continue
+            name = names[item.source]
+            where = name.folder(pred)
+            folder.begin(name, item.source, [where / f"{name.name}.json", where / f"{name.name}_labels.png"])
+            paths = item.result.save(where, name.name, original_size=item.loaded.size, extra={"key": name.key})
+            folder.record(name, item.source, [paths["json"], paths["labels"]])
+    finally:
+        bar.close()
+    return failed
+
+
+def _prediction_path(names: dict, pred: Path, source: str) -> Path:
+    name = names[source]
+    return name.folder(pred) / f"{name.name}.json"
+
+
+def build_dataset(config: Any, sources: list[str], names: dict, out: Path, ontology: Any, failed: list[str],
+                  quiet: bool = False, ontology_name: str | None = None) -> LabelSummary:
+    """Stage 2, from the prediction files: vocabulary, formats, review page, failures.txt. ontology: the user's
+    classes (`load_ontology`) or None."""
+    from tqdm import tqdm
+
+    from ..io import atomic_write
+    from ..runs import RunFolder, run_settings
+    from ..segment.result import Segmentation
+    from .export import DatasetWriter
+    from .review import ReviewWriter
+    from .vocabulary import VocabularyBuilder
+
+    pred = out / PREDICTIONS
+    label = config.label
+    done = RunFolder(pred, run_settings(config, "segment")).done(sources)
+    kept = [s for s in sources if s in done]
+    failed_sources = {f.split(":")[0] for f in failed}
+    missing = [s for s in sources if s not in done and s not in failed_sources]
+    failed = failed + [f"{s}: no prediction (the run stopped before this image)" for s in missing]
+    _clear(out)
+    atomic_write(out / FAILURES, lambda f: f.write("".join(f"{line}\n" for line in failed).encode("utf-8")))
+
+    if not kept:
+        raise DatasetError(f"no image could be labelled: {len(failed)} failed (listed in {out / FAILURES})")
+    builder = VocabularyBuilder(label, ontology=ontology)
+    for s in tqdm(kept, unit="img", file=sys.stderr, leave=False, disable=quiet or None, desc="vocabulary"):
+        builder.add(names[s].key, _labels(_prediction_path(names, pred, s), label))
+    vocabulary = builder.build()
+    if not vocabulary.classes:
+        raise ConfigError(f"no class to label with: the {len(kept)} images' predictions hold no noun the "
+                          f"vocabulary keeps (see {pred}/ and the label section's filters)")
+
+    metadata = {"config": config.to_dict(), "inputs": len(sources), "failed": len(failed),
+                "ontology": ontology_name}
+    writer = DatasetWriter(out, vocabulary, label, metadata=metadata, beside=(PREDICTIONS, FAILURES))
+    review = ReviewWriter(out)
+    instances = 0
+    with writer:
+        for s in tqdm(kept, unit="img", file=sys.stderr, leave=False, disable=quiet or None,
+                      desc="writing dataset"):
+            exported = writer.add(s, Segmentation.from_json(_prediction_path(names, pred, s)))
+            instances += len(exported.record["instances"])
+            review.add(exported.record, _stored_pixels(s), exported.masks)
+    review.close(vocabulary.names, title=f"selfseg dataset: {out.name}", metadata=metadata)
+    return LabelSummary(out=out, images=len(sources), labelled=len(kept), failed=failed,
+                        classes=list(vocabulary.names), instances=instances)
+
+
+def _labels(path: Path, label: Any) -> list[str]:
+    """The labels of a prediction's instances that pass the score filters, read without decoding masks."""
+    d = json.loads(path.read_text(encoding="utf-8"))
+    return [str(i["label"]) for i in d["instances"]
+            if i["score"] >= label.min_score and i.get("mask_score", 1.0) >= label.min_mask_score]
+
+
+def _stored_pixels(source: str) -> Any:
+    """The photo as its file stores it (no EXIF rotation): the annotations follow the file's pixels."""
+    from PIL import Image
+
+    with Image.open(source) as im:
+        return im.convert("RGB")
+
+
+#: What a build writes in DIR besides predictions/: removed before each build so nothing stale survives.
+_BUILT = ("vocabulary.json", "dataset.json", "labels.jsonl", "classes.txt", "data.yaml", "index.html", FAILURES,
+          "train", "val", "annotations", "review")
+
+
+def _clear(out: Path) -> None:
+    for name in _BUILT:
+        p = out / name
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()

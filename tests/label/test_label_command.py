@@ -1,0 +1,176 @@
+"""`selfseg label` end to end with the tiny random-init models (the nouns and masks are meaningless; these tests
+check the run: every format loads, a bad image is listed and skipped, resume after SIGKILL and 2 torchrun
+processes give the same dataset as one uninterrupted process, bad --out / ontology are one-line errors)."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+
+from selfseg.cli import main
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+SMOKE = str(REPO / "configs" / "smoke.yaml")
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    """Five real photos (the three ADE20K samples, two of them also mirrored) and one file that is not an image."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("photos")
+    for k, p in enumerate(sorted((REPO / "examples" / "ade20k_sample" / "images").glob("*.jpg"))):
+        shutil.copy(p, folder / p.name)
+        if k < 2:
+            Image.open(p).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(folder / f"mirrored_{p.name}")
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    return folder
+
+
+def _env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _argv(photos: Path, out: Path, *extra: str) -> list[str]:
+    return ["label", str(photos), "--config", SMOKE, "--out", str(out), "-q", "run.batch_size=2", *extra]
+
+
+@pytest.fixture(scope="module")
+def baseline(photos, tmp_path_factory) -> Path:
+    """An uninterrupted run, in a process of its own with one thread, as the runs it is compared with (float
+    sums, hence scores in the files, can differ in the last bits between thread counts)."""
+    out = tmp_path_factory.mktemp("labelled") / "dataset"
+    r = subprocess.run([sys.executable, "-m", "selfseg", *_argv(photos, out)], cwd=REPO, env=_env(),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1, r.stderr  # one image failed
+    return out
+
+
+def _dataset(out: Path) -> dict[str, bytes]:
+    """Every file of the dataset that must not depend on how the run went (data.yaml and the review page name
+    the dataset's folder)."""
+    files = {}
+    for p in sorted(out.rglob("*")):
+        rel = p.relative_to(out).as_posix()
+        if p.is_file() and not rel.startswith(("predictions/", "review/")) and rel not in ("data.yaml",
+                                                                                         "dataset.json", "index.html"):
+            files[rel] = p.read_bytes()
+    return files
+
+
+def test_the_dataset_loads_everywhere_and_the_bad_image_is_listed(baseline, photos):
+    failures = (baseline / "failures.txt").read_text().splitlines()
+    assert len(failures) == 1 and failures[0].startswith(str(photos / "broken.jpg"))
+    records = [json.loads(line) for line in (baseline / "labels.jsonl").read_text().splitlines()]
+    assert len(records) == 5 and {r["split"] for r in records} <= {"train", "val"}
+    vocabulary = json.loads((baseline / "vocabulary.json").read_text())
+    names = [c["name"] for c in vocabulary["classes"]]
+    assert names and all(i["class"] == names[i["class_id"]] for r in records for i in r["instances"])
+    meta = json.loads((baseline / "dataset.json").read_text())
+    assert meta["metadata"]["failed"] == 1 and meta["config"]["formats"] == ["coco", "yolo", "semantic"]
+    from pycocotools.coco import COCO
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        cocos = {s: COCO(str(baseline / "annotations" / f"instances_{s}.json")) for s in ("train", "val")}
+    assert sum(len(c.getImgIds()) for c in cocos.values()) == 5
+    assert [c["name"] for c in cocos["train"].loadCats(cocos["train"].getCatIds())] == names
+    n_instances = sum(len(r["instances"]) for r in records)
+    assert sum(len(c.getAnnIds()) for c in cocos.values()) == n_instances
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # supervision without OpenCV says so on import
+        import supervision as sv
+
+        for split in ("train", "val"):
+            if not list((baseline / split / "images").iterdir()):
+                continue
+            ds = sv.DetectionDataset.from_coco(str(baseline / split / "images"),
+                                               str(baseline / "annotations" / f"instances_{split}.json"))
+            yolo = sv.DetectionDataset.from_yolo(str(baseline / split / "images"), str(baseline / split / "labels"),
+                                                 str(baseline / "data.yaml"))
+            assert ds.classes == names and yolo.classes == names and len(ds) == len(yolo)
+    from selfseg.evaluate.datasets import load_dataset
+
+    semantic = [load_dataset("folder", baseline, s) for s in ("train", "val") if (baseline / s / "masks").is_dir()]
+    assert sum(len(d.samples) for d in semantic) == 5 and semantic[0].class_names == names
+    page = (baseline / "index.html").read_text()
+    assert "review/data.js" in page
+
+
+def test_a_killed_run_resumes_to_the_same_dataset(baseline, photos, tmp_path):
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "selfseg", *_argv(photos, out)]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None:
+        if (out / "predictions").is_dir() and [p for p in (out / "predictions").glob("*.json")
+                                               if p.name != "selfseg-run.json"]:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # no clean-up: as a lost machine would
+    proc.wait()
+    assert not (out / "dataset.json").exists()
+    r = subprocess.run(cmd + ["--resume"], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1, r.stderr  # the broken image still fails
+    assert "resuming:" in r.stderr
+    assert _dataset(out) == _dataset(baseline)
+
+
+def test_two_torchrun_processes_make_the_same_dataset(baseline, photos, tmp_path):
+    out = tmp_path / "dist"
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                        "-m", "selfseg", *_argv(photos, out)], cwd=REPO, env=_env(), capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode != 0  # the broken image: exit 1 from rank 0 (torchrun reports the failure)
+    assert (out / "failures.txt").read_text().count("\n") == 1
+    assert _dataset(out) == _dataset(baseline)
+
+
+def test_ontology_maps_the_nouns_onto_the_users_classes(photos, tmp_path):
+    """The tiny models' nouns are noise; an ontology with "other" keeps every kept noun somewhere."""
+    ontology = tmp_path / "ontology.yaml"
+    ontology.write_text("animal: [cow, giraffe, dog]\nfurniture: [table, chair]\n")
+    out = tmp_path / "onto"
+    assert main(_argv(photos, out, "--ontology", str(ontology), "label.unmapped=other", "--format", "coco")) == 1
+    vocabulary = json.loads((out / "vocabulary.json").read_text())
+    assert [c["name"] for c in vocabulary["classes"]] == ["animal", "furniture", "other"]
+    assert not (out / "train" / "labels").exists()  # coco only
+
+
+@pytest.mark.parametrize("problem", ["out_is_a_file", "bad_ontology", "no_inputs"])
+def test_bad_arguments_are_one_line_errors_before_any_work(photos, tmp_path, capsys, problem):
+    out = tmp_path / "out"
+    extra: list[str] = []
+    if problem == "out_is_a_file":
+        out.write_text("x")
+    elif problem == "bad_ontology":
+        (tmp_path / "o.yaml").write_text("- car\n- car\n")
+        extra = ["--ontology", str(tmp_path / "o.yaml")]
+    if problem == "no_inputs":
+        (tmp_path / "empty").mkdir()
+    argv = _argv(photos, out, *extra) if problem != "no_inputs" else \
+        ["label", str(tmp_path / "empty"), "--config", SMOKE, "--out", str(out)]
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith("selfseg: error: ")
+    assert not (out / "predictions").exists()
+
+
+def test_when_no_image_can_be_read_the_run_says_so_and_lists_them(tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jpg").write_bytes(b"not a jpeg")
+    (tmp_path / "in" / "b.png").write_bytes(b"")
+    code = main(["label", str(tmp_path / "in"), "--config", SMOKE, "--out", str(tmp_path / "out"), "-q"])
+    assert code == 2 and "no image could be labelled: 2 failed" in capsys.readouterr().err
+    assert len((tmp_path / "out" / "failures.txt").read_text().splitlines()) == 2
