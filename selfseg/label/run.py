@@ -45,8 +45,17 @@ class LabelSummary:
 
 
 def _check_out(out: Path) -> None:
+    """A missing or empty folder, or one an earlier `selfseg label` run made (its builds are replaced): anything
+    else is the user's and is refused, since a build clears the dataset's files there first."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: exists and is not a folder")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    from ..runs import MANIFEST
+
+    if not (out / PREDICTIONS / MANIFEST).is_file():
+        raise ConfigError(f"--out {out}: holds files that no `selfseg label` run wrote; expected a missing or "
+                          f"empty folder, or an earlier `selfseg label` output")
 
 
 def label_images(config: Any, inputs: Sequence[str], out: str | Path, ontology: str | Path | None = None,

@@ -174,3 +174,13 @@ def test_when_no_image_can_be_read_the_run_says_so_and_lists_them(tmp_path, caps
     code = main(["label", str(tmp_path / "in"), "--config", SMOKE, "--out", str(tmp_path / "out"), "-q"])
     assert code == 2 and "no image could be labelled: 2 failed" in capsys.readouterr().err
     assert len((tmp_path / "out" / "failures.txt").read_text().splitlines()) == 2
+
+
+def test_a_folder_of_the_users_own_files_is_never_taken_as_the_dataset_folder(photos, tmp_path, capsys):
+    """A build clears the dataset's files (train/, val/, ...) first: a folder selfseg did not make is refused."""
+    out = tmp_path / "mine"
+    (out / "train").mkdir(parents=True)
+    (out / "train" / "precious.txt").write_text("keep me")
+    assert main(_argv(photos, out)) == 2
+    assert "no `selfseg label` run wrote" in capsys.readouterr().err
+    assert (out / "train" / "precious.txt").read_text() == "keep me"
