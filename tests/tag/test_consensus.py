@@ -118,6 +118,44 @@ def test_chain_is_the_paper_composition_unchanged():
     assert got.consensus_labels is None and got.merge_heights is None
 
 
+@pytest.mark.parametrize("overrides", [{}, {"coassoc_runs": 15}, {"pos_dim": 0, "coassoc_ks": [16, 32, 600]}])
+def test_coassoc_runs_are_kmeans_run_by_run(overrides):
+    """The batched k-means runs of consensus "coassoc" are the runs kmeans gives one by one: run i (repeat by
+    repeat, scale by scale, k by k) seeded from (seed, i), a k not below the patch count skipped."""
+    sc = planted_scene(8, 3.0, 1)
+    cfg = ClusteringConfig(**overrides)
+    got = ensemble_cluster(sc.features, cfg, seed=4)
+    per_scale = []
+    for f in sc.features:
+        h, w, _ = f.shape
+        x = torch.as_tensor(f).reshape(h * w, -1)
+        if cfg.pos_dim:
+            x = torch.cat([x, sincos_2d(h, w, cfg.pos_dim).reshape(h * w, -1)], 1)
+        per_scale.append((x, h, w, [k for k in cfg.coassoc_ks if k < h * w]))
+    keys, runs = [], []
+    while len(runs) < cfg.coassoc_runs:
+        for si, (x, h, w, ks) in enumerate(per_scale):
+            for k in ks:
+                run_seed = int(np.random.SeedSequence([4, len(runs)]).generate_state(1)[0])
+                lab = kmeans(x, k, seed=run_seed).labels.reshape(1, 1, h, w).float()
+                runs.append(torch.nn.functional.interpolate(lab, size=(32, 32), mode="nearest")[0, 0].long())
+                keys.append((si, k))
+    assert got.run_keys == keys
+    assert all(np.array_equal(a, b.numpy()) for a, b in zip(got.runs, runs))
+    assert np.array_equal(got.votes, ensemble_cluster(sc.features, cfg, seed=4).votes)
+
+
+def test_coassociation_is_the_sum_over_runs():
+    """All runs in one product: the same matrix as adding each run's one-hot outer product, whatever the ids."""
+    g = torch.Generator().manual_seed(0)
+    runs = [torch.randint(-3, 40, (12, 12), generator=g) * 1000 for _ in range(7)] + [torch.zeros(12, 12).long()]
+    acc = torch.zeros(144, 144)
+    for run in runs:
+        onehot = torch.nn.functional.one_hot(contiguous(run).flatten()).float()
+        acc += onehot @ onehot.T
+    assert torch.equal(coassociation(runs), acc / len(runs))
+
+
 def test_intermediates_describe_the_consensus():
     sc = planted_scene(4, 1.0, 0)
     m = ensemble_cluster(sc.features, seed=0)

@@ -7,6 +7,7 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
 from selfseg.tag.clustering import kmeans
+from selfseg.tag.clustering.lloyd import kmeans_batch, kmeans_plusplus, kmeans_plusplus_batch
 
 
 def _blobs(n_per=60, k=4, d=16, spread=0.5, seed=0):
@@ -56,3 +57,86 @@ def test_duplicate_points_do_not_crash():
 def test_bad_arguments(shape, k, msg):
     with pytest.raises(ValueError, match=msg):
         kmeans(torch.zeros(shape), k)
+
+
+# ------------------------------------------------------------------------------------- batched runs
+
+
+def _planted_x(grid=24, regions=6, noise=3.0):
+    from selfseg.tag.clustering import sincos_2d
+    from selfseg.tag.clustering.planted import planted_scene
+
+    f = torch.from_numpy(planted_scene(regions, noise, 0, grids=(grid,)).features[0])
+    return torch.cat([f.reshape(grid * grid, -1), sincos_2d(grid, grid, 256).reshape(grid * grid, -1)], 1)
+
+
+def _same_result(a, b):
+    return (torch.equal(a.labels, b.labels) and torch.equal(a.centers, b.centers) and a.inertia == b.inertia
+            and a.n_iter == b.n_iter)
+
+
+def test_batched_seeding_draws_as_each_run_alone():
+    """Run b of kmeans_plusplus_batch starts from the centres kmeans_plusplus picks with its generator (hence
+    those of kmeans(x, k_b, seed=seed_b)) and leaves the generator where kmeans_plusplus would."""
+    x = _planted_x()
+    x_sq = (x * x).sum(1)
+    ks, seeds = [20, 1, 32, 16, 24, 2], [3, 4, 5, 6, 7, 8]
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    got = kmeans_plusplus_batch(x, ks, gens, x_sq)
+    assert got.shape == (len(ks), 32, x.shape[1])
+    for b, (k, s) in enumerate(zip(ks, seeds)):
+        ref_gen = torch.Generator().manual_seed(s)
+        assert torch.equal(got[b, :k], kmeans_plusplus(x, k, ref_gen, x_sq)), k
+        assert torch.equal(got[b, k:], torch.zeros_like(got[b, k:]))
+        assert torch.equal(gens[b].get_state(), ref_gen.get_state())
+
+
+@pytest.mark.parametrize("n_init", [1, 2])
+def test_batched_runs_equal_kmeans_run_by_run(n_init):
+    """Labels, centres, inertia and iterations of every batched run are those of kmeans alone, bit for bit
+    (the runs stop after different numbers of iterations)."""
+    x = _planted_x()
+    ks, seeds = [16, 20, 24, 28, 32, 16], [11, 12, 13, 14, 15, 16]
+    got = kmeans_batch(x, ks, seeds, n_init=n_init, max_iter=300, tol=1e-4)
+    refs = [kmeans(x, k, seed=s, n_init=n_init) for k, s in zip(ks, seeds)]
+    assert len({r.n_iter for r in refs}) > 1
+    assert all(_same_result(g, r) for g, r in zip(got, refs))
+
+
+def test_batched_runs_stop_at_max_iter_like_kmeans():
+    x = _planted_x()
+    got = kmeans_batch(x, [8, 32], [0, 1], max_iter=2, tol=0.0)
+    refs = [kmeans(x, 8, seed=0, max_iter=2, tol=0.0), kmeans(x, 32, seed=1, max_iter=2, tol=0.0)]
+    assert [g.n_iter for g in got] == [2, 2] and all(_same_result(g, r) for g, r in zip(got, refs))
+
+
+def test_batched_duplicates_take_the_host_paths(monkeypatch):
+    """Fewer distinct points than centres: a zero seeding potential and empty clusters, handled as kmeans does."""
+    from selfseg.tag.clustering import lloyd
+
+    empties, reseeded = [], []
+    fill, seed_one = lloyd._fill_empty, lloyd.kmeans_plusplus
+    monkeypatch.setattr(lloyd, "_fill_empty", lambda *a: empties.append(int((a[5] == 0).sum())) or fill(*a))
+    monkeypatch.setattr(lloyd, "kmeans_plusplus", lambda *a: reseeded.append(a[1]) or seed_one(*a))
+    x = torch.zeros(10, 3)
+    x[5:] = 1.0
+    ks, seeds = [4, 2, 3], [0, 1, 2]
+    got = kmeans_batch(x, ks, seeds)
+    assert any(empties) and sorted(reseeded) == [3, 4]  # two distinct points: k = 3 and 4 run out of them
+    refs = [kmeans(x, k, seed=s) for k, s in zip(ks, seeds)]
+    assert all(_same_result(g, r) for g, r in zip(got, refs))
+
+
+def test_batched_runs_are_deterministic():
+    x = _planted_x(regions=8)
+    a, b = kmeans_batch(x, [16, 32], [5, 6]), kmeans_batch(x, [16, 32], [5, 6])
+    assert all(_same_result(p, q) for p, q in zip(a, b))
+
+
+@pytest.mark.parametrize("shape, ks, seeds, msg", [
+    ((10,), [2], [0], "shape"), ((5, 3), [2, 6], [0, 1], "ks=\\[2, 6\\]"), ((5, 3), [2], [0, 1], "one seed per k"),
+    ((5, 3), [], [], "at least one run"),
+])
+def test_batched_bad_arguments(shape, ks, seeds, msg):
+    with pytest.raises(ValueError, match=msg):
+        kmeans_batch(torch.zeros(shape), ks, seeds)

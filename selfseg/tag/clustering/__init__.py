@@ -11,7 +11,7 @@ _LAZY = {
     "align_runs": "align", "contiguous": "align", "match_cost": "align", "vote_distribution": "align",
     "crf_mean_field": "crf", "ensemble_cluster": "ensemble", "sincos_2d": "ensemble",
     "ClusterMaps": "selfseg.tag.result",
-    "mode_filter": "filters", "mode_filter_once": "filters", "KMeansResult": "lloyd", "kmeans": "lloyd",
+    "mode_filter": "filters", "mode_filter_once": "filters", "KMeansResult": "lloyd", "kmeans": "lloyd", "kmeans_batch": "lloyd",
     "ClusteringConfig": "config",
     "Consensus": "consensus", "best_overlap": "consensus", "coassociation": "consensus",
     "consensus_votes": "consensus", "lifetime_cut": "consensus",

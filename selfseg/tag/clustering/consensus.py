@@ -42,13 +42,20 @@ def coassociation(runs: Sequence[torch.Tensor]) -> torch.Tensor:
     if not runs:
         raise ValueError("expected at least one labeling, got none")
     n = runs[0].numel()
-    acc = torch.zeros(n, n, dtype=torch.float32, device=runs[0].device)
-    for run in runs:
-        if run.numel() != n:
-            raise ValueError(f"expected labelings of one grid, got {n} and {run.numel()} patches")
-        onehot = F.one_hot(contiguous(run).flatten()).float()
-        acc.addmm_(onehot, onehot.T)
-    return acc / len(runs)
+    bad = [run.numel() for run in runs if run.numel() != n]
+    if bad:
+        raise ValueError(f"expected labelings of one grid, got {n} and {bad[0]} patches")
+    # Each run numbered 0..m-1 on its own (`contiguous` for all runs at once) keeps the one-hot columns few;
+    # the runs' one-hots side by side then make the sum of their outer products a single product.
+    srt, order = torch.stack([run.flatten() for run in runs]).sort(1)
+    starts = torch.ones_like(srt, dtype=torch.bool)
+    starts[:, 1:] = srt[:, 1:] != srt[:, :-1]
+    ranks = starts.cumsum(1) - 1
+    dense = torch.empty_like(ranks).scatter_(1, order, ranks)
+    onehot = F.one_hot(dense, int(ranks[:, -1].max()) + 1).float().transpose(0, 1).reshape(n, -1)
+    # A divisor on the device: CUDA multiplies by the reciprocal of a host number, which rounds some counts
+    # differently from the CPU's division, and the linkage then breaks its many ties another way.
+    return (onehot @ onehot.T) / torch.full((), len(runs), dtype=torch.float32, device=onehot.device)
 
 
 def lifetime_cut(coassoc: torch.Tensor, k_max: int) -> Consensus:
@@ -66,7 +73,7 @@ def lifetime_cut(coassoc: torch.Tensor, k_max: int) -> Consensus:
     dist = (1.0 - coassoc).clamp_(0.0, 1.0)
     iu = torch.triu_indices(n, n, 1, device=coassoc.device)
     # The tree is built on the CPU (scipy's nearest-neighbour chain); the condensed matrix is its only input.
-    condensed = dist[iu[0], iu[1]].double().cpu().numpy()
+    condensed = dist[iu[0], iu[1]].cpu().double().numpy()
     tree = linkage(condensed, method="average")
     heights = tree[:, 2]
     # k clusters exist between merge n - k - 1 and merge n - k (0-based); the bounds are 0 below, 1 above.

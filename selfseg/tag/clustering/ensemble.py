@@ -16,7 +16,7 @@ from .config import ClusteringConfig
 from .consensus import best_overlap, coassociation, consensus_votes, lifetime_cut
 from .crf import crf_mean_field
 from .filters import mode_filter
-from .lloyd import kmeans
+from .lloyd import kmeans, kmeans_batch
 
 
 def sincos_2d(h: int, w: int, dim: int, device: Any = "cpu") -> torch.Tensor:
@@ -39,36 +39,69 @@ def _as_tensor(f: Any, device: Any) -> torch.Tensor:
     return t
 
 
+def _features(f: torch.Tensor, cfg: ClusteringConfig) -> torch.Tensor:
+    """(h * w, d [+ pos_dim]) k-means input of one scale: its patch features and their positional encoding."""
+    h, w, _ = f.shape
+    x = f.reshape(h * w, -1)
+    if cfg.pos_dim:
+        x = torch.cat([x, sincos_2d(h, w, cfg.pos_dim, f.device).reshape(h * w, -1)], 1)
+    return x
+
+
 def _kmeans_runs(
     feats: list[torch.Tensor], ks: Sequence[int], cfg: ClusteringConfig, seed: int, grid: tuple[int, int],
-    t: dict[str, float], independent: bool = False, first: int = 0,
+    t: dict[str, float],
 ) -> tuple[list[torch.Tensor], list[tuple[int, int]]]:
     """One k-means run per (scale, k), resized (nearest) to `grid`, each seeded with `seed`.
 
-    `independent`: run i draws its own seed from (seed, first + i), and runs whose k is not below the scale's patch
-    count are left out (every patch alone: no evidence of what belongs together). A shared seed makes the
-    k-means++ starts of neighbouring k share their first centres, so their splits agree by construction,
-    and agreement is what a consensus counts.
+    A shared seed makes the k-means++ starts of neighbouring k share their first centres, so their splits
+    agree by construction, and agreement is what a consensus counts.
     """
     runs, keys = [], []
     for si, f in enumerate(feats):
         h, w, _ = f.shape
-        x = f.reshape(h * w, -1)
-        if cfg.pos_dim:
-            x = torch.cat([x, sincos_2d(h, w, cfg.pos_dim, f.device).reshape(h * w, -1)], 1)
+        x = _features(f, cfg)
         for k in ks:
-            if independent and int(k) >= h * w:
-                continue
             t0 = time.perf_counter()
-            run_seed = seed
-            if independent:
-                run_seed = int(np.random.SeedSequence([seed, first + len(runs)]).generate_state(1)[0])
             res = kmeans(x, min(int(k), h * w), n_init=cfg.kmeans_n_init, max_iter=cfg.kmeans_max_iter,
-                         tol=cfg.kmeans_tol, seed=run_seed)
+                         tol=cfg.kmeans_tol, seed=seed)
             lab = res.labels.reshape(1, 1, h, w).float()
             runs.append(F.interpolate(lab, size=grid, mode="nearest")[0, 0].long())
             keys.append((si, int(k)))
             t["kmeans"] += time.perf_counter() - t0
+    return runs, keys
+
+
+def _coassoc_runs(
+    feats: list[torch.Tensor], cfg: ClusteringConfig, seed: int, grid: tuple[int, int], t: dict[str, float]
+) -> tuple[list[torch.Tensor], list[tuple[int, int]]]:
+    """The runs at `coassoc_ks` at every scale, repeated until there are `coassoc_runs`, resized to `grid`.
+
+    Runs are numbered repeat by repeat, scale by scale, k by k, and run i draws its own seed from (seed, i).
+    Runs whose k is not below the scale's patch count are left out (every patch alone: no evidence of what
+    belongs together). All runs of one scale share their features, so one `kmeans_batch` does them together.
+    """
+    per_scale = [[int(k) for k in cfg.coassoc_ks if int(k) < f.shape[0] * f.shape[1]] for f in feats]
+    per_repeat = sum(len(ks) for ks in per_scale)
+    if per_repeat == 0:
+        return [], []
+    repeats = -(-cfg.coassoc_runs // per_repeat)
+    keys = [(si, k) for _ in range(repeats) for si, ks in enumerate(per_scale) for k in ks]
+    runs: list[torch.Tensor] = [torch.empty(0)] * len(keys)
+    for si, f in enumerate(feats):
+        mine = [i for i, (s, _) in enumerate(keys) if s == si]
+        if not mine:
+            continue
+        h, w, _ = f.shape
+        x = _features(f, cfg)
+        t0 = time.perf_counter()
+        seeds = [int(np.random.SeedSequence([seed, i]).generate_state(1)[0]) for i in mine]
+        res = kmeans_batch(x, [keys[i][1] for i in mine], seeds, n_init=cfg.kmeans_n_init,
+                           max_iter=cfg.kmeans_max_iter, tol=cfg.kmeans_tol)
+        lab = torch.stack([r.labels for r in res]).reshape(1, len(res), h, w).float()
+        for i, run in zip(mine, F.interpolate(lab, size=grid, mode="nearest")[0].long()):
+            runs[i] = run
+        t["kmeans"] += time.perf_counter() - t0
     return runs, keys
 
 
@@ -121,14 +154,7 @@ def _coassoc_cluster(
         # No patch differs from another: the positional encoding alone would only cut the grid into tiles.
         labels = torch.zeros(grid, dtype=torch.long, device=feats[0].device)
         return _coassoc_maps(labels, [], [], [], labels[None].float(), np.zeros(0), np.ones(1), cfg, t)
-    runs: list[torch.Tensor] = []
-    keys: list[tuple[int, int]] = []
-    while len(runs) < cfg.coassoc_runs:
-        more, more_keys = _kmeans_runs(feats, cfg.coassoc_ks, cfg, seed, grid, t, independent=True, first=len(runs))
-        if not more:
-            break
-        runs += more
-        keys += more_keys
+    runs, keys = _coassoc_runs(feats, cfg, seed, grid, t)
     if not runs:
         sizes = [f"{f.shape[0]}x{f.shape[1]}" for f in feats]
         raise ValueError(f"expected more patches than the smallest of coassoc_ks={list(cfg.coassoc_ks)}, got "
