@@ -184,7 +184,8 @@ def cmd_label(ns: argparse.Namespace) -> int:
     if uses_tiny(cfg, segment=True):
         print("NOTE: this config uses tiny random-init models built in code (no download); the dataset is "
               "meaningless and only shows that everything runs.", file=sys.stderr)
-    summary = label_images(cfg, inputs, ns.out, ontology=ns.ontology, resume=ns.resume, quiet=ns.quiet)
+    summary = label_images(cfg, inputs, ns.out, ontology=ns.ontology, resume=ns.resume, fresh=ns.fresh,
+                           quiet=ns.quiet)
     if summary is None:  # a torchrun rank other than 0: rank 0 reports
         return 0
     print(f"{summary.labelled}/{summary.images} images labelled: {summary.instances} instances of "
@@ -446,6 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--seed", type=int, help="seed of the split (default 0)")
     lab.add_argument("--resume", action="store_true",
                      help="keep the predictions an interrupted run with the same settings made in --out")
+    lab.add_argument("--fresh", action="store_true", help="first delete the predictions earlier runs made in --out")
     lab.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, repeatable")
     lab.add_argument("--batch-size", type=_positive_int, help="images per batch (default: run.batch_size)")
     lab.add_argument("--quiet", "-q", action="store_true", help="no progress bars")

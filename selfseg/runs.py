@@ -43,7 +43,7 @@ _TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 # Everything else is part of a run's identity. The device is left out, but what it decides is not: an
 # "auto" chat-model dtype is recorded as it resolves.
 _NEUTRAL: dict[str, Any] = {
-    "name": None, "evaluation": None,
+    "name": None, "evaluation": None, "label": None,
     "run": {"batch_size"},
     "model": {"device", "cache_dir", "local_files_only"},
     "captioning": {"max_cross_attention_gib"},

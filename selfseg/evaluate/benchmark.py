@@ -102,6 +102,7 @@ class Dist:
 def prediction_fingerprint(config: Config) -> dict[str, Any]:
     d = config.to_dict()
     d.pop("name", None)
+    d.pop("label", None)  # how `selfseg label` builds a dataset: never what a prediction is
     d["evaluation"] = {k: v for k, v in d["evaluation"].items() if k not in _EVAL_ONLY}
     # Same image names under another root are other images: the resolved root is part of the identity.
     d["evaluation"]["root"] = str(Path(config.evaluation.root).expanduser().resolve())

@@ -378,17 +378,33 @@ class ExportedImage:
             out[k] = self.frame.to_file(m)
         return out
 
+    def for_view(self, image: Any, max_side: int) -> tuple[Any, np.ndarray]:
+        """The photo (PIL, the file's pixel order) and the kept masks, both shrunk so the longer side is at most
+        `max_side`, for drawing: one mask at the photo's size exists at a time, never all of them (100 masks of
+        a 12-megapixel photo would take 1.2 GB)."""
+        from PIL import Image
+
+        w, h = self.frame.width, self.frame.height
+        scale = min(1.0, max_side / max(w, h))
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        if size != (w, h):
+            image = image.resize(size, Image.Resampling.BILINEAR)
+        rows = (np.arange(size[1]) * h) // size[1]
+        cols = (np.arange(size[0]) * w) // size[0]
+        out = np.zeros((len(self.analysed), size[1], size[0]), bool)
+        for k, m in enumerate(self.analysed):
+            out[k] = self.frame.to_file(m)[rows[:, None], cols[None, :]]
+        return image, out
+
 
 class DatasetWriter:
     """Writes a training dataset image by image (layout: the module docstring). Nothing of an image but a few
     counts stays in memory once `add` returns; COCO annotations wait in JSON-lines files per split until
     `close()` joins them. Use as a context manager, or call `close()`: without it there is no dataset.json,
-    the mark of a finished dataset. metadata: anything else dataset.json should say (the run's settings).
-    beside: names of entries in out_dir that are not the dataset's (the label run's predictions/); anything
-    else there refuses the folder."""
+    the mark of a finished dataset. metadata: anything else dataset.json should say (the run's settings)."""
 
     def __init__(self, out_dir: str | Path, vocabulary: DatasetVocabulary, config: ExportConfig | None = None,
-                 metadata: dict[str, Any] | None = None, beside: Iterable[str] = ()) -> None:
+                 metadata: dict[str, Any] | None = None) -> None:
         self.config = config or ExportConfig()
         self.vocabulary = vocabulary
         self.metadata = dict(metadata or {})
@@ -397,7 +413,7 @@ class DatasetWriter:
             raise ValueError("the vocabulary has no classes; expected at least one to label images with")
         if self.out.exists() and not self.out.is_dir():
             raise ConfigError(f"out: {self.out} is a file; expected a missing or empty directory")
-        if self.out.is_dir() and any(p.name not in set(beside) for p in self.out.iterdir()):
+        if self.out.is_dir() and any(self.out.iterdir()):
             raise ConfigError(f"out: {self.out} is not empty; expected a missing or empty directory (a dataset is "
                               f"written whole)")
         formats = set(self.config.formats)
@@ -565,7 +581,7 @@ class DatasetWriter:
         from ..viz import palette
 
         if self._wide:
-            Image.fromarray(semantic, mode="I;16").save(path, format="PNG")
+            Image.fromarray(semantic).save(path, format="PNG")  # uint16 -> a 16-bit grey PNG
             return
         im = Image.fromarray(semantic, mode="P")
         colours = np.zeros((256, 3), np.uint8)

@@ -65,21 +65,22 @@ class ReviewWriter:
     def add(self, record: dict, image: Image.Image, masks: np.ndarray) -> None:
         """Write the overlays of one image and append its summary. `record` is the exporter's record
         ({"file", "source", "split", "width", "height", "instances": [{"class_id", "class", "score",
-        "mask_score", "area", "bbox"}]}), `image` the photo as stored (W x H), `masks` (N, H, W) bool, one per
-        instance in the record's order."""
+        "mask_score", "area", "bbox"}]}), `image` the photo as stored (W x H, or a copy shrunk to at least
+        the view's size: only that much is drawn), `masks` (N, h, w) bool at the image's size, one per instance
+        in the record's order."""
         import numpy as np
 
         width, height = int(record["width"]), int(record["height"])
         instances = list(record.get("instances") or [])
+        w, h = image.size
+        if abs(w * height - h * width) > max(width, height):  # a shrunk copy keeps the aspect, to a pixel
+            raise ValueError(f"{record.get('file')}: the record says {width}x{height}, the image is {w}x{h}")
         masks = np.asarray(masks)
         if masks.size == 0 and not instances:
-            masks = np.zeros((0, height, width), dtype=bool)
-        if masks.shape != (len(instances), height, width):
-            raise ValueError(f"{record.get('file')}: expected masks of shape {(len(instances), height, width)} "
+            masks = np.zeros((0, h, w), dtype=bool)
+        if masks.shape != (len(instances), h, w):
+            raise ValueError(f"{record.get('file')}: expected masks of shape {(len(instances), h, w)} "
                              f"(instances, height, width), got {masks.shape}")
-        if tuple(image.size) != (width, height):
-            raise ValueError(f"{record.get('file')}: the record says {width}x{height}, the image is "
-                             f"{image.size[0]}x{image.size[1]}")
         index = self.images
         name = f"{index:06d}.jpg"
         class_ids = [int(inst["class_id"]) for inst in instances]

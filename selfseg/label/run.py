@@ -59,7 +59,7 @@ def _check_out(out: Path) -> None:
 
 
 def label_images(config: Any, inputs: Sequence[str], out: str | Path, ontology: str | Path | None = None,
-                 resume: bool = False, quiet: bool = False) -> LabelSummary | None:
+                 resume: bool = False, fresh: bool = False, quiet: bool = False) -> LabelSummary | None:
     """Segment `inputs` (files, folders, globs) with `config` and build the dataset in `out`. Returns the
     summary on rank 0 (None on other torchrun ranks). A bad --out or ontology: ConfigError before any work."""
     from ..evaluate.benchmark import Dist
@@ -81,6 +81,9 @@ def label_images(config: Any, inputs: Sequence[str], out: str | Path, ontology: 
             sources = [s for s in expanded if s not in skipped]
             if not sources:
                 raise ConfigError("no input images given")
+            inside = [s for s in sources if out.resolve() in Path(s).resolve().parents]
+            if inside:  # a rebuild replaces the dataset's images: they cannot also be its inputs
+                raise ConfigError(f"input {inside[0]} lies inside --out {out}; label images from elsewhere")
         except ConfigError as exc:
             problem = str(exc)
     dist.init(config)
@@ -91,8 +94,8 @@ def label_images(config: Any, inputs: Sequence[str], out: str | Path, ontology: 
             raise ConfigError(shared[0]) if dist.rank == 0 else SystemExit(2)
         sources = shared[1]
         names = output_names(sources)
-        failed = _predict(config, sources, names, out / PREDICTIONS, dist, resume, quiet)
-        everyone = [f for part in dist.gather(failed) for f in part]
+        failed = _predict(config, sources, names, out / PREDICTIONS, dist, resume, fresh, quiet)
+        everyone = [f for part in dist.gather(failed) for f in part]  # (source, reason) of every rank
         if dist.rank != 0:
             finished = True
             return None
@@ -104,9 +107,9 @@ def label_images(config: Any, inputs: Sequence[str], out: str | Path, ontology: 
         dist.close(together=finished)
 
 
-def _predict(config: Any, sources: list[str], names: dict, pred: Path, dist: Any, resume: bool,
-             quiet: bool) -> list[str]:
-    """This rank's share of the images through the pipeline; returns its failures, one line each."""
+def _predict(config: Any, sources: list[str], names: dict, pred: Path, dist: Any, resume: bool, fresh: bool,
+             quiet: bool) -> list[tuple[str, str]]:
+    """This rank's share of the images through the pipeline; returns its failures as (source, one line)."""
     from tqdm import tqdm
 
     from ..pipeline import SelfSeg
@@ -114,7 +117,7 @@ def _predict(config: Any, sources: list[str], names: dict, pred: Path, dist: Any
 
     folder = RunFolder(pred, run_settings(config, "segment"))
     if dist.rank == 0:
-        folder.start(resume=resume, fresh=False)
+        folder.start(resume=resume, fresh=fresh)
     dist.gather(None)  # the folder and its manifest exist before any rank writes into it
     size = config.run.batch_size
     batches = [sources[i: i + size] for i in range(0, len(sources), size)]
@@ -123,7 +126,7 @@ def _predict(config: Any, sources: list[str], names: dict, pred: Path, dist: Any
     todo = [s for s in mine if s not in done]
     if done and dist.rank == 0:
         print(f"resuming: {len(done)} of {len(mine)} images already have predictions in {pred}/", file=sys.stderr)
-    failed: list[str] = []
+    failed: list[tuple[str, str]] = []
     if not todo:
         return failed
     seg = SelfSeg(config)
@@ -133,7 +136,7 @@ def _predict(config: Any, sources: list[str], names: dict, pred: Path, dist: Any
         for item in seg.segment_many(todo, size):
             bar.update(1)
             if not item.ok:
-                failed.append(item.error)
+                failed.append((item.source, item.error))
                 tqdm.write(f"error: {item.error}", file=sys.stderr)
                 continue
             name = names[item.source]
@@ -151,10 +154,14 @@ def _prediction_path(names: dict, pred: Path, source: str) -> Path:
     return name.folder(pred) / f"{name.name}.json"
 
 
-def build_dataset(config: Any, sources: list[str], names: dict, out: Path, ontology: Any, failed: list[str],
-                  quiet: bool = False, ontology_name: str | None = None) -> LabelSummary:
+def build_dataset(config: Any, sources: list[str], names: dict, out: Path, ontology: Any,
+                  failed: list[tuple[str, str]], quiet: bool = False, ontology_name: str | None = None) -> LabelSummary:
     """Stage 2, from the prediction files: vocabulary, formats, review page, failures.txt. ontology: the user's
-    classes (`load_ontology`) or None."""
+    classes (`load_ontology`) or None. failed: (source, reason) of the images the pipeline could not run on.
+
+    The dataset is built in `DIR/.build/` and moved into place only when complete, so a build that fails or is
+    killed leaves the previous dataset as it was; moving it in removes exactly the files the previous build
+    listed (`.selfseg-build.json`), after checking that nothing else lies among them."""
     from tqdm import tqdm
 
     from ..io import atomic_write
@@ -168,14 +175,12 @@ def build_dataset(config: Any, sources: list[str], names: dict, out: Path, ontol
     label = config.label
     done = RunFolder(pred, run_settings(config, "segment")).done(sources)
     kept = [s for s in sources if s in done]
-    failed_sources = {f.split(":")[0] for f in failed}
-    missing = [s for s in sources if s not in done and s not in failed_sources]
-    failed = failed + [f"{s}: no prediction (the run stopped before this image)" for s in missing]
-    _clear(out)
-    atomic_write(out / FAILURES, lambda f: f.write("".join(f"{line}\n" for line in failed).encode("utf-8")))
-
+    reasons = dict(failed)
+    lines = [reasons.get(s) or f"{s}: no prediction (the run stopped before this image)"
+             for s in sources if s not in done]
     if not kept:
-        raise DatasetError(f"no image could be labelled: {len(failed)} failed (listed in {out / FAILURES})")
+        atomic_write(out / FAILURES, lambda f: f.write("".join(f"{x}\n" for x in lines).encode("utf-8")))
+        raise DatasetError(f"no image could be labelled: {len(lines)} failed (listed in {out / FAILURES})")
     builder = VocabularyBuilder(label, ontology=ontology)
     for s in tqdm(kept, unit="img", file=sys.stderr, leave=False, disable=quiet or None, desc="vocabulary"):
         builder.add(names[s].key, _labels(_prediction_path(names, pred, s), label))
@@ -184,27 +189,40 @@ def build_dataset(config: Any, sources: list[str], names: dict, out: Path, ontol
         raise ConfigError(f"no class to label with: the {len(kept)} images' predictions hold no noun the "
                           f"vocabulary keeps (see {pred}/ and the label section's filters)")
 
-    metadata = {"config": config.to_dict(), "inputs": len(sources), "failed": len(failed),
+    stage = out / STAGE
+    if stage.exists():  # a build cut short: only ever ours
+        shutil.rmtree(stage)
+    metadata = {"config": config.to_dict(), "inputs": len(sources), "failed": len(lines),
                 "ontology": ontology_name}
-    writer = DatasetWriter(out, vocabulary, label, metadata=metadata, beside=(PREDICTIONS, FAILURES))
-    review = ReviewWriter(out)
+    writer = DatasetWriter(stage, vocabulary, label, metadata=metadata)
+    review = ReviewWriter(stage)
     instances = 0
     with writer:
         for s in tqdm(kept, unit="img", file=sys.stderr, leave=False, disable=quiet or None,
                       desc="writing dataset"):
             exported = writer.add(s, Segmentation.from_json(_prediction_path(names, pred, s)))
             instances += len(exported.record["instances"])
-            review.add(exported.record, _stored_pixels(s), exported.masks)
+            image = _stored_pixels(s)
+            image, masks = exported.for_view(image, review.view_size)
+            review.add(exported.record, image, masks)
     review.close(vocabulary.names, title=f"selfseg dataset: {out.name}", metadata=metadata)
-    return LabelSummary(out=out, images=len(sources), labelled=len(kept), failed=failed,
+    atomic_write(stage / FAILURES, lambda f: f.write("".join(f"{x}\n" for x in lines).encode("utf-8")))
+    _move_into_place(stage, out)
+    return LabelSummary(out=out, images=len(sources), labelled=len(kept), failed=lines,
                         classes=list(vocabulary.names), instances=instances)
 
 
 def _labels(path: Path, label: Any) -> list[str]:
-    """The labels of a prediction's instances that pass the score filters, read without decoding masks."""
+    """The labels of a prediction's instances that pass the score and area filters, read without decoding
+    masks (an area counted at the analysed size, scaled to the photo's). NMS and max_instances need the
+    classes, so they apply after the vocabulary: a class can end up with fewer instances than it counted."""
     d = json.loads(path.read_text(encoding="utf-8"))
+    h, w = d["image_size"]
+    oh, ow = d.get("original_size") or (h, w)
+    scale = (oh * ow) / max(1, h * w)
     return [str(i["label"]) for i in d["instances"]
-            if i["score"] >= label.min_score and i.get("mask_score", 1.0) >= label.min_mask_score]
+            if i["score"] >= label.min_score and i.get("mask_score", 1.0) >= label.min_mask_score
+            and i["area"] * scale >= label.min_area]
 
 
 def _stored_pixels(source: str) -> Any:
@@ -215,15 +233,61 @@ def _stored_pixels(source: str) -> Any:
         return im.convert("RGB")
 
 
-#: What a build writes in DIR besides predictions/: removed before each build so nothing stale survives.
-_BUILT = ("vocabulary.json", "dataset.json", "labels.jsonl", "classes.txt", "data.yaml", "index.html", FAILURES,
-          "train", "val", "annotations", "review")
+#: Where a build is made before it replaces the previous one.
+STAGE = ".build"
+#: The files the dataset in DIR consists of (relative paths), written when it is moved into place.
+BUILD_LIST = ".selfseg-build.json"
 
 
-def _clear(out: Path) -> None:
-    for name in _BUILT:
-        p = out / name
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p)
-        elif p.exists() or p.is_symlink():
-            p.unlink()
+def _move_into_place(stage: Path, out: Path) -> None:
+    """Replace the previous build's files with the staged build's. Refuses, before touching anything, when a
+    folder the build occupies holds a file the previous build did not write (a user's notes in train/, a
+    corrected annotation file): that is never deleted."""
+    from ..io import atomic_write
+
+    new = sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file())
+    old = set(_previous_build(out))
+    tops = {rel.split("/")[0] for rel in new}
+    strangers = [p for top in sorted(tops - {FAILURES})
+                 for p in ([out / top] if (out / top).is_file() else
+                           sorted((out / top).rglob("*")) if (out / top).is_dir() else [])
+                 if p.is_file() and p.relative_to(out).as_posix() not in old]
+    if strangers:
+        raise ConfigError(f"{strangers[0]} is not a file the previous dataset build wrote; move it out of {out}/ "
+                          f"(the new dataset is complete in {stage}/)")
+    for rel in sorted(old):
+        (out / rel).unlink(missing_ok=True)
+    for top in sorted(tops | {rel.split("/")[0] for rel in old}):  # emptied folders, deepest first
+        if (out / top).is_dir() and not (out / top).is_symlink():
+            for d in sorted((p for p in (out / top).rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+                _rmdir_if_empty(d)
+            _rmdir_if_empty(out / top)
+    for top in sorted(tops):
+        if (out / top).exists():  # a folder that still holds what the user put in it: merge file by file
+            for p in sorted((stage / top).rglob("*")):
+                if p.is_file():
+                    (out / p.relative_to(stage)).parent.mkdir(parents=True, exist_ok=True)
+                    p.replace(out / p.relative_to(stage))
+        else:
+            (stage / top).replace(out / top)
+    yaml_path = out / "data.yaml"
+    if yaml_path.is_file():  # it names the dataset's folder, which was the stage while it was written
+        text = yaml_path.read_text(encoding="utf-8").replace(str(stage.resolve()), str(out.resolve()), 1)
+        atomic_write(yaml_path, lambda f: f.write(text.encode("utf-8")))
+    atomic_write(out / BUILD_LIST, lambda f: f.write(json.dumps(new).encode("utf-8")))
+    shutil.rmtree(stage, ignore_errors=True)
+
+
+def _previous_build(out: Path) -> list[str]:
+    try:
+        listed = json.loads((out / BUILD_LIST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [p for p in listed if isinstance(p, str) and ".." not in p.split("/") and not p.startswith("/")]
+
+
+def _rmdir_if_empty(d: Path) -> None:
+    try:
+        d.rmdir()
+    except OSError:  # not empty: someone's file is in it
+        pass

@@ -573,7 +573,7 @@ class VocabularyBuilder:
         up: dict[str, str] = {}
         for key in sorted(groups):
             # start one level above the class's own senses: a class never folds into itself
-            parents = [p for s in self._senses(groups[key], common=False)
+            parents = [p for s in self._senses(groups[key], common=True)
                        for p in s.hypernyms() + s.instance_hypernyms()]
             to = self._nearest(list(dict.fromkeys(parents)), targets, skip=key)
             if to is not None:

@@ -513,3 +513,23 @@ def test_an_interrupted_export_has_no_dataset_json(tmp_path, vocab):
         writer.add(path, seg_of(size_of(path), []))
         raise RuntimeError("stop")
     assert not (tmp_path / "ds/dataset.json").exists() and (tmp_path / "ds/labels.jsonl").is_file()
+
+
+def test_more_than_255_classes_write_16_bit_semantic_maps(tmp_path):
+    """Open-vocabulary datasets pass 255 classes easily: the maps become 16-bit, 65535 for no class, and the
+    benchmark's folder dataset reads them back."""
+    from selfseg.evaluate.datasets import load_dataset
+    from selfseg.label.vocabulary import VocabularyConfig
+
+    names = [f"thing{k}" for k in range(300)]
+    v = build_vocabulary([("a", names), ("b", names)], VocabularyConfig(wordnet_synonyms=False))
+    assert len(v.names) == 300
+    size = (512, 683)  # the photo's
+    last = v.names[-1]
+    mask = box(size, 0, 200, 0, 300)
+    with DatasetWriter(tmp_path / "ds", v, ExportConfig(formats=["semantic"], val_fraction=0.0)) as w:
+        w.add(photo(tmp_path, "p.jpg"), seg_of(size, [(last, mask, 0.9, 1.0)]))
+    ds = load_dataset("folder", tmp_path / "ds", "train")
+    label = ds.read_label(ds.samples[0])
+    assert ds.num_classes == 300
+    assert (label[mask] == v.id_of(last)).all() and (label[~mask] < 0).all()  # 65535: ignored, no class

@@ -63,7 +63,7 @@ def _dataset(out: Path) -> dict[str, bytes]:
     files = {}
     for p in sorted(out.rglob("*")):
         rel = p.relative_to(out).as_posix()
-        if p.is_file() and not rel.startswith(("predictions/", "review/")) and rel not in ("data.yaml",
+        if p.is_file() and not rel.startswith(("predictions/", "review/", ".build/")) and rel not in ("data.yaml",
                                                                                          "dataset.json", "index.html"):
             files[rel] = p.read_bytes()
     return files
@@ -170,7 +170,7 @@ def test_bad_arguments_are_one_line_errors_before_any_work(photos, tmp_path, cap
 def test_when_no_image_can_be_read_the_run_says_so_and_lists_them(tmp_path, capsys):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.jpg").write_bytes(b"not a jpeg")
-    (tmp_path / "in" / "b.png").write_bytes(b"")
+    (tmp_path / "in" / "b 12:30.png").write_bytes(b"")  # a ':' in a name must not split its line
     code = main(["label", str(tmp_path / "in"), "--config", SMOKE, "--out", str(tmp_path / "out"), "-q"])
     assert code == 2 and "no image could be labelled: 2 failed" in capsys.readouterr().err
     assert len((tmp_path / "out" / "failures.txt").read_text().splitlines()) == 2
@@ -184,3 +184,32 @@ def test_a_folder_of_the_users_own_files_is_never_taken_as_the_dataset_folder(ph
     assert main(_argv(photos, out)) == 2
     assert "no `selfseg label` run wrote" in capsys.readouterr().err
     assert (out / "train" / "precious.txt").read_text() == "keep me"
+
+
+def test_a_rebuild_changes_only_the_dataset_and_never_the_users_files(baseline, photos, tmp_path, capsys):
+    """Settings of the build alone (the split) reuse every prediction; a file the user put among the dataset's
+    stops the rebuild before anything is removed, and the previous dataset stays whole."""
+    out = tmp_path / "copy"
+    shutil.copytree(baseline, out)
+    assert main(_argv(photos, out, "--resume", "label.val_fraction=0.6")) == 1
+    assert "resuming: 5 of 6 images" in capsys.readouterr().err  # nothing segmented again (1 broken)
+    splits = [json.loads(x)["split"] for x in (out / "labels.jsonl").read_text().splitlines()]
+    before = [json.loads(x)["split"] for x in (baseline / "labels.jsonl").read_text().splitlines()]
+    assert splits.count("val") >= before.count("val") and not (out / ".build").exists()
+    notes = out / "train" / "labels" / "my_notes.md"
+    notes.parent.mkdir(parents=True, exist_ok=True)
+    notes.write_text("keep me")
+    dataset = _dataset(out)
+    assert main(_argv(photos, out, "--resume")) == 2
+    assert "my_notes.md is not a file the previous dataset build wrote" in capsys.readouterr().err
+    assert notes.read_text() == "keep me" and _dataset(out) == dataset
+    notes.unlink()
+    assert main(_argv(photos, out, "--resume")) == 1 and _dataset(out) == _dataset(baseline)
+
+
+def test_inputs_inside_the_dataset_folder_are_refused(baseline, tmp_path, capsys):
+    out = tmp_path / "copy"
+    shutil.copytree(baseline, out)
+    assert main(["label", str(out / "train" / "images"), "--config", SMOKE, "--out", str(out), "-q"]) == 2
+    assert "lies inside --out" in capsys.readouterr().err
+    assert (out / "train" / "images").is_dir() and any((out / "train" / "images").iterdir())

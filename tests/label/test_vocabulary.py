@@ -102,6 +102,9 @@ def test_the_coarser_level_folds_classes_into_the_most_general_class():
     assert classes(coarse) == {"vehicle": {"car": 2, "sedan": 2, "vehicle": 2}, "dog": {"dog": 2, "poodle": 2},
                                "object": {"object": 2}}
     assert build_vocabulary(twice("sedan", "car"), VocabularyConfig(coarse=True)).names == ["car"]
+    # a noun's common senses decide, as for rare nouns: WordNet's first "dalmatian" is a person from Dalmatia
+    dogs = classes(build_vocabulary(twice("dog", "dalmatian", "person"), VocabularyConfig(coarse=True)))
+    assert dogs == {"dog": {"dalmatian": 2, "dog": 2}, "person": {"person": 2}}
 
 
 def test_absorbed_and_dropped_counts_add_up_to_the_instances_seen():
