@@ -216,6 +216,36 @@ def test_lifetime_cut_finds_blocks_and_numbers_them_by_first_patch():
     assert lifetime_cut(torch.ones(1, 1), 3).labels.tolist() == [0]
 
 
+def test_lifetime_cut_takes_the_first_merges_of_the_tree():
+    """The cut is the partition scipy's own flat clustering gives at the chosen cluster count, numbered by
+    first patch, on planted scenes' co-associations."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
+    for regions, noise, scene in [(4, 1.0, 0), (6, 2.0, 1), (8, 3.0, 2)]:
+        runs = [torch.as_tensor(r) for r in ensemble_cluster(planted_scene(regions, noise, scene).features).runs]
+        c = coassociation(runs)
+        cons = lifetime_cut(c, 32)
+        tree = linkage(squareform((1 - c).clamp(0, 1).double().numpy(), checks=False), method="average")
+        np.testing.assert_array_equal(cons.heights, tree[:, 2])
+        flat = fcluster(tree, cons.n_clusters, criterion="maxclust")
+        _, first, inv = np.unique(flat, return_index=True, return_inverse=True)
+        assert cons.labels.tolist() == np.argsort(np.argsort(first))[inv].tolist()
+
+
+def test_lifetime_cut_resolves_a_deep_tree():
+    """Patches joining one cluster one at a time make a tree as deep as it is wide; two far patches stay out."""
+    n = 300
+    idx = torch.arange(n, dtype=torch.float64)
+    c = 1 - torch.maximum(idx[:, None], idx[None, :]) / (2 * n)
+    c[-2:, :] = c[:, -2:] = 0
+    c.fill_diagonal_(1)
+    cons = lifetime_cut(c, 10)
+    assert cons.labels.tolist() == [0] * (n - 2) + [1, 2]
+    # float64 and bfloat16 co-associations take the same path to the host
+    assert torch.equal(lifetime_cut(c.bfloat16(), 10).labels, cons.labels)
+
+
 def test_best_overlap_allows_splits_and_merges():
     consensus = torch.tensor([0, 0, 0, 1, 1, 1])
     split = torch.tensor([4, 4, 7, 9, 9, 9])  # consensus cluster 0 split in two

@@ -65,15 +65,19 @@ def lifetime_cut(coassoc: torch.Tensor, k_max: int) -> Consensus:
     reliably apart, the answer is one cluster.
     """
     from scipy.cluster.hierarchy import linkage
+    from scipy.spatial.distance import squareform
 
     n = coassoc.shape[0]
     k_max = max(1, min(int(k_max), n))
     if n == 1:
         return Consensus(torch.zeros(1, dtype=torch.long, device=coassoc.device), np.zeros(0), np.ones(1))
-    dist = (1.0 - coassoc).clamp_(0.0, 1.0)
-    iu = torch.triu_indices(n, n, 1, device=coassoc.device)
+    dist = (1.0 - coassoc).clamp_(0.0, 1.0).cpu()
+    if dist.dtype not in (torch.float32, torch.float64):
+        dist = dist.double()  # NumPy has no bfloat16
     # The tree is built on the CPU (scipy's nearest-neighbour chain); the condensed matrix is its only input.
-    condensed = dist[iu[0], iu[1]].cpu().double().numpy()
+    # Taking the upper triangle on the host (squareform, then float64) costs a fraction of gathering it through
+    # two index tensors of n^2 / 2 entries each, and picks the same values in the same order.
+    condensed = squareform(dist.numpy(), checks=False).astype(np.float64)
     tree = linkage(condensed, method="average")
     heights = tree[:, 2]
     # k clusters exist between merge n - k - 1 and merge n - k (0-based); the bounds are 0 below, 1 above.
@@ -87,11 +91,16 @@ def lifetime_cut(coassoc: torch.Tensor, k_max: int) -> Consensus:
 def _cut(tree: np.ndarray, n: int, k: int) -> torch.Tensor:
     """Leaves' clusters after the first n - k merges, numbered in order of first leaf."""
     parent = np.arange(2 * n - 1)
-    for i, (a, b) in enumerate(tree[: n - k, :2].astype(np.int64)):
-        parent[a] = parent[b] = n + i
-    # Merges only point upwards (to a later node), so resolving nodes from the top down finds roots.
-    for node in range(2 * n - 2, -1, -1):
-        parent[node] = parent[parent[node]]
+    merged = tree[: n - k, :2].astype(np.int64)
+    parent[merged[:, 0]] = parent[merged[:, 1]] = np.arange(n, 2 * n - k)
+    # Pointer doubling: a node that points at its pointer's pointer halves its distance to its root, so log2
+    # of the tree's depth whole-array passes find every root; a Python step per node costs about a millisecond
+    # at 1,024 patches, a sizeable part of the consensus.
+    while True:
+        up = parent[parent]
+        if np.array_equal(up, parent):
+            break
+        parent = up
     _, first, inv = np.unique(parent[:n], return_index=True, return_inverse=True)
     order = np.argsort(np.argsort(first))
     return torch.as_tensor(order[inv], dtype=torch.long)
