@@ -94,6 +94,8 @@ def _single(k: int | None) -> Callable[[PlantedScene, int, Any], Outcome]:
 METHODS: dict[str, tuple[str, Callable[[PlantedScene, int, Any], Outcome]]] = {
     "coassoc": ("co-association consensus (default settings), CRF, mode filter", _ensemble(consensus="coassoc")),
     "coassoc-crf": ("the same without the mode filter", _ensemble(consensus="coassoc", mode_filter_passes=0)),
+    "coassoc-pos256": ("coassoc with the 256-d positional encoding on its runs too",
+                       _ensemble(consensus="coassoc", coassoc_pos_dim=256)),
     "coassoc-cut": ("the co-association cut alone (no CRF, no mode filter)", _raw_cut()),
     "coassoc-16-32s2": ("coassoc with coassoc_ks = 16, 18, ..., 32",
                         _ensemble(consensus="coassoc", coassoc_ks=list(range(16, 33, 2)))),

@@ -28,8 +28,13 @@ class ClusteringConfig:
     # Runs consensus "coassoc" needs at least: the coassoc_ks runs at every scale are repeated, each time with
     # fresh seeds, until there are this many (fewer runs let chance splits of a region look like regions).
     coassoc_runs: int = 10
-    # Dimensions of the 2-D sin-cos positional encoding concatenated to each patch feature (0: none).
+    # Dimensions of the 2-D sin-cos positional encoding concatenated to each patch feature of the "chain" runs
+    # (0: none).
     pos_dim: int = 256
+    # The same for the "coassoc" runs (0: none). Position would cut a uniform region into the same tiles in
+    # every over-segmenting run, and agreement is what the consensus counts; the CRF and mode filter keep
+    # the clusters spatially coherent instead.
+    coassoc_pos_dim: int = 0
     # k-means++ restarts per run; the lowest inertia wins (sklearn's default for k-means++ is 1).
     kmeans_n_init: int = 1
     # Lloyd iterations at most per run.
@@ -72,3 +77,5 @@ class ClusteringConfig:
               "kmeans_n_init / kmeans_max_iter / kmeans_tol", "n_init >= 1, max_iter >= 1, tol >= 0",
               (self.kmeans_n_init, self.kmeans_max_iter, self.kmeans_tol))
         check(self.pos_dim >= 0 and self.pos_dim % 4 == 0, "pos_dim", "a multiple of 4 (0: none)", self.pos_dim)
+        check(self.coassoc_pos_dim >= 0 and self.coassoc_pos_dim % 4 == 0, "coassoc_pos_dim",
+              "a multiple of 4 (0: none)", self.coassoc_pos_dim)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,14 +34,16 @@ class Consensus:
         return int(self.labels.max()) + 1
 
 
-def coassociation(runs: Sequence[torch.Tensor]) -> torch.Tensor:
+def coassociation(runs: Sequence[Any]) -> torch.Tensor:
     """(n, n) float32 fraction of runs in which each pair of patches shares a cluster, on the runs' device.
+    runs: label maps as tensors or arrays (e.g. `ClusterMaps.runs`).
 
     Each entry is a count of runs over their number, so it is exact in float32 and the same on any device
     and in any summation order.
     """
-    if not runs:
+    if not len(runs):
         raise ValueError("expected at least one labeling, got none")
+    runs = [r if isinstance(r, torch.Tensor) else torch.as_tensor(np.asarray(r)) for r in runs]
     n = runs[0].numel()
     bad = [run.numel() for run in runs if run.numel() != n]
     if bad:

@@ -36,15 +36,19 @@ def _as_tensor(f: Any, device: Any) -> torch.Tensor:
     # k-means on a NaN silently assigns garbage (every comparison with it is false), so refuse it here.
     if not bool(torch.isfinite(t).all()):
         raise ValueError("expected finite patch features, got NaN or inf")
+    # k-means compares squared norms: values so large that those overflow would turn distances into NaN.
+    if not bool(torch.isfinite((t * t).sum(-1)).all()):
+        raise ValueError("expected patch features whose squared norms fit float32, got values too large "
+                         f"(largest {float(t.abs().max()):.3g}); scale them down")
     return t
 
 
-def _features(f: torch.Tensor, cfg: ClusteringConfig) -> torch.Tensor:
+def _features(f: torch.Tensor, pos_dim: int) -> torch.Tensor:
     """(h * w, d [+ pos_dim]) k-means input of one scale: its patch features and their positional encoding."""
     h, w, _ = f.shape
     x = f.reshape(h * w, -1)
-    if cfg.pos_dim:
-        x = torch.cat([x, sincos_2d(h, w, cfg.pos_dim, f.device).reshape(h * w, -1)], 1)
+    if pos_dim:
+        x = torch.cat([x, sincos_2d(h, w, pos_dim, f.device).reshape(h * w, -1)], 1)
     return x
 
 
@@ -60,7 +64,7 @@ def _kmeans_runs(
     runs, keys = [], []
     for si, f in enumerate(feats):
         h, w, _ = f.shape
-        x = _features(f, cfg)
+        x = _features(f, cfg.pos_dim)
         for k in ks:
             t0 = time.perf_counter()
             res = kmeans(x, min(int(k), h * w), n_init=cfg.kmeans_n_init, max_iter=cfg.kmeans_max_iter,
@@ -93,7 +97,7 @@ def _coassoc_runs(
         if not mine:
             continue
         h, w, _ = f.shape
-        x = _features(f, cfg)
+        x = _features(f, cfg.coassoc_pos_dim)
         t0 = time.perf_counter()
         seeds = [int(np.random.SeedSequence([seed, i]).generate_state(1)[0]) for i in mine]
         res = kmeans_batch(x, [keys[i][1] for i in mine], seeds, n_init=cfg.kmeans_n_init,
@@ -147,13 +151,21 @@ def ensemble_cluster(
     )
 
 
+def _uniform(f: torch.Tensor) -> bool:
+    """Every patch the same feature vector, to float32 rounding of the largest value."""
+    flat = f.reshape(-1, f.shape[-1])
+    spread = float((flat - flat[:1]).abs().max())
+    return spread <= 1e-6 * max(float(flat.abs().max()), 1e-30)
+
+
 def _coassoc_cluster(
     feats: list[torch.Tensor], cfg: ClusteringConfig, seed: int, grid: tuple[int, int], t: dict[str, float]
 ) -> ClusterMaps:
-    if all(bool((f == f[:1, :1]).all()) for f in feats):
-        # No patch differs from another: the positional encoding alone would only cut the grid into tiles.
+    if all(_uniform(f) for f in feats):
+        # No patch differs from another beyond rounding: k-means would split noise, or position, into tiles.
         labels = torch.zeros(grid, dtype=torch.long, device=feats[0].device)
-        return _coassoc_maps(labels, [], [], [], labels[None].float(), np.zeros(0), np.ones(1), cfg, t)
+        return _coassoc_maps(labels, [], [], [], torch.ones((1,) + grid, device=labels.device), np.zeros(0),
+                             np.ones(1), cfg, t)
     runs, keys = _coassoc_runs(feats, cfg, seed, grid, t)
     if not runs:
         sizes = [f"{f.shape[0]}x{f.shape[1]}" for f in feats]
