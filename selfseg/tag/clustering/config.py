@@ -65,6 +65,9 @@ class ClusteringConfig:
         check(bool(self.coassoc_ks) and all(k >= 2 for k in self.coassoc_ks), "coassoc_ks",
               "a non-empty list of integers >= 2", self.coassoc_ks)
         check(self.coassoc_runs >= 1, "coassoc_runs", "an integer >= 1", self.coassoc_runs)
+        patches = max((s // 16) ** 2 for s in self.scales) if self.scales else 0
+        check(self.consensus != "coassoc" or not self.coassoc_ks or min(self.coassoc_ks) < patches, "coassoc_ks",
+              f"a k below the largest scale's patch count ({patches}), or consensus: chain", self.coassoc_ks)
         check(self.align_cost in ALIGN_COSTS, "align_cost", choices(ALIGN_COSTS), self.align_cost)
         check(self.mode_filter_size >= 1 and self.mode_filter_size % 2 == 1, "mode_filter_size", "an odd size >= 1",
               self.mode_filter_size)
