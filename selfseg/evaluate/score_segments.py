@@ -167,10 +167,10 @@ def score_segments(dataset: Dataset, samples: Sequence[Sample], pred_dir: str | 
             for lv in levels:
                 cats = [_category(lab, i, lv, classes_at, related_at, majority, truth.panoptic_category)
                         for i, lab, _ in visible]
-                out, segments = panoptic_segments(ids, [i for i, _, _ in visible], cats, stuff)
+                pred_ids, segments = panoptic_segments(ids, [i for i, _, _ in visible], cats, stuff)
                 for x in segments:
                     del x["instances"]
-                pq[lv].process(gt_ids, gt_segments, out, segments, where=f"{pred_dir / s.id}.json")
+                pq[lv].process(gt_ids, gt_segments, pred_ids, segments, where=f"{pred_dir / s.id}.json")
         if instance and seg is not None:
             image_id = truth.instance_image_ids[s.id]
             for k, lab in enumerate(seg.labels):
