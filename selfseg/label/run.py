@@ -263,7 +263,9 @@ def _move_into_place(stage: Path, out: Path) -> None:
                 _rmdir_if_empty(d)
             _rmdir_if_empty(out / top)
     for top in sorted(tops):
-        if (out / top).exists():  # a folder that still holds what the user put in it: merge file by file
+        if (stage / top).is_file():  # a file of the dataset's own (failures.txt of a run that labelled nothing)
+            (stage / top).replace(out / top)
+        elif (out / top).exists():  # a folder that still holds what the user put in it: merge file by file
             for p in sorted((stage / top).rglob("*")):
                 if p.is_file():
                     (out / p.relative_to(stage)).parent.mkdir(parents=True, exist_ok=True)

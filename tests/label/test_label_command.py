@@ -213,3 +213,14 @@ def test_inputs_inside_the_dataset_folder_are_refused(baseline, tmp_path, capsys
     assert main(["label", str(out / "train" / "images"), "--config", SMOKE, "--out", str(out), "-q"]) == 2
     assert "lies inside --out" in capsys.readouterr().err
     assert (out / "train" / "images").is_dir() and any((out / "train" / "images").iterdir())
+
+
+def test_a_run_after_one_that_labelled_nothing_replaces_its_failures(photos, tmp_path):
+    out = tmp_path / "out"
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "a.jpg").write_bytes(b"not a jpeg")
+    assert main(["label", str(tmp_path / "bad"), "--config", SMOKE, "--out", str(out), "-q"]) == 2
+    assert "a.jpg" in (out / "failures.txt").read_text()
+    assert main(_argv(photos, out, "--resume")) == 1
+    failures = (out / "failures.txt").read_text().splitlines()
+    assert len(failures) == 1 and "broken.jpg" in failures[0]
