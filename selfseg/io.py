@@ -169,6 +169,16 @@ def exif_orientation(img: Any) -> int:
         return 1
 
 
+def undo_orientation(a: np.ndarray, orientation: int) -> np.ndarray:
+    """An (H, W) map of an upright image back in the file's stored pixel order (the inverse of what
+    `PIL.ImageOps.exif_transpose` applied for this EXIF orientation)."""
+    undo: dict[int, Callable[[np.ndarray], np.ndarray]] = {
+        2: np.fliplr, 3: lambda x: np.rot90(x, 2), 4: np.flipud, 5: lambda x: x.T,
+        6: lambda x: np.rot90(x, 1), 7: lambda x: np.rot90(x, 2).T, 8: lambda x: np.rot90(x, 3)}
+    f = undo.get(orientation)
+    return np.ascontiguousarray(f(a)) if f is not None else a
+
+
 def _upright_size(img: Any) -> tuple[int, int]:
     """(H, W) after the EXIF rotation is applied, read from the header without decoding pixels."""
     w, h = img.size

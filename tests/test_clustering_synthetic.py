@@ -58,6 +58,7 @@ import pytest
 import torch
 
 from selfseg.tag.clustering import ensemble_cluster, kmeans, sincos_2d
+from selfseg.tag.clustering.planted import cmiou, sample_nearest, voronoi_regions
 
 D = 64
 SEP = 8.0
@@ -86,28 +87,10 @@ OBSERVED = {(m, r, noise): v for (r, noise), row in {
 TOL = 0.05
 
 
-def voronoi_regions(n_regions: int, rng: np.random.Generator, size: int = GRID) -> np.ndarray:
-    """(size, size) map of the nearest of `n_regions` random seeds; every region non-empty."""
-    while True:
-        seeds = rng.uniform(0, size, (n_regions, 2))
-        c = np.arange(size) + 0.5
-        yy, xx = np.meshgrid(c, c, indexing="ij")
-        d = (yy[..., None] - seeds[:, 0]) ** 2 + (xx[..., None] - seeds[:, 1]) ** 2
-        regions = d.argmin(-1)
-        if len(np.unique(regions)) == n_regions:
-            return regions
-
-
-def sample_nearest(regions: np.ndarray, size: int) -> np.ndarray:
-    """Sample a square label map at size x size cell centres, nearest neighbour."""
-    idx = np.floor((np.arange(size) + 0.5) * regions.shape[0] / size).astype(int)
-    return regions[np.ix_(idx, idx)]
-
-
 def synthetic_features(n_regions: int, noise: float, seed: int) -> tuple[np.ndarray, list[np.ndarray]]:
     """Ground truth (32, 32) and features [(24, 24, D), (32, 32, D)] for planted regions."""
     rng = np.random.default_rng([n_regions, int(noise * 10), seed])
-    gt = voronoi_regions(n_regions, rng)
+    gt = voronoi_regions(n_regions, rng, GRID)
     spread = SEP / np.sqrt(2 * D)  # per-dim std of the means: E||m_a - m_b|| ~ SEP
     means = rng.normal(size=(n_regions, D)) * spread
     feats = []
@@ -115,17 +98,6 @@ def synthetic_features(n_regions: int, noise: float, seed: int) -> tuple[np.ndar
         lab = sample_nearest(gt, size)
         feats.append((means[lab] + rng.normal(size=lab.shape + (D,)) * noise * spread).astype(np.float32))
     return gt, feats
-
-
-def cmiou(gt: np.ndarray, pred: np.ndarray) -> float:
-    """Class-agnostic mIoU: per ground-truth region the best IoU over predicted clusters, averaged."""
-    gt, pred = np.asarray(gt).ravel(), np.asarray(pred).ravel()
-    preds = np.unique(pred)
-    ious = []
-    for r in np.unique(gt):
-        g = gt == r
-        ious.append(max(np.logical_and(g, pred == p).sum() / np.logical_or(g, pred == p).sum() for p in preds))
-    return float(np.mean(ious))
 
 
 def single_kmeans(f32: np.ndarray, k: int, seed: int) -> np.ndarray:

@@ -23,21 +23,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import DatasetError
+from ..io import undo_orientation
 from .annotations import TaskTruth
 from .datasets import IGNORE, Dataset, Sample
 from .mappers.base import LabelMapper, require_relations
 from .metrics import lexical_alignment_area
 from .panoptic import PanopticQuality
-
-
-def undo_orientation(a: np.ndarray, orientation: int) -> np.ndarray:
-    """An (H, W) map of an upright image back in the file's stored pixel order (the inverse of what
-    `PIL.ImageOps.exif_transpose` applied for this EXIF orientation)."""
-    undo: dict[int, Callable[[np.ndarray], np.ndarray]] = {
-        2: np.fliplr, 3: lambda x: np.rot90(x, 2), 4: np.flipud, 5: lambda x: x.T,
-        6: lambda x: np.rot90(x, 1), 7: lambda x: np.rot90(x, 2).T, 8: lambda x: np.rot90(x, 3)}
-    f = undo.get(orientation)
-    return np.ascontiguousarray(f(a)) if f is not None else a
 
 
 def _to_frame(a: np.ndarray, size: tuple[int, int], orientation: int) -> np.ndarray:

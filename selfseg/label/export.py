@@ -169,7 +169,7 @@ class _Frame:
         return np.bincount(self.cols, minlength=self.analysed[1]).astype(np.int64)
 
     def to_file(self, mask: np.ndarray) -> np.ndarray:
-        from ..evaluate.score_segments import undo_orientation
+        from ..io import undo_orientation
 
         return undo_orientation(mask[self.rows[:, None], self.cols[None, :]], self.orientation)
 

@@ -16,7 +16,8 @@ from selfseg.errors import DatasetError
 from selfseg.evaluate.annotations import cityscapes_instances, cityscapes_panoptic, task_truth
 from selfseg.evaluate.datasets import CITYSCAPES_TRAIN_IDS, load_dataset
 from selfseg.evaluate.mappers import build_mapper
-from selfseg.evaluate.score_segments import score_segments, undo_orientation
+from selfseg.evaluate.score_segments import score_segments
+from selfseg.io import undo_orientation
 from selfseg.segment.result import Segmentation, write_coco_panoptic
 
 REPO = Path(__file__).resolve().parents[2]
