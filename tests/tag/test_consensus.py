@@ -20,6 +20,7 @@ from selfseg.tag.clustering import (
     ClusteringConfig,
     align_runs,
     best_overlap,
+    best_overlaps,
     coassociation,
     contiguous,
     crf_mean_field,
@@ -258,6 +259,23 @@ def test_best_overlap_allows_splits_and_merges():
     assert best_overlap(split, consensus).tolist() == [0, 0, 0, 1, 1, 1]
     merged = torch.tensor([3, 3, 3, 3, 3, 3])
     assert best_overlap(merged, consensus).tolist() == [0] * 6
+
+
+def test_best_overlaps_names_every_run_at_once_as_one_at_a_time():
+    """All runs in one scatter give each cluster the label a plain count over that run alone gives (ties:
+    the lowest label), whatever the runs' ids and however many clusters each has."""
+    g = torch.Generator().manual_seed(3)
+    runs = torch.stack([torch.randint(0, k, (60,), generator=g) * 7 - 5 for k in (1, 2, 5, 9, 60)])
+    labels = torch.randint(0, 4, (60,), generator=g)
+    got = best_overlaps(runs, labels)
+    for run, named in zip(runs.numpy(), got.numpy()):
+        for c in np.unique(run):
+            counts = np.bincount(labels.numpy()[run == c], minlength=4)
+            assert set(named[run == c]) == {int(np.argmax(counts))}
+    assert torch.equal(got, torch.stack([best_overlap(r, labels) for r in runs]))
+    assert torch.equal(best_overlaps(list(runs.reshape(5, 6, 10)), labels, n_clusters=4), got)
+    with pytest.raises(ValueError, match="60 patches"):
+        best_overlaps(runs, labels[:59])
 
 
 def test_config_checks_the_name():

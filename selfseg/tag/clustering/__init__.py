@@ -14,7 +14,7 @@ _LAZY = {
     "mode_filter": "filters", "mode_filter_once": "filters",
     "KMeansResult": "lloyd", "kmeans": "lloyd", "kmeans_batch": "lloyd",
     "ClusteringConfig": "config",
-    "Consensus": "consensus", "best_overlap": "consensus", "coassociation": "consensus",
+    "Consensus": "consensus", "best_overlap": "consensus", "best_overlaps": "consensus", "coassociation": "consensus",
     "consensus_votes": "consensus", "lifetime_cut": "consensus",
     "PlantedScene": "planted", "cmiou": "planted", "planted_scene": "planted",
 }

@@ -16,22 +16,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .align import contiguous
-
 
 @dataclass
 class Consensus:
     """labels: (n,) int64 consensus clusters 0..m-1, numbered in order of first patch. heights: (n - 1,)
     float64 average-linkage merge heights (1 - co-association), ascending. lifetimes: (k_max,) the gap
-    each cluster count 1..k_max survives in the merge heights; the cut takes the longest."""
+    each cluster count 1..k_max survives in the merge heights; the cut takes the longest. n_clusters: m,
+    known on the host (the cut's count), so callers need not read it back from the labels' device."""
 
     labels: torch.Tensor
     heights: np.ndarray
     lifetimes: np.ndarray
-
-    @property
-    def n_clusters(self) -> int:
-        return int(self.labels.max()) + 1
+    n_clusters: int
 
 
 def coassociation(runs: Sequence[Any]) -> torch.Tensor:
@@ -43,22 +39,39 @@ def coassociation(runs: Sequence[Any]) -> torch.Tensor:
     """
     if not len(runs):
         raise ValueError("expected at least one labeling, got none")
+    dense = _dense(_stack(runs))
+    n = dense.shape[1]
+    # Numbered 0..m-1 per run, the one-hot columns stay few; the runs' one-hots side by side then make the
+    # sum of their outer products a single product.
+    onehot = F.one_hot(dense, int(dense.max()) + 1).float().transpose(0, 1).reshape(n, -1)
+    # A divisor on the device: CUDA multiplies by the reciprocal of a host number, which rounds some counts
+    # differently from the CPU's division, and the linkage then breaks its many ties another way.
+    return (onehot @ onehot.T) / torch.full((), len(runs), dtype=torch.float32, device=onehot.device)
+
+
+def _stack(runs: Sequence[Any]) -> torch.Tensor:
+    """(r, n) the runs' label maps flattened, one row per run; a 2-D tensor is taken as those rows."""
+    if isinstance(runs, torch.Tensor) and runs.ndim == 2:
+        return runs
     runs = [r if isinstance(r, torch.Tensor) else torch.as_tensor(np.asarray(r)) for r in runs]
     n = runs[0].numel()
     bad = [run.numel() for run in runs if run.numel() != n]
     if bad:
         raise ValueError(f"expected labelings of one grid, got {n} and {bad[0]} patches")
-    # Each run numbered 0..m-1 on its own (`contiguous` for all runs at once) keeps the one-hot columns few;
-    # the runs' one-hots side by side then make the sum of their outer products a single product.
-    srt, order = torch.stack([run.flatten() for run in runs]).sort(1)
+    return torch.stack([run.flatten() for run in runs])
+
+
+def _dense(stacked: torch.Tensor) -> torch.Tensor:
+    """Each row relabelled 0..m-1 in ascending order of its labels (`contiguous` for all rows at once).
+
+    Sorting and ranking stay on the device without reading a count back, where `torch.unique` would wait
+    for the device to learn its output's size.
+    """
+    srt, order = stacked.sort(1)
     starts = torch.ones_like(srt, dtype=torch.bool)
     starts[:, 1:] = srt[:, 1:] != srt[:, :-1]
     ranks = starts.cumsum(1) - 1
-    dense = torch.empty_like(ranks).scatter_(1, order, ranks)
-    onehot = F.one_hot(dense, int(ranks[:, -1].max()) + 1).float().transpose(0, 1).reshape(n, -1)
-    # A divisor on the device: CUDA multiplies by the reciprocal of a host number, which rounds some counts
-    # differently from the CPU's division, and the linkage then breaks its many ties another way.
-    return (onehot @ onehot.T) / torch.full((), len(runs), dtype=torch.float32, device=onehot.device)
+    return torch.empty_like(ranks).scatter_(1, order, ranks)
 
 
 def lifetime_cut(coassoc: torch.Tensor, k_max: int) -> Consensus:
@@ -73,7 +86,7 @@ def lifetime_cut(coassoc: torch.Tensor, k_max: int) -> Consensus:
     n = coassoc.shape[0]
     k_max = max(1, min(int(k_max), n))
     if n == 1:
-        return Consensus(torch.zeros(1, dtype=torch.long, device=coassoc.device), np.zeros(0), np.ones(1))
+        return Consensus(torch.zeros(1, dtype=torch.long, device=coassoc.device), np.zeros(0), np.ones(1), 1)
     dist = (1.0 - coassoc).clamp_(0.0, 1.0).cpu()
     if dist.dtype not in (torch.float32, torch.float64):
         dist = dist.double()  # NumPy has no bfloat16
@@ -88,7 +101,7 @@ def lifetime_cut(coassoc: torch.Tensor, k_max: int) -> Consensus:
     ks = np.arange(1, k_max + 1)
     lifetimes = padded[n - ks + 1] - padded[n - ks]
     k = int(ks[np.argmax(lifetimes)])  # ties: the fewest clusters
-    return Consensus(_cut(tree, n, k).to(coassoc.device), heights, lifetimes)
+    return Consensus(_cut(tree, n, k).to(coassoc.device), heights, lifetimes, k)
 
 
 def _cut(tree: np.ndarray, n: int, k: int) -> torch.Tensor:
@@ -109,25 +122,44 @@ def _cut(tree: np.ndarray, n: int, k: int) -> torch.Tensor:
     return torch.as_tensor(order[inv], dtype=torch.long)
 
 
-def consensus_votes(coassoc: torch.Tensor, labels: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+def consensus_votes(
+    coassoc: torch.Tensor, labels: torch.Tensor, eps: float = 1e-6, n_clusters: int | None = None
+) -> torch.Tensor:
     """(m, n) each patch's mean co-association with each consensus cluster, normalised over clusters.
 
     The soft counterpart of `vote_distribution` for the CRF: a patch the runs often put with another
-    cluster's patches keeps some belief in it. `eps` keeps every label possible, as there.
+    cluster's patches keeps some belief in it. `eps` keeps every label possible, as there. `n_clusters`
+    (m, e.g. `Consensus.n_clusters`) spares reading the largest label back from the device.
     """
-    onehot = F.one_hot(labels, int(labels.max()) + 1).float()
+    m = int(labels.max()) + 1 if n_clusters is None else int(n_clusters)
+    onehot = F.one_hot(labels, m).float()
     votes = (coassoc @ onehot) / onehot.sum(0)
     votes = votes.T + eps
     return votes / votes.sum(0, keepdim=True)
 
 
-def best_overlap(run: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """`run` relabelled so each of its clusters takes the consensus label it overlaps most (ties: lowest).
+def best_overlaps(runs: Sequence[Any], labels: torch.Tensor, n_clusters: int | None = None) -> torch.Tensor:
+    """(r, n) every run relabelled so each of its clusters takes the consensus label it overlaps most
+    (ties: the lowest label).
 
-    Many clusters may take one label (a run that split a consensus cluster) and a label may go unused
-    (a run that merged two): a run's view in the consensus's label names.
+    Many clusters may take one label (a run that split a consensus cluster) and a label may go unused (a run
+    that merged two): each run's view in the consensus's label names. All runs are counted in one scatter
+    (one count read back from the device, where a run at a time costs three each); the counts are
+    integers, so the result is the same on any device.
     """
-    run = contiguous(run).flatten()
-    inter = torch.zeros(int(run.max()) + 1, int(labels.max()) + 1, dtype=torch.float32, device=run.device)
-    inter.index_put_((run, labels.flatten()), torch.ones_like(run, dtype=torch.float32), accumulate=True)
-    return inter.argmax(1)[run]
+    dense = _dense(_stack(runs)).to(labels.device)
+    r, n = dense.shape
+    labels = labels.flatten()
+    if labels.numel() != n:
+        raise ValueError(f"expected consensus labels for the runs' {n} patches, got {labels.numel()}")
+    m = int(labels.max()) + 1 if n_clusters is None else int(n_clusters)
+    width = int(dense.max()) + 1
+    cell = (torch.arange(r, device=dense.device)[:, None] * width + dense) * m + labels
+    inter = torch.zeros(r * width * m, dtype=torch.int64, device=dense.device)
+    inter.scatter_add_(0, cell.flatten(), torch.ones(r * n, dtype=torch.int64, device=dense.device))
+    return inter.reshape(r, width, m).argmax(2).gather(1, dense)
+
+
+def best_overlap(run: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """One run relabelled as `best_overlaps` does it: its clusters named after the consensus's."""
+    return best_overlaps([run], labels)[0]

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from ..result import ClusterMaps
 from .align import align_runs, contiguous, vote_distribution
 from .config import ClusteringConfig
-from .consensus import best_overlap, coassociation, consensus_votes, lifetime_cut
+from .consensus import best_overlaps, coassociation, consensus_votes, lifetime_cut
 from .crf import crf_mean_field
 from .filters import mode_filter
 from .lloyd import kmeans, kmeans_batch
@@ -145,8 +145,8 @@ def ensemble_cluster(
 
     crf, filtered, labels, passes = _smooth(votes, cfg, t)
     return ClusterMaps(
-        labels=_np(labels), runs=[_np(r) for r in runs], run_keys=keys, reference=ref,
-        aligned=[_np(a) for a in aligned], votes=_np(votes), crf=_np(crf), filtered=_np(filtered),
+        labels=_np(labels), runs=_nps(runs), run_keys=keys, reference=ref,
+        aligned=_nps(aligned), votes=_np(votes), crf=_np(crf), filtered=_np(filtered),
         filter_passes=passes, timings=t,
     )
 
@@ -173,13 +173,14 @@ def _coassoc_cluster(
                          f"grids {', '.join(sizes)}: lower clustering.coassoc_ks or use consensus: chain")
 
     t0 = time.perf_counter()
-    coassoc = coassociation(runs)
+    stacked = torch.stack(runs).reshape(len(runs), -1)
+    coassoc = coassociation(stacked)
     cons = lifetime_cut(coassoc, max(int(k) for _, k in keys))
-    votes = consensus_votes(coassoc, cons.labels).reshape((-1,) + grid)
+    votes = consensus_votes(coassoc, cons.labels, n_clusters=cons.n_clusters).reshape((-1,) + grid)
     t["consensus"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    aligned = [best_overlap(r, cons.labels).reshape(grid) for r in runs]
+    aligned = list(best_overlaps(stacked, cons.labels, cons.n_clusters).reshape((-1,) + grid))
     t["align"] = time.perf_counter() - t0
     return _coassoc_maps(cons.labels.reshape(grid), runs, keys, aligned, votes, cons.heights, cons.lifetimes,
                          cfg, t)
@@ -193,8 +194,8 @@ def _coassoc_maps(
     t.setdefault("align", 0.0)
     crf, filtered, labels, passes = _smooth(votes, cfg, t)
     return ClusterMaps(
-        labels=_np(labels), runs=[_np(r) for r in runs], run_keys=keys, reference=-1,
-        aligned=[_np(a) for a in aligned], votes=_np(votes), crf=_np(crf), filtered=_np(filtered),
+        labels=_np(labels), runs=_nps(runs), run_keys=keys, reference=-1,
+        aligned=_nps(aligned), votes=_np(votes), crf=_np(crf), filtered=_np(filtered),
         filter_passes=passes, timings=t, consensus="coassoc", consensus_labels=_np(cut), merge_heights=heights,
         lifetimes=lifetimes,
     )
@@ -221,3 +222,8 @@ def _smooth(
 
 def _np(x: torch.Tensor) -> np.ndarray:
     return x.detach().cpu().numpy()
+
+
+def _nps(maps: list[torch.Tensor]) -> list[np.ndarray]:
+    """Same-shape maps as arrays, read back from their device in one copy rather than one each."""
+    return list(_np(torch.stack(maps))) if maps else []
