@@ -115,7 +115,7 @@ class EvaluationConfig(HybridMapperConfig, EmbeddingMapperConfig, LlmMapperConfi
     limit: int = 0
     # What to score the predictions as: "semantic" (mIoU, cmIoU; always scored), "panoptic" (PQ / SQ / RQ) and
     # "instance" (mask and box AP, COCOeval); the last two need the dataset's panoptic / instance ground truth
-    # (ade20k, cityscapes).
+    # (ade20k, cityscapes, coco).
     tasks: list[str] = field(default_factory=lambda: ["semantic"])
 
     def __post_init__(self) -> None:

@@ -165,7 +165,7 @@ def cityscapes_instances(root: str | Path, split: str = "val", stems: Any = None
 #: What a benchmark run scores its predictions as (`evaluation.tasks`).
 TASKS = ("semantic", "panoptic", "instance")
 #: Benchmark datasets (`evaluation.dataset`) with panoptic and instance ground truth.
-TASK_DATASETS = ("ade20k", "cityscapes")
+TASK_DATASETS = ("ade20k", "cityscapes", "coco")
 
 
 @dataclass
@@ -213,19 +213,34 @@ def task_truth(dataset: Any, tasks: Any, samples: Any) -> TaskTruth:
             truth.instance_category = [label_of.get(c.index) if label_of.get(c.index) in things else None
                                        for c in dataset.classes]
         return truth
+    if dataset.name == "coco":
+        from .datasets import _coco_files
+
+        # The ground truth's own root: a folder holding coco/ resolves to it, as the images' finder does.
+        root = _coco_files(dataset.root, dataset.split)[1].parent.parent
+        return _coco_format_truth(truth, tasks, dataset, ids, root, dataset.split, "coco-panoptic", "coco")
     # ADE20K: detectron2's prepared files beside the images (in ADEChallengeData2016/, or a flat sample folder)
     root = next((b for b in (dataset.root / "ADEChallengeData2016", dataset.root) if b.is_dir()), dataset.root)
     split = {"validation": "val", "training": "train"}.get(dataset.split, dataset.split)  # the files say val
+    return _coco_format_truth(truth, tasks, dataset, ids, root, split, "ade20k-panoptic", "ade20k-instances")
+
+
+def _coco_format_truth(truth: TaskTruth, tasks: list[str], dataset: Any, ids: list[str], root: Path, split: str,
+                       panoptic: str, instances: str) -> TaskTruth:
+    """`task_truth` from COCO panoptic and COCO instances files (the `panoptic` and `instances` sources),
+    images found by their files' stems."""
+    from .datasets import categories_of_classes
+
     stems = {i: i for i in ids}
     if "panoptic" in tasks:
-        gt = ground_truth("panoptic", "ade20k-panoptic", root, split)
+        gt = ground_truth("panoptic", panoptic, root, split)
         truth.panoptic = gt
         truth.image_ids = _find(stems, {gt.stems.get(i, str(i)): i for i in gt.image_ids}, gt.where)
-        truth.panoptic_category = _categories_of_classes(dataset.classes, gt.categories.values())
+        truth.panoptic_category = categories_of_classes(dataset.classes, gt.categories.values())
     if "instance" in tasks:
         from .instances import _read_json
 
-        path = ground_truth("instance", "ade20k-instances", root, split)
+        path = ground_truth("instance", instances, root, split)
         data = _read_json(path, "COCO instances JSON")
         if not isinstance(data, dict) or not all(isinstance(data.get(k), list) and
                                                  all(isinstance(x, dict) for x in data[k])
@@ -237,7 +252,7 @@ def task_truth(dataset: Any, tasks: Any, samples: Any) -> TaskTruth:
         keep = set(truth.instance_image_ids.values())
         truth.instances = {**data, "images": [im for im in data["images"] if im.get("id") in keep],
                            "annotations": [a for a in data["annotations"] if a.get("image_id") in keep]}
-        truth.instance_category = _categories_of_classes(dataset.classes, data.get("categories") or [])
+        truth.instance_category = categories_of_classes(dataset.classes, data.get("categories") or [])
     return truth
 
 
@@ -248,32 +263,3 @@ def _find(stems: dict[str, str], known: dict[str, Any], where: str) -> dict[str,
         raise DatasetError(f"{where}: no ground truth for image {missing[0]!r} ({len(missing)} of {len(stems)} "
                            f"images missing)")
     return {i: known[st] for i, st in stems.items()}
-
-
-def _categories_of_classes(classes: Any, categories: Any) -> list[int | None]:
-    """class index -> category id. detectron2's ADE20K files number categories by class index (the panoptic
-    file all 150, the instance file its 100 thing classes): ids below the class count whose first
-    comma-separated name is one of that class's names are taken as indices. Otherwise each category goes to
-    one class by name: a class's first name first, then its other names."""
-    cats = [c for c in categories if isinstance(c, dict) and isinstance(c.get("id"), int)]
-
-    def first(c: dict[str, Any]) -> str:
-        return str(c.get("name", "")).split(",")[0].strip().lower()
-
-    by_index = {c["id"]: c for c in cats if 0 <= c["id"] < len(classes)}
-    if len(by_index) == len(cats) and all(first(c) in {n.lower() for n in classes[i].names}
-                                          for i, c in by_index.items()):
-        return [c.index if c.index in by_index else None for c in classes]
-    out: list[int | None] = [None] * len(classes)
-    taken: set[int] = set()
-    for names_of in (lambda c: c.names[:1], lambda c: c.names[1:]):  # first names win over synonyms
-        wanted = {}
-        for c in classes:
-            for n in names_of(c):
-                wanted.setdefault(n.lower(), c.index)
-        for cat in cats:
-            k = wanted.get(first(cat))
-            if k is not None and out[k] is None and cat["id"] not in taken:
-                out[k] = cat["id"]
-                taken.add(cat["id"])
-    return out

@@ -9,6 +9,7 @@ Prediction files for `selfseg evaluate` use the same indices, with the dataset's
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -95,7 +96,8 @@ _SPECS: dict[str, DatasetSpec] = {}
 class DatasetConfig:
     """Which dataset a benchmark reads, and where (in a config file: the `evaluation` section)."""
 
-    # Benchmark dataset: "voc", "ade20k" (150 classes), "ade20k-full" (847), "cityscapes" or "folder".
+    # Benchmark dataset: "voc", "ade20k" (150 classes), "ade20k-full" (847), "cityscapes", "coco" (the 133
+    # COCO panoptic classes) or "folder".
     dataset: str = "voc"
     # Dataset root in the dataset's standard layout (a wrong root prints the expected layout).
     root: str = "data/VOCdevkit/VOC2012"
@@ -203,6 +205,35 @@ def class_list(name: str) -> list[ClassInfo]:
     if not spec.class_file:
         raise DatasetError(f"dataset {name!r} has no shipped class list; give a class-names file")
     return read_class_file(_CLASS_DIR / spec.class_file)
+
+
+def categories_of_classes(classes: Any, categories: Any) -> list[int | None]:
+    """class index -> category id. detectron2's ADE20K files number categories by class index (the panoptic
+    file all 150, the instance file its 100 thing classes): ids below the class count whose first
+    comma-separated name is one of that class's names are taken as indices. Otherwise each category goes to
+    one class by name: a class's first name first, then its other names."""
+    cats = [c for c in categories if isinstance(c, dict) and isinstance(c.get("id"), int)]
+
+    def first(c: dict[str, Any]) -> str:
+        return str(c.get("name", "")).split(",")[0].strip().lower()
+
+    by_index = {c["id"]: c for c in cats if 0 <= c["id"] < len(classes)}
+    if len(by_index) == len(cats) and all(first(c) in {n.lower() for n in classes[i].names}
+                                          for i, c in by_index.items()):
+        return [c.index if c.index in by_index else None for c in classes]
+    out: list[int | None] = [None] * len(classes)
+    taken: set[int] = set()
+    for names_of in (lambda c: c.names[:1], lambda c: c.names[1:]):  # first names win over synonyms
+        wanted = {}
+        for c in classes:
+            for n in names_of(c):
+                wanted.setdefault(n.lower(), c.index)
+        for cat in cats:
+            k = wanted.get(first(cat))
+            if k is not None and out[k] is None and cat["id"] not in taken:
+                out[k] = cat["id"]
+                taken.add(cat["id"])
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ readers
@@ -347,6 +378,85 @@ def _find_cityscapes(root: Path, split: str) -> list[Sample]:
     return out
 
 
+COCO_LAYOUT = """  <root>/                                 (COCO 2017)
+    val2017/<id>.jpg                          (split "train": train2017/)
+    annotations/panoptic_val2017.json         (COCO panoptic: segments_info per image, the 133 categories)
+    annotations/panoptic_val2017/<id>.png     (segment ids, id = R + 256 G + 256^2 B)"""
+
+
+def _coco_files(root: Path, split: str) -> tuple[Path, Path, Path]:
+    """(images folder, panoptic JSON, panoptic PNG folder) of a COCO root, or a folder holding coco/."""
+    sub = split if split.endswith("2017") else f"{split}2017"
+    base = next((b for b in (root, root / "coco") if (b / "annotations").is_dir()), root)
+    return base / sub, base / "annotations" / f"panoptic_{sub}.json", base / "annotations" / f"panoptic_{sub}"
+
+
+def _coco_panoptic_index(json_path: Path) -> tuple[dict[str, list[tuple[int, int]]], dict[int, int], dict[str, str]]:
+    """A COCO panoptic JSON read once per process (again if the file changes): PNG name -> [(segment id, class
+    index)], category id -> class index (by name against the shipped list), PNG stem -> image file name."""
+    st = json_path.stat()
+    return _read_coco_panoptic_index(json_path, st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=2)
+def _read_coco_panoptic_index(json_path: Path, _mtime: int, _size: int) -> tuple[dict, dict, dict]:
+    from .panoptic import read_panoptic_json
+
+    data = read_panoptic_json(json_path)
+    classes = class_list("coco")
+    ids = categories_of_classes(classes, data.get("categories") or [])
+    missing = [c.name for c, i in zip(classes, ids) if i is None]
+    if missing:
+        raise DatasetError(f"{json_path}: expected the 133 COCO panoptic categories, {len(missing)} missing "
+                           f"(e.g. {missing[0]!r}); a COCO-format dataset of other classes is a 'folder' dataset")
+    index_of = {cat: k for k, cat in enumerate(ids)}
+    images = {im.get("id"): str(im.get("file_name", "")) for im in data.get("images") or [] if isinstance(im, dict)}
+    segments, image_names = {}, {}
+    for k, a in enumerate(data["annotations"]):
+        try:
+            segments[a["file_name"]] = [(int(s["id"]), index_of.get(int(s["category_id"]), IGNORE))
+                                        for s in a["segments_info"]]
+        except (KeyError, TypeError, ValueError):
+            raise DatasetError(f"{json_path}: annotations[{k}]: expected segments_info entries with an integer id "
+                               f"and category_id") from None
+        stem = Path(a["file_name"]).stem
+        image_names[stem] = images.get(a["image_id"]) or f"{stem}.jpg"
+    return segments, index_of, image_names
+
+
+def _find_coco(root: Path, split: str) -> list[Sample]:
+    images, js, pngs = _coco_files(root, split)
+    if not js.is_file() or not pngs.is_dir() or not images.is_dir():
+        missing = next(p for p in (images, js, pngs) if not p.exists())
+        raise DatasetError(f"COCO: {missing} not found under {root}; expected layout:\n{COCO_LAYOUT}")
+    _, _, image_names = _coco_panoptic_index(js)
+    out, missing_files = [], []
+    for stem, name in sorted(image_names.items()):
+        img, lab = images / name, pngs / f"{stem}.png"
+        (out.append(Sample(stem, img, lab)) if img.is_file() and lab.is_file() else missing_files.append(stem))
+    if missing_files:
+        raise DatasetError(f"COCO: {len(missing_files)} image(s) of {js.name} lack an image in {images.name}/ or "
+                           f"a PNG in {pngs.name}/, e.g. {missing_files[0]!r}")
+    return out
+
+
+def _read_coco(path: Path) -> np.ndarray:
+    """A panoptic PNG as class indices: each segment takes its category's index, crowd regions included;
+    pixels of no segment (void) are ignored. The rule of Mask2Former's semantic maps made from COCO panoptic
+    (`prepare_coco_semantic_annos_from_panoptic_annos.py`), the semantic ground truth of COCO panoptic
+    benchmarks."""
+    from .panoptic import read_id_png
+
+    segments, _, _ = _coco_panoptic_index(path.parent.parent / f"{path.parent.name}.json")
+    if path.name not in segments:
+        raise DatasetError(f"{path}: not an annotation of {path.parent.name}.json")
+    ids = read_id_png(path)
+    out = np.full(ids.shape, IGNORE, dtype=np.int32)
+    for seg_id, cls in segments[path.name]:
+        out[ids == seg_id] = cls
+    return out
+
+
 FOLDER_LAYOUT = """  <root>/
     classes.txt          (one class per line, index = line number; ';' separates synonyms)
     images/<id>.<jpg|png|...>
@@ -378,6 +488,8 @@ def _register_builtin() -> None:
                     _plain_reader(65535), llm_lists_classes=False, llm_name="ADE20K-847"),
         DatasetSpec("cityscapes", "Cityscapes", "cityscapes.txt", CITYSCAPES_LAYOUT, 255, _find_cityscapes,
                     _read_cityscapes),
+        DatasetSpec("coco", "COCO panoptic (133 classes)", "coco_panoptic.txt", COCO_LAYOUT, 255, _find_coco,
+                    _read_coco, llm_lists_classes=True, llm_name="COCO"),
         DatasetSpec("folder", "folder dataset", "", FOLDER_LAYOUT, 255, _find_folder, _plain_reader(255)),
     ):
         register_dataset(spec)

@@ -152,6 +152,20 @@ def test_all_three_tasks_are_scored_and_reported(cs_baseline):
     assert "## Panoptic" in md and "## Instances (COCOeval)" in md and "| level | mIoU | PQ | mask AP |" in md
 
 
+def test_coco_benchmark_scores_all_three_tasks_from_its_panoptic_and_instance_files(tmp_path, coco_tree):
+    """COCO 2017 in its real layout: semantic ground truth from the panoptic PNGs, PQ against them, mask AP
+    against instances_val2017.json, every image found in all three."""
+    root = coco_tree(tmp_path / "coco", n_images=3)
+    out = tmp_path / "run"
+    report = run_benchmark(_config(root, "evaluation.dataset=coco", TASKS), out=out, quiet=True)
+    assert report is not None and report.images == 3
+    d = json.loads((out / "results.json").read_text())
+    assert d["dataset"] == "coco" and d["failed"] == [] and len(d["per_class"]) == 133
+    assert d["panoptic"]["images"] == 3 and 0 <= d["panoptic"]["PQ"] <= 1
+    assert set(d["instance"]["segm"]) >= {"AP", "AP50", "AP75"} and "bbox" in d["instance"]
+    assert d["cmIoU_segments"] == 3 * 5  # sky, grass, person (the crowd too), dog, and a tree or a table
+
+
 def test_adding_tasks_rescores_without_running_the_models(cs_root, cs_baseline, tmp_path):
     import shutil
 

@@ -16,6 +16,7 @@ from selfseg.evaluate.datasets import (
     ADE_LAYOUT,
     CITYSCAPES_LAYOUT,
     CITYSCAPES_TRAIN_IDS,
+    COCO_LAYOUT,
     FOLDER_LAYOUT,
     IGNORE,
     VOC_LAYOUT,
@@ -278,6 +279,86 @@ def test_folder_dataset_root_with_tilde(tmp_path, monkeypatch):
     assert [s.id for s in load_dataset("folder", "~/ds").samples] == ["a"]
 
 
+def _mask2former_semantic(pan_png: Path, segments: list[dict], categories: list[dict]) -> np.ndarray:
+    """The semantic map of COCO panoptic benchmarks, written out here as Mask2Former's preparation script
+    defines it: every segment (crowd too) takes its category's position in id order, the rest stays 255."""
+    rgb = np.asarray(Image.open(pan_png).convert("RGB")).astype(np.int64)
+    ids = rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]
+    position = {c["id"]: k for k, c in enumerate(sorted(categories, key=lambda c: c["id"]))}
+    out = np.full(ids.shape, 255, np.int64)
+    for seg in segments:
+        out[ids == seg["id"]] = position[seg["category_id"]]
+    return out
+
+
+@pytest.mark.parametrize("holder", [False, True], ids=["coco-root", "folder-holding-coco"])
+def test_coco_semantic_maps_are_the_panoptic_segments_classes(tmp_path, coco_tree, holder):
+    import json
+
+    root = coco_tree(tmp_path / "coco" if holder else tmp_path, n_images=3)
+    ds = load_dataset("coco", tmp_path)
+    assert [s.id for s in ds.samples] == ["000000000139", "000000000239", "000000000339"]
+    assert ds.samples[0].image.name == "000000000139.jpg" and ds.samples[0].label.parent.name == "panoptic_val2017"
+    data = json.loads((root / "annotations" / "panoptic_val2017.json").read_text())
+    names = [c.name for c in ds.classes]
+    for sample, ann in zip(ds.samples, data["annotations"]):
+        got = ds.read_label(sample)
+        want = _mask2former_semantic(sample.label, ann["segments_info"], data["categories"])
+        np.testing.assert_array_equal(np.where(got == IGNORE, 255, got), want)
+        # the crowd of people is person; void (no segment) is ignored
+        assert names[got[20, 90]] == "person" and got[20, 50] == IGNORE
+        assert {names[c] for c in np.unique(got[got != IGNORE])} == {
+            "person", "dog", "sky", "grass", "tree" if sample.id.endswith("139") or sample.id.endswith("339")
+            else "dining table"}
+
+
+def test_coco_with_other_categories_or_a_lost_file_is_one_clear_error(tmp_path, coco_tree, coco_category_list):
+    import json
+
+    root = coco_tree(tmp_path, n_images=2)
+    js = root / "annotations" / "panoptic_val2017.json"
+    data = json.loads(js.read_text())
+    (root / "val2017" / "000000000239.jpg").unlink()
+    with pytest.raises(DatasetError, match="1 image.*lack an image.*'000000000239'"):
+        load_dataset("coco", root)
+    data["categories"] = [c for c in data["categories"] if c["name"] != "tree-merged"]
+    js.write_text(json.dumps(data))  # read again: the file changed
+    with pytest.raises(DatasetError, match="expected the 133 COCO panoptic categories, 1 missing .*'tree'"):
+        load_dataset("coco", root)
+    data["categories"] = coco_category_list
+    data["annotations"][0]["segments_info"][0]["category_id"] = "sky"
+    js.write_text(json.dumps(data))
+    with pytest.raises(DatasetError, match=r"annotations\[0\]: expected segments_info entries with an integer id"):
+        load_dataset("coco", root)
+
+
+def test_coco_panoptic_and_instance_truth_name_each_class_by_its_category(tmp_path, coco_tree):
+    from selfseg.evaluate.annotations import task_truth
+
+    coco_tree(tmp_path / "coco", n_images=2)
+    ds = load_dataset("coco", tmp_path)
+    truth = task_truth(ds, ["panoptic", "instance"], ds.samples)
+    index = {c.name: c.index for c in ds.classes}
+    assert truth.image_ids == truth.instance_image_ids == {"000000000139": 139, "000000000239": 239}
+    pan, ins = truth.panoptic_category, truth.instance_category
+    assert [pan[index[n]] for n in ("person", "dog", "dining table", "toothbrush", "banner", "tree", "rug")] == [
+        1, 18, 67, 90, 92, 184, 200]
+    assert [ins[index[n]] for n in ("person", "dog", "dining table", "tree", "sky")] == [1, 18, 67, None, None]
+    assert sum(c is not None for c in pan) == 133 and sum(c is not None for c in ins) == 80
+    assert {a["image_id"] for a in truth.instances["annotations"]} == {139, 239}
+
+
+def test_coco_class_list_names_every_official_category(coco_category_list):
+    """Each class carries its official category name (ground-truth files match by it), in id order."""
+    from selfseg.evaluate.datasets import categories_of_classes
+
+    cats = coco_category_list
+    ids = categories_of_classes(class_list("coco"), cats)
+    assert ids == [c["id"] for c in cats]
+    official = {c["id"]: c["name"] for c in cats}
+    assert all(official[i] in c.names for i, c in zip(ids, class_list("coco")))
+
+
 # ------------------------------------------------------------------------------------------------ errors
 
 
@@ -287,7 +368,8 @@ def test_folder_dataset_root_with_tilde(tmp_path, monkeypatch):
     ("ade20k-full", ADE_FULL_LAYOUT, "annotations_detectron2/validation",
      "no images_detectron2/validation/ and annotations_detectron2/validation/"),
     ("cityscapes", CITYSCAPES_LAYOUT, "gtFine/val", "no leftImg8bit/val/ and gtFine/val/"),
-], ids=["voc", "ade20k", "ade20k-full", "cityscapes"])
+    ("coco", COCO_LAYOUT, "annotations/panoptic_val2017.json", "val2017 not found under"),
+], ids=["voc", "ade20k", "ade20k-full", "cityscapes", "coco"])
 @pytest.mark.parametrize("missing", [False, True], ids=["empty-root", "nonexistent-root"])
 def test_wrong_root_names_the_layout(tmp_path, name, layout, in_layout, in_message, missing):
     root = tmp_path / "nope" if missing else tmp_path
@@ -409,8 +491,8 @@ def test_cityscapes_16bit_label_is_refused(tmp_path):
 
 
 def test_unknown_dataset_name(tmp_path):
-    with pytest.raises(ConfigError, match="unknown dataset 'coco'.*ade20k.*voc"):
-        load_dataset("coco", tmp_path)
+    with pytest.raises(ConfigError, match="unknown dataset 'coco-stuff'.*ade20k.*voc"):
+        load_dataset("coco-stuff", tmp_path)
 
 
 # ------------------------------------------------------------------------------------------------ class lists
@@ -421,6 +503,7 @@ def test_unknown_dataset_name(tmp_path):
     ("cityscapes", 19, {0: "road", 11: "person", 13: "car", 18: "bicycle"}),
     ("ade20k", 150, {0: "wall", 2: "sky", 149: "flag"}),
     ("ade20k-full", 847, {0: "wall", 1: "building", 2: "sky", 846: "adding machine"}),
+    ("coco", 133, {0: "person", 60: "dining table", 79: "toothbrush", 80: "banner", 116: "tree", 132: "rug"}),
 ])
 def test_class_lists(name, count, checks):
     classes = class_list(name)
@@ -431,7 +514,7 @@ def test_class_lists(name, count, checks):
     assert all(c.names and all(c.names) for c in classes)
 
 
-@pytest.mark.parametrize("name", ["voc", "cityscapes"])
+@pytest.mark.parametrize("name", ["voc", "cityscapes", "coco"])
 def test_class_names_unique(name):
     names = [c.name for c in class_list(name)]
     assert len(set(names)) == len(names)

@@ -322,3 +322,24 @@ def test_out_in_folders_still_to_be_made_is_written(tmp_path, capsys, ade_gt):
     code, out, _ = evaluate(capsys, "-d", "ade20k", "-r", ADE_SAMPLE, "-p", pred, "--out", target)
     assert code == 0 and "mIoU" in out
     assert json.loads(target.read_text())["images"] == 3
+
+
+def test_coco_perfect_and_shifted_predictions(tmp_path, capsys, coco_tree):
+    """COCO's semantic ground truth (the panoptic segments' classes) scored by `selfseg evaluate`: itself gives
+    100; the dog predicted as a cat zeroes the dog and leaves the other five classes whole."""
+    root = coco_tree(tmp_path / "coco", n_images=2)
+    ds = load_dataset("coco", root)
+    gt = {s.id: ds.read_label(s) for s in ds.samples}
+    code, out, err = evaluate(capsys, "--dataset", "coco", "--root", root, "--predictions",
+                              write_preds(tmp_path / "perfect", gt))
+    assert code == 0, err
+    js = json.loads((tmp_path / "perfect" / "scores.json").read_text())
+    assert js["dataset"] == "coco" and js["images"] == 2 and js["mIoU"] == pytest.approx(1.0)
+    index = {c.name: c.index for c in ds.classes}
+    shifted = {k: np.where(g == index["dog"], index["cat"], g) for k, g in gt.items()}
+    code, out, err = evaluate(capsys, "--dataset", "coco", "--root", root, "--predictions",
+                              write_preds(tmp_path / "shifted", shifted))
+    js = json.loads((tmp_path / "shifted" / "scores.json").read_text())
+    assert code == 0 and js["per_class"]["dog"]["iou"] == 0 and js["per_class"]["person"]["iou"] == 1
+    assert js["per_class"]["cat"]["iou"] is None  # no ground truth: not averaged
+    assert js["mIoU"] == pytest.approx(5 / 6)  # sky, grass, person, tree, dining table; dog 0

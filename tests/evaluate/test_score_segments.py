@@ -302,14 +302,13 @@ def test_ade20k_categories_follow_detectron2s_numbering_and_otherwise_names():
     """detectron2's ADE20K instance file numbers its 100 thing categories by class index: "screen" (130, a
     crt screen's class is another) is not the stuff class "blind;screen", "counter" (45) not "buffet;counter".
     Renumbered, the categories go by name, a class's first name before its synonyms."""
-    from selfseg.evaluate.annotations import _categories_of_classes
-    from selfseg.evaluate.datasets import class_list
+    from selfseg.evaluate.datasets import categories_of_classes, class_list
 
     classes = class_list("ade20k")
     derived = json.loads((REPO / "examples" / "ade20k_sample" / "ade20k_instance_val.json").read_text())
-    by_index = _categories_of_classes(classes, derived["categories"])
+    by_index = categories_of_classes(classes, derived["categories"])
     renumbered = [{"id": 1000 + c["id"], "name": c["name"]} for c in derived["categories"]]
-    by_name = _categories_of_classes(classes, renumbered)
+    by_name = categories_of_classes(classes, renumbered)
     for mapping, offset in ((by_index, 0), (by_name, 1000)):
         assert sum(m is not None for m in mapping) == 100
         assert mapping[63] is None and mapping[99] is None  # blind;screen and buffet;counter are stuff
