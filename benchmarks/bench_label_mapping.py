@@ -29,7 +29,8 @@ from selfseg.evaluate.mappers import build_mapper  # noqa: E402
 from selfseg.evaluate.mappers.agreement import agreement, agreement_by_threshold, read_labelled  # noqa: E402
 
 DEV = ROOT / "tests" / "evaluate" / "mapping_dev"
-DATASETS = {"voc": "voc", "ade20k_150": "ade20k", "cityscapes": "cityscapes", "cityscapes_regions": "cityscapes"}
+DATASETS = {"voc": "voc", "ade20k_150": "ade20k", "cityscapes": "cityscapes", "cityscapes_regions": "cityscapes",
+            "coco_panoptic": "coco"}
 PREFIXES = ["a", "the", "one", "an old", "a small", "a large", "a distant", "a dark", "a bright", "a wet"]
 
 

@@ -16,12 +16,16 @@ from selfseg.evaluate.mappers.lexicon import Lexicon, shipped_lexicon
 
 DEV = Path(__file__).parent / "mapping_dev"
 # file -> dataset; cityscapes_regions imitates region-level multimodal models' answers (see RULES.md)
-DATASETS = {"voc": "voc", "ade20k_150": "ade20k", "cityscapes": "cityscapes", "cityscapes_regions": "cityscapes"}
-# Agreement floors, a point or two under today's figures (README), so a regression shows.
-FLOOR = {"voc": 0.97, "ade20k_150": 0.95, "cityscapes": 0.98, "cityscapes_regions": 0.98}
+DATASETS = {"voc": "voc", "ade20k_150": "ade20k", "cityscapes": "cityscapes", "cityscapes_regions": "cityscapes",
+            "coco_panoptic": "coco"}
+# Agreement floors, a point or two under today's figures (README), so a regression shows. COCO's figure is
+# out of sample (its lexicon was written without seeing the file), hence the lower floor.
+FLOOR = {"voc": 0.97, "ade20k_150": 0.95, "cityscapes": 0.98, "cityscapes_regions": 0.98, "coco_panoptic": 0.89}
 # Single nouns (BCC tags, the `tag` rows) as a head-noun-only WordNet mapping maps them on this set (85, 88,
-# 71, 76%): reading whole descriptions must map them at least as well.
-TAG_BASELINE = {"voc": 0.85, "ade20k_150": 0.88, "cityscapes": 0.71, "cityscapes_regions": 0.76}
+# 71, 76%; COCO 76%: the lexical mapper with an empty lexicon): reading whole descriptions must map them at
+# least as well.
+TAG_BASELINE = {"voc": 0.85, "ade20k_150": 0.88, "cityscapes": 0.71, "cityscapes_regions": 0.76,
+                "coco_panoptic": 0.76}
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +35,7 @@ def lexical_mappers():
 
 def test_the_development_set_is_large_spread_and_well_formed():
     rows = {f: read_labelled(DEV / f"{f}.tsv") for f in DATASETS}
-    assert {DATASETS[f] for f in rows} == {"voc", "ade20k", "cityscapes"}
+    assert {DATASETS[f] for f in rows} == {"voc", "ade20k", "cityscapes", "coco"}
     assert sum(map(len, rows.values())) >= 400 and all(len(r) >= 100 for r in rows.values())
     assert set(DATASETS) == {p.stem for p in DEV.glob("*.tsv")}  # every file is measured
     for f, rs in rows.items():
@@ -188,7 +192,7 @@ def test_rare_senses_do_not_win(lexical_mappers):
 
 
 # ------------------------------------------------------------------------------------------ lexicons
-@pytest.mark.parametrize("dataset", ["voc", "ade20k", "ade20k-full", "cityscapes"])
+@pytest.mark.parametrize("dataset", ["voc", "ade20k", "ade20k-full", "cityscapes", "coco"])
 def test_every_shipped_lexicon_loads_strictly_against_its_class_list(dataset):
     path = shipped_lexicon(dataset_spec(dataset).class_file)
     assert path is not None
