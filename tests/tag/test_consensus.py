@@ -18,12 +18,15 @@ import torch
 from selfseg.errors import ConfigError
 from selfseg.tag.clustering import (
     ClusteringConfig,
+    Consensus,
     align_runs,
     best_overlap,
     best_overlaps,
     coassociation,
+    consensus,
     contiguous,
     crf_mean_field,
+    dense_runs,
     ensemble_cluster,
     kmeans,
     lifetime_cut,
@@ -261,7 +264,7 @@ def test_best_overlap_allows_splits_and_merges():
     assert best_overlap(merged, consensus).tolist() == [0] * 6
 
 
-def test_best_overlaps_names_every_run_at_once_as_one_at_a_time():
+def test_best_overlaps_names_every_run_at_once_as_one_at_a_time(monkeypatch):
     """All runs in one scatter give each cluster the label a plain count over that run alone gives (ties:
     the lowest label), whatever the runs' ids and however many clusters each has."""
     g = torch.Generator().manual_seed(3)
@@ -276,6 +279,16 @@ def test_best_overlaps_names_every_run_at_once_as_one_at_a_time():
     assert torch.equal(best_overlaps(list(runs.reshape(5, 6, 10)), labels, n_clusters=4), got)
     with pytest.raises(ValueError, match="60 patches"):
         best_overlaps(runs, labels[:59])
+    with pytest.raises(ValueError, match="at least one labeling"):
+        best_overlaps([], labels)
+    # runs too wide to count at once are counted a few at a time, to the same names
+    monkeypatch.setattr(consensus, "_COUNT_CELLS", 2 * 60 * 4)
+    assert torch.equal(best_overlaps(dense_runs(runs), labels), got)
+
+
+def test_a_consensus_built_by_hand_counts_its_clusters():
+    cons = Consensus(torch.tensor([0, 2, 1, 2]), np.zeros(3), np.ones(3))
+    assert cons.n_clusters == 3
 
 
 def test_config_checks_the_name():

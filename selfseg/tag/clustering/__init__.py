@@ -15,7 +15,8 @@ _LAZY = {
     "KMeansResult": "lloyd", "kmeans": "lloyd", "kmeans_batch": "lloyd",
     "ClusteringConfig": "config",
     "Consensus": "consensus", "best_overlap": "consensus", "best_overlaps": "consensus", "coassociation": "consensus",
-    "consensus_votes": "consensus", "lifetime_cut": "consensus",
+    "consensus_votes": "consensus", "lifetime_cut": "consensus", "DenseRuns": "consensus",
+    "dense_runs": "consensus",
     "PlantedScene": "planted", "cmiou": "planted", "planted_scene": "planted",
 }
 

@@ -16,6 +16,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+#: Most int64 counts (128 MB) `best_overlaps` holds at once; runs with more clusters are counted in chunks.
+_COUNT_CELLS = 1 << 24
+
 
 @dataclass
 class Consensus:
@@ -27,30 +30,59 @@ class Consensus:
     labels: torch.Tensor
     heights: np.ndarray
     lifetimes: np.ndarray
-    n_clusters: int
+    n_clusters: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.n_clusters is None:
+            self.n_clusters = int(self.labels.max()) + 1
 
 
-def coassociation(runs: Sequence[Any]) -> torch.Tensor:
+@dataclass
+class DenseRuns:
+    """Runs numbered 0..m-1 each, in ascending order of their own labels: labels (r, n) int64 on the runs'
+    device, width the most clusters any run has. `dense_runs` makes them once for `coassociation` and
+    `best_overlaps` both."""
+
+    labels: torch.Tensor
+    width: int
+
+
+def dense_runs(runs: Sequence[Any] | DenseRuns) -> DenseRuns:
+    """The runs (label maps as tensors or arrays, e.g. `ClusterMaps.runs`, or one (r, n) tensor) renumbered
+    for counting. Sorting and ranking stay on the device; the width is its one read back, where
+    `torch.unique` per run would wait for the device to size each output."""
+    if isinstance(runs, DenseRuns):
+        return runs
+    stacked = _stack(runs)
+    srt, order = stacked.sort(1)
+    starts = torch.ones_like(srt, dtype=torch.bool)
+    starts[:, 1:] = srt[:, 1:] != srt[:, :-1]
+    ranks = starts.cumsum(1) - 1
+    dense = torch.empty_like(ranks).scatter_(1, order, ranks)
+    return DenseRuns(dense, int(ranks[:, -1].max()) + 1)
+
+
+def coassociation(runs: Sequence[Any] | DenseRuns) -> torch.Tensor:
     """(n, n) float32 fraction of runs in which each pair of patches shares a cluster, on the runs' device.
-    runs: label maps as tensors or arrays (e.g. `ClusterMaps.runs`).
+    runs: label maps as tensors or arrays (e.g. `ClusterMaps.runs`), or `dense_runs` of them.
 
     Each entry is a count of runs over their number, so it is exact in float32 and the same on any device
     and in any summation order.
     """
-    if not len(runs):
-        raise ValueError("expected at least one labeling, got none")
-    dense = _dense(_stack(runs))
-    n = dense.shape[1]
+    dense = dense_runs(runs)
+    r, n = dense.labels.shape
     # Numbered 0..m-1 per run, the one-hot columns stay few; the runs' one-hots side by side then make the
     # sum of their outer products a single product.
-    onehot = F.one_hot(dense, int(dense.max()) + 1).float().transpose(0, 1).reshape(n, -1)
+    onehot = F.one_hot(dense.labels, dense.width).float().transpose(0, 1).reshape(n, -1)
     # A divisor on the device: CUDA multiplies by the reciprocal of a host number, which rounds some counts
     # differently from the CPU's division, and the linkage then breaks its many ties another way.
-    return (onehot @ onehot.T) / torch.full((), len(runs), dtype=torch.float32, device=onehot.device)
+    return (onehot @ onehot.T) / torch.full((), r, dtype=torch.float32, device=onehot.device)
 
 
 def _stack(runs: Sequence[Any]) -> torch.Tensor:
     """(r, n) the runs' label maps flattened, one row per run; a 2-D tensor is taken as those rows."""
+    if not len(runs) or (isinstance(runs, torch.Tensor) and runs.numel() == 0):
+        raise ValueError("expected at least one labeling, got none")
     if isinstance(runs, torch.Tensor) and runs.ndim == 2:
         return runs
     runs = [r if isinstance(r, torch.Tensor) else torch.as_tensor(np.asarray(r)) for r in runs]
@@ -59,19 +91,6 @@ def _stack(runs: Sequence[Any]) -> torch.Tensor:
     if bad:
         raise ValueError(f"expected labelings of one grid, got {n} and {bad[0]} patches")
     return torch.stack([run.flatten() for run in runs])
-
-
-def _dense(stacked: torch.Tensor) -> torch.Tensor:
-    """Each row relabelled 0..m-1 in ascending order of its labels (`contiguous` for all rows at once).
-
-    Sorting and ranking stay on the device without reading a count back, where `torch.unique` would wait
-    for the device to learn its output's size.
-    """
-    srt, order = stacked.sort(1)
-    starts = torch.ones_like(srt, dtype=torch.bool)
-    starts[:, 1:] = srt[:, 1:] != srt[:, :-1]
-    ranks = starts.cumsum(1) - 1
-    return torch.empty_like(ranks).scatter_(1, order, ranks)
 
 
 def lifetime_cut(coassoc: torch.Tensor, k_max: int) -> Consensus:
@@ -138,26 +157,35 @@ def consensus_votes(
     return votes / votes.sum(0, keepdim=True)
 
 
-def best_overlaps(runs: Sequence[Any], labels: torch.Tensor, n_clusters: int | None = None) -> torch.Tensor:
+def best_overlaps(runs: Sequence[Any] | DenseRuns, labels: torch.Tensor, n_clusters: int | None = None
+                  ) -> torch.Tensor:
     """(r, n) every run relabelled so each of its clusters takes the consensus label it overlaps most
-    (ties: the lowest label).
+    (ties: the lowest label). labels: (n,) consensus clusters 0..m-1; n_clusters: m if known (it must be
+    at least the largest label + 1), which spares reading it back from the device.
 
     Many clusters may take one label (a run that split a consensus cluster) and a label may go unused (a run
-    that merged two): each run's view in the consensus's label names. All runs are counted in one scatter
-    (one count read back from the device, where a run at a time costs three each); the counts are
-    integers, so the result is the same on any device.
+    that merged two): each run's view in the consensus's label names. The runs are counted in one scatter
+    (in chunks of runs when the counts would pass `_COUNT_CELLS`), with no read from the device beyond
+    `dense_runs`; the counts are integers, so the result is the same on any device.
     """
-    dense = _dense(_stack(runs)).to(labels.device)
-    r, n = dense.shape
+    dense = dense_runs(runs)
+    d = dense.labels.to(labels.device)
+    r, n = d.shape
     labels = labels.flatten()
     if labels.numel() != n:
         raise ValueError(f"expected consensus labels for the runs' {n} patches, got {labels.numel()}")
     m = int(labels.max()) + 1 if n_clusters is None else int(n_clusters)
-    width = int(dense.max()) + 1
-    cell = (torch.arange(r, device=dense.device)[:, None] * width + dense) * m + labels
-    inter = torch.zeros(r * width * m, dtype=torch.int64, device=dense.device)
-    inter.scatter_add_(0, cell.flatten(), torch.ones(r * n, dtype=torch.int64, device=dense.device))
-    return inter.reshape(r, width, m).argmax(2).gather(1, dense)
+    per_run = dense.width * m
+    step = max(1, _COUNT_CELLS // per_run)
+    out = []
+    for lo in range(0, r, step):
+        chunk = d[lo: lo + step]
+        k = chunk.shape[0]
+        cell = (torch.arange(k, device=d.device)[:, None] * dense.width + chunk) * m + labels
+        inter = torch.zeros(k * per_run, dtype=torch.int64, device=d.device)
+        inter.scatter_add_(0, cell.flatten(), torch.ones(k * n, dtype=torch.int64, device=d.device))
+        out.append(inter.reshape(k, dense.width, m).argmax(2).gather(1, chunk))
+    return torch.cat(out)
 
 
 def best_overlap(run: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

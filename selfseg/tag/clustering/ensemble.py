@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from ..result import ClusterMaps
 from .align import align_runs, contiguous, vote_distribution
 from .config import ClusteringConfig
-from .consensus import best_overlaps, coassociation, consensus_votes, lifetime_cut
+from .consensus import best_overlaps, coassociation, consensus_votes, dense_runs, lifetime_cut
 from .crf import crf_mean_field
 from .filters import mode_filter
 from .lloyd import kmeans, kmeans_batch
@@ -173,14 +173,14 @@ def _coassoc_cluster(
                          f"grids {', '.join(sizes)}: lower clustering.coassoc_ks or use consensus: chain")
 
     t0 = time.perf_counter()
-    stacked = torch.stack(runs).reshape(len(runs), -1)
-    coassoc = coassociation(stacked)
+    dense = dense_runs(torch.stack(runs).reshape(len(runs), -1))
+    coassoc = coassociation(dense)
     cons = lifetime_cut(coassoc, max(int(k) for _, k in keys))
     votes = consensus_votes(coassoc, cons.labels, n_clusters=cons.n_clusters).reshape((-1,) + grid)
     t["consensus"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    aligned = list(best_overlaps(stacked, cons.labels, cons.n_clusters).reshape((-1,) + grid))
+    aligned = list(best_overlaps(dense, cons.labels, cons.n_clusters).reshape((-1,) + grid))
     t["align"] = time.perf_counter() - t0
     return _coassoc_maps(cons.labels.reshape(grid), runs, keys, aligned, votes, cons.heights, cons.lifetimes,
                          cfg, t)
