@@ -28,7 +28,8 @@ def _coco_split(split: str) -> str:
 
 COCO_PANOPTIC_LAYOUT = """<root>/
   annotations/panoptic_val2017.json      COCO panoptic ground truth (segments_info, categories with isthing)
-  annotations/panoptic_val2017/*.png     segment-id PNGs (id = R + 256 G + 256^2 B)
+  annotations/panoptic_val2017/*.png     segment-id PNGs (id = R + 256 G + 256^2 B),
+    or panoptic_val2017/*.png            where detectron2's layout keeps them
   val2017/*.jpg                          the images"""
 ADE20K_PANOPTIC_LAYOUT = """<root> = ADEChallengeData2016/, as detectron2's prepare_ade20k_pan_seg.py leaves it:
   ade20k_panoptic_val.json               COCO panoptic ground truth (150 categories, isthing from ADE20K)
@@ -43,7 +44,8 @@ ADE20K_INSTANCES_LAYOUT = """<root> = ADEChallengeData2016/, as detectron2's pre
 
 COCO_PANOPTIC = Source("coco-panoptic", COCO_PANOPTIC_LAYOUT, lambda root, split: (
     root / "annotations" / f"panoptic_{_coco_split(split)}.json",
-    root / "annotations" / f"panoptic_{_coco_split(split)}"))
+    next((d for d in (root / "annotations" / f"panoptic_{_coco_split(split)}", root / f"panoptic_{_coco_split(split)}")
+          if d.is_dir()), root / "annotations" / f"panoptic_{_coco_split(split)}")))
 ADE20K_PANOPTIC = Source("ade20k-panoptic", ADE20K_PANOPTIC_LAYOUT, lambda root, split: (
     root / f"ade20k_panoptic_{split}.json", root / f"ade20k_panoptic_{split}"))
 COCO_INSTANCES = Source("coco", COCO_INSTANCES_LAYOUT, lambda root, split: (
@@ -53,6 +55,9 @@ ADE20K_INSTANCES = Source("ade20k-instances", ADE20K_INSTANCES_LAYOUT, lambda ro
 
 PANOPTIC = {s.name: s for s in (COCO_PANOPTIC, ADE20K_PANOPTIC)}
 INSTANCES = {s.name: s for s in (COCO_INSTANCES, ADE20K_INSTANCES)}
+# A benchmark dataset's name also names its ground truth of a task.
+_ALIASES = {("panoptic", "coco"): "coco-panoptic", ("panoptic", "ade20k"): "ade20k-panoptic",
+            ("instance", "ade20k"): "ade20k-instances"}
 
 
 def ground_truth(task: str, name: str, root: str | Path, split: str = "val") -> Any:
@@ -62,6 +67,7 @@ def ground_truth(task: str, name: str, root: str | Path, split: str = "val") -> 
     from .panoptic import PanopticGroundTruth
 
     table = PANOPTIC if task == "panoptic" else INSTANCES
+    name = _ALIASES.get((task, name), name)
     if name not in table and name != "cityscapes":
         raise DatasetError(f"--task {task}: dataset: expected one of {choices([*table, 'cityscapes'])}, got {name!r}")
     if name == "cityscapes":

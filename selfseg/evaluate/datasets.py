@@ -378,29 +378,44 @@ def _find_cityscapes(root: Path, split: str) -> list[Sample]:
     return out
 
 
-COCO_LAYOUT = """  <root>/                                 (COCO 2017)
+COCO_LAYOUT = """  <root>/                                 (COCO 2017, or a folder holding coco/)
     val2017/<id>.jpg                          (split "train": train2017/)
     annotations/panoptic_val2017.json         (COCO panoptic: segments_info per image, the 133 categories)
-    annotations/panoptic_val2017/<id>.png     (segment ids, id = R + 256 G + 256^2 B)"""
+    annotations/panoptic_val2017/<id>.png     (segment ids, id = R + 256 G + 256^2 B; the official
+                                               annotations zip holds them as annotations/panoptic_val2017.zip)
+      or panoptic_val2017/<id>.png            (where detectron2's layout keeps them)"""
 
 
 def _coco_files(root: Path, split: str) -> tuple[Path, Path, Path]:
-    """(images folder, panoptic JSON, panoptic PNG folder) of a COCO root, or a folder holding coco/."""
+    """(images folder, panoptic JSON, panoptic PNG folder) of a COCO root, or a folder holding coco/. The PNGs
+    may lie in annotations/ (the official archives) or beside it (detectron2)."""
     sub = split if split.endswith("2017") else f"{split}2017"
     base = next((b for b in (root, root / "coco") if (b / "annotations").is_dir()), root)
-    return base / sub, base / "annotations" / f"panoptic_{sub}.json", base / "annotations" / f"panoptic_{sub}"
+    pngs = next((d for d in (base / "annotations" / f"panoptic_{sub}", base / f"panoptic_{sub}") if d.is_dir()),
+                base / "annotations" / f"panoptic_{sub}")
+    return base / sub, base / "annotations" / f"panoptic_{sub}.json", pngs
+
+
+def _coco_json_of(pngs: Path) -> Path:
+    """The panoptic JSON of a folder of panoptic PNGs, in either place `_coco_files` finds them."""
+    name = f"{pngs.name}.json"
+    return next((j for j in (pngs.parent / name, pngs.parent / "annotations" / name) if j.is_file()),
+                pngs.parent / name)
 
 
 def _coco_panoptic_index(json_path: Path) -> tuple[dict[str, list[tuple[int, int]]], dict[int, int], dict[str, str]]:
     """A COCO panoptic JSON read once per process (again if the file changes): PNG name -> [(segment id, class
     index)], category id -> class index (by name against the shipped list), PNG stem -> image file name."""
-    st = json_path.stat()
+    try:
+        st = json_path.stat()
+    except OSError:
+        raise DatasetError(f"{json_path}: no such file (the COCO panoptic JSON)") from None
     return _read_coco_panoptic_index(json_path, st.st_mtime_ns, st.st_size)
 
 
 @functools.lru_cache(maxsize=2)
 def _read_coco_panoptic_index(json_path: Path, _mtime: int, _size: int) -> tuple[dict, dict, dict]:
-    from .panoptic import read_panoptic_json
+    from .panoptic import _segments, read_panoptic_json
 
     data = read_panoptic_json(json_path)
     classes = class_list("coco")
@@ -410,25 +425,38 @@ def _read_coco_panoptic_index(json_path: Path, _mtime: int, _size: int) -> tuple
         raise DatasetError(f"{json_path}: expected the 133 COCO panoptic categories, {len(missing)} missing "
                            f"(e.g. {missing[0]!r}); a COCO-format dataset of other classes is a 'folder' dataset")
     index_of = {cat: k for k, cat in enumerate(ids)}
-    images = {im.get("id"): str(im.get("file_name", "")) for im in data.get("images") or [] if isinstance(im, dict)}
+    listed = data.get("images", [])
+    if not isinstance(listed, list) or not all(isinstance(im, dict) and isinstance(im.get("id"), (int, str))
+                                               and isinstance(im.get("file_name", ""), str) for im in listed):
+        raise DatasetError(f"{json_path}: expected 'images' to be a list of objects with an int or str id and a "
+                           f"file_name")
+    images: dict[Any, str] = {}
+    for im in listed:
+        if im["id"] in images:
+            raise DatasetError(f"{json_path}: image id {im['id']!r} is listed twice")
+        images[im["id"]] = im.get("file_name", "")
     segments, image_names = {}, {}
     for k, a in enumerate(data["annotations"]):
-        try:
-            segments[a["file_name"]] = [(int(s["id"]), index_of.get(int(s["category_id"]), IGNORE))
-                                        for s in a["segments_info"]]
-        except (KeyError, TypeError, ValueError):
-            raise DatasetError(f"{json_path}: annotations[{k}]: expected segments_info entries with an integer id "
-                               f"and category_id") from None
+        where = f"{json_path}: annotations[{k}]"
+        segs = _segments(a["segments_info"], where)
+        unknown = [seg["category_id"] for seg in segs.values() if seg["category_id"] not in index_of]
+        if unknown:
+            raise DatasetError(f"{where}: category_id {unknown[0]} is not one of the file's 133 categories")
         stem = Path(a["file_name"]).stem
+        if a["file_name"] in segments or stem in image_names:
+            raise DatasetError(f"{where}: file_name {a['file_name']!r} is another annotation's too")
+        segments[a["file_name"]] = [(i, index_of[seg["category_id"]]) for i, seg in segs.items()]
         image_names[stem] = images.get(a["image_id"]) or f"{stem}.jpg"
     return segments, index_of, image_names
 
 
 def _find_coco(root: Path, split: str) -> list[Sample]:
     images, js, pngs = _coco_files(root, split)
-    if not js.is_file() or not pngs.is_dir() or not images.is_dir():
-        missing = next(p for p in (images, js, pngs) if not p.exists())
-        raise DatasetError(f"COCO: {missing} not found under {root}; expected layout:\n{COCO_LAYOUT}")
+    for path, ok, what in ((images, images.is_dir(), "folder"), (js, js.is_file(), "file"),
+                           (pngs, pngs.is_dir(), "folder")):
+        if not ok:
+            state = "not found" if not path.exists() else f"not a {what}"
+            raise DatasetError(f"COCO: {path} {state} under {root}; expected layout:\n{COCO_LAYOUT}")
     _, _, image_names = _coco_panoptic_index(js)
     out, missing_files = [], []
     for stem, name in sorted(image_names.items()):
@@ -447,9 +475,10 @@ def _read_coco(path: Path) -> np.ndarray:
     benchmarks."""
     from .panoptic import read_id_png
 
-    segments, _, _ = _coco_panoptic_index(path.parent.parent / f"{path.parent.name}.json")
+    js = _coco_json_of(path.parent)
+    segments, _, _ = _coco_panoptic_index(js)
     if path.name not in segments:
-        raise DatasetError(f"{path}: not an annotation of {path.parent.name}.json")
+        raise DatasetError(f"{path}: not an annotation of {js}")
     ids = read_id_png(path)
     out = np.full(ids.shape, IGNORE, dtype=np.int32)
     for seg_id, cls in segments[path.name]:

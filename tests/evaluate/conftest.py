@@ -42,13 +42,19 @@ def _rgb(ids: np.ndarray) -> np.ndarray:
     return np.stack([ids % 256, ids // 256 % 256, ids // 65536], -1).astype(np.uint8)
 
 
+def _runs(mask: np.ndarray) -> list[int]:
+    """Uncompressed COCO RLE counts: alternating runs of 0 and 1 down the columns, starting with 0."""
+    flat = mask.flatten(order="F").astype(np.int8)
+    edges = np.flatnonzero(np.diff(flat)) + 1
+    runs = np.diff(np.concatenate([[0], edges, [flat.size]])).tolist()
+    return ([0] + runs) if flat[0] else runs
+
+
 def make_coco_tree(root: Path, n_images: int = 3, size: tuple[int, int] = (96, 64)) -> Path:
     """COCO 2017 val in its real layout: real photos (the ADE20K sample's, mirrored past three) as
-    val2017/*.jpg, panoptic_val2017.json + PNGs and instances_val2017.json (RLE) that agree. Each image: sky and
-    grass (stuff), two people, a dog over the grass, a crowd of people, void; a tree in even images and a dining
-    table in odd ones."""
-    from pycocotools import mask as mask_utils
-
+    val2017/*.jpg, panoptic_val2017.json + PNGs and instances_val2017.json (polygons, crowds as uncompressed
+    RLE) that agree. Each image: sky and grass (stuff), two people, a dog over the grass, a crowd of people,
+    void; a tree in even images and a dining table in odd ones."""
     w, h = size
     (root / "val2017").mkdir(parents=True)
     pan_dir = root / "annotations" / "panoptic_val2017"
@@ -83,10 +89,12 @@ def make_coco_tree(root: Path, n_images: int = 3, size: tuple[int, int] = (96, 6
             box = [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
             infos.append({"id": seg_id, "category_id": cat, "iscrowd": crowd, "area": int(m.sum()), "bbox": box})
             if cat in COCO_THING_IDS:
-                rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
-                rle["counts"] = rle["counts"].decode()
+                # As COCO stores them: a crowd as uncompressed RLE, an object as polygons (here its outline).
+                x0, y0, bw, bh = box
+                seg = ({"counts": _runs(m), "size": [h, w]} if crowd else
+                       [[x0, y0, x0 + bw, y0, x0 + bw, y0 + bh, x0, y0 + bh]])
                 inst_anns.append({"id": len(inst_anns) + 1, "image_id": image_id, "category_id": cat,
-                                  "iscrowd": crowd, "area": int(m.sum()), "bbox": box, "segmentation": rle})
+                                  "iscrowd": crowd, "area": int(m.sum()), "bbox": box, "segmentation": seg})
         images.append({"id": image_id, "file_name": f"{stem}.jpg", "width": w, "height": h})
         pan_anns.append({"image_id": image_id, "file_name": f"{stem}.png", "segments_info": infos})
     cats = coco_categories()

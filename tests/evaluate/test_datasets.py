@@ -325,11 +325,46 @@ def test_coco_with_other_categories_or_a_lost_file_is_one_clear_error(tmp_path, 
     js.write_text(json.dumps(data))  # read again: the file changed
     with pytest.raises(DatasetError, match="expected the 133 COCO panoptic categories, 1 missing .*'tree'"):
         load_dataset("coco", root)
-    data["categories"] = coco_category_list
-    data["annotations"][0]["segments_info"][0]["category_id"] = "sky"
-    js.write_text(json.dumps(data))
-    with pytest.raises(DatasetError, match=r"annotations\[0\]: expected segments_info entries with an integer id"):
+    good = json.loads(json.dumps({**data, "categories": coco_category_list}))
+    (root / "val2017" / "000000000239.jpg").write_bytes((root / "val2017" / "000000000139.jpg").read_bytes())
+    for broken, message in [
+        (lambda d: d["annotations"][0]["segments_info"][0].update(category_id="sky"),
+         r"annotations\[0\]: segments_info\[0\]: expected integer id and category_id"),
+        (lambda d: d["annotations"][1]["segments_info"][0].update(category_id=9999),
+         r"annotations\[1\]: category_id 9999 is not one of the file's 133 categories"),
+        (lambda d: d["annotations"][1].update(file_name=d["annotations"][0]["file_name"]),
+         r"annotations\[1\]: file_name '000000000139.png' is another annotation's too"),
+        (lambda d: d.update(images=5), "expected 'images' to be a list of objects"),
+        (lambda d: d["images"].append(dict(d["images"][0])), "image id 139 is listed twice"),
+    ]:
+        bad = json.loads(json.dumps(good))
+        broken(bad)
+        js.write_text(json.dumps(bad))
+        with pytest.raises(DatasetError, match=message):
+            load_dataset("coco", root)
+    # a path of the wrong kind is named as such, not a traceback
+    js.write_text(json.dumps(good))
+    js.rename(js.with_suffix(".bak"))
+    js.mkdir()
+    with pytest.raises(DatasetError, match=r"panoptic_val2017.json not a file under"):
         load_dataset("coco", root)
+
+
+def test_coco_in_detectron2s_layout_and_the_task_aliases(tmp_path, coco_tree):
+    """detectron2 keeps the panoptic PNGs in coco/panoptic_val2017/ beside annotations/: the same samples, the
+    same maps; a benchmark dataset's name also names its panoptic and instance ground truth."""
+    from selfseg.evaluate.annotations import ground_truth
+
+    root = coco_tree(tmp_path / "datasets" / "coco", n_images=2)
+    ds = load_dataset("coco", tmp_path / "datasets")
+    want = [ds.read_label(x) for x in ds.samples]
+    (root / "annotations" / "panoptic_val2017").rename(root / "panoptic_val2017")
+    moved = load_dataset("coco", tmp_path / "datasets")
+    assert [x.label.parent for x in moved.samples] == [root / "panoptic_val2017"] * 2
+    for got, w in zip((moved.read_label(x) for x in moved.samples), want):
+        np.testing.assert_array_equal(got, w)
+    assert ground_truth("panoptic", "coco", root).image_ids == [139, 239]
+    assert ground_truth("instance", "coco", root).name == "instances_val2017.json"
 
 
 def test_coco_panoptic_and_instance_truth_name_each_class_by_its_category(tmp_path, coco_tree):
