@@ -97,7 +97,7 @@ class DatasetConfig:
     """Which dataset a benchmark reads, and where (in a config file: the `evaluation` section)."""
 
     # Benchmark dataset: "voc", "ade20k" (150 classes), "ade20k-full" (847), "cityscapes", "coco" (the 133
-    # COCO panoptic classes) or "folder".
+    # COCO panoptic classes), "coco-stuff" (171) or "folder".
     dataset: str = "voc"
     # Dataset root in the dataset's standard layout (a wrong root prints the expected layout).
     root: str = "data/VOCdevkit/VOC2012"
@@ -486,6 +486,58 @@ def _read_coco(path: Path) -> np.ndarray:
     return out
 
 
+COCO_STUFF_LAYOUT = """  <root>/                                 (COCO-Stuff 164k as mmsegmentation lays it out)
+    images/val2017/<id>.jpg                   (split "train": train2017/)
+    annotations/val2017/<id>_labelTrainIds.png  (0..170, 255 ignored; or, not converted, <id>.png as below)
+  or the release's archives unpacked side by side:
+    val2017/<id>.jpg
+    stuffthingmaps_trainval2017/val2017/<id>.png  (COCO-Stuff label id - 1: 0..181, 255 unlabelled)"""
+
+# Raw stuffthingmaps value (label id - 1) -> trainId: the 182 ids without the 11 thing ids COCO never
+# annotated (street sign, hat, shoe, eye glasses, plate, mirror, window, desk, door, blender, hair brush),
+# as mmsegmentation's conversion numbers them.
+_COCO_UNUSED_IDS = (12, 26, 29, 30, 45, 66, 68, 69, 71, 83, 91)
+_COCO_STUFF_LUT = np.full(256, IGNORE, dtype=np.int32)
+_COCO_STUFF_LUT[[i - 1 for i in range(1, 183) if i not in _COCO_UNUSED_IDS]] = np.arange(171)
+
+
+def _find_coco_stuff(root: Path, split: str) -> list[Sample]:
+    sub = split if split.endswith("2017") else f"{split}2017"
+    for base in (root, root / "coco_stuff164k"):
+        for images, labels in ((base / "images" / sub, base / "annotations" / sub),
+                               (base / sub, base / "stuffthingmaps_trainval2017" / sub)):
+            if images.is_dir() and labels.is_dir():
+                return _pair_coco_stuff(images, labels)
+    raise DatasetError(f"COCO-Stuff: no images/{sub}/ and annotations/{sub}/ (or {sub}/ and "
+                       f"stuffthingmaps_trainval2017/{sub}/) under {root}; expected layout:\n{COCO_STUFF_LAYOUT}")
+
+
+def _pair_coco_stuff(images: Path, labels: Path) -> list[Sample]:
+    """Each image with its converted map where there is one, else its raw stuffthingmap."""
+    out, missing = [], []
+    for img in sorted(p for p in images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")):
+        lab = next((p for p in (labels / f"{img.stem}_labelTrainIds.png", labels / f"{img.stem}.png") if p.is_file()),
+                   None)
+        (out.append(Sample(img.stem, img, lab)) if lab is not None else missing.append(img.name))
+    if missing:
+        raise DatasetError(f"COCO-Stuff: {len(missing)} image(s) in {images} have no label map in {labels}, e.g. "
+                           f"{missing[0]!r}")
+    return out
+
+
+def _read_coco_stuff(path: Path) -> np.ndarray:
+    """A converted map (`*_labelTrainIds.png`: the class index, 255 ignored) or a raw stuffthingmap (label id
+    - 1, mapped to the class index; 255 and the never-annotated ids ignored)."""
+    a = read_label_image(path)
+    if a.dtype != np.uint8:
+        raise DatasetError(f"{path}: expected an 8-bit COCO-Stuff label PNG, got {a.dtype}")
+    if path.name.endswith("_labelTrainIds.png"):
+        out = a.astype(np.int32)
+        out[a == 255] = IGNORE
+        return out
+    return _COCO_STUFF_LUT[a]
+
+
 FOLDER_LAYOUT = """  <root>/
     classes.txt          (one class per line, index = line number; ';' separates synonyms)
     images/<id>.<jpg|png|...>
@@ -519,6 +571,8 @@ def _register_builtin() -> None:
                     _read_cityscapes),
         DatasetSpec("coco", "COCO panoptic (133 classes)", "coco_panoptic.txt", COCO_LAYOUT, 255, _find_coco,
                     _read_coco, llm_lists_classes=True, llm_name="COCO"),
+        DatasetSpec("coco-stuff", "COCO-Stuff (171 classes)", "coco_stuff.txt", COCO_STUFF_LAYOUT, 255,
+                    _find_coco_stuff, _read_coco_stuff, llm_lists_classes=True, llm_name="COCO-Stuff"),
         DatasetSpec("folder", "folder dataset", "", FOLDER_LAYOUT, 255, _find_folder, _plain_reader(255)),
     ):
         register_dataset(spec)

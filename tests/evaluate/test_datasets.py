@@ -17,6 +17,7 @@ from selfseg.evaluate.datasets import (
     CITYSCAPES_LAYOUT,
     CITYSCAPES_TRAIN_IDS,
     COCO_LAYOUT,
+    COCO_STUFF_LAYOUT,
     FOLDER_LAYOUT,
     IGNORE,
     VOC_LAYOUT,
@@ -394,6 +395,57 @@ def test_coco_class_list_names_every_official_category(coco_category_list):
     assert all(official[i] in c.names for i, c in zip(ids, class_list("coco")))
 
 
+def _stuffthingmap(h: int = 6, w: int = 8) -> np.ndarray:
+    """A raw COCO-Stuff map (label id - 1): person, a never-annotated id (hat), banner, sky-other, wood,
+    unlabelled."""
+    raw = np.full((h, w), 255, np.uint8)
+    raw[:, :2] = 0      # person (id 1)
+    raw[:, 2] = 25      # hat (id 26): COCO never annotated it
+    raw[:, 3] = 91      # banner (id 92), the first stuff class
+    raw[:, 4:6] = 156   # sky-other (id 157)
+    raw[:, 6] = 181     # wood (id 182), the last
+    return raw
+
+
+@pytest.mark.parametrize("layout", ["mmseg-converted", "mmseg-raw", "release-archives", "folder-holding"])
+def test_coco_stuff_layouts_read_the_171_classes(tmp_path, coco_category_list, layout):
+    raw = _stuffthingmap()
+    root = tmp_path / "coco_stuff164k" if layout == "folder-holding" else tmp_path
+    images, labels = ((root / "val2017", root / "stuffthingmaps_trainval2017" / "val2017") if layout ==
+                      "release-archives" else (root / "images" / "val2017", root / "annotations" / "val2017"))
+    write_image(images / "000000000139.jpg")
+    write_grey_png(labels / "000000000139.png", raw)
+    # The trainId numbering written out independently: COCO-Stuff's ids 1..182 in order, without the thing
+    # ids that are not among COCO's 80 categories.
+    things = {c["id"] for c in coco_category_list if c["isthing"]}
+    kept = [i for i in range(1, 183) if i in things or i > 91]
+    train_id = {i - 1: k for k, i in enumerate(kept)}
+    want = np.vectorize(lambda v: train_id.get(int(v), IGNORE))(raw)
+    if layout == "mmseg-converted":  # the converted map sits beside the raw one and is the one read
+        write_grey_png(labels / "000000000139_labelTrainIds.png", np.where(want == IGNORE, 255, want))
+        write_grey_png(labels / "000000000139.png", np.zeros_like(raw))
+    ds = load_dataset("coco-stuff", tmp_path)
+    assert [s.id for s in ds.samples] == ["000000000139"]
+    got = ds.read_label(ds.samples[0])
+    np.testing.assert_array_equal(got, want)
+    names = [c.name for c in ds.classes]
+    assert [names[v] if v != IGNORE else None for v in got[0]] == [
+        "person", "person", None, "banner", "sky", "sky", "wood", None]
+
+
+def test_coco_stuff_image_without_a_map_and_a_16_bit_map(tmp_path):
+    write_image(tmp_path / "images" / "val2017" / "a.jpg")
+    write_image(tmp_path / "images" / "val2017" / "b.jpg")
+    write_grey_png(tmp_path / "annotations" / "val2017" / "a.png", _stuffthingmap())
+    with pytest.raises(DatasetError, match="1 image.*no label map.*'b.jpg'"):
+        load_dataset("coco-stuff", tmp_path)
+    (tmp_path / "images" / "val2017" / "b.jpg").unlink()
+    Image.fromarray(_stuffthingmap().astype(np.uint16) * 200).save(tmp_path / "annotations" / "val2017" / "a.png")
+    ds = load_dataset("coco-stuff", tmp_path)
+    with pytest.raises(DatasetError, match="expected an 8-bit COCO-Stuff label PNG"):
+        ds.read_label(ds.samples[0])
+
+
 # ------------------------------------------------------------------------------------------------ errors
 
 
@@ -404,7 +456,8 @@ def test_coco_class_list_names_every_official_category(coco_category_list):
      "no images_detectron2/validation/ and annotations_detectron2/validation/"),
     ("cityscapes", CITYSCAPES_LAYOUT, "gtFine/val", "no leftImg8bit/val/ and gtFine/val/"),
     ("coco", COCO_LAYOUT, "annotations/panoptic_val2017.json", "val2017 not found under"),
-], ids=["voc", "ade20k", "ade20k-full", "cityscapes", "coco"])
+    ("coco-stuff", COCO_STUFF_LAYOUT, "stuffthingmaps_trainval2017/val2017", "no images/val2017/ and annotations"),
+], ids=["voc", "ade20k", "ade20k-full", "cityscapes", "coco", "coco-stuff"])
 @pytest.mark.parametrize("missing", [False, True], ids=["empty-root", "nonexistent-root"])
 def test_wrong_root_names_the_layout(tmp_path, name, layout, in_layout, in_message, missing):
     root = tmp_path / "nope" if missing else tmp_path
@@ -539,6 +592,7 @@ def test_unknown_dataset_name(tmp_path):
     ("ade20k", 150, {0: "wall", 2: "sky", 149: "flag"}),
     ("ade20k-full", 847, {0: "wall", 1: "building", 2: "sky", 846: "adding machine"}),
     ("coco", 133, {0: "person", 60: "dining table", 79: "toothbrush", 80: "banner", 116: "tree", 132: "rug"}),
+    ("coco-stuff", 171, {0: "person", 79: "toothbrush", 80: "banner", 85: "bush", 145: "sky", 170: "wood"}),
 ])
 def test_class_lists(name, count, checks):
     classes = class_list(name)
@@ -549,7 +603,7 @@ def test_class_lists(name, count, checks):
     assert all(c.names and all(c.names) for c in classes)
 
 
-@pytest.mark.parametrize("name", ["voc", "cityscapes", "coco"])
+@pytest.mark.parametrize("name", ["voc", "cityscapes", "coco", "coco-stuff"])
 def test_class_names_unique(name):
     names = [c.name for c in class_list(name)]
     assert len(set(names)) == len(names)

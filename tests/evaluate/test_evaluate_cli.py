@@ -343,3 +343,22 @@ def test_coco_perfect_and_shifted_predictions(tmp_path, capsys, coco_tree):
     assert code == 0 and js["per_class"]["dog"]["iou"] == 0 and js["per_class"]["person"]["iou"] == 1
     assert js["per_class"]["cat"]["iou"] is None  # no ground truth: not averaged
     assert js["mIoU"] == pytest.approx(5 / 6)  # sky, grass, person, tree, dining table; dog 0
+
+
+def test_coco_stuff_raw_maps_scored_as_171_classes(tmp_path, capsys):
+    """COCO-Stuff's raw maps (label id - 1) scored by `selfseg evaluate`: trainId predictions equal to them give
+    100; the never-annotated id and 255 count nowhere."""
+    raw = np.full((6, 8), 255, np.uint8)
+    raw[:, :3], raw[:, 3:5], raw[:, 5] = 0, 156, 25  # person, sky-other, hat (never annotated)
+    (tmp_path / "images" / "val2017").mkdir(parents=True)
+    (tmp_path / "annotations" / "val2017").mkdir(parents=True)
+    Image.fromarray(np.zeros((6, 8, 3), np.uint8)).save(tmp_path / "images" / "val2017" / "000000000139.jpg")
+    Image.fromarray(raw).save(tmp_path / "annotations" / "val2017" / "000000000139.png")
+    sky = next(c.index for c in load_dataset("coco-stuff", tmp_path).classes if c.name == "sky")
+    pred = np.where(raw == 0, 0, np.where(raw == 156, sky, IGNORE))
+    code, out, err = evaluate(capsys, "--dataset", "coco-stuff", "--root", tmp_path, "--predictions",
+                              write_preds(tmp_path / "pred", {"000000000139": pred}))
+    js = json.loads((tmp_path / "pred" / "scores.json").read_text())
+    assert code == 0, err
+    assert js["mIoU"] == pytest.approx(1.0) and js["per_class"]["sky"]["gt_pixels"] == 12
+    assert sum(c["gt_pixels"] for c in js["per_class"].values()) == 18 + 12
