@@ -207,8 +207,19 @@ class Reader:
         while k >= 0 and kinds[k][0]:
             run.insert(0, words[k])
             k -= 1
+        run = self._named_run(words[:k + 1], run, head)
         modifiers = tuple(n for w in words[:-1] for n in self.adjective_nouns(w))
         return Phrase(words=(*run, head), plural=head != words[-1], modifiers=modifiers)
+
+    def _named_run(self, before: Sequence[str], run: list[str], head: str) -> list[str]:
+        """`run` grown left over up to two adjectives that make a known noun with it and the head: "potted
+        plant", "hot dog", "wooden floor" (WordNet's, or a class or lexicon name), where the adjective would
+        otherwise be read as a mere modifier of "plant", "dog", "floor"."""
+        best = run
+        for n in (1, 2):
+            if len(before) >= n and self.noun(" ".join([*before[-n:], *run, head])) is not None:
+                best = [*before[-n:], *run]
+        return best
 
     def _inflected_verb(self, word: str) -> bool:
         if word not in self._verbs:
@@ -294,10 +305,18 @@ class Reader:
         return phrase
 
     def _phrase(self, t: Any, depth: int) -> Phrase:
-        words = _compound_run(t)
+        run = _compound_run(t)
         plural = t.tag_ in ("NNS", "NNPS")
         head = (self.singular(t.lower_) if plural else None) or self.noun(t.lower_) or t.lower_
-        words = tuple([*words, head])
+        # the modifiers right before the run that hang on it or on the head ("potted" in "potted plant")
+        start = t.i - len(run)
+        before: list[str] = []
+        k = start - 1
+        while k >= 0 and len(before) < 2 and t.doc[k].dep_ in ("amod", "compound", "nmod") and \
+                start <= t.doc[k].head.i <= t.i:
+            before.insert(0, t.doc[k].lower_)
+            k -= 1
+        words = tuple([*self._named_run(before, run, head), head])
         modifiers = tuple(n for c in t.children if c.dep_ == "amod" for n in self.adjective_nouns(c.lower_))
         if depth >= 4:  # descriptions nest a few phrases deep; deeper ones add nothing a class hangs on
             return Phrase(words=words, plural=plural, modifiers=modifiers)
