@@ -488,10 +488,11 @@ def _read_coco(path: Path) -> np.ndarray:
 
 COCO_STUFF_LAYOUT = """  <root>/                                 (COCO-Stuff 164k as mmsegmentation lays it out)
     images/val2017/<id>.jpg                   (split "train": train2017/)
-    annotations/val2017/<id>_labelTrainIds.png  (0..170, 255 ignored; or, not converted, <id>.png as below)
-  or the release's archives unpacked side by side:
-    val2017/<id>.jpg
-    stuffthingmaps_trainval2017/val2017/<id>.png  (COCO-Stuff label id - 1: 0..181, 255 unlabelled)"""
+    annotations/val2017/<id>_labelTrainIds.png  (0..170, 255 ignored; or, not converted, the release's
+                                               stuffthingmaps <id>.png: label id - 1, 0..181, 255 unlabelled)
+  or COCO's val2017/<id>.jpg beside one of
+    stuffthingmaps_trainval2017/val2017/<id>.png  (the release's maps, unzipped into a folder of that name)
+    stuffthingmaps_detectron2/val2017/<id>.png    (maps already numbered 0..170, as detectron2-based code keeps them)"""
 
 # Raw stuffthingmaps value (label id - 1) -> trainId: the 182 ids without the 11 thing ids COCO never
 # annotated (street sign, hat, shoe, eye glasses, plate, mirror, window, desk, door, blender, hair brush),
@@ -503,9 +504,10 @@ _COCO_STUFF_LUT[[i - 1 for i in range(1, 183) if i not in _COCO_UNUSED_IDS]] = n
 
 def _find_coco_stuff(root: Path, split: str) -> list[Sample]:
     sub = split if split.endswith("2017") else f"{split}2017"
-    for base in (root, root / "coco_stuff164k"):
+    for base in (root, root / "coco_stuff164k", root / "coco"):
         for images, labels in ((base / "images" / sub, base / "annotations" / sub),
-                               (base / sub, base / "stuffthingmaps_trainval2017" / sub)):
+                               (base / sub, base / "stuffthingmaps_trainval2017" / sub),
+                               (base / sub, base / "stuffthingmaps_detectron2" / sub)):
             if images.is_dir() and labels.is_dir():
                 return _pair_coco_stuff(images, labels)
     raise DatasetError(f"COCO-Stuff: no images/{sub}/ and annotations/{sub}/ (or {sub}/ and "
@@ -515,7 +517,7 @@ def _find_coco_stuff(root: Path, split: str) -> list[Sample]:
 def _pair_coco_stuff(images: Path, labels: Path) -> list[Sample]:
     """Each image with its converted map where there is one, else its raw stuffthingmap."""
     out, missing = [], []
-    for img in sorted(p for p in images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")):
+    for img in sorted(p for p in images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png") and p.is_file()):
         lab = next((p for p in (labels / f"{img.stem}_labelTrainIds.png", labels / f"{img.stem}.png") if p.is_file()),
                    None)
         (out.append(Sample(img.stem, img, lab)) if lab is not None else missing.append(img.name))
@@ -526,16 +528,24 @@ def _pair_coco_stuff(images: Path, labels: Path) -> list[Sample]:
 
 
 def _read_coco_stuff(path: Path) -> np.ndarray:
-    """A converted map (`*_labelTrainIds.png`: the class index, 255 ignored) or a raw stuffthingmap (label id
-    - 1, mapped to the class index; 255 and the never-annotated ids ignored)."""
+    """A converted map (`*_labelTrainIds.png` or one in stuffthingmaps_detectron2/: the class index, 255
+    ignored) or a raw stuffthingmap (label id - 1, mapped to the class index; 255 unlabelled). A raw map with a
+    value no raw map holds (a never-annotated id, or 182..254) is most likely a converted one under a raw
+    name, which would be read with the wrong numbering: it is refused."""
     a = read_label_image(path)
     if a.dtype != np.uint8:
         raise DatasetError(f"{path}: expected an 8-bit COCO-Stuff label PNG, got {a.dtype}")
-    if path.name.endswith("_labelTrainIds.png"):
+    if path.name.endswith("_labelTrainIds.png") or path.parent.parent.name == "stuffthingmaps_detectron2":
         out = a.astype(np.int32)
         out[a == 255] = IGNORE
         return out
-    return _COCO_STUFF_LUT[a]
+    out = _COCO_STUFF_LUT[a]
+    odd = (out == IGNORE) & (a != 255)
+    if odd.any():
+        raise DatasetError(f"{path}: value {int(a[odd][0])} is in no raw COCO-Stuff map (label id - 1, 0..181 "
+                           f"without the never-annotated ids); a map numbered 0..170 should be named "
+                           f"<id>_labelTrainIds.png")
+    return out
 
 
 FOLDER_LAYOUT = """  <root>/

@@ -396,23 +396,23 @@ def test_coco_class_list_names_every_official_category(coco_category_list):
 
 
 def _stuffthingmap(h: int = 6, w: int = 8) -> np.ndarray:
-    """A raw COCO-Stuff map (label id - 1): person, a never-annotated id (hat), banner, sky-other, wood,
-    unlabelled."""
+    """A raw COCO-Stuff map (label id - 1): person, unlabelled, banner, sky-other, wood, unlabelled."""
     raw = np.full((h, w), 255, np.uint8)
     raw[:, :2] = 0      # person (id 1)
-    raw[:, 2] = 25      # hat (id 26): COCO never annotated it
     raw[:, 3] = 91      # banner (id 92), the first stuff class
     raw[:, 4:6] = 156   # sky-other (id 157)
     raw[:, 6] = 181     # wood (id 182), the last
     return raw
 
 
-@pytest.mark.parametrize("layout", ["mmseg-converted", "mmseg-raw", "release-archives", "folder-holding"])
+@pytest.mark.parametrize("layout", ["mmseg-converted", "mmseg-raw", "release-maps", "detectron2", "folder-holding"])
 def test_coco_stuff_layouts_read_the_171_classes(tmp_path, coco_category_list, layout):
     raw = _stuffthingmap()
     root = tmp_path / "coco_stuff164k" if layout == "folder-holding" else tmp_path
-    images, labels = ((root / "val2017", root / "stuffthingmaps_trainval2017" / "val2017") if layout ==
-                      "release-archives" else (root / "images" / "val2017", root / "annotations" / "val2017"))
+    images, labels = {
+        "release-maps": (root / "val2017", root / "stuffthingmaps_trainval2017" / "val2017"),
+        "detectron2": (root / "val2017", root / "stuffthingmaps_detectron2" / "val2017"),
+    }.get(layout, (root / "images" / "val2017", root / "annotations" / "val2017"))
     write_image(images / "000000000139.jpg")
     write_grey_png(labels / "000000000139.png", raw)
     # The trainId numbering written out independently: COCO-Stuff's ids 1..182 in order, without the thing
@@ -424,6 +424,8 @@ def test_coco_stuff_layouts_read_the_171_classes(tmp_path, coco_category_list, l
     if layout == "mmseg-converted":  # the converted map sits beside the raw one and is the one read
         write_grey_png(labels / "000000000139_labelTrainIds.png", np.where(want == IGNORE, 255, want))
         write_grey_png(labels / "000000000139.png", np.zeros_like(raw))
+    if layout == "detectron2":  # numbered 0..170 under the raw name
+        write_grey_png(labels / "000000000139.png", np.where(want == IGNORE, 255, want))
     ds = load_dataset("coco-stuff", tmp_path)
     assert [s.id for s in ds.samples] == ["000000000139"]
     got = ds.read_label(ds.samples[0])
@@ -443,6 +445,10 @@ def test_coco_stuff_image_without_a_map_and_a_16_bit_map(tmp_path):
     Image.fromarray(_stuffthingmap().astype(np.uint16) * 200).save(tmp_path / "annotations" / "val2017" / "a.png")
     ds = load_dataset("coco-stuff", tmp_path)
     with pytest.raises(DatasetError, match="expected an 8-bit COCO-Stuff label PNG"):
+        ds.read_label(ds.samples[0])
+    # a map numbered 0..170 under a raw map's name holds values no raw map has: refused, not misread
+    write_grey_png(tmp_path / "annotations" / "val2017" / "a.png", np.full((6, 8), 11, np.uint8))
+    with pytest.raises(DatasetError, match="value 11 is in no raw COCO-Stuff map.*_labelTrainIds.png"):
         ds.read_label(ds.samples[0])
 
 
@@ -579,8 +585,8 @@ def test_cityscapes_16bit_label_is_refused(tmp_path):
 
 
 def test_unknown_dataset_name(tmp_path):
-    with pytest.raises(ConfigError, match="unknown dataset 'coco-stuff'.*ade20k.*voc"):
-        load_dataset("coco-stuff", tmp_path)
+    with pytest.raises(ConfigError, match="unknown dataset 'pascal-context'.*ade20k.*voc"):
+        load_dataset("pascal-context", tmp_path)
 
 
 # ------------------------------------------------------------------------------------------------ class lists

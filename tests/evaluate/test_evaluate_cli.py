@@ -347,9 +347,9 @@ def test_coco_perfect_and_shifted_predictions(tmp_path, capsys, coco_tree):
 
 def test_coco_stuff_raw_maps_scored_as_171_classes(tmp_path, capsys):
     """COCO-Stuff's raw maps (label id - 1) scored by `selfseg evaluate`: trainId predictions equal to them give
-    100; the never-annotated id and 255 count nowhere."""
+    100; 255 counts nowhere."""
     raw = np.full((6, 8), 255, np.uint8)
-    raw[:, :3], raw[:, 3:5], raw[:, 5] = 0, 156, 25  # person, sky-other, hat (never annotated)
+    raw[:, :3], raw[:, 3:5] = 0, 156  # person, sky-other
     (tmp_path / "images" / "val2017").mkdir(parents=True)
     (tmp_path / "annotations" / "val2017").mkdir(parents=True)
     Image.fromarray(np.zeros((6, 8, 3), np.uint8)).save(tmp_path / "images" / "val2017" / "000000000139.jpg")

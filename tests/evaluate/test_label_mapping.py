@@ -156,20 +156,32 @@ def test_reading_cases(dataset, text, cls):
 @pytest.mark.parametrize("text, words", [
     ("a potted plant on a window sill", ("potted", "plant")),   # parsed: the adjective is part of the name
     ("a wooden floor", ("wooden", "floor")),                     # read without the parser, the same
-    ("a hot dog with mustard on a bun", ("hot", "dog")),         # WordNet's noun
+    ("a hot dog with mustard on a bun", ("hot", "dog")),
     ("the leaves of the potted plant", ("leaf",)),               # the head stays the head
     ("a white car parked on the street", ("car",)),              # a colour makes no name with its noun
+    ("a red light on the camera", ("light",)),                   # not even a listed one ("red light")
+    ("a black sheep in a field", ("sheep",)),                    # WordNet's collocations are not the dataset's
+    ("a big tree", ("tree",)),
     ("two small dogs", ("dog",)),
 ])
-def test_an_adjective_that_makes_a_known_name_with_its_noun_is_read_with_it(text, words):
+def test_an_adjective_that_makes_a_dataset_name_with_its_noun_is_read_with_it(text, words):
     """Class and lexicon names whose first word is an adjective ("potted plant" beside COCO-Stuff's "plant",
-    "wooden floor" beside "floor") are read whole, as WordNet's own such nouns are; other adjectives stay
-    modifiers."""
-    reader = build_mapper("lexical", "coco-stuff").reader
-    assert reader([text])[0].words == words
+    "wooden floor" beside "floor") are read whole; other adjectives stay modifiers, WordNet's adjective
+    collocations included ("black sheep" is a person there, "big tree" a sequoia)."""
     mapper = build_mapper("lexical", "coco-stuff")
+    assert mapper.reader([text])[0].words == words
     if words == ("potted", "plant"):
         assert mapper.map([text])[0].cls == "potted plant" and mapper.map(["a small plant"])[0].cls == "plant"
+
+
+def test_a_name_an_adjective_makes_is_still_a_part_of_its_whole():
+    """COCO-Stuff's lexicon names "sliding door" as a door, but the sliding door of a car is the car's, as its
+    door is; "red light" names Cityscapes' traffic light, and the red light of a car is still the car's."""
+    stuff = build_mapper("lexical", "coco-stuff")
+    assert [m.cls for m in stuff.map(["a sliding door", "the sliding door of a car", "the door of a car"])] == [
+        "door", "car", "car"]
+    city = build_mapper("lexical", "cityscapes")
+    assert [m.cls for m in city.map(["a red light", "the red light of a car"])] == ["traffic light", "car"]
 
 
 def test_a_noun_that_is_its_own_member_maps_to_none_instead_of_recursing(tmp_path):

@@ -413,7 +413,7 @@ class LexicalMapper:
         holders = [(prep, w) for prep, w in p.attached
                    if prep == "of" or prep in ("on", "in", "at") and w.head not in _SPATIAL]
         if not compound_name:
-            holders += [("compound", Phrase(words=(w,))) for w in p.words[:-1]]
+            holders += [("compound", Phrase(words=(w,))) for w in p.words[p.adjectives:-1]]
         decided: list[tuple[str, Decision | None]] = []
         if rank >= 3 and holders:
             decided = [(prep, self._phrase(w, rank, depth + 1)) for prep, w in holders]
@@ -424,9 +424,11 @@ class LexicalMapper:
                                     "dataset leaves out of its classes")
                 if not _stands_for_whole(whole):
                     continue
-                # the lexicon's parts decide first: "the light of a car", "a car trunk", "the trailer of a truck"
+                # the lexicon's parts decide first: "the light of a car", "a car trunk", "the trailer of a truck";
+                # a name an adjective makes is still its noun there ("the red light of a car")
                 listed = self.lexicon.parts.get(whole.cls)
-                if listed and (noun in listed or not named and (p.head in listed or self._is_kind(noun, listed))):
+                loose = not named or p.adjectives > 0
+                if listed and (noun in listed or loose and (p.head in listed or self._is_kind(noun, listed))):
                     return Decision(whole.cls, "meronym", whole.noun, "part", frozenset({whole.cls}))
         left_out = next((t for t in (noun, *p.tails()) if t in self.lexicon.unlabelled), None)
         if left_out is not None:
@@ -455,7 +457,7 @@ class LexicalMapper:
                                 "it lies on, and none is named")
         # a container without an "of": a noun compound or adjective says what it holds ("a grassy area")
         if p.head in CONTAINERS and not named:
-            held = [w for w in (*p.words[:-1], *p.modifiers) if not self._is_colour(w)]
+            held = [w for w in (*p.words[p.adjectives:-1], *p.modifiers) if not self._is_colour(w)]
             inner = self._first([Phrase(words=(w,)) for w in held], rank, depth)
             if inner is not None:
                 return _as(inner, "container")

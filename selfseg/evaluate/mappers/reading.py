@@ -67,6 +67,9 @@ class Phrase:
     plural: bool = False
     # Nouns behind its adjectives ("grassy" -> "grass"), for heads that only measure ("a grassy area").
     modifiers: tuple[str, ...] = ()
+    # How many of the first words are adjectives read with the noun because together they make one of the
+    # dataset's names ("potted" in "potted plant"): not nouns of their own.
+    adjectives: int = 0
     attached: tuple[tuple[str, Phrase], ...] = ()
     verbs: tuple[Verb, ...] = ()
 
@@ -98,6 +101,7 @@ class Reader:
     _verbs: dict[str, bool] = field(default_factory=dict, repr=False)
     _adjectives: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
     _frequencies: dict[str, int] = field(default_factory=dict, repr=False)
+    _colours: dict[str, bool] = field(default_factory=dict, repr=False)
 
     @property
     def wn(self) -> Any:
@@ -207,19 +211,32 @@ class Reader:
         while k >= 0 and kinds[k][0]:
             run.insert(0, words[k])
             k -= 1
-        run = self._named_run(words[:k + 1], run, head)
+        grown = self._named_run(words[:k + 1], run, head)
         modifiers = tuple(n for w in words[:-1] for n in self.adjective_nouns(w))
-        return Phrase(words=(*run, head), plural=head != words[-1], modifiers=modifiers)
+        return Phrase(words=(*grown, head), plural=head != words[-1], modifiers=modifiers,
+                      adjectives=len(grown) - len(run))
 
     def _named_run(self, before: Sequence[str], run: list[str], head: str) -> list[str]:
-        """`run` grown left over up to two adjectives that make a known noun with it and the head: "potted
-        plant", "hot dog", "wooden floor" (WordNet's, or a class or lexicon name), where the adjective would
-        otherwise be read as a mere modifier of "plant", "dog", "floor"."""
+        """`run` grown left over up to two adjectives that make one of the dataset's class or lexicon names
+        with it and the head ("potted plant", "wooden floor"), where the adjective would otherwise be read as
+        a mere modifier of "plant" or "floor". Only the dataset's names: WordNet's collocations of an
+        adjective and a noun mostly mean something else ("black sheep" and "hard hat" are persons, "big
+        tree" a sequoia). Not over a colour: "red light" is a name of the traffic light, but "the red light on
+        the camera" is a light that is red."""
         best = run
         for n in (1, 2):
-            if len(before) >= n and self.noun(" ".join([*before[-n:], *run, head])) is not None:
+            if len(before) >= n and not any(self.colour(w) for w in before[-n:]) and \
+                    " ".join([*before[-n:], *run, head]) in self.vocabulary:
                 best = [*before[-n:], *run]
         return best
+
+    def colour(self, word: str) -> bool:
+        """Whether a word names a colour ("red"; WordNet also makes "white" a person)."""
+        if word not in self._colours:
+            colour = self.wn.synset("color.n.01")
+            self._colours[word] = any(colour in s.closure(lambda x: x.hypernyms() + x.instance_hypernyms())
+                                      for s in self.wn.synsets(word, pos=self.wn.NOUN))
+        return self._colours[word]
 
     def _inflected_verb(self, word: str) -> bool:
         if word not in self._verbs:
@@ -316,10 +333,12 @@ class Reader:
                 start <= t.doc[k].head.i <= t.i:
             before.insert(0, t.doc[k].lower_)
             k -= 1
-        words = tuple([*self._named_run(before, run, head), head])
+        grown = self._named_run(before, run, head)
+        words = tuple([*grown, head])
+        adjectives = len(grown) - len(run)
         modifiers = tuple(n for c in t.children if c.dep_ == "amod" for n in self.adjective_nouns(c.lower_))
         if depth >= 4:  # descriptions nest a few phrases deep; deeper ones add nothing a class hangs on
-            return Phrase(words=words, plural=plural, modifiers=modifiers)
+            return Phrase(words=words, plural=plural, modifiers=modifiers, adjectives=adjectives)
         attached: list[tuple[str, Phrase]] = []
         verbs: list[Verb] = []
         for c in t.children:
@@ -334,7 +353,8 @@ class Reader:
         if t.dep_ in ("nsubj", "nsubjpass", "compound", "npadvmod", "advmod") and t.head.tag_.startswith("VB") \
                 and t.head.i > t.i:  # the subject of a verb, or a noun the parser hung before it as a modifier
             verbs.append(self._verb(t.head, depth, skip=t))
-        return Phrase(words=words, plural=plural, modifiers=modifiers, attached=tuple(attached), verbs=tuple(verbs))
+        return Phrase(words=words, plural=plural, modifiers=modifiers, attached=tuple(attached), verbs=tuple(verbs),
+                      adjectives=adjectives)
 
     def _verb(self, v: Any, depth: int, skip: Any = None) -> Verb:
         objects: list[tuple[str, Phrase]] = []
