@@ -9,10 +9,9 @@ Prediction files for `selfseg evaluate` use the same indices, with the dataset's
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -413,7 +412,7 @@ def _coco_panoptic_index(json_path: Path) -> tuple[dict[str, list[tuple[int, int
     return _read_coco_panoptic_index(json_path, st.st_mtime_ns, st.st_size)
 
 
-@functools.lru_cache(maxsize=2)
+@lru_cache(maxsize=2)
 def _read_coco_panoptic_index(json_path: Path, _mtime: int, _size: int) -> tuple[dict, dict, dict]:
     from .panoptic import _segments, read_panoptic_json
 

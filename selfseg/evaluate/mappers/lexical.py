@@ -324,8 +324,7 @@ class LexicalMapper:
 
     def _is_colour(self, word: str) -> bool:
         """Whether a word names a colour ("white" in "a white line"; WordNet also makes it a person)."""
-        colour = self.wn.synset("color.n.01")
-        return any(colour in _bfs(s, _up) for s in self._senses(word))
+        return self.reader.colour(word)
 
     def _is_kind(self, noun: str, entries: frozenset[str]) -> bool:
         """Whether a noun is one of the words, or a WordNet kind of one ("shirt" of "garment")."""

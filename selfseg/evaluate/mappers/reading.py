@@ -231,11 +231,13 @@ class Reader:
         return best
 
     def colour(self, word: str) -> bool:
-        """Whether a word names a colour ("red"; WordNet also makes "white" a person)."""
+        """Whether a word names a colour, or is one of its kinds ("red", "white"; WordNet also makes "white"
+        a person)."""
         if word not in self._colours:
             colour = self.wn.synset("color.n.01")
-            self._colours[word] = any(colour in s.closure(lambda x: x.hypernyms() + x.instance_hypernyms())
-                                      for s in self.wn.synsets(word, pos=self.wn.NOUN))
+            self._colours[word] = any(s == colour or colour in s.closure(lambda x: x.hypernyms() +
+                                                                         x.instance_hypernyms())
+                                      for s in self.wn.synsets(word.replace(" ", "_"), pos=self.wn.NOUN))
         return self._colours[word]
 
     def _inflected_verb(self, word: str) -> bool:
