@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DatasetError, choices
+from .datasets import _coco_files, coco_split
 
 
 @dataclass(frozen=True)
@@ -20,10 +21,6 @@ class Source:
     name: str
     layout: str
     files: Callable[[Path, str], tuple[Path, Path | None]]
-
-
-def _coco_split(split: str) -> str:
-    return split if split.endswith("2017") else f"{split}2017"
 
 
 COCO_PANOPTIC_LAYOUT = """<root>/
@@ -42,14 +39,12 @@ ADE20K_INSTANCES_LAYOUT = """<root> = ADEChallengeData2016/, as detectron2's pre
   ade20k_instance_val.json               COCO instances ground truth (the 100 thing classes)
   images/validation/*.jpg                the images"""
 
-COCO_PANOPTIC = Source("coco-panoptic", COCO_PANOPTIC_LAYOUT, lambda root, split: (
-    root / "annotations" / f"panoptic_{_coco_split(split)}.json",
-    next((d for d in (root / "annotations" / f"panoptic_{_coco_split(split)}", root / f"panoptic_{_coco_split(split)}")
-          if d.is_dir()), root / "annotations" / f"panoptic_{_coco_split(split)}")))
+# The JSON and the PNG folder, wherever the benchmark dataset finds them.
+COCO_PANOPTIC = Source("coco-panoptic", COCO_PANOPTIC_LAYOUT, lambda root, split: _coco_files(root, split)[1:])
 ADE20K_PANOPTIC = Source("ade20k-panoptic", ADE20K_PANOPTIC_LAYOUT, lambda root, split: (
     root / f"ade20k_panoptic_{split}.json", root / f"ade20k_panoptic_{split}"))
 COCO_INSTANCES = Source("coco", COCO_INSTANCES_LAYOUT, lambda root, split: (
-    root / "annotations" / f"instances_{_coco_split(split)}.json", None))
+    root / "annotations" / f"instances_{coco_split(split)}.json", None))
 ADE20K_INSTANCES = Source("ade20k-instances", ADE20K_INSTANCES_LAYOUT, lambda root, split: (
     root / f"ade20k_instance_{split}.json", None))
 
@@ -220,8 +215,6 @@ def task_truth(dataset: Any, tasks: Any, samples: Any) -> TaskTruth:
                                        for c in dataset.classes]
         return truth
     if dataset.name == "coco":
-        from .datasets import _coco_files
-
         # The ground truth's own root: a folder holding coco/ resolves to it, as the images' finder does.
         root = _coco_files(dataset.root, dataset.split)[1].parent.parent
         return _coco_format_truth(truth, tasks, dataset, ids, root, dataset.split, "coco-panoptic", "coco")

@@ -385,10 +385,15 @@ COCO_LAYOUT = """  <root>/                                 (COCO 2017, or a fold
       or panoptic_val2017/<id>.png            (where detectron2's layout keeps them)"""
 
 
+def coco_split(split: str) -> str:
+    """COCO's folder name of a split: "val" -> "val2017"."""
+    return split if split.endswith("2017") else f"{split}2017"
+
+
 def _coco_files(root: Path, split: str) -> tuple[Path, Path, Path]:
     """(images folder, panoptic JSON, panoptic PNG folder) of a COCO root, or a folder holding coco/. The PNGs
     may lie in annotations/ (the official archives) or beside it (detectron2)."""
-    sub = split if split.endswith("2017") else f"{split}2017"
+    sub = coco_split(split)
     base = next((b for b in (root, root / "coco") if (b / "annotations").is_dir()), root)
     pngs = next((d for d in (base / "annotations" / f"panoptic_{sub}", base / f"panoptic_{sub}") if d.is_dir()),
                 base / "annotations" / f"panoptic_{sub}")
@@ -502,7 +507,7 @@ _COCO_STUFF_LUT[[i - 1 for i in range(1, 183) if i not in _COCO_UNUSED_IDS]] = n
 
 
 def _find_coco_stuff(root: Path, split: str) -> list[Sample]:
-    sub = split if split.endswith("2017") else f"{split}2017"
+    sub = coco_split(split)
     for base in (root, root / "coco_stuff164k", root / "coco"):
         for images, labels in ((base / "images" / sub, base / "annotations" / sub),
                                (base / sub, base / "stuffthingmaps_trainval2017" / sub),

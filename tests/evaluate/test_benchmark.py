@@ -85,12 +85,17 @@ def _cs_config(root: Path, *extra: str):
     return _config(root, "evaluation.dataset=cityscapes", TASKS, *extra)
 
 
-@pytest.fixture(scope="module")
-def cs_baseline(cs_root, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("cs_baseline")
-    report = run_benchmark(_cs_config(cs_root), out=out, quiet=True)
+def _finished_run(tmp_path_factory, name: str, config) -> Path:
+    """A benchmark run of the 5-image tree to compare other runs with."""
+    out = tmp_path_factory.mktemp(name)
+    report = run_benchmark(config, out=out, quiet=True)
     assert report is not None and report.images == 5
     return out
+
+
+@pytest.fixture(scope="module")
+def cs_baseline(cs_root, tmp_path_factory) -> Path:
+    return _finished_run(tmp_path_factory, "cs_baseline", _cs_config(cs_root))
 
 
 def _config(root: Path, *extra: str):
@@ -107,10 +112,7 @@ def _scores(run: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def baseline(voc_root, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("baseline")
-    report = run_benchmark(_config(voc_root), out=out, quiet=True)
-    assert report is not None and report.images == 5
-    return out
+    return _finished_run(tmp_path_factory, "baseline", _config(voc_root))
 
 
 def _env() -> dict:
