@@ -83,6 +83,9 @@ class DatasetSpec:
     llm_lists_classes: bool = True
     # Name used in the knowledge-style LOVE prompt ("the ADE20K dataset").
     llm_name: str = ""
+    # The dataset whose classes this one folds (its ground truth is that dataset's, relabelled: VOC20 is VOC
+    # without background); labels are mapped into that dataset's classes, then folded by class name.
+    folds: str = ""
 
 
 #: Each dataset's factory loads it from its config block (`datasets().build(name, config)`); its spec (layout,
@@ -95,8 +98,9 @@ _SPECS: dict[str, DatasetSpec] = {}
 class DatasetConfig:
     """Which dataset a benchmark reads, and where (in a config file: the `evaluation` section)."""
 
-    # Benchmark dataset: "voc", "ade20k" (150 classes), "ade20k-full" (847), "cityscapes", "coco" (the 133
-    # COCO panoptic classes), "coco-stuff" (171) or "folder".
+    # Benchmark dataset: "voc", "voc20" (VOC without background), "pascal-context-59", "pascal-context-60" (with
+    # background), "ade20k" (150 classes), "ade20k-full" (847), "cityscapes", "coco" (the 133 COCO panoptic
+    # classes), "coco-stuff" (171), "coco-object" (COCO's 80 things + background) or "folder".
     dataset: str = "voc"
     # Dataset root in the dataset's standard layout (a wrong root prints the expected layout).
     root: str = "data/VOCdevkit/VOC2012"
@@ -323,6 +327,66 @@ def _find_voc(root: Path, split: str) -> list[Sample]:
     return out
 
 
+def _read_voc20(path: Path) -> np.ndarray:
+    # VOC's 20 object classes without background: 0 (background) and 255 (boundary) are not scored, 1..20 ->
+    # 0..19, the "reduce zero label" convention of the VOC20 benchmark.
+    a = read_label_image(path).astype(np.int32)
+    out = a - 1
+    out[(a == 0) | (a == 255)] = IGNORE
+    return out
+
+
+PASCAL_CONTEXT_LAYOUT = """  <root>/                       (VOC2010, or a folder holding VOCdevkit/VOC2010)
+    JPEGImages/<id>.jpg
+    SegmentationClassContext/<id>.png  (mmsegmentation's conversion: 0 = background, 1..59 = the classes)
+    ImageSets/SegmentationContext/<split>.txt
+  or, where detectron2-based code (CAT-Seg) prepared it:
+    annotations_detectron2/pc59_val/<id>.png  (0..58, 255 = background)"""
+
+
+def _find_pascal_context(root: Path, split: str) -> list[Sample]:
+    base = _first_dir([root / "VOCdevkit" / "VOC2010", root / "VOC2010"]) or root
+    images, ids_file = base / "JPEGImages", base / "ImageSets" / "SegmentationContext" / f"{split}.txt"
+    mmseg, detectron2 = base / "SegmentationClassContext", base / "annotations_detectron2" / f"pc59_{split}"
+    if images.is_dir() and mmseg.is_dir() and ids_file.is_file():
+        labels, ids = mmseg, ids_file.read_text().split()
+    elif images.is_dir() and detectron2.is_dir():
+        labels, ids = detectron2, sorted(p.stem for p in detectron2.glob("*.png"))
+    else:
+        raise DatasetError(f"PASCAL-Context: {root} holds no JPEGImages/ with SegmentationClassContext/ and "
+                           f"ImageSets/SegmentationContext/{split}.txt (nor annotations_detectron2/pc59_{split}/); "
+                           f"expected layout:\n{PASCAL_CONTEXT_LAYOUT}")
+    out, missing = [], []
+    for i in ids:
+        img, lab = images / f"{i}.jpg", labels / f"{i}.png"
+        (out.append(Sample(i, img, lab)) if img.is_file() and lab.is_file() else missing.append(i))
+    if missing:
+        raise DatasetError(f"PASCAL-Context: {len(missing)} id(s) lack an image in JPEGImages/ or a label PNG in "
+                           f"{labels.name}/, e.g. {missing[0]!r}")
+    return out
+
+
+def _pascal_context_values(path: Path) -> np.ndarray:
+    """A PASCAL-Context label PNG as PC-60 values: 0 = background (every label but the 59), 1..59. The
+    detectron2 maps (pc59_*/: 0..58, 255 = background) are shifted up into the same numbering."""
+    a = read_label_image(path)
+    if a.dtype != np.uint8:
+        raise DatasetError(f"{path}: expected an 8-bit PASCAL-Context label PNG, got {a.dtype}")
+    if path.parent.name.startswith("pc59_"):
+        return np.where(a == 255, 0, a.astype(np.int32) + 1)
+    return a.astype(np.int32)
+
+
+def _read_pascal_context_60(path: Path) -> np.ndarray:
+    # Background is a class here (index 0), as mmsegmentation's PascalContextDataset scores it.
+    return _pascal_context_values(path)
+
+
+def _read_pascal_context_59(path: Path) -> np.ndarray:
+    # The 59 classes only: background is not scored, 1..59 -> 0..58 (mmsegmentation's PascalContextDataset59).
+    return _pascal_context_values(path) - 1
+
+
 ADE_LAYOUT = """  <root>/                       (ADEChallengeData2016, or a folder holding it)
     images/validation/<id>.jpg      (split "train": images/training/)
     annotations/validation/<id>.png (uint8: 0 = other, 1..150 = classes)
@@ -506,27 +570,29 @@ _COCO_STUFF_LUT = np.full(256, IGNORE, dtype=np.int32)
 _COCO_STUFF_LUT[[i - 1 for i in range(1, 183) if i not in _COCO_UNUSED_IDS]] = np.arange(171)
 
 
-def _find_coco_stuff(root: Path, split: str) -> list[Sample]:
-    sub = coco_split(split)
-    for base in (root, root / "coco_stuff164k", root / "coco"):
-        for images, labels in ((base / "images" / sub, base / "annotations" / sub),
-                               (base / sub, base / "stuffthingmaps_trainval2017" / sub),
-                               (base / sub, base / "stuffthingmaps_detectron2" / sub)):
-            if images.is_dir() and labels.is_dir():
-                return _pair_coco_stuff(images, labels)
-    raise DatasetError(f"COCO-Stuff: no images/{sub}/ and annotations/{sub}/ (or {sub}/ and "
-                       f"stuffthingmaps_trainval2017/{sub}/) under {root}; expected layout:\n{COCO_STUFF_LAYOUT}")
+def _coco_stuff_finder(title: str, suffixes: tuple[str, ...], layout: str) -> Callable[[Path, str], list[Sample]]:
+    """COCO-Stuff's layouts, each image paired with the first of its label files by `suffixes`."""
+    def find(root: Path, split: str) -> list[Sample]:
+        sub = coco_split(split)
+        for base in (root, root / "coco_stuff164k", root / "coco"):
+            for images, labels in ((base / "images" / sub, base / "annotations" / sub),
+                                   (base / sub, base / "stuffthingmaps_trainval2017" / sub),
+                                   (base / sub, base / "stuffthingmaps_detectron2" / sub)):
+                if images.is_dir() and labels.is_dir():
+                    return _pair_coco_stuff(title, images, labels, suffixes)
+        raise DatasetError(f"{title}: no images/{sub}/ and annotations/{sub}/ (or {sub}/ and "
+                           f"stuffthingmaps_trainval2017/{sub}/) under {root}; expected layout:\n{layout}")
+
+    return find
 
 
-def _pair_coco_stuff(images: Path, labels: Path) -> list[Sample]:
-    """Each image with its converted map where there is one, else its raw stuffthingmap."""
+def _pair_coco_stuff(title: str, images: Path, labels: Path, suffixes: tuple[str, ...]) -> list[Sample]:
     out, missing = [], []
     for img in sorted(p for p in images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png") and p.is_file()):
-        lab = next((p for p in (labels / f"{img.stem}_labelTrainIds.png", labels / f"{img.stem}.png") if p.is_file()),
-                   None)
+        lab = next((p for p in (labels / f"{img.stem}{x}" for x in suffixes) if p.is_file()), None)
         (out.append(Sample(img.stem, img, lab)) if lab is not None else missing.append(img.name))
     if missing:
-        raise DatasetError(f"COCO-Stuff: {len(missing)} image(s) in {images} have no label map in {labels}, e.g. "
+        raise DatasetError(f"{title}: {len(missing)} image(s) in {images} have no label map in {labels}, e.g. "
                            f"{missing[0]!r}")
     return out
 
@@ -550,6 +616,31 @@ def _read_coco_stuff(path: Path) -> np.ndarray:
                            f"without the never-annotated ids); a map numbered 0..170 should be named "
                            f"<id>_labelTrainIds.png")
     return out
+
+
+COCO_OBJECT_LAYOUT = """  <root>/                                 (COCO-Stuff 164k, as for coco-stuff)
+    images/val2017/<id>.jpg                   (split "train": train2017/)
+    annotations/val2017/<id>_instanceTrainIds.png  (0 = background, 1..80 = the things, as GroupViT's
+                                               convert_coco_object.py writes them; or coco-stuff's maps:
+                                               <id>_labelTrainIds.png, or the release's raw <id>.png)
+  or COCO's val2017/<id>.jpg beside one of
+    stuffthingmaps_trainval2017/val2017/<id>.png  (the release's maps, unzipped into a folder of that name)
+    stuffthingmaps_detectron2/val2017/<id>.png    (maps already numbered 0..170, as detectron2-based code keeps them)"""
+
+
+def _read_coco_object(path: Path) -> np.ndarray:
+    """COCO-Object: the 80 things of a COCO-Stuff map as 1..80 and everything else, stuff and unlabelled
+    alike, as background 0 (GroupViT's conversion, which every training-free benchmark of COCO-Object reads;
+    nothing is ignored). Its own `*_instanceTrainIds.png` are read as they are."""
+    if path.name.endswith("_instanceTrainIds.png"):
+        a = read_label_image(path)
+        if a.dtype != np.uint8:
+            raise DatasetError(f"{path}: expected an 8-bit COCO-Object label PNG, got {a.dtype}")
+        out = a.astype(np.int32)
+        out[a == 255] = IGNORE
+        return out
+    stuff = _read_coco_stuff(path)  # the 171 classes, things first (0..79)
+    return np.where((stuff >= 0) & (stuff < 80), stuff + 1, 0).astype(np.int32)
 
 
 FOLDER_LAYOUT = """  <root>/
@@ -577,6 +668,13 @@ def _register_builtin() -> None:
     for spec in (
         DatasetSpec("voc", "Pascal VOC 2012", "voc.txt", VOC_LAYOUT, 255, _find_voc, _plain_reader(255),
                     background=0),
+        DatasetSpec("voc20", "Pascal VOC 2012, 20 classes (background not scored)", "voc20.txt", VOC_LAYOUT, 255,
+                    _find_voc, _read_voc20, folds="voc"),
+        DatasetSpec("pascal-context-59", "PASCAL-Context 59", "pascal_context_59.txt", PASCAL_CONTEXT_LAYOUT, 255,
+                    _find_pascal_context, _read_pascal_context_59, llm_name="PASCAL-Context"),
+        DatasetSpec("pascal-context-60", "PASCAL-Context 60 (with background)", "pascal_context_60.txt",
+                    PASCAL_CONTEXT_LAYOUT, 255, _find_pascal_context, _read_pascal_context_60, background=0,
+                    llm_name="PASCAL-Context", folds="pascal-context-59"),
         DatasetSpec("ade20k", "ADE20K-150", "ade20k_150.txt", ADE_LAYOUT, 255, _find_ade150, _read_ade150,
                     llm_lists_classes=False, llm_name="ADE20K"),
         DatasetSpec("ade20k-full", "ADE20K-847", "ade20k_847.txt", ADE_FULL_LAYOUT, 65535, _find_ade847,
@@ -586,7 +684,12 @@ def _register_builtin() -> None:
         DatasetSpec("coco", "COCO panoptic (133 classes)", "coco_panoptic.txt", COCO_LAYOUT, 255, _find_coco,
                     _read_coco, llm_lists_classes=True, llm_name="COCO"),
         DatasetSpec("coco-stuff", "COCO-Stuff (171 classes)", "coco_stuff.txt", COCO_STUFF_LAYOUT, 255,
-                    _find_coco_stuff, _read_coco_stuff, llm_lists_classes=True, llm_name="COCO-Stuff"),
+                    _coco_stuff_finder("COCO-Stuff", ("_labelTrainIds.png", ".png"), COCO_STUFF_LAYOUT),
+                    _read_coco_stuff, llm_lists_classes=True, llm_name="COCO-Stuff"),
+        DatasetSpec("coco-object", "COCO-Object (80 things + background)", "coco_object.txt", COCO_OBJECT_LAYOUT,
+                    255, _coco_stuff_finder("COCO-Object", ("_instanceTrainIds.png", "_labelTrainIds.png", ".png"),
+                                            COCO_OBJECT_LAYOUT),
+                    _read_coco_object, background=0, llm_name="COCO", folds="coco"),
         DatasetSpec("folder", "folder dataset", "", FOLDER_LAYOUT, 255, _find_folder, _plain_reader(255)),
     ):
         register_dataset(spec)

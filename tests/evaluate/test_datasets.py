@@ -17,9 +17,11 @@ from selfseg.evaluate.datasets import (
     CITYSCAPES_LAYOUT,
     CITYSCAPES_TRAIN_IDS,
     COCO_LAYOUT,
+    COCO_OBJECT_LAYOUT,
     COCO_STUFF_LAYOUT,
     FOLDER_LAYOUT,
     IGNORE,
+    PASCAL_CONTEXT_LAYOUT,
     VOC_LAYOUT,
     class_list,
     load_dataset,
@@ -148,6 +150,71 @@ def test_voc_split_reads_its_own_list(tmp_path):
     ds = load_dataset("voc", tmp_path, split="train")
     assert [s.id for s in ds.samples] == ["2008_000001"]
     np.testing.assert_array_equal(ds.read_label(ds.samples[0]), np.full((3, 4), 3))
+
+
+def test_voc20_scores_the_20_objects_and_not_background(tmp_path):
+    """VOC20 reads VOC's own files; background (0) joins the boundary (255) as not scored, and class k is
+    value k + 1, so its indices are VOC's minus one."""
+    make_voc(tmp_path)
+    ds, voc = load_dataset("voc20", tmp_path), load_dataset("voc", tmp_path)
+    assert ds.num_classes == 20 and ds.class_names == voc.class_names[1:]
+    assert [s.id for s in ds.samples] == [s.id for s in voc.samples]
+    for s in ds.samples:
+        raw = np.asarray(VOC_LABELS[s.id])
+        np.testing.assert_array_equal(ds.read_label(s), np.where((raw == 0) | (raw == 255), IGNORE, raw - 1))
+    assert (ds.read_label(ds.samples[0]) == IGNORE).sum() == 6  # three background and three boundary pixels
+
+
+# ------------------------------------------------------------------------------------------------ PASCAL-Context
+
+# mmsegmentation's PascalContextDataset classes, in the order of the values its converter writes (0 = background).
+MMSEG_CONTEXT_60 = (
+    "background aeroplane bag bed bedclothes bench bicycle bird boat book bottle building bus cabinet car cat ceiling "
+    "chair cloth computer cow cup curtain dog door fence floor flower food grass ground horse keyboard light motorbike "
+    "mountain mouse person plate platform pottedplant road rock sheep shelves sidewalk sign sky snow sofa table track "
+    "train tree truck tvmonitor wall water window wood").split()
+CONTEXT_LABELS = {"2008_000002": [[0, 1, 59], [37, 37, 0]], "2008_000008": [[56, 56, 56], [0, 0, 28]]}
+
+
+def make_pascal_context(tmp: Path, labels=CONTEXT_LABELS, detectron2: bool = False) -> Path:
+    """tmp/VOCdevkit/VOC2010 as mmsegmentation's converter leaves it (or CAT-Seg's pc59_val maps); returns VOC2010."""
+    base = tmp / "VOCdevkit" / "VOC2010"
+    for sid, lab in labels.items():
+        write_image(base / "JPEGImages" / f"{sid}.jpg")
+        if detectron2:  # 0..58, background 255
+            write_grey_png(base / "annotations_detectron2" / "pc59_val" / f"{sid}.png", (np.asarray(lab) - 1) % 256)
+        else:
+            write_grey_png(base / "SegmentationClassContext" / f"{sid}.png", lab)
+    if not detectron2:
+        sets = base / "ImageSets" / "SegmentationContext"
+        sets.mkdir(parents=True, exist_ok=True)
+        (sets / "val.txt").write_text("".join(f"{i}\n" for i in reversed(list(labels))))
+    return base
+
+
+@pytest.mark.parametrize("detectron2", [False, True], ids=["mmseg", "detectron2"])
+def test_pascal_context_59_and_60_read_the_same_maps(tmp_path, detectron2):
+    make_pascal_context(tmp_path, detectron2=detectron2)
+    pc59, pc60 = load_dataset("pascal-context-59", tmp_path), load_dataset("pascal-context-60", tmp_path)
+    order = list(reversed(CONTEXT_LABELS)) if not detectron2 else sorted(CONTEXT_LABELS)  # val.txt order, else sorted
+    assert [s.id for s in pc59.samples] == [s.id for s in pc60.samples] == order
+    assert pc60.spec.background == 0 and pc59.spec.background is None
+    for s in pc59.samples:
+        raw = np.asarray(CONTEXT_LABELS[s.id])
+        np.testing.assert_array_equal(pc60.read_label(s), raw)
+        np.testing.assert_array_equal(pc59.read_label(s), np.where(raw == 0, IGNORE, raw - 1))
+    gt = pc60.read_label(pc60.sample("2008_000002"))
+    assert [MMSEG_CONTEXT_60[v] for v in gt.ravel()] == ["background", "aeroplane", "wood", "person", "person",
+                                                         "background"]
+
+
+@pytest.mark.parametrize("name,reference", [("pascal-context-59", MMSEG_CONTEXT_60[1:]),
+                                            ("pascal-context-60", MMSEG_CONTEXT_60)])
+def test_pascal_context_class_lists_follow_mmsegmentations_numbering(name, reference):
+    """Class k carries mmsegmentation's name of class k (prediction files and per-class tables line up)."""
+    classes = class_list(name)
+    assert len(classes) == len(reference)
+    assert [ref for c, ref in zip(classes, reference) if ref not in c.names] == []
 
 
 # ------------------------------------------------------------------------------------------------ ADE20K-150
@@ -405,6 +472,15 @@ def _stuffthingmap(h: int = 6, w: int = 8) -> np.ndarray:
     return raw
 
 
+def _train_ids(raw: np.ndarray, coco_category_list) -> np.ndarray:
+    """mmsegmentation's 171-class numbering of a raw map, written out independently: COCO-Stuff's ids 1..182 in
+    order, without the thing ids that are not among COCO's 80 categories; unlabelled is IGNORE."""
+    things = {c["id"] for c in coco_category_list if c["isthing"]}
+    kept = [i for i in range(1, 183) if i in things or i > 91]
+    train_id = {i - 1: k for k, i in enumerate(kept)}
+    return np.vectorize(lambda v: train_id.get(int(v), IGNORE))(raw)
+
+
 @pytest.mark.parametrize("layout", ["mmseg-converted", "mmseg-raw", "release-maps", "detectron2", "folder-holding"])
 def test_coco_stuff_layouts_read_the_171_classes(tmp_path, coco_category_list, layout):
     raw = _stuffthingmap()
@@ -415,12 +491,7 @@ def test_coco_stuff_layouts_read_the_171_classes(tmp_path, coco_category_list, l
     }.get(layout, (root / "images" / "val2017", root / "annotations" / "val2017"))
     write_image(images / "000000000139.jpg")
     write_grey_png(labels / "000000000139.png", raw)
-    # The trainId numbering written out independently: COCO-Stuff's ids 1..182 in order, without the thing
-    # ids that are not among COCO's 80 categories.
-    things = {c["id"] for c in coco_category_list if c["isthing"]}
-    kept = [i for i in range(1, 183) if i in things or i > 91]
-    train_id = {i - 1: k for k, i in enumerate(kept)}
-    want = np.vectorize(lambda v: train_id.get(int(v), IGNORE))(raw)
+    want = _train_ids(raw, coco_category_list)
     if layout == "mmseg-converted":  # the converted map sits beside the raw one and is the one read
         write_grey_png(labels / "000000000139_labelTrainIds.png", np.where(want == IGNORE, 255, want))
         write_grey_png(labels / "000000000139.png", np.zeros_like(raw))
@@ -433,6 +504,37 @@ def test_coco_stuff_layouts_read_the_171_classes(tmp_path, coco_category_list, l
     names = [c.name for c in ds.classes]
     assert [names[v] if v != IGNORE else None for v in got[0]] == [
         "person", "person", None, "banner", "sky", "sky", "wood", None]
+
+
+@pytest.mark.parametrize("layout", ["object-converted", "stuff-converted", "raw", "release-maps", "detectron2"])
+def test_coco_object_is_the_80_things_over_background(tmp_path, coco_category_list, layout):
+    """COCO-Object as GroupViT's conversion makes it, written out from the category list: a thing of COCO id i
+    is its position among the 80 thing ids + 1; stuff and unlabelled pixels are background (0), none ignored."""
+    raw = _stuffthingmap()
+    thing_ids = [c["id"] for c in coco_category_list if c["isthing"]]
+    want = np.vectorize(lambda v: thing_ids.index(v + 1) + 1 if v + 1 in thing_ids else 0)(raw)
+    images, labels = {
+        "release-maps": (tmp_path / "val2017", tmp_path / "stuffthingmaps_trainval2017" / "val2017"),
+        "detectron2": (tmp_path / "val2017", tmp_path / "stuffthingmaps_detectron2" / "val2017"),
+    }.get(layout, (tmp_path / "images" / "val2017", tmp_path / "annotations" / "val2017"))
+    write_image(images / "000000000139.jpg")
+    write_grey_png(labels / "000000000139.png", raw)
+    stuff_ids = _train_ids(raw, coco_category_list)
+    if layout == "detectron2":
+        write_grey_png(labels / "000000000139.png", np.where(stuff_ids == IGNORE, 255, stuff_ids))
+    if layout == "stuff-converted":
+        write_grey_png(labels / "000000000139_labelTrainIds.png", np.where(stuff_ids == IGNORE, 255, stuff_ids))
+        write_grey_png(labels / "000000000139.png", np.zeros_like(raw))  # the converted map is the one read
+    if layout == "object-converted":
+        write_grey_png(labels / "000000000139_instanceTrainIds.png", want)
+        write_grey_png(labels / "000000000139_labelTrainIds.png", np.zeros_like(raw))
+    ds = load_dataset("coco-object", tmp_path)
+    assert ds.num_classes == 81 and ds.spec.background == 0
+    got = ds.read_label(ds.samples[0])
+    np.testing.assert_array_equal(got, want)
+    assert [ds.class_names[v] for v in got[0]] == ["person", "person", "background", "background", "background",
+                                                   "background", "background", "background"]
+    assert ds.class_names[1:] == [c["name"] for c in coco_category_list if c["isthing"]]
 
 
 def test_coco_stuff_image_without_a_map_and_a_16_bit_map(tmp_path):
@@ -457,13 +559,16 @@ def test_coco_stuff_image_without_a_map_and_a_16_bit_map(tmp_path):
 
 @pytest.mark.parametrize("name,layout,in_layout,in_message", [
     ("voc", VOC_LAYOUT, "JPEGImages", "need JPEGImages/ and ImageSets/Segmentation/val.txt"),
+    ("voc20", VOC_LAYOUT, "JPEGImages", "need JPEGImages/ and ImageSets/Segmentation/val.txt"),
     ("ade20k", ADE_LAYOUT, "annotations/validation", "no images/validation/ and annotations/validation/"),
     ("ade20k-full", ADE_FULL_LAYOUT, "annotations_detectron2/validation",
      "no images_detectron2/validation/ and annotations_detectron2/validation/"),
     ("cityscapes", CITYSCAPES_LAYOUT, "gtFine/val", "no leftImg8bit/val/ and gtFine/val/"),
     ("coco", COCO_LAYOUT, "annotations/panoptic_val2017.json", "val2017 not found under"),
     ("coco-stuff", COCO_STUFF_LAYOUT, "stuffthingmaps_trainval2017/val2017", "no images/val2017/ and annotations"),
-], ids=["voc", "ade20k", "ade20k-full", "cityscapes", "coco", "coco-stuff"])
+    ("coco-object", COCO_OBJECT_LAYOUT, "_instanceTrainIds.png", "no images/val2017/ and annotations"),
+    ("pascal-context-59", PASCAL_CONTEXT_LAYOUT, "SegmentationClassContext", "holds no JPEGImages/"),
+], ids=["voc", "voc20", "ade20k", "ade20k-full", "cityscapes", "coco", "coco-stuff", "coco-object", "pc59"])
 @pytest.mark.parametrize("missing", [False, True], ids=["empty-root", "nonexistent-root"])
 def test_wrong_root_names_the_layout(tmp_path, name, layout, in_layout, in_message, missing):
     root = tmp_path / "nope" if missing else tmp_path
@@ -594,11 +699,15 @@ def test_unknown_dataset_name(tmp_path):
 
 @pytest.mark.parametrize("name,count,checks", [
     ("voc", 21, {0: "background", 1: "aeroplane", 15: "person", 20: "tv monitor"}),
+    ("voc20", 20, {0: "aeroplane", 14: "person", 19: "tv monitor"}),
     ("cityscapes", 19, {0: "road", 11: "person", 13: "car", 18: "bicycle"}),
     ("ade20k", 150, {0: "wall", 2: "sky", 149: "flag"}),
     ("ade20k-full", 847, {0: "wall", 1: "building", 2: "sky", 846: "adding machine"}),
     ("coco", 133, {0: "person", 60: "dining table", 79: "toothbrush", 80: "banner", 116: "tree", 132: "rug"}),
     ("coco-stuff", 171, {0: "person", 79: "toothbrush", 80: "banner", 85: "bush", 145: "sky", 170: "wood"}),
+    ("coco-object", 81, {0: "background", 1: "person", 61: "dining table", 80: "toothbrush"}),
+    ("pascal-context-59", 59, {0: "aeroplane", 36: "person", 39: "potted plant", 49: "table", 58: "wood"}),
+    ("pascal-context-60", 60, {0: "background", 1: "aeroplane", 37: "person", 59: "wood"}),
 ])
 def test_class_lists(name, count, checks):
     classes = class_list(name)
@@ -609,7 +718,8 @@ def test_class_lists(name, count, checks):
     assert all(c.names and all(c.names) for c in classes)
 
 
-@pytest.mark.parametrize("name", ["voc", "cityscapes", "coco", "coco-stuff"])
+@pytest.mark.parametrize("name", ["voc", "voc20", "cityscapes", "coco", "coco-stuff", "coco-object",
+                                  "pascal-context-59", "pascal-context-60"])
 def test_class_names_unique(name):
     names = [c.name for c in class_list(name)]
     assert len(set(names)) == len(names)

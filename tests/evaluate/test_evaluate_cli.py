@@ -362,3 +362,25 @@ def test_coco_stuff_raw_maps_scored_as_171_classes(tmp_path, capsys):
     assert code == 0, err
     assert js["mIoU"] == pytest.approx(1.0) and js["per_class"]["sky"]["gt_pixels"] == 12
     assert sum(c["gt_pixels"] for c in js["per_class"].values()) == 18 + 12
+
+
+def test_voc20_does_not_score_background_pixels(tmp_path, capsys):
+    """One VOC image, "person" predicted everywhere. VOC20 leaves background and boundary out: person's IoU is
+    2 of 6 scored pixels; VOC21 counts the 3 background pixels as false positives too (2 of 9)."""
+    gt = np.array([[0, 0, 255, 1], [15, 15, 255, 1], [20, 20, 255, 0]], np.uint8)
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (tmp_path / sub).mkdir(parents=True)
+    Image.fromarray(np.zeros((3, 4, 3), np.uint8)).save(tmp_path / "JPEGImages" / "2007_000033.jpg")
+    Image.fromarray(gt).save(tmp_path / "SegmentationClass" / "2007_000033.png")
+    (tmp_path / "ImageSets" / "Segmentation" / "val.txt").write_text("2007_000033\n")
+    scores = {}
+    for name, person in (("voc20", 14), ("voc", 15)):
+        pred = write_preds(tmp_path / name, {"2007_000033": np.full((3, 4), person)})
+        code, out, err = evaluate(capsys, "--dataset", name, "--root", tmp_path, "--predictions", pred)
+        assert code == 0, err
+        scores[name] = json.loads((pred / "scores.json").read_text())
+    voc20, voc = scores["voc20"], scores["voc"]
+    assert voc20["per_class"]["person"]["iou"] == pytest.approx(2 / 6)
+    assert voc["per_class"]["person"]["iou"] == pytest.approx(2 / 9)
+    assert "background" not in voc20["per_class"] and voc["per_class"]["background"]["iou"] == 0
+    assert voc20["mIoU"] == pytest.approx((2 / 6) / 3)  # person, aeroplane, tv monitor have ground truth

@@ -451,3 +451,33 @@ def test_build_mapper_names_the_option_and_builds_any_registered_mapper():
         assert run.pop("extra") == 1 and run.pop("lexicon").names["kitten"] == 8 and not run
     finally:
         mappers()._components.pop("echo-test")
+
+
+# ------------------------------------------------------------------------------------------ folded datasets
+def test_a_folded_dataset_maps_into_its_sources_classes_then_folds(tmp_path):
+    """VOC20 asks LOVE VOC's question (background listed), and VOC's background becomes none; a class both
+    have keeps its name and takes VOC20's index."""
+    llm = ScriptedLLM({"puppy": "'dog'", "skyline": "'background'"})
+    m = build_mapper("llm", "voc20", llm=llm, cache=tmp_path / "c.json")
+    puppy, skyline = m.map(["puppy", "skyline"])
+    assert llm.prompts[0].startswith("To which class in the list ['background', 'aeroplane', ")
+    assert (puppy.cls, puppy.index) == ("dog", 11) and class_list("voc20")[11].name == "dog"
+    assert (skyline.cls, skyline.index, skyline.reply) == (None, None, "'background'")
+    assert skyline.reason == "the voc class 'background', which voc20 does not keep"
+
+
+def test_coco_object_folds_cocos_stuff_into_background():
+    """A stuff word is COCO's stuff class, hence COCO-Object's background, even where WordNet would relate it to
+    a thing once the stuff classes are gone (a wall is part of a toilet's room sense)."""
+    m = build_mapper("lexical", "coco-object")
+    wall, dog, door = m.map(["a brick wall", "a dog on the grass", "the door of a bathroom"])
+    assert (dog.cls, dog.index) == ("dog", [c.name for c in class_list("coco-object")].index("dog"))
+    assert wall.cls is None and door.cls is None and "coco-object does not keep" in wall.reason
+    # relations keep the classes COCO-Object has: COCO's wall classes are gone, its things keep their indices
+    coco = build_mapper("lexical", "coco")
+    things = {i for i in coco.related("wall") if i < 80}
+    assert m.related("dog") == {dog.index} and m.related("wall") == {i + 1 for i in things}
+    assert m.levels == build_mapper("lexical", "coco").levels and m.relates
+    # over a class list of the user's own, nothing is folded: the list is mapped into directly
+    own = build_mapper("lexical", "coco-object", classes=class_list("coco-object"))
+    assert not hasattr(own, "inner") and own.map(["a dog"])[0].index == dog.index

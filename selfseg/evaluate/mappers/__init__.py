@@ -59,12 +59,18 @@ def build_mapper_from_block(method: str, block: Any, models: Any, dataset: str, 
                             **run: Any) -> LabelMapper:
     """The registered factory of `method`: its block (or a whole evaluation section, which is every mapper's
     block), the shared model section, the dataset it maps into (its classes, background and prompt names)
-    and what the run adds (cache, dtype, spacy_pipeline, llm; the dataset's shipped lexicon as `lexicon`)."""
+    and what the run adds (cache, dtype, spacy_pipeline, llm; the dataset's shipped lexicon as `lexicon`). A
+    dataset that folds another's classes maps into those, then folds (mappers/folded.py)."""
     from ..datasets import class_list, dataset_spec
     from .lexicon import Lexicon, shipped_lexicon
 
     spec = dataset_spec(dataset)
     shipped = classes is None
+    if spec.folds and shipped:
+        from .folded import FoldedMapper
+
+        inner = build_mapper_from_block(method, block, models, spec.folds, **run)
+        return FoldedMapper(inner, class_list(spec.folds), class_list(dataset), (spec.folds, dataset))
     if shipped:
         classes = class_list(dataset)
     path = shipped_lexicon(spec.class_file)

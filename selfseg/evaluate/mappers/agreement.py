@@ -41,6 +41,14 @@ def read_labelled(path: str | Path) -> list[Labelled]:
     return rows
 
 
+def within(rows: Sequence[Labelled], class_names: Sequence[str]) -> list[Labelled]:
+    """A labelled set read against a variant of its dataset with fewer classes (VOC without background, COCO's
+    80 things): a label the variant lacks becomes none."""
+    keep = set(class_names)
+    return [r if r.label is None or r.label in keep else Labelled(r.style, r.description, None, r.category)
+            for r in rows]
+
+
 @dataclass(frozen=True)
 class Agreement:
     """Agreement overall and per group (per category, style and deciding rule), with the row counts."""
