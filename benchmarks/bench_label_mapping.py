@@ -30,7 +30,7 @@ from selfseg.evaluate.mappers.agreement import agreement, agreement_by_threshold
 
 DEV = ROOT / "tests" / "evaluate" / "mapping_dev"
 DATASETS = {"voc": "voc", "ade20k_150": "ade20k", "cityscapes": "cityscapes", "cityscapes_regions": "cityscapes",
-            "coco_panoptic": "coco", "coco_stuff": "coco-stuff"}
+            "coco_panoptic": "coco", "coco_stuff": "coco-stuff", "pascal_context_59": "pascal-context-59"}
 PREFIXES = ["a", "the", "one", "an old", "a small", "a large", "a distant", "a dark", "a bright", "a wet"]
 
 

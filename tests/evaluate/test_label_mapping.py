@@ -17,21 +17,20 @@ from selfseg.evaluate.mappers.lexicon import Lexicon, shipped_lexicon
 DEV = Path(__file__).parent / "mapping_dev"
 # file -> dataset; cityscapes_regions imitates region-level multimodal models' answers (see RULES.md)
 DATASETS = {"voc": "voc", "ade20k_150": "ade20k", "cityscapes": "cityscapes", "cityscapes_regions": "cityscapes",
-            "coco_panoptic": "coco", "coco_stuff": "coco-stuff"}
-# Agreement floors, a point or two under today's figures (README), so a regression shows. The COCO files were
-# written apart from their lexicons and nothing in those was fitted to them, hence the lower floors.
+            "coco_panoptic": "coco", "coco_stuff": "coco-stuff", "pascal_context_59": "pascal-context-59"}
+# Agreement floors, a point or two under today's figures (README), so a regression shows. The COCO and
+# PASCAL-Context files were written apart from their lexicons and nothing in those was fitted to them, hence the
+# lower floors.
 FLOOR = {"voc": 0.97, "ade20k_150": 0.95, "cityscapes": 0.98, "cityscapes_regions": 0.98, "coco_panoptic": 0.90,
-         "coco_stuff": 0.90}
+         "coco_stuff": 0.90, "pascal_context_59": 0.93}
 # Single nouns (BCC tags, the `tag` rows) as a head-noun-only WordNet mapping maps them on this set (85, 88,
-# 71, 76%; COCO panoptic 76%, COCO-Stuff 72%: the lexical mapper with an empty lexicon): reading whole
-# descriptions must map them at least as well.
+# 71, 76%; COCO panoptic 76%, COCO-Stuff 72%, PASCAL-Context 74%: the lexical mapper with an empty lexicon):
+# reading whole descriptions must map them at least as well.
 TAG_BASELINE = {"voc": 0.85, "ade20k_150": 0.88, "cityscapes": 0.71, "cityscapes_regions": 0.76,
-                "coco_panoptic": 0.76, "coco_stuff": 0.72}
-
-
+                "coco_panoptic": 0.76, "coco_stuff": 0.72, "pascal_context_59": 0.74}
 # Benchmarks that fold another's classes (their ground truth is the source's, relabelled) -> the development file
 # they are measured on, read against their classes (a label they lack is none).
-FOLDED = {"voc20": "voc", "coco-object": "coco_panoptic"}
+FOLDED = {"voc20": "voc", "coco-object": "coco_panoptic", "pascal-context-60": "pascal_context_59"}
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +40,7 @@ def lexical_mappers():
 
 def test_the_development_set_is_large_spread_and_well_formed():
     rows = {f: read_labelled(DEV / f"{f}.tsv") for f in DATASETS}
-    assert {DATASETS[f] for f in rows} == {"voc", "ade20k", "cityscapes", "coco", "coco-stuff"}
+    assert {DATASETS[f] for f in rows} == {"voc", "ade20k", "cityscapes", "coco", "coco-stuff", "pascal-context-59"}
     assert sum(map(len, rows.values())) >= 400 and all(len(r) >= 100 for r in rows.values())
     assert set(DATASETS) == {p.stem for p in DEV.glob("*.tsv")}  # every file is measured
     for f, rs in rows.items():
@@ -73,7 +72,7 @@ def test_a_folded_benchmark_maps_as_its_source_then_folds(report, lexical_mapper
     result = agreement(build_mapper("lexical", dataset), within(rows, sorted(keep)))
     report(f"lexical mapper on {name} read as {dataset} ({result.n} descriptions)", result.table())
     assert result.total >= agreement(lexical_mappers[name], rows).total
-    assert result.total >= 0.95
+    assert result.total >= FLOOR[name]
 
 
 def test_lexical_beats_the_embedding_mapper_by_25_points_on_cityscapes(report, lexical_mappers):
@@ -205,6 +204,29 @@ def test_a_name_an_adjective_makes_is_still_a_part_of_its_whole():
     assert [m.cls for m in city.map(["a red light", "the red light of a car"])] == ["traffic light", "car"]
 
 
+def test_a_class_of_its_own_stays_itself_where_the_lexicon_lists_the_wholes_parts_without_it():
+    """PASCAL-Context labels a building's windows and doors apart (its lexicon lists other parts of a building);
+    Cityscapes' lexicon lists them among the building's parts, and WordNet's part relation still decides where
+    a lexicon lists nothing (COCO's car)."""
+    pc = build_mapper("lexical", "pascal-context-59")
+    assert [m.cls for m in pc.map(["the window of the building", "the door of the house", "the roof of the house",
+                                   "the window of a bus"])] == ["window", "door", "building", "bus"]
+    city = build_mapper("lexical", "cityscapes")
+    assert city.map(["the window of the building"])[0].cls == "building"
+
+
+def test_a_dataset_name_is_not_left_out_for_its_last_word(tmp_path):
+    from selfseg.evaluate.datasets import read_class_file
+
+    (tmp_path / "classes.txt").write_text("potted plant;pottedplant\nlight\n")
+    (tmp_path / "lex.yaml").write_text("none:\n  names: [plant, traffic light]\n  why: labels of their own\n")
+    m = build_mapper("lexical", "folder", classes=read_class_file(tmp_path / "classes.txt"),
+                     lexicon=str(tmp_path / "lex.yaml"))
+    got = m.map(["a potted plant", "a plant", "a traffic light", "a light"])
+    assert [x.cls for x in got] == ["potted plant", None, None, "light"]
+    assert got[1].rule == got[2].rule == "left out"
+
+
 def test_a_noun_that_is_its_own_member_maps_to_none_instead_of_recursing(tmp_path):
     from selfseg.evaluate.datasets import read_class_file
 
@@ -245,7 +267,8 @@ def test_rare_senses_do_not_win(lexical_mappers):
 
 
 # ------------------------------------------------------------------------------------------ lexicons
-@pytest.mark.parametrize("dataset", ["voc", "ade20k", "ade20k-full", "cityscapes", "coco", "coco-stuff"])
+@pytest.mark.parametrize("dataset", ["voc", "ade20k", "ade20k-full", "cityscapes", "coco", "coco-stuff",
+                                     "pascal-context-59"])
 def test_every_shipped_lexicon_loads_strictly_against_its_class_list(dataset):
     path = shipped_lexicon(dataset_spec(dataset).class_file)
     assert path is not None

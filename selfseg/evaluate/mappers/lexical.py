@@ -429,7 +429,10 @@ class LexicalMapper:
                 loose = not named or p.adjectives > 0
                 if listed and (noun in listed or loose and (p.head in listed or self._is_kind(noun, listed))):
                     return Decision(whole.cls, "meronym", whole.noun, "part", frozenset({whole.cls}))
-        left_out = next((t for t in (noun, *p.tails()) if t in self.lexicon.unlabelled), None)
+        # a name of the dataset's is more specific than its own last words ("potted plant" where "plant" is left
+        # out), not than a longer name ending with it ("traffic light" where "light" is a class)
+        tails = [t for t in p.tails() if not named or len(t) >= len(noun)]
+        left_out = next((t for t in (noun, *tails) if t in self.lexicon.unlabelled), None)
         if left_out is not None:
             return Decision(None, None, left_out, LEFT_OUT,
                             reason=f"the dataset leaves {left_out!r} out of its classes")
@@ -460,9 +463,11 @@ class LexicalMapper:
             inner = self._first([Phrase(words=(w,)) for w in held], rank, depth)
             if inner is not None:
                 return _as(inner, "container")
-        # parts attached to their whole by WordNet's part-whole relations; an unknown noun "of" a whole
+        # parts attached to their whole by WordNet's part-whole relations; an unknown noun "of" a whole. Where the
+        # lexicon lists the whole's parts, a noun that names a class of its own and is not among them keeps its
+        # class: the dataset labels it apart ("the window of a building" is PASCAL-Context's window).
         for prep, whole in decided:
-            if not _stands_for_whole(whole):
+            if not _stands_for_whole(whole) or named and noun not in self.lexicon.parts.get(whole.cls, {noun}):
                 continue
             r = rel.get(whole.cls)
             if r is not None and r.level == 3 and (prep == "of" or lev in (None, "hyponym", "meronym")):
