@@ -139,7 +139,8 @@ def test_shipped_configs_point_where_they_did_from_the_repository(repo, monkeypa
                        ("ade20k_full", "data/ADE20K_2021_17_01"), ("cityscapes", "data/cityscapes"),
                        ("smoke", "examples/ade20k_sample"), ("voc20", "data/VOCdevkit/VOC2012"),
                        ("coco_object", "data/coco_stuff164k"), ("pascal_context_59", "data/VOCdevkit/VOC2010"),
-                       ("pascal_context_60", "data/VOCdevkit/VOC2010")]:
+                       ("pascal_context_60", "data/VOCdevkit/VOC2010"),
+                       ("pascal_context_459", "data/VOCdevkit/VOC2010")]:
         c = load_config(f"configs/benchmarks/{name}.yaml")
         assert c.evaluation.root == str((repo / root).resolve()), name
 

@@ -99,8 +99,8 @@ class DatasetConfig:
     """Which dataset a benchmark reads, and where (in a config file: the `evaluation` section)."""
 
     # Benchmark dataset: "voc", "voc20" (VOC without background), "pascal-context-59", "pascal-context-60" (with
-    # background), "ade20k" (150 classes), "ade20k-full" (847), "cityscapes", "coco" (the 133 COCO panoptic
-    # classes), "coco-stuff" (171), "coco-object" (COCO's 80 things + background) or "folder".
+    # background), "pascal-context-459", "ade20k" (150 classes), "ade20k-full" (847), "cityscapes", "coco" (the
+    # 133 COCO panoptic classes), "coco-stuff" (171), "coco-object" (COCO's 80 things + background) or "folder".
     dataset: str = "voc"
     # Dataset root in the dataset's standard layout (a wrong root prints the expected layout).
     root: str = "data/VOCdevkit/VOC2012"
@@ -385,6 +385,57 @@ def _read_pascal_context_60(path: Path) -> np.ndarray:
 def _read_pascal_context_59(path: Path) -> np.ndarray:
     # The 59 classes only: background is not scored, 1..59 -> 0..58 (mmsegmentation's PascalContextDataset59).
     return _pascal_context_values(path) - 1
+
+
+PASCAL_CONTEXT_459_LAYOUT = """  <root>/                       (VOC2010, or a folder holding VOCdevkit/VOC2010)
+    JPEGImages/<id>.jpg
+    annotations_detectron2/pc459_val/<id>.tif  (uint16: label id - 1, 0..458, as CAT-Seg and ov-seg prepare it)
+  or the release's label maps with a list of the split's ids:
+    trainval/<id>.mat                          (LabelMap: label ids 1..459, 0 = unlabelled)
+    ImageSets/SegmentationContext/<split>.txt  (or pascalcontext_<split>.txt)"""
+
+
+def _find_pascal_context_459(root: Path, split: str) -> list[Sample]:
+    base = _first_dir([root / "VOCdevkit" / "VOC2010", root / "VOC2010"]) or root
+    images, tifs, mats = base / "JPEGImages", base / "annotations_detectron2" / f"pc459_{split}", base / "trainval"
+    ids_file = next((f for f in (base / "ImageSets" / "SegmentationContext" / f"{split}.txt",
+                                 base / f"pascalcontext_{split}.txt") if f.is_file()), None)
+    if images.is_dir() and tifs.is_dir():
+        labels, ext, ids = tifs, ".tif", sorted(p.stem for p in tifs.glob("*.tif"))
+    elif images.is_dir() and mats.is_dir() and ids_file is not None:
+        labels, ext, ids = mats, ".mat", ids_file.read_text().split()
+    else:
+        raise DatasetError(f"PASCAL-Context 459: {root} holds no JPEGImages/ with annotations_detectron2/"
+                           f"pc459_{split}/ (nor trainval/ and a list of the {split} ids); expected layout:\n"
+                           f"{PASCAL_CONTEXT_459_LAYOUT}")
+    out, missing = [], []
+    for i in ids:
+        img, lab = images / f"{i}.jpg", labels / f"{i}{ext}"
+        (out.append(Sample(i, img, lab)) if img.is_file() and lab.is_file() else missing.append(i))
+    if missing:
+        raise DatasetError(f"PASCAL-Context 459: {len(missing)} id(s) lack an image in JPEGImages/ or a label file "
+                           f"in {labels.name}/, e.g. {missing[0]!r}")
+    return out
+
+
+def _read_pascal_context_459(path: Path) -> np.ndarray:
+    """Label id - 1: a pc459 TIFF as it is (459 and 65535, the values CAT-Seg and ov-seg ignore, are ignored), or
+    a release .mat's LabelMap - 1 (0, unlabelled, becomes IGNORE)."""
+    if path.suffix == ".mat":
+        from scipy.io import loadmat
+        from scipy.io.matlab import MatReadError
+
+        try:
+            labels = loadmat(str(path), variable_names=["LabelMap"]).get("LabelMap")
+        except (OSError, ValueError, TypeError, MatReadError) as exc:
+            raise DatasetError(f"{path}: cannot read it as a MATLAB file ({exc})") from None
+        if labels is None or labels.ndim != 2 or labels.dtype.kind not in "iu":
+            raise DatasetError(f"{path}: expected an integer 2-D LabelMap, got "
+                               f"{'none' if labels is None else f'{labels.dtype} {labels.shape}'}")
+        return labels.astype(np.int32) - 1
+    a = read_label_image(path).astype(np.int32)
+    a[a >= 459] = IGNORE
+    return a
 
 
 ADE_LAYOUT = """  <root>/                       (ADEChallengeData2016, or a folder holding it)
@@ -675,6 +726,9 @@ def _register_builtin() -> None:
         DatasetSpec("pascal-context-60", "PASCAL-Context 60 (with background)", "pascal_context_60.txt",
                     PASCAL_CONTEXT_LAYOUT, 255, _find_pascal_context, _read_pascal_context_60, background=0,
                     llm_name="PASCAL-Context", folds="pascal-context-59"),
+        DatasetSpec("pascal-context-459", "PASCAL-Context 459", "pascal_context_459.txt", PASCAL_CONTEXT_459_LAYOUT,
+                    65535, _find_pascal_context_459, _read_pascal_context_459, llm_lists_classes=False,
+                    llm_name="PASCAL-Context"),
         DatasetSpec("ade20k", "ADE20K-150", "ade20k_150.txt", ADE_LAYOUT, 255, _find_ade150, _read_ade150,
                     llm_lists_classes=False, llm_name="ADE20K"),
         DatasetSpec("ade20k-full", "ADE20K-847", "ade20k_847.txt", ADE_FULL_LAYOUT, 65535, _find_ade847,

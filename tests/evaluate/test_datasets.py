@@ -21,6 +21,7 @@ from selfseg.evaluate.datasets import (
     COCO_STUFF_LAYOUT,
     FOLDER_LAYOUT,
     IGNORE,
+    PASCAL_CONTEXT_459_LAYOUT,
     PASCAL_CONTEXT_LAYOUT,
     VOC_LAYOUT,
     class_list,
@@ -215,6 +216,57 @@ def test_pascal_context_class_lists_follow_mmsegmentations_numbering(name, refer
     classes = class_list(name)
     assert len(classes) == len(reference)
     assert [ref for c, ref in zip(classes, reference) if ref not in c.names] == []
+
+
+CONTEXT_459 = {"2008_000002": [[1, 284, 459], [431, 0, 256]], "2008_000008": [[440, 440, 2], [3, 3, 3]]}
+
+
+@pytest.mark.parametrize("layout", ["detectron2", "release-mat", "release-mat-cat-seg-list"])
+def test_pascal_context_459_reads_label_ids_minus_one(tmp_path, layout):
+    """PC-459's class k is label id k + 1 of labels.txt: in CAT-Seg's TIFFs (LabelMap - 1, 16-bit) and in the
+    release's .mat files (LabelMap; 0 = unlabelled, ignored). "unknown" (431) is a class like any other."""
+    from scipy.io import savemat
+
+    base = tmp_path / "VOCdevkit" / "VOC2010"
+    for sid, lab in CONTEXT_459.items():
+        write_image(base / "JPEGImages" / f"{sid}.jpg")
+        lab = np.asarray(lab, np.uint16)
+        if layout == "detectron2":
+            write_uint16_tif(base / "annotations_detectron2" / "pc459_val" / f"{sid}.tif", lab.astype(np.int32) - 1)
+        else:
+            (base / "trainval").mkdir(parents=True, exist_ok=True)
+            savemat(base / "trainval" / f"{sid}.mat", {"LabelMap": lab})
+    if layout == "release-mat":
+        (base / "ImageSets" / "SegmentationContext").mkdir(parents=True)
+        (base / "ImageSets" / "SegmentationContext" / "val.txt").write_text("2008_000008\n2008_000002\n")
+    if layout == "release-mat-cat-seg-list":
+        (base / "pascalcontext_val.txt").write_text("2008_000002\n")
+    ds = load_dataset("pascal-context-459", tmp_path)
+    assert ds.num_classes == 459 and ds.spec.ignore_value == 65535
+    assert [s.id for s in ds.samples] == {"detectron2": ["2008_000002", "2008_000008"],
+                                          "release-mat": ["2008_000008", "2008_000002"],
+                                          "release-mat-cat-seg-list": ["2008_000002"]}[layout]
+    gt = ds.read_label(ds.sample("2008_000002"))
+    names = [ds.class_names[v] if v != IGNORE else None for v in gt.ravel()]
+    # unlabelled (0) is ignored: -1 in the .mat reading, 65535 once written to a uint16 TIFF
+    assert names == ["accordion", "person", "wool", "unknown", None, "monkey"]
+
+
+def test_pascal_context_459_broken_mat_is_one_clear_error(tmp_path):
+    from scipy.io import savemat
+
+    base = tmp_path / "VOC2010"
+    write_image(base / "JPEGImages" / "a.jpg")
+    write_image(base / "JPEGImages" / "b.jpg")
+    (base / "trainval").mkdir()
+    savemat(base / "trainval" / "a.mat", {"Other": np.zeros((2, 2))})
+    (base / "trainval" / "b.mat").write_bytes(b"not a mat file")
+    (base / "pascalcontext_val.txt").write_text("a\nb\n")
+    ds = load_dataset("pascal-context-459", tmp_path)
+    with pytest.raises(DatasetError, match="a.mat: expected an integer 2-D LabelMap, got none"):
+        ds.read_label(ds.sample("a"))
+    with pytest.raises(DatasetError, match="b.mat: cannot read it as a MATLAB file"):
+        ds.read_label(ds.sample("b"))
 
 
 # ------------------------------------------------------------------------------------------------ ADE20K-150
@@ -568,7 +620,8 @@ def test_coco_stuff_image_without_a_map_and_a_16_bit_map(tmp_path):
     ("coco-stuff", COCO_STUFF_LAYOUT, "stuffthingmaps_trainval2017/val2017", "no images/val2017/ and annotations"),
     ("coco-object", COCO_OBJECT_LAYOUT, "_instanceTrainIds.png", "no images/val2017/ and annotations"),
     ("pascal-context-59", PASCAL_CONTEXT_LAYOUT, "SegmentationClassContext", "holds no JPEGImages/"),
-], ids=["voc", "voc20", "ade20k", "ade20k-full", "cityscapes", "coco", "coco-stuff", "coco-object", "pc59"])
+    ("pascal-context-459", PASCAL_CONTEXT_459_LAYOUT, "pc459_val", "holds no JPEGImages/"),
+], ids=["voc", "voc20", "ade20k", "ade20k-full", "cityscapes", "coco", "coco-stuff", "coco-object", "pc59", "pc459"])
 @pytest.mark.parametrize("missing", [False, True], ids=["empty-root", "nonexistent-root"])
 def test_wrong_root_names_the_layout(tmp_path, name, layout, in_layout, in_message, missing):
     root = tmp_path / "nope" if missing else tmp_path
@@ -708,6 +761,8 @@ def test_unknown_dataset_name(tmp_path):
     ("coco-object", 81, {0: "background", 1: "person", 61: "dining table", 80: "toothbrush"}),
     ("pascal-context-59", 59, {0: "aeroplane", 36: "person", 39: "potted plant", 49: "table", 58: "wood"}),
     ("pascal-context-60", 60, {0: "background", 1: "aeroplane", 37: "person", 59: "wood"}),
+    ("pascal-context-459", 459, {0: "accordion", 1: "aeroplane", 2: "air conditioner", 283: "person", 430: "unknown",
+                                 458: "wool"}),
 ])
 def test_class_lists(name, count, checks):
     classes = class_list(name)
@@ -719,7 +774,7 @@ def test_class_lists(name, count, checks):
 
 
 @pytest.mark.parametrize("name", ["voc", "voc20", "cityscapes", "coco", "coco-stuff", "coco-object",
-                                  "pascal-context-59", "pascal-context-60"])
+                                  "pascal-context-59", "pascal-context-60", "pascal-context-459"])
 def test_class_names_unique(name):
     names = [c.name for c in class_list(name)]
     assert len(set(names)) == len(names)
