@@ -227,6 +227,18 @@ def test_a_dataset_name_is_not_left_out_for_its_last_word(tmp_path):
     assert got[1].rule == got[2].rule == "left out"
 
 
+def test_pascal_context_459_borrows_the_59s_lexicon_where_its_own_labels_do_not_speak():
+    """PC-459 reads PC-59's lexicon: what PC-59 names by a class ("lamp" is light, "sea" water) stays; a word
+    that is a label of the 459 is that label; PC-59's left-out words go to the 459's classes; a car's wheel is
+    still the car (PASCAL-Context labels whole objects), a wheel on its own the wheel label."""
+    m = build_mapper("lexical", "pascal-context-459")
+    texts = ["a lamp on a desk", "the sea", "a pillow on the sofa", "a bush", "the wheel of a car", "a wheel",
+             "a laptop", "a hill"]
+    assert [x.cls for x in m.map(texts)] == ["light", "water", "pillow", "plant", "car", "wheel", "laptop",
+                                             "mountain"]
+    assert build_mapper("lexical", "pascal-context-59").map(["a pillow"])[0].cls is None  # left out there
+
+
 def test_a_noun_that_is_its_own_member_maps_to_none_instead_of_recursing(tmp_path):
     from selfseg.evaluate.datasets import read_class_file
 
