@@ -118,7 +118,8 @@ class DatasetConfig:
 
 @dataclass
 class Dataset:
-    """A dataset found on disk: spec + root + split + its samples, in sorted id order."""
+    """A dataset found on disk: spec + root + split + its samples, in the order of the split's id list where the
+    dataset has one (VOC, PASCAL-Context), else sorted by id."""
 
     spec: DatasetSpec
     root: Path
@@ -142,8 +143,9 @@ class Dataset:
         gt = self.spec.read_label(sample.label)
         bad = (gt != IGNORE) & ((gt < 0) | (gt >= self.num_classes))
         if bad.any():
-            raise DatasetError(f"{sample.label}: expected class values 0..{self.num_classes - 1} (or ignore), "
-                               f"got {int(gt[bad][0])}")
+            # the index after the dataset's numbering (VOC20's is the file's value - 1), which the message says
+            raise DatasetError(f"{sample.label}: expected class values 0..{self.num_classes - 1} (or ignore) in "
+                               f"{self.spec.name}'s numbering, got {int(gt[bad][0])}")
         return gt
 
     @cached_property
@@ -343,41 +345,57 @@ PASCAL_CONTEXT_LAYOUT = """  <root>/                       (VOC2010, or a folder
     JPEGImages/<id>.jpg
     SegmentationClassContext/<id>.png  (mmsegmentation's conversion: 0 = background, 1..59 = the classes)
     ImageSets/SegmentationContext/<split>.txt
-  or, where detectron2-based code (CAT-Seg) prepared it:
-    annotations_detectron2/pc59_val/<id>.png  (0..58, 255 = background)"""
+  or, where detectron2-based code prepared it (0..58, 255 = background):
+    annotations_detectron2/pc59_val/<id>.png  (CAT-Seg, beside JPEGImages/)
+    pascal_ctx_d2/images/validation/<id>.jpg + pascal_ctx_d2/annotations_ctx59/validation/<id>.png  (ODISE, FC-CLIP)"""
+
+
+_D2_SPLITS = {"val": "validation", "validation": "validation", "train": "training", "training": "training"}
+
+
+def _pascal_ctx_d2(root: Path) -> Path | None:
+    """ODISE's and FC-CLIP's PASCAL-Context folder (pascal_ctx_d2/), the root itself or under it."""
+    return _first_dir([root / "pascal_ctx_d2", root]) if (root / "pascal_ctx_d2").is_dir() or (
+        root / "annotations_ctx59").is_dir() or (root / "annotations_ctx459").is_dir() else None
 
 
 def _find_pascal_context(root: Path, split: str) -> list[Sample]:
     base = _first_dir([root / "VOCdevkit" / "VOC2010", root / "VOC2010"]) or root
     images, ids_file = base / "JPEGImages", base / "ImageSets" / "SegmentationContext" / f"{split}.txt"
     mmseg, detectron2 = base / "SegmentationClassContext", base / "annotations_detectron2" / f"pc59_{split}"
+    d2 = _pascal_ctx_d2(root)
+    sub = _D2_SPLITS.get(split, split)
     if images.is_dir() and mmseg.is_dir() and ids_file.is_file():
         labels, ids = mmseg, ids_file.read_text().split()
     elif images.is_dir() and detectron2.is_dir():
         labels, ids = detectron2, sorted(p.stem for p in detectron2.glob("*.png"))
+    elif d2 is not None and (d2 / "images" / sub).is_dir() and (d2 / "annotations_ctx59" / sub).is_dir():
+        images, labels = d2 / "images" / sub, d2 / "annotations_ctx59" / sub
+        ids = sorted(p.stem for p in labels.glob("*.png"))
     else:
-        raise DatasetError(f"PASCAL-Context: {root} holds no JPEGImages/ with SegmentationClassContext/ and "
-                           f"ImageSets/SegmentationContext/{split}.txt (nor annotations_detectron2/pc59_{split}/); "
-                           f"expected layout:\n{PASCAL_CONTEXT_LAYOUT}")
+        raise DatasetError(f"PASCAL-Context: {base} holds no JPEGImages/ with SegmentationClassContext/ and "
+                           f"ImageSets/SegmentationContext/{split}.txt (nor annotations_detectron2/pc59_{split}/, "
+                           f"nor pascal_ctx_d2/); expected layout:\n{PASCAL_CONTEXT_LAYOUT}")
     out, missing = [], []
     for i in ids:
         img, lab = images / f"{i}.jpg", labels / f"{i}.png"
         (out.append(Sample(i, img, lab)) if img.is_file() and lab.is_file() else missing.append(i))
     if missing:
-        raise DatasetError(f"PASCAL-Context: {len(missing)} id(s) lack an image in JPEGImages/ or a label PNG in "
+        raise DatasetError(f"PASCAL-Context: {len(missing)} id(s) lack an image in {images.name}/ or a label PNG in "
                            f"{labels.name}/, e.g. {missing[0]!r}")
     return out
 
 
 def _pascal_context_values(path: Path) -> np.ndarray:
-    """A PASCAL-Context label PNG as PC-60 values: 0 = background (every label but the 59), 1..59. The
-    detectron2 maps (pc59_*/: 0..58, 255 = background) are shifted up into the same numbering."""
+    """A PASCAL-Context label PNG as PC-60 values: 0 = background (every label but the 59), 1..59, 255 ignored
+    (mmsegmentation's converter writes none). The detectron2 maps (pc59_*/, annotations_ctx59/: 0..58, 255 =
+    background) are shifted up into the same numbering."""
     a = read_label_image(path)
     if a.dtype != np.uint8:
         raise DatasetError(f"{path}: expected an 8-bit PASCAL-Context label PNG, got {a.dtype}")
-    if path.parent.name.startswith("pc59_"):
+    if path.parent.name.startswith("pc59_") or path.parent.parent.name == "annotations_ctx59":
         return np.where(a == 255, 0, a.astype(np.int32) + 1)
-    return a.astype(np.int32)
+    return np.where(a == 255, IGNORE, a.astype(np.int32))
 
 
 def _read_pascal_context_60(path: Path) -> np.ndarray:
@@ -387,12 +405,14 @@ def _read_pascal_context_60(path: Path) -> np.ndarray:
 
 def _read_pascal_context_59(path: Path) -> np.ndarray:
     # The 59 classes only: background is not scored, 1..59 -> 0..58 (mmsegmentation's PascalContextDataset59).
-    return _pascal_context_values(path) - 1
+    v = _pascal_context_values(path)
+    return np.where(v == IGNORE, IGNORE, v - 1)
 
 
 PASCAL_CONTEXT_459_LAYOUT = """  <root>/                       (VOC2010, or a folder holding VOCdevkit/VOC2010)
     JPEGImages/<id>.jpg
     annotations_detectron2/pc459_val/<id>.tif  (uint16: label id - 1, 0..458, as CAT-Seg and ov-seg prepare it)
+  or pascal_ctx_d2/images/validation/<id>.jpg + pascal_ctx_d2/annotations_ctx459/validation/<id>.tif (ODISE)
   or the release's label maps with a list of the split's ids:
     trainval/<id>.mat                          (LabelMap: label ids 1..459, 0 = unlabelled)
     ImageSets/SegmentationContext/<split>.txt  (or pascalcontext_<split>.txt)"""
@@ -403,41 +423,45 @@ def _find_pascal_context_459(root: Path, split: str) -> list[Sample]:
     images, tifs, mats = base / "JPEGImages", base / "annotations_detectron2" / f"pc459_{split}", base / "trainval"
     ids_file = next((f for f in (base / "ImageSets" / "SegmentationContext" / f"{split}.txt",
                                  base / f"pascalcontext_{split}.txt") if f.is_file()), None)
+    d2 = _pascal_ctx_d2(root)
+    sub = _D2_SPLITS.get(split, split)
     if images.is_dir() and tifs.is_dir():
         labels, ext, ids = tifs, ".tif", sorted(p.stem for p in tifs.glob("*.tif"))
     elif images.is_dir() and mats.is_dir() and ids_file is not None:
         labels, ext, ids = mats, ".mat", ids_file.read_text().split()
+    elif d2 is not None and (d2 / "images" / sub).is_dir() and (d2 / "annotations_ctx459" / sub).is_dir():
+        images, labels, ext = d2 / "images" / sub, d2 / "annotations_ctx459" / sub, ".tif"
+        ids = sorted(p.stem for p in labels.glob("*.tif"))
     else:
-        raise DatasetError(f"PASCAL-Context 459: {root} holds no JPEGImages/ with annotations_detectron2/"
-                           f"pc459_{split}/ (nor trainval/ and a list of the {split} ids); expected layout:\n"
-                           f"{PASCAL_CONTEXT_459_LAYOUT}")
+        raise DatasetError(f"PASCAL-Context 459: {base} holds no JPEGImages/ with annotations_detectron2/"
+                           f"pc459_{split}/ (nor trainval/ and a list of the {split} ids, nor pascal_ctx_d2/); "
+                           f"expected layout:\n{PASCAL_CONTEXT_459_LAYOUT}")
     out, missing = [], []
     for i in ids:
         img, lab = images / f"{i}.jpg", labels / f"{i}{ext}"
         (out.append(Sample(i, img, lab)) if img.is_file() and lab.is_file() else missing.append(i))
     if missing:
-        raise DatasetError(f"PASCAL-Context 459: {len(missing)} id(s) lack an image in JPEGImages/ or a label file "
+        raise DatasetError(f"PASCAL-Context 459: {len(missing)} id(s) lack an image in {images.name}/ or a label file "
                            f"in {labels.name}/, e.g. {missing[0]!r}")
     return out
 
 
 def _read_pascal_context_459(path: Path) -> np.ndarray:
-    """Label id - 1: a pc459 TIFF as it is (459 and 65535, the values CAT-Seg and ov-seg ignore, are ignored), or
+    """Label id - 1: a pc459 TIFF as it is (459 and 65535, the values CAT-Seg and ODISE ignore, are ignored), or
     a release .mat's LabelMap - 1 (0, unlabelled, becomes IGNORE)."""
     if path.suffix == ".mat":
         from scipy.io import loadmat
-        from scipy.io.matlab import MatReadError
 
         try:
             labels = loadmat(str(path), variable_names=["LabelMap"]).get("LabelMap")
-        except (OSError, ValueError, TypeError, MatReadError) as exc:
-            raise DatasetError(f"{path}: cannot read it as a MATLAB file ({exc})") from None
+        except Exception as exc:  # a damaged file fails anywhere in scipy (zlib, an HDF5 v7.3 file, a bad header)
+            raise DatasetError(f"{path}: cannot read it as a MATLAB file ({type(exc).__name__}: {exc})") from None
         if labels is None or labels.ndim != 2 or labels.dtype.kind not in "iu":
             raise DatasetError(f"{path}: expected an integer 2-D LabelMap, got "
                                f"{'none' if labels is None else f'{labels.dtype} {labels.shape}'}")
         return labels.astype(np.int32) - 1
     a = read_label_image(path).astype(np.int32)
-    a[a >= 459] = IGNORE
+    a[(a == 459) | (a == 65535)] = IGNORE
     return a
 
 
@@ -685,7 +709,8 @@ COCO_OBJECT_LAYOUT = """  <root>/                                 (COCO-Stuff 16
 def _read_coco_object(path: Path) -> np.ndarray:
     """COCO-Object: the 80 things of a COCO-Stuff map as 1..80 and everything else, stuff and unlabelled
     alike, as background 0 (GroupViT's conversion, which every training-free benchmark of COCO-Object reads;
-    nothing is ignored). Its own `*_instanceTrainIds.png` are read as they are."""
+    it leaves nothing unlabelled). Its own `*_instanceTrainIds.png` are read as they are, a 255 there ignored as
+    mmsegmentation does."""
     if path.name.endswith("_instanceTrainIds.png"):
         a = read_label_image(path)
         if a.dtype != np.uint8:
@@ -731,7 +756,7 @@ def _register_builtin() -> None:
                     llm_name="PASCAL-Context", folds="pascal-context-59"),
         DatasetSpec("pascal-context-459", "PASCAL-Context 459", "pascal_context_459.txt", PASCAL_CONTEXT_459_LAYOUT,
                     65535, _find_pascal_context_459, _read_pascal_context_459, llm_lists_classes=False,
-                    llm_name="PASCAL-Context", lexicon_of="pascal_context_59.txt"),
+                    llm_name="PASCAL-Context-459", lexicon_of="pascal_context_59.txt"),
         DatasetSpec("ade20k", "ADE20K-150", "ade20k_150.txt", ADE_LAYOUT, 255, _find_ade150, _read_ade150,
                     llm_lists_classes=False, llm_name="ADE20K"),
         DatasetSpec("ade20k-full", "ADE20K-847", "ade20k_847.txt", ADE_FULL_LAYOUT, 65535, _find_ade847,

@@ -177,27 +177,33 @@ MMSEG_CONTEXT_60 = (
 CONTEXT_LABELS = {"2008_000002": [[0, 1, 59], [37, 37, 0]], "2008_000008": [[56, 56, 56], [0, 0, 28]]}
 
 
-def make_pascal_context(tmp: Path, labels=CONTEXT_LABELS, detectron2: bool = False) -> Path:
-    """tmp/VOCdevkit/VOC2010 as mmsegmentation's converter leaves it (or CAT-Seg's pc59_val maps); returns VOC2010."""
+def make_pascal_context(tmp: Path, labels=CONTEXT_LABELS, layout: str = "mmseg") -> Path:
+    """tmp/VOCdevkit/VOC2010 as mmsegmentation's converter leaves it, or with CAT-Seg's pc59_val maps, or ODISE's
+    tmp/pascal_ctx_d2; returns VOC2010."""
     base = tmp / "VOCdevkit" / "VOC2010"
     for sid, lab in labels.items():
+        d2 = (np.asarray(lab) - 1) % 256  # 0..58, background 255
+        if layout == "odise":
+            write_image(tmp / "pascal_ctx_d2" / "images" / "validation" / f"{sid}.jpg")
+            write_grey_png(tmp / "pascal_ctx_d2" / "annotations_ctx59" / "validation" / f"{sid}.png", d2)
+            continue
         write_image(base / "JPEGImages" / f"{sid}.jpg")
-        if detectron2:  # 0..58, background 255
-            write_grey_png(base / "annotations_detectron2" / "pc59_val" / f"{sid}.png", (np.asarray(lab) - 1) % 256)
+        if layout == "cat-seg":
+            write_grey_png(base / "annotations_detectron2" / "pc59_val" / f"{sid}.png", d2)
         else:
             write_grey_png(base / "SegmentationClassContext" / f"{sid}.png", lab)
-    if not detectron2:
+    if layout == "mmseg":
         sets = base / "ImageSets" / "SegmentationContext"
         sets.mkdir(parents=True, exist_ok=True)
         (sets / "val.txt").write_text("".join(f"{i}\n" for i in reversed(list(labels))))
     return base
 
 
-@pytest.mark.parametrize("detectron2", [False, True], ids=["mmseg", "detectron2"])
-def test_pascal_context_59_and_60_read_the_same_maps(tmp_path, detectron2):
-    make_pascal_context(tmp_path, detectron2=detectron2)
+@pytest.mark.parametrize("layout", ["mmseg", "cat-seg", "odise"])
+def test_pascal_context_59_and_60_read_the_same_maps(tmp_path, layout):
+    make_pascal_context(tmp_path, layout=layout)
     pc59, pc60 = load_dataset("pascal-context-59", tmp_path), load_dataset("pascal-context-60", tmp_path)
-    order = list(reversed(CONTEXT_LABELS)) if not detectron2 else sorted(CONTEXT_LABELS)  # val.txt order, else sorted
+    order = list(reversed(CONTEXT_LABELS)) if layout == "mmseg" else sorted(CONTEXT_LABELS)  # val.txt, else sorted
     assert [s.id for s in pc59.samples] == [s.id for s in pc60.samples] == order
     assert pc60.spec.background == 0 and pc59.spec.background is None
     for s in pc59.samples:
@@ -207,6 +213,17 @@ def test_pascal_context_59_and_60_read_the_same_maps(tmp_path, detectron2):
     gt = pc60.read_label(pc60.sample("2008_000002"))
     assert [MMSEG_CONTEXT_60[v] for v in gt.ravel()] == ["background", "aeroplane", "wood", "person", "person",
                                                          "background"]
+
+
+def test_pascal_context_255_is_ignored_and_other_values_refused(tmp_path):
+    """mmsegmentation ignores 255 in both benchmarks (its converter writes none); a value past 59 is an error that
+    names the index it reads as."""
+    make_pascal_context(tmp_path, labels={"a": [[255, 1, 0]], "b": [[60, 1, 1]]})
+    pc59, pc60 = load_dataset("pascal-context-59", tmp_path), load_dataset("pascal-context-60", tmp_path)
+    assert pc59.read_label(pc59.sample("a")).tolist() == [[IGNORE, 0, IGNORE]]
+    assert pc60.read_label(pc60.sample("a")).tolist() == [[IGNORE, 1, 0]]
+    with pytest.raises(DatasetError, match="expected class values 0..58 .* in pascal-context-59's numbering, got 59"):
+        pc59.read_label(pc59.sample("b"))
 
 
 @pytest.mark.parametrize("name,reference", [("pascal-context-59", MMSEG_CONTEXT_60[1:]),
@@ -221,7 +238,7 @@ def test_pascal_context_class_lists_follow_mmsegmentations_numbering(name, refer
 CONTEXT_459 = {"2008_000002": [[1, 284, 459], [431, 0, 256]], "2008_000008": [[440, 440, 2], [3, 3, 3]]}
 
 
-@pytest.mark.parametrize("layout", ["detectron2", "release-mat", "release-mat-cat-seg-list"])
+@pytest.mark.parametrize("layout", ["detectron2", "odise", "release-mat", "release-mat-cat-seg-list"])
 def test_pascal_context_459_reads_label_ids_minus_one(tmp_path, layout):
     """PC-459's class k is label id k + 1 of labels.txt: in CAT-Seg's TIFFs (LabelMap - 1, 16-bit) and in the
     release's .mat files (LabelMap; 0 = unlabelled, ignored). "unknown" (431) is a class like any other."""
@@ -229,8 +246,13 @@ def test_pascal_context_459_reads_label_ids_minus_one(tmp_path, layout):
 
     base = tmp_path / "VOCdevkit" / "VOC2010"
     for sid, lab in CONTEXT_459.items():
-        write_image(base / "JPEGImages" / f"{sid}.jpg")
         lab = np.asarray(lab, np.uint16)
+        if layout == "odise":
+            write_image(tmp_path / "pascal_ctx_d2" / "images" / "validation" / f"{sid}.jpg")
+            write_uint16_tif(tmp_path / "pascal_ctx_d2" / "annotations_ctx459" / "validation" / f"{sid}.tif",
+                             lab.astype(np.int32) - 1)
+            continue
+        write_image(base / "JPEGImages" / f"{sid}.jpg")
         if layout == "detectron2":
             write_uint16_tif(base / "annotations_detectron2" / "pc459_val" / f"{sid}.tif", lab.astype(np.int32) - 1)
         else:
@@ -244,12 +266,24 @@ def test_pascal_context_459_reads_label_ids_minus_one(tmp_path, layout):
     ds = load_dataset("pascal-context-459", tmp_path)
     assert ds.num_classes == 459 and ds.spec.ignore_value == 65535
     assert [s.id for s in ds.samples] == {"detectron2": ["2008_000002", "2008_000008"],
+                                          "odise": ["2008_000002", "2008_000008"],
                                           "release-mat": ["2008_000008", "2008_000002"],
                                           "release-mat-cat-seg-list": ["2008_000002"]}[layout]
     gt = ds.read_label(ds.sample("2008_000002"))
     names = [ds.class_names[v] if v != IGNORE else None for v in gt.ravel()]
     # unlabelled (0) is ignored: -1 in the .mat reading, 65535 once written to a uint16 TIFF
     assert names == ["accordion", "person", "wool", "unknown", None, "monkey"]
+
+
+def test_pascal_context_459_tiff_ignores_459_and_65535_only(tmp_path):
+    base = tmp_path / "VOC2010"
+    write_image(base / "JPEGImages" / "a.jpg")
+    write_uint16_tif(base / "annotations_detectron2" / "pc459_val" / "a.tif", [[0, 458, 459, 65535], [1, 1, 1, 1]])
+    ds = load_dataset("pascal-context-459", tmp_path)
+    assert ds.read_label(ds.sample("a"))[0].tolist() == [0, 458, IGNORE, IGNORE]
+    write_uint16_tif(base / "annotations_detectron2" / "pc459_val" / "a.tif", [[460]])
+    with pytest.raises(DatasetError, match="got 460"):
+        ds.read_label(ds.sample("a"))
 
 
 def test_pascal_context_459_broken_mat_is_one_clear_error(tmp_path):
@@ -261,8 +295,16 @@ def test_pascal_context_459_broken_mat_is_one_clear_error(tmp_path):
     (base / "trainval").mkdir()
     savemat(base / "trainval" / "a.mat", {"Other": np.zeros((2, 2))})
     (base / "trainval" / "b.mat").write_bytes(b"not a mat file")
-    (base / "pascalcontext_val.txt").write_text("a\nb\n")
+    savemat(base / "trainval" / "c.mat", {"LabelMap": np.arange(1, 401, dtype=np.uint16).reshape(20, 20)},
+            do_compression=True)
+    damaged = bytearray((base / "trainval" / "c.mat").read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF  # zlib's check fails inside scipy
+    (base / "trainval" / "c.mat").write_bytes(bytes(damaged))
+    write_image(base / "JPEGImages" / "c.jpg")
+    (base / "pascalcontext_val.txt").write_text("a\nb\nc\n")
     ds = load_dataset("pascal-context-459", tmp_path)
+    with pytest.raises(DatasetError, match="c.mat: cannot read it as a MATLAB file"):
+        ds.read_label(ds.sample("c"))
     with pytest.raises(DatasetError, match="a.mat: expected an integer 2-D LabelMap, got none"):
         ds.read_label(ds.sample("a"))
     with pytest.raises(DatasetError, match="b.mat: cannot read it as a MATLAB file"):
@@ -563,6 +605,7 @@ def test_coco_object_is_the_80_things_over_background(tmp_path, coco_category_li
     """COCO-Object as GroupViT's conversion makes it, written out from the category list: a thing of COCO id i
     is its position among the 80 thing ids + 1; stuff and unlabelled pixels are background (0), none ignored."""
     raw = _stuffthingmap()
+    raw[1, :3] = 12, 66, 89  # stop sign (id 13), dining table (67), toothbrush (90): after COCO's id gaps
     thing_ids = [c["id"] for c in coco_category_list if c["isthing"]]
     want = np.vectorize(lambda v: thing_ids.index(v + 1) + 1 if v + 1 in thing_ids else 0)(raw)
     images, labels = {
@@ -586,6 +629,7 @@ def test_coco_object_is_the_80_things_over_background(tmp_path, coco_category_li
     np.testing.assert_array_equal(got, want)
     assert [ds.class_names[v] for v in got[0]] == ["person", "person", "background", "background", "background",
                                                    "background", "background", "background"]
+    assert [ds.class_names[v] for v in got[1, :3]] == ["stop sign", "dining table", "toothbrush"]
     assert ds.class_names[1:] == [c["name"] for c in coco_category_list if c["isthing"]]
 
 

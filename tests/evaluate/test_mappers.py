@@ -473,6 +473,7 @@ def test_coco_object_folds_cocos_stuff_into_background():
     wall, dog, door = m.map(["a brick wall", "a dog on the grass", "the door of a bathroom"])
     assert (dog.cls, dog.index) == ("dog", [c.name for c in class_list("coco-object")].index("dog"))
     assert wall.cls is None and door.cls is None and "coco-object does not keep" in wall.reason
+    assert (wall.rule, wall.level) == ("left out", None)  # as a lexicon's left-out word: nothing relates it
     # relations keep the classes COCO-Object has: COCO's wall classes are gone, its things keep their indices
     coco = build_mapper("lexical", "coco")
     things = {i for i in coco.related("wall") if i < 80}

@@ -32,7 +32,8 @@ class FoldedMapper:
         k = self._to[m.index]
         if k is not None:
             return dataclasses.replace(m, cls=self.classes[k].name, index=k)
-        return dataclasses.replace(m, cls=None, index=None,
+        # a class the folded dataset leaves out, as a lexicon's left-out word is: no level relates it to a class
+        return dataclasses.replace(m, cls=None, index=None, level=None, rule=m.rule and "left out",
                                    reason=f"the {self.names[0]} class {m.cls!r}, which {self.names[1]} does not keep")
 
     def map(self, descriptions: Sequence[str], level: str | None = None) -> list[LabelMatch]:
