@@ -65,7 +65,8 @@ def build_mapper_from_block(method: str, block: Any, models: Any, dataset: str, 
     from .lexicon import Lexicon, shipped_lexicon
 
     spec = dataset_spec(dataset)
-    shipped = classes is None
+    # the shipped list, given or not (a benchmark passes the list its dataset loaded)
+    shipped = classes is None or bool(spec.class_file) and _same(classes, class_list(dataset))
     if spec.folds and shipped:
         from .folded import FoldedMapper
 
@@ -80,6 +81,10 @@ def build_mapper_from_block(method: str, block: Any, models: Any, dataset: str, 
         run.setdefault("list_classes", spec.llm_lists_classes)
         run.setdefault("dataset_name", spec.llm_name or spec.title)
     return mappers().component(method).factory(block, models, classes=classes, background=spec.background, **run)
+
+
+def _same(a: Any, b: Any) -> bool:
+    return [tuple(c.names) for c in a] == [tuple(c.names) for c in b]
 
 
 __all__ = ["MAPPERS", "METHODS", "LabelMatch", "LabelMapper", "build_mapper", "build_mapper_from_block", "mappers",

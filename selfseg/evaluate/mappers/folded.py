@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 from ..datasets import ClassInfo
 from .base import LabelMapper, LabelMatch, normalize
@@ -25,6 +26,11 @@ class FoldedMapper:
         index = {normalize(c.name): c.index for c in classes}
         self.classes = list(classes)
         self._to = {c.index: index.get(normalize(c.name)) for c in source}
+
+    def __getattr__(self, name: str) -> Any:  # what else the inner mapper offers (the LLM's `asked`, `prompt`)
+        if name == "inner":  # not set yet (a copy being built): no recursion through it
+            raise AttributeError(name)
+        return getattr(self.inner, name)
 
     def _fold(self, m: LabelMatch) -> LabelMatch:
         if m.index is None:

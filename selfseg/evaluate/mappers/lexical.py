@@ -188,7 +188,8 @@ class LexicalMapper:
         self.index = ClassIndex(self.classes)
         self.lexicon = lexicon or Lexicon()
         self.reader = Reader(spacy_pipeline, wordnet,
-                             vocabulary=frozenset(self.index.by_name) | frozenset(self.lexicon.names))
+                             vocabulary=frozenset(self.index.by_name) | frozenset(self.lexicon.names)
+                             | self.lexicon.unlabelled)
         self._wn = wordnet
         self._built = False
         self._cache: dict[str, dict[int, Relation]] = {}
@@ -464,10 +465,10 @@ class LexicalMapper:
             if inner is not None:
                 return _as(inner, "container")
         # parts attached to their whole by WordNet's part-whole relations; an unknown noun "of" a whole. Where the
-        # lexicon lists the whole's parts, a noun that names a class of its own and is not among them keeps its
-        # class: the dataset labels it apart ("the window of a building" is PASCAL-Context's window).
+        # lexicon lists the whole's parts and a class's own name is not among them (nor a kind of one), that
+        # class keeps it: the dataset labels it apart ("the window of a building" is PASCAL-Context's window).
         for prep, whole in decided:
-            if not _stands_for_whole(whole) or named and noun not in self.lexicon.parts.get(whole.cls, {noun}):
+            if not _stands_for_whole(whole) or lev == "exact" and self._apart(p, noun, whole.cls):
                 continue
             r = rel.get(whole.cls)
             if r is not None and r.level == 3 and (prep == "of" or lev in (None, "hyponym", "meronym")):
@@ -484,6 +485,10 @@ class LexicalMapper:
                     return Decision(role.cls, "hyponym", noun, "role", frozenset({role.cls}))
             return Decision(c, lev, noun, rule, self._relate(rel, rank))
         return None
+
+    def _apart(self, p: Phrase, noun: str, whole: int) -> bool:
+        listed = self.lexicon.parts.get(whole)
+        return bool(listed) and not (noun in listed or p.head in listed or self._is_kind(noun, listed))
 
     def _first(self, phrases: Sequence[Phrase], rank: int, depth: int) -> Decision | None:
         for q in phrases:
