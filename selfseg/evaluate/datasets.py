@@ -295,6 +295,10 @@ def _read_cityscapes(path: Path) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------ finders
 
 
+# A split's folder name where detectron2-style layouts spell it out (ADE20K, PASCAL-Context's pascal_ctx_d2).
+_SPLIT_FOLDERS = {"val": "validation", "validation": "validation", "train": "training", "training": "training"}
+
+
 def _first_dir(candidates: list[Path]) -> Path | None:
     return next((c for c in candidates if c.is_dir()), None)
 
@@ -350,13 +354,10 @@ PASCAL_CONTEXT_LAYOUT = """  <root>/                       (VOC2010, or a folder
     pascal_ctx_d2/images/validation/<id>.jpg + pascal_ctx_d2/annotations_ctx59/validation/<id>.png  (ODISE, FC-CLIP)"""
 
 
-_D2_SPLITS = {"val": "validation", "validation": "validation", "train": "training", "training": "training"}
-
-
 def _pascal_ctx_d2(root: Path) -> Path | None:
-    """ODISE's and FC-CLIP's PASCAL-Context folder (pascal_ctx_d2/), the root itself or under it."""
-    return _first_dir([root / "pascal_ctx_d2", root]) if (root / "pascal_ctx_d2").is_dir() or (
-        root / "annotations_ctx59").is_dir() or (root / "annotations_ctx459").is_dir() else None
+    """ODISE's and FC-CLIP's PASCAL-Context folder: pascal_ctx_d2/ under the root, or the root itself."""
+    return next((d for d in (root / "pascal_ctx_d2", root) if (d / "images").is_dir() and (
+        (d / "annotations_ctx59").is_dir() or (d / "annotations_ctx459").is_dir())), None)
 
 
 def _find_pascal_context(root: Path, split: str) -> list[Sample]:
@@ -364,7 +365,7 @@ def _find_pascal_context(root: Path, split: str) -> list[Sample]:
     images, ids_file = base / "JPEGImages", base / "ImageSets" / "SegmentationContext" / f"{split}.txt"
     mmseg, detectron2 = base / "SegmentationClassContext", base / "annotations_detectron2" / f"pc59_{split}"
     d2 = _pascal_ctx_d2(root)
-    sub = _D2_SPLITS.get(split, split)
+    sub = _SPLIT_FOLDERS.get(split, split)
     if images.is_dir() and mmseg.is_dir() and ids_file.is_file():
         labels, ids = mmseg, ids_file.read_text().split()
     elif images.is_dir() and detectron2.is_dir():
@@ -424,7 +425,7 @@ def _find_pascal_context_459(root: Path, split: str) -> list[Sample]:
     ids_file = next((f for f in (base / "ImageSets" / "SegmentationContext" / f"{split}.txt",
                                  base / f"pascalcontext_{split}.txt") if f.is_file()), None)
     d2 = _pascal_ctx_d2(root)
-    sub = _D2_SPLITS.get(split, split)
+    sub = _SPLIT_FOLDERS.get(split, split)
     if images.is_dir() and tifs.is_dir():
         labels, ext, ids = tifs, ".tif", sorted(p.stem for p in tifs.glob("*.tif"))
     elif images.is_dir() and mats.is_dir() and ids_file is not None:
@@ -470,11 +471,10 @@ ADE_LAYOUT = """  <root>/                       (ADEChallengeData2016, or a fold
     annotations/validation/<id>.png (uint8: 0 = other, 1..150 = classes)
   or a flat sample: <root>/images/<id>.jpg + <root>/annotations/<id>.png"""
 
-_ADE_SPLITS = {"val": "validation", "validation": "validation", "train": "training", "training": "training"}
 
 
 def _find_ade150(root: Path, split: str) -> list[Sample]:
-    sub = _ADE_SPLITS.get(split, split)
+    sub = _SPLIT_FOLDERS.get(split, split)
     for base in (root / "ADEChallengeData2016", root):
         if (base / "images" / sub).is_dir() and (base / "annotations" / sub).is_dir():
             return _pair(base / "images" / sub, base / "annotations" / sub, ".png")
@@ -490,7 +490,7 @@ ADE_FULL_LAYOUT = """  <root>/                       (ADE20K_2021_17_01 prepared
 
 
 def _find_ade847(root: Path, split: str) -> list[Sample]:
-    sub = _ADE_SPLITS.get(split, split)
+    sub = _SPLIT_FOLDERS.get(split, split)
     for base in (root / "ADE20K_2021_17_01", root):
         imgs, anns = base / "images_detectron2" / sub, base / "annotations_detectron2" / sub
         if imgs.is_dir() and anns.is_dir():
