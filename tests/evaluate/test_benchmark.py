@@ -352,3 +352,11 @@ def test_voc20_benchmark_folds_vocs_mapping_and_scores_20_classes(voc_root, tmp_
     assert len(res["per_class"]) == 20 and "background" not in res["per_class"]
     # VOC's lexicon makes a van a car; VOC20's classes alone would make it a train (WordNet's "van" sense)
     assert res["mapping"] == {"person": "person", "van": "car", "background": None}
+    # LOVE asks VOC's question (its class list, background included) and the run still counts what it asked
+    llm = run_benchmark(_config(voc_root, "evaluation.dataset=voc20", "tagger=vocabulary",
+                                "vocabulary=[person, van, background]", "segment.segmenter=clipseg",
+                                "evaluation.mapper=llm", "evaluation.llm_model=tiny-random",
+                                "evaluation.llm_max_new_tokens=4", f"evaluation.out={tmp_path / 'run'}"), quiet=True)
+    assert llm.extra["llm_asked"] == 1  # "van"; person and background are VOC class names
+    cache = json.loads((tmp_path / "run" / "love_cache.json").read_text())
+    assert [v["dataset"] for v in cache.values()] == ["Pascal VOC 2012"] and llm.mapping["background"] is None
