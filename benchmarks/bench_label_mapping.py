@@ -33,7 +33,8 @@ from selfseg.evaluate.mappers.agreement import agreement, agreement_by_threshold
 
 DEV = ROOT / "tests" / "evaluate" / "mapping_dev"
 DATASETS = {"voc": "voc", "ade20k_150": "ade20k", "cityscapes": "cityscapes", "cityscapes_regions": "cityscapes",
-            "coco_panoptic": "coco", "coco_stuff": "coco-stuff", "pascal_context_59": "pascal-context-59"}
+            "coco_panoptic": "coco", "coco_stuff": "coco-stuff", "pascal_context_59": "pascal-context-59",
+            "pascal_context_459": "pascal-context-459"}
 # Benchmarks that fold another's classes -> the source's development file, read against their classes.
 FOLDED = {"voc20": "voc", "coco-object": "coco_panoptic", "pascal-context-60": "pascal_context_59"}
 PREFIXES = ["a", "the", "one", "an old", "a small", "a large", "a distant", "a dark", "a bright", "a wet"]

@@ -17,17 +17,20 @@ from selfseg.evaluate.mappers.lexicon import Lexicon, shipped_lexicon
 DEV = Path(__file__).parent / "mapping_dev"
 # file -> dataset; cityscapes_regions imitates region-level multimodal models' answers (see RULES.md)
 DATASETS = {"voc": "voc", "ade20k_150": "ade20k", "cityscapes": "cityscapes", "cityscapes_regions": "cityscapes",
-            "coco_panoptic": "coco", "coco_stuff": "coco-stuff", "pascal_context_59": "pascal-context-59"}
+            "coco_panoptic": "coco", "coco_stuff": "coco-stuff", "pascal_context_59": "pascal-context-59",
+            "pascal_context_459": "pascal-context-459"}
 # Agreement floors, a point or two under today's figures (README), so a regression shows. The COCO and
 # PASCAL-Context files were written apart from their lexicons and nothing in those was fitted to them, hence the
-# lower floors.
+# lower floors; PC-459 borrows PC-59's lexicon, and most of its 459 labels have no entry.
 FLOOR = {"voc": 0.97, "ade20k_150": 0.95, "cityscapes": 0.98, "cityscapes_regions": 0.98, "coco_panoptic": 0.90,
-         "coco_stuff": 0.90, "pascal_context_59": 0.93}
+         "coco_stuff": 0.90, "pascal_context_59": 0.93, "pascal_context_459": 0.85}
+# Tags alone, where they agree less than the 97% of the files with a lexicon of their own (PC-459: 89.6%).
+TAG_FLOOR = {"pascal_context_459": 0.88}
 # Single nouns (BCC tags, the `tag` rows) as a head-noun-only WordNet mapping maps them on this set (85, 88,
-# 71, 76%; COCO panoptic 76%, COCO-Stuff 72%, PASCAL-Context 74%: the lexical mapper with an empty lexicon):
-# reading whole descriptions must map them at least as well.
+# 71, 76%; COCO panoptic 76%, COCO-Stuff 72%, PASCAL-Context 74% and 79%: the lexical mapper with an empty
+# lexicon): reading whole descriptions must map them at least as well.
 TAG_BASELINE = {"voc": 0.85, "ade20k_150": 0.88, "cityscapes": 0.71, "cityscapes_regions": 0.76,
-                "coco_panoptic": 0.76, "coco_stuff": 0.72, "pascal_context_59": 0.74}
+                "coco_panoptic": 0.76, "coco_stuff": 0.72, "pascal_context_59": 0.74, "pascal_context_459": 0.79}
 # Benchmarks that fold another's classes (their ground truth is the source's, relabelled) -> the development file
 # they are measured on, read against their classes (a label they lack is none).
 FOLDED = {"voc20": "voc", "coco-object": "coco_panoptic", "pascal-context-60": "pascal_context_59"}
@@ -40,7 +43,8 @@ def lexical_mappers():
 
 def test_the_development_set_is_large_spread_and_well_formed():
     rows = {f: read_labelled(DEV / f"{f}.tsv") for f in DATASETS}
-    assert {DATASETS[f] for f in rows} == {"voc", "ade20k", "cityscapes", "coco", "coco-stuff", "pascal-context-59"}
+    assert {DATASETS[f] for f in rows} == {"voc", "ade20k", "cityscapes", "coco", "coco-stuff", "pascal-context-59",
+                                           "pascal-context-459"}
     assert sum(map(len, rows.values())) >= 400 and all(len(r) >= 100 for r in rows.values())
     assert set(DATASETS) == {p.stem for p in DEV.glob("*.tsv")}  # every file is measured
     for f, rs in rows.items():
@@ -55,8 +59,8 @@ def test_lexical_mapping_agrees_with_the_development_set(report, lexical_mappers
     rows = read_labelled(DEV / f"{name}.tsv")
     result = agreement(lexical_mappers[name], rows)
     report(f"lexical mapper on {name} ({result.n} descriptions)", result.table())
-    assert result.total >= max(0.90, FLOOR[name]), [(r.description, r.label, m.cls, m.rule) for r, m in result.misses]
-    assert result.groups["style:tag"][0] >= max(TAG_BASELINE[name], 0.97)
+    assert result.total >= FLOOR[name], [(r.description, r.label, m.cls, m.rule) for r, m in result.misses]
+    assert result.groups["style:tag"][0] >= max(TAG_BASELINE[name], TAG_FLOOR.get(name, 0.97))
 
 
 @pytest.mark.parametrize("dataset", list(FOLDED))
