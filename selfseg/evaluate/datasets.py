@@ -4,7 +4,7 @@ dataset's conventions say.
 Every loader yields ground truth as an (H, W) int32 array of evaluation class indices 0..N-1, with
 `IGNORE` (-1) where the dataset says "do not score" (VOC boundaries, ADE "other", Cityscapes void classes).
 Prediction files for `selfseg evaluate` use the same indices, with the dataset's `ignore_value`
-(255, or 65535 for ADE20K-847) meaning "no class predicted here".
+(255, or 65535 for ADE20K-847 and PASCAL-Context 459, whose maps are 16-bit) meaning "no class predicted here".
 """
 from __future__ import annotations
 

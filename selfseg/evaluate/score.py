@@ -65,7 +65,12 @@ def score_label_maps(dataset: Dataset, pred_dir: str | Path, convention: str = "
     for s in samples:
         gt = dataset.read_label(s)
         path = find_prediction(pred_dir, s)
-        pred = read_label_map(path)
+        raw = read_label_image(path)
+        if dataset.spec.ignore_value > 255 and raw.dtype == np.uint8:
+            # 255 would read as a class (PC-459's monkey), not as "no class"
+            raise DatasetError(f"{path}: expected a 16-bit label map for {dataset.name}'s {dataset.num_classes} "
+                               f"classes ({dataset.spec.ignore_value} = no class), got an 8-bit one")
+        pred = raw.astype(np.int32)
         if pred.shape != gt.shape:
             raise DatasetError(f"{path}: expected a label map of the ground truth's size {gt.shape[::-1]} (W, H), "
                                f"got {pred.shape[::-1]}")

@@ -220,6 +220,11 @@ def test_ade847_uint16_tif_predictions(tmp_path, capsys):
     # 255: 2/2 -> IoU 1; 846: 2 of 3 (one predicted 0) -> IoU 2/3; 0: gt 2, tp 1, pred 2 -> IoU 1/3
     assert js["mIoU"] == pytest.approx((1 + 2 / 3 + 1 / 3) / 3)
     assert js["pixel_accuracy"] == pytest.approx(5 / 7)
+    # an 8-bit map cannot say "no class" here (its 255 is a class): refused, not misread
+    eight = write_preds(tmp_path / "pred8", {"x": np.where(pr == 65535, 255, pr) % 256}, dtype=np.uint8)
+    code, _, err = evaluate(capsys, "-d", "ade20k-full", "-r", tmp_path, "-p", eight)
+    assert code == 2 and "expected a 16-bit label map for ade20k-full's 847 classes (65535 = no class)" in \
+        one_error_line(err)
 
 
 # ------------------------------------------------------------------------------------------------ failures
