@@ -472,7 +472,6 @@ ADE_LAYOUT = """  <root>/                       (ADEChallengeData2016, or a fold
   or a flat sample: <root>/images/<id>.jpg + <root>/annotations/<id>.png"""
 
 
-
 def _find_ade150(root: Path, split: str) -> list[Sample]:
     sub = _SPLIT_FOLDERS.get(split, split)
     for base in (root / "ADEChallengeData2016", root):

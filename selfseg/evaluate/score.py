@@ -2,7 +2,8 @@
 
 Two kinds of prediction folders:
 - *evaluation-index* label maps (`score_label_maps`, the `selfseg evaluate` command): `<id>.png` holding the
-  dataset's class indices, the dataset's ignore value (255; 65535 for ADE20K-847) meaning "no class";
+  dataset's class indices, the dataset's ignore value (255; 65535, in 16-bit maps, for a dataset of more than
+  255 classes: ADE20K-847, PASCAL-Context 459, a large folder dataset) meaning "no class";
 - *open-vocabulary* predictions (`score_open_vocabulary`, used by `selfseg benchmark`): selfseg's own
   `<id>_labels.png` (0 = unlabelled, i = the i-th name of `classes` in `<id>.json`); their names are mapped
   to dataset classes first, then scored. cmIoU is computed on the unmapped label map: it is class-agnostic.
@@ -68,8 +69,9 @@ def score_label_maps(dataset: Dataset, pred_dir: str | Path, convention: str = "
         raw = read_label_image(path)
         if dataset.spec.ignore_value > 255 and raw.dtype == np.uint8:
             # 255 would read as a class (PC-459's monkey), not as "no class"
-            raise DatasetError(f"{path}: expected a 16-bit label map for {dataset.name}'s {dataset.num_classes} "
-                               f"classes ({dataset.spec.ignore_value} = no class), got an 8-bit one")
+            raise DatasetError(f"{path}: expected a 16-bit label map for {dataset.spec.title}'s "
+                               f"{dataset.num_classes} classes ({dataset.spec.ignore_value} = no class), got an 8-bit "
+                               f"one")
         pred = raw.astype(np.int32)
         if pred.shape != gt.shape:
             raise DatasetError(f"{path}: expected a label map of the ground truth's size {gt.shape[::-1]} (W, H), "

@@ -223,7 +223,7 @@ def test_ade847_uint16_tif_predictions(tmp_path, capsys):
     # an 8-bit map cannot say "no class" here (its 255 is a class): refused, not misread
     eight = write_preds(tmp_path / "pred8", {"x": np.where(pr == 65535, 255, pr) % 256}, dtype=np.uint8)
     code, _, err = evaluate(capsys, "-d", "ade20k-full", "-r", tmp_path, "-p", eight)
-    assert code == 2 and "expected a 16-bit label map for ade20k-full's 847 classes (65535 = no class)" in \
+    assert code == 2 and "expected a 16-bit label map for ADE20K-847's 847 classes (65535 = no class)" in \
         one_error_line(err)
 
 

@@ -6,8 +6,8 @@ The lexical mapper's deliberate nones stay none (`lexical.DELIBERATE_NONE`): a c
 or a part of one, a vague noun, a mark on no named surface. Everywhere else a description the lexical mapper
 cannot relate ("a fixture with crystal arms") goes to the embedding mapper, which answers only at or above
 `hybrid_threshold`. The default, 0.8, has the best mean agreement over the development files of the tests
-(`benchmarks/bench_label_mapping.py --sweep` prints the curve). Where the dataset's lexicon is full, the
-lexical mapper's nones are mostly right and it ties with filling nothing; on PASCAL-Context's 459 labels, most
+(`benchmarks/bench_label_mapping.py --sweep` prints the curve), one description ahead of filling nothing. Where
+the dataset's lexicon is full the lexical mapper's nones are mostly right; on PASCAL-Context's 459 labels, most
 of them without a lexicon entry, lower thresholds fill more rows right.
 """
 from __future__ import annotations
