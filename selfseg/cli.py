@@ -483,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--model", help="embedding / hybrid: sentence-transformers model; llm: causal LM id")
     m.add_argument("--threshold", type=float,
                    help="embedding: cosine below which -> null (default 0.5); hybrid: cosine from which the "
-                        "embedding fills a description nothing relates to (default 0.8)")
+                        "embedding fills a description nothing relates to (default 0.85)")
     m.add_argument("--batch-size", type=_positive_int, default=8, help="llm: prompts per generate call")
     m.add_argument("--cache", help="llm: reply cache JSON (default under ~/.cache/selfseg/love)")
     m.add_argument("--device", default="auto", help="embedding / llm: torch device (default auto)")

@@ -86,9 +86,6 @@ class DatasetSpec:
     # The dataset whose classes this one folds (its ground truth is that dataset's, relabelled: VOC20 is VOC
     # without background); labels are mapped into that dataset's classes, then folded by class name.
     folds: str = ""
-    # The class file whose lexicon this list borrows: a smaller list of the same dataset (PC-59's for PC-459);
-    # empty: the lexicon shipped beside `class_file`, if any.
-    lexicon_of: str = ""
 
 
 #: Each dataset's factory loads it from its config block (`datasets().build(name, config)`); its spec (layout,
@@ -755,7 +752,7 @@ def _register_builtin() -> None:
                     llm_name="PASCAL-Context", folds="pascal-context-59"),
         DatasetSpec("pascal-context-459", "PASCAL-Context 459", "pascal_context_459.txt", PASCAL_CONTEXT_459_LAYOUT,
                     65535, _find_pascal_context_459, _read_pascal_context_459, llm_lists_classes=False,
-                    llm_name="PASCAL-Context-459", lexicon_of="pascal_context_59.txt"),
+                    llm_name="PASCAL-Context-459"),
         DatasetSpec("ade20k", "ADE20K-150", "ade20k_150.txt", ADE_LAYOUT, 255, _find_ade150, _read_ade150,
                     llm_lists_classes=False, llm_name="ADE20K"),
         DatasetSpec("ade20k-full", "ADE20K-847", "ade20k_847.txt", ADE_FULL_LAYOUT, 65535, _find_ade847,

@@ -74,9 +74,9 @@ def build_mapper_from_block(method: str, block: Any, models: Any, dataset: str, 
         return FoldedMapper(inner, class_list(spec.folds), class_list(dataset), (spec.folds, dataset))
     if shipped:
         classes = class_list(dataset)
-    path = shipped_lexicon(spec.lexicon_of or spec.class_file)
+    path = shipped_lexicon(spec.class_file)
     if path is not None and "lexicon" not in run:  # over a user's class list, entries for absent classes drop
-        run["lexicon"] = Lexicon.load(path, classes, strict=shipped, borrowed=bool(spec.lexicon_of))
+        run["lexicon"] = Lexicon.load(path, classes, strict=shipped)
     if method == "llm":
         run.setdefault("list_classes", spec.llm_lists_classes)
         run.setdefault("dataset_name", spec.llm_name or spec.title)

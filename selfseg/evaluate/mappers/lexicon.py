@@ -58,14 +58,9 @@ class Lexicon:
     roles: list[Role] = field(default_factory=list)
 
     @classmethod
-    def load(cls, path: str | Path, classes: Sequence[ClassInfo], strict: bool = True,
-             borrowed: bool = False) -> Lexicon:
+    def load(cls, path: str | Path, classes: Sequence[ClassInfo], strict: bool = True) -> Lexicon:
         """Read a lexicon file. strict: a class name the list lacks is an error (the shipped lexicon of a
-        shipped class list); otherwise such entries are skipped (the same lexicon over a user's classes).
-        borrowed: the lexicon was written for a smaller list of the same dataset (PASCAL-Context's 59 classes
-        for its 459): a name the list gives a class of its own is that class's, and the left-out words, which
-        the smaller list leaves to the classes the bigger one has, are dropped. Parts stay: a whole still holds
-        its parts ("the wheel of a car" is the car, even where a wheel on its own is a class)."""
+        shipped class list); otherwise such entries are skipped (the same lexicon over a user's classes)."""
         import yaml
 
         path = Path(path)
@@ -102,8 +97,6 @@ class Lexicon:
                 continue
             for key in sorted(_words(entry.get("names") or [], f"{name}.names", path)):
                 other = listed.get(key)
-                if other is not None and borrowed:
-                    continue
                 if other is not None:  # the class list's own names are not overridden, nor repeated
                     raise DatasetError(f"lexicon {path}: {name}.names: {key!r} is a name of class "
                                        f"{classes[other].name!r} in the class list already; expected a word the "
@@ -117,7 +110,7 @@ class Lexicon:
         none = data.get("none") or {"names": [], "why": "-"}
         if not isinstance(none, dict) or set(none) != {"names", "why"} or not none["why"]:
             raise DatasetError(f"lexicon {path}: none: expected a names list and a 'why', got {_keys(none)}")
-        lex.unlabelled = frozenset() if borrowed else _words(none["names"] or [], "none.names", path)
+        lex.unlabelled = _words(none["names"] or [], "none.names", path)
         clash = sorted(lex.unlabelled & (set(lex.names) | set(listed)))
         if clash:
             raise DatasetError(f"lexicon {path}: none: expected names no class has, got {clash[0]!r}")
