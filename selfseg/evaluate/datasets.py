@@ -374,12 +374,18 @@ def _find_pascal_context(root: Path, split: str) -> list[Sample]:
         raise DatasetError(f"PASCAL-Context: {base} holds no JPEGImages/ with SegmentationClassContext/ and "
                            f"ImageSets/SegmentationContext/{split}.txt (nor annotations_detectron2/pc59_{split}/, "
                            f"nor pascal_ctx_d2/); expected layout:\n{PASCAL_CONTEXT_LAYOUT}")
+    return _listed("PASCAL-Context", ids, images, labels, ".png")
+
+
+def _listed(title: str, ids: list[str], images: Path, labels: Path, label_ext: str) -> list[Sample]:
+    """The samples of a list of ids, in its order: `<id>.jpg` in `images`, `<id><label_ext>` in `labels`; an id
+    without either is an error."""
     out, missing = [], []
     for i in ids:
-        img, lab = images / f"{i}.jpg", labels / f"{i}.png"
+        img, lab = images / f"{i}.jpg", labels / f"{i}{label_ext}"
         (out.append(Sample(i, img, lab)) if img.is_file() and lab.is_file() else missing.append(i))
     if missing:
-        raise DatasetError(f"PASCAL-Context: {len(missing)} id(s) lack an image in {images.name}/ or a label PNG in "
+        raise DatasetError(f"{title}: {len(missing)} id(s) lack an image in {images.name}/ or a label file in "
                            f"{labels.name}/, e.g. {missing[0]!r}")
     return out
 
@@ -434,14 +440,7 @@ def _find_pascal_context_459(root: Path, split: str) -> list[Sample]:
         raise DatasetError(f"PASCAL-Context 459: {base} holds no JPEGImages/ with annotations_detectron2/"
                            f"pc459_{split}/ (nor trainval/ and a list of the {split} ids, nor pascal_ctx_d2/); "
                            f"expected layout:\n{PASCAL_CONTEXT_459_LAYOUT}")
-    out, missing = [], []
-    for i in ids:
-        img, lab = images / f"{i}.jpg", labels / f"{i}{ext}"
-        (out.append(Sample(i, img, lab)) if img.is_file() and lab.is_file() else missing.append(i))
-    if missing:
-        raise DatasetError(f"PASCAL-Context 459: {len(missing)} id(s) lack an image in {images.name}/ or a label file "
-                           f"in {labels.name}/, e.g. {missing[0]!r}")
-    return out
+    return _listed("PASCAL-Context 459", ids, images, labels, ext)
 
 
 def _read_pascal_context_459(path: Path) -> np.ndarray:

@@ -215,6 +215,17 @@ def test_pascal_context_59_and_60_read_the_same_maps(tmp_path, layout):
                                                          "background"]
 
 
+@pytest.mark.parametrize("name", ["pascal-context-59", "pascal-context-459"])
+def test_pascal_context_id_without_its_files_is_one_clear_error(tmp_path, name):
+    base = make_pascal_context(tmp_path)
+    if name == "pascal-context-459":
+        write_uint16_tif(base / "annotations_detectron2" / "pc459_val" / "2008_000002.tif", [[0]])
+        write_uint16_tif(base / "annotations_detectron2" / "pc459_val" / "2008_000008.tif", [[0]])
+    (base / "JPEGImages" / "2008_000008.jpg").unlink()
+    with pytest.raises(DatasetError, match=r"1 id\(s\) lack an image in JPEGImages/ or a label file .*'2008_000008'"):
+        load_dataset(name, tmp_path)
+
+
 def test_pascal_context_255_is_ignored_and_other_values_refused(tmp_path):
     """mmsegmentation ignores 255 in both benchmarks (its converter writes none); a value past 59 is an error that
     names the index it reads as."""
@@ -566,6 +577,15 @@ def _stuffthingmap(h: int = 6, w: int = 8) -> np.ndarray:
     return raw
 
 
+def _stuff_folders(root: Path, layout: str) -> tuple[Path, Path]:
+    """(images, label maps) of a COCO-Stuff layout: the release's maps or detectron2's beside COCO's val2017/,
+    else mmsegmentation's images/ and annotations/."""
+    return {
+        "release-maps": (root / "val2017", root / "stuffthingmaps_trainval2017" / "val2017"),
+        "detectron2": (root / "val2017", root / "stuffthingmaps_detectron2" / "val2017"),
+    }.get(layout, (root / "images" / "val2017", root / "annotations" / "val2017"))
+
+
 def _train_ids(raw: np.ndarray, coco_category_list) -> np.ndarray:
     """mmsegmentation's 171-class numbering of a raw map, written out independently: COCO-Stuff's ids 1..182 in
     order, without the thing ids that are not among COCO's 80 categories; unlabelled is IGNORE."""
@@ -579,10 +599,7 @@ def _train_ids(raw: np.ndarray, coco_category_list) -> np.ndarray:
 def test_coco_stuff_layouts_read_the_171_classes(tmp_path, coco_category_list, layout):
     raw = _stuffthingmap()
     root = tmp_path / "coco_stuff164k" if layout == "folder-holding" else tmp_path
-    images, labels = {
-        "release-maps": (root / "val2017", root / "stuffthingmaps_trainval2017" / "val2017"),
-        "detectron2": (root / "val2017", root / "stuffthingmaps_detectron2" / "val2017"),
-    }.get(layout, (root / "images" / "val2017", root / "annotations" / "val2017"))
+    images, labels = _stuff_folders(root, layout)
     write_image(images / "000000000139.jpg")
     write_grey_png(labels / "000000000139.png", raw)
     want = _train_ids(raw, coco_category_list)
@@ -608,10 +625,7 @@ def test_coco_object_is_the_80_things_over_background(tmp_path, coco_category_li
     raw[1, :3] = 12, 66, 89  # stop sign (id 13), dining table (67), toothbrush (90): after COCO's id gaps
     thing_ids = [c["id"] for c in coco_category_list if c["isthing"]]
     want = np.vectorize(lambda v: thing_ids.index(v + 1) + 1 if v + 1 in thing_ids else 0)(raw)
-    images, labels = {
-        "release-maps": (tmp_path / "val2017", tmp_path / "stuffthingmaps_trainval2017" / "val2017"),
-        "detectron2": (tmp_path / "val2017", tmp_path / "stuffthingmaps_detectron2" / "val2017"),
-    }.get(layout, (tmp_path / "images" / "val2017", tmp_path / "annotations" / "val2017"))
+    images, labels = _stuff_folders(tmp_path, layout)
     write_image(images / "000000000139.jpg")
     write_grey_png(labels / "000000000139.png", raw)
     stuff_ids = _train_ids(raw, coco_category_list)
