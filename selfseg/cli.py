@@ -350,14 +350,14 @@ def _score_coco(ns: argparse.Namespace, pred: Path) -> PanopticScores | Instance
             print(f"selfseg: error: {pred}: expected a folder holding panoptic.json and panoptic/ (the PNGs)",
                   file=sys.stderr)
             return None
-        scores = pq_score(gt, pred / "panoptic.json", pred / "panoptic")
+        scores = pq_score(gt, pred / "panoptic.json", pred / "panoptic", limit=ns.limit)
     else:
         from .evaluate.instances import coco_instance_scores
 
         if not pred.is_file():
             print(f"selfseg: error: {pred}: expected a COCO results JSON file", file=sys.stderr)
             return None
-        scores = coco_instance_scores(gt, pred)
+        scores = coco_instance_scores(gt, pred, limit=ns.limit)
     return scores
 
 
@@ -514,7 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--convention", default="detectron2", choices=list(CONVENTIONS),
                    help="mIoU convention (default detectron2)")
     e.add_argument("--cmiou-segments", default="class", choices=list(CMIOU_SEGMENTS))
-    e.add_argument("--limit", type=_positive_int, help="score only the first N images")
+    e.add_argument("--limit", type=_positive_int, help="score only the first N images (the ground truth's first)")
     e.add_argument("--out", "-o", help="JSON output (default: <predictions>/scores.json)")
     e.set_defaults(func=cmd_evaluate)
 

@@ -270,8 +270,12 @@ def _plain_reader(ignore_value: int) -> Callable[[Path], np.ndarray]:
 
 
 def _read_ade150(path: Path) -> np.ndarray:
-    # 0 = "other" (not scored); 1..150 -> 0..149, the "reduce zero label" convention.
-    return read_label_image(path).astype(np.int32) - 1
+    # 0 = "other" (not scored); 1..150 -> 0..149, the "reduce zero label" convention, under which 255 (not in
+    # the release, but written by tools that mark ignored pixels) stays ignored, as in mmseg.
+    a = read_label_image(path).astype(np.int32)
+    out = a - 1
+    out[a == 255] = IGNORE
+    return out
 
 
 # cityscapesScripts labels.py: labelId -> trainId for the 19 evaluated classes; every other id is ignored.

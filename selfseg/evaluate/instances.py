@@ -77,8 +77,9 @@ def _check_ground_truth(gt: Any, where: str) -> None:
 
 
 def coco_instance_scores(gt: str | Path | dict[str, Any], results: str | Path | list[dict[str, Any]],
-                         iou_types: tuple[str, ...] = IOU_TYPES) -> InstanceScores:
-    """COCOeval's summary for each IoU type, fractions in [0, 1]."""
+                         iou_types: tuple[str, ...] = IOU_TYPES, limit: int | None = None) -> InstanceScores:
+    """COCOeval's summary for each IoU type, fractions in [0, 1]. `limit`: only the first N images of the
+    ground truth's images list (every result is still checked; those of other images are not scored)."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -88,6 +89,11 @@ def coco_instance_scores(gt: str | Path | dict[str, Any], results: str | Path | 
     _check_ground_truth(gt_data, gt_where)
     res = _check_results(results if isinstance(results, list) else _read_json(results, "COCO results"),
                          gt_data, res_where)
+    if limit:
+        kept = {im["id"] for im in gt_data["images"][:limit]}
+        gt_data = {**gt_data, "images": gt_data["images"][:limit],
+                   "annotations": [a for a in gt_data["annotations"] if a["image_id"] in kept]}
+        res = [r for r in res if r["image_id"] in kept]
     quiet = io.StringIO()  # pycocotools prints its progress and summary; the caller prints a table
     with contextlib.redirect_stdout(quiet):
         coco_gt = COCO()

@@ -296,7 +296,8 @@ class TagMetrics:
         mean = lambda col: float(np.nanmean(col)) if np.isfinite(col).any() else float("nan")
         mp = self.tp / self.npred if self.npred else float("nan")
         mr = self.tp / self.ngt if self.ngt else float("nan")
-        f1 = 2 * mp * mr / (mp + mr) if self.npred and self.ngt and (mp + mr) > 0 else float("nan")
+        # Defined when there are both predictions and ground truth; no hit at all is 0, as scikit-learn's F1.
+        f1 = (2 * mp * mr / (mp + mr) if mp + mr > 0 else 0.0) if self.npred and self.ngt else float("nan")
         return TagScores(precision=mean(arr[:, 0]), recall=mean(arr[:, 1]), micro_precision=mp, micro_recall=mr,
                          micro_f1=f1, images=len(self.per_image), true_positives=self.tp, predicted=self.npred,
                          present=self.ngt)

@@ -235,8 +235,10 @@ class PanopticGroundTruth:
         return cls(categories, list(by_image), load, str(json_path), stems)
 
 
-def pq_score(gt: PanopticGroundTruth, pred_json: str | Path, pred_folder: str | Path) -> PanopticScores:
-    """PQ of a prediction file pair against a ground truth, image by image in the ground truth's order."""
+def pq_score(gt: PanopticGroundTruth, pred_json: str | Path, pred_folder: str | Path,
+             limit: int | None = None) -> PanopticScores:
+    """PQ of a prediction file pair against a ground truth, image by image in the ground truth's order;
+    `limit`: only its first N images (predictions for the others are checked, not scored)."""
     pred = read_panoptic_json(pred_json)
     by_image = {a["image_id"]: a for a in pred["annotations"]}
     known = set(gt.image_ids)
@@ -244,7 +246,7 @@ def pq_score(gt: PanopticGroundTruth, pred_json: str | Path, pred_folder: str | 
     if unknown:
         raise DatasetError(f"{pred_json}: a prediction for image_id {unknown[0]!r}, which the ground truth lacks")
     metric = PanopticQuality(gt.categories)
-    for image_id in gt.image_ids:
+    for image_id in gt.image_ids[:limit] if limit else gt.image_ids:
         p = by_image.get(image_id)
         if p is None:
             raise DatasetError(f"{pred_json}: no prediction for image_id {image_id!r}")

@@ -165,9 +165,8 @@ def score_segments(dataset: Dataset, samples: Sequence[Sample], pred_dir: str | 
         if instance and seg is not None:
             image_id = truth.instance_image_ids[s.id]
             for k, lab in enumerate(seg.labels):
+                # An empty mask stays a detection: COCOeval counts it as a false positive, as detectron2 does.
                 mask = _to_frame(seg.masks[k], size, orientation)
-                if not mask.any():
-                    continue
                 majority = {k: _majority(gt, mask)} if gt_aware else {}
                 rle = None
                 for lv in levels:

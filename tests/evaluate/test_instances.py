@@ -148,3 +148,32 @@ def test_malformed_ground_truth_is_one_line_error(tmp_path):
     gt["images"].append({"id": "b", "height": 64, "width": 64})
     with pytest.raises(DatasetError, match="image ids mix int and str"):
         coco_instance_scores(gt, [])
+
+
+def test_limit_scores_the_first_images_of_the_ground_truth_and_still_checks_every_result(tmp_path, capsys):
+    from selfseg.cli import main
+
+    data = json.loads(gt_file(tmp_path, [(square(4, 4, 10), 1)]).read_text())
+    second = {**data["annotations"][0], "id": 2, "image_id": 2}
+    data["images"].append({"id": 2, "height": 64, "width": 64, "file_name": "b.jpg"})
+    data["annotations"].append(second)
+    root = tmp_path / "coco"
+    (root / "annotations").mkdir(parents=True)
+    (root / "annotations" / "instances_val2017.json").write_text(json.dumps(data))
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps([{"image_id": 1, "category_id": 1, "segmentation": rle(square(4, 4, 10)),
+                                    "score": 0.5}]))  # image 2's car is missed
+    out = tmp_path / "scores.json"
+    args = ["evaluate", "--task", "instance", "--dataset", "coco", "--root", str(root), "--predictions",
+            str(results), "--out", str(out)]
+    assert main(args) == 0
+    both = json.loads(out.read_text())
+    assert both["images"] == 2 and both["segm"]["AP"] == pytest.approx(0.5, abs=0.01)
+    assert main([*args, "--limit", "1"]) == 0
+    first = json.loads(out.read_text())
+    assert first["images"] == 1 and first["segm"]["AP"] == pytest.approx(1.0)
+    results.write_text(json.dumps([{"image_id": 2, "category_id": 9, "segmentation": rle(square(4, 4, 10)),
+                                    "score": 0.5}]))
+    capsys.readouterr()
+    assert main([*args, "--limit", "1"]) == 2
+    assert "category_id 9 is not in the ground truth" in capsys.readouterr().err

@@ -181,6 +181,17 @@ def test_tag_precision_recall_macro_and_micro():
     assert s.micro_f1 == pytest.approx(2 * 0.5 * (1 / 3) / (0.5 + 1 / 3))
 
 
+def test_tag_micro_f1_is_zero_without_a_hit_and_undefined_without_tags():
+    from sklearn.metrics import f1_score
+
+    t = TagMetrics()
+    t.process(ImageEval(predicted=[1, 2], present=[3]))
+    assert t.evaluate().micro_f1 == 0.0 == f1_score([[0, 0, 1]], [[1, 1, 0]], average="micro", zero_division=0)
+    none = TagMetrics()
+    none.process(ImageEval(predicted=[], present=[3]))
+    assert math.isnan(none.evaluate().micro_f1)  # no tag at all: precision undefined, so is F1
+
+
 # ------------------------------------------------------------------------------------- LAC area
 
 

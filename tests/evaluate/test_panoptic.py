@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from selfseg.errors import DatasetError
-from selfseg.evaluate.panoptic import pq_compute
+from selfseg.evaluate.panoptic import PanopticGroundTruth, pq_compute, pq_score
 from selfseg.segment.result import id2rgb, rgb2id
 
 CATEGORIES = [{"id": 1, "name": "car", "isthing": 1}, {"id": 2, "name": "road", "isthing": 0},
@@ -192,6 +192,19 @@ def test_missing_and_unknown_images_and_a_missing_png(tmp_path):
     pred[0].write_text(json.dumps(data))
     with pytest.raises(DatasetError, match=r"b\.png: no such PNG"):
         ours(gt, pred)
+
+
+def test_limit_scores_the_first_images_of_the_ground_truth(tmp_path):
+    gt = PanopticGroundTruth.from_coco(*write_pair(tmp_path / "gt", {"a": (GT_IDS, GT_SEGS), "b": (GT_IDS, GT_SEGS)}))
+    pred = write_pair(tmp_path / "pred", {"a": (GT_IDS, GT_SEGS)}, with_area=False)
+    with pytest.raises(DatasetError, match="no prediction for image_id 'b'"):
+        pq_score(gt, *pred)
+    s = pq_score(gt, *pred, limit=1)
+    assert s.all["pq"] == pytest.approx(1.0)
+    assert sum(v["tp"] for v in s.per_class.values()) == len(GT_SEGS)  # image a's segments, once
+    extra = write_pair(tmp_path / "pred2", {"a": (GT_IDS, GT_SEGS), "z": (GT_IDS, GT_SEGS)}, with_area=False)
+    with pytest.raises(DatasetError, match="image_id 'z', which the ground truth lacks"):
+        pq_score(gt, *extra, limit=1)
 
 
 @pytest.mark.parametrize("dataset, gt_json, gt_pngs", [

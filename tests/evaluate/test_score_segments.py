@@ -69,7 +69,7 @@ def segmentation(raw: np.ndarray, parts: list[tuple[str, np.ndarray, float]], si
     boxes = []
     for m in masks:
         ys, xs = np.nonzero(m)
-        boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+        boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] if m.any() else [0, 0, 0, 0])
     labels = [n for n, _, _ in parts]
     return Segmentation(image_size=tuple(hw), masks=masks, boxes=boxes, scores=[s for _, _, s in parts],
                         mask_scores=[1.0] * len(parts), labels=labels, classes=list(dict.fromkeys(labels)),
@@ -256,6 +256,34 @@ def test_a_reduced_copy_scores_as_its_masks_upsampled_to_the_photo(tmp_path):
     expected = score_segments(dataset, dataset.samples, full, mapper, truth, tasks)
     assert reduced["panoptic"].per_class == expected["panoptic"].per_class
     assert reduced["instance"].stats["segm"] == pytest.approx(expected["instance"].stats["segm"])
+
+
+def test_an_empty_mask_is_a_false_positive_as_cocoeval_counts_it(tmp_path):
+    """A segmenter may return an empty mask; COCOeval (and detectron2, which keeps every instance) counts it as a
+    detection matching nothing, so a confident empty "car" lowers the cars' AP."""
+    from selfseg.evaluate.instances import coco_instance_scores
+
+    root = tmp_path / "cityscapes"
+    raw = cityscapes_tree(root)
+    mapper = build_mapper("lexical", "cityscapes")
+    dataset = load_dataset("cityscapes", root, "val")
+    truth = task_truth(dataset, ["instance"], dataset.samples)
+    aps, results = [], []
+    for name, extra in (("plain", []), ("empty", [("car", np.zeros((H, W), bool), 0.99)])):
+        pred = tmp_path / name
+        segs = {}
+        for stem, parts in predictions(raw).items():
+            segs[stem] = segmentation(raw[stem], parts + extra)
+            segs[stem].save(pred, f"{stem}_leftImg8bit")
+        out = score_segments(dataset, dataset.samples, pred, mapper, truth, ["instance"])
+        aps.append(out["instance"])
+        cats = {"car": 26, "automobile": 26, "pedestrian": 24, "bus": 28, "wheel": 33}
+        results.append([r for st in STEMS for r in segs[st].to_coco_results(st, cats)])
+    plain, empty = aps
+    assert empty.detections == plain.detections + 2
+    assert empty.stats["segm"]["AP"] < plain.stats["segm"]["AP"]
+    reference = coco_instance_scores(cityscapes_instances(root), results[1])
+    assert empty.stats["segm"] == pytest.approx(reference.stats["segm"])
 
 
 def test_a_failed_image_predicts_nothing(tmp_path):
