@@ -360,7 +360,6 @@ def run_image(loc: Any, sam: Any, image: Any, tags: list[str], n_boxes: int, thr
     """locate -> filter -> segment on one LoadedImage, as GroundingDinoLocator.locate and
     GroundedSam2Segmenter.segment do them."""
     from selfseg.locate.boxes import filter_detections
-    from selfseg.locate.grounding_dino import pad_to_aspect
 
     img = image.image
     w, h = img.size
@@ -369,9 +368,7 @@ def run_image(loc: Any, sam: Any, image: Any, tags: list[str], n_boxes: int, thr
     enc.take()
     sync(dev)
     t0 = time.perf_counter()
-    det = loc.detect(pad_to_aspect(img), tags, box_threshold=thresholds.box_threshold,
-                     text_threshold=thresholds.text_threshold)
-    det.boxes = np.clip(det.boxes, 0, [w, h, w, h]).astype(np.float32)
+    det = loc.detect(img, tags, box_threshold=thresholds.box_threshold, text_threshold=thresholds.text_threshold)
     sync(dev)
     t_locate = time.perf_counter() - t0
     g = gcount.take()

@@ -61,17 +61,20 @@ def filter_detections(
     max_area_fraction: float = 0.95,
     max_detections: int = 100,
 ) -> Detections:
-    """Drop boxes covering nearly the whole image, then class-agnostic NMS, then keep the top scores.
+    """Drop boxes with no area and boxes covering nearly the whole image, then class-agnostic NMS, then
+    keep the top scores.
 
     image_size: (H, W). A box whose area is more than `max_area_fraction` of the image is dropped
-    (Grounding DINO often returns the whole frame for scene words); 1.0 keeps every box.
+    (Grounding DINO often returns the whole frame for scene words); 1.0 keeps every box. A box of zero
+    width or height (one that lay outside the image before clipping) is no region: NMS could never suppress
+    it, and as a prompt SAM2 would still answer it with a mask.
     """
     if len(det) == 0:
         return det
     h, w = image_size
     wh = np.clip(det.boxes[:, 2:] - det.boxes[:, :2], 0, None)
     frac = wh.prod(1) / float(h * w)
-    det = det[frac <= max_area_fraction]
+    det = det[(wh > 0).all(1) & (frac <= max_area_fraction)]
     if len(det) == 0:
         return det
     keep = nms(det.boxes, det.scores, nms_iou, max_keep=max_detections)

@@ -25,7 +25,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from PIL import Image
 
 from ..errors import check
@@ -41,10 +40,6 @@ if TYPE_CHECKING:
     from ..models.grounding_dino import GroundingDino
 
 # torch and the model load when a locator is built or run, not when its settings are read.
-
-#: Thinnest image shape given to the model (long side : short side); thinner images are padded to it.
-MAX_ASPECT = 4.0
-
 
 # ------------------------------------------------------------------------------------------------ packing
 def pack_greedy(weights: Sequence[int], capacity: int) -> list[range]:
@@ -117,21 +112,6 @@ def tag_scores(probs: torch.Tensor, chunk: PromptChunk) -> tuple[torch.Tensor, t
     per_tag = probs.new_full((probs.shape[0], len(chunk.spans)), -1.0)
     per_tag.scatter_reduce_(1, owner.expand(probs.shape[0], -1), probs[:, positions], reduce="amax")
     return per_tag.max(dim=1)  # torch.max returns the first maximal index: ties go to the earlier tag
-
-
-def pad_to_aspect(img: Any, max_aspect: float = MAX_ASPECT) -> Any:
-    """Pad a very thin image (black, right or below) to at most `max_aspect`: 1.
-
-    Grounding DINO resizes so the long side fits 1333 px; a 2000x16 strip then leaves the encoder fewer
-    feature tokens than its 900 queries and the model raises. Padding keeps every pixel where it was, so
-    boxes need only clipping to the original size.
-    """
-    w, h = img.size
-    if max(w, h) <= max_aspect * min(w, h):
-        return img
-    canvas = Image.new("RGB", (max(w, int(h / max_aspect) + 1), max(h, int(w / max_aspect) + 1)))
-    canvas.paste(img, (0, 0))
-    return canvas
 
 
 # ------------------------------------------------------------------------------------------------ locator
@@ -398,10 +378,9 @@ class GroundingDinoLocator:
         if not classes:
             return Detections.empty()
         h, w = image.image.height, image.image.width
-        det = self.detect(pad_to_aspect(image.image), classes, box_threshold=self.box_threshold,
+        det = self.detect(image.image, classes, box_threshold=self.box_threshold,
                           text_threshold=self.text_threshold,
                           phrases=[prompts.get(c, c) for c in classes] if prompts else None)
-        det.boxes = np.clip(det.boxes, 0, [w, h, w, h]).astype(np.float32)  # padding lies right / below
         return filter_detections(det, (h, w), nms_iou=self.nms_iou, max_area_fraction=self.max_box_area,
                                  max_detections=self.max_detections)
 

@@ -116,13 +116,53 @@ class GroundingDino:
     # ------------------------------------------------------------------------------------------ inputs
     def preprocess(self, image: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(1, 3, H', W') pixel values in the model's dtype and (1, H', W') pixel mask (None when the image
-        processor makes none), both on the model's device, from one PIL image (converted to RGB)."""
+        processor makes none), both on the model's device, from one PIL image (converted to RGB): the image
+        processor's own output, except for an image so thin that its feature maps would hold fewer tokens
+        than the model has queries (the query selection would fail). Such an image is padded below or to the
+        right with zeros marked 0 in the pixel mask, just as the processor pads a smaller image in a batch, so
+        the model's boxes stay relative to the image itself."""
+        import torch
+
         if image.mode != "RGB":
             image = image.convert("RGB")
         pix = self.image_processor(images=image, return_tensors="pt")
-        pixel_values = pix["pixel_values"].to(self.device, self.dtype)
-        pixel_mask = pix["pixel_mask"].to(self.device) if "pixel_mask" in pix else None
-        return pixel_values, pixel_mask
+        pixel_values = pix["pixel_values"]
+        pixel_mask = pix.get("pixel_mask")
+        if pixel_mask is None:
+            pixel_mask = torch.ones((1, *pixel_values.shape[2:]), dtype=torch.long)
+        h, w = pixel_values.shape[-2:]
+        ph, pw = h, w
+        while self.feature_tokens(ph, pw) < self.model.config.num_queries:
+            if ph <= pw:
+                ph += 8
+            else:
+                pw += 8
+        if (ph, pw) != (h, w):
+            pixel_values = torch.nn.functional.pad(pixel_values, (0, pw - w, 0, ph - h))
+            pixel_mask = torch.nn.functional.pad(pixel_mask, (0, pw - w, 0, ph - h))
+        elif "pixel_mask" not in pix:
+            pixel_mask = None
+        pixel_values = pixel_values.to(self.device, self.dtype)
+        return pixel_values, pixel_mask.to(self.device) if pixel_mask is not None else None
+
+    def feature_tokens(self, height: int, width: int) -> int:
+        """How many feature tokens (all levels) the model makes of an input of height x width pixels. A Swin
+        backbone's stage k holds ceil(side / (patch * 2^(k-1))) positions a side (the patch embedding and each
+        patch merging pad up); each extra level is a stride-2 convolution (ceil(side / 2)). Other backbones:
+        levels at strides 8, 16, ..."""
+        import math
+
+        config = self.model.config
+        backbone = config.backbone_config
+        stride = 8
+        if getattr(backbone, "model_type", None) == "swin" and getattr(backbone, "out_indices", None):
+            stride = backbone.patch_size * 2 ** (min(backbone.out_indices) - 1)
+        h, w = math.ceil(height / stride), math.ceil(width / stride)
+        total = 0
+        for _ in range(config.num_feature_levels):
+            total += h * w
+            h, w = math.ceil(h / 2), math.ceil(w / 2)
+        return total
 
     # ------------------------------------------------------------------------------------------ forward
     @torch.inference_mode()

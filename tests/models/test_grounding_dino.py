@@ -6,6 +6,8 @@ planning, tag scoring and the locate stage are tested in tests/locate/.
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -59,6 +61,51 @@ def test_preprocess_converts_to_rgb_on_the_models_device_and_dtype(gd, image):
     assert pv.shape[:2] == (1, 3) and pv.dtype == gd.dtype and pv.device.type == gd.device.type
     assert pm is not None and pm.shape == (1, *pv.shape[2:])
     assert grey_pv.shape == pv.shape
+
+
+def test_feature_tokens_count_what_the_encoder_receives(gd):
+    seen = []
+    hook = gd.model.model.encoder.register_forward_pre_hook(
+        lambda _m, _a, kw: seen.append(kw["vision_features"].shape[1]), with_kwargs=True)
+    try:
+        for h, w in ((8, 192), (24, 192), (3, 192), (192, 5), (128, 190), (57, 133), (100, 7)):
+            gd.forward(torch.randn(1, 3, h, w), torch.ones(1, h, w, dtype=torch.long), [_prompt(gd, ["dog"])])
+            assert seen.pop() == gd.feature_tokens(h, w), (h, w)
+    finally:
+        hook.remove()
+
+
+def test_a_thin_image_is_padded_as_the_processor_pads_a_batch_only_when_the_model_needs_it(gd):
+    """Stock input for every image the model can take; an image with fewer feature tokens than queries (the
+    model raises on it) gets zero padding marked 0 in the pixel mask, as the processor pads a smaller image
+    of a batch, and just enough of it."""
+    queries = gd.model.config.num_queries
+    for size in ((400, 300), (300, 40), (192, 8)):
+        img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+        stock = gd.image_processor(images=img, return_tensors="pt")
+        pv, pm = gd.preprocess(img)
+        h, w = stock["pixel_values"].shape[-2:]
+        assert gd.feature_tokens(h, w) >= queries
+        torch.testing.assert_close(pv, stock["pixel_values"], rtol=0, atol=0)
+        torch.testing.assert_close(pm, stock["pixel_mask"], rtol=0, atol=0)
+    # With the tiny processor's 192-px long side no image is too thin for 20 queries; at 72 px one is (as a
+    # 60:1 strip is for -base's 900 queries at 1333 px).
+    processor = copy.deepcopy(gd.processor)
+    processor.image_processor.size = {"shortest_edge": 16, "longest_edge": 72}
+    gd = GroundingDino(gd.model, processor, is_tiny=True)
+    thin = Image.fromarray(np.random.default_rng(1).integers(0, 256, (60, 2000, 3), dtype=np.uint8))
+    stock = gd.image_processor(images=thin, return_tensors="pt")
+    h, w = stock["pixel_values"].shape[-2:]
+    assert gd.feature_tokens(h, w) < queries
+    with pytest.raises(RuntimeError):  # what the model does with the processor's output alone
+        gd.forward(stock["pixel_values"], stock["pixel_mask"], [_prompt(gd, ["dog"])])
+    pv, pm = gd.preprocess(thin)
+    ph, pw = pv.shape[-2:]
+    assert pw == w and ph > h and gd.feature_tokens(ph, pw) >= queries > gd.feature_tokens(ph - 8, pw)
+    torch.testing.assert_close(pv[..., :h, :], stock["pixel_values"], rtol=0, atol=0)
+    assert (pv[..., h:, :] == 0).all() and (pm[:, h:] == 0).all() and (pm[:, :h] == 1).all()
+    probs, boxes = gd.forward(pv, pm, [_prompt(gd, ["dog"])])
+    assert torch.isfinite(probs).all()
 
 
 def test_padding_batching_and_shared_backbone_do_not_change_results(gd, image):

@@ -71,6 +71,14 @@ def test_whole_image_boxes_nms_and_max_detections():
     assert len(filter_detections(Detections.empty(), (10, 10))) == 0
 
 
+def test_boxes_without_area_are_dropped_even_when_everything_else_is_kept():
+    # A box clipped to the image from outside it is a line: NMS cannot suppress it (IoU 0 with anything).
+    det = Detections(boxes=[[10, 10, 40, 40], [60, 100, 90, 100], [100, 20, 100, 50], [10, 10, 40, 40.5]],
+                     scores=[0.5, 0.99, 0.98, 0.4], labels=["dog", "sofa", "car", "dog"])
+    out = filter_detections(det, (100, 100), nms_iou=1.0, max_area_fraction=1.0, max_detections=100)
+    assert out.labels == ["dog", "dog"]
+
+
 def test_painting_order_most_confident_wins():
     m = np.zeros((3, 4, 4), dtype=bool)
     m[0, :, :3] = True   # class 1, low score, left
