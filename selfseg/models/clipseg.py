@@ -86,6 +86,13 @@ class ClipSegDenseSegmenter:
         self.forward_calls += 1
         return activations, conditional
 
+    def too_long(self, texts: list[str]) -> list[tuple[int, int, int]]:
+        """(index, tokens, limit) of each text longer than the text tower's positions: `_encode` keeps its
+        first `limit` tokens (the end-of-text token included), where the stock processor would raise."""
+        limit = self.model.config.text_config.max_position_embeddings
+        lengths = [len(ids) for ids in self.processor.tokenizer(texts)["input_ids"]]
+        return [(i, n, limit) for i, n in enumerate(lengths) if n > limit]
+
     def _chunks(self, image: Image.Image, tags: list[str], tags_per_call: int):
         """Yield (first tag index, (t, H, W) probabilities on the device) for tags_per_call tags at a time.
 

@@ -101,12 +101,15 @@ class ClipSegSegmenter:
         # The image and all tags are encoded once; the decoder and the full-size maps go tags_per_call
         # at a time and only each pixel's best tag is kept. An enriched phrase replaces the tag as text,
         # never as label.
-        best, conf = self.model.best(image.image, [plan.prompts.get(c, c) for c in classes],
-                                     tags_per_call=self.cfg.tags_per_call)
+        texts = [plan.prompts.get(c, c) for c in classes]
+        best, conf = self.model.best(image.image, texts, tags_per_call=self.cfg.tags_per_call)
         masks, boxes, scores, cls = best_to_instances(best, conf, self.cfg.threshold, self.cfg.min_area,
                                                       self.cfg.max_instances)
         out = Instances(masks=masks, boxes=boxes, scores=scores, mask_scores=np.ones(len(cls)),
                         labels=[classes[c] for c in cls], timings={"segment": time.perf_counter() - t0})
+        for i, n, limit in self.model.too_long(texts):
+            out.notes.append(f"tag {classes[i][:60]!r}: its CLIPSeg prompt is {n} tokens, more than the text "
+                             f"model's {limit}; only the first {limit} were read")
         if not out.labels:
             out.notes.append("no pixel above the background threshold")
         return out

@@ -166,3 +166,29 @@ def test_best_equals_argmax_and_max_of_the_maps_chunk_by_chunk(seg, image):
 def test_best_without_tags_is_an_error(seg, image):
     with pytest.raises(ValueError, match="no tags"):
         seg.best(image, [])
+
+
+def test_a_prompt_past_the_text_limit_is_read_to_the_limit_and_the_result_says_so(seg, image):
+    from selfseg.io import load_image
+    from selfseg.models.spec import ModelConfig
+    from selfseg.segment.base import SegmentPlan
+    from selfseg.segment.clipseg import ClipSegConfig, ClipSegSegmenter
+
+    limit = seg.model.config.text_config.max_position_embeddings
+    tok = seg.processor.tokenizer
+    long = " ".join(["a small brown dog on a red sofa"] * 8)
+    ids = tok(long)["input_ids"]
+    assert len(ids) > limit
+    assert seg.too_long(["dog", long]) == [(1, len(ids), limit)]
+    cut = tok.decode(ids[1:limit - 1])  # what is read: the first limit tokens, the end-of-text token kept
+    assert len(tok(cut)["input_ids"]) == limit
+    np.testing.assert_allclose(seg.logits(image, [long]), seg.logits(image, [cut]), atol=1e-5)
+    assert not np.allclose(seg.logits(image, [long]), seg.logits(image, ["dog"]), atol=1e-3)  # the text is read
+    segmenter = ClipSegSegmenter(ClipSegConfig(model=TINY_MODEL, threshold=0.0), ModelConfig(device="cpu"),
+                                 model=seg)
+    out = segmenter.segment(load_image(image), SegmentPlan(["dog", "sofa"], prompts={"sofa": long}))
+    assert [n for n in out.notes if "CLIPSeg prompt" in n] == [
+        f"tag 'sofa': its CLIPSeg prompt is {len(ids)} tokens, more than the text model's {limit}; only the "
+        f"first {limit} were read"]
+    plain = segmenter.segment(load_image(image), SegmentPlan(["dog", "sofa"]))
+    assert not any("CLIPSeg prompt" in n for n in plain.notes)
