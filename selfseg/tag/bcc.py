@@ -49,12 +49,16 @@ class BCCTagger:
             _sync(self.blip.device)
             timings[f"encode_{s}"] = time.perf_counter() - t0
 
+        # "released": the authors' [:, :-1] slice, for clustering and captions alike: CLS lies on the grid as
+        # patch 0, every patch one place on, and the last patch is never used.
+        released = pc.token_slice == "released"
         maps: list[ClusterMaps] = []
         for b in range(len(images)):
             feats = []
             for s in cc.scales:
                 g = s // self.blip.patch_size
-                feats.append(tokens_by_scale[s][b, 1:].reshape(g, g, -1))
+                grid = tokens_by_scale[s][b, :-1] if released else tokens_by_scale[s][b, 1:]
+                feats.append(grid.reshape(g, g, -1))
             m = ensemble_cluster(feats, cc, seed=pc.seed, device=self.blip.device)
             maps.append(m)
             for k, v in m.timings.items():
@@ -62,8 +66,7 @@ class BCCTagger:
 
         # Token subsets of the largest scale, one per (image, cluster).
         top_tokens = tokens_by_scale[top]
-        # "released": the authors' [:, :-1] slice; index 0 is then CLS and the last patch is never used.
-        body = top_tokens[:, :-1] if pc.token_slice == "released" else top_tokens[:, 1:]
+        body = top_tokens[:, :-1] if released else top_tokens[:, 1:]
         sets: list[list[torch.Tensor]] = []
         for b, m in enumerate(maps):
             flat = torch.as_tensor(m.labels.reshape(-1), device=body.device)

@@ -120,9 +120,33 @@ def test_split_adaptive_cycles_never_replay_a_cycle(tagger, loaded):
         assert len(set(c.captions)) == len(c.captions)
 
 
-def test_released_token_slice_runs(tagger, loaded):
-    r = _with(tagger, token_slice="released").tag_batch(loaded[:1])[0]
-    assert len(r.clusters) == int(r.cluster_grid.max()) + 1
+@pytest.mark.parametrize("token_slice", ["patches", "released"])
+def test_each_caption_sees_the_tokens_its_cluster_was_made_of(tagger, loaded, token_slice, monkeypatch):
+    """"patches": the patch tokens, clustered and captioned. "released": the released code's [:, :-1] slice
+    (CLS on the grid as patch 0, the last patch dropped) for clustering AND captions, as it uses them."""
+    import torch
+
+    import selfseg.tag.clustering.ensemble as ensemble
+
+    t = _with(tagger, token_slice=token_slice)
+    clustered, captioned = [], []
+    real_cluster, real_caption = ensemble.ensemble_cluster, t.blip.caption
+    monkeypatch.setattr(ensemble, "ensemble_cluster", lambda feats, *a, **k: clustered.append(feats) or
+                        real_cluster(feats, *a, **k))
+    monkeypatch.setattr(t.blip, "caption", lambda sets, *a, **k: captioned.append(sets) or real_caption(sets, *a, **k))
+    r = t.tag_batch(loaded[:1])[0]
+    scales = t.config.clustering.scales
+    for s, feats in zip(scales, clustered[0]):
+        tokens = t.blip.encode([loaded[0].image], s)[0]
+        grid = tokens[:-1] if token_slice == "released" else tokens[1:]
+        torch.testing.assert_close(feats.reshape(-1, feats.shape[-1]), grid)
+    top = t.blip.encode([loaded[0].image], max(scales))[0]
+    grid = top[:-1] if token_slice == "released" else top[1:]
+    flat = torch.as_tensor(r.cluster_grid.reshape(-1))
+    n = len(r.clusters)
+    assert n == int(r.cluster_grid.max()) + 1
+    for c in range(n):  # the first cycle's rows, in cluster order
+        torch.testing.assert_close(captioned[0][c], grid[flat == c])
 
 
 def test_vocabulary_tagger(ade_images):
