@@ -126,7 +126,7 @@ class BCCTagger:
             _sync(self.blip.device)
             timings["caption"] += time.perf_counter() - t0
             t0 = time.perf_counter()
-            found = self.nouns(texts)
+            found = self.nouns(texts, context=pc.prompt)
             timings["nouns"] += time.perf_counter() - t0
             per: dict[tuple[int, int], list[tuple[int, str, list[str]]]] = {}
             for (b, cyc, c), text, ns in zip(rows, texts, found):

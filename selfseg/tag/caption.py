@@ -152,7 +152,7 @@ class CaptionTagger:
                                   streams=[(keys[b], cyc) for cyc in range(pc.cycles) for b in range(len(images))])
         timings["caption"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        found = self.nouns(texts)
+        found = self.nouns(texts, context=pc.prompt)
         timings["nouns"] = time.perf_counter() - t0
         results = []
         for b, im in enumerate(images):

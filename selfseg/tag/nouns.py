@@ -42,16 +42,28 @@ class NounsConfig:
         check(self.min_length >= 0, "min_length", "an integer >= 0", self.min_length)
         check(self.min_support >= 1, "min_support", "an integer >= 1", self.min_support)
 
-_NOUN_TAGS = {"NN", "NNS"}
+# Proper-noun tags too: captions are lowercased, and the small tagger calls many lowercased common nouns
+# proper ("teddy bear", "graffiti"); a real name passes only where WordNet has it as a noun.
+_NOUN_TAGS = {"NN", "NNS", "NNP", "NNPS"}
+_PLURAL_TAGS = {"NNS", "NNPS"}
+# Tags of a word that continues the clause rather than a compound: "a baby sitting", "a zebra crossing a
+# road", "a duck down by the water" are not the WordNet nouns "baby sitting", "zebra crossing", "duck down".
+_NOT_A_HEAD = ("VB", "RP", "IN", "TO", "CC", "DT", "PRP", "WDT", "WP", "MD")
 
 
 class NounExtractor:
     """Extract object nouns from captions.
 
-    Per caption: tokens spaCy tags NN/NNS -> singular lemma -> kept if WordNet has it as a noun -> minus
-    stop words, colour words and words shorter than `min_length`. With `compounds`, a run of adjacent nouns
-    whose joined form WordNet knows ("fire hydrant", "traffic lights") is kept whole instead of its parts.
+    Per caption: tokens spaCy tags as nouns (NN/NNS, and NNP/NNPS: see `_NOUN_TAGS`) -> singular lemma ->
+    kept if WordNet has it as a noun -> minus stop words, colour words and words shorter than `min_length`.
+    With `compounds`, a run of adjacent nouns whose joined form WordNet knows ("fire hydrant", "traffic
+    lights") is kept whole instead of its parts.
     Order is first appearance; duplicates within a caption are dropped.
+
+    `context`: text the captions continue (BLIP's prompt "a picture of "). It is tagged with each caption,
+    as the released code tags the whole decoded sentence, and yields no nouns itself: a bare continuation
+    ("ocean", "kites", "white clouds") is tagged as a proper noun or a verb on its own, and as the noun it
+    is after "a picture of".
     """
 
     def __init__(self, config: NounsConfig | None = None) -> None:
@@ -73,13 +85,14 @@ class NounExtractor:
     def _keep(self, noun: str) -> bool:
         return len(noun) >= self.config.min_length and noun not in self._drop
 
-    def __call__(self, captions: Sequence[str]) -> list[list[str]]:
-        """One list of nouns per caption."""
+    def __call__(self, captions: Sequence[str], context: str = "") -> list[list[str]]:
+        """One list of nouns per caption (see the class for `context`)."""
         self._load()
         results = []
-        for doc in self._nlp.pipe([c.lower() for c in captions]):
+        context = context.lower()
+        for doc in self._nlp.pipe([context + c.lower() for c in captions]):
             nouns: list[str] = []
-            toks = list(doc)
+            toks = [t for t in doc if t.idx >= len(context)]
             i = 0
             while i < len(toks):
                 if toks[i].tag_ not in _NOUN_TAGS:
@@ -89,12 +102,13 @@ class NounExtractor:
                 while j + 1 < len(toks) and toks[j + 1].tag_ in _NOUN_TAGS:
                     j += 1
                 run = [t.text for t in toks[i : j + 1]]
-                lemmas = [t.lemma_ if t.tag_ == "NNS" else t.text for t in toks[i : j + 1]]
+                lemmas = [t.lemma_ if t.tag_ in _PLURAL_TAGS else t.text for t in toks[i : j + 1]]
                 last = j
                 # Small taggers mis-tag the head of a compound ("fire hydrant" -> NN RB): let the word after
-                # a noun run join a compound, but only one WordNet knows as a noun, and never a colour.
+                # a noun run join a compound, but only one WordNet knows as a noun, never a colour, and never
+                # a word tagged as going on with the clause (a verb, particle, preposition, ...).
                 if (self.config.compounds and j + 1 < len(toks) and toks[j + 1].is_alpha
-                        and toks[j + 1].text not in self._drop):
+                        and toks[j + 1].text not in self._drop and not toks[j + 1].tag_.startswith(_NOT_A_HEAD)):
                     run.append(toks[j + 1].text)
                     last = j + 1
                 k = i

@@ -33,6 +33,57 @@ def test_captions_to_nouns(extract, caption, expected):
     assert extract([caption]) == [expected]
 
 
+@pytest.mark.parametrize("caption, expected", [
+    # the word after a noun joins a WordNet compound only when it is not tagged as going on with the clause
+    ("a baby sitting in a high chair", ["baby", "chair"]),
+    ("a horse racing down the track", ["horse", "track"]),
+    ("a duck down by the water", ["duck", "water"]),
+    ("a fire hydrant on the sidewalk", ["fire hydrant", "sidewalk"]),  # "hydrant" tagged JJ: still joined
+    # continuations the small tagger reads as names or verbs on their own, nouns after "a picture of"
+    ("ocean", ["ocean"]),
+    ("kites", ["kite"]),
+    ("white clouds", ["cloud"]),
+    ("street in the background", ["street"]),
+    # lowercased common nouns tagged as proper nouns
+    ("a teddy bear sitting on a shelf", ["teddy bear", "shelf"]),
+])
+def test_captions_read_as_continuations_of_the_prompt(extract, caption, expected):
+    assert extract([caption], context="a picture of ") == [expected]
+
+
+def test_the_prompt_yields_no_nouns_and_the_context_is_optional(extract):
+    assert extract(["", "a dog"], context="a picture of ") == [[], ["dog"]]
+    assert extract(["kites"]) == [[]]  # alone, the tagger reads a verb ("she kites")
+
+
+def _dev_rows():
+    import csv
+    from pathlib import Path
+
+    with open(Path(__file__).with_name("nouns_dev.tsv"), encoding="utf-8") as f:
+        return [(r["caption"], [n for n in r["nouns"].split(",") if n]) for r in csv.DictReader(f, delimiter="\t")]
+
+
+def _agreement(found, gold):
+    exact = sum(set(f) == set(g) for f, g in zip(found, gold)) / len(gold)
+    tp = sum(len(set(f) & set(g)) for f, g in zip(found, gold))
+    p, r = tp / sum(len(set(f)) for f in found), tp / sum(len(set(g)) for g in gold)
+    return exact, 2 * p * r / (p + r)
+
+
+def test_development_captions_agree_with_a_careful_reading(extract):
+    """tests/tag/nouns_dev.tsv: 260 BLIP-style continuations (whole images, regions, hard cases) with the
+    object nouns a reader wrote for them, without seeing this code. Measured: 87.7% of captions exactly,
+    noun F1 0.943; read without the prompt (and before the join and proper-noun rules): 83.5%, 0.928."""
+    rows = _dev_rows()
+    assert len(rows) == 260
+    captions, gold = [c for c, _ in rows], [g for _, g in rows]
+    exact, f1 = _agreement(extract(captions, context="a picture of "), gold)
+    assert exact >= 0.86 and f1 >= 0.935
+    bare_exact, bare_f1 = _agreement(extract(captions), gold)
+    assert exact > bare_exact and f1 > bare_f1
+
+
 def test_batch_order_and_no_duplicates(extract):
     out = extract(["a dog and a dog", "a cat", "the sky over the sky"])
     assert out == [["dog"], ["cat"], ["sky"]]
