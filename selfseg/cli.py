@@ -119,7 +119,7 @@ def _run_todo(ns: argparse.Namespace, seg, sources: list[str], names: dict, fold
 
     from .pipeline import write_outputs
 
-    done = folder.done(sources) if ns.resume else set()
+    done = folder.done(sources, names) if ns.resume else set()
     todo = [s for s in sources if s not in done]
     if len(todo) < len(sources):
         print(f"resuming: {len(sources) - len(todo)} of {len(sources)} images already have results in {out}/",

@@ -25,7 +25,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -189,16 +189,20 @@ class RunFolder:
         record = {"selfseg_run": MANIFEST_VERSION, "run": self.run, "settings": self.settings}
         atomic_write(self.out / MANIFEST, lambda f: f.write(json.dumps(record, indent=1).encode("utf-8")))
 
-    def done(self, sources: Iterable[str]) -> set[str]:
+    def done(self, sources: Iterable[str], names: Mapping[str, OutputName]) -> set[str]:
         """Those of `sources` whose result from this very run is complete: the latest finished log entry for
-        that file (same resolved path, same size and modification time) is of this run's settings, its JSON
-        parses and carries the entry's key, and every file the entry and the JSON name exists."""
+        that file (same resolved path, same size and modification time) is of this run's settings and under
+        this run's name for it (`names`: its key and output stem; with other inputs beside it an input can
+        be named otherwise, and its result then lies elsewhere), its JSON parses and carries the entry's key,
+        and every file the entry and the JSON name exists."""
         latest = {e["path"]: e for e in read_log(self.out) if e.get("state") == "done" and "path" in e}
         finished = set()
         for src in sources:
             ident = _identity(src)
             entry = latest.get(ident[0]) if ident else None
             if entry is None or entry.get("run") != self.run or entry.get("stat") != ident[1]:
+                continue
+            if entry.get("key") != names[src].key or entry.get("json") != f"{names[src].stem}.json":
                 continue
             try:
                 js = self._inside(entry["json"])

@@ -142,6 +142,28 @@ def test_resume_redoes_a_truncated_result_or_another_inputs_result(repo, ade_ima
     assert json.loads(js_a.read_text())["source"] == str(a) and json.loads(js_b.read_text())["source"] == str(b)
 
 
+def test_resume_with_other_inputs_beside_redoes_what_they_rename(repo, ade_images, tmp_path, capsys):
+    """a/photo.jpg alone writes out/photo.json; beside b/photo.jpg it is named a/photo. Resuming then must
+    leave what an uninterrupted run of both leaves, not count out/photo.json as a/photo.jpg's result."""
+    import shutil
+
+    cfg = str(repo / "configs" / "smoke.yaml")
+    a, b = tmp_path / "in" / "a" / "photo.jpg", tmp_path / "in" / "b" / "photo.jpg"
+    for dst, src in ((a, ade_images[0]), (b, ade_images[1])):
+        dst.parent.mkdir(parents=True)
+        shutil.copy(src, dst)
+    out, whole = tmp_path / "out", tmp_path / "whole"
+    assert main(["tag", str(a), "--config", cfg, "--out", str(out), "-q"]) == 0
+    assert json.loads((out / "photo.json").read_text())["key"] == "photo.jpg"
+    capsys.readouterr()
+    assert main(["tag", str(a), str(b), "--config", cfg, "--out", str(out), "--resume", "-q"]) == 0
+    assert "resuming" not in capsys.readouterr().err
+    assert main(["tag", str(a), str(b), "--config", cfg, "--out", str(whole), "-q"]) == 0
+    for rel, key in (("a/photo.json", "a/photo.jpg"), ("b/photo.json", "b/photo.jpg")):
+        got, expected = json.loads((out / rel).read_text()), json.loads((whole / rel).read_text())
+        assert got["key"] == expected["key"] == key and got["tags"] == expected["tags"]
+
+
 def test_quickstart_script_runs_with_the_smoke_config(repo, tmp_path):
     proc = subprocess.run([sys.executable, str(repo / "examples" / "quickstart.py"),
                            str(repo / "configs" / "smoke.yaml"), str(tmp_path)],

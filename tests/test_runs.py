@@ -68,9 +68,10 @@ def test_outputs_log_names_own_files_and_skips_a_cut_line(tmp_path):
     # Files about to be written are selfseg's too, so a run killed mid-write leaves no new "input".
     assert own_outputs([str(out / "x.png"), str(out / "y.png"), str(out / "z.png")]) == {str(out / "x.png"),
                                                                                          str(out / "y.png")}
-    assert folder.done([str(src)]) == {str(src)}
+    named = {str(src): OutputName("x.png", "x")}
+    assert folder.done([str(src)], named) == {str(src)}
     (out / "x.png").unlink()
-    assert folder.done([str(src)]) == set()  # a file it names is missing
+    assert folder.done([str(src)], named) == set()  # a file it names is missing
 
 
 def test_a_result_is_done_only_for_the_very_same_input_file(tmp_path):
@@ -78,9 +79,13 @@ def test_a_result_is_done_only_for_the_very_same_input_file(tmp_path):
     other = tmp_path / "elsewhere" / "x.png"  # same name, same key in a run of its own: another photo
     other.parent.mkdir()
     shutil.copy(src, other)
-    assert folder.done([str(src), str(other)]) == {str(src)}
+    named = {str(src): OutputName("x.png", "x"), str(other): OutputName("x.png", "x")}
+    assert folder.done([str(src), str(other)], named) == {str(src)}
+    # the same file named otherwise in this run (other inputs beside it): its result is not where this run
+    # puts it, so it is redone there
+    assert folder.done([str(src)], {str(src): OutputName("a/x.png", "a/x")}) == set()
     Image.new("RGB", (40, 32)).save(src)  # the photo replaced since: another input
-    assert folder.done([str(src)]) == set()
+    assert folder.done([str(src)], named) == set()
 
 
 def test_fresh_deletes_only_logged_files_inside_the_folder(tmp_path):

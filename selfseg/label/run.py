@@ -122,7 +122,7 @@ def _predict(config: Any, sources: list[str], names: dict, pred: Path, dist: Any
     size = config.run.batch_size
     batches = [sources[i: i + size] for i in range(0, len(sources), size)]
     mine = [s for k, b in enumerate(batches) if k % dist.world == dist.rank for s in b]
-    done = folder.done(mine) if resume else set()
+    done = folder.done(mine, names) if resume else set()
     todo = [s for s in mine if s not in done]
     if done and dist.rank == 0:
         print(f"resuming: {len(done)} of {len(mine)} images already have predictions in {pred}/", file=sys.stderr)
@@ -173,7 +173,7 @@ def build_dataset(config: Any, sources: list[str], names: dict, out: Path, ontol
 
     pred = out / PREDICTIONS
     label = config.label
-    done = RunFolder(pred, run_settings(config, "segment")).done(sources)
+    done = RunFolder(pred, run_settings(config, "segment")).done(sources, names)
     kept = [s for s in sources if s in done]
     reasons = dict(failed)
     lines = [reasons.get(s) or f"{s}: no prediction (the run stopped before this image)"
