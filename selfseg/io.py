@@ -2,7 +2,9 @@
 or ImageError), input expansion, and atomic writes of outputs."""
 from __future__ import annotations
 
+import functools
 import glob
+import io
 import os
 import tempfile
 import threading
@@ -162,11 +164,32 @@ def _check_regular_file(path: Path, name: str) -> None:
 
 
 def exif_orientation(img: Any) -> int:
-    """The EXIF orientation tag (1..8) of an open PIL image, read from the header; 1 when absent."""
+    """The EXIF orientation (1..8) still to apply to an open PIL image as this Pillow decodes it, read from
+    the header; 1 when absent, and for a TIFF that Pillow itself turns upright (its `size` is then already
+    upright, though the header still holds the tag until the pixels load)."""
     try:
-        return int(img.getexif().get(0x0112, 1) or 1)
+        orientation = int(img.getexif().get(0x0112, 1) or 1)
     except Exception:  # a malformed EXIF block must not make a good image unreadable
         return 1
+    if orientation != 1 and img.format == "TIFF" and _pillow_orients_tiff():
+        return 1
+    return orientation
+
+
+@functools.lru_cache(maxsize=1)
+def _pillow_orients_tiff() -> bool:
+    """Whether the installed Pillow applies a TIFF's orientation tag itself when it opens and loads the file
+    (newer releases do; older ones leave it to `ImageOps.exif_transpose`). Asked of a 2 x 1 TIFF tagged
+    "rotate 90", once."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    Image.new("L", (2, 1)).save(buf, format="TIFF", exif=exif)
+    buf.seek(0)
+    with Image.open(buf) as im:
+        return im.size == (1, 2)
 
 
 def undo_orientation(a: np.ndarray, orientation: int) -> np.ndarray:

@@ -388,6 +388,37 @@ def test_a_rotated_png_is_saved_afresh_without_its_tag(tmp_path, vocab):
     assert np.array_equal(np.asarray(ImageOps.exif_transpose(tagged)) > 0, box((w, h), 0, 50, 0, 100))
 
 
+def test_a_rotated_tiff_is_labelled_in_the_pixel_order_its_copy_decodes_to(tmp_path, vocab):
+    """Newer Pillow turns a TIFF upright itself (its size is upright before the pixels load, while the header
+    still holds the tag); older Pillow leaves that to exif_transpose. Either way the labels must describe
+    the copy's pixels as a reader decodes them, which are the pixels the models saw."""
+    from PIL import Image
+
+    from selfseg.io import load_image
+
+    stored = np.asarray(Image.open(PHOTOS[0]).convert("RGB"))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    (tmp_path / "src").mkdir()
+    path = tmp_path / "src" / "turned.tif"
+    Image.fromarray(stored).save(path, exif=exif)
+    seen = np.asarray(load_image(path).image)  # what the models analyse: upright
+    assert seen.shape[:2] == stored.shape[:2][::-1]
+    upright_size = seen.shape[:2]
+    upright = box(upright_size, 0, 300, 0, 200)
+    with DatasetWriter(tmp_path / "ds", vocab, ExportConfig(val_fraction=0.0)) as writer:
+        ex = writer.add(path, seg_of(upright_size, [("car", upright, 0.9, 0.9)]))
+    with Image.open(tmp_path / "ds" / ex.record["file"]) as im:
+        copy = np.asarray(im.convert("RGB"))
+    assert copy.shape[:2] == ex.masks.shape[1:] == (ex.record["height"], ex.record["width"])
+    if copy.shape == seen.shape and np.array_equal(copy, seen):  # the copy holds the upright pixels
+        assert np.array_equal(ex.masks[0], upright)
+    else:  # the copy holds the stored pixels: the labels are the upright mask turned back
+        from selfseg.io import undo_orientation
+
+        assert np.array_equal(copy, stored) and np.array_equal(ex.masks[0], undo_orientation(upright, 6))
+
+
 def test_masks_of_the_wrong_size_name_the_image(tmp_path, vocab):
     path = photo(tmp_path, "wrong.jpg")
     h, w = size_of(path)
