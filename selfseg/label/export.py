@@ -68,6 +68,9 @@ FILTERS = ("vocabulary", "min_score", "min_mask_score", "min_area", "nms", "max_
 METADATA_FILE = "dataset.json"
 RECORDS_FILE = "labels.jsonl"
 CLASSES_FILE = "classes.txt"
+#: Image files that YOLO trainers (Ultralytics' list) and the benchmark's folder dataset read; a photo of
+#: another format (GIF, PPM, PGM) is copied into the dataset as a PNG.
+TRAINABLE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 DATA_YAML = "data.yaml"
 #: Semantic value of a pixel no class covers (up to 255 classes; 65535 above, as the folder dataset reads it).
 NO_CLASS = 255
@@ -105,6 +108,11 @@ class ExportConfig:
     # Mask IoU (at the photo's size) above which NMS drops the less confident instance. Masks, not boxes:
     # the masks are what is exported, and a box around a person also holds the bicycle they ride.
     nms_iou: float = 0.7
+
+    @property
+    def traces_masks(self) -> bool:
+        """Whether the formats need masks as polygons (supervision's tracer)."""
+        return "yolo" in self.formats or ("coco" in self.formats and self.polygons)
 
     def __post_init__(self) -> None:
         check(isinstance(self.formats, list) and bool(self.formats) and all(f in FORMATS for f in self.formats)
@@ -262,8 +270,10 @@ def _nms(masks: np.ndarray, order: list[int], ids: list[int | None], areas: dict
 
 
 def _polygon_tracer() -> Any:
-    """supervision's mask -> polygons: every connected part, each hole joined to its outline by a zero-width
-    seam, vertices on pixel centres."""
+    """mask -> polygons that fill back to exactly that mask in supervision's and YOLO trainers' rasterisers
+    (edges drawn, inside filled): supervision's tracer (every connected part, each hole joined to its outline
+    by a zero-width seam, vertices on pixel centres), then the pixels it leaves out (it drops every part of
+    fewer than 3 outline points: a lone pixel, a line one pixel wide) as paths out and back over them."""
     import inspect
     import warnings
 
@@ -273,13 +283,56 @@ def _polygon_tracer() -> Any:
             # contours too (the export's tests run on it).
             warnings.filterwarnings("ignore", message=".*OpenCV.*", category=UserWarning)
             from supervision.dataset.utils import approximate_mask_with_polygons
+            from supervision.detection.utils.converters import polygon_to_mask
     except ImportError:
         raise ImportError("the yolo format and COCO polygons trace masks with supervision: "
                           "pip install supervision") from None
     if "bridge_holes" not in inspect.signature(approximate_mask_with_polygons).parameters:
         raise ImportError("the yolo format and COCO polygons need a supervision release whose "
                           "approximate_mask_with_polygons takes bridge_holes (0.31 does): pip install -U supervision")
-    return approximate_mask_with_polygons
+
+    def trace(mask: np.ndarray) -> list[np.ndarray]:
+        polygons = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in
+                    approximate_mask_with_polygons(mask=mask, approximation_percentage=0.0, bridge_holes=True)]
+        polygons = [p for p in polygons if len(p) >= 3]
+        covered = np.zeros(mask.shape, bool)
+        for p in polygons:
+            covered |= polygon_to_mask(p, (mask.shape[1], mask.shape[0])).astype(bool)
+        return polygons + _paths(mask & ~covered)
+
+    return trace
+
+
+def _paths(pixels: np.ndarray) -> list[np.ndarray]:
+    """One closed (N, 2) x, y polygon per 8-connected part of `pixels`: a depth-first walk over its pixel
+    centres and back, each step to an 8-neighbour, so the polygon's edges cover exactly those pixels and
+    enclose no area (a lone pixel: its centre three times)."""
+    from scipy import ndimage
+
+    labels, _ = ndimage.label(pixels, structure=np.ones((3, 3), bool))
+    out = []
+    for part, sl in enumerate(ndimage.find_objects(labels), start=1):
+        ys, xs = np.nonzero(labels[sl] == part)
+        todo = {(int(y) + sl[0].start, int(x) + sl[1].start) for y, x in zip(ys, xs)}
+        start = min(todo)
+        todo.discard(start)
+        walk, stack = [start], [start]
+        while stack:
+            y, x = stack[-1]
+            step = next(((y + dy, x + dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (y + dy, x + dx) in todo),
+                        None)
+            if step is None:
+                stack.pop()
+                if stack:
+                    walk.append(stack[-1])
+                continue
+            todo.discard(step)
+            walk.append(step)
+            stack.append(step)
+        while len(walk) < 3:
+            walk.append(walk[0])
+        out.append(np.array([(x, y) for y, x in walk], dtype=np.float64))
+    return out
 
 
 def _polygons(trace: Any, mask: np.ndarray, extent: tuple[int, int, int, int]) -> list[np.ndarray]:
@@ -289,8 +342,7 @@ def _polygons(trace: Any, mask: np.ndarray, extent: tuple[int, int, int, int]) -
     crop = np.zeros((y1 - y0 + 2, x1 - x0 + 2), bool)
     crop[1:-1, 1:-1] = mask[y0:y1, x0:x1]
     offset = np.array([x0 - 1, y0 - 1], dtype=np.float64)
-    return [np.asarray(p, dtype=np.float64).reshape(-1, 2) + offset
-            for p in trace(mask=crop, approximation_percentage=0.0, bridge_holes=True) if len(p) >= 3]
+    return [p + offset for p in trace(crop)]
 
 
 def _encode_rle(mask: np.ndarray) -> dict[str, Any]:
@@ -417,8 +469,7 @@ class DatasetWriter:
             raise ConfigError(f"out: {self.out} is not empty; expected a missing or empty directory (a dataset is "
                               f"written whole)")
         formats = set(self.config.formats)
-        self._trace = _polygon_tracer() if "yolo" in formats or ("coco" in formats and self.config.polygons) \
-            else None
+        self._trace = _polygon_tracer() if self.config.traces_masks else None
         self._wide = len(vocabulary.classes) > 255  # the folder dataset reads 16-bit maps then, 65535 = none
         self._classes = vocabulary.names
         self._ids: dict[str, int | None] = {}
@@ -429,7 +480,8 @@ class DatasetWriter:
         self._removed = dict.fromkeys(FILTERS, 0)
         self._counts = {s: {"images": 0, "instances": 0, "empty_images": 0} for s in SPLITS}
         self._per_class = [dict.fromkeys(SPLITS, 0) for _ in self._classes]
-        self._images = {"hardlink_fallbacks": 0, "orientation_reset": 0, "coco_rle_fallbacks": 0}
+        self._images = {"hardlink_fallbacks": 0, "orientation_reset": 0, "coco_rle_fallbacks": 0,
+                        "saved_as_png": 0}
         self._closed = False
         try:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -470,6 +522,8 @@ class DatasetWriter:
         """The source's file name, or name-2, name-3 ... when another image took its stem (labels and masks
         are named by stem, and file systems may fold case)."""
         stem, suffix, k = source.stem, source.suffix, 1
+        if suffix.lower() not in TRAINABLE_SUFFIXES and self.config.images != "reference":
+            suffix = ".png"  # a copy trainers and the folder dataset can read (see `_write_image`)
         while (stem if k == 1 else f"{stem}-{k}").casefold() in self._stems:
             k += 1
         stem = stem if k == 1 else f"{stem}-{k}"
@@ -561,6 +615,14 @@ class DatasetWriter:
             return
         dst = self.out / split / "images" / name
         try:
+            if dst.suffix != source.suffix:  # GIF, PPM, PGM: the frame the models saw, as a lossless PNG
+                from PIL import Image
+
+                with Image.open(source) as im:
+                    im.seek(0)
+                    im.save(dst, format="PNG")
+                self._images["saved_as_png"] += 1
+                return
             if orientation != 1:
                 _copy_upright_tag(source, dst)
                 self._images["orientation_reset"] += 1

@@ -75,6 +75,13 @@ def label_images(config: Any, inputs: Sequence[str], out: str | Path, ontology: 
     if dist.rank == 0:
         try:
             _check_out(out)
+            if config.label.traces_masks:  # before hours of segmenting, not when the dataset is built
+                from .export import _polygon_tracer
+
+                try:
+                    _polygon_tracer()
+                except ImportError as exc:
+                    raise ConfigError(f"label.formats {config.label.formats}: {exc}") from None
             classes = load_ontology(ontology) if ontology else None
             expanded = list(dict.fromkeys(expand_inputs(inputs)))
             skipped = own_outputs(s for s in expanded if s not in inputs)

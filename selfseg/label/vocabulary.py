@@ -320,10 +320,18 @@ def load_ontology(path: str | Path) -> list[ClassInfo]:
         raise ConfigError(f"{where}: expected {_FORMAT}, got a {type(data).__name__} ({data!r})")
     owner: dict[str, tuple[str, bool]] = {}  # normal form of a name -> (its class, whether it is the class's name)
     lines: list[tuple[str, ...]] = []
+
+    def writable(name: str, what: str) -> None:
+        # Each class is one line of classes.txt, its names ';'-separated, '#' opening a comment line.
+        if ";" in name or len(name.splitlines()) > 1 or name.startswith("#"):
+            raise ConfigError(f"{where}: {what} {name!r}: expected no ';', line break or leading '#' (each class "
+                              f"is one line of the dataset's classes.txt)")
+
     for cls, phrases in entries:
         if not isinstance(cls, str) or not normalize(cls):
             raise ConfigError(f"{where}: expected class names that are non-empty strings, got {cls!r}")
         cls = cls.strip()
+        writable(cls, "class")
         if normalize(cls) in owner:
             other, is_class = owner[normalize(cls)]
             raise ConfigError(f"{where}: class {cls!r} is given twice (expected each class once)" if is_class else
@@ -339,6 +347,7 @@ def load_ontology(path: str | Path) -> list[ClassInfo]:
             if not isinstance(phrase, str) or not normalize(phrase):
                 raise ConfigError(f"{where}: class {cls!r}: expected phrases that are non-empty strings, "
                                   f"got {phrase!r}")
+            writable(phrase.strip(), f"class {cls!r}: phrase")
             other, _ = owner.setdefault(normalize(phrase), (cls, False))
             if other != cls:
                 raise ConfigError(f"{where}: phrase {phrase!r} of class {cls!r} also names class {other!r} "

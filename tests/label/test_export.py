@@ -202,6 +202,33 @@ def test_a_multi_part_mask_with_a_hole_keeps_every_part(tmp_path, vocab, sv):
     assert np.array_equal(ex.masks[0], parts)
 
 
+def test_parts_one_pixel_wide_are_read_back_exactly(tmp_path, vocab, sv):
+    """supervision's tracer drops every part of fewer than 3 outline points; the export adds them as paths
+    over their pixels and back, so the YOLO file (and COCO polygons, read by supervision) give the mask back."""
+    path = photo(tmp_path, "thin.jpg")
+    size = size_of(path)
+    mask = box(size, 10, 40, 10, 40) & ~box(size, 20, 25, 20, 25)  # a square with a hole
+    mask[60, 10:90] = True                                         # a horizontal line
+    mask[70:120, 200] = True                                       # a vertical line
+    mask[5, 300] = True                                            # a lone pixel
+    for k in range(20):                                            # a diagonal with a bend
+        mask[150 + k, 100 + k] = True
+        mask[169, 120 + k] = True
+    out = tmp_path / "ds"
+    with DatasetWriter(out, vocab, ExportConfig(polygons=True, val_fraction=0.0)) as writer:
+        writer.add(path, seg_of(size, [("car", mask, 0.9, 0.9)]))
+    lines = (out / "train/labels/thin.txt").read_text().splitlines()
+    assert len(lines) == 5  # one per 8-connected part
+    ds = sv.DetectionDataset.from_yolo(str(out / "train/images"), str(out / "train/labels"), str(out / "data.yaml"),
+                                       force_masks=True)
+    _, _, det = next(iter(ds))
+    assert np.array_equal(det.mask.any(axis=0), mask)
+    ds = sv.DetectionDataset.from_coco(str(out / "train/images"), str(out / "annotations/instances_train.json"),
+                                       force_masks=True)
+    _, _, det = next(iter(ds))
+    assert np.array_equal(det.mask.any(axis=0), mask)
+
+
 def test_an_image_without_detections_stays_with_empty_labels(tmp_path, vocab, sv):
     from pycocotools.coco import COCO
 
@@ -417,6 +444,35 @@ def test_a_rotated_tiff_is_labelled_in_the_pixel_order_its_copy_decodes_to(tmp_p
         from selfseg.io import undo_orientation
 
         assert np.array_equal(copy, stored) and np.array_equal(ex.masks[0], undo_orientation(upright, 6))
+
+
+def test_a_photo_trainers_cannot_read_is_copied_as_a_png_of_the_same_pixels(tmp_path, vocab, sv):
+    from PIL import Image
+
+    from selfseg.evaluate.datasets import _IMAGE_EXTS, load_dataset
+    from selfseg.io import IMAGE_SUFFIXES, load_image
+    from selfseg.label.export import TRAINABLE_SUFFIXES
+
+    assert TRAINABLE_SUFFIXES == set(_IMAGE_EXTS) and TRAINABLE_SUFFIXES < IMAGE_SUFFIXES
+    stored = Image.open(PHOTOS[1]).convert("RGB")
+    (tmp_path / "src").mkdir()
+    paths = [tmp_path / "src" / "anim.gif", tmp_path / "src" / "grey.pgm", tmp_path / "src" / "plain.ppm"]
+    stored.quantize(64).save(paths[0], save_all=True, append_images=[stored.rotate(90).quantize(64)])
+    stored.convert("L").save(paths[1])
+    stored.save(paths[2])
+    out = tmp_path / "ds"
+    with DatasetWriter(out, vocab, ExportConfig(val_fraction=0.0)) as writer:
+        for path in paths:
+            h, w = size_of(path)
+            ex = writer.add(path, seg_of((h, w), [("car", box((h, w), 0, 50, 0, 80), 0.9, 0.9)]))
+            copy = out / ex.record["file"]
+            assert copy.suffix == ".png"
+            with Image.open(copy) as im:  # the first frame, as the models saw it
+                assert np.array_equal(np.asarray(im.convert("RGB")), np.asarray(load_image(path).image))
+    assert json.loads((out / "dataset.json").read_text())["images"]["saved_as_png"] == 3
+    ds = sv.DetectionDataset.from_yolo(str(out / "train/images"), str(out / "train/labels"), str(out / "data.yaml"))
+    assert len(ds) == 3
+    assert len(load_dataset("folder", out, "train").samples) == 3
 
 
 def test_masks_of_the_wrong_size_name_the_image(tmp_path, vocab):

@@ -209,6 +209,10 @@ def test_ontology_phrases_name_their_class(tmp_path):
     ("car: [truck]\ntruck: []\n", "class 'truck' is also a phrase of class 'car'"),
     ("? [a, b]\n: [c]\n", "not valid YAML"),
     ("null: [c]\n", "got None"),
+    # each class is one line of classes.txt: no line break, no ';' (its name separator), no leading '#'
+    ('"bath\\nroom": [bathroom]\n', "class 'bath\\nroom': expected no ';', line break or leading '#'"),
+    ("car: [auto; motor]\n", "class 'car': phrase 'auto; motor': expected no ';'"),
+    ('"#1": []\n', "class '#1': expected no"),
 ])
 def test_a_malformed_ontology_is_a_one_line_error(tmp_path, text, message):
     onto = tmp_path / "ontology.yaml"
