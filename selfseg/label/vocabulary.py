@@ -18,10 +18,11 @@ Without an ontology the classes come from the nouns, in this order:
    (`synonym_lists`; a name on several lines counts for its first). The class's name is its most frequent
    normal form (ties: the shortest, then the alphabetically first): the dataset's own word, never a
    list's or WordNet's.
-3. Rare nouns: a class seen in fewer than `min_images` images folds into its nearest WordNet hypernym that is
-   a frequent class (any of the noun's common senses, the fewest hops first: "dalmatian" is a dog, not a
-   person from Dalmatia, when "dog" is a class), or is dropped when none is (or with rare "drop"). Only
-   frequent classes take rare ones, so the result does not depend on the order rare nouns are looked at.
+3. Rare nouns: a class seen in fewer than `min_images` images (or than the run has) folds into its nearest
+   WordNet hypernym that is a frequent class (any of the noun's common senses, the fewest hops first:
+   "dalmatian" is a dog, not a person from Dalmatia, when "dog" is a class), or is dropped when none is (or
+   with rare "drop"). Only frequent classes take rare ones, so the result does not depend on the order rare
+   nouns are looked at.
 4. The coarser level (`coarse`): a class whose first WordNet sense lies below another class's folds into the
    most general such class ("sedan" into "car"; both into "vehicle" when that is a class too).
 
@@ -72,7 +73,7 @@ _FORMAT = "a YAML mapping of class -> list of phrases, or a YAML list of classes
 class VocabularyConfig:
     """How the nouns of a whole dataset become one class list (the `selfseg label` command's settings)."""
 
-    # A class seen in fewer images than this is rare (1: no class is).
+    # A class seen in fewer images than this (or than the run has, if fewer) is rare (1: no class is).
     min_images: int = 2
     # What happens to a rare class: "fold" (into its nearest WordNet hypernym that is a frequent class; dropped
     # when none is) or "drop".
@@ -448,12 +449,14 @@ class VocabularyBuilder:
         from ..evaluate.mappers.lexical import VAGUE
 
         groups = self._synonyms(forms, normal)
-        if self.config.min_images > 1:
-            frequent = {k: g for k, g in groups.items() if len(g.images) >= self.config.min_images}
+        # Never more images than there are: a class in every image of a one-image run is not rare.
+        least = min(self.config.min_images, len(self._images))
+        if least > 1:
+            frequent = {k: g for k, g in groups.items() if len(g.images) >= least}
             targets = self._identities({k: g for k, g in frequent.items() if k not in VAGUE})
             for key in sorted(set(groups) - set(frequent)):
                 g = groups[key]
-                why = f"seen in {len(g.images)} image(s), fewer than min_images {self.config.min_images}"
+                why = f"seen in {len(g.images)} image(s), fewer than min_images {least}"
                 senses = self._senses(g, common=True)
                 to = self._nearest(senses, targets) if self.config.rare == "fold" else None
                 if to is not None:

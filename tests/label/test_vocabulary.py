@@ -90,7 +90,11 @@ def test_rare_drop_and_min_images():
     images = [("a", ["car", "sedan"]), ("b", ["car"])]
     assert set(build_vocabulary(images, VocabularyConfig(rare="drop")).dropped) == {"sedan"}
     assert sorted(build_vocabulary(images, VocabularyConfig(min_images=1)).names) == ["car", "sedan"]
-    assert build_vocabulary(images, VocabularyConfig(min_images=3)).names == []
+    assert build_vocabulary(images + [("c", ["sedan"])], VocabularyConfig(min_images=3)).names == []
+    # never more images than the run has: a class in both of two images is not rare at min_images 3, nor is
+    # every noun of a one-image run
+    assert build_vocabulary(images, VocabularyConfig(min_images=3)).names == ["car"]
+    assert sorted(build_vocabulary([("a", ["car", "sedan"])]).names) == ["car", "sedan"]
 
 
 def test_the_coarser_level_folds_classes_into_the_most_general_class():
@@ -134,10 +138,11 @@ def test_the_builder_takes_images_one_at_a_time():
     builder = VocabularyBuilder()
     builder.add("a", ["car"])
     builder.add("a", ["car"])  # the same image again: more instances, not another image
-    assert builder.build().names == []  # one image only: rare
+    builder.add("c", ["dog"])
+    assert builder.build().names == []  # each in one image of two: rare
     builder.add("b", iter(["cars"]))
     v = builder.build()
-    assert v.classes[0].images == 2 and v.classes[0].instances == 3
+    assert v.names == ["car"] and v.classes[0].images == 2 and v.classes[0].instances == 3
 
 
 def test_vocabulary_json_round_trip(tmp_path):
