@@ -489,7 +489,7 @@ def _named_fields() -> dict[str, list[str]]:
     from .label.vocabulary import RARE_RULES, UNMAPPED_RULES
     from .segment import segmenters
     from .tag import taggers
-    from .tag.caption import TOKEN_SLICES
+    from .tag.caption import ATTENTION_MODES, TOKEN_SLICES
     from .tag.clustering.config import ALIGN_COSTS, CONSENSUS_METHODS
     from .tag.vlm import VLM_DTYPES
 
@@ -503,7 +503,8 @@ def _named_fields() -> dict[str, list[str]]:
             "evaluation.miou_convention": list(CONVENTIONS), "evaluation.cmiou_segments": list(CMIOU_SEGMENTS),
             "model.dtype": list(DTYPE_NAMES), "vlm.dtype": list(VLM_DTYPES), "clustering.align_cost": list(ALIGN_COSTS),
             "clustering.consensus": list(CONSENSUS_METHODS),
-            "captioning.profile": list(CAPTION_PROFILES), "captioning.token_slice": list(TOKEN_SLICES)}
+            "captioning.profile": list(CAPTION_PROFILES), "captioning.token_slice": list(TOKEN_SLICES),
+            "captioning.attention": list(ATTENTION_MODES)}
 
 
 def config_table() -> str:

@@ -73,6 +73,54 @@ class BlipCaptioner:
         out = self.model.vision_model(pixel_values=pix, interpolate_pos_encoding=True)
         return out.last_hidden_state
 
+    @torch.inference_mode()
+    def encode_subsets(self, images: Sequence[Any], size: int,
+                       subsets: Sequence[Sequence[torch.Tensor]]) -> list[list[torch.Tensor]]:
+        """Each subset of an image's patches encoded on its own: per image, per subset of patch indices (into
+        the size x size grid, raster order), the (n + 1, D) vision tokens of [CLS] + those n patch embeddings
+        with the position embeddings of places 0..n (the first n patch places, not the patches' own), as
+        BBoost's "local" and "concat" attention modes encode a cluster.
+
+        One forward for all subsets of all images: each image's subsets packed into one sequence, every
+        attention layer masked to within a subset (transformers' BLIP vision attention takes no mask, so
+        `_block_attention` swaps it for the same computation plus the mask during the call). Equal to each
+        subset through `vision_model.encoder` alone, within float rounding."""
+        vm = self.model.vision_model
+        pix = self.processor.image_processor(
+            list(images), size={"height": size, "width": size}, return_tensors="pt"
+        )["pixel_values"].to(self.device, self.dtype)
+        emb = vm.embeddings
+        patches = emb.patch_embedding(pix).flatten(2).transpose(1, 2)  # (B, N, D), as the stock embeddings
+        cls = emb.class_embedding.to(patches.dtype).reshape(1, -1)
+        places = emb.interpolate_pos_encoding(torch.cat([cls.expand(len(images), 1, -1), patches], 1), size,
+                                              size)[0].to(patches.dtype)  # (1 + N, D)
+        seqs, lengths = [], []
+        for b, subs in enumerate(subsets):
+            parts = [torch.cat([cls, patches[b, idx.to(patches.device)]]) + places[: len(idx) + 1] for idx in subs]
+            seqs.append(torch.cat(parts) if parts else patches.new_zeros((0, patches.shape[-1])))
+            lengths.append([len(p) for p in parts])
+        width = max((len(q) for q in seqs), default=0)
+        if width == 0:
+            return [[] for _ in subsets]
+        packed = patches.new_zeros((len(seqs), width, patches.shape[-1]))
+        block = torch.full((len(seqs), width), -1, dtype=torch.long, device=patches.device)
+        for b, (q, ls) in enumerate(zip(seqs, lengths)):
+            packed[b, : len(q)] = q
+            block[b, : len(q)] = torch.repeat_interleave(torch.arange(len(ls), device=patches.device),
+                                                         torch.tensor(ls, device=patches.device))
+            block[b, len(q):] = len(ls)  # padding: a block of its own, so no row is left without a key
+        allowed = block[:, :, None] == block[:, None, :]
+        mask = torch.zeros(allowed.shape, dtype=packed.dtype, device=packed.device)
+        mask.masked_fill_(~allowed, torch.finfo(packed.dtype).min)
+        with _block_attention(vm.encoder, mask[:, None]):
+            hidden = vm.encoder(inputs_embeds=packed).last_hidden_state
+        hidden = vm.post_layernorm(hidden)
+        out = []
+        for b, ls in enumerate(lengths):
+            starts = [0, *torch.tensor(ls).cumsum(0).tolist()]
+            out.append([hidden[b, starts[k]: starts[k + 1]] for k in range(len(ls))])
+        return out
+
     # ------------------------------------------------------------------------------------------ decoder
     def attention_state_bytes(self, distinct_tokens: int, rows: int, positions: int) -> int:
         """Bytes one caption call keeps for attention: each distinct set's cross-attention keys and values
@@ -200,6 +248,33 @@ class BlipCaptioner:
             )
         self.generate_calls += 1
         return out
+
+
+@contextmanager
+def _block_attention(encoder: Any, mask: torch.Tensor) -> Iterator[None]:
+    """During the block: every self-attention layer of a BLIP vision encoder computes exactly what
+    `BlipAttention.forward` does, with the additive `mask` (B, 1, L, L) added to the scaled scores before the
+    softmax."""
+
+    def masked(attn: Any) -> Any:
+        def forward(hidden_states: torch.Tensor, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+            bsz, length, dim = hidden_states.shape
+            qkv = attn.qkv(hidden_states).reshape(bsz, length, 3, attn.num_heads, dim // attn.num_heads)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4)
+            probs = torch.softmax(torch.matmul(q, k.transpose(-1, -2)) * attn.scale + mask, dim=-1)
+            context = torch.matmul(attn.dropout(probs), v).permute(0, 2, 1, 3).reshape(bsz, length, dim)
+            return attn.projection(context), probs
+
+        return forward
+
+    layers = [layer.self_attn for layer in encoder.layers]
+    for attn in layers:
+        attn.forward = masked(attn)
+    try:
+        yield
+    finally:
+        for attn in layers:
+            del attn.forward
 
 
 class StreamSampler:

@@ -68,10 +68,21 @@ class BCCTagger:
         top_tokens = tokens_by_scale[top]
         body = top_tokens[:, :-1] if released else top_tokens[:, 1:]
         sets: list[list[torch.Tensor]] = []
+        members: list[list[torch.Tensor]] = []  # per image, per cluster: its places on the largest grid
         for b, m in enumerate(maps):
             flat = torch.as_tensor(m.labels.reshape(-1), device=body.device)
-            sets.append([body[b, torch.nonzero(flat == c).flatten()] for c in range(m.n_clusters)])
+            members.append([torch.nonzero(flat == c).flatten() for c in range(m.n_clusters)])
+            sets.append([body[b, idx] for idx in members[b]])
         del tokens_by_scale, top_tokens
+        if pc.attention == "concat":
+            # The cluster's patches encoded on their own, then its global tokens. The released code indexes
+            # the patch embeddings with the grid places it also indexes the global tokens with, so with its
+            # [:, :-1] slice the two halves are one patch apart, as there.
+            t0 = time.perf_counter()
+            local = self.blip.encode_subsets(pils, top, members)
+            _sync(self.blip.device)
+            timings["encode_local"] = time.perf_counter() - t0
+            sets = [[torch.cat([lo, gl]) for lo, gl in zip(local[b], sets[b])] for b in range(len(sets))]
 
         keys = [image_key(im.image) for im in images]
         captions, nouns, cycles_run = self._caption_cycles(sets, keys, timings)

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 #: Which encoder tokens a cluster's caption sees (captioning.token_slice).
 TOKEN_SLICES = ("patches", "released")
+#: What a cluster's caption attends to in BCC (captioning.attention).
+ATTENTION_MODES = ("global", "concat")
 
 #: Caption sampling profiles; a CaptioningConfig field left at None takes its profile's value.
 #: "released": what the authors' released code effectively ran, the run behind the published numbers. It
@@ -66,6 +68,11 @@ class CaptioningConfig:
     # Which encoder tokens a cluster's caption sees. "patches": the cluster's own patch tokens.
     # "released": the released code's slice [:, :-1], which keeps CLS as patch 0 and drops the last patch.
     token_slice: str = "patches"
+    # BCC: what a cluster's caption attends to. "global": the cluster's tokens of the whole image's encoding
+    # (the paper). "concat": the cluster's patches encoded again on their own (CLS first, with the first n+1
+    # position embeddings, as the released code did), followed by those global tokens: BBoost's
+    # attention_mode "concat", which the released X-Decoder pipeline sets.
+    attention: str = "global"
     # Memory budget (GiB) of one caption call's attention state: the cross-attention keys and values of
     # every distinct token set (projected once per set, every layer) plus each row's self-attention cache.
     # All rows of a batch go to ONE call while they fit; beyond it, calls are split (rows kept in order).
@@ -81,6 +88,7 @@ class CaptioningConfig:
         check(self.max_cross_attention_gib >= 0, "max_cross_attention_gib", "a number >= 0 (0: no limit)",
               self.max_cross_attention_gib)
         check(self.token_slice in TOKEN_SLICES, "token_slice", choices(TOKEN_SLICES), self.token_slice)
+        check(self.attention in ATTENTION_MODES, "attention", choices(ATTENTION_MODES), self.attention)
         self.sampling()
 
     def sampling(self) -> CaptionSampling:

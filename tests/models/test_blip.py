@@ -410,3 +410,32 @@ def test_whole_image_caption_equals_blip_generate(blip_large_shrunk, photos):
         text = processor.tokenizer.decode(sampled[0, n_prompt:], skip_special_tokens=True)
         assert cap.caption([tokens[b]], released, 11, streams=[(3, b)]) == [text.strip()]
     assert not torch.equal(outs[0], outs[1])  # two photos, two captions: the equality above is not vacuous
+
+
+def test_subsets_encoded_alone_equal_the_stock_encoder_on_each_subset(blip_large_shrunk, photos):
+    """encode_subsets (BBoost's "concat" local half) packs every subset of every image into one masked
+    forward; each must equal [CLS] + its patch embeddings + the first n+1 interpolated position embeddings
+    through the stock vision encoder alone."""
+    model, processor = blip_large_shrunk
+    cap = _captioner(model, processor, is_tiny=False)
+    n = (512 // 16) ** 2
+    g = torch.Generator().manual_seed(0)
+    order = [torch.randperm(n, generator=g) for _ in photos]
+    subsets = [[o[:3], o[3:400], o[400:]] for o in order[:1]] + [[order[1][:n // 2], order[1][n // 2:]]]
+    ours = cap.encode_subsets(photos, 512, subsets)
+    vm = model.vision_model
+    pixels = processor(images=photos, size={"height": 512, "width": 512}, return_tensors="pt").pixel_values
+    with torch.inference_mode():
+        emb = vm.embeddings
+        patches = emb.patch_embedding(pixels).flatten(2).transpose(1, 2)
+        cls = emb.class_embedding.reshape(1, -1)
+        places = emb(pixels, interpolate_pos_encoding=True)[0] - torch.cat([cls, patches[0]])  # the added part
+        for b, subs in enumerate(subsets):
+            assert [len(t) for t in ours[b]] == [len(idx) + 1 for idx in subs]
+            for idx, got in zip(subs, ours[b]):
+                seq = torch.cat([cls, patches[b, idx]]) + places[: len(idx) + 1]
+                stock = vm.post_layernorm(vm.encoder(inputs_embeds=seq[None]).last_hidden_state)[0]
+                assert float((got - stock).abs().max()) < 1e-4
+    # input-sensitive: a subset's tokens depend on its patches, and the CLS token on which subset it heads
+    assert float((ours[1][0][0] - ours[1][1][0]).abs().mean()) > 0.01  # 100x the tolerance above
+    assert cap.encode_subsets(photos, 512, [[], []]) == [[], []]

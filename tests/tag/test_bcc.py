@@ -149,6 +149,44 @@ def test_each_caption_sees_the_tokens_its_cluster_was_made_of(tagger, loaded, to
         torch.testing.assert_close(captioned[0][c], grid[flat == c])
 
 
+@pytest.mark.parametrize("token_slice", ["patches", "released"])
+def test_concat_attention_captions_the_cluster_encoded_alone_then_its_global_tokens(tagger, loaded, token_slice,
+                                                                                     monkeypatch):
+    """attention: concat (BBoost's mode in the released pipeline): a cluster's caption reads its patches
+    encoded on their own (n + 1 tokens) followed by its n global tokens, patch embeddings indexed by the same
+    grid places as the global tokens."""
+    import torch
+
+    t = _with(tagger, token_slice=token_slice, attention="concat")
+    captioned = []
+    real_caption = t.blip.caption
+    monkeypatch.setattr(t.blip, "caption", lambda sets, *a, **k: captioned.append(sets) or real_caption(sets, *a, **k))
+    r = t.tag_batch(loaded[:1])[0]
+    top = max(t.config.clustering.scales)
+    tokens = t.blip.encode([loaded[0].image], top)[0]
+    grid = tokens[:-1] if token_slice == "released" else tokens[1:]
+    flat = torch.as_tensor(r.cluster_grid.reshape(-1))
+    places = [torch.nonzero(flat == c).flatten() for c in range(len(r.clusters))]
+    local = t.blip.encode_subsets([loaded[0].image], top, [places])[0]
+    assert "encode_local" in r.timings
+    for c, idx in enumerate(places):
+        got = captioned[0][c]
+        assert got.shape[0] == 2 * len(idx) + 1
+        torch.testing.assert_close(got[: len(idx) + 1], local[c])
+        torch.testing.assert_close(got[len(idx) + 1:], grid[idx])
+    plain = _with(tagger, token_slice=token_slice).tag_batch(loaded[:1])[0]
+    assert np.array_equal(plain.cluster_grid, r.cluster_grid)  # the clusters do not depend on the mode
+    assert [c.captions for c in plain.clusters] != [c.captions for c in r.clusters]  # the captions read it
+
+
+def test_an_unknown_attention_mode_is_one_line():
+    from selfseg.config import CaptioningConfig
+    from selfseg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="attention: expected global or concat, got .local."):
+        CaptioningConfig(attention="local")
+
+
 def test_vocabulary_tagger(ade_images):
     seg = SelfSeg.from_config({"tagger": "vocabulary", "vocabulary": ["dog", "cat", "dog", " "]})
     r = seg.tag(ade_images[0])
