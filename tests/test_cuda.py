@@ -176,6 +176,23 @@ def test_blip_encoder_on_device_matches_cpu(photo):
     torch.testing.assert_close(a, b.cpu(), rtol=1e-3, atol=1e-3)
 
 
+def test_clusters_encoded_alone_on_device_match_cpu(photo):
+    """captioning.attention: concat's packed, block-masked encoder forward on the device, against the CPU."""
+    dev = pipeline()
+    blip = dev.tagger.blip
+    cpu_model = SelfSeg.from_config(REPO / "configs" / "smoke.yaml", ["model.device=cpu"]).tagger.blip
+    cpu_model.model.load_state_dict({k: v.cpu() for k, v in blip.model.state_dict().items()})
+    img = load_image(photo).image
+    size = max(dev.config.clustering.scales)
+    n = (size // blip.patch_size) ** 2
+    subsets = [[torch.arange(0, n, 3), torch.arange(1, n, 3), torch.arange(2, n, 3)]]
+    a = cpu_model.encode_subsets([img], size, subsets)[0]
+    b = blip.encode_subsets([img], size, subsets)[0]
+    for x, y in zip(a, b):
+        assert y.device.type == torch.device(DEVICE).type
+        torch.testing.assert_close(x, y.cpu(), rtol=1e-3, atol=1e-3)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_tagger_on_device(photo, dtype):
     s = pipeline(f"model.dtype={dtype}")
