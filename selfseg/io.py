@@ -179,8 +179,9 @@ def exif_orientation(img: Any) -> int:
 @functools.lru_cache(maxsize=1)
 def _pillow_orients_tiff() -> bool:
     """Whether the installed Pillow applies a TIFF's orientation tag itself when it opens and loads the file
-    (newer releases do; older ones leave it to `ImageOps.exif_transpose`). Asked of a 2 x 1 TIFF tagged
-    "rotate 90", once."""
+    (11 and later do, reporting the upright size at open; 10.1 to 10.4 leave it to `ImageOps.exif_transpose`;
+    10.0, which turned the pixels on load but kept the tag and the stored size, is below selfseg's
+    requirement). Asked of a 2 x 1 TIFF tagged "rotate 90", once."""
     from PIL import Image
 
     exif = Image.Exif()

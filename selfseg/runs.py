@@ -193,14 +193,21 @@ class RunFolder:
         """Those of `sources` whose result from this very run is complete: the latest finished log entry for
         that file (same resolved path, same size and modification time) is of this run's settings and under
         this run's name for it (`names`: its key and output stem; with other inputs beside it an input can
-        be named otherwise, and its result then lies elsewhere), its JSON parses and carries the entry's key,
-        and every file the entry and the JSON name exists."""
-        latest = {e["path"]: e for e in read_log(self.out) if e.get("state") == "done" and "path" in e}
+        be named otherwise, and its result then lies elsewhere), no later entry names its JSON file (another
+        input's run wrote there since), its JSON parses and carries the entry's key, and every file the
+        entry and the JSON name exists."""
+        log = read_log(self.out)
+        latest = {e["path"]: e for e in log if e.get("state") == "done" and "path" in e}
+        # The last entry to name each JSON file: an input's result stands only while no later run (of another
+        # input named alike) has written over it.
+        last_writer = {e.get("json"): e for e in log}
         finished = set()
         for src in sources:
             ident = _identity(src)
             entry = latest.get(ident[0]) if ident else None
             if entry is None or entry.get("run") != self.run or entry.get("stat") != ident[1]:
+                continue
+            if last_writer.get(entry.get("json")) is not entry:
                 continue
             if entry.get("key") != names[src].key or entry.get("json") != f"{names[src].stem}.json":
                 continue

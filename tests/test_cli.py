@@ -164,6 +164,26 @@ def test_resume_with_other_inputs_beside_redoes_what_they_rename(repo, ade_image
         assert got["key"] == expected["key"] == key and got["tags"] == expected["tags"]
 
 
+def test_resume_never_takes_a_result_another_input_wrote_over(repo, ade_images, tmp_path, capsys):
+    """a/photo.jpg alone, then b/photo.jpg alone, both write out/photo.json: resuming a/photo.jpg must redo it,
+    though its own log entry still matches its file, settings, key and output name."""
+    import shutil
+
+    cfg = str(repo / "configs" / "smoke.yaml")
+    a, b = tmp_path / "a" / "photo.jpg", tmp_path / "b" / "photo.jpg"
+    for dst, src in ((a, ade_images[0]), (b, ade_images[1])):
+        dst.parent.mkdir(parents=True)
+        shutil.copy(src, dst)
+    out = tmp_path / "out"
+    for p in (a, b):
+        assert main(["tag", str(p), "--config", cfg, "--out", str(out), "-q"]) == 0
+    assert json.loads((out / "photo.json").read_text())["source"] == str(b)
+    capsys.readouterr()
+    assert main(["tag", str(a), "--config", cfg, "--out", str(out), "--resume", "-q"]) == 0
+    assert "resuming" not in capsys.readouterr().err
+    assert json.loads((out / "photo.json").read_text())["source"] == str(a)
+
+
 def test_quickstart_script_runs_with_the_smoke_config(repo, tmp_path):
     proc = subprocess.run([sys.executable, str(repo / "examples" / "quickstart.py"),
                            str(repo / "configs" / "smoke.yaml"), str(tmp_path)],

@@ -166,6 +166,9 @@ class _Frame:
     orientation: int
     height: int  # of the file's stored pixels
     width: int
+    # The header's orientation tag is not 1, whether or not Pillow has already applied it (a TIFF): a copy
+    # must then be saved without it, so that every reader decodes the pixels the labels describe.
+    tagged: bool = False
 
     @property
     def row_weights(self) -> np.ndarray:
@@ -191,6 +194,10 @@ def _frame(seg: Segmentation, path: Path, name: str) -> _Frame:
         with Image.open(path) as im:
             width, height = im.size
             orientation = exif_orientation(im)
+            try:
+                tagged = im.getexif().get(0x0112, 1) not in (1, None)
+            except Exception:  # a malformed EXIF block: as exif_orientation, read as untagged
+                tagged = False
     except FileNotFoundError:
         raise ImageError(f"{name}: no such image ({path})") from None
     except (OSError, UnidentifiedImageError) as exc:
@@ -204,7 +211,8 @@ def _frame(seg: Segmentation, path: Path, name: str) -> _Frame:
                          f"original_size {seg.original_size}")
     rows = (np.arange(upright[0]) * h) // upright[0]
     cols = (np.arange(upright[1]) * w) // upright[1]
-    return _Frame(rows=rows, cols=cols, analysed=(h, w), orientation=orientation, height=height, width=width)
+    return _Frame(rows=rows, cols=cols, analysed=(h, w), orientation=orientation, height=height, width=width,
+                  tagged=tagged)
 
 
 def _extent(mask: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -581,7 +589,7 @@ class DatasetWriter:
                                     "mask_score": inst["mask_score"]})
         record = {"file": file, "source": str(source), "split": split, "width": frame.width,
                   "height": frame.height, "instances": instances}
-        self._write_image(source, split, name, frame.orientation)
+        self._write_image(source, split, name, frame.tagged)
         try:
             if "yolo" in formats:
                 (self.out / split / "labels" / f"{stem}.txt").write_text(
@@ -610,7 +618,7 @@ class DatasetWriter:
             self._per_class[inst["class_id"]][split] += 1
         return ExportedImage(record=record, analysed=seg.masks[kept], frame=frame)
 
-    def _write_image(self, source: Path, split: str, name: str, orientation: int) -> None:
+    def _write_image(self, source: Path, split: str, name: str, tagged: bool) -> None:
         if self.config.images == "reference":
             return
         dst = self.out / split / "images" / name
@@ -620,10 +628,11 @@ class DatasetWriter:
 
                 with Image.open(source) as im:
                     im.seek(0)
-                    im.save(dst, format="PNG")
+                    # a PGM deeper than 8 bits opens as 32-bit "I", which PNG cannot hold; its values fit 16
+                    (im.convert("I;16") if im.mode == "I" else im).save(dst, format="PNG")
                 self._images["saved_as_png"] += 1
                 return
-            if orientation != 1:
+            if tagged:
                 _copy_upright_tag(source, dst)
                 self._images["orientation_reset"] += 1
                 return

@@ -90,6 +90,8 @@ class NounExtractor:
         self._load()
         results = []
         context = context.lower()
+        if context and not context[-1].isspace():  # "a picture of" + "dogs ...": two words, not "ofdogs"
+            context += " "
         for doc in self._nlp.pipe([context + c.lower() for c in captions]):
             nouns: list[str] = []
             toks = [t for t in doc if t.idx >= len(context)]

@@ -436,7 +436,9 @@ def test_a_rotated_tiff_is_labelled_in_the_pixel_order_its_copy_decodes_to(tmp_p
     with DatasetWriter(tmp_path / "ds", vocab, ExportConfig(val_fraction=0.0)) as writer:
         ex = writer.add(path, seg_of(upright_size, [("car", upright, 0.9, 0.9)]))
     with Image.open(tmp_path / "ds" / ex.record["file"]) as im:
+        assert im.getexif().get(0x0112, 1) == 1  # no tag left: any reader decodes the pixels the labels describe
         copy = np.asarray(im.convert("RGB"))
+    assert json.loads((tmp_path / "ds" / "dataset.json").read_text())["images"]["orientation_reset"] == 1
     assert copy.shape[:2] == ex.masks.shape[1:] == (ex.record["height"], ex.record["width"])
     if copy.shape == seen.shape and np.array_equal(copy, seen):  # the copy holds the upright pixels
         assert np.array_equal(ex.masks[0], upright)
@@ -456,10 +458,13 @@ def test_a_photo_trainers_cannot_read_is_copied_as_a_png_of_the_same_pixels(tmp_
     assert TRAINABLE_SUFFIXES == set(_IMAGE_EXTS) and TRAINABLE_SUFFIXES < IMAGE_SUFFIXES
     stored = Image.open(PHOTOS[1]).convert("RGB")
     (tmp_path / "src").mkdir()
-    paths = [tmp_path / "src" / "anim.gif", tmp_path / "src" / "grey.pgm", tmp_path / "src" / "plain.ppm"]
+    paths = [tmp_path / "src" / "anim.gif", tmp_path / "src" / "grey.pgm", tmp_path / "src" / "plain.ppm",
+             tmp_path / "src" / "deep.pgm"]
     stored.quantize(64).save(paths[0], save_all=True, append_images=[stored.rotate(90).quantize(64)])
     stored.convert("L").save(paths[1])
     stored.save(paths[2])
+    deep = (np.asarray(stored.convert("L"), np.uint16) * 257).astype(np.uint16)  # 16 bits: maxval 65535
+    Image.fromarray(deep).save(paths[3])
     out = tmp_path / "ds"
     with DatasetWriter(out, vocab, ExportConfig(val_fraction=0.0)) as writer:
         for path in paths:
@@ -467,12 +472,16 @@ def test_a_photo_trainers_cannot_read_is_copied_as_a_png_of_the_same_pixels(tmp_
             ex = writer.add(path, seg_of((h, w), [("car", box((h, w), 0, 50, 0, 80), 0.9, 0.9)]))
             copy = out / ex.record["file"]
             assert copy.suffix == ".png"
-            with Image.open(copy) as im:  # the first frame, as the models saw it
-                assert np.array_equal(np.asarray(im.convert("RGB")), np.asarray(load_image(path).image))
-    assert json.loads((out / "dataset.json").read_text())["images"]["saved_as_png"] == 3
+            with Image.open(copy) as im, Image.open(path) as src:  # the first frame, every value kept
+                src.seek(0)
+                if src.mode == "P":  # a GIF frame: the same colours through its palette
+                    assert np.array_equal(np.asarray(im.convert("RGB")), np.asarray(load_image(path).image))
+                else:  # grey, RGB, and 16-bit grey values as they are
+                    assert np.array_equal(np.asarray(im).astype(np.int64), np.asarray(src).astype(np.int64))
+    assert json.loads((out / "dataset.json").read_text())["images"]["saved_as_png"] == 4
     ds = sv.DetectionDataset.from_yolo(str(out / "train/images"), str(out / "train/labels"), str(out / "data.yaml"))
-    assert len(ds) == 3
-    assert len(load_dataset("folder", out, "train").samples) == 3
+    assert len(ds) == 4
+    assert len(load_dataset("folder", out, "train").samples) == 4
 
 
 def test_masks_of_the_wrong_size_name_the_image(tmp_path, vocab):

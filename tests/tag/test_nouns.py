@@ -53,6 +53,8 @@ def test_captions_read_as_continuations_of_the_prompt(extract, caption, expected
 
 def test_the_prompt_yields_no_nouns_and_the_context_is_optional(extract):
     assert extract(["", "a dog"], context="a picture of ") == [[], ["dog"]]
+    # a prompt without its trailing space still ends a word before the caption starts
+    assert extract(["dogs on the grass"], context="a photograph of") == [["dog", "grass"]]
     assert extract(["kites"]) == [[]]  # alone, the tagger reads a verb ("she kites")
 
 
