@@ -299,14 +299,32 @@ def _polygon_tracer() -> Any:
         raise ImportError("the yolo format and COCO polygons need a supervision release whose "
                           "approximate_mask_with_polygons takes bridge_holes (0.31 does): pip install -U supervision")
 
-    def trace(mask: np.ndarray) -> list[np.ndarray]:
-        polygons = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in
-                    approximate_mask_with_polygons(mask=mask, approximation_percentage=0.0, bridge_holes=True)]
-        polygons = [p for p in polygons if len(p) >= 3]
+    def outlines(mask: np.ndarray) -> list[np.ndarray]:
+        found = approximate_mask_with_polygons(mask=mask, approximation_percentage=0.0, bridge_holes=True)
+        return [p for p in (np.asarray(q, dtype=np.float64).reshape(-1, 2) for q in found) if len(p) >= 3]
+
+    def trace(mask: np.ndarray) -> tuple[list[np.ndarray], bool]:
+        """(polygons, exact). A hole the tracer finds no seam to (it raises) is filled, in that part only:
+        `exact` is then False."""
+        from scipy import ndimage
+
+        exact = True
+        try:
+            polygons = outlines(mask)
+        except ValueError:
+            polygons = []
+            labels, _ = ndimage.label(mask, structure=np.ones((3, 3), bool))
+            for part in range(1, labels.max() + 1):
+                own = labels == part
+                try:
+                    polygons += outlines(own)
+                except ValueError:
+                    polygons += outlines(ndimage.binary_fill_holes(own))
+                    exact = False
         covered = np.zeros(mask.shape, bool)
         for p in polygons:
             covered |= polygon_to_mask(p, (mask.shape[1], mask.shape[0])).astype(bool)
-        return polygons + _paths(mask & ~covered)
+        return polygons + _paths(mask & ~covered), exact
 
     return trace
 
@@ -343,14 +361,16 @@ def _paths(pixels: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-def _polygons(trace: Any, mask: np.ndarray, extent: tuple[int, int, int, int]) -> list[np.ndarray]:
+def _polygons(trace: Any, mask: np.ndarray, extent: tuple[int, int, int, int]) -> tuple[list[np.ndarray], bool]:
     """(N, 2) float x, y polygons of a file-frame mask, traced in its box with a 1-pixel margin (the tracer's
-    cost grows with the array, and a part touching the array's edge must still close)."""
+    cost grows with the array, and a part touching the array's edge must still close), and whether they
+    fill back to the mask exactly (see the tracer)."""
     y0, y1, x0, x1 = extent
     crop = np.zeros((y1 - y0 + 2, x1 - x0 + 2), bool)
     crop[1:-1, 1:-1] = mask[y0:y1, x0:x1]
     offset = np.array([x0 - 1, y0 - 1], dtype=np.float64)
-    return [p + offset for p in trace(crop)]
+    polygons, exact = trace(crop)
+    return [p + offset for p in polygons], exact
 
 
 def _encode_rle(mask: np.ndarray) -> dict[str, Any]:
@@ -489,7 +509,7 @@ class DatasetWriter:
         self._counts = {s: {"images": 0, "instances": 0, "empty_images": 0} for s in SPLITS}
         self._per_class = [dict.fromkeys(SPLITS, 0) for _ in self._classes]
         self._images = {"hardlink_fallbacks": 0, "orientation_reset": 0, "coco_rle_fallbacks": 0,
-                        "saved_as_png": 0}
+                        "saved_as_png": 0, "holes_filled": 0}
         self._closed = False
         try:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -572,13 +592,16 @@ class DatasetWriter:
             if semantic is not None:  # most confident first: a pixel keeps the first class painted on it
                 free = semantic == (65535 if self._wide else NO_CLASS)
                 semantic[mask & free] = cid
-            polygons = _polygons(self._trace, mask, (y0, y1, x0, x1)) if self._trace is not None else []
+            polygons, exact = _polygons(self._trace, mask, (y0, y1, x0, x1)) if self._trace is not None \
+                else ([], False)
+            if polygons and not exact:
+                self._images["holes_filled"] += 1
             if "yolo" in formats:
                 scale = np.array([frame.width, frame.height], dtype=np.float64)
                 parts = polygons or [np.array([[x0, y0], [x1 - 1, y0], [x1 - 1, y1 - 1], [x0, y1 - 1]], np.float64)]
                 yolo_lines += [" ".join([str(cid)] + [_number_text(v) for v in (p / scale).ravel()]) for p in parts]
             if "coco" in formats:
-                if self.config.polygons and polygons:
+                if self.config.polygons and polygons and exact:
                     segmentation: Any = [[round(float(v), 2) for v in p.ravel()] for p in polygons]
                 else:
                     segmentation = _encode_rle(mask)

@@ -229,6 +229,36 @@ def test_parts_one_pixel_wide_are_read_back_exactly(tmp_path, vocab, sv):
     assert np.array_equal(det.mask.any(axis=0), mask)
 
 
+def test_a_hole_the_tracer_cannot_bridge_is_filled_and_counted_never_a_crash(tmp_path, vocab, sv):
+    """seam_failure_mask.npz: part of a tiny random model's mask of a real photo, holes for which supervision
+    finds no seam (it raises). That part's holes are filled in the YOLO polygons, the annotation is counted;
+    COCO polygons fall back to exact RLE."""
+    from pycocotools.coco import COCO
+    from scipy import ndimage
+
+    data = np.load(Path(__file__).with_name("seam_failure_mask.npz"))
+    shape = tuple(int(v) for v in data["shape"])
+    cut = np.unpackbits(data["packed"])[: shape[0] * shape[1]].reshape(shape).astype(bool)
+    path = photo(tmp_path, "seam.jpg")
+    size = size_of(path)
+    mask = np.zeros(size, bool)
+    mask[: shape[0], : shape[1]] = cut
+    out = tmp_path / "ds"
+    with DatasetWriter(out, vocab, ExportConfig(polygons=True, val_fraction=0.0)) as writer:
+        writer.add(path, seg_of(size, [("car", mask, 0.9, 0.9)]))
+    images = json.loads((out / "dataset.json").read_text())["images"]
+    assert images["holes_filled"] == 1 and images["coco_rle_fallbacks"] == 1
+    coco = COCO(str(out / "annotations/instances_train.json"))
+    (ann,) = coco.loadAnns(coco.getAnnIds())
+    assert isinstance(ann["segmentation"], dict) and np.array_equal(coco.annToMask(ann).astype(bool), mask)
+    ds = sv.DetectionDataset.from_yolo(str(out / "train/images"), str(out / "train/labels"), str(out / "data.yaml"),
+                                       force_masks=True)
+    _, _, det = next(iter(ds))
+    yolo = det.mask.any(axis=0)
+    assert (yolo >= mask).all() and not (yolo & ~ndimage.binary_fill_holes(mask)).any()  # only holes added
+    assert (yolo & ~mask).any()
+
+
 def test_an_image_without_detections_stays_with_empty_labels(tmp_path, vocab, sv):
     from pycocotools.coco import COCO
 
