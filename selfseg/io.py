@@ -47,7 +47,10 @@ def expand_inputs(items: Iterable[str]) -> list[str]:
             out.append(item)
             continue
         if is_dir:
-            out += sorted(str(f) for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+            try:
+                out += sorted(str(f) for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+            except OSError:  # a folder that cannot be listed: one bad input, reported by load_image
+                out.append(item)
         elif not exists and any(ch in item for ch in "*?["):
             out += sorted(glob.glob(item)) or [item]
         else:
@@ -155,12 +158,29 @@ def _check_regular_file(path: Path, name: str) -> None:
             raise ImageError(f"{name}: no such file") from None
         raise ImageError(f"{name}: cannot read ({exc.strerror or exc})") from None
     if stat.S_ISDIR(mode):
+        if not os.access(path, os.R_OK | os.X_OK):  # given as a folder of inputs that could not be listed
+            raise ImageError(f"{name}: a folder whose images cannot be listed (permission denied)")
         raise ImageError(f"{name}: is a directory, expected an image file")
     if not stat.S_ISREG(mode):
         kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
         raise ImageError(f"{name}: is {kind}, not a regular file; refused without reading it")
     if not os.access(path, os.R_OK):
         raise ImageError(f"{name}: permission denied")
+
+
+def read_text(path: str | Path, what: str) -> str:
+    """A user's text file as UTF-8 (a byte-order mark dropped); one-line DatasetError naming the file and
+    `what` it should be when it cannot be read or is not UTF-8 (a Latin-1 or UTF-16 file)."""
+    from .errors import DatasetError
+
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{what} {path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+                           f"{exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise DatasetError(f"{what} {path}: cannot read it ({exc.strerror or exc})") from None
 
 
 def exif_orientation(img: Any) -> int:

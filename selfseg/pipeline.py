@@ -97,6 +97,7 @@ class SelfSeg:
     def segment_many(self, images: Iterable[ImageInput], batch_size: int | None = None) -> Iterator[BatchItem]:
         """Like `tag_many`, with `BatchItem.result` a `Segmentation`. Tagging (and prompt enrichment) is
         batched; models load once."""
+        images = _as_inputs(images)
         # Built up front, so a bad segmenter or enricher config fails before any image is read.
         _ = self.segmenter
         _ = self.enricher
@@ -229,7 +230,9 @@ class SelfSeg:
         return _with_image_notes(self.tagger.tag_batch([loaded])[0], loaded)
 
     def tag_many(self, images: Iterable[ImageInput], batch_size: int | None = None) -> Iterator[BatchItem]:
-        """Tag images in batches; a bad image yields a BatchItem with `error` and the others go on."""
+        """Tag images in batches; a bad image yields a BatchItem with `error` and the others go on. One image
+        (a path, a PIL image, an (H, W[, C]) array) is taken as a list of one."""
+        images = _as_inputs(images)
         size = batch_size or self.config.run.batch_size
         if size < 1:
             raise ConfigError(f"batch_size: expected an integer >= 1, got {size}")
@@ -290,3 +293,14 @@ def write_outputs(item: BatchItem, out_dir: Path, stem: str, extra: dict[str, An
     record = {**item.result.to_dict(), **(extra or {}), "files": [png.name]}
     atomic_write(js, lambda f: f.write(json.dumps(record).encode("utf-8")))
     return js, png
+
+
+def _as_inputs(images: Any) -> Iterable[ImageInput]:
+    """A list of inputs as given; one input (a path, which iterating would split into characters, a PIL
+    image, an array or tensor of one image) as a list of one. An (N, H, W, C) array stays N images."""
+    import os
+
+    if isinstance(images, (str, bytes, os.PathLike)) or hasattr(images, "getexif") or \
+            (hasattr(images, "shape") and len(images.shape) <= 3):
+        return [images]
+    return images

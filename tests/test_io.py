@@ -140,6 +140,28 @@ def test_expand_inputs(tmp_path):
     assert expand_inputs(["nothing/*.jpg", "missing.jpg"]) == ["nothing/*.jpg", "missing.jpg"]
 
 
+def test_a_folder_that_cannot_be_listed_is_one_bad_input(tmp_path, monkeypatch):
+    """chmod 000 on a folder (as a user without root's override): the other inputs are still done."""
+    import os
+    from pathlib import Path
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    good = _save(tmp_path / "good.png", Image.new("RGB", (32, 32)))
+    real_iterdir, real_access = Path.iterdir, os.access
+
+    def iterdir(self):
+        if self == locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: Path(p) != locked and real_access(p, mode, **kw))
+    assert expand_inputs([str(good), str(locked)]) == [str(good), str(locked)]
+    with pytest.raises(ImageError, match="a folder whose images cannot be listed"):
+        load_image(locked)
+
+
 def test_more_bad_inputs_are_one_line_errors(tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # a "decompression bomb" without 180 MP of test data
     p = _save(tmp_path / "bomb.png", Image.new("RGB", (100, 100)))
@@ -207,3 +229,18 @@ def test_other_warnings_while_loading_still_reach_the_caller(tmp_path, monkeypat
     monkeypatch.setattr(sio, "_to_rgb", noisy)
     with pytest.warns(UserWarning, match="something about the conversion"):
         load_image(_save(tmp_path / "x.png", Image.new("RGB", (40, 30))))
+
+
+def test_one_input_given_where_a_list_is_expected_is_one_input(tmp_path, repo):
+    """A path string iterated would be its characters ('.' is the working folder): taken as one input."""
+    from pathlib import Path
+
+    from selfseg import SelfSeg
+
+    seg = SelfSeg.from_config(repo / "configs" / "smoke.yaml")
+    photo = _save(tmp_path / "one.png", Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 48, 3),
+                                                                                              dtype=np.uint8)))
+    for given in (str(photo), Path(photo), Image.open(photo), np.asarray(Image.open(photo))):
+        items = list(seg.tag_many(given))
+        assert len(items) == 1 and items[0].error is None
+    assert len(list(seg.tag_many(np.stack([np.asarray(Image.open(photo))] * 2)))) == 2  # (N, H, W, C): N images

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, DatasetError, check, choices
+from ..io import read_text
 from ..registry import Registry
 
 #: Ground-truth pixels not scored; prediction pixels with no class.
@@ -53,7 +54,7 @@ def read_class_file(path: str | Path) -> list[ClassInfo]:
     if not path.is_file():
         raise DatasetError(f"class-names file {path}: no such file (expected one class per line)")
     out: list[ClassInfo] = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in read_text(path, "class-names file").splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
@@ -328,7 +329,7 @@ def _find_voc(root: Path, split: str) -> list[Sample]:
         raise DatasetError(f"Pascal VOC 2012: {root} does not look like VOC2012 (need JPEGImages/ and "
                            f"ImageSets/Segmentation/{split}.txt); expected layout:\n{VOC_LAYOUT}")
     out, missing = [], []
-    for line in ids_file.read_text().split():
+    for line in read_text(ids_file, "image list").split():
         img, lab = base / "JPEGImages" / f"{line}.jpg", base / "SegmentationClass" / f"{line}.png"
         (out.append(Sample(line, img, lab)) if img.is_file() and lab.is_file() else missing.append(line))
     if missing:
@@ -368,7 +369,7 @@ def _find_pascal_context(root: Path, split: str) -> list[Sample]:
     d2 = _pascal_ctx_d2(root)
     sub = _SPLIT_FOLDERS.get(split, split)
     if images.is_dir() and mmseg.is_dir() and ids_file.is_file():
-        labels, ids = mmseg, ids_file.read_text().split()
+        labels, ids = mmseg, read_text(ids_file, "image list").split()
     elif images.is_dir() and detectron2.is_dir():
         labels, ids = detectron2, sorted(p.stem for p in detectron2.glob("*.png"))
     elif d2 is not None and (d2 / "images" / sub).is_dir() and (d2 / "annotations_ctx59" / sub).is_dir():
@@ -436,7 +437,7 @@ def _find_pascal_context_459(root: Path, split: str) -> list[Sample]:
     if images.is_dir() and tifs.is_dir():
         labels, ext, ids = tifs, ".tif", sorted(p.stem for p in tifs.glob("*.tif"))
     elif images.is_dir() and mats.is_dir() and ids_file is not None:
-        labels, ext, ids = mats, ".mat", ids_file.read_text().split()
+        labels, ext, ids = mats, ".mat", read_text(ids_file, "image list").split()
     elif d2 is not None and (d2 / "images" / sub).is_dir() and (d2 / "annotations_ctx459" / sub).is_dir():
         images, labels, ext = d2 / "images" / sub, d2 / "annotations_ctx459" / sub, ".tif"
         ids = sorted(p.stem for p in labels.glob("*.tif"))

@@ -18,6 +18,7 @@ files (export.py) and `index.html` + `review/`.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from collections.abc import Sequence
@@ -65,8 +66,15 @@ def label_images(config: Any, inputs: Sequence[str], out: str | Path, ontology: 
     from ..evaluate.benchmark import Dist
     from ..io import expand_inputs
     from ..runs import output_names, own_outputs
-    from .vocabulary import load_ontology
+    from .vocabulary import VocabularyBuilder, load_ontology
 
+    if isinstance(config, (str, os.PathLike)):  # a config file's path, as `SelfSeg.from_config` takes
+        from ..config import load_config
+
+        config = load_config(config)
+    if isinstance(inputs, (str, os.PathLike)):  # one input, not its characters
+        inputs = [inputs]
+    inputs = [str(i) for i in inputs]
     out = Path(out)
     dist = Dist.from_env()
     problem = None
@@ -83,6 +91,7 @@ def label_images(config: Any, inputs: Sequence[str], out: str | Path, ontology: 
                 except ImportError as exc:
                     raise ConfigError(f"label.formats {config.label.formats}: {exc}") from None
             classes = load_ontology(ontology) if ontology else None
+            VocabularyBuilder(config.label)._synonym_lists()  # a missing or unreadable list: before any work
             expanded = list(dict.fromkeys(expand_inputs(inputs)))
             skipped = own_outputs(s for s in expanded if s not in inputs)
             sources = [s for s in expanded if s not in skipped]
@@ -91,7 +100,7 @@ def label_images(config: Any, inputs: Sequence[str], out: str | Path, ontology: 
             inside = [s for s in sources if out.resolve() in Path(s).resolve().parents]
             if inside:  # a rebuild replaces the dataset's images: they cannot also be its inputs
                 raise ConfigError(f"input {inside[0]} lies inside --out {out}; label images from elsewhere")
-        except ConfigError as exc:
+        except (ConfigError, DatasetError) as exc:
             problem = str(exc)
     dist.init(config)
     finished = False

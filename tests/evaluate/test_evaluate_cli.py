@@ -389,3 +389,33 @@ def test_voc20_does_not_score_background_pixels(tmp_path, capsys):
     assert voc["per_class"]["person"]["iou"] == pytest.approx(2 / 9)
     assert "background" not in voc20["per_class"] and voc["per_class"]["background"]["iou"] == 0
     assert voc20["mIoU"] == pytest.approx((2 / 6) / 3)  # person, aeroplane, tv monitor have ground truth
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "utf-16"])
+def test_a_text_file_that_is_not_utf8_is_one_line_naming_it(tmp_path, capsys, encoding):
+    classes = tmp_path / "classes.txt"
+    classes.write_text("café\nroad\n", encoding=encoding)
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    code, _, err = evaluate(capsys, "-d", "folder", "-r", tmp_path, "-p", pred, "--classes", classes)
+    assert code == 2 and f"class-names file {classes}: not UTF-8 text" in one_error_line(err)
+    lexicon = tmp_path / "lexicon.yaml"
+    lexicon.write_text("classes: {car: {names: [café]}}\n", encoding=encoding)
+    import io
+    import sys
+
+    stdin = sys.stdin
+    try:
+        sys.stdin = io.StringIO("a dog\n")
+        assert main(["map-labels", "--dataset", "voc", "--lexicon", str(lexicon), "-"]) == 2
+    finally:
+        sys.stdin = stdin
+    assert f"lexicon {lexicon}: not UTF-8 text" in one_error_line(capsys.readouterr().err)
+
+
+def test_a_utf8_file_with_a_byte_order_mark_reads_as_utf8(tmp_path):
+    from selfseg.evaluate.datasets import read_class_file
+
+    classes = tmp_path / "classes.txt"
+    classes.write_text("road;street\nsky\n", encoding="utf-8-sig")
+    assert [c.names for c in read_class_file(classes)] == [("road", "street"), ("sky",)]

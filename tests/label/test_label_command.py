@@ -233,3 +233,14 @@ def test_a_run_after_one_that_labelled_nothing_replaces_its_failures(photos, tmp
     assert main(_argv(photos, out, "--resume")) == 1
     failures = (out / "failures.txt").read_text().splitlines()
     assert len(failures) == 1 and "broken.jpg" in failures[0]
+
+
+def test_one_photo_labelled_from_python_with_a_config_path(photos, tmp_path):
+    """label_images takes a config's path and a single input as given (not the characters of its path), and
+    a one-photo run keeps the classes its photo shows (min_images never asks for more images than there are)."""
+    from selfseg.label.run import label_images
+
+    photo = str(photos / "ADE_val_00000001.jpg")
+    summary = label_images(SMOKE, photo, tmp_path / "one", quiet=True)
+    assert summary.images == summary.labelled == 1 and summary.classes
+    assert [p.name for p in (tmp_path / "one").glob("*/images/*")] == ["ADE_val_00000001.jpg"]

@@ -64,9 +64,11 @@ class Lexicon:
         import yaml
 
         path = Path(path)
+        from ...io import read_text
+
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
+            data = yaml.safe_load(read_text(path, "lexicon")) or {}
+        except yaml.YAMLError as exc:
             raise DatasetError(f"lexicon {path}: cannot read it ({str(exc).splitlines()[0]})") from None
         if not isinstance(data, dict) or set(data) - {"classes", "none", "roles"}:
             raise DatasetError(f"lexicon {path}: expected a mapping with 'classes', 'none' and 'roles', "
