@@ -10,6 +10,7 @@ caches) are relative to that file too; `key=value` overrides and dicts are relat
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -274,6 +275,8 @@ def _read_yaml_with_base(path: Path, seen: tuple) -> dict:
         raise ConfigError(f"config {path}: no such file")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"config {path}: cannot read it ({exc.strerror or exc})") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"config {path}: not valid YAML ({first})") from None
@@ -383,11 +386,13 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, str):  # YAML 1.1 reads "1e-5" (no dot) as a string
             try:
-                return float(value)
+                value = float(value)
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):  # .nan passes every range check, then silently changes results
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):

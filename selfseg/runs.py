@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import re
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -175,7 +176,12 @@ class RunFolder:
             shown = "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")
             raise ConfigError(f"{self.out}/ holds a run with other settings ({shown}); --resume only continues "
                               f"the same run: drop --resume to overwrite, or use --fresh to start over")
-        self.out.mkdir(parents=True, exist_ok=True)
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            probe = tempfile.NamedTemporaryFile(dir=self.out, prefix=".selfseg-probe.", delete=True)
+            probe.close()
+        except OSError as exc:  # read-only, not ours, a full disk: before any work, naming the folder
+            raise ConfigError(f"--out {self.out}: cannot write there ({exc.strerror or exc})") from None
         alone = self._lock()
         if fresh:
             for entry in read_log(self.out):

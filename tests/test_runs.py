@@ -14,6 +14,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from selfseg.cli import main
+from selfseg.errors import ConfigError
 from selfseg.runs import LOG, MANIFEST, OutputName, RunFolder, output_names, own_outputs, read_log
 
 SMOKE = str(Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml")
@@ -275,3 +276,28 @@ def test_own_outputs_in_an_input_folder_are_not_inputs(repo, ade_images, tmp_pat
     assert sorted(p.name for p in photos.glob("*_labels*")) == sorted(f"{p.stem}_labels.png" for p in ade_images[:2])
     # A file named on the command line is an input even if selfseg wrote it.
     assert _segment([photos / f"{ade_images[0].stem}_overlay.png"], tmp_path / "o2") == 0
+
+
+def test_an_output_folder_that_cannot_be_written_is_one_line_before_any_work(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match=r"^--out .*/file/sub: cannot write there \(Not a directory\)$"):
+        RunFolder(tmp_path / "file" / "sub", {"config": {}}).start(resume=False, fresh=False)
+
+
+def test_an_unreadable_config_is_one_line(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from selfseg.config import load_config
+
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("captioning: {cycles: 2}\n")
+    real = Path.read_text
+
+    def read_text(self, *a, **k):
+        if self == cfg:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Path, "read_text", read_text)
+    with pytest.raises(ConfigError, match=r"cfg.yaml: cannot read it \(Permission denied\)"):
+        load_config(cfg)

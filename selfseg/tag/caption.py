@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 #: Which encoder tokens a cluster's caption sees (captioning.token_slice).
 TOKEN_SLICES = ("patches", "released")
+#: Most caption cycles per cluster (10,000 x 8 clusters: 80,000 captions of one image).
+MAX_CYCLES = 10_000
 #: What a cluster's caption attends to in BCC (captioning.attention).
 ATTENTION_MODES = ("global", "concat")
 
@@ -83,7 +85,9 @@ class CaptioningConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        check(self.cycles >= 1, "cycles", "an integer >= 1", self.cycles)
+        # The rows of a cycle block are listed up front: a cycle count far past any use (the paper's most is
+        # 20) would exhaust memory before the first caption, not fail with a message.
+        check(1 <= self.cycles <= MAX_CYCLES, "cycles", f"an integer in 1..{MAX_CYCLES}", self.cycles)
         check(self.adaptive_cycles >= 0, "adaptive_cycles", "an integer >= 0", self.adaptive_cycles)
         check(self.max_cross_attention_gib >= 0, "max_cross_attention_gib", "a number >= 0 (0: no limit)",
               self.max_cross_attention_gib)
