@@ -104,7 +104,23 @@ def output_names(sources: Sequence[str]) -> dict[str, OutputName]:
         if len(group) > 1:
             for key in group:
                 stems[key] += "-" + hashlib.blake2b(key.encode(), digest_size=4).hexdigest()
-    return {s: OutputName(key=k, stem=stems[k].removeprefix("./")) for s, k in keys.items()}
+    return {s: OutputName(key=k, stem=_fits(stems[k].removeprefix("./"), k)) for s, k in keys.items()}
+
+
+#: Longest output name (bytes, without its ending): a file system takes 255, and the longest ending with the
+#: temporary file's is ".<name>_overlay.png.<8 random>.tmp", 27 more.
+NAME_BYTES = 200
+
+
+def _fits(stem: str, key: str) -> str:
+    """The stem with its last part cut to NAME_BYTES (UTF-8, whole characters) plus a digest of the key
+    where it is longer: an input whose name fits the file system must not get outputs whose names do not."""
+    p = PurePosixPath(stem)
+    raw = p.name.encode("utf-8")
+    if len(raw) <= NAME_BYTES:
+        return stem
+    cut = raw[: NAME_BYTES - 9].decode("utf-8", errors="ignore")
+    return str(p.parent / f"{cut}-{hashlib.blake2b(key.encode(), digest_size=4).hexdigest()}")
 
 
 def run_settings(config: Any, command: str) -> dict[str, Any]:

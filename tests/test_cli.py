@@ -184,6 +184,26 @@ def test_resume_never_takes_a_result_another_input_wrote_over(repo, ade_images, 
     assert json.loads((out / "photo.json").read_text())["source"] == str(a)
 
 
+def test_an_input_with_a_name_near_the_file_system_limit_gets_outputs(repo, ade_images, tmp_path, capsys):
+    """A 250-character name fits the file system; its outputs' names (name + "_overlay.png", and the
+    temporary files' longer ones) would not: they are cut, with a digest, and a resume finds them."""
+    import shutil
+
+    from selfseg.runs import NAME_BYTES
+
+    photo = tmp_path / ("n" * 246 + ".jpg")
+    shutil.copy(ade_images[0], photo)
+    out = tmp_path / "out"
+    cfg = str(repo / "configs" / "smoke.yaml")
+    assert main(["segment", str(photo), "--config", cfg, "--out", str(out), "-q"]) == 0
+    written = sorted(p.name for p in out.glob("n*"))
+    assert written and all(len(p.encode()) <= NAME_BYTES + 27 for p in written)
+    assert json.loads(next(out.glob("n*.json")).read_text())["key"] == photo.name
+    capsys.readouterr()
+    assert main(["segment", str(photo), "--config", cfg, "--out", str(out), "--resume", "-q"]) == 0
+    assert "resuming: 1 of 1" in capsys.readouterr().err
+
+
 def test_quickstart_script_runs_with_the_smoke_config(repo, tmp_path):
     proc = subprocess.run([sys.executable, str(repo / "examples" / "quickstart.py"),
                            str(repo / "configs" / "smoke.yaml"), str(tmp_path)],
