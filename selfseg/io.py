@@ -18,7 +18,8 @@ import numpy as np
 
 from .errors import ImageError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".avif", ".ppm",
+                  ".pgm"}
 MIN_SIDE = 16  # one BLIP patch
 
 ImageInput = Union[str, os.PathLike, "Any"]  # path, PIL.Image.Image or (H, W[, C]) array
@@ -52,7 +53,9 @@ def expand_inputs(items: Iterable[str]) -> list[str]:
             except OSError:  # a folder that cannot be listed: one bad input, reported by load_image
                 out.append(item)
         elif not exists and any(ch in item for ch in "*?["):
-            out += sorted(glob.glob(item)) or [item]
+            # as a folder gives its images: "out/*" must not take a run's own logs as photos
+            found = sorted(glob.glob(item))
+            out += [f for f in found if Path(f).suffix.lower() in IMAGE_SUFFIXES] if found else [item]
         else:
             out.append(item)
     return out

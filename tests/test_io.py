@@ -137,6 +137,10 @@ def test_expand_inputs(tmp_path):
         (tmp_path / n).write_bytes(b"x")
     assert expand_inputs([str(tmp_path)]) == [str(tmp_path / "a.png"), str(tmp_path / "b.jpg")]
     assert expand_inputs([str(tmp_path / "*.jpg")]) == [str(tmp_path / "b.jpg")]
+    assert expand_inputs([str(tmp_path / "*")]) == [str(tmp_path / "a.png"), str(tmp_path / "b.jpg")]  # images
+    (tmp_path / "c.avif").write_bytes(b"x")
+    (tmp_path / "d.JFIF").write_bytes(b"x")
+    assert expand_inputs([str(tmp_path)])[-2:] == [str(tmp_path / "c.avif"), str(tmp_path / "d.JFIF")]
     assert expand_inputs(["nothing/*.jpg", "missing.jpg"]) == ["nothing/*.jpg", "missing.jpg"]
 
 
