@@ -90,6 +90,10 @@ class SelfSeg:
         loaded = load_image(image, self.config.run.max_image_side)
         if tags is None and self.config.segment.vocabulary != "given":
             tags = _with_image_notes(self.tagger.tag_batch([loaded])[0], loaded)
+        elif tags is not None and tuple(tags.image_size) != tuple(loaded.size):
+            # another image's tags: its cluster map would be laid over this image
+            raise ValueError(f"tags are of an image of size {tuple(tags.image_size)} (H, W) ({tags.source}), "
+                             f"not of {loaded.source} {tuple(loaded.size)}")
         item = BatchItem(source=loaded.source, result=tags, loaded=loaded)
         planned = [self._plan(loaded, tags)]
         return self._segment_one(loaded, planned[0], self._enrich([item], planned)[0])

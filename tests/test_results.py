@@ -35,3 +35,29 @@ def test_json_round_trip(smoke_seg, ade_images, tmp_path):
     p = tmp_path / "r.json"
     p.write_text(r.to_json(intermediates=False))
     assert TagResult.from_json(p).intermediates is None
+
+
+def test_results_that_cannot_be_read_are_one_line_value_errors(tmp_path):
+    import pytest
+
+    from selfseg.segment.result import Segmentation
+
+    binary = tmp_path / "b.json"
+    binary.write_bytes(b"\xff\xfe\x00 not text")
+    cases = [(TagResult, "nothing.json", "nothing.json: cannot read a selfseg tag result from it (No such file"),
+             (Segmentation, tmp_path, "cannot read a selfseg segmentation from it (Is a directory)"),
+             (Segmentation, binary, "b.json: cannot read a selfseg segmentation from it ('utf-8' codec"),
+             (TagResult, "{not json", "the text: not a selfseg tag result (not JSON: ")]
+    for cls, source, message in cases:
+        with pytest.raises(ValueError) as err:
+            cls.from_json(source)
+        assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_tags_of_another_image_are_refused(smoke_seg, ade_images):
+    import pytest
+
+    tags = smoke_seg.tag(ade_images[0])
+    with pytest.raises(ValueError, match=r"tags are of an image of size \(\d+, \d+\)"):
+        smoke_seg.segment(ade_images[1], tags=tags)
+    assert smoke_seg.segment(ade_images[0], tags=tags).labels is not None

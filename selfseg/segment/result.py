@@ -258,11 +258,11 @@ class Segmentation:
 
     @classmethod
     def from_json(cls, source: str | Path) -> Segmentation:
-        """From JSON text or a file (a `<stem>.json` that `save` or `selfseg segment` wrote)."""
-        text = source
-        if isinstance(source, Path) or not str(source).lstrip().startswith("{"):
-            text = Path(source).read_text(encoding="utf-8")
-        return cls.from_dict(json.loads(text))
+        """From JSON text or a file (a `<stem>.json` that `save` or `selfseg segment` wrote); ValueError, one
+        line, when it cannot be read or is not JSON."""
+        from ..tag.result import read_json_result
+
+        return cls.from_dict(read_json_result(source, "segmentation"))
 
     def to_coco(self, image_id: int = 1) -> dict[str, Any]:
         """A COCO-style results dict: images, categories (1-based ids) and annotations with RLE masks.

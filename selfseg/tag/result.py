@@ -183,9 +183,26 @@ class TagResult:
 
     @classmethod
     def from_json(cls, text: str | Path) -> TagResult:
-        if isinstance(text, Path) or (isinstance(text, str) and not text.lstrip().startswith("{")):
-            text = Path(text).read_text(encoding="utf-8")
-        return cls.from_dict(json.loads(text))
+        """From JSON text or a file (a `<stem>.json` that `save` or `selfseg tag` wrote); ValueError, one line,
+        when it cannot be read or is not JSON."""
+        return cls.from_dict(read_json_result(text, "tag result"))
+
+
+def read_json_result(source: str | Path, what: str) -> Any:
+    """The parsed JSON of text (starting with "{") or of a file; ValueError in one line naming the file."""
+    where = "the text"
+    text = source
+    if isinstance(source, Path) or not str(source).lstrip().startswith("{"):
+        where = str(source)
+        try:
+            text = Path(source).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).split(":")[0]
+            raise ValueError(f"{where}: cannot read a selfseg {what} from it ({reason})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{where}: not a selfseg {what} (not JSON: {exc.msg}, line {exc.lineno})") from None
 
 
 def upsample_nearest(grid: np.ndarray, size: tuple[int, int]) -> np.ndarray:

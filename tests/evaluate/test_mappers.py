@@ -253,6 +253,22 @@ def test_love_cache_means_no_second_call(tmp_path):
     assert len(data) == 2 and all("replies" in v for v in data.values())
 
 
+@pytest.mark.parametrize("content", ["[1, 2]", "{not json", "\"a string\""])
+def test_a_file_that_is_not_a_reply_cache_is_refused_and_left_alone(tmp_path, content):
+    from selfseg.errors import SelfSegError
+
+    cache = tmp_path / "mine.json"
+    cache.write_text(content)
+    with pytest.raises(SelfSegError, match=r"LLM reply cache .*mine\.json: .*it is left as it is") as err:
+        build_mapper("llm", "voc", llm=ScriptedLLM({"puppy": "'dog'"}), cache=cache).map(["puppy"])
+    assert "\n" not in str(err.value) and cache.read_text() == content
+    odd = tmp_path / "odd.json"  # a cache whose entry has another shape: asked again, then rewritten
+    m = build_mapper("llm", "voc", llm=ScriptedLLM({"puppy": "'dog'"}), cache=odd)
+    odd.write_text(json.dumps({m.key: {"replies": [1]}}))
+    again = build_mapper("llm", "voc", llm=ScriptedLLM({"puppy": "'dog'"}), cache=odd)
+    assert again.map(["puppy"])[0].cls == "dog" and again.asked == 1
+
+
 def test_love_with_a_tiny_random_causal_lm_batches_generate_calls(tmp_path):
     # Plumbing only: a tiny random-init Llama built in code; its replies are meaningless.
     m = LLMMapper(class_list("cityscapes"), model="tiny-random", batch_size=4, max_new_tokens=8,

@@ -110,26 +110,33 @@ class LLMMapper(MapperWithoutLevels):
         self.asked = 0  # nouns sent to the LLM by this mapper (cache misses)
 
     # -------------------------------------------------------------------------------------------- cache
-    def _read_cache(self) -> dict[str, str]:
-        if not self.cache_path.is_file():
+    def _cache_file(self) -> dict[str, Any]:
+        """The cache file's entries ({} when there is none). A file that is not such a cache (not a JSON
+        object: a file given by mistake, or damaged) is refused in one line rather than overwritten."""
+        if not self.cache_path.exists():
             return {}
         try:
             data = json.loads(self.cache_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}  # an unreadable cache costs LLM calls, never a wrong mapping
-        entry = data.get(self.key, {}) if isinstance(data, dict) else {}
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+            data, problem = None, f"cannot read it as JSON ({reason})"
+        else:
+            problem = None if isinstance(data, dict) else f"holds a JSON {type(data).__name__}, not an object"
+        if problem:
+            raise SelfSegError(f"LLM reply cache {self.cache_path}: {problem}; it is left as it is: remove it or "
+                               f"set another cache path")
+        return data
+
+    def _read_cache(self) -> dict[str, str]:
+        entry = self._cache_file().get(self.key, {})
         replies = entry.get("replies", {}) if isinstance(entry, dict) else {}
-        return {str(k): str(v) for k, v in replies.items()}
+        # an entry of another shape costs LLM calls, never a wrong mapping
+        return {str(k): str(v) for k, v in replies.items()} if isinstance(replies, dict) else {}
 
     def _write_cache(self) -> None:
         from ...io import atomic_write
 
-        data: dict[str, Any] = {}
-        if self.cache_path.is_file():
-            try:
-                data = json.loads(self.cache_path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                data = {}
+        data = self._cache_file()
         data[self.key] = {"model": self.model_id, "template": self.template, "dataset": self.dataset_name,
                           "replies": self.replies}
         try:
