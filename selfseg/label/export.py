@@ -278,8 +278,8 @@ def _nms(masks: np.ndarray, order: list[int], ids: list[int | None], areas: dict
 
 
 def _polygon_tracer() -> Any:
-    """mask -> polygons that fill back to exactly that mask in supervision's and YOLO trainers' rasterisers
-    (edges drawn, inside filled): supervision's tracer (every connected part, each hole joined to its outline
+    """mask -> polygons that fill back to exactly that mask in supervision's rasteriser (edges drawn, inside
+    filled, as OpenCV's fillPoly does): supervision's tracer (every connected part, each hole joined to its outline
     by a zero-width seam, vertices on pixel centres), then the pixels it leaves out (it drops every part of
     fewer than 3 outline points: a lone pixel, a line one pixel wide) as paths out and back over them."""
     import inspect

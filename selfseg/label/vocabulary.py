@@ -456,7 +456,8 @@ class VocabularyBuilder:
             targets = self._identities({k: g for k, g in frequent.items() if k not in VAGUE})
             for key in sorted(set(groups) - set(frequent)):
                 g = groups[key]
-                why = f"seen in {len(g.images)} image(s), fewer than min_images {least}"
+                why = f"seen in {len(g.images)} image(s), fewer than min_images {self.config.min_images}" + \
+                    (f" (capped at the run's {least} images)" if least < self.config.min_images else "")
                 senses = self._senses(g, common=True)
                 to = self._nearest(senses, targets) if self.config.rare == "fold" else None
                 if to is not None:
