@@ -391,9 +391,13 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
-        if not math.isfinite(value):  # .nan passes every range check, then silently changes results
-            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer literal past float's range
+            number = math.inf
+        if not math.isfinite(number):  # .nan passes every range check, then silently changes results
+            raise ConfigError(f"{key}: expected a finite number, got {str(value)[:40]}")
+        return number
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{key}: expected a string, got {value!r}")

@@ -53,9 +53,7 @@ def expand_inputs(items: Iterable[str]) -> list[str]:
             except OSError:  # a folder that cannot be listed: one bad input, reported by load_image
                 out.append(item)
         elif not exists and any(ch in item for ch in "*?["):
-            # as a folder gives its images: "out/*" must not take a run's own logs as photos
-            found = sorted(glob.glob(item))
-            out += [f for f in found if Path(f).suffix.lower() in IMAGE_SUFFIXES] if found else [item]
+            out += sorted(glob.glob(item)) or [item]
         else:
             out.append(item)
     return out

@@ -301,10 +301,13 @@ def write_outputs(item: BatchItem, out_dir: Path, stem: str, extra: dict[str, An
 
 def _as_inputs(images: Any) -> Iterable[ImageInput]:
     """A list of inputs as given; one input (a path, which iterating would split into characters, a PIL
-    image, an array or tensor of one image) as a list of one. An (N, H, W, C) array stays N images."""
+    image, a numeric (H, W) or (H, W, 1|3|4) array or tensor) as a list of one. Anything else iterable stays
+    as it is: an (N, H, W[, C]) batch, an array of paths."""
     import os
 
-    if isinstance(images, (str, bytes, os.PathLike)) or hasattr(images, "getexif") or \
-            (hasattr(images, "shape") and len(images.shape) <= 3):
+    shape, kind = getattr(images, "shape", None), getattr(getattr(images, "dtype", None), "kind", None)
+    numeric = kind in ("b", "u", "i", "f") or (kind is None and shape is not None)  # a torch dtype has no kind
+    one_array = shape is not None and numeric and (len(shape) == 2 or (len(shape) == 3 and shape[-1] in (1, 3, 4)))
+    if isinstance(images, (str, bytes, os.PathLike)) or hasattr(images, "getexif") or one_array:
         return [images]
     return images

@@ -359,7 +359,8 @@ def read_log(folder: Path) -> list[dict[str, Any]]:
 
 
 def own_outputs(paths: Iterable[str]) -> set[str]:
-    """Those of `paths` that an outputs log in their folder or any folder above names as selfseg's output."""
+    """Those of `paths` that an outputs log in their folder or any folder above names as selfseg's output, and
+    a run folder's own manifest and log."""
     logged: dict[Path, frozenset[Path]] = {}  # per folder: every file the logs in it and above it name
 
     def files_logged_above(folder: Path) -> frozenset[Path]:
@@ -378,6 +379,7 @@ def own_outputs(paths: Iterable[str]) -> set[str]:
             full = Path(p).resolve()
         except (OSError, RuntimeError):
             continue
-        if full in files_logged_above(full.parent):
+        if full in files_logged_above(full.parent) or \
+                (full.name in (LOG, MANIFEST) and (full.parent / MANIFEST).is_file()):
             out.add(p)
     return out

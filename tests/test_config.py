@@ -59,6 +59,7 @@ def test_overrides_parse_yaml_values(repo):
         ({}, ["captioning.cycles=100000000000"], "captioning.cycles: expected an integer in 1..10000"),
         ({}, ["clustering.crf_weight=.nan"], "clustering.crf_weight: expected a finite number, got nan"),
         ({"clustering": {"crf_weight": float("inf")}}, [], "clustering.crf_weight: expected a finite number"),
+        ({}, ["clustering.crf_weight=" + "9" * 400], "clustering.crf_weight: expected a finite number, got 999"),
         ({"clustering": {"scales": [100]}}, [], "multiples of 16"),
         ({"model": {"dtype": "int8"}}, [], "model.dtype"),
         ({"clustering": 3}, [], "clustering: expected a mapping"),

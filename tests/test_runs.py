@@ -276,6 +276,10 @@ def test_own_outputs_in_an_input_folder_are_not_inputs(repo, ade_images, tmp_pat
     assert sorted(p.name for p in photos.glob("*_labels*")) == sorted(f"{p.stem}_labels.png" for p in ade_images[:2])
     # A file named on the command line is an input even if selfseg wrote it.
     assert _segment([photos / f"{ade_images[0].stem}_overlay.png"], tmp_path / "o2") == 0
+    # A glob over the run folder takes neither its outputs nor its own manifest and log as photos.
+    capsys.readouterr()
+    assert _segment([str(photos) + "/*"], tmp_path / "o3") == 0
+    assert "2/2 images segmented" in capsys.readouterr().err
 
 
 def test_an_output_folder_that_cannot_be_written_is_one_line_before_any_work(tmp_path):

@@ -314,12 +314,15 @@ def _polygon_tracer() -> Any:
         except ValueError:
             polygons = []
             labels, _ = ndimage.label(mask, structure=np.ones((3, 3), bool))
-            for part in range(1, labels.max() + 1):
-                own = labels == part
+            for part, box in enumerate(ndimage.find_objects(labels), start=1):
+                # each part in its own box (a margin of one, so its outline closes): tracing cost follows area
+                y0, x0 = max(box[0].start - 1, 0), max(box[1].start - 1, 0)
+                own = labels[y0: box[0].stop + 1, x0: box[1].stop + 1] == part
+                shift = np.array([x0, y0], dtype=np.float64)
                 try:
-                    polygons += outlines(own)
+                    polygons += [p + shift for p in outlines(own)]
                 except ValueError:
-                    polygons += outlines(ndimage.binary_fill_holes(own))
+                    polygons += [p + shift for p in outlines(ndimage.binary_fill_holes(own))]
                     exact = False
         covered = np.zeros(mask.shape, bool)
         for p in polygons:
@@ -549,9 +552,14 @@ class DatasetWriter:
     def _name(self, source: Path) -> str:
         """The source's file name, or name-2, name-3 ... when another image took its stem (labels and masks
         are named by stem, and file systems may fold case)."""
+        from ..runs import NAME_BYTES
+
         stem, suffix, k = source.stem, source.suffix, 1
         if suffix.lower() not in TRAINABLE_SUFFIXES and self.config.images != "reference":
             suffix = ".png"  # a copy trainers and the folder dataset can read (see `_write_image`)
+        if len(stem.encode("utf-8")) > NAME_BYTES:  # room for "-2" and the endings, as run outputs are cut
+            digest = hashlib.blake2b(str(source).encode(), digest_size=4).hexdigest()
+            stem = stem.encode("utf-8")[: NAME_BYTES - 9].decode("utf-8", errors="ignore") + "-" + digest
         while (stem if k == 1 else f"{stem}-{k}").casefold() in self._stems:
             k += 1
         stem = stem if k == 1 else f"{stem}-{k}"
@@ -594,7 +602,7 @@ class DatasetWriter:
                 semantic[mask & free] = cid
             polygons, exact = _polygons(self._trace, mask, (y0, y1, x0, x1)) if self._trace is not None \
                 else ([], False)
-            if polygons and not exact:
+            if "yolo" in formats and polygons and not exact:  # COCO keeps exact RLE then
                 self._images["holes_filled"] += 1
             if "yolo" in formats:
                 scale = np.array([frame.width, frame.height], dtype=np.float64)

@@ -70,7 +70,8 @@ class BlipCaptioner:
         pix = self.processor.image_processor(
             list(images), size={"height": size, "width": size}, return_tensors="pt"
         )["pixel_values"].to(self.device, self.dtype)
-        out = self.model.vision_model(pixel_values=pix, interpolate_pos_encoding=True)
+        with self._lock:  # never while encode_subsets has the encoder's attention swapped
+            out = self.model.vision_model(pixel_values=pix, interpolate_pos_encoding=True)
         return out.last_hidden_state
 
     @torch.inference_mode()
@@ -112,7 +113,7 @@ class BlipCaptioner:
         allowed = block[:, :, None] == block[:, None, :]
         mask = torch.zeros(allowed.shape, dtype=packed.dtype, device=packed.device)
         mask.masked_fill_(~allowed, torch.finfo(packed.dtype).min)
-        with _block_attention(vm.encoder, mask[:, None]):
+        with self._lock, _block_attention(vm.encoder, mask[:, None]):  # the swap is shared state, as caption's
             hidden = vm.encoder(inputs_embeds=packed).last_hidden_state
         hidden = vm.post_layernorm(hidden)
         out = []

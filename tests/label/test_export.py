@@ -514,6 +514,25 @@ def test_a_photo_trainers_cannot_read_is_copied_as_a_png_of_the_same_pixels(tmp_
     assert len(load_dataset("folder", out, "train").samples) == 4
 
 
+def test_photos_with_names_near_the_file_system_limit_get_names_that_fit(tmp_path, vocab):
+    """Two 251-character photo names from two folders: the second would become name-2.jpg, 257 bytes."""
+    import shutil as _shutil
+
+    out = tmp_path / "ds"
+    names = []
+    with DatasetWriter(out, vocab, ExportConfig(val_fraction=0.0)) as writer:
+        for folder in ("a", "b"):
+            (tmp_path / folder).mkdir()
+            path = tmp_path / folder / ("a" * 251 + ".jpg")
+            _shutil.copy(PHOTOS[0], path)
+            h, w = size_of(path)
+            names.append(writer.add(path, seg_of((h, w), [("car", box((h, w), 0, 50, 0, 80), 0.9, 0.9)]))
+                         .record["file"])
+    assert len(set(names)) == 2 and all(len(Path(n).name.encode()) <= 255 for n in names)
+    assert all((out / n).is_file() for n in names)
+    assert len(list((out / "train" / "labels").iterdir())) == 2
+
+
 def test_masks_of_the_wrong_size_name_the_image(tmp_path, vocab):
     path = photo(tmp_path, "wrong.jpg")
     h, w = size_of(path)
