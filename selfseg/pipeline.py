@@ -90,7 +90,8 @@ class SelfSeg:
         loaded = load_image(image, self.config.run.max_image_side)
         if tags is None and self.config.segment.vocabulary != "given":
             tags = _with_image_notes(self.tagger.tag_batch([loaded])[0], loaded)
-        elif tags is not None and tuple(tags.image_size) != tuple(loaded.size):
+        elif isinstance(tags, TagResult) and self.config.segment.vocabulary != "given" and \
+                tuple(tags.image_size) != tuple(loaded.size):
             # another image's tags: its cluster map would be laid over this image
             raise ValueError(f"tags are of an image of size {tuple(tags.image_size)} (H, W) ({tags.source}), "
                              f"not of {loaded.source} {tuple(loaded.size)}")
