@@ -581,10 +581,7 @@ class DatasetWriter:
         removed = dict.fromkeys(FILTERS, 0)
         kept, areas = _select(seg, ids, frame, self.config, removed)
         split = split_of(source.name, self.config.seed, self.config.val_fraction)
-        name = self._name(source)
-        stem = Path(name).stem
         reference = self.config.images == "reference"
-        file = str(source) if reference else f"{split}/images/{name}"
         formats = set(self.config.formats)
         image_id = self._next_image
         semantic = np.full((frame.height, frame.width), 65535 if self._wide else NO_CLASS,
@@ -618,6 +615,11 @@ class DatasetWriter:
                                     "category_id": cid + 1, "segmentation": segmentation, "area": areas[i],
                                     "bbox": inst["bbox"], "iscrowd": 0, "score": inst["score"],
                                     "mask_score": inst["mask_score"]})
+        # Named only now: an image that failed above has taken no name (nor written anything), so the others
+        # are named as they would be without it.
+        name = self._name(source)
+        stem = Path(name).stem
+        file = str(source) if reference else f"{split}/images/{name}"
         record = {"file": file, "source": str(source), "split": split, "width": frame.width,
                   "height": frame.height, "instances": instances}
         self._write_image(source, split, name, frame.tagged)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, DatasetError
+from ..errors import ConfigError, DatasetError, ImageError
 
 PREDICTIONS = "predictions"
 FAILURES = "failures.txt"
@@ -212,19 +212,30 @@ def build_dataset(config: Any, sources: list[str], names: dict, out: Path, ontol
                 "ontology": ontology_name}
     writer = DatasetWriter(stage, vocabulary, label, metadata=metadata)
     review = ReviewWriter(stage)
-    instances = 0
+    instances = built = 0
     with writer:
         for s in tqdm(kept, unit="img", file=sys.stderr, leave=False, disable=quiet or None,
                       desc="writing dataset"):
-            exported = writer.add(s, Segmentation.from_json(_prediction_path(names, pred, s)))
+            try:
+                exported = writer.add(s, Segmentation.from_json(_prediction_path(names, pred, s)))
+            except DatasetError:
+                raise  # a file could not be written: the disk or the folder, not this image
+            except (ValueError, ImageError) as exc:  # this image only (nothing of it written): listed, go on
+                lines.append(f"{s}: {str(exc).splitlines()[0]}")
+                continue
+            built += 1
             instances += len(exported.record["instances"])
             image = _stored_pixels(s)
             image, masks = exported.for_view(image, review.view_size)
             review.add(exported.record, image, masks)
+        metadata["failed"] = writer.metadata["failed"] = len(lines)
+    if not built:
+        atomic_write(out / FAILURES, lambda f: f.write("".join(f"{x}\n" for x in lines).encode("utf-8")))
+        raise DatasetError(f"no image could be labelled: {len(lines)} failed (listed in {out / FAILURES})")
     review.close(vocabulary.names, title=f"selfseg dataset: {out.name}", metadata=metadata)
     atomic_write(stage / FAILURES, lambda f: f.write("".join(f"{x}\n" for x in lines).encode("utf-8")))
     _move_into_place(stage, out)
-    return LabelSummary(out=out, images=len(sources), labelled=len(kept), failed=lines,
+    return LabelSummary(out=out, images=len(sources), labelled=built, failed=lines,
                         classes=list(vocabulary.names), instances=instances)
 
 

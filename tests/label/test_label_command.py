@@ -244,3 +244,23 @@ def test_one_photo_labelled_from_python_with_a_config_path(photos, tmp_path):
     summary = label_images(SMOKE, photo, tmp_path / "one", quiet=True)
     assert summary.images == summary.labelled == 1 and summary.classes
     assert [p.name for p in (tmp_path / "one").glob("*/images/*")] == ["ADE_val_00000001.jpg"]
+
+
+def test_an_image_that_fails_while_the_dataset_is_built_is_listed_and_the_rest_built(baseline, photos, tmp_path,
+                                                                                       capsys):
+    """A prediction whose masks do not fit its photo (here: its recorded size altered) stops only that image:
+    it goes to failures.txt, the others are exported, and the exit code says something failed."""
+    out = tmp_path / "copy"
+    shutil.copytree(baseline, out)
+    victim = out / "predictions" / "ADE_val_00000002.json"
+    d = json.loads(victim.read_text())
+    d["image_size"] = [d["image_size"][0] + 1, d["image_size"][1]]
+    victim.write_text(json.dumps(d))
+    assert main(_argv(photos, out, "--resume")) == 1
+    failures = (out / "failures.txt").read_text().splitlines()
+    assert any("ADE_val_00000002.jpg: " in line and "expected masks of shape" in line
+               for line in failures)
+    files = [json.loads(x)["file"] for x in (out / "labels.jsonl").read_text().splitlines()]
+    assert "ADE_val_00000002.jpg" not in {Path(f).name for f in files}
+    assert len(files) == 4  # 6 inputs: 1 unreadable, 1 failed in the build
+    assert json.loads((out / "dataset.json").read_text())["metadata"]["failed"] == 2
