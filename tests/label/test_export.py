@@ -45,6 +45,19 @@ def photo(tmp_path: Path, name: str, which: int = 0) -> Path:
     return Path(shutil.copyfile(PHOTOS[which], tmp_path / "src" / name))
 
 
+def tagged_photo(tmp_path: Path, name: str, orientation: int, which: int = 0, **save) -> tuple[np.ndarray, Path]:
+    """A sample photo's pixels, saved as src/<name> with an EXIF orientation tag: (the stored pixels, the path)."""
+    from PIL import Image
+
+    stored = np.asarray(Image.open(PHOTOS[which]).convert("RGB"))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    (tmp_path / "src").mkdir(exist_ok=True)
+    path = tmp_path / "src" / name
+    Image.fromarray(stored).save(path, exif=exif, **save)
+    return stored, path
+
+
 def size_of(path: Path) -> tuple[int, int]:
     from PIL import Image
 
@@ -388,12 +401,8 @@ def test_an_exif_rotated_photo_is_exported_in_the_files_pixel_order(tmp_path, vo
     from PIL import Image, ImageOps
     from pycocotools.coco import COCO
 
-    stored = np.asarray(Image.open(PHOTOS[0]).convert("RGB"))  # (512, 683): the file's pixels
-    exif = Image.Exif()
-    exif[0x0112] = 6  # shown turned a quarter clockwise: upright it is 683 high, 512 wide
-    (tmp_path / "src").mkdir()
-    path = tmp_path / "src" / "turned.jpg"
-    Image.fromarray(stored).save(path, exif=exif, quality=95)
+    # (512, 683) stored, shown turned a quarter clockwise: upright it is 683 high, 512 wide
+    stored, path = tagged_photo(tmp_path, "turned.jpg", 6, quality=95)
     with Image.open(path) as im:
         upright_size = ImageOps.exif_transpose(im).size[::-1]
         file_pixels = np.asarray(im.convert("RGB"))
@@ -428,12 +437,7 @@ def test_an_exif_rotated_photo_is_exported_in_the_files_pixel_order(tmp_path, vo
 def test_a_rotated_png_is_saved_afresh_without_its_tag(tmp_path, vocab):
     from PIL import Image, ImageOps
 
-    stored = np.asarray(Image.open(PHOTOS[2]).convert("RGB"))
-    exif = Image.Exif()
-    exif[0x0112] = 8
-    (tmp_path / "src").mkdir()
-    path = tmp_path / "src" / "turned.png"
-    Image.fromarray(stored).save(path, exif=exif)
+    stored, path = tagged_photo(tmp_path, "turned.png", 8, which=2)
     h, w = stored.shape[:2]
     with DatasetWriter(tmp_path / "ds", vocab, ExportConfig(images="hardlink", val_fraction=0.0)) as writer:
         ex = writer.add(path, seg_of((w, h), [("car", box((w, h), 0, 50, 0, 100), 0.9, 0.9)]))
@@ -453,12 +457,7 @@ def test_a_rotated_tiff_is_labelled_in_the_pixel_order_its_copy_decodes_to(tmp_p
 
     from selfseg.io import load_image
 
-    stored = np.asarray(Image.open(PHOTOS[0]).convert("RGB"))
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    (tmp_path / "src").mkdir()
-    path = tmp_path / "src" / "turned.tif"
-    Image.fromarray(stored).save(path, exif=exif)
+    stored, path = tagged_photo(tmp_path, "turned.tif", 6)
     seen = np.asarray(load_image(path).image)  # what the models analyse: upright
     assert seen.shape[:2] == stored.shape[:2][::-1]
     upright_size = seen.shape[:2]
