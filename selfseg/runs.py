@@ -112,15 +112,21 @@ def output_names(sources: Sequence[str]) -> dict[str, OutputName]:
 NAME_BYTES = 200
 
 
-def _fits(stem: str, key: str) -> str:
-    """The stem with its last part cut to NAME_BYTES (UTF-8, whole characters) plus a digest of the key
-    where it is longer: an input whose name fits the file system must not get outputs whose names do not."""
-    p = PurePosixPath(stem)
-    raw = p.name.encode("utf-8")
+def short_name(name: str, key: str) -> str:
+    """`name` itself, or, when longer than NAME_BYTES (UTF-8), cut there on a whole character with a digest of
+    `key` (what the name stands for) after it: an input whose name fits the file system must not get outputs
+    whose names do not."""
+    raw = name.encode("utf-8")
     if len(raw) <= NAME_BYTES:
-        return stem
+        return name
     cut = raw[: NAME_BYTES - 9].decode("utf-8", errors="ignore")
-    return str(p.parent / f"{cut}-{hashlib.blake2b(key.encode(), digest_size=4).hexdigest()}")
+    return f"{cut}-{hashlib.blake2b(key.encode(), digest_size=4).hexdigest()}"
+
+
+def _fits(stem: str, key: str) -> str:
+    """The stem with its last part made a `short_name`."""
+    p = PurePosixPath(stem)
+    return str(p.parent / short_name(p.name, key)) if len(p.name.encode("utf-8")) > NAME_BYTES else stem
 
 
 def run_settings(config: Any, command: str) -> dict[str, Any]:

@@ -552,14 +552,11 @@ class DatasetWriter:
     def _name(self, source: Path) -> str:
         """The source's file name, or name-2, name-3 ... when another image took its stem (labels and masks
         are named by stem, and file systems may fold case)."""
-        from ..runs import NAME_BYTES
+        from ..runs import short_name
 
-        stem, suffix, k = source.stem, source.suffix, 1
+        stem, suffix, k = short_name(source.stem, str(source)), source.suffix, 1
         if suffix.lower() not in TRAINABLE_SUFFIXES and self.config.images != "reference":
             suffix = ".png"  # a copy trainers and the folder dataset can read (see `_write_image`)
-        if len(stem.encode("utf-8")) > NAME_BYTES:  # room for "-2" and the endings, as run outputs are cut
-            digest = hashlib.blake2b(str(source).encode(), digest_size=4).hexdigest()
-            stem = stem.encode("utf-8")[: NAME_BYTES - 9].decode("utf-8", errors="ignore") + "-" + digest
         while (stem if k == 1 else f"{stem}-{k}").casefold() in self._stems:
             k += 1
         stem = stem if k == 1 else f"{stem}-{k}"
