@@ -1,11 +1,11 @@
-"""Overlay of a cluster map on its image, with each cluster's top noun written on it."""
+"""Overlay of a cluster map on its image, with each cluster's name written on it."""
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
 
-from .tag.result import TagResult, upsample_nearest
+from .tag.result import TagResult, cluster_names, upsample_nearest
 
 
 def palette(n: int) -> np.ndarray:
@@ -24,7 +24,8 @@ def palette(n: int) -> np.ndarray:
 
 
 def overlay(image: Any, result: TagResult, alpha: float = 0.5) -> Any:
-    """RGB PIL image: `image` blended with the result's cluster colours, top noun at each cluster's centre."""
+    """RGB PIL image: `image` blended with the result's cluster colours, each cluster's name (its own
+    captions' most frequent noun, `cluster_names`) at its centre."""
     from PIL import Image, ImageDraw
 
     img = image.convert("RGB")
@@ -36,10 +37,7 @@ def overlay(image: Any, result: TagResult, alpha: float = 0.5) -> Any:
     blend = (np.asarray(img, dtype=np.float32) * (1 - alpha) + colours[labels] * alpha).astype(np.uint8)
     out = Image.fromarray(blend)
     draw = ImageDraw.Draw(out)
-    by_cluster: dict[int, str] = {}
-    for n in result.nouns:  # nouns are ordered by support: the first seen per cluster is its best
-        for c in n.clusters:
-            by_cluster.setdefault(c, n.noun)
+    by_cluster = cluster_names(result)  # the name the bcc_clusters segmenter gives the same cluster
     for c in range(int(grid.max()) + 1):
         ys, xs = np.nonzero(labels == c)
         if len(ys) == 0:

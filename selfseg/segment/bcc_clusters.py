@@ -1,28 +1,15 @@
 """The BCC cluster map itself as a segmentation (the paper's low-resolution intermediate, for ablations)."""
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 import numpy as np
 
 from ..errors import ConfigError
 from ..io import LoadedImage
-from ..tag.result import TagResult, upsample_nearest
+from ..tag.result import TagResult, cluster_names, upsample_nearest
 from .base import SEGMENTERS, SegmentPlan
 from .result import Instances
-
-
-def cluster_names(tags: TagResult) -> dict[int, str]:
-    """Each cluster's name: the noun its own captions produced most often (ties: the noun with more
-    support over the whole image, then first seen). Clusters whose captions had no noun are left out."""
-    rank = {n.noun: i for i, n in enumerate(tags.nouns)}  # nouns are ordered by overall support
-    names = {}
-    for c in tags.clusters:
-        counts = Counter(n for caption_nouns in c.nouns for n in caption_nouns if n in rank)
-        if counts:
-            names[c.cluster] = min(counts, key=lambda n: (-counts[n], rank[n]))
-    return names
 
 
 def cluster_instances(tags: TagResult, size: tuple[int, int] | None = None) -> Instances:

@@ -49,6 +49,15 @@ def dense_to_instances(probs: np.ndarray, threshold: float, min_area: int = 1, m
     return best_to_instances(probs.argmax(0), probs.max(0), threshold, min_area, max_instances)
 
 
+def _nothing_found(conf: np.ndarray, threshold: float, min_area: int, max_instances: int) -> str:
+    """Why a map gave no instance, in the words of the setting that decided it."""
+    if max_instances < 1:
+        return "no instance: max_instances is 0"
+    if not (conf >= threshold).any():
+        return "no pixel above the background threshold"
+    return f"no region of pixels above the background threshold reaches min_area ({min_area} pixels)"
+
+
 def best_to_instances(best: np.ndarray, conf: np.ndarray, threshold: float, min_area: int = 1,
                       max_instances: int = 100):
     """`dense_to_instances` from each pixel's best class and its probability ((H, W) each).
@@ -111,5 +120,5 @@ class ClipSegSegmenter:
             out.notes.append(f"tag {classes[i][:60]!r}: its CLIPSeg prompt is {n} tokens, more than the text "
                              f"model's {limit}; only the first {limit} were read")
         if not out.labels:
-            out.notes.append("no pixel above the background threshold")
+            out.notes.append(_nothing_found(conf, self.cfg.threshold, self.cfg.min_area, self.cfg.max_instances))
         return out

@@ -367,7 +367,7 @@ class Segmentation:
             paths["overlay"] = out / f"{stem}_overlay.png"
             atomic_write(paths["overlay"], lambda f: draw_segmentation(image, self).save(f, format="PNG"))
         d = self.to_dict()
-        d["label_map_size"] = list(sem.shape)
+        d["label_map_size"] = [lab.height, lab.width]  # the PNG's, after the photo's orientation
         d.update(extra or {})
         d["files"] = [p.name for k, p in paths.items() if k != "json"]
         atomic_write(paths["json"], lambda f: f.write(json.dumps(d).encode("utf-8")))

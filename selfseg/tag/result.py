@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -212,6 +213,19 @@ def upsample_nearest(grid: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     cols = (np.arange(size[1]) * w) // size[1]
     dtype = np.uint8 if grid.max(initial=0) < 256 else np.int32
     return grid.astype(dtype)[rows[:, None], cols[None, :]]
+
+
+def cluster_names(tags: TagResult) -> dict[int, str]:
+    """Each cluster's name: the noun its own captions produced most often (ties: the noun with more
+    support over the whole image, then the one the result ranks first). Clusters whose captions had no
+    noun kept by the result are left out."""
+    nouns = {n.noun: (-n.support, i) for i, n in enumerate(tags.nouns)}
+    names = {}
+    for c in tags.clusters:
+        counts = Counter(n for caption_nouns in c.nouns for n in caption_nouns if n in nouns)
+        if counts:
+            names[c.cluster] = min(counts, key=lambda n: (-counts[n], nouns[n]))
+    return names
 
 
 def rank_nouns(clusters: list[ClusterCaptions], min_support: int = 1) -> list[NounSupport]:

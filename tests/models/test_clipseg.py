@@ -192,3 +192,19 @@ def test_a_prompt_past_the_text_limit_is_read_to_the_limit_and_the_result_says_s
         f"first {limit} were read"]
     plain = segmenter.segment(load_image(image), SegmentPlan(["dog", "sofa"]))
     assert not any("CLIPSeg prompt" in n for n in plain.notes)
+
+
+@pytest.mark.parametrize("setting, note", [
+    ({"threshold": 1.0}, "no pixel above the background threshold"),
+    ({"threshold": 0.0, "min_area": H * W + 1}, f"reaches min_area ({H * W + 1} pixels)"),
+    ({"threshold": 0.0, "max_instances": 0}, "max_instances is 0"),
+])
+def test_an_empty_result_names_the_setting_that_emptied_it(seg, image, setting, note):
+    from selfseg.io import load_image
+    from selfseg.models.spec import ModelConfig
+    from selfseg.segment.base import SegmentPlan
+    from selfseg.segment.clipseg import ClipSegConfig, ClipSegSegmenter
+
+    segmenter = ClipSegSegmenter(ClipSegConfig(model=TINY_MODEL, **setting), ModelConfig(device="cpu"), model=seg)
+    out = segmenter.segment(load_image(image), SegmentPlan(["dog", "sofa"]))
+    assert out.labels == [] and len(out.notes) == 1 and note in out.notes[0]

@@ -72,6 +72,7 @@ def test_save_turns_the_label_map_back_to_the_files_stored_orientation(tmp_path,
     seg.save(tmp_path, "x", exif_orientation=orientation)
     stored = Image.open(tmp_path / "x_labels.png")
     assert np.asarray(stored).shape == shape
+    assert json.loads((tmp_path / "x.json").read_text())["label_map_size"] == list(shape)  # the PNG's
     # turning the stored map upright again, as exif_transpose does for the photo, gives the analysed map
     exif = stored.getexif()
     exif[0x0112] = orientation
