@@ -87,6 +87,8 @@ class CaptioningConfig:
     def __post_init__(self) -> None:
         # The rows of a cycle block are listed up front: a cycle count far past any use (the paper's most is
         # 20) would exhaust memory before the first caption, not fail with a message.
+        # Seeds feed both torch's generator (signed 64-bit) and NumPy's SeedSequence (non-negative).
+        check(isinstance(self.seed, int) and 0 <= self.seed < 2**63, "seed", "an integer in 0..2**63-1", self.seed)
         check(1 <= self.cycles <= MAX_CYCLES, "cycles", f"an integer in 1..{MAX_CYCLES}", self.cycles)
         check(self.adaptive_cycles >= 0, "adaptive_cycles", "an integer >= 0", self.adaptive_cycles)
         check(self.max_cross_attention_gib >= 0, "max_cross_attention_gib", "a number >= 0 (0: no limit)",

@@ -353,6 +353,30 @@ def test_features_too_large_for_float32_distances_are_refused():
         ensemble_cluster([x * 1e19 for x in f])
 
 
+@pytest.mark.parametrize("consensus", ["coassoc", "chain"])
+@pytest.mark.parametrize("seed", [-1, 2**64, 1.5])
+def test_a_seed_numpy_or_torch_cannot_take_is_refused(consensus, seed):
+    with pytest.raises(ValueError, match="seed in 0..2"):
+        ensemble_cluster(planted_scene(4, 1.0, 0).features, seed=seed, consensus=consensus)
+
+
+def test_a_seed_outside_the_range_is_a_config_error():
+    from selfseg.config import ConfigError
+    from selfseg.tag.caption import CaptioningConfig
+
+    for seed in (-1, 2**63):
+        with pytest.raises(ConfigError, match="seed"):
+            CaptioningConfig(seed=seed)
+    assert CaptioningConfig(seed=2**63 - 1).seed == 2**63 - 1
+
+
+@pytest.mark.parametrize("consensus", ["coassoc", "chain"])
+def test_the_output_grid_is_the_one_with_the_most_patches(consensus):
+    rng = np.random.default_rng(0)
+    f = [rng.normal(size=(30, 10, 8)).astype(np.float32), rng.normal(size=(20, 40, 8)).astype(np.float32)]
+    assert ensemble_cluster(f, seed=0, consensus=consensus).labels.shape == (20, 40)
+
+
 def test_empty_feature_map_is_refused():
     with pytest.raises(ValueError, match="non-empty"):
         ensemble_cluster([np.zeros((0, 4, 8), np.float32)])

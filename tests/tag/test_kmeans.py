@@ -59,6 +59,38 @@ def test_bad_arguments(shape, k, msg):
         kmeans(torch.zeros(shape), k)
 
 
+@pytest.mark.parametrize("kwargs, msg", [
+    ({"n_init": 0}, "n_init >= 1"), ({"max_iter": 0}, "max_iter >= 1"),
+    ({"init": torch.zeros(2, 4)}, r"\(k, d\) = \(3, 4\), got \(2, 4\)"),
+    ({"init": torch.zeros(3, 5)}, r"got \(3, 5\)"),
+])
+def test_bad_settings_are_named(kwargs, msg):
+    with pytest.raises(ValueError, match=msg):
+        kmeans(torch.rand(10, 4), 3, **kwargs)
+
+
+@pytest.mark.parametrize("fn", [lambda x: kmeans(x, 2), lambda x: kmeans_batch(x, [2], [0])])
+def test_nan_features_are_refused_not_clustered(fn):
+    x = torch.rand(10, 4)
+    x[3, 1] = float("nan")
+    with pytest.raises(ValueError, match="finite"):
+        fn(x)
+
+
+def test_a_common_offset_changes_nothing_as_in_sklearn():
+    """scikit-learn centres the features first; without it, float32 distances to points far from the origin
+    lose their small differences, and the partition and inertia drift from sklearn's."""
+    x = _blobs(k=5, seed=1, spread=2.0) + np.float32(1000.0)
+    init = x[np.random.default_rng(1).choice(len(x), 4, replace=False)]
+    ref = KMeans(n_clusters=4, init=init, n_init=1, max_iter=300, tol=1e-4, algorithm="lloyd").fit(x.astype(np.float64))
+    ours = kmeans(torch.from_numpy(x), 4, init=torch.from_numpy(init))
+    assert np.array_equal(ours.labels.numpy(), ref.labels_)
+    assert ours.inertia == pytest.approx(ref.inertia_, rel=1e-4)
+    np.testing.assert_allclose(ours.centers.numpy(), ref.cluster_centers_, rtol=1e-5)
+    batched = kmeans_batch(torch.from_numpy(x), [4], [0])[0]
+    assert batched.inertia == pytest.approx(kmeans(torch.from_numpy(x), 4, seed=0).inertia, rel=1e-6)
+
+
 # ------------------------------------------------------------------------------------- batched runs
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -131,7 +132,10 @@ def ensemble_cluster(
     if not features:
         raise ValueError("expected at least one feature map, got none")
     feats = [_as_tensor(f, device) for f in features]
-    grid = max((f.shape[0], f.shape[1]) for f in feats)
+    if not (isinstance(seed, numbers.Integral) and 0 <= seed < 2**63):
+        raise ValueError(f"expected a seed in 0..2**63-1, got {seed!r}")
+    # The grid with the most patches (first on a tie): every map is resized to it.
+    grid = max(((f.shape[0], f.shape[1]) for f in feats), key=lambda hw: hw[0] * hw[1])
     t: dict[str, float] = {"kmeans": 0.0}
     if cfg.consensus == "coassoc":
         return _coassoc_cluster(feats, cfg, seed, grid, t)

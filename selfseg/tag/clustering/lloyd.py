@@ -1,9 +1,9 @@
 """k-means in torch, on whatever device the features live on.
 
 Follows scikit-learn's `KMeans(algorithm="lloyd")` step for step so the two agree on the same data:
-greedy k-means++ seeding (2 + log k candidate centres per step), Lloyd iterations, the tolerance scaled
-by the mean feature variance, a final assignment step, empty clusters moved to the points farthest from
-their centres, and the best of `n_init` restarts by inertia.
+features centred first, greedy k-means++ seeding (2 + log k candidate centres per step), Lloyd iterations,
+the tolerance scaled by the mean feature variance, a final assignment step, empty clusters moved to the
+points farthest from their centres, and the best of `n_init` restarts by inertia.
 
 `kmeans_batch` does several such runs on the same features at once (different k and seed per run); each run
 gives what `kmeans` gives it alone, without the device waiting for the host at every step.
@@ -29,6 +29,18 @@ class KMeansResult:
 def _sq_dists(x: torch.Tensor, c: torch.Tensor, x_sq: torch.Tensor) -> torch.Tensor:
     # ||x||^2 - 2 x.c + ||c||^2, clamped: the expansion can go slightly negative in float arithmetic.
     return (x_sq[:, None] - 2.0 * x @ c.T + (c * c).sum(1)[None, :]).clamp_min_(0)
+
+
+def _centred(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float features minus their mean, and the mean: as scikit-learn does before clustering, since the
+    distance expansion loses precision to a common offset; distances and labels do not change."""
+    if x.ndim != 2:
+        raise ValueError(f"expected features of shape (n, d), got {tuple(x.shape)}")
+    x = x.float()
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("expected finite features, got NaN or inf")
+    mean = x.mean(0)
+    return x - mean, mean
 
 
 def kmeans_plusplus(x: torch.Tensor, k: int, generator: torch.Generator, x_sq: torch.Tensor) -> torch.Tensor:
@@ -65,18 +77,20 @@ def kmeans(
     init: torch.Tensor | None = None,
 ) -> KMeansResult:
     """Cluster the rows of `x` (n, d) into `k` groups. `init` (k, d) fixes the starting centres."""
-    if x.ndim != 2:
-        raise ValueError(f"expected features of shape (n, d), got {tuple(x.shape)}")
+    x, mean = _centred(x)
     n = x.shape[0]
     if not 1 <= k <= n:
         raise ValueError(f"expected 1 <= k <= n_samples={n}, got k={k}")
-    x = x.float()
+    if n_init < 1 or max_iter < 1:
+        raise ValueError(f"expected n_init >= 1 and max_iter >= 1, got {n_init} and {max_iter}")
+    if init is not None and tuple(init.shape) != (k, x.shape[1]):
+        raise ValueError(f"expected init of shape (k, d) = {(k, x.shape[1])}, got {tuple(init.shape)}")
     x_sq = (x * x).sum(1)
     abs_tol = float(x.var(0, unbiased=False).mean()) * tol
     generator = torch.Generator(device="cpu").manual_seed(seed)
     best: KMeansResult | None = None
     for _ in range(1 if init is not None else n_init):
-        c = init.to(x).clone() if init is not None else kmeans_plusplus(x, k, generator, x_sq)
+        c = init.to(x) - mean if init is not None else kmeans_plusplus(x, k, generator, x_sq)
         labels = torch.full((n,), -1, dtype=torch.long, device=x.device)
         n_iter = 0
         while n_iter < max_iter:
@@ -94,7 +108,7 @@ def kmeans(
         labels = d.argmin(1)
         inertia = float(d.gather(1, labels[:, None]).sum())
         if best is None or inertia < best.inertia:
-            best = KMeansResult(labels=labels, centers=c, inertia=inertia, n_iter=n_iter)
+            best = KMeansResult(labels=labels, centers=c + mean, inertia=inertia, n_iter=n_iter)
     assert best is not None
     return best
 
@@ -177,8 +191,7 @@ def kmeans_batch(
     others go on. The device waits for the host once per Lloyd iteration (to
     learn which runs stopped), not at every step of every run.
     """
-    if x.ndim != 2:
-        raise ValueError(f"expected features of shape (n, d), got {tuple(x.shape)}")
+    x, mean = _centred(x)
     n = x.shape[0]
     ks = [int(k) for k in ks]
     if not ks or len(ks) != len(seeds):
@@ -187,7 +200,6 @@ def kmeans_batch(
         raise ValueError(f"expected 1 <= k <= n_samples={n} for every run, got ks={ks}")
     if n_init < 1 or max_iter < 1:
         raise ValueError(f"expected n_init >= 1 and max_iter >= 1, got {n_init} and {max_iter}")
-    x = x.float()
     x_sq = (x * x).sum(1)
     abs_tol = float(x.var(0, unbiased=False).mean()) * tol
     gens = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
@@ -200,7 +212,8 @@ def kmeans_batch(
         labels = labels.T.contiguous()
         for b, k in enumerate(ks):
             if best[b] is None or inertia[b] < best[b].inertia:
-                best[b] = KMeansResult(labels=labels[b], centers=c[b, :k], inertia=inertia[b], n_iter=n_iter[b])
+                best[b] = KMeansResult(labels=labels[b], centers=c[b, :k] + mean, inertia=inertia[b],
+                                       n_iter=n_iter[b])
     return best  # type: ignore[return-value]
 
 
