@@ -153,3 +153,27 @@ def test_unknown_spacy_pipeline_names_the_fix():
 
     with pytest.raises(ResourceMissingError, match="selfseg resources"):
         NounExtractor(NounsConfig(spacy_pipeline="xx_no_such_pipeline"))(["a dog"])
+
+
+def test_the_speed_benchmark_runs_and_repeated_captions_cost_once(capsys):
+    import importlib.util
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("bench_nouns", REPO / "benchmarks" / "bench_nouns.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = bench.main(["--repeats", "1", "--cycles", "1,4"])["rows"]
+    assert [r["captions"] for r in rows] == [440, 1760] and "captions/s" in capsys.readouterr().out
+    assert all(r["extractor_ms"] > 0 and r["spacy_pipe_ms"] > 0 for r in rows)
+
+
+def test_repeated_captions_are_read_once_and_answered_alike(extract, monkeypatch):
+    extract(["warm up"])  # loads the pipeline
+    texts = []
+    pipe = extract._nlp.pipe
+    monkeypatch.setattr(extract._nlp, "pipe", lambda t, *a, **k: texts.extend(t) or pipe(t, *a, **k))
+    out = extract(["a dog", "A dog", "a cat", "a dog"])
+    assert out == [["dog"], ["dog"], ["cat"], ["dog"]] and texts == ["a dog", "a cat"]
+    out[0].append("changed")  # each caption gets its own list
+    assert out[1] == ["dog"]
