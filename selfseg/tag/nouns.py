@@ -26,8 +26,8 @@ class NounsConfig:
             "stack", "row", "piece", "slice", "patch",
         ]
     )
-    # Colour words, dropped unless counted, plural or joined to a noun ("an orange", "limes", "ketchup and
-    # mustard").
+    # Colour words, dropped unless they name a thing: counted, plural, joined to a noun or after a preposition
+    # other than "in" ("an orange", "limes", "ketchup and mustard", "a slice of lime"; not "a silver car").
     colours: list[str] = field(
         default_factory=lambda: [
             "color", "colour", "red", "green", "blue", "yellow", "orange", "purple", "black", "white",
@@ -55,12 +55,13 @@ _NOT_A_HEAD = ("VB", "RP", "IN", "TO", "CC", "DT", "PRP", "WDT", "WP")
 # WordNet lexicographer files of things one can see and segment; an -ing noun with none of them ("standing",
 # "swimming", "playing") is the verb the small tagger misread, while "painting", "building", "frosting" stay.
 _THING_FILES = {"noun.artifact", "noun.object", "noun.animal", "noun.plant", "noun.food", "noun.person",
-                "noun.body", "noun.substance"}
+                "noun.body", "noun.substance", "noun.location"}
 # Words before a colour word that make it a counted thing ("an orange", "two limes"), not a colour.
 _COUNTED = {"a", "an", "one", "two", "three", "four", "five", "six", "several", "some", "many"}
 # Size and age describe the thing in a caption, while WordNet's compounds with them name another thing:
 # "a little dog" is no constellation and "a big cat" on a couch no lion. They never open a compound.
-_DESCRIBING = {"big", "large", "little", "small", "tiny", "huge", "giant", "old", "young", "tall"}
+_DESCRIBING = {"big", "large", "little", "small", "tiny", "huge", "giant", "old", "young", "tall", "long", "short",
+               "wide", "thin", "fat", "new"}
 
 
 class NounExtractor:
@@ -70,15 +71,18 @@ class NounExtractor:
     kept if WordNet has it as a noun -> minus stop words, colour words and words shorter than `min_length`.
     With `compounds`, a run of adjacent nouns whose joined form WordNet knows ("fire hydrant", "traffic
     lights", "cell phone" as "cellphone") is kept whole instead of its parts, and so is an adjective before
-    it when WordNet knows the whole ("hot dog", "polar bear"; never a colour: "a white house" is a house).
+    it when WordNet knows the whole as a thing that is no person ("hot dog", "polar bear"), unless the
+    adjective is a colour, a size or an age ("a white house", "a little dog") or the nouns make a compound
+    as long without it ("dark chocolate cake"). Stop words alone make no compound ("night time").
     Order is first appearance; duplicates within a caption are dropped.
 
-    Two corrections for a small tagger's usual misreadings: an -ing word tagged as a noun that WordNet knows
-    only as an act or state ("a zebra standing", "geese swimming") is read as the verb it is, and the word
-    before it, tagged as an adjective but known to WordNet only as a noun ("kitten", "geese"), as its subject.
-    A colour word is dropped, except where it names a thing (see `_a_thing`: "an orange", "limes", "ketchup
-    and mustard"; "black and white", "a silver car" and "dressed in gold" stay dropped). An -ing word the
-    tagger calls a verb is a noun after an adjective when WordNet knows it as a thing ("white frosting").
+    Corrections for a small tagger's usual misreadings: an -ing word tagged as a noun that WordNet knows as
+    no thing one can see ("a zebra standing", "geese swimming") is read as the verb it is, and the word
+    before an -ing word, tagged as an adjective but known to WordNet only as a noun ("kitten", "geese"), as
+    its subject. An -ing word the tagger calls a verb is a noun after an adjective when WordNet knows it as a
+    thing and no noun follows ("white frosting", not "a setting sun"). A colour word is dropped, except where
+    it names a thing (`_colour_is_a_thing`: "an orange", "limes", "ketchup and mustard"; "black and white",
+    "a silver car" and "dressed in gold" stay dropped).
 
     `context`: text the captions continue (BLIP's prompt "a picture of "). It is tagged with each caption,
     as the released code tags the whole decoded sentence, and yields no nouns itself: a bare continuation
@@ -108,10 +112,19 @@ class NounExtractor:
         return base.replace("_", " ") if base else None
 
     def _singular(self, tok: Any) -> str:
-        """A plural's singular: WordNet's reading of the word ("cookies" -> cookie, where spaCy says "cooky"),
-        unless WordNet lists the plural itself ("glasses" is spectacles there), then spaCy's lemma."""
+        """A plural's singular: spaCy's lemma or WordNet's reading of the word, whichever WordNet names its
+        noun by ("cookies": cookie, not spaCy's "cooky"; "lenses": lens, not WordNet's "lense"); spaCy's
+        where WordNet lists the plural itself ("glasses" is spectacles there)."""
         base = self._wn.morphy(tok.text, self._wn.NOUN)
-        return base if base and base != tok.text else tok.lemma_
+        if not base or base == tok.text or base == tok.lemma_:
+            return tok.lemma_
+        return min((base, tok.lemma_), key=self._rank_of_name)
+
+    def _rank_of_name(self, word: str) -> int:
+        """Where `word` stands among the names of its first WordNet noun sense (0: the name it goes by)."""
+        senses = self._wn.synsets(word, self._wn.NOUN)
+        names = [name.lower() for name in senses[0].lemma_names()] if senses else []
+        return names.index(word) if word in names else len(names) + 1
 
     def _is_act(self, toks: Sequence[Any], i: int) -> bool:
         """Whether toks[i] is an -ing word that names no thing, so a verb ("standing", not "painting");
@@ -119,9 +132,24 @@ class NounExtractor:
         word = toks[i].text
         if not word.endswith("ing") or self._wn.morphy(word, self._wn.VERB) in (None, word):
             return False
-        if any(s.lexname() in _THING_FILES for s in self._wn.synsets(word, self._wn.NOUN)):
+        if self._a_thing_noun(word):
             return False
         return not (i + 1 < len(toks) and self._wordnet_noun([word, toks[i + 1].text]))
+
+    def _a_thing_noun(self, word: str, person: bool = True) -> bool:
+        """Whether WordNet knows `word` as a noun for something one can see (a person too, unless not)."""
+        files = _THING_FILES if person else _THING_FILES - {"noun.person"}
+        return any(s.lexname() in files for s in self._wn.synsets(word, self._wn.NOUN))
+
+    def _compound(self, words: Sequence[str], k: int, last: int) -> tuple[str | None, int]:
+        """The longest compound WordNet knows as one noun among words[k:last + 1] starting at k, and the
+        index after it; (None, k + 1) if none. Stop words alone make none ("night time" is no nighttime)."""
+        for end in range(last, k, -1):
+            part = words[k : end + 1]
+            found = self._wordnet_noun(part)
+            if found and not all(w in self._stop for w in part):
+                return found, end + 1
+        return None, k + 1
 
     def _only_a_noun(self, word: str) -> bool:
         return bool(self._wn.morphy(word, self._wn.NOUN)) and not self._wn.synsets(word, self._wn.ADJ)
@@ -131,10 +159,11 @@ class NounExtractor:
             return False
         return thing or noun not in self._colours
 
-    def _a_thing(self, toks: Sequence[Any], noun: Sequence[bool], k: int) -> bool:
+    def _colour_is_a_thing(self, toks: Sequence[Any], noun: Sequence[bool], k: int) -> bool:
         """Whether a colour word at k names a thing: not before a noun or a colour ("a silver car", "lime
         green"), and plural, counted ("an orange"), joined to a noun that is no colour ("ketchup and
-        mustard"), or after a preposition other than "in" ("a pretzel with mustard"; "dressed in white")."""
+        mustard"), or after a preposition other than "in" ("a pretzel with mustard", "a slice of lime";
+        "dressed in white"; "a splash of red" is read as a thing too)."""
         if k + 1 < len(toks) and (noun[k + 1] or toks[k + 1].text in self._colours):
             return False
         if toks[k].tag_ in _PLURAL_TAGS:
@@ -164,10 +193,12 @@ class NounExtractor:
         for i in range(n):
             if noun[i] and self._is_act(toks, i):
                 noun[i] = False
-                if i > 0 and not noun[i - 1] and toks[i - 1].tag_ == "JJ" and self._only_a_noun(toks[i - 1].text):
-                    noun[i - 1] = True
+            subject = i > 0 and not noun[i - 1] and toks[i - 1].tag_ == "JJ" and self._only_a_noun(toks[i - 1].text)
+            if subject and (toks[i].tag_ == "VBG" or (toks[i].tag_ in _NOUN_TAGS and not noun[i])):
+                noun[i - 1] = True  # "a kitten playing", "a kitten hanging": the -ing word is its verb
             elif (toks[i].tag_ == "VBG" and i > 0 and toks[i - 1].tag_ == "JJ"
-                  and any(s.lexname() in _THING_FILES for s in self._wn.synsets(toks[i].text, self._wn.NOUN))):
+                  and not (i + 1 < n and toks[i + 1].tag_ in _NOUN_TAGS)  # "a setting sun": a participle
+                  and self._a_thing_noun(toks[i].text)):
                 noun[i] = True  # an adjective before it makes it a noun: "white frosting", "red netting"
         nouns: list[str] = []
         i = 0
@@ -194,22 +225,26 @@ class NounExtractor:
             words = [t.text for t in toks[first : last + 1]]
             k = first
             while k <= j:
-                found = None
-                k_next = k + 1
+                found, k_next = None, k + 1
                 if self.config.compounds:
-                    # Longest compound starting at k that WordNet knows as one noun.
-                    for end in range(last, k, -1):
-                        found = self._wordnet_noun(words[k - first : end - first + 1])
-                        if found:
-                            k_next = end + 1
-                            break
+                    found, end = self._compound(words, k - first, last - first)
+                    k_next = end + first
+                    if found and k < i:
+                        # An adjective's compound counts only as a thing that is no person ("fat cat", "lone
+                        # wolf" are people; "rainy day" a time), and not where the nouns make a compound as
+                        # long ("dark chocolate cake" is a chocolate cake).
+                        of_nouns, noun_end = self._compound(words, i - first, last - first)
+                        if not self._a_thing_noun(found.replace(" ", "_"), person=False) or (
+                                of_nouns and noun_end + first >= k_next):
+                            found, k_next = None, k + 1
                 if not found and k >= i:  # an adjective opening the run only counts within a compound
                     tok = toks[k]
                     # a plural, or a noun the tagger called an adjective ("geese"), is read for its singular
                     if tok.tag_ in _PLURAL_TAGS or tok.tag_ == "JJ":
                         found = self._wordnet_noun([self._singular(tok)])
                     found = found or self._wordnet_noun([tok.text])
-                if found and self._keep(found, k_next > k + 1 or self._a_thing(toks, noun, k)) and found not in nouns:
+                thing = k_next > k + 1 or self._colour_is_a_thing(toks, noun, k)  # a compound is no colour
+                if found and self._keep(found, thing) and found not in nouns:
                     nouns.append(found)
                 k = k_next
             i = j + 1

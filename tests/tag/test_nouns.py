@@ -60,6 +60,11 @@ def test_captions_read_as_continuations_of_the_prompt(extract, caption, expected
     # adjective alone is no noun
     ("a white house with a red roof", ["house", "roof"]),
     ("a little dog and a big cat", ["dog", "cat"]),
+    # ... nor one naming a person or no thing, nor one that would break a compound of the nouns
+    ("a fat cat and a lone wolf on a rainy day", ["cat", "wolf"]),
+    ("a dark chocolate cake next to a hot water bottle", ["chocolate cake", "water bottle"]),
+    # stop words alone make no compound
+    ("a city at night time", ["city"]),
     # a noun the tagger calls a modal still joins its compound
     ("a trash can next to a bench", ["trash can", "bench"]),
     ("a wooden table", ["table"]),
@@ -73,8 +78,11 @@ def test_captions_read_as_continuations_of_the_prompt(extract, caption, expected
     ("a painting on the wall of a building", ["painting", "wall", "building"]),
     ("a swimming pool next to a parking lot", ["swimming pool", "parking lot"]),
     ("a cake with white frosting", ["cake", "frosting"]),
+    ("a bright setting sun", ["sun"]),  # a participle before a noun stays one
+    ("a kitten hanging from a tree branch", ["kitten", "tree branch"]),
     # WordNet's singular where spaCy's lemma is another word ("cooky"); its listed plurals are not taken
     ("a tray of cookies and glasses of milk", ["tray", "cookie", "glass", "milk"]),
+    ("a pair of lenses", ["lens"]),  # WordNet's own reading is its variant "lense"
     # colour words that are counted, plural or joined to a noun are things
     ("a bowl of oranges and an orange", ["bowl", "orange"]),
     ("a hot dog with ketchup and mustard", ["hot dog", "ketchup", "mustard"]),
