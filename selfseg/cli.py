@@ -4,6 +4,7 @@ Failures print one line each and exit non-zero."""
 from __future__ import annotations
 
 import argparse
+import errno
 import re
 import sys
 from collections.abc import Iterator, Sequence
@@ -112,6 +113,10 @@ def _run_images(ns: argparse.Namespace, segment: bool) -> int:
         folder.close()
 
 
+# Write failures of the output folder itself rather than of one image's files.
+_FOLDER_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+
+
 def _run_todo(ns: argparse.Namespace, seg, sources: list[str], names: dict, folder, out: Path, segment: bool) -> int:
     """The work of `_run_images` once the output folder is checked: each input's files are logged as about
     to be written, written (JSON last), then logged as done."""
@@ -146,6 +151,11 @@ def _run_todo(ns: argparse.Namespace, seg, sources: list[str], names: dict, fold
                 files = list(write_outputs(item, where, name.name, extra=extra))
             folder.record(name, item.source, files)
         except OSError as exc:
+            if exc.errno in _FOLDER_FULL:  # every later image would fail the same way: stop, keep what is done
+                bar.close()
+                print(f"selfseg: error: cannot write in {where}/ ({exc.strerror}); the results written so far "
+                      f"are kept: make room and continue with --resume", file=sys.stderr)
+                return 1
             failed += 1
             tqdm.write(f"error: {item.source}: could not write outputs ({exc})", file=sys.stderr)
             continue
@@ -561,7 +571,18 @@ def _warnings_as_lines() -> Iterator[None]:
         warnings.showwarning = previous
 
 
+def _printable_file_names() -> None:
+    """A file name that is not UTF-8 reaches Python with its bytes escaped; the lines that name it show
+    the escape (`caf\\udce9.jpg`) instead of failing on it."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError, OSError):  # not a text stream that can be reconfigured
+            pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _printable_file_names()
     parser = build_parser()
     # Inputs and key=value overrides may come after options ("tag a.jpg --config c.yaml x.y=1"), which
     # argparse's plain positional handling refuses: gather the leftovers back into the inputs.

@@ -3,7 +3,8 @@ when an earlier run's result can be kept.
 
 An output folder holds, besides the results:
 
-    selfseg-run.json        the latest run's settings (what changes results), command and selfseg version
+    selfseg-run.json        the settings (what changes results), command and selfseg version of the latest
+                            run that wrote a result
     selfseg-outputs.jsonl   two lines per input: its files as they are about to be written ("writing"), and
                             again once they are in place ("done"): {"key", "source", "path", "stat",
                             "json", "files", "run", "state"}; `run` is the settings fingerprint, `path` and
@@ -37,7 +38,7 @@ MANIFEST = "selfseg-run.json"
 LOG = "selfseg-outputs.jsonl"
 LOCK = ".selfseg-run.lock"
 MANIFEST_VERSION = 1
-_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+_TEMPORARY = re.compile(r"^\.(.+)\.[A-Za-z0-9_]{8}\.tmp$")
 
 # Settings that cannot change a result beyond float rounding: where models come from, how many images,
 # rows, boxes or tags share a call (results do not depend on their neighbours), where reply caches live.
@@ -100,10 +101,12 @@ def output_names(sources: Sequence[str]) -> dict[str, OutputName]:
     folded: dict[str, list[str]] = {}
     for key, stem in stems.items():
         folded.setdefault(stem.casefold(), []).append(key)
-    for group in folded.values():
-        if len(group) > 1:
+    # The run's manifest is no name for an input's JSON either (`selfseg-run.jpg`).
+    reserved = Path(MANIFEST).stem
+    for folded_stem, group in folded.items():
+        if len(group) > 1 or folded_stem == reserved:
             for key in group:
-                stems[key] += "-" + hashlib.blake2b(key.encode(), digest_size=4).hexdigest()
+                stems[key] += "-" + _digest(key)
     return {s: OutputName(key=k, stem=_fits(stems[k].removeprefix("./"), k)) for s, k in keys.items()}
 
 
@@ -112,21 +115,31 @@ def output_names(sources: Sequence[str]) -> dict[str, OutputName]:
 NAME_BYTES = 200
 
 
+def _bytes(name: str) -> bytes:
+    """A name as the file system stores it: a name that is not UTF-8 reaches Python with its bytes escaped
+    (`café` in Latin-1), and goes back to those bytes."""
+    return name.encode("utf-8", "surrogateescape")
+
+
+def _digest(key: str) -> str:
+    return hashlib.blake2b(_bytes(key), digest_size=4).hexdigest()
+
+
 def short_name(name: str, key: str) -> str:
-    """`name` itself, or, when longer than NAME_BYTES (UTF-8), cut there on a whole character with a digest of
-    `key` (what the name stands for) after it: an input whose name fits the file system must not get outputs
+    """`name` itself, or, when longer than NAME_BYTES, cut there on a whole character with a digest of `key`
+    (what the name stands for) after it: an input whose name fits the file system must not get outputs
     whose names do not."""
-    raw = name.encode("utf-8")
+    raw = _bytes(name)
     if len(raw) <= NAME_BYTES:
         return name
     cut = raw[: NAME_BYTES - 9].decode("utf-8", errors="ignore")
-    return f"{cut}-{hashlib.blake2b(key.encode(), digest_size=4).hexdigest()}"
+    return f"{cut}-{_digest(key)}"
 
 
 def _fits(stem: str, key: str) -> str:
     """The stem with its last part made a `short_name`."""
     p = PurePosixPath(stem)
-    return str(p.parent / short_name(p.name, key)) if len(p.name.encode("utf-8")) > NAME_BYTES else stem
+    return str(p.parent / short_name(p.name, key)) if len(_bytes(p.name)) > NAME_BYTES else stem
 
 
 def run_settings(config: Any, command: str) -> dict[str, Any]:
@@ -179,9 +192,11 @@ class RunFolder:
         self.settings = settings
         self.run = fingerprint(settings)
         self._lock_fd: int | None = None
+        self._manifest_due = False
 
     def start(self, resume: bool, fresh: bool) -> None:
-        """Check the folder against this run and write its manifest, before any work.
+        """Check the folder against this run, before any work; its manifest is written with the first
+        result, so a run that fails before any (a missing model) leaves the folder's run as it was.
 
         resume: keep earlier results, which must come from the same settings (else a ConfigError with the
         differences). fresh: delete every file an earlier run logged here first. Neither: results are
@@ -194,7 +209,8 @@ class RunFolder:
         old = self._manifest()
         if resume and old is not None and old.get("run") != self.run:
             changed = [d.removeprefix("config.") for d in differences(old.get("settings"), self.settings)] \
-                or ["the run manifest is unreadable"]
+                if isinstance(old.get("settings"), dict) else []
+            changed = changed or [f"its {MANIFEST} is unreadable"]
             shown = "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")
             raise ConfigError(f"{self.out}/ holds a run with other settings ({shown}); --resume only continues "
                               f"the same run: drop --resume to overwrite, or use --fresh to start over")
@@ -212,44 +228,59 @@ class RunFolder:
             (self.out / LOG).unlink(missing_ok=True)
         if (resume or fresh) and alone:
             self._drop_temporaries()
-        from .io import atomic_write
-
-        record = {"selfseg_run": MANIFEST_VERSION, "run": self.run, "settings": self.settings}
-        atomic_write(self.out / MANIFEST, lambda f: f.write(json.dumps(record, indent=1).encode("utf-8")))
+        self._manifest_due = old is None or old.get("run") != self.run
 
     def done(self, sources: Iterable[str], names: Mapping[str, OutputName]) -> set[str]:
         """Those of `sources` whose result from this very run is complete: the latest finished log entry for
-        that file (same resolved path, same size and modification time) is of this run's settings and under
-        this run's name for it (`names`: its key and output stem; with other inputs beside it an input can
-        be named otherwise, and its result then lies elsewhere), no later entry names its JSON file (another
-        input's run wrote there since), its JSON parses and carries the entry's key, and every file the
-        entry and the JSON name exists."""
+        that file (same resolved path, same size and modification time) under this run's output name for it
+        (`names`; with other inputs beside it an input can be named otherwise, and its result then lies
+        elsewhere) is of this run's settings, no later entry names its JSON file (another input's run wrote
+        there since), its JSON parses and carries the entry's key, and every file the entry and the JSON
+        name exists.
+
+        A result kept under another key (the same file, with inputs from another folder beside it now, so
+        that the inputs' common folder moved) gets this run's key, in its JSON and in the log, as a run of
+        these inputs would have written it."""
         log = read_log(self.out)
-        latest = {e["path"]: e for e in log if e.get("state") == "done" and "path" in e}
+        # Per file and JSON name: one file may be given under two names (a link), each with its own outputs.
+        latest = {(e["path"], e["json"]): e for e in log if e.get("state") == "done" and "path" in e}
         # The last entry to name each JSON file: an input's result stands only while no later run (of another
         # input named alike) has written over it.
         last_writer = {e.get("json"): e for e in log}
         finished = set()
         for src in sources:
-            ident = _identity(src)
-            entry = latest.get(ident[0]) if ident else None
+            ident, json_name = _identity(src), f"{names[src].stem}.json"
+            entry = latest.get((ident[0], json_name)) if ident else None
             if entry is None or entry.get("run") != self.run or entry.get("stat") != ident[1]:
                 continue
-            if last_writer.get(entry.get("json")) is not entry:
-                continue
-            if entry.get("key") != names[src].key or entry.get("json") != f"{names[src].stem}.json":
+            if last_writer.get(json_name) is not entry:
                 continue
             try:
-                js = self._inside(entry["json"])
+                js = self._inside(json_name)
                 record = json.loads(js.read_text(encoding="utf-8"))
                 if not (isinstance(record, dict) and record.get("key") == entry["key"]):
                     continue
-                named = [self._inside(rel) for rel in entry["files"]] + [js.parent / f for f in record.get("files", [])]
+                files = [self._inside(rel) for rel in entry["files"]]
+                named = files + [js.parent / f for f in record.get("files", [])]
             except (OSError, ValueError, TypeError, ConfigError):
                 continue
-            if all(p.is_file() for p in named):
-                finished.add(src)
+            if not all(p.is_file() for p in named):
+                continue
+            if entry["key"] != names[src].key:
+                try:
+                    self._rekey(js, record, names[src], src, files)
+                except OSError:
+                    continue  # left as it was: computed again
+            finished.add(src)
         return finished
+
+    def _rekey(self, js: Path, record: dict[str, Any], name: OutputName, source: str, files: list[Path]) -> None:
+        from .io import atomic_write
+
+        record["key"] = name.key
+        self.begin(name, source, files)
+        atomic_write(js, lambda f: f.write(json.dumps(record).encode("utf-8")))
+        self.record(name, source, files)
 
     def begin(self, name: OutputName, source: str, files: Sequence[Path]) -> None:
         """Log, before writing them, the files one input is about to get (JSON first): a run killed
@@ -262,6 +293,12 @@ class RunFolder:
 
     # ---------------------------------------------------------------------------------------- helpers
     def _append(self, name: OutputName, source: str, files: Sequence[Path], state: str) -> None:
+        if self._manifest_due:
+            from .io import atomic_write
+
+            record = {"selfseg_run": MANIFEST_VERSION, "run": self.run, "settings": self.settings}
+            atomic_write(self.out / MANIFEST, lambda f: f.write(json.dumps(record, indent=1).encode("utf-8")))
+            self._manifest_due = False
         # One `write` of one short line on a file opened for appending: concurrent runs never interleave
         # within a line. The leading newline ends a line a crash may have cut, so that it cannot swallow
         # this one; empty lines are skipped when read.
@@ -331,10 +368,25 @@ class RunFolder:
             self._lock_fd = None
 
     def _drop_temporaries(self) -> None:
-        for root, _, files in os.walk(self.out):
-            for f in files:
-                if _TEMPORARY.match(f):  # atomic_write's names (`.<name>.<8 chars>.tmp`); never read
-                    Path(root, f).unlink(missing_ok=True)
+        """Remove what atomic_write left of this folder's own files (`.<name>.<8 chars>.tmp` beside a file the
+        log names, or the manifest): nothing else under the folder is a selfseg run's to remove."""
+        ours: dict[Path, set[str]] = {self.out: {MANIFEST}}
+        for entry in read_log(self.out):
+            for rel in entry["files"]:
+                try:
+                    full = self._inside(rel)
+                except ConfigError:
+                    continue
+                ours.setdefault(full.parent, set()).add(full.name)
+        for folder, names in ours.items():
+            try:
+                found = os.listdir(folder)
+            except OSError:
+                continue
+            for f in found:
+                m = _TEMPORARY.match(f)
+                if m and m.group(1) in names:
+                    Path(folder, f).unlink(missing_ok=True)
 
 
 def _identity(source: str) -> tuple[str, list[int]] | None:

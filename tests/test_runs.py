@@ -106,17 +106,24 @@ def test_fresh_deletes_only_logged_files_inside_the_folder(tmp_path):
 def test_temporaries_are_cleaned_only_when_no_other_run_holds_the_folder(tmp_path):
     out = tmp_path / "o"
     first = RunFolder(out, {"config": {}})
-    first.start(resume=False, fresh=False)  # still working
-    tmp = out / ".x.json.ab12cd_9.tmp"
-    tmp.write_text("{")
-    mine = out / ".notes.txt.tmp"  # not a name selfseg's writes use
-    mine.write_text("user's")
+    first.start(resume=False, fresh=False)  # still working: about to write x.json in out/ and out/sub/
+    (out / "sub").mkdir()
+    first.begin(OutputName("x.png", "x"), str(tmp_path / "x.png"), [out / "x.json", out / "sub" / "x.json"])
+    tmp, tmp_sub = out / ".x.json.ab12cd_9.tmp", out / "sub" / ".x.json.zz12cd_9.tmp"
+    manifest_tmp = out / f".{MANIFEST}.q1w2e3r4.tmp"
+    for t in (tmp, tmp_sub, manifest_tmp):
+        t.write_text("{")
+    # not selfseg's to remove: a name its writes never use, and temporaries of files no log here names (the
+    # user's own, or another run's in a folder of its own inside this one)
+    mine = [out / ".notes.txt.tmp", out / ".draft.Q1w2E3r4.tmp", out / "sub" / ".y.json.ab12cd_9.tmp"]
+    for t in mine:
+        t.write_text("user's")
     second = RunFolder(out, {"config": {}})
     second.start(resume=True, fresh=False)
     assert tmp.exists()
     first.close(), second.close()
     RunFolder(out, {"config": {}}).start(resume=True, fresh=False)
-    assert not tmp.exists() and mine.exists()
+    assert not tmp.exists() and not tmp_sub.exists() and not manifest_tmp.exists() and all(t.exists() for t in mine)
 
 
 def test_settings_leave_out_what_cannot_change_a_result():
@@ -305,3 +312,119 @@ def test_an_unreadable_config_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(Path, "read_text", read_text)
     with pytest.raises(ConfigError, match=r"cfg.yaml: cannot read it \(Permission denied\)"):
         load_config(cfg)
+
+
+# ------------------------------------------------------------------ names and resumes a user runs into
+
+
+def test_a_file_name_that_is_not_utf8_is_an_input_like_any_other(six, tmp_path, capsys):
+    """A Latin-1 name reaches Python with its byte escaped; names are measured and hashed as its bytes."""
+    import os
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    latin1 = photos / os.fsdecode(b"caf\xe9.png")
+    shutil.copy(six[0], latin1)
+    shutil.copy(six[1], photos / "ok.png")
+    out = tmp_path / "out"
+    assert main(["tag", str(photos), "--config", SMOKE, "--out", str(out), "-q"]) == 0
+    assert {e["key"] for e in read_log(out)} == {latin1.name, "ok.png"}
+    assert (out / f"{latin1.stem}.json").is_file()
+    long_name = os.fsdecode(b"\xe9" * 240) + ".png"
+    stem = output_names([str(photos / long_name)])[str(photos / long_name)].stem
+    assert len(os.fsencode(stem)) <= 200
+    capsys.readouterr()
+    assert main(["tag", str(photos), "--config", SMOKE, "--out", str(out), "-q", "--resume"]) == 0
+    assert "resuming: 2 of 2" in capsys.readouterr().err
+
+
+def test_an_input_named_like_the_run_manifest_does_not_overwrite_it(six, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(six[0], photos / "selfseg-run.png")
+    stem = output_names([str(photos / "selfseg-run.png")])[str(photos / "selfseg-run.png")].stem
+    assert stem.startswith("selfseg-run-") and stem != "selfseg-run"
+    out = tmp_path / "out"
+    assert main(["tag", str(photos), "--config", SMOKE, "--out", str(out), "-q"]) == 0
+    assert "settings" in json.loads((out / MANIFEST).read_text())
+    capsys.readouterr()
+    assert main(["tag", str(photos), "--config", SMOKE, "--out", str(out), "-q", "--resume"]) == 0
+    assert "resuming: 1 of 1" in capsys.readouterr().err
+
+
+def test_a_run_that_writes_nothing_leaves_the_folder_to_the_run_before(tmp_path):
+    """A run that fails before its first result (a model that cannot load) must not take the folder over:
+    the earlier run still resumes."""
+    folder, src, out = _one_logged_output(tmp_path)
+    manifest = (out / MANIFEST).read_text()
+    other = RunFolder(out, {"config": {"a": 99}})
+    other.start(resume=False, fresh=False)
+    other.close()
+    assert (out / MANIFEST).read_text() == manifest
+    again = RunFolder(out, {"config": {"a": 1}})
+    again.start(resume=True, fresh=False)
+    assert again.done([str(src)], {str(src): OutputName("x.png", "x")}) == {str(src)}
+    # the first result of a run with other settings makes the folder that run's
+    other.start(resume=False, fresh=False)
+    other.record(OutputName("x.png", "x"), str(src), [out / "x.json", out / "x.png"])
+    assert json.loads((out / MANIFEST).read_text())["settings"] == {"config": {"a": 99}}
+
+
+def test_an_unreadable_manifest_is_named_as_such(tmp_path):
+    _, _, out = _one_logged_output(tmp_path)
+    (out / MANIFEST).write_text("{not json")
+    with pytest.raises(ConfigError, match=rf"holds a run with other settings \(its {MANIFEST} is unreadable\)"):
+        RunFolder(out, {"config": {"a": 1}}).start(resume=True, fresh=False)
+
+
+def test_one_file_under_two_names_has_two_results_and_both_resume(tmp_path):
+    folder, src, out = _one_logged_output(tmp_path)
+    link = src.parent / "y.png"
+    link.symlink_to(src.name)
+    (out / "y.json").write_text(json.dumps({"key": "y.png"}))
+    (out / "y.png").write_bytes(b"")
+    folder.record(OutputName("y.png", "y"), str(link), [out / "y.json", out / "y.png"])
+    named = {str(src): OutputName("x.png", "x"), str(link): OutputName("y.png", "y")}
+    assert folder.done([str(src), str(link)], named) == {str(src), str(link)}
+
+
+def test_adding_an_input_from_another_folder_keeps_the_earlier_results(six, tmp_path, capsys):
+    """The inputs' common folder moves, so the earlier inputs' keys change but not their output names: their
+    results are kept and carry the key a run of all the inputs gives them."""
+    ok, other = tmp_path / "ok", tmp_path / "other"
+    ok.mkdir(), other.mkdir()
+    for p in six[:2]:
+        shutil.copy(p, ok / p.name)
+    shutil.copy(six[2], other / "new.png")
+    out, whole = tmp_path / "out", tmp_path / "whole"
+    assert main(["tag", str(ok), "--config", SMOKE, "--out", str(out), "-q"]) == 0
+    capsys.readouterr()
+    assert main(["tag", str(ok), str(other / "new.png"), "--config", SMOKE, "--out", str(out), "-q",
+                 "--resume"]) == 0
+    assert "resuming: 2 of 3" in capsys.readouterr().err
+    assert main(["tag", str(ok), str(other / "new.png"), "--config", SMOKE, "--out", str(whole), "-q"]) == 0
+    got, want = _results(out), _results(whole)  # the log still holds the first run's entries too
+    assert {"ok/" + six[0].name, "other/new.png"} <= set(want) and {k: got[k] for k in want} == want
+
+
+def test_a_full_disk_stops_the_run_and_keeps_what_is_written(six, tmp_path, monkeypatch, capsys):
+    import errno
+
+    import selfseg.pipeline as pipeline
+
+    out = tmp_path / "out"
+    real, calls = pipeline.write_outputs, []
+
+    def write_outputs(item, *a, **k):
+        calls.append(item.source)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(item, *a, **k)
+
+    monkeypatch.setattr(pipeline, "write_outputs", write_outputs)
+    assert main(["tag", *map(str, six[:4]), "--config", SMOKE, "--out", str(out), "-q", "--batch-size", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "continue with --resume" in err and len(calls) == 2
+    monkeypatch.setattr(pipeline, "write_outputs", real)
+    assert main(["tag", *map(str, six[:4]), "--config", SMOKE, "--out", str(out), "-q", "--resume"]) == 0
+    assert "resuming: 1 of 4" in capsys.readouterr().err
