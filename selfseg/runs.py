@@ -125,6 +125,16 @@ def _digest(key: str) -> str:
     return hashlib.blake2b(_bytes(key), digest_size=4).hexdigest()
 
 
+def text_name(name: str) -> str:
+    """`name` itself where it is text; where it holds bytes that are not UTF-8, those bytes as "_" and a
+    digest of the name, so that files meant to be read as text (a dataset's annotations) can name it."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return f"{_bytes(name).decode('utf-8', 'replace').replace(chr(0xFFFD), '_')}-{_digest(name)}"
+
+
 def short_name(name: str, key: str) -> str:
     """`name` itself, or, when longer than NAME_BYTES, cut there on a whole character with a digest of `key`
     (what the name stands for) after it: an input whose name fits the file system must not get outputs

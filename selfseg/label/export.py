@@ -144,11 +144,22 @@ def _integer(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
+def _json_text(obj: Any) -> str:
+    """JSON with its text as written; a path that is not UTF-8 as \\udcXX escapes instead (valid JSON that
+    Python reads back to the very path)."""
+    text = json.dumps(obj, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return json.dumps(obj)
+
+
 def split_of(file_name: str, seed: int, val_fraction: float) -> str:
     """"train" or "val" for a file name: sha256 of f"{seed}:{name}" read as a number in [0, 1), val below
     val_fraction. Per name, not a shuffle, so adding images never moves one; a larger fraction only moves
     train images to val."""
-    digest = hashlib.sha256(f"{seed}:{file_name}".encode()).digest()
+    digest = hashlib.sha256(f"{seed}:{file_name}".encode("utf-8", "surrogateescape")).digest()
     return "val" if int.from_bytes(digest[:8], "big") / 2.0 ** 64 < val_fraction else "train"
 
 
@@ -552,9 +563,9 @@ class DatasetWriter:
     def _name(self, source: Path) -> str:
         """The source's file name, or name-2, name-3 ... when another image took its stem (labels and masks
         are named by stem, and file systems may fold case)."""
-        from ..runs import short_name
+        from ..runs import short_name, text_name
 
-        stem, suffix, k = short_name(source.stem, str(source)), source.suffix, 1
+        stem, suffix, k = short_name(text_name(source.stem), str(source)), text_name(source.suffix), 1
         if suffix.lower() not in TRAINABLE_SUFFIXES and self.config.images != "reference":
             suffix = ".png"  # a copy trainers and the folder dataset can read (see `_write_image`)
         while (stem if k == 1 else f"{stem}-{k}").casefold() in self._stems:
@@ -631,7 +642,7 @@ class DatasetWriter:
                 images.write(json.dumps({"id": image_id, "file_name": str(source) if reference else name,
                                          "width": frame.width, "height": frame.height}) + "\n")
                 anns.writelines(json.dumps(a) + "\n" for a in annotations)
-            self._records.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self._records.write(_json_text(record) + "\n")
             self._records.flush()
         except OSError as exc:
             raise DatasetError(f"{shown}: cannot write its labels under {self.out} ({exc.strerror or exc})") from None

@@ -180,7 +180,6 @@ def build_dataset(config: Any, sources: list[str], names: dict, out: Path, ontol
     listed (`.selfseg-build.json`), after checking that nothing else lies among them."""
     from tqdm import tqdm
 
-    from ..io import atomic_write
     from ..runs import RunFolder, run_settings
     from ..segment.result import Segmentation
     from .export import DatasetWriter
@@ -195,7 +194,7 @@ def build_dataset(config: Any, sources: list[str], names: dict, out: Path, ontol
     lines = [reasons.get(s) or f"{s}: no prediction (the run stopped before this image)"
              for s in sources if s not in done]
     if not kept:
-        atomic_write(out / FAILURES, lambda f: f.write("".join(f"{x}\n" for x in lines).encode("utf-8")))
+        _write_failures(out, lines)
         raise DatasetError(f"no image could be labelled: {len(lines)} failed (listed in {out / FAILURES})")
     builder = VocabularyBuilder(label, ontology=ontology)
     for s in tqdm(kept, unit="img", file=sys.stderr, leave=False, disable=quiet or None, desc="vocabulary"):
@@ -230,13 +229,21 @@ def build_dataset(config: Any, sources: list[str], names: dict, out: Path, ontol
             review.add(exported.record, image, masks)
         metadata["failed"] = writer.metadata["failed"] = len(lines)
     if not built:
-        atomic_write(out / FAILURES, lambda f: f.write("".join(f"{x}\n" for x in lines).encode("utf-8")))
+        _write_failures(out, lines)
         raise DatasetError(f"no image could be labelled: {len(lines)} failed (listed in {out / FAILURES})")
     review.close(vocabulary.names, title=f"selfseg dataset: {out.name}", metadata=metadata)
-    atomic_write(stage / FAILURES, lambda f: f.write("".join(f"{x}\n" for x in lines).encode("utf-8")))
+    _write_failures(stage, lines)
     _move_into_place(stage, out)
     return LabelSummary(out=out, images=len(sources), labelled=built, failed=lines,
                         classes=list(vocabulary.names), instances=instances)
+
+
+def _write_failures(folder: Path, lines: Sequence[str]) -> None:
+    """failures.txt: one line per image; a name that is not UTF-8 with its odd bytes escaped."""
+    from ..io import atomic_write
+
+    text = "".join(f"{x}\n" for x in lines).encode("utf-8", "backslashreplace")
+    atomic_write(folder / FAILURES, lambda f: f.write(text))
 
 
 def _labels(path: Path, label: Any) -> list[str]:

@@ -264,3 +264,34 @@ def test_an_image_that_fails_while_the_dataset_is_built_is_listed_and_the_rest_b
     assert "ADE_val_00000002.jpg" not in {Path(f).name for f in files}
     assert len(files) == 4  # 6 inputs: 1 unreadable, 1 failed in the build
     assert json.loads((out / "dataset.json").read_text())["metadata"]["failed"] == 2
+
+
+@pytest.mark.parametrize("images", ["copy", "reference"])
+def test_a_photo_whose_name_is_not_utf8_is_labelled_and_named_as_text(photos, tmp_path, images):
+    """Annotations are text: the dataset's copy is named with the odd bytes as "_" and a digest, and a path
+    kept in a JSON file reads back as the very path."""
+    from pycocotools.coco import COCO
+
+    from selfseg.label.run import label_images
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    odd = folder / os.fsdecode(b"caf\xe9.jpg")
+    shutil.copy(photos / "ADE_val_00000001.jpg", odd)
+    shutil.copy(photos / "mirrored_ADE_val_00000001.jpg", folder / "ok.jpg")
+    out = tmp_path / "ds"
+    from selfseg.config import load_config
+
+    overrides = [f"label.images={images}", "label.min_images=1"] + (
+        ["label.formats=[coco]"] if images == "reference" else [])
+    summary = label_images(load_config(SMOKE, overrides), [str(folder)], out, quiet=True)
+    assert summary.labelled == 2 and not summary.failed
+    records = [json.loads(line) for line in (out / "labels.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert {r["source"] for r in records} == {str(odd), str(folder / "ok.jpg")}
+    names = {i["file_name"] for f in (out / "annotations").glob("*.json") for i in COCO(str(f)).imgs.values()}
+    if images == "copy":
+        odd_name = next(n for n in names if n != "ok.jpg")
+        assert odd_name.startswith("caf_-") and odd_name.endswith(".jpg") and odd_name.isascii()
+        assert any((out / split / "images" / odd_name).is_file() for split in ("train", "val"))
+    else:
+        assert names == {str(odd), str(folder / "ok.jpg")}
