@@ -52,9 +52,10 @@ def _check_out(out: Path) -> None:
         raise ConfigError(f"--out {out}: exists and is not a folder")
     if not out.is_dir() or not any(out.iterdir()):
         return
-    from ..runs import MANIFEST
+    from ..runs import LOCK, MANIFEST
 
-    if not (out / PREDICTIONS / MANIFEST).is_file():
+    # A run's lock is there from its start, its manifest only from its first result.
+    if not any((out / PREDICTIONS / marker).is_file() for marker in (MANIFEST, LOCK)):
         raise ConfigError(f"--out {out}: holds files that no `selfseg label` run wrote; expected a missing or "
                           f"empty folder, or an earlier `selfseg label` output")
 
