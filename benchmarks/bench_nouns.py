@@ -8,7 +8,7 @@ continuations, read after BLIP's prompt "a picture of "). `--cycles C` feeds eac
 sampled captions repeat over BCC's cycles (a random-weight BLIP never repeats, so the GPU kit's nouns stage
 measures the unique case only). Printed per C: median milliseconds of the extractor and of the plain
 baseline (the same spaCy pipeline's `pipe` over the same texts, no WordNet and no rules), their ratio,
-and captions per second. One thread: spaCy's small pipeline runs on one core.
+and captions per second. spaCy's small pipeline tags on one core.
 """
 from __future__ import annotations
 
@@ -20,8 +20,6 @@ import statistics
 import sys
 import time
 from pathlib import Path
-
-import torch
 
 REPO = Path(__file__).resolve().parents[1]
 try:  # run from a checkout without `pip install -e .`: use the checkout's package
@@ -58,7 +56,6 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--cycles", default="1,5,20", help="times each caption is fed (comma-separated)")
     ap.add_argument("--json", help="write the figures here too")
     args = ap.parse_args(argv)
-    torch.set_num_threads(1)
     captions = _captions()
     extract = NounExtractor()
     nlp = load_spacy(extract.config.spacy_pipeline)
