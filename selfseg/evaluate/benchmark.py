@@ -100,15 +100,16 @@ class Dist:
 
 
 def prediction_fingerprint(config: Config) -> dict[str, Any]:
-    d = config.to_dict()
-    d.pop("name", None)
-    d.pop("label", None)  # how `selfseg label` builds a dataset: never what a prediction is
-    d["evaluation"] = {k: v for k, v in d["evaluation"].items() if k not in _EVAL_ONLY}
+    """What the predictions depend on: the settings `selfseg segment` counts for a run (result-neutral ones
+    such as batch sizes left out, an "auto" chat-model dtype as it resolves here, selfseg's version) and the
+    dataset the images come from."""
+    from ..runs import run_settings
+
+    d = run_settings(config, "segment")
+    ev = {k: v for k, v in config.to_dict()["evaluation"].items() if k not in _EVAL_ONLY}
     # Same image names under another root are other images: the resolved root is part of the identity.
-    d["evaluation"]["root"] = str(Path(config.evaluation.root).expanduser().resolve())
-    d.pop("model", None)
-    d["model"] = {k: v for k, v in config.to_dict()["model"].items() if k not in ("device", "cache_dir",
-                                                                                   "local_files_only")}
+    ev["root"] = str(Path(config.evaluation.root).expanduser().resolve())
+    d["config"]["evaluation"] = ev
     return d
 
 
@@ -116,8 +117,28 @@ def out_dir(config: Config, out: str | Path | None = None) -> Path:
     return Path(out or config.evaluation.out.replace("{name}", config.name))
 
 
+def _image_stat(path: Path) -> list[int] | None:
+    try:
+        st = path.stat()
+        return [st.st_size, st.st_mtime_ns]
+    except OSError:
+        return None
+
+
 def _done(pred_dir: Path, s: Sample) -> bool:
-    return (pred_dir / f"{s.id}.json").is_file() and (pred_dir / f"{s.id}_labels.png").is_file()
+    """A prediction counts when its JSON parses and was made from the image as it is now (size and
+    modification time), and its label map is a whole PNG; anything else is predicted again."""
+    from PIL import Image
+
+    try:
+        d = json.loads((pred_dir / f"{s.id}.json").read_text(encoding="utf-8"))
+        if not isinstance(d, dict) or d.get("image_stat") != _image_stat(s.image):
+            return False
+        with Image.open(pred_dir / f"{s.id}_labels.png") as im:
+            im.load()  # a PNG cut short by a kill fails here, not while scoring
+        return True
+    except (OSError, ValueError, SyntaxError):
+        return False
 
 
 def _prepare(run: Path, config: Config, fresh: bool) -> None:
@@ -127,6 +148,9 @@ def _prepare(run: Path, config: Config, fresh: bool) -> None:
     fp = prediction_fingerprint(config)
     if fresh and pred.exists():
         shutil.rmtree(pred)
+    if not meta.is_file() and pred.is_dir() and any(pred.glob("*.json")):
+        raise ConfigError(f"{run}/ holds predictions but no run.json saying which config made them; use --fresh "
+                          f"to discard them, or another --out")
     if meta.is_file() and pred.exists() and any(pred.iterdir()):
         try:
             old = json.loads(meta.read_text(encoding="utf-8")).get("predictions_from")
@@ -134,7 +158,7 @@ def _prepare(run: Path, config: Config, fresh: bool) -> None:
             raise ConfigError(f"{meta} is unreadable, so the predictions beside it cannot be trusted; use "
                               f"--fresh to discard them") from None
         if old != fp:
-            diff = _first_difference(old, fp)
+            diff = _first_difference(old, fp).removeprefix("config.")
             raise ConfigError(f"{run}/ holds predictions from a different config ({diff}); use --fresh to "
                               f"discard them, or another --out")
     pred.mkdir(parents=True, exist_ok=True)
@@ -189,7 +213,8 @@ def _predict(config: Config, dataset: Dataset, samples: list[Sample], pred_dir: 
                 item.result.timings["benchmark_seconds"] = each
                 # Annotations follow the file's stored pixels; the models saw the photo upright.
                 item.result.save(pred_dir, s.id, original_size=item.loaded.size,
-                                 exif_orientation=_exif_orientation(s.image))
+                                 exif_orientation=_exif_orientation(s.image),
+                                 extra={"image_stat": _image_stat(s.image)})
                 err.unlink(missing_ok=True)
             else:
                 failed += 1

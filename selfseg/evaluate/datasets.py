@@ -307,8 +307,12 @@ def _first_dir(candidates: list[Path]) -> Path | None:
 
 def _pair(images: Path, labels: Path, label_ext: str, image_exts=(".jpg",)) -> list[Sample]:
     """Images in a folder paired with same-stem label files; an image without one is an error."""
-    out, missing = [], []
+    out, missing, seen = [], [], {}
     for img in sorted(p for p in images.iterdir() if p.suffix.lower() in image_exts):
+        if img.stem in seen:  # both would pair with one label file, and their predictions share a name
+            raise DatasetError(f"{seen[img.stem].name} and {img.name} in {images} share the stem {img.stem!r}, "
+                               f"which names an image's label file and its prediction; expected one image per stem")
+        seen[img.stem] = img
         lab = labels / f"{img.stem}{label_ext}"
         (out.append(Sample(img.stem, img, lab)) if lab.is_file() else missing.append(lab))
     if missing:

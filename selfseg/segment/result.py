@@ -237,6 +237,9 @@ class Segmentation:
         one line for anything else: another schema, a missing field, a mask of the wrong size."""
         if not isinstance(d, dict):
             raise ValueError(f"expected a selfseg segmentation (a JSON object), got {type(d).__name__}")
+        if "tagger" in d and "segmenter" not in d:
+            raise ValueError("expected a selfseg segmentation, got a tag result (read it with "
+                             "selfseg.TagResult.from_json)")
         if d.get("schema", SCHEMA_VERSION) != SCHEMA_VERSION:
             raise ValueError(f"expected a selfseg segmentation with schema {SCHEMA_VERSION}, got {d.get('schema')!r}")
         try:
@@ -253,8 +256,10 @@ class Segmentation:
                 original_size=tuple(d["original_size"]) if d.get("original_size") else None,
                 prompts=dict(d.get("prompts", {})),
             )
-        except (KeyError, TypeError, AttributeError) as exc:  # AttributeError: an RLE whose counts is no string
-            raise ValueError(f"expected a selfseg segmentation, missing or malformed field {exc}") from None
+        except KeyError as exc:
+            raise ValueError(f"expected a selfseg segmentation, missing field {exc}") from None
+        except (TypeError, AttributeError) as exc:  # AttributeError: an RLE whose counts is no string
+            raise ValueError(f"expected a selfseg segmentation, malformed field ({exc})") from None
 
     @classmethod
     def from_json(cls, source: str | Path) -> Segmentation:

@@ -158,8 +158,23 @@ class TagResult:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TagResult:
+        """The TagResult a `to_dict` / `save` JSON describes; ValueError with one line for anything else."""
+        if not isinstance(d, dict):
+            raise ValueError(f"expected a selfseg tag result (a JSON object), got {type(d).__name__}")
+        if "segmenter" in d and "tagger" not in d:
+            raise ValueError("expected a selfseg tag result, got a segmentation (read it with "
+                             "selfseg.Segmentation.from_json; its tags are under 'tags')")
         if d.get("schema") != SCHEMA_VERSION:
             raise ValueError(f"expected a selfseg tag result with schema {SCHEMA_VERSION}, got {d.get('schema')!r}")
+        try:
+            return cls._from_fields(d)
+        except KeyError as exc:
+            raise ValueError(f"expected a selfseg tag result, missing field {exc}") from None
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"expected a selfseg tag result, malformed field ({exc})") from None
+
+    @classmethod
+    def _from_fields(cls, d: dict[str, Any]) -> TagResult:
         grid = None if d["cluster_grid"] is None else np.asarray(d["cluster_grid"], dtype=np.int64)
         inter = None
         if d.get("intermediates"):
@@ -179,7 +194,7 @@ class TagResult:
             nouns=[NounSupport(**n) for n in d["nouns"]], clusters=[ClusterCaptions(**c) for c in d["clusters"]],
             cycles_run=d["cycles_run"], cluster_grid=grid, intermediates=inter, timings=d["timings"],
             batch_size=d["batch_size"], meaningless=d["meaningless"], notes=d.get("notes", []),
-            replies=d.get("replies", []), parts={k: cls.from_dict(v) for k, v in d.get("parts", {}).items()},
+            replies=d.get("replies", []), parts={k: cls._from_fields(v) for k, v in d.get("parts", {}).items()},
         )
 
     @classmethod

@@ -263,6 +263,46 @@ def test_predictions_from_another_config_are_refused(voc_root, baseline, tmp_pat
     assert report.extra["images_run_now"] == 0 and report.semseg.convention == "mmseg"
 
 
+def test_settings_that_cannot_change_a_prediction_keep_the_predictions(voc_root, baseline, tmp_path):
+    """The batch size a run ran out of memory with, boxes per call, the device: as for `selfseg segment`."""
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(baseline, out)
+    report = run_benchmark(_config(voc_root, "run.batch_size=1", "segment.grounded_sam2.boxes_per_call=1",
+                                   "model.device=cpu"), out=out, quiet=True)
+    assert report.extra["images_run_now"] == 0 and _scores(out) == _scores(baseline)
+
+
+def test_a_damaged_or_stale_prediction_is_predicted_again(voc_root, baseline, tmp_path):
+    """A cut JSON, a cut label PNG, or a photo replaced since: each such image is run again (the others are
+    kept), and the numbers are those of a run that never saw the damage."""
+    import shutil
+
+    root, out = tmp_path / "VOC2012", tmp_path / "run"
+    shutil.copytree(voc_root, root)
+    report = run_benchmark(_config(root), out=out, quiet=True)
+    assert report.extra["images_run_now"] == 5 and _scores(out) == _scores(baseline)
+    pred = out / "predictions"
+    (pred / "2007_000001.json").write_text((pred / "2007_000001.json").read_text()[:50])
+    labels = (pred / "2007_000002_labels.png").read_bytes()
+    (pred / "2007_000002_labels.png").write_bytes(labels[: len(labels) // 2])
+    photo = root / "JPEGImages" / "2007_000003.jpg"
+    os.utime(photo, ns=(photo.stat().st_atime_ns, photo.stat().st_mtime_ns + 10**9))
+    report = run_benchmark(_config(root), out=out, quiet=True)
+    assert report.extra["images_run_now"] == 3 and report.failed == [] and _scores(out) == _scores(baseline)
+
+
+def test_predictions_without_the_run_json_that_made_them_are_refused(voc_root, baseline, tmp_path):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(baseline, out)
+    (out / "run.json").unlink()
+    with pytest.raises(ConfigError, match="no run.json saying which config made them; use --fresh"):
+        run_benchmark(_config(voc_root, "captioning.cycles=3"), out=out, quiet=True)
+
+
 def test_llm_mapper_benchmark_caches_replies(voc_root, baseline, tmp_path):
     import shutil
 

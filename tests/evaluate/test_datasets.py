@@ -434,6 +434,14 @@ def test_folder_dataset(tmp_path):
     np.testing.assert_array_equal(ds.read_label(ds.sample("a")), [[2, 2, IGNORE, 0]])
 
 
+def test_folder_dataset_images_sharing_a_stem_are_refused(tmp_path):
+    """x.jpg and x.png would pair with one mask and write one prediction: scored twice, predicted once."""
+    root = make_folder(tmp_path / "ds", {"x": [[0, 1]]}, image_ext=".jpg")
+    make_folder(tmp_path / "ds", {"x": [[0, 1]]}, image_ext=".png")
+    with pytest.raises(DatasetError, match=r"x\.jpg and x\.png in .* share the stem 'x'"):
+        load_dataset("folder", root)
+
+
 def test_folder_dataset_split_subfolder_jpg_and_classes_override(tmp_path):
     root = tmp_path / "ds"
     make_folder(root / "val", {"x": [[0, 1]]}, image_ext=".jpg")

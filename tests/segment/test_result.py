@@ -101,9 +101,25 @@ def test_a_saved_segmentation_reads_back_equal(tmp_path, smoke_seg, ade_images):
 
 @pytest.mark.parametrize("d, message", [
     ({"schema": 2}, "schema 1, got 2"),
-    ({"schema": 1, "image_size": [4, 4]}, "missing or malformed field 'instances'"),
+    ({"schema": 1, "image_size": [4, 4]}, "missing field 'instances'"),
     ([], "a JSON object"),
+    ({"schema": 1, "image_size": [4, 4], "instances": [{"mask_rle": {"size": [4, 4], "counts": 7}}]},
+     r"malformed field \("),
+    ({"schema": 1, "tagger": "bcc", "cluster_grid": None}, "got a tag result"),
 ])
 def test_what_is_not_a_segmentation_is_one_value_error(d, message):
     with pytest.raises(ValueError, match=message):
         Segmentation.from_dict(d)
+
+
+@pytest.mark.parametrize("d, message", [
+    ({"schema": 1, "segmenter": "clipseg", "instances": []}, "got a segmentation"),
+    ({"schema": 1, "tagger": "bcc"}, "missing field 'cluster_grid'"),
+    ({"schema": 1, "tagger": "bcc", "cluster_grid": None, "source": "x", "image_size": 5}, "malformed field"),
+    ("text", "a JSON object"),
+])
+def test_what_is_not_a_tag_result_is_one_value_error(d, message):
+    from selfseg.tag.result import TagResult
+
+    with pytest.raises(ValueError, match=message):
+        TagResult.from_dict(d)
