@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import re
 import sys
 from collections.abc import Iterator, Sequence
@@ -53,8 +54,6 @@ def _output_overwrites_input(sources: Sequence[str], names: dict, out: Path, seg
     """A message when an output file this run would write is one of its inputs (`tag photos/x.png --out
     photos` would replace the photo with its cluster map), else None. Checked before any work, by file
     identity (device and inode), so that `X.png` for the input `X.PNG` is caught on a case-insensitive disk."""
-    import os
-
     inputs = {}
     for s in sources:
         try:
@@ -96,7 +95,7 @@ def _run_images(ns: argparse.Namespace, segment: bool) -> int:
     if not sources:
         print("selfseg: error: no input images given", file=sys.stderr)
         return 2
-    if uses_tiny(seg.config, segment=segment):
+    if uses_tiny(seg.config, segment=segment) and os.environ.get("RANK", "0") == "0":  # once under torchrun
         print("NOTE: this config uses tiny random-init models built in code (no download); the outputs "
               "below are meaningless and only show that everything runs.")
     out = Path(ns.out)
@@ -106,6 +105,11 @@ def _run_images(ns: argparse.Namespace, segment: bool) -> int:
         print(f"selfseg: error: {clash}", file=sys.stderr)
         return 2
     folder = RunFolder(out, run_settings(seg.config, "segment" if segment else "tag"))
+    from .evaluate.benchmark import Dist
+
+    dist = Dist.from_env()
+    if dist.active:
+        return _run_sharded(ns, seg, sources, names, folder, out, segment, dist)
     folder.start(resume=ns.resume, fresh=ns.fresh)
     try:
         return _run_todo(ns, seg, sources, names, folder, out, segment)
@@ -113,13 +117,54 @@ def _run_images(ns: argparse.Namespace, segment: bool) -> int:
         folder.close()
 
 
+def _run_sharded(ns: argparse.Namespace, seg, sources: list[str], names: dict, folder, out: Path, segment: bool,
+                 dist) -> int:
+    """Under torchrun: rank r takes batches r, r + N, ... on its own device; rank 0 checks the folder first
+    and reports the whole run. Every rank expanded the same inputs the same way."""
+    from .errors import ConfigError
+
+    dist.init(seg.config)  # each rank's own GPU before any model loads
+    problem = None
+    if dist.rank == 0:
+        try:
+            folder.start(resume=ns.resume, fresh=ns.fresh)
+        except ConfigError as exc:
+            problem = str(exc)
+    problem = next((p for p in dist.gather(problem) if p), None)  # also: the folder is ready for every rank
+    if problem:
+        dist.close()
+        if dist.rank == 0:
+            print(f"selfseg: error: {problem}", file=sys.stderr)
+        return 2
+    if dist.rank != 0:
+        folder.join()
+    size = ns.batch_size or seg.config.run.batch_size
+    batches = [sources[i : i + size] for i in range(0, len(sources), size)]
+    mine = [s for k, b in enumerate(batches) if k % dist.world == dist.rank for s in b]
+    finished = False
+    try:
+        code = _run_todo(ns, seg, mine, names, folder, out, segment, shard=f"rank {dist.rank}/{dist.world}: ")
+        codes = dist.gather(code)
+        finished = True
+    finally:
+        folder.close()
+        dist.close(together=finished)
+    if dist.rank == 0:
+        verb = "segmented" if segment else "tagged"
+        print(f"all ranks: {verb} with exit codes {codes}; outputs in {out}/", file=sys.stderr)
+        return max(codes)
+    return 0
+
+
 # Write failures of the output folder itself rather than of one image's files.
 _FOLDER_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
 
 
-def _run_todo(ns: argparse.Namespace, seg, sources: list[str], names: dict, folder, out: Path, segment: bool) -> int:
+def _run_todo(ns: argparse.Namespace, seg, sources: list[str], names: dict, folder, out: Path, segment: bool,
+              shard: str = "") -> int:
     """The work of `_run_images` once the output folder is checked: each input's files are logged as about
-    to be written, written (JSON last), then logged as done."""
+    to be written, written (JSON last), then logged as done. `shard` starts the summary lines of one
+    torchrun rank's share."""
     from tqdm import tqdm
 
     from .pipeline import write_outputs
@@ -127,8 +172,8 @@ def _run_todo(ns: argparse.Namespace, seg, sources: list[str], names: dict, fold
     done = folder.done(sources, names) if ns.resume else set()
     todo = [s for s in sources if s not in done]
     if len(todo) < len(sources):
-        print(f"resuming: {len(sources) - len(todo)} of {len(sources)} images already have results in {out}/",
-              file=sys.stderr)
+        print(f"{shard}resuming: {len(sources) - len(todo)} of {len(sources)} images already have results in "
+              f"{out}/", file=sys.stderr)
     failed = 0
     # Progress on stderr (images done, rate, ETA); per-image lines go through tqdm.write so they stay readable.
     bar = tqdm(total=len(todo), unit="img", file=sys.stderr, disable=ns.quiet or None, leave=False)
@@ -168,7 +213,7 @@ def _run_todo(ns: argparse.Namespace, seg, sources: list[str], names: dict, fold
     verb = "segmented" if segment else "tagged"
     written = len(todo) - failed
     where_ = f"; outputs in {out}/" if written or len(todo) < len(sources) else "; nothing written"
-    print(f"{len(sources) - failed}/{len(sources)} images {verb}{where_}", file=sys.stderr)
+    print(f"{shard}{len(sources) - failed}/{len(sources)} images {verb}{where_}", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -374,8 +419,6 @@ def _score_coco(ns: argparse.Namespace, pred: Path) -> PanopticScores | Instance
 def _unwritable_file(path: Path) -> str | None:
     """Why a file could not be written at `path` (its folder created as needed), or None. Decided from the
     existing part of the path alone: nothing is created."""
-    import os
-
     if path.is_dir():
         return "it is a folder; expected a file name"
     parent = path.parent

@@ -240,6 +240,19 @@ class RunFolder:
             self._drop_temporaries()
         self._manifest_due = old is None or old.get("run") != self.run
 
+    def join(self) -> None:
+        """Work in a folder another process of this run has `start`ed (a torchrun rank): hold the shared lock,
+        and write the manifest with a first result as `start` would."""
+        try:
+            import fcntl
+
+            self._lock_fd = os.open(self.out / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
+        except (ImportError, OSError):  # no file locks here, or no lock file: work without, as `start` does
+            pass
+        old = self._manifest()
+        self._manifest_due = old is None or old.get("run") != self.run
+
     def done(self, sources: Iterable[str], names: Mapping[str, OutputName]) -> set[str]:
         """Those of `sources` whose result from this very run is complete: the latest finished log entry for
         that file (same resolved path, same size and modification time) under this run's output name for it

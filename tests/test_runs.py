@@ -428,3 +428,30 @@ def test_a_full_disk_stops_the_run_and_keeps_what_is_written(six, tmp_path, monk
     monkeypatch.setattr(pipeline, "write_outputs", real)
     assert main(["tag", *map(str, six[:4]), "--config", SMOKE, "--out", str(out), "-q", "--resume"]) == 0
     assert "resuming: 1 of 4" in capsys.readouterr().err
+
+
+def test_two_torchrun_processes_write_what_one_process_writes(six, tmp_path):
+    """Under torchrun each rank takes every N-th batch on its own device; the folder ends as one process
+    leaves it, and a resumed sharded run finds every result. One thread per process, in both (float sums,
+    hence scores, can differ in the last bits between thread counts)."""
+    import os
+    import subprocess
+    import sys
+
+    def segment(launcher, out):
+        return subprocess.run([sys.executable, *launcher, "-m", "selfseg", "segment", *map(str, six), "--config",
+                               SMOKE, "--out", str(out), "-q", "--batch-size", "2"], capture_output=True, text=True,
+                              timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+
+    assert segment([], tmp_path / "one").returncode == 0
+    torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    r = segment(torchrun, tmp_path / "dist")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "rank 0/2: 4/4 images segmented" in r.stderr and "rank 1/2: 2/2 images segmented" in r.stderr
+    assert r.stdout.count("NOTE: this config uses tiny") == 1
+    want = _results(tmp_path / "one")
+    assert len({json.dumps(j["instances"]) for j, _ in want.values()}) == 6  # six photos, six results
+    assert _results(tmp_path / "dist") == want
+    r = subprocess.run([sys.executable, *torchrun, "-m", "selfseg", "segment", *map(str, six), "--config", SMOKE,
+                        "--out", str(tmp_path / "dist"), "-q", "--resume"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "rank 0/2: resuming: 4 of 4" in r.stderr and "rank 1/2: resuming: 2 of 2" in r.stderr

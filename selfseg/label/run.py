@@ -135,7 +135,9 @@ def _predict(config: Any, sources: list[str], names: dict, pred: Path, dist: Any
     folder = RunFolder(pred, run_settings(config, "segment"))
     if dist.rank == 0:
         folder.start(resume=resume, fresh=fresh)
-    dist.gather(None)  # the folder and its manifest exist before any rank writes into it
+    dist.gather(None)  # the folder exists, checked, before any rank writes into it
+    if dist.rank != 0:
+        folder.join()
     size = config.run.batch_size
     batches = [sources[i: i + size] for i in range(0, len(sources), size)]
     mine = [s for k, b in enumerate(batches) if k % dist.world == dist.rank for s in b]
