@@ -77,37 +77,26 @@ def _output_overwrites_input(sources: Sequence[str], names: dict, out: Path, seg
 def _run_images(ns: argparse.Namespace, segment: bool) -> int:
     """`tag` and `segment`: expand inputs, skip finished ones (--resume), run in batches, write each
     result as it arrives, one line per image or failure, progress on stderr."""
-    from .config import uses_tiny
-    from .io import expand_inputs
+    from .evaluate.benchmark import Dist
     from .pipeline import SelfSeg
-    from .runs import LOG, RunFolder, output_names, own_outputs, run_settings
+    from .runs import RunFolder, output_names, run_settings
 
     inputs, overrides = _split_overrides(ns.inputs)
     seg = SelfSeg.from_config(_resolve_config(ns.config), overrides + (ns.set or []))
-    expanded = list(dict.fromkeys(expand_inputs(inputs)))  # a path given twice is one input
-    # A folder or glob never yields what selfseg wrote there (logged in an outputs log); a file named
-    # on the command line is taken as given.
-    skipped = own_outputs(s for s in expanded if s not in inputs)
-    sources = [s for s in expanded if s not in skipped]
-    if skipped:
-        print(f"note: {len(skipped)} file(s) that selfseg wrote (named in a {LOG}) are not taken as inputs",
-              file=sys.stderr)
-    if not sources:
-        print("selfseg: error: no input images given", file=sys.stderr)
-        return 2
-    if uses_tiny(seg.config, segment=segment) and os.environ.get("RANK", "0") == "0":  # once under torchrun
-        print("NOTE: this config uses tiny random-init models built in code (no download); the outputs "
-              "below are meaningless and only show that everything runs.")
     out = Path(ns.out)
-    names = output_names(sources)
-    clash = _output_overwrites_input(sources, names, out, segment)
-    if clash:
-        print(f"selfseg: error: {clash}", file=sys.stderr)
-        return 2
-    folder = RunFolder(out, run_settings(seg.config, "segment" if segment else "tag"))
-    from .evaluate.benchmark import Dist
-
     dist = Dist.from_env()
+    # Under torchrun, rank 0 alone reads the inputs (a folder can change while ranks start) and shares them.
+    dist.init(seg.config)  # each rank's own GPU before any model loads
+    problem, sources = _checked_inputs(inputs, seg, out, segment) if dist.rank == 0 else (None, [])
+    if dist.active:
+        problem, sources = dist.gather((problem, sources))[0]
+    if problem:
+        dist.close()
+        if dist.rank == 0:
+            print(f"selfseg: error: {problem}", file=sys.stderr)
+        return 2
+    names = output_names(sources)
+    folder = RunFolder(out, run_settings(seg.config, "segment" if segment else "tag"))
     if dist.active:
         return _run_sharded(ns, seg, sources, names, folder, out, segment, dist)
     folder.start(resume=ns.resume, fresh=ns.fresh)
@@ -117,13 +106,34 @@ def _run_images(ns: argparse.Namespace, segment: bool) -> int:
         folder.close()
 
 
+def _checked_inputs(inputs: list[str], seg, out: Path, segment: bool) -> tuple[str | None, list[str]]:
+    """The inputs expanded (a path given twice is one input; a folder or glob never yields what selfseg
+    wrote there, logged in an outputs log; a file named on the command line is taken as given), or what
+    stops the run before any work."""
+    from .config import uses_tiny
+    from .io import expand_inputs
+    from .runs import LOG, output_names, own_outputs
+
+    expanded = list(dict.fromkeys(expand_inputs(inputs)))
+    skipped = own_outputs(s for s in expanded if s not in inputs)
+    sources = [s for s in expanded if s not in skipped]
+    if skipped:
+        print(f"note: {len(skipped)} file(s) that selfseg wrote (named in a {LOG}) are not taken as inputs",
+              file=sys.stderr)
+    if not sources:
+        return "no input images given", []
+    if uses_tiny(seg.config, segment=segment):
+        print("NOTE: this config uses tiny random-init models built in code (no download); the outputs "
+              "below are meaningless and only show that everything runs.")
+    return _output_overwrites_input(sources, output_names(sources), out, segment), sources
+
+
 def _run_sharded(ns: argparse.Namespace, seg, sources: list[str], names: dict, folder, out: Path, segment: bool,
                  dist) -> int:
     """Under torchrun: rank r takes batches r, r + N, ... on its own device; rank 0 checks the folder first
-    and reports the whole run. Every rank expanded the same inputs the same way."""
+    and reports the whole run."""
     from .errors import ConfigError
 
-    dist.init(seg.config)  # each rank's own GPU before any model loads
     problem = None
     if dist.rank == 0:
         try:
@@ -143,7 +153,8 @@ def _run_sharded(ns: argparse.Namespace, seg, sources: list[str], names: dict, f
     mine = [s for k, b in enumerate(batches) if k % dist.world == dist.rank for s in b]
     finished = False
     try:
-        code = _run_todo(ns, seg, mine, names, folder, out, segment, shard=f"rank {dist.rank}/{dist.world}: ")
+        code = _run_todo(ns, seg, mine, names, folder, out, segment, shard=f"rank {dist.rank}/{dist.world}: ",
+                         progress=dist.rank == 0)
         codes = dist.gather(code)
         finished = True
     finally:
@@ -161,10 +172,10 @@ _FOLDER_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
 
 
 def _run_todo(ns: argparse.Namespace, seg, sources: list[str], names: dict, folder, out: Path, segment: bool,
-              shard: str = "") -> int:
+              shard: str = "", progress: bool = True) -> int:
     """The work of `_run_images` once the output folder is checked: each input's files are logged as about
     to be written, written (JSON last), then logged as done. `shard` starts the summary lines of one
-    torchrun rank's share."""
+    torchrun rank's share; `progress`: whether this process draws the progress bar."""
     from tqdm import tqdm
 
     from .pipeline import write_outputs
@@ -176,7 +187,8 @@ def _run_todo(ns: argparse.Namespace, seg, sources: list[str], names: dict, fold
               f"{out}/", file=sys.stderr)
     failed = 0
     # Progress on stderr (images done, rate, ETA); per-image lines go through tqdm.write so they stay readable.
-    bar = tqdm(total=len(todo), unit="img", file=sys.stderr, disable=ns.quiet or None, leave=False)
+    bar = tqdm(total=len(todo), unit="img", file=sys.stderr, disable=ns.quiet or not progress or None,
+               leave=False)
     items = seg.segment_many(todo, ns.batch_size) if segment else seg.tag_many(todo, ns.batch_size)
     for item in items:
         bar.update(1)
@@ -198,7 +210,7 @@ def _run_todo(ns: argparse.Namespace, seg, sources: list[str], names: dict, fold
         except OSError as exc:
             if exc.errno in _FOLDER_FULL:  # every later image would fail the same way: stop, keep what is done
                 bar.close()
-                print(f"selfseg: error: cannot write in {where}/ ({exc.strerror}); the results written so far "
+                print(f"selfseg: error: {shard}cannot write in {where}/ ({exc.strerror}); the results written so far "
                       f"are kept: make room and continue with --resume", file=sys.stderr)
                 return 1
             failed += 1

@@ -263,7 +263,8 @@ class RunFolder:
 
         A result kept under another key (the same file, with inputs from another folder beside it now, so
         that the inputs' common folder moved) gets this run's key, in its JSON and in the log, as a run of
-        these inputs would have written it."""
+        these inputs would have written it; while another run works in the folder it is computed again
+        instead."""
         log = read_log(self.out)
         # Per file and JSON name: one file may be given under two names (a link), each with its own outputs.
         latest = {(e["path"], e["json"]): e for e in log if e.get("state") == "done" and "path" in e}
@@ -290,6 +291,9 @@ class RunFolder:
             if not all(p.is_file() for p in named):
                 continue
             if entry["key"] != names[src].key:
+                # Rewriting the JSON while another run may write it could put an old copy over its result.
+                if not self._alone():
+                    continue  # computed again
                 try:
                     self._rekey(js, record, names[src], src, files)
                 except OSError:
@@ -367,21 +371,38 @@ class RunFolder:
             pass
 
     def _lock(self) -> bool:
-        """Hold a shared lock on the folder for this run; True when no other run held it at the start."""
-        try:
-            import fcntl
-        except ImportError:  # no file locks here: assume alone, as runs on one folder are rare
-            return True
+        """Hold a shared lock on the folder for this run; True when no other run held it at the start. The
+        lock file is made even where the system has no file locks: it marks the folder as a run's."""
         try:
             self._lock_fd = os.open(self.out / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError:
             return False
+        try:
+            import fcntl
+        except ImportError:  # no file locks here: assume alone, as runs on one folder are rare
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            return True
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             alone = True
         except OSError:
             alone = False
         fcntl.flock(self._lock_fd, fcntl.LOCK_SH)  # from exclusive to shared: other runs may join now
+        return alone
+
+    def _alone(self) -> bool:
+        """Whether no other run works in the folder now (this run keeps its shared lock either way)."""
+        if self._lock_fd is None:
+            return True
+        import fcntl
+
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            alone = True
+        except OSError:
+            alone = False
+        fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
         return alone
 
     def close(self) -> None:

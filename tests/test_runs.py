@@ -370,6 +370,29 @@ def test_a_run_that_writes_nothing_leaves_the_folder_to_the_run_before(tmp_path)
     assert json.loads((out / MANIFEST).read_text())["settings"] == {"config": {"a": 99}}
 
 
+def test_a_key_is_rewritten_only_while_no_other_run_works_in_the_folder(tmp_path):
+    """Re-keying rewrites the JSON; another run in the folder may be writing it: then the input is redone."""
+    folder, src, out = _one_logged_output(tmp_path)
+    moved = {str(src): OutputName("in/x.png", "x")}  # same output name, another key
+    other = RunFolder(out, {"config": {"a": 1}})
+    other.start(resume=True, fresh=False)  # still working
+    mine = RunFolder(out, {"config": {"a": 1}})
+    mine.start(resume=True, fresh=False)
+    assert mine.done([str(src)], moved) == set() and json.loads((out / "x.json").read_text())["key"] == "x.png"
+    other.close(), folder.close()
+    assert mine.done([str(src)], moved) == {str(src)} and json.loads((out / "x.json").read_text())["key"] == "in/x.png"
+
+
+def test_the_lock_file_marks_the_folder_where_there_are_no_file_locks(tmp_path, monkeypatch):
+    import sys
+
+    from selfseg.runs import LOCK
+
+    monkeypatch.setitem(sys.modules, "fcntl", None)  # as on Windows
+    RunFolder(tmp_path / "o", {"config": {}}).start(resume=False, fresh=False)
+    assert (tmp_path / "o" / LOCK).is_file()
+
+
 def test_an_unreadable_manifest_is_named_as_such(tmp_path):
     _, _, out = _one_logged_output(tmp_path)
     (out / MANIFEST).write_text("{not json")

@@ -146,8 +146,11 @@ def _prepare(run: Path, config: Config, fresh: bool) -> None:
     pred = run / "predictions"
     meta = run / "run.json"
     fp = prediction_fingerprint(config)
-    if fresh and pred.exists():
-        shutil.rmtree(pred)
+    if fresh:
+        if pred.exists():
+            shutil.rmtree(pred)
+        for old_result in ("results.json", "results.md"):  # of predictions that are gone
+            (run / old_result).unlink(missing_ok=True)
     if not meta.is_file() and pred.is_dir() and any(pred.glob("*.json")):
         raise ConfigError(f"{run}/ holds predictions but no run.json saying which config made them; use --fresh "
                           f"to discard them, or another --out")
@@ -157,6 +160,9 @@ def _prepare(run: Path, config: Config, fresh: bool) -> None:
         except (OSError, ValueError, AttributeError):
             raise ConfigError(f"{meta} is unreadable, so the predictions beside it cannot be trusted; use "
                               f"--fresh to discard them") from None
+        if isinstance(old, dict) and "config" not in old:  # the layout before run.json held `segment`'s settings
+            raise ConfigError(f"{meta} is from an earlier selfseg, which recorded settings otherwise, so the "
+                              f"predictions beside it cannot be checked; use --fresh to make them again")
         if old != fp:
             diff = _first_difference(old, fp).removeprefix("config.")
             raise ConfigError(f"{run}/ holds predictions from a different config ({diff}); use --fresh to "
@@ -218,7 +224,10 @@ def _predict(config: Config, dataset: Dataset, samples: list[Sample], pred_dir: 
                 err.unlink(missing_ok=True)
             else:
                 failed += 1
-                atomic_write(err, lambda f, e=item.error: f.write(e.encode("utf-8")))
+                # A prediction of the image as it was must not be scored for the image that failed now.
+                for stale in (pred_dir / f"{s.id}.json", pred_dir / f"{s.id}_labels.png"):
+                    stale.unlink(missing_ok=True)
+                atomic_write(err, lambda f, e=item.error: f.write(e.encode("utf-8", "backslashreplace")))
                 tqdm.write(f"error: {item.error}", file=sys.stderr)
             ran += 1
         bar.update(len(batch))

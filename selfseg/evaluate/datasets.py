@@ -9,7 +9,7 @@ Prediction files for `selfseg evaluate` use the same indices, with the dataset's
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -305,14 +305,22 @@ def _first_dir(candidates: list[Path]) -> Path | None:
     return next((c for c in candidates if c.is_dir()), None)
 
 
-def _pair(images: Path, labels: Path, label_ext: str, image_exts=(".jpg",)) -> list[Sample]:
-    """Images in a folder paired with same-stem label files; an image without one is an error."""
-    out, missing, seen = [], [], {}
-    for img in sorted(p for p in images.iterdir() if p.suffix.lower() in image_exts):
-        if img.stem in seen:  # both would pair with one label file, and their predictions share a name
-            raise DatasetError(f"{seen[img.stem].name} and {img.name} in {images} share the stem {img.stem!r}, "
+def _one_per_stem(images: Iterable[Path]) -> list[Path]:
+    """The images in name order; two of one stem (x.jpg, x.png) are refused: both would pair with one label
+    file, and their predictions would share a name."""
+    seen: dict[str, Path] = {}
+    for img in sorted(images):
+        if img.stem in seen:
+            raise DatasetError(f"{seen[img.stem].name} and {img.name} in {img.parent} share the stem {img.stem!r}, "
                                f"which names an image's label file and its prediction; expected one image per stem")
         seen[img.stem] = img
+    return list(seen.values())
+
+
+def _pair(images: Path, labels: Path, label_ext: str, image_exts=(".jpg",)) -> list[Sample]:
+    """Images in a folder paired with same-stem label files; an image without one is an error."""
+    out, missing = [], []
+    for img in _one_per_stem(p for p in images.iterdir() if p.suffix.lower() in image_exts):
         lab = labels / f"{img.stem}{label_ext}"
         (out.append(Sample(img.stem, img, lab)) if lab.is_file() else missing.append(lab))
     if missing:
@@ -670,7 +678,8 @@ def _coco_stuff_finder(title: str, suffixes: tuple[str, ...], layout: str) -> Ca
 
 def _pair_coco_stuff(title: str, images: Path, labels: Path, suffixes: tuple[str, ...]) -> list[Sample]:
     out, missing = [], []
-    for img in sorted(p for p in images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png") and p.is_file()):
+    for img in _one_per_stem(p for p in images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")
+                             and p.is_file()):
         lab = next((p for p in (labels / f"{img.stem}{x}" for x in suffixes) if p.is_file()), None)
         (out.append(Sample(img.stem, img, lab)) if lab is not None else missing.append(img.name))
     if missing:

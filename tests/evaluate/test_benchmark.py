@@ -291,6 +291,11 @@ def test_a_damaged_or_stale_prediction_is_predicted_again(voc_root, baseline, tm
     os.utime(photo, ns=(photo.stat().st_atime_ns, photo.stat().st_mtime_ns + 10**9))
     report = run_benchmark(_config(root), out=out, quiet=True)
     assert report.extra["images_run_now"] == 3 and report.failed == [] and _scores(out) == _scores(baseline)
+    # a photo replaced by one that cannot be read: failed and scored as nothing, never as the old photo's
+    photo.write_bytes(b"not a jpeg")
+    report = run_benchmark(_config(root), out=out, quiet=True)
+    assert report.extra["images_run_now"] == 1 and [f.split(":")[0] for f in report.failed] == ["2007_000003"]
+    assert not (pred / "2007_000003.json").exists() and (pred / "2007_000003.error.txt").is_file()
 
 
 def test_predictions_without_the_run_json_that_made_them_are_refused(voc_root, baseline, tmp_path):
@@ -298,9 +303,14 @@ def test_predictions_without_the_run_json_that_made_them_are_refused(voc_root, b
 
     out = tmp_path / "copy"
     shutil.copytree(baseline, out)
+    (out / "run.json").write_text(json.dumps({"predictions_from": {"captioning": {"cycles": 2}}}))
+    with pytest.raises(ConfigError, match="from an earlier selfseg, which recorded settings otherwise.*--fresh"):
+        run_benchmark(_config(voc_root), out=out, quiet=True)
     (out / "run.json").unlink()
     with pytest.raises(ConfigError, match="no run.json saying which config made them; use --fresh"):
         run_benchmark(_config(voc_root, "captioning.cycles=3"), out=out, quiet=True)
+    run_benchmark(_config(voc_root), out=out, fresh=True, quiet=True)
+    assert _scores(out) == _scores(baseline)
 
 
 def test_llm_mapper_benchmark_caches_replies(voc_root, baseline, tmp_path):

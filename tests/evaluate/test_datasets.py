@@ -655,6 +655,14 @@ def test_coco_object_is_the_80_things_over_background(tmp_path, coco_category_li
     assert ds.class_names[1:] == [c["name"] for c in coco_category_list if c["isthing"]]
 
 
+def test_coco_stuff_images_sharing_a_stem_are_refused(tmp_path):
+    write_image(tmp_path / "images" / "val2017" / "x.jpg")
+    write_image(tmp_path / "images" / "val2017" / "x.png")
+    write_grey_png(tmp_path / "annotations" / "val2017" / "x.png", _stuffthingmap())
+    with pytest.raises(DatasetError, match="x.jpg and x.png in .* share the stem 'x'"):
+        load_dataset("coco-stuff", tmp_path)
+
+
 def test_coco_stuff_image_without_a_map_and_a_16_bit_map(tmp_path):
     write_image(tmp_path / "images" / "val2017" / "a.jpg")
     write_image(tmp_path / "images" / "val2017" / "b.jpg")
