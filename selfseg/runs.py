@@ -8,7 +8,8 @@ An output folder holds, besides the results:
     selfseg-outputs.jsonl   two lines per input: its files as they are about to be written ("writing"), and
                             again once they are in place ("done"): {"key", "source", "path", "stat",
                             "json", "files", "run", "state"}; `run` is the settings fingerprint, `path` and
-                            `stat` the input file's resolved path, size and modification time
+                            `stat` the input file's resolved path, size and modification time; "done" adds
+                            "written", each file's size and modification time as written
 
 An input's key is its path relative to the inputs' common folder (`a/photo.png`, `b/photo.jpg`): it is
 recorded with the results. Resuming matches an input by the file itself (resolved path, size, modification
@@ -331,9 +332,11 @@ class RunFolder:
         # this one; empty lines are skipped when read.
         ident = _identity(source)
         rel = [p.relative_to(self.out).as_posix() for p in files]
-        line = json.dumps({"key": name.key, "source": source, "path": ident[0] if ident else None,
-                           "stat": ident[1] if ident else None, "json": rel[0], "files": rel, "run": self.run,
-                           "state": state})
+        entry = {"key": name.key, "source": source, "path": ident[0] if ident else None,
+                 "stat": ident[1] if ident else None, "json": rel[0], "files": rel, "run": self.run, "state": state}
+        if state == "done":  # each file as written: a file put in its place since is not selfseg's
+            entry["written"] = [_file_stat(p) for p in files]
+        line = json.dumps(entry)
         fd = os.open(self.out / LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         try:
             os.write(fd, ("\n" + line + "\n").encode("utf-8"))
@@ -442,6 +445,14 @@ def _identity(source: str) -> tuple[str, list[int]] | None:
         return None
 
 
+def _file_stat(path: Path) -> list[int] | None:
+    try:
+        st = os.stat(path)
+        return [st.st_size, st.st_mtime_ns]
+    except OSError:
+        return None
+
+
 def read_log(folder: Path) -> list[dict[str, Any]]:
     """The well-formed entries of a folder's outputs log, in order (a line cut short is skipped)."""
     try:
@@ -461,18 +472,24 @@ def read_log(folder: Path) -> list[dict[str, Any]]:
 
 
 def own_outputs(paths: Iterable[str]) -> set[str]:
-    """Those of `paths` that an outputs log in their folder or any folder above names as selfseg's output, and
-    a run folder's own manifest and log."""
-    logged: dict[Path, frozenset[Path]] = {}  # per folder: every file the logs in it and above it name
+    """Those of `paths` that an outputs log in their folder or any folder above names as selfseg's output, as
+    it was written there (same size and modification time, where the log says; a file put in its place
+    since is the user's), and a run folder's own manifest and log."""
+    # per folder: every file the logs in it and above it name, with its size and time as written (None: not
+    # known, as for a write a kill interrupted)
+    logged: dict[Path, dict[Path, Any]] = {}
 
-    def files_logged_above(folder: Path) -> frozenset[Path]:
+    def files_logged_above(folder: Path) -> dict[Path, Any]:
         if folder not in logged:
-            here: set[Path] = set()
+            here: dict[Path, Any] = {}
             if (folder / LOG).is_file():
-                # folder is resolved and logged names never hold "..": normpath, no system calls.
-                here = {Path(os.path.normpath(folder / f)) for e in read_log(folder) for f in e["files"]}
-            above = files_logged_above(folder.parent) if folder.parent != folder else frozenset()
-            logged[folder] = frozenset(here | above) if here else above
+                for e in read_log(folder):
+                    written = e.get("written") if isinstance(e.get("written"), list) else []
+                    for i, f in enumerate(e["files"]):
+                        # folder is resolved and logged names never hold "..": normpath, no system calls.
+                        here[Path(os.path.normpath(folder / f))] = written[i] if i < len(written) else None
+            above = files_logged_above(folder.parent) if folder.parent != folder else {}
+            logged[folder] = {**above, **here} if here else above
         return logged[folder]
 
     out = set()
@@ -481,7 +498,8 @@ def own_outputs(paths: Iterable[str]) -> set[str]:
             full = Path(p).resolve()
         except (OSError, RuntimeError):
             continue
-        if full in files_logged_above(full.parent) or \
+        files = files_logged_above(full.parent)
+        if (full in files and files[full] in (None, _file_stat(full))) or \
                 (full.name in (LOG, MANIFEST) and (full.parent / MANIFEST).is_file()):
             out.add(p)
     return out

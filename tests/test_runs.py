@@ -478,3 +478,20 @@ def test_two_torchrun_processes_write_what_one_process_writes(six, tmp_path):
     r = subprocess.run([sys.executable, *torchrun, "-m", "selfseg", "segment", *map(str, six), "--config", SMOKE,
                         "--out", str(tmp_path / "dist"), "-q", "--resume"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and "rank 0/2: resuming: 4 of 4" in r.stderr and "rank 1/2: resuming: 2 of 2" in r.stderr
+
+
+def test_a_photo_put_where_selfseg_once_wrote_an_output_is_the_users(six, tmp_path, capsys):
+    """The log names a.png as a.jpg's overlay; the user deleted it and saved a photo of that name there: it is
+    an input now, and nothing overwrites it."""
+    ph = tmp_path / "ph"
+    ph.mkdir()
+    Image.open(six[0]).save(ph / "a.jpg")
+    assert main(["tag", str(ph / "a.jpg"), "--config", SMOKE, "--out", str(ph), "-q"]) == 0
+    assert own_outputs([str(ph / "a.png"), str(ph / "a.json")]) == {str(ph / "a.png"), str(ph / "a.json")}
+    (ph / "a.png").unlink()
+    shutil.copy(six[1], ph / "a.png")
+    photo = (ph / "a.png").read_bytes()
+    assert own_outputs([str(ph / "a.png"), str(ph / "a.json")]) == {str(ph / "a.json")}
+    capsys.readouterr()
+    assert main(["tag", str(ph), "--config", SMOKE, "--out", str(ph), "-q"]) == 0
+    assert "2/2 images tagged" in capsys.readouterr().err and (ph / "a.png").read_bytes() == photo
