@@ -58,8 +58,9 @@ _THING_FILES = {"noun.artifact", "noun.object", "noun.animal", "noun.plant", "no
                 "noun.body", "noun.substance", "noun.location"}
 # Words before a colour word that make it a counted thing ("an orange", "two limes"), not a colour.
 _COUNTED = {"a", "an", "one", "two", "three", "four", "five", "six", "several", "some", "many"}
-# Size and age describe the thing in a caption, while WordNet's compounds with them name another thing:
-# "a little dog" is no constellation and "a big cat" on a couch no lion. They never open a compound.
+# Size, build and age describe the thing in a caption, while WordNet's compounds with them name another thing:
+# "a little dog" is no constellation, "a big cat" on a couch no lion, "a fat cat" no rich man. They never open
+# a compound.
 _DESCRIBING = {"big", "large", "little", "small", "tiny", "huge", "giant", "old", "young", "tall", "long", "short",
                "wide", "thin", "fat", "new"}
 
