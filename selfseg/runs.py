@@ -244,13 +244,7 @@ class RunFolder:
     def join(self) -> None:
         """Work in a folder another process of this run has `start`ed (a torchrun rank): hold the shared lock,
         and write the manifest with a first result as `start` would."""
-        try:
-            import fcntl
-
-            self._lock_fd = os.open(self.out / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
-            fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
-        except (ImportError, OSError):  # no file locks here, or no lock file: work without, as `start` does
-            pass
+        self._lock()
         old = self._manifest()
         self._manifest_due = old is None or old.get("run") != self.run
 
@@ -335,7 +329,7 @@ class RunFolder:
         entry = {"key": name.key, "source": source, "path": ident[0] if ident else None,
                  "stat": ident[1] if ident else None, "json": rel[0], "files": rel, "run": self.run, "state": state}
         if state == "done":  # each file as written: a file put in its place since is not selfseg's
-            entry["written"] = [_file_stat(p) for p in files]
+            entry["written"] = [file_stat(p) for p in files]
         line = json.dumps(entry)
         fd = os.open(self.out / LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         try:
@@ -438,18 +432,16 @@ class RunFolder:
 
 def _identity(source: str) -> tuple[str, list[int]] | None:
     """(resolved path, [size, modification time in ns]) of an input file: a replaced photo is another input."""
-    try:
-        st = os.stat(source)
-        return os.path.realpath(source), [st.st_size, st.st_mtime_ns]
-    except (OSError, ValueError):
-        return None
+    stat = file_stat(source)
+    return (os.path.realpath(source), stat) if stat else None
 
 
-def _file_stat(path: Path) -> list[int] | None:
+def file_stat(path: str | Path) -> list[int] | None:
+    """[size, modification time in ns] of a file, None when it cannot be read."""
     try:
         st = os.stat(path)
         return [st.st_size, st.st_mtime_ns]
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a path with a NUL in it
         return None
 
 
@@ -499,7 +491,7 @@ def own_outputs(paths: Iterable[str]) -> set[str]:
         except (OSError, RuntimeError):
             continue
         files = files_logged_above(full.parent)
-        if (full in files and files[full] in (None, _file_stat(full))) or \
+        if (full in files and files[full] in (None, file_stat(full))) or \
                 (full.name in (LOG, MANIFEST) and (full.parent / MANIFEST).is_file()):
             out.add(p)
     return out

@@ -31,6 +31,7 @@ from typing import Any
 
 from ..config import Config
 from ..errors import ConfigError, SelfSegError
+from ..runs import file_stat
 from .annotations import task_truth
 from .datasets import Dataset, Sample, datasets
 from .mappers.base import require_relations
@@ -117,14 +118,6 @@ def out_dir(config: Config, out: str | Path | None = None) -> Path:
     return Path(out or config.evaluation.out.replace("{name}", config.name))
 
 
-def _image_stat(path: Path) -> list[int] | None:
-    try:
-        st = path.stat()
-        return [st.st_size, st.st_mtime_ns]
-    except OSError:
-        return None
-
-
 def _done(pred_dir: Path, s: Sample) -> bool:
     """A prediction counts when its JSON parses and was made from the image as it is now (size and
     modification time), and its label map is a whole PNG; anything else is predicted again."""
@@ -132,7 +125,7 @@ def _done(pred_dir: Path, s: Sample) -> bool:
 
     try:
         d = json.loads((pred_dir / f"{s.id}.json").read_text(encoding="utf-8"))
-        if not isinstance(d, dict) or d.get("image_stat") != _image_stat(s.image):
+        if not isinstance(d, dict) or d.get("image_stat") != file_stat(s.image):
             return False
         with Image.open(pred_dir / f"{s.id}_labels.png") as im:
             im.load()  # a PNG cut short by a kill fails here, not while scoring
@@ -220,7 +213,7 @@ def _predict(config: Config, dataset: Dataset, samples: list[Sample], pred_dir: 
                 # Annotations follow the file's stored pixels; the models saw the photo upright.
                 item.result.save(pred_dir, s.id, original_size=item.loaded.size,
                                  exif_orientation=_exif_orientation(s.image),
-                                 extra={"image_stat": _image_stat(s.image)})
+                                 extra={"image_stat": file_stat(s.image)})
                 err.unlink(missing_ok=True)
             else:
                 failed += 1
