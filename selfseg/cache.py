@@ -22,11 +22,14 @@ DEFAULT_CACHE = "~/.cache/selfseg/replies.sqlite"
 
 
 def image_digest(image: Any) -> str:
-    """sha256 of a PIL image's mode, size and pixels: the same picture gives the same digest whatever file
-    (or format, or EXIF orientation already applied) it came from."""
+    """sha256 of a PIL image's mode, size, pixels and palette: the same picture gives the same digest
+    whatever lossless file (or format, or EXIF orientation already applied) it came from."""
     h = hashlib.sha256()
     h.update(f"{image.mode}|{image.size[0]}x{image.size[1]}|".encode())
     h.update(image.tobytes())
+    if image.mode in ("P", "PA"):  # the same indices under another palette are another picture
+        h.update(bytes(image.getpalette() or ()))
+        h.update(repr(image.info.get("transparency")).encode())
     return h.hexdigest()
 
 
@@ -43,6 +46,7 @@ class ReplyCache:
         self.hits = 0
         self.misses = 0
         self.broken: str | None = None  # set when the file failed after opening: caching is then off
+        self.unwritable: str | None = None  # set when a write was refused: replies are still read
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,14 +86,22 @@ class ReplyCache:
         return row[0]
 
     def put(self, key: str, reply: str) -> None:
-        if self.broken:
+        if self.broken or self.unwritable:
             return
         try:
             with self._lock:
                 self._db.execute("INSERT OR REPLACE INTO replies (key, reply) VALUES (?, ?)", (key, reply))
                 self._db.commit()
         except sqlite3.Error as exc:
-            self._fail(exc)
+            with self._lock:
+                self._db.rollback()
+            if isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc).replace("-", ""):
+                # A shared cache the user may read but not write still serves every reply it holds.
+                self.unwritable = str(exc)
+                warnings.warn(f"reply cache {self.path}: cannot be written ({exc}); its replies are still "
+                              f"used, new ones are not stored", stacklevel=2)
+            else:
+                self._fail(exc)
 
     def __len__(self) -> int:
         with self._lock:

@@ -274,18 +274,20 @@ def cmd_download(ns: argparse.Namespace) -> int:
     from .resources import download_checkpoints
 
     configs = ns.config or [None]
-    ids, cache = [], None
+    wanted: dict[str, str | None] = {}  # id -> the cache it goes to: each config's own
     for c in configs:
         cfg = load_config(_resolve_config(c))
-        cache = cfg.model.cache_dir or cache
         # A benchmark config (one that sets its evaluation section) also needs its label mapper's model; a
         # config only for tagging and segmenting does not pull a 7B LLM it never uses.
-        wanted = checkpoints(cfg, segment=True, evaluate="evaluation" in declared_sections(_resolve_config(c)))
-        ids += [m for m in wanted if m != TINY_MODEL and m not in ids]
-    if not ids:
+        for m in checkpoints(cfg, segment=True, evaluate="evaluation" in declared_sections(_resolve_config(c))):
+            if m != TINY_MODEL:
+                wanted.setdefault(m, cfg.model.cache_dir)
+    if not wanted:
         print("nothing to download: the configs use only models built in code")
         return 0
-    failed = download_checkpoints(ids, cache_dir=cache)
+    failed = []
+    for cache in dict.fromkeys(wanted.values()):
+        failed += download_checkpoints([m for m, c in wanted.items() if c == cache], cache_dir=cache)
     if failed:
         print(f"selfseg: error: {len(failed)} checkpoint(s) could not be downloaded: {', '.join(failed)}",
               file=sys.stderr)

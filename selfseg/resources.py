@@ -174,10 +174,18 @@ def _install_spacy(log: Callable[[str], None]) -> None:
 
 def download_checkpoints(model_ids: list[str], cache_dir: str | None = None,
                          log: Callable[[str], None] = print) -> list[str]:
-    """Fetch every checkpoint into the Hugging Face cache; returns the ids that failed."""
+    """Fetch every checkpoint ("owner/name", or "owner/name@rev" for a branch, tag or commit) into the
+    Hugging Face cache; returns the ids that failed. A local checkpoint folder needs nothing."""
     from huggingface_hub import snapshot_download
 
+    from .models.spec import split_revision
 
+    folders = [m for m in model_ids if Path(m).expanduser().is_dir()]
+    for mid in folders:
+        log(f"{mid}: a local folder, nothing to download")
+    model_ids = [m for m in model_ids if m not in folders]
+    if not model_ids:
+        return []
     # Offline, snapshot_download only checks the cache, which is what the user asked for.
     if not hub_offline() and not hub_reachable():
         log("the Hugging Face hub is not reachable from this machine; run this where it is, then copy the cache")
@@ -185,7 +193,8 @@ def download_checkpoints(model_ids: list[str], cache_dir: str | None = None,
     failed = []
     for mid in model_ids:
         try:
-            path = snapshot_download(mid, cache_dir=cache_dir)
+            repo, revision = split_revision(mid)
+            path = snapshot_download(repo, revision=revision, cache_dir=cache_dir)
             log(f"{mid}: cached at {path}")
         except Exception as exc:  # network, auth and not-found errors all mean "not cached"
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -201,12 +210,21 @@ def hub_offline() -> bool:
 
 def hub_reachable(timeout: float = 3.0) -> bool:
     """Whether a TCP connection to the Hugging Face endpoint opens within `timeout` seconds (never tried,
-    and False, under HF_HUB_OFFLINE: a probe on a machine with no network can wait on DNS for seconds)."""
+    and False, under HF_HUB_OFFLINE: a probe on a machine with no network can wait on DNS for seconds).
+    Behind a proxy (HTTPS_PROXY / ALL_PROXY), where a direct connection may be refused while the hub client
+    gets through, the hub client is left to try."""
     if hub_offline():
         return False
-    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host = url.hostname or "huggingface.co"
     try:
-        socket.create_connection((host, 443), timeout=timeout).close()
+        port = url.port or (80 if url.scheme == "http" else 443)
+    except ValueError:  # a port that is no number: let the hub client report the endpoint
+        return True
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
         return True
     except OSError:
         return False

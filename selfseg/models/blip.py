@@ -18,8 +18,8 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from ..streams import stream_uniforms
-from .loading import load_checkpoint, resolve_device, resolve_dtype
-from .spec import TINY_MODEL, CaptionSampling, ModelSpec
+from .loading import check_model_type, complete_weights, load_checkpoint, resolve_device, resolve_dtype
+from .spec import PAPER_MODEL, TINY_MODEL, CaptionSampling, ModelSpec
 from .tiny import build_tiny_blip
 
 
@@ -55,12 +55,15 @@ class BlipCaptioner:
             return cls(model, processor, device, dtype, is_tiny=True, model_id=TINY_MODEL)
         from transformers import BlipForConditionalGeneration, BlipProcessor
 
+        check_model_type("BLIP", spec, {"blip"}, f"a BLIP captioning checkpoint such as {PAPER_MODEL!r}")
+
         def load(local_only: bool) -> tuple[Any, Any]:
             kw = spec.pretrained_kwargs(local_only)
-            return (BlipForConditionalGeneration.from_pretrained(spec.id, **kw),
+            return (complete_weights("BLIP captioning", spec.id, BlipForConditionalGeneration.from_pretrained(
+                        spec.id, output_loading_info=True, **kw)),
                     BlipProcessor.from_pretrained(spec.id, **kw))
 
-        model, processor = load_checkpoint("BLIP", spec.id, load, spec.local_files_only)
+        model, processor = load_checkpoint("BLIP", spec, load)
         return cls(model, processor, device, dtype, is_tiny=False, model_id=spec.id)
 
     # ------------------------------------------------------------------------------------------ encoder

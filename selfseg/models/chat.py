@@ -2,7 +2,7 @@
 
 A request is a short conversation (user / assistant turns, optionally with one image on the first user
 turn); a reply is the model's next assistant turn. Decoding is greedy, so a reply is a pure function of
-(model, image, turns, max_new_tokens): with a `ReplyCache`, a rerun never calls the model again.
+(checkpoint, image, turns, max_new_tokens, dtype): with a `ReplyCache`, a rerun never calls the model again.
 """
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..cache import ReplyCache, image_digest, reply_key
-from ..errors import ConfigError
 from .spec import ModelSpec
 
 
@@ -60,6 +59,9 @@ class ChatModelBase:
     cache: ReplyCache | None
     is_tiny: bool = False
     dtype: Any = None  # part of the cache key: float16 and bfloat16 may answer differently
+    # Part of the cache key: the files behind model_id (a snapshot's commit, a folder's files), so a new
+    # snapshot or a changed generation config or chat template is asked again.
+    checkpoint: str = ""
 
     @classmethod
     def from_spec(cls, spec: ModelSpec, **options: Any) -> ChatModelBase:
@@ -97,8 +99,9 @@ class ChatModelBase:
                     if id(r.image) not in digests:  # one hash per picture, however many rows show it
                         digests[id(r.image)] = image_digest(r.image)
                     img = digests[id(r.image)]
-                keys[i] = reply_key(model=self.model_id, image=img, turns=[list(t) for t in r.turns],
-                                    max_new_tokens=self.max_new_tokens, dtype=str(self.dtype), decoding="greedy")
+                keys[i] = reply_key(model=self.model_id, checkpoint=self.checkpoint, image=img,
+                                    turns=[list(t) for t in r.turns], max_new_tokens=self.max_new_tokens,
+                                    dtype=str(self.dtype), decoding="greedy")
                 hit = self.cache.get(keys[i])
                 if hit is not None:
                     out[i] = ChatReply(hit, cached=True)
@@ -151,27 +154,18 @@ class _Holder:
 def check_model_type(spec: ModelSpec, kind: str, setting: str) -> None:
     """Read only the checkpoint's config and raise one clear ConfigError when it is not `kind`
     ("image-text-to-text" or "causal-lm"): before gigabytes of the wrong weights are loaded."""
-    from transformers import AutoConfig
     from transformers.models.auto.modeling_auto import (
         MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
         MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES,
     )
 
-    from .loading import load_checkpoint  # torch: only when a chat model is checked, not when imported
+    from . import loading  # torch: only when a chat model is checked, not when imported
 
-    what_ckpt = "vision-language model" if kind == "image-text-to-text" else "causal LM"
-    model_id = spec.id
-    cfg = load_checkpoint(what_ckpt, model_id,
-                          lambda local: AutoConfig.from_pretrained(model_id, **spec.pretrained_kwargs(local)),
-                          spec.local_files_only)
-    known = MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES if kind == "image-text-to-text" else \
-        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-    if cfg.model_type not in known:
-        example = "Qwen/Qwen2.5-VL-3B-Instruct" if kind == "image-text-to-text" else "Qwen/Qwen2.5-7B-Instruct"
-        what = ("an image-text-to-text (vision-language chat) model" if kind == "image-text-to-text"
-                else "a causal (decoder-only) chat language model")
-        raise ConfigError(f"{setting}: {model_id!r} is a {cfg.model_type!r} model; expected {what} such as "
-                          f"{example!r}")
+    vision = kind == "image-text-to-text"
+    what = ("an image-text-to-text (vision-language chat) model such as 'Qwen/Qwen2.5-VL-3B-Instruct'" if vision
+            else "a causal (decoder-only) chat language model such as 'Qwen/Qwen2.5-7B-Instruct'")
+    known = MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES if vision else MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    loading.check_model_type("vision-language model" if vision else "causal LM", spec, known, what, setting)
 
 
 def needs_special_tokens(tokenizer: Any, texts: Sequence[str]) -> bool:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .loading import load_checkpoint, resolve_device, resolve_dtype
+from .loading import check_model_type, complete_weights, load_checkpoint, resolve_device, resolve_dtype
 from .spec import TINY_MODEL, ModelSpec
 from .tiny import build_tiny_clipseg
 
@@ -51,12 +51,15 @@ class ClipSegDenseSegmenter:
             return cls.tiny(device=dev, dtype=dt)
         from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 
+        check_model_type("CLIPSeg", spec, {"clipseg"}, f"a CLIPSeg checkpoint such as {DEFAULT_CLIPSEG!r}")
+
         def load(local_only: bool) -> tuple[Any, Any]:
             kw = spec.pretrained_kwargs(local_only)
-            return (CLIPSegForImageSegmentation.from_pretrained(spec.id, **kw),
+            return (complete_weights("CLIPSeg", spec.id, CLIPSegForImageSegmentation.from_pretrained(
+                        spec.id, output_loading_info=True, **kw)),
                     CLIPSegProcessor.from_pretrained(spec.id, **kw))
 
-        model, processor = load_checkpoint("CLIPSeg", spec.id, load, spec.local_files_only)
+        model, processor = load_checkpoint("CLIPSeg", spec, load)
         return cls(model, processor, dev, dt, is_tiny=False, model_id=spec.id)
 
     @classmethod

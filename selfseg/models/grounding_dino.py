@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from .loading import load_checkpoint, resolve_device, resolve_dtype
+from .loading import check_model_type, complete_weights, load_checkpoint, resolve_device, resolve_dtype
 from .spec import TINY_MODEL, ModelSpec
 from .tiny import build_tiny_grounding_dino
 
@@ -92,12 +92,16 @@ class GroundingDino:
             return cls.tiny(device=device, dtype=torch_dtype, **kwargs)
         from transformers import AutoProcessor, GroundingDinoForObjectDetection
 
+        check_model_type("Grounding DINO", spec, {"grounding-dino"},
+                         f"a Grounding DINO checkpoint such as {DEFAULT_MODEL!r}")
+
         def load(local_only: bool) -> tuple[Any, Any]:
             kw = spec.pretrained_kwargs(local_only)
-            return (GroundingDinoForObjectDetection.from_pretrained(spec.id, dtype=torch_dtype, **kw),
+            return (complete_weights("Grounding DINO", spec.id, GroundingDinoForObjectDetection.from_pretrained(
+                        spec.id, dtype=torch_dtype, output_loading_info=True, **kw)),
                     AutoProcessor.from_pretrained(spec.id, **kw))
 
-        model, processor = load_checkpoint("Grounding DINO", spec.id, load, spec.local_files_only)
+        model, processor = load_checkpoint("Grounding DINO", spec, load)
         return cls(model, processor, device, torch_dtype, model_id=spec.id, **kwargs)
 
     @classmethod

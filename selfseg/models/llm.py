@@ -13,7 +13,7 @@ import torch
 
 from ..cache import ReplyCache
 from .chat import ChatModelBase, ChatRequest, SharedWeights, check_model_type, needs_special_tokens
-from .loading import load_checkpoint, resolve_device, resolve_dtype
+from .loading import complete_weights, load_checkpoint, resolve_device, resolve_dtype
 from .spec import TINY_MODEL, ModelSpec
 from .tiny import build_tiny_causal_lm
 
@@ -51,15 +51,19 @@ class ChatLM(ChatModelBase):
                 check_model_type(spec, "causal-lm", setting)
 
                 def load_ckpt(local: bool) -> tuple[Any, Any]:
-                    tok = AutoTokenizer.from_pretrained(model_id, **spec.pretrained_kwargs(local))
-                    mdl = AutoModelForCausalLM.from_pretrained(model_id, dtype=self.dtype,
+                    tok = AutoTokenizer.from_pretrained(spec.id, **spec.pretrained_kwargs(local))
+                    mdl = AutoModelForCausalLM.from_pretrained(spec.id, dtype=self.dtype, output_loading_info=True,
                                                                **spec.pretrained_kwargs(local))
-                    return mdl, tok
+                    return complete_weights("causal LM", spec.id, mdl), tok
 
-                model, tokenizer = load_checkpoint("causal LM", model_id, load_ckpt, local_files_only)
+                model, tokenizer = load_checkpoint("causal LM", spec, load_ckpt)
+                # from_pretrained chose each weight's dtype, keeping the modules the model names in float32
+                # (MoE routers, some norms); a cast of the whole model would undo that.
+                return model.to(self.device).eval(), tokenizer
             return model.to(self.device, dtype=self.dtype).eval(), tokenizer
 
-        held = _SHARED.get((model_id, revision, str(self.device), str(self.dtype)), load)
+        held = _SHARED.get((spec.id, spec.revision, str(self.device), str(self.dtype)), load)
+        self.checkpoint = spec.identity()  # after loading: a checkpoint just downloaded has its commit
         self._held = held  # keeps the shared weights alive as long as this wrapper
         self.model, self.tokenizer = held.model, held.processor
         # Decoder-only batching pads on the left, so every row's reply starts at the same position.

@@ -3,31 +3,41 @@ clear error when it is missing (no minutes of hub retries on an offline machine)
 that makes tiny random test models depend on their inputs."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..errors import ConfigError, ResourceMissingError
-from ..resources import hub_reachable
-from .spec import DTYPE_NAMES
+from ..errors import ConfigError, ResourceMissingError, SelfSegError
+from ..resources import hub_offline, hub_reachable
+from .spec import DTYPE_NAMES, ModelSpec
 
 DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
-    """"auto" -> CUDA when available, else CPU; any torch device string otherwise (checked)."""
+    """"auto" -> CUDA when available, else CPU; "cpu", "cuda[:N]" or "mps" otherwise, checked against this
+    machine here rather than failing inside torch when the first weight moves."""
     if isinstance(name, torch.device):
         return name
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    expected = f"model.device: expected 'auto', 'cpu', 'cuda[:N]' or 'mps', got {name!r}"
     try:
         dev = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"model.device: expected 'auto', 'cpu' or 'cuda[:N]', got {name!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"model.device is {name!r} but CUDA is not available on this machine")
+    except (RuntimeError, TypeError):
+        raise ConfigError(expected) from None
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(expected)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"model.device is {name!r} but CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"model.device is {name!r} but this machine has {torch.cuda.device_count()} CUDA "
+                              f"device(s), numbered from 0")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"model.device is {name!r} but MPS (Apple's GPU) is not available on this machine")
     return dev
 
 
@@ -39,30 +49,121 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     return DTYPES[dtype]
 
 
-def load_checkpoint(what: str, model_id: str, load: Callable[[bool], Any], local_files_only: bool) -> Any:
-    """`load(local_only)` from the cache (or a local folder) first, then, if allowed and the hub answers,
-    from the hub. A missing checkpoint becomes one ResourceMissingError line naming `selfseg download`."""
+def load_checkpoint(what: str, spec: ModelSpec, load: Callable[[bool], Any]) -> Any:
+    """`load(local_only)` of `spec`'s checkpoint from the cache (or a local folder) first, then, if allowed
+    and the hub answers,
+    from the hub. Every failure is one ResourceMissingError line that says which of these it is: a folder
+    that does not exist or cannot be read, an id that is no id, a cached checkpoint this transformers cannot
+    load, or one not cached (naming `selfseg download`)."""
+    from safetensors import SafetensorError
+
+    unreadable = (OSError, ValueError, SafetensorError)
+    model_id, revision = spec.id, spec.revision
+    at = f"{model_id!r}" + (f" at revision {revision!r}" if revision else "")
     try:
         return load(True)
-    except (OSError, ValueError) as exc:
+    except SelfSegError:  # already one line (a checkpoint of the wrong kind); ConfigError is a ValueError
+        raise
+    except unreadable as exc:
+        reason = _first_line(exc)
         if Path(model_id).exists():
-            raise ResourceMissingError(f"{what} checkpoint at {model_id} could not be read: "
-                                       f"{str(exc).splitlines()[0]}") from None
+            raise ResourceMissingError(f"{what} checkpoint at {model_id} could not be read: {reason}") from None
+        if _looks_like_path(model_id):
+            raise ResourceMissingError(f"{what} checkpoint folder {model_id} does not exist") from None
+        if not _valid_repo_id(model_id):
+            raise ResourceMissingError(f"{what} checkpoint {model_id!r} is neither a folder nor a Hugging Face "
+                                       f"model id (owner/name)") from None
+        if _in_hub_cache(model_id, revision, spec.cache_dir):
+            # Cached, so the file is there and something else is wrong with it: say what.
+            raise ResourceMissingError(f"{what} checkpoint {at} is in the local cache but could not be "
+                                       f"loaded: {reason}") from None
+        offline = spec.local_files_only or hub_offline()
         missing = ResourceMissingError(
-            f"{what} checkpoint {model_id!r} is not in the local cache and the Hugging Face hub is not "
-            f"reachable; run `selfseg download --config <your config>` on a machine that reaches the hub "
-            f"(or point HF_HOME / model.cache_dir at a cache that has it)"
+            f"{what} checkpoint {at} is not in the local cache and "
+            + ("downloads are off (model.local_files_only or HF_HUB_OFFLINE)" if offline
+               else "the Hugging Face hub is not reachable")
+            + "; run `selfseg download --config <your config>` on a machine that reaches the hub (or point "
+              "HF_HOME / model.cache_dir at a cache that has it)"
         )
         # One quick probe instead of the hub client's minutes of retries on a machine with no network.
-        if local_files_only or not hub_reachable():
+        if offline or not hub_reachable():
             raise missing from None
         try:
             return load(False)
-        except (OSError, ValueError) as exc:
-            raise ResourceMissingError(
-                f"{what} checkpoint {model_id!r} could not be loaded from the Hugging Face hub "
-                f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); check the model id"
-            ) from None
+        except SelfSegError:
+            raise
+        except unreadable as exc:
+            raise ResourceMissingError(f"{what} checkpoint {at} could not be loaded from the Hugging Face hub "
+                                       f"({_first_line(exc)}); check the model id") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _looks_like_path(model_id: str) -> bool:
+    """A hub id is `name` or `owner/name`; anything absolute, relative to '.', or deeper is a folder."""
+    return (Path(model_id).is_absolute() or model_id.startswith(("./", "../", "~")) or model_id.count("/") > 1
+            or "\\" in model_id)
+
+
+def _valid_repo_id(model_id: str) -> bool:
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(model_id)
+    except HFValidationError:
+        return False
+    return True
+
+
+def _in_hub_cache(model_id: str, revision: str | None, cache_dir: str | None) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(model_id, "config.json", cache_dir=cache_dir, revision=revision)
+    except Exception:  # an id the cache cannot even name is not in it
+        return False
+    return isinstance(found, str)
+
+
+def check_model_type(what: str, spec: ModelSpec, allowed: Collection[str], expected: str, setting: str = "") -> None:
+    """Read only the checkpoint's config and raise one ConfigError when its model type is not one of
+    `allowed`: transformers loads another model's folder with a warning and random weights where the names
+    differ, and the run would go on with noise."""
+    from transformers import AutoConfig
+
+    def read(local: bool) -> Any:
+        return AutoConfig.from_pretrained(spec.id, **spec.pretrained_kwargs(local))
+
+    cfg = load_checkpoint(what, spec, read)
+    if cfg.model_type not in allowed:
+        raise ConfigError(f"{setting + ': ' if setting else ''}{what} checkpoint {spec.id!r} is a "
+                          f"{cfg.model_type!r} model; expected {expected}")
+
+
+#: The share of a model's parameters a checkpoint may leave to random init before it is refused. The
+#: checkpoints selfseg names load complete; a head of another task (BLIP's retrieval models have no caption
+#: decoder) or a model of another family leaves far more than this.
+MISSING_TOLERANCE = 0.01
+
+
+def complete_weights(what: str, model_id: str, loaded: tuple[Any, dict]) -> Any:
+    """The model of `from_pretrained(..., output_loading_info=True)`, refused in one line when more than
+    MISSING_TOLERANCE of its parameters were not in the checkpoint (transformers only logs them)."""
+    model, info = loaded
+    missing = sorted(info.get("missing_keys") or ())
+    if not missing:
+        return model
+    sizes = {name: t.numel() for name, t in model.state_dict().items()}
+    share = sum(sizes.get(name, 0) for name in missing) / max(1, sum(sizes.values()))
+    if share > MISSING_TOLERANCE:
+        raise ConfigError(f"{what} checkpoint {model_id!r} lacks {len(missing)} of the model's weights "
+                          f"({share:.0%} of its parameters, e.g. {missing[0]}); it is not a {what} checkpoint "
+                          f"of this kind, and those weights would be random")
+    return model
 
 
 def spread_weights(model: Any, seed: int, head_gain: float = 4.0, gain: float = 2.0) -> Any:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .loading import load_checkpoint, resolve_device, resolve_dtype
+from .loading import check_model_type, complete_weights, load_checkpoint, resolve_device, resolve_dtype
 from .spec import TINY_MODEL, ModelSpec
 from .tiny import build_tiny_sam2
 
@@ -71,11 +71,15 @@ class Sam2BoxSegmenter:
             return cls.tiny(device=dev, dtype=dt)
         from transformers import Sam2Model, Sam2Processor
 
+        check_model_type("SAM 2", spec, {"sam2", "sam2_video"}, f"a SAM 2 checkpoint such as {DEFAULT_SAM2!r}")
+
         def load(local_only: bool) -> tuple[Any, Any]:
             kw = spec.pretrained_kwargs(local_only)
-            return Sam2Model.from_pretrained(spec.id, **kw), Sam2Processor.from_pretrained(spec.id, **kw)
+            return (complete_weights("SAM 2", spec.id, Sam2Model.from_pretrained(spec.id, output_loading_info=True,
+                                                                                  **kw)),
+                    Sam2Processor.from_pretrained(spec.id, **kw))
 
-        model, processor = load_checkpoint("SAM 2", spec.id, load, spec.local_files_only)
+        model, processor = load_checkpoint("SAM 2", spec, load)
         return cls(model, processor, dev, dt, is_tiny=False, model_id=spec.id)
 
     @classmethod

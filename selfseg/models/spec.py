@@ -2,9 +2,12 @@
 shared `model` section every component factory receives (`ModelConfig`). Free of torch."""
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
-from ..errors import check, choices
+from ..errors import ConfigError, check, choices
 
 #: Model id that builds a tiny random-init twin of a model family in code (no download); outputs are
 #: meaningless, but depend on the inputs (tests use them to check wiring).
@@ -17,12 +20,22 @@ DTYPE_NAMES = ("float32", "float16", "bfloat16")
 PAPER_MODEL = "Salesforce/blip-image-captioning-large"
 
 
+def split_revision(model_id: str) -> tuple[str, str | None]:
+    """"owner/name@rev" -> ("owner/name", "rev"): a branch, tag or commit pinned in the one string every
+    model setting takes. An existing folder keeps its name whole, '@' or not; hub ids cannot hold '@'."""
+    name, at, revision = model_id.rpartition("@")
+    if not at or not name or not revision or Path(model_id).exists():
+        return model_id, None
+    return name, revision
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    """id: a Hugging Face id, a local checkpoint folder, or TINY_MODEL. revision: a branch, tag or commit
-    of the id (None: the default branch). device: "auto" (CUDA when available, else CPU) or a torch device
-    string. dtype: "float32", "float16", "bfloat16" (or "auto" where a wrapper documents it). cache_dir:
-    the Hugging Face cache (None: HF_HOME). local_files_only: never touch the network."""
+    """id: a Hugging Face id, a local checkpoint folder, or TINY_MODEL; "owner/name@rev" pins a revision.
+    revision: a branch, tag or commit of the id (None: the one after '@' in the id, else the default
+    branch). device: "auto" (CUDA when available, else CPU) or a torch device string. dtype: "float32",
+    "float16", "bfloat16" (or "auto" where a wrapper documents it). cache_dir: the Hugging Face cache
+    (None: HF_HOME). local_files_only: never touch the network."""
 
     id: str
     device: str = "auto"
@@ -31,9 +44,48 @@ class ModelSpec:
     local_files_only: bool = False
     revision: str | None = None
 
+    def __post_init__(self) -> None:
+        name, revision = split_revision(self.id)
+        if revision is not None:
+            if self.revision not in (None, revision):
+                raise ConfigError(f"{self.id!r} pins revision {revision!r} but revision={self.revision!r} was "
+                                 f"also given")
+            object.__setattr__(self, "id", name)
+            object.__setattr__(self, "revision", revision)
+
     @property
     def is_tiny(self) -> bool:
         return self.id == TINY_MODEL
+
+    def identity(self) -> str:
+        """What names the files behind this spec now, for keys of saved model output: a hub checkpoint's
+        snapshot commit (the revision asked for when it is not cached yet), a folder's files (names, sizes,
+        modification times), the tiny model's building code. A changed checkpoint then never serves the
+        replies of the one before it."""
+        h = hashlib.sha256()
+        if self.is_tiny:
+            here = Path(__file__).parent
+            for name in ("tiny.py", "loading.py"):
+                h.update((here / name).read_bytes())
+            return f"tiny:{h.hexdigest()[:16]}"
+        folder = Path(self.id).expanduser()
+        if folder.is_dir():
+            for root, dirs, files in os.walk(folder):
+                dirs.sort()
+                for name in sorted(files):
+                    path = Path(root, name)
+                    st = path.stat()
+                    h.update(f"{path.relative_to(folder).as_posix()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+            return f"folder:{h.hexdigest()[:16]}"
+        from huggingface_hub import try_to_load_from_cache
+
+        try:
+            found = try_to_load_from_cache(self.id, "config.json", cache_dir=self.cache_dir, revision=self.revision)
+        except Exception:  # an id the cache cannot name (the load will say why)
+            found = None
+        if isinstance(found, str):
+            return f"commit:{Path(found).parent.name}"
+        return f"revision:{self.revision or 'default'}"
 
     def pretrained_kwargs(self, local_files_only: bool) -> dict:
         """Keywords every `from_pretrained` of this spec takes."""
@@ -65,11 +117,12 @@ class CaptionSampling:
 class ModelConfig:
     """The config file's `model` section: where every model runs, and the BLIP captioner's checkpoint."""
 
-    # Hugging Face id or local path of a BLIP captioning checkpoint. The paper uses the ViT-L COCO captioner;
-    # the authors' released code uses "Salesforce/blip-image-captioning-base". "tiny-random" builds a
-    # tiny random-init model in code for tests and install checks (its captions are noise).
+    # Hugging Face id or local path of a BLIP captioning checkpoint; "owner/name@rev" pins a branch, tag or
+    # commit (as every model setting does). The paper uses the ViT-L COCO captioner; the authors' released
+    # code uses "Salesforce/blip-image-captioning-base". "tiny-random" builds a tiny random-init model in code
+    # for tests and install checks (its captions are noise).
     blip: str = PAPER_MODEL
-    # "auto" picks CUDA when available, else CPU; or any torch device string ("cuda:1", "cpu").
+    # "auto" picks CUDA when available, else CPU; or "cpu", "cuda", "cuda:N", "mps" (checked on this machine).
     device: str = "auto"
     # float32 everywhere; float16 / bfloat16 halve memory and speed up the forwards on a GPU.
     dtype: str = "float32"

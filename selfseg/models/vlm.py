@@ -16,7 +16,7 @@ import torch
 from ..cache import ReplyCache
 from ..errors import ConfigError
 from .chat import ChatModelBase, ChatRequest, SharedWeights, check_model_type, needs_special_tokens
-from .loading import load_checkpoint, resolve_device, resolve_dtype
+from .loading import complete_weights, load_checkpoint, resolve_device, resolve_dtype
 from .spec import TINY_MODEL, ModelSpec
 from .tiny import build_tiny_vlm
 
@@ -58,18 +58,23 @@ class VisionChat(ChatModelBase):
                 check_model_type(spec, "image-text-to-text", setting)
 
                 def load_ckpt(local: bool) -> tuple[Any, Any]:
-                    proc = AutoProcessor.from_pretrained(model_id, **spec.pretrained_kwargs(local))
-                    mdl = AutoModelForImageTextToText.from_pretrained(model_id, dtype=self.dtype,
+                    proc = AutoProcessor.from_pretrained(spec.id, **spec.pretrained_kwargs(local))
+                    mdl = AutoModelForImageTextToText.from_pretrained(spec.id, dtype=self.dtype,
+                                                                      output_loading_info=True,
                                                                       **spec.pretrained_kwargs(local))
-                    return mdl, proc
+                    return complete_weights("vision-language model", spec.id, mdl), proc
 
-                model, processor = load_checkpoint("vision-language model", model_id, load_ckpt, local_files_only)
+                model, processor = load_checkpoint("vision-language model", spec, load_ckpt)
             if getattr(processor, "chat_template", None) is None:
                 raise ConfigError(f"{setting}: {model_id!r} has no chat template; expected an instruct / chat "
                                   f"checkpoint")
-            return model.to(self.device, dtype=self.dtype).eval(), processor
+            # A loaded checkpoint already has from_pretrained's dtypes, float32-kept modules included; a cast
+            # of the whole model would undo those. Only the tiny model built in code is cast.
+            return (model.to(self.device, dtype=self.dtype) if self.is_tiny else model.to(self.device)).eval(), \
+                processor
 
-        held = _SHARED.get((model_id, revision, str(self.device), str(self.dtype)), load)
+        held = _SHARED.get((spec.id, spec.revision, str(self.device), str(self.dtype)), load)
+        self.checkpoint = spec.identity()  # after loading: a checkpoint just downloaded has its commit
         self._held = held  # keeps the shared weights alive as long as this wrapper
         self.model, self.processor = held.model, held.processor
         tok = getattr(self.processor, "tokenizer", self.processor)

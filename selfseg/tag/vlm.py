@@ -65,8 +65,8 @@ class VlmConfig:
     extract_prompt: str | None = None
     # The self-reflection request (vlm.reflection_rounds).
     reflection_prompt: str | None = None
-    # Reply cache (SQLite): replies are keyed by (model, dtype, image pixels, conversation, max_new_tokens), so a
-    # rerun never asks the model again. None: no cache.
+    # Reply cache (SQLite): replies are keyed by (model and its checkpoint's files, dtype, image pixels,
+    # conversation, max_new_tokens), so a rerun never asks the model again. None: no cache.
     cache: str | None = "~/.cache/selfseg/replies.sqlite"
 
     def __post_init__(self) -> None:

@@ -26,24 +26,39 @@ def _catch(monkeypatch, cls_path):
     return seen
 
 
-@pytest.mark.parametrize("wrapper, loads", [
-    ("selfseg.models.blip.BlipCaptioner", "transformers.BlipForConditionalGeneration"),
-    ("selfseg.models.sam2.Sam2BoxSegmenter", "transformers.Sam2Model"),
-    ("selfseg.models.clipseg.ClipSegDenseSegmenter", "transformers.CLIPSegForImageSegmentation"),
-    ("selfseg.models.grounding_dino.GroundingDino", "transformers.GroundingDinoForObjectDetection"),
-    ("selfseg.locate.grounding_dino.GroundingDinoLocator", "transformers.GroundingDinoForObjectDetection"),
+@pytest.mark.parametrize("wrapper, loads, model_type", [
+    ("selfseg.models.blip.BlipCaptioner", "transformers.BlipForConditionalGeneration", "blip"),
+    ("selfseg.models.sam2.Sam2BoxSegmenter", "transformers.Sam2Model", "sam2_video"),
+    ("selfseg.models.clipseg.ClipSegDenseSegmenter", "transformers.CLIPSegForImageSegmentation", "clipseg"),
+    ("selfseg.models.grounding_dino.GroundingDino", "transformers.GroundingDinoForObjectDetection", "grounding-dino"),
+    ("selfseg.locate.grounding_dino.GroundingDinoLocator", "transformers.GroundingDinoForObjectDetection",
+     "grounding-dino"),
 ])
-def test_a_spec_reaches_from_pretrained(monkeypatch, tmp_path, wrapper, loads):
+def test_a_spec_reaches_from_pretrained(monkeypatch, tmp_path, wrapper, loads, model_type):
+    """The checkpoint's config is read first (its model type checked), then the weights: both get the spec's
+    id, revision and cache."""
     import importlib
+    import types
+
+    import transformers
 
     module, name = wrapper.rsplit(".", 1)
     cls = getattr(importlib.import_module(module), name)
     seen = _catch(monkeypatch, loads)
+    configs = []
+
+    def config(model_id, **kwargs):
+        configs.append((model_id, kwargs["revision"], kwargs["cache_dir"]))
+        return types.SimpleNamespace(model_type=model_type)
+
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", config)
     spec = ModelSpec("org/model", device="cpu", cache_dir=str(tmp_path), local_files_only=False, revision="v1.2")
     monkeypatch.setattr("selfseg.models.loading.hub_reachable", lambda *a, **k: True)
     with pytest.raises(Called):
         cls.from_spec(spec)
+    assert configs[0] == ("org/model", "v1.2", str(tmp_path))
     assert seen["model_id"] == "org/model" and seen["revision"] == "v1.2" and seen["cache_dir"] == str(tmp_path)
+    assert seen["output_loading_info"] is True  # missing weights are counted, not only logged
 
 
 @pytest.mark.parametrize("wrapper", ["selfseg.models.vlm.VisionChat", "selfseg.models.llm.ChatLM"])

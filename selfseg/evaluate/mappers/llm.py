@@ -102,7 +102,12 @@ class LLMMapper(MapperWithoutLevels):
         self._fill = {"classes": listing, "dataset": dataset_name}
         _check_template(self.template)
         # float32 and bfloat16 may answer differently: the key holds the dtype the model will run in.
-        key = json.dumps([model, self.template, listing, dataset_name, max_new_tokens, _effective_dtype(device, dtype)])
+        # The checkpoint's identity (a snapshot's commit, a folder's files): a new snapshot is asked again.
+        from ...models.spec import ModelSpec
+
+        checkpoint = ModelSpec(model, cache_dir=cache_dir).identity()
+        key = json.dumps([model, checkpoint, self.template, listing, dataset_name, max_new_tokens,
+                          _effective_dtype(device, dtype)])
         self.key = hashlib.sha256(key.encode()).hexdigest()[:16]
         slug = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{dataset_name or 'custom'}-{model}")
         self.cache_path = Path(cache) if cache else default_cache_dir() / f"{slug}-{self.key}.json"

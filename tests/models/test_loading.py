@@ -1,0 +1,281 @@
+"""Loading checkpoints: the wrong model, a partial checkpoint, every way a checkpoint can be missing, pinned
+revisions, the dtypes transformers chooses, devices, and what identifies a checkpoint in cached replies.
+
+Checkpoints here are the tiny random-init models saved to folders, and hub caches are laid out by hand as
+huggingface_hub lays them out (snapshots/<commit>, refs/<name>); nothing is downloaded."""
+from __future__ import annotations
+
+import json
+import socket
+import warnings
+
+import pytest
+import torch
+
+from selfseg.errors import ConfigError, ResourceMissingError
+from selfseg.models.spec import TINY_MODEL, ModelSpec, split_revision
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """Folders holding the tiny BLIP and CLIPSeg checkpoints, written by save_pretrained."""
+    from selfseg.models.tiny import build_tiny_blip, build_tiny_clipseg
+
+    root = tmp_path_factory.mktemp("ckpts")
+    for name, build in (("blip", build_tiny_blip), ("clipseg", build_tiny_clipseg)):
+        model, processor = build()
+        model.save_pretrained(root / name)
+        processor.save_pretrained(root / name)
+    return root
+
+
+def hub_cache(root, repo: str, files: dict[str, str], refs: tuple[str, ...] = ("main",)):
+    """A Hugging Face cache holding `files` of `repo` at COMMIT, with each of `refs` pointing at it."""
+    base = root / f"models--{repo.replace('/', '--')}"
+    snapshot = base / "snapshots" / COMMIT
+    snapshot.mkdir(parents=True)
+    for name, text in files.items():
+        (snapshot / name).write_text(text)
+    (base / "refs").mkdir()
+    for ref in refs:
+        (base / "refs" / ref).write_text(COMMIT)
+    return snapshot
+
+
+@pytest.mark.parametrize("wrapper, folder, found", [
+    ("selfseg.models.blip.BlipCaptioner", "clipseg", "'clipseg' model; expected a BLIP captioning checkpoint"),
+    ("selfseg.models.clipseg.ClipSegDenseSegmenter", "blip", "'blip' model; expected a CLIPSeg checkpoint"),
+    ("selfseg.models.sam2.Sam2BoxSegmenter", "blip", "'blip' model; expected a SAM 2 checkpoint"),
+    ("selfseg.models.grounding_dino.GroundingDino", "blip", "'blip' model; expected a Grounding DINO checkpoint"),
+])
+def test_a_checkpoint_of_another_model_is_refused_before_its_weights_load(saved, wrapper, folder, found):
+    """transformers loads another model's folder with a warning and random weights where names differ (a
+    CLIPSeg folder became a BLIP captioner whose every weight was random, and the run went on)."""
+    import importlib
+
+    module, name = wrapper.rsplit(".", 1)
+    cls = getattr(importlib.import_module(module), name)
+    with pytest.raises(ConfigError, match=found):
+        cls.from_spec(ModelSpec(str(saved / folder), device="cpu"))
+
+
+def _without(folder, dest, drop):
+    """A copy of checkpoint `folder` whose weights lack every tensor whose name `drop` accepts."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(folder, dest)
+    weights = load_file(dest / "model.safetensors")
+    save_file({k: v for k, v in weights.items() if not drop(k)}, dest / "model.safetensors", metadata={"format": "pt"})
+    return dest
+
+
+def test_a_checkpoint_without_most_of_a_models_weights_is_refused(saved, tmp_path):
+    """A BLIP retrieval checkpoint is a 'blip' model too, but has no caption decoder: loaded as a captioner,
+    its decoder would be random. A checkpoint missing a sliver of the weights still loads, as in
+    transformers."""
+    from selfseg.models.blip import BlipCaptioner
+
+    no_decoder = _without(saved / "blip", tmp_path / "no_decoder", lambda k: k.startswith("text_decoder."))
+    with pytest.raises(ConfigError, match=r"lacks \d+ of the model's weights \(\d+% of its parameters"):
+        BlipCaptioner.from_spec(ModelSpec(str(no_decoder), device="cpu"))
+    one_bias = _without(saved / "blip", tmp_path / "one_bias", lambda k: k == "vision_model.post_layernorm.bias")
+    assert BlipCaptioner.from_spec(ModelSpec(str(one_bias), device="cpu")).patch_size > 0
+    whole = BlipCaptioner.from_spec(ModelSpec(str(saved / "blip"), device="cpu"))
+    assert not whole.is_tiny and whole.model_id == str(saved / "blip")
+
+
+def test_each_way_a_checkpoint_can_be_missing_has_its_own_line(saved, tmp_path, monkeypatch):
+    from selfseg.models.blip import BlipCaptioner
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cases = {
+        str(tmp_path / "no_such_folder"): "checkpoint folder .*no_such_folder does not exist",
+        "org/blip image": "is neither a folder nor a Hugging Face model id",
+    }
+    for model_id, line in cases.items():
+        with pytest.raises(ResourceMissingError, match=line):
+            BlipCaptioner.from_spec(ModelSpec(model_id, device="cpu", cache_dir=str(tmp_path)))
+
+    # Not cached: the revision asked for and the setting that keeps downloads off are named.
+    with pytest.raises(ResourceMissingError, match=r"'org/blip' at revision 'v2' is not in the local cache and "
+                                                   r"downloads are off .*selfseg download"):
+        BlipCaptioner.from_spec(ModelSpec("org/blip@v2", device="cpu", cache_dir=str(tmp_path)))
+
+    # Cached, but this transformers cannot read it: the cause, not "run selfseg download".
+    cache = tmp_path / "hub"
+    hub_cache(cache, "org/future", {"config.json": json.dumps({"model_type": "blip9_future"})})
+    with pytest.raises(ResourceMissingError, match="'org/future' is in the local cache but could not be loaded: "
+                                                   ".*blip9_future"):
+        BlipCaptioner.from_spec(ModelSpec("org/future", device="cpu", cache_dir=str(cache)))
+
+    # A cut weights file is one line, not a safetensors traceback.
+    cut = tmp_path / "cut"
+    _without(saved / "blip", cut, lambda k: False)
+    data = (cut / "model.safetensors").read_bytes()
+    (cut / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ResourceMissingError, match=f"checkpoint at {cut} could not be read"):
+        BlipCaptioner.from_spec(ModelSpec(str(cut), device="cpu"))
+
+
+def test_a_revision_is_pinned_in_the_model_id(tmp_path):
+    assert split_revision("org/name@v1.0") == ("org/name", "v1.0")
+    assert split_revision("org/name") == ("org/name", None)
+    assert split_revision("@v1")[1] is None and split_revision("org/name@")[1] is None
+    spec = ModelSpec(f"org/name@{COMMIT}")
+    assert (spec.id, spec.revision) == ("org/name", COMMIT)
+    assert ModelSpec("org/name@v1", revision="v1").revision == "v1"
+    with pytest.raises(ConfigError, match="pins revision 'v1' but revision='v2'"):
+        ModelSpec("org/name@v1", revision="v2")
+    folder = tmp_path / "ckpt@v1"
+    folder.mkdir()
+    assert ModelSpec(str(folder)).id == str(folder) and ModelSpec(str(folder)).revision is None
+
+
+def test_download_takes_the_pinned_revision_and_skips_local_folders(tmp_path, monkeypatch):
+    from selfseg.resources import download_checkpoints
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # offline, snapshot_download answers from the cache alone
+    hub_cache(tmp_path, "org/name", {"config.json": "{}"}, refs=("v1",))
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    lines: list[str] = []
+    assert download_checkpoints(["org/name@v1", str(folder)], cache_dir=str(tmp_path), log=lines.append) == []
+    assert any(line.startswith("org/name@v1: cached at") and line.endswith(COMMIT) for line in lines)
+    assert f"{folder}: a local folder, nothing to download" in lines
+    assert download_checkpoints(["org/name@v2"], cache_dir=str(tmp_path), log=lines.append) == ["org/name@v2"]
+
+
+def test_a_checkpoints_identity_follows_its_files(tmp_path):
+    tiny = ModelSpec(TINY_MODEL).identity()
+    assert tiny.startswith("tiny:") and tiny == ModelSpec(TINY_MODEL).identity()
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "generation_config.json").write_text('{"repetition_penalty": 1.0}')
+    before = ModelSpec(str(folder)).identity()
+    (folder / "generation_config.json").write_text('{"repetition_penalty": 1.05}')
+    assert before.startswith("folder:") and ModelSpec(str(folder)).identity() != before
+    hub_cache(tmp_path, "org/name", {"config.json": "{}"})
+    assert ModelSpec("org/name", cache_dir=str(tmp_path)).identity() == f"commit:{COMMIT}"
+    assert ModelSpec("org/other@v3", cache_dir=str(tmp_path)).identity() == "revision:v3"  # not cached yet
+
+
+def test_a_changed_checkpoint_is_asked_again_not_served_from_the_reply_cache(tmp_path):
+    """The reply cache keyed the id alone: a new generation config (or snapshot) at the same id served the
+    replies of the one before."""
+    import numpy as np
+    from PIL import Image
+
+    from selfseg.cache import ReplyCache
+    from selfseg.models import vlm
+    from selfseg.models.chat import ChatRequest
+    from selfseg.models.tiny import build_tiny_vlm
+
+    folder = tmp_path / "vlm"
+    model, processor = build_tiny_vlm(seed=1)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    image = Image.fromarray((np.random.default_rng(0).random((64, 64, 3)) * 255).astype("uint8"))
+    requests = [ChatRequest.ask("list the objects", image)]
+
+    def reply(cache):
+        vlm._SHARED = vlm.SharedWeights()  # load the folder again, as a new process would
+        return VisionChat(str(folder), device="cpu", max_new_tokens=12, cache=cache).chat(requests)[0]
+
+    VisionChat = vlm.VisionChat
+    db = tmp_path / "replies.sqlite"
+    first = reply(ReplyCache(db))
+    assert not first.cached and reply(ReplyCache(db)).cached
+    config = folder / "generation_config.json"
+    settings = json.loads(config.read_text()) if config.exists() else {}
+    config.write_text(json.dumps({**settings, "repetition_penalty": 50.0}))
+    fresh = reply(None)
+    assert fresh.text != first.text  # the tiny model's reply follows the new setting
+    again = reply(ReplyCache(db))
+    assert not again.cached and again.text == fresh.text
+
+
+def test_the_image_digest_reads_the_palette():
+    from PIL import Image
+
+    from selfseg.cache import image_digest
+
+    a = Image.new("P", (4, 4), 1)
+    a.putpalette([0, 0, 0, 255, 0, 0])
+    b = a.copy()
+    b.putpalette([0, 0, 0, 0, 0, 255])
+    assert a.convert("RGB").tobytes() != b.convert("RGB").tobytes()
+    assert image_digest(a) != image_digest(b) and image_digest(a) == image_digest(a.copy())
+
+
+def test_a_reply_cache_that_cannot_be_written_still_serves_its_replies(tmp_path):
+    """A shared cache the user may only read: a refused write turned the reads off too."""
+    from selfseg.cache import ReplyCache
+
+    cache = ReplyCache(tmp_path / "replies.sqlite")
+    cache.put("a", "A")
+    cache._db.execute("PRAGMA query_only = ON")  # sqlite refuses writes as for a read-only file
+    with pytest.warns(UserWarning, match="cannot be written .* its replies are still used"):
+        cache.put("b", "B")
+    assert cache.unwritable and not cache.broken
+    assert cache.get("a") == "A" and cache.get("b") is None
+
+
+def test_loaded_chat_models_keep_the_dtypes_transformers_chose(tmp_path):
+    """Some models keep modules in float32 under bfloat16 (MoE routers here); a cast of the whole model after
+    loading undid that, so selfseg's weights differed from stock from_pretrained's."""
+    from transformers import AutoModelForCausalLM, Glm4MoeConfig, Glm4MoeForCausalLM
+
+    from selfseg.models.llm import ChatLM
+    from selfseg.models.tiny import build_tiny_causal_lm
+
+    _, tokenizer = build_tiny_causal_lm()
+    config = Glm4MoeConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, moe_intermediate_size=16,
+                           num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, n_routed_experts=4,
+                           num_experts_per_tok=2, first_k_dense_replace=1, n_group=1, topk_group=1, head_dim=8)
+    torch.manual_seed(0)
+    folder = tmp_path / "moe"
+    Glm4MoeForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    stock = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16)
+    ours = ChatLM(str(folder), device="cpu", dtype="bfloat16").model
+    dtypes = {name: t.dtype for name, t in stock.state_dict().items()}
+    assert torch.float32 in dtypes.values() and torch.bfloat16 in dtypes.values()
+    assert {name: t.dtype for name, t in ours.state_dict().items()} == dtypes
+
+
+def test_devices_this_machine_lacks_are_config_errors(monkeypatch):
+    from selfseg.models.loading import resolve_device
+
+    for name in ("meta", "xpu", "gpu"):
+        with pytest.raises(ConfigError, match="expected 'auto', 'cpu', 'cuda\\[:N\\]' or 'mps'"):
+            resolve_device(name)
+    if not torch.backends.mps.is_available():
+        with pytest.raises(ConfigError, match="MPS .* is not available"):
+            resolve_device("mps")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(ConfigError, match="'cuda:3' but this machine has 1 CUDA device"):
+        resolve_device("cuda:3")
+
+
+def test_behind_a_proxy_the_hub_client_is_left_to_reach_the_hub(monkeypatch):
+    from selfseg.resources import hub_reachable
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    dialled = []
+    monkeypatch.setattr(socket, "create_connection", lambda address, timeout: dialled.append(address) or
+                        (_ for _ in ()).throw(OSError("refused")))
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://mirror.example:8080")
+    assert not hub_reachable() and dialled == [("mirror.example", 8080)]
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    assert hub_reachable() and len(dialled) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no probe, no warning
+        assert hub_reachable()
