@@ -114,7 +114,12 @@ def _checked_inputs(inputs: list[str], seg, out: Path, segment: bool) -> tuple[s
     from .io import expand_inputs
     from .runs import LOG, output_names, own_outputs
 
-    expanded = list(dict.fromkeys(expand_inputs(inputs)))
+    # One file spelled two ways (photos/a.jpg, ./photos/a.jpg, its absolute path) is one input; a link is
+    # another name, and stays one.
+    by_path: dict[str, str] = {}
+    for s in expand_inputs(inputs):
+        by_path.setdefault(os.path.abspath(s), s)
+    expanded = list(by_path.values())
     skipped = own_outputs(s for s in expanded if s not in inputs)
     sources = [s for s in expanded if s not in skipped]
     if skipped:
@@ -215,6 +220,12 @@ def _run_todo(ns: argparse.Namespace, seg, sources: list[str], names: dict, fold
                 return 1
             failed += 1
             tqdm.write(f"error: {item.source}: could not write outputs ({exc})", file=sys.stderr)
+            continue
+        except Exception as exc:  # drawing or encoding one image's outputs must not end the run
+            failed += 1
+            why = str(exc).splitlines()[0] if str(exc) else ""
+            tqdm.write(f"error: {item.source}: could not write outputs ({type(exc).__name__}: {why})",
+                       file=sys.stderr)
             continue
         if segment:
             found = ", ".join(dict.fromkeys(r.labels)) or "(nothing segmented: " + "; ".join(r.notes) + ")"

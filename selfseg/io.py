@@ -2,6 +2,7 @@
 or ImageError), input expansion, and atomic writes of outputs."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import glob
 import io
@@ -53,10 +54,15 @@ def expand_inputs(items: Iterable[str]) -> list[str]:
             except OSError:  # a folder that cannot be listed: one bad input, reported by load_image
                 out.append(item)
         elif not exists and any(ch in item for ch in "*?["):
-            out += sorted(glob.glob(item)) or [item]
+            out += sorted(glob.glob(item, recursive=True)) or [item]
         else:
             out.append(item)
     return out
+
+
+def input_name(src: ImageInput) -> str:
+    """How results and errors name an input: a path as given, anything else by its type (`<ndarray>`)."""
+    return str(src) if isinstance(src, (str, os.PathLike)) else f"<{type(src).__name__}>"
 
 
 def load_image(src: ImageInput, max_side: int = 1024) -> LoadedImage:
@@ -67,13 +73,18 @@ def load_image(src: ImageInput, max_side: int = 1024) -> LoadedImage:
     """
     from PIL import Image
 
-    name = str(src) if isinstance(src, (str, os.PathLike)) else f"<{type(src).__name__}>"
+    name = input_name(src)
     short = Path(name).name if isinstance(src, (str, os.PathLike)) else name
     notes: list[str] = []
+    frame = 0  # a PIL image is used at the frame it was seeked to
+    if isinstance(src, Image.Image):
+        with contextlib.suppress(Exception):
+            frame = int(src.tell())
     # PIL warns about an image between MAX_IMAGE_PIXELS and twice that; the warning is about this one image,
     # so it belongs in its result, not in a run's stderr (where it would not say which image).
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", Image.DecompressionBombWarning)
+        warnings.simplefilter("always", UserWarning)  # PIL's word on this file (a damaged EXIF block, ...)
         try:
             img, size, frames = _open(src, name, max_side)
             if min(size) < MIN_SIDE:
@@ -87,17 +98,26 @@ def load_image(src: ImageInput, max_side: int = 1024) -> LoadedImage:
             why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise ImageError(f"{name}: unreadable image ({why})") from None
     bombs = [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
-    for w in caught:  # not ours to handle: passed on as they came
-        if not issubclass(w.category, Image.DecompressionBombWarning):
+    about_this = [w for w in caught if issubclass(w.category, UserWarning) and w not in bombs]
+    for w in caught:  # not ours to handle (deprecations, ...): passed on as they came
+        if w not in bombs and w not in about_this:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
     if frames > 1:
-        notes.append(f"{short}: {frames} frames; the first frame was used")
+        used = "the first frame" if frame == 0 else f"frame {frame} (where the image was seeked)"
+        notes.append(f"{short}: {frames} frames; {used} was used")
     if bombs:
         notes.append(f"{short}: {size[0] * size[1]} pixels, more than PIL's limit of {Image.MAX_IMAGE_PIXELS} "
                      f"against decompression bombs; loaded anyway")
+    notes += [f"{short}: {message}" for message in dict.fromkeys(str(w.message) for w in about_this)]
     if max(img.size) > max_side:
+        shrunk = min(img.size) * max_side / max(img.size)
+        if shrunk < MIN_SIDE:  # the models would see a strip under one patch wide
+            raise ImageError(f"{name}: image is {size[1]}x{size[0]} px; shrunk to run.max_image_side={max_side} "
+                             f"its short side would be {shrunk:.1f} px, under one {MIN_SIDE}-px patch (crop it, "
+                             f"or raise run.max_image_side)")
         img.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
     return LoadedImage(image=img, size=size, source=name, notes=notes)
+
 
 
 def _frames(img: Any) -> int:
@@ -139,7 +159,16 @@ def _open(src: ImageInput, name: str, max_side: int) -> tuple[Any, tuple[int, in
         img = ImageOps.exif_transpose(src)
         return img, (img.height, img.width), frames
     if isinstance(src, np.ndarray) or hasattr(src, "__array__"):
-        img = _from_array(np.asarray(src), name)
+        if hasattr(src, "detach"):  # a torch tensor: off the autograd graph and the GPU first
+            src = src.detach().cpu()
+            if src.dtype.is_floating_point:
+                src = src.float()  # numpy has no bfloat16
+        try:
+            a = np.asarray(src)
+        except Exception as exc:  # whatever an array-like raises on conversion
+            raise ImageError(f"{name}: cannot be read as an array ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+        img = _from_array(a, name)
         return img, (img.height, img.width), 1
     raise ImageError(f"{name}: expected a path, PIL image or array, got {type(src).__name__}")
 
@@ -233,12 +262,14 @@ def _upright_size(img: Any) -> tuple[int, int]:
 def _from_array(a: np.ndarray, name: str) -> Any:
     from PIL import Image
 
+    if a.ndim == 3 and a.shape[0] in (1, 3, 4) and a.shape[2] not in (1, 3, 4):
+        a = a.transpose(1, 2, 0)  # channels first, as torchvision and transformers lay images out
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[:, :, 0]
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
         raise ImageError(f"{name}: expected an (H, W), (H, W, 3) or (H, W, 4) array, got shape {a.shape}")
     if a.dtype != np.uint8:
-        if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
+        if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating) or a.dtype == np.bool_):
             raise ImageError(f"{name}: expected a numeric array, got dtype {a.dtype}")
         a = _to_uint8(a.astype(np.float64), a.dtype)
     return Image.fromarray(a)
@@ -247,6 +278,8 @@ def _from_array(a: np.ndarray, name: str) -> Any:
 def _to_uint8(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
     if dtype == np.bool_:
         return a.astype(np.uint8) * 255
+    if not np.isfinite(a).all():  # one NaN made max() NaN, and a [0, 1] image was read as [0, 255]
+        raise ValueError("it holds NaN or infinite values")
     if np.issubdtype(dtype, np.floating):
         a = a * 255.0 if a.max(initial=0) <= 1.0 else a
     elif dtype == np.uint16 or a.max(initial=0) > 255:
@@ -263,8 +296,8 @@ def _to_rgb(img: Any) -> Any:
         img = Image.fromarray(_to_uint8(np.asarray(img, dtype=np.float64), np.dtype(np.uint16)))
     elif img.mode == "1":
         img = img.convert("L")
-    if img.mode == "P":
-        img = img.convert("RGBA")
+    if img.mode == "P" or (img.mode in ("L", "RGB") and img.info.get("transparency") is not None):
+        img = img.convert("RGBA")  # a palette's or a colour key's transparency, composited as alpha is
     if img.mode in ("RGBA", "LA", "PA"):
         rgba = img.convert("RGBA")
         bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import Config, load_config, uses_tiny
 from .errors import ConfigError, SelfSegError
-from .io import ImageInput, LoadedImage, atomic_write, load_image
+from .io import ImageInput, LoadedImage, atomic_write, input_name, load_image
 from .tag.result import TagResult
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ class SelfSeg:
         # Built up front, so a bad segmenter or enricher config fails before any image is read.
         _ = self.segmenter
         _ = self.enricher
-        size = batch_size or self.config.run.batch_size
+        size = self._batch_size(batch_size)
         if self.config.segment.vocabulary == "given":
             stream: Iterator[BatchItem] = (self._load_item(src) for src in images)
         else:
@@ -168,7 +168,7 @@ class SelfSeg:
         try:
             loaded = load_image(src, self.config.run.max_image_side)
         except SelfSegError as exc:
-            return BatchItem(source=str(src), error=str(exc))
+            return BatchItem(source=input_name(src), error=str(exc))
         return BatchItem(source=loaded.source, loaded=loaded)
 
     def _plan(self, loaded: LoadedImage, tags: TagResult | None) -> SegmentPlan:
@@ -238,22 +238,35 @@ class SelfSeg:
         """Tag images in batches; a bad image yields a BatchItem with `error` and the others go on. One image
         (a path, a PIL image, an (H, W[, C]) array) is taken as a list of one."""
         images = _as_inputs(images)
-        size = batch_size or self.config.run.batch_size
-        if size < 1:
-            raise ConfigError(f"batch_size: expected an integer >= 1, got {size}")
+        size = self._batch_size(batch_size)
         _ = self.tagger  # built once, up front: a config or resource problem stops here with one message
-        pending: list[LoadedImage] = []
+        # Kept in input order, failures included: a caller zips its inputs with what comes back.
+        pending: list[LoadedImage | BatchItem] = []
+        loaded = 0
         for src in images:
             try:
                 pending.append(load_image(src, self.config.run.max_image_side))
+                loaded += 1
             except SelfSegError as exc:
-                yield BatchItem(source=str(src), error=str(exc))
-                continue
-            if len(pending) == size:
-                yield from self._run(pending)
-                pending = []
+                pending.append(BatchItem(source=input_name(src), error=str(exc)))
+            if loaded == size:
+                yield from self._run_in_order(pending)
+                pending, loaded = [], 0
         if pending:
-            yield from self._run(pending)
+            yield from self._run_in_order(pending)
+
+    def _batch_size(self, batch_size: int | None) -> int:
+        size = self.config.run.batch_size if batch_size is None else batch_size
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ConfigError(f"batch_size: expected an integer >= 1, got {size!r}")
+        return size
+
+    def _run_in_order(self, pending: Sequence[LoadedImage | BatchItem]) -> Iterator[BatchItem]:
+        """The loaded images of `pending` as one batch, each result in its input's place."""
+        batch = [p for p in pending if isinstance(p, LoadedImage)]
+        results = self._run(batch) if batch else iter(())
+        for p in pending:
+            yield p if isinstance(p, BatchItem) else next(results)
 
     def _run(self, batch: Sequence[LoadedImage]) -> Iterator[BatchItem]:
         try:
@@ -302,13 +315,15 @@ def write_outputs(item: BatchItem, out_dir: Path, stem: str, extra: dict[str, An
 
 def _as_inputs(images: Any) -> Iterable[ImageInput]:
     """A list of inputs as given; one input (a path, which iterating would split into characters, a PIL
-    image, a numeric (H, W) or (H, W, 1|3|4) array or tensor) as a list of one. Anything else iterable stays
-    as it is: an (N, H, W[, C]) batch, an array of paths."""
+    image, a numeric (H, W), (H, W, 1|3|4) or (1|3|4, H, W) array or tensor) as a list of one. Anything
+    else iterable stays as it is: an (N, H, W[, C]) batch, an array of paths."""
     import os
 
     shape, kind = getattr(images, "shape", None), getattr(getattr(images, "dtype", None), "kind", None)
     numeric = kind in ("b", "u", "i", "f") or (kind is None and shape is not None)  # a torch dtype has no kind
-    one_array = shape is not None and numeric and (len(shape) == 2 or (len(shape) == 3 and shape[-1] in (1, 3, 4)))
+    # (H, W, C), or (C, H, W) as torchvision and transformers lay an image out (as transformers reads it).
+    one_array = shape is not None and numeric and (len(shape) == 2 or (len(shape) == 3 and (
+        shape[-1] in (1, 3, 4) or shape[0] in (1, 3, 4))))
     if isinstance(images, (str, bytes, os.PathLike)) or hasattr(images, "getexif") or one_array:
         return [images]
     return images

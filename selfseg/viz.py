@@ -42,11 +42,23 @@ def overlay(image: Any, result: TagResult, alpha: float = 0.5) -> Any:
         ys, xs = np.nonzero(labels == c)
         if len(ys) == 0:
             continue
-        text = f"{c}: {by_cluster.get(c, '-')}"
-        x, y = int(np.median(xs)), int(np.median(ys))
-        draw.rectangle(draw.textbbox((x, y), text), fill=(0, 0, 0))
-        draw.text((x, y), text, fill=(255, 255, 255))
+        _label(draw, (int(np.median(xs)), int(np.median(ys))), f"{c}: {by_cluster.get(c, '-')}", out.size)
     return out
+
+
+def _label(draw: Any, at: tuple[int, int], text: str, size: tuple[int, int]) -> None:
+    """`text` in white on black with its top-left at `at`, moved inside the image where it would cross the
+    right or bottom edge. A font that cannot encode the text (Pillow's bitmap font, where Pillow lacks
+    FreeType) gets it with backslash escapes rather than failing the image's outputs."""
+    try:
+        box = draw.textbbox(at, text)
+    except UnicodeEncodeError:
+        text = text.encode("ascii", "backslashreplace").decode("ascii")
+        box = draw.textbbox(at, text)
+    x = max(0, min(at[0], size[0] - (box[2] - box[0]) - 1))
+    y = max(0, min(at[1], size[1] - (box[3] - box[1]) - 1))
+    draw.rectangle(draw.textbbox((x, y), text), fill=(0, 0, 0))
+    draw.text((x, y), text, fill=(255, 255, 255))
 
 
 def draw_segmentation(image: Any, seg: Any, alpha: float = 0.5) -> Any:
@@ -68,7 +80,5 @@ def draw_segmentation(image: Any, seg: Any, alpha: float = 0.5) -> Any:
     ids, info = seg.panoptic
     for seg_info in info:
         ys, xs = np.nonzero(ids == seg_info["id"])
-        x, y = int(np.median(xs)), int(np.median(ys))
-        draw.rectangle(draw.textbbox((x, y), seg_info["label"]), fill=(0, 0, 0))
-        draw.text((x, y), seg_info["label"], fill=(255, 255, 255))
+        _label(draw, (int(np.median(xs)), int(np.median(ys))), seg_info["label"], out.size)
     return out

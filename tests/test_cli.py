@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from selfseg.cli import main
+from selfseg.errors import ConfigError
 from selfseg.tag.result import TagResult
 
 
@@ -37,6 +38,43 @@ def test_tag_real_photos_with_a_bad_one_in_the_middle(repo, ade_images, tmp_path
     assert not list(out.glob(".*.tmp"))  # atomic writes leave no temporaries
 
 
+def test_one_file_spelled_three_ways_is_one_input_and_a_failed_drawing_costs_one_image(repo, ade_images, tmp_path,
+                                                                                         capsys, monkeypatch):
+    """photos/a.jpg, ./photos/a.jpg and its absolute path were three inputs writing one a.json. Drawing or
+    encoding one image's outputs could raise something other than OSError and end the whole run (Pillow's
+    bitmap font, where Pillow has no FreeType, cannot encode a non-Latin-1 label)."""
+    from PIL import ImageFont
+
+    from selfseg.segment.result import Segmentation
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for p in ade_images:
+        (photos / p.name).write_bytes(p.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    first = f"photos/{ade_images[0].name}"
+    cfg = str(repo / "configs" / "smoke.yaml")
+    assert main(["tag", first, f"./{first}", str(tmp_path / first), "--config", cfg, "--out", "out", "-q"]) == 0
+    assert capsys.readouterr().err.strip().endswith("1/1 images tagged; outputs in out/")
+
+    monkeypatch.setattr(ImageFont, "load_default", lambda size=None: ImageFont.load_default_imagefont())
+    args = ["segment", "photos", "--config", cfg, "--out", "seg", "segment.vocabulary=given", "vocabulary=[猫]"]
+    assert main(args) == 0  # the label is drawn escaped
+    assert json.loads((tmp_path / "seg" / f"{ade_images[0].stem}.json").read_text())["classes"] == ["猫"]
+    real = Segmentation.save
+
+    def save(self, where, name, **kw):
+        if name == ade_images[0].stem:
+            raise ValueError("cannot draw this one")
+        return real(self, where, name, **kw)
+
+    monkeypatch.setattr(Segmentation, "save", save)
+    assert main([*args[:5], "seg2", *args[6:]]) == 1
+    err = capsys.readouterr().err
+    assert f"error: photos/{ade_images[0].name}: could not write outputs (ValueError: cannot draw this one)" in err
+    assert (tmp_path / "seg2" / f"{ade_images[1].stem}.json").exists()
+
+
 def test_python_api_matches_cli_shape(smoke_seg, ade_images):
     r = smoke_seg.tag(str(ade_images[1]))
     arr = np.asarray(Image.open(ade_images[1]))
@@ -46,9 +84,19 @@ def test_python_api_matches_cli_shape(smoke_seg, ade_images):
 
 
 def test_tag_many_yields_errors_in_place(smoke_seg, ade_images, tmp_path):
+    """Results come back in input order, failures in their inputs' places: a caller zips inputs with them
+    (arrays all have one source name). A failed load used to come out at once, ahead of its batch."""
     items = list(smoke_seg.tag_many([ade_images[0], tmp_path / "nope.jpg", ade_images[1]], batch_size=2))
-    assert [it.ok for it in items].count(False) == 1
-    assert {it.source for it in items if it.ok} == {str(ade_images[0]), str(ade_images[1])}
+    assert [it.source for it in items] == [str(ade_images[0]), str(tmp_path / "nope.jpg"), str(ade_images[1])]
+    assert [it.ok for it in items] == [True, False, True]
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(0, 256, (h, 40, 3), dtype=np.uint8) for h in (32, 48, 5, 64)]
+    for many in (smoke_seg.tag_many, smoke_seg.segment_many):
+        got = list(many([*arrays, "/no/such.jpg"], batch_size=2))
+        assert [it.result.image_size[0] if it.ok else it.error.split(":")[0] for it in got] == \
+            [32, 48, "<ndarray>", 64, "/no/such.jpg"]
+    with pytest.raises(ConfigError, match="batch_size: expected an integer >= 1, got 0"):
+        next(smoke_seg.tag_many(arrays, batch_size=0))
 
 
 @pytest.mark.parametrize(

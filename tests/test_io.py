@@ -141,6 +141,9 @@ def test_expand_inputs(tmp_path):
     (tmp_path / "d.JFIF").write_bytes(b"x")
     assert expand_inputs([str(tmp_path)])[-2:] == [str(tmp_path / "c.avif"), str(tmp_path / "d.JFIF")]
     assert expand_inputs(["nothing/*.jpg", "missing.jpg"]) == ["nothing/*.jpg", "missing.jpg"]
+    (tmp_path / "deep" / "er").mkdir(parents=True)
+    (tmp_path / "deep" / "er" / "e.jpg").write_bytes(b"x")
+    assert expand_inputs([str(tmp_path / "**" / "e.jpg")]) == [str(tmp_path / "deep" / "er" / "e.jpg")]
 
 
 def test_a_folder_that_cannot_be_listed_is_one_bad_input(tmp_path, monkeypatch):
@@ -218,7 +221,9 @@ def test_a_decompression_bomb_warning_becomes_a_note_of_that_image(tmp_path, mon
     assert load_image(p).notes == out.notes  # every image gets its own note, not only the first
 
 
-def test_other_warnings_while_loading_still_reach_the_caller(tmp_path, monkeypatch):
+def test_pillows_word_on_a_file_becomes_its_note_and_other_warnings_reach_the_caller(tmp_path, monkeypatch):
+    """PIL warns (UserWarning) about the file it reads, a damaged EXIF block say: on stderr that line named
+    no image and came once per run. Warnings of other kinds are not about the image and pass on."""
     import warnings
 
     import selfseg.io as sio
@@ -226,12 +231,83 @@ def test_other_warnings_while_loading_still_reach_the_caller(tmp_path, monkeypat
     real = sio._to_rgb
 
     def noisy(img):
-        warnings.warn("something about the conversion", UserWarning, stacklevel=1)
+        warnings.warn("Tag data larger than file", UserWarning, stacklevel=1)
+        warnings.warn("something deprecated", DeprecationWarning, stacklevel=1)
         return real(img)
 
     monkeypatch.setattr(sio, "_to_rgb", noisy)
-    with pytest.warns(UserWarning, match="something about the conversion"):
-        load_image(_save(tmp_path / "x.png", Image.new("RGB", (40, 30))))
+    path = _save(tmp_path / "x.png", Image.new("RGB", (40, 30)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first, second = load_image(path), load_image(path)
+    assert first.notes == second.notes == ["x.png: Tag data larger than file"]
+    assert [str(w.message) for w in caught] == ["something deprecated"] * 2
+
+
+def test_tensors_and_channels_first_arrays_read_as_the_image_they_hold(repo):
+    """A tensor that requires grad failed inside numpy, and took its whole batch down; a (3, H, W) image,
+    as torchvision and transformers lay one out, was three grey images to tag_many and an error to tag."""
+    import torch
+
+    from selfseg import SelfSeg
+
+    pixels = np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    want = np.asarray(load_image(pixels).image)
+    chw = torch.from_numpy(pixels).permute(2, 0, 1)
+    as_float = (chw.float() / 255).requires_grad_()
+    for given in (pixels.transpose(2, 0, 1), chw, as_float, as_float.to(torch.bfloat16), torch.from_numpy(pixels)):
+        got = np.asarray(load_image(given).image)
+        tolerance = 2 if given.dtype == torch.bfloat16 else 0  # bfloat16 keeps 8 bits of mantissa
+        assert got.shape == want.shape and np.abs(got.astype(int) - want).max() <= tolerance
+    seg = SelfSeg.from_config(repo / "configs" / "smoke.yaml")
+    items = list(seg.tag_many(chw))
+    assert len(items) == 1 and items[0].ok and items[0].result.image_size == (40, 48)
+    assert [it.ok for it in seg.tag_many([pixels, as_float, "/no/such.png"])] == [True, True, False]
+    with pytest.raises(ImageError, match="expected a numeric array, got dtype complex128"):
+        load_image(pixels.astype(np.complex128))
+
+
+def test_a_strip_too_thin_to_shrink_is_refused_with_the_setting_that_shrinks_it(tmp_path):
+    """16 x 10000 px passed the 16-px check, then shrank to 2 x 1024 and failed inside the processor."""
+    strip = _save(tmp_path / "strip.png", Image.new("RGB", (16, 10000), (90, 120, 30)))
+    with pytest.raises(ImageError, match="short side would be 1.6 px, under one 16-px patch .*run.max_image_side"):
+        load_image(strip)
+    assert load_image(strip, max_side=10000).image.size == (16, 10000)
+    assert load_image(_save(tmp_path / "wide.png", Image.new("RGB", (1600, 25))), 1024).image.size == (1024, 16)
+
+
+def test_a_float_image_with_nan_is_refused_rather_than_read_dark():
+    """One NaN made max() NaN, so a [0, 1] image was read as [0, 255] (mean 0.5 of 255)."""
+    a = np.full((32, 32), 0.5, dtype=np.float32)
+    assert np.asarray(load_image(a).image).mean() == 128
+    a[0, 0] = np.nan
+    with pytest.raises(ImageError, match="holds NaN or infinite values"):
+        load_image(a)
+
+
+@pytest.mark.parametrize("mode, key", [("L", 0), ("RGB", (0, 0, 0))])
+def test_a_colour_key_transparency_is_composited_as_transformers_does(tmp_path, mode, key):
+    """PNG's tRNS colour key on a grey or RGB image: its pixels were black, transformers makes them white."""
+    from transformers.image_transforms import convert_to_rgb
+
+    rng = np.random.default_rng(1)
+    img = Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).convert(mode)
+    img.putpixel((0, 0), key)
+    path = tmp_path / f"{mode}.png"
+    img.save(path, transparency=key)
+    ours = np.asarray(load_image(path).image)
+    stock = np.asarray(convert_to_rgb(Image.open(path)))
+    assert tuple(ours[0, 0]) == (255, 255, 255) and np.array_equal(ours, stock)
+
+
+def test_a_seeked_pil_image_is_used_at_its_frame_and_the_note_says_which(tmp_path):
+    frames = [Image.new("RGB", (32, 32), (v, v, v)) for v in (10, 50, 90)]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    gif = Image.open(tmp_path / "a.gif")
+    gif.seek(2)
+    loaded = load_image(gif)
+    assert loaded.image.getpixel((5, 5)) == (90, 90, 90)
+    assert loaded.notes == ["<GifImageFile>: 3 frames; frame 2 (where the image was seeked) was used"]
 
 
 def test_one_input_given_where_a_list_is_expected_is_one_input(tmp_path, repo):
