@@ -7,6 +7,7 @@ locking and be rewritten whole on every insert.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sqlite3
@@ -93,7 +94,7 @@ class ReplyCache:
                 self._db.execute("INSERT OR REPLACE INTO replies (key, reply) VALUES (?, ?)", (key, reply))
                 self._db.commit()
         except sqlite3.Error as exc:
-            with self._lock:
+            with self._lock, contextlib.suppress(sqlite3.Error):
                 self._db.rollback()
             if isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc).replace("-", ""):
                 # A shared cache the user may read but not write still serves every reply it holds.

@@ -172,13 +172,20 @@ def _install_spacy(log: Callable[[str], None]) -> None:
 # ------------------------------------------------------------------------------------------ checkpoints
 
 
+def split_revision(model_id: str) -> tuple[str, str | None]:
+    """"owner/name@rev" -> ("owner/name", "rev"): a branch, tag or commit pinned in the one string every
+    model setting takes. An existing folder keeps its name whole, '@' or not; hub ids cannot hold '@'."""
+    name, at, revision = model_id.rpartition("@")
+    if not at or not name or not revision or Path(model_id).exists():
+        return model_id, None
+    return name, revision
+
+
 def download_checkpoints(model_ids: list[str], cache_dir: str | None = None,
                          log: Callable[[str], None] = print) -> list[str]:
     """Fetch every checkpoint ("owner/name", or "owner/name@rev" for a branch, tag or commit) into the
     Hugging Face cache; returns the ids that failed. A local checkpoint folder needs nothing."""
     from huggingface_hub import snapshot_download
-
-    from .models.spec import split_revision
 
     folders = [m for m in model_ids if Path(m).expanduser().is_dir()]
     for mid in folders:

@@ -64,7 +64,7 @@ class BlipCaptioner:
                     BlipProcessor.from_pretrained(spec.id, **kw))
 
         model, processor = load_checkpoint("BLIP", spec, load)
-        return cls(model, processor, device, dtype, is_tiny=False, model_id=spec.id)
+        return cls(model, processor, device, dtype, is_tiny=False, model_id=spec.name)
 
     # ------------------------------------------------------------------------------------------ encoder
     @torch.inference_mode()

@@ -60,7 +60,7 @@ class ClipSegDenseSegmenter:
                     CLIPSegProcessor.from_pretrained(spec.id, **kw))
 
         model, processor = load_checkpoint("CLIPSeg", spec, load)
-        return cls(model, processor, dev, dt, is_tiny=False, model_id=spec.id)
+        return cls(model, processor, dev, dt, is_tiny=False, model_id=spec.name)
 
     @classmethod
     def tiny(cls, seed: int = 0, device: str | torch.device = "cpu",

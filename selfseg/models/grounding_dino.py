@@ -102,7 +102,7 @@ class GroundingDino:
                     AutoProcessor.from_pretrained(spec.id, **kw))
 
         model, processor = load_checkpoint("Grounding DINO", spec, load)
-        return cls(model, processor, device, torch_dtype, model_id=spec.id, **kwargs)
+        return cls(model, processor, device, torch_dtype, model_id=spec.name, **kwargs)
 
     @classmethod
     def tiny(cls, seed: int = 0, device: str | torch.device = "cpu",

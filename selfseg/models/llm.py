@@ -32,8 +32,8 @@ class ChatLM(ChatModelBase):
                  cache: ReplyCache | None = None, setting: str = "evaluation.llm_model",
                  revision: str | None = None) -> None:
         super().__init__()
-        self.model_id = model_id
         spec = ModelSpec(model_id, device, dtype, cache_dir, local_files_only, revision)
+        self.model_id = spec.name  # in replies' keys and results: the revision too, when one is pinned
         self.device = resolve_device(device)
         self.dtype = (torch.bfloat16 if self.device.type == "cuda" else torch.float32) if dtype == "auto" \
             else resolve_dtype(dtype)

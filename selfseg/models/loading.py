@@ -51,10 +51,10 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
 
 def load_checkpoint(what: str, spec: ModelSpec, load: Callable[[bool], Any]) -> Any:
     """`load(local_only)` of `spec`'s checkpoint from the cache (or a local folder) first, then, if allowed
-    and the hub answers,
-    from the hub. Every failure is one ResourceMissingError line that says which of these it is: a folder
-    that does not exist or cannot be read, an id that is no id, a cached checkpoint this transformers cannot
-    load, or one not cached (naming `selfseg download`)."""
+    and the hub answers, from the hub. Every failure is one ResourceMissingError line that says which of
+    these it is: a folder that does not exist or cannot be read, an id that is no id, a checkpoint the hub
+    could not give, a cached one that cannot be loaded offline, or one not cached (naming `selfseg
+    download`)."""
     from safetensors import SafetensorError
 
     unreadable = (OSError, ValueError, SafetensorError)
@@ -73,28 +73,28 @@ def load_checkpoint(what: str, spec: ModelSpec, load: Callable[[bool], Any]) -> 
         if not _valid_repo_id(model_id):
             raise ResourceMissingError(f"{what} checkpoint {model_id!r} is neither a folder nor a Hugging Face "
                                        f"model id (owner/name)") from None
-        if _in_hub_cache(model_id, revision, spec.cache_dir):
-            # Cached, so the file is there and something else is wrong with it: say what.
-            raise ResourceMissingError(f"{what} checkpoint {at} is in the local cache but could not be "
-                                       f"loaded: {reason}") from None
         offline = spec.local_files_only or hub_offline()
-        missing = ResourceMissingError(
-            f"{what} checkpoint {at} is not in the local cache and "
-            + ("downloads are off (model.local_files_only or HF_HUB_OFFLINE)" if offline
-               else "the Hugging Face hub is not reachable")
-            + "; run `selfseg download --config <your config>` on a machine that reaches the hub (or point "
-              "HF_HOME / model.cache_dir at a cache that has it)"
-        )
-        # One quick probe instead of the hub client's minutes of retries on a machine with no network.
-        if offline or not hub_reachable():
-            raise missing from None
-        try:
-            return load(False)
-        except SelfSegError:
-            raise
-        except unreadable as exc:
-            raise ResourceMissingError(f"{what} checkpoint {at} could not be loaded from the Hugging Face hub "
-                                       f"({_first_line(exc)}); check the model id") from None
+        # One quick probe instead of the hub client's minutes of retries on a machine with no network. The
+        # hub also completes what the cache holds only part of (the config read ahead of the weights).
+        if not offline and hub_reachable():
+            try:
+                return load(False)
+            except SelfSegError:
+                raise
+            except unreadable as exc:
+                raise ResourceMissingError(f"{what} checkpoint {at} could not be loaded from the Hugging Face "
+                                           f"hub ({_first_line(exc)}); check the model id") from None
+        why = "downloads are off (model.local_files_only or HF_HUB_OFFLINE)" if offline else \
+            "the Hugging Face hub is not reachable"
+        if _in_hub_cache(model_id, revision, spec.cache_dir):
+            # Some of it is cached (or all, and something else is wrong with it): say what failed.
+            raise ResourceMissingError(f"{what} checkpoint {at} is in the local cache but could not be loaded "
+                                       f"({reason}) and {why}; `selfseg download --config <your config>` "
+                                       f"completes a partial download") from None
+        raise ResourceMissingError(
+            f"{what} checkpoint {at} is not in the local cache and {why}; run `selfseg download --config <your "
+            f"config>` on a machine that reaches the hub (or point HF_HOME / model.cache_dir at a cache that "
+            f"has it)") from None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -80,7 +80,7 @@ class Sam2BoxSegmenter:
                     Sam2Processor.from_pretrained(spec.id, **kw))
 
         model, processor = load_checkpoint("SAM 2", spec, load)
-        return cls(model, processor, dev, dt, is_tiny=False, model_id=spec.id)
+        return cls(model, processor, dev, dt, is_tiny=False, model_id=spec.name)
 
     @classmethod
     def tiny(cls, seed: int = 0, device: str | torch.device = "cpu",

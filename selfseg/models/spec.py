@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError, check, choices
+from ..resources import split_revision
 
 #: Model id that builds a tiny random-init twin of a model family in code (no download); outputs are
 #: meaningless, but depend on the inputs (tests use them to check wiring).
@@ -18,15 +19,6 @@ DTYPE_NAMES = ("float32", "float16", "bfloat16")
 
 #: The captioner of the Self-Seg paper: BLIP ViT-L fine-tuned for COCO captions.
 PAPER_MODEL = "Salesforce/blip-image-captioning-large"
-
-
-def split_revision(model_id: str) -> tuple[str, str | None]:
-    """"owner/name@rev" -> ("owner/name", "rev"): a branch, tag or commit pinned in the one string every
-    model setting takes. An existing folder keeps its name whole, '@' or not; hub ids cannot hold '@'."""
-    name, at, revision = model_id.rpartition("@")
-    if not at or not name or not revision or Path(model_id).exists():
-        return model_id, None
-    return name, revision
 
 
 @dataclass(frozen=True)
@@ -57,6 +49,11 @@ class ModelSpec:
     def is_tiny(self) -> bool:
         return self.id == TINY_MODEL
 
+    @property
+    def name(self) -> str:
+        """The id as results record it: with "@revision" when one is pinned."""
+        return f"{self.id}@{self.revision}" if self.revision else self.id
+
     def identity(self) -> str:
         """What names the files behind this spec now, for keys of saved model output: a hub checkpoint's
         snapshot commit (the revision asked for when it is not cached yet), a folder's files (names, sizes,
@@ -71,10 +68,14 @@ class ModelSpec:
         folder = Path(self.id).expanduser()
         if folder.is_dir():
             for root, dirs, files in os.walk(folder):
-                dirs.sort()
+                # Hidden folders are tools' bookkeeping (.git, huggingface-cli's .cache), rewritten by reads.
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for name in sorted(files):
                     path = Path(root, name)
-                    st = path.stat()
+                    try:
+                        st = path.stat()
+                    except OSError:  # a broken link: not a file the model read
+                        continue
                     h.update(f"{path.relative_to(folder).as_posix()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
             return f"folder:{h.hexdigest()[:16]}"
         from huggingface_hub import try_to_load_from_cache

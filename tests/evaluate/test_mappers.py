@@ -156,6 +156,10 @@ def test_embedding_mapper_with_the_real_minilm():
     assert out["fire hydrant"].cls is None and out["fire hydrant"].score < 0.6  # below the threshold
     assert all(r.cls != "background" for r in out.values())  # VOC's background is not a target
     assert m.map([]) == []
+    # A pinned revision, as every model setting takes ("@main"), names the same model.
+    pinned = build_mapper("embedding", "voc", threshold=0.6, device="cpu",
+                          model="sentence-transformers/all-MiniLM-L6-v2@main")
+    assert pinned.map(["puppy"])[0].cls == "dog"
 
 
 def test_embedding_model_resolves_without_a_probe_when_offline(monkeypatch):
@@ -282,6 +286,21 @@ def test_love_with_a_tiny_random_causal_lm_batches_generate_calls(tmp_path):
     again = LLMMapper(class_list("cityscapes"), model="tiny-random", max_new_tokens=8, cache=tmp_path / "c.json",
                       device="cpu")
     assert [r.cls for r in again.map(nouns)] == [r.cls for r in out] and again._llm is None
+
+
+def test_love_replies_of_the_run_that_fetched_the_model_are_kept_for_the_next(tmp_path):
+    """A model not yet cached has no snapshot commit when the mapper is made; once the load fetched it, the
+    next run's key names the commit. The fetching run's replies were stored under the first key, never read
+    again, and every noun was asked of the LLM a second time. (Plumbing only: the tiny LLM's replies are
+    meaningless; the mapper's identity is set back to stand in for a checkpoint not yet downloaded.)"""
+    cache = tmp_path / "c.json"
+    m = LLMMapper(class_list("voc"), model="tiny-random", max_new_tokens=4, cache=cache, device="cpu")
+    fetched = m.checkpoint
+    m._use_key("revision:default")  # as for a hub id the cache did not hold yet
+    first = m.map(["puppy", "ox"])
+    assert m.checkpoint == fetched and m.asked == 2
+    again = LLMMapper(class_list("voc"), model="tiny-random", max_new_tokens=4, cache=cache, device="cpu")
+    assert [r.reply for r in again.map(["puppy", "ox"])] == [r.reply for r in first] and again.asked == 0
 
 
 @pytest.mark.parametrize("template", ["Map {thing}", "Reply as {\"class\": name} for {noun}", "no placeholder"])

@@ -108,8 +108,8 @@ def test_each_way_a_checkpoint_can_be_missing_has_its_own_line(saved, tmp_path, 
     # Cached, but this transformers cannot read it: the cause, not "run selfseg download".
     cache = tmp_path / "hub"
     hub_cache(cache, "org/future", {"config.json": json.dumps({"model_type": "blip9_future"})})
-    with pytest.raises(ResourceMissingError, match="'org/future' is in the local cache but could not be loaded: "
-                                                   ".*blip9_future"):
+    with pytest.raises(ResourceMissingError, match=r"'org/future' is in the local cache but could not be loaded "
+                                                   r"\(.*blip9_future.*\) and downloads are off"):
         BlipCaptioner.from_spec(ModelSpec("org/future", device="cpu", cache_dir=str(cache)))
 
     # A cut weights file is one line, not a safetensors traceback.
@@ -121,12 +121,39 @@ def test_each_way_a_checkpoint_can_be_missing_has_its_own_line(saved, tmp_path, 
         BlipCaptioner.from_spec(ModelSpec(str(cut), device="cpu"))
 
 
+def test_a_cache_holding_part_of_a_checkpoint_is_completed_from_the_hub(tmp_path, monkeypatch):
+    """The model-type check reads config.json ahead of the weights, so a first run's cache holds the config
+    alone when the weights load: that run must go on to the hub, not report a cached checkpoint it cannot
+    load (and offline, say that a download is incomplete)."""
+    from selfseg.models import loading
+
+    hub_cache(tmp_path, "org/blip", {"config.json": "{}"})
+    spec = ModelSpec("org/blip", cache_dir=str(tmp_path))
+    tried = []
+
+    def load(local_only):
+        tried.append(local_only)
+        if local_only:
+            raise OSError("org/blip does not appear to have a file named model.safetensors")
+        return "weights"
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(loading, "hub_reachable", lambda *a, **k: True)
+    assert loading.load_checkpoint("BLIP", spec, load) == "weights" and tried == [True, False]
+    monkeypatch.setattr(loading, "hub_reachable", lambda *a, **k: False)
+    with pytest.raises(ResourceMissingError, match="in the local cache but could not be loaded .*model.safetensors"
+                                                   r".* and the Hugging Face hub is not reachable; .*completes a "
+                                                   "partial download"):
+        loading.load_checkpoint("BLIP", spec, load)
+
+
 def test_a_revision_is_pinned_in_the_model_id(tmp_path):
     assert split_revision("org/name@v1.0") == ("org/name", "v1.0")
     assert split_revision("org/name") == ("org/name", None)
     assert split_revision("@v1")[1] is None and split_revision("org/name@")[1] is None
     spec = ModelSpec(f"org/name@{COMMIT}")
-    assert (spec.id, spec.revision) == ("org/name", COMMIT)
+    assert (spec.id, spec.revision, spec.name) == ("org/name", COMMIT, f"org/name@{COMMIT}")  # results say it
+    assert ModelSpec("org/name", revision="v2").name == "org/name@v2" and ModelSpec("org/name").name == "org/name"
     assert ModelSpec("org/name@v1", revision="v1").revision == "v1"
     with pytest.raises(ConfigError, match="pins revision 'v1' but revision='v2'"):
         ModelSpec("org/name@v1", revision="v2")
@@ -158,6 +185,11 @@ def test_a_checkpoints_identity_follows_its_files(tmp_path):
     before = ModelSpec(str(folder)).identity()
     (folder / "generation_config.json").write_text('{"repetition_penalty": 1.05}')
     assert before.startswith("folder:") and ModelSpec(str(folder)).identity() != before
+    after = ModelSpec(str(folder)).identity()
+    (folder / ".cache").mkdir()  # a tool's bookkeeping (huggingface-cli download --local-dir)
+    (folder / ".cache" / "x.lock").write_text("")
+    (folder / "gone.json").symlink_to(folder / "missing.json")  # a broken link
+    assert ModelSpec(str(folder)).identity() == after
     hub_cache(tmp_path, "org/name", {"config.json": "{}"})
     assert ModelSpec("org/name", cache_dir=str(tmp_path)).identity() == f"commit:{COMMIT}"
     assert ModelSpec("org/other@v3", cache_dir=str(tmp_path)).identity() == "revision:v3"  # not cached yet

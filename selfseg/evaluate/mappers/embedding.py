@@ -68,11 +68,13 @@ class EmbeddingMapper(MapperWithoutLevels):
                 raise ResourceMissingError(f"the {self.name} label mapper needs sentence-transformers: "
                                            "pip install sentence-transformers") from None
             from ...models.loading import resolve_device
+            from ...resources import split_revision
 
-            path = resolve_embedding_model(self.model_name)
+            name, revision = split_revision(self.model_name)  # "owner/name@rev", as every model setting
+            path = resolve_embedding_model(name)
             device = str(resolve_device(self.device))
             try:
-                self._model = SentenceTransformer(path, device=device)
+                self._model = SentenceTransformer(path, device=device, revision=revision)
             except (OSError, ValueError) as exc:
                 raise ResourceMissingError(
                     f"sentence-embedding model {self.model_name!r} could not be loaded "

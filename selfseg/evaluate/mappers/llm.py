@@ -102,19 +102,24 @@ class LLMMapper(MapperWithoutLevels):
         self._fill = {"classes": listing, "dataset": dataset_name}
         _check_template(self.template)
         # float32 and bfloat16 may answer differently: the key holds the dtype the model will run in.
-        # The checkpoint's identity (a snapshot's commit, a folder's files): a new snapshot is asked again.
+        self._key_parts = [model, self.template, listing, dataset_name, max_new_tokens, _effective_dtype(device, dtype)]
+        self._cache_arg = cache
         from ...models.spec import ModelSpec
 
-        checkpoint = ModelSpec(model, cache_dir=cache_dir).identity()
-        key = json.dumps([model, checkpoint, self.template, listing, dataset_name, max_new_tokens,
-                          _effective_dtype(device, dtype)])
-        self.key = hashlib.sha256(key.encode()).hexdigest()[:16]
-        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{dataset_name or 'custom'}-{model}")
-        self.cache_path = Path(cache) if cache else default_cache_dir() / f"{slug}-{self.key}.json"
+        self._use_key(ModelSpec(model, cache_dir=cache_dir).identity())
         self.replies: dict[str, str] = self._read_cache()
         self.asked = 0  # nouns sent to the LLM by this mapper (cache misses)
 
     # -------------------------------------------------------------------------------------------- cache
+    def _use_key(self, checkpoint: str) -> None:
+        """Key the replies by the checkpoint's identity too (a snapshot's commit, a folder's files), so a
+        new snapshot is asked again."""
+        self.checkpoint = checkpoint
+        key = json.dumps([self._key_parts[0], checkpoint, *self._key_parts[1:]])
+        self.key = hashlib.sha256(key.encode()).hexdigest()[:16]
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{self.dataset_name or 'custom'}-{self.model_id}")
+        self.cache_path = Path(self._cache_arg) if self._cache_arg else default_cache_dir() / f"{slug}-{self.key}.json"
+
     def _cache_file(self) -> dict[str, Any]:
         """The cache file's entries ({} when there is none). A file that is not such a cache (not a JSON
         object: a file given by mistake, or damaged) is refused in one line rather than overwritten."""
@@ -160,6 +165,11 @@ class LLMMapper(MapperWithoutLevels):
 
             spec = ModelSpec(self.model_id, self.device, self.dtype, self.cache_dir, self.local_files_only)
             self._llm = ChatLM.from_spec(spec, batch_size=self.batch_size, max_new_tokens=self.max_new_tokens)
+            if self._llm.checkpoint and self._llm.checkpoint != self.checkpoint:
+                # Loading fetched it (not cached when this mapper was made): from now on its replies go under
+                # the key later runs compute up front, joined by any stored there.
+                self._use_key(self._llm.checkpoint)
+                self.replies = {**self.replies, **self._read_cache()}
         return self._llm
 
     def prompt(self, noun: str) -> str:
