@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import SelfSegError
+from .errors import ConfigError, SelfSegError
 
 if TYPE_CHECKING:
     from .evaluate.result import InstanceScores, PanopticScores
@@ -21,12 +21,33 @@ if TYPE_CHECKING:
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*=")
 
 
+#: The configs/ folder of selfseg's source tree (an editable install or a checkout run in place).
+SOURCE_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+CONFIG_HELP = ("YAML config: a path, or a name under configs/ (bcc_voc, smoke, benchmarks/voc); default: selfseg's "
+               "defaults (the co-association consensus; 'base' pins the paper's settings)")
+
+
 def _resolve_config(name: str | None) -> str | None:
-    """A path, or a bare name found as configs/<name>.yaml under the working directory."""
-    if name is None or Path(name).exists():
-        return name
-    cand = Path("configs") / (name if name.endswith((".yaml", ".yml")) else f"{name}.yaml")
-    return str(cand) if cand.exists() else name
+    """A path, or a name found as configs/<name>.yaml under the working directory, then in the configs/
+    beside selfseg's sources, so `--config smoke` works from any folder."""
+    if name is None or Path(name).exists() or Path(name).is_absolute() or name.startswith((".", "~")):
+        return name  # load_config says what is wrong with a path
+    relative = name if name.endswith((".yaml", ".yml")) else f"{name}.yaml"
+    for folder in (Path("configs"), SOURCE_CONFIGS):
+        if (folder / relative).is_file():
+            return str(folder / relative)
+    looked = f"./configs/{relative}" + (f" or {SOURCE_CONFIGS / relative}" if SOURCE_CONFIGS.is_dir() else "")
+    raise ConfigError(f"config {name}: no such file, nor {looked}")
+
+
+def _device(ns: argparse.Namespace) -> list[str]:
+    """--device as the override it stands for (last, so it wins over the config and --set)."""
+    return [f"model.device={ns.device}"] if getattr(ns, "device", None) else []
+
+
+DEVICE_HELP = "where the models run: auto (CUDA when available), cpu, cuda, cuda:N or mps (model.device)"
 
 
 def _split_overrides(args: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -82,7 +103,7 @@ def _run_images(ns: argparse.Namespace, segment: bool) -> int:
     from .runs import RunFolder, output_names, run_settings
 
     inputs, overrides = _split_overrides(ns.inputs)
-    seg = SelfSeg.from_config(_resolve_config(ns.config), overrides + (ns.set or []))
+    seg = SelfSeg.from_config(_resolve_config(ns.config), overrides + (ns.set or []) + _device(ns))
     out = Path(ns.out)
     dist = Dist.from_env()
     # Under torchrun, rank 0 alone reads the inputs (a folder can change while ranks start) and shares them.
@@ -126,11 +147,16 @@ def _checked_inputs(inputs: list[str], seg, out: Path, segment: bool) -> tuple[s
         print(f"note: {len(skipped)} file(s) that selfseg wrote (named in a {LOG}) are not taken as inputs",
               file=sys.stderr)
     if not sources:
+        if any(Path(i).is_dir() for i in inputs):
+            return ("no input images given: a folder gives the images directly in it; for those in its "
+                    "subfolders, give a glob such as 'folder/**/*.jpg'"), []
         return "no input images given", []
-    if uses_tiny(seg.config, segment=segment):
+    problem = _output_overwrites_input(sources, output_names(sources), out, segment)
+    if uses_tiny(seg.config, segment=segment) and not problem:
+        # On stderr with the other run messages: stdout holds only the per-image result lines.
         print("NOTE: this config uses tiny random-init models built in code (no download); the outputs "
-              "below are meaningless and only show that everything runs.")
-    return _output_overwrites_input(sources, output_names(sources), out, segment), sources
+              "below are meaningless and only show that everything runs.", file=sys.stderr)
+    return problem, sources
 
 
 def _run_sharded(ns: argparse.Namespace, seg, sources: list[str], names: dict, folder, out: Path, segment: bool,
@@ -194,7 +220,9 @@ def _run_todo(ns: argparse.Namespace, seg, sources: list[str], names: dict, fold
     # Progress on stderr (images done, rate, ETA); per-image lines go through tqdm.write so they stay readable.
     bar = tqdm(total=len(todo), unit="img", file=sys.stderr, disable=ns.quiet or not progress or None,
                leave=False)
-    items = seg.segment_many(todo, ns.batch_size) if segment else seg.tag_many(todo, ns.batch_size)
+    # Nothing left to do builds no model (minutes and gigabytes for real checkpoints).
+    items = iter(()) if not todo else seg.segment_many(todo, ns.batch_size) if segment else \
+        seg.tag_many(todo, ns.batch_size)
     for item in items:
         bar.update(1)
         if not item.ok:
@@ -258,7 +286,7 @@ def cmd_label(ns: argparse.Namespace) -> int:
     flags += [f"label.{k}={v}" for k, v in (("val_fraction", ns.val_fraction), ("seed", ns.seed)) if v is not None]
     if ns.batch_size:
         flags.append(f"run.batch_size={ns.batch_size}")
-    cfg = load_config(_resolve_config(ns.config), overrides + (ns.set or []) + flags)
+    cfg = load_config(_resolve_config(ns.config), overrides + (ns.set or []) + flags + _device(ns))
     if uses_tiny(cfg, segment=True):
         print("NOTE: this config uses tiny random-init models built in code (no download); the dataset is "
               "meaningless and only shows that everything runs.", file=sys.stderr)
@@ -459,7 +487,7 @@ def _unwritable_file(path: Path) -> str | None:
 
 
 def cmd_benchmark(ns: argparse.Namespace) -> int:
-    from .config import load_config
+    from .config import load_config, uses_tiny
     from .evaluate.benchmark import out_dir, run_benchmark
 
     inputs, overrides = _split_overrides(ns.overrides)
@@ -467,7 +495,10 @@ def cmd_benchmark(ns: argparse.Namespace) -> int:
         print(f"selfseg: error: expected key.sub=value overrides after the config, got {inputs[0]!r}",
               file=sys.stderr)
         return 2
-    cfg = load_config(_resolve_config(ns.config), overrides + (ns.set or []))
+    cfg = load_config(_resolve_config(ns.config), overrides + (ns.set or []) + _device(ns))
+    if uses_tiny(cfg, segment=True) and os.environ.get("RANK", "0") == "0":  # once under torchrun
+        print("NOTE: this config uses tiny random-init models built in code (no download); the scores are "
+              "meaningless and only show that the benchmark runs end to end.", file=sys.stderr)
     report = run_benchmark(cfg, out=ns.out, limit=ns.limit, fresh=ns.fresh, quiet=ns.quiet)
     if report is None:  # a torchrun rank other than 0: rank 0 reports
         return 0
@@ -494,6 +525,9 @@ def _positive_int(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="selfseg", description="Training-free, self-guided open-vocabulary "
                                 "segmentation.")
+    from . import __version__
+
+    p.add_argument("--version", action="version", version=f"selfseg {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     for name, helptext, func in (
@@ -502,10 +536,11 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         t = sub.add_parser(name, help=helptext)
         t.add_argument("inputs", nargs="+", help="image files, folders or globs; key.sub=value overrides the config")
-        t.add_argument("--config", "-c", help="YAML config (path or name under configs/); default: paper settings")
+        t.add_argument("--config", "-c", help=CONFIG_HELP)
         t.add_argument("--out", "-o", default="out", help="output folder (default: out)")
         t.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, repeatable")
         t.add_argument("--batch-size", type=_positive_int, help="images per batch (default: run.batch_size)")
+        t.add_argument("--device", help=DEVICE_HELP)
         t.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
         t.add_argument("--resume", action="store_true",
                        help="keep results an interrupted run with the same settings finished in --out")
@@ -516,7 +551,7 @@ def build_parser() -> argparse.ArgumentParser:
     lab = sub.add_parser("label", help="label a folder of images into a training dataset (COCO, YOLO, semantic) "
                                        "with one self-discovered vocabulary (resumable; torchrun-shardable)")
     lab.add_argument("inputs", nargs="+", help="image files, folders or globs; key.sub=value overrides the config")
-    lab.add_argument("--config", "-c", help="YAML config (path or name under configs/); default: paper settings")
+    lab.add_argument("--config", "-c", help=CONFIG_HELP)
     lab.add_argument("--out", "-o", required=True, help="dataset folder")
     lab.add_argument("--format", help="comma-separated formats: coco, yolo, semantic (default: label.formats)")
     lab.add_argument("--ontology", help="YAML: a mapping class -> list of phrases, or a list of classes; the "
@@ -528,6 +563,7 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--fresh", action="store_true", help="first delete the predictions earlier runs made in --out")
     lab.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, repeatable")
     lab.add_argument("--batch-size", type=_positive_int, help="images per batch (default: run.batch_size)")
+    lab.add_argument("--device", help=DEVICE_HELP)
     lab.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     lab.set_defaults(func=cmd_label)
 
@@ -537,8 +573,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-apt", action="store_true", help="never try apt-get for WordNet")
     r.set_defaults(func=cmd_resources)
 
-    d = sub.add_parser("download", help="cache every checkpoint the configs use, for offline machines")
-    d.add_argument("--config", "-c", action="append", help="config(s) whose checkpoints to fetch (repeatable)")
+    d = sub.add_parser("download", help="cache every checkpoint the configs use, for offline machines",
+                       description="Fetch every checkpoint the configs use into the Hugging Face cache (each "
+                                   "config's model.cache_dir), to copy to a machine without network. Gated "
+                                   "models (Llama 2) need their licence accepted and HF_TOKEN set.")
+    d.add_argument("--config", "-c", action="append",
+                   help="config(s) whose checkpoints to fetch (repeatable; default: selfseg's defaults)")
     d.set_defaults(func=cmd_download)
     # Names come from the modules that own them (a registry or the module's own tuple), never from a copy.
     from .evaluate.datasets import dataset_names
@@ -576,22 +616,27 @@ def build_parser() -> argparse.ArgumentParser:
     from .evaluate.annotations import INSTANCES, PANOPTIC
 
     e = sub.add_parser("evaluate", help="score predictions against a dataset: semantic label maps, COCO panoptic "
-                                        "PNGs + JSON, or COCO instance results")
+                                        "PNGs + JSON, or COCO instance results",
+                       description="Score predictions already made (by selfseg or anything else) against a "
+                                   "dataset's ground truth; `selfseg benchmark` predicts, maps nouns and scores "
+                                   "in one run.")
     e.add_argument("--task", default="semantic", choices=["semantic", "panoptic", "instance"],
                    help="semantic: label-map PNGs (mIoU, cmIoU); panoptic: PQ / SQ / RQ; instance: mask and box "
                         "AP (COCOeval)")
-    e.add_argument("--dataset", "-d", required=True, choices=[*datasets, *PANOPTIC, *INSTANCES],
+    e.add_argument("--dataset", "-d", required=True, choices=list(dict.fromkeys([*datasets, *PANOPTIC, *INSTANCES])),
                    help=f"semantic: {', '.join(datasets)}; panoptic: {', '.join(PANOPTIC)}, cityscapes; "
                         f"instance: {', '.join(INSTANCES)}, cityscapes")
     e.add_argument("--root", "-r", required=True, help="dataset root in its standard layout")
     e.add_argument("--predictions", "-p", required=True,
                    help="semantic: folder of <image stem>.png label maps; panoptic: folder with panoptic.json "
                         "and panoptic/*.png; instance: COCO results JSON file")
-    e.add_argument("--split", default="val")
+    e.add_argument("--split", default="val", help="the dataset's split (default val)")
     e.add_argument("--classes", help="class-names file (folder datasets; overrides a shipped list)")
     e.add_argument("--convention", default="detectron2", choices=list(CONVENTIONS),
                    help="mIoU convention (default detectron2)")
-    e.add_argument("--cmiou-segments", default="class", choices=list(CMIOU_SEGMENTS))
+    e.add_argument("--cmiou-segments", default="class", choices=list(CMIOU_SEGMENTS),
+                   help="cmIoU segments: class (all pixels of one label in an image, default) or components "
+                        "(8-connected pieces)")
     e.add_argument("--limit", type=_positive_int, help="score only the first N images (the ground truth's first)")
     e.add_argument("--out", "-o", help="JSON output (default: <predictions>/scores.json)")
     e.set_defaults(func=cmd_evaluate)
@@ -605,6 +650,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                              "evaluation.limit)")
     b.add_argument("--out", "-o", help="run folder (default: evaluation.out)")
     b.add_argument("--fresh", action="store_true", help="discard earlier predictions in the run folder")
+    b.add_argument("--device", help=DEVICE_HELP)
     b.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     b.set_defaults(func=cmd_benchmark)
     return p

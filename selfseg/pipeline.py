@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -257,9 +258,9 @@ class SelfSeg:
 
     def _batch_size(self, batch_size: int | None) -> int:
         size = self.config.run.batch_size if batch_size is None else batch_size
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
             raise ConfigError(f"batch_size: expected an integer >= 1, got {size!r}")
-        return size
+        return int(size)
 
     def _run_in_order(self, pending: Sequence[LoadedImage | BatchItem]) -> Iterator[BatchItem]:
         """The loaded images of `pending` as one batch, each result in its input's place."""
@@ -281,6 +282,9 @@ class SelfSeg:
             yield BatchItem(source=batch[0].source,
                             error=f"{batch[0].source}: {type(exc).__name__}: {exc}".splitlines()[0])
             return
+        if len(results) != len(batch):  # never let results slide onto the wrong images
+            raise RuntimeError(f"the {self.config.tagger} tagger returned {len(results)} results for {len(batch)} "
+                               f"images")
         for im, res in zip(batch, results):
             yield BatchItem(source=im.source, result=_with_image_notes(res, im), loaded=im)
 
@@ -316,7 +320,8 @@ def write_outputs(item: BatchItem, out_dir: Path, stem: str, extra: dict[str, An
 def _as_inputs(images: Any) -> Iterable[ImageInput]:
     """A list of inputs as given; one input (a path, which iterating would split into characters, a PIL
     image, a numeric (H, W), (H, W, 1|3|4) or (1|3|4, H, W) array or tensor) as a list of one. Anything
-    else iterable stays as it is: an (N, H, W[, C]) batch, an array of paths."""
+    else iterable stays as it is: an (N, H, W[, C]) batch (a stack of 1, 3 or 4 grey images reads as one
+    channels-first image: give those as a list), an array of paths."""
     import os
 
     shape, kind = getattr(images, "shape", None), getattr(getattr(images, "dtype", None), "kind", None)

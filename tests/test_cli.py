@@ -25,7 +25,7 @@ def test_tag_real_photos_with_a_bad_one_in_the_middle(repo, ade_images, tmp_path
     code = main(args)
     cap = capsys.readouterr()
     assert code == 1  # some inputs failed ...
-    assert "meaningless" in cap.out
+    assert "meaningless" in cap.err and "meaningless" not in cap.out  # stdout: the result lines only
     errors = [line for line in cap.err.splitlines() if line.startswith("error:")]
     assert len(errors) == 2 and "broken.jpg" in errors[0] and "missing.png" in errors[1]
     for p in ade_images:  # ... and every good one was still done
@@ -97,6 +97,7 @@ def test_tag_many_yields_errors_in_place(smoke_seg, ade_images, tmp_path):
             [32, 48, "<ndarray>", 64, "/no/such.jpg"]
     with pytest.raises(ConfigError, match="batch_size: expected an integer >= 1, got 0"):
         next(smoke_seg.tag_many(arrays, batch_size=0))
+    assert next(smoke_seg.tag_many(arrays[:1], batch_size=np.int64(1))).ok  # a numpy integer is an integer
 
 
 @pytest.mark.parametrize(
@@ -111,7 +112,7 @@ def test_tag_many_yields_errors_in_place(smoke_seg, ade_images, tmp_path):
 def test_config_errors_are_one_line(repo, ade_images, argv, message, capsys):
     argv = [a.replace("{cfg}", str(repo / "configs" / "smoke.yaml")) for a in argv]
     assert main(["tag", str(ade_images[0]), *argv]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("NOTE:")]
     assert len(err) == 1 and message in err[0] and err[0].startswith("selfseg: error:")
 
 
@@ -313,7 +314,7 @@ def test_tag_command_with_the_tiny_vlm(repo, tmp_path, capsys, ade_images):
     out = tmp_path / "out"
     assert main(["tag", str(ade_images[0]), "--config", str(repo / "configs" / "smoke.yaml"), "--out", str(out),
                  "tagger=vlm", "vlm.max_new_tokens=8"]) == 0
-    assert "meaningless" in capsys.readouterr().out
+    assert "meaningless" in capsys.readouterr().err
     js = out / f"{ade_images[0].stem}.json"
     import json
 
@@ -462,9 +463,65 @@ def test_command_line_choices_come_from_the_modules_that_own_the_names():
 
     from selfseg.evaluate.annotations import INSTANCES, PANOPTIC
 
-    assert choices("evaluate", "dataset") == [*dataset_names(), *PANOPTIC, *INSTANCES] and "voc" in dataset_names()
+    assert choices("evaluate", "dataset") == list(dict.fromkeys([*dataset_names(), *PANOPTIC, *INSTANCES]))
+    assert "voc" in dataset_names() and "coco" in INSTANCES  # a name two tasks share is offered once
     assert choices("map-labels", "dataset") == [d for d in dataset_names() if d != "folder"]
     assert choices("map-labels", "method") == list(METHODS)
     assert choices("map-labels", "level") == list(LEVELS)
     assert choices("evaluate", "convention") == list(CONVENTIONS)
     assert choices("evaluate", "cmiou_segments") == list(CMIOU_SEGMENTS)
+
+
+def test_config_names_resolve_from_any_folder_and_flags_for_what_users_set_most(repo, ade_images, tmp_path,
+                                                                                capsys, monkeypatch):
+    """`--config smoke` worked only from the repository root; a missing name now says where it looked.
+    --device stands for model.device, and --version prints the version."""
+    monkeypatch.chdir(tmp_path)
+    photo = str(ade_images[0])
+    assert main(["tag", photo, "--config", "smoke", "--out", "out", "-q", "--device", "cpu"]) == 0
+    capsys.readouterr()
+    assert main(["tag", photo, "--config", "smokey", "-q"]) == 2
+    assert "config smokey: no such file, nor ./configs/smokey.yaml or " in capsys.readouterr().err
+    assert main(["tag", photo, "--config", "smoke", "--device", "meta", "-q"]) == 2
+    assert "model.device: expected 'auto', 'cpu', 'cuda[:N]' or 'mps', got 'meta'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0 and capsys.readouterr().out.startswith("selfseg 0.1")
+
+
+def test_a_resume_with_nothing_left_builds_no_model(repo, ade_images, tmp_path, capsys, monkeypatch):
+    """Every image done: the models (minutes and gigabytes for real checkpoints) are not built at all."""
+    from selfseg.pipeline import SelfSeg
+
+    cfg = str(repo / "configs" / "smoke.yaml")
+    args = ["segment", str(ade_images[0]), "--config", cfg, "--out", str(tmp_path / "out"), "-q"]
+    assert main(args) == 0
+
+    def never(self, *a, **k):
+        raise AssertionError("a model was built for nothing")
+
+    monkeypatch.setattr(SelfSeg, "segmenter", property(never))
+    monkeypatch.setattr(SelfSeg, "tagger", property(never))
+    assert main([*args, "--resume"]) == 0
+    assert "1/1 images segmented" in capsys.readouterr().err
+
+
+def test_a_folder_of_subfolders_says_how_to_reach_them(repo, ade_images, tmp_path, capsys):
+    (tmp_path / "photos" / "a").mkdir(parents=True)
+    (tmp_path / "photos" / "a" / ade_images[0].name).write_bytes(ade_images[0].read_bytes())
+    cfg = str(repo / "configs" / "smoke.yaml")
+    assert main(["tag", str(tmp_path / "photos"), "--config", cfg, "-q"]) == 2
+    assert "for those in its subfolders, give a glob such as 'folder/**/*.jpg'" in capsys.readouterr().err
+    glob = str(tmp_path / "photos" / "**" / "*.jpg")
+    assert main(["tag", glob, "--config", cfg, "--out", str(tmp_path / "out"), "-q"]) == 0
+
+
+def test_the_readme_table_check_writes_nothing_and_fails_when_stale(repo, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text((repo / "README.md").read_text(encoding="utf-8"), encoding="utf-8")
+    check = [sys.executable, "-m", "selfseg.config", "--check", str(readme)]
+    assert subprocess.run(check, capture_output=True, text=True).returncode == 0
+    stale = readme.read_text(encoding="utf-8").replace("| `model.dtype` | `float32` |", "| `model.dtype` | `x` |")
+    readme.write_text(stale, encoding="utf-8")
+    done = subprocess.run(check, capture_output=True, text=True)
+    assert done.returncode == 1 and "out of date" in done.stdout and readme.read_text(encoding="utf-8") == stale

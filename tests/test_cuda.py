@@ -142,8 +142,8 @@ def test_ensemble_cluster_on_device_matches_cpu():
         return means[region] + torch.randn(n, n, 32, generator=g)
 
     feats = [scale(12), scale(16)]
-    cpu = ensemble_cluster(feats, seed=0, ks=range(2, 6))
-    dev = ensemble_cluster([f.to(DEVICE) for f in feats], seed=0, ks=range(2, 6))
+    cpu = ensemble_cluster(feats, seed=0, consensus="chain", ks=range(2, 6))
+    dev = ensemble_cluster([f.to(DEVICE) for f in feats], seed=0, consensus="chain", ks=range(2, 6))
     assert isinstance(dev.labels, np.ndarray) and dev.labels.shape == (16, 16)
     assert same_partition(cpu.labels, dev.labels)
     assert {"kmeans", "align", "crf", "filter"} <= set(dev.timings)

@@ -471,7 +471,7 @@ def test_two_torchrun_processes_write_what_one_process_writes(six, tmp_path):
     r = segment(torchrun, tmp_path / "dist")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "rank 0/2: 4/4 images segmented" in r.stderr and "rank 1/2: 2/2 images segmented" in r.stderr
-    assert r.stdout.count("NOTE: this config uses tiny") == 1
+    assert r.stderr.count("NOTE: this config uses tiny") == 1 and "NOTE" not in r.stdout
     want = _results(tmp_path / "one")
     assert len({json.dumps(j["instances"]) for j, _ in want.values()}) == 6  # six photos, six results
     assert _results(tmp_path / "dist") == want

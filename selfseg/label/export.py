@@ -784,7 +784,10 @@ class DatasetWriter:
 
         # An absolute path: ultralytics resolves a relative one against its own datasets folder, not the
         # YAML's. Moving the dataset: edit it, or delete the line (the YAML's folder is then the root).
-        data = {"path": str(self.out.resolve()), "train": "train/images", "val": "val/images",
+        # No val image (a small folder, val_fraction 0): trainers refuse a val folder that is not there, so
+        # val is the train images, as dataset.json's split counts show.
+        val = "val/images" if self._counts["val"]["images"] else "train/images"
+        data = {"path": str(self.out.resolve()), "train": "train/images", "val": val,
                 "nc": len(self._classes), "names": list(self._classes)}
         text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
         atomic_write(self.out / DATA_YAML, lambda f: f.write(text.encode("utf-8")))

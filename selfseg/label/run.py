@@ -204,8 +204,12 @@ def build_dataset(config: Any, sources: list[str], names: dict, out: Path, ontol
         builder.add(names[s].key, _labels(_prediction_path(names, pred, s), label))
     vocabulary = builder.build()
     if not vocabulary.classes:
+        rare = sum("fewer than min_images" in d.reason for d in vocabulary.dropped.values())
+        hint = (f"; {rare} noun(s) were seen in fewer than label.min_images={label.min_images} images: "
+                f"`--set label.min_images=1` keeps them (a small folder rarely repeats a noun)"
+                if rare else f" (see {pred}/ and the label section's filters)")
         raise ConfigError(f"no class to label with: the {len(kept)} images' predictions hold no noun the "
-                          f"vocabulary keeps (see {pred}/ and the label section's filters)")
+                          f"vocabulary keeps{hint}")
 
     stage = out / STAGE
     if stage.exists():  # a build cut short: only ever ours

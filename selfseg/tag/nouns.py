@@ -65,6 +65,18 @@ _DESCRIBING = {"big", "large", "little", "small", "tiny", "huge", "giant", "old"
                "wide", "thin", "fat", "new"}
 
 
+def _singular_readings(word: str) -> list[str]:
+    """What `word` is the regular plural of, by English's rules alone (for WordNet to confirm)."""
+    if not word.endswith("s") or word.endswith("ss"):
+        return []
+    out = [word[:-1]]
+    if word.endswith("es"):
+        out.append(word[:-2])
+    if word.endswith("ies"):
+        out.append(word[:-3] + "y")
+    return out
+
+
 class NounExtractor:
     """Extract object nouns from captions.
 
@@ -117,6 +129,11 @@ class NounExtractor:
         noun by ("cookies": cookie, not spaCy's "cooky"; "lenses": lens, not WordNet's "lense"); spaCy's
         where WordNet lists the plural itself ("glasses" is spectacles there)."""
         base = self._wn.morphy(tok.text, self._wn.NOUN)
+        if tok.tag_ == "NNP":
+            # A lowercased caption's word the tagger took for a name has no plural lemma from it ("cows"
+            # stays "cows"); WordNet lists "cows" itself (as cattle), so its rule-made singulars are read too.
+            readings = [w for w in _singular_readings(tok.text) if self._wn.morphy(w, self._wn.NOUN) == w]
+            return min([tok.text, *readings], key=self._rank_of_name)
         if not base or base == tok.text or base == tok.lemma_:
             return tok.lemma_
         return min((base, tok.lemma_), key=self._rank_of_name)
@@ -241,7 +258,7 @@ class NounExtractor:
                 if not found and k >= i:  # an adjective opening the run only counts within a compound
                     tok = toks[k]
                     # a plural, or a noun the tagger called an adjective ("geese"), is read for its singular
-                    if tok.tag_ in _PLURAL_TAGS or tok.tag_ == "JJ":
+                    if tok.tag_ in _PLURAL_TAGS or tok.tag_ in ("JJ", "NNP"):
                         found = self._wordnet_noun([self._singular(tok)])
                     found = found or self._wordnet_noun([tok.text])
                 thing = k_next > k + 1 or self._colour_is_a_thing(toks, noun, k)  # a compound is no colour

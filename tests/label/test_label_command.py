@@ -295,3 +295,20 @@ def test_a_photo_whose_name_is_not_utf8_is_labelled_and_named_as_text(photos, tm
         assert any((out / split / "images" / odd_name).is_file() for split in ("train", "val"))
     else:
         assert names == {str(odd), str(folder / "ok.jpg")}
+
+
+def test_two_photos_that_share_no_noun_say_which_setting_keeps_them(tmp_path, capsys):
+    """Two different photos rarely share a noun, and label.min_images is 2: the error named only "the label
+    section's filters". With the setting it names, the dataset is built; with no photo in val, data.yaml's val
+    is the train images (trainers refuse a val folder that is not there)."""
+    import yaml
+
+    photos = [str(p) for p in sorted((REPO / "examples" / "images").glob("*.jpg"))]
+    args = ["label", *photos, "--config", SMOKE, "--out", str(tmp_path / "d"), "-q"]
+    assert main(args) == 2
+    assert "were seen in fewer than label.min_images=2 images: `--set label.min_images=1` keeps them" in \
+        capsys.readouterr().err
+    assert main([*args, "--resume", "--set", "label.min_images=1", "--val-fraction", "0"]) == 0
+    data = yaml.safe_load((tmp_path / "d" / "data.yaml").read_text())
+    assert data["val"] == "train/images" and not (tmp_path / "d" / "val").exists()
+    assert json.loads((tmp_path / "d" / "dataset.json").read_text())["splits"]["val"]["images"] == 0

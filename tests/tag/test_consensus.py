@@ -103,6 +103,17 @@ def test_same_seed_same_result():
     assert all(np.array_equal(x, y) for x, y in zip(a.runs, b.runs))
 
 
+def test_a_setting_only_the_other_consensus_reads_is_an_error_not_silently_unused():
+    """The README's `ensemble_cluster(feats, ks=...)` ran the co-association consensus, which never reads ks."""
+    sc = planted_scene(4, 1.0, 0)
+    with pytest.raises(ValueError, match="ks: read by consensus='chain' only, and this call's consensus is "
+                                         "'coassoc'; pass consensus='chain' too"):
+        ensemble_cluster(sc.features, ks=[2, 3])
+    with pytest.raises(ValueError, match="coassoc_runs: read by consensus='coassoc' only"):
+        ensemble_cluster(sc.features, consensus="chain", coassoc_runs=4)
+    assert ensemble_cluster(sc.features, consensus="chain", ks=[2, 3]).consensus == "chain"
+
+
 def test_chain_is_the_paper_composition_unchanged():
     """consensus "chain" is exactly k-means runs -> align_runs -> vote_distribution -> CRF -> mode filter,
     rebuilt here from the public parts: the same labels and intermediates, bit for bit."""
@@ -323,9 +334,9 @@ def test_one_scale_is_enough(consensus):
 def test_fewer_patches_than_k():
     f = np.random.default_rng(0).normal(size=(3, 3, 8)).astype(np.float32)
     with pytest.raises(ValueError, match="more patches than the smallest of coassoc_ks"):
-        ensemble_cluster([f], seed=0, pos_dim=0)
+        ensemble_cluster([f], seed=0)
     # runs whose k reaches a scale's patch count carry no evidence and are skipped
-    m = ensemble_cluster([f[:2, :2], f], seed=0, pos_dim=0, coassoc_ks=[2, 4, 8])
+    m = ensemble_cluster([f[:2, :2], f], seed=0, coassoc_ks=[2, 4, 8])
     assert m.labels.shape == (3, 3) and {k for s, k in m.run_keys if s == 0} == {2}
     assert np.isfinite(m.votes).all()
     # the chain caps k at the patch count, as it always has

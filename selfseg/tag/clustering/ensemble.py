@@ -110,6 +110,10 @@ def _coassoc_runs(
     return runs, keys
 
 
+#: The settings only one consensus reads: one given alone to the other would change nothing.
+READ_BY = {"chain": {"ks", "pos_dim", "align_cost"}, "coassoc": {"coassoc_ks", "coassoc_runs", "coassoc_pos_dim"}}
+
+
 def ensemble_cluster(
     features: Sequence[Any],
     config: ClusteringConfig | None = None,
@@ -121,14 +125,21 @@ def ensemble_cluster(
     """Cluster patch features given at one or more scales into one label grid.
 
     features: list of (h, w, d) arrays or tensors, one per scale (d may differ between scales).
-    config: clustering settings (paper defaults); any field may also be passed as a keyword, e.g.
-    `ensemble_cluster(feats, ks=range(2, 9))`. Returns `ClusterMaps` on the largest grid.
+    config: clustering settings (selfseg's defaults: the co-association consensus); any field may also be
+    passed as a keyword, e.g. `ensemble_cluster(feats, consensus="chain", ks=range(2, 9))`. A keyword only
+    the other consensus reads is an error rather than silently unused. Returns `ClusterMaps` on the largest
+    grid.
 
     `consensus` picks how the k-means runs become one map before the CRF: "chain" (the paper) aligns the
     runs at `ks` to the run with the most clusters and votes; "coassoc" cuts the co-association of the
     runs at `coassoc_ks` where its average-linkage tree is most stable (see `consensus.py`).
     """
     cfg = dataclasses.replace(config or ClusteringConfig(), **overrides)
+    other = "chain" if cfg.consensus != "chain" else "coassoc"
+    unread = sorted(set(overrides) & READ_BY[other])
+    if unread:
+        raise ValueError(f"{', '.join(unread)}: read by consensus={other!r} only, and this call's consensus is "
+                         f"{cfg.consensus!r}; pass consensus={other!r} too")
     if not features:
         raise ValueError("expected at least one feature map, got none")
     feats = [_as_tensor(f, device) for f in features]
