@@ -292,8 +292,10 @@ def _to_rgb(img: Any) -> Any:
 
     if img.mode == "F":  # 32-bit float: [0, 1] or [0, 255] like a float array
         img = Image.fromarray(_to_uint8(np.asarray(img, dtype=np.float64), np.dtype(np.float32)))
-    elif img.mode in ("I;16", "I;16B", "I;16L", "I"):
+    elif img.mode in ("I;16", "I;16B", "I;16L"):
         img = Image.fromarray(_to_uint8(np.asarray(img, dtype=np.float64), np.dtype(np.uint16)))
+    elif img.mode == "I":  # 32-bit integers: scaled only beyond 8 bits, as an integer array is
+        img = Image.fromarray(_to_uint8(np.asarray(img, dtype=np.float64), np.dtype(np.int32)))
     elif img.mode == "1":
         img = img.convert("L")
     if img.mode == "P" or (img.mode in ("L", "RGB") and img.info.get("transparency") is not None):

@@ -63,12 +63,17 @@ def _label(draw: Any, at: tuple[int, int], text: str, size: tuple[int, int]) -> 
 
 def draw_segmentation(image: Any, seg: Any, alpha: float = 0.5) -> Any:
     """RGB PIL image at the segmentation's size: class colours blended in, each visible instance's label
-    written at its mask's centre."""
-    from PIL import Image, ImageDraw
+    written at its mask's centre. `image` is the photo as the models saw it: a photo opened with its EXIF
+    orientation still to apply is turned upright first, and one of another shape is refused rather than
+    stretched under the masks."""
+    from PIL import Image, ImageDraw, ImageOps
 
     h, w = seg.image_size
-    img = image.convert("RGB")
+    img = ImageOps.exif_transpose(image).convert("RGB")
     if img.size != (w, h):
+        if abs(img.width / img.height - w / h) > 0.02 * (w / h) + 1 / min(img.height, h):
+            raise ValueError(f"the image is {img.width}x{img.height} px but the segmentation is {w}x{h}: not the "
+                             f"photo it was made from (or not as the models saw it)")
         img = img.resize((w, h), Image.Resampling.BILINEAR)
     sem = seg.semantic
     colours = np.zeros((len(seg.classes) + 1, 3), dtype=np.uint8)

@@ -276,6 +276,16 @@ def test_a_strip_too_thin_to_shrink_is_refused_with_the_setting_that_shrinks_it(
     assert load_image(_save(tmp_path / "wide.png", Image.new("RGB", (1600, 25))), 1024).image.size == (1024, 16)
 
 
+def test_a_32_bit_integer_image_is_scaled_as_an_integer_array_is():
+    """PIL's mode I (32-bit integers) was always divided by 257, so one holding 8-bit values read black,
+    while the same values as an int32 array read as they are."""
+    a = (np.arange(48 * 64).reshape(48, 64) % 256).astype(np.int32)
+    as_array, as_pil = np.asarray(load_image(a).image), np.asarray(load_image(Image.fromarray(a)).image)
+    assert Image.fromarray(a).mode == "I" and np.array_equal(as_array, as_pil) and as_pil.mean() == 127.5
+    wide = Image.fromarray(a * 257)  # beyond 8 bits: scaled, as before
+    assert np.asarray(load_image(wide).image).mean() == 127.5
+
+
 def test_a_float_image_with_nan_is_refused_rather_than_read_dark():
     """One NaN made max() NaN, so a [0, 1] image was read as [0, 255] (mean 0.5 of 255)."""
     a = np.full((32, 32), 0.5, dtype=np.float32)

@@ -310,3 +310,23 @@ def test_a_segmenter_that_returns_no_instances_stops_the_run_once(smoke_seg, ade
     s._segmenter = Old()
     with pytest.raises(SelfSegError, match="segmenter 'old': expected Instances from segment"):
         list(s.segment_many(ade_images[:2]))
+
+
+def test_an_overlay_of_a_photo_opened_as_stored_is_drawn_upright_and_another_photo_is_refused(smoke_seg, tmp_path):
+    """`result.save(out, image=Image.open(path))` with a photo whose EXIF turns it: the stored pixels were
+    stretched under the upright masks. Now they are turned first; a photo of another shape is an error."""
+    from selfseg.viz import draw_segmentation
+
+    pixels = Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 80, 3), dtype=np.uint8))
+    exif = pixels.getexif()
+    exif[0x0112] = 6  # stored 80 wide, shown 40 wide
+    pixels.save(tmp_path / "turned.png", exif=exif)
+    result = smoke_seg.segment(str(tmp_path / "turned.png"))
+    assert result.image_size == (80, 40)
+    upright = np.asarray(load_image(tmp_path / "turned.png").image)
+    drawn = draw_segmentation(Image.open(tmp_path / "turned.png"), result, alpha=0.0)
+    assert drawn.size == (40, 80)
+    same = (np.asarray(drawn) == upright).all(axis=-1)  # alpha 0: the photo itself, but for the label texts
+    assert same.mean() > 0.5  # stretched stored pixels match almost nowhere
+    with pytest.raises(ValueError, match="the image is 200x40 px but the segmentation is 40x80"):
+        draw_segmentation(pixels.resize((200, 40)), result)
