@@ -32,13 +32,18 @@ CONFIG_HELP = ("YAML config: a path, or a name under configs/ (bcc_voc, smoke, b
 def _resolve_config(name: str | None) -> str | None:
     """A path, or a name found as configs/<name>.yaml under the working directory, then in the configs/
     beside selfseg's sources, so `--config smoke` works from any folder."""
-    if name is None or Path(name).exists() or Path(name).is_absolute() or name.startswith((".", "~")):
+    if name is None:
+        return name
+    name = os.path.expanduser(name)  # "--config=~/x.yaml": the shell leaves that ~ alone
+    if Path(name).exists() or Path(name).is_absolute() or name.startswith("."):
         return name  # load_config says what is wrong with a path
     relative = name if name.endswith((".yaml", ".yml")) else f"{name}.yaml"
-    for folder in (Path("configs"), SOURCE_CONFIGS):
-        if (folder / relative).is_file():
-            return str(folder / relative)
-    looked = f"./configs/{relative}" + (f" or {SOURCE_CONFIGS / relative}" if SOURCE_CONFIGS.is_dir() else "")
+    # "configs/bcc_voc.yaml", as the README writes it, names the source tree's file from anywhere too.
+    inside = relative[len("configs/"):] if relative.startswith("configs/") else relative
+    for found in (Path("configs") / inside, SOURCE_CONFIGS / inside):
+        if found.is_file():
+            return str(found)
+    looked = f"./configs/{inside}" + (f" or {SOURCE_CONFIGS / inside}" if SOURCE_CONFIGS.is_dir() else "")
     raise ConfigError(f"config {name}: no such file, nor {looked}")
 
 
@@ -287,7 +292,7 @@ def cmd_label(ns: argparse.Namespace) -> int:
     if ns.batch_size:
         flags.append(f"run.batch_size={ns.batch_size}")
     cfg = load_config(_resolve_config(ns.config), overrides + (ns.set or []) + flags + _device(ns))
-    if uses_tiny(cfg, segment=True):
+    if uses_tiny(cfg, segment=True) and os.environ.get("RANK", "0") == "0":  # once under torchrun
         print("NOTE: this config uses tiny random-init models built in code (no download); the dataset is "
               "meaningless and only shows that everything runs.", file=sys.stderr)
     summary = label_images(cfg, inputs, ns.out, ontology=ns.ontology, resume=ns.resume, fresh=ns.fresh,

@@ -598,8 +598,10 @@ if __name__ == "__main__":  # python -m selfseg.config [--check] README.md
     for arg in args.files:
         try:
             changed = write(arg, check=args.check)
-        except (OSError, ConfigError) as exc:
-            sys.exit(f"{arg}: {exc}")
+        except OSError as exc:
+            sys.exit(f"{arg}: {exc.strerror or exc}")
+        except ConfigError as exc:  # its message names the file
+            sys.exit(str(exc))
         print(f"{arg}: {('out of date' if args.check else 'updated') if changed else 'already up to date'}")
         stale += [arg] if changed else []
     sys.exit(1 if args.check and stale else 0)

@@ -271,7 +271,7 @@ class SelfSeg:
 
     def _run(self, batch: Sequence[LoadedImage]) -> Iterator[BatchItem]:
         try:
-            results = self.tagger.tag_batch(batch)
+            results = list(self.tagger.tag_batch(batch))
         except SelfSegError:
             raise  # configuration / resource problems affect every image: stop with the message
         except Exception as exc:  # a failed batch must not lose the rest of the run

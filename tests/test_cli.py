@@ -480,6 +480,12 @@ def test_config_names_resolve_from_any_folder_and_flags_for_what_users_set_most(
     photo = str(ade_images[0])
     assert main(["tag", photo, "--config", "smoke", "--out", "out", "-q", "--device", "cpu"]) == 0
     capsys.readouterr()
+    assert main(["tag", photo, "--config", "configs/smoke.yaml", "--out", "out2", "-q"]) == 0  # as the README says
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "mine.yaml").write_text("tagger: vocabulary\nvocabulary: [dog]\n")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert main(["tag", photo, "--config=~/mine.yaml", "--out", "out3", "-q"]) == 0  # a ~ the shell left
+    capsys.readouterr()
     assert main(["tag", photo, "--config", "smokey", "-q"]) == 2
     assert "config smokey: no such file, nor ./configs/smokey.yaml or " in capsys.readouterr().err
     assert main(["tag", photo, "--config", "smoke", "--device", "meta", "-q"]) == 2

@@ -73,6 +73,12 @@ def load_checkpoint(what: str, spec: ModelSpec, load: Callable[[bool], Any]) -> 
         if not _valid_repo_id(model_id):
             raise ResourceMissingError(f"{what} checkpoint {model_id!r} is neither a folder nor a Hugging Face "
                                        f"model id (owner/name)") from None
+        cached = _in_hub_cache(model_id, revision, spec.cache_dir)
+        if cached and not isinstance(exc, OSError):
+            # The files are there and this transformers cannot read them (a model type it does not know, a
+            # damaged file): the hub would give the same files.
+            raise ResourceMissingError(f"{what} checkpoint {at} is in the local cache but could not be loaded: "
+                                       f"{reason}") from None
         offline = spec.local_files_only or hub_offline()
         # One quick probe instead of the hub client's minutes of retries on a machine with no network. The
         # hub also completes what the cache holds only part of (the config read ahead of the weights).
@@ -86,11 +92,9 @@ def load_checkpoint(what: str, spec: ModelSpec, load: Callable[[bool], Any]) -> 
                                            f"hub ({_first_line(exc)}); check the model id") from None
         why = "downloads are off (model.local_files_only or HF_HUB_OFFLINE)" if offline else \
             "the Hugging Face hub is not reachable"
-        if _in_hub_cache(model_id, revision, spec.cache_dir):
-            # Some of it is cached (or all, and something else is wrong with it): say what failed.
-            raise ResourceMissingError(f"{what} checkpoint {at} is in the local cache but could not be loaded "
-                                       f"({reason}) and {why}; `selfseg download --config <your config>` "
-                                       f"completes a partial download") from None
+        if cached:  # a file missing: part of it is cached (the config read ahead of the weights)
+            raise ResourceMissingError(f"{what} checkpoint {at} is only partly in the local cache ({reason}) and "
+                                       f"{why}; `selfseg download --config <your config>` completes it") from None
         raise ResourceMissingError(
             f"{what} checkpoint {at} is not in the local cache and {why}; run `selfseg download --config <your "
             f"config>` on a machine that reaches the hub (or point HF_HOME / model.cache_dir at a cache that "

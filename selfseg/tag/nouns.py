@@ -70,7 +70,7 @@ def _singular_readings(word: str) -> list[str]:
     if not word.endswith("s") or word.endswith("ss"):
         return []
     out = [word[:-1]]
-    if word.endswith("es"):
+    if word.endswith(("ses", "xes", "zes", "ches", "shes")):
         out.append(word[:-2])
     if word.endswith("ies"):
         out.append(word[:-3] + "y")
@@ -130,10 +130,13 @@ class NounExtractor:
         where WordNet lists the plural itself ("glasses" is spectacles there)."""
         base = self._wn.morphy(tok.text, self._wn.NOUN)
         if tok.tag_ == "NNP":
-            # A lowercased caption's word the tagger took for a name has no plural lemma from it ("cows"
-            # stays "cows"); WordNet lists "cows" itself (as cattle), so its rule-made singulars are read too.
+            # A lowercased caption's word the tagger took for a name has no plural lemma from it. WordNet's
+            # singular serves ("leaves": leaf); where WordNet lists the plural itself ("cows", as cattle),
+            # the regular singulars it knows are read too.
+            if base and base != tok.text:
+                return base
             readings = [w for w in _singular_readings(tok.text) if self._wn.morphy(w, self._wn.NOUN) == w]
-            return min([tok.text, *readings], key=self._rank_of_name)
+            return min([*readings, tok.text], key=self._rank_of_name)  # a tie goes to the singular
         if not base or base == tok.text or base == tok.lemma_:
             return tok.lemma_
         return min((base, tok.lemma_), key=self._rank_of_name)

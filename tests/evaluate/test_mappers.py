@@ -156,10 +156,27 @@ def test_embedding_mapper_with_the_real_minilm():
     assert out["fire hydrant"].cls is None and out["fire hydrant"].score < 0.6  # below the threshold
     assert all(r.cls != "background" for r in out.values())  # VOC's background is not a target
     assert m.map([]) == []
-    # A pinned revision, as every model setting takes ("@main"), names the same model.
-    pinned = build_mapper("embedding", "voc", threshold=0.6, device="cpu",
-                          model="sentence-transformers/all-MiniLM-L6-v2@main")
-    assert pinned.map(["puppy"])[0].cls == "dog"
+
+
+def test_a_pinned_embedding_model_revision_reaches_sentence_transformers(monkeypatch):
+    """"owner/name@rev", as every model setting takes it: downloaded by `selfseg download`, and loaded at that
+    revision (the whole string went to SentenceTransformer, which refused it as an id), never swapped for
+    the bundled offline copy, which is one snapshot."""
+    st = pytest.importorskip("sentence_transformers", reason="the embedding mapper needs sentence-transformers")
+    seen = {}
+
+    class Called(Exception):
+        pass
+
+    def record(path, device=None, revision=None):
+        seen.update(path=path, revision=revision)
+        raise Called
+
+    monkeypatch.setattr(st, "SentenceTransformer", record)
+    pinned = build_mapper("embedding", "voc", device="cpu", model="sentence-transformers/all-MiniLM-L6-v2@abc123")
+    with pytest.raises(Called):
+        pinned.map(["puppy"])
+    assert seen == {"path": "sentence-transformers/all-MiniLM-L6-v2", "revision": "abc123"}
 
 
 def test_embedding_model_resolves_without_a_probe_when_offline(monkeypatch):

@@ -112,6 +112,10 @@ def test_a_setting_only_the_other_consensus_reads_is_an_error_not_silently_unuse
     with pytest.raises(ValueError, match="coassoc_runs: read by consensus='coassoc' only"):
         ensemble_cluster(sc.features, consensus="chain", coassoc_runs=4)
     assert ensemble_cluster(sc.features, consensus="chain", ks=[2, 3]).consensus == "chain"
+    import dataclasses
+
+    as_given = dataclasses.asdict(ClusteringConfig())  # every field, none changed: nothing to refuse
+    assert ensemble_cluster(sc.features, **as_given).consensus == "coassoc"
 
 
 def test_chain_is_the_paper_composition_unchanged():

@@ -107,8 +107,10 @@ def test_a_plural_the_tagger_took_for_a_name_is_singular(extract):
     """Lowercased, a run of nouns can read as a name (NNP), whose lemma is the word itself: "cows" stayed
     plural beside "cow" (WordNet lists "cows" itself, as cattle). The caption is a tiny model's."""
     caption = "box beach kite child image next up van girl bottle giraffe the cows cup hill frisbee cabinet sink next"
-    found = extract([caption, "a bus and a glass"], context="a picture of ")
+    found = extract([caption, "a bus and a glass", "the leaves cup hill", "giraffe the globes cup"],
+                    context="a picture of ")
     assert "cow" in found[0] and "cows" not in found[0] and found[1] == ["bus", "glass"]
+    assert found[2] == ["leaf", "cup", "hill"] and found[3] == ["giraffe", "globe", "cup"]  # not leave, glob
 
 
 def _dev_rows(name="nouns_dev.tsv"):

@@ -71,7 +71,8 @@ class EmbeddingMapper(MapperWithoutLevels):
             from ...resources import split_revision
 
             name, revision = split_revision(self.model_name)  # "owner/name@rev", as every model setting
-            path = resolve_embedding_model(name)
+            # The bundled offline copy is one snapshot: a pinned revision is the hub's (or its cache's).
+            path = name if revision else resolve_embedding_model(name)
             device = str(resolve_device(self.device))
             try:
                 self._model = SentenceTransformer(path, device=device, revision=revision)

@@ -166,10 +166,11 @@ class LLMMapper(MapperWithoutLevels):
             spec = ModelSpec(self.model_id, self.device, self.dtype, self.cache_dir, self.local_files_only)
             self._llm = ChatLM.from_spec(spec, batch_size=self.batch_size, max_new_tokens=self.max_new_tokens)
             if self._llm.checkpoint and self._llm.checkpoint != self.checkpoint:
-                # Loading fetched it (not cached when this mapper was made): from now on its replies go under
-                # the key later runs compute up front, joined by any stored there.
+                # Loading fetched another snapshot than the key named (not cached when this mapper was made,
+                # or updated since): its replies are the ones stored under its own key, the key later runs
+                # compute up front.
                 self._use_key(self._llm.checkpoint)
-                self.replies = {**self.replies, **self._read_cache()}
+                self.replies = self._read_cache()
         return self._llm
 
     def prompt(self, noun: str) -> str:
@@ -182,6 +183,8 @@ class LLMMapper(MapperWithoutLevels):
         texts = [" ".join(d.split()) for d in descriptions]
         own = [self.index.by_name.get(normalize(t), self.index.by_name.get(n)) for t, n in zip(texts, nouns)]
         todo = list(dict.fromkeys(t for t, o in zip(texts, own) if o is None and t not in self.replies))
+        if todo and self.llm is not None:  # loading may re-key the replies to the snapshot it fetched
+            todo = list(dict.fromkeys(t for t, o in zip(texts, own) if o is None and t not in self.replies))
         for start in range(0, len(todo), self.batch_size * 8):
             chunk = todo[start : start + self.batch_size * 8]
             for t, r in zip(chunk, self.llm.reply([self.prompt(t) for t in chunk])):

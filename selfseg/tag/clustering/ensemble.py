@@ -134,12 +134,15 @@ def ensemble_cluster(
     runs at `ks` to the run with the most clusters and votes; "coassoc" cuts the co-association of the
     runs at `coassoc_ks` where its average-linkage tree is most stable (see `consensus.py`).
     """
-    cfg = dataclasses.replace(config or ClusteringConfig(), **overrides)
+    base = config or ClusteringConfig()
+    cfg = dataclasses.replace(base, **overrides)
     other = "chain" if cfg.consensus != "chain" else "coassoc"
-    unread = sorted(set(overrides) & READ_BY[other])
+    # A value given only to change nothing (all of a config's fields passed on) is no mistake.
+    unread = sorted(k for k in set(overrides) & READ_BY[other] if overrides[k] != getattr(base, k))
     if unread:
+        hint = "" if "consensus" in overrides else f"; pass consensus={other!r} too"
         raise ValueError(f"{', '.join(unread)}: read by consensus={other!r} only, and this call's consensus is "
-                         f"{cfg.consensus!r}; pass consensus={other!r} too")
+                         f"{cfg.consensus!r}{hint}")
     if not features:
         raise ValueError("expected at least one feature map, got none")
     feats = [_as_tensor(f, device) for f in features]
