@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, SelfSegError
 
@@ -168,8 +168,6 @@ def _run_sharded(ns: argparse.Namespace, seg, sources: list[str], names: dict, f
                  dist) -> int:
     """Under torchrun: rank r takes batches r, r + N, ... on its own device; rank 0 checks the folder first
     and reports the whole run."""
-    from .errors import ConfigError
-
     problem = None
     if dist.rank == 0:
         try:
@@ -225,9 +223,9 @@ def _run_todo(ns: argparse.Namespace, seg, sources: list[str], names: dict, fold
     # Progress on stderr (images done, rate, ETA); per-image lines go through tqdm.write so they stay readable.
     bar = tqdm(total=len(todo), unit="img", file=sys.stderr, disable=ns.quiet or not progress or None,
                leave=False)
-    # Nothing left to do builds no model (minutes and gigabytes for real checkpoints).
-    items = iter(()) if not todo else seg.segment_many(todo, ns.batch_size) if segment else \
-        seg.tag_many(todo, ns.batch_size)
+    items: Iterator[Any] = iter(())  # nothing left to do builds no model (minutes and gigabytes when real)
+    if todo:
+        items = seg.segment_many(todo, ns.batch_size) if segment else seg.tag_many(todo, ns.batch_size)
     for item in items:
         bar.update(1)
         if not item.ok:

@@ -278,7 +278,7 @@ def _from_array(a: np.ndarray, name: str) -> Any:
 def _to_uint8(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
     if dtype == np.bool_:
         return a.astype(np.uint8) * 255
-    if not np.isfinite(a).all():  # one NaN made max() NaN, and a [0, 1] image was read as [0, 255]
+    if not np.isfinite(a).all():  # one NaN would make max() NaN, and a [0, 1] image read as [0, 255]
         raise ValueError("it holds NaN or infinite values")
     if np.issubdtype(dtype, np.floating):
         a = a * 255.0 if a.max(initial=0) <= 1.0 else a
