@@ -158,10 +158,16 @@ def _checked_inputs(inputs: list[str], seg, out: Path, segment: bool) -> tuple[s
         return "no input images given", []
     problem = _output_overwrites_input(sources, output_names(sources), out, segment)
     if uses_tiny(seg.config, segment=segment) and not problem:
-        # On stderr with the other run messages: stdout holds only the per-image result lines.
-        print("NOTE: this config uses tiny random-init models built in code (no download); the outputs "
-              "below are meaningless and only show that everything runs.", file=sys.stderr)
+        _tiny_note("the outputs below are meaningless and only show that everything runs")
     return problem, sources
+
+
+def _tiny_note(what: str) -> None:
+    """The NOTE that a run's models are tiny random-init ones: on stderr with the run's other messages
+    (stdout holds only the per-image result lines), once under torchrun."""
+    if os.environ.get("RANK", "0") == "0":
+        print(f"NOTE: this config uses tiny random-init models built in code (no download); {what}.",
+              file=sys.stderr)
 
 
 def _run_sharded(ns: argparse.Namespace, seg, sources: list[str], names: dict, folder, out: Path, segment: bool,
@@ -290,9 +296,8 @@ def cmd_label(ns: argparse.Namespace) -> int:
     if ns.batch_size:
         flags.append(f"run.batch_size={ns.batch_size}")
     cfg = load_config(_resolve_config(ns.config), overrides + (ns.set or []) + flags + _device(ns))
-    if uses_tiny(cfg, segment=True) and os.environ.get("RANK", "0") == "0":  # once under torchrun
-        print("NOTE: this config uses tiny random-init models built in code (no download); the dataset is "
-              "meaningless and only shows that everything runs.", file=sys.stderr)
+    if uses_tiny(cfg, segment=True):
+        _tiny_note("the dataset is meaningless and only shows that everything runs")
     summary = label_images(cfg, inputs, ns.out, ontology=ns.ontology, resume=ns.resume, fresh=ns.fresh,
                            quiet=ns.quiet)
     if summary is None:  # a torchrun rank other than 0: rank 0 reports
@@ -499,9 +504,8 @@ def cmd_benchmark(ns: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     cfg = load_config(_resolve_config(ns.config), overrides + (ns.set or []) + _device(ns))
-    if uses_tiny(cfg, segment=True) and os.environ.get("RANK", "0") == "0":  # once under torchrun
-        print("NOTE: this config uses tiny random-init models built in code (no download); the scores are "
-              "meaningless and only show that the benchmark runs end to end.", file=sys.stderr)
+    if uses_tiny(cfg, segment=True):
+        _tiny_note("the scores are meaningless and only show that the benchmark runs end to end")
     report = run_benchmark(cfg, out=ns.out, limit=ns.limit, fresh=ns.fresh, quiet=ns.quiet)
     if report is None:  # a torchrun rank other than 0: rank 0 reports
         return 0

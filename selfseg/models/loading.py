@@ -73,7 +73,7 @@ def load_checkpoint(what: str, spec: ModelSpec, load: Callable[[bool], Any]) -> 
         if not _valid_repo_id(model_id):
             raise ResourceMissingError(f"{what} checkpoint {model_id!r} is neither a folder nor a Hugging Face "
                                        f"model id (owner/name)") from None
-        cached = _in_hub_cache(model_id, revision, spec.cache_dir)
+        cached = spec.identity().startswith("commit:")  # a snapshot of it is in the hub cache
         if cached and not isinstance(exc, OSError):
             # The files are there and this transformers cannot read them (a model type it does not know, a
             # damaged file): the hub would give the same files.
@@ -121,16 +121,6 @@ def _valid_repo_id(model_id: str) -> bool:
     except HFValidationError:
         return False
     return True
-
-
-def _in_hub_cache(model_id: str, revision: str | None, cache_dir: str | None) -> bool:
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        found = try_to_load_from_cache(model_id, "config.json", cache_dir=cache_dir, revision=revision)
-    except Exception:  # an id the cache cannot even name is not in it
-        return False
-    return isinstance(found, str)
 
 
 def check_model_type(what: str, spec: ModelSpec, allowed: Collection[str], expected: str, setting: str = "") -> None:
