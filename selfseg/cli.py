@@ -21,30 +21,8 @@ if TYPE_CHECKING:
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*=")
 
 
-#: The configs/ folder of selfseg's source tree (an editable install or a checkout run in place).
-SOURCE_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
-
-
 CONFIG_HELP = ("YAML config: a path, or a name under configs/ (bcc_voc, smoke, benchmarks/voc); default: selfseg's "
                "defaults (the co-association consensus; 'base' pins the paper's settings)")
-
-
-def _resolve_config(name: str | None) -> str | None:
-    """A path, or a name found as configs/<name>.yaml under the working directory, then in the configs/
-    beside selfseg's sources, so `--config smoke` works from any folder."""
-    if name is None:
-        return name
-    name = os.path.expanduser(name)  # "--config=~/x.yaml": the shell leaves that ~ alone
-    if Path(name).exists() or Path(name).is_absolute() or name.startswith("."):
-        return name  # load_config says what is wrong with a path
-    relative = name if name.endswith((".yaml", ".yml")) else f"{name}.yaml"
-    # "configs/bcc_voc.yaml", as the README writes it, names the source tree's file from anywhere too.
-    inside = relative[len("configs/"):] if relative.startswith("configs/") else relative
-    for found in (Path("configs") / inside, SOURCE_CONFIGS / inside):
-        if found.is_file():
-            return str(found)
-    looked = f"./configs/{inside}" + (f" or {SOURCE_CONFIGS / inside}" if SOURCE_CONFIGS.is_dir() else "")
-    raise ConfigError(f"config {name}: no such file, nor {looked}")
 
 
 def _device(ns: argparse.Namespace) -> list[str]:
@@ -108,7 +86,7 @@ def _run_images(ns: argparse.Namespace, segment: bool) -> int:
     from .runs import RunFolder, output_names, run_settings
 
     inputs, overrides = _split_overrides(ns.inputs)
-    seg = SelfSeg.from_config(_resolve_config(ns.config), overrides + (ns.set or []) + _device(ns))
+    seg = SelfSeg.from_config(ns.config, overrides + (ns.set or []) + _device(ns))
     out = Path(ns.out)
     dist = Dist.from_env()
     # Under torchrun, rank 0 alone reads the inputs (a folder can change while ranks start) and shares them.
@@ -295,7 +273,7 @@ def cmd_label(ns: argparse.Namespace) -> int:
     flags += [f"label.{k}={v}" for k, v in (("val_fraction", ns.val_fraction), ("seed", ns.seed)) if v is not None]
     if ns.batch_size:
         flags.append(f"run.batch_size={ns.batch_size}")
-    cfg = load_config(_resolve_config(ns.config), overrides + (ns.set or []) + flags + _device(ns))
+    cfg = load_config(ns.config, overrides + (ns.set or []) + flags + _device(ns))
     if uses_tiny(cfg, segment=True):
         _tiny_note("the dataset is meaningless and only shows that everything runs")
     summary = label_images(cfg, inputs, ns.out, ontology=ns.ontology, resume=ns.resume, fresh=ns.fresh,
@@ -323,10 +301,10 @@ def cmd_download(ns: argparse.Namespace) -> int:
     configs = ns.config or [None]
     wanted: dict[str, str | None] = {}  # id -> the cache it goes to: each config's own
     for c in configs:
-        cfg = load_config(_resolve_config(c))
+        cfg = load_config(c)
         # A benchmark config (one that sets its evaluation section) also needs its label mapper's model; a
         # config only for tagging and segmenting does not pull a 7B LLM it never uses.
-        for m in checkpoints(cfg, segment=True, evaluate="evaluation" in declared_sections(_resolve_config(c))):
+        for m in checkpoints(cfg, segment=True, evaluate="evaluation" in declared_sections(c)):
             if m != TINY_MODEL:
                 wanted.setdefault(m, cfg.model.cache_dir)
     if not wanted:
@@ -503,7 +481,7 @@ def cmd_benchmark(ns: argparse.Namespace) -> int:
         print(f"selfseg: error: expected key.sub=value overrides after the config, got {inputs[0]!r}",
               file=sys.stderr)
         return 2
-    cfg = load_config(_resolve_config(ns.config), overrides + (ns.set or []) + _device(ns))
+    cfg = load_config(ns.config, overrides + (ns.set or []) + _device(ns))
     if uses_tiny(cfg, segment=True):
         _tiny_note("the scores are meaningless and only show that the benchmark runs end to end")
     report = run_benchmark(cfg, out=ns.out, limit=ns.limit, fresh=ns.fresh, quiet=ns.quiet)

@@ -257,7 +257,7 @@ def load_config(source: str | Path | dict | Config | None = None, overrides: lis
     elif isinstance(source, dict):
         data = source
     else:
-        data = _read_yaml_with_base(Path(source), seen=())
+        data = _read_yaml_with_base(resolve_config(source), seen=())
     for item in overrides or []:
         data = _apply_override(data, item)
     return _build(Config, data, prefix="").validate()
@@ -265,7 +265,32 @@ def load_config(source: str | Path | dict | Config | None = None, overrides: lis
 
 def declared_sections(source: str | Path | None) -> set[str]:
     """The top-level keys a config file (with its `base:` chain) sets itself; empty for the defaults."""
-    return set(_read_yaml_with_base(Path(source), seen=())) if source is not None else set()
+    return set(_read_yaml_with_base(resolve_config(source), seen=())) if source is not None else set()
+
+
+def _named_configs() -> Path:
+    """Where the named configs are: configs/ beside the package in a checkout or an editable install, or the
+    copy a wheel ships inside the package (setup.py maps one onto the other)."""
+    here = Path(__file__).resolve().parent
+    shipped = here / "configs"
+    return shipped if shipped.is_dir() else here.parent / "configs"
+
+
+def resolve_config(source: str | os.PathLike) -> Path:
+    """A config file's path from a path, or from a name found as configs/<name>.yaml under the working
+    directory, then among selfseg's own configs, so `smoke` and `configs/bcc_voc.yaml` (as the README writes
+    it) work from any folder and from a wheel install."""
+    name = os.path.expanduser(os.fspath(source))  # "--config=~/x.yaml": the shell leaves that ~ alone
+    if Path(name).exists() or Path(name).is_absolute() or name.startswith("."):
+        return Path(name)  # _read_yaml_with_base says what is wrong with a path
+    relative = name if name.endswith((".yaml", ".yml")) else f"{name}.yaml"
+    inside = relative[len("configs/"):] if relative.startswith("configs/") else relative
+    named = _named_configs()
+    for found in (Path("configs") / inside, named / inside):
+        if found.is_file():
+            return found
+    looked = f"./configs/{inside}" + (f" or {named / inside}" if named.is_dir() else "")
+    raise ConfigError(f"config {name}: no such file, nor {looked}")
 
 
 def _read_yaml_with_base(path: Path, seen: tuple) -> dict:
