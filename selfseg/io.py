@@ -290,15 +290,23 @@ def _to_uint8(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
 def _to_rgb(img: Any) -> Any:
     from PIL import Image
 
+    key = img.info.get("transparency")
     if img.mode == "F":  # 32-bit float: [0, 1] or [0, 255] like a float array
         img = Image.fromarray(_to_uint8(np.asarray(img, dtype=np.float64), np.dtype(np.float32)))
-    elif img.mode in ("I;16", "I;16B", "I;16L"):
-        img = Image.fromarray(_to_uint8(np.asarray(img, dtype=np.float64), np.dtype(np.uint16)))
-    elif img.mode == "I":  # 32-bit integers: scaled only beyond 8 bits, as an integer array is
-        img = Image.fromarray(_to_uint8(np.asarray(img, dtype=np.float64), np.dtype(np.int32)))
+    elif img.mode in ("I;16", "I;16B", "I;16L", "I"):  # scaled as uint16 / int32 arrays are
+        raw = np.asarray(img, dtype=np.float64)
+        grey = _to_uint8(raw, np.dtype(np.int32 if img.mode == "I" else np.uint16))
+        if isinstance(key, int):  # a 16-bit grey PNG's colour key, matched before the scaling merges levels
+            grey = np.where(raw == key, np.uint8(255), grey)  # fully transparent: white, as alpha is composited
+        img, key = Image.fromarray(grey), None
+    elif img.mode == "RGB" and isinstance(key, tuple) and max(key) > 255:
+        # PIL has already cut a 16-bit RGB PNG to 8 bits, so its 16-bit key can no longer be matched exactly.
+        warnings.warn("its 16-bit colour-key transparency was not applied (the colour is kept)", UserWarning,
+                      stacklevel=2)
+        key = None
     elif img.mode == "1":
         img = img.convert("L")
-    if img.mode == "P" or (img.mode in ("L", "RGB") and img.info.get("transparency") is not None):
+    if img.mode == "P" or (img.mode in ("L", "RGB") and key is not None):
         img = img.convert("RGBA")  # a palette's or a colour key's transparency, composited as alpha is
     if img.mode in ("RGBA", "LA", "PA"):
         rgba = img.convert("RGBA")

@@ -310,6 +310,37 @@ def test_a_colour_key_transparency_is_composited_as_transformers_does(tmp_path, 
     assert tuple(ours[0, 0]) == (255, 255, 255) and np.array_equal(ours, stock)
 
 
+def _png(path, bits_rgb: int, rows: list, key: tuple):
+    """A 16-bit PNG with a tRNS colour key, written by hand: PIL cannot write 16-bit RGB."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    colour = 2 if bits_rgb else 0
+    raw = b"".join(b"\0" + b"".join(struct.pack(">" + "H" * len(px), *px) for px in row) for row in rows)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", len(rows[0]), len(rows), 16,
+                                                                      colour, 0, 0, 0))
+                     + chunk(b"tRNS", struct.pack(">" + "H" * len(key), *key))
+                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return path
+
+
+def test_a_16_bit_colour_key_is_composited_or_said_to_be_kept(tmp_path):
+    """A 16-bit grey PNG's keyed pixels read dark (1234 of 65535); they are transparent, so white. PIL cuts a
+    16-bit RGB PNG to 8 bits before its key can be matched: the colour stays, and the note says so."""
+    grey = _png(tmp_path / "grey.png", 0, [[(1234,)] * 32] * 16 + [[(40000,)] * 32] * 16, (1234,))
+    loaded = load_image(grey)
+    pixels = np.asarray(loaded.image)
+    assert tuple(pixels[0, 0]) == (255, 255, 255) and tuple(pixels[31, 0]) == (156, 156, 156)
+    assert loaded.notes == []
+    rgb = _png(tmp_path / "rgb.png", 1, [[(1000, 2000, 3000)] * 32] * 32, (1000, 2000, 3000))
+    loaded = load_image(rgb)
+    assert tuple(np.asarray(loaded.image)[0, 0]) == (3, 7, 11)
+    assert loaded.notes == ["rgb.png: its 16-bit colour-key transparency was not applied (the colour is kept)"]
+
+
 def test_a_seeked_pil_image_is_used_at_its_frame_and_the_note_says_which(tmp_path):
     frames = [Image.new("RGB", (32, 32), (v, v, v)) for v in (10, 50, 90)]
     frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
