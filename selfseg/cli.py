@@ -622,7 +622,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--cmiou-segments", default="class", choices=list(CMIOU_SEGMENTS),
                    help="cmIoU segments: class (all pixels of one label in an image, default) or components "
                         "(8-connected pieces)")
-    e.add_argument("--limit", type=_positive_int, help="score only the first N images (the ground truth's first)")
+    e.add_argument("--limit", type=_non_negative_int,
+                   help="score only the first N images, the ground truth's first (0: all, as in benchmark)")
     e.add_argument("--out", "-o", help="JSON output (default: <predictions>/scores.json)")
     e.set_defaults(func=cmd_evaluate)
 

@@ -93,6 +93,9 @@ def test_ade_sample_limit(tmp_path, capsys, ade_gt):
     assert code == 0, err
     js = json.loads((pred / "scores.json").read_text())
     assert js["images"] == 1 and js["mIoU"] == pytest.approx(1.0)
+    # 0 means every image, as `benchmark --limit 0` and evaluation.limit do: the others now need predictions
+    code, _, err = evaluate(capsys, "-d", "ade20k", "-r", ADE_SAMPLE, "-p", pred, "--limit", "0")
+    assert code != 0 and ADE_IDS[1] in err
 
 
 # ------------------------------------------------------------------------------------------------ hand-computed
@@ -288,7 +291,7 @@ def test_wrong_root(tmp_path, capsys, name, layout, needle):
 
 @pytest.mark.parametrize("args", [
     ["--convention", "pascal"],
-    ["--limit", "0"],
+    ["--limit", "-1"],
     ["--cmiou-segments", "pixels"],
     ["--dataset", "kitti"],
 ], ids=["convention", "limit", "cmiou-segments", "dataset"])
