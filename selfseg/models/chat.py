@@ -6,6 +6,7 @@ turn); a reply is the model's next assistant turn. Decoding is greedy, so a repl
 """
 from __future__ import annotations
 
+import inspect
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -166,6 +167,13 @@ def check_model_type(spec: ModelSpec, kind: str, setting: str) -> None:
             else "a causal (decoder-only) chat language model such as 'Qwen/Qwen2.5-7B-Instruct'")
     known = MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES if vision else MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
     loading.check_model_type("vision-language model" if vision else "causal LM", spec, known, what, setting)
+
+
+def takes_token_types(model: Any) -> bool:
+    """Whether `model` reads the processor's token_type_ids: Gemma 3 marks its image tokens with them, which
+    attend to each other both ways while it generates. BERT-style tokenizers (the tiny models') add them for
+    causal LMs that take none, and generate() refuses keywords a model does not take."""
+    return "token_type_ids" in inspect.signature(model.forward).parameters
 
 
 def needs_special_tokens(tokenizer: Any, texts: Sequence[str]) -> bool:

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from ..cache import ReplyCache
-from .chat import ChatModelBase, ChatRequest, SharedWeights, check_model_type, needs_special_tokens
+from .chat import ChatModelBase, ChatRequest, SharedWeights, check_model_type, needs_special_tokens, takes_token_types
 from .loading import complete_weights, load_checkpoint, resolve_device, resolve_dtype
 from .spec import TINY_MODEL, ModelSpec
 from .tiny import build_tiny_causal_lm
@@ -89,7 +89,8 @@ class ChatLM(ChatModelBase):
         # A chat template usually wrote BOS itself; add it only where it did not (never twice).
         add = needs_special_tokens(self.tokenizer, texts) if templated else True
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=add).to(self.device)
-        enc.pop("token_type_ids", None)  # BERT-style tokenizers add them; causal LMs take none
+        if not takes_token_types(self.model):
+            enc.pop("token_type_ids", None)
         out = self.model.generate(**enc, do_sample=False, max_new_tokens=self.max_new_tokens,
                                   pad_token_id=self.tokenizer.pad_token_id, **generate_kwargs)
         return enc["input_ids"].shape[1], out

@@ -15,7 +15,7 @@ import torch
 
 from ..cache import ReplyCache
 from ..errors import ConfigError
-from .chat import ChatModelBase, ChatRequest, SharedWeights, check_model_type, needs_special_tokens
+from .chat import ChatModelBase, ChatRequest, SharedWeights, check_model_type, needs_special_tokens, takes_token_types
 from .loading import complete_weights, load_checkpoint, resolve_device, resolve_dtype
 from .spec import TINY_MODEL, ModelSpec
 from .tiny import build_tiny_vlm
@@ -100,11 +100,14 @@ class VisionChat(ChatModelBase):
         Extra keywords go to generate (tests ask for output_logits to compare rows step by step)."""
         texts = [self.processor.apply_chat_template(self._messages(r), tokenize=False, add_generation_prompt=True)
                  for r in requests]
-        images = [r.image if r.image.mode == "RGB" else r.image.convert("RGB")
+        # One list per row: processors that count images per prompt (Gemma 3) read a flat list as one prompt's
+        # images; the others flatten it. The chat batches never mix rows with and without an image.
+        images = [[r.image if r.image.mode == "RGB" else r.image.convert("RGB")]
                   for r in requests if r.image is not None]
         enc = self.processor(text=texts, images=images or None, padding=True, return_tensors="pt",
                              add_special_tokens=needs_special_tokens(self.tokenizer, texts))
-        enc.pop("token_type_ids", None)  # BERT-style tokenizers (the tiny model) add them; the LM takes none
+        if not takes_token_types(self.model):
+            enc.pop("token_type_ids", None)
         enc = enc.to(self.device)
         if "pixel_values" in enc:
             enc["pixel_values"] = enc["pixel_values"].to(self.dtype)

@@ -306,3 +306,75 @@ def test_lm_replies_equal_the_stock_chat_path_on_llama2_chat_settings(llama_dir)
     ids = stock.apply_chat_template([{"role": "user", "content": "Hi."}], tokenize=True)
     ids = ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
     assert ids[:2] != [1, 1] and ids[0] == 1
+
+
+@pytest.fixture(scope="module")
+def gemma3_dir(tmp_path_factory):
+    """A shrunk random Gemma 3 with a real Gemma3Processor over a byte-fallback vocabulary and a short
+    Gemma-style chat template. Gemma 3 is the family that reads the processor's token_type_ids: its image
+    tokens attend to each other both ways while it generates."""
+    from transformers import (
+        Gemma3Config,
+        Gemma3ForConditionalGeneration,
+        Gemma3ImageProcessor,
+        Gemma3Processor,
+        GemmaTokenizer,
+        GenerationConfig,
+    )
+
+    special = ["<start_of_turn>", "<end_of_turn>", "<start_of_image>", "<end_of_image>", "<image_soft_token>"]
+    vocab = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, **{t: 4 + i for i, t in enumerate(special)}}
+    vocab.update({f"<0x{b:02X}>": len(vocab) + b for b in range(256)})
+    for c in ["\u2581"] + list(string.ascii_letters + string.digits + string.punctuation):
+        vocab.setdefault(c, len(vocab))
+    template = ("{{ bos_token }}{% for m in messages %}<start_of_turn>"
+                "{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n{% for c in m['content'] %}"
+                "{% if c['type'] == 'image' %}<start_of_image>{% else %}{{ c['text'] }}{% endif %}{% endfor %}"
+                "<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}")
+    tok = GemmaTokenizer(vocab=vocab, merges=[], bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
+                         unk_token="<unk>", extra_special_tokens={"boi_token": "<start_of_image>",
+                                                                  "eoi_token": "<end_of_image>",
+                                                                  "image_token": "<image_soft_token>"})
+    tok.add_special_tokens({"additional_special_tokens": special})
+    tok.chat_template = template
+    images = Gemma3ImageProcessor(size={"height": 64, "width": 64}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    processor = Gemma3Processor(image_processor=images, tokenizer=tok, chat_template=template, image_seq_length=4)
+    ids = {t: tok.convert_tokens_to_ids(t) for t in special}
+    config = Gemma3Config(
+        text_config=dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=4, head_dim=16, sliding_window=512,
+                         max_position_embeddings=2048),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=64, patch_size=16),
+        mm_tokens_per_image=4, boi_token_index=ids["<start_of_image>"], eoi_token_index=ids["<end_of_image>"],
+        image_token_index=ids["<image_soft_token>"])
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = spread_weights(Gemma3ForConditionalGeneration(config), seed=0)
+    model.generation_config = GenerationConfig(bos_token_id=2, eos_token_id=[1, ids["<end_of_turn>"]],
+                                               pad_token_id=0)
+    out = tmp_path_factory.mktemp("gemma3")
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+def test_vlm_passes_gemma3_its_token_types_as_the_stock_chat_path_does(gemma3_dir):
+    """The stock processor marks Gemma 3's image tokens in token_type_ids; without them the image tokens
+    attend only backwards. selfseg's first-step logits equal the stock path's, which differ from the same
+    path without the marks (so the comparison can fail)."""
+    from transformers import AutoProcessor
+
+    chat = VisionChat(str(gemma3_dir), device="cpu", dtype="float32", batch_size=2, max_new_tokens=STEPS)
+    stock = AutoProcessor.from_pretrained(gemma3_dir)
+    reqs = [ChatRequest.ask("List the objects.", _photo(1, 64, 64)), ChatRequest.ask("Name things.", _photo(2, 64, 64))]
+    rows = _step_logits(chat, reqs)
+    for req, (_, logits) in zip(reqs, rows):
+        inputs = stock.apply_chat_template(_with_image(chat._messages(req), req.image), add_generation_prompt=True,
+                                           tokenize=True, return_dict=True, return_tensors="pt")
+        assert "token_type_ids" in inputs
+        with torch.inference_mode():
+            ref = chat.model(**inputs).logits[0, -1]
+            unmarked = chat.model(**{k: v for k, v in inputs.items() if k != "token_type_ids"}).logits[0, -1]
+        assert (ref - unmarked).abs().max().item() > 1e-3  # the marks matter to this model
+        assert (logits[0] - ref).abs().max().item() < 1e-4
