@@ -176,6 +176,7 @@ class SelfSeg:
         """The class list an image is segmented with: cleaned self-found tags and/or the user's words."""
         from .segment.base import SegmentPlan
         from .tag.cleanup import clean_tags
+        from .tag.vocabulary import tidy_words
 
         sc = self.config.segment
         if tags is not None and not isinstance(tags, TagResult):
@@ -185,15 +186,15 @@ class SelfSeg:
             tags = None  # the user's words only, even if tags were passed in
         own = tags.tags if tags is not None else []
         merges = []
-        # Clean only what a model found: the user's own words (vocabulary tagger or list) are kept as given.
+        # Clean only what a model found: the user's own words (the vocabulary tagger's, alone or in a union,
+        # or the list) are kept as given.
         if own and tags.tagger != "vocabulary" and (sc.merge_synonyms or sc.merge_hypernyms):
-            own, found = clean_tags(own, synonyms=sc.merge_synonyms, hypernyms=sc.merge_hypernyms)
+            users = {n.noun for n in tags.nouns if "vocabulary" in n.found_by}
+            own, found = clean_tags(own, synonyms=sc.merge_synonyms, hypernyms=sc.merge_hypernyms, keep=users)
             merges = [vars(m) for m in found]
-        given = [w.strip() for w in self.config.vocabulary if w.strip()] if sc.vocabulary != "self" else []
-        seen: dict[str, str] = {}
-        for w in own + given:  # "Dog" and "dog" are one class; the first spelling wins
-            seen.setdefault(w.casefold(), w)
-        return SegmentPlan(classes=list(seen.values()), merges=merges, tags=tags)
+        given = self.config.vocabulary if sc.vocabulary != "self" else []
+        # "Dog" and "dog" are one class; the first spelling wins
+        return SegmentPlan(classes=tidy_words(own + given), merges=merges, tags=tags)
 
     def _segment_one(self, loaded: LoadedImage, plan: SegmentPlan, enrichment: Any = None) -> Segmentation:
         """Run the segmenter on one plan and assemble its `Segmentation`: the only place one is made."""

@@ -1,7 +1,7 @@
 """Tag clean-up before locating: merge WordNet synonyms; keep the specific tag over its hypernym."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,12 +25,13 @@ def _first_sense(wn: Any, tag: str) -> Any:
 
 
 def clean_tags(tags: Sequence[str], synonyms: bool = True, hypernyms: bool = True,
-               wordnet: Any = None) -> tuple[list[str], list[Merge]]:
+               wordnet: Any = None, keep: Collection[str] = ()) -> tuple[list[str], list[Merge]]:
     """Return (kept tags in their original order, merges). Tags WordNet does not know are kept as they are.
 
     Synonyms: a tag whose first noun sense equals an earlier tag's is folded into the earlier one.
     Hypernyms: a tag whose first sense lies on another tag's hypernym path (first sense, instance
     hypernyms included) is dropped in favour of the more specific tag.
+    `keep`: tags never dropped (a user's own words); another tag of the same sense is folded into them.
     """
     wn = wordnet or load_wordnet()
     tags = list(dict.fromkeys(t for t in tags if t))
@@ -39,13 +40,16 @@ def clean_tags(tags: Sequence[str], synonyms: bool = True, hypernyms: bool = Tru
     kept: list[str] = []
     if synonyms:
         seen: dict[Any, str] = {}
+        for t in tags:  # a kept word's sense is claimed first, wherever the word stands
+            if t in keep and sense[t] is not None:
+                seen.setdefault(sense[t], t)
         for t in tags:
             s = sense[t]
-            if s is not None and s in seen:
+            if t not in keep and s is not None and s in seen:
                 merges.append(Merge(kept=seen[s], dropped=t, reason="synonym"))
                 continue
             if s is not None:
-                seen[s] = t
+                seen.setdefault(s, t)
             kept.append(t)
     else:
         kept = tags
@@ -56,7 +60,7 @@ def clean_tags(tags: Sequence[str], synonyms: bool = True, hypernyms: bool = Tru
         }
         general: dict[str, str] = {}
         for t in kept:
-            if sense[t] is None:
+            if sense[t] is None or t in keep:
                 continue
             # the most specific tag below t wins (deepest first), so the note names a real descendant
             below = [u for u in kept if u != t and sense[t] in ancestors[u]]

@@ -16,6 +16,7 @@ from ..errors import check
 from ..io import LoadedImage
 from .base import TAGGERS
 from .result import NounSupport, TagResult
+from .vocabulary import word_key
 
 
 def merge_results(parts: dict[str, TagResult]) -> TagResult:
@@ -24,7 +25,7 @@ def merge_results(parts: dict[str, TagResult]) -> TagResult:
     merged: dict[str, dict[str, Any]] = {}
     for name, res in parts.items():
         for n in res.nouns:
-            key = n.noun.casefold()  # "Dog" and "dog" are one tag; the first spelling wins
+            key = word_key(n.noun)  # "Dog" and "dog" are one tag; the first spelling wins
             m = merged.setdefault(key, {"noun": n.noun, "support": 0, "cycles": 0, "clusters": set(),
                                         "found_by": [], "order": len(merged)})
             m["support"] += n.support

@@ -1,7 +1,8 @@
 """The user's own vocabulary as tags: classic open-vocabulary segmentation, no model run."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+import unicodedata
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,6 +10,23 @@ from ..errors import ConfigError
 from ..io import LoadedImage
 from .base import TAGGERS
 from .result import NounSupport, TagResult
+
+
+def word_key(word: str) -> str:
+    """What makes two spellings one class: case, runs of spaces and Unicode's composed / decomposed forms
+    ("café" typed two ways) do not."""
+    return unicodedata.normalize("NFC", " ".join(word.split())).casefold()
+
+
+def tidy_words(words: Iterable[str]) -> list[str]:
+    """A user's words as classes: spaces collapsed, composed Unicode, empty ones dropped, one per `word_key`
+    (the first spelling wins), order kept."""
+    seen: dict[str, str] = {}
+    for w in words:
+        w = unicodedata.normalize("NFC", " ".join(w.split()))
+        if w:
+            seen.setdefault(word_key(w), w)
+    return list(seen.values())
 
 
 @dataclass
@@ -23,10 +41,9 @@ class VocabularyTagger:
     name = "vocabulary"
 
     def __init__(self, config: VocabularyConfig, models: Any = None) -> None:
-        words = [w.strip() for w in config.vocabulary if w.strip()]
-        if not words:
+        self.words = tidy_words(config.vocabulary)
+        if not self.words:
             raise ConfigError("tagger 'vocabulary': expected a non-empty `vocabulary` list, got none")
-        self.words = list(dict.fromkeys(words))  # deduplicated, order kept
 
     def tag_batch(self, images: Sequence[LoadedImage]) -> list[TagResult]:
         return [

@@ -131,6 +131,31 @@ def test_union_records_who_found_each_tag(repo, loaded, scripted_chat):
     assert back.nouns[0].found_by == ["vocabulary", "vlm"] and back.parts["vlm"].tags == ["sky", "tree"]
 
 
+def test_a_users_words_in_a_union_survive_tag_clean_up(repo, loaded, scripted_chat):
+    """Clean-up folds synonyms and drops hypernyms of what a model found; the user's own words stay as given,
+    also inside a union (animal is a hypernym of dog, automobile a synonym of car), and a model's tag of the
+    same sense as a user's word is folded into the user's spelling."""
+    words = "[animal, car, automobile, Dogs]"
+    cfg = _cfg(repo, "tagger=union", "union=[vocabulary, vlm]", f"vocabulary={words}")
+    vlm = build_tagger(cfg, "vlm", chat=scripted_chat(lambda r: '["dog", "car", "grass"]'))
+    union = build_tagger(cfg, "union", parts={"vocabulary": build_tagger(cfg, "vocabulary"), "vlm": vlm})
+    tags = union.tag_batch(loaded[:1])[0]
+    plan = SelfSeg(cfg)._plan(loaded[0], tags)
+    assert plan.classes == ["car", "animal", "automobile", "Dogs", "grass"]
+    assert plan.merges == [{"kept": "Dogs", "dropped": "dog", "reason": "synonym"}]
+    # What a model alone found is still cleaned.
+    alone = build_tagger(cfg, "vlm", chat=scripted_chat(lambda r: '["animal", "dog", "car", "automobile"]'))
+    assert SelfSeg(cfg)._plan(loaded[0], alone.tag_batch(loaded[:1])[0]).classes == ["dog", "car"]
+
+
+def test_a_vocabulary_is_one_class_per_word_whatever_its_case_spacing_or_unicode_form(repo, loaded):
+    words = ["Dog", "dog", " dog ", "traffic  light", "Traffic Light", "caf\u00e9", "cafe\u0301", "dogs"]
+    cfg = load_config(None, ["tagger=vocabulary", f"vocabulary={json.dumps(words)}"])
+    assert build_tagger(cfg).tag_batch(loaded[:1])[0].tags == ["Dog", "traffic light", "caf\u00e9", "dogs"]
+    given = load_config(None, ["segment.vocabulary=given", f"vocabulary={json.dumps(words)}"])
+    assert SelfSeg(given)._plan(loaded[0], None).classes == ["Dog", "traffic light", "caf\u00e9", "dogs"]
+
+
 def test_union_of_bcc_and_tiny_vlm_keeps_the_cluster_map(smoke_seg, loaded, repo):
     """Tiny random-init BLIP and Qwen2.5-VL: tags are noise; the merge and the cluster map are checked."""
     cfg = _cfg(repo, "tagger=union", "union=[bcc, vlm]")
