@@ -12,6 +12,7 @@ keeps the full transcript in `TagResult.replies`.
 """
 from __future__ import annotations
 
+import string
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -76,7 +77,11 @@ class VlmConfig:
               (self.batch_size, self.text_batch_size, self.max_new_tokens))
         check(self.max_tags >= 0 and self.reflection_rounds >= 0, "max_tags / reflection_rounds", "integers >= 0",
               (self.max_tags, self.reflection_rounds))
-        check(self.extract_prompt is None or "{description}" in self.extract_prompt, "extract_prompt",
+        for name in ("tag_prompt", "describe_prompt", "extract_prompt", "reflection_prompt"):
+            if getattr(self, name) is not None:
+                check_template(getattr(self, name), name,
+                               ("description", *SENTENCES) if name == "extract_prompt" else SENTENCES)
+        check(self.extract_prompt is None or "description" in _fields(self.extract_prompt), "extract_prompt",
               "a template containing {description}", self.extract_prompt)
 
 TAG_PROMPT = (
@@ -101,15 +106,34 @@ REFLECTION_PROMPT = (
 )
 
 
+def _fields(template: str) -> list[str]:
+    """The {fields} a template names ({{ and }} are literal braces); ValueError for a stray brace."""
+    return [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+
+
+def check_template(template: str, setting: str, allowed: Sequence[str]) -> None:
+    """ConfigError naming the setting for a stray brace or a field not in `allowed` exactly: str.format would
+    also read {context.strip} or {limit[0]} and send the model a method's repr."""
+    names = ", ".join("{" + k + "}" for k in allowed)
+    try:
+        wrong = [name for name in _fields(template) if name not in allowed]
+    except ValueError as exc:
+        raise ConfigError(f"{setting}: cannot fill the template ({exc}); it may use {names}, and literal "
+                          f"braces must be doubled") from None
+    if wrong:
+        raise ConfigError(f"{setting}: the template names {{{wrong[0]}}}; it may use {names}, and literal "
+                          f"braces must be doubled")
+
+
 def fill(template: str, setting: str, **values: str) -> str:
     """`template` with its {fields} filled; a field the template may not use, or a stray brace, is one
     ConfigError naming the setting (write literal braces as {{ and }})."""
-    try:
-        return template.format(**values)
-    except (KeyError, IndexError, ValueError) as exc:
-        allowed = ", ".join("{" + k + "}" for k in values)
-        raise ConfigError(f"{setting}: cannot fill the template ({type(exc).__name__}: {exc}); it may use "
-                          f"{allowed}, and literal braces must be doubled") from None
+    check_template(template, setting, tuple(values))
+    return template.format(**values)
+
+
+#: The sentences every prompt template may place: {context} (vlm.context) and {limit} (vlm.max_tags).
+SENTENCES = ("context", "limit")
 
 
 def _sentences(config: ChatTaggerConfig) -> dict[str, str]:

@@ -115,6 +115,16 @@ def test_bad_templates_are_one_line_config_errors(repo, scripted_chat):
         build_tagger(_cfg(repo, "tagger=vlm", 'vlm.tag_prompt=List {objects} as JSON'), "vlm", chat=scripted_chat(str))
     with pytest.raises(ConfigError, match="vlm.extract_prompt"):
         load_config(_cfg(repo, "vlm.extract_prompt=no placeholder here"))
+    # str.format reads attributes and items of a field: the model was sent "<built-in method strip ...>".
+    with pytest.raises(ConfigError, match=r"vlm.tag_prompt: the template names \{context.strip\}; it may use "
+                                          r"\{context\}, \{limit\}"):
+        _cfg(repo, "vlm.tag_prompt=List objects.{context.strip}")
+    # {{description}} is a literal "{description}", so the description never reached the extractor.
+    with pytest.raises(ConfigError, match="vlm.extract_prompt: expected a template containing"):
+        _cfg(repo, "vlm.extract_prompt=Objects of {{description}} as JSON.")
+    with pytest.raises(ConfigError, match="vlm.reflection_prompt: cannot fill the template"):
+        _cfg(repo, "vlm.reflection_prompt=Check {")
+    assert _cfg(repo, "vlm.tag_prompt=List {{braces}}.{context}{limit}").vlm.tag_prompt.startswith("List")
 
 
 def test_union_records_who_found_each_tag(repo, loaded, scripted_chat):
