@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +16,8 @@ from .nouns import NounExtractor, NounsConfig
 from .result import ClusterCaptions, TagResult, rank_nouns
 
 if TYPE_CHECKING:
+    import torch
+
     from ..models.blip import BlipCaptioner
 
 #: Which encoder tokens a cluster's caption sees (captioning.token_slice).
@@ -155,28 +157,118 @@ class CaptionTagger:
         size = max(self.config.clustering.scales)
         t0 = time.perf_counter()
         tokens = self.blip.encode([im.image for im in images], size)
+        sync(self.blip.device)
         timings = {f"encode_{size}": time.perf_counter() - t0}
-        sets = [tokens[b] for b in range(len(images))]
-        t0 = time.perf_counter()
-        # Row order: cycle, then image. Rows of one image share its tensor, so the captioner projects its
-        # keys and values once.
-        # Each caption draws from its own stream (the image's pixels, the cycle): batch neighbours change nothing.
+        # Each image is one token set, its captions' streams named by its pixels and the cycle.
         keys = [image_key(im.image) for im in images]
-        texts = self.blip.caption([s for _ in range(pc.cycles) for s in sets], pc, seed=pc.seed,
-                                  streams=[(keys[b], cyc) for cyc in range(pc.cycles) for b in range(len(images))])
-        timings["caption"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        found = self.nouns(texts, context=pc.prompt)
-        timings["nouns"] = time.perf_counter() - t0
+        sets = [[tokens[b]] for b in range(len(images))]
+        captions, nouns, cycles_run = caption_cycles(self.blip, self.nouns, pc, sets, keys, timings,
+                                                     stream=lambda key, cycle, _: (key, cycle))
         results = []
         for b, im in enumerate(images):
-            rows = range(b, len(texts), len(images))
-            clusters = [ClusterCaptions(cluster=0, size=0, captions=[texts[i] for i in rows],
-                                        nouns=[found[i] for i in rows])]
+            clusters = [ClusterCaptions(cluster=0, size=0, captions=captions[b][0], nouns=nouns[b][0])]
             results.append(TagResult(
                 source=im.source, image_size=im.size, tagger=self.name, model=self.blip.model_id,
                 nouns=rank_nouns(clusters, self.config.nouns.min_support), clusters=clusters,
-                cycles_run=pc.cycles, timings=dict(timings), batch_size=len(images),
+                cycles_run=cycles_run[b], timings=dict(timings), batch_size=len(images),
                 meaningless=self.blip.is_tiny,
             ))
         return results
+
+
+def caption_cycles(blip: BlipCaptioner, extract: NounExtractor, pc: CaptioningConfig,
+                   sets: list[list[torch.Tensor]], keys: list[int], timings: dict[str, float],
+                   stream: Callable[[int, int, int], tuple[int, ...]] = lambda *name: name,
+                   ) -> tuple[list[list[list[str]]], list[list[list[list[str]]]], list[int]]:
+    """Sample a caption of every token set `sets[b][c]` (image b, cluster c) `pc.cycles` times; returns
+    captions[b][c][cycle], nouns[b][c][cycle] and the cycles run per image.
+
+    Each caption draws from its own random stream, `stream(keys[b], cycle, c)` under the seed: an image gets
+    the same captions whatever else is in its batch or call.
+
+    Without adaptive cycles, all images x sets x cycles go to ONE generate call, split only where the
+    attention state would pass `max_cross_attention_gib`. With `adaptive_cycles = N`, cycles run in blocks of
+    N (each block one call over the still-active images); an image stops after N consecutive cycles that
+    found no new noun.
+    """
+    total, patience = pc.cycles, pc.adaptive_cycles
+    block = min(patience, total) if patience else total
+    captions: list[list[list[str]]] = [[[] for _ in s] for s in sets]
+    nouns: list[list[list[list[str]]]] = [[[] for _ in s] for s in sets]
+    cycles_run = [0] * len(sets)
+    seen: list[set[str]] = [set() for _ in sets]
+    quiet = [0] * len(sets)
+    active = list(range(len(sets)))
+    done = 0
+    timings.setdefault("caption", 0.0)
+    timings.setdefault("nouns", 0.0)
+    while active and done < total:
+        n = min(block, total - done)
+        # Row order: image, then cycle, then set.
+        rows = [(b, cyc, c) for b in active for cyc in range(n) for c in range(len(sets[b]))]
+        t0 = time.perf_counter()
+        texts: list[str] = []
+        for chunk in _chunks(blip, pc, rows, sets):
+            texts += blip.caption([sets[b][c] for b, _, c in chunk], pc, seed=pc.seed,
+                                  streams=[stream(keys[b], done + cyc, c) for b, cyc, c in chunk])
+        sync(blip.device)
+        timings["caption"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        found = extract(texts, context=pc.prompt)
+        timings["nouns"] += time.perf_counter() - t0
+        per: dict[tuple[int, int], list[tuple[int, str, list[str]]]] = {}
+        for (b, cyc, c), text, ns in zip(rows, texts, found):
+            per.setdefault((b, cyc), []).append((c, text, ns))
+        still = []
+        for b in active:
+            stopped = False
+            for cyc in range(n):
+                new = False
+                for c, text, ns in per.get((b, cyc), []):
+                    captions[b][c].append(text)
+                    nouns[b][c].append(ns)
+                    new |= bool(set(ns) - seen[b])
+                    seen[b] |= set(ns)
+                cycles_run[b] += 1
+                quiet[b] = 0 if new else quiet[b] + 1
+                if patience and quiet[b] >= patience:
+                    stopped = True
+                    break
+            if not stopped:
+                still.append(b)
+        active = still
+        done += n
+    return captions, nouns, cycles_run
+
+
+def _chunks(blip: BlipCaptioner, pc: CaptioningConfig, rows: list[tuple[int, int, int]],
+            sets: list[list[torch.Tensor]]):
+    """Split caption rows into generate calls whose attention state fits `max_cross_attention_gib`.
+
+    Under the budget (the usual case) everything is ONE call. Over it, consecutive rows (image by image,
+    cycle by cycle) are packed greedily, so an image's rows stay together whenever they fit.
+    """
+    budget = pc.max_cross_attention_gib * 2**30
+    positions = blip.caption_positions(pc)
+    chunk: list[tuple[int, int, int]] = []
+    seen: set[tuple[int, int]] = set()
+    tokens = 0
+    for row in rows:
+        key = (row[0], row[2])
+        extra = 0 if key in seen else int(sets[row[0]][row[2]].shape[0])
+        if chunk and budget > 0 and blip.attention_state_bytes(tokens + extra, len(chunk) + 1, positions) > budget:
+            yield chunk
+            chunk, seen, tokens, extra = [], set(), 0, int(sets[row[0]][row[2]].shape[0])
+        chunk.append(row)
+        seen.add(key)
+        tokens += extra
+    if chunk:
+        yield chunk
+
+
+def sync(device: torch.device) -> None:
+    # Honest stage timings on a GPU: wait for the queued kernels before reading the clock.
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

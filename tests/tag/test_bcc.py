@@ -235,3 +235,17 @@ def test_whole_image_caption_tagger(smoke_config, tagger, loaded):
         assert r.tagger == "caption" and r.cluster_grid is None and r.cycles_run == 3
         assert len(r.clusters) == 1 and len(r.clusters[0].captions) == 3
         assert set(r.tags) == {n for ns in r.clusters[0].nouns for n in ns}
+    # The memory budget splits its calls as BCC's, and every caption is the one the single call drew.
+    pc = cfg.captioning
+    budget = t.blip.attention_state_bytes(int(t.blip.encode([loaded[0].image], max(cfg.clustering.scales)).shape[1]),
+                                          2, t.blip.caption_positions(pc))
+    tight = dataclasses.replace(cfg, captioning=dataclasses.replace(pc, max_cross_attention_gib=budget / 2**30))
+    before = t.blip.generate_calls
+    split = build_tagger(tight, "caption", captioner=tagger.blip).tag_batch(loaded)
+    assert t.blip.generate_calls - before == 2 * len(loaded)  # an image's 3 rows, 2 to a call
+    assert [r.clusters[0].captions for r in split] == [r.clusters[0].captions for r in results]
+    # Adaptive cycles stop an image after a cycle with no new noun, as in BCC.
+    adaptive = dataclasses.replace(cfg, captioning=dataclasses.replace(pc, cycles=40, adaptive_cycles=1))
+    r = build_tagger(adaptive, "caption", captioner=tagger.blip).tag_batch(loaded[:1])[0]
+    assert 1 <= r.cycles_run < 40 and len(r.clusters[0].captions) == r.cycles_run
+    assert set(r.clusters[0].nouns[-1]) <= {n for ns in r.clusters[0].nouns[:-1] for n in ns}
