@@ -5,26 +5,36 @@ think aloud first (<think>...</think>), use Python quotes, answer with objects (
 numbers. The rules, in order:
 
 1. Drop reasoning blocks (<think>...</think>); a reply cut off inside one has no answer. Read at most
-   32k characters.
+   32k characters; invisible characters (zero-width space, BOM) are dropped.
 2. Look inside ```code fences``` first, then in the whole reply.
 3. The first JSON value (starting at a '[' or '{') that parses AND holds a name wins, so "[]" or a
    citation "[1]" before the answer is skipped. When a reply holds several lists with names (noted):
-   a list introduced as an earlier answer ("Previous list:", "My original answer was"), an example or
-   format, or removed / not-visible items is skipped; a list introduced as the final, revised, corrected
-   or updated one wins; otherwise lists each behind a label ("Objects: [...] Background: [...]"), all in
-   code fences or none, are joined. Nested lists are flattened, an object contributes every
-   list it holds ({"objects": [...], "background": [...]}). Curly quotes are straightened first; a
-   Python-literal list ('dog', 'cat') is accepted too.
-4. A list cut off by max_new_tokens keeps its complete quoted items (noted).
-5. No JSON at all: a bulleted or numbered list, one item per line, is read instead (noted).
-6. Items: strings are kept; objects give their "name" / "label" / "object" / "tag" string; anything else
-   (numbers, null) is dropped and counted in a note; placeholders ("none", "N/A") are dropped.
+   a list introduced as an earlier answer ("Previous list:", "My original answer was"), an example, a
+   bare "Format:" label, or removed / not-visible items is skipped; a list introduced as the final,
+   revised, corrected or updated one wins whatever else its lead-in says ("Corrected list in JSON
+   format:"); otherwise lists each behind a label ("Objects: [...] Background: [...]"), all in code fences
+   or none, are joined; when every list is skipped, the last one not of removed items is taken. Nested
+   lists are flattened, an object contributes every list it holds ({"objects": [...], "background":
+   [...]}). Curly quotes are straightened first; a Python-literal list ('dog', 'cat') is accepted too,
+   apostrophes inside words included (['children's toy']).
+4. An object without lists gives the string under a list key ({"objects": "dog, cat"}), or else its keys
+   when it maps names to counts or descriptions ({"dog": 2}, {"dog": "a brown dog"}; a count of 0 is
+   absent) (noted).
+5. A list cut off by max_new_tokens keeps its complete quoted items (noted).
+6. No JSON at all: a bulleted or numbered list, one item per line or "1. dog 2. cat" on one line, is read
+   instead, each item without its markdown emphasis and description ("1. **Sky**: blue" -> "Sky"); else
+   a short reply that is only names separated by commas, semicolons or lines ("dog, cat, grass"). A
+   sentence ("I see a dog, a cat and grass.") is prose, not a list: no tags (all noted).
+7. Items: strings are kept; objects give their "name" / "label" / "object" / "tag" string; anything else
+   (numbers, null) is dropped and counted in a note; placeholders ("none", "N/A") are dropped. A string
+   whose comma / semicolon separated parts are each a short name ("dog, cat, grass") gives each part
+   (noted); one with a longer or prose-like part ("dog, sitting on the grass") stays whole.
 
 Then every tag is normalised: lower-cased, articles and surrounding punctuation stripped, whitespace
 collapsed, the last word singularised when WordNet knows its singular ("traffic lights" -> "traffic
 light", "shoes" -> "shoe"; "jeans" stays), duplicates dropped (first wins); counts ("2 dogs", "dog (2)")
-are removed. Nothing here raises: a reply with no list, or a list with no names, gives no tags,
-`ok=False` and a note saying why.
+are removed. A name needs two characters, or one ideograph or syllable ("狗"). Nothing here raises: a reply
+with no list, or a list with no names, gives no tags, `ok=False` and a note saying why.
 """
 from __future__ import annotations
 
@@ -38,22 +48,61 @@ from typing import Any
 
 _THINK = re.compile(r"<think>.*?</think>", re.S | re.I)
 _FENCE = re.compile(r"```[a-zA-Z0-9_-]*\s*\n?(.*?)```", re.S)
-_BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+(.+?)\s*$")
+_BULLET = re.compile(r"^\s*(?:[-*\u2022]|(\d+)[.)])\s+(.+?)\s*$")
+# "1. dog 2. cat 3. grass": a numbered list written on one line.
+_INLINE_NUMBER = re.compile(r"\s+(\d{1,3})[.)]\s+")
+# Where a bulleted name ends and its description starts: "**Sky**: blue", "Dog - a brown dog".
+_DESCRIPTION_CUT = re.compile(r":|\s[-\u2013\u2014]\s")
+# Markdown emphasis around a name ("**Sky**", "_dog_"); an underscore inside a word ("traffic_light") stays.
+_EMPHASIS = re.compile(r"\*+|(?<!\w)_+|_+(?!\w)")
+# The last word of a label that names a group of tags rather than a tag: "Objects: dog, cat".
+_GROUP_WORDS = frozenset("""
+object objects item items thing things tag tags label labels class classes noun nouns name names keyword
+keywords list background foreground region regions element elements stuff entities
+""".split())
+# Separators of several names in one string ("dog, cat; grass", Chinese and Japanese commas).
+_NAME_SEPARATORS = re.compile(r"\s*[,;\uff0c\uff1b\u3001]\s*")
+_PHRASE_WORD = re.compile(r"[^\W_][\w'-]*|&")
+# Words of a sentence, not of an object name: a comma-separated part holding one is prose ("I see a dog").
+# "of" is not among them ("cup of coffee"), nor "and" ("salt and pepper shaker").
+_PROSE_WORDS = frozenset("""
+i you he she it we they me my your its our their this that these those there here is are was were be been
+being am has have had do does did can cannot could will would should may might must see sees saw seen
+show shows showing shown contain contains containing depict depicts appear appears looks in on at with to
+from by near behind under over above below into onto not no yes sorry ok okay please thanks thank hello
+sure also very just which who what where when while because if but so than then like such as
+""".split())
+_PLAIN_MAX = 1_000  # characters of a reply read as a plain comma / line separated list (longer: prose)
 # "Objects:" / "**Background**:" / "2. Stuff:" right before a list (a fence opener may sit between).
 _LABEL = re.compile(r"(?:^|[\n.!?;])[ \t>#*_\-]*(?:\d+[.)][ \t]*)?([A-Za-z][\w '/&-]{0,48}?)[ \t*_]*:[ \t*_]*"
                     r"(?:\n[ \t]*)?(?:```[\w-]*)?\s*$")
 # What introduces a list that is not the answer: the earlier answer quoted before the revised one (a
-# reflection reply), the prompt's example or format echoed back, or items the model removed. (Bare "old"
-# or "before" would also catch "an old car: [...]"; these phrases rarely describe a scene.)
-_SKIPPED_LEAD = re.compile(
+# reflection reply) or the prompt's example echoed back (bare "old" or "before" would also catch "an old
+# car: [...]"; these phrases rarely describe a scene), ...
+_EARLIER_LEAD = re.compile(
     r"\b(?:previous|original|initial|earlier|prior|draft|(?:first|last|old) (?:answer|list|version)|"
-    r"examples?|e\.g|for instance|format|template|removed?|remove[sd]?|deleted?|dropped|excluded?|"
-    r"not (?:visible|present|in the (?:image|picture|photo)))\b", re.I)
+    r"examples?|e\.g|for instance)\b", re.I)
+# ... items the model removed, ...
+_EXCLUDED_LEAD = re.compile(
+    r"\b(?:removed?|remove[sd]?|deleted?|dropped|excluded?|not (?:visible|present|in the (?:image|picture|photo)))\b",
+    re.I)
+# ... or the prompt's format, but only as a bare label ("Format:", "JSON format:"): "Here is the list in the
+# requested format: [...]" and "Corrected list in JSON format: [...]" are answers.
+_FORMAT_LABEL = re.compile(r"(?:(?:the|expected|required|requested|output|answer|response|reply|json|list|"
+                           r"example|sample)\s+)*(?:format|template)(?:\s+(?:example|sample))?", re.I)
 # What introduces the answer itself when a reply holds several lists.
 _FINAL_LEAD = re.compile(r"\b(?:final|revised|corrected|updated|amended|refined|improved|new (?:list|answer))\b",
                          re.I)
 _QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'"})
+# Invisible format characters a tag never needs (zero-width space, bidi marks, BOM, soft hyphen); the
+# zero-width (non-)joiners stay, some scripts spell words with them.
+_INVISIBLE = re.compile("[\u00ad\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+# A Python-literal string whose apostrophes may sit inside a word ('children's toy'), and a list of them.
+_PY_STRING = r"'(?:[^'\\\n]|\\.|(?<=\w)'(?=\w))*'"
+_PY_LIST = re.compile(rf"\[\s*(?:{_PY_STRING}\s*,\s*)*(?:{_PY_STRING}\s*,?\s*)?\]")
 _LIST_KEYS = ("tags", "objects", "labels", "names", "items", "classes", "nouns", "keywords", "list")
+# Keys under which an object may hold its answer as one string ({"objects": "dog, cat"}).
+_ANSWER_KEYS = (*_LIST_KEYS, "answer", "result", "response", "output")
 _NAME_KEYS = ("name", "label", "object", "tag", "class", "noun", "keyword")
 _ARTICLES = ("a ", "an ", "the ", "some ")
 _MAX_REPLY = 32_000  # characters read of one reply (a runaway generation is not parsed to its end)
@@ -112,24 +161,36 @@ def _json_values_at(text: str) -> Iterable[tuple[int, int, Any]]:
             try:
                 value = ast.literal_eval(text[m.start():end + 1])
             except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-                continue
+                value = _python_strings(text[m.start():end + 1])
+                if value is None:
+                    continue
             skip_to = end + 1
             yield m.start(), end + 1, value
 
 
+def _python_strings(span: str) -> list[str] | None:
+    """A Python-style list of strings that Python itself refuses because an apostrophe sits inside a word
+    (['dog', 'children's toy'], or curly quotes straightened): its strings. None for anything else."""
+    if not _PY_LIST.fullmatch(span):
+        return None
+    return [m.group(0)[1:-1].replace("\\'", "'") for m in re.finditer(_PY_STRING, span)]
+
+
 def _matching_bracket(text: str, start: int) -> int | None:
     pairs = {"[": "]", "{": "}"}
-    stack, quote = [], None
+    stack, quote, escaped = [], None, False
+    last = len(text) - 1
     for i in range(start, len(text)):
         ch = text[i]
         if quote:
-            if ch == "\\":
+            if escaped or ch == "\\":  # 'it\'s': the escaped quote does not close the string
+                escaped = not escaped
                 continue
-            if ch == quote:
+            # An apostrophe inside a word ("people's", 'children's toy') neither opens nor closes a quote.
+            if ch == quote and (ch == '"' or not (i < last and text[i - 1].isalnum() and text[i + 1].isalnum())):
                 quote = None
         elif ch in "\"'":
-            # An apostrophe inside a word ("people's") does not open a quote.
-            if ch == "'" and i > 0 and text[i - 1].isalnum() and i + 1 < len(text) and text[i + 1].isalnum():
+            if ch == "'" and 0 < i < last and text[i - 1].isalnum() and text[i + 1].isalnum():
                 continue
             quote = ch
         elif ch in pairs:
@@ -176,11 +237,15 @@ def _item_name(item: Any) -> str | None:
 
 
 def _truncated_items(text: str) -> list[str]:
-    """The complete quoted items of a list that was cut off before its ']' (max_new_tokens reached)."""
+    """The complete quoted items of a list that was cut off before its ']' (max_new_tokens reached): the
+    first '[' left open, past any closed "[aside]" before it."""
     start = text.find("[")
-    if start < 0 or _matching_bracket(text, start) is not None:
-        return []
-    return re.findall(r'"([^"\\\n]{1,80})"\s*,', text[start:])
+    while start >= 0:
+        end = _matching_bracket(text, start)
+        if end is None:
+            return re.findall(r'"([^"\\\n]{1,80})"\s*,', text[start:])
+        start = text.find("[", end + 1)
+    return []
 
 
 def _has_name(items: list) -> bool:
@@ -200,12 +265,28 @@ def _lead_in(text: str, start: int, floor: int) -> tuple[str, str | None]:
     return (segments[-1] if segments else ""), None
 
 
+def _lead_kind(lead: str) -> str:
+    """How a list's lead-in introduces it: "final" (the answer), "excluded" (removed or not visible items),
+    "earlier" (an earlier answer, an example, the prompt's format echoed back) or "" (plainly)."""
+    final, excluded = _FINAL_LEAD.search(lead), _EXCLUDED_LEAD.search(lead)
+    # "Corrected list in JSON format", "The revised list, for example without the wolf" are the answer
+    # however they go on; "Items removed from the final list" names what was dropped.
+    if final and not (excluded and excluded.start() < final.start()):
+        return "final"
+    if excluded:
+        return "excluded"
+    if _EARLIER_LEAD.search(lead) or _FORMAT_LABEL.fullmatch(lead.strip(" \t:*_#>-")):
+        return "earlier"
+    return ""
+
+
 def _labelled_lists(text: str, values: list[tuple[int, int, Any]]) -> tuple[list | None, str | None]:
     """Rule 3's exceptions, for replies with several name lists (see the module docstring):
-    lists introduced as an earlier answer, an example, a format or removed items are skipped; a list
-    introduced as the final / revised / corrected one wins; otherwise two or more lists, each behind a
-    label and either all or none in code fences, are joined. Returns (items, note), or (None, None) when
-    rule 3 applies as it is. `values`: `_json_values_at(text)`, parsed once by the caller."""
+    lists introduced as an earlier answer, an example, a bare "Format:" or removed items are skipped; a list
+    introduced as the final / revised / corrected one wins, whatever else its lead-in says; otherwise two or
+    more lists, each behind a label and either all or none in code fences, are joined. When every list is
+    skipped, the last one not of removed items is taken. Returns (items, note), or (None, None) when rule 3
+    applies as it is. `values`: `_json_values_at(text)`, parsed once by the caller."""
     fences = [m.span() for m in _FENCE.finditer(text)]
     found, floor = [], 0
     for start, end, value in values:
@@ -213,13 +294,13 @@ def _labelled_lists(text: str, values: list[tuple[int, int, Any]]) -> tuple[list
         if items is not None and _has_name(items):
             lead, label = _lead_in(text, start, floor)
             fenced = any(a <= start < b for a, b in fences)
-            found.append((lead, label, fenced, items))
+            found.append((lead, label, fenced, items, _lead_kind(lead)))
             floor = end
     if len(found) < 2:
         return None, None
-    kept = [f for f in found if not _SKIPPED_LEAD.search(f[0])]
-    skipped = [f[0] for f in found if _SKIPPED_LEAD.search(f[0])]
-    final = [f for f in kept if _FINAL_LEAD.search(f[0])]
+    kept = [f for f in found if not f[4]]
+    skipped = [f[0] for f in found if f[4] in ("earlier", "excluded")]
+    final = [f for f in found if f[4] == "final"]
     if final:
         return final[-1][3], f"took the list introduced as {final[-1][0]!r}" + (
             f", skipped {len(skipped)} introduced as an earlier answer, example or removed items" if skipped else "")
@@ -230,13 +311,19 @@ def _labelled_lists(text: str, values: list[tuple[int, int, Any]]) -> tuple[list
     if kept and skipped:
         shown = "; ".join(repr(x) for x in skipped[:3]) + (" ..." if len(skipped) > 3 else "")
         return kept[0][3], f"skipped the list(s) introduced as an earlier answer, example or removed items ({shown})"
+    # Every list introduced as something else: an earlier answer or an example comes before the answer,
+    # so the last of them is the likeliest answer; removed items never are.
+    earlier = [f for f in found if f[4] == "earlier"]
+    if earlier:
+        return earlier[-1][3], (f"every list was introduced as an earlier answer, example or removed items; "
+                                f"took the last, introduced as {earlier[-1][0]!r}")
     return None, None
 
 
 def find_list(reply: str) -> tuple[list | None, list[str]]:
     """The raw items of the first list in a reply that holds at least one name (None when there is none)
     and notes on how it was found."""
-    text, note = strip_reasoning(str(reply)[:_MAX_REPLY].translate(_QUOTES))
+    text, note = strip_reasoning(_INVISIBLE.sub("", str(reply)[:_MAX_REPLY].translate(_QUOTES)))
     notes = [note] if note else []
     whole = list(_json_values_at(text))  # the whole reply is parsed once, for both uses below
     items, how = _labelled_lists(text, whole)
@@ -252,14 +339,125 @@ def find_list(reply: str) -> tuple[list | None, list[str]]:
             if _has_name(found):
                 return found, notes
             empty = found if empty is None else empty
+    for value in (v for _, _, v in whole):
+        keyed = _object_names(value)
+        if keyed is not None:
+            return keyed[0], notes + [keyed[1]]
     cut = _truncated_items(text)
     if cut:
         return cut, notes + [f"the reply was cut off inside its list; kept its {len(cut)} complete item(s) "
                              f"(raise vlm.max_new_tokens)"]
-    bullets = [m.group(1) for line in text.splitlines() if (m := _BULLET.match(line))]
+    bullets = _bulleted(text)
     if bullets:
         return bullets, notes + ["no JSON list in the reply; read its bulleted lines instead"]
+    plain = _plain_list(text) if empty is None else []
+    if plain:
+        return plain, notes + ["no JSON list in the reply; read it as a plain list of names"]
     return empty, notes
+
+
+def _object_names(value: Any, depth: int = 0) -> tuple[list, str] | None:
+    """(names, note) from a JSON object that holds no list: the string under a list key ({"objects": "dog,
+    cat"}), or else the keys of an object mapping names to counts or descriptions ({"dog": 2, "cat": 1},
+    {"dog": "a brown dog"}), a count of 0 or false meaning absent. None for any other value."""
+    if not isinstance(value, dict) or not value or depth > 1:
+        return None
+    for key, v in value.items():
+        if isinstance(key, str) and key.lower() in _ANSWER_KEYS:
+            if isinstance(v, str):
+                return [v], f"read the string under {key!r} of a JSON object as the list"
+            if isinstance(v, dict):
+                return _object_names(v, depth + 1)
+    if not all(isinstance(k, str) and isinstance(v, (str, int, float)) for k, v in value.items()):
+        return None
+    names = [k for k, v in value.items() if v not in (0, False)]
+    absent = len(value) - len(names)
+    note = "read the keys of a JSON object as names"
+    return names, note + (f" ({absent} with a count of 0 dropped)" if absent else "")
+
+
+def _bulleted(text: str) -> list[str]:
+    """The names of a markdown bulleted or numbered list, one item per line (or "1. dog 2. cat" on one
+    line), each without its emphasis and description ("1. **Sky**: blue and clear" -> "Sky"). A bullet that
+    only heads nested ones ("- **Background:**") gives no name."""
+    out = []
+    for line in text.splitlines():
+        m = _BULLET.match(line)
+        if not m:
+            continue
+        parts = [m.group(2)]
+        if m.group(1):
+            numbers = [int(n) for n in _INLINE_NUMBER.findall(m.group(2))]
+            first = int(m.group(1)) + 1
+            if numbers and numbers == list(range(first, first + len(numbers))):
+                parts = _INLINE_NUMBER.split(m.group(2))[::2]
+        for part in parts:
+            name = _EMPHASIS.sub("", part).strip()
+            cut = _DESCRIPTION_CUT.search(name)
+            if cut:
+                head, rest = name[:cut.start()].strip(), name[cut.end():].strip()
+                # "Objects: dog, cat" names its items after the label; "Sky: blue" names one before it.
+                name = "" if not rest else rest if cut.group(0) == ":" and _group_label(head) else head
+            if name:
+                out.append(name)
+    return out
+
+
+def _plain_list(text: str) -> list[str]:
+    """A short reply that is nothing but two or more names separated by commas, semicolons or line breaks
+    ("dog, cat, grass"), maybe after an intro line ending in ':' or an "Objects:" label. [] for anything
+    else: a sentence ("I see a dog, a cat and grass.") is prose, not a list."""
+    text = re.sub(r"```[\w-]*", "\n", _EMPHASIS.sub("", text)).strip()
+    if len(text) > _PLAIN_MAX:
+        return []
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if lines and lines[0].endswith(":"):
+        lines = lines[1:]
+    out = []
+    for line in lines:
+        label, colon, rest = line.partition(":")
+        if colon and _group_label(label):
+            line = rest
+        for part in _NAME_SEPARATORS.split(line.strip(" .")):
+            if not part.strip():
+                continue
+            phrase = _short_phrase(part)
+            if phrase is None:
+                return []
+            out.append(phrase)
+    return out if len(out) >= 2 else []
+
+
+def _group_label(label: str) -> bool:
+    """Whether a label names a group of tags ("Objects", "Background items") rather than one tag."""
+    words = label.lower().split()
+    return bool(words) and words[-1] in _GROUP_WORDS
+
+
+def _short_phrase(part: str) -> str | None:
+    """`part` when it reads as one short name: up to five words, none a pronoun, verb or preposition, an
+    article only first ("a red car", "salt and pepper shaker", "dog (2)"); a leading "and" / "or" dropped.
+    None when it reads as prose ("I see a dog", "cat and a tree")."""
+    part = re.sub(r"\s*\([^()]{0,40}\)$", "", part.strip(" \t.!?`\"'"))
+    words = part.split()
+    if words and words[0].lower() in ("and", "or", "&"):
+        words = words[1:]
+    if not 1 <= len(words) <= 5 or not any(c.isalpha() for c in part):
+        return None
+    for i, word in enumerate(words):
+        low = word.lower()
+        if not _PHRASE_WORD.fullmatch(word) or low in _PROSE_WORDS or (i and low + " " in _ARTICLES):
+            return None
+    return " ".join(words)
+
+
+def _several_names(name: str) -> list[str]:
+    """The names of one string that lists several ("dog, cat, grass"); [name] when it holds one name, or
+    commas in prose or a description ("dog, sitting on the grass", "person (partly hidden, left)")."""
+    if not _NAME_SEPARATORS.search(name):
+        return [name]
+    phrases = [_short_phrase(p) for p in _NAME_SEPARATORS.split(name.strip(" .")) if p.strip()]
+    return phrases if len(phrases) > 1 and all(phrases) else [name]
 
 
 def find_object(reply: str) -> tuple[dict | None, list[str]]:
@@ -313,8 +511,8 @@ class TagNormaliser:
         return best
 
     def __call__(self, raw: str) -> str | None:
-        text = " ".join(str(raw).lower().split())
-        text = re.sub(r"\s*\([^)]*\)?\s*$", "", text)     # "dog (2)", "cup (partly hidden"
+        text = " ".join(_INVISIBLE.sub("", str(raw)).lower().split())
+        text = re.sub(r"(?<=[^\s(])\s*\([^)]*\)?\s*$", "", text)  # "dog (2)", "cup (partly hidden"; "(dog)" is all name
         text = re.sub(r"^(\d+|x\d+)\s+", "", text)          # "2 dogs"
         text = re.sub(r"\s+(x\s*\d+|\d+)$", "", text)       # "dog x2", "dog 2"
         text = text.strip(" \t\"'`.,;:!?*()[]{}<>")
@@ -322,7 +520,9 @@ class TagNormaliser:
             if text.startswith(art):
                 text = text[len(art):]
         text = text.strip(" \t\"'`.,;:!?*")
-        if len(text) < 2 or len(text) > 60 or not any(c.isalpha() for c in text):
+        # One letter is no name ("a", "x"), but one ideograph or syllable is ("狗" dog, "개" dog).
+        if (len(text) < 2 and not (text.isalpha() and ord(text) >= 0x2E80)) or len(text) > 60 \
+                or not any(c.isalpha() for c in text):
             return None
         words = text.split()
         if all(w.isalpha() or "-" in w for w in words):
@@ -339,17 +539,22 @@ def parse_tags(reply: str, normalise: TagNormaliser | None = None, max_tags: int
         snippet = " ".join(str(reply).split())[:80]
         return ParsedTags([], notes + [f"no parsable list in the reply: {snippet!r}"], ok=False)
     tags: list[str] = []
-    wrong = 0
+    wrong = split = 0
     for item in found:
         name = _item_name(item)
         if name is None:
             wrong += 1
             continue
-        tag = normalise(name)
-        if tag and tag not in tags:
-            tags.append(tag)
+        names = _several_names(name)
+        split += len(names) > 1
+        for one in names:
+            tag = normalise(one)
+            if tag and tag not in tags:
+                tags.append(tag)
     if wrong:
         notes.append(f"{wrong} list item(s) that were not names dropped")
+    if split:
+        notes.append(f"{split} item(s) listing several names split at their commas / semicolons")
     if not tags:  # "[]", or only placeholders / stop words: no answer to build on
         return ParsedTags([], notes + ["the reply's list holds no names"], ok=False)
     if max_tags and len(tags) > max_tags:

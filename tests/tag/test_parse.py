@@ -59,6 +59,53 @@ from selfseg.tag.parse import TagNormaliser, find_object, parse_tags
     # unlabelled second list: the first wins (rule 3); one labelled list: as it is
     ('["dog"] and also ["cat"]', ["dog"]),
     ('Here are the objects: ["dog", "ball"]', ["dog", "ball"]),
+    # the corrected list wins even when its lead-in echoes the prompt's "JSON format" or says "for example";
+    # "format" inside a sentence is no echo of the prompt, only a bare "Format:" label is
+    ('Previous list: ["dog", "wolf"]\nCorrected list in JSON format: ["dog", "bench"]', ["dog", "bench"]),
+    ('My original answer was ["dog", "wolf"]. The revised list, for example removing the wolf: ["dog", "bench"]',
+     ["dog", "bench"]),
+    ('Here is the list in the requested format: ["dog", "cat"]\nBackground: ["sky"]', ["dog", "cat", "sky"]),
+    ('JSON format: ["object1"]\n```json\n["dog"]\n```', ["dog"]),
+    # but items removed from the final list are still removed items
+    ('Final list: ["dog"]\nItems removed from the final list: ["wolf"]', ["dog"]),
+    ('Items removed from the final list: ["wolf"]\nHere you go: ["dog"]', ["dog"]),
+    # markdown lists: emphasis and descriptions cut off, group labels and heading bullets are not names,
+    # a numbered list on one line
+    ("1. **Sky**: blue and clear\n2. **Dog** - a brown dog\n3. Grass", ["sky", "dog", "grass"]),
+    ("- Sky: blue\n- Trees: green\n- e-bike \u2013 electric", ["sky", "tree", "e-bike"]),
+    ("- **Foreground:**\n  - dog\n- **Background:**\n  - sky", ["dog", "sky"]),
+    ("- Objects: dog, cat\n- Background: sky", ["dog", "cat", "sky"]),
+    ("1. dog 2. cat 3. grass", ["dog", "cat", "grass"]),
+    # one string listing several names is split; one name with "and", or a description, is not
+    ("- dog, cat, grass", ["dog", "cat", "grass"]),
+    ('["dog, cat; grass", "salt and pepper shaker"]', ["dog", "cat", "grass", "salt and pepper shaker"]),
+    ('["dog, sitting on the grass"]', ["dog, sitting on the grass"]),
+    ('["person (partly hidden, left)"]', ["person"]),
+    # a short reply that is only names: commas, semicolons, lines, an intro line or a group label, a fence
+    ("dog, cat, grass, sky", ["dog", "cat", "grass", "sky"]),
+    ("dog\ncat\ngrass", ["dog", "cat", "grass"]),
+    ("dog; cat; grass", ["dog", "cat", "grass"]),
+    ("Dog, cat, and grass.", ["dog", "cat", "grass"]),
+    ("Here are the objects:\n**dog**\ncat", ["dog", "cat"]),
+    ("Objects: dog, cat, grass", ["dog", "cat", "grass"]),
+    ("```\ndog, cat\n```", ["dog", "cat"]),
+    ("\u72d7\u3001\u732b\u3001\u8349\u5730", ["\u72d7", "\u732b", "\u8349\u5730"]),
+    # an object mapping names to counts or descriptions gives its keys (a count of 0 is absent); the string
+    # under a list key is the list
+    ('{"dog": 2, "cat": 1, "wolf": 0}', ["dog", "cat"]),
+    ('{"dog": "a brown dog", "grass": "green lawn"}', ["dog", "grass"]),
+    ('{"objects": "dog, cat"}', ["dog", "cat"]),
+    ('{"answer": {"dog": 1}}', ["dog"]),
+    # single-character names in scripts where one character is a word; a name in parentheses; invisible
+    # characters
+    ('["\u72d7", "\u732b", "\uac1c", "a"]', ["\u72d7", "\u732b", "\uac1c"]),
+    ('["(dog)", "cat (2)"]', ["dog", "cat"]),
+    ('["zebra\u200b", "\ufeffdog"]', ["zebra", "dog"]),
+    ("dog\u200b, cat", ["dog", "cat"]),
+    # a Python-style list with an apostrophe inside a word: curly quotes, straight, escaped
+    ("[\u2018dog\u2019, \u2018children\u2019s toy\u2019]", ["dog", "children's toy"]),
+    ("['dog', 'children's toy']", ["dog", "children's toy"]),
+    ("['it\\'s', 'dog']", ["it's", "dog"]),
 ])
 def test_lists_are_recovered(reply, tags):
     got = parse_tags(reply, TagNormaliser(["background"]))
@@ -72,7 +119,10 @@ def test_wrong_item_types_are_dropped_with_a_note():
 
 
 @pytest.mark.parametrize("reply", ["", "I cannot help with that.", "dog, cat and a tree", "[unclosed", "{}",
-                                   "[" * 5000, "{" * 5000, '"word {x ' * 3000])
+                                   "[" * 5000, "{" * 5000, '"word {x ' * 3000,
+                                   # prose with commas is no list; nor is one word
+                                   "I see a dog, a cat and grass.", "The image shows a dog, a cat and some grass.",
+                                   "Sorry, no.", "Dog.", "dog, cat, " * 400])
 def test_no_list_gives_no_tags_and_a_note(reply):
     got = parse_tags(reply)  # never raises, even on pathological nesting
     assert got.tags == [] and not got.ok
@@ -87,6 +137,11 @@ def test_a_list_without_names_is_not_an_answer(reply):
 
 def test_a_list_cut_off_by_max_new_tokens_keeps_its_complete_items():
     got = parse_tags('```json\n["dog", "cat", "buil')
+    assert got.ok and got.tags == ["dog", "cat"] and any("cut off" in n for n in got.notes)
+
+
+def test_a_list_cut_off_after_a_bracketed_aside_keeps_its_complete_items():
+    got = parse_tags('Objects in [the image]: ["dog", "cat", "tr')
     assert got.ok and got.tags == ["dog", "cat"] and any("cut off" in n for n in got.notes)
 
 
@@ -116,3 +171,28 @@ def test_joined_and_skipped_lists_are_noted():
     assert skipped.tags == ["cat"] and any("('For example')" in n for n in skipped.notes)
     many = parse_tags("\n".join(f"Group{i}: [\"thing{i}\"]" for i in range(40)))
     assert len(many.tags) == 40 and len(many.notes[0]) < 200  # the note names a few labels, not all
+
+
+def test_every_list_skipped_takes_the_last_with_a_note():
+    got = parse_tags('Previous list: ["dog", "wolf"]\nOriginal answer, trimmed: ["dog", "bench"]')
+    assert got.tags == ["dog", "bench"]
+    assert any("every list was introduced as an earlier answer" in n and "'Original answer, trimmed:'" in n
+               for n in got.notes)
+
+
+@pytest.mark.parametrize("reply, note", [
+    ("1. **Sky**: blue\n2. **Dog** - brown", "bulleted"),
+    ("dog, cat, grass", "plain list of names"),
+    ('["dog, cat, grass"]', "1 item(s) listing several names split"),
+    ('{"dog": 2, "wolf": 0}', "read the keys of a JSON object as names (1 with a count of 0 dropped)"),
+    ('{"objects": "dog, cat"}', "read the string under 'objects'"),
+])
+def test_lists_read_without_a_json_list_are_noted(reply, note):
+    got = parse_tags(reply)
+    assert got.ok and any(note in n for n in got.notes)
+
+
+def test_normaliser_edges():
+    norm = TagNormaliser()
+    assert [norm(x) for x in ["\u72d7", "\uac1c", "a", "7", "(dog)", "(2)", "zebra\u200b", "dog\u00ad"]] == \
+        ["\u72d7", "\uac1c", None, None, "dog", None, "zebra", "dog"]
