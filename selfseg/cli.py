@@ -220,12 +220,7 @@ def _run_todo(ns: argparse.Namespace, seg, sources: list[str], names: dict, fold
         where, extra = name.folder(out), {"key": name.key}
         try:
             folder.begin(name, item.source, [where / f for f in _outputs_of(name, segment)])
-            if segment:
-                paths = r.save(where, name.name, image=item.loaded.image, original_size=item.loaded.size,
-                               extra=extra)
-                files = [paths["json"]] + [p for k, p in paths.items() if k != "json"]
-            else:
-                files = list(write_outputs(item, where, name.name, extra=extra))
+            files = list(write_outputs(item, where, name.name, extra=extra))
             folder.record(name, item.source, files)
         except OSError as exc:
             if exc.errno in _FOLDER_FULL:  # every later image would fail the same way: stop, keep what is done

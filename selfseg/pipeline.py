@@ -299,16 +299,21 @@ def _with_image_notes(result: Any, loaded: LoadedImage) -> Any:
     return result
 
 
-def write_outputs(item: BatchItem, out_dir: Path, stem: str, extra: dict[str, Any] | None = None) -> tuple[Path, Path]:
-    """Write <stem>.png (overlay) and <stem>.json atomically; returns their paths. The JSON names the
-    files written beside it (`files`) and carries `extra` (e.g. the run's key for the input)."""
+def write_outputs(item: BatchItem, out_dir: Path, stem: str, extra: dict[str, Any] | None = None) -> tuple[Path, ...]:
+    """Write one successful item's files atomically; returns their paths, the JSON first. A tag result:
+    <stem>.png (overlay) and <stem>.json; a `Segmentation`: what `Segmentation.save` writes. The JSON names
+    the files written beside it (`files`) and carries `extra` (e.g. the run's key for the input)."""
     import json
 
+    from .segment.result import Segmentation
     from .viz import overlay
 
     if item.result is None or item.loaded is None:
         raise ValueError(f"expected a successful BatchItem, got error {item.error!r}")
     image = item.loaded.image
+    if isinstance(item.result, Segmentation):
+        paths = item.result.save(out_dir, stem, image=image, original_size=item.loaded.size, extra=extra)
+        return (paths["json"], *(p for k, p in paths.items() if k != "json"))
     out_dir.mkdir(parents=True, exist_ok=True)
     js, png = out_dir / f"{stem}.json", out_dir / f"{stem}.png"
     # PNG first: `--resume` looks for the JSON, so the JSON must be the last file to appear.

@@ -25,10 +25,12 @@ def palette(n: int) -> np.ndarray:
 
 def overlay(image: Any, result: TagResult, alpha: float = 0.5) -> Any:
     """RGB PIL image: `image` blended with the result's cluster colours, each cluster's name (its own
-    captions' most frequent noun, `cluster_names`) at its centre."""
+    captions' most frequent noun, `cluster_names`) at its centre. `image` is the photo as the models saw it
+    (any size of it): one opened with its EXIF orientation still to apply is turned upright first, and one
+    of another shape is refused."""
     from PIL import Image, ImageDraw
 
-    img = image.convert("RGB")
+    img = _as_seen(image, result.image_size)
     if result.cluster_grid is None:
         return img
     grid = result.cluster_grid
@@ -44,6 +46,20 @@ def overlay(image: Any, result: TagResult, alpha: float = 0.5) -> Any:
             continue
         _label(draw, (int(np.median(xs)), int(np.median(ys))), f"{c}: {by_cluster.get(c, '-')}", out.size)
     return out
+
+
+def _as_seen(image: Any, size: tuple[int, int]) -> Any:
+    """`image` as the models saw it, RGB: a photo opened with its EXIF orientation still to apply is turned
+    upright, and one whose shape is not the result's (H, W) `size` (up to rounding) is refused rather than
+    stretched under the result's maps."""
+    from PIL import ImageOps
+
+    h, w = size
+    img = ImageOps.exif_transpose(image).convert("RGB")
+    if img.size != (w, h) and abs(img.width / img.height - w / h) > 0.02 * (w / h) + 1 / min(img.height, h):
+        raise ValueError(f"the image is {img.width}x{img.height} px but the result is {w}x{h}: not the photo it "
+                         f"was made from (or not as the models saw it)")
+    return img
 
 
 def _label(draw: Any, at: tuple[int, int], text: str, size: tuple[int, int]) -> None:
@@ -66,14 +82,11 @@ def draw_segmentation(image: Any, seg: Any, alpha: float = 0.5) -> Any:
     written at its mask's centre. `image` is the photo as the models saw it: a photo opened with its EXIF
     orientation still to apply is turned upright first, and one of another shape is refused rather than
     stretched under the masks."""
-    from PIL import Image, ImageDraw, ImageOps
+    from PIL import Image, ImageDraw
 
     h, w = seg.image_size
-    img = ImageOps.exif_transpose(image).convert("RGB")
+    img = _as_seen(image, seg.image_size)
     if img.size != (w, h):
-        if abs(img.width / img.height - w / h) > 0.02 * (w / h) + 1 / min(img.height, h):
-            raise ValueError(f"the image is {img.width}x{img.height} px but the segmentation is {w}x{h}: not the "
-                             f"photo it was made from (or not as the models saw it)")
         img = img.resize((w, h), Image.Resampling.BILINEAR)
     sem = seg.semantic
     colours = np.zeros((len(seg.classes) + 1, 3), dtype=np.uint8)

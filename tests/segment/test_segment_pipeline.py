@@ -328,5 +328,28 @@ def test_an_overlay_of_a_photo_opened_as_stored_is_drawn_upright_and_another_pho
     assert drawn.size == (40, 80)
     same = (np.asarray(drawn) == upright).all(axis=-1)  # alpha 0: the photo itself, but for the label texts
     assert same.mean() > 0.5  # stretched stored pixels match almost nowhere
-    with pytest.raises(ValueError, match="the image is 200x40 px but the segmentation is 40x80"):
+    with pytest.raises(ValueError, match="the image is 200x40 px but the result is 40x80"):
         draw_segmentation(pixels.resize((200, 40)), result)
+    # The tag overlay too: its cluster map is upright, and it was drawn over the stored pixels.
+    from selfseg.viz import overlay
+
+    tags = smoke_seg.tag(str(tmp_path / "turned.png"))
+    assert overlay(Image.open(tmp_path / "turned.png"), tags).size == (40, 80)
+    # alpha 0: the photo but for the cluster names, which cover much of so small a photo; noise matches nowhere
+    assert (np.asarray(overlay(Image.open(tmp_path / "turned.png"), tags, alpha=0.0)) == upright).all(-1).mean() > 0.2
+    with pytest.raises(ValueError, match="the image is 200x40 px but the result is 40x80"):
+        overlay(pixels.resize((200, 40)), tags)
+
+
+def test_write_outputs_takes_what_segment_many_and_tag_many_yield(smoke_seg, ade_images, tmp_path):
+    """`write_outputs` is how the CLI writes either kind of item; a Segmentation item failed inside the tag
+    overlay (it has no cluster grid)."""
+    from selfseg.pipeline import write_outputs
+
+    (seg_item,) = smoke_seg.segment_many([ade_images[0]])
+    files = write_outputs(seg_item, tmp_path / "seg", "photo")
+    assert [f.name for f in files] == ["photo.json", "photo_labels.png", "photo_overlay.png"]
+    assert all(f.is_file() for f in files)
+    assert Segmentation.from_json(files[0]).labels == seg_item.result.labels
+    (tag_item,) = smoke_seg.tag_many([ade_images[0]])
+    assert [f.name for f in write_outputs(tag_item, tmp_path / "tag", "photo")] == ["photo.json", "photo.png"]
