@@ -30,13 +30,13 @@ class SemSegScores:
         return [n if seen[n] == 1 else f"{n} ({i})" for i, n in enumerate(self.class_names)]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        return _finite({
             "convention": self.convention, "mIoU": self.miou, "mAcc": self.mean_accuracy,
             "pixel_accuracy": self.pixel_accuracy, "fwIoU": self.fw_iou,
             "per_class": {k: {"index": j, "iou": i, "accuracy": a, "gt_pixels": g, "pred_pixels": p}
                           for j, (k, i, a, g, p) in enumerate(zip(self.keys(), self.iou, self.accuracy,
                                                                   self.gt_pixels, self.pred_pixels))},
-        }
+        })
 
 
 @dataclass
@@ -51,12 +51,12 @@ class PanopticScores:
     images: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"units": "fractions in [0, 1]", "images": self.images,
+        return _finite({"units": "fractions in [0, 1]", "images": self.images,
                 **{f"{k}_{group}": v[k] for group, v in (("all", self.all), ("things", self.things),
                                                         ("stuff", self.stuff)) for k in ("pq", "sq", "rq")},
                 "PQ": self.all["pq"], "SQ": self.all["sq"], "RQ": self.all["rq"],
                 "n": {"all": self.all["n"], "things": self.things["n"], "stuff": self.stuff["n"]},
-                "per_class": {str(k): v for k, v in self.per_class.items()}}
+                "per_class": {str(k): v for k, v in self.per_class.items()}})
 
     def table(self) -> str:
         lines = [f"{'':8s} {'PQ':>6s} {'SQ':>6s} {'RQ':>6s} {'n':>4s}"]
@@ -75,8 +75,8 @@ class InstanceScores:
     detections: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"units": "fractions in [0, 1]; -1 where COCOeval has no ground truth to average",
-                "images": self.images, "detections": self.detections, **self.stats}
+        return _finite({"units": "fractions in [0, 1]; -1 where COCOeval has no ground truth to average",
+                        "images": self.images, "detections": self.detections, **self.stats})
 
     def table(self) -> str:
         keys = list(next(iter(self.stats.values()), {}))
@@ -102,7 +102,7 @@ class TagScores:
     present: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return _finite(dict(self.__dict__))
 
 
 @dataclass
@@ -186,8 +186,9 @@ def pct(v: float | None) -> str:
 
 
 def _finite(obj: Any) -> Any:
-    """NaN -> None, so the JSON is standard (json.dumps writes NaN, which other parsers reject)."""
-    if isinstance(obj, float) and math.isnan(obj):
+    """NaN and infinities -> None, so the JSON is standard (json.dumps writes NaN and Infinity, which other
+    parsers reject)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):
         return {k: _finite(v) for k, v in obj.items()}

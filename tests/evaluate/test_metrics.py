@@ -330,3 +330,23 @@ def test_cmiou_reads_the_segments_and_tags_default_to_the_ground_truths_classes(
                       predicted=[1])
     assert ClassAgnosticIoU().process(image) == [1.0, 1.0]
     assert TagMetrics().process(image) == (1.0, 0.5)  # present: {0, 1}, those of the ground truth
+
+
+def test_every_score_type_writes_standard_json():
+    """NaN (a tag score with nothing predicted, an IoU of a class never seen) and infinities become null in
+    each score type's dict, as in the report's: json.dumps writes NaN, which other parsers reject."""
+    import json
+
+    from selfseg.evaluate.result import InstanceScores, PanopticScores, SemSegScores, TagScores
+
+    nan, inf = float("nan"), float("inf")
+    tags = TagScores(precision=nan, recall=0.5, micro_precision=nan, micro_recall=inf, micro_f1=nan, images=1)
+    sem = SemSegScores(convention="x", class_names=["a"], iou=[nan], accuracy=[nan], miou=nan, mean_accuracy=nan,
+                       pixel_accuracy=1.0, fw_iou=nan, gt_pixels=[0], pred_pixels=[0])
+    group = {"pq": nan, "sq": nan, "rq": nan, "n": 0}
+    pan = PanopticScores(all=group, things=group, stuff=group, per_class={1: {"pq": nan}}, images=1)
+    inst = InstanceScores(stats={"segm": {"AP": nan}}, images=1, detections=0)
+    for scores in (tags, sem, pan, inst):
+        text = json.dumps(scores.to_dict(), allow_nan=False)
+        assert "null" in text, type(scores).__name__
+    assert tags.to_dict()["recall"] == 0.5 and tags.to_dict()["micro_recall"] is None
