@@ -1,16 +1,26 @@
 """Typed segmentation result: instances, semantic map, panoptic view, and the formats people use."""
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..tag.result import TagResult
+from ..tag.result import (
+    TagResult,
+    array_summary,
+    as_boxes,
+    as_vector,
+    check_schema,
+    fields_equal,
+    short_list,
+    source_file_name,
+    source_stem,
+)
 
 # The JSON layout of a Segmentation; from_dict also reads the layout written before it carried a version
 # (the same fields, no "schema" key), so earlier benchmark runs stay readable.
@@ -82,9 +92,32 @@ def encode_rle(mask: np.ndarray) -> dict[str, Any]:
 
 
 def decode_rle(rle: dict[str, Any]) -> np.ndarray:
+    """The (H, W) bool mask of a COCO RLE: compressed (counts a string) or uncompressed (counts a list of run
+    lengths, as COCO writes crowd annotations)."""
     from pycocotools import mask as mask_utils
 
-    return mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")}).astype(bool)
+    h, w = (int(v) for v in rle["size"])
+    counts = rle["counts"]
+    if isinstance(counts, list):
+        if any(type(c) is not int or c < 0 for c in counts) or sum(counts) != h * w:
+            raise ValueError(f"uncompressed RLE counts must be run lengths (integers >= 0) adding up to "
+                             f"{h} x {w} = {h * w} pixels")
+        compressed = mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
+    elif isinstance(counts, (str, bytes)):
+        compressed = {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+    else:
+        raise TypeError(f"RLE counts: expected a string or a list of run lengths, got {type(counts).__name__}")
+    return mask_utils.decode(compressed).astype(bool)
+
+
+def _read_only_masks(masks: Any) -> np.ndarray:
+    """Bool masks that refuse in-place edits: the painted maps are kept between calls, and an edit that
+    bypassed the attribute would leave them stale. A caller's own bool array stays writable (a view)."""
+    a = np.asarray(masks, dtype=bool)
+    if a.flags.writeable:
+        a = a.view()
+        a.flags.writeable = False
+    return a
 
 
 def _undo_exif() -> dict[int, Any]:
@@ -121,9 +154,9 @@ class Instances:
         self.masks = np.asarray(self.masks, dtype=bool)
         if self.masks.ndim != 3 or len(self.masks) != n:
             raise ValueError(f"expected masks of shape ({n}, H, W), got {self.masks.shape}")
-        self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(n, 4)
-        self.scores = np.asarray(self.scores, dtype=np.float32).reshape(n)
-        self.mask_scores = np.asarray(self.mask_scores, dtype=np.float32).reshape(n)
+        self.boxes = as_boxes(self.boxes, n)
+        self.scores = as_vector(self.scores, n, "scores")
+        self.mask_scores = as_vector(self.mask_scores, n, "mask_scores")
 
     @classmethod
     def empty(cls, image_size: tuple[int, int], note: str, **timings: Any) -> Instances:
@@ -135,6 +168,20 @@ class Instances:
     def __len__(self) -> int:
         return len(self.labels)
 
+    # Mutable, so unhashable, like every result; tag.result.values_equal says what equal arrays are.
+    __hash__ = None  # type: ignore[assignment]
+
+    def __eq__(self, other: object) -> bool:
+        return fields_equal(self, other) if type(other) is type(self) else NotImplemented
+
+    def __repr__(self) -> str:
+        return (f"Instances({len(self.labels)} labels={short_list(self.labels)}, masks={array_summary(self.masks)}, "
+                f"notes={short_list(self.notes, 2)})")
+
+
+# What the painted maps (`semantic`, `panoptic`) are made of: assigning any of them drops the maps.
+_PAINT_INPUTS = frozenset({"image_size", "masks", "scores", "mask_scores", "labels", "classes"})
+
 
 @dataclass
 class Segmentation:
@@ -145,6 +192,12 @@ class Segmentation:
     segmenter has none). labels: N class names, each one of `classes`. classes: the vocabulary the image
     was segmented with; class i is id i + 1 in `semantic` (0 = unlabelled). tags: the tagger's result
     (None in `given` vocabulary mode). merges: tag clean-up notes. segmenter: registry name.
+
+    `masks` is read-only: `semantic` and `panoptic` are painted once and kept while what they are painted
+    from stays the same, so change masks by assigning a new array (`seg.masks = edited`). A bool array given
+    to the constructor is viewed, not copied: edit it after building the Segmentation and the painted maps
+    may be stale. Equality compares every field, arrays by shape and values (not dtype); results are mutable
+    and unhashable.
     """
 
     image_size: tuple[int, int]
@@ -166,19 +219,53 @@ class Segmentation:
     prompts: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        h, w = self.image_size
+        h, w = (int(v) for v in self.image_size)
+        self.image_size = (h, w)
+        self.labels, self.classes = list(self.labels), list(self.classes)
         n = len(self.labels)
-        self.masks = np.asarray(self.masks, dtype=bool)
-        if self.masks.size == 0:
-            self.masks = self.masks.reshape(n, h, w)
+        if self.masks.size == 0 and n == 0:
+            self.masks = self.masks.reshape(0, h, w)
         if self.masks.shape != (n, h, w):
             raise ValueError(f"expected masks of shape {(n, h, w)} (N, H, W), got {self.masks.shape}")
-        self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(n, 4)
-        self.scores = np.asarray(self.scores, dtype=np.float32).reshape(n)
-        self.mask_scores = np.asarray(self.mask_scores, dtype=np.float32).reshape(n)
+        self.boxes = as_boxes(self.boxes, n)
+        self.scores = as_vector(self.scores, n, "scores")
+        self.mask_scores = as_vector(self.mask_scores, n, "mask_scores")
         unknown = sorted(set(self.labels) - set(self.classes))
         if unknown:
             raise ValueError(f"expected every label to be one of the classes, got {unknown}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "masks":
+            value = _read_only_masks(value)
+        elif name in ("boxes", "scores", "mask_scores"):
+            value = np.asarray(value, dtype=np.float32)
+        if name in _PAINT_INPUTS:
+            self.__dict__.pop("_painted_maps", None)
+        object.__setattr__(self, name, value)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        # the painted maps are rebuilt on demand; "semantic" and "panoptic": the caches of older pickles
+        for cache in ("_painted_maps", "semantic", "panoptic"):
+            state.pop(cache, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            if name not in ("_painted_maps", "semantic", "panoptic"):
+                setattr(self, name, value)  # masks come back read-only
+
+    # Mutable, so unhashable, like every result; tag.result.values_equal says what equal arrays are.
+    __hash__ = None  # type: ignore[assignment]
+
+    def __eq__(self, other: object) -> bool:
+        return fields_equal(self, other) if type(other) is type(self) else NotImplemented
+
+    def __repr__(self) -> str:
+        tags = "None" if self.tags is None else f"<{len(self.tags.nouns)} tags by {self.tags.tagger!r}>"
+        return (f"Segmentation(source={self.source!r}, image_size={self.image_size}, segmenter={self.segmenter!r}, "
+                f"{len(self.labels)} instances labels={short_list(self.labels)}, {len(self.classes)} "
+                f"classes={short_list(self.classes)}, masks={array_summary(self.masks)}, tags={tags})")
 
     @property
     def class_ids(self) -> np.ndarray:
@@ -186,20 +273,33 @@ class Segmentation:
         index = {c: i + 1 for i, c in enumerate(self.classes)}
         return np.asarray([index[lab] for lab in self.labels], dtype=np.int32)
 
-    @cached_property
+    @property
     def semantic(self) -> np.ndarray:
-        """(H, W) int32 label map, 0 = unlabelled; most confident instance wins overlaps."""
-        return paint_semantic(self.masks, self._order_scores, self.class_ids, self.image_size)
+        """(H, W) int32 label map, 0 = unlabelled; most confident instance wins overlaps. Read-only."""
+        return self._painted("semantic", lambda: paint_semantic(self.masks, self._order_scores, self.class_ids,
+                                                                 self.image_size))
 
-    @cached_property
+    @property
     def panoptic(self) -> tuple[np.ndarray, list[dict[str, Any]]]:
-        """(segment-id map (H, W) int32, 0 = none, instance i -> i + 1; segment info per visible id)."""
-        ids = paint_instances(self.masks, self._order_scores, self.image_size)
+        """(segment-id map (H, W) int32, read-only, 0 = none, instance i -> i + 1; segment info per visible id)."""
+        ids = self._painted("panoptic", lambda: paint_instances(self.masks, self._order_scores, self.image_size))
         areas = np.bincount(ids.ravel(), minlength=len(self.labels) + 1)
         info = [{"id": i + 1, "label": self.labels[i], "category_id": int(self.class_ids[i]),
                  "score": float(self.scores[i]), "area": int(areas[i + 1])}
                 for i in range(len(self.labels)) if areas[i + 1] > 0]
         return ids, info
+
+    def _painted(self, name: str, paint: Any) -> np.ndarray:
+        """A painted map, kept while its inputs stay the same: reassigning one drops it (__setattr__), masks
+        refuse in-place edits, and the key catches in-place edits of the small inputs (lists, scores)."""
+        key = (tuple(self.labels), tuple(self.classes), self.scores.tobytes(), self.mask_scores.tobytes())
+        cache = self.__dict__.setdefault("_painted_maps", {})
+        hit = cache.get(name)
+        if hit is None or hit[0] != key:
+            value = paint()
+            value.flags.writeable = False  # one array for every caller
+            hit = cache[name] = (key, value)
+        return hit[1]
 
     @property
     def _order_scores(self) -> np.ndarray:
@@ -217,14 +317,16 @@ class Segmentation:
         ]
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of the segmentation (masks as COCO RLE): its own copy, so editing it leaves the
+        segmentation as it was."""
         d: dict[str, Any] = {
             "schema": SCHEMA_VERSION, "source": self.source, "image_size": list(self.image_size),
             "segmenter": self.segmenter,
-            "classes": self.classes, "instances": self.instances(), "merges": self.merges, "notes": self.notes,
-            "timings": self.timings,
+            "classes": list(self.classes), "instances": self.instances(), "merges": copy.deepcopy(self.merges),
+            "notes": list(self.notes), "timings": copy.deepcopy(self.timings),
         }
         if self.prompts:
-            d["prompts"] = self.prompts
+            d["prompts"] = dict(self.prompts)
         if self.original_size is not None:
             d["original_size"] = list(self.original_size)
         if self.tags is not None:
@@ -240,19 +342,19 @@ class Segmentation:
         if "tagger" in d and "segmenter" not in d:
             raise ValueError("expected a selfseg segmentation, got a tag result (read it with "
                              "selfseg.TagResult.from_json)")
-        if d.get("schema", SCHEMA_VERSION) != SCHEMA_VERSION:
-            raise ValueError(f"expected a selfseg segmentation with schema {SCHEMA_VERSION}, got {d.get('schema')!r}")
+        check_schema(d, "segmentation", SCHEMA_VERSION, default=SCHEMA_VERSION)
         try:
             h, w = (int(v) for v in d["image_size"])
             inst = d["instances"]
-            masks = np.stack([decode_rle(i["mask_rle"]) for i in inst]) if inst else np.zeros((0, h, w), bool)
+            masks = np.stack([_instance_mask(k, i, (h, w)) for k, i in enumerate(inst)]) if inst else \
+                np.zeros((0, h, w), bool)
             tags = TagResult.from_dict(d["tags"]) if d.get("tags") else None
             return cls(
-                image_size=(h, w), masks=masks, boxes=[i["box_xyxy"] for i in inst],
+                image_size=(h, w), masks=masks, boxes=[_instance_box(k, i) for k, i in enumerate(inst)],
                 scores=[i["score"] for i in inst], mask_scores=[i.get("mask_score", 1.0) for i in inst],
                 labels=[i["label"] for i in inst], classes=list(d["classes"]), segmenter=d["segmenter"],
-                source=d.get("source", ""), tags=tags, merges=list(d.get("merges", [])),
-                notes=list(d.get("notes", [])), timings=dict(d.get("timings", {})),
+                source=d.get("source", ""), tags=tags, merges=copy.deepcopy(d.get("merges", [])),
+                notes=list(d.get("notes", [])), timings=copy.deepcopy(d.get("timings", {})),
                 original_size=tuple(d["original_size"]) if d.get("original_size") else None,
                 prompts=dict(d.get("prompts", {})),
             )
@@ -261,10 +363,14 @@ class Segmentation:
         except (TypeError, AttributeError) as exc:  # AttributeError: an RLE whose counts is no string
             raise ValueError(f"expected a selfseg segmentation, malformed field ({exc})") from None
 
+    def to_json(self) -> str:
+        """`to_dict` as JSON text, what `from_json` reads back."""
+        return json.dumps(self.to_dict())
+
     @classmethod
-    def from_json(cls, source: str | Path) -> Segmentation:
-        """From JSON text or a file (a `<stem>.json` that `save` or `selfseg segment` wrote); ValueError, one
-        line, when it cannot be read or is not JSON."""
+    def from_json(cls, source: str | bytes | Path) -> Segmentation:
+        """From JSON text (str or UTF-8 bytes) or a file (a `<stem>.json` that `save` or `selfseg segment`
+        wrote); ValueError, one line, when it cannot be read or is not JSON."""
         from ..tag.result import read_json_result
 
         return cls.from_dict(read_json_result(source, "segmentation"))
@@ -281,7 +387,7 @@ class Segmentation:
             anns.append({"id": i + 1, "image_id": image_id, "category_id": inst["class_id"],
                          "bbox": [x1, y1, x2 - x1, y2 - y1], "area": inst["area"], "score": inst["score"],
                          "segmentation": inst["mask_rle"], "iscrowd": 0})
-        return {"images": [{"id": image_id, "file_name": Path(self.source).name, "height": h, "width": w}],
+        return {"images": [{"id": image_id, "file_name": source_file_name(self.source), "height": h, "width": w}],
                 "categories": [{"id": i + 1, "name": c} for i, c in enumerate(self.classes)],
                 "annotations": anns}
 
@@ -346,7 +452,7 @@ class Segmentation:
         from ..io import atomic_write
         from ..viz import draw_segmentation, palette
 
-        stem = stem or Path(self.source).stem or "image"
+        stem = stem or source_stem(self.source)
         original_size = original_size or self.original_size
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -377,6 +483,25 @@ class Segmentation:
         d["files"] = [p.name for k, p in paths.items() if k != "json"]
         atomic_write(paths["json"], lambda f: f.write(json.dumps(d).encode("utf-8")))
         return paths
+
+
+def _instance_mask(k: int, inst: dict[str, Any], size: tuple[int, int]) -> np.ndarray:
+    rle = inst["mask_rle"]
+    if [int(v) for v in rle["size"]] != list(size):
+        raise ValueError(f"expected masks of shape (N, {size[0]}, {size[1]}) (the image_size), got instance {k}'s "
+                         f"mask_rle of size {rle['size']}")
+    try:
+        return decode_rle(rle)
+    except ValueError as exc:  # pycocotools on counts that are no RLE
+        raise ValueError(f"expected a selfseg segmentation, instance {k}: unreadable mask_rle ({exc})") from None
+
+
+def _instance_box(k: int, inst: dict[str, Any]) -> list[float]:
+    box = inst["box_xyxy"]
+    if not isinstance(box, list) or len(box) != 4:
+        raise ValueError(f"expected a selfseg segmentation, instance {k}: box_xyxy must be 4 numbers (xyxy), "
+                         f"got {box!r}")
+    return box
 
 
 def write_coco_panoptic(folder: str | Path, items: Iterable[tuple[Any, str, Segmentation]],

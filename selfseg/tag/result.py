@@ -1,16 +1,105 @@
 """Typed results of the tagging stage, serialisable to JSON and back."""
 from __future__ import annotations
 
+import copy
 import json
+import re
 from collections import Counter
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 SCHEMA_VERSION = 1
+
+
+# ------------------------------------------------------------------------- shared by every result type
+def values_equal(a: Any, b: Any) -> bool:
+    """Equality of result fields. Arrays are equal when shape and values are, whatever their dtype (a round
+    trip through JSON may widen int32 to int64); NaN equals NaN, so a result equals its own copy. A list
+    equals a tuple of the same items (an image_size given as a list is the same size)."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)):
+            return False
+        nan = a.dtype.kind in "fc" and b.dtype.kind in "fc"  # isnan refuses ints, bools and strings
+        return bool(np.array_equal(a, b, equal_nan=nan))
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(values_equal(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(values_equal(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
+def fields_equal(a: Any, b: Any) -> bool:
+    """Two dataclass results of the same type with equal fields (`values_equal`); caches are no field."""
+    return all(values_equal(getattr(a, f.name), getattr(b, f.name)) for f in fields(a))
+
+
+def short_list(items: list[Any], keep: int = 6) -> str:
+    """A list's repr cut to its first items, with the count of the rest."""
+    head = ", ".join(repr(x) for x in items[:keep])
+    return f"[{head}, ... {len(items) - keep} more]" if len(items) > keep else f"[{head}]"
+
+
+def array_summary(a: np.ndarray | None) -> str:
+    return "None" if a is None else f"<{a.dtype} {tuple(a.shape)}>"
+
+
+def check_schema(d: dict[str, Any], what: str, current: int, default: Any = None) -> None:
+    """ValueError in one line unless `d` has the schema this selfseg reads."""
+    schema = d.get("schema", default)
+    if type(schema) is int and schema == current:  # type(): True == 1, but a bool is no schema
+        return
+    got = "no 'schema' field" if "schema" not in d else repr(schema)
+    message = f"expected a selfseg {what} with schema {current}, got {got}"
+    if type(schema) is int and schema > current:
+        message += ": written by a newer selfseg; upgrading selfseg reads it"
+    raise ValueError(message)
+
+
+def known_fields(cls: type, d: dict[str, Any]) -> dict[str, Any]:
+    """Deep copies of the entries of `d` that are fields of the dataclass `cls`: a newer selfseg may add
+    fields within a schema, which this one ignores, and the result must not share lists with `d`."""
+    names = {f.name for f in fields(cls)}
+    return {k: copy.deepcopy(v) for k, v in d.items() if k in names}
+
+
+def as_boxes(boxes: Any, n: int | None = None) -> np.ndarray:
+    """(N, 4) float32 xyxy boxes; n: the count they must have. Checked before any reshape, as a reshape
+    would read (2, 6) numbers as three boxes."""
+    a = np.asarray(boxes, dtype=np.float32)
+    if a.size == 0 and not n:
+        return a.reshape(0, 4)
+    if a.ndim != 2 or a.shape[1] != 4 or (n is not None and len(a) != n):
+        raise ValueError(f"expected ({'N' if n is None else n}, 4) boxes (xyxy), got shape {a.shape}")
+    return a
+
+
+def as_vector(values: Any, n: int | None, what: str) -> np.ndarray:
+    """(N,) float32 values, one per instance; n: the count they must have."""
+    a = np.asarray(values, dtype=np.float32)
+    if a.size == 0 and not n:
+        return a.reshape(0)
+    if a.ndim != 1 or (n is not None and len(a) != n):
+        raise ValueError(f"expected ({'N' if n is None else n},) {what}, got shape {a.shape}")
+    return a
+
+
+# How selfseg.io.input_name names an input that is no file (`<ndarray>`, `<Image>`).
+_PLACEHOLDER = re.compile(r"<\w+>")
+
+
+def source_file_name(source: str) -> str:
+    """The file name outputs of an image named `source` take after: the file's name, or "image" for an
+    in-memory image, whose placeholder name (`<ndarray>`) is no valid file name on Windows."""
+    if not source or _PLACEHOLDER.fullmatch(source):
+        return "image"
+    return Path(source).name or "image"
+
+
+def source_stem(source: str) -> str:
+    return Path(source_file_name(source)).stem or "image"
 
 
 @dataclass
@@ -53,6 +142,16 @@ class ClusterMaps:
     @property
     def n_clusters(self) -> int:
         return int(self.labels.max()) + 1
+
+    # Mutable, so unhashable, like every result; `values_equal` says what equal arrays are.
+    __hash__ = None  # type: ignore[assignment]
+
+    def __eq__(self, other: object) -> bool:
+        return fields_equal(self, other) if type(other) is type(self) else NotImplemented
+
+    def __repr__(self) -> str:
+        return (f"ClusterMaps(labels={array_summary(self.labels)}, {len(self.runs)} runs, consensus="
+                f"{self.consensus!r}, reference={self.reference}, votes={array_summary(self.votes)})")
 
 
 @dataclass
@@ -112,31 +211,62 @@ class TagResult:
     def tags(self) -> list[str]:
         return [n.noun for n in self.nouns]
 
-    @cached_property
+    @property
     def cluster_map(self) -> np.ndarray | None:
-        """(H, W) cluster map upsampled (nearest) from the patch grid to the input image's size."""
+        """(H, W) cluster map upsampled (nearest) from the patch grid to the input image's size; read-only.
+
+        Kept between calls for as long as the grid and the size stay what they were: the key is the grid's
+        bytes, a few kB, so editing or replacing either gives a fresh map."""
         if self.cluster_grid is None:
             return None
-        return upsample_nearest(self.cluster_grid, self.image_size)
+        grid = np.asarray(self.cluster_grid)
+        key = (grid.shape, grid.dtype.str, grid.tobytes(), tuple(self.image_size))
+        cached = self.__dict__.get("_cluster_map")
+        if cached is None or cached[0] != key:
+            up = upsample_nearest(grid, self.image_size)
+            up.flags.writeable = False  # shared by every caller until the grid changes
+            cached = (key, up)
+            self.__dict__["_cluster_map"] = cached
+        return cached[1]
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the map is rebuilt on demand, not carried to other processes; "cluster_map": older pickles' cache
+        return {k: v for k, v in self.__dict__.items() if k not in ("_cluster_map", "cluster_map")}
+
+    # Mutable, so unhashable, like every result; `values_equal` says what equal arrays are. Equality is
+    # of the fields: intermediates' votes are rounded in JSON, so a round trip with them is not equal.
+    __hash__ = None  # type: ignore[assignment]
+
+    def __eq__(self, other: object) -> bool:
+        return fields_equal(self, other) if type(other) is type(self) else NotImplemented
+
+    def __repr__(self) -> str:
+        parts = f", parts={sorted(self.parts)}" if self.parts else ""
+        inter = ", intermediates=..." if self.intermediates is not None else ""
+        return (f"TagResult(source={self.source!r}, image_size={tuple(self.image_size)}, tagger={self.tagger!r}, "
+                f"model={self.model!r}, {len(self.nouns)} tags={short_list(self.tags)}, {len(self.clusters)} "
+                f"clusters, cluster_grid={array_summary(self.cluster_grid)}{inter}{parts})")
 
     # ------------------------------------------------------------------------------------ serialisation
     def to_dict(self, intermediates: bool = True) -> dict[str, Any]:
+        """A JSON-ready dict of the result: its own copy, so editing it leaves the result as it was."""
         d: dict[str, Any] = {
             "schema": SCHEMA_VERSION,
             "source": self.source,
-            "image_size": list(self.image_size),
+            "image_size": [int(v) for v in self.image_size],
             "tagger": self.tagger,
             "model": self.model,
             "meaningless": self.meaningless,
             "tags": self.tags,
-            "nouns": [vars(n) for n in self.nouns],
-            "clusters": [vars(c) for c in self.clusters],
+            # field by field: vars() would hand out the live __dict__ (and any attribute set on it)
+            "nouns": [{f.name: copy.deepcopy(getattr(n, f.name)) for f in fields(n)} for n in self.nouns],
+            "clusters": [{f.name: copy.deepcopy(getattr(c, f.name)) for f in fields(c)} for c in self.clusters],
             "cycles_run": self.cycles_run,
-            "cluster_grid": None if self.cluster_grid is None else self.cluster_grid.tolist(),
-            "timings": self.timings,
+            "cluster_grid": None if self.cluster_grid is None else np.asarray(self.cluster_grid).tolist(),
+            "timings": copy.deepcopy(self.timings),
             "batch_size": self.batch_size,
-            "notes": self.notes,
-            "replies": self.replies,
+            "notes": list(self.notes),
+            "replies": copy.deepcopy(self.replies),
             "parts": {k: v.to_dict(intermediates=False) for k, v in self.parts.items()},
         }
         if intermediates and self.intermediates is not None:
@@ -145,7 +275,7 @@ class TagResult:
                 "runs": [r.tolist() for r in m.runs], "run_keys": [list(k) for k in m.run_keys],
                 "reference": m.reference, "aligned": [a.tolist() for a in m.aligned],
                 "votes": np.round(m.votes, 6).tolist(), "crf": m.crf.tolist(), "filtered": m.filtered.tolist(),
-                "filter_passes": m.filter_passes, "timings": m.timings, "consensus": m.consensus,
+                "filter_passes": m.filter_passes, "timings": copy.deepcopy(m.timings), "consensus": m.consensus,
             }
             if m.consensus_labels is not None:
                 d["intermediates"].update(
@@ -158,14 +288,14 @@ class TagResult:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TagResult:
-        """The TagResult a `to_dict` / `save` JSON describes; ValueError with one line for anything else."""
+        """The TagResult a `to_dict` / `save` JSON describes, sharing nothing with `d`; ValueError with one
+        line for anything else. Fields this selfseg does not know (a newer one's, same schema) are ignored."""
         if not isinstance(d, dict):
             raise ValueError(f"expected a selfseg tag result (a JSON object), got {type(d).__name__}")
         if "segmenter" in d and "tagger" not in d:
             raise ValueError("expected a selfseg tag result, got a segmentation (read it with "
                              "selfseg.Segmentation.from_json; its tags are under 'tags')")
-        if d.get("schema") != SCHEMA_VERSION:
-            raise ValueError(f"expected a selfseg tag result with schema {SCHEMA_VERSION}, got {d.get('schema')!r}")
+        check_schema(d, "tag result", SCHEMA_VERSION)
         try:
             return cls._from_fields(d)
         except KeyError as exc:
@@ -184,41 +314,62 @@ class TagResult:
                 labels=grid, runs=[arr(r) for r in m["runs"]], run_keys=[tuple(k) for k in m["run_keys"]],
                 reference=m["reference"], aligned=[arr(a) for a in m["aligned"]],
                 votes=np.asarray(m["votes"], dtype=np.float32), crf=arr(m["crf"]), filtered=arr(m["filtered"]),
-                filter_passes=m["filter_passes"], timings=m["timings"], consensus=m.get("consensus", "chain"),
+                filter_passes=m["filter_passes"], timings=copy.deepcopy(m["timings"]),
+                consensus=m.get("consensus", "chain"),
                 consensus_labels=arr(m["consensus_labels"]) if "consensus_labels" in m else None,
                 merge_heights=np.asarray(m["merge_heights"]) if "merge_heights" in m else None,
                 lifetimes=np.asarray(m["lifetimes"]) if "lifetimes" in m else None,
             )
         return cls(
             source=d["source"], image_size=tuple(d["image_size"]), tagger=d["tagger"], model=d["model"],
-            nouns=[NounSupport(**n) for n in d["nouns"]], clusters=[ClusterCaptions(**c) for c in d["clusters"]],
-            cycles_run=d["cycles_run"], cluster_grid=grid, intermediates=inter, timings=d["timings"],
-            batch_size=d["batch_size"], meaningless=d["meaningless"], notes=d.get("notes", []),
-            replies=d.get("replies", []), parts={k: cls._from_fields(v) for k, v in d.get("parts", {}).items()},
+            nouns=[NounSupport(**known_fields(NounSupport, n)) for n in d["nouns"]],
+            clusters=[ClusterCaptions(**known_fields(ClusterCaptions, c)) for c in d["clusters"]],
+            cycles_run=d["cycles_run"], cluster_grid=grid, intermediates=inter, timings=copy.deepcopy(d["timings"]),
+            batch_size=d["batch_size"], meaningless=d["meaningless"], notes=list(d.get("notes", [])),
+            replies=copy.deepcopy(d.get("replies", [])),
+            parts={k: cls._from_fields(v) for k, v in d.get("parts", {}).items()},
         )
 
     @classmethod
-    def from_json(cls, text: str | Path) -> TagResult:
-        """From JSON text or a file (a `<stem>.json` that `save` or `selfseg tag` wrote); ValueError, one line,
-        when it cannot be read or is not JSON."""
+    def from_json(cls, text: str | bytes | Path) -> TagResult:
+        """From JSON text (str or UTF-8 bytes) or a file (a `<stem>.json` that `save` or `selfseg tag` wrote);
+        ValueError, one line, when it cannot be read or is not JSON."""
         return cls.from_dict(read_json_result(text, "tag result"))
 
 
-def read_json_result(source: str | Path, what: str) -> Any:
-    """The parsed JSON of text (starting with "{") or of a file; ValueError in one line naming the file."""
-    where = "the text"
-    text = source
-    if isinstance(source, Path) or not str(source).lstrip().startswith("{"):
-        where = str(source)
+def read_json_result(source: str | bytes | Path, what: str) -> Any:
+    """The parsed JSON of text (a str starting with "{", or "[" when no such file exists), of UTF-8 bytes or
+    of a file; ValueError in one line naming the file."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
         try:
-            text = Path(source).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).split(":")[0]
-            raise ValueError(f"{where}: cannot read a selfseg {what} from it ({reason})") from None
+            source = bytes(source).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"the bytes: not a selfseg {what} (not UTF-8 text: {exc.reason})") from None
+        where, text = "the bytes", source
+    elif not isinstance(source, (str, Path)):
+        raise ValueError(f"expected JSON text, bytes or a path to read a selfseg {what} from, got "
+                         f"{type(source).__name__}")
+    else:
+        where, text = "the text", source
+        head = str(source).lstrip()[:1]
+        if isinstance(source, Path) or not (head == "{" or (head == "[" and not _is_file(source))):
+            where = str(source)
+            try:
+                text = Path(source).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).split(":")[0]
+                raise ValueError(f"{where}: cannot read a selfseg {what} from it ({reason})") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{where}: not a selfseg {what} (not JSON: {exc.msg}, line {exc.lineno})") from None
+
+
+def _is_file(name: str) -> bool:
+    try:
+        return Path(name).is_file()
+    except (OSError, ValueError):  # JSON text is no valid path: too long, a NUL byte
+        return False
 
 
 def upsample_nearest(grid: np.ndarray, size: tuple[int, int]) -> np.ndarray:
