@@ -23,6 +23,9 @@ _LAZY = {
     "ClusterCaptions": "selfseg.tag.result",
     "ClusterMaps": "selfseg.tag.result",
     "Segmentation": "selfseg.segment.result",
+    # what a custom segmenter gets and returns (README: Architecture)
+    "SegmentPlan": "selfseg.segment.base",
+    "Instances": "selfseg.segment.result",
     "Detections": "selfseg.locate.result",
     # the clustering chain on any features
     "ensemble_cluster": "selfseg.tag.clustering",

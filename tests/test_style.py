@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 PUBLIC = {
     "SelfSeg", "BatchItem", "Config", "load_config", "load_image",
     "TagResult", "NounSupport", "ClusterCaptions", "ClusterMaps", "Segmentation", "Detections",
+    "SegmentPlan", "Instances",
     "ensemble_cluster",
     "SelfSegError", "ConfigError", "ImageError", "ResourceMissingError", "DatasetError",
 }
