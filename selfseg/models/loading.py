@@ -42,10 +42,11 @@ def resolve_device(name: str | torch.device) -> torch.device:
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    # Configs check model.dtype and vlm.dtype when they load; this line is for Python callers of a wrapper.
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype not in DTYPES:
-        raise ConfigError(f"model.dtype: expected one of {sorted(DTYPES)}, got {dtype!r}")
+        raise ConfigError(f"dtype: expected one of {sorted(DTYPES)}, got {dtype!r}")
     return DTYPES[dtype]
 
 
