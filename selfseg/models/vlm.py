@@ -1,10 +1,11 @@
 """A vision-language chat model through transformers (image-text-to-text): batched, greedy replies.
 
 Any checkpoint that `AutoModelForImageTextToText` loads and whose processor has a chat template works
-(Qwen2.5-VL, LLaVA, LLaVA-OneVision, Idefics3, Gemma 3, ...). Requests of one generate call are left-padded
-rows, each with its own image, so a batch of images is one call. "tiny-random" builds a tiny random-init
-Qwen2.5-VL (same classes, same processor as the real checkpoints) in code: its replies are meaningless
-noise, for testing the plumbing only.
+(Qwen2.5-VL, LLaVA, LLaVA-OneVision, Idefics3, SmolVLM, Gemma 3, ...; tests/models/test_chat_fidelity.py holds
+each of these to transformers' stock chat path). Requests of one generate call are left-padded rows, each with its
+own image, so a batch of images is one call, also when the rows' images split into different numbers of tiles.
+"tiny-random" builds a tiny random-init Qwen2.5-VL (same classes, same processor as the real checkpoints) in
+code: its replies are meaningless noise, for testing the plumbing only.
 """
 from __future__ import annotations
 
@@ -100,8 +101,9 @@ class VisionChat(ChatModelBase):
         Extra keywords go to generate (tests ask for output_logits to compare rows step by step)."""
         texts = [self.processor.apply_chat_template(self._messages(r), tokenize=False, add_generation_prompt=True)
                  for r in requests]
-        # One list per row: processors that count images per prompt (Gemma 3) read a flat list as one prompt's
-        # images; the others flatten it. The chat batches never mix rows with and without an image.
+        # One list per row: Gemma 3's and SmolVLM's processors read a flat list as one prompt's images (SmolVLM
+        # then refuses the batch); the others accept either. The chat batches never mix rows with and without an
+        # image.
         images = [[r.image if r.image.mode == "RGB" else r.image.convert("RGB")]
                   for r in requests if r.image is not None]
         enc = self.processor(text=texts, images=images or None, padding=True, return_tensors="pt",

@@ -2,8 +2,10 @@
 (so the other checks can fail), a row batched with left padding equals the same request run alone (greedy
 reply and every step's logits), and selfseg's reply equals transformers' stock chat path (chat template ->
 generate -> decode) on models built from the default checkpoints' published configurations
-(tests/fixtures/qwen2.5-vl-3b-instruct, tests/fixtures/llama-2-7b-chat; see tests/fixtures/README.md).
-Weights are random: the replies are meaningless, only their equality is tested."""
+(tests/fixtures/qwen2.5-vl-3b-instruct, tests/fixtures/llama-2-7b-chat; see tests/fixtures/README.md) and on
+tiny models of the other families VisionChat supports, each with its real processor classes (Gemma 3, LLaVA,
+LLaVA-OneVision, Idefics3, SmolVLM). Weights are random: the replies are meaningless, only their equality is
+tested."""
 from __future__ import annotations
 
 import json
@@ -378,3 +380,217 @@ def test_vlm_passes_gemma3_its_token_types_as_the_stock_chat_path_does(gemma3_di
             unmarked = chat.model(**{k: v for k, v in inputs.items() if k != "token_type_ids"}).logits[0, -1]
         assert (ref - unmarked).abs().max().item() > 1e-3  # the marks matter to this model
         assert (logits[0] - ref).abs().max().item() < 1e-4
+
+
+# ----------------------------- the other families VisionChat claims: two rows of one call vs the stock chat path
+
+
+def _byte_fallback_vocab(specials: list[str]) -> dict:
+    """<unk> <s> </s>, then `specials`, the 256 byte-fallback pieces, "▁" and the printable ASCII characters."""
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{t: 3 + i for i, t in enumerate(specials)}}
+    base = len(vocab)
+    vocab.update({f"<0x{b:02X}>": base + b for b in range(256)})
+    for c in ["\u2581"] + list(string.ascii_letters + string.digits + string.punctuation):
+        vocab.setdefault(c, len(vocab))
+    return vocab
+
+
+def _save(model, processor, generation, tmp_path_factory, name: str) -> Path:
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = spread_weights(model, seed=0)
+    model.generation_config = generation
+    out = tmp_path_factory.mktemp(name)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+def _tiny_text(model_type: str, vocab_size: int, **extra) -> dict:
+    return dict(model_type=model_type, vocab_size=vocab_size, hidden_size=64, intermediate_size=128,
+                num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=2048,
+                **extra)
+
+
+_TINY_VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32,
+                    patch_size=8)
+
+
+@pytest.fixture(scope="module")
+def llava_dir(tmp_path_factory):
+    """A shrunk random LLaVA-1.5 with a real LlavaProcessor: a CLIP tower read at its second-to-last layer
+    with the CLS token dropped ("default" strategy), a Llama text model, and LLaVA-1.5's "USER: <image>\\n...
+    ASSISTANT:" template, which writes no <s> (the tokenizer adds it)."""
+    from transformers import (
+        CLIPImageProcessor,
+        GenerationConfig,
+        LlamaTokenizer,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    vocab = _byte_fallback_vocab(["<image>", "<pad>"])
+    tok = LlamaTokenizer(vocab=vocab, merges=[], bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                         pad_token="<pad>", add_bos_token=True, legacy=False)
+    tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    template = ("{% for m in messages %}{{ m['role'].upper() + ': ' }}"
+                "{% for c in m['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\n' }}{% endfor %}"
+                "{% for c in m['content'] | selectattr('type', 'equalto', 'text') %}{{ c['text'] + ' ' }}{% endfor %}"
+                "{% endfor %}{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}")
+    tok.chat_template = template
+    images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    processor = LlavaProcessor(image_processor=images, tokenizer=tok, patch_size=8, num_additional_image_tokens=1,
+                               vision_feature_select_strategy="default", chat_template=template)
+    config = LlavaConfig(vision_config=dict(model_type="clip_vision_model", projection_dim=32, **_TINY_VISION),
+                         text_config=_tiny_text("llama", len(tok), pad_token_id=vocab["<pad>"]),
+                         image_token_index=vocab["<image>"], image_seq_length=16,
+                         vision_feature_select_strategy="default", vision_feature_layer=-2)
+    return _save(LlavaForConditionalGeneration(config), processor,
+                 GenerationConfig(bos_token_id=1, eos_token_id=2, pad_token_id=vocab["<pad>"]), tmp_path_factory,
+                 "llava")
+
+
+@pytest.fixture(scope="module")
+def llava_onevision_dir(tmp_path_factory):
+    """A shrunk random LLaVA-OneVision with a real LlavaOnevisionProcessor: a SigLIP tower of 4x4 patches, anyres
+    tiling over a grid of 32-px tiles (so each image's aspect ratio sets its tile count and token count), a Qwen2
+    text model and OneVision's "<|im_start|>user <image>\\n..." template."""
+    from transformers import (
+        GenerationConfig,
+        LlavaOnevisionConfig,
+        LlavaOnevisionForConditionalGeneration,
+        LlavaOnevisionImageProcessor,
+        LlavaOnevisionProcessor,
+        LlavaOnevisionVideoProcessor,
+        Qwen2Tokenizer,
+    )
+
+    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
+    tok = Qwen2Tokenizer(vocab=_byte_level_vocab(), merges=[], bos_token=None, eos_token="<|im_end|>",
+                         pad_token="<|endoftext|>", unk_token=None)
+    tok.add_special_tokens({"additional_special_tokens": special})
+    ids = {t: tok.convert_tokens_to_ids(t) for t in special}
+    template = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + ' ' }}"
+                "{% for c in m['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>' }}{% endfor %}"
+                "{% for c in m['content'] | selectattr('type', 'equalto', 'text') %}{{ '\n' + c['text'] }}{% endfor %}"
+                "{{ '<|im_end|>\n' }}{% endfor %}"
+                "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+    tok.chat_template = template
+    pinpoints = [[32, 32], [32, 64], [64, 32], [64, 64], [32, 96], [96, 32]]
+    images = LlavaOnevisionImageProcessor(size={"height": 32, "width": 32}, image_grid_pinpoints=pinpoints,
+                                          image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    processor = LlavaOnevisionProcessor(image_processor=images, tokenizer=tok,
+                                        video_processor=LlavaOnevisionVideoProcessor(), num_image_tokens=16,
+                                        vision_feature_select_strategy="full", chat_template=template)
+    config = LlavaOnevisionConfig(vision_config=dict(model_type="siglip_vision_model", **_TINY_VISION),
+                                  text_config=_tiny_text("qwen2", len(tok)), image_token_index=ids["<image>"],
+                                  video_token_index=ids["<video>"], image_grid_pinpoints=pinpoints,
+                                  vision_feature_select_strategy="full", vision_feature_layer=-1)
+    return _save(LlavaOnevisionForConditionalGeneration(config), processor,
+                 GenerationConfig(eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
+                                  pad_token_id=ids["<|endoftext|>"]), tmp_path_factory, "llava-onevision")
+
+
+def _idefics3_style_dir(tmp_path_factory, family: str) -> Path:
+    """A shrunk random Idefics3 or SmolVLM with its real processor: each image is resized to at most 64 px and
+    split into 32-px tiles plus the whole image (so rows of one call carry different numbers of tiles, padded
+    with blank ones), 4 tokens per tile after the pixel shuffle, and the "User:<image>...<end_of_utterance>\\n
+    Assistant:" template, which writes the BOS token itself."""
+    import transformers
+    from transformers import GenerationConfig
+
+    smol = family == "smolvlm"
+    prefix = "SmolVLM" if smol else "Idefics3"
+    bos = "<|im_start|>" if smol else "<|begin_of_text|>"
+    tiles = [f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)]
+    special = [bos, "<end_of_utterance>", "<fake_token_around_image>", "<image>", "<global-img>", *tiles, "<|pad|>"]
+    vocab = _byte_fallback_vocab(special)
+    tok = transformers.LlamaTokenizer(vocab=vocab, merges=[], bos_token=bos, eos_token="<end_of_utterance>",
+                                      unk_token="<unk>", pad_token="<|pad|>", add_bos_token=True, legacy=False)
+    tok.add_special_tokens({"additional_special_tokens": special})
+    template = (bos + "{% for m in messages %}{{ m['role'] | capitalize }}"
+                "{% if m['content'][0]['type'] == 'image' %}{{ ':' }}{% else %}{{ ': ' }}{% endif %}"
+                "{% for c in m['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}"
+                "{% elif c['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}"
+                "<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}")
+    tok.chat_template = template
+    images = getattr(transformers, f"{prefix}ImageProcessor")(
+        size={"longest_edge": 64}, max_image_size={"longest_edge": 32}, do_image_splitting=True,
+        image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    extra = {"video_processor": transformers.SmolVLMVideoProcessor()} if smol else {}
+    processor = getattr(transformers, f"{prefix}Processor")(image_processor=images, tokenizer=tok, image_seq_len=4,
+                                                            chat_template=template, **extra)
+    config = getattr(transformers, f"{prefix}Config")(
+        vision_config=_TINY_VISION, text_config=_tiny_text("llama", len(tok), pad_token_id=vocab["<|pad|>"]),
+        image_token_id=vocab["<image>"], scale_factor=2)
+    model = getattr(transformers, f"{prefix}ForConditionalGeneration")(config)
+    return _save(model, processor, GenerationConfig(bos_token_id=vocab[bos], eos_token_id=[vocab["<end_of_utterance>"]],
+                                                    pad_token_id=vocab["<|pad|>"]), tmp_path_factory, family)
+
+
+@pytest.fixture(scope="module")
+def idefics3_dir(tmp_path_factory):
+    return _idefics3_style_dir(tmp_path_factory, "idefics3")
+
+
+@pytest.fixture(scope="module")
+def smolvlm_dir(tmp_path_factory):
+    pytest.importorskip("num2words")  # SmolVLMProcessor refuses to build without it
+    return _idefics3_style_dir(tmp_path_factory, "smolvlm")
+
+
+def _assert_rows_equal_the_stock_chat_path(folder: Path, sizes: list[tuple[int, int]]) -> dict:
+    """Two requests (different pictures of `sizes` (h, w), prompts of different lengths) in ONE VisionChat
+    generate call; each row's greedy reply and every step's logits equal transformers' stock chat path for
+    that request alone, and another picture of the same size moves the stock path's first logits (so the
+    comparison can fail). Returns the stock inputs' pixel_values shapes, for the families' own checks."""
+    from transformers import AutoProcessor
+
+    chat = VisionChat(str(folder), device="cpu", dtype="float32", batch_size=2, max_new_tokens=STEPS)
+    stock = AutoProcessor.from_pretrained(folder)  # untouched: selfseg's copy is set to left padding
+    reqs = [ChatRequest.ask("List the objects.", _photo(1, *sizes[0])),
+            ChatRequest.ask("Describe every object in the picture, one by one, please.", _photo(2, *sizes[1]))]
+    rows = _step_logits(chat, reqs)
+    eos = chat.model.generation_config.eos_token_id
+    eos = set(eos if isinstance(eos, list) else [eos])
+    lengths, pixels, worst = [], [], 0.0
+    def inputs(req, image):
+        return stock.apply_chat_template(_with_image(chat._messages(req), image), add_generation_prompt=True,
+                                         tokenize=True, return_dict=True, return_tensors="pt")
+
+    for n, (req, (ids, logits)) in enumerate(zip(reqs, rows)):
+        alone = inputs(req, req.image)
+        with torch.inference_mode():
+            out = chat.model.generate(**alone, do_sample=False, max_new_tokens=STEPS, output_logits=True,
+                                      return_dict_in_generate=True)
+            other = chat.model(**inputs(req, _photo(10 + n, *sizes[n]))).logits[0, -1]
+        ref_ids = out.sequences[0, alone["input_ids"].shape[1]:].tolist()
+        ref_ids = ref_ids[:next((k + 1 for k, t in enumerate(ref_ids) if t in eos), len(ref_ids))]
+        ref = torch.stack(out.logits, 1)[0, :len(ref_ids)].float()
+        assert ids == ref_ids, f"reply of {req.turns[0][1]!r}: {ids} batched, {ref_ids} by the stock path"
+        worst = max(worst, (logits - ref).abs().max().item())
+        assert (ref[0] - other).abs().max().item() > 0.1  # the picture matters to this model
+        lengths.append(alone["input_ids"].shape[1])
+        pixels.append(tuple(alone["pixel_values"].shape))
+    assert lengths[0] != lengths[1]  # the shorter row was left-padded in the batched call
+    assert worst < 1e-4, f"expected logits within 1e-4 of the stock chat path, got {worst:.2e}"
+    return {"pixel_values": pixels}
+
+
+def test_vlm_rows_equal_the_stock_chat_path_on_llava(llava_dir):
+    _assert_rows_equal_the_stock_chat_path(llava_dir, [(40, 60), (80, 50)])
+
+
+def test_vlm_rows_equal_the_stock_chat_path_on_llava_onevision(llava_onevision_dir):
+    # a wide and a tall picture: anyres tiles them 1x3 and 2x2 (+ the base image), with different token counts
+    shapes = _assert_rows_equal_the_stock_chat_path(llava_onevision_dir, [(40, 90), (70, 50)])["pixel_values"]
+    assert shapes[0][1] != shapes[1][1], shapes
+
+
+@pytest.mark.parametrize("family", ["idefics3_dir", "smolvlm_dir"])
+def test_vlm_rows_equal_the_stock_chat_path_on_idefics3(family, request):
+    # a wide picture splits into 1x2 tiles + the whole image, a square one into 2x2 + the whole image
+    shapes = _assert_rows_equal_the_stock_chat_path(request.getfixturevalue(family),
+                                                    [(30, 100), (80, 80)])["pixel_values"]
+    assert (shapes[0][1], shapes[1][1]) == (3, 5), shapes
