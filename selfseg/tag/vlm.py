@@ -116,13 +116,21 @@ def check_template(template: str, setting: str, allowed: Sequence[str]) -> None:
     also read {context.strip} or {limit[0]} and send the model a method's repr."""
     names = ", ".join("{" + k + "}" for k in allowed)
     try:
-        wrong = [name for name in _fields(template) if name not in allowed]
+        parsed = [(name, spec) for _, name, spec, _ in string.Formatter().parse(template) if name is not None]
+        # a field inside a format spec ({context:{limit}}) would be filled with a sentence and break the spec
+        wrong = [name for name, spec in parsed if name not in allowed] + \
+            [f"{name}:{spec}" for name, spec in parsed if "{" in (spec or "")]
     except ValueError as exc:
         raise ConfigError(f"{setting}: cannot fill the template ({exc}); it may use {names}, and literal "
                           f"braces must be doubled") from None
     if wrong:
         raise ConfigError(f"{setting}: the template names {{{wrong[0]}}}; it may use {names}, and literal "
                           f"braces must be doubled")
+    try:  # the values are always text: a format spec that text refuses, or one naming a field, fails here
+        template.format(**dict.fromkeys(allowed, ""))
+    except (KeyError, IndexError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"{setting}: cannot fill the template ({type(exc).__name__}: {exc}); it may use "
+                          f"{names}, and literal braces must be doubled") from None
 
 
 def fill(template: str, setting: str, **values: str) -> str:

@@ -125,6 +125,12 @@ def test_bad_templates_are_one_line_config_errors(repo, scripted_chat):
     with pytest.raises(ConfigError, match="vlm.reflection_prompt: cannot fill the template"):
         _cfg(repo, "vlm.reflection_prompt=Check {")
     assert _cfg(repo, "vlm.tag_prompt=List {{braces}}.{context}{limit}").vlm.tag_prompt.startswith("List")
+    for spec in ("{context:{bogus}}", "{context:{limit}}"):  # a field inside a format spec
+        with pytest.raises(ConfigError, match=r"vlm.tag_prompt: the template names \{context:\{"):
+            _cfg(repo, f"vlm.tag_prompt=List.{spec}")
+    with pytest.raises(ConfigError, match="vlm.tag_prompt: cannot fill the template .ValueError: Unknown format"):
+        _cfg(repo, "vlm.tag_prompt=List.{context:d}")  # a spec text refuses
+    assert _cfg(repo, "vlm.tag_prompt=List.{context!r}{limit:>3}").vlm.tag_prompt.endswith("{limit:>3}")
 
 
 def test_union_records_who_found_each_tag(repo, loaded, scripted_chat):
