@@ -281,7 +281,8 @@ def resolve_config(source: str | os.PathLike) -> Path:
     directory, then among selfseg's own configs, so `smoke` and `configs/bcc_voc.yaml` (as the README writes
     it) work from any folder and from a wheel install."""
     name = os.path.expanduser(os.fspath(source))  # "--config=~/x.yaml": the shell leaves that ~ alone
-    if Path(name).exists() or Path(name).is_absolute() or name.startswith("."):
+    # A folder is never a config: one named like a config (an earlier `--out smoke`) must not hide it.
+    if Path(name).is_file() or Path(name).is_absolute() or name.startswith("."):
         return Path(name)  # _read_yaml_with_base says what is wrong with a path
     relative = name if name.endswith((".yaml", ".yml")) else f"{name}.yaml"
     inside = relative[len("configs/"):] if relative.startswith("configs/") else relative
@@ -290,7 +291,8 @@ def resolve_config(source: str | os.PathLike) -> Path:
         if found.is_file():
             return found
     looked = f"./configs/{inside}" + (f" or {named / inside}" if named.is_dir() else "")
-    raise ConfigError(f"config {name}: no such file, nor {looked}")
+    raise ConfigError(f"config {name}: {'a folder, not a file' if Path(name).is_dir() else 'no such file'}, "
+                      f"nor {looked}")
 
 
 def _read_yaml_with_base(path: Path, seen: tuple) -> dict:

@@ -478,6 +478,7 @@ def test_config_names_resolve_from_any_folder_and_flags_for_what_users_set_most(
     --device stands for model.device, and --version prints the version."""
     monkeypatch.chdir(tmp_path)
     photo = str(ade_images[0])
+    (tmp_path / "smoke").mkdir()  # an earlier `--out smoke`: a folder is never the config
     assert main(["tag", photo, "--config", "smoke", "--out", "out", "-q", "--device", "cpu"]) == 0
     capsys.readouterr()
     assert main(["tag", photo, "--config", "configs/smoke.yaml", "--out", "out2", "-q"]) == 0  # as the README says
@@ -488,6 +489,9 @@ def test_config_names_resolve_from_any_folder_and_flags_for_what_users_set_most(
     capsys.readouterr()
     assert main(["tag", photo, "--config", "smokey", "-q"]) == 2
     assert "config smokey: no such file, nor ./configs/smokey.yaml or " in capsys.readouterr().err
+    (tmp_path / "mine").mkdir()
+    assert main(["tag", photo, "--config", "mine", "-q"]) == 2
+    assert "config mine: a folder, not a file, nor ./configs/mine.yaml or " in capsys.readouterr().err
     assert main(["tag", photo, "--config", "smoke", "--device", "meta", "-q"]) == 2
     assert "model.device: expected 'auto', 'cpu', 'cuda[:N]' or 'mps', got 'meta'" in capsys.readouterr().err
     with pytest.raises(SystemExit) as stop:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config
-from ..errors import ConfigError, SelfSegError
+from ..errors import ConfigError, DatasetError, SelfSegError
 from ..runs import file_stat
 from .annotations import task_truth
 from .datasets import Dataset, Sample, datasets
@@ -264,7 +264,13 @@ def run_benchmark(config: Config, out: str | Path | None = None, limit: int | No
     finished = False
     try:
         ev = config.evaluation
-        dataset = datasets().build(ev.dataset, config)
+        try:
+            dataset = datasets().build(ev.dataset, config)
+        except DatasetError as exc:
+            # The shipped benchmark configs name a folder beside the source tree (data/...), which a wheel
+            # install, or a dataset kept elsewhere, does not have: say which setting moves it.
+            raise DatasetError(str(exc).replace(" is not a directory;", " is not a directory (set "
+                                                "evaluation.root=<the dataset's folder>);", 1)) from None
         n = limit if limit is not None else ev.limit
         samples = dataset.samples[:n] if n else list(dataset.samples)
         run = out_dir(config, out)

@@ -410,3 +410,13 @@ def test_voc20_benchmark_folds_vocs_mapping_and_scores_20_classes(voc_root, tmp_
     assert llm.extra["llm_asked"] == 1  # "van"; person and background are VOC class names
     cache = json.loads((tmp_path / "run" / "love_cache.json").read_text())
     assert [v["dataset"] for v in cache.values()] == ["Pascal VOC 2012"] and llm.mapping["background"] is None
+
+
+def test_a_missing_dataset_folder_names_the_setting_that_moves_it(tmp_path):
+    """The shipped benchmark configs point at data/ beside the source tree; elsewhere (a wheel install, data
+    kept on another disk) the error says which setting to give."""
+    from selfseg.errors import DatasetError
+
+    with pytest.raises(DatasetError, match=r"root .*nowhere is not a directory \(set evaluation.root=<the "
+                                           r"dataset's folder>\); expected layout"):
+        run_benchmark(_config(tmp_path / "nowhere"), out=tmp_path / "run", quiet=True)
