@@ -139,6 +139,8 @@ def _open(src: ImageInput, name: str, max_side: int) -> tuple[Any, tuple[int, in
         _check_regular_file(path, name)
         try:
             img = Image.open(path)
+            # the stored sample layout, before anything loads the pixels (reading EXIF may, for a PNG)
+            wide = img.format == "PNG" and any(str(t.args).endswith(";16B") for t in img.tile)
             size = _upright_size(img)
             frames = _frames(img)  # before load(): counting seeks through the file, then back to frame 0
             if img.format == "JPEG" and max(size) > max_side:
@@ -146,6 +148,11 @@ def _open(src: ImageInput, name: str, max_side: int) -> tuple[Any, tuple[int, in
                 scale = max_side / max(size)
                 img.draft("RGB", (int(img.width * scale) + 1, int(img.height * scale) + 1))
             img.load()
+            if wide and img.mode == "RGB" and img.info.get("transparency") is not None:
+                # PIL cuts 16-bit RGB to 8 bits, and would match the 16-bit key against the cut values
+                # (whitening unrelated pixels): the exact match is lost, so the key is not applied.
+                img.info.pop("transparency")
+                warnings.warn(_WIDE_KEY, UserWarning, stacklevel=2)
             # exif_transpose copies even an upright image: only call it when there is something to undo
             # (one full-size copy of a huge PNG is 144 MB).
             upright = (img.height, img.width) == size and img.getexif().get(0x0112, 1) in (1, None)
@@ -287,6 +294,9 @@ def _to_uint8(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return np.clip(np.rint(a), 0, 255).astype(np.uint8)
 
 
+_WIDE_KEY = "its 16-bit colour-key transparency was not applied (the colour is kept)"
+
+
 def _to_rgb(img: Any) -> Any:
     from PIL import Image
 
@@ -301,8 +311,7 @@ def _to_rgb(img: Any) -> Any:
         img, key = Image.fromarray(grey), None
     elif img.mode == "RGB" and isinstance(key, tuple) and max(key) > 255:
         # PIL has already cut a 16-bit RGB PNG to 8 bits, so its 16-bit key can no longer be matched exactly.
-        warnings.warn("its 16-bit colour-key transparency was not applied (the colour is kept)", UserWarning,
-                      stacklevel=2)
+        warnings.warn(_WIDE_KEY, UserWarning, stacklevel=2)
         key = None
     elif img.mode == "1":
         img = img.convert("L")

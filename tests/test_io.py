@@ -339,6 +339,12 @@ def test_a_16_bit_colour_key_is_composited_or_said_to_be_kept(tmp_path):
     loaded = load_image(rgb)
     assert tuple(np.asarray(loaded.image)[0, 0]) == (3, 7, 11)
     assert loaded.notes == ["rgb.png: its 16-bit colour-key transparency was not applied (the colour is kept)"]
+    # A key of small 16-bit values would match PIL's 8-bit cut of unrelated bright pixels (51400 -> 200).
+    dark = _png(tmp_path / "dark.png", 1, [[(200, 100, 50)] * 32] * 16 + [[(51400, 25700, 12850)] * 32] * 16,
+                (200, 100, 50))
+    loaded = load_image(dark)
+    assert tuple(np.asarray(loaded.image)[31, 0]) == (200, 100, 50)
+    assert loaded.notes == ["dark.png: its 16-bit colour-key transparency was not applied (the colour is kept)"]
 
 
 def test_a_seeked_pil_image_is_used_at_its_frame_and_the_note_says_which(tmp_path):
