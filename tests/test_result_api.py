@@ -234,3 +234,28 @@ def test_reprs_are_short_and_give_shapes():
 def test_shapes_are_checked_before_any_reshape(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def test_nan_fields_numpy_rle_counts_and_kept_panoptic_areas():
+    s = _seg()
+    s.timings["never"] = float("nan")
+    assert s == copy.deepcopy(s)  # NaN equals NaN in a result's fields, as in its arrays
+    mask = np.zeros((4, 5), bool)
+    mask[1:3, 2:4] = True
+    counts = np.asarray([int(c) for c in _column_runs(mask)], dtype=np.int64)  # numpy ints, as a reader may hold
+    from selfseg.segment.result import decode_rle
+
+    assert np.array_equal(decode_rle({"size": [4, 5], "counts": list(counts)}), mask)
+    ids, info = s.panoptic
+    assert s.panoptic[0] is ids and [x["area"] for x in s.panoptic[1]] == [x["area"] for x in info]
+
+
+def _column_runs(mask: np.ndarray) -> list[int]:
+    """COCO's uncompressed RLE: run lengths over the column-major pixels, starting with a run of 0s."""
+    flat, runs, value, n = mask.T.ravel(), [], False, 0
+    for v in flat:
+        if v != value:
+            runs.append(n)
+            value, n = v, 0
+        n += 1
+    return runs + [n]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import json
+import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,10 +100,11 @@ def decode_rle(rle: dict[str, Any]) -> np.ndarray:
     h, w = (int(v) for v in rle["size"])
     counts = rle["counts"]
     if isinstance(counts, list):
-        if any(type(c) is not int or c < 0 for c in counts) or sum(counts) != h * w:
+        if any(not isinstance(c, numbers.Integral) or isinstance(c, bool) or c < 0 for c in counts) \
+                or sum(counts) != h * w:
             raise ValueError(f"uncompressed RLE counts must be run lengths (integers >= 0) adding up to "
                              f"{h} x {w} = {h * w} pixels")
-        compressed = mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
+        compressed = mask_utils.frPyObjects({"size": [h, w], "counts": [int(c) for c in counts]}, h, w)
     elif isinstance(counts, (str, bytes)):
         compressed = {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
     else:
@@ -283,7 +285,7 @@ class Segmentation:
     def panoptic(self) -> tuple[np.ndarray, list[dict[str, Any]]]:
         """(segment-id map (H, W) int32, read-only, 0 = none, instance i -> i + 1; segment info per visible id)."""
         ids = self._painted("panoptic", lambda: paint_instances(self.masks, self._order_scores, self.image_size))
-        areas = np.bincount(ids.ravel(), minlength=len(self.labels) + 1)
+        areas = self._painted("areas", lambda: np.bincount(ids.ravel(), minlength=len(self.labels) + 1))
         info = [{"id": i + 1, "label": self.labels[i], "category_id": int(self.class_ids[i]),
                  "score": float(self.scores[i]), "area": int(areas[i + 1])}
                 for i in range(len(self.labels)) if areas[i + 1] > 0]
