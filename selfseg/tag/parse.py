@@ -11,20 +11,26 @@ numbers. The rules, in order:
    citation "[1]" before the answer is skipped. When a reply holds several lists with names (noted):
    a list introduced as an earlier answer ("Previous list:", "My original answer was"), an example, a
    bare "Format:" label, or removed / not-visible items is skipped; a list introduced as the final,
-   revised, corrected or updated one wins whatever else its lead-in says ("Corrected list in JSON
-   format:"); otherwise lists each behind a label ("Objects: [...] Background: [...]"), all in code fences
-   or none, are joined; when every list is skipped, the last one not of removed items is taken. Nested
-   lists are flattened, an object contributes every list it holds ({"objects": [...], "background":
-   [...]}). Curly quotes are straightened first; a Python-literal list ('dog', 'cat') is accepted too,
-   apostrophes inside words included (['children's toy']).
-4. An object without lists gives the string under a list key ({"objects": "dog, cat"}), or else its keys
-   when it maps names to counts or descriptions ({"dog": 2}, {"dog": "a brown dog"}; a count of 0 is
-   absent) (noted).
+   revised, corrected or updated one wins, unless that word's own clause of the lead-in makes it removed
+   items, an example or a format ("Final list of removed objects:", "Example of a final answer:"; not so
+   "Corrected list in JSON format:" or "The final list, with the wolf removed:"), or an example word comes
+   right before it ("..., e.g. [...]"); otherwise lists each behind a label ("Objects: [...] Background:
+   [...]"), all in code fences or none, are joined; when every list is skipped, the last one not of
+   removed items is taken. Nested lists are flattened, an object contributes every list it holds
+   ({"objects": [...], "background": [...]}). Curly quotes are straightened first; a Python-literal list
+   ('dog', 'cat') is accepted too, apostrophes inside words included (['children's toy']).
+4. An object without lists gives the string under a list key ({"objects": "dog, cat"}) or a list of names
+   under an answer key ({"answer": "dog, cat"}), or else its keys when it maps names to counts or
+   descriptions ({"dog": 2}, {"dog": "a brown dog"}; a count of 0, false or "no" is absent) (noted). A
+   record about the image or the reply ({"answer": "yes"}, {"description": "a dog on grass"}, {"image":
+   "photo.jpg", "width": 640}) gives no tags.
 5. A list cut off by max_new_tokens keeps its complete quoted items (noted).
 6. No JSON at all: a bulleted or numbered list, one item per line or "1. dog 2. cat" on one line, is read
-   instead, each item without its markdown emphasis and description ("1. **Sky**: blue" -> "Sky"); else
-   a short reply that is only names separated by commas, semicolons or lines ("dog, cat, grass"). A
-   sentence ("I see a dog, a cat and grass.") is prose, not a list: no tags (all noted).
+   instead, each item without its markdown emphasis and description ("1. **Sky**: blue" -> "Sky"), or
+   what follows a place, a number or a label of the items ("Left: dog", "2001: A Space Odyssey poster",
+   "Objects: dog, cat"); a note ("Note: the dog is brown", "Time: 10:30") is no item. Else a short reply
+   that is only names separated by commas, semicolons or lines ("dog, cat, grass"). A sentence ("I see a
+   dog, a cat and grass.") is prose, not a list: no tags (all noted).
 7. Items: strings are kept; objects give their "name" / "label" / "object" / "tag" string; anything else
    (numbers, null) is dropped and counted in a note; placeholders ("none", "N/A") are dropped. A string
    whose comma / semicolon separated parts are each a short name ("dog, cat, grass") gives each part
@@ -34,11 +40,13 @@ Then every tag is normalised: lower-cased, articles and surrounding punctuation 
 collapsed, the last word singularised when WordNet knows its singular ("traffic lights" -> "traffic
 light", "shoes" -> "shoe"; "jeans" stays), duplicates dropped (first wins); counts ("2 dogs", "dog (2)")
 are removed. A name needs two characters, or one ideograph or syllable ("狗"). Nothing here raises: a reply
-with no list, or a list with no names, gives no tags, `ok=False` and a note saying why.
+with no list, or a list with no names, gives no tags, `ok=False` and a note saying why. Parsing takes time
+linear in the reply's length, whatever the reply holds.
 """
 from __future__ import annotations
 
 import ast
+import bisect
 import itertools
 import json
 import re
@@ -46,22 +54,42 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+# Replies are read with regular expressions that stay linear in the reply's length (up to 32k characters of
+# whatever a model emits, runs of spaces included): no pattern lets a repeat over whitespace or word
+# characters be retried from every position of a long run, which would be quadratic. Where a repeat could
+# start anywhere in a run, a lookbehind lets it start at the run's first character only.
 _THINK = re.compile(r"<think>.*?</think>", re.S | re.I)
-_FENCE = re.compile(r"```[a-zA-Z0-9_-]*\s*\n?(.*?)```", re.S)
-_BULLET = re.compile(r"^\s*(?:[-*\u2022]|(\d+)[.)])\s+(.+?)\s*$")
+_THINK_OPEN, _THINK_CLOSE = re.compile(r"<think>", re.I), re.compile(r"</think>", re.I)
+# The language tag is taken only when whitespace follows it: "```json\n[...]```", not the "dog" of "```dog```"
+# (a tag that could be any prefix of a long word would be retried at each of its lengths).
+_FENCE = re.compile(r"```(?:[a-zA-Z0-9_-]+(?=\s))?(.*?)```", re.S)
+# The item starts and ends with a non-space, so no two repeats compete for the spaces around it.
+_BULLET = re.compile(r"^\s*(?:[-*\u2022]|(\d+)[.)])\s+(\S(?:.*\S)?)\s*$")
 # "1. dog 2. cat 3. grass": a numbered list written on one line.
-_INLINE_NUMBER = re.compile(r"\s+(\d{1,3})[.)]\s+")
+_INLINE_NUMBER = re.compile(r"(?<!\s)\s+(\d{1,3})[.)]\s+")
 # Where a bulleted name ends and its description starts: "**Sky**: blue", "Dog - a brown dog".
 _DESCRIPTION_CUT = re.compile(r":|\s[-\u2013\u2014]\s")
+# A bullet's head before ":" that says where its item is ("Left: dog", "Top left: lamp", "In the foreground:
+# dog"): every word a place word or a filler, one at least a place word.
+_PLACE_WORDS = frozenset("""
+left right top bottom center centre middle upper lower front back rear foreground background midground
+distance side sides corner corners edge edges far near behind above below
+""".split())
+_PLACE_FILLERS = frozenset("in on at to of the a an image picture photo frame view hand".split())
+# A bullet's head that introduces the item itself ("Answer: dog, cat", "Name: dog").
+_BULLET_ANSWER_HEADS = frozenset(
+    "answer answers result results response output reply name label visible present".split())
 # Markdown emphasis around a name ("**Sky**", "_dog_"); an underscore inside a word ("traffic_light") stays.
-_EMPHASIS = re.compile(r"\*+|(?<!\w)_+|_+(?!\w)")
+_EMPHASIS = re.compile(r"\*+|(?<!\w)_+|(?<!_)_+(?!\w)")
 # The last word of a label that names a group of tags rather than a tag: "Objects: dog, cat".
 _GROUP_WORDS = frozenset("""
 object objects item items thing things tag tags label labels class classes noun nouns name names keyword
 keywords list background foreground region regions element elements stuff entities
 """.split())
-# Separators of several names in one string ("dog, cat; grass", Chinese and Japanese commas).
-_NAME_SEPARATORS = re.compile(r"\s*[,;\uff0c\uff1b\u3001]\s*")
+# Separators of several names in one string ("dog, cat; grass", Chinese and Japanese commas). Spaces before
+# one stay with the part before it, which is stripped anyway: a leading "\s*" would rescan a run of spaces
+# from each of its positions.
+_NAME_SEPARATORS = re.compile(r"[,;\uff0c\uff1b\u3001]\s*")
 _PHRASE_WORD = re.compile(r"[^\W_][\w'-]*|&")
 # Words of a sentence, not of an object name: a comma-separated part holding one is prose ("I see a dog").
 # "of" is not among them ("cup of coffee"), nor "and" ("salt and pepper shaker").
@@ -90,9 +118,21 @@ _EXCLUDED_LEAD = re.compile(
 # requested format: [...]" and "Corrected list in JSON format: [...]" are answers.
 _FORMAT_LABEL = re.compile(r"(?:(?:the|expected|required|requested|output|answer|response|reply|json|list|"
                            r"example|sample)\s+)*(?:format|template)(?:\s+(?:example|sample))?", re.I)
-# What introduces the answer itself when a reply holds several lists.
+# What introduces the answer itself when a reply holds several lists, ...
 _FINAL_LEAD = re.compile(r"\b(?:final|revised|corrected|updated|amended|refined|improved|new (?:list|answer))\b",
                          re.I)
+# ... unless its clause of the lead-in says otherwise (see `_lead_kind`). Where clauses part: "The final list,
+# with ...", "The updated list (the wolf ...", "My refined answer - I removed ...".
+_CLAUSE_BREAK = re.compile(r"[,;:()]|\s[-\u2013\u2014]\s|[\u2013\u2014]")
+# A removal told as what was done to the list, not what its items are: "with the wolf removed", "after
+# the cat was dropped", "having removed the wolf" (but "with removed objects" lists them).
+_REMOVAL_ASIDE = re.compile(r"(?:\b(?:with|after|once|since|because|now that)\s+(?:\S+\s+){1,5}?|\bhaving\s+"
+                            r"(?:\S+\s+){0,5}?)" + _EXCLUDED_LEAD.pattern, re.I)
+_EXAMPLE_WORD = re.compile(r"\b(?:examples?|e\.g|for instance|such as|samples?|format|template|schema)\b", re.I)
+# A format the answer is written in: "in JSON format", "in the requested format".
+_IN_FORMAT = re.compile(r"\bin\s+(?:[\w-]+\s+){0,3}?(?:format|template|schema)\b", re.I)
+# An example word ending the lead-in: the list right after it is the example.
+_EXAMPLE_END = re.compile(r"\b(?:examples?|e\.g|for instance|such as)\W*$", re.I)
 _QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'"})
 # Invisible format characters a tag never needs (zero-width space, bidi marks, BOM, soft hyphen); the
 # zero-width (non-)joiners stay, some scripts spell words with them.
@@ -104,6 +144,26 @@ _LIST_KEYS = ("tags", "objects", "labels", "names", "items", "classes", "nouns",
 # Keys under which an object may hold its answer as one string ({"objects": "dog, cat"}).
 _ANSWER_KEYS = (*_LIST_KEYS, "answer", "result", "response", "output")
 _NAME_KEYS = ("name", "label", "object", "tag", "class", "noun", "keyword")
+# Keys of a JSON record about the image or the reply ({"description": ..., "width": 640}), never names of
+# objects in it: the whole key, ...
+_RECORD_KEYS = frozenset("""
+description desc caption captions summary scene setting context image photo picture file filename path url
+uri id width height size resolution dimensions format type kind count total number num confidence score
+probability answer result results response output reply text title note notes comment comments reason
+reasoning explanation thought thoughts analysis question prompt status error message source model version
+location place time date weather season mood atmosphere style lighting color colour colors colours
+category language query success valid visible present yes no true false name label age gender activity
+action emotion
+""".split())
+# ... or any word of one ("image_id", "imageWidth", "dog_count").
+_RECORD_KEY_PARTS = frozenset("""
+id width height url uri path filename confidence score caption description count num total resolution
+timestamp
+""".split())
+# A bullet's head that makes it a note about the image or the reply, not an object ("Note: ...", "Time:
+# 10:30", "Number of people: 3"); a head naming an object ("Sticky note: yellow") is kept.
+_BULLET_NOTE_HEADS = _RECORD_KEYS - _BULLET_ANSWER_HEADS
+_NOTE_HEAD = re.compile(r"(?:number|count|total|amount|time|colou?r|type|kind|size|description|caption|summary) of\b")
 _ARTICLES = ("a ", "an ", "the ", "some ")
 _MAX_REPLY = 32_000  # characters read of one reply (a runaway generation is not parsed to its end)
 # Placeholders models write for "nothing": never tags.
@@ -126,12 +186,16 @@ class ParsedTags:
 
 def strip_reasoning(text: str) -> tuple[str, str | None]:
     """A reply without its <think> block, and a note when the block never closed (the reply ran out)."""
-    text = _THINK.sub(" ", text)
-    low = text.lower()
-    if "<think>" in low:  # opened, never closed: the reply ran out of tokens while reasoning
-        return text[: low.index("<think>")], "the reply ended inside <think>; raise max_new_tokens"
-    if "</think>" in low:  # some chat templates open the block themselves: only the closing tag is generated
-        text = text[low.rindex("</think>") + len("</think>"):]
+    closes = [m.end() for m in _THINK_CLOSE.finditer(text)]
+    if closes:  # blocks are looked for before the last closing tag only: each "<think>" after it would be
+        # searched to the end of the reply for a closing tag, quadratic in "<think><think>...".
+        text = _THINK.sub(" ", text[:closes[-1]]) + text[closes[-1]:]
+    opened = _THINK_OPEN.search(text)
+    if opened:  # opened, never closed: the reply ran out of tokens while reasoning
+        return text[:opened.start()], "the reply ended inside <think>; raise max_new_tokens"
+    closes = [m.end() for m in _THINK_CLOSE.finditer(text)]
+    if closes:  # some chat templates open the block themselves: only the closing tag is generated
+        text = text[closes[-1]:]
     return text, None
 
 
@@ -146,22 +210,34 @@ def _json_values_at(text: str) -> Iterable[tuple[int, int, Any]]:
     """`json_values` with the offsets where each value starts and ends (exclusive)."""
     decoder = json.JSONDecoder()
     skip_to = 0
+    # Brackets are matched first: the JSON decoder would recurse into "[[[[..." as deep as it goes, from
+    # each of its brackets in turn. One scan answers for every bracket it passes outside quotes, so none is
+    # scanned again: those it saw close (`closes`) and those it left open when it failed (`failed`).
+    closes: dict[int, int] = {}
+    failed: set[int] = set()
     for m in re.finditer(r"[\[{]", text):
-        if m.start() < skip_to:
+        if m.start() < skip_to or m.start() in failed:
             continue
-        try:
-            value, end = decoder.raw_decode(text, m.start())
-            skip_to = end
-            yield m.start(), end, value
+        end = closes.get(m.start())
+        if end is None:
+            end, still_open = _bracket_scan(text, m.start(), closes)
+            if end is None:
+                failed.update(still_open)
+                continue
+        span = text[m.start():end + 1]
+        try:  # the span alone: a decoding error counts the lines before it, in the whole text if given that
+            value, stop = decoder.raw_decode(span)
+            skip_to = m.start() + stop
+            yield m.start(), skip_to, value
             continue
         except (ValueError, RecursionError):
             pass
-        end = _matching_bracket(text, m.start())
-        if end is not None and end - m.start() < 20_000:
+        # A Python literal without a string holds no name ("[x]", "[1, 2,]"): not worth compiling.
+        if end - m.start() < 20_000 and ("'" in span or '"' in span):
             try:
-                value = ast.literal_eval(text[m.start():end + 1])
+                value = ast.literal_eval(span)
             except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-                value = _python_strings(text[m.start():end + 1])
+                value = _python_strings(span)
                 if value is None:
                     continue
             skip_to = end + 1
@@ -177,32 +253,51 @@ def _python_strings(span: str) -> list[str] | None:
 
 
 def _matching_bracket(text: str, start: int) -> int | None:
-    pairs = {"[": "]", "{": "}"}
-    stack, quote, escaped = [], None, False
+    """Where the bracket at `start` closes, outside quoted strings; None when it never does, a wrong
+    closer comes first or it nests more than 32 deep."""
+    return _bracket_scan(text, start, {})[0]
+
+
+_BRACKET_SCAN = re.compile(r"[\[\]{})\"'\\]")  # the characters `_bracket_scan` looks at; others are skipped
+
+
+def _bracket_scan(text: str, start: int, closes: dict[int, int]) -> tuple[int | None, list[int]]:
+    """(`_matching_bracket`, and when that is None the brackets still open where the scan gave up: each
+    fails as this one does; for a scan cut at 32 levels, they are nested too deep to be a tag list.) Where
+    each bracket it saw close closes is added to `closes`: scanned on its own, it closes there too."""
+    closer = {"[": "]", "{": "}"}
+    stack: list[int] = []
+    quote, escaped_at = None, -1
     last = len(text) - 1
-    for i in range(start, len(text)):
+    for m in _BRACKET_SCAN.finditer(text, start):
+        i = m.start()
         ch = text[i]
         if quote:
-            if escaped or ch == "\\":  # 'it\'s': the escaped quote does not close the string
-                escaped = not escaped
+            if i == escaped_at:  # 'it\'s': the escaped quote does not close the string
                 continue
+            if ch == "\\":
+                escaped_at = i + 1
             # An apostrophe inside a word ("people's", 'children's toy') neither opens nor closes a quote.
-            if ch == quote and (ch == '"' or not (i < last and text[i - 1].isalnum() and text[i + 1].isalnum())):
+            elif ch == quote and (ch == '"' or not (i < last and text[i - 1].isalnum() and text[i + 1].isalnum())):
                 quote = None
         elif ch in "\"'":
             if ch == "'" and 0 < i < last and text[i - 1].isalnum() and text[i + 1].isalnum():
                 continue
             quote = ch
-        elif ch in pairs:
-            stack.append(pairs[ch])
+        elif ch in closer:
+            stack.append(i)
             if len(stack) > 32:  # no tag list nests this deep
-                return None
-        elif ch in ")]}":
-            if not stack or stack.pop() != ch:
-                return None
+                return None, stack
+        elif ch != "\\":
             if not stack:
-                return i
-    return None
+                return None, stack
+            opened = stack.pop()
+            if closer[text[opened]] != ch:
+                return None, stack + [opened]
+            closes[opened] = i
+            if not stack:
+                return i, []
+    return None, stack
 
 
 def _names_in(value: Any, depth: int = 0) -> list | None:
@@ -268,13 +363,30 @@ def _lead_in(text: str, start: int, floor: int) -> tuple[str, str | None]:
 def _lead_kind(lead: str) -> str:
     """How a list's lead-in introduces it: "final" (the answer), "excluded" (removed or not visible items),
     "earlier" (an earlier answer, an example, the prompt's format echoed back) or "" (plainly)."""
-    final, excluded = _FINAL_LEAD.search(lead), _EXCLUDED_LEAD.search(lead)
-    # "Corrected list in JSON format", "The revised list, for example without the wolf" are the answer
-    # however they go on; "Items removed from the final list" names what was dropped.
-    if final and not (excluded and excluded.start() < final.start()):
-        return "final"
-    if excluded:
+    # "e.g." right before the list makes it an example, whatever came first ("I can give an updated list
+    # later, e.g. [...]").
+    if _EXAMPLE_END.search(lead):
+        return "earlier"
+    # A final word names the answer unless its own clause says the list is of removed items, an example or a
+    # format ("Final list of removed objects", "Example of a final answer", "Format of the final list");
+    # other clauses do not count ("The final list, with the wolf removed", "The revised list, for example
+    # removing the wolf"), nor does a format the answer is written in ("Corrected list in JSON format").
+    vetoes = set()
+    for final in _FINAL_LEAD.finditer(lead):
+        start = max((m.end() for m in _CLAUSE_BREAK.finditer(lead, 0, final.start())), default=0)
+        stop = _CLAUSE_BREAK.search(lead, final.end())
+        clause = lead[start:stop.start() if stop else len(lead)]
+        if _EXCLUDED_LEAD.search(_REMOVAL_ASIDE.sub(" ", clause)):
+            vetoes.add("excluded")
+        elif _EXAMPLE_WORD.search(_IN_FORMAT.sub(" ", clause)):
+            vetoes.add("earlier")
+        else:
+            return "final"
+    excluded = _EXCLUDED_LEAD.search(lead)
+    if excluded or "excluded" in vetoes:
         return "excluded"
+    if vetoes:
+        return "earlier"
     if _EARLIER_LEAD.search(lead) or _FORMAT_LABEL.fullmatch(lead.strip(" \t:*_#>-")):
         return "earlier"
     return ""
@@ -283,17 +395,19 @@ def _lead_kind(lead: str) -> str:
 def _labelled_lists(text: str, values: list[tuple[int, int, Any]]) -> tuple[list | None, str | None]:
     """Rule 3's exceptions, for replies with several name lists (see the module docstring):
     lists introduced as an earlier answer, an example, a bare "Format:" or removed items are skipped; a list
-    introduced as the final / revised / corrected one wins, whatever else its lead-in says; otherwise two or
+    introduced as the final / revised / corrected one wins (see `_lead_kind`); otherwise two or
     more lists, each behind a label and either all or none in code fences, are joined. When every list is
     skipped, the last one not of removed items is taken. Returns (items, note), or (None, None) when rule 3
     applies as it is. `values`: `_json_values_at(text)`, parsed once by the caller."""
-    fences = [m.span() for m in _FENCE.finditer(text)]
+    fences = [m.span() for m in _FENCE.finditer(text)]  # in order, not overlapping
+    fence_starts = [a for a, _ in fences]
     found, floor = [], 0
     for start, end, value in values:
         items = _names_in(value)
         if items is not None and _has_name(items):
             lead, label = _lead_in(text, start, floor)
-            fenced = any(a <= start < b for a, b in fences)
+            k = bisect.bisect_right(fence_starts, start) - 1
+            fenced = k >= 0 and start < fences[k][1]
             found.append((lead, label, fenced, items, _lead_kind(lead)))
             floor = end
     if len(found) < 2:
@@ -358,22 +472,49 @@ def find_list(reply: str) -> tuple[list | None, list[str]]:
 
 def _object_names(value: Any, depth: int = 0) -> tuple[list, str] | None:
     """(names, note) from a JSON object that holds no list: the string under a list key ({"objects": "dog,
-    cat"}), or else the keys of an object mapping names to counts or descriptions ({"dog": 2, "cat": 1},
-    {"dog": "a brown dog"}), a count of 0 or false meaning absent. None for any other value."""
+    cat"}) or a list of names under an answer key ({"answer": "dog, cat"}), or else the keys of an object
+    mapping names to counts or descriptions ({"dog": 2, "cat": 1}, {"dog": "a brown dog"}), a count of 0,
+    false or "no" meaning absent. None for any other value: a record about the image or the reply
+    ({"answer": "yes"}, {"description": "a dog on grass"}, {"image": "photo.jpg", "width": 640})."""
     if not isinstance(value, dict) or not value or depth > 1:
         return None
     for key, v in value.items():
         if isinstance(key, str) and key.lower() in _ANSWER_KEYS:
-            if isinstance(v, str):
-                return [v], f"read the string under {key!r} of a JSON object as the list"
             if isinstance(v, dict):
                 return _object_names(v, depth + 1)
-    if not all(isinstance(k, str) and isinstance(v, (str, int, float)) for k, v in value.items()):
+            if isinstance(v, str) and key.lower() in _LIST_KEYS:
+                return [v], f"read the string under {key!r} of a JSON object as the list"
+            # "answer" / "result" may hold anything ("yes", "success"): only a list of names is the answer.
+            names = _plain_list(v) if isinstance(v, str) else []
+            if names:
+                return names, f"read the string under {key!r} of a JSON object as the list"
+    keys, values = list(value), list(value.values())
+    # A name -> count (or presence) map, or a name -> description one: every key a short name none of which
+    # says what a record field would, every value of one kind. A record mixes kinds ("photo.jpg", 640).
+    counts = all(isinstance(v, (int, float)) for v in values)  # bool is an int
+    if not (counts or all(isinstance(v, str) for v in values)) or not all(_name_key(k) for k in keys):
         return None
-    names = [k for k, v in value.items() if v not in (0, False)]
+    names = [k for k, v in value.items() if v not in (0, False) and not (isinstance(v, str) and _absent(v))]
     absent = len(value) - len(names)
     note = "read the keys of a JSON object as names"
-    return names, note + (f" ({absent} with a count of 0 dropped)" if absent else "")
+    how = "with a count of 0" if counts else "marked absent"
+    return names, note + (f" ({absent} {how} dropped)" if absent else "")
+
+
+def _name_key(key: Any) -> bool:
+    """Whether a JSON object's key reads as an object's name, not as a field of a record about the image or
+    the reply ("description", "image_id", "width")."""
+    if not isinstance(key, str):
+        return False
+    words = re.sub(r"(?<=[a-z])(?=[A-Z])|[_-]", " ", key).lower().split()
+    return (_short_phrase(" ".join(words)) is not None and " ".join(words) not in _RECORD_KEYS
+            and not any(w in _RECORD_KEY_PARTS for w in words))
+
+
+def _absent(value: str) -> bool:
+    """Whether a name -> presence map's value says the object is not there ({"cat": "no"})."""
+    return value.strip(" .!").lower() in ("no", "false", "absent", "none", "0", "not visible", "not present",
+                                          "not in the image", "not seen", "missing")
 
 
 def _bulleted(text: str) -> list[str]:
@@ -392,15 +533,35 @@ def _bulleted(text: str) -> list[str]:
             if numbers and numbers == list(range(first, first + len(numbers))):
                 parts = _INLINE_NUMBER.split(m.group(2))[::2]
         for part in parts:
-            name = _EMPHASIS.sub("", part).strip()
-            cut = _DESCRIPTION_CUT.search(name)
-            if cut:
-                head, rest = name[:cut.start()].strip(), name[cut.end():].strip()
-                # "Objects: dog, cat" names its items after the label; "Sky: blue" names one before it.
-                name = "" if not rest else rest if cut.group(0) == ":" and _group_label(head) else head
+            name = _bullet_name(_EMPHASIS.sub("", part).strip())
             if name:
                 out.append(name)
     return out
+
+
+def _bullet_name(item: str, depth: int = 0) -> str:
+    """The name in one bullet's text: "Sky" of "Sky: blue and clear" and of "Sky - blue"; what follows a
+    label of the items ("Objects: dog, cat"), a place ("Left: dog", "In the foreground: dog") or a number
+    ("2001: A Space Odyssey poster"); nothing for a heading ("Background:") or a note about the image
+    ("Note: the dog is brown", "Time: 10:30")."""
+    cut = _DESCRIPTION_CUT.search(item)
+    if not cut:
+        return item
+    head, rest = item[:cut.start()].strip(), item[cut.end():].strip()
+    if cut.group(0) != ":" and len(head) < 2:  # "t - shirt": a hyphen inside a name, spaced
+        return item
+    if not rest:
+        return ""
+    low = " ".join(re.split(r"[\s-]+", head.lower()))
+    if low in _BULLET_NOTE_HEADS or _NOTE_HEAD.match(low):
+        return ""
+    place = set(low.split()) <= _PLACE_WORDS | _PLACE_FILLERS and bool(set(low.split()) & _PLACE_WORDS)
+    if place or low in _BULLET_ANSWER_HEADS or not any(c.isalpha() for c in head):
+        # "Left: dog - brown": the item after the place, and its own description cut
+        return _bullet_name(rest, depth + 1) if depth < 2 else rest
+    if cut.group(0) == ":" and _group_label(head):  # "Objects: dog, cat": the items, as they are
+        return rest
+    return head
 
 
 def _plain_list(text: str) -> list[str]:
@@ -438,7 +599,7 @@ def _short_phrase(part: str) -> str | None:
     """`part` when it reads as one short name: up to five words, none a pronoun, verb or preposition, an
     article only first ("a red car", "salt and pepper shaker", "dog (2)"); a leading "and" / "or" dropped.
     None when it reads as prose ("I see a dog", "cat and a tree")."""
-    part = re.sub(r"\s*\([^()]{0,40}\)$", "", part.strip(" \t.!?`\"'"))
+    part = re.sub(r"(?<!\s)\s*\([^()]{0,40}\)$", "", part.strip().strip(" \t.!?`\"'"))
     words = part.split()
     if words and words[0].lower() in ("and", "or", "&"):
         words = words[1:]
@@ -512,7 +673,9 @@ class TagNormaliser:
 
     def __call__(self, raw: str) -> str | None:
         text = " ".join(_INVISIBLE.sub("", str(raw)).lower().split())
-        text = re.sub(r"(?<=[^\s(])\s*\([^)]*\)?\s*$", "", text)  # "dog (2)", "cup (partly hidden"; "(dog)" is all name
+        # "dog (2)", "cup (partly hidden"; "(dog)" is all name. No "(" inside: from every "(" of "a(a(a(...",
+        # "[^)]*" would scan to the end.
+        text = re.sub(r"(?<=[^\s(])\s*\([^()]*\)?\s*$", "", text)
         text = re.sub(r"^(\d+|x\d+)\s+", "", text)          # "2 dogs"
         text = re.sub(r"\s+(x\s*\d+|\d+)$", "", text)       # "dog x2", "dog 2"
         text = text.strip(" \t\"'`.,;:!?*()[]{}<>")

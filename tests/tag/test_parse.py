@@ -1,6 +1,9 @@
 """Reading tag lists out of chat-model replies: scripted replies of the shapes real models produce."""
 from __future__ import annotations
 
+import gc
+import time
+
 import pytest
 
 from selfseg.tag.parse import TagNormaliser, find_object, parse_tags
@@ -66,9 +69,21 @@ from selfseg.tag.parse import TagNormaliser, find_object, parse_tags
      ["dog", "bench"]),
     ('Here is the list in the requested format: ["dog", "cat"]\nBackground: ["sky"]', ["dog", "cat", "sky"]),
     ('JSON format: ["object1"]\n```json\n["dog"]\n```', ["dog"]),
-    # but items removed from the final list are still removed items
+    # ... or when another clause of it tells what was removed
+    ('Previous list: ["dog", "wolf"]\nThe final list, with the wolf removed: ["dog"]', ["dog"]),
+    ('Previous list: ["dog", "wolf"]\nThe final list with the wolf removed: ["dog"]', ["dog"]),
+    ('Previous list: ["dog", "wolf"]\nThe updated list (the wolf was removed): ["dog"]', ["dog"]),
+    ('Previous list: ["dog", "wolf"]\nHere is my refined answer - I removed the wolf: ["dog"]', ["dog"]),
+    # but a final word does not make removed items, an example or a format the answer: not when its own
+    # clause says so, nor when an example word comes right before the list
     ('Final list: ["dog"]\nItems removed from the final list: ["wolf"]', ["dog"]),
     ('Items removed from the final list: ["wolf"]\nHere you go: ["dog"]', ["dog"]),
+    ('Final list of removed objects: ["wolf"]\nKept objects: ["dog", "grass"]', ["dog", "grass"]),
+    ('Objects: ["dog", "grass"]\nUpdated list of objects that are not visible: ["wolf"]', ["dog", "grass"]),
+    ('Example of a final answer: ["apple", "banana"]\nMy answer: ["dog", "cat"]', ["dog", "cat"]),
+    ('Format of the final list: ["name1", "name2"]\n["dog", "cat"]', ["dog", "cat"]),
+    ('Objects: ["dog", "cat"]\nFinal answer format: ["name"]', ["dog", "cat"]),
+    ('["dog", "cat"]\nIf you want, I can give an updated list later, e.g. ["dog"]', ["dog", "cat"]),
     # markdown lists: emphasis and descriptions cut off, group labels and heading bullets are not names,
     # a numbered list on one line
     ("1. **Sky**: blue and clear\n2. **Dog** - a brown dog\n3. Grass", ["sky", "dog", "grass"]),
@@ -76,6 +91,12 @@ from selfseg.tag.parse import TagNormaliser, find_object, parse_tags
     ("- **Foreground:**\n  - dog\n- **Background:**\n  - sky", ["dog", "sky"]),
     ("- Objects: dog, cat\n- Background: sky", ["dog", "cat", "sky"]),
     ("1. dog 2. cat 3. grass", ["dog", "cat", "grass"]),
+    # a bullet's head that is a place, a number or a label of the item gives what follows; one that notes
+    # something about the image gives nothing; a spaced hyphen after one letter is inside the name
+    ("- Left: dog\n- Top right: cat\n- In the foreground: bench - wooden", ["dog", "cat", "bench"]),
+    ("- 2001: A Space Odyssey poster\n- Answer: lamp", ["space odyssey poster", "lamp"]),
+    ("- Note: the dog is brown\n- Time: 10:30\n- Number of people: 3\n- dog", ["dog"]),
+    ("- Sticky note: yellow\n- t - shirt", ["sticky note", "t - shirt"]),
     # one string listing several names is split; one name with "and", or a description, is not
     ("- dog, cat, grass", ["dog", "cat", "grass"]),
     ('["dog, cat; grass", "salt and pepper shaker"]', ["dog", "cat", "grass", "salt and pepper shaker"]),
@@ -96,6 +117,8 @@ from selfseg.tag.parse import TagNormaliser, find_object, parse_tags
     ('{"dog": "a brown dog", "grass": "green lawn"}', ["dog", "grass"]),
     ('{"objects": "dog, cat"}', ["dog", "cat"]),
     ('{"answer": {"dog": 1}}', ["dog"]),
+    ('{"answer": "dog, cat"}', ["dog", "cat"]),
+    ('{"dog": "yes", "cat": "no", "bird": "absent"}', ["dog"]),
     # single-character names in scripts where one character is a word; a name in parentheses; invisible
     # characters
     ('["\u72d7", "\u732b", "\uac1c", "a"]', ["\u72d7", "\u732b", "\uac1c"]),
@@ -122,7 +145,11 @@ def test_wrong_item_types_are_dropped_with_a_note():
                                    "[" * 5000, "{" * 5000, '"word {x ' * 3000,
                                    # prose with commas is no list; nor is one word
                                    "I see a dog, a cat and grass.", "The image shows a dog, a cat and some grass.",
-                                   "Sorry, no.", "Dog.", "dog, cat, " * 400])
+                                   "Sorry, no.", "Dog.", "dog, cat, " * 400,
+                                   # a JSON record about the image or the reply, not a list of names
+                                   '{"answer": "yes"}', '{"result": "success"}',
+                                   '{"description": "a dog on grass"}', '{"image": "photo.jpg", "width": 640}',
+                                   '{"image_id": 7, "dog": 1}'])
 def test_no_list_gives_no_tags_and_a_note(reply):
     got = parse_tags(reply)  # never raises, even on pathological nesting
     assert got.tags == [] and not got.ok
@@ -196,3 +223,82 @@ def test_normaliser_edges():
     norm = TagNormaliser()
     assert [norm(x) for x in ["\u72d7", "\uac1c", "a", "7", "(dog)", "(2)", "zebra\u200b", "dog\u00ad"]] == \
         ["\u72d7", "\uac1c", None, None, "dog", None, "zebra", "dog"]
+
+
+class _NoWordNet(TagNormaliser):
+    """Normalising without WordNet's singulars: the tests below measure parsing, not WordNet's loading."""
+
+    def singular(self, words: list[str]) -> list[str]:
+        return words
+
+
+# Reply shapes n characters long that make parsing quadratic where a pattern can retry a repeat from every
+# position of a long run (of spaces, underscores, "<think>" tags), or every list is checked against every
+# code fence.
+_ADVERSARIAL = {
+    "bullet with a run of spaces": lambda n: "- a" + " " * n + "x",
+    "numbered item with a run of spaces": lambda n: "1. a" + " " * n + "x",
+    "list item with a run of spaces": lambda n: '["a' + " " * n + 'b"]',
+    "one of several names with a run of spaces": lambda n: '["a, b' + " " * n + 'c"]',
+    "unclosed code fence": lambda n: "```" + " \n" * (n // 2),
+    "underscores inside a word": lambda n: "- a" + "_" * n + "a",
+    "unclosed think tags": lambda n: "<think>" * (n // 7),
+    "parentheses in a name": lambda n: '["' + "a(" * (n // 2) + 'a)x"]',
+    "many lists each in a code fence": lambda n: '```["dog"]```' * (n // 13),
+}
+
+
+def _cpu_cost(text: str, repeats: int) -> float:
+    norm = _NoWordNet()
+    start = time.process_time()
+    for _ in range(repeats):
+        parse_tags(text, norm)
+    return time.process_time() - start
+
+
+@pytest.mark.parametrize("shape", list(_ADVERSARIAL))
+def test_adversarial_replies_parse_in_linear_time(shape):
+    # No time limit, which would depend on the machine: the cost of a 31k-character reply (32k are read; a
+    # longer one would be cut and parsed another way) against one 16 times shorter, of the same shape.
+    # Linear parsing makes it about 16 times, a quadratic pattern about 256 times (seconds per reply); 64
+    # leaves room for noise either way. Each measure is CPU time (on a loaded machine the wall clock counts
+    # waits for a core, more of them in longer runs), repeats the parse for at least 5 ms, takes the best of
+    # a few, and runs without the garbage collector, whose pauses would land on whichever parse they happen
+    # to.
+    small, large = _ADVERSARIAL[shape](1_950), _ADVERSARIAL[shape](31_200)
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        repeats = 1
+        while _cpu_cost(small, repeats) < 0.005:
+            repeats *= 2
+        base = min(_cpu_cost(small, repeats) for _ in range(3))
+        for _ in range(3):
+            ratio = _cpu_cost(large, repeats) / base
+            if ratio < 64 or ratio > 256:  # clearly linear, or clearly not: no need to measure again
+                break
+    finally:
+        if collecting:
+            gc.enable()
+    assert ratio < 64, f"a reply 16 times longer costs {ratio:.0f} times as much"
+
+
+@pytest.mark.parametrize("reply", ["[" * 31_200, '["' + "[" * 31_200], ids=["brackets", "string then brackets"])
+def test_unclosed_brackets_cost_about_what_as_many_letters_do(reply):
+    # A JSON decoder run from each bracket of "[[[[..." recurses as deep as Python allows from each: linear
+    # in the reply's length, so the test above cannot see it, but hundreds of times the cost of a reply of
+    # letters as long (about 16 times when brackets are matched first). CPU time, best of a few, without
+    # the garbage collector, as above.
+    letters = "x" * len(reply)
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        repeats = 1
+        while _cpu_cost(letters, repeats) < 0.005:
+            repeats *= 2
+        base = min(_cpu_cost(letters, repeats) for _ in range(3))
+        ratio = min(_cpu_cost(reply, repeats) for _ in range(2)) / base
+    finally:
+        if collecting:
+            gc.enable()
+    assert ratio < 100, f"a reply of brackets costs {ratio:.0f} times one of letters"
