@@ -535,3 +535,24 @@ def test_the_readme_table_check_writes_nothing_and_fails_when_stale(repo, tmp_pa
     readme.write_text(stale, encoding="utf-8")
     done = subprocess.run(check, capture_output=True, text=True)
     assert done.returncode == 1 and "out of date" in done.stdout and readme.read_text(encoding="utf-8") == stale
+
+
+@pytest.mark.parametrize("left", [False, True])
+def test_the_command_exits_with_mains_code_and_a_worker_that_left_its_group_skips_teardown(left):
+    """`selfseg` runs `cli.entry`. A torchrun worker that left its process group ends without the
+    interpreter's teardown (where gloo sometimes aborted it after every result was written): its output is
+    flushed and its exit code kept, and nothing registered to run at exit runs. Any other process exits
+    normally."""
+    import subprocess
+    import sys
+
+    code = ("import atexit, sys\n"
+            "atexit.register(lambda: print('teardown ran'))\n"
+            "from selfseg import cli\n"
+            "from selfseg.evaluate.benchmark import Dist\n"
+            f"Dist.left = {left}\n"
+            "cli.main = lambda argv=None: (print('work done', end=''), sys.stderr.write('to stderr'), 3)[-1]\n"
+            "cli.entry()\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3 and proc.stderr == "to stderr"
+    assert proc.stdout == ("work done" if left else "work done" + "teardown ran\n")

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ..config import Config
 from ..errors import ConfigError, DatasetError, SelfSegError
@@ -51,6 +51,8 @@ class Dist:
     world: int = 1
     local_rank: int = 0
     active: bool = False
+    #: Whether this process left a process group it had joined (`close`): see `cli.entry`.
+    left: ClassVar[bool] = False
 
     @classmethod
     def from_env(cls) -> Dist:
@@ -98,6 +100,7 @@ class Dist:
                 if together:
                     dist.barrier()
                 dist.destroy_process_group()
+                Dist.left = True
 
 
 def prediction_fingerprint(config: Config) -> dict[str, Any]:
