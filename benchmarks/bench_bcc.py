@@ -14,9 +14,10 @@ Two measurements in one run, on the same model:
 2. Captioning, batched vs the released code's way: the token sets of one image's final clusters,
    replicated to K clusters x C cycles, captioned (a) in ONE `captioner.caption(sets * C)` generate call
    and (b) one stock `text_decoder.generate` call per cluster per cycle (transformers' own path, the
-   cluster's tokens as encoder states). Median of --repeats runs each, and the ratio. For (a) also: its FLOP
-   count from the architecture against this machine's measured matmul throughput, and its peak RSS over
-   the tagger's.
+   cluster's tokens as encoder states). Median of --repeats runs each (with n, min and max), and the ratio.
+   For (a) also: its FLOP count from the architecture against this machine's measured matmul peak (best of
+   5 products of --bound-size square matrices, before and after the timed calls). Each variant's peak RSS
+   above the RSS before it (the peak reset through /proc/self/clear_refs).
 
 No BLIP weights are downloaded. `--size large` / `--size base` build the full-size architecture of
 Salesforce/blip-image-captioning-large / -base with RANDOM weights (same shapes and FLOPs), so the
@@ -247,7 +248,50 @@ def peak_rss_mib() -> float:
     return r / (1024 * 1024) if sys.platform == "darwin" else r / 1024
 
 
+def _proc_status_mib(field: str) -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's peak RSS (VmHWM) to its current RSS through /proc/self/clear_refs ("5", Linux
+    4.0+), so a later peak is the next step's own, not an earlier step's. False where that is unavailable:
+    then a peak read afterwards is only a floor of the step's (an earlier, higher peak hides it)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def vm_hwm_mib() -> float | None:
+    """Peak RSS since the last `reset_peak_rss` (or the process start), from /proc; None off Linux."""
+    return _proc_status_mib("VmHWM")
+
+
+def spread(xs: Sequence[float]) -> dict:
+    """n, median, min and max of repeated timings, so a reader sees how many runs a median is."""
+    return dict(n=len(xs), median=median(xs), min=min(xs), max=max(xs)) if xs else dict(n=0)
+
+
+def fmt_spread(xs: Sequence[float], unit: str = "s", digits: int = 3) -> str:
+    if len(xs) == 1:
+        return f"{xs[0]:.{digits}f} {unit} (one run)"
+    return (f"{median(xs):.{digits}f} {unit} (median of {len(xs)}, min {min(xs):.{digits}f}, "
+            f"max {max(xs):.{digits}f})")
+
+
 def rss_now_mib() -> float | None:
+    now = _proc_status_mib("VmRSS")
+    if now is not None:
+        return now
     try:
         import psutil
         return psutil.Process().memory_info().rss / 2**20
@@ -355,12 +399,14 @@ def bench_tagger(tagger: Any, images: list[Any], batch_size: int, recorder: Gene
                                           else 2 + ("caption", "nouns", "other", "total").index(k), k))
     med = {k: median([t.get(k, 0.0) for t in per_batch]) for k in order}
     low = {k: min(t.get(k, 0.0) for t in per_batch) for k in order}
+    high = {k: max(t.get(k, 0.0) for t in per_batch) for k in order}
     total = sum(walls)
     model_time = sum(v for t in per_batch for k, v in t.items() if k.startswith("encode_") or k == "caption")
     return dict(
         batches=len(batches), batch_size=batch_size, images=len(images),
         median_seconds_per_batch=med,
         min_seconds_per_batch=low,
+        max_seconds_per_batch=high,
         per_batch_seconds=per_batch,
         total_seconds=total,
         images_per_second=len(images) / total if total > 0 else float("nan"),
@@ -372,20 +418,33 @@ def bench_tagger(tagger: Any, images: list[Any], batch_size: int, recorder: Gene
     ), first_image_sets(last_results, sets_rec)
 
 
-def matmul_gflops(device: torch.device, dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
-    """The machine's measured dense matmul throughput (median of `repeats` n x n products): the bound the
-    batched caption call is compared with."""
+def matmul_gflops(device: torch.device, dtype: torch.dtype, n: int = 4096, repeats: int = 5) -> dict:
+    """This machine's measured dense matmul throughput: the BEST of `repeats` timed n x n products (after
+    one untimed one), the bound the batched caption call is compared with. The best, not the median: the
+    bound is what the hardware can do, and on a shared machine other processes only ever slow a product
+    down. n = 4096 (137 GFLOP per product) is compute-bound on CPUs and GPUs alike; on a GPU each product
+    is timed with CUDA events after a synchronize."""
     a = torch.randn(n, n, device=device).to(dtype)
     b = torch.randn(n, n, device=device).to(dtype)
     torch.matmul(a, b)
-    times = []
+    flop = 2 * n ** 3
+    rates = []
     for _ in range(repeats):
-        sync(device)
-        t0 = time.perf_counter()
-        torch.matmul(a, b)
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    return 2 * n ** 3 / median(times) / 1e9
+        if device.type == "cuda":
+            start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize(device)
+            start.record()
+            torch.matmul(a, b)
+            stop.record()
+            torch.cuda.synchronize(device)
+            seconds = start.elapsed_time(stop) / 1e3
+        else:
+            t0 = time.perf_counter()
+            torch.matmul(a, b)
+            seconds = time.perf_counter() - t0
+        rates.append(flop / seconds / 1e9)
+    return dict(gflops=max(rates), median_gflops=median(rates), min_gflops=min(rates), n=n, repeats=repeats,
+                dtype=str(dtype).replace("torch.", ""), device=str(device))
 
 
 def caption_call_flops(cap: Any, rows: Sequence[torch.Tensor], prompt_tokens: int, steps: int) -> float:
@@ -412,8 +471,14 @@ def caption_call_flops(cap: Any, rows: Sequence[torch.Tensor], prompt_tokens: in
 
 
 def bench_captioning(cap: Any, sets: list[torch.Tensor], clusters: int, cycles: int, gen: Any, repeats: int,
-                     seed: int, recorder: GenerateRecorder, log: Callable[[str], None]) -> dict:
+                     seed: int, recorder: GenerateRecorder, log: Callable[[str], None],
+                     bound_size: int = 4096) -> dict:
     device = cap.device
+    # The bound before and after the timed calls: a machine that got busier (or hotter) in between shows as
+    # two different figures, and the share is taken against the higher.
+    bound_before = matmul_gflops(device, cap.dtype, n=bound_size)
+    log(f"  matmul bound before: {bound_before['gflops']:.1f} GFLOP/s (best of {bound_before['repeats']}, "
+        f"{bound_size}x{bound_size} {bound_before['dtype']})")
     found = len(sets)
     # Distinct tensors: the captioner shares keys/values between rows holding the SAME tensor (cycles of one
     # cluster), and K clusters must cost K projections even when fewer were found and are repeated here.
@@ -428,7 +493,9 @@ def bench_captioning(cap: Any, sets: list[torch.Tensor], clusters: int, cycles: 
                         eos_token_id=tcfg.sep_token_id, pad_token_id=tcfg.pad_token_id)
     batched_t, loop_t = [], []
     batched_calls, loop_calls = [], []
-    # Batched repeats first, so the peak RSS read after them is the batched call's (ru_maxrss only grows).
+    rss_before_batched = rss_now_mib()
+    peak_reset = reset_peak_rss()
+    cuda_reset(device)
     for r in range(repeats):
         sync(device)
         t0 = time.perf_counter()
@@ -437,8 +504,11 @@ def bench_captioning(cap: Any, sets: list[torch.Tensor], clusters: int, cycles: 
         batched_t.append(time.perf_counter() - t0)
         batched_calls += recorder.take()
         log(f"  repeat {r + 1}/{repeats}: batched ({len(rows)} rows, 1 call) {batched_t[-1]:.2f} s")
-    peak_after_batched = peak_rss_mib()
+    peak_after_batched = vm_hwm_mib() if peak_reset else peak_rss_mib()
     cuda_after_batched = cuda_peak_mib(device)
+    rss_before_loop = rss_now_mib()
+    peak_reset = reset_peak_rss() and peak_reset
+    cuda_reset(device)
     for r in range(repeats):
         # The released code's way: one stock generate call per cluster per cycle, on the stock model path
         # (the cluster's tokens as the encoder states, an all-ones mask: nothing padded, nothing patched).
@@ -459,8 +529,15 @@ def bench_captioning(cap: Any, sets: list[torch.Tensor], clusters: int, cycles: 
         loop_t.append(time.perf_counter() - t0)
         loop_calls += recorder.take()
         log(f"  repeat {r + 1}/{repeats}: per-cluster stock ({len(rows)} calls) {loop_t[-1]:.2f} s")
+    peak_after_loop = vm_hwm_mib() if peak_reset else peak_rss_mib()
+    cuda_after_loop = cuda_peak_mib(device)
     b, per_cluster = median(batched_t), median(loop_t)
-    bound = matmul_gflops(device, cap.dtype)
+    bound_after = matmul_gflops(device, cap.dtype, n=bound_size)
+    log(f"  matmul bound after: {bound_after['gflops']:.1f} GFLOP/s")
+    bound = max(bound_before["gflops"], bound_after["gflops"])
+
+    def above(peak: float | None, before: float | None) -> float | None:
+        return None if peak is None or before is None else peak - before
     steps = [c["steps"] for c in batched_calls]
     flops = caption_call_flops(cap, rows, int(ids.shape[1]), int(median(steps)) if steps else 0)
     achieved = flops / b / 1e9 if b > 0 else float("nan")
@@ -472,9 +549,16 @@ def bench_captioning(cap: Any, sets: list[torch.Tensor], clusters: int, cycles: 
         batched_median=b, per_cluster_median=per_cluster,
         speedup_per_cluster_over_batched=per_cluster / b if b > 0 else float("nan"),
         batched_generation=gen_stats(batched_calls), per_cluster_generation=gen_stats(loop_calls),
+        batched_spread=spread(batched_t), per_cluster_spread=spread(loop_t),
         batched_call_gflop=flops / 1e9, batched_call_gflops=achieved, matmul_bound_gflops=bound,
+        matmul_bound_before=bound_before, matmul_bound_after=bound_after,
         share_of_matmul_bound=achieved / bound if bound > 0 else float("nan"),
         peak_rss_mib_after_batched=peak_after_batched, cuda_max_allocated_mib_batched=cuda_after_batched,
+        peak_reset=peak_reset,
+        rss_before_batched_mib=rss_before_batched, rss_before_per_cluster_mib=rss_before_loop,
+        batched_peak_above_before_mib=above(peak_after_batched, rss_before_batched),
+        per_cluster_peak_above_before_mib=above(peak_after_loop, rss_before_loop),
+        cuda_max_allocated_mib_per_cluster=cuda_after_loop,
     )
 
 
@@ -482,6 +566,10 @@ def bench_captioning(cap: Any, sets: list[torch.Tensor], clusters: int, cycles: 
 
 def fmt_mib(x: float | None) -> str:
     return "n/a" if x is None else f"{x:,.0f} MiB"
+
+
+def fmt_signed(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:+,.0f} MiB"
 
 
 def print_report(rep: dict) -> None:
@@ -505,12 +593,14 @@ def print_report(rep: dict) -> None:
         print(f"Tagger: {tg['images']} images in {tg['batches']} batches of {tg['batch_size']} "
               f"(warm-up {rep['args']['warmup']}), clusters/image {tg['clusters_per_image']}, "
               f"cycles {rep['settings']['cycles']}")
-        print(f"  {'stage':<14}{'median s/batch':>16}{'share':>9}{'min s/batch':>14}")
-        med, low = tg["median_seconds_per_batch"], tg["min_seconds_per_batch"]
+        n = tg["batches"]
+        print(f"  {'stage':<14}{'median s/batch':>16}{'share':>9}{'min':>10}{'max':>10}   n = {n} batch(es)"
+              + (" (one run: no spread)" if n == 1 else ""))
+        med, low, high = tg["median_seconds_per_batch"], tg["min_seconds_per_batch"], tg["max_seconds_per_batch"]
         tot = med.get("total", float("nan"))
         for k, v in med.items():
             share = f"{100 * v / tot:7.1f}%" if k != "total" and tot > 0 else ""
-            print(f"  {k:<14}{v:>16.3f}{share:>9}{low[k]:>14.3f}")
+            print(f"  {k:<14}{v:>16.3f}{share:>9}{low[k]:>10.3f}{high[k]:>10.3f}")
         g = tg["caption_generation"]
         print(f"  images/s: {tg['images_per_second']:.3f}   "
               f"time outside model forwards (all but encode_* and caption): "
@@ -532,14 +622,19 @@ def print_report(rep: dict) -> None:
         print(f"  (b) stock: 1 generate per cluster/cycle: {cb['per_cluster_median']:9.3f} s   "
               f"mean generated tokens {pg['mean_generated_tokens']:.1f}, "
               f"{pg['generate_calls'] // max(1, cb['repeats'])} calls")
-        print(f"  ratio (b)/(a): {cb['speedup_per_cluster_over_batched']:.2f}x   (min over repeats: "
-              f"{min(cb['batched_seconds']):.3f} s vs {min(cb['per_cluster_seconds']):.3f} s)")
+        print(f"  (a) {fmt_spread(cb['batched_seconds'])};  (b) {fmt_spread(cb['per_cluster_seconds'])}")
+        print(f"  ratio (b)/(a) of the medians: {cb['speedup_per_cluster_over_batched']:.2f}x")
+        bb, ba = cb["matmul_bound_before"], cb["matmul_bound_after"]
         print(f"  batched call: {cb['batched_call_gflop']:.1f} GFLOP (architecture count) at "
-              f"{cb['batched_call_gflops']:.1f} GFLOP/s = {100 * cb['share_of_matmul_bound']:.0f}% of this "
-              f"machine's measured matmul throughput ({cb['matmul_bound_gflops']:.1f} GFLOP/s)")
-        above = cb["peak_rss_mib_after_batched"] - rep["memory"]["peak_rss_mib_after_tagger"]
-        print(f"  peak RSS after the batched calls: {fmt_mib(cb['peak_rss_mib_after_batched'])} "
-              f"({above:+,.0f} MiB over the tagger's peak)")
+              f"{cb['batched_call_gflops']:.1f} GFLOP/s = {100 * cb['share_of_matmul_bound']:.0f}% of the bound, "
+              f"{cb['matmul_bound_gflops']:.1f} GFLOP/s")
+        print(f"  bound: this machine's measured torch.matmul peak, {bb['n']}x{bb['n']} {bb['dtype']} on "
+              f"{bb['device']}, best of {bb['repeats']}: {bb['gflops']:.1f} GFLOP/s before the timed calls "
+              f"(median {bb['median_gflops']:.1f}), {ba['gflops']:.1f} after (median {ba['median_gflops']:.1f})")
+        floor = "" if cb["peak_reset"] else "  (peak could not be reset: a floor, an earlier peak may hide it)"
+        print(f"  peak RSS above the RSS before each variant: (a) "
+              f"{fmt_signed(cb['batched_peak_above_before_mib'])}, (b) "
+              f"{fmt_signed(cb['per_cluster_peak_above_before_mib'])}{floor}")
         print(f"  peak RSS after captioning: {fmt_mib(rep['memory']['peak_rss_mib_after_captioning'])}"
               f"   CUDA max allocated: {fmt_mib(rep['memory'].get('cuda_max_allocated_mib_captioning'))}")
         if bg["mean_generated_tokens"] >= cb["max_new_tokens"] - 0.5 and cb["min_new_tokens"] < cb["max_new_tokens"]:
@@ -577,6 +672,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="clusters for the captioning comparison (default: the clusters found; the "
                          "found clusters' token sets are repeated to reach K)")
     ap.add_argument("--repeats", type=int, default=3, help="repeats of the captioning comparison (median)")
+    ap.add_argument("--bound-size", type=int, default=4096,
+                    help="side of the square matmuls that measure the machine's bound (default 4096: compute-bound)")
     ap.add_argument("--no-caption-baseline", action="store_true", help="skip the captioning comparison")
     ap.add_argument("--gen-tokens", type=int, default=None,
                     help="force exactly N new tokens per caption (emulate a real model's caption length)")
@@ -585,7 +682,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="override model.dtype")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     ap.add_argument("--image-dir", action="append", default=None,
-                    help="folder or file of photos (repeatable; default: examples/images and the ADE20K sample)")
+                    help="folder or file of photos (repeatable; default: examples/images)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="config override, e.g. --set clustering.ks=[2,8]")
     ap.add_argument("--json", default=None, help="write the full report here")
@@ -673,7 +770,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{args.repeats} repeat(s)")
         cuda_reset(device)
         report["caption_baseline"] = bench_captioning(cap, sets, k, c, tagger.gen, args.repeats,
-                                                      cfg.captioning.seed, gen_rec, log)
+                                                      cfg.captioning.seed, gen_rec, log, args.bound_size)
         report["memory"]["peak_rss_mib_after_captioning"] = peak_rss_mib()
         report["memory"]["cuda_max_allocated_mib_captioning"] = cuda_peak_mib(device)
     report["memory"]["rss_now_mib"] = rss_now_mib()

@@ -4,8 +4,11 @@ Memory must not grow with the number of images (results are streamed to disk; th
 masks at a time), so the figure to read is peak RSS at 100 against 1,000 images, next to the plain `segment`
 run's. Each run is a fresh process; its peak RSS comes from the kernel (`os.wait4`'s ru_maxrss).
 
-    python benchmarks/bench_label.py                        # 100 and 1,000 images (about 15 minutes on 2 cores)
-    python benchmarks/bench_label.py --images 50 --json out/label.json
+    python benchmarks/bench_label.py                        # 100 and 1,000 images (a few minutes on 2 cores)
+    python benchmarks/bench_label.py --images 50 --repeats 3 --json out/label.json
+
+Each (command, image count) runs --repeats times (default 1: a run at 1,000 images takes about a minute);
+the figures printed are medians with n, min and max, and n = 1 is printed as "one run".
 
 The models are the tiny random-init ones built in code (configs/smoke.yaml) with a fixed vocabulary and the
 CLIPSeg segmenter, so the run measures selfseg's own work rather than a model's: the photos are 160x120 crops of
@@ -54,10 +57,29 @@ def measure(cmd: list[str]) -> dict:
     return {"seconds": seconds, "peak_rss_mib": usage.ru_maxrss / 1024}  # Linux: ru_maxrss in KiB
 
 
+def summarize(runs: list[dict]) -> dict:
+    """Median seconds and peak RSS over repeated runs, with n, min and max of each."""
+    out: dict = {"n": len(runs), "runs": runs}
+    for key in ("seconds", "peak_rss_mib"):
+        xs = sorted(r[key] for r in runs)
+        mid = len(xs) // 2
+        out[key] = xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
+        out[f"min_{key}"], out[f"max_{key}"] = xs[0], xs[-1]
+    return out
+
+
+def spread(r: dict, key: str, fmt: str) -> str:
+    if r["n"] == 1:
+        return f"{format(r[key], fmt)} (one run)"
+    return (f"{format(r[key], fmt)} (median of {r['n']}, {format(r['min_' + key], fmt)}-"
+            f"{format(r['max_' + key], fmt)})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", default="100,1000", help="image counts, comma-separated (default 100,1000)")
     ap.add_argument("--instances", type=int, default=10, help="most masks per image (default 10)")
+    ap.add_argument("--repeats", type=int, default=1, help="runs of each command per image count (median)")
     ap.add_argument("--json", help="write the report here")
     args = ap.parse_args()
     counts = [int(n) for n in args.images.split(",")]
@@ -69,19 +91,22 @@ def main() -> None:
         for n in counts:
             images = Path(tmp) / f"images_{n}"
             make_images(images, n)
-            base = measure([sys.executable, "-m", "selfseg", "segment", str(images), "--config", config,
-                            "--out", str(Path(tmp) / f"segment_{n}"), "-q", *overrides])
-            label = measure([sys.executable, "-m", "selfseg", "label", str(images), "--config", config,
-                             "--out", str(Path(tmp) / f"label_{n}"), "-q", *overrides])
-            meta = json.loads((Path(tmp) / f"label_{n}" / "dataset.json").read_text())
+            base_runs, label_runs = [], []
+            for r in range(max(1, args.repeats)):
+                base_runs.append(measure([sys.executable, "-m", "selfseg", "segment", str(images), "--config", config,
+                                          "--out", str(Path(tmp) / f"segment_{n}_{r}"), "-q", *overrides]))
+                label_runs.append(measure([sys.executable, "-m", "selfseg", "label", str(images), "--config", config,
+                                           "--out", str(Path(tmp) / f"label_{n}_{r}"), "-q", *overrides]))
+            base, label = summarize(base_runs), summarize(label_runs)
+            meta = json.loads((Path(tmp) / f"label_{n}_0" / "dataset.json").read_text())
             instances = sum(s["instances"] for s in meta["splits"].values())
             rows.append({"images": n, "instances": instances, "segment": base, "label": label})
             ratio_t = label["seconds"] / base["seconds"]
             ratio_m = label["peak_rss_mib"] / base["peak_rss_mib"]
-            print(f"{n:6d} images ({instances} instances): segment {base['seconds']:7.1f} s, "
-                  f"{base['peak_rss_mib']:6.0f} MiB peak | label {label['seconds']:7.1f} s, "
-                  f"{label['peak_rss_mib']:6.0f} MiB peak | label / segment: time {ratio_t:.2f}x, "
-                  f"memory {ratio_m:.2f}x", flush=True)
+            print(f"{n:6d} images ({instances} instances): segment {spread(base, 'seconds', '.1f')} s, "
+                  f"{spread(base, 'peak_rss_mib', '.0f')} MiB peak | label {spread(label, 'seconds', '.1f')} s, "
+                  f"{spread(label, 'peak_rss_mib', '.0f')} MiB peak | label / segment of the medians: time "
+                  f"{ratio_t:.2f}x, memory {ratio_m:.2f}x", flush=True)
     if len(rows) > 1:
         a, b = rows[0], rows[-1]
         growth = b["label"]["peak_rss_mib"] - a["label"]["peak_rss_mib"]

@@ -68,10 +68,12 @@ def main() -> None:
     verb = "tagging" if args.command == "tag" else "segmenting (whole command, outputs written)"
     print(f"peak RSS {verb} one image ({args.config}; {platform.machine()}, {platform.python_version()})")
     for name, kib in rows.items():
-        print(f"  {name:16s} {kib / 1024:8.1f} MiB   {kib / base:5.2f}x")
+        print(f"  {name:16s} {kib / 1024:8.1f} MiB   {kib / base:5.2f}x   {(kib - base) / 1024:+7.1f} MiB")
     if args.json:
         Path(args.json).write_text(json.dumps({"config": args.config, "command": args.command, "peak_kib": rows,
-                                               "ratio_to_512": {k: v / base for k, v in rows.items()}}, indent=2))
+                                               "ratio_to_512": {k: v / base for k, v in rows.items()},
+                                               "growth_mib": {k: (v - base) / 1024 for k, v in rows.items()}},
+                                              indent=2))
 
 
 if __name__ == "__main__":

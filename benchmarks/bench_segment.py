@@ -2,7 +2,8 @@
 """Benchmark harness for locate (Grounding DINO) + segment (SAM 2), the grounded_sam2 segmenter's stages.
 
     python benchmarks/bench_segment.py [--size full|tiny] [--images N] [--warmup 1] [--tags T] [--boxes B]
-        [--chunk-check voc,ade150,ade847] [--baseline-tags K] [--repeats R] [--device D] [--dtype DT]
+        [--chunk-check voc,ade150,ade847] [--baseline-tags K] [--repeats R] [--filter-repeats F]
+        [--device D] [--dtype DT]
         [--json FILE]
 
 Five measurements in one run, on the same models and photos:
@@ -26,8 +27,14 @@ Five measurements in one run, on the same models and photos:
    batched `detect` on the same image and tags. Both times and their ratio.
 4. SAM 2, baseline: one `segment` call per box (the image encoded again for every box) and one decoder
    call per box (image encoded once, `max_boxes_per_call=1`), vs ONE batched call. Times and ratios.
-5. Filter scaling (--filter-scaling): `filter_detections` on N random boxes vs the plain NMS (full IoU
-   matrix, no early stop): seconds, traced memory, ratio, and whether both keep the same boxes.
+5. Filter scaling (--filter-scaling): `filter_detections` on N random boxes vs `torchvision.ops.nms` (the
+   same class-agnostic greedy NMS, compiled) + the same top-k: median seconds with min and max, the ratio,
+   whether both keep the same boxes in the same order, and each call's peak memory from a separate,
+   untimed pass.
+
+Every median is printed with its n, min and max; n = 1 is printed as "one run". The share of time outside
+model forwards subtracts Grounding DINO's forward, SAM 2's image encoder and SAM 2's decoder forward (all
+hooked), so what remains is preprocessing, the filter and post-processing.
 
 No weights are downloaded. `--size full` builds, with RANDOM weights, the architectures of
 IDEA-Research/grounding-dino-base (Swin-B, BERT-base, 900 queries, 6+6 layers, 800x1333 px input) and
@@ -66,6 +73,7 @@ from bench_bcc import (  # noqa: E402
     cuda_peak_mib,
     cuda_reset,
     fmt_mib,
+    fmt_spread,
     image_paths,
     jsonable,
     machine_info,
@@ -266,10 +274,13 @@ def build_models(size: str, device: str, dtype: str, max_chunks_per_forward: int
 # ------------------------------------------------------------------------------------------ instruments
 
 class ForwardCounter:
-    """Hooks on a model: batched calls, rows (input_ids' batch size) and wall seconds inside `forward`."""
+    """Hooks on a model: batched calls, rows and wall seconds inside `forward`. Rows: the batch size of the
+    keyword `rows_key` (Grounding DINO: input_ids, one row per prompt chunk; SAM 2's decoder: input_boxes,
+    dimension `rows_dim` = 1, one row per box)."""
 
-    def __init__(self, model: Any, device: torch.device) -> None:
+    def __init__(self, model: Any, device: torch.device, rows_key: str = "input_ids", rows_dim: int = 0) -> None:
         self.device = device
+        self.rows_key, self.rows_dim = rows_key, rows_dim
         self.calls = self.rows = 0
         self.seconds = 0.0
         self._t0 = 0.0
@@ -277,9 +288,9 @@ class ForwardCounter:
         model.register_forward_hook(self._post, with_kwargs=True)
 
     def _pre(self, module: Any, args: tuple, kwargs: dict) -> None:
-        ids = kwargs.get("input_ids", args[0] if args else None)
+        ids = kwargs.get(self.rows_key, args[0] if args else None)
         self.calls += 1
-        self.rows += int(ids.shape[0]) if torch.is_tensor(ids) else 1
+        self.rows += int(ids.shape[self.rows_dim]) if torch.is_tensor(ids) else 1
         sync(self.device)
         self._t0 = time.perf_counter()
 
@@ -356,7 +367,7 @@ def synthetic_boxes(n: int, width: int, height: int, seed: int) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------- runs
 
 def run_image(loc: Any, sam: Any, image: Any, tags: list[str], n_boxes: int, thresholds: Any, seed: int,
-              gcount: ForwardCounter, enc: EncoderTimer) -> dict:
+              gcount: ForwardCounter, enc: EncoderTimer, dec: ForwardCounter) -> dict:
     """locate -> filter -> segment on one LoadedImage, as GroundingDinoLocator.locate and
     GroundedSam2Segmenter.segment do them."""
     from selfseg.locate.boxes import filter_detections
@@ -366,6 +377,7 @@ def run_image(loc: Any, sam: Any, image: Any, tags: list[str], n_boxes: int, thr
     dev = loc.detector.device
     gcount.take()
     enc.take()
+    dec.take()
     sync(dev)
     t0 = time.perf_counter()
     det = loc.detect(img, tags, box_threshold=thresholds.box_threshold, text_threshold=thresholds.text_threshold)
@@ -389,12 +401,14 @@ def run_image(loc: Any, sam: Any, image: Any, tags: list[str], n_boxes: int, thr
     sync(sam.device)
     t_segment = time.perf_counter() - t0
     e = enc.take()
+    d = dec.take()
     return dict(
         timings=dict(locate=t_locate, filter=t_filter, segment=t_segment,
                      total=t_locate + t_filter + t_segment),
         locate_model_forward=g["seconds"], locate_forward_calls=g["calls"], locate_forward_rows=g["rows"],
         locate_passes=det.passes if hasattr(det, "passes") else None,
         segment_image_encoder=e["seconds"], segment_encoder_calls=e["calls"],
+        segment_decoder_forward=d["seconds"], segment_decoder_calls=d["calls"],
         detections_raw=raw, detections_kept=len(det), boxes_segmented=len(boxes), boxes_from_detector=real,
         boxes_synthetic=len(boxes) - real, masks_shape=list(masks.shape), image_size=[h, w],
         _boxes=boxes,
@@ -402,11 +416,11 @@ def run_image(loc: Any, sam: Any, image: Any, tags: list[str], n_boxes: int, thr
 
 
 def bench_stages(loc: Any, sam: Any, images: list[Any], tags: list[str], n_boxes: int, thresholds: Any,
-                 seed: int, gcount: ForwardCounter, enc: EncoderTimer,
+                 seed: int, gcount: ForwardCounter, enc: EncoderTimer, dec: ForwardCounter,
                  log: Callable[[str], None]) -> tuple[dict, np.ndarray]:
     per: list[dict] = []
     for i, im in enumerate(images):
-        r = run_image(loc, sam, im, tags, n_boxes, thresholds, seed + i, gcount, enc)
+        r = run_image(loc, sam, im, tags, n_boxes, thresholds, seed + i, gcount, enc, dec)
         per.append(r)
         t = r["timings"]
         log(f"  image {i + 1}/{len(images)} {Path(im.source).name}: locate {t['locate']:.2f} s "
@@ -420,18 +434,23 @@ def bench_stages(loc: Any, sam: Any, images: list[Any], tags: list[str], n_boxes
     stages = ["locate", "filter", "segment", "total"]
     med = {k: median([r["timings"][k] for r in per]) for k in stages}
     low = {k: min(r["timings"][k] for r in per) for k in stages}
+    high = {k: max(r["timings"][k] for r in per) for k in stages}
     total = sum(r["timings"]["total"] for r in per)
     loc_t = sum(r["timings"]["locate"] for r in per)
     seg_t = sum(r["timings"]["segment"] for r in per)
     fwd = sum(r["locate_model_forward"] for r in per)
     encs = sum(r["segment_image_encoder"] for r in per)
+    decs = sum(r["segment_decoder_forward"] for r in per)
     return dict(
         images=len(images), tags=len(tags), boxes_per_image=n_boxes,
-        median_seconds_per_image=med, min_seconds_per_image=low, per_image=per,
+        median_seconds_per_image=med, min_seconds_per_image=low, max_seconds_per_image=high, per_image=per,
         total_seconds=total, images_per_second=len(images) / total if total > 0 else float("nan"),
         locate_share_in_model_forward=fwd / loc_t if loc_t > 0 else float("nan"),
         segment_share_in_image_encoder=encs / seg_t if seg_t > 0 else float("nan"),
-        share_outside_model_forwards=(total - fwd - seg_t) / total if total > 0 else float("nan"),
+        segment_share_in_decoder_forward=decs / seg_t if seg_t > 0 else float("nan"),
+        # Only the three model calls are subtracted: SAM 2's processor (resize, normalise, box scaling) and its
+        # mask post-processing (upsampling to the image) stay in, as do Grounding DINO's.
+        share_outside_model_forwards=(total - fwd - encs - decs) / total if total > 0 else float("nan"),
         synthetic_boxes=sum(r["boxes_synthetic"] for r in per),
         detector_boxes=sum(r["boxes_from_detector"] for r in per),
     ), first_boxes
@@ -604,59 +623,97 @@ def bench_sam_baseline(sam: Any, image: Any, boxes: np.ndarray, repeats: int, en
 
 # ----------------------------------------------------------------------------------------------- output
 
-def nms_by_matrix(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """The plain way to do greedy NMS: the full N x N IoU matrix, each box checked against every box kept
-    before it, no early stop: the reference filter_detections' result is checked against."""
-    from selfseg.locate.boxes import box_iou
+def torchvision_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_keep: int) -> np.ndarray | None:
+    """`torchvision.ops.nms` (class-agnostic greedy NMS, a box dropped when its IoU with a kept box is
+    strictly above the threshold, like selfseg's), first `max_keep` indices; None without torchvision.
 
-    order = np.argsort(-np.asarray(scores), kind="stable")
-    iou = box_iou(boxes, boxes)
-    keep: list[int] = []
-    for i in order:
-        if all(iou[i, j] <= iou_threshold for j in keep):
-            keep.append(int(i))
-    return np.asarray(keep, dtype=np.int64)
+    The boxes go in as float64 because selfseg's NMS computes in float64: the same arithmetic, so the
+    kept set can be compared exactly (float32 IoUs can fall on the other side of the threshold)."""
+    try:
+        from torchvision.ops import nms
+    except Exception:  # torchvision missing, or built for another torch
+        return None
+    keep = nms(torch.from_numpy(np.asarray(boxes, dtype=np.float64)),
+               torch.from_numpy(np.asarray(scores, dtype=np.float64)), float(iou_threshold))
+    return keep[:max_keep].numpy()
+
+
+def _peak_memory(fn: Callable[[], Any]) -> dict:
+    """Peak memory of one call, in a pass of its own (tracemalloc slows numpy code 1.5-2.5x, so timed
+    passes never run under it): the peak RSS above the RSS before the call (VmHWM after resetting it
+    through /proc/self/clear_refs; None where that is unavailable), and tracemalloc's peak, which sees
+    numpy's and Python's allocations but not torch's own allocator."""
+    import tracemalloc
+
+    from bench_bcc import reset_peak_rss, vm_hwm_mib
+
+    before = rss_now_mib()
+    reset = reset_peak_rss()
+    tracemalloc.start()
+    fn()
+    traced = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    hwm = vm_hwm_mib()
+    rss = hwm - before if reset and hwm is not None and before is not None else None
+    return dict(peak_rss_above_before_mib=rss, peak_traced_mib=traced / 2**20)
 
 
 def bench_filter_scaling(counts: list[int], thresholds: Any, repeats: int, seed: int,
                          log: Callable[[str], None]) -> list[dict]:
-    """filter_detections (area filter + NMS + top max_detections) on N random boxes, against the plain
-    matrix NMS + top-k: seconds (median) and peak traced numpy memory. N is what a large vocabulary gives:
-    900 queries per prompt chunk, so ADE-847's 9 chunks can reach 8,100 raw boxes."""
-    import tracemalloc
-
+    """filter_detections (area filter + NMS + top max_detections) on N random boxes against
+    `torchvision.ops.nms` + the same top-k on the same boxes: median seconds over `repeats` (with min and
+    max), then each call's peak memory in a separate pass, and whether both keep the same boxes in the same
+    order. N is what a large vocabulary gives: 900 queries per prompt chunk, so ADE-847's 9 chunks can reach
+    8,100 raw boxes. The area filter is set to keep every box, so both sides see the same N boxes."""
     from selfseg.locate.boxes import filter_detections
     from selfseg.locate.result import Detections
 
     rows = []
     h, w = 768, 1024
+    k = thresholds.max_detections
     for n in counts:
         rng = np.random.default_rng(seed)
         xy = rng.uniform(0, [w, h], size=(n, 2))
         boxes = np.concatenate([xy, np.minimum(xy + rng.uniform(8, 400, size=(n, 2)), [w, h])], 1)
+        # Each box labelled with its index (the filter is class-agnostic), to compare the kept sets by index.
         det = Detections(boxes=boxes.astype(np.float32), scores=rng.uniform(0.35, 1, size=n).astype(np.float32),
-                         labels=[f"t{i % 50}" for i in range(n)])
-        out = {}
-        for name, fn in (
-                ("selfseg", lambda det=det: filter_detections(det, (h, w), nms_iou=thresholds.nms_iou,
-                                                              max_area_fraction=1.0,
-                                                              max_detections=thresholds.max_detections).boxes),
-                ("matrix", lambda det=det: det.boxes[nms_by_matrix(det.boxes, det.scores,
-                                                                   thresholds.nms_iou)[:thresholds.max_detections]])):
-            times, peak, kept = [], 0, None
+                         labels=[str(i) for i in range(n)])
+        fns: dict[str, Callable[[], Any]] = {
+            "selfseg": lambda det=det: filter_detections(det, (h, w), nms_iou=thresholds.nms_iou,
+                                                                 max_area_fraction=1.0, max_detections=k),
+        }
+        if torchvision_nms(det.boxes[:1], det.scores[:1], thresholds.nms_iou, k) is not None:
+            fns["torchvision"] = lambda det=det: torchvision_nms(det.boxes, det.scores, thresholds.nms_iou, k)
+        out: dict[str, dict] = {}
+        results: dict[str, Any] = {}
+        for name, fn in fns.items():
+            fn()  # warm-up: first-call costs (imports, allocator) are not the filter's
+            times = []
             for _ in range(max(1, repeats)):
-                tracemalloc.start()
                 t0 = time.perf_counter()
-                kept = fn()
+                results[name] = fn()
                 times.append(time.perf_counter() - t0)
-                peak = max(peak, tracemalloc.get_traced_memory()[1])
-                tracemalloc.stop()
-            out[name] = dict(seconds=median(times), peak_traced_mib=peak / 2**20, kept=len(kept), boxes=kept)
-        same = np.array_equal(out["selfseg"].pop("boxes"), out["matrix"].pop("boxes"))
-        rows.append(dict(boxes=n, selfseg=out["selfseg"], matrix=out["matrix"], same_result=bool(same),
-                         speedup=out["matrix"]["seconds"] / max(out["selfseg"]["seconds"], 1e-9)))
-        log(f"  filter on {n} boxes: {out['selfseg']['seconds']:.3f} s vs matrix {out['matrix']['seconds']:.3f} s")
+            out[name] = dict(seconds=median(times), min_seconds=min(times), max_seconds=max(times), n=len(times))
+        for name, fn in fns.items():
+            out[name].update(_peak_memory(fn))
+        self_idx = np.asarray([int(label) for label in results["selfseg"].labels], dtype=np.int64)
+        out["selfseg"]["kept"] = len(self_idx)
+        row = dict(boxes=n, selfseg=out["selfseg"], baseline="torchvision.ops.nms" if "torchvision" in out else None)
+        if "torchvision" in out:
+            tv_idx = np.asarray(results["torchvision"], dtype=np.int64)
+            out["torchvision"]["kept"] = len(tv_idx)
+            row.update(torchvision=out["torchvision"], same_result=bool(np.array_equal(self_idx, tv_idx)),
+                       speedup=out["torchvision"]["seconds"] / max(out["selfseg"]["seconds"], 1e-9))
+            log(f"  filter on {n} boxes: selfseg {out['selfseg']['seconds']:.4f} s vs torchvision.ops.nms "
+                f"{out['torchvision']['seconds']:.4f} s (median of {len(times)}), same boxes: {row['same_result']}")
+        else:
+            log(f"  filter on {n} boxes: selfseg {out['selfseg']['seconds']:.4f} s (torchvision unavailable)")
+        rows.append(row)
     return rows
+
+
+def _mib1(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.1f} MiB"
 
 
 def _m(x: float | None) -> str:
@@ -697,16 +754,19 @@ def print_report(rep: dict) -> None:
         print("-" * 78)
         print(f"Stages: {st['images']} images (warm-up {rep['args']['warmup']}), {st['tags']} tags, SAM 2 on "
               f"{st['boxes_per_image'] or 'the kept'} boxes per image")
-        print(f"  {'stage':<10}{'median s/image':>16}{'share':>9}{'min s/image':>14}")
-        med, low = st["median_seconds_per_image"], st["min_seconds_per_image"]
+        n = st["images"]
+        print(f"  {'stage':<10}{'median s/image':>16}{'share':>9}{'min':>10}{'max':>10}   n = {n} image(s)"
+              + (" (one run: no spread)" if n == 1 else ""))
+        med, low, high = st["median_seconds_per_image"], st["min_seconds_per_image"], st["max_seconds_per_image"]
         tot = med["total"]
         for k, v in med.items():
             share = f"{100 * v / tot:7.1f}%" if k != "total" and tot > 0 else ""
-            print(f"  {k:<10}{v:>16.3f}{share:>9}{low[k]:>14.3f}")
+            print(f"  {k:<10}{v:>16.3f}{share:>9}{low[k]:>10.3f}{high[k]:>10.3f}")
         print(f"  images/s: {st['images_per_second']:.4f}   locate time in model forwards: "
               f"{100 * st['locate_share_in_model_forward']:.1f}%   segment time in SAM 2's image encoder: "
-              f"{100 * st['segment_share_in_image_encoder']:.1f}%")
-        print(f"  time outside model forwards (preprocessing, filter, post-processing): "
+              f"{100 * st['segment_share_in_image_encoder']:.1f}%, in its decoder forward: "
+              f"{100 * st['segment_share_in_decoder_forward']:.1f}%")
+        print(f"  time outside model forwards (preprocessing, filter, post-processing of both models): "
               f"{100 * st['share_outside_model_forwards']:.1f}%")
         if st["synthetic_boxes"]:
             print(f"  note: {st['synthetic_boxes']} of {st['synthetic_boxes'] + st['detector_boxes']} segmented boxes "
@@ -736,17 +796,21 @@ def print_report(rep: dict) -> None:
             print(f"  one forward per tag would take (measured per-tag time x tags, an estimate): {est}")
     if gb:
         print("-" * 78)
-        print(f"Grounding DINO, {gb['tags']} tags on one image, median of {gb['repeats']}:")
+        print(f"Grounding DINO, {gb['tags']} tags on one image, median of {gb['repeats']}"
+              + (" (one run)" if gb["repeats"] == 1 else "") + ":")
         print(f"  (a) selfseg: chunked, batched detect:  {gb['chunked_median']:9.3f} s   "
               f"{gb['chunked_forward']['rows']} row(s) in {gb['chunked_forward']['calls']} forward(s)")
+        print(f"      {fmt_spread(gb['chunked_seconds'])}")
         print(f"  (b) stock recipe, one forward per tag: {gb['per_tag_median']:9.3f} s   "
               f"{gb['per_tag_forward']['calls']} forwards, {gb['per_tag_seconds_per_tag']:.3f} s per tag")
+        print(f"      {fmt_spread(gb['per_tag_seconds'])}")
         print(f"  ratio (b)/(a): {gb['speedup_per_tag_over_chunked']:.2f}x")
     if sb:
         print("-" * 78)
-        print(f"SAM 2, {sb['boxes']} boxes on one image, median of {sb['repeats']}:")
+        print(f"SAM 2, {sb['boxes']} boxes on one image, median of {sb['repeats']}"
+              + (" (one run)" if sb["repeats"] == 1 else "") + ":")
         md, c = sb["median"], sb["calls"]
-        print(f"  {'':<52}{'total s':>9}{'encoder s':>11}{'rest s':>9}{'ratio':>8}")
+        print(f"  {'':<52}{'total s':>9}{'min':>8}{'max':>8}{'encoder s':>11}{'rest s':>9}{'ratio':>8}")
         for key, label, ratio in (
                 ("batched", "(a) selfseg: one batched call", ""),
                 ("per_box_call", "(b) one segment call per box (image re-encoded)",
@@ -754,20 +818,33 @@ def print_report(rep: dict) -> None:
                 ("per_box_decoder", "(c) image encoded once, one decoder call per box",
                  f"{sb['speedup_per_box_decoder_over_batched']:.2f}x")):
             enc_s = c[key]["encoder_seconds"]
-            print(f"  {label:<52}{md[key]:>9.3f}{enc_s:>11.3f}{md[key] - enc_s:>9.3f}{ratio:>8}")
+            xs = sb["seconds"][key]
+            print(f"  {label:<52}{md[key]:>9.3f}{min(xs):>8.3f}{max(xs):>8.3f}{enc_s:>11.3f}"
+                  f"{md[key] - enc_s:>9.3f}{ratio:>8}")
         print("  encoder s: SAM 2's image encoder (last repeat); rest: prompt encoder, mask decoder, mask "
               "post-processing")
     fs = rep.get("filter_scaling")
     if fs:
         print("-" * 78)
-        print(f"filter (NMS + top {rep['settings']['max_detections']}) on N random boxes, median; "
-              "plain: full IoU matrix, no early stop")
-        print(f"  {'boxes':>7}{'selfseg s':>11}{'MiB':>8}{'plain s':>10}{'MiB':>8}{'ratio':>8}  same result")
+        print(f"filter (NMS + top {rep['settings']['max_detections']}) on N random boxes: selfseg's "
+              "filter_detections vs torchvision.ops.nms (class-agnostic, like selfseg's) + the same top-k")
+        print(f"  {'boxes':>7}{'n':>3}{'selfseg s':>11}{'min':>9}{'max':>9}{'torchvision s':>15}{'min':>9}"
+              f"{'max':>9}{'tv/selfseg':>11}  same boxes")
         for r in fs:
-            a, b = r["selfseg"], r["matrix"]
-            print(f"  {r['boxes']:>7}{a['seconds']:>11.3f}{a['peak_traced_mib']:>8.1f}{b['seconds']:>10.3f}"
-                  f"{b['peak_traced_mib']:>8.1f}{r['speedup']:>7.1f}x  {'yes' if r['same_result'] else 'NO'}")
-        print("  MiB: peak numpy memory traced during the call (tracemalloc)")
+            a, b = r["selfseg"], r.get("torchvision")
+            tv = (f"{b['seconds']:>15.4f}{b['min_seconds']:>9.4f}{b['max_seconds']:>9.4f}{r['speedup']:>10.2f}x  "
+                  f"{'yes' if r['same_result'] else 'NO'}") if b else f"{'(torchvision unavailable)':>44}"
+            print(f"  {r['boxes']:>7}{a['n']:>3}{a['seconds']:>11.4f}{a['min_seconds']:>9.4f}{a['max_seconds']:>9.4f}"
+                  + tv)
+        print("  peak memory of one call, measured in a separate untimed pass: RSS above the RSS before / "
+              "tracemalloc (numpy and Python allocations; torch's own allocator is not traced)")
+        for r in fs:
+            parts = [f"selfseg {_mib1(r['selfseg']['peak_rss_above_before_mib'])} / "
+                     f"{r['selfseg']['peak_traced_mib']:.1f} MiB"]
+            if r.get("torchvision"):
+                parts.append(f"torchvision {_mib1(r['torchvision']['peak_rss_above_before_mib'])} / "
+                             f"{r['torchvision']['peak_traced_mib']:.1f} MiB")
+            print(f"  {r['boxes']:>7}: " + ";  ".join(parts))
     mem = rep["memory"]
     print("-" * 78)
     print(f"peak RSS at the end: {fmt_mib(mem.get('peak_rss_mib_end'))} (after build: "
@@ -799,21 +876,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--baseline-tags", type=int, default=None,
                     help="tags in the Grounding DINO baseline (default: --tags); 0 skips it")
     ap.add_argument("--no-sam-baseline", action="store_true", help="skip the SAM 2 baseline")
-    ap.add_argument("--repeats", type=int, default=1, help="repeats of each baseline (median)")
+    ap.add_argument("--repeats", type=int, default=None,
+                    help="repeats of each baseline, median with min and max (default: 3 at --size tiny; 1 at "
+                         "full, where the per-tag baseline alone takes minutes on a CPU: the output then says "
+                         "'one run')")
+    ap.add_argument("--filter-repeats", type=int, default=5,
+                    help="timed repeats of each filter in the filter-scaling check (default 5; cheap)")
     ap.add_argument("--max-chunks-per-forward", type=int, default=4,
                     help="the locator's rows per batched forward (its default: 4); 0: all chunks in one forward")
     ap.add_argument("--filter-scaling", default="900,3600",
-                    help="box counts for the filter (NMS) scaling check vs the plain matrix NMS; '' skips it "
-                         "(9000 boxes: the plain way needs ~5 GB)")
+                    help="box counts for the filter (NMS) scaling check against torchvision.ops.nms; '' skips it")
     ap.add_argument("--device", default="auto", help="cpu, cuda, auto (default)")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     ap.add_argument("--seed", type=int, default=0, help="seed of the synthetic boxes")
     ap.add_argument("--image-dir", action="append", default=None,
-                    help="folder or file of photos (repeatable; default: examples/images and the ADE20K sample)")
+                    help="folder or file of photos (repeatable; default: examples/images)")
     ap.add_argument("--json", default=None, help="write the full report here")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
+    if args.repeats is None:
+        args.repeats = 3 if args.size == "tiny" else 1
 
     load_start = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
@@ -838,6 +921,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = loc.detector.device
     gcount = ForwardCounter(loc.detector.model, device)
     enc = EncoderTimer(sam)
+    dec = ForwardCounter(sam.model, device, rows_key="input_boxes", rows_dim=1)
 
     paths = image_paths([Path(p) for p in args.image_dir] if args.image_dir else DEFAULT_IMAGE_DIRS)
     if not paths:
@@ -859,7 +943,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for w in range(args.warmup):
         im = next(pool)
         t0 = time.perf_counter()
-        run_image(loc, sam, im, tags, args.boxes, thresholds, args.seed, gcount, enc)
+        run_image(loc, sam, im, tags, args.boxes, thresholds, args.seed, gcount, enc, dec)
         log(f"warm-up image {w + 1}/{args.warmup}: {time.perf_counter() - t0:.2f} s")
 
     first_boxes = None
@@ -867,7 +951,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"stages: {args.images} images, {len(tags)} tags, {args.boxes or 'kept'} boxes per image")
         timed = [next(pool) for _ in range(args.images)]
         report["stages"], first_boxes = bench_stages(loc, sam, timed, tags, args.boxes, thresholds, args.seed,
-                                                     gcount, enc, log)
+                                                     gcount, enc, dec, log)
         report["memory"]["peak_rss_mib_after_stages"] = peak_rss_mib()
         report["memory"]["cuda_max_allocated_mib_stages"] = cuda_peak_mib(device)
         base_image = timed[0]
@@ -903,9 +987,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     report["memory"]["peak_rss_mib_end"] = peak_rss_mib()
     report["memory"]["rss_now_mib"] = rss_now_mib()
     counts = [int(c) for c in args.filter_scaling.split(",") if c.strip()]
-    if counts:  # last, after the memory figures: the plain matrix NMS allocates GBs of its own
-        log(f"filter scaling: {counts} random boxes, selfseg vs plain matrix NMS")
-        report["filter_scaling"] = bench_filter_scaling(counts, thresholds, args.repeats, args.seed, log)
+    if counts:
+        log(f"filter scaling: {counts} random boxes, selfseg vs torchvision.ops.nms")
+        report["filter_scaling"] = bench_filter_scaling(counts, thresholds, args.filter_repeats, args.seed, log)
     if hasattr(os, "getloadavg"):
         report["load_average"] = dict(start=load_start, end=list(os.getloadavg()))
 
