@@ -8,14 +8,14 @@ from typing import Any
 
 import numpy as np
 
-from ..tag.result import array_summary, as_boxes, as_vector, check_schema, fields_equal, short_list
+from ..tag.result import ValueEquality, array_summary, as_boxes, as_vector, check_schema, short_list
 
 # The JSON layout of Detections (to_dict / from_dict).
 SCHEMA_VERSION = 1
 
 
-@dataclass
-class Detections:
+@dataclass(eq=False)
+class Detections(ValueEquality):
     """Boxes found in one image.
 
     boxes: (N, 4) float32, xyxy in pixels of the image given to the locator.
@@ -55,12 +55,6 @@ class Detections:
         idx = np.atleast_1d(idx)
         return Detections(self.boxes[idx], self.scores[idx], [self.labels[i] for i in idx], self.passes,
                           list(self.notes))
-
-    # Mutable, so unhashable, like every result; tag.result.values_equal says what equal arrays are.
-    __hash__ = None  # type: ignore[assignment]
-
-    def __eq__(self, other: object) -> bool:
-        return fields_equal(self, other) if type(other) is type(self) else NotImplemented
 
     def __repr__(self) -> str:
         return (f"Detections({len(self)} boxes={array_summary(self.boxes)}, labels={short_list(self.labels)}, "

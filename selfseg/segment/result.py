@@ -13,11 +13,11 @@ import numpy as np
 
 from ..tag.result import (
     TagResult,
+    ValueEquality,
     array_summary,
     as_boxes,
     as_vector,
     check_schema,
-    fields_equal,
     short_list,
     source_file_name,
     source_stem,
@@ -131,8 +131,8 @@ def _undo_exif() -> dict[int, Any]:
             7: t.TRANSVERSE, 8: t.ROTATE_270}
 
 
-@dataclass
-class Instances:
+@dataclass(eq=False)
+class Instances(ValueEquality):
     """What a segmenter returns for one image: masks and their names, nothing about the run around them.
 
     masks: (N, H, W) bool at the image's size; boxes: (N, 4) xyxy pixels; scores: (N,) locator or map
@@ -170,12 +170,6 @@ class Instances:
     def __len__(self) -> int:
         return len(self.labels)
 
-    # Mutable, so unhashable, like every result; tag.result.values_equal says what equal arrays are.
-    __hash__ = None  # type: ignore[assignment]
-
-    def __eq__(self, other: object) -> bool:
-        return fields_equal(self, other) if type(other) is type(self) else NotImplemented
-
     def __repr__(self) -> str:
         return (f"Instances({len(self.labels)} labels={short_list(self.labels)}, masks={array_summary(self.masks)}, "
                 f"notes={short_list(self.notes, 2)})")
@@ -185,8 +179,8 @@ class Instances:
 _PAINT_INPUTS = frozenset({"image_size", "masks", "scores", "mask_scores", "labels", "classes"})
 
 
-@dataclass
-class Segmentation:
+@dataclass(eq=False)
+class Segmentation(ValueEquality):
     """Named masks for one image.
 
     masks: (N, H, W) bool instance masks at the image's size. boxes: (N, 4) float32 xyxy pixels.
@@ -256,12 +250,6 @@ class Segmentation:
         for name, value in state.items():
             if name not in ("_painted_maps", "semantic", "panoptic"):
                 setattr(self, name, value)  # masks come back read-only
-
-    # Mutable, so unhashable, like every result; tag.result.values_equal says what equal arrays are.
-    __hash__ = None  # type: ignore[assignment]
-
-    def __eq__(self, other: object) -> bool:
-        return fields_equal(self, other) if type(other) is type(self) else NotImplemented
 
     def __repr__(self) -> str:
         tags = "None" if self.tags is None else f"<{len(self.tags.nouns)} tags by {self.tags.tagger!r}>"

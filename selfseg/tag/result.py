@@ -38,6 +38,16 @@ def fields_equal(a: Any, b: Any) -> bool:
     return all(values_equal(getattr(a, f.name), getattr(b, f.name)) for f in fields(a))
 
 
+class ValueEquality:
+    """Equality of every field (`values_equal`: arrays by shape and values, NaN equal to NaN) for a
+    `@dataclass(eq=False)` result. Results are mutable, so unhashable."""
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __eq__(self, other: object) -> bool:
+        return fields_equal(self, other) if type(other) is type(self) else NotImplemented
+
+
 def short_list(items: list[Any], keep: int = 6) -> str:
     """A list's repr cut to its first items, with the count of the rest."""
     head = ", ".join(repr(x) for x in items[:keep])
@@ -104,8 +114,8 @@ def source_stem(source: str) -> str:
     return Path(source_file_name(source)).stem or "image"
 
 
-@dataclass
-class ClusterMaps:
+@dataclass(eq=False)
+class ClusterMaps(ValueEquality):
     """Every map of the clustering, on the largest scale's (H, W) patch grid.
 
     labels: (H, W) int64 final clusters, contiguous from 0. runs: one (H, W) map per k-means run, in
@@ -145,12 +155,6 @@ class ClusterMaps:
     def n_clusters(self) -> int:
         return int(self.labels.max()) + 1
 
-    # Mutable, so unhashable, like every result; `values_equal` says what equal arrays are.
-    __hash__ = None  # type: ignore[assignment]
-
-    def __eq__(self, other: object) -> bool:
-        return fields_equal(self, other) if type(other) is type(self) else NotImplemented
-
     def __repr__(self) -> str:
         return (f"ClusterMaps(labels={array_summary(self.labels)}, {len(self.runs)} runs, consensus="
                 f"{self.consensus!r}, reference={self.reference}, votes={array_summary(self.votes)})")
@@ -180,8 +184,8 @@ class ClusterCaptions:
     nouns: list[list[str]]
 
 
-@dataclass
-class TagResult:
+@dataclass(eq=False)
+class TagResult(ValueEquality):
     """What a tagger found in one image.
 
     nouns: ordered by support (most captions first). clusters: per BCC cluster, captions of all cycles.
@@ -189,6 +193,8 @@ class TagResult:
     image_size: (H, W) of the input image, upright. intermediates: every map of the clustering chain.
     timings: wall seconds per stage for the batch this image ran in (`batch_size` images).
     replies: the chat-model taggers' transcript. parts: the "union" tagger's per-tagger results.
+    Equality is of the fields: the intermediates' votes are rounded in JSON, so a round trip with them is
+    not equal.
     """
 
     source: str
@@ -234,13 +240,6 @@ class TagResult:
     def __getstate__(self) -> dict[str, Any]:
         # the map is rebuilt on demand, not carried to other processes; "cluster_map": older pickles' cache
         return {k: v for k, v in self.__dict__.items() if k not in ("_cluster_map", "cluster_map")}
-
-    # Mutable, so unhashable, like every result; `values_equal` says what equal arrays are. Equality is
-    # of the fields: intermediates' votes are rounded in JSON, so a round trip with them is not equal.
-    __hash__ = None  # type: ignore[assignment]
-
-    def __eq__(self, other: object) -> bool:
-        return fields_equal(self, other) if type(other) is type(self) else NotImplemented
 
     def __repr__(self) -> str:
         parts = f", parts={sorted(self.parts)}" if self.parts else ""

@@ -1,6 +1,7 @@
 """Reading tag lists out of chat-model replies: scripted replies of the shapes real models produce."""
 from __future__ import annotations
 
+import contextlib
 import gc
 import time
 
@@ -248,6 +249,26 @@ _ADVERSARIAL = {
 }
 
 
+@contextlib.contextmanager
+def _no_collector():
+    """The garbage collector off: its pauses would land on whichever parse they happen to."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _repeats_for(text: str) -> int:
+    """Parses of `text` per measure: enough for at least 5 ms of CPU time."""
+    repeats = 1
+    while _cpu_cost(text, repeats) < 0.005:
+        repeats *= 2
+    return repeats
+
+
 def _cpu_cost(text: str, repeats: int) -> float:
     norm = _NoWordNet()
     start = time.process_time()
@@ -266,20 +287,13 @@ def test_adversarial_replies_parse_in_linear_time(shape):
     # a few, and runs without the garbage collector, whose pauses would land on whichever parse they happen
     # to.
     small, large = _ADVERSARIAL[shape](1_950), _ADVERSARIAL[shape](31_200)
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        repeats = 1
-        while _cpu_cost(small, repeats) < 0.005:
-            repeats *= 2
+    with _no_collector():
+        repeats = _repeats_for(small)
         base = min(_cpu_cost(small, repeats) for _ in range(3))
         for _ in range(3):
             ratio = _cpu_cost(large, repeats) / base
             if ratio < 64 or ratio > 256:  # clearly linear, or clearly not: no need to measure again
                 break
-    finally:
-        if collecting:
-            gc.enable()
     assert ratio < 64, f"a reply 16 times longer costs {ratio:.0f} times as much"
 
 
@@ -290,15 +304,8 @@ def test_unclosed_brackets_cost_about_what_as_many_letters_do(reply):
     # letters as long (about 16 times when brackets are matched first). CPU time, best of a few, without
     # the garbage collector, as above.
     letters = "x" * len(reply)
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        repeats = 1
-        while _cpu_cost(letters, repeats) < 0.005:
-            repeats *= 2
+    with _no_collector():
+        repeats = _repeats_for(letters)
         base = min(_cpu_cost(letters, repeats) for _ in range(3))
         ratio = min(_cpu_cost(reply, repeats) for _ in range(2)) / base
-    finally:
-        if collecting:
-            gc.enable()
     assert ratio < 100, f"a reply of brackets costs {ratio:.0f} times one of letters"
