@@ -102,6 +102,20 @@ def load_checkpoint(what: str, spec: ModelSpec, load: Callable[[bool], Any]) -> 
             f"has it)") from None
 
 
+def check_available(what: str, spec: ModelSpec) -> None:
+    """Raise `load_checkpoint`'s one-line error now when `spec`'s checkpoint cannot be had: neither a folder
+    nor in the cache, and downloads off or the hub unreachable. It reads no weights, so a component that
+    loads slow resources before its model (WordNet takes seconds) can fail on the model first."""
+    if spec.is_tiny or spec.identity().startswith(("commit:", "folder:")):
+        return
+
+    def probe(local: bool) -> None:
+        if local:
+            raise OSError("not in the local cache")  # the hub is asked only if it answers
+
+    load_checkpoint(what, spec, probe)
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

@@ -9,8 +9,7 @@ from ..io import LoadedImage
 from ..models.spec import ModelConfig
 from ..streams import image_key
 from .base import TAGGERS
-from .caption import BlipTaggerConfig, blip_checkpoints, caption_cycles, load_captioner, sync
-from .nouns import NounExtractor
+from .caption import BlipTaggerConfig, blip_checkpoints, caption_cycles, load_nouns_then_captioner, sync
 from .result import ClusterCaptions, ClusterMaps, TagResult, rank_nouns
 
 if TYPE_CHECKING:
@@ -25,10 +24,7 @@ class BCCTagger:
 
     def __init__(self, config: BlipTaggerConfig, models: ModelConfig, captioner: BlipCaptioner | None = None) -> None:
         self.config, self.models = config, models
-        # Language resources first: a missing WordNet should fail before minutes of model loading.
-        self.nouns = NounExtractor(config.nouns)
-        self.nouns._load()
-        self.blip = captioner or load_captioner(models)
+        self.nouns, self.blip = load_nouns_then_captioner(config, models, captioner)
         self.gen = config.captioning
 
     def tag_batch(self, images: Sequence[LoadedImage]) -> list[TagResult]:

@@ -136,6 +136,20 @@ def load_captioner(models: ModelConfig) -> BlipCaptioner:
     return BlipCaptioner.from_spec(models.spec(models.blip))
 
 
+def load_nouns_then_captioner(config: BlipTaggerConfig, models: ModelConfig,
+                              captioner: BlipCaptioner | None) -> tuple[NounExtractor, BlipCaptioner]:
+    """The noun extractor, loaded, and the captioner. A checkpoint that cannot be had fails first (a quick
+    look at the cache); then WordNet and spaCy (seconds, and a missing one fails before minutes of model
+    loading); then the model."""
+    if captioner is None:
+        from ..models.loading import check_available
+
+        check_available("BLIP", models.spec(models.blip))
+    nouns = NounExtractor(config.nouns)
+    nouns._load()
+    return nouns, captioner or load_captioner(models)
+
+
 @TAGGERS.register("caption", config=BlipTaggerConfig, checkpoints=blip_checkpoints)
 class CaptionTagger:
     """`captioning.cycles` sampled captions of each whole image (all encoder tokens, CLS included, as
@@ -146,9 +160,7 @@ class CaptionTagger:
 
     def __init__(self, config: BlipTaggerConfig, models: ModelConfig, captioner: BlipCaptioner | None = None) -> None:
         self.config, self.models = config, models
-        self.nouns = NounExtractor(config.nouns)
-        self.nouns._load()
-        self.blip = captioner or load_captioner(models)
+        self.nouns, self.blip = load_nouns_then_captioner(config, models, captioner)
 
     def tag_batch(self, images: Sequence[LoadedImage]) -> list[TagResult]:
         if not images:

@@ -249,3 +249,34 @@ def test_whole_image_caption_tagger(smoke_config, tagger, loaded):
     r = build_tagger(adaptive, "caption", captioner=tagger.blip).tag_batch(loaded[:1])[0]
     assert 1 <= r.cycles_run < 40 and len(r.clusters[0].captions) == r.cycles_run
     assert set(r.clusters[0].nouns[-1]) <= {n for ns in r.clusters[0].nouns[:-1] for n in ns}
+
+
+@pytest.mark.parametrize("tagger_name", ["bcc", "caption"])
+def test_a_checkpoint_that_cannot_be_had_fails_before_wordnet_loads(tagger_name, tmp_path, monkeypatch):
+    """WordNet and spaCy take seconds to load; a BLIP checkpoint that is neither a folder nor cached, with
+    downloads off, is reported without waiting for them. A cached or local one goes on to load them."""
+    from selfseg.errors import ResourceMissingError
+    from selfseg.tag import nouns as nouns_module
+
+    loads = []
+    monkeypatch.setattr(nouns_module.NounExtractor, "_load", lambda self: loads.append(self))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for blip, line in ((str(tmp_path / "missing"), "BLIP checkpoint folder .*missing does not exist"),
+                       ("org/blip", "BLIP checkpoint 'org/blip' is not in the local cache and downloads are off")):
+        cfg = load_config("smoke", [f"tagger={tagger_name}", f"model.blip={blip}",
+                                    f"model.cache_dir={tmp_path / 'hub'}"])
+        with pytest.raises(ResourceMissingError, match=line):
+            build_tagger(cfg)
+    assert loads == []
+
+    # Cached (here only its config, as a first online run can leave it): WordNet loads, then the model's
+    # own loading reports what is missing.
+    snapshot = tmp_path / "hub" / "models--org--blip" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text('{"model_type": "blip"}')
+    (tmp_path / "hub" / "models--org--blip" / "refs").mkdir()
+    (tmp_path / "hub" / "models--org--blip" / "refs" / "main").write_text("0" * 40)
+    cfg = load_config("smoke", [f"tagger={tagger_name}", "model.blip=org/blip", f"model.cache_dir={tmp_path / 'hub'}"])
+    with pytest.raises(ResourceMissingError, match="'org/blip' is only partly in the local cache"):
+        build_tagger(cfg)
+    assert len(loads) == 1
