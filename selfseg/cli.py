@@ -156,6 +156,10 @@ def _run_sharded(ns: argparse.Namespace, seg, sources: list[str], names: dict, f
     if dist.rank == 0:
         try:
             folder.start(resume=ns.resume, fresh=ns.fresh)
+            if ns.resume:
+                # Results kept under another key are re-keyed only while no other run works in the folder;
+                # the other ranks count as such once they join, so rank 0 re-keys them all before they do.
+                folder.done(sources, names)
         except ConfigError as exc:
             problem = str(exc)
     problem = next((p for p in dist.gather(problem) if p), None)  # also: the folder is ready for every rank

@@ -495,3 +495,48 @@ def test_a_photo_put_where_selfseg_once_wrote_an_output_is_the_users(six, tmp_pa
     capsys.readouterr()
     assert main(["tag", str(ph), "--config", SMOKE, "--out", str(ph), "-q"]) == 0
     assert "2/2 images tagged" in capsys.readouterr().err and (ph / "a.png").read_bytes() == photo
+
+
+def test_a_sharded_resume_keeps_results_that_only_changed_key(six, tmp_path, capsys):
+    """As a single-process resume does: adding an input from another folder re-keys the earlier results, even
+    though the other ranks work in the folder too once they have joined. Rank 1 is stood in for by a second
+    process's view of the folder, joining at the first barrier as a torchrun rank does."""
+    import argparse
+
+    from selfseg.cli import _run_sharded
+    from selfseg.pipeline import SelfSeg
+    from selfseg.runs import RunFolder, output_names, run_settings
+
+    ok, other = tmp_path / "ok", tmp_path / "other"
+    ok.mkdir(), other.mkdir()
+    for p in six[:2]:
+        shutil.copy(p, ok / p.name)
+    shutil.copy(six[2], other / "new.png")
+    out = tmp_path / "out"
+    assert main(["tag", str(ok), "--config", SMOKE, "--out", str(out), "-q"]) == 0
+    capsys.readouterr()
+
+    seg = SelfSeg.from_config(SMOKE)
+    sources = sorted(str(p) for p in ok.iterdir()) + [str(other / "new.png")]
+    names = output_names(sources)
+    settings = run_settings(seg.config, "tag")
+    rank1 = RunFolder(out, settings)
+
+    class TwoRanks:  # rank 0 of two; the other rank joins the folder at the first barrier
+        rank, world = 0, 2
+
+        def gather(self, value):
+            if rank1._lock_fd is None:
+                rank1.join()
+            return [value, None if not isinstance(value, int) else 0]
+
+        def close(self, together=False):
+            rank1.close()
+
+    ns = argparse.Namespace(resume=True, fresh=False, batch_size=None, quiet=True)
+    code = _run_sharded(ns, seg, sources, names, RunFolder(out, settings), out, False, TwoRanks())
+    assert code == 0
+    # rank 0's share is batches 0, 2, ... of the default batch size: here every input
+    assert "resuming: 2 of 3" in capsys.readouterr().err
+    assert {names[s].key for s in sources} == {j["key"] for j, _ in _results(out).values()} \
+        == {f"ok/{six[0].name}", f"ok/{six[1].name}", "other/new.png"}
