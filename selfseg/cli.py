@@ -91,6 +91,7 @@ def _run_images(ns: argparse.Namespace, segment: bool) -> int:
     dist = Dist.from_env()
     # Under torchrun, rank 0 alone reads the inputs (a folder can change while ranks start) and shares them.
     dist.init(seg.config)  # each rank's own GPU before any model loads
+    _check_device(seg.config)
     problem, sources = _checked_inputs(inputs, seg, out, segment) if dist.rank == 0 else (None, [])
     if dist.active:
         problem, sources = dist.gather((problem, sources))[0]
@@ -138,6 +139,13 @@ def _checked_inputs(inputs: list[str], seg, out: Path, segment: bool) -> tuple[s
     if uses_tiny(seg.config, segment=segment) and not problem:
         _tiny_note("the outputs below are meaningless and only show that everything runs")
     return problem, sources
+
+
+def _check_device(config) -> None:
+    """A device this machine lacks is one error line before any other output (the tiny-model NOTE)."""
+    from .models.loading import resolve_device
+
+    resolve_device(config.model.device)
 
 
 def _tiny_note(what: str) -> None:
@@ -273,6 +281,7 @@ def cmd_label(ns: argparse.Namespace) -> int:
     if ns.batch_size:
         flags.append(f"run.batch_size={ns.batch_size}")
     cfg = load_config(ns.config, overrides + (ns.set or []) + flags + _device(ns))
+    _check_device(cfg)
     if uses_tiny(cfg, segment=True):
         _tiny_note("the dataset is meaningless and only shows that everything runs")
     summary = label_images(cfg, inputs, ns.out, ontology=ns.ontology, resume=ns.resume, fresh=ns.fresh,
@@ -481,6 +490,7 @@ def cmd_benchmark(ns: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     cfg = load_config(ns.config, overrides + (ns.set or []) + _device(ns))
+    _check_device(cfg)
     if uses_tiny(cfg, segment=True):
         _tiny_note("the scores are meaningless and only show that the benchmark runs end to end")
     report = run_benchmark(cfg, out=ns.out, limit=ns.limit, fresh=ns.fresh, quiet=ns.quiet)

@@ -556,3 +556,13 @@ def test_the_command_exits_with_mains_code_and_a_worker_that_left_its_group_skip
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 3 and proc.stderr == "to stderr"
     assert proc.stdout == ("work done" if left else "work done" + "teardown ran\n")
+
+
+@pytest.mark.parametrize("command", ["tag", "segment", "label", "benchmark"])
+def test_a_device_this_machine_lacks_is_the_only_line(command, ade_images, tmp_path, capsys):
+    """Refused before anything else is said, the tiny-model NOTE included."""
+    args = ["smoke"] if command == "benchmark" else [str(ade_images[0]), "--config", "smoke", "--out",
+                                                      str(tmp_path / "out")]
+    assert main([command, *args, "--device", "cuda:99", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("selfseg: error: model.device is 'cuda:99' but ") and err.count("\n") == 1
