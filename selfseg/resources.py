@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ _WORDNET_FILES = ("data.noun", "index.noun", "noun.exc", "data.verb", "index.ver
                   "index.adj", "adj.exc", "data.adv", "index.adv", "adv.exc", "index.sense", "cntlist.rev")
 
 _spacy_cache: dict[str, Any] = {}
+_wordnet_cache: list[Any] = []  # the loaded reader
+_wordnet_lock = threading.Lock()
 
 
 def default_nltk_dir() -> Path:
@@ -75,18 +78,40 @@ def load_spacy(name: str = "auto", parse: bool = False, lemmas: bool = True) -> 
 
 
 def load_wordnet() -> Any:
-    """NLTK's WordNet reader, loaded; a one-line error naming the fix when it is not installed."""
-    import nltk
-    from nltk.corpus import wordnet
+    """NLTK's WordNet reader, loaded (once per process); a one-line error naming the fix when it is not
+    installed."""
+    with _wordnet_lock:
+        if _wordnet_cache:
+            return _wordnet_cache[0]
+        import warnings
 
-    target = str(default_nltk_dir())
-    if target not in nltk.data.path:
-        nltk.data.path.append(target)
-    try:
-        wordnet.ensure_loaded()
-    except LookupError:
-        raise ResourceMissingError(f"WordNet is not installed for NLTK; {FIX}") from None
-    return wordnet
+        import nltk
+        from nltk.corpus.reader.wordnet import WordNetCorpusReader
+        from nltk.corpus.util import LazyCorpusLoader
+
+        class EnglishWordNet(WordNetCorpusReader):
+            def map_wn(self, version: str = "wordnet") -> Any:
+                # Every load maps the multilingual wordnets' WordNet 3.0 offsets onto the loaded WordNet,
+                # and NLTK compares the version ("3.0") with a corpus name ("wordnet"), so WordNet 3.0 is
+                # mapped onto itself: half of the load, for lemmas of other languages selfseg never reads.
+                if version == "wordnet" and self.get_version() == "3.0":
+                    return None
+                return super().map_wn(version)
+
+        target = str(default_nltk_dir())
+        if target not in nltk.data.path:
+            nltk.data.path.append(target)
+        # The same corpus lookup as nltk.corpus.wordnet (a folder or a zip on NLTK's data path), without the
+        # multilingual wordnets, whose absence NLTK warns about.
+        reader = LazyCorpusLoader("wordnet", EnglishWordNet, None)
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="The multilingual functions are not available")
+                reader.ensure_loaded()
+        except LookupError:
+            raise ResourceMissingError(f"WordNet is not installed for NLTK; {FIX}") from None
+        _wordnet_cache.append(reader)
+        return reader
 
 
 def install_wordnet_from_dir(src: Path, nltk_dir: Path) -> Path:
