@@ -8,13 +8,13 @@ Grounding DINO and SAM2. The same BLIP checkpoints are published for transformer
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple, Protocol
 
 import torch
-import torch.nn.functional as F
 
 from ..errors import ConfigError
 from ..streams import stream_uniforms
@@ -388,8 +388,14 @@ class _SetCrossAttention(torch.nn.Module):
     transformers release passes (or drops) `encoder_attention_mask`.
 
     Sets are packed into groups (`pack_sets`) that share one key/value tensor, and each group's rows run as
-    one fused attention call over the group's keys, masked to their own set: no padding per set, no per-row
-    copies of keys or values, and a row spans at most the largest set's worth of keys."""
+    one attention over the group's keys, masked to their own set: no padding per set, no per-row copies of
+    keys or values, and a row spans at most the largest set's worth of keys.
+
+    The attention itself is BlipTextSelfAttention's arithmetic, op for op (scores, scaling, softmax and
+    weighted sum in the model's dtype), not a fused kernel: a fused kernel keeps the scores in float32, and in
+    bfloat16 / float16 that rounding alone moves the logits as far as the stock decoder's own half-vs-float32
+    drift and flips greedy tokens that the stock decoder keeps. The scores it holds (heads x rows x the group's
+    keys, one layer at a time) are no more than the stock decoder holds for the sets padded to the longest."""
 
     def __init__(self, base: Any, groups: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]):
         super().__init__()
@@ -409,9 +415,10 @@ class _SetCrossAttention(torch.nn.Module):
         for g in self.groups:
             n, length = int(g.rows.shape[0]), int(g.keys.shape[2])
             grid = query.index_select(0, g.rows).permute(2, 0, 1, 3).reshape(1, h, n * q, d)
-            mask = None if g.bias is None else \
-                g.bias[:, None, :].expand(n, q, length).reshape(1, 1, n * q, length)
-            out = F.scaled_dot_product_attention(grid, g.keys, g.values, attn_mask=mask)
+            scores = torch.matmul(grid, g.keys.transpose(-1, -2)) / math.sqrt(d)  # (1, h, n * q, L)
+            if g.bias is not None:
+                scores = (scores.view(h, n, q, length) + g.bias[:, None, :]).view(1, h, n * q, length)
+            out = torch.matmul(torch.softmax(scores, dim=-1), g.values)
             context.index_copy_(0, g.rows, out.view(h, n, q, d).permute(1, 2, 0, 3))
         return context.reshape(rows, q, h * d), None
 
