@@ -66,7 +66,13 @@ class Dist:
         import torch
         import torch.distributed as dist
 
-        cuda = torch.cuda.is_available() and config.model.device in ("auto", "cuda")
+        device = config.model.device
+        if device.startswith("cuda:"):
+            # Every rank would load its models onto that one GPU (and talk over gloo).
+            raise ConfigError(f"model.device is {device!r} under torchrun, where each rank takes "
+                              f"cuda:<local rank>: use model.device=cuda (or auto), and CUDA_VISIBLE_DEVICES to "
+                              f"choose the GPUs")
+        cuda = torch.cuda.is_available() and device in ("auto", "cuda")
         if cuda and self.local_rank >= torch.cuda.device_count():
             # nccl needs one GPU per rank; torch would fail deep inside set_device or the first collective.
             n = torch.cuda.device_count()

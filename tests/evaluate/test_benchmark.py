@@ -383,6 +383,22 @@ def test_more_ranks_than_gpus_is_a_clear_error(monkeypatch):
         Dist(rank=1, world=2, local_rank=1, active=True).init(config)
 
 
+def test_one_named_gpu_under_torchrun_is_a_clear_error(monkeypatch):
+    """model.device=cuda:0 with 2 ranks would put both ranks' models on GPU 0: refused, naming the fix."""
+    import torch
+
+    from selfseg.evaluate.benchmark import Dist
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda *_: pytest.fail("set_device must not be reached"))
+    config = load_config(REPO / "configs" / "smoke.yaml", ["model.device=cuda:0"])
+    with pytest.raises(ConfigError, match="each rank takes cuda:<local rank>: use model.device=cuda"):
+        Dist(rank=1, world=2, local_rank=1, active=True).init(config)
+    Dist().init(config)  # one process: the GPU it names
+    assert config.model.device == "cuda:0"
+
+
 def test_ground_truth_aware_with_a_mapper_without_relations_stops_before_predicting(voc_root, tmp_path):
     cfg = _config(voc_root, "evaluation.mapper=llm", "evaluation.llm_model=tiny-random", "evaluation.gt_aware=true")
     with pytest.raises(ConfigError, match="gt_aware: .* the llm mapper does not") as err:
