@@ -6,12 +6,24 @@ real tokenizers' behaviour, special tokens, input sizes that the processors acce
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .loading import redraw_weights, spread_weights
+
+
+@contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """torch's CPU generator seeded for the block, and restored after it. The models are built on the CPU:
+    fork_rng's default would also save and restore every GPU's generator (a CUDA context on each GPU, in
+    every torchrun rank), and torch.manual_seed would reseed them for the caller."""
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(seed)
+        yield
 
 # -------------------------------------------------------------------------------------------- blip
 
@@ -40,8 +52,7 @@ def build_tiny_blip(seed: int = 0) -> tuple[Any, Any]:
                          bos_token_id=tok["[DEC]"], pad_token_id=tok["[PAD]"], sep_token_id=tok["[SEP]"],
                          eos_token_id=tok["[SEP]"]),
     )
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
+    with _seeded(seed):
         model = BlipForConditionalGeneration(config)
         sharpen_cross_attention(model)
     processor = BlipProcessor(image_processor=BlipImageProcessor(size={"height": 384, "width": 384}),
@@ -110,8 +121,7 @@ def build_tiny_clipseg(seed: int = 0) -> tuple[Any, Any]:
         projection_dim=32, extract_layers=[0, 1], reduce_dim=16, decoder_num_attention_heads=2,
         decoder_intermediate_size=32, use_complex_transposed_convolution=True,
     )
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
+    with _seeded(seed):
         model = CLIPSegForImageSegmentation(config)
     spread_weights(model, seed, head_gain=1.0, gain=1.0)
     # CLIPSeg's preprocessing (squash to a square, bilinear, ImageNet mean/std) at 64 px instead of 352.
@@ -176,8 +186,7 @@ def build_tiny_grounding_dino(seed: int = 0) -> tuple[Any, Any]:
         encoder_ffn_dim=32, decoder_ffn_dim=32, num_queries=20, encoder_n_points=2, decoder_n_points=2,
         max_text_len=256,
     )
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
+    with _seeded(seed):
         model = GroundingDinoForObjectDetection(config)
     redraw_weights(model, seed)
     processor = GroundingDinoProcessor(
@@ -208,8 +217,7 @@ def build_tiny_causal_lm(seed: int = 0) -> tuple[Any, Any]:
     config = LlamaConfig(vocab_size=len(words), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
                          pad_token_id=ids["[PAD]"], bos_token_id=ids["[CLS]"], eos_token_id=ids["[SEP]"])
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
+    with _seeded(seed):
         model = LlamaForCausalLM(config)
     return spread_weights(model, seed), tokenizer
 
@@ -252,8 +260,7 @@ def build_tiny_sam2(seed: int = 0) -> tuple[Any, Any]:
     prompt = Sam2PromptEncoderConfig(hidden_size=32, image_size=side, patch_size=16, mask_input_channels=8)
     decoder = Sam2MaskDecoderConfig(hidden_size=32, mlp_dim=64, num_attention_heads=4, iou_head_hidden_dim=32)
     config = Sam2Config(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
+    with _seeded(seed):
         model = Sam2Model(config)
     redraw_weights(model, seed, TINY_SAM2_GAINS)
     processor = Sam2Processor(Sam2ImageProcessor(size={"height": side, "width": side},
@@ -312,7 +319,6 @@ def build_tiny_vlm(seed: int = 0) -> tuple[Any, Any]:
                            window_size=56),
         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
+    with _seeded(seed):
         model = Qwen2_5_VLForConditionalGeneration(config)
     return spread_weights(model, seed), processor

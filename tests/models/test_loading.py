@@ -314,3 +314,26 @@ def test_behind_a_proxy_the_hub_client_is_left_to_reach_the_hub(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no probe, no warning
         assert hub_reachable()
+
+
+@pytest.mark.parametrize("builder", ["build_tiny_blip", "build_tiny_clipseg", "build_tiny_grounding_dino",
+                                     "build_tiny_causal_lm", "build_tiny_sam2", "build_tiny_vlm"])
+def test_tiny_models_touch_only_the_cpu_generator_and_restore_it(builder, monkeypatch):
+    """Built on the CPU: neither the caller's CPU random state nor any GPU's generator is touched (saving a
+    GPU's state makes a CUDA context there, in every torchrun rank)."""
+    import torch
+
+    from selfseg.models import tiny
+
+    def no_gpu(*_a, **_k):
+        pytest.fail("a GPU generator was read or seeded")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    for name in ("get_rng_state", "set_rng_state", "manual_seed_all", "manual_seed"):
+        monkeypatch.setattr(torch.cuda, name, no_gpu)
+    state = torch.random.get_rng_state()
+    a, _ = getattr(tiny, builder)(seed=3)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    b, _ = getattr(tiny, builder)(seed=3)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
