@@ -18,6 +18,11 @@ class ResourceMissingError(SelfSegError, RuntimeError):
     """A model checkpoint or language resource is not available; the message names the fixing command."""
 
 
+class DeviceError(SelfSegError, RuntimeError):
+    """The accelerator failed in a way that leaves it unusable for the rest of the process (an illegal memory
+    access, a device-side assert): every later image would fail the same way."""
+
+
 class DatasetError(SelfSegError, ValueError):
     """A dataset root does not hold the layout its loader expects, or a label/prediction file is unusable."""
 

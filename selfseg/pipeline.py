@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import Config, load_config, uses_tiny
-from .errors import ConfigError, SelfSegError
+from .errors import ConfigError, DeviceError, SelfSegError
 from .io import ImageInput, LoadedImage, atomic_write, input_name, load_image
 from .tag.result import TagResult
 
@@ -130,6 +130,7 @@ class SelfSeg:
             except SelfSegError:
                 raise
             except Exception as exc:  # one bad image must not stop the batch
+                _stop_if_device_lost(exc)
                 item.error = f"{item.source}: {type(exc).__name__}: {exc}".splitlines()[0]
         ok = [i for i in ok if i.ok]
         enriched = dict(zip(map(id, ok), self._enrich(ok, [planned[id(i)] for i in ok])))
@@ -143,6 +144,7 @@ class SelfSeg:
             except SelfSegError:
                 raise
             except Exception as exc:  # one bad image must not stop the batch
+                _stop_if_device_lost(exc)
                 yield BatchItem(source=item.source,
                                 error=f"{item.source}: {type(exc).__name__}: {exc}".splitlines()[0])
                 continue
@@ -160,10 +162,11 @@ class SelfSeg:
         except SelfSegError:
             raise
         except Exception as exc:
-            if len(items) > 1:  # one image the model cannot take must not cost the others their prompts
-                return [self._enrich([i], [p])[0] for i, p in zip(items, planned)]
-            note = f"enrich: failed ({type(exc).__name__}: {exc}".splitlines()[0] + "); prompted with the plain tags"
-            return [Enrichment(notes=[note])]
+            _stop_if_device_lost(exc)
+            error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        if len(items) > 1:  # one image the model cannot take must not cost the others their prompts
+            return [self._enrich([i], [p])[0] for i, p in zip(items, planned)]
+        return [Enrichment(notes=[f"enrich: failed ({error}); prompted with the plain tags"])]
 
     def _load_item(self, src: ImageInput) -> BatchItem:
         try:
@@ -271,23 +274,42 @@ class SelfSeg:
             yield p if isinstance(p, BatchItem) else next(results)
 
     def _run(self, batch: Sequence[LoadedImage]) -> Iterator[BatchItem]:
+        error = None
         try:
             results = list(self.tagger.tag_batch(batch))
         except SelfSegError:
             raise  # configuration / resource problems affect every image: stop with the message
         except Exception as exc:  # a failed batch must not lose the rest of the run
+            _stop_if_device_lost(exc)
+            error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        # Retried only once the exception is gone: its traceback holds the failed call's tensors, and after
+        # running out of GPU memory the retries need that memory back.
+        if error is not None:
             if len(batch) > 1:  # retry one by one so a single bad input does not take its batch down
                 for im in batch:
                     yield from self._run([im])
                 return
-            yield BatchItem(source=batch[0].source,
-                            error=f"{batch[0].source}: {type(exc).__name__}: {exc}".splitlines()[0])
+            yield BatchItem(source=batch[0].source, error=f"{batch[0].source}: {error}")
             return
         if len(results) != len(batch):  # never let results slide onto the wrong images
             raise RuntimeError(f"the {self.config.tagger} tagger returned {len(results)} results for {len(batch)} "
                                f"images")
         for im, res in zip(batch, results):
             yield BatchItem(source=im.source, result=_with_image_notes(res, im), loaded=im)
+
+
+def _stop_if_device_lost(exc: Exception) -> None:
+    """Raise a DeviceError for an accelerator failure that leaves the device unusable (torch's
+    AcceleratorError: an illegal memory access, a device-side assert), which every later image would hit
+    too; running out of memory is not one, and that batch is retried image by image."""
+    import sys
+
+    torch = sys.modules.get("torch")  # no torch loaded: no accelerator error
+    lost = getattr(torch, "AcceleratorError", None)
+    if lost is not None and isinstance(exc, lost):
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DeviceError(f"the device failed ({why}); the results written so far are kept, and --resume "
+                          f"continues from them") from None
 
 
 def _with_image_notes(result: Any, loaded: LoadedImage) -> Any:
