@@ -7,7 +7,7 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
 from selfseg.tag.clustering import kmeans
-from selfseg.tag.clustering.lloyd import kmeans_batch, kmeans_plusplus, kmeans_plusplus_batch
+from selfseg.tag.clustering.lloyd import kmeans_batch, kmeans_each, kmeans_plusplus, kmeans_plusplus_batch
 
 
 def _blobs(n_per=60, k=4, d=16, spread=0.5, seed=0):
@@ -133,6 +133,34 @@ def test_batched_runs_equal_kmeans_run_by_run(n_init):
     refs = [kmeans(x, k, seed=s, n_init=n_init) for k, s in zip(ks, seeds)]
     assert len({r.n_iter for r in refs}) > 1
     assert all(_same_result(g, r) for g, r in zip(got, refs))
+
+
+@pytest.mark.parametrize("n_init", [1, 2])
+def test_runs_sharing_their_features_equal_kmeans_run_by_run(n_init):
+    """kmeans_each checks, centres and measures the features once for all its ks (the chain's runs at one
+    scale); every run is still the one kmeans makes alone, bit for bit, including its stopping point."""
+    x = _planted_x()
+    ks = [2, 5, 8, 32]
+    got = kmeans_each(x, ks, seed=3, n_init=n_init)
+    refs = [kmeans(x, k, seed=3, n_init=n_init) for k in ks]
+    assert len({r.n_iter for r in refs}) > 1
+    assert len(got) == len(ks) and all(_same_result(g, r) for g, r in zip(got, refs))
+    with pytest.raises(ValueError, match="expected 1 <= k"):
+        kmeans_each(x, [2, x.shape[0] + 1])
+
+
+def test_the_positional_encoding_is_the_libraries_and_each_caller_gets_its_own():
+    """sincos_2d keeps the encoding of a grid between calls; a caller editing what it got changes nothing
+    for the next one."""
+    from positional_encodings.torch_encodings import PositionalEncoding2D
+
+    from selfseg.tag.clustering import sincos_2d
+
+    first = sincos_2d(6, 5, 8)
+    first.fill_(7.0)
+    again = sincos_2d(6, 5, 8)
+    assert torch.equal(again, PositionalEncoding2D(8)(torch.zeros(1, 6, 5, 8))[0])
+    assert again.shape == (6, 5, 8) and not torch.equal(again, first)
 
 
 def test_batched_runs_stop_at_max_iter_like_kmeans():

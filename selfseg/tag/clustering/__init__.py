@@ -12,7 +12,7 @@ _LAZY = {
     "crf_mean_field": "crf", "ensemble_cluster": "ensemble", "sincos_2d": "ensemble",
     "ClusterMaps": "selfseg.tag.result",
     "mode_filter": "filters", "mode_filter_once": "filters",
-    "KMeansResult": "lloyd", "kmeans": "lloyd", "kmeans_batch": "lloyd",
+    "KMeansResult": "lloyd", "kmeans": "lloyd", "kmeans_batch": "lloyd", "kmeans_each": "lloyd",
     "ClusteringConfig": "config",
     "Consensus": "consensus", "best_overlap": "consensus", "best_overlaps": "consensus", "coassociation": "consensus",
     "consensus_votes": "consensus", "lifetime_cut": "consensus", "DenseRuns": "consensus",

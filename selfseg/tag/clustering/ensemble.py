@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import numbers
 import time
 from collections.abc import Sequence
@@ -17,11 +18,18 @@ from .config import ClusteringConfig
 from .consensus import best_overlaps, coassociation, consensus_votes, dense_runs, lifetime_cut
 from .crf import crf_mean_field
 from .filters import mode_filter
-from .lloyd import kmeans, kmeans_batch
+from .lloyd import kmeans_batch, kmeans_each
 
 
 def sincos_2d(h: int, w: int, dim: int, device: Any = "cpu") -> torch.Tensor:
     """(h, w, dim) 2-D sin-cos positional encoding from the `positional-encodings` library (as the paper)."""
+    return _sincos_2d(h, w, dim, torch.device(device)).clone()
+
+
+@functools.lru_cache(maxsize=16)
+def _sincos_2d(h: int, w: int, dim: int, device: torch.device) -> torch.Tensor:
+    # Kept: every image of a run has the same grids, and building the encoder module and running it costs
+    # about as much as a k-means run on the grid. Callers only read it (the k-means input is a new tensor).
     from positional_encodings.torch_encodings import PositionalEncoding2D
 
     return PositionalEncoding2D(dim).to(device)(torch.zeros(1, h, w, dim, device=device))[0]
@@ -49,7 +57,7 @@ def _features(f: torch.Tensor, pos_dim: int) -> torch.Tensor:
     h, w, _ = f.shape
     x = f.reshape(h * w, -1)
     if pos_dim:
-        x = torch.cat([x, sincos_2d(h, w, pos_dim, f.device).reshape(h * w, -1)], 1)
+        x = torch.cat([x, _sincos_2d(h, w, pos_dim, f.device).reshape(h * w, -1)], 1)
     return x
 
 
@@ -66,14 +74,14 @@ def _kmeans_runs(
     for si, f in enumerate(feats):
         h, w, _ = f.shape
         x = _features(f, cfg.pos_dim)
-        for k in ks:
-            t0 = time.perf_counter()
-            res = kmeans(x, min(int(k), h * w), n_init=cfg.kmeans_n_init, max_iter=cfg.kmeans_max_iter,
-                         tol=cfg.kmeans_tol, seed=seed)
+        t0 = time.perf_counter()
+        found = kmeans_each(x, [min(int(k), h * w) for k in ks], n_init=cfg.kmeans_n_init,
+                            max_iter=cfg.kmeans_max_iter, tol=cfg.kmeans_tol, seed=seed)
+        for k, res in zip(ks, found):
             lab = res.labels.reshape(1, 1, h, w).float()
             runs.append(F.interpolate(lab, size=grid, mode="nearest")[0, 0].long())
             keys.append((si, int(k)))
-            t["kmeans"] += time.perf_counter() - t0
+        t["kmeans"] += time.perf_counter() - t0
     return runs, keys
 
 

@@ -6,7 +6,8 @@ the tolerance scaled by the mean feature variance, a final assignment step, empt
 points farthest from their centres, and the best of `n_init` restarts by inertia.
 
 `kmeans_batch` does several such runs on the same features at once (different k and seed per run); each run
-gives what `kmeans` gives it alone, without the device waiting for the host at every step.
+gives what `kmeans` gives it alone, without the device waiting for the host at every step. `kmeans_each` does
+them one after the other (one seed, different k), the features prepared once.
 """
 from __future__ import annotations
 
@@ -43,6 +44,22 @@ def _centred(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x - mean, mean
 
 
+@dataclass
+class _Prepared:
+    """What every run on the same features starts from: the centred features, their mean, the rows' squared
+    norms and the mean feature variance (which scales the tolerance)."""
+
+    x: torch.Tensor
+    mean: torch.Tensor
+    x_sq: torch.Tensor
+    var: float
+
+
+def _prepare(x: torch.Tensor) -> _Prepared:
+    x, mean = _centred(x)
+    return _Prepared(x, mean, (x * x).sum(1), float(x.var(0, unbiased=False).mean()))
+
+
 def kmeans_plusplus(x: torch.Tensor, k: int, generator: torch.Generator, x_sq: torch.Tensor) -> torch.Tensor:
     """Greedy k-means++ seeding (Arthur & Vassilvitskii, with sklearn's local trials)."""
     n = x.shape[0]
@@ -77,7 +94,23 @@ def kmeans(
     init: torch.Tensor | None = None,
 ) -> KMeansResult:
     """Cluster the rows of `x` (n, d) into `k` groups. `init` (k, d) fixes the starting centres."""
-    x, mean = _centred(x)
+    return _kmeans(_prepare(x), k, n_init=n_init, max_iter=max_iter, tol=tol, seed=seed, init=init)
+
+
+def kmeans_each(
+    x: torch.Tensor, ks: Sequence[int], *, n_init: int = 1, max_iter: int = 300, tol: float = 1e-4, seed: int = 0,
+) -> list[KMeansResult]:
+    """`kmeans(x, k, seed=seed, ...)` for every k in `ks`, one after the other, with the same results: the
+    features are checked, centred and measured (norms, variance) once for all of them, where a `kmeans` call
+    per k repeats that work, a sizeable part of a run on a patch grid."""
+    prepared = _prepare(x)
+    return [_kmeans(prepared, k, n_init=n_init, max_iter=max_iter, tol=tol, seed=seed) for k in ks]
+
+
+def _kmeans(
+    p: _Prepared, k: int, *, n_init: int, max_iter: int, tol: float, seed: int, init: torch.Tensor | None = None,
+) -> KMeansResult:
+    x, mean, x_sq = p.x, p.mean, p.x_sq
     n = x.shape[0]
     if not 1 <= k <= n:
         raise ValueError(f"expected 1 <= k <= n_samples={n}, got k={k}")
@@ -85,8 +118,7 @@ def kmeans(
         raise ValueError(f"expected n_init >= 1 and max_iter >= 1, got {n_init} and {max_iter}")
     if init is not None and tuple(init.shape) != (k, x.shape[1]):
         raise ValueError(f"expected init of shape (k, d) = {(k, x.shape[1])}, got {tuple(init.shape)}")
-    x_sq = (x * x).sum(1)
-    abs_tol = float(x.var(0, unbiased=False).mean()) * tol
+    abs_tol = p.var * tol
     generator = torch.Generator(device="cpu").manual_seed(seed)
     best: KMeansResult | None = None
     for _ in range(1 if init is not None else n_init):
@@ -191,7 +223,8 @@ def kmeans_batch(
     others go on. The device waits for the host once per Lloyd iteration (to
     learn which runs stopped), not at every step of every run.
     """
-    x, mean = _centred(x)
+    p = _prepare(x)
+    x, mean, x_sq = p.x, p.mean, p.x_sq
     n = x.shape[0]
     ks = [int(k) for k in ks]
     if not ks or len(ks) != len(seeds):
@@ -200,8 +233,7 @@ def kmeans_batch(
         raise ValueError(f"expected 1 <= k <= n_samples={n} for every run, got ks={ks}")
     if n_init < 1 or max_iter < 1:
         raise ValueError(f"expected n_init >= 1 and max_iter >= 1, got {n_init} and {max_iter}")
-    x_sq = (x * x).sum(1)
-    abs_tol = float(x.var(0, unbiased=False).mean()) * tol
+    abs_tol = p.var * tol
     gens = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
     best: list[KMeansResult | None] = [None] * len(ks)
     for _ in range(n_init):
