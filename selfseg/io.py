@@ -250,14 +250,17 @@ def _pillow_orients_tiff() -> bool:
         return im.size == (1, 2)
 
 
-def undo_orientation(a: np.ndarray, orientation: int) -> np.ndarray:
+def undo_orientation(a: np.ndarray, orientation: int, copy: bool = True) -> np.ndarray:
     """An (H, W) map of an upright image back in the file's stored pixel order (the inverse of what
-    `PIL.ImageOps.exif_transpose` applied for this EXIF orientation)."""
+    `PIL.ImageOps.exif_transpose` applied for this EXIF orientation). copy=False: a flipped or transposed
+    view of `a` rather than a contiguous copy (`a` itself for orientation 1 either way)."""
     undo: dict[int, Callable[[np.ndarray], np.ndarray]] = {
         2: np.fliplr, 3: lambda x: np.rot90(x, 2), 4: np.flipud, 5: lambda x: x.T,
         6: lambda x: np.rot90(x, 1), 7: lambda x: np.rot90(x, 2).T, 8: lambda x: np.rot90(x, 3)}
     f = undo.get(orientation)
-    return np.ascontiguousarray(f(a)) if f is not None else a
+    if f is None:
+        return a
+    return np.ascontiguousarray(f(a)) if copy else f(a)
 
 
 def _upright_size(img: Any) -> tuple[int, int]:

@@ -183,6 +183,27 @@ def test_bench_clipseg_tiny(tmp_path):
         assert len(r["seconds_all"]) == 2
 
 
+def test_bench_postprocess_small(tmp_path):
+    """No model, so no "RANDOM" banner: run directly. Two runs give the same digests (what the harness offers
+    for checking that a change kept the outputs)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    reports = []
+    for k in range(2):
+        out = tmp_path / f"post{k}.json"
+        proc = subprocess.run([sys.executable, str(BENCH / "bench_postprocess.py"), "--side", "96", "--photo-side",
+                               "150", "--repeats", "2", "--quiet", "--json", str(out)],
+                              cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        reports.append(json.loads(out.read_text(encoding="utf-8")))
+    rows = reports[0]["rows"]
+    assert set(rows) == {"clipseg_instances", "instances_json", "export_add", "export_for_view"}
+    for row in rows.values():
+        assert row["n"] == 2 and 0 <= row["min_s"] <= row["median_s"] <= row["max_s"] and row["instances"] > 0
+    assert rows["instances_json"]["instances"] == rows["clipseg_instances"]["instances"]
+    digests = [{k: r.get("digest") for k, r in rep["rows"].items()} for rep in reports]
+    assert digests[0] == digests[1] and all(digests[0][k] for k in ("clipseg_instances", "export_add"))
+
+
 def test_independent_minimum_matches_the_locators_packing():
     """The benchmark's own minimum (a dynamic programme) agrees with selfseg's greedy packing, and the
     lower bound and first-fit-decreasing bracket it."""

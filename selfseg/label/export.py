@@ -193,7 +193,22 @@ class _Frame:
     def to_file(self, mask: np.ndarray) -> np.ndarray:
         from ..io import undo_orientation
 
-        return undo_orientation(mask[self.rows[:, None], self.cols[None, :]], self.orientation)
+        # Rows, then columns: two gathers along one axis each cost a fraction of one broadcast (H, W) index.
+        return undo_orientation(mask.take(self.rows, axis=0).take(self.cols, axis=1), self.orientation)
+
+    def sampler(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Flat indices into an analysed mask such that `mask.reshape(-1)[sampler(rows, cols)]` is
+        `to_file(mask)[rows[:, None], cols[None, :]]`: file pixels picked from the analysed mask directly,
+        without the file-size mask in between."""
+        from ..io import undo_orientation
+
+        h, w = len(self.rows), len(self.cols)  # the upright photo
+        # The upright photo's pixel places, turned as `to_file` turns its masks (views: nothing of photo size
+        # is built), tell which upright pixel each picked file pixel shows.
+        up_rows = undo_orientation(np.broadcast_to(np.arange(h)[:, None], (h, w)), self.orientation, copy=False)
+        up_cols = undo_orientation(np.broadcast_to(np.arange(w)[None, :], (h, w)), self.orientation, copy=False)
+        picked = (rows[:, None], cols[None, :])
+        return self.rows[up_rows[picked]] * self.analysed[1] + self.cols[up_cols[picked]]
 
 
 def _frame(seg: Segmentation, path: Path, name: str) -> _Frame:
@@ -474,8 +489,9 @@ class ExportedImage:
 
     def for_view(self, image: Any, max_side: int) -> tuple[Any, np.ndarray]:
         """The photo (PIL, the file's pixel order) and the kept masks, both shrunk so the longer side is at most
-        `max_side`, for drawing: one mask at the photo's size exists at a time, never all of them (100 masks of
-        a 12-megapixel photo would take 1.2 GB)."""
+        `max_side`, for drawing. The view's pixels are picked from the analysed masks (`_Frame.sampler`): no
+        mask is built at the photo's size, neither all at once (100 masks of a 12-megapixel photo would take
+        1.2 GB) nor one at a time (the time goes to pixels the view never shows)."""
         from PIL import Image
 
         w, h = self.frame.width, self.frame.height
@@ -485,9 +501,10 @@ class ExportedImage:
             image = image.resize(size, Image.Resampling.BILINEAR)
         rows = (np.arange(size[1]) * h) // size[1]
         cols = (np.arange(size[0]) * w) // size[0]
+        picks = self.frame.sampler(rows, cols)
         out = np.zeros((len(self.analysed), size[1], size[0]), bool)
         for k, m in enumerate(self.analysed):
-            out[k] = self.frame.to_file(m)[rows[:, None], cols[None, :]]
+            out[k] = m.reshape(-1).take(picks)
         return image, out
 
 
@@ -603,8 +620,9 @@ class DatasetWriter:
                     "mask_score": float(seg.mask_scores[i]), "area": areas[i], "bbox": [x0, y0, x1 - x0, y1 - y0]}
             instances.append(inst)
             if semantic is not None:  # most confident first: a pixel keeps the first class painted on it
-                free = semantic == (65535 if self._wide else NO_CLASS)
-                semantic[mask & free] = cid
+                # within the mask's box: the rest of the photo is untouched by it
+                box = semantic[y0:y1, x0:x1]
+                box[mask[y0:y1, x0:x1] & (box == (65535 if self._wide else NO_CLASS))] = cid
             polygons, exact = _polygons(self._trace, mask, (y0, y1, x0, x1)) if self._trace is not None \
                 else ([], False)
             if "yolo" in formats and polygons and not exact:  # COCO keeps exact RLE then

@@ -26,11 +26,13 @@ def cluster_instances(tags: TagResult, size: tuple[int, int] | None = None) -> I
         if c.cluster not in names:
             continue
         m = cmap == c.cluster
-        ys, xs = np.nonzero(m)
+        # the box from the rows and columns the mask touches: no index array of every pixel
+        ys = np.flatnonzero(m.any(1))
         if len(ys) == 0:
             continue
+        xs = np.flatnonzero(m.any(0))
         masks.append(m)
-        boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+        boxes.append([xs[0], ys[0], xs[-1] + 1, ys[-1] + 1])
         scores.append(sum(names[c.cluster] in ns for ns in c.nouns) / max(len(c.nouns), 1))
         labels.append(names[c.cluster])
     return Instances(masks=np.asarray(masks, dtype=bool).reshape(len(labels), h, w), boxes=boxes, scores=scores,

@@ -64,26 +64,37 @@ def best_to_instances(best: np.ndarray, conf: np.ndarray, threshold: float, min_
 
     Inside a component every pixel's best class is the component's class, so its mean probability there
     is the mean of `conf`: the T maps themselves are not needed. Only classes that win some pixel above
-    the threshold are labelled (one pass each), not all T.
+    the threshold are labelled, each inside its own bounding box, not all T over the whole frame. `best`
+    holds class indices (integers >= 0).
     """
     from scipy import ndimage
 
     h, w = best.shape
-    found = []  # (area, class, component id, slice, label image)
+    found = []  # (area, class, component id, slice, label image, slice in the label image)
     above = conf >= threshold
-    for c in np.unique(best[above]):
-        region = (best == c) & above
-        lab, _ = ndimage.label(region, structure=np.ones((3, 3)))
+    # Each winning class's bounding box, all in one pass: a class is labelled inside its own box only. Its
+    # components lie inside that box and are numbered in the same scan order there as in the whole frame.
+    boxes_of = ndimage.find_objects(np.where(above, best.astype(np.intp, copy=False) + 1, 0))
+    for c, box in enumerate(boxes_of):
+        if box is None:
+            continue
+        lab, _ = ndimage.label((best[box] == c) & above[box], structure=np.ones((3, 3)))
         areas = np.bincount(lab.ravel())
-        for i, sl in enumerate(ndimage.find_objects(lab), start=1):
-            if sl is not None and areas[i] >= min_area:
-                found.append((int(areas[i]), int(c), i, sl, lab))
+        parts = ndimage.find_objects(lab)
+        ids = np.flatnonzero(areas[1:] >= min_area) + 1
+        # Only a class's max_instances largest can be among the largest overall (equal areas: the earlier
+        # component first, as the sort below keeps them); kept in component order for that sort.
+        ids = np.sort(ids[np.argsort(-areas[ids], kind="stable")[:max_instances]])
+        for i in ids:
+            own = parts[i - 1]
+            sl = tuple(slice(b.start + o.start, b.start + o.stop) for b, o in zip(box, own))
+            found.append((int(areas[i]), c, int(i), sl, lab, own))
     found.sort(key=lambda f: -f[0])  # stable: equal areas stay in class order, then component order
     found = found[:max_instances]
     masks = np.zeros((len(found), h, w), dtype=bool)
     boxes, scores, classes = [], [], []
-    for k, (_, c, i, sl, lab) in enumerate(found):
-        local = lab[sl] == i  # compare inside the component's box only, not the whole frame
+    for k, (_, c, i, sl, lab, own) in enumerate(found):
+        local = lab[own] == i  # compare inside the component's box only, not the whole frame
         masks[k][sl] = local
         boxes.append([sl[1].start, sl[0].start, sl[1].stop, sl[0].stop])
         scores.append(float(conf[sl][local].mean()))

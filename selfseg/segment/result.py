@@ -88,7 +88,11 @@ def encode_rle(mask: np.ndarray) -> dict[str, Any]:
     """COCO run-length encoding of one (H, W) bool mask, counts as a UTF-8 string (JSON-ready)."""
     from pycocotools import mask as mask_utils
 
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    mask = np.asarray(mask)
+    # A bool mask is read as its bytes (0 and 1) rather than converted: the column-major copy pycocotools needs
+    # is then the only full-size copy.
+    pixels = mask.view(np.uint8) if mask.dtype == bool else mask.astype(np.uint8)
+    rle = mask_utils.encode(np.asfortranarray(pixels))
     return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
@@ -299,10 +303,11 @@ class Segmentation(ValueEquality):
     # --------------------------------------------------------------------------------------- exports
     def instances(self) -> list[dict[str, Any]]:
         """One JSON-ready record per instance: label, box xyxy, scores, area, COCO RLE mask."""
+        class_ids = self.class_ids  # built once, not once per instance
         return [
-            {"label": self.labels[i], "class_id": int(self.class_ids[i]), "box_xyxy": [float(v) for v in self.boxes[i]],
+            {"label": self.labels[i], "class_id": int(class_ids[i]), "box_xyxy": [float(v) for v in self.boxes[i]],
              "score": float(self.scores[i]), "mask_score": float(self.mask_scores[i]),
-             "area": int(self.masks[i].sum()), "mask_rle": encode_rle(self.masks[i])}
+             "area": int(np.count_nonzero(self.masks[i])), "mask_rle": encode_rle(self.masks[i])}
             for i in range(len(self.labels))
         ]
 

@@ -434,6 +434,33 @@ def test_an_exif_rotated_photo_is_exported_in_the_files_pixel_order(tmp_path, vo
     assert image.shape[:2] == (512, 683) and iou(det.mask[0], m) > 0.95
 
 
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_masks_at_the_files_size_and_the_review_view_follow_the_orientation(orientation):
+    """A reduced, upright analysis mapped to the file: the file-size masks are the analysed ones upsampled
+    (nearest) and turned back; the review's smaller view picks its pixels straight from the analysed masks,
+    and they are the file-size masks' pixels on the view's grid."""
+    from PIL import Image
+
+    from selfseg.io import undo_orientation
+    from selfseg.label.export import ExportedImage, _Frame
+
+    rng = np.random.default_rng(orientation)
+    analysed, upright = (37, 53), (90, 131)  # not a whole multiple: rows and columns repeat unevenly
+    height, width = upright[::-1] if orientation >= 5 else upright
+    rows = (np.arange(upright[0]) * analysed[0]) // upright[0]
+    cols = (np.arange(upright[1]) * analysed[1]) // upright[1]
+    frame = _Frame(rows=rows, cols=cols, analysed=analysed, orientation=orientation, height=height, width=width)
+    masks = rng.uniform(size=(3, *analysed)) < 0.5
+    ex = ExportedImage(record={}, analysed=masks, frame=frame)
+    for k in range(3):
+        assert np.array_equal(ex.masks[k], undo_orientation(masks[k][rows[:, None], cols[None, :]], orientation))
+    view, small = ex.for_view(Image.new("RGB", (width, height)), 50)
+    vh, vw = small.shape[1:]
+    assert view.size == (vw, vh) and max(vh, vw) == 50
+    r, c = (np.arange(vh) * height) // vh, (np.arange(vw) * width) // vw
+    assert np.array_equal(small, ex.masks[:, r[:, None], c[None, :]])
+
+
 def test_a_rotated_png_is_saved_afresh_without_its_tag(tmp_path, vocab):
     from PIL import Image, ImageOps
 

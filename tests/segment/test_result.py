@@ -50,6 +50,19 @@ def test_save_files_open_and_rle_decodes(tmp_path):
         assert inst["label"] in d["classes"]
 
 
+def test_rle_of_any_layout_of_a_mask_is_the_same():
+    """encode_rle reads a bool mask as its bytes: views, Fortran order and 0/1 integers all encode alike."""
+    from selfseg.segment.result import encode_rle
+
+    rng = np.random.default_rng(0)
+    big = rng.uniform(size=(31, 44)) < 0.3
+    mask = big[3:25, 5:40]  # a view that is not contiguous
+    ref = encode_rle(np.ascontiguousarray(mask).astype(np.uint8))
+    for same in (mask, np.ascontiguousarray(mask), np.asfortranarray(mask), mask.astype(np.int64)):
+        assert encode_rle(same) == ref
+    assert np.array_equal(decode_rle(ref), mask)
+
+
 def test_to_coco_and_empty():
     coco = _seg().to_coco(image_id=7)
     assert coco["images"][0] == {"id": 7, "file_name": "photo.jpg", "height": 20, "width": 30}

@@ -277,6 +277,59 @@ def test_instances_from_best_equal_those_from_all_maps():
     assert {2, 4} <= set(a[3].tolist())
 
 
+def _components_over_the_whole_frame(best, conf, threshold, min_area, max_instances):
+    """The plain way: every winning class labelled over the whole frame, every component listed, the largest
+    kept (equal areas: class order, then component order)."""
+    from scipy import ndimage
+
+    above = conf >= threshold
+    found = []
+    for c in np.unique(best[above]):
+        lab, n = ndimage.label((best == c) & above, structure=np.ones((3, 3)))
+        for i in range(1, n + 1):
+            if (lab == i).sum() >= min_area:
+                found.append((int((lab == i).sum()), int(c), lab == i))
+    found.sort(key=lambda f: -f[0])
+    return found[:max_instances]
+
+
+# the cut at max_instances falls between two components of equal area, except where it keeps them all
+@pytest.mark.parametrize("seed, min_area, max_instances", [(0, 1, 12), (1, 1, 500), (2, 4, 25), (3, 2, 8)])
+def test_instances_from_each_class_box_equal_those_from_the_whole_frame(seed, min_area, max_instances):
+    """best_to_instances labels each class inside its own bounding box and lists only the components that
+    can make the cut: the same masks, boxes, scores and classes, in the same order (equal areas included, at
+    the cut too), as labelling every class over the whole frame."""
+    from scipy import ndimage
+
+    from selfseg.segment.clipseg import best_to_instances
+
+    rng = np.random.default_rng(seed)
+    # blobs of 9 classes, some confined to a corner, over a noisy confidence map
+    smooth = ndimage.gaussian_filter(rng.normal(size=(9, 60, 80)), (0, 3, 3))
+    smooth[7, :, 30:] = smooth[8, 35:, :] = -9.0
+    best = smooth.argmax(0)
+    conf = rng.uniform(size=best.shape).astype(np.float32)
+    masks, boxes, scores, cls = best_to_instances(best, conf, 0.3, min_area, max_instances)
+    every = _components_over_the_whole_frame(best, conf, 0.3, min_area, 10**6)
+    ref = every[:max_instances]
+    assert len(ref) == len(masks) > 2
+    assert len(every) <= max_instances or every[max_instances - 1][0] == every[max_instances][0]
+    for k, (area, c, m) in enumerate(ref):
+        ys, xs = np.nonzero(m)
+        assert np.array_equal(masks[k], m) and cls[k] == c and int(masks[k].sum()) == area
+        assert boxes[k].tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+        assert scores[k] == float(conf[m].mean())
+
+
+def test_the_last_class_of_a_narrow_index_type_is_found():
+    from selfseg.segment.clipseg import best_to_instances
+
+    best = np.full((4, 5), 255, np.uint8)
+    best[0, 0] = 3
+    masks, _, _, cls = best_to_instances(best, np.ones((4, 5), np.float32), 0.5)
+    assert cls.tolist() == [255, 3] and masks[0].sum() == 19
+
+
 @pytest.mark.parametrize("segmenter", ["grounded_sam2", "clipseg", "bcc_clusters"])
 def test_reduced_precision_runs_end_to_end(repo, ade_images, segmenter):
     """model.dtype=bfloat16 (the GPU setting) through tagging and segmenting, here on the CPU: every model
