@@ -417,3 +417,17 @@ def test_benchmark_table_runs(capsys):
     d = report["methods"]["coassoc"]
     assert len(d["cell_cmiou"]) == 1 and d["cells_at_least_baseline"] == 1 and d["mean_clusters"] >= 1
     assert d["median_combine_ms"] > 0 and report["methods"]["km8"]["median_combine_ms"] == 0
+
+
+def test_stage_clocks_wait_for_the_gpu_they_time(monkeypatch):
+    """Clustering's stage timings read the clock after that device's queued kernels (a GPU runs them
+    asynchronously; unsynchronised, one stage's time lands on the first later stage that reads back)."""
+    import torch
+
+    from selfseg.tag.clustering import ensemble
+
+    waited = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: waited.append(str(device)))
+    ensemble._now(torch.device("cpu"))
+    ensemble._now(torch.device("cuda:1"))
+    assert waited == ["cuda:1"]

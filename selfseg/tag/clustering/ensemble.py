@@ -21,6 +21,14 @@ from .filters import mode_filter
 from .lloyd import kmeans_batch, kmeans_each
 
 
+def _now(device: torch.device) -> float:
+    """The clock once the device's queued work is done: on a GPU a stage's time is its own kernels', not the
+    first later stage that reads a result back."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
 def sincos_2d(h: int, w: int, dim: int, device: Any = "cpu") -> torch.Tensor:
     """(h, w, dim) 2-D sin-cos positional encoding from the `positional-encodings` library (as the paper)."""
     return _sincos_2d(h, w, dim, torch.device(device)).clone()
@@ -74,14 +82,14 @@ def _kmeans_runs(
     for si, f in enumerate(feats):
         h, w, _ = f.shape
         x = _features(f, cfg.pos_dim)
-        t0 = time.perf_counter()
+        t0 = _now(f.device)
         found = kmeans_each(x, [min(int(k), h * w) for k in ks], n_init=cfg.kmeans_n_init,
                             max_iter=cfg.kmeans_max_iter, tol=cfg.kmeans_tol, seed=seed)
         for k, res in zip(ks, found):
             lab = res.labels.reshape(1, 1, h, w).float()
             runs.append(F.interpolate(lab, size=grid, mode="nearest")[0, 0].long())
             keys.append((si, int(k)))
-        t["kmeans"] += time.perf_counter() - t0
+        t["kmeans"] += _now(f.device) - t0
     return runs, keys
 
 
@@ -107,14 +115,14 @@ def _coassoc_runs(
             continue
         h, w, _ = f.shape
         x = _features(f, cfg.coassoc_pos_dim)
-        t0 = time.perf_counter()
+        t0 = _now(f.device)
         seeds = [int(np.random.SeedSequence([seed, i]).generate_state(1)[0]) for i in mine]
         res = kmeans_batch(x, [keys[i][1] for i in mine], seeds, n_init=cfg.kmeans_n_init,
                            max_iter=cfg.kmeans_max_iter, tol=cfg.kmeans_tol)
         lab = torch.stack([r.labels for r in res]).reshape(1, len(res), h, w).float()
         for i, run in zip(mine, F.interpolate(lab, size=grid, mode="nearest")[0].long()):
             runs[i] = run
-        t["kmeans"] += time.perf_counter() - t0
+        t["kmeans"] += _now(f.device) - t0
     return runs, keys
 
 
@@ -163,11 +171,12 @@ def ensemble_cluster(
         return _coassoc_cluster(feats, cfg, seed, grid, t)
     runs, keys = _kmeans_runs(feats, cfg.ks, cfg, seed, grid, t)
 
-    t0 = time.perf_counter()
+    dev = feats[0].device
+    t0 = _now(dev)
     aligned, ref = align_runs(runs, cfg.align_cost)
     n_labels = int(aligned[ref].max()) + 1
     votes = vote_distribution(aligned, n_labels)
-    t["align"] = time.perf_counter() - t0
+    t["align"] = _now(dev) - t0
 
     crf, filtered, labels, passes = _smooth(votes, cfg, t)
     return ClusterMaps(
@@ -198,16 +207,17 @@ def _coassoc_cluster(
         raise ValueError(f"expected more patches than the smallest of coassoc_ks={list(cfg.coassoc_ks)}, got "
                          f"grids {', '.join(sizes)}: lower clustering.coassoc_ks or use consensus: chain")
 
-    t0 = time.perf_counter()
+    dev = feats[0].device
+    t0 = _now(dev)
     dense = dense_runs(torch.stack(runs).reshape(len(runs), -1))
     coassoc = coassociation(dense)
     cons = lifetime_cut(coassoc, max(int(k) for _, k in keys))
     votes = consensus_votes(coassoc, cons.labels, n_clusters=cons.n_clusters).reshape((-1,) + grid)
-    t["consensus"] = time.perf_counter() - t0
+    t["consensus"] = _now(dev) - t0
 
-    t0 = time.perf_counter()
+    t0 = _now(dev)
     aligned = list(best_overlaps(dense, cons.labels, cons.n_clusters).reshape((-1,) + grid))
-    t["align"] = time.perf_counter() - t0
+    t["align"] = _now(dev) - t0
     return _coassoc_maps(cons.labels.reshape(grid), runs, keys, aligned, votes, cons.heights, cons.lifetimes,
                          cfg, t)
 
@@ -231,10 +241,10 @@ def _smooth(
     votes: torch.Tensor, cfg: ClusteringConfig, t: dict[str, float]
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """CRF on the (m, H, W) votes, then the mode filter: (crf argmax, filtered, contiguous labels, passes)."""
-    t0 = time.perf_counter()
+    t0 = _now(votes.device)
     logits = crf_mean_field(votes[None], cfg.crf_weight, cfg.crf_theta, cfg.crf_iters, cfg.crf_filter_size)
     crf = logits[0].argmax(0)
-    t["crf"] = time.perf_counter() - t0
+    t["crf"] = _now(votes.device) - t0
 
     t0 = time.perf_counter()
     if cfg.mode_filter_passes > 0:
@@ -242,7 +252,7 @@ def _smooth(
     else:
         filtered, passes = crf, 0
     labels = contiguous(filtered)
-    t["filter"] = time.perf_counter() - t0
+    t["filter"] = _now(votes.device) - t0
     return crf, filtered, labels, passes
 
 
