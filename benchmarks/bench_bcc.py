@@ -152,8 +152,8 @@ def build_full_blip(size: str, seed: int = 0) -> tuple[Any, Any, str]:
                   initializer_range=0.02)
     config = BlipConfig(vision_config=vision, text_config=dict(TEXT_CONFIG))
     assert config.text_config.encoder_hidden_size == vision["hidden_size"]
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):  # built on the CPU: no GPU's generator touched
+        torch.random.default_generator.manual_seed(seed)
         model = BlipForConditionalGeneration(config)
     processor = BlipProcessor(image_processor=BlipImageProcessor(size={"height": 384, "width": 384}),
                               tokenizer=tokenizer)

@@ -86,14 +86,14 @@ try:  # reset the peak (VmHWM) to the current RSS, so building the model cannot 
 except OSError:
     reset = False
 if dev.type == "cuda":
-    torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats(dev)
+    torch.cuda.synchronize(dev); torch.cuda.reset_peak_memory_stats(dev)
 times = []
 calls0 = model.decoder_calls
 for _ in range(repeats):
     t0 = time.perf_counter()
     out = seg.segment(image, SegmentPlan(tags))
     if dev.type == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(dev)
     times.append(time.perf_counter() - t0)
 print(json.dumps(dict(
     tags=n_tags, tags_per_call=per_call, seconds=statistics.median(times), seconds_all=times, rss_after_load_mib=base,

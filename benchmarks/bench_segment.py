@@ -166,8 +166,8 @@ def build_full_grounding_dino(seed: int = 0) -> tuple[Any, Any, str]:
     tokenizer, vocab_source = _bert_tokenizer()
     config = GroundingDinoConfig(backbone_config=SwinConfig(**GDINO_BASE["backbone"]),
                                  text_config=dict(GDINO_BASE["text"]), **GDINO_BASE["model"])
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):  # built on the CPU: no GPU's generator touched
+        torch.random.default_generator.manual_seed(seed)
         model = GroundingDinoForObjectDetection(config)
     processor = GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(size=dict(GDINO_BASE["image_size"])),
                                        tokenizer=tokenizer)
@@ -196,8 +196,8 @@ def build_full_sam2(seed: int = 0) -> tuple[Any, Any]:
     """Sam2Model with the architecture of facebook/sam2.1-hiera-large, RANDOM weights; processor at 1024 px."""
     from transformers import Sam2ImageProcessor, Sam2Model, Sam2Processor
 
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):  # built on the CPU: no GPU's generator touched
+        torch.random.default_generator.manual_seed(seed)
         model = Sam2Model(_sam2_config())
     side, mask = SAM2_LARGE["image_size"], SAM2_LARGE["mask_size"]
     processor = Sam2Processor(Sam2ImageProcessor(size={"height": side, "width": side},
