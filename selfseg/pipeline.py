@@ -130,7 +130,7 @@ class SelfSeg:
             except SelfSegError:
                 raise
             except Exception as exc:  # one bad image must not stop the batch
-                _stop_if_device_lost(exc)
+                _stop_if_device_lost(exc, self.config.model.device)
                 item.error = f"{item.source}: {type(exc).__name__}: {exc}".splitlines()[0]
         ok = [i for i in ok if i.ok]
         enriched = dict(zip(map(id, ok), self._enrich(ok, [planned[id(i)] for i in ok])))
@@ -144,7 +144,7 @@ class SelfSeg:
             except SelfSegError:
                 raise
             except Exception as exc:  # one bad image must not stop the batch
-                _stop_if_device_lost(exc)
+                _stop_if_device_lost(exc, self.config.model.device)
                 yield BatchItem(source=item.source,
                                 error=f"{item.source}: {type(exc).__name__}: {exc}".splitlines()[0])
                 continue
@@ -162,7 +162,7 @@ class SelfSeg:
         except SelfSegError:
             raise
         except Exception as exc:
-            _stop_if_device_lost(exc)
+            _stop_if_device_lost(exc, self.config.model.device)
             error = f"{type(exc).__name__}: {exc}".splitlines()[0]
         if len(items) > 1:  # one image the model cannot take must not cost the others their prompts
             return [self._enrich([i], [p])[0] for i, p in zip(items, planned)]
@@ -280,7 +280,7 @@ class SelfSeg:
         except SelfSegError:
             raise  # configuration / resource problems affect every image: stop with the message
         except Exception as exc:  # a failed batch must not lose the rest of the run
-            _stop_if_device_lost(exc)
+            _stop_if_device_lost(exc, self.config.model.device)
             error = f"{type(exc).__name__}: {exc}".splitlines()[0]
         # Retried only once the exception is gone: its traceback holds the failed call's tensors, and after
         # running out of GPU memory the retries need that memory back.
@@ -298,18 +298,37 @@ class SelfSeg:
             yield BatchItem(source=im.source, result=_with_image_notes(res, im), loaded=im)
 
 
-def _stop_if_device_lost(exc: Exception) -> None:
-    """Raise a DeviceError for an accelerator failure that leaves the device unusable (torch's
-    AcceleratorError: an illegal memory access, a device-side assert), which every later image would hit
-    too; running out of memory is not one, and that batch is retried image by image."""
+def _stop_if_device_lost(exc: Exception, device: str) -> None:
+    """Raise a DeviceError when `exc` is an accelerator error (torch's AcceleratorError, torch 2.8 and newer)
+    that left `device` unusable: an illegal memory access or a device-side assert poisons the process's
+    context, and every later image would fail the same way. Most accelerator errors do not (a launch
+    configuration one image's size makes invalid, memory the driver could not give), so the device is
+    asked for one small computation: only when that fails too is it lost; otherwise the error is that
+    image's or batch's alone."""
     import sys
 
     torch = sys.modules.get("torch")  # no torch loaded: no accelerator error
-    lost = getattr(torch, "AcceleratorError", None)
-    if lost is not None and isinstance(exc, lost):
-        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise DeviceError(f"the device failed ({why}); the results written so far are kept, and --resume "
-                          f"continues from them") from None
+    accelerator_error = getattr(torch, "AcceleratorError", None)
+    if accelerator_error is None or not isinstance(exc, accelerator_error) or _device_answers(torch, device):
+        return
+    why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    raise DeviceError(f"the device failed ({why}) and cannot run anything more in this process; the results "
+                      f"written so far are kept, and a new run continues from them") from None
+
+
+def _device_answers(torch: Any, device: str) -> bool:
+    from .models.loading import resolve_device
+
+    try:
+        dev = resolve_device(device)
+        if dev.type == "cpu":
+            return True
+        probe = torch.ones(1, device=dev) + 1
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        return float(probe.cpu()[0]) == 2.0
+    except Exception:
+        return False
 
 
 def _with_image_notes(result: Any, loaded: LoadedImage) -> Any:

@@ -72,6 +72,9 @@ def best_to_instances(best: np.ndarray, conf: np.ndarray, threshold: float, min_
     h, w = best.shape
     found = []  # (area, class, component id, slice, label image, slice in the label image)
     above = conf >= threshold
+    if above.any() and (best[above].min() < 0 or max_instances < 0):
+        raise ValueError(f"expected class indices >= 0 and max_instances >= 0, got a smallest index of "
+                         f"{best[above].min()} and max_instances={max_instances}")
     # Each winning class's bounding box, all in one pass: a class is labelled inside its own box only. Its
     # components lie inside that box and are numbered in the same scan order there as in the whole frame.
     boxes_of = ndimage.find_objects(np.where(above, best.astype(np.intp, copy=False) + 1, 0))

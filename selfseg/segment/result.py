@@ -88,11 +88,8 @@ def encode_rle(mask: np.ndarray) -> dict[str, Any]:
     """COCO run-length encoding of one (H, W) bool mask, counts as a UTF-8 string (JSON-ready)."""
     from pycocotools import mask as mask_utils
 
-    mask = np.asarray(mask)
-    # A bool mask is read as its bytes (0 and 1) rather than converted: the column-major copy pycocotools needs
-    # is then the only full-size copy.
-    pixels = mask.view(np.uint8) if mask.dtype == bool else mask.astype(np.uint8)
-    rle = mask_utils.encode(np.asfortranarray(pixels))
+    # One full-size copy: the column-major 0/1 bytes pycocotools reads, cast and laid out in the same pass.
+    rle = mask_utils.encode(np.array(mask, dtype=np.uint8, order="F"))
     return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 

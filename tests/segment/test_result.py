@@ -51,14 +51,16 @@ def test_save_files_open_and_rle_decodes(tmp_path):
 
 
 def test_rle_of_any_layout_of_a_mask_is_the_same():
-    """encode_rle reads a bool mask as its bytes: views, Fortran order and 0/1 integers all encode alike."""
+    """Views, Fortran order, 0/1 integers and a bool array over bytes other than 0 and 1 all encode alike."""
     from selfseg.segment.result import encode_rle
 
     rng = np.random.default_rng(0)
     big = rng.uniform(size=(31, 44)) < 0.3
     mask = big[3:25, 5:40]  # a view that is not contiguous
     ref = encode_rle(np.ascontiguousarray(mask).astype(np.uint8))
-    for same in (mask, np.ascontiguousarray(mask), np.asfortranarray(mask), mask.astype(np.int64)):
+    # true stored as bytes 1..255, differing from pixel to pixel (arrays made with .view(bool))
+    odd_bytes = (np.ascontiguousarray(mask) * rng.integers(1, 256, mask.shape)).astype(np.uint8).view(bool)
+    for same in (mask, np.ascontiguousarray(mask), np.asfortranarray(mask), mask.astype(np.int64), odd_bytes):
         assert encode_rle(same) == ref
     assert np.array_equal(decode_rle(ref), mask)
 

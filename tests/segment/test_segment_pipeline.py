@@ -321,6 +321,23 @@ def test_instances_from_each_class_box_equal_those_from_the_whole_frame(seed, mi
         assert scores[k] == float(conf[m].mean())
 
 
+def test_the_cut_among_hundreds_of_equal_components_keeps_the_whole_frames_order():
+    """400 one-pixel components of one class around one large one: the cut at 37 falls among equal areas,
+    where only a stable choice (the earlier component first) gives the whole frame's order; short sorts are
+    stable by accident, hundreds of ties are not. Negative indices are refused."""
+    from selfseg.segment.clipseg import best_to_instances
+
+    best = np.zeros((60, 60), np.int64)
+    best[1::3, 1::3] = 1
+    conf = np.ones(best.shape, np.float32)
+    masks, _, _, cls = best_to_instances(best, conf, 0.5, 1, 37)
+    ref = _components_over_the_whole_frame(best, conf, 0.5, 1, 10**6)[:37]
+    assert len(masks) == 37 and cls.tolist() == [c for _, c, _ in ref]
+    assert all(np.array_equal(m, r) for m, (_, _, r) in zip(masks, ref))
+    with pytest.raises(ValueError, match="expected class indices >= 0"):
+        best_to_instances(best - 1, conf, 0.5)
+
+
 def test_the_last_class_of_a_narrow_index_type_is_found():
     from selfseg.segment.clipseg import best_to_instances
 
