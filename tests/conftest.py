@@ -128,6 +128,35 @@ class ScriptedChat:
         return _Scripted()
 
 
+def blip_attention_honouring_mask():
+    """BLIP text attention as it would be if the decoder passed `encoder_attention_mask` to its
+    cross-attention (transformers 5.24 passes it as `attention_mask=`, which the cross-attention then
+    ignores): the stock path of a correctly masked padded batch. Patch it over BlipTextAttention.forward."""
+
+    def forward(self, hidden_states, attention_mask=None, encoder_hidden_states=None, cache=None, **kwargs):
+        cross = encoder_hidden_states is not None
+        context, probs = self.self(hidden_states, attention_mask=attention_mask,
+                                   encoder_hidden_states=encoder_hidden_states,
+                                   encoder_attention_mask=attention_mask if cross else None, cache=cache)
+        return self.output(context, hidden_states), probs
+
+    return forward
+
+
+@pytest.fixture
+def honouring_forward():
+    """`blip_attention_honouring_mask()`, for a test that patches it in only around the stock call."""
+    return blip_attention_honouring_mask()
+
+
+@pytest.fixture
+def honoured_mask(monkeypatch, honouring_forward):
+    """`blip_attention_honouring_mask` patched in for the whole test."""
+    from transformers.models.blip import modeling_blip_text as mbt
+
+    monkeypatch.setattr(mbt.BlipTextAttention, "forward", honouring_forward)
+
+
 @pytest.fixture
 def scripted_chat():
     return ScriptedChat

@@ -369,15 +369,20 @@ def test_union_benchmark_scores_each_tagger_alone(voc_root, tmp_path):
     assert "tag precision / recall, vocabulary alone" in (tmp_path / "run" / "results.md").read_text()
 
 
-def test_more_ranks_than_gpus_is_a_clear_error(monkeypatch):
-    """torchrun with 2 ranks on a 1-GPU machine: one line naming the fix, before torch's set_device fails."""
+def _gpus(monkeypatch, n: int) -> None:
+    """A machine with `n` CUDA devices, as far as Dist.init asks; reaching set_device fails the test."""
     import torch
 
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: n)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda *_: pytest.fail("set_device must not be reached"))
+
+
+def test_more_ranks_than_gpus_is_a_clear_error(monkeypatch):
+    """torchrun with 2 ranks on a 1-GPU machine: one line naming the fix, before torch's set_device fails."""
     from selfseg.evaluate.benchmark import Dist
 
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    monkeypatch.setattr(torch.cuda, "set_device", lambda *_: pytest.fail("set_device must not be reached"))
+    _gpus(monkeypatch, 1)
     config = load_config(REPO / "configs" / "smoke.yaml", ["model.device=auto"])
     with pytest.raises(ConfigError, match="--nproc-per-node 1"):
         Dist(rank=1, world=2, local_rank=1, active=True).init(config)
@@ -385,13 +390,9 @@ def test_more_ranks_than_gpus_is_a_clear_error(monkeypatch):
 
 def test_one_named_gpu_under_torchrun_is_a_clear_error(monkeypatch):
     """model.device=cuda:0 with 2 ranks would put both ranks' models on GPU 0: refused, naming the fix."""
-    import torch
-
     from selfseg.evaluate.benchmark import Dist
 
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    monkeypatch.setattr(torch.cuda, "set_device", lambda *_: pytest.fail("set_device must not be reached"))
+    _gpus(monkeypatch, 2)
     config = load_config(REPO / "configs" / "smoke.yaml", ["model.device=cuda:0"])
     with pytest.raises(ConfigError, match="each rank takes cuda:<local rank>: use model.device=cuda"):
         Dist(rank=1, world=2, local_rank=1, active=True).init(config)

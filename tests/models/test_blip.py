@@ -52,22 +52,6 @@ def _same_tokens(a, b, row_a=0, row_b=0):
     return torch.equal(a.sequences[row_a, :n], b.sequences[row_b, :n])
 
 
-@pytest.fixture
-def honoured_mask(monkeypatch):
-    """transformers as it would be if BLIP's text decoder passed `encoder_attention_mask` to its
-    cross-attention (5.24 passes it as `attention_mask=`, which the cross-attention then ignores)."""
-    from transformers.models.blip import modeling_blip_text as mbt
-
-    def forward(self, hidden_states, attention_mask=None, encoder_hidden_states=None, cache=None, **kwargs):
-        cross = encoder_hidden_states is not None
-        context, probs = self.self(hidden_states, attention_mask=attention_mask,
-                                   encoder_hidden_states=encoder_hidden_states,
-                                   encoder_attention_mask=attention_mask if cross else None, cache=cache)
-        return self.output(context, hidden_states), probs
-
-    monkeypatch.setattr(mbt.BlipTextAttention, "forward", forward)
-
-
 def _stock_padded(cap, token_sets, settings, seed, streams=None, **kwargs):
     """The stock way to batch sets: right-pad, pass the mask, let transformers' decoder do the rest. Sampling
     uses selfseg's per-row streams (the processors `caption` appends), so that draws can be compared."""

@@ -86,17 +86,10 @@ def _logit_diff(a, b, ra: int = 0, rb: int = 0) -> float:
     return max(_max(a.logits[k][ra], b.logits[k][rb]) for k in range(steps))
 
 
-def _stock_padded(cap: BlipCaptioner, rows: list[torch.Tensor], monkeypatch) -> object:
+def _stock_padded(cap: BlipCaptioner, rows: list[torch.Tensor], monkeypatch, forward) -> object:
     """The stock batched decoder call: sets right-padded, `encoder_attention_mask` given, and transformers'
-    cross-attention made to honour it (5.24 drops it; see test_blip.py), greedy."""
+    cross-attention made to honour it by `forward` (5.24 drops it; see conftest.py), greedy."""
     from transformers.models.blip import modeling_blip_text as mbt
-
-    def forward(self, hidden_states, attention_mask=None, encoder_hidden_states=None, cache=None, **kwargs):
-        cross = encoder_hidden_states is not None
-        context, probs = self.self(hidden_states, attention_mask=attention_mask,
-                                   encoder_hidden_states=encoder_hidden_states,
-                                   encoder_attention_mask=attention_mask if cross else None, cache=cache)
-        return self.output(context, hidden_states), probs
 
     longest = max(int(t.shape[0]) for t in rows)
     enc = torch.zeros(len(rows), longest, rows[0].shape[1], dtype=cap.dtype)
@@ -115,14 +108,15 @@ def _stock_padded(cap: BlipCaptioner, rows: list[torch.Tensor], monkeypatch) -> 
 
 
 @pytest.mark.parametrize("dtype", HALF)
-def test_blip_caption_rows_equal_the_stock_decoder_in_half_precision(dtype, blip32, token_sets, monkeypatch):
+def test_blip_caption_rows_equal_the_stock_decoder_in_half_precision(dtype, blip32, token_sets, monkeypatch,
+                                                                     honouring_forward):
     """Per-set cross-attention (sets sharing one key/value tensor, rows repeating a set) against the stock
     decoder's masked padded batch: same greedy tokens, logits equal to a small share of stock's own drift."""
     cap = _blip(dtype)
     rows = [token_sets[0], token_sets[2], token_sets[1], token_sets[0], token_sets[3]]
     ours = _half_or_skip(dtype, cap.generate, rows, GREEDY, 0, **LOGITS)
-    stock = _stock_padded(cap, rows, monkeypatch)
-    full = _stock_padded(blip32, rows, monkeypatch)
+    stock = _stock_padded(cap, rows, monkeypatch, honouring_forward)
+    full = _stock_padded(blip32, rows, monkeypatch, honouring_forward)
     # Stock's drift at the first new token (later steps may follow other tokens in float32).
     drift = max(_max(stock.logits[0][r], full.logits[0][r]) for r in range(len(rows)))
     assert drift > 0
