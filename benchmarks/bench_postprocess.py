@@ -13,6 +13,11 @@ median is printed with n, min and max):
   class map as the best class and a fixed-seed random probability (threshold 0.4, min_area 16, at most 100).
 - `instances_json`: `Segmentation.instances()` on those instances, what `to_dict` and `save` write for them
   (per instance: box, scores, area and COCO RLE).
+- `yolo_trace`, `yolo_join`, `coco_polygons`: the outlines `selfseg label` writes, for one mask per class of
+  each map (at --side; "other" left out): real objects' shapes, several parts where a class has several
+  regions. supervision's tracing of each mask (the YOLO outline), joining a mask's parts into one YOLO line,
+  and the pixel-edge COCO polygons (traced, then checked by pycocotools' decode). The instances above are no
+  such shapes: their random confidence leaves them full of pinholes.
 - `export`: `DatasetWriter.add` (formats coco and semantic: COCO RLE and the class map, no polygon tracing) of
   each photo upscaled to --photo-side, with those instances as a reduced copy's masks (original_size: the
   photo's), then `ExportedImage.for_view`, the review page's 1024-px view of its masks.
@@ -47,7 +52,15 @@ except ImportError:
 
 from PIL import Image  # noqa: E402
 
-from selfseg.label.export import DatasetWriter, ExportConfig, ExportedImage  # noqa: E402
+from selfseg.label.export import (  # noqa: E402
+    DatasetWriter,
+    ExportConfig,
+    ExportedImage,
+    _extent,
+    _polygon_tracer,
+    _polygons,
+)
+from selfseg.label.outlines import coco_polygons, join_parts  # noqa: E402
 from selfseg.label.vocabulary import DatasetVocabulary, VocabularyClass  # noqa: E402
 from selfseg.segment.clipseg import best_to_instances  # noqa: E402
 from selfseg.segment.result import Segmentation  # noqa: E402
@@ -166,6 +179,18 @@ def main(argv: list[str] | None = None) -> dict:
                                      "digest": digest(*[a for f in found for a in f])}
         stat, records = timed(lambda: [s.instances() for s in segs], args.repeats)
         rows["instances_json"] = {**stat, "instances": sum(len(r) for r in records), "digest": digest(records)}
+
+        masks = [best == c for _, best in maps for c in np.unique(best) if c]
+        trace = _polygon_tracer()
+        boxes = [_extent(m) for m in masks]
+        stat, traced = timed(lambda: [_polygons(trace, m, b)[0] for m, b in zip(masks, boxes)], args.repeats)
+        rows["yolo_trace"] = {**stat, "instances": len(masks), "digest": digest(*[p for t in traced for p in t])}
+        stat, walks = timed(lambda: [join_parts(p) for p in traced if p], args.repeats)
+        rows["yolo_join"] = {**stat, "instances": len(walks), "digest": digest(*walks)}
+        stat, outlines = timed(lambda: [coco_polygons(m[y0:y1, x0:x1]) for m, (y0, y1, x0, x1) in zip(masks, boxes)],
+                               args.repeats)
+        rows["coco_polygons"] = {**stat, "instances": len(masks),
+                                 "digest": digest(*[p for o in outlines for p in (o or [])])}
 
         names = sorted({label for s in segs for label in s.labels})
         # one dataset class per class of the maps (the label step's vocabulary, without its WordNet rules)

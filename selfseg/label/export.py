@@ -22,23 +22,28 @@ or `val`; classes.txt at the root, masks with 65535 for no class when there are 
 Annotations are in the stored pixel order of the file they describe, at the photo's size: masks of a reduced
 copy are upsampled (nearest) and the EXIF orientation the pipeline analysed upright is undone. Readers disagree
 on EXIF (PIL and pycocotools ignore it; OpenCV, supervision and most trainers apply it), so a copied photo with
-an orientation tag gets its tag set to 1 (a 2-byte change in a JPEG; pixels untouched), after which every
-reader sees the pixels the annotations describe. Hard links share the source's bytes, so a tagged photo is
-copied instead; images "reference" leaves the source as it is (its annotations still follow its stored pixels).
+an orientation tag gets its tag set to 1 (a 2-byte change in a JPEG, or one XMP digit; pixels untouched), after
+which every reader sees the pixels the annotations describe. Hard links share the source's bytes, so a tagged
+photo is copied instead; images "reference" leaves the source as it is (its annotations still follow its
+stored pixels; dataset.json counts such photos).
 
 Instances pass filters in this order: vocabulary (labels it drops), min_score, min_mask_score, min_area, NMS,
 max_instances; dataset.json counts what each removed.
 
-COCO masks are compressed RLE (exact) or, with `polygons`, polygons; YOLO has one line per connected part of a
-mask. Polygons come from supervision's tracer (every part, holes joined to their outline by a zero-width seam;
-`pip install supervision`). Its dataset writers are not used: they take a whole in-memory `DetectionDataset`,
-and `as_coco` writes a mask with a hole or several parts as iscrowd 1 with uncompressed RLE.
+COCO masks are compressed RLE (exact) or, with `polygons`, polygons along the pixel edges, which pycocotools
+fills back exactly (an object whose polygons would not fill back is kept as RLE and counted). YOLO has one line
+per object: its outline through pixel centres from supervision's tracer (every part, holes joined to their
+outline by a zero-width seam; `pip install supervision`), several parts joined into one walk as Ultralytics'
+converter joins them (see `outlines.py`). supervision's dataset writers are not used: they take a whole
+in-memory `DetectionDataset`, and `as_coco` writes a mask with a hole or several parts as iscrowd 1 with
+uncompressed RLE.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -49,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ConfigError, DatasetError, ImageError, check, choices
+from .outlines import coco_polygons, join_parts
 
 if TYPE_CHECKING:
     from ..segment.result import Segmentation
@@ -90,7 +96,8 @@ class ExportConfig:
     # "copy", "hardlink" (a copy where a link cannot be made, e.g. across devices) or "reference" (the
     # dataset names the source files; coco only, as YOLO and the folder layout find labels by the image's place).
     images: str = "copy"
-    # COCO masks as polygons (every part of a multi-part mask, holes joined by a seam) instead of exact RLE.
+    # COCO masks as polygons along the pixel edges (one per part, holes joined by a seam; pycocotools fills
+    # them back exactly, an object it would not stays RLE) instead of RLE.
     polygons: bool = False
     # Lowest detector score kept. 0: the locator's own threshold already decided, as `selfseg segment` shows.
     min_score: float = 0.0
@@ -111,8 +118,8 @@ class ExportConfig:
 
     @property
     def traces_masks(self) -> bool:
-        """Whether the formats need masks as polygons (supervision's tracer)."""
-        return "yolo" in self.formats or ("coco" in self.formats and self.polygons)
+        """Whether the formats need masks traced by supervision's tracer (YOLO's outlines through pixel centres)."""
+        return "yolo" in self.formats
 
     def __post_init__(self) -> None:
         check(isinstance(self.formats, list) and bool(self.formats) and all(f in FORMATS for f in self.formats)
@@ -319,10 +326,9 @@ def _polygon_tracer() -> Any:
             from supervision.dataset.utils import approximate_mask_with_polygons
             from supervision.detection.utils.converters import polygon_to_mask
     except ImportError:
-        raise ImportError("the yolo format and COCO polygons trace masks with supervision: "
-                          "pip install supervision") from None
+        raise ImportError("the yolo format traces masks with supervision: pip install supervision") from None
     if "bridge_holes" not in inspect.signature(approximate_mask_with_polygons).parameters:
-        raise ImportError("the yolo format and COCO polygons need a supervision release whose "
+        raise ImportError("the yolo format needs a supervision release whose "
                           "approximate_mask_with_polygons takes bridge_holes (0.31 does): pip install -U supervision")
 
     def outlines(mask: np.ndarray) -> list[np.ndarray]:
@@ -416,30 +422,44 @@ def _number_text(v: float) -> str:
 
 
 def _reset_jpeg_orientation(data: bytearray) -> bool:
-    """Set the EXIF orientation of JPEG bytes to 1 in place (the tag's 2 bytes; pixels untouched). False when
-    there is no such tag to set."""
+    """Set the orientation of JPEG bytes to 1 in place, in the EXIF tag (its 2 bytes) and in XMP (the digit of
+    tiff:Orientation, which Pillow reads where EXIF has none); pixels untouched. False when there is no such
+    value to set."""
     if data[:2] != b"\xff\xd8":
         return False
-    i = 2
+    i, done = 2, False
     while i + 4 <= len(data) and data[i] == 0xFF:
         marker = data[i + 1]
         if marker in (0xD9, 0xDA):  # end of image / start of scan: no header segment follows
-            return False
+            break
         length = int.from_bytes(data[i + 2:i + 4], "big")
+        end = min(i + 2 + length, len(data))
         if marker == 0xE1 and data[i + 4:i + 10] == b"Exif\0\0":
-            tiff = i + 10
-            order = "little" if data[tiff:tiff + 2] == b"II" else "big"
-            read = lambda at, size, order=order: int.from_bytes(data[at:at + size], order)
-            ifd = tiff + read(tiff + 4, 4)
-            for k in range(read(ifd, 2)):
-                entry = ifd + 2 + 12 * k
-                if entry + 12 > i + 2 + length:
-                    return False
-                if read(entry, 2) == _EXIF_ORIENTATION and read(entry + 2, 2) == 3:  # type 3: SHORT
-                    data[entry + 8:entry + 10] = (1).to_bytes(2, order)
-                    return True
-            return False
+            done |= _reset_exif_orientation(data, i + 10, end)
+        elif marker == 0xE1 and data[i + 4:i + 4 + len(_XMP_HEADER)] == _XMP_HEADER:
+            for found in _XMP_ORIENTATION.finditer(data, i + 4, end):
+                data[found.start(1):found.end(1)] = b"1"
+                done = True
         i += 2 + length
+    return done
+
+
+_XMP_HEADER = b"http://ns.adobe.com/xap/1.0/\0"
+#: tiff:Orientation as an attribute or as an element; group 1 is its one digit.
+_XMP_ORIENTATION = re.compile(rb"tiff:Orientation(?:\s*=\s*[\"']|>)\s*([1-8])")
+
+
+def _reset_exif_orientation(data: bytearray, tiff: int, end: int) -> bool:
+    order = "little" if data[tiff:tiff + 2] == b"II" else "big"
+    read = lambda at, size, order=order: int.from_bytes(data[at:at + size], order)
+    ifd = tiff + read(tiff + 4, 4)
+    for k in range(read(ifd, 2)):
+        entry = ifd + 2 + 12 * k
+        if entry + 12 > end:
+            return False
+        if read(entry, 2) == _EXIF_ORIENTATION and read(entry + 2, 2) == 3:  # type 3: SHORT
+            data[entry + 8:entry + 10] = (1).to_bytes(2, order)
+            return True
     return False
 
 
@@ -540,7 +560,7 @@ class DatasetWriter:
         self._counts = {s: {"images": 0, "instances": 0, "empty_images": 0} for s in SPLITS}
         self._per_class = [dict.fromkeys(SPLITS, 0) for _ in self._classes]
         self._images = {"hardlink_fallbacks": 0, "orientation_reset": 0, "coco_rle_fallbacks": 0,
-                        "saved_as_png": 0, "holes_filled": 0}
+                        "saved_as_png": 0, "holes_filled": 0, "tagged_references": 0}
         self._closed = False
         try:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -625,15 +645,17 @@ class DatasetWriter:
                 box[mask[y0:y1, x0:x1] & (box == (65535 if self._wide else NO_CLASS))] = cid
             polygons, exact = _polygons(self._trace, mask, (y0, y1, x0, x1)) if self._trace is not None \
                 else ([], False)
-            if "yolo" in formats and polygons and not exact:  # COCO keeps exact RLE then
+            if "yolo" in formats and polygons and not exact:
                 self._images["holes_filled"] += 1
             if "yolo" in formats:
                 scale = np.array([frame.width, frame.height], dtype=np.float64)
                 parts = polygons or [np.array([[x0, y0], [x1 - 1, y0], [x1 - 1, y1 - 1], [x0, y1 - 1]], np.float64)]
-                yolo_lines += [" ".join([str(cid)] + [_number_text(v) for v in (p / scale).ravel()]) for p in parts]
+                walk = join_parts(parts) / scale
+                yolo_lines.append(" ".join([str(cid)] + [_number_text(v) for v in walk.ravel()]))
             if "coco" in formats:
-                if self.config.polygons and polygons and exact:
-                    segmentation: Any = [[round(float(v), 2) for v in p.ravel()] for p in polygons]
+                outlines = coco_polygons(mask[y0:y1, x0:x1]) if self.config.polygons else None
+                if outlines:
+                    segmentation: Any = [(p + [x0, y0]).ravel().tolist() for p in outlines]
                 else:
                     segmentation = _encode_rle(mask)
                     self._images["coco_rle_fallbacks"] += int(self.config.polygons)
@@ -679,6 +701,9 @@ class DatasetWriter:
 
     def _write_image(self, source: Path, split: str, name: str, tagged: bool) -> None:
         if self.config.images == "reference":
+            # Left as it is, such a photo shows turned in readers that apply EXIF (OpenCV, supervision, most
+            # trainers) while its annotations follow the stored pixels: counted, so the summary says so.
+            self._images["tagged_references"] += int(tagged)
             return
         dst = self.out / split / "images" / name
         try:

@@ -189,6 +189,33 @@ def test_every_format_loads_and_class_ids_agree(tmp_path, vocab, sv):
     assert not list((out / "annotations").glob(".*"))  # the JSON-lines parts are gone
 
 
+def link_bound(mask: np.ndarray) -> int:
+    """Most pixels that joining a mask's 8-connected parts into one YOLO line may add where OpenCV-style
+    rasterisers draw its links: twice the length of a minimum spanning tree over the parts' nearest pixels,
+    plus two per link (a generous bound: each link is one segment between two outline points, drawn there
+    and back over the same pixels)."""
+    from scipy import ndimage
+    from scipy.sparse.csgraph import minimum_spanning_tree
+    from scipy.spatial.distance import cdist
+
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    pixels = [np.argwhere(labels == i) for i in range(1, count + 1)]
+    dist = np.zeros((count, count))
+    for i in range(count):
+        for j in range(i + 1, count):
+            dist[i, j] = cdist(pixels[i], pixels[j]).min()
+    return int(2 * minimum_spanning_tree(dist).sum() + 2 * (count - 1))
+
+
+def yolo_masks(out: Path, split: str, sv) -> tuple[list[str], np.ndarray]:
+    """(the image's YOLO lines, their masks as supervision draws them) of a dataset with one image."""
+    (labels,) = (out / split / "labels").glob("*.txt")
+    ds = sv.DetectionDataset.from_yolo(str(out / split / "images"), str(out / split / "labels"),
+                                       str(out / "data.yaml"), force_masks=True)
+    _, _, det = next(iter(ds))
+    return labels.read_text().splitlines(), det.mask
+
+
 def test_a_multi_part_mask_with_a_hole_keeps_every_part(tmp_path, vocab, sv):
     from pycocotools.coco import COCO
 
@@ -201,23 +228,23 @@ def test_a_multi_part_mask_with_a_hole_keeps_every_part(tmp_path, vocab, sv):
         ex = writer.add(path, seg_of(size, [("car", parts, 0.9, 0.9)]))
     coco = COCO(str(out / "annotations/instances_train.json"))
     (ann,) = coco.loadAnns(coco.getAnnIds())
-    assert len(ann["segmentation"]) == 2 and ann["iscrowd"] == 0
-    back = coco.annToMask(ann).astype(bool)
-    assert iou(back, parts) > 0.95 and not back[150, 150]  # the hole stays a hole
-    assert iou(back & box(size, 100, 300, 400, 600), box(size, 100, 300, 400, 600)) > 0.95
-    lines = (out / "train/labels/parts.txt").read_text().splitlines()
-    assert len(lines) == 2 and all(line.startswith("0 ") for line in lines)
-    ds = sv.DetectionDataset.from_yolo(str(out / "train/images"), str(out / "train/labels"), str(out / "data.yaml"),
-                                       force_masks=True)
-    _, _, det = next(iter(ds))
-    yolo = det.mask.any(axis=0)
-    assert iou(yolo, parts) > 0.95 and not yolo[150, 150]
+    assert len(ann["segmentation"]) == 2 and ann["iscrowd"] == 0  # a polygon per part, the hole seamed in
+    assert np.array_equal(coco.annToMask(ann).astype(bool), parts)
+    # YOLO: one line for the one object; OpenCV-style drawing adds the link between the parts, nothing else
+    lines, masks = yolo_masks(out, "train", sv)
+    assert len(lines) == 1 and lines[0].startswith("0 ") and len(masks) == 1
+    extra = masks[0] & ~parts
+    assert (masks[0] >= parts).all() and not masks[0][150, 150]  # the hole stays a hole
+    assert 0 < extra.sum() <= link_bound(parts)
     assert np.array_equal(ex.masks[0], parts)
 
 
-def test_parts_one_pixel_wide_are_read_back_exactly(tmp_path, vocab, sv):
-    """supervision's tracer drops every part of fewer than 3 outline points; the export adds them as paths
-    over their pixels and back, so the YOLO file (and COCO polygons, read by supervision) give the mask back."""
+def test_parts_one_pixel_wide_are_read_back(tmp_path, vocab, sv):
+    """COCO polygons run along pixel edges, so pycocotools fills even a lone pixel back; supervision's tracer
+    drops every part of fewer than 3 outline points, and the YOLO line adds them as paths over their pixels and
+    back, so every pixel is drawn again."""
+    from pycocotools.coco import COCO
+
     path = photo(tmp_path, "thin.jpg")
     size = size_of(path)
     mask = box(size, 10, 40, 10, 40) & ~box(size, 20, 25, 20, 25)  # a square with a hole
@@ -230,22 +257,71 @@ def test_parts_one_pixel_wide_are_read_back_exactly(tmp_path, vocab, sv):
     out = tmp_path / "ds"
     with DatasetWriter(out, vocab, ExportConfig(polygons=True, val_fraction=0.0)) as writer:
         writer.add(path, seg_of(size, [("car", mask, 0.9, 0.9)]))
-    lines = (out / "train/labels/thin.txt").read_text().splitlines()
-    assert len(lines) == 5  # one per 8-connected part
-    ds = sv.DetectionDataset.from_yolo(str(out / "train/images"), str(out / "train/labels"), str(out / "data.yaml"),
-                                       force_masks=True)
-    _, _, det = next(iter(ds))
-    assert np.array_equal(det.mask.any(axis=0), mask)
-    ds = sv.DetectionDataset.from_coco(str(out / "train/images"), str(out / "annotations/instances_train.json"),
-                                       force_masks=True)
-    _, _, det = next(iter(ds))
-    assert np.array_equal(det.mask.any(axis=0), mask)
+    coco = COCO(str(out / "annotations/instances_train.json"))
+    (ann,) = coco.loadAnns(coco.getAnnIds())
+    assert isinstance(ann["segmentation"], list) and np.array_equal(coco.annToMask(ann).astype(bool), mask)
+    lines, masks = yolo_masks(out, "train", sv)
+    assert len(lines) == 1 and (masks[0] >= mask).all()
+    assert (masks[0] & ~mask).sum() <= link_bound(mask)
+
+
+def test_coco_polygons_of_thin_objects_score_ap_1_against_themselves(tmp_path, vocab):
+    """Objects one to four pixels wide, a checkerboard and a diagonal chain: pycocotools fills every polygon back
+    to its mask, so the export scored against itself is AP 1.0 (outlines through pixel centres lose a part one
+    pixel wide entirely there)."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    path = photo(tmp_path, "thin.jpg")
+    size = size_of(path)
+    instances = []
+    for k, width in enumerate((1, 2, 3, 4)):
+        instances.append(("car", box(size, 10, 30, 40 * k + 10, 40 * k + 10 + width), 0.9 - 0.1 * k, 0.9))
+    checker = np.zeros(size, bool)
+    checker[100:120, 100:120] = (np.add.outer(np.arange(20), np.arange(20)) % 2) == 0
+    chain = np.zeros(size, bool)
+    chain[np.arange(200, 230), np.arange(300, 330)] = True
+    instances += [("person", checker, 0.5, 0.9), ("tree", chain, 0.4, 0.9)]
+    out = tmp_path / "ds"
+    with DatasetWriter(out, vocab, ExportConfig(polygons=True, val_fraction=0.0, min_area=1, nms="none",
+                                                formats=["coco"])) as writer:
+        writer.add(path, seg_of(size, instances))
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["images"]["coco_rle_fallbacks"] == 0
+    gt = COCO(str(out / "annotations/instances_train.json"))
+    anns = gt.loadAnns(gt.getAnnIds())
+    assert len(anns) == 6 and all(isinstance(a["segmentation"], list) for a in anns)
+    for a, (_, m, _, _) in zip(anns, instances):
+        assert np.array_equal(gt.annToMask(a).astype(bool), m)
+    ev = COCOeval(gt, gt.loadRes(anns), "segm")
+    ev.evaluate()
+    ev.accumulate()
+    ev.summarize()
+    assert ev.stats[0] == 1.0  # AP at IoU 0.50:0.95, every area, 100 detections
+
+
+def test_an_object_its_polygons_would_not_fill_back_stays_rle_and_is_counted(tmp_path, vocab, monkeypatch):
+    from pycocotools.coco import COCO
+
+    import selfseg.label.export as export
+
+    monkeypatch.setattr(export, "coco_polygons", lambda mask: None)
+    path = photo(tmp_path, "rle.jpg")
+    size = size_of(path)
+    mask = ellipse(size, 100, 100, 30, 50)
+    out = tmp_path / "ds"
+    with DatasetWriter(out, vocab, ExportConfig(polygons=True, val_fraction=0.0, formats=["coco"])) as writer:
+        writer.add(path, seg_of(size, [("car", mask, 0.9, 0.9)]))
+    assert json.loads((out / "dataset.json").read_text())["images"]["coco_rle_fallbacks"] == 1
+    coco = COCO(str(out / "annotations/instances_train.json"))
+    (ann,) = coco.loadAnns(coco.getAnnIds())
+    assert isinstance(ann["segmentation"], dict) and np.array_equal(coco.annToMask(ann).astype(bool), mask)
 
 
 def test_a_hole_the_tracer_cannot_bridge_is_filled_and_counted_never_a_crash(tmp_path, vocab, sv):
     """seam_failure_mask.npz: part of a tiny random model's mask of a real photo, holes for which supervision
-    finds no seam (it raises). That part's holes are filled in the YOLO polygons, the annotation is counted;
-    COCO polygons fall back to exact RLE."""
+    finds no seam (it raises). That part's holes are filled in the YOLO line, the annotation is counted; COCO's
+    pixel-edge polygons keep every hole."""
     from pycocotools.coco import COCO
     from scipy import ndimage
 
@@ -260,16 +336,15 @@ def test_a_hole_the_tracer_cannot_bridge_is_filled_and_counted_never_a_crash(tmp
     with DatasetWriter(out, vocab, ExportConfig(polygons=True, val_fraction=0.0)) as writer:
         writer.add(path, seg_of(size, [("car", mask, 0.9, 0.9)]))
     images = json.loads((out / "dataset.json").read_text())["images"]
-    assert images["holes_filled"] == 1 and images["coco_rle_fallbacks"] == 1
+    assert images["holes_filled"] == 1 and images["coco_rle_fallbacks"] == 0
     coco = COCO(str(out / "annotations/instances_train.json"))
     (ann,) = coco.loadAnns(coco.getAnnIds())
-    assert isinstance(ann["segmentation"], dict) and np.array_equal(coco.annToMask(ann).astype(bool), mask)
-    ds = sv.DetectionDataset.from_yolo(str(out / "train/images"), str(out / "train/labels"), str(out / "data.yaml"),
-                                       force_masks=True)
-    _, _, det = next(iter(ds))
-    yolo = det.mask.any(axis=0)
-    assert (yolo >= mask).all() and not (yolo & ~ndimage.binary_fill_holes(mask)).any()  # only holes added
-    assert (yolo & ~mask).any()
+    assert isinstance(ann["segmentation"], list) and np.array_equal(coco.annToMask(ann).astype(bool), mask)
+    lines, masks = yolo_masks(out, "train", sv)
+    assert len(lines) == 1
+    yolo = masks[0]
+    assert (yolo >= mask).all() and (yolo & ~mask & ndimage.binary_fill_holes(mask)).any()  # holes filled
+    assert (yolo & ~ndimage.binary_fill_holes(mask)).sum() <= link_bound(mask)  # else only the links
 
 
 def test_an_image_without_detections_stays_with_empty_labels(tmp_path, vocab, sv):
@@ -432,6 +507,50 @@ def test_an_exif_rotated_photo_is_exported_in_the_files_pixel_order(tmp_path, vo
                                        force_masks=True)
     _, image, det = next(iter(ds))
     assert image.shape[:2] == (512, 683) and iou(det.mask[0], m) > 0.95
+
+
+def test_a_tagged_photo_left_in_place_is_counted(tmp_path, vocab):
+    """images: reference keeps the source, tag and all: readers that apply EXIF show it turned against its
+    annotations, so dataset.json counts such photos."""
+    _, path = tagged_photo(tmp_path, "turned.jpg", 6)
+    plain = photo(tmp_path, "plain.jpg", 1)
+    out = tmp_path / "ds"
+    with DatasetWriter(out, vocab, ExportConfig(val_fraction=0.0, formats=["coco"], images="reference")) as writer:
+        for p in (path, plain):
+            size = size_of(p)[::-1] if p == path else size_of(p)  # the pipeline's masks are upright
+            writer.add(p, seg_of(size, [("car", box(size, 0, 50, 0, 50), 0.9, 0.9)]))
+    images = json.loads((out / "dataset.json").read_text())["images"]
+    assert images["tagged_references"] == 1 and images["orientation_reset"] == 0
+    assert path.read_bytes()[:2] == b"\xff\xd8" and not (out / "train" / "images").exists()
+
+
+@pytest.mark.parametrize("form", ["attribute", "element"])
+def test_a_jpeg_turned_by_xmp_alone_is_copied_with_one_digit_changed(tmp_path, vocab, form):
+    """No EXIF block, the orientation in XMP only (Pillow reads it there): the copy's XMP says 1 and its JPEG
+    data, hence its pixels, are the source's."""
+    from PIL import Image, ImageOps
+
+    value = ('tiff:Orientation="6"/>' if form == "attribute"
+             else '><tiff:Orientation>6</tiff:Orientation></rdf:Description>')
+    xmp = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+           '<rdf:Description rdf:about="" xmlns:tiff="http://ns.adobe.com/tiff/1.0/" ' + value +
+           '</rdf:RDF></x:xmpmeta>').encode()
+    (tmp_path / "src").mkdir()
+    path = tmp_path / "src" / "xmp.jpg"
+    Image.open(PHOTOS[0]).convert("RGB").save(path, quality=90, xmp=xmp)
+    with Image.open(path) as im:
+        assert "exif" not in im.info and im.getexif().get(0x0112) == 6
+        upright_size = ImageOps.exif_transpose(im).size[::-1]
+        file_pixels = np.asarray(im.convert("RGB"))
+    out = tmp_path / "ds"
+    with DatasetWriter(out, vocab, ExportConfig(val_fraction=0.0, formats=["coco"])) as writer:
+        ex = writer.add(path, seg_of(upright_size, [("car", box(upright_size, 0, 300, 0, 200), 0.9, 0.9)]))
+    copy = out / ex.record["file"]
+    source, copied = path.read_bytes(), copy.read_bytes()
+    assert len(source) == len(copied) and sum(a != b for a, b in zip(source, copied)) == 1
+    with Image.open(copy) as im:
+        assert im.getexif().get(0x0112, 1) == 1 and np.array_equal(np.asarray(im.convert("RGB")), file_pixels)
+    assert json.loads((out / "dataset.json").read_text())["images"]["orientation_reset"] == 1
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))

@@ -1,0 +1,110 @@
+"""Masks as outlines: COCO's pixel-edge polygons filled back by pycocotools itself, and the walk that joins an
+object's parts into one YOLO line checked against a spanning tree built by brute force."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+from scipy.sparse.csgraph import minimum_spanning_tree
+from scipy.spatial.distance import cdist
+
+from selfseg.label.outlines import coco_polygons, edge_loops, join_parts
+
+
+def fill_back(polygons: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+    from pycocotools import mask as coco_mask
+
+    rles = coco_mask.frPyObjects([p.ravel().astype(float).tolist() for p in polygons], *shape)
+    return coco_mask.decode(coco_mask.merge(rles)).astype(bool)
+
+
+def random_masks(count: int, seed: int):
+    rng = np.random.default_rng(seed)
+    for t in range(count):
+        h, w = (int(v) for v in rng.integers(2, 50, 2))
+        m = rng.random((h, w)) < rng.uniform(0.1, 0.9)
+        if t % 3 == 1:  # blobs with specks
+            m = ndimage.binary_opening(m) | (rng.random((h, w)) < 0.03)
+        elif t % 3 == 2:  # smooth shapes, often with holes
+            m = ndimage.binary_closing(ndimage.binary_opening(m, iterations=2))
+        yield m
+
+
+def test_pixel_edge_polygons_fill_back_exactly_in_pycocotools():
+    checked = 0
+    for m in random_masks(240, seed=0):
+        polygons = coco_polygons(m)
+        assert polygons is not None
+        if not m.any():
+            assert polygons == []
+            continue
+        _, parts = ndimage.label(m)
+        assert len(polygons) == parts  # one per 4-connected part, holes inside it
+        assert all(len(p) >= 4 and p.dtype.kind == "i" for p in polygons)
+        assert np.array_equal(fill_back(polygons, m.shape), m)
+        checked += 1
+    assert checked > 150
+
+
+def test_outlines_run_clockwise_round_parts_and_anticlockwise_round_holes():
+    m = np.zeros((9, 12), bool)
+    m[1:8, 1:8] = True
+    m[3:5, 3:5] = False      # a hole
+    m[1, 10] = True          # a lone pixel
+    m[8, 8] = True           # touches the square at a corner only: its own outline
+    loops = edge_loops(m)
+    area2 = sorted(int(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y)) for x, y in (lp.T for lp in loops))
+    assert area2 == [-8, 2, 2, 98]  # twice the areas: hole 2x2, two single pixels, the 7x7 square
+    square = max(loops, key=len)
+    assert {tuple(p) for p in square} == {(1, 1), (8, 1), (8, 8), (1, 8)}  # corners only
+
+
+def test_an_empty_mask_has_no_polygons():
+    assert coco_polygons(np.zeros((5, 5), bool)) == [] and edge_loops(np.zeros((0, 0), bool)) == []
+
+
+def spanning_length(parts: list[np.ndarray]) -> float:
+    count = len(parts)
+    dist = np.zeros((count, count))
+    for i in range(count):
+        for j in range(i + 1, count):
+            dist[i, j] = cdist(parts[i], parts[j]).min() + 1.0  # +1: a zero would read as no link
+    return float(minimum_spanning_tree(dist).sum()) - (count - 1)
+
+
+def perimeter(points: np.ndarray) -> float:
+    return float(np.hypot(*np.diff(points, axis=0).T).sum())
+
+
+@pytest.mark.parametrize("kind", ["scattered", "one_line", "shared_points"])
+def test_joined_parts_visit_every_vertex_over_the_shortest_links(kind):
+    rng = np.random.default_rng({"scattered": 1, "one_line": 2, "shared_points": 3}[kind])
+    for _ in range(60):
+        count = int(rng.integers(2, 10))
+        if kind == "one_line":  # no triangulation exists
+            parts = [np.c_[rng.integers(0, 40, 3), np.full(3, 7)].astype(float) for _ in range(count)]
+        else:
+            parts = [rng.integers(0, 25, (int(rng.integers(1, 6)), 2)).astype(float) for _ in range(count)]
+        if kind == "shared_points":
+            parts[1][0] = parts[0][0]
+        walk = join_parts(parts)
+        assert np.array_equal(walk[0], walk[-1])
+        seen = {tuple(p) for p in walk}
+        assert all(tuple(p) in seen for part in parts for p in part)
+        # each part closed once, each link crossed there and back: the walk is the parts' perimeters plus twice
+        # the links, and the links are a minimum spanning tree of the parts' closest points
+        own = sum(perimeter(np.vstack([p, p[:1]])) for p in parts)
+        assert (perimeter(walk) - own) / 2 == pytest.approx(spanning_length(parts), abs=1e-9)
+        assert len(walk) == sum(len(p) + 1 for p in parts) + count - 1
+
+
+def test_thousands_of_parts_in_a_chain_join_without_recursion():
+    parts = [np.array([[3.0 * i, 0.0], [3.0 * i + 1, 0.0], [3.0 * i + 1, 1.0]]) for i in range(3000)]
+    walk = join_parts(parts)
+    assert len(walk) == 3000 * 4 + 2999
+    assert (perimeter(walk) - sum(perimeter(np.vstack([p, p[:1]])) for p in parts)) / 2 == pytest.approx(2.0 * 2999)
+
+
+def test_one_part_is_its_own_walk():
+    part = np.array([[0.0, 0.0], [4.0, 0.0], [4.0, 3.0]])
+    assert join_parts([part]) is part
