@@ -291,7 +291,10 @@ def _to_uint8(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
     if not np.isfinite(a).all():  # one NaN would make max() NaN, and a [0, 1] image read as [0, 255]
         raise ValueError("it holds NaN or infinite values")
     if np.issubdtype(dtype, np.floating):
-        a = a * 255.0 if a.max(initial=0) <= 1.0 else a
+        top = a.max(initial=0)
+        # At most 1: [0, 1]. Beyond 255, 16-bit values (a float TIFF of a 16-bit scan), as integers are read:
+        # cut at 255 they would make the image almost white.
+        a = a * 255.0 if top <= 1.0 else a / 257.0 if top > 255 else a
     elif dtype == np.uint16 or a.max(initial=0) > 255:
         a = a / 257.0
     return np.clip(np.rint(a), 0, 255).astype(np.uint8)

@@ -186,6 +186,20 @@ def test_float_and_bool_images_keep_their_brightness(tmp_path):
     assert load_image(np.ones((20, 20), dtype=bool)).image.getpixel((0, 0)) == (255, 255, 255)
 
 
+def test_float_images_beyond_255_are_read_as_16_bit_values_like_integers(tmp_path):
+    """A float TIFF of a 16-bit scan: cut at 255 it would read almost white; read as the same values in an
+    integer array are, it keeps its levels."""
+    values = np.linspace(3598, 47545, 20 * 30).reshape(20, 30)
+    as_int = np.asarray(load_image(values.round().astype(np.int32)).image)
+    for given in (values.astype(np.float32), Image.fromarray(values.astype(np.float32), mode="F")):
+        got = np.asarray(load_image(given).image)
+        assert np.abs(got.astype(int) - as_int).max() <= 1 and got.min() == 14 and got.max() == 185
+    _save(tmp_path / "f.tif", Image.fromarray(values.astype(np.float32), mode="F"))
+    assert np.abs(np.asarray(load_image(tmp_path / "f.tif").image).astype(int) - as_int).max() <= 1
+    # [0, 255] floats stay as they are
+    assert load_image(np.full((20, 20), 128.0)).image.getpixel((0, 0)) == (128, 128, 128)
+
+
 def _frames(n: int) -> list:
     return [Image.new("RGB", (40, 30), (60 * i, 0, 0)) for i in range(n)]
 

@@ -4,6 +4,7 @@ reprs and shape checks. No model runs here."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import pickle
 
@@ -105,6 +106,36 @@ def test_results_with_arrays_compare_by_value():
     for result in (s, t, d, inst, maps, t.nouns[0]):
         with pytest.raises(TypeError, match="unhashable"):
             hash(result)
+
+
+def test_edited_masks_must_keep_the_instances():
+    """A mask fewer, more, or at another size is refused when assigned, in one line: painting and JSON
+    would otherwise fail deep inside NumPy, or drop instances silently."""
+    s = _seg(3)
+    n, h, w = s.masks.shape
+    for wrong in (s.masks[:-1], np.concatenate([s.masks, s.masks[:1]]), np.zeros((n, 2 * h, 2 * w), bool)):
+        with pytest.raises(ValueError, match=rf"expected masks of shape \({n}, {h}, {w}\)"):
+            s.masks = wrong
+    assert s.masks.shape == (n, h, w) and len(Segmentation.from_json(s.to_json()).labels) == n
+    again = pickle.loads(pickle.dumps(s))  # unpickling sets the masks before the labels: no check then
+    assert again == s
+    fewer = dataclasses.replace(s, masks=s.masks[:1], boxes=s.boxes[:1], scores=s.scores[:1],
+                                mask_scores=s.mask_scores[:1], labels=s.labels[:1])
+    assert len(fewer.to_dict()["instances"]) == 1
+
+
+def test_save_writes_nothing_when_it_refuses(tmp_path):
+    s = _seg(3)
+    h, w = s.image_size
+    with pytest.raises(ValueError, match="not the photo it was made from"):
+        s.save(tmp_path / "out", "x", image=Image.new("RGB", (w + 5, h)))
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "file").write_text("")
+    for target in (tmp_path / "file", tmp_path / "file" / "below"):
+        with pytest.raises(NotADirectoryError, match="is a file"):
+            s.save(target, "x")
+    assert sorted(p.name for p in s.save(tmp_path / "out", "x", image=Image.new("RGB", (w, h))).values()) == [
+        "x.json", "x_labels.png", "x_overlay.png"]
 
 
 # ------------------------------------------------------------------------------------------ painted maps

@@ -133,9 +133,12 @@ class ExportConfig:
               "\"copy\" or \"hardlink\" with formats yolo or semantic (they find labels by the image's place; "
               "\"reference\" needs formats [coco])", self.images)
         check(isinstance(self.polygons, bool), "polygons", "true or false", self.polygons)
-        check(_number(self.min_score) and self.min_score >= 0, "min_score", "a number >= 0", self.min_score)
-        check(_number(self.min_mask_score) and self.min_mask_score >= 0, "min_mask_score", "a number >= 0",
-              self.min_mask_score)
+        # Scores are probabilities and predicted IoUs: a threshold above 1 would drop every instance, found
+        # only after the whole folder is segmented.
+        check(_number(self.min_score) and 0 <= self.min_score <= 1, "min_score", "a number in [0, 1]",
+              self.min_score)
+        check(_number(self.min_mask_score) and 0 <= self.min_mask_score <= 1, "min_mask_score",
+              "a number in [0, 1]", self.min_mask_score)
         check(_integer(self.min_area) and self.min_area >= 1, "min_area", "an integer >= 1 (pixels)", self.min_area)
         check(_integer(self.max_instances) and self.max_instances >= 1, "max_instances", "an integer >= 1",
               self.max_instances)

@@ -234,6 +234,14 @@ class Segmentation(ValueEquality):
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "masks":
             value = _read_only_masks(value)
+            # Once built, an edit keeps the instances: a mask more or less, or another size, would fail later,
+            # deep inside painting or JSON, or drop instances silently.
+            if {"scores", "labels", "image_size"} <= self.__dict__.keys():
+                want = (len(self.labels), *self.image_size)
+                if value.shape != want:
+                    raise ValueError(f"expected masks of shape {want} (N, H, W) for this result's {want[0]} labels "
+                                     f"and {want[1]}x{want[2]} image, got {value.shape}; build a new Segmentation "
+                                     "(dataclasses.replace) to change the instances")
         elif name in ("boxes", "scores", "mask_scores"):
             value = np.asarray(value, dtype=np.float32)
         if name in _PAINT_INPUTS:
@@ -447,7 +455,12 @@ class Segmentation(ValueEquality):
         stem = stem or source_stem(self.source)
         original_size = original_size or self.original_size
         out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        # The overlay first: an image that does not fit this result is refused before any file is written.
+        overlay = draw_segmentation(image, self) if image is not None else None
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise NotADirectoryError(f"cannot save into {out}: it, or a folder above it, is a file") from None
         paths = {"labels": out / f"{stem}_labels.png", "json": out / f"{stem}.json"}
         sem = self.semantic
         if original_size is not None and tuple(original_size) != tuple(self.image_size):
@@ -466,9 +479,9 @@ class Segmentation(ValueEquality):
         if undo is not None:
             lab = lab.transpose(undo)
         atomic_write(paths["labels"], lambda f: lab.save(f, format="PNG"))
-        if image is not None:
+        if overlay is not None:
             paths["overlay"] = out / f"{stem}_overlay.png"
-            atomic_write(paths["overlay"], lambda f: draw_segmentation(image, self).save(f, format="PNG"))
+            atomic_write(paths["overlay"], lambda f: overlay.save(f, format="PNG"))
         d = self.to_dict()
         d["label_map_size"] = [lab.height, lab.width]  # the PNG's, after the photo's orientation
         d.update(extra or {})

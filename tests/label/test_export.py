@@ -792,7 +792,9 @@ def test_bad_outputs_and_settings_are_one_line(tmp_path, vocab):
     for bad, key in ((dict(formats=["coco", "voc"]), "formats"), (dict(formats=[]), "formats"),
                      (dict(val_fraction=1.5), "val_fraction"), (dict(images="move"), "images"),
                      (dict(min_area=0), "min_area"), (dict(nms="soft"), "nms"), (dict(nms_iou=0), "nms_iou"),
-                     (dict(max_instances=0), "max_instances"), (dict(polygons="yes"), "polygons")):
+                     (dict(max_instances=0), "max_instances"), (dict(polygons="yes"), "polygons"),
+                     (dict(min_score=2), "min_score"), (dict(min_score=-0.1), "min_score"),
+                     (dict(min_mask_score=1.5), "min_mask_score")):
         with pytest.raises(ConfigError, match=f"^{key}: expected"):
             ExportConfig(**bad)
 
