@@ -287,7 +287,14 @@ def _move_into_place(stage: Path, out: Path) -> None:
     from ..io import atomic_write
 
     new = sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file())
-    old = set(_previous_build(out))
+    previous = _previous_build(out)
+    old = set(previous)
+    # A file of the previous build that changed since (a hand-corrected annotation file) is the user's work now.
+    changed = [out / rel for rel, stamp in previous.items()
+               if stamp is not None and rel != FAILURES and (out / rel).is_file() and _stamp(out / rel) != stamp]
+    if changed:
+        raise ConfigError(f"{changed[0]} changed since the previous dataset build wrote it; move it out of {out}/ "
+                          f"to keep it (the new dataset is complete in {stage}/)")
     tops = {rel.split("/")[0] for rel in new}
     strangers = [p for top in sorted(tops - {FAILURES})
                  for p in ([out / top] if (out / top).is_file() else
@@ -317,16 +324,30 @@ def _move_into_place(stage: Path, out: Path) -> None:
     if yaml_path.is_file():  # it names the dataset's folder, which was the stage while it was written
         text = yaml_path.read_text(encoding="utf-8").replace(str(stage.resolve()), str(out.resolve()), 1)
         atomic_write(yaml_path, lambda f: f.write(text.encode("utf-8")))
-    atomic_write(out / BUILD_LIST, lambda f: f.write(json.dumps(new).encode("utf-8")))
+    stamps = {rel: _stamp(out / rel) for rel in new}
+    atomic_write(out / BUILD_LIST, lambda f: f.write(json.dumps({"files": stamps}).encode("utf-8")))
     shutil.rmtree(stage, ignore_errors=True)
 
 
-def _previous_build(out: Path) -> list[str]:
+def _stamp(path: Path) -> list[int]:
+    """[size, modification time in ns]: what tells a file the build wrote from one edited since."""
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _previous_build(out: Path) -> dict[str, list[int] | None]:
+    """The previous build's files and their stamps (None: a list from before stamps were kept)."""
     try:
         listed = json.loads((out / BUILD_LIST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return []
-    return [p for p in listed if isinstance(p, str) and ".." not in p.split("/") and not p.startswith("/")]
+        return {}
+    if isinstance(listed, dict):
+        files = listed.get("files")
+        items = list(files.items()) if isinstance(files, dict) else []
+    else:
+        items = [(p, None) for p in listed] if isinstance(listed, list) else []
+    return {p: (stamp if isinstance(stamp, list) and len(stamp) == 2 else None) for p, stamp in items
+            if isinstance(p, str) and ".." not in p.split("/") and not p.startswith("/")}
 
 
 def _rmdir_if_empty(d: Path) -> None:

@@ -59,13 +59,15 @@ def baseline(photos, tmp_path_factory) -> Path:
 
 def _dataset(out: Path) -> dict[str, bytes]:
     """Every file of the dataset that must not depend on how the run went (data.yaml and the review page name
-    the dataset's folder)."""
+    the dataset's folder; of the build's list, the files it names, not their times)."""
     files = {}
     for p in sorted(out.rglob("*")):
         rel = p.relative_to(out).as_posix()
         if p.is_file() and not rel.startswith(("predictions/", "review/", ".build/")) and rel not in ("data.yaml",
                                                                                          "dataset.json", "index.html"):
             files[rel] = p.read_bytes()
+    if ".selfseg-build.json" in files:
+        files[".selfseg-build.json"] = sorted(json.loads(files[".selfseg-build.json"])["files"])
     return files
 
 
@@ -213,6 +215,14 @@ def test_a_rebuild_changes_only_the_dataset_and_never_the_users_files(baseline, 
     assert "my_notes.md is not a file the previous dataset build wrote" in capsys.readouterr().err
     assert notes.read_text() == "keep me" and _dataset(out) == dataset
     notes.unlink()
+    # a file the build wrote, corrected by hand since: the user's work now, kept as it is
+    corrected = out / "annotations" / "instances_train.json"
+    fixed = corrected.read_text().replace('"iscrowd": 0', '"iscrowd": 0 ', 1)
+    corrected.write_text(fixed)
+    assert main(_argv(photos, out, "--resume")) == 2
+    assert "instances_train.json changed since the previous dataset build wrote it" in capsys.readouterr().err
+    assert corrected.read_text() == fixed
+    corrected.unlink()
     assert main(_argv(photos, out, "--resume")) == 1 and _dataset(out) == _dataset(baseline)
 
 
