@@ -448,8 +448,8 @@ def _reset_jpeg_orientation(data: bytearray) -> bool:
 
 
 _XMP_HEADER = b"http://ns.adobe.com/xap/1.0/\0"
-#: tiff:Orientation as an attribute or as an element; group 1 is its one digit.
-_XMP_ORIENTATION = re.compile(rb"tiff:Orientation(?:\s*=\s*[\"']|>)\s*([1-8])")
+#: tiff:Orientation as an attribute or as an element (not mytiff:Orientation); group 1 is its one digit.
+_XMP_ORIENTATION = re.compile(rb"(?:(?<=\s)tiff:Orientation\s*=\s*[\"']|<tiff:Orientation>)\s*([1-8])")
 
 
 def _reset_exif_orientation(data: bytearray, tiff: int, end: int) -> bool:

@@ -100,10 +100,15 @@ def coco_polygons(mask: np.ndarray) -> list[np.ndarray] | None:
     if set(outer) != set(range(1, n + 1)) or not set(holes) <= set(outer):
         return None
     polygons = [_with_holes(outer[p], holes.get(p, [])) for p in range(1, n + 1)]
-    h, w = mask.shape
-    rles = coco_mask.frPyObjects([p.ravel().astype(np.float64).tolist() for p in polygons], h, w)
-    back = coco_mask.decode(coco_mask.merge(rles)).astype(bool)
-    return polygons if np.array_equal(back, mask) else None
+    # Each part checked in its own box: pycocotools merges RLEs one at a time over the whole frame, which
+    # grows with the square of the part count (minutes for a speckled photo-size mask).
+    for part, (rows, cols), polygon in zip(range(1, n + 1), ndimage.find_objects(parts), polygons):
+        shifted = polygon - [cols.start, rows.start]
+        rle = coco_mask.frPyObjects([shifted.ravel().astype(np.float64).tolist()], rows.stop - rows.start,
+                                    cols.stop - cols.start)
+        if not np.array_equal(coco_mask.decode(rle)[:, :, 0].astype(bool), parts[rows, cols] == part):
+            return None
+    return polygons
 
 
 def _with_holes(outline: np.ndarray, holes: list[np.ndarray]) -> np.ndarray:
@@ -126,13 +131,13 @@ def _with_holes(outline: np.ndarray, holes: list[np.ndarray]) -> np.ndarray:
     return np.vstack(pieces)
 
 
-def join_parts(parts: list[np.ndarray]) -> np.ndarray:
+def join_parts(parts: list[np.ndarray], _pairs: bool = False) -> np.ndarray:
     """One closed walk over several (N, 2) polygons, as one YOLO line holds one object: the parts linked by a
     minimum spanning tree of their closest vertices, each link crossed there and back. The tree's links are
     among the Delaunay triangulation's edges (a shortest link between two groups of points always is), so
-    thousands of parts cost a triangulation, not a comparison of every pair. Ultralytics' converter
-    joins an object's parts the same way; a reader that draws outlines (OpenCV's fillPoly) adds the links'
-    pixels, a line one pixel wide between parts."""
+    thousands of parts cost a triangulation, not a comparison of every pair. Ultralytics' converter also
+    links parts at their closest points, there and back (in list order, not over a spanning tree); a reader
+    that draws outlines (OpenCV's fillPoly) adds the links' pixels, a line one pixel wide between parts."""
     if len(parts) == 1:
         return parts[0]
     from scipy.sparse import coo_matrix
@@ -143,7 +148,7 @@ def join_parts(parts: list[np.ndarray]) -> np.ndarray:
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     points = np.vstack(parts)
     owner = np.repeat(np.arange(count), sizes)
-    a, b = _near_pairs(points)
+    a, b = _all_pairs(points) if _pairs else _near_pairs(points)
     a, b = a[owner[a] != owner[b]], b[owner[a] != owner[b]]
     # +1: the spanning tree reads a zero as no link, and two parts' outlines may share a point
     weight = np.hypot(*(points[a] - points[b]).T) + 1.0
@@ -162,6 +167,8 @@ def join_parts(parts: list[np.ndarray]) -> np.ndarray:
     dist = coo_matrix((weight, (lo, hi)), shape=(count, count)).tocsr()
     tree = minimum_spanning_tree(dist)
     order, parent = breadth_first_order(tree, 0, directed=False)
+    if len(order) < count:  # Qhull left a point out of every triangle: compare every pair instead
+        return join_parts_by_pairs(parts)
     # Each part's walk starts and ends at the vertex its parent links to; children hang off their own vertices.
     start = {0: 0}
     hang: dict[int, dict[int, list[int]]] = {i: {} for i in range(count)}
@@ -205,11 +212,24 @@ def _near_pairs(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     try:
         if len(unique) < 3:
             raise QhullError("too few points")
-        tri = Delaunay(unique).simplices
-        edges = np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [0, 2]]])
+        found = Delaunay(unique)
+        tri = found.simplices
+        # a point Qhull kept out of every triangle (coplanar) is linked to the vertex it recorded as nearest
+        edges = np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [0, 2]], found.coplanar[:, [0, 2]]])
     except QhullError:  # all on one line
         order = np.lexsort((unique[:, 1], unique[:, 0]))
         edges = np.stack([order[:-1], order[1:]], axis=1)
     pairs.append(first[edges].T)
     a, b = np.concatenate(pairs, axis=1)
+    return a, b
+
+
+def join_parts_by_pairs(parts: list[np.ndarray]) -> np.ndarray:
+    """`join_parts` with every pair of points as a candidate link: the same walk, at the cost of comparing
+    every pair (the fallback where a triangulation leaves points out)."""
+    return join_parts(parts, _pairs=True)
+
+
+def _all_pairs(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a, b = np.triu_indices(len(points), 1)
     return a, b

@@ -108,3 +108,16 @@ def test_thousands_of_parts_in_a_chain_join_without_recursion():
 def test_one_part_is_its_own_walk():
     part = np.array([[0.0, 0.0], [4.0, 0.0], [4.0, 3.0]])
     assert join_parts([part]) is part
+
+
+def test_points_qhull_leaves_out_of_every_triangle_are_still_joined():
+    """A part a hair from another's vertex (Qhull lists it as coplanar) and points off one line by a rounding
+    error at large coordinates: every part is still in the walk."""
+    cases = [[np.array([[0.0, 0.0], [10.0, 0.0], [10.0, 10.0]]), np.array([[10.0, 1e-13]]),
+              np.array([[20.0, 5.0], [25.0, 5.0], [25.0, 9.0]])],
+             [np.array([[1e7 + k, 2e7 + 2 * k + (k == 3) * 1e-3]]) for k in range(6)]]
+    for parts in cases:
+        walk = join_parts(parts)
+        seen = {tuple(p) for p in walk}
+        assert all(tuple(p) in seen for part in parts for p in part)
+        assert len(walk) == sum(len(p) + 1 for p in parts) + len(parts) - 1
