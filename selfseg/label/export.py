@@ -441,8 +441,9 @@ def _reset_jpeg_orientation(data: bytearray) -> bool:
             done |= _reset_exif_orientation(data, i + 10, end)
         elif marker == 0xE1 and data[i + 4:i + 4 + len(_XMP_HEADER)] == _XMP_HEADER:
             for found in _XMP_ORIENTATION.finditer(data, i + 4, end):
-                data[found.start(1):found.end(1)] = b"1"
-                done = True
+                if _xmp_markup(data, i + 4, found.start()):
+                    data[found.start(1):found.end(1)] = b"1"
+                    done = True
         i += 2 + length
     return done
 
@@ -450,6 +451,23 @@ def _reset_jpeg_orientation(data: bytearray) -> bool:
 _XMP_HEADER = b"http://ns.adobe.com/xap/1.0/\0"
 #: tiff:Orientation as an attribute or as an element (not mytiff:Orientation); group 1 is its one digit.
 _XMP_ORIENTATION = re.compile(rb"(?:(?<=\s)tiff:Orientation\s*=\s*[\"']|<tiff:Orientation>)\s*([1-8])")
+
+
+def _xmp_markup(data: bytearray, start: int, at: int) -> bool:
+    """Whether XMP bytes at `at` are markup (an element, or an attribute of the tag open there), not text or
+    an attribute's value that merely mentions tiff:Orientation."""
+    quote = None
+    inside = False
+    for c in bytes(data[start:at]):
+        if quote is not None:
+            quote = None if c == quote else quote
+        elif c == 0x3C:  # <
+            inside = True
+        elif c == 0x3E:  # >
+            inside = False
+        elif inside and c in (0x22, 0x27):  # " '
+            quote = c
+    return quote is None and (inside or data[at:at + 1] == b"<")
 
 
 def _reset_exif_orientation(data: bytearray, tiff: int, end: int) -> bool:

@@ -526,14 +526,17 @@ def test_a_tagged_photo_left_in_place_is_counted(tmp_path, vocab):
 
 @pytest.mark.parametrize("form", ["attribute", "element"])
 def test_a_jpeg_turned_by_xmp_alone_is_copied_with_one_digit_changed(tmp_path, vocab, form):
-    """No EXIF block, the orientation in XMP only (Pillow reads it there): the copy's XMP says 1 and its JPEG
-    data, hence its pixels, are the source's."""
+    """No EXIF block, the orientation in XMP only (Pillow reads it there): the copy's XMP says 1, and nothing
+    else (one byte differs: not the text that mentions the property), and its pixels are the source's."""
     from PIL import Image, ImageOps
 
     value = ('tiff:Orientation="6"/>' if form == "attribute"
              else '><tiff:Orientation>6</tiff:Orientation></rdf:Description>')
     xmp = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
-           '<rdf:Description rdf:about="" xmlns:tiff="http://ns.adobe.com/tiff/1.0/" ' + value +
+           '<rdf:Description rdf:about="" xmlns:tiff="http://ns.adobe.com/tiff/1.0/" '
+           # decoys: a value that mentions the property, and another namespace's property of that name
+           'xmlns:dc="http://purl.org/dc/elements/1.1/" dc:description="set tiff:Orientation=\'3\' by hand" '
+           'xmlns:my="http://example.com/" my:Orientation="8" ' + value +
            '</rdf:RDF></x:xmpmeta>').encode()
     (tmp_path / "src").mkdir()
     path = tmp_path / "src" / "xmp.jpg"
