@@ -17,6 +17,7 @@ files (export.py) and `index.html` + `review/`.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -191,6 +192,7 @@ def build_dataset(config: Any, sources: list[str], names: dict, out: Path, ontol
 
     pred = out / PREDICTIONS
     label = config.label
+    _refuse_edited(out)  # before any work; checked again when the new build moves in
     done = RunFolder(pred, run_settings(config, "segment")).done(sources, names)
     kept = [s for s in sources if s in done]
     reasons = dict(failed)
@@ -287,14 +289,8 @@ def _move_into_place(stage: Path, out: Path) -> None:
     from ..io import atomic_write
 
     new = sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file())
-    previous = _previous_build(out)
-    old = set(previous)
-    # A file of the previous build that changed since (a hand-corrected annotation file) is the user's work now.
-    changed = [out / rel for rel, stamp in previous.items()
-               if stamp is not None and rel != FAILURES and (out / rel).is_file() and _stamp(out / rel) != stamp]
-    if changed:
-        raise ConfigError(f"{changed[0]} changed since the previous dataset build wrote it; move it out of {out}/ "
-                          f"to keep it (the new dataset is complete in {stage}/)")
+    old = set(_previous_build(out))
+    _refuse_edited(out, f" (the new dataset is complete in {stage}/)")
     tops = {rel.split("/")[0] for rel in new}
     strangers = [p for top in sorted(tops - {FAILURES})
                  for p in ([out / top] if (out / top).is_file() else
@@ -324,19 +320,53 @@ def _move_into_place(stage: Path, out: Path) -> None:
     if yaml_path.is_file():  # it names the dataset's folder, which was the stage while it was written
         text = yaml_path.read_text(encoding="utf-8").replace(str(stage.resolve()), str(out.resolve()), 1)
         atomic_write(yaml_path, lambda f: f.write(text.encode("utf-8")))
-    stamps = {rel: _stamp(out / rel) for rel in new}
+    stamps = {rel: None if _a_photo(rel) else _stamp(out / rel) for rel in new}
     atomic_write(out / BUILD_LIST, lambda f: f.write(json.dumps({"files": stamps}).encode("utf-8")))
     shutil.rmtree(stage, ignore_errors=True)
 
 
-def _stamp(path: Path) -> list[int]:
-    """[size, modification time in ns]: what tells a file the build wrote from one edited since."""
+def _a_photo(rel: str) -> bool:
+    """A photo of the dataset ({split}/images/...): a copy or link of an input, made again from it."""
+    from .export import SPLITS
+
+    parts = rel.split("/")
+    return len(parts) >= 3 and parts[0] in SPLITS and parts[1] == "images"
+
+
+def _stamp(path: Path) -> list[Any]:
+    """[size, modification time in ns, sha256]: the size and time spare reading a file left as written; the
+    digest tells an edit from a file only touched or copied without its times."""
     st = path.stat()
-    return [st.st_size, st.st_mtime_ns]
+    return [st.st_size, st.st_mtime_ns, _sha256(path)]
 
 
-def _previous_build(out: Path) -> dict[str, list[int] | None]:
-    """The previous build's files and their stamps (None: a list from before stamps were kept)."""
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _refuse_edited(out: Path, after: str = "") -> None:
+    """ConfigError listing the previous build's files whose content changed since it wrote them (a
+    hand-corrected annotation file is the user's work now); photos and failures.txt are made again."""
+    edited = []
+    for rel, stamp in _previous_build(out).items():
+        path = out / rel
+        if stamp is None or rel == FAILURES or _a_photo(rel) or not path.is_file():
+            continue
+        st = path.stat()
+        if [st.st_size, st.st_mtime_ns] != stamp[:2] and _sha256(path) != stamp[2]:
+            edited.append(rel)
+    if edited:
+        shown = ", ".join(edited[:3]) + (f" and {len(edited) - 3} more" if len(edited) > 3 else "")
+        raise ConfigError(f"{len(edited)} file(s) of the previous dataset build changed since it wrote them "
+                          f"({shown}); move them out of {out}/ to keep them, or delete them{after}")
+
+
+def _previous_build(out: Path) -> dict[str, list[Any] | None]:
+    """The previous build's files and their stamps (None: not stamped, e.g. a list from before stamps)."""
     try:
         listed = json.loads((out / BUILD_LIST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -346,7 +376,7 @@ def _previous_build(out: Path) -> dict[str, list[int] | None]:
         items = list(files.items()) if isinstance(files, dict) else []
     else:
         items = [(p, None) for p in listed] if isinstance(listed, list) else []
-    return {p: (stamp if isinstance(stamp, list) and len(stamp) == 2 else None) for p, stamp in items
+    return {p: (stamp if isinstance(stamp, list) and len(stamp) == 3 else None) for p, stamp in items
             if isinstance(p, str) and ".." not in p.split("/") and not p.startswith("/")}
 
 

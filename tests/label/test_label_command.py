@@ -219,8 +219,11 @@ def test_a_rebuild_changes_only_the_dataset_and_never_the_users_files(baseline, 
     corrected = out / "annotations" / "instances_train.json"
     fixed = corrected.read_text().replace('"iscrowd": 0', '"iscrowd": 0 ', 1)
     corrected.write_text(fixed)
+    shutil.rmtree(out / ".build")  # the refused build's, kept: this refusal must come before building again
     assert main(_argv(photos, out, "--resume")) == 2
-    assert "instances_train.json changed since the previous dataset build wrote it" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "1 file(s) of the previous dataset build changed since it wrote them (annotations/instances_train.json)" \
+        in err and not (out / ".build").exists()  # refused before any work
     assert corrected.read_text() == fixed
     corrected.unlink()
     assert main(_argv(photos, out, "--resume")) == 1 and _dataset(out) == _dataset(baseline)
@@ -322,3 +325,33 @@ def test_two_photos_that_share_no_noun_say_which_setting_keeps_them(tmp_path, ca
     data = yaml.safe_load((tmp_path / "d" / "data.yaml").read_text())
     assert data["val"] == "train/images" and not (tmp_path / "d" / "val").exists()
     assert json.loads((tmp_path / "d" / "dataset.json").read_text())["splits"]["val"]["images"] == 0
+
+
+def test_only_files_whose_content_changed_count_as_edited(tmp_path):
+    """The build list's stamps: a file only touched, or a dataset copied without its times, is the build's
+    still; a same-size edit is the user's; photos are copies of the inputs, made again, never checked."""
+    import os
+
+    from selfseg.errors import ConfigError
+    from selfseg.label.run import _move_into_place, _refuse_edited
+
+    out, stage = tmp_path / "ds", tmp_path / "ds" / ".build"
+    files = {"annotations/instances_train.json": b'{"a": 1}', "train/labels/x.txt": b"0 0.1 0.2 0.3",
+             "train/images/x.jpg": b"jpeg", "failures.txt": b"", "classes.txt": b"cat"}
+    for rel, data in files.items():
+        (stage / rel).parent.mkdir(parents=True, exist_ok=True)
+        (stage / rel).write_bytes(data)
+    _move_into_place(stage, out)
+    _refuse_edited(out)
+    for rel in files:  # touched: new times, same bytes
+        os.utime(out / rel, ns=(1, 1))
+    (out / "train/images/x.jpg").write_bytes(b"JPEG!")  # the photo's source was edited, and it a hard link
+    (out / "failures.txt").write_text("x.jpg: unreadable")
+    _refuse_edited(out)
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved, copy_function=shutil.copyfile)  # a copy that keeps no times
+    _refuse_edited(moved)
+    (moved / "annotations/instances_train.json").write_bytes(b'{"a": 2}')  # same size, other bytes
+    (moved / "classes.txt").write_bytes(b"dog cat")
+    with pytest.raises(ConfigError, match=r"^2 file\(s\) .* \(annotations/instances_train.json, classes.txt\)"):
+        _refuse_edited(moved)
