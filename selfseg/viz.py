@@ -52,9 +52,13 @@ def _as_seen(image: Any, size: tuple[int, int]) -> Any:
     """`image` as the models saw it, RGB: a photo opened with its EXIF orientation still to apply is turned
     upright, and one whose shape is not the result's (H, W) `size` (up to rounding) is refused rather than
     stretched under the result's maps."""
-    from PIL import ImageOps
+    from PIL import Image, ImageOps
 
     h, w = size
+    if not isinstance(image, Image.Image):  # a path, an array, a tensor: read as the pipeline reads inputs
+        from .io import load_image
+
+        image = load_image(image, max_side=max(h, w)).image
     img = ImageOps.exif_transpose(image).convert("RGB")
     if img.size != (w, h) and abs(img.width / img.height - w / h) > 0.02 * (w / h) + 1 / min(img.height, h):
         raise ValueError(f"the image is {img.width}x{img.height} px but the result is {w}x{h}: not the photo it "

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from selfseg.errors import ImageError
 from selfseg.locate.result import Detections
 from selfseg.segment.result import Instances, Segmentation, encode_rle
 from selfseg.tag.result import ClusterCaptions, ClusterMaps, NounSupport, TagResult
@@ -109,14 +110,22 @@ def test_results_with_arrays_compare_by_value():
 
 
 def test_edited_masks_must_keep_the_instances():
-    """A mask fewer, more, or at another size is refused when assigned, in one line: painting and JSON
-    would otherwise fail deep inside NumPy, or drop instances silently."""
+    """A mask, label or score fewer or more, masks of another size, a label outside the classes: refused when
+    assigned, in one line; painting and JSON would otherwise fail deep inside NumPy, or drop instances
+    silently."""
     s = _seg(3)
     n, h, w = s.masks.shape
-    for wrong in (s.masks[:-1], np.concatenate([s.masks, s.masks[:1]]), np.zeros((n, 2 * h, 2 * w), bool)):
-        with pytest.raises(ValueError, match=rf"expected masks of shape \({n}, {h}, {w}\)"):
-            s.masks = wrong
+    wrong = [("masks", s.masks[:-1]), ("masks", np.concatenate([s.masks, s.masks[:1]])),
+             ("masks", np.zeros((n, 2 * h, 2 * w), bool)), ("labels", s.labels[:2]), ("labels", s.labels + ["a"]),
+             ("labels", ["zebra"] * n), ("scores", s.scores[:2]), ("mask_scores", np.ones(n + 1)),
+             ("boxes", s.boxes[:1]), ("image_size", (4, 4)), ("classes", ["zebra"])]
+    for name, value in wrong:
+        with pytest.raises(ValueError, match=rf"^{name}: expected .* for this result's {n} instances"):
+            setattr(s, name, value)
     assert s.masks.shape == (n, h, w) and len(Segmentation.from_json(s.to_json()).labels) == n
+    s.labels = list(reversed(s.labels))  # the same count, among the classes: fine
+    s.classes = s.classes + ["zebra"]
+    s.scores = np.linspace(0.1, 0.9, n)
     again = pickle.loads(pickle.dumps(s))  # unpickling sets the masks before the labels: no check then
     assert again == s
     fewer = dataclasses.replace(s, masks=s.masks[:1], boxes=s.boxes[:1], scores=s.scores[:1],
@@ -125,7 +134,7 @@ def test_edited_masks_must_keep_the_instances():
 
 
 def test_save_writes_nothing_when_it_refuses(tmp_path):
-    s = _seg(3)
+    s = _seg(3, size=(24, 32))  # an image the pipeline takes (16 px at least)
     h, w = s.image_size
     with pytest.raises(ValueError, match="not the photo it was made from"):
         s.save(tmp_path / "out", "x", image=Image.new("RGB", (w + 5, h)))
@@ -136,6 +145,19 @@ def test_save_writes_nothing_when_it_refuses(tmp_path):
             s.save(target, "x")
     assert sorted(p.name for p in s.save(tmp_path / "out", "x", image=Image.new("RGB", (w, h))).values()) == [
         "x.json", "x_labels.png", "x_overlay.png"]
+    (tmp_path / "y.json").mkdir()  # a folder where a file goes
+    with pytest.raises(IsADirectoryError, match="y.json: a folder of that name is in the way"):
+        s.save(tmp_path, "y")
+    assert not (tmp_path / "y_labels.png").exists()
+    # the image as the pipeline takes inputs: an array, a path (read, turned upright, as the models saw it)
+    pixels = np.full((h, w, 3), 90, np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "photo.png")
+    drawn = np.asarray(Image.open(s.save(tmp_path / "out", "pil", image=Image.fromarray(pixels))["overlay"]))
+    for given, stem in ((pixels, "array"), (tmp_path / "photo.png", "path"), (str(tmp_path / "photo.png"), "str")):
+        paths = s.save(tmp_path / "out", stem, image=given)
+        assert np.array_equal(np.asarray(Image.open(paths["overlay"])), drawn)
+    with pytest.raises(ImageError, match="nothing.png"):
+        s.save(tmp_path / "out", "missing", image=tmp_path / "nothing.png")
 
 
 # ------------------------------------------------------------------------------------------ painted maps

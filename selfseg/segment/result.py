@@ -113,6 +113,10 @@ def decode_rle(rle: dict[str, Any]) -> np.ndarray:
     return mask_utils.decode(compressed).astype(bool)
 
 
+#: The fields an edit of a built Segmentation must keep consistent with one another.
+_INSTANCE_FIELDS = frozenset({"masks", "image_size", "boxes", "scores", "mask_scores", "labels", "classes"})
+
+
 def _read_only_masks(masks: Any) -> np.ndarray:
     """Bool masks that refuse in-place edits: the painted maps are kept between calls, and an edit that
     bypassed the attribute would leave them stale. A caller's own bool array stays writable (a view)."""
@@ -191,7 +195,9 @@ class Segmentation(ValueEquality):
     (None in `given` vocabulary mode). merges: tag clean-up notes. segmenter: registry name.
 
     `masks` is read-only: `semantic` and `panoptic` are painted once and kept while what they are painted
-    from stays the same, so change masks by assigning a new array (`seg.masks = edited`). A bool array given
+    from stays the same, so change masks by assigning a new array (`seg.masks = edited`). An assignment keeps
+    the instances (the same count, masks of the same size, labels among the classes; a ValueError otherwise):
+    `dataclasses.replace` builds a result with other instances. A bool array given
     to the constructor is viewed, not copied: edit it after building the Segmentation and the painted maps
     may be stale. Equality compares every field, arrays by shape and values (not dtype); results are mutable
     and unhashable.
@@ -230,35 +236,53 @@ class Segmentation(ValueEquality):
         unknown = sorted(set(self.labels) - set(self.classes))
         if unknown:
             raise ValueError(f"expected every label to be one of the classes, got {unknown}")
+        object.__setattr__(self, "_built", True)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "masks":
             value = _read_only_masks(value)
-            # Once built, an edit keeps the instances: a mask more or less, or another size, would fail later,
-            # deep inside painting or JSON, or drop instances silently.
-            if {"scores", "labels", "image_size"} <= self.__dict__.keys():
-                want = (len(self.labels), *self.image_size)
-                if value.shape != want:
-                    raise ValueError(f"expected masks of shape {want} (N, H, W) for this result's {want[0]} labels "
-                                     f"and {want[1]}x{want[2]} image, got {value.shape}; build a new Segmentation "
-                                     "(dataclasses.replace) to change the instances")
         elif name in ("boxes", "scores", "mask_scores"):
             value = np.asarray(value, dtype=np.float32)
+        if self.__dict__.get("_built") and name in _INSTANCE_FIELDS:
+            self._check_edit(name, value)
         if name in _PAINT_INPUTS:
             self.__dict__.pop("_painted_maps", None)
         object.__setattr__(self, name, value)
 
+    def _check_edit(self, name: str, value: Any) -> None:
+        """Once built, an edit keeps the instances: a field of another length or size would fail later, deep
+        inside painting or JSON, or drop instances silently."""
+        n, h, w = self.masks.shape
+        if name == "masks":
+            ok, want = value.shape == (n, h, w), f"shape {(n, h, w)} (N, H, W)"
+        elif name == "image_size":
+            ok, want = tuple(int(v) for v in value) == (h, w), f"({h}, {w}), the masks' size"
+        elif name == "boxes":
+            ok, want = value.shape == (n, 4), f"shape ({n}, 4)"
+        elif name == "classes":
+            missing = sorted(set(self.labels) - set(value))
+            ok, want = not missing, f"every label among them (missing {missing})"
+        else:
+            ok, want = len(value) == n, f"{n} values, one per instance"
+            if ok and name == "labels":
+                unknown = sorted(set(value) - set(self.classes))
+                ok, want = not unknown, f"labels among the classes (not {unknown})"
+        if not ok:
+            raise ValueError(f"{name}: expected {want} for this result's {n} instances; build a new Segmentation "
+                             "(dataclasses.replace) to change the instances")
+
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         # the painted maps are rebuilt on demand; "semantic" and "panoptic": the caches of older pickles
-        for cache in ("_painted_maps", "semantic", "panoptic"):
+        for cache in ("_painted_maps", "semantic", "panoptic", "_built"):
             state.pop(cache, None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         for name, value in state.items():
-            if name not in ("_painted_maps", "semantic", "panoptic"):
+            if name not in ("_painted_maps", "semantic", "panoptic", "_built"):
                 setattr(self, name, value)  # masks come back read-only
+        object.__setattr__(self, "_built", True)
 
     def __repr__(self) -> str:
         tags = "None" if self.tags is None else f"<{len(self.tags.nouns)} tags by {self.tags.tagger!r}>"
@@ -462,6 +486,11 @@ class Segmentation(ValueEquality):
         except (FileExistsError, NotADirectoryError):
             raise NotADirectoryError(f"cannot save into {out}: it, or a folder above it, is a file") from None
         paths = {"labels": out / f"{stem}_labels.png", "json": out / f"{stem}.json"}
+        if overlay is not None:
+            paths["overlay"] = out / f"{stem}_overlay.png"
+        in_the_way = [p for p in paths.values() if p.is_dir()]
+        if in_the_way:
+            raise IsADirectoryError(f"cannot save {in_the_way[0]}: a folder of that name is in the way")
         sem = self.semantic
         if original_size is not None and tuple(original_size) != tuple(self.image_size):
             from ..tag.result import upsample_nearest
@@ -480,7 +509,6 @@ class Segmentation(ValueEquality):
             lab = lab.transpose(undo)
         atomic_write(paths["labels"], lambda f: lab.save(f, format="PNG"))
         if overlay is not None:
-            paths["overlay"] = out / f"{stem}_overlay.png"
             atomic_write(paths["overlay"], lambda f: overlay.save(f, format="PNG"))
         d = self.to_dict()
         d["label_map_size"] = [lab.height, lab.width]  # the PNG's, after the photo's orientation
