@@ -188,16 +188,33 @@ def test_float_and_bool_images_keep_their_brightness(tmp_path):
 
 def test_float_images_beyond_255_are_read_as_16_bit_values_like_integers(tmp_path):
     """A float TIFF of a 16-bit scan: cut at 255 it would read almost white; read as the same values in an
-    integer array are, it keeps its levels."""
+    integer array are, it keeps its levels, and the image's notes say so."""
     values = np.linspace(3598, 47545, 20 * 30).reshape(20, 30)
     as_int = np.asarray(load_image(values.round().astype(np.int32)).image)
     for given in (values.astype(np.float32), Image.fromarray(values.astype(np.float32), mode="F")):
-        got = np.asarray(load_image(given).image)
+        loaded = load_image(given)
+        got = np.asarray(loaded.image)
         assert np.abs(got.astype(int) - as_int).max() <= 1 and got.min() == 14 and got.max() == 185
+        assert any("read as 16-bit levels" in n for n in loaded.notes)
     _save(tmp_path / "f.tif", Image.fromarray(values.astype(np.float32), mode="F"))
     assert np.abs(np.asarray(load_image(tmp_path / "f.tif").image).astype(int) - as_int).max() <= 1
-    # [0, 255] floats stay as they are
+
+
+@pytest.mark.parametrize("top", [255.0, 255.5, 262.4, 1023.0])
+def test_a_float_image_a_little_past_255_is_cut_there_not_rescaled(top):
+    """Resampling or sharpening a [0, 255] float image overshoots its range: cut at 255 (and noted), where
+    reading it as 16-bit levels would make it black."""
+    values = np.linspace(0, top, 20 * 30).reshape(20, 30)
+    loaded = load_image(values)
+    got = np.asarray(loaded.image)[:, :, 0].astype(int)
+    assert np.abs(got - np.clip(np.rint(values), 0, 255)).max() == 0
+    assert any("cut at 255" in n for n in loaded.notes) == (top > 255)
     assert load_image(np.full((20, 20), 128.0)).image.getpixel((0, 0)) == (128, 128, 128)
+
+
+def test_negative_float_values_are_cut_and_noted():
+    loaded = load_image(np.linspace(-1, 1, 20 * 30).reshape(20, 30))  # a normalised tensor given as is
+    assert np.asarray(loaded.image).min() == 0 and any("below 0: cut at 0" in n for n in loaded.notes)
 
 
 def _frames(n: int) -> list:
