@@ -723,7 +723,7 @@ class DatasetWriter:
     def _write_image(self, source: Path, split: str, name: str, tagged: bool) -> None:
         if self.config.images == "reference":
             # Left as it is, such a photo shows turned in readers that apply EXIF (OpenCV, supervision, most
-            # trainers) while its annotations follow the stored pixels: counted, so the summary says so.
+            # trainers) while its annotations follow the stored pixels: counted in dataset.json.
             self._images["tagged_references"] += int(tagged)
             return
         dst = self.out / split / "images" / name

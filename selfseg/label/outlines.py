@@ -131,11 +131,13 @@ def _with_holes(outline: np.ndarray, holes: list[np.ndarray]) -> np.ndarray:
     return np.vstack(pieces)
 
 
-def join_parts(parts: list[np.ndarray], _pairs: bool = False) -> np.ndarray:
+def join_parts(parts: list[np.ndarray]) -> np.ndarray:
     """One closed walk over several (N, 2) polygons, as one YOLO line holds one object: the parts linked by a
     minimum spanning tree of their closest vertices, each link crossed there and back. The tree's links are
     among the Delaunay triangulation's edges (a shortest link between two groups of points always is), so
-    thousands of parts cost a triangulation, not a comparison of every pair. Ultralytics' converter also
+    thousands of parts cost a triangulation, not a comparison of every pair. Pixel coordinates triangulate
+    exactly; for float points near a line Qhull's triangulation is approximate, and the walk still holds
+    every part. Ultralytics' converter also
     links parts at their closest points, there and back (in list order, not over a spanning tree); a reader
     that draws outlines (OpenCV's fillPoly) adds the links' pixels, a line one pixel wide between parts."""
     if len(parts) == 1:
@@ -148,8 +150,9 @@ def join_parts(parts: list[np.ndarray], _pairs: bool = False) -> np.ndarray:
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     points = np.vstack(parts)
     owner = np.repeat(np.arange(count), sizes)
-    a, b = _all_pairs(points) if _pairs else _near_pairs(points)
+    a, b = _near_pairs(points)
     a, b = a[owner[a] != owner[b]], b[owner[a] != owner[b]]
+    a, b = _connect(points, owner, a, b)
     # +1: the spanning tree reads a zero as no link, and two parts' outlines may share a point
     weight = np.hypot(*(points[a] - points[b]).T) + 1.0
     lo, hi = np.minimum(owner[a], owner[b]), np.maximum(owner[a], owner[b])
@@ -167,8 +170,6 @@ def join_parts(parts: list[np.ndarray], _pairs: bool = False) -> np.ndarray:
     dist = coo_matrix((weight, (lo, hi)), shape=(count, count)).tocsr()
     tree = minimum_spanning_tree(dist)
     order, parent = breadth_first_order(tree, 0, directed=False)
-    if len(order) < count:  # Qhull left a point out of every triangle: compare every pair instead
-        return join_parts_by_pairs(parts)
     # Each part's walk starts and ends at the vertex its parent links to; children hang off their own vertices.
     start = {0: 0}
     hang: dict[int, dict[int, list[int]]] = {i: {} for i in range(count)}
@@ -224,12 +225,23 @@ def _near_pairs(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def join_parts_by_pairs(parts: list[np.ndarray]) -> np.ndarray:
-    """`join_parts` with every pair of points as a candidate link: the same walk, at the cost of comparing
-    every pair (the fallback where a triangulation leaves points out)."""
-    return join_parts(parts, _pairs=True)
+def _connect(points: np.ndarray, owner: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The candidate links (a, b) plus, while they leave the parts in several groups (a point Qhull kept out
+    of every triangle and did not record), the shortest link out of part 0's group: by the cut property it
+    belongs to a minimum spanning tree, so the tree stays minimal."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
 
-
-def _all_pairs(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    a, b = np.triu_indices(len(points), 1)
-    return a, b
+    count = int(owner.max()) + 1
+    while True:
+        graph = coo_matrix((np.ones(len(a)), (owner[a], owner[b])), shape=(count, count))
+        groups, group = connected_components(graph, directed=False)
+        if groups == 1:
+            return a, b
+        inside = group[owner] == group[0]
+        near = cKDTree(points[~inside])
+        d, k = near.query(points[inside])
+        i = int(np.argmin(d))
+        a = np.append(a, np.nonzero(inside)[0][i])
+        b = np.append(b, np.nonzero(~inside)[0][int(k[i])])

@@ -189,22 +189,20 @@ def test_every_format_loads_and_class_ids_agree(tmp_path, vocab, sv):
     assert not list((out / "annotations").glob(".*"))  # the JSON-lines parts are gone
 
 
-def link_bound(mask: np.ndarray) -> int:
-    """Most pixels that joining a mask's 8-connected parts into one YOLO line may add where OpenCV-style
+@pytest.fixture(scope="module")
+def link_bound(spanning_length):
+    """mask -> the most pixels that joining its 8-connected parts into one YOLO line may add where OpenCV-style
     rasterisers draw its links: twice the length of a minimum spanning tree over the parts' nearest pixels,
     plus two per link (a generous bound: each link is one segment between two outline points, drawn there
     and back over the same pixels)."""
     from scipy import ndimage
-    from scipy.sparse.csgraph import minimum_spanning_tree
-    from scipy.spatial.distance import cdist
 
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
-    pixels = [np.argwhere(labels == i) for i in range(1, count + 1)]
-    dist = np.zeros((count, count))
-    for i in range(count):
-        for j in range(i + 1, count):
-            dist[i, j] = cdist(pixels[i], pixels[j]).min()
-    return int(2 * minimum_spanning_tree(dist).sum() + 2 * (count - 1))
+    def bound(mask: np.ndarray) -> int:
+        labels, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
+        pixels = [np.argwhere(labels == i).astype(float) for i in range(1, count + 1)]
+        return int(2 * spanning_length(pixels) + 2 * (count - 1))
+
+    return bound
 
 
 def yolo_masks(out: Path, split: str, sv) -> tuple[list[str], np.ndarray]:
@@ -216,7 +214,7 @@ def yolo_masks(out: Path, split: str, sv) -> tuple[list[str], np.ndarray]:
     return labels.read_text().splitlines(), det.mask
 
 
-def test_a_multi_part_mask_with_a_hole_keeps_every_part(tmp_path, vocab, sv):
+def test_a_multi_part_mask_with_a_hole_keeps_every_part(tmp_path, vocab, sv, link_bound):
     from pycocotools.coco import COCO
 
     path = photo(tmp_path, "parts.jpg")
@@ -239,7 +237,7 @@ def test_a_multi_part_mask_with_a_hole_keeps_every_part(tmp_path, vocab, sv):
     assert np.array_equal(ex.masks[0], parts)
 
 
-def test_parts_one_pixel_wide_are_read_back(tmp_path, vocab, sv):
+def test_parts_one_pixel_wide_are_read_back(tmp_path, vocab, sv, link_bound):
     """COCO polygons run along pixel edges, so pycocotools fills even a lone pixel back; supervision's tracer
     drops every part of fewer than 3 outline points, and the YOLO line adds them as paths over their pixels and
     back, so every pixel is drawn again."""
@@ -267,8 +265,8 @@ def test_parts_one_pixel_wide_are_read_back(tmp_path, vocab, sv):
 
 def test_coco_polygons_of_thin_objects_score_ap_1_against_themselves(tmp_path, vocab):
     """Objects one to four pixels wide, a checkerboard and a diagonal chain: pycocotools fills every polygon back
-    to its mask, so the export scored against itself is AP 1.0 (outlines through pixel centres lose a part one
-    pixel wide entirely there)."""
+    to its mask, so the export scored against itself is AP 1.0 (an outline through pixel centres would enclose
+    no area for a part one pixel wide)."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -318,7 +316,7 @@ def test_an_object_its_polygons_would_not_fill_back_stays_rle_and_is_counted(tmp
     assert isinstance(ann["segmentation"], dict) and np.array_equal(coco.annToMask(ann).astype(bool), mask)
 
 
-def test_a_hole_the_tracer_cannot_bridge_is_filled_and_counted_never_a_crash(tmp_path, vocab, sv):
+def test_a_hole_the_tracer_cannot_bridge_is_filled_and_counted_never_a_crash(tmp_path, vocab, sv, link_bound):
     """seam_failure_mask.npz: part of a tiny random model's mask of a real photo, holes for which supervision
     finds no seam (it raises). That part's holes are filled in the YOLO line, the annotation is counted; COCO's
     pixel-edge polygons keep every hole."""

@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy import ndimage
-from scipy.sparse.csgraph import minimum_spanning_tree
-from scipy.spatial.distance import cdist
 
 from selfseg.label.outlines import coco_polygons, edge_loops, join_parts
 
@@ -63,21 +61,12 @@ def test_an_empty_mask_has_no_polygons():
     assert coco_polygons(np.zeros((5, 5), bool)) == [] and edge_loops(np.zeros((0, 0), bool)) == []
 
 
-def spanning_length(parts: list[np.ndarray]) -> float:
-    count = len(parts)
-    dist = np.zeros((count, count))
-    for i in range(count):
-        for j in range(i + 1, count):
-            dist[i, j] = cdist(parts[i], parts[j]).min() + 1.0  # +1: a zero would read as no link
-    return float(minimum_spanning_tree(dist).sum()) - (count - 1)
-
-
 def perimeter(points: np.ndarray) -> float:
     return float(np.hypot(*np.diff(points, axis=0).T).sum())
 
 
 @pytest.mark.parametrize("kind", ["scattered", "one_line", "shared_points"])
-def test_joined_parts_visit_every_vertex_over_the_shortest_links(kind):
+def test_joined_parts_visit_every_vertex_over_the_shortest_links(kind, spanning_length):
     rng = np.random.default_rng({"scattered": 1, "one_line": 2, "shared_points": 3}[kind])
     for _ in range(60):
         count = int(rng.integers(2, 10))
@@ -110,14 +99,50 @@ def test_one_part_is_its_own_walk():
     assert join_parts([part]) is part
 
 
-def test_points_qhull_leaves_out_of_every_triangle_are_still_joined():
+@pytest.mark.parametrize("guard", ["both", "coplanar_links_only", "connecting_only"])
+def test_points_qhull_leaves_out_of_every_triangle_are_still_joined(guard, monkeypatch, spanning_length):
     """A part a hair from another's vertex (Qhull lists it as coplanar) and points off one line by a rounding
-    error at large coordinates: every part is still in the walk."""
+    error at large coordinates: every part is still in the walk. Each of the two guards (the coplanar points'
+    links, and links added while the parts stay in several groups) does it alone."""
+    import selfseg.label.outlines as outlines
+
+    if guard == "coplanar_links_only":
+        monkeypatch.setattr(outlines, "_connect", lambda points, owner, a, b: (a, b))
     cases = [[np.array([[0.0, 0.0], [10.0, 0.0], [10.0, 10.0]]), np.array([[10.0, 1e-13]]),
-              np.array([[20.0, 5.0], [25.0, 5.0], [25.0, 9.0]])],
-             [np.array([[1e7 + k, 2e7 + 2 * k + (k == 3) * 1e-3]]) for k in range(6)]]
+              np.array([[20.0, 5.0], [25.0, 5.0], [25.0, 9.0]])]]
+    if guard != "coplanar_links_only":  # Qhull records no point as coplanar here
+        cases.append([np.array([[1e7 + k, 2e7 + 2 * k + (k == 3) * 1e-3]]) for k in range(6)])
+    if guard == "connecting_only":  # no triangulation's links at all: every link from the guard
+        monkeypatch.setattr(outlines, "_near_pairs", lambda points: (np.zeros(0, int), np.zeros(0, int)))
     for parts in cases:
         walk = join_parts(parts)
         seen = {tuple(p) for p in walk}
         assert all(tuple(p) in seen for part in parts for p in part)
         assert len(walk) == sum(len(p) + 1 for p in parts) + len(parts) - 1
+        if parts is cases[0] or guard == "connecting_only":  # Qhull's triangulation of the near-line is
+            own = sum(perimeter(np.vstack([p, p[:1]])) for p in parts)  # approximate: no shortest tree promised
+            assert (perimeter(walk) - own) / 2 == pytest.approx(spanning_length(parts), rel=1e-9)
+
+
+def test_the_links_added_while_parts_stay_apart_make_a_shortest_tree(monkeypatch, spanning_length):
+    import selfseg.label.outlines as outlines
+
+    monkeypatch.setattr(outlines, "_near_pairs", lambda points: (np.zeros(0, int), np.zeros(0, int)))
+    rng = np.random.default_rng(7)
+    for _ in range(40):
+        count = int(rng.integers(2, 8))
+        parts = [rng.integers(0, 30, (int(rng.integers(1, 5)), 2)).astype(float) for _ in range(count)]
+        walk = join_parts(parts)
+        own = sum(perimeter(np.vstack([p, p[:1]])) for p in parts)
+        assert (perimeter(walk) - own) / 2 == pytest.approx(spanning_length(parts), abs=1e-9)
+
+
+def test_polygons_that_would_not_fill_back_are_refused(monkeypatch):
+    """The decode check itself: outlines with their holes left out fill the holes, so no polygons."""
+    import selfseg.label.outlines as outlines
+
+    ring = np.ones((9, 9), bool)
+    ring[3:6, 3:6] = False
+    assert coco_polygons(ring) is not None
+    monkeypatch.setattr(outlines, "_with_holes", lambda outline, holes: outline)
+    assert coco_polygons(ring) is None
