@@ -285,6 +285,8 @@ def _from_array(a: np.ndarray, name: str) -> Any:
     return Image.fromarray(a)
 
 
+#: Largest value a float image may reach and still be read as [0, 1] (cut at 1) rather than [0, 255].
+_FLOAT_UNIT = 1.5
 #: Largest value a float image may reach and still be read as [0, 255] (cut at 255) rather than 16-bit levels.
 _FLOAT_16_BIT = 1023
 
@@ -296,17 +298,20 @@ def _to_uint8(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
         raise ValueError("it holds NaN or infinite values")
     if np.issubdtype(dtype, np.floating):
         top, low = a.max(initial=0), a.min(initial=0)
-        # At most 1: [0, 1]. Beyond 1023, 16-bit values (a float TIFF of a 16-bit scan), as integers beyond 255
-        # are read: cut at 255 they would make the image almost white. In between, a [0, 255] image that
-        # resampling or sharpening pushed past its range: cut. Either way the image's notes say so (these
-        # warnings become notes of the image being loaded).
+        # Up to 1: [0, 1], and up to 1.5 a [0, 1] image that resampling or sharpening pushed past its range
+        # (as [0, 255] it would be black). Beyond 1023, 16-bit values (a float TIFF of a 16-bit scan), as
+        # integers beyond 255 are read: cut at 255 they would make the image almost white. Past 255 below that,
+        # a [0, 255] image's overshoot: cut. The image's notes say what was done (these warnings become notes
+        # of the image being loaded).
         if top > _FLOAT_16_BIT:
             warnings.warn(f"float values up to {top:.6g}: read as 16-bit levels (divided by 257)", UserWarning,
                           stacklevel=2)
             a = a / 257.0
         elif top > 255:
             warnings.warn(f"float values up to {top:.6g}, beyond 255: cut at 255", UserWarning, stacklevel=2)
-        elif top <= 1.0:
+        elif top <= _FLOAT_UNIT:
+            if top > 1:
+                warnings.warn(f"float values up to {top:.6g}, read as [0, 1]: cut at 1", UserWarning, stacklevel=2)
             a = a * 255.0
         if low < 0:
             warnings.warn(f"float values down to {low:.6g}, below 0: cut at 0 (a normalised tensor? give "

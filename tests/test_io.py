@@ -212,6 +212,15 @@ def test_a_float_image_a_little_past_255_is_cut_there_not_rescaled(top):
     assert load_image(np.full((20, 20), 128.0)).image.getpixel((0, 0)) == (128, 128, 128)
 
 
+@pytest.mark.parametrize("top", [1.0, 1.05, 1.5])
+def test_a_float_image_a_little_past_1_is_read_as_0_to_1_and_cut(top):
+    values = np.linspace(0, top, 20 * 30).reshape(20, 30)
+    loaded = load_image(values)
+    got = np.asarray(loaded.image)[:, :, 0].astype(int)
+    assert np.abs(got - np.clip(np.rint(values * 255), 0, 255)).max() == 0
+    assert any("read as [0, 1]: cut at 1" in n for n in loaded.notes) == (top > 1)
+
+
 def test_negative_float_values_are_cut_and_noted():
     loaded = load_image(np.linspace(-1, 1, 20 * 30).reshape(20, 30))  # a normalised tensor given as is
     assert np.asarray(loaded.image).min() == 0 and any("below 0: cut at 0" in n for n in loaded.notes)

@@ -117,15 +117,24 @@ def test_edited_masks_must_keep_the_instances():
     n, h, w = s.masks.shape
     wrong = [("masks", s.masks[:-1]), ("masks", np.concatenate([s.masks, s.masks[:1]])),
              ("masks", np.zeros((n, 2 * h, 2 * w), bool)), ("labels", s.labels[:2]), ("labels", s.labels + ["a"]),
-             ("labels", ["zebra"] * n), ("scores", s.scores[:2]), ("mask_scores", np.ones(n + 1)),
-             ("boxes", s.boxes[:1]), ("image_size", (4, 4)), ("classes", ["zebra"])]
+             ("labels", ["zebra"] * n), ("labels", "dog"), ("labels", None), ("scores", s.scores[:2]),
+             ("scores", np.ones((n, 3))), ("scores", 0.5), ("mask_scores", np.ones(n + 1)),
+             ("mask_scores", np.ones((n, 1))), ("mask_scores", None), ("boxes", s.boxes[:1]), ("image_size", (4, 4)),
+             ("image_size", (h + 0.7, w)), ("image_size", None), ("classes", ["zebra"])]
     for name, value in wrong:
-        with pytest.raises(ValueError, match=rf"^{name}: expected .* for this result's {n} instances"):
+        with pytest.raises(ValueError, match=rf"^{name}: expected .*; this result has {n} instances"):
             setattr(s, name, value)
     assert s.masks.shape == (n, h, w) and len(Segmentation.from_json(s.to_json()).labels) == n
-    s.labels = list(reversed(s.labels))  # the same count, among the classes: fine
+    s.labels = tuple(reversed(s.labels))  # the same count, among the classes: fine, kept as a list
     s.classes = s.classes + ["zebra"]
-    s.scores = np.linspace(0.1, 0.9, n)
+    s.scores = np.linspace(0.1, 0.9, n).tolist()
+    s.image_size = np.array([h, w])
+    assert isinstance(s.labels, list) and s.scores.dtype == np.float32 and s.image_size == (h, w)
+    assert type(s.image_size[0]) is int
+    s.labels.pop()  # in place: no assignment to check it, so painting and JSON do
+    for use in (lambda: s.semantic, s.to_json):
+        with pytest.raises(ValueError, match=r"no longer fit its 3 masks \(labels has 2\): edited in place"):
+            use()
     again = pickle.loads(pickle.dumps(s))  # unpickling sets the masks before the labels: no check then
     assert again == s
     fewer = dataclasses.replace(s, masks=s.masks[:1], boxes=s.boxes[:1], scores=s.scores[:1],

@@ -140,8 +140,9 @@ def join_parts(parts: list[np.ndarray]) -> np.ndarray:
     every part. Ultralytics' converter also
     links parts at their closest points, there and back (in list order, not over a spanning tree); a reader
     that draws outlines (OpenCV's fillPoly) adds the links' pixels, a line one pixel wide between parts."""
-    if len(parts) == 1:
-        return parts[0]
+    parts = [p for p in parts if len(p)]
+    if len(parts) <= 1:
+        return parts[0] if parts else np.zeros((0, 2))
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import breadth_first_order, minimum_spanning_tree
 
@@ -227,8 +228,9 @@ def _near_pairs(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _connect(points: np.ndarray, owner: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The candidate links (a, b) plus, while they leave the parts in several groups (a point Qhull kept out
-    of every triangle and did not record), the shortest link out of part 0's group: by the cut property it
-    belongs to a minimum spanning tree, so the tree stays minimal."""
+    of every triangle and did not record), the shortest link out of part 0's group, so that every part is
+    joined. The tree is then short but not always the shortest: the candidates may have joined some groups
+    by longer links than that."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
     from scipy.spatial import cKDTree

@@ -85,6 +85,7 @@ def label_images(config: Any, inputs: Sequence[str], out: str | Path, ontology: 
     if dist.rank == 0:
         try:
             _check_out(out)
+            _refuse_edited(out)  # before hours of segmenting: a hand-corrected file would stop the build
             if config.label.traces_masks:  # before hours of segmenting, not when the dataset is built
                 from .export import _polygon_tracer
 
@@ -192,7 +193,7 @@ def build_dataset(config: Any, sources: list[str], names: dict, out: Path, ontol
 
     pred = out / PREDICTIONS
     label = config.label
-    _refuse_edited(out)  # before any work; checked again when the new build moves in
+    _refuse_edited(out)  # checked before segmenting too (label_images), and again when the new build moves in
     done = RunFolder(pred, run_settings(config, "segment")).done(sources, names)
     kept = [s for s in sources if s in done]
     reasons = dict(failed)
@@ -296,6 +297,8 @@ def _move_into_place(stage: Path, out: Path) -> None:
                  for p in ([out / top] if (out / top).is_file() else
                            sorted((out / top).rglob("*")) if (out / top).is_dir() else [])
                  if p.is_file() and p.relative_to(out).as_posix() not in old]
+    # a listed file that is a folder now: nothing of the previous dataset may go before that is settled
+    strangers += [out / rel for rel in sorted(old) if (out / rel).is_dir() and not (out / rel).is_symlink()]
     if strangers:
         raise ConfigError(f"{strangers[0]} is not a file the previous dataset build wrote; move it out of {out}/ "
                           f"(the new dataset is complete in {stage}/)")
@@ -357,8 +360,12 @@ def _refuse_edited(out: Path, after: str = "") -> None:
         if stamp is None or rel == FAILURES or _a_photo(rel) or not path.is_file():
             continue
         st = path.stat()
-        if [st.st_size, st.st_mtime_ns] != stamp[:2] and _sha256(path) != stamp[2]:
-            edited.append(rel)
+        try:
+            if [st.st_size, st.st_mtime_ns] != stamp[:2] and _sha256(path) != stamp[2]:
+                edited.append(rel)
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path} to tell whether it was edited since the previous dataset "
+                              f"build ({exc.strerror or exc})") from None
     if edited:
         shown = ", ".join(edited[:3]) + (f" and {len(edited) - 3} more" if len(edited) > 3 else "")
         raise ConfigError(f"{len(edited)} file(s) of the previous dataset build changed since it wrote them "

@@ -239,37 +239,50 @@ class Segmentation(ValueEquality):
         object.__setattr__(self, "_built", True)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name == "masks":
+        if self.__dict__.get("_built") and name in _INSTANCE_FIELDS:
+            value = self._edited(name, value)
+        elif name == "masks":
             value = _read_only_masks(value)
         elif name in ("boxes", "scores", "mask_scores"):
             value = np.asarray(value, dtype=np.float32)
-        if self.__dict__.get("_built") and name in _INSTANCE_FIELDS:
-            self._check_edit(name, value)
         if name in _PAINT_INPUTS:
             self.__dict__.pop("_painted_maps", None)
         object.__setattr__(self, name, value)
 
-    def _check_edit(self, name: str, value: Any) -> None:
-        """Once built, an edit keeps the instances: a field of another length or size would fail later, deep
-        inside painting or JSON, or drop instances silently."""
+    def _edited(self, name: str, value: Any) -> Any:
+        """A new value of a built result's field, made as the constructor makes it, and refused (ValueError,
+        one line) where it would no longer fit the other fields: a field of another length or size would fail
+        later, deep inside painting or JSON, or drop instances silently."""
         n, h, w = self.masks.shape
-        if name == "masks":
-            ok, want = value.shape == (n, h, w), f"shape {(n, h, w)} (N, H, W)"
-        elif name == "image_size":
-            ok, want = tuple(int(v) for v in value) == (h, w), f"({h}, {w}), the masks' size"
-        elif name == "boxes":
-            ok, want = value.shape == (n, 4), f"shape ({n}, 4)"
-        elif name == "classes":
-            missing = sorted(set(self.labels) - set(value))
-            ok, want = not missing, f"every label among them (missing {missing})"
-        else:
-            ok, want = len(value) == n, f"{n} values, one per instance"
-            if ok and name == "labels":
-                unknown = sorted(set(value) - set(self.classes))
-                ok, want = not unknown, f"labels among the classes (not {unknown})"
+        try:
+            if name == "masks":
+                value = _read_only_masks(value)
+                ok, want = value.shape == (n, h, w), f"shape {(n, h, w)} (N, H, W)"
+            elif name == "image_size":
+                size = tuple(value)
+                ok = len(size) == 2 and all(float(v) == int(v) for v in size) and tuple(map(int, size)) == (h, w)
+                value, want = (h, w), f"({h}, {w}), the masks' size"
+            elif name == "boxes":
+                value, ok, want = as_boxes(value, n), True, ""
+            elif name in ("scores", "mask_scores"):
+                value, ok, want = as_vector(value, n, name), True, ""
+            else:  # labels, classes: lists of names
+                if isinstance(value, (str, bytes)):
+                    raise TypeError("expected a list of names, got a string")
+                value = list(value)
+                if name == "classes":
+                    missing = sorted(set(self.labels) - set(value))
+                    ok, want = not missing, f"every label among them (missing {missing})"
+                else:
+                    unknown = sorted(set(value) - set(self.classes))
+                    ok = len(value) == n and not unknown
+                    want = f"{n} labels, each one of the classes" + (f" (not {unknown})" if unknown else "")
+        except (TypeError, ValueError) as exc:
+            ok, want = False, str(exc).removeprefix("expected ")
         if not ok:
-            raise ValueError(f"{name}: expected {want} for this result's {n} instances; build a new Segmentation "
-                             "(dataclasses.replace) to change the instances")
+            raise ValueError(f"{name}: expected {want}; this result has {n} instances: build a new Segmentation "
+                             "(dataclasses.replace) to change them")
+        return value
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -315,6 +328,7 @@ class Segmentation(ValueEquality):
     def _painted(self, name: str, paint: Any) -> np.ndarray:
         """A painted map, kept while its inputs stay the same: reassigning one drops it (__setattr__), masks
         refuse in-place edits, and the key catches in-place edits of the small inputs (lists, scores)."""
+        self._check_in_place_edits()
         key = (tuple(self.labels), tuple(self.classes), self.scores.tobytes(), self.mask_scores.tobytes())
         cache = self.__dict__.setdefault("_painted_maps", {})
         hit = cache.get(name)
@@ -324,6 +338,19 @@ class Segmentation(ValueEquality):
             hit = cache[name] = (key, value)
         return hit[1]
 
+    def _check_in_place_edits(self) -> None:
+        """The lists and arrays an assignment checks can still be edited in place (`labels.pop()`): caught
+        here, before painting or JSON drops an instance or fails deep inside NumPy."""
+        n = len(self.masks)
+        sizes = {"labels": len(self.labels), "scores": len(self.scores), "mask_scores": len(self.mask_scores),
+                 "boxes": len(self.boxes)}
+        wrong = [f"{k} has {v}" for k, v in sizes.items() if v != n]
+        unknown = sorted(set(self.labels) - set(self.classes))
+        if wrong or unknown:
+            what = "; ".join(wrong + ([f"labels {unknown} are not among the classes"] if unknown else []))
+            raise ValueError(f"this result's fields no longer fit its {n} masks ({what}): edited in place? "
+                             "assign whole fields, or build a new Segmentation (dataclasses.replace)")
+
     @property
     def _order_scores(self) -> np.ndarray:
         # Detector score times mask score orders overlaps: a confident box with a poor mask yields.
@@ -332,6 +359,7 @@ class Segmentation(ValueEquality):
     # --------------------------------------------------------------------------------------- exports
     def instances(self) -> list[dict[str, Any]]:
         """One JSON-ready record per instance: label, box xyxy, scores, area, COCO RLE mask."""
+        self._check_in_place_edits()
         class_ids = self.class_ids  # built once, not once per instance
         return [
             {"label": self.labels[i], "class_id": int(class_ids[i]), "box_xyxy": [float(v) for v in self.boxes[i]],

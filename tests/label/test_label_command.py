@@ -220,10 +220,14 @@ def test_a_rebuild_changes_only_the_dataset_and_never_the_users_files(baseline, 
     fixed = corrected.read_text().replace('"iscrowd": 0', '"iscrowd": 0 ', 1)
     corrected.write_text(fixed)
     shutil.rmtree(out / ".build")  # the refused build's, kept: this refusal must come before building again
-    assert main(_argv(photos, out, "--resume")) == 2
-    err = capsys.readouterr().err
-    assert "1 file(s) of the previous dataset build changed since it wrote them (annotations/instances_train.json)" \
-        in err and not (out / ".build").exists()  # refused before any work
+    predicted = {p: p.stat().st_mtime_ns for p in (out / "predictions").rglob("*.json")}
+    for extra in (["--resume"], []):  # a plain rerun would segment every image again first
+        assert main(_argv(photos, out, *extra)) == 2
+        err = capsys.readouterr().err
+        assert "1 file(s) of the previous dataset build changed since it wrote them " \
+            "(annotations/instances_train.json)" in err
+        assert not (out / ".build").exists()  # refused before any work
+        assert {p: p.stat().st_mtime_ns for p in (out / "predictions").rglob("*.json")} == predicted
     assert corrected.read_text() == fixed
     corrected.unlink()
     assert main(_argv(photos, out, "--resume")) == 1 and _dataset(out) == _dataset(baseline)
@@ -355,3 +359,39 @@ def test_only_files_whose_content_changed_count_as_edited(tmp_path):
     (moved / "classes.txt").write_bytes(b"dog cat")
     with pytest.raises(ConfigError, match=r"^2 file\(s\) .* \(annotations/instances_train.json, classes.txt\)"):
         _refuse_edited(moved)
+
+
+def test_a_listed_file_now_a_folder_stops_the_move_before_anything_goes(tmp_path):
+    from selfseg.errors import ConfigError
+    from selfseg.label.run import BUILD_LIST, _move_into_place
+
+    out, stage = tmp_path / "ds", tmp_path / "ds" / ".build"
+    for rel in ("annotations/a.json", "classes.txt", "train/labels/x.txt"):
+        (stage / rel).parent.mkdir(parents=True, exist_ok=True)
+        (stage / rel).write_text(rel)
+    _move_into_place(stage, out)
+    (out / "train/labels/x.txt").unlink()
+    (out / "train/labels/x.txt").mkdir()  # someone's folder where the build had a file
+    (stage / "classes.txt").parent.mkdir(parents=True)
+    (stage / "classes.txt").write_text("new")
+    with pytest.raises(ConfigError, match="x.txt is not a file the previous dataset build wrote"):
+        _move_into_place(stage, out)
+    assert (out / "annotations/a.json").read_text() == "annotations/a.json"  # the previous dataset whole
+    assert (out / "classes.txt").read_text() == "classes.txt"
+    assert sorted(json.loads((out / BUILD_LIST).read_text())["files"]) == [
+        "annotations/a.json", "classes.txt", "train/labels/x.txt"]
+
+
+def test_a_build_list_of_names_alone_is_still_read(tmp_path):
+    """A list from before stamps were kept: its files are the build's to replace, edited or not."""
+    from selfseg.label.run import BUILD_LIST, _move_into_place, _refuse_edited
+
+    out, stage = tmp_path / "ds", tmp_path / "ds" / ".build"
+    (out / "old").mkdir(parents=True)
+    (out / "old" / "gone.txt").write_text("edited or not")
+    (out / BUILD_LIST).write_text(json.dumps(["old/gone.txt"]))
+    _refuse_edited(out)
+    (stage / "new").mkdir(parents=True)
+    (stage / "new" / "a.txt").write_text("a")
+    _move_into_place(stage, out)
+    assert not (out / "old").exists() and (out / "new" / "a.txt").read_text() == "a"

@@ -94,9 +94,13 @@ def test_thousands_of_parts_in_a_chain_join_without_recursion():
     assert (perimeter(walk) - sum(perimeter(np.vstack([p, p[:1]])) for p in parts)) / 2 == pytest.approx(2.0 * 2999)
 
 
-def test_one_part_is_its_own_walk():
+def test_one_part_is_its_own_walk_and_empty_parts_are_left_out():
     part = np.array([[0.0, 0.0], [4.0, 0.0], [4.0, 3.0]])
-    assert join_parts([part]) is part
+    empty = np.zeros((0, 2))
+    assert join_parts([part]) is part and join_parts([empty, part, empty]) is part
+    assert join_parts([empty]).shape == (0, 2)
+    other = part + 10
+    assert len(join_parts([empty, part, empty, other])) == len(join_parts([part, other])) == 3 + 1 + 3 + 1 + 1
 
 
 @pytest.mark.parametrize("guard", ["both", "coplanar_links_only", "connecting_only"])
