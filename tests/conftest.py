@@ -157,6 +157,26 @@ def honoured_mask(monkeypatch, honouring_forward):
     monkeypatch.setattr(mbt.BlipTextAttention, "forward", honouring_forward)
 
 
+@pytest.fixture(scope="session")
+def spanning_length():
+    """groups of (N, 2) points -> the length of a minimum spanning tree over the groups, each pair of groups
+    linked by their closest points (Euclidean), compared pair by pair: the brute force the dataset export's
+    outline joining must match."""
+    import numpy as np
+    from scipy.sparse.csgraph import minimum_spanning_tree
+    from scipy.spatial.distance import cdist
+
+    def length(groups: list) -> float:
+        count = len(groups)
+        dist = np.zeros((count, count))
+        for i in range(count):
+            for j in range(i + 1, count):
+                dist[i, j] = cdist(groups[i], groups[j]).min() + 1.0  # +1: a zero would read as no link
+        return float(minimum_spanning_tree(dist).sum()) - (count - 1)
+
+    return length
+
+
 @pytest.fixture
 def scripted_chat():
     return ScriptedChat

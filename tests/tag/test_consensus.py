@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -401,7 +402,7 @@ def test_empty_feature_map_is_refused():
 
 
 def test_benchmark_table_runs(capsys):
-    from conftest import REPO
+    REPO = Path(__file__).resolve().parents[2]  # not `from conftest`: several test folders have one
 
     spec = importlib.util.spec_from_file_location("bench_consensus", REPO / "benchmarks" / "bench_consensus.py")
     bench = importlib.util.module_from_spec(spec)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from selfseg.config import NounsConfig
@@ -176,7 +178,7 @@ def test_unknown_spacy_pipeline_names_the_fix():
 def test_the_speed_benchmark_runs_and_repeated_captions_cost_once(capsys):
     import importlib.util
 
-    from conftest import REPO
+    REPO = Path(__file__).resolve().parents[2]  # not `from conftest`: several test folders have one
 
     spec = importlib.util.spec_from_file_location("bench_nouns", REPO / "benchmarks" / "bench_nouns.py")
     bench = importlib.util.module_from_spec(spec)
