@@ -373,7 +373,7 @@ def _refuse_edited(out: Path, after: str = "") -> None:
 
 
 def _previous_build(out: Path) -> dict[str, list[Any] | None]:
-    """The previous build's files and their stamps (None: not stamped, e.g. a list from before stamps)."""
+    """The previous build's files and their stamps (None: not stamped, e.g. a list of names alone)."""
     try:
         listed = json.loads((out / BUILD_LIST).read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -383,7 +383,7 @@ def test_a_listed_file_now_a_folder_stops_the_move_before_anything_goes(tmp_path
 
 
 def test_a_build_list_of_names_alone_is_still_read(tmp_path):
-    """A list from before stamps were kept: its files are the build's to replace, edited or not."""
+    """A list of names alone, no stamps: its files are the build's to replace, edited or not."""
     from selfseg.label.run import BUILD_LIST, _move_into_place, _refuse_edited
 
     out, stage = tmp_path / "ds", tmp_path / "ds" / ".build"
