@@ -287,6 +287,8 @@ def _from_array(a: np.ndarray, name: str) -> Any:
 
 #: Largest value a float image may reach and still be read as [0, 1] (cut at 1) rather than [0, 255].
 _FLOAT_UNIT = 1.5
+#: A float image read as [0, 255] whose largest value is below this is noted as nearly black.
+_FLOAT_DARK = 16
 #: Largest value a float image may reach and still be read as [0, 255] (cut at 255) rather than 16-bit levels.
 _FLOAT_16_BIT = 1023
 
@@ -303,16 +305,20 @@ def _to_uint8(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
         # integers beyond 255 are read: cut at 255 they would make the image almost white. Past 255 below that,
         # a [0, 255] image's overshoot: cut. The image's notes say what was done (these warnings become notes
         # of the image being loaded).
+        shown = repr(float(top))  # exact: 255.00000000000003 is past 255
         if top > _FLOAT_16_BIT:
-            warnings.warn(f"float values up to {top:.6g}: read as 16-bit levels (divided by 257)", UserWarning,
+            warnings.warn(f"float values up to {shown}: read as 16-bit levels (divided by 257)", UserWarning,
                           stacklevel=2)
             a = a / 257.0
         elif top > 255:
-            warnings.warn(f"float values up to {top:.6g}, beyond 255: cut at 255", UserWarning, stacklevel=2)
+            warnings.warn(f"float values up to {shown}, beyond 255: cut at 255", UserWarning, stacklevel=2)
         elif top <= _FLOAT_UNIT:
             if top > 1:
-                warnings.warn(f"float values up to {top:.6g}, read as [0, 1]: cut at 1", UserWarning, stacklevel=2)
+                warnings.warn(f"float values up to {shown}, read as [0, 1]: cut at 1", UserWarning, stacklevel=2)
             a = a * 255.0
+        elif top < _FLOAT_DARK:  # read as [0, 255] it is nearly black: say so, whichever scale was meant
+            warnings.warn(f"float values up to {shown}, read as [0, 255]: a nearly black image (a [0, 1] image "
+                          f"is read as one up to {_FLOAT_UNIT})", UserWarning, stacklevel=2)
         if low < 0:
             warnings.warn(f"float values down to {low:.6g}, below 0: cut at 0 (a normalised tensor? give "
                           "pixel values in [0, 1] or [0, 255])", UserWarning, stacklevel=2)

@@ -221,6 +221,16 @@ def test_a_float_image_a_little_past_1_is_read_as_0_to_1_and_cut(top):
     assert any("read as [0, 1]: cut at 1" in n for n in loaded.notes) == (top > 1)
 
 
+def test_a_float_image_read_as_nearly_black_says_so():
+    """Past 1.5 a float image is [0, 255]: one whose values stay below 16 is nearly black, perhaps a [0, 1]
+    image pushed further past 1; the note says which way it was read."""
+    loaded = load_image(np.linspace(0, 1.6, 20 * 30).reshape(20, 30))
+    assert np.asarray(loaded.image).max() == 2 and any("a nearly black image" in n for n in loaded.notes)
+    assert not load_image(np.linspace(0, 200.0, 20 * 30).reshape(20, 30)).notes
+    past = load_image(np.full((20, 20), 255.00000000000003))
+    assert any("up to 255.00000000000003, beyond 255" in n for n in past.notes)
+
+
 def test_negative_float_values_are_cut_and_noted():
     loaded = load_image(np.linspace(-1, 1, 20 * 30).reshape(20, 30))  # a normalised tensor given as is
     assert np.asarray(loaded.image).min() == 0 and any("below 0: cut at 0" in n for n in loaded.notes)

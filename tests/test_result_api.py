@@ -120,7 +120,8 @@ def test_edited_masks_must_keep_the_instances():
              ("labels", ["zebra"] * n), ("labels", "dog"), ("labels", None), ("scores", s.scores[:2]),
              ("scores", np.ones((n, 3))), ("scores", 0.5), ("mask_scores", np.ones(n + 1)),
              ("mask_scores", np.ones((n, 1))), ("mask_scores", None), ("boxes", s.boxes[:1]), ("image_size", (4, 4)),
-             ("image_size", (h + 0.7, w)), ("image_size", None), ("classes", ["zebra"])]
+             ("image_size", (h + 0.7, w)), ("image_size", None), ("image_size", (float("inf"), w)),
+             ("image_size", (str(h), str(w))), ("labels", [["dog"]] * n), ("classes", ["zebra"])]
     for name, value in wrong:
         with pytest.raises(ValueError, match=rf"^{name}: expected .*; this result has {n} instances"):
             setattr(s, name, value)
@@ -131,6 +132,10 @@ def test_edited_masks_must_keep_the_instances():
     s.image_size = np.array([h, w])
     assert isinstance(s.labels, list) and s.scores.dtype == np.float32 and s.image_size == (h, w)
     assert type(s.image_size[0]) is int
+    empty = dataclasses.replace(s, masks=np.zeros((0, h, w), bool), boxes=np.zeros((0, 4)), scores=[],
+                                mask_scores=[], labels=[])
+    empty.masks = np.zeros(0, bool)  # no instance: any empty array, as the constructor takes it
+    assert empty.masks.shape == (0, h, w)
     s.labels.pop()  # in place: no assignment to check it, so painting and JSON do
     for use in (lambda: s.semantic, s.to_json):
         with pytest.raises(ValueError, match=r"no longer fit its 3 masks \(labels has 2\): edited in place"):
@@ -189,8 +194,16 @@ def test_painted_maps_follow_the_masks(tmp_path):
     assert np.array_equal(png, Segmentation.from_json(paths["json"]).semantic) and np.array_equal(png, s.semantic)
     s.labels[0] = "cat"  # an in-place edit of a list the map is painted from
     assert s.semantic.max() == 2
-    s.scores[0] = 0.0  # and of the scores that order overlaps
     assert not pickle.loads(pickle.dumps(s)).masks.flags.writeable
+    overlapping = _seg(3)  # instances 0 (dog) and 1 (cat) share column 0 below row 0
+    before = overlapping.semantic.copy()
+    overlapping.scores[0] = 0.0  # in place, the scores that order overlaps: the map is painted again
+    after = overlapping.semantic.copy()
+    assert not np.array_equal(after, before)
+    overlapping.scores[0] = 0.9
+    assert np.array_equal(overlapping.semantic, before)
+    overlapping.mask_scores[0] = 0.0  # and the mask scores that order them too
+    assert np.array_equal(overlapping.semantic, after)
     t = _tags()
     first = t.cluster_map.copy()
     t.cluster_grid[0, 0] = 3

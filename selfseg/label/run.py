@@ -297,8 +297,14 @@ def _move_into_place(stage: Path, out: Path) -> None:
                  for p in ([out / top] if (out / top).is_file() else
                            sorted((out / top).rglob("*")) if (out / top).is_dir() else [])
                  if p.is_file() and p.relative_to(out).as_posix() not in old]
-    # a listed file that is a folder now: nothing of the previous dataset may go before that is settled
-    strangers += [out / rel for rel in sorted(old) if (out / rel).is_dir() and not (out / rel).is_symlink()]
+    # Nothing of the previous dataset may go before every listed file can: a listed file that is a folder
+    # now, or a folder on its way that is a file now, or one that cannot be written in, is in the way.
+    blocked = [p for p in (_in_the_way(out, rel) for rel in sorted(old)) if p is not None]
+    locked = [p for p in blocked if p.is_dir() and not p.is_symlink() and not os.access(p, os.W_OK | os.X_OK)]
+    if locked:
+        raise ConfigError(f"cannot remove the previous dataset build's files in {locked[0]} (no permission to "
+                          f"change that folder); nothing was removed (the new dataset is complete in {stage}/)")
+    strangers += blocked
     if strangers:
         raise ConfigError(f"{strangers[0]} is not a file the previous dataset build wrote; move it out of {out}/ "
                           f"(the new dataset is complete in {stage}/)")
@@ -326,6 +332,22 @@ def _move_into_place(stage: Path, out: Path) -> None:
     stamps = {rel: None if _a_photo(rel) else _stamp(out / rel) for rel in new}
     atomic_write(out / BUILD_LIST, lambda f: f.write(json.dumps({"files": stamps}).encode("utf-8")))
     shutil.rmtree(stage, ignore_errors=True)
+
+
+def _in_the_way(out: Path, rel: str) -> Path | None:
+    """What stops the listed file `rel` from being removed (None when nothing does, or it is gone)."""
+    path = out / rel
+    for parent in reversed(path.relative_to(out).parents[:-1]):  # its folders, from the top down
+        folder = out / parent
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            return folder
+        if not folder.exists():
+            return None
+    if path.is_dir() and not path.is_symlink():
+        return path
+    if (path.exists() or path.is_symlink()) and not os.access(path.parent, os.W_OK | os.X_OK):
+        return path.parent
+    return None
 
 
 def _a_photo(rel: str) -> bool:
@@ -357,10 +379,12 @@ def _refuse_edited(out: Path, after: str = "") -> None:
     edited = []
     for rel, stamp in _previous_build(out).items():
         path = out / rel
-        if stamp is None or rel == FAILURES or _a_photo(rel) or not path.is_file():
+        if stamp is None or rel == FAILURES or _a_photo(rel):
             continue
-        st = path.stat()
         try:
+            if not path.is_file():
+                continue
+            st = path.stat()
             if [st.st_size, st.st_mtime_ns] != stamp[:2] and _sha256(path) != stamp[2]:
                 edited.append(rel)
         except OSError as exc:

@@ -197,10 +197,9 @@ class Segmentation(ValueEquality):
     `masks` is read-only: `semantic` and `panoptic` are painted once and kept while what they are painted
     from stays the same, so change masks by assigning a new array (`seg.masks = edited`). An assignment keeps
     the instances (the same count, masks of the same size, labels among the classes; a ValueError otherwise):
-    `dataclasses.replace` builds a result with other instances. A bool array given
-    to the constructor is viewed, not copied: edit it after building the Segmentation and the painted maps
-    may be stale. Equality compares every field, arrays by shape and values (not dtype); results are mutable
-    and unhashable.
+    `dataclasses.replace` builds a result with other instances. A bool array given to the constructor or
+    assigned is viewed, not copied: edit it afterwards and the painted maps may be stale. Equality compares
+    every field, arrays by shape and values (not dtype); results are mutable and unhashable.
     """
 
     image_size: tuple[int, int]
@@ -257,10 +256,13 @@ class Segmentation(ValueEquality):
         try:
             if name == "masks":
                 value = _read_only_masks(value)
+                if value.size == 0 and n == 0:
+                    value = value.reshape(0, h, w)
                 ok, want = value.shape == (n, h, w), f"shape {(n, h, w)} (N, H, W)"
             elif name == "image_size":
                 size = tuple(value)
-                ok = len(size) == 2 and all(float(v) == int(v) for v in size) and tuple(map(int, size)) == (h, w)
+                ok = (len(size) == 2 and all(isinstance(v, numbers.Real) and float(v) == int(v) for v in size)
+                      and tuple(map(int, size)) == (h, w))
                 value, want = (h, w), f"({h}, {w}), the masks' size"
             elif name == "boxes":
                 value, ok, want = as_boxes(value, n), True, ""
@@ -277,8 +279,11 @@ class Segmentation(ValueEquality):
                     unknown = sorted(set(value) - set(self.classes))
                     ok = len(value) == n and not unknown
                     want = f"{n} labels, each one of the classes" + (f" (not {unknown})" if unknown else "")
-        except (TypeError, ValueError) as exc:
-            ok, want = False, str(exc).removeprefix("expected ")
+        except (TypeError, ValueError, OverflowError) as exc:
+            text = str(exc)
+            ok = False
+            want = text.removeprefix("expected ") if text.startswith("expected ") else \
+                f"a value of the field's kind (got {type(value).__name__}: {text})"
         if not ok:
             raise ValueError(f"{name}: expected {want}; this result has {n} instances: build a new Segmentation "
                              "(dataclasses.replace) to change them")
@@ -328,11 +333,11 @@ class Segmentation(ValueEquality):
     def _painted(self, name: str, paint: Any) -> np.ndarray:
         """A painted map, kept while its inputs stay the same: reassigning one drops it (__setattr__), masks
         refuse in-place edits, and the key catches in-place edits of the small inputs (lists, scores)."""
-        self._check_in_place_edits()
         key = (tuple(self.labels), tuple(self.classes), self.scores.tobytes(), self.mask_scores.tobytes())
         cache = self.__dict__.setdefault("_painted_maps", {})
         hit = cache.get(name)
         if hit is None or hit[0] != key:
+            self._check_in_place_edits()  # an in-place edit changes the key, so it is checked here
             value = paint()
             value.flags.writeable = False  # one array for every caller
             hit = cache[name] = (key, value)

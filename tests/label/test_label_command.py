@@ -361,25 +361,42 @@ def test_only_files_whose_content_changed_count_as_edited(tmp_path):
         _refuse_edited(moved)
 
 
-def test_a_listed_file_now_a_folder_stops_the_move_before_anything_goes(tmp_path):
+@pytest.mark.parametrize("case", ["file_now_a_folder", "folder_now_a_file", "folder_not_writable"])
+def test_what_stops_the_move_stops_it_before_anything_goes(tmp_path, monkeypatch, case):
+    """The new build has no val/ (every name in train): the previous build's val/labels/x.txt must go, and
+    something stands in its way; the previous dataset stays whole, with one line."""
+    import os
+
+    import selfseg.label.run as run
     from selfseg.errors import ConfigError
     from selfseg.label.run import BUILD_LIST, _move_into_place
 
     out, stage = tmp_path / "ds", tmp_path / "ds" / ".build"
-    for rel in ("annotations/a.json", "classes.txt", "train/labels/x.txt"):
+    for rel in ("annotations/a.json", "classes.txt", "val/labels/x.txt"):
         (stage / rel).parent.mkdir(parents=True, exist_ok=True)
         (stage / rel).write_text(rel)
     _move_into_place(stage, out)
-    (out / "train/labels/x.txt").unlink()
-    (out / "train/labels/x.txt").mkdir()  # someone's folder where the build had a file
+    if case == "file_now_a_folder":
+        (out / "val/labels/x.txt").unlink()
+        (out / "val/labels/x.txt").mkdir()  # someone's folder where the build had a file
+        pattern = "x.txt is not a file the previous dataset build wrote"
+    elif case == "folder_now_a_file":
+        shutil.rmtree(out / "val/labels")
+        (out / "val/labels").write_text("someone's file where the build had a folder")
+        pattern = "labels is not a file the previous dataset build wrote"
+    else:  # as root every folder is writable: the permission is what os.access says
+        locked = out / "val/labels"
+        real = os.access
+        monkeypatch.setattr(run.os, "access", lambda p, mode: Path(p) != locked and real(p, mode))
+        pattern = "cannot remove the previous dataset build's files in .*labels"
     (stage / "classes.txt").parent.mkdir(parents=True)
     (stage / "classes.txt").write_text("new")
-    with pytest.raises(ConfigError, match="x.txt is not a file the previous dataset build wrote"):
+    with pytest.raises(ConfigError, match=pattern):
         _move_into_place(stage, out)
     assert (out / "annotations/a.json").read_text() == "annotations/a.json"  # the previous dataset whole
     assert (out / "classes.txt").read_text() == "classes.txt"
     assert sorted(json.loads((out / BUILD_LIST).read_text())["files"]) == [
-        "annotations/a.json", "classes.txt", "train/labels/x.txt"]
+        "annotations/a.json", "classes.txt", "val/labels/x.txt"]
 
 
 def test_a_build_list_of_names_alone_is_still_read(tmp_path):
