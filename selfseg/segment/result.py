@@ -325,7 +325,8 @@ class Segmentation(ValueEquality):
         """(segment-id map (H, W) int32, read-only, 0 = none, instance i -> i + 1; segment info per visible id)."""
         ids = self._painted("panoptic", lambda: paint_instances(self.masks, self._order_scores, self.image_size))
         areas = self._painted("areas", lambda: np.bincount(ids.ravel(), minlength=len(self.labels) + 1))
-        info = [{"id": i + 1, "label": self.labels[i], "category_id": int(self.class_ids[i]),
+        class_ids = self.class_ids  # once: a property that builds its index on every read
+        info = [{"id": i + 1, "label": self.labels[i], "category_id": int(class_ids[i]),
                  "score": float(self.scores[i]), "area": int(areas[i + 1])}
                 for i in range(len(self.labels)) if areas[i + 1] > 0]
         return ids, info
