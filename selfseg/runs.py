@@ -258,9 +258,8 @@ class RunFolder:
 
         A result kept under another key (the same file, with inputs from another folder beside it now, so
         that the inputs' common folder moved) gets this run's key, in its JSON and in the log, as a run of
-        these inputs would have written it; a result of the file under another output name (an input of the
-        same name beside it now) is moved to this run's name (`_moved`). While another run works in the
-        folder either is computed again instead."""
+        these inputs would have written it; while another run works in the folder it is computed again
+        instead."""
         log = read_log(self.out)
         # Per file and JSON name: one file may be given under two names (a link), each with its own outputs.
         latest = {(e["path"], e["json"]): e for e in log if e.get("state") == "done" and "path" in e}
@@ -271,13 +270,7 @@ class RunFolder:
         for src in sources:
             ident, json_name = _identity(src), f"{names[src].stem}.json"
             entry = latest.get((ident[0], json_name)) if ident else None
-            if entry is None and ident is not None:
-                # No result under this name: one of this file under another name (other inputs beside it
-                # now) is moved here, as this run would have named it, rather than computed again.
-                if self._moved(src, ident, names[src], log, latest, last_writer):
-                    finished.add(src)
-                continue
-            if entry.get("run") != self.run or entry.get("stat") != ident[1]:
+            if entry is None or entry.get("run") != self.run or entry.get("stat") != ident[1]:
                 continue
             if last_writer.get(json_name) is not entry:
                 continue
@@ -302,52 +295,6 @@ class RunFolder:
                     continue  # left as it was: computed again
             finished.add(src)
         return finished
-
-    def _moved(self, src: str, ident: tuple[str, list[int]], name: OutputName, log: list[dict[str, Any]],
-               latest: dict[Any, dict[str, Any]], last_writer: dict[Any, dict[str, Any]]) -> bool:
-        """Move this very file's complete result from another output name to `name` (files renamed, the JSON's
-        key and file names rewritten, both logged); False, leaving everything as it was, when there is none,
-        when a file of the new name is in the way, or while another run works in the folder."""
-        from .io import atomic_write
-
-        found = [e for e in latest.values() if e["path"] == ident[0] and e.get("run") == self.run
-                 and e.get("stat") == ident[1] and last_writer.get(e.get("json")) is e]
-        if not found:
-            return False
-        entry = max(found, key=lambda e: log.index(e))  # the latest such result
-        old_stem = entry["json"].removesuffix(".json")
-        old_base, new_base = PurePosixPath(old_stem).name, PurePosixPath(name.stem).name
-        try:
-            js = self._inside(entry["json"])
-            record = json.loads(js.read_text(encoding="utf-8"))
-            beside = record.get("files", []) if isinstance(record, dict) else None
-            if (beside is None or record.get("key") != entry["key"] or not entry["files"]
-                    or entry["files"][0] != entry["json"]
-                    or not all(isinstance(r, str) and r.startswith(old_stem) for r in entry["files"])
-                    or not all(isinstance(f, str) and f.startswith(old_base) for f in beside)):
-                return False
-            old = [self._inside(rel) for rel in entry["files"]]
-            new = [self._inside(name.stem + rel[len(old_stem):]) for rel in entry["files"]]
-            if not all(p.is_file() for p in old + [js.parent / f for f in beside]):
-                return False
-            if any(p.exists() or p.is_symlink() for p in new) or not self._alone():
-                return False
-        except (OSError, ValueError, TypeError, ConfigError):
-            return False
-        record["key"] = name.key
-        record["files"] = [new_base + f[len(old_base):] for f in beside]
-        try:
-            self.begin(name, src, new)
-            new[0].parent.mkdir(parents=True, exist_ok=True)
-            for a, b in zip(old[1:], new[1:]):
-                b.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(a, b)
-            atomic_write(new[0], lambda f: f.write(json.dumps(record).encode("utf-8")))
-            old[0].unlink()
-            self.record(name, src, new)
-        except OSError:
-            return False  # logged as being written, not done: computed again
-        return True
 
     def _rekey(self, js: Path, record: dict[str, Any], name: OutputName, source: str, files: list[Path]) -> None:
         from .io import atomic_write

@@ -191,9 +191,9 @@ def test_resume_redoes_a_truncated_result_or_another_inputs_result(repo, ade_ima
     assert json.loads(js_a.read_text())["source"] == str(a) and json.loads(js_b.read_text())["source"] == str(b)
 
 
-def test_resume_with_other_inputs_beside_moves_what_they_rename(repo, ade_images, tmp_path, capsys):
-    """a/photo.jpg alone writes out/photo.json; beside b/photo.jpg it is named a/photo. Resuming then moves
-    that result to a/photo.json with its new key, and leaves what an uninterrupted run of both leaves."""
+def test_resume_with_other_inputs_beside_redoes_what_they_rename(repo, ade_images, tmp_path, capsys):
+    """a/photo.jpg alone writes out/photo.json; beside b/photo.jpg it is named a/photo. Resuming then must
+    leave what an uninterrupted run of both leaves, not count out/photo.json as a/photo.jpg's result."""
     import shutil
 
     cfg = str(repo / "configs" / "smoke.yaml")
@@ -206,7 +206,7 @@ def test_resume_with_other_inputs_beside_moves_what_they_rename(repo, ade_images
     assert json.loads((out / "photo.json").read_text())["key"] == "photo.jpg"
     capsys.readouterr()
     assert main(["tag", str(a), str(b), "--config", cfg, "--out", str(out), "--resume", "-q"]) == 0
-    assert "resuming: 1 of 2" in capsys.readouterr().err and not (out / "photo.json").exists()
+    assert "resuming" not in capsys.readouterr().err
     assert main(["tag", str(a), str(b), "--config", cfg, "--out", str(whole), "-q"]) == 0
     for rel, key in (("a/photo.json", "a/photo.jpg"), ("b/photo.json", "b/photo.jpg")):
         got, expected = json.loads((out / rel).read_text()), json.loads((whole / rel).read_text())

@@ -82,27 +82,11 @@ def test_a_result_is_done_only_for_the_very_same_input_file(tmp_path):
     shutil.copy(src, other)
     named = {str(src): OutputName("x.png", "x"), str(other): OutputName("x.png", "x")}
     assert folder.done([str(src), str(other)], named) == {str(src)}
-    # the same file named otherwise in this run (other inputs beside it): its result is moved where this run
-    # puts it, with this run's key
-    assert folder.done([str(src)], {str(src): OutputName("a/x.png", "a/x")}) == {str(src)}
-    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("x.*")) == ["a/x.json", "a/x.png"]
-    assert json.loads((out / "a" / "x.json").read_text())["key"] == "a/x.png"
-    assert folder.done([str(src)], {str(src): OutputName("a/x.png", "a/x")}) == {str(src)}
-    named = {str(src): OutputName("a/x.png", "a/x")}
+    # the same file named otherwise in this run (other inputs beside it): its result is not where this run
+    # puts it, so it is redone there
+    assert folder.done([str(src)], {str(src): OutputName("a/x.png", "a/x")}) == set()
     Image.new("RGB", (40, 32)).save(src)  # the photo replaced since: another input
     assert folder.done([str(src)], named) == set()
-
-
-def test_a_result_is_moved_to_its_new_name_only_when_nothing_is_in_the_way(tmp_path, monkeypatch):
-    folder, src, out = _one_logged_output(tmp_path)
-    renamed = {str(src): OutputName("a/x.png", "a/x")}
-    monkeypatch.setattr(folder, "_alone", lambda: False)  # another run works in the folder: computed again
-    assert folder.done([str(src)], renamed) == set() and (out / "x.json").is_file()
-    monkeypatch.undo()
-    (out / "a").mkdir()
-    (out / "a" / "x.png").write_bytes(b"someone's")  # a file of the new name: left alone, computed again
-    assert folder.done([str(src)], renamed) == set() and (out / "x.json").is_file()
-    assert (out / "a" / "x.png").read_bytes() == b"someone's"
 
 
 def test_fresh_deletes_only_logged_files_inside_the_folder(tmp_path):
@@ -240,37 +224,6 @@ def test_a_run_killed_at_any_point_resumes_to_the_uninterrupted_result(six, unin
         assert _segment(six, out, "--resume", "--batch-size", "4") == 0
         assert _results(out) == want, f"killed after {k}"
         assert not list(out.glob(".*.tmp"))
-
-
-def test_a_result_renamed_by_a_new_input_beside_it_is_moved_not_redone(six, tmp_path, capsys):
-    """ok/p0a.png was `p0a`; with other/p0a.png beside it, a run names it `ok/p0a`. Resuming moves its
-    result there (JSON and label map, key and file names rewritten) instead of computing it again, and the
-    folder then holds what a run of all the inputs writes: nothing is left under the old name."""
-    ok, other = tmp_path / "ok", tmp_path / "other"
-    ok.mkdir(), other.mkdir()
-    for p in six[:2]:
-        shutil.copy(p, ok / p.name)
-    shutil.copy(six[2], other / six[0].name)  # another photo of the same name
-    out, whole = tmp_path / "out", tmp_path / "whole"
-    assert _segment([ok], out) == 0
-    assert (out / "p0a.json").is_file()
-    capsys.readouterr()
-    assert _segment([ok, other], out, "--resume") == 0
-    cap = capsys.readouterr()
-    assert "resuming: 2 of 3" in cap.err and str(other / six[0].name) in cap.out and str(ok) not in cap.out
-    assert _segment([ok, other], whole) == 0
-    files = lambda d: sorted(p.relative_to(d).as_posix() for p in d.rglob("*")
-                             if p.is_file() and not p.name.startswith(("selfseg-", ".selfseg")))
-    assert files(out) == files(whole) and "ok/p0a.json" in files(out) and "p0a.json" not in files(out)
-    for rel in files(whole):  # the same results: JSON but for run details, label maps and overlays byte for byte
-        a, b = (out / rel).read_bytes(), (whole / rel).read_bytes()
-        assert (_strip(json.loads(a)) == _strip(json.loads(b))) if rel.endswith(".json") else a == b, rel
-    moved = json.loads((out / "ok" / "p0a.json").read_text())
-    assert moved["key"] == "ok/p0a.png" and moved["files"] == json.loads((whole / "ok" / "p0a.json").read_text())[
-        "files"]
-    capsys.readouterr()
-    assert _segment([ok, other], out, "--resume") == 0
-    assert "resuming: 3 of 3" in capsys.readouterr().err
 
 
 def test_same_stem_in_two_folders_gives_two_results_and_resume_keeps_both(repo, ade_images, tmp_path, capsys):
