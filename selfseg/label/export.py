@@ -666,7 +666,7 @@ class DatasetWriter:
                 box[mask[y0:y1, x0:x1] & (box == (65535 if self._wide else NO_CLASS))] = cid
             polygons, exact = _polygons(self._trace, mask, (y0, y1, x0, x1)) if self._trace is not None \
                 else ([], False)
-            if "yolo" in formats and polygons and not exact:
+            if polygons and not exact:  # traced for YOLO only
                 self._images["holes_filled"] += 1
             if "yolo" in formats:
                 scale = np.array([frame.width, frame.height], dtype=np.float64)

@@ -361,8 +361,9 @@ def _a_photo(rel: str) -> bool:
 def _stamp(path: Path) -> list[Any]:
     """[size, modification time in ns, sha256]: the size and time spare reading a file left as written; the
     digest tells an edit from a file only touched or copied without its times."""
-    st = path.stat()
-    return [st.st_size, st.st_mtime_ns, _sha256(path)]
+    from ..runs import file_stat
+
+    return [*file_stat(path), _sha256(path)]
 
 
 def _sha256(path: Path) -> str:
@@ -376,6 +377,8 @@ def _sha256(path: Path) -> str:
 def _refuse_edited(out: Path, after: str = "") -> None:
     """ConfigError listing the previous build's files whose content changed since it wrote them (a
     hand-corrected annotation file is the user's work now); photos and failures.txt are made again."""
+    from ..runs import file_stat
+
     edited = []
     for rel, stamp in _previous_build(out).items():
         path = out / rel
@@ -384,8 +387,7 @@ def _refuse_edited(out: Path, after: str = "") -> None:
         try:
             if not path.is_file():
                 continue
-            st = path.stat()
-            if [st.st_size, st.st_mtime_ns] != stamp[:2] and _sha256(path) != stamp[2]:
+            if file_stat(path) != stamp[:2] and _sha256(path) != stamp[2]:
                 edited.append(rel)
         except OSError as exc:
             raise ConfigError(f"cannot read {path} to tell whether it was edited since the previous dataset "
