@@ -40,6 +40,61 @@ def test_shipped_configs_load(repo, name, cycles):
     assert c.clustering.ks == [2, 8]  # inherited from base.yaml
 
 
+def test_every_shipped_config_loads(repo):
+    """Every YAML under configs/ (benchmarks included) passes the loader's checks as it ships."""
+    found = sorted((repo / "configs").rglob("*.yaml"))
+    assert len(found) > 20
+    for path in found:
+        load_config(path)
+
+
+@pytest.mark.parametrize("source, overrides, message", [
+    ({"clustering": {"ks": [2, 3, 4]}}, [],
+     "clustering.ks: read by consensus 'chain' only, and consensus is 'coassoc': set consensus: chain in the same "
+     "section, or leave ks out"),
+    (None, ["clustering.pos_dim=0", "clustering.align_cost=mismatch"], "clustering.pos_dim, align_cost: read by "
+     "consensus 'chain' only, and consensus is 'coassoc': set consensus: chain in the same section, or leave "
+     "pos_dim and align_cost out"),
+    ("bcc_voc", ["clustering.ks=[2, 3]", "clustering.consensus=coassoc"], "clustering.ks: read by consensus 'chain'"),
+    ("bcc_voc", ["clustering.coassoc_runs=4"],
+     "clustering.coassoc_runs: read by consensus 'coassoc' only, and consensus is 'chain': set consensus: coassoc"),
+    ({"clustering": {"consensus": "chain", "coassoc_ks": [8, 12], "coassoc_pos_dim": 64}}, [],
+     "clustering.coassoc_ks, coassoc_pos_dim: read by consensus 'coassoc' only"),
+])
+def test_a_field_only_the_other_consensus_reads_is_refused_when_the_config_loads(source, overrides, message):
+    """The tagger hands its whole clustering section to the clustering, so a field the chosen consensus never
+    reads would go unused without a word; the loader refuses it before any model is loaded."""
+    import re
+
+    with pytest.raises(ConfigError, match="^" + re.escape(message)):
+        load_config(source, overrides)
+
+
+def test_the_other_consensus_fields_at_their_defaults_are_no_mistake(repo):
+    # base.yaml lists the chain's fields at their defaults: switching to coassoc leaves nothing unread
+    c = load_config(repo / "configs" / "bcc_voc.yaml", ["clustering.consensus=coassoc"])
+    assert c.clustering.consensus == "coassoc" and c.clustering.ks == [2, 8]
+    assert load_config({"clustering": {"ks": [2, 8], "pos_dim": 256, "coassoc_runs": 10}}).clustering.ks == [2, 8]
+
+
+def test_a_config_changed_after_loading_is_refused_by_validate_and_by_the_clustering():
+    import dataclasses
+
+    import numpy as np
+
+    from selfseg.tag.clustering import ensemble_cluster
+
+    c = load_config()
+    c.clustering.ks = [2, 3]
+    with pytest.raises(ConfigError, match="^clustering.ks: read by consensus 'chain' only"):
+        c.validate()
+    feats = [np.random.default_rng(0).normal(size=(6, 6, 4)).astype(np.float32)]
+    with pytest.raises(ConfigError, match="^ks: read by consensus 'chain' only"):
+        ensemble_cluster(feats, c.clustering)
+    with pytest.raises(ConfigError, match="^ks: read by consensus 'chain' only"):
+        dataclasses.replace(load_config().clustering, ks=[2, 3])
+
+
 def test_overrides_parse_yaml_values(repo):
     c = load_config(repo / "configs" / "bcc_voc.yaml",
                     ["captioning.cycles=5", "clustering.ks=[2, 3, 4]", "model.dtype=bfloat16", "model.blip=123"])

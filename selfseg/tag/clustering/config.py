@@ -1,14 +1,16 @@
 """The clustering chain's settings: the config file's `clustering` section (read by the bcc and caption taggers)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 
-from ...errors import check, choices
+from ...errors import ConfigError, check, choices
 
 #: Costs of the Hungarian alignment of k-means runs (clustering.align_cost).
 ALIGN_COSTS = ("iou", "mismatch")
 #: How the k-means runs become one map before the CRF (clustering.consensus).
 CONSENSUS_METHODS = ("coassoc", "chain")
+#: The settings only one consensus reads: one set under the other would change nothing.
+READ_BY = {"chain": ("ks", "pos_dim", "align_cost"), "coassoc": ("coassoc_ks", "coassoc_runs", "coassoc_pos_dim")}
 
 
 @dataclass
@@ -82,3 +84,22 @@ class ClusteringConfig:
         check(self.pos_dim >= 0 and self.pos_dim % 4 == 0, "pos_dim", "a multiple of 4 (0: none)", self.pos_dim)
         check(self.coassoc_pos_dim >= 0 and self.coassoc_pos_dim % 4 == 0, "coassoc_pos_dim",
               "a multiple of 4 (0: none)", self.coassoc_pos_dim)
+        self._check_read()
+
+    def _check_read(self) -> None:
+        """A field only the other consensus reads, set away from its default, is a mistake the run would hide:
+        the clusters come out the same whatever it says. A default value passes, so a file may list every
+        field, and a file that leaves the other consensus's fields alone may switch the consensus."""
+        other = next(c for c in READ_BY if c != self.consensus)
+        defaults = {f.name: f.default_factory() if f.default_factory is not MISSING else f.default
+                    for f in fields(ClusteringConfig)}
+        unread = [k for k in READ_BY[other] if _same(getattr(self, k)) != _same(defaults[k])]
+        if unread:
+            raise ConfigError(
+                f"{', '.join(unread)}: read by consensus {other!r} only, and consensus is {self.consensus!r}: "
+                f"set consensus: {other} in the same section, or leave {' and '.join(unread)} out")
+
+
+def _same(value: object) -> object:
+    """A list and a tuple or range of the same numbers are one setting (`ks=range(2, 9)`)."""
+    return list(value) if isinstance(value, (list, tuple, range)) else value

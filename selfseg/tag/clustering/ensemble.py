@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from ..result import ClusterMaps
 from .align import align_runs, contiguous, vote_distribution
-from .config import ClusteringConfig
+from .config import READ_BY, ClusteringConfig
 from .consensus import best_overlaps, coassociation, consensus_votes, dense_runs, lifetime_cut
 from .crf import crf_mean_field
 from .filters import mode_filter
@@ -126,10 +126,6 @@ def _coassoc_runs(
     return runs, keys
 
 
-#: The settings only one consensus reads: one given alone to the other would change nothing.
-READ_BY = {"chain": {"ks", "pos_dim", "align_cost"}, "coassoc": {"coassoc_ks", "coassoc_runs", "coassoc_pos_dim"}}
-
-
 def ensemble_cluster(
     features: Sequence[Any],
     config: ClusteringConfig | None = None,
@@ -143,22 +139,24 @@ def ensemble_cluster(
     features: list of (h, w, d) arrays or tensors, one per scale (d may differ between scales).
     config: clustering settings (selfseg's defaults: the co-association consensus); any field may also be
     passed as a keyword, e.g. `ensemble_cluster(feats, consensus="chain", ks=range(2, 9))`. A keyword only
-    the other consensus reads is an error rather than silently unused. Returns `ClusterMaps` on the largest
-    grid.
+    the other consensus reads is an error rather than silently unused, and so is such a field of `config` set
+    away from its default (ClusteringConfig refuses it). Returns `ClusterMaps` on the largest grid.
 
     `consensus` picks how the k-means runs become one map before the CRF: "chain" (the paper) aligns the
     runs at `ks` to the run with the most clusters and votes; "coassoc" cuts the co-association of the
     runs at `coassoc_ks` where its average-linkage tree is most stable (see `consensus.py`).
     """
     base = config or ClusteringConfig()
-    cfg = dataclasses.replace(base, **overrides)
-    other = "chain" if cfg.consensus != "chain" else "coassoc"
-    # A value given only to change nothing (all of a config's fields passed on) is no mistake.
-    unread = sorted(k for k in set(overrides) & READ_BY[other] if overrides[k] != getattr(base, k))
+    consensus = overrides.get("consensus", base.consensus)
+    other = "chain" if consensus != "chain" else "coassoc"
+    # A value given only to change nothing (all of a config's fields passed on) is no mistake. Checked before
+    # the config's own check of the same rule, so the message speaks of this call's keywords.
+    unread = sorted(k for k in set(overrides) & set(READ_BY[other]) if overrides[k] != getattr(base, k))
     if unread:
         hint = "" if "consensus" in overrides else f"; pass consensus={other!r} too"
         raise ValueError(f"{', '.join(unread)}: read by consensus={other!r} only, and this call's consensus is "
-                         f"{cfg.consensus!r}{hint}")
+                         f"{consensus!r}{hint}")
+    cfg = dataclasses.replace(base, **overrides)
     if not features:
         raise ValueError("expected at least one feature map, got none")
     feats = [_as_tensor(f, device) for f in features]
