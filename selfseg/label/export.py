@@ -32,10 +32,10 @@ max_instances; dataset.json counts what each removed.
 
 COCO masks are compressed RLE (exact) or, with `polygons`, polygons along the pixel edges, which pycocotools
 fills back exactly (an object whose polygons would not fill back is kept as RLE and counted). YOLO has one line
-per object: its outline through pixel centres from supervision's tracer (every part, holes joined to their
-outline by a zero-width seam; `pip install supervision`), several parts joined into one walk as Ultralytics'
-converter joins them (see `outlines.py`). supervision's dataset writers are not used: they take a whole
-in-memory `DetectionDataset`, and `as_coco` writes a mask with a hole or several parts as iscrowd 1 with
+per object: the outline of each part through the centres of its boundary pixels, holes joined to it by seams,
+which OpenCV's fillPoly (the trainers' reader) fills back exactly, and several parts joined into one walk as
+Ultralytics' converter joins them (see `outlines.py`). supervision's dataset writers are not used: they take a
+whole in-memory `DetectionDataset`, and `as_coco` writes a mask with a hole or several parts as iscrowd 1 with
 uncompressed RLE.
 """
 from __future__ import annotations
@@ -54,14 +54,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ConfigError, DatasetError, ImageError, check, choices
-from .outlines import coco_polygons, join_parts
+from .outlines import centre_polygons, coco_polygons, join_parts
 
 if TYPE_CHECKING:
     from ..segment.result import Segmentation
     from .vocabulary import DatasetVocabulary
 
 #: Layout version of dataset.json.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: The formats a dataset can be written in (label.formats).
 FORMATS = ("coco", "yolo", "semantic")
 #: How photos get into the dataset (label.images).
@@ -115,11 +115,6 @@ class ExportConfig:
     # Mask IoU (at the photo's size) above which NMS drops the less confident instance. Masks, not boxes:
     # the masks are what is exported, and a box around a person also holds the bicycle they ride.
     nms_iou: float = 0.7
-
-    @property
-    def traces_masks(self) -> bool:
-        """Whether the formats need masks traced by supervision's tracer (YOLO's outlines through pixel centres)."""
-        return "yolo" in self.formats
 
     def __post_init__(self) -> None:
         check(isinstance(self.formats, list) and bool(self.formats) and all(f in FORMATS for f in self.formats)
@@ -313,104 +308,6 @@ def _nms(masks: np.ndarray, order: list[int], ids: list[int | None], areas: dict
 # ------------------------------------------------------------------------------------------------ encoders
 
 
-def _polygon_tracer() -> Any:
-    """mask -> polygons that fill back to exactly that mask in supervision's rasteriser (edges drawn, inside
-    filled, as OpenCV's fillPoly does): supervision's tracer (every connected part, each hole joined to its outline
-    by a zero-width seam, vertices on pixel centres), then the pixels it leaves out (it drops every part of
-    fewer than 3 outline points: a lone pixel, a line one pixel wide) as paths out and back over them."""
-    import inspect
-    import warnings
-
-    try:
-        with warnings.catch_warnings():
-            # Without OpenCV supervision warns on import that it runs on its NumPy backend, which traces
-            # contours too (the export's tests run on it).
-            warnings.filterwarnings("ignore", message=".*OpenCV.*", category=UserWarning)
-            from supervision.dataset.utils import approximate_mask_with_polygons
-            from supervision.detection.utils.converters import polygon_to_mask
-    except ImportError:
-        raise ImportError("the yolo format traces masks with supervision: pip install supervision") from None
-    if "bridge_holes" not in inspect.signature(approximate_mask_with_polygons).parameters:
-        raise ImportError("the yolo format needs a supervision release whose "
-                          "approximate_mask_with_polygons takes bridge_holes (0.31 does): pip install -U supervision")
-
-    def outlines(mask: np.ndarray) -> list[np.ndarray]:
-        found = approximate_mask_with_polygons(mask=mask, approximation_percentage=0.0, bridge_holes=True)
-        return [p for p in (np.asarray(q, dtype=np.float64).reshape(-1, 2) for q in found) if len(p) >= 3]
-
-    def trace(mask: np.ndarray) -> tuple[list[np.ndarray], bool]:
-        """(polygons, exact). A hole the tracer finds no seam to (it raises) is filled, in that part only:
-        `exact` is then False."""
-        from scipy import ndimage
-
-        exact = True
-        try:
-            polygons = outlines(mask)
-        except ValueError:
-            polygons = []
-            labels, _ = ndimage.label(mask, structure=np.ones((3, 3), bool))
-            for part, box in enumerate(ndimage.find_objects(labels), start=1):
-                # each part in its own box (a margin of one, so its outline closes): tracing cost follows area
-                y0, x0 = max(box[0].start - 1, 0), max(box[1].start - 1, 0)
-                own = labels[y0: box[0].stop + 1, x0: box[1].stop + 1] == part
-                shift = np.array([x0, y0], dtype=np.float64)
-                try:
-                    polygons += [p + shift for p in outlines(own)]
-                except ValueError:
-                    polygons += [p + shift for p in outlines(ndimage.binary_fill_holes(own))]
-                    exact = False
-        covered = np.zeros(mask.shape, bool)
-        for p in polygons:
-            covered |= polygon_to_mask(p, (mask.shape[1], mask.shape[0])).astype(bool)
-        return polygons + _paths(mask & ~covered), exact
-
-    return trace
-
-
-def _paths(pixels: np.ndarray) -> list[np.ndarray]:
-    """One closed (N, 2) x, y polygon per 8-connected part of `pixels`: a depth-first walk over its pixel
-    centres and back, each step to an 8-neighbour, so the polygon's edges cover exactly those pixels and
-    enclose no area (a lone pixel: its centre three times)."""
-    from scipy import ndimage
-
-    labels, _ = ndimage.label(pixels, structure=np.ones((3, 3), bool))
-    out = []
-    for part, sl in enumerate(ndimage.find_objects(labels), start=1):
-        ys, xs = np.nonzero(labels[sl] == part)
-        todo = {(int(y) + sl[0].start, int(x) + sl[1].start) for y, x in zip(ys, xs)}
-        start = min(todo)
-        todo.discard(start)
-        walk, stack = [start], [start]
-        while stack:
-            y, x = stack[-1]
-            step = next(((y + dy, x + dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (y + dy, x + dx) in todo),
-                        None)
-            if step is None:
-                stack.pop()
-                if stack:
-                    walk.append(stack[-1])
-                continue
-            todo.discard(step)
-            walk.append(step)
-            stack.append(step)
-        while len(walk) < 3:
-            walk.append(walk[0])
-        out.append(np.array([(x, y) for y, x in walk], dtype=np.float64))
-    return out
-
-
-def _polygons(trace: Any, mask: np.ndarray, extent: tuple[int, int, int, int]) -> tuple[list[np.ndarray], bool]:
-    """(N, 2) float x, y polygons of a file-frame mask, traced in its box with a 1-pixel margin (the tracer's
-    cost grows with the array, and a part touching the array's edge must still close), and whether they
-    fill back to the mask exactly (see the tracer)."""
-    y0, y1, x0, x1 = extent
-    crop = np.zeros((y1 - y0 + 2, x1 - x0 + 2), bool)
-    crop[1:-1, 1:-1] = mask[y0:y1, x0:x1]
-    offset = np.array([x0 - 1, y0 - 1], dtype=np.float64)
-    polygons, exact = trace(crop)
-    return [p + offset for p in polygons], exact
-
-
 def _encode_rle(mask: np.ndarray) -> dict[str, Any]:
     from ..segment.result import encode_rle
 
@@ -569,7 +466,6 @@ class DatasetWriter:
             raise ConfigError(f"out: {self.out} is not empty; expected a missing or empty directory (a dataset is "
                               f"written whole)")
         formats = set(self.config.formats)
-        self._trace = _polygon_tracer() if self.config.traces_masks else None
         self._wide = len(vocabulary.classes) > 255  # the folder dataset reads 16-bit maps then, 65535 = none
         self._classes = vocabulary.names
         self._ids: dict[str, int | None] = {}
@@ -581,7 +477,7 @@ class DatasetWriter:
         self._counts = {s: {"images": 0, "instances": 0, "empty_images": 0} for s in SPLITS}
         self._per_class = [dict.fromkeys(SPLITS, 0) for _ in self._classes]
         self._images = {"hardlink_fallbacks": 0, "orientation_reset": 0, "coco_rle_fallbacks": 0,
-                        "saved_as_png": 0, "holes_filled": 0, "tagged_references": 0}
+                        "saved_as_png": 0, "tagged_references": 0}
         self._closed = False
         try:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -664,14 +560,9 @@ class DatasetWriter:
                 # within the mask's box: the rest of the photo is untouched by it
                 box = semantic[y0:y1, x0:x1]
                 box[mask[y0:y1, x0:x1] & (box == (65535 if self._wide else NO_CLASS))] = cid
-            polygons, exact = _polygons(self._trace, mask, (y0, y1, x0, x1)) if self._trace is not None \
-                else ([], False)
-            if polygons and not exact:  # traced for YOLO only
-                self._images["holes_filled"] += 1
             if "yolo" in formats:
                 scale = np.array([frame.width, frame.height], dtype=np.float64)
-                parts = polygons or [np.array([[x0, y0], [x1 - 1, y0], [x1 - 1, y1 - 1], [x0, y1 - 1]], np.float64)]
-                walk = join_parts(parts) / scale
+                walk = join_parts([p + [x0, y0] for p in centre_polygons(mask[y0:y1, x0:x1])]) / scale
                 yolo_lines.append(" ".join([str(cid)] + [_number_text(v) for v in walk.ravel()]))
             if "coco" in formats:
                 outlines = coco_polygons(mask[y0:y1, x0:x1]) if self.config.polygons else None

@@ -3,71 +3,97 @@
 The two readers fill a polygon differently. pycocotools (COCO) fills by area, with pixel i spanning [i, i + 1):
 an outline through pixel centres loses half a pixel all round, and a part one pixel wide loses everything. So
 COCO polygons run along the pixel edges, which it fills back exactly. OpenCV's fillPoly (Ultralytics, and
-supervision) draws the outline's pixels as well as the inside: there an outline through pixel centres is
-exact, and YOLO lines keep supervision's tracing.
+supervision) draws the outline's pixels as well as the inside: there an outline through the centres of a part's
+boundary pixels is exact, a part one pixel wide included, so YOLO lines run through pixel centres. Both are
+traced from the same pixel-edge outlines.
 """
 from __future__ import annotations
 
 import numpy as np
 
 
-def edge_loops(mask: np.ndarray) -> list[np.ndarray]:
+def edge_loops(mask: np.ndarray, connectivity: int = 4) -> list[np.ndarray]:
     """The closed outlines of a bool mask along its pixel edges: (N, 2) integer x, y corner points, the mask on
     the right of each step (clockwise on screen for an outer outline, anticlockwise around a hole). Where two
-    pixels touch only at a corner, the outline turns right there, so each outline bounds one 4-connected part
-    or one hole. Only the corners are kept (no point between two steps in one direction)."""
+    pixels touch only at a corner, the outline turns right there with `connectivity` 4, so each outline bounds
+    one 4-connected part (or one 8-connected hole), and left with 8, crossing to the other pixel, so each
+    bounds one 8-connected part (or one 4-connected hole). Only the corners are kept (no point between two steps
+    in one direction)."""
+    corners, counts = _loops(mask, connectivity)
+    return np.split(corners, np.cumsum(counts)[:-1]) if len(counts) else []
+
+
+def _loops(mask: np.ndarray, connectivity: int) -> tuple[np.ndarray, np.ndarray]:
+    """edge_loops' outlines in one (N, 2) array, and the number of corners of each."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components, depth_first_order
+
+    if connectivity not in (4, 8):
+        raise ValueError(f"connectivity must be 4 or 8, got {connectivity!r}")
     m = np.pad(np.asarray(mask, dtype=bool), 1)
-    ends: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    # Every unit edge between the mask and the rest, with the mask on its right. In the padded frame pixel
+    # (r, c) spans corners (c, r) .. (c + 1, r + 1).
+    found = [
+        (np.nonzero(m[1:] & ~m[:-1]), (0, 1), (1, 0)),         # inside below: its top edge, rightwards
+        (np.nonzero(m[:-1] & ~m[1:]), (1, 1), (-1, 0)),        # inside above: its bottom edge, leftwards
+        (np.nonzero(m[:, :-1] & ~m[:, 1:]), (1, 0), (0, 1)),   # inside left: its right edge, downwards
+        (np.nonzero(m[:, 1:] & ~m[:, :-1]), (1, 1), (0, -1)),  # inside right: its left edge, upwards
+    ]
+    x = np.concatenate([c + ox for (r, c), (ox, _), _ in found])
+    y = np.concatenate([r + oy for (r, c), (_, oy), _ in found])
+    if not len(x):
+        return np.zeros((0, 2), dtype=np.int64), np.zeros(0, dtype=np.int64)
+    dx = np.concatenate([np.full(len(r), d[0]) for (r, _), _, d in found])
+    dy = np.concatenate([np.full(len(r), d[1]) for (r, _), _, d in found])
+    # The edge that follows each: the one leaving its end corner. Where two leave (two pixels meet at that
+    # corner only) a right turn (clockwise on screen) stays with the pixel the outline came along, a left turn
+    # crosses to the other.
+    across = m.shape[1] + 1
+    code = y * across + x
+    by_start = np.argsort(code, kind="stable")
+    ends = (y + dy) * across + x + dx
+    lo = np.searchsorted(code[by_start], ends)
+    one, other = by_start[lo], by_start[np.minimum(lo + 1, len(x) - 1)]
+    turn = 1 if connectivity == 4 else -1
+    turned = (dx[one] == -turn * dy) & (dy[one] == turn * dx)
+    two = np.searchsorted(code[by_start], ends, side="right") - lo == 2
+    following = np.where(two & ~turned, other, one)
+    # Each outline is a cycle of `following`. Cut at its lowest edge and each cycle's last edge pointed at the
+    # next cycle's head, they become one path, read in order by one depth-first walk (C speed, unlike a walk
+    # per outline in Python).
+    edges = len(x)
+    from_ = np.arange(edges)
+    _, cycle = connected_components(csr_matrix((np.ones(edges, np.int8), (from_, following)), shape=(edges, edges)),
+                                    directed=True, connection="weak")
+    head = np.zeros(edges, dtype=bool)
+    heads = np.unique(cycle, return_index=True)[1]
+    head[heads] = True
+    last = np.empty(edges, dtype=np.int64)
+    last[following] = from_
+    last = last[heads]
+    to = following.copy()
+    to[last[:-1]] = heads[1:]
+    linked = np.ones(edges, dtype=bool)
+    linked[last[-1]] = False
+    walk = depth_first_order(csr_matrix((np.ones(edges - 1, np.int8), (from_[linked], to[linked])),
+                                        shape=(edges, edges)), int(heads[0]), directed=True,
+                             return_predecessors=False)
+    loop = np.cumsum(head[walk]) - 1
+    # a corner where the direction changes, the loop's previous edge being its last
+    starts = np.flatnonzero(head[walk])
+    before = np.arange(len(walk)) - 1
+    before[starts] = np.append(starts[1:], len(walk)) - 1
+    corner = (dx[walk] != dx[walk[before]]) | (dy[walk] != dy[walk[before]])
+    points = np.stack([x[walk][corner], y[walk][corner]], axis=1) - 1
+    return points.astype(np.int64), np.bincount(loop[corner], minlength=len(heads))
 
-    def add(x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarray) -> None:
-        for edge in zip(zip(x0.tolist(), y0.tolist()), zip(x1.tolist(), y1.tolist())):
-            ends.setdefault(edge[0], []).append(edge[1])
 
-    # In the padded frame, pixel (r, c) spans corners (c, r) .. (c + 1, r + 1).
-    r, c = np.nonzero(m[1:] & ~m[:-1])          # inside below, outside above: its top edge, rightwards
-    add(c, r + 1, c + 1, r + 1)
-    r, c = np.nonzero(m[:-1] & ~m[1:])          # inside above, outside below: its bottom edge, leftwards
-    add(c + 1, r + 1, c, r + 1)
-    r, c = np.nonzero(m[:, :-1] & ~m[:, 1:])    # inside left, outside right: its right edge, downwards
-    add(c + 1, r, c + 1, r + 1)
-    r, c = np.nonzero(m[:, 1:] & ~m[:, :-1])    # inside right, outside left: its left edge, upwards
-    add(c + 1, r + 1, c + 1, r)
-
-    def step(prev: tuple[int, int], at: tuple[int, int]) -> tuple[int, int]:
-        out = ends[at]
-        if len(out) == 1:
-            return out[0]
-        # Two ways on: the pixels meet at this corner only. A right turn (clockwise on screen) stays with the
-        # pixel the outline came along.
-        dx, dy = at[0] - prev[0], at[1] - prev[1]
-        return at[0] - dy, at[1] + dx
-
-    used: set[tuple[tuple[int, int], tuple[int, int]]] = set()
-    loops = []
-    for start, outs in ends.items():
-        for first in outs:
-            if (start, first) in used:
-                continue
-            used.add((start, first))
-            points, prev, at = [start], start, first
-            while True:
-                nxt = step(prev, at)
-                if (at, nxt) in used:  # back at the first step
-                    break
-                used.add((at, nxt))
-                points.append(at)
-                prev, at = at, nxt
-            loop = np.array(points, dtype=np.int64) - 1
-            turns = np.diff(np.vstack([loop[-1:], loop, loop[:1]]), axis=0)
-            loops.append(loop[np.any(turns[1:] != turns[:-1], axis=1)])
-    return loops
-
-
-def _inside_pixel(loop: np.ndarray) -> tuple[int, int]:
-    """(row, col) of the pixel on the right of a loop's first step."""
-    (x, y), (x1, y1) = loop[0], loop[1]
-    dx, dy = np.sign(x1 - x), np.sign(y1 - y)
-    return int(y - (dx < 0 or dy < 0)), int(x - (dy > 0 or dx < 0))
+def _sides(start: np.ndarray, then: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row, col) of the pixels on the right (inside) and on the left (outside) of steps from `start` to `then`
+    ((N, 2) or (2,) x, y corners)."""
+    unit = np.sign(then - start)
+    right = np.stack([-unit[..., 1], unit[..., 0]], axis=-1)  # on screen
+    return (start + (unit + right - 1) // 2)[..., ::-1], (start + (unit - right - 1) // 2)[..., ::-1]
 
 
 def _area2(loop: np.ndarray) -> int:
@@ -92,7 +118,7 @@ def coco_polygons(mask: np.ndarray) -> list[np.ndarray] | None:
     outer: dict[int, np.ndarray] = {}
     holes: dict[int, list[np.ndarray]] = {}
     for loop in loops:
-        part = int(parts[_inside_pixel(loop)])
+        part = int(parts[tuple(_sides(loop[0], loop[1])[0])])
         if _area2(loop) > 0:
             outer[part] = loop
         else:
@@ -129,6 +155,170 @@ def _with_holes(outline: np.ndarray, holes: list[np.ndarray]) -> np.ndarray:
         for detour in at.get(i, []):
             pieces += [detour, point[None]]
     return np.vstack(pieces)
+
+
+def centre_polygons(mask: np.ndarray) -> list[np.ndarray]:
+    """One polygon per 8-connected part of `mask`: (N, 2) integer x, y pixel indices through the centres of the
+    part's boundary pixels (those with a side on the outside or on a hole), each hole's outline joined to the
+    outline it lies in by a seam straight up a column of the part's pixels, there and back. OpenCV's fillPoly,
+    which draws a polygon's edges and fills its inside, gives back exactly the part from its polygon: every edge
+    runs over the part's own pixels (a step to a neighbouring pixel, a straight run, a seam), so a part one pixel
+    wide, whose polygon encloses nothing, is drawn whole too. Points in the middle of a straight run are left
+    out; a polygon has at least 3 points (a lone pixel's centre three times). [] for an empty mask."""
+    from scipy import ndimage
+
+    mask = np.asarray(mask, dtype=bool)
+    corners, counts = _loops(mask, 8)
+    if not len(counts):
+        return []
+    parts, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    # The background's 4-connected regions, in the frame padded by one pixel: the outside is region 1.
+    regions = ndimage.label(np.pad(~mask, 1, constant_values=True))[0]
+    walk, start, size, first_step, area2 = _centres(corners, counts)
+    inside, outside = _sides(*first_step)
+    # An outline lies between one part and one region, and no two outlines lie between the same two.
+    part = parts[inside[:, 0], inside[:, 1]]
+    region = regions[outside[:, 0] + 1, outside[:, 1] + 1]
+    hole = np.flatnonzero(area2 < 0)
+    outer = np.zeros(count + 1, dtype=np.int64)
+    outer[part[area2 > 0]] = np.flatnonzero(area2 > 0)
+
+    seams = _seams(regions, part, region, hole, walk, size) if len(hole) else {}
+
+    polygons = []
+    for k in outer[1:].tolist():
+        if k not in seams:  # no hole: the outline alone
+            polygons.append(_at_least_3(_straight(walk[start[k]:start[k] + size[k]])))
+            continue
+        spans: list[tuple[int, int]] = []  # [lo, hi) of `walk`, in the polygon's order
+        # An explicit stack rather than recursion: holes above holes may nest deeper than Python's limit.
+        # An outline's item: (outline, where in its walk it starts, whether it closes back there: a hole's does,
+        # before the seam back).
+        stack: list = [(k, 0, False)]
+        while stack:
+            item = stack.pop()
+            if len(item) == 2:
+                spans.append(item)
+                continue
+            k, j, closes = item
+            n, base = int(size[k]), int(start[k])
+            todo: list = []
+            done = 0
+            for at, h, enter_h in sorted(((at - j) % n, h, e) for at, h, e in seams.get(k, [])):
+                # the walk to the seam's pixel, the hole's walk round from the seam's end, the seam's pixel again
+                todo += [*_span(base, n, j, done, at + 1), (h, enter_h, True), *_span(base, n, j, at, at + 1)]
+                done = at + 1
+            todo += _span(base, n, j, done, n)
+            if closes:
+                todo += _span(base, n, j, 0, 1)
+            stack += reversed(todo)
+        lo, hi = np.array(spans, dtype=np.int64).T
+        length = hi - lo
+        index = np.repeat(lo - (np.cumsum(length) - length), length) + np.arange(int(length.sum()))
+        polygons.append(_at_least_3(_straight(walk[index])))
+    return polygons
+
+
+def _seams(regions: np.ndarray, part: np.ndarray, region: np.ndarray, hole: np.ndarray, walk: np.ndarray,
+           size: np.ndarray) -> dict[int, list[tuple[int, int, int]]]:
+    """outline -> (place in its walk, hole outline, place in the hole's walk) of each seam that starts on it.
+
+    Each hole's seam runs from the part's pixel above the hole's top-left pixel straight up to the first pixel
+    with a side up, left or right on the background, a side on another region (the outside, or a hole whose top
+    is higher: the seams form a tree). The pixels it passes between touch no region: it crosses no outline.
+    `regions` labels the background in the frame padded by one pixel; `part` and `region` are each outline's
+    two sides, `walk` and `size` the outlines' walks one after another."""
+    height, width = regions.shape[0] - 2, regions.shape[1] - 2
+    background = regions != 0
+    labels = regions.ravel()
+    found = np.flatnonzero(labels)
+    seen = labels[found]
+    new = seen > np.maximum.accumulate(np.concatenate([[0], seen[:-1]]))
+    first_pixel = np.zeros(int(labels.max()) + 1, dtype=np.int64)  # labels come in raster order of first pixel
+    first_pixel[seen[new]] = found[new]
+    top, col = np.divmod(first_pixel[region[hole]], width + 2)
+    sides = ~background & (np.roll(background, 1, axis=0) | np.roll(background, 1, axis=1)
+                           | np.roll(background, -1, axis=1))
+    last_side = np.maximum.accumulate(np.where(sides, np.arange(height + 2)[:, None], 0), axis=0)
+    row = last_side[top - 1, col]
+    up, left, right = regions[row - 1, col], regions[row, col - 1], regions[row, col + 1]
+    beyond = np.where(up != 0, up, np.where(left != 0, left, right))
+    code = part.astype(np.int64) * (len(first_pixel)) + region
+    order = np.argsort(code)
+    parent = order[np.searchsorted(code[order], part[hole].astype(np.int64) * len(first_pixel) + beyond)]
+    # each pixel's first place in its outline's walk
+    start = np.cumsum(size) - size
+    pixel = np.repeat(np.arange(len(size)), size) * (height * width) + walk[:, 1] * width + walk[:, 0]
+    by_pixel = np.argsort(pixel, kind="stable")
+    place = lambda k, y, x: by_pixel[np.searchsorted(pixel[by_pixel], k * (height * width) + y * width + x)]
+    attach = place(parent, row - 1, col - 1) - start[parent]
+    enter = place(hole, top - 2, col - 1) - start[hole]
+    seams: dict[int, list[tuple[int, int, int]]] = {}
+    for k, at, h, j in zip(parent.tolist(), attach.tolist(), hole.tolist(), enter.tolist()):
+        seams.setdefault(k, []).append((at, h, j))
+    return seams
+
+
+def _span(base: int, n: int, j: int, a: int, b: int) -> list[tuple[int, int]]:
+    """Places a..b-1 of an outline's walk started at its j-th pixel, as [lo, hi) spans of the array holding
+    the walk from `base` on (two where they wrap round its end)."""
+    if a == b:
+        return []
+    a, b = a + j, b + j
+    if a >= n:
+        return [(base + a - n, base + b - n)]
+    if b <= n:
+        return [(base + a, base + b)]
+    return [(base + a, base + n), (base, base + b - n)]
+
+
+def _at_least_3(polygon: np.ndarray) -> np.ndarray:
+    """A polygon of one or two points with its first repeated: YOLO and OpenCV take three or more."""
+    return np.vstack([polygon, polygon[:1], polygon[:1]])[:max(3, len(polygon))]
+
+
+def _centres(corners: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The loops' walks: the (x, y) pixel on the right of each unit step, in order, without consecutive
+    repeats (round a corner of the mask the pixel stays; into a corner the next is a diagonal neighbour; along
+    a straight edge each is its neighbour's), all in one array, loop k's at start[k]:start[k] + size[k]. Also
+    each loop's first two corners and twice its signed area."""
+    loops = len(counts)
+    first = np.cumsum(counts) - counts
+    loop_of = np.repeat(np.arange(loops), counts)
+    nxt = np.arange(len(corners)) + 1
+    nxt[first + counts - 1] = first
+    step = corners[nxt] - corners
+    length = np.abs(step).sum(axis=1)
+    unit = step // length[:, None]
+    right = np.stack([-unit[:, 1], unit[:, 0]], axis=1)
+    begin = corners + (unit + right - 1) // 2  # the pixel on the right of each run's first unit step
+    run = np.repeat(np.arange(len(corners)), length)
+    along = np.arange(int(length.sum())) - np.repeat(np.cumsum(length) - length, length)
+    pixels = begin[run] + unit[run] * along[:, None]
+    owner = loop_of[run]
+    per_loop = np.bincount(owner, minlength=loops)
+    start0 = np.cumsum(per_loop) - per_loop
+    prev = np.arange(len(pixels)) - 1
+    prev[start0] = start0 + per_loop - 1
+    keep = np.any(pixels != pixels[prev], axis=1)
+    keep[start0[~np.logical_or.reduceat(keep, start0)]] = True  # a lone pixel: its centre once
+    size = np.bincount(owner[keep], minlength=loops)
+    x, y = corners[:, 0], corners[:, 1]
+    area2 = np.add.reduceat(x * y[nxt] - x[nxt] * y, first)
+    return pixels[keep], np.cumsum(size) - size, size, (corners[first], corners[first + 1]), area2
+
+
+def _straight(points: np.ndarray) -> np.ndarray:
+    """The polygon without repeated points and without points in the middle of a straight run (a turn, or a
+    way back, keeps its point)."""
+    new = np.any(points != np.roll(points, 1, axis=0), axis=1)
+    points = points[new] if new.any() else points[:1]
+    if len(points) < 3:
+        return points
+    before = points - np.roll(points, 1, axis=0)
+    after = np.roll(points, -1, axis=0) - points
+    cross = before[:, 0] * after[:, 1] - before[:, 1] * after[:, 0]
+    return points[(cross != 0) | ((before * after).sum(axis=1) <= 0)]
 
 
 def join_parts(parts: list[np.ndarray]) -> np.ndarray:

@@ -86,13 +86,6 @@ def label_images(config: Any, inputs: Sequence[str], out: str | Path, ontology: 
         try:
             _check_out(out)
             _refuse_edited(out)  # before hours of segmenting: a hand-corrected file would stop the build
-            if config.label.traces_masks:  # before hours of segmenting, not when the dataset is built
-                from .export import _polygon_tracer
-
-                try:
-                    _polygon_tracer()
-                except ImportError as exc:
-                    raise ConfigError(f"label.formats {config.label.formats}: {exc}") from None
             classes = load_ontology(ontology) if ontology else None
             VocabularyBuilder(config.label)._synonym_lists()  # a missing or unreadable list: before any work
             expanded = list(dict.fromkeys(expand_inputs(inputs)))

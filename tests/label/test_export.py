@@ -238,9 +238,9 @@ def test_a_multi_part_mask_with_a_hole_keeps_every_part(tmp_path, vocab, sv, lin
 
 
 def test_parts_one_pixel_wide_are_read_back(tmp_path, vocab, sv, link_bound):
-    """COCO polygons run along pixel edges, so pycocotools fills even a lone pixel back; supervision's tracer
-    drops every part of fewer than 3 outline points, and the YOLO line adds them as paths over their pixels and
-    back, so every pixel is drawn again."""
+    """COCO polygons run along pixel edges, so pycocotools fills even a lone pixel back; YOLO outlines run
+    through pixel centres, over a line one pixel wide and back, so outline-drawing readers draw every pixel
+    again."""
     from pycocotools.coco import COCO
 
     path = photo(tmp_path, "thin.jpg")
@@ -316,12 +316,11 @@ def test_an_object_its_polygons_would_not_fill_back_stays_rle_and_is_counted(tmp
     assert isinstance(ann["segmentation"], dict) and np.array_equal(coco.annToMask(ann).astype(bool), mask)
 
 
-def test_a_hole_the_tracer_cannot_bridge_is_filled_and_counted_never_a_crash(tmp_path, vocab, sv, link_bound):
-    """seam_failure_mask.npz: part of a tiny random model's mask of a real photo, holes for which supervision
-    finds no seam (it raises). That part's holes are filled in the YOLO line, the annotation is counted; COCO's
-    pixel-edge polygons keep every hole."""
+def test_every_hole_of_a_real_mask_stays_a_hole_in_both_formats(tmp_path, vocab, sv):
+    """seam_failure_mask.npz: part of a tiny random model's mask of a real photo, one part with holes to which
+    supervision's tracer finds no seam (it raises). The YOLO line, read back by supervision, and the COCO
+    polygons, read back by pycocotools, are both that mask exactly."""
     from pycocotools.coco import COCO
-    from scipy import ndimage
 
     data = np.load(Path(__file__).with_name("seam_failure_mask.npz"))
     shape = tuple(int(v) for v in data["shape"])
@@ -334,15 +333,27 @@ def test_a_hole_the_tracer_cannot_bridge_is_filled_and_counted_never_a_crash(tmp
     with DatasetWriter(out, vocab, ExportConfig(polygons=True, val_fraction=0.0)) as writer:
         writer.add(path, seg_of(size, [("car", mask, 0.9, 0.9)]))
     images = json.loads((out / "dataset.json").read_text())["images"]
-    assert images["holes_filled"] == 1 and images["coco_rle_fallbacks"] == 0
+    assert images["coco_rle_fallbacks"] == 0
     coco = COCO(str(out / "annotations/instances_train.json"))
     (ann,) = coco.loadAnns(coco.getAnnIds())
     assert isinstance(ann["segmentation"], list) and np.array_equal(coco.annToMask(ann).astype(bool), mask)
     lines, masks = yolo_masks(out, "train", sv)
-    assert len(lines) == 1
-    yolo = masks[0]
-    assert (yolo >= mask).all() and (yolo & ~mask & ndimage.binary_fill_holes(mask)).any()  # holes filled
-    assert (yolo & ~ndimage.binary_fill_holes(mask)).sum() <= link_bound(mask)  # else only the links
+    assert len(lines) == 1 and np.array_equal(masks[0], mask)
+
+
+def test_yolo_lines_need_no_supervision(tmp_path, vocab, monkeypatch):
+    import sys
+
+    for name in [m for m in sys.modules if m == "supervision" or m.startswith("supervision.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "supervision", None)
+    path = photo(tmp_path, "plain.jpg")
+    size = size_of(path)
+    out = tmp_path / "ds"
+    with DatasetWriter(out, vocab, ExportConfig(formats=["yolo"], val_fraction=0.0)) as writer:
+        writer.add(path, seg_of(size, [("car", ellipse(size, 100, 100, 30, 50), 0.9, 0.9)]))
+    (line,) = (out / "train" / "labels" / "plain.txt").read_text().splitlines()
+    assert line.startswith("0 ") and len(line.split()) > 7
 
 
 def test_an_image_without_detections_stays_with_empty_labels(tmp_path, vocab, sv):

@@ -150,17 +150,10 @@ def test_ontology_maps_the_nouns_onto_the_users_classes(photos, tmp_path):
     assert not (out / "train" / "labels").exists()  # coco only
 
 
-@pytest.mark.parametrize("problem", ["out_is_a_file", "bad_ontology", "no_inputs", "no_supervision"])
-def test_bad_arguments_are_one_line_errors_before_any_work(photos, tmp_path, capsys, problem, monkeypatch):
+@pytest.mark.parametrize("problem", ["out_is_a_file", "bad_ontology", "no_inputs"])
+def test_bad_arguments_are_one_line_errors_before_any_work(photos, tmp_path, capsys, problem):
     out = tmp_path / "out"
     extra: list[str] = []
-    if problem == "no_supervision":  # the yolo format traces masks with it: refused before any segmenting
-        import sys
-
-        for name in [m for m in sys.modules if m == "supervision" or m.startswith("supervision.")]:
-            monkeypatch.delitem(sys.modules, name)
-        monkeypatch.setitem(sys.modules, "supervision", None)
-        extra = ["--format", "yolo"]
     if problem == "out_is_a_file":
         out.write_text("x")
     elif problem == "bad_ontology":
@@ -174,8 +167,6 @@ def test_bad_arguments_are_one_line_errors_before_any_work(photos, tmp_path, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err[-1].startswith("selfseg: error: ")
     assert not (out / "predictions").exists()
-    if problem == "no_supervision":
-        assert "pip install supervision" in err[-1]
 
 
 def test_when_no_image_can_be_read_the_run_says_so_and_lists_them(tmp_path, capsys):

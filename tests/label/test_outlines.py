@@ -1,12 +1,14 @@
-"""Masks as outlines: COCO's pixel-edge polygons filled back by pycocotools itself, and the walk that joins an
-object's parts into one YOLO line checked against a spanning tree built by brute force."""
+"""Masks as outlines: the pixel-edge outlines against a plain walk over the edges, COCO's pixel-edge polygons
+filled back by pycocotools itself, the YOLO outlines through pixel centres filled back by supervision's
+rasteriser (OpenCV's fillPoly, or supervision's port of it where OpenCV is not installed), and the walk that
+joins an object's parts into one YOLO line checked against a spanning tree built by brute force."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from scipy import ndimage
 
-from selfseg.label.outlines import coco_polygons, edge_loops, join_parts
+from selfseg.label.outlines import centre_polygons, coco_polygons, edge_loops, join_parts
 
 
 def fill_back(polygons: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
@@ -55,6 +57,125 @@ def test_outlines_run_clockwise_round_parts_and_anticlockwise_round_holes():
     assert area2 == [-8, 2, 2, 98]  # twice the areas: hole 2x2, two single pixels, the 7x7 square
     square = max(loops, key=len)
     assert {tuple(p) for p in square} == {(1, 1), (8, 1), (8, 8), (1, 8)}  # corners only
+
+
+def plain_edge_loops(mask: np.ndarray, connectivity: int) -> list[list[tuple[int, int]]]:
+    """The outlines by a walk in Python over a dict of unit edges, one step at a time (mask on the right; at a
+    corner two pixels share, a right turn for 4-connectivity, a left one for 8), corners only."""
+    m = np.pad(mask, 1)
+    ends: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for r in range(m.shape[0]):
+        for c in range(m.shape[1]):
+            if not m[r, c]:
+                continue
+            if not m[r - 1, c]:
+                ends.setdefault((c, r), []).append((c + 1, r))
+            if not m[r + 1, c]:
+                ends.setdefault((c + 1, r + 1), []).append((c, r + 1))
+            if not m[r, c + 1]:
+                ends.setdefault((c + 1, r), []).append((c + 1, r + 1))
+            if not m[r, c - 1]:
+                ends.setdefault((c, r + 1), []).append((c, r))
+    turn = 1 if connectivity == 4 else -1
+    used, loops = set(), []
+    for start, outs in ends.items():
+        for first in outs:
+            if (start, first) in used:
+                continue
+            points, prev, at = [start], start, first
+            used.add((start, first))
+            while True:
+                if len(ends[at]) == 1:
+                    nxt = ends[at][0]
+                else:
+                    dx, dy = at[0] - prev[0], at[1] - prev[1]
+                    nxt = (at[0] - turn * dy, at[1] + turn * dx)
+                if (at, nxt) in used:
+                    break
+                used.add((at, nxt))
+                points.append(at)
+                prev, at = at, nxt
+            n = len(points)
+            step = [(points[(i + 1) % n][0] - points[i][0], points[(i + 1) % n][1] - points[i][1]) for i in range(n)]
+            loops.append([(x - 1, y - 1) for i, (x, y) in enumerate(points) if step[i] != step[i - 1]])
+    return loops
+
+
+def canonical(loops) -> list[tuple]:
+    """Each loop from its least rotation, the loops sorted: equal for the same outlines in any order."""
+    out = []
+    for loop in loops:
+        t = [tuple(int(v) for v in p) for p in loop]
+        out.append(min(tuple(t[i:] + t[:i]) for i in range(len(t))))
+    return sorted(out)
+
+
+@pytest.mark.parametrize("connectivity", [4, 8])
+def test_outlines_are_those_of_a_plain_walk_over_the_edges(connectivity):
+    for m in random_masks(150, seed=connectivity):
+        assert canonical(edge_loops(m, connectivity)) == canonical(plain_edge_loops(m, connectivity))
+
+
+def test_pixels_touching_at_a_corner_share_an_outline_with_8_connectivity():
+    m = np.zeros((4, 4), bool)
+    m[1, 1] = m[2, 2] = True
+    assert len(edge_loops(m, 4)) == 2 and len(edge_loops(m, 8)) == 1
+    with pytest.raises(ValueError, match="connectivity must be 4 or 8"):
+        edge_loops(m, 6)
+
+
+def fill_centres(polygon: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*OpenCV.*", category=UserWarning)  # its NumPy backend
+        from supervision.detection.utils.converters import polygon_to_mask
+
+    return polygon_to_mask(polygon, (shape[1], shape[0])).astype(bool)
+
+
+def structured_masks():
+    yy, xx = np.mgrid[:61, :61]
+    rings = (np.hypot(yy - 30, xx - 30).astype(int) // 4) % 2 == 0  # parts in holes in parts, to the edge
+    stacked = np.ones((3 * 1200 + 3, 3), bool)
+    stacked[1:-1:3, 1] = False  # 1,200 holes, each seamed to the one above: deeper than Python's recursion limit
+    checker = np.add.outer(np.arange(9), np.arange(12)) % 2 == 0  # one 8-connected part, every hole a pixel
+    lines = np.zeros((12, 12), bool)
+    lines[2, 1:11] = lines[4:11, 3] = lines[6, 6] = True  # one pixel wide, and a lone pixel
+    lines[np.arange(5, 11), np.arange(5, 11)] = True     # a diagonal touching the lone pixel at a corner
+    comb = np.ones((8, 15), bool)
+    comb[1:7, 1:14:2] = False  # holes side by side, each seam straight up to the outside
+    comb[7, 1:14:4] = False
+    return [rings, stacked, checker, lines, comb, np.ones((1, 1), bool), np.ones((1, 7), bool)]
+
+
+def test_centre_polygons_fill_back_exactly_where_outlines_are_drawn():
+    from scipy import ndimage
+
+    checked = 0
+    for m in [*random_masks(200, seed=5), *structured_masks()]:
+        polygons = centre_polygons(m)
+        parts, count = ndimage.label(m, structure=np.ones((3, 3), bool))
+        assert len(polygons) == count  # one per 8-connected part, its holes seamed in
+        for k, polygon in enumerate(polygons, start=1):
+            assert polygon.dtype.kind == "i" and len(polygon) >= 3
+            assert np.array_equal(fill_centres(polygon, m.shape), parts == k)
+            # no point in the middle of a straight run
+            before, after = polygon - np.roll(polygon, 1, axis=0), np.roll(polygon, -1, axis=0) - polygon
+            straight = (before[:, 0] * after[:, 1] == before[:, 1] * after[:, 0]) & ((before * after).sum(1) > 0)
+            assert not straight.any()
+        checked += count > 0
+    assert checked > 150
+
+
+def test_a_polygon_of_a_part_one_pixel_wide_runs_over_it_and_back():
+    m = np.zeros((3, 6), bool)
+    m[1, 1:5] = True
+    (line,) = centre_polygons(m)
+    assert len(line) == 3 and line[0].tolist() == line[2].tolist() and sorted(line[:2].tolist()) == [[1, 1], [4, 1]]
+    (dot,) = centre_polygons(np.ones((1, 1), bool))
+    assert dot.tolist() == [[0, 0]] * 3
+    assert centre_polygons(np.zeros((4, 4), bool)) == []
 
 
 def test_an_empty_mask_has_no_polygons():
