@@ -15,9 +15,14 @@ median is printed with n, min and max):
   (per instance: box, scores, area and COCO RLE).
 - `yolo_trace`, `yolo_join`, `coco_polygons`: the outlines `selfseg label` writes, for one mask per class of
   each map (at --side; "other" left out): real objects' shapes, several parts where a class has several
-  regions. supervision's tracing of each mask (the YOLO outline), joining a mask's parts into one YOLO line,
-  and the pixel-edge COCO polygons (traced, then checked by pycocotools' decode). The instances above are no
-  such shapes: their random confidence leaves them full of pinholes.
+  regions. The YOLO outlines through pixel centres of each mask (`centre_polygons`, in the mask's box as the
+  export traces it), joining a mask's parts into one YOLO line, and the pixel-edge COCO polygons (traced, then
+  checked by pycocotools' decode). The instances above are no such shapes: their random confidence leaves
+  them full of pinholes.
+- `yolo_trace_supervision`, the baseline (when supervision is installed): supervision's tracer over the same
+  boxes (`approximate_mask_with_polygons`, no simplification, holes bridged), which outlines the same kind of
+  polygons but drops parts under three outline points and finds no seam to some holes (it raises; such a
+  mask is counted and its time kept).
 - `export`: `DatasetWriter.add` (formats coco and semantic: COCO RLE and the class map, no polygon tracing) of
   each photo upscaled to --photo-side, with those instances as a reduced copy's masks (original_size: the
   photo's), then `ExportedImage.for_view`, the review page's 1024-px view of its masks.
@@ -52,15 +57,8 @@ except ImportError:
 
 from PIL import Image  # noqa: E402
 
-from selfseg.label.export import (  # noqa: E402
-    DatasetWriter,
-    ExportConfig,
-    ExportedImage,
-    _extent,
-    _polygon_tracer,
-    _polygons,
-)
-from selfseg.label.outlines import coco_polygons, join_parts  # noqa: E402
+from selfseg.label.export import DatasetWriter, ExportConfig, ExportedImage, _extent  # noqa: E402
+from selfseg.label.outlines import centre_polygons, coco_polygons, join_parts  # noqa: E402
 from selfseg.label.vocabulary import DatasetVocabulary, VocabularyClass  # noqa: E402
 from selfseg.segment.clipseg import best_to_instances  # noqa: E402
 from selfseg.segment.result import Segmentation  # noqa: E402
@@ -77,6 +75,27 @@ def class_maps(side: int) -> list[tuple[str, np.ndarray]]:
             size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
             out.append((path.stem, np.asarray(im.resize(size, Image.Resampling.NEAREST)).astype(np.int64)))
     return out
+
+
+def supervision_tracer() -> Any:
+    """mask -> whether supervision's tracer raised on it (no seam to a hole), or None without supervision."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*OpenCV.*", category=UserWarning)  # its NumPy backend
+            from supervision.dataset.utils import approximate_mask_with_polygons
+    except ImportError:
+        return None
+
+    def trace(mask: np.ndarray) -> bool:
+        try:
+            approximate_mask_with_polygons(mask=mask, approximation_percentage=0.0, bridge_holes=True)
+        except ValueError:
+            return True
+        return False
+
+    return trace
 
 
 def timed(fn: Any, repeats: int) -> tuple[dict[str, Any], Any]:
@@ -181,10 +200,16 @@ def main(argv: list[str] | None = None) -> dict:
         rows["instances_json"] = {**stat, "instances": sum(len(r) for r in records), "digest": digest(records)}
 
         masks = [best == c for _, best in maps for c in np.unique(best) if c]
-        trace = _polygon_tracer()
         boxes = [_extent(m) for m in masks]
-        stat, traced = timed(lambda: [_polygons(trace, m, b)[0] for m, b in zip(masks, boxes)], args.repeats)
+        stat, traced = timed(lambda: [[p + [x0, y0] for p in centre_polygons(m[y0:y1, x0:x1])]
+                                      for m, (y0, y1, x0, x1) in zip(masks, boxes)], args.repeats)
         rows["yolo_trace"] = {**stat, "instances": len(masks), "digest": digest(*[p for t in traced for p in t])}
+        baseline = supervision_tracer()
+        if baseline is not None:
+            stat, raised = timed(lambda: [baseline(m[y0:y1, x0:x1]) for m, (y0, y1, x0, x1) in zip(masks, boxes)],
+                                 args.repeats)
+            rows["yolo_trace_supervision"] = {**stat, "instances": len(masks), "raised": sum(raised),
+                                              "digest": "(baseline)"}
         stat, walks = timed(lambda: [join_parts(p) for p in traced if p], args.repeats)
         rows["yolo_join"] = {**stat, "instances": len(walks), "digest": digest(*walks)}
         stat, outlines = timed(lambda: [coco_polygons(m[y0:y1, x0:x1]) for m, (y0, y1, x0, x1) in zip(masks, boxes)],
@@ -210,9 +235,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     print(f"selfseg post-processing, no model; {len(maps)} sample photos, analysed at {args.side} px, exported at "
           f"{args.photo_side} px; median of {args.repeats} (min-max), {args.threads} torch thread(s)")
-    print(f"{'stage':<20}{'seconds':>10}{'min':>10}{'max':>10}{'instances':>11}  digest")
+    print(f"{'stage':<24}{'seconds':>10}{'min':>10}{'max':>10}{'instances':>11}  digest")
     for name, row in rows.items():
-        print(f"{name:<20}{row['median_s']:>10.4f}{row['min_s']:>10.4f}{row['max_s']:>10.4f}{row['instances']:>11}  "
+        print(f"{name:<24}{row['median_s']:>10.4f}{row['min_s']:>10.4f}{row['max_s']:>10.4f}{row['instances']:>11}  "
               f"{row.get('digest', '(with export_add)')}")
     report = {"rows": rows, "settings": vars(args),
               "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "numpy": np.__version__,

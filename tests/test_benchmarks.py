@@ -196,14 +196,14 @@ def test_bench_postprocess_small(tmp_path):
         assert proc.returncode == 0, proc.stderr[-3000:]
         reports.append(json.loads(out.read_text(encoding="utf-8")))
     rows = reports[0]["rows"]
-    assert set(rows) == {"clipseg_instances", "instances_json", "yolo_trace", "yolo_join", "coco_polygons",
-                         "export_add", "export_for_view"}
+    assert set(rows) == {"clipseg_instances", "instances_json", "yolo_trace", "yolo_trace_supervision", "yolo_join",
+                         "coco_polygons", "export_add", "export_for_view"}
     for row in rows.values():
         assert row["n"] == 2 and 0 <= row["min_s"] <= row["median_s"] <= row["max_s"] and row["instances"] > 0
     assert rows["instances_json"]["instances"] == rows["clipseg_instances"]["instances"]
     digests = [{k: r.get("digest") for k, r in rep["rows"].items()} for rep in reports]
-    assert digests[0] == digests[1] and all(digests[0][k] for k in ("clipseg_instances", "export_add", "yolo_join",
-                                                                      "coco_polygons"))
+    assert digests[0] == digests[1] and all(digests[0][k] for k in ("clipseg_instances", "export_add", "yolo_trace",
+                                                                      "yolo_join", "coco_polygons"))
 
 
 def test_independent_minimum_matches_the_locators_packing():
