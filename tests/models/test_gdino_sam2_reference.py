@@ -204,7 +204,7 @@ def test_gdino_chunked_prompt_equals_the_stock_recipe_per_chunk(gdino):
     assert chunked.detector.forward_calls == -(-len(plan.chunks) // 2)        # chunks really ran as rows together
 
     w, h = image.size
-    expected_boxes, expected_scores = [], []
+    expected_boxes, expected_scores, expected_labels = [], [], []
     for chunk in plan.chunks:
         tags = [plan.tags[i] for i in chunk.tags]
         inputs, out, _ = _stock(gdino, image, tags)
@@ -213,6 +213,9 @@ def test_gdino_chunked_prompt_equals_the_stock_recipe_per_chunk(gdino):
         own = torch.tensor([t for s, e in chunk.spans for t in range(s, e)])
         score = probs[:, own].max(1).values
         keep = score > T_BOX
+        # each box's tag: the one whose own tokens score highest (the first on a tie)
+        per_tag = torch.stack([probs[:, s:e].max(1).values for s, e in chunk.spans], 1)
+        expected_labels += [tags[j] for j in per_tag[keep].argmax(1).tolist()]
         cx, cy, bw, bh = out.pred_boxes[0][keep].unbind(-1)
         xyxy = torch.stack([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h], -1)
         xyxy[:, 0::2] = xyxy[:, 0::2].clamp(0, w)
@@ -224,6 +227,8 @@ def test_gdino_chunked_prompt_equals_the_stock_recipe_per_chunk(gdino):
     idx = _match(det.boxes, expected_boxes, atol=1e-3)
     assert sorted(idx) == list(range(len(expected_boxes)))
     np.testing.assert_allclose(det.scores, expected_scores[idx], atol=1e-5, rtol=0)
+    assert det.labels == [expected_labels[i] for i in idx]
+    assert len(set(det.labels)) >= 3  # tags from several chunks: a label taken from the wrong chunk would show
 
     whole = gdino.detect(image, TAGS, box_threshold=T_BOX, text_threshold=T_TEXT)
     assert len(whole.boxes) != len(det.boxes) or not np.allclose(np.sort(whole.scores), np.sort(det.scores))
