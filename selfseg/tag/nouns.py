@@ -63,6 +63,29 @@ _COUNTED = {"a", "an", "one", "two", "three", "four", "five", "six", "several", 
 # a compound.
 _DESCRIBING = {"big", "large", "little", "small", "tiny", "huge", "giant", "old", "young", "tall", "long", "short",
                "wide", "thin", "fat", "new"}
+# Whole nouns for things one sees, kept though shorter than min_length. The length floor is there for the
+# fragments and letters a captioner emits; WordNet's other two-letter nouns are chemical symbols, state codes
+# and titles ("he", "me", "us", "or" as helium, Maine, United States, Oregon), which a lowercased caption's
+# pronouns and prepositions would match, so the few real ones are named rather than looked up.
+_SHORT_NOUNS = frozenset({"tv", "ox", "rv", "pc", "cd", "ax"})
+# Plurals that name one object (pluralia tantum: two legs, two blades, two lenses), each itself a WordNet noun
+# lemma for it. Their singular names something else ("short" is a baseball position, "pant" a breath, "glass"
+# the material) or nothing. Named, not looked up: WordNet lists ordinary plurals as lemmas too ("drawers",
+# "trunks", "cows", "arms"), and those must become "drawer", "trunk", "cow", "arm". Plurals whose WordNet
+# lemma is the singular ("jeans": jean, "headphones": headphone) keep WordNet's name, as every other noun does.
+_PLURALIA_TANTUM = frozenset({
+    "shorts", "pants", "slacks", "tights", "briefs", "knickers", "breeches", "underpants", "sweatpants", "clothes",
+    "scissors", "pliers", "tongs", "shears",
+    "glasses", "eyeglasses", "spectacles", "sunglasses", "goggles", "binoculars",
+})
+
+
+def _counted(tok: Any) -> bool:
+    """Whether a plural is read as many of its singular: after a number ("two glasses") or before "of"
+    ("glasses of milk": drinking glasses, not spectacles)."""
+    doc = tok.doc
+    after = doc[tok.i + 1].text if tok.i + 1 < len(doc) else ""
+    return (tok.i > 0 and doc[tok.i - 1].tag_ == "CD") or after == "of"
 
 
 def _singular_readings(word: str) -> list[str]:
@@ -80,13 +103,17 @@ def _singular_readings(word: str) -> list[str]:
 class NounExtractor:
     """Extract object nouns from captions.
 
-    Per caption: tokens spaCy tags as nouns (NN/NNS, and NNP/NNPS: see `_NOUN_TAGS`) -> singular lemma ->
-    kept if WordNet has it as a noun -> minus stop words, colour words and words shorter than `min_length`.
+    Per caption: tokens spaCy tags as nouns (NN/NNS, and NNP/NNPS: see `_NOUN_TAGS`) -> singular lemma
+    (a plural that names one object stays: "shorts", "glasses"; see `_PLURALIA_TANTUM`) -> kept if WordNet
+    has it as a noun -> minus stop words, colour words and words shorter than `min_length` (but for a few
+    two-letter nouns of things: "tv", "ox"; see `_SHORT_NOUNS`).
     With `compounds`, a run of adjacent nouns whose joined form WordNet knows ("fire hydrant", "traffic
     lights", "cell phone" as "cellphone") is kept whole instead of its parts, and so is an adjective before
     it when WordNet knows the whole as a thing that is no person ("hot dog", "polar bear"), unless the
     adjective is a colour, a size or an age ("a white house", "a little dog") or the nouns make a compound
-    as long without it ("dark chocolate cake"). Stop words alone make no compound ("night time").
+    as long without it ("dark chocolate cake"). A colour opens no compound whether the tagger calls it an
+    adjective or a noun, unless WordNet knows it first as a thing ("orange juice"). Stop words alone make no
+    compound ("night time").
     Order is first appearance; duplicates within a caption are dropped.
 
     Corrections for a small tagger's usual misreadings: an -ing word tagged as a noun that WordNet knows as
@@ -127,7 +154,10 @@ class NounExtractor:
     def _singular(self, tok: Any) -> str:
         """A plural's singular: spaCy's lemma or WordNet's reading of the word, whichever WordNet names its
         noun by ("cookies": cookie, not spaCy's "cooky"; "lenses": lens, not WordNet's "lense"); spaCy's
-        where WordNet lists the plural itself ("glasses" is spectacles there)."""
+        where WordNet lists the plural itself ("cows" is cattle there). A plural that names one object
+        (`_PLURALIA_TANTUM`) stays as it is, unless counted ("two glasses", "glasses of milk")."""
+        if tok.text in _PLURALIA_TANTUM and not _counted(tok):
+            return tok.text
         base = self._wn.morphy(tok.text, self._wn.NOUN)
         if tok.tag_ == "NNP":
             # A lowercased caption's word the tagger took for a name has no plural lemma from it. WordNet's
@@ -172,11 +202,20 @@ class NounExtractor:
                 return found, end + 1
         return None, k + 1
 
+    def _may_open(self, word: str) -> bool:
+        """Whether `word` may open a compound: any word but a colour, and a colour only where WordNet knows it
+        first as a thing ("orange juice", "peach tree", "olive oil"), whatever the tagger calls it: "white"
+        is first a person there and "red" a colour, so "a white house" and "red wine" are a house and wine."""
+        if word not in self._colours:
+            return True
+        senses = self._wn.synsets(word, self._wn.NOUN)
+        return bool(senses) and senses[0].lexname() in _THING_FILES - {"noun.person"}
+
     def _only_a_noun(self, word: str) -> bool:
         return bool(self._wn.morphy(word, self._wn.NOUN)) and not self._wn.synsets(word, self._wn.ADJ)
 
     def _keep(self, noun: str, thing: bool) -> bool:
-        if len(noun) < self.config.min_length or noun in self._stop:
+        if (len(noun) < self.config.min_length and noun not in _SHORT_NOUNS) or noun in self._stop:
             return False
         return thing or noun not in self._colours
 
@@ -233,9 +272,9 @@ class NounExtractor:
             first, last = i, j
             if self.config.compounds:
                 # An adjective may open a compound ("hot dog", "front door"), never on its own, never a colour
-                # ("a white house") and never a size or an age.
-                if i > 0 and toks[i - 1].tag_ == "JJ" and toks[i - 1].is_alpha and toks[i - 1].text not in (
-                        self._colours | _DESCRIBING):
+                # ("a white house"; `_may_open`) and never a size or an age.
+                if (i > 0 and toks[i - 1].tag_ == "JJ" and toks[i - 1].is_alpha and toks[i - 1].text not in _DESCRIBING
+                        and self._may_open(toks[i - 1].text)):
                     first = i - 1
                 # Small taggers mis-tag the head of a compound ("fire hydrant" -> NN RB): let the word after
                 # a noun run join a compound, but only one WordNet knows as a noun, never a colour, and never
@@ -250,6 +289,9 @@ class NounExtractor:
                 if self.config.compounds:
                     found, end = self._compound(words, k - first, last - first)
                     k_next = end + first
+                    if found and k_next > k + 1 and not self._may_open(words[k - first]):
+                        # a colour the tagger read as a noun ("white" as NNP in "a white house") is still a colour
+                        found, k_next = None, k + 1
                     if found and k < i:
                         # An adjective's compound counts only as a thing that is no person ("fat cat", "lone
                         # wolf" are people; "rainy day" a time), and not where the nouns make a compound as

@@ -98,6 +98,75 @@ def test_small_tagger_misreadings_are_corrected(extract, caption, expected):
     assert extract([caption], context="a picture of ") == [expected]
 
 
+@pytest.mark.parametrize("caption, expected", [
+    # two-letter nouns for things are kept though shorter than min_length ...
+    ("a living room with a couch and a tv", ["living room", "couch", "tv"]),
+    ("an ox pulling a cart", ["ox", "cart"]),
+    ("a man with an ax next to a pc", ["man", "ax", "pc"]),
+    # ... while WordNet's other two-letter nouns (the United States, a mother) are not
+    ("a map of the us", ["map"]),
+    ("a sign with ma on it", ["sign"]),
+])
+def test_short_object_nouns_are_kept_and_short_junk_is_not(extract, caption, expected):
+    assert extract([caption], context="a picture of ") == [expected]
+
+
+@pytest.mark.parametrize("caption, expected", [
+    # the tagger reads "white" as a proper noun here: a colour all the same, opening no compound
+    ("a white house", ["house"]),
+    ("a black cat on a white house", ["cat", "house"]),
+    ("a big white house", ["house"]),
+    # a colour WordNet knows first as a thing still opens one, adjective or proper noun alike
+    ("a glass of orange juice", ["glass", "orange juice"]),
+    ("a bottle of olive oil", ["bottle", "olive oil"]),
+    ("a peach tree", ["peach tree"]),
+    ("an olive green jacket", ["jacket"]),  # "olive green" is a colour, no thing
+])
+def test_a_colour_opens_no_compound_whatever_the_tagger_calls_it(extract, caption, expected):
+    assert extract([caption], context="a picture of ") == [expected]
+
+
+@pytest.mark.parametrize("caption, expected", [
+    # plurals that name one object, each itself a WordNet noun for it, stay as they are
+    ("a man in shorts", ["man", "shorts"]),
+    ("a woman wearing pants and glasses", ["woman", "pants", "glasses"]),
+    ("a pair of glasses on a table", ["glasses", "table"]),
+    ("a pair of scissors and some clothes on a bed", ["scissors", "clothes", "bed"]),
+    ("a man with binoculars", ["man", "binoculars"]),
+    ("tongs and pliers on a table", ["tongs", "pliers", "table"]),
+    # where WordNet's name is the singular, it is the name used, as for any noun
+    ("a man in jeans and trousers", ["man", "jean", "trouser"]),
+    ("a woman wearing headphones", ["woman", "headphone"]),
+    # counted, or with "of", glasses are drinking glasses
+    ("two glasses of wine", ["glass", "wine"]),
+    # ordinary plurals, those WordNet lists as lemmas too, become singular; "people" stays
+    ("two cars and three dogs near buses and boxes", ["car", "dog", "bus", "box"]),
+    ("a dresser with drawers", ["dresser", "drawer"]),
+    ("cows in a field", ["cow", "field"]),
+    ("a man with his arms crossed", ["man", "arm"]),
+    ("people on the street", ["people", "street"]),
+])
+def test_plurals_that_name_one_object_stay_plural(extract, caption, expected):
+    assert extract([caption], context="a picture of ") == [expected]
+
+
+def test_the_listed_short_and_plural_nouns_are_wordnet_things():
+    """The lists are named, not looked up; each entry must still be what its comment says: a two-letter
+    WordNet noun for a made thing or an animal, or a plural WordNet lists as its own lemma for a garment,
+    an implement or a device (tongs and spectacles are devices there)."""
+    from selfseg.resources import load_wordnet
+    from selfseg.tag.nouns import _PLURALIA_TANTUM, _SHORT_NOUNS
+
+    wn = load_wordnet()
+    for word in _SHORT_NOUNS:
+        assert len(word) == 2 and {s.lexname() for s in wn.synsets(word, wn.NOUN)} & {"noun.artifact",
+                                                                                     "noun.animal"}, word
+    kinds = {wn.synset(n) for n in ("clothing.n.01", "implement.n.01", "device.n.01")}
+    for word in _PLURALIA_TANTUM:
+        own = [s for s in wn.synsets(word, wn.NOUN) if word in (n.lower() for n in s.lemma_names())]
+        assert any(kinds & set(path) for s in own for path in s.hypernym_paths()), word
+
+
 def test_the_prompt_yields_no_nouns_and_the_context_is_optional(extract):
     assert extract(["", "a dog"], context="a picture of ") == [[], ["dog"]]
     # a prompt without its trailing space still ends a word before the caption starts
@@ -132,9 +201,11 @@ def _agreement(found, gold):
 
 def test_development_captions_agree_with_a_careful_reading(extract):
     """tests/tag/nouns_dev.tsv: 260 BLIP-style continuations (whole images, regions, hard cases) with the
-    object nouns a reader wrote for them, without seeing this code. Measured: 93.8% of captions exactly,
-    noun F1 0.974; before the corrections of `NounExtractor` (adjectives opening compounds, -ing acts,
-    colour things, more stop words): 87.7%, 0.943; read without the prompt too: 83.5%, 0.928."""
+    object nouns a reader wrote for them, without seeing this code. Measured: 94.2% of captions exactly,
+    noun F1 0.976 (93.1%, 0.971 without two-letter object nouns and plurals that name one object, which two
+    rows' readings keep: "tv", "glasses"); before the corrections of `NounExtractor` (adjectives opening
+    compounds, -ing acts, colour things, more stop words): 87.7%, 0.943; read without the prompt too: 83.5%,
+    0.928."""
     rows = _dev_rows()
     assert len(rows) == 260
     captions, gold = [c for c, _ in rows], [g for _, g in rows]
@@ -150,7 +221,8 @@ def test_hard_captions_agree_with_a_careful_reading(extract):
     things, adjective compounds WordNet means otherwise). First read by the corrected extractor, before
     anything was changed for it: 70.6% exactly, F1 0.904 (before the corrections: 67.8%, 0.882); after
     the rules its misses led to (sizes and ages, colour modifiers, modal "can"): 75.6%, 0.919; with its
-    amount and place words among the stop words: 78.9%, 0.926."""
+    amount and place words among the stop words: 78.9%, 0.926; with plurals that name one object kept
+    ("shorts", "pants"): 80.0%, 0.931."""
     rows = _dev_rows("nouns_hard.tsv")
     assert len(rows) == 180
     captions, gold = [c for c, _ in rows], [g for _, g in rows]
