@@ -95,6 +95,39 @@ def test_a_config_changed_after_loading_is_refused_by_validate_and_by_the_cluste
         dataclasses.replace(load_config().clustering, ks=[2, 3])
 
 
+PAPER_CONFIGS = ["bcc_voc", "bcc_ade20k", "bcc_cityscapes", "benchmarks/voc", "benchmarks/ade20k_full",
+                 "benchmarks/cityscapes", "benchmarks/voc_bcc_clusters", "benchmarks/voc_caption"]
+
+
+@pytest.mark.parametrize("name", PAPER_CONFIGS)
+def test_the_papers_configs_locate_every_tag_found(repo, name):
+    """The paper's pipeline has no tag clean-up: its dataset and benchmark configs keep road beside street,
+    building beside house and person beside man, which the clean-up (on by default) would drop."""
+    import dataclasses
+
+    from selfseg import SelfSeg
+    from selfseg.io import LoadedImage
+    from selfseg.tag.result import NounSupport, TagResult
+
+    config = load_config(repo / "configs" / f"{name}.yaml")
+    assert not config.segment.merge_synonyms and not config.segment.merge_hypernyms
+    words = ["street", "road", "house", "building", "man", "person"]
+    tags = TagResult(source="x", image_size=(8, 8), tagger="bcc",
+                     nouns=[NounSupport(w, 1, 1, [0]) for w in words])
+    loaded = LoadedImage(image=None, size=(8, 8), source="x")  # the plan reads the tags only
+    plan = SelfSeg(config)._plan(loaded, tags)
+    assert plan.classes == words and plan.merges == []
+    product = dataclasses.replace(config, segment=dataclasses.replace(config.segment, merge_synonyms=True,
+                                                                      merge_hypernyms=True))
+    assert SelfSeg(product)._plan(loaded, tags).classes == ["street", "house", "man"]
+
+
+@pytest.mark.parametrize("name", ["base", "smoke", "vlm", "describe_extract", "union_bcc_vlm", "benchmarks/smoke"])
+def test_configs_beyond_the_paper_keep_the_tag_clean_up(repo, name):
+    config = load_config(repo / "configs" / f"{name}.yaml")
+    assert config.segment.merge_synonyms and config.segment.merge_hypernyms
+
+
 def test_overrides_parse_yaml_values(repo):
     c = load_config(repo / "configs" / "bcc_voc.yaml",
                     ["captioning.cycles=5", "clustering.ks=[2, 3, 4]", "model.dtype=bfloat16", "model.blip=123"])
