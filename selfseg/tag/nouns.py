@@ -36,7 +36,8 @@ class NounsConfig:
             "mustard", "peach", "sapphire", "scarlet", "violet", "indigo", "charcoal", "tan",
         ]
     )
-    # Shortest noun kept, in characters (the released code drops words of 2 letters or fewer).
+    # Shortest noun kept, in characters (the released code drops words of 2 letters or fewer); a few two-letter
+    # nouns of things (tv, ox, rv, pc, cd, ax) are kept whatever it says.
     min_length: int = 3
     # Drop nouns seen in fewer than this many cycles (1: keep everything).
     min_support: int = 1
