@@ -61,21 +61,22 @@ def _loops(mask: np.ndarray, connectivity: int) -> tuple[np.ndarray, np.ndarray]
     # Each outline is a cycle of `following`. Cut at its lowest edge and each cycle's last edge pointed at the
     # next cycle's head, they become one path, read in order by one depth-first walk (C speed, unlike a walk
     # per outline in Python).
+    # (One edge out of each node: the graphs are built as CSR directly, row i holding its one successor.)
     edges = len(x)
-    from_ = np.arange(edges)
-    _, cycle = connected_components(csr_matrix((np.ones(edges, np.int8), (from_, following)), shape=(edges, edges)),
+    one_each = np.arange(edges + 1)
+    _, cycle = connected_components(csr_matrix((np.ones(edges, np.int8), following, one_each), shape=(edges, edges)),
                                     directed=True, connection="weak")
     head = np.zeros(edges, dtype=bool)
     heads = np.unique(cycle, return_index=True)[1]
     head[heads] = True
     last = np.empty(edges, dtype=np.int64)
-    last[following] = from_
+    last[following] = np.arange(edges)
     last = last[heads]
     to = following.copy()
     to[last[:-1]] = heads[1:]
-    linked = np.ones(edges, dtype=bool)
-    linked[last[-1]] = False
-    walk = depth_first_order(csr_matrix((np.ones(edges - 1, np.int8), (from_[linked], to[linked])),
+    path = one_each.copy()
+    path[last[-1] + 1:] -= 1  # the very last edge leads nowhere
+    walk = depth_first_order(csr_matrix((np.ones(edges - 1, np.int8), np.delete(to, last[-1]), path),
                                         shape=(edges, edges)), int(heads[0]), directed=True,
                              return_predecessors=False)
     loop = np.cumsum(head[walk]) - 1
@@ -311,12 +312,12 @@ def _centres(corners: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, ...]:
 def _straight(points: np.ndarray) -> np.ndarray:
     """The polygon without repeated points and without points in the middle of a straight run (a turn, or a
     way back, keeps its point)."""
-    new = np.any(points != np.roll(points, 1, axis=0), axis=1)
+    new = (points != np.concatenate([points[-1:], points[:-1]])).any(axis=1)
     points = points[new] if new.any() else points[:1]
     if len(points) < 3:
         return points
-    before = points - np.roll(points, 1, axis=0)
-    after = np.roll(points, -1, axis=0) - points
+    step = np.diff(points, axis=0, append=points[:1])  # step[i]: from point i to the next
+    before, after = np.concatenate([step[-1:], step[:-1]]), step
     cross = before[:, 0] * after[:, 1] - before[:, 1] * after[:, 0]
     return points[(cross != 0) | ((before * after).sum(axis=1) <= 0)]
 
