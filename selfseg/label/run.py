@@ -174,8 +174,17 @@ def build_dataset(config: Any, sources: list[str], names: dict, out: Path, ontol
     classes (`load_ontology`) or None. failed: (source, reason) of the images the pipeline could not run on.
 
     The dataset is built in `DIR/.build/` and moved into place only when complete, so a build that fails or is
-    killed leaves the previous dataset as it was; moving it in removes exactly the files the previous build
-    listed (`.selfseg-build.json`), after checking that nothing else lies among them."""
+    killed before then leaves the previous dataset as it was; moving it in removes exactly the files the
+    previous build listed (`.selfseg-build.json`), after checking that nothing else lies among them. The list
+    names the incoming files before the move starts, so a move cut short is finished by the next run's build.
+    One build at a time in DIR: another run's build waits for this one (a file lock, where the system has
+    them)."""
+    with _build_lock(out):
+        return _build(config, sources, names, out, ontology, failed, quiet, ontology_name)
+
+
+def _build(config: Any, sources: list[str], names: dict, out: Path, ontology: Any, failed: list[tuple[str, str]],
+           quiet: bool, ontology_name: str | None) -> LabelSummary:
     from tqdm import tqdm
 
     from ..runs import RunFolder, run_settings
@@ -274,6 +283,8 @@ def _stored_pixels(source: str) -> Any:
 STAGE = ".build"
 #: The files the dataset in DIR consists of (relative paths), written when it is moved into place.
 BUILD_LIST = ".selfseg-build.json"
+#: Held by the run that builds the dataset in DIR.
+BUILD_LOCK = ".selfseg-build.lock"
 
 
 def _move_into_place(stage: Path, out: Path) -> None:
@@ -283,7 +294,8 @@ def _move_into_place(stage: Path, out: Path) -> None:
     from ..io import atomic_write
 
     new = sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file())
-    old = set(_previous_build(out))
+    previous = _previous_build(out)
+    old = set(previous)
     _refuse_edited(out, f" (the new dataset is complete in {stage}/)")
     tops = {rel.split("/")[0] for rel in new}
     strangers = [p for top in sorted(tops - {FAILURES})
@@ -301,6 +313,15 @@ def _move_into_place(stage: Path, out: Path) -> None:
     if strangers:
         raise ConfigError(f"{strangers[0]} is not a file the previous dataset build wrote; move it out of {out}/ "
                           f"(the new dataset is complete in {stage}/)")
+    staged_yaml = stage / "data.yaml"
+    if staged_yaml.is_file():  # it names the dataset's folder, which is the stage while it is written
+        text = staged_yaml.read_text(encoding="utf-8").replace(str(stage.resolve()), str(out.resolve()), 1)
+        atomic_write(staged_yaml, lambda f: f.write(text.encode("utf-8")))
+    # A rename keeps a file's size, time and bytes: the stamps taken here hold for the files once moved. Listed
+    # with the previous build's before anything moves, so that every file in DIR is known for ours whenever
+    # the move stops.
+    stamps = {rel: None if _a_photo(rel) else _stamp(stage / rel) for rel in new}
+    atomic_write(out / BUILD_LIST, lambda f: f.write(json.dumps({"files": previous, "incoming": stamps}).encode()))
     for rel in sorted(old):
         (out / rel).unlink(missing_ok=True)
     for top in sorted(tops | {rel.split("/")[0] for rel in old}):  # emptied folders, deepest first
@@ -318,13 +339,40 @@ def _move_into_place(stage: Path, out: Path) -> None:
                     p.replace(out / p.relative_to(stage))
         else:
             (stage / top).replace(out / top)
-    yaml_path = out / "data.yaml"
-    if yaml_path.is_file():  # it names the dataset's folder, which was the stage while it was written
-        text = yaml_path.read_text(encoding="utf-8").replace(str(stage.resolve()), str(out.resolve()), 1)
-        atomic_write(yaml_path, lambda f: f.write(text.encode("utf-8")))
-    stamps = {rel: None if _a_photo(rel) else _stamp(out / rel) for rel in new}
     atomic_write(out / BUILD_LIST, lambda f: f.write(json.dumps({"files": stamps}).encode("utf-8")))
     shutil.rmtree(stage, ignore_errors=True)
+
+
+class _build_lock:
+    """An exclusive lock on DIR/.selfseg-build.lock while a build stages and moves its dataset: a second run's
+    build would clear the stage the first is writing. It waits, saying so once."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.fd: int | None = None
+
+    def __enter__(self) -> _build_lock:
+        try:
+            import fcntl
+        except ImportError:  # no file locks here: builds in one folder at once are the user's to avoid
+            return self
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self.fd = os.open(self.out / BUILD_LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise DatasetError(f"cannot write in {self.out} ({exc.strerror or exc})") from None
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            print(f"waiting for another selfseg label run to finish building the dataset in {self.out}/",
+                  file=sys.stderr)
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # releases the lock
+            self.fd = None
 
 
 def _in_the_way(out: Path, rel: str) -> Path | None:
@@ -392,18 +440,38 @@ def _refuse_edited(out: Path, after: str = "") -> None:
 
 
 def _previous_build(out: Path) -> dict[str, list[Any] | None]:
-    """The previous build's files and their stamps (None: not stamped, e.g. a list of names alone)."""
+    """The previous build's files and their stamps (None: not stamped, e.g. a list of names alone). Where a
+    move was cut short, the files of both builds, each with the stamp of the build its file now holds."""
     try:
         listed = json.loads((out / BUILD_LIST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     if isinstance(listed, dict):
-        files = listed.get("files")
-        items = list(files.items()) if isinstance(files, dict) else []
+        files = _stamps(listed.get("files"))
+        incoming = _stamps(listed.get("incoming"))
     else:
-        items = [(p, None) for p in listed] if isinstance(listed, list) else []
+        files, incoming = _stamps({p: None for p in listed} if isinstance(listed, list) else None), {}
+    for rel, stamp in incoming.items():
+        if files.get(rel) is None or stamp is None or _holds(out / rel, stamp):
+            files[rel] = stamp
+    return files
+
+
+def _stamps(files: Any) -> dict[str, list[Any] | None]:
+    """A build list's {relative path: stamp}, without paths that would leave DIR."""
+    items = files.items() if isinstance(files, dict) else []
     return {p: (stamp if isinstance(stamp, list) and len(stamp) == 3 else None) for p, stamp in items
             if isinstance(p, str) and ".." not in p.split("/") and not p.startswith("/")}
+
+
+def _holds(path: Path, stamp: list[Any]) -> bool:
+    """Whether the file holds what the stamp records (the same size and time, or the same bytes)."""
+    from ..runs import file_stat
+
+    try:
+        return path.is_file() and (file_stat(path) == stamp[:2] or _sha256(path) == stamp[2])
+    except OSError:
+        return False
 
 
 def _rmdir_if_empty(d: Path) -> None:

@@ -403,3 +403,108 @@ def test_a_build_list_of_names_alone_is_still_read(tmp_path):
     (stage / "new" / "a.txt").write_text("a")
     _move_into_place(stage, out)
     assert not (out / "old").exists() and (out / "new" / "a.txt").read_text() == "a"
+
+
+@pytest.mark.parametrize("cut_after", [0, 1, 2, 3])
+def test_a_move_cut_short_is_finished_by_the_next_build(tmp_path, monkeypatch, cut_after):
+    """The new build moves in by renames; a run killed after some of them leaves a folder of both builds'
+    files. The build list names the incoming files before the first rename, so the next build takes every
+    file for its own: nothing is called edited, and its move leaves exactly its dataset."""
+    from selfseg.label.run import BUILD_LIST, _move_into_place, _refuse_edited
+
+    out, stage = tmp_path / "ds", tmp_path / "ds" / ".build"
+
+    def staged(files: dict[str, str]) -> None:
+        for rel, text in files.items():
+            (stage / rel).parent.mkdir(parents=True, exist_ok=True)
+            (stage / rel).write_text(text)
+
+    staged({"annotations/a.json": "old a", "classes.txt": "old", "train/labels/x.txt": "old x",
+            "data.yaml": f"path: {stage.resolve()}\n"})
+    _move_into_place(stage, out)
+    newer = {"annotations/a.json": "new a, longer", "classes.txt": "new", "val/labels/y.txt": "new y",
+             "data.yaml": f"path: {stage.resolve()}\n"}
+    staged(newer)
+    real, calls = Path.replace, []
+
+    def replace(self, target):
+        if len(calls) == cut_after:
+            raise KeyboardInterrupt  # the process dies here
+        calls.append(self)
+        return real(self, target)
+
+    monkeypatch.setattr(Path, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        _move_into_place(stage, out)
+    monkeypatch.undo()
+    _refuse_edited(out)  # the next run starts: its own files, moved or not, are no edits
+    shutil.rmtree(stage)  # the next build stages again from the predictions
+    staged(newer)
+    _move_into_place(stage, out)
+    got = {p.relative_to(out).as_posix(): p.read_text() for p in out.rglob("*")
+           if p.is_file() and p.name != BUILD_LIST}
+    assert got == {**newer, "data.yaml": f"path: {out.resolve()}\n"}
+    assert sorted(json.loads((out / BUILD_LIST).read_text())) == ["files"]
+
+
+def test_an_edit_during_a_move_cut_short_is_still_refused(tmp_path, monkeypatch):
+    from selfseg.errors import ConfigError
+    from selfseg.label.run import _move_into_place, _refuse_edited
+
+    out, stage = tmp_path / "ds", tmp_path / "ds" / ".build"
+    for files in ({"a.json": "old", "b.json": "old b"}, {"a.json": "new!", "b.json": "new b!"}):
+        for rel, text in files.items():
+            (stage / rel).parent.mkdir(parents=True, exist_ok=True)
+            (stage / rel).write_text(text)
+        if files["a.json"] == "old":
+            _move_into_place(stage, out)
+    real = Path.replace
+    monkeypatch.setattr(Path, "replace", lambda self, target: (_ for _ in ()).throw(KeyboardInterrupt)
+                        if self.name == "b.json" else real(self, target))
+    with pytest.raises(KeyboardInterrupt):
+        _move_into_place(stage, out)
+    monkeypatch.undo()
+    (out / "a.json").write_text("corrected by hand")  # moved in, then edited: the user's now
+    with pytest.raises(ConfigError, match=r"^1 file\(s\) .* \(a.json\)"):
+        _refuse_edited(out)
+
+
+def test_a_second_build_in_the_folder_waits_for_the_first(tmp_path, capsys):
+    import threading
+
+    from selfseg.label.run import _build_lock
+
+    entered = threading.Event()
+
+    def second() -> None:
+        with _build_lock(tmp_path):
+            entered.set()
+
+    with _build_lock(tmp_path):
+        worker = threading.Thread(target=second)
+        worker.start()
+        assert not entered.wait(0.5)  # the first build still holds the folder
+    assert entered.wait(10)
+    worker.join()
+    assert "waiting for another selfseg label run to finish building the dataset" in capsys.readouterr().err
+
+
+def test_a_run_killed_while_its_dataset_moves_in_resumes_to_the_same_dataset(baseline, photos, tmp_path,
+                                                                              monkeypatch):
+    out = tmp_path / "moving"
+    shutil.copytree(baseline, out)
+    real, calls = Path.replace, []
+
+    def replace(self, target):
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # killed with two of the build's folders moved in
+        calls.append(self)
+        return real(self, target)
+
+    monkeypatch.setattr(Path, "replace", replace)
+    # another split of the same predictions: the files moved in differ from those they replace
+    assert main(_argv(photos, out, "--resume", "label.val_fraction=0.5")) == 130
+    monkeypatch.undo()
+    assert len(calls) == 2 and (out / ".build").is_dir()
+    assert main(_argv(photos, out, "--resume")) == 1  # the broken image still fails
+    assert _dataset(out) == _dataset(baseline) and not (out / ".build").exists()
