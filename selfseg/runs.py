@@ -233,9 +233,19 @@ class RunFolder:
             raise ConfigError(f"--out {self.out}: cannot write there ({exc.strerror or exc})") from None
         alone = self._lock()
         if fresh:
+            # Each file as its latest log entry left it (None: a write a kill cut short, still ours). A file
+            # another has put in its place since is not selfseg's to delete.
+            written: dict[str, Any] = {}
             for entry in read_log(self.out):
-                for rel in entry["files"]:
-                    self._delete(rel)
+                stats = entry.get("written") if entry.get("state") == "done" else None
+                for i, rel in enumerate(entry["files"]):
+                    written[rel] = stats[i] if isinstance(stats, list) and i < len(stats) else None
+            kept = [rel for rel, stat in written.items() if not self._delete(rel, stat)]
+            if kept:
+                import sys
+
+                print(f"note: --fresh kept {len(kept)} file(s) in {self.out}/ that are no longer as selfseg wrote "
+                      f"them ({', '.join(kept[:3])}{' ...' if len(kept) > 3 else ''})", file=sys.stderr)
             (self.out / LOG).unlink(missing_ok=True)
         if (resume or fresh) and alone:
             self._drop_temporaries()
@@ -253,8 +263,8 @@ class RunFolder:
         that file (same resolved path, same size and modification time) under this run's output name for it
         (`names`; with other inputs beside it an input can be named otherwise, and its result then lies
         elsewhere) is of this run's settings, no later entry names its JSON file (another input's run wrote
-        there since), its JSON parses and carries the entry's key, and every file the entry and the JSON
-        name exists.
+        there since), its JSON parses and carries the entry's key, every file the entry and the JSON name
+        exists, and each file the entry names has the size it was written with.
 
         A result kept under another key (the same file, with inputs from another folder beside it now, so
         that the inputs' common folder moved) gets this run's key, in its JSON and in the log, as a run of
@@ -284,6 +294,12 @@ class RunFolder:
             except (OSError, ValueError, TypeError, ConfigError):
                 continue
             if not all(p.is_file() for p in named):
+                continue
+            # A file cut short or replaced since (a disk that lost a write, another run's file copied in)
+            # is computed again. Its size alone is compared: a folder copied without its times stays done.
+            written = entry.get("written")
+            if isinstance(written, list) and any(
+                    isinstance(w, list) and w and (file_stat(p) or [None])[0] != w[0] for p, w in zip(files, written)):
                 continue
             if entry["key"] != names[src].key:
                 # Rewriting the JSON while another run may write it could put an old copy over its result.
@@ -358,14 +374,18 @@ class RunFolder:
             raise ConfigError(f"{self.out / LOG}: names {rel!r}, which lies outside the folder")
         return full
 
-    def _delete(self, rel: str) -> None:
-        """Remove one logged output; what is not a file inside the folder is left alone."""
+    def _delete(self, rel: str, written: Any = None) -> bool:
+        """Remove one logged output, unless it is no longer as written (`written`: its [size, time] then, None
+        when not known); what is not a file inside the folder is left alone. False: a file was kept."""
         try:
             p = self._inside(rel)
             if p.is_symlink() or p.is_file():
+                if written is not None and file_stat(p) != written:
+                    return False
                 p.unlink()
         except (OSError, ConfigError):
             pass
+        return True
 
     def _lock(self) -> bool:
         """Hold a shared lock on the folder for this run; True when no other run held it at the start. The

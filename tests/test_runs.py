@@ -7,6 +7,7 @@ results differ between images keep the equalities from being vacuous.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -101,6 +102,26 @@ def test_fresh_deletes_only_logged_files_inside_the_folder(tmp_path):
     RunFolder(out, {"config": {"a": 2}}).start(resume=False, fresh=True)
     assert (photos / "keep.png").read_bytes() == b"precious"
     assert not (out / "x.json").exists() and not (out / LOG).exists() and (out / "a").is_symlink()
+
+
+def test_a_result_whose_file_was_cut_short_since_is_redone(tmp_path):
+    folder, src, out = _one_logged_output(tmp_path)
+    named = {str(src): OutputName("x.png", "x")}
+    data = (out / "x.png").read_bytes()
+    os.truncate(out / "x.png", 10)  # not the size it was written with (a lost write, another file put there)
+    assert folder.done([str(src)], named) == set()
+    (out / "x.png").write_bytes(data)
+    os.utime(out / "x.png", ns=(1, 1))  # the same file, copied without its times: still done
+    assert folder.done([str(src)], named) == {str(src)}
+
+
+def test_fresh_keeps_a_file_put_in_place_of_an_output(tmp_path, capsys):
+    folder, src, out = _one_logged_output(tmp_path)
+    (out / "x.png").write_bytes(b"my own notes")  # the user's file now, where selfseg wrote one
+    folder.close()
+    RunFolder(out, {"config": {"a": 2}}).start(resume=False, fresh=True)
+    assert (out / "x.png").read_bytes() == b"my own notes" and not (out / "x.json").exists()
+    assert "--fresh kept 1 file(s)" in capsys.readouterr().err
 
 
 def test_temporaries_are_cleaned_only_when_no_other_run_holds_the_folder(tmp_path):
