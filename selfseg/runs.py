@@ -204,6 +204,7 @@ class RunFolder:
         self.run = fingerprint(settings)
         self._lock_fd: int | None = None
         self._manifest_due = False
+        self._logged: set[str] | None = None  # the files the log names, read when first needed
 
     def start(self, resume: bool, fresh: bool) -> None:
         """Check the folder against this run, before any work; its manifest is written with the first
@@ -322,8 +323,24 @@ class RunFolder:
 
     def begin(self, name: OutputName, source: str, files: Sequence[Path]) -> None:
         """Log, before writing them, the files one input is about to get (JSON first): a run killed
-        mid-write leaves no unlogged output that a later run could take for an input."""
+        mid-write leaves no unlogged output that a later run could take for an input. A file already there that
+        no run logged here (the user's, beside the photos) is not overwritten: FileExistsError, for this input
+        alone. One a run logged is written over, changed or not: a result cut short is redone."""
+        self._refuse_foreign(files)
         self._append(name, source, files, "writing")
+
+    def _refuse_foreign(self, files: Sequence[Path]) -> None:
+        there = [p.relative_to(self.out).as_posix() for p in files if p.exists() or p.is_symlink()]
+        if not there:
+            return
+        for reread in (self._logged is None, True):
+            if reread:  # another run in the folder may have logged its files since
+                self._logged = {rel for entry in read_log(self.out) for rel in entry["files"]}
+            foreign = [rel for rel in there if rel not in (self._logged or set())]
+            if not foreign:
+                return
+        raise FileExistsError(f"{self.out / foreign[0]} is there already and no selfseg run in {self.out}/ wrote "
+                              f"it; move it, or write to another --out")
 
     def record(self, name: OutputName, source: str, files: Sequence[Path]) -> None:
         """Log one finished input; called after all its files are in place, the JSON (files[0]) last."""
@@ -346,6 +363,8 @@ class RunFolder:
                  "stat": ident[1] if ident else None, "json": rel[0], "files": rel, "run": self.run, "state": state}
         if state == "done":  # each file as written: a file put in its place since is not selfseg's
             entry["written"] = [file_stat(p) for p in files]
+        if self._logged is not None:
+            self._logged.update(rel)
         line = json.dumps(entry)
         fd = os.open(self.out / LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         try:

@@ -247,6 +247,25 @@ def test_a_run_killed_at_any_point_resumes_to_the_uninterrupted_result(six, unin
         assert not list(out.glob(".*.tmp"))
 
 
+def test_a_users_file_where_an_output_would_go_is_kept_and_only_that_image_fails(ade_images, tmp_path, capsys):
+    """--out holds the photos and, beside one, the user's own file of an output's name: that image fails with
+    one line, the others are segmented, and a rerun over selfseg's own files is no problem."""
+    for src in ade_images[:2]:
+        shutil.copy(src, tmp_path / src.name)
+    stem = ade_images[0].stem
+    mine = tmp_path / f"{stem}_overlay.png"
+    mine.write_bytes(b"the user's drawing")
+    photos = [tmp_path / p.name for p in ade_images[:2]]
+    capsys.readouterr()
+    assert _segment(photos, tmp_path) == 1
+    err = capsys.readouterr().err
+    assert mine.read_bytes() == b"the user's drawing"
+    assert f"{mine} is there already and no selfseg run in {tmp_path}/ wrote it" in err
+    assert (tmp_path / f"{ade_images[1].stem}.json").is_file() and not (tmp_path / f"{stem}.json").exists()
+    mine.unlink()
+    assert _segment(photos, tmp_path) == 0  # the second image's files are selfseg's: written over
+
+
 def test_same_stem_in_two_folders_gives_two_results_and_resume_keeps_both(repo, ade_images, tmp_path, capsys):
     a, b = tmp_path / "a" / "photo.png", tmp_path / "b" / "photo.jpg"
     for p, src in ((a, ade_images[0]), (b, ade_images[1])):
