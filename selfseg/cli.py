@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .evaluate.result import InstanceScores, PanopticScores
 
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*=")
+_KEY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
 
 
 CONFIG_HELP = ("YAML config: a path, or a name under configs/ (bcc_voc, smoke, benchmarks/voc); default: selfseg's "
@@ -34,9 +35,17 @@ DEVICE_HELP = "where the models run: auto (CUDA when available), cpu, cuda, cuda
 
 
 def _split_overrides(args: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Positional args that look like key.sub=value and are not files are overrides."""
+    """Positional args that look like key.sub=value and are not files are overrides. One that names a config
+    field but has no value (`captioning.cycles`), and is no file either, is an error rather than an input."""
+    import dataclasses
+
+    from .config import Config
+
+    sections = {f.name for f in dataclasses.fields(Config)}
     inputs, overrides = [], []
     for a in args:
+        if _KEY.match(a) and a.split(".")[0] in sections and not _exists(a):
+            raise ConfigError(f"{a}: no such file, and a config override needs a value: {a}=VALUE")
         (overrides if _OVERRIDE.match(a) and not _exists(a) else inputs).append(a)
     return inputs, overrides
 
@@ -713,6 +722,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"selfseg: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        import signal
+
+        # A second Ctrl-C while the run winds down (or the interpreter exits) would print a traceback.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         print("selfseg: interrupted", file=sys.stderr)
         return 130
 
@@ -724,7 +737,14 @@ def entry() -> None:
     the interpreter shut down ("terminate called without an active exception", no Python frame left on
     the stack), and torchrun then killed the other ranks and reported the run as failed. Such a process
     flushes its output and ends without the interpreter's teardown."""
-    code = main()
+    try:
+        code = main()
+    except KeyboardInterrupt:  # a second Ctrl-C before the first one's handler ran
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        print("selfseg: interrupted", file=sys.stderr)
+        code = 130
     benchmark = sys.modules.get("selfseg.evaluate.benchmark")
     if benchmark is not None and benchmark.Dist.left:
         sys.stdout.flush()

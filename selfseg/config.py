@@ -299,7 +299,8 @@ def _read_yaml_with_base(path: Path, seen: tuple) -> dict:
     if path in seen:
         raise ConfigError(f"config {path}: 'base' chain loops back to itself")
     if not path.is_file():
-        raise ConfigError(f"config {path}: no such file")
+        what = "a folder, not a file" if path.is_dir() else "not a regular file" if path.exists() else "no such file"
+        raise ConfigError(f"config {path}: {what}")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:

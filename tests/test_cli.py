@@ -566,3 +566,38 @@ def test_a_device_this_machine_lacks_is_the_only_line(command, ade_images, tmp_p
     assert main([command, *args, "--device", "cuda:99", "-q"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("selfseg: error: model.device is 'cuda:99' but ") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", ["tag", "segment", "label"])
+def test_a_config_field_without_a_value_is_an_error_not_an_input(command, ade_images, tmp_path, capsys):
+    code = main([command, str(ade_images[0]), "captioning.cycles", "--config", "smoke", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == ["selfseg: error: captioning.cycles: no such file, and a config override needs a "
+                                 "value: captioning.cycles=VALUE"]
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_config_path_that_is_no_regular_file_says_so(capsys):
+    assert main(["tag", "x.jpg", "--config", "/dev/null"]) == 2
+    assert capsys.readouterr().err.strip() == "selfseg: error: config /dev/null: not a regular file"
+
+
+@pytest.mark.parametrize("second", ["while_handled", "at_exit"])
+def test_a_second_interrupt_while_the_first_winds_down_prints_no_traceback(second):
+    """Two Ctrl-Cs in quick succession: the second may come before the first one's handler has run, or while
+    the interpreter exits; the command ends with one line and exit 130 either way."""
+    code = ("import signal\n"
+            "from selfseg import cli\n"
+            "def cmd(ns):\n"
+            "    try:\n"
+            "        raise KeyboardInterrupt\n"
+            "    finally:\n"
+            + ("        signal.raise_signal(signal.SIGINT)\n" if second == "while_handled" else "        pass\n")
+            + "cli.cmd_resources = cmd\n"
+            "import atexit\n"
+            + ("atexit.register(lambda: signal.raise_signal(signal.SIGINT))\n" if second == "at_exit" else "")
+            + "import sys\n"
+            "sys.argv = ['selfseg', 'resources']\n"
+            "cli.entry()\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 130 and proc.stderr == "selfseg: interrupted\n", proc.stderr
