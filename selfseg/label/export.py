@@ -33,8 +33,9 @@ max_instances; dataset.json counts what each removed.
 COCO masks are compressed RLE (exact) or, with `polygons`, polygons along the pixel edges, which pycocotools
 fills back exactly (an object whose polygons would not fill back is kept as RLE and counted). YOLO has one line
 per object: the outline of each part through the centres of its boundary pixels, holes joined to it by seams,
-which OpenCV's fillPoly (the trainers' reader) fills back exactly, and several parts joined into one walk as
-Ultralytics' converter joins them (see `outlines.py`). supervision's dataset writers are not used: they take a
+which OpenCV's fillPoly (the trainers' reader) fills back exactly, written a quarter pixel on from each pixel
+index so that readers that round and readers that truncate both find it, and several parts joined into one walk
+as Ultralytics' converter joins them (see `outlines.py`). supervision's dataset writers are not used: they take a
 whole in-memory `DetectionDataset`, and `as_coco` writes a mask with a hole or several parts as iscrowd 1 with
 uncompressed RLE.
 """
@@ -562,7 +563,9 @@ class DatasetWriter:
                 box[mask[y0:y1, x0:x1] & (box == (65535 if self._wide else NO_CLASS))] = cid
             if "yolo" in formats:
                 scale = np.array([frame.width, frame.height], dtype=np.float64)
-                walk = join_parts([p + [x0, y0] for p in centre_polygons(mask[y0:y1, x0:x1])]) / scale
+                # A quarter pixel on from each pixel index: readers that round the coordinates back (supervision)
+                # and readers that truncate them (Ultralytics casts to int32 before fillPoly) both land on it.
+                walk = (join_parts([p + [x0, y0] for p in centre_polygons(mask[y0:y1, x0:x1])]) + 0.25) / scale
                 yolo_lines.append(" ".join([str(cid)] + [_number_text(v) for v in walk.ravel()]))
             if "coco" in formats:
                 outlines = coco_polygons(mask[y0:y1, x0:x1]) if self.config.polygons else None

@@ -160,8 +160,9 @@ def _with_holes(outline: np.ndarray, holes: list[np.ndarray]) -> np.ndarray:
 
 def centre_polygons(mask: np.ndarray) -> list[np.ndarray]:
     """One polygon per 8-connected part of `mask`: (N, 2) integer x, y pixel indices through the centres of the
-    part's boundary pixels (those with a side on the outside or on a hole), each hole's outline joined to the
-    outline it lies in by a seam straight up a column of the part's pixels, there and back. OpenCV's fillPoly,
+    part's boundary pixels (those with a side on the outside or on a hole), each hole's outline joined by a seam
+    straight up a column of the part's pixels, there and back, to the first outline above it (the part's outer
+    outline, or another hole's, whose top is higher). OpenCV's fillPoly,
     which draws a polygon's edges and fills its inside, gives back exactly the part from its polygon: every edge
     runs over the part's own pixels (a step to a neighbouring pixel, a straight run, a seam), so a part one pixel
     wide, whose polygon encloses nothing, is drawn whole too. Points in the middle of a straight run are left

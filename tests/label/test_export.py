@@ -234,6 +234,7 @@ def test_a_multi_part_mask_with_a_hole_keeps_every_part(tmp_path, vocab, sv, lin
     extra = masks[0] & ~parts
     assert (masks[0] >= parts).all() and not masks[0][150, 150]  # the hole stays a hole
     assert 0 < extra.sum() <= link_bound(parts)
+    assert np.array_equal(truncated(lines[0], size, sv), masks[0])  # Ultralytics reads the same pixels
     assert np.array_equal(ex.masks[0], parts)
 
 
@@ -318,8 +319,9 @@ def test_an_object_its_polygons_would_not_fill_back_stays_rle_and_is_counted(tmp
 
 def test_every_hole_of_a_real_mask_stays_a_hole_in_both_formats(tmp_path, vocab, sv):
     """seam_failure_mask.npz: part of a tiny random model's mask of a real photo, one part with holes to which
-    supervision's tracer finds no seam (it raises). The YOLO line, read back by supervision, and the COCO
-    polygons, read back by pycocotools, are both that mask exactly."""
+    supervision's tracer finds no seam (it raises). The YOLO line, read back by supervision (which rounds the
+    coordinates) and as Ultralytics reads it (float32, truncated to int32, then OpenCV's fillPoly), and the
+    COCO polygons, read back by pycocotools, are all that mask exactly."""
     from pycocotools.coco import COCO
 
     data = np.load(Path(__file__).with_name("seam_failure_mask.npz"))
@@ -339,6 +341,17 @@ def test_every_hole_of_a_real_mask_stays_a_hole_in_both_formats(tmp_path, vocab,
     assert isinstance(ann["segmentation"], list) and np.array_equal(coco.annToMask(ann).astype(bool), mask)
     lines, masks = yolo_masks(out, "train", sv)
     assert len(lines) == 1 and np.array_equal(masks[0], mask)
+    assert np.array_equal(truncated(lines[0], size, sv), mask)
+
+
+def truncated(line: str, size: tuple[int, int], sv) -> np.ndarray:
+    """A YOLO line's mask read as Ultralytics reads it: numbers as float32, scaled by the image's size, cast to
+    int32 (truncation), drawn by fillPoly (supervision's polygon_to_mask: OpenCV's, or its port of it)."""
+    from supervision.detection.utils.converters import polygon_to_mask
+
+    h, w = size
+    xy = np.array(line.split()[1:], dtype=np.float32).reshape(-1, 2) * np.array([w, h], dtype=np.float32)
+    return polygon_to_mask(xy.astype(np.int32), (w, h)).astype(bool)
 
 
 def test_yolo_lines_need_no_supervision(tmp_path, vocab, monkeypatch):
