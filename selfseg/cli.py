@@ -436,6 +436,8 @@ def _evaluate_coco(ns: argparse.Namespace) -> int:
         return 2
     try:
         scores = _score_coco(ns, pred)
+    except SelfSegError:
+        raise  # its message names the file and what is wrong already
     except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError) as exc:
         # what the checks before scoring did not foresee in a malformed file: one line, not a traceback
         print(f"selfseg: error: {pred}: cannot score it ({type(exc).__name__}: {exc})", file=sys.stderr)

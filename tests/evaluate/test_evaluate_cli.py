@@ -422,3 +422,14 @@ def test_a_utf8_file_with_a_byte_order_mark_reads_as_utf8(tmp_path):
     classes = tmp_path / "classes.txt"
     classes.write_text("road;street\nsky\n", encoding="utf-8-sig")
     assert [c.names for c in read_class_file(classes)] == [("road", "street"), ("sky",)]
+
+
+def test_an_unreadable_instance_results_file_is_named_once(tmp_path, capsys):
+    repo = Path(__file__).resolve().parents[2]
+    results = tmp_path / "r1.json"
+    results.write_text("not json")
+    code = main(["evaluate", "--task", "instance", "-d", "ade20k-instances", "-r", str(repo / "examples/ade20k_sample"),
+                 "-p", str(results)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].count("r1.json") == 1
+    assert err[0].startswith(f"selfseg: error: {results}: cannot read the COCO results")
