@@ -225,6 +225,16 @@ def _run_todo(ns: argparse.Namespace, seg, sources: list[str], names: dict, fold
         print(f"{shard}resuming: {len(sources) - len(todo)} of {len(sources)} images already have results in "
               f"{out}/", file=sys.stderr)
     failed = 0
+    # An image whose results would go where someone else's file is fails before it is computed.
+    refused = []
+    for s in todo:
+        found = folder.foreign([names[s].folder(out) / f for f in _outputs_of(names[s], segment)])
+        if found is not None:
+            refused.append(s)
+            print(f"error: {s}: could not write outputs ({folder.in_the_way(found)})", file=sys.stderr)
+    if refused:
+        skip = set(refused)
+        todo = [s for s in todo if s not in skip]
     # Progress on stderr (images done, rate, ETA); per-image lines go through tqdm.write so they stay readable.
     bar = tqdm(total=len(todo), unit="img", file=sys.stderr, disable=ns.quiet or not progress or None,
                leave=False)
@@ -266,7 +276,8 @@ def _run_todo(ns: argparse.Namespace, seg, sources: list[str], names: dict, fold
     bar.close()
     verb = "segmented" if segment else "tagged"
     written = len(todo) - failed
-    where_ = f"; outputs in {out}/" if written or len(todo) < len(sources) else "; nothing written"
+    failed += len(refused)
+    where_ = f"; outputs in {out}/" if written or len(todo) + len(refused) < len(sources) else "; nothing written"
     print(f"{shard}{len(sources) - failed}/{len(sources)} images {verb}{where_}", file=sys.stderr)
     return 1 if failed else 0
 
@@ -724,10 +735,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"selfseg: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        import signal
-
-        # A second Ctrl-C while the run winds down (or the interpreter exits) would print a traceback.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
         print("selfseg: interrupted", file=sys.stderr)
         return 130
 
@@ -739,14 +746,16 @@ def entry() -> None:
     the interpreter shut down ("terminate called without an active exception", no Python frame left on
     the stack), and torchrun then killed the other ranks and reported the run as failed. Such a process
     flushes its output and ends without the interpreter's teardown."""
+    import signal
+
     try:
         code = main()
-    except KeyboardInterrupt:  # a second Ctrl-C before the first one's handler ran
-        import signal
-
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        print("selfseg: interrupted", file=sys.stderr)
+    except KeyboardInterrupt:  # a second Ctrl-C while the first one's line was printed
         code = 130
+    if code == 130:
+        # The command is over: a further Ctrl-C while the interpreter exits would print a traceback. Only here,
+        # in the process the command owns: `main` called from Python leaves the caller's handler alone.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     benchmark = sys.modules.get("selfseg.evaluate.benchmark")
     if benchmark is not None and benchmark.Dist.left:
         sys.stdout.flush()

@@ -205,6 +205,7 @@ class RunFolder:
         self._lock_fd: int | None = None
         self._manifest_due = False
         self._logged: set[str] | None = None  # the files the log names, read when first needed
+        self._logged_size = 0  # the log's size when read
 
     def start(self, resume: bool, fresh: bool) -> None:
         """Check the folder against this run, before any work; its manifest is written with the first
@@ -234,8 +235,9 @@ class RunFolder:
             raise ConfigError(f"--out {self.out}: cannot write there ({exc.strerror or exc})") from None
         alone = self._lock()
         if fresh:
-            # Each file as its latest log entry left it (None: a write a kill cut short, still ours). A file
-            # another has put in its place since is not selfseg's to delete.
+            # Each file as its latest log entry left it (None: a write a kill cut short, still ours). A file of
+            # another size now is someone else's, put in its place since, and not selfseg's to delete; the size
+            # alone, as for resuming, since a folder copied or unpacked keeps no times.
             written: dict[str, Any] = {}
             for entry in read_log(self.out):
                 stats = entry.get("written") if entry.get("state") == "done" else None
@@ -245,8 +247,9 @@ class RunFolder:
             if kept:
                 import sys
 
-                print(f"note: --fresh kept {len(kept)} file(s) in {self.out}/ that are no longer as selfseg wrote "
-                      f"them ({', '.join(kept[:3])}{' ...' if len(kept) > 3 else ''})", file=sys.stderr)
+                print(f"note: --fresh kept {len(kept)} file(s) in {self.out}/ whose size is no longer what selfseg "
+                      f"wrote ({', '.join(kept[:3])}{' ...' if len(kept) > 3 else ''}): the images whose outputs "
+                      f"they are in the way of will fail until they are moved", file=sys.stderr)
             (self.out / LOG).unlink(missing_ok=True)
         if (resume or fresh) and alone:
             self._drop_temporaries()
@@ -326,21 +329,27 @@ class RunFolder:
         mid-write leaves no unlogged output that a later run could take for an input. A file already there that
         no run logged here (the user's, beside the photos) is not overwritten: FileExistsError, for this input
         alone. One a run logged is written over, changed or not: a result cut short is redone."""
-        self._refuse_foreign(files)
+        foreign = self.foreign(files)
+        if foreign is not None:
+            raise FileExistsError(self.in_the_way(foreign))
         self._append(name, source, files, "writing")
 
-    def _refuse_foreign(self, files: Sequence[Path]) -> None:
-        there = [p.relative_to(self.out).as_posix() for p in files if p.exists() or p.is_symlink()]
+    def in_the_way(self, path: Path) -> str:
+        """Why an input's results are not written: a file no run logged here is where one would go."""
+        return f"{path} is there already and no selfseg run in {self.out}/ wrote it; move it, or write to another --out"
+
+    def foreign(self, files: Sequence[Path]) -> Path | None:
+        """The first of `files` that is there already and that no run logged in this folder: callers check it
+        before computing an input's results, `begin` again before writing them."""
+        there = [p for p in files if p.exists() or p.is_symlink()]
         if not there:
-            return
-        for reread in (self._logged is None, True):
-            if reread:  # another run in the folder may have logged its files since
-                self._logged = {rel for entry in read_log(self.out) for rel in entry["files"]}
-            foreign = [rel for rel in there if rel not in (self._logged or set())]
-            if not foreign:
-                return
-        raise FileExistsError(f"{self.out / foreign[0]} is there already and no selfseg run in {self.out}/ wrote "
-                              f"it; move it, or write to another --out")
+            return None
+        # The log is read again only when it has grown since (another run in the folder logged files).
+        size = (file_stat(self.out / LOG) or [0])[0]
+        if self._logged is None or size != self._logged_size:
+            self._logged = {rel for entry in read_log(self.out) for rel in entry["files"]}
+            self._logged_size = size
+        return next((p for p in there if p.relative_to(self.out).as_posix() not in self._logged), None)
 
     def record(self, name: OutputName, source: str, files: Sequence[Path]) -> None:
         """Log one finished input; called after all its files are in place, the JSON (files[0]) last."""
@@ -363,14 +372,15 @@ class RunFolder:
                  "stat": ident[1] if ident else None, "json": rel[0], "files": rel, "run": self.run, "state": state}
         if state == "done":  # each file as written: a file put in its place since is not selfseg's
             entry["written"] = [file_stat(p) for p in files]
-        if self._logged is not None:
-            self._logged.update(rel)
-        line = json.dumps(entry)
+        data = ("\n" + json.dumps(entry) + "\n").encode("utf-8")
         fd = os.open(self.out / LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         try:
-            os.write(fd, ("\n" + line + "\n").encode("utf-8"))
+            os.write(fd, data)
         finally:
             os.close(fd)
+        if self._logged is not None:  # what this run logs is known; a log grown by more is read again
+            self._logged.update(rel)
+            self._logged_size += len(data)
 
     def _manifest(self) -> dict[str, Any] | None:
         try:
@@ -394,12 +404,12 @@ class RunFolder:
         return full
 
     def _delete(self, rel: str, written: Any = None) -> bool:
-        """Remove one logged output, unless it is no longer as written (`written`: its [size, time] then, None
-        when not known); what is not a file inside the folder is left alone. False: a file was kept."""
+        """Remove one logged output, unless its size is no longer as written (`written`: its [size, time] then,
+        None when not known); what is not a file inside the folder is left alone. False: a file was kept."""
         try:
             p = self._inside(rel)
             if p.is_symlink() or p.is_file():
-                if written is not None and file_stat(p) != written:
+                if isinstance(written, list) and written and (file_stat(p) or [None])[0] != written[0]:
                     return False
                 p.unlink()
         except (OSError, ConfigError):
@@ -422,8 +432,12 @@ class RunFolder:
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             alone = True
-        except OSError:
+        except BlockingIOError:
             alone = False
+        except OSError:  # a file system without locks (ENOSYS, ENOLCK, EOPNOTSUPP): as where fcntl is missing
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            return True
         fcntl.flock(self._lock_fd, fcntl.LOCK_SH)  # from exclusive to shared: other runs may join now
         return alone
 
@@ -436,7 +450,7 @@ class RunFolder:
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             alone = True
-        except OSError:
+        except BlockingIOError:
             alone = False
         fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
         return alone

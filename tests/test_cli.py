@@ -601,3 +601,17 @@ def test_a_second_interrupt_while_the_first_winds_down_prints_no_traceback(secon
             "cli.entry()\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 130 and proc.stderr == "selfseg: interrupted\n", proc.stderr
+
+
+def test_main_called_from_python_leaves_the_interrupt_handler_alone(monkeypatch):
+    import signal
+
+    import selfseg.cli as cli
+
+    def interrupted(ns):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_resources", interrupted)
+    before = signal.getsignal(signal.SIGINT)
+    assert main(["resources"]) == 130
+    assert signal.getsignal(signal.SIGINT) is before  # a notebook or test session stays interruptible

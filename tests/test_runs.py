@@ -124,6 +124,29 @@ def test_fresh_keeps_a_file_put_in_place_of_an_output(tmp_path, capsys):
     assert "--fresh kept 1 file(s)" in capsys.readouterr().err
 
 
+def test_fresh_deletes_its_files_in_a_folder_copied_without_times(tmp_path, capsys):
+    folder, src, out = _one_logged_output(tmp_path)
+    folder.close()
+    for f in ("x.json", "x.png"):
+        os.utime(out / f, ns=(1, 1))  # as cp -r or an unpacked archive leaves them
+    RunFolder(out, {"config": {"a": 2}}).start(resume=False, fresh=True)
+    assert not (out / "x.json").exists() and not (out / "x.png").exists()
+    assert "kept" not in capsys.readouterr().err
+
+
+def test_a_file_system_without_locks_runs_unlocked(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    folder = RunFolder(tmp_path / "o", {"config": {}})
+    folder.start(resume=True, fresh=False)  # alone, as where there are no locks at all
+    folder.close()
+
+
 def test_temporaries_are_cleaned_only_when_no_other_run_holds_the_folder(tmp_path):
     out = tmp_path / "o"
     first = RunFolder(out, {"config": {}})
@@ -259,6 +282,7 @@ def test_a_users_file_where_an_output_would_go_is_kept_and_only_that_image_fails
     capsys.readouterr()
     assert _segment(photos, tmp_path) == 1
     err = capsys.readouterr().err
+    assert "1/2 images segmented" in err  # refused before it was computed, the other written
     assert mine.read_bytes() == b"the user's drawing"
     assert f"{mine} is there already and no selfseg run in {tmp_path}/ wrote it" in err
     assert (tmp_path / f"{ade_images[1].stem}.json").is_file() and not (tmp_path / f"{stem}.json").exists()

@@ -141,6 +141,20 @@ def _predict(config: Any, sources: list[str], names: dict, pred: Path, dist: Any
     if done and dist.rank == 0:
         print(f"resuming: {len(done)} of {len(mine)} images already have predictions in {pred}/", file=sys.stderr)
     failed: list[tuple[str, str]] = []
+
+    def outputs(s: str) -> list[Path]:
+        where = names[s].folder(pred)
+        return [where / f"{names[s].name}.json", where / f"{names[s].name}_labels.png"]
+
+    # An image whose prediction would go where someone else's file is fails before it is computed.
+    for s in todo:
+        found = folder.foreign(outputs(s))
+        if found is not None:
+            failed.append((s, f"{s}: {folder.in_the_way(found)}"))
+            print(f"error: {s}: {folder.in_the_way(found)}", file=sys.stderr)
+    if failed:
+        refused = {s for s, _ in failed}
+        todo = [s for s in todo if s not in refused]
     if not todo:
         return failed
     seg = SelfSeg(config)
@@ -155,7 +169,12 @@ def _predict(config: Any, sources: list[str], names: dict, pred: Path, dist: Any
                 continue
             name = names[item.source]
             where = name.folder(pred)
-            folder.begin(name, item.source, [where / f"{name.name}.json", where / f"{name.name}_labels.png"])
+            try:
+                folder.begin(name, item.source, outputs(item.source))
+            except FileExistsError as exc:  # put there while this run computed it
+                failed.append((item.source, f"{item.source}: {exc}"))
+                tqdm.write(f"error: {item.source}: {exc}", file=sys.stderr)
+                continue
             paths = item.result.save(where, name.name, original_size=item.loaded.size, extra={"key": name.key})
             folder.record(name, item.source, [paths["json"], paths["labels"]])
     finally:
@@ -219,6 +238,8 @@ def _build(config: Any, sources: list[str], names: dict, out: Path, ontology: An
     stage = out / STAGE
     if stage.exists():  # a build cut short: only ever ours
         shutil.rmtree(stage)
+    for left in out.glob(f".{BUILD_LIST}.*.tmp"):  # the list's temporary file of a run killed while writing it
+        left.unlink(missing_ok=True)
     metadata = {"config": config.to_dict(), "inputs": len(sources), "failed": len(lines),
                 "ontology": ontology_name}
     writer = DatasetWriter(stage, vocabulary, label, metadata=metadata)
@@ -363,10 +384,12 @@ class _build_lock:
             raise DatasetError(f"cannot write in {self.out} ({exc.strerror or exc})") from None
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:  # held by another run
             print(f"waiting for another selfseg label run to finish building the dataset in {self.out}/",
                   file=sys.stderr)
             fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except OSError:  # a file system without locks (ENOSYS, ENOLCK, EOPNOTSUPP): build unlocked
+            pass
         return self
 
     def __exit__(self, *_: Any) -> None:

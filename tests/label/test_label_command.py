@@ -469,6 +469,21 @@ def test_an_edit_during_a_move_cut_short_is_still_refused(tmp_path, monkeypatch)
         _refuse_edited(out)
 
 
+def test_a_build_on_a_file_system_without_locks_goes_on_unlocked(tmp_path, capsys, monkeypatch):
+    import errno
+    import fcntl
+
+    from selfseg.label.run import _build_lock
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with _build_lock(tmp_path):
+        pass
+    assert "waiting" not in capsys.readouterr().err
+
+
 def test_a_second_build_in_the_folder_waits_for_the_first(tmp_path, capsys):
     import threading
 
@@ -508,3 +523,21 @@ def test_a_run_killed_while_its_dataset_moves_in_resumes_to_the_same_dataset(bas
     assert len(calls) == 2 and (out / ".build").is_dir()
     assert main(_argv(photos, out, "--resume")) == 1  # the broken image still fails
     assert _dataset(out) == _dataset(baseline) and not (out / ".build").exists()
+
+
+def test_a_users_file_among_the_predictions_fails_that_image_only(baseline, photos, tmp_path, capsys):
+    """--fresh keeps a file someone put in a prediction's place (another size); that image then fails with one
+    line, listed in failures.txt, and the rest are labelled."""
+    out = tmp_path / "kept"
+    shutil.copytree(baseline, out)
+    (theirs,) = (out / "predictions").glob("ADE_val_00000001_labels.png")
+    theirs.write_bytes(b"someone's own label map")
+    capsys.readouterr()
+    assert main(_argv(photos, out, "--fresh")) == 1
+    err = capsys.readouterr().err
+    assert "--fresh kept 1 file(s)" in err and "is there already and no selfseg run" in err
+    assert theirs.read_bytes() == b"someone's own label map"
+    failures = (out / "failures.txt").read_text()
+    assert "ADE_val_00000001.jpg" in failures and "broken.jpg" in failures
+    records = [json.loads(line) for line in (out / "labels.jsonl").read_text().splitlines()]
+    assert len(records) == 4  # five photos, one refused
