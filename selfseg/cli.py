@@ -20,6 +20,13 @@ if TYPE_CHECKING:
 
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*=")
 _KEY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _line(text: str) -> str:
+    """One printed line: control characters (a newline in a file name) shown as \\xNN escapes, so that an
+    image's line stays one line."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 CONFIG_HELP = ("YAML config: a path, or a name under configs/ (bcc_voc, smoke, benchmarks/voc); default: selfseg's "
@@ -231,7 +238,7 @@ def _run_todo(ns: argparse.Namespace, seg, sources: list[str], names: dict, fold
         found = folder.foreign([names[s].folder(out) / f for f in _outputs_of(names[s], segment)])
         if found is not None:
             refused.append(s)
-            print(f"error: {s}: could not write outputs ({folder.in_the_way(found)})", file=sys.stderr)
+            print(_line(f"error: {s}: could not write outputs ({folder.in_the_way(found)})"), file=sys.stderr)
     if refused:
         skip = set(refused)
         todo = [s for s in todo if s not in skip]
@@ -245,7 +252,7 @@ def _run_todo(ns: argparse.Namespace, seg, sources: list[str], names: dict, fold
         bar.update(1)
         if not item.ok:
             failed += 1
-            tqdm.write(f"error: {item.error}", file=sys.stderr)
+            tqdm.write(_line(f"error: {item.error}"), file=sys.stderr)
             continue
         r, name = item.result, names[item.source]
         where, extra = name.folder(out), {"key": name.key}
@@ -260,19 +267,19 @@ def _run_todo(ns: argparse.Namespace, seg, sources: list[str], names: dict, fold
                       f"are kept: make room and continue with --resume", file=sys.stderr)
                 return 1
             failed += 1
-            tqdm.write(f"error: {item.source}: could not write outputs ({exc})", file=sys.stderr)
+            tqdm.write(_line(f"error: {item.source}: could not write outputs ({exc})"), file=sys.stderr)
             continue
         except Exception as exc:  # drawing or encoding one image's outputs must not end the run
             failed += 1
             why = str(exc).splitlines()[0] if str(exc) else ""
-            tqdm.write(f"error: {item.source}: could not write outputs ({type(exc).__name__}: {why})",
+            tqdm.write(_line(f"error: {item.source}: could not write outputs ({type(exc).__name__}: {why})"),
                        file=sys.stderr)
             continue
         if segment:
             found = ", ".join(dict.fromkeys(r.labels)) or "(nothing segmented: " + "; ".join(r.notes) + ")"
-            tqdm.write(f"{item.source}: {len(r.labels)} instances: {found}", file=sys.stdout)
+            tqdm.write(_line(f"{item.source}: {len(r.labels)} instances: {found}"), file=sys.stdout)
         else:
-            tqdm.write(f"{item.source}: {', '.join(r.tags) or '(no nouns found)'}", file=sys.stdout)
+            tqdm.write(_line(f"{item.source}: {', '.join(r.tags) or '(no nouns found)'}"), file=sys.stdout)
     bar.close()
     verb = "segmented" if segment else "tagged"
     written = len(todo) - failed
@@ -729,7 +736,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _warnings_as_lines():
             return ns.func(ns)
     except SelfSegError as exc:
-        print(f"selfseg: error: {exc}", file=sys.stderr)
+        print(_line(f"selfseg: error: {exc}"), file=sys.stderr)
         return 2
     except OSError as exc:  # an unwritable output folder, a full disk: say so in one line
         print(f"selfseg: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)

@@ -615,3 +615,12 @@ def test_main_called_from_python_leaves_the_interrupt_handler_alone(monkeypatch)
     before = signal.getsignal(signal.SIGINT)
     assert main(["resources"]) == 130
     assert signal.getsignal(signal.SIGINT) is before  # a notebook or test session stays interruptible
+
+
+def test_a_newline_in_a_file_name_keeps_its_line_one_line(ade_images, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "new\nline.jpg").write_bytes(ade_images[0].read_bytes())
+    assert main(["tag", str(folder), "--config", "smoke", "--out", str(tmp_path / "o"), "-q"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(": ")[0] for line in out if ": " in line] == [str(folder / "new\\x0aline.jpg")]
