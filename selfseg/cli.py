@@ -757,7 +757,8 @@ def entry() -> None:
 
     try:
         code = main()
-    except KeyboardInterrupt:  # a second Ctrl-C while the first one's line was printed
+    except KeyboardInterrupt:  # a second Ctrl-C before the first one's line was printed
+        print("selfseg: interrupted", file=sys.stderr)
         code = 130
     if code == 130:
         # The command is over: a further Ctrl-C while the interpreter exits would print a traceback. Only here,

@@ -344,12 +344,16 @@ class RunFolder:
         there = [p for p in files if p.exists() or p.is_symlink()]
         if not there:
             return None
-        # The log is read again only when it has grown since (another run in the folder logged files).
-        size = (file_stat(self.out / LOG) or [0])[0]
-        if self._logged is None or size != self._logged_size:
-            self._logged = {rel for entry in read_log(self.out) for rel in entry["files"]}
-            self._logged_size = size
-        return next((p for p in there if p.relative_to(self.out).as_posix() not in self._logged), None)
+        for attempt in range(2):
+            if attempt or self._logged is None:
+                self._logged_size = (file_stat(self.out / LOG) or [0])[0]  # before reading: a later line re-reads
+                self._logged = {rel for entry in read_log(self.out) for rel in entry["files"]}
+            missing = next((p for p in there if p.relative_to(self.out).as_posix() not in self._logged), None)
+            # Read again only for a file not known yet, and only when the log has grown by more than this run
+            # wrote (another run in the folder logged files since).
+            if missing is None or (file_stat(self.out / LOG) or [0])[0] == self._logged_size:
+                return missing
+        return missing
 
     def record(self, name: OutputName, source: str, files: Sequence[Path]) -> None:
         """Log one finished input; called after all its files are in place, the JSON (files[0]) last."""

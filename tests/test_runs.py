@@ -147,6 +147,38 @@ def test_a_file_system_without_locks_runs_unlocked(tmp_path, monkeypatch):
     folder.close()
 
 
+def test_two_runs_writing_over_their_own_files_do_not_reread_the_log_per_image(tmp_path, monkeypatch):
+    """A rerun over a folder whose files every run logged, by two processes appending to one log (torchrun
+    ranks): the files are known, so the log is not read again for each image; a file no run logged still is
+    caught after the other run's lines."""
+    import selfseg.runs as runs
+
+    out = tmp_path / "o"
+    first, second = RunFolder(out, {"config": {}}), RunFolder(out, {"config": {}})
+    first.start(resume=False, fresh=False)
+    second.join()
+    src = tmp_path / "x.png"
+    Image.new("RGB", (8, 8)).save(src)
+    names = [OutputName(f"{k}.png", str(k)) for k in range(40)]
+    for k, name in enumerate(names):  # the first pass writes every file
+        folder = (first, second)[k % 2]
+        folder.begin(name, str(src), [out / f"{k}.json"])
+        (out / f"{k}.json").write_text("{}")
+        folder.record(name, str(src), [out / f"{k}.json"])
+    reads = []
+    real = runs.read_log
+    monkeypatch.setattr(runs, "read_log", lambda folder: reads.append(1) or real(folder))
+    for k, name in enumerate(names):  # the rerun: every file is there, and logged
+        folder = (first, second)[k % 2]
+        folder.begin(name, str(src), [out / f"{k}.json"])
+        folder.record(name, str(src), [out / f"{k}.json"])
+    assert len(reads) <= 2
+    (out / "theirs.json").write_text("{}")
+    with pytest.raises(FileExistsError):
+        first.begin(OutputName("t.png", "t"), str(src), [out / "theirs.json"])
+    first.close(), second.close()
+
+
 def test_temporaries_are_cleaned_only_when_no_other_run_holds_the_folder(tmp_path):
     out = tmp_path / "o"
     first = RunFolder(out, {"config": {}})
