@@ -736,7 +736,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _warnings_as_lines():
             return ns.func(ns)
     except SelfSegError as exc:
-        print(_line(f"selfseg: error: {exc}"), file=sys.stderr)
+        print(f"selfseg: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # an unwritable output folder, a full disk: say so in one line
         print(f"selfseg: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
