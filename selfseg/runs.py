@@ -522,8 +522,9 @@ def read_log(folder: Path) -> list[dict[str, Any]]:
 
 def own_outputs(paths: Iterable[str]) -> set[str]:
     """Those of `paths` that an outputs log in their folder or any folder above names as selfseg's output, as
-    it was written there (same size and modification time, where the log says; a file put in its place
-    since is the user's), and a run folder's own manifest and log."""
+    it was written there (the same size, where the log says: a file of another size put in its place since is
+    the user's; times alone are not compared, as a folder copied or unpacked keeps none), and a run folder's
+    own manifest and log."""
     # per folder: every file the logs in it and above it name, with its size and time as written (None: not
     # known, as for a write a kill interrupted)
     logged: dict[Path, dict[Path, Any]] = {}
@@ -548,7 +549,9 @@ def own_outputs(paths: Iterable[str]) -> set[str]:
         except (OSError, RuntimeError):
             continue
         files = files_logged_above(full.parent)
-        if (full in files and files[full] in (None, file_stat(full))) or \
-                (full.name in (LOG, MANIFEST) and (full.parent / MANIFEST).is_file()):
+        written = files.get(full, False)
+        as_written = written is not False and (not isinstance(written, list)
+                                               or written[:1] == (file_stat(full) or [])[:1])
+        if as_written or (full.name in (LOG, MANIFEST) and (full.parent / MANIFEST).is_file()):
             out.add(p)
     return out

@@ -72,6 +72,10 @@ def test_outputs_log_names_own_files_and_skips_a_cut_line(tmp_path):
                                                                                          str(out / "y.png")}
     named = {str(src): OutputName("x.png", "x")}
     assert folder.done([str(src)], named) == {str(src)}
+    os.utime(out / "x.png", ns=(1, 1))  # copied or unpacked without its times: still selfseg's
+    assert own_outputs([str(out / "x.png")]) == {str(out / "x.png")}
+    (out / "x.png").write_bytes(b"someone's photo")  # another size: the user's
+    assert own_outputs([str(out / "x.png")]) == set()
     (out / "x.png").unlink()
     assert folder.done([str(src)], named) == set()  # a file it names is missing
 
