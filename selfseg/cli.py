@@ -233,15 +233,10 @@ def _run_todo(ns: argparse.Namespace, seg, sources: list[str], names: dict, fold
               f"{out}/", file=sys.stderr)
     failed = 0
     # An image whose results would go where someone else's file is fails before it is computed.
-    refused = []
-    for s in todo:
-        found = folder.foreign([names[s].folder(out) / f for f in _outputs_of(names[s], segment)])
-        if found is not None:
-            refused.append(s)
-            print(_line(f"error: {s}: could not write outputs ({folder.in_the_way(found)})"), file=sys.stderr)
-    if refused:
-        skip = set(refused)
-        todo = [s for s in todo if s not in skip]
+    refused = folder.refused(todo, lambda s: [names[s].folder(out) / f for f in _outputs_of(names[s], segment)])
+    for s, why in refused.items():
+        print(_line(f"error: {s}: could not write outputs ({why})"), file=sys.stderr)
+    todo = [s for s in todo if s not in refused]
     # Progress on stderr (images done, rate, ETA); per-image lines go through tqdm.write so they stay readable.
     bar = tqdm(total=len(todo), unit="img", file=sys.stderr, disable=ns.quiet or not progress or None,
                leave=False)

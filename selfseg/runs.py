@@ -238,12 +238,7 @@ class RunFolder:
             # Each file as its latest log entry left it (None: a write a kill cut short, still ours). A file of
             # another size now is someone else's, put in its place since, and not selfseg's to delete; the size
             # alone, as for resuming, since a folder copied or unpacked keeps no times.
-            written: dict[str, Any] = {}
-            for entry in read_log(self.out):
-                stats = entry.get("written") if entry.get("state") == "done" else None
-                for i, rel in enumerate(entry["files"]):
-                    written[rel] = stats[i] if isinstance(stats, list) and i < len(stats) else None
-            kept = [rel for rel, stat in written.items() if not self._delete(rel, stat)]
+            kept = [rel for rel, stat in logged_files(read_log(self.out)).items() if not self._delete(rel, stat)]
             if kept:
                 import sys
 
@@ -302,8 +297,7 @@ class RunFolder:
             # A file cut short or replaced since (a disk that lost a write, another run's file copied in)
             # is computed again. Its size alone is compared: a folder copied without its times stays done.
             written = entry.get("written")
-            if isinstance(written, list) and any(
-                    isinstance(w, list) and w and (file_stat(p) or [None])[0] != w[0] for p, w in zip(files, written)):
+            if isinstance(written, list) and not all(as_written(p, w) for p, w in zip(files, written)):
                 continue
             if entry["key"] != names[src].key:
                 # Rewriting the JSON while another run may write it could put an old copy over its result.
@@ -338,6 +332,12 @@ class RunFolder:
         """Why an input's results are not written: a file no run logged here is where one would go."""
         return f"{path} is there already and no selfseg run in {self.out}/ wrote it; move it, or write to another --out"
 
+    def refused(self, sources: Iterable[str], files_of: Any) -> dict[str, str]:
+        """source -> why its results will not be written, for those of `sources` whose files (`files_of(source)`)
+        include one no run logged here: checked before they are computed."""
+        found = ((s, self.foreign(files_of(s))) for s in sources)
+        return {s: self.in_the_way(f) for s, f in found if f is not None}
+
     def foreign(self, files: Sequence[Path]) -> Path | None:
         """The first of `files` that is there already and that no run logged in this folder: callers check it
         before computing an input's results, `begin` again before writing them."""
@@ -347,7 +347,7 @@ class RunFolder:
         for attempt in range(2):
             if attempt or self._logged is None:
                 self._logged_size = (file_stat(self.out / LOG) or [0])[0]  # before reading: a later line re-reads
-                self._logged = {rel for entry in read_log(self.out) for rel in entry["files"]}
+                self._logged = set(logged_files(read_log(self.out)))
             missing = next((p for p in there if p.relative_to(self.out).as_posix() not in self._logged), None)
             # Read again only for a file not known yet, and only when the log has grown by more than this run
             # wrote (another run in the folder logged files since).
@@ -413,7 +413,7 @@ class RunFolder:
         try:
             p = self._inside(rel)
             if p.is_symlink() or p.is_file():
-                if isinstance(written, list) and written and (file_stat(p) or [None])[0] != written[0]:
+                if not as_written(p, written):
                     return False
                 p.unlink()
         except (OSError, ConfigError):
@@ -502,6 +502,24 @@ def file_stat(path: str | Path) -> list[int] | None:
         return None
 
 
+def as_written(path: str | Path, written: Any) -> bool:
+    """Whether a logged file still has the size it was written with (`written`: its [size, time] from the log;
+    anything else, as for a write a kill cut short, is not known and counts as written). Times are not
+    compared: a folder copied or unpacked keeps none."""
+    return not (isinstance(written, list) and written) or (file_stat(path) or [None])[0] == written[0]
+
+
+def logged_files(entries: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Each file the log entries name -> its [size, time] as the latest entry naming it wrote it (None where
+    that entry logged it before writing it)."""
+    files: dict[str, Any] = {}
+    for e in entries:
+        written = e.get("written") if isinstance(e.get("written"), list) else []
+        for i, rel in enumerate(e["files"]):
+            files[rel] = written[i] if i < len(written) else None
+    return files
+
+
 def read_log(folder: Path) -> list[dict[str, Any]]:
     """The well-formed entries of a folder's outputs log, in order (a line cut short is skipped)."""
     try:
@@ -533,11 +551,9 @@ def own_outputs(paths: Iterable[str]) -> set[str]:
         if folder not in logged:
             here: dict[Path, Any] = {}
             if (folder / LOG).is_file():
-                for e in read_log(folder):
-                    written = e.get("written") if isinstance(e.get("written"), list) else []
-                    for i, f in enumerate(e["files"]):
-                        # folder is resolved and logged names never hold "..": normpath, no system calls.
-                        here[Path(os.path.normpath(folder / f))] = written[i] if i < len(written) else None
+                for f, written in logged_files(read_log(folder)).items():
+                    # folder is resolved and logged names never hold "..": normpath, no system calls.
+                    here[Path(os.path.normpath(folder / f))] = written
             above = files_logged_above(folder.parent) if folder.parent != folder else {}
             logged[folder] = {**above, **here} if here else above
         return logged[folder]
@@ -549,9 +565,7 @@ def own_outputs(paths: Iterable[str]) -> set[str]:
         except (OSError, RuntimeError):
             continue
         files = files_logged_above(full.parent)
-        written = files.get(full, False)
-        as_written = written is not False and (not isinstance(written, list)
-                                               or written[:1] == (file_stat(full) or [])[:1])
-        if as_written or (full.name in (LOG, MANIFEST) and (full.parent / MANIFEST).is_file()):
+        if (full in files and as_written(full, files[full])) or \
+                (full.name in (LOG, MANIFEST) and (full.parent / MANIFEST).is_file()):
             out.add(p)
     return out

@@ -147,14 +147,11 @@ def _predict(config: Any, sources: list[str], names: dict, pred: Path, dist: Any
         return [where / f"{names[s].name}.json", where / f"{names[s].name}_labels.png"]
 
     # An image whose prediction would go where someone else's file is fails before it is computed.
-    for s in todo:
-        found = folder.foreign(outputs(s))
-        if found is not None:
-            failed.append((s, f"{s}: {folder.in_the_way(found)}"))
-            print(f"error: {s}: {folder.in_the_way(found)}", file=sys.stderr)
-    if failed:
-        refused = {s for s, _ in failed}
-        todo = [s for s in todo if s not in refused]
+    refused = folder.refused(todo, outputs)
+    for s, why in refused.items():
+        failed.append((s, f"{s}: {why}"))
+        print(f"error: {s}: {why}", file=sys.stderr)
+    todo = [s for s in todo if s not in refused]
     if not todo:
         return failed
     seg = SelfSeg(config)
@@ -441,17 +438,13 @@ def _sha256(path: Path) -> str:
 def _refuse_edited(out: Path, after: str = "") -> None:
     """ConfigError listing the previous build's files whose content changed since it wrote them (a
     hand-corrected annotation file is the user's work now); photos and failures.txt are made again."""
-    from ..runs import file_stat
-
     edited = []
     for rel, stamp in _previous_build(out).items():
         path = out / rel
         if stamp is None or rel == FAILURES or _a_photo(rel):
             continue
         try:
-            if not path.is_file():
-                continue
-            if file_stat(path) != stamp[:2] and _sha256(path) != stamp[2]:
+            if path.is_file() and not _holds(path, stamp):
                 edited.append(rel)
         except OSError as exc:
             raise ConfigError(f"cannot read {path} to tell whether it was edited since the previous dataset "
@@ -475,8 +468,13 @@ def _previous_build(out: Path) -> dict[str, list[Any] | None]:
     else:
         files, incoming = _stamps({p: None for p in listed} if isinstance(listed, list) else None), {}
     for rel, stamp in incoming.items():
-        if files.get(rel) is None or stamp is None or _holds(out / rel, stamp):
-            files[rel] = stamp
+        if files.get(rel) is not None and stamp is not None:
+            try:
+                if not ((out / rel).is_file() and _holds(out / rel, stamp)):
+                    continue  # still the previous build's file
+            except OSError:  # unreadable: the previous build's stamp, which the edit check then reports
+                continue
+        files[rel] = stamp
     return files
 
 
@@ -488,13 +486,11 @@ def _stamps(files: Any) -> dict[str, list[Any] | None]:
 
 
 def _holds(path: Path, stamp: list[Any]) -> bool:
-    """Whether the file holds what the stamp records (the same size and time, or the same bytes)."""
+    """Whether the file holds what the stamp records: the same size and time, or else the same bytes (a file
+    only touched, or copied without its times). OSError when it cannot be read."""
     from ..runs import file_stat
 
-    try:
-        return path.is_file() and (file_stat(path) == stamp[:2] or _sha256(path) == stamp[2])
-    except OSError:
-        return False
+    return file_stat(path) == stamp[:2] or _sha256(path) == stamp[2]
 
 
 def _rmdir_if_empty(d: Path) -> None:
