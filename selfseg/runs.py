@@ -187,7 +187,14 @@ def differences(old: Any, new: Any, path: str = "") -> list[str]:
         for k in sorted(set(old) | set(new), key=str):
             out += differences(old.get(k), new.get(k), f"{path}.{k}" if path else str(k))
         return out
-    return [] if old == new else [f"{path or 'settings'}: {json.dumps(old)} -> {json.dumps(new)}"]
+    return [] if old == new else [f"{path or 'settings'}: {_brief(old)} -> {_brief(new)}"]
+
+
+def _brief(value: Any, width: int = 60) -> str:
+    """A value as JSON, cut to about `width` characters: a changed vocabulary or a whole sub-config on one
+    side would otherwise make the message that names the change run over many lines."""
+    text = json.dumps(value)
+    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 class RunFolder:

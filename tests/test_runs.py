@@ -500,6 +500,16 @@ def test_an_unreadable_manifest_is_named_as_such(tmp_path):
         RunFolder(out, {"config": {"a": 1}}).start(resume=True, fresh=False)
 
 
+def test_a_refused_resume_names_long_values_briefly(tmp_path):
+    _, _, out = _one_logged_output(tmp_path)
+    words = [f"word{i}" for i in range(100)]
+    with pytest.raises(ConfigError) as refused:
+        RunFolder(out, {"config": {"a": 1, "vocabulary": words}}).start(resume=True, fresh=False)
+    message = str(refused.value)
+    assert 'a run with other settings (vocabulary: null -> ["word0", "word1", ' in message
+    assert "word99" not in message and len(message) - len(str(out)) < 220
+
+
 def test_one_file_under_two_names_has_two_results_and_both_resume(tmp_path):
     folder, src, out = _one_logged_output(tmp_path)
     link = src.parent / "y.png"
