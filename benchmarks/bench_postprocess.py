@@ -57,7 +57,7 @@ except ImportError:
 
 from PIL import Image  # noqa: E402
 
-from selfseg.label.export import DatasetWriter, ExportConfig, ExportedImage, _extent  # noqa: E402
+from selfseg.label.export import DatasetWriter, ExportConfig, ExportedImage  # noqa: E402
 from selfseg.label.outlines import centre_polygons, coco_polygons, join_parts  # noqa: E402
 from selfseg.label.vocabulary import DatasetVocabulary, VocabularyClass  # noqa: E402
 from selfseg.segment.clipseg import best_to_instances  # noqa: E402
@@ -200,7 +200,9 @@ def main(argv: list[str] | None = None) -> dict:
         rows["instances_json"] = {**stat, "instances": sum(len(r) for r in records), "digest": digest(records)}
 
         masks = [best == c for _, best in maps for c in np.unique(best) if c]
-        boxes = [_extent(m) for m in masks]
+        # each mask's box (y0, y1, x0, x1), as the export crops it before tracing
+        boxes = [(int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1)
+                 for ys, xs in ((np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))) for m in masks)]
         stat, traced = timed(lambda: [[p + [x0, y0] for p in centre_polygons(m[y0:y1, x0:x1])]
                                       for m, (y0, y1, x0, x1) in zip(masks, boxes)], args.repeats)
         rows["yolo_trace"] = {**stat, "instances": len(masks), "digest": digest(*[p for t in traced for p in t])}
