@@ -132,6 +132,13 @@ class Reader:
                                           for lem in s.lemmas() if lem.name().lower() == key)
         return self._frequencies[word]
 
+    def _names_a_doing(self, word: str) -> bool:
+        """Whether a noun's first WordNet sense is an act, an event, a process or a state ("standing",
+        "eating", "swimming"), not a thing ("landing", "opening") or a work ("drawing")."""
+        senses = self.wn.synsets(word, pos=self.wn.NOUN)
+        doing = {self.wn.synset(n) for n in ("act.n.02", "event.n.01", "process.n.06", "state.n.02")}
+        return bool(senses) and not doing.isdisjoint(senses[0].closure(lambda x: x.hypernyms()))
+
     def adjective_nouns(self, word: str) -> tuple[str, ...]:
         """The nouns WordNet derives an adjective from ("grassy" -> "grass", "sandy" -> "sand")."""
         if word in self._adjectives:
@@ -257,6 +264,27 @@ class Reader:
         return t.is_alpha and self.noun(t.lower_) is not None and not self.wn.synsets(t.lower_, pos=self.wn.VERB) \
             and t.lower_ not in _DETERMINERS and t.lower_ not in _STRUCTURE
 
+    def _mistagged_noun(self, t: Any) -> bool:
+        """A verb the tagger made of a noun: one WordNet knows only as a noun ("a stainless steel oven", "the
+        school desks in the classroom"), or a plural after its compound word, with no object, that WordNet's
+        corpus saw far more often as a noun than as a verb ("the office chairs around the table"; "a dog
+        runs", "the boat rests" are verbs)."""
+        if not t.tag_.startswith("VB"):
+            return False
+        if self._is_noun(t):
+            return True
+        before = t.doc[t.i - 1] if t.i else None
+        return t.tag_ == "VBZ" and before is not None and before.head.i == t.i and before.dep_ == "nsubj" and \
+            before.tag_ in _NOUN_TAGS and not any(c.dep_ in ("dobj", "attr", "prt", "ccomp", "xcomp")
+                                                  for c in t.children) and \
+            self.frequency(t.lower_) > 2 * self.verb_frequency(t.lower_)
+
+    def verb_frequency(self, word: str) -> int:
+        """How often WordNet's tagged corpus saw the word's base as a verb."""
+        base = self.verb(word)
+        return sum(lem.count() for s in self.wn.synsets(base, pos=self.wn.VERB) for lem in s.lemmas()
+                   if lem.name().lower() == base)
+
     def _main(self, doc: Any) -> Any:
         """The token the description is about (its first sentence's): a noun root; for a verb root ("there is a
         car", "cars parked on the street", "the region shows a car"), its attribute or subject, a noun left
@@ -266,15 +294,23 @@ class Reader:
         root = next((t for t in doc if t.dep_ == "ROOT"), None)
         if root is None:
             return None
-        if root.tag_ in _NOUN_TAGS:
+        if root.tag_ in _NOUN_TAGS or self._mistagged_noun(root):
             # "a kid playing on the beach" parses the participle as the head noun and the kid as its modifier:
-            # an -ing word WordNet's corpus rarely saw as a noun, after a commoner noun, is a participle
-            # ("an office building", "a wall painting" are nouns)
+            # an -ing word WordNet's corpus rarely saw as a noun, after a commoner noun or naming a doing
+            # first (an act, a process, a state: "a zebra standing", "a turtle swimming", rarer nouns than
+            # the -ing word), is a participle ("an office building", "a pencil drawing" are nouns)
             before = [c for c in root.lefts if c.dep_ in ("amod", "compound", "nsubj") and c.tag_ in _NOUN_TAGS]
             seen = self.frequency(root.lower_)
             if root.lower_.endswith("ing") and before and seen < _RARE_NOUN and \
-                    self.frequency(before[-1].lower_) > seen:
+                    (self.frequency(before[-1].lower_) > seen or self._names_a_doing(root.lower_)
+                     and self.noun(f"{before[-1].lower_} {root.lower_}") is None):  # "a zebra crossing"
                 return before[-1]
+            # "the yellow fire hydrant", "a cast iron oven" tag the last noun an adjective or a participle, and
+            # hang it on the word before: a word right after the root that WordNet knows only as a noun heads it
+            after = root.doc[root.i + 1] if root.i + 1 < len(root.doc) else None
+            if after is not None and after.head.i == root.i and after.dep_ in ("amod", "acl") and \
+                    after.tag_ not in _NOUN_TAGS and self._is_noun(after):
+                return after
             # "a garbage truck collecting bins": the truck hangs off a participle that modifies the root
             for c in root.lefts:
                 if c.tag_ == "VBG":
@@ -325,7 +361,7 @@ class Reader:
 
     def _phrase(self, t: Any, depth: int) -> Phrase:
         run = _compound_run(t)
-        plural = t.tag_ in ("NNS", "NNPS")
+        plural = t.tag_ in ("NNS", "NNPS") or t.tag_ == "VBZ" and self.noun(t.lower_) not in (None, t.lower_)
         head = (self.singular(t.lower_) if plural else None) or self.noun(t.lower_) or t.lower_
         # the modifiers right before the run that hang on it or on the head ("potted" in "potted plant")
         start = t.i - len(run)
