@@ -49,6 +49,8 @@ class ImageEval:
       predictions give their unmapped label map here, since cmIoU must not depend on the label mapping.
     predicted: the classes the image's tags map to, an entry None or IGNORE meaning no class (tag metrics).
     present: the classes in the ground truth, IGNORE allowed (tag metrics); None: those of `gt`.
+    failed: the image has no prediction (the model failed on it): `pred` says "no class" everywhere for mIoU,
+      and cmIoU scores each of its ground-truth segments 0 rather than against one whole-image segment.
     """
 
     gt: np.ndarray | None = None
@@ -56,6 +58,7 @@ class ImageEval:
     segments: np.ndarray | None = None
     predicted: Sequence[int | None] | None = None
     present: Sequence[int] | None = None
+    failed: bool = False
 
     def classes_present(self) -> Sequence[int]:
         if self.present is not None:
@@ -234,8 +237,13 @@ class ClassAgnosticIoU:
 
     def process(self, image: ImageEval) -> list[float]:
         """Add one image; returns the best IoU of each of its ground-truth segments."""
+        gt = np.asarray(_need(image, "gt", self))
+        if image.failed:  # no prediction at all is no segment: a crash earns nothing
+            best = [0.0] * _segments(gt, gt != IGNORE, self.components)[1]
+            self.best.extend(best)
+            return best
         pred = image.segments if image.segments is not None else _need(image, "pred", self)
-        pred, gt = np.asarray(pred), np.asarray(_need(image, "gt", self))
+        pred = np.asarray(pred)
         if pred.shape != gt.shape:
             raise ValueError(f"expected a prediction of the ground truth's shape {gt.shape}, got {pred.shape}")
         valid = gt != IGNORE

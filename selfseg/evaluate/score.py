@@ -196,7 +196,8 @@ def score_open_vocabulary(dataset: Dataset, samples: Sequence[Sample], pred_dir:
             raw = RawPrediction(None, [], error=f"label map {labels.shape[::-1]} (W, H) does not match the "
                                                  f"ground truth {gt.shape[::-1]}")
             labels = None
-        if labels is None:
+        crashed = labels is None
+        if crashed:
             failed.append(f"{s.id}: {raw.error}")
             labels = np.zeros(gt.shape, dtype=np.int32)
         elif raw.seconds is not None:
@@ -216,7 +217,7 @@ def score_open_vocabulary(dataset: Dataset, samples: Sequence[Sample], pred_dir:
                 hit = rel[labels, gt_safe] & (gt != IGNORE)
                 pred = np.where(hit, gt, pred)
             image = ImageEval(gt=gt, pred=pred, segments=labels, present=present,
-                              predicted=[lut_by_level[level][c] for c in raw.classes])
+                              predicted=[lut_by_level[level][c] for c in raw.classes], failed=crashed)
             by_level[level].process(image)
             if level == own:
                 for p in parts:

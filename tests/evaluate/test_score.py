@@ -118,3 +118,15 @@ def test_ground_truth_aware_scoring_with_a_mapper_without_relations_is_one_clear
         with pytest.raises(ConfigError, match=f"gt_aware: .* the {mapper.name} mapper does not") as err:
             score(scored, mapper, gt_aware=True)
         assert "\n" not in str(err.value)
+
+
+def test_a_failed_image_scores_nothing_in_cmiou_too(scored):
+    """A prediction that failed is no segment at all: each ground-truth segment scores 0, where an
+    all-unlabelled map read as one whole-image segment would give each its share of the image (0.25, 0.5,
+    0.25 here: cmIoU 1/3 for a crash)."""
+    ds, pred = scored
+    assert score(scored, OneWay()).cmiou == pytest.approx(5 / 6)  # grass is split in two: 0.5
+    (pred / "a.json").write_text("{cut short")
+    report = score(scored, OneWay())
+    assert [f.split(":")[0] for f in report.failed] == ["a"]
+    assert report.cmiou == 0.0 and report.cmiou_segments == 3 and report.semseg.miou == 0.0
