@@ -650,8 +650,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "and panoptic/*.png; instance: COCO results JSON file")
     e.add_argument("--split", default="val", help="the dataset's split (default val)")
     e.add_argument("--classes", help="class-names file (folder datasets; overrides a shipped list)")
-    e.add_argument("--convention", default="detectron2", choices=list(CONVENTIONS),
-                   help="mIoU convention (default detectron2)")
+    e.add_argument("--convention", default="mmseg", choices=list(CONVENTIONS),
+                   help="mIoU convention (default mmseg)")
     e.add_argument("--cmiou-segments", default="class", choices=list(CMIOU_SEGMENTS),
                    help="cmIoU segments: class (all pixels of one label in an image, default) or components "
                         "(8-connected pieces)")

@@ -105,9 +105,10 @@ class EvaluationConfig(HybridMapperConfig, EmbeddingMapperConfig, LlmMapperConfi
     # benchmarking protocol plus the dataset's lexicon; offline), "llm" (LOVE, the Self-Seg paper), "embedding"
     # (sentence-transformers cosine) or "hybrid" (lexical, then embedding where nothing relates).
     mapper: str = "lexical"
-    # mIoU convention: "detectron2" (classes absent from the ground truth are left out) or "mmseg"
-    # (predicted-but-absent classes count IoU 0).
-    miou_convention: str = "detectron2"
+    # mIoU convention: "mmseg" (predicted-but-absent classes count IoU 0, as mmsegmentation and Self-Seg's
+    # released evaluator compute it) or "detectron2" (classes absent from the ground truth are left out, as
+    # detectron2's current evaluator).
+    miou_convention: str = "mmseg"
     # cmIoU segments: "class" (all pixels of one label in an image) or "components" (8-connected pieces).
     cmiou_segments: str = "class"
     # Output folder of `selfseg benchmark` ("{name}" is replaced by the config's name).

@@ -8,10 +8,14 @@ drive several named metrics over one pass and return their results by name.
 - `SemSegEvaluator`: one dataset-level confusion matrix (detectron2's `SemSegEvaluator` design: reset /
   process / evaluate, ignore pixels in an extra bin), then per-class IoU, mIoU, pixel and mean accuracy
   under either convention:
-    * "detectron2" (default): a class with no ground-truth pixel in the whole set is left out of mIoU and
-      mean accuracy, even when it was predicted.
-    * "mmseg" (mmsegmentation): a class is left out only when it is neither in the ground truth nor
-      predicted; predicted-but-absent classes count IoU 0.
+    * "mmseg" (default): a class is left out of mIoU only when it is neither in the ground truth nor
+      predicted; predicted-but-absent classes count IoU 0. mmsegmentation's IoUMetric (the code of the
+      training-free papers whose benchmarks selfseg ships) and Self-Seg's released evaluator (a fork of
+      X-Decoder keeping detectron2's earlier formula) both compute this.
+    * "detectron2" (detectron2's current evaluator): a class with no ground-truth pixel in the whole set is
+      left out of mIoU, even when it was predicted.
+    Mean accuracy leaves out the classes with no ground truth under both. The two agree whenever every
+    class occurs in the ground truth of the images scored.
   Predictions may say "no class" (IGNORE) at a pixel: that pixel is a miss for its ground-truth class and
   a false positive for none.
 - `ClassAgnosticIoU`: the Self-Seg paper's cmIoU (Sect. 4.1): every ground-truth segment is matched to the
@@ -141,9 +145,9 @@ def _check_pair(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> tuple[np.
 class SemSegEvaluator:
     """Accumulate a (N+1) x (N+1) confusion matrix over a dataset: rows = prediction (row N: no class),
     columns = ground truth (column N: ignored). Reads `pred` and `gt`; `convention` decides which classes
-    mIoU and mean accuracy leave out."""
+    mIoU leaves out."""
 
-    def __init__(self, class_names: Sequence[str], convention: str = "detectron2") -> None:
+    def __init__(self, class_names: Sequence[str], convention: str = "mmseg") -> None:
         if convention not in CONVENTIONS:
             raise ValueError(f"convention: expected one of {CONVENTIONS}, got {convention!r}")
         self.class_names = list(class_names)

@@ -139,7 +139,7 @@ def test_benchmark_writes_predictions_and_results(baseline):
     assert d["images_per_second"] > 0 and d["processes"] == 1 and d["images_run_now"] == 5
     assert d["config"]["evaluation"]["dataset"] == "voc"
     md = (baseline / "results.md").read_text()
-    assert "| mIoU (detectron2) |" in md and "meaningless" in md and "## Config" in md
+    assert "| mIoU (mmseg) |" in md and "meaningless" in md and "## Config" in md
 
 
 def test_all_three_tasks_are_scored_and_reported(cs_baseline):

@@ -83,7 +83,7 @@ def test_ade_sample_no_class_predicted(tmp_path, capsys, ade_gt):
     best = [int((g == v).sum()) / int((g != IGNORE).sum())
             for g in ade_gt.values() for v in np.unique(g) if v != IGNORE]
     assert js["cmIoU"] == pytest.approx(np.mean(best)) and js["cmIoU_segments"] == len(best)
-    assert "mIoU (detectron2)" in out and " 0.00" in out
+    assert "mIoU (mmseg)" in out and " 0.00" in out
 
 
 def test_ade_sample_limit(tmp_path, capsys, ade_gt):
@@ -349,7 +349,12 @@ def test_coco_perfect_and_shifted_predictions(tmp_path, capsys, coco_tree):
                               write_preds(tmp_path / "shifted", shifted))
     js = json.loads((tmp_path / "shifted" / "scores.json").read_text())
     assert code == 0 and js["per_class"]["dog"]["iou"] == 0 and js["per_class"]["person"]["iou"] == 1
-    assert js["per_class"]["cat"]["iou"] is None  # no ground truth: not averaged
+    # mmseg's convention (the default): the cat, predicted with no ground truth, counts 0
+    assert js["per_class"]["cat"]["iou"] == 0 and js["mIoU"] == pytest.approx(5 / 7)
+    code, out, err = evaluate(capsys, "--dataset", "coco", "--root", root, "--predictions", tmp_path / "shifted",
+                              "--convention", "detectron2")
+    js = json.loads((tmp_path / "shifted" / "scores.json").read_text())
+    assert js["per_class"]["cat"]["iou"] is None  # detectron2's: no ground truth, not averaged
     assert js["mIoU"] == pytest.approx(5 / 6)  # sky, grass, person, tree, dining table; dog 0
 
 

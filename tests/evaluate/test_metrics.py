@@ -310,7 +310,7 @@ def test_convention_is_a_constructor_setting():
     with pytest.raises(ValueError, match="convention"):
         SemSegEvaluator(["a"], "coco")
     assert SemSegEvaluator(["a"], "mmseg").evaluate().convention == "mmseg"
-    assert SemSegEvaluator(["a"]).evaluate().convention == "detectron2"
+    assert SemSegEvaluator(["a"]).evaluate().convention == "mmseg"
 
 
 def test_a_metric_names_the_field_its_image_lacks():
