@@ -137,6 +137,7 @@ def test_cityscapes_rules(lexical_mappers, text, cls, rule, noun):
     ("ade20k", "a cast iron oven in the cabin", "oven"),
     ("ade20k", "the office chairs around the table", "chair"),
     ("coco", "the bathroom towels on the rack", "towel"),
+    ("coco", "the yellow fire hydrant", "fire hydrant"),  # the hydrant tagged an adverb, hung on the fire
     ("ade20k", "a dog runs across the field", "animal"),  # verbs stay verbs
     ("ade20k", "the boat rests on the shore", "boat"),
     # an adjective WordNet also lists as a noun is not a compound ("white" is a person, "small" a body part)

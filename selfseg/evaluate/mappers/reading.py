@@ -102,6 +102,8 @@ class Reader:
     _adjectives: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
     _frequencies: dict[str, int] = field(default_factory=dict, repr=False)
     _colours: dict[str, bool] = field(default_factory=dict, repr=False)
+    _verb_frequencies: dict[str, int] = field(default_factory=dict, repr=False)
+    _doings: dict[str, bool] = field(default_factory=dict, repr=False)
 
     @property
     def wn(self) -> Any:
@@ -135,9 +137,11 @@ class Reader:
     def _names_a_doing(self, word: str) -> bool:
         """Whether a noun's first WordNet sense is an act, an event, a process or a state ("standing",
         "eating", "swimming"), not a thing ("landing", "opening") or a work ("drawing")."""
-        senses = self.wn.synsets(word, pos=self.wn.NOUN)
-        doing = {self.wn.synset(n) for n in ("act.n.02", "event.n.01", "process.n.06", "state.n.02")}
-        return bool(senses) and not doing.isdisjoint(senses[0].closure(lambda x: x.hypernyms()))
+        if word not in self._doings:
+            senses = self.wn.synsets(word, pos=self.wn.NOUN)
+            doing = {self.wn.synset(n) for n in ("act.n.02", "event.n.01", "process.n.06", "state.n.02")}
+            self._doings[word] = bool(senses) and not doing.isdisjoint(senses[0].closure(lambda x: x.hypernyms()))
+        return self._doings[word]
 
     def adjective_nouns(self, word: str) -> tuple[str, ...]:
         """The nouns WordNet derives an adjective from ("grassy" -> "grass", "sandy" -> "sand")."""
@@ -281,9 +285,11 @@ class Reader:
 
     def verb_frequency(self, word: str) -> int:
         """How often WordNet's tagged corpus saw the word's base as a verb."""
-        base = self.verb(word)
-        return sum(lem.count() for s in self.wn.synsets(base, pos=self.wn.VERB) for lem in s.lemmas()
-                   if lem.name().lower() == base)
+        if word not in self._verb_frequencies:
+            base = self.verb(word)
+            self._verb_frequencies[word] = sum(lem.count() for s in self.wn.synsets(base, pos=self.wn.VERB)
+                                               for lem in s.lemmas() if lem.name().lower() == base)
+        return self._verb_frequencies[word]
 
     def _main(self, doc: Any) -> Any:
         """The token the description is about (its first sentence's): a noun root; for a verb root ("there is a
@@ -308,7 +314,7 @@ class Reader:
             # "the yellow fire hydrant", "a cast iron oven" tag the last noun an adjective or a participle, and
             # hang it on the word before: a word right after the root that WordNet knows only as a noun heads it
             after = root.doc[root.i + 1] if root.i + 1 < len(root.doc) else None
-            if after is not None and after.head.i == root.i and after.dep_ in ("amod", "acl") and \
+            if after is not None and after.head.i == root.i and after.dep_ in ("amod", "acl", "appos") and \
                     after.tag_ not in _NOUN_TAGS and self._is_noun(after):
                 return after
             # "a garbage truck collecting bins": the truck hangs off a participle that modifies the root
