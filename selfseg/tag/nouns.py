@@ -69,24 +69,26 @@ _DESCRIBING = {"big", "large", "little", "small", "tiny", "huge", "giant", "old"
 # and titles ("he", "me", "us", "or" as helium, Maine, United States, Oregon), which a lowercased caption's
 # pronouns and prepositions would match, so the few real ones are named rather than looked up.
 _SHORT_NOUNS = frozenset({"tv", "ox", "rv", "pc", "cd", "ax"})
-# Plurals that name one object (pluralia tantum: two legs, two blades, two lenses), each itself a WordNet noun
-# lemma for it. Their singular names something else ("short" is a baseball position, "pant" a breath, "glass"
-# the material) or nothing. Named, not looked up: WordNet lists ordinary plurals as lemmas too ("drawers",
-# "trunks", "cows", "arms"), and those must become "drawer", "trunk", "cow", "arm". Plurals whose WordNet
-# lemma is the singular ("jeans": jean, "headphones": headphone) keep WordNet's name, as every other noun does.
+# Plurals that name one object (pluralia tantum: two legs, two blades, two lenses). Their singular names something
+# else ("short" is a baseball position, "pant" a breath, "glass" the material), nothing, or the object in words
+# no one uses for it (WordNet's "jean", "trouser", "legging"): a tag is also a detector's text prompt and a
+# dataset's class name, so it stays the word people write, as the VLM taggers' tags do. Named, not looked up:
+# WordNet lists ordinary plurals as lemmas too ("drawers", "trunks", "cows", "arms"), and those must become
+# "drawer", "trunk", "cow", "arm".
 _PLURALIA_TANTUM = frozenset({
     "shorts", "pants", "slacks", "tights", "briefs", "knickers", "breeches", "underpants", "sweatpants", "clothes",
-    "scissors", "pliers", "tongs", "shears",
-    "glasses", "eyeglasses", "spectacles", "sunglasses", "goggles", "binoculars",
+    "jeans", "trousers", "leggings", "pajamas", "pyjamas", "overalls", "suspenders",
+    "scissors", "pliers", "tongs", "shears", "tweezers",
+    "glasses", "eyeglasses", "spectacles", "sunglasses", "goggles", "binoculars", "headphones", "earphones",
 })
 
 
 def _counted(tok: Any) -> bool:
-    """Whether a plural is read as many of its singular: after a number ("two glasses") or before "of"
-    ("glasses of milk": drinking glasses, not spectacles)."""
+    """Whether a plural is read as many of its singular: after a number ("two glasses"), or "glasses" before
+    "of" ("glasses of milk": drinking glasses, not spectacles; "the jeans of the man" are still jeans)."""
     doc = tok.doc
     after = doc[tok.i + 1].text if tok.i + 1 < len(doc) else ""
-    return (tok.i > 0 and doc[tok.i - 1].tag_ == "CD") or after == "of"
+    return (tok.i > 0 and doc[tok.i - 1].tag_ == "CD") or (after == "of" and tok.text == "glasses")
 
 
 def _singular_readings(word: str) -> list[str]:
@@ -305,7 +307,9 @@ class NounExtractor:
                     tok = toks[k]
                     # a plural, or a noun the tagger called an adjective ("geese"), is read for its singular
                     if tok.tag_ in _PLURAL_TAGS or tok.tag_ in ("JJ", "NNP"):
-                        found = self._wordnet_noun([self._singular(tok)])
+                        single = self._singular(tok)
+                        # WordNet names some plural-only nouns by a singular ("jeans": jean); they stay
+                        found = single if single in _PLURALIA_TANTUM else self._wordnet_noun([single])
                     found = found or self._wordnet_noun([tok.text])
                 thing = k_next > k + 1 or self._colour_is_a_thing(toks, noun, k)  # a compound is no colour
                 if found and self._keep(found, thing) and found not in nouns:

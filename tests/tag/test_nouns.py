@@ -134,9 +134,10 @@ def test_a_colour_opens_no_compound_whatever_the_tagger_calls_it(extract, captio
     ("a pair of scissors and some clothes on a bed", ["scissors", "clothes", "bed"]),
     ("a man with binoculars", ["man", "binoculars"]),
     ("tongs and pliers on a table", ["tongs", "pliers", "table"]),
-    # where WordNet's name is the singular, it is the name used, as for any noun
-    ("a man in jeans and trousers", ["man", "jean", "trouser"]),
-    ("a woman wearing headphones", ["woman", "headphone"]),
+    # also where WordNet names them by a singular no one writes ("jean", "trouser"), and after "of"
+    ("a man in jeans and trousers", ["man", "jeans", "trousers"]),
+    ("a woman wearing headphones", ["woman", "headphones"]),
+    ("the jeans of the man", ["jeans", "man"]),
     # counted, or with "of", glasses are drinking glasses
     ("two glasses of wine", ["glass", "wine"]),
     # ordinary plurals, those WordNet lists as lemmas too, become singular; "people" stays
@@ -152,8 +153,9 @@ def test_plurals_that_name_one_object_stay_plural(extract, caption, expected):
 
 def test_the_listed_short_and_plural_nouns_are_wordnet_things():
     """The lists are named, not looked up; each entry must still be what its comment says: a two-letter
-    WordNet noun for a made thing or an animal, or a plural WordNet lists as its own lemma for a garment,
-    an implement or a device (tongs and spectacles are devices there)."""
+    WordNet noun for a made thing or an animal, or a plural WordNet lists, as its own lemma or by its
+    singular ("jeans": jean), for a garment, an implement or a device (tongs and spectacles are devices
+    there)."""
     from selfseg.resources import load_wordnet
     from selfseg.tag.nouns import _PLURALIA_TANTUM, _SHORT_NOUNS
 
@@ -163,7 +165,8 @@ def test_the_listed_short_and_plural_nouns_are_wordnet_things():
                                                                                      "noun.animal"}, word
     kinds = {wn.synset(n) for n in ("clothing.n.01", "implement.n.01", "device.n.01")}
     for word in _PLURALIA_TANTUM:
-        own = [s for s in wn.synsets(word, wn.NOUN) if word in (n.lower() for n in s.lemma_names())]
+        names = {word, wn.morphy(word, wn.NOUN)}
+        own = [s for s in wn.synsets(word, wn.NOUN) if names & {n.lower() for n in s.lemma_names()}]
         assert any(kinds & set(path) for s in own for path in s.hypernym_paths()), word
 
 
@@ -222,7 +225,8 @@ def test_hard_captions_agree_with_a_careful_reading(extract):
     anything was changed for it: 70.6% exactly, F1 0.904 (before the corrections: 67.8%, 0.882); after
     the rules its misses led to (sizes and ages, colour modifiers, modal "can"): 75.6%, 0.919; with its
     amount and place words among the stop words: 78.9%, 0.926; with plurals that name one object kept
-    ("shorts", "pants"): 80.0%, 0.931."""
+    ("shorts", "pants"): 80.0%, 0.931; with those WordNet names by a singular kept plural too ("jeans",
+    "headphones"; three rows re-read to the plural): 80.6%, 0.933."""
     rows = _dev_rows("nouns_hard.tsv")
     assert len(rows) == 180
     captions, gold = [c for c, _ in rows], [g for _, g in rows]
