@@ -577,7 +577,7 @@ def config_table() -> str:
     # Readers that are not registered components.
     for place, who in (("model", "every component (the shared model section)"), ("run", "the pipeline"),
                        ("segment", "the pipeline"), ("segment", "prompt enrichment"), ("vlm", "prompt enrichment"),
-                       ("evaluation", "`selfseg benchmark`")):
+                       ("evaluation", "`selfseg benchmark`"), ("label", "`selfseg label`")):
         readers.setdefault(place, []).append(who)
     rows += ["", "| section | defined in | read by |", "|---|---|---|"]
     for name, cls in sections():

@@ -292,6 +292,10 @@ def test_readme_config_table_is_generated_from_the_blocks(repo):
     assert start in readme and end in readme
     table = readme.split(start, 1)[1].split(end, 1)[0]
     assert table.strip() == config_table().strip(), "stale README config table: run python -m selfseg.config README.md"
+    # every section names what reads it
+    below = table.split("| section | defined in | read by |", 1)[1]
+    sections = [line.split("|") for line in below.splitlines() if line.startswith("| `")]
+    assert sections and all(cells[3].strip() for cells in sections), [c[1] for c in sections if not c[3].strip()]
 
 
 def test_every_config_field_is_documented_where_its_block_is_defined():
