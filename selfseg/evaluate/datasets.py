@@ -738,13 +738,18 @@ def _read_coco_object(path: Path) -> np.ndarray:
 FOLDER_LAYOUT = """  <root>/
     classes.txt          (one class per line, index = line number; ';' separates synonyms)
     images/<id>.<jpg|png|...>
-    masks/<id>.png       (class indices; 255 = ignored)"""
+    masks/<id>.png       (class indices; 255 = ignored)
+  or, split by split (as `selfseg label` writes a dataset), <root>/<split>/images/ and <root>/<split>/masks/"""
 
 
 def _find_folder(root: Path, split: str) -> list[Sample]:
     imgs = root / split / "images" if (root / split / "images").is_dir() else root / "images"
     masks = imgs.parent / "masks"
     if not imgs.is_dir() or not masks.is_dir():
+        splits = sorted(p.parent.name for p in root.glob("*/images") if (p.parent / "masks").is_dir())
+        if splits:  # split by split, without this one ("selfseg label" put every image in train)
+            raise DatasetError(f"folder dataset: no {split}/images/ and {split}/masks/ under {root}: its splits are "
+                               f"{', '.join(splits)} (--split / evaluation.split)")
         raise DatasetError(f"folder dataset: no images/ and masks/ under {root}; expected layout:\n{FOLDER_LAYOUT}")
     return _pair(imgs, masks, ".png", image_exts=_IMAGE_EXTS)
 

@@ -716,6 +716,15 @@ def test_folder_root_without_images_names_the_layout(tmp_path):
     assert FOLDER_LAYOUT in str(exc.value)
 
 
+def test_folder_split_missing_names_the_splits_there(tmp_path):
+    """A dataset `selfseg label` wrote with every image in train: --split val names the splits it has."""
+    make_folder(tmp_path / "train", {"x": [[0, 1]]})
+    (tmp_path / "classes.txt").write_text("a\nb\n")
+    with pytest.raises(DatasetError, match=r"no val/images/ and val/masks/ under .*: its splits are train \("):
+        load_dataset("folder", tmp_path, split="val")
+    assert [s.id for s in load_dataset("folder", tmp_path, split="train").samples] == ["x"]
+
+
 def test_folder_nonexistent_root_names_the_layout(tmp_path):
     with pytest.raises(DatasetError) as exc:
         load_dataset("folder", tmp_path / "nope")
