@@ -750,6 +750,9 @@ def entry() -> None:
     flushes its output and ends without the interpreter's teardown."""
     import signal
 
+    from . import interrupts
+
+    interrupts.install()
     try:
         code = main()
     except KeyboardInterrupt:  # a second Ctrl-C before the first one's line was printed

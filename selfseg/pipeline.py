@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import interrupts
 from .config import Config, load_config, uses_tiny
 from .errors import ConfigError, DeviceError, SelfSegError
 from .io import ImageInput, LoadedImage, atomic_write, input_name, load_image
@@ -122,6 +123,7 @@ class SelfSeg:
             yield from self._segment_batch(pending)
 
     def _segment_batch(self, items: Sequence[BatchItem]) -> Iterator[BatchItem]:
+        interrupts.check()
         ok = [i for i in items if i.ok]
         planned: dict[int, SegmentPlan] = {}
         for item in ok:
@@ -274,6 +276,7 @@ class SelfSeg:
             yield p if isinstance(p, BatchItem) else next(results)
 
     def _run(self, batch: Sequence[LoadedImage]) -> Iterator[BatchItem]:
+        interrupts.check()
         error = None
         try:
             results = list(self.tagger.tag_batch(batch))

@@ -29,6 +29,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
+from .. import interrupts
 from ..config import Config
 from ..errors import ConfigError, DatasetError, SelfSegError
 from ..runs import file_stat
@@ -304,6 +305,7 @@ def run_benchmark(config: Config, out: str | Path | None = None, limit: int | No
             raise ConfigError(problem) if dist.rank == 0 else SystemExit(2)
         t0 = time.perf_counter()
         ran, failed = _predict(config, dataset, samples, pred_dir, dist, quiet)
+        interrupts.check()  # a Ctrl-C lost in a finaliser during the last batch stops before scoring
         wall = time.perf_counter() - t0
         counts = dist.gather((ran, failed, wall))
         if dist.rank != 0:
