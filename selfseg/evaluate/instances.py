@@ -5,7 +5,8 @@ Ground truth is a COCO instances JSON; predictions a COCO results list (image_id
 as RLE, score; a bbox is derived from the mask where missing). Mask AP ranks sizes by the mask's area: a
 result's box is dropped for it, as detectron2 does, since pycocotools' loadRes would take the box's area. Checked before
 COCOeval sees them, each a one-line error naming the file: an image or category the ground truth lacks, a
-mask whose size is not its image's, a missing field. An empty results list is scored by COCOeval as no
+mask whose size is not its image's, RLE counts that are corrupt or cover another number of pixels, a missing
+field. An empty results list is scored by COCOeval as no
 detection at all (AP 0 where there is ground truth), where `loadRes` itself would fail on it.
 """
 from __future__ import annotations
@@ -30,6 +31,40 @@ def _read_json(path: str | Path, what: str) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise DatasetError(f"{path}: cannot read the {what} ({str(exc).splitlines()[0]})") from None
+
+
+def rle_pixels(counts: str | bytes) -> int | None:
+    """The number of pixels a compressed COCO RLE string covers (the sum of its runs), or None when it is no
+    such string: a character outside the format, a run cut short, or a negative run. pycocotools takes any
+    string (a corrupt one gives an area of 4294967290 on a 512 x 683 image, a truncated one a smaller
+    mask), so a results file is read run by run here first. The format: each run is written as 5-bit groups
+    in characters from '0', a set 0x20 bit meaning another group follows and 0x10 in the last group the
+    sign; from the fourth run on, a run is stored as its difference from the run two before."""
+    import numpy as np
+
+    text = counts.encode("ascii", "replace") if isinstance(counts, str) else bytes(counts)
+    c = np.frombuffer(text, dtype=np.uint8).astype(np.int64) - 48
+    if c.size == 0:
+        return 0
+    if c.min() < 0 or c.max() > 63 or c[-1] & 0x20:
+        return None
+    last = (c & 0x20) == 0  # the last group of each run
+    run = np.concatenate([[0], np.cumsum(last)[:-1]])  # the run each character belongs to
+    starts = np.flatnonzero(np.concatenate([[True], last[:-1]]))
+    place = np.arange(c.size) - starts[run]  # a group's place in its run: bits 5 * place and up
+    if place.max() > 11:  # beyond 60 bits: no run of a real image
+        return None
+    x = np.add.reduceat((c & 0x1F) << (5 * place), starts)
+    negative = (c[last] & 0x10) != 0
+    x = np.where(negative, x - (1 << (5 * (place[last] + 1))), x)
+    runs = x.copy()
+    for parity in (0, 1):  # runs 3, 5, 7, ... and 4, 6, 8, ... add the run two before
+        first = 3 if parity else 2
+        if runs.size > first:
+            runs[first::2] = np.cumsum(x[first::2]) + (x[first - 2] if parity else 0)
+    if (runs < 0).any():
+        return None
+    return int(runs.sum())
 
 
 def _check_results(results: Any, gt: dict[str, Any], where: str) -> list[dict[str, Any]]:
@@ -57,6 +92,11 @@ def _check_results(results: Any, gt: dict[str, Any], where: str) -> list[dict[st
         if list(seg["size"]) != [im.get("height"), im.get("width")]:
             raise DatasetError(f"{where}: result {k}: mask size {list(seg['size'])} is not image "
                                f"{r['image_id']!r}'s {[im.get('height'), im.get('width')]}")
+        covered = rle_pixels(seg["counts"])
+        if covered != im["height"] * im["width"]:
+            got = "are corrupt" if covered is None else f"cover {covered} pixels"
+            raise DatasetError(f"{where}: result {k}: its RLE counts {got}, not the {im['height']} x {im['width']} "
+                               f"= {im['height'] * im['width']} of its mask")
     return results
 
 

@@ -130,6 +130,11 @@ def test_mask_ap_sizes_objects_by_their_mask_not_their_box(tmp_path):
     (lambda r: r.update(score="high"), "expected a numeric score"),
     (lambda r: r.update(bbox=None), r"expected bbox \[x, y, w, h\]"),
     (lambda r: r["segmentation"].update(counts=5), "expected a compressed RLE segmentation"),
+    # pycocotools reads any string: a corrupt one as a mask of 4294967290 pixels, a cut one as a smaller mask
+    (lambda r: r["segmentation"].update(counts="garbage!!"), "its RLE counts are corrupt"),
+    (lambda r: r["segmentation"].update(counts=rle(square(4, 4, 10, (64, 32)))["counts"]),
+     r"its RLE counts cover 2048 pixels, not the 64 x 64 = 4096"),
+    (lambda r: r["segmentation"].update(counts=""), "cover 0 pixels"),
 ])
 def test_malformed_result_fields_are_one_line_errors(tmp_path, change, message):
     gt = gt_file(tmp_path, [(square(4, 4, 10), 1)])
@@ -137,6 +142,18 @@ def test_malformed_result_fields_are_one_line_errors(tmp_path, change, message):
     change(result)
     with pytest.raises(DatasetError, match=message):
         coco_instance_scores(gt, [result])
+
+
+def test_rle_pixels_reads_pycocotools_strings_run_by_run():
+    from selfseg.evaluate.instances import rle_pixels
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        h, w = (int(v) for v in rng.integers(1, 200, 2))
+        m = rng.random((h, w)) < rng.random()
+        assert rle_pixels(rle(m)["counts"]) == h * w
+        assert rle_pixels(rle(m)["counts"].encode()) == h * w
+    assert rle_pixels("garbage!!") is None and rle_pixels("P" * 12 + "0") is None  # 13 groups: no image's run
 
 
 def test_malformed_ground_truth_is_one_line_error(tmp_path):
