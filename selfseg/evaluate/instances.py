@@ -35,14 +35,15 @@ def _read_json(path: str | Path, what: str) -> Any:
 
 def rle_pixels(counts: str | bytes) -> int | None:
     """The number of pixels a compressed COCO RLE string covers (the sum of its runs), or None when it is no
-    such string: a character outside the format, a run cut short, or a negative run. pycocotools takes any
+    such string: a character outside the format, a run cut short, a negative run or one beyond 32 bits. pycocotools takes any
     string (a corrupt one gives an area of 4294967290 on a 512 x 683 image, a truncated one a smaller
     mask), so a results file is read run by run here first. The format: each run is written as 5-bit groups
     in characters from '0', a set 0x20 bit meaning another group follows and 0x10 in the last group the
     sign; from the fourth run on, a run is stored as its difference from the run two before."""
     import numpy as np
 
-    text = counts.encode("ascii", "replace") if isinstance(counts, str) else bytes(counts)
+    # as pycocotools reads a str (UTF-8): a non-ASCII character is bytes outside the format, never a '?'
+    text = counts.encode("utf-8") if isinstance(counts, str) else bytes(counts)
     c = np.frombuffer(text, dtype=np.uint8).astype(np.int64) - 48
     if c.size == 0:
         return 0
@@ -52,7 +53,7 @@ def rle_pixels(counts: str | bytes) -> int | None:
     run = np.concatenate([[0], np.cumsum(last)[:-1]])  # the run each character belongs to
     starts = np.flatnonzero(np.concatenate([[True], last[:-1]]))
     place = np.arange(c.size) - starts[run]  # a group's place in its run: bits 5 * place and up
-    if place.max() > 11:  # beyond 60 bits: no run of a real image
+    if place.max() > 6:  # pycocotools writes a run (a 32-bit count, or a difference of two) in at most 7 groups
         return None
     x = np.add.reduceat((c & 0x1F) << (5 * place), starts)
     negative = (c[last] & 0x10) != 0
@@ -62,7 +63,7 @@ def rle_pixels(counts: str | bytes) -> int | None:
         first = 3 if parity else 2
         if runs.size > first:
             runs[first::2] = np.cumsum(x[first::2]) + (x[first - 2] if parity else 0)
-    if (runs < 0).any():
+    if (runs < 0).any() or (runs >= 2**32).any():  # pycocotools keeps each run as a 32-bit count
         return None
     return int(runs.sum())
 

@@ -153,7 +153,10 @@ def test_rle_pixels_reads_pycocotools_strings_run_by_run():
         m = rng.random((h, w)) < rng.random()
         assert rle_pixels(rle(m)["counts"]) == h * w
         assert rle_pixels(rle(m)["counts"].encode()) == h * w
-    assert rle_pixels("garbage!!") is None and rle_pixels("P" * 12 + "0") is None  # 13 groups: no image's run
+    assert rle_pixels("garbage!!") is None and rle_pixels("P" * 7 + "0") is None  # 8 groups: no run of 32 bits
+    valid = rle(np.ones((64, 64), bool))["counts"]
+    assert rle_pixels(valid) == 4096 and rle_pixels(valid[:-1] + "\u00e9") is None  # non-ASCII is no '?'
+    assert rle_pixels("oooooo?") is None  # one run of about 2**34 pixels: beyond pycocotools' 32-bit counts
 
 
 def test_malformed_ground_truth_is_one_line_error(tmp_path):
