@@ -140,6 +140,13 @@ def test_cityscapes_rules(lexical_mappers, text, cls, rule, noun):
     ("coco", "the yellow fire hydrant", "fire hydrant"),  # the hydrant tagged an adverb, hung on the fire
     ("ade20k", "a dog runs across the field", "animal"),  # verbs stay verbs
     ("ade20k", "the boat rests on the shore", "boat"),
+    ("coco", "a man fishes from the pier", "person"),  # a doer before the verb is its subject
+    ("coco", "a man paragliding over the hills", "person"),  # an activity after him is no noun of his
+    # the noun before a participle the tagger made an adjective ("kitten", "foal"), a verb tagged a plural noun
+    ("coco", "a kitten playing with a toy mouse", "cat"),
+    ("coco", "a foal trotting beside its mother", "horse"),
+    ("coco", "a truck drives down the highway", "truck"),
+    ("cityscapes", "tire marks on the road", "road"),  # "marks" is seen as a noun often enough
     # an adjective WordNet also lists as a noun is not a compound ("white" is a person, "small" a body part)
     ("cityscapes", "a white shirt", None),
     ("voc", "a grey wall", None),
