@@ -755,6 +755,9 @@ def entry() -> None:
     interrupts.install()
     try:
         code = main()
+        if interrupts.interrupted() and code != 130:  # lost in a finaliser after the last check: said anyway
+            print("selfseg: interrupted", file=sys.stderr)
+            code = 130
     except KeyboardInterrupt:  # a second Ctrl-C before the first one's line was printed
         print("selfseg: interrupted", file=sys.stderr)
         code = 130

@@ -43,3 +43,28 @@ def test_the_pipeline_stops_before_its_next_batch(smoke_seg, ade_images, monkeyp
         next(smoke_seg.segment_many(ade_images[:1]))
     monkeypatch.setattr(interrupts, "_pending", False)
     assert next(smoke_seg.tag_many(ade_images[:1])).ok
+
+
+# The command itself: a Ctrl-C lost in a finaliser after the last check (here, while `main` returns).
+COMMAND = """
+import os, signal, sys, time
+from selfseg import cli
+
+class Finalised:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)
+
+def main(argv=None):
+    Finalised()
+    return 0
+
+cli.main = main
+sys.argv = ["selfseg"]
+cli.entry()
+"""
+
+
+def test_the_command_exits_130_after_a_lost_ctrl_c():
+    r = subprocess.run([sys.executable, "-c", COMMAND], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 130 and r.stderr.strip().endswith("selfseg: interrupted"), r.stderr
