@@ -187,14 +187,21 @@ def differences(old: Any, new: Any, path: str = "") -> list[str]:
         for k in sorted(set(old) | set(new), key=str):
             out += differences(old.get(k), new.get(k), f"{path}.{k}" if path else str(k))
         return out
-    return [] if old == new else [f"{path or 'settings'}: {_brief(old)} -> {_brief(new)}"]
+    if old == new:
+        return []
+    a, b = json.dumps(old), json.dumps(new)
+    at = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    return [f"{path or 'settings'}: {_brief(a, at)} -> {_brief(b, at)}"]
 
 
-def _brief(value: Any, width: int = 60) -> str:
-    """A value as JSON, cut to about `width` characters: a changed vocabulary or a whole sub-config on one
-    side would otherwise make the message that names the change run over many lines."""
-    text = json.dumps(value)
-    return text if len(text) <= width else text[:width - 3] + "..."
+def _brief(text: str, at: int, width: int = 60) -> str:
+    """About `width` characters of a value's JSON around `at`, where it first differs from the other side:
+    a changed vocabulary or a whole sub-config on one side would otherwise make the message run over many
+    lines, and a cut from the start alone could hide the change."""
+    if len(text) <= width:
+        return text
+    start = max(0, min(at - width // 3, len(text) - width))
+    return ("..." if start else "") + text[start:start + width] + ("..." if start + width < len(text) else "")
 
 
 class RunFolder:

@@ -508,6 +508,12 @@ def test_a_refused_resume_names_long_values_briefly(tmp_path):
     message = str(refused.value)
     assert 'a run with other settings (vocabulary: null -> ["word0", "word1", ' in message
     assert "word99" not in message and len(message) - len(str(out)) < 220
+    # two long values that differ late: each is shown where they differ
+    from selfseg.runs import differences
+
+    [line] = differences({"vocabulary": words}, {"vocabulary": [*words[:90], "changed", *words[91:]]})
+    before, after = line.removeprefix("vocabulary: ").split(" -> ")
+    assert '"word90"' in before and '"changed"' in after and "word0" not in line and len(line) < 160
 
 
 def test_one_file_under_two_names_has_two_results_and_both_resume(tmp_path):
