@@ -53,8 +53,9 @@ class ImageEval:
       predictions give their unmapped label map here, since cmIoU must not depend on the label mapping.
     predicted: the classes the image's tags map to, an entry None or IGNORE meaning no class (tag metrics).
     present: the classes in the ground truth, IGNORE allowed (tag metrics); None: those of `gt`.
-    failed: the image has no prediction (the model failed on it): `pred` says "no class" everywhere for mIoU,
-      and cmIoU scores each of its ground-truth segments 0 rather than against one whole-image segment.
+    failed: the image has no prediction (the model failed on it): `pred` is what predicting nothing means for
+      mIoU (no class, or the dataset's background where its unlabelled pixels are that), and cmIoU scores
+      each of its ground-truth segments 0 rather than against one whole-image segment.
     """
 
     gt: np.ndarray | None = None

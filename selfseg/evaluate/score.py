@@ -46,7 +46,7 @@ def find_prediction(pred_dir: Path, sample: Sample) -> Path | None:
     return None
 
 
-def score_label_maps(dataset: Dataset, pred_dir: str | Path, convention: str = "detectron2",
+def score_label_maps(dataset: Dataset, pred_dir: str | Path, convention: str = "mmseg",
                      cmiou_segments: str = "class", samples: Sequence[Sample] | None = None,
                      progress: Callable[[int], None] | None = None) -> EvaluationReport:
     """Score `<id>.png` label maps in the dataset's class indices (ignore value = no class)."""
@@ -141,7 +141,7 @@ def _found_by(seg: Any) -> dict[str, list[str]]:
 
 
 def score_open_vocabulary(dataset: Dataset, samples: Sequence[Sample], pred_dir: str | Path, mapper: LabelMapper,
-                          convention: str = "detectron2", cmiou_segments: str = "class", gt_aware: bool = False,
+                          convention: str = "mmseg", cmiou_segments: str = "class", gt_aware: bool = False,
                           levels: Sequence[str] | None = None,
                           progress: Callable[[int], None] | None = None) -> EvaluationReport:
     """Map every predicted name to a class with `mapper`, then score.

@@ -258,9 +258,9 @@ def test_predictions_from_another_config_are_refused(voc_root, baseline, tmp_pat
     with pytest.raises(ConfigError, match="captioning.cycles: 2 then, 3 now"):
         run_benchmark(_config(voc_root, "captioning.cycles=3"), out=out, quiet=True)
     # evaluation-only settings re-score the same predictions without running the models
-    report = run_benchmark(_config(voc_root, "evaluation.miou_convention=mmseg",
+    report = run_benchmark(_config(voc_root, "evaluation.miou_convention=detectron2",
                                    "evaluation.lexical_level=hyponym"), out=out, quiet=True)
-    assert report.extra["images_run_now"] == 0 and report.semseg.convention == "mmseg"
+    assert report.extra["images_run_now"] == 0 and report.semseg.convention == "detectron2"
 
 
 def test_settings_that_cannot_change_a_prediction_keep_the_predictions(voc_root, baseline, tmp_path):
