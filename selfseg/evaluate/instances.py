@@ -35,11 +35,12 @@ def _read_json(path: str | Path, what: str) -> Any:
 
 def rle_pixels(counts: str | bytes) -> int | None:
     """The number of pixels a compressed COCO RLE string covers (the sum of its runs), or None when it is no
-    such string: a character outside the format, a run cut short, a negative run or one beyond 32 bits. pycocotools takes any
-    string (a corrupt one gives an area of 4294967290 on a 512 x 683 image, a truncated one a smaller
-    mask), so a results file is read run by run here first. The format: each run is written as 5-bit groups
-    in characters from '0', a set 0x20 bit meaning another group follows and 0x10 in the last group the
-    sign; from the fourth run on, a run is stored as its difference from the run two before."""
+    such string: a character outside the format, a run cut short, a negative run or one beyond 32 bits.
+    pycocotools takes any string (a corrupt one gives an area of 4294967290 on a 512 x 683 image, a
+    truncated one a smaller mask), so a results file is read run by run here first. The format: each run is
+    written as 5-bit groups in characters from '0', a set 0x20 bit meaning another group follows and 0x10 in
+    the last group the sign; from the fourth run on, a run is stored as its difference from the run two
+    before."""
     import numpy as np
 
     # as pycocotools reads a str (UTF-8): a non-ASCII character is bytes outside the format, never a '?'
