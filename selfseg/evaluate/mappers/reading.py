@@ -333,8 +333,7 @@ class Reader:
             if root.tag_ == "NNS" and before and before[-1].i == root.i - 1 and \
                     self.verb(root.lower_) != root.lower_ and \
                     self.verb_frequency(root.lower_) > 5 * max(self.frequency(root.lower_),  # "shelves": shelf
-                                                               self.frequency(self.verb(root.lower_))) and \
-                    not any(c.dep_ in ("det", "nummod") for c in root.lefts if c.i > before[-1].i):
+                                                               self.frequency(self.verb(root.lower_))):
                 return before[-1]
             # "the yellow fire hydrant", "a cast iron oven" tag the last noun an adjective or a participle, and
             # hang it on the word before: a word right after the root that WordNet knows only as a noun heads it
