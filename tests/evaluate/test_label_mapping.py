@@ -141,6 +141,10 @@ def test_cityscapes_rules(lexical_mappers, text, cls, rule, noun):
     ("ade20k", "a dog runs across the field", "animal"),  # verbs stay verbs
     ("ade20k", "the boat rests on the shore", "boat"),
     ("coco", "a man fishes from the pier", "person"),  # a doer before the verb is its subject
+    ("coco", "the cat beds by the window", "bed"),  # ... unless the plural is almost never a verb
+    ("ade20k", "the man bags on the chair", "bag"),
+    ("coco", "the ski lifts on the mountain", None),  # a WordNet compound is no subject and its verb
+    ("coco", "the teak decking", None),  # a word tagged an adjective before an -ing word must be a doer
     ("coco", "a man paragliding over the hills", "person"),  # an activity after him is no noun of his
     # the noun before a participle the tagger made an adjective ("kitten", "foal"), a verb tagged a plural noun
     ("coco", "a kitten playing with a toy mouse", "cat"),

@@ -275,19 +275,29 @@ class Reader:
 
     def _mistagged_noun(self, t: Any) -> bool:
         """A verb the tagger made of a noun: one WordNet knows only as a noun ("a stainless steel oven", "the
-        school desks in the classroom"), or a plural after a word that is no doer (a person, an animal, a
-        group) and so reads as its compound, with no object, that WordNet's corpus saw far more often as a
-        noun than as a verb ("the office chairs around the table"; "a dog runs", "the boat rests", "a man
-        fishes", "the group cheers" are verbs)."""
+        school desks in the classroom"), or a plural with no object right after its compound word that
+        WordNet's corpus saw far more often as a noun than as a verb: twice as often after a thing ("the
+        office chairs around the table"; "the boat rests" is a verb), ten times after a doer, a person, an
+        animal or a group, who would be doing it ("the cat toys", "the man bags"; "a man fishes", "the group
+        cheers", "a dog barks" are verbs), or a compound WordNet knows ("the dog collars")."""
         if not t.tag_.startswith("VB"):
             return False
         if self._is_noun(t):
             return True
         before = t.doc[t.i - 1] if t.i else None
-        return t.tag_ == "VBZ" and before is not None and before.head.i == t.i and before.dep_ == "nsubj" and \
-            before.tag_ in _NOUN_TAGS and not self._doer(before.lower_) and \
-            not any(c.dep_ in ("dobj", "attr", "prt", "ccomp", "xcomp") for c in t.children) and \
-            self.frequency(t.lower_) > 2 * self.verb_frequency(t.lower_)
+        if not (t.tag_ == "VBZ" and before is not None and before.head.i == t.i and before.dep_ == "nsubj" and
+                before.tag_ in _NOUN_TAGS) or \
+                any(c.dep_ in ("dobj", "attr", "prt", "ccomp", "xcomp") for c in t.children):
+            return False
+        if self._compound_noun(before.lower_, t.lower_):
+            return True
+        return self.frequency(t.lower_) > (10 if self._doer(before.lower_) else 2) * self.verb_frequency(t.lower_)
+
+    def _compound_noun(self, first: str, plural: str) -> bool:
+        """Whether WordNet knows a word and a plural's singular as one noun, apart or joined ("dog collar",
+        "ski lift", "crosswalk")."""
+        one = self.noun(plural) or plural
+        return self.noun(f"{first} {one}") is not None or self.noun(f"{first}{one}") is not None
 
     def _doer(self, word: str) -> bool:
         """Whether a noun's first WordNet sense is a person, an animal or a group of them."""
@@ -319,9 +329,10 @@ class Reader:
             # first (an act, a process, a state: "a zebra standing", "a turtle swimming", rarer nouns than
             # the -ing word, or with no noun sense at all: "a pony trotting"), is a participle ("an office
             # building", "a pencil drawing" are nouns). The noun before may be tagged an adjective ("pony"),
-            # where WordNet knows it as no adjective.
+            # where WordNet knows it as no adjective and as a doer ("teak decking" is no teak).
             before = [c for c in root.lefts if c.dep_ in ("amod", "compound", "nsubj") and
-                      (c.tag_ in _NOUN_TAGS or c.tag_ == "JJ" and self._noun_not_adjective(c.lower_))]
+                      (c.tag_ in _NOUN_TAGS or c.tag_ == "JJ" and self._noun_not_adjective(c.lower_)
+                       and self._doer(c.lower_))]
             seen = self.frequency(root.lower_)
             if root.lower_.endswith("ing") and before and seen < _RARE_NOUN and \
                     (self.frequency(before[-1].lower_) > seen or self._names_a_doing(root.lower_)
@@ -332,6 +343,7 @@ class Reader:
             # "paw prints" and "coffee stains" are seen about three times as often, and stay nouns)
             if root.tag_ == "NNS" and before and before[-1].i == root.i - 1 and \
                     self.verb(root.lower_) != root.lower_ and \
+                    not self._compound_noun(before[-1].lower_, root.lower_) and \
                     self.verb_frequency(root.lower_) > 5 * max(self.frequency(root.lower_),  # "shelves": shelf
                                                                self.frequency(self.verb(root.lower_))):
                 return before[-1]
