@@ -44,7 +44,7 @@ def rle_pixels(counts: str | bytes) -> int | None:
     import numpy as np
 
     # as pycocotools reads a str (UTF-8): a non-ASCII character is bytes outside the format, never a '?'
-    text = counts.encode("utf-8") if isinstance(counts, str) else bytes(counts)
+    text = counts.encode("utf-8", "surrogatepass") if isinstance(counts, str) else bytes(counts)
     c = np.frombuffer(text, dtype=np.uint8).astype(np.int64) - 48
     if c.size == 0:
         return 0

@@ -156,6 +156,7 @@ def test_rle_pixels_reads_pycocotools_strings_run_by_run():
     assert rle_pixels("garbage!!") is None and rle_pixels("P" * 7 + "0") is None  # 8 groups: no run of 32 bits
     valid = rle(np.ones((64, 64), bool))["counts"]
     assert rle_pixels(valid) == 4096 and rle_pixels(valid[:-1] + "\u00e9") is None  # non-ASCII is no '?'
+    assert rle_pixels("0\ud800") is None  # a lone surrogate (JSON allows one): bytes outside the format
     assert rle_pixels("oooooo?") is None  # one run of about 2**34 pixels: beyond pycocotools' 32-bit counts
 
 
