@@ -189,7 +189,7 @@ def differences(old: Any, new: Any, path: str = "") -> list[str]:
         return out
     if old == new:
         return []
-    a, b = json.dumps(old), json.dumps(new)
+    a, b = json.dumps(old, ensure_ascii=False), json.dumps(new, ensure_ascii=False)
     at = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
     return [f"{path or 'settings'}: {_brief(a, at)} -> {_brief(b, at)}"]
 
