@@ -129,10 +129,13 @@ class Reader:
         """How often WordNet's tagged corpus saw the word as a noun."""
         if word not in self._frequencies:
             base = self.noun(word)
-            key = base.replace(" ", "_") if base else ""
-            self._frequencies[word] = sum(lem.count() for s in (self.wn.synsets(key, pos=self.wn.NOUN) if key else ())
-                                          for lem in s.lemmas() if lem.name().lower() == key)
+            self._frequencies[word] = self._seen(base.replace(" ", "_"), self.wn.NOUN) if base else 0
         return self._frequencies[word]
+
+    def _seen(self, lemma: str, pos: str) -> int:
+        """The tagged-corpus count of a WordNet lemma over its senses of one part of speech."""
+        return sum(lem.count() for s in self.wn.synsets(lemma, pos=pos) for lem in s.lemmas()
+                   if lem.name().lower() == lemma)
 
     def _noun_not_adjective(self, word: str) -> bool:
         """A word WordNet knows as a noun and not as an adjective ("pony", "lemur"; not "white", "wooden")."""
@@ -309,9 +312,7 @@ class Reader:
     def verb_frequency(self, word: str) -> int:
         """How often WordNet's tagged corpus saw the word's base as a verb."""
         if word not in self._verb_frequencies:
-            base = self.verb(word)
-            self._verb_frequencies[word] = sum(lem.count() for s in self.wn.synsets(base, pos=self.wn.VERB)
-                                               for lem in s.lemmas() if lem.name().lower() == base)
+            self._verb_frequencies[word] = self._seen(self.verb(word), self.wn.VERB)
         return self._verb_frequencies[word]
 
     def _main(self, doc: Any) -> Any:
@@ -336,7 +337,7 @@ class Reader:
             seen = self.frequency(root.lower_)
             if root.lower_.endswith("ing") and before and seen < _RARE_NOUN and \
                     (self.frequency(before[-1].lower_) > seen or self._names_a_doing(root.lower_)
-                     and self.noun(f"{before[-1].lower_} {root.lower_}") is None):  # "a zebra crossing"
+                     and not self._compound_noun(before[-1].lower_, root.lower_)):  # "a zebra crossing"
                 return before[-1]
             # "a bus drives past the station" tags the verb a plural noun with the bus its compound: a plural
             # WordNet's corpus saw five times as often as a verb is one ("drives", "walks"; "tire marks",
