@@ -8,7 +8,8 @@ counts of both add up to the instances seen.
 Without an ontology the classes come from the nouns, in this order:
 
 1. Normal form: lower case, whitespace, '_' and '-' collapsed to one space, articles and counts stripped, the
-   head (last) word singular (`selfseg.tag.parse.TagNormaliser`, the tag stage's rule: WordNet's morphology,
+   head word singular (the last, or the one before a first preposition: "pairs of shoes" -> "pair of shoes";
+   `selfseg.tag.parse.TagNormaliser`, the tag stage's rule: WordNet's morphology,
    a plural WordNet lists as a noun of its own kept only when its tagged corpus saw it more often than the
    singular, and plural-only nouns such as "glasses", "jeans", "people" kept), British spellings in
    `SPELLING` made American, and the hyphen put back where WordNet spells the compound with one ("t-shirt").

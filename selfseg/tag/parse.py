@@ -47,9 +47,11 @@ from __future__ import annotations
 
 import ast
 import bisect
+import io
 import itertools
 import json
 import re
+import tokenize
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -165,15 +167,19 @@ timestamp
 _BULLET_NOTE_HEADS = _RECORD_KEYS - _BULLET_ANSWER_HEADS
 _NOTE_HEAD = re.compile(r"(?:number|count|total|amount|time|colou?r|type|kind|size|description|caption|summary) of\b")
 _ARTICLES = ("a ", "an ", "the ", "some ")
+# Prepositions that end a name's head: "bunches of bananas" is many "bunch of bananas".
+_HEAD_ENDS = frozenset("of with in on at for from under over near by behind beside inside without".split())
+# Two quotes with only whitespace between them: where Python may join two string literals into one.
+_ADJACENT_QUOTES = re.compile(r"[\"']\s*[\"']")
 _MAX_REPLY = 32_000  # characters read of one reply (a runaway generation is not parsed to its end)
 # Placeholders models write for "nothing": never tags.
 _NULL_WORDS = frozenset({"none", "null", "nil", "n/a", "na", "nothing", "unknown", "other", "others", "etc",
                          "no objects", "not applicable", "empty"})
 # Plural nouns that name one object ("jeans" is one garment): never singularised.
 _PLURALIA_TANTUM = frozenset("""
-barracks bellows binoculars braces clothes earphones falls glasses goggles goods headphones jeans leggings
-overalls pajamas pants pliers people pyjamas rapids scissors shorts spectacles stairs sunglasses suspenders
-tights tongs trousers trunks tweezers
+barracks bellows binoculars bloomers braces clothes earphones falls fries glasses goggles goods headphones jeans
+jodhpurs khakis leggings nylons overalls pajamas pants pliers people pyjamas rapids scissors scrubs shorts
+spectacles stairs sunglasses suspenders tights tongs trousers trunks tweezers waders
 """.split())
 
 
@@ -235,13 +241,35 @@ def _json_values_at(text: str) -> Iterable[tuple[int, int, Any]]:
         # A Python literal without a string holds no name ("[x]", "[1, 2,]"): not worth compiling.
         if end - m.start() < 20_000 and ("'" in span or '"' in span):
             try:
-                value = ast.literal_eval(span)
+                value = ast.literal_eval(_comma_between_strings(span))
             except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
                 value = _python_strings(span)
                 if value is None:
                     continue
             skip_to = end + 1
             yield m.start(), end + 1, value
+
+
+def _comma_between_strings(span: str) -> str:
+    """`span` with a comma between string literals that only whitespace parts: Python would join them into
+    one ('["dog" "cat"]' is ["dogcat"]), and a model that forgets a comma means two names."""
+    if not _ADJACENT_QUOTES.search(span):
+        return span
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(span).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return span
+    starts = [0, *itertools.accumulate(len(line) for line in span.splitlines(keepends=True))]
+    cuts, previous = [], None
+    for tok in tokens:
+        if tok.type in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT):
+            continue
+        if tok.type == tokenize.STRING and previous is not None and previous.type == tokenize.STRING:
+            cuts.append(starts[previous.end[0] - 1] + previous.end[1])
+        previous = tok
+    for cut in reversed(cuts):
+        span = span[:cut] + "," + span[cut:]
+    return span
 
 
 def _python_strings(span: str) -> list[str] | None:
@@ -648,10 +676,14 @@ class TagNormaliser:
             whole = self._wn.morphy("_".join(words), self._wn.NOUN)
             if whole:
                 return whole.split("_")
-        return words[:-1] + [self._singular_word(words[-1])]
+        # The head of "pairs of shoes" or "dogs on leashes" is the word before the first preposition.
+        head = next((i - 1 for i, w in enumerate(words) if i > 0 and w in _HEAD_ENDS), len(words) - 1)
+        if words[head] == "glasses" and words[head + 1:head + 2] == ["of"]:  # "glasses of wine": drinking glasses
+            return words[:head] + ["glass"] + words[head + 1:]
+        return words[:head] + [self._singular_word(words[head])] + words[head + 1:]
 
     def _singular_word(self, word: str) -> str:
-        if word in _PLURALIA_TANTUM:
+        if word in _PLURALIA_TANTUM or word.endswith("ss"):  # "plexiglass" is no plural of "plexiglas"
             return word
         wn = self._wn
         # Every base form WordNet's morphology allows, the word itself first when it is a lemma.
@@ -666,8 +698,9 @@ class TagNormaliser:
 
         # Several base forms ("lenses": lens / lense): the commonest.
         best = max(others, key=count)
-        # Both are nouns ("shoes" / "shoe", "species" / "specie"): keep the plural when it is the commoner.
-        if word in forms and count(word) >= count(best):
+        # Both are nouns ("shoes" / "shoe", "species" / "specie"): keep the plural when the corpus saw it more
+        # often ("shakers" / "shaker": neither seen, the singular).
+        if word in forms and count(word) > count(best):
             return word
         return best
 

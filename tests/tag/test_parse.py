@@ -40,6 +40,15 @@ from selfseg.tag.parse import TagNormaliser, find_object, parse_tags
     ('["dog", "None", "null", "N/A", "2 cats", "cup (2)", "bird x3"]', ["dog", "cat", "cup", "bird"]),
     # plural choice: the commonest base form; plural-only nouns kept
     ('["lenses", "spectacles", "falls", "braces"]', ["lens", "spectacles", "falls", "braces"]),
+    # neither form seen in WordNet's corpus: the singular; plural-only clothes and food; "ss" is no plural
+    ('["shakers", "dumplings", "fries", "scrubs", "plexiglass", "ingress"]',
+     ["shaker", "dumpling", "fries", "scrubs", "plexiglass", "ingress"]),
+    # the head before a preposition is singularised, not the last word; drinking glasses before "of"
+    ('["pairs of shoes", "bunches of bananas", "dogs on leashes", "glasses of wine", "pair of scissors"]',
+     ["pair of shoes", "bunch of bananas", "dog on leashes", "glass of wine", "pair of scissors"]),
+    # a forgotten comma between two names (Python would join them into one string)
+    ('["dog" "cat", "tree"]', ["dog", "cat", "tree"]),
+    ("['boat'\n 'water']", ["boat", "water"]),
     # several lists, each behind a label: joined (plain, markdown bold, numbered, each in its own fence)
     ('Objects: ["dog", "ball"]\nBackground: ["grass", "sky"]', ["dog", "ball", "grass", "sky"]),
     ('**Objects:** ["dog"]\n**Background:** ["grass"]', ["dog", "grass"]),
