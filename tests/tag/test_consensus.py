@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -363,10 +364,65 @@ def test_identical_features_give_one_cluster(pos_dim, jitter):
     assert chain.labels.shape == (32, 32) and np.isfinite(chain.votes).all()
 
 
-def test_features_too_large_for_float32_distances_are_refused():
+@pytest.mark.parametrize("consensus", ["coassoc", "chain"])
+def test_features_beyond_float32_distances_are_refused(consensus):
+    # 1e17: each squared norm fits float32, but k-means++'s sum over the patches does not (the cut had
+    # been 6 clusters at cmIoU 0.45); 1e-25: the squares vanish and every patch looked the same.
+    scene = planted_scene(4, 1.0, 0)
+    for scale, word in [(1e19, "too large"), (1e17, "too large"), (1e-25, "too small")]:
+        with pytest.raises(ValueError, match=word):
+            ensemble_cluster([x * scale for x in scene.features], consensus=consensus)
+    # within the range, the scale changes nothing (k-means and the cut are scale-free without the encoding)
+    plain = ensemble_cluster(scene.features, seed=0, coassoc_pos_dim=0)
+    for scale in (1e-12, 1e12):
+        scaled = ensemble_cluster([x * scale for x in scene.features], seed=0, coassoc_pos_dim=0)
+        assert np.array_equal(scaled.labels, plain.labels), scale
+
+
+def test_features_in_any_numpy_layout_or_tracking_gradients_cluster_alike():
     f = planted_scene(4, 1.0, 0).features
-    with pytest.raises(ValueError, match="squared norms"):
-        ensemble_cluster([x * 1e19 for x in f])
+    want = ensemble_cluster(f, seed=0).labels
+    flipped = [np.ascontiguousarray(x[::-1, ::-1])[::-1, ::-1] for x in f]  # negative strides
+    swapped = [x.astype(">f4") for x in f]  # byte-swapped
+    frozen = []
+    for x in f:
+        y = x.copy()
+        y.flags.writeable = False
+        frozen.append(y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns of a read-only array and of a tensor that needs grad
+        for feats in (flipped, swapped, frozen, [torch.tensor(x, requires_grad=True) for x in f]):
+            assert np.array_equal(ensemble_cluster(feats, seed=0).labels, want)
+
+
+def test_runs_in_any_numpy_layout_give_the_same_coassociation():
+    from selfseg.tag.clustering import coassociation
+
+    runs = [np.random.default_rng(i).integers(0, 3, (6, 6)) for i in range(3)]
+    want = coassociation(runs)
+    # negative strides (equal values), byte-swapped
+    for layout in ([np.ascontiguousarray(r[::-1])[::-1] for r in runs], [r.astype(">i8") for r in runs]):
+        assert torch.equal(coassociation(layout), want)
+
+
+@pytest.mark.parametrize("features", [np.zeros((8, 8, 4), np.float32), np.zeros((2, 8, 8, 4), np.float32),
+                                      torch.zeros(8, 8, 4)])
+def test_one_array_instead_of_a_list_of_scales_is_one_line(features):
+    with pytest.raises(ValueError, match=r"expected a list of \(h, w, d\) feature maps, one per scale"):
+        ensemble_cluster(features)
+
+
+def test_text_features_are_refused():
+    with pytest.raises(ValueError, match="expected numeric patch features"):
+        ensemble_cluster([np.full((4, 4, 2), "a")])
+
+
+def test_large_seeds_give_their_runs_seeds_no_smaller_seed_gives():
+    from selfseg.tag.clustering.ensemble import _run_seed
+
+    # SeedSequence pads [seed, i] with zeros, so 5 + 7 * 2**32 with run 0 read as 5 with run 7
+    assert _run_seed(5, 7) != _run_seed(5 + 7 * 2**32, 0)
+    assert len({_run_seed(s, i) for s in (0, 1, 2**32, 2**32 + 1, 2**63 - 1) for i in range(20)}) == 100
 
 
 @pytest.mark.parametrize("consensus", ["coassoc", "chain"])
@@ -432,3 +488,18 @@ def test_stage_clocks_wait_for_the_gpu_they_time(monkeypatch):
     ensemble._now(torch.device("cpu"))
     ensemble._now(torch.device("cuda:1"))
     assert waited == ["cuda:1"]
+
+
+def test_runs_are_resized_as_opencv_inter_nearest_resizes():
+    from selfseg.tag.clustering.ensemble import _to_grid
+
+    def rows(small, big):
+        grid = torch.arange(small).reshape(small, 1).expand(small, 3)
+        return _to_grid(grid[None], (big, 3))[0, :, 0].tolist()
+
+    # the default scales: floor(y * 24 / 32)
+    assert rows(24, 32) == [y * 24 // 32 for y in range(32)]
+    # OpenCV computes y * (1 / (18 / 14)) in double: 6.9999999999999991 for y = 9, so row 6, where the exact
+    # floor(9 * 14 / 18) is 7 (torch's float32 "nearest" gave 7 as well)
+    assert rows(14, 18)[9] == 6
+    assert rows(5, 5) == list(range(5)) and rows(1, 4) == [0] * 4

@@ -51,9 +51,11 @@ def align_runs(runs: list[torch.Tensor], cost: str = "iou") -> tuple[list[torch.
         if i == ref_idx:
             aligned.append(ref)
             continue
-        rows, cols = linear_sum_assignment(match_cost(run, ref, cost))
+        # (reference, run) as the released code orders the matrix: where two matchings cost the same, the
+        # solver's choice depends on the orientation.
+        refs, mine = linear_sum_assignment(match_cost(ref, run, cost))
         lut = torch.empty(counts[i], dtype=torch.long)
-        lut[torch.as_tensor(rows)] = torch.as_tensor(cols, dtype=torch.long)
+        lut[torch.as_tensor(mine)] = torch.as_tensor(refs, dtype=torch.long)
         aligned.append(lut.to(run.device)[run])
     return aligned, ref_idx
 

@@ -85,12 +85,17 @@ def _stack(runs: Sequence[Any]) -> torch.Tensor:
         raise ValueError("expected at least one labeling, got none")
     if isinstance(runs, torch.Tensor) and runs.ndim == 2:
         return runs
-    runs = [r if isinstance(r, torch.Tensor) else torch.as_tensor(np.asarray(r)) for r in runs]
+    # a copy for a flipped, byte-swapped or read-only array, which torch takes no view of
+    runs = [r if isinstance(r, torch.Tensor) else torch.from_numpy(_native(np.asarray(r))) for r in runs]
     n = runs[0].numel()
     bad = [run.numel() for run in runs if run.numel() != n]
     if bad:
         raise ValueError(f"expected labelings of one grid, got {n} and {bad[0]} patches")
     return torch.stack([run.flatten() for run in runs])
+
+
+def _native(a: np.ndarray) -> np.ndarray:
+    return np.array(a, dtype=a.dtype.newbyteorder("="))
 
 
 def lifetime_cut(coassoc: torch.Tensor, k_max: int) -> Consensus:

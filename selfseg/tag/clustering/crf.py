@@ -2,8 +2,9 @@
 
 We own this instead of depending on crfseg because crfseg loops over the batch in Python, pulls in
 torchvision, and keeps parameters as nn.Parameters; the maths is the same and a test checks it against
-crfseg itself: `filter_size`-tap separable Gaussian whose 1-D kernels have a zero centre tap, zero
-padding, Potts compatibility, and `x <- unary + weight * smooth(softmax(x))` for `iters` steps.
+crfseg itself: `filter_size`-tap separable Gaussian whose 1-D kernels have a zero centre tap (so no
+message along a patch's own row or column), zero padding, Potts compatibility, and
+`x <- unary + weight * smooth(softmax(x))` for `iters` steps.
 """
 from __future__ import annotations
 
@@ -14,7 +15,11 @@ import torch.nn.functional as F
 def _kernel1d(theta: float, size: int, device, dtype) -> torch.Tensor:
     d = torch.arange(-(size // 2), size // 2 + 1, device=device, dtype=dtype)
     k = torch.exp(-((d / theta) ** 2) / 2)
-    k[size // 2] = 0  # crfseg's zero centre: a patch sends no message to itself
+    # crfseg's zero centre tap. The 2-D kernel is the product of two such 1-D kernels, so it is zero on the
+    # whole centre row and column: a patch hears its diagonal neighbours (0.21 each at theta 0.8) and those
+    # further off both axes, never the four that share an edge with it. Kept, as crfseg and the released
+    # code smooth this way.
+    k[size // 2] = 0
     return k
 
 

@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..result import ClusterMaps
 from .align import align_runs, contiguous, vote_distribution
@@ -44,7 +43,15 @@ def _sincos_2d(h: int, w: int, dim: int, device: torch.device) -> torch.Tensor:
 
 
 def _as_tensor(f: Any, device: Any) -> torch.Tensor:
-    t = f if isinstance(f, torch.Tensor) else torch.as_tensor(np.asarray(f))
+    if isinstance(f, torch.Tensor):
+        t = f.detach()
+    else:
+        a = np.asarray(f)
+        if a.dtype.kind not in "biuf":
+            raise ValueError(f"expected numeric patch features, got an array of {a.dtype}")
+        # torch takes no flipped (negative-stride), byte-swapped or read-only array as it is
+        a = np.ascontiguousarray(a, dtype=np.float32)
+        t = torch.from_numpy(a if a.flags.writeable else a.copy())
     if t.ndim != 3:
         raise ValueError(f"expected each feature map as (h, w, d), got shape {tuple(t.shape)}")
     if t.numel() == 0:
@@ -53,11 +60,32 @@ def _as_tensor(f: Any, device: Any) -> torch.Tensor:
     # k-means on a NaN silently assigns garbage (every comparison with it is false), so refuse it here.
     if not bool(torch.isfinite(t).all()):
         raise ValueError("expected finite patch features, got NaN or inf")
-    # k-means compares squared norms: values so large that those overflow would turn distances into NaN.
-    if not bool(torch.isfinite((t * t).sum(-1)).all()):
-        raise ValueError("expected patch features whose squared norms fit float32, got values too large "
-                         f"(largest {float(t.abs().max()):.3g}); scale them down")
+    # k-means++ sums squared distances over every patch in float32: past its range they turn to inf, and
+    # below it to 0, and either way the starts are drawn blind. Measured in float64 so neither hides.
+    top = float(t.double().square().sum(-1).max())
+    n = t.shape[0] * t.shape[1]
+    if top * 4 * n > _F32_MAX:
+        raise ValueError("expected patch features whose squared distances, summed over the patches, fit "
+                         f"float32; got values too large (largest {float(t.abs().max()):.3g}); scale them down")
+    if 0 < top < _F32_SMALL:
+        raise ValueError("expected patch features whose squared norms float32 can tell apart; got values too "
+                         f"small (largest {float(t.abs().max()):.3g}); scale them up")
     return t
+
+
+_F32_MAX = float(torch.finfo(torch.float32).max)
+# A squared norm below this leaves squared distances in float32's subnormal range, or at zero.
+_F32_SMALL = 1e-30
+
+
+def _to_grid(labels: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """(n, h, w) label maps resized to `grid` by nearest neighbour as OpenCV's INTER_NEAREST does (the
+    released code's resize): target row y takes source row floor(y * (1 / (H / h))), in double precision.
+    torch's "nearest" computes the scale in float32 and picks another row for some sizes (14 -> 18)."""
+    rows, cols = (torch.as_tensor(np.minimum(np.floor(np.arange(big) * (1.0 / (big / small))), small - 1),
+                                  dtype=torch.long, device=labels.device)
+                  for small, big in zip(labels.shape[-2:], grid))
+    return labels.index_select(-2, rows).index_select(-1, cols)
 
 
 def _features(f: torch.Tensor, pos_dim: int) -> torch.Tensor:
@@ -86,8 +114,7 @@ def _kmeans_runs(
         found = kmeans_each(x, [min(int(k), h * w) for k in ks], n_init=cfg.kmeans_n_init,
                             max_iter=cfg.kmeans_max_iter, tol=cfg.kmeans_tol, seed=seed)
         for k, res in zip(ks, found):
-            lab = res.labels.reshape(1, 1, h, w).float()
-            runs.append(F.interpolate(lab, size=grid, mode="nearest")[0, 0].long())
+            runs.append(_to_grid(res.labels.reshape(h, w), grid))
             keys.append((si, int(k)))
         t["kmeans"] += _now(f.device) - t0
     return runs, keys
@@ -116,14 +143,20 @@ def _coassoc_runs(
         h, w, _ = f.shape
         x = _features(f, cfg.coassoc_pos_dim)
         t0 = _now(f.device)
-        seeds = [int(np.random.SeedSequence([seed, i]).generate_state(1)[0]) for i in mine]
+        seeds = [_run_seed(seed, i) for i in mine]
         res = kmeans_batch(x, [keys[i][1] for i in mine], seeds, n_init=cfg.kmeans_n_init,
                            max_iter=cfg.kmeans_max_iter, tol=cfg.kmeans_tol)
-        lab = torch.stack([r.labels for r in res]).reshape(1, len(res), h, w).float()
-        for i, run in zip(mine, F.interpolate(lab, size=grid, mode="nearest")[0].long()):
+        for i, run in zip(mine, _to_grid(torch.stack([r.labels for r in res]).reshape(len(res), h, w), grid)):
             runs[i] = run
         t["kmeans"] += _now(f.device) - t0
     return runs, keys
+
+
+def _run_seed(seed: int, i: int) -> int:
+    """Run i's k-means seed. SeedSequence reads [seed, i] as 32-bit words padded with zeros, so a seed of
+    2**32 or more is written as two words and a marker: [5 + 7 * 2**32, 0] would read as [5, 7]."""
+    words = [seed, i] if seed < 2**32 else [seed & 0xFFFFFFFF, seed >> 32, i, 1]
+    return int(np.random.SeedSequence(words).generate_state(1)[0])
 
 
 def ensemble_cluster(
@@ -157,6 +190,9 @@ def ensemble_cluster(
         raise ValueError(f"{', '.join(unread)}: read by consensus={other!r} only, and this call's consensus is "
                          f"{consensus!r}{hint}")
     cfg = dataclasses.replace(base, **overrides)
+    if isinstance(features, (np.ndarray, torch.Tensor)):  # one map, or a batch: not a list of scales
+        raise ValueError(f"expected a list of (h, w, d) feature maps, one per scale, got one array of shape "
+                         f"{tuple(features.shape)}; pass [features] for one scale")
     if not features:
         raise ValueError("expected at least one feature map, got none")
     feats = [_as_tensor(f, device) for f in features]
