@@ -54,7 +54,9 @@ class RunConfig:
     # Images per batch: encoder forwards and the caption generate call cover the whole batch.
     batch_size: int = 4
     # Longest image side kept after loading; larger images are reduced while decoding (JPEG draft)
-    # so an 8000x6000 photo costs about as much memory as a small one.
+    # so an 8000x6000 photo costs about as much memory as a small one. A result's masks and boxes are at
+    # that reduced `image_size`; its label PNG, `to_coco()` and `to_supervision()` are at the photo's
+    # (`original_size`), and `at_original_size()` gives the whole result there.
     max_image_side: int = 1024
 
     def __post_init__(self) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import numbers
 from collections.abc import Iterable, Mapping, Sequence
@@ -364,15 +365,44 @@ class Segmentation(ValueEquality):
 
     # --------------------------------------------------------------------------------------- exports
     def instances(self) -> list[dict[str, Any]]:
-        """One JSON-ready record per instance: label, box xyxy, scores, area, COCO RLE mask."""
+        """One JSON-ready record per instance: label, box xyxy, scores, area, COCO RLE mask (at `image_size`)."""
+        return list(self._records(photo=False))
+
+    def _records(self, photo: bool) -> Iterable[dict[str, Any]]:
+        """`instances`, or with photo=True at the photo's size: each mask upsampled as it is encoded, so no
+        more than one is held at that size."""
         self._check_in_place_edits()
         class_ids = self.class_ids  # built once, not once per instance
-        return [
-            {"label": self.labels[i], "class_id": int(class_ids[i]), "box_xyxy": [float(v) for v in self.boxes[i]],
-             "score": float(self.scores[i]), "mask_score": float(self.mask_scores[i]),
-             "area": int(np.count_nonzero(self.masks[i])), "mask_rle": encode_rle(self.masks[i])}
-            for i in range(len(self.labels))
-        ]
+        rows, cols, scale = self._photo_grid() if photo else (None, None, None)
+        for i in range(len(self.labels)):
+            mask, box = self.masks[i], self.boxes[i]
+            if scale is not None:
+                mask, box = mask.take(rows, axis=0).take(cols, axis=1), box * scale
+            yield {"label": self.labels[i], "class_id": int(class_ids[i]), "box_xyxy": [float(v) for v in box],
+                   "score": float(self.scores[i]), "mask_score": float(self.mask_scores[i]),
+                   "area": int(np.count_nonzero(mask)), "mask_rle": encode_rle(mask)}
+
+    def _photo_grid(self) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        """(rows, cols, box scale) that take the masks and boxes to the photo's size, the nearest-neighbour
+        rule the saved label PNG follows; Nones when the models saw the photo at its own size."""
+        if self.original_size is None or tuple(self.original_size) == tuple(self.image_size):
+            return None, None, None
+        (big_h, big_w), (h, w) = self.original_size, self.image_size
+        scale = np.array([big_w / w, big_h / h, big_w / w, big_h / h])
+        return (np.arange(big_h) * h) // big_h, (np.arange(big_w) * w) // big_w, scale
+
+    def at_original_size(self) -> Segmentation:
+        """This result at the photo's size where the models saw a reduced copy (`original_size`, set by
+        run.max_image_side): masks upsampled as the saved label PNG is, boxes scaled, `original_size` None;
+        the result itself otherwise. The masks take N x H x W bytes at the photo's size."""
+        rows, cols, scale = self._photo_grid()
+        if scale is None:
+            return self
+        self._check_in_place_edits()
+        return dataclasses.replace(
+            self, image_size=tuple(self.original_size), masks=self.masks.take(rows, axis=1).take(cols, axis=2),
+            boxes=self.boxes * scale, original_size=None, merges=copy.deepcopy(self.merges),
+            notes=list(self.notes), timings=copy.deepcopy(self.timings), prompts=dict(self.prompts))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of the segmentation (masks as COCO RLE): its own copy, so editing it leaves the
@@ -433,14 +463,16 @@ class Segmentation(ValueEquality):
 
         return cls.from_dict(read_json_result(source, "segmentation"))
 
-    def to_coco(self, image_id: int = 1) -> dict[str, Any]:
+    def to_coco(self, image_id: int = 1, photo_size: bool = True) -> dict[str, Any]:
         """A COCO-style results dict: images, categories (1-based ids) and annotations with RLE masks.
 
-        Coordinates, masks, height and width are those of the analysed image (`image_size`); when the photo
-        was reduced (`original_size`), scale boxes by original / image_size to map them back."""
-        h, w = self.image_size
+        The image entry names the photo (`source`), so coordinates, masks, height and width are the photo's:
+        where the models saw a reduced copy (`original_size`), masks are upsampled as the saved label PNG is
+        and boxes scaled, one mask at a time. photo_size=False: those of the analysed image (`image_size`)."""
+        photo = photo_size and self.original_size is not None
+        h, w = self.original_size if photo else self.image_size
         anns = []
-        for i, inst in enumerate(self.instances()):
+        for i, inst in enumerate(self._records(photo=photo)):
             x1, y1, x2, y2 = inst["box_xyxy"]
             anns.append({"id": i + 1, "image_id": image_id, "category_id": inst["class_id"],
                          "bbox": [x1, y1, x2 - x1, y2 - y1], "area": inst["area"], "score": inst["score"],
@@ -483,14 +515,16 @@ class Segmentation(ValueEquality):
             seg["bbox"] = [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
         return id2rgb(out), {"image_id": image_id, "file_name": file_name, "segments_info": segments}
 
-    def to_supervision(self) -> Any:
-        """`supervision.Detections` (needs `pip install supervision`)."""
+    def to_supervision(self, photo_size: bool = True) -> Any:
+        """`supervision.Detections` (needs `pip install supervision`), at the photo's size as supervision's
+        annotators draw on the photo (`at_original_size`); photo_size=False: at the analysed `image_size`."""
         try:
             import supervision as sv
         except ImportError:
             raise ImportError("to_supervision() needs the supervision package: pip install supervision") from None
-        return sv.Detections(xyxy=self.boxes.astype(np.float32), mask=self.masks, confidence=self.scores,
-                             class_id=self.class_ids - 1, data={"class_name": np.asarray(self.labels)})
+        seg = self.at_original_size() if photo_size else self
+        return sv.Detections(xyxy=seg.boxes.astype(np.float32), mask=seg.masks, confidence=seg.scores,
+                             class_id=seg.class_ids - 1, data={"class_name": np.asarray(seg.labels)})
 
     def save(self, out_dir: str | Path, stem: str | None = None, image: Any = None,
              original_size: tuple[int, int] | None = None, exif_orientation: int = 1,

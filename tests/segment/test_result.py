@@ -74,6 +74,38 @@ def test_to_coco_and_empty():
     assert empty.semantic.shape == (4, 5) and not empty.semantic.any() and empty.to_coco()["annotations"] == []
 
 
+def test_a_reduced_result_exports_at_the_photos_size(tmp_path):
+    """Models that saw a reduced copy: COCO and supervision describe the photo the COCO entry names, with the
+    masks the saved label PNG has and boxes scaled; photo_size=False keeps the analysed size."""
+    import dataclasses
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*OpenCV.*", category=UserWarning)  # its NumPy backend
+        import supervision as sv
+
+    small = _seg()
+    seg = dataclasses.replace(small, original_size=(50, 90))  # 2.5x taller, 3x wider
+    labels = np.asarray(Image.open(seg.save(tmp_path, "photo")["labels"]))
+    assert labels.shape == (50, 90)
+    coco = seg.to_coco()
+    assert coco["images"][0] == {"id": 1, "file_name": "photo.jpg", "height": 50, "width": 90}
+    up = seg.at_original_size()
+    assert up.image_size == (50, 90) and up.original_size is None and up.masks.shape == (3, 50, 90)
+    assert np.array_equal(up.semantic, labels)  # the PNG's pixels, instance by instance
+    for ann, mask in zip(coco["annotations"], up.masks):
+        assert np.array_equal(decode_rle(ann["segmentation"]), mask) and ann["area"] == int(mask.sum())
+    assert coco["annotations"][1]["bbox"] == [30.0, 12.5, 60.0, 37.5]  # [10, 5, 30, 20] xyxy, scaled
+    assert np.allclose(up.boxes[1], [30, 12.5, 90, 50])
+    det = seg.to_supervision()
+    assert isinstance(det, sv.Detections) and det.mask.shape == (3, 50, 90)
+    assert np.array_equal(det.mask, up.masks) and np.allclose(det.xyxy, up.boxes)
+    # the analysed size on request; a result at the photo's own size is itself
+    assert seg.to_coco(photo_size=False) == small.to_coco()
+    assert seg.to_supervision(photo_size=False).mask.shape == (3, 20, 30)
+    assert small.at_original_size() is small and up.at_original_size() is up
+
+
 @pytest.mark.parametrize("orientation, shape", [(1, (2, 3)), (3, (2, 3)), (6, (3, 2)), (8, (3, 2))])
 def test_save_turns_the_label_map_back_to_the_files_stored_orientation(tmp_path, orientation, shape):
     from PIL import Image, ImageOps
