@@ -122,7 +122,10 @@ class GroundingDinoConfig:
     # Grounding DINO checkpoint (boxes per tag); "IDEA-Research/grounding-dino-tiny" is lighter.
     # "tiny-random" builds a tiny random-init model in code (outputs meaningless).
     detector: str = "IDEA-Research/grounding-dino-base"
-    # Grounding DINO's box confidence threshold: a box's best class must score above it.
+    # Grounding DINO's box confidence threshold: a box's best class must score above it. The box's score
+    # is the max over that class's own tokens, where the stock post-processing takes the max over every
+    # token of the prompt ([CLS], the " ." separators and other tags included): never higher, so the same
+    # threshold (Grounded-SAM's 0.35) keeps the same boxes or fewer.
     box_threshold: float = 0.35
     # Grounding DINO's per-token text threshold: the chosen class needs a token scoring above it.
     text_threshold: float = 0.25
@@ -264,8 +267,16 @@ class GroundingDinoLocator:
         capacity = det.max_text_len - 2           # [CLS] and [SEP]
         longest = capacity - 1                    # a tag alone still needs its " ."
         kept_tags, kept_labels, kept_ids, kept_spans = [], [], [], []
+        same_tokens: list[str] = []
+        seen_ids: set[tuple[int, ...]] = set()
         for text, label, ids, own_len in zip(prompted, labels, ids_per_tag, span_len):
             ids = [int(i) for i in ids]
+            # Text that differs only where the tokenizer normalises ("résumé", "resume" for an uncased BERT)
+            # reads the same to the model: every box would tie and go to the first, so the second never could.
+            if tuple(ids) in seen_ids:
+                same_tokens.append(label)
+                continue
+            seen_ids.add(tuple(ids))
             # Safety net: the text no longer holds the delimiter characters, but a tokenizer could still map
             # something else onto a delimiter id.
             clean_ids = [i for i in ids if i not in det.delimiters]
@@ -285,6 +296,9 @@ class GroundingDinoLocator:
             kept_ids.append(clean_ids)
             kept_spans.append(min(own_len or len(clean_ids), len(clean_ids)))
 
+        if same_tokens:
+            notes.append(f"{len(same_tokens)} tag(s) that tokenize as an earlier tag does prompted once "
+                         f"({', '.join(map(repr, same_tokens[:3]))}{', ...' if len(same_tokens) > 3 else ''})")
         chunks = []
         for rng in pack_greedy([len(ids) + 1 for ids in kept_ids], capacity):
             row, spans = [det.cls_id], []

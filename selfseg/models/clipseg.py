@@ -93,7 +93,9 @@ class ClipSegDenseSegmenter:
         """(index, tokens, limit) of each text longer than the text tower's positions: `_encode` keeps its
         first `limit` tokens (the end-of-text token included), where the stock processor would raise."""
         limit = self.model.config.text_config.max_position_embeddings
-        lengths = [len(ids) for ids in self.processor.tokenizer(texts)["input_ids"]]
+        # verbose=False: counting past the limit is the point here, and the tokenizer's own warning about it
+        # reads as a crash to come (the result's notes say what happened instead)
+        lengths = [len(ids) for ids in self.processor.tokenizer(texts, verbose=False)["input_ids"]]
         return [(i, n, limit) for i, n in enumerate(lengths) if n > limit]
 
     def _chunks(self, image: Image.Image, tags: list[str], tags_per_call: int):

@@ -260,6 +260,15 @@ def test_duplicates_and_delimiters_in_tags(loc, image):
     assert set(det.labels) <= {"Dog", "st. bernard", "cat?"}
 
 
+def test_tags_the_tokenizer_reads_alike_are_prompted_once(loc, image):
+    # BERT-uncased strips accents: both read [r, ##e, ##s, ...], so every box would tie and go to the first
+    plan = loc.plan(["résumé", "dog", "resume", "Résumé"])
+    assert plan.labels == ["résumé", "dog"]
+    assert "1 tag(s) that tokenize as an earlier tag does prompted once ('resume')" in plan.notes
+    assert "1 duplicate tag(s) prompted once" in plan.notes  # "Résumé": the same text once lower-cased
+    assert set(loc.detect(image, ["résumé", "resume", "dog"], 0.0, 0.0).labels) <= {"résumé", "dog"}
+
+
 def test_enriched_phrases_are_prompted_but_scored_on_the_tag_and_labelled_as_it(loc, image):
     tags = ["dog", "fire hydrant", "cat"]
     phrases = ["dog, small brown dog lying down", "fire hydrant, short red metal post. with outlets", "cat"]

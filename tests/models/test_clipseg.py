@@ -194,6 +194,15 @@ def test_a_prompt_past_the_text_limit_is_read_to_the_limit_and_the_result_says_s
     assert not any("CLIPSeg prompt" in n for n in plain.notes)
 
 
+def test_counting_a_long_prompt_prints_no_tokenizer_warning(capfd):
+    # transformers warns once per tokenizer that a long sequence "will result in indexing errors": none
+    # follows here (the prompt is read to the limit), so a fresh tokenizer must not print it
+    fresh = ClipSegDenseSegmenter.tiny()
+    capfd.readouterr()
+    assert fresh.too_long(["dog " * 100])
+    assert "Token indices" not in capfd.readouterr().err
+
+
 @pytest.mark.parametrize("setting, note", [
     ({"threshold": 1.0}, "no pixel above the background threshold"),
     ({"threshold": 0.0, "min_area": H * W + 1}, f"reaches min_area ({H * W + 1} pixels)"),
