@@ -86,6 +86,22 @@ class ReplyCache:
         self.hits += 1
         return row[0]
 
+    def mark(self, key: str) -> None:
+        """Note `key` (a flag about a reply, such as its being cut short: its key with a ':' suffix);
+        `marked` reads it back."""
+        self.put(key, "")
+
+    def marked(self, key: str) -> bool:
+        """Whether `key` was marked; not counted as a hit or a miss."""
+        if self.broken:
+            return False
+        try:
+            with self._lock:
+                return self._db.execute("SELECT 1 FROM replies WHERE key = ?", (key,)).fetchone() is not None
+        except sqlite3.Error as exc:
+            self._fail(exc)
+            return False
+
     def put(self, key: str, reply: str) -> None:
         if self.broken or self.unwritable:
             return
@@ -96,8 +112,10 @@ class ReplyCache:
         except sqlite3.Error as exc:
             with self._lock, contextlib.suppress(sqlite3.Error):
                 self._db.rollback()
-            if isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc).replace("-", ""):
-                # A shared cache the user may read but not write still serves every reply it holds.
+            if isinstance(exc, sqlite3.OperationalError) and ("readonly" in str(exc).replace("-", "")
+                                                              or "disk is full" in str(exc)):
+                # A shared cache the user may read but not write, or one on a full disk, still serves every
+                # reply it holds.
                 self.unwritable = str(exc)
                 warnings.warn(f"reply cache {self.path}: cannot be written ({exc}); its replies are still "
                               f"used, new ones are not stored", stacklevel=2)
@@ -105,8 +123,9 @@ class ReplyCache:
                 self._fail(exc)
 
     def __len__(self) -> int:
+        """The replies held; marks (keys with a ':', where reply keys are hex digests) are not counted."""
         with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM replies").fetchone()[0])
+            return int(self._db.execute("SELECT COUNT(*) FROM replies WHERE instr(key, ':') = 0").fetchone()[0])
 
     def close(self) -> None:
         with self._lock:

@@ -108,9 +108,9 @@ def smoke_seg(smoke_config):
 
 
 class ScriptedChat:
-    """A chat model whose replies are scripted (`respond(request) -> str`), run through selfseg's real
-    batching and caching (`ChatModelBase.chat`). For testing parsers and conversation flows: the replies
-    are the test's, not a model's."""
+    """A chat model whose replies are scripted (`respond(request) -> str`, or (str, True) for a reply cut at
+    max_new_tokens), run through selfseg's real batching and caching (`ChatModelBase.chat`). For testing
+    parsers and conversation flows: the replies are the test's, not a model's."""
 
     def __new__(cls, respond, batch_size: int = 4, cache=None, model_id: str = "scripted"):
         from selfseg.models.chat import ChatModelBase
@@ -121,9 +121,9 @@ class ScriptedChat:
                 self.model_id, self.batch_size, self.max_new_tokens = model_id, batch_size, 64
                 self.cache, self.requests = cache, []
 
-            def _generate(self, requests):
+            def _replies(self, requests):
                 self.requests += list(requests)
-                return [respond(r) for r in requests]
+                return [r if isinstance(r, tuple) else (r, False) for r in map(respond, requests)]
 
         return _Scripted()
 

@@ -7,6 +7,7 @@ turn); a reply is the model's next assistant turn. Decoding is greedy, so a repl
 from __future__ import annotations
 
 import inspect
+import re
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,13 @@ class ChatRequest:
 class ChatReply:
     text: str
     cached: bool = False
+    # The reply reached max_new_tokens before the model ended it: the text is cut short.
+    truncated: bool = False
+
+
+# The end of a prompt whose chat template opened the reasoning block itself (DeepSeek-R1's, some Qwen3
+# templates): the model then generates only the closing tag, and its reply is given the opening one back.
+_OPENS_THINK = re.compile(r"<think>\s*$", re.I)
 
 
 @dataclass
@@ -82,9 +90,35 @@ class ChatModelBase:
     def generate_batch(self, requests: Sequence[ChatRequest], **generate_kwargs: Any) -> tuple[int, Any]:
         raise NotImplementedError  # pragma: no cover - abstract
 
+    def prompt_text(self, request: ChatRequest) -> str:
+        """The text the model is given for `request` (its chat template applied), up to where it replies."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
     def _generate(self, requests: Sequence[ChatRequest]) -> list[str]:
+        return [text for text, _ in self._replies(requests)]
+
+    def _replies(self, requests: Sequence[ChatRequest]) -> list[tuple[str, bool]]:
+        """(reply, cut at max_new_tokens) per request, from ONE generate call. A wrapper that overrides
+        `_generate` instead makes its replies itself, and none is taken as cut."""
+        if type(self)._generate is not ChatModelBase._generate:
+            return [(text, False) for text in self._generate(requests)]
         start, out = self.generate_batch(requests)
-        return self.tokenizer.batch_decode(out[:, start:], skip_special_tokens=True)
+        new = out[:, start:]
+        texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+        # A template that opened <think> leaves the model only "</think>" to write, and a reply cut while
+        # reasoning would show no tag at all.
+        texts = ["<think>\n" + t if _OPENS_THINK.search(self.prompt_text(r)) else t for t, r in zip(texts, requests)]
+        ends = self._end_ids()
+        full = new.shape[1] >= self.max_new_tokens  # a shorter output: every row ended before the limit
+        cut = [full and bool(ends) and not ends.intersection(row) for row in new.tolist()]
+        return list(zip(texts, cut))
+
+    def _end_ids(self) -> set[int]:
+        """The token ids that end a reply: the generation config's, else the tokenizer's end of sequence."""
+        ids = getattr(getattr(getattr(self, "model", None), "generation_config", None), "eos_token_id", None)
+        if ids is None:
+            ids = getattr(self.tokenizer, "eos_token_id", None)
+        return {int(i) for i in (ids if isinstance(ids, (list, tuple)) else [ids]) if i is not None}
 
     def chat(self, requests: Sequence[ChatRequest]) -> list[ChatReply]:
         """One reply per request, in order. Cached replies are served from the cache; the rest run in
@@ -105,7 +139,7 @@ class ChatModelBase:
                                     dtype=str(self.dtype), decoding="greedy")
                 hit = self.cache.get(keys[i])
                 if hit is not None:
-                    out[i] = ChatReply(hit, cached=True)
+                    out[i] = ChatReply(hit, cached=True, truncated=self.cache.marked(_cut(keys[i])))
                     self.stats.cached += 1
         todo = [i for i in range(len(requests)) if out[i] is None]
         # Similar lengths share a call (less padding); for VLM rows the image's token count dominates.
@@ -118,17 +152,24 @@ class ChatModelBase:
         step = self.text_batch_size or self.batch_size
         batches += [text_only[s:s + step] for s in range(0, len(text_only), step)]
         for rows in batches:
-            texts = self._generate([requests[i] for i in rows])
-            if len(texts) != len(rows):  # never let replies slide onto the wrong request
-                raise RuntimeError(f"{self.model_id}: {len(texts)} replies for {len(rows)} requests")
+            replies = self._replies([requests[i] for i in rows])
+            if len(replies) != len(rows):  # never let replies slide onto the wrong request
+                raise RuntimeError(f"{self.model_id}: {len(replies)} replies for {len(rows)} requests")
             self.stats.generate_calls += 1
             self.stats.rows += len(rows)
             self.stats.rows_per_call.append(len(rows))
-            for i, text in zip(rows, texts):
-                out[i] = ChatReply(text.strip())
+            for i, (text, cut) in zip(rows, replies):
+                out[i] = ChatReply(text.strip(), truncated=cut)
                 if self.cache is not None and keys[i] is not None:
+                    if cut:  # first: a reply stored without its mark would read as whole on a rerun
+                        self.cache.mark(_cut(keys[i]))
                     self.cache.put(keys[i], out[i].text)
         return [r for r in out if r is not None]
+
+
+def _cut(key: str) -> str:
+    """The cache's mark that the reply stored under `key` was cut at max_new_tokens."""
+    return key + ":cut"
 
 
 class SharedWeights:

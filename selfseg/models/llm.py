@@ -71,7 +71,7 @@ class ChatLM(ChatModelBase):
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
 
-    def _format(self, request: ChatRequest) -> str:
+    def prompt_text(self, request: ChatRequest) -> str:
         if getattr(self.tokenizer, "chat_template", None):
             return self.tokenizer.apply_chat_template([{"role": r, "content": t} for r, t in request.turns],
                                                       tokenize=False, add_generation_prompt=True)
@@ -84,7 +84,7 @@ class ChatLM(ChatModelBase):
         Extra keywords go to generate (tests ask for output_logits to compare rows step by step)."""
         if any(r.image is not None for r in requests):
             raise ValueError(f"{self.model_id!r} is a text-only language model; it cannot be shown an image")
-        texts = [self._format(r) for r in requests]
+        texts = [self.prompt_text(r) for r in requests]
         templated = bool(getattr(self.tokenizer, "chat_template", None))
         # A chat template usually wrote BOS itself; add it only where it did not (never twice).
         add = needs_special_tokens(self.tokenizer, texts) if templated else True

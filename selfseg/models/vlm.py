@@ -95,19 +95,25 @@ class VisionChat(ChatModelBase):
             msgs.append({"role": role, "content": content})
         return msgs
 
+    def prompt_text(self, request: ChatRequest) -> str:
+        return self.processor.apply_chat_template(self._messages(request), tokenize=False, add_generation_prompt=True)
+
     @torch.inference_mode()
     def generate_batch(self, requests: Sequence[ChatRequest], **generate_kwargs: Any) -> tuple[int, Any]:
         """ONE greedy generate call for `requests` as left-padded rows: (prompt length, generate's output).
         Extra keywords go to generate (tests ask for output_logits to compare rows step by step)."""
-        texts = [self.processor.apply_chat_template(self._messages(r), tokenize=False, add_generation_prompt=True)
-                 for r in requests]
+        texts = [self.prompt_text(r) for r in requests]
         # One list per row: Gemma 3's and SmolVLM's processors read a flat list as one prompt's images (SmolVLM
         # then refuses the batch); the others accept either. The chat batches never mix rows with and without an
         # image.
         images = [[r.image if r.image.mode == "RGB" else r.image.convert("RGB")]
                   for r in requests if r.image is not None]
-        enc = self.processor(text=texts, images=images or None, padding=True, return_tensors="pt",
-                             add_special_tokens=needs_special_tokens(self.tokenizer, texts))
+        try:
+            enc = self.processor(text=texts, images=images or None, padding=True, return_tensors="pt",
+                                 add_special_tokens=needs_special_tokens(self.tokenizer, texts))
+        except ValueError as exc:  # the image processor's own limits (Qwen2.5-VL: aspect ratio below 200)
+            sizes = ", ".join(f"{im.width}x{im.height}" for [im] in images) or "no image"
+            raise ValueError(f"{self.model_id}'s processor refused the request ({sizes}): {exc}") from None
         if not takes_token_types(self.model):
             enc.pop("token_type_ids", None)
         enc = enc.to(self.device)
@@ -129,8 +135,9 @@ def vision_chat(v: Any, m: Any) -> VisionChat:
 
 
 def text_chat(v: Any, m: Any) -> ChatModelBase:
-    """The text-only chat model of a `vlm` section's `llm`; the VLM itself (asked without an image) when unset."""
-    if not v.llm:
+    """The text-only chat model of a `vlm` section's `llm`; the VLM itself (asked without an image) when unset
+    or the VLM's own checkpoint (loaded as a causal LM it would be refused, or held in memory twice)."""
+    if not v.llm or (v.llm == v.model and v.llm != TINY_MODEL):  # "tiny-random" is a tiny model of each kind
         return vision_chat(v, m)
     from .llm import ChatLM
 

@@ -48,14 +48,19 @@ class Enrichment:
 
 def clean_description(text: Any, tag: str, max_words: int) -> str:
     """A reply -> a one-line description of at most `max_words` words ("" when there is none): reasoning
-    blocks, quotes, a leading "tag:" and the characters Grounding DINO reads as phrase ends are removed."""
+    blocks, lead-in lines ending in ':', quotes, a leading "tag:" or "Description:" and the characters
+    Grounding DINO reads as phrase ends are removed."""
     if not isinstance(text, str):
         return ""
     text, _ = strip_reasoning(text)
-    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
-    line = line.replace("**", "").replace("__", "").strip(" \"'`*#-")
-    if line.lower().startswith(tag.lower() + ":"):
-        line = line[len(tag) + 1:]
+    # A lead-in line ("Sure! Here's a description:") introduces the description; it is none itself.
+    line = next((ln for ln in (raw.replace("**", "").replace("__", "").strip() for raw in text.splitlines())
+                 if ln and not ln.endswith(":")), "")
+    line = line.strip(" \"'`*#-")
+    for label in (tag, "description", "visual description", "answer"):
+        if line.lower().startswith(label.lower() + ":"):
+            line = line[len(label) + 1:]
+            break
     words = line.replace(".", " ").replace("?", " ").replace(";", ",").split()[:max_words]
     return " ".join(words).strip(" ,:-")
 

@@ -24,7 +24,7 @@ from ..models.chat import ChatModelBase, ChatRequest
 from ..models.spec import DTYPE_NAMES, ModelConfig
 from .base import TAGGERS
 from .nouns import NounsConfig
-from .parse import ParsedTags, TagNormaliser, parse_tags
+from .parse import ParsedTags, TagNormaliser, parse_tags, strip_reasoning
 from .result import NounSupport, TagResult
 
 #: The chat models' dtypes (vlm.dtype): "auto" is bfloat16 on a GPU, float32 on a CPU.
@@ -38,8 +38,9 @@ class VlmConfig:
     # "Qwen/Qwen2.5-VL-7B-Instruct" is stronger, 3B fits a laptop. "tiny-random": a tiny random-init model.
     model: str = "Qwen/Qwen2.5-VL-3B-Instruct"
     # Text-only chat LM (AutoModelForCausalLM) that extracts keywords from descriptions (describe_extract)
-    # and writes generic tag descriptions (segment.enrich: generic). None: the VLM itself, without an image
-    # (TALOS's same-model option; one model in memory). TALOS used DeepSeek-R1; its <think> blocks are skipped.
+    # and writes generic tag descriptions (segment.enrich: generic). None, or the VLM's own checkpoint: the
+    # VLM itself, without an image (TALOS's same-model option; one model in memory). TALOS used DeepSeek-R1;
+    # its <think> blocks are skipped.
     llm: str | None = None
     # "auto": bfloat16 on a GPU, float32 on a CPU; or float32 / float16 / bfloat16.
     dtype: str = "auto"
@@ -289,14 +290,24 @@ class DescribeExtractTagger(_ChatTagger):
         descriptions = self.vision.chat([ChatRequest.ask(self.describe, im.image) for im in images])
         timings = {"describe": time.perf_counter() - t0}
         logs = [_Transcript() for _ in images]
+        texts = []
         for log, d in zip(logs, descriptions):
             log.record("describe", self.vision.model_id, d)
-            if not d.text.strip():
+            # The extractor reads what the VLM says it sees, not the candidates it weighed while reasoning.
+            text, cut_inside = strip_reasoning(d.text)
+            texts.append(text.strip())
+            if cut_inside:
+                log.notes.append(f"describe: {cut_inside.replace('max_new_tokens', 'vlm.max_new_tokens')}")
+            elif d.truncated:
+                log.notes.append(f"describe: the description reached vlm.max_new_tokens "
+                                 f"({self.vision.max_new_tokens}) and was cut; what it would have named after "
+                                 f"that is missing (raise it)")
+            if not texts[-1]:
                 log.notes.append("describe: the description is empty")
         t0 = time.perf_counter()
         # An empty description has nothing to extract: asking anyway invites made-up tags.
-        rows = [i for i, d in enumerate(descriptions) if d.text.strip()]
-        requests = [ChatRequest.ask(fill(self.extract, "vlm.extract_prompt", description=descriptions[i].text, **s))
+        rows = [i for i, text in enumerate(texts) if text]
+        requests = [ChatRequest.ask(fill(self.extract, "vlm.extract_prompt", description=texts[i], **s))
                     for i in rows]
         replies = self.extractor.chat(requests)
         timings["extract"] = time.perf_counter() - t0

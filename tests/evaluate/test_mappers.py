@@ -221,6 +221,11 @@ CITY = ClassIndex(class_list("cityscapes"))
     # an apostrophe inside a word opens no quote (Llama-2-chat: "Sure! I'd be happy to help.")
     ("Sure! I'd be happy to help. 'puppy' is most similar to 'dog'.", VOC, (12, True)),
     ("It's most similar to 'dog'.", VOC, (12, True)),
+    # a reasoning model's <think> block quotes the classes it weighs: the answer after it counts, and a
+    # reply cut off inside it named nothing (the chat layer gives back a <think> its template opened)
+    ("<think>\nA wolf pup: could it be 'cat'? No, 'dog'.\n</think>\n\n'dog'", VOC, (12, True)),
+    ("<think>\nA wolf pup: 'cat'?</think>\n\n'dog'", VOC, (12, True)),
+    ("<think>\nA wolf pup: could it be 'cat'? Or", VOC, (None, False)),
 ])
 def test_parse_reply(reply, index, expected):
     assert parse_reply(reply, index) == expected

@@ -146,3 +146,56 @@ def test_a_cache_that_breaks_mid_run_is_dropped_not_fatal(photos, tmp_path):
     with pytest.warns(UserWarning, match="going on without it"):
         replies = chat.chat([ChatRequest.ask("list the objects", photos[0])])
     assert len(replies) == 1 and cache.broken
+
+
+def test_a_reply_cut_at_max_new_tokens_is_marked_and_one_the_model_ended_is_not():
+    chat = ChatLM("tiny-random", device="cpu", max_new_tokens=6)
+    reqs = [ChatRequest.ask("hello"), ChatRequest.ask("list the objects please")]
+    start, out = chat.generate_batch(reqs)
+    tokens = out[:, start:].tolist()
+    assert all(r.truncated for r in chat.chat(reqs))  # noise never says its end-of-sequence token here
+    # make the first row's second token the end of sequence: that row ends, the other runs to the limit
+    config = chat.model.generation_config
+    saved = config.eos_token_id
+    config.eos_token_id = tokens[0][1]
+    try:
+        replies = chat.chat(reqs)
+    finally:
+        config.eos_token_id = saved
+    assert [r.truncated for r in replies] == [False, tokens[0][1] not in tokens[1]]
+
+
+def test_a_template_that_opens_think_gives_the_reply_its_opening_tag():
+    """DeepSeek-R1's template ends with "<think>\\n": the model writes only "</think>", so a reply cut while
+    reasoning must still read as reasoning (the tag parser then notes it ran out)."""
+    from selfseg.tag.parse import parse_tags
+
+    chat = ChatLM("tiny-random", device="cpu", max_new_tokens=4)
+    req = ChatRequest.ask("list the objects")
+    plain = chat.chat([req])[0].text
+    tok = chat.tokenizer
+    saved = tok.chat_template
+    tok.chat_template = saved + "<think>\n"
+    try:
+        opened = chat.chat([req])[0].text
+    finally:
+        tok.chat_template = saved
+    assert opened.startswith("<think>") and not plain.startswith("<think>")
+    assert "the reply ended inside <think>; raise max_new_tokens" in parse_tags(opened + ' ["dog"]').notes
+
+
+def test_a_full_cache_still_serves_its_replies(tmp_path):
+    cache = ReplyCache(tmp_path / "c.sqlite")
+    cache.put("a" * 64, "stored")
+    pages = cache._db.execute("PRAGMA page_count").fetchone()[0]
+    cache._db.execute(f"PRAGMA max_page_count = {pages}")  # as a full disk: no page more
+    with pytest.warns(UserWarning, match="cannot be written .*full"):
+        cache.put("b" * 64, "x" * 100_000)
+    assert cache.unwritable and not cache.broken
+    assert cache.get("a" * 64) == "stored" and cache.get("b" * 64) is None
+
+
+def test_an_image_the_processor_refuses_is_one_line_naming_its_size():
+    chat = VisionChat("tiny-random", device="cpu", max_new_tokens=4)
+    with pytest.raises(ValueError, match=r"tiny-random's processor refused the request \(3400x16\): absolute aspect"):
+        chat.chat([ChatRequest.ask("list the objects", Image.new("RGB", (3400, 16)))])

@@ -55,6 +55,12 @@ def test_clean_description():
     assert clean_description("dog: A loyal pet.\nSecond line", "dog", 12) == "A loyal pet"
     assert clean_description("<think>hmm</think>\"tall green plant\"", "tree", 12) == "tall green plant"
     assert clean_description(None, "x", 12) == "" and clean_description("", "x", 12) == ""
+    # chat models' lead-ins and labels are no description
+    assert clean_description("Sure! Here's a description:\n\nA short red metal post.", "fire hydrant", 12) == \
+        "A short red metal post"
+    assert clean_description("**Description:** short red metal post", "fire hydrant", 12) == "short red metal post"
+    assert clean_description("Here is what it looks like:", "fire hydrant", 12) == ""
+    assert clean_description("<think>\nA fire hydrant is", "fire hydrant", 12) == ""  # cut while reasoning
 
 
 def test_enrich_config_checks(repo):

@@ -78,6 +78,42 @@ def test_empty_description_is_not_sent_to_the_extractor(repo, loaded, scripted_c
     assert described.tags == ["person", "car"]
 
 
+def test_the_extractor_reads_the_description_without_its_reasoning(repo, loaded, scripted_chat):
+    vision = scripted_chat(lambda req: "<think>A cat or a wolf? Neither: a dog. No horse.</think>\n\nA dog on grass."
+                           if req.image is loaded[0].image else "<think>\nIs that a cat or")
+    extractor = scripted_chat(lambda req: '["dog", "grass"]')
+    t = build_tagger(_cfg(repo, "tagger=describe_extract"), "describe_extract", vision=vision, extractor=extractor)
+    described, cut = t.tag_batch(loaded)
+    [asked] = [r.turns[0][1] for r in extractor.requests]
+    assert "A dog on grass." in asked and "wolf" not in asked and "think" not in asked
+    assert described.tags == ["dog", "grass"]
+    # cut off while reasoning: nothing to extract, and the note says why
+    assert cut.tags == [] and "describe: the reply ended inside <think>; raise vlm.max_new_tokens" in cut.notes
+    assert "<think>" in cut.replies[0]["reply"]  # the transcript keeps the reply as the model gave it
+
+
+def test_a_description_cut_at_max_new_tokens_says_so(repo, loaded, scripted_chat, tmp_path):
+    from selfseg.cache import ReplyCache
+
+    cache = ReplyCache(tmp_path / "r.sqlite")
+    whole = "A dog on grass."
+
+    def describe(req):
+        return whole if req.image is loaded[0].image else ("A dog on grass, a red ball, a wooden", True)
+
+    cfg = _cfg(repo, "tagger=describe_extract")
+    for run in range(2):  # the second run is served from the cache, which keeps the cut
+        vision = scripted_chat(describe, cache=cache)
+        t = build_tagger(cfg, "describe_extract", vision=vision, extractor=scripted_chat(lambda req: '["dog"]'))
+        complete, cut = t.tag_batch(loaded)
+        assert vision.generate_calls == (1 if run == 0 else 0)
+        assert not any("describe:" in n for n in complete.notes)
+        assert [n for n in cut.notes if n.startswith("describe:")] == [
+            "describe: the description reached vlm.max_new_tokens (64) and was cut; what it would have named "
+            "after that is missing (raise it)"]
+    assert len(cache) == 2  # the cut's mark is no reply
+
+
 def test_replies_are_matched_to_their_own_images(repo, loaded, scripted_chat):
     """Rows are reordered for batching (by image size); each result must still get its own image's reply."""
     chat = scripted_chat(lambda req: f'["thing{req.image.size[0]}"]')
@@ -208,6 +244,21 @@ def test_tiny_describe_extract_with_the_vlm_as_extractor(repo, ade_images):
     [item] = list(seg.tag_many(ade_images[:1]))
     assert item.ok and item.result.tagger == "describe_extract" and item.result.meaningless
     assert seg.tagger.vision is not None and seg.tagger.extractor.model is seg.tagger.vision.model  # shared weights
+
+
+def test_vlm_llm_naming_the_vlm_is_the_vlm_itself(repo, ade_images, tmp_path):
+    """A VLM checkpoint asked as the extractor too is loaded once, as the VLM (as a causal LM it would be
+    refused, or a second copy held)."""
+    from selfseg.models.tiny import build_tiny_vlm
+
+    model, processor = build_tiny_vlm()
+    model.save_pretrained(tmp_path / "vlm")
+    processor.save_pretrained(tmp_path / "vlm")
+    folder = str(tmp_path / "vlm")
+    seg = SelfSeg.from_config(repo / "configs" / "smoke.yaml", ["tagger=describe_extract", f"vlm.model={folder}",
+                                                                f"vlm.llm={folder}", "vlm.max_new_tokens=4"])
+    t = seg.tagger
+    assert type(t.extractor).__name__ == "VisionChat" and t.extractor.model is t.vision.model
 
 
 def test_tiny_describe_extract_with_a_separate_causal_lm(repo, ade_images):

@@ -50,8 +50,15 @@ _QUOTED = re.compile(r"(?<![A-Za-z])'([^'\n]+?)'(?![A-Za-z])|\"([^\"\n]+)\"|\u20
 
 
 def parse_reply(reply: str, index: ClassIndex) -> tuple[int | None, bool]:
-    """(class index or None, True when the reply named a class or 'background' in quotes)."""
-    for m in _QUOTED.finditer(reply or ""):
+    """(class index or None, True when the reply named a class or 'background' in quotes). A <think> block
+    is skipped (a reasoning model quotes the classes it weighs there), and a reply cut off inside one named
+    nothing."""
+    from ...tag.parse import strip_reasoning
+
+    answer, cut_inside = strip_reasoning(reply or "")
+    if cut_inside:
+        return None, False
+    for m in _QUOTED.finditer(answer):
         name = normalize(next(g for g in m.groups() if g is not None))
         if name == BACKGROUND and BACKGROUND not in index.by_name:
             return None, True
