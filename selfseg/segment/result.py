@@ -481,14 +481,15 @@ class Segmentation(ValueEquality):
                 "categories": [{"id": i + 1, "name": c} for i, c in enumerate(self.classes)],
                 "annotations": anns}
 
-    def to_coco_results(self, image_id: Any,
-                        category_ids: Mapping[str, int | None] | None = None) -> list[dict[str, Any]]:
+    def to_coco_results(self, image_id: Any, category_ids: Mapping[str, int | None] | None = None,
+                        photo_size: bool = True) -> list[dict[str, Any]]:
         """The instances as COCO results (image_id, category_id, segmentation RLE, bbox xywh, score), the
         input of `selfseg evaluate --task instance`. category_ids: label -> the dataset's category id (a
-        label mapped to None is left out); default: the label's 1-based index in `classes`."""
+        label mapped to None is left out); default: the label's 1-based index in `classes`. At the photo's
+        size, as `to_coco` (the ground truth's); photo_size=False: at `image_size`."""
         ids = category_ids if category_ids is not None else {c: i + 1 for i, c in enumerate(self.classes)}
         out = []
-        for i, inst in enumerate(self.instances()):
+        for i, inst in enumerate(self._records(photo=photo_size)):
             cat = ids.get(self.labels[i])
             if cat is None:
                 continue
@@ -499,12 +500,16 @@ class Segmentation(ValueEquality):
 
     def to_coco_panoptic(self, image_id: Any, file_name: str,
                          category_ids: Mapping[str, int | None] | None = None,
-                         stuff: Iterable[int] = ()) -> tuple[np.ndarray, dict[str, Any]]:
+                         stuff: Iterable[int] = (), photo_size: bool = True) -> tuple[np.ndarray, dict[str, Any]]:
         """The panoptic view as COCO panoptic: the (H, W, 3) uint8 PNG (segment id = R + 256 G + 256^2 B) and its
         annotation (image_id, file_name, segments_info). category_ids as in `to_coco_results`; a label mapped to
         None leaves its pixels void (0). Segments of a `stuff` category merge into one per image, as the
-        format has one segment per stuff category."""
+        format has one segment per stuff category. At the photo's size, the segment map upsampled as the
+        label PNG is; photo_size=False: at `image_size`."""
         ids, info = self.panoptic
+        rows, cols, scale = self._photo_grid() if photo_size else (None, None, None)
+        if scale is not None:
+            ids = ids.take(rows, axis=0).take(cols, axis=1)
         cats = category_ids if category_ids is not None else {c: i + 1 for i, c in enumerate(self.classes)}
         out, segments = panoptic_segments(ids, [s["id"] for s in info], [cats.get(s["label"]) for s in info], stuff)
         score = {s["id"]: s["score"] for s in info}
@@ -610,8 +615,8 @@ def write_coco_panoptic(folder: str | Path, items: Iterable[tuple[Any, str, Segm
                         categories: list[dict[str, Any]] | None = None) -> Path:
     """Write `<folder>/panoptic.json` and `<folder>/panoptic/<stem>.png` for (image_id, file stem, Segmentation)
     items: the predictions `selfseg evaluate --task panoptic` reads. stuff: category ids merged to one segment
-    per image (default: the `categories` with isthing 0). Masks are at the analysed size (`image_size`); a
-    segmentation of a reduced copy must be scored against ground truth of that size. Returns the JSON's path."""
+    per image (default: the `categories` with isthing 0). The PNGs are at the photo's size, where the models saw
+    a reduced copy too (see `Segmentation.to_coco_panoptic`). Returns the JSON's path."""
     from PIL import Image
 
     folder = Path(folder)

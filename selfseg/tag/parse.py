@@ -177,9 +177,10 @@ _NULL_WORDS = frozenset({"none", "null", "nil", "n/a", "na", "nothing", "unknown
                          "no objects", "not applicable", "empty"})
 # Plural nouns that name one object ("jeans" is one garment): never singularised.
 _PLURALIA_TANTUM = frozenset("""
-barracks bellows binoculars bloomers braces clothes earphones falls fries glasses goggles goods headphones jeans
-jodhpurs khakis leggings nylons overalls pajamas pants pliers people pyjamas rapids scissors scrubs shorts
-spectacles stairs sunglasses suspenders tights tongs trousers trunks tweezers waders
+barracks belongings bellows bermudas binoculars bloomers braces clothes corduroys earphones eyeglasses falls fries
+glasses goggles goods grits headphones jeans jodhpurs khakis leftovers leggings nylons overalls pajamas pants
+pliers people premises pyjamas rapids scissors scrubs shorts specs spectacles sprinkles stairs sunglasses
+suspenders tights tongs trousers trunks tweezers waders
 """.split())
 
 
@@ -241,7 +242,7 @@ def _json_values_at(text: str) -> Iterable[tuple[int, int, Any]]:
         # A Python literal without a string holds no name ("[x]", "[1, 2,]"): not worth compiling.
         if end - m.start() < 20_000 and ("'" in span or '"' in span):
             try:
-                value = ast.literal_eval(_comma_between_strings(span))
+                value = _literal(span)
             except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
                 value = _python_strings(span)
                 if value is None:
@@ -250,16 +251,28 @@ def _json_values_at(text: str) -> Iterable[tuple[int, int, Any]]:
             yield m.start(), end + 1, value
 
 
+def _literal(span: str) -> Any:
+    """`span` as a Python literal, two strings that only whitespace parts read as two (see
+    `_comma_between_strings`). Repaired only once Python reads the span at all: a span it refuses is tried
+    again from each bracket inside it, and tokenizing it each time would cost more than the reply is worth."""
+    value = ast.literal_eval(span)
+    if not _ADJACENT_QUOTES.search(span):
+        return value
+    try:
+        return ast.literal_eval(_comma_between_strings(span))
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return value  # the repair does not fit where the strings stand ({'objects': 'dog' 'cat'})
+
+
 def _comma_between_strings(span: str) -> str:
     """`span` with a comma between string literals that only whitespace parts: Python would join them into
     one ('["dog" "cat"]' is ["dogcat"]), and a model that forgets a comma means two names."""
-    if not _ADJACENT_QUOTES.search(span):
-        return span
     try:
         tokens = list(tokenize.generate_tokens(io.StringIO(span).readline))
     except (tokenize.TokenError, SyntaxError):
         return span
-    starts = [0, *itertools.accumulate(len(line) for line in span.splitlines(keepends=True))]
+    # Rows as tokenize counts them: lines end at "\n" only (str.splitlines also ends them at \x85, \u2028, ...)
+    starts = [0, *itertools.accumulate(len(line) for line in io.StringIO(span).readlines())]
     cuts, previous = [], None
     for tok in tokens:
         if tok.type in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT):
@@ -676,11 +689,18 @@ class TagNormaliser:
             whole = self._wn.morphy("_".join(words), self._wn.NOUN)
             if whole:
                 return whole.split("_")
-        # The head of "pairs of shoes" or "dogs on leashes" is the word before the first preposition.
-        head = next((i - 1 for i, w in enumerate(words) if i > 0 and w in _HEAD_ENDS), len(words) - 1)
-        if words[head] == "glasses" and words[head + 1:head + 2] == ["of"]:  # "glasses of wine": drinking glasses
+        last = len(words) - 1
+        # The head of "pairs of shoes" or "dogs on leashes" is the word before the first preposition: before
+        # "of" always, before another one where it is a plural ("carry on bags", "walk in closets" are
+        # compounds whose particle is no preposition, and their last word is the head).
+        head = next((i - 1 for i, w in enumerate(words) if i > 0 and w in _HEAD_ENDS), last)
+        if words[head] == "glasses" and words[head + 1] == "of":  # "glasses of wine": drinking glasses
             return words[:head] + ["glass"] + words[head + 1:]
-        return words[:head] + [self._singular_word(words[head])] + words[head + 1:]
+        if head < last:
+            one = self._singular_word(words[head])
+            if words[head + 1] == "of" or one != words[head]:
+                return words[:head] + [one] + words[head + 1:]
+        return words[:-1] + [self._singular_word(words[-1])]
 
     def _singular_word(self, word: str) -> str:
         if word in _PLURALIA_TANTUM or word.endswith("ss"):  # "plexiglass" is no plural of "plexiglas"

@@ -100,6 +100,17 @@ def test_a_reduced_result_exports_at_the_photos_size(tmp_path):
     det = seg.to_supervision()
     assert isinstance(det, sv.Detections) and det.mask.shape == (3, 50, 90)
     assert np.array_equal(det.mask, up.masks) and np.allclose(det.xyxy, up.boxes)
+    # COCO results and panoptic PNGs, what `selfseg evaluate` scores against the photo's ground truth, too
+    results = seg.to_coco_results(1)
+    assert [decode_rle(r["segmentation"]).shape for r in results] == [(50, 90)] * 3
+    assert [r["bbox"] for r in results] == [a["bbox"] for a in coco["annotations"]]
+    rgb, ann = seg.to_coco_panoptic(1, "photo.png")
+    assert rgb.shape == (50, 90, 3)
+    panoptic_ids = rgb[..., 0].astype(int) + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
+    assert np.array_equal(panoptic_ids > 0, labels > 0)
+    assert sum(x["area"] for x in ann["segments_info"]) == int((labels > 0).sum())
+    assert seg.to_coco_panoptic(1, "photo.png", photo_size=False)[0].shape == (20, 30, 3)
+    assert seg.to_coco_results(1, photo_size=False) == small.to_coco_results(1)
     # the analysed size on request; a result at the photo's own size is itself
     assert seg.to_coco(photo_size=False) == small.to_coco()
     assert seg.to_supervision(photo_size=False).mask.shape == (3, 20, 30)

@@ -49,6 +49,12 @@ from selfseg.tag.parse import TagNormaliser, find_object, parse_tags
     # a forgotten comma between two names (Python would join them into one string)
     ('["dog" "cat", "tree"]', ["dog", "cat", "tree"]),
     ("['boat'\n 'water']", ["boat", "water"]),
+    # ... also after a line break Python's tokenizer does not count as one
+    ("['table\x85 chair',\n'dog' 'cat']", ["table chair", "dog", "cat"]),
+    # a particle of a compound is no preposition: its last word is the head
+    ('["walk in closets", "carry on bags", "men in suits", "clothes on hangers"]',
+     ["walk in closet", "carry on bag", "man in suits", "clothes on hanger"]),
+    ('["eyeglasses", "sprinkles", "leftovers"]', ["eyeglasses", "sprinkles", "leftovers"]),
     # several lists, each behind a label: joined (plain, markdown bold, numbered, each in its own fence)
     ('Objects: ["dog", "ball"]\nBackground: ["grass", "sky"]', ["dog", "ball", "grass", "sky"]),
     ('**Objects:** ["dog"]\n**Background:** ["grass"]', ["dog", "grass"]),
@@ -306,7 +312,8 @@ def test_adversarial_replies_parse_in_linear_time(shape):
     assert ratio < 64, f"a reply 16 times longer costs {ratio:.0f} times as much"
 
 
-@pytest.mark.parametrize("reply", ["[" * 31_200, '["' + "[" * 31_200], ids=["brackets", "string then brackets"])
+@pytest.mark.parametrize("reply", ["[" * 31_200, '["' + "[" * 31_200, "[" * 30 + "'dog' 'cat' x, " * 1_266 + "]" * 30],
+                         ids=["brackets", "string then brackets", "nested strings missing commas"])
 def test_unclosed_brackets_cost_about_what_as_many_letters_do(reply):
     # A JSON decoder run from each bracket of "[[[[..." recurses as deep as Python allows from each: linear
     # in the reply's length, so the test above cannot see it, but hundreds of times the cost of a reply of
