@@ -91,6 +91,17 @@ class ReplyCache:
         `marked` reads it back."""
         self.put(key, "")
 
+    def unmark(self, key: str) -> None:
+        """Clear the mark `key`, if any."""
+        if self.broken or self.unwritable:
+            return
+        try:
+            with self._lock:
+                if self._db.execute("DELETE FROM replies WHERE key = ?", (key,)).rowcount:
+                    self._db.commit()
+        except sqlite3.Error as exc:
+            self._write_failed(exc)
+
     def marked(self, key: str) -> bool:
         """Whether `key` was marked; not counted as a hit or a miss."""
         if self.broken:
@@ -110,17 +121,20 @@ class ReplyCache:
                 self._db.execute("INSERT OR REPLACE INTO replies (key, reply) VALUES (?, ?)", (key, reply))
                 self._db.commit()
         except sqlite3.Error as exc:
-            with self._lock, contextlib.suppress(sqlite3.Error):
-                self._db.rollback()
-            if isinstance(exc, sqlite3.OperationalError) and ("readonly" in str(exc).replace("-", "")
-                                                              or "disk is full" in str(exc)):
-                # A shared cache the user may read but not write, or one on a full disk, still serves every
-                # reply it holds.
-                self.unwritable = str(exc)
-                warnings.warn(f"reply cache {self.path}: cannot be written ({exc}); its replies are still "
-                              f"used, new ones are not stored", stacklevel=2)
-            else:
-                self._fail(exc)
+            self._write_failed(exc)
+
+    def _write_failed(self, exc: sqlite3.Error) -> None:
+        with self._lock, contextlib.suppress(sqlite3.Error):
+            self._db.rollback()
+        if isinstance(exc, sqlite3.OperationalError) and ("readonly" in str(exc).replace("-", "")
+                                                          or "disk is full" in str(exc)):
+            # A shared cache the user may read but not write, or one on a full disk, still serves every reply
+            # it holds.
+            self.unwritable = str(exc)
+            warnings.warn(f"reply cache {self.path}: cannot be written ({exc}); its replies are still used, new "
+                          f"ones are not stored", stacklevel=3)
+        else:
+            self._fail(exc)
 
     def __len__(self) -> int:
         """The replies held; marks (keys with a ':', where reply keys are hex digests) are not counted."""

@@ -42,6 +42,11 @@ class ChatReply:
     truncated: bool = False
 
 
+#: Part of every reply's cache key: how a stored reply was made from the model's tokens (a <think> the
+#: template opened given back to it, the mark of a reply cut at max_new_tokens). Replies stored another way
+#: are asked again rather than read as if they had been made this way.
+REPLY_FORMAT = 2
+
 # The end of a prompt whose chat template opened the reasoning block itself (DeepSeek-R1's, some Qwen3
 # templates): the model then generates only the closing tag, and its reply is given the opening one back.
 _OPENS_THINK = re.compile(r"<think>\s*$", re.I)
@@ -136,7 +141,7 @@ class ChatModelBase:
                     img = digests[id(r.image)]
                 keys[i] = reply_key(model=self.model_id, checkpoint=self.checkpoint, image=img,
                                     turns=[list(t) for t in r.turns], max_new_tokens=self.max_new_tokens,
-                                    dtype=str(self.dtype), decoding="greedy")
+                                    dtype=str(self.dtype), decoding="greedy", format=REPLY_FORMAT)
                 hit = self.cache.get(keys[i])
                 if hit is not None:
                     out[i] = ChatReply(hit, cached=True, truncated=self.cache.marked(_cut(keys[i])))
@@ -161,8 +166,9 @@ class ChatModelBase:
             for i, (text, cut) in zip(rows, replies):
                 out[i] = ChatReply(text.strip(), truncated=cut)
                 if self.cache is not None and keys[i] is not None:
-                    if cut:  # first: a reply stored without its mark would read as whole on a rerun
-                        self.cache.mark(_cut(keys[i]))
+                    # The mark first: a reply stored without it would read as whole on a rerun. A whole
+                    # reply clears a mark another writer left (its own reply was cut, this one was not).
+                    (self.cache.mark if cut else self.cache.unmark)(_cut(keys[i]))
                     self.cache.put(keys[i], out[i].text)
         return [r for r in out if r is not None]
 

@@ -15,6 +15,7 @@ model did not describe is prompted as itself, with a note.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,17 @@ class Enrichment:
         return self.prompts.get(tag, tag)
 
 
+_LEAD_WORDS = re.compile(r"^(?:sure|certainly|okay|ok|of course|absolutely|here|below)\b|\bdescri(?:be|bed|ption)\b",
+                         re.I)
+
+
+def _lead_in(line: str, tag: str) -> bool:
+    if not line.endswith(":"):
+        return False
+    body = line[:-1].strip(" *_#\"'`")
+    return bool(_LEAD_WORDS.search(body)) or body.lower() == tag.lower()
+
+
 def clean_description(text: Any, tag: str, max_words: int) -> str:
     """A reply -> a one-line description of at most `max_words` words ("" when there is none): reasoning
     blocks, lead-in lines ending in ':', quotes, a leading "tag:" or "Description:" and the characters
@@ -53,9 +65,10 @@ def clean_description(text: Any, tag: str, max_words: int) -> str:
     if not isinstance(text, str):
         return ""
     text, _ = strip_reasoning(text)
-    # A lead-in line ("Sure! Here's a description:") introduces the description; it is none itself.
+    # A lead-in line ("Sure! Here's a description:", "Fire hydrant:") introduces the description; it is none
+    # itself. A description that ends in a colon ("a red post with two outlets:") is kept.
     line = next((ln for ln in (raw.replace("**", "").replace("__", "").strip() for raw in text.splitlines())
-                 if ln and not ln.endswith(":")), "")
+                 if ln and not _lead_in(ln, tag)), "")
     line = line.strip(" \"'`*#-")
     for label in (tag, "description", "visual description", "answer"):
         if line.lower().startswith(label.lower() + ":"):

@@ -486,7 +486,9 @@ class Segmentation(ValueEquality):
         """The instances as COCO results (image_id, category_id, segmentation RLE, bbox xywh, score), the
         input of `selfseg evaluate --task instance`. category_ids: label -> the dataset's category id (a
         label mapped to None is left out); default: the label's 1-based index in `classes`. At the photo's
-        size, as `to_coco` (the ground truth's); photo_size=False: at `image_size`."""
+        upright size, as `to_coco`; photo_size=False: at `image_size`. A photo with an EXIF turn is upright
+        here, while dataset annotations keep the file's stored pixel order (`selfseg benchmark` turns its
+        masks back for that)."""
         ids = category_ids if category_ids is not None else {c: i + 1 for i, c in enumerate(self.classes)}
         out = []
         for i, inst in enumerate(self._records(photo=photo_size)):
@@ -504,8 +506,9 @@ class Segmentation(ValueEquality):
         """The panoptic view as COCO panoptic: the (H, W, 3) uint8 PNG (segment id = R + 256 G + 256^2 B) and its
         annotation (image_id, file_name, segments_info). category_ids as in `to_coco_results`; a label mapped to
         None leaves its pixels void (0). Segments of a `stuff` category merge into one per image, as the
-        format has one segment per stuff category. At the photo's size, the segment map upsampled as the
-        label PNG is; photo_size=False: at `image_size`."""
+        format has one segment per stuff category. At the photo's upright size, the segment map upsampled as
+        the label PNG is (an EXIF turn is not undone, see `to_coco_results`); photo_size=False: at
+        `image_size`."""
         ids, info = self.panoptic
         rows, cols, scale = self._photo_grid() if photo_size else (None, None, None)
         if scale is not None:

@@ -258,10 +258,9 @@ def _literal(span: str) -> Any:
     value = ast.literal_eval(span)
     if not _ADJACENT_QUOTES.search(span):
         return value
-    try:
-        return ast.literal_eval(_comma_between_strings(span))
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return value  # the repair does not fit where the strings stand ({'objects': 'dog' 'cat'})
+    # Where a comma cannot stand ({'objects': 'dog' 'cat'}) the repair fails, and so does the span: the
+    # joined string is no name the model wrote.
+    return ast.literal_eval(_comma_between_strings(span))
 
 
 def _comma_between_strings(span: str) -> str:
@@ -685,22 +684,18 @@ class TagNormaliser:
             from ..resources import load_wordnet
 
             self._wn = load_wordnet()
-        if len(words) > 1:  # a compound WordNet knows: "traffic lights" -> "traffic light"
-            whole = self._wn.morphy("_".join(words), self._wn.NOUN)
-            if whole:
-                return whole.split("_")
-        last = len(words) - 1
-        # The head of "pairs of shoes" or "dogs on leashes" is the word before the first preposition: before
-        # "of" always, before another one where it is a plural ("carry on bags", "walk in closets" are
-        # compounds whose particle is no preposition, and their last word is the head).
-        head = next((i - 1 for i, w in enumerate(words) if i > 0 and w in _HEAD_ENDS), last)
-        if words[head] == "glasses" and words[head + 1] == "of":  # "glasses of wine": drinking glasses
+        if len(words) > 1:  # a compound WordNet knows: "traffic lights" -> "traffic light", "jack-in-the-box"
+            for joint in ("_", "-"):
+                whole = self._wn.morphy(joint.join(words), self._wn.NOUN)
+                if whole:
+                    return whole.split(joint)
+        # The head of "pairs of shoes" or "dogs on leashes" is the word before the first preposition, unless
+        # the two make a compound WordNet knows ("walk-in closets": the particle is no preposition).
+        head = next((i - 1 for i, w in enumerate(words) if i > 0 and w in _HEAD_ENDS
+                     and not self._wn.synsets(f"{words[i - 1]}-{w}")), len(words) - 1)
+        if words[head] == "glasses" and words[head + 1:head + 2] == ["of"]:  # "glasses of wine": drinking glasses
             return words[:head] + ["glass"] + words[head + 1:]
-        if head < last:
-            one = self._singular_word(words[head])
-            if words[head + 1] == "of" or one != words[head]:
-                return words[:head] + [one] + words[head + 1:]
-        return words[:-1] + [self._singular_word(words[-1])]
+        return words[:head] + [self._singular_word(words[head])] + words[head + 1:]
 
     def _singular_word(self, word: str) -> str:
         if word in _PLURALIA_TANTUM or word.endswith("ss"):  # "plexiglass" is no plural of "plexiglas"

@@ -199,3 +199,27 @@ def test_an_image_the_processor_refuses_is_one_line_naming_its_size():
     chat = VisionChat("tiny-random", device="cpu", max_new_tokens=4)
     with pytest.raises(ValueError, match=r"tiny-random's processor refused the request \(3400x16\): absolute aspect"):
         chat.chat([ChatRequest.ask("list the objects", Image.new("RGB", (3400, 16)))])
+
+
+def test_a_whole_reply_clears_a_cut_mark_another_writer_left(tmp_path):
+    from selfseg.models.chat import ChatModelBase
+
+    class Scripted(ChatModelBase):
+        model_id, batch_size, max_new_tokens = "scripted", 4, 8
+
+        def __init__(self, cut):
+            super().__init__()
+            self.cache, self.cut = ReplyCache(tmp_path / "c.sqlite"), cut
+
+        def _replies(self, requests):
+            return [("A dog on grass.", self.cut) for _ in requests]
+
+    req = [ChatRequest.ask("describe")]
+    assert Scripted(cut=True).chat(req)[0].truncated
+    whole = Scripted(cut=False)
+    whole.cache.get = lambda key: None  # another writer on the same file, which asked before the first stored
+    assert not whole.chat(req)[0].truncated
+    again = Scripted(cut=True)
+    again._replies = None  # served from the cache: never asked
+    [reply] = again.chat(req)
+    assert reply.cached and not reply.truncated and len(again.cache) == 1

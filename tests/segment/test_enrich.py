@@ -60,6 +60,10 @@ def test_clean_description():
         "A short red metal post"
     assert clean_description("**Description:** short red metal post", "fire hydrant", 12) == "short red metal post"
     assert clean_description("Here is what it looks like:", "fire hydrant", 12) == ""
+    assert clean_description("Fire hydrant:\nA short red post.", "fire hydrant", 12) == "A short red post"
+    # a description of its own that ends in a colon is no lead-in
+    assert clean_description("A short red metal post with two outlets:\n- side caps", "fire hydrant", 12) == \
+        "A short red metal post with two outlets"
     assert clean_description("<think>\nA fire hydrant is", "fire hydrant", 12) == ""  # cut while reasoning
 
 

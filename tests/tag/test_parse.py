@@ -51,9 +51,15 @@ from selfseg.tag.parse import TagNormaliser, find_object, parse_tags
     ("['boat'\n 'water']", ["boat", "water"]),
     # ... also after a line break Python's tokenizer does not count as one
     ("['table\x85 chair',\n'dog' 'cat']", ["table chair", "dog", "cat"]),
-    # a particle of a compound is no preposition: its last word is the head
-    ('["walk in closets", "carry on bags", "men in suits", "clothes on hangers"]',
-     ["walk in closet", "carry on bag", "man in suits", "clothes on hanger"]),
+    # a particle of a compound WordNet knows is no preposition: its last word is the head; a singular head
+    # before a preposition stays as it is, with what follows it
+    ('["walk in closets", "jack in the boxes", "men in suits", "man in suits", "tree with leaves"]',
+     ["walk in closet", "jack in the box", "man in suits", "tree with leaves"]),
+    # "glasses" alone, last, or before a preposition other than "of" is the plural-only name
+    ('["glasses", "reading glasses", "man in glasses", "glasses on a table"]',
+     ["glasses", "reading glasses", "man in glasses", "glasses on a table"]),
+    # where no comma can stand, the joined string is no name the model wrote
+    ("{'objects': 'dog' 'cat'}", []),
     ('["eyeglasses", "sprinkles", "leftovers"]', ["eyeglasses", "sprinkles", "leftovers"]),
     # several lists, each behind a label: joined (plain, markdown bold, numbered, each in its own fence)
     ('Objects: ["dog", "ball"]\nBackground: ["grass", "sky"]', ["dog", "ball", "grass", "sky"]),

@@ -108,8 +108,12 @@ class LLMMapper(MapperWithoutLevels):
         listing = "[" + ", ".join(f"'{c.name}'" for c in self.classes) + "]"
         self._fill = {"classes": listing, "dataset": dataset_name}
         _check_template(self.template)
-        # float32 and bfloat16 may answer differently: the key holds the dtype the model will run in.
-        self._key_parts = [model, self.template, listing, dataset_name, max_new_tokens, _effective_dtype(device, dtype)]
+        # float32 and bfloat16 may answer differently: the key holds the dtype the model will run in; and how
+        # a reply is made from the model's tokens (REPLY_FORMAT).
+        from ...models.chat import REPLY_FORMAT
+
+        self._key_parts = [model, self.template, listing, dataset_name, max_new_tokens, _effective_dtype(device, dtype),
+                           REPLY_FORMAT]
         self._cache_arg = cache
         from ...models.spec import ModelSpec
 
