@@ -433,9 +433,10 @@ def matmul_gflops(device: torch.device, dtype: torch.dtype, n: int = 4096, repea
         if device.type == "cuda":
             start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             torch.cuda.synchronize(device)
-            start.record()
+            stream = torch.cuda.current_stream(device)  # an event records on the current device's stream else
+            start.record(stream)
             torch.matmul(a, b)
-            stop.record()
+            stop.record(stream)
             torch.cuda.synchronize(device)
             seconds = start.elapsed_time(stop) / 1e3
         else:

@@ -18,7 +18,7 @@ import torch
 
 from ..errors import ConfigError
 from ..streams import stream_uniforms
-from .loading import check_model_type, complete_weights, load_checkpoint, resolve_device, resolve_dtype
+from .loading import check_model_type, complete_weights, load_checkpoint, model_call, resolve_device, resolve_dtype
 from .spec import PAPER_MODEL, TINY_MODEL, CaptionSampling, ModelSpec
 from .tiny import build_tiny_blip
 
@@ -67,7 +67,7 @@ class BlipCaptioner:
         return cls(model, processor, device, dtype, is_tiny=False, model_id=spec.name)
 
     # ------------------------------------------------------------------------------------------ encoder
-    @torch.inference_mode()
+    @model_call
     def encode(self, images: Sequence[Any], size: int) -> torch.Tensor:
         """(B, 1 + (size/16)^2, D) vision tokens (CLS first) for RGB PIL images squashed to size x size."""
         pix = self.processor.image_processor(
@@ -77,7 +77,7 @@ class BlipCaptioner:
             out = self.model.vision_model(pixel_values=pix, interpolate_pos_encoding=True)
         return out.last_hidden_state
 
-    @torch.inference_mode()
+    @model_call
     def encode_subsets(self, images: Sequence[Any], size: int,
                        subsets: Sequence[Sequence[torch.Tensor]]) -> list[list[torch.Tensor]]:
         """Each subset of an image's patches encoded on its own: per image, per subset of patch indices (into
@@ -154,7 +154,7 @@ class BlipCaptioner:
                               f"prompt, got max_length {sampling.max_length} counting the prompt")
         return lo, hi
 
-    @torch.inference_mode()
+    @model_call
     def caption(self, token_sets: Sequence[torch.Tensor], settings: CaptionSettings, seed: int,
                 streams: Sequence[Sequence[int]] | None = None) -> list[str]:
         """One sampled caption per token set, all in ONE generate call.
@@ -179,7 +179,7 @@ class BlipCaptioner:
             texts[i] = text.strip()
         return texts
 
-    @torch.inference_mode()
+    @model_call
     def generate(self, token_sets: Sequence[torch.Tensor], settings: CaptionSettings, seed: int,
                  streams: Sequence[Sequence[int]] | None = None, **generate_kwargs: Any) -> Any:
         """BLIP's text decoder over `token_sets` (each non-empty), one row per set, in ONE generate call:

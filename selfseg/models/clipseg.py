@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .loading import check_model_type, complete_weights, load_checkpoint, resolve_device, resolve_dtype
+from .loading import check_model_type, complete_weights, load_checkpoint, model_call, resolve_device, resolve_dtype
 from .spec import TINY_MODEL, ModelSpec
 from .tiny import build_tiny_clipseg
 
@@ -118,7 +118,7 @@ class ClipSegDenseSegmenter:
             full = F.interpolate(logits[:, None].float(), size=(h, w), mode="bilinear", align_corners=False)
             yield start, torch.sigmoid(full[:, 0])
 
-    @torch.inference_mode()
+    @model_call
     def logits(self, image: Image.Image, tags: Sequence[str], *, tags_per_call: int = 0) -> np.ndarray:
         """(T, H, W) float32 sigmoid probabilities, one map per tag, at the image's own size.
 
@@ -134,7 +134,7 @@ class ClipSegDenseSegmenter:
         return np.concatenate([p.cpu().numpy().astype(np.float32, copy=False)
                                for _, p in self._chunks(image, tags, tags_per_call)])
 
-    @torch.inference_mode()
+    @model_call
     def best(self, image: Image.Image, tags: Sequence[str], *,
              tags_per_call: int = 32) -> tuple[np.ndarray, np.ndarray]:
         """Per pixel, the most probable tag and its probability: ((H, W) int64, (H, W) float32).

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from .loading import check_model_type, complete_weights, load_checkpoint, resolve_device, resolve_dtype
+from .loading import check_model_type, complete_weights, load_checkpoint, model_call, resolve_device, resolve_dtype
 from .spec import TINY_MODEL, ModelSpec
 from .tiny import build_tiny_grounding_dino
 
@@ -169,7 +169,7 @@ class GroundingDino:
         return total
 
     # ------------------------------------------------------------------------------------------ forward
-    @torch.inference_mode()
+    @model_call
     def forward(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None,
                 rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """One batched forward: the token id rows right-padded to the longest, the one image of

@@ -13,7 +13,7 @@ import torch
 
 from ..cache import ReplyCache
 from .chat import ChatModelBase, ChatRequest, SharedWeights, check_model_type, needs_special_tokens, takes_token_types
-from .loading import complete_weights, load_checkpoint, resolve_device, resolve_dtype
+from .loading import complete_weights, load_checkpoint, model_call, resolve_device, resolve_dtype
 from .spec import TINY_MODEL, ModelSpec
 from .tiny import build_tiny_causal_lm
 
@@ -78,7 +78,7 @@ class ChatLM(ChatModelBase):
         # No template (a base LM): the conversation as plain text, the last user turn last.
         return "\n\n".join(t for _, t in request.turns)
 
-    @torch.inference_mode()
+    @model_call
     def generate_batch(self, requests: Sequence[ChatRequest], **generate_kwargs: Any) -> tuple[int, Any]:
         """ONE greedy generate call for `requests` as left-padded rows: (prompt length, generate's output).
         Extra keywords go to generate (tests ask for output_logits to compare rows step by step)."""

@@ -3,7 +3,9 @@ clear error when it is missing (no minutes of hub retries on an offline machine)
 that makes tiny random test models depend on their inputs."""
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+import contextlib
+import functools
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,38 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     if dtype not in DTYPES:
         raise ConfigError(f"dtype: expected one of {sorted(DTYPES)}, got {dtype!r}")
     return DTYPES[dtype]
+
+
+@contextlib.contextmanager
+def exact_float32(device: Any, dtype: Any) -> Iterator[None]:
+    """float32 work on a CUDA device done in float32: cuDNN convolutions (BLIP's and SAM 2's patch embeddings,
+    the BCC CRF's filter) default to TF32 there, which rounds their inputs to 10 mantissa bits, so the same
+    image gave other features, and through them other clusters, than on the CPU. Matrix products are kept
+    from TF32 too (off by default; a user's torch.set_float32_matmul_precision turns it on). Other devices and
+    dtypes: unchanged."""
+    if torch.device(device).type != "cuda" or dtype != torch.float32:
+        yield
+        return
+    matmul = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, benchmark=torch.backends.cudnn.benchmark,
+                                        deterministic=torch.backends.cudnn.deterministic, allow_tf32=False):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul
+
+
+def model_call(method: Callable) -> Callable:
+    """A model wrapper's method (one with `device` and `dtype`) under torch.inference_mode, its float32 kept
+    exact on a GPU (`exact_float32`)."""
+
+    @functools.wraps(method)
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with torch.inference_mode(), exact_float32(self.device, self.dtype):
+            return method(self, *args, **kwargs)
+
+    return call
 
 
 def load_checkpoint(what: str, spec: ModelSpec, load: Callable[[bool], Any]) -> Any:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .loading import check_model_type, complete_weights, load_checkpoint, resolve_device, resolve_dtype
+from .loading import check_model_type, complete_weights, load_checkpoint, model_call, resolve_device, resolve_dtype
 from .spec import TINY_MODEL, ModelSpec
 from .tiny import build_tiny_sam2
 
@@ -93,7 +93,7 @@ class Sam2BoxSegmenter:
         return cls(model, processor, dev, resolve_dtype(dtype), is_tiny=True, model_id=TINY_MODEL)
 
     # ------------------------------------------------------------------------------------------ segment
-    @torch.inference_mode()
+    @model_call
     def segment(self, image: Image.Image, boxes: np.ndarray, *,
                 max_boxes_per_call: int | None = None) -> BoxMasks:
         """One mask per box for one image.

@@ -125,7 +125,7 @@ class ModelConfig:
     blip: str = PAPER_MODEL
     # "auto" picks CUDA when available, else CPU; or "cpu", "cuda", "cuda:N", "mps" (checked on this machine).
     device: str = "auto"
-    # float32 everywhere; float16 / bfloat16 halve memory and speed up the forwards on a GPU.
+    # float32 everywhere (no TF32 on a GPU either); float16 / bfloat16 halve memory and speed up the forwards on a GPU.
     dtype: str = "float32"
     # Hugging Face cache directory (None: the library default, HF_HOME).
     cache_dir: str | None = None

@@ -17,7 +17,7 @@ import torch
 from ..cache import ReplyCache
 from ..errors import ConfigError
 from .chat import ChatModelBase, ChatRequest, SharedWeights, check_model_type, needs_special_tokens, takes_token_types
-from .loading import complete_weights, load_checkpoint, resolve_device, resolve_dtype
+from .loading import complete_weights, load_checkpoint, model_call, resolve_device, resolve_dtype
 from .spec import TINY_MODEL, ModelSpec
 from .tiny import build_tiny_vlm
 
@@ -98,7 +98,7 @@ class VisionChat(ChatModelBase):
     def prompt_text(self, request: ChatRequest) -> str:
         return self.processor.apply_chat_template(self._messages(request), tokenize=False, add_generation_prompt=True)
 
-    @torch.inference_mode()
+    @model_call
     def generate_batch(self, requests: Sequence[ChatRequest], **generate_kwargs: Any) -> tuple[int, Any]:
         """ONE greedy generate call for `requests` as left-padded rows: (prompt length, generate's output).
         Extra keywords go to generate (tests ask for output_logits to compare rows step by step)."""

@@ -337,3 +337,31 @@ def test_tiny_models_touch_only_the_cpu_generator_and_restore_it(builder, monkey
     assert torch.equal(torch.random.get_rng_state(), state)
     b, _ = getattr(tiny, builder)(seed=3)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+@pytest.mark.parametrize("device, dtype, exact", [("cuda", torch.float32, True), ("cuda:1", torch.float32, True),
+                                                  ("cuda", torch.bfloat16, False), ("cpu", torch.float32, False)])
+def test_float32_work_on_a_gpu_runs_without_tf32(device, dtype, exact):
+    """cuDNN convolutions default to TF32 on a GPU (10-bit inputs): float32 model calls and the BCC clustering
+    turn it off for themselves, and put back whatever the user had (the flags are host settings, checked here
+    without a GPU)."""
+    from selfseg.models.loading import exact_float32, model_call
+
+    class Wrapper:
+        def __init__(self):
+            self.device, self.dtype = torch.device(device), dtype
+
+        @model_call
+        def forward(self):
+            return (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32,
+                    torch.is_inference_mode_enabled())
+
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True  # a user's "high" precision
+    try:
+        assert Wrapper().forward() == ((False, False, True) if exact else (True, True, True))
+        with exact_float32(device, dtype):
+            assert torch.backends.cudnn.allow_tf32 is not exact
+        assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == (True, True)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved

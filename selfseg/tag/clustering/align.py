@@ -19,8 +19,9 @@ def match_cost(a: torch.Tensor, b: torch.Tensor, cost: str = "iou") -> np.ndarra
     two clusters is present (the released code's `sum(a != b)` on the two masks).
     """
     ka, kb = int(a.max()) + 1, int(b.max()) + 1
-    oa = torch.nn.functional.one_hot(a.flatten(), ka).double()
-    ob = torch.nn.functional.one_hot(b.flatten(), kb).double()
+    # On the host, in float64 (exact counts; MPS has no float64): the matrix goes to scipy there anyway.
+    oa = torch.nn.functional.one_hot(a.flatten().cpu(), ka).double()
+    ob = torch.nn.functional.one_hot(b.flatten().cpu(), kb).double()
     inter = oa.T @ ob
     size_a, size_b = oa.sum(0)[:, None], ob.sum(0)[None, :]
     if cost == "iou":
@@ -30,7 +31,7 @@ def match_cost(a: torch.Tensor, b: torch.Tensor, cost: str = "iou") -> np.ndarra
         out = size_a + size_b - 2 * inter
     else:
         raise ValueError(f"expected cost 'iou' or 'mismatch', got {cost!r}")
-    return out.cpu().numpy()
+    return out.numpy()
 
 
 def align_runs(runs: list[torch.Tensor], cost: str = "iou") -> tuple[list[torch.Tensor], int]:

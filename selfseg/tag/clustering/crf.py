@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ...models.loading import exact_float32
+
 
 def _kernel1d(theta: float, size: int, device, dtype) -> torch.Tensor:
     d = torch.arange(-(size // 2), size // 2 + 1, device=device, dtype=dtype)
@@ -32,6 +34,12 @@ def crf_mean_field(
     b, c, h, w = unary.shape
     if c == 1:
         return unary.clone()  # one label: nothing to smooth
+    with exact_float32(unary.device, unary.dtype):  # cuDNN would filter float32 in TF32 on a GPU
+        return _mean_field(unary, weight, theta, iters, filter_size)
+
+
+def _mean_field(unary: torch.Tensor, weight: float, theta: float, iters: int, filter_size: int) -> torch.Tensor:
+    b, c, h, w = unary.shape
     k = _kernel1d(theta, filter_size, unary.device, unary.dtype)
     kv, kh = k.view(1, 1, -1, 1), k.view(1, 1, 1, -1)
     pad = filter_size // 2

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ...models.loading import exact_float32
 from ..result import ClusterMaps
 from .align import align_runs, contiguous, vote_distribution
 from .config import READ_BY, ClusteringConfig
@@ -61,8 +62,10 @@ def _as_tensor(f: Any, device: Any) -> torch.Tensor:
     if not bool(torch.isfinite(t).all()):
         raise ValueError("expected finite patch features, got NaN or inf")
     # k-means++ sums squared distances over every patch in float32: past its range they turn to inf, and
-    # below it to 0, and either way the starts are drawn blind. Measured in float64 so neither hides.
-    top = float(t.double().square().sum(-1).max())
+    # below it to 0, and either way the starts are drawn blind. The largest squared norm is measured on values
+    # scaled to at most 1, so neither hides in the measure itself (and no float64, which MPS lacks).
+    peak = float(t.abs().max())
+    top = peak * peak * float((t / peak).square().sum(-1).max()) if peak > 0 else 0.0
     n = t.shape[0] * t.shape[1]
     if top * 4 * n > _F32_MAX:
         raise ValueError("expected patch features whose squared distances, summed over the patches, fit "
@@ -200,9 +203,16 @@ def ensemble_cluster(
         raise ValueError(f"expected a seed in 0..2**63-1, got {seed!r}")
     # The grid with the most patches (first on a tie): every map is resized to it.
     grid = max(((f.shape[0], f.shape[1]) for f in feats), key=lambda hw: hw[0] * hw[1])
-    t: dict[str, float] = {"kmeans": 0.0}
-    if cfg.consensus == "coassoc":
-        return _coassoc_cluster(feats, cfg, seed, grid, t)
+    # float32 on a GPU as on the CPU: no TF32 in the distances or the CRF's filter (labels are the same).
+    with exact_float32(feats[0].device, torch.float32):
+        if cfg.consensus == "coassoc":
+            return _coassoc_cluster(feats, cfg, seed, grid, {"kmeans": 0.0})
+        return _chain_cluster(feats, cfg, seed, grid, {"kmeans": 0.0})
+
+
+def _chain_cluster(
+    feats: list[torch.Tensor], cfg: ClusteringConfig, seed: int, grid: tuple[int, int], t: dict[str, float]
+) -> ClusterMaps:
     runs, keys = _kmeans_runs(feats, cfg.ks, cfg, seed, grid, t)
 
     dev = feats[0].device

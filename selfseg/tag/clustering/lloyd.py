@@ -27,6 +27,12 @@ class KMeansResult:
     n_iter: int
 
 
+def _wide(device: torch.device) -> torch.dtype:
+    """The dtype of the k-means++ draws and running sums: float64, or float32 on MPS, which has no float64
+    (the draws there differ from the CPU's in their last bits)."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
 def _sq_dists(x: torch.Tensor, c: torch.Tensor, x_sq: torch.Tensor) -> torch.Tensor:
     # ||x||^2 - 2 x.c + ||c||^2, clamped: the expansion can go slightly negative in float arithmetic.
     return (x_sq[:, None] - 2.0 * x @ c.T + (c * c).sum(1)[None, :]).clamp_min_(0)
@@ -72,8 +78,9 @@ def kmeans_plusplus(x: torch.Tensor, k: int, generator: torch.Generator, x_sq: t
         if pot <= 0:  # every point already sits on a centre: pick any remaining point
             cand = torch.randint(n, (trials,), generator=generator, device="cpu").to(x.device)
         else:
-            r = torch.rand(trials, generator=generator, device="cpu", dtype=torch.float64).to(x.device) * pot
-            cand = torch.searchsorted(torch.cumsum(closest.double(), 0), r.to(torch.float64)).clamp_(max=n - 1)
+            wide = _wide(x.device)
+            r = torch.rand(trials, generator=generator, device="cpu", dtype=torch.float64).to(x.device, wide) * pot
+            cand = torch.searchsorted(torch.cumsum(closest.to(wide), 0), r.to(wide)).clamp_(max=n - 1)
         d = _sq_dists(x, x[cand], x_sq)  # (n, trials)
         d = torch.minimum(closest[:, None], d)
         pots = d.sum(0)
@@ -171,7 +178,7 @@ def kmeans_plusplus_batch(
         if k > 1:
             draws[: k - 1, j, :t] = torch.stack(
                 [torch.rand(t, generator=g, device="cpu", dtype=torch.float64) for _ in range(k - 1)])
-    draws = draws.to(x.device)
+    draws = draws.to(x.device, _wide(x.device))
     no_trial = (torch.arange(max(trials))[None, :] >= torch.tensor(trials)[:, None]).to(x.device)
 
     x2 = 2.0 * x
@@ -186,7 +193,7 @@ def kmeans_plusplus_batch(
         m = sum(k > step for k in ks)
         degenerate[:m] |= pot[:m] <= 0
         r = draws[step - 1, :m] * pot[:m, None]
-        cand = torch.searchsorted(torch.cumsum(closest[:m].double(), 1), r).clamp_(max=n - 1)
+        cand = torch.searchsorted(torch.cumsum(closest[:m].to(draws.dtype), 1), r).clamp_(max=n - 1)
         c = x[cand]  # (m, trials, d)
         d = (x_sq[:, None] - torch.matmul(x2, c.transpose(1, 2)) + (c * c).sum(2)[:, None, :]).clamp_min_(0)
         d = torch.minimum(closest[:m, :, None], d)
@@ -287,7 +294,7 @@ def _lloyd_batch(
         new_c = sums / counts.clamp_min(1)[:, :, None]
         shift = ((new_c - old) ** 2).sum((1, 2))
         empty = ((counts == 0) & (torch.arange(kk, device=x.device)[None, :] < ks_dev[sel][:, None])).any(1)
-        same, small, empty = torch.stack([(new_labels == labels[sel]).all(1), shift.double() <= abs_tol,
+        same, small, empty = torch.stack([(new_labels == labels[sel]).all(1), shift.to(_wide(x.device)) <= abs_tol,
                                           empty]).tolist()
         for j in [j for j in range(m) if empty[j]]:
             # Rare (k-means++ seeding makes it so): the host-side rule of `kmeans`, run by run.
