@@ -97,8 +97,8 @@ class ReplyCache:
             return
         try:
             with self._lock:
-                if self._db.execute("DELETE FROM replies WHERE key = ?", (key,)).rowcount:
-                    self._db.commit()
+                self._db.execute("DELETE FROM replies WHERE key = ?", (key,))
+                self._db.commit()  # also when nothing went: the statement opened a write transaction
         except sqlite3.Error as exc:
             self._write_failed(exc)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
@@ -57,19 +58,53 @@ def exact_float32(device: Any, dtype: Any) -> Iterator[None]:
     """float32 work on a CUDA device done in float32: cuDNN convolutions (BLIP's and SAM 2's patch embeddings,
     the BCC CRF's filter) default to TF32 there, which rounds their inputs to 10 mantissa bits, so the same
     image gave other features, and through them other clusters, than on the CPU. Matrix products are kept
-    from TF32 too (off by default; a user's torch.set_float32_matmul_precision turns it on). Other devices and
-    dtypes: unchanged."""
+    from TF32 too (off by default; a user's or a library's setting turns it on). Other devices and dtypes:
+    unchanged. The settings are the process's: the first call in sets them and the last one out puts back
+    what it found, so calls from several threads, or nested, never leave them half restored."""
     if torch.device(device).type != "cuda" or dtype != torch.float32:
         yield
         return
-    matmul = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
+    global _EXACT_DEPTH, _EXACT_SAVED
+    with _EXACT_LOCK:
+        if _EXACT_DEPTH == 0:
+            _EXACT_SAVED = _exact_settings()
+        _EXACT_DEPTH += 1
     try:
-        with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, benchmark=torch.backends.cudnn.benchmark,
-                                        deterministic=torch.backends.cudnn.deterministic, allow_tf32=False):
-            yield
+        yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32 = matmul
+        with _EXACT_LOCK:
+            _EXACT_DEPTH -= 1
+            if _EXACT_DEPTH == 0:
+                _put_back(_EXACT_SAVED)
+
+
+_EXACT_LOCK = threading.Lock()
+_EXACT_DEPTH = 0
+_EXACT_SAVED: list[tuple[Any, str, Any]] = []
+
+
+def _precision_settings() -> list[tuple[Any, str, Any]]:
+    """(owner, attribute, the value that means exact float32) of each TF32 setting. Where torch has the
+    per-backend fp32_precision settings they are the ones to use: once anything has set them (transformers'
+    tf32 option does), reading the older allow_tf32 flags raises."""
+    backends = torch.backends
+    if hasattr(backends.cuda.matmul, "fp32_precision"):
+        return [(backends.cuda.matmul, "fp32_precision", "ieee"), (backends.cudnn.conv, "fp32_precision", "ieee"),
+                (backends.cudnn.rnn, "fp32_precision", "ieee")]
+    return [(backends.cuda.matmul, "allow_tf32", False), (backends.cudnn, "allow_tf32", False)]
+
+
+def _exact_settings() -> list[tuple[Any, str, Any]]:
+    """Set every TF32 setting to exact float32; returns what each was."""
+    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in _precision_settings()]
+    for owner, name, exact in _precision_settings():
+        setattr(owner, name, exact)
+    return saved
+
+
+def _put_back(saved: list[tuple[Any, str, Any]]) -> None:
+    for owner, name, value in saved:
+        setattr(owner, name, value)
 
 
 def model_call(method: Callable) -> Callable:

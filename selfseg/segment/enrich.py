@@ -47,28 +47,28 @@ class Enrichment:
         return self.prompts.get(tag, tag)
 
 
-_LEAD_WORDS = re.compile(r"^(?:sure|certainly|okay|ok|of course|absolutely|here|below)\b|\bdescri(?:be|bed|ption)\b",
-                         re.I)
+_ANNOUNCING = re.compile(r"^(?:sure|certainly|okay|ok|of course|absolutely|here|below)\b|^(?:a |the )?"
+                         r"(?:visual |short )?description\b", re.I)
 
 
-def _lead_in(line: str, tag: str) -> bool:
-    if not line.endswith(":"):
-        return False
+def _announces(line: str, tag: str) -> bool:
+    """A line (ending in ':') that only announces a description: "Here it is:", "Description:", "Fire hydrant:"."""
     body = line[:-1].strip(" *_#\"'`")
-    return bool(_LEAD_WORDS.search(body)) or body.lower() == tag.lower()
+    return bool(_ANNOUNCING.search(body)) or body.lower() == tag.lower()
 
 
 def clean_description(text: Any, tag: str, max_words: int) -> str:
     """A reply -> a one-line description of at most `max_words` words ("" when there is none): reasoning
-    blocks, lead-in lines ending in ':', quotes, a leading "tag:" or "Description:" and the characters
+    blocks, lines ending in ':' that introduce others, quotes, a leading "tag:" or "Description:" and the characters
     Grounding DINO reads as phrase ends are removed."""
     if not isinstance(text, str):
         return ""
     text, _ = strip_reasoning(text)
-    # A lead-in line ("Sure! Here's a description:", "Fire hydrant:") introduces the description; it is none
-    # itself. A description that ends in a colon ("a red post with two outlets:") is kept.
-    line = next((ln for ln in (raw.replace("**", "").replace("__", "").strip() for raw in text.splitlines())
-                 if ln and not _lead_in(ln, tag)), "")
+    # A line ending in ':' that more lines follow introduces them ("Visual features:", "Sure! Here's a
+    # description:"); alone, it is the description unless it only announces one ("Here it is:").
+    lines = [ln for ln in (raw.replace("**", "").replace("__", "").strip() for raw in text.splitlines()) if ln]
+    line = next((ln for n, ln in enumerate(lines) if not (ln.endswith(":") and (n + 1 < len(lines)
+                                                                              or _announces(ln, tag)))), "")
     line = line.strip(" \"'`*#-")
     for label in (tag, "description", "visual description", "answer"):
         if line.lower().startswith(label.lower() + ":"):

@@ -258,25 +258,30 @@ def _literal(span: str) -> Any:
     value = ast.literal_eval(span)
     if not _ADJACENT_QUOTES.search(span):
         return value
-    # Where a comma cannot stand ({'objects': 'dog' 'cat'}) the repair fails, and so does the span: the
-    # joined string is no name the model wrote.
     return ast.literal_eval(_comma_between_strings(span))
 
 
 def _comma_between_strings(span: str) -> str:
-    """`span` with a comma between string literals that only whitespace parts: Python would join them into
-    one ('["dog" "cat"]' is ["dogcat"]), and a model that forgets a comma means two names."""
+    """`span` with a comma between string literals that only whitespace parts, as items of a list: Python
+    would join them into one ('["dog" "cat"]' is ["dogcat"]), and a model that forgets a comma means two
+    names. Elsewhere the joining is Python's own reading and is kept: a dict value wrapped over two lines
+    ({'scene': 'park ' 'at noon'}, as pprint writes it)."""
     try:
         tokens = list(tokenize.generate_tokens(io.StringIO(span).readline))
     except (tokenize.TokenError, SyntaxError):
         return span
     # Rows as tokenize counts them: lines end at "\n" only (str.splitlines also ends them at \x85, \u2028, ...)
     starts = [0, *itertools.accumulate(len(line) for line in io.StringIO(span).readlines())]
-    cuts, previous = [], None
+    cuts, previous, opened = [], None, []
     for tok in tokens:
         if tok.type in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT):
             continue
-        if tok.type == tokenize.STRING and previous is not None and previous.type == tokenize.STRING:
+        if tok.type == tokenize.OP and tok.string in "([{":
+            opened.append(tok.string)
+        elif tok.type == tokenize.OP and tok.string in ")]}" and opened:
+            opened.pop()
+        elif tok.type == tokenize.STRING and previous is not None and previous.type == tokenize.STRING \
+                and opened[-1:] == ["["]:
             cuts.append(starts[previous.end[0] - 1] + previous.end[1])
         previous = tok
     for cut in reversed(cuts):

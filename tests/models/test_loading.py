@@ -339,13 +339,35 @@ def test_tiny_models_touch_only_the_cpu_generator_and_restore_it(builder, monkey
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
+def _tf32_settings():
+    from selfseg.models.loading import _precision_settings
+
+    return [getattr(owner, name) for owner, name, _ in _precision_settings()]
+
+
+@pytest.fixture
+def user_tf32():
+    """TF32 turned on the way transformers' tf32 option does it (torch's fp32_precision settings, where this
+    torch has them); every setting put back afterwards."""
+    from selfseg.models.loading import _precision_settings
+
+    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in _precision_settings()]
+    for owner, name, exact in _precision_settings():
+        setattr(owner, name, "tf32" if isinstance(exact, str) else True)
+    yield _tf32_settings()
+    for owner, name, value in saved:
+        setattr(owner, name, value)
+
+
 @pytest.mark.parametrize("device, dtype, exact", [("cuda", torch.float32, True), ("cuda:1", torch.float32, True),
                                                   ("cuda", torch.bfloat16, False), ("cpu", torch.float32, False)])
-def test_float32_work_on_a_gpu_runs_without_tf32(device, dtype, exact):
+def test_float32_work_on_a_gpu_runs_without_tf32(user_tf32, device, dtype, exact):
     """cuDNN convolutions default to TF32 on a GPU (10-bit inputs): float32 model calls and the BCC clustering
-    turn it off for themselves, and put back whatever the user had (the flags are host settings, checked here
+    turn it off for themselves, and put back what the user had (the settings are host flags, checked here
     without a GPU)."""
-    from selfseg.models.loading import exact_float32, model_call
+    from selfseg.models.loading import _precision_settings, model_call
+
+    exact_values = [value for _, _, value in _precision_settings()]
 
     class Wrapper:
         def __init__(self):
@@ -353,15 +375,31 @@ def test_float32_work_on_a_gpu_runs_without_tf32(device, dtype, exact):
 
         @model_call
         def forward(self):
-            return (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32,
-                    torch.is_inference_mode_enabled())
+            return _tf32_settings(), torch.is_inference_mode_enabled()
 
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True  # a user's "high" precision
-    try:
-        assert Wrapper().forward() == ((False, False, True) if exact else (True, True, True))
-        with exact_float32(device, dtype):
-            assert torch.backends.cudnn.allow_tf32 is not exact
-        assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == (True, True)
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+    assert Wrapper().forward() == ((exact_values if exact else user_tf32), True)
+    assert _tf32_settings() == user_tf32
+
+
+def test_overlapping_calls_from_two_threads_put_the_settings_back(user_tf32):
+    import threading
+    import time
+
+    from selfseg.models.loading import _precision_settings, exact_float32
+
+    exact_values = [value for _, _, value in _precision_settings()]
+    seen = {}
+
+    def call(name, wait):
+        with exact_float32("cuda", torch.float32):
+            time.sleep(wait)
+            seen[name] = _tf32_settings()  # read as the call ends: the other may have left already
+
+    threads = [threading.Thread(target=call, args=("A", 0.1)), threading.Thread(target=call, args=("B", 0.3))]
+    threads[0].start()
+    time.sleep(0.02)
+    threads[1].start()
+    for t in threads:
+        t.join()
+    assert seen == {"A": exact_values, "B": exact_values}
+    assert _tf32_settings() == user_tf32

@@ -223,3 +223,13 @@ def test_a_whole_reply_clears_a_cut_mark_another_writer_left(tmp_path):
     again._replies = None  # served from the cache: never asked
     [reply] = again.chat(req)
     assert reply.cached and not reply.truncated and len(again.cache) == 1
+
+
+def test_clearing_an_absent_mark_holds_no_lock(tmp_path):
+    import sqlite3
+
+    cache = ReplyCache(tmp_path / "c.sqlite")
+    cache.unmark("a" * 64 + ":cut")
+    other = sqlite3.connect(str(tmp_path / "c.sqlite"), timeout=0)
+    other.execute("INSERT INTO replies (key, reply) VALUES ('x', 'y')")  # "database is locked" if held
+    other.commit()

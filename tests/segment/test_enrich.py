@@ -61,9 +61,12 @@ def test_clean_description():
     assert clean_description("**Description:** short red metal post", "fire hydrant", 12) == "short red metal post"
     assert clean_description("Here is what it looks like:", "fire hydrant", 12) == ""
     assert clean_description("Fire hydrant:\nA short red post.", "fire hydrant", 12) == "A short red post"
-    # a description of its own that ends in a colon is no lead-in
-    assert clean_description("A short red metal post with two outlets:\n- side caps", "fire hydrant", 12) == \
-        "A short red metal post with two outlets"
+    # a header line introduces the lines after it; a description alone that ends in a colon is kept
+    assert clean_description("Visual features:\n- red metal post", "fire hydrant", 12) == "red metal post"
+    assert clean_description("A fire hydrant typically has:\n- a red metal body", "fire hydrant", 12) == \
+        "a red metal body"
+    assert clean_description("Short red metal post, as follows:", "fire hydrant", 12) == \
+        "Short red metal post, as follows"
     assert clean_description("<think>\nA fire hydrant is", "fire hydrant", 12) == ""  # cut while reasoning
 
 

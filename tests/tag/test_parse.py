@@ -58,8 +58,9 @@ from selfseg.tag.parse import TagNormaliser, find_object, parse_tags
     # "glasses" alone, last, or before a preposition other than "of" is the plural-only name
     ('["glasses", "reading glasses", "man in glasses", "glasses on a table"]',
      ["glasses", "reading glasses", "man in glasses", "glasses on a table"]),
-    # where no comma can stand, the joined string is no name the model wrote
-    ("{'objects': 'dog' 'cat'}", []),
+    # outside a list, strings that only whitespace parts are one, as Python reads them: a wrapped dict value
+    ("{'objects': 'dog, cat', 'scene': 'park ' 'at noon'}", ["dog", "cat"]),
+    ("[{'name': 'dog', 'where': 'left ' 'side'}, {'name': 'cat'}]", ["dog", "cat"]),
     ('["eyeglasses", "sprinkles", "leftovers"]', ["eyeglasses", "sprinkles", "leftovers"]),
     # several lists, each behind a label: joined (plain, markdown bold, numbered, each in its own fence)
     ('Objects: ["dog", "ball"]\nBackground: ["grass", "sky"]', ["dog", "ball", "grass", "sky"]),
