@@ -178,11 +178,13 @@ def test_blip_encoder_on_device_matches_cpu(photo):
     torch.testing.assert_close(a, b.cpu(), rtol=1e-5, atol=1e-5)
 
 
-def test_tagger_clusters_on_device_equal_the_cpus(photo):
+@pytest.mark.parametrize("consensus", ["coassoc", "chain"])
+def test_tagger_clusters_on_device_equal_the_cpus(photo, consensus):
     """The co-association cut picks among close lifetimes: features a TF32 convolution moved by 3e-4 gave
     another map on 70% of the patches. In float32 the device's clusters are the CPU's."""
-    dev = pipeline()
-    cpu = SelfSeg.from_config(REPO / "configs" / "smoke.yaml", ["model.device=cpu", "captioning.cycles=2"])
+    dev = pipeline(f"clustering.consensus={consensus}")
+    cpu = SelfSeg.from_config(REPO / "configs" / "smoke.yaml", ["model.device=cpu", "captioning.cycles=2",
+                                                                f"clustering.consensus={consensus}"])
     cpu.tagger.blip.model.load_state_dict({k: v.cpu() for k, v in dev.tagger.blip.model.state_dict().items()})
     a, b = cpu.tag(photo), dev.tag(photo)
     assert same_partition(a.cluster_grid, b.cluster_grid)

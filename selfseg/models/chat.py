@@ -64,7 +64,8 @@ class ChatModelBase:
     """Subclasses set model_id, batch_size, max_new_tokens, cache and implement `generate_batch(requests)`
     (ONE greedy generate call over at most `batch_size` requests as left-padded rows: the prompt length and
     generate's output; `text_batch_size` for requests without an image, when set: they are far shorter than
-    rows carrying an image's tokens), or `_generate(requests)` (the replies) directly."""
+    rows carrying an image's tokens) with `prompt_text(request)`, or `_generate(requests)` (the replies)
+    directly, or `_replies(requests)` (each reply and whether max_new_tokens cut it)."""
 
     model_id: str
     batch_size: int
@@ -96,8 +97,9 @@ class ChatModelBase:
         raise NotImplementedError  # pragma: no cover - abstract
 
     def prompt_text(self, request: ChatRequest) -> str:
-        """The text the model is given for `request` (its chat template applied), up to where it replies."""
-        raise NotImplementedError  # pragma: no cover - abstract
+        """The text the model is given for `request` (its chat template applied), up to where it replies; a
+        wrapper that does not say gives "" (a <think> its template opens is then not seen)."""
+        return ""
 
     def _generate(self, requests: Sequence[ChatRequest]) -> list[str]:
         return [text for text, _ in self._replies(requests)]
@@ -168,7 +170,10 @@ class ChatModelBase:
                 if self.cache is not None and keys[i] is not None:
                     # The mark first: a reply stored without it would read as whole on a rerun. A whole
                     # reply clears a mark another writer left (its own reply was cut, this one was not).
-                    (self.cache.mark if cut else self.cache.unmark)(_cut(keys[i]))
+                    if cut:
+                        self.cache.mark(_cut(keys[i]))
+                    elif self.cache.marked(_cut(keys[i])):  # a read: no write for the usual reply
+                        self.cache.unmark(_cut(keys[i]))
                     self.cache.put(keys[i], out[i].text)
         return [r for r in out if r is not None]
 

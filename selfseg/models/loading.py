@@ -57,7 +57,7 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
 def exact_float32(device: Any, dtype: Any) -> Iterator[None]:
     """float32 work on a CUDA device done in float32: cuDNN convolutions (BLIP's and SAM 2's patch embeddings,
     the BCC CRF's filter) default to TF32 there, which rounds their inputs to 10 mantissa bits, so the same
-    image gave other features, and through them other clusters, than on the CPU. Matrix products are kept
+    image would give other features, and through them other clusters, than on the CPU. Matrix products are kept
     from TF32 too (off by default; a user's or a library's setting turns it on). Other devices and dtypes:
     unchanged. The settings are the process's: the first call in sets them and the last one out puts back
     what it found, so calls from several threads, or nested, never leave them half restored."""

@@ -134,10 +134,19 @@ def vision_chat(v: Any, m: Any) -> VisionChat:
                                 cache=ReplyCache.open(v.cache), setting="vlm.model")
 
 
+def _same_checkpoint(a: str, b: str) -> bool:
+    """Whether two model settings name one checkpoint: the same id (a folder however spelled) and revision."""
+    import os
+
+    sa, sb = ModelSpec(a), ModelSpec(b)
+    where = [os.path.realpath(s.id) if os.path.isdir(s.id) else s.id for s in (sa, sb)]
+    return where[0] == where[1] and sa.revision == sb.revision
+
+
 def text_chat(v: Any, m: Any) -> ChatModelBase:
     """The text-only chat model of a `vlm` section's `llm`; the VLM itself (asked without an image) when unset
     or the VLM's own checkpoint (loaded as a causal LM it would be refused, or held in memory twice)."""
-    if not v.llm or (v.llm == v.model and v.llm != TINY_MODEL):  # "tiny-random" is a tiny model of each kind
+    if not v.llm or (v.llm != TINY_MODEL and _same_checkpoint(v.llm, v.model)):  # tiny-random: one of each kind
         return vision_chat(v, m)
     from .llm import ChatLM
 

@@ -69,7 +69,7 @@ def clean_description(text: Any, tag: str, max_words: int) -> str:
     lines = [ln for ln in (raw.replace("**", "").replace("__", "").strip() for raw in text.splitlines()) if ln]
     line = next((ln for n, ln in enumerate(lines) if not (ln.endswith(":") and (n + 1 < len(lines)
                                                                               or _announces(ln, tag)))), "")
-    line = line.strip(" \"'`*#-")
+    line = re.sub(r"^\d{1,2}[.)]\s+", "", line.strip(" \"'`*#-"))  # "1. red" as a list's first item
     for label in (tag, "description", "visual description", "answer"):
         if line.lower().startswith(label.lower() + ":"):
             line = line[len(label) + 1:]

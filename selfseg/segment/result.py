@@ -393,15 +393,17 @@ class Segmentation(ValueEquality):
 
     def at_original_size(self) -> Segmentation:
         """This result at the photo's size where the models saw a reduced copy (`original_size`, set by
-        run.max_image_side): masks upsampled as the saved label PNG is, boxes scaled, `original_size` None;
-        the result itself otherwise. The masks take N x H x W bytes at the photo's size."""
+        run.max_image_side): masks upsampled as the saved label PNG is, boxes scaled, `original_size` None,
+        every other field its own copy; the result itself otherwise. The masks take N x H x W bytes at the
+        photo's size."""
         rows, cols, scale = self._photo_grid()
         if scale is None:
             return self
         self._check_in_place_edits()
         return dataclasses.replace(
             self, image_size=tuple(self.original_size), masks=self.masks.take(rows, axis=1).take(cols, axis=2),
-            boxes=self.boxes * scale, original_size=None, merges=copy.deepcopy(self.merges),
+            boxes=self.boxes * scale, scores=self.scores.copy(), mask_scores=self.mask_scores.copy(),
+            tags=copy.deepcopy(self.tags), original_size=None, merges=copy.deepcopy(self.merges),
             notes=list(self.notes), timings=copy.deepcopy(self.timings), prompts=dict(self.prompts))
 
     def to_dict(self) -> dict[str, Any]:

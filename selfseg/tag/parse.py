@@ -37,8 +37,10 @@ numbers. The rules, in order:
    (noted); one with a longer or prose-like part ("dog, sitting on the grass") stays whole.
 
 Then every tag is normalised: lower-cased, articles and surrounding punctuation stripped, whitespace
-collapsed, the last word singularised when WordNet knows its singular ("traffic lights" -> "traffic
-light", "shoes" -> "shoe"; "jeans" stays), duplicates dropped (first wins); counts ("2 dogs", "dog (2)")
+collapsed, the head word singularised when WordNet knows its singular ("traffic lights" -> "traffic
+light", "shoes" -> "shoe"; "jeans" stays; the head is the last word, or the word before a first preposition
+that makes no WordNet compound with it: "pairs of shoes" -> "pair of shoes", "walk-in closets" -> "walk-in
+closet"), duplicates dropped (first wins); counts ("2 dogs", "dog (2)")
 are removed. A name needs two characters, or one ideograph or syllable ("狗"). Nothing here raises: a reply
 with no list, or a list with no names, gives no tags, `ok=False` and a note saying why. Parsing takes time
 linear in the reply's length, whatever the reply holds.

@@ -233,3 +233,23 @@ def test_clearing_an_absent_mark_holds_no_lock(tmp_path):
     other = sqlite3.connect(str(tmp_path / "c.sqlite"), timeout=0)
     other.execute("INSERT INTO replies (key, reply) VALUES ('x', 'y')")  # "database is locked" if held
     other.commit()
+
+
+def test_a_wrapper_with_only_generate_batch_still_chats():
+    """prompt_text is optional: without it, a template's open <think> is not looked for."""
+    from selfseg.models.chat import ChatModelBase
+
+    inner = ChatLM("tiny-random", device="cpu", max_new_tokens=3)
+
+    class Minimal(ChatModelBase):
+        model_id, batch_size, max_new_tokens, cache = "minimal", 2, 3, None
+
+        def __init__(self):
+            super().__init__()
+            self.tokenizer, self.model = inner.tokenizer, inner.model
+
+        def generate_batch(self, requests, **kwargs):
+            return inner.generate_batch(requests, **kwargs)
+
+    [reply] = Minimal().chat([ChatRequest.ask("hello")])
+    assert reply.text == inner.chat([ChatRequest.ask("hello")])[0].text and reply.truncated

@@ -63,6 +63,7 @@ def test_clean_description():
     assert clean_description("Fire hydrant:\nA short red post.", "fire hydrant", 12) == "A short red post"
     # a header line introduces the lines after it; a description alone that ends in a colon is kept
     assert clean_description("Visual features:\n- red metal post", "fire hydrant", 12) == "red metal post"
+    assert clean_description("Here are the features:\n1. red metal post", "fire hydrant", 12) == "red metal post"
     assert clean_description("A fire hydrant typically has:\n- a red metal body", "fire hydrant", 12) == \
         "a red metal body"
     assert clean_description("Short red metal post, as follows:", "fire hydrant", 12) == \

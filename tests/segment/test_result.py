@@ -115,6 +115,8 @@ def test_a_reduced_result_exports_at_the_photos_size(tmp_path):
     assert seg.to_coco(photo_size=False) == small.to_coco()
     assert seg.to_supervision(photo_size=False).mask.shape == (3, 20, 30)
     assert small.at_original_size() is small and up.at_original_size() is up
+    up.scores[1] = 0.01  # its own copy: the result it came from keeps its scores and painted map
+    assert seg.scores[1] == pytest.approx(0.8) and seg.semantic[7, 12] == 2
 
 
 @pytest.mark.parametrize("orientation, shape", [(1, (2, 3)), (3, (2, 3)), (6, (3, 2)), (8, (3, 2))])

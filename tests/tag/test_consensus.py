@@ -372,9 +372,15 @@ def test_features_beyond_float32_distances_are_refused(consensus):
     for scale, word in [(1e19, "too large"), (1e17, "too large"), (1e-25, "too small")]:
         with pytest.raises(ValueError, match=word):
             ensemble_cluster([x * scale for x in scene.features], consensus=consensus)
+    # float64 values float32 cannot hold: refused as too large, not cast to inf and called "NaN or inf"
+    for big in (np.full((6, 6, 4), 1e39), torch.full((6, 6, 4), 1e39, dtype=torch.float64)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no overflow warning from a cast
+            with pytest.raises(ValueError, match="fit float32, got values too large"):
+                ensemble_cluster([big], consensus=consensus)
     # within the range, the scale changes nothing (k-means and the cut are scale-free without the encoding)
     plain = ensemble_cluster(scene.features, seed=0, coassoc_pos_dim=0)
-    for scale in (1e-12, 1e12):
+    for scale in (1e-18, 1e-12, 1e12):  # 1e-18: squared norms near 1e-34, still normal float32 numbers
         scaled = ensemble_cluster([x * scale for x in scene.features], seed=0, coassoc_pos_dim=0)
         assert np.array_equal(scaled.labels, plain.labels), scale
 

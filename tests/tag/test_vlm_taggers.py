@@ -292,3 +292,13 @@ def test_union_credit_follows_chained_merges():
     assert _found_by(seg) == {"loveseat": ["bcc", "vlm"]}
     # read back from its JSON, as the benchmark reads predictions
     assert _found_by(Segmentation.from_dict(seg.to_dict())) == {"loveseat": ["bcc", "vlm"]}
+
+
+def test_the_same_checkpoint_however_spelled_is_one(tmp_path):
+    from selfseg.models.vlm import _same_checkpoint
+
+    (tmp_path / "vlm").mkdir()
+    assert _same_checkpoint(str(tmp_path / "vlm"), str(tmp_path / "." / "vlm"))
+    assert _same_checkpoint("Qwen/Qwen2.5-VL-3B-Instruct", "Qwen/Qwen2.5-VL-3B-Instruct")
+    assert not _same_checkpoint("Qwen/Qwen2.5-VL-3B-Instruct@abc", "Qwen/Qwen2.5-VL-3B-Instruct")
+    assert not _same_checkpoint("Qwen/Qwen2.5-VL-3B-Instruct", "Qwen/Qwen2.5-7B-Instruct")

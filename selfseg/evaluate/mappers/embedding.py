@@ -87,9 +87,13 @@ class EmbeddingMapper(MapperWithoutLevels):
         return self._model
 
     def _encode(self, texts: Sequence[str]) -> Any:
-        # One batched call per list; unit vectors make the dot product the cosine.
-        return self._model.encode(list(texts), batch_size=self.batch_size, convert_to_tensor=True,
-                                  normalize_embeddings=True, show_progress_bar=False)
+        from ...models.loading import exact_float32
+
+        # One batched call per list; unit vectors make the dot product the cosine. float32 without TF32 on a
+        # GPU, as every model call here.
+        with exact_float32(self._model.device, next(self._model.parameters()).dtype):
+            return self._model.encode(list(texts), batch_size=self.batch_size, convert_to_tensor=True,
+                                      normalize_embeddings=True, show_progress_bar=False)
 
     def map(self, descriptions: Sequence[str], level: str | None = None) -> list[LabelMatch]:
         check_level(self, level)

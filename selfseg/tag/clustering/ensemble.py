@@ -46,10 +46,14 @@ def _sincos_2d(h: int, w: int, dim: int, device: torch.device) -> torch.Tensor:
 def _as_tensor(f: Any, device: Any) -> torch.Tensor:
     if isinstance(f, torch.Tensor):
         t = f.detach()
+        if t.dtype == torch.float64 and t.numel() and bool(torch.isfinite(t).all()):
+            _fits_float32(float(t.abs().max()))
     else:
         a = np.asarray(f)
         if a.dtype.kind not in "biuf":
             raise ValueError(f"expected numeric patch features, got an array of {a.dtype}")
+        if a.dtype.kind == "f" and a.dtype.itemsize > 4 and np.isfinite(a).all():
+            _fits_float32(float(np.abs(a).max(initial=0)))
         # torch takes no flipped (negative-stride), byte-swapped or read-only array as it is
         a = np.ascontiguousarray(a, dtype=np.float32)
         t = torch.from_numpy(a if a.flags.writeable else a.copy())
@@ -76,9 +80,16 @@ def _as_tensor(f: Any, device: Any) -> torch.Tensor:
     return t
 
 
+def _fits_float32(largest: float) -> None:
+    """Refuse features (float64, say) whose values float32 cannot hold: the cast would make them inf."""
+    if largest > _F32_MAX:
+        raise ValueError(f"expected patch features that fit float32, got values too large (largest {largest:.3g}); "
+                         f"scale them down")
+
+
 _F32_MAX = float(torch.finfo(torch.float32).max)
-# A squared norm below this leaves squared distances in float32's subnormal range, or at zero.
-_F32_SMALL = 1e-30
+# Squared norms below float32's smallest normal number leave squared distances subnormal, or zero.
+_F32_SMALL = float(torch.finfo(torch.float32).tiny)
 
 
 def _to_grid(labels: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
