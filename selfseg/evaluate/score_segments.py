@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import DatasetError
 from ..io import undo_orientation
+from ..tag.result import nearest_rows
 from .annotations import TaskTruth
 from .datasets import IGNORE, Dataset, Sample
 from .mappers.base import LabelMapper, require_relations
@@ -37,9 +38,7 @@ def _to_frame(a: np.ndarray, size: tuple[int, int], orientation: int) -> np.ndar
     if orientation in (5, 6, 7, 8):  # the upright photo is the file turned a quarter
         size = (size[1], size[0])
     if a.shape != tuple(size):
-        rows = (np.arange(size[0]) * a.shape[0]) // size[0]
-        cols = (np.arange(size[1]) * a.shape[1]) // size[1]
-        a = a[rows[:, None], cols[None, :]]
+        a = a[nearest_rows(size[0], a.shape[0])[:, None], nearest_rows(size[1], a.shape[1])[None, :]]
     return undo_orientation(a, orientation)
 
 

@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ConfigError, DatasetError, ImageError, check, choices
+from ..tag.result import nearest_rows
 from .outlines import centre_polygons, coco_polygons, join_parts
 
 if TYPE_CHECKING:
@@ -241,8 +242,7 @@ def _frame(seg: Segmentation, path: Path, name: str) -> _Frame:
         raise ValueError(f"{name}: expected masks of the photo's upright size {upright} (image_size, or "
                          f"original_size for a reduced copy), got masks {tuple(seg.masks.shape[1:])} with "
                          f"original_size {seg.original_size}")
-    rows = (np.arange(upright[0]) * h) // upright[0]
-    cols = (np.arange(upright[1]) * w) // upright[1]
+    rows, cols = nearest_rows(upright[0], h), nearest_rows(upright[1], w)
     return _Frame(rows=rows, cols=cols, analysed=(h, w), orientation=orientation, height=height, width=width,
                   tagged=tagged)
 
@@ -438,8 +438,7 @@ class ExportedImage:
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         if size != (w, h):
             image = image.resize(size, Image.Resampling.BILINEAR)
-        rows = (np.arange(size[1]) * h) // size[1]
-        cols = (np.arange(size[0]) * w) // size[0]
+        rows, cols = nearest_rows(size[1], h), nearest_rows(size[0], w)
         picks = self.frame.sampler(rows, cols)
         out = np.zeros((len(self.analysed), size[1], size[0]), bool)
         for k, m in enumerate(self.analysed):

@@ -64,8 +64,8 @@ class ChatModelBase:
     """Subclasses set model_id, batch_size, max_new_tokens, cache and implement `generate_batch(requests)`
     (ONE greedy generate call over at most `batch_size` requests as left-padded rows: the prompt length and
     generate's output; `text_batch_size` for requests without an image, when set: they are far shorter than
-    rows carrying an image's tokens) with `prompt_text(request)`, or `_generate(requests)` (the replies)
-    directly, or `_replies(requests)` (each reply and whether max_new_tokens cut it)."""
+    rows carrying an image's tokens) with `prompt_text(request)`, or `_replies(requests)` directly (each
+    reply and whether max_new_tokens cut it)."""
 
     model_id: str
     batch_size: int
@@ -101,14 +101,8 @@ class ChatModelBase:
         wrapper that does not say gives "" (a <think> its template opens is then not seen)."""
         return ""
 
-    def _generate(self, requests: Sequence[ChatRequest]) -> list[str]:
-        return [text for text, _ in self._replies(requests)]
-
     def _replies(self, requests: Sequence[ChatRequest]) -> list[tuple[str, bool]]:
-        """(reply, cut at max_new_tokens) per request, from ONE generate call. A wrapper that overrides
-        `_generate` instead makes its replies itself, and none is taken as cut."""
-        if type(self)._generate is not ChatModelBase._generate:
-            return [(text, False) for text in self._generate(requests)]
+        """(reply, cut at max_new_tokens) per request, from ONE generate call."""
         start, out = self.generate_batch(requests)
         new = out[:, start:]
         texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)

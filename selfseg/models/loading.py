@@ -75,7 +75,7 @@ def exact_float32(device: Any, dtype: Any) -> Iterator[None]:
         with _EXACT_LOCK:
             _EXACT_DEPTH -= 1
             if _EXACT_DEPTH == 0:
-                _put_back(_EXACT_SAVED)
+                _assign(_EXACT_SAVED)
 
 
 _EXACT_LOCK = threading.Lock()
@@ -96,14 +96,15 @@ def _precision_settings() -> list[tuple[Any, str, Any]]:
 
 def _exact_settings() -> list[tuple[Any, str, Any]]:
     """Set every TF32 setting to exact float32; returns what each was."""
-    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in _precision_settings()]
-    for owner, name, exact in _precision_settings():
-        setattr(owner, name, exact)
+    settings = _precision_settings()
+    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in settings]
+    _assign(settings)
     return saved
 
 
-def _put_back(saved: list[tuple[Any, str, Any]]) -> None:
-    for owner, name, value in saved:
+def _assign(settings: list[tuple[Any, str, Any]]) -> None:
+    """Set each (owner, attribute, value)."""
+    for owner, name, value in settings:
         setattr(owner, name, value)
 
 

@@ -19,6 +19,7 @@ from ..tag.result import (
     as_boxes,
     as_vector,
     check_schema,
+    nearest_rows,
     short_list,
     source_file_name,
     source_stem,
@@ -389,7 +390,7 @@ class Segmentation(ValueEquality):
             return None, None, None
         (big_h, big_w), (h, w) = self.original_size, self.image_size
         scale = np.array([big_w / w, big_h / h, big_w / w, big_h / h])
-        return (np.arange(big_h) * h) // big_h, (np.arange(big_w) * w) // big_w, scale
+        return nearest_rows(big_h, h), nearest_rows(big_w, w), scale
 
     def at_original_size(self) -> Segmentation:
         """This result at the photo's size where the models saw a reduced copy (`original_size`, set by

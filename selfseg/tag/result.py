@@ -373,11 +373,16 @@ def _is_file(name: str) -> bool:
         return False
 
 
+def nearest_rows(out: int, n: int) -> np.ndarray:
+    """The source index of each of `out` cells resized from `n` by nearest neighbour: floor(i * n / out), the
+    rule every map selfseg brings to a photo's size follows (label PNGs, exports, scoring)."""
+    return (np.arange(out) * n) // out
+
+
 def upsample_nearest(grid: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Nearest-neighbour upsampling of an (h, w) label grid to (H, W); uint8 when labels fit."""
     h, w = grid.shape
-    rows = (np.arange(size[0]) * h) // size[0]
-    cols = (np.arange(size[1]) * w) // size[1]
+    rows, cols = nearest_rows(size[0], h), nearest_rows(size[1], w)
     dtype = np.uint8 if grid.max(initial=0) < 256 else np.int32
     return grid.astype(dtype).take(rows, axis=0).take(cols, axis=1)  # two 1-D gathers: half a 2-D index's time
 

@@ -44,9 +44,9 @@ def test_rows_with_and_without_images_batch_separately():
             super().__init__()
             self.calls = []
 
-        def _generate(self, requests):
+        def _replies(self, requests):
             self.calls.append(["img" if r.image is not None else "txt" for r in requests])
-            return [r.turns[-1][1] for r in requests]
+            return [(r.turns[-1][1], False) for r in requests]
 
     img = Image.new("RGB", (8, 8))
     reqs = [ChatRequest.ask(f"q{i}", img if i % 5 == 0 else None) for i in range(25)]  # 5 images, 20 texts

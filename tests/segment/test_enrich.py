@@ -91,10 +91,11 @@ def test_pipeline_prompts_with_phrases_and_labels_with_tags(repo, ade_images, se
     seg = SelfSeg.from_config(repo / "configs" / "smoke.yaml", over)
     scripted = {"generic": lambda r: "a plain test description", "image": None}[mode]
     if scripted is None:  # the tiny VLM's noise never parses as JSON: script the one reply per image
-        monkeypatch.setattr(type(seg.enricher.chat), "_generate",
-                            lambda self, reqs: ['{"dog": "brown dog", "sky": "blue sky"}' for _ in reqs])
+        monkeypatch.setattr(type(seg.enricher.chat), "_replies",
+                            lambda self, reqs: [('{"dog": "brown dog", "sky": "blue sky"}', False) for _ in reqs])
     else:
-        monkeypatch.setattr(type(seg.enricher.chat), "_generate", lambda self, reqs: [scripted(r) for r in reqs])
+        monkeypatch.setattr(type(seg.enricher.chat), "_replies",
+                            lambda self, reqs: [(scripted(r), False) for r in reqs])
     seen = []
     real = seg.segmenter.segment
 
@@ -133,7 +134,7 @@ def test_failed_enrichment_falls_back_to_plain_tags(repo, ade_images, monkeypatc
     def boom(self, reqs):
         raise RuntimeError("CUDA out of memory")
 
-    monkeypatch.setattr(type(seg.enricher.chat), "_generate", boom)
+    monkeypatch.setattr(type(seg.enricher.chat), "_replies", boom)
     items = list(seg.segment_many(ade_images[:2], batch_size=2))
     assert all(i.ok for i in items)  # the batch is not lost
     for i in items:

@@ -46,17 +46,18 @@ def _sincos_2d(h: int, w: int, dim: int, device: torch.device) -> torch.Tensor:
 def _as_tensor(f: Any, device: Any) -> torch.Tensor:
     if isinstance(f, torch.Tensor):
         t = f.detach()
-        if t.dtype == torch.float64 and t.numel() and bool(torch.isfinite(t).all()):
-            _fits_float32(float(t.abs().max()))
     else:
         a = np.asarray(f)
         if a.dtype.kind not in "biuf":
             raise ValueError(f"expected numeric patch features, got an array of {a.dtype}")
-        if a.dtype.kind == "f" and a.dtype.itemsize > 4 and np.isfinite(a).all():
-            _fits_float32(float(np.abs(a).max(initial=0)))
-        # torch takes no flipped (negative-stride), byte-swapped or read-only array as it is
-        a = np.ascontiguousarray(a, dtype=np.float32)
-        t = torch.from_numpy(a if a.flags.writeable else a.copy())
+        # A native, contiguous, writable copy (torch takes no flipped, byte-swapped or read-only array as it
+        # is), float64 kept until the range check below.
+        t = torch.from_numpy(np.array(a, dtype=np.float64 if a.dtype.kind == "f" and a.dtype.itemsize > 4
+                                      else np.float32))
+    if t.dtype == torch.float64 and t.numel() and bool(torch.isfinite(t).all()) \
+            and float(t.abs().max()) > _F32_MAX:  # the cast below would make these inf
+        raise ValueError(f"expected patch features that fit float32, got values too large (largest "
+                         f"{float(t.abs().max()):.3g}); scale them down")
     if t.ndim != 3:
         raise ValueError(f"expected each feature map as (h, w, d), got shape {tuple(t.shape)}")
     if t.numel() == 0:
@@ -73,18 +74,11 @@ def _as_tensor(f: Any, device: Any) -> torch.Tensor:
     n = t.shape[0] * t.shape[1]
     if top * 4 * n > _F32_MAX:
         raise ValueError("expected patch features whose squared distances, summed over the patches, fit "
-                         f"float32; got values too large (largest {float(t.abs().max()):.3g}); scale them down")
+                         f"float32; got values too large (largest {peak:.3g}); scale them down")
     if 0 < top < _F32_SMALL:
         raise ValueError("expected patch features whose squared norms float32 can tell apart; got values too "
-                         f"small (largest {float(t.abs().max()):.3g}); scale them up")
+                         f"small (largest {peak:.3g}); scale them up")
     return t
-
-
-def _fits_float32(largest: float) -> None:
-    """Refuse features (float64, say) whose values float32 cannot hold: the cast would make them inf."""
-    if largest > _F32_MAX:
-        raise ValueError(f"expected patch features that fit float32, got values too large (largest {largest:.3g}); "
-                         f"scale them down")
 
 
 _F32_MAX = float(torch.finfo(torch.float32).max)
