@@ -296,6 +296,9 @@ def run_benchmark(config: Config, out: str | Path | None = None, limit: int | No
                 if ev.gt_aware:
                     require_relations(mapper)
                 truth = task_truth(dataset, ev.tasks, samples)
+                if samples:  # the first ground truth's values and size: a wrong class list or resized
+                    # annotations show there, before any prediction rather than after all of them
+                    dataset.check_size(samples[0], dataset.read_label(samples[0]))
             except SelfSegError as exc:
                 problem = str(exc)
             except OSError as exc:  # e.g. --out under a file, or a read-only disk: one line, every rank stops

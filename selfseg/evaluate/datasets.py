@@ -146,6 +146,21 @@ class Dataset:
                                f"{self.spec.name}'s numbering, got {int(gt[bad][0])}")
         return gt
 
+    def check_size(self, sample: Sample, gt: np.ndarray) -> None:
+        """DatasetError when the ground truth is not the size of its image's stored pixels (what a benchmark's
+        label maps are written at): every prediction would be refused as not fitting, and the dataset's fault
+        scored as the model's. An image that cannot be opened is left to the run, which reports it."""
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(sample.image) as im:
+                w, h = im.size
+        except (OSError, UnidentifiedImageError):
+            return
+        if (h, w) != tuple(gt.shape[:2]):
+            raise DatasetError(f"{sample.label}: ground truth {gt.shape[1]}x{gt.shape[0]} (W x H) does not match its "
+                               f"image {sample.image} ({w}x{h})")
+
     @cached_property
     def _by_id(self) -> dict[str, Sample]:
         return {s.id: s for s in self.samples}

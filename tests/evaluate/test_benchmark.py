@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -169,7 +170,6 @@ def test_coco_benchmark_scores_all_three_tasks_from_its_panoptic_and_instance_fi
 
 
 def test_adding_tasks_rescores_without_running_the_models(cs_root, cs_baseline, tmp_path):
-    import shutil
 
     out = tmp_path / "semantic_only"
     shutil.copytree(cs_baseline, out)
@@ -186,7 +186,6 @@ def test_a_dataset_without_panoptic_ground_truth_stops_before_predicting(voc_roo
 
 
 def test_rerun_skips_finished_images_and_gives_the_same_numbers(cs_root, cs_baseline, tmp_path):
-    import shutil
 
     out = tmp_path / "run"
     shutil.copytree(cs_baseline, out)
@@ -234,7 +233,6 @@ def test_two_torchrun_processes_equal_one(cs_root, cs_baseline, tmp_path):
 
 
 def test_failed_image_is_scored_as_nothing_listed_and_retried(voc_root, tmp_path):
-    import shutil
 
     root = tmp_path / "VOC2012"
     shutil.copytree(voc_root, root)
@@ -251,7 +249,6 @@ def test_failed_image_is_scored_as_nothing_listed_and_retried(voc_root, tmp_path
 
 
 def test_predictions_from_another_config_are_refused(voc_root, baseline, tmp_path):
-    import shutil
 
     out = tmp_path / "copy"
     shutil.copytree(baseline, out)
@@ -265,7 +262,6 @@ def test_predictions_from_another_config_are_refused(voc_root, baseline, tmp_pat
 
 def test_settings_that_cannot_change_a_prediction_keep_the_predictions(voc_root, baseline, tmp_path):
     """The batch size a run ran out of memory with, boxes per call, the device: as for `selfseg segment`."""
-    import shutil
 
     out = tmp_path / "copy"
     shutil.copytree(baseline, out)
@@ -277,7 +273,6 @@ def test_settings_that_cannot_change_a_prediction_keep_the_predictions(voc_root,
 def test_a_damaged_or_stale_prediction_is_predicted_again(voc_root, baseline, tmp_path):
     """A cut JSON, a cut label PNG, or a photo replaced since: each such image is run again (the others are
     kept), and the numbers are those of a run that never saw the damage."""
-    import shutil
 
     root, out = tmp_path / "VOC2012", tmp_path / "run"
     shutil.copytree(voc_root, root)
@@ -299,7 +294,6 @@ def test_a_damaged_or_stale_prediction_is_predicted_again(voc_root, baseline, tm
 
 
 def test_predictions_without_the_run_json_that_made_them_are_refused(voc_root, baseline, tmp_path):
-    import shutil
 
     out = tmp_path / "copy"
     shutil.copytree(baseline, out)
@@ -314,7 +308,6 @@ def test_predictions_without_the_run_json_that_made_them_are_refused(voc_root, b
 
 
 def test_llm_mapper_benchmark_caches_replies(voc_root, baseline, tmp_path):
-    import shutil
 
     out = tmp_path / "llm"
     shutil.copytree(baseline, out)
@@ -437,3 +430,21 @@ def test_a_missing_dataset_folder_names_the_setting_that_moves_it(tmp_path):
     with pytest.raises(DatasetError, match=r"root .*nowhere is not a directory \(set evaluation.root=<the "
                                            r"dataset's folder>\); expected layout"):
         run_benchmark(_config(tmp_path / "nowhere"), out=tmp_path / "run", quiet=True)
+
+
+@pytest.mark.parametrize("problem", ["classes", "size"])
+def test_a_wrong_class_list_or_resized_annotations_stop_before_predicting(voc_root, tmp_path, problem):
+    """Found in the first ground truth before any image runs, not after every image has been predicted."""
+    if problem == "classes":
+        (tmp_path / "few.txt").write_text("background\naeroplane\n")
+        extra, match = (f"evaluation.classes={tmp_path / 'few.txt'}",), r"expected class values 0\.\.1"
+    else:
+        root = tmp_path / "VOC2012"
+        shutil.copytree(voc_root, root)
+        first = sorted((root / "SegmentationClass").glob("*.png"))[0]
+        with Image.open(first) as im:
+            im.resize((im.width // 2, im.height // 2), Image.Resampling.NEAREST).save(first)
+        voc_root, extra, match = root, (), r"ground truth \d+x\d+ \(W x H\) does not match its image"
+    with pytest.raises(ConfigError, match=match):
+        run_benchmark(_config(voc_root, *extra), out=tmp_path / "run", quiet=True)
+    assert not list((tmp_path / "run" / "predictions").glob("*.json"))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from selfseg.errors import ConfigError
+from selfseg.errors import ConfigError, DatasetError
 from selfseg.evaluate.datasets import load_dataset
 from selfseg.evaluate.mappers import LabelMapper, build_mapper
 from selfseg.evaluate.mappers.base import LabelMatch, MapperWithoutLevels, check_level
@@ -130,3 +130,18 @@ def test_a_failed_image_scores_nothing_in_cmiou_too(scored):
     report = score(scored, OneWay())
     assert [f.split(":")[0] for f in report.failed] == ["a"]
     assert report.cmiou == 0.0 and report.cmiou_segments == 3 and report.semseg.miou == 0.0
+
+
+def test_ground_truth_not_of_its_images_size_is_the_datasets_error_not_a_failed_prediction(scored):
+    """A label map at its image's size against smaller annotations: refused naming both files' sizes, where
+    listing it as a failed prediction scored the dataset's fault as the model's (mIoU 0). A map of another
+    size than its image (a stale or foreign prediction) is still the prediction's failure."""
+    ds, pred = scored
+    Image.fromarray(np.array([[1, 2]], np.uint8)).save(pred / "a_labels.png")  # not the image's 1x4
+    report = score(scored, OneWay())
+    assert report.failed == ["a: label map (2, 1) (W, H) does not match the ground truth (4, 1)"]
+    Image.fromarray(np.array([[1, 2, 3, 4]], np.uint8)).save(pred / "a_labels.png")  # the image's size again
+    Image.fromarray(np.array([[0, 1]], np.uint8)).save(ds.samples[0].label)  # annotations halved
+    with pytest.raises(DatasetError, match=r"masks/a.png: ground truth 2x1 \(W x H\) does not match its image "
+                                           r".*images/a.png \(4x1\)"):
+        score(scored, OneWay())
