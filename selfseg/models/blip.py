@@ -66,6 +66,13 @@ class BlipCaptioner:
         model, processor = load_checkpoint("BLIP", spec, load)
         return cls(model, processor, device, dtype, is_tiny=False, model_id=spec.name)
 
+    @property
+    def native_size(self) -> int:
+        """The side BLIP's own processor resizes to: the checkpoint's (384 for the published captioners)."""
+        size = getattr(self.processor.image_processor, "size", None)
+        height = size["height"] if size is not None and "height" in size else None
+        return int(height or self.model.config.vision_config.image_size)
+
     # ------------------------------------------------------------------------------------------ encoder
     @model_call
     def encode(self, images: Sequence[Any], size: int) -> torch.Tensor:
@@ -174,7 +181,10 @@ class BlipCaptioner:
             return texts
         ids = self.prompt_ids(settings.prompt)
         out = self._generate([token_sets[i] for i in live], settings, seed, {}, [names[i] for i in live])
-        decoded = self.processor.tokenizer.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
+        # Spaces tidied ("a cat's face", not "a cat ' s face"), as transformers 4's decode did by default for
+        # the released code and LAVIS; transformers 5 leaves them unless asked, and BLIP's config does not ask.
+        decoded = self.processor.tokenizer.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True,
+                                                        clean_up_tokenization_spaces=True)
         for i, text in zip(live, decoded):
             texts[i] = text.strip()
         return texts

@@ -152,9 +152,10 @@ def load_nouns_then_captioner(config: BlipTaggerConfig, models: ModelConfig,
 
 @TAGGERS.register("caption", config=BlipTaggerConfig, checkpoints=blip_checkpoints)
 class CaptionTagger:
-    """`captioning.cycles` sampled captions of each whole image (all encoder tokens, CLS included, as
-    BLIP's own generate does), at the largest of `clustering.scales`; ONE generate call per image batch.
-    The result has a single pseudo-cluster 0 covering the image."""
+    """`captioning.cycles` sampled captions of each whole image as plain BLIP makes them: all encoder tokens,
+    CLS included, of the image at the checkpoint's own size (384 for the published captioners, where BCC also
+    encodes 512); ONE generate call per image batch. The result has a single pseudo-cluster 0 of all the
+    image's patches."""
 
     name = "caption"
 
@@ -166,7 +167,7 @@ class CaptionTagger:
         if not images:
             return []
         pc = self.config.captioning
-        size = max(self.config.clustering.scales)
+        size = self.blip.native_size
         t0 = time.perf_counter()
         tokens = self.blip.encode([im.image for im in images], size)
         sync(self.blip.device)
@@ -178,7 +179,7 @@ class CaptionTagger:
                                                      stream=lambda key, cycle, _: (key, cycle))
         results = []
         for b, im in enumerate(images):
-            clusters = [ClusterCaptions(cluster=0, size=0, captions=captions[b][0], nouns=nouns[b][0])]
+            clusters = [ClusterCaptions(cluster=0, size=int(tokens.shape[1]) - 1, captions=captions[b][0], nouns=nouns[b][0])]
             results.append(TagResult(
                 source=im.source, image_size=im.size, tagger=self.name, model=self.blip.model_id,
                 nouns=rank_nouns(clusters, self.config.nouns.min_support), clusters=clusters,

@@ -233,11 +233,13 @@ def test_whole_image_caption_tagger(smoke_config, tagger, loaded):
     assert t.blip.generate_calls - before == 1  # all images x cycles in one call
     for r in results:
         assert r.tagger == "caption" and r.cluster_grid is None and r.cycles_run == 3
+        # plain BLIP: the checkpoint's own 384 px (BCC's scales reach 512), all 24 x 24 patches
+        assert "encode_384" in r.timings and r.clusters[0].size == 24 * 24
         assert len(r.clusters) == 1 and len(r.clusters[0].captions) == 3
         assert set(r.tags) == {n for ns in r.clusters[0].nouns for n in ns}
     # The memory budget splits its calls as BCC's, and every caption is the one the single call drew.
     pc = cfg.captioning
-    budget = t.blip.attention_state_bytes(int(t.blip.encode([loaded[0].image], max(cfg.clustering.scales)).shape[1]),
+    budget = t.blip.attention_state_bytes(int(t.blip.encode([loaded[0].image], t.blip.native_size).shape[1]),
                                           2, t.blip.caption_positions(pc))
     tight = dataclasses.replace(cfg, captioning=dataclasses.replace(pc, max_cross_attention_gib=budget / 2**30))
     before = t.blip.generate_calls
