@@ -5,7 +5,7 @@ outlets" can find what the bare tag misses (OpenSeg-R's description prompts). Tw
 (`segment.enrich`):
 
 - "generic": a text-only chat LM (`vlm.llm`, or the VLM without an image) describes each tag once; the
-  description is the same for every image, so a batch asks only about tags it has not seen (cache).
+  description is the same for every image, so a batch asks only about tags the enricher has not seen.
 - "image": the VLM sees the image and describes every tag as it looks there, in ONE reply per image
   (a JSON object tag -> description); the images of a batch are one batched pass.
 
@@ -99,6 +99,9 @@ class PromptEnricher:
             chat.max_new_tokens = sc.enrich_max_new_tokens
         self.chat = chat
         self._names = TagNormaliser()
+        # generic mode: tag -> its cleaned description, so a tag is asked about once per enricher, with or
+        # without the reply cache (a long run's vocabulary repeats from batch to batch)
+        self._described: dict[str, str] = {}
 
     def __call__(self, images: Sequence[LoadedImage], classes: Sequence[Sequence[str]]) -> list[Enrichment]:
         """One Enrichment per image (`classes[i]` are image i's tags); ONE batched chat pass for the batch."""
@@ -110,10 +113,12 @@ class PromptEnricher:
         return f"{tag}, {description}" if description else tag
 
     def _generic(self, classes: Sequence[Sequence[str]]) -> list[Enrichment]:
-        tags = list(dict.fromkeys(t for cs in classes for t in cs))  # each tag asked once per batch
-        replies = self.chat.chat([ChatRequest.ask(fill(self.template, "segment.enrich_prompt", tag=t,
-                                                       max_words=str(self.max_words))) for t in tags])
-        desc = {t: clean_description(r.text, t, self.max_words) for t, r in zip(tags, replies)}
+        desc = self._described
+        tags = [t for t in dict.fromkeys(t for cs in classes for t in cs) if t not in desc]
+        if tags:
+            replies = self.chat.chat([ChatRequest.ask(fill(self.template, "segment.enrich_prompt", tag=t,
+                                                           max_words=str(self.max_words))) for t in tags])
+            desc.update((t, clean_description(r.text, t, self.max_words)) for t, r in zip(tags, replies))
         out = []
         for cs in classes:
             e = Enrichment({t: self._phrase(t, desc[t]) for t in cs if desc[t]})

@@ -24,7 +24,7 @@ def _cfg(repo, *overrides):
     return load_config(repo / "configs" / "smoke.yaml", list(overrides))
 
 
-def test_generic_descriptions_are_asked_once_per_tag_for_the_batch(repo, loaded, scripted_chat):
+def test_generic_descriptions_are_asked_once_per_tag(repo, loaded, scripted_chat):
     chat = scripted_chat(lambda r: "  Four-legged furry animal. Has a tail and floppy ears, usually brown  ")
     e = PromptEnricher(*_sections(_cfg(repo, "segment.enrich=generic", "segment.enrich_max_words=5")), chat=chat)
     out = e(loaded, [["dog", "grass"], ["dog"]])
@@ -33,6 +33,12 @@ def test_generic_descriptions_are_asked_once_per_tag_for_the_batch(repo, loaded,
     assert out[0].prompts == {"dog": "dog, Four-legged furry animal Has a",
                               "grass": "grass, Four-legged furry animal Has a"}
     assert out[1].phrase("dog") == out[0].phrase("dog") and out[1].phrase("cat") == "cat"
+    # A later batch asks only about tags this enricher has not described, reply cache or not.
+    later = e(loaded, [["grass", "tree"], ["dog"]])
+    assert len(chat.requests) == 3 and "tree" in chat.requests[-1].turns[0][1] and chat.generate_calls == 2
+    assert later[0].prompts["grass"] == out[0].prompts["grass"] and later[1].prompts == out[1].prompts
+    e(loaded, [["dog", "tree"]])
+    assert len(chat.requests) == 3 and chat.generate_calls == 2  # all described: no model call
 
 
 def test_image_descriptions_come_from_one_json_reply_per_image(repo, loaded, scripted_chat):
