@@ -179,7 +179,8 @@ class CaptionTagger:
                                                      stream=lambda key, cycle, _: (key, cycle))
         results = []
         for b, im in enumerate(images):
-            clusters = [ClusterCaptions(cluster=0, size=int(tokens.shape[1]) - 1, captions=captions[b][0], nouns=nouns[b][0])]
+            clusters = [ClusterCaptions(cluster=0, size=int(tokens.shape[1]) - 1, captions=captions[b][0],
+                                        nouns=nouns[b][0])]
             results.append(TagResult(
                 source=im.source, image_size=im.size, tagger=self.name, model=self.blip.model_id,
                 nouns=rank_nouns(clusters, self.config.nouns.min_support), clusters=clusters,
