@@ -2,15 +2,17 @@
 """Benchmark harness for the clipseg segmenter: time and peak memory against the vocabulary size.
 
     python benchmarks/bench_clipseg.py [--size full|tiny] [--tags 20,150,847] [--per-call 32,0]
-        [--side 1024] [--repeats 3] [--device D] [--dtype DT] [--json FILE]
+        [--vocabulary new|fixed] [--side 1024] [--repeats 3] [--device D] [--dtype DT] [--json FILE]
 
 For each number of tags T and each `segment.clipseg.tags_per_call` P, ONE fresh process builds the model,
 then runs `ClipSegSegmenter.segment` (image and tags encoded once; decoder and full-size maps P tags at a
 time, only each pixel's best tag kept; P = 0: all T at once, the plain way) on a --side px photo after one
 untimed warm-up call. It reports the median seconds over --repeats calls (with n, min and max), the peak
 RSS above the RSS after loading (the segmenter's own working memory; the peak is reset after the warm-up
-through /proc/self/clear_refs), the peak CUDA memory on a GPU, and the decoder calls. A fresh process per
-case, because a process's peak RSS never goes down.
+through /proc/self/clear_refs), the peak CUDA memory on a GPU, and the decoder and text-tower calls. A fresh
+process per case, because a process's peak RSS never goes down. --vocabulary new (default): every timed call
+has a tag list not seen before (the same tags, rotated), so the text tower runs every call, as for self-found
+tags; fixed: every call has the same list, as a run with one vocabulary for every image, which encodes it once.
 
 `--size full` builds the architecture of CIDAS/clipseg-rd64-refined (CLIP ViT-B/16 at 352 px, CLIP text
 tower, reduce_dim 64 decoder with the "refined" transposed convolutions) with RANDOM weights: timings and
@@ -45,7 +47,7 @@ from selfseg.models.loading import resolve_device, resolve_dtype
 from selfseg.segment.clipseg import ClipSegSegmenter
 from selfseg.segment.base import SegmentPlan
 
-size, n_tags, per_call, side, repeats, device, dtype = sys.argv[1:8]
+size, n_tags, per_call, side, repeats, device, dtype, vocabulary = sys.argv[1:9]
 n_tags, per_call, side, repeats = int(n_tags), int(per_call), int(side), int(repeats)
 dev, dt = resolve_device(device), resolve_dtype(dtype)
 
@@ -88,10 +90,11 @@ except OSError:
 if dev.type == "cuda":
     torch.cuda.synchronize(dev); torch.cuda.reset_peak_memory_stats(dev)
 times = []
-calls0 = model.decoder_calls
-for _ in range(repeats):
+calls0, text0 = model.decoder_calls, model.text_calls
+for r in range(repeats):
+    shift = 0 if vocabulary == "fixed" else r % n_tags
     t0 = time.perf_counter()
-    out = seg.segment(image, SegmentPlan(tags))
+    out = seg.segment(image, SegmentPlan(tags[shift:] + tags[:shift]))
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     times.append(time.perf_counter() - t0)
@@ -99,17 +102,19 @@ print(json.dumps(dict(
     tags=n_tags, tags_per_call=per_call, seconds=statistics.median(times), seconds_all=times, rss_after_load_mib=base,
     peak_rss_mib=peak_mib(), working_mib=peak_mib() - base, peak_reset=reset,
     cuda_peak_mib=torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None,
-    decoder_calls=(model.decoder_calls - calls0) // repeats, instances=len(out.labels),
+    decoder_calls=(model.decoder_calls - calls0) // repeats, text_calls=model.text_calls - text0,
+    vocabulary=vocabulary, instances=len(out.labels),
     params_m=sum(p.numel() for p in model.model.parameters()) / 1e6, device=str(dev), dtype=str(dt),
 )))
 """
 
 
-def run_case(size: str, tags: int, per_call: int, side: int, repeats: int, device: str, dtype: str) -> dict:
+def run_case(size: str, tags: int, per_call: int, side: int, repeats: int, device: str, dtype: str,
+             vocabulary: str = "new") -> dict:
     # The checkout first on the child's path, so the script also runs without `pip install -e .`.
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     proc = subprocess.run([sys.executable, "-c", CHILD, size, str(tags), str(per_call), str(side), str(repeats),
-                           device, dtype], capture_output=True, text=True, env=env)
+                           device, dtype, vocabulary], capture_output=True, text=True, env=env)
     if proc.returncode:
         raise SystemExit(f"case T={tags} P={per_call} failed: {proc.stderr.strip().splitlines()[-1]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -120,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--size", choices=["full", "tiny"], default="full")
     ap.add_argument("--tags", default="20,150,847", help="comma-separated vocabulary sizes (VOC, ADE-150, ADE-847)")
     ap.add_argument("--per-call", default="32,0", help="tags_per_call values; 0 = all tags at once (the plain way)")
+    ap.add_argument("--vocabulary", choices=["new", "fixed"], default="new",
+                    help="new: each timed call's tag list unseen (text tower every call); fixed: one list")
     ap.add_argument("--side", type=int, default=1024, help="photo width in px (4:3), the loader's max side")
     ap.add_argument("--repeats", type=int, default=3, help="timed calls per case (median, with min and max)")
     ap.add_argument("--device", default="cpu")
@@ -132,25 +139,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = []
     for t in sizes:
         for p in per_calls:
-            rows.append(run_case(args.size, t, p, args.side, args.repeats, args.device, args.dtype))
+            rows.append(run_case(args.size, t, p, args.side, args.repeats, args.device, args.dtype,
+                                 args.vocabulary))
             if not args.quiet:
                 print(f"  done T={t} P={p}", file=sys.stderr, flush=True)
     sys.path.insert(0, str(HERE))
     from bench_bcc import machine_info  # also puts the checkout on sys.path when selfseg is not installed
 
     import selfseg.models.loading as loading
-    report = dict(size=args.size, random_weights=True, side=args.side, repeats=args.repeats,
+    report = dict(size=args.size, random_weights=True, side=args.side, repeats=args.repeats, vocabulary=args.vocabulary,
                   machine=machine_info(loading.resolve_device(args.device)), rows=rows)
     print(f"clipseg segmenter, {args.size} architecture with RANDOM weights ({rows[0]['params_m']:.1f}M params), "
-          f"{args.side}x{args.side * 3 // 4} photo, {rows[0]['device']}, {rows[0]['dtype']}")
-    print(f"{'tags':>6} {'per call':>9} {'decoder calls':>14} {'seconds':>9} {'n':>3} {'min':>7} {'max':>7} "
-          f"{'working MiB':>12} {'peak RSS MiB':>13}"
+          f"{args.side}x{args.side * 3 // 4} photo, {rows[0]['device']}, {rows[0]['dtype']}, "
+          f"{args.vocabulary} vocabulary per call")
+    print(f"{'tags':>6} {'per call':>9} {'decoder calls':>14} {'text calls':>11} {'seconds':>9} {'n':>3} {'min':>7} "
+          f"{'max':>7} {'working MiB':>12} {'peak RSS MiB':>13}"
           + (" cuda peak MiB" if rows[0]["cuda_peak_mib"] is not None else ""))
     for r in rows:
         per = "all" if r["tags_per_call"] == 0 else str(r["tags_per_call"])
         xs = r["seconds_all"]
-        line = (f"{r['tags']:>6} {per:>9} {r['decoder_calls']:>14} {r['seconds']:>9.2f} {len(xs):>3} {min(xs):>7.2f} "
-                f"{max(xs):>7.2f} {r['working_mib']:>12.0f} {r['peak_rss_mib']:>13.0f}")
+        line = (f"{r['tags']:>6} {per:>9} {r['decoder_calls']:>14} {r['text_calls']:>11} {r['seconds']:>9.2f} "
+                f"{len(xs):>3} {min(xs):>7.2f} {max(xs):>7.2f} {r['working_mib']:>12.0f} {r['peak_rss_mib']:>13.0f}")
         if r["cuda_peak_mib"] is not None:
             line += f" {r['cuda_peak_mib']:>13.0f}"
         print(line)

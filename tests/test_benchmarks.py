@@ -180,7 +180,10 @@ def test_bench_clipseg_tiny(tmp_path):
     assert rows[3]["decoder_calls"] == 3 and rows[0]["decoder_calls"] == 1     # ceil(7 / 3) chunks vs one
     for r in rows.values():
         assert r["seconds"] > 0 and finite_nonneg(r["working_mib"]) and r["peak_rss_mib"] > 0
-        assert len(r["seconds_all"]) == 2
+        assert len(r["seconds_all"]) == 2 and r["text_calls"] == 2  # a list unseen by each timed call
+    fixed = run_bench("bench_clipseg.py", ["--size", "tiny", "--tags", "7", "--per-call", "3", "--side", "96",
+                                           "--repeats", "2", "--vocabulary", "fixed"], tmp_path)
+    assert fixed["vocabulary"] == "fixed" and fixed["rows"][0]["text_calls"] == 1  # one list, encoded once
 
 
 def test_bench_postprocess_small(tmp_path):

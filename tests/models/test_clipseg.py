@@ -57,12 +57,31 @@ def test_shapes_dtype_range(seg, image):
 def test_one_vision_one_text_one_decoder_pass(seg, image):
     before = seg.forward_calls
     with spy(**_parts(seg)) as calls:
-        seg.logits(image, TAGS)
+        seg.logits(image, TAGS[::-1])  # a list not encoded before
     assert {k: len(v) for k, v in calls.items()} == {"vision": 1, "text": 1, "decoder": 1}
     assert seg.forward_calls - before == 1
     assert calls["vision"][0][1]["pixel_values"].shape[0] == 1  # the image is encoded once, not per tag
     assert calls["text"][0][1]["input_ids"].shape[0] == len(TAGS)
     assert calls["decoder"][0][2].logits.shape[0] == len(TAGS)
+
+
+def test_a_repeated_tag_list_is_encoded_once_and_gives_the_same_maps_bit_for_bit(image):
+    """A fixed vocabulary over many images: the text tower runs for the first image only, and every image's
+    maps are those of a segmenter that never saw another image. Another list is encoded afresh."""
+    seg = ClipSegDenseSegmenter.tiny(seed=0)
+    other = Image.fromarray(np.random.default_rng(1).integers(0, 256, (H, W, 3), dtype=np.uint8))
+    first = seg.logits(image, TAGS)
+    with spy(**_parts(seg)) as calls:
+        again, second = seg.logits(other, TAGS), seg.best(image, TAGS, tags_per_call=2)
+    assert len(calls["text"]) == 0 and len(calls["vision"]) == 2 and seg.text_calls == 1
+    alone = ClipSegDenseSegmenter.tiny(seed=0)
+    assert np.array_equal(again, alone.logits(other, TAGS))
+    assert all(np.array_equal(a, b) for a, b in zip(second, ClipSegDenseSegmenter.tiny(seed=0).best(
+        image, TAGS, tags_per_call=2)))
+    assert not np.array_equal(again, first)  # two images, two sets of maps: the equalities are not vacuous
+    with spy(**_parts(seg)) as calls:
+        seg.logits(image, TAGS[:2])
+    assert len(calls["text"]) == 1 and seg.text_calls == 2
 
 
 def test_matches_the_stock_forward_on_a_repeated_image(seg, image):
@@ -148,7 +167,8 @@ def test_best_equals_argmax_and_max_of_the_maps_chunk_by_chunk(seg, image):
     before = seg.forward_calls
     with spy(**_parts(seg)) as calls:
         best, conf = seg.best(image, MANY, tags_per_call=2)
-    assert {k: len(v) for k, v in calls.items()} == {"vision": 1, "text": 1, "decoder": 4}  # ceil(8 / 2)
+    # ceil(8 / 2) decoder calls; the tags' embeddings are those logits() just made
+    assert {k: len(v) for k, v in calls.items()} == {"vision": 1, "text": 0, "decoder": 4}
     assert seg.forward_calls - before == 1
     assert best.shape == conf.shape == (H, W) and best.dtype == np.int64 and conf.dtype == np.float32
     assert (maps == maps.max(0)).sum(0).max() > 1, "no ties: the tie rule is untested"
