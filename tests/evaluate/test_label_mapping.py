@@ -29,6 +29,10 @@ FLOOR = {"voc": 0.97, "ade20k_150": 0.95, "cityscapes": 0.98, "cityscapes_region
 # lexicon): reading whole descriptions must map them at least as well.
 TAG_BASELINE = {"voc": 0.85, "ade20k_150": 0.88, "cityscapes": 0.71, "cityscapes_regions": 0.76,
                 "coco_panoptic": 0.76, "coco_stuff": 0.72, "pascal_context_59": 0.74, "pascal_context_459": 0.79}
+# Files written by a second writer after the mapper existed, kept out of every fitting: their agreement is the
+# estimate for new text. Floors sit a point or two under the figure measured before anything could be fitted.
+HELD_OUT = {"ade20k_150_b": "ade20k"}
+HELD_OUT_FLOOR = {"ade20k_150_b": 0.76}
 # Benchmarks that fold another's classes (their ground truth is the source's, relabelled) -> the development file
 # they are measured on, read against their classes (a label they lack is none).
 FOLDED = {"voc20": "voc", "coco-object": "coco_panoptic", "pascal-context-60": "pascal_context_59"}
@@ -44,9 +48,11 @@ def test_the_development_set_is_large_spread_and_well_formed():
     assert {DATASETS[f] for f in rows} == {"voc", "ade20k", "cityscapes", "coco", "coco-stuff", "pascal-context-59",
                                            "pascal-context-459"}
     assert sum(map(len, rows.values())) >= 400 and all(len(r) >= 100 for r in rows.values())
-    assert set(DATASETS) == {p.stem for p in DEV.glob("*.tsv")}  # every file is measured
+    assert set(DATASETS) | set(HELD_OUT) == {p.stem for p in DEV.glob("*.tsv")}  # every file is measured
+    rows |= {f: read_labelled(DEV / f"{f}.tsv") for f in HELD_OUT}
     for f, rs in rows.items():
-        names = {c.name for c in class_list(DATASETS[f])}
+        dataset = DATASETS.get(f) or HELD_OUT[f]
+        names = {c.name for c in class_list(dataset)}
         assert {r.style for r in rs} == {"tag", "caption", "region"}, f
         assert all(r.label is None or r.label in names for r in rs), f
         assert len({r.description for r in rs}) == len(rs), f"{f}: a description repeats"
@@ -59,6 +65,16 @@ def test_lexical_mapping_agrees_with_the_development_set(report, lexical_mappers
     report(f"lexical mapper on {name} ({result.n} descriptions)", result.table())
     assert result.total >= FLOOR[name], [(r.description, r.label, m.cls, m.rule) for r, m in result.misses]
     assert result.groups["style:tag"][0] >= max(TAG_BASELINE[name], 0.97)
+
+
+@pytest.mark.parametrize("name", list(HELD_OUT))
+def test_lexical_mapping_on_the_held_out_files(report, name):
+    """Reported, and held to its first measurement: a change that helps the in-sample files at the cost of new
+    text shows here."""
+    rows = read_labelled(DEV / f"{name}.tsv")
+    result = agreement(build_mapper("lexical", HELD_OUT[name]), rows)
+    report(f"lexical mapper on {name}, held out ({result.n} descriptions)", result.table())
+    assert len(rows) >= 300 and result.total >= HELD_OUT_FLOOR[name], result.total
 
 
 @pytest.mark.parametrize("dataset", list(FOLDED))
