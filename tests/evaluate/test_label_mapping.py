@@ -29,10 +29,10 @@ FLOOR = {"voc": 0.97, "ade20k_150": 0.95, "cityscapes": 0.98, "cityscapes_region
 # lexicon): reading whole descriptions must map them at least as well.
 TAG_BASELINE = {"voc": 0.85, "ade20k_150": 0.88, "cityscapes": 0.71, "cityscapes_regions": 0.76,
                 "coco_panoptic": 0.76, "coco_stuff": 0.72, "pascal_context_59": 0.74, "pascal_context_459": 0.79}
-# Files written by a second writer after the mapper existed, kept out of every fitting: their agreement is the
-# estimate for new text. Floors sit a point or two under the figure measured before anything could be fitted.
+# Files written by a second writer after the mapper existed, whose first agreement was the estimate for new text
+# (README). No entry or rule is written for their rows; floors sit a point or two under today's figure.
 HELD_OUT = {"ade20k_150_b": "ade20k"}
-HELD_OUT_FLOOR = {"ade20k_150_b": 0.76}
+HELD_OUT_FLOOR = {"ade20k_150_b": 0.77}
 # Benchmarks that fold another's classes (their ground truth is the source's, relabelled) -> the development file
 # they are measured on, read against their classes (a label they lack is none).
 FOLDED = {"voc20": "voc", "coco-object": "coco_panoptic", "pascal-context-60": "pascal_context_59"}
@@ -334,6 +334,18 @@ def test_every_shipped_lexicon_loads_strictly_against_its_class_list(dataset):
     got = [m.cls for m in mapper.map(names)]
     assert [n for n, g in zip(names, got) if g != classes[lex.names[n]].name] == []
     assert [m.description for m in mapper.map(sorted(lex.unlabelled)) if m.cls is not None] == []
+    # a rare name is read by its own senses, never as the listing class's name
+    assert [m.description for m in mapper.map(sorted(lex.rare)) if m.rule == "name"] == []
+
+
+def test_a_name_the_class_list_gives_only_in_a_rare_sense_is_read_by_its_own_senses():
+    """ADE20K lists every lemma of a class's synset: its toilet is also a throne and a can, its car a machine,
+    its bus a coach. Those words mean a chair, a tin can, a device and a trainer in descriptions."""
+    m = build_mapper("lexical", "ade20k")
+    got = [x.cls for x in m.map(["throne", "a throne in the palace hall", "vending machine", "a can of paint",
+                                 "a coach giving instructions to the players", "stool", "toilet", "commode",
+                                 "a white toilet in the bathroom", "automobile"])]
+    assert got == ["chair", "chair", None, None, "person", "stool", "toilet", "toilet", "toilet", "car"]
 
 
 @pytest.mark.parametrize("text, message", [
@@ -345,7 +357,11 @@ def test_every_shipped_lexicon_loads_strictly_against_its_class_list(dataset):
      r"roles\[0\].preps: expected a list of words \(quote on, yes, no\), got \[True\]"),
     ("classes:\n  car:\n    names: [van]\n    why: x\n  truck:\n    names: [van]\n    why: y\n",
      "name 'van': expected one class, got two"),
-    ("things: []\n", "expected a mapping with 'classes', 'none' and 'roles'"),
+    ("things: []\n", "expected a mapping with 'classes', 'none', 'rare' and 'roles'"),
+    ("rare:\n  names: [road]\n  why: x\n",
+     r"rare: expected names the class list gives a class \(not its first name\), got 'road'"),
+    ("rare:\n  names: [lorry]\n  why: x\n", "rare: expected names the class list gives a class"),
+    ("rare:\n  names: [pavement]\n", "rare: expected a names list and a 'why'"),
     ("classes: [car]\n", "classes: expected a mapping of class name -> entry, got list"),
     ("roles:\n  class: rider\n", "roles: expected a list of roles, got dict"),
     ("none:\n  names: [car]\n  why: x\n", "none: expected names no class has, got 'car'"),

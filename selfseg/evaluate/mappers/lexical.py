@@ -286,7 +286,7 @@ class LexicalMapper:
 
         if key in self.index.by_primary:
             add(self.index.by_primary[key], Relation(0, 0, 0))
-        if key in self.index.by_name:  # the dataset's own names outrank WordNet's senses
+        if self._listed(key):  # the dataset's own names outrank WordNet's senses
             add(self.index.by_name[key], Relation(1, -1, 0))
         if key in self.lexicon.names:
             add(self.lexicon.names[key], Relation(1, -1, 0))
@@ -303,6 +303,11 @@ class LexicalMapper:
                     add(c, Relation(max(r.level, 1), r.sense, r.hops + 1))
         self._cache[key] = rel
         return rel
+
+    def _listed(self, key: str) -> bool:
+        """Whether the class list names a class by this word, in the sense it means (not one of the lexicon's
+        rare names: "throne" is one of ADE20K's names for a toilet, and a chair in any description)."""
+        return key in self.index.by_name and key not in self.lexicon.rare
 
     def _wordnet_relations(self, s: Any, i: int, add: Any) -> None:
         up = _bfs(s, _up)
@@ -393,7 +398,7 @@ class LexicalMapper:
                          if " " in tail else [tail]):
                 rel = self.relations(noun) if noun else {}
                 if self._best(rel, rank)[0] is not None:
-                    named = noun in self.index.by_name or noun in self.lexicon.names
+                    named = self._listed(noun) or noun in self.lexicon.names
                     return noun, rel, "name" if named else "head"
         return p.head, self.relations(p.head), "head"
 
@@ -532,8 +537,8 @@ class LexicalMapperConfig:
     lexical_level: str = "meronym"
     # Lexical mapping aware of the ground truth: a noun related to a pixel's true class counts as that class.
     gt_aware: bool = False
-    # Lexical mapping: a lexicon file for the dataset's classes (names, parts, left-out words, roles; the format
-    # in selfseg/evaluate/mappers/lexicon.py), in place of the one shipped with the dataset (null: that one).
+    # Lexical mapping: a lexicon file for the dataset's classes (names, parts, left-out and rare words, roles; the
+    # format in selfseg/evaluate/mappers/lexicon.py), in place of the one shipped with the dataset (null: that one).
     lexicon: str | None = None
 
     def __post_init__(self) -> None:

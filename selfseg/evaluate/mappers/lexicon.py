@@ -14,6 +14,9 @@ classes:
 none:                             # what the dataset names but leaves out of its classes (maps to none)
   names: [guard rail, bridge]
   why: "..."
+rare:                             # names the class list gives a class only in a rare WordNet sense (a synset's
+  names: [throne]                 # lemma whose common sense is another thing): read by their own senses
+  why: "..."
 roles:
   - class: rider                  # a member of `members` ...
     members: person
@@ -49,11 +52,13 @@ class Role:
 @dataclass
 class Lexicon:
     """names: word -> class index. parts: class index -> part words. unlabelled: words that name a region
-    the dataset leaves out of its classes. roles: in file order."""
+    the dataset leaves out of its classes. rare: the class list's names that are read by their own WordNet
+    senses, not as the class that lists them. roles: in file order."""
 
 
     names: dict[str, int] = field(default_factory=dict)
     unlabelled: frozenset[str] = frozenset()
+    rare: frozenset[str] = frozenset()
     parts: dict[int, frozenset[str]] = field(default_factory=dict)
     roles: list[Role] = field(default_factory=list)
 
@@ -70,8 +75,8 @@ class Lexicon:
             data = yaml.safe_load(read_text(path, "lexicon")) or {}
         except yaml.YAMLError as exc:
             raise DatasetError(f"lexicon {path}: cannot read it ({str(exc).splitlines()[0]})") from None
-        if not isinstance(data, dict) or set(data) - {"classes", "none", "roles"}:
-            raise DatasetError(f"lexicon {path}: expected a mapping with 'classes', 'none' and 'roles', "
+        if not isinstance(data, dict) or set(data) - {"classes", "none", "rare", "roles"}:
+            raise DatasetError(f"lexicon {path}: expected a mapping with 'classes', 'none', 'rare' and 'roles', "
                                f"got {_keys(data)}")
         index = {normalize(c.name): c.index for c in classes}
         listed: dict[str, int] = {}
@@ -116,6 +121,15 @@ class Lexicon:
         clash = sorted(lex.unlabelled & (set(lex.names) | set(listed)))
         if clash:
             raise DatasetError(f"lexicon {path}: none: expected names no class has, got {clash[0]!r}")
+        rare = data.get("rare") or {"names": [], "why": "-"}
+        if not isinstance(rare, dict) or set(rare) != {"names", "why"} or not rare["why"]:
+            raise DatasetError(f"lexicon {path}: rare: expected a names list and a 'why', got {_keys(rare)}")
+        lex.rare = _words(rare["names"] or [], "rare.names", path)
+        primary = set(index)
+        odd = sorted(w for w in lex.rare if w not in listed or w in primary) if strict else []
+        if odd:
+            raise DatasetError(f"lexicon {path}: rare: expected names the class list gives a class (not its first "
+                               f"name), got {odd[0]!r}")
         roles = data.get("roles") or []
         if not isinstance(roles, list):
             raise DatasetError(f"lexicon {path}: roles: expected a list of roles, got {type(roles).__name__}")
