@@ -348,6 +348,17 @@ def test_a_name_the_class_list_gives_only_in_a_rare_sense_is_read_by_its_own_sen
     assert got == ["chair", "chair", None, None, "person", "stool", "toilet", "toilet", "toilet", "car"]
 
 
+@pytest.mark.parametrize("dataset", ["ade20k", "cityscapes", "coco-stuff", "pascal-context-59"])
+def test_a_room_is_no_part_of_a_building(dataset):
+    """BLIP's captions name rooms ("a kitchen with a stove"), and BCC keeps the nouns. A room is seen from
+    inside, where no pixel carries a building class (they are the outside of buildings), though WordNet makes a
+    room part of a building; a building's kinds (a garage, a church) stay buildings."""
+    m = build_mapper("lexical", dataset)
+    rooms = ["kitchen", "living room", "bedroom", "bathroom", "classroom", "a kitchen with a stove and a refrigerator"]
+    assert [x.cls for x in m.map(rooms)] == [None] * len(rooms)
+    assert [x.cls for x in m.map(["garage", "a church with a tall steeple"])] == ["building", "building"]
+
+
 @pytest.mark.parametrize("text, message", [
     ("classes:\n  road:\n    names: [pavement]\n    why: x\n",
      "road.names: 'pavement' is a name of class 'sidewalk' in the class list"),

@@ -30,7 +30,8 @@ rule (`LabelMatch.rule`):
 - part (WordNet): a noun WordNet makes a part of the attached whole's class is the whole when it names no
   class itself at the exact or synonym level (or is attached by "of"); a noun that is only a part of
   something, or maps to nothing, attached by "of" or a possessive takes its whole (rule "whole" for the
-  latter); a whole that is itself only part of a class ("the floor of the living room") does not count;
+  latter); a whole that is itself only part of a class ("the floor of the living room") does not count; a
+  room, seen from inside, is no part of its building ("a kitchen" is none, not the building);
 - role: a member of a class on one of a lexicon role's vehicles ("a person riding a bicycle", "a man on a
   bike") is the role's class;
 - name: a class name or lexicon name, the longest run of words ending at the head first ("traffic light"
@@ -260,6 +261,7 @@ class LexicalMapper:
         self._has: dict[Any, list[int]] = {}
         self._below: dict[Any, list[tuple[int, int]]] = {}
         self._person = self.wn.synset("person.n.01")
+        self._room = self.wn.synset("room.n.01")
         for c in self.classes:
             if c.index == self.background:
                 continue
@@ -319,6 +321,10 @@ class LexicalMapper:
         if s.lexname() == "noun.person":
             for c in self._has.get(self._person, ()):
                 add(c, Relation(2, i, max(up.values(), default=0) + 1))
+        # A room is seen from inside, where no pixel is its building's: every dataset's building class is the
+        # outside of one, so "a kitchen" or "the corner of the room" is no part of a building.
+        if self._room in up:
+            return
         # Holonyms of the noun and of its direct hypernyms (a kind of wheel is still part of a vehicle).
         starts = {s: 0, **{h: 1 for h in _up(s)}}
         for start, d0 in starts.items():
