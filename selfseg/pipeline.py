@@ -190,14 +190,15 @@ class SelfSeg:
         if sc.vocabulary == "given":
             tags = None  # the user's words only, even if tags were passed in
         own = tags.tags if tags is not None else []
+        given = list(self.config.vocabulary) if sc.vocabulary != "self" else []
         merges = []
         # Clean only what a model found: the user's own words (the vocabulary tagger's, alone or in a union,
-        # or the list) are kept as given.
+        # or the list) are kept as given, and a found synonym of one is folded into it.
         if own and tags.tagger != "vocabulary" and (sc.merge_synonyms or sc.merge_hypernyms):
-            users = {n.noun for n in tags.nouns if "vocabulary" in n.found_by}
-            own, found = clean_tags(own, synonyms=sc.merge_synonyms, hypernyms=sc.merge_hypernyms, keep=users)
+            users = {n.noun for n in tags.nouns if "vocabulary" in n.found_by} | set(given)
+            own, found = clean_tags(own + given, synonyms=sc.merge_synonyms, hypernyms=sc.merge_hypernyms,
+                                    keep=users)
             merges = [vars(m) for m in found]
-        given = self.config.vocabulary if sc.vocabulary != "self" else []
         # "Dog" and "dog" are one class; the first spelling wins
         return SegmentPlan(classes=tidy_words(own + given), merges=merges, tags=tags)
 

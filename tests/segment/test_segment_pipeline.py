@@ -59,6 +59,22 @@ def test_given_vocabulary_skips_the_tagger(smoke_seg, ade_images):
             assert s._segmenter.classes == ["quokka", "narwhal"]
 
 
+def test_union_vocabulary_folds_found_synonyms_into_the_users_words_and_keeps_them(smoke_seg, ade_images):
+    """The user's words take part in the clean-up as words it never drops: a found "couch" is folded into the
+    given "sofa" (one prompt, not two), and a given "animal" stays beside a found "dog"."""
+    from selfseg import NounSupport, TagResult
+
+    cfg = dataclasses.replace(smoke_seg.config, vocabulary=["sofa", "animal"],
+                              segment=dataclasses.replace(smoke_seg.config.segment, vocabulary="union"))
+    loaded = load_image(ade_images[0])
+    found = TagResult(source=loaded.source, image_size=loaded.size, tagger="bcc",
+                      nouns=[NounSupport(noun=n, support=1, cycles=1, clusters=[], found_by=["bcc"])
+                             for n in ("couch", "animal", "dog")])
+    plan = SelfSeg(cfg)._plan(loaded, found)
+    assert plan.classes == ["animal", "dog", "sofa"]
+    assert {(m["kept"], m["dropped"], m["reason"]) for m in plan.merges} == {("sofa", "couch", "synonym")}
+
+
 def test_zero_tags_give_a_valid_empty_result(ade_images, tmp_path):
     loaded = load_image(ade_images[0])
     found = Instances.empty((loaded.image.height, loaded.image.width), "no tags: nothing to locate")
