@@ -32,7 +32,7 @@ TAG_BASELINE = {"voc": 0.85, "ade20k_150": 0.88, "cityscapes": 0.71, "cityscapes
 # Files written by a second writer after the mapper existed, whose first agreement was the estimate for new text
 # (README). No entry or rule is written for their rows; floors sit a point or two under today's figure.
 HELD_OUT = {"ade20k_150_b": "ade20k"}
-HELD_OUT_FLOOR = {"ade20k_150_b": 0.77}
+HELD_OUT_FLOOR = {"ade20k_150_b": 0.76}
 # Benchmarks that fold another's classes (their ground truth is the source's, relabelled) -> the development file
 # they are measured on, read against their classes (a label they lack is none).
 FOLDED = {"voc20": "voc", "coco-object": "coco_panoptic", "pascal-context-60": "pascal_context_59"}
@@ -74,7 +74,11 @@ def test_lexical_mapping_on_the_held_out_files(report, name):
     rows = read_labelled(DEV / f"{name}.tsv")
     result = agreement(build_mapper("lexical", HELD_OUT[name]), rows)
     report(f"lexical mapper on {name}, held out ({result.n} descriptions)", result.table())
-    assert len(rows) >= 300 and result.total >= HELD_OUT_FLOOR[name], result.total
+    assert len(rows) >= 250 and result.total >= HELD_OUT_FLOOR[name], result.total
+    # no line of an in-sample file of its dataset: the mapper was fitted to those
+    seen = {r.description for f, ds in DATASETS.items() if ds == HELD_OUT[name]
+            for r in read_labelled(DEV / f"{f}.tsv")}
+    assert not [r.description for r in rows if r.description in seen]
 
 
 @pytest.mark.parametrize("dataset", list(FOLDED))
