@@ -155,8 +155,8 @@ class Dataset:
         try:
             with Image.open(sample.image) as im:
                 w, h = im.size
-        except (OSError, UnidentifiedImageError):
-            return
+        except (OSError, UnidentifiedImageError, Image.DecompressionBombError, SyntaxError, ValueError):
+            return  # what load_image refuses too: the run lists the image as failed
         if (h, w) != tuple(gt.shape[:2]):
             raise DatasetError(f"{sample.label}: ground truth {gt.shape[1]}x{gt.shape[0]} (W x H) does not match its "
                                f"image {sample.image} ({w}x{h})")

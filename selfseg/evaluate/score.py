@@ -199,6 +199,7 @@ def score_open_vocabulary(dataset: Dataset, samples: Sequence[Sample], pred_dir:
             labels = None
         crashed = labels is None
         if crashed:
+            dataset.check_size(s, gt)  # a failed image's ground truth must fit it all the same
             failed.append(f"{s.id}: {raw.error}")
             labels = np.zeros(gt.shape, dtype=np.int32)
         elif raw.seconds is not None:

@@ -145,3 +145,21 @@ def test_ground_truth_not_of_its_images_size_is_the_datasets_error_not_a_failed_
     with pytest.raises(DatasetError, match=r"masks/a.png: ground truth 2x1 \(W x H\) does not match its image "
                                            r".*images/a.png \(4x1\)"):
         score(scored, OneWay())
+
+
+def test_the_size_check_leaves_an_image_too_large_to_open_to_the_run_and_checks_a_failed_images_truth(
+        scored, monkeypatch):
+    """An image PIL refuses as too many pixels is the run's failure to report, not a traceback from the
+    check; a failed image's ground truth must still be its image's size."""
+    from PIL import Image as PILImage
+
+    ds, pred = scored
+    gt = ds.read_label(ds.samples[0])
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 1)  # the 1x4 image is now a decompression bomb
+    assert ds.check_size(ds.samples[0], gt[:, :2]) is None
+    monkeypatch.undo()
+    (pred / "a.json").unlink()  # the image failed
+    assert score(scored, OneWay()).failed == ["a: no prediction"]
+    Image.fromarray(np.array([[0, 1]], np.uint8)).save(ds.samples[0].label)
+    with pytest.raises(DatasetError, match="does not match its image"):
+        score(scored, OneWay())
