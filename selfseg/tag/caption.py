@@ -125,7 +125,16 @@ class BlipTaggerConfig:
     nouns: NounsConfig
 
 
-def blip_checkpoints(block: BlipTaggerConfig, models: ModelConfig) -> list[str]:
+@dataclass
+class CaptionTaggerConfig:
+    """The whole-image caption tagger's settings: the config file's `captioning` and `nouns` sections (it
+    clusters nothing, so `clustering` is not among them)."""
+
+    captioning: CaptioningConfig
+    nouns: NounsConfig
+
+
+def blip_checkpoints(block: BlipTaggerConfig | CaptionTaggerConfig, models: ModelConfig) -> list[str]:
     return [models.blip]
 
 
@@ -136,7 +145,7 @@ def load_captioner(models: ModelConfig) -> BlipCaptioner:
     return BlipCaptioner.from_spec(models.spec(models.blip))
 
 
-def load_nouns_then_captioner(config: BlipTaggerConfig, models: ModelConfig,
+def load_nouns_then_captioner(config: BlipTaggerConfig | CaptionTaggerConfig, models: ModelConfig,
                               captioner: BlipCaptioner | None) -> tuple[NounExtractor, BlipCaptioner]:
     """The noun extractor, loaded, and the captioner. A checkpoint that cannot be had fails first (a quick
     look at the cache); then WordNet and spaCy (seconds, and a missing one fails before minutes of model
@@ -150,7 +159,7 @@ def load_nouns_then_captioner(config: BlipTaggerConfig, models: ModelConfig,
     return nouns, captioner or load_captioner(models)
 
 
-@TAGGERS.register("caption", config=BlipTaggerConfig, checkpoints=blip_checkpoints)
+@TAGGERS.register("caption", config=CaptionTaggerConfig, checkpoints=blip_checkpoints)
 class CaptionTagger:
     """`captioning.cycles` sampled captions of each whole image as plain BLIP makes them: all encoder tokens,
     CLS included, of the image at the checkpoint's own size (384 for the published captioners, where BCC also
@@ -159,7 +168,8 @@ class CaptionTagger:
 
     name = "caption"
 
-    def __init__(self, config: BlipTaggerConfig, models: ModelConfig, captioner: BlipCaptioner | None = None) -> None:
+    def __init__(self, config: CaptionTaggerConfig, models: ModelConfig,
+                 captioner: BlipCaptioner | None = None) -> None:
         self.config, self.models = config, models
         self.nouns, self.blip = load_nouns_then_captioner(config, models, captioner)
 

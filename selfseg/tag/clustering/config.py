@@ -1,4 +1,4 @@
-"""The clustering chain's settings: the config file's `clustering` section (read by the bcc and caption taggers)."""
+"""The clustering chain's settings: the config file's `clustering` section (read by the bcc tagger)."""
 from __future__ import annotations
 
 from dataclasses import MISSING, dataclass, field, fields
