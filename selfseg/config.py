@@ -71,8 +71,8 @@ class SegmentConfig:
     # Where the class names come from: "self" (the tagger), "given" (the `vocabulary` list, no tagger run)
     # or "union" (both).
     vocabulary: str = "self"
-    # Tag clean-up before locating (self-found tags only): fold WordNet synonyms together. The result lists
-    # every merge.
+    # Tag clean-up before locating: fold WordNet synonyms together (the user's own words are never dropped; a
+    # found synonym is folded into them). The result lists every merge.
     merge_synonyms: bool = True
     # Tag clean-up: drop a tag when a more specific one is present (animal / dog keeps dog).
     merge_hypernyms: bool = True

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import selfseg
 from selfseg.cli import main
 from selfseg.errors import ConfigError
 from selfseg.tag.result import TagResult
@@ -496,7 +497,7 @@ def test_config_names_resolve_from_any_folder_and_flags_for_what_users_set_most(
     assert "model.device: expected 'auto', 'cpu', 'cuda[:N]' or 'mps', got 'meta'" in capsys.readouterr().err
     with pytest.raises(SystemExit) as stop:
         main(["--version"])
-    assert stop.value.code == 0 and capsys.readouterr().out.startswith("selfseg 0.1")
+    assert stop.value.code == 0 and capsys.readouterr().out == f"selfseg {selfseg.__version__}\n"
 
 
 def test_a_resume_with_nothing_left_builds_no_model(repo, ade_images, tmp_path, capsys, monkeypatch):

@@ -377,6 +377,7 @@ def test_a_room_is_no_part_of_a_building(dataset):
      r"rare: expected names the class list gives a class \(not its first name\), got 'road'"),
     ("rare:\n  names: [lorry]\n  why: x\n", "rare: expected names the class list gives a class"),
     ("rare:\n  names: [pavement]\n", "rare: expected a names list and a 'why'"),
+    ("rare:\n  names: [pavement]\n  why: 5\n", "rare: expected a names list and a 'why'"),
     ("classes: [car]\n", "classes: expected a mapping of class name -> entry, got list"),
     ("roles:\n  class: rider\n", "roles: expected a list of roles, got dict"),
     ("none:\n  names: [car]\n  why: x\n", "none: expected names no class has, got 'car'"),

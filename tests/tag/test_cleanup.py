@@ -58,18 +58,24 @@ def test_a_person_word_stays_beside_a_word_that_may_mean_someone_else():
     assert clean_tags(["man", "person", "car"]) == (["man", "car"], [Merge("man", "person", "hypernym")])
 
 
-def test_an_ambiguous_word_is_read_as_the_one_tag_its_near_senses_name():
-    # bike.n.01 is a motorcycle and bike.n.02 a bicycle: beside a bicycle it is that bicycle
-    assert clean_tags(["bicycle", "bike", "road"]) == (["bicycle", "road"], [Merge("bicycle", "bike", "synonym")])
-    # beside both, its first sense decides, as for any word
-    kept, merges = clean_tags(["bicycle", "motorcycle", "bike"])
-    assert kept == ["bicycle", "motorcycle"] and merges == [Merge("motorcycle", "bike", "synonym")]
+def test_no_tag_is_folded_into_another_kind_of_thing():
+    """Merges follow one reading per tag: a motorcycle never ends as a bicycle, glasses (spectacles) never as a
+    glass, a bathroom never as a toilet, and a soldier or a worker (whose later senses are ants and bees) drops
+    no animal."""
+    for tags in (["bike", "motorcycle", "bicycle"], ["bicycle", "motorcycle", "bike"]):
+        kept, merges = clean_tags(tags)
+        assert {"bicycle"} <= set(kept) and not [m for m in merges if m.kept == "bicycle"]
+    for tags in (["glasses", "glass"], ["bathroom", "toilet"], ["woods", "wood"], ["shorts", "short"],
+                 ["soldier", "animal"], ["worker", "animal"], ["sailor", "hat"], ["sandwich", "hot dog"]):
+        assert clean_tags(tags) == (tags, []), tags
 
 
 def test_tags_are_compared_in_one_form_and_a_closed_compound_is_found():
     kept, merges = clean_tags(["Dog", " dog ", "animal"])
     assert kept == ["Dog"] and set(merges) == {Merge("Dog", " dog ", "synonym"), Merge("Dog", "animal", "hypernym")}
-    assert clean_tags(["Animal", "dog"], keep={"animal"})[0] == ["Animal", "dog"]  # the user's word, any case
+    assert clean_tags(["Animal", "dog"], keep={"animal"})[0] == ["animal", "dog"]  # the user's word, as written
+    # the user's spelling wins over a found one
+    assert clean_tags(["sofa", "dog", "Sofa"], keep={"Sofa"}) == (["Sofa", "dog"], [Merge("Sofa", "sofa", "synonym")])
     # WordNet spells it "cellphone": the two tags are one thing
     assert clean_tags(["cell phone", "cellphone"]) == (["cell phone"], [Merge("cell phone", "cellphone", "synonym")])
 
@@ -94,6 +100,7 @@ def test_the_development_lists(report):
     firm = [rid for rid, _, _, f in rows if f]
     report("tag clean-up on its development lists",
            f"as expected: {sum(ok.values())}/{len(rows)} lists, firm {sum(ok[r] for r in firm)}/{len(firm)}")
-    # the one firm miss: "racquet" is racket.n.04, a sense beyond the near ones of "racket" (a loud noise first)
-    assert [r for r in firm if not ok[r]] == ["79"]
-    assert len(rows) >= 100 and sum(ok.values()) >= 76
+    # the firm misses: "bike" is first a motorcycle in WordNet, so it stays beside "bicycle"; "racquet" is
+    # racket.n.04, where "racket" is first a loud noise
+    assert [r for r in firm if not ok[r]] == ["7", "79"]
+    assert len(rows) >= 100 and sum(ok.values()) >= 73

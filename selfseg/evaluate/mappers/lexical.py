@@ -262,6 +262,7 @@ class LexicalMapper:
         self._below: dict[Any, list[tuple[int, int]]] = {}
         self._person = self.wn.synset("person.n.01")
         self._room = self.wn.synset("room.n.01")
+        self._structure = self.wn.synset("structure.n.01")
         for c in self.classes:
             if c.index == self.background:
                 continue
@@ -292,9 +293,12 @@ class LexicalMapper:
             add(self.index.by_name[key], Relation(1, -1, 0))
         if key in self.lexicon.names:
             add(self.lexicon.names[key], Relation(1, -1, 0))
-        for i, s in self._noun_senses(key):
+        senses = self._noun_senses(key)
+        for i, s in senses:
             self._wordnet_relations(s, i, add)
-        if not rel:  # a group of members ("people", "a herd"): WordNet's member meronyms, else the list
+        # a group of members ("people", "a herd"): WordNet's member meronyms, else the list; not a room that
+        # relates to nothing ("a jail cell" is no terrorist cell's members)
+        if not rel and not any(self._room in _bfs(s, _up) for _, s in senses):
             groups = [s for s in _common(self._senses(key), key) if s.lexname() == "noun.group"]
             members = [m for s in groups for m in s.member_meronyms()]
             for m in members:
@@ -321,15 +325,15 @@ class LexicalMapper:
         if s.lexname() == "noun.person":
             for c in self._has.get(self._person, ()):
                 add(c, Relation(2, i, max(up.values(), default=0) + 1))
-        # A room is seen from inside, where no pixel is its building's: every dataset's building class is the
-        # outside of one, so "a kitchen" or "the corner of the room" is no part of a building.
-        if self._room in up:
-            return
+        # A room is seen from inside, where no pixel is its building's: every dataset's building and house class
+        # is the outside of one, so "a kitchen" is no part of a building, a house or any other construction (a
+        # ship's galley is still part of the ship).
+        room = self._room in up
         # Holonyms of the noun and of its direct hypernyms (a kind of wheel is still part of a vehicle).
         starts = {s: 0, **{h: 1 for h in _up(s)}}
         for start, d0 in starts.items():
             for whole, d in _bfs(start, _whole).items():
-                if d == 0:
+                if d == 0 or (room and self._structure in _bfs(whole, _up)):
                     continue
                 for c, dc in self._below.get(whole, ()):
                     add(c, Relation(3, i, d0 + d + dc))

@@ -122,7 +122,8 @@ class Lexicon:
         if clash:
             raise DatasetError(f"lexicon {path}: none: expected names no class has, got {clash[0]!r}")
         rare = data.get("rare") or {"names": [], "why": "-"}
-        if not isinstance(rare, dict) or set(rare) != {"names", "why"} or not rare["why"]:
+        if not isinstance(rare, dict) or set(rare) != {"names", "why"} or not isinstance(rare["why"], str) \
+                or not rare["why"]:
             raise DatasetError(f"lexicon {path}: rare: expected a names list and a 'why', got {_keys(rare)}")
         lex.rare = _words(rare["names"] or [], "rare.names", path)
         primary = set(index)
