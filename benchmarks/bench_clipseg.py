@@ -12,7 +12,8 @@ RSS above the RSS after loading (the segmenter's own working memory; the peak is
 through /proc/self/clear_refs), the peak CUDA memory on a GPU, and the decoder and text-tower calls. A fresh
 process per case, because a process's peak RSS never goes down. --vocabulary new (default): every timed call
 has a tag list not seen before (the same tags, rotated), so the text tower runs every call, as for self-found
-tags; fixed: every call has the same list, as a run with one vocabulary for every image, which encodes it once.
+tags (with one tag there is no other order, so the list repeats); fixed: every call has the same list, as a run
+with one vocabulary for every image, which encodes it once.
 
 `--size full` builds the architecture of CIDAS/clipseg-rd64-refined (CLIP ViT-B/16 at 352 px, CLIP text
 tower, reduce_dim 64 decoder with the "refined" transposed convolutions) with RANDOM weights: timings and

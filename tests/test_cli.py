@@ -498,6 +498,10 @@ def test_config_names_resolve_from_any_folder_and_flags_for_what_users_set_most(
     with pytest.raises(SystemExit) as stop:
         main(["--version"])
     assert stop.value.code == 0 and capsys.readouterr().out == f"selfseg {selfseg.__version__}\n"
+    import tomllib
+
+    # the package's version is the one it is built and installed under
+    assert tomllib.loads((repo / "pyproject.toml").read_text())["project"]["version"] == selfseg.__version__
 
 
 def test_a_resume_with_nothing_left_builds_no_model(repo, ade_images, tmp_path, capsys, monkeypatch):

@@ -34,7 +34,7 @@ class ClipSegDenseSegmenter:
         self.dtype = dtype
         self.is_tiny = is_tiny
         self.model_id = model_id
-        self.forward_calls = 0  # image + tags encodings (each: 1 vision + 1 text forward); tests read it
+        self.forward_calls = 0  # image + tags encodings (each: 1 vision forward, and 1 text forward unless cached)
         self.text_calls = 0  # text forwards: fewer than forward_calls when a tag list repeats
         self.decoder_calls = 0  # decoder forwards (one per chunk of tags)
         # The last tag list and its embeddings: a fixed vocabulary (the user's words, a benchmark's classes)

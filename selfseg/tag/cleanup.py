@@ -13,7 +13,7 @@ from typing import Any
 
 from ..resources import load_wordnet
 
-# Senses looked at beyond the first when a person word would be dropped.
+# A tag's senses looked at (its first and the next two) when a person word would be dropped beside it.
 _NEAR = 3
 
 
@@ -74,7 +74,7 @@ def clean_tags(tags: Sequence[str], synonyms: bool = True, hypernyms: bool = Tru
                 seen.setdefault(sense[k], k)
         for k in order:
             s = sense[k]
-            if k not in kept_words and s is not None and s in seen and seen[s] != k:
+            if k not in kept_words and s is not None and s in seen:
                 merges.append(Merge(kept=first[seen[s]], dropped=first[k], reason="synonym"))
                 continue
             if s is not None:

@@ -4,6 +4,7 @@ one. The suite's summary prints agreement per dataset, per category, per style a
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -30,9 +31,9 @@ FLOOR = {"voc": 0.97, "ade20k_150": 0.95, "cityscapes": 0.98, "cityscapes_region
 TAG_BASELINE = {"voc": 0.85, "ade20k_150": 0.88, "cityscapes": 0.71, "cityscapes_regions": 0.76,
                 "coco_panoptic": 0.76, "coco_stuff": 0.72, "pascal_context_59": 0.74, "pascal_context_459": 0.79}
 # Files written by a second writer after the mapper existed, whose first agreement was the estimate for new text
-# (README). No entry or rule is written for their rows; floors sit a point or two under today's figure.
+# (README). No entry or rule is written for their rows; floors sit a point or two under the README's figure.
 HELD_OUT = {"ade20k_150_b": "ade20k", "voc_b": "voc"}
-HELD_OUT_FLOOR = {"ade20k_150_b": 0.76, "voc_b": 0.87}
+HELD_OUT_FLOOR = {"ade20k_150_b": 0.75, "voc_b": 0.87}
 # Benchmarks that fold another's classes (their ground truth is the source's, relabelled) -> the development file
 # they are measured on, read against their classes (a label they lack is none).
 FOLDED = {"voc20": "voc", "coco-object": "coco_panoptic", "pascal-context-60": "pascal_context_59"}
@@ -69,16 +70,19 @@ def test_lexical_mapping_agrees_with_the_development_set(report, lexical_mappers
 
 @pytest.mark.parametrize("name", list(HELD_OUT))
 def test_lexical_mapping_on_the_held_out_files(report, name):
-    """Reported, and held to its first measurement: a change that helps the in-sample files at the cost of new
+    """Reported, and held near the README's figure: a change that helps the in-sample files at the cost of new
     text shows here."""
     rows = read_labelled(DEV / f"{name}.tsv")
     result = agreement(build_mapper("lexical", HELD_OUT[name]), rows)
     report(f"lexical mapper on {name}, held out ({result.n} descriptions)", result.table())
     assert len(rows) >= 250 and result.total >= HELD_OUT_FLOOR[name], result.total
-    # no line of an in-sample file of its dataset: the mapper was fitted to those
-    seen = {r.description for f, ds in DATASETS.items() if ds == HELD_OUT[name]
+    # no line of an in-sample file of its dataset, nor one but for an article: the mapper was fitted to those
+    def bare(text):
+        return " ".join(w for w in re.findall(r"[\w']+", text.lower()) if w not in ("a", "an", "the"))
+
+    seen = {bare(r.description) for f, ds in DATASETS.items() if ds == HELD_OUT[name]
             for r in read_labelled(DEV / f"{f}.tsv")}
-    assert not [r.description for r in rows if r.description in seen]
+    assert not [r.description for r in rows if bare(r.description) in seen]
 
 
 @pytest.mark.parametrize("dataset", list(FOLDED))
@@ -358,9 +362,12 @@ def test_a_room_is_no_part_of_a_building(dataset):
     inside, where no pixel carries a building class (they are the outside of buildings), though WordNet makes a
     room part of a building; a building's kinds (a garage, a church) stay buildings."""
     m = build_mapper("lexical", dataset)
-    rooms = ["kitchen", "living room", "bedroom", "bathroom", "classroom", "a kitchen with a stove and a refrigerator"]
+    rooms = ["kitchen", "living room", "bedroom", "bathroom", "classroom", "a kitchen with a stove and a refrigerator",
+             "a jail cell", "sun lounge", "steam bath"]  # not the last word's other senses: a sofa, a bathtub
     assert [x.cls for x in m.map(rooms)] == [None] * len(rooms)
     assert [x.cls for x in m.map(["garage", "a church with a tall steeple"])] == ["building", "building"]
+    if dataset != "cityscapes":  # a room that is part of a vehicle stays its part
+        assert m.map(["the galley of a ship"])[0].cls in ("boat", "ship")
 
 
 @pytest.mark.parametrize("text, message", [

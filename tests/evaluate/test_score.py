@@ -133,9 +133,9 @@ def test_a_failed_image_scores_nothing_in_cmiou_too(scored):
 
 
 def test_ground_truth_not_of_its_images_size_is_the_datasets_error_not_a_failed_prediction(scored):
-    """A label map at its image's size against smaller annotations: refused naming both files' sizes, where
-    listing it as a failed prediction scored the dataset's fault as the model's (mIoU 0). A map of another
-    size than its image (a stale or foreign prediction) is still the prediction's failure."""
+    """A label map at its image's size against smaller annotations: refused naming both files' sizes, since
+    listing it as a failed prediction would score the dataset's fault as the model's (mIoU 0). A map of another
+    size than its image (a stale or foreign prediction) is the prediction's failure."""
     ds, pred = scored
     Image.fromarray(np.array([[1, 2]], np.uint8)).save(pred / "a_labels.png")  # not the image's 1x4
     report = score(scored, OneWay())
@@ -155,7 +155,7 @@ def test_the_size_check_leaves_an_image_too_large_to_open_to_the_run_and_checks_
 
     ds, pred = scored
     gt = ds.read_label(ds.samples[0])
-    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 1)  # the 1x4 image is now a decompression bomb
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 1)  # makes the 1x4 image a decompression bomb
     assert ds.check_size(ds.samples[0], gt[:, :2]) is None
     monkeypatch.undo()
     (pred / "a.json").unlink()  # the image failed

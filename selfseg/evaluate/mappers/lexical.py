@@ -297,7 +297,7 @@ class LexicalMapper:
         for i, s in senses:
             self._wordnet_relations(s, i, add)
         # a group of members ("people", "a herd"): WordNet's member meronyms, else the list; not a room that
-        # relates to nothing ("a jail cell" is no terrorist cell's members)
+        # relates to nothing (a vestry is the church's room, not its elected committee)
         if not rel and not any(self._room in _bfs(s, _up) for _, s in senses):
             groups = [s for s in _common(self._senses(key), key) if s.lexname() == "noun.group"]
             members = [m for s in groups for m in s.member_meronyms()]
@@ -410,7 +410,12 @@ class LexicalMapper:
                 if self._best(rel, rank)[0] is not None:
                     named = self._listed(noun) or noun in self.lexicon.names
                     return noun, rel, "name" if named else "head"
+                if " " in noun and self._is_room(noun):
+                    return noun, rel, "head"  # a room ("sun lounge", "steam bath") is none, not its last word
         return p.head, self.relations(p.head), "head"
+
+    def _is_room(self, noun: str) -> bool:
+        return any(self._room in _bfs(s, _up) for _, s in self._noun_senses(noun))
 
     def _relate(self, rel: dict[int, Relation], rank: int) -> frozenset[int]:
         return frozenset(c for c, r in rel.items() if r.level <= rank)
