@@ -141,6 +141,8 @@ def coco_instance_scores(gt: str | Path | dict[str, Any], results: str | Path | 
         coco_gt = COCO()
         coco_gt.dataset = json.loads(json.dumps(gt_data))
         coco_gt.createIndex()
+        if "bbox" in iou_types:
+            _boxes_from_masks(coco_gt, gt_where)
         stats: dict[str, dict[str, float]] = {}
         for iou_type in iou_types:
             if res:
@@ -156,6 +158,22 @@ def coco_instance_scores(gt: str | Path | dict[str, Any], results: str | Path | 
             ev.summarize()
             stats[iou_type] = {k: float(v) for k, v in zip(STAT_NAMES, ev.stats)}
     return InstanceScores(stats=stats, images=len(gt_data["images"]), detections=len(res))
+
+
+def _boxes_from_masks(coco_gt: Any, where: str) -> None:
+    """Mask-only ground truth (no `bbox`, which mask AP does not read) gets its masks' boxes for box AP, as
+    results without one do."""
+    from pycocotools import mask as mask_utils
+
+    for k, ann in enumerate(coco_gt.dataset["annotations"]):
+        if "bbox" in ann:
+            continue
+        try:
+            ann["bbox"] = [float(v) for v in mask_utils.toBbox(coco_gt.annToRLE(ann))]
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise DatasetError(f"{where}: annotations[{k}]: no bbox, and none can be read from its mask "
+                               f"({type(exc).__name__}: {exc}); expected a bbox, or images with height and width"
+                               ) from None
 
 
 def _for(iou_type: str, results: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -198,3 +198,21 @@ def test_limit_scores_the_first_images_of_the_ground_truth_and_still_checks_ever
     capsys.readouterr()
     assert main([*args, "--limit", "1"]) == 2
     assert "category_id 9 is not in the ground truth" in capsys.readouterr().err
+
+
+def test_mask_only_ground_truth_gets_its_masks_boxes_for_box_ap(tmp_path):
+    """A ground-truth object without a bbox (mask AP does not read one) is scored for box AP on its mask's box,
+    as a result without one is; one whose mask cannot be read for a box is a one-line error."""
+    gt = json.loads(gt_file(tmp_path, [(square(4, 4, 10), 1), (square(20, 20, 40), 2)]).read_text())
+    for ann in gt["annotations"]:
+        del ann["bbox"]
+    exact = [{"image_id": 1, "category_id": 1, "segmentation": rle(square(4, 4, 10)), "score": 0.9},
+             {"image_id": 1, "category_id": 2, "segmentation": rle(square(20, 20, 40)), "score": 0.8}]
+    s = coco_instance_scores(gt, exact)
+    assert s.stats["segm"]["AP"] == pytest.approx(1.0) and s.stats["bbox"]["AP"] == pytest.approx(1.0)
+    off = [{**exact[0], "bbox": [30.0, 30.0, 10.0, 10.0]}, exact[1]]  # a box the mask does not have
+    assert coco_instance_scores(gt, off).stats["bbox"]["AP"] < 1.0
+    polygon = {**gt["annotations"][0], "segmentation": [[4, 4, 14, 4, 14, 14, 4, 14]]}
+    del gt["images"][0]["height"]
+    with pytest.raises(DatasetError, match=r"annotations\[0\]: no bbox, and none can be read from its mask"):
+        coco_instance_scores({**gt, "annotations": [polygon]}, [])
