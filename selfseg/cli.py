@@ -419,7 +419,7 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
     out = Path(ns.out) if ns.out else Path(ns.predictions) / "scores.json"
     # Checked before scoring, which can take minutes: a table followed by a failure to save it is wasted work.
     # Without --out the target lies in the predictions folder, which scoring checks with its own message.
-    problem = _unwritable_file(out) if ns.out or Path(ns.predictions).is_dir() else None
+    problem = (_unwritable_file(out) or _an_input(out, ns)) if ns.out or Path(ns.predictions).is_dir() else None
     if problem:
         print(f"selfseg: error: cannot write the scores to {out}: {problem}", file=sys.stderr)
         return 2
@@ -443,7 +443,7 @@ def _evaluate_coco(ns: argparse.Namespace) -> int:
     pred = Path(ns.predictions)
     default = (pred if pred.is_dir() else pred.parent) / f"{ns.task}_scores.json"
     out = Path(ns.out) if ns.out else default
-    problem = _unwritable_file(out)
+    problem = _unwritable_file(out) or _an_input(out, ns)
     if problem:
         print(f"selfseg: error: cannot write the scores to {out}: {problem}", file=sys.stderr)
         return 2
@@ -485,6 +485,23 @@ def _score_coco(ns: argparse.Namespace, pred: Path) -> PanopticScores | Instance
             return None
         scores = coco_instance_scores(gt, pred, limit=ns.limit)
     return scores
+
+
+_INPUT_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".mat", ".bmp", ".webp"}
+
+
+def _an_input(out: Path, ns: argparse.Namespace) -> str | None:
+    """Why writing the scores to an existing `out` would destroy what is being scored, or None: a file of the
+    dataset, the predictions (the results file itself, or an image among them)."""
+    if not out.is_file():
+        return None
+    target = out.resolve()
+    root, pred = Path(ns.root).resolve(), Path(ns.predictions).resolve()
+    if root == target or root in target.parents:
+        return f"it is a file of the dataset under {ns.root}"
+    if target == pred or (pred in target.parents and target.suffix.lower() in _INPUT_SUFFIXES):
+        return "it is one of the predictions being scored"
+    return None
 
 
 def _unwritable_file(path: Path) -> str | None:
@@ -657,7 +674,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(8-connected pieces)")
     e.add_argument("--limit", type=_non_negative_int,
                    help="score only the first N images, the ground truth's first (0: all, as in benchmark)")
-    e.add_argument("--out", "-o", help="JSON output (default: <predictions>/scores.json)")
+    e.add_argument("--out", "-o", help="JSON output (default: semantic <predictions>/scores.json; panoptic "
+                                       "<predictions>/panoptic_scores.json; instance instance_scores.json beside "
+                                       "the results file)")
     e.set_defaults(func=cmd_evaluate)
 
     b = sub.add_parser("benchmark", help="run the pipeline over a dataset, map nouns, score (resumable; "
@@ -737,8 +756,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"selfseg: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("selfseg: interrupted", file=sys.stderr)
+        print(_interrupted(ns.command), file=sys.stderr)
         return 130
+
+
+def _interrupted(command: str | None) -> str:
+    """The line an interrupted command ends with: how to go on from the results it kept."""
+    if command in ("tag", "segment", "label"):
+        return "selfseg: interrupted; finished images are kept: rerun with --resume to go on"
+    if command == "benchmark":
+        return "selfseg: interrupted; finished predictions are kept: rerun the same command to go on"
+    return "selfseg: interrupted"
 
 
 def entry() -> None:
@@ -753,13 +781,14 @@ def entry() -> None:
     from . import interrupts
 
     interrupts.install()
+    command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
     try:
         code = main()
         if interrupts.interrupted() and code != 130:  # lost in a finaliser after the last check: said anyway
-            print("selfseg: interrupted", file=sys.stderr)
+            print(_interrupted(command), file=sys.stderr)
             code = 130
     except KeyboardInterrupt:  # a second Ctrl-C before the first one's line was printed
-        print("selfseg: interrupted", file=sys.stderr)
+        print(_interrupted(command), file=sys.stderr)
         code = 130
     if code == 130:
         # The command is over: a further Ctrl-C while the interpreter exits would print a traceback. Only here,

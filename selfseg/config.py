@@ -20,7 +20,7 @@ from typing import Any, Union
 
 import yaml
 
-from .errors import ConfigError, check, choices
+from .errors import ConfigError, check, choices, text_error
 
 # The components' sections, re-exported for config users (the shared model section is the model specs').
 from .evaluate.datasets import DatasetConfig as DatasetConfig
@@ -309,8 +309,7 @@ def _read_yaml_with_base(path: Path, seen: tuple) -> dict:
     except OSError as exc:
         raise ConfigError(f"config {path}: cannot read it ({exc.strerror or exc})") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"config {path}: not valid YAML ({first})") from None
+        raise ConfigError(f"config {path}: not valid YAML ({text_error(exc)})") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -38,3 +38,13 @@ def check(ok: object, key: str, expected: str, got: object) -> None:
     `__post_init__` with their own field names; the config loader puts the block's place in front."""
     if not ok:
         raise ConfigError(f"{key}: expected {expected}, got {got!r}")
+
+
+def text_error(exc: BaseException) -> str:
+    """One line saying where and why a text (YAML) could not be read: "line 3, column 5: <problem>" when the
+    parser marked the place, else the error's first line."""
+    mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
+    if mark is not None and problem:
+        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

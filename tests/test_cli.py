@@ -629,3 +629,22 @@ def test_a_newline_in_a_file_name_keeps_its_line_one_line(ade_images, tmp_path, 
     assert main(["tag", str(folder), "--config", "smoke", "--out", str(tmp_path / "o"), "-q"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert [line.split(": ")[0] for line in out if ": " in line] == [str(folder / "new\\x0aline.jpg")]
+
+
+@pytest.mark.parametrize("command", ["segment", "label", "benchmark"])
+def test_an_interrupted_run_says_how_to_go_on(monkeypatch, capsys, tmp_path, command):
+    """Ctrl-C keeps what was finished; the last line says how to go on from it."""
+    from selfseg import cli
+
+    def interrupted(ns):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, f"cmd_{command}", interrupted)
+    argv = {"segment": ["segment", str(tmp_path)], "label": ["label", str(tmp_path), "--out", str(tmp_path / "d")],
+            "benchmark": ["benchmark", "benchmarks/smoke"]}[command]
+    assert cli.main(argv) == 130
+    err = capsys.readouterr().err
+    if command == "benchmark":
+        assert err == "selfseg: interrupted; finished predictions are kept: rerun the same command to go on\n"
+    else:
+        assert err == "selfseg: interrupted; finished images are kept: rerun with --resume to go on\n"

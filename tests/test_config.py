@@ -161,7 +161,10 @@ def test_bad_configs_name_the_problem(data, overrides, message):
 def test_unreadable_and_missing_files(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("captioning: [unclosed\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    with pytest.raises(ConfigError, match=r"not valid YAML \(line 2, column 1: expected ',' or ']'"):
+        load_config(bad)
+    bad.write_text("model:\n\tblip: x\n")  # a tab where YAML wants spaces: the place is named
+    with pytest.raises(ConfigError, match=r"line 2, column 1: found character '\\t' that cannot start any token"):
         load_config(bad)
     with pytest.raises(ConfigError, match="no such file"):
         load_config(tmp_path / "missing.yaml")

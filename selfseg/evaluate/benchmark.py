@@ -19,11 +19,12 @@ Scale-out: under `torchrun --standalone --nproc-per-node N -m selfseg benchmark 
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
-import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -144,14 +145,19 @@ def _done(pred_dir: Path, s: Sample) -> bool:
         return False
 
 
-def _prepare(run: Path, config: Config, fresh: bool) -> None:
-    """Rank 0: create the run folder; refuse predictions made by a different config."""
+def _prepare(run: Path, config: Config, fresh: bool, ids: Sequence[str] = ()) -> None:
+    """Rank 0: create the run folder; refuse predictions made by a different config. `fresh` discards the
+    predictions a run writes for these sample ids (and its unfinished writes), nothing else in the folder."""
     pred = run / "predictions"
     meta = run / "run.json"
     fp = prediction_fingerprint(config)
     if fresh:
-        if pred.exists():
-            shutil.rmtree(pred)
+        if pred.is_dir():
+            for sid in ids:
+                for name in (f"{sid}.json", f"{sid}_labels.png", f"{sid}.error.txt"):
+                    (pred / name).unlink(missing_ok=True)
+                    for tmp in pred.glob(f".{glob.escape(name)}.*.tmp"):
+                        tmp.unlink(missing_ok=True)
         for old_result in ("results.json", "results.md"):  # of predictions that are gone
             (run / old_result).unlink(missing_ok=True)
     if not meta.is_file() and pred.is_dir() and any(pred.glob("*.json")):
@@ -289,7 +295,7 @@ def run_benchmark(config: Config, out: str | Path | None = None, limit: int | No
         mapper = truth = None
         if dist.rank == 0:
             try:
-                _prepare(run, config, fresh)
+                _prepare(run, config, fresh, [s.id for s in dataset.samples])
                 # Built before predicting, so a mapper that cannot score as configured, or ground truth that is
                 # not there, stops the run now rather than after every image has been predicted.
                 mapper = build_mapper_from_config(config, run, classes=dataset.classes)

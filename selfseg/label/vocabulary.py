@@ -46,7 +46,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError, DatasetError, check, choices
+from ..errors import ConfigError, DatasetError, check, choices, text_error
 
 if TYPE_CHECKING:
     from ..evaluate.datasets import ClassInfo
@@ -310,8 +310,7 @@ def load_ontology(path: str | Path) -> list[ClassInfo]:
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=StrictLoader)
     except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"{where}: not valid YAML ({first}); expected {_FORMAT}") from None
+        raise ConfigError(f"{where}: not valid YAML ({text_error(exc)}); expected {_FORMAT}") from None
     if not data:
         raise ConfigError(f"{where}: expected {_FORMAT}, got {'an empty file' if data is None else repr(data)}")
     if isinstance(data, list):

@@ -303,8 +303,13 @@ def test_predictions_without_the_run_json_that_made_them_are_refused(voc_root, b
     (out / "run.json").unlink()
     with pytest.raises(ConfigError, match="no run.json saying which config made them; use --fresh"):
         run_benchmark(_config(voc_root, "captioning.cycles=3"), out=out, quiet=True)
+    (out / "predictions" / "notes.txt").write_text("mine")  # a file no run writes
+    (out / "predictions" / ".2007_000000.json.abcd1234.tmp").write_text("{")  # a write a kill cut short
     run_benchmark(_config(voc_root), out=out, fresh=True, quiet=True)
     assert _scores(out) == _scores(baseline)
+    # --fresh discards the run's own files only
+    assert (out / "predictions" / "notes.txt").read_text() == "mine"
+    assert not list((out / "predictions").glob(".*.tmp"))
 
 
 def test_llm_mapper_benchmark_caches_replies(voc_root, baseline, tmp_path):

@@ -324,6 +324,25 @@ def test_an_unwritable_out_is_refused_before_scoring(tmp_path, capsys, ade_gt, t
     assert not (pred / "scores.json").exists()
 
 
+def test_an_out_that_is_an_input_is_refused(tmp_path, capsys, ade_gt):
+    """Scores written over a ground-truth file or a prediction would destroy what is being scored."""
+    import shutil
+
+    root = tmp_path / "gt"
+    shutil.copytree(ADE_SAMPLE, root)
+    pred = write_preds(tmp_path / "pred", ade_gt)
+    annotation = sorted((root / "annotations").glob("*.png"))[0]
+    before = annotation.read_bytes()
+    for target, why in ((annotation, "it is a file of the dataset"),
+                        (sorted(pred.glob("*.png"))[0], "it is one of the predictions being scored")):
+        code, out, err = evaluate(capsys, "-d", "ade20k", "-r", root, "-p", pred, "--out", target)
+        assert code == 2 and out == "" and why in one_error_line(err)
+    assert annotation.read_bytes() == before
+    (pred / "scores.json").write_text("{}")  # an earlier run's scores: written over, as by default
+    code, out, _ = evaluate(capsys, "-d", "ade20k", "-r", root, "-p", pred, "--out", pred / "scores.json")
+    assert code == 0 and json.loads((pred / "scores.json").read_text())["images"] == 3
+
+
 def test_out_in_folders_still_to_be_made_is_written(tmp_path, capsys, ade_gt):
     pred = write_preds(tmp_path / "pred", ade_gt)
     target = tmp_path / "new" / "deeper" / "scores.json"

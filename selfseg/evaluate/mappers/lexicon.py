@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...errors import DatasetError
+from ...errors import DatasetError, text_error
 from ..datasets import ClassInfo
 from .base import normalize
 
@@ -74,7 +74,7 @@ class Lexicon:
         try:
             data = yaml.safe_load(read_text(path, "lexicon")) or {}
         except yaml.YAMLError as exc:
-            raise DatasetError(f"lexicon {path}: cannot read it ({str(exc).splitlines()[0]})") from None
+            raise DatasetError(f"lexicon {path}: cannot read it ({text_error(exc)})") from None
         if not isinstance(data, dict) or set(data) - {"classes", "none", "rare", "roles"}:
             raise DatasetError(f"lexicon {path}: expected a mapping with 'classes', 'none', 'rare' and 'roles', "
                                f"got {_keys(data)}")
