@@ -298,7 +298,7 @@ def cmd_label(ns: argparse.Namespace) -> int:
     from .label.run import label_images
 
     inputs, overrides = _split_overrides(ns.inputs)
-    flags = [f"label.formats=[{ns.format}]"] if ns.format else []
+    flags = [f"label.formats=[{ns.format}]"] if ns.format is not None else []
     flags += [f"label.{k}={v}" for k, v in (("val_fraction", ns.val_fraction), ("seed", ns.seed)) if v is not None]
     if ns.batch_size:
         flags.append(f"run.batch_size={ns.batch_size}")

@@ -50,7 +50,8 @@ def expand_inputs(items: Iterable[str]) -> list[str]:
             continue
         if is_dir:
             try:
-                out += sorted(str(f) for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+                # Not only regular files: a broken link or a pipe named like an image fails with its own line.
+                out += sorted(str(f) for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and not f.is_dir())
             except OSError:  # a folder that cannot be listed: one bad input, reported by load_image
                 out.append(item)
         elif not exists and any(ch in item for ch in "*?["):
@@ -58,6 +59,13 @@ def expand_inputs(items: Iterable[str]) -> list[str]:
         else:
             out.append(item)
     return out
+
+
+def _empty(src: Any) -> bool:
+    try:
+        return isinstance(src, (str, os.PathLike)) and os.path.getsize(src) == 0
+    except OSError:
+        return False
 
 
 def input_name(src: ImageInput) -> str:
@@ -158,7 +166,8 @@ def _open(src: ImageInput, name: str, max_side: int) -> tuple[Any, tuple[int, in
             upright = (img.height, img.width) == size and img.getexif().get(0x0112, 1) in (1, None)
             return (img if upright else ImageOps.exif_transpose(img)), size, frames
         except UnidentifiedImageError:
-            raise ImageError(f"{name}: not an image (unrecognised format)") from None
+            raise ImageError(f"{name}: {'an empty file' if _empty(src) else 'not an image (unrecognised format)'}"
+                             ) from None
         except (OSError, SyntaxError, ValueError) as exc:
             raise ImageError(f"{name}: corrupt or truncated image ({exc})") from None
     if isinstance(src, Image.Image):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -144,6 +145,22 @@ def test_expand_inputs(tmp_path):
     (tmp_path / "deep" / "er").mkdir(parents=True)
     (tmp_path / "deep" / "er" / "e.jpg").write_bytes(b"x")
     assert expand_inputs([str(tmp_path / "**" / "e.jpg")]) == [str(tmp_path / "deep" / "er" / "e.jpg")]
+
+
+def test_a_folders_entries_named_like_images_are_inputs_even_when_unreadable(tmp_path):
+    """A broken link, a link loop, a pipe and an empty file named like images are listed, so each fails with
+    its own line instead of being skipped unreported; a folder named like an image is not an input."""
+    import os
+
+    (tmp_path / "broken.jpg").symlink_to(tmp_path / "gone.jpg")
+    _loop(tmp_path)
+    os.mkfifo(tmp_path / "pipe.jpg")
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "album.jpg").mkdir()
+    names = [Path(x).name for x in expand_inputs([str(tmp_path)])]
+    assert names == ["a.jpg", "b.jpg", "broken.jpg", "empty.jpg", "pipe.jpg"]
+    with pytest.raises(ImageError, match="empty.jpg: an empty file"):
+        load_image(tmp_path / "empty.jpg")
 
 
 def test_a_folder_that_cannot_be_listed_is_one_bad_input(tmp_path, monkeypatch):

@@ -150,12 +150,14 @@ def test_ontology_maps_the_nouns_onto_the_users_classes(photos, tmp_path):
     assert not (out / "train" / "labels").exists()  # coco only
 
 
-@pytest.mark.parametrize("problem", ["out_is_a_file", "bad_ontology", "no_inputs"])
+@pytest.mark.parametrize("problem", ["out_is_a_file", "bad_ontology", "no_inputs", "no_format"])
 def test_bad_arguments_are_one_line_errors_before_any_work(photos, tmp_path, capsys, problem):
     out = tmp_path / "out"
     extra: list[str] = []
     if problem == "out_is_a_file":
         out.write_text("x")
+    elif problem == "no_format":  # an empty list, not the default formats
+        extra = ["--format", ""]
     elif problem == "bad_ontology":
         (tmp_path / "o.yaml").write_text("- car\n- car\n")
         extra = ["--ontology", str(tmp_path / "o.yaml")]
