@@ -147,7 +147,7 @@ INPUTS = [
     Case("missing file", _bad_input(lambda tmp: str(tmp / "nope.jpg")), 1, good_done_and("nope.jpg: no such file")),
     Case("text file named .jpg", _bad_input(_write("notes.jpg", b"not an image at all\n")), 1,
          good_done_and("notes.jpg: not an image")),
-    Case("empty file", _bad_input(_write("empty.png", b"")), 1, good_done_and("empty.png: not an image")),
+    Case("empty file", _bad_input(_write("empty.png", b"")), 1, good_done_and("empty.png: an empty file")),
     Case("truncated JPEG", _bad_input(_truncated_jpeg), 1, good_done_and("cut.jpg: corrupt or truncated")),
     Case("image smaller than a patch", _bad_input(_tiny_image), 1, good_done_and("smaller than one 16-px patch")),
     Case("folder named like an image: a folder, expanded", _bad_input(_folder_named_jpg), 0,

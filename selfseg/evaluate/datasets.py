@@ -506,6 +506,9 @@ def _find_ade150(root: Path, split: str) -> list[Sample]:
         if (base / "images" / sub).is_dir() and (base / "annotations" / sub).is_dir():
             return _pair(base / "images" / sub, base / "annotations" / sub, ".png")
     if (root / "images").is_dir() and (root / "annotations").is_dir():  # a flat sample folder
+        if sub != _SPLIT_FOLDERS["val"]:  # it has no splits: read as the validation split it samples
+            raise DatasetError(f"ADE20K-150: {root} is a flat sample (images/ and annotations/, no split folders); "
+                               f"it is read as the val split, not {split!r}")
         return _pair(root / "images", root / "annotations", ".png")
     raise DatasetError(f"ADE20K-150: no images/{sub}/ and annotations/{sub}/ under {root}; expected layout:\n"
                        f"{ADE_LAYOUT}")

@@ -368,6 +368,10 @@ def test_ade150_real_flat_sample():
         np.testing.assert_array_equal(gt, raw - 1)
         seen_ignore |= bool((gt == IGNORE).any())
     assert seen_ignore  # the sample does contain "other" pixels
+    # it has no split folders: read as val (also spelled "validation"), and another split is refused
+    assert len(load_dataset("ade20k", ADE_SAMPLE, "validation").samples) == 3
+    with pytest.raises(DatasetError, match="is a flat sample .* read as the val split, not 'train'"):
+        load_dataset("ade20k", ADE_SAMPLE, "train")
 
 
 # ------------------------------------------------------------------------------------------------ ADE20K-847
