@@ -487,19 +487,18 @@ def _score_coco(ns: argparse.Namespace, pred: Path) -> PanopticScores | Instance
     return scores
 
 
-_INPUT_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".mat", ".bmp", ".webp"}
-
-
 def _an_input(out: Path, ns: argparse.Namespace) -> str | None:
     """Why writing the scores to an existing `out` would destroy what is being scored, or None: a file of the
     dataset, the predictions (the results file itself, or an image among them)."""
+    from .io import IMAGE_SUFFIXES
+
     if not out.is_file():
         return None
     target = out.resolve()
     root, pred = Path(ns.root).resolve(), Path(ns.predictions).resolve()
     if root == target or root in target.parents:
         return f"it is a file of the dataset under {ns.root}"
-    if target == pred or (pred in target.parents and target.suffix.lower() in _INPUT_SUFFIXES):
+    if target == pred or (pred in target.parents and target.suffix.lower() in IMAGE_SUFFIXES):
         return "it is one of the predictions being scored"
     return None
 

@@ -19,7 +19,6 @@ Scale-out: under `torchrun --standalone --nproc-per-node N -m selfseg benchmark 
 """
 from __future__ import annotations
 
-import glob
 import json
 import os
 import sys
@@ -153,11 +152,12 @@ def _prepare(run: Path, config: Config, fresh: bool, ids: Sequence[str] = ()) ->
     fp = prediction_fingerprint(config)
     if fresh:
         if pred.is_dir():
-            for sid in ids:
-                for name in (f"{sid}.json", f"{sid}_labels.png", f"{sid}.error.txt"):
-                    (pred / name).unlink(missing_ok=True)
-                    for tmp in pred.glob(f".{glob.escape(name)}.*.tmp"):
-                        tmp.unlink(missing_ok=True)
+            names = {n for sid in ids for n in (f"{sid}.json", f"{sid}_labels.png", f"{sid}.error.txt")}
+            # one listing of the folder: the files, and the unfinished writes of them (`.<name>.<8 chars>.tmp`)
+            for f in pred.iterdir():
+                tmp = f.name.startswith(".") and f.name.endswith(".tmp") and f.name[1:-13] in names
+                if f.name in names or tmp:
+                    f.unlink(missing_ok=True)
         for old_result in ("results.json", "results.md"):  # of predictions that are gone
             (run / old_result).unlink(missing_ok=True)
     if not meta.is_file() and pred.is_dir() and any(pred.glob("*.json")):

@@ -193,13 +193,13 @@ def score_open_vocabulary(dataset: Dataset, samples: Sequence[Sample], pred_dir:
         raw = raws[s.id]
         labels = read_label_map(raw.labels_path) if raw.labels_path is not None else None
         if labels is not None and labels.shape != gt.shape:
-            dataset.check_size(s, gt)  # the image's own size differs: a dataset problem, not the prediction's
             raw = RawPrediction(None, [], error=f"label map {labels.shape[::-1]} (W, H) does not match the "
                                                  f"ground truth {gt.shape[::-1]}")
             labels = None
         crashed = labels is None
         if crashed:
-            dataset.check_size(s, gt)  # a failed image's ground truth must fit it all the same
+            # ground truth not of its image's size is the dataset's fault, whatever the prediction did
+            dataset.check_size(s, gt)
             failed.append(f"{s.id}: {raw.error}")
             labels = np.zeros(gt.shape, dtype=np.int32)
         elif raw.seconds is not None:

@@ -293,12 +293,11 @@ class LexicalMapper:
             add(self.index.by_name[key], Relation(1, -1, 0))
         if key in self.lexicon.names:
             add(self.lexicon.names[key], Relation(1, -1, 0))
-        senses = self._noun_senses(key)
-        for i, s in senses:
+        for i, s in self._noun_senses(key):
             self._wordnet_relations(s, i, add)
         # a group of members ("people", "a herd"): WordNet's member meronyms, else the list; not a room that
         # relates to nothing (a vestry is the church's room, not its elected committee)
-        if not rel and not any(self._room in _bfs(s, _up) for _, s in senses):
+        if not rel and not self._is_room(key):
             groups = [s for s in _common(self._senses(key), key) if s.lexname() == "noun.group"]
             members = [m for s in groups for m in s.member_meronyms()]
             for m in members:
