@@ -32,8 +32,8 @@ TAG_BASELINE = {"voc": 0.85, "ade20k_150": 0.88, "cityscapes": 0.71, "cityscapes
                 "coco_panoptic": 0.76, "coco_stuff": 0.72, "pascal_context_59": 0.74, "pascal_context_459": 0.79}
 # Files written by a second writer after the mapper existed, whose first agreement was the estimate for new text
 # (README). No entry or rule is written for their rows; floors sit a point or two under the README's figure.
-HELD_OUT = {"ade20k_150_b": "ade20k", "voc_b": "voc"}
-HELD_OUT_FLOOR = {"ade20k_150_b": 0.75, "voc_b": 0.87}
+HELD_OUT = {"ade20k_150_b": "ade20k", "voc_b": "voc", "coco_panoptic_b": "coco", "voc_c": "voc"}
+HELD_OUT_FLOOR = {"ade20k_150_b": 0.75, "voc_b": 0.87, "coco_panoptic_b": 0.82, "voc_c": 0.73}
 # Benchmarks that fold another's classes (their ground truth is the source's, relabelled) -> the development file
 # they are measured on, read against their classes (a label they lack is none).
 FOLDED = {"voc20": "voc", "coco-object": "coco_panoptic", "pascal-context-60": "pascal_context_59"}
@@ -75,7 +75,7 @@ def test_lexical_mapping_on_the_held_out_files(report, name):
     rows = read_labelled(DEV / f"{name}.tsv")
     result = agreement(build_mapper("lexical", HELD_OUT[name]), rows)
     report(f"lexical mapper on {name}, held out ({result.n} descriptions)", result.table())
-    assert len(rows) >= 250 and result.total >= HELD_OUT_FLOOR[name], result.total
+    assert len(rows) >= 180 and result.total >= HELD_OUT_FLOOR[name], result.total
     # no line of an in-sample file of its dataset, nor one but for an article: the mapper was fitted to those
     def bare(text):
         return " ".join(w for w in re.findall(r"[\w']+", text.lower()) if w not in ("a", "an", "the"))
