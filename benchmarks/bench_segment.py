@@ -2,6 +2,7 @@
 """Benchmark harness for locate (Grounding DINO) + segment (SAM 2), the grounded_sam2 segmenter's stages.
 
     python benchmarks/bench_segment.py [--size full|tiny] [--images N] [--warmup 1] [--tags T] [--boxes B]
+        [--image-batch N]
         [--chunk-check voc,ade150,ade847] [--baseline-tags K] [--repeats R] [--filter-repeats F]
         [--device D] [--dtype DT]
         [--json FILE]
@@ -27,6 +28,9 @@ Five measurements in one run, on the same models and photos:
    batched `detect` on the same image and tags. Both times and their ratio.
 4. SAM 2, baseline: one `segment` call per box (the image encoded again for every box) and one decoder
    call per box (image encoded once, `max_boxes_per_call=1`), vs ONE batched call. Times and ratios.
+   Image batch (--image-batch N): N images through ONE `segment_batch` call (one encoder pass over the N, as
+   the grounded_sam2 segmenter runs a pipeline batch) vs one `segment` call per image: times, the ratio,
+   and each way's peak memory.
 5. Filter scaling (--filter-scaling): `filter_detections` on N random boxes vs `torchvision.ops.nms` (the
    same class-agnostic greedy NMS, compiled) + the same top-k: median seconds with min and max, the ratio,
    whether both keep the same boxes in the same order, and each call's peak memory from a separate,
@@ -621,6 +625,38 @@ def bench_sam_baseline(sam: Any, image: Any, boxes: np.ndarray, repeats: int, en
     )
 
 
+def bench_image_batch(sam: Any, images: list[Any], n_boxes: int, repeats: int, seed: int, enc: EncoderTimer,
+                      log: Callable[[str], None]) -> dict:
+    """SAM 2 over len(images) images with n_boxes synthetic boxes each: ONE `segment_batch` call (the images'
+    encoder passes batched, as the grounded_sam2 segmenter runs a pipeline batch) vs one `segment` call per
+    image. Medians of `repeats`, taken in turns; the peak memory of each way in an untimed pass of its own."""
+    imgs = [im.image for im in images]
+    boxes = [synthetic_boxes(n_boxes, im.width, im.height, seed + k) for k, im in enumerate(imgs)]
+    ways = {"batched": lambda: sam.segment_batch(imgs, boxes),
+            "per_image": lambda: [sam.segment(im, b) for im, b in zip(imgs, boxes)]}
+    res: dict[str, list[float]] = {k: [] for k in ways}
+    encoder: dict[str, dict] = {}
+    for r in range(repeats):
+        for key, fn in ways.items():
+            enc.take()
+            sync(sam.device)
+            t0 = time.perf_counter()
+            fn()
+            sync(sam.device)
+            res[key].append(time.perf_counter() - t0)
+            encoder[key] = enc.take()
+            log(f"  repeat {r + 1}/{repeats}: {key:<10} {res[key][-1]:8.2f} s  ({encoder[key]['calls']} encoder "
+                f"call(s), {encoder[key]['seconds']:.2f} s)")
+    memory = {}
+    for key, fn in ways.items():
+        cuda_reset(sam.device)
+        memory[key] = dict(_peak_memory(fn), cuda_max_allocated_mib=cuda_peak_mib(sam.device))
+    med = {k: median(v) for k, v in res.items()}
+    return dict(images=len(imgs), boxes=n_boxes, repeats=repeats, seconds=res, median=med, encoder=encoder,
+                memory=memory, ratio_per_image_over_batched=med["per_image"] / med["batched"]
+                if med["batched"] > 0 else float("nan"))
+
+
 # ----------------------------------------------------------------------------------------------- output
 
 def torchvision_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_keep: int) -> np.ndarray | None:
@@ -823,6 +859,20 @@ def print_report(rep: dict) -> None:
                   f"{md[key] - enc_s:>9.3f}{ratio:>8}")
         print("  encoder s: SAM 2's image encoder (last repeat); rest: prompt encoder, mask decoder, mask "
               "post-processing")
+    ib = rep.get("image_batch")
+    if ib:
+        print("-" * 78)
+        print(f"SAM 2, {ib['images']} images with {ib['boxes']} boxes each, median of {ib['repeats']}"
+              + (" (one run)" if ib["repeats"] == 1 else "") + ":")
+        print(f"  {'':<44}{'total s':>9}{'min':>8}{'max':>8}{'encoder s':>11}{'peak RSS':>11}{'peak CUDA':>11}")
+        for key, label in (("batched", "(a) selfseg: one segment_batch call"),
+                           ("per_image", "(b) one segment call per image")):
+            xs, m = ib["seconds"][key], ib["memory"][key]
+            print(f"  {label:<44}{ib['median'][key]:>9.3f}{min(xs):>8.3f}{max(xs):>8.3f}"
+                  f"{ib['encoder'][key]['seconds']:>11.3f}{_mib1(m['peak_rss_above_before_mib']):>11}"
+                  f"{_mib1(m['cuda_max_allocated_mib']):>11}")
+        print(f"  ratio (b)/(a): {ib['ratio_per_image_over_batched']:.2f}x; encoder s: the last repeat; peak: "
+              "one untimed pass each, RSS above the RSS before it")
     fs = rep.get("filter_scaling")
     if fs:
         print("-" * 78)
@@ -876,6 +926,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--baseline-tags", type=int, default=None,
                     help="tags in the Grounding DINO baseline (default: --tags); 0 skips it")
     ap.add_argument("--no-sam-baseline", action="store_true", help="skip the SAM 2 baseline")
+    ap.add_argument("--image-batch", type=int, default=4,
+                    help="images in the SAM 2 image-batch check (one segment_batch call vs one segment call per "
+                         "image; --boxes synthetic boxes each); 0 or 1 skips it")
     ap.add_argument("--repeats", type=int, default=None,
                     help="repeats of each baseline, median with min and max (default: 3 at --size tiny; 1 at "
                          "full, where the per-tag baseline alone takes minutes on a CPU: the output then says "
@@ -976,6 +1029,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         report["sam2_baseline"] = bench_sam_baseline(sam, base_image, first_boxes, args.repeats, enc, log)
         report["memory"]["peak_rss_mib_after_sam2_baseline"] = peak_rss_mib()
         report["memory"]["cuda_max_allocated_mib_sam2_baseline"] = cuda_peak_mib(device)
+
+    if args.image_batch > 1:
+        batch = [next(pool) for _ in range(args.image_batch)]
+        log(f"SAM 2 image batch: {len(batch)} images, {max(1, args.boxes)} boxes each, {args.repeats} repeat(s)")
+        report["image_batch"] = bench_image_batch(sam, batch, max(1, args.boxes), args.repeats, args.seed, enc, log)
 
     if specs:
         log(f"chunking check: {', '.join(n for n, _ in specs)}" + (" (plan only)" if args.chunk_plan_only else ""))

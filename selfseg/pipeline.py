@@ -16,7 +16,7 @@ from .tag.result import TagResult
 
 if TYPE_CHECKING:
     from .segment.base import Segmenter, SegmentPlan
-    from .segment.result import Segmentation
+    from .segment.result import Instances, Segmentation
     from .tag.base import Tagger
 
 
@@ -136,21 +136,47 @@ class SelfSeg:
                 item.error = f"{item.source}: {type(exc).__name__}: {exc}".splitlines()[0]
         ok = [i for i in ok if i.ok]
         enriched = dict(zip(map(id, ok), self._enrich(ok, [planned[id(i)] for i in ok])))
+        prompted = {id(i): _prompted(planned[id(i)], enriched[id(i)]) for i in ok}
+        found = dict(zip(map(id, ok), self._find([i.loaded for i in ok], [prompted[id(i)] for i in ok])))
         for item in items:
             if not item.ok:
                 yield BatchItem(source=item.source, error=item.error)
                 continue
             assert item.loaded is not None
+            if isinstance(found[id(item)], str):
+                yield BatchItem(source=item.source, error=found[id(item)])
+                continue
             try:
-                seg = self._segment_one(item.loaded, planned[id(item)], enriched[id(item)])
+                seg = self._assemble(item.loaded, prompted[id(item)], found[id(item)], enriched[id(item)])
             except SelfSegError:
                 raise
             except Exception as exc:  # one bad image must not stop the batch
-                _stop_if_device_lost(exc, self.config.model.device)
                 yield BatchItem(source=item.source,
                                 error=f"{item.source}: {type(exc).__name__}: {exc}".splitlines()[0])
                 continue
             yield BatchItem(source=item.source, result=seg, loaded=item.loaded)
+
+    def _find(self, loaded: Sequence[LoadedImage], plans: Sequence[SegmentPlan]) -> list[Instances | str]:
+        """Per image: what the segmenter found, or the one-line reason it failed. The images go to the
+        segmenter together; when that fails, one by one, so a single bad image does not take its batch down."""
+        from .segment.base import segment_all
+
+        if not loaded:
+            return []
+        try:
+            found: list[Instances | str] = list(segment_all(self.segmenter, loaded, plans))
+            for f in found:
+                _check_found(self.segmenter, f)
+            return found
+        except SelfSegError:
+            raise
+        except Exception as exc:
+            _stop_if_device_lost(exc, self.config.model.device)
+            error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        # Retried only once the exception is gone: its traceback holds the failed call's tensors.
+        if len(loaded) > 1:
+            return [self._find([im], [plan])[0] for im, plan in zip(loaded, plans)]
+        return [f"{loaded[0].source}: {error}"]
 
     def _enrich(self, items: Sequence[BatchItem], planned: Sequence[SegmentPlan]) -> list[Any]:
         """Per item: its Enrichment (None without segment.enrich). One batched model pass for the batch; a
@@ -203,16 +229,18 @@ class SelfSeg:
         return SegmentPlan(classes=tidy_words(own + given), merges=merges, tags=tags)
 
     def _segment_one(self, loaded: LoadedImage, plan: SegmentPlan, enrichment: Any = None) -> Segmentation:
-        """Run the segmenter on one plan and assemble its `Segmentation`: the only place one is made."""
-        from .segment.result import Instances, Segmentation
+        """Segment one image with its plan; a failure raises (`segment`, not a batch)."""
+        from .segment.base import segment_all
 
-        if enrichment is not None:
-            plan = dataclasses.replace(plan, prompts={c: p for c, p in enrichment.prompts.items()
-                                                      if c in plan.classes})
-        found = self.segmenter.segment(loaded, plan)
-        if not isinstance(found, Instances):  # a wrong segmenter, not a bad image: stop the run once
-            raise SelfSegError(f"segmenter {self.segmenter.name!r}: expected Instances from segment(), "
-                               f"got {type(found).__name__}")
+        plan = _prompted(plan, enrichment)
+        found = segment_all(self.segmenter, [loaded], [plan])[0]
+        _check_found(self.segmenter, found)
+        return self._assemble(loaded, plan, found, enrichment)
+
+    def _assemble(self, loaded: LoadedImage, plan: SegmentPlan, found: Instances, enrichment: Any) -> Segmentation:
+        """A segmenter's Instances for one plan as a `Segmentation`: the only place one is made."""
+        from .segment.result import Segmentation
+
         labels = found.labels
         classes = list(plan.classes) if found.classes is None else list(found.classes)
         if plan.merges and any(c not in plan.classes for c in classes):
@@ -300,6 +328,22 @@ class SelfSeg:
                                f"images")
         for im, res in zip(batch, results):
             yield BatchItem(source=im.source, result=_with_image_notes(res, im), loaded=im)
+
+
+def _prompted(plan: SegmentPlan, enrichment: Any) -> SegmentPlan:
+    """`plan` with the enriched phrase of each of its classes (the plain plan without enrichment)."""
+    if enrichment is None:
+        return plan
+    return dataclasses.replace(plan, prompts={c: p for c, p in enrichment.prompts.items() if c in plan.classes})
+
+
+def _check_found(segmenter: Segmenter, found: Any) -> None:
+    """A wrong segmenter, not a bad image: stop the run once."""
+    from .segment.result import Instances
+
+    if not isinstance(found, Instances):
+        raise SelfSegError(f"segmenter {segmenter.name!r}: expected Instances from segment(), "
+                           f"got {type(found).__name__}")
 
 
 def _stop_if_device_lost(exc: Exception, device: str) -> None:

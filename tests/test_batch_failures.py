@@ -77,20 +77,23 @@ def test_an_accelerator_error_the_device_survives_is_its_batchs_alone(seg, ade_i
 @needs_accelerator_error
 def test_a_lost_device_stops_segmenting_but_one_bad_image_does_not(seg, ade_images, monkeypatch):
     segmenter = type(seg.segmenter)
-    real = segmenter.segment
+    real = segmenter.segment_batch
+    batches = []
 
     def fails(error):
-        def call(self, image, plan, *args, **kwargs):
-            if image.source == str(ade_images[0]):
+        def call(self, images, plans):
+            batches.append(len(images))
+            if any(im.source == str(ade_images[0]) for im in images):
                 raise error
-            return real(self, image, plan, *args, **kwargs)
+            return real(self, images, plans)
         return call
 
-    monkeypatch.setattr(segmenter, "segment", fails(ValueError("a mask of the wrong shape")))
-    items = list(seg.segment_many(ade_images[:2]))
+    monkeypatch.setattr(segmenter, "segment_batch", fails(ValueError("a mask of the wrong shape")))
+    items = list(seg.segment_many(ade_images[:2], batch_size=2))
     assert [i.ok for i in items] == [False, True] and "ValueError: a mask of the wrong shape" in items[0].error
+    assert batches == [2, 1, 1]  # the batch failed, then each image alone
 
-    monkeypatch.setattr(segmenter, "segment", fails(torch.AcceleratorError(ILLEGAL_ACCESS)))
+    monkeypatch.setattr(segmenter, "segment_batch", fails(torch.AcceleratorError(ILLEGAL_ACCESS)))
     monkeypatch.setattr("selfseg.pipeline._device_answers", lambda torch, device: False)
     with pytest.raises(DeviceError, match="the device failed"):
         list(seg.segment_many(ade_images[:2]))

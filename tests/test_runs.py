@@ -267,8 +267,9 @@ def uninterrupted(six, tmp_path_factory):
 
 
 def test_results_do_not_depend_on_batch_size_or_order(six, tmp_path):
-    """The tagging stage is where images share model calls (BLIP encodes and captions a batch at once);
-    segmenting is per image. Batch sizes 1, 2, 4 and 6, three orders: the same results."""
+    """Tagging: BLIP encodes and captions a batch at once. Batch sizes 1, 2, 4 and 6, three orders: the same
+    results. (Segmenting batches its image encoders too: the resume test below segments at batch sizes 2 and 4
+    and compares the files byte for byte.)"""
     runs = {}
     for size, order in (("2", six), ("1", six), ("6", six[::-1]), ("4", [six[i] for i in (3, 0, 5, 1, 4, 2)])):
         out = tmp_path / f"bs{size}"

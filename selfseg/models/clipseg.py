@@ -3,8 +3,9 @@
 CLIPSeg conditions a small decoder on a text embedding; its stock forward wants one copy of the image per
 prompt and so runs the CLIP ViT once per tag. Here the image is encoded ONCE and its activations are
 broadcast (expand, no copy) to every tag: one vision pass, one text pass over all tags, one decoder pass
-over all tags. The tests check this equals the stock forward on a repeated image. The same tag list on the
-next image (a fixed vocabulary) reuses its text embeddings.
+over all tags. The tests check this equals the stock forward on a repeated image. Several images share one
+vision pass and one text pass over their distinct tags; the same tag list in the next call (a fixed
+vocabulary) reuses its text embeddings.
 """
 from __future__ import annotations
 
@@ -34,12 +35,12 @@ class ClipSegDenseSegmenter:
         self.dtype = dtype
         self.is_tiny = is_tiny
         self.model_id = model_id
-        self.forward_calls = 0  # image + tags encodings (each: 1 vision forward, and 1 text forward unless cached)
-        self.text_calls = 0  # text forwards: fewer than forward_calls when a tag list repeats
+        self.forward_calls = 0  # vision forwards (one per call, over all of its images)
+        self.text_calls = 0  # text forwards: fewer than forward_calls when a call's tags repeat the last call's
         self.decoder_calls = 0  # decoder forwards (one per chunk of tags)
-        # The last tag list and its embeddings: a fixed vocabulary (the user's words, a benchmark's classes)
-        # is encoded once, not once per image. Keyed by the whole list, so a hit is the same computation
-        # bit for bit; one entry, as self-found tags rarely repeat as a whole.
+        # The last call's distinct tags and their embeddings: a fixed vocabulary (the user's words, a
+        # benchmark's classes) is encoded once, not once per call. Keyed by the whole list, so a hit is the
+        # same computation bit for bit; one entry, as self-found tags rarely repeat as a whole.
         self._text: tuple[tuple[str, ...], torch.Tensor] | None = None
 
     # ------------------------------------------------------------------------------------------ loading
@@ -78,29 +79,44 @@ class ClipSegDenseSegmenter:
         return cls(model, processor, dev, resolve_dtype(dtype), is_tiny=True, model_id=TINY_MODEL)
 
     # ------------------------------------------------------------------------------------------ maps
-    def _encode(self, image: Image.Image, tags: list[str]) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """The image's decoder activations (batch 1) and every tag's conditional embedding (T, D)."""
+    def _encode_images(self, images: Sequence[Image.Image]) -> list[torch.Tensor]:
+        """The decoder's activations of every image, in ONE vision forward: per extracted layer (N, L, D).
+        The processor squashes every image to the same square, so they stack with no padding."""
         m = self.model
-        pixels = self.processor.image_processor(image, return_tensors="pt")["pixel_values"]
-        # The three halves of CLIPSegForImageSegmentation.forward, with the image encoded once.
+        pixels = self.processor.image_processor(list(images), return_tensors="pt")["pixel_values"]
+        # The vision third of CLIPSegForImageSegmentation.forward.
         vision = m.clip.get_image_features(pixel_values=pixels.to(self.device, self.dtype),
                                            interpolate_pos_encoding=True, output_hidden_states=True)
+        self.forward_calls += 1
         # hidden_states[0] is the embedding output, hence +1 (as the stock forward indexes them).
-        activations = [vision.hidden_states[i + 1] for i in m.extract_layers]
+        return [vision.hidden_states[i + 1] for i in m.extract_layers]
+
+    def _encode_texts(self, tags: list[str]) -> torch.Tensor:
+        """Every tag's conditional embedding (T, D), in one text forward unless the list is the last one."""
+        m = self.model
         key, last = tuple(tags), self._text
         if last is not None and last[0] == key:
-            conditional = last[1]
-        else:
-            text = self.processor.tokenizer(tags, padding=True, truncation=True,
-                                            max_length=m.config.text_config.max_position_embeddings,
-                                            return_tensors="pt")
-            conditional = m.clip.get_text_features(input_ids=text["input_ids"].to(self.device),
-                                                   attention_mask=text["attention_mask"].to(self.device)
-                                                   ).pooler_output
-            self._text = (key, conditional)
-            self.text_calls += 1
-        self.forward_calls += 1
-        return activations, conditional
+            return last[1]
+        text = self.processor.tokenizer(tags, padding=True, truncation=True,
+                                        max_length=m.config.text_config.max_position_embeddings,
+                                        return_tensors="pt")
+        conditional = m.clip.get_text_features(input_ids=text["input_ids"].to(self.device),
+                                               attention_mask=text["attention_mask"].to(self.device)).pooler_output
+        self._text = (key, conditional)
+        self.text_calls += 1
+        return conditional
+
+    def _encode(self, images: Sequence[Image.Image], tag_lists: Sequence[list[str]]
+                ) -> list[tuple[list[torch.Tensor], torch.Tensor]]:
+        """Per image: its activations (batch 1 each) and its tags' conditional embeddings (T, D). One vision
+        forward over the images and one text forward over every distinct tag of the batch (none when that
+        list is the last one encoded: a fixed vocabulary is encoded once per run)."""
+        activations = self._encode_images(images)
+        vocabulary = list(dict.fromkeys(t for tags in tag_lists for t in tags))
+        row = {t: i for i, t in enumerate(vocabulary)}
+        conditional = self._encode_texts(vocabulary)
+        return [([a[j:j + 1] for a in activations], conditional[[row[t] for t in tags]])
+                for j, tags in enumerate(tag_lists)]
 
     def too_long(self, texts: list[str]) -> list[tuple[int, int, int]]:
         """(index, tokens, limit) of each text longer than the text tower's positions: `_encode` keeps its
@@ -111,16 +127,16 @@ class ClipSegDenseSegmenter:
         lengths = [len(ids) for ids in self.processor.tokenizer(texts, verbose=False)["input_ids"]]
         return [(i, n, limit) for i, n in enumerate(lengths) if n > limit]
 
-    def _chunks(self, image: Image.Image, tags: list[str], tags_per_call: int):
+    def _chunks(self, activations: list[torch.Tensor], conditional: torch.Tensor, size: tuple[int, int],
+                tags_per_call: int):
         """Yield (first tag index, (t, H, W) probabilities on the device) for tags_per_call tags at a time.
 
         The decoder's and the full-size maps' memory grow with the number of tags (847 ADE-full names at
         1024 px: several GB); chunks bound it while the vision and text towers still run once.
         """
-        h, w = image.height, image.width
-        activations, conditional = self._encode(image, tags)
-        step = len(tags) if tags_per_call <= 0 else tags_per_call
-        for start in range(0, len(tags), step):
+        n = len(conditional)
+        step = n if tags_per_call <= 0 else tags_per_call
+        for start in range(0, n, step):
             cond = conditional[start:start + step]
             # expand: the image's activations are broadcast to every tag, never copied per tag.
             logits = self.model.decoder([a.expand(len(cond), -1, -1) for a in activations], cond).logits
@@ -128,7 +144,7 @@ class ClipSegDenseSegmenter:
             logits = logits.reshape(len(cond), *logits.shape[-2:])  # (t, side, side), also for t == 1
             # The processor squashed the image to a square; bilinear upsampling straight to (h, w) undoes
             # it. Logits are interpolated before the sigmoid so boundaries stay as sharp as the model made them.
-            full = F.interpolate(logits[:, None].float(), size=(h, w), mode="bilinear", align_corners=False)
+            full = F.interpolate(logits[:, None].float(), size=size, mode="bilinear", align_corners=False)
             yield start, torch.sigmoid(full[:, 0])
 
     @model_call
@@ -144,10 +160,10 @@ class ClipSegDenseSegmenter:
         tags = [str(t) for t in tags]
         if not tags:
             return np.zeros((0, image.height, image.width), dtype=np.float32)
-        return np.concatenate([p.cpu().numpy().astype(np.float32, copy=False)
-                               for _, p in self._chunks(image, tags, tags_per_call)])
+        ((activations, conditional),) = self._encode([image], [tags])
+        return np.concatenate([p.cpu().numpy().astype(np.float32, copy=False) for _, p in self._chunks(
+            activations, conditional, (image.height, image.width), tags_per_call)])
 
-    @model_call
     def best(self, image: Image.Image, tags: Sequence[str], *,
              tags_per_call: int = 32) -> tuple[np.ndarray, np.ndarray]:
         """Per pixel, the most probable tag and its probability: ((H, W) int64, (H, W) float32).
@@ -155,18 +171,36 @@ class ClipSegDenseSegmenter:
         Equal to `logits(...).argmax(0)` and `.max(0)` (ties: the first tag), computed tags_per_call maps
         at a time, so memory holds one chunk of maps rather than all T. Zero tags: a ValueError.
         """
-        image = image if image.mode == "RGB" else image.convert("RGB")
-        tags = [str(t) for t in tags]
-        if not tags:
+        return self.best_batch([image], [tags], tags_per_call=tags_per_call)[0]
+
+    @model_call
+    def best_batch(self, images: Sequence[Image.Image], tag_lists: Sequence[Sequence[str]], *,
+                   tags_per_call: int = 32) -> list[tuple[np.ndarray, np.ndarray]]:
+        """`best` for several images, each with its own tags: one vision forward over all the images, one
+        text forward over the batch's distinct tags, then each image's decoder chunks. Each result equals
+        that image's `best` up to float rounding (batched kernels may round differently). Any image without
+        tags: a ValueError, before any model call.
+        """
+        if len(images) != len(tag_lists):
+            raise ValueError(f"expected one tag list per image, got {len(tag_lists)} for {len(images)} images")
+        images = [im if im.mode == "RGB" else im.convert("RGB") for im in images]
+        tag_lists = [[str(t) for t in tags] for tags in tag_lists]
+        if not all(tag_lists):
             raise ValueError("best: no tags")
-        best = conf = None
-        for start, probs in self._chunks(image, tags, tags_per_call):
-            c_conf, c_best = probs.max(0)
-            c_best = c_best + start
-            if best is None:
-                best, conf = c_best, c_conf
-            else:
-                better = c_conf > conf  # strictly: an earlier tag keeps a tie, as argmax does
-                best = torch.where(better, c_best, best)
-                conf = torch.where(better, c_conf, conf)
-        return best.cpu().numpy().astype(np.int64, copy=False), conf.cpu().numpy().astype(np.float32, copy=False)
+        if not images:
+            return []
+        out = []
+        for image, (activations, conditional) in zip(images, self._encode(images, tag_lists)):
+            best = conf = None
+            for start, probs in self._chunks(activations, conditional, (image.height, image.width), tags_per_call):
+                c_conf, c_best = probs.max(0)
+                c_best = c_best + start
+                if best is None:
+                    best, conf = c_best, c_conf
+                else:
+                    better = c_conf > conf  # strictly: an earlier tag keeps a tie, as argmax does
+                    best = torch.where(better, c_best, best)
+                    conf = torch.where(better, c_conf, conf)
+            out.append((best.cpu().numpy().astype(np.int64, copy=False),
+                        conf.cpu().numpy().astype(np.float32, copy=False)))
+        return out

@@ -1,12 +1,15 @@
 """SAM 2 through transformers: masks for boxes (the "segment" half of tags -> boxes -> masks).
 
-One image and all its boxes go to the model together: the Hiera image encoder (nearly all of SAM 2's
+An image and all its boxes go to the model together: the Hiera image encoder (nearly all of SAM 2's
 cost) runs once, and the N box prompts share its embedding in ONE mask-decoder call, as in SAM 2's own
-`SAM2ImagePredictor.predict(box=(N, 4))`. transformers' `Sam2Processor` cannot pad box lists across images
-("boxes cannot be padded due to model limitations"), so one image per call is also the natural batch.
+`SAM2ImagePredictor.predict(box=(N, 4))`. Several images are encoded in one encoder call (the processor
+squashes every image to the same square, so they stack with no padding); their decoder calls stay one per
+image, because transformers' `Sam2Processor` cannot pad box lists across images ("boxes cannot be padded
+due to model limitations").
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -93,7 +96,6 @@ class Sam2BoxSegmenter:
         return cls(model, processor, dev, resolve_dtype(dtype), is_tiny=True, model_id=TINY_MODEL)
 
     # ------------------------------------------------------------------------------------------ segment
-    @model_call
     def segment(self, image: Image.Image, boxes: np.ndarray, *,
                 max_boxes_per_call: int | None = None) -> BoxMasks:
         """One mask per box for one image.
@@ -104,24 +106,45 @@ class Sam2BoxSegmenter:
         features (30-40 MiB per box in float32, measured on CPU), so hundreds of boxes may need chunks.
         Zero boxes: empty arrays, no model call.
         """
-        image = image if image.mode == "RGB" else image.convert("RGB")
+        return self.segment_batch([image], [boxes], max_boxes_per_call=max_boxes_per_call)[0]
+
+    @model_call
+    def segment_batch(self, images: Sequence[Image.Image], boxes: Sequence[np.ndarray], *,
+                      max_boxes_per_call: int | None = None) -> list[BoxMasks]:
+        """`segment` for several images: one image-encoder call for every image that has boxes, then each
+        image's boxes through the decoder as `segment` sends them. Each result equals that image's `segment`
+        up to float rounding (the encoder's batched kernels may round differently). The encoder's memory
+        grows with the number of images: the caller's batch bounds it.
+        """
+        if len(images) != len(boxes):
+            raise ValueError(f"expected one box array per image, got {len(boxes)} for {len(images)} images")
+        images = [im if im.mode == "RGB" else im.convert("RGB") for im in images]
+        checked = [_checked_boxes(b) for b in boxes]
+        out: list[BoxMasks | None] = [None] * len(images)
+        todo = []
+        for i, (image, b) in enumerate(zip(images, checked)):
+            if len(b):
+                todo.append(i)
+            else:
+                out[i] = BoxMasks(np.zeros((0, image.height, image.width), dtype=bool), np.zeros(0, dtype=np.float32))
+        if todo:
+            # The processor squashes each image to its square input (1024 px for the checkpoints; SAM 2 does
+            # not pad), so the images stack as they are; each image's box coordinates are scaled by its own
+            # factors, from its own size.
+            pixels = self.processor.image_processor([images[i] for i in todo], return_tensors="pt")["pixel_values"]
+            embeddings = self.model.get_image_embeddings(pixels.to(self.device, self.dtype))
+            self.encoder_calls += 1
+            for row, i in enumerate(todo):
+                own = [e[row:row + 1] for e in embeddings]
+                out[i] = self._decode(own, images[i], checked[i], max_boxes_per_call)
+        return out  # type: ignore[return-value]
+
+    def _decode(self, embeddings: list[torch.Tensor], image: Image.Image, boxes: np.ndarray,
+                max_boxes_per_call: int | None) -> BoxMasks:
         h, w = image.height, image.width
-        boxes = np.asarray(boxes, dtype=np.float32)
-        if boxes.size == 0:
-            return BoxMasks(np.zeros((0, h, w), dtype=bool), np.zeros(0, dtype=np.float32))
-        if boxes.ndim != 2 or boxes.shape[1] != 4:
-            raise ValueError(f"boxes: expected an (N, 4) xyxy array, got shape {boxes.shape}")
-        if not np.isfinite(boxes).all():
-            raise ValueError("boxes: every coordinate must be finite")
-
-        # The processor squashes the image to its square input (1024 px for the checkpoints; SAM 2 does not
-        # pad) and scales the box coordinates by the same factors; its input is [image][box][x1 y1 x2 y2].
-        inputs = self.processor(images=image, input_boxes=boxes[None], return_tensors="pt")
-        pixels = inputs["pixel_values"].to(self.device, self.dtype)
-        input_boxes = inputs["input_boxes"].to(self.device)
-        embeddings = self.model.get_image_embeddings(pixels)
-        self.encoder_calls += 1
-
+        # Prompts only: the input is [image][box][x1 y1 x2 y2], scaled from (h, w) to the square input.
+        input_boxes = self.processor(input_boxes=boxes[None], original_sizes=[[h, w]],
+                                     return_tensors="pt")["input_boxes"].to(self.device)
         step = len(boxes) if not max_boxes_per_call else max(1, int(max_boxes_per_call))
         masks, scores = [], []
         for start in range(0, len(boxes), step):
@@ -136,3 +159,15 @@ class Sam2BoxSegmenter:
             scores.append(out.iou_scores[0, :, 0].float().cpu().numpy())
         return BoxMasks(np.concatenate(masks).astype(bool, copy=False),
                         np.concatenate(scores).astype(np.float32, copy=False))
+
+
+def _checked_boxes(boxes: Any) -> np.ndarray:
+    """(N, 4) float32 xyxy boxes, or a ValueError naming what is wrong; no boxes: a (0, 4) array."""
+    boxes = np.asarray(boxes, dtype=np.float32)
+    if boxes.size == 0:
+        return np.zeros((0, 4), dtype=np.float32)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"boxes: expected an (N, 4) xyxy array, got shape {boxes.shape}")
+    if not np.isfinite(boxes).all():
+        raise ValueError("boxes: every coordinate must be finite")
+    return boxes

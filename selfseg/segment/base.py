@@ -1,6 +1,7 @@
 """The segmenter protocol and registry: (image, plan) -> Instances; the pipeline makes the Segmentation."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -26,6 +27,10 @@ class SegmentPlan:
 
 
 class Segmenter(Protocol):
+    """segment(image, plan) is the protocol. A segmenter whose models can take several images in one call
+    also defines segment_batch(images, plans) -> one Instances per image, each what `segment` gives that
+    image (up to float rounding); `segment_all` uses it where it exists."""
+
     name: str
 
     def segment(self, image: LoadedImage, plan: SegmentPlan) -> Instances:
@@ -33,6 +38,22 @@ class Segmenter(Protocol):
         plan's classes (or of `Instances.classes` when the segmenter names what it finds itself). Segmenters
         that read no text ignore the prompts."""
         ...
+
+
+def segment_all(segmenter: Segmenter, images: Sequence[LoadedImage], plans: Sequence[SegmentPlan]) -> list[Instances]:
+    """One Instances per image: the segmenter's segment_batch where it has one, else segment per image."""
+    batch = getattr(segmenter, "segment_batch", None)
+    if batch is None:
+        return [segmenter.segment(im, plan) for im, plan in zip(images, plans)]
+    found = list(batch(images, plans))
+    if len(found) != len(images):  # never let results slide onto the wrong images
+        raise RuntimeError(f"segmenter {segmenter.name!r} returned {len(found)} results for {len(images)} images")
+    return found
+
+
+def shared_seconds(seconds: float, n: int) -> float:
+    """Each image's share of a call made for n images: per-image timings of a batch add up to its time."""
+    return seconds / max(n, 1)
 
 
 #: Factories take their own config block and the shared model section (`Registry.build`). Implementations
@@ -45,6 +66,10 @@ class MaskModel(Protocol):
 
     def masks(self, image: LoadedImage, boxes: Any) -> tuple[Any, Any]:
         """(masks (N, H, W) bool at the loaded image's size, scores (N,)) for N xyxy boxes of `image`."""
+        ...
+
+    def masks_batch(self, images: Sequence[LoadedImage], boxes: Sequence[Any]) -> list[tuple[Any, Any]]:
+        """`masks` for several images, each with its own boxes, in as few model calls as the model allows."""
         ...
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +11,7 @@ import numpy as np
 from ..errors import check
 from ..io import LoadedImage
 from ..models.spec import ModelConfig
-from .base import SEGMENTERS, SegmentPlan
+from .base import SEGMENTERS, SegmentPlan, shared_seconds
 from .result import Instances
 
 
@@ -117,22 +118,39 @@ class ClipSegSegmenter:
         self.model = model or ClipSegDenseSegmenter.from_spec(models.spec(config.model))
 
     def segment(self, image: LoadedImage, plan: SegmentPlan) -> Instances:
-        classes = plan.classes
-        if not classes:
-            return Instances.empty((image.image.height, image.image.width), "no tags: nothing to segment")
+        return self.segment_batch([image], [plan])[0]
+
+    def segment_batch(self, images: Sequence[LoadedImage], plans: Sequence[SegmentPlan]) -> list[Instances]:
+        """Every image with classes in one `best_batch` call (one vision pass over the images, one text pass
+        over their distinct prompts); timings are each image's share of it."""
+        out: list[Instances | None] = [None] * len(images)
+        asked = []
+        for i, (image, plan) in enumerate(zip(images, plans)):
+            if plan.classes:
+                asked.append(i)
+            else:
+                out[i] = Instances.empty((image.image.height, image.image.width), "no tags: nothing to segment")
+        if not asked:
+            return out  # type: ignore[return-value]
         t0 = time.perf_counter()
-        # The image and all tags are encoded once; the decoder and the full-size maps go tags_per_call
-        # at a time and only each pixel's best tag is kept. An enriched phrase replaces the tag as text,
-        # never as label.
-        texts = [plan.prompts.get(c, c) for c in classes]
-        best, conf = self.model.best(image.image, texts, tags_per_call=self.cfg.tags_per_call)
-        masks, boxes, scores, cls = best_to_instances(best, conf, self.cfg.threshold, self.cfg.min_area,
-                                                      self.cfg.max_instances)
-        out = Instances(masks=masks, boxes=boxes, scores=scores, mask_scores=np.ones(len(cls)),
-                        labels=[classes[c] for c in cls], timings={"segment": time.perf_counter() - t0})
-        for i, n, limit in self.model.too_long(texts):
-            out.notes.append(f"tag {classes[i][:60]!r}: its CLIPSeg prompt is {n} tokens, more than the text "
-                             f"model's {limit}; only the first {limit} were read")
-        if not out.labels:
-            out.notes.append(_nothing_found(conf, self.cfg.threshold, self.cfg.min_area, self.cfg.max_instances))
-        return out
+        # The images and all tags are encoded once; the decoder and the full-size maps go tags_per_call at a
+        # time and only each pixel's best tag is kept. An enriched phrase replaces the tag as text, never as
+        # label.
+        texts = {i: [plans[i].prompts.get(c, c) for c in plans[i].classes] for i in asked}
+        maps = self.model.best_batch([images[i].image for i in asked], [texts[i] for i in asked],
+                                     tags_per_call=self.cfg.tags_per_call)
+        for i, (best, conf) in zip(asked, maps):
+            classes = plans[i].classes
+            masks, boxes, scores, cls = best_to_instances(best, conf, self.cfg.threshold, self.cfg.min_area,
+                                                          self.cfg.max_instances)
+            out[i] = found = Instances(masks=masks, boxes=boxes, scores=scores, mask_scores=np.ones(len(cls)),
+                                       labels=[classes[c] for c in cls])
+            for k, n, limit in self.model.too_long(texts[i]):
+                found.notes.append(f"tag {classes[k][:60]!r}: its CLIPSeg prompt is {n} tokens, more than the "
+                                   f"text model's {limit}; only the first {limit} were read")
+            if not found.labels:
+                found.notes.append(_nothing_found(conf, self.cfg.threshold, self.cfg.min_area, self.cfg.max_instances))
+        seconds = shared_seconds(time.perf_counter() - t0, len(asked))
+        for i in asked:
+            out[i].timings["segment"] = seconds
+        return out  # type: ignore[return-value]

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..io import LoadedImage
 from ..locate.base import LOCATORS, Locator
 from ..locate.grounding_dino import GroundingDinoConfig
 from ..models.spec import ModelConfig
-from .base import MASK_MODELS, SEGMENTERS, MaskModel, SegmentPlan
+from .base import MASK_MODELS, SEGMENTERS, MaskModel, SegmentPlan, shared_seconds
 from .result import Instances
 from .sam2 import Sam2Config
 
@@ -41,19 +42,39 @@ class GroundedSam2Segmenter:
         self.masker = masker or MASK_MODELS.create("sam2", config, models)
 
     def segment(self, image: LoadedImage, plan: SegmentPlan) -> Instances:
-        size = (image.image.height, image.image.width)
-        if not plan.classes:
-            return Instances.empty(size, "no tags: nothing to locate")
+        return self.segment_batch([image], [plan])[0]
+
+    def segment_batch(self, images: Sequence[LoadedImage], plans: Sequence[SegmentPlan]) -> list[Instances]:
+        """Boxes for every image in one `locate` call, then every image with boxes through SAM 2 at once (its
+        image encoder batches; the decoder runs per image). Timings are each image's share of the calls."""
+        sizes = [(im.image.height, im.image.width) for im in images]
+        out: list[Instances | None] = [None] * len(images)
+        asked = []
+        for i, (size, plan) in enumerate(zip(sizes, plans)):
+            if plan.classes:
+                asked.append(i)
+            else:
+                out[i] = Instances.empty(size, "no tags: nothing to locate")
+        if not asked:
+            return out  # type: ignore[return-value]
         t0 = time.perf_counter()
-        det = self.locator.locate([image], [plan.classes], [plan.prompts])[0]
-        t_locate = time.perf_counter() - t0
-        if len(det) == 0:
-            out = Instances.empty(size, "no boxes above the thresholds", locate=t_locate)
-            out.notes = list(det.notes) + out.notes
-            return out
-        t0 = time.perf_counter()
-        masks, mask_scores = self.masker.masks(image, det.boxes)
-        return Instances(masks=masks, boxes=det.boxes, scores=det.scores, mask_scores=mask_scores,
-                         labels=det.labels, notes=list(det.notes),
-                         timings={"locate": t_locate, "segment": time.perf_counter() - t0,
-                                  "locate_passes": det.passes})
+        found = self.locator.locate([images[i] for i in asked], [plans[i].classes for i in asked],
+                                    [plans[i].prompts for i in asked])
+        t_locate = shared_seconds(time.perf_counter() - t0, len(asked))
+        boxed = []
+        for i, det in zip(asked, found):
+            if len(det) == 0:
+                out[i] = Instances.empty(sizes[i], "no boxes above the thresholds", locate=t_locate,
+                                         locate_passes=det.passes)
+                out[i].notes = list(det.notes) + out[i].notes
+            else:
+                boxed.append((i, det))
+        if boxed:
+            t0 = time.perf_counter()
+            masks = self.masker.masks_batch([images[i] for i, _ in boxed], [det.boxes for _, det in boxed])
+            t_segment = shared_seconds(time.perf_counter() - t0, len(boxed))
+            for (i, det), (m, mask_scores) in zip(boxed, masks):
+                out[i] = Instances(masks=m, boxes=det.boxes, scores=det.scores, mask_scores=mask_scores,
+                                   labels=det.labels, notes=list(det.notes),
+                                   timings={"locate": t_locate, "segment": t_segment, "locate_passes": det.passes})
+        return out  # type: ignore[return-value]

@@ -1,6 +1,7 @@
 """SAM 2 as the mask model: one mask per box, the image encoded once."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,8 +41,14 @@ class Sam2MaskModel:
         return self.sam.is_tiny
 
     def masks(self, image: LoadedImage, boxes: Any) -> tuple[Any, Any]:
-        found = self.sam.segment(image.image, boxes, max_boxes_per_call=self.boxes_per_call or None)
-        return found.masks, found.scores
+        return self.masks_batch([image], [boxes])[0]
+
+    def masks_batch(self, images: Sequence[LoadedImage], boxes: Sequence[Any]) -> list[tuple[Any, Any]]:
+        """Every image with boxes through SAM 2's image encoder in one call; each image's boxes decoded
+        `boxes_per_call` at a time."""
+        found = self.sam.segment_batch([im.image for im in images], list(boxes),
+                                       max_boxes_per_call=self.boxes_per_call or None)
+        return [(f.masks, f.scores) for f in found]
 
 
 @MASK_MODELS.register("sam2", config=Sam2Config, section="segment.grounded_sam2",

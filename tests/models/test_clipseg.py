@@ -238,3 +238,51 @@ def test_an_empty_result_names_the_setting_that_emptied_it(seg, image, setting, 
     segmenter = ClipSegSegmenter(ClipSegConfig(model=TINY_MODEL, **setting), ModelConfig(device="cpu"), model=seg)
     out = segmenter.segment(load_image(image), SegmentPlan(["dog", "sofa"]))
     assert out.labels == [] and len(out.notes) == 1 and note in out.notes[0]
+
+
+def test_images_of_a_batch_share_one_vision_and_one_text_pass_and_each_equals_its_image_alone(image):
+    """Three images of different sizes with their own, overlapping tag lists: ONE vision forward over the
+    three, ONE text forward over the five distinct tags, and each image's best tag and probability those of
+    `best` on it alone."""
+    seg = ClipSegDenseSegmenter.tiny(seed=0)
+    images = [image, Image.fromarray(np.random.default_rng(1).integers(0, 256, (40, 64, 3), dtype=np.uint8)),
+              Image.fromarray(np.random.default_rng(2).integers(0, 256, (70, 70, 3), dtype=np.uint8)).convert("L")]
+    tag_lists = [["cat", "sky", "road"], ["road", "dog"], ["sky", "cat", "fire hydrant"]]
+    with spy(**_parts(seg)) as calls:
+        batch = seg.best_batch(images, tag_lists, tags_per_call=2)
+    assert len(calls["vision"]) == 1 and calls["vision"][0][1]["pixel_values"].shape[0] == 3
+    assert len(calls["text"]) == 1 and calls["text"][0][1]["input_ids"].shape[0] == 5
+    assert len(calls["decoder"]) == 2 + 1 + 2  # each image's own chunks of two tags
+    for im, tags, (best, conf) in zip(images, tag_lists, batch):
+        ref_best, ref_conf = ClipSegDenseSegmenter.tiny(seed=0).best(im, tags, tags_per_call=2)
+        assert best.shape == (im.height, im.width) and best.max() < len(tags)
+        np.testing.assert_allclose(conf, ref_conf, atol=1e-5)
+        assert (best != ref_best).mean() < 1e-3
+    # not vacuous: another image's map under the same tags differs
+    assert not np.allclose(batch[0][1], seg.best(images[2].convert("RGB").resize((W, H)), tag_lists[0])[1], atol=1e-3)
+
+
+def test_a_batch_matches_the_stock_forward_with_each_image_repeated_per_tag(seg, image):
+    """transformers' own forward over (image, tag) pairs of two images with their own tags gives the same
+    per-pixel best tag and probability as best_batch."""
+    other = Image.fromarray(np.random.default_rng(5).integers(0, 256, (H, W, 3), dtype=np.uint8))
+    tag_lists = [["cat", "sky"], ["dog", "road", "cat"]]
+    pairs = [(im, t) for im, tags in zip([image, other], tag_lists) for t in tags]
+    inputs = seg.processor(text=[t for _, t in pairs], images=[im for im, _ in pairs], padding=True,
+                           return_tensors="pt")
+    with torch.inference_mode():
+        ref = seg.model(**inputs).logits
+    maps = torch.sigmoid(F.interpolate(ref[:, None], size=(H, W), mode="bilinear", align_corners=False))[:, 0]
+    ours = seg.best_batch([image, other], tag_lists, tags_per_call=0)
+    for (best, conf), rows in zip(ours, (maps[:2], maps[2:])):
+        np.testing.assert_allclose(conf, rows.max(0).values.numpy(), atol=1e-4)
+        assert (best != rows.argmax(0).numpy()).mean() < 1e-3
+    assert np.abs(ours[0][1] - ours[1][1]).max() > 1e-2  # two images, two answers
+
+
+def test_a_batch_needs_one_tag_list_per_image_and_tags_for_each(seg, image):
+    with pytest.raises(ValueError, match="one tag list per image"):
+        seg.best_batch([image, image], [["cat"]])
+    with pytest.raises(ValueError, match="no tags"):
+        seg.best_batch([image, image], [["cat"], []])
+    assert seg.best_batch([], []) == []

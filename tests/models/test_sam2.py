@@ -200,3 +200,49 @@ def test_boxes_per_call_rows_equal_each_box_alone_in_logits(seg, image):
     for other in (chunked, alone):
         assert (other[0] - logits).abs().max() < 1e-4
         assert (other[1] - scores).abs().max() < 1e-4
+
+
+def _other_image(seed: int, size=(H, W)) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8))
+
+
+def test_images_of_a_batch_are_encoded_in_one_call_and_each_equals_its_image_alone(seg, image):
+    """Three images of different sizes (one with no boxes): ONE encoder call over the two with boxes, one
+    decoder call per image, and each image's masks and scores those of `segment` on it alone."""
+    images = [image, _other_image(1, (64, 40)), _other_image(2, (120, 100))]
+    boxes = [BOXES, np.zeros((0, 4)), BOXES[1:4] * 0.5]
+    with spy(encoder=seg.model.vision_encoder, decoder=seg.model.mask_decoder) as calls:
+        batch = seg.segment_batch(images, boxes)
+    assert len(calls["encoder"]) == 1 and calls["encoder"][0][0][0].shape[0] == 2
+    assert len(calls["decoder"]) == 2
+    alone = [seg.segment(im, b) for im, b in zip(images, boxes)]
+    assert batch[1].masks.shape == (0, 64, 40) and batch[1].scores.shape == (0,)
+    for got, ref in zip(batch, alone):
+        assert got.masks.shape == ref.masks.shape
+        np.testing.assert_allclose(got.scores, ref.scores, rtol=1e-5, atol=1e-5)
+        assert got.masks.size == 0 or (got.masks != ref.masks).mean() < 1e-3
+    # the equalities are not vacuous: the same three boxes give other masks and scores on the other image
+    assert np.abs(seg.segment(image, BOXES[1:4] * 0.5).scores - batch[2].scores).max() > 1e-3
+
+
+def test_a_batch_matches_the_stock_batched_recipe(seg, image):
+    """Two images with as many boxes each go through transformers' own batched recipe (processor over both,
+    one Sam2Model call, post_process_masks): the same scores and masks as segment_batch."""
+    images = [image, _other_image(3)]
+    boxes = [BOXES[:3], BOXES[2:]]
+    inputs = seg.processor(images=images, input_boxes=[b.tolist() for b in boxes], return_tensors="pt")
+    with torch.inference_mode():
+        out = seg.model(pixel_values=inputs["pixel_values"], input_boxes=inputs["input_boxes"], multimask_output=False)
+    refs = seg.processor.post_process_masks(out.pred_masks, inputs["original_sizes"])
+    ours = seg.segment_batch(images, boxes)
+    for k in range(2):
+        np.testing.assert_allclose(ours[k].scores, out.iou_scores[k, :, 0].numpy(), rtol=1e-5, atol=1e-5)
+        assert (ours[k].masks != refs[k][:, 0].numpy()).mean() < 1e-3
+    assert np.abs(ours[0].scores - ours[1].scores).max() > 1e-3  # two images, two answers
+
+
+def test_a_batch_needs_one_box_array_per_image(seg, image):
+    with pytest.raises(ValueError, match="one box array per image"):
+        seg.segment_batch([image, image], [BOXES])
+    with pytest.raises(ValueError, match=r"\(N, 4\)"):
+        seg.segment_batch([image, image], [BOXES, np.zeros((2, 3))])

@@ -103,13 +103,13 @@ def test_pipeline_prompts_with_phrases_and_labels_with_tags(repo, ade_images, se
         monkeypatch.setattr(type(seg.enricher.chat), "_replies",
                             lambda self, reqs: [(scripted(r), False) for r in reqs])
     seen = []
-    real = seg.segmenter.segment
+    real = seg.segmenter.segment_batch
 
-    def spy(image, plan):
-        seen.append(plan.prompts)
-        return real(image, plan)
+    def spy(images, plans):
+        seen.extend(plan.prompts for plan in plans)
+        return real(images, plans)
 
-    monkeypatch.setattr(seg.segmenter, "segment", spy)
+    monkeypatch.setattr(seg.segmenter, "segment_batch", spy)
     items = list(seg.segment_many(ade_images[:2], batch_size=2))
     assert all(i.ok for i in items)
     assert seg.enricher.chat.generate_calls == 1  # both images (or all 3 tags) in one call

@@ -439,3 +439,30 @@ def test_write_outputs_takes_what_segment_many_and_tag_many_yield(smoke_seg, ade
     assert Segmentation.from_json(files[0]).labels == seg_item.result.labels
     (tag_item,) = smoke_seg.tag_many([ade_images[0]])
     assert [f.name for f in write_outputs(tag_item, tmp_path / "tag", "photo")] == ["photo.json", "photo.png"]
+
+
+@pytest.mark.parametrize("segmenter", ["grounded_sam2", "clipseg"])
+def test_a_batch_of_images_goes_through_the_image_encoder_once_and_each_equals_its_image_alone(
+        smoke_seg, ade_images, segmenter):
+    """segment_many over three photos in one batch: SAM 2's image encoder (grounded_sam2) or CLIPSeg's vision
+    tower runs ONE call for the three, and each photo's masks, labels and scores are those of `segment` on
+    it alone (tiny random-init models, made to depend on their input: the outputs are noise, the equality
+    is what is checked). The fixed vocabulary's text is encoded once."""
+    cfg = dataclasses.replace(smoke_seg.config, vocabulary=["wall", "floor", "sky", "tree"],
+                              segment=dataclasses.replace(smoke_seg.config.segment, vocabulary="given",
+                                                          segmenter=segmenter))
+    s = SelfSeg(cfg)
+    model = s.segmenter.masker.sam if segmenter == "grounded_sam2" else s.segmenter.model
+    before = model.encoder_calls if segmenter == "grounded_sam2" else model.forward_calls
+    items = list(s.segment_many(ade_images, batch_size=3))
+    calls = (model.encoder_calls if segmenter == "grounded_sam2" else model.forward_calls) - before
+    assert [i.ok for i in items] == [True] * 3 and calls == 1
+    alone = [SelfSeg(cfg).segment(p) for p in ade_images]
+    for item, ref in zip(items, alone):
+        got = item.result
+        assert len(got.labels) > 0 and got.labels == ref.labels and got.masks.shape == ref.masks.shape
+        np.testing.assert_allclose(got.scores, ref.scores, atol=1e-5)
+        np.testing.assert_allclose(got.mask_scores, ref.mask_scores, atol=1e-5)
+        assert (got.masks != ref.masks).mean() < 1e-3
+    assert items[0].result.masks.shape != items[1].result.masks.shape or \
+        not np.array_equal(items[0].result.masks, items[1].result.masks)
