@@ -253,6 +253,21 @@ def test_love_algorithm_on_scripted_replies(tmp_path):
     assert out[3].reply is None and out[0].reply == "'dog'"
 
 
+def test_love_asks_about_a_name_the_class_list_gives_only_in_a_rare_sense(tmp_path):
+    """ADE20K lists "throne" for its toilet and "coach" for its bus (the lexicon's rare names): such a
+    description is asked of the LLM, where a plain class name ("toilet") maps to its class unasked."""
+    llm = ScriptedLLM({"throne": "'chair'", "coach": "'person'"})
+    m = build_mapper("llm", "ade20k", llm=llm, cache=tmp_path / "c.json")
+    out = m.map(["throne", "a coach", "toilet"])
+    assert [r.cls for r in out] == ["chair", "person", "toilet"]
+    assert m.asked == 2 and not any(" toilet " in p for p in llm.prompts)
+    # without the dataset's lexicon (a user's own class list) every class name is taken as it is
+    from selfseg.evaluate.datasets import class_list
+
+    plain = LLMMapper(class_list("ade20k"), llm=ScriptedLLM({}), cache=tmp_path / "d.json")
+    assert plain.map(["throne"])[0].cls == "toilet" and plain.asked == 0
+
+
 def test_love_prompts_are_the_papers(tmp_path):
     voc = build_mapper("llm", "voc", llm=ScriptedLLM({}), cache=tmp_path / "a.json")
     ade = build_mapper("llm", "ade20k-full", llm=ScriptedLLM({}), cache=tmp_path / "b.json")

@@ -92,8 +92,12 @@ class LLMMapper(MapperWithoutLevels):
                  dataset_name: str = "", batch_size: int = 8, max_new_tokens: int = 512,
                  cache: str | Path | None = None, device: str = "auto", dtype: str = "auto",
                  cache_dir: str | None = None, local_files_only: bool = False,
-                 spacy_pipeline: str = "auto", llm: Any = None) -> None:
+                 spacy_pipeline: str = "auto", llm: Any = None, rare: Any = ()) -> None:
         self.classes = list(classes)
+        # Names the class list gives a class only in a rare sense ("throne" for ADE20K's toilet, "coach" for
+        # its bus: the dataset's lexicon lists them): a description using one is asked of the LLM like any
+        # other, where a plain class name maps to its class unasked.
+        self.rare = frozenset(normalize(w) for w in rare)
         self.background = background
         self.index = ClassIndex(self.classes)
         self.model_id = model
@@ -184,6 +188,12 @@ class LLMMapper(MapperWithoutLevels):
                 self.replies = self._read_cache()
         return self._llm
 
+    def _named(self, key: str | None, default: int | None = None) -> int | None:
+        """The class a text or head noun names outright, unless by a rare name; else `default`."""
+        if key is None or key in self.rare or key not in self.index.by_name:
+            return default
+        return self.index.by_name[key]
+
     def prompt(self, noun: str) -> str:
         return self.template.format(noun=noun, **self._fill)
 
@@ -192,7 +202,7 @@ class LLMMapper(MapperWithoutLevels):
         descriptions = list(descriptions)
         nouns = self.heads(descriptions)
         texts = [" ".join(d.split()) for d in descriptions]
-        own = [self.index.by_name.get(normalize(t), self.index.by_name.get(n)) for t, n in zip(texts, nouns)]
+        own = [self._named(normalize(t), self._named(n)) for t, n in zip(texts, nouns)]
         todo = list(dict.fromkeys(t for t, o in zip(texts, own) if o is None and t not in self.replies))
         if todo and self.llm is not None:  # loading may re-key the replies to the snapshot it fetched
             todo = list(dict.fromkeys(t for t, o in zip(texts, own) if o is None and t not in self.replies))
@@ -252,12 +262,13 @@ class LlmMapperConfig:
                   checkpoints=lambda ev, models: [ev.llm_model])
 def llm(config: LlmMapperConfig, models: Any, *, classes: Sequence[ClassInfo], background: int | None = None,
         list_classes: bool = True, dataset_name: str = "", cache: str | Path | None = None, dtype: str = "auto",
-        spacy_pipeline: str = "auto", llm: Any = None, **_: Any) -> LLMMapper:
+        spacy_pipeline: str = "auto", llm: Any = None, lexicon: Any = None, **_: Any) -> LLMMapper:
     """The mapper of a config block into a dataset's classes. The LLM loads like every checkpoint (the shared
     model section's device, cache and offline settings) in the chat models' dtype; cache: the reply cache
-    when the block names none; llm: a chat model to use instead (tests)."""
+    when the block names none; llm: a chat model to use instead (tests); lexicon: the dataset's, whose rare
+    names are asked rather than taken as their class."""
     return LLMMapper(classes, background=background, model=config.llm_model, template=config.llm_prompt,
                      list_classes=list_classes, dataset_name=dataset_name, batch_size=config.llm_batch_size,
                      max_new_tokens=config.llm_max_new_tokens, cache=config.llm_cache or cache, device=models.device,
                      dtype=dtype, cache_dir=models.cache_dir, local_files_only=models.local_files_only,
-                     spacy_pipeline=spacy_pipeline, llm=llm)
+                     spacy_pipeline=spacy_pipeline, llm=llm, rare=lexicon.rare if lexicon is not None else ())
