@@ -33,9 +33,24 @@ CONFIG_HELP = ("YAML config: a path, or a name under configs/ (bcc_voc, smoke, b
                "defaults (the co-association consensus; 'base' pins the paper's settings)")
 
 
-def _device(ns: argparse.Namespace) -> list[str]:
-    """--device as the override it stands for (last, so it wins over the config and --set)."""
-    return [f"model.device={ns.device}"] if getattr(ns, "device", None) else []
+def _overrides(ns: argparse.Namespace, positional: Sequence[str], flags: Sequence[tuple[str, str]] = (),
+               checked: Sequence[tuple[str, str]] = ()) -> list[str]:
+    """The config overrides a command line gives, in the order they apply: its key=value arguments, its --set
+    ones, then `flags`, (spelling, override) pairs of the options that stand for a config field (--device is
+    added here). Two that give one field different values are refused, whichever way each is spelled: applied
+    in turn, one would win without a word. `checked`: options the command applies itself (tag's --batch-size,
+    benchmark's --limit), compared with the others the same way."""
+    given = [(a, a) for a in positional] + [(f"--set {s}", s) for s in ns.set or []] + list(flags)
+    if getattr(ns, "device", None):
+        given.append((f"--device {ns.device}", f"model.device={ns.device}"))
+    from .config import check_overrides_agree
+
+    check_overrides_agree(given + list(checked))
+    return [item for _, item in given]
+
+
+def _batch_size_flag(ns: argparse.Namespace) -> list[tuple[str, str]]:
+    return [(f"--batch-size {ns.batch_size}", f"run.batch_size={ns.batch_size}")] if ns.batch_size else []
 
 
 DEVICE_HELP = "where the models run: auto (CUDA when available), cpu, cuda, cuda:N or mps (model.device)"
@@ -102,7 +117,8 @@ def _run_images(ns: argparse.Namespace, segment: bool) -> int:
     from .runs import RunFolder, output_names, run_settings
 
     inputs, overrides = _split_overrides(ns.inputs)
-    seg = SelfSeg.from_config(ns.config, overrides + (ns.set or []) + _device(ns))
+    # --batch-size goes to the batching call itself (the summary and the torchrun shards read it there)
+    seg = SelfSeg.from_config(ns.config, _overrides(ns, overrides, checked=_batch_size_flag(ns)))
     out = Path(ns.out)
     dist = Dist.from_env()
     # Under torchrun, rank 0 alone reads the inputs (a folder can change while ranks start) and shares them.
@@ -298,11 +314,10 @@ def cmd_label(ns: argparse.Namespace) -> int:
     from .label.run import label_images
 
     inputs, overrides = _split_overrides(ns.inputs)
-    flags = [f"label.formats=[{ns.format}]"] if ns.format is not None else []
-    flags += [f"label.{k}={v}" for k, v in (("val_fraction", ns.val_fraction), ("seed", ns.seed)) if v is not None]
-    if ns.batch_size:
-        flags.append(f"run.batch_size={ns.batch_size}")
-    cfg = load_config(ns.config, overrides + (ns.set or []) + flags + _device(ns))
+    flags = [(f"--format {ns.format}", f"label.formats=[{ns.format}]")] if ns.format is not None else []
+    flags += [(f"--{k.replace('_', '-')} {v}", f"label.{k}={v}")
+              for k, v in (("val_fraction", ns.val_fraction), ("seed", ns.seed)) if v is not None]
+    cfg = load_config(ns.config, _overrides(ns, overrides, flags + _batch_size_flag(ns)))
     _check_device(cfg)
     if uses_tiny(cfg, segment=True):
         _tiny_note("the dataset is meaningless and only shows that everything runs")
@@ -529,7 +544,10 @@ def cmd_benchmark(ns: argparse.Namespace) -> int:
         print(f"selfseg: error: expected key.sub=value overrides after the config, got {inputs[0]!r}",
               file=sys.stderr)
         return 2
-    cfg = load_config(ns.config, overrides + (ns.set or []) + _device(ns))
+    # --limit and --out go to run_benchmark as they are (an --out is a folder name, with no {name} to fill in)
+    checked = [(f"--limit {ns.limit}", f"evaluation.limit={ns.limit}")] if ns.limit is not None else []
+    checked += [(f"--out {ns.out}", f"evaluation.out={ns.out}")] if ns.out else []
+    cfg = load_config(ns.config, _overrides(ns, overrides, checked=checked))
     _check_device(cfg)
     if uses_tiny(cfg, segment=True):
         _tiny_note("the scores are meaningless and only show that the benchmark runs end to end")

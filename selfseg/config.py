@@ -471,6 +471,37 @@ def _apply_override(data: dict, item: str) -> dict:
     return out
 
 
+def override_fields(item: str) -> dict[str, Any]:
+    """The fields one "key.sub=value" override sets, by dotted key, each with the value it gets: one field,
+    or every field of a section given as a mapping ("segment.grounded_sam2={box_threshold: 0.3}")."""
+    section_names = {name for name, _ in sections()}
+    found: dict[str, Any] = {}
+
+    def walk(node: dict, prefix: str) -> None:
+        for name, value in node.items():
+            key = prefix + name
+            if isinstance(value, dict) and key in section_names:
+                walk(value, key + ".")
+            else:
+                found[key] = value
+
+    walk(_apply_override({}, item), "")
+    return found
+
+
+def check_overrides_agree(given: list[tuple[str, str]]) -> None:
+    """Refuse two overrides that give one field different values, in one line naming both as they were
+    spelled (`given`: (spelling, "key=value") pairs). Applied in turn, the later one would win without a
+    word, and which spelling a command applies later is nothing its user can see. The same value twice is
+    no conflict."""
+    seen: dict[str, tuple[str, Any]] = {}
+    for spelling, item in given:
+        for key, value in override_fields(item).items():
+            if key in seen and seen[key][1] != value:
+                raise ConfigError(f"{key} is given two values: `{seen[key][0]}` and `{spelling}`; give it once")
+            seen.setdefault(key, (spelling, value))
+
+
 # ---------------------------------------------------------------------------------------------- reference
 
 

@@ -648,3 +648,55 @@ def test_an_interrupted_run_says_how_to_go_on(monkeypatch, capsys, tmp_path, com
         assert err == "selfseg: interrupted; finished predictions are kept: rerun the same command to go on\n"
     else:
         assert err == "selfseg: interrupted; finished images are kept: rerun with --resume to go on\n"
+
+
+@pytest.mark.parametrize("command, args, line", [
+    ("tag", ["captioning.cycles=1", "--set", "captioning.cycles=2"],
+     "captioning.cycles is given two values: `captioning.cycles=1` and `--set captioning.cycles=2`"),
+    ("segment", ["--device", "cpu", "--set", "model.device=cuda"],
+     "model.device is given two values: `--set model.device=cuda` and `--device cpu`"),
+    ("tag", ["--batch-size", "2", "--set", "run.batch_size=3"],
+     "run.batch_size is given two values: `--set run.batch_size=3` and `--batch-size 2`"),
+    ("segment", ["--set", "segment.grounded_sam2={box_threshold: 0.3}", "segment.grounded_sam2.box_threshold=0.4"],
+     "segment.grounded_sam2.box_threshold is given two values: `segment.grounded_sam2.box_threshold=0.4` and "
+     "`--set segment.grounded_sam2={box_threshold: 0.3}`"),
+    ("label", ["--format", "coco", "--set", "label.formats=[yolo]"],
+     "label.formats is given two values: `--set label.formats=[yolo]` and `--format coco`"),
+    ("label", ["--val-fraction", "0.5", "label.val_fraction=0.3"],
+     "label.val_fraction is given two values: `label.val_fraction=0.3` and `--val-fraction 0.5`"),
+    ("label", ["--seed", "1", "--set", "label.seed=2"], "label.seed is given two values: `--set label.seed=2` and "
+                                                         "`--seed 1`"),
+    ("label", ["--batch-size", "1", "run.batch_size=2"],
+     "run.batch_size is given two values: `run.batch_size=2` and `--batch-size 1`"),
+    ("benchmark", ["--limit", "1", "--set", "evaluation.limit=2"],
+     "evaluation.limit is given two values: `--set evaluation.limit=2` and `--limit 1`"),
+    ("benchmark", ["--out", "{tmp}/x", "evaluation.out={tmp}/y"],
+     "evaluation.out is given two values: `evaluation.out={tmp}/y` and `--out {tmp}/x`"),
+])
+def test_a_flag_and_an_override_that_disagree_are_refused(command, args, line, ade_images, tmp_path, capsys,
+                                                          monkeypatch):
+    """A flag, a key=value argument and a --set that name one field with different values: one of them won
+    without a word (--set beat a key=value argument, --device beat --set, tag's --batch-size beat
+    run.batch_size)."""
+    monkeypatch.chdir(tmp_path)  # the benchmark's run folder, were it to run
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    head = ["benchmark", "benchmarks/smoke"] if command == "benchmark" else \
+        [command, str(ade_images[0]), "--config", "smoke", "--out", str(tmp_path / "out")]
+    assert main([*head, *args, "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"selfseg: error: {line.replace('{tmp}', str(tmp_path))}; give it once\n"
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("command", ["tag", "label", "benchmark"])
+def test_a_flag_and_an_override_that_agree_are_no_conflict(command, ade_images, tmp_path, capsys, monkeypatch):
+    """The same value twice is fine: the run goes on (here to the device this machine lacks)."""
+    monkeypatch.chdir(tmp_path)
+    same = ["captioning.cycles=1", "--set", "captioning.cycles=1", "--batch-size", "2", "run.batch_size=2",
+            "--device", "cuda:99", "--set", "model.device=cuda:99"]
+    if command == "benchmark":
+        head, same = ["benchmark", "benchmarks/smoke"], [*same[:3], *same[6:], "--limit", "1", "evaluation.limit=1"]
+    else:
+        head = [command, str(ade_images[0]), "--config", "smoke", "--out", str(tmp_path / "out")]
+    assert main([*head, *same, "-q"]) == 2
+    assert capsys.readouterr().err.startswith("selfseg: error: model.device is 'cuda:99' but ")
