@@ -727,17 +727,99 @@ def _warnings_as_lines() -> Iterator[None]:
         if text in shown:
             return
         shown.add(text)
-        tqdm = sys.modules.get("tqdm")  # a progress bar on stderr: print above it, not through it
-        if tqdm is not None:
-            tqdm.tqdm.write(f"warning: {text}", file=sys.stderr)
-        else:
-            print(f"warning: {text}", file=sys.stderr)
+        _note_line(f"warning: {text}", sys.stderr)
 
     warnings.showwarning = show
     try:
         yield
     finally:
         warnings.showwarning = previous
+
+
+class _ReaderMayLeave:
+    """Standard output or error whose reader may leave before the command ends (`selfseg tag photos/ | head
+    -1`). The files a run writes are its product and the lines on these streams a report of them, so a
+    closed pipe must not stop the run: once a write finds it closed, everything meant for the stream is
+    dropped (its descriptor is pointed at the null device, so that what Python still holds in its buffer, and
+    its flush at exit, go nowhere instead of raising again), one note says so on the other stream, and the
+    command goes on to the exit code of its work. Each line is flushed as it is written: a pipe gets an
+    image's line when the image is done, not a buffer's worth at a time."""
+
+    def __init__(self, stream: Any, other: str) -> None:
+        self._stream = stream
+        self._other = other  # "stdout" or "stderr": where the note goes
+        self.gone = False
+
+    def write(self, text: str) -> int:
+        if self.gone:
+            return len(text)
+        try:
+            written = self._stream.write(text)
+            if "\n" in text:
+                self._stream.flush()
+            return written
+        except OSError as exc:
+            if not isinstance(exc, BrokenPipeError) and exc.errno != errno.EPIPE:
+                raise
+            self._leave()
+            return len(text)
+
+    def flush(self) -> None:
+        if self.gone:
+            return
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            if not isinstance(exc, BrokenPipeError) and exc.errno != errno.EPIPE:
+                raise
+            self._leave()
+
+    def _leave(self) -> None:
+        self.gone = True
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(null, self._stream.fileno())
+            finally:
+                os.close(null)
+        except (OSError, ValueError, AttributeError):  # no descriptor (a stream in memory): dropping is enough
+            pass
+        name = "standard output" if self._other == "stderr" else "standard error"
+        other = getattr(sys, self._other)
+        if not getattr(other, "gone", False):
+            try:
+                _note_line(f"note: {name} was closed (its reader ended); what is left to print there is "
+                           f"dropped, and the command goes on", other)
+            except OSError:  # that reader has left too, unseen so far
+                pass
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding, ...: the stream's own
+        return getattr(self._stream, name)
+
+
+@contextmanager
+def _readers_may_leave() -> Iterator[None]:
+    """While a command runs, sys.stdout and sys.stderr are `_ReaderMayLeave` streams; afterwards, the streams
+    they were again."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _ReaderMayLeave(saved[0], "stderr"), _ReaderMayLeave(saved[1], "stdout")
+    try:
+        yield
+    finally:
+        guards = sys.stdout, sys.stderr
+        for guard in guards:
+            if isinstance(guard, _ReaderMayLeave):
+                guard.flush()
+        sys.stdout, sys.stderr = saved
+
+
+def _note_line(text: str, file: Any) -> None:
+    """One line on `file`; above a progress bar there, not through it."""
+    tqdm = sys.modules.get("tqdm")
+    if tqdm is not None:
+        tqdm.tqdm.write(text, file=file)
+    else:
+        print(text, file=file)
 
 
 def _printable_file_names() -> None:
@@ -752,6 +834,11 @@ def _printable_file_names() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     _printable_file_names()
+    with _readers_may_leave():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     # Inputs and key=value overrides may come after options ("tag a.jpg --config c.yaml x.y=1"), which
     # argparse's plain positional handling refuses: gather the leftovers back into the inputs.

@@ -431,3 +431,26 @@ def test_reliability(case: Case, tmp_path: Path, capsys, monkeypatch) -> None:
     case.check(run)
     leftovers = [p for p in tmp_path.rglob(".*.tmp")]
     assert not leftovers, leftovers
+
+
+def test_a_reader_that_leaves_early_costs_no_result(tmp_path: Path) -> None:
+    """`selfseg tag photos/ | head -1`: the pipe closed under the result lines ended the batch at the first
+    line that reached it ("selfseg: error: Broken pipe", exit 1, the other images not done). The files are
+    the run's product: it goes on to the end and exits as its work went, one note saying the lines are no
+    longer printed. Unbuffered, the first line meets the closed pipe at once, as a long run's lines do once
+    the buffer of a pipe fills (the run flushes each line now, so it does not wait for that)."""
+    photos = _three_photos(tmp_path)[:2]
+    cmd = [sys.executable, "-m", "selfseg", *tag(tmp_path, *photos, extra=("--batch-size", "1"))]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc.stdout.close()  # the reader is gone before the first line
+    try:
+        err = proc.stderr.read()
+        code = proc.wait(timeout=300)
+    finally:
+        proc.kill()
+    assert code == 0, err
+    assert "note: standard output was closed (its reader ended)" in err
+    assert err.rstrip().endswith("2/2 images tagged; outputs in " + str(tmp_path / "out") + "/")
+    assert "Traceback" not in err and "Exception ignored" not in err and "error" not in err
+    assert _finished(tmp_path / "out") == 2
