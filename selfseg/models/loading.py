@@ -130,6 +130,7 @@ def load_checkpoint(what: str, spec: ModelSpec, load: Callable[[bool], Any]) -> 
 
     unreadable = (OSError, ValueError, SafetensorError)
     model_id, revision = spec.id, spec.revision
+    _check_local_folder(what, model_id)
     at = f"{model_id!r}" + (f" at revision {revision!r}" if revision else "")
     try:
         return load(True)
@@ -176,7 +177,10 @@ def check_available(what: str, spec: ModelSpec) -> None:
     """Raise `load_checkpoint`'s one-line error now when `spec`'s checkpoint cannot be had: neither a folder
     nor in the cache, and downloads off or the hub unreachable. It reads no weights, so a component that
     loads slow resources before its model (WordNet takes seconds) can fail on the model first."""
-    if spec.is_tiny or spec.identity().startswith(("commit:", "folder:")):
+    if spec.is_tiny:
+        return
+    _check_local_folder(what, spec.id)
+    if spec.identity().startswith(("commit:", "folder:")):
         return
 
     def probe(local: bool) -> None:
@@ -184,6 +188,37 @@ def check_available(what: str, spec: ModelSpec) -> None:
             raise OSError("not in the local cache")  # the hub is asked only if it answers
 
     load_checkpoint(what, spec, probe)
+
+
+#: Endings of the weight files transformers reads (model.safetensors, pytorch_model.bin, their shards, the
+#: TensorFlow and Flax ones), and of other weight files: a folder with none of them holds no checkpoint.
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".h5", ".msgpack", ".pt", ".pth", ".ckpt", ".gguf")
+_CHECKPOINT = ("expected a Hugging Face model id (owner/name) or a checkpoint folder holding config.json and the "
+               "weights (as save_pretrained writes them)")
+
+
+def _check_local_folder(what: str, model_id: str) -> None:
+    """Refuse a path that exists but holds no checkpoint, saying what one is: transformers reads a file as
+    a config ("not a valid JSON file"), an empty folder or one without config.json as a config without a
+    model type, and a cache probe of a file's name said "not in the local cache"."""
+    path = Path(model_id)
+    try:
+        if not path.exists():
+            return  # a hub id, or a folder that is not there: load_checkpoint says which
+        names = [p.name for p in path.iterdir()] if path.is_dir() else None
+    except OSError:  # unreadable: the load says why
+        return
+    if names is None:
+        problem = "it is a file"
+    elif not names:
+        problem = "the folder is empty"
+    elif "config.json" not in names:
+        problem = "the folder has no config.json"
+    elif not any(n.endswith(_WEIGHT_SUFFIXES) for n in names):
+        problem = "the folder has config.json but no weights (model.safetensors, pytorch_model.bin or their shards)"
+    else:
+        return
+    raise ResourceMissingError(f"{what} checkpoint at {model_id} could not be read: {problem}; {_CHECKPOINT}")
 
 
 def _first_line(exc: BaseException) -> str:

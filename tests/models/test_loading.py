@@ -403,3 +403,42 @@ def test_overlapping_calls_from_two_threads_put_the_settings_back(user_tf32):
         t.join()
     assert seen == {"A": exact_values, "B": exact_values}
     assert _tf32_settings() == user_tf32
+
+
+def test_a_path_that_holds_no_checkpoint_says_what_one_is(saved, tmp_path, capsys):
+    """A file, an empty folder, a folder without config.json or without weights: transformers' own words
+    were "not a valid JSON file" or "Should have a `model_type` key in its config.json", and the caption
+    tagger's early check called a file "not in the local cache"."""
+    import shutil
+
+    from selfseg.cli import main
+    from selfseg.models.blip import BlipCaptioner
+    from selfseg.models.loading import check_available
+
+    (tmp_path / "weights.safetensors").write_bytes(b"x")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "no_config").mkdir()
+    shutil.copy(saved / "blip" / "model.safetensors", tmp_path / "no_config")
+    (tmp_path / "no_weights").mkdir()
+    shutil.copy(saved / "blip" / "config.json", tmp_path / "no_weights")
+    expected = ("; expected a Hugging Face model id (owner/name) or a checkpoint folder holding config.json and the "
+                "weights (as save_pretrained writes them)")
+    for name, problem in (("weights.safetensors", "it is a file"), ("empty", "the folder is empty"),
+                          ("no_config", "the folder has no config.json"),
+                          ("no_weights", "the folder has config.json but no weights (model.safetensors, "
+                                         "pytorch_model.bin or their shards)")):
+        line = f"BLIP checkpoint at {tmp_path / name} could not be read: {problem}{expected}"
+        for load in (lambda spec: BlipCaptioner.from_spec(spec), lambda spec: check_available("BLIP", spec)):
+            with pytest.raises(ResourceMissingError) as err:
+                load(ModelSpec(str(tmp_path / name), device="cpu"))
+            assert str(err.value) == line
+
+    photo = tmp_path / "photo.png"
+    from PIL import Image
+
+    Image.new("RGB", (64, 64), "white").save(photo)
+    argv = ["tag", str(photo), "--config", "smoke", "--out", str(tmp_path / "out"), "-q"]
+    assert main([*argv, f"model.blip={tmp_path / 'weights.safetensors'}"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == f"selfseg: error: BLIP checkpoint at {tmp_path / 'weights.safetensors'} could not be read: " \
+                      f"it is a file{expected}"
