@@ -547,8 +547,13 @@ def cmd_benchmark(ns: argparse.Namespace) -> int:
     # --limit and --out go to run_benchmark as they are (an --out is a folder name, with no {name} to fill in)
     checked = [(f"--limit {ns.limit}", f"evaluation.limit={ns.limit}")] if ns.limit is not None else []
     checked += [(f"--out {ns.out}", f"evaluation.out={ns.out}")] if ns.out else []
-    cfg = load_config(ns.config, _overrides(ns, overrides, checked=checked))
+    given = _overrides(ns, overrides, checked=checked)
+    cfg = load_config(ns.config, given)
     _check_device(cfg)
+    problem = _no_evaluation_section(ns.config, given)
+    if problem:
+        print(f"selfseg: error: {problem}", file=sys.stderr)
+        return 2
     if uses_tiny(cfg, segment=True):
         _tiny_note("the scores are meaningless and only show that the benchmark runs end to end")
     report = run_benchmark(cfg, out=ns.out, limit=ns.limit, fresh=ns.fresh, quiet=ns.quiet)
@@ -558,6 +563,22 @@ def cmd_benchmark(ns: argparse.Namespace) -> int:
     run = out_dir(cfg, ns.out)
     print(f"results in {run}/results.json and {run}/results.md", file=sys.stderr)
     return 1 if report.failed else 0
+
+
+def _no_evaluation_section(config: str, overrides: Sequence[str]) -> str | None:
+    """Why `config` cannot be benchmarked as given, or None: without an evaluation section (in the file, its
+    base chain or an override) the defaults' dataset was looked for, and its layout error never said that a
+    config for tagging (smoke, bcc_voc) is no benchmark config."""
+    from .config import benchmark_configs, declared_sections
+
+    if "evaluation" in declared_sections(config) or any(o.split("=", 1)[0].strip().split(".")[0] == "evaluation"
+                                                           for o in overrides):
+        return None
+    others = [n.removeprefix("benchmarks/") for n in benchmark_configs() if n != "benchmarks/smoke"]
+    return (f"config {config} has no evaluation section (the dataset to score and where it is); give a benchmark "
+            f"config: benchmarks/smoke (tiny models on the bundled ADE20K sample)"
+            + (f" or benchmarks/<name> for a dataset, <name> one of {', '.join(others)}" if others else "")
+            + "; or set evaluation.dataset and evaluation.root")
 
 
 def _non_negative_int(text: str) -> int:

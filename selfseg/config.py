@@ -280,6 +280,11 @@ def _named_configs() -> Path:
     return shipped if shipped.is_dir() else here.parent / "configs"
 
 
+def benchmark_configs() -> list[str]:
+    """The names of selfseg's own benchmark configs, as `selfseg benchmark` takes them (benchmarks/voc)."""
+    return sorted(f"benchmarks/{p.stem}" for p in (_named_configs() / "benchmarks").glob("*.yaml"))
+
+
 def resolve_config(source: str | os.PathLike) -> Path:
     """A config file's path from a path, or from a name found as configs/<name>.yaml under the working
     directory, then among selfseg's own configs, so `smoke` and `configs/bcc_voc.yaml` (as the README writes

@@ -700,3 +700,26 @@ def test_a_flag_and_an_override_that_agree_are_no_conflict(command, ade_images, 
         head = [command, str(ade_images[0]), "--config", "smoke", "--out", str(tmp_path / "out")]
     assert main([*head, *same, "-q"]) == 2
     assert capsys.readouterr().err.startswith("selfseg: error: model.device is 'cuda:99' but ")
+
+
+def test_benchmarking_a_config_without_an_evaluation_section_names_the_benchmark_configs(tmp_path, capsys,
+                                                                                         monkeypatch):
+    """`selfseg benchmark smoke` (the tagging config, not benchmarks/smoke) looked for the defaults' VOC
+    folder and printed its layout, with no word of the benchmark configs. An evaluation section given by
+    overrides is one."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["benchmark", "smoke", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(
+        "selfseg: error: config smoke has no evaluation section (the dataset to score and where it is); give a "
+        "benchmark config: benchmarks/smoke (tiny models on the bundled ADE20K sample) or benchmarks/<name> for a "
+        "dataset, <name> one of ade20k, ade20k_full, cityscapes, ")
+    assert err.endswith("; or set evaluation.dataset and evaluation.root\n")
+    from selfseg.config import benchmark_configs
+
+    assert {"benchmarks/smoke", "benchmarks/voc", "benchmarks/ade20k"} <= set(benchmark_configs())
+    assert not list(tmp_path.iterdir())
+
+    # An evaluation section from the command line: the run goes on, to the dataset it names
+    assert main(["benchmark", "smoke", "evaluation.dataset=ade20k", f"evaluation.root={tmp_path / 'none'}"]) == 2
+    assert "ADE20K-150: root " in capsys.readouterr().err
