@@ -40,11 +40,11 @@ def _overrides(ns: argparse.Namespace, positional: Sequence[str], flags: Sequenc
     added here). Two that give one field different values are refused, whichever way each is spelled: applied
     in turn, one would win without a word. `checked`: options the command applies itself (tag's --batch-size,
     benchmark's --limit), compared with the others the same way."""
+    from .config import check_overrides_agree
+
     given = [(a, a) for a in positional] + [(f"--set {s}", s) for s in ns.set or []] + list(flags)
     if getattr(ns, "device", None):
         given.append((f"--device {ns.device}", f"model.device={ns.device}"))
-    from .config import check_overrides_agree
-
     check_overrides_agree(given + list(checked))
     return [item for _, item in given]
 
