@@ -827,11 +827,12 @@ def _readers_may_leave() -> Iterator[None]:
     try:
         yield
     finally:
-        guards = sys.stdout, sys.stderr
-        for guard in guards:
-            if isinstance(guard, _ReaderMayLeave):
-                guard.flush()
-        sys.stdout, sys.stderr = saved
+        try:
+            for guard in (sys.stdout, sys.stderr):
+                if isinstance(guard, _ReaderMayLeave):
+                    guard.flush()
+        finally:
+            sys.stdout, sys.stderr = saved
 
 
 def _note_line(text: str, file: Any) -> None:
