@@ -464,6 +464,10 @@ def _apply_override(data: dict, item: str) -> dict:
         if depth == len(parts) - 1:
             if tp in (str, str | None) and not isinstance(value, str) and not (value is None and tp is not str):
                 value = raw.strip()  # "model.blip=123", "captioning.prompt=a photo of: x" stay strings
+            if dataclasses.is_dataclass(tp) and isinstance(value, dict) and isinstance(node.get(part), dict):
+                # A section given as a mapping sets the fields it names, as a file's own section does over its
+                # base: the rest keep the file's values (a tiny detector is not swapped for the default).
+                value = _deep_merge(node[part], value)
             node[part] = value
             return out
         if not dataclasses.is_dataclass(tp):

@@ -135,6 +135,19 @@ def test_overrides_parse_yaml_values(repo):
     assert c.model.dtype == "bfloat16" and c.model.blip == "123"
 
 
+def test_a_section_given_as_a_mapping_sets_only_the_fields_it_names(repo):
+    """`segment.grounded_sam2={box_threshold: 0.3}` over the smoke config keeps its tiny detector and SAM 2: a
+    mapping sets its fields as a file's section does over its base, it does not reset the others."""
+    smoke = repo / "configs" / "smoke.yaml"
+    c = load_config(smoke, ["segment.grounded_sam2={box_threshold: 0.3}", "segment={segmenter: clipseg}"])
+    gs = c.segment.grounded_sam2
+    assert (gs.box_threshold, gs.detector, gs.sam, gs.text_threshold) == (0.3, "tiny-random", "tiny-random", 0.0)
+    assert c.segment.segmenter == "clipseg" and c.segment.clipseg.model == "tiny-random"
+    assert c.segment.enrich_max_new_tokens == load_config(smoke).segment.enrich_max_new_tokens
+    with pytest.raises(ConfigError, match="unknown config key 'segment.grounded_sam2.nope'"):
+        load_config(smoke, ["segment.grounded_sam2={nope: 1}"])
+
+
 @pytest.mark.parametrize(
     "data, overrides, message",
     [
