@@ -143,11 +143,12 @@ class SelfSeg:
                 yield BatchItem(source=item.source, error=item.error)
                 continue
             assert item.loaded is not None
-            if isinstance(found[id(item)], str):
-                yield BatchItem(source=item.source, error=found[id(item)])
+            own = found.pop(id(item))  # let each image's masks go once its result is handed on
+            if isinstance(own, str):
+                yield BatchItem(source=item.source, error=own)
                 continue
             try:
-                seg = self._assemble(item.loaded, prompted[id(item)], found[id(item)], enriched[id(item)])
+                seg = self._assemble(item.loaded, prompted[id(item)], own, enriched[id(item)])
             except SelfSegError:
                 raise
             except Exception as exc:  # one bad image must not stop the batch

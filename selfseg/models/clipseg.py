@@ -22,6 +22,8 @@ from .spec import TINY_MODEL, ModelSpec
 from .tiny import build_tiny_clipseg
 
 DEFAULT_CLIPSEG = "CIDAS/clipseg-rd64-refined"
+# Prompts per text-tower forward: ADE20K-847's names fit in two.
+TEXT_ROWS_PER_CALL = 512
 
 
 class ClipSegDenseSegmenter:
@@ -36,7 +38,7 @@ class ClipSegDenseSegmenter:
         self.is_tiny = is_tiny
         self.model_id = model_id
         self.forward_calls = 0  # vision forwards (one per call, over all of its images)
-        self.text_calls = 0  # text forwards: fewer than forward_calls when a call's tags repeat the last call's
+        self.text_calls = 0  # text forwards: none for a call whose tags repeat the last call's
         self.decoder_calls = 0  # decoder forwards (one per chunk of tags)
         # The last call's distinct tags and their embeddings: a fixed vocabulary (the user's words, a
         # benchmark's classes) is encoded once, not once per call. Keyed by the whole list, so a hit is the
@@ -97,13 +99,19 @@ class ClipSegDenseSegmenter:
         key, last = tuple(tags), self._text
         if last is not None and last[0] == key:
             return last[1]
-        text = self.processor.tokenizer(tags, padding=True, truncation=True,
-                                        max_length=m.config.text_config.max_position_embeddings,
-                                        return_tensors="pt")
-        conditional = m.clip.get_text_features(input_ids=text["input_ids"].to(self.device),
-                                               attention_mask=text["attention_mask"].to(self.device)).pooler_output
+        parts = []
+        # A batch's distinct prompts can run to thousands (per-image enriched phrases of a large vocabulary);
+        # the text tower's activations grow with its rows (its MLP holds rows x 77 x 2048 floats), so it
+        # takes TEXT_ROWS_PER_CALL at a time. Each row's embedding does not depend on the rows beside it.
+        for start in range(0, len(tags), TEXT_ROWS_PER_CALL):
+            text = self.processor.tokenizer(tags[start:start + TEXT_ROWS_PER_CALL], padding=True, truncation=True,
+                                            max_length=m.config.text_config.max_position_embeddings,
+                                            return_tensors="pt")
+            parts.append(m.clip.get_text_features(input_ids=text["input_ids"].to(self.device),
+                                                  attention_mask=text["attention_mask"].to(self.device)).pooler_output)
+            self.text_calls += 1
+        conditional = torch.cat(parts)
         self._text = (key, conditional)
-        self.text_calls += 1
         return conditional
 
     def _encode(self, images: Sequence[Image.Image], tag_lists: Sequence[list[str]]

@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..errors import SelfSegError
 from ..io import LoadedImage
 from ..registry import Registry
 from ..tag.result import TagResult
@@ -46,8 +47,19 @@ def segment_all(segmenter: Segmenter, images: Sequence[LoadedImage], plans: Sequ
     if batch is None:
         return [segmenter.segment(im, plan) for im, plan in zip(images, plans)]
     found = list(batch(images, plans))
-    if len(found) != len(images):  # never let results slide onto the wrong images
-        raise RuntimeError(f"segmenter {segmenter.name!r} returned {len(found)} results for {len(images)} images")
+    if len(found) != len(images):  # never let results slide onto the wrong images; a wrong segmenter: stop
+        raise SelfSegError(f"segmenter {segmenter.name!r} returned {len(found)} results for {len(images)} images")
+    return found
+
+
+def masks_all(masker: MaskModel, images: Sequence[LoadedImage], boxes: Sequence[Any]) -> list[tuple[Any, Any]]:
+    """(masks, scores) per image: the mask model's masks_batch where it has one, else masks per image."""
+    batch = getattr(masker, "masks_batch", None)
+    if batch is None:
+        return [masker.masks(im, b) for im, b in zip(images, boxes)]
+    found = list(batch(images, boxes))
+    if len(found) != len(images):
+        raise SelfSegError(f"mask model {masker.name!r} returned {len(found)} results for {len(images)} images")
     return found
 
 
@@ -68,9 +80,8 @@ class MaskModel(Protocol):
         """(masks (N, H, W) bool at the loaded image's size, scores (N,)) for N xyxy boxes of `image`."""
         ...
 
-    def masks_batch(self, images: Sequence[LoadedImage], boxes: Sequence[Any]) -> list[tuple[Any, Any]]:
-        """`masks` for several images, each with its own boxes, in as few model calls as the model allows."""
-        ...
+    # Optional: masks_batch(images, boxes) -> one (masks, scores) per image, in as few model calls as the model
+    # allows; `masks_all` uses it where it exists.
 
 
 #: Box -> mask models, the second half of locate-then-segment.

@@ -36,3 +36,90 @@ def test_the_grounded_sam2_block_is_both_parts_blocks():
         GroundedSam2Config(boxes_per_call=-1)
     with pytest.raises(ConfigError, match=r"^max_box_area: expected a fraction in \(0, 1\]"):
         GroundedSam2Config(max_box_area=0)
+
+
+def _grounded(**block):
+    from selfseg.segment.grounded_sam2 import GroundedSam2Segmenter
+
+    cfg = GroundedSam2Config(detector=TINY_MODEL, sam=TINY_MODEL, box_threshold=0.0, text_threshold=0.0, **block)
+    return GroundedSam2Segmenter(cfg, ModelConfig(device="cpu"))
+
+
+def test_a_batch_mixing_images_without_tags_or_boxes_gives_each_image_its_own_result(ade_images):
+    """Three photos, the middle one without tags: each result is that image's `segment` alone, with its own
+    note, and SAM 2 encodes the two with boxes in one call. Then an image whose tags keep no box."""
+    from selfseg.segment.base import SegmentPlan
+
+    images = [load_image(p) for p in ade_images]
+    plans = [SegmentPlan(["wall", "floor"]), SegmentPlan([]), SegmentPlan(["sky", "tree"])]
+    seg = _grounded()
+    before = seg.masker.sam.encoder_calls
+    batch = seg.segment_batch(images, plans)
+    assert seg.masker.sam.encoder_calls - before == 1
+    alone = [_grounded().segment(im, plan) for im, plan in zip(images, plans)]
+    assert batch[1].labels == [] and batch[1].notes == ["no tags: nothing to locate"]
+    for got, ref, im in zip(batch, alone, images):
+        assert got.masks.shape[1:] == (im.image.height, im.image.width)
+        assert got.labels == ref.labels and got.notes == ref.notes
+        assert np.allclose(got.scores, ref.scores) and np.allclose(got.mask_scores, ref.mask_scores, atol=1e-5)
+    assert len(batch[0]) and len(batch[2]) and not np.allclose(batch[0].scores[:3], batch[2].scores[:3])
+    # no box on one image: its note, and the other images still get their masks in one encoder call
+    strict = _grounded()
+    strict.locator.box_threshold = 1.0
+    nothing = strict.segment_batch(images[:1], plans[:1])
+    assert nothing[0].labels == [] and "no boxes above the thresholds" in nothing[0].notes[-1]
+
+
+@pytest.mark.skipif(not hasattr(__import__("torch"), "OutOfMemoryError"), reason="torch.OutOfMemoryError is new")
+def test_sam2_out_of_memory_on_a_batch_retries_image_by_image_without_locating_again(ade_images):
+    """The batch's encoder pass runs out of memory: SAM 2 is retried image by image once the failed call's
+    memory is released, and the boxes found are kept (Grounding DINO runs once per image, not twice)."""
+    import weakref
+
+    import torch
+
+    from selfseg.segment.base import SegmentPlan
+
+    images = [load_image(p) for p in ade_images[:2]]
+    plans = [SegmentPlan(["wall", "floor"]), SegmentPlan(["sky"])]
+    seg = _grounded()
+    real, held, alive_at_retry = seg.masker.sam.segment_batch, [], []
+
+    def segment_batch(imgs, boxes, **kw):
+        if len(imgs) > 1:
+            activations = torch.zeros(1000)
+            held.append(weakref.ref(activations))
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        alive_at_retry.append(held[0]() is not None)
+        return real(imgs, boxes, **kw)
+
+    seg.masker.sam.segment_batch = segment_batch
+    detects = seg.locator.detector.forward_calls
+    out = seg.segment_batch(images, plans)
+    assert alive_at_retry == [False, False] and seg.locator.detector.forward_calls - detects == 2
+    assert all(len(o) for o in out)
+    alone = [_grounded().segment(im, plan) for im, plan in zip(images, plans)]
+    assert [o.labels for o in out] == [a.labels for a in alone]
+
+
+def test_a_mask_model_without_masks_batch_is_called_per_image(ade_images):
+    """A mask model passed in that only has `masks` (the protocol's one required method) still works."""
+    from selfseg.segment.base import SegmentPlan
+    from selfseg.segment.grounded_sam2 import GroundedSam2Segmenter
+
+    class OnePerImage:
+        name = "one"
+
+        def __init__(self):
+            self.calls = 0
+
+        def masks(self, image, boxes):
+            self.calls += 1
+            h, w = image.image.height, image.image.width
+            return np.ones((len(boxes), h, w), bool), np.full(len(boxes), 0.5)
+
+    masker = OnePerImage()
+    cfg = GroundedSam2Config(detector=TINY_MODEL, sam=TINY_MODEL, box_threshold=0.0, text_threshold=0.0)
+    seg = GroundedSam2Segmenter(cfg, ModelConfig(device="cpu"), masker=masker)
+    out = seg.segment_batch([load_image(p) for p in ade_images[:2]], [SegmentPlan(["wall"]), SegmentPlan(["sky"])])
+    assert masker.calls == 2 and all(len(o) and np.all(o.mask_scores == 0.5) for o in out)
