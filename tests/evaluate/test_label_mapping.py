@@ -148,6 +148,31 @@ def test_cityscapes_rules(lexical_mappers, text, cls, rule, noun):
     assert (m.reason is None) == (cls is not None)
 
 
+@pytest.mark.parametrize("text, cls, rule, noun", [
+    # a compound WordNet files under no sense of its last word is a noun of its own, not its last word
+    ("power plant", None, "none", "power plant"),
+    ("rocking horse", None, "none", "rocking horse"),
+    # ... also after an -ing word or an adjective that only relates to a noun, which classify rather than describe
+    ("a rocking horse in the nursery", None, "none", "rocking horse"),
+    ("a german shepherd sitting on the grass", "dog", "head", "german shepherd"),
+    ("a police dog", "dog", "head", "police dog"),  # a compound filed under its last word is still one
+    ("a running horse", "horse", "name", "horse"),  # a horse that runs
+    ("double decker", "bus", "name", "double-decker"),  # the name written hyphenated
+])
+def test_voc_rules(lexical_mappers, text, cls, rule, noun):
+    (m,) = lexical_mappers["voc"].map([text])
+    assert (m.cls, m.rule, m.noun) == (cls, rule, noun)
+    assert (m.reason is None) == (cls is not None)
+
+
+def test_a_compound_filed_under_a_sense_of_its_last_word_keeps_the_last_words_class():
+    """COCO's cake and mouse classes are named by the word; a chocolate cake is a kind of cake and a computer
+    mouse a sense of "mouse", so the compound is still the class the word names."""
+    m = build_mapper("lexical", "coco")
+    assert [x.cls for x in m.map(["a chocolate cake", "computer mouse", "a hot dog on a plate"])] == [
+        "cake", "mouse", "hot dog"]
+
+
 @pytest.mark.parametrize("dataset, text, cls", [
     # a participle after a noun, read with or without the parser, is not the head
     ("cityscapes", "a person walking", "person"),

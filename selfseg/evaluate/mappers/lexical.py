@@ -35,7 +35,9 @@ rule (`LabelMatch.rule`):
 - role: a member of a class on one of a lexicon role's vehicles ("a person riding a bicycle", "a man on a
   bike") is the role's class;
 - name: a class name or lexicon name, the longest run of words ending at the head first ("traffic light"
-  before "light"); head: the head noun's WordNet relations. A group noun relates as its members do
+  before "light"); a compound WordNet knows and files under no sense of its last word is read as itself
+  ("power plant" is a station, not a plant; "rocking horse" a plaything); head: the head noun's WordNet
+  relations. A group noun relates as its members do
   ("people", "a herd"; WordNet's member meronyms); none of these: rule "none" with the reason.
 
 Senses. A class's synsets are the physical synsets that hold two of its listed names ("plant;flora": the
@@ -396,22 +398,39 @@ class LexicalMapper:
             return found
         if not self.reader.noun(p.head):
             return Decision(None, None, p.head, "none", reason=f"no English noun found ({p.head!r} is not one)")
-        return Decision(None, None, p.head, "none", reason=f"no class relates to {p.head!r} up to {LEVELS[rank]}")
+        noun = self._name(p, rank)[0]  # a compound of its own ("power plant") is the noun that relates to nothing
+        return Decision(None, None, noun, "none", reason=f"no class relates to {noun!r} up to {LEVELS[rank]}")
 
     def _name(self, p: Phrase, rank: int) -> tuple[str, dict[int, Relation], str]:
         """The noun a phrase names and its relations: the longest run of words ending at the head that maps
         to a class up to `rank` ("traffic light" before "light"), else the head."""
         for tail in p.tails():
-            # a compound is also written closed ("street light", "streetlight")
-            for noun in ([self.reader.noun(tail) or tail, self.reader.noun(tail.replace(" ", "")) or ""]
-                         if " " in tail else [tail]):
+            # a compound is also written closed or hyphenated ("street light", "streetlight", "double-decker")
+            forms = [self.reader.noun(tail) or tail, self.reader.noun(tail.replace(" ", "")) or "",
+                     self.reader.noun(tail.replace(" ", "-")) or ""] if " " in tail else [tail]
+            for noun in forms:
                 rel = self.relations(noun) if noun else {}
                 if self._best(rel, rank)[0] is not None:
                     named = self._listed(noun) or noun in self.lexicon.names
                     return noun, rel, "name" if named else "head"
-                if " " in noun and self._is_room(noun):
-                    return noun, rel, "head"  # a room ("sun lounge", "steam bath") is none, not its last word
+            # a compound WordNet knows and files under no sense of its last word is a noun of its own: a power
+            # plant is no plant, a rocking horse no horse, a hot dog no dog; nor is a room ("sun lounge", "steam bath",
+            # "cable car") its last word. Where it relates to no class it maps to none ("a chocolate cake" is still a
+            # cake, "a computer mouse" a mouse)
+            last = tail.split()[-1]
+            known = next((n for n in forms if " " in tail and n and (self._own_noun(n, last) or self._is_room(n))),
+                         None)
+            if known is not None:
+                return known, self.relations(known), "head"
         return p.head, self.relations(p.head), "head"
+
+    def _own_noun(self, compound: str, last: str) -> bool:
+        """Whether WordNet knows a compound as a noun none of whose senses is its last word's sense or a kind of
+        one ("power plant": a station; "rocking horse": a plaything)."""
+        senses = self._senses(compound)
+        word = last.replace(" ", "_")
+        return bool(senses) and not any(lem.name().lower() == word for s in senses for a in _bfs(s, _up)
+                                        for lem in a.lemmas())
 
     def _is_room(self, noun: str) -> bool:
         return any(self._room in _bfs(s, _up) for _, s in self._noun_senses(noun))

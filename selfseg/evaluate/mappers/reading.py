@@ -241,13 +241,30 @@ class Reader:
         a mere modifier of "plant" or "floor". Only the dataset's names: WordNet's collocations of an
         adjective and a noun mostly mean something else ("black sheep" and "hard hat" are persons, "big
         tree" a sequoia). Not over a colour: "red light" is a name of the traffic light, but "the red light on
-        the camera" is a light that is red."""
+        the camera" is a light that is red. A compound is also written hyphenated ("double decker" for the name
+        "double-decker"). WordNet's compounds do count after a word that classifies rather than describes: an -ing
+        word ("rocking horse", "dining car") or an adjective that only relates to a noun ("german shepherd":
+        German, of Germany); they name a kind, not a horse that rocks."""
         best = run
         for n in (1, 2):
-            if len(before) >= n and not any(self.colour(w) for w in before[-n:]) and \
-                    " ".join([*before[-n:], *run, head]) in self.vocabulary:
+            if len(before) < n or any(self.colour(w) for w in before[-n:]):
+                continue
+            joined = " ".join([*before[-n:], *run, head])
+            if joined in self.vocabulary or joined.replace(" ", "-", n) in self.vocabulary or \
+                    n == 1 and self._classifies(before[-1]) and self._wordnet_noun(joined):
                 best = [*before[-n:], *run]
         return best
+
+    def _classifies(self, word: str) -> bool:
+        """An -ing word, or an adjective whose only WordNet senses relate it to a noun ("german", "solar")."""
+        if word.endswith("ing"):
+            return True
+        senses = self.wn.synsets(word, pos=self.wn.ADJ)
+        return bool(senses) and all(lem.pertainyms() for s in senses for lem in s.lemmas()
+                                    if lem.name().lower() == word)
+
+    def _wordnet_noun(self, text: str) -> bool:
+        return self.wn.morphy(text.replace(" ", "_"), self.wn.NOUN) is not None
 
     def colour(self, word: str) -> bool:
         """Whether a word names a colour, or is one of its kinds ("red", "white"; WordNet also makes "white"
