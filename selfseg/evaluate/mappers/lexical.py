@@ -18,6 +18,10 @@ shipped class and lexicon files, so mapping is reproducible, offline and explain
 Reading. A description is read (`reading.Reader`) into the phrase it is about and what hangs on it (of,
 a possessive, on / in / at, a noun compound, the verbs). The rules run in this order; each result names its
 rule (`LabelMatch.rule`):
+- depiction: a word before the noun that makes the region a depiction of what the noun names ("a toy airplane",
+  "a model train", "a stuffed dog") maps it as what it then is (a toy, a scale model, a soft toy: COCO's teddy
+  bear), or to none; so does a part of one; a work of art or representation "of" something ("a painting of a
+  horse", "a statue of a man") is that work, none where its own noun maps to nothing (after the container rule);
 - part (lexicon): a part attached to a whole the lexicon lists it for is the whole ("the light of a car",
   "a car trunk", "the trailer of a truck"); a part of something the dataset leaves out is left out too;
 - left out: a noun the dataset's lexicon leaves out of its classes maps to none ("a guard rail");
@@ -153,8 +157,15 @@ _SPATIAL = frozenset({"front", "back", "side", "left", "right", "middle", "cente
                       "distance", "background", "foreground", "edge", "corner", "end", "direction", "area"})
 # The rule of a none the dataset decides (a class it leaves out, or a part of one), not a gap in the lexicon.
 LEFT_OUT = "left out"
-#: Rules whose none is the mapper's answer: left out by the dataset, a vague noun, a mark on no named surface.
-DELIBERATE_NONE = (LEFT_OUT, "vague", "surface")
+#: Rules whose none is the mapper's answer: left out by the dataset, a vague noun, a mark on no named surface, a
+#: depiction of a class's thing (a toy airplane is no airplane).
+DELIBERATE_NONE = (LEFT_OUT, "vague", "surface", "depiction")
+# Words before a noun that make the region a depiction of the thing it names: "a toy airplane", "a model train",
+# "a stuffed dog". Each maps as the noun of what the region then is: a scale model (a bare "model" is commonly a
+# person who poses), a toy, a soft toy (COCO labels them teddy bear, PASCAL-Context toy). They depict animals,
+# people and vehicles (conveyances): "a toy store" and "a model home" are no depictions, "stuffed peppers" no toy.
+DEPICTING = {"toy": "toy", "model": "scale model", "stuffed": "stuffed toy", "plush": "plush toy"}
+_SOFT = frozenset({"stuffed", "plush"})
 # Nouns that name no kind of thing: a description about them maps to none.
 VAGUE = frozenset({"object", "thing", "something", "shape", "item", "stuff", "blob", "anything", "everything"})
 _SURFACE_PREPS = ("on", "in", "onto", "across", "along", "over", "upon", "at")
@@ -265,6 +276,8 @@ class LexicalMapper:
         self._person = self.wn.synset("person.n.01")
         self._room = self.wn.synset("room.n.01")
         self._structure = self.wn.synset("structure.n.01")
+        self._conveyance = self.wn.synset("conveyance.n.03")
+        self._renderings = {self.wn.synset("representation.n.02"), self.wn.synset("art.n.01")}
         for c in self.classes:
             if c.index == self.background:
                 continue
@@ -443,6 +456,9 @@ class LexicalMapper:
         if depth > 6:  # descriptions nest a few phrases deep; the reader stops at four
             return None
         noun, rel, rule = self._name(p, rank)
+        depicted = self._depicted(p, noun, rank)
+        if depicted is not None:
+            return depicted
         c, lev = self._best(rel, rank)
         wholes = p.attached_by("of")
         named = c is not None and rule == "name" and lev in ("exact", "synonym")
@@ -460,6 +476,9 @@ class LexicalMapper:
                 if prep in ("of", "compound") and whole is not None and whole.rule == LEFT_OUT:
                     return Decision(None, None, whole.noun, LEFT_OUT, reason=f"a part of {whole.noun!r}, which the "
                                     "dataset leaves out of its classes")
+                if prep in ("of", "compound") and whole is not None and whole.rule == "depiction" and whole.cls is None:
+                    return Decision(None, None, whole.noun, "depiction", reason=f"a part of a {whole.noun}, a "
+                                    "depiction of a thing, not the thing")
                 if not _stands_for_whole(whole):
                     continue
                 # the lexicon's parts decide first: "the light of a car", "a car trunk", "the trailer of a truck";
@@ -502,6 +521,11 @@ class LexicalMapper:
             inner = self._first([Phrase(words=(w,)) for w in held], rank, depth)
             if inner is not None:
                 return _as(inner, "container")
+        # a painting, a statue, a drawing "of" something depicts it: the region is the depiction, which the "of"
+        # object is no whole of ("a statue of a man" is no part of a man)
+        if c is None and wholes and p.head not in VIEWS and self._depicts(noun):
+            return Decision(None, None, noun, "depiction", reason=f"a {noun} depicts what it is of without being it, "
+                            "and no class relates to it")
         # parts attached to their whole by WordNet's part-whole relations; an unknown noun "of" a whole. Where the
         # lexicon lists the whole's parts and a class's own name is not among them (nor a kind of one), that
         # class keeps it: the dataset labels it apart ("the window of a building" is PASCAL-Context's window).
@@ -523,6 +547,37 @@ class LexicalMapper:
                     return Decision(role.cls, "hyponym", noun, "role", frozenset({role.cls}))
             return Decision(c, lev, noun, rule, self._relate(rel, rank))
         return None
+
+    def _depicted(self, p: Phrase, noun: str, rank: int) -> Decision | None:
+        """A phrase that a word before its noun makes a depiction ("a toy airplane", "a stuffed dog"): the class
+        of what it then is (COCO's teddy bear for a stuffed toy), else none. None where no such word qualifies
+        it, where the noun's name includes the word ("toy poodle", PASCAL-Context's "toy car"), or where the noun
+        names nothing such words depict."""
+        named = set(noun.split())
+        word = next((w for w in (*p.qualifiers, *p.words[:-1]) if w in DEPICTING and w not in named), None)
+        if word is None or not self._depictable(noun, animate_only=word in _SOFT):
+            return None
+        made = DEPICTING[word]
+        rel = self.relations(made)
+        c, lev = self._best(rel, rank)
+        if c is not None:
+            return Decision(c, lev, made, "depiction", self._relate(rel, rank))
+        return Decision(None, None, made, "depiction", reason=f"{word!r} makes the {noun} a depiction of one, and no "
+                        f"class relates to {made!r}")
+
+    def _depictable(self, noun: str, animate_only: bool) -> bool:
+        """Whether a noun names an animal or a person, or (not `animate_only`) a vehicle: what toys and models
+        depict."""
+        for _, s in self._noun_senses(noun):
+            if s.lexname() in ("noun.animal", "noun.person") or not animate_only and self._conveyance in _bfs(s, _up):
+                return True
+        return False
+
+    def _depicts(self, noun: str) -> bool:
+        """Whether every common sense of a noun is a work of art or a representation ("painting", "statue",
+        "drawing", "figurine"; not "model", also a person who poses)."""
+        senses = self._noun_senses(noun)
+        return bool(senses) and all(self._renderings & set(_bfs(s, _up)) for _, s in senses)
 
     def _apart(self, p: Phrase, noun: str, whole: int) -> bool:
         listed = self.lexicon.parts.get(whole)

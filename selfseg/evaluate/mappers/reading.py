@@ -67,6 +67,8 @@ class Phrase:
     plural: bool = False
     # Nouns behind its adjectives ("grassy" -> "grass"), for heads that only measure ("a grassy area").
     modifiers: tuple[str, ...] = ()
+    # The words before the noun that describe it without being part of its name ("stuffed" in "a stuffed dog").
+    qualifiers: tuple[str, ...] = ()
     # How many of the first words are adjectives read with the noun because together they make one of the
     # dataset's names ("potted" in "potted plant"): not nouns of their own.
     adjectives: int = 0
@@ -233,7 +235,7 @@ class Reader:
         grown = self._named_run(words[:k + 1], run, head)
         modifiers = tuple(n for w in words[:-1] for n in self.adjective_nouns(w))
         return Phrase(words=(*grown, head), plural=head != words[-1], modifiers=modifiers,
-                      adjectives=len(grown) - len(run))
+                      qualifiers=tuple(words[:len(words) - 1 - len(grown)]), adjectives=len(grown) - len(run))
 
     def _named_run(self, before: Sequence[str], run: list[str], head: str) -> list[str]:
         """`run` grown left over up to two adjectives that make one of the dataset's class or lexicon names
@@ -436,8 +438,11 @@ class Reader:
         words = tuple([*grown, head])
         adjectives = len(grown) - len(run)
         modifiers = tuple(n for c in t.children if c.dep_ == "amod" for n in self.adjective_nouns(c.lower_))
+        qualifiers = tuple(c.lower_ for c in t.children if c.dep_ == "amod" and c.i < t.i and
+                           c.lower_ not in grown[:adjectives])
         if depth >= 4:  # descriptions nest a few phrases deep; deeper ones add nothing a class hangs on
-            return Phrase(words=words, plural=plural, modifiers=modifiers, adjectives=adjectives)
+            return Phrase(words=words, plural=plural, modifiers=modifiers, qualifiers=qualifiers,
+                          adjectives=adjectives)
         attached: list[tuple[str, Phrase]] = []
         verbs: list[Verb] = []
         for c in t.children:
@@ -452,8 +457,8 @@ class Reader:
         if t.dep_ in ("nsubj", "nsubjpass", "compound", "npadvmod", "advmod") and t.head.tag_.startswith("VB") \
                 and t.head.i > t.i:  # the subject of a verb, or a noun the parser hung before it as a modifier
             verbs.append(self._verb(t.head, depth, skip=t))
-        return Phrase(words=words, plural=plural, modifiers=modifiers, attached=tuple(attached), verbs=tuple(verbs),
-                      adjectives=adjectives)
+        return Phrase(words=words, plural=plural, modifiers=modifiers, qualifiers=qualifiers,
+                      attached=tuple(attached), verbs=tuple(verbs), adjectives=adjectives)
 
     def _verb(self, v: Any, depth: int, skip: Any = None) -> Verb:
         objects: list[tuple[str, Phrase]] = []
