@@ -168,6 +168,10 @@ def test_cityscapes_rules(lexical_mappers, text, cls, rule, noun):
     ("a toy poodle", "dog", "head", "toy poodle"),  # a breed WordNet knows
     ("a model posing for a photo in a studio", "person", "head", "model"),
     ("a picture of a horse", "horse", "view", "horse"),  # a caption's "a picture of" is still about the horse
+    # a part around its whole, or on the front (back, side) of it, is attached to it
+    ("the collar around the dog's neck", "dog", "part", "dog"),
+    ("the basket on the front of the bicycle", "bicycle", "part", "bicycle"),
+    ("a dog at the back of the bus", "dog", "name", "dog"),  # a class of its own is no part
 ])
 def test_voc_rules(lexical_mappers, text, cls, rule, noun):
     (m,) = lexical_mappers["voc"].map([text])
@@ -232,6 +236,9 @@ def test_a_compound_filed_under_a_sense_of_its_last_word_keeps_the_last_words_cl
     ("cityscapes", "the window of the door of the car", "car"),
     # near something is not part of it
     ("cityscapes", "a car in front of a train", "car"),
+    # a measure "of" something is that thing wherever it lies, even where its own noun is a kind of a listed part
+    ("coco", "a pile of carrots on a cutting board", "carrot"),
+    ("coco", "a pile of gravel on the side of a road", "gravel"),
     ("cityscapes", "a wall in front of a building", "wall"),
     # a name of its own keeps its class where it is attached ("a traffic signal on a pole")
     ("cityscapes", "a traffic signal on a pole", "traffic light"),

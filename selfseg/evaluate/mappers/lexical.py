@@ -23,7 +23,9 @@ rule (`LabelMatch.rule`):
   bear), or to none; so does a part of one; a work of art or representation "of" something ("a painting of a
   horse", "a statue of a man") is that work, none where its own noun maps to nothing (after the container rule);
 - part (lexicon): a part attached to a whole the lexicon lists it for is the whole ("the light of a car",
-  "a car trunk", "the trailer of a truck"); a part of something the dataset leaves out is left out too;
+  "a car trunk", "the trailer of a truck", "the collar around the dog's neck", "the basket on the front of the
+  bicycle"); a part of something the dataset leaves out is left out too; a view or a container "of" something
+  is never a part ("a pile of carrots on a cutting board" is carrots);
 - left out: a noun the dataset's lexicon leaves out of its classes maps to none ("a guard rail");
 - vague: a noun that names no kind of thing ("an object", "a blurry shape") maps to none;
 - view: "a picture of X" is about X;
@@ -169,6 +171,8 @@ _SOFT = frozenset({"stuffed", "plush"})
 # Nouns that name no kind of thing: a description about them maps to none.
 VAGUE = frozenset({"object", "thing", "something", "shape", "item", "stuff", "blob", "anything", "everything"})
 _SURFACE_PREPS = ("on", "in", "onto", "across", "along", "over", "upon", "at")
+# Prepositions that attach a part to its whole ("the light on a pole", "the collar around the dog's neck").
+_HOLDING = ("on", "in", "at", "around")
 # Group nouns WordNet gives no members for; their members' class is the group's ("crowd" of people).
 COLLECTIVES = {"crowd": "person", "audience": "person", "team": "person", "couple": "person", "family": "person",
                "group": "person", "foliage": "leaf", "greenery": "plant", "traffic": "car"}
@@ -465,7 +469,10 @@ class LexicalMapper:
         # "traffic light", "street sign": a name of several words is not its last word attached to its first
         compound_name = named and " " in noun
         holders = [(prep, w) for prep, w in p.attached
-                   if prep == "of" or prep in ("on", "in", "at") and w.head not in _SPATIAL]
+                   if prep == "of" or prep in _HOLDING and w.head not in _SPATIAL]
+        # "on the front of the bicycle" is on the bicycle ("in front of" it is only near it)
+        holders += [(prep, q) for prep, w in p.attached if prep in ("on", "at") and w.head in _SPATIAL
+                    for q in w.attached_by("of")]
         if not compound_name:
             holders += [("compound", Phrase(words=(w,))) for w in p.words[p.adjectives:-1]]
         decided: list[tuple[str, Decision | None]] = []
@@ -479,7 +486,9 @@ class LexicalMapper:
                 if prep in ("of", "compound") and whole is not None and whole.rule == "depiction" and whole.cls is None:
                     return Decision(None, None, whole.noun, "depiction", reason=f"a part of a {whole.noun}, a "
                                     "depiction of a thing, not the thing")
-                if not _stands_for_whole(whole):
+                # a measure or a view "of" something is that thing, wherever it lies ("a pile of gravel on the side
+                # of the road"): the view and container rules below decide
+                if not _stands_for_whole(whole) or p.head in VIEWS | CONTAINERS and wholes:
                     continue
                 # the lexicon's parts decide first: "the light of a car", "a car trunk", "the trailer of a truck";
                 # a name an adjective makes is still its noun there ("the red light of a car")
