@@ -172,6 +172,12 @@ def test_cityscapes_rules(lexical_mappers, text, cls, rule, noun):
     ("the collar around the dog's neck", "dog", "part", "dog"),
     ("the basket on the front of the bicycle", "bicycle", "part", "bicycle"),
     ("a dog at the back of the bus", "dog", "name", "dog"),  # a class of its own is no part
+    # "potted plant" says what it is: a plant potted, or in a pot, or a pot with one in it
+    ("fern in a pot", "potted plant", "name", "fern"),
+    ("a cactus in a terracotta pot on a desk", "potted plant", "name", "cactus"),
+    ("a pot with a fern in it", "potted plant", "name", "pot"),
+    ("the leaves of a potted fern", "potted plant", "part", "fern"),
+    ("a pot of soup on the stove", None, "none", "pot"),
 ])
 def test_voc_rules(lexical_mappers, text, cls, rule, noun):
     (m,) = lexical_mappers["voc"].map([text])
@@ -189,6 +195,14 @@ def test_a_depiction_maps_as_what_it_is():
         ("ade20k", ["a statue of a man on a horse"])]}
     assert got == {"coco": ["teddy bear", "teddy bear", None], "pascal-context-459": ["toy", "model", "sculpture"],
                    "pascal-context-59": [None, None], "ade20k": ["sculpture"]}
+
+
+def test_a_class_named_by_a_participle_names_what_the_participle_means():
+    """PASCAL-Context's lexicon leaves a bare plant out (bushes and hedges are other labels), but a plant in a pot
+    is its potted plant; ADE20K has no potted plant, and a plant in a pot stays its plant."""
+    texts = ["a plant in a pot next to the door", "a pot of red geraniums on the balcony"]
+    assert [x.cls for x in build_mapper("lexical", "pascal-context-59").map(texts)] == ["potted plant"] * 2
+    assert [x.cls for x in build_mapper("lexical", "ade20k").map(texts[:1])] == ["plant"]
 
 
 def test_a_compound_filed_under_a_sense_of_its_last_word_keeps_the_last_words_class():

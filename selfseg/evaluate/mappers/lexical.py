@@ -22,6 +22,9 @@ rule (`LabelMatch.rule`):
   "a model train", "a stuffed dog") maps it as what it then is (a toy, a scale model, a soft toy: COCO's teddy
   bear), or to none; so does a part of one; a work of art or representation "of" something ("a painting of a
   horse", "a statue of a man") is that work, none where its own noun maps to nothing (after the container rule);
+- name (by meaning): a class named by a participle of a verb that puts a thing in a container named like it, and a
+  noun ("potted plant": WordNet's to pot is to plant in a pot) is a kind of that noun so qualified or in such a
+  container ("a potted fern", "a cactus in a clay pot"), and the container holding one ("a pot of geraniums");
 - part (lexicon): a part attached to a whole the lexicon lists it for is the whole ("the light of a car",
   "a car trunk", "the trailer of a truck", "the collar around the dog's neck", "the basket on the front of the
   bicycle"); a part of something the dataset leaves out is left out too; a view or a container "of" something
@@ -281,6 +284,8 @@ class LexicalMapper:
         self._room = self.wn.synset("room.n.01")
         self._structure = self.wn.synset("structure.n.01")
         self._conveyance = self.wn.synset("conveyance.n.03")
+        self._container = self.wn.synset("container.n.01")
+        self._potted = [h for c in self.classes if c.index != self.background for h in self._held_in(c)]
         self._renderings = {self.wn.synset("representation.n.02"), self.wn.synset("art.n.01")}
         for c in self.classes:
             if c.index == self.background:
@@ -460,9 +465,10 @@ class LexicalMapper:
         if depth > 6:  # descriptions nest a few phrases deep; the reader stops at four
             return None
         noun, rel, rule = self._name(p, rank)
-        depicted = self._depicted(p, noun, rank)
-        if depicted is not None:
-            return depicted
+        self._build()
+        found = self._depicted(p, noun, rank) or self._in_container(p, noun, rank)
+        if found is not None:
+            return found
         c, lev = self._best(rel, rank)
         wholes = p.attached_by("of")
         named = c is not None and rule == "name" and lev in ("exact", "synonym")
@@ -556,6 +562,51 @@ class LexicalMapper:
                     return Decision(role.cls, "hyponym", noun, "role", frozenset({role.cls}))
             return Decision(c, lev, noun, rule, self._relate(rel, rank))
         return None
+
+    def _held_in(self, c: ClassInfo) -> list[tuple[int, str, frozenset[Any], frozenset[Any]]]:
+        """(class, participle, containers, kinds) for a class named by a participle of a verb that means putting
+        something in a container named like the verb, and a noun: "potted plant" (WordNet: to pot is to plant in
+        a pot, its noun a flowerpot) is a plant in a pot. The kinds are the noun's senses above the class's own
+        (a houseplant is a plant, not a factory), all its physical senses where WordNet lacks the class."""
+        for name in c.names:
+            words = name.split()
+            verb = self.wn.morphy(words[0], self.wn.VERB) if len(words) == 2 and words[0].endswith("ed") else None
+            if not verb or verb == words[0]:
+                continue
+            containers = frozenset(d.synset() for v in self.wn.synsets(verb, pos=self.wn.VERB) for lem in v.lemmas()
+                                   if lem.name() == verb for d in lem.derivationally_related_forms()
+                                   if d.name() == verb and self._container in _bfs(d.synset(), _up))
+            own = {a for s in self._class_senses(c) for a in _bfs(s, _up)}
+            physical = [s for s in self._senses(words[1]) if s.lexname() in _PHYSICAL]
+            kinds = frozenset(s for s in physical if s in own) or frozenset(physical)
+            if containers and kinds:
+                return [(c.index, words[0], containers, kinds)]
+        return []
+
+    def _in_container(self, p: Phrase, noun: str, rank: int) -> Decision | None:
+        """A phrase that a class named "<participle> <noun>" names by what it means: a kind of the noun that is
+        so qualified ("a potted fern") or in such a container ("a cactus in a clay pot"), or the container with
+        one in it ("a pot of geraniums", "a pot with a fern in it")."""
+        if rank < 2 or not self._potted:
+            return None
+        for cls, participle, containers, kinds in self._potted:
+            if self._best(self.relations(noun), rank)[0] == cls:
+                continue  # named as it is ("a plant in a pot" in VOC, where a plant is a potted plant)
+            if self._kind_of(noun, kinds):
+                inside = p.attached_by("in", "inside", "within")
+                if participle in (*p.qualifiers, *p.words[:-1]) or any(self._holds(q.head, containers) for q in inside):
+                    return Decision(cls, "hyponym", noun, "name", frozenset({cls}))
+            elif self._holds(p.head, containers) and any(self._kind_of(q.head, kinds)
+                                                          for q in p.attached_by("of", "with")):
+                return Decision(cls, "hyponym", p.head, "name", frozenset({cls}))
+        return None
+
+    def _kind_of(self, noun: str, kinds: frozenset[Any]) -> bool:
+        return any(kinds & set(_bfs(s, _up)) for _, s in self._noun_senses(noun))
+
+    def _holds(self, noun: str, containers: frozenset[Any]) -> bool:
+        """Whether any sense of a noun is one of the containers or a kind of one ("pot", "flowerpot")."""
+        return any(containers & set(_bfs(s, _up)) for s in self._senses(noun))
 
     def _depicted(self, p: Phrase, noun: str, rank: int) -> Decision | None:
         """A phrase that a word before its noun makes a depiction ("a toy airplane", "a stuffed dog"): the class
