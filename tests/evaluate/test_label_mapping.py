@@ -178,6 +178,10 @@ def test_cityscapes_rules(lexical_mappers, text, cls, rule, noun):
     ("a pot with a fern in it", "potted plant", "name", "pot"),
     ("the leaves of a potted fern", "potted plant", "part", "fern"),
     ("a pot of soup on the stove", None, "none", "pot"),
+    # what a display shows is the display's; a thing on a television may be on top of it
+    ("a football game on the television", "tv monitor", "surface", "television"),
+    ("a man on a tv screen", "tv monitor", "surface", "tv"),
+    ("a cat sitting on the television", "cat", "name", "cat"),
 ])
 def test_voc_rules(lexical_mappers, text, cls, rule, noun):
     (m,) = lexical_mappers["voc"].map([text])

@@ -25,6 +25,8 @@ rule (`LabelMatch.rule`):
 - name (by meaning): a class named by a participle of a verb that puts a thing in a container named like it, and a
   noun ("potted plant": WordNet's to pot is to plant in a pot) is a kind of that noun so qualified or in such a
   container ("a potted fern", "a cactus in a clay pot"), and the container holding one ("a pot of geraniums");
+- surface (shown): what a display shows is the display's region, as a mark is its surface's: a doing on a
+  television or a screen ("a football game on the television"), anything on a screen ("a man on a tv screen");
 - part (lexicon): a part attached to a whole the lexicon lists it for is the whole ("the light of a car",
   "a car trunk", "the trailer of a truck", "the collar around the dog's neck", "the basket on the front of the
   bicycle"); a part of something the dataset leaves out is left out too; a view or a container "of" something
@@ -285,6 +287,8 @@ class LexicalMapper:
         self._structure = self.wn.synset("structure.n.01")
         self._conveyance = self.wn.synset("conveyance.n.03")
         self._container = self.wn.synset("container.n.01")
+        self._display = self.wn.synset("display.n.06")
+        self._receiver = self.wn.synset("television_receiver.n.01")
         self._potted = [h for c in self.classes if c.index != self.background for h in self._held_in(c)]
         self._renderings = {self.wn.synset("representation.n.02"), self.wn.synset("art.n.01")}
         for c in self.classes:
@@ -466,7 +470,7 @@ class LexicalMapper:
             return None
         noun, rel, rule = self._name(p, rank)
         self._build()
-        found = self._depicted(p, noun, rank) or self._in_container(p, noun, rank)
+        found = self._depicted(p, noun, rank) or self._in_container(p, noun, rank) or self._shown(p, noun, rank, depth)
         if found is not None:
             return found
         c, lev = self._best(rel, rank)
@@ -632,6 +636,22 @@ class LexicalMapper:
             if s.lexname() in ("noun.animal", "noun.person") or not animate_only and self._conveyance in _bfs(s, _up):
                 return True
         return False
+
+    def _shown(self, p: Phrase, noun: str, rank: int, depth: int) -> Decision | None:
+        """What a display shows is the display's region, as a mark is its surface's: a programme, a game or any
+        other doing on a television or a screen ("a football game on the television"), and anything on a screen,
+        a display's face ("a man on a tv screen"; a cat on a television may sit on top of it)."""
+        if rank < 3:
+            return None
+        senses = self._senses(noun)
+        doing = bool(senses) and senses[0].lexname() not in _PHYSICAL  # its commonest sense: "game" is a contest
+        for q in p.attached_by("on"):
+            kinds = {a for _, s in self._noun_senses(self._name(q, rank)[0]) for a in _bfs(s, _up)}
+            if self._display in kinds or doing and self._receiver in kinds:
+                d = self._phrase(q, rank, depth + 1)
+                if d is not None and d.cls is not None:
+                    return Decision(d.cls, "meronym", d.noun, "surface", frozenset({d.cls}))
+        return None
 
     def _depicts(self, noun: str) -> bool:
         """Whether every common sense of a noun is a work of art or a representation ("painting", "statue",
