@@ -182,6 +182,9 @@ def test_cityscapes_rules(lexical_mappers, text, cls, rule, noun):
     ("a football game on the television", "tv monitor", "surface", "television"),
     ("a man on a tv screen", "tv monitor", "surface", "tv"),
     ("a cat sitting on the television", "cat", "name", "cat"),
+    # what a dish holds is food where it can be: no whole of the dish, and no bird
+    ("a plate of chicken and rice", None, "none", "plate"),
+    ("a pack of dogs", "dog", "whole", "dog"),
 ])
 def test_voc_rules(lexical_mappers, text, cls, rule, noun):
     (m,) = lexical_mappers["voc"].map([text])
@@ -257,6 +260,7 @@ def test_a_compound_filed_under_a_sense_of_its_last_word_keeps_the_last_words_cl
     # a measure "of" something is that thing wherever it lies, even where its own noun is a kind of a listed part
     ("coco", "a pile of carrots on a cutting board", "carrot"),
     ("coco", "a pile of gravel on the side of a road", "gravel"),
+    ("coco", "a plate of spaghetti with meatballs", "food"),  # a dish's food is still COCO's food
     ("cityscapes", "a wall in front of a building", "wall"),
     # a name of its own keeps its class where it is attached ("a traffic signal on a pole")
     ("cityscapes", "a traffic signal on a pole", "traffic light"),

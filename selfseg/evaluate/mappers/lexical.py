@@ -41,7 +41,8 @@ rule (`LabelMatch.rule`):
 - part (WordNet): a noun WordNet makes a part of the attached whole's class is the whole when it names no
   class itself at the exact or synonym level (or is attached by "of"); a noun that is only a part of
   something, or maps to nothing, attached by "of" or a possessive takes its whole (rule "whole" for the
-  latter); a whole that is itself only part of a class ("the floor of the living room") does not count; a
+  latter); a whole that is itself only part of a class ("the floor of the living room") does not count, nor
+  does what a dish holds where it can be food and its class is not ("a plate of chicken" is no bird); a
   room, seen from inside, is no part of its building ("a kitchen" is none, not the building);
 - role: a member of a class on one of a lexicon role's vehicles ("a person riding a bicycle", "a man on a
   bike") is the role's class;
@@ -288,6 +289,7 @@ class LexicalMapper:
         self._conveyance = self.wn.synset("conveyance.n.03")
         self._container = self.wn.synset("container.n.01")
         self._display = self.wn.synset("display.n.06")
+        self._tableware = self.wn.synset("tableware.n.01")
         self._receiver = self.wn.synset("television_receiver.n.01")
         self._potted = [h for c in self.classes if c.index != self.background for h in self._held_in(c)]
         self._renderings = {self.wn.synset("representation.n.02"), self.wn.synset("art.n.01")}
@@ -556,7 +558,7 @@ class LexicalMapper:
                 return Decision(whole.cls, "meronym", whole.noun, "part", frozenset({whole.cls}))
             if prep == "of" and lev == "meronym":  # a part of something, named with its whole
                 return Decision(whole.cls, "meronym", whole.noun, "part", frozenset({whole.cls}))
-            if prep == "of" and c is None:
+            if prep == "of" and c is None and not self._served(noun, whole):
                 return Decision(whole.cls, "meronym", whole.noun, "whole", frozenset({whole.cls}))
         # roles: a member doing what makes it another class
         if c is not None:
@@ -652,6 +654,19 @@ class LexicalMapper:
                 if d is not None and d.cls is not None:
                     return Decision(d.cls, "meronym", d.noun, "surface", frozenset({d.cls}))
         return None
+
+    def _served(self, dish: str, held: Decision) -> bool:
+        """Whether what a dish holds is food the whole's class is not ("a plate of chicken": chicken's food
+        sense, not the bird; a plate of spaghetti is still COCO's food)."""
+        if not any(self._tableware in _bfs(s, _up) for _, s in self._noun_senses(dish)):
+            return False
+        food = [(i, s) for i, s in self._noun_senses(held.noun) if s.lexname() == "noun.food"]
+        if not food:
+            return False
+        rel: dict[int, Relation] = {}
+        for i, s in food:
+            self._wordnet_relations(s, i, lambda c, r: rel.setdefault(c, r))
+        return held.cls not in rel
 
     def _depicts(self, noun: str) -> bool:
         """Whether every common sense of a noun is a work of art or a representation ("painting", "statue",
