@@ -16,24 +16,29 @@ from selfseg.evaluate.mappers.agreement import agreement, agreement_by_threshold
 from selfseg.evaluate.mappers.lexicon import Lexicon, shipped_lexicon
 
 DEV = Path(__file__).parent / "mapping_dev"
-# file -> dataset; cityscapes_regions imitates region-level multimodal models' answers (see RULES.md)
+# file -> dataset; cityscapes_regions imitates region-level multimodal models' answers; voc_c was written by a
+# third VOC writer for the mapper's general faults to be read from (see RULES.md)
 DATASETS = {"voc": "voc", "ade20k_150": "ade20k", "cityscapes": "cityscapes", "cityscapes_regions": "cityscapes",
             "coco_panoptic": "coco", "coco_stuff": "coco-stuff", "pascal_context_59": "pascal-context-59",
-            "pascal_context_459": "pascal-context-459"}
+            "pascal_context_459": "pascal-context-459", "voc_c": "voc"}
 # Agreement floors, a point or two under today's figures (README), so a regression shows. The COCO and
 # PASCAL-Context files were written apart from their lexicons and nothing in those was fitted to them, hence the
-# lower floors.
+# lower floors; voc_c was read for general rules, no row fitted one by one (brand names, one writer's calls).
 FLOOR = {"voc": 0.97, "ade20k_150": 0.95, "cityscapes": 0.98, "cityscapes_regions": 0.98, "coco_panoptic": 0.90,
-         "coco_stuff": 0.90, "pascal_context_59": 0.93, "pascal_context_459": 0.92}
+         "coco_stuff": 0.90, "pascal_context_59": 0.93, "pascal_context_459": 0.92, "voc_c": 0.82}
 # Single nouns (BCC tags, the `tag` rows) as a head-noun-only WordNet mapping maps them on this set (85, 88,
-# 71, 76%; COCO panoptic 76%, COCO-Stuff 72%, PASCAL-Context 74% and 79%: the lexical mapper with an empty
-# lexicon): reading whole descriptions must map them at least as well.
+# 71, 76%; COCO panoptic 76%, COCO-Stuff 72%, PASCAL-Context 74% and 79%; voc_c 54%: the lexical mapper with an
+# empty lexicon, when each file was added): reading whole descriptions must map them at least as well.
 TAG_BASELINE = {"voc": 0.85, "ade20k_150": 0.88, "cityscapes": 0.71, "cityscapes_regions": 0.76,
-                "coco_panoptic": 0.76, "coco_stuff": 0.72, "pascal_context_59": 0.74, "pascal_context_459": 0.79}
+                "coco_panoptic": 0.76, "coco_stuff": 0.72, "pascal_context_59": 0.74, "pascal_context_459": 0.79,
+                "voc_c": 0.54}
+# ... and nearly all of them, where the lexicons were written with the file's tags in view; voc_c's tags lean on
+# brand names and rare words (75%)
+TAG_FLOOR = {name: 0.97 for name in DATASETS} | {"voc_c": 0.73}
 # Files written by a second writer after the mapper existed, whose first agreement was the estimate for new text
 # (README). No entry or rule is written for their rows; floors sit a point or two under the README's figure.
-HELD_OUT = {"ade20k_150_b": "ade20k", "voc_b": "voc", "coco_panoptic_b": "coco", "voc_c": "voc"}
-HELD_OUT_FLOOR = {"ade20k_150_b": 0.75, "voc_b": 0.87, "coco_panoptic_b": 0.82, "voc_c": 0.73}
+HELD_OUT = {"ade20k_150_b": "ade20k", "voc_b": "voc", "coco_panoptic_b": "coco"}
+HELD_OUT_FLOOR = {"ade20k_150_b": 0.76, "voc_b": 0.88, "coco_panoptic_b": 0.83}
 # Benchmarks that fold another's classes (their ground truth is the source's, relabelled) -> the development file
 # they are measured on, read against their classes (a label they lack is none).
 FOLDED = {"voc20": "voc", "coco-object": "coco_panoptic", "pascal-context-60": "pascal_context_59"}
@@ -65,7 +70,7 @@ def test_lexical_mapping_agrees_with_the_development_set(report, lexical_mappers
     result = agreement(lexical_mappers[name], rows)
     report(f"lexical mapper on {name} ({result.n} descriptions)", result.table())
     assert result.total >= FLOOR[name], [(r.description, r.label, m.cls, m.rule) for r, m in result.misses]
-    assert result.groups["style:tag"][0] >= max(TAG_BASELINE[name], 0.97)
+    assert result.groups["style:tag"][0] >= max(TAG_BASELINE[name], TAG_FLOOR[name])
 
 
 @pytest.mark.parametrize("name", list(HELD_OUT))
