@@ -291,7 +291,7 @@ class LexicalMapper:
         self._display = self.wn.synset("display.n.06")
         self._tableware = self.wn.synset("tableware.n.01")
         self._receiver = self.wn.synset("television_receiver.n.01")
-        self._potted = [h for c in self.classes if c.index != self.background for h in self._held_in(c)]
+        self._participles = [h for c in self.classes if c.index != self.background for h in self._held_in(c)]
         self._renderings = {self.wn.synset("representation.n.02"), self.wn.synset("art.n.01")}
         for c in self.classes:
             if c.index == self.background:
@@ -593,9 +593,9 @@ class LexicalMapper:
         """A phrase that a class named "<participle> <noun>" names by what it means: a kind of the noun that is
         so qualified ("a potted fern") or in such a container ("a cactus in a clay pot"), or the container with
         one in it ("a pot of geraniums", "a pot with a fern in it")."""
-        if rank < 2 or not self._potted:
+        if rank < 2 or not self._participles:
             return None
-        for cls, participle, containers, kinds in self._potted:
+        for cls, participle, containers, kinds in self._participles:
             if self._best(self.relations(noun), rank)[0] == cls:
                 continue  # named as it is ("a plant in a pot" in VOC, where a plant is a potted plant)
             if self._kind_of(noun, kinds):
