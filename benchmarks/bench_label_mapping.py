@@ -35,9 +35,9 @@ from selfseg.evaluate.mappers.agreement import agreement, agreement_by_threshold
 DEV = ROOT / "tests" / "evaluate" / "mapping_dev"
 DATASETS = {"voc": "voc", "ade20k_150": "ade20k", "cityscapes": "cityscapes", "cityscapes_regions": "cityscapes",
             "coco_panoptic": "coco", "coco_stuff": "coco-stuff", "pascal_context_59": "pascal-context-59",
-            "pascal_context_459": "pascal-context-459"}
-# A second writer's files (no entry or rule written for their rows): agreement only (no sweep, no throughput)
-HELD_OUT = {"ade20k_150_b": "ade20k", "voc_b": "voc"}
+            "pascal_context_459": "pascal-context-459", "voc_c": "voc"}
+# Files of other writers with no entry or rule written for their rows: agreement only (no sweep, no throughput)
+HELD_OUT = {"ade20k_150_b": "ade20k", "voc_b": "voc", "coco_panoptic_b": "coco"}
 # Benchmarks that fold another's classes -> the source's development file, read against their classes.
 FOLDED = {"voc20": "voc", "coco-object": "coco_panoptic", "pascal-context-60": "pascal_context_59"}
 PREFIXES = ["a", "the", "one", "an old", "a small", "a large", "a distant", "a dark", "a bright", "a wet"]

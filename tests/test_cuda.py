@@ -240,6 +240,25 @@ def test_segmenters_on_device(photo, segmenter, dtype):
         assert p.device.type == torch.device(DEVICE).type and str(p.dtype) == f"torch.{dtype}"
 
 
+@pytest.mark.parametrize("segmenter", ["grounded_sam2", "clipseg"])
+def test_a_batch_of_images_on_device_equals_each_image_alone(segmenter):
+    """SAM 2's and CLIPSeg's image encoders take a pipeline batch in one call on the device too: each photo's
+    float32 result equals it segmented alone (the device's batched kernels may round otherwise: labels equal,
+    scores within 1e-4, at most one mask pixel in a thousand)."""
+    photos = sorted((REPO / "examples" / "images").glob("*.jpg"))[:2]
+    over = ["tagger=vocabulary", "vocabulary=[wall, sky, tree]", "segment.vocabulary=given",
+            f"segment.segmenter={segmenter}"]
+    s = pipeline(*over)
+    items = list(s.segment_many(photos, batch_size=2))
+    assert [i.error for i in items] == [None, None]
+    for item, photo in zip(items, photos):
+        alone = pipeline(*over).segment(photo)
+        got = item.result
+        assert got.labels == alone.labels and len(got.labels) > 0
+        np.testing.assert_allclose(got.scores, alone.scores, atol=1e-4)
+        assert (got.masks != alone.masks).mean() < 1e-3
+
+
 @pytest.mark.skipif(not ON_CUDA, reason="device memory is a CUDA measure")
 def test_no_device_memory_growth_across_images(photo):
     """A second image leaves as much CUDA memory allocated as the first: nothing per-image is kept."""

@@ -212,9 +212,15 @@ def test_images_of_a_batch_are_encoded_in_one_call_and_each_equals_its_image_alo
     images = [image, _other_image(1, (64, 40)), _other_image(2, (120, 100))]
     boxes = [BOXES, np.zeros((0, 4)), BOXES[1:4] * 0.5]
     with spy(encoder=seg.model.vision_encoder, decoder=seg.model.mask_decoder) as calls:
-        batch = seg.segment_batch(images, boxes)
+        batch = seg.segment_batch(images, boxes, images_per_call=3)
     assert len(calls["encoder"]) == 1 and calls["encoder"][0][0][0].shape[0] == 2
     assert len(calls["decoder"]) == 2
+    # by default a CPU encodes one image per call (faster there), with the same results
+    with spy(encoder=seg.model.vision_encoder) as calls:
+        default = seg.segment_batch(images, boxes)
+    assert [c[0][0].shape[0] for c in calls["encoder"]] == [1, 1]
+    for got, ref in zip(default, batch):
+        np.testing.assert_allclose(got.scores, ref.scores, rtol=1e-5, atol=1e-5)
     alone = [seg.segment(im, b) for im, b in zip(images, boxes)]
     assert batch[1].masks.shape == (0, 64, 40) and batch[1].scores.shape == (0,)
     for got, ref in zip(batch, alone):
@@ -234,7 +240,7 @@ def test_a_batch_matches_the_stock_batched_recipe(seg, image):
     with torch.inference_mode():
         out = seg.model(pixel_values=inputs["pixel_values"], input_boxes=inputs["input_boxes"], multimask_output=False)
     refs = seg.processor.post_process_masks(out.pred_masks, inputs["original_sizes"])
-    ours = seg.segment_batch(images, boxes)
+    ours = seg.segment_batch(images, boxes, images_per_call=2)
     for k in range(2):
         np.testing.assert_allclose(ours[k].scores, out.iou_scores[k, :, 0].numpy(), rtol=1e-5, atol=1e-5)
         assert (ours[k].masks != refs[k][:, 0].numpy()).mean() < 1e-3

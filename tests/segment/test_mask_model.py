@@ -36,6 +36,8 @@ def test_the_grounded_sam2_block_is_both_parts_blocks():
         GroundedSam2Config(boxes_per_call=-1)
     with pytest.raises(ConfigError, match=r"^max_box_area: expected a fraction in \(0, 1\]"):
         GroundedSam2Config(max_box_area=0)
+    with pytest.raises(ConfigError, match=r"^images_per_call: expected an integer >= 0"):
+        GroundedSam2Config(images_per_call=-1)
 
 
 def _grounded(**block):
@@ -52,7 +54,7 @@ def test_a_batch_mixing_images_without_tags_or_boxes_gives_each_image_its_own_re
 
     images = [load_image(p) for p in ade_images]
     plans = [SegmentPlan(["wall", "floor"]), SegmentPlan([]), SegmentPlan(["sky", "tree"])]
-    seg = _grounded()
+    seg = _grounded(images_per_call=3)  # a CPU's default is one image per encoder call
     before = seg.masker.sam.encoder_calls
     batch = seg.segment_batch(images, plans)
     assert seg.masker.sam.encoder_calls - before == 1

@@ -448,9 +448,10 @@ def test_a_batch_of_images_goes_through_the_image_encoder_once_and_each_equals_i
     tower runs ONE call for the three, and each photo's masks, labels and scores are those of `segment` on
     it alone (tiny random-init models, made to depend on their input: the outputs are noise, the equality
     is what is checked). The fixed vocabulary's text is encoded once."""
-    cfg = dataclasses.replace(smoke_seg.config, vocabulary=["wall", "floor", "sky", "tree"],
-                              segment=dataclasses.replace(smoke_seg.config.segment, vocabulary="given",
-                                                          segmenter=segmenter))
+    segment = dataclasses.replace(smoke_seg.config.segment, vocabulary="given", segmenter=segmenter,
+                                  grounded_sam2=dataclasses.replace(smoke_seg.config.segment.grounded_sam2,
+                                                                    images_per_call=3))  # a CPU's default is 1
+    cfg = dataclasses.replace(smoke_seg.config, vocabulary=["wall", "floor", "sky", "tree"], segment=segment)
     s = SelfSeg(cfg)
     model = s.segmenter.masker.sam if segmenter == "grounded_sam2" else s.segmenter.model
     before = model.encoder_calls if segmenter == "grounded_sam2" else model.forward_calls
