@@ -120,17 +120,17 @@ def model_call(method: Callable) -> Callable:
     return call
 
 
-def load_checkpoint(what: str, spec: ModelSpec, load: Callable[[bool], Any]) -> Any:
+def load_checkpoint(what: str, spec: ModelSpec, load: Callable[[bool], Any], weights: bool = True) -> Any:
     """`load(local_only)` of `spec`'s checkpoint from the cache (or a local folder) first, then, if allowed
     and the hub answers, from the hub. Every failure is one ResourceMissingError line that says which of
     these it is: a folder that does not exist or cannot be read, an id that is no id, a checkpoint the hub
     could not give, a cached one that cannot be loaded offline, or one not cached (naming `selfseg
-    download`)."""
+    download`). weights False: `load` reads the config alone, so a folder needs no weights for it."""
     from safetensors import SafetensorError
 
     unreadable = (OSError, ValueError, SafetensorError)
     model_id, revision = spec.id, spec.revision
-    _check_local_folder(what, model_id)
+    _check_local_folder(what, model_id, weights)
     at = f"{model_id!r}" + (f" at revision {revision!r}" if revision else "")
     try:
         return load(True)
@@ -197,10 +197,10 @@ _CHECKPOINT = ("expected a Hugging Face model id (owner/name) or a checkpoint fo
                "weights (as save_pretrained writes them)")
 
 
-def _check_local_folder(what: str, model_id: str) -> None:
-    """Refuse a path that exists but holds no checkpoint, saying what one is: transformers reads a file as
-    a config ("not a valid JSON file"), an empty folder or one without config.json as a config without a
-    model type, and a cache probe of a file's name said "not in the local cache"."""
+def _check_local_folder(what: str, model_id: str, weights: bool = True) -> None:
+    """Refuse a path that exists but holds no checkpoint (no weights: only where `weights`), saying what one
+    is: transformers reads a file as a config ("not a valid JSON file") and an empty folder or one without
+    config.json as a config without a model type, and a cache probe finds no file's name."""
     path = Path(model_id)
     try:
         if not path.exists():
@@ -214,7 +214,7 @@ def _check_local_folder(what: str, model_id: str) -> None:
         problem = "the folder is empty"
     elif "config.json" not in names:
         problem = "the folder has no config.json"
-    elif not any(n.endswith(_WEIGHT_SUFFIXES) for n in names):
+    elif weights and not any(n.endswith(_WEIGHT_SUFFIXES) for n in names):
         problem = "the folder has config.json but no weights (model.safetensors, pytorch_model.bin or their shards)"
     else:
         return
@@ -252,7 +252,7 @@ def check_model_type(what: str, spec: ModelSpec, allowed: Collection[str], expec
     def read(local: bool) -> Any:
         return AutoConfig.from_pretrained(spec.id, **spec.pretrained_kwargs(local))
 
-    cfg = load_checkpoint(what, spec, read)
+    cfg = load_checkpoint(what, spec, read, weights=False)  # a folder of another model kind says so first
     if cfg.model_type not in allowed:
         raise ConfigError(f"{setting + ': ' if setting else ''}{what} checkpoint {spec.id!r} is a "
                           f"{cfg.model_type!r} model; expected {expected}")
