@@ -207,6 +207,9 @@ def test_a_depiction_maps_as_what_it_is():
         ("ade20k", ["a statue of a man on a horse"])]}
     assert got == {"coco": ["teddy bear", "teddy bear", None], "pascal-context-459": ["toy", "model", "sculpture"],
                    "pascal-context-59": [None, None], "ade20k": ["sculpture"]}
+    # a stuffed bird or fish that can be food is more likely the dish; a plush one is still the toy
+    turkey, duck = build_mapper("lexical", "coco").map(["a stuffed turkey on a platter", "a plush duck"])
+    assert turkey.cls != "teddy bear" and turkey.rule != "depiction" and duck.cls == "teddy bear"
 
 
 def test_a_class_named_by_a_participle_names_what_the_participle_means():

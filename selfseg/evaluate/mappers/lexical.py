@@ -287,6 +287,7 @@ class LexicalMapper:
         self._room = self.wn.synset("room.n.01")
         self._structure = self.wn.synset("structure.n.01")
         self._conveyance = self.wn.synset("conveyance.n.03")
+        self._bird, self._fish = self.wn.synset("bird.n.01"), self.wn.synset("fish.n.01")
         self._container = self.wn.synset("container.n.01")
         self._display = self.wn.synset("display.n.06")
         self._tableware = self.wn.synset("tableware.n.01")
@@ -442,7 +443,7 @@ class LexicalMapper:
                     named = self._listed(noun) or noun in self.lexicon.names
                     return noun, rel, "name" if named else "head"
             # a compound WordNet knows and files under no sense of its last word is a noun of its own: a power
-            # plant is no plant, a rocking horse no horse, a hot dog no dog; nor is a room ("sun lounge", "steam bath",
+            # plant is no plant, a rocking horse no horse; nor is a room ("sun lounge", "steam bath",
             # "cable car") its last word. Where it relates to no class it maps to none ("a chocolate cake" is still a
             # cake, "a computer mouse" a mouse)
             last = tail.split()[-1]
@@ -623,6 +624,8 @@ class LexicalMapper:
         word = next((w for w in (*p.qualifiers, *p.words[:-1]) if w in DEPICTING and w not in named), None)
         if word is None or not self._depictable(noun, animate_only=word in _SOFT):
             return None
+        if word == "stuffed" and self._fare(noun):  # a dish (or a mounted trophy), read as the other rules read it
+            return None
         made = DEPICTING[word]
         rel = self.relations(made)
         c, lev = self._best(rel, rank)
@@ -638,6 +641,13 @@ class LexicalMapper:
             if s.lexname() in ("noun.animal", "noun.person") or not animate_only and self._conveyance in _bfs(s, _up):
                 return True
         return False
+
+    def _fare(self, noun: str) -> bool:
+        """Whether a stuffed one is more likely a dish than a soft toy: a bird or a fish that WordNet also knows
+        as food ("a stuffed turkey", "stuffed trout"); a stuffed dog or rabbit is read as the toy."""
+        senses = self._senses(noun)
+        return any(s.lexname() == "noun.food" for s in senses) and any(
+            s.lexname() == "noun.animal" and ({self._bird, self._fish} & set(_bfs(s, _up))) for s in senses)
 
     def _shown(self, p: Phrase, noun: str, rank: int, depth: int) -> Decision | None:
         """What a display shows is the display's region, as a mark is its surface's: a programme, a game or any
