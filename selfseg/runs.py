@@ -51,7 +51,7 @@ _NEUTRAL: dict[str, Any] = {
     "model": {"device", "cache_dir", "local_files_only"},
     "captioning": {"max_cross_attention_gib"},
     "vlm": {"batch_size", "text_batch_size", "cache"},
-    "segment": {"grounded_sam2": {"boxes_per_call"}, "clipseg": {"tags_per_call"}},
+    "segment": {"grounded_sam2": {"boxes_per_call", "images_per_call"}, "clipseg": {"tags_per_call"}},
 }
 
 

@@ -212,6 +212,7 @@ def test_settings_leave_out_what_cannot_change_a_result():
 
     base = run_settings(load_config(SMOKE), "segment")
     same = run_settings(load_config(SMOKE, ["run.batch_size=9", "segment.grounded_sam2.boxes_per_call=2",
+                                            "segment.grounded_sam2.images_per_call=4",
                                             "captioning.max_cross_attention_gib=1", "model.cache_dir=/x"]),
                         "segment")
     assert same == base
