@@ -116,7 +116,8 @@ class Sam2BoxSegmenter:
         Each result equals that image's `segment` up to float rounding (the encoder's batched kernels may
         round differently). images_per_call None: one at a time on a CPU, all at once elsewhere (on a CPU,
         Hiera-L took 1.18x as long for 4 images in one call as in four, with 7x the working memory); the
-        encoder's memory grows with it.
+        encoder's memory grows with it. An encoder call of several images that fails (out of memory) is
+        retried one image per call, once the failed call's memory is released.
         """
         if len(images) != len(boxes):
             raise ValueError(f"expected one box array per image, got {len(boxes)} for {len(images)} images")
@@ -130,18 +131,34 @@ class Sam2BoxSegmenter:
             else:
                 out[i] = BoxMasks(np.zeros((0, image.height, image.width), dtype=bool), np.zeros(0, dtype=np.float32))
         step = images_per_call or (1 if self.device.type == "cpu" else max(len(todo), 1))
-        for start in range(0, len(todo), step):
-            part = todo[start:start + step]
-            # The processor squashes each image to its square input (1024 px for the checkpoints; SAM 2 does
-            # not pad), so the images stack as they are; each image's box coordinates are scaled by its own
-            # factors, from its own size.
-            pixels = self.processor.image_processor([images[i] for i in part], return_tensors="pt")["pixel_values"]
-            embeddings = self.model.get_image_embeddings(pixels.to(self.device, self.dtype))
-            self.encoder_calls += 1
+        parts = [todo[start:start + step] for start in range(0, len(todo), step)]
+        while parts:
+            part = parts.pop(0)
+            try:
+                embeddings = self._encode([images[i] for i in part])
+            except Exception:
+                if len(part) == 1:
+                    raise
+                failed = True  # a call of several images (out of memory): once it is released, one by one
+            else:
+                failed = False
+            if failed:
+                parts[:0] = [[i] for i in part]
+                continue
             for row, i in enumerate(part):
                 own = [e[row:row + 1] for e in embeddings]
                 out[i] = self._decode(own, images[i], checked[i], max_boxes_per_call)
+            del embeddings
         return out  # type: ignore[return-value]
+
+    def _encode(self, images: list[Image.Image]) -> list[torch.Tensor]:
+        # The processor squashes each image to its square input (1024 px for the checkpoints; SAM 2 does not
+        # pad), so the images stack as they are; each image's box coordinates are scaled by its own factors,
+        # from its own size.
+        pixels = self.processor.image_processor(images, return_tensors="pt")["pixel_values"]
+        embeddings = self.model.get_image_embeddings(pixels.to(self.device, self.dtype))
+        self.encoder_calls += 1
+        return embeddings
 
     def _decode(self, embeddings: list[torch.Tensor], image: Image.Image, boxes: np.ndarray,
                 max_boxes_per_call: int | None) -> BoxMasks:

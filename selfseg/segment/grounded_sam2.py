@@ -4,9 +4,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from ..errors import SelfSegError
 from ..io import LoadedImage
 from ..locate.base import LOCATORS, Locator
 from ..locate.grounding_dino import GroundingDinoConfig
@@ -73,23 +71,10 @@ class GroundedSam2Segmenter:
                 boxed.append((i, det))
         if boxed:
             t0 = time.perf_counter()
-            masks = self._masks([images[i] for i, _ in boxed], [det.boxes for _, det in boxed])
+            masks = masks_all(self.masker, [images[i] for i, _ in boxed], [det.boxes for _, det in boxed])
             t_segment = shared_seconds(time.perf_counter() - t0, len(boxed))
             for (i, det), (m, mask_scores) in zip(boxed, masks):
                 out[i] = Instances(masks=m, boxes=det.boxes, scores=det.scores, mask_scores=mask_scores,
                                    labels=det.labels, notes=list(det.notes),
                                    timings={"locate": t_locate, "segment": t_segment, "locate_passes": det.passes})
         return out  # type: ignore[return-value]
-
-    def _masks(self, images: Sequence[LoadedImage], boxes: Sequence[Any]) -> list[tuple[Any, Any]]:
-        """The mask model on every image at once; when that fails (the batch's encoder pass out of memory),
-        image by image, so the batch's boxes are not located again. A failure of one image alone is raised."""
-        try:
-            return masks_all(self.masker, images, boxes)
-        except SelfSegError:
-            raise
-        except Exception:
-            if len(images) == 1:
-                raise
-        # Retried once the exception is gone: its traceback holds the failed call's tensors.
-        return [masks_all(self.masker, [im], [b])[0] for im, b in zip(images, boxes)]

@@ -74,8 +74,8 @@ def test_a_batch_mixing_images_without_tags_or_boxes_gives_each_image_its_own_re
 
 @pytest.mark.skipif(not hasattr(__import__("torch"), "OutOfMemoryError"), reason="torch.OutOfMemoryError is new")
 def test_sam2_out_of_memory_on_a_batch_retries_image_by_image_without_locating_again(ade_images):
-    """The batch's encoder pass runs out of memory: SAM 2 is retried image by image once the failed call's
-    memory is released, and the boxes found are kept (Grounding DINO runs once per image, not twice)."""
+    """SAM 2's encoder pass over two images runs out of memory: it is retried one image per call once the
+    failed call's memory is released, and the boxes found are kept (Grounding DINO runs once per image)."""
     import weakref
 
     import torch
@@ -84,24 +84,28 @@ def test_sam2_out_of_memory_on_a_batch_retries_image_by_image_without_locating_a
 
     images = [load_image(p) for p in ade_images[:2]]
     plans = [SegmentPlan(["wall", "floor"]), SegmentPlan(["sky"])]
-    seg = _grounded()
-    real, held, alive_at_retry = seg.masker.sam.segment_batch, [], []
+    seg = _grounded(images_per_call=2)
+    model = seg.masker.sam.model
+    real, held, alive_at_retry = model.get_image_embeddings, [], []
 
-    def segment_batch(imgs, boxes, **kw):
-        if len(imgs) > 1:
+    def get_image_embeddings(pixels):
+        if len(pixels) > 1:
             activations = torch.zeros(1000)
             held.append(weakref.ref(activations))
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         alive_at_retry.append(held[0]() is not None)
-        return real(imgs, boxes, **kw)
+        return real(pixels)
 
-    seg.masker.sam.segment_batch = segment_batch
+    model.get_image_embeddings = get_image_embeddings
     detects = seg.locator.detector.forward_calls
     out = seg.segment_batch(images, plans)
     assert alive_at_retry == [False, False] and seg.locator.detector.forward_calls - detects == 2
-    assert all(len(o) for o in out)
     alone = [_grounded().segment(im, plan) for im, plan in zip(images, plans)]
-    assert [o.labels for o in out] == [a.labels for a in alone]
+    assert [o.labels for o in out] == [a.labels for a in alone] and all(len(o) for o in out)
+    # one image alone that fails is not retried: its error is the image's
+    model.get_image_embeddings = lambda pixels: (_ for _ in ()).throw(torch.OutOfMemoryError("out of memory"))
+    with pytest.raises(torch.OutOfMemoryError):
+        seg.segment_batch(images[:1], plans[:1])
 
 
 def test_a_mask_model_without_masks_batch_is_called_per_image(ade_images):
