@@ -566,13 +566,14 @@ def cmd_benchmark(ns: argparse.Namespace) -> int:
 
 
 def _no_evaluation_section(config: str, overrides: Sequence[str]) -> str | None:
-    """Why `config` cannot be benchmarked as given, or None: without an evaluation section (in the file, its
-    base chain or an override) the defaults' dataset was looked for, and its layout error never said that a
-    config for tagging (smoke, bcc_voc) is no benchmark config."""
-    from .config import benchmark_configs, declared_sections
+    """Why `config` cannot be benchmarked as given, or None. With no evaluation section (in the file or its
+    base chain) and no override naming the dataset or its root, the defaults' dataset would be looked for at
+    its default folder, and that folder's layout error would not say that a config for tagging (smoke,
+    bcc_voc) is no benchmark config. (`overrides` have been checked by load_config.)"""
+    from .config import benchmark_configs, declared_sections, override_fields
 
-    if "evaluation" in declared_sections(config) or any(o.split("=", 1)[0].strip().split(".")[0] == "evaluation"
-                                                           for o in overrides):
+    if "evaluation" in declared_sections(config) or {"evaluation.dataset", "evaluation.root"} & {
+            key for o in overrides for key in override_fields(o)}:
         return None
     others = [n.removeprefix("benchmarks/") for n in benchmark_configs() if n != "benchmarks/smoke"]
     return (f"config {config} has no evaluation section (the dataset to score and where it is); give a benchmark "

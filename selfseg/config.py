@@ -51,8 +51,8 @@ ENRICH_MODES = ("none", "generic", "image")
 
 @dataclass
 class RunConfig:
-    # Images per batch: encoder forwards (BLIP's, SAM 2's, CLIPSeg's) and the caption generate call cover the
-    # whole batch, so memory grows with it.
+    # Images per batch: BLIP's and CLIPSeg's encoder forwards (SAM 2's on a GPU) and the caption generate call
+    # cover the whole batch, so memory grows with it.
     batch_size: int = 4
     # Longest image side kept after loading; larger images are reduced while decoding (JPEG draft)
     # so an 8000x6000 photo costs about as much memory as a small one. A result's masks and boxes are at

@@ -102,8 +102,8 @@ class SelfSeg:
         return self._segment_one(loaded, planned[0], self._enrich([item], planned)[0])
 
     def segment_many(self, images: Iterable[ImageInput], batch_size: int | None = None) -> Iterator[BatchItem]:
-        """Like `tag_many`, with `BatchItem.result` a `Segmentation`. Tagging (and prompt enrichment) is
-        batched; models load once."""
+        """Like `tag_many`, with `BatchItem.result` a `Segmentation`. Tagging, prompt enrichment and the
+        segmenter's image encoders take a batch at a time; models load once."""
         images = _as_inputs(images)
         # Built up front, so a bad segmenter or enricher config fails before any image is read.
         _ = self.segmenter
@@ -343,7 +343,7 @@ def _check_found(segmenter: Segmenter, found: Any) -> None:
     from .segment.result import Instances
 
     if not isinstance(found, Instances):
-        raise SelfSegError(f"segmenter {segmenter.name!r}: expected Instances from segment(), "
+        raise SelfSegError(f"segmenter {segmenter.name!r}: expected Instances from segment() or segment_batch(), "
                            f"got {type(found).__name__}")
 
 

@@ -704,10 +704,12 @@ def test_a_flag_and_an_override_that_agree_are_no_conflict(command, ade_images, 
 
 def test_benchmarking_a_config_without_an_evaluation_section_names_the_benchmark_configs(tmp_path, capsys,
                                                                                          monkeypatch):
-    """`selfseg benchmark smoke` (the tagging config, not benchmarks/smoke) looked for the defaults' VOC
-    folder and printed its layout, with no word of the benchmark configs. An evaluation section given by
-    overrides is one."""
+    """`selfseg benchmark smoke` (the tagging config, not benchmarks/smoke) names the benchmark configs in one
+    line, also with an override that names no dataset; overrides that name the dataset and its root are an
+    evaluation section."""
     monkeypatch.chdir(tmp_path)
+    assert main(["benchmark", "smoke", "-q", "evaluation.limit=5"]) == 2
+    assert "has no evaluation section" in capsys.readouterr().err
     assert main(["benchmark", "smoke", "-q"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(

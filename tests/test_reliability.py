@@ -434,11 +434,10 @@ def test_reliability(case: Case, tmp_path: Path, capsys, monkeypatch) -> None:
 
 
 def test_a_reader_that_leaves_early_costs_no_result(tmp_path: Path) -> None:
-    """`selfseg tag photos/ | head -1`: the pipe closed under the result lines ended the batch at the first
-    line that reached it ("selfseg: error: Broken pipe", exit 1, the other images not done). The files are
-    the run's product: it goes on to the end and exits as its work went, one note saying the lines are no
-    longer printed. Unbuffered, the first line meets the closed pipe at once, as a long run's lines do once
-    the buffer of a pipe fills (the run flushes each line now, so it does not wait for that)."""
+    """`selfseg tag photos/ | head -1`: a pipe closed under the result lines must not end the batch at the
+    first line that reaches it. The files are the run's product: it goes on to the end and exits as its work
+    went, one note saying the rest of the lines are dropped. Unbuffered, the first line meets the closed pipe
+    at once, as every line does in a run (each is flushed as it is written)."""
     photos = _three_photos(tmp_path)[:2]
     cmd = [sys.executable, "-m", "selfseg", *tag(tmp_path, *photos, extra=("--batch-size", "1"))]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
