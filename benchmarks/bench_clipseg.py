@@ -2,7 +2,8 @@
 """Benchmark harness for the clipseg segmenter: time and peak memory against the vocabulary size.
 
     python benchmarks/bench_clipseg.py [--size full|tiny] [--tags 20,150,847] [--per-call 32,0]
-        [--vocabulary new|fixed] [--side 1024] [--repeats 3] [--device D] [--dtype DT] [--json FILE]
+        [--vocabulary new|fixed] [--side 1024] [--repeats 3] [--image-batch N] [--device D] [--dtype DT]
+        [--json FILE]
 
 For each number of tags T and each `segment.clipseg.tags_per_call` P, ONE fresh process builds the model,
 then runs `ClipSegSegmenter.segment` (image and tags encoded once; decoder and full-size maps P tags at a
@@ -14,6 +15,10 @@ process per case, because a process's peak RSS never goes down. --vocabulary new
 has a tag list not seen before (the same tags, rotated), so the text tower runs every call, as for self-found
 tags (with one tag there is no other order, so the list repeats); fixed: every call has the same list, as a run
 with one vocabulary for every image, which encodes it once.
+
+--image-batch N adds two more fresh processes, on the first --tags and --per-call: N photos through ONE
+`ClipSegSegmenter.segment_batch` call per timed repeat (one vision pass over the N) against one `segment` call
+per photo; the tag list repeats within a call, so its text is encoded once either way.
 
 `--size full` builds the architecture of CIDAS/clipseg-rd64-refined (CLIP ViT-B/16 at 352 px, CLIP text
 tower, reduce_dim 64 decoder with the "refined" transposed convolutions) with RANDOM weights: timings and
@@ -48,8 +53,8 @@ from selfseg.models.loading import resolve_device, resolve_dtype
 from selfseg.segment.clipseg import ClipSegSegmenter
 from selfseg.segment.base import SegmentPlan
 
-size, n_tags, per_call, side, repeats, device, dtype, vocabulary = sys.argv[1:9]
-n_tags, per_call, side, repeats = int(n_tags), int(per_call), int(side), int(repeats)
+size, n_tags, per_call, side, repeats, device, dtype, vocabulary, n_images, way = sys.argv[1:11]
+n_tags, per_call, side, repeats, n_images = int(n_tags), int(per_call), int(side), int(repeats), int(n_images)
 dev, dt = resolve_device(device), resolve_dtype(dtype)
 
 def rss_mib():
@@ -77,8 +82,9 @@ config = Config()
 config.segment.clipseg.tags_per_call = per_call
 seg = ClipSegSegmenter(config.segment.clipseg, config.model, model=model)
 rng = np.random.default_rng(0)
-photo = Image.fromarray(rng.integers(0, 256, (side * 3 // 4, side, 3), dtype=np.uint8))
-image = load_image(photo, max_side=side)
+images = [load_image(Image.fromarray(rng.integers(0, 256, (side * 3 // 4, side, 3), dtype=np.uint8)), max_side=side)
+          for _ in range(n_images)]
+image = images[0]
 tags = [f"class{i}" for i in range(n_tags)]
 seg.segment(image, SegmentPlan(["warm0", "warm1"]))  # warm-up (allocator, kernels), a list never timed
 base = rss_mib()
@@ -94,8 +100,12 @@ times = []
 calls0, text0 = model.decoder_calls, model.text_calls
 for r in range(repeats):
     shift = 0 if vocabulary == "fixed" else r % n_tags
+    plan = SegmentPlan(tags[shift:] + tags[:shift])
     t0 = time.perf_counter()
-    out = seg.segment(image, SegmentPlan(tags[shift:] + tags[:shift]))
+    if way == "batched":  # the images in one call: one vision pass, one text pass
+        out = seg.segment_batch(images, [plan] * n_images)[0]
+    else:  # one call per image (the list repeats within the call: its text is encoded once either way)
+        out = [seg.segment(im, plan) for im in images][0]
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     times.append(time.perf_counter() - t0)
@@ -104,18 +114,18 @@ print(json.dumps(dict(
     peak_rss_mib=peak_mib(), working_mib=peak_mib() - base, peak_reset=reset,
     cuda_peak_mib=torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None,
     decoder_calls=(model.decoder_calls - calls0) // repeats, text_calls=model.text_calls - text0,
-    vocabulary=vocabulary, instances=len(out.labels),
+    vocabulary=vocabulary, instances=len(out.labels), images=n_images, way=way,
     params_m=sum(p.numel() for p in model.model.parameters()) / 1e6, device=str(dev), dtype=str(dt),
 )))
 """
 
 
 def run_case(size: str, tags: int, per_call: int, side: int, repeats: int, device: str, dtype: str,
-             vocabulary: str = "new") -> dict:
+             vocabulary: str = "new", images: int = 1, way: str = "per_image") -> dict:
     # The checkout first on the child's path, so the script also runs without `pip install -e .`.
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     proc = subprocess.run([sys.executable, "-c", CHILD, size, str(tags), str(per_call), str(side), str(repeats),
-                           device, dtype, vocabulary], capture_output=True, text=True, env=env)
+                           device, dtype, vocabulary, str(images), way], capture_output=True, text=True, env=env)
     if proc.returncode:
         raise SystemExit(f"case T={tags} P={per_call} failed: {proc.stderr.strip().splitlines()[-1]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -132,6 +142,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="timed calls per case (median, with min and max)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    ap.add_argument("--image-batch", type=int, default=0,
+                    help="also time N photos through one segment_batch call against one segment call per photo "
+                         "(the first --tags and --per-call; a fresh process each way); 0 or 1 skips it")
     ap.add_argument("--json", default=None, help="write the report here")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
@@ -144,12 +157,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  args.vocabulary))
             if not args.quiet:
                 print(f"  done T={t} P={p}", file=sys.stderr, flush=True)
+    batch_rows = []
+    if args.image_batch > 1:
+        for way in ("batched", "per_image"):
+            batch_rows.append(run_case(args.size, sizes[0], per_calls[0], args.side, args.repeats, args.device,
+                                       args.dtype, args.vocabulary, args.image_batch, way))
+            if not args.quiet:
+                print(f"  done {args.image_batch} images, {way}", file=sys.stderr, flush=True)
     sys.path.insert(0, str(HERE))
     from bench_bcc import machine_info  # also puts the checkout on sys.path when selfseg is not installed
 
     import selfseg.models.loading as loading
     report = dict(size=args.size, random_weights=True, side=args.side, repeats=args.repeats, vocabulary=args.vocabulary,
-                  machine=machine_info(loading.resolve_device(args.device)), rows=rows)
+                  machine=machine_info(loading.resolve_device(args.device)), rows=rows, image_batch=batch_rows)
     print(f"clipseg segmenter, {args.size} architecture with RANDOM weights ({rows[0]['params_m']:.1f}M params), "
           f"{args.side}x{args.side * 3 // 4} photo, {rows[0]['device']}, {rows[0]['dtype']}, "
           f"{args.vocabulary} vocabulary per call")
@@ -168,6 +188,14 @@ def main(argv: Sequence[str] | None = None) -> int:
           + "; working MiB: peak RSS above the RSS after the model was built and warmed up"
           + ("" if all(r["peak_reset"] for r in rows) else
              " (peak could not be reset: it may be the build's peak)") + ".")
+    if batch_rows:
+        b, one = batch_rows
+        print(f"{args.image_batch} photos, {b['tags']} tags each: one segment_batch call {b['seconds']:.2f} s "
+              f"(min {min(b['seconds_all']):.2f}, max {max(b['seconds_all']):.2f}, "
+              f"working {b['working_mib']:.0f} MiB); "
+              f"one segment call per photo {one['seconds']:.2f} s (min {min(one['seconds_all']):.2f}, max "
+              f"{max(one['seconds_all']):.2f}, working {one['working_mib']:.0f} MiB); ratio "
+              f"{one['seconds'] / b['seconds']:.2f}x")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2))

@@ -182,8 +182,12 @@ def test_bench_clipseg_tiny(tmp_path):
         assert r["seconds"] > 0 and finite_nonneg(r["working_mib"]) and r["peak_rss_mib"] > 0
         assert len(r["seconds_all"]) == 2 and r["text_calls"] == 2  # a list unseen by each timed call
     fixed = run_bench("bench_clipseg.py", ["--size", "tiny", "--tags", "7", "--per-call", "3", "--side", "96",
-                                           "--repeats", "2", "--vocabulary", "fixed"], tmp_path)
+                                           "--repeats", "2", "--vocabulary", "fixed", "--image-batch", "3"], tmp_path)
     assert fixed["vocabulary"] == "fixed" and fixed["rows"][0]["text_calls"] == 1  # one list, encoded once
+    ways = {r["way"]: r for r in fixed["image_batch"]}
+    assert set(ways) == {"batched", "per_image"} and all(r["images"] == 3 for r in ways.values())
+    for r in ways.values():  # each photo's own ceil(7 / 3) decoder chunks, the list's text once, either way
+        assert r["decoder_calls"] == 9 and r["text_calls"] == 1 and r["seconds"] > 0
 
 
 def test_bench_postprocess_small(tmp_path):
