@@ -9,7 +9,7 @@
 #   tests    python3 -m pytest -m cuda tests/test_cuda.py                              ~1-3 min (limit 300 s)
 #   bcc      bench_bcc.py --size large --images 16 bfloat16, bcc_voc then bcc_cityscapes  (limit 2 x 190 s)
 #   segment  bench_segment.py --size full bfloat16 (Grounding DINO-B + SAM2-L)         (limit 330 s)
-#   clipseg  bench_clipseg.py full size bfloat16 (6 fresh processes)                   (limit 300 s)
+#   clipseg  bench_clipseg.py full size bfloat16 (8 fresh processes)                   (limit 300 s)
 #   suite    python3 -m pytest tests (the whole suite)                                 (limit 540 s)
 #   all      all of the above, in that order (more than one call's 10 minutes: later steps get skipped)
 # One device call may run 10 minutes. The whole run keeps to GPU_KIT_BUDGET seconds (default 560, the
@@ -157,7 +157,7 @@ step_segment() {
 
 step_clipseg() {
     # shellcheck disable=SC2086
-    limited 300 "$PY" benchmarks/bench_clipseg.py --size full --device cuda --dtype bfloat16 \
+    limited 300 "$PY" benchmarks/bench_clipseg.py --size full --device cuda --dtype bfloat16 --image-batch 4 \
         --json "$RESULTS/clipseg.json" ${CLIPSEG_ARGS:-}
 }
 
