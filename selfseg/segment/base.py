@@ -63,6 +63,20 @@ def masks_all(masker: MaskModel, images: Sequence[LoadedImage], boxes: Sequence[
     return found
 
 
+def with_classes(images: Sequence[LoadedImage], plans: Sequence[SegmentPlan],
+                 note: str) -> tuple[list[Instances | None], list[int]]:
+    """For a segmenter's batch: one slot per image, an image without classes already holding its empty
+    result (with `note`), and the indices of the images left to segment."""
+    out: list[Instances | None] = [None] * len(images)
+    asked = []
+    for i, (image, plan) in enumerate(zip(images, plans)):
+        if plan.classes:
+            asked.append(i)
+        else:
+            out[i] = Instances.empty((image.image.height, image.image.width), note)
+    return out, asked
+
+
 def shared_seconds(seconds: float, n: int) -> float:
     """Each image's share of a call made for n images: per-image timings of a batch add up to its time."""
     return seconds / max(n, 1)

@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import check
 from ..io import LoadedImage
 from ..models.spec import ModelConfig
-from .base import SEGMENTERS, SegmentPlan, shared_seconds
+from .base import SEGMENTERS, SegmentPlan, shared_seconds, with_classes
 from .result import Instances
 
 
@@ -123,13 +123,7 @@ class ClipSegSegmenter:
     def segment_batch(self, images: Sequence[LoadedImage], plans: Sequence[SegmentPlan]) -> list[Instances]:
         """Every image with classes in one `best_batch` call (one vision pass over the images, one text pass
         over their distinct prompts); timings are each image's share of it."""
-        out: list[Instances | None] = [None] * len(images)
-        asked = []
-        for i, (image, plan) in enumerate(zip(images, plans)):
-            if plan.classes:
-                asked.append(i)
-            else:
-                out[i] = Instances.empty((image.image.height, image.image.width), "no tags: nothing to segment")
+        out, asked = with_classes(images, plans, "no tags: nothing to segment")
         if not asked:
             return out  # type: ignore[return-value]
         t0 = time.perf_counter()

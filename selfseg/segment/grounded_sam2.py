@@ -9,7 +9,7 @@ from ..io import LoadedImage
 from ..locate.base import LOCATORS, Locator
 from ..locate.grounding_dino import GroundingDinoConfig
 from ..models.spec import ModelConfig
-from .base import MASK_MODELS, SEGMENTERS, MaskModel, SegmentPlan, masks_all, shared_seconds
+from .base import MASK_MODELS, SEGMENTERS, MaskModel, SegmentPlan, masks_all, shared_seconds, with_classes
 from .result import Instances
 from .sam2 import Sam2Config
 
@@ -48,13 +48,7 @@ class GroundedSam2Segmenter:
         """Boxes for every image in one `locate` call, then every image with boxes through SAM 2 at once (its
         image encoder batches; the decoder runs per image). Timings are each image's share of the calls."""
         sizes = [(im.image.height, im.image.width) for im in images]
-        out: list[Instances | None] = [None] * len(images)
-        asked = []
-        for i, (size, plan) in enumerate(zip(sizes, plans)):
-            if plan.classes:
-                asked.append(i)
-            else:
-                out[i] = Instances.empty(size, "no tags: nothing to locate")
+        out, asked = with_classes(images, plans, "no tags: nothing to locate")
         if not asked:
             return out  # type: ignore[return-value]
         t0 = time.perf_counter()

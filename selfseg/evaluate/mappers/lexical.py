@@ -471,8 +471,7 @@ class LexicalMapper:
         """The decision for one phrase (the rules of the module docstring, in order), None for none."""
         if depth > 6:  # descriptions nest a few phrases deep; the reader stops at four
             return None
-        noun, rel, rule = self._name(p, rank)
-        self._build()
+        noun, rel, rule = self._name(p, rank)  # builds the indexes the rules below read
         found = self._depicted(p, noun, rank) or self._in_container(p, noun, rank) or self._shown(p, noun, rank, depth)
         if found is not None:
             return found
