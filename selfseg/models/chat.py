@@ -42,10 +42,11 @@ class ChatReply:
     truncated: bool = False
 
 
-#: Part of every reply's cache key: how a stored reply was made from the model's tokens (a <think> the
+#: Part of every reply's cache key: how a prompt's tokens are made (a language model's rendered template
+#: taken as it is, with no BOS added) and how a stored reply was made from the model's tokens (a <think> the
 #: template opened given back to it, the mark of a reply cut at max_new_tokens). Replies stored another way
 #: are asked again rather than read as if they had been made this way.
-REPLY_FORMAT = 2
+REPLY_FORMAT = 3
 
 # The end of a prompt whose chat template opened the reasoning block itself (DeepSeek-R1's, some Qwen3
 # templates): the model then generates only the closing tag, and its reply is given the opening one back.
@@ -223,8 +224,9 @@ def takes_token_types(model: Any) -> bool:
 
 
 def needs_special_tokens(tokenizer: Any, texts: Sequence[str]) -> bool:
-    """Whether the tokenizer should add its special tokens to chat-templated texts: only when the
-    tokenizer has a BOS token that the template did not write (LLaVA-1.5's template starts with "USER:",
-    Llama-2's with "<s>"; adding it twice, or never, both hurt the answers)."""
+    """Whether a processor should add its tokenizer's special tokens to chat-templated texts: only when the
+    tokenizer has a BOS token that the template did not write (LLaVA-1.5's template starts with "USER:"), as
+    transformers' processor chat path decides. Its tokenizer chat path, which `ChatLM` follows, never adds
+    them."""
     bos = getattr(tokenizer, "bos_token", None)
     return bool(bos) and not all(t.startswith(bos) for t in texts)

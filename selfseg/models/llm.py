@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from ..cache import ReplyCache
-from .chat import ChatModelBase, ChatRequest, SharedWeights, check_model_type, needs_special_tokens, takes_token_types
+from .chat import ChatModelBase, ChatRequest, SharedWeights, check_model_type, takes_token_types
 from .loading import complete_weights, load_checkpoint, model_call, resolve_device, resolve_dtype
 from .spec import TINY_MODEL, ModelSpec
 from .tiny import build_tiny_causal_lm
@@ -85,10 +85,11 @@ class ChatLM(ChatModelBase):
         if any(r.image is not None for r in requests):
             raise ValueError(f"{self.model_id!r} is a text-only language model; it cannot be shown an image")
         texts = [self.prompt_text(r) for r in requests]
+        # A rendered chat template is the whole input, as in transformers' tokenizer chat path (which never
+        # adds special tokens): a template that writes no BOS (Zephyr's) gets none. Plain text (a base LM)
+        # gets the tokenizer's own special tokens, as a plain tokenizer call would.
         templated = bool(getattr(self.tokenizer, "chat_template", None))
-        # A chat template usually wrote BOS itself; add it only where it did not (never twice).
-        add = needs_special_tokens(self.tokenizer, texts) if templated else True
-        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=add).to(self.device)
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not templated).to(self.device)
         if not takes_token_types(self.model):
             enc.pop("token_type_ids", None)
         out = self.model.generate(**enc, do_sample=False, max_new_tokens=self.max_new_tokens,

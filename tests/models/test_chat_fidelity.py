@@ -219,6 +219,31 @@ def llama_dir(tmp_path_factory):
     """Llama-2-7b-chat's published tokenizer settings, chat format and generation config, with a shrunk
     random model (2 layers of 64) and a real LlamaTokenizer over a tiny vocabulary (<unk> <s> </s>, the 256
     byte-fallback pieces, then "▁" and the printable ASCII characters)."""
+    return _llama_like(tmp_path_factory, "llama-2-chat", keep_template=True)
+
+
+# HuggingFaceH4/zephyr-7b-beta's chat format (TinyLlama-1.1B-Chat uses it too): it writes no BOS, while the
+# Llama tokenizer under it adds one to plain text.
+ZEPHYR_TEMPLATE = (
+    "{% for message in messages %}\n{% if message['role'] == 'user' %}\n{{ '<|user|>\n' + message['content'] + "
+    "eos_token }}\n{% elif message['role'] == 'system' %}\n{{ '<|system|>\n' + message['content'] + eos_token }}"
+    "\n{% elif message['role'] == 'assistant' %}\n{{ '<|assistant|>\n'  + message['content'] + eos_token }}\n"
+    "{% endif %}\n{% if loop.last and add_generation_prompt %}\n{{ '<|assistant|>' }}\n{% endif %}\n{% endfor %}")
+
+
+@pytest.fixture(scope="module")
+def zephyr_dir(tmp_path_factory):
+    """The same shrunk model and tokenizer with Zephyr's chat format: a template without BOS."""
+    return _llama_like(tmp_path_factory, "zephyr", template=ZEPHYR_TEMPLATE)
+
+
+@pytest.fixture(scope="module")
+def base_lm_dir(tmp_path_factory):
+    """The same shrunk model and tokenizer with no chat template at all: a base language model."""
+    return _llama_like(tmp_path_factory, "base-lm")
+
+
+def _llama_like(tmp_path_factory, folder: str, keep_template: bool = False, template: str | None = None) -> Path:
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, LlamaTokenizer
 
     name = "llama-2-7b-chat"
@@ -230,7 +255,7 @@ def llama_dir(tmp_path_factory):
     tok = LlamaTokenizer(vocab=vocab, merges=[], **{k: tcfg[k] for k in (
         "add_bos_token", "add_eos_token", "legacy", "bos_token", "eos_token", "unk_token", "pad_token",
         "padding_side", "clean_up_tokenization_spaces", "model_max_length")})
-    tok.chat_template = tcfg["chat_template"]
+    tok.chat_template = tcfg["chat_template"] if keep_template else template
     f = 64
     config = LlamaConfig(vocab_size=len(tok), hidden_size=cfg["hidden_size"] // f,
                          intermediate_size=cfg["intermediate_size"] // f, num_hidden_layers=2,
@@ -243,7 +268,7 @@ def llama_dir(tmp_path_factory):
         torch.manual_seed(0)
         model = spread_weights(LlamaForCausalLM(config), seed=1)
     model.generation_config = GenerationConfig(**gcfg)
-    out = tmp_path_factory.mktemp("llama-2-chat")
+    out = tmp_path_factory.mktemp(folder)
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out
@@ -308,6 +333,64 @@ def test_lm_replies_equal_the_stock_chat_path_on_llama2_chat_settings(llama_dir)
     ids = stock.apply_chat_template([{"role": "user", "content": "Hi."}], tokenize=True)
     ids = ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
     assert ids[:2] != [1, 1] and ids[0] == 1
+
+
+def _prompt_ids(lm: ChatLM, requests) -> list[list[int]]:
+    """The unpadded prompt ids of each row of one generate call of `lm`."""
+    seen = {}
+    generate = lm.model.generate
+
+    def spy(**kw):
+        seen.update(ids=kw["input_ids"], mask=kw["attention_mask"])
+        return generate(**kw)
+
+    lm.model.generate = spy
+    try:
+        lm.generate_batch(requests)
+    finally:
+        del lm.model.generate
+    return [ids[m.bool()].tolist() for ids, m in zip(seen["ids"], seen["mask"])]
+
+
+def test_lm_takes_a_template_without_bos_as_the_stock_chat_path_does(zephyr_dir):
+    from transformers import AutoTokenizer
+
+    lm = ChatLM(str(zephyr_dir), device="cpu", dtype="float32", batch_size=4, max_new_tokens=STEPS)
+    stock = AutoTokenizer.from_pretrained(zephyr_dir)
+    assert stock.bos_token == "<s>" and stock("Hi.")["input_ids"][0] == stock.bos_token_id  # BOS on plain text
+    reqs = [ChatRequest.ask("Name a bird."), ChatRequest.ask("To which class is 'puppy' most similar?"),
+            ChatRequest.ask("Hi.").then("Hello.", "Name a fish.")]
+    messages = [[{"role": r, "content": t} for r, t in q.turns] for q in reqs]
+    want = [stock.apply_chat_template(m, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+            for m in messages]
+    assert _prompt_ids(lm, reqs) == want
+    assert all(ids[0] != stock.bos_token_id for ids in want)  # the template wrote no BOS, and none was added
+    ours = [r.text for r in lm.chat(reqs)]
+    with torch.inference_mode():
+        ref = [_stock_reply(lm.model, stock, m, STEPS) for m in messages]
+    assert ours == ref
+    assert len(set(ref)) == 3, ref
+
+
+def test_a_base_lm_gets_the_tokenizers_own_special_tokens(base_lm_dir):
+    from transformers import AutoTokenizer
+
+    lm = ChatLM(str(base_lm_dir), device="cpu", dtype="float32", batch_size=4, max_new_tokens=STEPS)
+    stock = AutoTokenizer.from_pretrained(base_lm_dir)
+    assert not stock.chat_template
+    reqs = [ChatRequest.ask("Name a bird."), ChatRequest.ask("Hi.").then("Hello.", "Name a fish.")]
+    texts = ["Name a bird.", "Hi.\n\nHello.\n\nName a fish."]  # the turns as plain text, the last one last
+    want = [stock(t)["input_ids"] for t in texts]
+    assert _prompt_ids(lm, reqs) == want and all(ids[0] == stock.bos_token_id for ids in want)
+    ours = [r.text for r in lm.chat(reqs)]
+    ref = []
+    with torch.inference_mode():
+        for t in texts:
+            enc = stock(t, return_tensors="pt")
+            out = lm.model.generate(**enc, do_sample=False, max_new_tokens=STEPS)
+            ref.append(stock.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)[0].strip())
+    assert ours == ref
+    assert len(set(ref)) == 2, ref
 
 
 @pytest.fixture(scope="module")
