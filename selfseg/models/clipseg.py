@@ -103,10 +103,12 @@ class ClipSegDenseSegmenter:
         # A batch's distinct prompts can run to thousands (per-image enriched phrases of a large vocabulary);
         # the text tower's activations grow with its rows (its MLP holds rows x 77 x 2048 floats), so it
         # takes TEXT_ROWS_PER_CALL at a time. Each row's embedding does not depend on the rows beside it.
+        # Padding on the right whatever the tokenizer's setting: CLIP pools each row at its first end token,
+        # which left padding (with the end token as pad) would move onto the padding.
         for start in range(0, len(tags), TEXT_ROWS_PER_CALL):
             text = self.processor.tokenizer(tags[start:start + TEXT_ROWS_PER_CALL], padding=True, truncation=True,
                                             max_length=m.config.text_config.max_position_embeddings,
-                                            return_tensors="pt")
+                                            padding_side="right", return_tensors="pt")
             parts.append(m.clip.get_text_features(input_ids=text["input_ids"].to(self.device),
                                                   attention_mask=text["attention_mask"].to(self.device)).pooler_output)
             self.text_calls += 1

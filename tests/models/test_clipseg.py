@@ -109,6 +109,19 @@ def test_a_tags_map_does_not_depend_on_the_other_tags(seg, image):
     np.testing.assert_allclose(alone[0], together[TAGS.index("sky")], atol=1e-4)
 
 
+def test_a_tokenizer_set_to_pad_on_the_left_gives_the_same_maps(image):
+    """A checkpoint (or a tokenizer shared with a chat model) may be set to pad on the left; CLIP pools at a
+    row's first end token, so the text pass pads on the right regardless. The short tags are the ones that
+    would move: the check compares them with the long tag beside them."""
+    seg = ClipSegDenseSegmenter.tiny(seed=0)
+    right = seg.logits(image, TAGS)
+    seg.processor.tokenizer.padding_side = "left"
+    seg._text = None  # encode the tags again
+    left = seg.logits(image, TAGS)
+    np.testing.assert_allclose(left, right, atol=1e-5)
+    assert np.abs(right[0] - right[1]).max() > 1e-2  # another tag gives another map: the equality is not vacuous
+
+
 def test_zero_tags_no_model_call(seg, image):
     with spy(**_parts(seg)) as calls:
         maps = seg.logits(image, [])
