@@ -231,21 +231,25 @@ def test_images_of_a_batch_are_encoded_in_one_call_and_each_equals_its_image_alo
     assert np.abs(seg.segment(_other_image(7), BOXES).scores - batch[0].scores).max() > 1e-3
 
 
-def test_a_batch_matches_the_stock_batched_recipe(seg, image):
+@pytest.mark.parametrize("size", [(H, W), (120, 70)], ids=["same size", "another size"])
+def test_a_batch_matches_the_stock_batched_recipe(seg, image, size):
     """Two images with as many boxes each go through transformers' own batched recipe (processor over both,
-    one Sam2Model call, post_process_masks): the same scores and masks as segment_batch."""
-    images = [image, _other_image(3)]
-    boxes = [BOXES[:3], BOXES[2:]]
+    one Sam2Model call, post_process_masks): the same scores and masks as segment_batch, also when the second
+    image has another size and orientation (each box scaled by its own image's size, each mask upsampled to
+    it)."""
+    images = [image, _other_image(3, size)]
+    boxes = [BOXES[:3], np.minimum(BOXES[2:], [size[1] - 1, size[0] - 1] * 2)]
     inputs = seg.processor(images=images, input_boxes=[b.tolist() for b in boxes], return_tensors="pt")
     with torch.inference_mode():
         out = seg.model(pixel_values=inputs["pixel_values"], input_boxes=inputs["input_boxes"], multimask_output=False)
     refs = seg.processor.post_process_masks(out.pred_masks, inputs["original_sizes"])
     ours = seg.segment_batch(images, boxes, images_per_call=2)
     for k in range(2):
+        assert ours[k].masks.shape[1:] == images[k].size[::-1]
         np.testing.assert_allclose(ours[k].scores, out.iou_scores[k, :, 0].numpy(), rtol=1e-5, atol=1e-5)
         assert (ours[k].masks != refs[k][:, 0].numpy()).mean() < 1e-3
-    # not vacuous: the first image's boxes on the second image give other scores
-    assert np.abs(seg.segment(images[1], boxes[0]).scores - ours[0].scores).max() > 1e-3
+    # not vacuous: the first image's boxes on another image of its size give other scores
+    assert np.abs(seg.segment(_other_image(3), boxes[0]).scores - ours[0].scores).max() > 1e-3
 
 
 def test_a_batch_needs_one_box_array_per_image(seg, image):
