@@ -340,16 +340,24 @@ def cmd_resources(ns: argparse.Namespace) -> int:
 
 
 def cmd_download(ns: argparse.Namespace) -> int:
-    from .config import TINY_MODEL, checkpoints, declared_sections, load_config
+    from .config import TINY_MODEL, checkpoints, declared_sections, load_config, override_fields
     from .resources import download_checkpoints
 
+    inputs, overrides = _split_overrides(ns.overrides)
+    if inputs:
+        print(f"selfseg: error: expected key.sub=value overrides, got {inputs[0]!r}", file=sys.stderr)
+        return 2
+    overrides = _overrides(ns, overrides)
     configs = ns.config or [None]
     wanted: dict[str, str | None] = {}  # id -> the cache it goes to: each config's own
     for c in configs:
-        cfg = load_config(c)
-        # A benchmark config (one that sets its evaluation section) also needs its label mapper's model; a
-        # config only for tagging and segmenting does not pull a 7B LLM it never uses.
-        for m in checkpoints(cfg, segment=True, evaluate="evaluation" in declared_sections(c)):
+        cfg = load_config(c, overrides)  # the same overrides as the run that will load them
+        # A benchmark config (one that sets its evaluation section, or an override of it) also needs its label
+        # mapper's model; a config only for tagging and segmenting does not pull a 7B LLM it never uses.
+        # `selfseg label`'s mapper (label.mapper, lexical by default) needs one only where a config sets it so.
+        evaluate = "evaluation" in declared_sections(c) or any(
+            key.startswith("evaluation.") for o in overrides for key in override_fields(o))
+        for m in checkpoints(cfg, segment=True, evaluate=evaluate, label=True):
             if m != TINY_MODEL:
                 wanted.setdefault(m, cfg.model.cache_dir)
     if not wanted:
@@ -653,6 +661,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "models (Llama 2) need their licence accepted and HF_TOKEN set.")
     d.add_argument("--config", "-c", action="append",
                    help="config(s) whose checkpoints to fetch (repeatable; default: selfseg's defaults)")
+    d.add_argument("overrides", nargs="*", help="key.sub=value overrides, applied to each config as a run would")
+    d.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, repeatable")
     d.set_defaults(func=cmd_download)
     # Names come from the modules that own them (a registry or the module's own tuple), never from a copy.
     from .evaluate.datasets import dataset_names
@@ -867,9 +877,10 @@ def _main(argv: Sequence[str] | None) -> int:
     # argparse's plain positional handling refuses: gather the leftovers back into the inputs.
     ns, extra = parser.parse_known_args(argv)
     if extra:
-        if ns.command not in ("tag", "segment", "label", "benchmark") or any(a.startswith("-") for a in extra):
+        if ns.command not in ("tag", "segment", "label", "benchmark", "download") or any(
+                a.startswith("-") for a in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        if ns.command == "benchmark":
+        if ns.command in ("benchmark", "download"):
             ns.overrides += extra
         else:
             ns.inputs += extra

@@ -218,10 +218,12 @@ def _check_blocks(block: Any, prefix: str) -> None:
             raise ConfigError(f"{prefix}{exc}") from None
 
 
-def checkpoints(config: Config, *, tag: bool = True, segment: bool = False, evaluate: bool = False) -> list[str]:
+def checkpoints(config: Config, *, tag: bool = True, segment: bool = False, evaluate: bool = False,
+                label: bool = False) -> list[str]:
     """The checkpoint ids a run of `config` loads, each once, as the components declare them: the tagger's
     (its parts' included); with `segment`, the segmenter's and prompt enrichment's; with `evaluate`, the
-    label mapper's. Tiny models built in code are listed too (as TINY_MODEL)."""
+    benchmark's label mapper's (`evaluation.mapper`); with `label`, `selfseg label`'s (`label.mapper`, whose
+    model settings are the evaluation section's too). Tiny models built in code are listed too (as TINY_MODEL)."""
     from .evaluate.mappers import mappers
     from .segment import segmenters
     from .segment.enrich import enrich_checkpoints
@@ -235,6 +237,8 @@ def checkpoints(config: Config, *, tag: bool = True, segment: bool = False, eval
         ids += enrich_checkpoints(config.segment, config.vlm)
     if evaluate:
         ids += mappers().component(config.evaluation.mapper).checkpoint_ids(config, mappers())
+    if label:
+        ids += mappers().component(config.label.mapper).checkpoint_ids(config, mappers())
     return list(dict.fromkeys(ids))
 
 

@@ -310,6 +310,27 @@ def test_download_fetches_a_benchmark_configs_label_mapper(repo, capsys, monkeyp
     assert "Llama" not in capsys.readouterr().err
 
 
+def test_download_takes_the_overrides_a_run_takes(repo, capsys, monkeypatch):
+    """A missing checkpoint that an override selects says `selfseg download --config <your config>`: download
+    takes the same overrides (key=value or --set), and counts `selfseg label`'s mapper and an evaluation override."""
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["download", "--config", "smoke"]) == 0  # only models built in code
+    capsys.readouterr()
+    assert main(["download", "--config", "smoke", "segment.segmenter=clipseg",
+                 "segment.clipseg.model=CIDAS/clipseg-rd64-refined"]) == 2
+    assert "CIDAS/clipseg-rd64-refined" in capsys.readouterr().err
+    assert main(["download", "--config", "smoke", "--set", "label.mapper=llm"]) == 2
+    assert "meta-llama/Llama-2-7b-chat-hf" in capsys.readouterr().err
+    assert main(["download", "--config", "smoke", "--set", "label.mapper=embedding",
+                 "evaluation.embedding_model=owner/some-embedder"]) == 2
+    assert "owner/some-embedder" in capsys.readouterr().err
+    assert main(["download", "--config", "smoke", "evaluation.mapper=llm", "evaluation.llm_model=owner/some-llm"]) == 2
+    assert "owner/some-llm" in capsys.readouterr().err
+    assert main(["download", "--config", "smoke", "photo.jpg"]) == 2
+    assert "expected key.sub=value overrides, got 'photo.jpg'" in capsys.readouterr().err
+
+
 def test_tag_command_with_the_tiny_vlm(repo, tmp_path, capsys, ade_images):
     """`selfseg tag` with tagger=vlm on the smoke config (tiny random-init Qwen2.5-VL: replies are noise)."""
     out = tmp_path / "out"

@@ -35,6 +35,7 @@ from ..errors import ConfigError, DatasetError, SelfSegError
 from ..runs import file_stat
 from .annotations import task_truth
 from .datasets import Dataset, Sample, datasets
+from .mappers import check_mapper_model
 from .mappers.base import require_relations
 from .result import EvaluationReport, pct
 from .score import score_open_vocabulary
@@ -299,6 +300,7 @@ def run_benchmark(config: Config, out: str | Path | None = None, limit: int | No
                 # Built before predicting, so a mapper that cannot score as configured, or ground truth that is
                 # not there, stops the run now rather than after every image has been predicted.
                 mapper = build_mapper_from_config(config, run, classes=dataset.classes)
+                check_mapper_model(mapper)
                 if ev.gt_aware:
                     require_relations(mapper)
                 truth = task_truth(dataset, ev.tasks, samples)

@@ -66,6 +66,7 @@ def label_images(config: Any, inputs: Sequence[str], out: str | Path, ontology: 
     """Segment `inputs` (files, folders, globs) with `config` and build the dataset in `out`. Returns the
     summary on rank 0 (None on other torchrun ranks). A bad --out or ontology: ConfigError before any work."""
     from ..evaluate.benchmark import Dist
+    from ..evaluate.mappers import check_mapper_model
     from ..io import expand_inputs
     from ..runs import output_names, own_outputs
     from .vocabulary import VocabularyBuilder, load_ontology
@@ -88,6 +89,8 @@ def label_images(config: Any, inputs: Sequence[str], out: str | Path, ontology: 
             _refuse_edited(out)  # before hours of segmenting: a hand-corrected file would stop the build
             classes = load_ontology(ontology) if ontology else None
             VocabularyBuilder(config.label)._synonym_lists()  # a missing or unreadable list: before any work
+            if classes is not None:  # a mapper model that cannot be had: before the images are segmented
+                check_mapper_model(ontology_mapper(config, classes))
             expanded = list(dict.fromkeys(expand_inputs(inputs)))
             skipped = own_outputs(s for s in expanded if s not in inputs)
             sources = [s for s in expanded if s not in skipped]
@@ -117,6 +120,20 @@ def label_images(config: Any, inputs: Sequence[str], out: str | Path, ontology: 
         return summary
     finally:
         dist.close(together=finished)
+
+
+def ontology_mapper(config: Any, ontology: Any) -> Any:
+    """The `label.mapper` onto an ontology's classes (`load_ontology`), with the config's settings for it: the
+    evaluation section's mapper settings (its models, thresholds, prompt; not a benchmark's lexicon, which is
+    its dataset's), `label.mapper_level` as the lexical level, and the model section's device and cache."""
+    import dataclasses
+
+    from ..evaluate.mappers import build_mapper_from_block
+    from .vocabulary import ontology_classes
+
+    block = dataclasses.replace(config.evaluation, lexical_level=config.label.mapper_level, lexicon=None)
+    return build_mapper_from_block(config.label.mapper, block, config.model, "folder", ontology_classes(ontology),
+                                   spacy_pipeline=config.nouns.spacy_pipeline, dtype=config.vlm.dtype)
 
 
 def _predict(config: Any, sources: list[str], names: dict, pred: Path, dist: Any, resume: bool, fresh: bool,
@@ -220,7 +237,8 @@ def _build(config: Any, sources: list[str], names: dict, out: Path, ontology: An
     if not kept:
         _write_failures(out, lines)
         raise DatasetError(f"no image could be labelled: {len(lines)} failed (listed in {out / FAILURES})")
-    builder = VocabularyBuilder(label, ontology=ontology)
+    builder = VocabularyBuilder(label, ontology=ontology,
+                                mapper=ontology_mapper(config, ontology) if ontology is not None else None)
     for s in tqdm(kept, unit="img", file=sys.stderr, leave=False, disable=quiet or None, desc="vocabulary"):
         builder.add(names[s].key, _labels(_prediction_path(names, pred, s), label))
     vocabulary = builder.build()

@@ -90,7 +90,8 @@ class VocabularyConfig:
     coarse: bool = False
     # With an ontology: a noun none of its classes takes is dropped ("drop") or labelled "other" ("other").
     unmapped: str = "drop"
-    # With an ontology: the label mapper that maps nouns onto its classes ("lexical" runs offline).
+    # With an ontology: the label mapper that maps nouns onto its classes ("lexical" runs offline; the others take
+    # their models and settings from the evaluation section: llm_model, embedding_model, thresholds).
     mapper: str = "lexical"
     # With an ontology: the lexical mapper's highest level (exact, synonym, hyponym, meronym). Not meronym by
     # default: a part ("wheel") labelled as its whole would give the whole's class to the part's mask.
@@ -395,8 +396,11 @@ class VocabularyBuilder:
     time and does not change what was collected. ontology: its classes (`load_ontology`) or the file's path."""
 
     def __init__(self, config: VocabularyConfig | None = None, ontology: Sequence[ClassInfo] | str | Path | None = None,
-                 wordnet: Any = None) -> None:
+                 wordnet: Any = None, mapper: Any = None) -> None:
         self.config = config or VocabularyConfig()
+        # The label mapper onto the ontology's classes (`ontology_classes`); None: `config.mapper` with its
+        # model settings' defaults. `selfseg label` passes one built from the whole config.
+        self.mapper = mapper
         self.ontology_path = str(ontology) if isinstance(ontology, (str, Path)) else None
         self.ontology = load_ontology(ontology) if isinstance(ontology, (str, Path)) else \
             (list(ontology) if ontology is not None else None)
@@ -607,15 +611,12 @@ class VocabularyBuilder:
 
     # ---------------------------------------------------------------------------------- ontology
     def _map_ontology(self, forms: dict[str, _Noun], dropped: dict[str, DroppedNoun]) -> list[VocabularyClass]:
-        from ..evaluate.datasets import ClassInfo
         from ..evaluate.mappers import build_mapper
         from ..evaluate.mappers.base import normalize
 
-        infos = list(self.ontology or [])
-        if not infos:
-            raise ConfigError("ontology: expected at least one class, got none")
-        infos = [ClassInfo(index=i, names=c.names) for i, c in enumerate(infos)]
-        mapper = build_mapper(self.config.mapper, "folder", classes=infos, level=self.config.mapper_level)
+        infos = ontology_classes(self.ontology or [])
+        mapper = self.mapper or build_mapper(self.config.mapper, "folder", classes=infos,
+                                             level=self.config.mapper_level)
         other = next((c.index for c in infos if normalize(c.name) == OTHER), None)
         names = [c.name for c in infos]
         if self.config.unmapped == "other" and other is None:
@@ -634,6 +635,15 @@ class VocabularyBuilder:
                     dropped[raw] = DroppedNoun(why, n, len(self._raws[raw].images))
         return [VocabularyClass(id=i, name=names[i], absorbed=dict(sorted(g.raws.items())), images=len(g.images),
                                 instances=g.instances) for i, g in enumerate(got)]
+
+
+def ontology_classes(ontology: Sequence[ClassInfo]) -> list[ClassInfo]:
+    """An ontology's classes as a label mapper takes them: each indexed by its place in the list."""
+    from ..evaluate.datasets import ClassInfo
+
+    if not ontology:
+        raise ConfigError("ontology: expected at least one class, got none")
+    return [ClassInfo(index=i, names=c.names) for i, c in enumerate(ontology)]
 
 
 def build_vocabulary(images: Iterable[tuple[str, Iterable[str]]], config: VocabularyConfig | None = None,

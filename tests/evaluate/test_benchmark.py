@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from selfseg.config import load_config
-from selfseg.errors import ConfigError
+from selfseg.errors import ConfigError, SelfSegError
 from selfseg.evaluate.benchmark import run_benchmark
 
 pytestmark = pytest.mark.slow
@@ -324,6 +324,17 @@ def test_llm_mapper_benchmark_caches_replies(voc_root, baseline, tmp_path):
     again = run_benchmark(cfg, out=out, quiet=True)
     assert again.extra["llm_asked"] == 0 and again.mapping == first.mapping
     assert again.lexical_alignment is None
+
+
+def test_a_mapper_model_that_cannot_be_had_stops_the_run_before_it_predicts(voc_root, tmp_path, monkeypatch):
+    """The LLM mapper loads its model when it first maps: its missing checkpoint is found before any image is
+    predicted, not after all of them; with replies cached the model may not be needed, so no check then."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "missing"
+    with pytest.raises(SelfSegError, match="causal LM checkpoint 'owner/not-cached' is not in the local cache"):
+        run_benchmark(_config(voc_root, "evaluation.mapper=llm", "evaluation.llm_model=owner/not-cached"),
+                      out=out, quiet=True)
+    assert not list((out / "predictions").glob("*.json"))
 
 
 def test_folder_dataset_with_an_exif_rotated_photo(tmp_path):

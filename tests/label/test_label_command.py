@@ -150,6 +150,24 @@ def test_ontology_maps_the_nouns_onto_the_users_classes(photos, tmp_path):
     assert not (out / "train" / "labels").exists()  # coco only
 
 
+def test_the_ontology_mapper_takes_the_configs_model_settings(photos, tmp_path, capsys, monkeypatch):
+    """`label.mapper` reads its model from the config (evaluation.llm_model, the model section): a model that
+    cannot be had stops the run before any image is segmented, and the tiny LLM named there is the one used."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    ontology = tmp_path / "ontology.yaml"
+    ontology.write_text("animal: [cow, giraffe, dog]\nfurniture: [table, chair]\n")
+    out = tmp_path / "missing"
+    assert main(_argv(photos, out, "--ontology", str(ontology), "label.mapper=llm",
+                      "evaluation.llm_model=owner/not-cached")) == 2
+    assert "causal LM checkpoint 'owner/not-cached' is not in the local cache" in capsys.readouterr().err
+    assert not out.exists()  # nothing segmented
+    out = tmp_path / "tiny"
+    assert main(_argv(photos, out, "--ontology", str(ontology), "label.mapper=llm", "label.unmapped=other",
+                      "evaluation.llm_model=tiny-random", "evaluation.llm_max_new_tokens=4",
+                      "evaluation.llm_cache=" + str(tmp_path / "love.json"))) == 1  # the broken image
+    assert json.loads((tmp_path / "love.json").read_text())  # the tiny LLM was asked about the nouns
+
+
 @pytest.mark.parametrize("problem", ["out_is_a_file", "bad_ontology", "no_inputs", "no_format"])
 def test_bad_arguments_are_one_line_errors_before_any_work(photos, tmp_path, capsys, problem):
     out = tmp_path / "out"

@@ -83,9 +83,17 @@ def build_mapper_from_block(method: str, block: Any, models: Any, dataset: str, 
     return mappers().component(method).factory(block, models, classes=classes, background=spec.background, **run)
 
 
+def check_mapper_model(mapper: LabelMapper) -> None:
+    """Raise now the one-line error that loading `mapper`'s model would raise when it first maps (mappers
+    with a model load it lazily): a run checks this before hours of predictions, not after them."""
+    check = getattr(mapper, "check_model", None)
+    if check is not None:
+        check()
+
+
 def _same(a: Any, b: Any) -> bool:
     return [tuple(c.names) for c in a] == [tuple(c.names) for c in b]
 
 
-__all__ = ["MAPPERS", "METHODS", "LabelMatch", "LabelMapper", "build_mapper", "build_mapper_from_block", "mappers",
-           "require_relations"]
+__all__ = ["MAPPERS", "METHODS", "LabelMatch", "LabelMapper", "build_mapper", "build_mapper_from_block",
+           "check_mapper_model", "mappers", "require_relations"]

@@ -86,6 +86,10 @@ class EmbeddingMapper(MapperWithoutLevels):
             self._class_emb = self._encode(names)
         return self._model
 
+    def check_model(self) -> None:
+        """Load the model now (a small one): a model that cannot be had stops a run before its predictions."""
+        self._load()
+
     def _encode(self, texts: Sequence[str]) -> Any:
         from ...models.loading import exact_float32
 

@@ -37,6 +37,9 @@ class HybridMapper:
     def level(self) -> str:
         return self.lexical.level
 
+    def check_model(self) -> None:
+        self.embedding.check_model()
+
     def _gaps(self, matches: Sequence[LabelMatch]) -> list[int]:
         return [i for i, m in enumerate(matches) if m.index is None and m.rule not in DELIBERATE_NONE
                 and m.description.strip() and m.noun]

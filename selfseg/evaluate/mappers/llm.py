@@ -172,6 +172,16 @@ class LLMMapper(MapperWithoutLevels):
                                f"set another cache path") from None
 
     # ---------------------------------------------------------------------------------------------- LLM
+    def check_model(self) -> None:
+        """Raise now the one-line error loading the LLM would raise later (a checkpoint neither cached nor
+        downloadable), without reading its weights; a run that has replies cached may not need the model."""
+        if self._llm is None and not self.replies:
+            from ...models.loading import check_available
+            from ...models.spec import ModelSpec
+
+            spec = ModelSpec(self.model_id, self.device, self.dtype, self.cache_dir, self.local_files_only)
+            check_available("causal LM", spec)
+
     @property
     def llm(self) -> Any:
         if self._llm is None:
