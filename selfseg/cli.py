@@ -894,8 +894,10 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"selfseg: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        from . import interrupts
+
         print(_interrupted(ns.command), file=sys.stderr)
-        return 130
+        return interrupts.exit_code()
 
 
 def _interrupted(command: str | None) -> str:
@@ -922,16 +924,17 @@ def entry() -> None:
     command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
     try:
         code = main()
-        if interrupts.interrupted() and code != 130:  # lost in a finaliser after the last check: said anyway
-            print(_interrupted(command), file=sys.stderr)
-            code = 130
-    except KeyboardInterrupt:  # a second Ctrl-C before the first one's line was printed
+        if interrupts.interrupted() and code != interrupts.exit_code():
+            print(_interrupted(command), file=sys.stderr)  # lost in a finaliser after the last check: said anyway
+            code = interrupts.exit_code()
+    except KeyboardInterrupt:  # a second signal before the first one's line was printed
         print(_interrupted(command), file=sys.stderr)
-        code = 130
-    if code == 130:
-        # The command is over: a further Ctrl-C while the interpreter exits would print a traceback. Only here,
-        # in the process the command owns: `main` called from Python leaves the caller's handler alone.
+        code = interrupts.exit_code()
+    if interrupts.interrupted() or code == 130:
+        # The command is over: a further signal while the interpreter exits would print a traceback. Only here,
+        # in the process the command owns: `main` called from Python leaves the caller's handlers alone.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     benchmark = sys.modules.get("selfseg.evaluate.benchmark")
     if benchmark is not None and benchmark.Dist.left:
         sys.stdout.flush()

@@ -1,4 +1,9 @@
-"""Ctrl-C always stops the `selfseg` command.
+"""Ctrl-C always stops the `selfseg` command, and SIGTERM stops it the same way.
+
+SIGTERM is how a cluster scheduler ends a job at its time limit (and what `kill` and torchrun send): by
+default Python dies on it at once, leaving a half-written temporary file and no line saying how to go on.
+Under the command's handler it stops the command as Ctrl-C does, which exits with 143 (128 + SIGTERM)
+instead of 130.
 
 Python raises KeyboardInterrupt wherever the main thread is when the signal arrives. Inside an object's
 `__del__` (a finaliser of a third-party module, run during some unrelated call) the exception is printed as
@@ -12,18 +17,29 @@ from __future__ import annotations
 from typing import Any
 
 _pending = False
+_signal = 0  # the signal that interrupted the command (0: none)
 
 
 def install() -> None:
-    """SIGINT raises KeyboardInterrupt, as by default, and is also noted for `check`."""
+    """SIGINT and SIGTERM raise KeyboardInterrupt, as SIGINT does by default, and are noted for `check`."""
     import signal
 
     def _interrupt(signum: int, frame: Any) -> None:
-        global _pending
+        global _pending, _signal
         _pending = True
+        _signal = _signal or signum
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def exit_code() -> int:
+    """The exit status of an interrupted command: 128 + the signal's number (130 for Ctrl-C, without a
+    noted signal too: a KeyboardInterrupt raised some other way)."""
+    import signal
+
+    return 128 + (_signal or signal.SIGINT)
 
 
 def interrupted() -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -453,3 +454,31 @@ def test_a_reader_that_leaves_early_costs_no_result(tmp_path: Path) -> None:
     assert err.rstrip().endswith("2/2 images tagged; outputs in " + str(tmp_path / "out") + "/")
     assert "Traceback" not in err and "Exception ignored" not in err and "error" not in err
     assert _finished(tmp_path / "out") == 2
+
+
+def test_sigterm_stops_a_run_as_ctrl_c_does_and_the_run_resumes(tmp_path: Path) -> None:
+    """A scheduler's time limit (SIGTERM) in the middle of a run: one line saying how to go on, exit 143, no
+    temporary file left, and --resume finishes the rest."""
+    photos = _three_photos(tmp_path)
+    for k in range(5):  # more images than the run can tag between its first line and the signal
+        shutil.copy(photos[k % 3], tmp_path / f"copy{k}.png")
+    photos += [str(tmp_path / f"copy{k}.png") for k in range(5)]
+    cmd = [sys.executable, "-m", "selfseg", *tag(tmp_path, *photos, extra=("--batch-size", "1"))]
+    cmd.remove("-q")  # a line per image: the signal is sent after the first one
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert proc.stdout.readline()  # the first image's result line
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    last = err.rstrip().splitlines()[-1]
+    assert last == "selfseg: interrupted; finished images are kept: rerun with --resume to go on"
+    assert "Traceback" not in err
+    assert not list((tmp_path / "out").rglob(".*.tmp"))
+    done = _finished(tmp_path / "out")
+    assert 1 <= done < 8
+    assert main(tag(tmp_path, *photos, extra=("--resume",))) == 0
+    assert _finished(tmp_path / "out") == 8
