@@ -42,11 +42,10 @@ class ChatReply:
     truncated: bool = False
 
 
-#: Part of every reply's cache key: how a prompt's tokens are made (a language model's rendered template
-#: taken as it is, with no BOS added) and how a stored reply was made from the model's tokens (a <think> the
+#: Part of every reply's cache key: how a stored reply was made from the model's tokens (a <think> the
 #: template opened given back to it, the mark of a reply cut at max_new_tokens). Replies stored another way
 #: are asked again rather than read as if they had been made this way.
-REPLY_FORMAT = 3
+REPLY_FORMAT = 2
 
 # The end of a prompt whose chat template opened the reasoning block itself (DeepSeek-R1's, some Qwen3
 # templates): the model then generates only the closing tag, and its reply is given the opening one back.
@@ -97,6 +96,11 @@ class ChatModelBase:
     def generate_batch(self, requests: Sequence[ChatRequest], **generate_kwargs: Any) -> tuple[int, Any]:
         raise NotImplementedError  # pragma: no cover - abstract
 
+    def prompt_key(self, request: ChatRequest) -> dict[str, str]:
+        """More of a reply's cache key, where a model's prompt tokens for `request` are made in a way replies
+        stored under the same key were not."""
+        return {}
+
     def prompt_text(self, request: ChatRequest) -> str:
         """The text the model is given for `request` (its chat template applied), up to where it replies; a
         wrapper that does not say gives "" (a <think> its template opens is then not seen)."""
@@ -138,7 +142,8 @@ class ChatModelBase:
                     img = digests[id(r.image)]
                 keys[i] = reply_key(model=self.model_id, checkpoint=self.checkpoint, image=img,
                                     turns=[list(t) for t in r.turns], max_new_tokens=self.max_new_tokens,
-                                    dtype=str(self.dtype), decoding="greedy", format=REPLY_FORMAT)
+                                    dtype=str(self.dtype), decoding="greedy", format=REPLY_FORMAT,
+                                    **self.prompt_key(r))
                 hit = self.cache.get(keys[i])
                 if hit is not None:
                     out[i] = ChatReply(hit, cached=True, truncated=self.cache.marked(_cut(keys[i])))

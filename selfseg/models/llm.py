@@ -78,6 +78,14 @@ class ChatLM(ChatModelBase):
         # No template (a base LM): the conversation as plain text, the last user turn last.
         return "\n\n".join(t for _, t in request.turns)
 
+    def prompt_key(self, request: ChatRequest) -> dict[str, str]:
+        # A rendered template without the tokenizer's BOS is keyed apart from replies made with a BOS added to
+        # it (the tokenizer's plain-text default); every other prompt's tokens are the same either way.
+        bos = getattr(self.tokenizer, "bos_token", None)
+        if bos and getattr(self.tokenizer, "chat_template", None) and not self.prompt_text(request).startswith(bos):
+            return {"bos": "as templated"}
+        return {}
+
     @model_call
     def generate_batch(self, requests: Sequence[ChatRequest], **generate_kwargs: Any) -> tuple[int, Any]:
         """ONE greedy generate call for `requests` as left-padded rows: (prompt length, generate's output).

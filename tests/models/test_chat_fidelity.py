@@ -219,7 +219,8 @@ def llama_dir(tmp_path_factory):
     """Llama-2-7b-chat's published tokenizer settings, chat format and generation config, with a shrunk
     random model (2 layers of 64) and a real LlamaTokenizer over a tiny vocabulary (<unk> <s> </s>, the 256
     byte-fallback pieces, then "▁" and the printable ASCII characters)."""
-    return _llama_like(tmp_path_factory, "llama-2-chat", keep_template=True)
+    return _llama_like(tmp_path_factory, "llama-2-chat", template=_fixture("llama-2-7b-chat",
+                                                                           "tokenizer_config.json")["chat_template"])
 
 
 # HuggingFaceH4/zephyr-7b-beta's chat format (TinyLlama-1.1B-Chat uses it too): it writes no BOS, while the
@@ -243,7 +244,7 @@ def base_lm_dir(tmp_path_factory):
     return _llama_like(tmp_path_factory, "base-lm")
 
 
-def _llama_like(tmp_path_factory, folder: str, keep_template: bool = False, template: str | None = None) -> Path:
+def _llama_like(tmp_path_factory, folder: str, template: str | None = None) -> Path:
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, LlamaTokenizer
 
     name = "llama-2-7b-chat"
@@ -255,7 +256,7 @@ def _llama_like(tmp_path_factory, folder: str, keep_template: bool = False, temp
     tok = LlamaTokenizer(vocab=vocab, merges=[], **{k: tcfg[k] for k in (
         "add_bos_token", "add_eos_token", "legacy", "bos_token", "eos_token", "unk_token", "pad_token",
         "padding_side", "clean_up_tokenization_spaces", "model_max_length")})
-    tok.chat_template = tcfg["chat_template"] if keep_template else template
+    tok.chat_template = template
     f = 64
     config = LlamaConfig(vocab_size=len(tok), hidden_size=cfg["hidden_size"] // f,
                          intermediate_size=cfg["intermediate_size"] // f, num_hidden_layers=2,
@@ -370,6 +371,14 @@ def test_lm_takes_a_template_without_bos_as_the_stock_chat_path_does(zephyr_dir)
         ref = [_stock_reply(lm.model, stock, m, STEPS) for m in messages]
     assert ours == ref
     assert len(set(ref)) == 3, ref
+    # Cached replies made with a BOS added to such a template are not read back as this prompt's.
+    assert all(lm.prompt_key(r) == {"bos": "as templated"} for r in reqs)
+
+
+def test_prompts_whose_tokens_are_as_before_keep_their_cache_keys(llama_dir, base_lm_dir):
+    for folder in (llama_dir, base_lm_dir):  # a template that writes BOS; no template
+        lm = ChatLM(str(folder), device="cpu", dtype="float32", batch_size=4, max_new_tokens=STEPS)
+        assert lm.prompt_key(ChatRequest.ask("Name a bird.")) == {}
 
 
 def test_a_base_lm_gets_the_tokenizers_own_special_tokens(base_lm_dir):

@@ -111,8 +111,8 @@ def test_a_tags_map_does_not_depend_on_the_other_tags(seg, image):
 
 def test_a_tokenizer_set_to_pad_on_the_left_gives_the_same_maps(image):
     """A checkpoint (or a tokenizer shared with a chat model) may be set to pad on the left; CLIP pools at a
-    row's first end token, so the text pass pads on the right regardless. The short tags are the ones that
-    would move: the check compares them with the long tag beside them."""
+    row's first end token, so the text pass pads on the right regardless: with left padding every tag
+    shorter than the longest would be pooled on padding."""
     seg = ClipSegDenseSegmenter.tiny(seed=0)
     right = seg.logits(image, TAGS)
     seg.processor.tokenizer.padding_side = "left"

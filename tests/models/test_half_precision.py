@@ -300,8 +300,9 @@ STEPS = 8
 
 def _stock_reply(chat, request: ChatRequest):
     """transformers' chat path for one request: template -> processor / tokenizer -> generate (greedy).
-    The tiny models' BERT tokenizer would add [CLS]/[SEP]; selfseg adds specials only where the template
-    left out a BOS, so the stock call is made with the same ids."""
+    The tiny models' BERT tokenizer has no BOS and would add [CLS]/[SEP] to plain text; a templated prompt
+    gets no special tokens from selfseg (a processor adds them only where the template left out a BOS, which
+    a tokenizer without one never has), so the stock call is made without them."""
     if isinstance(chat, VisionChat):
         messages = [{**m, "content": [{**c, "image": request.image} if c["type"] == "image" else c
                                       for c in m["content"]]} for m in chat._messages(request)]
