@@ -351,7 +351,10 @@ def cmd_download(ns: argparse.Namespace) -> int:
     configs = ns.config or [None]
     wanted: dict[str, str | None] = {}  # id -> the cache it goes to: each config's own
     for c in configs:
-        cfg = load_config(c, overrides)  # the same overrides as the run that will load them
+        try:
+            cfg = load_config(c, overrides)  # the same overrides as the run that will load them
+        except ConfigError as exc:
+            raise ConfigError(f"config {c or 'defaults'}: {exc}") if len(configs) > 1 else exc from None
         # A benchmark config (one that sets its evaluation section, or an override of it) also needs its label
         # mapper's model; a config only for tagging and segmenting does not pull a 7B LLM it never uses.
         # `selfseg label`'s mapper (label.mapper, lexical by default) needs one only where a config sets it so.

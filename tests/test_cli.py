@@ -329,6 +329,9 @@ def test_download_takes_the_overrides_a_run_takes(repo, capsys, monkeypatch):
     assert "owner/some-llm" in capsys.readouterr().err
     assert main(["download", "--config", "smoke", "photo.jpg"]) == 2
     assert "expected key.sub=value overrides, got 'photo.jpg'" in capsys.readouterr().err
+    # an override one of several configs refuses: the error names that config
+    assert main(["download", "--config", "smoke", "--config", "bcc_voc", "captioning.cycles=0"]) == 2
+    assert capsys.readouterr().err.startswith("selfseg: error: config smoke: captioning.cycles")
 
 
 def test_tag_command_with_the_tiny_vlm(repo, tmp_path, capsys, ade_images):

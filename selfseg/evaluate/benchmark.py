@@ -258,18 +258,15 @@ def _exif_orientation(path: Path) -> int:
 
 
 def build_mapper_from_config(config: Config, run: Path, classes: Any = None) -> Any:
-    from .mappers import build_mapper_from_block
+    from .mappers import build_run_mapper
 
     ev = config.evaluation
     if classes is None and ev.classes:
         from .datasets import read_class_file
 
         classes = read_class_file(ev.classes)
-    # The evaluation section is every mapper's block. What the run adds: the reply cache beside the run, the
-    # spaCy pipeline of the nouns, and the chat models' dtype (vlm.dtype: "auto" is bfloat16 on a GPU, where
-    # a 7B model in float32 needs 28 GB).
-    return build_mapper_from_block(ev.mapper, ev, config.model, ev.dataset, classes, cache=run / "love_cache.json",
-                                   spacy_pipeline=config.nouns.spacy_pipeline, dtype=config.vlm.dtype)
+    # The evaluation section is every mapper's block; the reply cache lies beside the run.
+    return build_run_mapper(config, ev.mapper, ev, ev.dataset, classes, cache=run / "love_cache.json")
 
 
 def run_benchmark(config: Config, out: str | Path | None = None, limit: int | None = None,

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, DatasetError, ImageError
+from ..errors import ConfigError, DatasetError, ImageError, SelfSegError
 
 PREDICTIONS = "predictions"
 FAILURES = "failures.txt"
@@ -99,7 +99,7 @@ def label_images(config: Any, inputs: Sequence[str], out: str | Path, ontology: 
             inside = [s for s in sources if out.resolve() in Path(s).resolve().parents]
             if inside:  # a rebuild replaces the dataset's images: they cannot also be its inputs
                 raise ConfigError(f"input {inside[0]} lies inside --out {out}; label images from elsewhere")
-        except (ConfigError, DatasetError) as exc:
+        except SelfSegError as exc:  # every rank stops with it, not rank 0 alone (the others would wait for it)
             problem = str(exc)
     dist.init(config)
     finished = False
@@ -128,12 +128,11 @@ def ontology_mapper(config: Any, ontology: Any) -> Any:
     its dataset's), `label.mapper_level` as the lexical level, and the model section's device and cache."""
     import dataclasses
 
-    from ..evaluate.mappers import build_mapper_from_block
+    from ..evaluate.mappers import build_run_mapper
     from .vocabulary import ontology_classes
 
     block = dataclasses.replace(config.evaluation, lexical_level=config.label.mapper_level, lexicon=None)
-    return build_mapper_from_block(config.label.mapper, block, config.model, "folder", ontology_classes(ontology),
-                                   spacy_pipeline=config.nouns.spacy_pipeline, dtype=config.vlm.dtype)
+    return build_run_mapper(config, config.label.mapper, block, "folder", ontology_classes(ontology))
 
 
 def _predict(config: Any, sources: list[str], names: dict, pred: Path, dist: Any, resume: bool, fresh: bool,

@@ -615,8 +615,9 @@ class VocabularyBuilder:
         from ..evaluate.mappers.base import normalize
 
         infos = ontology_classes(self.ontology or [])
-        mapper = self.mapper or build_mapper(self.config.mapper, "folder", classes=infos,
-                                             level=self.config.mapper_level)
+        mapper = self.mapper
+        if mapper is None:
+            mapper = build_mapper(self.config.mapper, "folder", classes=infos, level=self.config.mapper_level)
         other = next((c.index for c in infos if normalize(c.name) == OTHER), None)
         names = [c.name for c in infos]
         if self.config.unmapped == "other" and other is None:

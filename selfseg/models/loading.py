@@ -169,8 +169,8 @@ def load_checkpoint(what: str, spec: ModelSpec, load: Callable[[bool], Any], wei
                                        f"{why}; `selfseg download --config <your config>` completes it") from None
         raise ResourceMissingError(
             f"{what} checkpoint {at} is not in the local cache and {why}; run `selfseg download --config <your "
-            f"config>` on a machine that reaches the hub (or point HF_HOME / model.cache_dir at a cache that "
-            f"has it)") from None
+            f"config>` (with the run's overrides) on a machine that reaches the hub (or point HF_HOME / "
+            f"model.cache_dir at a cache that has it)") from None
 
 
 def check_available(what: str, spec: ModelSpec) -> None:

@@ -168,15 +168,24 @@ def test_a_pinned_embedding_model_revision_reaches_sentence_transformers(monkeyp
     class Called(Exception):
         pass
 
-    def record(path, device=None, revision=None):
-        seen.update(path=path, revision=revision)
+    def record(path, device=None, revision=None, cache_folder=None, local_files_only=False):
+        seen.update(path=path, revision=revision, cache_folder=cache_folder, local_files_only=local_files_only)
         raise Called
 
     monkeypatch.setattr(st, "SentenceTransformer", record)
     pinned = build_mapper("embedding", "voc", device="cpu", model="sentence-transformers/all-MiniLM-L6-v2@abc123")
     with pytest.raises(Called):
         pinned.map(["puppy"])
-    assert seen == {"path": "sentence-transformers/all-MiniLM-L6-v2", "revision": "abc123"}
+    assert seen == {"path": "sentence-transformers/all-MiniLM-L6-v2", "revision": "abc123", "cache_folder": None,
+                    "local_files_only": False}
+    # The model section's cache and offline settings reach it too, as `selfseg download` fills that cache.
+    for method in ("embedding", "hybrid"):
+        mapper = build_mapper(method, "voc", device="cpu", model="owner/embedder@abc123", cache_dir="/models/hf",
+                              local_files_only=True)
+        with pytest.raises(Called):
+            mapper.map(["a qwzx"])  # hybrid: only what no lexical relation maps reaches the embedding
+        assert seen == {"path": "owner/embedder", "revision": "abc123", "cache_folder": "/models/hf",
+                        "local_files_only": True}
 
 
 def test_embedding_model_resolves_without_a_probe_when_offline(monkeypatch):
@@ -557,3 +566,39 @@ def test_coco_object_folds_cocos_stuff_into_background():
     # over a class list of the user's own, nothing is folded: the list is mapped into directly
     own = build_mapper("lexical", "coco-object", classes=class_list("coco-object")[:30])
     assert not hasattr(own, "inner") and own.map(["a dog"])[0].index == dog.index
+
+
+def test_an_llm_mappers_model_is_checked_before_it_is_needed(tmp_path, monkeypatch):
+    """check_model reads no weights: a checkpoint that is not there, or of another kind, is refused in one line;
+    with replies cached the run may not need the model, so a warning says what will stop it."""
+    from transformers import CLIPConfig
+
+    from selfseg.errors import ConfigError, ResourceMissingError
+    from selfseg.evaluate.mappers import check_mapper_model
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cache = str(tmp_path / "love.json")
+    missing = build_mapper("llm", "voc", model="owner/not-cached", cache=cache, device="cpu")
+    with pytest.raises(ResourceMissingError, match="causal LM checkpoint 'owner/not-cached' is not in the local"):
+        check_mapper_model(missing)
+    clip = tmp_path / "clip"
+    CLIPConfig().save_pretrained(clip)
+    (clip / "model.safetensors").write_bytes(b"")  # weights are never read by the check
+    with pytest.raises(ConfigError, match="is a 'clip' model; expected a causal"):
+        check_mapper_model(build_mapper("llm", "voc", model=str(clip), cache=cache, device="cpu"))
+    missing.replies = {"puppy": "dog"}
+    with pytest.warns(UserWarning, match="not in the local cache.*1 replies are cached: a noun not among them"):
+        check_mapper_model(missing)
+    check_mapper_model(build_mapper("llm", "voc", model="tiny-random", cache=cache, device="cpu"))  # built in code
+
+
+def test_an_embedding_mappers_model_is_checked_without_loading_it(monkeypatch):
+    from selfseg.errors import ResourceMissingError
+    from selfseg.evaluate.mappers import check_mapper_model
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for method in ("embedding", "hybrid"):
+        mapper = build_mapper(method, "voc", device="cpu", model="owner/not-cached")
+        with pytest.raises(ResourceMissingError, match="sentence-embedding model 'owner/not-cached' is not in the"):
+            check_mapper_model(mapper)
+        assert mapper.embedding._model is None if method == "hybrid" else mapper._model is None

@@ -139,6 +139,33 @@ def test_two_torchrun_processes_make_the_same_dataset(baseline, photos, tmp_path
     assert _dataset(out) == _dataset(baseline)
 
 
+def test_a_missing_mapper_model_stops_every_rank_with_its_error(photos, tmp_path):
+    """Rank 0 finds the mapper's model missing before segmenting: the other ranks stop with it (exit 2) rather
+    than wait for it. Two ranks started by hand, as a launcher other than torchrun starts them (torchrun would
+    end the waiting rank itself once rank 0 failed)."""
+    import socket
+
+    ontology = tmp_path / "ontology.yaml"
+    ontology.write_text("animal: [cow, dog]\n")
+    out = tmp_path / "dist"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    argv = [sys.executable, "-m", "selfseg", *_argv(photos, out, "--ontology", str(ontology), "label.mapper=llm",
+                                                    "evaluation.llm_model=owner/not-cached")]
+    env = {**_env(), "HF_HUB_OFFLINE": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "2"}
+    ranks = [subprocess.Popen(argv, cwd=REPO, env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in (0, 1)]
+    try:
+        ends = [p.communicate(timeout=120) for p in ranks]
+    finally:
+        for p in ranks:
+            p.kill()
+    assert [p.returncode for p in ranks] == [2, 2], ends
+    assert "causal LM checkpoint 'owner/not-cached' is not in the local cache" in ends[0][1]
+    assert not out.exists()
+
+
 def test_ontology_maps_the_nouns_onto_the_users_classes(photos, tmp_path):
     """The tiny models' nouns are noise; an ontology with "other" keeps every kept noun somewhere."""
     ontology = tmp_path / "ontology.yaml"

@@ -83,6 +83,15 @@ def build_mapper_from_block(method: str, block: Any, models: Any, dataset: str, 
     return mappers().component(method).factory(block, models, classes=classes, background=spec.background, **run)
 
 
+def build_run_mapper(config: Any, method: str, block: Any, dataset: str, classes: Any = None,
+                     **run: Any) -> LabelMapper:
+    """`build_mapper_from_block` with what a run of `config` adds: its model section, the spaCy pipeline of
+    its nouns, and its chat models' dtype (vlm.dtype: "auto" is bfloat16 on a GPU, where a 7B model in float32
+    needs 28 GB)."""
+    return build_mapper_from_block(method, block, config.model, dataset, classes,
+                                   spacy_pipeline=config.nouns.spacy_pipeline, dtype=config.vlm.dtype, **run)
+
+
 def check_mapper_model(mapper: LabelMapper) -> None:
     """Raise now the one-line error that loading `mapper`'s model would raise when it first maps (mappers
     with a model load it lazily): a run checks this before hours of predictions, not after them."""
@@ -96,4 +105,4 @@ def _same(a: Any, b: Any) -> bool:
 
 
 __all__ = ["MAPPERS", "METHODS", "LabelMatch", "LabelMapper", "build_mapper", "build_mapper_from_block",
-           "check_mapper_model", "mappers", "require_relations"]
+           "build_run_mapper", "check_mapper_model", "mappers", "require_relations"]

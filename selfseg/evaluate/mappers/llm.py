@@ -174,22 +174,36 @@ class LLMMapper(MapperWithoutLevels):
     # ---------------------------------------------------------------------------------------------- LLM
     def check_model(self) -> None:
         """Raise now the one-line error loading the LLM would raise later (a checkpoint neither cached nor
-        downloadable), without reading its weights; a run that has replies cached may not need the model."""
-        if self._llm is None and not self.replies:
-            from ...models.loading import check_available
-            from ...models.spec import ModelSpec
+        downloadable, or of another kind than a causal LM), reading its config only. With replies cached the
+        run may not need the model: then a warning says so instead."""
+        spec = self._spec()
+        if self._llm is not None or spec.is_tiny:
+            return
+        from ...models.chat import check_model_type
+        from ...models.loading import check_available
 
-            spec = ModelSpec(self.model_id, self.device, self.dtype, self.cache_dir, self.local_files_only)
+        try:
             check_available("causal LM", spec)
+            check_model_type(spec, "causal-lm", "evaluation.llm_model")
+        except SelfSegError as exc:
+            if not self.replies:
+                raise
+            import warnings
+
+            warnings.warn(f"{exc}; {len(self.replies)} replies are cached: a noun not among them stops the run "
+                          f"when it is reached", stacklevel=2)
+
+    def _spec(self) -> Any:
+        from ...models.spec import ModelSpec
+
+        return ModelSpec(self.model_id, self.device, self.dtype, self.cache_dir, self.local_files_only)
 
     @property
     def llm(self) -> Any:
         if self._llm is None:
             from ...models.llm import ChatLM
-            from ...models.spec import ModelSpec
 
-            spec = ModelSpec(self.model_id, self.device, self.dtype, self.cache_dir, self.local_files_only)
-            self._llm = ChatLM.from_spec(spec, batch_size=self.batch_size, max_new_tokens=self.max_new_tokens)
+            self._llm = ChatLM.from_spec(self._spec(), batch_size=self.batch_size, max_new_tokens=self.max_new_tokens)
             if self._llm.checkpoint and self._llm.checkpoint != self.checkpoint:
                 # Loading fetched another snapshot than the key named (not cached when this mapper was made,
                 # or updated since): its replies are the ones stored under its own key, the key later runs
@@ -257,7 +271,8 @@ class LlmMapperConfig:
     llm_max_new_tokens: int = 512
     # A custom prompt template with {noun} and {classes} or {dataset}; None: the paper's template per dataset.
     llm_prompt: str | None = None
-    # Reply cache (JSON); None: <out>/love_cache.json. Reruns never ask the LLM about a noun twice.
+    # Reply cache (JSON); None: a benchmark's <out>/love_cache.json, `selfseg label`'s in ~/.cache/selfseg/love/
+    # (SELFSEG_CACHE moves it). Reruns never ask the LLM about a noun twice.
     llm_cache: str | None = None
 
     def __post_init__(self) -> None:
