@@ -442,6 +442,8 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
         print(f"selfseg: error: --task semantic: dataset: expected one of {', '.join(dataset_names())}, "
               f"got {ns.dataset!r}", file=sys.stderr)
         return 2
+    # A wrong root is told with the layout expected, before anything about where the scores go.
+    dataset = load_dataset(ns.dataset, ns.root, ns.split, classes=ns.classes)
     out = Path(ns.out) if ns.out else Path(ns.predictions) / "scores.json"
     # Checked before scoring, which can take minutes: a table followed by a failure to save it is wasted work.
     # Without --out the target lies in the predictions folder, which scoring checks with its own message.
@@ -449,7 +451,6 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
     if problem:
         print(f"selfseg: error: cannot write the scores to {out}: {problem}", file=sys.stderr)
         return 2
-    dataset = load_dataset(ns.dataset, ns.root, ns.split, classes=ns.classes)
     samples = dataset.samples[: ns.limit] if ns.limit else dataset.samples
     report = score_label_maps(dataset, ns.predictions, convention=ns.convention,
                               cmiou_segments=ns.cmiou_segments, samples=samples)
@@ -464,8 +465,10 @@ def _evaluate_coco(ns: argparse.Namespace) -> int:
     """--task panoptic / instance: the COCO formats, scored as their references score them."""
     import json
 
+    from .evaluate.annotations import check_ground_truth
     from .io import atomic_write
 
+    check_ground_truth(ns.task, ns.dataset, ns.root, ns.split)  # a wrong root: the layout expected, first
     pred = Path(ns.predictions)
     default = (pred if pred.is_dir() else pred.parent) / f"{ns.task}_scores.json"
     out = Path(ns.out) if ns.out else default
@@ -515,10 +518,12 @@ def _score_coco(ns: argparse.Namespace, pred: Path) -> PanopticScores | Instance
 
 def _an_input(out: Path, ns: argparse.Namespace) -> str | None:
     """Why writing the scores to an existing `out` would destroy what is being scored, or None: a file of the
-    dataset, the predictions (the results file itself, or an image among them)."""
+    dataset, the predictions (the results file itself, or an image among them). Scores an earlier evaluation
+    wrote are replaced wherever they lie, so that a run can be repeated as it was given."""
+    from .evaluate.result import is_scores_file
     from .io import IMAGE_SUFFIXES
 
-    if not out.is_file():
+    if not out.is_file() or is_scores_file(out):
         return None
     target = out.resolve()
     root, pred = Path(ns.root).resolve(), Path(ns.predictions).resolve()

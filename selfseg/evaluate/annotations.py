@@ -61,18 +61,29 @@ def ground_truth(task: str, name: str, root: str | Path, split: str = "val") -> 
     a root that does not hold the files prints the layout expected."""
     from .panoptic import PanopticGroundTruth
 
+    name = check_ground_truth(task, name, root, split)
+    if name == "cityscapes":
+        return cityscapes_panoptic(root, split) if task == "panoptic" else cityscapes_instances(root, split)
+    js, pngs = (PANOPTIC if task == "panoptic" else INSTANCES)[name].files(Path(root), split)
+    return PanopticGroundTruth.from_coco(js, pngs) if task == "panoptic" else js
+
+
+def check_ground_truth(task: str, name: str, root: str | Path, split: str = "val") -> str:
+    """The dataset's name for the task (an alias resolved), once its ground-truth files are found under the
+    root; a DatasetError as `ground_truth` gives otherwise. Nothing is read, so it is quick."""
     table = PANOPTIC if task == "panoptic" else INSTANCES
     name = _ALIASES.get((task, name), name)
     if name not in table and name != "cityscapes":
         raise DatasetError(f"--task {task}: dataset: expected one of {choices([*table, 'cityscapes'])}, got {name!r}")
     if name == "cityscapes":
-        return cityscapes_panoptic(root, split) if task == "panoptic" else cityscapes_instances(root, split)
+        _cityscapes_files(Path(root), split)
+        return name
     source = table[name]
     js, pngs = source.files(Path(root), split)
     if not js.is_file() or (pngs is not None and not pngs.is_dir()):
         missing = js if not js.is_file() else pngs
         raise DatasetError(f"{name}: {missing} not found under {root}; expected layout:\n{source.layout}")
-    return PanopticGroundTruth.from_coco(js, pngs) if task == "panoptic" else js
+    return name
 
 
 # ------------------------------------------------------------------------------------------------ Cityscapes

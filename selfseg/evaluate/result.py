@@ -1,7 +1,9 @@
 """What evaluation reports: dataset-level segmentation scores, tag scores, and a benchmark run's report."""
 from __future__ import annotations
 
+import json
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -195,3 +197,33 @@ def _finite(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_finite(v) for v in obj]
     return obj
+
+
+# The top-level keys of the files `selfseg evaluate` writes, per task: semantic (`EvaluationReport.to_dict` of
+# label maps alone), panoptic, and instance (with "segm" and "bbox", the IoU types COCOeval scored).
+_SEMANTIC_KEYS = frozenset({"dataset", "split", "images", "convention", "mIoU", "mAcc", "pixel_accuracy", "fwIoU",
+                            "per_class", "cmIoU", "cmIoU_segments", "failed"})
+_PANOPTIC_KEYS = frozenset({"task", "dataset", "units", "images", "PQ", "SQ", "RQ", "n", "per_class",
+                            *(f"{k}_{group}" for group in ("all", "things", "stuff") for k in ("pq", "sq", "rq"))})
+_INSTANCE_KEYS = frozenset({"task", "dataset", "units", "images", "detections"})
+
+
+def is_scores_file(path: str | os.PathLike[str]) -> bool:
+    """Whether `path` is a file of scores as `selfseg evaluate` writes them, told by its keys: selfseg's own,
+    which a later evaluation may replace and which is no part of a dataset."""
+    try:
+        if os.path.getsize(path) > 64 << 20:  # far beyond any scores file (847 classes take ~100 kB)
+            return False
+        with open(path, "rb") as f:
+            head = f.read(1)  # a JSON object: anything else (an image among a dataset's files) is not read on
+            d = json.loads(head + f.read()) if head == b"{" else None
+    except (OSError, ValueError, RecursionError):  # unreadable, not JSON (an image), nested past the parser
+        return False
+    if not isinstance(d, dict):
+        return False
+    keys, task = set(d), d.get("task")
+    if task == "panoptic":
+        return keys == _PANOPTIC_KEYS
+    if task == "instance":
+        return _INSTANCE_KEYS <= keys <= _INSTANCE_KEYS | {"segm", "bbox"}
+    return keys == _SEMANTIC_KEYS

@@ -343,6 +343,36 @@ def test_an_out_that_is_an_input_is_refused(tmp_path, capsys, ade_gt):
     assert code == 0 and json.loads((pred / "scores.json").read_text())["images"] == 3
 
 
+def test_a_rerun_replaces_its_own_scores_inside_the_dataset_root(tmp_path, capsys, ade_gt):
+    """Predictions kept under --root: the default scores file lands in the dataset's folder, and a second run
+    replaces it (selfseg's own file, told by its content), while any other file there stays refused."""
+    import shutil
+
+    root = tmp_path / "ade"
+    shutil.copytree(ADE_SAMPLE, root)
+    pred = write_preds(root / "preds", ade_gt)
+    assert evaluate(capsys, "-d", "ade20k", "-r", root, "-p", pred)[0] == 0
+    write_preds(pred, {ADE_IDS[0]: np.full(ade_gt[ADE_IDS[0]].shape, IGNORE)})  # worse predictions, then again
+    code, _, err = evaluate(capsys, "-d", "ade20k", "-r", root, "-p", pred)
+    assert code == 0, err
+    assert json.loads((pred / "scores.json").read_text())["mIoU"] < 1
+    for theirs in ('{"mIoU": 0.5}', "notes"):  # JSON that is not selfseg's scores, or no JSON at all
+        (pred / "scores.json").write_text(theirs)
+        code, out, err = evaluate(capsys, "-d", "ade20k", "-r", root, "-p", pred)
+        assert code == 2 and out == "" and "it is a file of the dataset" in one_error_line(err)
+        assert (pred / "scores.json").read_text() == theirs
+
+
+def test_a_wrong_root_is_told_before_the_scores_file(tmp_path, capsys, ade_gt):
+    """A root that holds the predictions but not the dataset: the layout expected, not a word about where the
+    scores would go."""
+    pred = write_preds(tmp_path / "pred", ade_gt)
+    (pred / "scores.json").write_text("notes")
+    code, out, err = evaluate(capsys, "-d", "ade20k", "-r", tmp_path, "-p", pred)
+    assert code == 2 and out == ""
+    assert ADE_LAYOUT in err and "scores" not in err.splitlines()[0]
+
+
 def test_out_in_folders_still_to_be_made_is_written(tmp_path, capsys, ade_gt):
     pred = write_preds(tmp_path / "pred", ade_gt)
     target = tmp_path / "new" / "deeper" / "scores.json"

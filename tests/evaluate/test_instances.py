@@ -102,6 +102,9 @@ def test_evaluate_task_instance_on_the_coco_layout(tmp_path, capsys):
     assert "segm" in capsys.readouterr().out
     written = json.loads(out.read_text())
     assert written["segm"]["AP"] == pytest.approx(1.0) and written["bbox"]["AP"] == pytest.approx(1.0)
+    from selfseg.evaluate.result import is_scores_file
+
+    assert is_scores_file(out)  # selfseg's own, which a later evaluation may replace
     results.write_text(json.dumps([{"image_id": 5, "category_id": 1, "segmentation": rle(square(4, 4, 10)),
                                     "score": 0.5}]))
     assert main(["evaluate", "--task", "instance", "--dataset", "coco", "--root", str(root),

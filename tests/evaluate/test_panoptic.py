@@ -240,6 +240,28 @@ def test_evaluate_task_panoptic_on_the_datasets_layouts(tmp_path, capsys, datase
     assert "expected one of coco-panoptic, ade20k-panoptic or cityscapes" in capsys.readouterr().err
 
 
+def test_panoptic_scores_inside_the_dataset_root_are_replaced_by_a_rerun(tmp_path, capsys):
+    """Predictions kept under --root: the default panoptic_scores.json is selfseg's own (told by its content)
+    and a second run replaces it; a root without the ground truth gives the layout before anything about
+    the scores file."""
+    from selfseg.cli import main
+    from selfseg.evaluate.result import is_scores_file
+
+    root = tmp_path / "root"
+    gt = write_pair(tmp_path / "staging", {"a": (GT_IDS, GT_SEGS)})
+    root.mkdir()
+    gt[0].rename(root / "ade20k_panoptic_val.json")
+    gt[1].rename(root / "ade20k_panoptic_val")
+    pred = write_pair(root / "pred", {"a": (GT_IDS, GT_SEGS)}, with_area=False)[0].parent
+    args = ["evaluate", "--task", "panoptic", "--dataset", "ade20k-panoptic", "--predictions", str(pred)]
+    for _ in range(2):
+        assert main([*args, "--root", str(root)]) == 0, capsys.readouterr().err
+        assert is_scores_file(pred / "panoptic_scores.json")
+    assert main([*args, "--root", str(tmp_path)]) == 2  # holds the predictions, not the dataset
+    err = capsys.readouterr().err
+    assert "expected layout" in err and "cannot write the scores" not in err
+
+
 def test_a_segmentation_writes_what_the_evaluators_read(tmp_path):
     """The pipeline's own output feeds `--task panoptic` and `--task instance` without glue code: scored
     against ground truth made of the same masks, PQ and AP are 1; open-vocabulary labels go through a
