@@ -325,7 +325,9 @@ BUILD_LOCK = ".selfseg-build.lock"
 def _move_into_place(stage: Path, out: Path) -> None:
     """Replace the previous build's files with the staged build's. Refuses, before touching anything, when a
     folder the build occupies holds a file the previous build did not write (a user's notes in train/, a
-    corrected annotation file): that is never deleted."""
+    corrected annotation file): that is never deleted. Scores `selfseg evaluate` wrote there (by default
+    beside the label maps it scored, such as train/masks/) are no part of the dataset and stay where they are."""
+    from ..evaluate.result import is_scores_file
     from ..io import atomic_write
 
     new = sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file())
@@ -336,7 +338,7 @@ def _move_into_place(stage: Path, out: Path) -> None:
     strangers = [p for top in sorted(tops - {FAILURES})
                  for p in ([out / top] if (out / top).is_file() else
                            sorted((out / top).rglob("*")) if (out / top).is_dir() else [])
-                 if p.is_file() and p.relative_to(out).as_posix() not in old]
+                 if p.is_file() and p.relative_to(out).as_posix() not in old and not is_scores_file(p)]
     # Nothing of the previous dataset may go before every listed file can: a listed file that is a folder
     # now, or a folder on its way that is a file now, or one that cannot be written in, is in the way.
     blocked = [p for p in (_in_the_way(out, rel) for rel in sorted(old)) if p is not None]

@@ -437,6 +437,37 @@ def test_what_stops_the_move_stops_it_before_anything_goes(tmp_path, monkeypatch
         "annotations/a.json", "classes.txt", "val/labels/x.txt"]
 
 
+def test_scores_selfseg_evaluate_wrote_among_the_dataset_stay_through_a_rebuild(tmp_path, capsys):
+    """`selfseg evaluate --predictions DIR/train/masks` writes its scores there by default: a rebuild leaves
+    that file where it is, while a file of the user's there still stops it."""
+    from selfseg.errors import ConfigError
+    from selfseg.label.run import _move_into_place
+
+    out, stage = tmp_path / "ds", tmp_path / "ds" / ".build"
+
+    def build(label: int) -> None:
+        from PIL import Image
+
+        for folder in ("train/images", "train/masks"):
+            (stage / folder).mkdir(parents=True, exist_ok=True)
+        (stage / "classes.txt").write_text("cat\ndog\n")
+        Image.new("RGB", (2, 2)).save(stage / "train/images/a.png")
+        Image.new("L", (2, 2), label).save(stage / "train/masks/a.png")
+        _move_into_place(stage, out)
+
+    build(0)
+    assert main(["evaluate", "-d", "folder", "-r", str(out), "--split", "train", "-p", str(out / "train/masks")]) == 0
+    scores = (out / "train/masks/scores.json").read_text()
+    build(1)
+    assert (out / "train/masks/scores.json").read_text() == scores
+    from PIL import Image
+
+    assert Image.open(out / "train/masks/a.png").getpixel((0, 0)) == 1  # the new build's
+    (out / "train/masks/notes.json").write_text('{"mIoU": 0.5}')
+    with pytest.raises(ConfigError, match="notes.json is not a file the previous dataset build wrote"):
+        build(0)
+
+
 def test_a_build_list_of_names_alone_is_still_read(tmp_path):
     """A list of names alone, no stamps: its files are the build's to replace, edited or not."""
     from selfseg.label.run import BUILD_LIST, _move_into_place, _refuse_edited
