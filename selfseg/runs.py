@@ -218,7 +218,7 @@ class RunFolder:
         self.run = fingerprint(settings)
         self._lock_fd: int | None = None
         self._manifest_due = False
-        self._logged: set[str] | None = None  # the files the log names, read when first needed
+        self._logged: dict[str, Any] | None = None  # the files the log names (`logged_files`), read when needed
         self._logged_size = 0  # the log's size when read
 
     def start(self, resume: bool, fresh: bool) -> None:
@@ -308,8 +308,9 @@ class RunFolder:
                 continue
             if not all(p.is_file() for p in named):
                 continue
-            # A file cut short or replaced since (a disk that lost a write, another run's file copied in)
-            # is computed again. Its size alone is compared: a folder copied without its times stays done.
+            # A file whose size is not the one written (cut short by a disk that lost a write, another file
+            # put in its place) is not done, and not the run's to overwrite either (`foreign`): the input
+            # fails until it is moved. Its size alone is compared: a folder copied without its times stays done.
             written = entry.get("written")
             if isinstance(written, list) and not all(as_written(p, w) for p, w in zip(files, written)):
                 continue
@@ -335,39 +336,48 @@ class RunFolder:
     def begin(self, name: OutputName, source: str, files: Sequence[Path]) -> None:
         """Log, before writing them, the files one input is about to get (JSON first): a run killed
         mid-write leaves no unlogged output that a later run could take for an input. A file already there that
-        no run logged here (the user's, beside the photos) is not overwritten: FileExistsError, for this input
-        alone. One a run logged is written over, changed or not: a result cut short is redone."""
+        is not a run's as it wrote it (`foreign`: the user's, beside the photos or put in a result's place) is
+        not overwritten: FileExistsError, for this input alone. A run's file is written over, whatever its
+        content: a result cut short by a kill is redone."""
         foreign = self.foreign(files)
         if foreign is not None:
             raise FileExistsError(self.in_the_way(foreign))
         self._append(name, source, files, "writing")
 
     def in_the_way(self, path: Path) -> str:
-        """Why an input's results are not written: a file no run logged here is where one would go."""
+        """Why an input's results are not written: a file `foreign` found is where one would go."""
+        if self._logged is not None and path.relative_to(self.out).as_posix() in self._logged:
+            return (f"{path} is there already and its size is no longer the one a selfseg run in {self.out}/ "
+                    f"wrote; move it, or write to another --out")
         return f"{path} is there already and no selfseg run in {self.out}/ wrote it; move it, or write to another --out"
 
     def refused(self, sources: Iterable[str], files_of: Any) -> dict[str, str]:
         """source -> why its results will not be written, for those of `sources` whose files (`files_of(source)`)
-        include one no run logged here: checked before they are computed."""
+        include a `foreign` one: checked before they are computed."""
         found = ((s, self.foreign(files_of(s))) for s in sources)
         return {s: self.in_the_way(f) for s, f in found if f is not None}
 
     def foreign(self, files: Sequence[Path]) -> Path | None:
-        """The first of `files` that is there already and that no run logged in this folder: callers check it
-        before computing an input's results, `begin` again before writing them."""
+        """The first of `files` that is there already and is not a run's as it wrote it: no run logged it in
+        this folder, or its size is not the one the latest entry naming it recorded as written (a file put in
+        its place since, kept by --fresh too). One logged before it was written, with no size recorded (a
+        write a kill cut short), is a run's. Callers check it before computing an input's results, `begin`
+        again before writing them."""
         there = [p for p in files if p.exists() or p.is_symlink()]
         if not there:
             return None
         for attempt in range(2):
             if attempt or self._logged is None:
                 self._logged_size = (file_stat(self.out / LOG) or [0])[0]  # before reading: a later line re-reads
-                self._logged = set(logged_files(read_log(self.out)))
-            missing = next((p for p in there if p.relative_to(self.out).as_posix() not in self._logged), None)
-            # Read again only for a file not known yet, and only when the log has grown by more than this run
-            # wrote (another run in the folder logged files since).
-            if missing is None or (file_stat(self.out / LOG) or [0])[0] == self._logged_size:
-                return missing
-        return missing
+                self._logged = logged_files(read_log(self.out))
+            logged = self._logged
+            theirs = next((p for p in there if (rel := p.relative_to(self.out).as_posix()) not in logged
+                           or not as_written(p, logged[rel])), None)
+            # Read again only for a file not known as it is, and only when the log has grown by more than this
+            # run wrote (another run in the folder logged files, or wrote them again, since).
+            if theirs is None or (file_stat(self.out / LOG) or [0])[0] == self._logged_size:
+                return theirs
+        return theirs
 
     def record(self, name: OutputName, source: str, files: Sequence[Path]) -> None:
         """Log one finished input; called after all its files are in place, the JSON (files[0]) last."""
@@ -397,7 +407,7 @@ class RunFolder:
         finally:
             os.close(fd)
         if self._logged is not None:  # what this run logs is known; a log grown by more is read again
-            self._logged.update(rel)
+            self._logged.update(logged_files([entry]))
             self._logged_size += len(data)
 
     def _manifest(self) -> dict[str, Any] | None:
@@ -525,10 +535,10 @@ def as_written(path: str | Path, written: Any) -> bool:
 
 def logged_files(entries: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Each file the log entries name -> its [size, time] as the latest entry naming it wrote it (None where
-    that entry logged it before writing it)."""
+    that entry logged it before writing it: its state, not the keys it carries, says which)."""
     files: dict[str, Any] = {}
     for e in entries:
-        written = e.get("written") if isinstance(e.get("written"), list) else []
+        written = e.get("written") if e.get("state") == "done" and isinstance(e.get("written"), list) else []
         for i, rel in enumerate(e["files"]):
             files[rel] = written[i] if i < len(written) else None
     return files

@@ -176,7 +176,11 @@ def test_resume_skips_finished_images(repo, ade_images, tmp_path, capsys):
     assert all((out / f"{p.stem}.json").is_file() for p in ade_images)
 
 
-def test_resume_redoes_a_truncated_result_or_another_inputs_result(repo, ade_images, tmp_path, capsys):
+def test_resume_redoes_another_inputs_result_and_keeps_a_result_of_another_size(repo, ade_images, tmp_path,
+                                                                                 capsys):
+    """A result whose JSON holds another input's key is redone. One cut short since it was written (a lost
+    write) cannot be told by its size from a file put in its place: it is kept and its image fails with one
+    line, as --fresh keeps it; once it is moved, it is redone."""
     cfg = str(repo / "configs" / "smoke.yaml")
     out = tmp_path / "out"
     a, b = ade_images[0], ade_images[1]
@@ -184,12 +188,18 @@ def test_resume_redoes_a_truncated_result_or_another_inputs_result(repo, ade_ima
     js_a = out / f"{a.stem}.json"
     js_a.write_text(js_a.read_text()[:100])  # a result cut short
     js_b = out / f"{b.stem}.json"
-    js_b.write_text(json.dumps({**json.loads(js_b.read_text()), "key": "elsewhere/" + b.name}))  # not b's
+    other = b.name.replace("2", "9")  # a key of the same length: the file keeps the size it was written with
+    assert other != b.name and len(other) == len(b.name)
+    js_b.write_text(json.dumps({**json.loads(js_b.read_text()), "key": other}))  # not b's
     capsys.readouterr()
-    assert main(["tag", str(a), str(b), "--config", cfg, "--out", str(out), "--resume", "-q"]) == 0
+    assert main(["tag", str(a), str(b), "--config", cfg, "--out", str(out), "--resume", "-q"]) == 1
     cap = capsys.readouterr()
-    assert "resuming" not in cap.err and str(a) in cap.out and str(b) in cap.out  # both done again
-    assert json.loads(js_a.read_text())["source"] == str(a) and json.loads(js_b.read_text())["source"] == str(b)
+    assert f"error: {a}: could not write outputs ({js_a} is there already and its size is no longer" in cap.err
+    assert "resuming" not in cap.err and str(a) not in cap.out and str(b) in cap.out  # b done again
+    assert len(js_a.read_text()) == 100 and json.loads(js_b.read_text())["source"] == str(b)
+    js_a.unlink()
+    assert main(["tag", str(a), str(b), "--config", cfg, "--out", str(out), "--resume", "-q"]) == 0
+    assert json.loads(js_a.read_text())["source"] == str(a)
 
 
 def test_resume_with_other_inputs_beside_redoes_what_they_rename(repo, ade_images, tmp_path, capsys):

@@ -108,15 +108,30 @@ def test_fresh_deletes_only_logged_files_inside_the_folder(tmp_path):
     assert not (out / "x.json").exists() and not (out / LOG).exists() and (out / "a").is_symlink()
 
 
-def test_a_result_whose_file_was_cut_short_since_is_redone(tmp_path):
+def test_a_result_whose_file_changed_size_since_is_neither_done_nor_written_over(tmp_path):
+    """A logged file of another size than the log says it was written with is the user's, as --fresh takes it:
+    not done, and refused with one line rather than overwritten; one logged only as about to be written (a
+    write a kill cut short) is selfseg's, whatever its size."""
     folder, src, out = _one_logged_output(tmp_path)
     named = {str(src): OutputName("x.png", "x")}
+    files = [out / "x.json", out / "x.png"]
     data = (out / "x.png").read_bytes()
-    os.truncate(out / "x.png", 10)  # not the size it was written with (a lost write, another file put there)
+    (out / "x.png").write_bytes(b"another file put there")  # not the size it was written with
     assert folder.done([str(src)], named) == set()
+    for run in (folder, RunFolder(out, {"config": {"a": 1}})):  # what this run logged, and a later run reading it
+        assert run.foreign(files) == out / "x.png"
+        assert run.refused([str(src)], lambda s: files) == {str(src): (
+            f"{out / 'x.png'} is there already and its size is no longer the one a selfseg run in {out}/ wrote; "
+            f"move it, or write to another --out")}
+        with pytest.raises(FileExistsError):
+            run.begin(named[str(src)], str(src), files)
     (out / "x.png").write_bytes(data)
-    os.utime(out / "x.png", ns=(1, 1))  # the same file, copied without its times: still done
-    assert folder.done([str(src)], named) == {str(src)}
+    os.utime(out / "x.png", ns=(1, 1))  # the same file, copied without its times: still done, and selfseg's
+    assert folder.done([str(src)], named) == {str(src)} and folder.foreign(files) is None
+    folder.begin(named[str(src)], str(src), files)  # about to be written again, then killed mid-write
+    (out / "x.png").write_bytes(b"half a PNG")
+    later = RunFolder(out, {"config": {"a": 1}})
+    assert later.foreign(files) is None and later.done([str(src)], named) == set()  # redone, in place
 
 
 def test_fresh_keeps_a_file_put_in_place_of_an_output(tmp_path, capsys):
@@ -326,6 +341,24 @@ def test_a_users_file_where_an_output_would_go_is_kept_and_only_that_image_fails
     assert (tmp_path / f"{ade_images[1].stem}.json").is_file() and not (tmp_path / f"{stem}.json").exists()
     mine.unlink()
     assert _segment(photos, tmp_path) == 0  # the second image's files are selfseg's: written over
+
+
+def test_an_output_replaced_by_a_file_of_another_size_is_kept_by_every_mode(ade_images, tmp_path, capsys):
+    """--resume, a plain run and --fresh agree: an output the user replaced with a file of another size is
+    theirs, that image fails with one line, and the other is done."""
+    photos = ade_images[:2]
+    out = tmp_path / "out"
+    assert _segment(photos, out) == 0
+    mine = out / f"{photos[0].stem}_overlay.png"
+    shutil.copy(out / f"{photos[1].stem}_overlay.png", mine)  # another picture, of another size
+    theirs = mine.read_bytes()
+    capsys.readouterr()
+    for extra in (["--resume"], [], ["--fresh"]):
+        assert _segment(photos, out, *extra) == 1, extra
+        err = capsys.readouterr().err
+        assert f"error: {photos[0]}: could not write outputs ({mine} is there already and " in err, extra
+        assert "1/2 images segmented" in err and mine.read_bytes() == theirs, extra
+    assert "--fresh kept 1 file(s)" in err
 
 
 def test_same_stem_in_two_folders_gives_two_results_and_resume_keeps_both(repo, ade_images, tmp_path, capsys):
