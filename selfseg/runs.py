@@ -212,8 +212,10 @@ class RunFolder:
     so it never removes a file another run is still writing.
     """
 
-    def __init__(self, out: str | Path, settings: dict[str, Any]) -> None:
+    def __init__(self, out: str | Path, settings: dict[str, Any], named: str | None = None) -> None:
         self.out = Path(out)
+        # How messages about the folder name it: the user gave `--out` for it, or for a folder holding it.
+        self.named = named or f"--out {self.out}"
         self.settings = settings
         self.run = fingerprint(settings)
         self._lock_fd: int | None = None
@@ -232,7 +234,7 @@ class RunFolder:
         if resume and fresh:
             raise ConfigError("--resume and --fresh: expected one of them, got both")
         if self.out.exists() and not self.out.is_dir():
-            raise ConfigError(f"--out {self.out}: exists and is not a folder")
+            raise ConfigError(f"{self.named}: exists and is not a folder")
         old = self._manifest()
         if resume and old is not None and old.get("run") != self.run:
             changed = [d.removeprefix("config.") for d in differences(old.get("settings"), self.settings)] \
@@ -246,7 +248,7 @@ class RunFolder:
             probe = tempfile.NamedTemporaryFile(dir=self.out, prefix=".selfseg-probe.", delete=True)
             probe.close()
         except OSError as exc:  # read-only, not ours, a full disk: before any work, naming the folder
-            raise ConfigError(f"--out {self.out}: cannot write there ({exc.strerror or exc})") from None
+            raise ConfigError(f"{self.named}: cannot write there ({exc.strerror or exc})") from None
         alone = self._lock()
         if fresh:
             # Each file as its latest log entry left it (None: a write a kill cut short, still ours). A file of

@@ -143,7 +143,8 @@ def _predict(config: Any, sources: list[str], names: dict, pred: Path, dist: Any
     from ..pipeline import SelfSeg
     from ..runs import RunFolder, run_settings
 
-    folder = RunFolder(pred, run_settings(config, "segment"))
+    folder = RunFolder(pred, run_settings(config, "segment"),
+                       named=f"--out {pred.parent} (its {PREDICTIONS}/ folder)")
     if dist.rank == 0:
         folder.start(resume=resume, fresh=fresh)
     dist.gather(None)  # the folder exists, checked, before any rank writes into it

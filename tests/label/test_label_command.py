@@ -216,6 +216,34 @@ def test_bad_arguments_are_one_line_errors_before_any_work(photos, tmp_path, cap
     assert not (out / "predictions").exists()
 
 
+@pytest.mark.parametrize("case", ["under_a_file", "read_only"])
+def test_an_out_that_cannot_be_written_is_named_as_the_user_gave_it(photos, tmp_path, capsys, monkeypatch, case):
+    """The predictions go in a folder inside --out: the error names --out as given, and that folder in it."""
+    import errno
+    import tempfile
+
+    if case == "under_a_file":
+        (tmp_path / "afile").write_text("a file, not a folder")
+        out = tmp_path / "afile" / "ds"
+        why = "Not a directory"
+    else:  # as root every folder is writable: the refusal a read-only folder gives, made where it is probed
+        out = tmp_path / "ds"
+        out.mkdir()
+        real = tempfile.NamedTemporaryFile
+
+        def probe(*args, **kwargs):
+            if Path(kwargs.get("dir", "")).parent == out:
+                raise PermissionError(errno.EACCES, "Permission denied")
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(tempfile, "NamedTemporaryFile", probe)
+        why = "Permission denied"
+    capsys.readouterr()
+    assert main(_argv(photos, out)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"selfseg: error: --out {out} (its predictions/ folder): cannot write there ({why})"
+
+
 def test_when_no_image_can_be_read_the_run_says_so_and_lists_them(tmp_path, capsys):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.jpg").write_bytes(b"not a jpeg")
