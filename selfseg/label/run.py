@@ -83,6 +83,7 @@ def label_images(config: Any, inputs: Sequence[str], out: str | Path, ontology: 
     problem = None
     sources: list[str] = []
     classes = None
+    mapper = None  # the ontology's label mapper, built once: checked here, used by the build
     if dist.rank == 0:
         try:
             _check_out(out)
@@ -90,7 +91,8 @@ def label_images(config: Any, inputs: Sequence[str], out: str | Path, ontology: 
             classes = load_ontology(ontology) if ontology else None
             VocabularyBuilder(config.label)._synonym_lists()  # a missing or unreadable list: before any work
             if classes is not None:  # a mapper model that cannot be had: before the images are segmented
-                check_mapper_model(ontology_mapper(config, classes))
+                mapper = ontology_mapper(config, classes)
+                check_mapper_model(mapper)
             expanded = list(dict.fromkeys(expand_inputs(inputs)))
             skipped = own_outputs(s for s in expanded if s not in inputs)
             sources = [s for s in expanded if s not in skipped]
@@ -115,7 +117,7 @@ def label_images(config: Any, inputs: Sequence[str], out: str | Path, ontology: 
             finished = True
             return None
         summary = build_dataset(config, sources, names, out, classes, everyone, quiet,
-                                ontology_name=str(ontology) if ontology else None)
+                                ontology_name=str(ontology) if ontology else None, mapper=mapper)
         finished = True
         return summary
     finally:
@@ -202,9 +204,11 @@ def _prediction_path(names: dict, pred: Path, source: str) -> Path:
 
 
 def build_dataset(config: Any, sources: list[str], names: dict, out: Path, ontology: Any,
-                  failed: list[tuple[str, str]], quiet: bool = False, ontology_name: str | None = None) -> LabelSummary:
+                  failed: list[tuple[str, str]], quiet: bool = False, ontology_name: str | None = None,
+                  mapper: Any = None) -> LabelSummary:
     """Stage 2, from the prediction files: vocabulary, formats, review page, failures.txt. ontology: the user's
-    classes (`load_ontology`) or None. failed: (source, reason) of the images the pipeline could not run on.
+    classes (`load_ontology`) or None; mapper: its label mapper (None: `ontology_mapper`). failed: (source,
+    reason) of the images the pipeline could not run on.
 
     The dataset is built in `DIR/.build/` and moved into place only when complete, so a build that fails or is
     killed before then leaves the previous dataset as it was; moving it in removes exactly the files the
@@ -213,11 +217,11 @@ def build_dataset(config: Any, sources: list[str], names: dict, out: Path, ontol
     One build at a time in DIR: another run's build waits for this one (a file lock, where the system has
     them)."""
     with _build_lock(out):
-        return _build(config, sources, names, out, ontology, failed, quiet, ontology_name)
+        return _build(config, sources, names, out, ontology, failed, quiet, ontology_name, mapper)
 
 
 def _build(config: Any, sources: list[str], names: dict, out: Path, ontology: Any, failed: list[tuple[str, str]],
-           quiet: bool, ontology_name: str | None) -> LabelSummary:
+           quiet: bool, ontology_name: str | None, mapper: Any = None) -> LabelSummary:
     from tqdm import tqdm
 
     from ..runs import RunFolder, run_settings
@@ -237,8 +241,9 @@ def _build(config: Any, sources: list[str], names: dict, out: Path, ontology: An
     if not kept:
         _write_failures(out, lines)
         raise DatasetError(f"no image could be labelled: {len(lines)} failed (listed in {out / FAILURES})")
-    builder = VocabularyBuilder(label, ontology=ontology,
-                                mapper=ontology_mapper(config, ontology) if ontology is not None else None)
+    if mapper is None and ontology is not None:
+        mapper = ontology_mapper(config, ontology)
+    builder = VocabularyBuilder(label, ontology=ontology, mapper=mapper)
     for s in tqdm(kept, unit="img", file=sys.stderr, leave=False, disable=quiet or None, desc="vocabulary"):
         builder.add(names[s].key, _labels(_prediction_path(names, pred, s), label))
     vocabulary = builder.build()

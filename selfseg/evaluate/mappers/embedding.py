@@ -75,11 +75,8 @@ class EmbeddingMapper(MapperWithoutLevels):
                 raise ResourceMissingError(f"the {self.name} label mapper needs sentence-transformers: "
                                            "pip install sentence-transformers") from None
             from ...models.loading import resolve_device
-            from ...resources import split_revision
 
-            name, revision = split_revision(self.model_name)  # "owner/name@rev", as every model setting
-            # The bundled offline copy is one snapshot: a pinned revision is the hub's (or its cache's).
-            path = name if revision else resolve_embedding_model(name, self.cache_dir)
+            path, revision = self._where()
             device = str(resolve_device(self.device))
             try:
                 self._model = SentenceTransformer(path, device=device, revision=revision, cache_folder=self.cache_dir,
@@ -94,15 +91,23 @@ class EmbeddingMapper(MapperWithoutLevels):
             self._class_emb = self._encode(names)
         return self._model
 
+    def _where(self) -> tuple[str, str | None]:
+        """(the folder or hub id to load, the pinned revision or None) of `model_name`: "owner/name@rev", as
+        every model setting takes it. The bundled offline copy is one snapshot: a pinned revision is the hub's
+        (or its cache's)."""
+        from ...resources import split_revision
+
+        name, revision = split_revision(self.model_name)
+        return (name if revision else resolve_embedding_model(name, self.cache_dir)), revision
+
     def check_model(self) -> None:
         """Raise now, without loading it, the one-line error a model that cannot be had would raise when the
         mapper first maps: a folder, a cached snapshot or a reachable hub will do."""
         from pathlib import Path
 
-        from ...resources import hub_offline, hub_reachable, split_revision
+        from ...resources import hub_offline, hub_reachable
 
-        name, revision = split_revision(self.model_name)
-        path = name if revision else resolve_embedding_model(name, self.cache_dir)
+        path, revision = self._where()
         if Path(path).exists() or _cached(path, self.cache_dir, revision):
             return
         offline = self.local_files_only or hub_offline()
