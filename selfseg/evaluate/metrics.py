@@ -257,9 +257,13 @@ class ClassAgnosticIoU:
         if ng == 0:
             return []
         gv, pv = g[valid], p[valid]
-        inter = np.bincount(gv * npred + pv, minlength=ng * npred).reshape(ng, npred)
-        union = np.bincount(gv, minlength=ng)[:, None] + np.bincount(pv, minlength=npred)[None, :] - inter
-        best = (inter / union).max(axis=1)
+        # Only the (true, predicted) pairs that meet are counted: a dense ng x npred table would take
+        # gigabytes for a speckled prediction's hundreds of thousands of components.
+        pairs, inter = np.unique(gv * npred + pv, return_counts=True)
+        gi, pi = np.divmod(pairs, npred)
+        union = np.bincount(gv, minlength=ng)[gi] + np.bincount(pv, minlength=npred)[pi] - inter
+        best = np.zeros(ng)
+        np.maximum.at(best, gi, inter / union)  # every true segment has a valid pixel, so meets some segment
         self.best.extend(float(b) for b in best)
         return [float(b) for b in best]
 

@@ -165,6 +165,40 @@ def test_cmiou_image_fully_ignored_adds_no_segment():
     assert m.segments == 0 and math.isnan(m.evaluate())
 
 
+def _best_iou_by_masks(pred, gt):
+    """cmIoU's per-segment best IoU over class segments, one boolean mask pair at a time."""
+    valid = gt != X
+    out = []
+    for g in np.unique(gt[valid]):
+        t = valid & (gt == g)
+        out.append(max(((t & (pred == q)).sum() / (t | (valid & (pred == q))).sum()) for q in np.unique(pred[valid])))
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cmiou_matches_mask_by_mask_ious_on_random_maps(seed):
+    rng = np.random.default_rng(seed)
+    gt = rng.integers(0, 5, (12, 9))
+    gt[rng.random(gt.shape) < 0.2] = X
+    pred = rng.integers(0, 7, (12, 9)) * 3 + 100  # ids that are no class index
+    assert ClassAgnosticIoU("class").process(img(pred, gt)) == pytest.approx(_best_iou_by_masks(pred, gt))
+
+
+def test_cmiou_memory_follows_the_pixels_not_segment_pairs():
+    import tracemalloc
+
+    # Every pixel its own predicted segment and 64 true segments: a table of all pairs would hold
+    # 64 x 262,144 counts (128 MiB); the pairs that meet are one per pixel.
+    gt = np.repeat(np.arange(64), 512 * 512 // 64).reshape(512, 512)
+    pred = np.arange(512 * 512).reshape(512, 512)
+    tracemalloc.start()
+    best = ClassAgnosticIoU("class").process(img(pred, gt))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert best == pytest.approx([1 / 4096] * 64)
+    assert peak < 48 * 2**20, f"peak {peak / 2**20:.0f} MiB"
+
+
 # ------------------------------------------------------------------------------------- tag metrics
 
 
